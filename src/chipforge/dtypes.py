@@ -1,0 +1,17 @@
+"""Number formats the matrix and vector units work in, and their storage size."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+DType = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
+DTYPES: tuple[str, ...] = get_args(DType)
+
+# bytes per element in memory (tf32 is stored as fp32; fp4/int4 pack two per byte)
+BYTES: dict[str, float] = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1,
+                           "int8": 1, "fp4": 0.5, "int4": 0.5}
+
+
+def nbytes(dtype: str) -> float:
+    """Bytes per element of `dtype`."""
+    return BYTES[dtype]

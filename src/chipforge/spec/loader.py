@@ -1,0 +1,77 @@
+"""Load chips from shipped presets (TOML in `presets/`) or a user's TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from chipforge.errors import SpecError, did_you_mean
+from chipforge.spec.models import ChipSpec
+
+PRESET_DIR = resources.files("chipforge.spec") / "presets"
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped chip presets, sorted."""
+    return sorted(p.name.removesuffix(".toml") for p in PRESET_DIR.iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def validation_message(err: ValidationError, model: type[BaseModel], where: str) -> str:
+    """One line naming the dotted path of the first bad field and how to fix it."""
+    first = err.errors()[0]
+    path = ".".join(str(p) for p in first["loc"]) or "(root)"
+    kind, value = first["type"], first.get("input")
+    if kind == "extra_forbidden":
+        return f"{where}: `{path}` is not a known field; remove it or check its spelling"
+    if kind == "missing":
+        return f"{where}: `{path}` is required; add it"
+    if kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
+        bound = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+                 "less_than_equal": "<="}[kind]
+        limit = next(iter(first.get("ctx", {}).values()), "")
+        return f"{where}: `{path}` must be {bound} {limit}, not {value!r}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: `{path}` {message}" if kind == "value_error" else \
+        f"{where}: `{path}` {message.lower()}, not {value!r}"
+
+
+def chip_from_dict(data: dict[str, Any], where: str = "chip") -> ChipSpec:
+    """Validate a chip description (already parsed from TOML or JSON)."""
+    try:
+        return ChipSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(validation_message(err, ChipSpec, where)) from None
+
+
+def _read_toml(path: Path | Any, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{where}: not valid TOML ({err})") from None
+
+
+@cache
+def _load_preset(name: str) -> ChipSpec:
+    return chip_from_dict(_read_toml(PRESET_DIR / f"{name}.toml", f"preset {name}"),
+                          f"preset {name}")
+
+
+def load_chip(name_or_path: str | Path) -> ChipSpec:
+    """A preset by name (`h100`, `forge-n3`) or a chip TOML file by path."""
+    text = str(name_or_path)
+    if text.endswith(".toml") or Path(text).exists():
+        path = Path(text)
+        if not path.is_file():
+            raise SpecError(f"chip file {text!r} does not exist; give a preset name or a TOML path")
+        return chip_from_dict(_read_toml(path, text), text)
+    names = preset_names()
+    if text not in names:
+        raise SpecError(f"`chip` must be a preset or a .toml file, not {text!r}"
+                        f"{did_you_mean(text, names)}; `chipforge presets` lists them")
+    return _load_preset(text)

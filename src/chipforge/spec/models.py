@@ -1,0 +1,163 @@
+"""Hardware descriptions: immutable, validated, in SI base units.
+
+A GPU and a TPU share one vocabulary: cores (SMs or TensorCores) hold matrix units (tensor cores
+or systolic MXUs) and vector units; memory levels run from HBM inwards to on-chip SRAM; links
+connect chips. Quantity fields accept strings with units ("3.35 TB/s") at the edges.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from chipforge.dtypes import DType
+from chipforge.errors import UnitError
+from chipforge.units import parse_quantity
+
+
+def _quantity(dimension: str):
+    def parse(value):
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_quantity(value, dimension)
+        except UnitError as err:  # re-raised as a pydantic error so the field path is kept
+            raise ValueError(err.problem) from None
+
+    return BeforeValidator(parse)
+
+
+Bytes = Annotated[float, _quantity("bytes"), Field(gt=0)]
+Bandwidth = Annotated[float, _quantity("bandwidth"), Field(gt=0)]
+Power = Annotated[float, _quantity("power"), Field(gt=0)]
+Frequency = Annotated[float, _quantity("frequency"), Field(gt=0)]
+Seconds = Annotated[float, _quantity("time"), Field(ge=0)]
+Area = Annotated[float, _quantity("area"), Field(gt=0)]
+EnergyPerByte = Annotated[float, _quantity("energy_per_byte"), Field(ge=0)]
+
+Dataflow = Literal["weight-stationary", "output-stationary", "tensor-core"]
+MemoryKind = Literal["hbm", "dram", "cache", "sram"]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MatrixUnit(Frozen):
+    """One matrix engine: a systolic array (rows x cols MACs) or a GPU core's tensor cores.
+
+    For `tensor-core`, rows x cols is the output tile one core computes at a time (the kernel's
+    CTA tile); there is no systolic fill, and the tile sets padding and wave quantization.
+    """
+
+    rows: int = Field(gt=0, description="array rows (systolic: K side under weight-stationary)")
+    cols: int = Field(gt=0, description="array columns (systolic: N side)")
+    count: int = Field(1, gt=0, description="matrix units per core")
+    dataflow: Dataflow = "weight-stationary"
+    macs_per_cycle: dict[DType, Annotated[int, Field(gt=0)]] = Field(
+        description="dense multiply-accumulates per cycle per unit, by input dtype")
+    double_buffered: bool = Field(True, description="next tile's weights load during the stream")
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        return tuple(self.macs_per_cycle)
+
+
+class VectorUnit(Frozen):
+    """SIMD lanes for elementwise, reductions, softmax and norms (fp32)."""
+
+    count: int = Field(1, gt=0, description="vector units per core")
+    flops_per_cycle: float = Field(gt=0, description="fp32 FLOP per cycle per unit (FMA = 2)")
+    transcendentals_per_cycle: float = Field(gt=0, description="exp/rsqrt per cycle per unit")
+
+
+class MemoryLevel(Frozen):
+    """A level of the memory hierarchy, outermost (HBM) first.
+
+    `bandwidth` is what this level delivers towards the cores, summed over the chip.
+    """
+
+    name: str
+    kind: MemoryKind
+    capacity: Bytes = Field(description="bytes; per core when per_core is true")
+    bandwidth: Bandwidth
+    per_core: bool = False
+    energy_per_byte: EnergyPerByte | None = Field(
+        None, description="J per byte read or written; None: scaled from the process node")
+
+
+class Link(Frozen):
+    """A chip-to-chip interface (NVLink, ICI, Infinity Fabric, PCIe, NIC)."""
+
+    name: str
+    bandwidth: Bandwidth = Field(description="per chip, both directions summed")
+    ports: int = Field(1, gt=0)
+    latency: Seconds = Field(1e-6, description="per message (alpha of the alpha-beta model)")
+
+
+class ChipSpec(Frozen):
+    """One accelerator package as a user of chipforge sees it."""
+
+    name: str
+    family: str = Field(description="selects the perf calibration: nvidia-gpu, amd-gpu, google-tpu, forge")
+    vendor: str
+    year: int = Field(ge=2010, le=2035)
+    node: str = Field(description="process node key, e.g. n4, n3e")
+    clock: Frequency
+    cores: int = Field(gt=0, description="SMs, CUs or TensorCores")
+    matrix: MatrixUnit
+    vector: VectorUnit
+    memory: tuple[MemoryLevel, ...] = Field(min_length=1)
+    links: tuple[Link, ...] = ()
+    tdp: Power
+    idle_power: Power | None = Field(None, description="W drawn when idle; None: 10% of TDP")
+    dies: int = Field(1, gt=0, description="compute dies in the package")
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> ChipSpec:
+        if self.memory[0].kind not in ("hbm", "dram"):
+            raise ValueError("memory[0] must be the off-chip memory (kind hbm or dram)")
+        return self
+
+    # derived figures: properties, never stored twice
+    def peak_flops(self, dtype: str) -> float:
+        """Dense peak FLOP/s in `dtype` (0 when the matrix unit does not support it)."""
+        macs = self.matrix.macs_per_cycle.get(dtype, 0)
+        return 2.0 * macs * self.matrix.count * self.cores * self.clock
+
+    @property
+    def matrix_units(self) -> int:
+        return self.matrix.count * self.cores
+
+    @property
+    def vector_flops(self) -> float:
+        """fp32 vector FLOP/s of the whole chip."""
+        return self.vector.flops_per_cycle * self.vector.count * self.cores * self.clock
+
+    @property
+    def transcendentals_per_s(self) -> float:
+        return self.vector.transcendentals_per_cycle * self.vector.count * self.cores * self.clock
+
+    @property
+    def hbm(self) -> MemoryLevel:
+        return self.memory[0]
+
+    @property
+    def onchip_bytes(self) -> float:
+        """Total on-chip SRAM and cache (per-core levels times cores)."""
+        return sum(m.capacity * (self.cores if m.per_core else 1) for m in self.memory[1:])
+
+    @property
+    def link_bandwidth(self) -> float:
+        """Chip-to-chip bandwidth of the scale-up links, both directions summed (B/s)."""
+        return sum(link.bandwidth for link in self.links[:1])
+
+    def machine_balance(self, dtype: str) -> float:
+        """FLOP per HBM byte at which compute and memory time are equal."""
+        return self.peak_flops(dtype) / self.hbm.bandwidth
+
+    @property
+    def static_power(self) -> float:
+        return self.idle_power if self.idle_power is not None else 0.1 * self.tdp

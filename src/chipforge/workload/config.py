@@ -1,0 +1,141 @@
+"""Transformer model descriptions (the shapes, not the weights) and the shipped model presets."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from functools import cache
+from importlib import resources
+
+from chipforge.errors import WorkloadError, did_you_mean
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """A decoder-only transformer: dense (MHA/GQA) or MoE, optionally with MLA attention."""
+
+    name: str = "custom"
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int | None = None  # None: = heads (MHA); 1: MQA; otherwise GQA
+    head_dim: int | None = None  # None: hidden / heads
+    ffn: int  # intermediate size of a dense FFN
+    vocab: int
+    act: str = "swiglu"  # swiglu (3 matrices, Llama) or gelu (2 matrices, GPT)
+    tied_embeddings: bool = False
+    seq: int = 4096  # training context length, the default for prefill/train
+    # Mixture of experts (Shazeer et al. 2017; Mixtral; DeepSeek-V3)
+    experts: int = 0  # routed experts per MoE layer; 0: dense model
+    top_k: int = 0  # routed experts per token
+    shared_experts: int = 0  # always-on experts (DeepSeek)
+    moe_ffn: int | None = None  # expert intermediate size; None: = ffn
+    dense_layers: int = 0  # leading layers with a dense FFN instead of MoE
+    # Multi-head latent attention (DeepSeek-V2/V3); kv_lora = 0 means ordinary attention
+    q_lora: int = 0
+    kv_lora: int = 0
+    rope_dim: int = 0
+    v_head_dim: int | None = None
+
+    def __post_init__(self):
+        for f in ("layers", "hidden", "heads", "ffn", "vocab", "seq"):
+            if getattr(self, f) <= 0:
+                raise WorkloadError(f"`{f}` must be a positive integer, not {getattr(self, f)}")
+        if self.hidden % self.heads and self.head_dim is None:
+            raise WorkloadError(f"`hidden` ({self.hidden}) must be divisible by `heads` "
+                                f"({self.heads}), or give `head_dim`")
+        if self.heads % self.n_kv_heads:
+            raise WorkloadError(f"`heads` ({self.heads}) must be a multiple of `kv_heads` "
+                                f"({self.n_kv_heads})")
+        if self.experts and not 0 < self.top_k <= self.experts:
+            raise WorkloadError(f"`top_k` must be in 1..experts ({self.experts}), not {self.top_k}")
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.kv_heads or self.heads
+
+    @property
+    def d_head(self) -> int:
+        return self.head_dim or self.hidden // self.heads
+
+    @property
+    def d_v(self) -> int:
+        return self.v_head_dim or self.d_head
+
+    @property
+    def is_moe(self) -> bool:
+        return self.experts > 0
+
+    @property
+    def expert_ffn(self) -> int:
+        return self.moe_ffn or self.ffn
+
+    @property
+    def ffn_matrices(self) -> int:
+        return 3 if self.act == "swiglu" else 2
+
+    def attention_params(self) -> int:
+        h, H, d = self.hidden, self.heads, self.d_head
+        if self.kv_lora:  # MLA: low-rank q and kv projections, decoupled rope key
+            q = h * self.q_lora + self.q_lora * H * (d + self.rope_dim) if self.q_lora \
+                else h * H * (d + self.rope_dim)
+            kv = h * (self.kv_lora + self.rope_dim) + self.kv_lora * H * (d + self.d_v)
+            return q + kv + H * self.d_v * h
+        return h * H * d + 2 * h * self.n_kv_heads * d + H * d * h
+
+    def ffn_params(self, moe: bool, *, active: bool = False) -> int:
+        per_expert = self.ffn_matrices * self.hidden * self.expert_ffn
+        if not moe:
+            return self.ffn_matrices * self.hidden * self.ffn
+        routed = self.top_k if active else self.experts
+        return (routed + self.shared_experts) * per_expert + self.hidden * self.experts
+
+    def params(self, *, active: bool = False) -> int:
+        """Parameter count; `active`: those used per token (MoE counts top_k experts)."""
+        moe_layers = self.layers - self.dense_layers if self.is_moe else 0
+        blocks = self.layers * self.attention_params() \
+            + (self.layers - moe_layers) * self.ffn_params(False) \
+            + moe_layers * self.ffn_params(True, active=active)
+        embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+        return blocks + embeddings
+
+    def kv_bytes_per_token(self, dtype_bytes: float) -> float:
+        """KV-cache bytes per token over all layers (MLA caches the latent and the rope key)."""
+        per_layer = self.kv_lora + self.rope_dim if self.kv_lora \
+            else 2 * self.n_kv_heads * self.d_head
+        return self.layers * per_layer * dtype_bytes
+
+
+MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
+
+
+@cache
+def _presets() -> dict[str, dict]:
+    text = (resources.files("chipforge.workload") / "models.toml").read_text()
+    return tomllib.loads(text)
+
+
+def model_names() -> list[str]:
+    return sorted(_presets())
+
+
+def load_model(name: str, **overrides) -> ModelConfig:
+    """A shipped model preset with optional field overrides (`layers=2`)."""
+    if name == "custom":
+        base: dict = {}
+    elif name in _presets():
+        base = dict(_presets()[name])
+    else:
+        raise WorkloadError(f"`model` must be a preset or 'custom', not {name!r}"
+                            f"{did_you_mean(name, model_names())}; `chipforge presets` lists them")
+    unknown = set(overrides) - MODEL_FIELDS
+    if unknown:
+        raise WorkloadError(f"`{sorted(unknown)[0]}` is not a model field; known: "
+                            f"{', '.join(sorted(MODEL_FIELDS))}")
+    try:
+        return replace(ModelConfig(name=name, **base), **overrides) if base \
+            else ModelConfig(name=name, **overrides)
+    except TypeError as err:  # a required field is missing for a custom model
+        missing = str(err).split("argument")[-1].strip(": '")
+        raise WorkloadError(f"custom model needs `{missing}`; give layers, hidden, heads, ffn, "
+                            "vocab") from None

@@ -1,0 +1,217 @@
+"""Operator IR: each op knows its shape, dtype, FLOPs and the bytes it must touch.
+
+Costs here are properties of the math (what any machine must do); what a given chip makes of
+them is `chipforge.perf`'s business. `count` repeats an identical op (e.g. once per layer) so a
+126-layer model stays a short graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from chipforge.dtypes import nbytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Op:
+    name: str
+    dtype: str = "bf16"
+    count: int = 1
+    kind: ClassVar[str] = "op"
+
+    @property
+    def flops(self) -> float:
+        """FLOPs of one instance (a multiply-accumulate is 2)."""
+        return 0.0
+
+    @property
+    def bytes(self) -> float:
+        """Compulsory bytes of one instance: every input read once, every output written once."""
+        return 0.0
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes of parameters this op reads (part of `bytes`)."""
+        return 0.0
+
+    @property
+    def total_flops(self) -> float:
+        return self.flops * self.count
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MatMul(Op):
+    """C[b, m, n] = A[b, m, k] @ B[b, k, n]; `weight`: B is a parameter (it is what HBM holds)."""
+
+    m: int
+    n: int
+    k: int
+    batch: int = 1
+    weight: bool = True
+    out_dtype: str | None = None
+    kind: ClassVar[str] = "matmul"
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.batch * self.m * self.n * self.k
+
+    @property
+    def bytes(self) -> float:
+        e_in, e_out = nbytes(self.dtype), nbytes(self.out_dtype or self.dtype)
+        return self.batch * (e_in * (self.m * self.k + self.k * self.n) + e_out * self.m * self.n)
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.batch * self.k * self.n * nbytes(self.dtype) if self.weight else 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Attention(Op):
+    """Fused (flash) attention: softmax(Q K^T / sqrt(d)) V, never materialising the scores.
+
+    Queries are the last `q_len` positions of a `kv_len` context; with `causal` each attends to
+    the positions up to its own. FLOPs: 2 per MAC of Q K^T (d_qk) and P V (d_v)
+    (FlashAttention, Dao et al. 2022); backward = 2.5x forward (5 matmuls instead of 2,
+    FlashAttention-2, Dao 2023).
+    """
+
+    batch: int
+    heads: int
+    kv_heads: int
+    q_len: int
+    kv_len: int
+    head_dim: int
+    v_head_dim: int | None = None
+    causal: bool = True
+    backward: bool = False
+    kind: ClassVar[str] = "attention"
+
+    @property
+    def attended(self) -> float:
+        """Query-key pairs per head: q_len x kv_len, or the causal triangle's share of it."""
+        if not self.causal:
+            return float(self.q_len) * self.kv_len
+        offset = self.kv_len - self.q_len  # queries sit at the end of the context
+        return self.q_len * offset + self.q_len * (self.q_len + 1) / 2
+
+    @property
+    def d_v(self) -> int:
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def flops(self) -> float:
+        fwd = 2.0 * self.batch * self.heads * self.attended * (self.head_dim + self.d_v)
+        return 2.5 * fwd if self.backward else fwd
+
+    @property
+    def exps(self) -> float:
+        """Softmax exponentials (recomputed once more in the backward pass)."""
+        return self.batch * self.heads * self.attended * (2 if self.backward else 1)
+
+    @property
+    def bytes(self) -> float:
+        e = nbytes(self.dtype)
+        q_o = self.batch * self.heads * self.q_len * (self.head_dim + self.d_v)
+        k_v = self.batch * self.kv_heads * self.kv_len * (self.head_dim + self.d_v)
+        return e * (q_o + k_v) * (2 if self.backward else 1)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Vector(Op):
+    """Elementwise or row-wise work on the vector unit (norms, activations, residuals, Adam)."""
+
+    elements: float
+    flops_per_element: float = 1.0
+    transcendentals_per_element: float = 0.0
+    bytes_per_element: float = 4.0  # read + written per element, over all operands
+    kind: ClassVar[str] = "vector"
+
+    @property
+    def flops(self) -> float:
+        return self.elements * self.flops_per_element
+
+    @property
+    def transcendentals(self) -> float:
+        return self.elements * self.transcendentals_per_element
+
+    @property
+    def bytes(self) -> float:
+        return self.elements * self.bytes_per_element
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Embedding(Op):
+    """Gather `tokens` rows of a (vocab, hidden) table."""
+
+    tokens: int
+    hidden: int
+    vocab: int
+    kind: ClassVar[str] = "embedding"
+
+    @property
+    def bytes(self) -> float:
+        return 2.0 * self.tokens * self.hidden * nbytes(self.dtype)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Conv2d(Op):
+    """NHWC convolution, costed as its implicit GEMM (M = b*ho*wo, N = cout, K = cin*kh*kw)."""
+
+    batch: int
+    height: int
+    width: int
+    cin: int
+    cout: int
+    kh: int
+    kw: int
+    stride: int = 1
+    kind: ClassVar[str] = "conv"
+
+    @property
+    def out_hw(self) -> tuple[int, int]:  # 'same' padding
+        return math.ceil(self.height / self.stride), math.ceil(self.width / self.stride)
+
+    def as_matmul(self) -> MatMul:
+        ho, wo = self.out_hw
+        return MatMul(name=self.name, dtype=self.dtype, count=self.count,
+                      m=self.batch * ho * wo, n=self.cout, k=self.cin * self.kh * self.kw)
+
+    @property
+    def flops(self) -> float:
+        return self.as_matmul().flops
+
+    @property
+    def bytes(self) -> float:
+        ho, wo = self.out_hw
+        e = nbytes(self.dtype)
+        return e * (self.batch * self.height * self.width * self.cin
+                    + self.kh * self.kw * self.cin * self.cout + self.batch * ho * wo * self.cout)
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.kh * self.kw * self.cin * self.cout * nbytes(self.dtype)
+
+
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Collective(Op):
+    """A collective over `group` chips; `size` is the full buffer in bytes per chip."""
+
+    op: str
+    size: float
+    group: int
+    kind: ClassVar[str] = "collective"
+
+    def __post_init__(self):
+        assert self.op in COLLECTIVES, self.op
+
+    @property
+    def flops(self) -> float:
+        # the reduction adds (n-1)/n of the buffer per chip, on the vector unit
+        if self.op in ("all_reduce", "reduce_scatter"):
+            return self.size / nbytes(self.dtype) * (self.group - 1) / self.group
+        return 0.0
