@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from chipforge.dtypes import DType
 from chipforge.errors import UnitError
+from chipforge.spec.nodes import ProcessNode, nodes
 from chipforge.units import parse_quantity
 
 
@@ -119,7 +120,13 @@ class ChipSpec(Frozen):
     def _check(self) -> ChipSpec:
         if self.memory[0].kind not in ("hbm", "dram"):
             raise ValueError("memory[0] must be the off-chip memory (kind hbm or dram)")
+        if self.node not in nodes():
+            raise ValueError(f"`node` must be one of {', '.join(nodes())}, not {self.node!r}")
         return self
+
+    @property
+    def process(self) -> ProcessNode:
+        return nodes()[self.node]
 
     # derived figures: properties, never stored twice
     def peak_flops(self, dtype: str) -> float:

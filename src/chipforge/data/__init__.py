@@ -1,0 +1,33 @@
+"""Published figures the models are calibrated and validated against, with their sources.
+
+`published.csv` is the project's copy of the shared calibration set (id, category, quantity,
+value, unit, conditions, source, confidence); `measured.csv` adds public measurements found
+since, in the same columns. Both ship in the package so chipforge runs on its own.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import cache
+from importlib import resources
+
+FILES = ("published.csv", "measured.csv")
+
+
+@cache
+def published() -> dict[str, dict[str, str]]:
+    """Every row of the shipped figure tables, keyed by id."""
+    rows: dict[str, dict[str, str]] = {}
+    for name in FILES:
+        path = resources.files("chipforge.data") / name
+        if path.is_file():
+            with path.open(newline="") as fh:
+                for row in csv.DictReader(fh):
+                    assert row["id"] not in rows, f"duplicate figure id {row['id']}"
+                    rows[row["id"]] = row
+    return rows
+
+
+def figure(figure_id: str) -> float:
+    """The numeric value of one published figure, in the units of its `unit` column."""
+    return float(published()[figure_id]["value"])

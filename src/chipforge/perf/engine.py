@@ -1,0 +1,197 @@
+"""The analytical engine: the cost of every op of a graph on one chip.
+
+Per op, each resource gets a time: the matrix units (tiling, padding, fill and drain, the
+dtype's rate), off-chip memory (tile-reuse traffic given the on-chip buffer), the vector unit,
+and the chip-to-chip links; the op takes the longest (they overlap) plus a fixed dispatch
+overhead, and reports which one bound it. No bare roofline: padding, fill, reuse and dispatch
+are what make rooflines 1.5-2x optimistic on decode (PEERS.md, LLM-Viewer issue #4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chipforge.dtypes import nbytes
+from chipforge.errors import SpecError
+from chipforge.perf.calibration import Calibration, calibration
+from chipforge.perf.energy import byte_energy, mac_energy, vector_flop_energy
+from chipforge.perf.matmul import matmul_cycles, tiled_traffic
+from chipforge.perf.result import OpResult, Result
+from chipforge.spec import ChipSpec
+from chipforge.workload import Graph
+from chipforge.workload.ops import Attention, Collective, Conv2d, Embedding, MatMul, Op, Vector
+
+# Vector work per attention score besides the exponential: scale, running max, subtract,
+# running sum, rescale (online softmax, FlashAttention; Dao et al. 2022).
+SOFTMAX_FLOPS_PER_SCORE = 5
+
+
+@dataclass
+class Cost:
+    """One instance of an op: seconds per resource, bytes out of each memory level, work."""
+
+    parts: dict[str, float]
+    bytes_by_level: dict[str, float]
+    macs: float = 0.0
+    mac_dtype: str = "bf16"
+    vector_flops: float = 0.0
+    peak: float = 0.0
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A chip with its family's calibration, and the figures every cost rule needs."""
+
+    chip: ChipSpec
+    cal: Calibration
+
+    @property
+    def offchip_bandwidth(self) -> float:
+        return self.chip.hbm.bandwidth * self.cal.memory_frac
+
+    def buffer_capacity(self, level: int) -> float:
+        mem = self.chip.memory[level]
+        return mem.capacity  # per core when per_core: each core tiles its own share
+
+    def matrix_dtype(self, dtype: str) -> tuple[str, float]:
+        """The dtype the matrix unit runs `dtype` in, and the rate penalty (1 when native).
+
+        Without a native path a narrower op runs on a wider format; a wider op than any the unit
+        has takes (width ratio)^2 passes (TPU v1: 16-bit operands at 1/4 speed, Jouppi 2017)."""
+        macs = self.chip.matrix.macs_per_cycle
+        if dtype in macs:
+            return dtype, 1.0
+        wider = [d for d in macs if nbytes(d) >= nbytes(dtype)]
+        if wider:
+            return max(wider, key=lambda d: macs[d]), 1.0
+        widest = max(macs, key=nbytes)
+        return widest, (nbytes(dtype) / nbytes(widest)) ** 2
+
+
+def _matmul_parts(mc: Machine, m: int, n: int, k: int, batch: int, dtype: str,
+                  out_dtype: str) -> tuple[float, dict[str, float]]:
+    chip = mc.chip
+    run_dtype, penalty = mc.matrix_dtype(dtype)
+    cycles = matmul_cycles(m, n, k, batch, chip.matrix, chip.matrix_units, run_dtype) * penalty
+    compute = cycles / chip.clock / mc.cal.matrix_frac
+    e_in, e_out = nbytes(dtype), nbytes(out_dtype)
+    traffic: dict[str, float] = {}
+    for level in range(len(chip.memory)):
+        if level + 1 < len(chip.memory):
+            cap = mc.buffer_capacity(level + 1)
+            moved = tiled_traffic(m, n, k, e_in, e_out, cap)
+        else:  # innermost level feeds the array: every operand element once per use
+            moved = e_in * (m * k + k * n) + e_out * m * n
+        traffic[chip.memory[level].name] = batch * moved
+    return compute, traffic
+
+
+def cost_matmul(mc: Machine, op: MatMul) -> Cost:
+    compute, traffic = _matmul_parts(mc, op.m, op.n, op.k, op.batch, op.dtype,
+                                     op.out_dtype or op.dtype)
+    memory = traffic[mc.chip.hbm.name] / mc.offchip_bandwidth
+    return Cost({"compute": compute, "memory": memory}, traffic, macs=op.flops / 2,
+                mac_dtype=mc.matrix_dtype(op.dtype)[0], peak=mc.chip.peak_flops(
+                    mc.matrix_dtype(op.dtype)[0]))
+
+
+def cost_conv(mc: Machine, op: Conv2d) -> Cost:
+    cost = cost_matmul(mc, op.as_matmul())
+    hbm = mc.chip.hbm.name  # the implicit GEMM re-reads input patches on chip, not from HBM
+    cost.bytes_by_level[hbm] = min(cost.bytes_by_level[hbm], op.bytes * 4)
+    cost.parts["memory"] = cost.bytes_by_level[hbm] / mc.offchip_bandwidth
+    return cost
+
+
+def cost_attention(mc: Machine, op: Attention) -> Cost:
+    """Flash attention: Q K^T and P V on the matrix unit per KV head (GQA folds the query heads
+    of a group into M when decoding), online softmax on the vector unit, Q/K/V/O read once."""
+    group = op.heads // op.kv_heads
+    m, batch = (op.q_len * group, op.batch * op.kv_heads) if op.q_len == 1 \
+        else (op.q_len, op.batch * op.heads)
+    causal_frac = op.attended / (op.q_len * op.kv_len)
+    qk, _ = _matmul_parts(mc, m, op.kv_len, op.head_dim, batch, op.dtype, op.dtype)
+    pv, _ = _matmul_parts(mc, m, op.d_v, op.kv_len, batch, op.dtype, op.dtype)
+    scale = 2.5 if op.backward else 1.0
+    scores = op.batch * op.heads * op.attended * scale
+    vector_flops = SOFTMAX_FLOPS_PER_SCORE * scores
+    vector = max(vector_flops / mc.chip.vector_flops, op.exps / mc.chip.transcendentals_per_s)
+    parts = {"compute": (qk + pv) * causal_frac * scale, "vector": vector,
+             "memory": op.bytes / mc.offchip_bandwidth}
+    run_dtype = mc.matrix_dtype(op.dtype)[0]
+    return Cost(parts, {mc.chip.hbm.name: op.bytes}, macs=op.flops / 2, mac_dtype=run_dtype,
+                vector_flops=vector_flops, peak=mc.chip.peak_flops(run_dtype))
+
+
+def cost_vector(mc: Machine, op: Vector) -> Cost:
+    vector = max(op.flops / mc.chip.vector_flops,
+                 op.transcendentals / mc.chip.transcendentals_per_s)
+    return Cost({"vector": vector, "memory": op.bytes / mc.offchip_bandwidth},
+                {mc.chip.hbm.name: op.bytes}, vector_flops=op.flops)
+
+
+def cost_embedding(mc: Machine, op: Embedding) -> Cost:
+    return Cost({"memory": op.bytes / mc.offchip_bandwidth}, {mc.chip.hbm.name: op.bytes})
+
+
+def cost_collective(mc: Machine, op: Collective) -> Cost:
+    """Ring collectives, alpha-beta model (Thakur, Rabenseifner & Gropp 2005): all-reduce
+    moves 2(n-1)/n of the buffer over each chip's links in 2(n-1) steps; all-gather and
+    reduce-scatter half of that; all-to-all (n-1)/n in n-1 steps."""
+    n = op.group
+    if n <= 1:
+        return Cost({"interconnect": 0.0}, {})
+    if not mc.chip.links:
+        raise SpecError(f"chip {mc.chip.name}: `links` is empty but the workload has a "
+                        f"{op.op} over {n} chips; add a [[links]] entry or use tp=1")
+    link = mc.chip.links[0]
+    beta = mc.chip.link_bandwidth / 2 * mc.cal.link_frac  # one direction
+    steps, share = {"all_reduce": (2 * (n - 1), 2 * (n - 1) / n),
+                    "all_gather": (n - 1, (n - 1) / n), "reduce_scatter": (n - 1, (n - 1) / n),
+                    "all_to_all": (n - 1, (n - 1) / n)}[op.op]
+    comm = share * op.size / beta + steps * link.latency
+    return Cost({"interconnect": comm, "vector": op.flops / mc.chip.vector_flops},
+                {mc.chip.hbm.name: op.size * (3 if op.op == "all_reduce" else 2)},
+                vector_flops=op.flops)
+
+
+RULES = {MatMul: cost_matmul, Conv2d: cost_conv, Attention: cost_attention, Vector: cost_vector,
+         Embedding: cost_embedding, Collective: cost_collective}
+
+
+def _finish(mc: Machine, op: Op, cost: Cost) -> OpResult:
+    parts = {k: v for k, v in cost.parts.items()}
+    busiest = max(parts, key=parts.get)
+    overhead = mc.cal.op_overhead_s
+    per_instance = parts[busiest] + overhead
+    bound = "latency" if overhead > parts[busiest] else busiest
+    chip, cal = mc.chip, mc.cal
+    energy = (cost.macs * mac_energy(chip, cost.mac_dtype, cal.datapath_energy_factor)
+              + cost.vector_flops * vector_flop_energy(chip, cal.datapath_energy_factor)
+              + sum(b * byte_energy(chip, lvl) for lvl in chip.memory
+                    for name, b in cost.bytes_by_level.items() if name == lvl.name)
+              + chip.static_power * per_instance)
+    n = op.count
+    return OpResult(name=op.name, kind=op.kind, count=n, time_s=per_instance * n,
+                    flops=op.flops * n, energy_j=energy * n, bound=bound,
+                    bytes_by_level={k: v * n for k, v in cost.bytes_by_level.items()},
+                    peak_flops_per_s=cost.peak,
+                    parts_s={k: v * n for k, v in parts.items()} | {"overhead": overhead * n})
+
+
+def estimate(graph: Graph, chip: ChipSpec) -> Result:
+    """Cost `graph` on one `chip` with the analytical model."""
+    mc = Machine(chip, calibration(chip.family))
+    ops = tuple(_finish(mc, op, RULES[type(op)](mc, op)) for op in graph.ops)
+    heavy = max(ops, key=lambda o: o.flops, default=None)
+    peak = heavy.peak_flops_per_s if heavy and heavy.peak_flops_per_s else \
+        chip.peak_flops(mc.matrix_dtype("bf16")[0])
+    warnings = []
+    if graph.resident_bytes > chip.hbm.capacity:
+        warnings.append(f"working set {graph.resident_bytes / 1e9:.1f} GB exceeds {chip.name}'s "
+                        f"{chip.hbm.capacity / 1e9:.1f} GB of {chip.hbm.name}: costed anyway; "
+                        "use more chips (train/serve plan capacity)")
+    return Result(chip=chip.name, workload=graph.name, engine="analytical", ops=ops,
+                  peak_flops_per_s=peak, memory_capacity_bytes=chip.hbm.capacity,
+                  resident_bytes=graph.resident_bytes, tokens=graph.tokens,
+                  warnings=tuple(warnings))

@@ -1,0 +1,102 @@
+"""Cost of one matrix multiply on a chip's matrix units: cycles and the bytes each memory level
+must deliver.
+
+Systolic cycles follow the closed forms of SCALE-Sim (Samajdar et al., ISPASS 2020), which its
+cycle-level runs match within one cycle per fold:
+  weight-stationary, per fold:  [R weight load] + M stream + R + C - 2 skew in and out
+  output-stationary, per fold:  K stream + R + C - 2
+where folds tile the two spatial dimensions (K x N for WS, M x N for OS). With double-buffered
+weights (TPU v1: a four-tile weight FIFO, Jouppi et al. ISCA 2017) the next fold's weights load
+during the current stream and consecutive folds pipeline, so the skew is paid once per unit.
+GPU tensor cores compute output tiles; cost = waves of tiles over the SMs (wave quantization).
+The compiler's choice is modelled by a small search (split M or K across idle units, tile shape).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+from chipforge.spec import MatrixUnit
+
+SPLITS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def _ceil(a: float, b: float) -> int:
+    return -(-int(a) // int(b))
+
+
+@lru_cache(maxsize=65536)
+def systolic_cycles(m: int, n: int, k: int, batch: int, *, rows: int, cols: int, units: int,
+                    rate: float, dataflow: str, double_buffered: bool) -> float:
+    """Cycles for `batch` (m x k) @ (k x n) products on `units` systolic arrays of rows x cols.
+
+    `rate` is MACs per PE per cycle for the dtype (2 for fp8 on a bf16 array that packs two)."""
+    skew = rows + cols - 2
+    if dataflow == "output-stationary":
+        folds, stream, split_dim = batch * _ceil(m, rows) * _ceil(n, cols), k, k
+    else:
+        folds, stream, split_dim = batch * _ceil(k, rows) * _ceil(n, cols), m, m
+    best = math.inf
+    for split in SPLITS:
+        if split > 1 and (split > split_dim or split > units):
+            break
+        chunk = _ceil(stream, split) / rate
+        per_unit = _ceil(folds * split, units)
+        if double_buffered:  # loads hide behind streams; the skew is paid once per unit
+            cycles = rows + per_unit * max(chunk, rows) + skew
+        else:
+            cycles = per_unit * (rows + chunk + skew)
+        best = min(best, cycles)
+    return best
+
+
+@lru_cache(maxsize=65536)
+def tensor_core_cycles(m: int, n: int, k: int, batch: int, *, rows: int, cols: int, units: int,
+                       macs_per_cycle: int) -> float:
+    """Cycles for output tiles of rows x cols (or the half-height tile for skinny M) over
+    `units` SMs in waves; split-K when there are fewer tiles than SMs."""
+    best = math.inf
+    for tile_m in (rows, rows // 2):
+        tiles = batch * _ceil(m, tile_m) * _ceil(n, cols)
+        for split in SPLITS:
+            if split > 1 and (tiles * split > 4 * units or split > k // 64):
+                break
+            waves = _ceil(tiles * split, units)
+            best = min(best, waves * tile_m * cols * _ceil(k, split) / macs_per_cycle)
+    return best
+
+
+def matmul_cycles(m: int, n: int, k: int, batch: int, mu: MatrixUnit, units: int,
+                  dtype: str) -> float:
+    """Matrix-unit cycles of one matmul (before the family's sustained-rate factor)."""
+    macs = mu.macs_per_cycle[dtype]
+    if mu.dataflow == "tensor-core":
+        return tensor_core_cycles(m, n, k, batch, rows=mu.rows, cols=mu.cols, units=units,
+                                  macs_per_cycle=macs)
+    return systolic_cycles(m, n, k, batch, rows=mu.rows, cols=mu.cols, units=units,
+                           rate=macs / (mu.rows * mu.cols), dataflow=mu.dataflow,
+                           double_buffered=mu.double_buffered)
+
+
+TILES = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+@lru_cache(maxsize=65536)
+def tiled_traffic(m: int, n: int, k: int, e_in: float, e_out: float, capacity: float) -> float:
+    """Bytes that must cross into a buffer of `capacity` bytes to compute (m x k) @ (k x n).
+
+    Output-tiled schedule: a Tm x Tn block of C stays in the buffer (fp32 partial sums) while
+    A and B stream through in double-buffered K-slices of depth Tk; A is then re-read
+    ceil(N/Tn) times and B ceil(M/Tm) times. The best feasible (Tm, Tn) is taken, as a mapper
+    would (the classic tiling analysis of Timeloop / the roofline of Williams et al. 2009).
+    """
+    best = e_in * (m * k * _ceil(n, min(n, 64)) + k * n * _ceil(m, min(m, 64))) + e_out * m * n
+    tk = min(k, 128)
+    for tm in {min(t, m) for t in TILES} | {m}:
+        for tn in {min(t, n) for t in TILES} | {n}:
+            if 2 * e_in * (tm + tn) * tk + 4 * tm * tn > capacity:
+                continue
+            traffic = e_in * (m * k * _ceil(n, tn) + k * n * _ceil(m, tm)) + e_out * m * n
+            best = min(best, traffic)
+    return best
