@@ -1,8 +1,8 @@
 """Published figures the models are calibrated and validated against, with their sources.
 
 `published.csv` is the project's copy of the shared calibration set (id, category, quantity,
-value, unit, conditions, source, confidence); `measured.csv` adds public measurements found
-since, in the same columns. Both ship in the package so chipforge runs on its own.
+value, unit, conditions, source, confidence); `measured.csv` (hardware figures) and
+`validation.csv` (performance measurements) add public figures found since, in the same columns. Both ship in the package so chipforge runs on its own.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import csv
 from functools import cache
 from importlib import resources
 
-FILES = ("published.csv", "measured.csv")
+FILES = ("published.csv", "measured.csv", "validation.csv")
 
 
 @cache

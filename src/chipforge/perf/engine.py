@@ -53,6 +53,11 @@ class Machine:
         mem = self.chip.memory[level]
         return mem.capacity  # per core when per_core: each core tiles its own share
 
+    def resident(self, activation_bytes: float) -> bool:
+        """Whether activations of this size stay on chip between ops: half the activation
+        SRAM holds them, the other half stages weight tiles."""
+        return activation_bytes <= self.chip.activation_bytes / 2
+
     def matrix_dtype(self, dtype: str) -> tuple[str, float]:
         """The dtype the matrix unit runs `dtype` in, and the rate penalty (1 when native).
 
@@ -87,9 +92,13 @@ def _matmul_parts(mc: Machine, m: int, n: int, k: int, batch: int, dtype: str,
 
 
 def cost_matmul(mc: Machine, op: MatMul) -> Cost:
-    compute, traffic = _matmul_parts(mc, op.m, op.n, op.k, op.batch, op.dtype,
-                                     op.out_dtype or op.dtype)
-    memory = traffic[mc.chip.hbm.name] / mc.offchip_bandwidth
+    out_dtype = op.out_dtype or op.dtype
+    compute, traffic = _matmul_parts(mc, op.m, op.n, op.k, op.batch, op.dtype, out_dtype)
+    hbm = mc.chip.hbm.name
+    activations = op.batch * op.m * (op.k * nbytes(op.dtype) + op.n * nbytes(out_dtype))
+    if op.weight and mc.resident(activations):  # only the weights stream from off-chip
+        traffic[hbm] = min(traffic[hbm], op.weight_bytes)
+    memory = traffic[hbm] / mc.offchip_bandwidth
     return Cost({"compute": compute, "memory": memory}, traffic, macs=op.flops / 2,
                 mac_dtype=mc.matrix_dtype(op.dtype)[0], peak=mc.chip.peak_flops(
                     mc.matrix_dtype(op.dtype)[0]))
@@ -116,18 +125,22 @@ def cost_attention(mc: Machine, op: Attention) -> Cost:
     scores = op.batch * op.heads * op.attended * scale
     vector_flops = SOFTMAX_FLOPS_PER_SCORE * scores
     vector = max(vector_flops / mc.chip.vector_flops, op.exps / mc.chip.transcendentals_per_s)
+    e = nbytes(op.dtype) * (2 if op.backward else 1)
+    q_o = e * op.batch * op.heads * op.q_len * (op.head_dim + op.d_v)
+    offchip = op.bytes - q_o if mc.resident(q_o) else op.bytes  # the KV cache always streams
     parts = {"compute": (qk + pv) * causal_frac * scale, "vector": vector,
-             "memory": op.bytes / mc.offchip_bandwidth}
+             "memory": offchip / mc.offchip_bandwidth}
     run_dtype = mc.matrix_dtype(op.dtype)[0]
-    return Cost(parts, {mc.chip.hbm.name: op.bytes}, macs=op.flops / 2, mac_dtype=run_dtype,
+    return Cost(parts, {mc.chip.hbm.name: offchip}, macs=op.flops / 2, mac_dtype=run_dtype,
                 vector_flops=vector_flops, peak=mc.chip.peak_flops(run_dtype))
 
 
 def cost_vector(mc: Machine, op: Vector) -> Cost:
     vector = max(op.flops / mc.chip.vector_flops,
                  op.transcendentals / mc.chip.transcendentals_per_s)
-    return Cost({"vector": vector, "memory": op.bytes / mc.offchip_bandwidth},
-                {mc.chip.hbm.name: op.bytes}, vector_flops=op.flops)
+    offchip = 0.0 if not op.param_state and mc.resident(op.bytes) else op.bytes
+    return Cost({"vector": vector, "memory": offchip / mc.offchip_bandwidth},
+                {mc.chip.hbm.name: offchip}, vector_flops=op.flops)
 
 
 def cost_embedding(mc: Machine, op: Embedding) -> Cost:

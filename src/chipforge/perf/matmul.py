@@ -43,7 +43,9 @@ def systolic_cycles(m: int, n: int, k: int, batch: int, *, rows: int, cols: int,
             break
         chunk = _ceil(stream, split) / rate
         per_unit = _ceil(folds * split, units)
-        if double_buffered:  # loads hide behind streams; the skew is paid once per unit
+        if dataflow == "output-stationary":  # operands stream in, no weight preload
+            cycles = per_unit * (chunk + skew)
+        elif double_buffered:  # loads hide behind streams; the skew is paid once per unit
             cycles = rows + per_unit * max(chunk, rows) + skew
         else:
             cycles = per_unit * (rows + chunk + skew)
@@ -54,16 +56,18 @@ def systolic_cycles(m: int, n: int, k: int, batch: int, *, rows: int, cols: int,
 @lru_cache(maxsize=65536)
 def tensor_core_cycles(m: int, n: int, k: int, batch: int, *, rows: int, cols: int, units: int,
                        macs_per_cycle: int) -> float:
-    """Cycles for output tiles of rows x cols (or the half-height tile for skinny M) over
-    `units` SMs in waves; split-K when there are fewer tiles than SMs."""
+    """Cycles for output tiles over `units` SMs in waves; the library picks the tile (rows x
+    cols or a half of either side, as cuBLAS/hipBLASLt heuristics do) and splits K when there
+    are fewer tiles than SMs."""
     best = math.inf
-    for tile_m in (rows, rows // 2):
-        tiles = batch * _ceil(m, tile_m) * _ceil(n, cols)
+    for tile_m, tile_n in ((rows, cols), (rows // 2, cols), (rows, cols // 2),
+                           (rows // 2, cols // 2)):
+        tiles = batch * _ceil(m, tile_m) * _ceil(n, tile_n)
         for split in SPLITS:
             if split > 1 and (tiles * split > 4 * units or split > k // 64):
                 break
             waves = _ceil(tiles * split, units)
-            best = min(best, waves * tile_m * cols * _ceil(k, split) / macs_per_cycle)
+            best = min(best, waves * tile_m * tile_n * _ceil(k, split) / macs_per_cycle)
     return best
 
 

@@ -84,6 +84,9 @@ class MemoryLevel(Frozen):
     capacity: Bytes = Field(description="bytes; per core when per_core is true")
     bandwidth: Bandwidth
     per_core: bool = False
+    holds_activations: bool = Field(
+        False, description="the compiler keeps activations here between ops when they fit "
+        "(TPU v1's unified buffer); otherwise every op reads and writes them off-chip")
     energy_per_byte: EnergyPerByte | None = Field(
         None, description="J per byte read or written; None: scaled from the process node")
 
@@ -155,6 +158,12 @@ class ChipSpec(Frozen):
     def onchip_bytes(self) -> float:
         """Total on-chip SRAM and cache (per-core levels times cores)."""
         return sum(m.capacity * (self.cores if m.per_core else 1) for m in self.memory[1:])
+
+    @property
+    def activation_bytes(self) -> float:
+        """On-chip bytes that keep activations between ops (levels with holds_activations)."""
+        return sum(m.capacity * (self.cores if m.per_core else 1) for m in self.memory[1:]
+                   if m.holds_activations)
 
     @property
     def link_bandwidth(self) -> float:

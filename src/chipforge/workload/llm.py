@@ -188,7 +188,8 @@ def build(c: ModelConfig, *, phase: Phase = "prefill", batch: int = 1, seq: int 
         local_params = _local_params(c, tp, scope)
         ops.append(Vector(name="optimizer.adam", elements=local_params,
                           flops_per_element=ADAM_FLOPS, transcendentals_per_element=1,
-                          bytes_per_element=ADAM_BYTES_READ + ADAM_BYTES_WRITTEN, dtype="fp32"))
+                          bytes_per_element=ADAM_BYTES_READ + ADAM_BYTES_WRITTEN, dtype="fp32",
+                          param_state=True))
     resident = _resident(c, phase=phase, batch=batch, seq=seq, context=context, dtype=dtype,
                          kv_dtype=kv_dtype, tp=tp, scope=scope)
     label = f"{c.name} {phase} b={batch} " + (f"ctx={context}" if phase == "decode" else f"s={seq}")

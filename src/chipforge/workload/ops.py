@@ -126,6 +126,7 @@ class Vector(Op):
     flops_per_element: float = 1.0
     transcendentals_per_element: float = 0.0
     bytes_per_element: float = 4.0  # read + written per element, over all operands
+    param_state: bool = False  # operands are parameters / optimizer state, never activations
     kind: ClassVar[str] = "vector"
 
     @property

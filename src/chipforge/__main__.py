@@ -1,0 +1,3 @@
+from chipforge.cli import main
+
+main()
