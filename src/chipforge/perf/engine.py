@@ -61,12 +61,13 @@ class Machine:
     def matrix_dtype(self, dtype: str) -> tuple[str, float]:
         """The dtype the matrix unit runs `dtype` in, and the rate penalty (1 when native).
 
-        Without a native path a narrower op runs on a wider format; a wider op than any the unit
-        has takes (width ratio)^2 passes (TPU v1: 16-bit operands at 1/4 speed, Jouppi 2017)."""
+        Without a native path a narrower op runs on a wider format of its kind (fp8 as bf16, not
+        as int8); an op wider than any format the unit has takes (width ratio)^2 passes (TPU v1: 16-bit operands at 1/4 speed, Jouppi 2017)."""
         macs = self.chip.matrix.macs_per_cycle
         if dtype in macs:
             return dtype, 1.0
-        wider = [d for d in macs if nbytes(d) >= nbytes(dtype)]
+        is_int = dtype.startswith("int")
+        wider = [d for d in macs if nbytes(d) >= nbytes(dtype) and d.startswith("int") == is_int]
         if wider:
             return max(wider, key=lambda d: macs[d]), 1.0
         widest = max(macs, key=nbytes)

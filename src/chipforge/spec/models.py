@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from chipforge.dtypes import DType
 from chipforge.errors import UnitError
@@ -119,13 +119,20 @@ class ChipSpec(Frozen):
     dies: int = Field(1, gt=0, description="compute dies in the package")
     notes: str = ""
 
-    @model_validator(mode="after")
-    def _check(self) -> ChipSpec:
-        if self.memory[0].kind not in ("hbm", "dram"):
-            raise ValueError("memory[0] must be the off-chip memory (kind hbm or dram)")
-        if self.node not in nodes():
-            raise ValueError(f"`node` must be one of {', '.join(nodes())}, not {self.node!r}")
-        return self
+    @field_validator("node")
+    @classmethod
+    def _known_node(cls, node: str) -> str:
+        if node not in nodes():
+            raise ValueError(f"must be one of {', '.join(nodes())}, not {node!r}")
+        return node
+
+    @field_validator("memory")
+    @classmethod
+    def _offchip_first(cls, memory: tuple[MemoryLevel, ...]) -> tuple[MemoryLevel, ...]:
+        if memory and memory[0].kind not in ("hbm", "dram"):
+            raise ValueError("must start with the off-chip memory (kind hbm or dram), "
+                             f"not {memory[0].kind}")
+        return memory
 
     @property
     def process(self) -> ProcessNode:

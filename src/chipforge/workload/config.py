@@ -107,6 +107,7 @@ class ModelConfig:
 
 
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
+REQUIRED_FIELDS = ("layers", "hidden", "heads", "ffn", "vocab")
 
 
 @cache
@@ -132,10 +133,10 @@ def load_model(name: str, **overrides) -> ModelConfig:
     if unknown:
         raise WorkloadError(f"`{sorted(unknown)[0]}` is not a model field; known: "
                             f"{', '.join(sorted(MODEL_FIELDS))}")
-    try:
-        return replace(ModelConfig(name=name, **base), **overrides) if base \
-            else ModelConfig(name=name, **overrides)
-    except TypeError as err:  # a required field is missing for a custom model
-        missing = str(err).split("argument")[-1].strip(": '")
-        raise WorkloadError(f"custom model needs `{missing}`; give layers, hidden, heads, ffn, "
-                            "vocab") from None
+    if base:
+        return replace(ModelConfig(name=name, **base), **overrides)
+    missing = [f for f in REQUIRED_FIELDS if f not in overrides]
+    if missing:
+        raise WorkloadError(f"custom model needs {', '.join(f'`{m}`' for m in missing)}; give "
+                            f"{', '.join(REQUIRED_FIELDS)}")
+    return ModelConfig(name=name, **overrides)

@@ -1,0 +1,154 @@
+"""The analytical engine: closed forms written out, properties, and bounds."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chipforge.perf import estimate
+from chipforge.perf.calibration import calibration
+from chipforge.perf.matmul import systolic_cycles, tensor_core_cycles, tiled_traffic
+from chipforge.spec import load_chip
+from chipforge.workload import Collective, Graph, MatMul, parse_workload
+
+
+def test_output_stationary_matches_scale_sim():
+    # REFERENCES.md: 256x256 OS, 1024^3: 16 folds x (K + R + C - 2) = 16 x 1534
+    R = C = 256
+    M = N = K = 1024
+    folds = (M // R) * (N // C)
+    expected = folds * (K + R + C - 2)
+    assert systolic_cycles(M, N, K, 1, rows=R, cols=C, units=1, rate=1,
+                           dataflow="output-stationary", double_buffered=False) == expected
+
+
+def test_weight_stationary_without_preload_matches_scale_sim():
+    # REFERENCES.md: per fold R (load) + M (stream) + R + C - 2 = 1790; 16 folds
+    R = C = 256
+    M = N = K = 1024
+    folds = (K // R) * (N // C)
+    expected = folds * (R + M + R + C - 2)
+    assert systolic_cycles(M, N, K, 1, rows=R, cols=C, units=1, rate=1,
+                           dataflow="weight-stationary", double_buffered=False) == expected
+
+
+def test_double_buffered_weights_pipeline_the_folds():
+    R = C = 256
+    M = N = K = 1024
+    folds = (K // R) * (N // C)
+    expected = R + folds * M + (R + C - 2)  # first load, streams back to back, one skew
+    assert systolic_cycles(M, N, K, 1, rows=R, cols=C, units=1, rate=1,
+                           dataflow="weight-stationary", double_buffered=True) == expected
+
+
+def test_tensor_core_waves():
+    # 132 SMs, 128x256 tiles: 48 x 70 = 3360 tiles in ceil(3360/132) = 26 waves at best
+    sms, macs = 132, 2048
+    m, n, k = 6144, 17920, 2816
+    full_tiles = -(-3360 // sms) * 128 * 256 * k / macs
+    got = tensor_core_cycles(m, n, k, 1, rows=128, cols=256, units=sms, macs_per_cycle=macs)
+    assert m * n * k / (sms * macs) <= got <= full_tiles
+
+
+def test_tiled_traffic_is_compulsory_with_a_large_buffer():
+    m, n, k, e = 512, 1024, 256, 2
+    assert tiled_traffic(m, n, k, e, e, 1e12) == e * (m * k + k * n + m * n)
+
+
+@given(m=st.integers(1, 4096), n=st.integers(1, 4096), k=st.integers(1, 4096),
+       small=st.floats(64e3, 1e6), factor=st.floats(1, 64))
+def test_a_larger_buffer_never_moves_more(m, n, k, small, factor):
+    assert tiled_traffic(m, n, k, 2, 2, small * factor) <= tiled_traffic(m, n, k, 2, 2, small)
+
+
+CHIPS = ["h100", "a100", "tpu-v5p", "forge-n3", "mi300x", "tpu-v1"]
+WORKLOADS = ["gemm:m=4096,n=4096,k=4096", "llm:llama3-8b,phase=decode,batch=8,context=1024",
+             "llm:llama3-8b,phase=prefill,seq=1024,scope=layer",
+             "llm:mixtral-8x7b,phase=train,seq=512,scope=layer"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(chip=st.sampled_from(CHIPS), workload=st.sampled_from(WORKLOADS),
+       factor=st.floats(1.0, 8.0))
+def test_more_bandwidth_is_never_slower(chip, workload, factor):
+    base = load_chip(chip)
+    hbm = base.memory[0]
+    faster = base.model_copy(update={"memory": (hbm.model_copy(
+        update={"bandwidth": hbm.bandwidth * factor}),) + base.memory[1:]})
+    graph = parse_workload(workload)
+    assert estimate(graph, faster).time_s <= estimate(graph, base).time_s * (1 + 1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(chip=st.sampled_from(CHIPS), workload=st.sampled_from(WORKLOADS))
+def test_utilization_is_a_fraction_and_flops_add_up(chip, workload):
+    graph = parse_workload(workload)
+    result = estimate(graph, load_chip(chip))
+    assert 0 <= result.utilization <= 1
+    assert all(0 <= op.utilization <= 1 for op in result.ops)
+    assert result.flops == pytest.approx(graph.flops, rel=1e-12)
+    assert result.time_s > 0 and result.energy_j > 0
+
+
+def test_large_gemm_is_compute_bound_and_decode_memory_bound():
+    h100 = load_chip("h100")
+    assert estimate(parse_workload("gemm:m=8192,n=8192,k=8192"), h100).bound == "compute"
+    decode = estimate(parse_workload("llm:llama3-8b,phase=decode,batch=1,context=1024"), h100)
+    assert decode.bound == "memory"
+
+
+def test_decode_is_slower_than_its_roofline():
+    chip = load_chip("h100")
+    graph = parse_workload("llm:llama3-8b,phase=decode,batch=1,context=1024")
+    roofline = max(graph.resident_bytes / chip.hbm.bandwidth,
+                   graph.flops / chip.peak_flops("bf16"))
+    result = estimate(graph, chip)
+    # weights and KV cross HBM at the achievable fraction, plus per-op dispatch
+    assert result.time_s > roofline / calibration(chip.family).memory_frac
+
+
+def test_ring_allreduce_alpha_beta():
+    chip = load_chip("h100")
+    n, size = 8, 64e6
+    op = Collective(name="ar", op="all_reduce", size=size, group=n)
+    result = estimate(Graph(name="ar", ops=(op,)), chip)
+    link = chip.links[0]
+    beta = link.bandwidth / 2 * calibration(chip.family).link_frac
+    alpha = link.latency
+    expected = 2 * (n - 1) / n * size / beta + 2 * (n - 1) * alpha
+    assert result.ops[0].parts_s["interconnect"] == pytest.approx(expected)
+
+
+def test_narrower_dtype_is_faster_and_cheaper_where_supported():
+    chip = load_chip("h100")
+    bf16 = estimate(parse_workload("gemm:m=8192,n=8192,k=8192,dtype=bf16"), chip)
+    fp8 = estimate(parse_workload("gemm:m=8192,n=8192,k=8192,dtype=fp8"), chip)
+    assert fp8.time_s < bf16.time_s and fp8.energy_j < bf16.energy_j
+
+
+def test_unsupported_dtype_runs_on_a_wider_path():
+    a100 = load_chip("a100")  # no fp8 on Ampere: runs as bf16 at bf16 speed
+    fp8 = estimate(parse_workload("gemm:m=4096,n=4096,k=4096,dtype=fp8"), a100)
+    bf16 = estimate(parse_workload("gemm:m=4096,n=4096,k=4096,dtype=bf16"), a100)
+    assert fp8.ops[0].parts_s["compute"] == pytest.approx(bf16.ops[0].parts_s["compute"])
+
+
+def test_working_set_beyond_memory_is_costed_and_flagged():
+    result = estimate(parse_workload("llm:llama3-70b,phase=decode,batch=8,context=1024"),
+                      load_chip("h100"))
+    assert not result.fits_in_memory and result.time_s > 0
+    assert "exceeds h100's 80.0 GB" in result.warnings[0]
+
+
+def test_energy_includes_idle_power_and_is_below_tdp_times_time():
+    chip = load_chip("h100")
+    result = estimate(parse_workload("llm:llama3-8b,phase=decode,batch=1,context=1024"), chip)
+    assert chip.static_power * result.time_s < result.energy_j < chip.tdp * result.time_s
+
+
+def test_repeated_ops_cost_count_times_one():
+    chip = load_chip("tpu-v5p")
+    one = MatMul(name="x", m=512, n=1024, k=2048)
+    many = MatMul(name="x", m=512, n=1024, k=2048, count=7)
+    t1 = estimate(Graph(name="1", ops=(one,)), chip).time_s
+    t7 = estimate(Graph(name="7", ops=(many,)), chip).time_s
+    assert t7 == pytest.approx(7 * t1)

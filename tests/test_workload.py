@@ -1,0 +1,127 @@
+"""The LLM builder against the standard formulas and published totals."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chipforge.data import figure
+from chipforge.errors import WorkloadError
+from chipforge.workload import Attention, MatMul, build, load_model, parse_workload
+
+# Parameter counts as published (model cards / papers), in billions.
+PUBLISHED_PARAMS = {
+    "llama3-8b": (8.03, None),  # Llama 3 model card: 8.03B
+    "llama3-70b": (70.6, None),  # Llama 3 model card: 70.6B
+    "llama3-405b": (405.0, None),  # Llama 3 paper: 405B
+    "gpt3-175b": (175.0, None),  # Brown et al. 2020: 175B
+    "mixtral-8x7b": (46.7, 12.9),  # Mistral AI: 46.7B total, 12.9B active
+    "deepseek-v3": (671.0, 37.0),  # DeepSeek-V3 report: 671B total, 37B active
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
+def test_parameter_counts(name):
+    total, active = PUBLISHED_PARAMS[name]
+    config = load_model(name)
+    assert config.params() / 1e9 == pytest.approx(total, rel=0.01)
+    if active:
+        assert config.params(active=True) / 1e9 == pytest.approx(active, rel=0.02)
+
+
+def training_flops(model: str, seq: int, tokens: float) -> float:
+    graph = build(load_model(model), phase="train", batch=1, seq=seq)
+    return graph.flops / seq * tokens
+
+
+@pytest.mark.parametrize(("model", "seq", "tokens", "figure_id"), [
+    ("gpt3-175b", 2048, 300e9, "perf-gpt3-flops"),  # Brown et al. 2020, Table D.1
+    ("llama3-405b", 8192, 15.6e12, "perf-llama3-flops"),  # Llama 3 paper, Sec. 3
+])
+def test_training_flops_match_published_totals(model, seq, tokens, figure_id):
+    # the published totals are 6ND; the graph adds causal attention, a few percent more
+    ratio = training_flops(model, seq, tokens) / figure(figure_id)
+    assert 1.0 <= ratio <= 1.05
+
+
+def test_prefill_flops_follow_the_formula():
+    c = load_model("llama3-8b")
+    b, s = 2, 1024
+    g = build(c, phase="prefill", batch=b, seq=s)
+    h, d, H, kvh, f, L, V = c.hidden, c.d_head, c.heads, c.n_kv_heads, c.ffn, c.layers, c.vocab
+    t = b * s
+    qkv = 2 * t * h * (H + 2 * kvh) * d
+    out = 2 * t * H * d * h
+    ffn = 2 * t * h * f * 3  # gate, up, down
+    attention = 2 * b * H * (s * (s + 1) / 2) * (2 * d)  # causal QK^T and PV
+    lm_head = 2 * b * h * V  # the last position only
+    matmul_and_attention = L * (qkv + out + ffn + attention) + lm_head
+    got = sum(op.total_flops for op in g.ops if isinstance(op, (MatMul, Attention)))
+    assert got == pytest.approx(matmul_and_attention, rel=1e-12)
+
+
+def test_decode_reads_the_kv_cache():
+    c = load_model("llama3-70b")
+    b, ctx = 8, 4096
+    g = build(c, phase="decode", batch=b, context=ctx)
+    attn = [op for op in g.ops if isinstance(op, Attention)]
+    kv_bytes = sum(op.count * op.batch * op.kv_heads * op.kv_len * 2 * op.head_dim * 2
+                   for op in attn)
+    assert kv_bytes == b * (ctx + 1) * c.layers * 2 * c.n_kv_heads * c.d_head * 2
+    assert g.resident["kv_cache"] == pytest.approx(kv_bytes)
+    assert g.resident["weights"] == pytest.approx(2 * c.params())
+
+
+def test_moe_decode_reads_only_routed_experts():
+    c = load_model("deepseek-v3")
+    g = build(c, phase="decode", batch=1, context=128)
+    experts = next(op for op in g.ops if op.name == "moe_layers.experts_up")
+    assert experts.batch == c.top_k  # one token touches top_k experts
+
+
+def test_tensor_parallel_shards_and_adds_allreduces():
+    c = load_model("llama3-70b")
+    one = build(c, phase="prefill", seq=2048)
+    eight = build(c, phase="prefill", seq=2048, tp=8)
+    matmul = lambda g: sum(op.total_flops for op in g.ops if isinstance(op, MatMul))  # noqa: E731
+    assert matmul(eight) == pytest.approx(matmul(one) / 8, rel=0.01)
+    assert sum(op.count for op in eight.ops if op.kind == "collective") == 2 * c.layers
+
+
+@settings(max_examples=30, deadline=None)
+@given(layers=st.integers(1, 4), heads=st.sampled_from([4, 8]), kv=st.sampled_from([1, 2, 4]),
+       d=st.sampled_from([32, 64]), phase=st.sampled_from(["prefill", "decode", "train"]),
+       batch=st.integers(1, 4))
+def test_graph_flops_are_the_sum_of_its_ops(layers, heads, kv, d, phase, batch):
+    c = load_model("custom", layers=layers, hidden=heads * d, heads=heads, kv_heads=kv,
+                   ffn=4 * heads * d, vocab=1000, seq=64)
+    g = build(c, phase=phase, batch=batch, context=64)
+    assert g.flops == sum(op.flops * op.count for op in g.ops)
+    assert all(op.flops >= 0 and op.bytes >= 0 for op in g.ops)
+
+
+def test_training_is_about_three_forward_passes():
+    c = load_model("llama3-8b")
+    fwd = build(c, phase="prefill", seq=4096).flops
+    train = build(c, phase="train", seq=4096).flops
+    assert 2.9 < train / fwd < 3.6  # backward = 2x forward matmuls, 2.5x attention
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("llm:llama3-70b,phase=decode,batch=-4", "`workload.batch` must be a positive integer, "
+     "not '-4'"),
+    ("llm:llama3-70b,batchsize=4", "`workload.batchsize` is not an llm parameter; use batch, "
+     "context, dtype, kv_dtype, phase, scope, seq, tp or a model field"),
+    ("llm:llama3-70b,phase=serve", "`phase` must be one of prefill, decode, train, not 'serve'"),
+    ("llm:llama-70b", "`model` must be a preset or 'custom', not 'llama-70b' (did you mean "
+     "llama3-70b, llama2-70b, llama2-7b?); `chipforge presets` lists them"),
+    ("gemm:m=8,n=8", "`workload.k` is required: gemm:m=..,n=..,k=.."),
+    ("gemm:m=8,n=8,k=8,dtype=bf17", "`workload.dtype` must be one of fp64, fp32, tf32, bf16, "
+     "fp16, fp8, int8, fp4, int4, not 'bf17'"),
+    ("gemm:m=8,n,k=8", "`workload` gemm parameters must be key=value, not 'n'"),
+    ("llm:custom,layers=2,hidden=64", "custom model needs `heads`, `ffn`, `vocab`; give layers, "
+     "hidden, heads, ffn, vocab"),
+])
+def test_bad_workload_strings(text, message):
+    with pytest.raises(WorkloadError) as err:
+        parse_workload(text)
+    assert str(err.value) == message
