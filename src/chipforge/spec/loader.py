@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from chipforge.errors import SpecError, did_you_mean
 from chipforge.spec.models import ChipSpec
@@ -22,9 +22,13 @@ def preset_names() -> list[str]:
                   if p.name.endswith(".toml"))
 
 
-def validation_message(err: ValidationError, model: type[BaseModel], where: str) -> str:
+def validation_message(err: ValidationError, where: str) -> str:
     """One line naming the dotted path of the first bad field and how to fix it."""
-    first = err.errors()[0]
+    more = len(err.errors()) - 1
+    return _first_problem(err.errors()[0], where) + (f" (and {more} more)" if more else "")
+
+
+def _first_problem(first: dict, where: str) -> str:
     path = ".".join(str(p) for p in first["loc"]) or "(root)"
     kind, value = first["type"], first.get("input")
     if kind == "extra_forbidden":
@@ -46,7 +50,7 @@ def chip_from_dict(data: dict[str, Any], where: str = "chip") -> ChipSpec:
     try:
         return ChipSpec.model_validate(data)
     except ValidationError as err:
-        raise SpecError(validation_message(err, ChipSpec, where)) from None
+        raise SpecError(validation_message(err, where)) from None
 
 
 def _read_toml(path: Path | Any, where: str) -> dict[str, Any]:
