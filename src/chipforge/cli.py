@@ -39,6 +39,8 @@ DEMO_SCENARIOS = (
 def _emit(data, tables: list, *, as_json: bool, out: Path | None) -> None:
     """Print JSON or tables to stdout, or to `out`."""
     console = Console(file=out.open("w"), width=160) if out else Console()
+    if not out and not console.is_terminal:
+        console.width = 160  # piped or captured: do not wrap at 80 columns
     if as_json:
         console.file.write(to_json(data))
     else:

@@ -78,9 +78,11 @@ def matmul_cycles(m: int, n: int, k: int, batch: int, mu: MatrixUnit, units: int
     if mu.dataflow == "tensor-core":
         return tensor_core_cycles(m, n, k, batch, rows=mu.rows, cols=mu.cols, units=units,
                                   macs_per_cycle=macs)
-    return systolic_cycles(m, n, k, batch, rows=mu.rows, cols=mu.cols, units=units,
-                           rate=macs / (mu.rows * mu.cols), dataflow=mu.dataflow,
-                           double_buffered=mu.double_buffered)
+    # C^T = B^T A^T: the compiler may hold either operand stationary and stream the other
+    # (decode attention streams the long KV side past a handful of query rows)
+    return min(systolic_cycles(a, b, k, batch, rows=mu.rows, cols=mu.cols, units=units,
+                               rate=macs / (mu.rows * mu.cols), dataflow=mu.dataflow,
+                               double_buffered=mu.double_buffered) for a, b in ((m, n), (n, m)))
 
 
 TILES = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)

@@ -53,7 +53,7 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
     rows = [("time", seconds(result.time_s)), ("FLOPs", f"{result.flops:.4g}"),
             ("achieved", f"{tflops(result.achieved_flops_per_s)} TFLOP/s"),
             ("utilization", percent(result.utilization)), ("bound", result.bound),
-            ("energy", f"{result.energy_j:.4g} J "
+            ("energy", f"{energy(result.energy_j)} "
              f"({result.energy_j / result.time_s:,.0f} W average)")]
     if result.tokens:
         rows.append(("tokens/s", f"{result.tokens / result.time_s:,.1f}"))
@@ -83,12 +83,20 @@ def compare_table(results: list[Result], title: str) -> Table:
         tokens = f"{r.tokens / r.time_s:,.0f}" if r.tokens else "-"
         t.add_row(r.chip + ("" if r.fits_in_memory else " *"), seconds(r.time_s),
                   tflops(r.achieved_flops_per_s), percent(r.utilization), r.bound,
-                  f"{r.energy_j:.3g} J", tokens, f"{base / r.time_s:.2f}x")
+                  energy(r.energy_j), tokens, f"{base / r.time_s:.2f}x")
     return t
 
 
+SHORT_BOUND = {"compute": "cmp", "memory": "mem", "vector": "vec", "interconnect": "net",
+               "latency": "lat"}
+
+
+def energy(value: float) -> str:
+    return fmt(value, "energy", digits=3)
+
+
 def _cell(op: OpResult) -> str:
-    return f"{seconds(op.time_s)} {percent(op.utilization)} {op.bound}"
+    return f"{seconds(op.time_s)} {percent(op.utilization)} {SHORT_BOUND[op.bound]}"
 
 
 def ops_by_chip_table(results: list[Result], title: str) -> Table:
@@ -100,6 +108,8 @@ def ops_by_chip_table(results: list[Result], title: str) -> Table:
     by_chip = [{op.name: op for op in r.ops} for r in results]
     for op in results[0].ops:
         t.add_row(op.name, *[_cell(ops[op.name]) for ops in by_chip])
-    t.add_row("total", *[f"{seconds(r.time_s)} {percent(r.utilization)} {r.bound}"
-                         for r in results], style="bold")
+    t.add_row("total", *[f"{seconds(r.time_s)} {percent(r.utilization)} "
+                         f"{SHORT_BOUND[r.bound]}" for r in results], style="bold")
+    t.caption = "cell: time, matrix-unit utilization, bound (cmp compute, mem memory, " \
+                "vec vector, net interconnect, lat dispatch latency)"
     return t

@@ -194,7 +194,8 @@ def build(c: ModelConfig, *, phase: Phase = "prefill", batch: int = 1, seq: int 
                          kv_dtype=kv_dtype, tp=tp, scope=scope)
     label = f"{c.name} {phase} b={batch} " + (f"ctx={context}" if phase == "decode" else f"s={seq}")
     return Graph(name=label + (f" tp={tp}" if tp > 1 else "") + (" (1 layer)" if scope == "layer"
-                 else ""), ops=tuple(ops), resident=resident, tokens=tokens,
+                 else ""), ops=tuple(ops), resident=resident,
+                 tokens=tokens if scope == "model" else 0,  # one layer emits no tokens
                  meta={"model": c.name, "phase": phase, "batch": batch, "seq": seq,
                        "context": context, "tp": tp, "params": c.params(),
                        "active_params": c.params(active=True)})
