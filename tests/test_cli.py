@@ -10,29 +10,48 @@ OP_KEYS = {"time_s", "flops", "achieved_flops_per_s", "utilization", "bound", "e
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chipforge", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "chipforge", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_evaluate_gemm_json():
-    out = run("evaluate", "--chip", "h100", "--workload",
-              "gemm:m=6144,n=17920,k=2816,dtype=bf16", "--json")
+    out = run(
+        "evaluate",
+        "--chip",
+        "h100",
+        "--workload",
+        "gemm:m=6144,n=17920,k=2816,dtype=bf16",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert OP_KEYS | {"ops", "fits_in_memory"} <= set(data)
-    assert data["ops"] and all(OP_KEYS <= set(op) for op in data["ops"])
+    assert data["ops"] and all(set(op) >= OP_KEYS for op in data["ops"])
     assert data["bound"] == "compute" and data["fits_in_memory"] is True
 
 
 def test_evaluate_is_deterministic():
-    args = ("evaluate", "--chip", "forge-n3", "--workload",
-            "llm:llama3-70b,phase=decode,batch=64,context=4096", "--json")
+    args = (
+        "evaluate",
+        "--chip",
+        "forge-n3",
+        "--workload",
+        "llm:llama3-70b,phase=decode,batch=64,context=4096",
+        "--json",
+    )
     assert run(*args).stdout == run(*args).stdout
 
 
 def test_evaluate_beyond_memory_warns_and_still_costs():
-    out = run("evaluate", "--chip", "h100", "--workload",
-              "llm:llama3-70b,phase=decode,batch=64,context=4096", "--json")
+    out = run(
+        "evaluate",
+        "--chip",
+        "h100",
+        "--workload",
+        "llm:llama3-70b,phase=decode,batch=64,context=4096",
+        "--json",
+    )
     assert out.returncode == 0
     assert json.loads(out.stdout)["fits_in_memory"] is False
     assert "warning: working set" in out.stderr
@@ -54,14 +73,24 @@ def test_validate_json_contract():
     assert {"id", "predicted", "published", "error"} <= set(data["cases"][0])
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("show", "h10"), "error: `chip` must be a preset or a .toml file, not 'h10' (did you mean "
-     "h100, h200, a100?); `chipforge presets` lists them"),
-    (("evaluate", "--chip", "h100", "--workload", "gemm:m=8,n=8"),
-     "error: `workload.k` is required: gemm:m=..,n=..,k=.."),
-    (("evaluate", "--chip", "h100", "--workload", "llm:llama3-8b,batch=-1"),
-     "error: `workload.batch` must be a positive integer, not '-1'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("show", "h10"),
+            "error: `chip` must be a preset or a .toml file, not 'h10' (did you mean "
+            "h100, h200, a100?); `chipforge presets` lists them",
+        ),
+        (
+            ("evaluate", "--chip", "h100", "--workload", "gemm:m=8,n=8"),
+            "error: `workload.k` is required: gemm:m=..,n=..,k=..",
+        ),
+        (
+            ("evaluate", "--chip", "h100", "--workload", "llm:llama3-8b,batch=-1"),
+            "error: `workload.batch` must be a positive integer, not '-1'",
+        ),
+    ],
+)
 def test_user_errors_are_one_line_exit_2(args, message):
     out = run(*args)
     assert out.returncode == 2

@@ -17,8 +17,21 @@ def test_output_stationary_matches_scale_sim():
     M = N = K = 1024
     folds = (M // R) * (N // C)
     expected = folds * (K + R + C - 2)
-    assert systolic_cycles(M, N, K, 1, rows=R, cols=C, units=1, rate=1,
-                           dataflow="output-stationary", double_buffered=False) == expected
+    assert (
+        systolic_cycles(
+            M,
+            N,
+            K,
+            1,
+            rows=R,
+            cols=C,
+            units=1,
+            rate=1,
+            dataflow="output-stationary",
+            double_buffered=False,
+        )
+        == expected
+    )
 
 
 def test_weight_stationary_without_preload_matches_scale_sim():
@@ -27,8 +40,21 @@ def test_weight_stationary_without_preload_matches_scale_sim():
     M = N = K = 1024
     folds = (K // R) * (N // C)
     expected = folds * (R + M + R + C - 2)
-    assert systolic_cycles(M, N, K, 1, rows=R, cols=C, units=1, rate=1,
-                           dataflow="weight-stationary", double_buffered=False) == expected
+    assert (
+        systolic_cycles(
+            M,
+            N,
+            K,
+            1,
+            rows=R,
+            cols=C,
+            units=1,
+            rate=1,
+            dataflow="weight-stationary",
+            double_buffered=False,
+        )
+        == expected
+    )
 
 
 def test_double_buffered_weights_pipeline_the_folds():
@@ -36,8 +62,21 @@ def test_double_buffered_weights_pipeline_the_folds():
     M = N = K = 1024
     folds = (K // R) * (N // C)
     expected = R + folds * M + (R + C - 2)  # first load, streams back to back, one skew
-    assert systolic_cycles(M, N, K, 1, rows=R, cols=C, units=1, rate=1,
-                           dataflow="weight-stationary", double_buffered=True) == expected
+    assert (
+        systolic_cycles(
+            M,
+            N,
+            K,
+            1,
+            rows=R,
+            cols=C,
+            units=1,
+            rate=1,
+            dataflow="weight-stationary",
+            double_buffered=True,
+        )
+        == expected
+    )
 
 
 def test_tensor_core_waves():
@@ -54,26 +93,37 @@ def test_tiled_traffic_is_compulsory_with_a_large_buffer():
     assert tiled_traffic(m, n, k, e, e, 1e12) == e * (m * k + k * n + m * n)
 
 
-@given(m=st.integers(1, 4096), n=st.integers(1, 4096), k=st.integers(1, 4096),
-       small=st.floats(64e3, 1e6), factor=st.floats(1, 64))
+@given(
+    m=st.integers(1, 4096),
+    n=st.integers(1, 4096),
+    k=st.integers(1, 4096),
+    small=st.floats(64e3, 1e6),
+    factor=st.floats(1, 64),
+)
 def test_a_larger_buffer_never_moves_more(m, n, k, small, factor):
     assert tiled_traffic(m, n, k, 2, 2, small * factor) <= tiled_traffic(m, n, k, 2, 2, small)
 
 
 CHIPS = ["h100", "a100", "tpu-v5p", "forge-n3", "mi300x", "tpu-v1"]
-WORKLOADS = ["gemm:m=4096,n=4096,k=4096", "llm:llama3-8b,phase=decode,batch=8,context=1024",
-             "llm:llama3-8b,phase=prefill,seq=1024,scope=layer",
-             "llm:mixtral-8x7b,phase=train,seq=512,scope=layer"]
+WORKLOADS = [
+    "gemm:m=4096,n=4096,k=4096",
+    "llm:llama3-8b,phase=decode,batch=8,context=1024",
+    "llm:llama3-8b,phase=prefill,seq=1024,scope=layer",
+    "llm:mixtral-8x7b,phase=train,seq=512,scope=layer",
+]
 
 
 @settings(max_examples=40, deadline=None)
-@given(chip=st.sampled_from(CHIPS), workload=st.sampled_from(WORKLOADS),
-       factor=st.floats(1.0, 8.0))
+@given(chip=st.sampled_from(CHIPS), workload=st.sampled_from(WORKLOADS), factor=st.floats(1.0, 8.0))
 def test_more_bandwidth_is_never_slower(chip, workload, factor):
     base = load_chip(chip)
     hbm = base.memory[0]
-    faster = base.model_copy(update={"memory": (hbm.model_copy(
-        update={"bandwidth": hbm.bandwidth * factor}),) + base.memory[1:]})
+    faster = base.model_copy(
+        update={
+            "memory": (hbm.model_copy(update={"bandwidth": hbm.bandwidth * factor}),)
+            + base.memory[1:]
+        }
+    )
     graph = parse_workload(workload)
     assert estimate(graph, faster).time_s <= estimate(graph, base).time_s * (1 + 1e-12)
 
@@ -99,8 +149,7 @@ def test_large_gemm_is_compute_bound_and_decode_memory_bound():
 def test_decode_is_slower_than_its_roofline():
     chip = load_chip("h100")
     graph = parse_workload("llm:llama3-8b,phase=decode,batch=1,context=1024")
-    roofline = max(graph.resident_bytes / chip.hbm.bandwidth,
-                   graph.flops / chip.peak_flops("bf16"))
+    roofline = max(graph.resident_bytes / chip.hbm.bandwidth, graph.flops / chip.peak_flops("bf16"))
     result = estimate(graph, chip)
     # weights and KV cross HBM at the achievable fraction, plus per-op dispatch
     assert result.time_s > roofline / calibration(chip.family).memory_frac
@@ -133,8 +182,9 @@ def test_unsupported_dtype_runs_on_a_wider_path():
 
 
 def test_working_set_beyond_memory_is_costed_and_flagged():
-    result = estimate(parse_workload("llm:llama3-70b,phase=decode,batch=8,context=1024"),
-                      load_chip("h100"))
+    result = estimate(
+        parse_workload("llm:llama3-70b,phase=decode,batch=8,context=1024"), load_chip("h100")
+    )
     assert not result.fits_in_memory and result.time_s > 0
     assert "exceeds h100's 80.0 GB" in result.warnings[0]
 

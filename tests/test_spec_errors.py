@@ -28,8 +28,9 @@ def test_a_user_file_loads_like_the_preset(tmp_path):
 
 def test_unknown_field(tmp_path):
     path = edited_h100(tmp_path, "rows = 128", "rows = 128\nrowz = 4")
-    assert load_error(path) == (f"{path}: `matrix.rowz` is not a known field; remove it or "
-                                "check its spelling")
+    assert load_error(path) == (
+        f"{path}: `matrix.rowz` is not a known field; remove it or check its spelling"
+    )
 
 
 def test_negative_field(tmp_path):
@@ -44,8 +45,9 @@ def test_bad_unit(tmp_path):
 
 def test_wrong_dimension_in_a_list(tmp_path):
     path = edited_h100(tmp_path, 'bandwidth = "3.35 TB/s"', 'bandwidth = "80 GB"')
-    assert load_error(path) == (f"{path}: `memory.0.bandwidth` must be a bandwidth quantity, "
-                                "not '80 GB' (a bytes)")
+    assert load_error(path) == (
+        f"{path}: `memory.0.bandwidth` must be a bandwidth quantity, not '80 GB' (a bytes)"
+    )
 
 
 def test_missing_field(tmp_path):
@@ -59,13 +61,16 @@ def test_unknown_node(tmp_path):
 
 
 def test_missing_file():
-    assert load_error("nowhere/chip.toml") == ("chip file 'nowhere/chip.toml' does not exist; "
-                                               "give a preset name or a TOML path")
+    assert load_error("nowhere/chip.toml") == (
+        "chip file 'nowhere/chip.toml' does not exist; give a preset name or a TOML path"
+    )
 
 
 def test_unknown_preset_suggests_close_names():
-    assert load_error("h10") == ("`chip` must be a preset or a .toml file, not 'h10' (did you "
-                                 "mean h100, h200, a100?); `chipforge presets` lists them")
+    assert load_error("h10") == (
+        "`chip` must be a preset or a .toml file, not 'h10' (did you "
+        "mean h100, h200, a100?); `chipforge presets` lists them"
+    )
 
 
 def test_specs_are_frozen_and_copy_for_sweeps():

@@ -10,19 +10,22 @@ from chipforge.errors import UnitError
 from chipforge.units import DISPLAY_UNIT, fmt, parse_quantity
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("3.35 TB/s", 3.35e12),
-    ("80 GiB", 80 * 2**30),
-    ("80 GB", 80e9),
-    ("700 W", 700.0),
-    ("1.98 GHz", 1.98e9),
-    ("814 mm2", 814e-6),       # an area prefix applies to the length: (1e-3 m)^2
-    ("400 Gb/s", 400e9 / 8),   # bits
-    ("3.9 pJ/bit", 3.9e-12 * 8),
-    ("989.4 TFLOP/s", 989.4e12),
-    ("2 us", 2e-6),
-    ("24 MiB", 24 * 2**20),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3.35 TB/s", 3.35e12),
+        ("80 GiB", 80 * 2**30),
+        ("80 GB", 80e9),
+        ("700 W", 700.0),
+        ("1.98 GHz", 1.98e9),
+        ("814 mm2", 814e-6),  # an area prefix applies to the length: (1e-3 m)^2
+        ("400 Gb/s", 400e9 / 8),  # bits
+        ("3.9 pJ/bit", 3.9e-12 * 8),
+        ("989.4 TFLOP/s", 989.4e12),
+        ("2 us", 2e-6),
+        ("24 MiB", 24 * 2**20),
+    ],
+)
 def test_parse(text, expected):
     assert parse_quantity(text) == pytest.approx(expected, rel=1e-12)
 
@@ -50,8 +53,10 @@ def test_garbage_message():
     assert str(err.value) == "`clock` must be a number with a unit such as '3.35 TB/s', not 'fast'"
 
 
-@given(value=st.floats(min_value=1e-15, max_value=1e24, allow_nan=False),
-       dimension=st.sampled_from(sorted(DISPLAY_UNIT)))
+@given(
+    value=st.floats(min_value=1e-15, max_value=1e24, allow_nan=False),
+    dimension=st.sampled_from(sorted(DISPLAY_UNIT)),
+)
 def test_fmt_parse_round_trip(value, dimension):
     text = fmt(value, dimension, digits=17)
     assert math.isclose(parse_quantity(text, dimension), value, rel_tol=1e-12)
@@ -59,5 +64,6 @@ def test_fmt_parse_round_trip(value, dimension):
 
 @given(value=st.floats(min_value=1.0, max_value=1e18, allow_nan=False))
 def test_binary_round_trip(value):
-    assert math.isclose(parse_quantity(fmt(value, "bytes", digits=17, binary=True)), value,
-                        rel_tol=1e-12)
+    assert math.isclose(
+        parse_quantity(fmt(value, "bytes", digits=17, binary=True)), value, rel_tol=1e-12
+    )

@@ -41,8 +41,13 @@ def test_calibration_reproduces_its_measurements(results):
     for case in ("perf-mamf-bf16-h100", "perf-tpuv1-cnn0"):
         assert abs(by_id[case].error) < 0.01
     amd = [by_id["perf-mamf-bf16-mi300x"], by_id["perf-mamf-bf16-mi300xb"]]
-    assert abs(math.log(amd[0].predicted / amd[0].published)
-               + math.log(amd[1].predicted / amd[1].published)) < 0.02
+    assert (
+        abs(
+            math.log(amd[0].predicted / amd[0].published)
+            + math.log(amd[1].predicted / amd[1].published)
+        )
+        < 0.02
+    )
 
 
 def test_error_is_signed_and_relative(results):

@@ -33,10 +33,13 @@ def training_flops(model: str, seq: int, tokens: float) -> float:
     return graph.flops / seq * tokens
 
 
-@pytest.mark.parametrize(("model", "seq", "tokens", "figure_id"), [
-    ("gpt3-175b", 2048, 300e9, "perf-gpt3-flops"),  # Brown et al. 2020, Table D.1
-    ("llama3-405b", 8192, 15.6e12, "perf-llama3-flops"),  # Llama 3 paper, Sec. 3
-])
+@pytest.mark.parametrize(
+    ("model", "seq", "tokens", "figure_id"),
+    [
+        ("gpt3-175b", 2048, 300e9, "perf-gpt3-flops"),  # Brown et al. 2020, Table D.1
+        ("llama3-405b", 8192, 15.6e12, "perf-llama3-flops"),  # Llama 3 paper, Sec. 3
+    ],
+)
 def test_training_flops_match_published_totals(model, seq, tokens, figure_id):
     # the published totals are 6ND; the graph adds causal attention, a few percent more
     ratio = training_flops(model, seq, tokens) / figure(figure_id)
@@ -64,8 +67,9 @@ def test_decode_reads_the_kv_cache():
     b, ctx = 8, 4096
     g = build(c, phase="decode", batch=b, context=ctx)
     attn = [op for op in g.ops if isinstance(op, Attention)]
-    kv_bytes = sum(op.count * op.batch * op.kv_heads * op.kv_len * 2 * op.head_dim * 2
-                   for op in attn)
+    kv_bytes = sum(
+        op.count * op.batch * op.kv_heads * op.kv_len * 2 * op.head_dim * 2 for op in attn
+    )
     assert kv_bytes == b * (ctx + 1) * c.layers * 2 * c.n_kv_heads * c.d_head * 2
     assert g.resident["kv_cache"] == pytest.approx(kv_bytes)
     assert g.resident["weights"] == pytest.approx(2 * c.params())
@@ -88,12 +92,25 @@ def test_tensor_parallel_shards_and_adds_allreduces():
 
 
 @settings(max_examples=30, deadline=None)
-@given(layers=st.integers(1, 4), heads=st.sampled_from([4, 8]), kv=st.sampled_from([1, 2, 4]),
-       d=st.sampled_from([32, 64]), phase=st.sampled_from(["prefill", "decode", "train"]),
-       batch=st.integers(1, 4))
+@given(
+    layers=st.integers(1, 4),
+    heads=st.sampled_from([4, 8]),
+    kv=st.sampled_from([1, 2, 4]),
+    d=st.sampled_from([32, 64]),
+    phase=st.sampled_from(["prefill", "decode", "train"]),
+    batch=st.integers(1, 4),
+)
 def test_graph_flops_are_the_sum_of_its_ops(layers, heads, kv, d, phase, batch):
-    c = load_model("custom", layers=layers, hidden=heads * d, heads=heads, kv_heads=kv,
-                   ffn=4 * heads * d, vocab=1000, seq=64)
+    c = load_model(
+        "custom",
+        layers=layers,
+        hidden=heads * d,
+        heads=heads,
+        kv_heads=kv,
+        ffn=4 * heads * d,
+        vocab=1000,
+        seq=64,
+    )
     g = build(c, phase=phase, batch=batch, context=64)
     assert g.flops == sum(op.flops * op.count for op in g.ops)
     assert all(op.flops >= 0 and op.bytes >= 0 for op in g.ops)
@@ -106,21 +123,40 @@ def test_training_is_about_three_forward_passes():
     assert 2.9 < train / fwd < 3.6  # backward = 2x forward matmuls, 2.5x attention
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("llm:llama3-70b,phase=decode,batch=-4", "`workload.batch` must be a positive integer, "
-     "not '-4'"),
-    ("llm:llama3-70b,batchsize=4", "`workload.batchsize` is not an llm parameter; use batch, "
-     "context, dtype, kv_dtype, phase, scope, seq, tp or a model field"),
-    ("llm:llama3-70b,phase=serve", "`phase` must be one of prefill, decode, train, not 'serve'"),
-    ("llm:llama-70b", "`model` must be a preset or 'custom', not 'llama-70b' (did you mean "
-     "llama3-70b, llama2-70b, llama2-7b?); `chipforge presets` lists them"),
-    ("gemm:m=8,n=8", "`workload.k` is required: gemm:m=..,n=..,k=.."),
-    ("gemm:m=8,n=8,k=8,dtype=bf17", "`workload.dtype` must be one of fp64, fp32, tf32, bf16, "
-     "fp16, fp8, int8, fp4, int4, not 'bf17'"),
-    ("gemm:m=8,n,k=8", "`workload` gemm parameters must be key=value, not 'n'"),
-    ("llm:custom,layers=2,hidden=64", "custom model needs `heads`, `ffn`, `vocab`; give layers, "
-     "hidden, heads, ffn, vocab"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "llm:llama3-70b,phase=decode,batch=-4",
+            "`workload.batch` must be a positive integer, not '-4'",
+        ),
+        (
+            "llm:llama3-70b,batchsize=4",
+            "`workload.batchsize` is not an llm parameter; use batch, "
+            "context, dtype, kv_dtype, phase, scope, seq, tp or a model field",
+        ),
+        (
+            "llm:llama3-70b,phase=serve",
+            "`phase` must be one of prefill, decode, train, not 'serve'",
+        ),
+        (
+            "llm:llama-70b",
+            "`model` must be a preset or 'custom', not 'llama-70b' (did you mean "
+            "llama3-70b, llama2-70b, llama2-7b?); `chipforge presets` lists them",
+        ),
+        ("gemm:m=8,n=8", "`workload.k` is required: gemm:m=..,n=..,k=.."),
+        (
+            "gemm:m=8,n=8,k=8,dtype=bf17",
+            "`workload.dtype` must be one of fp64, fp32, tf32, bf16, "
+            "fp16, fp8, int8, fp4, int4, not 'bf17'",
+        ),
+        ("gemm:m=8,n,k=8", "`workload` gemm parameters must be key=value, not 'n'"),
+        (
+            "llm:custom,layers=2,hidden=64",
+            "custom model needs `heads`, `ffn`, `vocab`; give layers, hidden, heads, ffn, vocab",
+        ),
+    ],
+)
 def test_bad_workload_strings(text, message):
     with pytest.raises(WorkloadError) as err:
         parse_workload(text)

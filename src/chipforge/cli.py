@@ -13,13 +13,17 @@ from rich.table import Table
 from chipforge.errors import ChipforgeError
 from chipforge.perf import estimate
 from chipforge.perf.validate import run_validation, summary
-from chipforge.report import to_json
 from chipforge.report import tables as tb
+from chipforge.report import to_json
 from chipforge.spec import load_chip, preset_names
 from chipforge.workload import load_model, model_names, parse_workload
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Define an AI accelerator, run models on it, compare it with GPUs.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Define an AI accelerator, run models on it, compare it with GPUs.",
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="write the output to this file")]
@@ -29,10 +33,14 @@ WorkloadOpt = Annotated[str, typer.Option("--workload", help="model preset, llm:
 DEMO_CHIPS = ("forge-n3", "h100", "b200", "tpu-v5p")
 DEMO_SCENARIOS = (
     ("Llama-3-70B prefill, 8k tokens, batch 1", "llm:llama3-70b,phase=prefill,batch=1,seq=8192"),
-    ("Llama-3-70B decode, batch 64, 4k context",
-     "llm:llama3-70b,phase=decode,batch=64,context=4096"),
-    ("Llama-3-70B one layer, forward + backward, micro-batch 1 x 8k tokens",
-     "llm:llama3-70b,phase=train,batch=1,seq=8192,scope=layer"),
+    (
+        "Llama-3-70B decode, batch 64, 4k context",
+        "llm:llama3-70b,phase=decode,batch=64,context=4096",
+    ),
+    (
+        "Llama-3-70B one layer, forward + backward, micro-batch 1 x 8k tokens",
+        "llm:llama3-70b,phase=train,batch=1,seq=8192,scope=layer",
+    ),
 )
 
 
@@ -59,35 +67,59 @@ def presets(as_json: JsonOpt = False, out: OutOpt = None) -> None:
     for col in ("name", "vendor", "year", "node", "bf16 TFLOP/s", "HBM GB", "HBM TB/s", "TDP W"):
         ct.add_column(col)
     for c in chips:
-        ct.add_row(c.name, c.vendor, str(c.year), c.node, tb.tflops(c.peak_flops("bf16")),
-                   f"{c.hbm.capacity / 1e9:.0f}", f"{c.hbm.bandwidth / 1e12:.2f}",
-                   f"{c.tdp:.0f}")
+        ct.add_row(
+            c.name,
+            c.vendor,
+            str(c.year),
+            c.node,
+            tb.tflops(c.peak_flops("bf16")),
+            f"{c.hbm.capacity / 1e9:.0f}",
+            f"{c.hbm.bandwidth / 1e12:.2f}",
+            f"{c.tdp:.0f}",
+        )
     mt = Table(title="models (a bare name means prefill of one sequence at the model's seq)")
     for col in ("name", "params (B)", "active (B)", "layers", "hidden", "heads/kv", "experts"):
         mt.add_column(col)
     for m in models:
-        mt.add_row(m.name, f"{m.params() / 1e9:.1f}", f"{m.params(active=True) / 1e9:.1f}",
-                   str(m.layers), str(m.hidden), f"{m.heads}/{m.n_kv_heads}",
-                   f"{m.top_k}/{m.experts}" if m.is_moe else "-")
-    data = {"chips": [c.model_dump() for c in chips],
-            "models": [{"name": m.name, "params": m.params(),
-                        "active_params": m.params(active=True)} for m in models]}
+        mt.add_row(
+            m.name,
+            f"{m.params() / 1e9:.1f}",
+            f"{m.params(active=True) / 1e9:.1f}",
+            str(m.layers),
+            str(m.hidden),
+            f"{m.heads}/{m.n_kv_heads}",
+            f"{m.top_k}/{m.experts}" if m.is_moe else "-",
+        )
+    data = {
+        "chips": [c.model_dump() for c in chips],
+        "models": [
+            {"name": m.name, "params": m.params(), "active_params": m.params(active=True)}
+            for m in models
+        ],
+    }
     _emit(data, [ct, mt], as_json=as_json, out=out)
 
 
 @app.command()
-def show(chip: Annotated[str, typer.Argument(help="preset name or chip TOML path")],
-         as_json: JsonOpt = False, out: OutOpt = None) -> None:
+def show(
+    chip: Annotated[str, typer.Argument(help="preset name or chip TOML path")],
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
     """A chip's derived figures: peak FLOP/s per dtype, memory, links, TDP, machine balance."""
     spec = load_chip(chip)
     dtypes = list(spec.matrix.macs_per_cycle)
-    data = {"spec": spec.model_dump(),
-            "peak_flops_per_s": {d: spec.peak_flops(d) for d in dtypes},
-            "machine_balance_flop_per_byte": {d: spec.machine_balance(d) for d in dtypes},
-            "hbm_capacity_bytes": spec.hbm.capacity, "hbm_bandwidth_bytes_per_s":
-            spec.hbm.bandwidth, "onchip_bytes": spec.onchip_bytes,
-            "vector_flops_per_s": spec.vector_flops, "link_bandwidth_bytes_per_s":
-            spec.link_bandwidth, "tdp_w": spec.tdp}
+    data = {
+        "spec": spec.model_dump(),
+        "peak_flops_per_s": {d: spec.peak_flops(d) for d in dtypes},
+        "machine_balance_flop_per_byte": {d: spec.machine_balance(d) for d in dtypes},
+        "hbm_capacity_bytes": spec.hbm.capacity,
+        "hbm_bandwidth_bytes_per_s": spec.hbm.bandwidth,
+        "onchip_bytes": spec.onchip_bytes,
+        "vector_flops_per_s": spec.vector_flops,
+        "link_bandwidth_bytes_per_s": spec.link_bandwidth,
+        "tdp_w": spec.tdp,
+    }
     _emit(data, [tb.chip_table(spec)], as_json=as_json, out=out)
 
 
@@ -97,8 +129,9 @@ def _warn(result) -> None:
 
 
 @app.command()
-def evaluate(chip: ChipOpt, workload: WorkloadOpt, as_json: JsonOpt = False,
-             out: OutOpt = None) -> None:
+def evaluate(
+    chip: ChipOpt, workload: WorkloadOpt, as_json: JsonOpt = False, out: OutOpt = None
+) -> None:
     """Cost a workload on one chip, op by op (analytical engine)."""
     result = estimate(parse_workload(workload), load_chip(chip))
     _warn(result)
@@ -111,8 +144,12 @@ def evaluate(chip: ChipOpt, workload: WorkloadOpt, as_json: JsonOpt = False,
 
 
 @app.command()
-def compare(chips: Annotated[str, typer.Option("--chips", help="comma-separated chips")],
-            workload: WorkloadOpt, as_json: JsonOpt = False, out: OutOpt = None) -> None:
+def compare(
+    chips: Annotated[str, typer.Option("--chips", help="comma-separated chips")],
+    workload: WorkloadOpt,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
     """Cost one workload on several chips side by side."""
     graph = parse_workload(workload)
     results = [estimate(graph, load_chip(c.strip())) for c in chips.split(",") if c.strip()]
@@ -132,13 +169,22 @@ def validate(as_json: JsonOpt = False, out: OutOpt = None) -> None:
         t.add_column(col, justify="left" if col in ("case", "chip") else "right")
     for r in results:
         unit = 1e12 if r.kind != "decode" else 1.0
-        t.add_row(r.id + (" (C)" if r.calibration else ""), r.chip, f"{r.predicted / unit:,.1f}",
-                  f"{r.published / unit:,.1f}", f"{100 * r.error:+.1f}%")
+        t.add_row(
+            r.id + (" (C)" if r.calibration else ""),
+            r.chip,
+            f"{r.predicted / unit:,.1f}",
+            f"{r.published / unit:,.1f}",
+            f"{100 * r.error:+.1f}%",
+        )
     foot = Table(show_header=False)
     foot.add_column("figure", style="bold")
     foot.add_column("value")
-    for key in ("median_abs_error", "max_abs_error", "held_out_median_abs_error",
-                "held_out_max_abs_error"):
+    for key in (
+        "median_abs_error",
+        "max_abs_error",
+        "held_out_median_abs_error",
+        "held_out_max_abs_error",
+    ):
         foot.add_row(key.replace("_", " "), tb.percent(data[key]))
     for skipped in data["skipped"]:
         foot.add_row(f"skipped {skipped['id']}", skipped["reason"])
@@ -153,14 +199,19 @@ def demo(as_json: JsonOpt = False, out: OutOpt = None) -> None:
     for title, text in DEMO_SCENARIOS:
         graph = parse_workload(text)
         results = [estimate(graph, c) for c in chips]
-        tables += [tb.compare_table(results, title), tb.ops_by_chip_table(results, title +
-                                                                           ": per op")]
-        data["scenarios"].append({"title": title, "workload": text,
-                                  "results": [r.to_dict() for r in results]})
+        tables += [
+            tb.compare_table(results, title),
+            tb.ops_by_chip_table(results, title + ": per op"),
+        ]
+        data["scenarios"].append(
+            {"title": title, "workload": text, "results": [r.to_dict() for r in results]}
+        )
     note = Table(show_header=False, box=None)
     note.add_column("note")
-    note.add_row("* the working set exceeds the chip's memory: costed on one chip anyway; "
-                 "a deployment shards it over several chips.")
+    note.add_row(
+        "* the working set exceeds the chip's memory: costed on one chip anyway; "
+        "a deployment shards it over several chips."
+    )
     _emit(data, tables + [note], as_json=as_json, out=out)
 
 

@@ -8,8 +8,17 @@ DType = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "i
 DTYPES: tuple[str, ...] = get_args(DType)
 
 # bytes per element in memory (tf32 is stored as fp32; fp4/int4 pack two per byte)
-BYTES: dict[str, float] = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1,
-                           "int8": 1, "fp4": 0.5, "int4": 0.5}
+BYTES: dict[str, float] = {
+    "fp64": 8,
+    "fp32": 4,
+    "tf32": 4,
+    "bf16": 2,
+    "fp16": 2,
+    "fp8": 1,
+    "int8": 1,
+    "fp4": 0.5,
+    "int4": 0.5,
+}
 
 
 def nbytes(dtype: str) -> float:

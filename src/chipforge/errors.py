@@ -31,7 +31,8 @@ class WorkloadError(ChipforgeError):
 
 
 class Infeasible(ChipforgeError):
-    """A valid request that cannot be realised (e.g. does not fit in memory). Searches skip these."""
+    """A valid request that cannot be realised (e.g. does not fit in memory); searches skip
+    these."""
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

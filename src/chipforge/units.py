@@ -13,8 +13,22 @@ import re
 from chipforge.errors import UnitError
 
 # SI decimal prefixes (powers of 10) and IEC binary prefixes (powers of 2).
-DECIMAL = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21,
-           "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15}
+DECIMAL = {
+    "": 1.0,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Z": 1e21,
+    "m": 1e-3,
+    "u": 1e-6,
+    "µ": 1e-6,
+    "n": 1e-9,
+    "p": 1e-12,
+    "f": 1e-15,
+}
 BINARY = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50}
 
 # base unit symbol -> (dimension, factor to the SI base unit of that dimension)
@@ -43,12 +57,30 @@ BASE_UNITS: dict[str, tuple[str, float]] = {
     "$": ("money", 1.0),
 }
 # area prefixes apply to the length, so they are squared: 1 mm2 = (1e-3 m)^2
-AREA_UNITS = {"mm2": 1e-6, "mm^2": 1e-6, "mm²": 1e-6, "cm2": 1e-4, "cm^2": 1e-4, "um2": 1e-12,
-              "µm2": 1e-12, "m2": 1.0}
+AREA_UNITS = {
+    "mm2": 1e-6,
+    "mm^2": 1e-6,
+    "mm²": 1e-6,
+    "cm2": 1e-4,
+    "cm^2": 1e-4,
+    "um2": 1e-12,
+    "µm2": 1e-12,
+    "m2": 1.0,
+}
 # the unit `fmt` writes for each dimension
-DISPLAY_UNIT = {"bytes": "B", "bandwidth": "B/s", "power": "W", "frequency": "Hz", "time": "s",
-                "energy": "J", "flops": "FLOP", "flop_rate": "FLOP/s", "money": "USD",
-                "energy_per_byte": "J/B", "energy_per_flop": "J/FLOP"}
+DISPLAY_UNIT = {
+    "bytes": "B",
+    "bandwidth": "B/s",
+    "power": "W",
+    "frequency": "Hz",
+    "time": "s",
+    "energy": "J",
+    "flops": "FLOP",
+    "flop_rate": "FLOP/s",
+    "money": "USD",
+    "energy_per_byte": "J/B",
+    "energy_per_flop": "J/FLOP",
+}
 
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
 
@@ -60,16 +92,17 @@ def _lookup(unit: str) -> tuple[str, float]:
         return BASE_UNITS[unit]
     for prefixes in (BINARY, DECIMAL):
         for prefix, scale in prefixes.items():
-            if prefix and unit.startswith(prefix) and unit[len(prefix):] in BASE_UNITS:
-                dimension, factor = BASE_UNITS[unit[len(prefix):]]
+            if prefix and unit.startswith(prefix) and unit[len(prefix) :] in BASE_UNITS:
+                dimension, factor = BASE_UNITS[unit[len(prefix) :]]
                 if prefixes is BINARY and dimension not in ("bytes", "bandwidth"):
                     break  # binary prefixes only make sense for bytes
                 return dimension, scale * factor
     raise KeyError(unit)
 
 
-def parse_quantity(text: str | float | int, dimension: str | None = None, *,
-                   field: str = "value") -> float:
+def parse_quantity(
+    text: str | float | int, dimension: str | None = None, *, field: str = "value"
+) -> float:
     """Parse a quantity string into a float in SI base units.
 
     `dimension` (e.g. "bandwidth", "bytes", "power") is checked when given; a bare number is
@@ -88,8 +121,11 @@ def parse_quantity(text: str | float | int, dimension: str | None = None, *,
     try:
         found, factor = _lookup(unit)
     except KeyError:
-        raise UnitError(field, f"has unknown unit {unit!r} in {text!r}; use one of "
-                        "B, KiB, GB, TB/s, Gb/s, W, GHz, mm2, s, J, pJ/bit, TFLOP/s") from None
+        raise UnitError(
+            field,
+            f"has unknown unit {unit!r} in {text!r}; use one of "
+            "B, KiB, GB, TB/s, Gb/s, W, GHz, mm2, s, J, pJ/bit, TFLOP/s",
+        ) from None
     if dimension is not None and found != dimension:
         raise UnitError(field, f"must be a {dimension} quantity, not {text!r} (a {found})")
     return number * factor
@@ -103,8 +139,9 @@ def fmt(value: float, dimension: str, *, digits: int = 4, binary: bool = False) 
     if value == 0 or not math.isfinite(value):
         return f"{value:g} {unit}"
     table = BINARY if binary else {k: v for k, v in DECIMAL.items() if k not in ("µ",)}
-    scale_prefix = max((p for p in table.items() if p[1] <= abs(value)),
-                       key=lambda p: p[1], default=("", 1.0))
+    scale_prefix = max(
+        (p for p in table.items() if p[1] <= abs(value)), key=lambda p: p[1], default=("", 1.0)
+    )
     if binary and abs(value) < 1024:
         scale_prefix = ("", 1.0)
     prefix, scale = scale_prefix

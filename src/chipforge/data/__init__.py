@@ -2,7 +2,8 @@
 
 `published.csv` is the project's copy of the shared calibration set (id, category, quantity,
 value, unit, conditions, source, confidence); `measured.csv` (hardware figures) and
-`validation.csv` (performance measurements) add public figures found since, in the same columns. Both ship in the package so chipforge runs on its own.
+`validation.csv` (performance measurements) add public figures found since, in the same
+columns. All ship in the package so chipforge runs on its own.
 """
 
 from __future__ import annotations

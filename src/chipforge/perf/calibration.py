@@ -2,8 +2,8 @@
 
 What one `ChipSpec` vocabulary cannot express (a GPU's warp scheduling, clock throttling under
 a power cap, kernel launch cost) is folded into these factors, never into silent constants.
-Each matrix factor is set from one designated measurement (two for AMD) (listed in `CALIBRATION_CASES`); all
-other measured cases in `chipforge validate` are held out and test it.
+Each matrix factor is set from one designated measurement (two for AMD), listed in
+`CALIBRATION_CASES`; all other measured cases in `chipforge validate` are held out and test it.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ FAMILIES: dict[str, Calibration] = {
     # matrix_frac: the two MI300X BF16 MAMF runs by the same author disagree by 17% (781.9 TF
     #   with ROCm 6.2, perf-mamf-bf16-mi300x; 668.4 TF with ROCm 6.3 + TunableOp and cache
     #   reset, perf-mamf-bf16-mi300xb). Over the model's tile efficiency for each shape (0.936,
-    #   0.987) and dispatch they imply 0.641 and 0.521; the factor is their geometric mean, 0.578, so neither
-    #   is privileged (both count as calibration cases). Other constants as NVIDIA's (HIP launch
-    #   costs are similar; AMD staff: 5.3 TB/s "is not achievable with real-world tests",
-    #   ROCm/rocm_bandwidth_test issue #121 -> 0.85, an assumption).
+    #   0.987) and dispatch they imply 0.641 and 0.521; the factor is their geometric mean,
+    #   0.578, so neither is privileged (both count as calibration cases). Other constants as
+    #   NVIDIA's (HIP launch costs are similar; AMD staff: 5.3 TB/s "is not achievable with
+    #   real-world tests", ROCm/rocm_bandwidth_test issue #121 -> 0.85, an assumption).
     "amd-gpu": Calibration(0.578, 0.85, 0.80, 4e-6, 8.0),
     # matrix_frac: set so the model reproduces TPU v1 CNN0, 86.0 of 92 TOPS (perf-tpuv1-cnn0),
     #   compute-bound: 0.935 over the model's own fold padding, skew and dispatch (0.945).
@@ -58,13 +58,19 @@ FAMILIES: dict[str, Calibration] = {
 FAMILIES["forge"] = FAMILIES["google-tpu"]
 
 # The measurements the families' matrix_frac were set from (validate marks them).
-CALIBRATION_CASES = ("perf-mamf-bf16-h100", "perf-mamf-bf16-mi300x", "perf-mamf-bf16-mi300xb",
-                     "perf-tpuv1-cnn0")
+CALIBRATION_CASES = (
+    "perf-mamf-bf16-h100",
+    "perf-mamf-bf16-mi300x",
+    "perf-mamf-bf16-mi300xb",
+    "perf-tpuv1-cnn0",
+)
 
 
 def calibration(family: str) -> Calibration:
     try:
         return FAMILIES[family]
     except KeyError:
-        raise SpecError(f"`family` must be one of {', '.join(FAMILIES)}, not {family!r}"
-                        f"{did_you_mean(family, FAMILIES)}") from None
+        raise SpecError(
+            f"`family` must be one of {', '.join(FAMILIES)}, not {family!r}"
+            f"{did_you_mean(family, FAMILIES)}"
+        ) from None

@@ -77,8 +77,9 @@ def _tpu_app(case_id: str) -> Case:
 
     def graph() -> Graph:
         op = MatMul(name="layer", m=rows, n=side, k=side, dtype="int8", count=layers)
-        return Graph(name=case_id.removeprefix("perf-tpuv1-"), ops=(op,),
-                     meta={"useful_frac": fill})
+        return Graph(
+            name=case_id.removeprefix("perf-tpuv1-"), ops=(op,), meta={"useful_frac": fill}
+        )
 
     def useful_ops_per_s(g: Graph, r: Result) -> float:
         return g.flops * g.meta["useful_frac"] / r.time_s
@@ -87,21 +88,37 @@ def _tpu_app(case_id: str) -> Case:
 
 
 def _decode_case(case_id: str, chip: str, model: str, context: int) -> Case:
-    return Case(case_id, chip, "decode",
-                lambda: build(load_model(model), phase="decode", batch=1, context=context),
-                _tokens_per_s)
+    return Case(
+        case_id,
+        chip,
+        "decode",
+        lambda: build(load_model(model), phase="decode", batch=1, context=context),
+        _tokens_per_s,
+    )
 
 
 def cases() -> list[Case]:
-    gemms = [("perf-mamf-bf16-a100", "a100", "bf16"), ("mamf2-bf16-a100", "a100", "bf16"),
-             ("perf-mamf-bf16-h100", "h100", "bf16"), ("mamf2-bf16-h100", "h100", "bf16"),
-             ("mamf2-fp8-h100", "h100", "fp8"), ("mamf2-fp8-h200", "h200", "fp8"),
-             ("mamf2-bf16-b200", "b200", "bf16"), ("mamf2-fp8-b200", "b200", "fp8"),
-             ("mamf2-bf16-gb200", "gb200", "bf16"), ("mamf2-fp8-gb200", "gb200", "fp8"),
-             ("perf-mamf-bf16-mi300x", "mi300x", "bf16"),
-             ("perf-mamf-bf16-mi300xb", "mi300x", "bf16")]
+    gemms = [
+        ("perf-mamf-bf16-a100", "a100", "bf16"),
+        ("mamf2-bf16-a100", "a100", "bf16"),
+        ("perf-mamf-bf16-h100", "h100", "bf16"),
+        ("mamf2-bf16-h100", "h100", "bf16"),
+        ("mamf2-fp8-h100", "h100", "fp8"),
+        ("mamf2-fp8-h200", "h200", "fp8"),
+        ("mamf2-bf16-b200", "b200", "bf16"),
+        ("mamf2-fp8-b200", "b200", "fp8"),
+        ("mamf2-bf16-gb200", "gb200", "bf16"),
+        ("mamf2-fp8-gb200", "gb200", "fp8"),
+        ("perf-mamf-bf16-mi300x", "mi300x", "bf16"),
+        ("perf-mamf-bf16-mi300xb", "mi300x", "bf16"),
+    ]
     # gpt-fast decodes after a 5-token prompt: a KV cache of ~5 tokens
-    decodes = [("gptfast-a100-llama2-7b", "a100", "llama2-7b", 5),
-               ("gptfast-a100-llama3-8b", "a100", "llama3-8b", 5)]
-    return ([_gemm_case(*g) for g in gemms] + [_tpu_app(i) for i in TPU_V1_APPS]
-            + [_decode_case(*d) for d in decodes])
+    decodes = [
+        ("gptfast-a100-llama2-7b", "a100", "llama2-7b", 5),
+        ("gptfast-a100-llama3-8b", "a100", "llama3-8b", 5),
+    ]
+    return (
+        [_gemm_case(*g) for g in gemms]
+        + [_tpu_app(i) for i in TPU_V1_APPS]
+        + [_decode_case(*d) for d in decodes]
+    )

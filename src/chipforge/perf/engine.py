@@ -62,7 +62,8 @@ class Machine:
         """The dtype the matrix unit runs `dtype` in, and the rate penalty (1 when native).
 
         Without a native path a narrower op runs on a wider format of its kind (fp8 as bf16, not
-        as int8); an op wider than any format the unit has takes (width ratio)^2 passes (TPU v1: 16-bit operands at 1/4 speed, Jouppi 2017)."""
+        as int8); an op wider than any format the unit has takes (width ratio)^2 passes
+        (TPU v1: 16-bit operands at 1/4 speed, Jouppi 2017)."""
         macs = self.chip.matrix.macs_per_cycle
         if dtype in macs:
             return dtype, 1.0
@@ -74,8 +75,9 @@ class Machine:
         return widest, (nbytes(dtype) / nbytes(widest)) ** 2
 
 
-def _matmul_parts(mc: Machine, m: int, n: int, k: int, batch: int, dtype: str,
-                  out_dtype: str) -> tuple[float, dict[str, float]]:
+def _matmul_parts(
+    mc: Machine, m: int, n: int, k: int, batch: int, dtype: str, out_dtype: str
+) -> tuple[float, dict[str, float]]:
     chip = mc.chip
     run_dtype, penalty = mc.matrix_dtype(dtype)
     cycles = matmul_cycles(m, n, k, batch, chip.matrix, chip.matrix_units, run_dtype) * penalty
@@ -100,9 +102,13 @@ def cost_matmul(mc: Machine, op: MatMul) -> Cost:
     if op.weight and mc.resident(activations):  # only the weights stream from off-chip
         traffic[hbm] = min(traffic[hbm], op.weight_bytes)
     memory = traffic[hbm] / mc.offchip_bandwidth
-    return Cost({"compute": compute, "memory": memory}, traffic, macs=op.flops / 2,
-                mac_dtype=mc.matrix_dtype(op.dtype)[0], peak=mc.chip.peak_flops(
-                    mc.matrix_dtype(op.dtype)[0]))
+    return Cost(
+        {"compute": compute, "memory": memory},
+        traffic,
+        macs=op.flops / 2,
+        mac_dtype=mc.matrix_dtype(op.dtype)[0],
+        peak=mc.chip.peak_flops(mc.matrix_dtype(op.dtype)[0]),
+    )
 
 
 def cost_conv(mc: Machine, op: Conv2d) -> Cost:
@@ -117,8 +123,11 @@ def cost_attention(mc: Machine, op: Attention) -> Cost:
     """Flash attention: Q K^T and P V on the matrix unit per KV head (GQA folds the query heads
     of a group into M when decoding), online softmax on the vector unit, Q/K/V/O read once."""
     group = op.heads // op.kv_heads
-    m, batch = (op.q_len * group, op.batch * op.kv_heads) if op.q_len == 1 \
+    m, batch = (
+        (op.q_len * group, op.batch * op.kv_heads)
+        if op.q_len == 1
         else (op.q_len, op.batch * op.heads)
+    )
     causal_frac = op.attended / (op.q_len * op.kv_len)
     qk, _ = _matmul_parts(mc, m, op.kv_len, op.head_dim, batch, op.dtype, op.dtype)
     pv, _ = _matmul_parts(mc, m, op.d_v, op.kv_len, batch, op.dtype, op.dtype)
@@ -129,19 +138,32 @@ def cost_attention(mc: Machine, op: Attention) -> Cost:
     e = nbytes(op.dtype) * (2 if op.backward else 1)
     q_o = e * op.batch * op.heads * op.q_len * (op.head_dim + op.d_v)
     offchip = op.bytes - q_o if mc.resident(q_o) else op.bytes  # the KV cache always streams
-    parts = {"compute": (qk + pv) * causal_frac * scale, "vector": vector,
-             "memory": offchip / mc.offchip_bandwidth}
+    parts = {
+        "compute": (qk + pv) * causal_frac * scale,
+        "vector": vector,
+        "memory": offchip / mc.offchip_bandwidth,
+    }
     run_dtype = mc.matrix_dtype(op.dtype)[0]
-    return Cost(parts, {mc.chip.hbm.name: offchip}, macs=op.flops / 2, mac_dtype=run_dtype,
-                vector_flops=vector_flops, peak=mc.chip.peak_flops(run_dtype))
+    return Cost(
+        parts,
+        {mc.chip.hbm.name: offchip},
+        macs=op.flops / 2,
+        mac_dtype=run_dtype,
+        vector_flops=vector_flops,
+        peak=mc.chip.peak_flops(run_dtype),
+    )
 
 
 def cost_vector(mc: Machine, op: Vector) -> Cost:
-    vector = max(op.flops / mc.chip.vector_flops,
-                 op.transcendentals / mc.chip.transcendentals_per_s)
+    vector = max(
+        op.flops / mc.chip.vector_flops, op.transcendentals / mc.chip.transcendentals_per_s
+    )
     offchip = 0.0 if not op.param_state and mc.resident(op.bytes) else op.bytes
-    return Cost({"vector": vector, "memory": offchip / mc.offchip_bandwidth},
-                {mc.chip.hbm.name: offchip}, vector_flops=op.flops)
+    return Cost(
+        {"vector": vector, "memory": offchip / mc.offchip_bandwidth},
+        {mc.chip.hbm.name: offchip},
+        vector_flops=op.flops,
+    )
 
 
 def cost_embedding(mc: Machine, op: Embedding) -> Cost:
@@ -156,21 +178,34 @@ def cost_collective(mc: Machine, op: Collective) -> Cost:
     if n <= 1:
         return Cost({"interconnect": 0.0}, {})
     if not mc.chip.links:
-        raise SpecError(f"chip {mc.chip.name}: `links` is empty but the workload has a "
-                        f"{op.op} over {n} chips; add a [[links]] entry or use tp=1")
+        raise SpecError(
+            f"chip {mc.chip.name}: `links` is empty but the workload has a "
+            f"{op.op} over {n} chips; add a [[links]] entry or use tp=1"
+        )
     link = mc.chip.links[0]
     beta = mc.chip.link_bandwidth / 2 * mc.cal.link_frac  # one direction
-    steps, share = {"all_reduce": (2 * (n - 1), 2 * (n - 1) / n),
-                    "all_gather": (n - 1, (n - 1) / n), "reduce_scatter": (n - 1, (n - 1) / n),
-                    "all_to_all": (n - 1, (n - 1) / n)}[op.op]
+    steps, share = {
+        "all_reduce": (2 * (n - 1), 2 * (n - 1) / n),
+        "all_gather": (n - 1, (n - 1) / n),
+        "reduce_scatter": (n - 1, (n - 1) / n),
+        "all_to_all": (n - 1, (n - 1) / n),
+    }[op.op]
     comm = share * op.size / beta + steps * link.latency
-    return Cost({"interconnect": comm, "vector": op.flops / mc.chip.vector_flops},
-                {mc.chip.hbm.name: op.size * (3 if op.op == "all_reduce" else 2)},
-                vector_flops=op.flops)
+    return Cost(
+        {"interconnect": comm, "vector": op.flops / mc.chip.vector_flops},
+        {mc.chip.hbm.name: op.size * (3 if op.op == "all_reduce" else 2)},
+        vector_flops=op.flops,
+    )
 
 
-RULES = {MatMul: cost_matmul, Conv2d: cost_conv, Attention: cost_attention, Vector: cost_vector,
-         Embedding: cost_embedding, Collective: cost_collective}
+RULES = {
+    MatMul: cost_matmul,
+    Conv2d: cost_conv,
+    Attention: cost_attention,
+    Vector: cost_vector,
+    Embedding: cost_embedding,
+    Collective: cost_collective,
+}
 
 
 def _finish(mc: Machine, op: Op, cost: Cost) -> OpResult:
@@ -180,17 +215,30 @@ def _finish(mc: Machine, op: Op, cost: Cost) -> OpResult:
     per_instance = parts[busiest] + overhead
     bound = "latency" if overhead > parts[busiest] else busiest
     chip, cal = mc.chip, mc.cal
-    energy = (cost.macs * mac_energy(chip, cost.mac_dtype, cal.datapath_energy_factor)
-              + cost.vector_flops * vector_flop_energy(chip, cal.datapath_energy_factor)
-              + sum(b * byte_energy(chip, lvl) for lvl in chip.memory
-                    for name, b in cost.bytes_by_level.items() if name == lvl.name)
-              + chip.static_power * per_instance)
+    energy = (
+        cost.macs * mac_energy(chip, cost.mac_dtype, cal.datapath_energy_factor)
+        + cost.vector_flops * vector_flop_energy(chip, cal.datapath_energy_factor)
+        + sum(
+            b * byte_energy(chip, lvl)
+            for lvl in chip.memory
+            for name, b in cost.bytes_by_level.items()
+            if name == lvl.name
+        )
+        + chip.static_power * per_instance
+    )
     n = op.count
-    return OpResult(name=op.name, kind=op.kind, count=n, time_s=per_instance * n,
-                    flops=op.flops * n, energy_j=energy * n, bound=bound,
-                    bytes_by_level={k: v * n for k, v in cost.bytes_by_level.items()},
-                    peak_flops_per_s=cost.peak,
-                    parts_s={k: v * n for k, v in parts.items()} | {"overhead": overhead * n})
+    return OpResult(
+        name=op.name,
+        kind=op.kind,
+        count=n,
+        time_s=per_instance * n,
+        flops=op.flops * n,
+        energy_j=energy * n,
+        bound=bound,
+        bytes_by_level={k: v * n for k, v in cost.bytes_by_level.items()},
+        peak_flops_per_s=cost.peak,
+        parts_s={k: v * n for k, v in parts.items()} | {"overhead": overhead * n},
+    )
 
 
 def estimate(graph: Graph, chip: ChipSpec) -> Result:
@@ -198,14 +246,26 @@ def estimate(graph: Graph, chip: ChipSpec) -> Result:
     mc = Machine(chip, calibration(chip.family))
     ops = tuple(_finish(mc, op, RULES[type(op)](mc, op)) for op in graph.ops)
     heavy = max(ops, key=lambda o: o.flops, default=None)
-    peak = heavy.peak_flops_per_s if heavy and heavy.peak_flops_per_s else \
-        chip.peak_flops(mc.matrix_dtype("bf16")[0])
+    peak = (
+        heavy.peak_flops_per_s
+        if heavy and heavy.peak_flops_per_s
+        else chip.peak_flops(mc.matrix_dtype("bf16")[0])
+    )
     warnings = []
     if graph.resident_bytes > chip.hbm.capacity:
-        warnings.append(f"working set {graph.resident_bytes / 1e9:.1f} GB exceeds {chip.name}'s "
-                        f"{chip.hbm.capacity / 1e9:.1f} GB of {chip.hbm.name}: costed anyway; "
-                        "use more chips (train/serve plan capacity)")
-    return Result(chip=chip.name, workload=graph.name, engine="analytical", ops=ops,
-                  peak_flops_per_s=peak, memory_capacity_bytes=chip.hbm.capacity,
-                  resident_bytes=graph.resident_bytes, tokens=graph.tokens,
-                  warnings=tuple(warnings))
+        warnings.append(
+            f"working set {graph.resident_bytes / 1e9:.1f} GB exceeds {chip.name}'s "
+            f"{chip.hbm.capacity / 1e9:.1f} GB of {chip.hbm.name}: costed anyway; "
+            "use more chips (train/serve plan capacity)"
+        )
+    return Result(
+        chip=chip.name,
+        workload=graph.name,
+        engine="analytical",
+        ops=ops,
+        peak_flops_per_s=peak,
+        memory_capacity_bytes=chip.hbm.capacity,
+        resident_bytes=graph.resident_bytes,
+        tokens=graph.tokens,
+        warnings=tuple(warnings),
+    )

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
+
 from chipforge.spec import MatrixUnit
 
 SPLITS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -27,8 +29,19 @@ def _ceil(a: float, b: float) -> int:
 
 
 @lru_cache(maxsize=65536)
-def systolic_cycles(m: int, n: int, k: int, batch: int, *, rows: int, cols: int, units: int,
-                    rate: float, dataflow: str, double_buffered: bool) -> float:
+def systolic_cycles(
+    m: int,
+    n: int,
+    k: int,
+    batch: int,
+    *,
+    rows: int,
+    cols: int,
+    units: int,
+    rate: float,
+    dataflow: str,
+    double_buffered: bool,
+) -> float:
     """Cycles for `batch` (m x k) @ (k x n) products on `units` systolic arrays of rows x cols.
 
     `rate` is MACs per PE per cycle for the dtype (2 for fp8 on a bf16 array that packs two)."""
@@ -54,14 +67,19 @@ def systolic_cycles(m: int, n: int, k: int, batch: int, *, rows: int, cols: int,
 
 
 @lru_cache(maxsize=65536)
-def tensor_core_cycles(m: int, n: int, k: int, batch: int, *, rows: int, cols: int, units: int,
-                       macs_per_cycle: int) -> float:
+def tensor_core_cycles(
+    m: int, n: int, k: int, batch: int, *, rows: int, cols: int, units: int, macs_per_cycle: int
+) -> float:
     """Cycles for output tiles over `units` SMs in waves; the library picks the tile (rows x
     cols or a half of either side, as cuBLAS/hipBLASLt heuristics do) and splits K when there
     are fewer tiles than SMs."""
     best = math.inf
-    for tile_m, tile_n in ((rows, cols), (rows // 2, cols), (rows, cols // 2),
-                           (rows // 2, cols // 2)):
+    for tile_m, tile_n in (
+        (rows, cols),
+        (rows // 2, cols),
+        (rows, cols // 2),
+        (rows // 2, cols // 2),
+    ):
         tiles = batch * _ceil(m, tile_m) * _ceil(n, tile_n)
         for split in SPLITS:
             if split > 1 and (tiles * split > 4 * units or split > k // 64):
@@ -71,21 +89,35 @@ def tensor_core_cycles(m: int, n: int, k: int, batch: int, *, rows: int, cols: i
     return best
 
 
-def matmul_cycles(m: int, n: int, k: int, batch: int, mu: MatrixUnit, units: int,
-                  dtype: str) -> float:
+def matmul_cycles(
+    m: int, n: int, k: int, batch: int, mu: MatrixUnit, units: int, dtype: str
+) -> float:
     """Matrix-unit cycles of one matmul (before the family's sustained-rate factor)."""
     macs = mu.macs_per_cycle[dtype]
     if mu.dataflow == "tensor-core":
-        return tensor_core_cycles(m, n, k, batch, rows=mu.rows, cols=mu.cols, units=units,
-                                  macs_per_cycle=macs)
+        return tensor_core_cycles(
+            m, n, k, batch, rows=mu.rows, cols=mu.cols, units=units, macs_per_cycle=macs
+        )
     # C^T = B^T A^T: the compiler may hold either operand stationary and stream the other
     # (decode attention streams the long KV side past a handful of query rows)
-    return min(systolic_cycles(a, b, k, batch, rows=mu.rows, cols=mu.cols, units=units,
-                               rate=macs / (mu.rows * mu.cols), dataflow=mu.dataflow,
-                               double_buffered=mu.double_buffered) for a, b in ((m, n), (n, m)))
+    return min(
+        systolic_cycles(
+            a,
+            b,
+            k,
+            batch,
+            rows=mu.rows,
+            cols=mu.cols,
+            units=units,
+            rate=macs / (mu.rows * mu.cols),
+            dataflow=mu.dataflow,
+            double_buffered=mu.double_buffered,
+        )
+        for a, b in ((m, n), (n, m))
+    )
 
 
-TILES = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+TILES = np.array([64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384], dtype=np.float64)
 
 
 @lru_cache(maxsize=65536)
@@ -96,13 +128,13 @@ def tiled_traffic(m: int, n: int, k: int, e_in: float, e_out: float, capacity: f
     A and B stream through in double-buffered K-slices of depth Tk; A is then re-read
     ceil(N/Tn) times and B ceil(M/Tm) times. The best feasible (Tm, Tn) is taken, as a mapper
     would (the classic tiling analysis of Timeloop / the roofline of Williams et al. 2009).
+    When no tile fits, the smallest (64 x 64) is charged.
     """
-    best = e_in * (m * k * _ceil(n, min(n, 64)) + k * n * _ceil(m, min(m, 64))) + e_out * m * n
+    tm = np.minimum(np.append(TILES, m), m)[:, None]  # (Tm, 1); repeats are harmless
+    tn = np.minimum(np.append(TILES, n), n)[None, :]  # (1, Tn)
     tk = min(k, 128)
-    for tm in {min(t, m) for t in TILES} | {m}:
-        for tn in {min(t, n) for t in TILES} | {n}:
-            if 2 * e_in * (tm + tn) * tk + 4 * tm * tn > capacity:
-                continue
-            traffic = e_in * (m * k * _ceil(n, tn) + k * n * _ceil(m, tm)) + e_out * m * n
-            best = min(best, traffic)
-    return best
+    traffic = e_in * (m * k * np.ceil(n / tn) + k * n * np.ceil(m / tm)) + e_out * m * n
+    fits = 2 * e_in * (tm + tn) * tk + 4 * tm * tn <= capacity
+    if not fits.any():
+        return float(traffic[0, 0])
+    return float(traffic[fits].min())

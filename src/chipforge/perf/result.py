@@ -34,12 +34,19 @@ class OpResult:
         return min(1.0, self.achieved_flops_per_s / self.peak_flops_per_s)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "count": self.count,
-                "time_s": self.time_s, "flops": self.flops,
-                "achieved_flops_per_s": self.achieved_flops_per_s,
-                "utilization": self.utilization, "bound": self.bound, "energy_j": self.energy_j,
-                "bytes": dict(self.bytes_by_level),
-                "parts_s": {k: v for k, v in self.parts_s.items()}}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "count": self.count,
+            "time_s": self.time_s,
+            "flops": self.flops,
+            "achieved_flops_per_s": self.achieved_flops_per_s,
+            "utilization": self.utilization,
+            "bound": self.bound,
+            "energy_j": self.energy_j,
+            "bytes": dict(self.bytes_by_level),
+            "parts_s": {k: v for k, v in self.parts_s.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,11 @@ class Result:
 
     @property
     def utilization(self) -> float:
-        return min(1.0, self.achieved_flops_per_s / self.peak_flops_per_s) \
-            if self.peak_flops_per_s else 0.0
+        return (
+            min(1.0, self.achieved_flops_per_s / self.peak_flops_per_s)
+            if self.peak_flops_per_s
+            else 0.0
+        )
 
     @property
     def bytes_by_level(self) -> dict[str, float]:
@@ -103,15 +113,24 @@ class Result:
         return self.resident_bytes <= self.memory_capacity_bytes
 
     def to_dict(self) -> dict:
-        out = {"chip": self.chip, "workload": self.workload, "engine": self.engine,
-               "time_s": self.time_s, "flops": self.flops,
-               "achieved_flops_per_s": self.achieved_flops_per_s,
-               "utilization": self.utilization, "bound": self.bound, "energy_j": self.energy_j,
-               "average_power_w": self.energy_j / self.time_s if self.time_s else 0.0,
-               "bytes": self.bytes_by_level, "time_by_bound_s": self.time_by_bound,
-               "fits_in_memory": self.fits_in_memory, "resident_bytes": self.resident_bytes,
-               "memory_capacity_bytes": self.memory_capacity_bytes,
-               "warnings": list(self.warnings)}
+        out = {
+            "chip": self.chip,
+            "workload": self.workload,
+            "engine": self.engine,
+            "time_s": self.time_s,
+            "flops": self.flops,
+            "achieved_flops_per_s": self.achieved_flops_per_s,
+            "utilization": self.utilization,
+            "bound": self.bound,
+            "energy_j": self.energy_j,
+            "average_power_w": self.energy_j / self.time_s if self.time_s else 0.0,
+            "bytes": self.bytes_by_level,
+            "time_by_bound_s": self.time_by_bound,
+            "fits_in_memory": self.fits_in_memory,
+            "resident_bytes": self.resident_bytes,
+            "memory_capacity_bytes": self.memory_capacity_bytes,
+            "warnings": list(self.warnings),
+        }
         if self.tokens:
             out["tokens"] = self.tokens
             out["tokens_per_s"] = self.tokens / self.time_s if self.time_s else 0.0

@@ -29,19 +29,27 @@ def chip_table(chip: ChipSpec) -> Table:
     t = Table(title=f"{chip.name} ({chip.vendor}, {chip.year}, {chip.node})", show_header=False)
     t.add_column("figure", style="bold")
     t.add_column("value")
-    t.add_row("cores x matrix units", f"{chip.cores} x {chip.matrix.count} "
-              f"({chip.matrix.rows}x{chip.matrix.cols} {chip.matrix.dataflow})")
+    t.add_row(
+        "cores x matrix units",
+        f"{chip.cores} x {chip.matrix.count} "
+        f"({chip.matrix.rows}x{chip.matrix.cols} {chip.matrix.dataflow})",
+    )
     t.add_row("clock", fmt(chip.clock, "frequency"))
     for dtype in DTYPES:
         if chip.peak_flops(dtype):
-            t.add_row(f"peak {dtype}", f"{tflops(chip.peak_flops(dtype))} TFLOP/s  "
-                      f"(balance {chip.machine_balance(dtype):,.0f} FLOP/B)")
+            t.add_row(
+                f"peak {dtype}",
+                f"{tflops(chip.peak_flops(dtype))} TFLOP/s  "
+                f"(balance {chip.machine_balance(dtype):,.0f} FLOP/B)",
+            )
     t.add_row("vector fp32", f"{tflops(chip.vector_flops)} TFLOP/s")
     for level in chip.memory:
         per = f" per core x {chip.cores}" if level.per_core else ""
-        t.add_row(f"{level.name} ({level.kind})",
-                  f"{fmt(level.capacity, 'bytes', binary=level.kind != 'hbm')}{per}, "
-                  f"{fmt(level.bandwidth, 'bandwidth')}")
+        t.add_row(
+            f"{level.name} ({level.kind})",
+            f"{fmt(level.capacity, 'bytes', binary=level.kind != 'hbm')}{per}, "
+            f"{fmt(level.bandwidth, 'bandwidth')}",
+        )
     t.add_row("on-chip SRAM + cache", fmt(chip.onchip_bytes, "bytes", binary=True))
     for link in chip.links:
         t.add_row(f"link {link.name}", f"{fmt(link.bandwidth, 'bandwidth')} ({link.ports} ports)")
@@ -50,15 +58,23 @@ def chip_table(chip: ChipSpec) -> Table:
 
 
 def summary_rows(result: Result) -> list[tuple[str, str]]:
-    rows = [("time", seconds(result.time_s)), ("FLOPs", f"{result.flops:.4g}"),
-            ("achieved", f"{tflops(result.achieved_flops_per_s)} TFLOP/s"),
-            ("utilization", percent(result.utilization)), ("bound", result.bound),
-            ("energy", f"{energy(result.energy_j)} "
-             f"({result.energy_j / result.time_s:,.0f} W average)")]
+    rows = [
+        ("time", seconds(result.time_s)),
+        ("FLOPs", f"{result.flops:.4g}"),
+        ("achieved", f"{tflops(result.achieved_flops_per_s)} TFLOP/s"),
+        ("utilization", percent(result.utilization)),
+        ("bound", result.bound),
+        ("energy", f"{energy(result.energy_j)} ({result.energy_j / result.time_s:,.0f} W average)"),
+    ]
     if result.tokens:
         rows.append(("tokens/s", f"{result.tokens / result.time_s:,.1f}"))
-    rows.append(("fits in memory", f"{result.fits_in_memory} ({result.resident_bytes / 1e9:,.1f}"
-                 f" of {result.memory_capacity_bytes / 1e9:,.1f} GB)"))
+    rows.append(
+        (
+            "fits in memory",
+            f"{result.fits_in_memory} ({result.resident_bytes / 1e9:,.1f}"
+            f" of {result.memory_capacity_bytes / 1e9:,.1f} GB)",
+        )
+    )
     return rows
 
 
@@ -69,8 +85,15 @@ def op_table(result: Result, *, limit: int = 40) -> Table:
     total = result.time_s or 1.0
     ops = sorted(result.ops, key=lambda o: -o.time_s)[:limit]
     for op in ops:
-        t.add_row(op.name, str(op.count), seconds(op.time_s), percent(op.time_s / total),
-                  tflops(op.achieved_flops_per_s), percent(op.utilization), op.bound)
+        t.add_row(
+            op.name,
+            str(op.count),
+            seconds(op.time_s),
+            percent(op.time_s / total),
+            tflops(op.achieved_flops_per_s),
+            percent(op.utilization),
+            op.bound,
+        )
     return t
 
 
@@ -81,14 +104,26 @@ def compare_table(results: list[Result], title: str) -> Table:
     base = results[0].time_s
     for r in results:
         tokens = f"{r.tokens / r.time_s:,.0f}" if r.tokens else "-"
-        t.add_row(r.chip + ("" if r.fits_in_memory else " *"), seconds(r.time_s),
-                  tflops(r.achieved_flops_per_s), percent(r.utilization), r.bound,
-                  energy(r.energy_j), tokens, f"{base / r.time_s:.2f}x")
+        t.add_row(
+            r.chip + ("" if r.fits_in_memory else " *"),
+            seconds(r.time_s),
+            tflops(r.achieved_flops_per_s),
+            percent(r.utilization),
+            r.bound,
+            energy(r.energy_j),
+            tokens,
+            f"{base / r.time_s:.2f}x",
+        )
     return t
 
 
-SHORT_BOUND = {"compute": "cmp", "memory": "mem", "vector": "vec", "interconnect": "net",
-               "latency": "lat"}
+SHORT_BOUND = {
+    "compute": "cmp",
+    "memory": "mem",
+    "vector": "vec",
+    "interconnect": "net",
+    "latency": "lat",
+}
 
 
 def energy(value: float) -> str:
@@ -108,8 +143,13 @@ def ops_by_chip_table(results: list[Result], title: str) -> Table:
     by_chip = [{op.name: op for op in r.ops} for r in results]
     for op in results[0].ops:
         t.add_row(op.name, *[_cell(ops[op.name]) for ops in by_chip])
-    t.add_row("total", *[f"{seconds(r.time_s)} {percent(r.utilization)} "
-                         f"{SHORT_BOUND[r.bound]}" for r in results], style="bold")
-    t.caption = "cell: time, matrix-unit utilization, bound (cmp compute, mem memory, " \
-                "vec vector, net interconnect, lat dispatch latency)"
+    t.add_row(
+        "total",
+        *[f"{seconds(r.time_s)} {percent(r.utilization)} {SHORT_BOUND[r.bound]}" for r in results],
+        style="bold",
+    )
+    t.caption = (
+        "cell: time, matrix-unit utilization, bound (cmp compute, mem memory, "
+        "vec vector, net interconnect, lat dispatch latency)"
+    )
     return t

@@ -3,5 +3,13 @@
 from chipforge.spec.loader import chip_from_dict, load_chip, preset_names
 from chipforge.spec.models import ChipSpec, Link, MatrixUnit, MemoryLevel, VectorUnit
 
-__all__ = ["ChipSpec", "Link", "MatrixUnit", "MemoryLevel", "VectorUnit", "chip_from_dict",
-           "load_chip", "preset_names"]
+__all__ = [
+    "ChipSpec",
+    "Link",
+    "MatrixUnit",
+    "MemoryLevel",
+    "VectorUnit",
+    "chip_from_dict",
+    "load_chip",
+    "preset_names",
+]

@@ -18,8 +18,9 @@ PRESET_DIR = resources.files("chipforge.spec") / "presets"
 
 def preset_names() -> list[str]:
     """Names of the shipped chip presets, sorted."""
-    return sorted(p.name.removesuffix(".toml") for p in PRESET_DIR.iterdir()
-                  if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in PRESET_DIR.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def validation_message(err: ValidationError, where: str) -> str:
@@ -36,13 +37,20 @@ def _first_problem(first: dict, where: str) -> str:
     if kind == "missing":
         return f"{where}: `{path}` is required; add it"
     if kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
-        bound = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
-                 "less_than_equal": "<="}[kind]
+        bound = {
+            "greater_than": ">",
+            "greater_than_equal": ">=",
+            "less_than": "<",
+            "less_than_equal": "<=",
+        }[kind]
         limit = next(iter(first.get("ctx", {}).values()), "")
         return f"{where}: `{path}` must be {bound} {limit}, not {value!r}"
     message = first["msg"].removeprefix("Value error, ")
-    return f"{where}: `{path}` {message}" if kind == "value_error" else \
-        f"{where}: `{path}` {message.lower()}, not {value!r}"
+    return (
+        f"{where}: `{path}` {message}"
+        if kind == "value_error"
+        else f"{where}: `{path}` {message.lower()}, not {value!r}"
+    )
 
 
 def chip_from_dict(data: dict[str, Any], where: str = "chip") -> ChipSpec:
@@ -62,8 +70,9 @@ def _read_toml(path: Path | Any, where: str) -> dict[str, Any]:
 
 @cache
 def _load_preset(name: str) -> ChipSpec:
-    return chip_from_dict(_read_toml(PRESET_DIR / f"{name}.toml", f"preset {name}"),
-                          f"preset {name}")
+    return chip_from_dict(
+        _read_toml(PRESET_DIR / f"{name}.toml", f"preset {name}"), f"preset {name}"
+    )
 
 
 def load_chip(name_or_path: str | Path) -> ChipSpec:
@@ -76,6 +85,8 @@ def load_chip(name_or_path: str | Path) -> ChipSpec:
         return chip_from_dict(_read_toml(path, text), text)
     names = preset_names()
     if text not in names:
-        raise SpecError(f"`chip` must be a preset or a .toml file, not {text!r}"
-                        f"{did_you_mean(text, names)}; `chipforge presets` lists them")
+        raise SpecError(
+            f"`chip` must be a preset or a .toml file, not {text!r}"
+            f"{did_you_mean(text, names)}; `chipforge presets` lists them"
+        )
     return _load_preset(text)

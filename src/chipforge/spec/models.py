@@ -57,7 +57,8 @@ class MatrixUnit(Frozen):
     count: int = Field(1, gt=0, description="matrix units per core")
     dataflow: Dataflow = "weight-stationary"
     macs_per_cycle: dict[DType, Annotated[int, Field(gt=0)]] = Field(
-        description="dense multiply-accumulates per cycle per unit, by input dtype")
+        description="dense multiply-accumulates per cycle per unit, by input dtype"
+    )
     double_buffered: bool = Field(True, description="next tile's weights load during the stream")
 
     @property
@@ -85,10 +86,13 @@ class MemoryLevel(Frozen):
     bandwidth: Bandwidth
     per_core: bool = False
     holds_activations: bool = Field(
-        False, description="the compiler keeps activations here between ops when they fit "
-        "(TPU v1's unified buffer); otherwise every op reads and writes them off-chip")
+        False,
+        description="the compiler keeps activations here between ops when they fit "
+        "(TPU v1's unified buffer); otherwise every op reads and writes them off-chip",
+    )
     energy_per_byte: EnergyPerByte | None = Field(
-        None, description="J per byte read or written; None: scaled from the process node")
+        None, description="J per byte read or written; None: scaled from the process node"
+    )
 
 
 class Link(Frozen):
@@ -104,7 +108,9 @@ class ChipSpec(Frozen):
     """One accelerator package as a user of chipforge sees it."""
 
     name: str
-    family: str = Field(description="selects the perf calibration: nvidia-gpu, amd-gpu, google-tpu, forge")
+    family: str = Field(
+        description="selects the perf calibration: nvidia-gpu, amd-gpu, google-tpu, forge"
+    )
     vendor: str
     year: int = Field(ge=2010, le=2035)
     node: str = Field(description="process node key, e.g. n4, n3e")
@@ -130,8 +136,9 @@ class ChipSpec(Frozen):
     @classmethod
     def _offchip_first(cls, memory: tuple[MemoryLevel, ...]) -> tuple[MemoryLevel, ...]:
         if memory and memory[0].kind not in ("hbm", "dram"):
-            raise ValueError("must start with the off-chip memory (kind hbm or dram), "
-                             f"not {memory[0].kind}")
+            raise ValueError(
+                f"must start with the off-chip memory (kind hbm or dram), not {memory[0].kind}"
+            )
         return memory
 
     @property
@@ -169,8 +176,11 @@ class ChipSpec(Frozen):
     @property
     def activation_bytes(self) -> float:
         """On-chip bytes that keep activations between ops (levels with holds_activations)."""
-        return sum(m.capacity * (self.cores if m.per_core else 1) for m in self.memory[1:]
-                   if m.holds_activations)
+        return sum(
+            m.capacity * (self.cores if m.per_core else 1)
+            for m in self.memory[1:]
+            if m.holds_activations
+        )
 
     @property
     def link_bandwidth(self) -> float:

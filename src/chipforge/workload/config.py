@@ -42,11 +42,14 @@ class ModelConfig:
             if getattr(self, f) <= 0:
                 raise WorkloadError(f"`{f}` must be a positive integer, not {getattr(self, f)}")
         if self.hidden % self.heads and self.head_dim is None:
-            raise WorkloadError(f"`hidden` ({self.hidden}) must be divisible by `heads` "
-                                f"({self.heads}), or give `head_dim`")
+            raise WorkloadError(
+                f"`hidden` ({self.hidden}) must be divisible by `heads` "
+                f"({self.heads}), or give `head_dim`"
+            )
         if self.heads % self.n_kv_heads:
-            raise WorkloadError(f"`heads` ({self.heads}) must be a multiple of `kv_heads` "
-                                f"({self.n_kv_heads})")
+            raise WorkloadError(
+                f"`heads` ({self.heads}) must be a multiple of `kv_heads` ({self.n_kv_heads})"
+            )
         if self.experts and not 0 < self.top_k <= self.experts:
             raise WorkloadError(f"`top_k` must be in 1..experts ({self.experts}), not {self.top_k}")
 
@@ -77,8 +80,11 @@ class ModelConfig:
     def attention_params(self) -> int:
         h, H, d = self.hidden, self.heads, self.d_head
         if self.kv_lora:  # MLA: low-rank q and kv projections, decoupled rope key
-            q = h * self.q_lora + self.q_lora * H * (d + self.rope_dim) if self.q_lora \
+            q = (
+                h * self.q_lora + self.q_lora * H * (d + self.rope_dim)
+                if self.q_lora
                 else h * H * (d + self.rope_dim)
+            )
             kv = h * (self.kv_lora + self.rope_dim) + self.kv_lora * H * (d + self.d_v)
             return q + kv + H * self.d_v * h
         return h * H * d + 2 * h * self.n_kv_heads * d + H * d * h
@@ -93,16 +99,19 @@ class ModelConfig:
     def params(self, *, active: bool = False) -> int:
         """Parameter count; `active`: those used per token (MoE counts top_k experts)."""
         moe_layers = self.layers - self.dense_layers if self.is_moe else 0
-        blocks = self.layers * self.attention_params() \
-            + (self.layers - moe_layers) * self.ffn_params(False) \
+        blocks = (
+            self.layers * self.attention_params()
+            + (self.layers - moe_layers) * self.ffn_params(False)
             + moe_layers * self.ffn_params(True, active=active)
+        )
         embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
         return blocks + embeddings
 
     def kv_bytes_per_token(self, dtype_bytes: float) -> float:
         """KV-cache bytes per token over all layers (MLA caches the latent and the rope key)."""
-        per_layer = self.kv_lora + self.rope_dim if self.kv_lora \
-            else 2 * self.n_kv_heads * self.d_head
+        per_layer = (
+            self.kv_lora + self.rope_dim if self.kv_lora else 2 * self.n_kv_heads * self.d_head
+        )
         return self.layers * per_layer * dtype_bytes
 
 
@@ -127,16 +136,21 @@ def load_model(name: str, **overrides) -> ModelConfig:
     elif name in _presets():
         base = dict(_presets()[name])
     else:
-        raise WorkloadError(f"`model` must be a preset or 'custom', not {name!r}"
-                            f"{did_you_mean(name, model_names())}; `chipforge presets` lists them")
+        raise WorkloadError(
+            f"`model` must be a preset or 'custom', not {name!r}"
+            f"{did_you_mean(name, model_names())}; `chipforge presets` lists them"
+        )
     unknown = set(overrides) - MODEL_FIELDS
     if unknown:
-        raise WorkloadError(f"`{sorted(unknown)[0]}` is not a model field; known: "
-                            f"{', '.join(sorted(MODEL_FIELDS))}")
+        raise WorkloadError(
+            f"`{sorted(unknown)[0]}` is not a model field; known: {', '.join(sorted(MODEL_FIELDS))}"
+        )
     if base:
         return replace(ModelConfig(name=name, **base), **overrides)
     missing = [f for f in REQUIRED_FIELDS if f not in overrides]
     if missing:
-        raise WorkloadError(f"custom model needs {', '.join(f'`{m}`' for m in missing)}; give "
-                            f"{', '.join(REQUIRED_FIELDS)}")
+        raise WorkloadError(
+            f"custom model needs {', '.join(f'`{m}`' for m in missing)}; give "
+            f"{', '.join(REQUIRED_FIELDS)}"
+        )
     return ModelConfig(name=name, **overrides)

@@ -21,8 +21,10 @@ from chipforge.workload.ops import Attention, Collective, Embedding, MatMul, Op,
 Phase = Literal["prefill", "decode", "train"]
 PHASES = ("prefill", "decode", "train")
 
-# Bytes moved per element by the vector ops, unfused: reads + writes of bf16 tensors.
-NORM_FLOPS = 5  # square, sum, scale, multiply by gain (RMSNorm, Zhang & Sennrich 2019); 1 rsqrt per row
+# Vector ops are unfused: each reads and writes its bf16 tensors off-chip unless the chip keeps
+# activations on chip (perf decides). RMSNorm (Zhang & Sennrich 2019) per element: square, sum,
+# scale, multiply by the gain.
+NORM_FLOPS = 5
 # Mixed-precision Adam keeps fp32 master weights, m and v (12 B) and an fp32 gradient
 # (ZeRO, Rajbhandari et al. SC 2020: 16 B of model state per parameter with the bf16 weights).
 ADAM_BYTES_READ, ADAM_BYTES_WRITTEN, ADAM_FLOPS = 16, 14, 12
@@ -36,51 +38,113 @@ def _mm(name: str, m: int, n: int, k: int, dtype: str, **kw) -> MatMul:
     return MatMul(name=name, m=m, n=n, k=k, dtype=dtype, **kw)
 
 
-def _vec(name: str, elements: float, dtype: str, flops: float = 1, trans: float = 0,
-         tensors: int = 2) -> Vector:
-    return Vector(name=name, elements=elements, flops_per_element=flops,
-                  transcendentals_per_element=trans, bytes_per_element=tensors * nbytes(dtype),
-                  dtype=dtype)
+def _vec(
+    name: str, elements: float, dtype: str, flops: float = 1, trans: float = 0, tensors: int = 2
+) -> Vector:
+    return Vector(
+        name=name,
+        elements=elements,
+        flops_per_element=flops,
+        transcendentals_per_element=trans,
+        bytes_per_element=tensors * nbytes(dtype),
+        dtype=dtype,
+    )
 
 
-def attention_block(c: ModelConfig, *, b: int, q: int, kv: int, tp: int, dtype: str,
-                    kv_dtype: str, causal: bool) -> list[Op]:
+def attention_block(
+    c: ModelConfig, *, b: int, q: int, kv: int, tp: int, dtype: str, kv_dtype: str, causal: bool
+) -> list[Op]:
     """Projections and fused attention; `q` query and `kv` key positions per sequence."""
     t, h, heads = b * q, c.hidden, max(1, c.heads // tp)
     ops: list[Op] = [_vec("attn_norm", t * h, dtype, NORM_FLOPS)]
     if c.kv_lora:
-        ops += _mla(c, t=t, b=b, q=q, kv=kv, heads=heads, dtype=dtype, kv_dtype=kv_dtype,
-                    causal=causal)
+        ops += _mla(
+            c, t=t, b=b, q=q, kv=kv, heads=heads, dtype=dtype, kv_dtype=kv_dtype, causal=causal
+        )
     else:
         kvh = max(1, c.n_kv_heads // tp)  # KV heads are replicated when tp > kv_heads
-        ops += [_mm("qkv_proj", t, (heads + 2 * kvh) * c.d_head, h, dtype),
-                _vec("rope", t * (heads + kvh) * c.d_head, dtype, 3),
-                Attention(name="attention", batch=b, heads=heads, kv_heads=kvh, q_len=q,
-                          kv_len=kv, head_dim=c.d_head, causal=causal, dtype=kv_dtype),
-                _mm("o_proj", t, h, heads * c.d_head, dtype)]
+        ops += [
+            _mm("qkv_proj", t, (heads + 2 * kvh) * c.d_head, h, dtype),
+            _vec("rope", t * (heads + kvh) * c.d_head, dtype, 3),
+            Attention(
+                name="attention",
+                batch=b,
+                heads=heads,
+                kv_heads=kvh,
+                q_len=q,
+                kv_len=kv,
+                head_dim=c.d_head,
+                causal=causal,
+                dtype=kv_dtype,
+            ),
+            _mm("o_proj", t, h, heads * c.d_head, dtype),
+        ]
     if tp > 1:
-        ops.append(Collective(name="attn_allreduce", op="all_reduce", size=t * h * nbytes(dtype),
-                              group=tp, dtype=dtype))
+        ops.append(
+            Collective(
+                name="attn_allreduce",
+                op="all_reduce",
+                size=t * h * nbytes(dtype),
+                group=tp,
+                dtype=dtype,
+            )
+        )
     return ops + [_vec("attn_residual", t * h, dtype, 1, tensors=3)]
 
 
-def _mla(c: ModelConfig, *, t: int, b: int, q: int, kv: int, heads: int, dtype: str,
-         kv_dtype: str, causal: bool) -> list[Op]:
+def _mla(
+    c: ModelConfig,
+    *,
+    t: int,
+    b: int,
+    q: int,
+    kv: int,
+    heads: int,
+    dtype: str,
+    kv_dtype: str,
+    causal: bool,
+) -> list[Op]:
     """DeepSeek-V3 multi-head latent attention. Decode uses the absorbed form (queries projected
     into the 512-d latent, attention over the cached latent); prefill/train expand K and V."""
     h, d, r, lat = c.hidden, c.d_head, c.rope_dim, c.kv_lora
-    ops: list[Op] = [_mm("q_down", t, c.q_lora, h, dtype), _mm("q_up", t, heads * (d + r), c.q_lora, dtype),
-                     _mm("kv_down", t, lat + r, h, dtype)]
+    ops: list[Op] = [
+        _mm("q_down", t, c.q_lora, h, dtype),
+        _mm("q_up", t, heads * (d + r), c.q_lora, dtype),
+        _mm("kv_down", t, lat + r, h, dtype),
+    ]
     if q == 1:  # absorbed: W_UK into the query, W_UV after attention (MQA over the latent)
-        ops += [_mm("q_absorb", t, lat, d, dtype, batch=heads),
-                Attention(name="attention", batch=b, heads=heads, kv_heads=1, q_len=q, kv_len=kv,
-                          head_dim=lat + r, v_head_dim=lat, causal=causal, dtype=kv_dtype),
-                _mm("v_absorb", t, c.d_v, lat, dtype, batch=heads)]
+        ops += [
+            _mm("q_absorb", t, lat, d, dtype, batch=heads),
+            Attention(
+                name="attention",
+                batch=b,
+                heads=heads,
+                kv_heads=1,
+                q_len=q,
+                kv_len=kv,
+                head_dim=lat + r,
+                v_head_dim=lat,
+                causal=causal,
+                dtype=kv_dtype,
+            ),
+            _mm("v_absorb", t, c.d_v, lat, dtype, batch=heads),
+        ]
     else:
-        ops += [_mm("kv_up", t, heads * (d + c.d_v), lat, dtype),
-                Attention(name="attention", batch=b, heads=heads, kv_heads=heads, q_len=q,
-                          kv_len=kv, head_dim=d + r, v_head_dim=c.d_v, causal=causal,
-                          dtype=kv_dtype)]
+        ops += [
+            _mm("kv_up", t, heads * (d + c.d_v), lat, dtype),
+            Attention(
+                name="attention",
+                batch=b,
+                heads=heads,
+                kv_heads=heads,
+                q_len=q,
+                kv_len=kv,
+                head_dim=d + r,
+                v_head_dim=c.d_v,
+                causal=causal,
+                dtype=kv_dtype,
+            ),
+        ]
     return ops + [_mm("o_proj", t, h, heads * c.d_v, dtype)]
 
 
@@ -92,19 +156,35 @@ def ffn_block(c: ModelConfig, *, t: int, tp: int, dtype: str, moe: bool) -> list
     else:
         ops += _dense_ffn(c, "ffn", t=t, ffn=c.ffn // tp, dtype=dtype)
     if tp > 1:
-        ops.append(Collective(name="ffn_allreduce", op="all_reduce", size=t * h * nbytes(dtype),
-                              group=tp, dtype=dtype))
+        ops.append(
+            Collective(
+                name="ffn_allreduce",
+                op="all_reduce",
+                size=t * h * nbytes(dtype),
+                group=tp,
+                dtype=dtype,
+            )
+        )
     return ops + [_vec("ffn_residual", t * h, dtype, 1, tensors=3)]
 
 
-def _dense_ffn(c: ModelConfig, prefix: str, *, t: int, ffn: int, dtype: str,
-               groups: int = 1) -> list[Op]:
+def _dense_ffn(
+    c: ModelConfig, prefix: str, *, t: int, ffn: int, dtype: str, groups: int = 1
+) -> list[Op]:
     up = ffn * (2 if c.act == "swiglu" else 1)
     act_flops, act_trans = (4, 1) if c.act == "swiglu" else (8, 1)  # silu(g)*u ; tanh-gelu
-    return [_mm(f"{prefix}_up", t, up, c.hidden, dtype, batch=groups),
-            _vec(f"{prefix}_act", groups * t * ffn, dtype, act_flops, act_trans,
-                 tensors=3 if c.act == "swiglu" else 2),
-            _mm(f"{prefix}_down", t, c.hidden, ffn, dtype, batch=groups)]
+    return [
+        _mm(f"{prefix}_up", t, up, c.hidden, dtype, batch=groups),
+        _vec(
+            f"{prefix}_act",
+            groups * t * ffn,
+            dtype,
+            act_flops,
+            act_trans,
+            tensors=3 if c.act == "swiglu" else 2,
+        ),
+        _mm(f"{prefix}_down", t, c.hidden, ffn, dtype, batch=groups),
+    ]
 
 
 def _moe(c: ModelConfig, *, t: int, tp: int, dtype: str) -> list[Op]:
@@ -113,13 +193,17 @@ def _moe(c: ModelConfig, *, t: int, tp: int, dtype: str) -> list[Op]:
     routed = t * c.top_k
     active = min(c.experts, routed)
     per_expert = math.ceil(routed / active)
-    ops: list[Op] = [_mm("router", t, c.experts, c.hidden, dtype),
-                     _vec("router_topk", t * c.experts, dtype, 2, 1)]
-    ops += _dense_ffn(c, "experts", t=per_expert, ffn=c.expert_ffn // tp, dtype=dtype,
-                      groups=active)
+    ops: list[Op] = [
+        _mm("router", t, c.experts, c.hidden, dtype),
+        _vec("router_topk", t * c.experts, dtype, 2, 1),
+    ]
+    ops += _dense_ffn(
+        c, "experts", t=per_expert, ffn=c.expert_ffn // tp, dtype=dtype, groups=active
+    )
     if c.shared_experts:
-        ops += _dense_ffn(c, "shared_expert", t=t, ffn=c.shared_experts * c.expert_ffn // tp,
-                          dtype=dtype)
+        ops += _dense_ffn(
+            c, "shared_expert", t=t, ffn=c.shared_experts * c.expert_ffn // tp, dtype=dtype
+        )
     return ops
 
 
@@ -130,8 +214,10 @@ def backward(ops: list[Op]) -> list[Op]:
     grads: list[Op] = []
     for op in reversed(ops):
         if isinstance(op, MatMul):
-            grads += [replace(op, name=f"{op.name}.dgrad", n=op.k, k=op.n, weight=op.weight),
-                      replace(op, name=f"{op.name}.wgrad", m=op.k, k=op.m, weight=False)]
+            grads += [
+                replace(op, name=f"{op.name}.dgrad", n=op.k, k=op.n, weight=op.weight),
+                replace(op, name=f"{op.name}.wgrad", m=op.k, k=op.m, weight=False),
+            ]
         elif isinstance(op, Attention):
             grads.append(replace(op, name=f"{op.name}.bwd", backward=True))
         elif isinstance(op, (Vector, Collective)):
@@ -139,19 +225,30 @@ def backward(ops: list[Op]) -> list[Op]:
     return grads
 
 
-def _layer(c: ModelConfig, *, b: int, q: int, kv: int, tp: int, dtype: str, kv_dtype: str,
-           moe: bool) -> list[Op]:
-    return attention_block(c, b=b, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype,
-                           causal=True) + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe)
+def _layer(
+    c: ModelConfig, *, b: int, q: int, kv: int, tp: int, dtype: str, kv_dtype: str, moe: bool
+) -> list[Op]:
+    return attention_block(
+        c, b=b, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, causal=True
+    ) + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe)
 
 
 def _prefixed(ops: list[Op], prefix: str, count: int) -> list[Op]:
     return [replace(op, name=f"{prefix}.{op.name}", count=count * op.count) for op in ops]
 
 
-def build(c: ModelConfig, *, phase: Phase = "prefill", batch: int = 1, seq: int | None = None,
-          context: int = 4096, dtype: str = "bf16", kv_dtype: str | None = None, tp: int = 1,
-          scope: Literal["model", "layer"] = "model") -> Graph:
+def build(
+    c: ModelConfig,
+    *,
+    phase: Phase = "prefill",
+    batch: int = 1,
+    seq: int | None = None,
+    context: int = 4096,
+    dtype: str = "bf16",
+    kv_dtype: str | None = None,
+    tp: int = 1,
+    scope: Literal["model", "layer"] = "model",
+) -> Graph:
     """The graph of one step of `phase` on one chip's share of the model.
 
     prefill/train: `batch` sequences of `seq` tokens (default: the model's seq).
@@ -179,26 +276,56 @@ def build(c: ModelConfig, *, phase: Phase = "prefill", batch: int = 1, seq: int 
             ops += _prefixed(layer, "moe_layers" if moe else "layers", count)
     if scope == "model":
         logits = batch if phase != "train" else tokens  # inference needs the last position only
-        ops = [Embedding(name="embed", tokens=tokens, hidden=c.hidden, vocab=c.vocab,
-                         dtype=dtype)] + ops + [
-            _vec("final_norm", logits * c.hidden, dtype, NORM_FLOPS),
-            _mm("lm_head", logits, c.vocab // tp, c.hidden, dtype)]
+        ops = (
+            [Embedding(name="embed", tokens=tokens, hidden=c.hidden, vocab=c.vocab, dtype=dtype)]
+            + ops
+            + [
+                _vec("final_norm", logits * c.hidden, dtype, NORM_FLOPS),
+                _mm("lm_head", logits, c.vocab // tp, c.hidden, dtype),
+            ]
+        )
     if phase == "train":
         ops += backward(ops)
         local_params = _local_params(c, tp, scope)
-        ops.append(Vector(name="optimizer.adam", elements=local_params,
-                          flops_per_element=ADAM_FLOPS, transcendentals_per_element=1,
-                          bytes_per_element=ADAM_BYTES_READ + ADAM_BYTES_WRITTEN, dtype="fp32",
-                          param_state=True))
-    resident = _resident(c, phase=phase, batch=batch, seq=seq, context=context, dtype=dtype,
-                         kv_dtype=kv_dtype, tp=tp, scope=scope)
+        ops.append(
+            Vector(
+                name="optimizer.adam",
+                elements=local_params,
+                flops_per_element=ADAM_FLOPS,
+                transcendentals_per_element=1,
+                bytes_per_element=ADAM_BYTES_READ + ADAM_BYTES_WRITTEN,
+                dtype="fp32",
+                param_state=True,
+            )
+        )
+    resident = _resident(
+        c,
+        phase=phase,
+        batch=batch,
+        seq=seq,
+        context=context,
+        dtype=dtype,
+        kv_dtype=kv_dtype,
+        tp=tp,
+        scope=scope,
+    )
     label = f"{c.name} {phase} b={batch} " + (f"ctx={context}" if phase == "decode" else f"s={seq}")
-    return Graph(name=label + (f" tp={tp}" if tp > 1 else "") + (" (1 layer)" if scope == "layer"
-                 else ""), ops=tuple(ops), resident=resident,
-                 tokens=tokens if scope == "model" else 0,  # one layer emits no tokens
-                 meta={"model": c.name, "phase": phase, "batch": batch, "seq": seq,
-                       "context": context, "tp": tp, "params": c.params(),
-                       "active_params": c.params(active=True)})
+    return Graph(
+        name=label + (f" tp={tp}" if tp > 1 else "") + (" (1 layer)" if scope == "layer" else ""),
+        ops=tuple(ops),
+        resident=resident,
+        tokens=tokens if scope == "model" else 0,  # one layer emits no tokens
+        meta={
+            "model": c.name,
+            "phase": phase,
+            "batch": batch,
+            "seq": seq,
+            "context": context,
+            "tp": tp,
+            "params": c.params(),
+            "active_params": c.params(active=True),
+        },
+    )
 
 
 def _local_params(c: ModelConfig, tp: int, scope: str) -> float:
@@ -208,15 +335,27 @@ def _local_params(c: ModelConfig, tp: int, scope: str) -> float:
     return c.params() / tp
 
 
-def _resident(c: ModelConfig, *, phase: str, batch: int, seq: int, context: int, dtype: str,
-              kv_dtype: str, tp: int, scope: str) -> dict[str, float]:
+def _resident(
+    c: ModelConfig,
+    *,
+    phase: str,
+    batch: int,
+    seq: int,
+    context: int,
+    dtype: str,
+    kv_dtype: str,
+    tp: int,
+    scope: str,
+) -> dict[str, float]:
     """Bytes that must stay in one chip's memory: weights, KV cache, optimizer state and
     stored activations (training)."""
     layers = 1 if scope == "layer" else c.layers
     params = _local_params(c, tp, scope)
     if phase == "train":
-        return {"weights_and_optimizer": params * TRAIN_STATE_BYTES,
-                "activations": ACT_BYTES_PER_TOKEN_HIDDEN * seq * batch * c.hidden * layers / tp}
+        return {
+            "weights_and_optimizer": params * TRAIN_STATE_BYTES,
+            "activations": ACT_BYTES_PER_TOKEN_HIDDEN * seq * batch * c.hidden * layers / tp,
+        }
     cached = context + 1 if phase == "decode" else seq
     kv = c.kv_bytes_per_token(nbytes(kv_dtype)) / c.layers * layers * batch * cached
     kv_split = tp if not c.kv_lora else 1  # the MLA latent is shared by all heads

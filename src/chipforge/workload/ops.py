@@ -176,8 +176,14 @@ class Conv2d(Op):
 
     def as_matmul(self) -> MatMul:
         ho, wo = self.out_hw
-        return MatMul(name=self.name, dtype=self.dtype, count=self.count,
-                      m=self.batch * ho * wo, n=self.cout, k=self.cin * self.kh * self.kw)
+        return MatMul(
+            name=self.name,
+            dtype=self.dtype,
+            count=self.count,
+            m=self.batch * ho * wo,
+            n=self.cout,
+            k=self.cin * self.kh * self.kw,
+        )
 
     @property
     def flops(self) -> float:
@@ -187,8 +193,11 @@ class Conv2d(Op):
     def bytes(self) -> float:
         ho, wo = self.out_hw
         e = nbytes(self.dtype)
-        return e * (self.batch * self.height * self.width * self.cin
-                    + self.kh * self.kw * self.cin * self.cout + self.batch * ho * wo * self.cout)
+        return e * (
+            self.batch * self.height * self.width * self.cin
+            + self.kh * self.kw * self.cin * self.cout
+            + self.batch * ho * wo * self.cout
+        )
 
     @property
     def weight_bytes(self) -> float:

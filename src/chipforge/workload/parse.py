@@ -1,9 +1,9 @@
 """Workload strings from the command line.
 
-  llama3-70b                                   a model preset: prefill of one sequence
-  llm:llama3-70b,phase=decode,batch=64,context=4096
-  llm:custom,layers=96,hidden=12288,heads=96,kv_heads=96,ffn=49152,vocab=51200,seq=2048
-  gemm:m=8192,n=8192,k=8192,dtype=bf16
+llama3-70b                                   a model preset: prefill of one sequence
+llm:llama3-70b,phase=decode,batch=64,context=4096
+llm:custom,layers=96,hidden=12288,heads=96,kv_heads=96,ffn=49152,vocab=51200,seq=2048
+gemm:m=8192,n=8192,k=8192,dtype=bf16
 """
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ def parse_gemm(items: list[str]) -> Graph:
     args = _pairs("gemm", items)
     unknown = set(args) - GEMM_KEYS
     if unknown:
-        raise WorkloadError(f"`workload.{sorted(unknown)[0]}` is not a gemm parameter; "
-                            f"use {', '.join(sorted(GEMM_KEYS))}")
+        raise WorkloadError(
+            f"`workload.{sorted(unknown)[0]}` is not a gemm parameter; "
+            f"use {', '.join(sorted(GEMM_KEYS))}"
+        )
     missing = [k for k in ("m", "n", "k") if k not in args]
     if missing:
         raise WorkloadError(f"`workload.{missing[0]}` is required: gemm:m=..,n=..,k=..")
@@ -59,19 +61,24 @@ def parse_gemm(items: list[str]) -> Graph:
     batch = _int("batch", args.get("batch", "1"))
     dtype = _dtype("dtype", args.get("dtype", "bf16"))
     op = MatMul(name="gemm", batch=batch, dtype=dtype, weight=False, **dims)
-    label = f"gemm {dims['m']}x{dims['n']}x{dims['k']} {dtype}" + (f" x{batch}" if batch > 1 else "")
+    label = f"gemm {dims['m']}x{dims['n']}x{dims['k']} {dtype}"
+    label += f" x{batch}" if batch > 1 else ""
     return Graph(name=label, ops=(op,), resident={"operands": op.bytes})
 
 
 def parse_llm(items: list[str]) -> Graph:
     if not items or "=" in items[0]:
-        raise WorkloadError("`workload` llm: must name a model first: llm:llama3-70b,phase=decode "
-                            "or llm:custom,layers=..")
+        raise WorkloadError(
+            "`workload` llm: must name a model first: llm:llama3-70b,phase=decode "
+            "or llm:custom,layers=.."
+        )
     name, args = items[0], _pairs("llm", items[1:])
     unknown = set(args) - BUILD_KEYS - MODEL_FIELDS
     if unknown:
-        raise WorkloadError(f"`workload.{sorted(unknown)[0]}` is not an llm parameter; use "
-                            f"{', '.join(sorted(BUILD_KEYS))} or a model field")
+        raise WorkloadError(
+            f"`workload.{sorted(unknown)[0]}` is not an llm parameter; use "
+            f"{', '.join(sorted(BUILD_KEYS))} or a model field"
+        )
     model_args = {k: _model_value(k, v) for k, v in args.items() if k in MODEL_FIELDS}
     config = load_model(name, **model_args)
     kw: dict = {k: _int(k, v) for k, v in args.items() if k in INT_KEYS}
@@ -108,5 +115,7 @@ def parse_workload(text: str) -> Graph:
         return parse_llm(items)
     if not sep and text in model_names():
         return parse_llm([text])
-    raise WorkloadError(f"`workload` must be a model preset, llm:..., or gemm:..., not {text!r}; "
-                        f"models: {', '.join(model_names())}")
+    raise WorkloadError(
+        f"`workload` must be a model preset, llm:..., or gemm:..., not {text!r}; "
+        f"models: {', '.join(model_names())}"
+    )
