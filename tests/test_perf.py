@@ -202,3 +202,14 @@ def test_repeated_ops_cost_count_times_one():
     t1 = estimate(Graph(name="1", ops=(one,)), chip).time_s
     t7 = estimate(Graph(name="7", ops=(many,)), chip).time_s
     assert t7 == pytest.approx(7 * t1)
+
+
+def test_decode_attention_takes_the_faster_engine():
+    chip = load_chip("forge-n3")  # 256x256 arrays: 8 query rows per KV head starve them
+    graph = parse_workload("llm:llama3-70b,phase=decode,batch=64,context=4096,scope=layer")
+    result = estimate(graph, chip)
+    attention = next(op for op in result.ops if op.kind == "attention")
+    op = next(op for op in graph.ops if op.kind == "attention")
+    assert attention.parts_s["compute"] + attention.parts_s["vector"] <= (
+        op.flops * 1.2 / chip.vector_flops + 1e-9
+    )

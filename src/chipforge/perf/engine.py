@@ -134,20 +134,22 @@ def cost_attention(mc: Machine, op: Attention) -> Cost:
     scale = 2.5 if op.backward else 1.0
     scores = op.batch * op.heads * op.attended * scale
     vector_flops = SOFTMAX_FLOPS_PER_SCORE * scores
+    matrix = (qk + pv) * causal_frac * scale
+    if op.flops / mc.chip.vector_flops < matrix:
+        # a few query rows against a long context starve a systolic array (each weight tile
+        # serves only the group's rows): the mapper runs the products on the vector unit
+        vector_flops += op.flops
+        matrix = 0.0
     vector = max(vector_flops / mc.chip.vector_flops, op.exps / mc.chip.transcendentals_per_s)
     e = nbytes(op.dtype) * (2 if op.backward else 1)
     q_o = e * op.batch * op.heads * op.q_len * (op.head_dim + op.d_v)
     offchip = op.bytes - q_o if mc.resident(q_o) else op.bytes  # the KV cache always streams
-    parts = {
-        "compute": (qk + pv) * causal_frac * scale,
-        "vector": vector,
-        "memory": offchip / mc.offchip_bandwidth,
-    }
+    parts = {"compute": matrix, "vector": vector, "memory": offchip / mc.offchip_bandwidth}
     run_dtype = mc.matrix_dtype(op.dtype)[0]
     return Cost(
         parts,
         {mc.chip.hbm.name: offchip},
-        macs=op.flops / 2,
+        macs=op.flops / 2 if matrix else 0.0,
         mac_dtype=run_dtype,
         vector_flops=vector_flops,
         peak=mc.chip.peak_flops(run_dtype),
