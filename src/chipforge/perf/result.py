@@ -7,6 +7,18 @@ from dataclasses import dataclass, field
 BOUNDS = ("compute", "memory", "vector", "interconnect", "latency")
 
 
+def cost_keys(cost: OpResult | Result) -> dict:
+    """The keys an op record and a whole result share in JSON."""
+    return {
+        "time_s": cost.time_s,
+        "flops": cost.flops,
+        "achieved_flops_per_s": cost.achieved_flops_per_s,
+        "utilization": cost.utilization,
+        "bound": cost.bound,
+        "energy_j": cost.energy_j,
+    }
+
+
 @dataclass(frozen=True)
 class OpResult:
     """Cost of one op (all `count` repeats together)."""
@@ -38,12 +50,7 @@ class OpResult:
             "name": self.name,
             "kind": self.kind,
             "count": self.count,
-            "time_s": self.time_s,
-            "flops": self.flops,
-            "achieved_flops_per_s": self.achieved_flops_per_s,
-            "utilization": self.utilization,
-            "bound": self.bound,
-            "energy_j": self.energy_j,
+            **cost_keys(self),
             "bytes": dict(self.bytes_by_level),
             "parts_s": {k: v for k, v in self.parts_s.items()},
         }
@@ -117,12 +124,7 @@ class Result:
             "chip": self.chip,
             "workload": self.workload,
             "engine": self.engine,
-            "time_s": self.time_s,
-            "flops": self.flops,
-            "achieved_flops_per_s": self.achieved_flops_per_s,
-            "utilization": self.utilization,
-            "bound": self.bound,
-            "energy_j": self.energy_j,
+            **cost_keys(self),
             "average_power_w": self.energy_j / self.time_s if self.time_s else 0.0,
             "bytes": self.bytes_by_level,
             "time_by_bound_s": self.time_by_bound,

@@ -51,6 +51,14 @@ def _vec(
     )
 
 
+def _allreduce(name: str, elements: int, tp: int, dtype: str) -> list[Op]:
+    """The all-reduce that ends a row-parallel matmul (Megatron-LM); none without TP."""
+    if tp == 1:
+        return []
+    size = elements * nbytes(dtype)
+    return [Collective(name=name, op="all_reduce", size=size, group=tp, dtype=dtype)]
+
+
 def attention_block(
     c: ModelConfig, *, b: int, q: int, kv: int, tp: int, dtype: str, kv_dtype: str, causal: bool
 ) -> list[Op]:
@@ -79,17 +87,11 @@ def attention_block(
             ),
             _mm("o_proj", t, h, heads * c.d_head, dtype),
         ]
-    if tp > 1:
-        ops.append(
-            Collective(
-                name="attn_allreduce",
-                op="all_reduce",
-                size=t * h * nbytes(dtype),
-                group=tp,
-                dtype=dtype,
-            )
-        )
-    return ops + [_vec("attn_residual", t * h, dtype, 1, tensors=3)]
+    return (
+        ops
+        + _allreduce("attn_allreduce", t * h, tp, dtype)
+        + [_vec("attn_residual", t * h, dtype, 1, tensors=3)]
+    )
 
 
 def _mla(
@@ -155,17 +157,11 @@ def ffn_block(c: ModelConfig, *, t: int, tp: int, dtype: str, moe: bool) -> list
         ops += _moe(c, t=t, tp=tp, dtype=dtype)
     else:
         ops += _dense_ffn(c, "ffn", t=t, ffn=c.ffn // tp, dtype=dtype)
-    if tp > 1:
-        ops.append(
-            Collective(
-                name="ffn_allreduce",
-                op="all_reduce",
-                size=t * h * nbytes(dtype),
-                group=tp,
-                dtype=dtype,
-            )
-        )
-    return ops + [_vec("ffn_residual", t * h, dtype, 1, tensors=3)]
+    return (
+        ops
+        + _allreduce("ffn_allreduce", t * h, tp, dtype)
+        + [_vec("ffn_residual", t * h, dtype, 1, tensors=3)]
+    )
 
 
 def _dense_ffn(
