@@ -19,7 +19,6 @@ class Calibration:
     memory_frac: float  # achievable fraction of off-chip (HBM/DRAM) bandwidth when streaming
     link_frac: float  # achievable fraction of chip-to-chip link bandwidth
     op_overhead_s: float  # per-op dispatch cost (kernel launch, DMA setup), paid serially
-    datapath_energy_factor: float  # chip MAC energy / bare-MAC energy (operand delivery, control)
 
 
 FAMILIES: dict[str, Calibration] = {
@@ -31,10 +30,7 @@ FAMILIES: dict[str, Calibration] = {
     # link_frac: NVLink4 p2p 749 of 900 GB/s bidirectional (NVIDIA/nccl issue #1264): 0.83.
     # op_overhead_s: back-to-back kernel launch ~3.4-3.8 us (NVIDIA "Getting started with CUDA
     #   graphs", 2019) plus the memory-latency ramp of a short kernel: 4 us.
-    # datapath_energy_factor: a SIMT core reads operands from registers and shared memory for
-    #   every MMA; set so that a sustained large BF16 GEMM draws the H100's 700 W power limit
-    #   (GPUs throttle at their power cap during such GEMMs).
-    "nvidia-gpu": Calibration(0.806, 0.90, 0.83, 4e-6, 8.0),
+    "nvidia-gpu": Calibration(0.806, 0.90, 0.83, 4e-6),
     # matrix_frac: the two MI300X BF16 MAMF runs by the same author disagree by 17% (781.9 TF
     #   with ROCm 6.2, perf-mamf-bf16-mi300x; 668.4 TF with ROCm 6.3 + TunableOp and cache
     #   reset, perf-mamf-bf16-mi300xb). Over the model's tile efficiency for each shape (0.936,
@@ -42,17 +38,14 @@ FAMILIES: dict[str, Calibration] = {
     #   0.578, so neither is privileged (both count as calibration cases). Other constants as
     #   NVIDIA's (HIP launch costs are similar; AMD staff: 5.3 TB/s "is not achievable with
     #   real-world tests", ROCm/rocm_bandwidth_test issue #121 -> 0.85, an assumption).
-    "amd-gpu": Calibration(0.578, 0.85, 0.80, 4e-6, 8.0),
+    "amd-gpu": Calibration(0.578, 0.85, 0.80, 4e-6),
     # matrix_frac: set so the model reproduces TPU v1 CNN0, 86.0 of 92 TOPS (perf-tpuv1-cnn0),
     #   compute-bound: 0.935 over the model's own fold padding, skew and dispatch (0.945).
     # memory_frac: assumed equal to the GPUs' streaming fraction (no TPU measurement isolates it).
     # link_frac: ICI assumed as NVLink.
     # op_overhead_s: XLA runs a static schedule with no kernel launches; ~1 us per fused op
     #   boundary (DMA issue and pipeline drain), an assumption.
-    # datapath_energy_factor: a systolic array reads each weight once per tile and passes
-    #   activations neighbour to neighbour; set so that TPU v4 at full MXU rate draws its 192 W
-    #   measured maximum (hw-tpuv4-power).
-    "google-tpu": Calibration(0.990, 0.90, 0.83, 1e-6, 2.6),
+    "google-tpu": Calibration(0.990, 0.90, 0.83, 1e-6),
 }
 # The house design is TPU-style and has no silicon yet: it inherits the TPU family's factors.
 FAMILIES["forge"] = FAMILIES["google-tpu"]

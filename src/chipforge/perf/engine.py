@@ -218,8 +218,8 @@ def _finish(mc: Machine, op: Op, cost: Cost) -> OpResult:
     bound = "latency" if overhead > parts[busiest] else busiest
     chip, cal = mc.chip, mc.cal
     energy = (
-        cost.macs * mac_energy(chip, cost.mac_dtype, cal.datapath_energy_factor)
-        + cost.vector_flops * vector_flop_energy(chip, cal.datapath_energy_factor)
+        (cost.macs * mac_energy(chip, cost.mac_dtype, cal.matrix_frac) if cost.macs else 0.0)
+        + cost.vector_flops * vector_flop_energy(chip, cal.matrix_frac)
         + sum(
             b * byte_energy(chip, lvl)
             for lvl in chip.memory
