@@ -161,3 +161,17 @@ def test_bad_workload_strings(text, message):
     with pytest.raises(WorkloadError) as err:
         parse_workload(text)
     assert str(err.value) == message
+
+
+def test_conv_is_costed_as_its_implicit_gemm():
+    from chipforge.workload import Conv2d
+
+    b, h, w, cin, cout, kh, kw, stride = 8, 56, 56, 64, 128, 3, 3, 2
+    conv = Conv2d(
+        name="c", batch=b, height=h, width=w, cin=cin, cout=cout, kh=kh, kw=kw, stride=stride
+    )
+    ho, wo = -(-h // stride), -(-w // stride)  # 'same' padding
+    assert conv.flops == 2 * b * ho * wo * cout * cin * kh * kw
+    assert conv.weight_bytes == kh * kw * cin * cout * 2
+    gemm = conv.as_matmul()
+    assert (gemm.m, gemm.n, gemm.k) == (b * ho * wo, cout, cin * kh * kw)
