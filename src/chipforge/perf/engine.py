@@ -210,21 +210,29 @@ RULES = {
 }
 
 
-def _finish(mc: Machine, op: Op, cost: Cost) -> OpResult:
-    parts = {k: v for k, v in cost.parts.items()}
+def finish_op(
+    mc: Machine,
+    op: Op,
+    cost: Cost,
+    *,
+    busy_s: float | None = None,
+    cycles: float | None = None,
+    stall_cycles: float | None = None,
+) -> OpResult:
+    """One op's record: its time is the longest part (or `busy_s`, a simulated instance time)
+    plus the dispatch overhead; energy from its MACs, vector FLOPs, bytes and idle power."""
+    parts = dict(cost.parts)
     busiest = max(parts, key=parts.get)
+    work = parts[busiest] if busy_s is None else busy_s
     overhead = mc.cal.op_overhead_s
-    per_instance = parts[busiest] + overhead
-    bound = "latency" if overhead > parts[busiest] else busiest
+    per_instance = work + overhead
+    bound = "latency" if overhead > work else busiest
     chip, cal = mc.chip, mc.cal
     energy = (
         (cost.macs * mac_energy(chip, cost.mac_dtype, cal.matrix_frac) if cost.macs else 0.0)
         + cost.vector_flops * vector_flop_energy(chip, cal.matrix_frac)
         + sum(
-            b * byte_energy(chip, lvl)
-            for lvl in chip.memory
-            for name, b in cost.bytes_by_level.items()
-            if name == lvl.name
+            cost.bytes_by_level.get(lvl.name, 0.0) * byte_energy(chip, lvl) for lvl in chip.memory
         )
         + chip.static_power * per_instance
     )
@@ -240,13 +248,15 @@ def _finish(mc: Machine, op: Op, cost: Cost) -> OpResult:
         bytes_by_level={k: v * n for k, v in cost.bytes_by_level.items()},
         peak_flops_per_s=cost.peak,
         parts_s={k: v * n for k, v in parts.items()} | {"overhead": overhead * n},
+        cycles=None if cycles is None else (cycles + overhead * chip.clock) * n,
+        stall_cycles=None if stall_cycles is None else stall_cycles * n,
     )
 
 
-def estimate(graph: Graph, chip: ChipSpec) -> Result:
-    """Cost `graph` on one `chip` with the analytical model."""
-    mc = Machine(chip, calibration(chip.family))
-    ops = tuple(_finish(mc, op, RULES[type(op)](mc, op)) for op in graph.ops)
+def make_result(
+    graph: Graph, chip: ChipSpec, mc: Machine, ops: tuple[OpResult, ...], *, engine: str
+) -> Result:
+    """The graph's result from its op records (peak of the main dtype, memory warning)."""
     heavy = max(ops, key=lambda o: o.flops, default=None)
     peak = (
         heavy.peak_flops_per_s
@@ -263,7 +273,7 @@ def estimate(graph: Graph, chip: ChipSpec) -> Result:
     return Result(
         chip=chip.name,
         workload=graph.name,
-        engine="analytical",
+        engine=engine,
         ops=ops,
         peak_flops_per_s=peak,
         memory_capacity_bytes=chip.hbm.capacity,
@@ -271,3 +281,10 @@ def estimate(graph: Graph, chip: ChipSpec) -> Result:
         tokens=graph.tokens,
         warnings=tuple(warnings),
     )
+
+
+def estimate(graph: Graph, chip: ChipSpec) -> Result:
+    """Cost `graph` on one `chip` with the analytical model."""
+    mc = Machine(chip, calibration(chip.family))
+    ops = tuple(finish_op(mc, op, RULES[type(op)](mc, op)) for op in graph.ops)
+    return make_result(graph, chip, mc, ops, engine="analytical")

@@ -33,6 +33,8 @@ class OpResult:
     bound: str
     peak_flops_per_s: float  # of the op's dtype on this chip; 0 for non-matrix work
     parts_s: dict[str, float] = field(default_factory=dict)  # per bound, all repeats
+    cycles: float | None = None  # cycle engine only: all repeats
+    stall_cycles: float | None = None  # cycles the busiest compute engine waited on data
 
     @property
     def achieved_flops_per_s(self) -> float:
@@ -52,6 +54,11 @@ class OpResult:
             "count": self.count,
             **cost_keys(self),
             "bytes": dict(self.bytes_by_level),
+            **(
+                {"cycles": self.cycles, "stall_cycles": self.stall_cycles}
+                if self.cycles is not None
+                else {}
+            ),
             "parts_s": {k: v for k, v in self.parts_s.items()},
         }
 
@@ -116,6 +123,13 @@ class Result:
         return max(by_bound, key=by_bound.get)
 
     @property
+    def cycles(self) -> float | None:
+        """Total cycles (cycle engine only)."""
+        if any(op.cycles is None for op in self.ops):
+            return None
+        return sum(op.cycles for op in self.ops)
+
+    @property
     def fits_in_memory(self) -> bool:
         return self.resident_bytes <= self.memory_capacity_bytes
 
@@ -133,6 +147,8 @@ class Result:
             "memory_capacity_bytes": self.memory_capacity_bytes,
             "warnings": list(self.warnings),
         }
+        if self.cycles is not None:
+            out["cycles"] = self.cycles
         if self.tokens:
             out["tokens"] = self.tokens
             out["tokens_per_s"] = self.tokens / self.time_s if self.time_s else 0.0

@@ -68,6 +68,8 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
     ]
     if result.tokens:
         rows.append(("tokens/s", f"{result.tokens / result.time_s:,.1f}"))
+    if result.cycles is not None:
+        rows.append(("cycles", f"{result.cycles:,.0f}"))
     rows.append(
         (
             "fits in memory",
@@ -76,6 +78,15 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
         )
     )
     return rows
+
+
+def summary_table(result: Result) -> Table:
+    t = Table(title=f"{result.workload} on {result.chip} ({result.engine})", show_header=False)
+    t.add_column("figure", style="bold")
+    t.add_column("value")
+    for row in summary_rows(result):
+        t.add_row(*row)
+    return t
 
 
 def op_table(result: Result, *, limit: int = 40) -> Table:

@@ -1,34 +1,21 @@
-"""The `chipforge` command line. Every command has --json; user errors exit 2 in one line."""
+"""Commands on chips, workloads and the analytical engine."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit
 from chipforge.errors import ChipforgeError
 from chipforge.perf import estimate
 from chipforge.perf.validate import run_validation, summary
 from chipforge.report import tables as tb
-from chipforge.report import to_json
+from chipforge.sim import run_timing
 from chipforge.spec import load_chip, preset_names
 from chipforge.workload import load_model, model_names, parse_workload
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Define an AI accelerator, run models on it, compare it with GPUs.",
-)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="write the output to this file")]
-ChipOpt = Annotated[str, typer.Option("--chip", help="preset name or chip TOML path")]
-WorkloadOpt = Annotated[str, typer.Option("--workload", help="model preset, llm:..., gemm:...")]
 
 DEMO_CHIPS = ("forge-n3", "h100", "b200", "tpu-v5p")
 DEMO_SCENARIOS = (
@@ -42,20 +29,6 @@ DEMO_SCENARIOS = (
         "llm:llama3-70b,phase=train,batch=1,seq=8192,scope=layer",
     ),
 )
-
-
-def _emit(data, tables: list, *, as_json: bool, out: Path | None) -> None:
-    """Print JSON or tables to stdout, or to `out`."""
-    console = Console(file=out.open("w"), width=160) if out else Console()
-    if not out and not console.is_terminal:
-        console.width = 160  # piped or captured: do not wrap at 80 columns
-    if as_json:
-        console.file.write(to_json(data))
-    else:
-        for table in tables:
-            console.print(table)
-    if out:
-        console.file.close()
 
 
 @app.command()
@@ -97,7 +70,7 @@ def presets(as_json: JsonOpt = False, out: OutOpt = None) -> None:
             for m in models
         ],
     }
-    _emit(data, [ct, mt], as_json=as_json, out=out)
+    emit(data, [ct, mt], as_json=as_json, out=out)
 
 
 @app.command()
@@ -120,7 +93,7 @@ def show(
         "link_bandwidth_bytes_per_s": spec.link_bandwidth,
         "tdp_w": spec.tdp,
     }
-    _emit(data, [tb.chip_table(spec)], as_json=as_json, out=out)
+    emit(data, [tb.chip_table(spec)], as_json=as_json, out=out)
 
 
 def _warn(result) -> None:
@@ -128,19 +101,26 @@ def _warn(result) -> None:
         Console(stderr=True).print(f"warning: {warning}", style="yellow", markup=False)
 
 
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="analytical (fast model) or cycle (compile and simulate)")
+]
+
+
 @app.command()
 def evaluate(
-    chip: ChipOpt, workload: WorkloadOpt, as_json: JsonOpt = False, out: OutOpt = None
+    chip: ChipOpt,
+    workload: WorkloadOpt,
+    engine: EngineOpt = "analytical",
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
 ) -> None:
-    """Cost a workload on one chip, op by op (analytical engine)."""
-    result = estimate(parse_workload(workload), load_chip(chip))
+    """Cost a workload on one chip, op by op."""
+    if engine not in ("analytical", "cycle"):
+        raise ChipforgeError(f"`--engine` must be analytical or cycle, not {engine!r}")
+    graph, spec = parse_workload(workload), load_chip(chip)
+    result = estimate(graph, spec) if engine == "analytical" else run_timing(graph, spec)
     _warn(result)
-    summary_table = Table(title=f"{result.workload} on {result.chip}", show_header=False)
-    summary_table.add_column("figure", style="bold")
-    summary_table.add_column("value")
-    for row in tb.summary_rows(result):
-        summary_table.add_row(*row)
-    _emit(result, [summary_table, tb.op_table(result)], as_json=as_json, out=out)
+    emit(result, [tb.summary_table(result), tb.op_table(result)], as_json=as_json, out=out)
 
 
 @app.command()
@@ -156,7 +136,7 @@ def compare(
     for r in results:
         _warn(r)
     data = {"workload": graph.name, "results": [r.to_dict() for r in results]}
-    _emit(data, [tb.compare_table(results, graph.name)], as_json=as_json, out=out)
+    emit(data, [tb.compare_table(results, graph.name)], as_json=as_json, out=out)
 
 
 @app.command()
@@ -188,7 +168,7 @@ def validate(as_json: JsonOpt = False, out: OutOpt = None) -> None:
         foot.add_row(key.replace("_", " "), tb.percent(data[key]))
     for skipped in data["skipped"]:
         foot.add_row(f"skipped {skipped['id']}", skipped["reason"])
-    _emit(data, [t, foot], as_json=as_json, out=out)
+    emit(data, [t, foot], as_json=as_json, out=out)
 
 
 @app.command()
@@ -212,13 +192,4 @@ def demo(as_json: JsonOpt = False, out: OutOpt = None) -> None:
         "* the working set exceeds the chip's memory: costed on one chip anyway; "
         "a deployment shards it over several chips."
     )
-    _emit(data, tables + [note], as_json=as_json, out=out)
-
-
-def main() -> None:
-    """Entry point: user errors print one line and exit 2, never a traceback."""
-    try:
-        app()  # standalone: usage errors exit 2 with the usage line, --help exits 0
-    except ChipforgeError as e:
-        Console(stderr=True).print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+    emit(data, tables + [note], as_json=as_json, out=out)

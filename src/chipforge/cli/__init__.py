@@ -1,0 +1,54 @@
+"""The `chipforge` command line. Every command has --json; user errors exit 2 in one line.
+
+The Typer app and its shared options live here; the commands are in `commands` (chips,
+workloads, the analytical engine) and `simulate` (compiler and simulators)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from chipforge.errors import ChipforgeError
+from chipforge.report import to_json
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Define an AI accelerator, run models on it, compare it with GPUs.",
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="write the output to this file")]
+ChipOpt = Annotated[str, typer.Option("--chip", help="preset name or chip TOML path")]
+WorkloadOpt = Annotated[str, typer.Option("--workload", help="model preset, llm:..., gemm:...")]
+
+
+def emit(data, tables: list, *, as_json: bool, out: Path | None) -> None:
+    """Print JSON or tables to stdout, or to `out`."""
+    console = Console(file=out.open("w"), width=160) if out else Console()
+    if not out and not console.is_terminal:
+        console.width = 160  # piped or captured: do not wrap at 80 columns
+    if as_json:
+        console.file.write(to_json(data))
+    else:
+        for table in tables:
+            console.print(table)
+    if out:
+        console.file.close()
+
+
+def main() -> None:
+    """Entry point: user errors print one line and exit 2, never a traceback."""
+    try:
+        app()  # standalone: usage errors exit 2 with the usage line, --help exits 0
+    except ChipforgeError as e:
+        Console(stderr=True).print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+from chipforge.cli import commands, simulate  # noqa: E402,F401  (registers the commands)
