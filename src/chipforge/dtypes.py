@@ -20,6 +20,7 @@ BYTES: dict[str, float] = {
     "int8": 1,
     "fp4": 0.5,
     "int4": 0.5,
+    "int32": 4,
 }
 
 

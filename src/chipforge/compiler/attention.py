@@ -143,6 +143,7 @@ class _Lane:
         self.unit = lane
         self.q_readers: list[int] = []
         self.out_store: tuple[int, ...] = ()
+        self.last_vec: int | None = None
         self.busy = False
         self.kv_readers: dict[int, list[int]] = {0: [], 1: [], 2: []}
         self.s_readers: dict[int, list[int]] = {0: [], 1: []}
@@ -155,10 +156,22 @@ class _Lane:
         buf = self.prog.buffers[self.b[key]]
         return Region(buf.name, 0, 0, rows or self.rows, cols or buf.cols)
 
-    def vec(self, opname: str, dst: Region, *srcs: Region, deps=(), imm=None) -> int:
-        return self.prog.emit(
-            Vector, core=self.core, op=opname, dst=dst, srcs=srcs, deps=tuple(deps), imm=imm
+    def vec(self, opname: str, dst: Region, *srcs: Region, deps=(), imm=None, imm2=None) -> int:
+        """A vector op after the lane's previous one: the lane's vector work is one chain
+        split over the VPU and the EUP, so program order must be explicit (other lanes'
+        chains still overlap it)."""
+        chain = (self.last_vec,) if self.last_vec is not None else ()
+        self.last_vec = self.prog.emit(
+            Vector,
+            core=self.core,
+            op=opname,
+            dst=dst,
+            srcs=srcs,
+            deps=tuple(deps) + chain,
+            imm=imm,
+            imm2=imm2,
         )
+        return self.last_vec
 
     def product(
         self, src: Region, weights: Region, dst: Region, transpose: bool, deps, readers: list[int]
@@ -220,16 +233,7 @@ class _Lane:
         m, mnew, l_, rs = self.reg("m"), self.reg("mnew"), self.reg("l"), self.reg("rs")
         t = self.vec("scale", s, s, deps=ends, imm=1 / math.sqrt(self.op.head_dim))
         if self.op.causal and diagonal < keys - 1:  # the block crosses the diagonal
-            t = self.prog.emit(
-                Vector,
-                core=self.core,
-                op="mask",
-                dst=s,
-                srcs=(s,),
-                deps=(t,),
-                imm=float(diagonal),
-                imm2=float(self.group),
-            )
+            t = self.vec("mask", s, s, deps=(t,), imm=float(diagonal), imm2=float(self.group))
         t = self.vec("rowmax", mnew, s, deps=(t,))
         t = self.vec("max", mnew, mnew, m, deps=(t,))
         t = self.vec("sub", alpha, m, mnew, deps=(t,))

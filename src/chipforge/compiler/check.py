@@ -25,8 +25,6 @@ from chipforge.errors import did_you_mean
 from chipforge.spec import ChipSpec
 from chipforge.units import fmt
 
-# partial-sum formats: legal in SRAM buffers, never an op's input (not in dtypes.BYTES)
-_ACCUMULATOR_BYTES = {"int32": 4}
 _IMM_OPS = ("scale", "fill", "mask")  # vector ops that need an immediate
 
 
@@ -44,7 +42,7 @@ def _shape(rows: int, cols: int) -> str:
 
 
 def _bytes(buf: Buffer) -> float:
-    return buf.rows * buf.cols * (_ACCUMULATOR_BYTES.get(buf.dtype) or BYTES[buf.dtype])
+    return buf.rows * buf.cols * BYTES[buf.dtype]
 
 
 def _accumulator(dtype: str) -> str:
@@ -64,7 +62,7 @@ def _regions(i: Instr) -> tuple[Region, ...]:
 
 
 def _check_buffer(b: Buffer) -> None:
-    known = [*BYTES, *_ACCUMULATOR_BYTES]
+    known = list(BYTES)
     if b.dtype not in known:
         raise ProgramError(
             f"buffer `{b.name}`: dtype must be one of {', '.join(known)}, "

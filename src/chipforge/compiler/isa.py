@@ -2,15 +2,14 @@
 
 A program declares buffers (tensors in HBM, scratchpads in a core's SRAM) and a list of
 instructions. Each instruction runs on one engine of one core (its DMA engine, one of its matrix
-units, its vector unit) and may start once the instructions it names in `deps` have finished;
-engines run their own instructions in program order. See docs/isa.md.
+units' weight-load ports or arrays, its vector unit or its EUP for transcendentals) and may start
+once the instructions it names in `deps` have finished; engines run their own instructions in
+program order. See docs/isa.md for the semantics and a complete, checked example:
 
-    buffer A hbm 512x256 bf16
-    buffer a0 sram.0 128x256 bf16
     %0 dma.0 A[0:128,0:256] -> a0[0:128,0:256]
-    %1 wload.0.1 b0[0:128,0:128] after %0
-    %2 stream.0.1 a0[0:128,0:128] -> acc0[0:128,0:128] +=
-    %3 vec.0 cast acc0[0:128,0:128] -> c0[0:128,0:128] after %2
+    %2 wload.0.1 b0[0:128,0:128] after %1
+    %3 stream.0.1 a0[0:128,0:128] -> acc0[0:128,0:128] after %0,%2
+    %4 vec.0 cast acc0[0:128,0:128] -> c0[0:128,0:128] after %3
 """
 
 from __future__ import annotations

@@ -100,6 +100,8 @@ def lower_matmul(prog: Program, op: MatMul, chip: ChipSpec, *, resident: bool = 
         shapes = {(j.m1 - j.m0, j.n1 - j.n0) for j in jobs}
         tm = max(s[0] for s in shapes)
         tn = max(s[1] for s in shapes)
+        rows = sum(j.m1 - j.m0 for j in jobs)  # resident A and C of this core's jobs
+        reserved = rows * (op.k * nbytes(op.dtype) + tn * nbytes(out_dtype)) if resident else 0
         tiling = choose_tiling(
             tm,
             tn,
@@ -109,6 +111,7 @@ def lower_matmul(prog: Program, op: MatMul, chip: ChipSpec, *, resident: bool = 
             out_dtype=out_dtype,
             resident=resident,
             bandwidth=bandwidth,
+            reserved=reserved,
         )
         _scratch(prog, op, core, tiling, out_dtype, resident, jobs)
         state = CoreState(core)

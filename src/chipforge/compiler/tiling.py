@@ -93,13 +93,15 @@ def choose_tiling(
     out_dtype: str,
     resident: bool,
     bandwidth: float,
+    reserved: float = 0.0,
 ) -> Tiling:
     """The tiling of one core's (m x k) @ (k x n) that minimises its estimated cycles.
 
     `bandwidth` is the core's share of HBM bandwidth in bytes per cycle. Each K slice costs the
     longer of its matrix work and its transfers (the block's store shares the DMA engine); the
-    first slice's load and the last block's store are not hidden."""
-    capacity = core_sram(chip)
+    first slice's load and the last block's store are not hidden. `reserved` bytes of the
+    core's SRAM are already taken (resident activations)."""
+    capacity = core_sram(chip) - reserved
     e, e_out = nbytes(dtype), nbytes(out_dtype)
     best, best_cost = None, math.inf
     for tm in _candidates(m, 64):
