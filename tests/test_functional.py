@@ -32,6 +32,7 @@ from chipforge.compiler.matmul import lower_matmul
 from chipforge.errors import Infeasible
 from chipforge.sim import dtype_of, random_inputs, run_functional
 from chipforge.sim.functional import VECTOR_SEMANTICS, convert
+from chipforge.sim.functional import random_order as random_schedule
 from chipforge.spec import ChipSpec, load_chip
 from chipforge.workload.ops import MatMul
 
@@ -297,28 +298,6 @@ def test_assembly_round_trips_and_runs_the_same(case):
     inputs = random_inputs(program, np.random.default_rng(3))
     ran, ran_parsed = run_functional(program, inputs), run_functional(parsed, inputs)
     assert all(ran[name].tobytes() == ran_parsed[name].tobytes() for name in ran)
-
-
-def random_schedule(program: Program, rng: np.random.Generator) -> list[int]:
-    """A random legal order: after its deps and after its engine's earlier instructions."""
-    waits = {i.id: set(i.deps) for i in program.instrs}
-    last: dict[str, int] = {}
-    for i in program.instrs:
-        if i.engine in last:
-            waits[i.id].add(last[i.engine])
-        last[i.engine] = i.id
-    order, done = [], set()
-    ready = [iid for iid, w in waits.items() if not w]
-    users: dict[int, list[int]] = {}
-    for iid, w in waits.items():
-        for d in w:
-            users.setdefault(d, []).append(iid)
-    while ready:
-        iid = ready.pop(int(rng.integers(len(ready))))
-        order.append(iid)
-        done.add(iid)
-        ready += [u for u in users.get(iid, []) if waits[u] <= done and u not in ready]
-    return order
 
 
 @PROPERTY

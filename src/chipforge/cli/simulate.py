@@ -5,20 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit
+from chipforge.compiler.isa import text_all
 from chipforge.compiler.lower import compile_op
 from chipforge.perf.calibration import calibration
 from chipforge.perf.engine import Machine, make_result
 from chipforge.report import tables as tb
 from chipforge.sim.engine import simulate_op
-from chipforge.sim.functional import random_inputs, run_functional
-from chipforge.sim.reference import reference
+from chipforge.sim.reference import check_op
 from chipforge.sim.trace import write_trace
 from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
@@ -33,7 +32,7 @@ def compile_cmd(
     """Compile a workload to the chip's assembly (one instruction a line)."""
     spec, graph = load_chip(chip), parse_workload(workload)
     programs = [(op, compile_op(op, spec)) for op in graph.ops]
-    text = "".join(p.text() + "\n" for _, p in programs if p is not None)
+    text = text_all([p for _, p in programs if p is not None])
     summary = [
         {
             "op": op.name,
@@ -73,35 +72,6 @@ def _functional_table(rows: list[dict]) -> Table:
     return t
 
 
-def _check(op, program, seed: int = 0) -> dict:
-    """Run the program on random inputs and compare with numpy."""
-    inputs = random_inputs(program, np.random.default_rng(seed))
-    got = run_functional(program, inputs)
-    want = reference(op, inputs)
-    if want is None:
-        return {
-            "op": op.name,
-            "outputs": 0,
-            "max_abs_error": 0.0,
-            "max_rel_error": 0.0,
-            "result": "no reference semantics (costed only)",
-        }
-    abs_err = rel_err = 0.0
-    for name, expected in want.items():
-        e, g = expected.astype(np.float64), got[name].astype(np.float64)
-        diff = np.abs(e - g)
-        abs_err = max(abs_err, float(diff.max(initial=0.0)))
-        rel_err = max(rel_err, float((diff / np.maximum(np.abs(e), 1e-3)).max(initial=0.0)))
-    ok = rel_err <= 2**-6  # a few ulps of bf16 (8-bit mantissa) after fp32 accumulation
-    return {
-        "op": op.name,
-        "outputs": len(want),
-        "max_abs_error": abs_err,
-        "max_rel_error": rel_err,
-        "result": "match" if ok else "MISMATCH",
-    }
-
-
 @app.command()
 def simulate(
     chip: ChipOpt,
@@ -125,7 +95,7 @@ def simulate(
             if prog is not None:
                 runs.append((op.name, prog, tl))
                 if functional:
-                    checks.append(_check(op, prog))
+                    checks.append(check_op(op, prog))
             progress.advance(task)
     result = make_result(graph, spec, mc, tuple(records), engine="cycle")
     if trace:

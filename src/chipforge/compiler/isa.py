@@ -192,14 +192,16 @@ class Vector(Instr):
 class Program:
     """Buffers and instructions for one op instance; `repeat` instances run back to back.
 
-    `setup` places data that an earlier op left in SRAM (activations kept on chip): the
-    functional simulator runs it first, the timing simulator does not count it."""
+    `setup` places data that an earlier op left in SRAM (activations kept on chip) and
+    `teardown` copies out what the next op would find there: the functional simulator runs
+    them before and after, the timing simulator does not count them."""
 
     name: str
     buffers: dict[str, Buffer] = field(default_factory=dict)
     instrs: list[Instr] = field(default_factory=list)
     repeat: int = 1
     setup: list[Instr] = field(default_factory=list)
+    teardown: list[Instr] = field(default_factory=list)
 
     def buffer(
         self, name: str, space: str, rows: int, cols: int, dtype: str, core: int = 0
@@ -217,9 +219,13 @@ class Program:
     def setup_dma(self, src: Region, dst: Region, core: int) -> None:
         self.setup.append(Dma(id=-1 - len(self.setup), core=core, src=src, dst=dst))
 
+    def teardown_dma(self, src: Region, dst: Region, core: int) -> None:
+        self.teardown.append(Dma(id=-1 - len(self.teardown), core=core, src=src, dst=dst))
+
     def text(self) -> str:
         head = [f"; {self.name}" + (f" x{self.repeat}" if self.repeat > 1 else "")]
         setup = [f"setup {i.text().split(' ', 1)[1]}" for i in self.setup]
+        setup += [f"teardown {i.text().split(' ', 1)[1]}" for i in self.teardown]
         return (
             "\n".join(
                 head
@@ -319,6 +325,9 @@ def parse(text: str) -> Program:
         if line.startswith("setup "):
             dma = _parse_instr(f"%0 {line.removeprefix('setup ')}")
             program.setup_dma(dma.src, dma.dst, dma.core)
+        elif line.startswith("teardown "):
+            dma = _parse_instr(f"%0 {line.removeprefix('teardown ')}")
+            program.teardown_dma(dma.src, dma.dst, dma.core)
         elif line.startswith("buffer"):
             m = _PATTERNS["buffer"].match(line)
             if not m:
@@ -337,3 +346,18 @@ def parse(text: str) -> Program:
         else:
             program.instrs.append(_parse_instr(line))
     return program
+
+
+def parse_all(text: str) -> list[Program]:
+    """Every program of an assembly file (each starts with its '; name' line)."""
+    chunks: list[list[str]] = []
+    for line in text.splitlines():
+        if line.startswith(";") or not chunks:
+            chunks.append([])
+        chunks[-1].append(line)
+    return [parse("\n".join(chunk)) for chunk in chunks if any(s.strip() for s in chunk)]
+
+
+def text_all(programs: list[Program]) -> str:
+    """Programs as one assembly file, a blank line between them."""
+    return "\n".join(p.text() for p in programs)

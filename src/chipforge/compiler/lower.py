@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from chipforge.compiler.attention import lower_attention, use_vector_unit
-from chipforge.compiler.isa import Dma, Program, Region, Vector
+from chipforge.compiler.isa import VECTOR_OPS, Dma, Program, Region, Vector
 from chipforge.compiler.matmul import lower_matmul
 from chipforge.compiler.tiling import core_sram
 from chipforge.dtypes import nbytes
@@ -83,7 +83,8 @@ def lower_vector(prog: Program, op: VectorOp, chip: ChipSpec, *, resident: bool)
                     prog.setup_dma(src, dst, core)
                 else:
                     loads.append(prog.emit(Dma, core=core, src=src, dst=dst, deps=free))
-            srcs = tuple(Region(local[j], 0, 0, n, ROW) for j in range(min(inputs, 2)))
+            arity = VECTOR_OPS[isa_op][0]  # the op's operands, from the inputs streamed in
+            srcs = tuple(Region(local[j % inputs], 0, 0, n, ROW) for j in range(arity))
             res = Region(local[-1], 0, 0, n, ROW)
             v = prog.emit(
                 Vector,
@@ -134,6 +135,12 @@ def compile_op(op: Op, chip: ChipSpec, *, resident: bool = False) -> Program | N
         raise CompileError(
             f"chip {chip.name} is a GPU (tensor-core dataflow): the compiler "
             "targets systolic scratchpad chips; use the analytical engine"
+        )
+    matrix_work = isinstance(op, (MatMul, Conv2d, Attention))
+    if matrix_work and op.dtype not in chip.matrix.macs_per_cycle:
+        raise CompileError(
+            f"chip {chip.name}'s matrix unit has no {op.dtype}: use one of "
+            f"{', '.join(chip.matrix.macs_per_cycle)} (workload dtype=...)"
         )
     prog = Program(name=op.name, repeat=op.count)
     if isinstance(op, Conv2d):

@@ -145,8 +145,24 @@ def _scratch(
             prog.buffer(f"{tag}.c{slot}", "sram", t.tm, t.tn, out_dtype, core)
     if resident:  # activations already on chip: the whole of this core's A and C
         rows = sum(j.m1 - j.m0 for j in jobs)
-        prog.buffer(f"{tag}.A", "sram", rows, op.k, op.dtype, core)
-        prog.buffer(f"{tag}.C", "sram", rows, max(j.n1 - j.n0 for j in jobs), out_dtype, core)
+        a_res = prog.buffer(f"{tag}.A", "sram", rows, op.k, op.dtype, core).name
+        c_res = prog.buffer(
+            f"{tag}.C", "sram", rows, max(j.n1 - j.n0 for j in jobs), out_dtype, core
+        ).name
+        row = 0
+        for j in jobs:  # where the previous op left A, and where the next one finds C
+            height = j.m1 - j.m0
+            prog.setup_dma(
+                Region(f"{op.name}.A", j.b * op.m + j.m0, 0, height, op.k),
+                Region(a_res, row, 0, height, op.k),
+                core,
+            )
+            prog.teardown_dma(
+                Region(c_res, row, 0, height, j.n1 - j.n0),
+                Region(f"{op.name}.C", j.b * op.m + j.m0, j.n0, height, j.n1 - j.n0),
+                core,
+            )
+            row += height
 
 
 def _lower_job(

@@ -254,8 +254,8 @@ def _check_order(program: Program, order: list[int]) -> None:
 def run_functional(
     program: Program, inputs: dict[str, np.ndarray], *, order: list[int] | None = None
 ) -> dict[str, np.ndarray]:
-    """Run `program` once (its setup first) on `inputs` (HBM buffer name -> array; missing
-    buffers start at zero) and return every HBM buffer's final contents.
+    """Run `program` once (setup first, teardown last) on `inputs` (HBM buffer name -> array;
+    missing buffers start at zero) and return every HBM buffer's final contents.
 
     `order` runs the instructions in another legal schedule (deps and each engine's program
     order respected); a program whose deps cover its data hazards gives the same result."""
@@ -269,4 +269,28 @@ def run_functional(
         _check_order(program, order)
     for iid in order:
         machine.run(program.instrs[iid])
+    for instr in program.teardown:
+        machine.run(instr)
     return {b.name: machine.mem[b.name] for b in program.buffers.values() if b.space == "hbm"}
+
+
+def random_order(program: Program, rng: np.random.Generator) -> list[int]:
+    """A random legal order: after its deps and after its engine's earlier instructions."""
+    waits = {i.id: set(i.deps) for i in program.instrs}
+    last: dict[str, int] = {}
+    for i in program.instrs:
+        if i.engine in last:
+            waits[i.id].add(last[i.engine])
+        last[i.engine] = i.id
+    order, done = [], set()
+    ready = [iid for iid, w in waits.items() if not w]
+    users: dict[int, list[int]] = {}
+    for iid, w in waits.items():
+        for d in w:
+            users.setdefault(d, []).append(iid)
+    while ready:
+        iid = ready.pop(int(rng.integers(len(ready))))
+        order.append(iid)
+        done.add(iid)
+        ready += [u for u in users.get(iid, []) if waits[u] <= done and u not in ready]
+    return order

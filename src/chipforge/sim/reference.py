@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from chipforge.sim.functional import convert, dtype_of
+from chipforge.sim.functional import convert, dtype_of, random_inputs, run_functional
 from chipforge.workload.ops import Attention, MatMul, Op
 
 
@@ -58,3 +58,33 @@ def reference(op: Op, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | 
     if isinstance(op, Attention):
         return attention_reference(op, inputs)
     return None
+
+
+def check_op(op: Op, program, *, seed: int = 0, order=None) -> dict:
+    """Run `op`'s program on random inputs and compare every output with numpy, normwise:
+    the largest error over the largest output must stay within a few units in the last place
+    of bf16 (2^-6), what rounding the inputs and the softmax's P to bf16 leaves."""
+    inputs = random_inputs(program, np.random.default_rng(seed))
+    want = reference(op, inputs)
+    if want is None:
+        return {
+            "op": op.name,
+            "outputs": 0,
+            "max_abs_error": 0.0,
+            "max_rel_error": 0.0,
+            "result": "no reference semantics (costed only)",
+        }
+    got = run_functional(program, inputs, order=order)
+    abs_err = rel_err = 0.0
+    for name, expected in want.items():
+        e, g = expected.astype(np.float64), got[name].astype(np.float64)
+        diff = float(np.abs(e - g).max(initial=0.0))
+        abs_err = max(abs_err, diff)
+        rel_err = max(rel_err, diff / max(float(np.abs(e).max(initial=0.0)), 1e-30))
+    return {
+        "op": op.name,
+        "outputs": len(want),
+        "max_abs_error": abs_err,
+        "max_rel_error": rel_err,
+        "result": "match" if rel_err <= 2**-6 else "MISMATCH",
+    }
