@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_perf.py
+	$(BIN)/python benchmarks/bench_cycle.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -13,6 +13,7 @@ from chipforge.compiler.isa import (
     Dma,
     Instr,
     LoadWeights,
+    OsTile,
     Program,
     ProgramError,
     Region,
@@ -58,6 +59,8 @@ def _weight_shape(w: LoadWeights) -> tuple[int, int]:
 def _regions(i: Instr) -> tuple[Region, ...]:
     if isinstance(i, Vector):
         return (*i.srcs, i.dst)
+    if isinstance(i, OsTile):
+        return (i.a, i.b, i.dst)
     return tuple(r for r in (getattr(i, "src", None), getattr(i, "dst", None)) if r is not None)
 
 
@@ -226,8 +229,29 @@ def _check_instr(program: Program, i: Instr, weights: dict[tuple[int, int], Load
         weights[(i.core, i.unit)] = i
     elif isinstance(i, Stream):
         _check_stream(program, i, weights.get((i.core, i.unit)))
+    elif isinstance(i, OsTile):
+        _check_os_tile(program, i)
     elif isinstance(i, Vector):
         _check_vector(program, i)
+
+
+def _check_os_tile(program: Program, i: OsTile) -> None:
+    for r in (i.a, i.b, i.dst):
+        _check_in_core_sram(program, i, r)
+    if i.a.cols != i.b.rows or (i.dst.rows, i.dst.cols) != (i.a.rows, i.b.cols):
+        _fail(
+            i,
+            f"the product must be ({_shape(i.a.rows, i.a.cols)}) @ "
+            f"({_shape(i.b.rows, i.b.cols)}) -> {_shape(i.a.rows, i.b.cols)}, not into "
+            f"{_shape(i.dst.rows, i.dst.cols)}: match the tiles",
+        )
+    a, b, acc = (program.buffers[r.buffer].dtype for r in (i.a, i.b, i.dst))
+    if a != b or acc != _accumulator(a):
+        _fail(
+            i,
+            f"inputs must share a dtype and accumulate in {_accumulator(a)}, not {a}, "
+            f"{b} -> {acc}: cast them",
+        )
 
 
 def check_structure(program: Program) -> None:
@@ -277,8 +301,14 @@ def _check_fits(program: Program, chip: ChipSpec, i: Instr) -> None:
                 f"the weight tile must be at most {_shape(rows, cols)} ({chip.name}'s "
                 f"array), not {_shape(w_rows, w_cols)}: split it into array-sized tiles",
             )
-    if isinstance(i, Stream):
-        dtype = program.buffers[i.src.buffer].dtype
+    if isinstance(i, OsTile) and (i.dst.rows > rows or i.dst.cols > cols):
+        _fail(
+            i,
+            f"the output tile must be at most {_shape(rows, cols)} ({chip.name}'s array), "
+            f"not {_shape(i.dst.rows, i.dst.cols)}: split it into array-sized tiles",
+        )
+    if isinstance(i, (Stream, OsTile)):
+        dtype = program.buffers[(i.src if isinstance(i, Stream) else i.a).buffer].dtype
         if dtype not in chip.matrix.dtypes:
             _fail(
                 i,

@@ -165,6 +165,29 @@ class Stream(Instr):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OsTile(Instr):
+    """Output-stationary: dst (+)= a @ b for one output tile of at most the array's rows x
+    cols, with a's rows and b's columns streaming in over K (no weight load)."""
+
+    unit: int
+    a: Region
+    b: Region
+    dst: Region
+    accumulate: bool = False
+
+    @property
+    def engine(self) -> str:
+        return f"mxu.{self.core}.{self.unit}"
+
+    def text(self) -> str:
+        acc = " +=" if self.accumulate else ""
+        return (
+            f"%{self.id} ostile.{self.core}.{self.unit} {self.a.text()} * {self.b.text()} -> "
+            f"{self.dst.text()}{acc}{self._after()}"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Vector(Instr):
     """An elementwise or row-wise op on the vector unit, SRAM to SRAM."""
 
@@ -250,6 +273,9 @@ _PATTERNS = {
     "dma": re.compile(rf"^%(\d+) dma\.(\d+) {_REGION} -> {_REGION}{_AFTER}$"),
     "wload": re.compile(rf"^%(\d+) wload\.(\d+)\.(\d+) {_REGION}(\^T)?{_AFTER}$"),
     "stream": re.compile(rf"^%(\d+) stream\.(\d+)\.(\d+) {_REGION} -> {_REGION}( \+=)?{_AFTER}$"),
+    "ostile": re.compile(
+        rf"^%(\d+) ostile\.(\d+)\.(\d+) {_REGION} \* {_REGION} -> {_REGION}( \+=)?{_AFTER}$"
+    ),
     "vec": re.compile(
         rf"^%(\d+) vec\.(\d+) (\w+) (.+?) -> {_REGION}(?: #(\S+))?(?: #(\S+))?{_AFTER}$"
     ),
@@ -298,6 +324,17 @@ def _parse_instr(line: str) -> Instr:
             dst=_region(g[8:13]),
             accumulate=bool(g[13]),
             deps=_deps(g[14]),
+        )
+    if kind == "ostile":
+        return OsTile(
+            id=int(g[0]),
+            core=int(g[1]),
+            unit=int(g[2]),
+            a=_region(g[3:8]),
+            b=_region(g[8:13]),
+            dst=_region(g[13:18]),
+            accumulate=bool(g[18]),
+            deps=_deps(g[19]),
         )
     srcs = tuple(_region(re.match(_REGION, s.strip()).groups()) for s in g[3].split(", "))
     return Vector(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from chipforge.compiler.isa import Dma, LoadWeights, Program, Region, Stream, Vector
+from chipforge.compiler.isa import Dma, LoadWeights, OsTile, Program, Region, Stream, Vector
 from chipforge.compiler.tiling import SLOTS, Tiling, choose_tiling
 from chipforge.dtypes import nbytes
 from chipforge.spec import ChipSpec
@@ -259,6 +259,23 @@ def _lower_block(
             # the previous block's store, behind this block's first loads: by now its
             # accumulators have drained, and the store does not hold up the next slices
             _flush_store(prog, st)
+        if chip.matrix.dataflow == "output-stationary":
+            for i, (rc, nb, _) in enumerate(chain_list):
+                n_rows, n_cols = min(chunk, rows - rc * chunk), min(C, cols - nb * C)
+                acc_region = Region(_acc(tag, acc_slot, 0), rc * chunk, nb * C, n_rows, n_cols)
+                last[(rc, nb, 0)] = _os_tile(
+                    prog,
+                    st,
+                    unit=i % units,
+                    acc=acc_region,
+                    first=(rc, nb, 0) not in last,
+                    a=Region(a_buf, a_row + rc * chunk, a_col, n_rows, depth),
+                    b=Region(f"{tag}.w{slot}", 0, nb * C, depth, n_cols),
+                    loads=(w_load, *loads),
+                    slot=slot,
+                    acc_slot=acc_slot,
+                )
+            continue
         for kk in range(0, depth, R):
             kd, group = min(R, depth - kk), fold % t.k_groups
             for i, (rc, nb, g) in enumerate(chain_list):
@@ -296,6 +313,30 @@ def _lower_block(
     )
     if r0 + rows >= job.m1 and c0 + cols >= job.n1:
         st.resident_rows += job.m1 - job.m0
+
+
+def _os_tile(
+    prog: Program,
+    st: CoreState,
+    *,
+    unit: int,
+    a: Region,
+    b: Region,
+    acc: Region,
+    first: bool,
+    loads: tuple[int, ...],
+    slot: int,
+    acc_slot: int,
+) -> int:
+    """One output-stationary tile over a K slice (its chain stays on one unit)."""
+    deps = loads
+    if first and st.acc_readers[acc_slot] is not None:
+        deps += (st.acc_readers[acc_slot],)
+    tile = prog.emit(
+        OsTile, core=st.core, unit=unit, a=a, b=b, dst=acc, accumulate=not first, deps=deps
+    )
+    st.slot_readers[slot].append(tile)
+    return tile
 
 
 def _sum_groups(

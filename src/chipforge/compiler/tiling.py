@@ -56,6 +56,8 @@ def chains(tm: int, tn: int, k: int, chip: ChipSpec) -> tuple[int, int]:
     otherwise K folds are grouped."""
     units, rows = chip.matrix.count, chip.matrix.rows
     col_blocks = math.ceil(tn / chip.matrix.cols)
+    if chip.matrix.dataflow == "output-stationary":  # one chain per array-sized output tile
+        return math.ceil(tm / rows), 1
     if col_blocks >= units:
         return 1, 1
     needed = math.ceil(units / col_blocks)
@@ -70,6 +72,8 @@ def block_cycles(t: Tiling, k: int, chip: ChipSpec) -> float:
     count = math.ceil(t.tn / cols) * t.row_splits * t.k_groups
     chunk = math.ceil(t.tm / t.row_splits)
     folds = math.ceil(math.ceil(k / rows) / t.k_groups)
+    if chip.matrix.dataflow == "output-stationary":  # each tile streams K, then drains
+        return math.ceil(count / units) * (k + rows + cols - 2)
     per_fold = max(chunk, rows) if chip.matrix.double_buffered else rows + chunk + rows + cols - 2
     return math.ceil(count / units) * folds * per_fold
 
@@ -102,11 +106,17 @@ def choose_tiling(
     first slice's load and the last block's store are not hidden. `reserved` bytes of the
     core's SRAM are already taken (resident activations)."""
     capacity = core_sram(chip) - reserved
+    depths = _candidates(k, chip.matrix.rows)
+    if (
+        chip.matrix.dataflow == "output-stationary"
+        and Tiling(64, chip.matrix.cols, k).sram_bytes(dtype, out_dtype, resident) <= capacity
+    ):
+        depths = [k]  # a tile streams all of K at once: its skew is paid once
     e, e_out = nbytes(dtype), nbytes(out_dtype)
     best, best_cost = None, math.inf
     for tm in _candidates(m, 64):
         for tn in _candidates(n, chip.matrix.cols):
-            for tk in _candidates(k, chip.matrix.rows):
+            for tk in depths:
                 t = Tiling(tm, tn, tk, *chains(tm, tn, k, chip))
                 if t.sram_bytes(dtype, out_dtype, resident) > capacity:
                     continue

@@ -16,7 +16,16 @@ import ml_dtypes
 import numpy as np
 
 from chipforge.compiler.check import check_structure
-from chipforge.compiler.isa import Dma, Instr, LoadWeights, Program, ProgramError, Region, Stream
+from chipforge.compiler.isa import (
+    Dma,
+    Instr,
+    LoadWeights,
+    OsTile,
+    Program,
+    ProgramError,
+    Region,
+    Stream,
+)
 from chipforge.compiler.isa import Vector as VectorInstr
 
 # chipforge dtype name -> numpy dtype (tf32 is stored as fp32; fp8 is OCP e4m3, no infinities)
@@ -136,6 +145,11 @@ class _Machine:
         with np.errstate(over="ignore"):
             dst[...] = dst + part if i.accumulate else part
 
+    def os_tile(self, i: OsTile) -> None:
+        dst, part = self.view(i.dst), _fold(self.view(i.a), self.view(i.b))
+        with np.errstate(over="ignore"):
+            dst[...] = dst + part if i.accumulate else part
+
     def vector(self, i: VectorInstr) -> None:
         dst, srcs = self.view(i.dst), [self.view(r) for r in i.srcs]
         if i.op in ("cast", "copy"):  # one rounding from the source's exact value
@@ -180,6 +194,7 @@ _SEMANTICS: dict[type, Callable] = {
     Dma: _Machine.dma,
     LoadWeights: _Machine.load_weights,
     Stream: _Machine.stream,
+    OsTile: _Machine.os_tile,
     VectorInstr: _Machine.vector,
 }
 

@@ -26,7 +26,7 @@ def matmul_reference(op: MatMul, inputs: dict[str, np.ndarray]) -> dict[str, np.
         else:
             parts.append(_f32(ai) @ _f32(bi))
     c = np.concatenate(parts)
-    return {f"{op.name}.C": c if op.dtype.startswith("int") else convert(c, out_dtype)}
+    return {f"{op.name}.C": convert(c, out_dtype)}  # integers saturate, floats round
 
 
 def attention_reference(op: Attention, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -21,7 +21,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from chipforge.compiler.isa import VECTOR_OPS, Dma, Instr, LoadWeights, Program, Stream, Vector
+from chipforge.compiler.isa import (
+    VECTOR_OPS,
+    Dma,
+    Instr,
+    LoadWeights,
+    OsTile,
+    Program,
+    Stream,
+    Vector,
+)
 from chipforge.dtypes import nbytes
 from chipforge.spec import ChipSpec
 
@@ -72,6 +81,8 @@ def _durations(
         dtype = prog.buffers[instr.src.buffer].dtype
         rate = mu.macs_per_cycle.get(dtype, mu.rows * mu.cols) / (mu.rows * mu.cols)
         return math.ceil(instr.src.rows / rate), float(mu.rows + mu.cols - 2), 0.0
+    if isinstance(instr, OsTile):  # K streams through; the results drain out after the skew
+        return float(instr.a.cols), float(mu.rows + mu.cols - 2), 0.0
     assert isinstance(instr, Vector)
     flops, trans = vector_work(instr, prog.buffers)
     cycles = max(
@@ -89,6 +100,8 @@ def _writes(instr: Instr) -> str | None:
 def _reads(instr: Instr) -> set[str]:
     if isinstance(instr, Vector):
         return {r.buffer for r in instr.srcs}
+    if isinstance(instr, OsTile):
+        return {instr.a.buffer, instr.b.buffer, instr.dst.buffer}
     return {instr.src.buffer}
 
 
@@ -101,6 +114,7 @@ def schedule(prog: Program, chip: ChipSpec, *, memory_frac: float = 1.0) -> Time
     start, busy_end, done = [0.0] * n, [0.0] * n, [0.0] * n
     free: dict[str, float] = {}
     busy: dict[str, float] = {}
+    previous: dict[str, Instr] = {}
     dma_rate = chip.hbm.bandwidth * memory_frac / chip.cores / chip.clock  # B/cycle per core
     timeline = Timeline(start, busy_end, done, busy)
     for instr in prog.instrs:
@@ -110,9 +124,20 @@ def schedule(prog: Program, chip: ChipSpec, *, memory_frac: float = 1.0) -> Time
         for dep in instr.deps:
             producer = prog.instrs[dep]
             raw = _writes(producer) in reads
-            ready = max(ready, done[dep] if raw else busy_end[dep])
+            # without double-buffered weights the next tile can only shift in once the
+            # previous stream has drained out of the array (SCALE-Sim's per-fold skew)
+            drain = (
+                not chip.matrix.double_buffered
+                and isinstance(instr, LoadWeights)
+                and isinstance(producer, Stream)
+            )
+            ready = max(ready, done[dep] if raw or drain else busy_end[dep])
         engine = instr.engine
         t0 = max(free.get(engine, 0.0), ready)
+        before = previous.get(engine)
+        if isinstance(instr, OsTile) and isinstance(before, OsTile) and before.dst != instr.dst:
+            t0 = max(t0, done[before.id])  # a new output tile: the last one drains out first
+        previous[engine] = instr
         i = instr.id
         start[i], busy_end[i] = t0, t0 + occupancy
         done[i] = busy_end[i] + latency
