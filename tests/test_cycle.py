@@ -18,7 +18,7 @@ from chipforge.sim.functional import random_order
 from chipforge.sim.reference import check_op
 from chipforge.sim.timing import schedule
 from chipforge.spec import load_chip
-from chipforge.workload import Attention, MatMul, parse_workload
+from chipforge.workload import Attention, Conv2d, MatMul, parse_workload
 
 SMALL = load_chip("forge-n3").model_copy(update={"cores": 2})
 
@@ -49,6 +49,13 @@ def test_attention_matches_numpy(chip, q_len, kv_len, causal, kv_heads):
     program = compile_op(op, load_chip(chip))
     check_program(program, load_chip(chip))
     assert check_op(op, program)["result"] == "match"
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_conv_runs_as_its_implicit_gemm(dtype):
+    conv = Conv2d(name="c", batch=2, height=14, width=14, cin=24, cout=40, kh=3, kw=3, dtype=dtype)
+    program = compile_op(conv, SMALL)
+    assert check_op(conv, program)["result"] == "match"
 
 
 @settings(max_examples=15, deadline=None)

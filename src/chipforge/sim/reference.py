@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from chipforge.sim.functional import convert, dtype_of, random_inputs, run_functional
-from chipforge.workload.ops import Attention, MatMul, Op
+from chipforge.workload.ops import Attention, Conv2d, MatMul, Op
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
@@ -53,6 +53,8 @@ def attention_reference(op: Attention, inputs: dict[str, np.ndarray]) -> dict[st
 def reference(op: Op, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
     """The expected HBM outputs of `op`'s program, or None when the op has no reference
     semantics (generic vector work, embeddings)."""
+    if isinstance(op, Conv2d):  # compiled as its implicit GEMM: A holds the im2col patches
+        return matmul_reference(op.as_matmul(), inputs)
     if isinstance(op, MatMul):
         return matmul_reference(op, inputs)
     if isinstance(op, Attention):
