@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from chipforge.compiler import compile_op
 from chipforge.compiler.check import check_program
 from chipforge.compiler.isa import parse_all, text_all
+from chipforge.sim import run_timing
 from chipforge.sim.crosscheck import crosscheck
 from chipforge.sim.functional import random_order
 from chipforge.sim.reference import check_op
@@ -224,3 +225,12 @@ def test_evaluate_cycle_engine_json():
 def test_compiler_user_errors(args, message):
     done = run(*args)
     assert done.returncode == 2 and done.stderr.strip() == message
+
+
+def test_the_cycle_engine_says_which_ops_it_costs_analytically():
+    graph = parse_workload("llm:llama3-8b,phase=train,seq=256,batch=1,tp=2,scope=layer")
+    result = run_timing(graph, load_chip("tpu-v5p"))
+    assert result.cycles > 0 and all(op.cycles is not None for op in result.ops)
+    notes = "\n".join(result.warnings)
+    assert "attention.bwd: attention backward is not lowered yet" in notes
+    assert "allreduce: collectives run on the links" in notes

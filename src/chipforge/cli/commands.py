@@ -98,7 +98,9 @@ def show(
 
 def _warn(result) -> None:
     for warning in result.warnings:
-        Console(stderr=True).print(f"warning: {warning}", style="yellow", markup=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"warning: {warning}", style="yellow", markup=False
+        )
 
 
 EngineOpt = Annotated[

@@ -147,6 +147,11 @@ def compile_op(op: Op, chip: ChipSpec, *, resident: bool = False) -> Program | N
         op = op.as_matmul()
     if isinstance(op, MatMul):
         lower_matmul(prog, op, chip, resident=resident and op.weight)
+    elif isinstance(op, Attention) and op.backward:
+        raise CompileError(
+            f"{op.name}: the compiler lowers attention's forward pass only; "
+            "cost training graphs with --engine analytical"
+        )
     elif isinstance(op, Attention):
         lower_attention(prog, op, chip, vector=use_vector_unit(op, chip))
     elif isinstance(op, VectorOp):
