@@ -116,6 +116,9 @@ class ChipSpec(Frozen):
     node: str = Field(description="process node key, e.g. n4, n3e")
     clock: Frequency
     cores: int = Field(gt=0, description="SMs, CUs or TensorCores")
+    physical_cores: int | None = Field(
+        None, gt=0, description="cores on the die(s), enabled or not; None: cores (silicon area)"
+    )
     matrix: MatrixUnit
     vector: VectorUnit
     memory: tuple[MemoryLevel, ...] = Field(min_length=1)

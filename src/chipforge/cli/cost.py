@@ -1,0 +1,64 @@
+"""`chipforge cost`: area by block, reticle/chiplets, yield, unit cost, power, perf/W, perf/$."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
+from chipforge.silicon import evaluate
+from chipforge.spec import load_chip
+
+NodeOpt = Annotated[
+    str | None, typer.Option("--node", help="re-target the design to this node (n7 ... n2)")
+]
+
+
+def _table(title: str, rows: dict[str, float], fmt: str, unit: str) -> Table:
+    table = Table(title=title)
+    table.add_column("item")
+    table.add_column(unit, justify="right")
+    for name, value in rows.items():
+        table.add_row(name, format(value, fmt))
+    return table
+
+
+def cost_tables(data: dict) -> list[Table]:
+    """Summary, area, cost and power tables of a `Silicon.to_dict()`."""
+    b = data["breakdown"]
+    summary = {
+        "die area (mm2)": data["die_area_mm2"],
+        "compute dies": data["dies"],
+        "dies per wafer": data["dies_per_wafer"],
+        "yield": data["yield"],
+        "unit cost (USD)": data["unit_cost_usd"],
+        "TDP, model (W)": data["tdp_w"],
+    }
+    perf = Table(title="perf per W and per $ (peak, dense)")
+    for col in ("dtype", "TFLOP/s", "GFLOP/s per W", "GFLOP/s per $"):
+        perf.add_column(col, justify="right")
+    for d, f in data["peak_flops_per_s"].items():
+        perf.add_row(
+            d,
+            f"{f / 1e12:,.1f}",
+            f"{data['flops_per_s_per_w'][d] / 1e9:,.0f}",
+            f"{data['flops_per_s_per_usd'][d] / 1e9:,.2f}",
+        )
+    fits = "fits the reticle" if data["fits_reticle"] else "over the reticle"
+    return [
+        _table(f"{data['chip']} on {data['node']} ({fits})", summary, ",.3g", "value"),
+        _table("area by block (all dies)", b["area_mm2"], ",.1f", "mm2"),
+        _table("unit cost", b["cost_usd"], ",.0f", "USD"),
+        _table("power at TDP (model)", b["power_w"], ",.1f", "W"),
+        _table("one-time costs (not in the unit cost)", data["one_time_usd"], ",.0f", "USD"),
+        perf,
+    ]
+
+
+@app.command()
+def cost(chip: ChipOpt, node: NodeOpt = None, as_json: JsonOpt = False, out: OutOpt = None) -> None:
+    """Area by block, dies per wafer, yield, unit cost, power at TDP, perf/W and perf/$."""
+    data = evaluate(load_chip(chip), node).to_dict()
+    emit(data, cost_tables(data), as_json=as_json, out=out)

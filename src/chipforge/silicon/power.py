@@ -1,0 +1,117 @@
+"""Power: dynamic energy x activity + leakage, at TDP (every engine at its peak) or for a Result.
+
+Dynamic energy per operation is Horowitz's 45 nm table (ISSCC 2014; published.csv semi-e-*)
+scaled by the node's `energy_scale` (spec/nodes.toml):
+- a MAC is a multiply in the input format plus an add in the accumulator format: fp16 multiply
+  1.1 pJ and fp32 add 0.9 pJ; int8 multiply 0.2 pJ and int32 add 0.1 pJ. Other widths scale the
+  multiply with the square of the mantissa (array multiplier partial products; an assumption).
+- a vector fp32 FMA: fp32 multiply 3.7 pJ + fp32 add 0.9 pJ; a transcendental as 2 FMAs.
+- bytes moved at each memory level: `perf.energy.byte_energy` (the level's own figure, or the
+  node-scaled 1 MB SRAM read), the same figures the perf engine charges.
+- SerDes: 5 pJ/bit (assumption: long-reach 100G-class links are 3-7 pJ/bit).
+On-die dynamic power is raised by the clock tree and control (CLOCK_FRAC); leakage is the node's
+`leakage_frac` of total power at full load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chipforge.perf.energy import byte_energy
+from chipforge.perf.result import Result
+from chipforge.silicon.gates import FORMATS, SFU_FMA
+from chipforge.spec import ChipSpec
+from chipforge.spec.nodes import ProcessNode
+
+PJ = 1e-12
+FP16_MUL_PJ, FP32_ADD_PJ = 1.1, 0.9  # Horowitz 2014 [semi-e-fp16-mul, semi-e-fp32-add]
+FP32_MUL_PJ = 3.7  # [semi-e-fp32-mul]
+INT8_MUL_PJ, INT32_ADD_PJ = 0.2, 0.1  # [semi-e-int8-mul, semi-e-int32-add]
+SERDES_PJ_PER_BIT = 5.0  # assumption (module docstring)
+# Clock distribution and control as a share of on-die datapath + SRAM dynamic power. Assumption:
+# clock networks alone draw 30-40% of dynamic power in high-performance designs (a figure repeated
+# across microprocessor papers); 0.3 on top of the datapath energy.
+CLOCK_FRAC = 0.30
+
+
+def mac_energy(dtype: str, node: ProcessNode) -> float:
+    """J per multiply-accumulate in `dtype` on `node`."""
+    kind, bits, _, _ = FORMATS[dtype]
+    if kind == "int":
+        pj = INT8_MUL_PJ * (bits / 8) ** 2 + INT32_ADD_PJ
+    else:
+        pj = FP16_MUL_PJ * (bits / 11) ** 2 + FP32_ADD_PJ
+    return pj * PJ * node.energy_scale
+
+
+def fma_energy(node: ProcessNode) -> float:
+    """J per fp32 vector FMA."""
+    return (FP32_MUL_PJ + FP32_ADD_PJ) * PJ * node.energy_scale
+
+
+@dataclass(frozen=True)
+class Power:
+    """Power by component (W) at one activity."""
+
+    parts: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+    def to_dict(self) -> dict:
+        return {"power_w": self.total, "parts_w": dict(self.parts)}
+
+
+def _finish(ondie: dict[str, float], offdie: dict[str, float], node: ProcessNode) -> Power:
+    parts = dict(ondie)
+    parts["clock_control"] = CLOCK_FRAC * sum(ondie.values())
+    parts.update(offdie)
+    dynamic = sum(parts.values())
+    parts["leakage"] = dynamic * node.leakage_frac / (1 - node.leakage_frac)
+    return Power(parts)
+
+
+def power_at_peak(chip: ChipSpec, dtype: str, node: ProcessNode | None = None) -> Power:
+    """Every engine at its peak: matrix units in `dtype`, vector units, every memory level and
+    link at full bandwidth. This is the model's TDP."""
+    node = node or chip.process
+    chip = chip.model_copy(update={"node": node.name})
+    ondie = {"matrix": chip.peak_flops(dtype) / 2 * mac_energy(dtype, node)}
+    fma_per_s = chip.vector_flops / 2 + SFU_FMA * chip.transcendentals_per_s
+    ondie["vector"] = fma_per_s * fma_energy(node)
+    for level in chip.memory[1:]:
+        ondie[f"sram:{level.name}"] = level.bandwidth * byte_energy(chip, level)
+    offdie = {
+        "memory": chip.hbm.bandwidth * byte_energy(chip, chip.hbm),
+        "serdes": sum(link.bandwidth for link in chip.links) * 8 * SERDES_PJ_PER_BIT * PJ,
+    }
+    return _finish(ondie, offdie, node)
+
+
+def main_dtype(chip: ChipSpec) -> str:
+    """bf16 when the matrix unit runs it, else its widest dtype."""
+    macs = chip.matrix.macs_per_cycle
+    return "bf16" if "bf16" in macs else min(macs, key=lambda d: macs[d])
+
+
+def power_for_result(chip: ChipSpec, result: Result, node: ProcessNode | None = None) -> Power:
+    """Average power while running `result`: its FLOPs and bytes at the model's energies, plus
+    the clock share and leakage over its time."""
+    node = node or chip.process
+    chip = chip.model_copy(update={"node": node.name})
+    time_s = result.time_s
+    assert time_s > 0, "a result with no time has no power"
+    dtype = main_dtype(chip)
+    ondie = {"matrix": result.flops / 2 * mac_energy(dtype, node) / time_s}
+    offdie = {"memory": 0.0}
+    levels = {m.name: m for m in chip.memory}
+    for name, nbytes in result.bytes_by_level.items():
+        if name not in levels:
+            continue  # interconnect traffic is costed by the cluster model
+        joules = nbytes * byte_energy(chip, levels[name])
+        if levels[name] is chip.hbm:
+            offdie["memory"] += joules / time_s
+        else:
+            ondie[f"sram:{name}"] = joules / time_s
+    return _finish(ondie, offdie, node)
