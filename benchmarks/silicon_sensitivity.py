@@ -1,0 +1,69 @@
+"""Cost and power breakdown of forge-n3 and the sensitivity of its unit cost to wafer price,
+defect density and HBM price (+-30%). Prints the Markdown pasted into docs/silicon.md.
+
+    .venv/bin/python benchmarks/silicon_sensitivity.py
+"""
+
+from __future__ import annotations
+
+from chipforge.silicon import evaluate, unit_cost
+from chipforge.silicon.interfaces import hbm_generation
+from chipforge.spec import load_chip
+
+CHIPS = ("forge-n3", "h100", "b200", "a100", "tpu-v4", "tpu-v1")
+SWING = 0.30
+
+
+def table(rows: dict[str, float], unit: str, fmt: str) -> str:
+    lines = [f"| item | {unit} |", "|---|---:|"]
+    lines += [f"| {k} | {format(v, fmt)} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def sensitivity(name: str) -> str:
+    chip = load_chip(name)
+    node = chip.process
+    base = unit_cost(chip).unit_cost
+    knobs = {
+        "wafer price": ("wafer_price_usd", node.wafer_price_usd),
+        "defect density": ("defect_density_per_cm2", node.defect_density_per_cm2),
+        "HBM price per GB": ("hbm_price_per_gb_usd", hbm_generation(chip.hbm).price_per_gb_usd),
+    }
+    lines = ["| input (base) | -30% | +30% |", "|---|---:|---:|"]
+    for label, (arg, value) in knobs.items():
+        low = unit_cost(chip, **{arg: value * (1 - SWING)}).unit_cost
+        high = unit_cost(chip, **{arg: value * (1 + SWING)}).unit_cost
+        lines.append(
+            f"| {label} ({value:g}) | ${low:,.0f} ({low / base - 1:+.1%}) "
+            f"| ${high:,.0f} ({high / base - 1:+.1%}) |"
+        )
+    return f"Base unit cost: ${base:,.0f}\n\n" + "\n".join(lines)
+
+
+def main() -> None:
+    house = evaluate(load_chip("forge-n3")).to_dict()
+    b = house["breakdown"]
+    print("### forge-n3 on n3p\n")
+    print(f"die {house['die_area_mm2']:.0f} mm2 x {house['dies']} dies, ")
+    print(f"{house['dies_per_wafer']:.0f} dies per wafer, yield {house['yield']:.3f}, ")
+    print(f"unit cost ${house['unit_cost_usd']:,.0f}, model TDP {house['tdp_w']:.0f} W\n")
+    print(table(b["area_mm2"], "mm2", ",.1f") + "\n")
+    print(table(b["cost_usd"], "USD", ",.0f") + "\n")
+    print(table(b["power_w"], "W", ",.1f") + "\n")
+    print("### Sensitivity of forge-n3's unit cost (+-30%)\n")
+    print(sensitivity("forge-n3") + "\n")
+    print("### All chips (model)\n")
+    print("| chip | node | die mm2 | dies | yield | unit cost | model TDP W | pJ/FLOP |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name in CHIPS:
+        d = evaluate(load_chip(name)).to_dict()
+        main_dtype = "bf16" if "bf16" in d["peak_flops_per_s"] else "int8"
+        pj = d["energy_per_flop_at_tdp_j"][main_dtype] * 1e12
+        print(
+            f"| {name} | {d['node']} | {d['die_area_mm2']:.0f} | {d['dies']} | {d['yield']:.3f} "
+            f"| ${d['unit_cost_usd']:,.0f} | {d['tdp_w']:.0f} | {pj:.2f} ({main_dtype}) |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Silicon model: area, yield, cost and power against published figures; properties; errors.
+
+Targets the model does not meet are xfail(strict=True) with the measured miss in the reason, so
+a change that meets them shows up as an XPASS failure to update, never as silent tuning.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import chipforge.cli.cost  # noqa: F401  (registers `cost` on the app)
+from chipforge.cli import app
+from chipforge.data import figure
+from chipforge.errors import Infeasible, SpecError
+from chipforge.perf import estimate
+from chipforge.silicon import (
+    area,
+    dies_per_wafer,
+    evaluate,
+    power_at_peak,
+    power_for_result,
+    unit_cost,
+    yield_nb,
+)
+from chipforge.silicon.power import main_dtype
+from chipforge.spec import load_chip
+from chipforge.workload import parse_workload
+
+MM2 = 1e-6
+WAFER_MM2 = figure("semi-wafer-area")
+
+
+def die_mm2(name: str) -> float:
+    return area(load_chip(name)).die_area / MM2
+
+
+def within(value: float, target: float, tol: float) -> bool:
+    return abs(value / target - 1) <= tol
+
+
+AREA_MISS = "GE model x node density, V100-calibrated SIMT: see docs/silicon.md"
+
+
+@pytest.mark.xfail(strict=True, reason=f"A100 predicted ~484 mm2 vs 826 (-41%); {AREA_MISS}")
+def test_a100_area():
+    assert within(die_mm2("a100"), figure("hw-a100-die"), 0.15)
+
+
+@pytest.mark.xfail(strict=True, reason=f"H100 predicted ~357 mm2 vs 814 (-56%); {AREA_MISS}")
+def test_h100_area():
+    assert within(die_mm2("h100"), figure("hw-h100-die"), 0.15)
+
+
+@pytest.mark.xfail(strict=True, reason=f"TPU v1 predicted ~147 mm2 vs <=331 (-56%); {AREA_MISS}")
+def test_tpu_v1_area():
+    assert within(die_mm2("tpu-v1"), figure("hw-tpuv1-process"), 0.20)
+
+
+def test_tpu_v1_area_is_an_underestimate_of_its_floor_plan():
+    # Jouppi et al. ISCA 2017 Fig. 2: Unified Buffer 29%, matrix unit 24% of the die (<= 331 mm2).
+    # The model is below both shares of the published bound: reported, not fitted.
+    blocks = area(load_chip("tpu-v1")).blocks
+    die = figure("hw-tpuv1-process") * MM2
+    assert blocks["matrix"] < 0.24 * die
+    assert blocks["sram:Unified Buffer"] < 0.29 * die
+
+
+def test_over_reticle_design_becomes_chiplets():
+    chip = load_chip("forge-n3")
+    big = chip.model_copy(update={"dies": 1, "cores": 16})
+    result = area(big)
+    assert result.dies > 1 and result.fits_reticle and "d2d" in result.blocks
+
+
+@pytest.mark.xfail(strict=True, reason="H100 unit cost ~$1,940 vs $2,500-4,500: die area -56%")
+def test_h100_unit_cost():
+    assert 2500 <= unit_cost(load_chip("h100")).unit_cost <= 4500
+
+
+@pytest.mark.xfail(strict=True, reason="B200 unit cost ~$3,840 vs $5,000-8,000: die area low")
+def test_b200_unit_cost():
+    assert 5000 <= unit_cost(load_chip("b200")).unit_cost <= 8000
+
+
+def test_cost_breakdown_shows_every_input():
+    costs = unit_cost(load_chip("h100"))
+    inputs = costs.inputs
+    die = inputs["wafer_price_usd"] / (inputs["dies_per_wafer"] * inputs["yield"])
+    assert costs.items["good_dies"] == pytest.approx(die * inputs["dies"])
+    assert costs.items["hbm"] == pytest.approx(inputs["hbm_gb"] * inputs["hbm_price_per_gb_usd"])
+    assert costs.unit_cost == pytest.approx(sum(costs.items.values()))
+    assert set(costs.one_time) == {"mask_set_usd", "design_nre_usd"}
+
+
+def pj_per_flop(name: str) -> float:
+    chip = load_chip(name)
+    dtype = main_dtype(chip)
+    return power_at_peak(chip, dtype).total / chip.peak_flops(dtype) * 1e12
+
+
+def test_b200_energy_per_flop():
+    assert within(pj_per_flop("b200"), figure("semi-e-b200-chip"), 0.30)
+
+
+@pytest.mark.xfail(strict=True, reason="H100 model 0.42 vs 0.71 pJ/FLOP (-42%): no SIMT energy")
+def test_h100_energy_per_flop():
+    assert within(pj_per_flop("h100"), figure("semi-e-h100-chip"), 0.30)
+
+
+@pytest.mark.xfail(strict=True, reason="TPU v4 model 0.83 vs 0.62 pJ/FLOP at 170 W (+34%)")
+def test_tpu_v4_energy_per_flop():
+    assert within(pj_per_flop("tpu-v4"), figure("semi-e-tpuv4-chip"), 0.30)
+
+
+def test_power_for_a_result_is_between_leakage_and_peak():
+    chip = load_chip("forge-n3")
+    result = estimate(parse_workload("gemm:m=8192,n=8192,k=8192,dtype=bf16"), chip)
+    running = power_for_result(chip, result)
+    peak = power_at_peak(chip, "bf16")
+    assert peak.parts["leakage"] < running.total < peak.total
+
+
+@given(st.floats(1.0, 2000.0))
+def test_dies_per_wafer_never_exceeds_wafer_over_die(die_area_mm2):
+    assert dies_per_wafer(die_area_mm2 * MM2) <= WAFER_MM2 / die_area_mm2
+
+
+@given(st.floats(1.0, 1000.0), st.floats(1.0, 1000.0), st.floats(0.001, 1.0))
+def test_yield_falls_as_area_grows(a, b, d0):
+    small, large = sorted((a, b))
+    assert yield_nb(large * MM2, d0) <= yield_nb(small * MM2, d0)
+
+
+@given(st.floats(0.0, 0.5), st.floats(0.0, 0.5), st.sampled_from(["h100", "forge-n3", "tpu-v1"]))
+def test_lower_defect_density_never_raises_cost(d_a, d_b, name):
+    low, high = sorted((d_a, d_b))
+    chip = load_chip(name)
+    cheap = unit_cost(chip, defect_density_per_cm2=low).unit_cost
+    dear = unit_cost(chip, defect_density_per_cm2=high).unit_cost
+    assert cheap <= dear
+
+
+def test_unknown_node_names_the_field_and_choices():
+    with pytest.raises(SpecError, match=r"^`node` must be one of n28, .*not 'n9'"):
+        evaluate(load_chip("h100"), "n9")
+
+
+def test_negative_defect_density():
+    with pytest.raises(SpecError, match=r"^`defect_density` must be >= 0, not -0.1; give defects"):
+        unit_cost(load_chip("h100"), defect_density_per_cm2=-0.1)
+
+
+def test_array_that_cannot_fit_even_as_chiplets():
+    chip = load_chip("forge-n3").model_copy(update={"cores": 256})
+    with pytest.raises(Infeasible, match=r"^`chip` needs \d+ reticle-sized dies .* shrink"):
+        area(chip)
+
+
+def test_retargeting_to_a_denser_node_shrinks_the_die():
+    chip = load_chip("forge-n3")
+    assert evaluate(chip, "n2").area.die_area < evaluate(chip).area.die_area
+
+
+def test_cli_cost_json_keys():
+    out = CliRunner().invoke(app, ["cost", "--chip", "forge-n3", "--node", "n2", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    for key in ("die_area_mm2", "dies", "dies_per_wafer", "yield", "unit_cost_usd", "tdp_w"):
+        assert key in data
+    assert data["node"] == "n2"
+    assert {"area_mm2", "cost_usd", "cost_inputs", "power_w"} <= set(data["breakdown"])
+
+
+def test_cli_cost_tables():
+    out = CliRunner().invoke(app, ["cost", "--chip", "h100"])
+    assert out.exit_code == 0, out.output
+    assert "area by block" in out.output and "unit cost" in out.output
