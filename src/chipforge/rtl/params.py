@@ -1,0 +1,59 @@
+"""The generator's parameters, validated once, and the errors bad ones raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chipforge.errors import ChipforgeError
+
+DTYPES = ("int8", "bf16")  # the MACs the generator builds (rtl/arith.py)
+
+# Largest array (rows x cols PEs) each simulator is allowed to run. Amaranth's Python
+# simulator evaluates every PE's gates in Python: bf16 32x32 runs at ~1 cycle/s there
+# (benchmarks/bench_rtl.py), so 32x32 is the largest it finishes a tile of in minutes.
+# (Co-simulation under Verilator is not built yet; Verilator lints the Verilog.)
+MAX_PES = {"amaranth": 32 * 32}
+
+
+class RtlError(ChipforgeError):
+    """Parameters the RTL generator, co-simulation or synthesis cannot take."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArrayParams:
+    """A weight-stationary systolic array: `rows` (the K side) x `cols` (the N side)."""
+
+    rows: int
+    cols: int
+    dtype: str = "int8"
+    double_buffered: bool = True  # the house design's default (spec.MatrixUnit)
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "cols"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise RtlError(f"`{name}` must be a positive integer, not {value!r}")
+        if self.dtype not in DTYPES:
+            raise RtlError(
+                f"`dtype` must be one of {', '.join(DTYPES)}, not {self.dtype!r}: "
+                "the RTL has int8 and bf16 MACs only"
+            )
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def latency_cycles(self) -> int:
+        """Cycles from a row's accept to its results' valid cycle: R + C - 1 (rtl/array.py)."""
+        return self.rows + self.cols - 1
+
+    def check_simulator(self, simulator: str) -> None:
+        """Raise unless `simulator` exists and runs an array this large."""
+        if simulator not in MAX_PES:
+            raise RtlError(f"`simulator` must be one of {', '.join(MAX_PES)}, not {simulator!r}")
+        if self.pes > MAX_PES[simulator]:
+            raise RtlError(
+                f"`rows` x `cols` must be at most {MAX_PES[simulator]} PEs for the "
+                f"{simulator} simulator, not {self.rows}x{self.cols}: use a smaller array"
+            )
