@@ -51,4 +51,4 @@ def main() -> None:
         sys.exit(2)
 
 
-from chipforge.cli import commands, rtl, simulate  # noqa: E402,F401  (registers the commands)
+from chipforge.cli import commands, cost, rtl, simulate  # noqa: E402,F401  (registers the commands)
