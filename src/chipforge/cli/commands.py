@@ -106,6 +106,20 @@ def _warn(result) -> None:
 EngineOpt = Annotated[
     str, typer.Option("--engine", help="analytical (fast model) or cycle (compile and simulate)")
 ]
+UnsupportedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unsupported",
+        help="cost an imported model's ops without a cost rule as vector work (and say so)",
+    ),
+]
+
+
+def _workload(text: str, allow_unsupported: bool):
+    graph = parse_workload(text, allow_unsupported=allow_unsupported)
+    for warning in graph.meta.get("warnings", ()):
+        Console(stderr=True).print(f"warning: {warning}", style="yellow", markup=False)
+    return graph
 
 
 @app.command()
@@ -113,13 +127,14 @@ def evaluate(
     chip: ChipOpt,
     workload: WorkloadOpt,
     engine: EngineOpt = "analytical",
+    allow_unsupported: UnsupportedOpt = False,
     as_json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
     """Cost a workload on one chip, op by op."""
     if engine not in ("analytical", "cycle"):
         raise ChipforgeError(f"`--engine` must be analytical or cycle, not {engine!r}")
-    graph, spec = parse_workload(workload), load_chip(chip)
+    graph, spec = _workload(workload, allow_unsupported), load_chip(chip)
     result = estimate(graph, spec) if engine == "analytical" else run_timing(graph, spec)
     _warn(result)
     emit(result, [tb.summary_table(result), tb.op_table(result)], as_json=as_json, out=out)
@@ -129,11 +144,12 @@ def evaluate(
 def compare(
     chips: Annotated[str, typer.Option("--chips", help="comma-separated chips")],
     workload: WorkloadOpt,
+    allow_unsupported: UnsupportedOpt = False,
     as_json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
     """Cost one workload on several chips side by side."""
-    graph = parse_workload(workload)
+    graph = _workload(workload, allow_unsupported)
     results = [estimate(graph, load_chip(c.strip())) for c in chips.split(",") if c.strip()]
     for r in results:
         _warn(r)

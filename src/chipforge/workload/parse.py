@@ -4,20 +4,29 @@ llama3-70b                                   a model preset: prefill of one sequ
 llm:llama3-70b,phase=decode,batch=64,context=4096
 llm:custom,layers=96,hidden=12288,heads=96,kv_heads=96,ffn=49152,vocab=51200,seq=2048
 gemm:m=8192,n=8192,k=8192,dtype=bf16
+path/to/config.json[,phase=decode,...]       a HuggingFace config, as llm: (any llm parameter)
+model.onnx[,dtype=bf16][,batch=1,seq=128]    an ONNX model; other keys bind dynamic dimensions
+program.pt2[,dtype=bf16][,x.0=8]             a torch.export program; keys bind dynamic dims
+zoo:resnet50[,batch=8,image=224,dtype=bf16]  a zoo model through torch.export (seq= for text)
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from chipforge.dtypes import DTYPES
 from chipforge.errors import WorkloadError
-from chipforge.workload.config import MODEL_FIELDS, load_model, model_names
+from chipforge.workload.config import MODEL_FIELDS, ModelConfig, load_model, model_names
 from chipforge.workload.graph import Graph
+from chipforge.workload.hf import load_hf_config
 from chipforge.workload.llm import build
 from chipforge.workload.ops import MatMul
 
 BUILD_KEYS = {"phase", "batch", "seq", "context", "dtype", "kv_dtype", "tp", "scope"}
 INT_KEYS = {"batch", "seq", "context", "tp"}
 GEMM_KEYS = {"m", "n", "k", "batch", "dtype"}
+ZOO_KEYS = {"batch", "seq", "image", "dtype"}
+FILE_SUFFIXES = (".onnx", ".pt2", ".json")
 
 
 def _int(key: str, value: str) -> int:
@@ -73,14 +82,27 @@ def parse_llm(items: list[str]) -> Graph:
             "or llm:custom,layers=.."
         )
     name, args = items[0], _pairs("llm", items[1:])
+    if name.lower().endswith(".json"):
+        return _build_llm(load_hf_config(name), args)
+    _check_llm_keys(args)
+    model_args = {k: _model_value(k, v) for k, v in args.items() if k in MODEL_FIELDS}
+    return _build_llm(load_model(name, **model_args), args)
+
+
+def _check_llm_keys(args: dict[str, str]) -> None:
     unknown = set(args) - BUILD_KEYS - MODEL_FIELDS
     if unknown:
         raise WorkloadError(
             f"`workload.{sorted(unknown)[0]}` is not an llm parameter; use "
             f"{', '.join(sorted(BUILD_KEYS))} or a model field"
         )
-    model_args = {k: _model_value(k, v) for k, v in args.items() if k in MODEL_FIELDS}
-    config = load_model(name, **model_args)
+
+
+def _build_llm(config: ModelConfig, args: dict[str, str]) -> Graph:
+    """`config` with the model-field overrides in `args`, built as `args` says."""
+    _check_llm_keys(args)
+    overrides = {k: _model_value(k, v) for k, v in args.items() if k in MODEL_FIELDS}
+    config = replace(config, **overrides) if overrides else config
     kw: dict = {k: _int(k, v) for k, v in args.items() if k in INT_KEYS}
     for key in ("dtype", "kv_dtype"):
         if key in args:
@@ -91,6 +113,43 @@ def parse_llm(items: list[str]) -> Graph:
     if kw.get("scope", "model") not in ("model", "layer"):
         raise WorkloadError(f"`workload.scope` must be model or layer, not {kw['scope']!r}")
     return build(config, **kw)
+
+
+def parse_file(path: str, items: list[str], *, allow_unsupported: bool = False) -> Graph:
+    """A HuggingFace config.json, an ONNX model or a torch.export .pt2 program."""
+    args = _pairs("file", items)
+    if path.lower().endswith(".json"):
+        return _build_llm(load_hf_config(path), args)
+    dtype = _dtype("dtype", args.pop("dtype")) if "dtype" in args else None
+    dims = {k: _int(k, v) for k, v in args.items()}
+    kw = {"dims": dims, "dtype": dtype, "allow_unsupported": allow_unsupported}
+    if path.lower().endswith(".onnx"):
+        from chipforge.workload.onnx_import import from_onnx
+
+        return from_onnx(path, **kw)
+    from chipforge.workload.torch_import import load_pt2
+
+    return load_pt2(path, **kw)
+
+
+def parse_zoo(items: list[str]) -> Graph:
+    from chipforge.workload.zoo import build_zoo, zoo_names
+
+    if not items or "=" in items[0]:
+        raise WorkloadError(
+            f"`workload` zoo: must name a model first: one of {', '.join(zoo_names())}"
+        )
+    args = _pairs("zoo", items[1:])
+    unknown = set(args) - ZOO_KEYS
+    if unknown:
+        raise WorkloadError(
+            f"`workload.{sorted(unknown)[0]}` is not a zoo parameter; use "
+            f"{', '.join(sorted(ZOO_KEYS))}"
+        )
+    kw: dict = {k: _int(k, v) for k, v in args.items() if k != "dtype"}
+    if "dtype" in args:
+        kw["dtype"] = _dtype("dtype", args["dtype"])
+    return build_zoo(items[0], **kw)
 
 
 def _model_value(key: str, value: str):
@@ -104,18 +163,25 @@ def _model_value(key: str, value: str):
     return number
 
 
-def parse_workload(text: str) -> Graph:
-    """A workload string (see the module docstring) as a graph."""
+def parse_workload(text: str, *, allow_unsupported: bool = False) -> Graph:
+    """A workload string (see the module docstring) as a graph. `allow_unsupported`: an
+    imported model's ops without a cost rule become vector work instead of an error."""
     text = text.strip()
     kind, sep, rest = text.partition(":")
     items = [i for i in rest.split(",") if i.strip()] if sep else []
+    head, _, tail = text.partition(",")
+    if kind not in ("gemm", "llm", "zoo") and head.lower().endswith(FILE_SUFFIXES):
+        items = [i for i in tail.split(",") if i.strip()]
+        return parse_file(head, items, allow_unsupported=allow_unsupported)
     if sep and kind == "gemm":
         return parse_gemm(items)
     if sep and kind == "llm":
         return parse_llm(items)
+    if sep and kind == "zoo":
+        return parse_zoo(items)
     if not sep and text in model_names():
         return parse_llm([text])
     raise WorkloadError(
-        f"`workload` must be a model preset, llm:..., or gemm:..., not {text!r}; "
-        f"models: {', '.join(model_names())}"
+        f"`workload` must be a model preset, llm:..., gemm:..., zoo:..., or a .onnx, .pt2 or "
+        f"config.json file, not {text!r}; models: {', '.join(model_names())}"
     )

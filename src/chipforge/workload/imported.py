@@ -1,0 +1,226 @@
+"""A framework-neutral view of an imported program, and its lowering to the operator IR.
+
+The PyTorch and ONNX front-ends (`torch_import`, `onnx_import`) translate their graphs into the
+same small vocabulary: `Node`s of a canonical `kind` (matmul, conv, attention, softmax, add,
+layout, ...) over `Value`s with concrete shapes. Everything after that is shared: constant
+folding (`static` values), fusion patterns (`patterns`), cost rules (`costs`), readable names
+from module scopes, folding of repeated layers into one op with a count, and the one error that
+lists every op we cannot cost.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from chipforge.dtypes import nbytes
+from chipforge.errors import WorkloadError
+from chipforge.workload.graph import Graph
+from chipforge.workload.ops import Op
+
+DEFAULT_FORMAT = "fp32"  # the vector format of ops over integers only (index arithmetic)
+FLOAT_FORMATS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
+
+
+@dataclass
+class Value:
+    """A tensor of the imported program. `fmt` is its chipforge float format (None for integer
+    and boolean tensors, whose storage is `itemsize` bytes); `static` values are known before the
+    program runs (weights, constants, shapes), so work on them alone is folded away at compile
+    time; `data` holds a small constant's numbers when the front-end knows them."""
+
+    shape: tuple[int, ...]
+    fmt: str | None
+    itemsize: float
+    static: bool = False
+    data: Any = None
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass
+class Node:
+    """One framework op in canonical form: `inputs`/`outputs` are value ids ('' for an absent
+    optional input); `scope` is the module path it came from; `source`/`label` are the
+    framework's op type and node name, for messages."""
+
+    kind: str
+    inputs: list[str]
+    outputs: list[str]
+    scope: str = ""
+    source: str = ""
+    label: str = ""
+    attrs: dict = field(default_factory=dict)
+    name: str = ""  # set by `assign_names`
+
+
+@dataclass
+class Program:
+    source: str  # what was imported, for messages: 'model.onnx', 'GPT2'
+    values: dict[str, Value]
+    nodes: list[Node]
+    params: list[str]  # value ids of the weights (what stays resident)
+
+    def value(self, vid: str) -> Value | None:
+        return self.values.get(vid) if vid else None
+
+    def consumers(self) -> dict[str, list[Node]]:
+        users: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            for vid in node.inputs:
+                if vid:
+                    users.setdefault(vid, []).append(node)
+        return users
+
+    def producers(self) -> dict[str, Node]:
+        return {vid: node for node in self.nodes for vid in node.outputs}
+
+
+@dataclass(frozen=True)
+class Formats:
+    """How values are costed: `override` replaces every float format (a fp32 checkpoint served
+    in bf16); otherwise each value keeps its own."""
+
+    override: str | None = None
+
+    def _replaced(self, v: Value) -> bool:
+        return bool(self.override) and v.fmt in FLOAT_FORMATS
+
+    def fmt(self, v: Value) -> str:
+        if v.fmt is None:
+            return DEFAULT_FORMAT
+        return self.override if self._replaced(v) else v.fmt
+
+    def itemsize(self, v: Value) -> float:
+        return nbytes(self.override) if self._replaced(v) else v.itemsize
+
+    def nbytes(self, v: Value) -> float:
+        return v.numel * self.itemsize(v)
+
+
+def mark_static(program: Program) -> None:
+    """Constant folding: a node all of whose inputs are static (or that has none: arange,
+    zeros) computes static values; the compiler evaluates it once, ahead of the run."""
+    for node in program.nodes:
+        if node.kind == "static" or all(program.values[v].static for v in node.inputs if v):
+            for vid in node.outputs:
+                if vid in program.values:
+                    program.values[vid].static = True
+
+
+def is_free(program: Program, node: Node) -> bool:
+    """Layout changes and constant computations cost nothing at run time."""
+    if node.kind in ("layout", "static"):
+        return True
+    outs = [program.values[v] for v in node.outputs if v in program.values]
+    return bool(outs) and all(v.static for v in outs)
+
+
+def assign_names(program: Program, costed: list[Node]) -> None:
+    """Readable op names from module scopes: the scope alone when it holds one costed op
+    (a Linear is its matmul), else scope.kind, numbered kind_2, kind_3 within the scope."""
+    per_scope = Counter(node.scope for node in costed)
+    seen: Counter[tuple[str, str]] = Counter()
+    for node in costed:
+        if node.scope and per_scope[node.scope] == 1:
+            node.name = node.scope
+            continue
+        seen[node.scope, node.kind] += 1
+        n = seen[node.scope, node.kind]
+        base = f"{node.scope}.{node.kind}" if node.scope else node.kind
+        node.name = base if n == 1 else f"{base}_{n}"
+
+
+_INDEX = re.compile(r"(?<![^.])\d+(?![^.])")  # a path component that is a number
+
+
+def fold_repeats(ops: list[Op]) -> list[Op]:
+    """Ops that differ only in a layer index (h.0.attn, h.1.attn, ...) become one op named
+    h.*.attn with their total count, in order of first appearance."""
+    counts: dict[Op, int] = {}
+    for op in ops:
+        key = replace(op, name=_INDEX.sub("*", op.name), count=1)
+        counts[key] = counts.get(key, 0) + op.count
+    return [replace(op, count=n) for op, n in counts.items()]
+
+
+def unsupported_error(source: str, missing: dict[str, list]) -> WorkloadError:
+    listed = "; ".join(
+        f"{kind} ({count} node{'s' if count > 1 else ''}, first {label})"
+        for kind, (count, label) in sorted(missing.items())
+    )
+    return WorkloadError(
+        f"`workload` {source} has ops chipforge cannot cost: {listed}; pass --allow-unsupported "
+        "(Python: allow_unsupported=True) to cost them as vector work"
+    )
+
+
+def unbound_error(source: str, dims: list[str], python: str) -> WorkloadError:
+    names = ", ".join(dims)
+    cli = ",".join(f"{d}=N" for d in dims)
+    py = ", ".join(f"{d!r}: N" for d in dims)
+    return WorkloadError(
+        f"`workload` {source} has dynamic dimensions left unbound: {names}; give each a size: "
+        f"{source},{cli} (Python: {python}(..., dims={{{py}}}))"
+    )
+
+
+def to_graph(
+    program: Program,
+    *,
+    name: str,
+    dtype: str | None = None,
+    allow_unsupported: bool = False,
+    fold: bool = True,
+) -> Graph:
+    """Cost `program` as an operator graph: fold constants, fuse patterns, lower every node
+    with its cost rule. Unsupported ops raise one error listing them all, or, with
+    `allow_unsupported`, become vector work recorded in `graph.meta`."""
+    from chipforge.workload.costs import RULES, unsupported_op
+    from chipforge.workload.patterns import fuse
+
+    formats = Formats(dtype)
+    mark_static(program)
+    fuse(program)
+    costed = [node for node in program.nodes if not is_free(program, node)]
+    assign_names(program, costed)
+    ops: list[Op] = []
+    missing: dict[str, list] = {}
+    for node in costed:
+        rule = RULES.get(node.kind)
+        if rule is None:
+            entry = missing.setdefault(node.source or node.kind, [0, node.label or node.name])
+            entry[0] += 1
+            ops += unsupported_op(program, node, formats)
+        else:
+            ops += rule(program, node, formats)
+    if missing and not allow_unsupported:
+        raise unsupported_error(program.source, missing)
+    weights = sum(formats.nbytes(program.values[p]) for p in program.params)
+    if missing:  # the workload's name carries it into every table and JSON report
+        nodes = sum(count for count, _ in missing.values())
+        name += f" ({nodes} unsupported op{'s' if nodes > 1 else ''} costed as vector work)"
+    return Graph(
+        name=name,
+        ops=tuple(fold_repeats(ops) if fold else ops),
+        resident={"weights": weights},
+        meta=_meta(program, missing, dtype),
+    )
+
+
+def _meta(program: Program, missing: dict[str, list], dtype: str | None) -> dict:
+    meta: dict[str, object] = {"source": program.source, "dtype": dtype or "as stored"}
+    if missing:
+        nodes = sum(count for count, _ in missing.values())
+        meta["unsupported"] = {kind: count for kind, (count, _) in sorted(missing.items())}
+        meta["warnings"] = [
+            f"{nodes} op{'s' if nodes > 1 else ''} without a cost rule "
+            f"({', '.join(sorted(missing))}) costed as vector work: 1 FLOP per output element, "
+            "every input read and output written once"
+        ]
+    return meta

@@ -1,0 +1,272 @@
+"""ONNX import: load the model without its external weights, bind its dynamic sizes, infer
+shapes node by node (ONNX's own per-node inference, fed with the shape arithmetic that
+`onnx_fold` evaluates), and cost the nodes through the shared lowering (`imported`).
+
+Op names come from the exporter's node names (`/h.0/attn/MatMul` is scope `h.0.attn`).
+onnx is imported lazily: chipforge works without it until an ONNX model is imported.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chipforge.errors import WorkloadError
+from chipforge.workload.graph import Graph
+from chipforge.workload.imported import (
+    Node,
+    Program,
+    Value,
+    is_free,
+    mark_static,
+    to_graph,
+    unbound_error,
+)
+from chipforge.workload.onnx_fold import MAX_FOLD, evaluate
+from chipforge.workload.onnx_ops import classify
+
+# ONNX TensorProto element types -> chipforge formats (onnx.proto: FLOAT=1, UINT8=2, INT8=3,
+# FLOAT16=10, DOUBLE=11, BFLOAT16=16, FLOAT8*=17..20, UINT4=21, INT4=22, FLOAT4E2M1=23)
+ELEM_FORMATS = {1: "fp32", 2: "int8", 3: "int8", 10: "fp16", 11: "fp64", 16: "bf16"}
+ELEM_FORMATS |= dict.fromkeys((17, 18, 19, 20), "fp8") | {21: "int4", 22: "int4", 23: "fp4"}
+HALF_BYTE = (21, 22, 23)
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - the models extra installs it
+        raise WorkloadError(
+            "importing an ONNX model needs onnx: pip install 'chipforge[models]'"
+        ) from None
+    return onnx
+
+
+def from_onnx(
+    path: str | Path,
+    *,
+    dims: dict[str, int] | None = None,
+    dtype: str | None = None,
+    allow_unsupported: bool = False,
+    fold: bool = True,
+) -> Graph:
+    """The graph of an ONNX model. `dims` binds its dynamic dimensions by name
+    (`{'batch': 1, 'seq': 128}`); `dtype`, `allow_unsupported` and `fold` as `from_torch`.
+    Weights are never read: shapes come from the initializers' headers."""
+    onnx, path = _onnx(), Path(path)
+    importer = _Importer(onnx, _load(onnx, path), path.name, dims or {})
+    program = importer.program()
+    importer.check_shapes(program, allow_unsupported)
+    return to_graph(
+        program, name=path.name, dtype=dtype, allow_unsupported=allow_unsupported, fold=fold
+    )
+
+
+def _load(onnx: Any, path: Path) -> Any:
+    if not path.is_file():
+        raise WorkloadError(f"`workload` {path} does not exist; give the path of an .onnx file")
+    problem = None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        if not model.graph.node:
+            problem = "it has no graph nodes"
+    except Exception as e:  # protobuf raises DecodeError, RuntimeWarning, ...
+        problem = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    if problem:
+        raise WorkloadError(
+            f"`workload` {path.name} is not a readable ONNX model ({problem.rstrip(': ')}); "
+            "re-export it (torch.onnx.export) or check that the file is complete"
+        )
+    return model
+
+
+def _scope(name: str) -> str:
+    """The module path of an exporter's node name: /layer1/layer1.0/conv1/Conv is
+    layer1.0.conv1 (torch's exporter repeats a child's qualified name at each level)."""
+    path: list[str] = []
+    for part in name.strip("/").split("/")[:-1]:
+        if path and part.startswith(path[-1] + "."):
+            path[-1] = part.split(".", 1)[0]
+            part = part.split(".", 1)[1]
+        path += part.split(".")
+    return ".".join(path)
+
+
+class _Importer:
+    def __init__(self, onnx: Any, model: Any, source: str, dims: dict[str, int]):
+        self.onnx, self.source, self.graph = onnx, source, model.graph
+        self.opset = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
+        self.types: dict[str, Any] = {}
+        self.consts: dict[str, np.ndarray] = {}
+        self.values: dict[str, Value] = {}
+        self.unknown: set[str] = set()
+        self.params: list[str] = []
+        self._initializers()
+        self._inputs(dict(dims))
+
+    def _format(self, elem: int) -> tuple[str | None, float]:
+        if elem in HALF_BYTE:
+            return ELEM_FORMATS[elem], 0.5
+        try:
+            size = np.dtype(self.onnx.helper.tensor_dtype_to_np_dtype(elem)).itemsize
+        except (KeyError, TypeError, ValueError):
+            size = 4
+        return ELEM_FORMATS.get(elem), float(size)
+
+    def _initializers(self) -> None:
+        external = self.onnx.TensorProto.EXTERNAL
+        for t in self.graph.initializer:
+            shape = tuple(int(d) for d in t.dims)
+            data = None
+            if math.prod(shape) <= MAX_FOLD and t.data_location != external:
+                data = self.onnx.numpy_helper.to_array(t)
+                self.consts[t.name] = data
+            fmt, size = self._format(t.data_type)
+            self.types[t.name] = self.onnx.helper.make_tensor_type_proto(t.data_type, shape)
+            self.values[t.name] = Value(shape, fmt, size, static=True, data=data)
+            self.params.append(t.name)
+
+    def _inputs(self, dims: dict[str, int]) -> None:
+        """Graph inputs, their dynamic dimensions bound from `dims` (by dim_param name, or
+        input.axis for an unnamed one)."""
+        free: list[str] = []
+        user = [i for i in self.graph.input if i.name not in self.values]
+        for inp in user:
+            for axis, d in enumerate(inp.type.tensor_type.shape.dim):
+                if (
+                    not d.HasField("dim_value")
+                    and (d.dim_param or f"{inp.name}.{axis}") not in free
+                ):
+                    free.append(d.dim_param or f"{inp.name}.{axis}")
+        for key in dims:
+            if key not in free:
+                raise WorkloadError(
+                    f"`workload.{key}` is not a dynamic dimension of {self.source}; its dynamic "
+                    f"dimensions: {', '.join(free) or 'none'}"
+                )
+        unbound = [name for name in free if name not in dims]
+        if unbound:
+            raise unbound_error(self.source, unbound, "from_onnx")
+        for inp in user:
+            t = self.onnx.TypeProto()
+            t.CopyFrom(inp.type)
+            for axis, d in enumerate(t.tensor_type.shape.dim):
+                if not d.HasField("dim_value"):
+                    d.dim_value = int(dims[d.dim_param or f"{inp.name}.{axis}"])
+            self.types[inp.name] = t
+            self.values[inp.name] = self._value(inp.name)
+
+    def _value(self, vid: str) -> Value:
+        t = self.types.get(vid)
+        tensor = t.tensor_type if t is not None and t.HasField("tensor_type") else None
+        if tensor is None or not tensor.HasField("shape"):
+            self.unknown.add(vid)
+            return Value((), None, 4)
+        if any(not d.HasField("dim_value") for d in tensor.shape.dim):
+            self.unknown.add(vid)
+        fmt, size = self._format(tensor.elem_type)
+        return Value(tuple(d.dim_value for d in tensor.shape.dim), fmt, size)
+
+    def _known(self, vid: str, value: np.ndarray) -> None:
+        elem = self.onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
+        self.types[vid] = self.onnx.helper.make_tensor_type_proto(elem, value.shape)
+        self.consts[vid] = value
+        fmt, size = self._format(elem)
+        self.values[vid] = Value(tuple(value.shape), fmt, size, static=True, data=value)
+
+    def _fold(self, node: Any, attrs: dict) -> bool:
+        """Evaluate a node of known inputs (shape arithmetic); True when it was."""
+        value = None
+        if node.op_type == "Constant":
+            value = self._constant(attrs)
+        elif node.op_type in ("Shape", "Size") and node.input[0] not in self.unknown:
+            shape = np.array(self.values[node.input[0]].shape, dtype=np.int64)
+            start, end = attrs.get("start", 0), attrs.get("end")
+            value = shape[start:end] if node.op_type == "Shape" else np.int64(shape.prod())
+        elif len(node.output) == 1 and all(i in self.consts for i in node.input if i):
+            inputs = [self.consts.get(i) if i else None for i in node.input]
+            value = evaluate(node.op_type, inputs, attrs, self.onnx.helper.tensor_dtype_to_np_dtype)
+        if value is None:
+            return False
+        self._known(node.output[0], np.asarray(value))
+        return True
+
+    def _constant(self, attrs: dict) -> np.ndarray | None:
+        if "value" in attrs:
+            return self.onnx.numpy_helper.to_array(attrs["value"])
+        for key, dtype in (("value_float", np.float32), ("value_int", np.int64)):
+            if key in attrs:
+                return np.array(attrs[key], dtype=dtype)
+        for key, dtype in (("value_floats", np.float32), ("value_ints", np.int64)):
+            if key in attrs:
+                return np.array(list(attrs[key]), dtype=dtype)
+        return None
+
+    def _infer(self, node: Any) -> None:
+        """ONNX's shape inference for one node, given its input types and known data."""
+        domain = node.domain or "ai.onnx"
+        try:
+            schema = self.onnx.defs.get_schema(node.op_type, self.opset.get(domain, 1), node.domain)
+            types = {i: self.types[i] for i in node.input if i}
+            data = {
+                i: self.onnx.numpy_helper.from_array(self.consts[i], i)
+                for i in node.input
+                if i in self.consts
+            }
+            self.types.update(
+                self.onnx.shape_inference.infer_node_outputs(schema, node, types, data)
+            )
+        except Exception:  # unknown op, missing input type, inference error: sizes stay unknown
+            return
+
+    def _classify(self, node: Any, attrs: dict) -> tuple[str, tuple[int, ...] | None, dict]:
+        if node.op_type == "Gather":
+            table = self.values.get(node.input[0])
+            embedding = table and table.static and len(table.shape) == 2 and not attrs.get("axis")
+            return ("embedding", (0, 1), {}) if embedding else ("gather", None, {})
+        if node.op_type == "TopK":
+            k = self.consts.get(node.input[1]) if len(node.input) > 1 else None
+            return "topk", (0,), {"k": int(np.ravel(k)[0]) if k is not None else 2}
+        return classify(node.op_type, attrs)
+
+    def _visit(self, node: Any) -> Node | None:
+        attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if self._fold(node, attrs):
+            return None
+        self._infer(node)
+        kind, positions, extra = self._classify(node, attrs)
+        inputs = list(node.input)
+        if positions is not None:
+            inputs = [inputs[i] if i < len(inputs) else "" for i in positions]
+        outputs = [o for o in node.output if o]
+        for vid in outputs:
+            self.values[vid] = self._value(vid)
+        for vid in inputs:
+            if vid and vid not in self.values:  # an input no node made: unknown
+                self.values[vid] = self._value(vid)
+        label = node.name or f"{node.op_type} -> {outputs[0] if outputs else ''}"
+        return Node(kind, inputs, outputs, _scope(node.name), node.op_type, label, extra)
+
+    def program(self) -> Program:
+        nodes = [n for n in (self._visit(node) for node in self.graph.node) if n is not None]
+        return Program(self.source, self.values, nodes, self.params)
+
+    def check_shapes(self, program: Program, allow_unsupported: bool) -> None:
+        """Every op we cost needs its sizes: name the first one shape inference could not
+        follow (unless an unsupported op, listed by the lowering, comes first)."""
+        mark_static(program)
+        for node in program.nodes:
+            if is_free(program, node):
+                continue
+            if node.kind == "unsupported" and not allow_unsupported:
+                return
+            vid = next((v for v in node.inputs + node.outputs if v in self.unknown), None)
+            if vid is not None and node.kind != "unsupported":
+                raise WorkloadError(
+                    f"`workload` {self.source}: shape inference could not size {vid!r} of "
+                    f"{node.source} node {node.label!r}; bind every dynamic dimension, or "
+                    "re-export with static shapes"
+                )

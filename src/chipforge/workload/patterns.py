@@ -1,0 +1,207 @@
+"""Fusion patterns over imported nodes: chains a compiler runs as one kernel.
+
+Rules are data (tinygrad's habit): each entry of `PATTERNS` is a matcher that, given an anchor
+node, returns the nodes it replaces and the fused node, or None. Two patterns:
+
+- RMSNorm written out by hand (Zhang & Sennrich 2019; Llama's reference code):
+  x * rsqrt(mean(x^2) + eps) [* weight], also as sqrt + reciprocal or x / sqrt(...).
+- A matmul or convolution followed by a static bias add (ONNX exports Linear this way).
+- Attention left unfused (an ONNX export, eager attention code): [scale] Q K^T [scale]
+  [+ mask] softmax, then @ V. A mask made by a triangular op (Trilu, triu/tril) or a constant
+  with -inf above the diagonal makes it causal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from chipforge.workload.imported import Node, Program
+
+SCORE_CHAIN = ("mul", "div", "add", "sub", "where", "masked_fill", "cast")
+PASS_THROUGH = ("cast",)
+
+
+class _View:
+    """Producer and consumer lookups over a program, for matchers."""
+
+    def __init__(self, program: Program):
+        self.p = program
+        self.made_by = program.producers()
+        self.users = program.consumers()
+
+    def producer(self, vid: str, kinds: tuple[str, ...]) -> Node | None:
+        node = self.made_by.get(vid)
+        return node if node is not None and node.kind in kinds else None
+
+    def only_user(self, vid: str, kinds: tuple[str, ...]) -> Node | None:
+        users = self.users.get(vid, [])
+        if len(users) == 1 and users[0].kind in kinds:
+            return users[0]
+        return None
+
+    def static(self, vid: str) -> bool:
+        v = self.p.value(vid)
+        return v is not None and v.static
+
+    def others(self, node: Node, vid: str) -> list[str]:
+        return [i for i in node.inputs if i and i != vid]
+
+
+def _rms_norm(view: _View, mean: Node) -> tuple[list[Node], Node] | None:
+    """mean(x^2) -> + eps -> rsqrt | sqrt [-> reciprocal] -> x * . | x / . [-> * weight]."""
+    square = view.producer(mean.inputs[0], ("pow", "mul"))
+    if square is None or view.only_user(square.outputs[0], ("mean",)) is None:
+        return None
+    x = square.inputs[0]
+    if square.kind == "mul" and square.inputs[1] != x:
+        return None
+    chain = [square, mean]
+    add = view.only_user(mean.outputs[0], ("add",))
+    root = add and view.only_user(add.outputs[0], ("rsqrt", "sqrt"))
+    if (
+        not add
+        or not root
+        or not all(view.static(v) for v in view.others(add, chain[-1].outputs[0]))
+    ):
+        return None
+    chain += [add, root]
+    if root.kind == "sqrt":
+        recip = view.only_user(root.outputs[0], ("reciprocal",))
+        chain += [recip] if recip else []
+    scale = view.only_user(chain[-1].outputs[0], ("mul", "div"))
+    if (
+        scale is None
+        or x not in scale.inputs
+        or (scale.kind == "div") != (chain[-1].kind == "sqrt")
+    ):
+        return None
+    chain.append(scale)
+    gain = view.only_user(scale.outputs[0], ("mul",))
+    weight = gain and view.others(gain, scale.outputs[0])
+    if gain and len(weight) == 1 and view.static(weight[0]):
+        chain.append(gain)
+    inputs = [x] + ([weight[0]] if chain[-1] is gain else [])
+    fused = Node("rms_norm", inputs, chain[-1].outputs[:1], mean.scope, "rms_norm pattern")
+    return chain, fused
+
+
+def _score_chain(view: _View, softmax: Node) -> tuple[Node, list[Node], list[str]] | None:
+    """Back from the softmax through scale and mask ops to the Q K^T matmul."""
+    chain, masks, vid = [], [], softmax.inputs[0]
+    while (node := view.producer(vid, SCORE_CHAIN + ("matmul",))) is not None:
+        if len(view.users.get(vid, [])) != 1:
+            return None
+        if node.kind == "matmul":
+            if view.static(node.inputs[0]) or view.static(node.inputs[1]):
+                return None
+            return node, chain, masks
+        carried = [i for i in node.inputs if i and not view.static(i)]
+        if not carried:
+            return None
+        carried = max(carried, key=lambda i: (view.p.values[i].numel, i in view.made_by))
+        chain.append(node)
+        masks += [i for i in view.others(node, carried) if view.p.values[i].numel > 1]
+        vid = carried
+    return None
+
+
+def _scaled(view: _View, vid: str) -> tuple[str, list[Node]]:
+    """Q or K before a scale by a static scalar that only the attention uses."""
+    node = view.producer(vid, ("mul", "div"))
+    if node is None or len(view.users.get(vid, [])) != 1:
+        return vid, []
+    others = view.others(node, node.inputs[0])
+    if len(others) == 1 and view.static(others[0]) and view.p.values[others[0]].numel == 1:
+        return node.inputs[0], [node]
+    return vid, []
+
+
+def _causal(view: _View, masks: list[str]) -> bool:
+    """A mask from a triangular op, or a constant that blocks exactly the upper triangle."""
+    for vid in masks:
+        data = view.p.values[vid].data
+        if data is not None and np.ndim(data) >= 2:
+            blocked = np.asarray(data, dtype=np.float64) < -1e4
+            rows, cols = blocked.shape[-2:]
+            if (blocked == np.triu(np.ones((rows, cols), bool), 1 + cols - rows)).all():
+                return True
+        seen, todo = 0, [vid]
+        while todo and seen < 64:  # the mask's static ancestry
+            node = view.made_by.get(todo.pop())
+            seen += 1
+            if node is None:
+                continue
+            if node.kind == "trilu":
+                return True
+            todo += [i for i in node.inputs if i]
+    return False
+
+
+def _attention(view: _View, softmax: Node) -> tuple[list[Node], Node] | None:
+    found = _score_chain(view, softmax)
+    if found is None:
+        return None
+    scores, chain, masks = found
+    tail, vid = [], softmax.outputs[0]
+    while (node := view.only_user(vid, PASS_THROUGH + ("matmul",))) is not None:
+        if node.kind == "matmul":
+            break
+        tail.append(node)
+        vid = node.outputs[0]
+    if node is None or node.inputs[0] != vid or view.static(node.inputs[1]):
+        return None
+    q, q_scale = _scaled(view, scores.inputs[0])
+    k, k_scale = _scaled(view, scores.inputs[1])
+    attrs = {"causal": _causal(view, masks), "k_transposed": not scores.attrs.get("trans_b")}
+    fused = Node(
+        "attention", [q, k, node.inputs[1]], node.outputs[:1], softmax.scope, "attention pattern"
+    )
+    fused.attrs = attrs
+    return q_scale + k_scale + [scores, *chain, softmax, *tail, node], fused
+
+
+def _bias(view: _View, add: Node) -> tuple[list[Node], Node] | None:
+    """A weight matmul or a conv, then + a static bias of one value per output channel: the
+    bias is the kernel's epilogue (as linear's)."""
+    for i, vid in enumerate(add.inputs[:2]):
+        made = view.producer(vid, ("matmul", "conv"))
+        other = add.inputs[1 - i]
+        if made is None or not view.static(other) or view.only_user(vid, ("add",)) is not add:
+            continue
+        out = view.p.values[vid].shape
+        channels = out[1] if made.kind == "conv" else out[-1]
+        weighted = made.kind == "conv" or any(view.static(v) for v in made.inputs[:2])
+        if weighted and view.p.values[other].numel == channels:
+            fused = Node(made.kind, made.inputs, add.outputs[:1], made.scope, made.source)
+            fused.label, fused.attrs = made.label, made.attrs
+            return [made, add], fused
+    return None
+
+
+Matcher = Callable[[_View, Node], "tuple[list[Node], Node] | None"]
+PATTERNS: dict[str, Matcher] = {"add": _bias, "mean": _rms_norm, "softmax": _attention}
+
+
+def fuse(program: Program) -> None:
+    """Replace every match of `PATTERNS` by its fused node, at the place of its last node."""
+    view = _View(program)
+    replaced: dict[int, Node | None] = {}
+    position = {id(node): i for i, node in enumerate(program.nodes)}
+    for node in program.nodes:
+        matcher = PATTERNS.get(node.kind)
+        if matcher is None or id(node) in replaced:
+            continue
+        match = matcher(view, node)
+        if match is None or any(id(n) in replaced for n in match[0]):
+            continue
+        matched, fused = match
+        last = max(matched, key=lambda n: position[id(n)])
+        for n in matched:
+            replaced[id(n)] = None
+        replaced[id(last)] = fused
+    if replaced:
+        program.nodes = [
+            replaced.get(id(n), n) for n in program.nodes if replaced.get(id(n), n) is not None
+        ]

@@ -1,0 +1,268 @@
+"""PyTorch import: `torch.export` a module (or load a saved `.pt2` program) and cost its aten ops.
+
+The exported program's nodes become imported nodes (`imported.Node`) of canonical kinds
+(`torch_ops`), with shapes from the export's fake tensors and op names from the module path
+that `nn_module_stack` records, so `h.0.attn.c_attn` reads like the model. When an op has no
+rule at the export level, the program is lowered with `run_decompositions()` (keeping the ops
+we cost whole: linear, scaled_dot_product_attention, layer_norm, ...) and walked again.
+
+torch is imported lazily: chipforge works without it until a PyTorch model is imported.
+"""
+
+from __future__ import annotations
+
+import operator
+from pathlib import Path
+from typing import Any
+
+from chipforge.errors import WorkloadError
+from chipforge.workload.graph import Graph
+from chipforge.workload.imported import Node, Program, Value, to_graph, unbound_error
+from chipforge.workload.torch_ops import KEEP, classify
+
+FORMATS = {
+    "float64": "fp64",
+    "float32": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "float8_e4m3fn": "fp8",
+    "float8_e5m2": "fp8",
+    "float8_e4m3fnuz": "fp8",
+    "float8_e5m2fnuz": "fp8",
+    "int8": "int8",
+    "uint8": "int8",
+}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the models extra installs it
+        raise WorkloadError(
+            "importing a PyTorch model needs torch: pip install 'chipforge[models]'"
+        ) from None
+    return torch
+
+
+def from_torch(
+    module: Any,
+    example_inputs: Any,
+    *,
+    dtype: str | None = None,
+    allow_unsupported: bool = False,
+    fold: bool = True,
+    name: str | None = None,
+) -> Graph:
+    """The graph of `module(*example_inputs)`, through `torch.export`.
+
+    `dtype` costs every float tensor in that format (a fp32 module served in bf16); `fold`
+    merges repeated layers into one op with a count; `allow_unsupported` costs ops without a
+    rule as vector work (listed in `graph.meta`) instead of raising. Export what you mean to
+    cost: call `module.eval()` first for inference. Meta-device modules and inputs work and
+    allocate no weights."""
+    torch = _torch()
+    args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    label = name or type(module).__name__
+    try:
+        program = torch.export.export(module, args)
+    except Exception as e:  # torch raises many types; the user needs the first line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WorkloadError(
+            f"`module` {label} could not be exported by torch.export ({type(e).__name__}: "
+            f"{first}); make its control flow static or export it to ONNX"
+        ) from None
+    return from_exported(
+        program, name=label, dtype=dtype, allow_unsupported=allow_unsupported, fold=fold
+    )
+
+
+def load_pt2(
+    path: str | Path,
+    *,
+    dims: dict[str, int] | None = None,
+    dtype: str | None = None,
+    allow_unsupported: bool = False,
+    fold: bool = True,
+) -> Graph:
+    """The graph of a program saved with `torch.export.save`. `dims` binds its dynamic
+    dimensions, by input and axis (`{'x.0': 8}`) or by symbol (`{'s0': 8}`)."""
+    torch, path = _torch(), Path(path)
+    if not path.is_file():
+        raise WorkloadError(f"`workload` {path} does not exist; give the path of a .pt2 file")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as e:
+        raise WorkloadError(
+            f"`workload` {path.name} is not a readable torch.export program ({type(e).__name__}"
+            "); save one with torch.export.save(torch.export.export(model, inputs), path)"
+        ) from None
+    return from_exported(
+        program,
+        name=path.name,
+        dims=dims,
+        dtype=dtype,
+        allow_unsupported=allow_unsupported,
+        fold=fold,
+    )
+
+
+def from_exported(
+    exported: Any,
+    *,
+    name: str,
+    dims: dict[str, int] | None = None,
+    dtype: str | None = None,
+    allow_unsupported: bool = False,
+    fold: bool = True,
+) -> Graph:
+    """The graph of a `torch.export.ExportedProgram`."""
+    bindings = _bindings(exported, dims or {}, name)
+    program = _program(exported, bindings, name)
+    if any(node.kind == "unsupported" for node in program.nodes):
+        program = _program(exported.run_decompositions(_keep_table()), bindings, name)
+    return to_graph(program, name=name, dtype=dtype, allow_unsupported=allow_unsupported, fold=fold)
+
+
+def _keep_table():
+    """The default decomposition table less the ops we cost whole."""
+    torch = _torch()
+    table = torch.export.default_decompositions()
+    for op in KEEP:
+        overload = getattr(getattr(torch.ops.aten, op, None), "default", None)
+        if overload is not None:
+            table.pop(overload, None)
+    return table
+
+
+def _user_inputs(exported: Any) -> list[str]:
+    kind = _torch().export.graph_signature.InputKind.USER_INPUT
+    return [s.arg.name for s in exported.graph_signature.input_specs if s.kind == kind]
+
+
+def _bindings(exported: Any, dims: dict[str, int], source: str) -> dict:
+    """Sympy substitutions for the dynamic dimensions of the user inputs, from `dims`."""
+    free: dict = {}  # symbol -> 'input.axis'
+    nodes = {n.name: n for n in exported.graph.nodes if n.op == "placeholder"}
+    for name in _user_inputs(exported):
+        val = nodes[name].meta.get("val")
+        for axis, d in enumerate(getattr(val, "shape", ())):
+            expr = getattr(getattr(d, "node", None), "expr", None)
+            if expr is not None and expr.is_Symbol:
+                free.setdefault(expr, f"{name}.{axis}")
+    known = {label: sym for sym, label in free.items()} | {str(s): s for s in free}
+    for key in dims:
+        if key not in known:
+            listed = ", ".join(free.values()) or "none"
+            raise WorkloadError(
+                f"`workload.{key}` is not a dynamic dimension of {source}; its dynamic "
+                f"dimensions: {listed}"
+            )
+    subs = {known[key]: int(value) for key, value in dims.items()}
+    unbound = [label for sym, label in free.items() if sym not in subs]
+    if unbound:
+        raise unbound_error(source, unbound, "load_pt2")
+    for sym, value in subs.items():
+        bound = exported.range_constraints.get(sym)
+        if bound is not None and not int(bound.lower) <= value <= float(bound.upper):
+            raise WorkloadError(
+                f"`workload.{free[sym]}` must be in {bound.lower}..{bound.upper} (the range "
+                f"it was exported for), not {value}"
+            )
+    return subs
+
+
+def _dim(d: Any, subs: dict, where: str) -> int:
+    if isinstance(d, int):
+        return d
+    expr = d.node.expr.xreplace(subs)
+    if isinstance(expr, int):
+        return expr
+    if not getattr(expr, "is_number", False) or not expr.is_Integer:
+        raise WorkloadError(
+            f"`workload` {where}: a size depends on the data ({expr}); chipforge needs static "
+            "shapes: export with concrete inputs or bind the dimension"
+        )
+    return int(expr)
+
+
+def _value(val: Any, subs: dict, where: str, static: bool = False) -> Value:
+    if not hasattr(val, "shape"):  # a SymInt, int or float: a scalar known ahead
+        return Value((), None, 8, static=True)
+    dtype = str(val.dtype).removeprefix("torch.")
+    shape = tuple(_dim(d, subs, where) for d in val.shape)
+    return Value(shape, FORMATS.get(dtype), val.element_size(), static=static)
+
+
+def _outputs(node: Any, values: dict, subs: dict, where: str) -> list[str]:
+    val = node.meta.get("val")
+    if isinstance(val, (tuple, list)):
+        outs = []
+        for i, item in enumerate(val):
+            if item is not None:
+                values[f"{node.name}#{i}"] = _value(item, subs, where)
+                outs.append(f"{node.name}#{i}")
+        return outs
+    if val is None:
+        return []
+    values[node.name] = _value(val, subs, where)
+    return [node.name]
+
+
+def _scope(node: Any) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    return path.replace("L['self'].", "").replace("[", ".").replace("]", "")
+
+
+def _named_args(node: Any) -> dict:
+    schema = getattr(node.target, "_schema", None)
+    names = [a.name for a in schema.arguments] if schema else []
+    args = dict(zip(names, node.args, strict=False)) if names else {}
+    return args | dict(node.kwargs)
+
+
+def _ids(item: Any, fx_node: type) -> list[str]:
+    if isinstance(item, fx_node):
+        return [item.name]
+    if isinstance(item, (list, tuple)):
+        return [i for x in item for i in _ids(x, fx_node)]
+    return []
+
+
+def _node(node: Any, outs: list[str], fx_node: type) -> Node:
+    if node.target is operator.getitem:
+        src, index = node.args
+        return Node("layout", [f"{src.name}#{index}"], outs, _scope(node), "getitem", node.name)
+    if getattr(node.target, "__module__", "") == "_operator":  # arithmetic on sizes
+        return Node("static", _ids(node.args, fx_node), outs, _scope(node), "size", node.name)
+    name = getattr(node.target, "_opname", None) or getattr(node.target, "__name__", "")
+    args = _named_args(node)
+    kind, names, attrs = classify(name, args)
+    inputs = (
+        _ids(list(node.args) + list(node.kwargs.values()), fx_node)
+        if names is None
+        else [args[n].name if isinstance(args.get(n), fx_node) else "" for n in names]
+    )
+    return Node(kind, inputs, outs, _scope(node), f"aten.{name}", node.name, attrs)
+
+
+def _program(exported: Any, subs: dict, source: str) -> Program:
+    fx_node = _torch().fx.Node
+    user = set(_user_inputs(exported))
+    values: dict[str, Value] = {}
+    nodes: list[Node] = []
+    params: list[str] = []
+    for n in exported.graph.nodes:
+        where = f"{source} node {n.name}"
+        if n.op == "placeholder":
+            val = n.meta.get("val")
+            values[n.name] = _value(val, subs, where, static=n.name not in user)
+            if n.name not in user and hasattr(val, "shape"):
+                params.append(n.name)
+        elif n.op == "get_attr":
+            values[n.name] = Value((), None, 0, static=True)
+        elif n.op == "call_function":
+            nodes.append(_node(n, _outputs(n, values, subs, where), fx_node))
+    return Program(source=source, values=values, nodes=nodes, params=params)

@@ -1,0 +1,405 @@
+"""PyTorch (torch.export) and ONNX import: FLOPs against the LLM builder and published figures,
+op names, fusion patterns, dynamic shapes, bad input, the CLI, and imported matrix ops run on
+the functional simulator with the model's own numbers.
+
+Expected numbers are derived here from named quantities; the builder (`llm.build`) is the
+reference for transformer layers, published figures for ResNet-50.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from chipforge.errors import WorkloadError
+from chipforge.workload import (
+    Attention,
+    Conv2d,
+    MatMul,
+    build,
+    from_onnx,
+    from_torch,
+    load_model,
+    load_pt2,
+    parse_workload,
+)
+
+torch = pytest.importorskip("torch", reason="the torch import needs torch (pip install .[models])")
+onnx = pytest.importorskip("onnx", reason="the ONNX import needs onnx (pip install .[models])")
+from torch import nn  # noqa: E402
+
+from chipforge.workload.zoo import gpt2, llama, resnet  # noqa: E402
+
+MATRIX = (MatMul, Conv2d, Attention)
+
+
+def matrix_flops(ops) -> float:
+    return sum(op.total_flops for op in ops if isinstance(op, MATRIX))
+
+
+def per_layer(graph, prefix: str, layers: int) -> float:
+    """FLOPs of one layer: the ops folded under `prefix` (e.g. h.*.) over the layer count."""
+    return sum(op.total_flops for op in graph.ops if op.name.startswith(prefix)) / layers
+
+
+def export_onnx(module, inputs, path, **kw) -> None:
+    with warnings.catch_warnings():  # the TorchScript exporter warns that it is legacy
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, inputs, str(path), dynamo=False, opset_version=17, **kw)
+
+
+# --- transformer layers against the LLM builder -------------------------------------------
+
+
+def test_gpt2_small_layer_flops_match_the_builder():
+    c, batch, seq = load_model("gpt2"), 1, 128
+    graph = from_torch(*gpt2.build(c, batch=batch, seq=seq))
+    reference = build(c, batch=batch, seq=seq, scope="layer")
+    layer_ops = [op for op in graph.ops if op.name.startswith("h.*.")]
+    # matrix work is the same op for op; vector conventions differ slightly (GPT-2 has no rope)
+    assert matrix_flops(layer_ops) / c.layers == pytest.approx(matrix_flops(reference.ops), 1e-12)
+    assert per_layer(graph, "h.*.", c.layers) == pytest.approx(reference.flops, rel=0.01)
+
+
+def test_op_names_follow_the_modules_and_layers_fold():
+    c = load_model("gpt2", layers=3)
+    graph = from_torch(*gpt2.build(c, batch=1, seq=16))
+    ops = {op.name: op for op in graph.ops}
+    assert {"wte", "h.*.ln_1", "h.*.attn.c_attn", "h.*.mlp.c_proj", "ln_f", "lm_head"} <= set(ops)
+    qkv = ops["h.*.attn.c_attn"]
+    assert (qkv.count, qkv.m, qkv.n, qkv.k, qkv.weight) == (3, 16, 3 * c.hidden, c.hidden, True)
+    attention = next(op for op in graph.ops if isinstance(op, Attention))
+    assert attention.causal and attention.heads == c.heads and attention.q_len == 16
+    unfolded = from_torch(*gpt2.build(c, batch=1, seq=16), fold=False)
+    assert "h.2.attn.c_attn" in {op.name for op in unfolded.ops}
+    assert unfolded.flops == pytest.approx(graph.flops)
+
+
+def llama_config(**moe):
+    return load_model(
+        "custom", layers=2, hidden=256, heads=8, kv_heads=2, ffn=512, vocab=1000, seq=64, **moe
+    )
+
+
+def test_llama_block_with_gqa_matches_the_builder():
+    c, batch, seq = llama_config(), 2, 64
+    graph = from_torch(*llama.build(c, batch=batch, seq=seq))
+    reference = build(c, batch=batch, seq=seq, scope="layer")
+    attention = next(op for op in graph.ops if isinstance(op, Attention))
+    assert (attention.heads, attention.kv_heads) == (c.heads, c.n_kv_heads)
+    assert per_layer(graph, "layers.*.", c.layers) == pytest.approx(reference.flops, rel=0.01)
+    # the hand-written RMSNorm (x * rsqrt(mean(x^2) + eps) * w) is recognised as one op
+    norm = next(op for op in graph.ops if op.name == "layers.*.attention_norm")
+    assert norm.flops_per_element == 5 and norm.elements == batch * seq * c.hidden
+
+
+def test_moe_block_matches_the_builder():
+    c, batch, seq = llama_config(experts=8, top_k=2), 2, 64
+    graph = from_torch(*llama.build(c, batch=batch, seq=seq))
+    reference = build(c, batch=batch, seq=seq, scope="layer")
+    assert per_layer(graph, "layers.*.", c.layers) == pytest.approx(reference.flops, rel=0.01)
+    capacity = batch * seq * c.top_k // c.experts  # tokens per expert, balanced routing
+    experts = [op for op in graph.ops if isinstance(op, MatMul) and op.batch == c.experts]
+    assert len(experts) == 3 and all(op.m == capacity and op.weight for op in experts)
+
+
+# --- ONNX ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resnet50_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "resnet50.onnx"
+    module, inputs = resnet.build(batch=1, device="cpu")
+    export_onnx(module, inputs, path, input_names=["image"], dynamic_axes={"image": {0: "batch"}})
+    return path
+
+
+def test_resnet50_through_onnx_is_4_1_gmacs(resnet50_onnx):
+    graph = from_onnx(resnet50_onnx, dims={"batch": 1})
+    macs = 4.09e9  # torchvision ResNet50_Weights.IMAGENET1K_V1: 4.09 GFLOPS (MACs), 224x224
+    assert matrix_flops(graph.ops) / 2 == pytest.approx(macs, rel=0.02)
+    assert graph.flops / 2 == pytest.approx(macs, rel=0.02)  # with BN, ReLU, pooling
+    params = 25.6e6  # torchvision: 25.6M parameters (fp32 initializers; BN folded into convs)
+    assert graph.resident["weights"] / 4 == pytest.approx(params, rel=0.01)
+    convs = [op for op in graph.ops if isinstance(op, Conv2d)]
+    assert sum(op.count for op in convs) == 53  # 49 in the bottlenecks' paths, 4 downsamples
+    eight = from_onnx(resnet50_onnx, dims={"batch": 8}, dtype="bf16")
+    assert eight.flops == pytest.approx(8 * graph.flops)
+    assert eight.resident["weights"] == pytest.approx(graph.resident["weights"] / 2)
+
+
+@pytest.fixture(scope="module")
+def gpt2_onnx(tmp_path_factory):
+    c = load_model("gpt2", layers=2, hidden=128, heads=4, ffn=512, vocab=500, seq=64)
+    module, _ = gpt2.build(c, batch=1, seq=32, device="cpu")
+    path = tmp_path_factory.mktemp("onnx") / "gpt2.onnx"
+    ids = torch.zeros(2, 32, dtype=torch.long)
+    axes = {"ids": {0: "batch", 1: "seq"}}
+    export_onnx(module, (ids,), path, input_names=["ids"], dynamic_axes=axes)
+    return c, module, path
+
+
+def test_onnx_attention_pattern_is_one_causal_op(gpt2_onnx):
+    c, module, path = gpt2_onnx
+    graph = from_onnx(path, dims={"batch": 2, "seq": 32})
+    torch_graph = from_torch(module, (torch.zeros(2, 32, dtype=torch.long),))
+    attention = [op for op in graph.ops if isinstance(op, Attention)]
+    assert len(attention) == 1 and attention[0].count == c.layers and attention[0].causal
+    assert (attention[0].batch, attention[0].heads, attention[0].q_len) == (2, c.heads, 32)
+    # the same model through both importers: the same matrix work
+    assert matrix_flops(graph.ops) == pytest.approx(matrix_flops(torch_graph.ops), rel=1e-12)
+    # linear layers keep their bias in the matmul, as torch's linear does
+    assert "h.*.attn.c_attn" in {op.name for op in graph.ops}
+
+
+@pytest.mark.parametrize(
+    ("dims", "message"),
+    [
+        (
+            None,
+            "`workload` gpt2.onnx has dynamic dimensions left unbound: batch, seq; give each a "
+            "size: gpt2.onnx,batch=N,seq=N (Python: from_onnx(..., dims={'batch': N, 'seq': N}))",
+        ),
+        (
+            {"batch": 1, "seq": 8, "tokens": 3},
+            "`workload.tokens` is not a dynamic dimension of gpt2.onnx; its dynamic dimensions: "
+            "batch, seq",
+        ),
+    ],
+)
+def test_onnx_dynamic_dimensions_must_be_bound(gpt2_onnx, dims, message):
+    with pytest.raises(WorkloadError) as err:
+        from_onnx(gpt2_onnx[2], dims=dims)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"\x08\x07not an onnx model\xff\xff", "DecodeError: Error parsing message"), (b"", "")],
+)
+def test_corrupt_onnx_is_named(tmp_path, content, problem):
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(content)
+    with pytest.raises(WorkloadError) as err:
+        from_onnx(path)
+    assert str(err.value).startswith("`workload` broken.onnx is not a readable ONNX model (")
+    assert str(err.value).endswith(
+        "); re-export it (torch.onnx.export) or check that the file is complete"
+    )
+    assert problem in str(err.value)
+
+
+def unsupported_onnx(path) -> None:
+    """x @ W, then two Einsums and a Hardmax: ops with no cost rule."""
+    h = onnx.helper
+    f32 = onnx.TensorProto.FLOAT
+    w = onnx.numpy_helper.from_array(np.ones((8, 16), np.float32), "w")
+    nodes = [
+        h.make_node("MatMul", ["x", "w"], ["a"], name="/proj/MatMul"),
+        h.make_node("Einsum", ["a"], ["b"], name="/swap/Einsum", equation="ij->ji"),
+        h.make_node("Einsum", ["b"], ["c"], name="/back/Einsum", equation="ij->ji"),
+        h.make_node("Hardmax", ["c"], ["y"], name="/pick/Hardmax"),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "odd",
+        [h.make_tensor_value_info("x", f32, [4, 8])],
+        [h.make_tensor_value_info("y", f32, [4, 16])],
+        [w],
+    )
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
+
+
+def test_unsupported_ops_are_listed_once_or_costed_as_vector_work(tmp_path):
+    path = tmp_path / "odd.onnx"
+    unsupported_onnx(path)
+    with pytest.raises(WorkloadError) as err:
+        from_onnx(path)
+    assert str(err.value) == (
+        "`workload` odd.onnx has ops chipforge cannot cost: Einsum (2 nodes, first "
+        "/swap/Einsum); Hardmax (1 node, first /pick/Hardmax); pass --allow-unsupported "
+        "(Python: allow_unsupported=True) to cost them as vector work"
+    )
+    graph = from_onnx(path, allow_unsupported=True)
+    assert graph.meta["unsupported"] == {"Einsum": 2, "Hardmax": 1}
+    assert graph.name == "odd.onnx (3 unsupported ops costed as vector work)"
+    assert "costed as vector work" in graph.meta["warnings"][0]
+    vector = [op for op in graph.ops if op.kind == "vector"]
+    assert [op.elements for op in vector] == [4 * 16] * 3  # each op's output
+    assert all(op.bytes == 2 * 4 * 16 * 4 for op in vector)  # read and written once, fp32
+
+
+def test_unsupported_torch_ops_are_listed():
+    class Bessel(nn.Module):
+        def forward(self, x):
+            return torch.special.bessel_j0(x) + torch.special.bessel_j0(2 * x)
+
+    with pytest.raises(WorkloadError) as err:
+        from_torch(Bessel(), torch.ones(4, 8))
+    assert str(err.value).startswith(
+        "`workload` Bessel has ops chipforge cannot cost: aten.special_bessel_j0 (2 nodes, "
+        "first special_bessel_j0); pass --allow-unsupported"
+    )
+    graph = from_torch(Bessel(), torch.ones(4, 8), allow_unsupported=True)
+    assert graph.meta["unsupported"] == {"aten.special_bessel_j0": 2}
+
+
+# --- saved torch.export programs --------------------------------------------------------
+
+
+class TwoLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up, self.down = nn.Linear(16, 64), nn.Linear(64, 16)
+
+    def forward(self, x):
+        return self.down(torch.relu(self.up(x)))
+
+
+def test_pt2_round_trip_and_dynamic_dimensions(tmp_path):
+    batch = torch.export.Dim("batch", max=64)
+    program = torch.export.export(TwoLayer(), (torch.ones(4, 16),), dynamic_shapes=({0: batch},))
+    path = tmp_path / "mlp.pt2"
+    torch.export.save(program, str(path))
+    with pytest.raises(WorkloadError) as err:
+        load_pt2(path)
+    assert str(err.value) == (
+        "`workload` mlp.pt2 has dynamic dimensions left unbound: x.0; give each a size: "
+        "mlp.pt2,x.0=N (Python: load_pt2(..., dims={'x.0': N}))"
+    )
+    with pytest.raises(WorkloadError, match=r"`workload.x.0` must be in 0..64 .* not 65"):
+        load_pt2(path, dims={"x.0": 65})
+    graph = parse_workload(f"{path},x.0=8,dtype=bf16")
+    up, down = (op for op in graph.ops if isinstance(op, MatMul))
+    assert (up.m, up.n, up.k, up.dtype) == (8, 64, 16, "bf16")
+    assert graph.flops == from_torch(TwoLayer(), torch.ones(8, 16)).flops
+
+
+def test_missing_and_corrupt_pt2(tmp_path):
+    with pytest.raises(WorkloadError, match=r"does not exist; give the path of a \.pt2 file"):
+        load_pt2(tmp_path / "none.pt2")
+    bad = tmp_path / "bad.pt2"
+    bad.write_bytes(b"not a zip archive")
+    with pytest.raises(WorkloadError, match=r"bad\.pt2 is not a readable torch\.export program"):
+        load_pt2(bad)
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "chipforge", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_evaluates_onnx_and_exits_2_on_bad_files(tmp_path, gpt2_onnx):
+    out = run("evaluate", "--chip", "forge-n3", "--workload", f"{gpt2_onnx[2]},batch=1,seq=32")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(
+        run(
+            "compare",
+            "--chips",
+            "h100,forge-n3",
+            "--workload",
+            f"{gpt2_onnx[2]},batch=1,seq=32",
+            "--json",
+        ).stdout
+    )
+    assert [r["chip"] for r in data["results"]] == ["h100", "forge-n3"]
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07garbage\xff")
+    for workload in (str(broken), str(gpt2_onnx[2])):
+        bad = run("evaluate", "--chip", "h100", "--workload", workload)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+        assert bad.stderr.startswith("error: `workload`") and "Traceback" not in bad.stderr
+
+
+def test_cli_allow_unsupported(tmp_path):
+    path = tmp_path / "odd.onnx"
+    unsupported_onnx(path)
+    assert run("evaluate", "--chip", "h100", "--workload", str(path)).returncode == 2
+    out = run(
+        "evaluate", "--chip", "h100", "--workload", str(path), "--allow-unsupported", "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["workload"].endswith("(3 unsupported ops costed as vector work)")
+    assert "warning: 3 ops without a cost rule (Einsum, Hardmax)" in out.stderr
+
+
+# --- numerics: imported matrix ops on the functional simulator ------------------------------
+
+
+def bf16_close(got: np.ndarray, want: np.ndarray) -> float:
+    """Normwise error: the largest difference over the largest reference value."""
+    return float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max())
+
+
+BF16_BOUND = 2**-6  # bf16 inputs (8-bit significand) with fp32 accumulation, as check_op
+
+
+def run_op(op, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from chipforge.compiler import compile_op
+    from chipforge.sim import run_functional
+    from chipforge.sim.functional import convert, dtype_of
+    from chipforge.spec import load_chip
+
+    program = compile_op(op, load_chip("forge-n3"))
+    cast = {k: convert(v.astype(np.float32), dtype_of(op.dtype)) for k, v in inputs.items()}
+    return run_functional(program, cast)
+
+
+def test_imported_linear_and_conv_run_on_the_simulator_with_real_weights():
+    torch.manual_seed(0)
+    linear, x = nn.Linear(96, 80), torch.randn(24, 96)
+    op = next(o for o in from_torch(linear, x, dtype="bf16").ops if isinstance(o, MatMul))
+    want = (x @ linear.weight.T).detach().numpy()  # the bias is an epilogue, not simulated
+    got = run_op(op, {f"{op.name}.A": x.numpy(), f"{op.name}.B": linear.weight.T.detach().numpy()})
+    assert bf16_close(got[f"{op.name}.C"], want) <= BF16_BOUND
+
+    conv, image = nn.Conv2d(8, 16, 3, padding=1, bias=False), torch.randn(2, 8, 10, 10)
+    op = next(o for o in from_torch(conv, image, dtype="bf16").ops if isinstance(o, Conv2d))
+    gemm = op.as_matmul()  # implicit GEMM: im2col rows (b, ho, wo) x (cin, kh, kw)
+    patches = nn.functional.unfold(image, 3, padding=1).transpose(1, 2).reshape(gemm.m, gemm.k)
+    inputs = {f"{op.name}.A": patches, f"{op.name}.B": conv.weight.reshape(16, -1).T}
+    got = run_op(gemm, {k: v.detach().numpy() for k, v in inputs.items()})
+    want = conv(image).permute(0, 2, 3, 1).reshape(gemm.m, gemm.n).detach().numpy()
+    assert bf16_close(got[f"{op.name}.C"], want) <= BF16_BOUND
+
+
+def test_imported_gqa_attention_runs_on_the_simulator_with_real_activations():
+    torch.manual_seed(0)
+    b, heads, kv_heads, seq, d = 2, 4, 2, 16, 32
+    q, k, v = (
+        torch.randn(b, heads, seq, d),
+        torch.randn(b, kv_heads, seq, d),
+        torch.randn(b, kv_heads, seq, d),
+    )
+
+    class SDPA(nn.Module):
+        def forward(self, q, k, v):
+            return nn.functional.scaled_dot_product_attention(
+                q, k, v, is_causal=True, enable_gqa=True
+            )
+
+    op = next(
+        o for o in from_torch(SDPA(), (q, k, v), dtype="bf16").ops if isinstance(o, Attention)
+    )
+    assert (op.heads, op.kv_heads, op.causal) == (heads, kv_heads, True)
+    group = heads // kv_heads  # the compiler packs a GQA group's query heads position-major
+    packed = q.view(b, kv_heads, group, seq, d).permute(0, 1, 3, 2, 4).reshape(-1, d)
+    inputs = {
+        f"{op.name}.Q": packed,
+        f"{op.name}.K": k.reshape(-1, d),
+        f"{op.name}.V": v.reshape(-1, d),
+    }
+    got = run_op(op, {key: t.numpy() for key, t in inputs.items()})[f"{op.name}.O"]
+    want = SDPA()(q, k, v).view(b, kv_heads, group, seq, d).permute(0, 1, 3, 2, 4).reshape(-1, d)
+    assert bf16_close(got, want.numpy()) <= BF16_BOUND
+    assert math.isfinite(float(got.astype(np.float32).sum()))
