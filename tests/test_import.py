@@ -403,3 +403,33 @@ def test_imported_gqa_attention_runs_on_the_simulator_with_real_activations():
     want = SDPA()(q, k, v).view(b, kv_heads, group, seq, d).permute(0, 1, 3, 2, 4).reshape(-1, d)
     assert bf16_close(got, want.numpy()) <= BF16_BOUND
     assert math.isfinite(float(got.astype(np.float32).sum()))
+
+
+def test_int8_quantized_linear_is_bit_exact():
+    """Symmetric per-tensor int8 quantization (scale = max|x| / 127) of a linear layer's input
+    and weight; the simulator's int32 accumulation, saturated to int8, equals numpy's."""
+    torch.manual_seed(0)
+    linear, x = nn.Linear(64, 48, bias=False), torch.randn(32, 64)
+
+    def quantize(t: torch.Tensor) -> np.ndarray:
+        scale = float(t.abs().max()) / 127
+        return torch.clamp(torch.round(t / scale), -127, 127).to(torch.int8).numpy()
+
+    a, w = quantize(x), quantize(linear.weight.detach())
+    op = next(o for o in from_torch(linear, x, dtype="int8").ops if isinstance(o, MatMul))
+    got = run_op(op, {f"{op.name}.A": a, f"{op.name}.B": w.T.copy()})[f"{op.name}.C"]
+    want = np.clip(a.astype(np.int32) @ w.T.astype(np.int32), -128, 127)
+    assert op.dtype == "int8" and np.array_equal(got.astype(np.int32), want)
+
+
+def test_onnx_weights_are_never_read(tmp_path, gpt2_onnx):
+    """Sizes come from the initializers' headers: a model whose external weight file is gone
+    imports the same."""
+    model = onnx.load(str(gpt2_onnx[2]))
+    path = tmp_path / "external.onnx"
+    onnx.save(
+        model, str(path), save_as_external_data=True, location="weights.bin", size_threshold=0
+    )
+    (tmp_path / "weights.bin").unlink()
+    dims = {"batch": 1, "seq": 32}
+    assert from_onnx(path, dims=dims).ops == from_onnx(gpt2_onnx[2], dims=dims).ops

@@ -239,7 +239,7 @@ def _node(node: Any, outs: list[str], fx_node: type) -> Node:
         return Node("static", _ids(node.args, fx_node), outs, _scope(node), "size", node.name)
     name = getattr(node.target, "_opname", None) or getattr(node.target, "__name__", "")
     args = _named_args(node)
-    kind, names, attrs = classify(name, args)
+    kind, names, attrs = classify(name, args) if outs else ("static", None, {})  # asserts
     inputs = (
         _ids(list(node.args) + list(node.kwargs.values()), fx_node)
         if names is None
