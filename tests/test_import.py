@@ -154,8 +154,21 @@ def test_onnx_attention_pattern_is_one_causal_op(gpt2_onnx):
     assert (attention[0].batch, attention[0].heads, attention[0].q_len) == (2, c.heads, 32)
     # the same model through both importers: the same matrix work
     assert matrix_flops(graph.ops) == pytest.approx(matrix_flops(torch_graph.ops), rel=1e-12)
-    # linear layers keep their bias in the matmul, as torch's linear does
-    assert "h.*.attn.c_attn" in {op.name for op in graph.ops}
+    # biases join their matmuls and the written-out GELU is one op: the same graph as torch's
+    assert [op.name for op in graph.ops] == [op.name for op in torch_graph.ops]
+    assert graph.flops == pytest.approx(torch_graph.flops, rel=1e-12)
+
+
+def test_small_vit_through_onnx_equals_torch(tmp_path):
+    from chipforge.workload.zoo import vit
+
+    config = vit.ViTConfig(layers=2, hidden=64, heads=4, mlp=128, classes=10)
+    module, inputs = vit.build(batch=2, image=32, device="cpu", config=config)
+    export_onnx(module, inputs, tmp_path / "vit.onnx")
+    graph, torch_graph = from_onnx(tmp_path / "vit.onnx"), from_torch(module, inputs)
+    attention = next(op for op in graph.ops if isinstance(op, Attention))
+    assert not attention.causal and attention.q_len == (32 // 16) ** 2 + 1  # patches + class
+    assert graph.flops == pytest.approx(torch_graph.flops, rel=1e-12)  # erf GELU fused too
 
 
 @pytest.mark.parametrize(

@@ -194,9 +194,15 @@ class _Importer:
         self._known(node.output[0], np.asarray(value))
         return True
 
+    def _attribute(self, attribute: Any) -> Any:
+        value = self.onnx.helper.get_attribute_value(attribute)
+        if isinstance(value, self.onnx.TensorProto):
+            return self.onnx.numpy_helper.to_array(value)
+        return value
+
     def _constant(self, attrs: dict) -> np.ndarray | None:
         if "value" in attrs:
-            return self.onnx.numpy_helper.to_array(attrs["value"])
+            return np.asarray(attrs["value"])
         for key, dtype in (("value_float", np.float32), ("value_int", np.int64)):
             if key in attrs:
                 return np.array(attrs[key], dtype=dtype)
@@ -233,7 +239,7 @@ class _Importer:
         return classify(node.op_type, attrs)
 
     def _visit(self, node: Any) -> Node | None:
-        attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: self._attribute(a) for a in node.attribute}
         if self._fold(node, attrs):
             return None
         self._infer(node)

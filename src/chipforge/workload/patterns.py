@@ -6,6 +6,7 @@ node, returns the nodes it replaces and the fused node, or None. Two patterns:
 - RMSNorm written out by hand (Zhang & Sennrich 2019; Llama's reference code):
   x * rsqrt(mean(x^2) + eps) [* weight], also as sqrt + reciprocal or x / sqrt(...).
 - A matmul or convolution followed by a static bias add (ONNX exports Linear this way).
+- GELU written out around its tanh or erf (Hendrycks & Gimpel 2016), as ONNX exports it.
 - Attention left unfused (an ONNX export, eager attention code): [scale] Q K^T [scale]
   [+ mask] softmax, then @ V. A mask made by a triangular op (Trilu, triu/tril) or a constant
   with -inf above the diagonal makes it causal.
@@ -180,8 +181,44 @@ def _bias(view: _View, add: Node) -> tuple[list[Node], Node] | None:
     return None
 
 
+ARITH = ("mul", "add", "sub", "div", "pow")
+
+
+def _gelu(view: _View, anchor: Node) -> tuple[list[Node], Node] | None:
+    """GELU written out (an ONNX export): arithmetic on one input x around a tanh or erf,
+    x * 0.5 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) or x * 0.5 * (1 + erf(x / sqrt 2))."""
+    region, outside, todo = [anchor], set(), [anchor.inputs[0]]
+    while todo:
+        vid = todo.pop()
+        made = view.producer(vid, ARITH)
+        if view.static(vid) or any(made is n for n in region):
+            continue
+        if made is None or len(view.users.get(vid, [])) != 1 or len(region) > 12:
+            outside.add(vid)
+            continue
+        region.append(made)
+        todo += [i for i in made.inputs if i]
+    if len(outside) != 1:
+        return None
+    x, out = outside.pop(), anchor.outputs[0]
+    while (nxt := view.only_user(out, ARITH)) is not None and all(
+        i in (out, x) or view.static(i) for i in nxt.inputs if i
+    ):
+        region.append(nxt)
+        out = nxt.outputs[0]
+    if len(region) < 4 or not any(x in n.inputs for n in region[1:]):
+        return None
+    return region, Node("gelu", [x], [out], anchor.scope, "gelu pattern")
+
+
 Matcher = Callable[[_View, Node], "tuple[list[Node], Node] | None"]
-PATTERNS: dict[str, Matcher] = {"add": _bias, "mean": _rms_norm, "softmax": _attention}
+PATTERNS: dict[str, Matcher] = {
+    "add": _bias,
+    "mean": _rms_norm,
+    "softmax": _attention,
+    "tanh": _gelu,
+    "erf": _gelu,
+}
 
 
 def fuse(program: Program) -> None:
