@@ -21,6 +21,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_perf.py
 	$(BIN)/python benchmarks/bench_cycle.py
+	$(BIN)/python benchmarks/bench_import.py
+	$(BIN)/python benchmarks/bench_rtl.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

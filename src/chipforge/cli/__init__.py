@@ -25,7 +25,14 @@ app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="write the output to this file")]
 ChipOpt = Annotated[str, typer.Option("--chip", help="preset name or chip TOML path")]
-WorkloadOpt = Annotated[str, typer.Option("--workload", help="model preset, llm:..., gemm:...")]
+WorkloadOpt = Annotated[
+    str,
+    typer.Option(
+        "--workload",
+        help="model preset, llm:..., gemm:..., zoo:..., model.onnx, program.pt2 or "
+        "config.json (sizes as ,key=value)",
+    ),
+]
 
 
 def emit(data, tables: list, *, as_json: bool, out: Path | None) -> None:

@@ -263,7 +263,7 @@ def make_result(
         if heavy and heavy.peak_flops_per_s
         else chip.peak_flops(mc.matrix_dtype("bf16")[0])
     )
-    warnings = []
+    warnings = list(graph.meta.get("warnings", ()))  # e.g. unsupported ops an importer costed
     if graph.resident_bytes > chip.hbm.capacity:
         warnings.append(
             f"working set {graph.resident_bytes / 1e9:.1f} GB exceeds {chip.name}'s "
