@@ -213,3 +213,13 @@ def test_decode_attention_takes_the_faster_engine():
     assert attention.parts_s["compute"] + attention.parts_s["vector"] <= (
         op.flops * 1.2 / chip.vector_flops + 1e-9
     )
+
+
+def test_conv_reads_its_image_not_the_im2col_copy():
+    from chipforge.workload import Conv2d
+
+    chip = load_chip("tpu-v5p")
+    conv = Conv2d(name="c", batch=8, height=56, width=56, cin=256, cout=256, kh=3, kw=3)
+    result = estimate(Graph(name="c", ops=(conv,)), chip)
+    hbm = result.ops[0].bytes_by_level[chip.hbm.name]
+    assert conv.bytes <= hbm < conv.as_matmul().bytes  # at least compulsory, less than im2col

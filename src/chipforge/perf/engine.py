@@ -15,7 +15,7 @@ from chipforge.dtypes import nbytes
 from chipforge.errors import SpecError
 from chipforge.perf.calibration import Calibration, calibration
 from chipforge.perf.energy import byte_energy, mac_energy, vector_flop_energy
-from chipforge.perf.matmul import matmul_cycles, tiled_traffic
+from chipforge.perf.matmul import matmul_cycles, tile_rereads, tiled_traffic
 from chipforge.perf.result import OpResult, Result
 from chipforge.spec import ChipSpec
 from chipforge.workload import Graph
@@ -112,10 +112,18 @@ def cost_matmul(mc: Machine, op: MatMul) -> Cost:
 
 
 def cost_conv(mc: Machine, op: Conv2d) -> Cost:
-    cost = cost_matmul(mc, op.as_matmul())
-    hbm = mc.chip.hbm.name  # the implicit GEMM re-reads input patches on chip, not from HBM
-    cost.bytes_by_level[hbm] = min(cost.bytes_by_level[hbm], op.bytes * 4)
-    cost.parts["memory"] = cost.bytes_by_level[hbm] / mc.offchip_bandwidth
+    """An implicit GEMM whose A re-reads fetch the input image, not its kh x kw-fold im2col
+    copy: the patches are formed on chip."""
+    gemm = op.as_matmul()
+    cost = cost_matmul(mc, gemm)
+    if len(mc.chip.memory) > 1:
+        e, hbm = nbytes(op.dtype), mc.chip.hbm.name
+        a_reads, b_reads = tile_rereads(gemm.m, gemm.n, gemm.k, e, e, mc.buffer_capacity(1))
+        ho, wo = op.out_hw
+        image = op.batch * op.height * op.width * op.cin * e
+        moved = image * a_reads + op.weight_bytes * b_reads + op.batch * ho * wo * op.cout * e
+        cost.bytes_by_level[hbm] = min(cost.bytes_by_level[hbm], moved)
+        cost.parts["memory"] = cost.bytes_by_level[hbm] / mc.offchip_bandwidth
     return cost
 
 

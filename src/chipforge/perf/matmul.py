@@ -121,20 +121,31 @@ TILES = np.array([64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384], dtype=np.fl
 
 
 @lru_cache(maxsize=65536)
-def tiled_traffic(m: int, n: int, k: int, e_in: float, e_out: float, capacity: float) -> float:
-    """Bytes that must cross into a buffer of `capacity` bytes to compute (m x k) @ (k x n).
+def tile_rereads(
+    m: int, n: int, k: int, e_in: float, e_out: float, capacity: float
+) -> tuple[int, int]:
+    """How often A and B cross into a buffer of `capacity` bytes for (m x k) @ (k x n).
 
     Output-tiled schedule: a Tm x Tn block of C stays in the buffer (fp32 partial sums) while
-    A and B stream through in double-buffered K-slices of depth Tk; A is then re-read
-    ceil(N/Tn) times and B ceil(M/Tm) times. The best feasible (Tm, Tn) is taken, as a mapper
+    A and B stream through in double-buffered K-slices of depth Tk; A is then read ceil(N/Tn)
+    times and B ceil(M/Tm) times. The (Tm, Tn) that moves fewest bytes is taken, as a mapper
     would (the classic tiling analysis of Timeloop / the roofline of Williams et al. 2009).
     When no tile fits, the smallest (64 x 64) is charged.
     """
     tm = np.minimum(np.append(TILES, m), m)[:, None]  # (Tm, 1); repeats are harmless
     tn = np.minimum(np.append(TILES, n), n)[None, :]  # (1, Tn)
     tk = min(k, 128)
-    traffic = e_in * (m * k * np.ceil(n / tn) + k * n * np.ceil(m / tm)) + e_out * m * n
+    a_reads, b_reads = np.ceil(n / tn) + 0 * tm, np.ceil(m / tm) + 0 * tn  # (Tm, Tn) grids
+    traffic = e_in * (m * k * a_reads + k * n * b_reads)
     fits = 2 * e_in * (tm + tn) * tk + 4 * tm * tn <= capacity
     if not fits.any():
-        return float(traffic[0, 0])
-    return float(traffic[fits].min())
+        return int(a_reads[0, 0]), int(b_reads[0, 0])
+    best = np.unravel_index(np.where(fits, traffic, np.inf).argmin(), traffic.shape)
+    return int(a_reads[best]), int(b_reads[best])
+
+
+def tiled_traffic(m: int, n: int, k: int, e_in: float, e_out: float, capacity: float) -> float:
+    """Bytes that must cross into a buffer of `capacity` bytes for (m x k) @ (k x n): A and B
+    as often as the best tiling re-reads them (`tile_rereads`), C written once."""
+    a_reads, b_reads = tile_rereads(m, n, k, e_in, e_out, capacity)
+    return e_in * (m * k * a_reads + k * n * b_reads) + e_out * m * n
