@@ -87,7 +87,8 @@ def simulate(
     spec, graph = load_chip(chip), parse_workload(workload)
     mc = Machine(spec, calibration(spec.family))
     records, runs, checks = [], [], []
-    with Progress(transient=True, console=Console(stderr=True)) as progress:
+    err = Console(stderr=True)
+    with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
         task = progress.add_task("simulating", total=len(graph.ops))
         for op in graph.ops:
             record, prog, tl = simulate_op(mc, op, resident=mc.resident(op.bytes - op.weight_bytes))
