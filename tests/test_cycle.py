@@ -207,6 +207,11 @@ def test_evaluate_cycle_engine_json():
     ("args", "message"),
     [
         (
+            ("simulate", "--chip", "h100", "--workload", "gemm:m=8,n=8,k=8"),
+            "error: chip h100 is a GPU (tensor-core dataflow): the compiler targets systolic "
+            "scratchpad chips; use the analytical engine",
+        ),
+        (
             ("compile", "--chip", "h100", "--workload", "gemm:m=8,n=8,k=8"),
             "error: chip h100 is a GPU (tensor-core dataflow): the compiler targets systolic "
             "scratchpad chips; use the analytical engine",
