@@ -89,7 +89,9 @@ def verify(
     dtype: DtypeOpt = "int8",
     tiles: Annotated[int, typer.Option("--tiles", help="random tiles to run")] = 20,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    simulator: Annotated[str, typer.Option("--simulator", help="amaranth")] = "amaranth",
+    simulator: Annotated[
+        str, typer.Option("--simulator", help="amaranth or verilator")
+    ] = "amaranth",
     as_json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:

@@ -113,7 +113,7 @@ class SystolicArray(wiring.Component):
         m.d.comb += run.eq(~(self.results.valid & ~self.results.ready))
         m.submodules.core = EnableInserter(run)(core)
         w_fire, w_bank, w_row, a_fire, a_bank = self._control(core, run)
-        self._datapath(core, w_fire, w_bank, w_row, a_fire, a_bank)
+        self._datapath(core, run, w_fire, w_bank, w_row, a_fire, a_bank)
         return m
 
     def _control(self, m: Module, run: Signal):
@@ -147,15 +147,19 @@ class SystolicArray(wiring.Component):
                 m.d.sync += drain.eq(drain - 1)
         return w_fire, w_bank, w_row, a_fire, a_bank
 
-    def _datapath(self, m, w_fire, w_bank, w_row, a_fire, a_bank) -> None:
+    def _pe(self, m: Module, k: int, c: int, run: Signal):
+        """PE(k, c), added to `m` (clocked by `m`'s domain, so gated by `run`). A subclass
+        may put a black box with the same ports there (rtl/verilator.py does)."""
+        pe = PE(self.params)
+        m.submodules[f"pe_{k}_{c}"] = pe
+        return pe
+
+    def _datapath(self, m, run, w_fire, w_bank, w_row, a_fire, a_bank) -> None:
         p = self.params
         in_bits, acc_bits = IN_BITS[p.dtype], ACC_BITS[p.dtype]
         w_data = self.weights.payload
         a_data = self.acts.payload.data
-        pes = [[PE(p) for _ in range(p.cols)] for _ in range(p.rows)]
-        for k in range(p.rows):
-            for c in range(p.cols):
-                m.submodules[f"pe_{k}_{c}"] = pes[k][c]
+        pes = [[self._pe(m, k, c, run) for c in range(p.cols)] for k in range(p.rows)]
         # weight write port, skewed by column: (data, enable, row, bank) reach column c c
         # cycles late, on the activations' diagonal
         for c in range(p.cols):

@@ -205,6 +205,9 @@ def cosim(
         raise RtlError("`tiles` must hold at least one tile, not none")
     exp = expected(params, tiles, chip=chip)
     weights, acts = stimulus(params, tiles)
-    from chipforge.rtl.pysim import run_amaranth  # the one simulator MAX_PES lists
+    if simulator == "verilator":
+        from chipforge.rtl.verilator import run_verilator as run
+    else:
+        from chipforge.rtl.pysim import run_amaranth as run
 
-    return compare(params, tiles, exp, run_amaranth(params, weights, acts))
+    return compare(params, tiles, exp, run(params, weights, acts))
