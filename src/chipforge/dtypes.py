@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 DType = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
-# accumulator formats (partial sums), never an op's input format
-ACCUMULATORS = ("int32",)
 DTYPES: tuple[str, ...] = get_args(DType)
 
 # bytes per element in memory (tf32 is stored as fp32; fp4/int4 pack two per byte)
@@ -20,7 +18,7 @@ BYTES: dict[str, float] = {
     "int8": 1,
     "fp4": 0.5,
     "int4": 0.5,
-    "int32": 4,
+    "int32": 4,  # partial sums of int8 products, never an op's input
 }
 
 

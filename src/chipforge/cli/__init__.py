@@ -49,6 +49,14 @@ def emit(data, tables: list, *, as_json: bool, out: Path | None) -> None:
         console.file.close()
 
 
+def warn(result) -> None:
+    """A result's warnings on stderr, one line each."""
+    for warning in result.warnings:
+        Console(stderr=True, soft_wrap=True).print(
+            f"warning: {warning}", style="yellow", markup=False
+        )
+
+
 def main() -> None:
     """Entry point: user errors print one line and exit 2, never a traceback."""
     try:

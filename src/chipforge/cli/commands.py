@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit
+from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit, warn
 from chipforge.errors import ChipforgeError
 from chipforge.perf import estimate
 from chipforge.perf.validate import run_validation, summary
@@ -96,13 +96,6 @@ def show(
     emit(data, [tb.chip_table(spec)], as_json=as_json, out=out)
 
 
-def _warn(result) -> None:
-    for warning in result.warnings:
-        Console(stderr=True, soft_wrap=True).print(
-            f"warning: {warning}", style="yellow", markup=False
-        )
-
-
 EngineOpt = Annotated[
     str, typer.Option("--engine", help="analytical (fast model) or cycle (compile and simulate)")
 ]
@@ -136,7 +129,7 @@ def evaluate(
         raise ChipforgeError(f"`--engine` must be analytical or cycle, not {engine!r}")
     graph, spec = _workload(workload, allow_unsupported), load_chip(chip)
     result = estimate(graph, spec) if engine == "analytical" else run_timing(graph, spec)
-    _warn(result)
+    warn(result)
     emit(result, [tb.summary_table(result), tb.op_table(result)], as_json=as_json, out=out)
 
 
@@ -152,7 +145,7 @@ def compare(
     graph = _workload(workload, allow_unsupported)
     results = [estimate(graph, load_chip(c.strip())) for c in chips.split(",") if c.strip()]
     for r in results:
-        _warn(r)
+        warn(r)
     data = {"workload": graph.name, "results": [r.to_dict() for r in results]}
     emit(data, [tb.compare_table(results, graph.name)], as_json=as_json, out=out)
 

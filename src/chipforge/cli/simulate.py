@@ -10,13 +10,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit
+from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit, warn
 from chipforge.compiler.isa import text_all
 from chipforge.compiler.lower import compile_op
-from chipforge.perf.calibration import calibration
-from chipforge.perf.engine import Machine, make_result
 from chipforge.report import tables as tb
-from chipforge.sim.engine import simulate_op
+from chipforge.sim.engine import run_timing
 from chipforge.sim.reference import check_op
 from chipforge.sim.trace import write_trace
 from chipforge.spec import load_chip
@@ -85,20 +83,20 @@ def simulate(
 ) -> None:
     """Run a workload cycle by cycle on the chip (one instance of each repeated op)."""
     spec, graph = load_chip(chip), parse_workload(workload)
-    mc = Machine(spec, calibration(spec.family))
-    records, runs, checks = [], [], []
+    runs, checks = [], []
     err = Console(stderr=True)
     with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
         task = progress.add_task("simulating", total=len(graph.ops))
-        for op in graph.ops:
-            record, prog, tl = simulate_op(mc, op, resident=mc.resident(op.bytes - op.weight_bytes))
-            records.append(record)
+
+        def each(op, prog, tl) -> None:
             if prog is not None:
                 runs.append((op.name, prog, tl))
                 if functional:
                     checks.append(check_op(op, prog))
             progress.advance(task)
-    result = make_result(graph, spec, mc, tuple(records), engine="cycle")
+
+        result = run_timing(graph, spec, on_op=each)
+    warn(result)
     if trace:
         write_trace(trace, runs, spec.clock)
     data = result.to_dict() | ({"functional": checks} if functional else {})

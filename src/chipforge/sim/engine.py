@@ -89,15 +89,21 @@ def simulate_op(
     return record, prog, tl
 
 
-def run_timing(graph: Graph, chip: ChipSpec) -> Result:
-    """Cost `graph` on `chip` with the cycle-level simulator (one instance of each op)."""
+def run_timing(graph: Graph, chip: ChipSpec, *, on_op=None) -> Result:
+    """Cost `graph` on `chip` with the cycle-level simulator (one instance of each op).
+
+    `on_op(op, program, timeline)` is called after each op (program and timeline are None
+    for ops costed analytically): the `simulate` command collects traces and checks there."""
     mc = Machine(chip, calibration(chip.family))
     ops, notes = [], []
     for op in graph.ops:
         activations = op.bytes - op.weight_bytes
-        record, _, _ = simulate_op(mc, op, resident=mc.resident(activations))
+        record, prog, tl = simulate_op(mc, op, resident=mc.resident(activations))
         ops.append(record)
-        if analytical_fallback(op):
-            notes.append(f"{op.name}: {analytical_fallback(op)}")
+        reason = analytical_fallback(op)
+        if reason:
+            notes.append(f"{op.name}: {reason}")
+        if on_op is not None:
+            on_op(op, prog, tl)
     result = make_result(graph, chip, mc, tuple(ops), engine="cycle")
     return replace(result, warnings=result.warnings + tuple(notes))

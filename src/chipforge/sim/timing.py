@@ -44,7 +44,6 @@ class Timeline:
     done: list[float]
     engine_busy: dict[str, float] = field(default_factory=dict)
     hbm_bytes: float = 0.0
-    sram_bytes: float = 0.0
 
     @property
     def cycles(self) -> float:

@@ -10,6 +10,7 @@ lists every op we cannot cost.
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from collections import Counter
@@ -224,3 +225,13 @@ def _meta(program: Program, missing: dict[str, list], dtype: str | None) -> dict
             "every input read and output written once"
         ]
     return meta
+
+
+def require(module: str, what: str):
+    """Import an optional dependency of the importers, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:  # pragma: no cover - the models extra installs it
+        raise WorkloadError(
+            f"importing {what} needs {module}: pip install 'chipforge[models]'"
+        ) from None

@@ -22,6 +22,7 @@ from chipforge.workload.imported import (
     Value,
     is_free,
     mark_static,
+    require,
     to_graph,
     unbound_error,
 )
@@ -36,13 +37,7 @@ HALF_BYTE = (21, 22, 23)
 
 
 def _onnx():
-    try:
-        import onnx
-    except ImportError:  # pragma: no cover - the models extra installs it
-        raise WorkloadError(
-            "importing an ONNX model needs onnx: pip install 'chipforge[models]'"
-        ) from None
-    return onnx
+    return require("onnx", "an ONNX model")
 
 
 def from_onnx(

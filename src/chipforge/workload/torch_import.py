@@ -17,7 +17,7 @@ from typing import Any
 
 from chipforge.errors import WorkloadError
 from chipforge.workload.graph import Graph
-from chipforge.workload.imported import Node, Program, Value, to_graph, unbound_error
+from chipforge.workload.imported import Node, Program, Value, require, to_graph, unbound_error
 from chipforge.workload.torch_ops import KEEP, classify
 
 FORMATS = {
@@ -35,13 +35,7 @@ FORMATS = {
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - the models extra installs it
-        raise WorkloadError(
-            "importing a PyTorch model needs torch: pip install 'chipforge[models]'"
-        ) from None
-    return torch
+    return require("torch", "a PyTorch model")
 
 
 def from_torch(
