@@ -43,30 +43,34 @@ def within(value: float, target: float, tol: float) -> bool:
     return abs(value / target - 1) <= tol
 
 
-AREA_MISS = "GE model x node density, V100-calibrated SIMT: see docs/silicon.md"
+AREA_MISS = "RTL PE x implementation factor, no chip-level whitespace: see docs/silicon.md"
 
 
-@pytest.mark.xfail(strict=True, reason=f"A100 predicted ~484 mm2 vs 826 (-41%); {AREA_MISS}")
-def test_a100_area():
+def test_a100_area():  # model 703 mm2 (-14.9%): inside the 15% band, but only just
     assert within(die_mm2("a100"), figure("hw-a100-die"), 0.15)
 
 
-@pytest.mark.xfail(strict=True, reason=f"H100 predicted ~357 mm2 vs 814 (-56%); {AREA_MISS}")
-def test_h100_area():
+def test_h100_area():  # model 766 mm2 (-5.9%)
     assert within(die_mm2("h100"), figure("hw-h100-die"), 0.15)
 
 
-@pytest.mark.xfail(strict=True, reason=f"TPU v1 predicted ~147 mm2 vs <=331 (-56%); {AREA_MISS}")
+def test_b200_silicon_held_out():
+    # Not an acceptance target and not calibrated on: the analyst's ~2 x 800 mm2 (model 1,463).
+    assert within(area(load_chip("b200")).total / MM2, figure("hw-b200-die"), 0.15)
+
+
+@pytest.mark.xfail(strict=True, reason=f"TPU v1 predicted ~218 mm2 vs <=331 (-34%); {AREA_MISS}")
 def test_tpu_v1_area():
     assert within(die_mm2("tpu-v1"), figure("hw-tpuv1-process"), 0.20)
 
 
-def test_tpu_v1_area_is_an_underestimate_of_its_floor_plan():
-    # Jouppi et al. ISCA 2017 Fig. 2: Unified Buffer 29%, matrix unit 24% of the die (<= 331 mm2).
-    # The model is below both shares of the published bound: reported, not fitted.
+def test_tpu_v1_blocks_against_its_floor_plan():
+    # Jouppi et al. ISCA 2017 Fig. 2: matrix unit 24%, Unified Buffer 29% of the die (<= 331 mm2).
+    # The RTL-based matrix unit lands within 15% of its share of the bound (88 vs 79 mm2), the
+    # Unified Buffer below its share (73 vs 96 mm2): reported, not fitted.
     blocks = area(load_chip("tpu-v1")).blocks
     die = figure("hw-tpuv1-process") * MM2
-    assert blocks["matrix"] < 0.24 * die
+    assert within(blocks["matrix"], 0.24 * die, 0.15)
     assert blocks["sram:Unified Buffer"] < 0.29 * die
 
 
@@ -77,12 +81,12 @@ def test_over_reticle_design_becomes_chiplets():
     assert result.dies > 1 and result.fits_reticle and "d2d" in result.blocks
 
 
-@pytest.mark.xfail(strict=True, reason="H100 unit cost ~$1,940 vs $2,500-4,500: die area -56%")
+@pytest.mark.xfail(strict=True, reason="H100 unit cost ~$2,293 vs $2,500-4,500 (-8% below)")
 def test_h100_unit_cost():
     assert 2500 <= unit_cost(load_chip("h100")).unit_cost <= 4500
 
 
-@pytest.mark.xfail(strict=True, reason="B200 unit cost ~$3,840 vs $5,000-8,000: die area low")
+@pytest.mark.xfail(strict=True, reason="B200 unit cost ~$4,794 vs $5,000-8,000 (-4% below)")
 def test_b200_unit_cost():
     assert 5000 <= unit_cost(load_chip("b200")).unit_cost <= 8000
 

@@ -74,8 +74,8 @@ def die_yield(chip: ChipSpec, chip_area: ar.Area, d0: float) -> float:
 
 
 def repairable_area(chip: ChipSpec, chip_area: ar.Area) -> float:
-    """m2 of the per-core blocks (matrix, vector, SIMT, per-core SRAM) with their NoC share."""
-    per_core = {"matrix", "vector", "simt_core"} | {
+    """m2 of the per-core blocks (matrix, vector, GPU SM parts, per-core SRAM) with NoC share."""
+    per_core = {"matrix", "vector", "fp64", "register_file", "simt_core"} | {
         f"sram:{m.name}" for m in chip.memory[1:] if m.per_core
     }
     inner = sum(v for k, v in chip_area.blocks.items() if k in per_core)

@@ -2,8 +2,10 @@
 
 Blocks: matrix units (gate-count model, `gates`), vector units (fp32 FMA lanes and transcendental
 units), SRAM (bitcell / array efficiency), caches (plus tags), off-chip memory PHYs, SerDes, the
-SIMT core overhead of GPU cores, NoC/control as a share, I/O, and the die-to-die interface when
-the design is split into chiplets. Logic gates become m2 through the node's `gate_density`.
+GPU SM parts a ChipSpec leaves out (FP64, register file, SIMT machinery), NoC/control as a share,
+I/O, and the die-to-die interface when the design is split into chiplets. Logic is synthesized
+NAND2 equivalents (the project's RTL where it exists) over the node's standard-cell density, times
+one global IMPLEMENTATION factor (placement utilization and timing closure).
 """
 
 from __future__ import annotations
@@ -33,6 +35,22 @@ D2D_FRAC = 0.05
 # 2025-26 (TSMC roadmap), i.e. at most ~4 reticle-sized dies; 8 smaller dies (MI300X) is the
 # most shipped.
 MAX_DIES = 8
+# Laid-out logic area / placed standard-cell area of synthesized gates: 1 / placement utilization
+# x timing closure. Utilization 0.5: "40-55% for high-performance designs (CPU, GPU cores)",
+# 60-70% for ordinary SoC blocks (ecrionix.org, "RTL to silicon", ch. 3 Floorplan; 70% is the
+# common SoC assumption, chipbuddyvlsi.com vol. 1 ch. 12). Timing closure 1.5: assumption, cell
+# upsizing, buffering and fast adders at GHz clocks over Yosys' unconstrained generic mapping (the
+# same 1.5 as gates.PREFIX_ADDER). One global constant, set from these sources, fitted to no chip.
+PLACEMENT_UTILIZATION = 0.5
+TIMING_CLOSURE = 1.5
+IMPLEMENTATION = TIMING_CLOSURE / PLACEMENT_UTILIZATION
+# NVIDIA data-center SMs: 65,536 32-bit registers (256 KiB) per SM and FP64 lanes at half the FP32
+# lanes (Volta, Ampere and Hopper whitepapers: 64/32, 64/32, 128/64 FP32/FP64 per SM).
+GPU_RF_BYTES = 256 * 1024
+GPU_FP64_PER_FP32 = 0.5
+# Register-file bit area as a multiple of an SRAM array bit. Assumption: banked 1R1W register files
+# use 8T two-port cells and more periphery per bit, ~2x a 6T high-density array.
+RF_BIT_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,17 +90,49 @@ def physical_cores(chip: ChipSpec) -> int:
     return chip.physical_cores or chip.cores
 
 
+def logic_area(gate_equivalents: float, node: ProcessNode) -> float:
+    """m2 of laid-out logic for synthesized NAND2 equivalents on `node`."""
+    return gate_equivalents / node.gate_density * IMPLEMENTATION
+
+
 def matrix_area(chip: ChipSpec, node: ProcessNode) -> float:
-    """m2 of all matrix units; a double-buffered weight-stationary cell holds two weights."""
-    copies = 2 if chip.matrix.dataflow == "weight-stationary" and chip.matrix.double_buffered else 1
-    per_unit = gates.matrix_unit_ge(chip.matrix.macs_per_cycle, weight_copies=copies)
-    return per_unit * chip.matrix.count * physical_cores(chip) / node.gate_density
+    """m2 of all matrix units, from the RTL-synthesized PE (double-buffered weights)."""
+    per_unit = gates.matrix_unit_ge(chip.matrix.macs_per_cycle)
+    return logic_area(per_unit * chip.matrix.count * physical_cores(chip), node)
 
 
 def vector_area(chip: ChipSpec, node: ProcessNode) -> float:
     """m2 of fp32 FMA lanes (2 FLOP each) and transcendental units."""
     lanes = chip.vector.flops_per_cycle / 2 + gates.SFU_FMA * chip.vector.transcendentals_per_cycle
-    return lanes * gates.fma_ge() * chip.vector.count * physical_cores(chip) / node.gate_density
+    return logic_area(lanes * gates.fma_ge() * chip.vector.count * physical_cores(chip), node)
+
+
+def gpu_sm_blocks(
+    chip: ChipSpec, node: ProcessNode, simt_ratio: float | None = None
+) -> dict[str, float]:
+    """m2 of what a ChipSpec leaves out of an NVIDIA SM: FP64 lanes, the register file, and the
+    SIMT machinery (schedulers, operand collectors, load/store, texture, instruction caches, and
+    the GPU uncore) as `reference.simt_ratio()` x the SM's datapath logic, calibrated on V100."""
+    if chip.matrix.dataflow != "tensor-core":
+        return {}
+    if simt_ratio is None:
+        from chipforge.silicon.reference import simt_ratio as calibrated
+
+        simt_ratio = calibrated()
+    cores = physical_cores(chip)
+    fp64 = chip.vector.flops_per_cycle / 2 * GPU_FP64_PER_FP32 * gates.fma_ge("fp64")
+    out = {
+        "fp64": logic_area(fp64 * cores, node),
+        "register_file": GPU_RF_BYTES * 8 * cores * sram_bit_area(node) * RF_BIT_FACTOR,
+    }
+    datapath = matrix_area(chip, node) + vector_area(chip, node) + out["fp64"]
+    out["simt_core"] = simt_ratio * datapath
+    return out
+
+
+def sram_bit_area(node: ProcessNode) -> float:
+    """m2 per bit of a product-level SRAM array."""
+    return node.sram_bitcell_um2 * 1e-12 / node.sram_macro_efficiency
 
 
 def sram_area(chip: ChipSpec, node: ProcessNode) -> dict[str, float]:
@@ -91,20 +141,9 @@ def sram_area(chip: ChipSpec, node: ProcessNode) -> dict[str, float]:
     for level in chip.memory[1:]:
         copies = physical_cores(chip) if level.per_core else 1
         bits = level.capacity * 8 * copies
-        array = bits * node.sram_bitcell_um2 * 1e-12 / node.sram_macro_efficiency
+        array = bits * sram_bit_area(node)
         out[f"sram:{level.name}"] = array * (1 + CACHE_TAG_FRAC if level.kind == "cache" else 1)
     return out
-
-
-def simt_area(chip: ChipSpec, node: ProcessNode) -> float:
-    """m2 of the SIMT machinery of GPU cores (register files, schedulers, load/store, texture,
-    fp64), which a ChipSpec does not describe: a per-core gate budget calibrated on V100
-    (`reference.simt_core_ge`), never on the chips it is tested against. Zero for systolic cores."""
-    if chip.matrix.dataflow != "tensor-core":
-        return 0.0
-    from chipforge.silicon.reference import simt_core_ge
-
-    return simt_core_ge() * physical_cores(chip) / node.gate_density
 
 
 def core_blocks(chip: ChipSpec, node: ProcessNode) -> dict[str, float]:
@@ -112,7 +151,7 @@ def core_blocks(chip: ChipSpec, node: ProcessNode) -> dict[str, float]:
     blocks = {
         "matrix": matrix_area(chip, node),
         "vector": vector_area(chip, node),
-        "simt_core": simt_area(chip, node),
+        **gpu_sm_blocks(chip, node),
         **sram_area(chip, node),
     }
     blocks["noc_control"] = NOC_FRAC * sum(blocks.values())

@@ -104,13 +104,40 @@ def mac_ge(dtype: str, *, weight_copies: int = 1) -> float:
 
 
 def fma_ge(dtype: str = "fp32") -> float:
-    """A fused multiply-add lane of a vector unit (accumulating in its own format)."""
-    return mac_ge(dtype)
+    """A fused multiply-add lane of a vector unit (accumulating in its own format), scaled to
+    synthesized gates by `rtl_scale`."""
+    return mac_ge(dtype) * rtl_scale()
 
 
-def matrix_unit_ge(macs_per_cycle: dict[str, int], *, weight_copies: int = 1) -> float:
-    """Gates of one matrix unit: the largest per-format datapath plus the multi-format share."""
-    sized = [
-        macs * mac_ge(dtype, weight_copies=weight_copies) for dtype, macs in macs_per_cycle.items()
-    ]
-    return max(sized) * (1 + MULTI_FORMAT_FRAC * (len(sized) - 1))
+# Yosys synthesis of chipforge's own RTL PE (docs/rtl.md, `chipforge rtl synth --rows 8 --cols 8
+# --dtype int8|bf16`, Yosys 0.70): a double-buffered weight-stationary PE is 1,698.3 NAND2
+# equivalents in int8 and 5,046.3 in bf16 (IEEE rounding, subnormals). Copied here so the model
+# runs without Yosys. Formats without RTL take the textbook count x RTL_SCALE, the geometric mean
+# of RTL / textbook over the two synthesized PEs (1.70 and 2.46).
+RTL_PE_GE = {"int8": 1698.3, "bf16": 5046.3}
+# Formats narrower than 8 bits are packed into the 8-bit / bf16 multiplier array (an 8x8
+# multiplier computes several 4x4 or 2x2 products); they add MULTI_FORMAT_FRAC, not a datapath.
+PACKED = frozenset({"fp8", "fp4", "int4"})
+
+
+def rtl_scale() -> float:
+    """Synthesized / textbook gates, geometric mean over the PEs synthesized from RTL."""
+    ratio = 1.0
+    for dtype, ge in RTL_PE_GE.items():
+        ratio *= ge / mac_ge(dtype, weight_copies=2)
+    return ratio ** (1 / len(RTL_PE_GE))
+
+
+def pe_ge(dtype: str) -> float:
+    """NAND2 equivalents of one double-buffered MAC cell in `dtype`: RTL where synthesized."""
+    if dtype in RTL_PE_GE:
+        return RTL_PE_GE[dtype]
+    return mac_ge(dtype, weight_copies=2) * rtl_scale()
+
+
+def matrix_unit_ge(macs_per_cycle: dict[str, int]) -> float:
+    """Gates of one matrix unit: the largest unpacked per-format datapath plus the
+    multi-format share for every further format."""
+    wide = [d for d in macs_per_cycle if d not in PACKED] or list(macs_per_cycle)
+    sized = [macs_per_cycle[d] * pe_ge(d) for d in wide]
+    return max(sized) * (1 + MULTI_FORMAT_FRAC * (len(macs_per_cycle) - 1))

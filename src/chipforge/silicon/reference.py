@@ -1,12 +1,14 @@
-"""The one calibration of the area model: the SIMT core overhead of a GPU streaming multiprocessor.
+"""The one chip calibration of the area model: the SIMT overhead of a GPU streaming multiprocessor.
 
 A ChipSpec describes a GPU core's tensor cores, FP32 lanes and shared memory, but not the register
 file (256 KB per SM since Volta), warp schedulers, load/store and texture units, FP64 lanes or
-instruction caches, which are most of an SM. Their gate budget per SM is set once, from NVIDIA V100
-(GV100), a GPU that is neither a preset nor an acceptance case: the GV100 die area minus every
-block the model derives from its spec, divided by its SMs. Per SM, not per lane: the register file
-(256 KB), the four sub-partition schedulers and the texture units are per SM and the same in
-Volta, Ampere and Hopper (NVIDIA Volta, Ampere and Hopper architecture whitepapers).
+instruction caches, which are most of an SM. The register file (256 KiB) and FP64 lanes are
+modelled (floorplan.gpu_sm_blocks); the rest is a ratio to the SM's datapath area, set once from
+NVIDIA V100 (GV100), a GPU that is neither a preset nor an acceptance case: the GV100 die area
+minus every block the model derives from its spec, over its SM datapath. A ratio, not a fixed
+budget per SM, so the machinery grows with the SM's tensor cores and lanes (A100 and H100 SMs
+doubled both; V100 SMs are 21.1B transistors / 84, A100 54.2B / 128). It also absorbs the GPU
+uncore the model does not list (crossbar, copy and media engines).
 """
 
 from __future__ import annotations
@@ -58,20 +60,19 @@ def v100() -> ChipSpec:
 
 
 @cache
-def simt_core_ge() -> float:
-    """NAND2-equivalent gates of one SM's SIMT machinery (see module docstring)."""
+def simt_ratio() -> float:
+    """SIMT machinery per unit of SM datapath area (see module docstring): V100's die minus every
+    block the model derives, over its SM datapath (tensor cores, FP32, SFU and FP64 lanes)."""
     from chipforge.silicon import floorplan as ar
     from chipforge.silicon import interfaces
 
     chip = v100()
     node = chip.process
-    inner = (
-        ar.matrix_area(chip, node)
-        + ar.vector_area(chip, node)
-        + sum(ar.sram_area(chip, node).values())
-    )
+    sm = ar.gpu_sm_blocks(chip, node, simt_ratio=0.0)
+    datapath = ar.matrix_area(chip, node) + ar.vector_area(chip, node) + sm["fp64"]
+    inner = sum(ar.sram_area(chip, node).values()) + sm["register_file"]
     memory_phy, _ = interfaces.offchip_memory_area(chip)
     edge = memory_phy + interfaces.serdes_area(chip) + interfaces.IO_MM2 * MM2
-    simt = (V100_DIE_MM2 * MM2 - edge) / (1 + ar.NOC_FRAC) - inner
+    simt = (V100_DIE_MM2 * MM2 - edge) / (1 + ar.NOC_FRAC) - inner - datapath
     assert simt > 0, "V100 calibration left no area for the SIMT machinery"
-    return simt * node.gate_density / ar.physical_cores(chip)
+    return simt / datapath

@@ -12,7 +12,7 @@ from importlib import resources
 class ProcessNode:
     name: str
     energy_scale: float  # dynamic energy per operation relative to 45 nm (see nodes.toml)
-    logic_density: float  # MTr/mm2 of effective accelerator logic
+    logic_density: float  # MTr/mm2 of placed standard cells (Bohr metric)
     sram_bitcell_um2: float  # high-density 6T bitcell area, um2
     sram_macro_efficiency: float  # bitcell area / product-level SRAM array area
     wafer_price_usd: float  # default price of one 300 mm wafer
@@ -25,7 +25,7 @@ class ProcessNode:
 
     @property
     def gate_density(self) -> float:
-        """NAND2-equivalent gates per m2 of effective logic (4 transistors per NAND2)."""
+        """NAND2-equivalent gates per m2 of placed standard cells (4 transistors per NAND2)."""
         return self.logic_density * 1e6 / 4 / 1e-6
 
 
