@@ -11,6 +11,13 @@ from chipforge.silicon.power import Power, main_dtype, power_at_peak
 from chipforge.spec import ChipSpec
 from chipforge.spec.nodes import ProcessNode, nodes
 
+ONE_TIME_SOURCES = {
+    "mask_set_usd": "per node, spec/nodes.toml: press ranges citing IBS and Semiconductor "
+    "Engineering (recalled, not re-verified)",
+    "design_nre_usd": "per node, spec/nodes.toml: IBS via Semiconductor Engineering, 'Big "
+    "Trouble At 3nm' (2018); N2 extrapolated (assumption)",
+}
+
 
 def node_named(name: str) -> ProcessNode:
     """The process node `name` (case-insensitive), or a SpecError naming the choices."""
@@ -67,6 +74,7 @@ class Silicon:
             },
             "offchip_memory": a["offchip_memory"],
             "one_time_usd": dict(self.costs.one_time),
+            "one_time_sources": dict(ONE_TIME_SOURCES),
             "peak_flops_per_s": dict(self.peak_flops),
             "flops_per_s_per_w": self.perf_per_watt(),
             "flops_per_s_per_usd": self.perf_per_dollar(),
