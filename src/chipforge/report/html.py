@@ -1,0 +1,165 @@
+"""Self-contained HTML reports: Plotly.js inlined once per page (works offline), one chart per
+known key of a command's JSON dict, and a table for every other value.
+
+`render_report(kind, data)` returns the page; `write_report(path, kind, data)` writes it.
+Kinds: evaluate, compare, cost, train, serve, datacenter, sweep (and `demo`, a list of sections).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+
+from chipforge.errors import ChipforgeError
+from chipforge.report.plans import BUILDERS
+
+KINDS = tuple(BUILDERS)
+MAX_ROWS = 200  # table rows shown per list; the JSON output has them all
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;
+padding:16px 24px;color:#222}
+h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-top:.6em}
+.chart{width:100%;min-height:320px;margin:8px 0 20px}
+table{border-collapse:collapse;margin:8px 0 16px;font-size:.9em}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}
+th{background:#f4f4f4}.meta{color:#666;font-size:.9em}details{margin:8px 0}
+"""
+
+
+@lru_cache(maxsize=1)
+def _plotly_js() -> str:
+    try:
+        from plotly.offline import get_plotlyjs
+    except ImportError as exc:  # pragma: no cover - plotly is in the report extra
+        raise ChipforgeError("HTML reports need plotly: pip install 'chipforge[report]'") from exc
+    return get_plotlyjs()
+
+
+def _clean(v):
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e15 else f"{v:.4g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, (list, dict)):
+        text = json.dumps(_clean(v), sort_keys=False)
+        return text if len(text) < 200 else text[:197] + "..."
+    return str(v)
+
+
+def _table(rows: list[list], head: list[str] | None = None) -> str:
+    e = html.escape
+    out = ["<table>"]
+    if head:
+        out.append("<tr>" + "".join(f"<th>{e(str(h))}</th>" for h in head) + "</tr>")
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td>{e(_fmt(c))}</td>" for c in row) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def tables(data: dict) -> str:
+    """Scalars as one key/value table; dicts of scalars and lists of records as their own tables."""
+    scalars = [[k, v] for k, v in data.items() if not isinstance(v, (dict, list))]
+    parts = [_table(scalars, ["field", "value"])] if scalars else []
+    for k, v in data.items():
+        e = html.escape(str(k))
+        if isinstance(v, dict) and v:
+            if all(not isinstance(x, (dict, list)) for x in v.values()):
+                parts.append(f"<h3>{e}</h3>" + _table([[a, b] for a, b in v.items()], ["item", k]))
+            else:
+                parts.append(f"<details><summary>{e}</summary>{tables(v)}</details>")
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            cols = list(dict.fromkeys(c for x in v[:MAX_ROWS] for c in x))
+            rows = [[x.get(c, "") for c in cols] for x in v[:MAX_ROWS]]
+            more = f" (first {MAX_ROWS} of {len(v)})" if len(v) > MAX_ROWS else ""
+            summary = f"<summary>{e}: {len(v)} rows{more}</summary>"
+            parts.append(f"<details>{summary}{_table(rows, cols)}</details>")
+        elif isinstance(v, list) and v:
+            parts.append(_table([[k, v]]))
+    return "".join(parts)
+
+
+def _section(kind: str, data: dict, heading: str, prefix: str) -> tuple[str, list]:
+    try:
+        charts = BUILDERS[kind](data)
+    except Exception as exc:  # noqa: BLE001 - a chart must never take the report down
+        charts = []
+        data = {**data, "report_warning": f"charts skipped: {type(exc).__name__}: {exc}"}
+    for c in charts:
+        c["id"] = f"{prefix}{c['id']}"
+    divs = "".join(f'<div class="chart" id="{c["id"]}"></div>' for c in charts)
+    trace = data.get("trace") or data.get("trace_path")
+    link = ""
+    if isinstance(trace, str) and trace:
+        t = html.escape(trace)
+        link = (
+            f'<p>Cycle-level timeline: <a href="{t}">{t}</a> (Perfetto JSON; open it in '
+            '<a href="https://ui.perfetto.dev">ui.perfetto.dev</a> or chrome://tracing).</p>'
+        )
+    body = f"<h2>{html.escape(heading)}</h2>{link}{divs}<h3>Figures</h3>{tables(data)}"
+    return body, charts
+
+
+def render_sections(sections: list[tuple[str, str, dict]], title: str) -> str:
+    """One page of several (kind, heading, data) sections; Plotly.js inlined once."""
+    bodies, charts = [], []
+    for i, (kind, heading, data) in enumerate(sections):
+        if kind not in BUILDERS:
+            raise ChipforgeError(f"report kind {kind!r}: use one of {', '.join(KINDS)}")
+        body, cs = _section(kind, data if isinstance(data, dict) else {}, heading, f"s{i}_")
+        bodies.append(body)
+        charts += cs
+    specs = json.dumps(
+        [{"id": c["id"], "data": _clean(c["data"]), "layout": _clean(c["layout"])} for c in charts]
+    ).replace("</", "<\\/")
+    script = (
+        "window.cfErrors=[];window.addEventListener('error',function(e){window.cfErrors.push("
+        "String(e.message));document.body.setAttribute('data-errors',window.cfErrors.length);});"
+        f"var specs={specs};var done=0;"
+        "specs.forEach(function(s){Plotly.newPlot(s.id,s.data,s.layout,{responsive:true,"
+        "displaylogo:false}).then(function(){done++;document.body.setAttribute("
+        "'data-rendered',done);});});"
+    )
+    e = html.escape(title)
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e}</title>'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<style>{STYLE}</style><script>{_plotly_js()}</script></head>"
+        f'<body data-charts="{len(charts)}" data-rendered="0" data-errors="0"><h1>{e}</h1>'
+        '<p class="meta">Generated by chipforge. Hover a chart for values; drag to zoom, '
+        "double-click to reset.</p>"
+        f"{''.join(bodies)}<script>{script}</script></body></html>"
+    )
+
+
+def render_report(kind: str, data: dict, *, title: str | None = None) -> str:
+    """The page for one command's JSON dict (`kind` is the command's name)."""
+    if kind not in BUILDERS:
+        raise ChipforgeError(f"report kind {kind!r}: use one of {', '.join(KINDS)}")
+    data = data.to_dict() if hasattr(data, "to_dict") else dict(data or {})
+    name = data.get("chip") or data.get("workload") or ""
+    title = title or f"chipforge {kind}" + (f": {name}" if isinstance(name, str) and name else "")
+    return render_sections([(kind, kind, data)], title)
+
+
+def write_report(path, kind: str, data: dict, *, title: str | None = None) -> None:
+    """Write `render_report(kind, data)` to `path` (parent folders created)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(render_report(kind, data, title=title), encoding="utf-8")

@@ -1,0 +1,232 @@
+"""Chart specs for plan reports (train, serve, datacenter, sweep) and the builder table.
+
+Their packages name keys in their own `to_dict`; the builders look keys up by the likely names and
+skip what is absent, so a renamed key loses a chart, never the report.
+"""
+
+from __future__ import annotations
+
+from chipforge.report.charts import (
+    _layout,
+    _num,
+    bar,
+    chart,
+    compare_charts,
+    cost_charts,
+    evaluate_charts,
+)
+
+# ---- train / serve / datacenter / sweep (keys looked up by name; anything absent is skipped) --
+
+
+def _find(data: dict, *names):
+    for n in names:
+        if n in data:
+            return data[n]
+    return None
+
+
+def _records(data: dict, *names) -> list:
+    v = _find(data, *names)
+    return [r for r in v if isinstance(r, dict)] if isinstance(v, list) else []
+
+
+def train_charts(data: dict) -> list:
+    mem = _find(data, "memory_breakdown_bytes", "memory_bytes", "memory_per_chip")
+    if not isinstance(mem, dict):
+        mem = {
+            k.removeprefix("memory_").removesuffix("_bytes"): v
+            for k, v in data.items()
+            if k.startswith("memory_") and k.endswith("_bytes") and k != "memory_per_chip_bytes"
+        }
+    charts = bar("memory", "Memory per chip by category", mem, "GB", 1e9)
+    cap = _find(data, "hbm_capacity_bytes", "memory_capacity_bytes")
+    if charts and _num(cap):
+        charts[0]["layout"]["shapes"] = [
+            {
+                "type": "line",
+                "x0": cap / 1e9,
+                "x1": cap / 1e9,
+                "yref": "paper",
+                "y0": 0,
+                "y1": 1,
+                "line": {"dash": "dot", "color": "red"},
+            }
+        ]
+        charts[0]["layout"]["title"]["text"] += f" (capacity {cap / 1e9:,.0f} GB, dotted)"
+    step = _find(data, "step_breakdown_s", "time_breakdown_s", "step_time_breakdown_s")
+    if isinstance(step, dict):
+        charts += bar("step", "Step time by part", step, "ms", 1e-3)
+    util = {k: data[k] for k in ("mfu", "hfu") if _num(data.get(k))}
+    charts += bar("utilization", "Model / hardware FLOP utilization", util, "fraction")
+    return charts
+
+
+def _xy_curve(cid: str, title: str, pts: list, xkeys, ykeys) -> list:
+    def key(rec, cands):
+        return next((k for k in cands if _num(rec.get(k))), None)
+
+    if not pts:
+        return []
+    xk, yk = key(pts[0], xkeys), key(pts[0], ykeys)
+    if not xk or not yk:
+        return []
+    pts = [p for p in pts if _num(p.get(xk)) and _num(p.get(yk))]
+    trace = {
+        "type": "scatter",
+        "mode": "lines+markers",
+        "name": yk,
+        "x": [p[xk] for p in pts],
+        "y": [p[yk] * (1e3 if yk.endswith("_s") else 1) for p in pts],
+        "text": [
+            ", ".join(f"{k}={v}" for k, v in p.items() if k not in (xk, yk))[:120] for p in pts
+        ],
+        "hovertemplate": "%{text}<br>" + xk + ": %{x:.4g}<br>" + yk + ": %{y:.4g}<extra></extra>",
+    }
+    yunit = yk.removesuffix("_s") + " (ms)" if yk.endswith("_s") else yk
+    return [chart(cid, [trace], _layout(title, xk.replace("_per_s", " (per s)"), yunit))]
+
+
+def serve_charts(data: dict) -> list:
+    pts = _records(data, "curve", "latency_throughput", "points", "sweep")
+    charts = _xy_curve(
+        "latency_throughput",
+        "Latency vs throughput",
+        pts,
+        ("throughput_tokens_per_s", "tokens_per_s", "throughput"),
+        ("tpot_s", "latency_s", "ttft_s", "e2e_latency_s"),
+    )
+    lat = {
+        k.removesuffix("_s"): v
+        for k, v in data.items()
+        if k in ("ttft_s", "tpot_s", "e2e_latency_s")
+    }
+    charts += bar("latency", "Latency", lat, "ms", 1e-3)
+    mem = _find(data, "memory_breakdown_bytes", "memory_bytes")
+    if isinstance(mem, dict):
+        charts += bar("memory", "Memory per chip by category", mem, "GB", 1e9)
+    return charts
+
+
+def _tornado(data: dict) -> list:
+    rows = _records(data, "tornado", "sensitivity")
+    sens = _find(data, "tornado", "sensitivity")
+    if not rows and isinstance(sens, dict):
+        rows = [{"name": k, **v} for k, v in sens.items() if isinstance(v, dict)]
+    base = _find(data, "tco_usd_per_chip_hour", "base")
+    lo_keys, hi_keys = (
+        ("low", "low_value", "tco_low", "min"),
+        ("high", "high_value", "tco_high", "max"),
+    )
+    bars = []
+    for r in rows:
+        lo = next((r[k] for k in lo_keys if _num(r.get(k))), None)
+        hi = next((r[k] for k in hi_keys if _num(r.get(k))), None)
+        name = str(_find(r, "name", "parameter", "input", "label") or "?")
+        if lo is not None and hi is not None:
+            bars.append((name, lo, hi))
+    if not bars:
+        return []
+    ref = base if _num(base) else (bars[0][1] + bars[0][2]) / 2
+    bars.sort(key=lambda t: -abs(t[2] - t[1]))
+    names = [b[0] for b in bars]
+    traces = [
+        {
+            "type": "bar",
+            "orientation": "h",
+            "name": side,
+            "y": names,
+            "base": ref,
+            "x": [v - ref for v in vals],
+            "customdata": vals,
+            "hovertemplate": "%{y} " + side + ": %{customdata:.4g}<extra></extra>",
+        }
+        for side, vals in (
+            ("low input", [b[1] for b in bars]),
+            ("high input", [b[2] for b in bars]),
+        )
+    ]
+    lay = _layout(
+        "Sensitivity (tornado) around the base case",
+        "TCO (USD per chip-hour)",
+        "",
+        barmode="overlay",
+    )
+    lay["yaxis"]["autorange"] = "reversed"
+    return [chart("tornado", traces, lay)]
+
+
+def datacenter_charts(data: dict) -> list:
+    charts = []
+    for key, title in (("capex_breakdown_usd", "Capex by item"), ("capex_usd", "Capex by item")):
+        if isinstance(data.get(key), dict):
+            charts += bar("capex", title, data[key], "million USD", 1e6)
+            break
+    opex = _find(data, "opex_breakdown_usd_per_year", "opex_usd_per_year")
+    if isinstance(opex, dict):
+        charts += bar("opex", "Opex per year by item", opex, "million USD / year", 1e6)
+    power = {k: data[k] for k in ("it_power_w", "facility_power_w") if _num(data.get(k))}
+    charts += bar("power", "Power", power, "MW", 1e6)
+    return charts + _tornado(data)
+
+
+def sweep_charts(data: dict) -> list:
+    rows = _records(data, "rows", "points", "results", "trials")
+    if not rows:
+        return []
+    objs = _find(data, "objectives")
+    if isinstance(objs, dict):
+        objs = list(objs)
+    if not isinstance(objs, list) or len(objs) < 2:
+        objs = [k for k, v in rows[0].items() if _num(v) and k not in ("pareto", "trial", "index")][
+            -2:
+        ]
+    if len(objs) < 2:
+        return []
+    xk, yk = str(objs[0]), str(objs[1])
+    flag = next(
+        (k for k in ("pareto", "on_front", "pareto_optimal", "is_pareto") if k in rows[0]), None
+    )
+    traces = []
+    for on, label in ((False, "dominated"), (True, "Pareto front")):
+        pts = [
+            r
+            for r in rows
+            if bool(flag and r.get(flag)) == on and _num(r.get(xk)) and _num(r.get(yk))
+        ]
+        if on:
+            pts.sort(key=lambda r: r[xk])
+        if pts:
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers" if on else "markers",
+                    "name": label,
+                    "x": [r[xk] for r in pts],
+                    "y": [r[yk] for r in pts],
+                    "text": [
+                        ", ".join(f"{k}={v}" for k, v in r.items() if not _num(v) or k not in objs)[
+                            :160
+                        ]
+                        for r in pts
+                    ],
+                    "marker": {"size": 10 if on else 6, "opacity": 1 if on else 0.5},
+                    "hovertemplate": "%{text}<br>"
+                    + xk
+                    + ": %{x:.4g}<br>"
+                    + yk
+                    + ": %{y:.4g}<extra></extra>",
+                }
+            )
+    return [chart("pareto", traces, _layout(f"Sweep: {yk} vs {xk}", xk, yk))] if traces else []
+
+
+BUILDERS = {
+    "evaluate": evaluate_charts,
+    "compare": compare_charts,
+    "cost": cost_charts,
+    "train": train_charts,
+    "serve": serve_charts,
+    "datacenter": datacenter_charts,
+    "sweep": sweep_charts,
+}
