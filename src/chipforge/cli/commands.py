@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit, warn
+from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.errors import ChipforgeError
 from chipforge.perf import estimate
 from chipforge.perf.validate import run_validation, summary
@@ -123,6 +125,8 @@ def evaluate(
     allow_unsupported: UnsupportedOpt = False,
     as_json: JsonOpt = False,
     out: OutOpt = None,
+    html: HtmlOpt = None,
+    png: PngOpt = None,
 ) -> None:
     """Cost a workload on one chip, op by op."""
     if engine not in ("analytical", "cycle"):
@@ -131,6 +135,7 @@ def evaluate(
     result = estimate(graph, spec) if engine == "analytical" else run_timing(graph, spec)
     warn(result)
     emit(result, [tb.summary_table(result), tb.op_table(result)], as_json=as_json, out=out)
+    write_reports("evaluate", result, html, png)
 
 
 @app.command()
@@ -140,6 +145,8 @@ def compare(
     allow_unsupported: UnsupportedOpt = False,
     as_json: JsonOpt = False,
     out: OutOpt = None,
+    html: HtmlOpt = None,
+    png: PngOpt = None,
 ) -> None:
     """Cost one workload on several chips side by side."""
     graph = _workload(workload, allow_unsupported)
@@ -148,6 +155,7 @@ def compare(
         warn(r)
     data = {"workload": graph.name, "results": [r.to_dict() for r in results]}
     emit(data, [tb.compare_table(results, graph.name)], as_json=as_json, out=out)
+    write_reports("compare", data, html, png)
 
 
 @app.command()
@@ -182,8 +190,15 @@ def validate(as_json: JsonOpt = False, out: OutOpt = None) -> None:
     emit(data, [t, foot], as_json=as_json, out=out)
 
 
+DemoHtmlOpt = Annotated[
+    Path, typer.Option("--html", help="where the demo writes its HTML report (the whole story)")
+]
+
+
 @app.command()
-def demo(as_json: JsonOpt = False, out: OutOpt = None) -> None:
+def demo(
+    as_json: JsonOpt = False, out: OutOpt = None, html: DemoHtmlOpt = Path("out/report.html")
+) -> None:
     """The main job: the house chip forge-n3 against H100, B200 and TPU v5p on Llama-3-70B."""
     chips = [load_chip(c) for c in DEMO_CHIPS]
     tables, data = [], {"chips": list(DEMO_CHIPS), "scenarios": []}
@@ -204,3 +219,7 @@ def demo(as_json: JsonOpt = False, out: OutOpt = None) -> None:
         "a deployment shards it over several chips."
     )
     emit(data, tables + [note], as_json=as_json, out=out)
+    from chipforge.report.demo import write_demo_report
+
+    write_demo_report(html, data)
+    Console(stderr=True).print(f"wrote {html}", markup=False)

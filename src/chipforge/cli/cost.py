@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
+from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.silicon import evaluate
 from chipforge.spec import load_chip
 
@@ -58,7 +59,15 @@ def cost_tables(data: dict) -> list[Table]:
 
 
 @app.command()
-def cost(chip: ChipOpt, node: NodeOpt = None, as_json: JsonOpt = False, out: OutOpt = None) -> None:
+def cost(
+    chip: ChipOpt,
+    node: NodeOpt = None,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+    html: HtmlOpt = None,
+    png: PngOpt = None,
+) -> None:
     """Area by block, dies per wafer, yield, unit cost, power at TDP, perf/W and perf/$."""
     data = evaluate(load_chip(chip), node).to_dict()
     emit(data, cost_tables(data), as_json=as_json, out=out)
+    write_reports("cost", data, html, png)
