@@ -1,0 +1,128 @@
+"""Collective communication time with the alpha-beta model (Hockney; as NCCL's tuning model
+and Calculon, Isaev et al. SC 2023): steps x latency + bytes / (achieved bandwidth).
+
+`size_bytes` is the full buffer per rank: the reduced tensor (all_reduce), the gathered output
+(all_gather), the input (reduce_scatter), everything a rank sends (all_to_all), the message
+(send_recv). Algorithms:
+- switched domain: ring (2(p-1) steps) or double binary tree (2 log2 p steps), the faster;
+- torus: one ring per dimension (bidirectional with wrap-around: twice the link bandwidth;
+  scaling-book "All-gather on a torus"), reduce-scatter dimension by dimension;
+- beyond one domain: hierarchical (reduce-scatter inside, all-reduce across on each chip's NIC,
+  all-gather inside), as NCCL's tree/CollNet and Megatron's DP across nodes.
+"""
+
+from __future__ import annotations
+
+import math
+
+from chipforge.cluster.topology import Topology
+from chipforge.errors import ChipforgeError
+
+KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
+SPANS = ("auto", "up", "out")
+# Achieved fraction of the link bandwidth by large collectives: NCCL all-reduce bus bandwidth
+# on 8x H100 NVLink is ~360-380 of 450 GB/s (nccl-tests, NVIDIA DGX H100 user guide), and
+# ~40-45 of 50 GB/s on 400G InfiniBand. One global constant for every link (not fitted per case).
+BANDWIDTH_EFFICIENCY = 0.8
+
+
+def _ring(kind: str, size: float, p: int, bw: float, alpha: float) -> float:
+    """A ring over p ranks at `bw` B/s per rank per direction."""
+    if p <= 1:
+        return 0.0
+    frac = (p - 1) / p
+    if kind == "all_reduce":
+        ring = 2 * (p - 1) * alpha + 2 * frac * size / bw
+        tree = 2 * math.ceil(math.log2(p)) * alpha + 2 * size / bw  # double binary tree
+        return min(ring, tree)
+    if kind in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (p - 1) * alpha + frac * size / bw
+    return alpha + size / bw  # send_recv
+
+
+def _split(group: int, cap: int) -> tuple[int, int]:
+    """(ranks inside one domain, domains) for `group` ranks packed into domains of `cap`."""
+    inner = math.gcd(group, cap) if group > cap else group
+    return inner, group // inner
+
+
+def _torus(kind: str, size: float, group: int, topo: Topology) -> float:
+    """Dimension-ordered rings over the sub-torus the group occupies."""
+    left, t = group, 0.0
+    dims = []
+    for d in topo.dims:
+        take = math.gcd(left, d)
+        if take > 1:
+            dims.append((take, topo.wrap))
+            left //= take
+    if left > 1:  # does not factor into the pod: a ring without wrap-around
+        dims.append((left, False))
+    alpha, link = topo.up_latency, topo.link_bandwidth * BANDWIDTH_EFFICIENCY
+    if kind == "send_recv":
+        return alpha + size / link
+    if kind == "all_to_all":  # bisection bound: mean distance d/4 (wrap) or d/3 per dimension
+        hops = sum(d / (4 if w else 3) for d, w in dims)
+        return sum(d - 1 for d, _ in dims) * alpha + size * hops / (2 * len(dims) * link)
+    chunk = size
+    for d, w in dims:
+        bw = link * (2 if w else 1)
+        phases = 2 if kind == "all_reduce" else 1
+        t += phases * ((d - 1) * alpha + (d - 1) / d * chunk / bw)
+        chunk /= d
+    return t
+
+
+def collective_time(
+    kind: str,
+    size_bytes: float,
+    group: int,
+    topo: Topology,
+    *,
+    span: str = "auto",
+    stride: int = 1,
+) -> float:
+    """Seconds for one collective of `kind` over `group` ranks on `topo`.
+
+    span: "up" keeps the group inside one scale-up domain; "out" puts every rank in a different
+    domain (scale-out only); "auto" packs ranks spaced `stride` chips apart into domains.
+    """
+    if kind not in KINDS:
+        raise ChipforgeError(f"`kind` must be one of {', '.join(KINDS)}, not {kind!r}")
+    if span not in SPANS:
+        raise ChipforgeError(f"`span` must be one of {', '.join(SPANS)}, not {span!r}")
+    if group <= 1 or size_bytes <= 0:
+        return 0.0
+    if span == "up":
+        inner, outer = group, 1
+    elif span == "out":
+        inner, outer = 1, group
+    else:
+        inner, outer = _split(group, max(1, topo.domain // max(1, stride)))
+    inside = _inside(kind, size_bytes, inner, topo)
+    if outer == 1:
+        return inside
+    nic = topo.nic_bandwidth * BANDWIDTH_EFFICIENCY / topo.oversubscription
+    alpha = topo.out_latency
+    if kind == "all_reduce":  # hierarchical: RS inside, AR across on 1/inner, AG inside
+        across = _ring("all_reduce", size_bytes / inner, outer, nic, alpha)
+        return (
+            _inside("reduce_scatter", size_bytes, inner, topo)
+            + across
+            + _inside("all_gather", size_bytes, inner, topo)
+        )
+    if kind in ("all_gather", "reduce_scatter"):  # NIC carries 1/inner of the buffer
+        return _inside(kind, size_bytes, inner, topo) + _ring(
+            kind, size_bytes / inner, outer, nic, alpha
+        )
+    if kind == "all_to_all":  # the share bound for other domains crosses the NIC
+        cross = size_bytes * (group - inner) / group
+        return inside * inner / group + (outer - 1) * alpha + cross / nic
+    return alpha + size_bytes / nic  # send_recv across domains
+
+
+def _inside(kind: str, size: float, p: int, topo: Topology) -> float:
+    if p <= 1:
+        return 0.0
+    if topo.kind == "torus":
+        return _torus(kind, size, p, topo)
+    return _ring(kind, size, p, topo.up_bandwidth * BANDWIDTH_EFFICIENCY, topo.up_latency)
