@@ -20,6 +20,9 @@ from chipforge.sim.trace import write_trace
 from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
 
+DtypeOpt = Annotated[
+    str, typer.Option("--dtype", help="functional run of a .onnx/.pt2 model: bf16 or int8")
+]
 TraceOpt = Annotated[Path | None, typer.Option("--trace", help="write a Perfetto trace here")]
 
 
@@ -78,11 +81,17 @@ def simulate(
         bool, typer.Option("--functional", help="also run on real numbers and check against numpy")
     ] = False,
     trace: TraceOpt = None,
+    dtype: DtypeOpt = "bf16",
     as_json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
-    """Run a workload cycle by cycle on the chip (one instance of each repeated op)."""
-    spec, graph = load_chip(chip), parse_workload(workload)
+    """Run a workload cycle by cycle on the chip (one instance of each repeated op); with
+    --functional a .onnx/.pt2 model runs end to end on real numbers (docs/import.md)."""
+    spec = load_chip(chip)
+    if functional and workload.split(",")[0].lower().endswith((".onnx", ".pt2")):
+        _simulate_model(spec, workload, dtype, as_json=as_json, out=out)
+        return
+    graph = parse_workload(workload)
     runs, checks = [], []
     err = Console(stderr=True)
     with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
@@ -105,4 +114,45 @@ def simulate(
         tables.append(_functional_table(checks))
     emit(data, tables, as_json=as_json, out=out)
     if any(c["result"] == "MISMATCH" for c in checks):
+        raise typer.Exit(1)
+
+
+def _model_table(data: dict) -> list[Table]:
+    t = Table(
+        title=f"{data['workload']} on {data['chip']} ({data['dtype']}) vs {data['reference']}"
+    )
+    for col in ("node", "max abs diff", "max rel diff"):
+        t.add_column(col)
+    for r in data["nodes"]:
+        t.add_row(r["node"], f"{r['max_abs_diff']:.3g}", f"{r['max_rel_diff']:.3g}")
+    verdict = Table(title="end-to-end verdict")
+    for col in ("outputs max abs diff", "max rel diff", "bound", "bit exact", "result"):
+        verdict.add_column(col)
+    bound = data["bound"] if isinstance(data["bound"], str) else f"{data['bound']:.3g}"
+    verdict.add_row(
+        f"{data['max_abs_diff']:.3g}",
+        f"{data['max_rel_diff']:.3g}",
+        bound,
+        str(data["bit_exact"]),
+        data["result"],
+    )
+    return [t, verdict]
+
+
+def _simulate_model(spec, workload: str, dtype: str, *, as_json: bool, out) -> None:
+    """The model file run end to end on the functional simulator with real numbers."""
+    from chipforge.sim.graph_run import run_model
+    from chipforge.workload.parse import _int, _pairs
+
+    head, _, tail = workload.partition(",")
+    args = _pairs("file", [i for i in tail.split(",") if i.strip()])
+    dims = {k: _int(k, v) for k, v in args.items()}
+    err = Console(stderr=True)
+    with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
+        task = progress.add_task(f"running {Path(head).name} ({dtype})", total=None)
+        data = run_model(
+            head, spec, dtype=dtype, dims=dims, on_node=lambda *_: progress.advance(task)
+        )
+    emit(data, _model_table(data), as_json=as_json, out=out)
+    if data["result"] == "MISMATCH":
         raise typer.Exit(1)

@@ -1,0 +1,274 @@
+"""Executing an ONNX model node by node with real weights: matrix nodes on the chip
+(`matrix_backend.Backend`), every other node in numpy fp32, its float results rounded to bf16
+when the backend is the bf16 chip run (the vector unit's output format)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from chipforge.errors import WorkloadError
+from chipforge.sim.matrix_backend import Backend, bf16
+from chipforge.workload.imported import require
+
+MATRIX_OPS = ("MatMul", "Gemm", "Conv")
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float32])(x)
+
+
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _layernorm(x, scale, bias=None, axis=-1, epsilon=1e-5, **_):
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    y = (x - mu) / np.sqrt(var + np.float32(epsilon)) * scale
+    return y + bias if bias is not None else y
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride, pads, dilation) -> tuple[np.ndarray, int, int]:
+    """x (N, C, H, W) -> patches (N*Ho*Wo, C*kh*kw), Ho, Wo: Conv as one GEMM."""
+    x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    n, c, h, w = x.shape
+    ho = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (w - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    cols = np.empty((n, c, kh, kw, ho, wo), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            hi, wj = i * dilation[0], j * dilation[1]
+            cols[:, :, i, j] = x[
+                :, :, hi : hi + stride[0] * ho : stride[0], wj : wj + stride[1] * wo : stride[1]
+            ]
+    return cols.transpose(0, 4, 5, 1, 2, 3).reshape(n * ho * wo, c * kh * kw), ho, wo
+
+
+def _conv(
+    be: Backend,
+    name: str,
+    x,
+    w,
+    b=None,
+    *,
+    strides=(1, 1),
+    pads=(0, 0, 0, 0),
+    dilations=(1, 1),
+    group=1,
+    **_,
+):
+    if group != 1:
+        raise WorkloadError(f"{name}: grouped Conv (group={group}) has no functional lowering")
+    cout, _, kh, kw = w.shape
+    cols, ho, wo = im2col(x, kh, kw, strides, pads, dilations)
+    y = be.matmul(cols, w.reshape(cout, -1).T, name)  # (N*Ho*Wo, Cout)
+    y = y.reshape(x.shape[0], ho, wo, cout).transpose(0, 3, 1, 2)
+    return y + b.reshape(1, -1, 1, 1) if b is not None else y
+
+
+def _gemm(be: Backend, name: str, a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, **_):
+    y = be.matmul(a.T if transA else a, b.T if transB else b, name) * np.float32(alpha)
+    return y + np.float32(beta) * c if c is not None else y
+
+
+def _pool(x, kernel_shape, strides=None, pads=(0, 0, 0, 0), reduce=np.max, **_):
+    strides = strides or kernel_shape
+    pad_value = -np.inf if reduce is np.max else 0.0
+    x = np.pad(
+        x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=pad_value
+    )
+    n, c, h, w = x.shape
+    ho, wo = (h - kernel_shape[0]) // strides[0] + 1, (w - kernel_shape[1]) // strides[1] + 1
+    out = np.full((n, c, ho, wo), -np.inf if reduce is np.max else 0.0, np.float32)
+    for i in range(kernel_shape[0]):
+        for j in range(kernel_shape[1]):
+            win = x[
+                :, :, i : i + strides[0] * ho : strides[0], j : j + strides[1] * wo : strides[1]
+            ]
+            out = np.maximum(out, win) if reduce is np.max else out + win
+    return out if reduce is np.max else out / (kernel_shape[0] * kernel_shape[1])
+
+
+def _slice(x, starts, ends, axes=None, steps=None):
+    idx = [slice(None)] * x.ndim
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+        idx[int(a)] = slice(int(s), int(max(min(e, 2**62), -(2**62))), int(st))
+    return x[tuple(idx)]
+
+
+def _reshape(x, shape, allowzero=0, **_):
+    shape = [x.shape[i] if (d == 0 and not allowzero) else int(d) for i, d in enumerate(shape)]
+    return x.reshape(shape)
+
+
+def _squeeze(x, axes=None, **kw):
+    axes = kw.get("axes", axes)
+    return np.squeeze(x, tuple(int(a) for a in axes)) if axes is not None else np.squeeze(x)
+
+
+def _unsqueeze(x, axes=None, **kw):
+    for a in sorted(int(a) % (x.ndim + len(axes)) for a in axes):
+        x = np.expand_dims(x, a)
+    return x
+
+
+def _split(x, split=None, axis=0, num_outputs=None, **_):
+    if split is None:
+        return tuple(np.array_split(x, num_outputs, axis=axis))
+    return tuple(np.split(x, np.cumsum(split)[:-1], axis=axis))
+
+
+def _trilu(x, k=None, upper=1, **_):
+    k = 0 if k is None else int(k)
+    return np.triu(x, k) if upper else np.tril(x, k)
+
+
+_NUMPY: dict[str, Callable] = {
+    "Trilu": _trilu,
+    "Identity": lambda x, **_: x,
+    "Add": lambda a, b, **_: a + b,
+    "Sub": lambda a, b, **_: a - b,
+    "Mul": lambda a, b, **_: a * b,
+    "Div": lambda a, b, **_: a / b if a.dtype.kind == "f" else a // b,
+    "Pow": lambda a, b, **_: np.power(a, b),
+    "Sqrt": lambda x, **_: np.sqrt(x),
+    "Exp": lambda x, **_: np.exp(x),
+    "Neg": lambda x, **_: -x,
+    "Tanh": lambda x, **_: np.tanh(x),
+    "Erf": lambda x, **_: _erf(x),
+    "Relu": lambda x, **_: np.maximum(x, 0),
+    "Sigmoid": lambda x, **_: 1 / (1 + np.exp(-x)),
+    "Softmax": lambda x, axis=-1, **_: _softmax(x, axis),
+    "ReduceMean": lambda x, axes=None, keepdims=1, **_: x.mean(
+        axis=tuple(axes), keepdims=bool(keepdims)
+    ),
+    "LayerNormalization": _layernorm,
+    "Transpose": lambda x, perm=None, **_: np.transpose(x, perm),
+    "Reshape": _reshape,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "Flatten": lambda x, axis=1, **_: x.reshape(math.prod(x.shape[:axis]), -1),
+    "Concat": lambda *xs, axis=0, **_: np.concatenate(xs, axis=axis),
+    "Shape": lambda x, **_: np.array(x.shape, np.int64),
+    "Gather": lambda x, i, axis=0, **_: np.take(x, i, axis=axis),
+    "Slice": lambda x, s, e, a=None, st=None, **_: _slice(x, s, e, a, st),
+    "Expand": lambda x, s, **_: x * np.ones(s, x.dtype),
+    "Where": lambda c, a, b, **_: np.where(c, a, b),
+    "Equal": lambda a, b, **_: a == b,
+    "Cast": lambda x, to=1, **_: x.astype(
+        np.float32 if to == 1 else np.int64 if to == 7 else bool if to == 9 else x.dtype
+    ),
+    "MaxPool": lambda x, **kw: _pool(x, **kw),
+    "AveragePool": lambda x, **kw: _pool(x, reduce=np.mean, **kw),
+    "GlobalAveragePool": lambda x, **_: x.mean(axis=(2, 3), keepdims=True),
+    "BatchNormalization": lambda x, s, b, m, v, epsilon=1e-5, **_: (
+        (x - m.reshape(1, -1, 1, 1))
+        / np.sqrt(v.reshape(1, -1, 1, 1) + np.float32(epsilon))
+        * s.reshape(1, -1, 1, 1)
+        + b.reshape(1, -1, 1, 1)
+    ),
+    "Range": lambda s, e, d, **_: np.arange(s, e, d),
+    "ConstantOfShape": lambda s, value=None, **_: np.full(
+        s,
+        0.0 if value is None else value.reshape(()),
+        value.dtype if value is not None else np.float32,
+    ),
+}
+
+
+def _attrs(onnx, node) -> dict:
+    out = {}
+    for a in node.attribute:
+        v = onnx.helper.get_attribute_value(a)
+        if a.type == onnx.AttributeProto.TENSOR:
+            v = onnx.numpy_helper.to_array(v)
+        elif isinstance(v, bytes):
+            v = v.decode()
+        out[a.name] = v
+    return out
+
+
+def load_model(path: Path):
+    """The ONNX model at `path` with its weights (a chipforge error when it cannot be read)."""
+    onnx = require("onnx", "an ONNX model")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, OSError, ... for a damaged file
+        raise WorkloadError(
+            f"workload {path} is not a readable ONNX model ({type(exc).__name__}); "
+            "re-export it (torch.onnx.export) or check that the file is complete"
+        ) from None
+
+
+def input_shapes(model) -> dict[str, tuple[int, ...]]:
+    """The graph inputs (not initializers) with their static shapes; a dynamic one is an error."""
+    inits = {t.name for t in model.graph.initializer}
+    shapes = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if any(not d.HasField("dim_value") for d in dims):
+            names = [d.dim_param or "?" for d in dims if not d.HasField("dim_value")]
+            raise WorkloadError(
+                f"input {vi.name} has dynamic dimensions {', '.join(names)}: the functional "
+                "run needs a static shape; re-export with fixed example inputs"
+            )
+        shapes[vi.name] = tuple(d.dim_value for d in dims)
+    return shapes
+
+
+def run_onnx(model, feeds: dict[str, np.ndarray], backend: Backend, *, on_node=None) -> dict:
+    """Evaluate `model` on `feeds`; returns {node output name: value} for every node output
+    (graph outputs included). `on_node(node_name, op_type)` is called after each node."""
+    onnx = require("onnx", "an ONNX model")
+    env: dict[str, np.ndarray] = {
+        t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer
+    }
+    env |= {k: np.asarray(v, np.float32) for k, v in feeds.items()}
+    env = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in env.items()}
+    values: dict[str, np.ndarray] = {}
+    for index, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        attrs = _attrs(onnx, node)
+        args = [env[i] if i else None for i in node.input]
+        outs = _execute(backend, name, node.op_type, args, attrs)
+        for out_name, value in zip(node.output, outs, strict=False):
+            value = np.asarray(value)
+            if value.dtype.kind == "f":
+                value = value.astype(np.float32)
+                if backend.rounds_bf16 and node.op_type not in MATRIX_OPS:
+                    value = bf16(value)
+            env[out_name] = values[out_name] = value
+        if on_node:
+            on_node(name, node.op_type)
+    return values
+
+
+def _execute(be: Backend, name: str, op_type: str, args: list, attrs: dict) -> tuple:
+    if op_type == "Constant":
+        return (attrs["value"],)
+    if op_type == "MatMul":
+        return (be.matmul(args[0], args[1], name),)
+    if op_type == "Gemm":
+        return (_gemm(be, name, *args, **attrs),)
+    if op_type == "Conv":
+        return (_conv(be, name, *args, **attrs),)
+    if op_type == "Split":
+        return _split(*args, **attrs)
+    if op_type not in _NUMPY:
+        raise WorkloadError(
+            f"node {name}: op type {op_type} has no functional semantics yet; supported: "
+            f"{', '.join(sorted([*_NUMPY, *MATRIX_OPS, 'Constant']))}"
+        )
+    while args and args[-1] is None:
+        args.pop()
+    return (_NUMPY[op_type](*args, **attrs),)

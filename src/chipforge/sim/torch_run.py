@@ -1,0 +1,104 @@
+"""Executing a saved torch.export program (.pt2) node by node with real parameters: matrix
+aten ops (mm, addmm, bmm, matmul, linear, convolution as im2col, both products of
+scaled_dot_product_attention) on the chip through `matrix_backend.Backend`; every other aten op
+in torch fp32, its float results rounded to bf16 when the backend is the bf16 chip run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from chipforge.sim.matrix_backend import Backend
+from chipforge.sim.onnx_run import _conv
+from chipforge.workload.imported import require
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().float().numpy()
+
+
+def _pair(v) -> tuple[int, int]:
+    v = list(v) if isinstance(v, (list, tuple)) else [v]
+    return (int(v[0]), int(v[-1]))
+
+
+def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, record=None):
+    """Run the ExportedProgram `program` on `inputs` (torch tensors); returns its outputs as
+    fp32 torch tensors. `record` (a dict) receives each node's float tensor output in numpy;
+    `on_node(node_name, target)` is called after each node."""
+    torch = require("torch", "a torch.export program")
+    aten = torch.ops.aten
+
+    def mm(a, b, name):
+        return torch.from_numpy(backend.matmul(_np(a), _np(b), name))
+
+    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **_):
+        s = mm(q, k.transpose(-2, -1), "sdpa.qk") * (scale or 1 / math.sqrt(q.shape[-1]))
+        if is_causal:
+            lq, lk = s.shape[-2], s.shape[-1]
+            keep = torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+            s = s.masked_fill(~keep, float("-inf"))
+        if attn_mask is not None:
+            s = (
+                s + attn_mask
+                if attn_mask.dtype != torch.bool
+                else s.masked_fill(~attn_mask, float("-inf"))
+            )
+        p = _round(torch.softmax(s, dim=-1))
+        return mm(p, v, "sdpa.pv")
+
+    def conv(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *rest):
+        # convolution: (..., transposed, output_padding, groups); conv2d: (..., groups)
+        groups = rest[-1] if rest else 1
+        stride, padding, dilation = (_pair(v) for v in (stride, padding, dilation))
+        pads = (padding[0], padding[1], padding[0], padding[1])
+        y = _conv(
+            backend,
+            "conv",
+            _np(x),
+            _np(w),
+            None if b is None else _np(b),
+            strides=stride,
+            pads=pads,
+            dilations=dilation,
+            group=groups,
+        )
+        return torch.from_numpy(np.ascontiguousarray(y))
+
+    def _round(t):
+        if backend.rounds_bf16 and isinstance(t, torch.Tensor) and t.is_floating_point():
+            return t.to(torch.bfloat16).float()
+        return t
+
+    matrix = {
+        aten.mm.default: lambda a, b: mm(a, b, "mm"),
+        aten.bmm.default: lambda a, b: mm(a, b, "bmm"),
+        aten.matmul.default: lambda a, b: mm(a, b, "matmul"),
+        aten.addmm.default: lambda c, a, b, beta=1, alpha=1: beta * c + alpha * mm(a, b, "addmm"),
+        aten.linear.default: lambda x, w, b=None: mm(x, w.T, "linear") + (0 if b is None else b),
+        aten.convolution.default: conv,
+        aten.conv2d.default: conv,
+        aten.scaled_dot_product_attention.default: sdpa,
+    }
+
+    class _Run(torch.fx.Interpreter):
+        def call_function(self, target, args, kwargs):
+            if target in matrix:
+                out = matrix[target](*args, **kwargs)
+            else:
+                out = _round(super().call_function(target, args, kwargs))
+            if record is not None and isinstance(out, torch.Tensor) and out.is_floating_point():
+                record[self._node_name] = _np(out)
+            if on_node:
+                on_node(self._node_name, str(target))
+            return out
+
+        def run_node(self, n):
+            self._node_name = n.name
+            return super().run_node(n)
+
+    module = program.module()
+    with torch.no_grad():
+        out = _Run(module).run(*inputs)
+    return out
