@@ -1,0 +1,188 @@
+"""HTML/PNG reports: every kind renders from its command's JSON dict, offline, never on a crash."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from functools import lru_cache
+
+import pytest
+from plotly.offline import get_plotlyjs
+
+from chipforge.errors import ChipforgeError
+from chipforge.perf import estimate
+from chipforge.report import render_report, write_report
+from chipforge.report.plans import BUILDERS
+from chipforge.report.png import write_pngs
+from chipforge.silicon import evaluate
+from chipforge.spec import load_chip
+from chipforge.workload import parse_workload
+
+# Plan dicts shaped like the cluster / datacenter / explore packages' to_dict (issue 10's brief).
+TRAIN = {
+    "plan": {
+        "tp": 8,
+        "pp": 4,
+        "dp": 16,
+        "cp": 1,
+        "ep": 1,
+        "zero": 1,
+        "recompute": "selective",
+        "micro_batch": 1,
+    },
+    "step_time_s": 9.1,
+    "mfu": 0.41,
+    "hfu": 0.47,
+    "tokens_per_s": 1.2e6,
+    "time_to_train_s": 2.1e6,
+    "memory_per_chip_bytes": 61e9,
+    "memory_weights_bytes": 17.5e9,
+    "memory_grads_bytes": 8.7e9,
+    "memory_optimizer_bytes": 13e9,
+    "memory_activations_bytes": 21.8e9,
+    "hbm_capacity_bytes": 80e9,
+}
+SERVE = {
+    "plan": {"tp": 8, "pp": 1, "batch": 64},
+    "throughput_tokens_per_s": 21000.0,
+    "ttft_s": 0.41,
+    "tpot_s": 0.031,
+    "concurrency": 64,
+    "curve": [
+        {"batch": b, "throughput_tokens_per_s": 900.0 * b**0.8, "tpot_s": 0.02 + 2e-4 * b}
+        for b in (1, 4, 16, 64, 128)
+    ],
+}
+DATACENTER = {
+    "chips": 32768,
+    "racks": 512,
+    "it_power_w": 4.1e7,
+    "facility_power_w": 5.3e7,
+    "capex_usd": {"chips": 8.2e8, "network": 1.1e8, "building": 4.3e8, "power": 2.0e8},
+    "opex_usd_per_year": {"electricity": 4.5e7, "staff": 6e6, "maintenance": 2.4e7},
+    "tco_usd_per_chip_hour": 1.42,
+    "tornado": [
+        {"name": "wafer price", "low": 1.31, "high": 1.55},
+        {"name": "electricity price", "low": 1.38, "high": 1.47},
+        {"name": "chip life (y)", "low": 1.7, "high": 1.25},
+    ],
+}
+SWEEP = {
+    "objectives": ["cost_usd", "time_s"],
+    "rows": [
+        {
+            "pe": p,
+            "sram_mb": s,
+            "cost_usd": 900 + 3 * p + 8 * s,
+            "time_s": 5e4 / (p * s**0.3),
+            "pareto": s == 64,
+        }
+        for p in (64, 128, 256)
+        for s in (16, 32, 64)
+    ],
+}
+
+
+@lru_cache(maxsize=1)
+def samples() -> dict[str, dict]:
+    """One JSON dict per report kind (evaluate/compare/cost from the real engines)."""
+    graph = parse_workload("gpt2")
+    results = [estimate(graph, load_chip(c)).to_dict() for c in ("forge-n3", "h100")]
+    return {
+        "evaluate": results[0],
+        "compare": {"workload": graph.name, "results": results},
+        "cost": evaluate(load_chip("forge-n3")).to_dict(),
+        "train": TRAIN,
+        "serve": SERVE,
+        "datacenter": DATACENTER,
+        "sweep": SWEEP,
+    }
+
+
+def chart_specs(page: str) -> list[dict]:
+    return json.loads(
+        re.search(r"var specs=(\[.*?\]);var done", page).group(1).replace("<\\/", "</")
+    )
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_each_kind_has_charts_and_plotly_once(kind):
+    page = render_report(kind, samples()[kind])
+    assert page.count(get_plotlyjs()[:300]) == 1  # inlined, one copy
+    assert not re.search(r"<script[^>]+src=", page)  # nothing fetched: works offline
+    specs = chart_specs(page)
+    assert specs and f'data-charts="{len(specs)}"' in page
+    for s in specs:  # readable: a title and units on both axes (or a category axis of names)
+        assert s["layout"]["title"]["text"]
+        assert s["layout"]["xaxis"]["title"]["text"] or s["layout"]["yaxis"]["title"]["text"]
+        assert all("hovertemplate" in t for t in s["data"])
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_missing_keys_never_crash(kind):
+    assert "<table" in render_report(kind, {"chip": "x", "odd": {"nested": [1, 2]}})
+    render_report(kind, {})
+    render_report(kind, {"results": [{"ops": [{"name": "a"}]}], "rows": [{}], "curve": [{}]})
+
+
+def test_roofline_places_each_op_from_the_result():
+    r = samples()["evaluate"]
+    roof = next(
+        s for s in chart_specs(render_report("evaluate", r)) if s["id"].endswith("roofline")
+    )
+    ops = {o["name"]: o for o in r["ops"]}
+    pts = roof["data"][0]
+    for x, y, text in zip(pts["x"], pts["y"], pts["text"], strict=True):
+        op = ops[text.split(" (")[0]]
+        assert x == pytest.approx(op["flops"] / op["bytes"]["HBM3E"])
+        assert y == pytest.approx(op["flops"] / op["time_s"] / 1e12, rel=1e-6)
+    line = roof["data"][-1]  # the chip's roof: the spec's peak and bandwidth
+    spec = load_chip("forge-n3")
+    assert max(line["y"]) == pytest.approx(spec.peak_flops("bf16") / 1e12)
+    assert line["y"][0] == pytest.approx(spec.hbm.bandwidth * line["x"][0] / 1e12)
+
+
+def test_per_layer_time_sums_to_total():
+    r = samples()["evaluate"]
+    layer = next(s for s in chart_specs(render_report("evaluate", r)) if "layer" in s["id"])
+    assert sum(layer["data"][0]["x"]) * 1e-6 == pytest.approx(sum(o["time_s"] for o in r["ops"]))
+
+
+def test_trace_link_and_bad_kind(tmp_path):
+    page = render_report("evaluate", {**samples()["evaluate"], "trace": "t.json"})
+    assert 'href="t.json"' in page and "ui.perfetto.dev" in page
+    with pytest.raises(ChipforgeError, match="report kind"):
+        render_report("nope", {})
+    write_report(tmp_path / "a" / "r.html", "sweep", SWEEP)
+    assert (tmp_path / "a" / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_png_charts(tmp_path):
+    paths = write_pngs(tmp_path, "datacenter", DATACENTER)
+    assert len(paths) == len(BUILDERS["datacenter"](DATACENTER)) >= 3
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def test_cli_evaluate_html_and_png(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "chipforge",
+        "evaluate",
+        "--chip",
+        "h100",
+        "--workload",
+        "gpt2",
+        "--json",
+        "--html",
+        str(tmp_path / "e.html"),
+        "--png",
+        str(tmp_path / "png"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout)["chip"] == "h100"  # stdout stays pure JSON
+    assert len(chart_specs((tmp_path / "e.html").read_text())) == len(
+        list((tmp_path / "png").glob("*.png"))
+    )
