@@ -67,3 +67,4 @@ def main() -> None:
 
 
 from chipforge.cli import commands, cost, rtl, simulate  # noqa: E402,F401  (registers the commands)
+from chipforge.cli import datacenter  # noqa: E402,F401

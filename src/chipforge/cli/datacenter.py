@@ -1,0 +1,146 @@
+"""`chipforge datacenter`: racks, chips, power, capex/opex, TCO, time to train, $/Mtoken."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from chipforge.cli import JsonOpt, OutOpt, app, emit
+from chipforge.datacenter import Assumptions, compare, sensitivity, site_report
+from chipforge.errors import ChipforgeError, UnitError
+from chipforge.units import parse_quantity
+
+_SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+def parse_count(text: str, field: str) -> float:
+    """'15.6T' -> 1.56e13 (k, M, B/G, T suffixes)."""
+    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMbBgGtT]?)\s*", text)
+    if not m:
+        raise UnitError(field, f"must be a number with an optional k/M/B/T suffix, not {text!r}")
+    value = float(m.group(1)) * _SCALE[m.group(2).lower()]
+    if value <= 0:
+        raise UnitError(field, f"must be > 0, not {text!r}")
+    return value
+
+
+def _rows(title: str, rows: dict, fmt: str = ",.4g") -> Table:
+    table = Table(title=title)
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    for k, v in rows.items():
+        table.add_row(k, format(v, fmt) if isinstance(v, int | float) else str(v))
+    return table
+
+
+def site_tables(d: dict) -> list[Table]:
+    summary = {
+        "chip / rack": f"{d['chip']} / {d['rack']['name']} ({d['cooling']} cooled)",
+        "racks": d["racks"],
+        "chips": d["chips"],
+        "IT power (W)": d["it_power_w"],
+        "facility power (W)": d["facility_power_w"],
+        "all-in W per chip": d["all_in_w_per_chip"],
+        "chip cost (USD, " + ("built" if d["chip_built"] else "bought") + ")": d[
+            "chip_unit_cost_usd"
+        ],
+        "delivered FLOP/s": d["delivered_flops_per_s"],
+        "TCO (USD/year)": d["tco_usd_per_year"],
+        "TCO (USD/chip-hour)": d["tco_usd_per_chip_hour"],
+        "USD per useful PFLOP-hour": d["usd_per_useful_pflop_hour"],
+    }
+    for k in ("time_to_train_s", "usd_per_million_tokens", "breakeven_volume"):
+        if k in d:
+            summary[k] = d[k]
+    return [
+        _rows(f"datacenter: {d['chip']}", summary),
+        _rows("capex (USD)", d["capex_usd"], ",.0f"),
+        _rows("opex (USD per year)", d["opex_usd_per_year"], ",.0f"),
+        _rows("assumptions (override with options)", d["assumptions"], ".4g"),
+    ]
+
+
+def compare_table(data: dict) -> Table:
+    sites = data["sites"]
+    table = Table(title=f"compare at {data['power_w'] / 1e9:g} GW")
+    table.add_column("metric")
+    for name in sites:
+        table.add_column(name, justify="right")
+    keys = [
+        "chips",
+        "facility_power_w",
+        "tco_usd_per_year",
+        "tco_usd_per_chip_hour",
+        "usd_per_useful_pflop_hour",
+        "time_to_train_s",
+        "usd_per_million_tokens",
+        "breakeven_volume",
+    ]
+    for k in keys:
+        table.add_row(k, *(format(s[k], ",.4g") if k in s else "-" for s in sites.values()))
+    table.add_row(
+        "USD per trained model",
+        *(
+            format(s["training"]["usd_per_trained_model"], ",.4g") if "training" in s else "-"
+            for s in sites.values()
+        ),
+    )
+    return table
+
+
+@app.command()
+def datacenter(
+    chip: Annotated[
+        str, typer.Option("--chip", help="chip preset with a rack definition")
+    ] = "gb200",
+    power: Annotated[str, typer.Option("--power", help="facility power, e.g. 1.2GW")] = "1GW",
+    rack: Annotated[
+        str | None, typer.Option("--rack", help="rack preset (default: the chip's)")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model to train (and serve)")] = None,
+    tokens: Annotated[
+        str | None, typer.Option("--tokens", help="training tokens, e.g. 15.6T")
+    ] = None,
+    compare_: Annotated[
+        str | None, typer.Option("--compare", help="chips side by side: gb200,forge-n3")
+    ] = None,
+    pue: Annotated[float | None, typer.Option("--pue")] = None,
+    electricity_price: Annotated[
+        float | None, typer.Option("--electricity-price", help="USD/kWh")
+    ] = None,
+    utilization: Annotated[float | None, typer.Option("--utilization", help="MFU, 0-1")] = None,
+    sensitivity_: Annotated[bool, typer.Option("--sensitivity", help="add tornado data")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="write an HTML report")] = None,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Size and price a datacenter of one chip, or compare several."""
+    a = Assumptions().with_(
+        pue=pue, electricity_usd_per_kwh=electricity_price, utilization=utilization
+    )
+    watts = parse_quantity(power, "power", field="--power")
+    n_tokens = parse_count(tokens, "--tokens") if tokens else None
+    kw = {"model": model, "tokens": n_tokens}
+    if compare_:
+        data = compare([c.strip() for c in compare_.split(",") if c.strip()], watts, a, **kw)
+        if sensitivity_:
+            data["sensitivity"] = {c: sensitivity(c, watts, a) for c in data["sites"]}
+        tables = [compare_table(data)]
+    else:
+        data = site_report(chip, watts, a, rack=rack, **kw)
+        if sensitivity_:
+            data["sensitivity"] = sensitivity(chip, watts, a, rack=rack)
+        tables = site_tables(data)
+    if html:
+        try:
+            from chipforge.report.html import write_report  # noqa: PLC0415
+        except ImportError as e:
+            raise ChipforgeError(
+                f"`--html` needs chipforge.report.html, which is not available ({e})"
+            ) from e
+        write_report(html, "datacenter", data)
+    emit(data, tables, as_json=as_json, out=out)

@@ -1,0 +1,99 @@
+"""Time to train and serving throughput for a site.
+
+Uses `chipforge.cluster.plan_training` / `plan_serving` when that package exists. Until it
+lands, a documented first-order fallback (the result says which was used under `method`):
+- training: time = 6 * N * D / (chips * peak * utilization * goodput) (Kaplan et al. 2020
+  6ND; utilization = MFU, default 40% as Llama 3 405B on H100, Llama 3 paper Table 4);
+- serving: one replica = the fewest chips (power of two) whose HBM holds the weights twice
+  over (half for weights, half for KV cache); decode step = max(weights + KV bytes / (chips x
+  HBM bw x 0.8), 2 N B / (chips x peak x utilization)) at the batch B the KV space allows;
+  prefill adds 2 N isl FLOPs per request at the same utilization.
+"""
+
+from __future__ import annotations
+
+import math
+
+from chipforge.datacenter.tco import HOURS_PER_YEAR, Chip
+from chipforge.dtypes import nbytes
+from chipforge.errors import Infeasible
+from chipforge.spec import load_chip
+from chipforge.workload.config import load_model
+
+MAX_TRAINING_CHIPS = 65536  # one job: beyond ~64K chips the largest public runs stop (Llama 3: 16K)
+HBM_EFFICIENCY = 0.8  # achievable share of peak HBM bandwidth in decode (vLLM/TRT-LLM practice)
+
+
+def _cluster():
+    try:
+        from chipforge import cluster  # noqa: PLC0415  (optional: another engineer's package)
+    except ImportError:
+        return None
+    return cluster if hasattr(cluster, "plan_training") else None
+
+
+def training(site: dict, chip: Chip, model: str, tokens: float, dtype: str = "bf16") -> dict:
+    """Time to train `model` on `tokens` with the site's chips (capped) and its cost."""
+    m = load_model(model)
+    chips = min(site["chips"], MAX_TRAINING_CHIPS)
+    a = site["assumptions"]
+    cl = _cluster()
+    if cl is not None:
+        plan = cl.plan_training(
+            load_chip(chip.name), m, chips, tokens=tokens, dtype=dtype
+        ).to_dict()
+        seconds, method = plan["time_to_train_s"] / a["goodput"], "cluster.plan_training"
+    else:
+        flops = 6.0 * m.params() * tokens
+        rate = chips * chip.peak_flops[dtype] * a["utilization"] * a["goodput"]
+        seconds, method = flops / rate, "fallback 6ND / (chips x peak x MFU x goodput)"
+    cost = seconds / 3600 * chips * site["tco_usd_per_chip_hour"]
+    return {
+        "model": model,
+        "tokens": tokens,
+        "training_chips": chips,
+        "time_to_train_s": seconds,
+        "usd_per_trained_model": cost,
+        "method": method,
+    }
+
+
+def serving(
+    site: dict, chip: Chip, model: str, isl: int = 1024, osl: int = 1024, dtype: str = "bf16"
+) -> dict:
+    """Output tokens/s of the whole site serving `model`, and $ per million output tokens."""
+    m = load_model(model)
+    b = nbytes(dtype)
+    weights = m.params() * b
+    a = site["assumptions"]
+    if chip.hbm_bytes <= 0:
+        raise Infeasible(f"`--chip` {chip.name} has no HBM; serving needs one")
+    group = 2 ** math.ceil(math.log2(max(1.0, 2 * weights / chip.hbm_bytes)))
+    cl = _cluster()
+    if cl is not None:
+        plan = cl.plan_serving(
+            load_chip(chip.name), m, group, isl=isl, osl=osl, dtype=dtype
+        ).to_dict()
+        per_group, method = plan["throughput_tokens_per_s"], "cluster.plan_serving"
+    else:
+        kv_space = group * chip.hbm_bytes - weights
+        kv_seq = m.kv_bytes_per_token(b) * (isl + osl / 2)
+        batch = max(1, int(kv_space / kv_seq))
+        bw = group * chip.hbm_bw * HBM_EFFICIENCY
+        compute = group * chip.peak_flops[dtype] * a["utilization"]
+        step = max((weights + batch * kv_seq) / bw, 2 * m.params() * batch / compute)
+        prefill = 2 * m.params() * isl * batch / osl / compute  # per decode step, amortised
+        per_group, method = batch / (step + prefill), "fallback HBM/compute roofline per replica"
+    groups = site["chips"] // group
+    tps = per_group * groups * a["goodput"]
+    usd_per_mtok = site["tco_usd_per_year"] / (tps * HOURS_PER_YEAR * 3600) * 1e6
+    return {
+        "model": model,
+        "isl": isl,
+        "osl": osl,
+        "chips_per_replica": group,
+        "replicas": groups,
+        "throughput_tokens_per_s": tps,
+        "usd_per_million_tokens": usd_per_mtok,
+        "method": method,
+    }

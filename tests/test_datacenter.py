@@ -1,0 +1,168 @@
+"""Datacenter: published-figure checks, properties and bad input."""
+
+import csv
+import json
+from importlib import resources
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from chipforge.cli import app
+from chipforge.datacenter import Assumptions, breakeven_volume, load_rack, site_report, size
+from chipforge.datacenter.report import compare
+from chipforge.errors import ChipforgeError, SpecError
+
+
+def published() -> dict[str, float]:
+    text = resources.files("chipforge.data").joinpath("datacenter.csv").read_text()
+    return {r["id"]: float(r["value"]) for r in csv.DictReader(text.splitlines())}
+
+
+PUB = published()
+
+
+def test_rack_powers_match_published():
+    assert load_rack("dgx-h100").power_w == pytest.approx(PUB["dc-dgxh100-power"] * 1e3, rel=0.02)
+    assert (
+        120e3 <= load_rack("gb200-nvl72").power_w <= 132e3
+    )  # [dc-nvl72-power] 120 typical, 132 shelf
+    assert load_rack("gb200-nvl72").chips == PUB["hw-nvl72-gpus"]
+    # a house rack fits the liquid envelope NVL72 already forces on the hall
+    assert load_rack("forge-n3-rack").power_w <= load_rack("gb200-nvl72").power_w
+
+
+def test_defaults_inside_published_ranges():
+    a = Assumptions()
+    assert PUB["dc-pue-google-2024"] <= a.pue <= 1.3  # new large builds <= 1.3 [dc-pue-uptime-2024]
+    assert (
+        10 <= a.facility_usd_per_it_w <= 20
+    )  # $10-20M/MW excluding IT [dc-capex-standard, dc-capex-ai]
+    assert a.electricity_usd_per_kwh <= PUB["dcx-eia-industrial"]
+
+
+def test_chip_hour_below_cloud_list_and_above_rental_floor():
+    """Owning must cost less than renting on demand, but not absurdly less."""
+    for chip, cloud in (
+        ("gb200", "dc-price-cw-gb200"),
+        ("h100", "dc-price-cw-h100"),
+        ("b200", "dc-price-cw-b200"),
+    ):
+        hour = site_report(chip, 100e6)["tco_usd_per_chip_hour"]
+        assert 0.15 * PUB[cloud] < hour < PUB[cloud], chip
+    h100 = site_report("h100", 100e6)["tco_usd_per_chip_hour"]
+    assert PUB["dc-price-h800-deepseek"] * 0.5 < h100 < PUB["dc-price-lambda-h100"] * 1.2
+
+
+def test_abilene_scale():
+    """1.2 GW of GB200 NVL72: our chip count is within 1.6x of the ~400k reported (we assume
+    PUE 1.2 at average load; press figures are on grid capacity with redundancy)."""
+    r = site_report("gb200", PUB["dc-stargate-abilene-gw"] * 1e9)
+    assert PUB["dcx-abilene-gpus"] / 1.6 < r["chips"] < PUB["dcx-abilene-gpus"] * 1.6
+    assert 1.5e3 < r["all_in_w_per_chip"] < 3.5e3
+    # all-in capex per GW within the published $45-55B campus range, +-25%
+    assert 0.75 * 45e9 < r["capex_usd"]["total"] / 1.2 < 1.25 * 55e9
+
+
+def test_training_time_against_llama3():
+    """Llama 3 405B: 3.8e25 FLOPs on 16K H100 took ~54 days of pre-training (Llama 3 paper)."""
+    r = site_report("h100", None, racks=2048, model="llama3-405b", tokens=15.6e12)
+    assert 30 * 86400 < r["time_to_train_s"] < 110 * 86400
+
+
+def test_serving_price_near_published_claim():
+    """NVIDIA priced Llama 3 70B on H200 at $0.60/Mtoken [dc-nvidia-tco-claim] (a price with
+    margin): our cost must be below it and within 20x."""
+    r = site_report("h100", 100e6, model="llama3-70b", tokens=1e12)
+    per_chip = r["serving"]["throughput_tokens_per_s"] / r["chips"]
+    mlperf = PUB["perf-mlpi-h100x8-offline"] / 8  # Llama 2 70B offline, same shapes class
+    assert mlperf / 3 < per_chip < mlperf * 1.5
+    assert 0.03 < r["usd_per_million_tokens"] < PUB["dc-nvidia-tco-claim-usd-per-mtok"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(2e5, 2e9), st.sampled_from(["gb200", "forge-n3", "h100"]))
+def test_twice_the_power_at_most_twice_the_chips(p, chip):
+    a = Assumptions()
+    rack = load_rack(
+        {"gb200": "gb200-nvl72", "forge-n3": "forge-n3-rack", "h100": "dgx-h100"}[chip]
+    )
+    if p * 1.0 / a.pue < rack.power_w * 1.1:
+        return
+    one, two = size(rack, p, a).chips, size(rack, 2 * p, a).chips
+    assert one < two <= 2 * one + rack.chips  # whole racks: at most one more rack than double
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.floats(1.0, 2.0), st.floats(0.0, 0.5))
+def test_higher_pue_never_lowers_cost(pue, extra):
+    lo = site_report("forge-n3", None, Assumptions(pue=pue), racks=100)
+    hi = site_report("forge-n3", None, Assumptions(pue=pue + extra), racks=100)
+    assert hi["tco_usd_per_year"] >= lo["tco_usd_per_year"]
+    assert hi["tco_usd_per_chip_hour"] >= lo["tco_usd_per_chip_hour"]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    sites = compare(["gb200", "forge-n3"], 1e8)["sites"]
+    return sites["forge-n3"], sites["gb200"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.floats(0.5, 3.0), st.floats(0.01, 1.0))
+def test_breakeven_falls_as_gpu_price_rises(pair, x, dx):
+    house, gpu = pair
+    assert breakeven_volume(house, gpu, gpu_x=x + dx) <= breakeven_volume(house, gpu, gpu_x=x)
+
+
+def test_bad_input_is_clear():
+    with pytest.raises(SpecError, match="too small for one"):
+        site_report("gb200", 50e3)
+    with pytest.raises(SpecError, match="no rack definition"):
+        site_report("mi300x", 1e8)
+    with pytest.raises(ChipforgeError, match="electricity_usd_per_kwh"):
+        Assumptions().with_(electricity_usd_per_kwh=-0.1)
+    with pytest.raises(ChipforgeError, match="pue"):
+        Assumptions(pue=0.9).check()
+
+
+def test_cli_json_keys_and_errors(tmp_path):
+    run = CliRunner().invoke
+    res = run(
+        app,
+        [
+            "datacenter",
+            "--chip",
+            "gb200",
+            "--power",
+            "1.2GW",
+            "--model",
+            "llama3-405b",
+            "--tokens",
+            "15.6T",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    for k in (
+        "chips",
+        "racks",
+        "it_power_w",
+        "facility_power_w",
+        "capex_usd",
+        "opex_usd_per_year",
+        "tco_usd_per_chip_hour",
+        "time_to_train_s",
+        "usd_per_million_tokens",
+        "assumptions",
+    ):
+        assert k in d
+    assert set(d["capex_usd"]) >= {"chips_usd", "racks_servers_usd", "network_usd", "facility_usd"}
+    res = run(
+        app,
+        ["datacenter", "--compare", "gb200,forge-n3", "--power", "1GW", "--json", "--pue", "1.3"],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["sites"]["forge-n3"]["breakeven_volume"] > 0
