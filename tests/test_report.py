@@ -186,3 +186,20 @@ def test_cli_evaluate_html_and_png(tmp_path):
     assert len(chart_specs((tmp_path / "e.html").read_text())) == len(
         list((tmp_path / "png").glob("*.png"))
     )
+
+
+def test_real_datacenter_output_renders():
+    pytest.importorskip("chipforge.cli.datacenter")
+    cmd = [
+        sys.executable,
+        "-m",
+        "chipforge",
+        "datacenter",
+        "--chip",
+        "forge-n3",
+        "--sensitivity",
+        "--json",
+    ]
+    data = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    ids = [s["id"] for s in chart_specs(render_report("datacenter", data))]
+    assert {"s0_capex", "s0_opex", "s0_tornado"} <= set(ids)

@@ -32,8 +32,14 @@ def _records(data: dict, *names) -> list:
 
 
 def train_charts(data: dict) -> list:
-    mem = _find(data, "memory_breakdown_bytes", "memory_bytes", "memory_per_chip")
-    if not isinstance(mem, dict):
+    mem = _find(data, "memory_breakdown_bytes", "memory_bytes", "memory_per_chip", "memory")
+    if isinstance(mem, dict):
+        mem = {
+            str(k).removesuffix("_bytes"): v
+            for k, v in mem.items()
+            if k not in ("total", "total_bytes")
+        }
+    else:
         mem = {
             k.removeprefix("memory_").removesuffix("_bytes"): v
             for k, v in data.items()
@@ -108,23 +114,20 @@ def serve_charts(data: dict) -> list:
     return charts
 
 
-def _tornado(data: dict) -> list:
-    rows = _records(data, "tornado", "sensitivity")
-    sens = _find(data, "tornado", "sensitivity")
-    if not rows and isinstance(sens, dict):
-        rows = [{"name": k, **v} for k, v in sens.items() if isinstance(v, dict)]
-    base = _find(data, "tco_usd_per_chip_hour", "base")
-    lo_keys, hi_keys = (
-        ("low", "low_value", "tco_low", "min"),
-        ("high", "high_value", "tco_high", "max"),
-    )
+def _tornado(rows: list, base, cid: str = "tornado", who: str = "") -> list:
+    """Bars from the base case to the outcome at each knob's low and high input."""
+    lo_keys = ("at_low", "tco_low", "low_value", "low", "min")
+    hi_keys = ("at_high", "tco_high", "high_value", "high", "max")
     bars = []
     for r in rows:
         lo = next((r[k] for k in lo_keys if _num(r.get(k))), None)
         hi = next((r[k] for k in hi_keys if _num(r.get(k))), None)
-        name = str(_find(r, "name", "parameter", "input", "label") or "?")
+        name = str(_find(r, "knob", "name", "parameter", "input", "label") or "?")
+        if _num(r.get("low")) and _num(r.get("high")) and "at_low" in r:
+            name += f" ({r['low']:g} .. {r['high']:g})"
         if lo is not None and hi is not None:
             bars.append((name, lo, hi))
+        base = r["base"] if _num(r.get("base")) else base
     if not bars:
         return []
     ref = base if _num(base) else (bars[0][1] + bars[0][2]) / 2
@@ -147,31 +150,55 @@ def _tornado(data: dict) -> list:
         )
     ]
     lay = _layout(
-        "Sensitivity (tornado) around the base case",
+        f"Sensitivity (tornado) around the base case {who}".rstrip(),
         "TCO (USD per chip-hour)",
         "",
         barmode="overlay",
     )
     lay["yaxis"]["autorange"] = "reversed"
-    return [chart("tornado", traces, lay)]
+    return [chart(cid, traces, lay)]
+
+
+def _items(d: dict) -> dict:
+    """A breakdown without its total, labels without the unit suffix."""
+    return {str(k).removesuffix("_usd"): v for k, v in d.items() if k != "total"}
 
 
 def datacenter_charts(data: dict) -> list:
     charts = []
-    for key, title in (("capex_breakdown_usd", "Capex by item"), ("capex_usd", "Capex by item")):
-        if isinstance(data.get(key), dict):
-            charts += bar("capex", title, data[key], "million USD", 1e6)
-            break
+    sites = data.get("sites")
+    if isinstance(sites, dict):  # --compare: one site per chip
+        tco = {c: s.get("tco_usd_per_chip_hour") for c, s in sites.items() if isinstance(s, dict)}
+        charts += bar("tco", "TCO per chip-hour by chip", tco, "USD per chip-hour")
+        capex = {
+            c: (s.get("capex_usd") or {}).get("total")
+            for c, s in sites.items()
+            if isinstance(s, dict) and isinstance(s.get("capex_usd"), dict)
+        }
+        charts += bar("capex_by_chip", "Capex by chip", capex, "million USD", 1e6)
+    cap = _find(data, "capex_breakdown_usd", "capex_usd")
+    if isinstance(cap, dict):
+        charts += bar("capex", "Capex by item", _items(cap), "million USD", 1e6)
     opex = _find(data, "opex_breakdown_usd_per_year", "opex_usd_per_year")
     if isinstance(opex, dict):
-        charts += bar("opex", "Opex per year by item", opex, "million USD / year", 1e6)
+        charts += bar("opex", "Opex per year by item", _items(opex), "million USD / year", 1e6)
     power = {k: data[k] for k in ("it_power_w", "facility_power_w") if _num(data.get(k))}
     charts += bar("power", "Power", power, "MW", 1e6)
-    return charts + _tornado(data)
+    sens = _find(data, "tornado", "sensitivity")
+    base = data.get("tco_usd_per_chip_hour")
+    if isinstance(sens, list):
+        charts += _tornado([r for r in sens if isinstance(r, dict)], base)
+    elif isinstance(sens, dict) and all(isinstance(v, list) for v in sens.values()):
+        for i, (who, rows) in enumerate(sens.items()):
+            rows = [r for r in rows if isinstance(r, dict)]
+            charts += _tornado(rows, None, f"tornado{i}", f"({who})")
+    elif isinstance(sens, dict):
+        charts += _tornado([{"name": k, **v} for k, v in sens.items() if isinstance(v, dict)], base)
+    return charts
 
 
 def sweep_charts(data: dict) -> list:
-    rows = _records(data, "rows", "points", "results", "trials")
+    rows = _records(data, "rows", "points", "front", "results", "trials")
     if not rows:
         return []
     objs = _find(data, "objectives")
