@@ -166,3 +166,11 @@ def test_cli_json_keys_and_errors(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["sites"]["forge-n3"]["breakeven_volume"] > 0
+
+
+def test_html_missing_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "chipforge.report.html", None)
+    res = CliRunner().invoke(
+        app, ["datacenter", "--power", "100MW", "--html", str(tmp_path / "x.html")]
+    )
+    assert isinstance(res.exception, ChipforgeError) and "--html" in str(res.exception)
