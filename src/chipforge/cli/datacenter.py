@@ -115,6 +115,7 @@ def datacenter(
     utilization: Annotated[float | None, typer.Option("--utilization", help="MFU, 0-1")] = None,
     sensitivity_: Annotated[bool, typer.Option("--sensitivity", help="add tornado data")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="write an HTML report")] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="write the charts as PNG here")] = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
@@ -143,4 +144,8 @@ def datacenter(
                 f"`--html` needs chipforge.report.html, which is not available ({e})"
             ) from e
         write_report(html, "datacenter", data)
+    if png:
+        from chipforge.report.png import write_pngs  # noqa: PLC0415
+
+        write_pngs(png, "datacenter", data)
     emit(data, tables, as_json=as_json, out=out)
