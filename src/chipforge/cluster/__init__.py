@@ -1,6 +1,16 @@
 """Many chips: topologies, collectives, training plans (parallelism, memory, step time)."""
 
 from chipforge.cluster.collectives import collective_time
+from chipforge.cluster.search import plan_training
 from chipforge.cluster.topology import Topology, topology_for, topology_names
+from chipforge.cluster.training import Plan, TrainingPlan
 
-__all__ = ["Topology", "collective_time", "topology_for", "topology_names"]
+__all__ = [
+    "Plan",
+    "Topology",
+    "TrainingPlan",
+    "collective_time",
+    "plan_training",
+    "topology_for",
+    "topology_names",
+]

@@ -1,0 +1,91 @@
+"""Memory per chip for a training plan: weights, gradients, optimizer states (ZeRO stages,
+Rajbhandari et al. SC 2020) and stored activations (Korthikanti et al. 2022)."""
+
+from __future__ import annotations
+
+from chipforge.workload.config import ModelConfig
+
+GiB = 2**30
+# Mixed-precision Adam: bf16 weights (2 B), bf16 gradients (2 B), fp32 master weights, m and v
+# (12 B) = 16 B per parameter (ZeRO paper Sec. 3.1; as chipforge.workload.llm).
+WEIGHT_BYTES, GRAD_BYTES, OPTIMIZER_BYTES = 2, 2, 12
+# CUDA/XLA context, communication buffers and allocator fragmentation that training frameworks
+# hold outside the tensors (assumption: ~3 GiB, order of PyTorch's context + NCCL buffers).
+RESERVED_BYTES = 3 * GiB
+RECOMPUTE = ("none", "selective", "full")
+
+
+def stage_params(c: ModelConfig, pp: int, tp: int, ep: int) -> float:
+    """Parameters one chip holds on the heaviest pipeline stage (the first or the last, which
+    also hold the embedding / LM head; Megatron splits both over TP)."""
+    per_layer_dense = c.attention_params() + (0 if c.is_moe else c.ffn_params(False))
+    if c.is_moe:
+        moe_layers = c.layers - c.dense_layers
+        expert = c.experts * c.ffn_matrices * c.hidden * c.expert_ffn
+        shared = c.ffn_params(True) - expert
+        blocks = (
+            c.layers * c.attention_params()
+            + c.dense_layers * c.ffn_params(False)
+            + moe_layers * shared
+        ) / tp + moe_layers * expert / (tp * ep)
+    else:
+        blocks = c.layers * per_layer_dense / tp
+    embed = c.vocab * c.hidden / tp
+    embeds = embed * (1 if pp > 1 or c.tied_embeddings else 2)
+    return blocks / pp + embeds
+
+
+def activation_bytes_per_layer(
+    c: ModelConfig, *, mb: int, seq: int, tp: int, recompute: str, act_bytes: int = 2
+) -> float:
+    """Stored activations of one layer for one micro-batch with sequence parallelism
+    (Korthikanti et al. 2022, Table 2: s*b*h*34/t with flash attention / selective
+    recompute, + 5*a*s^2*b/t without either; full recompute keeps the layer input, 2*s*b*h/t).
+    Scaled by act_bytes/2 (the paper counts 16-bit activations)."""
+    sbh = seq * mb * c.hidden
+    if recompute == "full":
+        return 2 * sbh / tp * act_bytes / 2
+    per = 34 * sbh / tp  # flash attention stores no attention scores
+    if c.is_moe:  # the FFN part (19 of 34, Table 2) grows with top_k experts of expert_ffn
+        per += 19 * sbh / tp * (c.top_k * c.expert_ffn / (4 * c.hidden) - 1)
+    return per * act_bytes / 2
+
+
+def memory_per_chip(
+    c: ModelConfig,
+    *,
+    tp: int,
+    pp: int,
+    dp: int,
+    cp: int,
+    ep: int,
+    zero: int,
+    recompute: str,
+    mb: int,
+    seq: int,
+    interleave: int = 1,
+    act_bytes: int = 2,
+) -> dict[str, float]:
+    """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
+    micro-batches of activations under 1F1B; interleaving adds (pp-1)/(pp*v) of that)."""
+    params = stage_params(c, pp, tp, ep)
+    shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
+    layers_stage = c.layers / pp
+    # Korthikanti et al. 2022 Sec. 4.2.3: interleaving stores (1 + (p-1)/(p*v)) times more
+    in_flight = pp * (1 + (pp - 1) / (pp * interleave)) if interleave > 1 else pp
+    acts = (
+        activation_bytes_per_layer(
+            c, mb=mb, seq=seq // cp, tp=tp, recompute=recompute, act_bytes=act_bytes
+        )
+        * layers_stage
+        * in_flight
+    )
+    # the LM-head logits of one micro-batch (fp32 for the loss) on the last stage
+    logits = 4 * mb * (seq // cp) * c.vocab / tp
+    return {
+        "weights_bytes": params * WEIGHT_BYTES / shard[0],
+        "gradients_bytes": params * GRAD_BYTES / shard[1],
+        "optimizer_bytes": params * OPTIMIZER_BYTES / shard[2],
+        "activations_bytes": acts + (logits if pp == 1 else 0),
+        "reserved_bytes": RESERVED_BYTES,
+    }

@@ -1,0 +1,114 @@
+"""`plan_training`: evaluate an explicit parallelism plan, or search the feasible ones for the
+shortest step (ties: less memory). Flags left as None are searched."""
+
+from __future__ import annotations
+
+from itertools import product
+
+from chipforge.cluster.memory import RECOMPUTE
+from chipforge.cluster.topology import Topology, topology_for
+from chipforge.cluster.training import (
+    Plan,
+    TrainingPlan,
+    default_global_batch,
+    divisors,
+    evaluate_plan,
+)
+from chipforge.errors import Infeasible, WorkloadError
+from chipforge.spec.loader import load_chip
+from chipforge.spec.models import ChipSpec
+from chipforge.workload.config import ModelConfig, load_model
+
+POW2 = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def _choices(given, default):
+    return [given] if given is not None else list(default)
+
+
+def plan_training(
+    chip: ChipSpec | str,
+    model: ModelConfig | str,
+    chips: int,
+    *,
+    tokens: float | None = None,
+    seq: int | None = None,
+    global_batch: int | None = None,
+    dtype: str = "bf16",
+    tp: int | None = None,
+    pp: int | None = None,
+    dp: int | None = None,
+    cp: int | None = None,
+    ep: int | None = None,
+    zero: int | None = None,
+    recompute: str | None = None,
+    micro_batch: int | None = None,
+    interleave: int | None = None,
+    topology: Topology | str | None = None,
+) -> TrainingPlan:
+    """The fastest feasible training plan (or the given one) for `model` on `chips` chips."""
+    chip = load_chip(chip) if isinstance(chip, str) else chip
+    c = load_model(model) if isinstance(model, str) else model
+    if not isinstance(chips, int) or chips <= 0:
+        raise WorkloadError(f"`chips` must be a positive integer, not {chips}")
+    if not chip.peak_flops(dtype):
+        raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
+    topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
+    seq = seq or c.seq
+    gb = global_batch or default_global_batch(chips, seq)
+    key = chip.model_dump_json()
+    explicit = None not in (tp, pp, dp, cp, ep, zero, recompute, micro_batch)
+    tps = _choices(tp, [t for t in POW2 if t <= max(1, topo.domain) and c.heads % t == 0])
+    cps = _choices(cp, [x for x in (1, 2, 4, 8, 16) if seq // x >= 8192 or x == 1])
+    eps = _choices(ep, [e for e in POW2 if c.is_moe and c.experts % e == 0] or [1])
+    zeros = _choices(zero, (1, 3))
+    recs = _choices(recompute, RECOMPUTE)
+    mbs = _choices(micro_batch, (1, 2, 4, 8))
+    ils = _choices(interleave, (1, 2, 4) if pp is None or pp > 1 else (1,))
+    best: TrainingPlan | None = None
+    first_error: Infeasible | None = None
+    shapes = 0
+    for t, x, e in product(tps, cps, eps):
+        if chips % (t * x):
+            continue
+        pps = _choices(pp, [d for d in divisors(c.layers) if (chips // (t * x)) % d == 0])
+        for p_ in pps:
+            if chips % (t * x * p_):
+                continue
+            d = chips // (t * x * p_)
+            if dp is not None and d != dp:
+                continue
+            shapes += 1
+            for z, r, mb, v in product(zeros, recs, mbs, ils):
+                if (p_ == 1 and v > 1) or (tp is None and gb % (d * mb)):
+                    continue
+                plan = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, zero=z, recompute=r,
+                            micro_batch=mb, interleave=v)  # fmt: skip
+                try:
+                    res = evaluate_plan(
+                        chip, key, c, chips, plan, topo,
+                        seq=seq, global_batch=gb, dtype=dtype, tokens=tokens,
+                    )  # fmt: skip
+                except Infeasible as err:
+                    first_error = first_error or err
+                    continue
+                if best is None or (res.step_time_s, res.memory_per_chip_bytes) < (
+                    best.step_time_s,
+                    best.memory_per_chip_bytes,
+                ):
+                    best = res
+    if best is not None:
+        return best
+    if explicit or first_error is not None and shapes == 1:
+        raise first_error or Infeasible("no plan")
+    if shapes == 0:
+        raise Infeasible(
+            f"no tp*pp*dp*cp split of {chips} chips fits {c.name} ({c.layers} layers, "
+            f"{c.heads} heads): give --chips a multiple of a power of two"
+            if dp is None
+            else f"--dp {dp} does not divide {chips} chips with the other flags"
+        )
+    raise Infeasible(
+        f"{c.name} does not fit on {chips} x {chip.name} in any plan ({first_error}); "
+        f"use more chips or a chip with more memory"
+    )

@@ -1,0 +1,283 @@
+"""Training step time of one parallelism plan: per-chip compute from `perf.estimate` on one
+transformer layer of the tensor-parallel shard (cached), pipeline bubbles (1F1B and interleaved,
+Narayanan et al. SC 2021), DP/TP/PP/CP/EP communication from `collectives`, MFU and HFU."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from chipforge.cluster.collectives import collective_time
+from chipforge.cluster.memory import RECOMPUTE, memory_per_chip
+from chipforge.cluster.topology import Topology
+from chipforge.dtypes import nbytes
+from chipforge.errors import Infeasible
+from chipforge.perf import estimate
+from chipforge.spec.models import ChipSpec
+from chipforge.workload.config import ModelConfig
+from chipforge.workload.llm import build
+
+# Time outside the modelled kernels per step (data loading, launch gaps, loss, logging,
+# optimizer launch): a fraction of the step. Megatron-LM end-to-end numbers include it
+# (Narayanan et al. 2021 Sec. 5.1 report end-to-end throughput). One global assumption.
+FRAMEWORK_OVERHEAD = 0.05
+_LAYER_CACHE: dict[tuple, tuple[float, float, float, float]] = {}
+
+
+@dataclass(frozen=True)
+class Plan:
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    cp: int = 1
+    ep: int = 1
+    zero: int = 1
+    recompute: str = "selective"
+    micro_batch: int = 1
+    interleave: int = 1  # virtual pipeline stages per chip (1: plain 1F1B)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    chip: str
+    model: str
+    chips: int
+    plan: Plan
+    seq: int
+    global_batch: int
+    dtype: str
+    step_time_s: float
+    mfu: float
+    hfu: float
+    tokens_per_s: float
+    tokens: float | None
+    memory: dict[str, float]
+    memory_capacity_bytes: float
+    times: dict[str, float] = field(default_factory=dict)
+    exposed_comm: dict[str, float] = field(default_factory=dict)
+    topology: str = ""
+
+    @property
+    def memory_per_chip_bytes(self) -> float:
+        return sum(self.memory.values())
+
+    @property
+    def time_to_train_s(self) -> float | None:
+        return self.tokens / self.tokens_per_s if self.tokens else None
+
+    def to_dict(self) -> dict:
+        return {
+            "chip": self.chip,
+            "model": self.model,
+            "chips": self.chips,
+            "topology": self.topology,
+            "plan": asdict(self.plan),
+            "seq": self.seq,
+            "global_batch": self.global_batch,
+            "dtype": self.dtype,
+            "step_time_s": self.step_time_s,
+            "mfu": self.mfu,
+            "hfu": self.hfu,
+            "tokens_per_s": self.tokens_per_s,
+            "tokens": self.tokens,
+            "time_to_train_s": self.time_to_train_s,
+            "memory_per_chip_bytes": self.memory_per_chip_bytes,
+            "memory_capacity_bytes": self.memory_capacity_bytes,
+            "memory_by_category_bytes": dict(self.memory),
+            "time_breakdown_s": dict(self.times),
+            "exposed_comm_s": dict(self.exposed_comm),
+        }
+
+
+def model_flops_per_token(c: ModelConfig, seq: int) -> float:
+    """Training FLOPs per token: 6 x active parameters + attention 12*L*s*h (PaLM App. B)."""
+    attn_dim = c.heads * c.d_head
+    return 6 * c.params(active=True) + 12 * c.layers * seq * attn_dim
+
+
+def layer_costs(
+    chip: ChipSpec, key: str, c: ModelConfig, tp: int, mb: int, seq: int, cp: int, dtype: str
+) -> tuple[float, float, float, float]:
+    """(forward s, backward s, attention-core forward s, optimizer s) of one layer's TP shard
+    for one micro-batch of `seq`/`cp` tokens per sequence, on one chip. Cached."""
+    k = (key, c, tp, mb, seq, cp, dtype)
+    hit = _LAYER_CACHE.get(k)
+    if hit is not None:
+        return hit
+    g = build(c, phase="train", batch=mb, seq=seq // cp, dtype=dtype, tp=tp, scope="layer")
+    fwd = bwd = attn = opt = 0.0
+    for op in estimate(g, chip).ops:
+        t = op.time_s * (cp if op.kind == "attention" else 1)  # CP: queries see all keys
+        if op.kind == "collective":
+            continue  # TP communication is priced by `collectives` on the topology
+        if op.name.startswith("optimizer"):
+            opt += t
+        elif ".bwd" in op.name or ".dgrad" in op.name or ".wgrad" in op.name:
+            bwd += t
+        else:
+            fwd += t
+            attn += t if op.kind == "attention" else 0.0
+    _LAYER_CACHE[k] = (fwd, bwd, attn, opt)
+    return _LAYER_CACHE[k]
+
+
+def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int) -> None:
+    """Raise Infeasible naming what divides when the plan's shape does not."""
+    prod = p.tp * p.pp * p.dp * p.cp
+    if prod != chips:
+        raise Infeasible(
+            f"tp*pp*dp*cp = {p.tp}*{p.pp}*{p.dp}*{p.cp} = {prod} must equal --chips {chips}"
+        )
+    if c.heads % p.tp:
+        ok = [t for t in (1, 2, 4, 8, 16, 32, 64) if c.heads % t == 0 and chips % t == 0]
+        raise Infeasible(f"--tp {p.tp} must divide the {c.heads} heads of {c.name}; try {ok}")
+    if c.layers % (p.pp * p.interleave):
+        ok = [d for d in range(1, min(c.layers, chips) + 1) if c.layers % d == 0 and chips % d == 0]
+        raise Infeasible(
+            f"--pp {p.pp} (x interleave {p.interleave}) must divide the {c.layers} layers of "
+            f"{c.name}; try --pp in {ok}"
+        )
+    if seq % p.cp or (seq // p.cp) % 2:
+        raise Infeasible(f"--cp {p.cp} must divide --seq {seq} into even chunks")
+    if p.ep > 1 and (not c.is_moe or c.experts % p.ep or p.dp * p.cp % p.ep):
+        raise Infeasible(f"--ep {p.ep} must divide the experts ({c.experts}) and dp*cp")
+    if global_batch % (p.dp * p.micro_batch):
+        raise Infeasible(
+            f"--global-batch {global_batch} must be a multiple of dp*micro_batch = "
+            f"{p.dp}*{p.micro_batch}"
+        )
+    if p.zero not in (0, 1, 2, 3) or p.recompute not in RECOMPUTE:
+        raise Infeasible(f"--zero must be 0-3 and --recompute one of {', '.join(RECOMPUTE)}")
+
+
+def evaluate_plan(
+    chip: ChipSpec,
+    key: str,
+    c: ModelConfig,
+    chips: int,
+    p: Plan,
+    topo: Topology,
+    *,
+    seq: int,
+    global_batch: int,
+    dtype: str,
+    tokens: float | None = None,
+    check_memory: bool = True,
+) -> TrainingPlan:
+    """Step time, utilization and memory of plan `p` (Infeasible when it does not fit)."""
+    check_plan(c, chips, p, global_batch, seq)
+    act_bytes = max(2, nbytes(dtype))
+    mem = memory_per_chip(
+        c, tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
+        mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
+    )  # fmt: skip
+    need, have = sum(mem.values()), chip.hbm.capacity
+    if check_memory and need > have:
+        raise Infeasible(
+            f"needs {need / 2**30:.0f} GiB per chip, has {have / 2**30:.0f} GiB: raise --tp or "
+            f"--pp, --zero, --recompute full or lower --micro-batch"
+        )
+    fwd, bwd, attn, opt = layer_costs(chip, key, c, p.tp, p.micro_batch, seq, p.cp, dtype)
+    rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
+    layers = c.layers / p.pp
+    m = global_batch // (p.dp * p.micro_batch)  # micro-batches per step per pipeline
+    # TP (with sequence parallelism: reduce-scatter + all-gather = one all-reduce's bytes):
+    # 2 per layer forward, 2 backward, 2 more when the forward is recomputed; not overlapped.
+    tok = p.micro_batch * seq // p.cp
+    ar = tok * c.hidden * nbytes(dtype)
+    n_tp = 4 + (2 if p.recompute == "full" else 0)
+    t_tp = n_tp * collective_time("all_reduce", ar, p.tp, topo) * layers
+    # EP: all-to-all dispatch and combine, forward and backward (over the EP group)
+    t_ep = 0.0
+    if c.is_moe and p.ep > 1:
+        a2a = tok * c.top_k * c.hidden * nbytes(dtype) / p.tp
+        moe_frac = (c.layers - c.dense_layers) / c.layers
+        t_ep = 4 * collective_time("all_to_all", a2a, p.ep, topo, stride=p.tp) * layers * moe_frac
+    # CP: ring attention passes K and V around the CP ring, overlapped with attention compute
+    t_cp = 0.0
+    if p.cp > 1:
+        kv = 2 * tok * c.n_kv_heads * c.d_head * nbytes(dtype) / min(p.tp, c.n_kv_heads)
+        ring = (p.cp - 1) * collective_time("send_recv", kv, 2, topo, stride=p.tp)
+        t_cp = 3 * max(0.0, ring - attn) * layers  # forward + backward (twice the traffic)
+    # LM head + embedding on the last stage: 6*tokens*h*V/tp FLOPs at the layer's matmul rate
+    moe = c.is_moe
+    per_tok = 6 * (c.attention_params() + c.ffn_params(moe, active=True)) + 12 * seq * (
+        c.heads * c.d_head
+    )
+    rate = per_tok * tok / p.tp / max(fwd + bwd, 1e-30)
+    t_head = 6 * tok * c.hidden * c.vocab / p.tp / rate
+    t_f = layers * fwd + t_head / 3
+    t_b = layers * (bwd + rec) + 2 * t_head / 3
+    stage = t_f + t_b + t_tp + t_ep + t_cp
+    bubble = (p.pp - 1) / p.interleave * stage
+    # PP: activations (sequence-parallel shard) between stages; fill and drain are exposed
+    t_pp = 0.0
+    if p.pp > 1:
+        msg = tok * c.hidden * nbytes(dtype) / p.tp
+        hop = collective_time("send_recv", msg, 2, topo, stride=p.tp * p.cp * p.dp)
+        t_pp = 2 * (p.pp - 1) * p.interleave * hop + 2 * m * hop * (p.interleave - 1) / 2
+    # DP: gradients reduced (ZeRO 0: all-reduce; 1-2: reduce-scatter + all-gather of weights;
+    # 3: + weights gathered again per micro-batch), overlapped with the last backward pass
+    grads = mem["weights_bytes"] * (p.dp if p.zero == 3 else 1)  # bf16 bytes on this chip
+    dp_group, stride = p.dp * p.cp, p.tp
+    t_dp = collective_time("all_reduce", grads, dp_group, topo, stride=stride)
+    t_dp_hidden = t_b
+    if p.zero == 3:
+        gather = 2 * m * collective_time("all_gather", grads, dp_group, topo, stride=stride)
+        t_dp += gather
+        t_dp_hidden += m * (t_f + t_b)
+    t_dp_exposed = max(0.0, t_dp - t_dp_hidden)
+    t_opt = opt * layers / (p.dp if p.zero >= 1 else 1)
+    compute = m * stage
+    step = (compute + bubble + t_pp + t_dp_exposed + t_opt) / (1 - FRAMEWORK_OVERHEAD)
+    tokens_step = global_batch * seq
+    mf = model_flops_per_token(c, seq) * tokens_step
+    hf = mf  # hardware FLOPs add the recomputed forward (all of it, or attention only)
+    if p.recompute == "full":
+        hf = mf * 4 / 3
+    elif p.recompute == "selective":
+        hf = mf + 4 * c.layers * seq * c.heads * c.d_head * tokens_step
+    peak = chip.peak_flops(dtype) * chips
+    up = "scale_up" if p.tp <= topo.domain else "scale_out"
+    exposed = {
+        f"tp_{up}_s": m * t_tp,
+        "pp_s": t_pp,
+        "dp_s": t_dp_exposed,
+        "ep_s": m * t_ep,
+        "cp_s": m * t_cp,
+    }
+    return TrainingPlan(
+        chip=chip.name,
+        model=c.name,
+        chips=chips,
+        plan=p,
+        seq=seq,
+        global_batch=global_batch,
+        dtype=dtype,
+        step_time_s=step,
+        mfu=mf / (step * peak),
+        hfu=hf / (step * peak),
+        tokens_per_s=tokens_step / step,
+        tokens=tokens,
+        memory=mem,
+        memory_capacity_bytes=have,
+        times={
+            "compute_s": m * (t_f + t_b),
+            "bubble_s": bubble,
+            "optimizer_s": t_opt,
+            "overhead_s": step * FRAMEWORK_OVERHEAD,
+        },
+        exposed_comm=exposed,
+        topology=topo.name,
+    )
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0] if n < 10**6 else [1]
+
+
+def default_global_batch(chips: int, seq: int) -> int:
+    """4M tokens (GPT-3 / PaLM scale), or chips/8 sequences on big clusters (Llama 3: 16M
+    tokens on 16K GPUs), as a power of two."""
+    want = max(2**22 / seq, chips / 8)
+    return 2 ** math.ceil(math.log2(max(1, want)))
