@@ -1,0 +1,179 @@
+"""`chipforge sweep SPACE.toml` runs a design-space sweep or search into a Parquet store;
+`chipforge sweep show DIR [--pareto] [--html PATH] [--png PATH]` reads one back.
+
+One command whose first argument is a space file or the word `show` (a Typer group with a
+default sub-command would make `sweep SPACE.toml` ambiguous)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from chipforge.cli import JsonOpt, OutOpt, app, emit
+from chipforge.errors import ChipforgeError
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+    task = bar.add_task("sweep", total=None)
+    return bar, lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def run_cmd(
+    space_file: str,
+    *,
+    store: str,
+    backend: str,
+    address: str | None,
+    workers: int,
+    resume: bool,
+    n: int | None,
+    as_json: bool,
+    out: Path | None,
+) -> None:
+    from rich.console import Console
+
+    from chipforge.explore import load_space, sweep
+
+    space = load_space(space_file)  # every input error before any work
+    bar, cb = _progress(Console(stderr=True).is_terminal and not as_json)
+    if bar:
+        with bar:
+            counts = sweep(
+                space,
+                store,
+                backend=backend,
+                workers=workers,
+                address=address,
+                resume=resume,
+                n=n,
+                on_rows=cb,
+            )
+    else:
+        counts = sweep(
+            space, store, backend=backend, workers=workers, address=address, resume=resume, n=n
+        )
+    counts["store"] = store
+    table = Table(title=f"sweep {space_file} -> {store}")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    for k, v in counts.items():
+        table.add_row(k, f"{v:.3g}" if isinstance(v, float) else str(v))
+    emit(counts, [table], as_json=as_json, out=out)
+
+
+def _records(df) -> list[dict]:
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        for r in df.to_dict("records")
+    ]
+
+
+def show_cmd(
+    directory: str,
+    *,
+    front_only: bool,
+    html: Path | None,
+    png: Path | None,
+    as_json: bool,
+    out: Path | None,
+) -> None:
+    from chipforge.explore import Store, pareto
+
+    st = Store(directory)
+    df = st.read()
+    objectives = st.meta().get("objectives") or {}
+    ranked = pareto(df, objectives)
+    shown = ranked[ranked["pareto"]] if front_only else ranked
+    counts = df["status"].value_counts().to_dict()
+    data = {
+        "objectives": objectives,
+        "counts": counts,
+        "rows": _records(shown[["id", *[c for c in shown.columns if c != "id"]]]),
+    }
+    if html:
+        try:
+            from chipforge.report.html import write_report
+        except ImportError as e:
+            raise ChipforgeError(
+                f"--html needs chipforge.report.html, which failed to import ({e})"
+            ) from None
+        write_report(html, "sweep", {**data, "rows": _records(ranked)})
+    if png:
+        from chipforge.explore.pareto import plot_png
+
+        plot_png(ranked, objectives, png)
+    params = [c for c in df.columns if c.startswith("p.")]
+    table = Table(
+        title=f"{'Pareto front' if front_only else 'feasible points'} of {directory} "
+        f"({', '.join(f'{k}: {v}' for k, v in counts.items())})"
+    )
+    for col in ["id", *params, *objectives]:
+        table.add_column(col.removeprefix("p."), justify="right")
+    for r in data["rows"][:50]:
+        table.add_row(
+            *[
+                f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
+                for c in ["id", *params, *objectives]
+            ]
+        )
+    emit(data, [table], as_json=as_json, out=out)
+
+
+@app.command("sweep")
+def sweep_command(
+    target: Annotated[str, typer.Argument(help="space TOML file, or `show`")],
+    directory: Annotated[str | None, typer.Argument(help="with `show`: the store folder")] = None,
+    store: Annotated[str, typer.Option("--store", help="result folder")] = "results",
+    backend: Annotated[str, typer.Option("--backend", help="local (process pool) or dask")] = (
+        "local"
+    ),
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Dask scheduler tcp://host:8786; none: a LocalCluster"),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="processes; 0: one per core")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="continue a stopped sweep")] = False,
+    n: Annotated[int | None, typer.Option("--n", help="override the sampler's budget")] = None,
+    front: Annotated[bool, typer.Option("--pareto", help="show: only the Pareto front")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="show: HTML report")] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="show: Pareto plot PNG")] = None,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Sweep or search a design space (`sweep SPACE.toml`), or show a store (`sweep show DIR`)."""
+    if target == "show":
+        if not directory:
+            raise ChipforgeError("`sweep show` needs the store folder, e.g. sweep show results/")
+        show_cmd(directory, front_only=front, html=html, png=png, as_json=as_json, out=out)
+        return
+    if directory:
+        raise ChipforgeError(
+            f"`sweep` takes one space file, not also {directory!r}; "
+            "use --store for the result folder"
+        )
+    run_cmd(
+        target,
+        store=store,
+        backend=backend,
+        address=address,
+        workers=workers,
+        resume=resume,
+        n=n,
+        as_json=as_json,
+        out=out,
+    )

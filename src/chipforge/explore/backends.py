@@ -1,0 +1,105 @@
+"""Where chunks of design points run: a local process pool (default) or a Dask cluster.
+
+A backend yields finished chunks (lists of rows) in completion order. A chunk whose worker
+dies is resubmitted once; if it fails again its points are recorded as failed with the error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+from chipforge.errors import ChipforgeError
+from chipforge.explore.evaluate import STATUS_FAILED, evaluate_chunk
+from chipforge.explore.space import Space
+
+Chunk = list[tuple[str, dict]]
+
+
+def _failed(chunk: Chunk, err: BaseException) -> list[dict]:
+    return [
+        {
+            "id": pid,
+            **{f"p.{k}": v if isinstance(v, (int, float)) else str(v) for k, v in params.items()},
+            "status": STATUS_FAILED,
+            "reason": f"{type(err).__name__}: {err}",
+        }
+        for pid, params in chunk
+    ]
+
+
+def run_local(space: Space, chunks: list[Chunk], workers: int) -> Iterator[list[dict]]:
+    if workers <= 1:  # in-process: no pickling, the same numbers
+        for chunk in chunks:
+            yield evaluate_chunk(space, chunk)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from _drive(lambda c: pool.submit(evaluate_chunk, space, c), chunks, workers * 2)
+
+
+def run_dask(space: Space, chunks: list[Chunk], workers: int, address: str | None):
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as e:
+        raise ChipforgeError(
+            f"--backend dask needs dask[distributed] ({e}); pip install 'chipforge[explore]'"
+        ) from None
+    cluster = None
+    if address:
+        client = Client(address)
+    else:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    try:
+        remote = client.scatter(space, broadcast=True)
+        n = sum(client.ncores().values()) or workers
+        yield from _drive(
+            lambda c: client.submit(evaluate_chunk, remote, c, pure=False), chunks, n * 2
+        )
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _drive(submit, chunks: list[Chunk], inflight: int) -> Iterator[list[dict]]:
+    """Keep `inflight` chunks running; retry a crashed chunk once."""
+    todo = list(reversed(chunks))
+    running = {}
+    while todo or running:
+        while todo and len(running) < inflight:
+            chunk = todo.pop()
+            running[submit(chunk)] = (chunk, 1)
+        done, _ = (
+            wait(list(running), return_when=FIRST_COMPLETED)
+            if _is_cf(running)
+            else (_dask_wait(running))
+        )
+        for fut in done:
+            chunk, attempt = running.pop(fut)
+            try:
+                yield fut.result()
+            except Exception as err:  # noqa: BLE001 - a dead worker: retry once, then record
+                if attempt == 1:
+                    running[submit(chunk)] = (chunk, 2)
+                else:
+                    yield _failed(chunk, err)
+
+
+def _is_cf(running) -> bool:
+    return type(next(iter(running))).__module__.startswith("concurrent")
+
+
+def _dask_wait(running):
+    from dask.distributed import wait as dwait
+
+    return dwait(list(running), return_when="FIRST_COMPLETED")
+
+
+def default_workers() -> int:
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )

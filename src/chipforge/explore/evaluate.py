@@ -1,0 +1,149 @@
+"""One design point -> every objective, its feasibility and the reason.
+
+Per point: the base chip's dict with the parameters applied, validated once (pydantic);
+`silicon.evaluate` for area, unit cost and TDP; `perf.estimate` on each workload (graphs are
+parsed once per process and cached). Objectives:
+  time_s              weighted sum of workload times
+  tokens_per_s        weighted tokens / weighted time
+  energy_j, energy_per_token_j, die_area_mm2, total_area_mm2, unit_cost_usd, tdp_w
+  tokens_per_s_per_w  tokens_per_s / tdp_w;  tokens_per_s_per_usd: / unit_cost_usd
+  chips_per_site      site power / TDP (IT power only: no PUE, no host; a lower bound on
+                      what `chipforge.datacenter` would count)
+  site_tokens_per_s   chips_per_site * tokens_per_s;  site_capex_usd: chips * unit cost
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from functools import cache
+
+from chipforge.errors import ChipforgeError
+from chipforge.explore.space import Space
+
+STATUS_OK, STATUS_INFEASIBLE, STATUS_FAILED = "ok", "infeasible", "failed"
+
+
+def point_id(space: Space, params: dict) -> str:
+    """A point's identity: a hash of the chip spec it describes plus the workloads."""
+    spec = apply(space.base.model_dump(mode="json"), params)
+    text = json.dumps([spec, space.workloads], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def apply(base: dict, params: dict) -> dict:
+    d = copy.deepcopy(base)
+    for path, value in params.items():
+        *head, last = path.split(".")
+        node = d
+        for part in head:
+            if isinstance(node, (list, tuple)):
+                names = [m.get("name") for m in node]
+                node = node[names.index(part)] if part in names else node[int(part)]
+            else:
+                node = node[part]
+        if isinstance(node, (list, tuple)):
+            names = [m.get("name") for m in node]
+            node[names.index(last) if last in names else int(last)] = value
+        else:
+            node[last] = value
+    d["memory"] = list(d["memory"])
+    return d
+
+
+@cache
+def _graph(spec: str):
+    from chipforge.workload import parse_workload
+
+    return parse_workload(spec)
+
+
+def _perf(space: Space, chip) -> dict:
+    from chipforge.perf import estimate
+
+    time_s = energy_j = tokens = 0.0
+    fits = True
+    for spec, weight in space.workloads:
+        r = estimate(_graph(spec), chip)
+        time_s += weight * r.time_s
+        energy_j += weight * r.energy_j
+        tokens += weight * r.tokens
+        fits = fits and r.fits_in_memory
+    tps = tokens / time_s if time_s > 0 and tokens else 0.0
+    return {
+        "time_s": time_s,
+        "energy_j": energy_j,
+        "tokens_per_s": tps,
+        "energy_per_token_j": energy_j / tokens if tokens else 0.0,
+        "fits_memory": fits,
+    }
+
+
+def _infeasible(space: Space, o: dict) -> str:
+    c = space.constraints
+    reasons = []
+    if c.get("reticle", True) and not o["fits_reticle"]:
+        reasons.append(f"die {o['die_area_mm2']:.0f} mm2 over the reticle")
+    if not o["fits_memory"]:
+        reasons.append("workload does not fit in memory")
+    for key, obj in (
+        ("max_tdp_w", "tdp_w"),
+        ("max_unit_cost_usd", "unit_cost_usd"),
+        ("max_die_area_mm2", "die_area_mm2"),
+    ):
+        if key in c and o[obj] > c[key]:
+            reasons.append(f"{obj} {o[obj]:.4g} > {key} {c[key]:.4g}")
+    if "min_tokens_per_s" in c and o["tokens_per_s"] < c["min_tokens_per_s"]:
+        reasons.append(f"tokens_per_s {o['tokens_per_s']:.4g} < min {c['min_tokens_per_s']:.4g}")
+    return "; ".join(reasons)
+
+
+def objectives(space: Space, params: dict) -> dict:
+    """Every objective of one point; raises ChipforgeError for an invalid spec."""
+    from chipforge import silicon
+    from chipforge.spec.loader import chip_from_dict
+
+    chip = chip_from_dict(apply(space.base.model_dump(), params), "design point")
+    s = silicon.evaluate(chip)
+    a = s.area.to_dict()
+    o = {
+        "die_area_mm2": a["die_area_mm2"],
+        "total_area_mm2": a["total_area_mm2"],
+        "fits_reticle": bool(s.area.fits_reticle),
+        "unit_cost_usd": s.unit_cost_usd,
+        "tdp_w": s.tdp.total,
+    }
+    o.update(_perf(space, chip))
+    o["tokens_per_s_per_w"] = o["tokens_per_s"] / o["tdp_w"]
+    o["tokens_per_s_per_usd"] = o["tokens_per_s"] / o["unit_cost_usd"]
+    o["chips_per_site"] = float(int(space.site_power_w / o["tdp_w"]))
+    o["site_tokens_per_s"] = o["chips_per_site"] * o["tokens_per_s"]
+    o["site_capex_usd"] = o["chips_per_site"] * o["unit_cost_usd"]
+    return o
+
+
+def evaluate_point(space: Space, params: dict, pid: str | None = None) -> dict:
+    """One store row: params, objectives, status and reason. Never raises; a crash is
+    retried once and then recorded as failed with the error."""
+    row = {"id": pid or point_id(space, params), **{f"p.{k}": _cell(v) for k, v in params.items()}}
+    for attempt in (1, 2):
+        try:
+            o = objectives(space, params)
+        except ChipforgeError as e:
+            return {**row, "status": STATUS_INFEASIBLE, "reason": str(e)}
+        except Exception as e:  # noqa: BLE001 - a worker bug must not end the sweep
+            if attempt == 2:
+                return {**row, "status": STATUS_FAILED, "reason": f"{type(e).__name__}: {e}"}
+            continue
+        reason = _infeasible(space, o)
+        return {**row, **o, "status": STATUS_INFEASIBLE if reason else STATUS_OK, "reason": reason}
+    raise AssertionError("unreachable")
+
+
+def _cell(v):
+    return v if isinstance(v, (int, float, bool)) else str(v)
+
+
+def evaluate_chunk(space: Space, items: list[tuple[str, dict]]) -> list[dict]:
+    return [evaluate_point(space, params, pid) for pid, params in items]

@@ -1,0 +1,229 @@
+"""A design space from TOML: base chip, parameters (choices or ranges over any ChipSpec field),
+weighted workloads, objectives, constraints and the sampler. Every check runs before any work.
+
+    [base]            chip = "forge-n3"
+    [params]          "matrix.rows" = [128, 256]                      # choices
+                      clock = { min = "1.0 GHz", max = "2.0 GHz", steps = 3 }   # range
+                      "memory.HBM3E.capacity" = ["192 GB", "288 GB"]  # levels by name
+    [[workloads]]     spec = "llm:llama3-70b,phase=decode,batch=64", weight = 1
+    [objectives]      tokens_per_s = "max", unit_cost_usd = "min"
+    [constraints]     max_tdp_w = 1500, max_unit_cost_usd = 20000, reticle = true
+    [sampler]         method = "grid" | "random" | "lhs" | "nsga2" | "tpe", n = 100, seed = 0
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chipforge.errors import ChipforgeError, SpecError, did_you_mean
+from chipforge.spec import ChipSpec, load_chip
+from chipforge.units import parse_quantity
+
+METHODS = ("grid", "random", "lhs", "nsga2", "tpe")
+OBJECTIVES = {  # name -> the direction that is better
+    "time_s": "min",
+    "tokens_per_s": "max",
+    "energy_j": "min",
+    "energy_per_token_j": "min",
+    "die_area_mm2": "min",
+    "total_area_mm2": "min",
+    "unit_cost_usd": "min",
+    "tdp_w": "min",
+    "tokens_per_s_per_w": "max",
+    "tokens_per_s_per_usd": "max",
+    "chips_per_site": "max",
+    "site_tokens_per_s": "max",
+    "site_capex_usd": "min",
+}
+CONSTRAINTS = ("max_tdp_w", "max_unit_cost_usd", "max_die_area_mm2", "min_tokens_per_s", "reticle")
+
+
+class SpaceError(ChipforgeError):
+    """A malformed design space (caught before any point is evaluated)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One swept field: `path` is dotted (`matrix.rows`, `memory.HBM3E.capacity`)."""
+
+    path: str
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    steps: int = 0
+    integer: bool = False
+
+    def grid(self) -> list:
+        if self.choices:
+            return list(self.choices)
+        if self.steps == 1:
+            return [self.low]
+        vals = [self.low + (self.high - self.low) * i / (self.steps - 1) for i in range(self.steps)]
+        return [round(v) for v in vals] if self.integer else vals
+
+    def at(self, u: float):
+        """The value at quantile `u` in [0, 1) of this parameter."""
+        if self.choices:
+            return self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)]
+        v = self.low + (self.high - self.low) * u
+        return round(v) if self.integer else v
+
+
+@dataclass(frozen=True)
+class Space:
+    base: ChipSpec
+    base_name: str
+    params: tuple[Param, ...]
+    workloads: tuple[tuple[str, float], ...]
+    objectives: dict[str, str]
+    constraints: dict[str, Any] = field(default_factory=dict)
+    method: str = "grid"
+    n: int = 100
+    seed: int = 0
+    site_power_w: float = 1e9  # the site the `site_*` objectives fill (1 GW by default)
+
+
+def _resolve(base: dict, path: str) -> None:
+    """Check that `path` names an existing field of the base chip (SpaceError if not)."""
+    node: Any = base
+    for part in path.split("."):
+        if isinstance(node, (list, tuple)):
+            names = [m.get("name") for m in node]
+            if part not in names and not (part.isdigit() and int(part) < len(node)):
+                raise SpaceError(
+                    f"params: `{path}`: no level {part!r}; choose one of {', '.join(names)}"
+                )
+            node = node[names.index(part)] if part in names else node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, dict) and path.startswith("matrix.macs_per_cycle."):
+            return  # adding a dtype is allowed
+        else:
+            keys = list(node) if isinstance(node, dict) else []
+            raise SpaceError(
+                f"params: unknown field `{path}`{did_you_mean(part, keys)}; "
+                "use a dotted ChipSpec path such as matrix.rows or memory.HBM3E.capacity"
+            )
+
+
+def _param(path: str, value: Any, base: dict) -> Param:
+    _resolve(base, path)
+    if isinstance(value, list):
+        if not value:
+            raise SpaceError(f"params: `{path}` is an empty list of choices; give at least one")
+        return Param(path, choices=tuple(value))
+    if not isinstance(value, dict) or not {"min", "max"} <= set(value):
+        raise SpaceError(
+            f"params: `{path}` must be a list of choices or {{min, max[, steps]}}, not {value!r}"
+        )
+    low = parse_quantity(value["min"], field=f"params.{path}.min")
+    high = parse_quantity(value["max"], field=f"params.{path}.max")
+    steps = int(value.get("steps", 5))
+    if high < low or steps < 1 or (steps > 1 and high == low):
+        raise SpaceError(
+            f"params: `{path}` is an empty range (min {value['min']}, max {value['max']}, "
+            f"steps {steps}); give min < max and steps >= 1"
+        )
+    integer = all(isinstance(value[k], int) for k in ("min", "max"))
+    return Param(path, low=low, high=high, steps=steps, integer=integer)
+
+
+def _objectives(raw: Any) -> dict[str, str]:
+    if not raw:
+        raise SpaceError('objectives: give at least one, e.g. tokens_per_s = "max"')
+    out = {}
+    for name, sense in raw.items():
+        if name not in OBJECTIVES:
+            raise SpaceError(f"objectives: unknown `{name}`{did_you_mean(name, OBJECTIVES)}")
+        if sense not in ("min", "max"):
+            raise SpaceError(f'objectives: `{name}` must be "min" or "max", not {sense!r}')
+        out[name] = sense
+    return out
+
+
+def _constraints(raw: dict) -> dict:
+    for name in raw:
+        if name not in CONSTRAINTS:
+            raise SpaceError(f"constraints: unknown `{name}`{did_you_mean(name, CONSTRAINTS)}")
+    out = {k: (bool(v) if k == "reticle" else float(v)) for k, v in raw.items()}
+    for k, v in out.items():
+        if k != "reticle" and v <= 0:
+            raise SpaceError(f"constraints: `{k}` must be > 0, not {v}; no design can meet it")
+    return out
+
+
+def _workloads(raw: Any) -> tuple[tuple[str, float], ...]:
+    from chipforge.workload import parse_workload
+
+    if not raw:
+        raise SpaceError('workloads: give at least one [[workloads]] with spec = "..."')
+    out = []
+    for i, w in enumerate(raw):
+        if "spec" not in w:
+            raise SpaceError(f'workloads[{i}]: `spec` is missing, e.g. spec = "llama3-70b"')
+        weight = float(w.get("weight", 1.0))
+        if weight <= 0:
+            raise SpaceError(f"workloads[{i}]: `weight` must be > 0, not {weight}")
+        parse_workload(w["spec"])  # bad strings fail here, before any work
+        out.append((w["spec"], weight))
+    return tuple(out)
+
+
+def space_from_dict(data: dict, where: str = "space") -> Space:
+    """Validate a parsed space; every error is one line naming the key and the fix."""
+    unknown = set(data) - {
+        "base",
+        "params",
+        "workloads",
+        "objectives",
+        "constraints",
+        "sampler",
+        "site",
+    }
+    if unknown:
+        raise SpaceError(f"{where}: unknown section `{sorted(unknown)[0]}`")
+    base_name = str(data.get("base", {}).get("chip", ""))
+    if not base_name:
+        raise SpaceError(f'{where}: [base] chip is missing, e.g. chip = "forge-n3"')
+    try:
+        base = load_chip(base_name)
+    except SpecError as e:
+        raise SpaceError(f"{where}: [base] {e}") from None
+    base_dict = base.model_dump()
+    params = tuple(_param(p, v, base_dict) for p, v in data.get("params", {}).items())
+    if not params:
+        raise SpaceError(f"{where}: [params] is empty; sweep at least one field")
+    sampler = data.get("sampler", {})
+    method = sampler.get("method", "grid")
+    if method not in METHODS:
+        raise SpaceError(f"sampler: `method` must be one of {', '.join(METHODS)}, not {method!r}")
+    n = int(sampler.get("n", 100))
+    if n < 1:
+        raise SpaceError(f"sampler: `n` must be >= 1, not {n}")
+    site = data.get("site", {})
+    return Space(
+        base=base,
+        base_name=base_name,
+        params=params,
+        workloads=_workloads(data.get("workloads")),
+        objectives=_objectives(data.get("objectives")),
+        constraints=_constraints(data.get("constraints", {})),
+        method=method,
+        n=n,
+        seed=int(sampler.get("seed", 0)),
+        site_power_w=parse_quantity(site.get("power", 1e9), "power", field="site.power"),
+    )
+
+
+def load_space(path: str | Path) -> Space:
+    p = Path(path)
+    if not p.is_file():
+        raise SpaceError(f"space file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SpaceError(f"{path}: not valid TOML ({e})") from None
+    return space_from_dict(data, str(path))
