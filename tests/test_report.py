@@ -203,3 +203,15 @@ def test_real_datacenter_output_renders():
     data = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     ids = [s["id"] for s in chart_specs(render_report("datacenter", data))]
     assert {"s0_capex", "s0_opex", "s0_tornado"} <= set(ids)
+
+
+def test_demo_writes_the_whole_story(tmp_path):
+    page = tmp_path / "out" / "report.html"
+    cmd = [sys.executable, "-m", "chipforge", "demo", "--json", "--html", str(page)]
+    data = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    text = page.read_text()
+    assert text.count(get_plotlyjs()[:300]) == 1  # one copy of plotly.js for all sections
+    for sc in data["scenarios"]:
+        assert sc["title"] in text
+    assert all(f"Silicon cost: {c}" in text for c in data["chips"])
+    assert len(chart_specs(text)) >= 4 * len(data["scenarios"]) + 3 * len(data["chips"])

@@ -11,18 +11,28 @@ from pathlib import Path
 
 from chipforge.report.html import render_sections
 
+DATACENTER_POWER_W = 1e9  # a 1 GW site, the datacenter command's default
 
-def _optional_sections() -> list[tuple[str, str, dict]]:
-    """Plan sections from the cluster/datacenter packages, where present (best effort)."""
+
+def _datacenter_section() -> list[tuple[str, str, dict]]:
+    """forge-n3 against GB200 in a 1 GW site, with the forge-n3 site's tornado."""
+    try:
+        from chipforge.datacenter import Assumptions, compare, sensitivity
+
+        a = Assumptions()
+        data = compare(["gb200", "forge-n3"], DATACENTER_POWER_W, a)
+        data["sensitivity"] = {"forge-n3": sensitivity("forge-n3", DATACENTER_POWER_W, a)}
+    except Exception:  # noqa: BLE001 - a datacenter model that cannot answer only loses its section
+        return []
+    return [("datacenter", "Datacenter: a 1 GW site of GB200 vs forge-n3", data)]
+
+
+def _plan_sections() -> list[tuple[str, str, dict]]:
+    """Training / serving sections: `chipforge.cluster.demo.demo_train()` / `demo_serve()`."""
     out = []
-    hooks = (
-        ("chipforge.cluster.demo", "train", "Training plan: forge-n3 cluster"),
-        ("chipforge.cluster.demo", "serve", "Serving plan: forge-n3 cluster"),
-        ("chipforge.datacenter.demo", "datacenter", "Datacenter: build vs buy"),
-    )
-    for module, kind, heading in hooks:
+    for kind, heading in (("train", "Training plan"), ("serve", "Serving plan")):
         try:
-            fn = getattr(importlib.import_module(module), f"demo_{kind}")
+            fn = getattr(importlib.import_module("chipforge.cluster.demo"), f"demo_{kind}")
             data = fn()
         except Exception:  # noqa: BLE001 - a package not there yet only loses its section
             continue
@@ -44,7 +54,7 @@ def demo_sections(data: dict) -> list[tuple[str, str, dict]]:
             sections.append(("cost", f"Silicon cost: {chip}", evaluate(load_chip(chip)).to_dict()))
     except Exception:  # noqa: BLE001 - a chip the silicon model cannot cost only loses its section
         pass
-    return sections + _optional_sections()
+    return sections + _plan_sections() + _datacenter_section()
 
 
 def write_demo_report(path, data: dict) -> None:
