@@ -174,3 +174,13 @@ def test_html_missing_is_a_clear_error(monkeypatch, tmp_path):
         app, ["datacenter", "--power", "100MW", "--html", str(tmp_path / "x.html")]
     )
     assert isinstance(res.exception, ChipforgeError) and "--html" in str(res.exception)
+
+
+def test_uses_cluster_plan_when_available(monkeypatch):
+    search = pytest.importorskip("chipforge.cluster.search")
+    import chipforge.cluster as cluster
+
+    monkeypatch.setattr(cluster, "plan_training", search.plan_training, raising=False)
+    r = site_report("h100", None, racks=2048, model="llama3-405b", tokens=15.6e12)
+    assert r["training"]["method"].startswith("cluster.plan_training")
+    assert 30 * 86400 < r["time_to_train_s"] < 110 * 86400  # Llama 3: ~54 days on 16K H100

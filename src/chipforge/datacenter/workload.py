@@ -16,7 +16,7 @@ import math
 
 from chipforge.datacenter.tco import HOURS_PER_YEAR, Chip
 from chipforge.dtypes import nbytes
-from chipforge.errors import Infeasible
+from chipforge.errors import ChipforgeError, Infeasible
 from chipforge.spec import load_chip
 from chipforge.workload.config import load_model
 
@@ -29,7 +29,18 @@ def _cluster():
         from chipforge import cluster  # noqa: PLC0415  (optional: another engineer's package)
     except ImportError:
         return None
-    return cluster if hasattr(cluster, "plan_training") else None
+    return cluster
+
+
+def _try(cl, name: str, *args, **kw) -> dict | None:
+    """The cluster plan as a dict, or None (no cluster package, or no feasible plan)."""
+    fn = getattr(cl, name, None) if cl is not None else None
+    if fn is None:
+        return None
+    try:
+        return fn(*args, **kw).to_dict()
+    except ChipforgeError:
+        return None
 
 
 def training(site: dict, chip: Chip, model: str, tokens: float, dtype: str = "bf16") -> dict:
@@ -38,11 +49,9 @@ def training(site: dict, chip: Chip, model: str, tokens: float, dtype: str = "bf
     chips = min(site["chips"], MAX_TRAINING_CHIPS)
     a = site["assumptions"]
     cl = _cluster()
-    if cl is not None:
-        plan = cl.plan_training(
-            load_chip(chip.name), m, chips, tokens=tokens, dtype=dtype
-        ).to_dict()
-        seconds, method = plan["time_to_train_s"] / a["goodput"], "cluster.plan_training"
+    plan = _try(cl, "plan_training", load_chip(chip.name), m, chips, tokens=tokens, dtype=dtype)
+    if plan is not None:
+        seconds, method = plan["time_to_train_s"] / a["goodput"], "cluster.plan_training / goodput"
     else:
         flops = 6.0 * m.params() * tokens
         rate = chips * chip.peak_flops[dtype] * a["utilization"] * a["goodput"]
@@ -70,10 +79,8 @@ def serving(
         raise Infeasible(f"`--chip` {chip.name} has no HBM; serving needs one")
     group = 2 ** math.ceil(math.log2(max(1.0, 2 * weights / chip.hbm_bytes)))
     cl = _cluster()
-    if cl is not None:
-        plan = cl.plan_serving(
-            load_chip(chip.name), m, group, isl=isl, osl=osl, dtype=dtype
-        ).to_dict()
+    plan = _try(cl, "plan_serving", load_chip(chip.name), m, group, isl=isl, osl=osl, dtype=dtype)
+    if plan is not None:
         per_group, method = plan["throughput_tokens_per_s"], "cluster.plan_serving"
     else:
         kv_space = group * chip.hbm_bytes - weights
