@@ -209,7 +209,7 @@ def compare_charts(data: dict) -> list:
             )
         )
     charts += roofline("roofline", results)
-    ops = sorted(_top(_op_times(results[0]), 15))
+    ops = list(_top(_op_times(results[0]), 15))  # slowest first on the first chip
     if ops:
         traces = [
             {
@@ -223,6 +223,7 @@ def compare_charts(data: dict) -> list:
             for c, r in zip(chips, results, strict=True)
         ]
         lay = _layout("Time per op by chip", "µs", "", barmode="group")
+        lay["yaxis"]["autorange"] = "reversed"
         lay["height"] = max(360, 16 * len(ops) * len(chips) + 160)
         charts.append(chart("time_per_op", traces, lay))
     return charts
