@@ -2,15 +2,20 @@
 
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.search import plan_training
+from chipforge.cluster.serving import ServingPlan, plan_serving
 from chipforge.cluster.topology import Topology, topology_for, topology_names
 from chipforge.cluster.training import Plan, TrainingPlan
 
 __all__ = [
     "Plan",
+    "ServingPlan",
     "Topology",
     "TrainingPlan",
     "collective_time",
+    "plan_serving",
     "plan_training",
     "topology_for",
     "topology_names",
 ]
+
+from chipforge.cluster import serving_validate  # noqa: E402,F401  (registers serving cases)

@@ -3,6 +3,8 @@ Rajbhandari et al. SC 2020) and stored activations (Korthikanti et al. 2022)."""
 
 from __future__ import annotations
 
+import math
+
 from chipforge.workload.config import ModelConfig
 
 GiB = 2**30
@@ -32,7 +34,7 @@ def stage_params(c: ModelConfig, pp: int, tp: int, ep: int) -> float:
         blocks = c.layers * per_layer_dense / tp
     embed = c.vocab * c.hidden / tp
     embeds = embed * (1 if pp > 1 or c.tied_embeddings else 2)
-    return blocks / pp + embeds
+    return blocks * math.ceil(c.layers / pp) / c.layers + embeds
 
 
 def activation_bytes_per_layer(
@@ -70,7 +72,7 @@ def memory_per_chip(
     micro-batches of activations under 1F1B; interleaving adds (pp-1)/(pp*v) of that)."""
     params = stage_params(c, pp, tp, ep)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
-    layers_stage = c.layers / pp
+    layers_stage = math.ceil(c.layers / pp)
     # Korthikanti et al. 2022 Sec. 4.2.3: interleaving stores (1 + (p-1)/(p*v)) times more
     in_flight = pp * (1 + (pp - 1) / (pp * interleave)) if interleave > 1 else pp
     acts = (

@@ -13,6 +13,7 @@ from chipforge.cluster.training import (
     default_global_batch,
     divisors,
     evaluate_plan,
+    stage_layers,
 )
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.spec.loader import load_chip
@@ -64,14 +65,15 @@ def plan_training(
     zeros = _choices(zero, (1, 3))
     recs = _choices(recompute, RECOMPUTE)
     mbs = _choices(micro_batch, (1, 2, 4, 8))
-    ils = _choices(interleave, (1, 2, 4) if pp is None or pp > 1 else (1,))
+    ils = _choices(interleave, (1, 2, 4, 8) if pp is None or pp > 1 else (1,))
     best: TrainingPlan | None = None
     first_error: Infeasible | None = None
     shapes = 0
     for t, x, e in product(tps, cps, eps):
         if chips % (t * x):
             continue
-        pps = _choices(pp, [d for d in divisors(c.layers) if (chips // (t * x)) % d == 0])
+        rest = chips // (t * x)
+        pps = _choices(pp, [d for d in divisors(rest) if d <= 64 and stage_layers(c.layers, d)])
         for p_ in pps:
             if chips % (t * x * p_):
                 continue
@@ -80,7 +82,7 @@ def plan_training(
                 continue
             shapes += 1
             for z, r, mb, v in product(zeros, recs, mbs, ils):
-                if (p_ == 1 and v > 1) or (tp is None and gb % (d * mb)):
+                if (p_ == 1 and v > 1) or (micro_batch is None and gb % (d * mb)):
                     continue
                 plan = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, zero=z, recompute=r,
                             micro_batch=mb, interleave=v)  # fmt: skip

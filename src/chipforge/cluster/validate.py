@@ -1,0 +1,130 @@
+"""Multi-chip validation: measured training runs (data/cluster_cases.csv, each with the
+configuration its source states) against `plan_training`.
+
+Other modules add cases by appending a provider to `CASES`: a function returning a list of
+`ClusterCase` (e.g. the serving cases). `run()` evaluates every provider's cases; `summary()`
+gives the median and largest absolute error. Flags left empty in the CSV are searched.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from importlib import resources
+
+from chipforge.cluster.search import plan_training
+from chipforge.cluster.topology import topology_for, torus_shape
+from chipforge.spec.loader import load_chip
+from chipforge.workload.config import ModelConfig, load_model
+
+
+@dataclass(frozen=True)
+class ClusterCase:
+    id: str
+    kind: str  # "training", "serving", ...
+    metric: str
+    published: float
+    source: str
+    predict: Callable[[], float]
+
+
+CASES: list[Callable[[], list[ClusterCase]]] = []
+
+
+def _model(text: str, name: str) -> ModelConfig:
+    if "=" not in text:
+        return load_model(text)
+    fields: dict = {}
+    for part in text.split(";"):
+        k, v = part.split("=")
+        fields[k] = v if k == "act" else int(v)
+    return ModelConfig(name=name, **fields)
+
+
+def _int(v: str) -> int | None:
+    return int(v) if v else None
+
+
+def megatron_tflops(c: ModelConfig, batch: int, seq: int, step_s: float, gpus: int) -> float:
+    """Narayanan et al. 2021 Eq. 3 (counts the recomputed forward): per-GPU TFLOP/s."""
+    b, s, layers, h, v = batch, seq, c.layers, c.hidden, c.vocab
+    flops = 96 * b * s * layers * h * h * (1 + s / (6 * h) + v / (16 * layers * h))
+    return flops / step_s / gpus / 1e12
+
+
+def _training_predictor(row: dict) -> Callable[[], float]:
+    def predict() -> float:
+        chip = load_chip(row["chip"])
+        chips = int(row["chips"])
+        c = _model(row["model"], row["id"])
+        topo = topology_for(chip, chips)
+        if row["pod"]:  # pods of a stated size (PaLM: 2 x 3072)
+            pod = int(row["pod"])
+            topo = replace(topo, domain=pod, dims=torus_shape(pod))
+        res = plan_training(
+            chip, c, chips,
+            seq=int(row["seq"]), global_batch=_int(row["global_batch"]), dtype=row["dtype"],
+            tp=_int(row["tp"]), pp=_int(row["pp"]), dp=_int(row["dp"]), cp=_int(row["cp"]),
+            ep=_int(row["ep"]), zero=_int(row["zero"]), recompute=row["recompute"] or None,
+            micro_batch=_int(row["micro_batch"]), interleave=_int(row["interleave"]),
+            topology=topo,
+        )  # fmt: skip
+        if row["metric"] == "step_time_s":
+            return res.step_time_s
+        if row["metric"] == "mfu":
+            return res.mfu
+        assert row["metric"] == "megatron_tflops_per_gpu", row["metric"]
+        return megatron_tflops(c, res.global_batch, res.seq, res.step_time_s, chips)
+
+    return predict
+
+
+def training_cases() -> list[ClusterCase]:
+    text = (resources.files("chipforge.data") / "cluster_cases.csv").read_text()
+    return [
+        ClusterCase(
+            id=row["id"],
+            kind="training",
+            metric=row["metric"],
+            published=float(row["value"]),
+            source=row["source"],
+            predict=_training_predictor(row),
+        )
+        for row in csv.DictReader(text.splitlines())
+    ]
+
+
+CASES.append(training_cases)
+
+
+def run(kinds: tuple[str, ...] | None = None) -> list[dict]:
+    """Every registered case: published, predicted and relative error."""
+    rows = []
+    for provider in CASES:
+        for case in provider():
+            if kinds and case.kind not in kinds:
+                continue
+            pred = case.predict()
+            rows.append(
+                {
+                    "id": case.id,
+                    "kind": case.kind,
+                    "metric": case.metric,
+                    "published": case.published,
+                    "predicted": pred,
+                    "error": pred / case.published - 1,
+                    "source": case.source,
+                }
+            )
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    errs = [abs(r["error"]) for r in rows]
+    return {
+        "cases": len(rows),
+        "median_abs_error": statistics.median(errs) if errs else 0.0,
+        "max_abs_error": max(errs, default=0.0),
+    }
