@@ -1,0 +1,106 @@
+"""`chipforge serve`: LLM serving plan on many chips (throughput under TTFT/TPOT SLOs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
+from chipforge.errors import ChipforgeError
+from chipforge.units import parse_quantity
+
+
+def _seconds(text: str | None, field: str) -> float | None:
+    if text is None:
+        return None
+    value = parse_quantity(text, "time", field=field)
+    if value <= 0:
+        raise ChipforgeError(f"`{field}` must be > 0, not {text!r}")
+    return value
+
+
+def serve_tables(d: dict) -> list[Table]:
+    table = Table(title=f"serve: {d['model']} on {d['chips']} x {d['chip']}")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    p = d["plan"]
+    rows = {
+        "plan": f"tp={p['tp']} pp={p['pp']} ep={p['ep']} dp={p['dp']} batch={p['batch']}"
+        + (f" disaggregated ({p['prefill_chips']} prefill chips)" if p["disaggregated"] else ""),
+        "throughput (output tokens/s)": f"{d['throughput_tokens_per_s']:,.0f}",
+        "per chip (tokens/s)": f"{d['throughput_tokens_per_s_per_chip']:,.1f}",
+        "TTFT (ms)": f"{d['ttft_s'] * 1e3:,.1f}",
+        "TPOT (ms)": f"{d['tpot_s'] * 1e3:,.2f}",
+        "concurrency": str(d["concurrency"]),
+        "KV cache per replica (tokens)": f"{d['kv_cache_capacity_tokens']:,}",
+    }
+    for k, v in d["memory_per_chip_bytes"].items():
+        if k.endswith("_bytes"):
+            rows[f"memory/chip {k[:-6]} (GiB)"] = f"{v / 2**30:,.2f}"
+    for k, v in rows.items():
+        table.add_row(k, v)
+    return [table]
+
+
+@app.command()
+def serve(
+    chip: ChipOpt,
+    model: Annotated[str, typer.Option("--model", help="model preset or llm:<preset>,key=value")],
+    chips: Annotated[int, typer.Option("--chips", help="chips serving the model")],
+    isl: Annotated[int, typer.Option("--isl", help="input (prompt) tokens per request")] = 2048,
+    osl: Annotated[int, typer.Option("--osl", help="output tokens per request")] = 256,
+    ttft_slo: Annotated[str | None, typer.Option("--ttft-slo", help="e.g. 2s")] = None,
+    tpot_slo: Annotated[str | None, typer.Option("--tpot-slo", help="e.g. 100ms")] = None,
+    tp: Annotated[
+        int | None, typer.Option("--tp", help="tensor parallel (default: search)")
+    ] = None,
+    pp: Annotated[
+        int | None, typer.Option("--pp", help="pipeline stages (default: search)")
+    ] = None,
+    ep: Annotated[int | None, typer.Option("--ep", help="expert parallel (MoE)")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", help="running requests (default: search)")
+    ] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="weights/activations dtype")] = "bf16",
+    kv_dtype: Annotated[str | None, typer.Option("--kv-dtype", help="KV cache dtype")] = None,
+    disaggregated: Annotated[
+        bool, typer.Option("--disaggregated", help="separate prefill and decode chips")
+    ] = False,
+    topology: Annotated[str | None, typer.Option("--topology", help="topology preset")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="also write an HTML report")] = None,
+    json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Find the parallelism and batch that maximize throughput under the latency SLOs."""
+    from chipforge.cluster.serving import plan_serving
+
+    plan = plan_serving(
+        chip,
+        model,
+        chips,
+        isl=isl,
+        osl=osl,
+        dtype=dtype,
+        kv_dtype=kv_dtype,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        concurrency=concurrency,
+        ttft_slo=_seconds(ttft_slo, "ttft_slo"),
+        tpot_slo=_seconds(tpot_slo, "tpot_slo"),
+        disaggregated=disaggregated,
+        topology=topology,
+    )
+    data = plan.to_dict()
+    if html is not None:
+        try:
+            from chipforge.report.html import write_report
+        except ImportError as e:
+            raise ChipforgeError(
+                f"--html needs chipforge.report.html, which failed to import: {e}"
+            ) from e
+        write_report(html, "serve", data)
+    emit(data, serve_tables(data), as_json=json, out=out)

@@ -1,0 +1,66 @@
+"""KV-cache and weight memory per chip for serving (paged KV cache, per dtype).
+
+Weights: all parameters split over TP x PP (experts over EP x TP when EP is used; the
+per-chip share is the same). KV cache: vLLM-style paging (Kwon et al., SOSP 2023) in blocks of
+`PAGE_TOKENS` tokens, each sequence rounded up to whole pages. KV heads are split over TP and
+replicated when TP exceeds the KV-head count; MLA caches one latent per token per layer
+(replicated on every TP rank, as in the DeepSeek-V3 serving setup).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from chipforge.dtypes import nbytes
+from chipforge.workload.config import ModelConfig
+
+PAGE_TOKENS = 16  # vLLM's default block size (Kwon et al. 2023, Sec. 4.2)
+MEMORY_UTILIZATION = 0.90  # vLLM's default gpu_memory_utilization: headroom for runtime/activations
+ACTIVATION_TOKENS = 8192  # max tokens in one prefill chunk (vLLM max_num_batched_tokens default)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes per chip for one (tp, pp) shard."""
+
+    capacity: float
+    weights: float
+    activations: float
+    kv_per_token: float  # KV bytes per cached token on one chip
+
+    @property
+    def kv_budget(self) -> float:
+        return max(0.0, self.capacity * MEMORY_UTILIZATION - self.weights - self.activations)
+
+    @property
+    def kv_tokens(self) -> int:
+        """Tokens the paged cache holds on this shard (whole pages)."""
+        if self.kv_per_token <= 0:
+            return 0
+        pages = int(self.kv_budget // (self.kv_per_token * PAGE_TOKENS))
+        return pages * PAGE_TOKENS
+
+    def sequences(self, tokens_per_sequence: int) -> int:
+        """Sequences of `tokens_per_sequence` tokens that fit (each rounded up to pages)."""
+        pages = math.ceil(tokens_per_sequence / PAGE_TOKENS)
+        return self.kv_tokens // (pages * PAGE_TOKENS)
+
+    def to_dict(self) -> dict:
+        return {
+            "capacity_bytes": self.capacity,
+            "weights_bytes": self.weights,
+            "activations_bytes": self.activations,
+            "kv_cache_bytes": self.kv_tokens * self.kv_per_token,
+            "kv_bytes_per_token": self.kv_per_token,
+        }
+
+
+def memory(
+    c: ModelConfig, capacity: float, *, tp: int, pp: int, dtype: str, kv_dtype: str
+) -> Memory:
+    weights = c.params() * nbytes(dtype) / (tp * pp)
+    kv_full = c.kv_bytes_per_token(nbytes(kv_dtype)) / pp
+    shards = 1 if c.kv_lora else min(tp, c.n_kv_heads)
+    activations = ACTIVATION_TOKENS * max(c.hidden, c.ffn // tp) * 2 * nbytes(dtype)
+    return Memory(capacity, weights, activations, kv_full / shards)

@@ -1,0 +1,128 @@
+"""Serving plans: published figures, properties, errors, CLI."""
+
+import json
+import math
+import time
+from dataclasses import replace
+
+import pytest
+from typer.testing import CliRunner
+
+from chipforge.cli import app
+from chipforge.cluster import plan_serving, topology_for
+from chipforge.cluster import validate as v
+from chipforge.errors import Infeasible, WorkloadError
+from chipforge.spec.loader import load_chip
+from chipforge.workload.config import load_model
+
+
+def test_kv_capacity_matches_hand_count():
+    # Llama-3-70B: 80 layers x 8 KV heads x 128 dims x K,V x 2 B = 327,680 B/token (HF config)
+    p = plan_serving("h100", "llama3-70b", 8, isl=1024, osl=128, tp=8, pp=1, concurrency=8)
+    mem = p.memory_per_chip
+    assert mem["kv_bytes_per_token"] * 8 == 80 * 8 * 128 * 2 * 2
+    free = 0.9 * mem["capacity_bytes"] - mem["weights_bytes"] - mem["activations_bytes"]
+    assert p.kv_cache_capacity_tokens == pytest.approx(free / mem["kv_bytes_per_token"], rel=1e-3)
+    assert p.kv_cache_capacity_tokens % 16 == 0  # whole pages
+
+
+def test_published_serving_cases():
+    rows = v.run(("serving",))
+    assert len(rows) >= 10
+    by = {r["id"]: r for r in rows}
+    # the memory-bound decode anchor and the MLPerf H100 offline run are within 10%
+    assert abs(by["nim-h100x2-llama3-70b-itl"]["error"]) < 0.10
+    assert abs(by["mlperf-h100x8-llama2-70b-offline"]["error"]) < 0.10
+    assert v.summary(rows)["median_abs_error"] < 0.15
+
+
+def test_slos_are_met_and_search_maximizes():
+    p = plan_serving("h100", "llama3-70b", 8, isl=2048, osl=256, ttft_slo=2.0, tpot_slo=0.05)
+    assert p.ttft_s <= 2.0 and p.tpot_s <= 0.05
+    for tp in (4, 8):
+        for b in (1, 8, 64):
+            try:
+                q = plan_serving(
+                    "h100", "llama3-70b", 8, isl=2048, osl=256, tp=tp, pp=1, concurrency=b
+                )
+            except Infeasible:
+                continue
+            if q.ttft_s <= 2.0 and q.tpot_s <= 0.05:
+                assert q.throughput_tokens_per_s <= p.throughput_tokens_per_s * (1 + 1e-9)
+
+
+def test_n_chips_never_beat_n_times_one_chip():
+    one = plan_serving("h100", "llama3-8b", 1, isl=512, osl=128, concurrency=32)
+    for n in (2, 4, 8):
+        many = plan_serving("h100", "llama3-8b", n, isl=512, osl=128, tp=n, pp=1, concurrency=32)
+        assert many.throughput_tokens_per_s <= n * one.throughput_tokens_per_s
+
+
+def test_more_link_bandwidth_never_slows():
+    chip = load_chip("h100")
+    topo = topology_for(chip, 8)
+    slow = replace(topo, up_bandwidth=topo.up_bandwidth / 4)
+    kw = dict(isl=1024, osl=256, tp=8, pp=1, concurrency=64)
+    fast = plan_serving(chip, "llama3-70b", 8, topology=topo, **kw)
+    base = plan_serving(chip, "llama3-70b", 8, topology=slow, **kw)
+    assert (
+        fast.tpot_s <= base.tpot_s and fast.throughput_tokens_per_s >= base.throughput_tokens_per_s
+    )
+
+
+def test_moe_ep_and_disaggregated_are_feasible_results():
+    p = plan_serving("h100", "mixtral-8x7b", 8, isl=1024, osl=256, tp=8, pp=1, ep=8)
+    assert p.ep == 8 and p.throughput_tokens_per_s > 0
+    d = plan_serving("h100", "llama3-70b", 16, isl=2048, osl=256, disaggregated=True)
+    assert d.disaggregated and 0 < d.prefill_chips < 16
+    assert math.isfinite(d.throughput_tokens_per_s)
+
+
+def test_errors_say_what_fits():
+    with pytest.raises(Infeasible, match="use >= "):
+        plan_serving("h100", "llama3-405b", 2, isl=128, osl=128)
+    with pytest.raises(WorkloadError, match="heads"):
+        plan_serving("h100", "llama3-70b", 6, isl=128, osl=128, tp=6, pp=1)
+    with pytest.raises(WorkloadError, match="divide"):
+        plan_serving("h100", "llama3-70b", 8, isl=128, osl=128, tp=3, pp=1)
+    with pytest.raises(WorkloadError, match="MoE"):
+        plan_serving("h100", "llama3-70b", 8, isl=128, osl=128, tp=8, pp=1, ep=2)
+
+
+def test_one_evaluation_under_5_ms():
+    chip, model = load_chip("h100"), load_model("llama3-70b")
+    kw = dict(isl=2048, osl=256, tp=8, pp=1, concurrency=64)
+    plan_serving(chip, model, 8, **kw)  # warm the per-layer cache
+    t = time.perf_counter()
+    for _ in range(20):
+        plan_serving(chip, model, 8, **kw)
+    assert (time.perf_counter() - t) / 20 < 5e-3
+
+
+def test_cli_serve_json():
+    r = CliRunner().invoke(
+        app,
+        [
+            "serve",
+            "--chip",
+            "forge-n3",
+            "--model",
+            "llama3-70b",
+            "--chips",
+            "8",
+            "--isl",
+            "2048",
+            "--osl",
+            "256",
+            "--ttft-slo",
+            "2s",
+            "--tpot-slo",
+            "100ms",
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    for key in ("plan", "throughput_tokens_per_s", "ttft_s", "tpot_s", "concurrency"):
+        assert key in d
+    assert d["ttft_s"] <= 2 and d["tpot_s"] <= 0.1
