@@ -70,3 +70,4 @@ from chipforge.cli import commands, cost, rtl, simulate  # noqa: E402,F401  (reg
 from chipforge.cli import datacenter  # noqa: E402,F401
 from chipforge.cli import sweep  # noqa: E402,F401
 from chipforge.cli import serve  # noqa: E402,F401
+from chipforge.cli import train  # noqa: E402,F401

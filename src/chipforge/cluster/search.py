@@ -3,9 +3,10 @@ shortest step (ties: less memory). Flags left as None are searched."""
 
 from __future__ import annotations
 
+import math
 from itertools import product
 
-from chipforge.cluster.memory import RECOMPUTE
+from chipforge.cluster.memory import RECOMPUTE, RESERVED_BYTES
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.cluster.training import (
     Plan,
@@ -25,6 +26,28 @@ POW2 = (1, 2, 4, 8, 16, 32, 64, 128)
 
 def _choices(given, default):
     return [given] if given is not None else list(default)
+
+
+def _check_flags(c: ModelConfig, chips: int, tp, pp, dp, cp) -> None:
+    """Given flags that can never work, named before any search."""
+    if tp is not None and c.heads % tp:
+        ok = [t for t in POW2 if c.heads % t == 0 and chips % t == 0]
+        raise Infeasible(f"--tp {tp} must divide the {c.heads} heads of {c.name}; try {ok}")
+    if pp is not None and not stage_layers(c.layers, pp):
+        ok = [d for d in divisors(chips) if d <= c.layers and stage_layers(c.layers, d)]
+        raise Infeasible(
+            f"--pp {pp} must divide the {c.layers} layers of {c.name} (up to 2 fewer on the "
+            f"first and last stage); try --pp in {ok[:12]}"
+        )
+    given = [x for x in (tp, pp, dp, cp) if x is not None]
+    prod = 1
+    for x in given:
+        prod *= x
+    if chips % prod or (len(given) == 4 and prod != chips):
+        raise Infeasible(
+            f"tp*pp*dp*cp of the given flags ({prod}) must divide --chips {chips}"
+            + (" exactly" if len(given) == 4 else "")
+        )
 
 
 def plan_training(
@@ -58,6 +81,7 @@ def plan_training(
     seq = seq or c.seq
     gb = global_batch or default_global_batch(chips, seq)
     key = chip.model_dump_json()
+    _check_flags(c, chips, tp, pp, dp, cp)
     explicit = None not in (tp, pp, dp, cp, ep, zero, recompute, micro_batch)
     tps = _choices(tp, [t for t in POW2 if t <= max(1, topo.domain) and c.heads % t == 0])
     cps = _choices(cp, [x for x in (1, 2, 4, 8, 16) if seq // x >= 8192 or x == 1])
@@ -110,7 +134,11 @@ def plan_training(
             if dp is None
             else f"--dp {dp} does not divide {chips} chips with the other flags"
         )
+    state = c.params() * 16  # bf16 weights + grads + fp32 Adam (ZeRO paper Sec. 3.1)
+    usable = chip.hbm.capacity - RESERVED_BYTES
+    least = 2 ** math.ceil(math.log2(max(1.0, state / max(usable, 1.0))))
     raise Infeasible(
-        f"{c.name} does not fit on {chips} x {chip.name} in any plan ({first_error}); "
-        f"use more chips or a chip with more memory"
+        f"{c.name} does not fit on {chips} x {chip.name} in any plan ({first_error}); its "
+        f"{state / 2**30:,.0f} GiB of weights and optimizer state need at least {least} chips "
+        f"of {chip.hbm.capacity / 2**30:.0f} GiB"
     )

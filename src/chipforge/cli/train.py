@@ -1,0 +1,110 @@
+"""`chipforge train`: the fastest feasible training plan (or the given one) on many chips."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
+from chipforge.cli.reportopts import HtmlOpt
+from chipforge.errors import ChipforgeError, WorkloadError
+
+Int = Annotated[int | None, typer.Option(min=1)]
+SUFFIX = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
+
+
+def parse_count(text: str | None, field: str = "--tokens") -> float | None:
+    """'15.6T' -> 1.56e13 (K, M, B/G, T, P suffixes)."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([KMBGTP]?)\s*", text, re.IGNORECASE)
+    if not m:
+        raise WorkloadError(f"`{field}` must be a count such as 15.6T or 2e12, not {text!r}")
+    return float(m.group(1)) * SUFFIX[m.group(2).upper()]
+
+
+def _gib(x: float) -> str:
+    return f"{x / 2**30:,.1f}"
+
+
+def train_tables(d: dict) -> list[Table]:
+    p = d["plan"]
+    head = Table(title=f"{d['model']} on {d['chips']:,} x {d['chip']} ({d['topology']})")
+    head.add_column("figure")
+    head.add_column("value", justify="right")
+    plan = " ".join(f"{k}={v}" for k, v in p.items())
+    rows = [
+        ("plan", plan),
+        ("seq x global batch", f"{d['seq']} x {d['global_batch']}"),
+        ("step time (s)", f"{d['step_time_s']:.3f}"),
+        ("MFU / HFU", f"{d['mfu']:.1%} / {d['hfu']:.1%}"),
+        ("tokens/s", f"{d['tokens_per_s']:,.0f}"),
+        (
+            "memory per chip (GiB)",
+            f"{_gib(d['memory_per_chip_bytes'])} of {_gib(d['memory_capacity_bytes'])}",
+        ),
+    ]
+    if d["time_to_train_s"]:
+        rows.append(("time to train (days)", f"{d['time_to_train_s'] / 86400:,.1f}"))
+    for k, v in rows:
+        head.add_row(k, v)
+    mem = Table(title="memory per chip by category")
+    mem.add_column("category")
+    mem.add_column("GiB", justify="right")
+    for k, v in d["memory_by_category_bytes"].items():
+        mem.add_row(k.removesuffix("_bytes"), _gib(v))
+    times = Table(title="step time: compute and exposed communication per network tier")
+    times.add_column("part")
+    times.add_column("s", justify="right")
+    for k, v in {**d["time_breakdown_s"], **d["exposed_comm_s"]}.items():
+        times.add_row(k.removesuffix("_s"), f"{v:.4f}")
+    return [head, mem, times]
+
+
+@app.command()
+def train(
+    chip: ChipOpt,
+    model: Annotated[str, typer.Option("--model", help="model preset (chipforge presets)")],
+    chips: Annotated[int, typer.Option("--chips", min=1, help="number of chips")],
+    tokens: Annotated[
+        str | None, typer.Option("--tokens", help="training tokens, e.g. 15.6T")
+    ] = None,
+    tp: Int = None,
+    pp: Int = None,
+    dp: Int = None,
+    cp: Int = None,
+    ep: Int = None,
+    zero: Annotated[int | None, typer.Option("--zero", min=0, max=3)] = None,
+    recompute: Annotated[
+        str | None, typer.Option("--recompute", help="none, selective or full")
+    ] = None,
+    micro_batch: Annotated[int | None, typer.Option("--micro-batch", min=1)] = None,
+    seq: Annotated[int | None, typer.Option("--seq", min=1)] = None,
+    global_batch: Annotated[int | None, typer.Option("--global-batch", min=1)] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp8, fp4")] = "bf16",
+    topology: Annotated[str | None, typer.Option("--topology", help="preset name")] = None,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+    html: HtmlOpt = None,
+) -> None:
+    """Fastest feasible training plan (flags left out are searched), or evaluate the given one."""
+    from chipforge.cluster import plan_training
+
+    res = plan_training(
+        chip, model, chips, tokens=parse_count(tokens), seq=seq, global_batch=global_batch,
+        dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
+        micro_batch=micro_batch, topology=topology,
+    )  # fmt: skip
+    data = res.to_dict()
+    if html is not None:
+        try:
+            from chipforge.report.html import write_report
+        except ImportError as e:
+            raise ChipforgeError(
+                f"--html needs the report extra ({e}); pip install 'chipforge[report]'"
+            ) from None
+        write_report(html, "train", data)
+    emit(data, train_tables(data), as_json=as_json, out=out)
