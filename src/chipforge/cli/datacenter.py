@@ -105,6 +105,9 @@ def datacenter(
     tokens: Annotated[
         str | None, typer.Option("--tokens", help="training tokens, e.g. 15.6T")
     ] = None,
+    serve_dtype: Annotated[
+        str, typer.Option("--serve-dtype", help="serving dtype (bf16, fp8, ...)")
+    ] = "bf16",
     compare_: Annotated[
         str | None, typer.Option("--compare", help="chips side by side: gb200,forge-n3")
     ] = None,
@@ -125,7 +128,7 @@ def datacenter(
     )
     watts = parse_quantity(power, "power", field="--power")
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
-    kw = {"model": model, "tokens": n_tokens}
+    kw = {"model": model, "tokens": n_tokens, "serve_dtype": serve_dtype}
     if compare_:
         data = compare([c.strip() for c in compare_.split(",") if c.strip()], watts, a, **kw)
         if sensitivity_:

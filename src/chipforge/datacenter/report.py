@@ -25,6 +25,7 @@ def site_report(
     model: str | None = None,
     tokens: float | None = None,
     serve_model: str | None = None,
+    serve_dtype: str = "bf16",
     volume: int = DEFAULT_VOLUME,
     factors: dict | None = None,
 ) -> dict:
@@ -39,7 +40,7 @@ def site_report(
         out["build_volume"] = volume
     if model:
         t = training(out, facts, model, tokens or 20.0 * _params(model))
-        s = serving(out, facts, serve_model or SERVE_MODEL.get(model, model))
+        s = serving(out, facts, serve_model or SERVE_MODEL.get(model, model), dtype=serve_dtype)
         out.update(
             time_to_train_s=t["time_to_train_s"],
             usd_per_million_tokens=s["usd_per_million_tokens"],
