@@ -159,8 +159,20 @@ def compare(
 
 
 @app.command()
-def validate(as_json: JsonOpt = False, out: OutOpt = None) -> None:
+def validate(
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="the multi-chip (training, serving) cases instead")
+    ] = False,
+) -> None:
     """Predict every single-chip measured case and print the error against the published value."""
+    if cluster:
+        from chipforge.cluster.validate import report
+
+        data, tables = report()
+        emit(data, tables, as_json=as_json, out=out)
+        return
     results = run_validation()
     data = summary(results)
     t = Table(title="predictions vs published measurements (C: sets a calibration constant)")

@@ -128,3 +128,32 @@ def summary(rows: list[dict]) -> dict:
         "median_abs_error": statistics.median(errs) if errs else 0.0,
         "max_abs_error": max(errs, default=0.0),
     }
+
+
+def report() -> tuple[dict, list]:
+    """JSON data and tables for `chipforge validate --cluster`."""
+    from rich.table import Table
+
+    rows = run()
+    data = {"cases": rows, **summary(rows)}
+    for kind in sorted({r["kind"] for r in rows}):
+        data[f"{kind}_summary"] = summary([r for r in rows if r["kind"] == kind])
+    t = Table(title="multi-chip predictions vs published measurements")
+    for col in ("case", "kind", "metric", "predicted", "published", "error"):
+        t.add_column(col, justify="left" if col in ("case", "kind", "metric") else "right")
+    for r in rows:
+        t.add_row(
+            r["id"], r["kind"], r["metric"], f"{r['predicted']:,.4g}", f"{r['published']:,.4g}",
+            f"{100 * r['error']:+.1f}%",
+        )  # fmt: skip
+    foot = Table(show_header=False)
+    foot.add_column("figure", style="bold")
+    foot.add_column("value")
+    for name, s in [("all", summary(rows))] + [
+        (k.removesuffix("_summary"), v) for k, v in data.items() if k.endswith("_summary")
+    ]:
+        foot.add_row(
+            f"{name}: {s['cases']} cases",
+            f"median |error| {s['median_abs_error']:.1%}, max {s['max_abs_error']:.1%}",
+        )
+    return data, [t, foot]
