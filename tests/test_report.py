@@ -21,7 +21,8 @@ from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
 
 # Plan dicts shaped like the cluster / datacenter / explore packages' to_dict (issue 10's brief).
-TRAIN = {
+TRAIN = {  # the shape of `chipforge train --json`
+    "chip": "h100",
     "plan": {
         "tp": 8,
         "pp": 4,
@@ -36,20 +37,31 @@ TRAIN = {
     "mfu": 0.41,
     "hfu": 0.47,
     "tokens_per_s": 1.2e6,
-    "time_to_train_s": 2.1e6,
+    "time_to_train_s": None,
     "memory_per_chip_bytes": 61e9,
-    "memory_weights_bytes": 17.5e9,
-    "memory_grads_bytes": 8.7e9,
-    "memory_optimizer_bytes": 13e9,
-    "memory_activations_bytes": 21.8e9,
-    "hbm_capacity_bytes": 80e9,
+    "memory_capacity_bytes": 80e9,
+    "memory_by_category_bytes": {
+        "weights_bytes": 17.5e9,
+        "gradients_bytes": 8.7e9,
+        "optimizer_bytes": 13e9,
+        "activations_bytes": 21.8e9,
+    },
+    "time_breakdown_s": {"compute_s": 7.0, "bubble_s": 1.2, "optimizer_s": 0.1, "overhead_s": 0.8},
+    "exposed_comm_s": {"tp_scale_up_s": 0.5, "pp_s": 0.1, "dp_s": 0.3},
 }
-SERVE = {
+SERVE = {  # `chipforge serve --json`, plus a latency/throughput curve
     "plan": {"tp": 8, "pp": 1, "batch": 64},
     "throughput_tokens_per_s": 21000.0,
     "ttft_s": 0.41,
     "tpot_s": 0.031,
     "concurrency": 64,
+    "breakdown_s": {"prefill": 0.04, "decode": 4.1},
+    "memory_per_chip_bytes": {
+        "capacity_bytes": 80e9,
+        "weights_bytes": 2e9,
+        "kv_cache_bytes": 60e9,
+        "kv_bytes_per_token": 131072,
+    },
     "curve": [
         {"batch": b, "throughput_tokens_per_s": 900.0 * b**0.8, "tpot_s": 0.02 + 2e-4 * b}
         for b in (1, 4, 16, 64, 128)
@@ -142,6 +154,16 @@ def test_roofline_places_each_op_from_the_result():
     spec = load_chip("forge-n3")
     assert max(line["y"]) == pytest.approx(spec.peak_flops("bf16") / 1e12)
     assert line["y"][0] == pytest.approx(spec.hbm.bandwidth * line["x"][0] / 1e12)
+
+
+def test_plan_charts_from_their_categories():
+    ids = {s["id"]: s for s in chart_specs(render_report("train", TRAIN))}
+    mem = ids["s0_memory"]["data"][0]
+    assert mem["y"] == ["weights", "gradients", "optimizer", "activations"]
+    assert sum(mem["x"]) == pytest.approx(61.0)  # GB
+    assert ids["s0_memory"]["layout"]["shapes"][0]["x0"] == pytest.approx(80.0)
+    serve = {s["id"] for s in chart_specs(render_report("serve", SERVE))}
+    assert {"s0_latency_throughput", "s0_memory", "s0_phases", "s0_latency"} <= serve
 
 
 def test_per_layer_time_sums_to_total():

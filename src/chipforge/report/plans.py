@@ -32,7 +32,9 @@ def _records(data: dict, *names) -> list:
 
 
 def train_charts(data: dict) -> list:
-    mem = _find(data, "memory_breakdown_bytes", "memory_bytes", "memory_per_chip", "memory")
+    mem = _find(
+        data, "memory_by_category_bytes", "memory_breakdown_bytes", "memory_bytes", "memory"
+    )
     if isinstance(mem, dict):
         mem = {
             str(k).removesuffix("_bytes"): v
@@ -43,7 +45,9 @@ def train_charts(data: dict) -> list:
         mem = {
             k.removeprefix("memory_").removesuffix("_bytes"): v
             for k, v in data.items()
-            if k.startswith("memory_") and k.endswith("_bytes") and k != "memory_per_chip_bytes"
+            if k.startswith("memory_")
+            and k.endswith("_bytes")
+            and k not in ("memory_per_chip_bytes", "memory_capacity_bytes")
         }
     charts = bar("memory", "Memory per chip by category", mem, "GB", 1e9)
     cap = _find(data, "hbm_capacity_bytes", "memory_capacity_bytes")
@@ -60,9 +64,14 @@ def train_charts(data: dict) -> list:
             }
         ]
         charts[0]["layout"]["title"]["text"] += f" (capacity {cap / 1e9:,.0f} GB, dotted)"
-    step = _find(data, "step_breakdown_s", "time_breakdown_s", "step_time_breakdown_s")
+    step = _find(data, "time_breakdown_s", "step_breakdown_s", "step_time_breakdown_s")
     if isinstance(step, dict):
+        step = {str(k).removesuffix("_s"): v for k, v in step.items()}
         charts += bar("step", "Step time by part", step, "ms", 1e-3)
+    comm = data.get("exposed_comm_s")
+    if isinstance(comm, dict):
+        comm = {str(k).removesuffix("_s"): v for k, v in comm.items()}
+        charts += bar("comm", "Exposed communication per step", comm, "ms", 1e-3)
     util = {k: data[k] for k in ("mfu", "hfu") if _num(data.get(k))}
     charts += bar("utilization", "Model / hardware FLOP utilization", util, "fraction")
     return charts
@@ -108,9 +117,18 @@ def serve_charts(data: dict) -> list:
         if k in ("ttft_s", "tpot_s", "e2e_latency_s")
     }
     charts += bar("latency", "Latency", lat, "ms", 1e-3)
-    mem = _find(data, "memory_breakdown_bytes", "memory_bytes")
+    mem = _find(data, "memory_per_chip_bytes", "memory_breakdown_bytes", "memory_bytes")
     if isinstance(mem, dict):
-        charts += bar("memory", "Memory per chip by category", mem, "GB", 1e9)
+        skip = ("capacity_bytes", "kv_bytes_per_token", "total", "total_bytes")
+        cats = {str(k).removesuffix("_bytes"): v for k, v in mem.items() if k not in skip}
+        cap = mem.get("capacity_bytes")
+        title = "Memory per chip by category" + (
+            f" (capacity {cap / 1e9:,.0f} GB)" if _num(cap) else ""
+        )
+        charts += bar("memory", title, cats, "GB", 1e9)
+    parts = data.get("breakdown_s")
+    if isinstance(parts, dict):
+        charts += bar("phases", "Time per request by phase", parts, "ms", 1e-3)
     return charts
 
 
