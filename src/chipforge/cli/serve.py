@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
+from chipforge.cli.reportopts import PngOpt, write_reports
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_quantity
 
@@ -71,6 +72,7 @@ def serve(
     ] = False,
     topology: Annotated[str | None, typer.Option("--topology", help="topology preset")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="also write an HTML report")] = None,
+    png: PngOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
@@ -103,4 +105,5 @@ def serve(
                 f"--html needs chipforge.report.html, which failed to import: {e}"
             ) from e
         write_report(html, "serve", data)
+    write_reports("serve", data, None, png)
     emit(data, serve_tables(data), as_json=json, out=out)

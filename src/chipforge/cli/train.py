@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
-from chipforge.cli.reportopts import HtmlOpt
+from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.errors import ChipforgeError, WorkloadError
 
 Int = Annotated[int | None, typer.Option(min=1)]
@@ -89,6 +89,7 @@ def train(
     as_json: JsonOpt = False,
     out: OutOpt = None,
     html: HtmlOpt = None,
+    png: PngOpt = None,
 ) -> None:
     """Fastest feasible training plan (flags left out are searched), or evaluate the given one."""
     from chipforge.cluster import plan_training
@@ -107,4 +108,5 @@ def train(
                 f"--html needs the report extra ({e}); pip install 'chipforge[report]'"
             ) from None
         write_report(html, "train", data)
+    write_reports("train", data, None, png)
     emit(data, train_tables(data), as_json=as_json, out=out)
