@@ -42,6 +42,7 @@ def run_cmd(
     workers: int,
     resume: bool,
     n: int | None,
+    flush_s: float,
     as_json: bool,
     out: Path | None,
 ) -> None:
@@ -51,22 +52,14 @@ def run_cmd(
 
     space = load_space(space_file)  # every input error before any work
     bar, cb = _progress(Console(stderr=True).is_terminal and not as_json)
+    opts = dict(
+        backend=backend, workers=workers, address=address, resume=resume, n=n, flush_s=flush_s
+    )
     if bar:
         with bar:
-            counts = sweep(
-                space,
-                store,
-                backend=backend,
-                workers=workers,
-                address=address,
-                resume=resume,
-                n=n,
-                on_rows=cb,
-            )
+            counts = sweep(space, store, on_rows=cb, **opts)
     else:
-        counts = sweep(
-            space, store, backend=backend, workers=workers, address=address, resume=resume, n=n
-        )
+        counts = sweep(space, store, **opts)
     counts["store"] = store
     table = Table(title=f"sweep {space_file} -> {store}")
     table.add_column("item")
@@ -149,6 +142,9 @@ def sweep_command(
     workers: Annotated[int, typer.Option("--workers", help="processes; 0: one per core")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="continue a stopped sweep")] = False,
     n: Annotated[int | None, typer.Option("--n", help="override the sampler's budget")] = None,
+    flush_s: Annotated[
+        float, typer.Option("--flush-s", help="write a store part at most every this many s")
+    ] = 1.0,
     front: Annotated[bool, typer.Option("--pareto", help="show: only the Pareto front")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="show: HTML report")] = None,
     png: Annotated[Path | None, typer.Option("--png", help="show: Pareto plot PNG")] = None,
@@ -174,6 +170,7 @@ def sweep_command(
         workers=workers,
         resume=resume,
         n=n,
+        flush_s=flush_s,
         as_json=as_json,
         out=out,
     )

@@ -16,7 +16,7 @@ from chipforge.explore.search import search
 from chipforge.explore.space import Space
 from chipforge.explore.store import Store
 
-FLUSH_S = 1.0  # a part at most every second: bounds what a SIGKILL can lose
+FLUSH_S = 1.0  # a part at most every FLUSH_S: bounds what a SIGKILL loses
 FLUSH_ROWS = 2000
 
 
@@ -62,6 +62,7 @@ def sweep(
     n: int | None = None,
     chunk: int = 64,
     on_rows: Callable[[int, int], None] | None = None,
+    flush_s: float = FLUSH_S,
 ) -> dict:
     """Run the sweep into `store_dir`; return counts. `on_rows(done, total)` reports progress."""
     if backend not in ("local", "dask"):
@@ -91,10 +92,10 @@ def sweep(
         todo = [(pid, p) for pid, p in unique if pid not in done]
         stream = evaluate(todo)
         total, already = len(unique), len(unique) - len(todo)
-    return _stream(store, stream, total, already, on_rows)
+    return _stream(store, stream, total, already, on_rows, flush_s)
 
 
-def _stream(store: Store, stream, total: int, already: int, on_rows) -> dict:
+def _stream(store: Store, stream, total: int, already: int, on_rows, flush_s: float) -> dict:
     counted = already
     last = time.monotonic()
     t0 = last
@@ -104,7 +105,7 @@ def _stream(store: Store, stream, total: int, already: int, on_rows) -> dict:
             counted += len(rows)
             if on_rows:
                 on_rows(counted, total)
-            if time.monotonic() - last > FLUSH_S or len(store._pending) >= FLUSH_ROWS:
+            if time.monotonic() - last > flush_s or len(store._pending) >= FLUSH_ROWS:
                 store.flush()
                 last = time.monotonic()
     finally:
