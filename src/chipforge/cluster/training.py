@@ -149,7 +149,7 @@ def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int)
         )
     if seq % p.cp or (seq // p.cp) % 2:
         raise Infeasible(f"--cp {p.cp} must divide --seq {seq} into even chunks")
-    if p.ep > 1 and (not c.is_moe or c.experts % p.ep or p.dp * p.cp % p.ep):
+    if p.ep > 1 and (not c.is_moe or c.experts % p.ep or (p.dp * p.cp) % p.ep):
         raise Infeasible(f"--ep {p.ep} must divide the experts ({c.experts}) and dp*cp")
     if global_batch % (p.dp * p.micro_batch):
         raise Infeasible(
