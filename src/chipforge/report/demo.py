@@ -6,7 +6,6 @@ training / serving / datacenter sections when those packages are installed and a
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from chipforge.report.html import render_sections
@@ -28,15 +27,28 @@ def _datacenter_section() -> list[tuple[str, str, dict]]:
 
 
 def _plan_sections() -> list[tuple[str, str, dict]]:
-    """Training / serving sections: `chipforge.cluster.demo.demo_train()` / `demo_serve()`."""
+    """Llama-3-70B trained on 1024 forge-n3 chips and served on 8 (the cluster package)."""
     out = []
-    for kind, heading in (("train", "Training plan"), ("serve", "Serving plan")):
+    try:
+        from chipforge.cluster import plan_serving, plan_training
+    except ImportError:
+        return out
+    runs = (
+        ("train", "Training plan: Llama-3-70B on 1024 forge-n3", plan_training, 1024, {}),
+        (
+            "serve",
+            "Serving plan: Llama-3-70B on 8 forge-n3",
+            plan_serving,
+            8,
+            {"isl": 1024, "osl": 256},
+        ),
+    )
+    for kind, heading, fn, chips, kw in runs:
         try:
-            fn = getattr(importlib.import_module("chipforge.cluster.demo"), f"demo_{kind}")
-            data = fn()
-        except Exception:  # noqa: BLE001 - a package not there yet only loses its section
+            plan = fn("forge-n3", "llama3-70b", chips, **kw)
+        except Exception:  # noqa: BLE001 - a plan the cluster model cannot make loses its section
             continue
-        out.append((kind, heading, data.to_dict() if hasattr(data, "to_dict") else data))
+        out.append((kind, heading, plan.to_dict() if hasattr(plan, "to_dict") else plan))
     return out
 
 
