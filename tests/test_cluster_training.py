@@ -6,6 +6,8 @@ import json
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from chipforge.cli import app
@@ -147,3 +149,23 @@ def test_train_cli_json_and_errors():
         app, ["train", "--chip", "h100", "--model", "llama3-70b", "--chips", "16", "--tp", "3"]
     )
     assert bad.exit_code != 0
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    tp=st.sampled_from([1, 2, 4, 8]),
+    pp=st.sampled_from([1, 2, 4, 8]),
+    factor=st.floats(1.0, 8.0),
+    recompute=st.sampled_from(["none", "selective", "full"]),
+)
+def test_property_faster_links_never_slow_any_plan(tp, pp, factor, recompute):
+    flags = dict(tp=tp, pp=pp, dp=64 // (tp * pp), cp=1, ep=1, zero=3, micro_batch=1)
+    try:
+        base = plan_training("h100", "llama3-70b", 64, topology=DGX, recompute=recompute, **flags)
+    except Infeasible:
+        return  # the same plan is infeasible at any bandwidth (memory does not depend on it)
+    fast = plan_training(
+        "h100", "llama3-70b", 64, topology=DGX.scaled(factor), recompute=recompute, **flags
+    )
+    assert fast.step_time_s <= base.step_time_s
+    assert base.memory_per_chip_bytes <= base.memory_capacity_bytes
