@@ -126,3 +126,17 @@ def test_cli_serve_json():
     for key in ("plan", "throughput_tokens_per_s", "ttft_s", "tpot_s", "concurrency"):
         assert key in d
     assert d["ttft_s"] <= 2 and d["tpot_s"] <= 0.1
+
+
+def test_genz_side_by_side_one_case():
+    pytest.importorskip("GenZ")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "genz_compare.py"
+    spec = importlib.util.spec_from_file_location("genz_compare", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (row,) = mod.rows(mod.CASES[2:3])  # H100 TP2 Llama-3-70B ITL, published 18.58 ms
+    assert row["genz"] > 0 and row["chipforge"] > 0
+    assert abs(row["chipforge"] / row["published"] - 1) < 0.10

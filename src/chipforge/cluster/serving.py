@@ -14,6 +14,7 @@ TTFT = one prompt's prefill + one decode step of queueing. PP runs `pp` micro-ba
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.kvcache import memory
@@ -123,11 +124,8 @@ def _head(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> float:
 
 
 def _mm_dtype(chip: ChipSpec, dt: str) -> str:
-    try:
-        chip.peak_flops(dt)
-        return dt
-    except Exception:  # the chip lacks the dtype: the engine falls back the same way
-        return "bf16"
+    """`dt` if the matrix unit runs it, else bf16 (the engine's fallback)."""
+    return dt if chip.peak_flops(dt) > 0 else "bf16"
 
 
 def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
@@ -138,7 +136,7 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
         if ep > 1 and c.is_moe and i == len(sizes) - 1:  # MoE: dispatch + combine all-to-all
             comm += 2 * collective_time("all_to_all", size * c.top_k, ep, topo)
         else:
-            comm += collective_time("all_reduce", size, tp, topo, span="up")
+            comm += collective_time("all_reduce", size, tp, topo)
     layers = c.layers
     t = layers * (compute + comm + LAYER_OVERHEAD_S) + _head(chip, c, b, tp, dt)
     if pp > 1:  # activations sent between stages
@@ -268,6 +266,12 @@ def resolve_model(model) -> ModelConfig:
     return load_model(name, **overrides)
 
 
+@lru_cache(maxsize=64)
+def _load_chip(name: str) -> ChipSpec:
+    """Presets by name, loaded once so the per-layer cache (keyed on the spec) hits."""
+    return load_chip(name)
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -292,7 +296,7 @@ def plan_serving(
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: total running sequences over all replicas."""
-    chip = load_chip(chip) if isinstance(chip, str) else chip
+    chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     kvd = kv_dtype or dtype
     for name, value in (("dtype", dtype), ("kv_dtype", kvd)):

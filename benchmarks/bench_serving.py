@@ -1,0 +1,44 @@
+"""Speed of the serving planner (issue 7: one serving evaluation < 5 ms): one evaluation with
+explicit flags (per-layer costs cached) and a full search under SLOs."""
+
+from __future__ import annotations
+
+import time
+
+from chipforge.cluster import plan_serving
+from chipforge.cluster.serving import _CACHE
+
+
+def main() -> None:
+    kw = dict(isl=2048, osl=256, tp=8, pp=1, concurrency=64)
+    _CACHE.clear()
+    t = time.perf_counter()
+    plan_serving("h100", "llama3-70b", 8, **kw)
+    cold = time.perf_counter() - t
+    n = 500
+    t = time.perf_counter()
+    for _ in range(n):
+        plan_serving("h100", "llama3-70b", 8, **kw)
+    warm = (time.perf_counter() - t) / n
+    print(
+        f"serving evaluation (llama3-70b, 8 x h100, tp=8): cold {cold * 1e3:.1f} ms, "
+        f"warm {warm * 1e3:.3f} ms (target < 5 ms)"
+    )
+    for chip, model, chips in (
+        ("forge-n3", "llama3-70b", 8),
+        ("h100", "llama3-405b", 16),
+        ("h100", "mixtral-8x7b", 8),
+    ):
+        _CACHE.clear()
+        t = time.perf_counter()
+        p = plan_serving(chip, model, chips, isl=2048, osl=256, ttft_slo=2.0, tpot_slo=0.1)
+        s = time.perf_counter() - t
+        print(
+            f"search {model} on {chips} x {chip} (SLO 2 s / 100 ms): {s:.2f} s cold -> "
+            f"tp={p.tp} pp={p.pp} ep={p.ep} batch={p.batch}, "
+            f"{p.throughput_tokens_per_s:,.0f} tokens/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
