@@ -13,6 +13,7 @@ TTFT = one prompt's prefill + one decode step of queueing. PP runs `pp` micro-ba
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -206,7 +207,7 @@ def evaluate(
             tp,
             pp,
             ep,
-            dp,
+            d_rep,  # decode replicas hold the running sequences
             batch,
             isl,
             osl,
@@ -308,7 +309,7 @@ def plan_serving(
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     tps = [tp] if tp else [d for d in _divisors(chips) if c.heads % d == 0]
     pps = [pp] if pp else [d for d in _divisors(chips) if c.layers % d == 0 and d <= 8]
-    best, why = None, None
+    best, why, closest = None, None, math.inf
     for t in tps:
         eps = [ep] if ep else ([d for d in _divisors(t)] if c.is_moe else [1])
         for p in pps:
@@ -344,10 +345,19 @@ def plan_serving(
                     if (ttft_slo and plan.ttft_s > ttft_slo) or (
                         tpot_slo and plan.tpot_s > tpot_slo
                     ):
-                        why = Infeasible(
-                            f"no plan meets the SLOs (closest: tp={t} pp={p} batch={b} TTFT "
-                            f"{plan.ttft_s * 1e3:.0f} ms, TPOT {plan.tpot_s * 1e3:.1f} ms)"
+                        miss = max(
+                            plan.ttft_s / (ttft_slo or math.inf),
+                            plan.tpot_s / (tpot_slo or math.inf),
                         )
+                        if miss < closest:
+                            closest, why = (
+                                miss,
+                                Infeasible(
+                                    f"no plan meets the SLOs (closest: tp={t} pp={p} batch={b} "
+                                    f"TTFT {plan.ttft_s * 1e3:.0f} ms, "
+                                    f"TPOT {plan.tpot_s * 1e3:.1f} ms)"
+                                ),
+                            )
                         continue
                     if best is None or plan.throughput_tokens_per_s > best.throughput_tokens_per_s:
                         best = plan
