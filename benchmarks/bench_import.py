@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from chipforge.workload import from_exported, from_onnx, from_torch, load_model
+from chipforge.workload import from_exported, from_onnx, from_torch, load_model, load_pt2
 from chipforge.workload.zoo import gpt2
 
 LAYERS, SEQ, RUNS, BUDGET_S = 100, 128, 3, 5.0
@@ -54,11 +54,15 @@ def main() -> None:
             warnings.simplefilter("ignore")
             torch.onnx.export(cpu_module, cpu_inputs, str(path), dynamo=False, opset_version=17)
         onnx_s, onnx_graph = timed(lambda: from_onnx(path))
+        pt2 = Path(folder) / "gpt2-100.pt2"
+        torch.export.save(torch.export.export(cpu_module, cpu_inputs), str(pt2))
+        pt2_s, _ = timed(lambda: load_pt2(pt2))
     rows = [
         ("torch: from_torch (export + conversion)", whole_s),
         ("  of which torch.export (PyTorch's tracing)", export_s),
         ("  of which chipforge's conversion", convert_s),
         ("onnx: from_onnx (hidden 256, no external weights)", onnx_s),
+        ("pt2: load_pt2 of a saved program (hidden 256)", pt2_s),
     ]
     print(f"{LAYERS}-layer GPT-2-style decoder, {SEQ} tokens; median of {RUNS} runs")
     for label, seconds in rows:
