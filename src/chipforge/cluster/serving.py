@@ -14,11 +14,11 @@ TTFT = one prompt's prefill + one decode step of queueing. PP runs `pp` micro-ba
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.kvcache import memory
+from chipforge.cluster.serving_plan import ServingPlan
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.dtypes import BYTES, nbytes
 from chipforge.errors import Infeasible, WorkloadError
@@ -33,62 +33,6 @@ from chipforge.workload.llm import build
 # latency NVIDIA quotes; Nsight traces of vLLM/TRT-LLM decode show the same order). Global.
 LAYER_OVERHEAD_S = 30e-6
 BATCHES = tuple(2**i for i in range(0, 11))  # 1..1024 sequences per replica (search grid)
-
-
-@dataclass(frozen=True)
-class ServingPlan:
-    chip: str
-    model: str
-    chips: int
-    tp: int
-    pp: int
-    ep: int
-    dp: int
-    batch: int  # running sequences per replica (continuous batching)
-    isl: int
-    osl: int
-    dtype: str
-    kv_dtype: str
-    ttft_s: float
-    tpot_s: float
-    throughput_tokens_per_s: float  # output tokens/s over all chips
-    kv_cache_capacity_tokens: int  # per replica
-    memory_per_chip: dict
-    disaggregated: bool = False
-    prefill_chips: int = 0
-    breakdown: dict = field(default_factory=dict)
-
-    @property
-    def concurrency(self) -> int:
-        return self.batch * self.dp
-
-    def to_dict(self) -> dict:
-        return {
-            "chip": self.chip,
-            "model": self.model,
-            "chips": self.chips,
-            "plan": {
-                "tp": self.tp,
-                "pp": self.pp,
-                "ep": self.ep,
-                "dp": self.dp,
-                "batch": self.batch,
-                "disaggregated": self.disaggregated,
-                "prefill_chips": self.prefill_chips,
-            },
-            "isl": self.isl,
-            "osl": self.osl,
-            "dtype": self.dtype,
-            "kv_dtype": self.kv_dtype,
-            "ttft_s": self.ttft_s,
-            "tpot_s": self.tpot_s,
-            "throughput_tokens_per_s": self.throughput_tokens_per_s,
-            "throughput_tokens_per_s_per_chip": self.throughput_tokens_per_s / self.chips,
-            "concurrency": self.concurrency,
-            "kv_cache_capacity_tokens": self.kv_cache_capacity_tokens,
-            "memory_per_chip_bytes": self.memory_per_chip,
-            "breakdown_s": self.breakdown,
-        }
 
 
 _CACHE: dict[tuple, tuple[float, tuple[float, ...]]] = {}
