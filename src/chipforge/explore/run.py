@@ -60,7 +60,7 @@ def sweep(
     address: str | None = None,
     resume: bool = False,
     n: int | None = None,
-    chunk: int = 64,
+    chunk: int = 0,
     on_rows: Callable[[int, int], None] | None = None,
     flush_s: float = FLUSH_S,
 ) -> dict:
@@ -68,6 +68,7 @@ def sweep(
     if backend not in ("local", "dask"):
         raise ChipforgeError(f"`--backend` must be local or dask, not {backend!r}")
     workers = workers or backends.default_workers()
+    chunk = chunk or (256 if backend == "dask" else 64)  # fewer, larger tasks for a scheduler
     store = Store(store_dir)
     done = store.open(
         resume=resume,
