@@ -66,8 +66,14 @@ def main() -> None:
         sys.exit(2)
 
 
-from chipforge.cli import commands, cost, rtl, simulate  # noqa: E402,F401  (registers the commands)
-from chipforge.cli import datacenter  # noqa: E402,F401
-from chipforge.cli import sweep  # noqa: E402,F401
-from chipforge.cli import serve  # noqa: E402,F401
-from chipforge.cli import train  # noqa: E402,F401
+# registers the commands
+from chipforge.cli import (  # noqa: E402,F401
+    commands,
+    cost,
+    datacenter,
+    rtl,
+    serve,
+    simulate,
+    sweep,
+    train,
+)
