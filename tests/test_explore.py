@@ -124,7 +124,7 @@ def _resume_space(tmp_path) -> Path:
         [params]
         "matrix.rows" = [64, 128, 256]
         "matrix.cols" = [128, 256]
-        clock = {{ min = "1 GHz", max = "2 GHz", steps = 10 }}
+        clock = {{ min = "1 GHz", max = "2 GHz", steps = 40 }}
         cores = [2, 4, 8]
         [[workloads]]
         spec = "{LAYER}"
@@ -162,18 +162,18 @@ def test_sigkill_then_resume_equals_clean_run(tmp_path, monkeypatch):
     space = _resume_space(tmp_path)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(space, "--store", killed))
-    deadline = time.time() + 30
+    deadline = time.time() + 120  # a loaded 2-core CI machine starts Python slowly
     while time.time() < deadline and len(list(killed.glob("part-*.parquet"))) < 2:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = len(_table(killed))
-    assert 0 < partial < 180  # it really was stopped mid-run
+    assert 0 < partial < 720  # it really was stopped mid-run
     subprocess.run(_cli(space, "--store", killed, "--resume"), check=True)
     clean = tmp_path / "clean"
     subprocess.run(_cli(space, "--store", clean), check=True)
     a, b = _table(killed), _table(clean)
-    assert len(a) == 180
+    assert len(a) == 720
     assert a.equals(b)
 
 
