@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, app, emit
+from chipforge.cli.reportopts import write_reports
 from chipforge.datacenter import Assumptions, compare, sensitivity, site_report
-from chipforge.errors import ChipforgeError, UnitError
+from chipforge.errors import UnitError
 from chipforge.units import parse_quantity
 
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
@@ -139,16 +140,5 @@ def datacenter(
         if sensitivity_:
             data["sensitivity"] = sensitivity(chip, watts, a, rack=rack)
         tables = site_tables(data)
-    if html:
-        try:
-            from chipforge.report.html import write_report  # noqa: PLC0415
-        except ImportError as e:
-            raise ChipforgeError(
-                f"`--html` needs chipforge.report.html, which is not available ({e})"
-            ) from e
-        write_report(html, "datacenter", data)
-    if png:
-        from chipforge.report.png import write_pngs  # noqa: PLC0415
-
-        write_pngs(png, "datacenter", data)
+    write_reports("datacenter", data, html, png)
     emit(data, tables, as_json=as_json, out=out)

@@ -97,13 +97,5 @@ def serve(
         topology=topology,
     )
     data = plan.to_dict()
-    if html is not None:
-        try:
-            from chipforge.report.html import write_report
-        except ImportError as e:
-            raise ChipforgeError(
-                f"--html needs chipforge.report.html, which failed to import: {e}"
-            ) from e
-        write_report(html, "serve", data)
-    write_reports("serve", data, None, png)
+    write_reports("serve", data, html, png)
     emit(data, serve_tables(data), as_json=json, out=out)

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, app, emit
+from chipforge.cli.reportopts import write_reports
 from chipforge.errors import ChipforgeError
 
 
@@ -98,14 +99,7 @@ def show_cmd(
         "counts": counts,
         "rows": _records(shown[["id", *[c for c in shown.columns if c != "id"]]]),
     }
-    if html:
-        try:
-            from chipforge.report.html import write_report
-        except ImportError as e:
-            raise ChipforgeError(
-                f"--html needs chipforge.report.html, which failed to import ({e})"
-            ) from None
-        write_report(html, "sweep", {**data, "rows": _records(ranked)})
+    write_reports("sweep", {**data, "rows": _records(ranked)}, html, None)
     if png:
         from chipforge.explore.pareto import plot_png
 

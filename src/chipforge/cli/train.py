@@ -10,7 +10,7 @@ from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.errors import ChipforgeError, WorkloadError
+from chipforge.errors import WorkloadError
 
 Int = Annotated[int | None, typer.Option(min=1)]
 SUFFIX = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
@@ -100,13 +100,5 @@ def train(
         micro_batch=micro_batch, topology=topology,
     )  # fmt: skip
     data = res.to_dict()
-    if html is not None:
-        try:
-            from chipforge.report.html import write_report
-        except ImportError as e:
-            raise ChipforgeError(
-                f"--html needs the report extra ({e}); pip install 'chipforge[report]'"
-            ) from None
-        write_report(html, "train", data)
-    write_reports("train", data, None, png)
+    write_reports("train", data, html, png)
     emit(data, train_tables(data), as_json=as_json, out=out)
