@@ -144,32 +144,13 @@ def evaluate(
         d_rep = (chips - p_chips) // (tp * pp)
         p_rep = p_chips // (tp * pp)
         thr = min(d_rep * out_rate, p_rep / prefill * osl)
-        return ServingPlan(
-            chip.name,
-            c.name,
-            chips,
-            tp,
-            pp,
-            ep,
-            d_rep,  # decode replicas hold the running sequences
-            batch,
-            isl,
-            osl,
-            dt,
-            kvd,
-            ttft,
-            tpot,
-            thr,
-            mem.kv_tokens,
-            mem.to_dict(),
-            True,
-            p_chips,
-            {"prefill": prefill, "decode": decode},
-        )
-    # each step carries batch/osl prompts' prefill: a stream waits for the others' prefills
-    tpot = decode + (batch - 1) / osl * prefill
-    ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
-    thr = dp * batch / (decode + batch / osl * prefill)
+        replicas = d_rep  # decode replicas hold the running sequences
+    else:
+        # each step carries batch/osl prompts' prefill: a stream waits for the others' prefills
+        tpot = decode + (batch - 1) / osl * prefill
+        ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
+        thr = dp * batch / (decode + batch / osl * prefill)
+        replicas, p_chips = dp, 0
     return ServingPlan(
         chip.name,
         c.name,
@@ -177,7 +158,7 @@ def evaluate(
         tp,
         pp,
         ep,
-        dp,
+        replicas,
         batch,
         isl,
         osl,
@@ -188,8 +169,8 @@ def evaluate(
         thr,
         mem.kv_tokens,
         mem.to_dict(),
-        False,
-        0,
+        bool(disaggregated),
+        p_chips,
         {"prefill": prefill, "decode": decode},
     )
 
