@@ -4,12 +4,10 @@ configuration its source states; flags left empty are searched). Registered in
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
-from importlib import resources
 
 from chipforge.cluster.serving import plan_serving
-from chipforge.cluster.validate import CASES, ClusterCase
+from chipforge.cluster.validate import CASES, ClusterCase, cases_from_csv
 
 METRICS = {
     "output_tokens_per_s": lambda p: p.throughput_tokens_per_s,
@@ -41,23 +39,8 @@ def _predictor(row: dict) -> Callable[[], float]:
     return predict
 
 
-def rows() -> list[dict]:
-    text = (resources.files("chipforge.data") / "serving_cases.csv").read_text()
-    return list(csv.DictReader(text.splitlines()))
-
-
 def serving_cases() -> list[ClusterCase]:
-    return [
-        ClusterCase(
-            id=row["id"],
-            kind="serving",
-            metric=row["metric"],
-            published=float(row["value"]),
-            source=row["source"],
-            predict=_predictor(row),
-        )
-        for row in rows()
-    ]
+    return cases_from_csv("serving_cases.csv", "serving", _predictor)
 
 
 if serving_cases not in CASES:

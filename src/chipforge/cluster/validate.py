@@ -81,19 +81,24 @@ def _training_predictor(row: dict) -> Callable[[], float]:
     return predict
 
 
-def training_cases() -> list[ClusterCase]:
-    text = (resources.files("chipforge.data") / "cluster_cases.csv").read_text()
+def cases_from_csv(filename: str, kind: str, predictor: Callable) -> list[ClusterCase]:
+    """One `ClusterCase` per row of `chipforge/data/<filename>`; `predictor(row)` predicts it."""
+    text = (resources.files("chipforge.data") / filename).read_text()
     return [
         ClusterCase(
             id=row["id"],
-            kind="training",
+            kind=kind,
             metric=row["metric"],
             published=float(row["value"]),
             source=row["source"],
-            predict=_training_predictor(row),
+            predict=predictor(row),
         )
         for row in csv.DictReader(text.splitlines())
     ]
+
+
+def training_cases() -> list[ClusterCase]:
+    return cases_from_csv("cluster_cases.csv", "training", _training_predictor)
 
 
 CASES.append(training_cases)
