@@ -1,7 +1,7 @@
 """Cost and power breakdown of forge-n3 and the sensitivity of its unit cost to wafer price,
 defect density and HBM price (+-30%). Prints the Markdown pasted into docs/silicon.md.
 
-    .venv/bin/python benchmarks/silicon_sensitivity.py
+    .venv/bin/python benchmarks/bench_silicon.py
 """
 
 from __future__ import annotations
