@@ -27,7 +27,7 @@ from chipforge.silicon import (
     unit_cost,
     yield_nb,
 )
-from chipforge.silicon.power import main_dtype
+from chipforge.silicon.power import main_dtype, operand_bytes_per_mac
 from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
 
@@ -81,14 +81,28 @@ def test_over_reticle_design_becomes_chiplets():
     assert result.dies > 1 and result.fits_reticle and "d2d" in result.blocks
 
 
-@pytest.mark.xfail(strict=True, reason="H100 unit cost ~$2,293 vs $2,500-4,500 (-8% below)")
-def test_h100_unit_cost():
+def test_h100_unit_cost():  # model $2,810
     assert 2500 <= unit_cost(load_chip("h100")).unit_cost <= 4500
 
 
-@pytest.mark.xfail(strict=True, reason="B200 unit cost ~$4,794 vs $5,000-8,000 (-4% below)")
-def test_b200_unit_cost():
+def test_b200_unit_cost():  # model $5,659
     assert 5000 <= unit_cost(load_chip("b200")).unit_cost <= 8000
+
+
+def test_b200_buys_whole_hbm_stacks():
+    # 180 GB usable of 8 x 24 GB HBM3E stacks (hw-b200-hbm-cap): the package pays for 192 GB.
+    inputs = unit_cost(load_chip("b200")).inputs
+    assert (inputs["hbm_stacks"], inputs["hbm_gb"]) == (8, 192.0)
+    assert inputs["hbm_usable_gb"] == pytest.approx(figure("hw-b200-hbm-cap"))
+
+
+# Held out: analysts' manufacturing costs not used to set any constant except as noted.
+# Silicon Analysts cost bridge (siliconanalysts.com/tools/cost-bridge, Feb 2026): H200 ~$4,800;
+# MI300X ~$5,300 (its $600 test & assembly is the model's TEST_ASSEMBLY_USD, so only partly held
+# out). Reported in docs/silicon.md; checked at the energy tests' 30% band.
+@pytest.mark.parametrize(("name", "analyst_usd"), [("h200", 4800.0), ("mi300x", 5300.0)])
+def test_held_out_unit_costs(name, analyst_usd):  # model h200 $3,812 (-21%), mi300x $5,167
+    assert within(unit_cost(load_chip(name)).unit_cost, analyst_usd, 0.30)
 
 
 def test_cost_breakdown_shows_every_input():
@@ -111,14 +125,37 @@ def test_b200_energy_per_flop():
     assert within(pj_per_flop("b200"), figure("semi-e-b200-chip"), 0.30)
 
 
-@pytest.mark.xfail(strict=True, reason="H100 model 0.42 vs 0.71 pJ/FLOP (-42%): no SIMT energy")
-def test_h100_energy_per_flop():
+def test_h100_energy_per_flop():  # model 0.517 (-27%): inside the band, near its edge
     assert within(pj_per_flop("h100"), figure("semi-e-h100-chip"), 0.30)
 
 
-@pytest.mark.xfail(strict=True, reason="TPU v4 model 0.83 vs 0.62 pJ/FLOP at 170 W (+34%)")
-def test_tpu_v4_energy_per_flop():
+def test_tpu_v4_energy_per_flop():  # model 0.656 (+6%)
     assert within(pj_per_flop("tpu-v4"), figure("semi-e-tpuv4-chip"), 0.30)
+
+
+def test_held_out_energy_per_flop():
+    # Not acceptance targets: MI300X 750 W / 1,307 TFLOP/s (model 0.616, +7%) and TPU v1 busy
+    # 40 W / 92 TOPS (model 0.337, -22%), both from published rows.
+    mi300x = figure("hw-mi300x-tbp") / figure("hw-mi300x-bf16-dense")
+    assert within(pj_per_flop("mi300x"), mi300x, 0.30)
+    assert within(pj_per_flop("tpu-v1"), figure("semi-e-tpuv1-chip"), 0.30)
+
+
+@pytest.mark.xfail(strict=True, reason="held out: A100 model 0.87 vs 400 W / 312 TF = 1.28 (-32%)")
+def test_a100_energy_per_flop_held_out():
+    a100 = figure("hw-a100-tdp") / figure("hw-a100-bf16-dense")
+    assert within(pj_per_flop("a100"), a100, 0.30)
+
+
+def test_systolic_operand_stream_follows_array_reuse():
+    # TPU v1's published buffer bandwidths are exactly its array's stream: one 256-byte input
+    # row (Unified Buffer, 179.2 GB/s) and one 256 x 32-bit accumulator row per clock.
+    chip = load_chip("tpu-v1")
+    macs = chip.peak_flops("int8") / 2
+    levels = {m.name: m.bandwidth for m in chip.memory}
+    inputs = macs / chip.matrix.cols
+    assert inputs == pytest.approx(levels["Unified Buffer"], rel=1e-3)
+    assert macs * operand_bytes_per_mac(chip, "int8") >= levels["Accumulators"]
 
 
 def test_power_for_a_result_is_between_leakage_and_peak():

@@ -30,6 +30,16 @@ SERDES_LANE_MM2 = 0.3
 # Assumption: 10 mm2 per chip (a PCIe x16 PHY alone is ~4-6 mm2).
 IO_MM2 = 10.0
 
+# CoWoS-class interposer cost per mm2: the H100's CoWoS-S package at $723 [semi-h100-cowos] over an
+# interposer of (814 mm2 die + 6 HBM sites x 110 mm2) x 1.1 spacing = 1,621 mm2 -> $0.446/mm2.
+# Held-out check: B200's (2 x 800 + 8 x 110) x 1.1 = 2,728 mm2 -> $1,217 vs $1,100
+# [semi-b200-cowosl].
+COWOS_USD_PER_MM2 = 723 / ((814 + 6 * 110) * 1.1)
+HBM_FOOTPRINT_MM2 = 110.0  # an HBM stack's footprint on the interposer, ~11 x 10 mm (JEDEC outline)
+INTERPOSER_SPACING = 1.1  # assumption: 10% of the interposer between dies for routing and keep-out
+# What one more stack site costs on the interposer, used to choose between stack heights.
+STACK_SITE_USD = HBM_FOOTPRINT_MM2 * INTERPOSER_SPACING * COWOS_USD_PER_MM2
+
 
 @dataclass(frozen=True)
 class HbmGeneration:
@@ -37,21 +47,26 @@ class HbmGeneration:
     stack_bandwidth: float  # B/s per stack at the JEDEC top pin rate
     interface_bits: int  # bits per stack
     price_per_gb_usd: float
+    stack_gb: tuple[int, ...]  # capacities (GB, as vendors label them) of the stacks sold
 
 
+# Stack capacities on sale (stack_gb): HBM2 4-Hi/8-Hi 4 and 8 GB (TPU v4: 32 GiB in 4 stacks);
+# HBM2e 8 and 16 GB (A100 80 GB = 5 x 16); HBM3 16 GB 8-Hi and 24 GB 12-Hi (H100 80 GB = 5 x 16,
+# MI300X 192 GB = 8 x 24); HBM3E 24 GB 8-Hi and 36 GB 12-Hi [semi-hbm3e-stack-bw]; HBM4 36 GB
+# 12-Hi [semi-hbm3e-price-stack] and 48 GB 16-Hi (assumption: the JEDEC 16-high option).
 HBM = {
     # 2.0 Gb/s x 1024 (JEDEC JESD235A HBM2; 2.4 Gb/s parts came later, so TPU v4's 1.2 TB/s from
     # 4 stacks counts as 5 here); price as HBM2e (assumption: an older generation is not dearer)
-    "hbm2": HbmGeneration("hbm2", 256e9, 1024, 8.2),
+    "hbm2": HbmGeneration("hbm2", 256e9, 1024, 8.2, (4, 8)),
     # [semi-hbm2e-stack-bw]; $656 for A100's 80 GB in LLMCompass Table IV = $8.2/GB
-    "hbm2e": HbmGeneration("hbm2e", 461e9, 1024, 8.2),
-    "hbm3": HbmGeneration("hbm3", 819e9, 1024, 15.0),  # [semi-hbm3-stack-bw, semi-hbm3-price-gb]
-    "hbm3e": HbmGeneration(
-        "hbm3e", 1229e9, 1024, 15.0
-    ),  # [semi-hbm3e-stack-bw, semi-hbm3e-price-gb]
+    "hbm2e": HbmGeneration("hbm2e", 461e9, 1024, 8.2, (8, 16)),
+    # [semi-hbm3-stack-bw, semi-hbm3-price-gb]
+    "hbm3": HbmGeneration("hbm3", 819e9, 1024, 15.0, (16, 24)),
+    # [semi-hbm3e-stack-bw, semi-hbm3e-price-gb]
+    "hbm3e": HbmGeneration("hbm3e", 1229e9, 1024, 15.0, (24, 36)),
     # 2048 bits x 8 Gb/s [semi-hbm4-width]; price: HBM4 12-Hi ">$600/stack" of 36 GB vs HBM3E
     # $300 per 24 GB stack [semi-hbm3e-price-stack] -> ~$17/GB (assumption from the two)
-    "hbm4": HbmGeneration("hbm4", 2048e9, 2048, 17.0),
+    "hbm4": HbmGeneration("hbm4", 2048e9, 2048, 17.0, (36, 48)),
 }
 
 
@@ -65,8 +80,22 @@ def hbm_generation(level: MemoryLevel) -> HbmGeneration:
 
 
 def hbm_stacks(level: MemoryLevel) -> int:
-    """Stacks needed to deliver the level's bandwidth at the generation's top pin rate."""
-    return ceil(level.bandwidth / hbm_generation(level).stack_bandwidth - 1e-9)
+    """Stacks on the package: see `hbm_purchase`."""
+    return hbm_purchase(level)[0]
+
+
+def hbm_purchase(level: MemoryLevel) -> tuple[int, int]:
+    """(stacks, GB per stack) bought for the level. HBM is sold in whole stacks of a few heights,
+    so a package carries at least the stacks its bandwidth needs at the generation's top pin rate,
+    and enough whole stacks for its capacity; of those, the cheapest (GB at the generation's price
+    plus each stack's interposer site), then the fewest stacks.
+    The capacity a product quotes can be less than what it carries (B200: 180 GB usable of
+    8 x 24 GB, hw-b200-hbm-cap); the package pays for every stack."""
+    gen = hbm_generation(level)
+    need_bw = ceil(level.bandwidth / gen.stack_bandwidth - 1e-9)
+    gb = level.capacity / 1e9
+    options = [(max(need_bw, ceil(gb / size - 1e-9)), size) for size in gen.stack_gb]
+    return min(options, key=lambda o: (o[0] * (o[1] * gen.price_per_gb_usd + STACK_SITE_USD), o[0]))
 
 
 def offchip_memory_area(chip: ChipSpec) -> tuple[float, str]:
