@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit, warn
-from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
+from chipforge.cli.reportopts import HtmlOpt, PngOpt, TraceOpt, write_reports, write_trace
 from chipforge.errors import ChipforgeError
 from chipforge.perf import estimate
 from chipforge.perf.validate import run_validation, summary
@@ -127,15 +127,26 @@ def evaluate(
     out: OutOpt = None,
     html: HtmlOpt = None,
     png: PngOpt = None,
+    trace: TraceOpt = None,
 ) -> None:
     """Cost a workload on one chip, op by op."""
     if engine not in ("analytical", "cycle"):
         raise ChipforgeError(f"`--engine` must be analytical or cycle, not {engine!r}")
     graph, spec = _workload(workload, allow_unsupported), load_chip(chip)
-    result = estimate(graph, spec) if engine == "analytical" else run_timing(graph, spec)
+    runs: list = []  # the cycle engine's programs and timelines, for its per-engine trace
+
+    def keep(op, prog, tl) -> None:
+        if prog is not None:
+            runs.append((op.name, prog, tl))
+
+    if engine == "analytical":
+        result = estimate(graph, spec)
+    else:
+        result = run_timing(graph, spec, on_op=keep if trace else None)
     warn(result)
     emit(result, [tb.summary_table(result), tb.op_table(result)], as_json=as_json, out=out)
-    write_reports("evaluate", result, html, png)
+    write_trace(trace, [result.to_dict()], (runs, spec.clock))
+    write_reports("evaluate", result, html, png, trace=trace)
 
 
 @app.command()
@@ -147,6 +158,7 @@ def compare(
     out: OutOpt = None,
     html: HtmlOpt = None,
     png: PngOpt = None,
+    trace: TraceOpt = None,
 ) -> None:
     """Cost one workload on several chips side by side."""
     graph = _workload(workload, allow_unsupported)
@@ -155,7 +167,8 @@ def compare(
         warn(r)
     data = {"workload": graph.name, "results": [r.to_dict() for r in results]}
     emit(data, [tb.compare_table(results, graph.name)], as_json=as_json, out=out)
-    write_reports("compare", data, html, png)
+    write_trace(trace, data["results"])
+    write_reports("compare", data, html, png, trace=trace)
 
 
 @app.command()

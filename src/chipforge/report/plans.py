@@ -1,7 +1,9 @@
 """Chart specs for plan reports (train, serve, datacenter, sweep) and the builder table.
 
-Their packages name keys in their own `to_dict`; the builders look keys up by the likely names and
-skip what is absent, so a renamed key loses a chart, never the report.
+Their packages name keys in their own `to_dict`; the builders look keys up by name and skip what
+is absent, so a renamed key loses a chart, never the report. `chipforge.report.contract` lists the
+charts each kind should have: a missing one becomes a visible `report_warning` on the page, and
+tests/test_report_contract.py builds every kind from the real packages so a rename fails a test.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from chipforge.report.charts import (
     cost_charts,
     evaluate_charts,
 )
+from chipforge.report.serving import serve_charts
 
 # ---- train / serve / datacenter / sweep (keys looked up by name; anything absent is skipped) --
 
@@ -77,62 +80,16 @@ def train_charts(data: dict) -> list:
     return charts
 
 
-def _xy_curve(cid: str, title: str, pts: list, xkeys, ykeys) -> list:
-    def key(rec, cands):
-        return next((k for k in cands if _num(rec.get(k))), None)
-
-    if not pts:
-        return []
-    xk, yk = key(pts[0], xkeys), key(pts[0], ykeys)
-    if not xk or not yk:
-        return []
-    pts = [p for p in pts if _num(p.get(xk)) and _num(p.get(yk))]
-    trace = {
-        "type": "scatter",
-        "mode": "lines+markers",
-        "name": yk,
-        "x": [p[xk] for p in pts],
-        "y": [p[yk] * (1e3 if yk.endswith("_s") else 1) for p in pts],
-        "text": [
-            ", ".join(f"{k}={v}" for k, v in p.items() if k not in (xk, yk))[:120] for p in pts
-        ],
-        "hovertemplate": "%{text}<br>" + xk + ": %{x:.4g}<br>" + yk + ": %{y:.4g}<extra></extra>",
-    }
-    yunit = yk.removesuffix("_s") + " (ms)" if yk.endswith("_s") else yk
-    return [chart(cid, [trace], _layout(title, xk.replace("_per_s", " (per s)"), yunit))]
+def _metric_label(site, value) -> str:
+    """The name of `site`'s figure equal to the tornado's base value (the metric it varies)."""
+    if isinstance(site, dict) and _num(value):
+        for k, v in site.items():
+            if _num(v) and abs(v - value) <= 1e-9 * abs(value):
+                return k.replace("usd_per_", "USD per ").replace("pflop", "PFLOP").replace("_", " ")
+    return "metric at the low / high input"
 
 
-def serve_charts(data: dict) -> list:
-    pts = _records(data, "curve", "latency_throughput", "points", "sweep")
-    charts = _xy_curve(
-        "latency_throughput",
-        "Latency vs throughput",
-        pts,
-        ("throughput_tokens_per_s", "tokens_per_s", "throughput"),
-        ("tpot_s", "latency_s", "ttft_s", "e2e_latency_s"),
-    )
-    lat = {
-        k.removesuffix("_s"): v
-        for k, v in data.items()
-        if k in ("ttft_s", "tpot_s", "e2e_latency_s")
-    }
-    charts += bar("latency", "Latency", lat, "ms", 1e-3)
-    mem = _find(data, "memory_per_chip_bytes", "memory_breakdown_bytes", "memory_bytes")
-    if isinstance(mem, dict):
-        skip = ("capacity_bytes", "kv_bytes_per_token", "total", "total_bytes")
-        cats = {str(k).removesuffix("_bytes"): v for k, v in mem.items() if k not in skip}
-        cap = mem.get("capacity_bytes")
-        title = "Memory per chip by category" + (
-            f" (capacity {cap / 1e9:,.0f} GB)" if _num(cap) else ""
-        )
-        charts += bar("memory", title, cats, "GB", 1e9)
-    parts = data.get("breakdown_s")
-    if isinstance(parts, dict):
-        charts += bar("phases", "Time per request by phase", parts, "ms", 1e-3)
-    return charts
-
-
-def _tornado(rows: list, base, cid: str = "tornado", who: str = "") -> list:
+def _tornado(rows: list, base, cid: str = "tornado", who: str = "", site=None) -> list:
     """Bars from the base case to the outcome at each knob's low and high input."""
     lo_keys = ("at_low", "tco_low", "low_value", "low", "min")
     hi_keys = ("at_high", "tco_high", "high_value", "high", "max")
@@ -169,7 +126,7 @@ def _tornado(rows: list, base, cid: str = "tornado", who: str = "") -> list:
     ]
     lay = _layout(
         f"Sensitivity (tornado) around the base case {who}".rstrip(),
-        "TCO (USD per chip-hour)",
+        _metric_label(site, ref),
         "",
         barmode="overlay",
     )
@@ -205,13 +162,15 @@ def datacenter_charts(data: dict) -> list:
     sens = _find(data, "tornado", "sensitivity")
     base = data.get("tco_usd_per_chip_hour")
     if isinstance(sens, list):
-        charts += _tornado([r for r in sens if isinstance(r, dict)], base)
+        charts += _tornado([r for r in sens if isinstance(r, dict)], base, site=data)
     elif isinstance(sens, dict) and all(isinstance(v, list) for v in sens.values()):
         for i, (who, rows) in enumerate(sens.items()):
             rows = [r for r in rows if isinstance(r, dict)]
-            charts += _tornado(rows, None, f"tornado{i}", f"({who})")
+            site = sites.get(who) if isinstance(sites, dict) else None
+            charts += _tornado(rows, None, f"tornado{i}", f"({who})", site)
     elif isinstance(sens, dict):
-        charts += _tornado([{"name": k, **v} for k, v in sens.items() if isinstance(v, dict)], base)
+        rows = [{"name": k, **v} for k, v in sens.items() if isinstance(v, dict)]
+        charts += _tornado(rows, base, site=data)
     return charts
 
 

@@ -3,10 +3,10 @@ weight-load port, vector unit, EUP, DMA engine) of every core, one slice per ins
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from chipforge.compiler.isa import Program
+from chipforge.report.timeline import write_events
 from chipforge.sim.timing import Timeline
 
 ENGINE_ORDER = {"mxu": 0, "wload": 1, "vpu": 2, "eup": 3, "dma": 4}
@@ -67,6 +67,6 @@ def trace_events(runs: list[tuple[str, Program, Timeline]], clock_hz: float) -> 
 def write_trace(
     path: str | Path, runs: list[tuple[str, Program, Timeline]], clock_hz: float
 ) -> None:
-    """Write a trace that opens in Perfetto (ui.perfetto.dev) or chrome://tracing."""
-    data = {"traceEvents": trace_events(runs, clock_hz), "displayTimeUnit": "ns"}
-    Path(path).write_text(json.dumps(data))
+    """Write a trace that opens in Perfetto (ui.perfetto.dev) or chrome://tracing (the writer
+    the analytical per-op timeline shares: `chipforge.report.timeline.write_events`)."""
+    write_events(path, trace_events(runs, clock_hz))
