@@ -43,7 +43,16 @@ def serve_tables(d: dict) -> list[Table]:
             rows[f"memory/chip {k[:-6]} (GiB)"] = f"{v / 2**30:,.2f}"
     for k, v in rows.items():
         table.add_row(k, v)
-    return [table]
+    curve = Table(title="latency/throughput curve (this plan's parallelism, batch per replica)")
+    for col in ("concurrency", "batch", "tokens/s", "per chip", "TTFT (ms)", "TPOT (ms)", "SLOs"):
+        curve.add_column(col, justify="right")
+    for q in d.get("curve", []):
+        curve.add_row(
+            str(q["concurrency"]), str(q["batch"]), f"{q['throughput_tokens_per_s']:,.0f}",
+            f"{q['throughput_tokens_per_s_per_chip']:,.1f}", f"{q['ttft_s'] * 1e3:,.1f}",
+            f"{q['tpot_s'] * 1e3:,.2f}", "met" if q["feasible"] else "missed",
+        )  # fmt: skip
+    return [table, curve] if d.get("curve") else [table]
 
 
 @app.command()
@@ -71,6 +80,17 @@ def serve(
         bool, typer.Option("--disaggregated", help="separate prefill and decode chips")
     ] = False,
     topology: Annotated[str | None, typer.Option("--topology", help="topology preset")] = None,
+    batching: Annotated[
+        str,
+        typer.Option("--batching", help="continuous (in-flight) or static (one batch at a time)"),
+    ] = "continuous",
+    gqa_kernel: Annotated[
+        bool,
+        typer.Option(
+            "--gqa-kernel/--no-gqa-kernel",
+            help="decode attention reads each KV head once per group (off: once per query head)",
+        ),
+    ] = True,
     html: Annotated[Path | None, typer.Option("--html", help="also write an HTML report")] = None,
     png: PngOpt = None,
     json: JsonOpt = False,
@@ -95,6 +115,8 @@ def serve(
         tpot_slo=_seconds(tpot_slo, "tpot_slo"),
         disaggregated=disaggregated,
         topology=topology,
+        batching=batching,
+        gqa_kernel=gqa_kernel,
     )
     data = plan.to_dict()
     write_reports("serve", data, html, png)

@@ -14,10 +14,11 @@ TTFT = one prompt's prefill + one decode step of queueing. PP runs `pp` micro-ba
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import lru_cache
 
 from chipforge.cluster.collectives import collective_time
-from chipforge.cluster.kvcache import memory
+from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
 from chipforge.cluster.serving_plan import ServingPlan
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.dtypes import BYTES, nbytes
@@ -32,7 +33,19 @@ from chipforge.workload.llm import build
 # (kernel launches and synchronisation: ~6 kernels per block at ~5 us each, the CUDA launch
 # latency NVIDIA quotes; Nsight traces of vLLM/TRT-LLM decode show the same order). Global.
 LAYER_OVERHEAD_S = 30e-6
+# Sustained matrix rate per halving of the operand width, relative to the 2x the peak tables
+# claim: the engine's matrix efficiency is calibrated on BF16 (H100 MAMF), but a GPU at its
+# power cap runs narrower MACs at a lower clock (energy per MAC falls less than 2x per halving).
+# Applied to compute-bound matmul/attention time: fp8 / NARROW_RATE_FRAC, fp4 / NARROW_RATE_FRAC^2.
+# Set from ONE designated case, MLPerf Inference v4.1 H100x8 Llama-2-70B Offline (FP8)
+# (`CALIBRATION_CASE`); every other serving case, FP4 included, is held out against it.
+NARROW_RATE_FRAC = 0.71  # MLPerf H100x8 Offline: -0.1% at 0.71 (0.70: -0.7%, 0.72: +0.5%)
+CALIBRATION_CASE = "mlperf-h100x8-llama2-70b-offline"
 BATCHES = tuple(2**i for i in range(0, 11))  # 1..1024 sequences per replica (search grid)
+# Prompt tokens prefilled together in one chunk: TensorRT-LLM's max_num_tokens default (8192)
+# and vLLM's max_num_batched_tokens for chunked prefill; the KV-cache workspace uses the same.
+PREFILL_CHUNK_TOKENS = ACTIVATION_TOKENS
+BATCHING = ("continuous", "static")
 
 
 _CACHE: dict[tuple, tuple[float, tuple[float, ...]]] = {}
@@ -55,7 +68,12 @@ def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd):
     kw = {"seq": n} if phase == "prefill" else {"context": n}
     g = build(c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", **kw)
     r = estimate(g, chip)
-    compute = sum(o.time_s for o in r.ops if o.kind != "collective")
+    slow = NARROW_RATE_FRAC ** math.log2(2 / nbytes(dt)) if nbytes(dt) < 2 else 1.0
+    compute = sum(
+        o.time_s / (slow if o.kind in ("matmul", "attention") and o.bound == "compute" else 1)
+        for o in r.ops
+        if o.kind != "collective"
+    )
     sizes = tuple(op.size for op in g.ops if type(op).__name__ == "Collective")
     return compute, sizes
 
@@ -110,10 +128,29 @@ def _check(c: ModelConfig, chips: int, tp: int, pp: int, ep: int) -> None:
         raise WorkloadError(f"`ep` {ep} must divide `tp` {tp} (experts are spread over TP ranks)")
 
 
+def _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd) -> float:
+    """Replica seconds one prompt's prefill adds under continuous batching. Prompts are prefilled
+    in chunks of up to PREFILL_CHUNK_TOKENS tokens that share one pass over the weights (with
+    each other and the running decode batch), so a short prompt costs its compute, not a fresh
+    read of the weights; at batch 1 there is nothing to share with."""
+    k = max(1, min(batch, PREFILL_CHUNK_TOKENS // isl))
+    return _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd) / k
+
+
+def _kv_reread(c: ModelConfig, chip: ChipSpec, kv_per_token: float, seqs: int, ctx: int, pp: int):
+    """Extra seconds per decode step when the decode attention reads each KV head once per query
+    head instead of once per group: TensorRT-LLM's masked-MHA kernel; its GQA kernel (XQA) needs
+    a paged KV cache (TensorRT-LLM docs/source/gpt_attention.md, v0.6/v0.7, "XQA Optimization")."""
+    group = 1 if c.kv_lora else c.heads // c.n_kv_heads
+    return (group - 1) * seqs * ctx * kv_per_token * pp / chip.hbm.bandwidth
+
+
 def evaluate(
-    chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False
-) -> ServingPlan:
-    """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit."""
+    chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
+    batching="continuous", gqa_kernel=True, clients=None,
+) -> ServingPlan:  # fmt: skip
+    """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
+    `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot."""
     _check(c, chips, tp, pp, ep)
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dt, kv_dtype=kvd)
     if mem.kv_tokens <= 0:
@@ -129,9 +166,12 @@ def evaluate(
         )
     dp = chips // (tp * pp)
     ctx = isl + osl // 2  # mean context over the decode
-    prefill = _step(chip, c, topo, "prefill", 1, isl, tp, pp, ep, dt, kvd)
     mb = max(1, batch // pp)  # micro-batch per pipeline stage
     decode = _step(chip, c, topo, "decode", mb, ctx, tp, pp, ep, dt, kvd)
+    if not gqa_kernel:
+        decode += _kv_reread(c, chip, mem.kv_per_token, mb, ctx, pp)
+    prefill = _step(chip, c, topo, "prefill", 1, isl, tp, pp, ep, dt, kvd)
+    replicas, p_chips = dp, 0
     if disaggregated:
         tpot, ttft = decode, prefill
         out_rate = batch / tpot  # decode pool, per replica
@@ -145,34 +185,29 @@ def evaluate(
         p_rep = p_chips // (tp * pp)
         thr = min(d_rep * out_rate, p_rep / prefill * osl)
         replicas = d_rep  # decode replicas hold the running sequences
+    elif batching == "static":
+        # one batch at a time: prefill all prompts in one pass, then osl-1 decode steps; the
+        # throughput counts the whole batch latency (TensorRT-LLM blogs/XQA-kernel.md:
+        # out_tps = output_seqlen * batch_size / total_latency / tp)
+        prefill = _step(chip, c, topo, "prefill", mb, isl, tp, pp, ep, dt, kvd)
+        tpot, ttft = decode, prefill
+        thr = dp * batch * osl / (prefill + (osl - 1) * decode)
     else:
         # each step carries batch/osl prompts' prefill: a stream waits for the others' prefills
-        tpot = decode + (batch - 1) / osl * prefill
+        share = _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd)
+        tpot = decode + (batch - 1) / osl * share
         ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
-        thr = dp * batch / (decode + batch / osl * prefill)
-        replicas, p_chips = dp, 0
+        thr = dp * batch / (decode + batch / osl * share)
+    queue = 0.0
+    if clients and clients > batch:  # closed loop: a client waits until a slot frees up
+        cycle = clients * replicas / thr * osl  # Little's law over all replicas
+        queue = max(0.0, cycle - (ttft + (osl - 1) * tpot))
     return ServingPlan(
-        chip.name,
-        c.name,
-        chips,
-        tp,
-        pp,
-        ep,
-        replicas,
-        batch,
-        isl,
-        osl,
-        dt,
-        kvd,
-        ttft,
-        tpot,
-        thr,
-        mem.kv_tokens,
-        mem.to_dict(),
-        bool(disaggregated),
-        p_chips,
-        {"prefill": prefill, "decode": decode},
-    )
+        chip.name, c.name, chips, tp, pp, ep, replicas, batch, isl, osl, dt, kvd,
+        ttft + queue, tpot, thr, mem.kv_tokens, mem.to_dict(), bool(disaggregated), p_chips,
+        {"prefill": prefill, "decode": decode, "queue": queue}, batching,
+        (clients or batch) * replicas,
+    )  # fmt: skip
 
 
 def resolve_model(model) -> ModelConfig:
@@ -219,9 +254,15 @@ def plan_serving(
     tpot_slo: float | None = None,
     disaggregated: bool = False,
     topology: Topology | str | None = None,
+    batching: str = "continuous",
+    gqa_kernel: bool = True,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
-    throughput meeting the SLOs. `concurrency`: total running sequences over all replicas."""
+    throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
+    beyond what the KV cache holds wait in a queue). `batching`: "continuous" (in-flight, chunked
+    prefill) or "static" (one batch at a time). `gqa_kernel=False`: decode attention reads the
+    KV cache once per query head (TensorRT-LLM without XQA). `.curve` / `to_dict()["curve"]`:
+    the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     kvd = kv_dtype or dtype
@@ -231,9 +272,22 @@ def plan_serving(
     for name, value in (("chips", chips), ("isl", isl), ("osl", osl)):
         if value is None or value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
+    if batching not in BATCHING:
+        raise WorkloadError(f"`batching` must be one of {', '.join(BATCHING)}, not {batching!r}")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     tps = [tp] if tp else [d for d in _divisors(chips) if c.heads % d == 0]
     pps = [pp] if pp else [d for d in _divisors(chips) if c.layers % d == 0 and d <= 8]
+    kw = dict(isl=isl, osl=osl, dt=dtype, kvd=kvd, disaggregated=disaggregated,
+              batching=batching, gqa_kernel=gqa_kernel)  # fmt: skip
+
+    def run(t, p, e, b, clients=None):
+        return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
+
+    def meets(plan) -> bool:
+        return not (ttft_slo and plan.ttft_s > ttft_slo) and not (
+            tpot_slo and plan.tpot_s > tpot_slo
+        )
+
     best, why, closest = None, None, math.inf
     for t in tps:
         eps = [ep] if ep else ([d for d in _divisors(t)] if c.is_moe else [1])
@@ -246,30 +300,19 @@ def plan_serving(
                 if tp and pp and ep:
                     _check(c, chips, t, p, e)
                 dp = chips // (t * p)
-                batches = [max(1, -(-concurrency // dp))] if concurrency else BATCHES
-                for b in batches:
+                fits = _fits(c, chip, t, p, dtype, kvd, isl, osl)
+                # a stated concurrency queues what the KV cache cannot hold; the search stops
+                # at the largest batch that fits
+                top = min(fits, BATCHES[-1])
+                grid = sorted({b for b in BATCHES if b < top} | {top})
+                wanted = [-(-concurrency // dp)] if concurrency else grid
+                for b in wanted:
                     try:
-                        plan = evaluate(
-                            chip,
-                            c,
-                            chips,
-                            topo,
-                            isl=isl,
-                            osl=osl,
-                            tp=t,
-                            pp=p,
-                            ep=e,
-                            batch=b,
-                            dt=dtype,
-                            kvd=kvd,
-                            disaggregated=disaggregated,
-                        )
+                        plan = run(t, p, e, min(b, fits), b if concurrency else None)
                     except Infeasible as err:
                         why = why or err
                         break
-                    if (ttft_slo and plan.ttft_s > ttft_slo) or (
-                        tpot_slo and plan.tpot_s > tpot_slo
-                    ):
+                    if not meets(plan):
                         miss = max(
                             plan.ttft_s / (ttft_slo or math.inf),
                             plan.tpot_s / (tpot_slo or math.inf),
@@ -296,4 +339,18 @@ def plan_serving(
                 f"{int(-(-need // (chip.hbm.capacity * 0.8)))} chips or a smaller --dtype"
             )
         raise why
-    return best
+
+    def curve() -> list[dict]:
+        t, p, e = best.tp, best.pp, best.ep
+        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl), BATCHES[-1])
+        batches = sorted({b for b in BATCHES if b <= top} | {top, min(best.batch, top)})
+        points = [run(t, p, e, b) for b in batches]
+        return [q.point(meets(q)) for q in points]
+
+    return replace(best, curve_fn=curve)
+
+
+def _fits(c, chip, tp, pp, dtype, kvd, isl, osl) -> int:
+    """Sequences of isl + osl tokens one replica's KV cache holds (at least 1: 0 fails later)."""
+    mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd)
+    return max(1, mem.sequences(isl + osl))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -27,10 +28,31 @@ class ServingPlan:
     disaggregated: bool = False
     prefill_chips: int = 0
     breakdown: dict = field(default_factory=dict)
+    batching: str = "continuous"  # or "static" (one batch at a time)
+    clients: int = 0  # requests in the system over all replicas (0: batch x dp); more queue
+    # latency/throughput curve along this plan's configuration, built on demand by the planner
+    curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def concurrency(self) -> int:
-        return self.batch * self.dp
+        return self.clients or self.batch * self.dp
+
+    @property
+    def curve(self) -> list[dict]:
+        """One point per batch (powers of two up to what the KV cache holds, plus this plan's):
+        concurrency, batch, throughput (total and per chip), TTFT, TPOT, feasible (SLOs met)."""
+        return self.curve_fn() if self.curve_fn else []
+
+    def point(self, feasible: bool = True) -> dict:
+        return {
+            "concurrency": self.concurrency,
+            "batch": self.batch,
+            "throughput_tokens_per_s": self.throughput_tokens_per_s,
+            "throughput_tokens_per_s_per_chip": self.throughput_tokens_per_s / self.chips,
+            "ttft_s": self.ttft_s,
+            "tpot_s": self.tpot_s,
+            "feasible": feasible,
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -45,6 +67,7 @@ class ServingPlan:
                 "batch": self.batch,
                 "disaggregated": self.disaggregated,
                 "prefill_chips": self.prefill_chips,
+                "batching": self.batching,
             },
             "isl": self.isl,
             "osl": self.osl,
@@ -58,4 +81,5 @@ class ServingPlan:
             "kv_cache_capacity_tokens": self.kv_cache_capacity_tokens,
             "memory_per_chip_bytes": self.memory_per_chip,
             "breakdown_s": self.breakdown,
+            "curve": self.curve,
         }

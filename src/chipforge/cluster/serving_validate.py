@@ -1,6 +1,9 @@
-"""Serving cases for the multi-chip validation (data/serving_cases.csv, each with the
-configuration its source states; flags left empty are searched). Registered in
-`cluster.validate.CASES` on import."""
+"""Serving cases for the multi-chip validation, each with the configuration its source states
+(flags left empty are searched; `batching` static/continuous, `gqa_kernel` no where the runtime
+read the KV cache once per query head). Two sets, registered in `cluster.validate.CASES` on
+import: kind "serving" (data/serving_cases.csv) and kind "serving-heldout"
+(data/serving_heldout.csv: further rows of the same and other published tables, never looked at
+while the serving model was built; reported separately to guard against overfitting)."""
 
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ def _predictor(row: dict) -> Callable[[], float]:
             tp=_int(row["tp"]),
             pp=_int(row["pp"]),
             concurrency=_int(row["concurrency"]),
+            batching=row.get("batching") or "continuous",
+            gqa_kernel=row.get("gqa_kernel") != "no",
         )
         return METRICS[row["metric"]](plan)
 
@@ -43,5 +48,10 @@ def serving_cases() -> list[ClusterCase]:
     return cases_from_csv("serving_cases.csv", "serving", _predictor)
 
 
-if serving_cases not in CASES:
-    CASES.append(serving_cases)
+def heldout_cases() -> list[ClusterCase]:
+    return cases_from_csv("serving_heldout.csv", "serving-heldout", _predictor)
+
+
+for _provider in (serving_cases, heldout_cases):
+    if _provider not in CASES:
+        CASES.append(_provider)
