@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from chipforge.cluster import plan_training
-from chipforge.cluster.training import _LAYER_CACHE
+from chipforge.cluster.layer import _CACHE as _LAYER_CACHE
 
 
 def main() -> None:

@@ -131,10 +131,66 @@ def test_validation_runs_every_training_case():
     rows = run(kinds=("training",))
     assert len(rows) >= 15
     s = summary(rows)
-    # honest bound of the current model (issue target: median 10%, max 25%; see docs/cluster.md)
-    assert s["median_abs_error"] < 0.2
-    korthikanti = [r for r in rows if r["id"].startswith("korthikanti")]
-    assert all(abs(r["error"]) < 0.1 for r in korthikanti)
+    # issue target: median 10% (met); max 25% is not met by the two MPT rows (docs/cluster.md)
+    assert s["median_abs_error"] <= 0.10
+    calculon_rows = [r for r in rows if r["id"].startswith(("korthikanti", "megatron"))]
+    assert all(abs(r["error"]) < 0.1 for r in calculon_rows)
+
+
+def test_heldout_megatron_rows_stay_within_ten_percent():
+    """Table 1 rows never used to choose a mechanism or the overhead constant."""
+    rows = [r for r in run(kinds=("training-heldout",)) if r["id"].startswith("megatron")]
+    assert len(rows) == 5
+    assert all(abs(r["error"]) < 0.1 for r in rows)
+
+
+A100 = load_chip("a100")
+GPT = "layers={};hidden={};heads={};ffn={};vocab=51200;act=gelu"
+
+
+def _gpt(layers, hidden, heads):
+    from chipforge.cluster.validate import _model
+
+    return _model(GPT.format(layers, hidden, heads, 4 * hidden), f"gpt-{hidden}")
+
+
+def test_materialized_attention_costs_most_on_narrow_models():
+    """Unfused s x s scores (Megatron 2021) weigh ~a*s/h^2 of the layer's GEMM work."""
+    flags = dict(tp=8, pp=1, cp=1, ep=1, zero=1, recompute="none", micro_batch=1, seq=2048)
+    slow = []
+    for model in (_gpt(4, 2048, 16), _gpt(4, 8192, 64)):
+        t = {
+            a: plan_training(A100, model, 8, dp=1, global_batch=8, attention=a, **flags)
+            for a in ("flash", "materialized")
+        }
+        assert t["materialized"].memory_per_chip_bytes > t["flash"].memory_per_chip_bytes
+        slow.append(t["materialized"].step_time_s / t["flash"].step_time_s)
+    assert slow[0] > slow[1] > 1.0
+
+
+def test_fp8_is_faster_than_bf16_but_not_by_the_peak_ratio():
+    """Transformer Engine runs only the linear GEMMs in FP8 and pays casts."""
+    flags = dict(tp=1, pp=1, dp=8, cp=1, ep=1, zero=3, recompute="none", micro_batch=10)
+    mpt3b = "layers=32;hidden=2560;heads=32;ffn=10240;vocab=50368;act=gelu"
+    from chipforge.cluster.validate import _model
+
+    m = _model(mpt3b, "mpt-3b")
+    bf16 = plan_training(H100, m, 8, seq=2048, global_batch=480, dtype="bf16", **flags)
+    fp8 = plan_training(H100, m, 8, seq=2048, global_batch=480, dtype="fp8", **flags)
+    ratio = bf16.step_time_s / fp8.step_time_s
+    assert 1.0 < ratio < H100.peak_flops("fp8") / H100.peak_flops("bf16")
+
+
+def test_parallel_block_and_sequence_parallel_change_what_they_should():
+    flags = dict(tp=8, pp=1, dp=1, cp=1, ep=1, zero=1, recompute="full", micro_batch=1)
+    m = _gpt(8, 8192, 64)
+    base = plan_training(H100, m, 8, global_batch=8, **flags)
+    par = plan_training(H100, m, 8, global_batch=8, parallel_block=True, **flags)
+    tp_key = "tp_scale_up_s"
+    assert par.exposed_comm[tp_key] == pytest.approx(base.exposed_comm[tp_key] / 2)
+    no_sp = plan_training(H100, m, 8, global_batch=8, sequence_parallel=False, **flags)
+    assert no_sp.step_time_s > base.step_time_s
+    assert no_sp.memory_per_chip_bytes > base.memory_per_chip_bytes
 
 
 def test_train_cli_json_and_errors():

@@ -38,16 +38,28 @@ def stage_params(c: ModelConfig, pp: int, tp: int, ep: int) -> float:
 
 
 def activation_bytes_per_layer(
-    c: ModelConfig, *, mb: int, seq: int, tp: int, recompute: str, act_bytes: int = 2
+    c: ModelConfig,
+    *,
+    mb: int,
+    seq: int,
+    tp: int,
+    recompute: str,
+    act_bytes: int = 2,
+    attention: str = "flash",
+    sp: bool = True,
 ) -> float:
     """Stored activations of one layer for one micro-batch with sequence parallelism
     (Korthikanti et al. 2022, Table 2: s*b*h*34/t with flash attention / selective
     recompute, + 5*a*s^2*b/t without either; full recompute keeps the layer input, 2*s*b*h/t).
     Scaled by act_bytes/2 (the paper counts 16-bit activations)."""
     sbh = seq * mb * c.hidden
-    if recompute == "full":
-        return 2 * sbh / tp * act_bytes / 2
-    per = 34 * sbh / tp  # flash attention stores no attention scores
+    if recompute == "full":  # the layer input, split over TP only with sequence parallelism
+        return 2 * sbh / (tp if sp else 1) * act_bytes / 2
+    # flash attention stores no attention scores; without SP the norms' and dropouts' 10 of
+    # the 34 bytes are replicated on every TP rank (Table 2: sbh(10 + 24/t))
+    per = 34 * sbh / tp if sp else sbh * (10 + 24 / tp)
+    if attention == "materialized" and recompute == "none":  # scores, probs, dropout mask
+        per += 5 * c.heads * seq * seq * mb / tp
     if c.is_moe:  # the FFN part (19 of 34, Table 2) grows with top_k experts of expert_ffn
         per += 19 * sbh / tp * (c.top_k * c.expert_ffn / (4 * c.hidden) - 1)
     return per * act_bytes / 2
@@ -67,6 +79,8 @@ def memory_per_chip(
     seq: int,
     interleave: int = 1,
     act_bytes: int = 2,
+    attention: str = "flash",
+    sp: bool = True,
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
     micro-batches of activations under 1F1B; interleaving adds (pp-1)/(pp*v) of that)."""
@@ -77,8 +91,15 @@ def memory_per_chip(
     in_flight = pp * (1 + (pp - 1) / (pp * interleave)) if interleave > 1 else pp
     acts = (
         activation_bytes_per_layer(
-            c, mb=mb, seq=seq // cp, tp=tp, recompute=recompute, act_bytes=act_bytes
-        )
+            c,
+            mb=mb,
+            seq=seq // cp,
+            tp=tp,
+            recompute=recompute,
+            act_bytes=act_bytes,
+            attention=attention,
+            sp=sp,
+        )  # fmt: skip
         * layers_stage
         * in_flight
     )

@@ -69,6 +69,9 @@ def plan_training(
     micro_batch: int | None = None,
     interleave: int | None = None,
     topology: Topology | str | None = None,
+    attention: str = "flash",
+    parallel_block: bool = False,
+    sequence_parallel: bool = True,
 ) -> TrainingPlan:
     """The fastest feasible training plan (or the given one) for `model` on `chips` chips."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
@@ -114,6 +117,8 @@ def plan_training(
                     res = evaluate_plan(
                         chip, key, c, chips, plan, topo,
                         seq=seq, global_batch=gb, dtype=dtype, tokens=tokens,
+                        attention=attention, parallel_block=parallel_block,
+                        sequence_parallel=sequence_parallel,
                     )  # fmt: skip
                 except Infeasible as err:
                     first_error = first_error or err

@@ -8,14 +8,13 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from chipforge.cluster.collectives import collective_time
+from chipforge.cluster.layer import ATTENTION, layer_costs
 from chipforge.cluster.memory import RECOMPUTE, memory_per_chip
 from chipforge.cluster.topology import Topology
 from chipforge.dtypes import nbytes
 from chipforge.errors import Infeasible
-from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
-from chipforge.workload.llm import build
 
 # Time outside the modelled kernels per step (data loading, launch gaps, unfused elementwise
 # kernels the layer graph does not list, loss, logging), as a fraction of the step. End-to-end
@@ -23,7 +22,6 @@ from chipforge.workload.llm import build
 # median training-case error in data/cluster_cases.csv is near zero (0.12-0.18 all give a
 # median |error| under 10% on the Megatron/Korthikanti rows); not fitted per case.
 FRAMEWORK_OVERHEAD = 0.15
-_LAYER_CACHE: dict[tuple, tuple[float, float, float, float]] = {}
 
 
 @dataclass(frozen=True)
@@ -97,32 +95,6 @@ def model_flops_per_token(c: ModelConfig, seq: int) -> float:
     return 6 * c.params(active=True) + 12 * c.layers * seq * attn_dim
 
 
-def layer_costs(
-    chip: ChipSpec, key: str, c: ModelConfig, tp: int, mb: int, seq: int, cp: int, dtype: str
-) -> tuple[float, float, float, float]:
-    """(forward s, backward s, attention-core forward s, optimizer s) of one layer's TP shard
-    for one micro-batch of `seq`/`cp` tokens per sequence, on one chip. Cached."""
-    k = (key, c, tp, mb, seq, cp, dtype)
-    hit = _LAYER_CACHE.get(k)
-    if hit is not None:
-        return hit
-    g = build(c, phase="train", batch=mb, seq=seq // cp, dtype=dtype, tp=tp, scope="layer")
-    fwd = bwd = attn = opt = 0.0
-    for op in estimate(g, chip).ops:
-        t = op.time_s * (cp if op.kind == "attention" else 1)  # CP: queries see all keys
-        if op.kind == "collective":
-            continue  # TP communication is priced by `collectives` on the topology
-        if op.name.startswith("optimizer"):
-            opt += t
-        elif ".bwd" in op.name or ".dgrad" in op.name or ".wgrad" in op.name:
-            bwd += t
-        else:
-            fwd += t
-            attn += t if op.kind == "attention" else 0.0
-    _LAYER_CACHE[k] = (fwd, bwd, attn, opt)
-    return _LAYER_CACHE[k]
-
-
 def stage_layers(layers: int, stages: int) -> int | None:
     """Layers on the busiest stage: an even split, or one with the first and last stages a
     layer short (Llama 3 paper Sec. 3.3.2: 126 layers on 16 stages); None otherwise."""
@@ -173,13 +145,19 @@ def evaluate_plan(
     dtype: str,
     tokens: float | None = None,
     check_memory: bool = True,
+    attention: str = "flash",
+    parallel_block: bool = False,
+    sequence_parallel: bool = True,
 ) -> TrainingPlan:
     """Step time, utilization and memory of plan `p` (Infeasible when it does not fit)."""
     check_plan(c, chips, p, global_batch, seq)
+    if attention not in ATTENTION:
+        raise Infeasible(f"`attention` must be one of {', '.join(ATTENTION)}, not {attention!r}")
     act_bytes = max(2, nbytes(dtype))
     mem = memory_per_chip(
         c, tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
         mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
+        attention=attention, sp=sequence_parallel,
     )  # fmt: skip
     need, have = sum(mem.values()), chip.hbm.capacity
     if check_memory and need > have:
@@ -187,7 +165,9 @@ def evaluate_plan(
             f"needs {need / 2**30:.0f} GiB per chip, has {have / 2**30:.0f} GiB: raise --tp or "
             f"--pp, --zero, --recompute full or lower --micro-batch"
         )
-    fwd, bwd, attn, opt = layer_costs(chip, key, c, p.tp, p.micro_batch, seq, p.cp, dtype)
+    fwd, bwd, attn, opt = layer_costs(
+        chip, key, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, sequence_parallel
+    )
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
     layers = stage_layers(c.layers, p.pp * p.interleave) * p.interleave
     m = global_batch // (p.dp * p.micro_batch)  # micro-batches per step per pipeline
@@ -196,6 +176,8 @@ def evaluate_plan(
     tok = p.micro_batch * seq // p.cp
     ar = tok * c.hidden * nbytes(dtype)
     n_tp = 4 + (2 if p.recompute == "full" else 0)
+    if parallel_block:  # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs
+        n_tp //= 2  # are summed before one reduction per pass instead of two
     t_tp = n_tp * collective_time("all_reduce", ar, p.tp, topo) * layers
     # EP: all-to-all dispatch and combine, forward and backward (over the EP group)
     t_ep = 0.0

@@ -69,12 +69,15 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             tp=_int(row["tp"]), pp=_int(row["pp"]), dp=_int(row["dp"]), cp=_int(row["cp"]),
             ep=_int(row["ep"]), zero=_int(row["zero"]), recompute=row["recompute"] or None,
             micro_batch=_int(row["micro_batch"]), interleave=_int(row["interleave"]),
-            topology=topo,
+            topology=topo, attention=row["attention"] or "flash",
+            parallel_block=row["block"] == "parallel", sequence_parallel=row["sp"] != "no",
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s
         if row["metric"] == "mfu":
             return res.mfu
+        if row["metric"] == "model_tflops_per_gpu":  # 6N + attention FLOPs per second per chip
+            return res.mfu * chip.peak_flops(row["dtype"]) / 1e12
         assert row["metric"] == "megatron_tflops_per_gpu", row["metric"]
         return megatron_tflops(c, res.global_batch, res.seq, res.step_time_s, chips)
 
@@ -101,7 +104,14 @@ def training_cases() -> list[ClusterCase]:
     return cases_from_csv("cluster_cases.csv", "training", _training_predictor)
 
 
+def heldout_training_cases() -> list[ClusterCase]:
+    """Training measurements added after the model was set (data/cluster_heldout.csv): never
+    used to choose a mechanism or a constant, reported separately."""
+    return cases_from_csv("cluster_heldout.csv", "training-heldout", _training_predictor)
+
+
 CASES.append(training_cases)
+CASES.append(heldout_training_cases)
 
 
 def run(kinds: tuple[str, ...] | None = None) -> list[dict]:

@@ -1,0 +1,137 @@
+"""Per-chip cost of one transformer layer in training: `perf.estimate` on the layer's tensor-
+parallel shard (`workload.llm.build(scope="layer")`), split into forward, backward, attention
+core and optimizer, with two implementation choices the layer graph does not express:
+
+- **attention** "flash" (the graph's fused attention, FlashAttention, Dao et al. 2022) or
+  "materialized": the s x s scores are written to memory and pass through softmax and dropout
+  as separate kernels (Megatron-LM before FlashAttention: Narayanan et al. SC 2021, Korthikanti
+  et al. 2022, whose Table 2 counts the 5*a*s^2*b bytes these kernels store). The two batched
+  matmuls run over the full s x s (no causal skipping); the score traffic is below.
+- **sp**: sequence parallelism (Korthikanti et al. 2022 Sec. 4.2.2) runs the norms, dropouts
+  and residual adds on 1/tp of the tokens; without it (Megatron-LM 2021) every TP rank repeats
+  them over the whole sequence, as the layer graph lists them.
+- **fp8** as Transformer Engine runs it (NVIDIA TE user guide, "Using FP8 with Transformer
+  Engine"): only the linear layers' GEMMs run in FP8; attention, norms, activations and
+  residuals stay BF16, and every GEMM operand is cast (with amax) to FP8 first.
+"""
+
+from __future__ import annotations
+
+from chipforge.perf import estimate
+from chipforge.spec.models import ChipSpec
+from chipforge.workload.config import ModelConfig
+from chipforge.workload.graph import Graph
+from chipforge.workload.llm import build
+from chipforge.workload.ops import MatMul, Vector
+
+ATTENTION = ("flash", "materialized")
+# Bytes per attention score moved by the unfused kernels (16-bit scores, 1-byte dropout mask;
+# Megatron-LM 2021 `ParallelAttention`: baddbmm -> fused scale-mask-softmax -> dropout -> bmm).
+# Forward: QK^T writes 2; softmax reads 2, writes 2; dropout reads 2, writes 2 + mask 1.
+SOFTMAX_BYTES, DROPOUT_BYTES = 4, 5
+# Backward: softmax-grad reads grad and probs, writes grad (6); dropout-grad reads grad and
+# mask, writes grad (5).
+SOFTMAX_BWD_BYTES, DROPOUT_BWD_BYTES = 6, 5
+# TE cast_transpose: read the 16-bit tensor (2 B), write FP8 and its FP8 transpose (1 + 1 B),
+# for each GEMM input in the forward pass and each output gradient in the backward pass.
+FP8_CAST_BYTES = 4
+_CACHE: dict[tuple, tuple[float, float, float, float]] = {}
+
+
+def _materialized_ops(c: ModelConfig, tp: int, mb: int, seq: int) -> tuple[list, list]:
+    """(forward ops, backward ops) of unfused attention on one TP shard (16-bit scores)."""
+    b, s, d = mb * c.heads // tp, seq, c.d_head
+    n = b * s * s  # scores on this chip
+
+    def mm(name: str, m: int, nn: int, k: int) -> MatMul:
+        return MatMul(name=name, m=m, n=nn, k=k, batch=b, weight=False)
+
+    def vec(name: str, bytes_: float, flops: float = 1, trans: float = 0) -> Vector:
+        return Vector(
+            name=name,
+            elements=n,
+            flops_per_element=flops,
+            transcendentals_per_element=trans,
+            bytes_per_element=bytes_,
+        )
+
+    fwd = [
+        mm("attn.qk", s, s, d),
+        vec("attn.softmax", SOFTMAX_BYTES, 5, 1),
+        vec("attn.dropout", DROPOUT_BYTES, 2),
+        mm("attn.pv", s, d, s),
+    ]
+    bwd = [
+        mm("attn.dp", s, s, d),  # dP = dO V^T
+        mm("attn.dv", s, d, s),  # dV = P^T dO
+        vec("attn.dropout_bwd", DROPOUT_BWD_BYTES),
+        vec("attn.softmax_bwd", SOFTMAX_BWD_BYTES, 3),
+        mm("attn.dq", s, d, s),  # dQ = dS K
+        mm("attn.dk", s, d, s),  # dK = dS^T Q
+    ]
+    return fwd, bwd
+
+
+def _time(chip: ChipSpec, ops: list) -> float:
+    return sum(o.time_s for o in estimate(Graph("attn", tuple(ops)), chip).ops)
+
+
+def layer_costs(
+    chip: ChipSpec,
+    key: str,
+    c: ModelConfig,
+    tp: int,
+    mb: int,
+    seq: int,
+    cp: int,
+    dtype: str,
+    attention: str = "flash",
+    sp: bool = True,
+) -> tuple[float, float, float, float]:
+    """(forward s, backward s, attention-core forward s, optimizer s) of one layer's TP shard
+    for one micro-batch of `seq`/`cp` tokens per sequence, on one chip. Cached."""
+    k = (key, c, tp, mb, seq, cp, dtype, attention, sp)
+    hit = _CACHE.get(k)
+    if hit is not None:
+        return hit
+    fp8 = dtype == "fp8"
+    base = "bf16" if fp8 else dtype
+    s = seq // cp
+    ops = estimate(build(c, phase="train", batch=mb, seq=s, dtype=base, tp=tp, scope="layer"), chip)
+    gemm = {}
+    if fp8:  # the linear layers' GEMMs from the FP8 graph (TE); everything else stays BF16
+        g8 = build(c, phase="train", batch=mb, seq=s, dtype="fp8", tp=tp, scope="layer")
+        gemm = {o.name: o.time_s for o in estimate(g8, chip).ops if o.kind == "matmul"}
+        linear = [o for o in g8.ops if o.kind == "matmul" and "grad" not in o.name]
+        # forward: the input and the weight are cast; backward: the output gradient
+        cast_f = sum(o.batch * (o.m * o.k + (o.k * o.n if o.weight else 0)) for o in linear)
+        cast_b = sum(o.batch * o.m * o.n for o in linear)
+    fwd = bwd = attn = opt = 0.0
+    for op in ops.ops:
+        t = gemm.get(op.name, op.time_s)
+        if op.kind == "attention":
+            if attention == "materialized":
+                continue  # priced below
+            t *= cp  # CP: each query chunk sees all keys
+        if op.kind == "collective":
+            continue  # TP communication is priced by `collectives` on the topology
+        if sp and op.kind == "vector" and ("norm" in op.name or "residual" in op.name):
+            t /= tp  # sequence parallelism splits norms and residuals over the TP ranks
+        if op.name.startswith("optimizer"):
+            opt += t
+        elif ".bwd" in op.name or ".dgrad" in op.name or ".wgrad" in op.name:
+            bwd += t
+        else:
+            fwd += t
+            attn += t if op.kind == "attention" else 0.0
+    if attention == "materialized":
+        f_ops, b_ops = _materialized_ops(c, tp, mb, s)
+        f, b = _time(chip, f_ops) * cp, _time(chip, b_ops) * cp
+        fwd, bwd, attn = fwd + f, bwd + b, attn + f
+    if fp8:
+        for n, part in ((cast_f, "fwd"), (cast_b, "bwd")):
+            cast = Vector(name=f"fp8.cast.{part}", elements=n, bytes_per_element=FP8_CAST_BYTES)
+            t = _time(chip, [cast])
+            fwd, bwd = (fwd + t, bwd) if part == "fwd" else (fwd, bwd + t)
+    _CACHE[k] = (fwd, bwd, attn, opt)
+    return _CACHE[k]
