@@ -24,6 +24,14 @@ def main() -> None:
         f"serving evaluation (llama3-70b, 8 x h100, tp=8): cold {cold * 1e3:.1f} ms, "
         f"warm {warm * 1e3:.3f} ms (target < 5 ms)"
     )
+    plan = plan_serving("h100", "llama3-70b", 8, **kw)
+    t = time.perf_counter()
+    for _ in range(50):
+        curve = plan.to_dict()["curve"]
+    print(
+        f"latency/throughput curve ({len(curve)} points, to_dict()['curve']): "
+        f"{(time.perf_counter() - t) / 50 * 1e3:.3f} ms warm"
+    )
     for chip, model, chips in (
         ("forge-n3", "llama3-70b", 8),
         ("h100", "llama3-405b", 16),

@@ -17,6 +17,9 @@ from chipforge.spec.loader import load_chip
 
 GENZ_MODELS = {"llama2-70b": "meta-llama/Llama-2-70B", "llama3-70b": "meta-llama/Llama-3.1-70B"}
 GENZ_BITS = {"fp16": "bf16", "bf16": "bf16", "fp8": "int8", "fp4": "int4"}  # GenZ's byte widths
+# TensorRT-LLM v0.5/v0.6.1 tables were measured with gptSessionBenchmark: static batching; the
+# v0.6.1 Llama-2-70B engines had no paged KV cache, hence no XQA GQA kernel (gpt_attention.md)
+STATIC_SOURCES = ("perf-trtllm-h100-l70-", "perf-trtllm-a100-l70-")
 
 # (name, chip, model, tp, dtype, isl, osl, batch, metric, published, source id in published.csv)
 CASES = [
@@ -127,7 +130,11 @@ def genz_system(chip_name: str, dtype: str, chips: int) -> dict:
     }
 
 
-def genz_predict(chip, model, tp, dtype, isl, osl, batch, metric) -> float:
+def _static(src: str) -> bool:
+    return src.startswith(STATIC_SOURCES)
+
+
+def genz_predict(chip, model, tp, dtype, isl, osl, batch, metric, src) -> float:
     from GenZ import decode_moddeling, prefill_moddeling
 
     kw = dict(
@@ -136,6 +143,7 @@ def genz_predict(chip, model, tp, dtype, isl, osl, batch, metric) -> float:
         bits=GENZ_BITS[dtype],
         tensor_parallel=tp,
     )
+    static = _static(src)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prefill_ms = prefill_moddeling(batch_size=1, input_tokens=isl, **kw)["Latency"]
@@ -145,14 +153,22 @@ def genz_predict(chip, model, tp, dtype, isl, osl, batch, metric) -> float:
         decode_ms = decode_moddeling(batch_size=batch, input_tokens=ctx, output_tokens=0, **kw)[
             "Latency"
         ]
+        if static and metric != "tpot_ms":  # one batched prefill, then osl - 1 decode steps
+            batch_prefill_ms = prefill_moddeling(batch_size=batch, input_tokens=isl, **kw)
+            total_s = (batch_prefill_ms["Latency"] + (osl - 1) * decode_ms) / 1e3
+            return batch * osl / total_s / tp
     if metric == "tpot_ms":
         return decode_ms
     total_s = (batch * prefill_ms + osl * decode_ms) / 1e3  # same steady-state accounting
     return batch * osl / total_s / tp
 
 
-def chipforge_predict(chip, model, tp, dtype, isl, osl, batch, metric) -> float:
-    p = plan_serving(chip, model, tp, isl=isl, osl=osl, dtype=dtype, tp=tp, pp=1, concurrency=batch)
+def chipforge_predict(chip, model, tp, dtype, isl, osl, batch, metric, src) -> float:
+    static = _static(src)
+    p = plan_serving(
+        chip, model, tp, isl=isl, osl=osl, dtype=dtype, tp=tp, pp=1, concurrency=batch,
+        batching="static" if static else "continuous", gqa_kernel=not (static and batch > 1),
+    )  # fmt: skip
     return {
         "ttft_ms": p.ttft_s * 1e3,
         "tpot_ms": p.tpot_s * 1e3,
@@ -170,7 +186,7 @@ def timed(fn, *args) -> tuple[float, float]:
 def rows(cases=CASES) -> list[dict]:
     out = []
     for name, chip, model, tp, dtype, isl, osl, batch, metric, published, src in cases:
-        args = (chip, model, tp, dtype, isl, osl, batch, metric)
+        args = (chip, model, tp, dtype, isl, osl, batch, metric, src or "")
         cf, cf_s = timed(chipforge_predict, *args)
         gz, gz_s = timed(genz_predict, *args)
         out.append(
@@ -199,8 +215,13 @@ def markdown(rs: list[dict]) -> str:
         "Produced by `.venv/bin/python benchmarks/genz_compare.py` (GenZ = PyPI `genz-llm`,",
         "offline). Both get the same chip figures from chipforge's chip spec: peak FLOP/s in the",
         "dtype, HBM capacity and bandwidth, scale-up link bandwidth per direction. GenZ runs with",
-        "its defaults (efficiency 1); fp8/fp4 map to GenZ's int8/int4 byte widths. Throughput for",
-        "both = batch x OSL / (batch x prefill + OSL x decode step at the mean context).",
+        "its defaults (efficiency 1); fp8/fp4 map to GenZ's int8/int4 byte widths. The",
+        "TensorRT-LLM v0.5/v0.6.1 rows were measured with static batching (gptSessionBenchmark):",
+        "both tools then get batch x OSL / (prefill of the whole batch + (OSL-1) decode steps);",
+        "chipforge also reads the KV cache once per query head there (no XQA without a paged KV",
+        "cache; GenZ has no such switch). The forge-n3 row uses continuous batching: batch x OSL",
+        "/ (batch x prefill + OSL x decode step at the mean context) for GenZ, chipforge's own",
+        "model (chunked prefill sharing the weight reads) for chipforge.",
         "Time = one warm evaluation (chipforge caches per-layer costs).",
         "",
         "| case | metric | published | chipforge (err) | GenZ (err) | chipforge time | GenZ time |",
