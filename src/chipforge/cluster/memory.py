@@ -83,12 +83,18 @@ def memory_per_chip(
     sp: bool = True,
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
-    micro-batches of activations under 1F1B; interleaving adds (pp-1)/(pp*v) of that)."""
+    micro-batches of activations under 1F1B, or the second when the first is a layer short;
+    interleaving adds (pp-1)/(pp*v) of that)."""
     params = stage_params(c, pp, tp, ep)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
-    layers_stage = math.ceil(c.layers / pp)
+    # 1F1B: stage i holds pp - i micro-batches in flight. With an uneven split (Llama 3: 126
+    # layers on 16 stages, the first and last a layer short) the second stage can be busiest.
+    per = math.ceil(c.layers / pp)
+    first = per - 1 if per * pp - c.layers == 2 and pp > 2 else per
+    layer_batches = max(first * pp, per * (pp - 1))
     # Korthikanti et al. 2022 Sec. 4.2.3: interleaving stores (1 + (p-1)/(p*v)) times more
-    in_flight = pp * (1 + (pp - 1) / (pp * interleave)) if interleave > 1 else pp
+    if interleave > 1:
+        layer_batches *= 1 + (pp - 1) / (pp * interleave)
     acts = (
         activation_bytes_per_layer(
             c,
@@ -100,8 +106,7 @@ def memory_per_chip(
             attention=attention,
             sp=sp,
         )  # fmt: skip
-        * layers_stage
-        * in_flight
+        * layer_batches
     )
     # the LM-head logits of one micro-batch (fp32 for the loss) on the last stage
     logits = 4 * mb * (seq // cp) * c.vocab / tp
