@@ -43,24 +43,23 @@ def within(value: float, target: float, tol: float) -> bool:
     return abs(value / target - 1) <= tol
 
 
-AREA_MISS = "RTL PE x implementation factor, no chip-level whitespace: see docs/silicon.md"
-
-
-def test_a100_area():  # model 703 mm2 (-14.9%): inside the 15% band, but only just
+def test_a100_area():  # model 716 mm2 (-13.3%)
     assert within(die_mm2("a100"), figure("hw-a100-die"), 0.15)
 
 
-def test_h100_area():  # model 766 mm2 (-5.9%)
+def test_h100_area():  # model 752 mm2 (-7.6%)
     assert within(die_mm2("h100"), figure("hw-h100-die"), 0.15)
 
 
 def test_b200_silicon_held_out():
-    # Not an acceptance target and not calibrated on: the analyst's ~2 x 800 mm2 (model 1,463).
+    # Not an acceptance target and not calibrated on: the analyst's ~2 x 800 mm2 (model 1,434).
     assert within(area(load_chip("b200")).total / MM2, figure("hw-b200-die"), 0.15)
 
 
-@pytest.mark.xfail(strict=True, reason=f"TPU v1 predicted ~218 mm2 vs <=331 (-34%); {AREA_MISS}")
 def test_tpu_v1_area():
+    # Model 293 mm2 (-11.5%). Not independent: the global whitespace share (24%) is the part of
+    # this die its floor plan leaves unlabeled, so this checks the modelled blocks against the
+    # labelled ~76% of <= 331 mm2.
     assert within(die_mm2("tpu-v1"), figure("hw-tpuv1-process"), 0.20)
 
 
@@ -81,11 +80,11 @@ def test_over_reticle_design_becomes_chiplets():
     assert result.dies > 1 and result.fits_reticle and "d2d" in result.blocks
 
 
-def test_h100_unit_cost():  # model $2,810
+def test_h100_unit_cost():  # model $2,809
     assert 2500 <= unit_cost(load_chip("h100")).unit_cost <= 4500
 
 
-def test_b200_unit_cost():  # model $5,659
+def test_b200_unit_cost():  # model $5,603
     assert 5000 <= unit_cost(load_chip("b200")).unit_cost <= 8000
 
 
@@ -101,7 +100,7 @@ def test_b200_buys_whole_hbm_stacks():
 # MI300X ~$5,300 (its $600 test & assembly is the model's TEST_ASSEMBLY_USD, so only partly held
 # out). Reported in docs/silicon.md; checked at the energy tests' 30% band.
 @pytest.mark.parametrize(("name", "analyst_usd"), [("h200", 4800.0), ("mi300x", 5300.0)])
-def test_held_out_unit_costs(name, analyst_usd):  # model h200 $3,812 (-21%), mi300x $5,167
+def test_held_out_unit_costs(name, analyst_usd):  # model h200 $3,793 (-21%), mi300x $5,187
     assert within(unit_cost(load_chip(name)).unit_cost, analyst_usd, 0.30)
 
 
@@ -125,26 +124,22 @@ def test_b200_energy_per_flop():
     assert within(pj_per_flop("b200"), figure("semi-e-b200-chip"), 0.30)
 
 
-def test_h100_energy_per_flop():  # model 0.517 (-27%): inside the band, near its edge
+def test_h100_energy_per_flop():  # model 0.549 (-23%)
     assert within(pj_per_flop("h100"), figure("semi-e-h100-chip"), 0.30)
 
 
-def test_tpu_v4_energy_per_flop():  # model 0.656 (+6%)
+def test_tpu_v4_energy_per_flop():  # model 0.694 (+12%)
     assert within(pj_per_flop("tpu-v4"), figure("semi-e-tpuv4-chip"), 0.30)
 
 
 def test_held_out_energy_per_flop():
-    # Not acceptance targets: MI300X 750 W / 1,307 TFLOP/s (model 0.616, +7%) and TPU v1 busy
-    # 40 W / 92 TOPS (model 0.337, -22%), both from published rows.
+    # Not acceptance targets, from published rows: MI300X 750 W / 1,307 TFLOP/s (model 0.656,
+    # +14%), A100 400 W / 312 TFLOP/s (model 0.917, -28%), TPU v1 busy 40 W / 92 TOPS (0.362, -16%).
     mi300x = figure("hw-mi300x-tbp") / figure("hw-mi300x-bf16-dense")
-    assert within(pj_per_flop("mi300x"), mi300x, 0.30)
-    assert within(pj_per_flop("tpu-v1"), figure("semi-e-tpuv1-chip"), 0.30)
-
-
-@pytest.mark.xfail(strict=True, reason="held out: A100 model 0.87 vs 400 W / 312 TF = 1.28 (-32%)")
-def test_a100_energy_per_flop_held_out():
     a100 = figure("hw-a100-tdp") / figure("hw-a100-bf16-dense")
+    assert within(pj_per_flop("mi300x"), mi300x, 0.30)
     assert within(pj_per_flop("a100"), a100, 0.30)
+    assert within(pj_per_flop("tpu-v1"), figure("semi-e-tpuv1-chip"), 0.30)
 
 
 def test_systolic_operand_stream_follows_array_reuse():

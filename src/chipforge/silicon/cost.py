@@ -74,12 +74,13 @@ def die_yield(chip: ChipSpec, chip_area: ar.Area, d0: float) -> float:
 
 
 def repairable_area(chip: ChipSpec, chip_area: ar.Area) -> float:
-    """m2 of the per-core blocks (matrix, vector, GPU SM parts, per-core SRAM) with NoC share."""
+    """m2 of the per-core blocks (matrix, vector, GPU SM parts, per-core SRAM) with their NoC and
+    whitespace shares (the channels between core tiles go with the tiles)."""
     per_core = {"matrix", "vector", "fp64", "register_file", "simt_core"} | {
         f"sram:{m.name}" for m in chip.memory[1:] if m.per_core
     }
     inner = sum(v for k, v in chip_area.blocks.items() if k in per_core)
-    return inner * (1 + ar.NOC_FRAC)
+    return inner * (1 + ar.NOC_FRAC) / (1 - ar.WHITESPACE)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,15 @@ NOC_FRAC = 0.10
 # than one compute die. Assumption: 5% (no vendor publishes the area; UCIe advanced-package PHYs
 # move ~1 TB/s per mm of shoreline, so a 10 TB/s link is a few tens of mm2 per die).
 D2D_FRAC = 0.05
+# Chip-level whitespace: top-level routing channels, power grid straps, clock spines, pad and
+# bump keep-outs, fill between blocks, as a share of the die. 0.24: the blocks listed on the TPU
+# v1 floor plan (Jouppi et al., ISCA 2017, Fig. 2: Unified Buffer 29%, matrix unit 24%,
+# accumulators 6%, activation pipeline 6%, DDR3 and PCIe ports, host interface, control, misc I/O)
+# cover ~76% of the die, the only accelerator floor plan with published block shares. One global
+# constant for every chip; for GPUs the V100 calibration of the SIMT ratio is taken net of it
+# (reference.simt_ratio), so it moves area from "simt_core" to "whitespace" there. TPU v1's own
+# area check is therefore not independent of it.
+WHITESPACE = 0.24
 # Most compute dies one package holds. Assumption: CoWoS-L interposers reach ~3.3 reticles in
 # 2025-26 (TSMC roadmap), i.e. at most ~4 reticle-sized dies; 8 smaller dies (MI300X) is the
 # most shipped.
@@ -48,6 +57,10 @@ IMPLEMENTATION = TIMING_CLOSURE / PLACEMENT_UTILIZATION
 # lanes (Volta, Ampere and Hopper whitepapers: 64/32, 64/32, 128/64 FP32/FP64 per SM).
 GPU_RF_BYTES = 256 * 1024
 GPU_FP64_PER_FP32 = 0.5
+# NVIDIA data-center tensor cores run FP64 since Ampere (A100 19.5 TFLOP/s FP64 tensor vs 9.7
+# vector, Ampere whitepaper; H100 66.9 [hw-h100-fp64-tc]); Volta's did not. The FP64 format is
+# one more format of the matrix unit: gates.MULTI_FORMAT_FRAC of its widest datapath.
+GPU_FP64_TENSOR_YEAR = 2020
 # Register-file bit area as a multiple of an SRAM array bit. Assumption: banked 1R1W register files
 # use 8T two-port cells and more periphery per bit, ~2x a 6T high-density array.
 RF_BIT_FACTOR = 2.0
@@ -110,7 +123,8 @@ def vector_area(chip: ChipSpec, node: ProcessNode) -> float:
 def gpu_sm_blocks(
     chip: ChipSpec, node: ProcessNode, simt_ratio: float | None = None
 ) -> dict[str, float]:
-    """m2 of what a ChipSpec leaves out of an NVIDIA SM: FP64 lanes, the register file, and the
+    """m2 of what a ChipSpec leaves out of an NVIDIA SM: FP64 lanes (and, since Ampere, FP64 in
+    the tensor cores), the register file, and the
     SIMT machinery (schedulers, operand collectors, load/store, texture, instruction caches, and
     the GPU uncore) as `reference.simt_ratio()` x the SM's datapath logic, calibrated on V100."""
     if chip.matrix.dataflow != "tensor-core":
@@ -121,6 +135,12 @@ def gpu_sm_blocks(
         simt_ratio = calibrated()
     cores = physical_cores(chip)
     fp64 = chip.vector.flops_per_cycle / 2 * GPU_FP64_PER_FP32 * gates.fma_ge("fp64")
+    if chip.year >= GPU_FP64_TENSOR_YEAR:
+        formats = len(chip.matrix.macs_per_cycle)
+        widest = gates.matrix_unit_ge(chip.matrix.macs_per_cycle) / (
+            1 + gates.MULTI_FORMAT_FRAC * (formats - 1)
+        )
+        fp64 += gates.MULTI_FORMAT_FRAC * widest * chip.matrix.count
     out = {
         "fp64": logic_area(fp64 * cores, node),
         "register_file": GPU_RF_BYTES * 8 * cores * sram_bit_area(node) * RF_BIT_FACTOR,
@@ -159,6 +179,7 @@ def core_blocks(chip: ChipSpec, node: ProcessNode) -> dict[str, float]:
     blocks["memory_phy"] = memory_phy
     blocks["serdes"] = interfaces.serdes_area(chip)
     blocks["io"] = interfaces.IO_MM2 * MM2
+    blocks["whitespace"] = WHITESPACE / (1 - WHITESPACE) * sum(blocks.values())
     return {k: v for k, v in blocks.items() if v > 0 or k == "matrix"}
 
 

@@ -22,10 +22,13 @@ HBM_CTRL_MM2_N7_PER_1024B = 5.707
 # ~3 mm2 strip of I/O cells plus its controller), node-independent like the HBM PHY.
 DDR_CHANNEL_MM2 = 4.0
 DDR_CHANNEL_BW = 17.0e9  # B/s: a DDR3-2133 x64 channel (TPU v1's 34 GB/s is two of them)
-# SerDes lane, PHY + PCS, at the lane rates below. Assumption: ~0.3 mm2 per 100 Gb/s-class
-# long-reach lane (a 112G PAM4 quad macro is ~1-1.5 mm2 in vendor floor plans); slower lanes are
-# not smaller (their area is set by the same analog front end and bumps).
-SERDES_LANE_MM2 = 0.3
+# SerDes lane PHY, from annotated die photos (LLMCompass cost_model.py, Zhang et al. ISCA 2024):
+# NVLink3 1.888 mm2 per 4-lane 50G link (0.47 per lane), NVLink4 0.965 mm2 per 2-lane 100G link
+# (0.48 per lane); analog, so node-independent. Controller: 74.6M (NVLink3) and 86.6M (NVLink4)
+# transistors per link, 0.37 and 0.43 M per Gb/s of lane rate: 0.4M per Gb/s, over the node's
+# logic density (LLMCompass's convention, as for the HBM controller above).
+SERDES_LANE_MM2 = 0.48
+SERDES_CTRL_MTR_PER_GBPS = 0.4
 # Host interface, PLLs, fuses, test and management logic, thermal sensors, pads.
 # Assumption: 10 mm2 per chip (a PCIe x16 PHY alone is ~4-6 mm2).
 IO_MM2 = 10.0
@@ -125,5 +128,7 @@ def link_lanes(link: Link, year: int) -> int:
 
 
 def serdes_area(chip: ChipSpec) -> float:
-    """m2 of chip-to-chip SerDes over all links and ports."""
-    return sum(link_lanes(link, chip.year) for link in chip.links) * SERDES_LANE_MM2 * MM2
+    """m2 of chip-to-chip SerDes (PHY and controller) over all links and ports."""
+    lanes = sum(link_lanes(link, chip.year) for link in chip.links)
+    ctrl = SERDES_CTRL_MTR_PER_GBPS * serdes_lane_rate(chip.year) / 1e9 / chip.process.logic_density
+    return lanes * (SERDES_LANE_MM2 + ctrl) * MM2

@@ -61,8 +61,9 @@ def v100() -> ChipSpec:
 
 @cache
 def simt_ratio() -> float:
-    """SIMT machinery per unit of SM datapath area (see module docstring): V100's die minus every
-    block the model derives, over its SM datapath (tensor cores, FP32, SFU and FP64 lanes)."""
+    """SIMT machinery per unit of SM datapath area (see module docstring): V100's die net of the
+    chip-level whitespace, minus every block the model derives, over its SM datapath (tensor
+    cores, FP32, SFU and FP64 lanes)."""
     from chipforge.silicon import floorplan as ar
     from chipforge.silicon import interfaces
 
@@ -73,6 +74,6 @@ def simt_ratio() -> float:
     inner = sum(ar.sram_area(chip, node).values()) + sm["register_file"]
     memory_phy, _ = interfaces.offchip_memory_area(chip)
     edge = memory_phy + interfaces.serdes_area(chip) + interfaces.IO_MM2 * MM2
-    simt = (V100_DIE_MM2 * MM2 - edge) / (1 + ar.NOC_FRAC) - inner - datapath
+    simt = (V100_DIE_MM2 * MM2 * (1 - ar.WHITESPACE) - edge) / (1 + ar.NOC_FRAC) - inner - datapath
     assert simt > 0, "V100 calibration left no area for the SIMT machinery"
     return simt / datapath
