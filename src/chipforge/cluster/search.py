@@ -89,7 +89,7 @@ def plan_training(
     tps = _choices(tp, [t for t in POW2 if t <= max(1, topo.domain) and c.heads % t == 0])
     cps = _choices(cp, [x for x in (1, 2, 4, 8, 16) if seq // x >= 8192 or x == 1])
     eps = _choices(ep, [e for e in POW2 if c.is_moe and c.experts % e == 0] or [1])
-    zeros = _choices(zero, (1, 3))
+    zeros = _choices(zero, (1, 2, 3))
     recs = _choices(recompute, RECOMPUTE)
     mbs = _choices(micro_batch, (1, 2, 4, 8))
     ils = _choices(interleave, (1, 2, 4, 8) if pp is None or pp > 1 else (1,))
