@@ -17,12 +17,12 @@ NodeOpt = Annotated[
 ]
 
 
-def _table(title: str, rows: dict[str, float], fmt: str, unit: str) -> Table:
+def _table(title: str, rows: dict[str, float | str], fmt: str, unit: str) -> Table:
     table = Table(title=title)
     table.add_column("item")
     table.add_column(unit, justify="right")
     for name, value in rows.items():
-        table.add_row(name, format(value, fmt))
+        table.add_row(name, value if isinstance(value, str) else format(value, fmt))
     return table
 
 
@@ -49,9 +49,10 @@ def cost_tables(data: dict) -> list[Table]:
         )
     fits = "fits the reticle" if data["fits_reticle"] else "over the reticle"
     return [
-        _table(f"{data['chip']} on {data['node']} ({fits})", summary, ",.3g", "value"),
+        _table(f"{data['chip']} on {data['node']} ({fits})", summary, ",.6g", "value"),
         _table("area by block (all dies)", b["area_mm2"], ",.1f", "mm2"),
         _table("unit cost", b["cost_usd"], ",.0f", "USD"),
+        _table("unit cost inputs", b["cost_inputs"], ",.6g", "value"),
         _table("power at TDP (model)", b["power_w"], ",.1f", "W"),
         _table("one-time costs (not in the unit cost)", data["one_time_usd"], ",.0f", "USD"),
         perf,
