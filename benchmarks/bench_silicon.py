@@ -6,6 +6,7 @@ defect density and HBM price (+-30%). Prints the Markdown pasted into docs/silic
 
 from __future__ import annotations
 
+from chipforge.data import figure
 from chipforge.silicon import evaluate, unit_cost
 from chipforge.silicon.interfaces import hbm_generation
 from chipforge.spec import load_chip
@@ -40,6 +41,69 @@ def sensitivity(name: str) -> str:
     return f"Base unit cost: ${base:,.0f}\n\n" + "\n".join(lines)
 
 
+def checks() -> str:
+    """Acceptance targets and held-out figures against the model, one row each."""
+
+    def die(name: str) -> float:
+        return evaluate(load_chip(name)).to_dict()["die_area_mm2"]
+
+    def cost(name: str) -> float:
+        return evaluate(load_chip(name)).unit_cost_usd
+
+    def pj(name: str) -> float:
+        d = evaluate(load_chip(name)).to_dict()
+        dtype = "bf16" if "bf16" in d["peak_flops_per_s"] else "int8"
+        return d["energy_per_flop_at_tdp_j"][dtype] * 1e12
+
+    def b200_total() -> float:
+        return evaluate(load_chip("b200")).to_dict()["total_area_mm2"]
+
+    rows = [  # (kind, label, model, target, band); a (low, high) target is a range
+        ("target", "A100 die mm2", die("a100"), figure("hw-a100-die"), 0.15),
+        ("target", "H100 die mm2", die("h100"), figure("hw-h100-die"), 0.15),
+        ("target", "TPU v1 die mm2 (<= 331)", die("tpu-v1"), figure("hw-tpuv1-process"), 0.20),
+        ("target", "H100 unit cost $", cost("h100"), (2500, 4500), 0),
+        ("target", "B200 unit cost $", cost("b200"), (5000, 8000), 0),
+        ("target", "H100 pJ/FLOP at TDP", pj("h100"), figure("semi-e-h100-chip"), 0.30),
+        ("target", "B200 pJ/FLOP at TDP", pj("b200"), figure("semi-e-b200-chip"), 0.30),
+        ("target", "TPU v4 pJ/FLOP (170 W)", pj("tpu-v4"), figure("semi-e-tpuv4-chip"), 0.30),
+        ("held out", "B200 total die mm2 (analyst)", b200_total(), figure("hw-b200-die"), 0.15),
+        ("held out", "H200 unit cost $ (Silicon Analysts)", cost("h200"), 4800.0, 0.30),
+        ("held out", "MI300X unit cost $ (Silicon Analysts)", cost("mi300x"), 5300.0, 0.30),
+        (
+            "held out",
+            "MI300X pJ/FLOP (750 W)",
+            pj("mi300x"),
+            figure("hw-mi300x-tbp") / figure("hw-mi300x-bf16-dense"),
+            0.30,
+        ),
+        (
+            "held out",
+            "A100 pJ/FLOP (400 W)",
+            pj("a100"),
+            figure("hw-a100-tdp") / figure("hw-a100-bf16-dense"),
+            0.30,
+        ),
+        ("held out", "TPU v1 pJ/op (40 W busy)", pj("tpu-v1"), figure("semi-e-tpuv1-chip"), 0.30),
+    ]
+    lines = ["| kind | figure | target | model | off | verdict |", "|---|---|---:|---:|---:|---|"]
+    for kind, label, model, target, band in rows:
+        if isinstance(target, tuple):
+            low, high = target
+            ok, shown = low <= model <= high, f"{low:,.0f}-{high:,.0f}"
+            off = model / low - 1 if model < low else (model / high - 1 if model > high else 0.0)
+        else:
+            ok, shown, off = (
+                abs(model / target - 1) <= band,
+                f"{target:,.4g} +-{band:.0%}",
+                model / target - 1,
+            )
+        verdict = "met" if ok else "missed"
+        off_s = "in range" if isinstance(target, tuple) and ok else f"{off:+.1%}"
+        lines.append(f"| {kind} | {label} | {shown} | {model:,.4g} | {off_s} | {verdict} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     house = evaluate(load_chip("forge-n3")).to_dict()
     b = house["breakdown"]
@@ -52,6 +116,8 @@ def main() -> None:
     print(table(b["power_w"], "W", ",.1f") + "\n")
     print("### Sensitivity of forge-n3's unit cost (+-30%)\n")
     print(sensitivity("forge-n3") + "\n")
+    print("### Acceptance targets and held-out figures\n")
+    print(checks() + "\n")
     print("### All chips (model)\n")
     print("| chip | node | die mm2 | dies | yield | unit cost | model TDP W | pJ/FLOP |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
