@@ -67,6 +67,90 @@ def test_cli_bad_space_exits_2(tmp_path):
     assert not (tmp_path / "r").exists()  # no work started
 
 
+SERVE = {"model": "llama3-70b", "chips": 1, "isl": 1024, "osl": 1024, "dtype": "bf16"}
+
+
+def _system_space(**over):
+    d = _space(
+        workloads=[],
+        serving=dict(SERVE),
+        objectives={"site_tokens_per_s": "max", "usd_per_million_tokens": "min"},
+    )
+    d.update(over)
+    return space_from_dict(d)
+
+
+@pytest.mark.parametrize(
+    ("over", "words"),
+    [
+        ({"serving": {**SERVE, "modle": "x"}}, "unknown key `modle`"),
+        ({"serving": {**SERVE, "model": "llama9-1t"}}, "serving: `model`"),
+        ({"serving": {**SERVE, "chips": 0}}, "`chips` must be a positive integer"),
+        ({"serving": {**SERVE, "tpot_slo": "5 GB"}}, "serving.tpot_slo"),
+        ({"site": {"pue": 0.9}}, "`pue` must be >= 1.0"),
+        ({"site": {"rack": "nvl144"}}, "`--rack` must be one of"),
+        ({"serving": None, "objectives": {"ttft_s": "min"}}, "needs a [serving] table"),
+        ({"base": {"chip": "h200"}}, "needs a rack for h200"),
+    ],
+)
+def test_bad_system_tables_are_one_line_errors(over, words):
+    d = _space(workloads=[{"spec": LAYER}], serving=dict(SERVE))
+    d["objectives"] = {"usd_per_million_tokens": "min"}
+    d.update(over)
+    d = {k: v for k, v in d.items() if v is not None}
+    with pytest.raises(SpaceError) as e:
+        space_from_dict(d)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_site_objectives_equal_the_datacenter_model():
+    """The base chip's site and serving figures are `chipforge datacenter`'s own (the other
+    engine): same racks, chips, capex, TCO, site tokens/s and $ per million tokens."""
+    from chipforge.datacenter import site_report
+
+    ref = site_report("forge-n3", 1e9, model="llama3-70b")
+    assert ref["serving"]["chips_per_replica"] == SERVE["chips"]  # datacenter's replica size
+    row = ev.evaluate_point(_system_space(site={"power": "1 GW"}), {})
+    assert row["status"] == "ok" and row["site_method"] == "datacenter.evaluate_site"
+    assert row["chips_per_site"] == ref["chips"] and row["site_racks"] == ref["racks"]
+    assert row["site_capex_usd"] == pytest.approx(ref["capex_usd"]["total"], rel=1e-12)
+    assert row["tco_usd_per_year"] == pytest.approx(ref["tco_usd_per_year"], rel=1e-12)
+    s = ref["serving"]
+    assert row["site_tokens_per_s"] == pytest.approx(s["throughput_tokens_per_s"], rel=1e-9)
+    assert row["usd_per_million_tokens"] == pytest.approx(s["usd_per_million_tokens"], rel=1e-9)
+    # a hotter chip fills the same power with fewer chips; a smaller site holds fewer again
+    hot = ev.evaluate_point(_system_space(), {"clock": 2e9})
+    assert hot["tdp_w"] > row["tdp_w"] and hot["chips_per_site"] < row["chips_per_site"]
+
+
+def test_serving_rows_match_a_fresh_plan_and_record_infeasible():
+    """Design chips evaluated one after another in a process get the same serving numbers as
+    each one alone (the per-layer cache in cluster.serving must not confuse them)."""
+    from chipforge.cluster import serving as srv
+
+    sp = _system_space(serving={**SERVE, "chips": 8, "isl": 2048, "osl": 256, "dtype": "fp8"})
+    clocks = [1.0e9, 1.6e9, 1.2e9, 2.0e9, 1.0e9]
+    seq = [ev.evaluate_point(sp, {"clock": c})["serving_tokens_per_s"] for c in clocks]
+    for c, got in zip(clocks, seq, strict=True):
+        srv._CACHE.clear()
+        assert ev.evaluate_point(sp, {"clock": c})["serving_tokens_per_s"] == got
+    assert seq[0] == seq[-1] and len(set(seq)) == 4
+    small = ev.evaluate_point(_system_space(), {"memory.HBM3E.capacity": 16e9})
+    assert small["status"] == "infeasible" and small["reason"].startswith("serving: ")
+    assert small["serving_method"] == "cluster.plan_serving"
+
+
+def test_stand_in_only_without_a_rack():
+    sp = _system_space(
+        base={"chip": "h200"},
+        serving={**SERVE, "chips": 2},
+        objectives={"site_tokens_per_s": "max"},
+    )
+    row = ev.evaluate_point(sp, {"clock": 1.5e9})
+    assert row["site_method"].startswith("stand-in") and row["status"] == "ok"
+    assert row["chips_per_site"] == int(1e9 / row["tdp_w"])
+
+
 def test_infeasible_and_failed_points_are_rows(monkeypatch):
     sp = space_from_dict(_space(constraints={"max_tdp_w": 1000}))
     over_tdp = ev.evaluate_point(sp, {"matrix.rows": 256, "clock": 2e9})
@@ -215,4 +299,7 @@ def test_example_runs_small_and_writes_the_plot(tmp_path):
         text=True,
         check=True,
     )
-    assert png.stat().st_size > 1000 and '"site_tokens_per_s"' in r.stdout
+    assert png.stat().st_size > 1000 and '"usd_per_million_tokens"' in r.stdout
+    df = Store(tmp_path / "r").read()
+    assert set(df["site_method"].dropna()) == {"datacenter.evaluate_site"}
+    assert set(df["serving_method"]) == {"cluster.plan_serving"}

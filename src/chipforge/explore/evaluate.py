@@ -7,9 +7,9 @@ parsed once per process and cached). Objectives:
   tokens_per_s        weighted tokens / weighted time
   energy_j, energy_per_token_j, die_area_mm2, total_area_mm2, unit_cost_usd, tdp_w
   tokens_per_s_per_w  tokens_per_s / tdp_w;  tokens_per_s_per_usd: / unit_cost_usd
-  chips_per_site      site power / TDP (IT power only: no PUE, no host; a lower bound on
-                      what `chipforge.datacenter` would count)
-  site_tokens_per_s   chips_per_site * tokens_per_s;  site_capex_usd: chips * unit cost
+  serving_*, ttft_s, tpot_s, site_*, tco_*, usd_per_million_tokens: see explore/system.py
+  (cluster.plan_serving and chipforge.datacenter); computed only when an objective or
+  constraint asks for them, with `serving_method` / `site_method` naming the model used.
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from functools import cache
 
 from chipforge.errors import ChipforgeError
 from chipforge.explore.space import Space
+from chipforge.explore.system import SITE_OBJECTIVES, serving_objectives, site_objectives
 
 STATUS_OK, STATUS_INFEASIBLE, STATUS_FAILED = "ok", "infeasible", "failed"
 
 
 def point_id(space: Space, params: dict) -> str:
-    """A point's identity: a hash of the chip spec it describes plus the workloads."""
+    """A point's identity: a hash of the chip spec it describes plus the workloads (and the
+    serving and site setup when the space has them)."""
     spec = apply(space.base.model_dump(mode="json"), params)
-    text = json.dumps([spec, space.workloads], sort_keys=True, default=str)
+    text = json.dumps([spec, space.workloads, *space.system_ident()], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -64,6 +66,8 @@ def _perf(space: Space, chip) -> dict:
 
     time_s = energy_j = tokens = 0.0
     fits = True
+    if not space.workloads:
+        return {"fits_memory": True}
     for spec, weight in space.workloads:
         r = estimate(_graph(spec), chip)
         time_s += weight * r.time_s
@@ -87,6 +91,8 @@ def _infeasible(space: Space, o: dict) -> str:
         reasons.append(f"die {o['die_area_mm2']:.0f} mm2 over the reticle")
     if not o["fits_memory"]:
         reasons.append("workload does not fit in memory")
+    if o.get("serving_infeasible"):
+        reasons.append(f"serving: {o['serving_infeasible']}")
     for key, obj in (
         ("max_tdp_w", "tdp_w"),
         ("max_unit_cost_usd", "unit_cost_usd"),
@@ -115,11 +121,13 @@ def objectives(space: Space, params: dict) -> dict:
         "tdp_w": s.tdp.total,
     }
     o.update(_perf(space, chip))
-    o["tokens_per_s_per_w"] = o["tokens_per_s"] / o["tdp_w"]
-    o["tokens_per_s_per_usd"] = o["tokens_per_s"] / o["unit_cost_usd"]
-    o["chips_per_site"] = float(int(space.site_power_w / o["tdp_w"]))
-    o["site_tokens_per_s"] = o["chips_per_site"] * o["tokens_per_s"]
-    o["site_capex_usd"] = o["chips_per_site"] * o["unit_cost_usd"]
+    if space.workloads:
+        o["tokens_per_s_per_w"] = o["tokens_per_s"] / o["tdp_w"]
+        o["tokens_per_s_per_usd"] = o["tokens_per_s"] / o["unit_cost_usd"]
+    if space.serving is not None:
+        o.update(serving_objectives(space.serving, chip))
+    if any(k in SITE_OBJECTIVES for k in space.objectives):
+        o.update(site_objectives(space.site, space.serving, chip, s, o))
     return o
 
 

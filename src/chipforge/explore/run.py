@@ -28,6 +28,7 @@ def fingerprint(space: Space) -> str:
             [p.__dict__ for p in space.params],
             space.constraints,
             space.site_power_w,
+            *space.system_ident(),
         ],
         sort_keys=True,
         default=str,

@@ -8,6 +8,8 @@ weighted workloads, objectives, constraints and the sampler. Every check runs be
     [[workloads]]     spec = "llm:llama3-70b,phase=decode,batch=64", weight = 1
     [objectives]      tokens_per_s = "max", unit_cost_usd = "min"
     [constraints]     max_tdp_w = 1500, max_unit_cost_usd = 20000, reticle = true
+    [serving]         model = "llama3-70b", chips = 8, isl = 2048, osl = 256, tpot_slo = "100 ms"
+    [site]            power = "1 GW", pue = 1.2             # see explore/system.py
     [sampler]         method = "grid" | "random" | "lhs" | "nsga2" | "tpe", n = 100, seed = 0
 """
 
@@ -19,6 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from chipforge.errors import ChipforgeError, SpecError, did_you_mean
+from chipforge.explore.system import (
+    SERVING_OBJECTIVES,
+    SITE_OBJECTIVES,
+    TCO_OBJECTIVES,
+    Serving,
+    SiteCfg,
+    SystemError_,
+    parse_serving,
+    parse_site,
+)
 from chipforge.spec import ChipSpec, load_chip
 from chipforge.units import parse_quantity
 
@@ -34,10 +46,17 @@ OBJECTIVES = {  # name -> the direction that is better
     "tdp_w": "min",
     "tokens_per_s_per_w": "max",
     "tokens_per_s_per_usd": "max",
-    "chips_per_site": "max",
-    "site_tokens_per_s": "max",
-    "site_capex_usd": "min",
+    **SERVING_OBJECTIVES,
+    **SITE_OBJECTIVES,
 }
+NEEDS_WORKLOADS = (  # per-chip objectives from the [[workloads]]
+    "time_s",
+    "tokens_per_s",
+    "energy_j",
+    "energy_per_token_j",
+    "tokens_per_s_per_w",
+    "tokens_per_s_per_usd",
+)
 CONSTRAINTS = ("max_tdp_w", "max_unit_cost_usd", "max_die_area_mm2", "min_tokens_per_s", "reticle")
 
 
@@ -83,7 +102,19 @@ class Space:
     method: str = "grid"
     n: int = 100
     seed: int = 0
-    site_power_w: float = 1e9  # the site the `site_*` objectives fill (1 GW by default)
+    serving: Serving | None = None  # [serving]: a replica served by cluster.plan_serving
+    site: SiteCfg = field(default_factory=SiteCfg)  # [site]: the datacenter the site_* fill
+
+    @property
+    def site_power_w(self) -> float:
+        return self.site.power_w
+
+    def system_ident(self) -> list:
+        """What a point's rows depend on beyond chip and workloads (for ids and fingerprints)."""
+        site = any(k in SITE_OBJECTIVES for k in self.objectives)
+        if self.serving is None and not site:
+            return []
+        return [self.serving, self.site if site else None]
 
 
 def _resolve(base: dict, path: str) -> None:
@@ -155,11 +186,15 @@ def _constraints(raw: dict) -> dict:
     return out
 
 
-def _workloads(raw: Any) -> tuple[tuple[str, float], ...]:
+def _workloads(raw: Any, serving: bool) -> tuple[tuple[str, float], ...]:
     from chipforge.workload import parse_workload
 
+    if not raw and serving:
+        return ()
     if not raw:
-        raise SpaceError('workloads: give at least one [[workloads]] with spec = "..."')
+        raise SpaceError(
+            'workloads: give at least one [[workloads]] with spec = "...", or a [serving] table'
+        )
     out = []
     for i, w in enumerate(raw):
         if "spec" not in w:
@@ -182,6 +217,7 @@ def space_from_dict(data: dict, where: str = "space") -> Space:
         "constraints",
         "sampler",
         "site",
+        "serving",
     }
     if unknown:
         raise SpaceError(f"{where}: unknown section `{sorted(unknown)[0]}`")
@@ -203,19 +239,45 @@ def space_from_dict(data: dict, where: str = "space") -> Space:
     n = int(sampler.get("n", 100))
     if n < 1:
         raise SpaceError(f"sampler: `n` must be >= 1, not {n}")
-    site = data.get("site", {})
-    return Space(
+    try:
+        serving = parse_serving(data.get("serving"))
+        site = parse_site(data.get("site", {}), base_name)
+    except SystemError_ as e:
+        raise SpaceError(f"{where}: {e}") from None
+    space = Space(
         base=base,
         base_name=base_name,
         params=params,
-        workloads=_workloads(data.get("workloads")),
+        workloads=_workloads(data.get("workloads"), serving is not None),
         objectives=_objectives(data.get("objectives")),
         constraints=_constraints(data.get("constraints", {})),
         method=method,
         n=n,
         seed=int(sampler.get("seed", 0)),
-        site_power_w=parse_quantity(site.get("power", 1e9), "power", field="site.power"),
+        serving=serving,
+        site=site,
     )
+    _check_needs(space, where)
+    return space
+
+
+def _check_needs(space: Space, where: str) -> None:
+    """Each objective and constraint has the inputs it is computed from."""
+    wanted = list(space.objectives)
+    if "min_tokens_per_s" in space.constraints:
+        wanted.append("tokens_per_s")
+    for name in wanted:
+        if name in NEEDS_WORKLOADS and not space.workloads:
+            raise SpaceError(f"{where}: `{name}` needs [[workloads]]; add one or drop it")
+        if name in SERVING_OBJECTIVES and space.serving is None:
+            raise SpaceError(
+                f'{where}: `{name}` needs a [serving] table, e.g. model = "llama3-70b", chips = 8'
+            )
+        if name in TCO_OBJECTIVES and space.site.rack is None:
+            raise SpaceError(
+                f"{where}: `{name}` needs a rack for {space.base_name}; "
+                'give [site] rack = "forge-n3-rack" (or another preset)'
+            )
 
 
 def load_space(path: str | Path) -> Space:

@@ -1,0 +1,294 @@
+"""System-level objectives of a design point: LLM serving through `chipforge.cluster.plan_serving`
+and a whole site priced by `chipforge.datacenter` (racks, PUE, hosts, network, capex, opex, TCO).
+
+    [serving]  model = "llama3-70b", chips = 8, isl = 2048, osl = 256, dtype = "fp8",
+               tpot_slo = "100 ms"          # optional: ttft_slo, kv_dtype, tp, pp, disaggregated
+    [site]     power = "1 GW"               # facility power, as `chipforge datacenter --power`
+               rack = "forge-n3-rack"       # rack template (default: the base chip's preset)
+               volume = 500000              # built chips one-time costs are spread over
+               pue = 1.2 ...                # any datacenter.Assumptions field
+
+Serving: one replica of `chips` design chips, the best plan `plan_serving` finds (TP/PP/batch
+searched unless fixed) under the SLOs; an infeasible plan (weights do not fit, no plan meets the
+SLOs) makes the point infeasible with the reason. Site: the template rack with each chip's power
+swapped for the design's modelled TDP (hosts, optics and fans kept), sized and priced by
+`datacenter.evaluate_site`; site tokens/s = replicas x replica throughput x goodput and $ per
+million tokens = TCO per year / tokens per year, as `datacenter.workload.serving` computes them.
+Stand-ins, used only when the real model is unavailable and named in the row's `*_method`:
+no [serving] table -> per-chip tokens/s of the `[[workloads]]`; no rack template for the base
+chip -> chips = power / TDP (IT power only, no TCO).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from functools import cache
+
+from chipforge.errors import ChipforgeError, Infeasible, did_you_mean
+from chipforge.units import parse_quantity
+
+SERVING_OBJECTIVES = {
+    "serving_tokens_per_s": "max",  # one replica of `chips` chips
+    "serving_tokens_per_s_per_chip": "max",
+    "ttft_s": "min",
+    "tpot_s": "min",
+}
+SITE_OBJECTIVES = {
+    "chips_per_site": "max",
+    "site_tokens_per_s": "max",
+    "site_capex_usd": "min",
+    "tco_usd_per_year": "min",
+    "tco_usd_per_chip_hour": "min",
+    "usd_per_million_tokens": "min",
+}
+TCO_OBJECTIVES = ("tco_usd_per_year", "tco_usd_per_chip_hour", "usd_per_million_tokens")
+SECONDS_PER_YEAR = 8760 * 3600.0
+KEEP_CHIPS = 256  # see _plan
+
+
+class SystemError_(ChipforgeError):
+    """A bad [serving] or [site] table (raised as SpaceError by the caller)."""
+
+
+@dataclass(frozen=True)
+class Serving:
+    model: str
+    chips: int
+    isl: int
+    osl: int
+    dtype: str = "bf16"
+    kv_dtype: str | None = None
+    tp: int | None = None
+    pp: int | None = None
+    ttft_slo_s: float | None = None
+    tpot_slo_s: float | None = None
+    disaggregated: bool = False
+
+
+@dataclass(frozen=True)
+class SiteCfg:
+    power_w: float = 1e9
+    rack: str | None = None  # template rack preset; None: no rack known -> stand-in
+    volume: int = 500_000  # datacenter.report.DEFAULT_VOLUME: a ~1 GW fleet of built chips
+    assumptions: tuple[tuple[str, float], ...] = ()
+
+
+def _int(raw: dict, key: str, default=None) -> int | None:
+    v = raw.get(key, default)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise SystemError_(f"serving: `{key}` must be a positive integer, not {v!r}")
+    return v
+
+
+def _quantity(value, dimension: str, where: str) -> float:
+    try:
+        return parse_quantity(value, dimension, field=where)
+    except ChipforgeError as e:
+        raise SystemError_(str(e)) from None
+
+
+def parse_serving(raw: dict | None) -> Serving | None:
+    if raw is None:
+        return None
+    from chipforge.cluster.serving import resolve_model
+    from chipforge.dtypes import BYTES
+
+    keys = [f.name for f in fields(Serving)]
+    keys = [k.removesuffix("_s") if k.endswith("_slo_s") else k for k in keys]
+    for k in raw:
+        if k not in keys:
+            raise SystemError_(f"serving: unknown key `{k}`{did_you_mean(k, keys)}")
+    if "model" not in raw:
+        raise SystemError_('serving: `model` is missing, e.g. model = "llama3-70b"')
+    try:
+        resolve_model(str(raw["model"]))
+    except ChipforgeError as e:
+        raise SystemError_(f"serving: `model` {raw['model']!r}: {e}") from None
+    for k in ("dtype", "kv_dtype"):
+        if k in raw and raw[k] not in BYTES:
+            raise SystemError_(f"serving: `{k}` must be one of {', '.join(BYTES)}, not {raw[k]!r}")
+    slo = {}
+    for k in ("ttft_slo", "tpot_slo"):
+        if k in raw:
+            slo[f"{k}_s"] = _quantity(raw[k], "time", f"serving.{k}")
+            if slo[f"{k}_s"] <= 0:
+                raise SystemError_(f"serving: `{k}` must be > 0, not {raw[k]!r}")
+    return Serving(
+        model=str(raw["model"]),
+        chips=_int(raw, "chips", 8),
+        isl=_int(raw, "isl", 1024),
+        osl=_int(raw, "osl", 1024),
+        dtype=raw.get("dtype", "bf16"),
+        kv_dtype=raw.get("kv_dtype"),
+        tp=_int(raw, "tp"),
+        pp=_int(raw, "pp"),
+        disaggregated=bool(raw.get("disaggregated", False)),
+        **slo,
+    )
+
+
+def parse_site(raw: dict, base_name: str) -> SiteCfg:
+    from chipforge.datacenter import Assumptions, load_rack, rack_for_chip
+
+    known = ["power", "rack", "volume", *[f.name for f in fields(Assumptions)]]
+    for k in raw:
+        if k not in known:
+            raise SystemError_(f"site: unknown key `{k}`{did_you_mean(k, known)}")
+    power = _quantity(raw.get("power", 1e9), "power", "site.power")
+    if power <= 0:
+        raise SystemError_(f"site: `power` must be > 0, not {raw['power']!r}")
+    if "rack" in raw:
+        try:
+            rack = load_rack(str(raw["rack"])).name
+        except ChipforgeError as e:
+            raise SystemError_(f"site: {e}") from None
+    else:
+        try:
+            rack = rack_for_chip(base_name).name
+        except ChipforgeError:
+            rack = None  # a chip file with no rack preset: the stand-in
+    over = {k: float(v) for k, v in raw.items() if k not in ("power", "rack", "volume")}
+    try:
+        Assumptions().with_(**over)
+    except ChipforgeError as e:
+        raise SystemError_(f"site: {e}") from None
+    volume = raw.get("volume", SiteCfg.volume)
+    if not isinstance(volume, int) or volume < 1:
+        raise SystemError_(f"site: `volume` must be a positive integer, not {volume!r}")
+    return SiteCfg(power, rack, volume, tuple(sorted(over.items())))
+
+
+@cache
+def _model(name: str):
+    from chipforge.cluster.serving import resolve_model
+
+    return resolve_model(name)
+
+
+_ALIVE: list = []
+
+
+def _plan(chip, s: Serving):
+    """`plan_serving` for one design chip. `cluster.serving` caches per-layer timings on
+    `id(chip)`; CPython reuses a freed chip's id for the next one, which would hand a new design
+    the old one's timings. So chips stay alive until that cache is cleared (every KEEP_CHIPS)."""
+    from chipforge.cluster import plan_serving
+    from chipforge.cluster import serving as srv
+
+    if len(_ALIVE) >= KEEP_CHIPS:
+        getattr(srv, "_CACHE", {}).clear()
+        _ALIVE.clear()
+    _ALIVE.append(chip)
+    return plan_serving(
+        chip,
+        _model(s.model),
+        s.chips,
+        isl=s.isl,
+        osl=s.osl,
+        dtype=s.dtype,
+        kv_dtype=s.kv_dtype,
+        tp=s.tp,
+        pp=s.pp,
+        ttft_slo=s.ttft_slo_s,
+        tpot_slo=s.tpot_slo_s,
+        disaggregated=s.disaggregated,
+    )
+
+
+def serving_objectives(s: Serving, chip) -> dict:
+    """Replica throughput, TTFT and TPOT of the best plan; `serving_infeasible` says why none."""
+    nan = float("nan")
+    o = {"serving_method": "cluster.plan_serving"}
+    try:
+        p = _plan(chip, s)
+    except Infeasible as e:
+        return {**o, **dict.fromkeys(SERVING_OBJECTIVES, nan), "serving_infeasible": str(e)}
+    o.update(
+        serving_tokens_per_s=p.throughput_tokens_per_s,
+        serving_tokens_per_s_per_chip=p.throughput_tokens_per_s / s.chips,
+        ttft_s=p.ttft_s,
+        tpot_s=p.tpot_s,
+        serving_plan=f"tp={p.tp} pp={p.pp} dp={p.dp} batch={p.batch}",
+    )
+    return o
+
+
+@cache
+def _template(rack_name: str):
+    """The rack preset and its own chip's modelled TDP (the part of rack power that scales)."""
+    from chipforge import silicon
+    from chipforge.datacenter import load_rack
+    from chipforge.spec import load_chip
+
+    rack = load_rack(rack_name)
+    return rack, silicon.evaluate(load_chip(rack.chip)).tdp.total
+
+
+@cache
+def _assumptions(over: tuple):
+    from chipforge.datacenter import Assumptions
+
+    return Assumptions().with_(**dict(over))
+
+
+def _site_tokens(s: Serving | None, o: dict, chips: int, goodput: float) -> float:
+    """Output tokens/s of `chips` chips: whole replicas x replica throughput (as
+    `datacenter.workload.serving`), or chips x the per-chip workload rate without [serving]."""
+    if s is not None:
+        return o["serving_tokens_per_s"] * (chips // s.chips) * goodput
+    return o["tokens_per_s"] * chips * goodput
+
+
+def site_objectives(cfg: SiteCfg, s: Serving | None, chip, sil, o: dict) -> dict:
+    """Chips, capex, TCO, site tokens/s and $ per million tokens of a site of this design;
+    `o` holds the point's per-chip objectives and, with [serving], the replica's."""
+    nan = float("nan")
+    if cfg.rack is None:  # stand-in: IT power only, no PUE, hosts or network; no TCO
+        chips = int(cfg.power_w / o["tdp_w"])
+        return {
+            "site_method": "stand-in: power / TDP (no rack preset for this chip)",
+            "chips_per_site": float(chips),
+            "site_tokens_per_s": _site_tokens(s, o, chips, 1.0),
+            "site_capex_usd": chips * o["unit_cost_usd"],
+            **dict.fromkeys(TCO_OBJECTIVES, nan),
+        }
+    from dataclasses import replace
+
+    from chipforge.datacenter import evaluate_site
+    from chipforge.datacenter.tco import Chip
+
+    template, template_tdp = _template(cfg.rack)
+    rack = replace(
+        template,
+        name=f"{template.name} with {chip.name}",
+        chip=chip.name,
+        power_w=template.power_w + template.chips * (o["tdp_w"] - template_tdp),
+        market_chip_usd=None,  # a design point is built, never bought
+    )
+    d = sil.to_dict()
+    facts = Chip(
+        name=chip.name,
+        peak_flops=dict(d["peak_flops_per_s"]),
+        unit_cost_usd=sil.unit_cost_usd,
+        built=True,
+        one_time_usd=float(sum(d.get("one_time_usd", {}).values())),
+        hbm_bytes=chip.hbm.capacity if chip.hbm else 0.0,
+        hbm_bw=chip.hbm.bandwidth if chip.hbm else 0.0,
+    )
+    a = _assumptions(cfg.assumptions)
+    site = evaluate_site(rack, cfg.power_w, a, volume=cfg.volume, chip=facts)
+    tps = _site_tokens(s, o, site["chips"], a.goodput)
+    per_year = site["tco_usd_per_year"]
+    return {
+        "site_method": "datacenter.evaluate_site",
+        "chips_per_site": float(site["chips"]),
+        "site_racks": float(site["racks"]),
+        "site_it_power_w": site["it_power_w"],
+        "site_tokens_per_s": tps,
+        "site_capex_usd": site["capex_usd"]["total"],
+        "tco_usd_per_year": per_year,
+        "tco_usd_per_chip_hour": site["tco_usd_per_chip_hour"],
+        "usd_per_million_tokens": per_year / (tps * SECONDS_PER_YEAR) * 1e6 if tps > 0 else nan,
+    }
