@@ -235,6 +235,26 @@ def markdown(rs: list[dict]) -> str:
             f"({_err(r['genz'], r['published'])}) | {r['chipforge_s'] * 1e3:.2f} ms | "
             f"{r['genz_s'] * 1e3:.0f} ms |"
         )
+    lines += [
+        "",
+        "## Reading the table",
+        "",
+        "- Both tools are roofline-style analytical models. GenZ assumes 100% compute and memory",
+        "  efficiency by default, so it is faster than every published latency (-30% to -72%).",
+        "  chipforge uses the per-op efficiencies of its calibrated single-chip engine, a lower",
+        "  sustained matrix rate for 8/4-bit operands (`NARROW_RATE_FRAC`, power cap) and one",
+        "  runtime constant (30 us per layer per step, `LAYER_OVERHEAD_S`).",
+        "- TensorRT-LLM v0.6.1 throughput rows: static batching and, for Llama-2-70B, decode",
+        "  attention without the XQA kernel (the engines had no paged KV cache) re-reading the KV",
+        "  cache for each of the 8 query heads per KV head. chipforge models both and lands",
+        "  within 5%; GenZ, without the re-read and at 100% efficiency, is +78% / +223%.",
+        "- The A100 first-token latency of a 128-token prompt stays -26% in chipforge: a short",
+        "  prefill runs below the roofline (near the ridge point loads and math overlap",
+        "  imperfectly; the engine takes the max of the two). The NIM TTFT is measured at the",
+        "  client (HTTP, tokenization, streaming included; the page gives only the total).",
+        "- Speed: chipforge caches per-layer costs, so a warm evaluation is well under a",
+        "  millisecond; GenZ rebuilds its operator table each call (~100-1500 ms).",
+    ]
     return "\n".join(lines) + "\n"
 
 

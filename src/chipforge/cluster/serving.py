@@ -1,32 +1,33 @@
-"""LLM serving on many chips: prefill and decode time with TP/PP/EP, continuous batching, paged
-KV cache, optional disaggregated prefill/decode; latency and throughput at a concurrency or the
-best plan under TTFT/TPOT SLOs.
+"""LLM serving on many chips: prefill and decode time with TP/PP/EP, continuous or static
+batching, paged KV cache, optional disaggregated prefill/decode; latency and throughput at a
+concurrency (queueing what the KV cache cannot hold) or the best plan under TTFT/TPOT SLOs,
+and the latency/throughput curve along the chosen plan.
 
 Per-chip compute: one transformer block from `chipforge.workload.llm.build(scope="layer")` costed
 by `chipforge.perf.estimate`, times layers / PP, plus the LM head; cached per shape. The
 graph's collectives are replaced by `cluster.collectives.collective_time` on the topology.
 Continuous batching (Orca, Yu et al. OSDI 2022; Sarathi-Serve chunked prefill, Agrawal et al.
 2024): in steady state each of `batch` running sequences gets one token per step, and each step
-also carries batch/osl new prompts' prefill, so TPOT = decode step + prefill share and
-TTFT = one prompt's prefill + one decode step of queueing. PP runs `pp` micro-batches in flight.
-"""
+also carries batch/osl new prompts' prefill, chunked so prompts share the weight reads; so
+TPOT = decode step + prefill share and TTFT = one prompt's prefill + one decode step of
+queueing. Static batching (TensorRT-LLM gptSessionBenchmark): the batch is prefilled in one
+pass, then decoded. PP runs `pp` micro-batches in flight. docs/cluster.md ("Serving") has the
+formulas and the validation."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
-from functools import lru_cache
 
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
-from chipforge.cluster.serving_plan import ServingPlan
+from chipforge.cluster.serving_plan import ServingPlan, _check, _divisors, _load_chip, resolve_model
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.dtypes import BYTES, nbytes
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.perf import estimate
-from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec
-from chipforge.workload.config import ModelConfig, load_model
+from chipforge.workload.config import ModelConfig
 from chipforge.workload.llm import build
 
 # The one calibration constant: a fixed per-layer, per-step overhead of the serving runtime
@@ -36,10 +37,10 @@ LAYER_OVERHEAD_S = 30e-6
 # Sustained matrix rate per halving of the operand width, relative to the 2x the peak tables
 # claim: the engine's matrix efficiency is calibrated on BF16 (H100 MAMF), but a GPU at its
 # power cap runs narrower MACs at a lower clock (energy per MAC falls less than 2x per halving).
-# Applied to compute-bound matmul/attention time: fp8 / NARROW_RATE_FRAC, fp4 / NARROW_RATE_FRAC^2.
+# Applied to the compute part of matmul/attention ops: fp8 / NARROW_RATE_FRAC, fp4 / its square.
 # Set from ONE designated case, MLPerf Inference v4.1 H100x8 Llama-2-70B Offline (FP8)
 # (`CALIBRATION_CASE`); every other serving case, FP4 included, is held out against it.
-NARROW_RATE_FRAC = 0.71  # MLPerf H100x8 Offline: -0.1% at 0.71 (0.70: -0.7%, 0.72: +0.5%)
+NARROW_RATE_FRAC = 0.71  # MLPerf H100x8 Offline: +0.3% at 0.71 (0.70: -0.8%, 0.72: +1.4%)
 CALIBRATION_CASE = "mlperf-h100x8-llama2-70b-offline"
 BATCHES = tuple(2**i for i in range(0, 11))  # 1..1024 sequences per replica (search grid)
 # Prompt tokens prefilled together in one chunk: TensorRT-LLM's max_num_tokens default (8192)
@@ -69,13 +70,20 @@ def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd):
     g = build(c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", **kw)
     r = estimate(g, chip)
     slow = NARROW_RATE_FRAC ** math.log2(2 / nbytes(dt)) if nbytes(dt) < 2 else 1.0
-    compute = sum(
-        o.time_s / (slow if o.kind in ("matmul", "attention") and o.bound == "compute" else 1)
-        for o in r.ops
-        if o.kind != "collective"
-    )
+    compute = sum(_op_time(o, slow) for o in r.ops if o.kind != "collective")
     sizes = tuple(op.size for op in g.ops if type(op).__name__ == "Collective")
     return compute, sizes
+
+
+def _op_time(o, slow: float) -> float:
+    """An op's seconds with the matrix part at the narrow-dtype rate (`slow` <= 1)."""
+    if slow == 1.0 or o.kind not in ("matmul", "attention"):
+        return o.time_s
+    parts = {k: v for k, v in o.parts_s.items() if k != "overhead"}
+    if not parts:
+        return o.time_s
+    scaled = {k: v / slow if k == "compute" else v for k, v in parts.items()}
+    return o.time_s - max(parts.values()) + max(scaled.values())
 
 
 def _head(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> float:
@@ -106,26 +114,6 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
         act = b * (n if phase == "prefill" else 1) * c.hidden * nbytes(dt)
         t += (pp - 1) * collective_time("send_recv", act, 2, topo, stride=tp)
     return t
-
-
-def _check(c: ModelConfig, chips: int, tp: int, pp: int, ep: int) -> None:
-    if tp < 1 or pp < 1 or ep < 1:
-        raise WorkloadError("`tp`, `pp` and `ep` must be positive integers")
-    if chips % (tp * pp):
-        raise WorkloadError(
-            f"`tp` x `pp` = {tp * pp} does not divide --chips {chips}; use divisors of {chips}"
-        )
-    if c.heads % tp:
-        ok = [d for d in range(1, c.heads + 1) if c.heads % d == 0 and chips % d == 0]
-        raise WorkloadError(
-            f"`tp` {tp} does not divide {c.name}'s {c.heads} heads; use one of {ok}"
-        )
-    if c.layers % pp:
-        raise WorkloadError(f"`pp` {pp} does not divide {c.name}'s {c.layers} layers")
-    if ep > 1 and not c.is_moe:
-        raise WorkloadError(f"`ep` {ep} needs a MoE model; {c.name} is dense (use --ep 1)")
-    if ep > 1 and tp % ep:
-        raise WorkloadError(f"`ep` {ep} must divide `tp` {tp} (experts are spread over TP ranks)")
 
 
 def _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd) -> float:
@@ -208,33 +196,6 @@ def evaluate(
         {"prefill": prefill, "decode": decode, "queue": queue}, batching,
         (clients or batch) * replicas,
     )  # fmt: skip
-
-
-def resolve_model(model) -> ModelConfig:
-    """A ModelConfig, a preset name, or `llm:<preset>[,field=value...]`."""
-    if isinstance(model, ModelConfig):
-        return model
-    from chipforge.workload.parse import _model_value
-
-    text = model[4:] if model.startswith("llm:") else model
-    name, *items = text.split(",")
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise WorkloadError(f"`model` fields must be key=value, not {item!r}")
-        overrides[key] = _model_value(key, value)
-    return load_model(name, **overrides)
-
-
-@lru_cache(maxsize=64)
-def _load_chip(name: str) -> ChipSpec:
-    """Presets by name, loaded once so the per-layer cache (keyed on the spec) hits."""
-    return load_chip(name)
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def plan_serving(

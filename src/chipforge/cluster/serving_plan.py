@@ -1,9 +1,16 @@
-"""The result of `cluster.serving.plan_serving`: one serving plan and its figures."""
+"""The result of `cluster.serving.plan_serving` (one serving plan, its figures and curve) and
+the checks and loaders of its inputs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+from chipforge.errors import WorkloadError
+from chipforge.spec.loader import load_chip
+from chipforge.spec.models import ChipSpec
+from chipforge.workload.config import ModelConfig, load_model
 
 
 @dataclass(frozen=True)
@@ -83,3 +90,50 @@ class ServingPlan:
             "breakdown_s": self.breakdown,
             "curve": self.curve,
         }
+
+
+def _check(c: ModelConfig, chips: int, tp: int, pp: int, ep: int) -> None:
+    if tp < 1 or pp < 1 or ep < 1:
+        raise WorkloadError("`tp`, `pp` and `ep` must be positive integers")
+    if chips % (tp * pp):
+        raise WorkloadError(
+            f"`tp` x `pp` = {tp * pp} does not divide --chips {chips}; use divisors of {chips}"
+        )
+    if c.heads % tp:
+        ok = [d for d in range(1, c.heads + 1) if c.heads % d == 0 and chips % d == 0]
+        raise WorkloadError(
+            f"`tp` {tp} does not divide {c.name}'s {c.heads} heads; use one of {ok}"
+        )
+    if c.layers % pp:
+        raise WorkloadError(f"`pp` {pp} does not divide {c.name}'s {c.layers} layers")
+    if ep > 1 and not c.is_moe:
+        raise WorkloadError(f"`ep` {ep} needs a MoE model; {c.name} is dense (use --ep 1)")
+    if ep > 1 and tp % ep:
+        raise WorkloadError(f"`ep` {ep} must divide `tp` {tp} (experts are spread over TP ranks)")
+
+
+def resolve_model(model) -> ModelConfig:
+    """A ModelConfig, a preset name, or `llm:<preset>[,field=value...]`."""
+    if isinstance(model, ModelConfig):
+        return model
+    from chipforge.workload.parse import _model_value
+
+    text = model[4:] if model.startswith("llm:") else model
+    name, *items = text.split(",")
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise WorkloadError(f"`model` fields must be key=value, not {item!r}")
+        overrides[key] = _model_value(key, value)
+    return load_model(name, **overrides)
+
+
+@lru_cache(maxsize=64)
+def _load_chip(name: str) -> ChipSpec:
+    """Presets by name, loaded once so the per-layer cache (keyed on the spec) hits."""
+    return load_chip(name)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
