@@ -163,15 +163,17 @@ def evaluate(
     if disaggregated:
         tpot, ttft = decode, prefill
         out_rate = batch / tpot  # decode pool, per replica
-        # prefill replicas needed so prompts arrive as fast as decode finishes them
-        need = out_rate / osl * prefill
-        share = need / (need + 1)
-        p_chips = max(tp * pp, round(chips * share / (tp * pp)) * tp * pp)
+        # prefill replicas needed so prompts arrive as fast as decode finishes them (prompts
+        # prefilled in shared chunks, as in co-located serving)
+        share = _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd)
+        need = out_rate / osl * share
+        frac = need / (need + 1)
+        p_chips = max(tp * pp, round(chips * frac / (tp * pp)) * tp * pp)
         if p_chips >= chips:
             raise Infeasible(f"disaggregated serving needs more than {chips} chips at tp x pp")
         d_rep = (chips - p_chips) // (tp * pp)
         p_rep = p_chips // (tp * pp)
-        thr = min(d_rep * out_rate, p_rep / prefill * osl)
+        thr = min(d_rep * out_rate, p_rep / share * osl)
         replicas = d_rep  # decode replicas hold the running sequences
     elif batching == "static":
         # one batch at a time: prefill all prompts in one pass, then osl-1 decode steps; the
