@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from functools import lru_cache
+from itertools import pairwise
 
 import pytest
 from plotly.offline import get_plotlyjs
+from typer.testing import CliRunner
 
+from chipforge.cli import app
 from chipforge.errors import ChipforgeError
 from chipforge.perf import estimate
 from chipforge.report import render_report, write_report
@@ -187,11 +188,31 @@ def test_png_charts(tmp_path):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
 
 
-def test_cli_evaluate_html_and_png(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "chipforge",
+def cli(*args: str) -> str:
+    """Run a chipforge command in-process; its stdout (the JSON)."""
+    done = CliRunner().invoke(app, list(args))
+    assert done.exit_code == 0, f"{args}: {done.output}{done.exception!r}"
+    return done.stdout
+
+
+def check_trace(path, results: list[dict]) -> list[dict]:
+    """A Chrome trace Perfetto loads: complete events with numeric ts/dur, ops end to end per
+    chip (process), their durations summing to the Result's time."""
+    events = json.loads(path.read_text())["traceEvents"]
+    names = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert [n.split(":")[0] for _, n in sorted(names.items())] == [r["chip"] for r in results]
+    for pid, r in enumerate(results, start=1):
+        ops = [e for e in events if e["ph"] == "X" and e["pid"] == pid and e["tid"] == 1]
+        assert [e["name"] for e in ops] == [o["name"] for o in r["ops"]]
+        assert all(b["ts"] == pytest.approx(a["ts"] + a["dur"]) for a, b in pairwise(ops))
+        assert sum(e["dur"] for e in ops) * 1e-6 == pytest.approx(r["time_s"])
+        bounds = [e for e in events if e["ph"] == "X" and e["pid"] == pid and e["tid"] == 2]
+        assert [e["name"] for e in bounds] == [o["bound"] for o in r["ops"]]
+    return events
+
+
+def test_cli_evaluate_html_png_and_trace(tmp_path):
+    out = cli(
         "evaluate",
         "--chip",
         "h100",
@@ -202,38 +223,53 @@ def test_cli_evaluate_html_and_png(tmp_path):
         str(tmp_path / "e.html"),
         "--png",
         str(tmp_path / "png"),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert json.loads(proc.stdout)["chip"] == "h100"  # stdout stays pure JSON
-    assert len(chart_specs((tmp_path / "e.html").read_text())) == len(
-        list((tmp_path / "png").glob("*.png"))
+        "--trace",
+        str(tmp_path / "traces" / "e.json"),
     )
+    data = json.loads(out)
+    assert data["chip"] == "h100"  # stdout stays pure JSON
+    page = (tmp_path / "e.html").read_text()
+    assert len(chart_specs(page)) == len(list((tmp_path / "png").glob("*.png")))
+    assert 'href="traces/e.json"' in page  # relative to the page: the pair moves together
+    check_trace(tmp_path / "traces" / "e.json", [data])
+
+
+def test_cli_compare_trace_one_process_per_chip(tmp_path):
+    html, trace = tmp_path / "c.html", tmp_path / "c.json"
+    out = cli("compare", "--chips", "forge-n3,h100", "--workload", "gpt2", "--json",
+              "--html", str(html), "--trace", str(trace))  # fmt: skip
+    check_trace(trace, json.loads(out)["results"])
+    assert 'href="c.json"' in html.read_text() and "one process per chip" in html.read_text()
+
+
+def test_cli_cycle_engine_trace_is_the_simulators(tmp_path):
+    trace = tmp_path / "t.json"
+    cli("evaluate", "--chip", "forge-n3", "--engine", "cycle", "--json", "--trace", str(trace),
+        "--html", str(tmp_path / "c.html"),
+        "--workload", "llm:llama3-8b,phase=decode,batch=2,context=300,scope=layer")  # fmt: skip
+    events = json.loads(trace.read_text())["traceEvents"]
+    tracks = {e["args"]["name"] for e in events if e.get("name") == "thread_name"}
+    assert {"mxu 0 unit 0", "vpu 0", "dma 0"} <= tracks  # per engine, as `simulate --trace`
+    assert "Cycle-level timeline" in (tmp_path / "c.html").read_text()
 
 
 def test_real_datacenter_output_renders():
     pytest.importorskip("chipforge.cli.datacenter")
-    cmd = [
-        sys.executable,
-        "-m",
-        "chipforge",
-        "datacenter",
-        "--chip",
-        "forge-n3",
-        "--sensitivity",
-        "--json",
-    ]
-    data = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-    ids = [s["id"] for s in chart_specs(render_report("datacenter", data))]
+    out = cli("datacenter", "--chip", "forge-n3", "--sensitivity", "--json")
+    page = render_report("datacenter", json.loads(out))
+    ids = [s["id"] for s in chart_specs(page)]
     assert {"s0_capex", "s0_opex", "s0_tornado"} <= set(ids)
+    tornado = next(s for s in chart_specs(page) if s["id"] == "s0_tornado")
+    assert tornado["layout"]["xaxis"]["title"]["text"] == "USD per useful PFLOP hour"
 
 
 def test_demo_writes_the_whole_story(tmp_path):
     page = tmp_path / "out" / "report.html"
-    cmd = [sys.executable, "-m", "chipforge", "demo", "--json", "--html", str(page)]
-    data = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    data = json.loads(cli("demo", "--json", "--html", str(page)))
     text = page.read_text()
     assert text.count(get_plotlyjs()[:300]) == 1  # one copy of plotly.js for all sections
     for sc in data["scenarios"]:
         assert sc["title"] in text
     assert all(f"Silicon cost: {c}" in text for c in data["chips"])
     assert len(chart_specs(text)) >= 4 * len(data["scenarios"]) + 3 * len(data["chips"])
+    assert 'data-warnings="0"' in text

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from chipforge.report.charts import _layout, _num, bar, chart
 
-GREY = "#9a9a9a"
+# (key, label, line dash, colour): each latency's infeasible points are crosses in its colour
+SERIES = (("tpot_s", "TPOT", "solid", "#1f77b4"), ("ttft_s", "TTFT", "dash", "#ff7f0e"))
 
 
 def _x_key(pts: list[dict], data: dict) -> str:
@@ -55,11 +56,15 @@ def latency_throughput(data: dict) -> list:
     ok = [p for p in pts if p.get("feasible", True)]
     bad = [p for p in pts if not p.get("feasible", True)]
     traces = []
-    for yk, label, dash in (("tpot_s", "TPOT", "solid"), ("ttft_s", "TTFT", "dash")):
-        line = {"mode": "lines+markers", "line": {"dash": dash}, "marker": {"size": 7}}
+    for yk, label, dash, color in SERIES:
+        line = {
+            "mode": "lines+markers",
+            "line": {"dash": dash, "color": color},
+            "marker": {"size": 7, "color": color},
+        }
         traces.append(_series(label, ok, xk, yk, line))
-        cross = {"mode": "markers", "marker": {"symbol": "x", "size": 9, "color": GREY}}
-        traces.append(_series(f"{label}, infeasible", bad, xk, yk, cross))
+        cross = {"mode": "markers", "marker": {"symbol": "x", "size": 9, "color": color}}
+        traces.append(_series(f"{label}, infeasible (SLO missed)", bad, xk, yk, cross))
     if _num(data.get(xk)):
         chosen = [
             {
