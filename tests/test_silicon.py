@@ -27,8 +27,9 @@ from chipforge.silicon import (
     unit_cost,
     yield_nb,
 )
+from chipforge.silicon.interfaces import hbm_generation, hbm_purchase
 from chipforge.silicon.power import main_dtype, operand_bytes_per_mac
-from chipforge.spec import load_chip
+from chipforge.spec import load_chip, preset_names
 from chipforge.workload import parse_workload
 
 MM2 = 1e-6
@@ -93,6 +94,16 @@ def test_b200_buys_whole_hbm_stacks():
     inputs = unit_cost(load_chip("b200")).inputs
     assert (inputs["hbm_stacks"], inputs["hbm_gb"]) == (8, 192.0)
     assert inputs["hbm_usable_gb"] == pytest.approx(figure("hw-b200-hbm-cap"))
+
+
+@pytest.mark.parametrize("name", [n for n in preset_names() if load_chip(n).hbm.kind == "hbm"])
+def test_hbm_purchase_covers_capacity_and_bandwidth(name):
+    level = load_chip(name).hbm
+    stacks, gb_per_stack = hbm_purchase(level)
+    gen = hbm_generation(level)
+    assert stacks * gb_per_stack >= level.capacity / 1e9 - 1e-9
+    assert stacks * gen.stack_bandwidth >= level.bandwidth * (1 - 1e-9)
+    assert gb_per_stack in gen.stack_gb
 
 
 # Held out: analysts' manufacturing costs not used to set any constant except as noted.
