@@ -16,7 +16,8 @@ scaled by the node's `energy_scale` (spec/nodes.toml):
   at the access energy of a 64 KiB SRAM (`sram_byte_energy`).
 - SerDes: 5 pJ/bit (assumption: long-reach 100G-class links are 3-7 pJ/bit).
 The clock tree and control take CLOCK_SHARE of on-die dynamic power; leakage is the node's
-`leakage_frac` of total power at full load.
+`leakage_frac` of total power at full load, and the same watts at any activity (leakage depends on
+voltage and temperature, not on switching).
 """
 
 from __future__ import annotations
@@ -118,12 +119,20 @@ class Power:
         return {"power_w": self.total, "parts_w": dict(self.parts)}
 
 
-def _finish(ondie: dict[str, float], offdie: dict[str, float], node: ProcessNode) -> Power:
+def _finish(
+    ondie: dict[str, float],
+    offdie: dict[str, float],
+    node: ProcessNode,
+    leakage: float | None = None,
+) -> Power:
+    """Add the clock share and leakage: `leakage` watts, or the node's share of this total."""
     parts = dict(ondie)
     parts["clock_control"] = CLOCK_SHARE / (1 - CLOCK_SHARE) * sum(ondie.values())
     parts.update(offdie)
     dynamic = sum(parts.values())
-    parts["leakage"] = dynamic * node.leakage_frac / (1 - node.leakage_frac)
+    if leakage is None:
+        leakage = dynamic * node.leakage_frac / (1 - node.leakage_frac)
+    parts["leakage"] = leakage
     return Power(parts)
 
 
@@ -157,8 +166,8 @@ def main_dtype(chip: ChipSpec) -> str:
 
 
 def power_for_result(chip: ChipSpec, result: Result, node: ProcessNode | None = None) -> Power:
-    """Average power while running `result`: its FLOPs and bytes at the model's energies, plus
-    the clock share and leakage over its time."""
+    """Average power while running `result`: its FLOPs and bytes at the model's energies over its
+    time, the clock share, and the leakage of the chip at TDP."""
     node = node or chip.process
     chip = chip.model_copy(update={"node": node.name})
     time_s = result.time_s
@@ -179,4 +188,5 @@ def power_for_result(chip: ChipSpec, result: Result, node: ProcessNode | None = 
             offdie["memory"] += joules / time_s
         else:
             ondie[f"sram:{name}"] = joules / time_s
-    return _finish(ondie, offdie, node)
+    leakage = power_at_peak(chip, dtype, node).parts["leakage"]
+    return _finish(ondie, offdie, node, leakage)
