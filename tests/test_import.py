@@ -446,3 +446,95 @@ def test_onnx_weights_are_never_read(tmp_path, gpt2_onnx):
     (tmp_path / "weights.bin").unlink()
     dims = {"batch": 1, "seq": 32}
     assert from_onnx(path, dims=dims).ops == from_onnx(gpt2_onnx[2], dims=dims).ops
+
+
+# --- .pt2 archives read without torch.export.load -----------------------------------------
+
+
+def _zoo_programs():
+    from chipforge.workload.zoo import bert
+
+    small = {"vocab": 500, "hidden": 64, "heads": 8, "kv_heads": 2, "ffn": 128, "layers": 2}
+    return {
+        "gpt2": gpt2.build(
+            load_model("gpt2", layers=2, vocab=500, hidden=64, heads=4, ffn=256), batch=1, seq=16
+        ),
+        "llama-gqa": llama.build(load_model("llama3-8b", **small), batch=1, seq=16),
+        "mixtral-moe": llama.build(load_model("mixtral-8x7b", **small), batch=1, seq=16),
+        "resnet50": resnet.build(batch=1, image=32),
+        "bert-base": bert.build("bert-base", batch=1, seq=16),
+    }
+
+
+def test_pt2_archive_reader_gives_the_ir_of_torch_export_load(tmp_path):
+    """The serialized graph read straight from the archive (no weights, no torch) is the same
+    IR graph, folded and unfolded, as `torch.export.load` + `from_exported` on the zoo models
+    (meta-device modules: the archives hold no real weights)."""
+    from chipforge.workload import from_exported
+    from chipforge.workload.torch_import import _from_archive
+
+    for name, (module, inputs) in _zoo_programs().items():
+        path = tmp_path / f"{name}.pt2"
+        torch.export.save(torch.export.export(module, inputs), str(path))
+        loaded = torch.export.load(str(path))
+        for fold in (True, False):
+            options = {"dtype": "bf16", "allow_unsupported": False, "fold": fold}
+            fast = _from_archive(path, {}, options)
+            assert fast is not None, name
+            assert fast == from_exported(loaded, name=path.name, **options), (name, fold)
+
+
+def test_pt2_archive_reader_binds_dynamic_dims_and_falls_back(tmp_path):
+    from chipforge.workload.torch_import import _from_archive
+
+    batch = torch.export.Dim("batch", max=64)
+    program = torch.export.export(TwoLayer(), (torch.ones(4, 16),), dynamic_shapes=({0: batch},))
+    path = tmp_path / "mlp.pt2"
+    torch.export.save(program, str(path))
+    options = {"dtype": None, "allow_unsupported": False, "fold": True}
+    fast = _from_archive(path, {"x.0": 8}, options)
+    assert fast == from_torch(TwoLayer(), torch.ones(8, 16), name="mlp.pt2")
+
+    class Mish(nn.Module):  # mish has no rule: costed after run_decompositions(), needs torch
+        def forward(self, x):
+            return nn.functional.mish(x) * 2
+
+    path = tmp_path / "mish.pt2"
+    torch.export.save(torch.export.export(Mish(), (torch.ones(4, 8),)), str(path))
+    assert _from_archive(path, {}, options) is None
+    assert load_pt2(path).ops == from_torch(Mish(), torch.ones(4, 8)).ops
+    changed = tmp_path / "future.pt2"  # a schema this reader does not know: torch decides
+    import zipfile
+
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(changed, "w") as dst:
+        for item in src.namelist():
+            data = src.read(item)
+            if item.endswith("models/model.json"):
+                doc = json.loads(data)
+                doc["schema_version"]["major"] = 99
+                data = json.dumps(doc).encode()
+            dst.writestr(item, data)
+    assert _from_archive(changed, {}, options) is None
+
+
+def test_load_pt2_does_not_import_torch(tmp_path):
+    module, inputs = gpt2.build(
+        load_model("gpt2", layers=2, vocab=500, hidden=64, heads=4, ffn=256), batch=1, seq=16
+    )
+    path = tmp_path / "gpt2.pt2"
+    torch.export.save(torch.export.export(module, inputs), str(path))
+    code = (
+        "import sys; from chipforge.workload import load_pt2; "
+        f"g = load_pt2({str(path)!r}); print(len(g.ops), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == [str(len(load_pt2(path).ops)), "False"], out.stderr
+
+
+def test_add_of_a_python_scalar_imports():
+    class HardSigmoid(nn.Module):  # decomposes to x + 3 (one tensor input), clamp, / 6
+        def forward(self, x):
+            return nn.functional.hardsigmoid(x) * 2
+
+    graph = from_torch(HardSigmoid(), torch.ones(4, 8))
+    assert graph.ops and all(op.kind == "vector" for op in graph.ops)

@@ -166,6 +166,8 @@ def _attention(view: _View, softmax: Node) -> tuple[list[Node], Node] | None:
 def _bias(view: _View, add: Node) -> tuple[list[Node], Node] | None:
     """A weight matmul or a conv, then + a static bias of one value per output channel: the
     bias is the kernel's epilogue (as linear's)."""
+    if len(add.inputs) < 2:  # x + a Python scalar: one tensor input
+        return None
     for i, vid in enumerate(add.inputs[:2]):
         made = view.producer(vid, ("matmul", "conv"))
         other = add.inputs[1 - i]

@@ -57,6 +57,8 @@ def from_torch(
     torch = _torch()
     args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     label = name or type(module).__name__
+    fx_config = torch.fx.config  # the importer reads no stack traces: ~20% of export's time
+    recorded, fx_config.do_not_emit_stack_traces = fx_config.do_not_emit_stack_traces, True
     try:
         program = torch.export.export(module, args)
     except Exception as e:  # torch raises many types; the user needs the first line
@@ -65,6 +67,8 @@ def from_torch(
             f"`module` {label} could not be exported by torch.export ({type(e).__name__}: "
             f"{first}); make its control flow static or export it to ONNX"
         ) from None
+    finally:
+        fx_config.do_not_emit_stack_traces = recorded
     return from_exported(
         program, name=label, dtype=dtype, allow_unsupported=allow_unsupported, fold=fold
     )
@@ -79,10 +83,19 @@ def load_pt2(
     fold: bool = True,
 ) -> Graph:
     """The graph of a program saved with `torch.export.save`. `dims` binds its dynamic
-    dimensions, by input and axis (`{'x.0': 8}`) or by symbol (`{'s0': 8}`)."""
-    torch, path = _torch(), Path(path)
+    dimensions, by input and axis (`{'x.0': 8}`) or by symbol (`{'s0': 8}`).
+
+    The archive's serialized graph is read directly (`pt2_archive`: no weights, no torch);
+    `torch.export.load` is the fallback when the archive holds something that reader does not
+    know, or ops that need `run_decompositions()`."""
+    path = Path(path)
     if not path.is_file():
         raise WorkloadError(f"`workload` {path} does not exist; give the path of a .pt2 file")
+    options = {"dtype": dtype, "allow_unsupported": allow_unsupported, "fold": fold}
+    fast = _from_archive(path, dims or {}, options)
+    if fast is not None:
+        return fast
+    torch = _torch()
     try:
         program = torch.export.load(str(path))
     except Exception as e:
@@ -90,14 +103,23 @@ def load_pt2(
             f"`workload` {path.name} is not a readable torch.export program ({type(e).__name__}"
             "); save one with torch.export.save(torch.export.export(model, inputs), path)"
         ) from None
-    return from_exported(
-        program,
-        name=path.name,
-        dims=dims,
-        dtype=dtype,
-        allow_unsupported=allow_unsupported,
-        fold=fold,
-    )
+    return from_exported(program, name=path.name, dims=dims, **options)
+
+
+def _from_archive(path: Path, dims: dict[str, int], options: dict) -> Graph | None:
+    """The graph from the archive's serialized program, or None to fall back to torch."""
+    from chipforge.workload import pt2_archive
+
+    try:
+        archive = pt2_archive.read(path)
+        free = archive.free_symbols()
+        subs = bind_dims(free, archive.bounds, dims, path.name)
+        program = pt2_archive.program(archive, subs, path.name)
+    except (pt2_archive.Surprise, KeyError, TypeError, IndexError, AttributeError):
+        return None
+    if any(node.kind == "unsupported" for node in program.nodes):
+        return None  # run_decompositions() needs the loaded program
+    return to_graph(program, name=path.name, **options)
 
 
 def from_exported(
@@ -143,6 +165,17 @@ def _bindings(exported: Any, dims: dict[str, int], source: str) -> dict:
             expr = getattr(getattr(d, "node", None), "expr", None)
             if expr is not None and expr.is_Symbol:
                 free.setdefault(expr, f"{name}.{axis}")
+
+    def bounds(sym):
+        bound = exported.range_constraints.get(sym)
+        return None if bound is None else (bound.lower, bound.upper)
+
+    return bind_dims(free, bounds, dims, source)
+
+
+def bind_dims(free: dict, bounds, dims: dict[str, int], source: str) -> dict:
+    """{symbol: size} from `dims` (keyed 'input.axis' or by symbol name) for the dynamic
+    dimensions `free` (symbol -> 'input.axis'); `bounds(symbol)` gives its exported range."""
     known = {label: sym for sym, label in free.items()} | {str(s): s for s in free}
     for key in dims:
         if key not in known:
@@ -156,10 +189,10 @@ def _bindings(exported: Any, dims: dict[str, int], source: str) -> dict:
     if unbound:
         raise unbound_error(source, unbound, "load_pt2")
     for sym, value in subs.items():
-        bound = exported.range_constraints.get(sym)
-        if bound is not None and not int(bound.lower) <= value <= float(bound.upper):
+        bound = bounds(sym)
+        if bound is not None and not int(bound[0]) <= value <= float(bound[1]):
             raise WorkloadError(
-                f"`workload.{free[sym]}` must be in {bound.lower}..{bound.upper} (the range "
+                f"`workload.{free[sym]}` must be in {bound[0]}..{bound[1]} (the range "
                 f"it was exported for), not {value}"
             )
     return subs
