@@ -7,12 +7,20 @@ core and optimizer, with two implementation choices the layer graph does not exp
   as separate kernels (Megatron-LM before FlashAttention: Narayanan et al. SC 2021, Korthikanti
   et al. 2022, whose Table 2 counts the 5*a*s^2*b bytes these kernels store). The two batched
   matmuls run over the full s x s (no causal skipping); the score traffic is below.
+- **attention** "flash2": the fused flash attention of the FlashAttention-2 generation (FA1/FA2
+  and the Triton flash kernels of 2023), which use the pre-Hopper MMA instructions: the kernel
+  reaches at most `FLASH2_UTILIZATION` of the chip's 16-bit peak (FlashAttention-3, Shah et al.
+  2024, abstract: "FlashAttention-2 achieving only 35% utilization on the H100 GPU";
+  FlashAttention-2, Dao 2023, abstract: "50-73% of the theoretical maximum FLOPs/s on A100").
+  Where no source states the rate (other chips) it runs as "flash".
 - **sp**: sequence parallelism (Korthikanti et al. 2022 Sec. 4.2.2) runs the norms, dropouts
   and residual adds on 1/tp of the tokens; without it (Megatron-LM 2021) every TP rank repeats
   them over the whole sequence, as the layer graph lists them.
 - **fp8** as Transformer Engine runs it (NVIDIA TE user guide, "Using FP8 with Transformer
   Engine"): only the linear layers' GEMMs run in FP8; attention, norms, activations and
-  residuals stay BF16, and every GEMM operand is cast (with amax) to FP8 first.
+  residuals stay BF16, and every GEMM operand is cast (with amax) to FP8 first. The FP8 GEMMs
+  run at the deployed-model narrow-dtype rate (`perf.estimate(..., deployed=True)`, the
+  family's `narrow_frac` of perf/calibration.py, shared with serving).
 """
 
 from __future__ import annotations
@@ -24,7 +32,10 @@ from chipforge.workload.graph import Graph
 from chipforge.workload.llm import build
 from chipforge.workload.ops import MatMul, Vector
 
-ATTENTION = ("flash", "materialized")
+ATTENTION = ("flash", "flash2", "materialized")
+# Best sustained fraction of the 16-bit dense peak of FlashAttention-2-class kernels, by chip, as
+# the papers state it (upper ends; see the module docstring). Only caps perf's own rate.
+FLASH2_UTILIZATION = {"a100": 0.73, "h100": 0.35}
 # Bytes per attention score moved by the unfused kernels (16-bit scores, 1-byte dropout mask;
 # Megatron-LM 2021 `ParallelAttention`: baddbmm -> fused scale-mask-softmax -> dropout -> bmm).
 # Forward: QK^T writes 2; softmax reads 2, writes 2; dropout reads 2, writes 2 + mask 1.
@@ -101,7 +112,8 @@ def layer_costs(
     gemm = {}
     if fp8:  # the linear layers' GEMMs from the FP8 graph (TE); everything else stays BF16
         g8 = build(c, phase="train", batch=mb, seq=s, dtype="fp8", tp=tp, scope="layer")
-        gemm = {o.name: o.time_s for o in estimate(g8, chip).ops if o.kind == "matmul"}
+        g8_ops = estimate(g8, chip, deployed=True).ops
+        gemm = {o.name: o.time_s for o in g8_ops if o.kind == "matmul"}
         linear = [o for o in g8.ops if o.kind == "matmul" and "grad" not in o.name]
         # forward: the input and the weight are cast; backward: the output gradient
         cast_f = sum(o.batch * (o.m * o.k + (o.k * o.n if o.weight else 0)) for o in linear)
@@ -112,6 +124,9 @@ def layer_costs(
         if op.kind == "attention":
             if attention == "materialized":
                 continue  # priced below
+            if attention == "flash2" and chip.name in FLASH2_UTILIZATION:
+                peak = FLASH2_UTILIZATION[chip.name] * chip.peak_flops("bf16")
+                t = max(t, op.flops / peak)
             t *= cp  # CP: each query chunk sees all keys
         if op.kind == "collective":
             continue  # TP communication is priced by `collectives` on the topology

@@ -34,14 +34,8 @@ from chipforge.workload.llm import build
 # (kernel launches and synchronisation: ~6 kernels per block at ~5 us each, the CUDA launch
 # latency NVIDIA quotes; Nsight traces of vLLM/TRT-LLM decode show the same order). Global.
 LAYER_OVERHEAD_S = 30e-6
-# Sustained matrix rate per halving of the operand width, relative to the 2x the peak tables
-# claim: the engine's matrix efficiency is calibrated on BF16 (H100 MAMF), but a GPU at its
-# power cap runs narrower MACs at a lower clock (energy per MAC falls less than 2x per halving).
-# Applied to the compute part of matmul/attention ops: fp8 / NARROW_RATE_FRAC, fp4 / its square.
-# Set from ONE designated case, MLPerf Inference v4.1 H100x8 Llama-2-70B Offline (FP8)
-# (`CALIBRATION_CASE`); every other serving case, FP4 included, is held out against it.
-NARROW_RATE_FRAC = 0.71  # MLPerf H100x8 Offline: +0.3% at 0.71 (0.70: -0.8%, 0.72: +1.4%)
-CALIBRATION_CASE = "mlperf-h100x8-llama2-70b-offline"
+# Narrow dtypes (fp8/fp4) run at the deployed-model rate of perf/calibration.py (`narrow_frac`,
+# set on MLPerf H100x8 Offline): the layer is costed with `estimate(..., deployed=True)`.
 BATCHES = tuple(2**i for i in range(0, 11))  # 1..1024 sequences per replica (search grid)
 # Prompt tokens prefilled together in one chunk: TensorRT-LLM's max_num_tokens default (8192)
 # and vLLM's max_num_batched_tokens for chunked prefill; the KV-cache workspace uses the same.
@@ -68,22 +62,10 @@ def _layer(chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, 
 def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd):
     kw = {"seq": n} if phase == "prefill" else {"context": n}
     g = build(c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", **kw)
-    r = estimate(g, chip)
-    slow = NARROW_RATE_FRAC ** math.log2(2 / nbytes(dt)) if nbytes(dt) < 2 else 1.0
-    compute = sum(_op_time(o, slow) for o in r.ops if o.kind != "collective")
+    r = estimate(g, chip, deployed=True)
+    compute = sum(o.time_s for o in r.ops if o.kind != "collective")
     sizes = tuple(op.size for op in g.ops if type(op).__name__ == "Collective")
     return compute, sizes
-
-
-def _op_time(o, slow: float) -> float:
-    """An op's seconds with the matrix part at the narrow-dtype rate (`slow` <= 1)."""
-    if slow == 1.0 or o.kind not in ("matmul", "attention"):
-        return o.time_s
-    parts = {k: v for k, v in o.parts_s.items() if k != "overhead"}
-    if not parts:
-        return o.time_s
-    scaled = {k: v / slow if k == "compute" else v for k, v in parts.items()}
-    return o.time_s - max(parts.values()) + max(scaled.values())
 
 
 def _head(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> float:

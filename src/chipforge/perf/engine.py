@@ -5,10 +5,14 @@ dtype's rate), off-chip memory (tile-reuse traffic given the on-chip buffer), th
 and the chip-to-chip links; the op takes the longest (they overlap) plus a fixed dispatch
 overhead, and reports which one bound it. No bare roofline: padding, fill, reuse and dispatch
 are what make rooflines 1.5-2x optimistic on decode (PEERS.md, LLM-Viewer issue #4).
+`estimate(..., deployed=True)` costs the graph as part of a deployed model run (serving,
+training): matrix work narrower than 16 bits then runs at the family's `narrow_frac` per halving
+(perf/calibration.py); isolated kernels (the default, and the GEMM benchmarks) do not.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from chipforge.dtypes import nbytes
@@ -44,6 +48,7 @@ class Machine:
 
     chip: ChipSpec
     cal: Calibration
+    deployed: bool = False  # part of a deployed model run: narrow dtypes at `cal.narrow_frac`
 
     @property
     def offchip_bandwidth(self) -> float:
@@ -74,6 +79,17 @@ class Machine:
         widest = max(macs, key=nbytes)
         return widest, (nbytes(dtype) / nbytes(widest)) ** 2
 
+    def narrow_rate(self, run_dtype: str) -> float:
+        """Sustained-rate factor (<= 1) of matrix work the unit runs in `run_dtype`: in a deployed
+        model, `narrow_frac` per halving of the width below 16 bits (fp8 once, fp4 twice), where
+        the chip has a 16-bit path the peak tables double from; 1 for isolated kernels."""
+        width = nbytes(run_dtype)
+        if not self.deployed or width >= 2:
+            return 1.0
+        if not any(nbytes(d) == 2 for d in self.chip.matrix.macs_per_cycle):
+            return 1.0  # no 16-bit path (TPU v1): its narrow peak is the measured base
+        return self.cal.narrow_frac ** math.log2(2 / width)
+
 
 def _matmul_parts(
     mc: Machine, m: int, n: int, k: int, batch: int, dtype: str, out_dtype: str
@@ -81,7 +97,7 @@ def _matmul_parts(
     chip = mc.chip
     run_dtype, penalty = mc.matrix_dtype(dtype)
     cycles = matmul_cycles(m, n, k, batch, chip.matrix, chip.matrix_units, run_dtype) * penalty
-    compute = cycles / chip.clock / mc.cal.matrix_frac
+    compute = cycles / chip.clock / mc.cal.matrix_frac / mc.narrow_rate(run_dtype)
     e_in, e_out = nbytes(dtype), nbytes(out_dtype)
     traffic: dict[str, float] = {}
     for level in range(len(chip.memory)):
@@ -291,8 +307,10 @@ def make_result(
     )
 
 
-def estimate(graph: Graph, chip: ChipSpec) -> Result:
-    """Cost `graph` on one `chip` with the analytical model."""
-    mc = Machine(chip, calibration(chip.family))
+def estimate(graph: Graph, chip: ChipSpec, *, deployed: bool = False) -> Result:
+    """Cost `graph` on one `chip` with the analytical model. `deployed`: the graph is part of a
+    deployed model run (serving, training), so narrow-dtype matrix work runs at the family's
+    `narrow_frac` (perf/calibration.py); False for isolated kernels and benchmarks."""
+    mc = Machine(chip, calibration(chip.family), deployed)
     ops = tuple(finish_op(mc, op, RULES[type(op)](mc, op)) for op in graph.ops)
     return make_result(graph, chip, mc, ops, engine="analytical")
