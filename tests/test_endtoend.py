@@ -70,7 +70,24 @@ class CNN(nn.Module):
         return self.fc(F.relu(self.c2(x)).mean((2, 3)))
 
 
-MODELS = {"transformer": (Transformer, (2, 8, 32)), "cnn": (CNN, (2, 3, 16, 16))}
+class GroupedCNN(nn.Module):
+    """Grouped (2 groups), depthwise (groups = channels, stride 2) and pointwise convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.grouped = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+        self.depthwise = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8)
+        self.pointwise = nn.Conv2d(8, 6, 1)
+
+    def forward(self, x):
+        return self.pointwise(F.relu(self.depthwise(F.relu(self.grouped(x)))))
+
+
+MODELS = {
+    "transformer": (Transformer, (2, 8, 32)),
+    "cnn": (CNN, (2, 3, 16, 16)),
+    "grouped": (GroupedCNN, (2, 4, 10, 10)),
+}
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +135,10 @@ def test_pt2_bf16_on_chip_matches_pytorch_fp32(exported, name):
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("ext", ["onnx", "pt2"])
-def test_int8_on_chip_is_bit_exact_against_numpy_int8(exported, name, ext):
+@pytest.mark.parametrize("dtype", ["int8", "int8-channel"])
+def test_int8_on_chip_is_bit_exact_against_numpy_int8(exported, name, ext, dtype):
     _, _, root = exported[name]
-    data = run_model(root / f"{name}.{ext}", CHIP, dtype="int8")
+    data = run_model(root / f"{name}.{ext}", CHIP, dtype=dtype)
     assert data["bit_exact"] and data["result"] == "match" and data["chip_programs"] >= 3
 
 
@@ -188,3 +206,75 @@ def test_dynamic_onnx_dims_need_binding(tmp_path):
     with pytest.raises(WorkloadError, match="batch=N"):
         run_model(path, CHIP)
     assert run_model(path, CHIP, dims={"batch": 3})["inputs"] == {"x": [3, 3, 16, 16]}
+
+
+# --- fused attention, per-channel int8 ------------------------------------------------------
+
+
+class SDPA(nn.Module):
+    def __init__(self, causal: bool):
+        super().__init__()
+        self.causal = causal
+
+    def forward(self, q, k, v):
+        gqa = q.shape[1] != k.shape[1]
+        return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, enable_gqa=gqa)
+
+
+ATTENTION_BOUND = 2.0**-6  # Q, K, V, P and O each rounded to bf16 once: a few u = 2^-9
+
+
+@pytest.mark.parametrize(
+    "shape, causal, ran",
+    [
+        ((1, 4, 2, 128, 128, 64), True, "fused attention (products on matrix units)"),
+        ((2, 8, 2, 16, 16, 16), True, "fused attention (products on vector units)"),
+        ((2, 4, 4, 4, 12, 8), False, "fused attention (products on vector units)"),
+        ((1, 2, 2, 4, 8, 8), True, "two matmuls"),  # causal, q_len != kv_len
+    ],
+)
+def test_sdpa_runs_as_the_fused_attention_program(shape, causal, ran):
+    """Real Q, K, V (GQA included) packed to the fused program's layout, against torch SDPA
+    fp32; the log says which program ran (the two-matmul fallback where it cannot)."""
+    b, heads, kv_heads, lq, lk, d = shape
+    torch.manual_seed(0)
+    q, k, v = (
+        torch.randn(b, heads, lq, d),
+        torch.randn(b, kv_heads, lk, d),
+        torch.randn(b, kv_heads, lk, d),
+    )
+    module = SDPA(causal)
+    be = Backend("chip-bf16", CHIP)
+    got = run_program(torch.export.export(module, (q, k, v)), (q, k, v), be)
+    ((log,),) = [be.attention_log]
+    assert (
+        log["program"] + (f" (products on {log['products_on']})" if "products_on" in log else "")
+        == ran
+    )
+    assert 2**-12 < normwise(got.numpy(), module(q, k, v).numpy()) <= ATTENTION_BOUND
+
+
+def test_model_run_reports_fused_attention(exported):
+    _, _, root = exported["transformer"]
+    data = run_model(root / "transformer.pt2", CHIP, dtype="bf16")
+    assert [a["program"] for a in data["attention"]] == ["fused attention"] * 2
+
+
+def test_per_channel_int8_against_a_numpy_formula():
+    """Weights quantized one scale per output channel (column), activations per tensor:
+    the chip's result equals numpy's int8 formula bit for bit, and with columns of very
+    different ranges it is closer to fp32 than per-tensor quantization."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((24, 40)).astype(np.float32)
+    w = (rng.standard_normal((40, 16)) * np.logspace(-2, 1, 16)).astype(np.float32)
+    sa = np.float32(np.abs(a).max() / np.float32(127))
+    sw = (np.abs(w).max(axis=0, keepdims=True) / np.float32(127)).astype(np.float32)
+    qa = np.clip(np.rint(a / sa), -127, 127).astype(np.int32)
+    qw = np.clip(np.rint(w / sw), -127, 127).astype(np.int32)
+    want = (qa @ qw).astype(np.float32) * (sa * sw)
+    got = Backend("chip-int8", CHIP, per_channel=True).matmul(a, w)
+    assert np.array_equal(got, want)
+    exact = a @ w
+    tensor = Backend("chip-int8", CHIP).matmul(a, w)
+    per_column = lambda x: np.abs(x - exact).max(axis=0) / np.abs(exact).max(axis=0)  # noqa: E731
+    assert per_column(got).max() < 0.05 < per_column(tensor).max()

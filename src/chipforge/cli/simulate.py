@@ -21,7 +21,10 @@ from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
 
 DtypeOpt = Annotated[
-    str, typer.Option("--dtype", help="functional run of a .onnx/.pt2 model: bf16 or int8")
+    str,
+    typer.Option(
+        "--dtype", help="functional run of a .onnx/.pt2 model: bf16, int8 or int8-channel"
+    ),
 ]
 TraceOpt = Annotated[Path | None, typer.Option("--trace", help="write a Perfetto trace here")]
 
@@ -136,7 +139,18 @@ def _model_table(data: dict) -> list[Table]:
         str(data["bit_exact"]),
         data["result"],
     )
-    return [t, verdict]
+    tables = [t, verdict]
+    if data.get("attention"):
+        attention = Table(title="attention nodes")
+        for col in ("node", "ran as", "why"):
+            attention.add_column(col)
+        for a in data["attention"]:
+            ran = a["program"] + (
+                f" (products on {a['products_on']})" if "products_on" in a else ""
+            )
+            attention.add_row(a["node"], ran, a.get("why", ""))
+        tables.append(attention)
+    return tables
 
 
 def _simulate_model(spec, workload: str, dtype: str, *, as_json: bool, out) -> None:

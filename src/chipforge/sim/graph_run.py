@@ -6,6 +6,7 @@ weights, compared node by node with a reference evaluation of the same graph.
   model output, max|chip - ref| / max|ref|, within `BF16_BOUND`.
 - int8: the chip run (`chip-int8`) against the numpy int8 reference (same symmetric per-tensor
   quantization, numpy's int8 x int8 -> int32 products). Verdict: bit-exact outputs.
+- int8-channel: as int8, with weights quantized per output channel (one scale a column of B).
 
 `BF16_BOUND` = 2^-5. Derivation: bf16 keeps 8 significant bits, unit roundoff u = 2^-9. Each
 inexact stage (operands rounded into a matrix product, the product's bf16 result, each vector
@@ -27,6 +28,15 @@ from chipforge.sim.matrix_backend import Backend
 from chipforge.spec import ChipSpec
 
 BF16_BOUND = 2.0**-5
+DTYPES = ("bf16", "int8", "int8-channel")
+
+
+def backends(dtype: str, chip: ChipSpec) -> tuple[Backend, Backend]:
+    """The chip run's backend and its reference's, for functional dtype `dtype`."""
+    if dtype == "bf16":
+        return Backend("chip-bf16", chip), Backend("fp32")
+    channel = dtype == "int8-channel"
+    return Backend("chip-int8", chip, per_channel=channel), Backend("int8", per_channel=channel)
 
 
 def _diff(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
@@ -68,12 +78,12 @@ def _run_onnx(path: Path, dims, chip, dtype, seed, on_node):
 
     model = load_model(path)
     feeds = _onnx_inputs(model, dims, np.random.default_rng(seed))
-    chip_be = Backend(f"chip-{dtype}", chip)
+    chip_be, ref_be = backends(dtype, chip)
     got = run_onnx(model, feeds, chip_be, on_node=on_node)
-    want = run_onnx(model, feeds, Backend("fp32" if dtype == "bf16" else "int8"))
+    want = run_onnx(model, feeds, ref_be)
     outputs = [o.name for o in model.graph.output]
     ref = "numpy fp32 evaluation of the ONNX graph" if dtype == "bf16" else "numpy int8"
-    return got, want, outputs, ref, chip_be.programs, {k: list(v.shape) for k, v in feeds.items()}
+    return got, want, outputs, ref, chip_be, {k: list(v.shape) for k, v in feeds.items()}
 
 
 def _pt2_inputs(program, dims: dict[str, int], seed: int, source: str) -> tuple:
@@ -105,11 +115,9 @@ def _run_pt2(path: Path, dims, chip, dtype, seed, on_node):
         ) from None
     inputs = _pt2_inputs(program, dims, seed, path.name)
     got, want = {}, {}
-    chip_be = Backend(f"chip-{dtype}", chip)
+    chip_be, ref_be = backends(dtype, chip)
     out_chip = run_program(program, inputs, chip_be, on_node=on_node, record=got)
-    out_ref = run_program(
-        program, inputs, Backend("fp32" if dtype == "bf16" else "int8"), record=want
-    )
+    out_ref = run_program(program, inputs, ref_be, record=want)
     if dtype == "bf16":  # the reference is PyTorch itself, fp32, the exported module as is
         with torch.no_grad():
             out_ref = program.module()(*inputs)
@@ -124,7 +132,7 @@ def _run_pt2(path: Path, dims, chip, dtype, seed, on_node):
         want,
         names,
         ref,
-        chip_be.programs,
+        chip_be,
         {f"input{i}": list(x.shape) for i, x in enumerate(inputs)},
     )
 
@@ -134,14 +142,16 @@ def run_model(
 ) -> dict:
     """Run the model file on `chip` end to end; per-node and overall differences, verdict."""
     path = Path(path)
-    if dtype not in ("bf16", "int8"):
-        raise WorkloadError(f"`dtype` must be bf16 or int8 for the functional run, not {dtype!r}")
+    if dtype not in DTYPES:
+        raise WorkloadError(
+            f"`dtype` must be one of {', '.join(DTYPES)} for the functional run, not {dtype!r}"
+        )
     if not path.is_file():
         raise WorkloadError(
             f"`workload` {path} does not exist; give the path of a .onnx or .pt2 file"
         )
     run = _run_onnx if path.suffix.lower() == ".onnx" else _run_pt2
-    got, want, outputs, ref, programs, shapes = run(path, dims or {}, chip, dtype, seed, on_node)
+    got, want, outputs, ref, chip_be, shapes = run(path, dims or {}, chip, dtype, seed, on_node)
     nodes = []
     for name in got:
         if name in want and got[name].shape == want[name].shape:
@@ -150,18 +160,19 @@ def run_model(
     finals = [_diff(got[o], want[o]) for o in outputs]
     exact = all(np.array_equal(got[o], want[o]) for o in outputs)
     rel = max((r for _, r in finals), default=0.0)
-    ok = exact if dtype == "int8" else rel <= BF16_BOUND
+    ok = exact if dtype != "bf16" else rel <= BF16_BOUND
     return {
         "workload": path.name,
         "chip": chip.name,
         "dtype": dtype,
         "reference": ref,
         "inputs": shapes,
-        "chip_programs": programs,
+        "chip_programs": chip_be.programs,
+        "attention": chip_be.attention_log,
         "nodes": nodes,
         "max_abs_diff": max((a for a, _ in finals), default=0.0),
         "max_rel_diff": rel,
         "bit_exact": exact,
-        "bound": "bit-exact" if dtype == "int8" else BF16_BOUND,
+        "bound": "bit-exact" if dtype != "bf16" else BF16_BOUND,
         "result": "match" if ok else "MISMATCH",
     }

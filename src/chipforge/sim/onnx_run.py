@@ -55,7 +55,7 @@ def _conv(
     name: str,
     x,
     w,
-    b=None,
+    bias=None,
     *,
     strides=(1, 1),
     pads=(0, 0, 0, 0),
@@ -63,13 +63,21 @@ def _conv(
     group=1,
     **_,
 ):
-    if group != 1:
-        raise WorkloadError(f"{name}: grouped Conv (group={group}) has no functional lowering")
-    cout, _, kh, kw = w.shape
-    cols, ho, wo = im2col(x, kh, kw, strides, pads, dilations)
-    y = be.matmul(cols, w.reshape(cout, -1).T, name)  # (N*Ho*Wo, Cout)
+    cout, cin, kh, kw = w.shape
+    if x.shape[1] != cin * group or cout % group:
+        raise WorkloadError(
+            f"{name}: Conv input has {x.shape[1]} channels, weight {w.shape} with group={group}"
+        )
+    cols, ho, wo = im2col(x, kh, kw, strides, pads, dilations)  # columns channel-major
+    if group == 1:
+        y = be.matmul(cols, w.reshape(cout, -1).T, name)  # (N*Ho*Wo, Cout)
+    else:  # per-group products, one batched program: group g sees its own channels
+        rows, k = cols.shape[0], cin * kh * kw
+        a = cols.reshape(rows, group, k).transpose(1, 0, 2)  # (G, N*Ho*Wo, Cin/G*kh*kw)
+        b = w.reshape(group, cout // group, k).transpose(0, 2, 1)  # (G, K, Cout/G)
+        y = be.matmul(a, b, name, weight=True).transpose(1, 0, 2).reshape(rows, cout)
     y = y.reshape(x.shape[0], ho, wo, cout).transpose(0, 3, 1, 2)
-    return y + b.reshape(1, -1, 1, 1) if b is not None else y
+    return y + bias.reshape(1, -1, 1, 1) if bias is not None else y
 
 
 def _gemm(be: Backend, name: str, a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0, **_):

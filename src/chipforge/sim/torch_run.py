@@ -1,6 +1,7 @@
 """Executing a saved torch.export program (.pt2) node by node with real parameters: matrix
 aten ops (mm, addmm, bmm, matmul, linear, convolution as im2col, both products of
-scaled_dot_product_attention) on the chip through `matrix_backend.Backend`; every other aten op
+scaled_dot_product_attention: the fused attention program, or its two products where that
+program cannot take the call) on the chip through `matrix_backend.Backend`; every other aten op
 in torch fp32, its float results rounded to bf16 when the backend is the bf16 chip run."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import math
 
 import numpy as np
 
+from chipforge.errors import WorkloadError
 from chipforge.sim.matrix_backend import Backend
 from chipforge.sim.onnx_run import _conv
 from chipforge.workload.imported import require
@@ -29,15 +31,32 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
     `on_node(node_name, target)` is called after each node."""
     torch = require("torch", "a torch.export program")
     aten = torch.ops.aten
+    current = [""]  # the name of the node being run
 
     def mm(a, b, name):
         return torch.from_numpy(backend.matmul(_np(a), _np(b), name))
 
-    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **_):
+    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
+        refusal = (
+            "an attn_mask"
+            if attn_mask is not None
+            else "dropout"
+            if dropout_p
+            else "a custom scale"
+            if scale is not None and not math.isclose(scale, 1 / math.sqrt(q.shape[-1]))
+            else None
+        )
+        fused = backend.attention(
+            _np(q), _np(k), _np(v), causal=is_causal, name=current[0], refusal=refusal
+        )
+        if fused is not None:
+            return torch.from_numpy(fused)
+        if k.shape[-3] != q.shape[-3] and q.ndim >= 3:  # GQA (enable_gqa): repeat K and V
+            k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+            v = v.repeat_interleave(q.shape[-3] // v.shape[-3], dim=-3)
         s = mm(q, k.transpose(-2, -1), "sdpa.qk") * (scale or 1 / math.sqrt(q.shape[-1]))
-        if is_causal:
-            lq, lk = s.shape[-2], s.shape[-1]
-            keep = torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+        if is_causal:  # torch's causal mask is aligned top-left: tril(0)
+            keep = torch.ones(s.shape[-2], s.shape[-1], dtype=torch.bool).tril(0)
             s = s.masked_fill(~keep, float("-inf"))
         if attn_mask is not None:
             s = (
@@ -51,6 +70,8 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
     def conv(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *rest):
         # convolution: (..., transposed, output_padding, groups); conv2d: (..., groups)
         groups = rest[-1] if rest else 1
+        if len(rest) == 3 and rest[0]:
+            raise WorkloadError("aten.convolution: transposed convolution has no functional run")
         stride, padding, dilation = (_pair(v) for v in (stride, padding, dilation))
         pads = (padding[0], padding[1], padding[0], padding[1])
         y = _conv(
@@ -95,7 +116,7 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
             return out
 
         def run_node(self, n):
-            self._node_name = n.name
+            self._node_name = current[0] = n.name
             return super().run_node(n)
 
     module = program.module()
