@@ -73,3 +73,17 @@ def test_flash2_attention_is_never_faster_and_only_where_a_source_states_it():
     h = [layer_costs(load_chip("h100"), "h100", *args, attention=a)[2] for a in ("flash", "flash2")]
     a = [layer_costs(load_chip("a100"), "a100", *args, attention=a)[2] for a in ("flash", "flash2")]
     assert h[1] > 1.5 * h[0] and a[1] / a[0] < h[1] / h[0]
+
+
+def test_batch1_gemv_is_not_charged_a_padded_tile():
+    """At M=1 the matrix tile would be 63/64 padding: the compute part is at most the GEMV on the
+    vector unit, the op stays memory bound, and more rows never cost less compute."""
+    chip = load_chip("a100")
+    parts = []
+    for m in (1, 4, 64, 256):
+        op = estimate(parse_workload(f"gemm:m={m},n=12288,k=4096,dtype=bf16"), chip).ops[0]
+        parts.append(op.parts_s["compute"])
+        if m == 1:
+            assert op.parts_s["compute"] <= 2 * 12288 * 4096 / chip.vector_flops * (1 + 1e-9)
+            assert op.bound == "memory"
+    assert parts == sorted(parts)
