@@ -14,7 +14,6 @@ parsed once per process and cached). Objectives:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from functools import cache
@@ -29,28 +28,37 @@ STATUS_OK, STATUS_INFEASIBLE, STATUS_FAILED = "ok", "infeasible", "failed"
 def point_id(space: Space, params: dict) -> str:
     """A point's identity: a hash of the chip spec it describes plus the workloads (and the
     serving and site setup when the space has them)."""
-    spec = apply(space.base.model_dump(mode="json"), params)
+    spec = apply(space.base_dump("json"), params)
     text = json.dumps([spec, space.workloads, *space.system_ident()], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _key(node, part: str):
+    """The index of `part` in a list of named levels (by name, else by position), or the key."""
+    if isinstance(node, list):
+        names = [m.get("name") for m in node]
+        return names.index(part) if part in names else int(part)
+    return part
+
+
 def apply(base: dict, params: dict) -> dict:
-    d = copy.deepcopy(base)
+    """`base` with the dotted-path parameters set. Only the containers on a changed path are
+    copied (the rest is shared with `base`, which is never modified)."""
+    d = dict(base)
+    d["memory"] = list(d["memory"])
+    fresh = {id(d), id(d["memory"])}
     for path, value in params.items():
         *head, last = path.split(".")
         node = d
         for part in head:
-            if isinstance(node, (list, tuple)):
-                names = [m.get("name") for m in node]
-                node = node[names.index(part)] if part in names else node[int(part)]
-            else:
-                node = node[part]
-        if isinstance(node, (list, tuple)):
-            names = [m.get("name") for m in node]
-            node[names.index(last) if last in names else int(last)] = value
-        else:
-            node[last] = value
-    d["memory"] = list(d["memory"])
+            k = _key(node, part)
+            child = node[k]
+            if id(child) not in fresh:
+                child = list(child) if isinstance(child, (list, tuple)) else dict(child)
+                node[k] = child
+                fresh.add(id(child))
+            node = child
+        node[_key(node, last)] = value
     return d
 
 
@@ -110,7 +118,7 @@ def objectives(space: Space, params: dict) -> dict:
     from chipforge import silicon
     from chipforge.spec.loader import chip_from_dict
 
-    chip = chip_from_dict(apply(space.base.model_dump(), params), "design point")
+    chip = chip_from_dict(apply(space.base_dump("python"), params), "design point")
     s = silicon.evaluate(chip)
     a = s.area.to_dict()
     o = {

@@ -36,13 +36,23 @@ def fingerprint(space: Space) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+CHUNK = 64  # points per task when a sweep is small (and the Optuna batch per worker)
+CHUNK_MAX = {"local": 256, "dask": 1024}  # larger tasks amortise a scheduler's per-task cost
+TASKS_PER_WORKER = 8  # enough that the last tasks do not leave a worker idle for long
+
+
+def chunk_size(n: int, workers: int, backend: str) -> int:
+    """Points per task: about TASKS_PER_WORKER tasks per worker, within [16, CHUNK_MAX]."""
+    return max(16, min(CHUNK_MAX[backend], -(-n // (workers * TASKS_PER_WORKER))))
+
+
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _evaluator(space: Space, backend: str, workers: int, address: str | None, chunk: int):
     def evaluate(items: list) -> Iterator[list[dict]]:
-        chunks = _chunks(items, chunk)
+        chunks = _chunks(items, chunk or chunk_size(len(items), workers, backend))
         if backend == "local":
             return backends.run_local(space, chunks, workers)
         if backend == "dask":
@@ -69,7 +79,6 @@ def sweep(
     if backend not in ("local", "dask"):
         raise ChipforgeError(f"`--backend` must be local or dask, not {backend!r}")
     workers = workers or backends.default_workers()
-    chunk = chunk or (256 if backend == "dask" else 64)  # fewer, larger tasks for a scheduler
     store = Store(store_dir)
     done = store.open(
         resume=resume,
@@ -85,7 +94,8 @@ def sweep(
         previous = store.read().to_dict("records") if done else []
         from dataclasses import replace
 
-        stream = search(replace(space, n=space_n), previous, evaluate, batch=chunk * workers)
+        batch = (chunk or CHUNK) * workers
+        stream = search(replace(space, n=space_n), previous, evaluate, batch=batch)
         total, already = space_n, len(previous)
     else:
         pts = sample.points(space, n)

@@ -104,6 +104,14 @@ class Space:
     seed: int = 0
     serving: Serving | None = None  # [serving]: a replica served by cluster.plan_serving
     site: SiteCfg = field(default_factory=SiteCfg)  # [site]: the datacenter the site_* fill
+    _dumps: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def base_dump(self, mode: str) -> dict:
+        """The base chip as a dict (`python` or `json` mode), dumped once per process;
+        callers copy before changing it (evaluate.apply)."""
+        if mode not in self._dumps:
+            self._dumps[mode] = self.base.model_dump(mode=mode)
+        return self._dumps[mode]
 
     @property
     def site_power_w(self) -> float:
