@@ -242,7 +242,7 @@ def markdown(rs: list[dict]) -> str:
         "- Both tools are roofline-style analytical models. GenZ assumes 100% compute and memory",
         "  efficiency by default, so it is faster than every published latency (-30% to -72%).",
         "  chipforge uses the per-op efficiencies of its calibrated single-chip engine, a lower",
-        "  sustained matrix rate for 8/4-bit operands (`NARROW_RATE_FRAC`, power cap) and one",
+        "  sustained matrix rate for 8/4-bit operands (`narrow_frac`, perf/calibration.py) and one",
         "  runtime constant (30 us per layer per step, `LAYER_OVERHEAD_S`).",
         "- TensorRT-LLM v0.6.1 throughput rows: static batching and, for Llama-2-70B, decode",
         "  attention without the XQA kernel (the engines had no paged KV cache) re-reading the KV",
