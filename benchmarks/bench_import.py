@@ -6,7 +6,8 @@ weights are allocated:
 - ONNX: the file is exported once (not timed); `from_onnx` is timed: load without weights,
   per-node shape inference and folding, fusion, costing.
 - torch: `from_torch` is timed whole, and split into PyTorch's own `torch.export` tracing and
-  chipforge's conversion of the exported program (`from_exported`).
+  chipforge's conversion of the exported program (`from_exported`); then with
+  `sample_layers=True` (exports of the first 1, 2, 3 layers, extrapolated; same graph).
 - pt2: `load_pt2` of a saved program (reads the archive's serialized graph, no torch), against
   the fallback it replaces: `torch.export.load` then `from_exported`.
 - `import torch` itself, in a fresh interpreter (the .pt2 and ONNX paths do not need it).
@@ -66,6 +67,8 @@ def main() -> None:
     export_s, program = timed(lambda: torch.export.export(module, inputs))
     convert_s, graph = timed(lambda: from_exported(program, name="gpt2-100"))
     whole_s, _ = timed(lambda: from_torch(module, inputs))
+    sampled_s, sampled = timed(lambda: from_torch(module, inputs, sample_layers=True))
+    assert sampled == graph, "sampling the layers changed the graph"
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "gpt2-100.onnx"
         cpu_module, cpu_inputs = gpt2.build(
@@ -88,6 +91,7 @@ def main() -> None:
         ("torch: from_torch (export + conversion)", whole_s),
         ("  of which torch.export (PyTorch's tracing)", export_s),
         ("  of which chipforge's conversion", convert_s),
+        ("torch: from_torch(sample_layers=True): 1-3 layers", sampled_s),
         ("onnx: from_onnx (hidden 256, no external weights)", onnx_s),
         ("pt2: load_pt2 (archive reader, hidden 256)", pt2_s),
         ("  was: torch.export.load", load_s),

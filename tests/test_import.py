@@ -538,3 +538,54 @@ def test_add_of_a_python_scalar_imports():
 
     graph = from_torch(HardSigmoid(), torch.ones(4, 8))
     assert graph.ops and all(op.kind == "vector" for op in graph.ops)
+
+
+# --- deep models from a few of their layers ---------------------------------------------
+
+
+def test_sampled_layers_give_the_graph_of_the_whole_export():
+    """`sample_layers` exports 1, 2 and 3 layers and extrapolates: the same folded graph
+    (counts, weights) as exporting every layer, for GPT-2, Llama with GQA and a MoE."""
+    small = {"vocab": 500, "hidden": 64, "heads": 8, "kv_heads": 2, "ffn": 128}
+    for module, inputs in (
+        gpt2.build(
+            load_model("gpt2", layers=6, vocab=500, hidden=64, heads=4, ffn=256), batch=1, seq=16
+        ),
+        llama.build(load_model("llama3-8b", layers=5, **small), batch=1, seq=16),
+        llama.build(load_model("mixtral-8x7b", layers=4, **small), batch=1, seq=16),
+    ):
+        fast = from_torch(module, inputs, dtype="bf16", sample_layers=True)
+        assert fast == from_torch(module, inputs, dtype="bf16")
+        assert len(module.h if hasattr(module, "h") else module.layers) >= 4  # restored
+
+
+class Alternating(nn.Module):
+    """Identical layers, but the parent doubles every other one: not linear in the layers."""
+
+    def __init__(self, pattern):
+        super().__init__()
+        self.pattern = pattern
+        self.layers = nn.ModuleList(nn.Linear(16, 16) for _ in range(6))
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if self.pattern(i):
+                x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize(
+    "pattern", [lambda i: i % 2 == 1, lambda i: i == 5], ids=["every-other", "last-only"]
+)
+def test_sampling_falls_back_when_it_cannot_check(pattern):
+    """Period 2 is caught by the linearity check (whole export instead, same graph as
+    without sampling); an op in layer 6 only is what it cannot see: documented, so the
+    option stays off by default."""
+    module, x = Alternating(pattern), torch.ones(2, 16)
+    full = from_torch(module, x)
+    fast = from_torch(module, x, sample_layers=True)
+    if pattern(1):
+        assert fast == full
+    else:
+        assert fast.flops < full.flops

@@ -46,6 +46,7 @@ def from_torch(
     allow_unsupported: bool = False,
     fold: bool = True,
     name: str | None = None,
+    sample_layers: bool = False,
 ) -> Graph:
     """The graph of `module(*example_inputs)`, through `torch.export`.
 
@@ -53,10 +54,32 @@ def from_torch(
     merges repeated layers into one op with a count; `allow_unsupported` costs ops without a
     rule as vector work (listed in `graph.meta`) instead of raising. Export what you mean to
     cost: call `module.eval()` first for inference. Meta-device modules and inputs work and
-    allocate no weights."""
+    allocate no weights.
+
+    `sample_layers` exports only the first 1, 2 and 3 layers of the model's one stack of
+    identical layers and extrapolates to all of them, checked for linearity (`torch_sample`:
+    what that check can and cannot see); falls back to the whole export whenever it cannot
+    apply. For deep models: torch.export's tracing is most of the import time."""
     torch = _torch()
     args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     label = name or type(module).__name__
+    if sample_layers and fold and not allow_unsupported:
+        from chipforge.workload.torch_sample import sampled
+
+        graph = sampled(
+            module,
+            lambda m: _export(torch, m, args, label),
+            lambda p: from_exported(p, name=label, dtype=dtype),
+        )
+        if graph is not None:
+            return graph
+    program = _export(torch, module, args, label)
+    return from_exported(
+        program, name=label, dtype=dtype, allow_unsupported=allow_unsupported, fold=fold
+    )
+
+
+def _export(torch: Any, module: Any, args: tuple, label: str) -> Any:
     fx_config = torch.fx.config  # the importer reads no stack traces: ~20% of export's time
     recorded, fx_config.do_not_emit_stack_traces = fx_config.do_not_emit_stack_traces, True
     try:
@@ -69,9 +92,7 @@ def from_torch(
         ) from None
     finally:
         fx_config.do_not_emit_stack_traces = recorded
-    return from_exported(
-        program, name=label, dtype=dtype, allow_unsupported=allow_unsupported, fold=fold
-    )
+    return program
 
 
 def load_pt2(
