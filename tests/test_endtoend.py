@@ -212,52 +212,62 @@ def test_dynamic_onnx_dims_need_binding(tmp_path):
 
 
 class SDPA(nn.Module):
-    def __init__(self, causal: bool):
+    def __init__(self, causal: bool, gqa: bool):
         super().__init__()
-        self.causal = causal
+        self.causal, self.gqa = causal, gqa
 
     def forward(self, q, k, v):
-        gqa = q.shape[1] != k.shape[1]
-        return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, enable_gqa=gqa)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, enable_gqa=self.gqa)
 
 
 ATTENTION_BOUND = 2.0**-6  # Q, K, V, P and O each rounded to bf16 once: a few u = 2^-9
 
 
+FUSED_MATRIX = "fused attention (products on matrix units)"
+FUSED_VECTOR = "fused attention (products on vector units)"
+
+
 @pytest.mark.parametrize(
-    "shape, causal, ran",
+    "fmt, shape, causal, ran",
     [
-        ((1, 4, 2, 128, 128, 64), True, "fused attention (products on matrix units)"),
-        ((2, 8, 2, 16, 16, 16), True, "fused attention (products on vector units)"),
-        ((2, 4, 4, 4, 12, 8), False, "fused attention (products on vector units)"),
-        ((1, 2, 2, 4, 8, 8), True, "two matmuls"),  # causal, q_len != kv_len
+        ("pt2", (1, 4, 2, 128, 128, 64), True, FUSED_MATRIX),  # GQA, 2 query heads a KV head
+        ("pt2", (2, 8, 2, 16, 16, 16), True, FUSED_VECTOR),
+        ("pt2", (2, 4, 4, 4, 12, 8), False, FUSED_VECTOR),
+        ("pt2", (1, 2, 2, 4, 8, 8), True, "two matmuls"),  # causal, q_len != kv_len
+        ("onnx", (2, 4, 4, 128, 128, 64), True, FUSED_MATRIX),  # MatMul-Softmax-MatMul chain
+        ("onnx", (1, 4, 4, 16, 16, 16), False, FUSED_VECTOR),
+        ("onnx", (1, 2, 2, 4, 8, 8), True, "two matmuls"),
     ],
 )
-def test_sdpa_runs_as_the_fused_attention_program(shape, causal, ran):
+def test_sdpa_runs_as_the_fused_attention_program(tmp_path, fmt, shape, causal, ran):
     """Real Q, K, V (GQA included) packed to the fused program's layout, against torch SDPA
     fp32; the log says which program ran (the two-matmul fallback where it cannot)."""
     b, heads, kv_heads, lq, lk, d = shape
     torch.manual_seed(0)
-    q, k, v = (
-        torch.randn(b, heads, lq, d),
-        torch.randn(b, kv_heads, lk, d),
-        torch.randn(b, kv_heads, lk, d),
-    )
-    module = SDPA(causal)
+    q, k, v = (torch.randn(b, h, n, d) for h, n in ((heads, lq), (kv_heads, lk), (kv_heads, lk)))
+    module = SDPA(causal, heads != kv_heads)
     be = Backend("chip-bf16", CHIP)
-    got = run_program(torch.export.export(module, (q, k, v)), (q, k, v), be)
+    if fmt == "pt2":
+        got = run_program(torch.export.export(module, (q, k, v)), (q, k, v), be).numpy()
+    else:  # the TorchScript exporter writes SDPA out as MatMul, Softmax, MatMul
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (q, k, v), str(tmp_path / "a.onnx"), dynamo=False)
+        model = load_model(tmp_path / "a.onnx")
+        feeds = {i.name: t.numpy() for i, t in zip(model.graph.input, (q, k, v), strict=True)}
+        got = run_onnx(model, feeds, be)[model.graph.output[0].name]
     ((log,),) = [be.attention_log]
-    assert (
-        log["program"] + (f" (products on {log['products_on']})" if "products_on" in log else "")
-        == ran
-    )
-    assert 2**-12 < normwise(got.numpy(), module(q, k, v).numpy()) <= ATTENTION_BOUND
+    units = f" (products on {log['products_on']})" if "products_on" in log else ""
+    assert log["program"] + units == ran
+    assert 2**-12 < normwise(got, module(q, k, v).numpy()) <= ATTENTION_BOUND
 
 
-def test_model_run_reports_fused_attention(exported):
+@pytest.mark.parametrize("ext", ["onnx", "pt2"])
+def test_model_run_reports_fused_attention(exported, ext):
     _, _, root = exported["transformer"]
-    data = run_model(root / "transformer.pt2", CHIP, dtype="bf16")
+    data = run_model(root / f"transformer.{ext}", CHIP, dtype="bf16")
     assert [a["program"] for a in data["attention"]] == ["fused attention"] * 2
+    assert data["result"] == "match"
 
 
 def test_per_channel_int8_against_a_numpy_formula():

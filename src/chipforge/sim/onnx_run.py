@@ -1,5 +1,6 @@
 """Executing an ONNX model node by node with real weights: matrix nodes on the chip
-(`matrix_backend.Backend`), every other node in numpy fp32, its float results rounded to bf16
+(`matrix_backend.Backend`; attention chains MatMul-Softmax-MatMul as the fused attention
+program, `onnx_attention`), every other node in numpy fp32, its float results rounded to bf16
 when the backend is the bf16 chip run (the vector unit's output format)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from chipforge.errors import WorkloadError
+from chipforge.sim import onnx_attention
 from chipforge.sim.matrix_backend import Backend, bf16
 from chipforge.workload.imported import require
 
@@ -244,11 +246,16 @@ def run_onnx(model, feeds: dict[str, np.ndarray], backend: Backend, *, on_node=N
     env |= {k: np.asarray(v, np.float32) for k, v in feeds.items()}
     env = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in env.items()}
     values: dict[str, np.ndarray] = {}
-    for index, node in enumerate(model.graph.node):
+    nodes = list(model.graph.node)
+    chains = onnx_attention.find(model) if backend.mode.startswith("chip") else {}
+    deferred = {i for chain in chains.values() for i in chain.skipped}
+
+    def execute(index: int, outs=None) -> None:
+        node = nodes[index]
         name = node.name or f"{node.op_type}_{index}"
-        attrs = _attrs(onnx, node)
-        args = [env[i] if i else None for i in node.input]
-        outs = _execute(backend, name, node.op_type, args, attrs)
+        if outs is None:
+            args = [env[i] if i else None for i in node.input]
+            outs = _execute(backend, name, node.op_type, args, _attrs(onnx, node))
         for out_name, value in zip(node.output, outs, strict=False):
             value = np.asarray(value)
             if value.dtype.kind == "f":
@@ -256,8 +263,19 @@ def run_onnx(model, feeds: dict[str, np.ndarray], backend: Backend, *, on_node=N
                 if backend.rounds_bf16 and node.op_type not in MATRIX_OPS:
                     value = bf16(value)
             env[out_name] = values[out_name] = value
+
+    for index, node in enumerate(nodes):
+        if index in chains:  # the P V product of attention: the fused program, or as written
+            name = node.name or f"attention_{index}"
+            out = onnx_attention.fused(chains[index], env, backend, name)
+            if out is None:
+                for skipped in chains[index].skipped:
+                    execute(skipped)
+            execute(index, None if out is None else (out,))
+        elif index not in deferred:
+            execute(index)
         if on_node:
-            on_node(name, node.op_type)
+            on_node(node.name or f"{node.op_type}_{index}", node.op_type)
     return values
 
 
