@@ -199,6 +199,31 @@ def test_grid_sweep_store_and_pareto(tmp_path):
     assert again["evaluated"] == 0 and len(Store(tmp_path / "r").read()) == 6
 
 
+def test_dask_backend_equals_local(tmp_path, monkeypatch):
+    """A running Dask scheduler (`--address`) gives the rows the in-process run gives; its
+    chunks are re-split for the cluster's 3 threads, not the 1 worker asked."""
+    from dask.distributed import LocalCluster
+
+    from chipforge.explore import backends
+
+    clock = {"min": "1 GHz", "max": "2 GHz", "steps": 200}
+    sp = space_from_dict(_space(params={"clock": clock}))
+    sweep(sp, tmp_path / "local", workers=1)
+    seen = []
+    real = backends._drive
+
+    def drive(submit, chunks, inflight):
+        seen.append(len(chunks))
+        return real(submit, chunks, inflight)
+
+    monkeypatch.setattr(backends, "_drive", drive)
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=False) as cluster:
+        addr = cluster.scheduler_address
+        sweep(sp, tmp_path / "dask", backend="dask", workers=1, address=addr)
+    assert seen == [13]  # 200 points for 3 threads: 16 per chunk (for 1 worker: 8 of 25)
+    assert Store(tmp_path / "dask").read().equals(Store(tmp_path / "local").read())
+
+
 def _resume_space(tmp_path) -> Path:
     f = tmp_path / "space.toml"
     f.write_text(

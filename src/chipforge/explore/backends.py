@@ -61,7 +61,9 @@ def run_local(space: Space, chunks: list[Chunk], workers: int) -> Iterator[list[
         yield from _drive(lambda c: pool.submit(_pool_chunk, c), chunks, workers * 2)
 
 
-def run_dask(space: Space, chunks: list[Chunk], workers: int, address: str | None):
+def run_dask(space: Space, chunks: list[Chunk], workers: int, address: str | None, rechunk=None):
+    """`rechunk(threads)`: the chunks re-split for a cluster whose size differs from
+    `workers` (a running scheduler at `address`)."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as e:
@@ -82,6 +84,8 @@ def run_dask(space: Space, chunks: list[Chunk], workers: int, address: str | Non
     try:
         remote = client.scatter(space, broadcast=True)
         n = sum(client.ncores().values()) or workers
+        if rechunk is not None and n != workers:
+            chunks = rechunk(n)
         yield from _drive(
             lambda c: client.submit(evaluate_chunk, remote, c, pure=False), chunks, n * 2
         )

@@ -56,7 +56,11 @@ def _evaluator(space: Space, backend: str, workers: int, address: str | None, ch
         if backend == "local":
             return backends.run_local(space, chunks, workers)
         if backend == "dask":
-            return backends.run_dask(space, chunks, workers, address)
+
+            def rechunk(threads: int) -> list[list]:
+                return _chunks(items, chunk_size(len(items), threads, backend))
+
+            return backends.run_dask(space, chunks, workers, address, None if chunk else rechunk)
         raise ChipforgeError(f"`--backend` must be local or dask, not {backend!r}")
 
     return evaluate
