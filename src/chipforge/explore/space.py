@@ -27,7 +27,7 @@ from chipforge.explore.system import (
     TCO_OBJECTIVES,
     Serving,
     SiteCfg,
-    SystemError_,
+    SystemTableError,
     parse_serving,
     parse_site,
 )
@@ -250,7 +250,7 @@ def space_from_dict(data: dict, where: str = "space") -> Space:
     try:
         serving = parse_serving(data.get("serving"))
         site = parse_site(data.get("site", {}), base_name)
-    except SystemError_ as e:
+    except SystemTableError as e:
         raise SpaceError(f"{where}: {e}") from None
     space = Space(
         base=base,

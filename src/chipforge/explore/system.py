@@ -46,7 +46,7 @@ SECONDS_PER_YEAR = 8760 * 3600.0
 KEEP_CHIPS = 256  # see _plan
 
 
-class SystemError_(ChipforgeError):
+class SystemTableError(ChipforgeError):
     """A bad [serving] or [site] table (raised as SpaceError by the caller)."""
 
 
@@ -78,7 +78,7 @@ def _int(raw: dict, key: str, default=None) -> int | None:
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise SystemError_(f"serving: `{key}` must be a positive integer, not {v!r}")
+        raise SystemTableError(f"serving: `{key}` must be a positive integer, not {v!r}")
     return v
 
 
@@ -86,7 +86,7 @@ def _quantity(value, dimension: str, where: str) -> float:
     try:
         return parse_quantity(value, dimension, field=where)
     except ChipforgeError as e:
-        raise SystemError_(str(e)) from None
+        raise SystemTableError(str(e)) from None
 
 
 def parse_serving(raw: dict | None) -> Serving | None:
@@ -99,23 +99,25 @@ def parse_serving(raw: dict | None) -> Serving | None:
     keys = [k.removesuffix("_s") if k.endswith("_slo_s") else k for k in keys]
     for k in raw:
         if k not in keys:
-            raise SystemError_(f"serving: unknown key `{k}`{did_you_mean(k, keys)}")
+            raise SystemTableError(f"serving: unknown key `{k}`{did_you_mean(k, keys)}")
     if "model" not in raw:
-        raise SystemError_('serving: `model` is missing, e.g. model = "llama3-70b"')
+        raise SystemTableError('serving: `model` is missing, e.g. model = "llama3-70b"')
     try:
         resolve_model(str(raw["model"]))
     except ChipforgeError as e:
-        raise SystemError_(f"serving: `model` {raw['model']!r}: {e}") from None
+        raise SystemTableError(f"serving: `model` {raw['model']!r}: {e}") from None
     for k in ("dtype", "kv_dtype"):
         if k in raw and raw[k] not in BYTES:
-            raise SystemError_(f"serving: `{k}` must be one of {', '.join(BYTES)}, not {raw[k]!r}")
+            raise SystemTableError(
+                f"serving: `{k}` must be one of {', '.join(BYTES)}, not {raw[k]!r}"
+            )
     slo = {}
     for k in ("ttft_slo", "tpot_slo"):
         if k in raw:
             slo[f"{k}_s"] = _quantity(raw[k], "time", f"serving.{k}")
             if slo[f"{k}_s"] <= 0:
-                raise SystemError_(f"serving: `{k}` must be > 0, not {raw[k]!r}")
-    return Serving(
+                raise SystemTableError(f"serving: `{k}` must be > 0, not {raw[k]!r}")
+    out = Serving(
         model=str(raw["model"]),
         chips=_int(raw, "chips", 8),
         isl=_int(raw, "isl", 1024),
@@ -127,6 +129,14 @@ def parse_serving(raw: dict | None) -> Serving | None:
         disaggregated=bool(raw.get("disaggregated", False)),
         **slo,
     )
+    c = resolve_model(out.model)
+    for k, v, need in (("tp", out.tp, c.heads), ("pp", out.pp, c.layers)):
+        if v and (need % v or out.chips % v):
+            raise SystemTableError(
+                f"serving: `{k}` {v} must divide {c.name}'s {need} "
+                f"{'heads' if k == 'tp' else 'layers'} and `chips` {out.chips}"
+            )
+    return out
 
 
 def parse_site(raw: dict, base_name: str) -> SiteCfg:
@@ -135,15 +145,15 @@ def parse_site(raw: dict, base_name: str) -> SiteCfg:
     known = ["power", "rack", "volume", *[f.name for f in fields(Assumptions)]]
     for k in raw:
         if k not in known:
-            raise SystemError_(f"site: unknown key `{k}`{did_you_mean(k, known)}")
+            raise SystemTableError(f"site: unknown key `{k}`{did_you_mean(k, known)}")
     power = _quantity(raw.get("power", 1e9), "power", "site.power")
     if power <= 0:
-        raise SystemError_(f"site: `power` must be > 0, not {raw['power']!r}")
+        raise SystemTableError(f"site: `power` must be > 0, not {raw['power']!r}")
     if "rack" in raw:
         try:
             rack = load_rack(str(raw["rack"])).name
         except ChipforgeError as e:
-            raise SystemError_(f"site: {e}") from None
+            raise SystemTableError(f"site: {e}") from None
     else:
         try:
             rack = rack_for_chip(base_name).name
@@ -153,10 +163,10 @@ def parse_site(raw: dict, base_name: str) -> SiteCfg:
     try:
         Assumptions().with_(**over)
     except ChipforgeError as e:
-        raise SystemError_(f"site: {e}") from None
+        raise SystemTableError(f"site: {e}") from None
     volume = raw.get("volume", SiteCfg.volume)
     if not isinstance(volume, int) or volume < 1:
-        raise SystemError_(f"site: `volume` must be a positive integer, not {volume!r}")
+        raise SystemTableError(f"site: `volume` must be a positive integer, not {volume!r}")
     return SiteCfg(power, rack, volume, tuple(sorted(over.items())))
 
 
