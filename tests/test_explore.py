@@ -225,6 +225,37 @@ def test_dask_backend_equals_local(tmp_path, monkeypatch):
     assert Store(tmp_path / "dask").read().equals(Store(tmp_path / "local").read())
 
 
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_nsga2_search_resumes_to_the_clean_result(tmp_path):
+    """Stopped after two generations and resumed (with another worker count), an NSGA-II
+    search stores exactly the points and rows of an uninterrupted one."""
+    sp = space_from_dict(
+        _space(
+            params={"matrix.rows": [64, 128, 256], "clock": {"min": "1 GHz", "max": "2 GHz"}},
+            sampler={"method": "nsga2", "n": 40, "seed": 3},
+        )
+    )
+    calls = []
+
+    def stop(done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        sweep(sp, tmp_path / "cut", workers=1, chunk=8, on_rows=stop)
+    kept = len(Store(tmp_path / "cut").read())  # 2 generations of 8 (fewer if one repeats)
+    assert 8 < kept <= 16
+    again = sweep(sp, tmp_path / "cut", workers=2, chunk=8, resume=True)
+    sweep(sp, tmp_path / "clean", workers=1, chunk=8)
+    clean = Store(tmp_path / "clean").read()
+    assert again["evaluated"] == len(clean) - kept  # nothing stored was evaluated again
+    assert Store(tmp_path / "cut").read().equals(clean)
+
+
 def _resume_space(tmp_path) -> Path:
     f = tmp_path / "space.toml"
     f.write_text(

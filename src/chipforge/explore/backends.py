@@ -52,47 +52,73 @@ def _pool_chunk(chunk: Chunk) -> list[dict]:
     return evaluate_chunk(_SPACE, chunk)
 
 
-def run_local(space: Space, chunks: list[Chunk], workers: int) -> Iterator[list[dict]]:
-    if workers <= 1:  # in-process: no pickling, the same numbers
-        for chunk in chunks:
-            yield evaluate_chunk(space, chunk)
-        return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(space,)) as pool:
-        yield from _drive(lambda c: pool.submit(_pool_chunk, c), chunks, workers * 2)
+class Runner:
+    """Runs lists of chunks on one process pool or Dask cluster, started on first use and kept
+    until `close()`: an Optuna search evaluates a batch per generation on the same workers.
 
+    backend "local": `workers` processes (1: in-process, no pickling); "dask": a scheduler at
+    `address`, or a LocalCluster of `workers` single-threaded processes."""
 
-def run_dask(space: Space, chunks: list[Chunk], workers: int, address: str | None, rechunk=None):
-    """`rechunk(threads)`: the chunks re-split for a cluster whose size differs from
-    `workers` (a running scheduler at `address`)."""
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError as e:
-        raise ChipforgeError(
-            f"--backend dask needs dask[distributed] ({e}); pip install 'chipforge[explore]'"
-        ) from None
-    cluster = None
-    if address:
-        client = Client(address)
-    else:
-        import dask
+    def __init__(self, space: Space, backend: str, workers: int, address: str | None = None):
+        self.space, self.backend, self.workers, self.address = space, backend, workers, address
+        self.threads = workers  # what the chunks are sized for; a running cluster's own count
+        self._pool = self._client = self._cluster = self._remote = None
 
-        with dask.config.set(LOCAL_DASK_CONFIG):  # nannies pass it on to their workers
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    def start(self) -> Runner:
+        if self.backend == "local" and self.workers > 1 and self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, initializer=_init, initargs=(self.space,)
             )
-        client = Client(cluster)
-    try:
-        remote = client.scatter(space, broadcast=True)
-        n = sum(client.ncores().values()) or workers
-        if rechunk is not None and n != workers:
-            chunks = rechunk(n)
-        yield from _drive(
-            lambda c: client.submit(evaluate_chunk, remote, c, pure=False), chunks, n * 2
-        )
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        elif self.backend == "dask" and self._client is None:
+            self._start_dask()
+        return self
+
+    def _start_dask(self) -> None:
+        try:
+            import dask
+            from dask.distributed import Client, LocalCluster
+        except ImportError as e:
+            raise ChipforgeError(
+                f"--backend dask needs dask[distributed] ({e}); pip install 'chipforge[explore]'"
+            ) from None
+        if self.address:
+            self._client = Client(self.address)
+        else:
+            with dask.config.set(LOCAL_DASK_CONFIG):  # nannies pass it on to their workers
+                self._cluster = LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                )
+            self._client = Client(self._cluster)
+        self._remote = self._client.scatter(self.space, broadcast=True)
+        self.threads = sum(self._client.ncores().values()) or self.workers
+
+    def run(self, chunks: list[Chunk]) -> Iterator[list[dict]]:
+        """Finished chunks (lists of rows) in completion order."""
+        self.start()
+        if self._pool is not None:
+            yield from _drive(lambda c: self._pool.submit(_pool_chunk, c), chunks, self.threads * 2)
+        elif self._client is not None:
+            client, remote = self._client, self._remote
+            yield from _drive(
+                lambda c: client.submit(evaluate_chunk, remote, c, pure=False),
+                chunks,
+                self.threads * 2,
+            )
+        else:
+            for chunk in chunks:
+                yield evaluate_chunk(self.space, chunk)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._pool = self._client = self._cluster = self._remote = None
 
 
 def _drive(submit, chunks: list[Chunk], inflight: int) -> Iterator[list[dict]]:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from chipforge.errors import ChipforgeError
@@ -50,18 +51,16 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _evaluator(space: Space, backend: str, workers: int, address: str | None, chunk: int):
+def _evaluator(runner: backends.Runner, backend: str, chunk: int):
+    """items -> finished chunks of rows; chunks sized for the runner's workers (for a running
+    Dask scheduler, the threads it reports)."""
+
     def evaluate(items: list) -> Iterator[list[dict]]:
-        chunks = _chunks(items, chunk or chunk_size(len(items), workers, backend))
-        if backend == "local":
-            return backends.run_local(space, chunks, workers)
-        if backend == "dask":
-
-            def rechunk(threads: int) -> list[list]:
-                return _chunks(items, chunk_size(len(items), threads, backend))
-
-            return backends.run_dask(space, chunks, workers, address, None if chunk else rechunk)
-        raise ChipforgeError(f"`--backend` must be local or dask, not {backend!r}")
+        if not items:
+            return iter(())
+        runner.start()
+        size = chunk or chunk_size(len(items), runner.threads, backend)
+        return runner.run(_chunks(items, size))
 
     return evaluate
 
@@ -84,31 +83,29 @@ def sweep(
         raise ChipforgeError(f"`--backend` must be local or dask, not {backend!r}")
     workers = workers or backends.default_workers()
     store = Store(store_dir)
-    done = store.open(
-        resume=resume,
-        meta={
-            "fingerprint": fingerprint(space),
-            "objectives": space.objectives,
-            "method": space.method,
-        },
-    )
-    evaluate = _evaluator(space, backend, workers, address, chunk)
-    if space.method in ("nsga2", "tpe"):
-        space_n = n or space.n
-        previous = store.read().to_dict("records") if done else []
-        from dataclasses import replace
-
-        batch = (chunk or CHUNK) * workers
-        stream = search(replace(space, n=space_n), previous, evaluate, batch=batch)
-        total, already = space_n, len(previous)
-    else:
-        pts = sample.points(space, n)
-        items = [(point_id(space, p), p) for p in pts]
-        unique = list(dict(items).items())
-        todo = [(pid, p) for pid, p in unique if pid not in done]
-        stream = evaluate(todo)
-        total, already = len(unique), len(unique) - len(todo)
-    return _stream(store, stream, total, already, on_rows, flush_s)
+    search_like = space.method in ("nsga2", "tpe")
+    # an Optuna search replays its generations on resume: keep the batch of the first run
+    batch = (store.meta().get("batch") if resume else None) or (chunk or CHUNK) * workers
+    meta = {"fingerprint": fingerprint(space), "objectives": space.objectives}
+    meta.update(method=space.method, **({"batch": batch} if search_like else {}))
+    done = store.open(resume=resume, meta=meta)
+    runner = backends.Runner(space, backend, workers, address)
+    evaluate = _evaluator(runner, backend, chunk)
+    try:
+        if search_like:
+            space_n = n or space.n
+            previous = store.read().to_dict("records") if done else []
+            stream = search(replace(space, n=space_n), previous, evaluate, batch=batch)
+            total, already = space_n, len(previous)
+        else:
+            items = [(point_id(space, p), p) for p in sample.points(space, n)]
+            unique = list(dict(items).items())
+            todo = [(pid, p) for pid, p in unique if pid not in done]
+            stream = evaluate(todo)
+            total, already = len(unique), len(unique) - len(todo)
+        return _stream(store, stream, total, already, on_rows, flush_s)
+    finally:
+        runner.close()
 
 
 def _stream(store: Store, stream, total: int, already: int, on_rows, flush_s: float) -> dict:

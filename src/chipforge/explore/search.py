@@ -1,6 +1,7 @@
 """Multi-objective search with Optuna: NSGA-II (Deb et al., IEEE TEC 2002) or TPE, in batches
-of `batch` points evaluated on the chosen backend (ask/tell). On resume, stored points are
-told to the study first, so the search continues from them and none is evaluated twice."""
+of `batch` points evaluated on the chosen backend (ask/tell). On resume the search is replayed
+with the first run's batch: stored rows answer the points already evaluated (none is evaluated
+twice) and the seeded sampler then asks exactly what an uninterrupted run would."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def search(
     *,
     batch: int,
 ) -> Iterator[list[dict]]:
-    """Ask `space.n` points in all (stored ones count), evaluate them batch by batch."""
+    """Ask `space.n` points in all, batch by batch; evaluate those not in `previous`."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -45,29 +46,22 @@ def search(
     )
     directions = ["minimize" if s == "min" else "maximize" for s in space.objectives.values()]
     study = optuna.create_study(directions=directions, sampler=sampler)
-    seen = set()
-    for row in previous:
-        params = {p.path: row[f"p.{p.path}"] for p in space.params}
-        values = _values(space, row)
-        state = optuna.trial.TrialState.COMPLETE if values else optuna.trial.TrialState.FAIL
-        study.add_trial(
-            optuna.trial.create_trial(
-                params=params, distributions=dists, values=values, state=state
-            )
-        )
-        seen.add(row["id"])
-    left = space.n - len(previous)
+    # Resume replays the search: the seeded sampler asks the same points in the same batches,
+    # stored rows answer the ones already evaluated, so the study (and every later ask) is the
+    # one an uninterrupted run has.
+    known = {r["id"]: r for r in previous}
+    left = space.n
     while left > 0:
         trials = [study.ask(dists) for _ in range(min(batch, left))]
         items = [(point_id(space, t.params), t.params) for t in trials]
-        rows = {r["id"]: r for chunk in evaluate(items) for r in chunk}
+        todo = list({pid: p for pid, p in items if pid not in known}.items())
+        fresh = {r["id"]: r for chunk in evaluate(todo) for r in chunk}
+        known.update(fresh)
         for t, (pid, _) in zip(trials, items, strict=True):
-            values = _values(space, rows[pid])
+            values = _values(space, known[pid])
             if values:
                 study.tell(t, values)
             else:
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
-        fresh = [r for pid, r in rows.items() if pid not in seen]
-        seen.update(rows)
         left -= len(trials)
-        yield fresh
+        yield list(fresh.values())
