@@ -3,6 +3,7 @@ against a brute-force reference, SIGKILL + resume equals a clean run, the exampl
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -368,6 +369,7 @@ def test_example_runs_small_and_writes_the_plot(tmp_path):
         check=True,
     )
     assert png.stat().st_size > 1000 and '"usd_per_million_tokens"' in r.stdout
+    assert json.loads(r.stdout)["methods"]["site_method"] == {"datacenter.evaluate_site": 12}
     df = Store(tmp_path / "r").read()
     assert set(df["site_method"].dropna()) == {"datacenter.evaluate_site"}
     assert set(df["serving_method"]) == {"cluster.plan_serving"}

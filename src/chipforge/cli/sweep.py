@@ -94,9 +94,13 @@ def show_cmd(
     ranked = pareto(df, objectives)
     shown = ranked[ranked["pareto"]] if front_only else ranked
     counts = df["status"].value_counts().to_dict()
+    methods = {  # which model gave the system objectives (real or stand-in), by row count
+        c: df[c].value_counts().to_dict() for c in df.columns if c.endswith("_method")
+    }
     data = {
         "objectives": objectives,
         "counts": counts,
+        "methods": methods,
         "rows": _records(shown[["id", *[c for c in shown.columns if c != "id"]]]),
     }
     write_reports("sweep", {**data, "rows": _records(ranked)}, html, None)
@@ -108,6 +112,7 @@ def show_cmd(
     table = Table(
         title=f"{'Pareto front' if front_only else 'feasible points'} of {directory} "
         f"({', '.join(f'{k}: {v}' for k, v in counts.items())})"
+        + "".join(f"; {c}: {', '.join(m)}" for c, m in methods.items())
     )
     for col in ["id", *params, *objectives]:
         table.add_column(col.removeprefix("p."), justify="right")
