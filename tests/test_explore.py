@@ -188,6 +188,20 @@ def test_front_mask_matches_brute_force():
     assert front_mask(v).tolist() == ref
 
 
+def test_pareto_skips_rows_missing_an_objective():
+    import pandas as pd
+
+    df = pd.DataFrame(
+        {
+            "status": ["ok", "ok", "ok", "infeasible"],
+            "a": [1.0, 2.0, float("nan"), 0.0],
+            "b": [2.0, 1.0, 0.0, 0.0],
+        }
+    )
+    front = pareto(df, {"a": "min", "b": "min"})
+    assert len(front) == 3 and front["pareto"].tolist() == [True, True, False]
+
+
 def test_grid_sweep_store_and_pareto(tmp_path):
     sp = space_from_dict(_space())
     counts = sweep(sp, tmp_path / "r", workers=1)

@@ -21,7 +21,8 @@ def front_mask(values: np.ndarray) -> np.ndarray:
 
 
 def pareto(df, objectives: dict[str, str]):
-    """Feasible rows of `df` with a `pareto` column; the front first, sorted by objective 1."""
+    """Feasible rows of `df` with a `pareto` column; the front first, sorted by objective 1.
+    A row missing an objective (NaN: e.g. no tokens to price) is listed but never on the front."""
     ok = df[df["status"] == "ok"].copy()
     names = list(objectives)
     if ok.empty:
@@ -30,7 +31,10 @@ def pareto(df, objectives: dict[str, str]):
     signed = np.stack(
         [ok[k].to_numpy(float) * (1 if objectives[k] == "min" else -1) for k in names], axis=1
     )  # (n, k) all minimised
-    ok["pareto"] = front_mask(signed)
+    finite = np.isfinite(signed).all(axis=1)
+    mask = np.zeros(len(ok), dtype=bool)
+    mask[finite] = front_mask(signed[finite])
+    ok["pareto"] = mask
     return ok.sort_values(["pareto", names[0]], ascending=[False, objectives[names[0]] == "min"])
 
 

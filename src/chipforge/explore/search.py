@@ -5,6 +5,7 @@ twice) and the seeded sampler then asks exactly what an uninterrupted run would.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 from chipforge.explore.evaluate import STATUS_OK, point_id
@@ -22,9 +23,11 @@ def _distribution(p: Param):
 
 
 def _values(space: Space, row: dict) -> list[float] | None:
+    """The objectives of a feasible row; None (a failed trial) when any is missing."""
     if row.get("status") != STATUS_OK:
         return None
-    return [float(row[k]) for k in space.objectives]
+    values = [float(row.get(k, math.nan)) for k in space.objectives]
+    return values if all(math.isfinite(v) for v in values) else None
 
 
 def search(
