@@ -543,9 +543,18 @@ def test_add_of_a_python_scalar_imports():
 # --- deep models from a few of their layers ---------------------------------------------
 
 
-def test_sampled_layers_give_the_graph_of_the_whole_export():
-    """`sample_layers` exports 1, 2 and 3 layers and extrapolates: the same folded graph
-    (counts, weights) as exporting every layer, for GPT-2, Llama with GQA and a MoE."""
+@pytest.fixture
+def sample_short_stacks(monkeypatch):
+    """Sample stacks from 4 layers (12 by default) so the tests' models stay small."""
+    from chipforge.workload import torch_sample
+
+    monkeypatch.setattr(torch_sample, "MIN_LAYERS", 4)
+
+
+def test_sampled_layers_give_the_graph_of_the_whole_export(sample_short_stacks):
+    """`sample_layers` (the default) exports 1, 2 and 3 layers and extrapolates: the same
+    folded graph (counts, weights) as exporting every layer, for GPT-2, Llama with GQA and a
+    MoE."""
     small = {"vocab": 500, "hidden": 64, "heads": 8, "kv_heads": 2, "ffn": 128}
     for module, inputs in (
         gpt2.build(
@@ -554,13 +563,16 @@ def test_sampled_layers_give_the_graph_of_the_whole_export():
         llama.build(load_model("llama3-8b", layers=5, **small), batch=1, seq=16),
         llama.build(load_model("mixtral-8x7b", layers=4, **small), batch=1, seq=16),
     ):
-        fast = from_torch(module, inputs, dtype="bf16", sample_layers=True)
-        assert fast == from_torch(module, inputs, dtype="bf16")
+        from chipforge.workload.torch_sample import find_stack, uniform
+
+        assert uniform(module, inputs, find_stack(module))  # so the graph below is sampled
+        fast = from_torch(module, inputs, dtype="bf16")
+        assert fast == from_torch(module, inputs, dtype="bf16", sample_layers=False)
         assert len(module.h if hasattr(module, "h") else module.layers) >= 4  # restored
 
 
 class Alternating(nn.Module):
-    """Identical layers, but the parent doubles every other one: not linear in the layers."""
+    """Identical layers, but the parent runs the layers `pattern` picks twice."""
 
     def __init__(self, pattern):
         super().__init__()
@@ -576,16 +588,30 @@ class Alternating(nn.Module):
 
 
 @pytest.mark.parametrize(
-    "pattern", [lambda i: i % 2 == 1, lambda i: i == 5], ids=["every-other", "last-only"]
+    "pattern",
+    [lambda i: i % 2 == 1, lambda i: i % 4 == 3, lambda i: i == 5, lambda i: i == 0],
+    ids=["every-other", "every-4th", "last-only", "first-only"],
 )
-def test_sampling_falls_back_when_it_cannot_check(pattern):
-    """Period 2 is caught by the linearity check (whole export instead, same graph as
-    without sampling); an op in layer 6 only is what it cannot see: documented, so the
-    option stays off by default."""
+def test_sampling_sees_layers_that_differ_by_index(pattern, sample_short_stacks):
+    """The parent runs some layers twice: the meta-tensor run sees it (or the linearity
+    check does) and the model is exported whole: the same graph as without sampling."""
+    from chipforge.workload.torch_sample import find_stack, uniform
+
     module, x = Alternating(pattern), torch.ones(2, 16)
-    full = from_torch(module, x)
-    fast = from_torch(module, x, sample_layers=True)
-    if pattern(1):
-        assert fast == full
-    else:
-        assert fast.flops < full.flops
+    assert not uniform(module, (x,), find_stack(module))
+    assert from_torch(module, x) == from_torch(module, x, sample_layers=False)
+    assert from_torch(module, x).flops == 2 * 2 * 16 * 16 * sum(1 + pattern(i) for i in range(6))
+
+
+def test_sampling_runs_real_weight_modules_on_meta_tensors(sample_short_stacks):
+    """A CPU module with real weights: the check runs it with meta copies (nothing computed,
+    the weights untouched) and the sampled graph is the whole export's."""
+    from chipforge.workload.torch_sample import find_stack, uniform
+
+    torch.manual_seed(0)
+    module, x = Alternating(lambda i: False), torch.ones(2, 16)
+    assert uniform(module, (x,), find_stack(module))
+    before = [p.clone() for p in module.parameters()]
+    fast = from_torch(module, x)
+    assert fast == from_torch(module, x, sample_layers=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))

@@ -46,7 +46,7 @@ def from_torch(
     allow_unsupported: bool = False,
     fold: bool = True,
     name: str | None = None,
-    sample_layers: bool = False,
+    sample_layers: bool = True,
 ) -> Graph:
     """The graph of `module(*example_inputs)`, through `torch.export`.
 
@@ -56,10 +56,11 @@ def from_torch(
     cost: call `module.eval()` first for inference. Meta-device modules and inputs work and
     allocate no weights.
 
-    `sample_layers` exports only the first 1, 2 and 3 layers of the model's one stack of
-    identical layers and extrapolates to all of them, checked for linearity (`torch_sample`:
-    what that check can and cannot see); falls back to the whole export whenever it cannot
-    apply. For deep models: torch.export's tracing is most of the import time."""
+    `sample_layers` (deep models: torch.export's tracing is most of the import time) exports
+    only the first 1, 2 and 3 layers of the model's one stack of identical layers and
+    extrapolates to all of them, after checking on a meta-tensor run of the whole forward that
+    every layer makes the same calls (`torch_sample`); it exports the whole model whenever a
+    check fails. The graph is the whole export's either way; False always exports it whole."""
     torch = _torch()
     args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     label = name or type(module).__name__
@@ -68,6 +69,7 @@ def from_torch(
 
         graph = sampled(
             module,
+            args,
             lambda m: _export(torch, m, args, label),
             lambda p: from_exported(p, name=label, dtype=dtype),
         )

@@ -1,32 +1,44 @@
-"""Importing a deep PyTorch model from a few of its layers (`from_torch(..., sample_layers=True)`).
+"""Importing a deep PyTorch model from a few of its layers (`from_torch`'s `sample_layers`).
 
-`torch.export` traces every aten op of every layer: ~60-80 ms of CPU a GPT-2 layer on our
-machine, so a 100-layer model spends 6-8 s in PyTorch's tracer alone. Most deep models are one
-`nn.ModuleList` of identical layers, and chipforge folds those layers into one op with a count
-anyway. Here the stack is cut to its first 1, 2 and 3 layers, each cut exported and imported
-(folded), and the full model's graph is extrapolated: count(N) = count(1) + (N - 1) x delta,
-delta = count(2) - count(1), used only when count(3) - count(2) equals delta for every op and
-for the weights (the layers really add the same work each).
+`torch.export` traces every aten op of every layer: ~3 ms of CPU an op on our machine, 6 s for
+a 100-layer GPT-2, while chipforge folds those layers into one op with a count anyway. Most
+deep models are one `nn.ModuleList` of identical layers; for those the stack is cut to its
+first 1, 2 and 3 layers, each cut exported and imported (folded), and the full model's graph
+extrapolated: count(N) = count(1) + (N - 1) x delta, delta = count(2) - count(1).
 
-Used only when it can be checked: exactly one stack of >= MIN_LAYERS layers of one class with
-the same parameter shapes and the same plain attributes in every submodule; folded graphs; no
-unsupported ops. Anything else (or any export error of a cut model) returns None and the caller
-exports the whole model. What the check cannot see: a parent that picks per-layer behaviour by
-index with a period longer than 2 (e.g. a global-attention layer every 6th) and that changes the
-cost. Do not sample such models.
+Checks, each of which sends the model to the whole export when it fails:
+- exactly one stack of >= MIN_LAYERS layers, all of one class with the same parameter shapes
+  and the same plain attributes in every submodule (`find_stack`);
+- the whole forward run once on meta tensors, every torch call of the parent recorded
+  (function, argument shapes, dtypes and plain values; only the first layer really runs, the
+  others, being the same module, return its output when called with the same shapes): each
+  layer is called once with the same argument shapes and the parent does the same work
+  between each two layers; cut to two layers, the parent does the same work before the first
+  and after the last (`uniform`). This sees a parent that changes the work by layer index
+  (a global-attention layer every 6th) and layers called with different shapes;
+- count(3) - count(2) equals delta for every op and for the weights (`_extrapolate`);
+- folded graphs, no unsupported ops, every cut exports.
+What the checks cannot see: a layer whose work depends on anything but its class, plain
+attributes, parameter shapes and argument shapes (a global, a tensor's values, `isinstance`
+tests of the parent on its layers, which see the stand-ins). `sample_layers=False` exports
+every layer.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 from chipforge.workload.graph import Graph
 from chipforge.workload.imported import require
 
-MIN_LAYERS = 4  # below this, three cut exports cost about as much as the whole model
+# Below this, three cut exports cost about what the whole export does (measured on our 2-core
+# machine, CPU time: 8-layer small GPT-2 0.9 s sampled vs 0.5 s whole; 12-layer BERT-base
+# 0.43 s vs 0.64 s; ViT-B/16 0.40 s vs 0.52 s; 100-layer GPT-2 0.56 s vs 4.6 s).
+MIN_LAYERS = 12
 
 
 def _signature(module: Any) -> tuple:
@@ -64,24 +76,136 @@ def find_stack(module: Any) -> tuple[Any, str, list] | None:
     return module.get_submodule(parent_path), attr, stack
 
 
-def sampled(module: Any, export, convert) -> Graph | None:
-    """The folded graph of `module` from cuts of its layer stack, or None (export it whole).
-    `export(module)` returns an ExportedProgram; `convert(program)` its folded graph."""
-    found = find_stack(module)
-    if found is None:
-        return None
+def _meta(x: Any) -> Any:
+    torch = require("torch", "a PyTorch model")
+    if isinstance(x, torch.Tensor):
+        return x if x.device.type == "meta" else torch.empty_like(x, device="meta")
+    if isinstance(x, (list, tuple)):
+        return type(x)(_meta(i) for i in x)
+    if isinstance(x, dict):
+        return {k: _meta(v) for k, v in x.items()}
+    return x
+
+
+def _sig(x: Any) -> Any:
+    torch = require("torch", "a PyTorch model")
+    if isinstance(x, torch.Tensor):
+        return (tuple(x.shape), x.dtype)
+    if isinstance(x, (list, tuple)):
+        return tuple(_sig(i) for i in x)
+    if isinstance(x, dict):
+        return tuple((k, _sig(v)) for k, v in x.items())
+    return repr(x)
+
+
+MARK = "<layer>"  # an event: a layer of the stack starts, with its arguments' signature
+
+
+def _record(module: Any, args: tuple, found: tuple, k: int | None = None) -> list | None:
+    """The torch calls of one forward on meta tensors (the stack cut to `k` layers), with a
+    (MARK, arguments) event at each layer's start; None when it cannot run on meta tensors.
+
+    Only the first layer runs (its calls are not recorded); the others return its output
+    when called with the same argument shapes: they are the same module (`find_stack`), so
+    they would run the same calls. What is recorded is the parent's own work around them."""
     torch = require("torch", "a PyTorch model")
     parent, attr, stack = found
-    graphs = []
+    events: list = []
+    first: dict = {}
+
+    class Record(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if "running" not in first:
+                events.append((getattr(func, "__name__", repr(func)), _sig(args), _sig(kwargs)))
+            return func(*args, **kwargs)
+
+    class Stub(torch.nn.Module):
+        def __init__(self, layer: Any, real: bool):
+            super().__init__()
+            if real:
+                self.layer = layer  # registered: its weights go meta with the model's
+            else:
+                object.__setattr__(self, "layer", layer)
+
+        def __getattr__(self, name: str) -> Any:  # the parent may read a layer's attributes
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self.__dict__.get("layer") or self._modules["layer"], name)
+
+        def forward(self, *a, **kw):
+            sig = _sig((a, kw))
+            events.append((MARK, sig))
+            if "out" not in first:
+                first["running"] = True
+                first["out"] = self.layer(*a, **kw)
+                del first["running"]
+                first["sig"] = sig
+            elif sig != first["sig"]:
+                raise ValueError("a layer called with other shapes")
+            return first["out"]
+
+    layers = list(stack)[:k] if k else list(stack)
+    parent._modules[attr] = torch.nn.ModuleList(Stub(x, i == 0) for i, x in enumerate(layers))
     try:
-        for k in (1, 2, 3):
-            parent._modules[attr] = torch.nn.ModuleList(list(stack)[:k])
-            graphs.append(convert(export(module)))
-    except Exception:  # a cut the forward cannot run, an unsupported op: export it whole
+        tensors = dict([*module.named_parameters(), *module.named_buffers()])
+        on_meta = all(t.device.type == "meta" for t in tensors.values())
+        meta = None if on_meta else {name: _meta(t) for name, t in tensors.items()}
+        inputs = _meta(args)
+        with torch.no_grad(), Record():
+            if meta is None:
+                module(*inputs)
+            else:  # the same module with meta weights: nothing real is computed or changed
+                torch.func.functional_call(module, meta, inputs)
+    except Exception:  # an op without a meta kernel, data-dependent control flow
         return None
     finally:
         parent._modules[attr] = stack
-    return _extrapolate(graphs, len(stack))
+    return events
+
+
+@contextmanager
+def _cut(parent: Any, attr: str, stack: Any, k: int):
+    """The model with its stack cut to the first `k` layers, restored after."""
+    torch = require("torch", "a PyTorch model")
+    parent._modules[attr] = torch.nn.ModuleList(list(stack)[:k])
+    try:
+        yield
+    finally:
+        parent._modules[attr] = stack
+
+
+def uniform(module: Any, args: tuple, found: tuple) -> bool:
+    """Whether the forward, run on meta tensors, calls each layer once with the same argument
+    shapes and does the same work of its own between consecutive layers, and the model cut to
+    two layers does the whole run's work less layers 1 .. N-2 (the cuts start and end alike)."""
+    full = _record(module, args, found)
+    if full is None:
+        return False
+    starts = [i for i, e in enumerate(full) if e[0] == MARK]
+    if len(starts) != len(found[2]):
+        return False
+    segments = [full[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+    if any(segment != segments[0] for segment in segments):
+        return False
+    return _record(module, args, found, 2) == full[: starts[1]] + full[starts[-1] :]
+
+
+def sampled(module: Any, args: tuple, export, convert) -> Graph | None:
+    """The folded graph of `module(*args)` from cuts of its layer stack, or None (export it
+    whole). `export(module)` returns an ExportedProgram; `convert(program)` its folded graph."""
+    found = find_stack(module)
+    if found is None or not uniform(module, args, found):
+        return None
+    graphs = []
+    try:
+        for k in (1, 2, 3):
+            with _cut(*found, k):
+                graphs.append(convert(export(module)))
+    except Exception:  # a cut the forward cannot run, an unsupported op: export it whole
+        return None
+    return _extrapolate(graphs, len(found[2]))
 
 
 def _extrapolate(graphs: list[Graph], n: int) -> Graph | None:

@@ -55,5 +55,4 @@ def build_zoo(
     from chipforge.workload.torch_import import from_torch
 
     module, inputs = zoo_module(name, batch=batch, seq=seq, image=image)
-    # the zoo's layer stacks are uniform by construction: sample them (checked, torch_sample)
-    return from_torch(module, inputs, dtype=dtype, name=name, sample_layers=True)
+    return from_torch(module, inputs, dtype=dtype, name=name)
