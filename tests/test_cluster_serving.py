@@ -204,3 +204,20 @@ def test_genz_side_by_side_one_case():
     (row,) = mod.rows(mod.CASES[2:3])  # H100 TP2 Llama-3-70B ITL, published 18.58 ms
     assert row["genz"] > 0 and row["chipforge"] > 0
     assert abs(row["chipforge"] / row["published"] - 1) < 0.10
+
+
+def test_layer_cache_follows_chip_content_not_object_id():
+    """CPython reuses a freed chip's id for the next object: designs built one after another (as
+    a sweep does) must each get their own timings (an id-keyed cache once gave the 1.0x-clock
+    design the 0.25x one's)."""
+    base = load_chip("forge-n3")
+
+    def ttft(f: float) -> float:
+        chip = base.model_copy(update={"clock": base.clock * f})
+        return plan_serving(
+            chip, "llama3-8b", 1, isl=512, osl=128, tp=1, pp=1, concurrency=8
+        ).ttft_s
+
+    seq = [ttft(f) for f in (0.25, 1.0) * 5]
+    assert len(set(seq[0::2])) == len(set(seq[1::2])) == 1
+    assert seq[1] < seq[0]

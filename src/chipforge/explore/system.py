@@ -43,7 +43,6 @@ SITE_OBJECTIVES = {
 }
 TCO_OBJECTIVES = ("tco_usd_per_year", "tco_usd_per_chip_hour", "usd_per_million_tokens")
 SECONDS_PER_YEAR = 8760 * 3600.0
-KEEP_CHIPS = 256  # see _plan
 
 
 class SystemTableError(ChipforgeError):
@@ -177,20 +176,10 @@ def _model(name: str):
     return resolve_model(name)
 
 
-_ALIVE: list = []
-
-
 def _plan(chip, s: Serving):
-    """`plan_serving` for one design chip. `cluster.serving` caches per-layer timings on
-    `id(chip)`; CPython reuses a freed chip's id for the next one, which would hand a new design
-    the old one's timings. So chips stay alive until that cache is cleared (every KEEP_CHIPS)."""
+    """`plan_serving` for one design chip (its per-layer cache is keyed on the chip's content)."""
     from chipforge.cluster import plan_serving
-    from chipforge.cluster import serving as srv
 
-    if len(_ALIVE) >= KEEP_CHIPS:
-        getattr(srv, "_CACHE", {}).clear()
-        _ALIVE.clear()
-    _ALIVE.append(chip)
     return plan_serving(
         chip,
         _model(s.model),
