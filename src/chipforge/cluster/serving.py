@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import lru_cache
 
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
@@ -74,9 +75,15 @@ def _layer(chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, 
     return hit
 
 
-def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd):
+@lru_cache(maxsize=4096)
+def _graph(c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str):
+    """One block's graph; chip-independent, so a sweep over designs builds it once."""
     kw = {"seq": n} if phase == "prefill" else {"context": n}
-    g = build(c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", **kw)
+    return build(c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", **kw)
+
+
+def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd):
+    g = _graph(c, phase, b, n, tp, dt, kvd)
     r = estimate(g, chip, deployed=True)
     compute = sum(o.time_s for o in r.ops if o.kind != "collective")
     sizes = tuple(op.size for op in g.ops if type(op).__name__ == "Collective")
