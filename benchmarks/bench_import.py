@@ -5,9 +5,10 @@ weights are allocated:
 
 - ONNX: the file is exported once (not timed); `from_onnx` is timed: load without weights,
   per-node shape inference and folding, fusion, costing.
-- torch: `from_torch` is timed whole, and split into PyTorch's own `torch.export` tracing and
-  chipforge's conversion of the exported program (`from_exported`); then with
-  `sample_layers=True` (exports of the first 1, 2, 3 layers, extrapolated; same graph).
+- torch: `from_torch(sample_layers=False)` is timed whole, and split into PyTorch's own
+  `torch.export` tracing and chipforge's conversion of the exported program
+  (`from_exported`); then the default `from_torch`, which samples the layer stack (a meta run
+  of the parent, exports of the first 1, 2, 3 layers, extrapolated; asserted the same graph).
 - pt2: `load_pt2` of a saved program (reads the archive's serialized graph, no torch), against
   the fallback it replaces: `torch.export.load` then `from_exported`.
 - `import torch` itself, in a fresh interpreter (the .pt2 and ONNX paths do not need it).
@@ -88,10 +89,10 @@ def main() -> None:
         slow_s, slow = timed(lambda: from_exported(loaded, name=pt2.name))
     assert fast == slow, "the archive reader and torch.export.load disagree"
     rows = [
-        ("torch: from_torch (export + conversion)", whole_s),
+        ("torch: from_torch(sample_layers=False)", whole_s),
         ("  of which torch.export (PyTorch's tracing)", export_s),
         ("  of which chipforge's conversion", convert_s),
-        ("torch: from_torch(sample_layers=True): 1-3 layers", sampled_s),
+        ("torch: from_torch (default: sampled layers)", sampled_s),
         ("onnx: from_onnx (hidden 256, no external weights)", onnx_s),
         ("pt2: load_pt2 (archive reader, hidden 256)", pt2_s),
         ("  was: torch.export.load", load_s),
