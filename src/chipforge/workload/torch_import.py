@@ -138,7 +138,7 @@ def _from_archive(path: Path, dims: dict[str, int], options: dict) -> Graph | No
         free = archive.free_symbols()
         subs = bind_dims(free, archive.bounds, dims, path.name)
         program = pt2_archive.program(archive, subs, path.name)
-    except (pt2_archive.Surprise, KeyError, TypeError, IndexError, AttributeError):
+    except (pt2_archive.Surprise, KeyError, TypeError, IndexError, AttributeError, ValueError):
         return None
     if any(node.kind == "unsupported" for node in program.nodes):
         return None  # run_decompositions() needs the loaded program
