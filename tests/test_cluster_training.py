@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from chipforge.cli import app
 from chipforge.cluster import collective_time, plan_training, topology_for
+from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, NCCL_PROTOCOLS
 from chipforge.cluster.memory import activation_bytes_per_layer
 from chipforge.cluster.topology import torus_shape
 from chipforge.cluster.validate import run, summary
@@ -26,11 +27,28 @@ DGX = topology_for(H100, 64)
 def test_ring_all_reduce_is_reduce_scatter_plus_all_gather():
     # Patarasuk & Yuan 2009: a bandwidth-optimal all-reduce is a reduce-scatter + all-gather
     size = 4e9
+    # (one NCCL call instead of two: one per-call base latency fewer; large buffers run Simple)
     ar = collective_time("all_reduce", size, 8, DGX)
     rs_ag = collective_time("reduce_scatter", size, 8, DGX) + collective_time(
         "all_gather", size, 8, DGX
     )
-    assert ar == pytest.approx(rs_ag, rel=1e-6)
+    simple_base = NCCL_PROTOCOLS[-1][0]
+    assert ar + simple_base == pytest.approx(rs_ag, rel=1e-6)
+
+
+def test_nccl_protocol_choice_small_vs_large_messages():
+    # NCCL's tuner (tuning.cc): tiny messages run LL (lowest base latency, half the bandwidth),
+    # large ones Simple (full bandwidth); the fastest protocol is never slower than any one
+    # protocol alone, and a TPU torus (no NCCL) pays no per-call base.
+    a100 = topology_for(load_chip("a100"), 4)
+    ll_base, simple_base = NCCL_PROTOCOLS[0][0], NCCL_PROTOCOLS[-1][0]
+    tiny = collective_time("all_reduce", 16e3, 4, a100)
+    assert ll_base < tiny < simple_base + 6 * a100.up_latency
+    big = collective_time("all_reduce", 1e9, 4, a100)
+    bw = a100.up_bandwidth * BANDWIDTH_EFFICIENCY
+    assert big == pytest.approx(simple_base + 6 * a100.up_latency + 1.5e9 / bw, rel=1e-6)
+    tpu = topology_for(load_chip("tpu-v4"), 64)
+    assert collective_time("all_gather", 1.0, 4, tpu) < ll_base
 
 
 def test_scale_out_is_slower_than_nvlink_and_hierarchical_beats_flat():

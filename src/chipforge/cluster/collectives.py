@@ -9,6 +9,9 @@ and Calculon, Isaev et al. SC 2023): steps x latency + bytes / (achieved bandwid
   scaling-book "All-gather on a torus"), reduce-scatter dimension by dimension;
 - beyond one domain: hierarchical (reduce-scatter inside, all-reduce across on each chip's NIC,
   all-gather inside), as NCCL's tree/CollNet and Megatron's DP across nodes.
+On switched topologies (GPU systems: NCCL/RCCL) every call also pays NCCL's per-call base latency
+of the protocol it runs, and that protocol moves data at a fraction of the bus bandwidth; the
+fastest protocol is taken, as NCCL's tuner does (`NCCL_PROTOCOLS`). Tori (TPU ICI) do not run NCCL.
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ SPANS = ("auto", "up", "out")
 # on 8x H100 NVLink is ~360-380 of 450 GB/s (nccl-tests, NVIDIA DGX H100 user guide), and
 # ~40-45 of 50 GB/s on 400G InfiniBand. One global constant for every link (not fitted per case).
 BANDWIDTH_EFFICIENCY = 0.8
+# NCCL's cost model (src/graph/tuning.cc, ncclTopoTuneModel; NCCL 2.12-2.2x): time = baseLat +
+# steps x hop latency + bytes / bandwidth, with the protocol NCCL predicts fastest. Ring baseLat
+# per protocol (LL 6.6, LL128 14.0, Simple 8.4 us) and the protocol's share of the bus bandwidth
+# (LL 0.5: each 8-byte line carries 4 B of data and a 4 B flag; LL128 0.92 = 120/128; Simple 1).
+# Hop latency and bandwidth stay the topology's (`up_latency`, link bandwidth x efficiency).
+# Not fitted: these are NCCL's own constants. A 2 MiB TP-4 all-reduce on A100 NVLink: 33.5 us
+# (Simple) vs 25.1 us without the base latency (nccl-tests all_reduce at 2 MB: ~30-40 us).
+NCCL_PROTOCOLS = ((6.6e-6, 0.5), (14.0e-6, 0.92), (8.4e-6, 1.0))  # (base s, bandwidth share)
 
 
 def _ring(kind: str, size: float, p: int, bw: float, alpha: float) -> float:
@@ -92,26 +103,38 @@ def collective_time(
         raise ChipforgeError(f"`span` must be one of {', '.join(SPANS)}, not {span!r}")
     if group <= 1 or size_bytes <= 0:
         return 0.0
+    if topo.kind == "torus":
+        return _collective(kind, size_bytes, group, topo, span, stride, 1.0)
+    return min(
+        base + _collective(kind, size_bytes, group, topo, span, stride, share)
+        for base, share in NCCL_PROTOCOLS
+    )
+
+
+def _collective(
+    kind: str, size_bytes: float, group: int, topo: Topology, span: str, stride: int, f: float
+) -> float:
+    """The alpha-beta time with every bandwidth scaled by `f` (the protocol's share)."""
     if span == "up":
         inner, outer = group, 1
     elif span == "out":
         inner, outer = 1, group
     else:
         inner, outer = _split(group, max(1, topo.domain // max(1, stride)))
-    inside = _inside(kind, size_bytes, inner, topo)
+    inside = _inside(kind, size_bytes, inner, topo, f)
     if outer == 1:
         return inside
-    nic = topo.nic_bandwidth * BANDWIDTH_EFFICIENCY / topo.oversubscription
+    nic = topo.nic_bandwidth * BANDWIDTH_EFFICIENCY / topo.oversubscription * f
     alpha = topo.out_latency
     if kind == "all_reduce":  # hierarchical: RS inside, AR across on 1/inner, AG inside
         across = _ring("all_reduce", size_bytes / inner, outer, nic, alpha)
         return (
-            _inside("reduce_scatter", size_bytes, inner, topo)
+            _inside("reduce_scatter", size_bytes, inner, topo, f)
             + across
-            + _inside("all_gather", size_bytes, inner, topo)
+            + _inside("all_gather", size_bytes, inner, topo, f)
         )
     if kind in ("all_gather", "reduce_scatter"):  # NIC carries 1/inner of the buffer
-        return _inside(kind, size_bytes, inner, topo) + _ring(
+        return _inside(kind, size_bytes, inner, topo, f) + _ring(
             kind, size_bytes / inner, outer, nic, alpha
         )
     if kind == "all_to_all":  # the share bound for other domains crosses the NIC
@@ -120,9 +143,9 @@ def collective_time(
     return alpha + size_bytes / nic  # send_recv across domains
 
 
-def _inside(kind: str, size: float, p: int, topo: Topology) -> float:
+def _inside(kind: str, size: float, p: int, topo: Topology, f: float = 1.0) -> float:
     if p <= 1:
         return 0.0
     if topo.kind == "torus":
         return _torus(kind, size, p, topo)
-    return _ring(kind, size, p, topo.up_bandwidth * BANDWIDTH_EFFICIENCY, topo.up_latency)
+    return _ring(kind, size, p, topo.up_bandwidth * BANDWIDTH_EFFICIENCY * f, topo.up_latency)
