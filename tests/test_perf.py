@@ -223,3 +223,56 @@ def test_conv_reads_its_image_not_the_im2col_copy():
     result = estimate(Graph(name="c", ops=(conv,)), chip)
     hbm = result.ops[0].bytes_by_level[chip.hbm.name]
     assert conv.bytes <= hbm < conv.as_matmul().bytes  # at least compulsory, less than im2col
+
+
+# DeepGEMM README (deepseek-ai/DeepGEMM, Feb 2025, "Normal GEMMs for dense models"): measured FP8
+# GEMMs on H800 (the H100-SXM die: 132 SMs, HBM3 3.35 TB/s; only NVLink is cut), bf16 output,
+# in TFLOPS. The small-M rows are near or below the FP8 ridge, where split-K and wave quantization
+# decide the time. The library's fine-grained scaling is extra CUDA-core work our model has not.
+DEEPGEMM_H800_SMALL_M = (
+    (64, 2112, 7168, 206),
+    (64, 24576, 1536, 289),
+    (64, 32768, 512, 219),
+    (64, 7168, 16384, 336),
+    (64, 4096, 7168, 287),
+    (64, 7168, 2048, 295),
+    (128, 2112, 7168, 352),
+    (128, 24576, 1536, 535),
+    (128, 32768, 512, 358),
+    (128, 7168, 16384, 645),
+    (128, 4096, 7168, 533),
+    (128, 7168, 2048, 510),
+)
+
+
+def test_small_m_fp8_gemms_match_deepgemm_measurements():
+    chip = load_chip("h100")
+    errors = []
+    for m, n, k, tflops in DEEPGEMM_H800_SMALL_M:
+        op = MatMul(name="g", m=m, n=n, k=k, dtype="fp8", out_dtype="bf16")
+        predicted = estimate(Graph(name="g", ops=(op,)), chip).time_s
+        errors.append(predicted / (2 * m * n * k / (tflops * 1e12)) - 1)
+    errors.sort(key=abs)
+    assert abs(errors[len(errors) // 2]) < 0.10  # median
+    assert max(map(abs, errors)) < 0.5
+
+
+def test_split_k_pays_for_its_partials_but_never_loses_to_no_split():
+    # M=128 rows over 108 SMs: 16 output tiles, so the library splits K; the fp32 partials and the
+    # reduction kernel cost time, but the unsplit GEMM stays an option
+    chip = load_chip("a100")
+    sms, macs = chip.matrix_units, chip.matrix.macs_per_cycle["bf16"]
+    op = MatMul(name="g", m=128, n=4096, k=4096, dtype="bf16")
+    result = estimate(Graph(name="g", ops=(op,)), chip).ops[0]
+    cal = calibration(chip.family)
+    weights_s = 2 * (128 * 4096 * 2 + 4096 * 4096) / (chip.hbm.bandwidth * cal.memory_frac)
+
+    def tc_s(cycles):
+        return cycles / chip.clock / cal.matrix_frac
+
+    free_split = tc_s(
+        tensor_core_cycles(128, 4096, 4096, 1, rows=128, cols=256, units=sms, macs_per_cycle=macs)
+    )
+    no_split = tc_s(128 * 256 * 4096 / macs)  # 16 tiles in one wave
+    work = result.time_s - cal.op_overhead_s
+    assert max(free_split, weights_s) < work <= max(no_split, weights_s) + 1e-12

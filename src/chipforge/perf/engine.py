@@ -8,6 +8,7 @@ are what make rooflines 1.5-2x optimistic on decode (PEERS.md, LLM-Viewer issue 
 `estimate(..., deployed=True)` costs the graph as part of a deployed model run (serving,
 training): matrix work narrower than 16 bits then runs at the family's `narrow_frac` per halving
 (perf/calibration.py); isolated kernels (the default, and the GEMM benchmarks) do not.
+A tensor-core GEMM that splits K pays for its fp32 partials and the reduction kernel (`_split_k`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from chipforge.dtypes import nbytes
 from chipforge.errors import SpecError
 from chipforge.perf.calibration import Calibration, calibration
 from chipforge.perf.energy import byte_energy, mac_energy, vector_flop_energy
-from chipforge.perf.matmul import matmul_cycles, tile_rereads, tiled_traffic
+from chipforge.perf.matmul import (
+    matmul_cycles,
+    split_k_partial_bytes,
+    tensor_core_split_cycles,
+    tile_rereads,
+    tiled_traffic,
+)
 from chipforge.perf.result import OpResult, Result
 from chipforge.spec import ChipSpec
 from chipforge.workload import Graph
@@ -110,9 +117,35 @@ def _matmul_parts(
     return compute, traffic
 
 
+def _split_k(mc: Machine, op: MatMul, traffic: dict[str, float]) -> tuple[float, dict]:
+    """(compute s, traffic) of a tensor-core GEMM at the split-K factor the library would pick:
+    the fastest once the split's fp32 partials (`split_k_partial_bytes`; resident ones spare HBM)
+    and its reduction kernel (one more `op_overhead_s`) are charged. Splitting stays optional."""
+    chip, mu, hbm = mc.chip, mc.chip.matrix, mc.chip.hbm.name
+    run_dtype, penalty = mc.matrix_dtype(op.dtype)
+    scale = penalty / chip.clock / mc.cal.matrix_frac / mc.narrow_rate(run_dtype)
+    shape = dict(rows=mu.rows, cols=mu.cols, units=chip.matrix_units)
+    best = (math.inf, 0.0, traffic)
+    for split, cycles in tensor_core_split_cycles(
+        op.m, op.n, op.k, op.batch, **shape, macs_per_cycle=mu.macs_per_cycle[run_dtype]
+    ):
+        partials = split_k_partial_bytes(op.m, op.n, op.batch, split)
+        moved = {
+            level: v + (partials if level != hbm or not mc.resident(partials / 2) else 0.0)
+            for level, v in traffic.items()
+        }
+        compute = cycles * scale + (mc.cal.op_overhead_s if split > 1 else 0.0)
+        t = max(compute, moved[hbm] / mc.offchip_bandwidth)
+        if t < best[0]:
+            best = (t, compute, moved)
+    return best[1], best[2]
+
+
 def cost_matmul(mc: Machine, op: MatMul) -> Cost:
     out_dtype = op.out_dtype or op.dtype
     compute, traffic = _matmul_parts(mc, op.m, op.n, op.k, op.batch, op.dtype, out_dtype)
+    if mc.chip.matrix.dataflow == "tensor-core":
+        compute, traffic = _split_k(mc, op, traffic)
     # a few rows (batch-1 decode) would pad a whole matrix tile (64 of 64 rows wasted at M=1):
     # libraries run such products as GEMV kernels on the vector unit (cuBLAS gemv; TensorRT-LLM's
     # batch <= 4 GEMV kernels), so the compute part is the faster of the two engines

@@ -67,13 +67,13 @@ def systolic_cycles(
 
 
 @lru_cache(maxsize=65536)
-def tensor_core_cycles(
+def tensor_core_split_cycles(
     m: int, n: int, k: int, batch: int, *, rows: int, cols: int, units: int, macs_per_cycle: int
-) -> float:
-    """Cycles for output tiles over `units` SMs in waves; the library picks the tile (rows x
-    cols or a half of either side, as cuBLAS/hipBLASLt heuristics do) and splits K when there
-    are fewer tiles than SMs."""
-    best = math.inf
+) -> tuple[tuple[int, float], ...]:
+    """(split-K factor, cycles) for output tiles over `units` SMs in waves, per split the
+    library may use: for each, the best tile (rows x cols or a half of either side, as
+    cuBLAS/hipBLASLt heuristics do). K is split only when there are fewer tiles than SMs."""
+    best: dict[int, float] = {}
     for tile_m, tile_n in (
         (rows, cols),
         (rows // 2, cols),
@@ -85,8 +85,33 @@ def tensor_core_cycles(
             if split > 1 and (tiles * split > 4 * units or split > k // 64):
                 break
             waves = _ceil(tiles * split, units)
-            best = min(best, waves * tile_m * tile_n * _ceil(k, split) / macs_per_cycle)
-    return best
+            cycles = waves * tile_m * tile_n * _ceil(k, split) / macs_per_cycle
+            best[split] = min(best.get(split, math.inf), cycles)
+    return tuple(sorted(best.items()))
+
+
+# Split-K reduction: a split GEMM writes `split` partial C tiles to a global workspace in the
+# compute type (fp32) and a separate step sums them (cublasLt.h, CUBLASLT_REDUCTION_SCHEME_
+# COMPUTE_TYPE: "Intermediate results are stored in compute type in the workspace and reduced in a
+# separate step"; CUTLASS split-K parallel: a partitioned GEMM plus a reduction kernel). Set by no
+# case: 4 B is the accumulator width of 16- and 8-bit GEMMs.
+PARTIAL_BYTES = 4
+
+
+def split_k_partial_bytes(m: int, n: int, batch: int, split: int) -> float:
+    """Bytes the partial sums of a K split move through memory: written once, read once."""
+    return 0.0 if split == 1 else 2.0 * PARTIAL_BYTES * batch * m * n * split
+
+
+def tensor_core_cycles(
+    m: int, n: int, k: int, batch: int, *, rows: int, cols: int, units: int, macs_per_cycle: int
+) -> float:
+    """Cycles for output tiles over `units` SMs in waves at the best tile and split-K (the
+    matrix-unit time alone; `perf.engine` also charges the split's reduction)."""
+    splits = tensor_core_split_cycles(
+        m, n, k, batch, rows=rows, cols=cols, units=units, macs_per_cycle=macs_per_cycle
+    )
+    return min(cycles for _, cycles in splits)
 
 
 def matmul_cycles(
