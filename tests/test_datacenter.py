@@ -177,21 +177,13 @@ def test_html_missing_is_a_clear_error(monkeypatch, tmp_path):
     assert isinstance(res.exception, ChipforgeError) and "--html" in str(res.exception)
 
 
-def test_uses_cluster_plan_when_available(monkeypatch):
-    search = pytest.importorskip("chipforge.cluster.search")
-    import chipforge.cluster as cluster
-
-    monkeypatch.setattr(cluster, "plan_training", search.plan_training, raising=False)
+def test_uses_cluster_plan():
     r = site_report("h100", None, racks=2048, model="llama3-405b", tokens=15.6e12)
     assert r["training"]["method"].startswith("cluster.plan_training")
     assert 30 * 86400 < r["time_to_train_s"] < 110 * 86400  # Llama 3: ~54 days on 16K H100
 
 
-def test_uses_cluster_serving_plan_when_available(monkeypatch):
-    serving = pytest.importorskip("chipforge.cluster.serving")
-    import chipforge.cluster as cluster
-
-    monkeypatch.setattr(cluster, "plan_serving", serving.plan_serving, raising=False)
+def test_uses_cluster_serving_plan():
     r = site_report("h100", 100e6, model="llama3-70b", tokens=1e12)
     assert r["serving"]["method"] == "cluster.plan_serving"
     per_chip = r["serving"]["throughput_tokens_per_s"] / r["chips"]

@@ -1,7 +1,7 @@
 """Time to train and serving throughput for a site.
 
-Uses `chipforge.cluster.plan_training` / `plan_serving` when that package exists. Until it
-lands, a documented first-order fallback (the result says which was used under `method`):
+Uses `chipforge.cluster.plan_training` / `plan_serving`. Where the cluster search finds no
+feasible plan, a documented first-order fallback, and `method` says so and why:
 - training: time = 6 * N * D / (chips * peak * utilization * goodput) (Kaplan et al. 2020
   6ND; utilization = MFU, default 40% as Llama 3 405B on H100, Llama 3 paper Table 4);
 - serving: one replica = the fewest chips (power of two) whose HBM holds the weights twice
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from chipforge.cluster import plan_serving, plan_training
 from chipforge.datacenter.tco import HOURS_PER_YEAR, Chip
 from chipforge.dtypes import nbytes
 from chipforge.errors import ChipforgeError, Infeasible
@@ -24,23 +25,12 @@ MAX_TRAINING_CHIPS = 65536  # one job: beyond ~64K chips the largest public runs
 HBM_EFFICIENCY = 0.8  # achievable share of peak HBM bandwidth in decode (vLLM/TRT-LLM practice)
 
 
-def _cluster():
+def _try(fn, *args, **kw) -> tuple[dict | None, str]:
+    """The cluster plan as a dict, or None and the cluster's reason (no feasible plan)."""
     try:
-        from chipforge import cluster  # noqa: PLC0415  (optional: another engineer's package)
-    except ImportError:
-        return None
-    return cluster
-
-
-def _try(cl, name: str, *args, **kw) -> dict | None:
-    """The cluster plan as a dict, or None (no cluster package, or no feasible plan)."""
-    fn = getattr(cl, name, None) if cl is not None else None
-    if fn is None:
-        return None
-    try:
-        return fn(*args, **kw).to_dict()
-    except ChipforgeError:
-        return None
+        return fn(*args, **kw).to_dict(), ""
+    except ChipforgeError as e:
+        return None, f" (cluster: {e})"
 
 
 def training(site: dict, chip: Chip, model: str, tokens: float, dtype: str = "bf16") -> dict:
@@ -48,14 +38,13 @@ def training(site: dict, chip: Chip, model: str, tokens: float, dtype: str = "bf
     m = load_model(model)
     chips = min(site["chips"], MAX_TRAINING_CHIPS)
     a = site["assumptions"]
-    cl = _cluster()
-    plan = _try(cl, "plan_training", load_chip(chip.name), m, chips, tokens=tokens, dtype=dtype)
+    plan, why = _try(plan_training, load_chip(chip.name), m, chips, tokens=tokens, dtype=dtype)
     if plan is not None:
         seconds, method = plan["time_to_train_s"] / a["goodput"], "cluster.plan_training / goodput"
     else:
         flops = 6.0 * m.params() * tokens
         rate = chips * chip.peak_flops[dtype] * a["utilization"] * a["goodput"]
-        seconds, method = flops / rate, "fallback 6ND / (chips x peak x MFU x goodput)"
+        seconds, method = flops / rate, "fallback 6ND / (chips x peak x MFU x goodput)" + why
     cost = seconds / 3600 * chips * site["tco_usd_per_chip_hour"]
     return {
         "model": model,
@@ -78,8 +67,7 @@ def serving(
     if chip.hbm_bytes <= 0:
         raise Infeasible(f"`--chip` {chip.name} has no HBM; serving needs one")
     group = 2 ** math.ceil(math.log2(max(1.0, 2 * weights / chip.hbm_bytes)))
-    cl = _cluster()
-    plan = _try(cl, "plan_serving", load_chip(chip.name), m, group, isl=isl, osl=osl, dtype=dtype)
+    plan, why = _try(plan_serving, load_chip(chip.name), m, group, isl=isl, osl=osl, dtype=dtype)
     if plan is not None:
         per_group, method = plan["throughput_tokens_per_s"], "cluster.plan_serving"
     else:
@@ -90,7 +78,10 @@ def serving(
         compute = group * chip.peak_flops[dtype] * a["utilization"]
         step = max((weights + batch * kv_seq) / bw, 2 * m.params() * batch / compute)
         prefill = 2 * m.params() * isl * batch / osl / compute  # per decode step, amortised
-        per_group, method = batch / (step + prefill), "fallback HBM/compute roofline per replica"
+        per_group, method = (
+            batch / (step + prefill),
+            "fallback HBM/compute roofline per replica" + why,
+        )
     groups = site["chips"] // group
     tps = per_group * groups * a["goodput"]
     usd_per_mtok = site["tco_usd_per_year"] / (tps * HOURS_PER_YEAR * 3600) * 1e6
