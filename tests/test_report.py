@@ -157,6 +157,21 @@ def test_roofline_places_each_op_from_the_result():
     assert line["y"][0] == pytest.approx(spec.hbm.bandwidth * line["x"][0] / 1e12)
 
 
+def test_roofline_roof_is_the_workloads_dtype():
+    """An int8 GEMM is placed under the int8 roof, not bf16's (the roof once ignored the dtype)."""
+    from chipforge.perf import estimate
+    from chipforge.workload.parse import parse_workload
+
+    spec = load_chip("forge-n3")
+    r = estimate(parse_workload("gemm:m=4096,n=4096,k=4096,dtype=int8"), spec).to_dict()
+    roof = next(
+        s for s in chart_specs(render_report("evaluate", r)) if s["id"].endswith("roofline")
+    )
+    line = roof["data"][-1]
+    assert max(line["y"]) == pytest.approx(spec.peak_flops("int8") / 1e12)
+    assert "int8" in line["name"] and spec.peak_flops("int8") > spec.peak_flops("bf16")
+
+
 def test_plan_charts_from_their_categories():
     ids = {s["id"]: s for s in chart_specs(render_report("train", TRAIN))}
     mem = ids["s0_memory"]["data"][0]

@@ -139,6 +139,7 @@ class Result:
             "workload": self.workload,
             "engine": self.engine,
             **cost_keys(self),
+            "peak_flops_per_s": self.peak_flops_per_s,
             "average_power_w": self.energy_j / self.time_s if self.time_s else 0.0,
             "bytes": self.bytes_by_level,
             "time_by_bound_s": self.time_by_bound,

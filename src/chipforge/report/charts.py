@@ -70,14 +70,18 @@ def _offchip_bytes(op_bytes) -> float:
     return float(max((b for b in op_bytes.values() if _num(b)), default=0.0))
 
 
-def _chip_roofs(chip_name, dtype: str | None = None):
-    """(peak FLOP/s, off-chip bytes/s) of a named preset, or None where it cannot be loaded."""
+def _chip_roofs(chip_name, peak: float | None = None):
+    """(peak FLOP/s, off-chip bytes/s, dtype label) of a named preset, or None where it cannot be
+    loaded. `peak` is the result's own (the workload's main dtype); without it, bf16."""
     try:
         from chipforge.spec import load_chip
 
         spec = load_chip(str(chip_name))
         dtypes = list(spec.matrix.macs_per_cycle)
-        d = dtype if dtype in dtypes else ("bf16" if "bf16" in dtypes else dtypes[0])
+        if peak:
+            d = "/".join(t for t in dtypes if spec.peak_flops(t) == peak) or "peak"
+            return peak, spec.hbm.bandwidth, d
+        d = "bf16" if "bf16" in dtypes else dtypes[0]
         return spec.peak_flops(d), spec.hbm.bandwidth, d
     except Exception:  # noqa: BLE001 - an unknown chip (a TOML path gone) only loses its roofs
         return None
@@ -111,7 +115,7 @@ def roofline(cid: str, results: list[dict]) -> list:
         return []
     lo, hi = min(xs) / 4, max(xs) * 4
     for r in results:
-        roofs = _chip_roofs(r.get("chip"), r.get("dtype"))
+        roofs = _chip_roofs(r.get("chip"), r.get("peak_flops_per_s"))
         if roofs is None:
             continue
         peak, bw, d = roofs
