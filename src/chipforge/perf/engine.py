@@ -144,16 +144,16 @@ def _split_k(mc: Machine, op: MatMul, traffic: dict[str, float]) -> tuple[float,
 def cost_matmul(mc: Machine, op: MatMul) -> Cost:
     out_dtype = op.out_dtype or op.dtype
     compute, traffic = _matmul_parts(mc, op.m, op.n, op.k, op.batch, op.dtype, out_dtype)
-    if mc.chip.matrix.dataflow == "tensor-core":
+    hbm = mc.chip.hbm.name
+    activations = op.batch * op.m * (op.k * nbytes(op.dtype) + op.n * nbytes(out_dtype))
+    if op.weight and mc.resident(activations):  # only the weights stream from off-chip
+        traffic[hbm] = min(traffic[hbm], op.weight_bytes)
+    if mc.chip.matrix.dataflow == "tensor-core":  # split-K partials come on top of that traffic
         compute, traffic = _split_k(mc, op, traffic)
     # a few rows (batch-1 decode) would pad a whole matrix tile (64 of 64 rows wasted at M=1):
     # libraries run such products as GEMV kernels on the vector unit (cuBLAS gemv; TensorRT-LLM's
     # batch <= 4 GEMV kernels), so the compute part is the faster of the two engines
     compute = min(compute, op.flops / mc.chip.vector_flops)
-    hbm = mc.chip.hbm.name
-    activations = op.batch * op.m * (op.k * nbytes(op.dtype) + op.n * nbytes(out_dtype))
-    if op.weight and mc.resident(activations):  # only the weights stream from off-chip
-        traffic[hbm] = min(traffic[hbm], op.weight_bytes)
     memory = traffic[hbm] / mc.offchip_bandwidth
     return Cost(
         {"compute": compute, "memory": memory},
