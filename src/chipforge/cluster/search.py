@@ -6,7 +6,13 @@ from __future__ import annotations
 import math
 from itertools import product
 
-from chipforge.cluster.memory import RECOMPUTE, RESERVED_BYTES
+from chipforge.cluster.memory import (
+    GRAD_BYTES,
+    OPTIMIZER_BYTES,
+    RECOMPUTE,
+    RESERVED_BYTES,
+    WEIGHT_BYTES,
+)
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.cluster.training import (
     Plan,
@@ -139,7 +145,7 @@ def plan_training(
             if dp is None
             else f"--dp {dp} does not divide {chips} chips with the other flags"
         )
-    state = c.params() * 16  # bf16 weights + grads + fp32 Adam (ZeRO paper Sec. 3.1)
+    state = c.params() * (WEIGHT_BYTES + GRAD_BYTES + OPTIMIZER_BYTES)  # ZeRO paper Sec. 3.1
     usable = chip.hbm.capacity - RESERVED_BYTES
     least = 2 ** math.ceil(math.log2(max(1.0, state / max(usable, 1.0))))
     raise Infeasible(

@@ -22,8 +22,9 @@ from functools import lru_cache
 
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
-from chipforge.cluster.serving_plan import ServingPlan, _check, _divisors, _load_chip, resolve_model
+from chipforge.cluster.serving_plan import ServingPlan, _check, _load_chip, resolve_model
 from chipforge.cluster.topology import Topology, topology_for
+from chipforge.cluster.training import divisors
 from chipforge.dtypes import BYTES, nbytes
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.perf import estimate
@@ -112,8 +113,7 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
             comm += 2 * collective_time("all_to_all", size * c.top_k, ep, topo)
         else:
             comm += collective_time("all_reduce", size, tp, topo)
-    layers = c.layers
-    t = layers * (compute + comm + LAYER_OVERHEAD_S) + _head(chip, c, b, tp, dt)
+    t = c.layers * (compute + comm + LAYER_OVERHEAD_S) + _head(chip, c, b, tp, dt)
     if pp > 1:  # activations sent between stages
         act = b * (n if phase == "prefill" else 1) * c.hidden * nbytes(dt)
         t += (pp - 1) * collective_time("send_recv", act, 2, topo, stride=tp)
@@ -242,8 +242,8 @@ def plan_serving(
     if batching not in BATCHING:
         raise WorkloadError(f"`batching` must be one of {', '.join(BATCHING)}, not {batching!r}")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
-    tps = [tp] if tp else [d for d in _divisors(chips) if c.heads % d == 0]
-    pps = [pp] if pp else [d for d in _divisors(chips) if c.layers % d == 0 and d <= 8]
+    tps = [tp] if tp else [d for d in divisors(chips) if c.heads % d == 0]
+    pps = [pp] if pp else [d for d in divisors(chips) if c.layers % d == 0 and d <= 8]
     kw = dict(isl=isl, osl=osl, dt=dtype, kvd=kvd, disaggregated=disaggregated,
               batching=batching, gqa_kernel=gqa_kernel)  # fmt: skip
 
@@ -257,7 +257,7 @@ def plan_serving(
 
     best, why, closest = None, None, math.inf
     for t in tps:
-        eps = [ep] if ep else ([d for d in _divisors(t)] if c.is_moe else [1])
+        eps = [ep] if ep else (divisors(t) if c.is_moe else [1])
         for p in pps:
             if chips % (t * p):
                 if tp and pp:

@@ -133,7 +133,3 @@ def resolve_model(model) -> ModelConfig:
 def _load_chip(name: str) -> ChipSpec:
     """Presets by name, loaded once so the per-layer cache (keyed on the spec) hits."""
     return load_chip(name)
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]

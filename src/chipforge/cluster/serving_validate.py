@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chipforge.cluster.serving import plan_serving
-from chipforge.cluster.validate import CASES, ClusterCase, cases_from_csv
+from chipforge.cluster.validate import CASES, ClusterCase, _int, cases_from_csv
 
 METRICS = {
     "output_tokens_per_s": lambda p: p.throughput_tokens_per_s,
@@ -18,10 +18,6 @@ METRICS = {
     "ttft_s": lambda p: p.ttft_s,
     "tpot_s": lambda p: p.tpot_s,
 }
-
-
-def _int(v: str) -> int | None:
-    return int(v) if v else None
 
 
 def _predictor(row: dict) -> Callable[[], float]:

@@ -20,7 +20,7 @@ from chipforge.workload.config import ModelConfig
 # kernels the layer graph does not list, loss, logging), as a fraction of the step. End-to-end
 # numbers include it (Narayanan et al. 2021 Sec. 5.1). One global constant, set once (session
 # 2) on the median of data/cluster_cases.csv and NOT re-fitted after the mechanisms of
-# cluster/layer.py were added: now 0.12-0.18 give a median |error| of 8-9%, 0.15 gives 5.9%;
+# cluster/layer.py were added: 0.12-0.18 then gave a median |error| of 8-9%, 0.15 gives 5.9-6.6%;
 # the held-out rows (data/cluster_heldout.csv) never informed it. Not fitted per case.
 FRAMEWORK_OVERHEAD = 0.15
 
@@ -145,7 +145,6 @@ def evaluate_plan(
     global_batch: int,
     dtype: str,
     tokens: float | None = None,
-    check_memory: bool = True,
     attention: str = "flash",
     parallel_block: bool = False,
     sequence_parallel: bool = True,
@@ -161,7 +160,7 @@ def evaluate_plan(
         attention=attention, sp=sequence_parallel,
     )  # fmt: skip
     need, have = sum(mem.values()), chip.hbm.capacity
-    if check_memory and need > have:
+    if need > have:
         raise Infeasible(
             f"needs {need / 2**30:.0f} GiB per chip, has {have / 2**30:.0f} GiB: raise --tp or "
             f"--pp, --zero, --recompute full or lower --micro-batch"

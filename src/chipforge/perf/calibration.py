@@ -24,7 +24,7 @@ class Calibration:
     op_overhead_s: float  # per-op dispatch cost (kernel launch, DMA setup), paid serially
     # sustained matrix rate per halving of operand width below 16 bits, relative to the 2x per
     # halving the peak tables claim, in a deployed model (`Machine(deployed=True)`); 1 = as peak
-    narrow_frac: float = 1.0
+    narrow_frac: float
 
 
 # Narrow-dtype rate of a deployed model (serving, training): 0.71 per halving of the operand
