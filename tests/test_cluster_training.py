@@ -243,3 +243,18 @@ def test_property_faster_links_never_slow_any_plan(tp, pp, factor, recompute):
     )
     assert fast.step_time_s <= base.step_time_s
     assert base.memory_per_chip_bytes <= base.memory_capacity_bytes
+
+
+def test_layer_cache_follows_chip_content():
+    """Designs built one after another (as a sweep does) each get their own layer timings: the
+    cache is keyed on the chip's content, not on a name or a reusable object id."""
+    base = load_chip("h100")
+
+    def step(f: float) -> float:
+        chip = base.model_copy(update={"clock": base.clock * f})
+        kw = dict(tp=8, pp=1, dp=1, cp=1, ep=1, zero=1, recompute="full", micro_batch=1)
+        return plan_training(chip, "llama3-8b", 8, seq=4096, global_batch=8, **kw).step_time_s
+
+    seq = [step(f) for f in (0.5, 1.0) * 3]
+    assert len(set(seq[0::2])) == len(set(seq[1::2])) == 1
+    assert seq[1] < seq[0]

@@ -63,15 +63,15 @@ def test_flash2_attention_is_never_faster_and_only_where_a_source_states_it():
     args = (c, 1, 2, 4096, 1, "bf16")
     for chip in ("h100", "a100", "tpu-v5p"):
         spec = load_chip(chip)
-        fa = layer_costs(spec, chip, *args, attention="flash")
-        fa2 = layer_costs(spec, chip, *args, attention="flash2")
+        fa = layer_costs(spec, *args, attention="flash")
+        fa2 = layer_costs(spec, *args, attention="flash2")
         assert all(b >= a for a, b in zip(fa, fa2, strict=True))
         if chip == "tpu-v5p":
             assert fa2 == fa
     # on H100 the FA2-class kernel at 35% of peak (FlashAttention-3 paper) is slower than perf's
     # flash rate; on A100 (FA2 paper: up to 73%) it changes the layer by less than on H100
-    h = [layer_costs(load_chip("h100"), "h100", *args, attention=a)[2] for a in ("flash", "flash2")]
-    a = [layer_costs(load_chip("a100"), "a100", *args, attention=a)[2] for a in ("flash", "flash2")]
+    h = [layer_costs(load_chip("h100"), *args, attention=a)[2] for a in ("flash", "flash2")]
+    a = [layer_costs(load_chip("a100"), *args, attention=a)[2] for a in ("flash", "flash2")]
     assert h[1] > 1.5 * h[0] and a[1] / a[0] < h[1] / h[0]
 
 

@@ -25,6 +25,7 @@ core and optimizer, with two implementation choices the layer graph does not exp
 
 from __future__ import annotations
 
+from chipforge.cluster.chipkey import chip_key
 from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
@@ -47,6 +48,7 @@ SOFTMAX_BWD_BYTES, DROPOUT_BWD_BYTES = 6, 5
 # for each GEMM input in the forward pass and each output gradient in the backward pass.
 FP8_CAST_BYTES = 4
 _CACHE: dict[tuple, tuple[float, float, float, float]] = {}
+CACHE_MAX = 20000  # layer shapes kept (a search visits a few hundred; a sweep, more chips)
 
 
 def _materialized_ops(c: ModelConfig, tp: int, mb: int, seq: int) -> tuple[list, list]:
@@ -89,7 +91,6 @@ def _time(chip: ChipSpec, ops: list) -> float:
 
 def layer_costs(
     chip: ChipSpec,
-    key: str,
     c: ModelConfig,
     tp: int,
     mb: int,
@@ -101,7 +102,7 @@ def layer_costs(
 ) -> tuple[float, float, float, float]:
     """(forward s, backward s, attention-core forward s, optimizer s) of one layer's TP shard
     for one micro-batch of `seq`/`cp` tokens per sequence, on one chip. Cached."""
-    k = (key, c, tp, mb, seq, cp, dtype, attention, sp)
+    k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp)
     hit = _CACHE.get(k)
     if hit is not None:
         return hit
@@ -148,5 +149,7 @@ def layer_costs(
             cast = Vector(name=f"fp8.cast.{part}", elements=n, bytes_per_element=FP8_CAST_BYTES)
             t = _time(chip, [cast])
             fwd, bwd = (fwd + t, bwd) if part == "fwd" else (fwd, bwd + t)
+    if len(_CACHE) >= CACHE_MAX:
+        _CACHE.clear()
     _CACHE[k] = (fwd, bwd, attn, opt)
     return _CACHE[k]

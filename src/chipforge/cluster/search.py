@@ -89,7 +89,6 @@ def plan_training(
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     seq = seq or c.seq
     gb = global_batch or default_global_batch(chips, seq)
-    key = chip.model_dump_json()
     _check_flags(c, chips, tp, pp, dp, cp)
     explicit = None not in (tp, pp, dp, cp, ep, zero, recompute, micro_batch)
     tps = _choices(tp, [t for t in POW2 if t <= max(1, topo.domain) and c.heads % t == 0])
@@ -121,7 +120,7 @@ def plan_training(
                             micro_batch=mb, interleave=v)  # fmt: skip
                 try:
                     res = evaluate_plan(
-                        chip, key, c, chips, plan, topo,
+                        chip, c, chips, plan, topo,
                         seq=seq, global_batch=gb, dtype=dtype, tokens=tokens,
                         attention=attention, parallel_block=parallel_block,
                         sequence_parallel=sequence_parallel,

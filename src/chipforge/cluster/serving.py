@@ -20,6 +20,7 @@ import math
 from dataclasses import replace
 from functools import lru_cache
 
+from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
 from chipforge.cluster.serving_plan import ServingPlan, _check, _load_chip, resolve_model
@@ -49,25 +50,10 @@ _CACHE: dict[tuple, tuple[float, tuple[float, ...]]] = {}
 _CACHE_MAX = 20000
 
 
-_KEYS: dict[int, tuple[ChipSpec, str]] = {}
-
-
-def _chip_key(chip: ChipSpec) -> str:
-    """The chip's content (its JSON), memoized per object. The memo holds the chip itself, so
-    CPython cannot hand a freed chip's id to a new design while its entry exists (an id-only
-    key gave a sweep's new design an old design's timings)."""
-    hit = _KEYS.get(id(chip))
-    if hit is None or hit[0] is not chip:
-        if len(_KEYS) >= 256:
-            _KEYS.clear()
-        hit = _KEYS[id(chip)] = (chip, chip.model_dump_json())
-    return hit[1]
-
-
 def _layer(chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str):
     """(compute s, collective sizes) of one block: prefill n = prompt length, decode n = context.
     Cached on the chip's content, the model and the shape."""
-    key = (_chip_key(chip), c, phase, b, n, tp, dt, kvd)
+    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd)
     hit = _CACHE.get(key)
     if hit is None:
         if len(_CACHE) >= _CACHE_MAX:

@@ -135,7 +135,6 @@ def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int)
 
 def evaluate_plan(
     chip: ChipSpec,
-    key: str,
     c: ModelConfig,
     chips: int,
     p: Plan,
@@ -166,7 +165,7 @@ def evaluate_plan(
             f"--pp, --zero, --recompute full or lower --micro-batch"
         )
     fwd, bwd, attn, opt = layer_costs(
-        chip, key, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, sequence_parallel
+        chip, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, sequence_parallel
     )
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
     layers = stage_layers(c.layers, p.pp * p.interleave) * p.interleave
