@@ -36,18 +36,35 @@ class Chip:
 def chip_facts(rack: Rack, *, wafer_x: float = 1.0, hbm_x: float = 1.0, gpu_x: float = 1.0) -> Chip:
     """Cost and speed of the rack's accelerator; `*_x` scale wafer, HBM and GPU prices."""
     spec = load_chip(rack.chip)
-    sil = evaluate(spec)
+    return facts_from(
+        rack.chip, spec, evaluate(spec), rack.market_chip_usd, wafer_x=wafer_x, hbm_x=hbm_x,
+        gpu_x=gpu_x,
+    )  # fmt: skip
+
+
+def facts_from(
+    name: str,
+    spec,
+    sil,
+    market_usd: float | None = None,
+    *,
+    wafer_x: float = 1.0,
+    hbm_x: float = 1.0,
+    gpu_x: float = 1.0,
+) -> Chip:
+    """`Chip` facts of a spec and its silicon result: built at its silicon cost, or bought at
+    `market_usd` (a design point of a sweep is built)."""
     d = sil.to_dict()
     parts = dict(d["breakdown"]["cost_usd"])
-    if rack.market_chip_usd is None:
+    if market_usd is None:
         parts["good_dies"] = parts.get("good_dies", 0.0) * wafer_x
         parts["hbm"] = parts.get("hbm", 0.0) * hbm_x
         cost, built = sum(parts.values()), True
     else:
-        cost, built = rack.market_chip_usd * gpu_x, False
+        cost, built = market_usd * gpu_x, False
     hbm = next((m for m in spec.memory if m.kind == "hbm"), None)
     return Chip(
-        name=rack.chip,
+        name=name,
         peak_flops=dict(d["peak_flops_per_s"]),
         unit_cost_usd=cost,
         built=built,

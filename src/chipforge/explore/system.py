@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from functools import cache
 
+from chipforge.datacenter.report import DEFAULT_VOLUME
+from chipforge.datacenter.tco import HOURS_PER_YEAR
 from chipforge.errors import ChipforgeError, Infeasible, did_you_mean
 from chipforge.units import parse_quantity
 
@@ -42,7 +44,6 @@ SITE_OBJECTIVES = {
     "usd_per_million_tokens": "min",
 }
 TCO_OBJECTIVES = ("tco_usd_per_year", "tco_usd_per_chip_hour", "usd_per_million_tokens")
-SECONDS_PER_YEAR = 8760 * 3600.0
 
 
 class SystemTableError(ChipforgeError):
@@ -68,7 +69,7 @@ class Serving:
 class SiteCfg:
     power_w: float = 1e9
     rack: str | None = None  # template rack preset; None: no rack known -> stand-in
-    volume: int = 500_000  # datacenter.report.DEFAULT_VOLUME: a ~1 GW fleet of built chips
+    volume: int = DEFAULT_VOLUME  # built chips over which one-time costs are spread
     assumptions: tuple[tuple[str, float], ...] = ()
 
 
@@ -256,7 +257,7 @@ def site_objectives(cfg: SiteCfg, s: Serving | None, chip, sil, o: dict) -> dict
     from dataclasses import replace
 
     from chipforge.datacenter import evaluate_site
-    from chipforge.datacenter.tco import Chip
+    from chipforge.datacenter.tco import facts_from
 
     template, template_tdp = _template(cfg.rack)
     rack = replace(
@@ -266,16 +267,7 @@ def site_objectives(cfg: SiteCfg, s: Serving | None, chip, sil, o: dict) -> dict
         power_w=template.power_w + template.chips * (o["tdp_w"] - template_tdp),
         market_chip_usd=None,  # a design point is built, never bought
     )
-    d = sil.to_dict()
-    facts = Chip(
-        name=chip.name,
-        peak_flops=dict(d["peak_flops_per_s"]),
-        unit_cost_usd=sil.unit_cost_usd,
-        built=True,
-        one_time_usd=float(sum(d.get("one_time_usd", {}).values())),
-        hbm_bytes=chip.hbm.capacity if chip.hbm else 0.0,
-        hbm_bw=chip.hbm.bandwidth if chip.hbm else 0.0,
-    )
+    facts = facts_from(chip.name, chip, sil)  # a design point is built, never bought
     a = _assumptions(cfg.assumptions)
     site = evaluate_site(rack, cfg.power_w, a, volume=cfg.volume, chip=facts)
     tps = _site_tokens(s, o, site["chips"], a.goodput)
@@ -289,5 +281,7 @@ def site_objectives(cfg: SiteCfg, s: Serving | None, chip, sil, o: dict) -> dict
         "site_capex_usd": site["capex_usd"]["total"],
         "tco_usd_per_year": per_year,
         "tco_usd_per_chip_hour": site["tco_usd_per_chip_hour"],
-        "usd_per_million_tokens": per_year / (tps * SECONDS_PER_YEAR) * 1e6 if tps > 0 else nan,
+        "usd_per_million_tokens": per_year / (tps * HOURS_PER_YEAR * 3600) * 1e6
+        if tps > 0
+        else nan,
     }
