@@ -67,3 +67,14 @@ def test_binary_round_trip(value):
     assert math.isclose(
         parse_quantity(fmt(value, "bytes", digits=17, binary=True)), value, rel_tol=1e-12
     )
+
+
+def test_parse_count_suffixes_and_errors():
+    from chipforge.units import parse_count
+
+    assert parse_count("15.6T", "--tokens") == pytest.approx(1.56e13)
+    assert parse_count("2e12", "--tokens") == 2e12
+    assert parse_count("3k", "--n") == 3000
+    for bad in ("-1", "0", "12Q", "abc"):
+        with pytest.raises(UnitError, match="--tokens"):
+            parse_count(bad, "--tokens")

@@ -146,3 +146,18 @@ def fmt(value: float, dimension: str, *, digits: int = 4, binary: bool = False) 
         scale_prefix = ("", 1.0)
     prefix, scale = scale_prefix
     return f"{value / scale:.{digits}g} {prefix}{unit}"
+
+
+_COUNT = re.compile(r"\s*((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([kKmMbBgGtTpP]?)\s*")
+_COUNT_SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
+
+
+def parse_count(text: str, field: str) -> float:
+    """A positive count with an optional decimal suffix: '15.6T' -> 1.56e13 (k, M, B/G, T, P)."""
+    m = _COUNT.fullmatch(text)
+    if not m:
+        raise UnitError(field, f"must be a count such as 15.6T or 2e12, not {text!r}")
+    value = float(m.group(1)) * _COUNT_SCALE[m.group(2).lower()]
+    if value <= 0:
+        raise UnitError(field, f"must be > 0, not {text!r}")
+    return value

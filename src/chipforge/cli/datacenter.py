@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, app, emit
-from chipforge.cli.reportopts import write_reports
+from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.datacenter import Assumptions, compare, sensitivity, site_report
-from chipforge.errors import UnitError
-from chipforge.units import parse_quantity
-
-_SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-
-
-def parse_count(text: str, field: str) -> float:
-    """'15.6T' -> 1.56e13 (k, M, B/G, T suffixes)."""
-    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMbBgGtT]?)\s*", text)
-    if not m:
-        raise UnitError(field, f"must be a number with an optional k/M/B/T suffix, not {text!r}")
-    value = float(m.group(1)) * _SCALE[m.group(2).lower()]
-    if value <= 0:
-        raise UnitError(field, f"must be > 0, not {text!r}")
-    return value
+from chipforge.units import parse_count, parse_quantity
 
 
 def _rows(title: str, rows: dict, fmt: str = ",.4g") -> Table:
@@ -118,8 +102,8 @@ def datacenter(
     ] = None,
     utilization: Annotated[float | None, typer.Option("--utilization", help="MFU, 0-1")] = None,
     sensitivity_: Annotated[bool, typer.Option("--sensitivity", help="add tornado data")] = False,
-    html: Annotated[Path | None, typer.Option("--html", help="write an HTML report")] = None,
-    png: Annotated[Path | None, typer.Option("--png", help="write the charts as PNG here")] = None,
+    html: HtmlOpt = None,
+    png: PngOpt = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import typer
@@ -10,20 +9,9 @@ from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.errors import WorkloadError
+from chipforge.units import parse_count
 
 Int = Annotated[int | None, typer.Option(min=1)]
-SUFFIX = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
-
-
-def parse_count(text: str | None, field: str = "--tokens") -> float | None:
-    """'15.6T' -> 1.56e13 (K, M, B/G, T, P suffixes)."""
-    if text is None:
-        return None
-    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([KMBGTP]?)\s*", text, re.IGNORECASE)
-    if not m:
-        raise WorkloadError(f"`{field}` must be a count such as 15.6T or 2e12, not {text!r}")
-    return float(m.group(1)) * SUFFIX[m.group(2).upper()]
 
 
 def _gib(x: float) -> str:
@@ -94,8 +82,9 @@ def train(
     """Fastest feasible training plan (flags left out are searched), or evaluate the given one."""
     from chipforge.cluster import plan_training
 
+    n_tokens = parse_count(tokens, "--tokens") if tokens else None
     res = plan_training(
-        chip, model, chips, tokens=parse_count(tokens), seq=seq, global_batch=global_batch,
+        chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
         micro_batch=micro_batch, topology=topology,
     )  # fmt: skip
