@@ -206,6 +206,8 @@ def test_dynamic_onnx_dims_need_binding(tmp_path):
     with pytest.raises(WorkloadError, match="batch=N"):
         run_model(path, CHIP)
     assert run_model(path, CHIP, dims={"batch": 3})["inputs"] == {"x": [3, 3, 16, 16]}
+    with pytest.raises(WorkloadError, match="not a dynamic dimension"):  # as the importer
+        run_model(path, CHIP, dims={"batch": 3, "seq": 8})
 
 
 # --- fused attention, per-channel int8 ------------------------------------------------------

@@ -50,34 +50,20 @@ def _diff(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
     return diff, diff / max(float(np.abs(w[mask]).max(initial=0.0)), 1e-30)
 
 
-def _onnx_inputs(model, dims: dict[str, int], rng) -> dict[str, np.ndarray]:
-    inits = {t.name for t in model.graph.initializer}
-    feeds = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        shape, unbound = [], []
-        for d in vi.type.tensor_type.shape.dim:
-            if d.HasField("dim_value"):
-                shape.append(d.dim_value)
-            elif d.dim_param in dims:
-                shape.append(dims[d.dim_param])
-            else:
-                unbound.append(d.dim_param or f"{vi.name}.{len(shape)}")
-                shape.append(0)
-        if unbound:
-            from chipforge.workload.imported import unbound_error
+def _onnx_inputs(model, dims: dict[str, int], rng, source: str) -> dict[str, np.ndarray]:
+    from chipforge.workload.onnx_import import input_shapes
 
-            raise unbound_error(vi.name, unbound, "from_onnx")
-        feeds[vi.name] = rng.standard_normal(shape).astype(np.float32)
-    return feeds
+    inits = {t.name for t in model.graph.initializer}
+    user = [vi for vi in model.graph.input if vi.name not in inits]
+    shapes = input_shapes(user, dims, source)
+    return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
 
 
 def _run_onnx(path: Path, dims, chip, dtype, seed, on_node):
     from chipforge.sim.onnx_run import load_model, run_onnx
 
     model = load_model(path)
-    feeds = _onnx_inputs(model, dims, np.random.default_rng(seed))
+    feeds = _onnx_inputs(model, dims, np.random.default_rng(seed), path.name)
     chip_be, ref_be = backends(dtype, chip)
     got = run_onnx(model, feeds, chip_be, on_node=on_node)
     want = run_onnx(model, feeds, ref_be)

@@ -218,24 +218,6 @@ def load_model(path: Path):
         ) from None
 
 
-def input_shapes(model) -> dict[str, tuple[int, ...]]:
-    """The graph inputs (not initializers) with their static shapes; a dynamic one is an error."""
-    inits = {t.name for t in model.graph.initializer}
-    shapes = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        dims = vi.type.tensor_type.shape.dim
-        if any(not d.HasField("dim_value") for d in dims):
-            names = [d.dim_param or "?" for d in dims if not d.HasField("dim_value")]
-            raise WorkloadError(
-                f"input {vi.name} has dynamic dimensions {', '.join(names)}: the functional "
-                "run needs a static shape; re-export with fixed example inputs"
-            )
-        shapes[vi.name] = tuple(d.dim_value for d in dims)
-    return shapes
-
-
 def run_onnx(model, feeds: dict[str, np.ndarray], backend: Backend, *, on_node=None) -> dict:
     """Evaluate `model` on `feeds`; returns {node output name: value} for every node output
     (graph outputs included). `on_node(node_name, op_type)` is called after each node."""

@@ -78,6 +78,34 @@ def _load(onnx: Any, path: Path) -> Any:
     return model
 
 
+def input_shapes(inputs, dims: dict[str, int], source: str) -> dict[str, list[int]]:
+    """{input: shape} of ONNX graph inputs (not initializers), their dynamic dimensions bound
+    from `dims` by dim_param name or `input.axis` for an unnamed one; an unknown key or an
+    unbound dimension is a one-line error."""
+    free: list[str] = []
+    for inp in inputs:
+        for axis, d in enumerate(inp.type.tensor_type.shape.dim):
+            name = d.dim_param or f"{inp.name}.{axis}"
+            if not d.HasField("dim_value") and name not in free:
+                free.append(name)
+    for key in dims:
+        if key not in free:
+            raise WorkloadError(
+                f"`workload.{key}` is not a dynamic dimension of {source}; its dynamic "
+                f"dimensions: {', '.join(free) or 'none'}"
+            )
+    unbound = [name for name in free if name not in dims]
+    if unbound:
+        raise unbound_error(source, unbound, "from_onnx")
+    return {
+        inp.name: [
+            d.dim_value if d.HasField("dim_value") else int(dims[d.dim_param or f"{inp.name}.{a}"])
+            for a, d in enumerate(inp.type.tensor_type.shape.dim)
+        ]
+        for inp in inputs
+    }
+
+
 def _scope(name: str) -> str:
     """The module path of an exporter's node name: /layer1/layer1.0/conv1/Conv is
     layer1.0.conv1 (torch's exporter repeats a child's qualified name at each level)."""
@@ -125,32 +153,13 @@ class _Importer:
             self.params.append(t.name)
 
     def _inputs(self, dims: dict[str, int]) -> None:
-        """Graph inputs, their dynamic dimensions bound from `dims` (by dim_param name, or
-        input.axis for an unnamed one)."""
-        free: list[str] = []
+        """Graph inputs, their dynamic dimensions bound from `dims` (`input_shapes`)."""
         user = [i for i in self.graph.input if i.name not in self.values]
-        for inp in user:
-            for axis, d in enumerate(inp.type.tensor_type.shape.dim):
-                if (
-                    not d.HasField("dim_value")
-                    and (d.dim_param or f"{inp.name}.{axis}") not in free
-                ):
-                    free.append(d.dim_param or f"{inp.name}.{axis}")
-        for key in dims:
-            if key not in free:
-                raise WorkloadError(
-                    f"`workload.{key}` is not a dynamic dimension of {self.source}; its dynamic "
-                    f"dimensions: {', '.join(free) or 'none'}"
-                )
-        unbound = [name for name in free if name not in dims]
-        if unbound:
-            raise unbound_error(self.source, unbound, "from_onnx")
-        for inp in user:
+        for inp, shape in zip(user, input_shapes(user, dims, self.source).values(), strict=True):
             t = self.onnx.TypeProto()
             t.CopyFrom(inp.type)
-            for axis, d in enumerate(t.tensor_type.shape.dim):
-                if not d.HasField("dim_value"):
-                    d.dim_value = int(dims[d.dim_param or f"{inp.name}.{axis}"])
+            for d, size in zip(t.tensor_type.shape.dim, shape, strict=True):
+                d.dim_value = size
             self.types[inp.name] = t
             self.values[inp.name] = self._value(inp.name)
 
