@@ -48,9 +48,14 @@ def quantize(x: np.ndarray, axis: int | None = None) -> tuple[np.ndarray, np.flo
     return q, scale
 
 
+def _as_bf16(x: np.ndarray) -> np.ndarray:
+    """`x` rounded to bf16 (nearest even), as bf16 (the chip's operand)."""
+    return np.asarray(x, np.float32).astype(ml_dtypes.bfloat16)
+
+
 def bf16(x: np.ndarray) -> np.ndarray:
     """`x` rounded to bf16 (nearest even) and held in fp32."""
-    return np.asarray(x, np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+    return _as_bf16(x).astype(np.float32)
 
 
 class Backend:
@@ -63,7 +68,7 @@ class Backend:
             raise WorkloadError(f"mode {mode} needs a chip (--chip)")
         self.mode, self.chip, self.per_channel = mode, chip, per_channel
         self.programs = 0
-        self.int32: list[np.ndarray] = []  # the int8 modes' accumulators, in call order
+        self.int32: np.ndarray | None = None  # the int8 modes' last accumulator
         self.attention_log: list[dict] = []  # chip modes: which program ran each attention
 
     @property
@@ -101,8 +106,8 @@ class Backend:
             return np.matmul(a, b)
         if self.mode == "chip-bf16":
             return self._on_chip(
-                bf16(a).astype(ml_dtypes.bfloat16),
-                bf16(b).astype(ml_dtypes.bfloat16),
+                _as_bf16(a),
+                _as_bf16(b),
                 name,
                 weight,
                 "bf16",
@@ -112,7 +117,7 @@ class Backend:
             acc = np.matmul(qa.astype(np.int32), qb.astype(np.int32))
         else:
             acc = self._on_chip(qa, qb, name, weight, "int8")
-        self.int32.append(acc)
+        self.int32 = acc
         return acc.astype(np.float32) * scale
 
     def _on_chip(self, a, b, name: str, weight: bool, dtype: str) -> np.ndarray:
@@ -186,9 +191,9 @@ class Backend:
         units = "vector units" if use_vector_unit(op, self.chip) else "matrix units"
         packed = q.reshape(b, kv_heads, group, lq, d).transpose(0, 1, 3, 2, 4).reshape(-1, d)
         inputs = {
-            f"{name}.Q": bf16(packed).astype(ml_dtypes.bfloat16),
-            f"{name}.K": bf16(k.reshape(-1, d)).astype(ml_dtypes.bfloat16),
-            f"{name}.V": bf16(v.reshape(-1, dv)).astype(ml_dtypes.bfloat16),
+            f"{name}.Q": _as_bf16(packed),
+            f"{name}.K": _as_bf16(k.reshape(-1, d)),
+            f"{name}.V": _as_bf16(v.reshape(-1, dv)),
         }
         self.programs += 1
         out = run_functional(program, inputs)[f"{name}.O"].astype(np.float32)
