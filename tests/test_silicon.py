@@ -27,9 +27,9 @@ from chipforge.silicon import (
     unit_cost,
     yield_nb,
 )
-from chipforge.silicon.interfaces import hbm_generation, hbm_purchase
+from chipforge.silicon.interfaces import hbm_purchase
 from chipforge.silicon.power import main_dtype, operand_bytes_per_mac
-from chipforge.spec import load_chip, preset_names
+from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
 
 MM2 = 1e-6
@@ -96,14 +96,16 @@ def test_b200_buys_whole_hbm_stacks():
     assert inputs["hbm_usable_gb"] == pytest.approx(figure("hw-b200-hbm-cap"))
 
 
-@pytest.mark.parametrize("name", [n for n in preset_names() if load_chip(n).hbm.kind == "hbm"])
-def test_hbm_purchase_covers_capacity_and_bandwidth(name):
+# Stacks on the package, from the published rows' notes (data/published.csv): A100 "5 active
+# stacks" (hw-a100-hbm-cap), H100 "5 active stacks (6 physical)" (hw-h100-hbm-cap), MI300X "8
+# stacks" (hw-mi300x-hbm-cap). The model derives them from capacity, bandwidth and stack prices.
+# (H200 carries 6 x 24 GB; the model buys 4 x 36 GB: a known miss, docs/silicon.md.)
+@pytest.mark.parametrize(("name", "stacks"), [("a100", 5), ("h100", 5), ("mi300x", 8)])
+def test_hbm_purchase_matches_published_stack_counts(name, stacks):
     level = load_chip(name).hbm
-    stacks, gb_per_stack = hbm_purchase(level)
-    gen = hbm_generation(level)
-    assert stacks * gb_per_stack >= level.capacity / 1e9 - 1e-9
-    assert stacks * gen.stack_bandwidth >= level.bandwidth * (1 - 1e-9)
-    assert gb_per_stack in gen.stack_gb
+    bought, gb_per_stack = hbm_purchase(level)
+    assert bought == stacks
+    assert bought * gb_per_stack >= level.capacity / 1e9 - 1e-9
 
 
 # Held out: analysts' manufacturing costs not used to set any constant except as noted.
