@@ -103,17 +103,17 @@ def size(
         it = racks * rack.power_w * shares
         chips = racks * rack.chips
         tiers = network_tiers(chips, a.switch_radix)
+        # each tier below the top has an up and a down port per endpoint; the top only down
         return Site(it * a.pue, it, racks * rack.power_w, racks, chips, tiers, 2 * tiers - 1)
     if facility_power_w is None or facility_power_w <= 0:
         raise SpecError(f"`--power` must be > 0, not {facility_power_w} W")
     it = facility_power_w / a.pue
-    budget = it / (1 + a.network_power_share + a.storage_power_share)
+    budget = it / shares
     racks = math.floor(budget / rack.power_w)
     if racks < 1:
-        need = rack.power_w * (1 + a.network_power_share + a.storage_power_share) * a.pue
+        need = rack.power_w * shares * a.pue
         raise SpecError(
             f"`--power` {facility_power_w:.4g} W is too small for one {rack.name} rack "
             f"({rack.power_w:.4g} W IT); pass at least {need:.4g} W"
         )
-    # each tier below the top has an up and a down port per endpoint; the top only down
     return size(rack, None, a, racks=racks)

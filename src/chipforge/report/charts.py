@@ -213,7 +213,8 @@ def compare_charts(data: dict) -> list:
             )
         )
     charts += roofline("roofline", results)
-    ops = list(_top(_op_times(results[0]), 15))  # slowest first on the first chip
+    times = [_op_times(r) for r in results]
+    ops = list(_top(times[0], 15))  # slowest first on the first chip
     if ops:
         traces = [
             {
@@ -221,10 +222,10 @@ def compare_charts(data: dict) -> list:
                 "orientation": "h",
                 "name": c,
                 "y": ops,
-                "x": [_op_times(r).get(o, 0.0) / 1e-6 for o in ops],
+                "x": [t.get(o, 0.0) / 1e-6 for o in ops],
                 "hovertemplate": "%{y}: %{x:.4g} µs<extra>" + c + "</extra>",
             }
-            for c, r in zip(chips, results, strict=True)
+            for c, t in zip(chips, times, strict=True)
         ]
         lay = _layout("Time per op by chip", "µs", "", barmode="group")
         lay["yaxis"]["autorange"] = "reversed"

@@ -18,6 +18,7 @@ Cell areas are the Nangate 45 nm Open Cell Library (FreePDK45) X1 cells divided 
 
 from __future__ import annotations
 
+from functools import cache
 from math import ceil, log2
 
 from chipforge.errors import SpecError
@@ -120,6 +121,7 @@ RTL_PE_GE = {"int8": 1698.3, "bf16": 5046.3}
 PACKED = frozenset({"fp8", "fp4", "int4"})
 
 
+@cache
 def rtl_scale() -> float:
     """Synthesized / textbook gates, geometric mean over the PEs synthesized from RTL."""
     ratio = 1.0

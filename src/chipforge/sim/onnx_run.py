@@ -226,7 +226,9 @@ def run_onnx(model, feeds: dict[str, np.ndarray], backend: Backend, *, on_node=N
         t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer
     }
     env |= {k: np.asarray(v, np.float32) for k, v in feeds.items()}
-    env = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in env.items()}
+    env = {
+        k: v.astype(np.float32, copy=False) if v.dtype.kind == "f" else v for k, v in env.items()
+    }
     values: dict[str, np.ndarray] = {}
     nodes = list(model.graph.node)
     chains = onnx_attention.find(model) if backend.mode.startswith("chip") else {}
@@ -241,7 +243,7 @@ def run_onnx(model, feeds: dict[str, np.ndarray], backend: Backend, *, on_node=N
         for out_name, value in zip(node.output, outs, strict=False):
             value = np.asarray(value)
             if value.dtype.kind == "f":
-                value = value.astype(np.float32)
+                value = value.astype(np.float32, copy=False)
                 if backend.rounds_bf16 and node.op_type not in MATRIX_OPS:
                     value = bf16(value)
             env[out_name] = values[out_name] = value

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 import zipfile
 from dataclasses import dataclass
@@ -140,7 +141,7 @@ def _size(expr: str, subs: dict[str, int], where: str) -> int:
         ops = {
             "Integer": lambda: args[0],
             "Add": lambda: sum(args),
-            "Mul": lambda: _prod(args),
+            "Mul": lambda: math.prod(args),
             "FloorDiv": lambda: args[0] // args[1],
             "Mod": lambda: args[0] % args[1],
             "PythonMod": lambda: args[0] % args[1],
@@ -156,13 +157,6 @@ def _size(expr: str, subs: dict[str, int], where: str) -> int:
     except SyntaxError:
         raise Surprise(f"size {expr}") from None
     return ev(tree.body)
-
-
-def _prod(xs: list[int]) -> int:
-    out = 1
-    for x in xs:
-        out *= x
-    return out
 
 
 def _value(meta: dict, subs: dict[str, int], where: str, static: bool = False) -> Value:
