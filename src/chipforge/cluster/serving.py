@@ -4,8 +4,10 @@ concurrency (queueing what the KV cache cannot hold) or the best plan under TTFT
 and the latency/throughput curve along the chosen plan.
 
 Per-chip compute: one transformer block from `chipforge.workload.llm.build(scope="layer")` costed
-by `chipforge.perf.estimate`, times layers / PP, plus the LM head; cached per shape. The
-graph's collectives are replaced by `cluster.collectives.collective_time` on the topology.
+by `chipforge.perf.estimate`, times layers / PP, plus the LM head (one matmul, costed by
+`estimate` the same way); cached per shape. The graph's collectives are replaced by
+`cluster.collectives.collective_time` on the topology: TP all-reduces, except the MoE block's,
+which becomes EP's dispatch + combine all-to-all when ep > 1.
 Continuous batching (Orca, Yu et al. OSDI 2022; Sarathi-Serve chunked prefill, Agrawal et al.
 2024): in steady state each of `batch` running sequences gets one token per step, and each step
 also carries batch/osl new prompts' prefill, chunked so prompts share the weight reads; so
@@ -31,35 +33,46 @@ from chipforge.errors import Infeasible, WorkloadError
 from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
+from chipforge.workload.graph import Graph
 from chipforge.workload.llm import build
+from chipforge.workload.ops import MatMul
 
 # The one calibration constant: a fixed per-layer, per-step overhead of the serving runtime
 # (kernel launches and synchronisation: ~6 kernels per block at ~5 us each, the CUDA launch
 # latency NVIDIA quotes; Nsight traces of vLLM/TRT-LLM decode show the same order). Global.
 LAYER_OVERHEAD_S = 30e-6
 # Narrow dtypes (fp8/fp4) run at the deployed-model rate of perf/calibration.py (`narrow_frac`,
-# set on MLPerf H100x8 Offline): the layer is costed with `estimate(..., deployed=True)`.
+# set on MLPerf H100x8 Offline): the blocks and the LM head are costed with
+# `estimate(..., deployed=True)`.
 BATCHES = tuple(2**i for i in range(0, 11))  # 1..1024 sequences per replica (search grid)
 # Prompt tokens prefilled together in one chunk: TensorRT-LLM's max_num_tokens default (8192)
 # and vLLM's max_num_batched_tokens for chunked prefill; the KV-cache workspace uses the same.
 PREFILL_CHUNK_TOKENS = ACTIVATION_TOKENS
 BATCHING = ("continuous", "static")
+# The collective that ends a MoE block in `workload.llm.build`: ffn_block's row-parallel
+# all-reduce ("ffn_allreduce") inside the "moe_layers" prefix (the other is "attn_allreduce").
+# With EP the experts' outputs are combined by the dispatch + combine all-to-all instead.
+MOE_COLLECTIVE = "moe_layers.ffn_allreduce"
 
 
-_CACHE: dict[tuple, tuple[float, tuple[float, ...]]] = {}
+_CACHE: dict[tuple, object] = {}  # block and LM-head costs, keyed on chip content and shape
 _CACHE_MAX = 20000
 
 
-def _layer(chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str):
-    """(compute s, collective sizes) of one block: prefill n = prompt length, decode n = context.
-    Cached on the chip's content, the model and the shape."""
-    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd)
+def _cached(key: tuple, cost):
     hit = _CACHE.get(key)
     if hit is None:
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
-        hit = _CACHE[key] = _layer_uncached(chip, c, phase, b, n, tp, dt, kvd)
+        hit = _CACHE[key] = cost()
     return hit
+
+
+def _layer(chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str):
+    """(compute s, ((collective name, bytes), ...)) of one block: prefill n = prompt length,
+    decode n = context. Cached on the chip's content, the model and the shape."""
+    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd)
+    return _cached(key, lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd))
 
 
 @lru_cache(maxsize=4096)
@@ -73,29 +86,28 @@ def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd):
     g = _graph(c, phase, b, n, tp, dt, kvd)
     r = estimate(g, chip, deployed=True)
     compute = sum(o.time_s for o in r.ops if o.kind != "collective")
-    sizes = tuple(op.size for op in g.ops if type(op).__name__ == "Collective")
-    return compute, sizes
+    collectives = tuple((op.name, op.size) for op in g.ops if op.kind == "collective")
+    return compute, collectives
 
 
 def _head(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> float:
-    """LM head for `b` last positions: roofline of its weight read and FLOPs."""
-    w = c.vocab * c.hidden / tp
-    return max(
-        2 * b * w / chip.peak_flops(_mm_dtype(chip, dt)), w * nbytes(dt) / chip.hbm.bandwidth
-    )
+    """LM head for `b` last positions on one TP shard, costed like the blocks' matmuls (the
+    `lm_head` of `workload.llm.build`, scope="model"). Cached."""
+    key = (chip_key(chip), "lm_head", c.vocab, c.hidden, b, tp, dt)
+    return _cached(key, lambda: _head_uncached(chip, c, b, tp, dt))
 
 
-def _mm_dtype(chip: ChipSpec, dt: str) -> str:
-    """`dt` if the matrix unit runs it, else bf16 (the engine's fallback)."""
-    return dt if chip.peak_flops(dt) > 0 else "bf16"
+def _head_uncached(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> float:
+    head = MatMul(name="lm_head", m=b, n=c.vocab // tp, k=c.hidden, dtype=dt, weight=True)
+    return estimate(Graph("lm_head", (head,)), chip, deployed=True).time_s
 
 
 def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
     """Seconds for one full forward step (all stages, one micro-batch) of the replica."""
-    compute, sizes = _layer(chip, c, phase, b, n, tp, dt, kvd)
+    compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd)
     comm = 0.0
-    for i, size in enumerate(sizes):
-        if ep > 1 and c.is_moe and i == len(sizes) - 1:  # MoE: dispatch + combine all-to-all
+    for name, size in collectives:
+        if ep > 1 and name == MOE_COLLECTIVE:  # MoE: dispatch + combine all-to-all
             comm += 2 * collective_time("all_to_all", size * c.top_k, ep, topo)
         else:
             comm += collective_time("all_reduce", size, tp, topo)
