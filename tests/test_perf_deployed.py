@@ -75,6 +75,25 @@ def test_flash2_attention_is_never_faster_and_only_where_a_source_states_it():
     assert h[1] > 1.5 * h[0] and a[1] / a[0] < h[1] / h[0]
 
 
+def test_flash1_kernel_runs_at_the_papers_rate():
+    """FlashAttention-1-class kernels (FA2 abstract: 25-40% of A100 peak; on H100 FA2's 35% scaled
+    by that ratio) make the forward attention core take its causal FLOPs (half of 4*b*s^2*h)
+    at that rate; on chips without a stated rate (TPU) they run as perf's own flash."""
+    c = load_model("llama2-7b")
+    b, s = 2, 4096
+    args = (c, 1, b, s, 1, "bf16")
+    causal_flops = 4 * b * s * (s + 1) / 2 * c.heads * c.d_head  # the diagonal is computed
+    for chip, frac in (("a100", 0.40), ("h100", 0.35 * 0.40 / 0.73)):
+        spec = load_chip(chip)
+        fa1 = layer_costs(spec, *args, attention="flash1")
+        assert fa1[2] == pytest.approx(causal_flops / (frac * spec.peak_flops("bf16")), rel=1e-6)
+        assert all(
+            x >= y for x, y in zip(fa1, layer_costs(spec, *args, attention="flash2"), strict=True)
+        )
+    tpu = load_chip("tpu-v5p")
+    assert layer_costs(tpu, *args, attention="flash1") == layer_costs(tpu, *args, attention="flash")
+
+
 def test_batch1_gemv_is_not_charged_a_padded_tile():
     """At M=1 the matrix tile would be 63/64 padding: the compute part is at most the GEMV on the
     vector unit, the op stays memory bound, and more rows never cost less compute."""

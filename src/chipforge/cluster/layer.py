@@ -7,12 +7,18 @@ core and optimizer, with two implementation choices the layer graph does not exp
   as separate kernels (Megatron-LM before FlashAttention: Narayanan et al. SC 2021, Korthikanti
   et al. 2022, whose Table 2 counts the 5*a*s^2*b bytes these kernels store). The two batched
   matmuls run over the full s x s (no causal skipping); the score traffic is below.
-- **attention** "flash2": the fused flash attention of the FlashAttention-2 generation (FA1/FA2
-  and the Triton flash kernels of 2023), which use the pre-Hopper MMA instructions: the kernel
-  reaches at most `FLASH2_UTILIZATION` of the chip's 16-bit peak (FlashAttention-3, Shah et al.
-  2024, abstract: "FlashAttention-2 achieving only 35% utilization on the H100 GPU";
-  FlashAttention-2, Dao 2023, abstract: "50-73% of the theoretical maximum FLOPs/s on A100").
-  Where no source states the rate (other chips) it runs as "flash".
+- **attention** "flash2" / "flash1": fused flash attention of an older kernel generation, which
+  reaches at most `KERNEL_UTILIZATION[attention][chip]` of the chip's 16-bit peak. "flash2":
+  FlashAttention-2 (pre-Hopper MMA instructions; FlashAttention-3, Shah et al. 2024, abstract:
+  "FlashAttention-2 achieving only 35% utilization on the H100 GPU"; FlashAttention-2, Dao 2023,
+  abstract: "50-73% of the theoretical maximum FLOPs/s on A100"). "flash1": FlashAttention-1
+  and its Triton port of Dec 2022 (HazyResearch flash_attn_triton.py, "tested with
+  triton==2.0.0.dev20221202", "only been tested on A100", "overall Triton forward + backward is
+  slightly slower than CUDA"), which llm-foundry ran as `attn_impl: triton` on the pre-MLIR
+  Triton fork; FlashAttention-2's abstract puts FlashAttention-1 at "25-40% of the theoretical
+  maximum FLOPs/s" on A100. No source measures it on H100: it is taken as FA2's H100 rate scaled
+  by the FA1/FA2 ratio on A100 (0.35 x 0.40 / 0.73), an assumption. Upper ends throughout.
+  Where no source states the rate (other chips) both run as "flash".
 - **sp**: sequence parallelism (Korthikanti et al. 2022 Sec. 4.2.2) runs the norms, dropouts
   and residual adds on 1/tp of the tokens; without it (Megatron-LM 2021) every TP rank repeats
   them over the whole sequence, as the layer graph lists them.
@@ -33,10 +39,13 @@ from chipforge.workload.graph import Graph
 from chipforge.workload.llm import build
 from chipforge.workload.ops import MatMul, Vector
 
-ATTENTION = ("flash", "flash2", "materialized")
-# Best sustained fraction of the 16-bit dense peak of FlashAttention-2-class kernels, by chip, as
-# the papers state it (upper ends; see the module docstring). Only caps perf's own rate.
-FLASH2_UTILIZATION = {"a100": 0.73, "h100": 0.35}
+ATTENTION = ("flash", "flash2", "flash1", "materialized")
+# Best sustained fraction of the 16-bit dense peak of older flash-attention kernel generations,
+# by chip, as the papers state it (upper ends; see the module docstring). Only caps perf's rate.
+KERNEL_UTILIZATION = {
+    "flash2": {"a100": 0.73, "h100": 0.35},  # FA2 paper (A100), FA3 paper (H100), abstracts
+    "flash1": {"a100": 0.40, "h100": 0.35 * 0.40 / 0.73},  # FA2 abstract (A100); H100 scaled
+}
 # Bytes per attention score moved by the unfused kernels (16-bit scores, 1-byte dropout mask;
 # Megatron-LM 2021 `ParallelAttention`: baddbmm -> fused scale-mask-softmax -> dropout -> bmm).
 # Forward: QK^T writes 2; softmax reads 2, writes 2; dropout reads 2, writes 2 + mask 1.
@@ -125,8 +134,9 @@ def layer_costs(
         if op.kind == "attention":
             if attention == "materialized":
                 continue  # priced below
-            if attention == "flash2" and chip.name in FLASH2_UTILIZATION:
-                peak = FLASH2_UTILIZATION[chip.name] * chip.peak_flops("bf16")
+            cap = KERNEL_UTILIZATION.get(attention, {}).get(chip.name)
+            if cap:
+                peak = cap * chip.peak_flops("bf16")
                 t = max(t, op.flops / peak)
             t *= cp  # CP: each query chunk sees all keys
         if op.kind == "collective":

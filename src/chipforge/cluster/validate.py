@@ -16,6 +16,7 @@ from importlib import resources
 
 from chipforge.cluster.search import plan_training
 from chipforge.cluster.topology import topology_for, torus_shape
+from chipforge.cluster.training import model_flops_per_token
 from chipforge.spec.loader import load_chip
 from chipforge.workload.config import ModelConfig, load_model
 
@@ -76,6 +77,10 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             return res.step_time_s
         if row["metric"] == "mfu":
             return res.mfu
+        if row["metric"] == "llmfoundry_mfu":  # llm-foundry's numerator: 6 x NumParams, which
+            # counts the learned position table (seq x d_model; benchmarking README, NumParams
+            # grows by exactly (seq - 2048) x d_model), + 12 L s d
+            return res.mfu * (1 + 6 * res.seq * c.hidden / model_flops_per_token(c, res.seq))
         if row["metric"] == "model_tflops_per_gpu":  # 6N + attention FLOPs per second per chip
             return res.mfu * chip.peak_flops(row["dtype"]) / 1e12
         assert row["metric"] == "megatron_tflops_per_gpu", row["metric"]
