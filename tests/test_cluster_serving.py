@@ -35,8 +35,8 @@ def test_published_serving_cases():
     assert abs(by["nim-h100x2-llama3-70b-itl"]["error"]) < 0.10
     for case in ("mlperf-b200x1-llama2-70b-offline", "trtllm-b200-llama33-70b-fp4"):
         assert abs(by[case]["error"]) < 0.10
-    assert v.summary(rows)["median_abs_error"] <= 0.10
-    assert sum(abs(r["error"]) > 0.25 for r in rows) <= 1  # A100 TTFT at 128 tokens, -26%
+    # issue 7 acceptance: median 10%, none above 25%
+    assert v.summary(rows)["median_abs_error"] <= 0.10 and v.summary(rows)["max_abs_error"] <= 0.25
 
 
 def test_heldout_serving_cases():
