@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from chipforge.errors import WorkloadError
 from chipforge.sim.graph_run import BF16_BOUND, run_model
 from chipforge.sim.matrix_backend import Backend, quantize
 from chipforge.spec import load_chip
+from chipforge.workload import load_pt2
 
 torch = pytest.importorskip("torch", reason="end-to-end runs need torch (pip install .[models])")
 onnx = pytest.importorskip("onnx", reason="end-to-end runs need onnx (pip install .[models])")
@@ -187,6 +189,41 @@ def test_bad_onnx_file_exits_2(tmp_path):
     bad.write_bytes(b"not a protobuf at all")
     run = cli("simulate", "--chip", "forge-n3", "--functional", "--workload", str(bad))
     assert run.returncode == 2 and "not a readable ONNX model" in run.stderr
+
+
+@pytest.mark.parametrize("content", [b"not a zip archive", "zip"])
+def test_corrupt_pt2_same_error_from_importer_and_functional_run(tmp_path, content):
+    """One loader (torch_import.load_exported): the same one-line error both ways, on a file
+    that is not a zip and on a zip that is not a torch.export archive."""
+    bad = tmp_path / "bad.pt2"
+    if content == "zip":
+        with zipfile.ZipFile(bad, "w") as z:
+            z.writestr("weights.bin", b"x")
+    else:
+        bad.write_bytes(content)
+    with pytest.raises(WorkloadError) as imported:
+        load_pt2(bad)
+    with pytest.raises(WorkloadError) as ran:
+        run_model(bad, CHIP)
+    assert str(imported.value) == str(ran.value)
+    assert str(ran.value).startswith("`workload` bad.pt2 is not a readable torch.export program")
+    assert str(ran.value).endswith(
+        "save one with torch.export.save(torch.export.export(model, inputs), path)"
+    )
+
+
+def test_corrupt_pt2_cli_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "bad.pt2"
+    bad.write_bytes(b"not a zip archive")
+    runs = [
+        cli("evaluate", "--chip", "forge-n3", "--workload", str(bad)),
+        cli("simulate", "--chip", "forge-n3", "--functional", "--workload", str(bad)),
+    ]
+    for run in runs:
+        assert run.returncode == 2, run.stderr
+        lines = run.stderr.strip().splitlines()  # torch's own logged traceback is filtered
+        assert len(lines) == 1 and "bad.pt2 is not a readable torch.export program" in lines[0]
+    assert runs[0].stderr == runs[1].stderr
 
 
 def test_dynamic_onnx_dims_need_binding(tmp_path):

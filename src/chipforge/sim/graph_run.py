@@ -92,13 +92,9 @@ def _run_pt2(path: Path, dims, chip, dtype, seed, on_node):
     import torch
 
     from chipforge.sim.torch_run import run_program
+    from chipforge.workload.torch_import import load_exported
 
-    try:
-        program = torch.export.load(str(path))
-    except Exception as e:
-        raise WorkloadError(
-            f"`workload` {path.name} is not a readable torch.export program ({type(e).__name__})"
-        ) from None
+    program = load_exported(path)
     inputs = _pt2_inputs(program, dims, seed, path.name)
     got, want = {}, {}
     chip_be, ref_be = backends(dtype, chip)

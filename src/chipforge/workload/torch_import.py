@@ -11,6 +11,7 @@ torch is imported lazily: chipforge works without it until a PyTorch model is im
 
 from __future__ import annotations
 
+import logging
 import operator
 from pathlib import Path
 from typing import Any
@@ -118,15 +119,25 @@ def load_pt2(
     fast = _from_archive(path, dims or {}, options)
     if fast is not None:
         return fast
+    return from_exported(load_exported(path), name=path.name, dims=dims, **options)
+
+
+def load_exported(path: Path) -> Any:
+    """The `torch.export.ExportedProgram` saved at `path`; a chipforge error naming the file
+    when it is not a torch.export archive (the importer and the functional run share it)."""
     torch = _torch()
+    logger = logging.getLogger("torch.export")  # logs a traceback before it raises
+    quiet = lambda record: record.exc_info is None  # noqa: E731
+    logger.addFilter(quiet)
     try:
-        program = torch.export.load(str(path))
-    except Exception as e:
+        return torch.export.load(str(path))
+    except Exception as e:  # torch raises RuntimeError, BadZipFile, ... for a damaged file
         raise WorkloadError(
             f"`workload` {path.name} is not a readable torch.export program ({type(e).__name__}"
             "); save one with torch.export.save(torch.export.export(model, inputs), path)"
         ) from None
-    return from_exported(program, name=path.name, dims=dims, **options)
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _from_archive(path: Path, dims: dict[str, int], options: dict) -> Graph | None:
