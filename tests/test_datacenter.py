@@ -11,8 +11,11 @@ from typer.testing import CliRunner
 
 from chipforge.cli import app
 from chipforge.datacenter import Assumptions, breakeven_volume, load_rack, site_report, size
-from chipforge.datacenter.report import compare
+from chipforge.datacenter.report import KNOBS, compare
+from chipforge.datacenter.workload import HBM_EFFICIENCY
 from chipforge.errors import ChipforgeError, SpecError
+from chipforge.perf.calibration import calibration
+from chipforge.workload.config import load_model
 
 
 def published() -> dict[str, float]:
@@ -40,6 +43,37 @@ def test_defaults_inside_published_ranges():
         10 <= a.facility_usd_per_it_w <= 20
     )  # $10-20M/MW excluding IT [dc-capex-standard, dc-capex-ai]
     assert a.electricity_usd_per_kwh <= PUB["dcx-eia-industrial"]
+
+
+def test_knob_ranges_bracket_published_spreads():
+    """Each tornado range spans the published figures its comment cites (data/datacenter.csv)."""
+    lo, hi = KNOBS["wafer_price"]  # multipliers of the N3 price
+    assert lo * PUB["semi-wafer-n3"] <= PUB["semi-wafer-n5"]
+    assert hi * PUB["semi-wafer-n3"] >= PUB["semi-wafer-asp-n2"]
+    lo, hi = KNOBS["hbm_price"]  # of $/GB; HBM3E $300 per 24 GB stack, HBM4 ">$600" per 36 GB
+    assert lo * PUB["semi-hbm3e-price-gb"] <= PUB["semi-hbm3e-price-stack"] / 24
+    assert hi * PUB["semi-hbm3e-price-gb"] >= 2 * PUB["semi-hbm3e-price-stack"] / 36
+    lo, hi = KNOBS["gpu_price"]  # Blackwell "$30,000-40,000" [dcx-blackwell-street conditions]
+    assert lo * PUB["dcx-blackwell-street"] <= 30e3 and hi * PUB["dcx-blackwell-street"] >= 40e3
+    lo, hi = KNOBS["utilization"]
+    runs = [PUB["dcx-llama3-mfu"], PUB["perf-palm-mfu"] / 100, PUB["perf-mpt7b-8h100"] / 100]
+    assert lo <= min(runs) and max(runs) <= hi
+    lo, hi = KNOBS["pue"]
+    assert PUB["dc-pue-google-2024"] <= lo and hi < PUB["dc-pue-uptime-2024"]
+    assert (
+        KNOBS["built_chip_markup"][1] < 270e3 / 80e3
+    )  # DGX H100 price / build [semi-dgxh100-cost]
+
+
+def test_hbm_efficiency_between_end_to_end_decode_and_streaming():
+    """Llama 3.3 70B FP8 TP2 on 2 x H100 at batch 1 [perf-nim-h100x2-itl-c1]: the bytes each chip
+    reads a token (fp8 weights, bf16 KV of the 5,000 + ~250 tokens in context) over the
+    measured step give the HBM share a whole serving stack reaches, a lower bound; streaming
+    kernels (perf calibration, NVIDIA) are the upper."""
+    m = load_model("llama3-70b")
+    per_chip = (m.params() * 1 + m.kv_bytes_per_token(2) * 5250) / 2
+    end_to_end = per_chip / (PUB["perf-nim-h100x2-itl-c1"] * 1e-3) / (PUB["hw-h100-hbm-bw"] * 1e12)
+    assert end_to_end < HBM_EFFICIENCY <= calibration("nvidia-gpu").memory_frac
 
 
 def test_chip_hour_below_cloud_list_and_above_rental_floor():

@@ -66,13 +66,37 @@ def compare(chips: list[str], power_w: float, a: Assumptions | None = None, **kw
     return {"power_w": power_w, "sites": sites}
 
 
-KNOBS = {  # name: (low, high) multipliers or values, and how each is applied
+# Tornado knobs: name -> (low, high), multipliers of the base price or values (`_apply`). Each
+# range brackets the published spread (ids: rows of data/datacenter.csv); where a side has no
+# published figure it says "assumption".
+KNOBS = {
+    # x N3's $20,000 [semi-wafer-n3]: $14,000 ~ what NVIDIA is estimated to pay for 4N
+    # [semi-wafer-4n, $13,400], below the N5 estimates ($13,495-16,988) [semi-wafer-n5,
+    # semi-wafer-asp-n5-2020]; $26,000 above the N2 forecast [semi-wafer-asp-n2, $24,570]
     "wafer_price": (0.7, 1.3),
+    # x $15/GB HBM3E [semi-hbm3e-price-gb]: $10.5/GB below HBM3E at $300 per 24 GB stack
+    # ($12.5/GB) [semi-hbm3e-price-stack]; $22.5/GB above HBM4's ">$600" per 36 GB stack
+    # (~$17/GB, same row); the extra headroom on the high side for a supply squeeze: assumption
     "hbm_price": (0.7, 1.5),
+    # x street price: Blackwell "$30,000-40,000" = 0.86-1.14x its midpoint [dcx-blackwell-street],
+    # H100 $25-30k [dcx-h100-street]; widened to +-30% for unpublished volume discounts and
+    # shortage premiums: assumption
     "gpu_price": (0.7, 1.3),
+    # x the $0.06/kWh default: $0.03 (long hydro/wind PPAs) to $0.12 (high-price grids), around
+    # the US industrial average $0.08 [dcx-eia-industrial]; the ends are assumptions
     "electricity_price": (0.5, 2.0),
+    # MFU of large dense training runs: 0.37 [perf-stas-b200-l8b-128k], 0.38-0.43 Llama 3
+    # [dcx-llama3-mfu], 0.462 PaLM [perf-palm-mfu], 0.464 MPT-7B [perf-mpt7b-8h100]; 0.30
+    # leaves room for a new chip's young software (assumption; GPT-3 on V100 reached 0.213
+    # [perf-gpt3-mfu]). Korthikanti's 175B reached 0.514 on A100 [perf-korthikanti-175b],
+    # just above the high end.
     "utilization": (0.30, 0.50),
+    # Google's fleet 1.10 [dc-pue-google-2023]; 1.4 lies between new large builds (<= 1.3) and
+    # the industry average 1.56 [dc-pue-uptime-2024]: a hot-climate or older hall (assumption)
     "pue": (1.1, 1.4),
+    # silicon cost -> delivered module. 1.2: board, burn-in and system yield with no partner
+    # margin; 2.5: sold at a 60% gross margin, 1 / (1 - 0.6) (both assumptions); below the
+    # ~3.4x NVIDIA's DGX H100 price is of its build cost ($270k vs ~$80k) [semi-dgxh100-cost]
     "built_chip_markup": (1.2, 2.5),
 }
 

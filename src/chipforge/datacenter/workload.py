@@ -6,8 +6,8 @@ feasible plan, a documented first-order fallback, and `method` says so and why:
   6ND; utilization = MFU, default 40% as Llama 3 405B on H100, Llama 3 paper Table 4);
 - serving: one replica = the fewest chips (power of two) whose HBM holds the weights twice
   over (half for weights, half for KV cache); decode step = max(weights + KV bytes / (chips x
-  HBM bw x 0.8), 2 N B / (chips x peak x utilization)) at the batch B the KV space allows;
-  prefill adds 2 N isl FLOPs per request at the same utilization.
+  HBM bw x 0.8, `HBM_EFFICIENCY`, an assumption), 2 N B / (chips x peak x utilization)) at
+  the batch B the KV space allows; prefill adds 2 N isl FLOPs per request at the same utilization.
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from chipforge.spec import load_chip
 from chipforge.workload.config import load_model
 
 MAX_TRAINING_CHIPS = 65536  # one job: beyond ~64K chips the largest public runs stop (Llama 3: 16K)
-HBM_EFFICIENCY = 0.8  # achievable share of peak HBM bandwidth in decode (vLLM/TRT-LLM practice)
+# Share of peak HBM bandwidth the fallback's decode step reaches. Assumption, bracketed by two
+# sourced figures: streaming kernels reach 0.90 of spec on NVIDIA, 0.85 on AMD (`memory_frac`,
+# perf/calibration.py), an upper bound; NIM Llama 3.3 70B FP8 TP2 on 2 x H100 reads ~36.1 GB per
+# chip a token (35.3 GB weights + KV of 5,250 tokens) in 18.58 ms [perf-nim-h100x2-itl-c1]:
+# 1.94 TB/s = 0.58 of 3.35 TB/s [hw-h100-hbm-bw] end to end, collectives and launch gaps
+# included, a lower bound. 0.8 is between them; no measurement isolates decode's share.
+HBM_EFFICIENCY = 0.8
 
 
 def _try(fn, *args, **kw) -> tuple[dict | None, str]:
