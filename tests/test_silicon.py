@@ -22,6 +22,7 @@ from chipforge.silicon import (
     area,
     dies_per_wafer,
     evaluate,
+    floorplan,
     power_at_peak,
     power_for_result,
     unit_cost,
@@ -94,6 +95,35 @@ def test_b200_buys_whole_hbm_stacks():
     inputs = unit_cost(load_chip("b200")).inputs
     assert (inputs["hbm_stacks"], inputs["hbm_gb"]) == (8, 192.0)
     assert inputs["hbm_usable_gb"] == pytest.approx(figure("hw-b200-hbm-cap"))
+
+
+# Peak FP64 TFLOP/s (vector, matrix): A100 9.7 / 19.5 (Ampere whitepaper); H100 33.5 / 66.9
+# [hw-h100-fp64-tc and its conditions]; MI300X 81.7 / 163.4 (AMD Instinct MI300X data sheet).
+FP64_TFLOPS = {
+    "a100": (9.7, 19.5),
+    "h100": (33.5, figure("hw-h100-fp64-tc")),
+    "mi300x": (81.7, 163.4),
+}
+
+
+@pytest.mark.parametrize("name", FP64_TFLOPS)
+def test_fp64_units_match_published_peaks(name):
+    """The FP64 lanes the area model builds give the published FP64 vector peak (H100 within
+    10%: NVIDIA quotes it at the 1.98 GHz boost, the preset runs at the 1.83 its tensor peak
+    implies), and a chip whose published FP64 matrix peak exceeds what those lanes reach pays
+    for FP64 in its matrix units."""
+    spec = load_chip(name)
+    vector, matrix = FP64_TFLOPS[name]
+    lanes = spec.cores * spec.vector.flops_per_cycle / 2 * floorplan.GPU_FP64_PER_FP32
+    assert within(lanes * 2 * spec.clock / 1e12, vector, 0.10)
+    assert floorplan.has_fp64_matrix(spec) == (matrix > vector)
+
+
+def test_fp64_matrix_keyed_on_family_not_year():
+    """2020: NVIDIA's A100 ran FP64 on its tensor cores, AMD's MI100 (CDNA 1) had FP64 vector
+    only (11.5 TFLOP/s, MI100 data sheet): the same year, different answers."""
+    assert floorplan.has_fp64_matrix(load_chip("a100"))
+    assert not floorplan.has_fp64_matrix(load_chip("mi300x").model_copy(update={"year": 2020}))
 
 
 # Stacks on the package, from the published rows' notes (data/published.csv): A100 "5 active

@@ -53,13 +53,18 @@ PLACEMENT_UTILIZATION = 0.5
 TIMING_CLOSURE = 1.5
 IMPLEMENTATION = TIMING_CLOSURE / PLACEMENT_UTILIZATION
 # NVIDIA data-center SMs: 65,536 32-bit registers (256 KiB) per SM and FP64 lanes at half the FP32
-# lanes (Volta, Ampere and Hopper whitepapers: 64/32, 64/32, 128/64 FP32/FP64 per SM).
+# lanes (Volta, Ampere and Hopper whitepapers: 64/32, 64/32, 128/64 FP32/FP64 per SM). AMD's CDNA 3
+# CU alike: FP64 vector 81.7 TFLOP/s, half the 163.4 of packed FP32 (MI300X data sheet).
 GPU_RF_BYTES = 256 * 1024
 GPU_FP64_PER_FP32 = 0.5
-# NVIDIA data-center tensor cores run FP64 since Ampere (A100 19.5 TFLOP/s FP64 tensor vs 9.7
-# vector, Ampere whitepaper; H100 66.9 [hw-h100-fp64-tc]); Volta's did not. The FP64 format is
-# one more format of the matrix unit: gates.MULTI_FORMAT_FRAC of its widest datapath.
-GPU_FP64_TENSOR_YEAR = 2020
+# First year each GPU family's matrix units run FP64, by family (the year alone does not hold:
+# AMD's 2020 part had none). NVIDIA's tensor cores since Ampere (A100 19.5 TFLOP/s FP64 tensor vs
+# 9.7 vector, Ampere whitepaper; H100 66.9 vs 33.5 [hw-h100-fp64-tc]), Volta's not. AMD's matrix
+# cores since CDNA 2 (MI250X 95.7 TFLOP/s FP64 matrix vs 47.9 vector, MI250X data sheet; MI300X
+# 163.4 vs 81.7, MI300X data sheet); CDNA 1's (MI100, 2020: 11.5 TFLOP/s FP64, vector only) not.
+# Other families: no FP64 matrix format (assumption: no ML accelerator has published one). The
+# FP64 format is one more format of the matrix unit: gates.MULTI_FORMAT_FRAC of its widest datapath.
+GPU_FP64_MATRIX_SINCE = {"nvidia-gpu": 2020, "amd-gpu": 2021}
 # Register-file bit area as a multiple of an SRAM array bit. Assumption: banked 1R1W register files
 # use 8T two-port cells and more periphery per bit, ~2x a 6T high-density array.
 RF_BIT_FACTOR = 2.0
@@ -122,8 +127,8 @@ def vector_area(chip: ChipSpec, node: ProcessNode) -> float:
 def gpu_sm_blocks(
     chip: ChipSpec, node: ProcessNode, simt_ratio: float | None = None
 ) -> dict[str, float]:
-    """m2 of what a ChipSpec leaves out of an NVIDIA SM: FP64 lanes (and, since Ampere, FP64 in
-    the tensor cores), the register file, and the
+    """m2 of what a ChipSpec leaves out of a GPU SM or CU: FP64 lanes (and FP64 in the matrix
+    units where `has_fp64_matrix`), the register file, and the
     SIMT machinery (schedulers, operand collectors, load/store, texture, instruction caches, and
     the GPU uncore) as `reference.simt_ratio()` x the SM's datapath logic, calibrated on V100."""
     if chip.matrix.dataflow != "tensor-core":
@@ -134,7 +139,7 @@ def gpu_sm_blocks(
         simt_ratio = calibrated()
     cores = physical_cores(chip)
     fp64 = chip.vector.flops_per_cycle / 2 * GPU_FP64_PER_FP32 * gates.fma_ge("fp64")
-    if chip.year >= GPU_FP64_TENSOR_YEAR:
+    if has_fp64_matrix(chip):
         formats = len(chip.matrix.macs_per_cycle)
         widest = gates.matrix_unit_ge(chip.matrix.macs_per_cycle) / (
             1 + gates.MULTI_FORMAT_FRAC * (formats - 1)
@@ -147,6 +152,12 @@ def gpu_sm_blocks(
     datapath = matrix_area(chip, node) + vector_area(chip, node) + out["fp64"]
     out["simt_core"] = simt_ratio * datapath
     return out
+
+
+def has_fp64_matrix(chip: ChipSpec) -> bool:
+    """Whether the chip's matrix units run FP64 (`GPU_FP64_MATRIX_SINCE`, by family and year)."""
+    since = GPU_FP64_MATRIX_SINCE.get(chip.family)
+    return since is not None and chip.year >= since
 
 
 def sram_bit_area(node: ProcessNode) -> float:
