@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from itertools import product
 
+from chipforge.cluster import checks
 from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
@@ -35,25 +36,14 @@ def _choices(given, default):
 
 
 def _check_flags(c: ModelConfig, chips: int, tp, pp, dp, cp) -> None:
-    """Given flags that can never work, named before any search."""
-    if tp is not None and c.heads % tp:
-        ok = [t for t in POW2 if c.heads % t == 0 and chips % t == 0]
-        raise Infeasible(f"--tp {tp} must divide the {c.heads} heads of {c.name}; try {ok}")
-    if pp is not None and not stage_layers(c.layers, pp):
-        ok = [d for d in divisors(chips) if d <= c.layers and stage_layers(c.layers, d)]
-        raise Infeasible(
-            f"--pp {pp} must divide the {c.layers} layers of {c.name} (up to 2 fewer on the "
-            f"first and last stage); try --pp in {ok[:12]}"
-        )
-    given = [x for x in (tp, pp, dp, cp) if x is not None]
-    prod = 1
-    for x in given:
-        prod *= x
-    if chips % prod or (len(given) == 4 and prod != chips):
-        raise Infeasible(
-            f"tp*pp*dp*cp of the given flags ({prod}) must divide --chips {chips}"
-            + (" exactly" if len(given) == 4 else "")
-        )
+    """Given flags that can never work, named before any search (None: searched)."""
+    checks.positive(error=Infeasible, tp=tp, pp=pp, dp=dp, cp=cp)
+    if tp is not None:
+        checks.tp_heads(c, tp, chips, error=Infeasible)
+    if pp is not None:
+        checks.pp_layers(c, pp, chips, uneven=True, error=Infeasible)
+    exact = None not in (tp, pp, dp, cp)
+    checks.product(c, chips, exact=exact, uneven=True, error=Infeasible, tp=tp, pp=pp, dp=dp, cp=cp)
 
 
 def plan_training(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from chipforge.cluster import checks
 from chipforge.errors import WorkloadError
 from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec
@@ -93,23 +94,13 @@ class ServingPlan:
 
 
 def _check(c: ModelConfig, chips: int, tp: int, pp: int, ep: int) -> None:
-    if tp < 1 or pp < 1 or ep < 1:
-        raise WorkloadError("`tp`, `pp` and `ep` must be positive integers")
-    if chips % (tp * pp):
-        raise WorkloadError(
-            f"`tp` x `pp` = {tp * pp} does not divide --chips {chips}; use divisors of {chips}"
-        )
-    if c.heads % tp:
-        ok = [d for d in range(1, c.heads + 1) if c.heads % d == 0 and chips % d == 0]
-        raise WorkloadError(
-            f"`tp` {tp} does not divide {c.name}'s {c.heads} heads; use one of {ok}"
-        )
-    if c.layers % pp:
-        raise WorkloadError(f"`pp` {pp} does not divide {c.name}'s {c.layers} layers")
-    if ep > 1 and not c.is_moe:
-        raise WorkloadError(f"`ep` {ep} needs a MoE model; {c.name} is dense (use --ep 1)")
-    if ep > 1 and tp % ep:
-        raise WorkloadError(f"`ep` {ep} must divide `tp` {tp} (experts are spread over TP ranks)")
+    """The plan's shape; serving splits the layers evenly over the pipeline stages and carves
+    the expert-parallel group out of the tensor-parallel one."""
+    checks.positive(error=WorkloadError, tp=tp, pp=pp, ep=ep)
+    checks.tp_heads(c, tp, chips, error=WorkloadError)
+    checks.pp_layers(c, pp, chips, uneven=False, error=WorkloadError)
+    checks.product(c, chips, exact=False, uneven=False, error=WorkloadError, tp=tp, pp=pp)
+    checks.ep_divides(c, ep, {"--tp": tp}, error=WorkloadError)
 
 
 def resolve_model(model) -> ModelConfig:

@@ -105,25 +105,19 @@ def stage_layers(layers: int, stages: int) -> int | None:
 
 def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int) -> None:
     """Raise Infeasible naming what divides when the plan's shape does not."""
-    prod = p.tp * p.pp * p.dp * p.cp
-    if prod != chips:
-        raise Infeasible(
-            f"tp*pp*dp*cp = {p.tp}*{p.pp}*{p.dp}*{p.cp} = {prod} must equal --chips {chips}"
-        )
-    if c.heads % p.tp:
-        ok = [t for t in (1, 2, 4, 8, 16, 32, 64) if c.heads % t == 0 and chips % t == 0]
-        raise Infeasible(f"--tp {p.tp} must divide the {c.heads} heads of {c.name}; try {ok}")
-    if stage_layers(c.layers, p.pp * p.interleave) is None:
-        ok = [d for d in range(1, min(c.layers, chips) + 1) if stage_layers(c.layers, d)]
-        ok = [d for d in ok if chips % d == 0]
-        raise Infeasible(
-            f"--pp {p.pp} (x interleave {p.interleave}) must divide the {c.layers} layers of "
-            f"{c.name} (up to 2 fewer on the first and last stage); try --pp in {ok}"
-        )
+    from chipforge.cluster import checks  # imported here: checks.py builds on stage_layers
+
+    shape = dict(tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp)
+    checks.positive(error=Infeasible, **shape, ep=p.ep, micro_batch=p.micro_batch,
+                    interleave=p.interleave)  # fmt: skip
+    checks.tp_heads(c, p.tp, chips, error=Infeasible)
+    checks.pp_layers(c, p.pp, chips, uneven=True, interleave=p.interleave, error=Infeasible)
+    checks.product(c, chips, exact=True, uneven=True, interleave=p.interleave,
+                   error=Infeasible, **shape)  # fmt: skip
     if seq % p.cp or (seq // p.cp) % 2:
         raise Infeasible(f"--cp {p.cp} must divide --seq {seq} into even chunks")
-    if p.ep > 1 and (not c.is_moe or c.experts % p.ep or (p.dp * p.cp) % p.ep):
-        raise Infeasible(f"--ep {p.ep} must divide the experts ({c.experts}) and dp*cp")
+    within = {f"the experts of {c.name}": c.experts, "dp*cp": p.dp * p.cp}
+    checks.ep_divides(c, p.ep, within, error=Infeasible)
     if global_batch % (p.dp * p.micro_batch):
         raise Infeasible(
             f"--global-batch {global_batch} must be a multiple of dp*micro_batch = "

@@ -1,0 +1,132 @@
+"""The shape rules of a parallelism plan, shared by training (`training.check_plan`, the flags
+`search.plan_training` is given) and serving (`serving_plan._check`).
+
+Each check raises the caller's error class (training: `Infeasible`, which searches skip;
+serving: `WorkloadError`) with one line naming the flag and the values to try instead. Those
+values are computed one way everywhere: the divisors of --chips that pass the same rule, so
+every suggestion works. The one real difference is explicit: training may give the first and
+last pipeline stage up to 2 fewer layers (`training.stage_layers`, Llama 3 paper Sec. 3.3.2,
+`uneven=True`); serving needs the layers split evenly (`uneven=False`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from chipforge.cluster.training import stage_layers
+from chipforge.errors import ChipforgeError
+from chipforge.workload.config import ModelConfig
+
+Error = type[ChipforgeError]
+
+
+def _divisors(n: int, *, upto: int) -> list[int]:
+    """The divisors of `n` up to `upto` (suggestions never exceed the heads or the layers, so
+    a search that hits a failing check on 16K chips does not walk 16K candidates)."""
+    return [d for d in range(1, min(n, upto) + 1) if n % d == 0]
+
+
+def positive(*, error: Error, **flags: int | None) -> None:
+    """Every given flag (None: not given) is a positive integer."""
+    for name, value in flags.items():
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise error(f"--{name} must be a positive integer, not {value!r}")
+
+
+def tp_values(c: ModelConfig, chips: int) -> list[int]:
+    """Tensor-parallel degrees that split the attention heads and the chips evenly."""
+    return [d for d in _divisors(chips, upto=c.heads) if c.heads % d == 0]
+
+
+def tp_heads(c: ModelConfig, tp: int, chips: int, *, error: Error) -> None:
+    """Each TP rank holds whole attention heads (Megatron-LM, Shoeybi et al. 2019 Sec. 3)."""
+    if c.heads % tp or chips % tp:
+        raise error(
+            f"--tp {tp} must divide the {c.heads} heads of {c.name} and --chips {chips}; "
+            f"try --tp in {tp_values(c, chips)}"
+        )
+
+
+def _stages_fit(layers: int, stages: int, uneven: bool) -> bool:
+    return stage_layers(layers, stages) is not None if uneven else layers % stages == 0
+
+
+def pp_values(c: ModelConfig, chips: int, *, uneven: bool, interleave: int = 1) -> list[int]:
+    """Pipeline depths that split the chips evenly and the layers as the caller allows."""
+    return [
+        d for d in _divisors(chips, upto=c.layers) if _stages_fit(c.layers, d * interleave, uneven)
+    ]
+
+
+def pp_layers(
+    c: ModelConfig, pp: int, chips: int, *, uneven: bool, interleave: int = 1, error: Error
+) -> None:
+    """`pp` x `interleave` stages hold whole layers: evenly, or (uneven) with up to 2 fewer on
+    the first and last stage."""
+    if chips % pp or not _stages_fit(c.layers, pp * interleave, uneven):
+        what = f"--pp {pp}" + (f" (x --interleave {interleave})" if interleave > 1 else "")
+        ends = " (up to 2 fewer on the first and last stage)" if uneven else ""
+        keep, ok = "", pp_values(c, chips, uneven=uneven, interleave=interleave)
+        if not ok:  # no depth fits this interleave; without it, one stage always fits
+            keep, ok = "--interleave 1 ", pp_values(c, chips, uneven=uneven)
+        raise error(
+            f"{what} must divide the {c.layers} layers of {c.name}{ends} and --chips {chips}; "
+            f"try {keep}--pp in {ok}"
+        )
+
+
+# the degree a product suggestion changes first: dp and cp split no weights, tp and pp do
+VARY_FIRST = ("dp", "cp", "pp", "tp")
+
+
+def _degree_fits(c: ModelConfig, flag: str, value: int, uneven: bool, interleave: int) -> bool:
+    if flag == "tp":
+        return c.heads % value == 0
+    return flag != "pp" or _stages_fit(c.layers, value * interleave, uneven)
+
+
+def product(
+    c: ModelConfig,
+    chips: int,
+    *,
+    exact: bool,
+    uneven: bool,
+    error: Error,
+    interleave: int = 1,
+    **degrees: int | None,
+) -> None:
+    """The given `degrees` (tp, pp, dp, cp; None: not given) multiply to --chips (`exact`) or
+    to a divisor of it. The suggestion changes one flag, in VARY_FIRST order the first whose
+    partners divide the chips, to values that pass this check and that flag's own rule."""
+    given = {k: v for k, v in degrees.items() if v is not None}
+    total = math.prod(given.values())
+    if total == chips if exact else chips % total == 0:
+        return
+    need = "equal" if exact else "divide"
+    names, values = "*".join(given), "*".join(map(str, given.values()))
+    shape = f"--{names} {values}" if len(given) == 1 else f"{names} = {values} = {total}"
+    head = f"{shape} must {need} --chips {chips}"
+    for flag in sorted(given, key=VARY_FIRST.index):
+        rest = total // given[flag]
+        if chips % rest:
+            continue
+        ok = [chips // rest] if exact else _divisors(chips // rest, upto=chips)
+        ok = [v for v in ok if _degree_fits(c, flag, v, uneven, interleave)]
+        if ok:
+            keep = "".join(f"--{k} {v} " for k, v in given.items() if k != flag)
+            raise error(f"{head}; try {keep}--{flag} in {ok}")
+    raise error(f"{head}; no one flag can fix it: change two of {', '.join(given)}")
+
+
+def ep_divides(c: ModelConfig, ep: int, within: dict[str, int], *, error: Error) -> None:
+    """Expert parallelism needs a mixture-of-experts model, and `ep` must divide each group it
+    is carved from (`within`: a description -> its size)."""
+    if ep == 1:
+        return
+    if not c.is_moe:
+        raise error(f"--ep {ep} needs a MoE model; {c.name} is dense: use --ep 1")
+    if any(n % ep for n in within.values()):
+        sizes = " and ".join(f"{k} ({n})" for k, n in within.items())
+        common = math.gcd(*within.values())
+        ok = _divisors(common, upto=common)
+        raise error(f"--ep {ep} must divide {sizes}; try --ep in {ok}")
