@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from math import ceil
 
+from chipforge.errors import SpecError
 from chipforge.spec import ChipSpec, Link, MemoryLevel
 from chipforge.spec.nodes import nodes
 
@@ -91,14 +92,35 @@ def hbm_purchase(level: MemoryLevel) -> tuple[int, int]:
     """(stacks, GB per stack) bought for the level. HBM is sold in whole stacks of a few heights,
     so a package carries at least the stacks its bandwidth needs at the generation's top pin rate,
     and enough whole stacks for its capacity; of those, the cheapest (GB at the generation's price
-    plus each stack's interposer site), then the fewest stacks.
+    plus each stack's interposer site), then the fewest stacks. A level that states its `stacks`
+    (H200: six, run below the top pin rate) gets them, in the smallest height that holds it.
     The capacity a product quotes can be less than what it carries (B200: 180 GB usable of
     8 x 24 GB, hw-b200-hbm-cap); the package pays for every stack."""
     gen = hbm_generation(level)
     need_bw = ceil(level.bandwidth / gen.stack_bandwidth - 1e-9)
     gb = level.capacity / 1e9
+    if level.stacks is not None:
+        return level.stacks, _stack_height(level, gen, need_bw, gb)
     options = [(max(need_bw, ceil(gb / size - 1e-9)), size) for size in gen.stack_gb]
     return min(options, key=lambda o: (o[0] * (o[1] * gen.price_per_gb_usd + STACK_SITE_USD), o[0]))
+
+
+def _stack_height(level: MemoryLevel, gen: HbmGeneration, need_bw: int, gb: float) -> int:
+    """GB per stack for a level's stated stack count; a SpecError when no height fits."""
+    where, n = f"`memory.{level.name}.stacks`", level.stacks
+    if n < need_bw:
+        raise SpecError(
+            f"{where} must be >= {need_bw}, not {n}: {n} {gen.name} stacks deliver at most "
+            f"{n * gen.stack_bandwidth / 1e12:.3g} TB/s of the {level.bandwidth / 1e12:.3g} TB/s"
+        )
+    fits = [size for size in gen.stack_gb if n * size >= gb - 1e-9]
+    if not fits:
+        least = ceil(gb / max(gen.stack_gb) - 1e-9)
+        raise SpecError(
+            f"{where} must be >= {least}, not {n}: {n} {gen.name} stacks of at most "
+            f"{max(gen.stack_gb)} GB hold less than {gb:.4g} GB"
+        )
+    return min(fits)
 
 
 def offchip_memory_area(chip: ChipSpec) -> tuple[float, str]:

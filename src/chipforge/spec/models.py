@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from chipforge.dtypes import DType
 from chipforge.errors import UnitError
@@ -93,6 +100,19 @@ class MemoryLevel(Frozen):
     energy_per_byte: EnergyPerByte | None = Field(
         None, description="J per byte read or written; None: scaled from the process node"
     )
+    stacks: int | None = Field(
+        None,
+        gt=0,
+        description="HBM stacks the package carries, where the product states them; None: the "
+        "cheapest whole stacks that meet capacity and bandwidth (silicon.interfaces.hbm_purchase)",
+    )
+
+    @field_validator("stacks")
+    @classmethod
+    def _stacks_are_hbm(cls, stacks: int | None, info: ValidationInfo) -> int | None:
+        if stacks is not None and info.data.get("kind") != "hbm":
+            raise ValueError("is for HBM levels only; drop it or set kind = 'hbm'")
+        return stacks
 
 
 class Link(Frozen):
