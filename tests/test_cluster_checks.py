@@ -249,11 +249,6 @@ def test_cli_names_tp_on_one_line_and_exits_2(argv, monkeypatch, capsys):
     assert flag == "tp" and all(64 % v == 0 for v in values)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving.plan_serving skips a given --tp that does not divide --chips when --pp is "
-    "searched and reports a memory error; the fix belongs in cluster/serving.py",
-)
 def test_serve_cli_names_tp_when_pp_is_searched(monkeypatch, capsys):
     argv = ["serve", "--chip", "h100", "--model", "llama3-70b", "--chips", "8", "--tp", "3"]
     code, err = _cli(argv, monkeypatch, capsys)

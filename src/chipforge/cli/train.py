@@ -74,6 +74,17 @@ def train(
     global_batch: Annotated[int | None, typer.Option("--global-batch", min=1)] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp8, fp4")] = "bf16",
     topology: Annotated[str | None, typer.Option("--topology", help="preset name")] = None,
+    interleave: Annotated[
+        int | None, typer.Option("--interleave", min=1, help="virtual pipeline stages per chip")
+    ] = None,
+    attention: Annotated[
+        str,
+        typer.Option(
+            "--attention",
+            help="attention kernel: flash (perf's fused rate), flash2 / flash1 (FlashAttention-2 / "
+            "-1 generation, capped at the papers' utilization), materialized (unfused scores)",
+        ),
+    ] = "flash",
     as_json: JsonOpt = False,
     out: OutOpt = None,
     html: HtmlOpt = None,
@@ -86,7 +97,7 @@ def train(
     res = plan_training(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
-        micro_batch=micro_batch, topology=topology,
+        micro_batch=micro_batch, interleave=interleave, topology=topology, attention=attention,
     )  # fmt: skip
     data = res.to_dict()
     write_reports("train", data, html, png)

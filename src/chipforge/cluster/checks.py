@@ -5,7 +5,7 @@ Each check raises the caller's error class (training: `Infeasible`, which search
 serving: `WorkloadError`) with one line naming the flag and the values to try instead. Those
 values are computed one way everywhere: the divisors of --chips that pass the same rule, so
 every suggestion works. The one real difference is explicit: training may give the first and
-last pipeline stage up to 2 fewer layers (`training.stage_layers`, Llama 3 paper Sec. 3.3.2,
+last pipeline stage up to 2 fewer layers (`stage_layers`, Llama 3 paper Sec. 3.3.2,
 `uneven=True`); serving needs the layers split evenly (`uneven=False`).
 """
 
@@ -13,11 +13,23 @@ from __future__ import annotations
 
 import math
 
-from chipforge.cluster.training import stage_layers
-from chipforge.errors import ChipforgeError
+from chipforge.cluster.layer import ATTENTION
+from chipforge.errors import ChipforgeError, WorkloadError
 from chipforge.workload.config import ModelConfig
 
 Error = type[ChipforgeError]
+
+
+def stage_layers(layers: int, stages: int) -> int | None:
+    """Layers on the busiest stage: an even split, or one with the first and last stages a
+    layer short (Llama 3 paper Sec. 3.3.2: 126 layers on 16 stages); None otherwise."""
+    per = -(-layers // stages)
+    return per if per * stages - layers <= (2 if stages > 2 else 0) and stages <= layers else None
+
+
+def divisors(n: int) -> list[int]:
+    """Every divisor of `n` (a search grid; [1] past a million, where a grid makes no sense)."""
+    return [d for d in range(1, n + 1) if n % d == 0] if n < 10**6 else [1]
 
 
 def _divisors(n: int, *, upto: int) -> list[int]:
@@ -130,3 +142,9 @@ def ep_divides(c: ModelConfig, ep: int, within: dict[str, int], *, error: Error)
         common = math.gcd(*within.values())
         ok = _divisors(common, upto=common)
         raise error(f"--ep {ep} must divide {sizes}; try --ep in {ok}")
+
+
+def attention_kernel(attention: str) -> None:
+    """A kernel generation `cluster.layer` prices (bad input, never an infeasible plan)."""
+    if attention not in ATTENTION:
+        raise WorkloadError(f"--attention must be one of {', '.join(ATTENTION)}, not {attention!r}")

@@ -7,6 +7,7 @@ import math
 from itertools import product
 
 from chipforge.cluster import checks
+from chipforge.cluster.checks import divisors, stage_layers
 from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
@@ -19,9 +20,7 @@ from chipforge.cluster.training import (
     Plan,
     TrainingPlan,
     default_global_batch,
-    divisors,
     evaluate_plan,
-    stage_layers,
 )
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.spec.loader import load_chip
@@ -74,6 +73,7 @@ def plan_training(
     c = load_model(model) if isinstance(model, str) else model
     if not isinstance(chips, int) or chips <= 0:
         raise WorkloadError(f"`chips` must be a positive integer, not {chips}")
+    checks.attention_kernel(attention)
     if not chip.peak_flops(dtype):
         raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)

@@ -22,12 +22,12 @@ import math
 from dataclasses import replace
 from functools import lru_cache
 
+from chipforge.cluster.checks import divisors
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
 from chipforge.cluster.serving_plan import ServingPlan, _check, _load_chip, resolve_model
 from chipforge.cluster.topology import Topology, topology_for
-from chipforge.cluster.training import divisors
 from chipforge.dtypes import BYTES, nbytes
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.perf import estimate
@@ -240,6 +240,7 @@ def plan_serving(
     if batching not in BATCHING:
         raise WorkloadError(f"`batching` must be one of {', '.join(BATCHING)}, not {batching!r}")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
+    _check(c, chips, tp, pp, ep)  # the given flags, before any search
     tps = [tp] if tp else [d for d in divisors(chips) if c.heads % d == 0]
     pps = [pp] if pp else [d for d in divisors(chips) if c.layers % d == 0 and d <= 8]
     kw = dict(isl=isl, osl=osl, dt=dtype, kvd=kvd, disaggregated=disaggregated,
@@ -255,15 +256,13 @@ def plan_serving(
 
     best, why, closest = None, None, math.inf
     for t in tps:
-        eps = [ep] if ep else (divisors(t) if c.is_moe else [1])
+        eps = [ep] if ep else [e for e in divisors(t) if c.is_moe and c.experts % e == 0] or [1]
         for p in pps:
             if chips % (t * p):
-                if tp and pp:
-                    _check(c, chips, t, p, 1)
                 continue
             for e in eps:
-                if tp and pp and ep:
-                    _check(c, chips, t, p, e)
+                if t % e:  # a given --ep that this searched --tp cannot hold
+                    continue
                 dp = chips // (t * p)
                 fits = _fits(c, chip, t, p, dtype, kvd, isl, osl)
                 # a stated concurrency queues what the KV cache cannot hold; the search stops

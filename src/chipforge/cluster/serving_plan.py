@@ -93,14 +93,20 @@ class ServingPlan:
         }
 
 
-def _check(c: ModelConfig, chips: int, tp: int, pp: int, ep: int) -> None:
-    """The plan's shape; serving splits the layers evenly over the pipeline stages and carves
-    the expert-parallel group out of the tensor-parallel one."""
+def _check(c: ModelConfig, chips: int, tp: int | None, pp: int | None, ep: int | None) -> None:
+    """The plan's shape, for the flags given (None: searched, checked per candidate); serving
+    splits the layers evenly over the pipeline stages and carves the expert-parallel group out
+    of the tensor-parallel one."""
     checks.positive(error=WorkloadError, tp=tp, pp=pp, ep=ep)
-    checks.tp_heads(c, tp, chips, error=WorkloadError)
-    checks.pp_layers(c, pp, chips, uneven=False, error=WorkloadError)
-    checks.product(c, chips, exact=False, uneven=False, error=WorkloadError, tp=tp, pp=pp)
-    checks.ep_divides(c, ep, {"--tp": tp}, error=WorkloadError)
+    if tp:
+        checks.tp_heads(c, tp, chips, error=WorkloadError)
+    if pp:
+        checks.pp_layers(c, pp, chips, uneven=False, error=WorkloadError)
+    if tp and pp:
+        checks.product(c, chips, exact=False, uneven=False, error=WorkloadError, tp=tp, pp=pp)
+    if ep:
+        within = {f"the experts of {c.name}": c.experts} | ({"--tp": tp} if tp else {})
+        checks.ep_divides(c, ep, within, error=WorkloadError)
 
 
 def resolve_model(model) -> ModelConfig:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from chipforge.cluster import checks
+from chipforge.cluster.checks import stage_layers
 from chipforge.cluster.collectives import collective_time
-from chipforge.cluster.layer import ATTENTION, layer_costs
+from chipforge.cluster.layer import layer_costs
 from chipforge.cluster.memory import RECOMPUTE, memory_per_chip
 from chipforge.cluster.topology import Topology
 from chipforge.dtypes import nbytes
@@ -96,17 +98,8 @@ def model_flops_per_token(c: ModelConfig, seq: int) -> float:
     return 6 * c.params(active=True) + 12 * c.layers * seq * attn_dim
 
 
-def stage_layers(layers: int, stages: int) -> int | None:
-    """Layers on the busiest stage: an even split, or one with the first and last stages a
-    layer short (Llama 3 paper Sec. 3.3.2: 126 layers on 16 stages); None otherwise."""
-    per = -(-layers // stages)
-    return per if per * stages - layers <= (2 if stages > 2 else 0) and stages <= layers else None
-
-
 def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int) -> None:
     """Raise Infeasible naming what divides when the plan's shape does not."""
-    from chipforge.cluster import checks  # imported here: checks.py builds on stage_layers
-
     shape = dict(tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp)
     checks.positive(error=Infeasible, **shape, ep=p.ep, micro_batch=p.micro_batch,
                     interleave=p.interleave)  # fmt: skip
@@ -144,8 +137,7 @@ def evaluate_plan(
 ) -> TrainingPlan:
     """Step time, utilization and memory of plan `p` (Infeasible when it does not fit)."""
     check_plan(c, chips, p, global_batch, seq)
-    if attention not in ATTENTION:
-        raise Infeasible(f"`attention` must be one of {', '.join(ATTENTION)}, not {attention!r}")
+    checks.attention_kernel(attention)
     act_bytes = max(2, nbytes(dtype))
     mem = memory_per_chip(
         c, tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
@@ -255,10 +247,6 @@ def evaluate_plan(
         exposed_comm=exposed,
         topology=topo.name,
     )
-
-
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0] if n < 10**6 else [1]
 
 
 def default_global_batch(chips: int, seq: int) -> int:
