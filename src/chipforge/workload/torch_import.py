@@ -127,8 +127,7 @@ def load_exported(path: Path) -> Any:
     when it is not a torch.export archive (the importer and the functional run share it)."""
     torch = _torch()
     logger = logging.getLogger("torch.export")  # logs a traceback before it raises
-    quiet = lambda record: record.exc_info is None  # noqa: E731
-    logger.addFilter(quiet)
+    logger.addFilter(_without_traceback)
     try:
         return torch.export.load(str(path))
     except Exception as e:  # torch raises RuntimeError, BadZipFile, ... for a damaged file
@@ -137,7 +136,12 @@ def load_exported(path: Path) -> Any:
             "); save one with torch.export.save(torch.export.export(model, inputs), path)"
         ) from None
     finally:
-        logger.removeFilter(quiet)
+        logger.removeFilter(_without_traceback)
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """Log filter: drop the records that carry a traceback (the CLI prints one line)."""
+    return record.exc_info is None
 
 
 def _from_archive(path: Path, dims: dict[str, int], options: dict) -> Graph | None:
