@@ -311,3 +311,16 @@ def test_layer_cache_follows_chip_content():
     seq = [step(f) for f in (0.5, 1.0) * 3]
     assert len(set(seq[0::2])) == len(set(seq[1::2])) == 1
     assert seq[1] < seq[0]
+
+
+def test_zero3_holds_two_gathered_units_and_one_unsharded_gradient():
+    """FSDP FULL_SHARD with the all-gather rate limiter (Zhao et al. VLDB 2023): besides the
+    shards, two units' bf16 weights and one unit's bf16 gradients; for Llama-3-8B the largest
+    unit is the 128256 x 4096 embedding (525M parameters, more than a 218M-parameter layer)."""
+    flags = dict(tp=1, pp=1, dp=8, cp=1, ep=1, recompute="full", micro_batch=1)
+    z3 = plan_training("h100", "llama3-8b", 8, seq=8192, global_batch=8, zero=3, **flags)
+    z2 = plan_training("h100", "llama3-8b", 8, seq=8192, global_batch=8, zero=2, **flags)
+    assert z3.memory["zero3_gathered_bytes"] == 128256 * 4096 * (2 * 2 + 2)
+    assert z2.memory["zero3_gathered_bytes"] == 0
+    # everything else ZeRO-3 shards further
+    assert z3.memory["weights_bytes"] == pytest.approx(z2.memory["weights_bytes"] / 8)

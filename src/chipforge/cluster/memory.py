@@ -15,6 +15,11 @@ WEIGHT_BYTES, GRAD_BYTES, OPTIMIZER_BYTES = 2, 2, 12
 # hold outside the tensors (assumption: ~3 GiB, order of PyTorch's context + NCCL buffers).
 RESERVED_BYTES = 3 * GiB
 RECOMPUTE = ("none", "selective", "full")
+# ZeRO-3 / FSDP FULL_SHARD gathers each wrapped unit's weights before using it and frees them
+# after; with the rate limiter (FSDP `limit_all_gathers`, Zhao et al. VLDB 2023 Sec. 4.3) at
+# most two units' gathered weights are alive (the one computing and the one prefetched), and
+# one unit's unsharded gradients wait for their reduce-scatter in the backward pass.
+ZERO3_GATHERED_UNITS, ZERO3_UNSHARDED_GRAD_UNITS = 2, 1
 
 
 def stage_params(c: ModelConfig, pp: int, tp: int, ep: int) -> float:
@@ -84,7 +89,7 @@ def memory_per_chip(
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
     micro-batches of activations under 1F1B, or the second when the first is a layer short;
-    interleaving adds (pp-1)/(pp*v) of that)."""
+    interleaving adds (pp-1)/(pp*v) of that; ZeRO-3 adds its gathered units)."""
     params = stage_params(c, pp, tp, ep)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
     # 1F1B: stage i holds pp - i micro-batches in flight. With an uneven split (Llama 3: 126
@@ -115,5 +120,17 @@ def memory_per_chip(
         "gradients_bytes": params * GRAD_BYTES / shard[1],
         "optimizer_bytes": params * OPTIMIZER_BYTES / shard[2],
         "activations_bytes": acts + (logits if pp == 1 else 0),
+        "zero3_gathered_bytes": zero3_gathered(c, tp=tp, ep=ep) if zero == 3 and dp > 1 else 0.0,
         "reserved_bytes": RESERVED_BYTES,
     }
+
+
+def zero3_gathered(c: ModelConfig, *, tp: int, ep: int) -> float:
+    """Unsharded bytes ZeRO-3 holds besides the shards: ZERO3_GATHERED_UNITS units' bf16
+    weights and ZERO3_UNSHARDED_GRAD_UNITS units' bf16 gradients, a unit being the largest
+    FSDP-wrapped piece on this chip: one transformer layer's TP (and EP) shard, or the embedding."""
+    per_layer = stage_params(c, 1, tp, ep) - c.vocab * c.hidden / tp * (
+        1 if c.tied_embeddings else 2
+    )
+    unit = max(per_layer / c.layers, c.vocab * c.hidden / tp)
+    return unit * (ZERO3_GATHERED_UNITS * WEIGHT_BYTES + ZERO3_UNSHARDED_GRAD_UNITS * GRAD_BYTES)
