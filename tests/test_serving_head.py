@@ -54,3 +54,22 @@ def test_ep_replaces_only_the_moe_all_reduce(phase, b, n):
     all_reduce = collective_time("all_reduce", moe_bytes, tp, topo)
     assert a2a != pytest.approx(all_reduce)  # the swap is visible
     assert t[2] - t[1] == pytest.approx(c.layers * (2 * a2a - all_reduce), rel=1e-9)
+
+
+@pytest.mark.parametrize("phase, b, n", [("decode", 64, 2048), ("prefill", 1, 1024)])
+def test_moe_step_costs_the_leading_dense_layers_as_dense(phase, b, n):
+    """DeepSeek-V3's 3 leading dense layers and 58 MoE layers: on one chip (no collectives) the
+    step is the whole-model graph's blocks costed by perf, plus the per-block runtime overhead
+    and the head; the whole-model graph lists both kinds of block on its own."""
+    from chipforge.cluster.serving import LAYER_OVERHEAD_S
+
+    chip, c = load_chip("h200"), load_model("deepseek-v3")
+    assert c.dense_layers == 3
+    kw = {"seq": n} if phase == "prefill" else {"context": n}
+    g = build(c, phase=phase, batch=b, tp=1, dtype="fp8", scope="model", **kw)
+    ops = estimate(g, chip, deployed=True).ops
+    blocks = sum(o.time_s for o in ops if o.name.startswith(("layers.", "moe_layers.")))
+    topo = topology_for(chip, 1)
+    got = _step(chip, c, topo, phase, b, n, 1, 1, 1, "fp8", "fp8")
+    want = blocks + c.layers * LAYER_OVERHEAD_S + _head(chip, c, b, 1, "fp8")
+    assert got == pytest.approx(want, rel=1e-3)

@@ -102,8 +102,8 @@ def _head_uncached(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> 
     return estimate(Graph("lm_head", (head,)), chip, deployed=True).time_s
 
 
-def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
-    """Seconds for one full forward step (all stages, one micro-batch) of the replica."""
+def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd) -> float:
+    """Seconds for one block of `c` (its compute, collectives and the runtime's overhead)."""
     compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd)
     comm = 0.0
     for name, size in collectives:
@@ -111,7 +111,19 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
             comm += 2 * collective_time("all_to_all", size * c.top_k, ep, topo)
         else:
             comm += collective_time("all_reduce", size, tp, topo)
-    t = c.layers * (compute + comm + LAYER_OVERHEAD_S) + _head(chip, c, b, tp, dt)
+    return compute + comm + LAYER_OVERHEAD_S
+
+
+def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
+    """Seconds for one full forward step (all stages, one micro-batch) of the replica. A MoE
+    model's leading dense layers (DeepSeek-V3: first_k_dense_replace = 3) are costed as the
+    same model's dense block, which reads one FFN's weights instead of the experts'."""
+    block = _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd)
+    t = (c.layers - c.dense_layers) * block if c.is_moe else c.layers * block
+    if c.is_moe and c.dense_layers:
+        dense = replace(c, experts=0, top_k=0, shared_experts=0, moe_ffn=None, dense_layers=0)
+        t += c.dense_layers * _block(chip, dense, topo, phase, b, n, tp, 1, dt, kvd)
+    t += _head(chip, c, b, tp, dt)
     if pp > 1:  # activations sent between stages
         act = b * (n if phase == "prefill" else 1) * c.hidden * nbytes(dt)
         t += (pp - 1) * collective_time("send_recv", act, 2, topo, stride=tp)
