@@ -324,3 +324,15 @@ def test_zero3_holds_two_gathered_units_and_one_unsharded_gradient():
     assert z2.memory["zero3_gathered_bytes"] == 0
     # everything else ZeRO-3 shards further
     assert z3.memory["weights_bytes"] == pytest.approx(z2.memory["weights_bytes"] / 8)
+
+
+def test_cp_error_suggests_context_splits_that_work():
+    from chipforge.cluster.training import Plan, check_plan
+
+    c = load_model("llama3-8b")
+    with pytest.raises(Infeasible, match=r"--cp 3 must divide --seq 8192") as err:
+        check_plan(c, 12, Plan(tp=1, pp=1, dp=4, cp=3), global_batch=12, seq=8192)
+    ok = [int(x) for x in err.value.args[0].split("try --cp in [")[1].rstrip("]").split(", ")]
+    assert ok == [1, 2, 4]  # the divisors of 12 chips that split 8192 tokens into even chunks
+    for cp in ok:  # each suggestion passes, with dp taking the rest of the chips
+        check_plan(c, 12, Plan(tp=1, pp=1, dp=12 // cp, cp=cp), global_batch=12, seq=8192)
