@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import asdict
 
 import pytest
 from hypothesis import given, settings
@@ -336,3 +337,19 @@ def test_cp_error_suggests_context_splits_that_work():
     assert ok == [1, 2, 4]  # the divisors of 12 chips that split 8192 tokens into even chunks
     for cp in ok:  # each suggestion passes, with dp taking the rest of the chips
         check_plan(c, 12, Plan(tp=1, pp=1, dp=12 // cp, cp=cp), global_batch=12, seq=8192)
+
+
+def test_alternatives_are_the_next_fastest_feasible_plans():
+    """Ranked by step time after the chosen plan; each, evaluated on its own as an explicit plan,
+    is feasible and gives the step time listed."""
+    best = plan_training("h100", "llama3-70b", 64, seq=4096, global_batch=128, alternatives=4)
+    alts = best.alternatives
+    assert len(alts) == 4
+    steps = [a["step_time_s"] for a in alts]
+    assert steps == sorted(steps) and best.step_time_s <= steps[0]
+    assert all(a["plan"] != asdict(best.plan) for a in alts)
+    for a in alts:
+        again = plan_training("h100", "llama3-70b", 64, seq=4096, global_batch=128, **a["plan"])
+        assert again.step_time_s == pytest.approx(a["step_time_s"])
+        assert again.memory_per_chip_bytes <= again.memory_capacity_bytes
+    assert plan_training("h100", "llama3-70b", 64, seq=4096, global_batch=128).alternatives == ()

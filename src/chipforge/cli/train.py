@@ -49,7 +49,21 @@ def train_tables(d: dict) -> list[Table]:
     times.add_column("s", justify="right")
     for k, v in {**d["time_breakdown_s"], **d["exposed_comm_s"]}.items():
         times.add_row(k.removesuffix("_s"), f"{v:.4f}")
-    return [head, mem, times]
+    tables = [head, mem, times]
+    if d.get("alternatives"):
+        alt = Table(title="next fastest feasible plans")
+        for col in ("plan", "step (s)", "MFU", "memory (GiB)", "exposed comm (s)"):
+            alt.add_column(col, justify="left" if col == "plan" else "right")
+        for a in d["alternatives"]:
+            alt.add_row(
+                " ".join(f"{k}={v}" for k, v in a["plan"].items()),
+                f"{a['step_time_s']:.3f}",
+                f"{a['mfu']:.1%}",
+                _gib(a["memory_per_chip_bytes"]),
+                f"{a['exposed_comm_s']:.3f}",
+            )
+        tables.append(alt)
+    return tables
 
 
 @app.command()
@@ -85,6 +99,9 @@ def train(
             "-1 generation, capped at the papers' utilization), materialized (unfused scores)",
         ),
     ] = "flash",
+    alternatives: Annotated[
+        int, typer.Option("--alternatives", min=0, help="also list the next N fastest plans")
+    ] = 0,
     as_json: JsonOpt = False,
     out: OutOpt = None,
     html: HtmlOpt = None,
@@ -98,6 +115,7 @@ def train(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
         micro_batch=micro_batch, interleave=interleave, topology=topology, attention=attention,
+        alternatives=alternatives,
     )  # fmt: skip
     data = res.to_dict()
     write_reports("train", data, html, png)

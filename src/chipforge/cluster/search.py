@@ -4,6 +4,7 @@ shortest step (ties: less memory). Flags left as None are searched."""
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, replace
 from itertools import product
 
 from chipforge.cluster import checks
@@ -67,8 +68,10 @@ def plan_training(
     attention: str = "flash",
     parallel_block: bool = False,
     sequence_parallel: bool = True,
+    alternatives: int = 0,
 ) -> TrainingPlan:
-    """The fastest feasible training plan (or the given one) for `model` on `chips` chips."""
+    """The fastest feasible training plan (or the given one) for `model` on `chips` chips;
+    `alternatives`: also keep the next fastest feasible plans, ranked (`.alternatives`)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = load_model(model) if isinstance(model, str) else model
     if not isinstance(chips, int) or chips <= 0:
@@ -89,6 +92,7 @@ def plan_training(
     mbs = _choices(micro_batch, (1, 2, 4, 8))
     ils = _choices(interleave, (1, 2, 4, 8) if pp is None or pp > 1 else (1,))
     best: TrainingPlan | None = None
+    ranked: list[tuple[float, float, dict]] = []  # every feasible plan, when alternatives > 0
     first_error: Infeasible | None = None
     shapes = 0
     for t, x, e in product(tps, cps, eps):
@@ -118,13 +122,16 @@ def plan_training(
                 except Infeasible as err:
                     first_error = first_error or err
                     continue
+                if alternatives:
+                    ranked.append((res.step_time_s, res.memory_per_chip_bytes, _summary(res)))
                 if best is None or (res.step_time_s, res.memory_per_chip_bytes) < (
                     best.step_time_s,
                     best.memory_per_chip_bytes,
                 ):
                     best = res
     if best is not None:
-        return best
+        ranked.sort(key=lambda r: r[:2])
+        return replace(best, alternatives=tuple(r[2] for r in ranked[1 : 1 + alternatives]))
     if explicit or first_error is not None and shapes == 1:
         raise first_error or Infeasible("no plan")
     if shapes == 0:
@@ -142,3 +149,14 @@ def plan_training(
         f"{state / 2**30:,.0f} GiB of weights and optimizer state need at least {least} chips "
         f"of {chip.hbm.capacity / 2**30:.0f} GiB"
     )
+
+
+def _summary(res: TrainingPlan) -> dict:
+    """One ranked alternative: its plan and the figures a planner compares."""
+    return {
+        "plan": asdict(res.plan),
+        "step_time_s": res.step_time_s,
+        "mfu": res.mfu,
+        "memory_per_chip_bytes": res.memory_per_chip_bytes,
+        "exposed_comm_s": sum(res.exposed_comm.values()),
+    }

@@ -59,6 +59,7 @@ class TrainingPlan:
     times: dict[str, float] = field(default_factory=dict)
     exposed_comm: dict[str, float] = field(default_factory=dict)
     topology: str = ""
+    alternatives: tuple[dict, ...] = ()  # the next fastest feasible plans of a search, ranked
 
     @property
     def memory_per_chip_bytes(self) -> float:
@@ -89,6 +90,7 @@ class TrainingPlan:
             "memory_by_category_bytes": dict(self.memory),
             "time_breakdown_s": dict(self.times),
             "exposed_comm_s": dict(self.exposed_comm),
+            "alternatives": list(self.alternatives),
         }
 
 
