@@ -27,15 +27,13 @@ def stage_layers(layers: int, stages: int) -> int | None:
     return per if per * stages - layers <= (2 if stages > 2 else 0) and stages <= layers else None
 
 
-def divisors(n: int) -> list[int]:
-    """Every divisor of `n` (a search grid; [1] past a million, where a grid makes no sense)."""
-    return [d for d in range(1, n + 1) if n % d == 0] if n < 10**6 else [1]
-
-
-def _divisors(n: int, *, upto: int) -> list[int]:
-    """The divisors of `n` up to `upto` (suggestions never exceed the heads or the layers, so
-    a search that hits a failing check on 16K chips does not walk 16K candidates)."""
-    return [d for d in range(1, min(n, upto) + 1) if n % d == 0]
+def divisors(n: int, *, upto: int | None = None) -> list[int]:
+    """The divisors of `n` up to `upto` (default: all; [1] past a million, where a search grid
+    makes no sense). Suggestions pass the heads or the layers as `upto`, so a search that hits
+    a failing check on 16K chips does not walk 16K candidates."""
+    if upto is None and n >= 10**6:
+        return [1]
+    return [d for d in range(1, min(n, upto or n) + 1) if n % d == 0]
 
 
 def positive(*, error: Error, **flags: int | None) -> None:
@@ -47,7 +45,7 @@ def positive(*, error: Error, **flags: int | None) -> None:
 
 def tp_values(c: ModelConfig, chips: int) -> list[int]:
     """Tensor-parallel degrees that split the attention heads and the chips evenly."""
-    return [d for d in _divisors(chips, upto=c.heads) if c.heads % d == 0]
+    return [d for d in divisors(chips, upto=c.heads) if c.heads % d == 0]
 
 
 def tp_heads(c: ModelConfig, tp: int, chips: int, *, error: Error) -> None:
@@ -66,7 +64,7 @@ def _stages_fit(layers: int, stages: int, uneven: bool) -> bool:
 def pp_values(c: ModelConfig, chips: int, *, uneven: bool, interleave: int = 1) -> list[int]:
     """Pipeline depths that split the chips evenly and the layers as the caller allows."""
     return [
-        d for d in _divisors(chips, upto=c.layers) if _stages_fit(c.layers, d * interleave, uneven)
+        d for d in divisors(chips, upto=c.layers) if _stages_fit(c.layers, d * interleave, uneven)
     ]
 
 
@@ -122,7 +120,7 @@ def product(
         rest = total // given[flag]
         if chips % rest:
             continue
-        ok = [chips // rest] if exact else _divisors(chips // rest, upto=chips)
+        ok = [chips // rest] if exact else divisors(chips // rest, upto=chips)
         ok = [v for v in ok if _degree_fits(c, flag, v, uneven, interleave)]
         if ok:
             keep = "".join(f"--{k} {v} " for k, v in given.items() if k != flag)
@@ -140,7 +138,7 @@ def ep_divides(c: ModelConfig, ep: int, within: dict[str, int], *, error: Error)
     if any(n % ep for n in within.values()):
         sizes = " and ".join(f"{k} ({n})" for k, n in within.items())
         common = math.gcd(*within.values())
-        ok = _divisors(common, upto=common)
+        ok = divisors(common, upto=common)
         raise error(f"--ep {ep} must divide {sizes}; try --ep in {ok}")
 
 
@@ -148,3 +146,14 @@ def attention_kernel(attention: str) -> None:
     """A kernel generation `cluster.layer` prices (bad input, never an infeasible plan)."""
     if attention not in ATTENTION:
         raise WorkloadError(f"--attention must be one of {', '.join(ATTENTION)}, not {attention!r}")
+
+
+def cp_chunks(cp: int, seq: int, chips: int, *, error: Error) -> None:
+    """Context parallelism splits each sequence into 2 x cp chunks, two per rank, for load
+    balance under the causal mask (Megatron-Core context parallelism; Llama 3 paper Sec.
+    3.3.2): cp must divide --seq into an even number of tokens per rank. No split (cp = 1)
+    takes any length."""
+    if cp > 1 and (seq % cp or (seq // cp) % 2):
+        common = math.gcd(chips, seq)
+        ok = [d for d in divisors(common, upto=128) if d == 1 or (seq // d) % 2 == 0]
+        raise error(f"--cp {cp} must divide --seq {seq} into even chunks; try --cp in {ok}")

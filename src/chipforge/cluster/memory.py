@@ -22,24 +22,23 @@ RECOMPUTE = ("none", "selective", "full")
 ZERO3_GATHERED_UNITS, ZERO3_UNSHARDED_GRAD_UNITS = 2, 1
 
 
+def block_params(c: ModelConfig, tp: int, ep: int) -> float:
+    """Parameters of all transformer blocks one chip holds with no pipeline (TP splits every
+    block, EP splits the routed experts further)."""
+    if not c.is_moe:
+        return c.layers * (c.attention_params() + c.ffn_params(False)) / tp
+    moe_layers = c.layers - c.dense_layers
+    expert = c.experts * c.ffn_matrices * c.hidden * c.expert_ffn
+    shared = c.ffn_params(True) - expert
+    dense = c.layers * c.attention_params() + c.dense_layers * c.ffn_params(False)
+    return (dense + moe_layers * shared) / tp + moe_layers * expert / (tp * ep)
+
+
 def stage_params(c: ModelConfig, pp: int, tp: int, ep: int) -> float:
     """Parameters one chip holds on the heaviest pipeline stage (the first or the last, which
     also hold the embedding / LM head; Megatron splits both over TP)."""
-    per_layer_dense = c.attention_params() + (0 if c.is_moe else c.ffn_params(False))
-    if c.is_moe:
-        moe_layers = c.layers - c.dense_layers
-        expert = c.experts * c.ffn_matrices * c.hidden * c.expert_ffn
-        shared = c.ffn_params(True) - expert
-        blocks = (
-            c.layers * c.attention_params()
-            + c.dense_layers * c.ffn_params(False)
-            + moe_layers * shared
-        ) / tp + moe_layers * expert / (tp * ep)
-    else:
-        blocks = c.layers * per_layer_dense / tp
-    embed = c.vocab * c.hidden / tp
-    embeds = embed * (1 if pp > 1 or c.tied_embeddings else 2)
-    return blocks * math.ceil(c.layers / pp) / c.layers + embeds
+    embeds = c.vocab * c.hidden / tp * (1 if pp > 1 or c.tied_embeddings else 2)
+    return block_params(c, tp, ep) * math.ceil(c.layers / pp) / c.layers + embeds
 
 
 def activation_bytes_per_layer(
@@ -129,8 +128,5 @@ def zero3_gathered(c: ModelConfig, *, tp: int, ep: int) -> float:
     """Unsharded bytes ZeRO-3 holds besides the shards: ZERO3_GATHERED_UNITS units' bf16
     weights and ZERO3_UNSHARDED_GRAD_UNITS units' bf16 gradients, a unit being the largest
     FSDP-wrapped piece on this chip: one transformer layer's TP (and EP) shard, or the embedding."""
-    per_layer = stage_params(c, 1, tp, ep) - c.vocab * c.hidden / tp * (
-        1 if c.tied_embeddings else 2
-    )
-    unit = max(per_layer / c.layers, c.vocab * c.hidden / tp)
+    unit = max(block_params(c, tp, ep) / c.layers, c.vocab * c.hidden / tp)
     return unit * (ZERO3_GATHERED_UNITS * WEIGHT_BYTES + ZERO3_UNSHARDED_GRAD_UNITS * GRAD_BYTES)

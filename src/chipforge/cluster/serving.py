@@ -114,6 +114,12 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd) -> float:
     return compute + comm + LAYER_OVERHEAD_S
 
 
+@lru_cache(maxsize=64)
+def _dense_of(c: ModelConfig) -> ModelConfig:
+    """The MoE model `c` without its experts: its leading dense blocks (built once per model)."""
+    return replace(c, experts=0, top_k=0, shared_experts=0, moe_ffn=None, dense_layers=0)
+
+
 def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
     """Seconds for one full forward step (all stages, one micro-batch) of the replica. A MoE
     model's leading dense layers (DeepSeek-V3: first_k_dense_replace = 3) are costed as the
@@ -121,8 +127,7 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
     block = _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd)
     t = (c.layers - c.dense_layers) * block if c.is_moe else c.layers * block
     if c.is_moe and c.dense_layers:
-        dense = replace(c, experts=0, top_k=0, shared_experts=0, moe_ffn=None, dense_layers=0)
-        t += c.dense_layers * _block(chip, dense, topo, phase, b, n, tp, 1, dt, kvd)
+        t += c.dense_layers * _block(chip, _dense_of(c), topo, phase, b, n, tp, 1, dt, kvd)
     t += _head(chip, c, b, tp, dt)
     if pp > 1:  # activations sent between stages
         act = b * (n if phase == "prefill" else 1) * c.hidden * nbytes(dt)

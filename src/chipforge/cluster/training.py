@@ -109,9 +109,7 @@ def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int)
     checks.pp_layers(c, p.pp, chips, uneven=True, interleave=p.interleave, error=Infeasible)
     checks.product(c, chips, exact=True, uneven=True, interleave=p.interleave,
                    error=Infeasible, **shape)  # fmt: skip
-    if seq % p.cp or (seq // p.cp) % 2:
-        ok = [d for d in checks.divisors(chips) if seq % d == 0 and (seq // d) % 2 == 0][:12]
-        raise Infeasible(f"--cp {p.cp} must divide --seq {seq} into even chunks; try --cp in {ok}")
+    checks.cp_chunks(p.cp, seq, chips, error=Infeasible)
     within = {f"the experts of {c.name}": c.experts, "dp*cp": p.dp * p.cp}
     checks.ep_divides(c, p.ep, within, error=Infeasible)
     if global_batch % (p.dp * p.micro_batch):
