@@ -132,7 +132,7 @@ def test_training_is_about_three_forward_passes():
         ),
         (
             "llm:llama3-70b,batchsize=4",
-            "`workload.batchsize` is not an llm parameter; use batch, "
+            "`workload.batchsize` is not an llm parameter (did you mean batch?); use batch, "
             "context, dtype, kv_dtype, phase, scope, seq, tp or a model field",
         ),
         (
@@ -141,8 +141,9 @@ def test_training_is_about_three_forward_passes():
         ),
         (
             "llm:llama-70b",
-            "`model` must be a preset or 'custom', not 'llama-70b' (did you mean "
-            "llama3-70b, llama2-70b, llama2-7b?); `chipforge presets` lists them",
+            "`workload` must be a preset, llm:<preset>,key=value, llm:custom,... or a config.json "
+            "or model folder, not 'llama-70b' (did you mean llama3-70b, llama2-70b, llama2-7b?); "
+            "`chipforge presets` lists the presets",
         ),
         ("gemm:m=8,n=8", "`workload.k` is required: gemm:m=..,n=..,k=.."),
         (

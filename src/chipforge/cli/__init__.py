@@ -25,6 +25,14 @@ app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="write the output to this file")]
 ChipOpt = Annotated[str, typer.Option("--chip", help="preset name or chip TOML path")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="model preset, llm:<preset>,key=value, llm:custom,..., a HuggingFace config.json "
+        "or a folder with one",
+    ),
+]
 WorkloadOpt = Annotated[
     str,
     typer.Option(

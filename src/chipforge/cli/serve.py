@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
+from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import PngOpt, write_reports
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_quantity
@@ -58,7 +58,7 @@ def serve_tables(d: dict) -> list[Table]:
 @app.command()
 def serve(
     chip: ChipOpt,
-    model: Annotated[str, typer.Option("--model", help="model preset or llm:<preset>,key=value")],
+    model: ModelOpt,
     chips: Annotated[int, typer.Option("--chips", help="chips serving the model")],
     isl: Annotated[int, typer.Option("--isl", help="input (prompt) tokens per request")] = 2048,
     osl: Annotated[int, typer.Option("--osl", help="output tokens per request")] = 256,

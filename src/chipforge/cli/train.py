@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
+from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.units import parse_count
 
@@ -69,7 +69,7 @@ def train_tables(d: dict) -> list[Table]:
 @app.command()
 def train(
     chip: ChipOpt,
-    model: Annotated[str, typer.Option("--model", help="model preset (chipforge presets)")],
+    model: ModelOpt,
     chips: Annotated[int, typer.Option("--chips", min=1, help="number of chips")],
     tokens: Annotated[
         str | None, typer.Option("--tokens", help="training tokens, e.g. 15.6T")

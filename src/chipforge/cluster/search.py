@@ -26,7 +26,8 @@ from chipforge.cluster.training import (
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec
-from chipforge.workload.config import ModelConfig, load_model
+from chipforge.workload.config import ModelConfig
+from chipforge.workload.resolve import resolve_model
 
 POW2 = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -73,7 +74,7 @@ def plan_training(
     """The fastest feasible training plan (or the given one) for `model` on `chips` chips;
     `alternatives`: also keep the next fastest feasible plans, ranked (`.alternatives`)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
-    c = load_model(model) if isinstance(model, str) else model
+    c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
         raise WorkloadError(f"`chips` must be a positive integer, not {chips}")
     checks.attention_kernel(attention)

@@ -11,7 +11,8 @@ from chipforge.cluster import checks
 from chipforge.errors import WorkloadError
 from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec
-from chipforge.workload.config import ModelConfig, load_model
+from chipforge.workload.config import ModelConfig
+from chipforge.workload.resolve import resolve_model  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -107,23 +108,6 @@ def _check(c: ModelConfig, chips: int, tp: int | None, pp: int | None, ep: int |
     if ep:
         within = {f"the experts of {c.name}": c.experts} | ({"--tp": tp} if tp else {})
         checks.ep_divides(c, ep, within, error=WorkloadError)
-
-
-def resolve_model(model) -> ModelConfig:
-    """A ModelConfig, a preset name, or `llm:<preset>[,field=value...]`."""
-    if isinstance(model, ModelConfig):
-        return model
-    from chipforge.workload.parse import _model_value
-
-    text = model[4:] if model.startswith("llm:") else model
-    name, *items = text.split(",")
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise WorkloadError(f"`model` fields must be key=value, not {item!r}")
-        overrides[key] = _model_value(key, value)
-    return load_model(name, **overrides)
 
 
 @lru_cache(maxsize=64)

@@ -8,7 +8,6 @@ from chipforge.datacenter.tco import breakeven_volume, chip_facts, evaluate_site
 from chipforge.datacenter.workload import serving, training
 
 DEFAULT_VOLUME = 500_000  # built chips over which one-time costs are spread (a ~1 GW fleet)
-SERVE_MODEL = {"llama3-405b": "llama3-70b"}  # train the big one, serve its 70B sibling
 
 
 def resolve(chip: str, rack: str | None = None) -> Rack:
@@ -40,7 +39,7 @@ def site_report(
         out["build_volume"] = volume
     if model:
         t = training(out, facts, model, tokens or 20.0 * _params(model))
-        s = serving(out, facts, serve_model or SERVE_MODEL.get(model, model), dtype=serve_dtype)
+        s = serving(out, facts, serve_model or model, dtype=serve_dtype)
         out.update(
             time_to_train_s=t["time_to_train_s"],
             usd_per_million_tokens=s["usd_per_million_tokens"],
@@ -51,9 +50,9 @@ def site_report(
 
 
 def _params(model: str) -> float:
-    from chipforge.workload.config import load_model  # noqa: PLC0415
+    from chipforge.workload.resolve import resolve_model  # noqa: PLC0415
 
-    return float(load_model(model).params())
+    return float(resolve_model(model).params())
 
 
 def compare(chips: list[str], power_w: float, a: Assumptions | None = None, **kw) -> dict:

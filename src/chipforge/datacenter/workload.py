@@ -19,7 +19,7 @@ from chipforge.datacenter.tco import HOURS_PER_YEAR, Chip
 from chipforge.dtypes import nbytes
 from chipforge.errors import ChipforgeError, Infeasible
 from chipforge.spec import load_chip
-from chipforge.workload.config import load_model
+from chipforge.workload.resolve import resolve_model
 
 MAX_TRAINING_CHIPS = 65536  # one job: beyond ~64K chips the largest public runs stop (Llama 3: 16K)
 # Share of peak HBM bandwidth the fallback's decode step reaches. Assumption, bracketed by two
@@ -39,9 +39,9 @@ def _try(fn, *args, **kw) -> tuple[dict | None, str]:
         return None, f" (cluster: {e})"
 
 
-def training(site: dict, chip: Chip, model: str, tokens: float, dtype: str = "bf16") -> dict:
+def training(site: dict, chip: Chip, model, tokens: float, dtype: str = "bf16") -> dict:
     """Time to train `model` on `tokens` with the site's chips (capped) and its cost."""
-    m = load_model(model)
+    m = resolve_model(model)
     chips = min(site["chips"], MAX_TRAINING_CHIPS)
     a = site["assumptions"]
     plan, why = _try(plan_training, load_chip(chip.name), m, chips, tokens=tokens, dtype=dtype)
@@ -53,7 +53,7 @@ def training(site: dict, chip: Chip, model: str, tokens: float, dtype: str = "bf
         seconds, method = flops / rate, "fallback 6ND / (chips x peak x MFU x goodput)" + why
     cost = seconds / 3600 * chips * site["tco_usd_per_chip_hour"]
     return {
-        "model": model,
+        "model": m.name,
         "tokens": tokens,
         "training_chips": chips,
         "time_to_train_s": seconds,
@@ -63,10 +63,10 @@ def training(site: dict, chip: Chip, model: str, tokens: float, dtype: str = "bf
 
 
 def serving(
-    site: dict, chip: Chip, model: str, isl: int = 1024, osl: int = 1024, dtype: str = "bf16"
+    site: dict, chip: Chip, model, isl: int = 1024, osl: int = 1024, dtype: str = "bf16"
 ) -> dict:
     """Output tokens/s of the whole site serving `model`, and $ per million output tokens."""
-    m = load_model(model)
+    m = resolve_model(model)
     b = nbytes(dtype)
     weights = m.params() * b
     a = site["assumptions"]
@@ -92,7 +92,7 @@ def serving(
     tps = per_group * groups * a["goodput"]
     usd_per_mtok = site["tco_usd_per_year"] / (tps * HOURS_PER_YEAR * 3600) * 1e6
     return {
-        "model": model,
+        "model": m.name,
         "isl": isl,
         "osl": osl,
         "chips_per_replica": group,

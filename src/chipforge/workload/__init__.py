@@ -9,6 +9,7 @@ from chipforge.workload.llm import build
 from chipforge.workload.onnx_import import from_onnx
 from chipforge.workload.ops import Attention, Collective, Conv2d, Embedding, MatMul, Op, Vector
 from chipforge.workload.parse import parse_workload
+from chipforge.workload.resolve import resolve_model
 from chipforge.workload.torch_import import from_exported, from_torch, load_pt2
 from chipforge.workload.zoo import build_zoo, zoo_names
 
@@ -32,5 +33,6 @@ __all__ = [
     "load_pt2",
     "model_names",
     "parse_workload",
+    "resolve_model",
     "zoo_names",
 ]

@@ -129,8 +129,9 @@ def model_names() -> list[str]:
     return sorted(_presets())
 
 
-def load_model(name: str, **overrides) -> ModelConfig:
-    """A shipped model preset with optional field overrides (`layers=2`)."""
+def load_model(name: str, /, **overrides) -> ModelConfig:
+    """A shipped model preset, or `custom`, with field overrides (`layers=2`, `name="mine"`).
+    Other model vocabularies (`llm:...`, config.json) resolve through `resolve_model`."""
     if name == "custom":
         base: dict = {}
     elif name in _presets():
@@ -153,4 +154,4 @@ def load_model(name: str, **overrides) -> ModelConfig:
             f"custom model needs {', '.join(f'`{m}`' for m in missing)}; give "
             f"{', '.join(REQUIRED_FIELDS)}"
         )
-    return ModelConfig(name=name, **overrides)
+    return ModelConfig(**({"name": name} | overrides))

@@ -4,7 +4,9 @@ llama3-70b                                   a model preset: prefill of one sequ
 llm:llama3-70b,phase=decode,batch=64,context=4096
 llm:custom,layers=96,hidden=12288,heads=96,kv_heads=96,ffn=49152,vocab=51200,seq=2048
 gemm:m=8192,n=8192,k=8192,dtype=bf16
+llama3-70b,phase=decode,batch=8              a preset with llm parameters (llm: optional)
 path/to/config.json[,phase=decode,...]       a HuggingFace config, as llm: (any llm parameter)
+path/to/model-folder[,phase=decode,...]      a folder holding a config.json
 model.onnx[,dtype=bf16][,batch=1,seq=128]    an ONNX model; other keys bind dynamic dimensions
 program.pt2[,dtype=bf16][,x.0=8]             a torch.export program; keys bind dynamic dims
 zoo:resnet50[,batch=8,image=224,dtype=bf16]  a zoo model through torch.export (seq= for text)
@@ -12,17 +14,14 @@ zoo:resnet50[,batch=8,image=224,dtype=bf16]  a zoo model through torch.export (s
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from chipforge.dtypes import DTYPES
 from chipforge.errors import WorkloadError
-from chipforge.workload.config import MODEL_FIELDS, ModelConfig, load_model, model_names
+from chipforge.workload.config import model_names
 from chipforge.workload.graph import Graph
-from chipforge.workload.hf import load_hf_config
 from chipforge.workload.llm import build
 from chipforge.workload.ops import MatMul
+from chipforge.workload.resolve import is_config_path, split_model
 
-BUILD_KEYS = {"phase", "batch", "seq", "context", "dtype", "kv_dtype", "tp", "scope"}
 INT_KEYS = {"batch", "seq", "context", "tp"}
 GEMM_KEYS = {"m", "n", "k", "batch", "dtype"}
 ZOO_KEYS = {"batch", "seq", "image", "dtype"}
@@ -81,35 +80,20 @@ def parse_llm(items: list[str]) -> Graph:
             "`workload` llm: must name a model first: llm:llama3-70b,phase=decode "
             "or llm:custom,layers=.."
         )
-    name, args = items[0], _pairs("llm", items[1:])
-    if name.lower().endswith(".json"):
-        return _build_llm(load_hf_config(name), args)
-    _check_llm_keys(args)
-    model_args = {k: _model_value(k, v) for k, v in args.items() if k in MODEL_FIELDS}
-    return _build_llm(load_model(name, **model_args), args)
+    return _build_llm(items[0].strip(), _pairs("llm", items[1:]))
 
 
-def _check_llm_keys(args: dict[str, str]) -> None:
-    unknown = set(args) - BUILD_KEYS - MODEL_FIELDS
-    if unknown:
-        raise WorkloadError(
-            f"`workload.{sorted(unknown)[0]}` is not an llm parameter; use "
-            f"{', '.join(sorted(BUILD_KEYS))} or a model field"
-        )
-
-
-def _build_llm(config: ModelConfig, args: dict[str, str]) -> Graph:
-    """`config` with the model-field overrides in `args`, built as `args` says."""
-    _check_llm_keys(args)
-    overrides = {k: _model_value(k, v) for k, v in args.items() if k in MODEL_FIELDS}
-    config = replace(config, **overrides) if overrides else config
-    kw: dict = {k: _int(k, v) for k, v in args.items() if k in INT_KEYS}
+def _build_llm(head: str, args: dict[str, str]) -> Graph:
+    """The model `head` names (`resolve.split_model`: one model vocabulary) with the model-field
+    overrides in `args`, built as the run keys of `args` say."""
+    config, run = split_model(head, args, "workload")
+    kw: dict = {k: _int(k, v) for k, v in run.items() if k in INT_KEYS}
     for key in ("dtype", "kv_dtype"):
-        if key in args:
-            kw[key] = _dtype(key, args[key])
+        if key in run:
+            kw[key] = _dtype(key, run[key])
     for key in ("phase", "scope"):
-        if key in args:
-            kw[key] = args[key]
+        if key in run:
+            kw[key] = run[key]
     if kw.get("scope", "model") not in ("model", "layer"):
         raise WorkloadError(f"`workload.scope` must be model or layer, not {kw['scope']!r}")
     return build(config, **kw)
@@ -118,8 +102,8 @@ def _build_llm(config: ModelConfig, args: dict[str, str]) -> Graph:
 def parse_file(path: str, items: list[str], *, allow_unsupported: bool = False) -> Graph:
     """A HuggingFace config.json, an ONNX model or a torch.export .pt2 program."""
     args = _pairs("file", items)
-    if path.lower().endswith(".json"):
-        return _build_llm(load_hf_config(path), args)
+    if is_config_path(path):
+        return _build_llm(path, args)
     dtype = _dtype("dtype", args.pop("dtype")) if "dtype" in args else None
     dims = {k: _int(k, v) for k, v in args.items()}
     kw = {"dims": dims, "dtype": dtype, "allow_unsupported": allow_unsupported}
@@ -152,17 +136,6 @@ def parse_zoo(items: list[str]) -> Graph:
     return build_zoo(items[0], **kw)
 
 
-def _model_value(key: str, value: str):
-    if key in ("act", "name"):
-        return value
-    if key == "tied_embeddings":
-        return value.lower() in ("1", "true", "yes")
-    number = int(value) if value.lstrip("-").isdigit() else None
-    if number is None or (number < 0 or (number == 0 and key in ("layers", "hidden", "heads"))):
-        raise WorkloadError(f"`workload.{key}` must be a positive integer, not {value!r}")
-    return number
-
-
 def parse_workload(text: str, *, allow_unsupported: bool = False) -> Graph:
     """A workload string (see the module docstring) as a graph. `allow_unsupported`: an
     imported model's ops without a cost rule become vector work instead of an error."""
@@ -170,7 +143,9 @@ def parse_workload(text: str, *, allow_unsupported: bool = False) -> Graph:
     kind, sep, rest = text.partition(":")
     items = [i for i in rest.split(",") if i.strip()] if sep else []
     head, _, tail = text.partition(",")
-    if kind not in ("gemm", "llm", "zoo") and head.lower().endswith(FILE_SUFFIXES):
+    if kind not in ("gemm", "llm", "zoo") and (
+        head.lower().endswith(FILE_SUFFIXES) or is_config_path(head.strip())
+    ):
         items = [i for i in tail.split(",") if i.strip()]
         return parse_file(head, items, allow_unsupported=allow_unsupported)
     if sep and kind == "gemm":
@@ -179,8 +154,8 @@ def parse_workload(text: str, *, allow_unsupported: bool = False) -> Graph:
         return parse_llm(items)
     if sep and kind == "zoo":
         return parse_zoo(items)
-    if not sep and text in model_names():
-        return parse_llm([text])
+    if kind not in ("gemm", "llm", "zoo") and head.strip() in (*model_names(), "custom"):
+        return parse_llm([i for i in text.split(",") if i.strip()])
     raise WorkloadError(
         f"`workload` must be a model preset, llm:..., gemm:..., zoo:..., or a .onnx, .pt2 or "
         f"config.json file, not {text!r}; models: {', '.join(model_names())}"

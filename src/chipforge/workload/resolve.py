@@ -1,0 +1,135 @@
+"""One model vocabulary: the transformer a command or the Python API names, resolved in one place.
+
+    llama3-70b                                  a shipped preset (`chipforge presets`)
+    llama3-70b,layers=40                        a preset with fields overridden
+    llm:llama3-70b,layers=40                    the same, as a workload string writes it
+    llm:custom,layers=32,hidden=4096,heads=32,ffn=11008,vocab=32000
+    path/to/config.json[,field=value...]        a HuggingFace config (Llama, Mistral, Mixtral,
+    path/to/model-folder[,field=value...]       Qwen2, GPT-2, DeepSeek-V3), or the folder with one
+
+`resolve_model` is used by `train`, `serve`, `datacenter`, sweeps and `chipforge.load_model`;
+workload strings (`evaluate`, `compare`, `simulate`) resolve the model part of `llm:...` and
+`config.json` the same way (`split_model`) and keep the run keys (phase, batch, ...) for the
+graph builder. Model files (`.onnx`, `.pt2`) are op-level graphs, not transformer shapes: only
+commands that cost a graph take them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from chipforge.errors import WorkloadError, did_you_mean
+from chipforge.workload.config import MODEL_FIELDS, ModelConfig, load_model, model_names
+from chipforge.workload.hf import load_hf_config
+
+# keys of a workload string that describe the run (the graph), not the model
+RUN_KEYS = frozenset({"phase", "batch", "seq", "context", "dtype", "kv_dtype", "tp", "scope"})
+GRAPH_FILES = (".onnx", ".pt2")
+
+
+def model_value(key: str, value: str, where: str = "model"):
+    """A model field's value from its text: names as given, booleans, positive integers."""
+    if key in ("act", "name"):
+        return value
+    if key == "tied_embeddings":
+        return value.lower() in ("1", "true", "yes")
+    number = int(value) if value.lstrip("-").isdigit() else None
+    if number is None or (number < 0 or (number == 0 and key in ("layers", "hidden", "heads"))):
+        raise WorkloadError(f"`{where}.{key}` must be a positive integer, not {value!r}")
+    return number
+
+
+def pairs(items: list[str], where: str = "model") -> dict[str, str]:
+    """`key=value` items as a dict (one-line error naming the bad item)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise WorkloadError(f"`{where}` parameters must be key=value, not {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def is_config_path(head: str) -> bool:
+    """A HuggingFace config.json path, or a folder (not a preset's name) holding one."""
+    if head == "custom" or head in model_names():
+        return False
+    return head.lower().endswith(".json") or Path(head).is_dir()
+
+
+def _config_file(head: str, where: str) -> Path:
+    path = Path(head)
+    if path.is_dir():
+        path = path / "config.json"
+        if not path.is_file():
+            raise WorkloadError(
+                f"`{where}` folder {head!r} has no config.json; give a HuggingFace config.json "
+                "or a folder that holds one"
+            )
+    return path
+
+
+def split_model(
+    head: str, args: dict[str, str], where: str = "model"
+) -> tuple[ModelConfig, dict[str, str]]:
+    """The model `head` names (preset, `custom`, config.json or folder) with the model fields of
+    `args` applied, and the remaining (run) keys. Unknown keys are an error naming them."""
+    unknown = set(args) - RUN_KEYS - MODEL_FIELDS
+    if unknown:
+        key = sorted(unknown)[0]
+        hint = did_you_mean(key, MODEL_FIELDS | RUN_KEYS)
+        if where == "workload":
+            raise WorkloadError(
+                f"`workload.{key}` is not an llm parameter{hint}; use "
+                f"{', '.join(sorted(RUN_KEYS))} or a model field"
+            )
+        raise WorkloadError(
+            f"`{where}.{key}` is not a model field{hint}; "
+            f"model fields: {', '.join(sorted(MODEL_FIELDS))}"
+        )
+    fields = {k: model_value(k, v, where) for k, v in args.items() if k in MODEL_FIELDS}
+    rest = {k: v for k, v in args.items() if k in RUN_KEYS}
+    if is_config_path(head):
+        config = load_hf_config(_config_file(head, where))
+        return (replace(config, **fields) if fields else config), rest
+    if head.lower().endswith(GRAPH_FILES):
+        raise WorkloadError(
+            f"`{where}` {head!r} is an operator graph, not a transformer description; give a "
+            "preset, llm:<preset>,key=value, llm:custom,... or a HuggingFace config.json "
+            "(evaluate, compare and simulate take .onnx and .pt2 files)"
+        )
+    if head != "custom" and head not in model_names():
+        raise WorkloadError(
+            f"`{where}` must be a preset, llm:<preset>,key=value, llm:custom,... or a "
+            f"config.json or model folder, not {head!r}{did_you_mean(head, model_names())}; "
+            "`chipforge presets` lists the presets"
+        )
+    return load_model(head, **fields), rest
+
+
+def resolve_model(spec: str | Path | ModelConfig, *, where: str = "model") -> ModelConfig:
+    """The transformer `spec` names: a `ModelConfig` (returned as is), a preset, a preset with
+    field overrides (`llama3-70b,layers=40`, with or without the `llm:` prefix), `llm:custom,...`
+    with every required field, or a HuggingFace config.json / model folder (`,field=value`
+    overrides allowed). Run keys (phase, batch, ...) are refused: they describe a workload.
+
+    >>> resolve_model("llm:llama3-8b,layers=4").layers
+    4
+    >>> resolve_model("llm:custom,layers=2,hidden=256,heads=4,ffn=1024,vocab=1000").params()
+    1312768
+    """
+    if isinstance(spec, ModelConfig):
+        return spec
+    text = str(spec).strip()
+    text = text.removeprefix("llm:")
+    head, *items = [i.strip() for i in text.split(",")]
+    args = pairs([i for i in items if i], where)
+    config, rest = split_model(head, args, where)
+    run = sorted(set(rest) - MODEL_FIELDS)
+    if run:
+        raise WorkloadError(
+            f"`{where}.{run[0]}` describes a run, not a model; this command sets it with its own "
+            "flags (e.g. --seq, --dtype, --isl)"
+        )
+    return config  # `seq` is a model field too (the context length), applied above
