@@ -226,3 +226,47 @@ def test_uses_cluster_serving_plan():
         < per_chip
         < PUB["perf-mlpi-h100x8-offline"] / 8 * 1.5
     )
+
+
+def test_campuses_held_out_within_20_percent():
+    """Every included row of data/campuses.csv (selection rule in its header; none was used to
+    set a parameter): chips predicted from its power and basis within 20 %."""
+    from chipforge.datacenter.campuses import campuses, check
+
+    rows = check()
+    assert len(rows) >= 6 and {"abilene", "ironwood-pod"} <= {r["id"] for r in rows}
+    assert {r["basis"] for r in rows} == {"grid", "it", "pod"}
+    bad = [r for r in rows if abs(r["error"]) > 0.20]
+    assert not bad, bad
+    for row in campuses():  # every row says why it is in or out, and where it comes from
+        assert row["source"] and (row["included"] == "yes" or row["reason"])
+
+
+def test_grid_to_it_through_redundancy_peak_pue_and_headroom():
+    a = Assumptions()
+    rack = load_rack("gb200-nvl72")
+    site = size(rack, None, a, grid_w=1.2e9)
+    it_cap = 1.2e9 * a.redundancy / a.pue_peak
+    assert site.it_capacity_w <= it_cap < site.it_capacity_w + rack.power_w * a.it_headroom * 1.1
+    # stricter redundancy or a hotter design day never adds chips
+    chips = [size(rack, None, a.with_(redundancy=r), grid_w=1.2e9).chips for r in (1.0, 0.8, 0.5)]
+    assert chips[0] > chips[1] > chips[2]
+    assert size(rack, None, a.with_(pue_peak=1.5), grid_w=1.2e9).chips < site.chips
+    assert size(rack, None, a.with_(pue=1.5), grid_w=1.2e9).chips < site.chips  # peak >= average
+    with pytest.raises(SpecError, match="redundancy"):
+        a.with_(redundancy=1.5)
+
+
+def test_cli_grid_and_it_power():
+    run = CliRunner().invoke
+    res = run(app, ["datacenter", "--chip", "gb200", "--grid", "1.2GW", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["grid_power_w"] == 1.2e9 and d["it_capacity_w"] < 1.2e9 * 0.8 / 1.2
+    assert 0.8 * PUB["dcx-abilene-gpus"] < d["chips"] < 1.2 * PUB["dcx-abilene-gpus"]
+    res = run(app, ["datacenter", "--chip", "gb200", "--grid", "1GW", "--redundancy", "2N"])
+    assert res.exit_code == 0, res.output
+    res = run(app, ["datacenter", "--grid", "1GW", "--it-power", "1GW"])
+    assert res.exit_code != 0
+    res = run(app, ["datacenter", "--grid", "1GW", "--redundancy", "3N"])
+    assert res.exit_code != 0

@@ -27,14 +27,18 @@ def site_report(
     serve_dtype: str = "bf16",
     volume: int = DEFAULT_VOLUME,
     factors: dict | None = None,
+    it_power_w: float | None = None,
+    grid_w: float | None = None,
 ) -> dict:
-    """Size and price a site; with a model, time to train it and serve it."""
+    """Size and price a site (facility `power_w`, provisioned `it_power_w` or utility `grid_w`);
+    with a model, time to train it and serve it."""
     a = (a or Assumptions()).check()
     r = resolve(chip, rack)
     facts = chip_facts(r, **(factors or {}))
     out = evaluate_site(
-        r, power_w, a, racks=racks, volume=volume if facts.built else None, chip=facts
-    )
+        r, power_w, a, racks=racks, volume=volume if facts.built else None, chip=facts,
+        it_power_w=it_power_w, grid_w=grid_w,
+    )  # fmt: skip
     if facts.built:
         out["build_volume"] = volume
     if model:

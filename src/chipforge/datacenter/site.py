@@ -1,8 +1,13 @@
-"""Site assumptions and sizing: facility power -> IT power -> racks -> chips.
+"""Site assumptions and sizing: grid or facility power -> IT power -> racks -> chips.
 
-Every default carries its source (ids are rows of chipforge/data/datacenter.csv). `--power` is
-the facility (utility) power; IT power = facility / PUE; network and storage take fixed shares
-of IT power; the rest is racks.
+Every default carries its source (ids are rows of chipforge/data/datacenter.csv). Three ways in:
+- `--power` is the facility power the racks draw on average: IT = facility / average PUE;
+- `--it-power` is the provisioned IT capacity: racks are placed at their typical draw times the
+  provisioning headroom (`it_headroom`);
+- `--grid` is the utility capacity: IT capacity = grid x usable share under the electrical
+  redundancy (`redundancy`) / design-peak PUE (`pue_peak`), then as `--it-power`.
+Network and storage take fixed shares of IT power; the rest is racks. Energy is always charged
+at the average PUE; the peak PUE only sizes. Held-out campus checks: data/campuses.csv.
 """
 
 from __future__ import annotations
@@ -21,6 +26,18 @@ class Assumptions:
     pue: float = (
         1.2  # [dc-pue-google-2024] 1.09 fleet best; [dc-pue-uptime-2024] new large builds <= 1.3
     )
+    # Design-peak PUE sizes the electrical plant: cooling on the hottest hour, not the yearly
+    # average (peak vs seasonal PUE are distinct figures [dc-pue-peak-vs-annual]). 1.35 = the
+    # average 1.2 plus the chillers/dry coolers at design-day conditions: assumption, between
+    # new large builds (<= 1.3) and the industry average 1.56 [dc-pue-uptime-2024]
+    pue_peak: float = 1.35
+    # Usable share of grid capacity under the electrical redundancy: N = 1, N+1 = 0.8 (four
+    # blocks carry the load, a fifth is spare [dc-redundancy-n1]; Tier III, concurrently
+    # maintainable, the common choice [dc-redundancy-tiers]), 2N = 0.5 (Tier IV)
+    redundancy: float = 0.8
+    # Provisioned IT per watt of typical rack draw: NVL72 power shelves 132 kW for ~120 kW
+    # typical [dc-nvl72-power] = 1.1
+    it_headroom: float = 1.1
     network_power_share: float = 0.05  # assumption: scale-out switches + optics ~5% of IT power
     storage_power_share: float = 0.03  # assumption: storage servers ~3% of IT power
     facility_usd_per_it_w: float = (
@@ -54,6 +71,15 @@ class Assumptions:
         for field, value in asdict(self).items():
             if value < 0:
                 raise SpecError(f"`{field}` must be >= 0, not {value}; pass a non-negative value")
+        if not 0 < self.redundancy <= 1:
+            raise SpecError(
+                f"`redundancy` must be in (0, 1] (usable share of the grid: N 1, N+1 0.8, 2N 0.5),"
+                f" not {self.redundancy}"
+            )
+        if self.it_headroom < 1.0:
+            raise SpecError(f"`it_headroom` must be >= 1.0, not {self.it_headroom}")
+        if self.pue_peak < 1.0:
+            raise SpecError(f"`pue_peak` must be >= 1.0, not {self.pue_peak}")
         if self.pue < 1.0:
             raise SpecError(
                 f"`pue` must be >= 1.0, not {self.pue}; a facility cannot use less than its IT load"
@@ -67,6 +93,25 @@ class Assumptions:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None}).check()
 
 
+REDUNDANCY = {"N": 1.0, "N+1": 0.8, "2N": 0.5}  # usable share of grid capacity (see Assumptions)
+
+
+def parse_redundancy(text: str) -> float:
+    """`N`, `N+1`, `2N` or a usable share in (0, 1]."""
+    key = text.strip().upper()
+    if key in REDUNDANCY:
+        return REDUNDANCY[key]
+    try:
+        value = float(key)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise SpecError(
+            f"`--redundancy` must be N, N+1, 2N or a usable share in (0, 1], not {text!r}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Site:
     facility_power_w: float
@@ -76,6 +121,8 @@ class Site:
     chips: int
     network_tiers: int
     switch_ports_per_chip: int
+    it_capacity_w: float | None = None  # provisioned IT (facility is built for it)
+    grid_power_w: float | None = None  # utility capacity, when sized from the grid
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,14 +136,46 @@ def network_tiers(chips: int, radix: int) -> int:
     return tiers
 
 
+def it_from_grid(grid_w: float, a: Assumptions) -> float:
+    """Provisioned IT capacity a utility connection of `grid_w` carries at the design peak (a
+    peak PUE below the average one is read as the average)."""
+    return grid_w * a.redundancy / max(a.pue_peak, a.pue)
+
+
 def size(
-    rack: Rack, facility_power_w: float | None, a: Assumptions, racks: int | None = None
+    rack: Rack,
+    facility_power_w: float | None,
+    a: Assumptions,
+    racks: int | None = None,
+    *,
+    it_power_w: float | None = None,
+    grid_w: float | None = None,
 ) -> Site:
-    """Racks and chips that fit in `facility_power_w`, or the power a fleet of `racks` needs.
+    """Racks and chips that fit in `facility_power_w` (average draw), in a provisioned IT
+    capacity `it_power_w`, or behind a grid connection `grid_w`; or the power `racks` need.
 
     IT power and facility power are those of the racks actually deployed (plus network and
-    storage), so the unused remainder of a power budget is neither built nor paid for."""
+    storage), so the unused remainder of a power budget is neither built nor paid for; with
+    `it_power_w` or `grid_w` the facility is built for the racks' provisioned capacity."""
     shares = 1 + a.network_power_share + a.storage_power_share
+    if grid_w is not None:
+        if grid_w <= 0:
+            raise SpecError(f"`--grid` must be > 0, not {grid_w} W")
+        site = size(rack, None, a, it_power_w=it_from_grid(grid_w, a))
+        return replace(site, grid_power_w=grid_w)
+    if it_power_w is not None:
+        if it_power_w <= 0:
+            raise SpecError(f"`--it-power` must be > 0, not {it_power_w} W")
+        n = math.floor(it_power_w / (a.it_headroom * shares * rack.power_w))
+        if n < 1:
+            need = rack.power_w * shares * a.it_headroom
+            raise SpecError(
+                f"`--it-power` {it_power_w:.4g} W is too small for one {rack.name} rack "
+                f"({rack.power_w:.4g} W typical x {a.it_headroom:g} headroom); pass at least "
+                f"{need:.4g} W"
+            )
+        site = size(rack, None, a, racks=n)
+        return replace(site, it_capacity_w=site.it_power_w * a.it_headroom)
     if racks is not None:
         if racks < 1:
             raise SpecError(f"`--racks` must be >= 1, not {racks}")
@@ -104,7 +183,7 @@ def size(
         chips = racks * rack.chips
         tiers = network_tiers(chips, a.switch_radix)
         # each tier below the top has an up and a down port per endpoint; the top only down
-        return Site(it * a.pue, it, racks * rack.power_w, racks, chips, tiers, 2 * tiers - 1)
+        return Site(it * a.pue, it, racks * rack.power_w, racks, chips, tiers, 2 * tiers - 1, it)
     if facility_power_w is None or facility_power_w <= 0:
         raise SpecError(f"`--power` must be > 0, not {facility_power_w} W")
     it = facility_power_w / a.pue

@@ -91,7 +91,7 @@ def capex(rack: Rack, chip: Chip, site: Site, a: Assumptions, volume: int | None
     racks = rack.other_hw_usd * site.racks
     network = site.chips * (a.nic_usd_per_chip + site.switch_ports_per_chip * a.usd_per_switch_port)
     storage = a.storage_capex_share * (chips + racks + network)
-    facility = a.facility_usd_per_it_w * site.it_power_w
+    facility = a.facility_usd_per_it_w * (site.it_capacity_w or site.it_power_w)
     return {
         "chips_usd": chips,
         "racks_servers_usd": racks,
@@ -130,10 +130,12 @@ def evaluate_site(
     dtype: str = "bf16",
     volume: int | None = None,
     chip: Chip | None = None,
+    it_power_w: float | None = None,
+    grid_w: float | None = None,
 ) -> dict:
     """Everything about one site: sizing, capex, opex, TCO rates and delivered FLOP/s."""
     chip = chip or chip_facts(rack)
-    site = size(rack, facility_power_w, a, racks)
+    site = size(rack, facility_power_w, a, racks, it_power_w=it_power_w, grid_w=grid_w)
     cap = capex(rack, chip, site, a, volume)
     op = opex(cap, site, a)
     per_year = yearly_capex(cap, a) + sum(op.values())
@@ -149,6 +151,8 @@ def evaluate_site(
         "power_budget_w": facility_power_w,
         "facility_power_w": site.facility_power_w,
         "it_power_w": site.it_power_w,
+        "it_capacity_w": site.it_capacity_w,
+        **({"grid_power_w": site.grid_power_w} if site.grid_power_w else {}),
         "rack_power_budget_w": site.rack_power_budget_w,
         "all_in_w_per_chip": site.facility_power_w / site.chips,
         "network_tiers": site.network_tiers,
