@@ -19,3 +19,4 @@ __all__ = [
 ]
 
 from chipforge.cluster import serving_validate  # noqa: E402,F401  (registers serving cases)
+from chipforge.cluster import frontier_validate  # noqa: E402,F401  (registers the frontier set)

@@ -1,0 +1,92 @@
+"""The frontier held-out set (data/frontier_heldout.csv): MLPerf Training/Inference v5.x closed
+results, vendor FP8 recipes, DeepSeek-V3's published training and inference figures, selected by
+the fixed rule in the file's header before anything was tuned to them. Registered in
+`cluster.validate.CASES` as kinds "training-frontier" and "serving-frontier"; a row the model
+cannot express yet is reported as such (with the reason), never dropped."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from importlib import resources
+
+from chipforge.cluster.serving import plan_serving
+from chipforge.cluster.validate import CASES, ClusterCase, _int, _training_predictor
+from chipforge.errors import WorkloadError
+
+FILENAME = "frontier_heldout.csv"
+TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp": "yes"}
+SERVING_METRICS = {
+    "output_tokens_per_s": lambda p: p.throughput_tokens_per_s,
+    "output_tokens_per_s_per_chip": lambda p: p.throughput_tokens_per_s / p.chips,
+}
+# metrics of published rows that no mechanism predicts yet, and why
+MISSING = {
+    "p99_ttft_s": "no latency percentiles under Poisson arrivals (the model gives mean latencies)",
+    "p99_tpot_s": "no latency percentiles under Poisson arrivals (the model gives mean latencies)",
+    "input_tokens_per_s_per_chip": "no prefix (KV-cache hit) model for prefill throughput",
+}
+
+
+def rows() -> list[dict]:
+    """The CSV's rows (its '#' header lines state the selection rule)."""
+    text = (resources.files("chipforge.data") / FILENAME).read_text()
+    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+
+
+def _float(v: str) -> float | None:
+    return float(v) if v else None
+
+
+def _serving_predictor(row: dict) -> Callable[[], float]:
+    def predict() -> float:
+        if row["metric"] in MISSING:
+            raise WorkloadError(f"`{row['metric']}` is not modelled: {MISSING[row['metric']]}")
+        plan = plan_serving(
+            row["chip"], row["model"], int(row["chips"]),
+            isl=int(row["isl"]), osl=int(row["osl"]), dtype=row["dtype"],
+            tp=_int(row["tp"]), pp=_int(row["pp"]), ep=_int(row["ep"]),
+            concurrency=_int(row["concurrency"]),
+            ttft_slo=_float(row["ttft_slo"]), tpot_slo=_float(row["tpot_slo"]),
+        )  # fmt: skip
+        return SERVING_METRICS[row["metric"]](plan)
+
+    return predict
+
+
+def _training(row: dict) -> Callable[[], float]:
+    full = {**TRAINING_DEFAULTS, **row}
+    if row["metric"] != "tokens_per_s_per_chip":
+        return _training_predictor(full)
+    step = _training_predictor({**full, "metric": "step_time_s"})
+    tokens = int(row["global_batch"]) * int(row["seq"]) / int(row["chips"])
+    return lambda: tokens / step()
+
+
+def _cases(kind: str) -> list[ClusterCase]:
+    return [
+        ClusterCase(
+            id=row["id"],
+            kind=f"{kind}-frontier",
+            metric=row["metric"],
+            published=float(row["value"]),
+            source=row["source"],
+            predict=(_training if kind == "training" else _serving_predictor)(row),
+            may_fail=True,
+        )
+        for row in rows()
+        if row["kind"] == kind
+    ]
+
+
+def training_cases() -> list[ClusterCase]:
+    return _cases("training")
+
+
+def serving_cases() -> list[ClusterCase]:
+    return _cases("serving")
+
+
+for _provider in (training_cases, serving_cases):
+    if _provider not in CASES:
+        CASES.append(_provider)
