@@ -18,5 +18,5 @@ __all__ = [
     "topology_names",
 ]
 
-from chipforge.cluster import frontier_validate  # noqa: E402,F401  (registers the frontier set)
-from chipforge.cluster import serving_validate  # noqa: E402,F401  (registers serving cases)
+# registering the validation cases: the serving set and the frontier held-out set
+from chipforge.cluster import frontier_validate, serving_validate  # noqa: E402,F401
