@@ -154,8 +154,8 @@ def test_breakeven_falls_as_gpu_price_rises(pair, x, dx):
 def test_bad_input_is_clear():
     with pytest.raises(SpecError, match="too small for one"):
         site_report("gb200", 50e3)
-    with pytest.raises(SpecError, match="no rack definition"):
-        site_report("mi300x", 1e8)
+    with pytest.raises(SpecError, match="holds forge-n3, not h100"):
+        site_report("h100", 1e8, rack="forge-n3-rack")
     with pytest.raises(ChipforgeError, match="electricity_usd_per_kwh"):
         Assumptions().with_(electricity_usd_per_kwh=-0.1)
     with pytest.raises(ChipforgeError, match="pue"):
@@ -197,7 +197,7 @@ def test_cli_json_keys_and_errors(tmp_path):
     assert set(d["capex_usd"]) >= {"chips_usd", "racks_servers_usd", "network_usd", "facility_usd"}
     res = run(
         app,
-        ["datacenter", "--compare", "gb200,forge-n3", "--power", "1GW", "--json", "--pue", "1.3"],
+        ["datacenter", "--chip", "gb200,forge-n3", "--power", "1GW", "--json", "--pue", "1.3"],
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["sites"]["forge-n3"]["breakeven_volume"] > 0

@@ -92,3 +92,93 @@ def test_train_and_serve_take_custom_and_config(folder, args):
         d = json.loads(r.output)
         names.append((d["model"], d["chip"]))
     assert names == [("tiny", "h100")] * 3
+
+
+# ---- datacenter: the user's chip, a derived rack, every assumption overridable ----
+
+
+def test_rack_template_reproduces_the_house_rack():
+    """The template applied to forge-n3 gives forge-n3-rack (the rack it was written from)."""
+    from chipforge.datacenter import Assumptions, load_rack
+    from chipforge.datacenter.racks import derive_rack
+    from chipforge.spec import load_chip
+
+    house, derived = (
+        load_rack("forge-n3-rack"),
+        derive_rack(load_chip("forge-n3"), "x", Assumptions()),
+    )
+    assert derived.chips == house.chips
+    assert derived.power_w == pytest.approx(house.power_w, rel=0.01)
+    assert derived.other_hw_usd == house.other_hw_usd
+    assert derived.cooling == house.cooling
+
+
+def _chip_file(tmp_path, name="acme-x1", tdp="900 W"):
+    from chipforge.spec import load_chip
+
+    d = load_chip("forge-n3").model_dump(mode="json")
+    text = (
+        __import__("importlib.resources").resources.files("chipforge.spec")
+        / "presets"
+        / "forge-n3.toml"
+    ).read_text()
+    text = text.replace('name = "forge-n3"', f'name = "{name}"').replace('"1100 W"', f'"{tdp}"')
+    assert d["name"] == "forge-n3"
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def test_datacenter_prices_the_users_chip(tmp_path):
+    from chipforge.datacenter import site_report
+
+    chip = _chip_file(tmp_path, tdp="2000 W")
+    d = site_report(str(chip), 1e8)
+    assert d["chip"] == "acme-x1" and d["rack_derived"]
+    # per-chip power follows the user's TDP: (2000 + 150 + 94) x 1.05 W, 32 chips per 120 kW
+    assert d["rack"]["chips"] == 32
+    assert d["rack"]["power_w"] == pytest.approx(32 * (2000 + 150 + 94) * 1.05)
+    assert "forge-n3" not in json.dumps(d)
+    # capex charges what the table calls the chip's capex per chip
+    assert d["capex_usd"]["chips_usd"] == pytest.approx(
+        d["chip_capex_usd_per_chip"] * d["chips"] * (1 + d["assumptions"]["spares_share"])
+    )
+    with pytest.raises(Exception, match="holds forge-n3, not acme-x1"):
+        site_report(str(chip), 1e8, rack="forge-n3-rack")
+
+
+def test_every_listed_assumption_is_overridable(tmp_path):
+    from chipforge.datacenter import Assumptions
+
+    site = tmp_path / "site.toml"
+    site.write_text('pue = 1.35\nrack_power_w = "60 kW"\n')
+    chip = _chip_file(tmp_path)
+    base = ["datacenter", "--chip", str(chip), "--power", "50MW", "--json"]
+    r = CliRunner().invoke(app, [*base, "--assumptions", str(site), "--set", "goodput=0.8"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    origins = {o["key"]: o for o in d["assumption_origins"]}
+    assert set(origins) == set(vars(Assumptions()))
+    assert {k for k, o in origins.items() if o["origin"] == "user"} == {
+        "pue", "rack_power_w", "goodput"
+    }  # fmt: skip
+    assert d["rack"]["power_w"] <= 60e3 and d["assumptions"]["pue"] == 1.35
+    for key, value in vars(Assumptions()).items():  # each one listed can be set, and moves
+        bumped = (
+            value * 1.1
+            if key not in ("power_draw_fraction", "goodput", "utilization")
+            else value * 0.9
+        )
+        r = CliRunner().invoke(app, [*base, "--set", f"{key}={bumped}"])
+        assert r.exit_code == 0, (key, r.output)
+        assert json.loads(r.output)["assumptions"][key] == pytest.approx(bumped)
+    r = CliRunner().invoke(app, [*base, "--set", "pu=1.3"])
+    assert r.exit_code == 2 or "did you mean pue" in str(r.exception)
+
+
+def test_datacenter_compare_alias_warns():
+    r = CliRunner().invoke(
+        app, ["datacenter", "--compare", "gb200,h100", "--power", "100MW", "--json"]
+    )
+    assert r.exit_code == 0
+    assert "--compare is deprecated" in r.output  # CliRunner mixes stderr in

@@ -25,14 +25,12 @@ app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="write the output to this file")]
 ChipOpt = Annotated[str, typer.Option("--chip", help="preset name or chip TOML path")]
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        help="model preset, llm:<preset>,key=value, llm:custom,..., a HuggingFace config.json "
-        "or a folder with one",
-    ),
-]
+MODEL_HELP = (
+    "model preset, llm:<preset>,key=value, llm:custom,..., a HuggingFace config.json or a "
+    "folder with one"
+)
+ModelOptional = typer.Option("--model", help=MODEL_HELP)
+ModelOpt = Annotated[str, ModelOptional]
 WorkloadOpt = Annotated[
     str,
     typer.Option(
@@ -55,6 +53,13 @@ def emit(data, tables: list, *, as_json: bool, out: Path | None) -> None:
             console.print(table)
     if out:
         console.file.close()
+
+
+def deprecated(old: str, new: str) -> None:
+    """One warning line on stderr: `old` still works, `new` is the spelling to use."""
+    Console(stderr=True, soft_wrap=True).print(
+        f"warning: {old} is deprecated; use {new}", style="yellow", markup=False
+    )
 
 
 def warn(result) -> None:

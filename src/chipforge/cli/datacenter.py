@@ -2,55 +2,74 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from chipforge.cli import JsonOpt, OutOpt, app, emit
+from chipforge.cli import JsonOpt, ModelOptional, OutOpt, app, deprecated, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.datacenter import Assumptions, compare, sensitivity, site_report
-from chipforge.datacenter.site import parse_redundancy
+from chipforge.datacenter import Assumptions, compare, load_rack, sensitivity, site_report
+from chipforge.datacenter.site import load_assumptions, parse_overrides, parse_redundancy
 from chipforge.errors import ChipforgeError
+from chipforge.numbers import label, show
 from chipforge.units import parse_count, parse_quantity
 
 
-def _rows(title: str, rows: dict, fmt: str = ",.4g") -> Table:
+def _rows(title: str, rows: dict) -> Table:
     table = Table(title=title)
     table.add_column("item")
     table.add_column("value", justify="right")
     for k, v in rows.items():
-        table.add_row(k, format(v, fmt) if isinstance(v, int | float) else str(v))
+        table.add_row(label(k), show(k, v))
     return table
 
 
+def _usd(parts: dict) -> dict:
+    return {f"{k}_usd" if k == "total" else k: v for k, v in parts.items()}
+
+
 def site_tables(d: dict) -> list[Table]:
+    built = d["chip_built"]
     summary = {
         "chip / rack": f"{d['chip']} / {d['rack']['name']} ({d['cooling']} cooled)",
         "racks": d["racks"],
         "chips": d["chips"],
-        **({"grid capacity (W)": d["grid_power_w"]} if d.get("grid_power_w") else {}),
-        "IT capacity (W)": d.get("it_capacity_w") or d["it_power_w"],
-        "IT power drawn (W)": d["it_power_w"],
-        "facility power (W)": d["facility_power_w"],
-        "all-in W per chip": d["all_in_w_per_chip"],
-        "chip cost (USD, " + ("built" if d["chip_built"] else "bought") + ")": d[
-            "chip_unit_cost_usd"
-        ],
-        "delivered FLOP/s": d["delivered_flops_per_s"],
-        "TCO (USD/year)": d["tco_usd_per_year"],
-        "TCO (USD/chip-hour)": d["tco_usd_per_chip_hour"],
-        "USD per useful PFLOP-hour": d["usd_per_useful_pflop_hour"],
+        **({"grid_capacity_w": d["grid_power_w"]} if d.get("grid_power_w") else {}),
+        "it_capacity_w": d.get("it_capacity_w") or d["it_power_w"],
+        "it_power_drawn_w": d["it_power_w"],
+        "facility_power_w": d["facility_power_w"],
+        "all_in_w_per_chip": d["all_in_w_per_chip"],
+        ("silicon_cost_usd" if built else "chip_price_usd"): d["chip_unit_cost_usd"],
+        "chip_capex_usd_per_chip": d["chip_capex_usd_per_chip"],
+        "delivered_flops_per_s": d["delivered_flops_per_s"],
+        "tco_usd_per_year": d["tco_usd_per_year"],
+        "tco_usd_per_chip_hour": d["tco_usd_per_chip_hour"],
+        "usd_per_useful_pflop_hour": d["usd_per_useful_pflop_hour"],
     }
     for k in ("time_to_train_s", "usd_per_million_tokens", "breakeven_volume"):
         if k in d:
             summary[k] = d[k]
-    return [
-        _rows(f"datacenter: {d['chip']}", summary),
-        _rows("capex (USD)", d["capex_usd"], ",.0f"),
-        _rows("opex (USD per year)", d["opex_usd_per_year"], ",.0f"),
-        _rows("assumptions (override with options)", d["assumptions"], ".4g"),
+    title = f"datacenter: {d['chip']}"
+    if "training" in d:
+        title += f", {d['training']['model']}"
+    tables = [
+        _rows(title, summary),
+        _rows("capex", _usd(d["capex_usd"])),
+        _rows("opex per year", _usd(d["opex_usd_per_year"])),
     ]
+    if d.get("rack_derived"):
+        note = Table(title="rack (an assumption: derived by the rack template)", show_header=False)
+        note.add_column("rack")
+        note.add_row(d["rack"]["source"])
+        tables.append(note)
+    a = Table(title="assumptions (override: --set key=value or --assumptions site.toml)")
+    for col in ("assumption", "key", "value", "origin"):
+        a.add_column(col, justify="right" if col == "value" else "left")
+    for o in d["assumption_origins"]:
+        a.add_row(label(o["key"]), o["key"], show(o["key"], o["value"]), o["origin"])
+    return [*tables, a]
 
 
 def compare_table(data: dict) -> Table:
@@ -58,13 +77,14 @@ def compare_table(data: dict) -> Table:
     first = next(iter(data["sites"].values()), {})
     watts = data["power_w"] or first.get("grid_power_w") or first.get("it_capacity_w") or 0.0
     what = "grid" if first.get("grid_power_w") else ("IT" if not data["power_w"] else "facility")
-    table = Table(title=f"compare at {watts / 1e9:g} GW ({what})")
+    table = Table(title=f"compare at {show('power_w', watts)} ({what})")
     table.add_column("metric")
     for name in sites:
         table.add_column(name, justify="right")
     keys = [
         "chips",
         "facility_power_w",
+        "chip_capex_usd_per_chip",
         "tco_usd_per_year",
         "tco_usd_per_chip_hour",
         "usd_per_useful_pflop_hour",
@@ -73,11 +93,11 @@ def compare_table(data: dict) -> Table:
         "breakeven_volume",
     ]
     for k in keys:
-        table.add_row(k, *(format(s[k], ",.4g") if k in s else "-" for s in sites.values()))
+        table.add_row(label(k), *(show(k, s[k]) if k in s else "-" for s in sites.values()))
     table.add_row(
-        "USD per trained model",
+        "$ per trained model",
         *(
-            format(s["training"]["usd_per_trained_model"], ",.4g") if "training" in s else "-"
+            show("usd", s["training"]["usd_per_trained_model"]) if "training" in s else "-"
             for s in sites.values()
         ),
     )
@@ -91,8 +111,13 @@ def _site_kw(kw: dict) -> dict:
 @app.command()
 def datacenter(
     chip: Annotated[
-        str, typer.Option("--chip", help="chip preset with a rack definition")
-    ] = "gb200",
+        str | None,
+        typer.Option(
+            "--chip",
+            help="chip preset or TOML path; a comma list compares sites side by side "
+            "(default: gb200, or the chip --rack holds)",
+        ),
+    ] = None,
     power: Annotated[
         str | None,
         typer.Option("--power", help="facility power at average draw, e.g. 1.2GW (default 1GW)"),
@@ -111,9 +136,14 @@ def datacenter(
         typer.Option("--redundancy", help="electrical redundancy for --grid: N, N+1 or 2N"),
     ] = None,
     rack: Annotated[
-        str | None, typer.Option("--rack", help="rack preset (default: the chip's)")
+        str | None,
+        typer.Option(
+            "--rack",
+            help="rack preset or rack TOML (default: the chip's preset rack, else one derived "
+            "from the chip by the rack template)",
+        ),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="model to train (and serve)")] = None,
+    model: Annotated[str | None, ModelOptional] = None,
     tokens: Annotated[
         str | None, typer.Option("--tokens", help="training tokens, e.g. 15.6T")
     ] = None,
@@ -121,7 +151,16 @@ def datacenter(
         str, typer.Option("--serve-dtype", help="serving dtype (bf16, fp8, ...)")
     ] = "bf16",
     compare_: Annotated[
-        str | None, typer.Option("--compare", help="chips side by side: gb200,forge-n3")
+        str | None,
+        typer.Option("--compare", hidden=True, help="deprecated: use --chip a,b"),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override an assumption: key=value (repeatable)"),
+    ] = None,
+    assumptions: Annotated[
+        Path | None,
+        typer.Option("--assumptions", help="TOML file of assumption overrides (key = value)"),
     ] = None,
     pue: Annotated[float | None, typer.Option("--pue")] = None,
     electricity_price: Annotated[
@@ -134,13 +173,16 @@ def datacenter(
     as_json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
-    """Size and price a datacenter of one chip, or compare several."""
-    a = Assumptions().with_(
-        pue=pue,
-        electricity_usd_per_kwh=electricity_price,
-        utilization=utilization,
-        redundancy=parse_redundancy(redundancy) if redundancy else None,
-    )
+    """Size and price a datacenter of one chip, or compare several (--chip a,b)."""
+    over = load_assumptions(assumptions) if assumptions else {}
+    over |= parse_overrides(set_ or [])
+    flags = {
+        "pue": pue,
+        "electricity_usd_per_kwh": electricity_price,
+        "utilization": utilization,
+        "redundancy": parse_redundancy(redundancy) if redundancy else None,
+    }
+    a = Assumptions().with_(**over | {k: v for k, v in flags.items() if v is not None})
     given = [n for n, v in (("--power", power), ("--grid", grid), ("--it-power", it_power)) if v]
     if len(given) > 1:
         raise ChipforgeError(f"pass one of {', '.join(given)}, not several")
@@ -154,16 +196,23 @@ def datacenter(
             parse_quantity(it_power, "power", field="--it-power") if it_power else None
         )
     if compare_:
-        data = compare([c.strip() for c in compare_.split(",") if c.strip()], watts, a, **kw)
+        deprecated("--compare", "--chip a,b")
+        chip = compare_
+    if chip is None:
+        chip = (load_rack(rack).chip or "gb200") if rack else "gb200"
+    chips = [c.strip() for c in chip.split(",") if c.strip()]
+    if len(chips) > 1:
+        data = compare(chips, watts, a, rack=rack, **kw)
         if sensitivity_:
             data["sensitivity"] = {
-                c: sensitivity(c, watts, a, **_site_kw(kw)) for c in data["sites"]
+                name: sensitivity(c, watts, a, rack=rack, **_site_kw(kw))
+                for name, c in zip(data["sites"], chips, strict=True)
             }
         tables = [compare_table(data)]
     else:
-        data = site_report(chip, watts, a, rack=rack, **kw)
+        data = site_report(chips[0], watts, a, rack=rack, **kw)
         if sensitivity_:
-            data["sensitivity"] = sensitivity(chip, watts, a, rack=rack, **_site_kw(kw))
+            data["sensitivity"] = sensitivity(chips[0], watts, a, rack=rack, **_site_kw(kw))
         tables = site_tables(data)
     write_reports("datacenter", data, html, png)
     emit(data, tables, as_json=as_json, out=out)

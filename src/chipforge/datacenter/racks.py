@@ -1,13 +1,30 @@
-"""Rack presets: how many accelerators share a rack, its IT power, cooling and non-chip cost."""
+"""Racks: how many accelerators share a rack, its IT power, cooling and non-chip cost.
+
+A rack is a preset (racks.toml), a rack TOML file (the same fields as a preset; `chip` may be
+left out, the rack then holds the chip it is used with), or, for a chip with no rack preset,
+derived from the chip by the rack template (`derive_rack`, assumptions in `site.Assumptions`):
+
+    per-chip IT power = (chip TDP + host_w_per_chip + network_w_per_chip) x (1 + rack_overhead)
+    chips per rack    = the largest power of two whose chips fit rack_power_w (a whole torus
+                        cube or scale-up domain), at least 1
+    rack power        = chips per rack x per-chip IT power
+    non-chip hardware = chips per rack x other_hw_usd_per_chip; cooling liquid above 40 kW
+
+Applied to forge-n3 (1,100 W) it gives forge-n3-rack: 64 chips, 90 kW, $320,000.
+"""
 
 from __future__ import annotations
 
+import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from chipforge.errors import SpecError, did_you_mean
+
+AIR_COOLED_MAX_W = 40e3  # assumption: above ~40 kW a rack needs liquid (DGX H100 racks ~41 kW)
 
 
 @dataclass(frozen=True)
@@ -36,22 +53,56 @@ class Rack:
         }
 
 
+RACK_FIELDS = (
+    "name", "chip", "chips", "power", "cooling", "other_hw_usd_per_rack", "market_chip_usd",
+    "source",
+)  # fmt: skip
+
+
+def rack_from_dict(name: str, r: dict, where: str) -> Rack:
+    """A rack from its TOML table; errors name `where` and the field."""
+    from chipforge.units import parse_quantity  # noqa: PLC0415
+
+    for k in r:
+        if k not in RACK_FIELDS:
+            raise SpecError(
+                f"{where}: `{k}` is not a rack field{did_you_mean(k, RACK_FIELDS)}; "
+                f"use {', '.join(RACK_FIELDS)}"
+            )
+    for k in ("chips", "power", "other_hw_usd_per_rack"):
+        if k not in r:
+            raise SpecError(f"{where}: `{k}` is required; add it (see racks.toml for examples)")
+    chips = r["chips"]
+    if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
+        raise SpecError(f"{where}: `chips` must be a positive integer, not {chips!r}")
+    power = parse_quantity(r["power"], "power", field=f"{where}: power")
+    other = parse_quantity(r["other_hw_usd_per_rack"], "money", field=f"{where}: other_hw")
+    market = r.get("market_chip_usd")
+    market = None if market is None else parse_quantity(market, "money", field=where)
+    for k, v in (("power", power), ("other_hw_usd_per_rack", other), ("market_chip_usd", market)):
+        if v is not None and (not math.isfinite(v) or v < 0 or (k == "power" and v == 0)):
+            raise SpecError(f"{where}: `{k}` must be a positive number, not {r[k]!r}")
+    cooling = r.get("cooling", "liquid" if power > AIR_COOLED_MAX_W else "air")
+    if cooling not in ("air", "liquid"):
+        raise SpecError(f"{where}: `cooling` must be air or liquid, not {cooling!r}")
+    return Rack(
+        name=str(r.get("name", name)),
+        chip=str(r["chip"]) if "chip" in r else "",
+        chips=chips,
+        power_w=power,
+        cooling=cooling,
+        other_hw_usd=other,
+        market_chip_usd=market,
+        source=str(r.get("source", where)),
+    )
+
+
 @cache
 def _presets() -> dict[str, Rack]:
     text = resources.files("chipforge.datacenter").joinpath("racks.toml").read_text()
-    out = {}
-    for name, r in tomllib.loads(text).items():
-        out[name] = Rack(
-            name=name,
-            chip=r["chip"],
-            chips=int(r["chips"]),
-            power_w=float(r["power"]),
-            cooling=r["cooling"],
-            other_hw_usd=float(r["other_hw_usd_per_rack"]),
-            market_chip_usd=r.get("market_chip_usd"),
-            source=r["source"],
-        )
-    return out
+    return {
+        name: rack_from_dict(name, r, f"rack {name}") for name, r in tomllib.loads(text).items()
+    }
 
 
 def rack_names() -> list[str]:
@@ -59,8 +110,17 @@ def rack_names() -> list[str]:
 
 
 def load_rack(name: str) -> Rack:
-    """A rack preset by name."""
+    """A rack preset by name, or a rack TOML file by path."""
     racks = _presets()
+    if name.endswith(".toml") or Path(name).is_file():
+        path = Path(name)
+        if not path.is_file():
+            raise SpecError(f"rack file {name!r} does not exist; give a preset or a TOML path")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise SpecError(f"{name}: not valid TOML ({e})") from None
+        return rack_from_dict(path.stem, data, name)
     if name not in racks:
         raise SpecError(
             f"`--rack` must be one of {', '.join(sorted(racks))}, not {name!r}"
@@ -79,3 +139,54 @@ def rack_for_chip(chip: str) -> Rack:
         f"`--chip` {chip!r} has no rack definition; use one of {', '.join(known)} "
         "or pass --rack" + did_you_mean(chip, known)
     )
+
+
+def derive_rack(spec, chip_ref: str, a) -> Rack:
+    """The rack the template (module docstring; assumptions `a`) builds around `spec`, whose
+    chip is loaded from `chip_ref` (a preset name or a TOML path)."""
+    per_chip = (spec.tdp + a.host_w_per_chip + a.network_w_per_chip) * (1 + a.rack_overhead)
+    if per_chip > a.rack_power_w:
+        raise SpecError(
+            f"`rack_power_w` {a.rack_power_w:,.0f} W holds no {spec.name} chip "
+            f"({per_chip:,.0f} W with host and network); pass --set rack_power_w=... or --rack"
+        )
+    chips = 2 ** int(math.floor(math.log2(a.rack_power_w / per_chip)))
+    power = chips * per_chip
+    return Rack(
+        name=f"{spec.name}-rack (derived)",
+        chip=chip_ref,
+        chips=chips,
+        power_w=power,
+        cooling="liquid" if power > AIR_COOLED_MAX_W else "air",
+        other_hw_usd=chips * a.other_hw_usd_per_chip,
+        market_chip_usd=None,
+        source=(
+            f"rack template: {chips} chips x ({spec.tdp:,.0f} W TDP + {a.host_w_per_chip:,.0f} W "
+            f"host + {a.network_w_per_chip:,.0f} W network) x {1 + a.rack_overhead:.2f} "
+            f"= {power / 1e3:,.1f} kW (rack_power_w {a.rack_power_w / 1e3:,.0f} kW); "
+            f"${a.other_hw_usd_per_chip:,.0f} other hardware per chip"
+        ),
+    )
+
+
+def rack_for(chip: str, rack: str | None, a) -> Rack:
+    """The rack a site of `chip` (preset name or TOML path) uses: `rack` (a preset or TOML, which
+    must hold this chip or name none), else the chip preset's rack, else the template's. The
+    returned rack's `chip` is `chip`, so the chip priced is always the one asked for."""
+    from chipforge.spec import load_chip, preset_names  # noqa: PLC0415
+
+    spec = load_chip(chip)
+    if rack:
+        r = load_rack(rack)
+        if r.chip and r.chip not in (chip, spec.name):
+            raise SpecError(
+                f"`--rack` {r.name} holds {r.chip}, not {spec.name}; give a rack TOML for "
+                f"{spec.name} (leave out `chip` to use it with any chip), or leave out --rack "
+                "for a rack derived from the chip"
+            )
+        return replace(r, chip=chip)
+    if chip in preset_names():
+        preset = next((r for r in _presets().values() if r.chip == chip), None)
+        if preset is not None:
+            return preset
+    return derive_rack(spec, chip, a)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from chipforge.datacenter.racks import Rack, load_rack, rack_for_chip
+from chipforge.datacenter.racks import Rack, rack_for
 from chipforge.datacenter.site import Assumptions
 from chipforge.datacenter.tco import breakeven_volume, chip_facts, evaluate_site
 from chipforge.datacenter.workload import serving, training
+from chipforge.errors import SpecError
 
 DEFAULT_VOLUME = 500_000  # built chips over which one-time costs are spread (a ~1 GW fleet)
 
 
-def resolve(chip: str, rack: str | None = None) -> Rack:
-    return load_rack(rack) if rack else rack_for_chip(chip)
+def resolve(chip: str, rack: str | None = None, a: Assumptions | None = None) -> Rack:
+    """The rack of a site of `chip` (see `racks.rack_for`)."""
+    return rack_for(chip, rack, a or Assumptions())
 
 
 def site_report(
@@ -33,7 +35,7 @@ def site_report(
     """Size and price a site (facility `power_w`, provisioned `it_power_w` or utility `grid_w`);
     with a model, time to train it and serve it."""
     a = (a or Assumptions()).check()
-    r = resolve(chip, rack)
+    r = resolve(chip, rack, a)
     facts = chip_facts(r, **(factors or {}))
     out = evaluate_site(
         r, power_w, a, racks=racks, volume=volume if facts.built else None, chip=facts,
@@ -41,6 +43,14 @@ def site_report(
     )  # fmt: skip
     if facts.built:
         out["build_volume"] = volume
+        # what capex charges per chip: silicon x markup + one-time costs / volume
+        out["chip_capex_usd_per_chip"] = out["capex_usd"]["chips_usd"] / (
+            out["chips"] * (1 + a.spares_share)
+        )
+    else:
+        out["chip_capex_usd_per_chip"] = facts.unit_cost_usd
+    out["rack_derived"] = r.name.endswith("(derived)")
+    out["assumption_origins"] = a.origins()
     if model:
         t = training(out, facts, model, tokens or 20.0 * _params(model))
         s = serving(out, facts, serve_model or model, dtype=serve_dtype)
@@ -61,7 +71,10 @@ def _params(model: str) -> float:
 
 def compare(chips: list[str], power_w: float, a: Assumptions | None = None, **kw) -> dict:
     """Sites side by side; the first bought chip is the GPU the built ones are measured against."""
-    sites = {c: site_report(c, power_w, a, **kw) for c in chips}
+    reports = [site_report(c, power_w, a, **kw) for c in chips]
+    sites = {s["chip"]: s for s in reports}
+    if len(sites) < len(reports):
+        raise SpecError("`--chip` names the same chip twice; give each chip once")
     gpu = next((s for s in sites.values() if not s["chip_built"]), None)
     for s in sites.values():
         if s["chip_built"] and gpu is not None:

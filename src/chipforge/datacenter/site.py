@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from chipforge.datacenter.racks import Rack
-from chipforge.errors import SpecError
+from chipforge.errors import SpecError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,15 @@ class Assumptions:
     spares_share: float = 0.03  # assumption: hot spares bought, share of chips
     goodput: float = 0.92  # [perf-llama3-interruptions] >90% effective training time at 16K GPUs
     utilization: float = 0.40  # MFU: Llama 3 405B 38-43% bf16 on H100 (Llama 3 paper Table 4)
+    # The rack template: a chip without a rack preset (a chip TOML) gets a rack derived from
+    # these (`racks.derive_rack`); the house rack (forge-n3-rack) is this template applied to
+    # forge-n3 (64 x (1100 + 150 + 94) W x 1.05 = 90 kW).
+    rack_power_w: float = 120e3  # [dc-nvl72-power] the liquid-cooled rack envelope NVL72 forces
+    host_w_per_chip: float = 150.0  # assumption: 16 host CPUs x 600 W per 64 chips (forge-n3-rack)
+    network_w_per_chip: float = 94.0  # assumption: ~6 kW of retimers, optics, NICs per 64 chips
+    rack_overhead: float = 0.05  # assumption: fans, pumps and 54 V conversion, share of rack power
+    other_hw_usd_per_chip: float = 5000.0  # assumption: hosts, boards, cooling per chip
+    # (forge-n3-rack's $320k / 64; NVL72's non-GPU content is ~$6.7k per GPU [dc-nvl72-price])
 
     def check(self) -> Assumptions:
         for field, value in asdict(self).items():
@@ -90,7 +99,99 @@ class Assumptions:
         return self
 
     def with_(self, **overrides) -> Assumptions:
+        unknown = sorted(set(overrides) - set(SOURCES))
+        if unknown:
+            raise SpecError(
+                f"`{unknown[0]}` is not a site assumption{did_you_mean(unknown[0], SOURCES)}; "
+                f"known: {', '.join(SOURCES)}"
+            )
         return replace(self, **{k: v for k, v in overrides.items() if v is not None}).check()
+
+    def origins(self) -> list[dict]:
+        """Each assumption's key, value and where it comes from: the user, or the default's
+        source."""
+        default = Assumptions()
+        return [
+            {
+                "key": k,
+                "value": v,
+                "origin": "user" if v != getattr(default, k) else f"default: {SOURCES[k]}",
+            }
+            for k, v in asdict(self).items()
+        ]
+
+
+# where each default comes from (ids: rows of chipforge/data/datacenter.csv)
+SOURCES = {
+    "pue": "dc-pue-google-2024 (1.09 fleet best), dc-pue-uptime-2024 (new builds <= 1.3)",
+    "pue_peak": "assumption (design-day PUE; dc-pue-peak-vs-annual, dc-pue-uptime-2024)",
+    "redundancy": "dc-redundancy-n1, dc-redundancy-tiers (N+1: 0.8 of the grid usable)",
+    "it_headroom": "dc-nvl72-power (power shelves 132 kW for ~120 kW typical)",
+    "network_power_share": "assumption (scale-out switches and optics ~5% of IT power)",
+    "storage_power_share": "assumption (storage servers ~3% of IT power)",
+    "facility_usd_per_it_w": "dc-capex-standard $10-12M/MW, dc-capex-ai >= $20M/MW; midpoint",
+    "nic_usd_per_chip": "assumption (one 800G NIC per accelerator)",
+    "usd_per_switch_port": "assumption (800G switch port + transceiver)",
+    "switch_radix": "51.2T switch at 800G (Tomahawk 5 / Spectrum-X class)",
+    "storage_capex_share": "assumption (storage ~3% of IT capex)",
+    "electricity_usd_per_kwh": "assumption (US industrial ~$0.08/kWh, EIA 2024; PPAs lower)",
+    "power_draw_fraction": "assumption (training fleets run near full draw)",
+    "chip_life_y": "hyperscaler server depreciation 5-6 years (MSFT/GOOG 10-K 2023-24)",
+    "network_life_y": "assumption (as servers)",
+    "facility_life_y": "dc-capex-standard (shell and MEP 15-20 years)",
+    "cost_of_capital": "assumption (WACC)",
+    "maintenance_it_share": "assumption (IT maintenance and spares per year)",
+    "maintenance_facility_share": "assumption (facility O&M per year)",
+    "built_chip_markup": "assumption (board, burn-in, system yield, partner margin)",
+    "spares_share": "assumption (hot spares)",
+    "goodput": "perf-llama3-interruptions (>90% effective training time at 16K GPUs)",
+    "utilization": "Llama 3 405B MFU 38-43% bf16 on H100 (Llama 3 paper Table 4)",
+    "rack_power_w": "dc-nvl72-power (liquid rack envelope); rack template",
+    "host_w_per_chip": "assumption (16 x 600 W hosts per 64 chips); rack template",
+    "network_w_per_chip": "assumption (~6 kW optics, retimers, NICs per 64 chips); rack template",
+    "rack_overhead": "assumption (fans, pumps, power conversion); rack template",
+    "other_hw_usd_per_chip": "assumption (the house rack's $320k / 64 chips); rack template",
+}
+
+
+def parse_overrides(items: list[str], where: str = "--set") -> dict[str, float]:
+    """`key=value` assumption overrides (a bare number in the field's unit, or a quantity such as
+    '120 kW' or '0.07'); one-line errors name the key."""
+    from chipforge.units import parse_quantity  # noqa: PLC0415
+
+    out = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key or not value.strip():
+            raise SpecError(f"`{where}` must be key=value, not {item!r}; e.g. pue=1.3")
+        if key not in SOURCES:
+            raise SpecError(
+                f"`{where}` {key!r} is not a site assumption{did_you_mean(key, SOURCES)}; "
+                f"known: {', '.join(SOURCES)}"
+            )
+        out[key] = parse_quantity(value.strip(), None, field=f"{where} {key}")
+    return out
+
+
+def load_assumptions(path) -> dict[str, float]:
+    """An assumptions TOML (`key = value` lines, any of `SOURCES`) as overrides."""
+    import tomllib  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"`--assumptions` {str(p)!r} does not exist; give a TOML file")
+    try:
+        data = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SpecError(f"{p}: not valid TOML ({e})") from None
+    items = []
+    for k, v in data.items():
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            raise SpecError(f"{p}: `{k}` must be a number or a quantity string, not {v!r}")
+        items.append(f"{k}={v}")
+    return parse_overrides(items, where=str(p))
 
 
 REDUNDANCY = {"N": 1.0, "N+1": 0.8, "2N": 0.5}  # usable share of grid capacity (see Assumptions)

@@ -31,13 +31,14 @@ class Chip:
     hbm_bytes: float
     hbm_bw: float
     cost_parts: dict[str, float] = field(default_factory=dict)
+    spec: object = field(default=None, compare=False, repr=False)  # the ChipSpec
 
 
 def chip_facts(rack: Rack, *, wafer_x: float = 1.0, hbm_x: float = 1.0, gpu_x: float = 1.0) -> Chip:
     """Cost and speed of the rack's accelerator; `*_x` scale wafer, HBM and GPU prices."""
     spec = load_chip(rack.chip)
     return facts_from(
-        rack.chip, spec, evaluate(spec), rack.market_chip_usd, wafer_x=wafer_x, hbm_x=hbm_x,
+        spec.name, spec, evaluate(spec), rack.market_chip_usd, wafer_x=wafer_x, hbm_x=hbm_x,
         gpu_x=gpu_x,
     )  # fmt: skip
 
@@ -72,6 +73,7 @@ def facts_from(
         hbm_bytes=hbm.capacity if hbm else 0.0,
         hbm_bw=hbm.bandwidth if hbm else 0.0,
         cost_parts=parts,
+        spec=spec,
     )
 
 

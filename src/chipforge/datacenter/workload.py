@@ -44,7 +44,9 @@ def training(site: dict, chip: Chip, model, tokens: float, dtype: str = "bf16") 
     m = resolve_model(model)
     chips = min(site["chips"], MAX_TRAINING_CHIPS)
     a = site["assumptions"]
-    plan, why = _try(plan_training, load_chip(chip.name), m, chips, tokens=tokens, dtype=dtype)
+    plan, why = _try(
+        plan_training, chip.spec or load_chip(chip.name), m, chips, tokens=tokens, dtype=dtype
+    )
     if plan is not None:
         seconds, method = plan["time_to_train_s"] / a["goodput"], "cluster.plan_training / goodput"
     else:
@@ -73,7 +75,9 @@ def serving(
     if chip.hbm_bytes <= 0:
         raise Infeasible(f"`--chip` {chip.name} has no HBM; serving needs one")
     group = 2 ** math.ceil(math.log2(max(1.0, 2 * weights / chip.hbm_bytes)))
-    plan, why = _try(plan_serving, load_chip(chip.name), m, group, isl=isl, osl=osl, dtype=dtype)
+    plan, why = _try(
+        plan_serving, chip.spec or load_chip(chip.name), m, group, isl=isl, osl=osl, dtype=dtype
+    )
     if plan is not None:
         per_group, method = plan["throughput_tokens_per_s"], "cluster.plan_serving"
     else:

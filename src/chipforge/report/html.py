@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from chipforge.errors import ChipforgeError
+from chipforge.numbers import has_unit, label, show
 from chipforge.report import contract
 from chipforge.report.plans import BUILDERS
 
@@ -53,38 +54,54 @@ def _clean(v):
     return v
 
 
-def _fmt(v) -> str:
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e15 else f"{v:.4g}"
-    if isinstance(v, int):
-        return f"{v:,}"
+def _fmt(v, key: str = "") -> str:
+    """A cell for a person: `numbers.show` by the key's unit suffix (never scientific
+    notation); lists and dicts inside a cell as short JSON."""
     if isinstance(v, (list, dict)):
         text = json.dumps(_clean(v), sort_keys=False)
         return text if len(text) < 200 else text[:197] + "..."
-    return str(v)
+    return show(key, v)
 
 
-def _table(rows: list[list], head: list[str] | None = None) -> str:
+def _table(rows: list[list], head: list[str] | None = None, keys: list[str] | None = None) -> str:
+    """Rows of cells; `keys[i]` is the JSON key whose unit column i's numbers carry (a row's
+    first cell names its own key when `keys` is None)."""
     e = html.escape
     out = ["<table>"]
     if head:
         out.append("<tr>" + "".join(f"<th>{e(str(h))}</th>" for h in head) + "</tr>")
     for row in rows:
-        out.append("<tr>" + "".join(f"<td>{e(_fmt(c))}</td>" for c in row) + "</tr>")
+        if not row:
+            continue
+        ks = keys or [str(row[0])] * len(row)
+        cells = [e(label(str(row[0])))] if keys is None else []
+        cells += [e(_fmt(c, k)) for c, k in zip(row[len(cells) :], ks[len(cells) :], strict=False)]
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "".join(out) + "</table>"
 
 
+def _unit_key(parent: str, key: str) -> str:
+    """The key whose suffix gives the unit of `parent[key]`: the item's own when it has one
+    (`capex_usd.chips_usd`), else the parent's (`memory_by_category_bytes.weights`)."""
+    k = str(key)
+    return k if has_unit(k) else str(parent)
+
+
 def tables(data: dict) -> str:
-    """Scalars as one key/value table; dicts of scalars and lists of records as their own tables."""
+    """Scalars as one key/value table; dicts of scalars and lists of records as their own tables.
+    Row names and values through `chipforge.numbers` (units, SI prefixes); JSON keeps the keys."""
     scalars = [[k, v] for k, v in data.items() if not isinstance(v, (dict, list))]
-    parts = [_table(scalars, ["field", "value"])] if scalars else []
+    parts = [_table(scalars, ["figure", "value"])] if scalars else []
     for k, v in data.items():
-        e = html.escape(str(k))
+        e = html.escape(label(str(k)))
         if isinstance(v, dict) and v:
             if all(not isinstance(x, (dict, list)) for x in v.values()):
-                parts.append(f"<h3>{e}</h3>" + _table([[a, b] for a, b in v.items()], ["item", k]))
+                body = "".join(
+                    f"<tr><td>{html.escape(label(str(a)))}</td>"
+                    f"<td>{html.escape(_fmt(b, _unit_key(k, a)))}</td></tr>"
+                    for a, b in v.items()
+                )
+                parts.append(f"<h3>{e}</h3><table><tr><th>item</th><th>{e}</th></tr>{body}</table>")
             else:
                 parts.append(f"<details><summary>{e}</summary>{tables(v)}</details>")
         elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
@@ -92,7 +109,13 @@ def tables(data: dict) -> str:
             rows = [[x.get(c, "") for c in cols] for x in v[:MAX_ROWS]]
             more = f" (first {MAX_ROWS} of {len(v)})" if len(v) > MAX_ROWS else ""
             summary = f"<summary>{e}: {len(v)} rows{more}</summary>"
-            parts.append(f"<details>{summary}{_table(rows, cols)}</details>")
+            head = [label(str(c)) for c in cols]
+            if "key" in cols and "value" in cols:  # key/value records: the value's unit by row
+                i, j = cols.index("key"), cols.index("value")
+                rows = [[*r[:j], show(str(r[i]), r[j]), *r[j + 1 :]] for r in rows]
+            parts.append(
+                f"<details>{summary}{_table(rows, head, [str(c) for c in cols])}</details>"
+            )
         elif isinstance(v, list) and v:
             parts.append(_table([[k, v]]))
     return "".join(parts)
