@@ -244,6 +244,8 @@ def show(key: str, value) -> str:
 
 
 LABELS = {
+    "delivered_flops_per_s": "delivered compute",
+    "peak_flops_per_s": "peak compute",
     "chip_unit_cost_usd": "chip cost before markup, NRE and spares",
     "chip_capex_usd_per_chip": "chip cost as capex charges it",
     "all_in_w_per_chip": "all-in power per chip",
