@@ -16,7 +16,7 @@ from chipforge.spec import load_chip, preset_names
 # "MXUs" and "x256" are counts and array sizes ("8 MXUs of 128x128", "256 x256")
 UNIT_FACTOR = {"TFLOPS": 1e12, "PFLOPS": 1e15, "TOPS": 1e12, "GB": 1e9, "TB": 1e12,
                "MiB": 2.0**20, "GiB": 2.0**30, "GB/s": 1e9, "TB/s": 1e12, "W": 1.0,
-               "MHz": 1e6, "GHz": 1e9, "MXUs": 1.0, "x256": 1.0}
+               "MHz": 1e6, "GHz": 1e9, "MXUs": 1.0, "x256": 1.0, "MB": 1e6}
 # fmt: on
 
 
@@ -110,6 +110,40 @@ FIGURES = {
     "tpu-v7": {"peak bf16": "hw-tpu7x-bf16", "peak fp8": "hw-tpu7x-fp8",
         "hbm capacity": "hw-tpu7x-hbm", "hbm bandwidth": "hw-tpu7x-hbm-bw",
         "link bandwidth": "hw-tpu7x-ici"},
+    "h800": {"peak bf16": "hw-h800-bf16-dense", "peak fp8": "hw-h800-fp8-dense",
+        "link bandwidth": "hw-h800-nvlink", "tdp": "hw-h800-tdp"},
+    "h20": {"peak bf16": "hw-h20-bf16-dense", "peak fp8": "hw-h20-fp8-dense",
+        "hbm capacity": "hw-h20-hbm-cap", "hbm bandwidth": "hw-h20-hbm-bw",
+        "link bandwidth": "hw-h20-nvlink", "tdp": "hw-h20-tdp"},
+    "gh200": {"peak bf16": "hw-gh200-bf16-dense", "hbm capacity": "hw-gh200-hbm-cap",
+        "hbm bandwidth": "hw-gh200-hbm-bw", "link bandwidth": "hw-gh200-nvlink",
+        "tdp": "hw-gh200-tdp"},
+    "gb300": {"peak bf16": "hw-gb300-bf16-dense", "peak fp8": "hw-gb300-fp8-dense",
+        "peak fp4": "hw-gb300-fp4-dense", "hbm capacity": "hw-gb300-hbm-cap",
+        "hbm bandwidth": "hw-gb300-hbm-bw", "link bandwidth": "hw-gb300-nvlink",
+        "tdp": "hw-gb300-tdp"},
+    "b300": {"peak bf16": "hw-b300-bf16-dense", "peak fp8": "hw-b300-fp8-dense",
+        "peak fp4": "hw-b300-fp4-dense", "hbm capacity": "hw-b300-hbm-cap",
+        "hbm bandwidth": "hw-b300-hbm-bw", "link bandwidth": "hw-b300-nvlink",
+        "tdp": "hw-b300-tdp"},
+    "mi325x": {"peak bf16": "hw-mi325x-bf16-dense", "peak fp8": "hw-mi325x-fp8-dense",
+        "hbm capacity": "hw-mi325x-hbm-cap", "hbm bandwidth": "hw-mi325x-hbm-bw",
+        "link bandwidth": "hw-mi325x-ifabric", "tdp": "hw-mi325x-tbp"},
+    "mi355x": {"peak bf16": "hw-mi355x-bf16-dense", "peak fp8": "hw-mi355x-fp8-dense",
+        "peak fp4": "hw-mi355x-fp4-dense", "hbm capacity": "hw-mi355x-hbm-cap",
+        "hbm bandwidth": "hw-mi355x-hbm-bw", "link bandwidth": "hw-mi355x-ifabric",
+        "tdp": "hw-mi355x-tbp"},
+    "tpu-v3": {"peak bf16": "hw-tpuv3-peak", "hbm capacity": "hw-tpuv3-hbm",
+        "hbm bandwidth": "hw-tpuv3-hbm-bw", "tdp": "hw-tpuv3-power-max",
+        "idle power": "hw-tpuv3-power-min", "link one-way per port": "hw-tpuv3-bisection"},
+    "trainium2": {"peak bf16": "hw-trn2-bf16", "peak fp8": "hw-trn2-fp8",
+        "hbm capacity": "hw-trn2-hbm", "hbm bandwidth": "hw-trn2-hbm-bw",
+        "link bandwidth": "hw-trn2-neuronlink"},
+    "maia-100": {"peak bf16": "hw-maia100-bf16-dense", "hbm capacity": "hw-maia100-hbm",
+        "hbm bandwidth": "hw-maia100-hbm-bw", "tdp": "hw-maia100-tdp"},
+    "mtia-v2": {"peak bf16": "hw-mtiav2-bf16-dense", "peak int8": "hw-mtiav2-int8-dense",
+        "clock": "hw-mtiav2-clock", "hbm capacity": "hw-mtiav2-dram",
+        "hbm bandwidth": "hw-mtiav2-dram-bw", "tdp": "hw-mtiav2-tdp"},
 }
 TABLE = [(chip, accessor, fid) for chip, row in FIGURES.items() for accessor, fid in row.items()]
 # fmt: on

@@ -69,7 +69,7 @@ def test_missing_file():
 def test_unknown_preset_suggests_close_names():
     assert load_error("h10") == (
         "`chip` must be a preset or a .toml file, not 'h10' (did you "
-        "mean h100, h200, a100?); `chipforge presets` lists them"
+        "mean h100, h20, h800?); `chipforge presets` lists them"
     )
 
 

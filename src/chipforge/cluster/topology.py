@@ -133,4 +133,5 @@ def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topolog
     if link and link.ports > 6:  # several ports per neighbour (forge-n3: 2 per neighbour)
         per_link *= link.ports / 6
     pod = min(chips, p["pod"]) if p.get("ocs") else p["pod"]
-    return Topology(domain=pod, dims=torus_shape(pod), link_bandwidth=per_link, wrap=True, **common)
+    dims = tuple(p["dims"]) if "dims" in p and pod == p["pod"] else torus_shape(pod)
+    return Topology(domain=pod, dims=dims, link_bandwidth=per_link, wrap=True, **common)

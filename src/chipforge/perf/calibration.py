@@ -72,6 +72,9 @@ FAMILIES: dict[str, Calibration] = {
 }
 # The house design is TPU-style and has no silicon yet: it inherits the TPU family's factors.
 FAMILIES["forge"] = FAMILIES["google-tpu"]
+# Other in-house systolic ASICs (Trainium2, Maia 100, MTIA v2): no measurement of any of them is
+# held, so they take the TPU family's factors too (an assumption, stated in each preset).
+FAMILIES["asic"] = FAMILIES["google-tpu"]
 
 # The single-chip measurements the families' matrix_frac were set from (validate marks them);
 # `NARROW_CALIBRATION_CASE` is the one multi-chip case that sets `narrow_frac`.

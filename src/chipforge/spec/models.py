@@ -129,7 +129,7 @@ class ChipSpec(Frozen):
 
     name: str
     family: str = Field(
-        description="selects the perf calibration: nvidia-gpu, amd-gpu, google-tpu, forge"
+        description="selects the perf calibration: nvidia-gpu, amd-gpu, google-tpu, forge, asic"
     )
     vendor: str
     year: int = Field(ge=2010, le=2035)
