@@ -84,6 +84,7 @@ from chipforge.cli import (  # noqa: E402,F401
     commands,
     cost,
     datacenter,
+    decide,
     rtl,
     serve,
     simulate,

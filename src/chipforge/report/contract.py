@@ -53,6 +53,12 @@ SITES = {
     "tco": ("TCO per chip-hour by chip", "sites.*.tco_usd_per_chip_hour"),
     "capex_by_chip": ("Capex by chip", "sites.*.capex_usd.total"),
 }
+DECIDE = {
+    "fan": ("Cumulative cash out", "quarters, cumulative_cash_usd.{buy,build}.{p10,p50,p90}"),
+    "delivered": ("Delivered useful compute", "delivered_eflops.{buy,build}.{p10,p50,p90}"),
+    "breakeven": ("Cumulative cost per useful PFLOP-hour", "cumulative_usd_per_pflop_hour"),
+    "sobol": ("Sobol indices", "drivers[] with input, s1, st"),
+}
 SWEEP = {"pareto": ("Pareto front", "objectives (two) and rows[] holding them, with pareto")}
 TORNADO = ("Sensitivity (tornado)", "sensitivity[] with knob, at_low, at_high, base")
 
@@ -74,6 +80,7 @@ def expected(kind: str, data: dict) -> dict[str, tuple[str, str]]:
         "train": TRAIN,
         "serve": SERVE,
         "sweep": SWEEP,
+        "decide": DECIDE,
     }
     return dict(table.get(kind, {}))
 

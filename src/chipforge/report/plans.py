@@ -17,6 +17,7 @@ from chipforge.report.charts import (
     cost_charts,
     evaluate_charts,
 )
+from chipforge.report.decide import decide_charts
 from chipforge.report.serving import serve_charts
 
 # ---- train / serve / datacenter / sweep (keys looked up by name; anything absent is skipped) --
@@ -233,4 +234,5 @@ BUILDERS = {
     "serve": serve_charts,
     "datacenter": datacenter_charts,
     "sweep": sweep_charts,
+    "decide": decide_charts,
 }

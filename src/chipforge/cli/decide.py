@@ -1,0 +1,128 @@
+"""`chipforge decide scenario.toml`: build or buy, answered first (verdict and probability),
+then the saving, break-even, delivered compute, cash flows and the drivers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from chipforge.cli import JsonOpt, OutOpt, app, emit
+from chipforge.cli.reportopts import HtmlOpt, write_reports
+from chipforge.units import fmt
+
+
+def _usd(v: float) -> str:
+    return fmt(v, "money", digits=3)
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:+.1f} %"
+
+
+def summary_tables(d: dict) -> list:
+    """The terminal summary, answer first."""
+    s, u = d["saving_fraction"], d["saving_usd"]
+    be = d["breakeven"]
+    sched = d["schedule_p50"]
+    head = Table(title=f"decide: {d['scenario']}", show_header=False)
+    head.add_column("item")
+    head.add_column("value")
+    head.add_row("VERDICT", d["verdict"])
+    head.add_row(
+        "saving (build vs buy)",
+        f"P10 {_pct(s['p10'])} / P50 {_pct(s['p50'])} / P90 {_pct(s['p90'])} per useful token; "
+        f"{_usd(u['p10'])} / {_usd(u['p50'])} / {_usd(u['p90'])} on the build option's compute",
+    )
+    if "p50_quarter" in be:
+        head.add_row(
+            "break-even",
+            f"{be['p50_quarter']} (P10 {be['p10_quarter']}, P90 {be['p90_quarter']}) after "
+            f"{be['p50_volume_chips']:,.0f} house chips; reached by {d['end']} in "
+            f"{100 * be['probability_within_horizon']:.0f} % of scenarios",
+        )
+    else:
+        head.add_row("break-even", f"not reached by {d['end']} in any scenario")
+    head.add_row(
+        "house chip program",
+        f"tape-out {sched['tape_out']}, volume {sched['volume']} (P90 {sched['volume_p90']}; "
+        f"planned {sched['planned_volume']}), a respin in {100 * sched['respin_share']:.0f} % "
+        "of scenarios",
+    )
+    head.add_row("scenarios", f"{d['samples']:,} (scrambled Sobol, seed {d['seed']})")
+    opts = Table(title="per option (P10 / P50 / P90)")
+    opts.add_column("metric")
+    for o in ("buy", "build"):
+        opts.add_column(o, justify="right")
+
+    def trio(x: dict, f) -> str:
+        return " / ".join(f(x[k]) for k in ("p10", "p50", "p90"))
+
+    opts.add_row(
+        "USD per useful PFLOP-hour",
+        *(trio(d["usd_per_useful_pflop_hour"][o], lambda v: f"{v:.3g}") for o in ("buy", "build")),
+    )
+    opts.add_row(
+        "USD per million useful tokens",
+        *(trio(d["usd_per_million_tokens"][o], lambda v: f"{v:.3g}") for o in ("buy", "build")),
+    )
+    opts.add_row("NPV of cost", *(trio(d["npv_cost_usd"][o], _usd) for o in ("buy", "build")))
+    opts.add_row(
+        "useful tokens delivered (P50)",
+        *(f"{d['useful_tokens_delivered_p50'][o]:.3g} tokens" for o in ("buy", "build")),
+    )
+    compute = Table(title="delivered useful compute per quarter, EFLOP/s (P50 [P10-P90])")
+    compute.add_column("quarter")
+    for o in ("buy", "build"):
+        compute.add_column(o, justify="right")
+    for i, q in enumerate(d["quarters"]):
+        cells = []
+        for o in ("buy", "build"):
+            p = d["delivered_eflops"][o]
+            cells.append(f"{p['p50'][i]:,.1f} [{p['p10'][i]:,.1f}-{p['p90'][i]:,.1f}]")
+        compute.add_row(q, *cells)
+    cash = Table(title="yearly cash out (mean)")
+    cash.add_column("year")
+    for o in ("buy", "build"):
+        cash.add_column(o, justify="right")
+    for y in d["yearly_cash_usd"]["buy"]:
+        cash.add_row(y, *(_usd(d["yearly_cash_usd"][o][y]) for o in ("buy", "build")))
+    drivers = Table(title="what drives the saving: top 5 inputs by total-order Sobol index")
+    for c in ("input", "S1", "ST", "range", "source"):
+        drivers.add_column(c)
+    src = {a["input"]: a for a in d["assumptions"]}
+    for r in d["drivers"][:5]:
+        a = src[r["input"]]
+        drivers.add_row(
+            r["input"], f"{r['s1']:.2f}", f"{r['st']:.2f}", f"{a['low']:g} .. {a['high']:g} "
+            f"{a['unit']}".strip(), a["source"][:70],
+        )  # fmt: skip
+    return [head, opts, compute, cash, drivers]
+
+
+@app.command()
+def decide(
+    scenario: Annotated[Path, typer.Argument(help="scenario TOML (examples/decide/*.toml)")],
+    samples: Annotated[
+        int | None, typer.Option("--samples", help="Monte-Carlo scenarios (default: the file's)")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="quasi-random scrambling seed")] = 0,
+    html: HtmlOpt = None,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Build or buy: verdict with probability, saving, break-even, compute, cash flows, drivers."""
+    from chipforge.decide import analyse, load_scenario
+
+    data = analyse(load_scenario(scenario), samples=samples, seed=seed)
+    if html is not None:
+        from chipforge.report.html import write_report
+
+        write_report(html, "decide", data, title=f"Build or buy: {data['verdict']}")
+        from rich.console import Console
+
+        Console(stderr=True, soft_wrap=True).print(f"wrote {html}", markup=False)
+    _ = write_reports  # the shared PNG path is not offered for decide yet
+    emit(data, summary_tables(data), as_json=as_json, out=out)

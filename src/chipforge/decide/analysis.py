@@ -1,0 +1,213 @@
+"""Monte-Carlo over the stated ranges (scrambled Sobol points, `scipy.stats.qmc`), global
+sensitivity (SALib Sobol first and total order), and the answer-first summary.
+
+The answer is about cost per useful unit of compute delivered through the horizon: each option's
+levelized cost = PV(cash out - residual book value at the horizon) / PV(useful PFLOP-hours
+delivered), discounted at the cost of capital. Saving = 1 - build / buy; in dollars, the saving
+on the compute the build option delivered.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import qmc
+
+from chipforge.decide.inputs import Scenario
+from chipforge.decide.model import SECONDS_PER_QUARTER, nominal, run
+from chipforge.decide.rates import ChipType, chip_type
+from chipforge.errors import ChipforgeError
+
+SOBOL_BASE = 512  # SALib base samples: (d + 2) x 512 model runs for first and total order
+
+
+def unit_samples(d: int, n: int, seed: int) -> np.ndarray:
+    """`n` scrambled Sobol points in [0, 1)^d (rounded up to a power of two)."""
+    m = max(6, math.ceil(math.log2(max(n, 2))))
+    return qmc.Sobol(d, scramble=True, seed=seed).random_base2(m)
+
+
+def saving(r: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Saving fraction 1 - build / buy per sample, and in USD on the build option's output."""
+    buy = r["buy_lc"]["usd_per_pflop_hour"]
+    build = r["build_lc"]["usd_per_pflop_hour"]
+    frac = np.where(np.isfinite(build) & np.isfinite(buy) & (buy > 0), 1 - build / buy, -1.0)
+    usd = np.where(np.isfinite(build), (buy - build) * r["build_lc"]["pv_pflop_hours"], 0.0)
+    return frac, usd
+
+
+def sobol_indices(sc: Scenario, gpu: ChipType, own: ChipType, seed: int = 0,
+                  base: int = SOBOL_BASE) -> list[dict]:  # fmt: skip
+    """First and total order Sobol indices of the saving fraction for every input (SALib),
+    sorted by total order. Inputs live on the unit cube, so a zero-wide range is sampled like
+    the others and must come out with an index of ~0."""
+    from SALib.analyze import sobol as analyze
+    from SALib.sample import sobol as sample
+
+    names = sc.names()
+    problem = {"num_vars": len(names), "names": names, "bounds": [[0.0, 1.0]] * len(names)}
+    u = sample.sample(problem, base, calc_second_order=False, seed=seed)
+    frac, _ = saving(run(sc, gpu, own, _x(sc, u)))
+    res = analyze.analyze(problem, frac, calc_second_order=False, seed=seed)
+    rows = [
+        {
+            "input": k,
+            "s1": float(res["S1"][i]),
+            "st": float(res["ST"][i]),
+            "s1_conf": float(res["S1_conf"][i]),
+            "st_conf": float(res["ST_conf"][i]),
+            "low": sc.param(k).low,
+            "high": sc.param(k).high,
+        }
+        for i, k in enumerate(names)
+    ]
+    return sorted(rows, key=lambda r: -r["st"])
+
+
+def _x(sc: Scenario, u: np.ndarray) -> dict:
+    return {k: sc.param(k).at(u[:, i]) for i, k in enumerate(sc.names())}
+
+
+def _pct(a: np.ndarray, axis=0) -> dict:
+    p = np.percentile(a, [10, 50, 90], axis=axis)
+    return {"p10": p[0].tolist(), "p50": p[1].tolist(), "p90": p[2].tolist()}
+
+
+def breakeven(sc: Scenario, r: dict) -> dict:
+    """Per sample, the first quarter from which building stays cheaper per useful PFLOP-hour
+    (cumulative PV cost over cumulative PV output, each quarter); the house chips delivered by
+    then; the share of samples that break even within the horizon."""
+    lcs = []
+    for o in ("buy", "build"):
+        lc = r[f"{o}_lc"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lcs.append(np.where(lc["cum_pv_out"] > 0, lc["cum_pv_cash"] / lc["cum_pv_out"], np.inf))
+    cheaper = lcs[1] <= lcs[0]
+    # stays cheaper from q on: reverse cumulative AND
+    stays = np.flip(np.logical_and.accumulate(np.flip(cheaper, axis=1), axis=1), axis=1)
+    has = stays.any(axis=1)
+    q = np.where(has, np.argmax(stays, axis=1), -1)
+    own = np.cumsum(r["build"]["buys"][-1], axis=1)
+    vol = np.where(has, own[np.arange(len(q)), np.maximum(q, 0)], np.nan)
+    out = {"probability_within_horizon": float(has.mean())}
+    if has.any():
+        qm = int(np.percentile(q[has], 50, method="nearest"))
+        out.update(
+            p50_quarter=sc.quarter_label(qm),
+            p10_quarter=sc.quarter_label(int(np.percentile(q[has], 10, method="nearest"))),
+            p90_quarter=sc.quarter_label(int(np.percentile(q[has], 90, method="nearest"))),
+            p50_volume_chips=float(np.nanmedian(vol)),
+        )
+    return out
+
+
+def yearly(sc: Scenario, cash: np.ndarray) -> dict[str, float]:
+    """Mean cash out per calendar year."""
+    years: dict[str, float] = {}
+    mean = cash.mean(axis=0)
+    for q in range(sc.quarters):
+        y = sc.quarter_label(q)[:4]
+        years[y] = years.get(y, 0.0) + float(mean[q])
+    return years
+
+
+def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
+            sobol: bool = True, sobol_base: int = SOBOL_BASE) -> dict:  # fmt: skip
+    """The whole answer: verdict, saving, break-even, delivered compute, cash flows, NPV,
+    Sobol drivers, the nominal point and the assumptions with their sources."""
+    gpu = chip_type(sc, sc.buy, built=False)
+    own = chip_type(sc, sc.build, built=True)
+    if not gpu.useful or not own.useful:
+        raise ChipforgeError("the workload gives no throughput on one of the chips")
+    n = samples or sc.samples
+    u = unit_samples(len(sc.names()), n, seed)
+    r = run(sc, gpu, own, _x(sc, u))
+    frac, usd = saving(r)
+    p_build = float((frac > 0).mean())
+    nom = run(sc, gpu, own, nominal(sc))
+    nf, nu = saving(nom)
+    quarters = [sc.quarter_label(q) for q in range(sc.quarters)]
+    eflops = {
+        o: _pct(r[o]["delivered_flops"] / 1e18) for o in ("buy", "build")
+    }  # useful EFLOP/s, averaged over each quarter
+    cum = {o: _pct(r[o]["cash"].cumsum(axis=1)) for o in ("buy", "build")}
+    cum_lc = {}
+    for o in ("buy", "build"):
+        lc_o = r[f"{o}_lc"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(lc_o["cum_pv_out"] > 0, lc_o["cum_pv_cash"] / lc_o["cum_pv_out"], np.nan)
+        ok = np.isfinite(v).any(axis=0)
+        p = np.full((3, sc.quarters), np.nan)
+        if ok.any():
+            p[:, ok] = np.nanpercentile(v[:, ok], [10, 50, 90], axis=0)
+        cum_lc[o] = {"p10": p[0].tolist(), "p50": p[1].tolist(), "p90": p[2].tolist()}
+    lc = {o: _pct(r[f"{o}_lc"]["usd_per_pflop_hour"]) for o in ("buy", "build")}
+    npv = {o: _pct(r[f"{o}_lc"]["pv_cost"]) for o in ("buy", "build")}
+    fpt = float(r["flops_per_token"][0])
+    per_mtok = {o: {k: [v * 1e6 * fpt / 1e15 / 3600 for v in vs] if isinstance(vs, list)
+                    else vs * 1e6 * fpt / 1e15 / 3600 for k, vs in lc[o].items()}
+                for o in lc}  # fmt: skip
+    delivered_total = {
+        o: float(np.median(r[o]["delivered_flops"].sum(axis=1) * SECONDS_PER_QUARTER / fpt))
+        for o in ("buy", "build")
+    }
+    drivers = sobol_indices(sc, gpu, own, seed=seed, base=sobol_base) if sobol else []
+    verdict_option = "building" if p_build >= 0.5 else "buying"
+    p = p_build if p_build >= 0.5 else 1 - p_build
+    end = sc.quarter_label(sc.quarters - 1)
+    sched = r["schedule"]
+    return {
+        "kind": "decide",
+        "scenario": sc.name,
+        "start": sc.start,
+        "end": end,
+        "samples": int(len(frac)),
+        "seed": seed,
+        "verdict": (
+            f"{verdict_option} is cheaper per useful token delivered through {end} with "
+            f"probability {p:.2f}"
+        ),
+        "probability_build_cheaper": p_build,
+        "saving_fraction": _pct(frac),
+        "saving_usd": _pct(usd),
+        "saving_fraction_mean": float(frac.mean()),
+        "breakeven": breakeven(sc, r),
+        "usd_per_useful_pflop_hour": lc,
+        "usd_per_million_tokens": per_mtok,
+        "npv_cost_usd": npv,
+        "useful_tokens_delivered_p50": delivered_total,
+        "quarters": quarters,
+        "delivered_eflops": eflops,
+        "cumulative_cash_usd": cum,
+        "cumulative_usd_per_pflop_hour": cum_lc,
+        "yearly_cash_usd": {o: yearly(sc, r[o]["cash"]) for o in ("buy", "build")},
+        "schedule_p50": {
+            "tape_out": sc.quarter_label(int(np.median(sched["tape_out"]) // 3)),
+            "volume": sc.quarter_label(int(np.median(sched["volume"]) // 3)),
+            "volume_p90": sc.quarter_label(int(np.percentile(sched["volume"], 90) // 3)),
+            "respin_share": float(sched["respin"].mean()),
+            "planned_volume": sc.quarter_label(int(r["planned_volume_month"] // 3)),
+        },
+        "house_chips_delivered": _pct(r["build"]["buys"][-1].sum(axis=1)),
+        "drivers": drivers,
+        "nominal": {
+            "saving_fraction": float(nf[0]),
+            "saving_usd": float(nu[0]),
+            "buy_usd_per_useful_pflop_hour": float(nom["buy_lc"]["usd_per_pflop_hour"][0]),
+            "build_usd_per_useful_pflop_hour": float(nom["build_lc"]["usd_per_pflop_hour"][0]),
+        },
+        "chips": {"buy": gpu.to_dict(), "build": own.to_dict()},
+        "workload_mix": r["mix"],
+        "assumptions": [
+            {
+                "input": k,
+                "value": sc.param(k).value,
+                "low": sc.param(k).low,
+                "high": sc.param(k).high,
+                "unit": sc.param(k).unit,
+                "source": sc.param(k).source,
+            }
+            for k in sc.names()
+        ],
+    }

@@ -1,0 +1,480 @@
+"""A build-or-buy scenario: what is fixed (chips, sites, workloads, dates) and what is uncertain
+(every number with a default, a source or the word "assumption", and a range).
+
+`load_scenario(path)` reads a TOML; any uncertain input may be a number (its value, range zero
+wide) or a table `{value = .., low = .., high = .., source = ".."}`. Figures in brackets are rows
+of chipforge/data/*.csv (program.csv for the build program).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from chipforge.errors import ChipforgeError
+
+MAX_SCENARIO_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Param:
+    """One uncertain input: `value` is the nominal, sampled uniformly in [low, high]."""
+
+    value: float
+    low: float
+    high: float
+    source: str
+    unit: str = ""
+
+    def at(self, u):
+        """The value at unit-cube coordinate(s) `u` (a zero-wide range ignores `u`)."""
+        return self.low + (self.high - self.low) * u
+
+
+def P(value: float, low: float, high: float, source: str, unit: str = "") -> Param:
+    return Param(float(value), float(low), float(high), source, unit)
+
+
+# Uncertain inputs by section. Ranges bracket the cited spreads; ends without a source say so.
+DEFAULTS: dict[str, dict[str, Param]] = {
+    "build": {
+        "design_months": P(
+            24,
+            18,
+            30,
+            "design start to tape-out. TPU v1 went from start to deployment in 15 months "
+            "[prog-tpu1-design-to-deploy] (28 nm, one small die); a 2-die N3 part with HBM: "
+            "assumption",
+            "months",
+        ),
+        "fab_months": P(
+            4,
+            3,
+            5,
+            "tape-out to first packaged silicon: ~2 months hot lot [prog-tapeout-to-samples] "
+            "+ CoWoS packaging and boards (assumption)",
+            "months",
+        ),
+        "qualification_months": P(
+            6,
+            4,
+            9,
+            "first silicon to volume: mass-production samples ~20 weeks after tape-out "
+            "[prog-tapeout-to-samples]; Blackwell sampled a half year before its ramp "
+            "[prog-blackwell-respin]",
+            "months",
+        ),
+        "respin_probability": P(
+            0.3,
+            0.1,
+            0.5,
+            "assumption; Blackwell needed a photomask change for yield [prog-blackwell-respin]",
+        ),
+        "respin_draw": P(
+            0.5, 0.0, 1.0, "uniform draw: a respin happens when it is below the respin probability"
+        ),
+        "respin_delay_months": P(
+            6,
+            3,
+            9,
+            "Blackwell: planned summer shipments slipped ~2 quarters [prog-blackwell-respin]; "
+            "a metal-only respin ~10 weeks [prog-tapeout-to-samples]",
+            "months",
+        ),
+        "respin_mask_share": P(
+            0.5,
+            0.3,
+            1.0,
+            "share of a mask set a respin remakes: metal layers (~0.3) to all (1.0): assumption",
+        ),
+        "ramp_quarters": P(
+            3, 2, 5, "quarters from volume start to full wafer starts: assumption", "quarters"
+        ),
+        "wafer_starts_per_month": P(
+            3000,
+            1500,
+            5000,
+            "N3 wafer starts allocated to the program: assumption (a few % of TSMC's N3 output)",
+            "wafers/month",
+        ),
+        "cowos_wafers_per_month": P(
+            5000,
+            2000,
+            10000,
+            "CoWoS allocation: ~5 % of TSMC's 95k/month end 2026 [prog-cowos-2026] "
+            "(Broadcom's TPU share ~15k/month); the allocation itself is an assumption",
+            "wafers/month",
+        ),
+        "packages_per_cowos_wafer": P(
+            13,
+            9,
+            16,
+            "Rubin 9 [prog-packages-per-cowos-rubin], TPU ~13.5 "
+            "[prog-packages-per-cowos-tpu]; 16: assumption",
+            "packages/wafer",
+        ),
+        "hbm_stacks_per_quarter": P(
+            2.4e6, 1.2e6, 4e6, "HBM allocation: assumption (8 stacks a chip)", "stacks/quarter"
+        ),
+        "yield_initial_share": P(
+            0.6,
+            0.4,
+            0.85,
+            "die yield at first silicon as a share of the mature yield (silicon model): assumption",
+            "",
+        ),
+        "yield_learning_quarters": P(
+            3, 2, 6, "time constant of yield learning: assumption", "quarters"
+        ),
+        "wafer_price_x": P(
+            1.0,
+            0.7,
+            1.3,
+            "x N3 $20,000: 4N as NVIDIA pays it up to the N2 forecast "
+            "(datacenter KNOBS wafer_price)",
+        ),
+        "hbm_price_x": P(1.0, 0.7, 1.5, "x $15/GB HBM3E .. HBM4 (datacenter KNOBS hbm_price)"),
+        "built_chip_markup": P(
+            1.5,
+            1.2,
+            2.5,
+            "silicon cost -> delivered module incl. partner margin "
+            "(datacenter KNOBS built_chip_markup)",
+        ),
+        "nre_masks_usd": P(
+            40e6, 30e6, 60e6, "N3 mask set [prog-mask-set-n3]; ends: assumption", "USD"
+        ),
+        "nre_ip_usd": P(
+            60e6, 30e6, 120e6, "SerDes, HBM PHY, die-to-die IP licences: assumption", "USD"
+        ),
+        "team_usd_per_year": P(
+            200e6,
+            150e6,
+            300e6,
+            "design, verification and software team, ~500 engineers x "
+            "$400k loaded: assumption; with IP and masks it brackets the $590M 3 nm design "
+            "cost [prog-design-cost-n3]",
+            "USD/year",
+        ),
+        "partner_fee_usd": P(
+            150e6,
+            50e6,
+            300e6,
+            "back-end partner NRE (physical design, packaging, test): "
+            "assumption; its per-unit margin is in the markup",
+            "USD",
+        ),
+        "mfu_x": P(
+            0.9,
+            0.7,
+            1.0,
+            "the house chip's utilisation relative to its planned MFU (young "
+            "compiler and kernels): assumption",
+        ),
+    },
+    "buy": {
+        "price_usd": P(
+            35000,
+            30000,
+            45000,
+            "Blackwell '$30,000-40,000' [dcx-blackwell-street]; 45k: a "
+            "shortage premium (assumption)",
+            "USD",
+        ),
+        "price_change_per_year": P(
+            -0.10, -0.25, 0.0, "per-GPU price drift as newer parts land: assumption", "1/year"
+        ),
+        "lead_months": P(
+            6,
+            3,
+            12,
+            "order to delivery; Blackwell was 'booked out 12 months' (Morgan Stanley "
+            "via DatacenterDynamics, 2024); 3: assumption",
+            "months",
+        ),
+        "allocation_per_quarter": P(
+            150000,
+            75000,
+            300000,
+            "GPUs a quarter the vendor allocates to this buyer: "
+            "assumption (Abilene's ~400k GB200 [dcx-abilene-gpus] arrive over ~1.5 years)",
+            "GPUs/quarter",
+        ),
+        "mfu_x": P(1.0, 0.9, 1.1, "the GPU's utilisation relative to its planned MFU: assumption"),
+    },
+    "site": {
+        "pue": P(1.2, 1.1, 1.4, "average PUE [dc-pue-google-2024, dc-pue-uptime-2024]"),
+        "pue_peak": P(1.35, 1.25, 1.5, "design-peak PUE [dc-pue-peak-vs-annual]: assumption"),
+        "redundancy": P(
+            0.8, 0.67, 1.0, "usable grid share: N+1 0.8 [dc-redundancy-n1]; 3N/2 0.67 .. N 1.0"
+        ),
+        "it_headroom": P(
+            1.1, 1.05, 1.2, "provisioned IT per typical W [dc-nvl72-power]; ends: assumption"
+        ),
+        "facility_usd_per_w": P(
+            15,
+            10,
+            20,
+            "$10-12M/MW conventional, >= $20M/MW AI liquid [dc-capex-standard, dc-capex-ai]",
+            "USD/W",
+        ),
+        "electricity_usd_per_kwh": P(
+            0.06,
+            0.03,
+            0.12,
+            "US industrial ~$0.08 [dcx-eia-industrial]; ends: assumption",
+            "USD/kWh",
+        ),
+        "build_delay_months": P(0, 0, 6, "site energisation slip: assumption", "months"),
+    },
+    "workload": {
+        "serve_growth_per_quarter": P(
+            0.15, 0.05, 0.30, "serving demand growth per quarter: assumption", "1/quarter"
+        ),
+    },
+    "finance": {
+        "cost_of_capital": P(0.08, 0.06, 0.12, "WACC: assumption (datacenter default 0.08)"),
+        "chip_life_y": P(5, 4, 6, "server depreciation 5-6 y [dcx-server-life]", "years"),
+        "tax_rate": P(0.0, 0.0, 0.0, "off unless given", ""),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    grid_w: float
+    online_month: float  # months after the scenario start
+
+
+@dataclass(frozen=True)
+class Train:
+    model: str
+    tokens: float
+    start_month: float
+    end_month: float
+
+
+@dataclass(frozen=True)
+class Serve:
+    model: str
+    tokens_per_day: float
+    start_month: float
+    isl: int = 1024
+    osl: int = 1024
+    dtype: str = "bf16"
+
+
+@dataclass(frozen=True)
+class Option:
+    chip: str
+    rack: str | dict | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    start: str  # "2026Q1"
+    quarters: int
+    build: Option
+    buy: Option
+    design_start_month: float  # months after `start` (negative: already under way)
+    sites: tuple[Site, ...]
+    train: tuple[Train, ...]
+    serve: tuple[Serve, ...]
+    params: dict[str, dict[str, Param]] = field(default_factory=dict)
+    samples: int = 16384
+
+    def names(self) -> list[str]:
+        """`section.name` of every uncertain input, in a fixed order."""
+        return [f"{s}.{n}" for s, ps in self.params.items() for n in ps]
+
+    def param(self, key: str) -> Param:
+        s, n = key.split(".", 1)
+        return self.params[s][n]
+
+    def with_param(self, key: str, **kw) -> Scenario:
+        s, n = key.split(".", 1)
+        params = {k: dict(v) for k, v in self.params.items()}
+        params[s][n] = replace(params[s][n], **kw)
+        return replace(self, params=params)
+
+    def quarter_label(self, q: int) -> str:
+        y, k = _quarter(self.start, "scenario.start")
+        k += q
+        return f"{y + k // 4}Q{k % 4 + 1}"
+
+
+def _quarter(text: str, where: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d{4})\s*[Qq]([1-4])\s*", str(text))
+    if not m:
+        raise ChipforgeError(f"`{where}` must be a quarter like 2027Q1, not {text!r}")
+    return int(m.group(1)), int(m.group(2)) - 1
+
+
+def months_between(start: str, date: str, where: str) -> float:
+    """Months from the start of quarter `start` to the start of quarter `date`."""
+    y0, q0 = _quarter(start, "scenario.start")
+    y, q = _quarter(date, where)
+    return 12.0 * (y - y0) + 3.0 * (q - q0)
+
+
+def _param(raw, default: Param, where: str) -> Param:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, dict)):
+        raise ChipforgeError(
+            f"`{where}` must be a number or a table {{value, low, high, source}}, not {raw!r}"
+        )
+    if isinstance(raw, (int, float)):
+        p = replace(default, value=float(raw), low=float(raw), high=float(raw),
+                    source="scenario (fixed)")  # fmt: skip
+    else:
+        unknown = set(raw) - {"value", "low", "high", "source", "unit"}
+        if unknown:
+            raise ChipforgeError(f"`{where}` has unknown keys {sorted(unknown)}; use value, "
+                                 "low, high, source")  # fmt: skip
+        value = float(raw.get("value", default.value))
+        p = Param(
+            value,
+            float(raw.get("low", value if "value" in raw else default.low)),
+            float(raw.get("high", value if "value" in raw else default.high)),
+            str(raw.get("source", default.source if "value" not in raw else "assumption")),
+            default.unit,
+        )
+    for v in (p.value, p.low, p.high):
+        if not math.isfinite(v):
+            raise ChipforgeError(f"`{where}` must be finite, not {v}")
+    if not p.low <= p.value <= p.high:
+        raise ChipforgeError(
+            f"`{where}` needs low <= value <= high, not {p.low:g} <= {p.value:g} <= {p.high:g}"
+        )
+    return p
+
+
+def _option(raw: dict, where: str, chip: str) -> Option:
+    rack = raw.get("rack")
+    if rack is not None and not isinstance(rack, (str, dict)):
+        raise ChipforgeError(f"`{where}.rack` must be a preset name or a table, not {rack!r}")
+    return Option(str(raw.get("chip", chip)), rack)
+
+
+def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
+    """A `Scenario` from a parsed TOML dict (paths relative to `base`)."""
+    known = {"scenario", "build", "buy", "site", "sites", "workload", "finance"}
+    unknown = set(d) - known
+    if unknown:
+        raise ChipforgeError(f"scenario has unknown sections {sorted(unknown)}; use "
+                             f"{', '.join(sorted(known))}")  # fmt: skip
+    head = d.get("scenario", {})
+    start = str(head.get("start", "2026Q1"))
+    end = str(head.get("end", "2030Q4"))
+    _quarter(start, "scenario.start")
+    quarters = int(months_between(start, end, "scenario.end") // 3) + 1
+    if not 1 <= quarters <= 80:
+        raise ChipforgeError(f"`scenario.end` must be 1 to 80 quarters after the start, "
+                             f"not {quarters}")  # fmt: skip
+    samples = int(head.get("samples", 16384))
+    if not 64 <= samples <= 1_000_000:
+        raise ChipforgeError(f"`scenario.samples` must be 64 to 1,000,000, not {samples}")
+
+    def rel(chip: str) -> str:
+        if base is not None and chip.endswith(".toml") and not Path(chip).is_absolute():
+            return str((base / chip).resolve())
+        return chip
+
+    build_raw, buy_raw = d.get("build", {}), d.get("buy", {})
+    build = _option(build_raw, "build", "forge-n3")
+    buy = _option(buy_raw, "buy", "gb200")
+    build, buy = replace(build, chip=rel(build.chip)), replace(buy, chip=rel(buy.chip))
+    design_start = months_between(start, str(build_raw.get("design_start", "2025Q3")),
+                                  "build.design_start")  # fmt: skip
+
+    params: dict[str, dict[str, Param]] = {}
+    sections = {"build": build_raw, "buy": buy_raw, "site": d.get("site", {}),
+                "workload": d.get("workload", {}), "finance": d.get("finance", {})}  # fmt: skip
+    fixed = {"build": {"chip", "rack", "design_start"}, "buy": {"chip", "rack"},
+             "workload": {"train", "serve"}, "site": set(), "finance": set()}  # fmt: skip
+    for s, defaults in DEFAULTS.items():
+        raw = sections[s]
+        if not isinstance(raw, dict):
+            raise ChipforgeError(f"`{s}` must be a table")
+        extra = set(raw) - set(defaults) - fixed[s]
+        if extra:
+            from chipforge.errors import did_you_mean
+
+            name = sorted(extra)[0]
+            raise ChipforgeError(
+                f"`{s}.{name}` is not an input of the scenario"
+                + did_you_mean(name, list(defaults) + sorted(fixed[s]))
+            )
+        params[s] = {n: _param(raw[n], p, f"{s}.{n}") if n in raw else p
+                     for n, p in defaults.items()}  # fmt: skip
+
+    sites = []
+    for i, s in enumerate(d.get("sites", [])):
+        w = f"sites[{i}]"
+        try:
+            grid = float(_watts(s["grid"], f"{w}.grid"))
+            online = months_between(start, str(s["online"]), f"{w}.online")
+        except KeyError as e:
+            raise ChipforgeError(f"`{w}` needs {e.args[0]}: give grid (e.g. '1GW') and online "
+                                 "(e.g. 2027Q1)") from None  # fmt: skip
+        sites.append(Site(str(s.get("name", f"site{i + 1}")), grid, online))
+    if not sites:
+        raise ChipforgeError("the scenario needs at least one [[sites]] with grid and online")
+
+    wl = sections["workload"]
+    train = tuple(
+        Train(str(t["model"]), _count(t["tokens"], "workload.train.tokens"),
+              months_between(start, str(t.get("start", start)), "workload.train.start"),
+              months_between(start, str(t.get("end", end)), "workload.train.end") + 3)
+        for t in wl.get("train", [])
+    )  # fmt: skip
+    serve = tuple(
+        Serve(str(t["model"]), _count(t["tokens_per_day"], "workload.serve.tokens_per_day"),
+              months_between(start, str(t.get("start", start)), "workload.serve.start"),
+              int(t.get("isl", 1024)), int(t.get("osl", 1024)), str(t.get("dtype", "bf16")))
+        for t in wl.get("serve", [])
+    )  # fmt: skip
+    if not train and not serve:
+        raise ChipforgeError("the scenario needs a workload: [[workload.train]] or "
+                             "[[workload.serve]]")  # fmt: skip
+    for t in train:
+        if t.end_month <= t.start_month:
+            raise ChipforgeError(f"`workload.train` {t.model}: end must be after start")
+    return Scenario(str(head.get("name", "build or buy")), start, quarters, build, buy,
+                    design_start, tuple(sites), train, serve, params, samples)  # fmt: skip
+
+
+def _watts(v, where: str) -> float:
+    from chipforge.units import parse_quantity
+
+    w = float(v) if isinstance(v, (int, float)) else parse_quantity(str(v), "power", field=where)
+    if not w > 0:
+        raise ChipforgeError(f"`{where}` must be > 0, not {v}")
+    return w
+
+
+def _count(v, where: str) -> float:
+    from chipforge.units import parse_count
+
+    n = float(v) if isinstance(v, (int, float)) else parse_count(str(v), where)
+    if not n > 0:
+        raise ChipforgeError(f"`{where}` must be > 0, not {v}")
+    return n
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario TOML (size-checked before reading)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ChipforgeError(f"scenario file {str(path)!r} does not exist")
+    if p.stat().st_size > MAX_SCENARIO_BYTES:
+        raise ChipforgeError(f"scenario file {str(path)!r} is over 1 MiB; is it a scenario?")
+    try:
+        d = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ChipforgeError(f"scenario file {str(path)!r} is not valid TOML: {e}") from None
+    return scenario_from_dict(d, p.parent)

@@ -1,0 +1,370 @@
+"""The fleet and cash-flow model, vectorised over samples: every array is (samples, quarters).
+
+Both options fill the same sites as their power comes online (IT capacity = grid x usable share
+under redundancy / design-peak PUE, as `datacenter.site`), whole chips at their typical IT draw
+x provisioning headroom:
+- buy: GPUs after the order lead time, at most the vendor's allocation a quarter, at a price
+  that drifts each year;
+- build: GPUs for the power that comes online before the program's PLANNED volume date (the
+  bridge, ordered ahead), then the house chip as the program delivers it: design -> tape-out ->
+  first silicon -> (a respin with its probability and delay) -> qualification -> volume,
+  ramping over `ramp_quarters`, limited each quarter by wafer starts x good dies (yield learning
+  from first silicon), CoWoS packages and HBM stacks. Unfilled power stays dark.
+Delivered useful FLOP/s = min(installed chips x each chip's useful FLOP/s, demand). Cash: chips,
+racks and network at delivery ((price x (1 + spares) + non-chip) x (1 + storage share), as
+`datacenter.tco.capex`), facility at energisation ($/W of provisioned IT), electricity and
+maintenance each quarter (as `datacenter.tco.opex`), and the program's NRE (team over design to
+volume, IP at design start, masks at tape-out, a respin's masks, partner fees half at start and
+half at tape-out). Residual book value at the horizon (straight line) is credited. Costs before
+the scenario start are sunk and not counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chipforge.datacenter.site import Assumptions
+from chipforge.decide.inputs import Scenario
+from chipforge.decide.rates import ChipType, workloads
+from chipforge.workload.resolve import resolve_model
+
+HOURS_PER_QUARTER = 8760.0 / 4
+SECONDS_PER_QUARTER = HOURS_PER_QUARTER * 3600
+FACILITY_LIFE_Y = Assumptions().facility_life_y
+
+
+def inputs(sc: Scenario, u: np.ndarray) -> dict[str, np.ndarray]:
+    """Unit-cube samples (n, d) -> each input's values (n,), in `sc.names()` order."""
+    names = sc.names()
+    if u.ndim != 2 or u.shape[1] != len(names):
+        raise ValueError(f"samples must be (n, {len(names)}), not {u.shape}")
+    return {k: sc.param(k).at(u[:, i]) for i, k in enumerate(names)}
+
+
+def nominal(sc: Scenario) -> dict[str, np.ndarray]:
+    return {k: np.array([sc.param(k).value]) for k in sc.names()}
+
+
+def demand(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Demanded useful FLOP/s per quarter (n, Q), the FLOPs per token of the mix, and the
+    workload mix (share of demanded FLOPs over the horizon at nominal growth)."""
+    n, Q = len(next(iter(x.values()))), sc.quarters
+    m0 = 3.0 * np.arange(Q)
+    out = np.zeros((n, Q))
+    parts = {}
+    for t in sc.train:
+        f = 6.0 * resolve_model(t.model).params() * t.tokens
+        span = t.end_month - t.start_month
+        months = np.clip(np.minimum(m0 + 3, t.end_month) - np.maximum(m0, t.start_month), 0, 3)
+        rate = np.broadcast_to(f / (span * SECONDS_PER_QUARTER / 3) * months / 3, (n, Q))
+        out += rate
+        parts[f"train:{t.model}:{t.tokens}"] = (rate, 6.0 * resolve_model(t.model).params())
+    g = x["workload.serve_growth_per_quarter"][:, None]
+    for s in sc.serve:
+        fpt = 2.0 * resolve_model(s.model).params()
+        q0 = s.start_month / 3
+        on = np.clip((m0 + 3 - s.start_month) / 3, 0, 1)
+        tokens_per_s = s.tokens_per_day / 86400 * (1 + g) ** np.maximum(np.arange(Q) - q0, 0)
+        rate = tokens_per_s * fpt * on
+        out += rate
+        parts[f"serve:{s.model}:{s.isl}:{s.osl}:{s.dtype}"] = (rate, fpt)
+    # the mix at the nominal growth (fixed, so it does not move with the sample set)
+    g0 = sc.param("workload.serve_growth_per_quarter").value
+    scale = {k: r[0].sum() if k.startswith("train") else 0.0 for k, (r, _) in parts.items()}
+    for s in sc.serve:
+        k = f"serve:{s.model}:{s.isl}:{s.osl}:{s.dtype}"
+        on = np.clip((m0 + 3 - s.start_month) / 3, 0, 1)
+        q0 = s.start_month / 3
+        tps = s.tokens_per_day / 86400 * (1 + g0) ** np.maximum(np.arange(Q) - q0, 0)
+        scale[k] += float((tps * on).sum()) * parts[k][1]
+    total = sum(scale.values())
+    mix = {k: v / total for k, v in scale.items()}
+    fpt = 1.0 / sum(mix[k] / f for k, (_, f) in parts.items())  # FLOPs per token of the mix
+    return out, np.full(n, fpt), mix
+
+
+def useful_per_chip(ct: ChipType, mix: dict[str, float]) -> float:
+    """Useful FLOP/s per chip on the mix: time split so each workload gets its FLOP share."""
+    return 1.0 / sum(share / ct.useful[k] for k, share in mix.items() if share > 0)
+
+
+def _sites(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Provisioned IT capacity online per quarter (n, Q) and facility capex per quarter."""
+    n, Q = len(x["site.pue"]), sc.quarters
+    m0 = 3.0 * np.arange(Q)
+    cap = np.zeros((n, Q))
+    capex = np.zeros((n, Q))
+    peak = np.maximum(x["site.pue_peak"], x["site.pue"])
+    for s in sc.sites:
+        online = s.online_month + x["site.build_delay_months"]
+        it = s.grid_w * x["site.redundancy"] / peak
+        on = m0[None, :] >= online[:, None] - 1e-9
+        cap += it[:, None] * on
+        first = np.argmax(on, axis=1)
+        has = on.any(axis=1) & (online >= 0)
+        rows = np.nonzero(has)[0]
+        capex[rows, first[rows]] += (it * x["site.facility_usd_per_w"])[rows]
+    return cap, capex
+
+
+def schedule(sc: Scenario, x: dict) -> dict[str, np.ndarray]:
+    """The build program's dates in months after the start (n,), and whether it respins."""
+    b = {k.split(".", 1)[1]: v for k, v in x.items() if k.startswith("build.")}
+    tape = sc.design_start_month + b["design_months"]
+    silicon = tape + b["fab_months"]
+    respin = b["respin_draw"] < b["respin_probability"]
+    volume = silicon + b["qualification_months"] + respin * b["respin_delay_months"]
+    return {"tape_out": tape, "first_silicon": silicon, "volume": volume, "respin": respin}
+
+
+def planned_volume_month(sc: Scenario) -> float:
+    """The volume date the plan assumes (nominal, no respin): the bridge is bought up to it."""
+    return float(schedule(sc, nominal(sc))["volume"][0])
+
+
+def _yield(ct: ChipType, x: dict, sched: dict, mid: np.ndarray) -> np.ndarray:
+    """Die yield at each quarter's middle, learning from first silicon to the mature yield."""
+    age = np.maximum(mid[None, :] - sched["first_silicon"][:, None], 0.0)
+    y0 = x["build.yield_initial_share"][:, None]
+    tau = 3.0 * x["build.yield_learning_quarters"][:, None]
+    return ct.mature_yield * (1 - (1 - y0) * np.exp(-age / tau))
+
+
+def own_supply(ct: ChipType, sc: Scenario, x: dict, sched: dict) -> dict[str, np.ndarray]:
+    """House chips the program can deliver each quarter (n, Q), each limit, and die yield."""
+    Q = sc.quarters
+    m0 = 3.0 * np.arange(Q)
+    mid = m0 + 1.5
+    vs = sched["volume"][:, None]
+    active = np.clip(m0[None, :] + 3 - vs, 0, 3)  # months of the quarter in volume
+    ramp_m = 3.0 * x["build.ramp_quarters"][:, None]
+    ramp = np.clip(0.25 + 0.75 * (mid[None, :] - vs) / ramp_m, 0.25, 1.0) * (active > 0)
+    y = _yield(ct, x, sched, mid)
+    wafers = x["build.wafer_starts_per_month"][:, None] * active * ramp
+    by_wafer = wafers * ct.dies_per_wafer * y / ct.dies_per_chip * ct.package_yield
+    cowos = x["build.cowos_wafers_per_month"][:, None] * active
+    by_cowos = cowos * x["build.packages_per_cowos_wafer"][:, None] * ct.package_yield
+    by_hbm = x["build.hbm_stacks_per_quarter"][:, None] * active / 3 / max(ct.hbm_stacks, 1)
+    supply = np.minimum(np.minimum(by_wafer, by_cowos), by_hbm)
+    return {"supply": supply, "wafers": by_wafer, "cowos": by_cowos, "hbm": by_hbm, "yield": y}
+
+
+def own_unit_cost(ct: ChipType, x: dict, y: np.ndarray) -> np.ndarray:
+    """Delivered module cost of a house chip at each quarter's yield (n, Q)."""
+    p = ct.parts
+    dies = p.get("good_dies", 0.0) * x["build.wafer_price_x"][:, None] * ct.mature_yield
+    dies = dies / np.maximum(y, 1e-3)
+    rest = sum(v for k, v in p.items() if k not in ("good_dies", "hbm"))
+    silicon = dies + p.get("hbm", 0.0) * x["build.hbm_price_x"][:, None] + rest
+    return silicon * x["build.built_chip_markup"][:, None]
+
+
+def nre(sc: Scenario, x: dict, sched: dict) -> np.ndarray:
+    """The program's one-time spend per quarter (n, Q); before the start: sunk, not counted."""
+    n, Q = len(sched["volume"]), sc.quarters
+    m0 = 3.0 * np.arange(Q)
+    out = np.zeros((n, Q))
+    start = sc.design_start_month
+    # team from design start to volume: months of each quarter inside [start, volume]
+    months = np.clip(
+        np.minimum(m0[None, :] + 3, sched["volume"][:, None]) - np.maximum(m0[None, :], start),
+        0,
+        3,
+    )
+    out += x["build.team_usd_per_year"][:, None] / 12 * months
+
+    def at(month: np.ndarray, usd: np.ndarray) -> None:
+        q = np.floor(month / 3).astype(int)
+        ok = (q >= 0) & (q < Q)
+        np.add.at(out, (np.nonzero(ok)[0], q[ok]), usd[ok])
+
+    full = np.full(n, float(start))
+    at(full, x["build.nre_ip_usd"] + x["build.partner_fee_usd"] / 2)
+    at(sched["tape_out"], x["build.nre_masks_usd"] + x["build.partner_fee_usd"] / 2)
+    redo = sched["respin"] * x["build.respin_mask_share"] * x["build.nre_masks_usd"]
+    at(sched["first_silicon"], redo)
+    return out
+
+
+def _fill(
+    sc: Scenario,
+    x: dict,
+    cap: np.ndarray,
+    types: list[tuple[ChipType, np.ndarray, np.ndarray]],
+) -> list[np.ndarray]:
+    """Chips delivered per quarter for each (type, limit per quarter, unit capex per quarter),
+    in priority order, into the power left; chips retire after their life."""
+    n, Q = cap.shape
+    life = np.maximum(np.rint(4 * x["finance.chip_life_y"]).astype(int), 1)
+    head = x["site.it_headroom"]
+    buys = [np.zeros((n, Q)) for _ in types]
+    installed = [np.zeros(n) for _ in types]
+    for q in range(Q):
+        for k in range(len(types)):
+            if q > 0:
+                old = q - life
+                ok = old >= 0
+                installed[k][ok] -= buys[k][np.nonzero(ok)[0], old[ok]]
+        used = sum(inst * ct.w_it * head for inst, (ct, _, _) in zip(installed, types, strict=True))
+        room = np.maximum(cap[:, q] - used, 0.0)
+        for k, (ct, limit, _) in enumerate(types):
+            rack_w = ct.w_it * head * ct.rack.chips  # whole racks, as datacenter.site.size
+            got = np.minimum(np.floor(room / rack_w) * ct.rack.chips, limit[:, q])
+            got = np.maximum(got, 0.0)
+            buys[k][:, q] = got
+            installed[k] += got
+            room = room - got * ct.w_it * head
+    return buys
+
+
+def _stock(buys: np.ndarray, life_q: np.ndarray) -> np.ndarray:
+    """Installed count per quarter from deliveries and a life in quarters (n,)."""
+    n, Q = buys.shape
+    age = np.arange(Q)[:, None] - np.arange(Q)[None, :]  # [q, j] = q - j
+    alive = (age[None, :, :] >= 0) & (age[None, :, :] < life_q[:, None, None])
+    return np.einsum("nqj,nj->nq", alive, buys)
+
+
+def option(
+    sc: Scenario,
+    x: dict,
+    types: list[tuple[ChipType, np.ndarray, np.ndarray]],
+    cap: np.ndarray,
+    fac_capex: np.ndarray,
+    flops_demand: np.ndarray,
+    mix: dict[str, float],
+    mfu_x: list[np.ndarray],
+    extra_cash: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Fill, cash flows and delivered compute of one option."""
+    a = Assumptions()
+    n, Q = cap.shape
+    buys = _fill(sc, x, cap, types)
+    life_q = np.maximum(np.rint(4 * x["finance.chip_life_y"]).astype(int), 1)
+    price_x = x["site.electricity_usd_per_kwh"][:, None]
+    draw = x["site.pue"][:, None] * a.power_draw_fraction * HOURS_PER_QUARTER / 1e3
+    capex_it = np.zeros((n, Q))
+    elec = np.zeros((n, Q))
+    flops_cap = np.zeros((n, Q))
+    stock_value = np.zeros((n, Q))  # IT capex of the installed chips (for maintenance)
+    book_end = np.zeros(n)  # IT book value at the horizon
+    depreciation = np.zeros((n, Q))
+    installed_by = []
+    ages = (Q - np.arange(Q))[None, :]  # quarters from each delivery to the horizon
+    for (ct, _, unit), b, mx in zip(types, buys, mfu_x, strict=True):
+        per_chip = (unit * (1 + a.spares_share) + ct.other_capex_usd) * (1 + a.storage_capex_share)
+        flow = b * per_chip
+        capex_it += flow
+        stock = _stock(b, life_q)
+        installed_by.append(stock)
+        elec += stock * ct.w_it * draw * price_x
+        flops_cap += stock * useful_per_chip(ct, mix) * mx[:, None]
+        stock_value += _stock(flow, life_q)
+        book_end += (flow * np.clip(1 - ages / life_q[:, None], 0, 1)).sum(axis=1)
+        for q in range(Q):
+            alive = (q - np.arange(Q) >= 0) & (q - np.arange(Q) < life_q[:, None])
+            depreciation[:, q] += (flow * alive).sum(axis=1) / life_q
+    maint = (
+        a.maintenance_it_share * stock_value
+        + a.maintenance_facility_share * np.cumsum(fac_capex, axis=1)
+    ) / 4
+    nre_cash = extra_cash if extra_cash is not None else np.zeros((n, Q))
+    fac_age = (Q - np.arange(Q))[None, :] / 4
+    book_end += (fac_capex * np.clip(1 - fac_age / FACILITY_LIFE_Y, 0, 1)).sum(axis=1)
+    fac_dep = np.cumsum(fac_capex, axis=1) / (4 * FACILITY_LIFE_Y)
+    tax = x["finance.tax_rate"][:, None]
+    shield = tax * (elec + maint + nre_cash + depreciation + fac_dep)
+    cash = capex_it + fac_capex + elec + maint + nre_cash - shield
+    delivered = np.minimum(flops_cap, flops_demand)
+    return {
+        "buys": buys,
+        "installed": installed_by,
+        "cash": cash,
+        "capex_it": capex_it,
+        "electricity": elec,
+        "maintenance": maint,
+        "nre": nre_cash,
+        "facility": fac_capex,
+        "capacity_flops": flops_cap,
+        "delivered_flops": delivered,
+        "book_end": book_end,
+    }
+
+
+def levelized(sc: Scenario, x: dict, opt: dict) -> dict[str, np.ndarray]:
+    """PV of cost net of the residual book value, PV of delivered useful PFLOP-hours, and
+    their ratio (USD per useful PFLOP-hour); cumulative versions per quarter (residual
+    straight-line at each quarter's end)."""
+    Q = sc.quarters
+    r = x["finance.cost_of_capital"][:, None]
+    df = (1 + r) ** (-(np.arange(Q)[None, :] + 0.5) / 4)
+    pv_cash = (opt["cash"] * df).sum(axis=1)
+    df_end = (1 + x["finance.cost_of_capital"]) ** (-Q / 4)
+    pv_cost = pv_cash - opt["book_end"] * df_end
+    pflop_h = opt["delivered_flops"] * SECONDS_PER_QUARTER / 1e15 / 3600
+    pv_out = (pflop_h * df).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lc = np.where(pv_out > 0, pv_cost / pv_out, np.inf)
+    return {
+        "pv_cash": pv_cash,
+        "pv_cost": pv_cost,
+        "pv_pflop_hours": pv_out,
+        "usd_per_pflop_hour": lc,
+        "cum_cash": np.cumsum(opt["cash"], axis=1),
+        "cum_pv_cash": np.cumsum(opt["cash"] * df, axis=1),
+        "cum_pv_out": np.cumsum(pflop_h * df, axis=1),
+        "pflop_hours": pflop_h,
+    }
+
+
+def simulate(sc: Scenario, gpu: ChipType, own: ChipType, u: np.ndarray) -> dict:
+    """Both options for every sample row of `u` (unit cube, `sc.names()` order)."""
+    x = inputs(sc, u)
+    return run(sc, gpu, own, x)
+
+
+def run(sc: Scenario, gpu: ChipType, own: ChipType, x: dict) -> dict:
+    """Both options for input values `x` (arrays of one length, `inputs()` or `nominal()`)."""
+    Q = sc.quarters
+    m0 = 3.0 * np.arange(Q)
+    cap, fac = _sites(sc, x)
+    flops_demand, fpt, mix = demand(sc, x)
+    # buy: the vendor allocation after the lead time, at the drifting price
+    lead = x["buy.lead_months"][:, None]
+    alloc = x["buy.allocation_per_quarter"][:, None] * np.clip((m0 + 3 - lead) / 3, 0, 1)
+    price = x["buy.price_usd"][:, None] * (1 + x["buy.price_change_per_year"][:, None]) ** (m0 / 12)
+    buy = option(sc, x, [(gpu, alloc, price)], cap, fac, flops_demand, mix, [x["buy.mfu_x"]])
+    # build: the bridge up to the planned volume date, then the program's chips
+    sched = schedule(sc, x)
+    planned = planned_volume_month(sc)
+    bridge = alloc * (m0[None, :] < planned)
+    sup = own_supply(own, sc, x, sched)
+    unit_own = own_unit_cost(own, x, sup["yield"])
+    build = option(
+        sc,
+        x,
+        [(gpu, bridge, price), (own, sup["supply"], unit_own)],
+        cap,
+        fac,
+        flops_demand,
+        mix,
+        [x["buy.mfu_x"], x["build.mfu_x"]],
+        extra_cash=nre(sc, x, sched),
+    )
+    return {
+        "x": x,
+        "buy": buy,
+        "build": build,
+        "buy_lc": levelized(sc, x, buy),
+        "build_lc": levelized(sc, x, build),
+        "schedule": sched,
+        "supply": sup,
+        "unit_own": unit_own,
+        "price_gpu": price,
+        "capacity_w": cap,
+        "demand_flops": flops_demand,
+        "flops_per_token": fpt,
+        "mix": mix,
+        "planned_volume_month": planned,
+        "workloads": workloads(sc),
+    }
