@@ -111,7 +111,22 @@ def samples() -> dict[str, dict]:
         "serve": SERVE,
         "datacenter": DATACENTER,
         "sweep": SWEEP,
+        "decide": _decide(),
     }
+
+
+def _decide() -> dict:
+    """`chipforge decide --json` of a small real scenario (64 samples)."""
+    from chipforge.decide import analyse, scenario_from_dict
+
+    sc = scenario_from_dict(
+        {
+            "scenario": {"start": "2026Q1", "end": "2028Q4"},
+            "sites": [{"grid": "20MW", "online": "2026Q3"}, {"grid": "20MW", "online": "2028Q1"}],
+            "workload": {"serve": [{"model": "llama3-8b", "tokens_per_day": "200G"}]},
+        }
+    )
+    return analyse(sc, samples=64, sobol_base=16)
 
 
 def chart_specs(page: str) -> list[dict]:

@@ -2,7 +2,8 @@
 
 `published.csv` is the project's copy of the shared calibration set (id, category, quantity,
 value, unit, conditions, source, confidence); `measured.csv` (hardware figures) and
-`validation.csv` (performance measurements) add public figures found since, in the same
+`validation.csv` (performance measurements) and `program.csv` (chip program: masks, design
+cost, tape-out to volume, CoWoS) add public figures found since, in the same
 columns. All ship in the package so chipforge runs on its own.
 """
 
@@ -12,7 +13,7 @@ import csv
 from functools import cache
 from importlib import resources
 
-FILES = ("published.csv", "measured.csv", "validation.csv")
+FILES = ("published.csv", "measured.csv", "validation.csv", "program.csv")
 
 
 @cache

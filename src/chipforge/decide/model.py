@@ -205,15 +205,22 @@ def _fill(
                 old = q - life
                 ok = old >= 0
                 installed[k][ok] -= buys[k][np.nonzero(ok)[0], old[ok]]
-        used = sum(inst * ct.w_it * head for inst, (ct, _, _) in zip(installed, types, strict=True))
-        room = np.maximum(cap[:, q] - used, 0.0)
+        # power is reserved by whole racks; a partly filled rack takes new chips first
+        rack_w = [ct.w_it * head * ct.rack.chips for ct, _, _ in types]
+        racks = [
+            np.ceil(inst / ct.rack.chips - 1e-9)
+            for inst, (ct, _, _) in zip(installed, types, strict=True)
+        ]
+        room = cap[:, q] - sum(r * w for r, w in zip(racks, rack_w, strict=True))
         for k, (ct, limit, _) in enumerate(types):
-            rack_w = ct.w_it * head * ct.rack.chips  # whole racks, as datacenter.site.size
-            got = np.minimum(np.floor(room / rack_w) * ct.rack.chips, limit[:, q])
-            got = np.maximum(got, 0.0)
+            new_racks = np.floor(np.maximum(room, 0.0) / rack_w[k])
+            slots = (new_racks + racks[k]) * ct.rack.chips - installed[k]
+            got = np.maximum(np.minimum(slots, limit[:, q]), 0.0)
             buys[k][:, q] = got
             installed[k] += got
-            room = room - got * ct.w_it * head
+            grown = np.ceil(installed[k] / ct.rack.chips - 1e-9)
+            room = room - (grown - racks[k]) * rack_w[k]
+            racks[k] = grown
     return buys
 
 

@@ -18,12 +18,15 @@ def _band(name: str, x: list, pct: dict, scale: float, unit: str) -> list:
     c = COLOURS.get(name, "#555")
     return [
         {"type": "scatter", "x": x, "y": hi, "mode": "lines", "line": {"width": 0},
-         "showlegend": False, "hoverinfo": "skip", "name": f"{name} P90"},
+         "showlegend": False, "name": f"{name} P90",
+         "hovertemplate": "%{x}: %{y:.4g} " + unit + f"<extra>{name} P90</extra>"},
         {"type": "scatter", "x": x, "y": lo, "mode": "lines", "line": {"width": 0},
          "fill": "tonexty", "fillcolor": FILL.get(name, "rgba(0,0,0,0.1)"),
-         "name": f"{name} P10-P90", "hoverinfo": "skip"},
+         "name": f"{name} P10-P90",
+         "hovertemplate": "%{x}: %{y:.4g} " + unit + f"<extra>{name} P10</extra>"},
         {"type": "scatter", "x": x, "y": mid, "mode": "lines+markers", "name": f"{name} P50",
-         "line": {"color": c}, "hovertemplate": "%{x}: %{y:.4g} " + unit + "<extra></extra>"},
+         "line": {"color": c},
+         "hovertemplate": "%{x}: %{y:.4g} " + unit + f"<extra>{name} P50</extra>"},
     ]  # fmt: skip
 
 
