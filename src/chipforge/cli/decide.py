@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, app, emit
-from chipforge.cli.reportopts import HtmlOpt, write_reports
+from chipforge.cli.reportopts import HtmlOpt
+from chipforge.errors import ChipforgeError
 from chipforge.units import fmt
 
 
@@ -114,7 +115,12 @@ def decide(
     out: OutOpt = None,
 ) -> None:
     """Build or buy: verdict with probability, saving, break-even, compute, cash flows, drivers."""
-    from chipforge.decide import analyse, load_scenario
+    try:
+        from chipforge.decide import analyse, load_scenario
+    except ImportError as e:
+        raise ChipforgeError(
+            f"decide needs scipy and SALib ({e}); pip install 'chipforge[decide]'"
+        ) from None
 
     data = analyse(load_scenario(scenario), samples=samples, seed=seed)
     if html is not None:
@@ -124,5 +130,4 @@ def decide(
         from rich.console import Console
 
         Console(stderr=True, soft_wrap=True).print(f"wrote {html}", markup=False)
-    _ = write_reports  # the shared PNG path is not offered for decide yet
     emit(data, summary_tables(data), as_json=as_json, out=out)
