@@ -15,7 +15,6 @@ from chipforge.errors import ChipforgeError
 from chipforge.perf import estimate
 from chipforge.perf.validate import run_validation, summary
 from chipforge.report import tables as tb
-from chipforge.sim import run_timing
 from chipforge.spec import load_chip, preset_names
 from chipforge.workload import load_model, model_names, parse_workload
 
@@ -142,6 +141,8 @@ def evaluate(
     if engine == "analytical":
         result = estimate(graph, spec)
     else:
+        from chipforge.sim import run_timing
+
         result = run_timing(graph, spec, on_op=keep if trace else None)
     warn(result)
     emit(result, [tb.summary_table(result), tb.op_table(result)], as_json=as_json, out=out)

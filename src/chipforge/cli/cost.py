@@ -9,7 +9,6 @@ from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.silicon import evaluate
 from chipforge.spec import load_chip
 
 NodeOpt = Annotated[
@@ -69,6 +68,8 @@ def cost(
     png: PngOpt = None,
 ) -> None:
     """Area by block, dies per wafer, yield, unit cost, power at TDP, perf/W and perf/$."""
+    from chipforge.silicon import evaluate
+
     data = evaluate(load_chip(chip), node).to_dict()
     emit(data, cost_tables(data), as_json=as_json, out=out)
     write_reports("cost", data, html, png)

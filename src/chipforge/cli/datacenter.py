@@ -10,8 +10,6 @@ from rich.table import Table
 
 from chipforge.cli import JsonOpt, ModelOptional, OutOpt, app, deprecated, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.datacenter import Assumptions, compare, load_rack, sensitivity, site_report
-from chipforge.datacenter.site import load_assumptions, parse_overrides, parse_redundancy
 from chipforge.errors import ChipforgeError
 from chipforge.numbers import label, show
 from chipforge.units import parse_count, parse_quantity
@@ -174,6 +172,9 @@ def datacenter(
     out: OutOpt = None,
 ) -> None:
     """Size and price a datacenter of one chip, or compare several (--chip a,b)."""
+    from chipforge.datacenter import Assumptions, compare, load_rack, sensitivity, site_report
+    from chipforge.datacenter.site import load_assumptions, parse_overrides, parse_redundancy
+
     over = load_assumptions(assumptions) if assumptions else {}
     over |= parse_overrides(set_ or [])
     flags = {

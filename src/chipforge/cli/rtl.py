@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -96,6 +95,8 @@ def verify(
     out: OutOpt = None,
 ) -> None:
     """Co-simulate random tiles against the functional and timing simulators."""
+    import numpy as np
+
     from chipforge.rtl.cosim import cosim, random_tiles
 
     params = _params(chip, rows, cols, dtype)

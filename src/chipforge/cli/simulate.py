@@ -11,12 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit, warn
-from chipforge.compiler.isa import text_all
-from chipforge.compiler.lower import compile_op
 from chipforge.report import tables as tb
-from chipforge.sim.engine import run_timing
-from chipforge.sim.reference import check_op
-from chipforge.sim.trace import write_trace
 from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
 
@@ -34,6 +29,9 @@ def compile_cmd(
     chip: ChipOpt, workload: WorkloadOpt, as_json: JsonOpt = False, out: OutOpt = None
 ) -> None:
     """Compile a workload to the chip's assembly (one instruction a line)."""
+    from chipforge.compiler.isa import text_all
+    from chipforge.compiler.lower import compile_op
+
     spec, graph = load_chip(chip), parse_workload(workload)
     programs = [(op, compile_op(op, spec)) for op in graph.ops]
     text = text_all([p for _, p in programs if p is not None])
@@ -90,6 +88,10 @@ def simulate(
 ) -> None:
     """Run a workload cycle by cycle on the chip (one instance of each repeated op); with
     --functional a .onnx/.pt2 model runs end to end on real numbers (docs/import.md)."""
+    from chipforge.sim.engine import run_timing
+    from chipforge.sim.reference import check_op
+    from chipforge.sim.trace import write_trace
+
     spec = load_chip(chip)
     if functional and workload.split(",")[0].lower().endswith((".onnx", ".pt2")):
         _simulate_model(spec, workload, dtype, as_json=as_json, out=out)

@@ -1,16 +1,19 @@
 """The operator-graph IR and its builders: LLMs from a config (presets or a HuggingFace
 config.json), GEMMs, PyTorch (torch.export) and ONNX import, a small model zoo, workload
-strings."""
+strings.
+
+The model-file importers (ONNX, torch.export) load on first use: they pull in numpy, which the
+analytical commands do not need."""
+
+from importlib import import_module
 
 from chipforge.workload.config import ModelConfig, load_model, model_names
 from chipforge.workload.graph import Graph
 from chipforge.workload.hf import load_hf_config
 from chipforge.workload.llm import build
-from chipforge.workload.onnx_import import from_onnx
 from chipforge.workload.ops import Attention, Collective, Conv2d, Embedding, MatMul, Op, Vector
 from chipforge.workload.parse import parse_workload
 from chipforge.workload.resolve import resolve_model
-from chipforge.workload.torch_import import from_exported, from_torch, load_pt2
 from chipforge.workload.zoo import build_zoo, zoo_names
 
 __all__ = [
@@ -36,3 +39,18 @@ __all__ = [
     "resolve_model",
     "zoo_names",
 ]
+
+_LAZY = {
+    "from_onnx": "chipforge.workload.onnx_import",
+    "from_exported": "chipforge.workload.torch_import",
+    "from_torch": "chipforge.workload.torch_import",
+    "load_pt2": "chipforge.workload.torch_import",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'chipforge.workload' has no attribute {name!r}")
+    value = getattr(import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

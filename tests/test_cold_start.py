@@ -1,0 +1,82 @@
+"""Cold start: the analytical commands import none of the heavy libraries (checked in a fresh
+interpreter through sys.modules; not timed, benchmarks/bench_cli.py times them)."""
+
+import json
+import subprocess
+import sys
+
+HEAVY = (
+    "ml_dtypes",
+    "torch",
+    "onnx",
+    "plotly",
+    "matplotlib",
+    "dask",
+    "optuna",
+    "pyarrow",
+    "amaranth",
+    "scipy",
+    "pandas",
+    "SALib",
+)
+
+SCRIPT = """
+import contextlib, io, json, sys
+
+import chipforge.cli
+
+def loaded():
+    return sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
+
+seen = {"import chipforge.cli": loaded()}
+for args in COMMANDS:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        chipforge.cli.app(args, standalone_mode=False)
+    assert out.getvalue().strip(), args
+    seen[" ".join(args[:1])] = loaded()
+seen["numpy"] = "numpy" in sys.modules
+print(json.dumps(seen))
+"""
+
+ANALYTICAL = [
+    ["evaluate", "--chip", "h100", "--workload", "llama3-8b", "--json"],
+    ["compare", "--chips", "h100,forge-n3", "--workload", "llama3-8b", "--json"],
+    ["show", "h100", "--json"],
+    ["presets", "--json"],
+    ["train", "--chip", "h100", "--model", "llama3-8b", "--chips", "64", "--tp", "2", "--pp", "1",
+     "--dp", "32", "--cp", "1", "--ep", "1", "--zero", "1", "--recompute", "selective",
+     "--micro-batch", "1", "--interleave", "1", "--json"],
+    ["serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "1", "--tp", "1", "--pp", "1",
+     "--concurrency", "8", "--json"],
+    ["cost", "--chip", "forge-n3", "--json"],
+    ["datacenter", "--chip", "h100", "--json"],
+    ["validate", "--json"],
+]  # fmt: skip
+
+
+def _modules_seen(commands: list[list[str]]) -> dict:
+    code = f"HEAVY = {HEAVY!r}\nCOMMANDS = {commands!r}\n" + SCRIPT
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_evaluate_json_imports_no_heavy_library():
+    seen = _modules_seen(ANALYTICAL[:1])
+    assert seen == {"import chipforge.cli": [], "evaluate": [], "numpy": False}
+
+
+def test_analytical_commands_import_no_heavy_library():
+    seen = _modules_seen(ANALYTICAL)
+    assert set(seen) == {"import chipforge.cli", "numpy", *(a[0] for a in ANALYTICAL)}
+    heavy = {k: v for k, v in seen.items() if k != "numpy" and v}
+    assert heavy == {}  # numpy is allowed here; only `evaluate` is held to no numpy
+
+
+def test_heavy_library_still_loads_where_it_is_used():
+    """The check can fail: the cycle engine's functional simulator does load ml_dtypes."""
+    code = "import sys; from chipforge.sim import run_functional; print('ml_dtypes' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
