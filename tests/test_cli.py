@@ -58,7 +58,7 @@ def test_evaluate_beyond_memory_warns_and_still_costs():
 
 
 def test_compare_and_show_and_presets():
-    out = run("compare", "--chips", "forge-n3,h100,b200", "--workload", "llama3-8b", "--json")
+    out = run("compare", "--chip", "forge-n3,h100,b200", "--workload", "llama3-8b", "--json")
     assert out.returncode == 0
     assert [r["chip"] for r in json.loads(out.stdout)["results"]] == ["forge-n3", "h100", "b200"]
     show = json.loads(run("show", "h100", "--json").stdout)

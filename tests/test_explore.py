@@ -364,7 +364,7 @@ def test_example_runs_small_and_writes_the_plot(tmp_path):
         ],
         check=True,
     )
-    png = tmp_path / "pareto.png"
+    png = tmp_path / "charts"  # --png is a folder, as in every command
     r = subprocess.run(
         [
             sys.executable,
@@ -382,7 +382,8 @@ def test_example_runs_small_and_writes_the_plot(tmp_path):
         text=True,
         check=True,
     )
-    assert png.stat().st_size > 1000 and '"usd_per_million_tokens"' in r.stdout
+    assert (png / "pareto.png").stat().st_size > 1000
+    assert '"usd_per_million_tokens"' in r.stdout
     assert json.loads(r.stdout)["methods"]["site_method"] == {"datacenter.evaluate_site": 12}
     df = Store(tmp_path / "r").read()
     assert set(df["site_method"].dropna()) == {"datacenter.evaluate_site"}

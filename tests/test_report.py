@@ -266,7 +266,7 @@ def test_cli_evaluate_html_png_and_trace(tmp_path):
 
 def test_cli_compare_trace_one_process_per_chip(tmp_path):
     html, trace = tmp_path / "c.html", tmp_path / "c.json"
-    out = cli("compare", "--chips", "forge-n3,h100", "--workload", "gpt2", "--json",
+    out = cli("compare", "--chip", "forge-n3,h100", "--workload", "gpt2", "--json",
               "--html", str(html), "--trace", str(trace))  # fmt: skip
     check_trace(trace, json.loads(out)["results"])
     assert 'href="c.json"' in html.read_text() and "one process per chip" in html.read_text()

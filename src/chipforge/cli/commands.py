@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit, warn
+from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, deprecated, emit, warn
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, TraceOpt, write_reports, write_trace
 from chipforge.errors import ChipforgeError
 from chipforge.perf import estimate
@@ -152,8 +152,13 @@ def evaluate(
 
 @app.command()
 def compare(
-    chips: Annotated[str, typer.Option("--chips", help="comma-separated chips")],
     workload: WorkloadOpt,
+    chip: Annotated[
+        str | None, typer.Option("--chip", help="chips side by side: presets or TOML paths, a,b")
+    ] = None,
+    chips: Annotated[
+        str | None, typer.Option("--chips", hidden=True, help="deprecated: use --chip a,b")
+    ] = None,
     allow_unsupported: UnsupportedOpt = False,
     as_json: JsonOpt = False,
     out: OutOpt = None,
@@ -161,9 +166,16 @@ def compare(
     png: PngOpt = None,
     trace: TraceOpt = None,
 ) -> None:
-    """Cost one workload on several chips side by side."""
+    """Cost one workload on several chips side by side (--chip a,b)."""
+    if chips is not None:
+        deprecated("compare --chips a,b", "--chip a,b (--chips is a count everywhere)")
+        chip = chips if chip is None else f"{chip},{chips}"
+    if not chip:
+        raise ChipforgeError(
+            "`--chip` is required: the chips to compare, e.g. --chip forge-n3,h100"
+        )
     graph = _workload(workload, allow_unsupported)
-    results = [estimate(graph, load_chip(c.strip())) for c in chips.split(",") if c.strip()]
+    results = [estimate(graph, load_chip(c.strip())) for c in chip.split(",") if c.strip()]
     for r in results:
         warn(r)
     data = {"workload": graph.name, "results": [r.to_dict() for r in results]}

@@ -14,8 +14,9 @@ import typer
 from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, app, emit
-from chipforge.cli.reportopts import write_reports
+from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.errors import ChipforgeError
+from chipforge.numbers import label, show
 
 
 def _progress(enabled: bool):
@@ -46,6 +47,8 @@ def run_cmd(
     flush_s: float,
     as_json: bool,
     out: Path | None,
+    html: Path | None = None,
+    png: Path | None = None,
 ) -> None:
     from rich.console import Console
 
@@ -62,12 +65,14 @@ def run_cmd(
     else:
         counts = sweep(space, store, **opts)
     counts["store"] = store
-    table = Table(title=f"sweep {space_file} -> {store}")
+    table = Table(title=f"sweep {space_file} ({space.base.name}) -> {store}")
     table.add_column("item")
     table.add_column("value", justify="right")
     for k, v in counts.items():
-        table.add_row(k, f"{v:.3g}" if isinstance(v, float) else str(v))
-    emit(counts, [table], as_json=as_json, out=out)
+        table.add_row(label(k), show(k, v))
+    if html is not None or png is not None:
+        report_data(store, front_only=False, html=html, png=png)
+    emit({**counts, "base_chip": space.base.name}, [table], as_json=as_json, out=out)
 
 
 def _records(df) -> list[dict]:
@@ -86,6 +91,25 @@ def show_cmd(
     as_json: bool,
     out: Path | None,
 ) -> None:
+    data, ranked, objectives, counts, methods, df = report_data(
+        directory, front_only=front_only, html=html, png=png
+    )
+    params = [c for c in df.columns if c.startswith("p.")]
+    table = Table(
+        title=f"{'Pareto front' if front_only else 'feasible points'} of {directory} "
+        f"({', '.join(f'{k}: {v}' for k, v in counts.items())})"
+        + "".join(f"; {c}: {', '.join(m)}" for c, m in methods.items())
+    )
+    for col in ["id", *params, *objectives]:
+        table.add_column(label(col.removeprefix("p.").replace(".", "_")), justify="right")
+    for r in data["rows"][:50]:
+        table.add_row(*[show(c.split(".")[-1], r[c]) for c in ["id", *params, *objectives]])
+    emit(data, [table], as_json=as_json, out=out)
+
+
+def report_data(directory: str, *, front_only: bool, html: Path | None, png: Path | None):
+    """A store's rows ranked by Pareto front, with the HTML report and PNG plot written when
+    asked (`png` is a folder: pareto.png inside it)."""
     from chipforge.explore import Store, pareto
 
     st = Store(directory)
@@ -107,23 +131,9 @@ def show_cmd(
     if png:
         from chipforge.explore.pareto import plot_png
 
-        plot_png(ranked, objectives, png)
-    params = [c for c in df.columns if c.startswith("p.")]
-    table = Table(
-        title=f"{'Pareto front' if front_only else 'feasible points'} of {directory} "
-        f"({', '.join(f'{k}: {v}' for k, v in counts.items())})"
-        + "".join(f"; {c}: {', '.join(m)}" for c, m in methods.items())
-    )
-    for col in ["id", *params, *objectives]:
-        table.add_column(col.removeprefix("p."), justify="right")
-    for r in data["rows"][:50]:
-        table.add_row(
-            *[
-                f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
-                for c in ["id", *params, *objectives]
-            ]
-        )
-    emit(data, [table], as_json=as_json, out=out)
+        Path(png).mkdir(parents=True, exist_ok=True)
+        plot_png(ranked, objectives, Path(png) / "pareto.png")
+    return data, ranked, objectives, counts, methods, df
 
 
 @app.command("sweep")
@@ -145,8 +155,8 @@ def sweep_command(
         float, typer.Option("--flush-s", help="write a store part at most every this many s")
     ] = 1.0,
     front: Annotated[bool, typer.Option("--pareto", help="show: only the Pareto front")] = False,
-    html: Annotated[Path | None, typer.Option("--html", help="show: HTML report")] = None,
-    png: Annotated[Path | None, typer.Option("--png", help="show: Pareto plot PNG")] = None,
+    html: HtmlOpt = None,
+    png: PngOpt = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
@@ -172,4 +182,6 @@ def sweep_command(
         flush_s=flush_s,
         as_json=as_json,
         out=out,
+        html=html,
+        png=png,
     )

@@ -107,8 +107,12 @@ def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topolog
     preset with the scale-up bandwidth taken from the chip's own link spec."""
     if chips <= 0:
         raise SpecError(f"`chips` must be a positive integer, not {chips}")
+    label = name
     if name is None:
         name = _preset_for_chip(chip)
+        # a chip no preset lists (a chip TOML) gets the template's shape under its own name
+        listed = chip.name.lower() in _presets()[name]["chips"]
+        label = name if listed else f"{chip.name} {_presets()[name]['kind']}"
     if name not in _presets():
         raise SpecError(
             f"`topology` must be one of {', '.join(topology_names())}, not {name!r}"
@@ -117,7 +121,7 @@ def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topolog
     p = dict(_presets()[name])
     link = chip.links[0] if chip.links else None
     common = dict(
-        name=name,
+        name=label,
         chips=chips,
         kind=p["kind"],
         nic_bandwidth=p["nic_bandwidth"],

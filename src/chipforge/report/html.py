@@ -56,11 +56,17 @@ def _clean(v):
 
 def _fmt(v, key: str = "") -> str:
     """A cell for a person: `numbers.show` by the key's unit suffix (never scientific
-    notation); lists and dicts inside a cell as short JSON."""
-    if isinstance(v, (list, dict)):
-        text = json.dumps(_clean(v), sort_keys=False)
-        return text if len(text) < 200 else text[:197] + "..."
-    return show(key, v)
+    notation); a dict as `name value, ...`; a list of records by its length (the JSON has
+    them)."""
+    if isinstance(v, dict):
+        text = "; ".join(f"{label(str(k))} {_fmt(x, _unit_key(key, k))}" for k, x in v.items())
+    elif isinstance(v, list) and any(isinstance(x, (list, dict)) for x in v):
+        text = f"{len(v)} entries"
+    elif isinstance(v, list):
+        text = ", ".join(show(key, x) for x in v)
+    else:
+        return show(key, v)
+    return text if len(text) < 200 else text[:197] + "..."
 
 
 def _table(rows: list[list], head: list[str] | None = None, keys: list[str] | None = None) -> str:
