@@ -102,6 +102,14 @@ def train(
     alternatives: Annotated[
         int, typer.Option("--alternatives", min=0, help="also list the next N fastest plans")
     ] = 0,
+    schedule: Annotated[
+        str,
+        typer.Option(
+            "--schedule",
+            help="pipeline schedule: 1f1b (interleaved when --interleave > 1), interleaved, zb "
+            "(zero-bubble ZB-H1), dualpipe (DeepSeek-V3: EP all-to-all hidden under compute)",
+        ),
+    ] = "1f1b",
     as_json: JsonOpt = False,
     out: OutOpt = None,
     html: HtmlOpt = None,
@@ -115,7 +123,7 @@ def train(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
         micro_batch=micro_batch, interleave=interleave, topology=topology, attention=attention,
-        alternatives=alternatives,
+        alternatives=alternatives, schedule=schedule,
     )  # fmt: skip
     data = res.to_dict()
     write_reports("train", data, html, png)

@@ -6,7 +6,11 @@ serving: `WorkloadError`) with one line naming the flag and the values to try in
 values are computed one way everywhere: the divisors of --chips that pass the same rule, so
 every suggestion works. The one real difference is explicit: training may give the first and
 last pipeline stage up to 2 fewer layers (`stage_layers`, Llama 3 paper Sec. 3.3.2,
-`uneven=True`); serving needs the layers split evenly (`uneven=False`).
+`uneven=True`: the embedding and the loss each take a layer's slot, Megatron-Core's
+`account_for_embedding/loss_in_pipeline_split`), and the model's MTP modules are pipeline blocks
+of the last stage (Megatron-Core's `pipeline_model_parallel_layout` "...tmL": DeepSeek-V3's 61
+layers + 1 MTP block + embedding + loss = 64 slots on 16, 8, 4 or 2 stages); serving needs the
+layers split evenly (`uneven=False`, no MTP block).
 """
 
 from __future__ import annotations
@@ -57,15 +61,20 @@ def tp_heads(c: ModelConfig, tp: int, chips: int, *, error: Error) -> None:
         )
 
 
-def _stages_fit(layers: int, stages: int, uneven: bool) -> bool:
-    return stage_layers(layers, stages) is not None if uneven else layers % stages == 0
+def pipeline_blocks(c: ModelConfig) -> int:
+    """Transformer blocks a training pipeline splits: the layers and the MTP modules."""
+    return c.layers + c.mtp_layers
+
+
+def _stages_fit(c: ModelConfig, stages: int, uneven: bool) -> bool:
+    if uneven:
+        return stage_layers(pipeline_blocks(c), stages) is not None
+    return c.layers % stages == 0
 
 
 def pp_values(c: ModelConfig, chips: int, *, uneven: bool, interleave: int = 1) -> list[int]:
     """Pipeline depths that split the chips evenly and the layers as the caller allows."""
-    return [
-        d for d in divisors(chips, upto=c.layers) if _stages_fit(c.layers, d * interleave, uneven)
-    ]
+    return [d for d in divisors(chips, upto=c.layers) if _stages_fit(c, d * interleave, uneven)]
 
 
 def pp_layers(
@@ -73,14 +82,17 @@ def pp_layers(
 ) -> None:
     """`pp` x `interleave` stages hold whole layers: evenly, or (uneven) with up to 2 fewer on
     the first and last stage."""
-    if chips % pp or not _stages_fit(c.layers, pp * interleave, uneven):
+    if chips % pp or not _stages_fit(c, pp * interleave, uneven):
         what = f"--pp {pp}" + (f" (x --interleave {interleave})" if interleave > 1 else "")
         ends = " (up to 2 fewer on the first and last stage)" if uneven else ""
         keep, ok = "", pp_values(c, chips, uneven=uneven, interleave=interleave)
         if not ok:  # no depth fits this interleave; without it, one stage always fits
             keep, ok = "--interleave 1 ", pp_values(c, chips, uneven=uneven)
+        blocks = f"{c.layers} layers" + (
+            f" + {c.mtp_layers} MTP" if uneven and c.mtp_layers else ""
+        )
         raise error(
-            f"{what} must divide the {c.layers} layers of {c.name}{ends} and --chips {chips}; "
+            f"{what} must divide the {blocks} of {c.name}{ends} and --chips {chips}; "
             f"try {keep}--pp in {ok}"
         )
 
@@ -92,7 +104,7 @@ VARY_FIRST = ("dp", "cp", "pp", "tp")
 def _degree_fits(c: ModelConfig, flag: str, value: int, uneven: bool, interleave: int) -> bool:
     if flag == "tp":
         return c.heads % value == 0
-    return flag != "pp" or _stages_fit(c.layers, value * interleave, uneven)
+    return flag != "pp" or _stages_fit(c, value * interleave, uneven)
 
 
 def product(

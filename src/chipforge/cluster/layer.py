@@ -108,20 +108,23 @@ def layer_costs(
     dtype: str,
     attention: str = "flash",
     sp: bool = True,
+    ep: int = 1,
 ) -> tuple[float, float, float, float]:
     """(forward s, backward s, attention-core forward s, optimizer s) of one layer's TP shard
-    for one micro-batch of `seq`/`cp` tokens per sequence, on one chip. Cached."""
-    k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp)
+    for one micro-batch of `seq`/`cp` tokens per sequence, on one chip (a MoE layer's routed
+    experts: experts/ep of them, each with ep times the tokens). Cached."""
+    k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp, ep)
     hit = _CACHE.get(k)
     if hit is not None:
         return hit
     fp8 = dtype == "fp8"
     base = "bf16" if fp8 else dtype
     s = seq // cp
-    ops = estimate(build(c, phase="train", batch=mb, seq=s, dtype=base, tp=tp, scope="layer"), chip)
+    kw = dict(phase="train", batch=mb, seq=s, tp=tp, scope="layer", ep=ep)
+    ops = estimate(build(c, dtype=base, **kw), chip)
     gemm = {}
     if fp8:  # the linear layers' GEMMs from the FP8 graph (TE); everything else stays BF16
-        g8 = build(c, phase="train", batch=mb, seq=s, dtype="fp8", tp=tp, scope="layer")
+        g8 = build(c, dtype="fp8", **kw)
         g8_ops = estimate(g8, chip, deployed=True).ops
         gemm = {o.name: o.time_s for o in g8_ops if o.kind == "matmul"}
         linear = [o for o in g8.ops if o.kind == "matmul" and "grad" not in o.name]

@@ -18,6 +18,7 @@ from chipforge.cluster.memory import (
 )
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.cluster.training import (
+    SCHEDULES,
     Plan,
     TrainingPlan,
     default_global_batch,
@@ -70,6 +71,7 @@ def plan_training(
     parallel_block: bool = False,
     sequence_parallel: bool = True,
     alternatives: int = 0,
+    schedule: str = "1f1b",
 ) -> TrainingPlan:
     """The fastest feasible training plan (or the given one) for `model` on `chips` chips;
     `alternatives`: also keep the next fastest feasible plans, ranked (`.alternatives`)."""
@@ -78,6 +80,8 @@ def plan_training(
     if not isinstance(chips, int) or chips <= 0:
         raise WorkloadError(f"`chips` must be a positive integer, not {chips}")
     checks.attention_kernel(attention)
+    if schedule not in SCHEDULES:
+        raise WorkloadError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
     if not chip.peak_flops(dtype):
         raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
@@ -92,15 +96,18 @@ def plan_training(
     recs = _choices(recompute, RECOMPUTE)
     mbs = _choices(micro_batch, (1, 2, 4, 8))
     ils = _choices(interleave, (1, 2, 4, 8) if pp is None or pp > 1 else (1,))
+    if schedule in ("zb", "dualpipe") and interleave is None:
+        ils = [1]  # one model chunk per stage (training.check_schedule)
     best: TrainingPlan | None = None
     ranked: list[tuple[float, float, dict]] = []  # every feasible plan, when alternatives > 0
     first_error: Infeasible | None = None
     shapes = 0
+    blocks = checks.pipeline_blocks(c)
     for t, x, e in product(tps, cps, eps):
         if chips % (t * x):
             continue
         rest = chips // (t * x)
-        pps = _choices(pp, [d for d in divisors(rest) if d <= 64 and stage_layers(c.layers, d)])
+        pps = _choices(pp, [d for d in divisors(rest) if d <= 64 and stage_layers(blocks, d)])
         for p_ in pps:
             if chips % (t * x * p_):
                 continue
@@ -112,7 +119,7 @@ def plan_training(
                 if (p_ == 1 and v > 1) or (micro_batch is None and gb % (d * mb)):
                     continue
                 plan = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, zero=z, recompute=r,
-                            micro_batch=mb, interleave=v)  # fmt: skip
+                            micro_batch=mb, interleave=v, schedule=schedule)  # fmt: skip
                 try:
                     res = evaluate_plan(
                         chip, c, chips, plan, topo,

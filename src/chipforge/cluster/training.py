@@ -26,6 +26,19 @@ from chipforge.workload.config import ModelConfig
 # the held-out rows (data/cluster_heldout.csv) never informed it. Not fitted per case.
 FRAMEWORK_OVERHEAD = 0.15
 
+# Pipeline schedules (`Plan.schedule`): "1f1b" (PipeDream-flush; interleaved when interleave > 1,
+# Narayanan et al. SC 2021); "interleaved" (the same, but naming it requires interleave > 1);
+# "zb" (ZB-H1, Qi et al. ICLR 2024 "Zero Bubble Pipeline Parallelism": the backward split into
+# input (B) and weight (W) gradients, bubble (p-1)(F + B - W) at 1F1B's memory); "dualpipe"
+# (DeepSeek-V3 report Sec. 3.2.1, Table 2: bidirectional, a forward and a backward chunk
+# overlapped so that EP all-to-all and PP communication hide under computation; bubble
+# (p/2 - 1)(F&B + B - 3W), two copies of the parameters, p + 1 micro-batches of activations).
+SCHEDULES = ("1f1b", "interleaved", "zb", "dualpipe")
+# DualPipe overlaps communication by giving it SMs: "only 20 SMs" of the H800's 132 run the
+# all-to-all (DeepSeek-V3 report Sec. 3.2.2); computation overlapped with it runs on the rest.
+# Applied as the same share of any chip's compute while EP communication is in flight.
+DUALPIPE_COMM_SHARE = 20 / 132
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -38,6 +51,7 @@ class Plan:
     recompute: str = "selective"
     micro_batch: int = 1
     interleave: int = 1  # virtual pipeline stages per chip (1: plain 1F1B)
+    schedule: str = "1f1b"  # one of SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,25 @@ def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int)
         )
     if p.zero not in (0, 1, 2, 3) or p.recompute not in RECOMPUTE:
         raise Infeasible(f"--zero must be 0-3 and --recompute one of {', '.join(RECOMPUTE)}")
+    check_schedule(p, global_batch)
+
+
+def check_schedule(p: Plan, global_batch: int) -> None:
+    """The schedule's own shape rules (Infeasible naming the flag to change)."""
+    if p.schedule not in SCHEDULES:
+        raise Infeasible(f"--schedule must be one of {', '.join(SCHEDULES)}, not {p.schedule!r}")
+    if p.schedule == "interleaved" and p.interleave < 2:
+        raise Infeasible("--schedule interleaved needs --interleave 2 or more")
+    if p.schedule in ("zb", "dualpipe") and p.interleave > 1:
+        raise Infeasible(
+            f"--schedule {p.schedule} runs one model chunk per stage: use --interleave 1"
+        )
+    m = global_batch // (p.dp * p.micro_batch)
+    if p.schedule == "dualpipe" and (p.pp % 2 or m % 2 or m < p.pp):
+        raise Infeasible(
+            f"--schedule dualpipe needs an even --pp (not {p.pp}) and an even number of "
+            f"micro-batches, at least pp (not {m}): DeepSeek-V3 report Sec. 3.2.1"
+        )
 
 
 def evaluate_plan(
@@ -145,6 +178,10 @@ def evaluate_plan(
         mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
         attention=attention, sp=sequence_parallel,
     )  # fmt: skip
+    if p.schedule == "dualpipe":  # two copies of the parameters, p + 1 micro-batches in flight
+        for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes"):
+            mem[k] *= 2
+        mem["activations_bytes"] *= (p.pp + 1) / p.pp
     need, have = sum(mem.values()), chip.hbm.capacity
     if need > have:
         raise Infeasible(
@@ -152,10 +189,10 @@ def evaluate_plan(
             f"--pp, --zero, --recompute full or lower --micro-batch"
         )
     fwd, bwd, attn, opt = layer_costs(
-        chip, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, sequence_parallel
+        chip, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, sequence_parallel, p.ep
     )
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
-    layers = stage_layers(c.layers, p.pp * p.interleave) * p.interleave
+    layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
     m = global_batch // (p.dp * p.micro_batch)  # micro-batches per step per pipeline
     # TP (with sequence parallelism: reduce-scatter + all-gather = one all-reduce's bytes):
     # 2 per layer forward, 2 backward, 2 more when the forward is recomputed; not overlapped.
@@ -183,11 +220,23 @@ def evaluate_plan(
         c.heads * c.d_head
     )
     rate = per_tok * tok / p.tp / max(fwd + bwd, 1e-30)
-    t_head = 6 * tok * c.hidden * c.vocab / p.tp / rate
+    # (each MTP module applies the shared output head once more: DeepSeek-V3 Sec. 2.2)
+    t_head = 6 * tok * c.hidden * c.vocab / p.tp / rate * (1 + c.mtp_layers)
     t_f = layers * fwd + t_head / 3
     t_b = layers * (bwd + rec) + 2 * t_head / 3
-    stage = t_f + t_b + t_tp + t_ep + t_cp
-    bubble = (p.pp - 1) / p.interleave * stage
+    if p.schedule == "dualpipe":
+        # a forward and a backward chunk run together; the all-to-all runs beside them on
+        # DUALPIPE_COMM_SHARE of the chip, so the pair takes the longer of the two
+        if t_ep > 0:
+            t_f, t_b = t_f / (1 - DUALPIPE_COMM_SHARE), t_b / (1 - DUALPIPE_COMM_SHARE)
+        stage = max(t_f + t_b, t_ep) + t_tp + t_cp
+        bubble = (p.pp / 2 - 1) * (stage - t_b)  # (p/2 - 1)(F&B + B - 3W), B = W = t_b / 2
+    elif p.schedule == "zb":
+        stage = t_f + t_b + t_tp + t_ep + t_cp
+        bubble = (p.pp - 1) * (stage - t_b)  # (p - 1)(F + B - W), B = W = t_b / 2
+    else:
+        stage = t_f + t_b + t_tp + t_ep + t_cp
+        bubble = (p.pp - 1) / p.interleave * stage
     # PP: activations (sequence-parallel shard) between stages; fill and drain are exposed
     t_pp = 0.0
     if p.pp > 1:
@@ -221,7 +270,7 @@ def evaluate_plan(
         f"tp_{up}_s": m * t_tp,
         "pp_s": t_pp,
         "dp_s": t_dp_exposed,
-        "ep_s": m * t_ep,
+        "ep_s": m * (max(0.0, t_ep - t_f - t_b) if p.schedule == "dualpipe" else t_ep),
         "cp_s": m * t_cp,
     }
     return TrainingPlan(

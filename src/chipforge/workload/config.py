@@ -36,6 +36,10 @@ class ModelConfig:
     kv_lora: int = 0
     rope_dim: int = 0
     v_head_dim: int | None = None
+    # Multi-token prediction (DeepSeek-V3 Sec. 2.2): extra modules, each one transformer block
+    # (plus a projection, sharing the embedding and the output head) predicting one token further;
+    # trained with the model, dropped (or used for speculative decoding) at inference
+    mtp_layers: int = 0
 
     def __post_init__(self):
         for f in ("layers", "hidden", "heads", "ffn", "vocab", "seq"):

@@ -69,6 +69,7 @@ def _deepseek_v3(c: dict) -> dict:
         "kv_lora": c["kv_lora_rank"],
         "rope_dim": c["qk_rope_head_dim"],
         "v_head_dim": c["v_head_dim"],
+        "mtp_layers": c.get("num_nextn_predict_layers") or 0,
     }
 
 

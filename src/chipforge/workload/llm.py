@@ -150,11 +150,11 @@ def _mla(
     return ops + [_mm("o_proj", t, h, heads * c.d_v, dtype)]
 
 
-def ffn_block(c: ModelConfig, *, t: int, tp: int, dtype: str, moe: bool) -> list[Op]:
+def ffn_block(c: ModelConfig, *, t: int, tp: int, dtype: str, moe: bool, ep: int = 1) -> list[Op]:
     h = c.hidden
     ops: list[Op] = [_vec("ffn_norm", t * h, dtype, NORM_FLOPS)]
     if moe:
-        ops += _moe(c, t=t, tp=tp, dtype=dtype)
+        ops += _moe(c, t=t, tp=tp, dtype=dtype, ep=ep)
     else:
         ops += _dense_ffn(c, "ffn", t=t, ffn=c.ffn // tp, dtype=dtype)
     return (
@@ -183,11 +183,14 @@ def _dense_ffn(
     ]
 
 
-def _moe(c: ModelConfig, *, t: int, tp: int, dtype: str) -> list[Op]:
+def _moe(c: ModelConfig, *, t: int, tp: int, dtype: str, ep: int = 1) -> list[Op]:
     """Routed experts as one grouped matmul over the experts that receive tokens (balanced
-    routing); at small batch only min(experts, tokens*top_k) experts' weights are read."""
+    routing); at small batch only min(experts, tokens*top_k) experts' weights are read. With
+    expert parallelism `ep` this chip holds experts/ep of them and (balanced) computes as many
+    token-expert pairs as its own tokens route, gathered from the EP group: each local expert
+    sees ep times the tokens (GShard, Lepikhin et al. 2020 Sec. 3.2; DeepSeek-V3 Sec. 3.4)."""
     routed = t * c.top_k
-    active = min(c.experts, routed)
+    active = min(c.experts // ep, routed)
     per_expert = math.ceil(routed / active)
     ops: list[Op] = [
         _mm("router", t, c.experts, c.hidden, dtype),
@@ -222,11 +225,20 @@ def backward(ops: list[Op]) -> list[Op]:
 
 
 def _layer(
-    c: ModelConfig, *, b: int, q: int, kv: int, tp: int, dtype: str, kv_dtype: str, moe: bool
+    c: ModelConfig,
+    *,
+    b: int,
+    q: int,
+    kv: int,
+    tp: int,
+    dtype: str,
+    kv_dtype: str,
+    moe: bool,
+    ep: int = 1,
 ) -> list[Op]:
     return attention_block(
         c, b=b, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, causal=True
-    ) + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe)
+    ) + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe, ep=ep)
 
 
 def _prefixed(ops: list[Op], prefix: str, count: int) -> list[Op]:
@@ -244,17 +256,25 @@ def build(
     kv_dtype: str | None = None,
     tp: int = 1,
     scope: Literal["model", "layer"] = "model",
+    ep: int = 1,
 ) -> Graph:
     """The graph of one step of `phase` on one chip's share of the model.
 
     prefill/train: `batch` sequences of `seq` tokens (default: the model's seq).
     decode: one token for each of `batch` sequences with `context` tokens already cached.
     scope="layer": one transformer block only (no embeddings or LM head).
+    ep: expert parallelism (MoE): this chip holds experts/ep routed experts (see `_moe`).
     """
     if phase not in PHASES:
         raise WorkloadError(f"`phase` must be one of {', '.join(PHASES)}, not {phase!r}")
     seq = seq or c.seq
-    for name, value in (("batch", batch), ("seq", seq), ("context", context), ("tp", tp)):
+    for name, value in (
+        ("batch", batch),
+        ("seq", seq),
+        ("context", context),
+        ("tp", tp),
+        ("ep", ep),
+    ):
         if value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
     kv_dtype = kv_dtype or dtype
@@ -268,7 +288,8 @@ def build(
     ops: list[Op] = []
     for moe, count in kinds:
         if count:
-            layer = _layer(c, b=batch, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, moe=moe)
+            layer = _layer(c, b=batch, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, moe=moe,
+                           ep=ep)  # fmt: skip
             ops += _prefixed(layer, "moe_layers" if moe else "layers", count)
     if scope == "model":
         logits = batch if phase != "train" else tokens  # inference needs the last position only
