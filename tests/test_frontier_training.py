@@ -77,3 +77,15 @@ def test_schedule_shape_rules_and_cli():
          "--chips", "8", "--schedule", "bogus"], capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 2 and "--schedule must be one of" in res.stderr
+
+
+def test_nvfp4_training_runs_only_the_linear_gemms_in_fp4():
+    """NVFP4 (arXiv 2509.25149): attention stays 16-bit, so an FP4 step sits between the FP8
+    step and half of it, and its attention core costs what the BF16 one does."""
+    from chipforge.cluster.layer import layer_costs
+    from chipforge.spec.loader import load_chip
+
+    chip, c = load_chip("gb200"), load_model("llama3-8b")
+    f4, f8, b16 = (layer_costs(chip, c, 1, 1, 8192, 1, d) for d in ("fp4", "fp8", "bf16"))
+    assert f4[2] == pytest.approx(b16[2])  # attention core: BF16 in every recipe
+    assert f8[0] / 2 < f4[0] < f8[0]

@@ -26,7 +26,10 @@ core and optimizer, with two implementation choices the layer graph does not exp
   Engine"): only the linear layers' GEMMs run in FP8; attention, norms, activations and
   residuals stay BF16, and every GEMM operand is cast (with amax) to FP8 first. The FP8 GEMMs
   run at the deployed-model narrow-dtype rate (`perf.estimate(..., deployed=True)`, the
-  family's `narrow_frac` of perf/calibration.py, shared with serving).
+  family's `narrow_frac` of perf/calibration.py, shared with serving). **fp4** (NVFP4
+  training, MLPerf Training v5.1) the same way: FP4 GEMMs, everything else BF16 (before, an
+  fp4 plan priced attention and the vector ops at FP4 too: the MLPerf NVFP4 405B rows were
+  predicted 14-44% too fast, now -12..+38%).
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ SOFTMAX_BWD_BYTES, DROPOUT_BWD_BYTES = 6, 5
 # TE cast_transpose: read the 16-bit tensor (2 B), write FP8 and its FP8 transpose (1 + 1 B),
 # for each GEMM input in the forward pass and each output gradient in the backward pass.
 FP8_CAST_BYTES = 4
+# NVFP4 (NVIDIA "Pretraining Large Language Models with NVFP4", arXiv 2509.25149; TE's NVFP4
+# recipe, MLPerf Training v5.1): the linear layers' GEMMs in FP4 with one E4M3 scale per 16
+# elements; attention and the rest stay 16-bit as under FP8. The cast reads 2 B and writes the
+# tensor and its transpose at 0.5 B + 1/16 B of scale each.
+CAST_BYTES = {"fp8": FP8_CAST_BYTES, "fp4": 2 + 2 * (0.5 + 1 / 16)}
 _CACHE: dict[tuple, tuple[float, float, float, float]] = {}
 CACHE_MAX = 20000  # layer shapes kept (a search visits a few hundred; a sweep, more chips)
 
@@ -117,14 +125,14 @@ def layer_costs(
     hit = _CACHE.get(k)
     if hit is not None:
         return hit
-    fp8 = dtype == "fp8"
+    fp8 = dtype in CAST_BYTES  # narrow GEMMs as Transformer Engine runs them (FP8 or NVFP4)
     base = "bf16" if fp8 else dtype
     s = seq // cp
     kw = dict(phase="train", batch=mb, seq=s, tp=tp, scope="layer", ep=ep)
     ops = estimate(build(c, dtype=base, **kw), chip)
     gemm = {}
     if fp8:  # the linear layers' GEMMs from the FP8 graph (TE); everything else stays BF16
-        g8 = build(c, dtype="fp8", **kw)
+        g8 = build(c, dtype=dtype, **kw)
         g8_ops = estimate(g8, chip, deployed=True).ops
         gemm = {o.name: o.time_s for o in g8_ops if o.kind == "matmul"}
         linear = [o for o in g8.ops if o.kind == "matmul" and "grad" not in o.name]
@@ -159,7 +167,7 @@ def layer_costs(
         fwd, bwd, attn = fwd + f, bwd + b, attn + f
     if fp8:
         for n, part in ((cast_f, "fwd"), (cast_b, "bwd")):
-            cast = Vector(name=f"fp8.cast.{part}", elements=n, bytes_per_element=FP8_CAST_BYTES)
+            cast = Vector(name=f"{dtype}.cast.{part}", elements=n, bytes_per_element=CAST_BYTES[dtype])
             t = _time(chip, [cast])
             fwd, bwd = (fwd + t, bwd) if part == "fwd" else (fwd, bwd + t)
     if len(_CACHE) >= CACHE_MAX:
