@@ -167,7 +167,8 @@ def layer_costs(
         fwd, bwd, attn = fwd + f, bwd + b, attn + f
     if fp8:
         for n, part in ((cast_f, "fwd"), (cast_b, "bwd")):
-            cast = Vector(name=f"{dtype}.cast.{part}", elements=n, bytes_per_element=CAST_BYTES[dtype])
+            nbytes = CAST_BYTES[dtype]
+            cast = Vector(name=f"{dtype}.cast.{part}", elements=n, bytes_per_element=nbytes)
             t = _time(chip, [cast])
             fwd, bwd = (fwd + t, bwd) if part == "fwd" else (fwd, bwd + t)
     if len(_CACHE) >= CACHE_MAX:
