@@ -118,26 +118,62 @@ def _run(files, name: str, args: list[str], *, model: bool = True) -> dict:
     return json.loads(out[out.index("{") :])
 
 
+def _tables(tables) -> str:
+    from io import StringIO
+
+    from rich.console import Console
+
+    console = Console(file=StringIO(), width=200)
+    for t in tables:
+        console.print(t)
+    return console.file.getvalue()
+
+
+def _readable(name: str, text: str) -> None:
+    """Tables a person reads: no scientific notation, no Python booleans, no snake_case
+    row names (op and field names in a plan are names, not rows)."""
+    assert not SCIENTIFIC.findall(text), (name, SCIENTIFIC.findall(text)[:5])
+    assert not re.search(r"\b(True|False)\b", text), name
+
+
 def test_user_chip_and_model_through_every_command(files):
     chip, lite = str(files / "aurora-x.toml"), str(files / "aurora-x-lite.toml")
     model = str(files / "orca-3b" / "config.json")
     r = CliRunner().invoke(app, ["show", chip, "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["spec"]["name"] == "aurora-x"
-    d = _run(files, "evaluate", ["evaluate", "--chip", chip, "--workload", f"{model},phase=decode"])
+    from chipforge.cli.cost import cost_tables
+    from chipforge.cli.datacenter import site_tables
+    from chipforge.cli.serve import serve_tables
+    from chipforge.cli.train import train_tables
+
+    evaluate = ["evaluate", "--chip", chip, "--workload", f"{model},phase=decode"]
+    d = _run(files, "evaluate", evaluate)
     assert d["chip"] == "aurora-x" and d["time_s"] > 0
-    d = _run(files, "compare", ["compare", "--chip", f"{chip},{lite}", "--workload", model])
+    compare = ["compare", "--chip", f"{chip},{lite}", "--workload", model]
+    d = _run(files, "compare", compare)
     assert [x["chip"] for x in d["results"]] == ["aurora-x", "aurora-x-lite"]
+    for name, args in (("evaluate", evaluate), ("compare", compare), ("show", ["show", chip])):
+        r = CliRunner().invoke(app, args)  # the tables
+        assert r.exit_code == 0 and "aurora-x" in r.stdout, r.output
+        _readable(name, r.stdout)
     d = _run(files, "cost", ["cost", "--chip", chip], model=False)
     assert d["unit_cost_usd"] > 0
+    _readable("cost", _tables(cost_tables(d)))
     d = _run(files, "train", ["train", "--chip", chip, "--model", model, "--chips", "4096"])
     assert d["chips"] == 4096 and 0 < d["mfu"] < 1
+    _readable("train", _tables(train_tables(d)))
     d = _run(files, "serve", ["serve", "--chip", chip, "--model", model, "--chips", "8"])
     assert d["throughput_tokens_per_s"] > 0
+    _readable("serve", _tables(serve_tables(d)))
     site = ["datacenter", "--chip", chip, "--model", str(files / "orca-3b"), "--power", "20MW"]
     d = _run(files, "datacenter", site)
     assert d["rack_derived"] and d["usd_per_million_tokens"] > 0
+    _readable("datacenter", _tables(site_tables(d)))
     d = _run(files, "datacenter-rack", [*site, "--rack", str(files / "rack.toml")])
     assert d["rack"]["chips"] == 32 and not d["rack_derived"]
     sweep = ["sweep", str(files / "space.toml"), "--store", str(files / "store"), "--workers", "1"]
     d = _run(files, "sweep", sweep, model=False)
     assert d["points"] == 20 and d["base_chip"] == "aurora-x"
+    r = CliRunner().invoke(app, ["sweep", "show", str(files / "store")])
+    assert r.exit_code == 0, r.output
+    _readable("sweep show", r.stdout)

@@ -179,6 +179,8 @@ WORDS = {
     "flops": "FLOP/s",
     "nic": "NIC",
     "kwh": "kWh",
+    "gb": "GB",
+    "zero3": "ZeRO-3",
     "ttft": "TTFT",
     "tpot": "TPOT",
     "isl": "input tokens",
@@ -230,13 +232,13 @@ def show(key: str, value) -> str:
         )
     if not isinstance(value, int | float):
         return str(value)
-    k = key.lower()
-    if k in PREFIX_KEYS:
-        return PREFIX_KEYS[k](value)
+    k = "_" + key.lower()  # a bare unit key ("tokens_per_s") matches its suffix too
+    if k[1:] in PREFIX_KEYS:
+        return PREFIX_KEYS[k[1:]](value)
     for suffix in sorted(SUFFIXES, key=len, reverse=True):
         if k.endswith(suffix):
             return SUFFIXES[suffix](value)
-    if any(k == r or k.endswith(r) for r in RATIOS):
+    if any(k[1:] == r or k.endswith(r) for r in RATIOS):
         return ratio(value)
     if isinstance(value, int) or float(value).is_integer():
         return count(value)
@@ -271,9 +273,9 @@ def label(key: str) -> str:
 
 def has_unit(key: str) -> bool:
     """Whether `key` says how its numbers read (a unit suffix or a known ratio)."""
-    k = key.lower()
+    k = "_" + key.lower()
     return (
-        k in PREFIX_KEYS
+        k[1:] in PREFIX_KEYS
         or any(k.endswith(s) for s in SUFFIXES)
-        or any(k == r or k.endswith(r) for r in RATIOS)
+        or any(k[1:] == r or k.endswith(r) for r in RATIOS)
     )

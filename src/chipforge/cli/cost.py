@@ -9,6 +9,7 @@ from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
+from chipforge.numbers import has_unit, label, show
 from chipforge.spec import load_chip
 
 NodeOpt = Annotated[
@@ -16,12 +17,15 @@ NodeOpt = Annotated[
 ]
 
 
-def _table(title: str, rows: dict[str, float | str], fmt: str, unit: str) -> Table:
+def _table(title: str, rows: dict[str, float | str], unit_key: str = "") -> Table:
+    """Rows named by `numbers.label`, values by `numbers.show` (the unit of a key without one
+    from `unit_key`)."""
     table = Table(title=title)
     table.add_column("item")
-    table.add_column(unit, justify="right")
+    table.add_column("value", justify="right")
     for name, value in rows.items():
-        table.add_row(name, value if isinstance(value, str) else format(value, fmt))
+        key = name if has_unit(name) or not unit_key else f"{name}{unit_key}"
+        table.add_row(label(name), show(key, value))
     return table
 
 
@@ -29,12 +33,12 @@ def cost_tables(data: dict) -> list[Table]:
     """Summary, area, cost and power tables of a `Silicon.to_dict()`."""
     b = data["breakdown"]
     summary = {
-        "die area (mm2)": data["die_area_mm2"],
-        "compute dies": data["dies"],
-        "dies per wafer": data["dies_per_wafer"],
+        "die_area_mm2": data["die_area_mm2"],
+        "compute_dies": data["dies"],
+        "dies_per_wafer": data["dies_per_wafer"],
         "yield": data["yield"],
-        "unit cost (USD)": data["unit_cost_usd"],
-        "TDP, model (W)": data["tdp_w"],
+        "unit_cost_usd": data["unit_cost_usd"],
+        "tdp_model_w": data["tdp_w"],
     }
     perf = Table(title="perf per W and per $ (peak, dense)")
     for col in ("dtype", "TFLOP/s", "GFLOP/s per W", "GFLOP/s per $"):
@@ -48,12 +52,12 @@ def cost_tables(data: dict) -> list[Table]:
         )
     fits = "fits the reticle" if data["fits_reticle"] else "over the reticle"
     return [
-        _table(f"{data['chip']} on {data['node']} ({fits})", summary, ",.6g", "value"),
-        _table("area by block (all dies)", b["area_mm2"], ",.1f", "mm2"),
-        _table("unit cost", b["cost_usd"], ",.0f", "USD"),
-        _table("unit cost inputs", b["cost_inputs"], ",.6g", "value"),
-        _table("power at TDP (model)", b["power_w"], ",.1f", "W"),
-        _table("one-time costs (not in the unit cost)", data["one_time_usd"], ",.0f", "USD"),
+        _table(f"{data['chip']} on {data['node']} ({fits})", summary),
+        _table("area by block (all dies)", b["area_mm2"], "_mm2"),
+        _table("unit cost", b["cost_usd"], "_usd"),
+        _table("unit cost inputs", b["cost_inputs"]),
+        _table("power at TDP (model)", b["power_w"], "_w"),
+        _table("one-time costs (not in the unit cost)", data["one_time_usd"], "_usd"),
         perf,
     ]
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import PngOpt, write_reports
 from chipforge.errors import ChipforgeError
+from chipforge.numbers import label, show
 from chipforge.units import parse_quantity
 
 
@@ -24,33 +25,33 @@ def _seconds(text: str | None, field: str) -> float | None:
 
 
 def serve_tables(d: dict) -> list[Table]:
-    table = Table(title=f"serve: {d['model']} on {d['chips']} x {d['chip']}")
+    table = Table(title=f"serve {d['model']} on {d['chips']:,} x {d['chip']}")
     table.add_column("item")
     table.add_column("value", justify="right")
     p = d["plan"]
     rows = {
         "plan": f"tp={p['tp']} pp={p['pp']} ep={p['ep']} dp={p['dp']} batch={p['batch']}"
         + (f" disaggregated ({p['prefill_chips']} prefill chips)" if p["disaggregated"] else ""),
-        "throughput (output tokens/s)": f"{d['throughput_tokens_per_s']:,.0f}",
-        "per chip (tokens/s)": f"{d['throughput_tokens_per_s_per_chip']:,.1f}",
-        "TTFT (ms)": f"{d['ttft_s'] * 1e3:,.1f}",
-        "TPOT (ms)": f"{d['tpot_s'] * 1e3:,.2f}",
-        "concurrency": str(d["concurrency"]),
-        "KV cache per replica (tokens)": f"{d['kv_cache_capacity_tokens']:,}",
+        "throughput (output)": show("throughput_tokens_per_s", d["throughput_tokens_per_s"]),
+        "per chip": show("x_tokens_per_s_per_chip", d["throughput_tokens_per_s_per_chip"]),
+        "TTFT": show("ttft_s", d["ttft_s"]),
+        "TPOT": show("tpot_s", d["tpot_s"]),
+        "concurrency": f"{d['concurrency']:,} requests",
+        "KV cache per replica": show("kv_cache_capacity_tokens", d["kv_cache_capacity_tokens"]),
     }
     for k, v in d["memory_per_chip_bytes"].items():
         if k.endswith("_bytes"):
-            rows[f"memory/chip {k[:-6]} (GiB)"] = f"{v / 2**30:,.2f}"
+            rows[f"memory per chip: {label(k)}"] = show(k, v)
     for k, v in rows.items():
         table.add_row(k, v)
     curve = Table(title="latency/throughput curve (this plan's parallelism, batch per replica)")
-    for col in ("concurrency", "batch", "tokens/s", "per chip", "TTFT (ms)", "TPOT (ms)", "SLOs"):
+    for col in ("concurrency", "batch", "tokens/s", "tokens/s per chip", "TTFT", "TPOT", "SLOs"):
         curve.add_column(col, justify="right")
     for q in d.get("curve", []):
         curve.add_row(
             str(q["concurrency"]), str(q["batch"]), f"{q['throughput_tokens_per_s']:,.0f}",
-            f"{q['throughput_tokens_per_s_per_chip']:,.1f}", f"{q['ttft_s'] * 1e3:,.1f}",
-            f"{q['tpot_s'] * 1e3:,.2f}", "met" if q["feasible"] else "missed",
+            f"{q['throughput_tokens_per_s_per_chip']:,.1f}", show("ttft_s", q["ttft_s"]),
+            show("tpot_s", q["tpot_s"]), "met" if q["feasible"] else "missed",
         )  # fmt: skip
     return [table, curve] if d.get("curve") else [table]
 

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
+from chipforge.numbers import label, show
 from chipforge.units import parse_count
 
 Int = Annotated[int | None, typer.Option(min=1)]
@@ -18,49 +19,53 @@ def _gib(x: float) -> str:
     return f"{x / 2**30:,.1f}"
 
 
+def _gb(x: float) -> str:
+    return show("memory_bytes", x)
+
+
 def train_tables(d: dict) -> list[Table]:
     p = d["plan"]
-    head = Table(title=f"{d['model']} on {d['chips']:,} x {d['chip']} ({d['topology']})")
+    head = Table(title=f"train {d['model']} on {d['chips']:,} x {d['chip']} ({d['topology']})")
     head.add_column("figure")
     head.add_column("value", justify="right")
     plan = " ".join(f"{k}={v}" for k, v in p.items())
     rows = [
         ("plan", plan),
-        ("seq x global batch", f"{d['seq']} x {d['global_batch']}"),
-        ("step time (s)", f"{d['step_time_s']:.3f}"),
+        ("seq x global batch", f"{d['seq']:,} x {d['global_batch']:,}"),
+        ("step time", show("step_time_s", d["step_time_s"])),
         ("MFU / HFU", f"{d['mfu']:.1%} / {d['hfu']:.1%}"),
-        ("tokens/s", f"{d['tokens_per_s']:,.0f}"),
+        ("throughput", show("tokens_per_s", d["tokens_per_s"])),
         (
-            "memory per chip (GiB)",
-            f"{_gib(d['memory_per_chip_bytes'])} of {_gib(d['memory_capacity_bytes'])}",
+            "memory per chip",
+            f"{_gb(d['memory_per_chip_bytes'])} of {_gb(d['memory_capacity_bytes'])}",
         ),
     ]
     if d["time_to_train_s"]:
-        rows.append(("time to train (days)", f"{d['time_to_train_s'] / 86400:,.1f}"))
+        rows.append(("time to train", show("time_to_train_s", d["time_to_train_s"])))
     for k, v in rows:
         head.add_row(k, v)
     mem = Table(title="memory per chip by category")
     mem.add_column("category")
-    mem.add_column("GiB", justify="right")
+    mem.add_column("memory", justify="right")
     for k, v in d["memory_by_category_bytes"].items():
-        mem.add_row(k.removesuffix("_bytes"), _gib(v))
+        mem.add_row(label(k), _gb(v))
     times = Table(title="step time: compute and exposed communication per network tier")
     times.add_column("part")
-    times.add_column("s", justify="right")
+    times.add_column("time", justify="right")
     for k, v in {**d["time_breakdown_s"], **d["exposed_comm_s"]}.items():
-        times.add_row(k.removesuffix("_s"), f"{v:.4f}")
+        times.add_row(label(k), show("time_s", v))
     tables = [head, mem, times]
     if d.get("alternatives"):
         alt = Table(title="next fastest feasible plans")
-        for col in ("plan", "step (s)", "MFU", "memory (GiB)", "exposed comm (s)"):
+        for col in ("plan", "step time", "MFU", "memory per chip", "exposed communication"):
             alt.add_column(col, justify="left" if col == "plan" else "right")
         for a in d["alternatives"]:
             alt.add_row(
                 " ".join(f"{k}={v}" for k, v in a["plan"].items()),
-                f"{a['step_time_s']:.3f}",
+                show("step_time_s", a["step_time_s"]),
                 f"{a['mfu']:.1%}",
-                _gib(a["memory_per_chip_bytes"]),
-                f"{a['exposed_comm_s']:.3f}",
+                _gb(a["memory_per_chip_bytes"]),
+                show("exposed_comm_s", a["exposed_comm_s"]),
             )
         tables.append(alt)
     return tables

@@ -5,24 +5,18 @@ from __future__ import annotations
 from rich.table import Table
 
 from chipforge.dtypes import DTYPES
+from chipforge.numbers import duration, percent, si
 from chipforge.perf.result import OpResult, Result
 from chipforge.spec import ChipSpec
 from chipforge.units import fmt
 
 
 def seconds(value: float) -> str:
-    for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "us")):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-9:.3g} ns"
+    return duration(value)
 
 
 def tflops(value: float) -> str:
     return f"{value / 1e12:,.1f}"
-
-
-def percent(value: float) -> str:
-    return f"{100 * value:.1f}%"
 
 
 def chip_table(chip: ChipSpec) -> Table:
@@ -60,7 +54,7 @@ def chip_table(chip: ChipSpec) -> Table:
 def summary_rows(result: Result) -> list[tuple[str, str]]:
     rows = [
         ("time", seconds(result.time_s)),
-        ("FLOPs", f"{result.flops:.4g}"),
+        ("FLOPs", si(result.flops, "FLOP")),
         ("achieved", f"{tflops(result.achieved_flops_per_s)} TFLOP/s"),
         ("utilization", percent(result.utilization)),
         ("bound", result.bound),
@@ -73,8 +67,8 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
     rows.append(
         (
             "fits in memory",
-            f"{result.fits_in_memory} ({result.resident_bytes / 1e9:,.1f}"
-            f" of {result.memory_capacity_bytes / 1e9:,.1f} GB)",
+            f"{'yes' if result.fits_in_memory else 'no'} ({si(result.resident_bytes, 'B')}"
+            f" of {si(result.memory_capacity_bytes, 'B')})",
         )
     )
     return rows
