@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from chipforge.atomic import atomic_open, check_target
 from chipforge.errors import ChipforgeError
 from chipforge.report import to_json
 
@@ -23,7 +24,18 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="write the output to this file")]
+
+
+def _check_out(path: Path | None) -> Path | None:
+    """`--out` is checked before any work: a folder, a missing folder or a read-only file is
+    a one-line error now, not after a long run."""
+    return check_target(path, "--out") if path is not None else None
+
+
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="write the output to this file", callback=_check_out),
+]
 ChipOpt = Annotated[str, typer.Option("--chip", help="preset name or chip TOML path")]
 MODEL_HELP = (
     "model preset, llm:<preset>,key=value, llm:custom,..., a HuggingFace config.json or a "
@@ -42,17 +54,24 @@ WorkloadOpt = Annotated[
 
 
 def emit(data, tables: list, *, as_json: bool, out: Path | None) -> None:
-    """Print JSON or tables to stdout, or to `out`."""
-    console = Console(file=out.open("w"), width=160) if out else Console()
-    if not out and not console.is_terminal:
+    """Print JSON or tables to stdout, or to `out` (written atomically: a failed write leaves
+    the previous file whole)."""
+    if out:
+        with atomic_open(out, flag="--out") as f:
+            _print(Console(file=f, width=160), data, tables, as_json)
+        return
+    console = Console()
+    if not console.is_terminal:
         console.width = 160  # piped or captured: do not wrap at 80 columns
+    _print(console, data, tables, as_json)
+
+
+def _print(console: Console, data, tables: list, as_json: bool) -> None:
     if as_json:
         console.file.write(to_json(data))
     else:
         for table in tables:
             console.print(table)
-    if out:
-        console.file.close()
 
 
 def deprecated(old: str, new: str) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from chipforge.atomic import atomic_write_text, output_dir
 from chipforge.cli import JsonOpt, OutOpt, app, emit
 from chipforge.rtl.params import ArrayParams, RtlError
 
@@ -52,11 +53,9 @@ def generate(
     from chipforge.rtl.synth import emit_verilog
 
     params = _params(chip, rows, cols, dtype)
-    out.mkdir(parents=True, exist_ok=True)
-    verilog_path = out / "systolic_array.v"
-    verilog_path.write_text(emit_verilog(params))
-    readme = out / "README.md"
-    readme.write_text(_readme(params))
+    output_dir(out, "--out")
+    verilog_path = atomic_write_text(out / "systolic_array.v", emit_verilog(params), flag="--out")
+    readme = atomic_write_text(out / "README.md", _readme(params), flag="--out")
     data = {"verilog": str(verilog_path), "readme": str(readme), "rows": params.rows,
             "cols": params.cols, "dtype": params.dtype}  # fmt: skip
     emit(data, [f"wrote {verilog_path} and {readme}"], as_json=as_json, out=None)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from chipforge.atomic import atomic_write_text
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit, warn
 from chipforge.report import tables as tb
 from chipforge.spec import load_chip
@@ -54,7 +55,7 @@ def compile_cmd(
             out=None,
         )
     if out:
-        out.write_text(text)
+        atomic_write_text(out, text, flag="--out")
     elif not as_json:
         print(text, end="")
 

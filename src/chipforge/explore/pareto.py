@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from chipforge.atomic import atomic_path
+
 
 def front_mask(values: np.ndarray) -> np.ndarray:
     """values (n, k), all to minimise -> bool (n,) true on the non-dominated points."""
@@ -56,5 +58,6 @@ def plot_png(front_df, objectives: dict[str, str], path) -> None:
     ax.set_ylabel(f"{yk} ({objectives[yk]})")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path, flag="--png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

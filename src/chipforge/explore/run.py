@@ -88,7 +88,7 @@ def sweep(
     batch = (store.meta().get("batch") if resume else None) or (chunk or CHUNK) * workers
     meta = {"fingerprint": fingerprint(space), "objectives": space.objectives}
     meta.update(method=space.method, **({"batch": batch} if search_like else {}))
-    done = store.open(resume=resume, meta=meta)
+    done = store.open(resume=resume, meta=meta)  # takes the store's lock
     runner = backends.Runner(space, backend, workers, address)
     evaluate = _evaluator(runner, backend, chunk)
     try:
@@ -105,7 +105,10 @@ def sweep(
             total, already = len(unique), len(unique) - len(todo)
         return _stream(store, stream, total, already, on_rows, flush_s)
     finally:
-        runner.close()
+        try:
+            runner.close()
+        finally:
+            store.close()
 
 
 def _stream(store: Store, stream, total: int, already: int, on_rows, flush_s: float) -> dict:

@@ -6,8 +6,7 @@ training / serving / datacenter sections when those packages are installed and a
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from chipforge.atomic import atomic_write_text
 from chipforge.report.html import render_sections
 
 DATACENTER_POWER_W = 1e9  # a 1 GW site, the datacenter command's default
@@ -71,7 +70,5 @@ def demo_sections(data: dict) -> list[tuple[str, str, dict]]:
 
 def write_demo_report(path, data: dict) -> None:
     """Write the demo's page to `path` (parent folders created)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     title = "chipforge demo: forge-n3 against " + ", ".join(data.get("chips", [])[1:])
-    p.write_text(render_sections(demo_sections(data), title), encoding="utf-8")
+    atomic_write_text(path, render_sections(demo_sections(data), title), flag="--html", mkdir=True)

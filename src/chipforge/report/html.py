@@ -11,8 +11,8 @@ import html
 import json
 import math
 from functools import lru_cache
-from pathlib import Path
 
+from chipforge.atomic import atomic_write_text
 from chipforge.errors import ChipforgeError
 from chipforge.numbers import has_unit, label, show
 from chipforge.report import contract
@@ -223,7 +223,5 @@ def write_report(path, kind: str, data: dict, *, title: str | None = None) -> li
     """Write `render_report(kind, data)` to `path` (parent folders created); returns the
     page's report warnings (expected charts the data could not draw)."""
     page, notes = _render(*_one(kind, data, title))
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(page, encoding="utf-8")
+    atomic_write_text(path, page, flag="--html", mkdir=True)
     return notes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chipforge.atomic import atomic_path, output_dir
 from chipforge.errors import ChipforgeError
 from chipforge.report.plans import BUILDERS
 
@@ -107,8 +108,7 @@ def write_pngs(out_dir, kind: str, data: dict, *, dpi: int = DPI) -> list[Path]:
     if not specs:
         return []
     Figure, FigureCanvasAgg = _figure_tools()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir, "--png")
     paths = []
     for spec in specs:
         rows = max(
@@ -123,6 +123,7 @@ def write_pngs(out_dir, kind: str, data: dict, *, dpi: int = DPI) -> list[Path]:
         left = min(0.45, (0.75 + 0.075 * min(longest, 48)) / WIDTH_IN)
         fig.subplots_adjust(left=left, right=0.98, top=1 - 0.45 / h, bottom=0.75 / h)
         path = out / f"{kind}_{spec['id']}.png"
-        fig.savefig(path)
+        with atomic_path(path, flag="--png") as tmp:
+            fig.savefig(tmp, format="png")
         paths.append(path)
     return paths

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from chipforge.atomic import atomic_write_text
+
 TRACKS = {"ops": 1, "bound": 2}  # thread ids inside each chip's process
 
 
@@ -73,10 +75,8 @@ def result_trace_events(results: list[dict]) -> list[dict]:
 def write_events(path: str | Path, events: list[dict]) -> Path:
     """Write Chrome trace events to `path` (parents created): opens in Perfetto
     (ui.perfetto.dev) or chrome://tracing."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}))
-    return p
+    text = json.dumps({"traceEvents": events, "displayTimeUnit": "ns"})
+    return atomic_write_text(path, text, flag="--trace", mkdir=True)
 
 
 def write_result_trace(path: str | Path, results: list[dict]) -> Path:

@@ -1,0 +1,172 @@
+"""Every file chipforge writes goes through here.
+
+A file is written to a temporary file in its own folder, flushed, fsync'd and renamed over
+the target (`os.replace`), so a full disk, a crash or a Ctrl-C leaves the previous file whole,
+never a half-written one. A target that is not a regular file (`/dev/stdout`, a pipe,
+`/dev/null`) is written in place. A write that fails is a one-line `ChipforgeError` naming
+the flag and the path: a folder given as a file, a missing folder, a read-only path, a full
+disk.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from chipforge.errors import ChipforgeError
+
+TMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: what a crash can leave behind
+
+
+def _show(path: Path) -> str:
+    s = str(path)
+    return s if len(s) <= 120 else f"{s[:58]}...{s[-58:]}"
+
+
+def _what(flag: str | None) -> str:
+    return f"`{flag}` " if flag else ""
+
+
+def _error(path: Path, flag: str | None, err: OSError) -> ChipforgeError:
+    why = err.strerror or type(err).__name__
+    return ChipforgeError(f"{_what(flag)}{_show(path)}: cannot write it ({why})")
+
+
+def _in_place(path: Path) -> bool:
+    """A device, pipe or /proc entry: renaming a file over it would be wrong."""
+    return str(path).startswith(("/dev/", "/proc/")) or (path.exists() and not path.is_file())
+
+
+def check_target(path: str | Path, flag: str | None = None) -> Path:
+    """`path` as a file to (over)write, or a one-line error naming `flag` and the path."""
+    p = Path(path)
+    if p.is_dir():
+        raise ChipforgeError(f"{_what(flag)}{_show(p)} is a folder; give a file path inside it")
+    if not p.parent.is_dir():
+        raise ChipforgeError(
+            f"{_what(flag)}{_show(p)}: folder {_show(p.parent)} does not exist; create it first"
+        )
+    if p.is_file() and not os.access(p, os.W_OK):
+        raise ChipforgeError(f"{_what(flag)}{_show(p)} is read-only")
+    return p
+
+
+def output_dir(path: str | Path, flag: str | None = None) -> Path:
+    """The folder `path`, created with its parents; a one-line error when it cannot be."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ChipforgeError(f"{_what(flag)}{_show(p)} is a file; give a folder") from None
+    except OSError as e:
+        raise _error(p, flag, e) from None
+    return p
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
+def _mode(target: Path) -> int:
+    """The permissions the file gets: the old file's, else what `open` would give."""
+    if target.is_file():
+        return target.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_path(
+    path: str | Path, *, flag: str | None = None, mkdir: bool = False
+) -> Iterator[Path]:
+    """A temporary path to write (e.g. `savefig(tmp)`, `pq.write_table(t, tmp)`); on a clean
+    exit it is fsync'd and renamed to `path`, on an error removed. `mkdir`: create the
+    target's folders (the reports do; `--out` does not)."""
+    target = Path(path)
+    try:
+        if mkdir:
+            output_dir(target.parent, flag)
+        if target.is_symlink() and not _in_place(target):
+            target = target.resolve()  # write through a link, as `open` would
+        check_target(target, flag)
+        if _in_place(target):
+            yield target
+            return
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name[:80]}.", suffix=TMP_SUFFIX, dir=target.parent
+        )
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            os.chmod(tmp, _mode(target))
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+    except OSError as e:
+        raise _error(target, flag, e) from None
+
+
+@contextmanager
+def atomic_open(
+    path: str | Path,
+    mode: str = "w",
+    *,
+    flag: str | None = None,
+    mkdir: bool = False,
+    encoding: str | None = "utf-8",
+) -> Iterator:
+    """`open(path, mode)` for writing, through `atomic_path`."""
+    binary = "b" in mode
+    with (
+        atomic_path(path, flag=flag, mkdir=mkdir) as tmp,
+        open(tmp, mode, encoding=None if binary else encoding) as f,
+    ):
+        yield f
+
+
+def atomic_write_text(
+    path: str | Path, text: str, *, flag: str | None = None, mkdir: bool = False
+) -> Path:
+    with atomic_open(path, "w", flag=flag, mkdir=mkdir) as f:
+        f.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(
+    path: str | Path, data: bytes, *, flag: str | None = None, mkdir: bool = False
+) -> Path:
+    with atomic_open(path, "wb", flag=flag, mkdir=mkdir) as f:
+        f.write(data)
+    return Path(path)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the `.*.tmp` files a crash left in `folder` (call only while holding the folder,
+    e.g. the sweep store's lock); returns what was removed."""
+    gone = []
+    for p in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
