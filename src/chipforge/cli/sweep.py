@@ -49,16 +49,23 @@ def run_cmd(
     out: Path | None,
     html: Path | None = None,
     png: Path | None = None,
+    tls: tuple[Path | None, Path | None, Path | None] = (None, None, None),
+    connect_timeout: float = 10.0,
 ) -> None:
     from rich.console import Console
 
     from chipforge.explore import load_space, sweep
+    from chipforge.explore.dask_client import security_for
 
     space = load_space(space_file)  # every input error before any work
+    if address is None and any(tls):
+        raise ChipforgeError("`--tls-ca/--tls-cert/--tls-key` need a tls:// `--address`")
+    security = security_for(address, *tls) if address else None
     bar, cb = _progress(Console(stderr=True).is_terminal and not as_json)
     opts = dict(
         backend=backend, workers=workers, address=address, resume=resume, n=n, flush_s=flush_s
     )
+    opts.update(security=security, connect_timeout=connect_timeout)
     if bar:
         with bar:
             counts = sweep(space, store, on_rows=cb, **opts)
@@ -146,8 +153,25 @@ def sweep_command(
     ),
     address: Annotated[
         str | None,
-        typer.Option("--address", help="Dask scheduler tcp://host:8786; none: a LocalCluster"),
+        typer.Option(
+            "--address",
+            help="Dask scheduler tcp:// or tls://host:8786 (it must be trusted: Dask sends "
+            "pickles); none: a private TLS LocalCluster",
+        ),
     ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option("--tls-ca", help="tls:// --address: CA certificate (PEM)")
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="tls:// --address: client certificate")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="tls:// --address: client private key")
+    ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option("--connect-timeout", help="seconds to reach --address and find a worker"),
+    ] = 10.0,
     workers: Annotated[int, typer.Option("--workers", help="processes; 0: one per core")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="continue a stopped sweep")] = False,
     n: Annotated[int | None, typer.Option("--n", help="override the sampler's budget")] = None,
@@ -184,4 +208,6 @@ def sweep_command(
         out=out,
         html=html,
         png=png,
+        tls=(tls_ca, tls_cert, tls_key),
+        connect_timeout=connect_timeout,
     )

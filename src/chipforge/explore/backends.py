@@ -10,10 +10,13 @@ a worker never waits for the driver.
 from __future__ import annotations
 
 import os
+import select
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-from chipforge.errors import ChipforgeError
+from chipforge.explore import dask_client
 from chipforge.explore.evaluate import STATUS_FAILED, evaluate_chunk
 from chipforge.explore.space import Space
 
@@ -43,9 +46,35 @@ LOCAL_DASK_CONFIG = {
 _SPACE: Space | None = None  # the pool worker's copy, sent once by the initializer
 
 
-def _init(space: Space) -> None:
+def _init(space: Space, driver: int) -> None:
     global _SPACE
     _SPACE = space
+    threading.Thread(target=_exit_with, args=(driver,), daemon=True, name="driver-watch").start()
+
+
+def _exit_with(driver: int) -> None:
+    """Exit when the driver process does (a SIGKILL included): a pool worker otherwise waits
+    on its task queue for ever, orphaned. Linux: wait on a pidfd; elsewhere: poll."""
+    try:
+        fd = os.pidfd_open(driver)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # not Linux >= 5.3
+        while _alive(driver):
+            time.sleep(0.5)
+        os._exit(1)
+    select.select([fd], [], [])  # readable once the driver has exited
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _pool_chunk(chunk: Chunk) -> list[dict]:
@@ -59,39 +88,35 @@ class Runner:
     backend "local": `workers` processes (1: in-process, no pickling); "dask": a scheduler at
     `address`, or a LocalCluster of `workers` single-threaded processes."""
 
-    def __init__(self, space: Space, backend: str, workers: int, address: str | None = None):
+    def __init__(
+        self,
+        space: Space,
+        backend: str,
+        workers: int,
+        address: str | None = None,
+        *,
+        security=None,
+        connect_timeout: float = dask_client.CONNECT_TIMEOUT_S,
+    ):
         self.space, self.backend, self.workers, self.address = space, backend, workers, address
+        self.security, self.connect_timeout = security, connect_timeout
         self.threads = workers  # what the chunks are sized for; a running cluster's own count
         self._pool = self._client = self._cluster = self._remote = None
 
     def start(self) -> Runner:
         if self.backend == "local" and self.workers > 1 and self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, initializer=_init, initargs=(self.space,)
+                max_workers=self.workers, initializer=_init, initargs=(self.space, os.getpid())
             )
         elif self.backend == "dask" and self._client is None:
             self._start_dask()
         return self
 
     def _start_dask(self) -> None:
-        try:
-            import dask
-            from dask.distributed import Client, LocalCluster
-        except ImportError as e:
-            raise ChipforgeError(
-                f"--backend dask needs dask[distributed] ({e}); pip install 'chipforge[explore]'"
-            ) from None
         if self.address:
-            self._client = Client(self.address)
+            self._client = dask_client.connect(self.address, self.security, self.connect_timeout)
         else:
-            with dask.config.set(LOCAL_DASK_CONFIG):  # nannies pass it on to their workers
-                self._cluster = LocalCluster(
-                    n_workers=self.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                )
-            self._client = Client(self._cluster)
+            self._cluster, self._client = dask_client.local_cluster(self.workers, LOCAL_DASK_CONFIG)
         self._remote = self._client.scatter(self.space, broadcast=True)
         self.threads = sum(self._client.ncores().values()) or self.workers
 

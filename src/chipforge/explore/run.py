@@ -72,13 +72,17 @@ def sweep(
     backend: str = "local",
     workers: int = 0,
     address: str | None = None,
+    security=None,
+    connect_timeout: float = backends.dask_client.CONNECT_TIMEOUT_S,
     resume: bool = False,
     n: int | None = None,
     chunk: int = 0,
     on_rows: Callable[[int, int], None] | None = None,
     flush_s: float = FLUSH_S,
 ) -> dict:
-    """Run the sweep into `store_dir`; return counts. `on_rows(done, total)` reports progress."""
+    """Run the sweep into `store_dir`; return counts. `on_rows(done, total)` reports progress.
+    `address`: a Dask scheduler (`security`: its `distributed.security.Security`, see
+    `explore.dask_client.security_for`), reached within `connect_timeout` s."""
     if backend not in ("local", "dask"):
         raise ChipforgeError(f"`--backend` must be local or dask, not {backend!r}")
     workers = workers or backends.default_workers()
@@ -89,7 +93,9 @@ def sweep(
     meta = {"fingerprint": fingerprint(space), "objectives": space.objectives}
     meta.update(method=space.method, **({"batch": batch} if search_like else {}))
     done = store.open(resume=resume, meta=meta)  # takes the store's lock
-    runner = backends.Runner(space, backend, workers, address)
+    runner = backends.Runner(
+        space, backend, workers, address, security=security, connect_timeout=connect_timeout
+    )
     evaluate = _evaluator(runner, backend, chunk)
     try:
         if search_like:
