@@ -316,7 +316,7 @@ def test_wrong_dask_address_fails_within_the_timeout(tmp_path, where, http_port)
         if cluster is not None:
             cluster.close()
     assert time.monotonic() - t0 < 2 + 3  # the timeout, plus a loaded machine's slack
-    assert not list((tmp_path / "r").glob("part-*"))
+    assert not (tmp_path / "r").exists()  # nothing written for a sweep that never started
 
 
 def test_cli_dask_wrong_addresses_are_one_line_exit_2(tmp_path, http_port):

@@ -92,12 +92,14 @@ def sweep(
     batch = (store.meta().get("batch") if resume else None) or (chunk or CHUNK) * workers
     meta = {"fingerprint": fingerprint(space), "objectives": space.objectives}
     meta.update(method=space.method, **({"batch": batch} if search_like else {}))
-    done = store.open(resume=resume, meta=meta)  # takes the store's lock
     runner = backends.Runner(
         space, backend, workers, address, security=security, connect_timeout=connect_timeout
     )
+    if backend == "dask" and address:
+        runner.start()  # a wrong --address fails before the store is created
     evaluate = _evaluator(runner, backend, chunk)
     try:
+        done = store.open(resume=resume, meta=meta)  # takes the store's lock
         if search_like:
             space_n = n or space.n
             previous = store.read().to_dict("records") if done else []
