@@ -12,7 +12,7 @@ from rich.table import Table
 from chipforge.cli import JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt
 from chipforge.errors import ChipforgeError
-from chipforge.units import fmt
+from chipforge.units import fmt, parse_quantity
 
 
 def _usd(v: float) -> str:
@@ -110,6 +110,14 @@ def decide(
         int | None, typer.Option("--samples", help="Monte-Carlo scenarios (default: the file's)")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="quasi-random scrambling seed")] = 0,
+    grid: Annotated[
+        str | None,
+        typer.Option("--grid", help="every site's utility capacity, e.g. 1.2GW (IT derived)"),
+    ] = None,
+    it_power: Annotated[
+        str | None,
+        typer.Option("--it-power", help="every site's provisioned IT capacity, e.g. 700MW"),
+    ] = None,
     html: HtmlOpt = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
@@ -122,7 +130,13 @@ def decide(
             f"decide needs scipy and SALib ({e}); pip install 'chipforge[decide]'"
         ) from None
 
-    data = analyse(load_scenario(scenario), samples=samples, seed=seed)
+    if grid and it_power:
+        raise ChipforgeError("pass one of --grid, --it-power, not both")
+    sc = load_scenario(scenario).with_power(
+        grid_w=parse_quantity(grid, "power", field="--grid") if grid else None,
+        it_w=parse_quantity(it_power, "power", field="--it-power") if it_power else None,
+    )
+    data = analyse(sc, samples=samples, seed=seed)
     if html is not None:
         from chipforge.report.html import write_report
 

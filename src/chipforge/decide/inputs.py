@@ -246,8 +246,9 @@ DEFAULTS: dict[str, dict[str, Param]] = {
 @dataclass(frozen=True)
 class Site:
     name: str
-    grid_w: float
+    grid_w: float  # utility capacity (0 when the site gives its IT capacity)
     online_month: float  # months after the scenario start
+    it_w: float | None = None  # provisioned IT capacity, when given instead of the grid
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,16 @@ class Scenario:
         params = {k: dict(v) for k, v in self.params.items()}
         params[s][n] = replace(params[s][n], **kw)
         return replace(self, params=params)
+
+    def with_power(self, *, grid_w: float | None = None, it_w: float | None = None) -> Scenario:
+        """Every site at utility capacity `grid_w`, or at provisioned IT `it_w`."""
+        if grid_w is not None:
+            return replace(self, sites=tuple(replace(s, grid_w=grid_w, it_w=None)
+                                             for s in self.sites))  # fmt: skip
+        if it_w is not None:
+            return replace(self, sites=tuple(replace(s, grid_w=0.0, it_w=it_w)
+                                             for s in self.sites))  # fmt: skip
+        return self
 
     def quarter_label(self, q: int) -> str:
         y, k = _quarter(self.start, "scenario.start")
@@ -415,13 +426,18 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     sites = []
     for i, s in enumerate(d.get("sites", [])):
         w = f"sites[{i}]"
-        try:
-            grid = float(_watts(s["grid"], f"{w}.grid"))
-            online = months_between(start, str(s["online"]), f"{w}.online")
-        except KeyError as e:
-            raise ChipforgeError(f"`{w}` needs {e.args[0]}: give grid (e.g. '1GW') and online "
-                                 "(e.g. 2027Q1)") from None  # fmt: skip
-        sites.append(Site(str(s.get("name", f"site{i + 1}")), grid, online))
+        if not isinstance(s, dict) or "online" not in s or ("grid" in s) == ("it_power" in s):
+            raise ChipforgeError(
+                f"`{w}` needs online (e.g. 2027Q1) and one of grid (utility capacity, e.g. "
+                "'1GW') or it_power (provisioned IT, e.g. '700MW')"
+            )
+        online = months_between(start, str(s["online"]), f"{w}.online")
+        if "grid" in s:
+            sites.append(Site(str(s.get("name", f"site{i + 1}")),
+                              _watts(s["grid"], f"{w}.grid"), online))  # fmt: skip
+        else:
+            it = _watts(s["it_power"], f"{w}.it_power")
+            sites.append(Site(str(s.get("name", f"site{i + 1}")), 0.0, online, it))
     if not sites:
         raise ChipforgeError("the scenario needs at least one [[sites]] with grid and online")
 

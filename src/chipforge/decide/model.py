@@ -97,7 +97,9 @@ def _sites(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray]:
     peak = np.maximum(x["site.pue_peak"], x["site.pue"])
     for s in sc.sites:
         online = s.online_month + x["site.build_delay_months"]
-        it = s.grid_w * x["site.redundancy"] / peak
+        # provisioned IT as given, or utility capacity -> IT as datacenter.site.it_from_grid
+        grid_it = s.grid_w * x["site.redundancy"] / peak
+        it = np.full(n, s.it_w) if s.it_w is not None else grid_it
         on = m0[None, :] >= online[:, None] - 1e-9
         cap += it[:, None] * on
         first = np.argmax(on, axis=1)

@@ -124,9 +124,13 @@ def ref_chips(sc: Scenario, rack: Rack) -> int:
     """Chips on the first site at nominal values (the training job's size, capped)."""
     a = Assumptions()
     shares = 1 + a.network_power_share + a.storage_power_share
-    it = sc.sites[0].grid_w * a.redundancy / a.pue_peak
+    it = _it(sc.sites[0], a)
     racks = max(1, math.floor(it / (a.it_headroom * shares * rack.power_w)))
     return min(racks * rack.chips, MAX_TRAINING_CHIPS)
+
+
+def _it(site, a: Assumptions) -> float:
+    return site.it_w if site.it_w is not None else site.grid_w * a.redundancy / a.pue_peak
 
 
 def chip_type(sc: Scenario, opt: Option, built: bool) -> ChipType:
@@ -135,7 +139,7 @@ def chip_type(sc: Scenario, opt: Option, built: bool) -> ChipType:
     rack = _rack(opt)
     chip, d = _facts(opt, rack, built)
     shares = 1 + a.network_power_share + a.storage_power_share
-    total_it = sum(s.grid_w for s in sc.sites) * a.redundancy / a.pue_peak
+    total_it = sum(_it(s, a) for s in sc.sites)
     fleet = max(1, int(total_it / (a.it_headroom * rack.power_w * shares)) * rack.chips)
     tiers = network_tiers(fleet, a.switch_radix)
     other = (
