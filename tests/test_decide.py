@@ -121,6 +121,7 @@ def test_nominal_point_equals_datacenter():
         site={"build_delay_months": 0},
     )
     d["sites"] = [{"grid": "20MW", "online": "2026Q1"}]
+    d["workload"]["serve"][0]["tokens_per_day"] = "100P"  # far above the site: power binds
     sc = scenario_from_dict(d)
     gpu, own = chip_type(sc, sc.buy, built=False), chip_type(sc, sc.build, built=True)
     r = run(sc, gpu, own, nominal(sc))
@@ -225,3 +226,22 @@ def test_cli_json_and_html(tmp_path):
     assert set(d["delivered_eflops"]) == {"buy", "build"} and len(d["drivers"]) >= 5
     page = html.read_text()
     assert 'data-warnings="0"' in page and page.count('class="chart"') == 4
+
+
+def test_next_generation_takes_over_the_allocation_and_prices_follow_the_rack():
+    rack = {"chips": 72, "power_w": 134400, "other_hw_usd": 480000, "market_chip_usd": 45000}
+    d = small(buy={"next_chip": "gb300", "next_rack": rack, "next_from": "2027Q3"})
+    d["workload"]["serve"][0]["tokens_per_day"] = "100P"
+    sc = scenario_from_dict(d)
+    gpus = [chip_type(sc, sc.buy, built=False), chip_type(sc, sc.buy_next, built=False)]
+    own = chip_type(sc, sc.build, built=True)
+    r = run(sc, gpus, own, nominal(sc))
+    first, second = r["buy"]["buys"]
+    switch = 6  # 2027Q3
+    assert first[0, switch:].sum() == 0 and second[0, :switch].sum() == 0
+    assert first[0].sum() > 0 and second[0].sum() > 0
+    # a bought chip the scenario does not price takes its rack's market price
+    h = scenario_from_dict(small(buy={"chip": "h100"}))
+    out = analyse(h, samples=64, sobol=False)
+    price = next(a for a in out["assumptions"] if a["input"] == "buy.price_usd")
+    assert price["value"] == 25000 and "dgx-h100" in price["source"]

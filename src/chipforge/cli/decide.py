@@ -35,7 +35,7 @@ def summary_tables(d: dict) -> list:
     head.add_row(
         "saving (build vs buy)",
         f"P10 {_pct(s['p10'])} / P50 {_pct(s['p50'])} / P90 {_pct(s['p90'])} per useful token; "
-        f"{_usd(u['p10'])} / {_usd(u['p50'])} / {_usd(u['p90'])} on the build option's compute",
+        f"{_usd(u['p10'])} / {_usd(u['p50'])} / {_usd(u['p90'])} (PV) on the demand served",
     )
     if "p50_quarter" in be:
         head.add_row(
@@ -74,15 +74,24 @@ def summary_tables(d: dict) -> list:
         "useful tokens delivered (P50)",
         *(f"{d['useful_tokens_delivered_p50'][o]:.3g} tokens" for o in ("buy", "build")),
     )
-    compute = Table(title="delivered useful compute per quarter, EFLOP/s (P50 [P10-P90])")
+    opts.add_row(
+        "share of it rented (P50)",
+        *(f"{100 * d['rented_share'][o]:.1f} %" for o in ("buy", "build")),
+    )
+    compute = Table(
+        title="useful compute per quarter, EFLOP/s: own fleet P50 [P10-P90] (supply-limited) "
+        "+ rented P50 (the rest of the demand)"
+    )
     compute.add_column("quarter")
     for o in ("buy", "build"):
-        compute.add_column(o, justify="right")
+        compute.add_column(f"{o}: fleet", justify="right")
+        compute.add_column("rented", justify="right")
     for i, q in enumerate(d["quarters"]):
         cells = []
         for o in ("buy", "build"):
             p = d["delivered_eflops"][o]
             cells.append(f"{p['p50'][i]:,.1f} [{p['p10'][i]:,.1f}-{p['p90'][i]:,.1f}]")
+            cells.append(f"{d['rented_eflops'][o]['p50'][i]:,.1f}")
         compute.add_row(q, *cells)
     cash = Table(title="yearly cash out (mean)")
     cash.add_column("year")

@@ -14,10 +14,9 @@ import math
 import numpy as np
 from scipy.stats import qmc
 
-from chipforge.decide.inputs import Scenario
+from chipforge.decide.inputs import DEFAULTS, Scenario
 from chipforge.decide.model import SECONDS_PER_QUARTER, nominal, run
 from chipforge.decide.rates import ChipType, chip_type
-from chipforge.errors import ChipforgeError
 
 SOBOL_BASE = 512  # SALib base samples: (d + 2) x 512 model runs for first and total order
 
@@ -29,7 +28,8 @@ def unit_samples(d: int, n: int, seed: int) -> np.ndarray:
 
 
 def saving(r: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Saving fraction 1 - build / buy per sample, and in USD on the build option's output."""
+    """Saving fraction 1 - build / buy per sample, and in USD on the compute delivered (both
+    options serve the same demand; what a fleet cannot serve is rented)."""
     buy = r["buy_lc"]["usd_per_pflop_hour"]
     build = r["build_lc"]["usd_per_pflop_hour"]
     frac = np.where(np.isfinite(build) & np.isfinite(buy) & (buy > 0), 1 - build / buy, -1.0)
@@ -37,7 +37,7 @@ def saving(r: dict) -> tuple[np.ndarray, np.ndarray]:
     return frac, usd
 
 
-def sobol_indices(sc: Scenario, gpu: ChipType, own: ChipType, seed: int = 0,
+def sobol_indices(sc: Scenario, gpu, own: ChipType, seed: int = 0,
                   base: int = SOBOL_BASE) -> list[dict]:  # fmt: skip
     """First and total order Sobol indices of the saving fraction for every input (SALib),
     sorted by total order. Inputs live on the unit cube, so a zero-wide range is sampled like
@@ -63,6 +63,21 @@ def sobol_indices(sc: Scenario, gpu: ChipType, own: ChipType, seed: int = 0,
         for i, k in enumerate(names)
     ]
     return sorted(rows, key=lambda r: -r["st"])
+
+
+def market_prices(sc: Scenario, gpus: list[ChipType]) -> Scenario:
+    """A bought chip's price the scenario does not give is its rack's market price, the
+    default range scaled to it (the defaults are Blackwell's)."""
+    for key, g in zip(("buy.price_usd", "buy.next_price_usd"), gpus, strict=False):
+        p, d = sc.param(key), DEFAULTS["buy"][key.split(".")[1]]
+        if p == d and g.price_usd > 0 and g.price_usd != p.value:
+            k = g.price_usd / p.value
+            sc = sc.with_param(
+                key, value=g.price_usd, low=p.low * k, high=p.high * k,
+                source=f"{g.rack.name} market price (datacenter racks); range scaled from: "
+                + d.source,
+            )  # fmt: skip
+    return sc
 
 
 def _x(sc: Scenario, u: np.ndarray) -> dict:
@@ -117,9 +132,10 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
     """The whole answer: verdict, saving, break-even, delivered compute, cash flows, NPV,
     Sobol drivers, the nominal point and the assumptions with their sources."""
     gpu = chip_type(sc, sc.buy, built=False)
+    if sc.buy_next is not None:
+        gpu = [gpu, chip_type(sc, sc.buy_next, built=False)]
     own = chip_type(sc, sc.build, built=True)
-    if not gpu.useful or not own.useful:
-        raise ChipforgeError("the workload gives no throughput on one of the chips")
+    sc = market_prices(sc, gpu if isinstance(gpu, list) else [gpu])
     n = samples or sc.samples
     u = unit_samples(len(sc.names()), n, seed)
     r = run(sc, gpu, own, _x(sc, u))
@@ -128,9 +144,10 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
     nom = run(sc, gpu, own, nominal(sc))
     nf, nu = saving(nom)
     quarters = [sc.quarter_label(q) for q in range(sc.quarters)]
-    eflops = {
-        o: _pct(r[o]["delivered_flops"] / 1e18) for o in ("buy", "build")
-    }  # useful EFLOP/s, averaged over each quarter
+    # useful EFLOP/s averaged over each quarter: what the option's own fleet delivers (supply-
+    # and demand-limited), and what it rents to meet the rest of the demand
+    eflops = {o: _pct(r[o]["fleet_flops"] / 1e18) for o in ("buy", "build")}
+    rented = {o: _pct(r[o]["cloud_flops"] / 1e18) for o in ("buy", "build")}
     cum = {o: _pct(r[o]["cash"].cumsum(axis=1)) for o in ("buy", "build")}
     cum_lc = {}
     for o in ("buy", "build"):
@@ -179,6 +196,16 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
         "useful_tokens_delivered_p50": delivered_total,
         "quarters": quarters,
         "delivered_eflops": eflops,
+        "rented_eflops": rented,
+        "rented_share": {
+            o: float(
+                np.median(
+                    r[o]["cloud_flops"].sum(axis=1)
+                    / np.maximum(r[o]["delivered_flops"].sum(axis=1), 1e-30)
+                )
+            )
+            for o in ("buy", "build")
+        },  # fmt: skip
         "cumulative_cash_usd": cum,
         "cumulative_usd_per_pflop_hour": cum_lc,
         "yearly_cash_usd": {o: yearly(sc, r[o]["cash"]) for o in ("buy", "build")},
@@ -197,7 +224,10 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
             "buy_usd_per_useful_pflop_hour": float(nom["buy_lc"]["usd_per_pflop_hour"][0]),
             "build_usd_per_useful_pflop_hour": float(nom["build_lc"]["usd_per_pflop_hour"][0]),
         },
-        "chips": {"buy": gpu.to_dict(), "build": own.to_dict()},
+        "chips": {
+            "buy": [g.to_dict() for g in (gpu if isinstance(gpu, list) else [gpu])],
+            "build": own.to_dict(),
+        },
         "workload_mix": r["mix"],
         "assumptions": [
             {

@@ -204,6 +204,24 @@ DEFAULTS: dict[str, dict[str, Param]] = {
             "GPUs/quarter",
         ),
         "mfu_x": P(1.0, 0.9, 1.1, "the GPU's utilisation relative to its planned MFU: assumption"),
+        "cloud_usd_per_gpu_hour": P(
+            6.0,
+            3.0,
+            10.5,
+            "renting what the fleet cannot serve, per GPU-hour of the bought "
+            "chip: CoreWeave GB200 on demand $10.50 [dc-price-cw-gb200] (the high end), H100 "
+            "$2.99-6.16 [dc-price-lambda-h100, dc-price-cw-h100]; 6: assumption for "
+            "committed Blackwell capacity",
+            "USD/GPU-hour",
+        ),
+        "next_price_usd": P(
+            45000,
+            38000,
+            55000,
+            "the next generation's price (buy.next_chip, e.g. GB300): "
+            "assumption, above Blackwell's $30-40k [dcx-blackwell-street]",
+            "USD",
+        ),
     },
     "site": {
         "pue": P(1.2, 1.1, 1.4, "average PUE [dc-pue-google-2024, dc-pue-uptime-2024]"),
@@ -288,6 +306,8 @@ class Scenario:
     serve: tuple[Serve, ...]
     params: dict[str, dict[str, Param]] = field(default_factory=dict)
     samples: int = 16384
+    buy_next: Option | None = None  # the generation bought from `next_from_month` on
+    next_from_month: float = 0.0
 
     def names(self) -> list[str]:
         """`section.name` of every uncertain input, in a fixed order."""
@@ -405,7 +425,8 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     params: dict[str, dict[str, Param]] = {}
     sections = {"build": build_raw, "buy": buy_raw, "site": d.get("site", {}),
                 "workload": d.get("workload", {}), "finance": d.get("finance", {})}  # fmt: skip
-    fixed = {"build": {"chip", "rack", "design_start"}, "buy": {"chip", "rack"},
+    fixed = {"build": {"chip", "rack", "design_start"},
+             "buy": {"chip", "rack", "next_chip", "next_rack", "next_from"},
              "workload": {"train", "serve"}, "site": set(), "finance": set()}  # fmt: skip
     for s, defaults in DEFAULTS.items():
         raw = sections[s]
@@ -460,8 +481,16 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     for t in train:
         if t.end_month <= t.start_month:
             raise ChipforgeError(f"`workload.train` {t.model}: end must be after start")
+    nxt, nxt_from = None, 0.0
+    if "next_chip" in buy_raw:
+        if "next_from" not in buy_raw:
+            raise ChipforgeError("`buy.next_chip` needs buy.next_from, the first quarter it is "
+                                 "bought (e.g. 2027Q3)")  # fmt: skip
+        nxt = Option(rel(str(buy_raw["next_chip"])), buy_raw.get("next_rack"))
+        nxt_from = months_between(start, str(buy_raw["next_from"]), "buy.next_from")
     return Scenario(str(head.get("name", "build or buy")), start, quarters, build, buy,
-                    design_start, tuple(sites), train, serve, params, samples)  # fmt: skip
+                    design_start, tuple(sites), train, serve, params, samples, nxt,
+                    nxt_from)  # fmt: skip
 
 
 def _watts(v, where: str) -> float:

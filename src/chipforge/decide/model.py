@@ -121,7 +121,9 @@ def schedule(sc: Scenario, x: dict) -> dict[str, np.ndarray]:
 
 def planned_volume_month(sc: Scenario) -> float:
     """The volume date the plan assumes (nominal, no respin): the bridge is bought up to it."""
-    return float(schedule(sc, nominal(sc))["volume"][0])
+    x = nominal(sc)
+    x["build.respin_draw"] = np.ones(1)  # the plan assumes first silicon works
+    return float(schedule(sc, x)["volume"][0])
 
 
 def _yield(ct: ChipType, x: dict, sched: dict, mid: np.ndarray) -> np.ndarray:
@@ -193,9 +195,12 @@ def _fill(
     x: dict,
     cap: np.ndarray,
     types: list[tuple[ChipType, np.ndarray, np.ndarray]],
+    need: np.ndarray,
+    eff: list[np.ndarray],
 ) -> list[np.ndarray]:
     """Chips delivered per quarter for each (type, limit per quarter, unit capex per quarter),
-    in priority order, into the power left; chips retire after their life."""
+    in priority order, into the power left and no more than the demand `need` (useful FLOP/s,
+    each chip giving `eff`) calls for; chips retire after their life."""
     n, Q = cap.shape
     life = np.maximum(np.rint(4 * x["finance.chip_life_y"]).astype(int), 1)
     head = x["site.it_headroom"]
@@ -214,10 +219,13 @@ def _fill(
             for inst, (ct, _, _) in zip(installed, types, strict=True)
         ]
         room = cap[:, q] - sum(r * w for r, w in zip(racks, rack_w, strict=True))
+        short = need[:, q] - sum(i * e for i, e in zip(installed, eff, strict=True))
         for k, (ct, limit, _) in enumerate(types):
             new_racks = np.floor(np.maximum(room, 0.0) / rack_w[k])
             slots = (new_racks + racks[k]) * ct.rack.chips - installed[k]
-            got = np.maximum(np.minimum(slots, limit[:, q]), 0.0)
+            wanted = np.ceil(np.maximum(short, 0.0) / eff[k])
+            got = np.maximum(np.minimum(np.minimum(slots, np.floor(limit[:, q])), wanted), 0.0)
+            short = short - got * eff[k]
             buys[k][:, q] = got
             installed[k] += got
             grown = np.ceil(installed[k] / ct.rack.chips - 1e-9)
@@ -245,10 +253,14 @@ def option(
     mfu_x: list[np.ndarray],
     extra_cash: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Fill, cash flows and delivered compute of one option."""
+    """Fill, cash flows and delivered compute of one option. Demand the fleet cannot meet is
+    rented: the shortfall in GPU-hours of the first bought chip at `buy.cloud_usd_per_gpu_hour`,
+    so both options deliver the same demand and a late or short supply costs what renting
+    the gap costs."""
     a = Assumptions()
     n, Q = cap.shape
-    buys = _fill(sc, x, cap, types)
+    eff = [useful_per_chip(ct, mix) * mx for (ct, _, _), mx in zip(types, mfu_x, strict=True)]
+    buys = _fill(sc, x, cap, types, flops_demand, eff)
     life_q = np.maximum(np.rint(4 * x["finance.chip_life_y"]).astype(int), 1)
     price_x = x["site.electricity_usd_per_kwh"][:, None]
     draw = x["site.pue"][:, None] * a.power_draw_fraction * HOURS_PER_QUARTER / 1e3
@@ -267,7 +279,7 @@ def option(
         stock = _stock(b, life_q)
         installed_by.append(stock)
         elec += stock * ct.w_it * draw * price_x
-        flops_cap += stock * useful_per_chip(ct, mix) * mx[:, None]
+        flops_cap += stock * (useful_per_chip(ct, mix) * mx)[:, None]
         stock_value += _stock(flow, life_q)
         book_end += (flow * np.clip(1 - ages / life_q[:, None], 0, 1)).sum(axis=1)
         for q in range(Q):
@@ -282,9 +294,13 @@ def option(
     book_end += (fac_capex * np.clip(1 - fac_age / FACILITY_LIFE_Y, 0, 1)).sum(axis=1)
     fac_dep = np.cumsum(fac_capex, axis=1) / (4 * FACILITY_LIFE_Y)
     tax = x["finance.tax_rate"][:, None]
-    shield = tax * (elec + maint + nre_cash + depreciation + fac_dep)
-    cash = capex_it + fac_capex + elec + maint + nre_cash - shield
-    delivered = np.minimum(flops_cap, flops_demand)
+    fleet = np.minimum(flops_cap, flops_demand)
+    gap = flops_demand - fleet
+    gpu_hours = gap * SECONDS_PER_QUARTER / eff[0][:, None] / 3600
+    cloud = gpu_hours * x["buy.cloud_usd_per_gpu_hour"][:, None]
+    shield = tax * (elec + maint + nre_cash + cloud + depreciation + fac_dep)
+    cash = capex_it + fac_capex + elec + maint + nre_cash + cloud - shield
+    delivered = flops_demand
     return {
         "buys": buys,
         "installed": installed_by,
@@ -295,6 +311,9 @@ def option(
         "nre": nre_cash,
         "facility": fac_capex,
         "capacity_flops": flops_cap,
+        "fleet_flops": fleet,
+        "cloud_flops": gap,
+        "cloud": cloud,
         "delivered_flops": delivered,
         "book_end": book_end,
     }
@@ -326,40 +345,53 @@ def levelized(sc: Scenario, x: dict, opt: dict) -> dict[str, np.ndarray]:
     }
 
 
-def simulate(sc: Scenario, gpu: ChipType, own: ChipType, u: np.ndarray) -> dict:
+def simulate(sc: Scenario, gpu, own: ChipType, u: np.ndarray) -> dict:
     """Both options for every sample row of `u` (unit cube, `sc.names()` order)."""
     x = inputs(sc, u)
     return run(sc, gpu, own, x)
 
 
-def run(sc: Scenario, gpu: ChipType, own: ChipType, x: dict) -> dict:
-    """Both options for input values `x` (arrays of one length, `inputs()` or `nominal()`)."""
+def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
+    """Both options for input values `x` (arrays of one length, `inputs()` or `nominal()`).
+    `gpu`: the bought chip, or [it, the next generation bought from `sc.next_from_month`]."""
+    gpus = list(gpu) if isinstance(gpu, (list, tuple)) else [gpu]
     Q = sc.quarters
     m0 = 3.0 * np.arange(Q)
     cap, fac = _sites(sc, x)
     flops_demand, fpt, mix = demand(sc, x)
-    # buy: the vendor allocation after the lead time, at the drifting price
+    # buy: the vendor allocation after the lead time, at the drifting price; a next generation
+    # takes over the allocation from its first quarter
     lead = x["buy.lead_months"][:, None]
     alloc = x["buy.allocation_per_quarter"][:, None] * np.clip((m0 + 3 - lead) / 3, 0, 1)
-    price = x["buy.price_usd"][:, None] * (1 + x["buy.price_change_per_year"][:, None]) ** (m0 / 12)
-    buy = option(sc, x, [(gpu, alloc, price)], cap, fac, flops_demand, mix, [x["buy.mfu_x"]])
+    drift = (1 + x["buy.price_change_per_year"][:, None]) ** (m0 / 12)
+    prices = [x["buy.price_usd"][:, None] * drift]
+    windows = [np.ones(Q, dtype=bool)]
+    if len(gpus) > 1:
+        switch = m0 >= sc.next_from_month
+        windows = [~switch, switch]
+        prices.append(x["buy.next_price_usd"][:, None] * (1 + x["buy.price_change_per_year"][
+            :, None]) ** (np.maximum(m0 - sc.next_from_month, 0) / 12))  # fmt: skip
+    mfu = [x["buy.mfu_x"]] * len(gpus)
+    buy_types = [(g, alloc * w, p) for g, w, p in zip(gpus, windows, prices, strict=True)]
+    buy = option(sc, x, buy_types, cap, fac, flops_demand, mix, mfu)
     # build: the bridge up to the planned volume date, then the program's chips
     sched = schedule(sc, x)
     planned = planned_volume_month(sc)
-    bridge = alloc * (m0[None, :] < planned)
+    bridge = [(g, lim * (m0[None, :] < planned), p) for g, lim, p in buy_types]
     sup = own_supply(own, sc, x, sched)
     unit_own = own_unit_cost(own, x, sup["yield"])
     build = option(
         sc,
         x,
-        [(gpu, bridge, price), (own, sup["supply"], unit_own)],
+        [*bridge, (own, sup["supply"], unit_own)],
         cap,
         fac,
         flops_demand,
         mix,
-        [x["buy.mfu_x"], x["build.mfu_x"]],
+        [*mfu, x["build.mfu_x"]],
         extra_cash=nre(sc, x, sched),
     )
+    price = prices[0]
     return {
         "x": x,
         "buy": buy,
