@@ -65,6 +65,14 @@ def serve(
     osl: Annotated[int, typer.Option("--osl", help="output tokens per request")] = 256,
     ttft_slo: Annotated[str | None, typer.Option("--ttft-slo", help="e.g. 2s")] = None,
     tpot_slo: Annotated[str | None, typer.Option("--tpot-slo", help="e.g. 100ms")] = None,
+    slo_percentile: Annotated[
+        str | None,
+        typer.Option(
+            "--slo-percentile",
+            help="hold the TTFT SLO at p50, p90 or p99 under Poisson arrivals (MLPerf Server: "
+            "p99) instead of on the mean",
+        ),
+    ] = None,
     tp: Annotated[
         int | None, typer.Option("--tp", help="tensor parallel (default: search)")
     ] = None,
@@ -114,6 +122,7 @@ def serve(
         concurrency=concurrency,
         ttft_slo=_seconds(ttft_slo, "ttft_slo"),
         tpot_slo=_seconds(tpot_slo, "tpot_slo"),
+        slo_percentile=slo_percentile,
         disaggregated=disaggregated,
         topology=topology,
         batching=batching,

@@ -48,6 +48,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             tp=_int(row["tp"]), pp=_int(row["pp"]), ep=_int(row["ep"]),
             concurrency=_int(row["concurrency"]),
             ttft_slo=_float(row["ttft_slo"]), tpot_slo=_float(row["tpot_slo"]),
+            slo_percentile=row["slo_percentile"] or None,
         )  # fmt: skip
         return SERVING_METRICS[row["metric"]](plan)
 

@@ -26,6 +26,7 @@ from chipforge.cluster.checks import divisors
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
+from chipforge.cluster.queueing import PERCENTILES, wait_percentiles
 from chipforge.cluster.serving_plan import ServingPlan, _check, _load_chip, resolve_model
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.dtypes import BYTES, nbytes
@@ -207,6 +208,11 @@ def evaluate(
         tpot = decode + (batch - 1) / osl * share
         ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
         thr = dp * batch / (decode + batch / osl * share)
+        # Poisson arrivals at this throughput: prompts queue for prefill (M/D/1, cluster.queueing)
+        waits = wait_percentiles(thr / dp / osl, share) if batch > 1 else {}
+        percentiles = {k: ttft + w for k, w in waits.items()}
+    if disaggregated or batching == "static":
+        percentiles = {}
     queue = 0.0
     if clients and clients > batch:  # closed loop: a client waits until a slot frees up
         cycle = clients * replicas / thr * osl  # Little's law over all replicas
@@ -215,7 +221,7 @@ def evaluate(
         chip.name, c.name, chips, tp, pp, ep, replicas, batch, isl, osl, dt, kvd,
         ttft + queue, tpot, thr, mem.kv_tokens, mem.to_dict(), bool(disaggregated), p_chips,
         {"prefill": prefill, "decode": decode, "queue": queue}, batching,
-        (clients or batch) * replicas,
+        (clients or batch) * replicas, percentiles if not clients else {},
     )  # fmt: skip
 
 
@@ -238,13 +244,16 @@ def plan_serving(
     topology: Topology | str | None = None,
     batching: str = "continuous",
     gqa_kernel: bool = True,
+    slo_percentile: str | None = None,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
     beyond what the KV cache holds wait in a queue). `batching`: "continuous" (in-flight, chunked
     prefill) or "static" (one batch at a time). `gqa_kernel=False`: decode attention reads the
-    KV cache once per query head (TensorRT-LLM without XQA). `.curve` / `to_dict()["curve"]`:
-    the latency/throughput curve of the chosen configuration."""
+    KV cache once per query head (TensorRT-LLM without XQA). `slo_percentile` (p50/p90/p99):
+    the TTFT SLO holds at that percentile under Poisson arrivals (MLPerf Server: p99) instead of
+    on the mean. `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen
+    configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     kvd = kv_dtype or dtype
@@ -256,6 +265,10 @@ def plan_serving(
             raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
     if batching not in BATCHING:
         raise WorkloadError(f"`batching` must be one of {', '.join(BATCHING)}, not {batching!r}")
+    if slo_percentile is not None and slo_percentile not in PERCENTILES:
+        raise WorkloadError(
+            f"`slo_percentile` must be one of {', '.join(PERCENTILES)}, not {slo_percentile!r}"
+        )
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     _check(c, chips, tp, pp, ep)  # the given flags, before any search
     tps = [tp] if tp else [d for d in divisors(chips) if c.heads % d == 0]
@@ -267,7 +280,7 @@ def plan_serving(
         return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
 
     def meets(plan) -> bool:
-        return not (ttft_slo and plan.ttft_s > ttft_slo) and not (
+        return not (ttft_slo and plan.ttft_at(slo_percentile) > ttft_slo) and not (
             tpot_slo and plan.tpot_s > tpot_slo
         )
 
@@ -295,7 +308,7 @@ def plan_serving(
                         break
                     if not meets(plan):
                         miss = max(
-                            plan.ttft_s / (ttft_slo or math.inf),
+                            plan.ttft_at(slo_percentile) / (ttft_slo or math.inf),
                             plan.tpot_s / (tpot_slo or math.inf),
                         )
                         if miss < closest:

@@ -39,6 +39,9 @@ class ServingPlan:
     breakdown: dict = field(default_factory=dict)
     batching: str = "continuous"  # or "static" (one batch at a time)
     clients: int = 0  # requests in the system over all replicas (0: batch x dp); more queue
+    # TTFT percentiles under Poisson arrivals at this plan's throughput (cluster.queueing);
+    # empty where not modelled (static batching, disaggregated)
+    ttft_percentiles_s: dict = field(default_factory=dict)
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
 
@@ -51,6 +54,13 @@ class ServingPlan:
         """One point per batch (powers of two up to what the KV cache holds, plus this plan's):
         concurrency, batch, throughput (total and per chip), TTFT, TPOT, feasible (SLOs met)."""
         return self.curve_fn() if self.curve_fn else []
+
+    def ttft_at(self, percentile: str | None) -> float:
+        """TTFT at a percentile under Poisson arrivals (p50/p90/p99); the mean when None or
+        not modelled for this plan."""
+        if percentile is None:
+            return self.ttft_s
+        return self.ttft_percentiles_s.get(percentile, self.ttft_s)
 
     def point(self, feasible: bool = True) -> dict:
         return {
@@ -84,6 +94,7 @@ class ServingPlan:
             "kv_dtype": self.kv_dtype,
             "ttft_s": self.ttft_s,
             "tpot_s": self.tpot_s,
+            "ttft_percentiles_s": self.ttft_percentiles_s,
             "throughput_tokens_per_s": self.throughput_tokens_per_s,
             "throughput_tokens_per_s_per_chip": self.throughput_tokens_per_s / self.chips,
             "concurrency": self.concurrency,

@@ -1,0 +1,37 @@
+"""TTFT percentiles under Poisson arrivals: the M/D/1 tail against a simulated queue (Lindley's
+recursion), and MLPerf's Server bound checked at p99."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from chipforge.cluster import plan_serving
+from chipforge.cluster.queueing import md1_wait_quantile
+
+
+def _simulated_waits(rate: float, service: float, n: int = 200_000) -> list[float]:
+    rng, w, waits = random.Random(7), 0.0, []
+    for _ in range(n):
+        w = max(0.0, w + service - rng.expovariate(rate))
+        waits.append(w)
+    return sorted(waits)
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.8, 0.9])
+def test_md1_tail_matches_a_simulated_queue(rho):
+    service = 0.1
+    sim = _simulated_waits(rho / service, service)
+    for q in (0.9, 0.99):
+        model = md1_wait_quantile(rho / service, service, q)
+        assert model == pytest.approx(sim[int(q * len(sim))], rel=0.2, abs=0.02), (rho, q)
+
+
+def test_server_bound_at_p99_costs_throughput():
+    kw = dict(isl=9400, osl=652, dtype="fp4", ttft_slo=6.0, tpot_slo=0.175)
+    mean = plan_serving("b200", "llama3-405b", 8, **kw)
+    p99 = plan_serving("b200", "llama3-405b", 8, slo_percentile="p99", **kw)
+    assert p99.ttft_at("p99") <= 6.0 < mean.ttft_at("p99")
+    assert p99.throughput_tokens_per_s < mean.throughput_tokens_per_s
+    assert mean.ttft_percentiles_s["p50"] <= mean.ttft_percentiles_s["p99"]
