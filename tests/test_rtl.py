@@ -215,9 +215,10 @@ def test_cli_verify_and_generate(tmp_path):
     assert res.exit_code == 0, res.output
     assert '"result": "pass"' in res.output
     res = runner.invoke(app, ["rtl", "generate", "--rows", "2", "--cols", "2", "--out",
-                              str(tmp_path)])  # fmt: skip
+                              str(tmp_path / "array.v")])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "module systolic_array" in (tmp_path / "systolic_array.v").read_text()
+    assert "module systolic_array" in (tmp_path / "array.v").read_text()
+    assert (tmp_path / "README.md").exists()
 
 
 def test_synth_counts_and_area():

@@ -89,6 +89,24 @@ def warn(result) -> None:
         )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from chipforge import __version__
+
+        print(f"chipforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Define an AI accelerator, run models on it, compare it with GPUs."""
+
+
 def main() -> None:
     """Entry point: user errors print one line and exit 2, never a traceback."""
     try:

@@ -9,15 +9,18 @@ import typer
 from rich.table import Table
 
 from chipforge.atomic import atomic_write_text, output_dir
-from chipforge.cli import JsonOpt, OutOpt, app, emit
+from chipforge.cli import JsonOpt, OutOpt, app, deprecated, emit
 from chipforge.rtl.params import ArrayParams, RtlError
 
 rtl_app = typer.Typer(no_args_is_help=True, help="The matrix unit as RTL (needs the rtl extra).")
 app.add_typer(rtl_app, name="rtl")
 
-ChipArg = Annotated[str | None, typer.Option("--chip", help="take rows, cols from this chip")]
+ChipArg = Annotated[
+    str | None, typer.Option("--chip", help="preset name or chip TOML path to take rows, cols from")
+]
 RowsOpt = Annotated[int | None, typer.Option("--rows", help="array rows (K side)")]
 ColsOpt = Annotated[int | None, typer.Option("--cols", help="array columns (N side)")]
+DEFAULT_DTYPE = "bf16"  # one default for generate, verify and synth
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="int8 or bf16")]
 
 
@@ -45,17 +48,23 @@ def generate(
     chip: ChipArg = None,
     rows: RowsOpt = None,
     cols: ColsOpt = None,
-    dtype: DtypeOpt = "bf16",
-    out: Annotated[Path, typer.Option("--out", help="directory to write into")] = Path("rtl"),
+    dtype: DtypeOpt = DEFAULT_DTYPE,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="the Verilog file to write; its README goes beside it"),
+    ] = Path("rtl/systolic_array.v"),
     as_json: JsonOpt = False,
 ) -> None:
     """Write the array's Verilog and a README of its interface and timing."""
     from chipforge.rtl.synth import emit_verilog
 
     params = _params(chip, rows, cols, dtype)
-    output_dir(out, "--out")
-    verilog_path = atomic_write_text(out / "systolic_array.v", emit_verilog(params), flag="--out")
-    readme = atomic_write_text(out / "README.md", _readme(params), flag="--out")
+    if out.is_dir() or not out.suffix:
+        deprecated("rtl generate --out DIR", "--out DIR/systolic_array.v (--out is a file)")
+        out = out / "systolic_array.v"
+    output_dir(out.parent, "--out")
+    verilog_path = atomic_write_text(out, emit_verilog(params), flag="--out")
+    readme = atomic_write_text(out.parent / "README.md", _readme(params), flag="--out")
     data = {"verilog": str(verilog_path), "readme": str(readme), "rows": params.rows,
             "cols": params.cols, "dtype": params.dtype}  # fmt: skip
     emit(data, [f"wrote {verilog_path} and {readme}"], as_json=as_json, out=None)
@@ -84,7 +93,7 @@ def verify(
     chip: ChipArg = None,
     rows: RowsOpt = None,
     cols: ColsOpt = None,
-    dtype: DtypeOpt = "int8",
+    dtype: DtypeOpt = DEFAULT_DTYPE,
     tiles: Annotated[int, typer.Option("--tiles", help="random tiles to run")] = 20,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     simulator: Annotated[
@@ -126,7 +135,7 @@ def synth(
     chip: ChipArg = None,
     rows: RowsOpt = None,
     cols: ColsOpt = None,
-    dtype: DtypeOpt = "bf16",
+    dtype: DtypeOpt = DEFAULT_DTYPE,
     node: Annotated[str, typer.Option("--node", help="process node for the area")] = "n3p",
     as_json: JsonOpt = False,
     out: OutOpt = None,

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from chipforge.atomic import atomic_write_text
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit, warn
+from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.report import tables as tb
 from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
@@ -86,6 +87,8 @@ def simulate(
     dtype: DtypeOpt = "bf16",
     as_json: JsonOpt = False,
     out: OutOpt = None,
+    html: HtmlOpt = None,
+    png: PngOpt = None,
 ) -> None:
     """Run a workload cycle by cycle on the chip (one instance of each repeated op); with
     --functional a .onnx/.pt2 model runs end to end on real numbers (docs/import.md)."""
@@ -119,6 +122,7 @@ def simulate(
     if functional:
         tables.append(_functional_table(checks))
     emit(data, tables, as_json=as_json, out=out)
+    write_reports("evaluate", result, html, png, trace=trace)
     if any(c["result"] == "MISMATCH" for c in checks):
         raise typer.Exit(1)
 
