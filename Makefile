@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_serving.py
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_silicon.py
+	$(BIN)/python benchmarks/bench_decide.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
