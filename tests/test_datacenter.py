@@ -270,3 +270,10 @@ def test_cli_grid_and_it_power():
     assert res.exit_code != 0
     res = run(app, ["datacenter", "--grid", "1GW", "--redundancy", "3N"])
     assert res.exit_code != 0
+
+
+def test_sensitivity_prints_in_the_terminal():
+    res = CliRunner().invoke(app, ["datacenter", "--chip", "gb200", "--power", "100MW",
+                                   "--sensitivity"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "sensitivity" in res.output and "utilization" in res.output and "swing" in res.output

@@ -102,6 +102,21 @@ def compare_table(data: dict) -> Table:
     return table
 
 
+def tornado_table(rows: list[dict], who: str = "") -> Table:
+    """Sensitivity rows (knob, low, high, at_low, at_high, base) as a table, widest first."""
+    base = rows[0]["base"] if rows else 0.0
+    table = Table(title=f"sensitivity {who}: USD per useful PFLOP-hour at each knob's ends "
+                  f"(base {base:.4g}; one knob at a time)".replace("  ", " "))  # fmt: skip
+    for c in ("knob", "range", "at low", "at high", "swing"):
+        table.add_column(c, justify="left" if c == "knob" else "right")
+    for r in rows:
+        table.add_row(
+            r["knob"], f"{r['low']:g} .. {r['high']:g}", f"{r['at_low']:.4g}",
+            f"{r['at_high']:.4g}", f"{abs(r['at_high'] - r['at_low']):.4g}",
+        )  # fmt: skip
+    return table
+
+
 def _site_kw(kw: dict) -> dict:
     return {k: kw[k] for k in ("grid_w", "it_power_w") if k in kw}
 
@@ -210,10 +225,14 @@ def datacenter(
                 for name, c in zip(data["sites"], chips, strict=True)
             }
         tables = [compare_table(data)]
+        for who, rows in (data.get("sensitivity") or {}).items():
+            tables.append(tornado_table(rows, f"({who})"))
     else:
         data = site_report(chips[0], watts, a, rack=rack, **kw)
         if sensitivity_:
             data["sensitivity"] = sensitivity(chips[0], watts, a, rack=rack, **_site_kw(kw))
         tables = site_tables(data)
+        if sensitivity_:
+            tables.append(tornado_table(data["sensitivity"]))
     write_reports("datacenter", data, html, png)
     emit(data, tables, as_json=as_json, out=out)
