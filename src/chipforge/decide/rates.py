@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from chipforge.datacenter.racks import Rack, load_rack, rack_for_chip
+from chipforge.datacenter.racks import Rack, rack_for
 from chipforge.datacenter.site import Assumptions, network_tiers
 from chipforge.datacenter.tco import Chip, facts_from
 from chipforge.datacenter.workload import serving, training
@@ -67,21 +67,16 @@ def _rack(opt: Option) -> Rack:
             raise ChipforgeError(
                 f"an inline rack needs {e.args[0]}: give chips, power_w and other_hw_usd"
             ) from None
-    if isinstance(opt.rack, str):
-        base = load_rack(opt.rack)
-        return Rack(**{**base.__dict__, "chip": opt.chip})
-    return rack_for_chip(opt.chip)
+    # a preset or rack TOML, else the chip preset's rack, else the rack template's (as datacenter)
+    return rack_for(opt.chip, opt.rack, Assumptions())
 
 
-def _facts(opt: Option, rack: Rack, built: bool) -> tuple[Chip, dict]:
+def _facts(opt: Option, rack: Rack, built: bool, price: float) -> tuple[Chip, dict]:
+    """Cost facts: built at its silicon cost; bought at its rack's market price, or `price`
+    (the scenario's buy price) where the rack has none (a derived rack)."""
     spec = load_chip(opt.chip)
     sil = evaluate(spec)
-    market = None if built else (rack.market_chip_usd or 0.0)
-    if not built and not market:
-        raise ChipforgeError(
-            f"`buy.rack` for {opt.chip} has no market price; use a rack preset with one or "
-            "give market_chip_usd in the inline rack"
-        )
+    market = None if built else (rack.market_chip_usd or price)
     return facts_from(opt.chip, spec, sil, market), sil.to_dict()
 
 
@@ -137,7 +132,8 @@ def chip_type(sc: Scenario, opt: Option, built: bool) -> ChipType:
     """The fleet model's view of `opt`'s chip, planners run once per workload."""
     a = Assumptions()
     rack = _rack(opt)
-    chip, d = _facts(opt, rack, built)
+    key = "buy.next_price_usd" if opt is sc.buy_next else "buy.price_usd"
+    chip, d = _facts(opt, rack, built, sc.param(key).value)
     shares = 1 + a.network_power_share + a.storage_power_share
     total_it = sum(_it(s, a) for s in sc.sites)
     fleet = max(1, int(total_it / (a.it_headroom * rack.power_w * shares)) * rack.chips)
