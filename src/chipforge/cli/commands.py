@@ -261,3 +261,17 @@ def demo(
 
     write_demo_report(html, data)
     Console(stderr=True).print(f"wrote {html}", markup=False)
+
+
+@app.command()
+def schema(
+    kind: Annotated[str, typer.Argument(help="chip: the chip TOML format")] = "chip",
+    as_json: JsonOpt = True,
+    out: OutOpt = None,
+) -> None:
+    """Print the JSON Schema of a chip TOML (docs/chip-spec.md is the same, as a table)."""
+    if kind != "chip":
+        raise ChipforgeError(f"`schema` must be chip, not {kind!r}")
+    from chipforge.spec.reference import schema as chip_schema
+
+    emit(chip_schema(kind), [], as_json=True, out=out)

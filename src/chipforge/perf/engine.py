@@ -314,6 +314,36 @@ def finish_op(
     )
 
 
+def _over_tdp(chip: ChipSpec, ops: tuple[OpResult, ...]) -> str:
+    """A warning when the run's average power exceeds the chip's TDP, naming the part of the
+    energy model that dominates (a memory level's bytes, or compute and idle power)."""
+    time_s = sum(o.time_s for o in ops)
+    total = sum(o.energy_j for o in ops)
+    if not time_s or total / time_s <= chip.tdp:
+        return ""
+    parts = {
+        f"{lvl.name} traffic": sum(o.bytes_by_level.get(lvl.name, 0.0) for o in ops)
+        * byte_energy(chip, lvl)
+        for lvl in chip.memory
+    }
+    parts["compute and idle power"] = total - sum(parts.values())
+    part, joules = max(parts.items(), key=lambda kv: kv[1])
+    level = next((m for m in chip.memory if f"{m.name} traffic" == part), None)
+    fix = (
+        f"; check [[memory]] {level.name}'s energy_per_byte "
+        f"({byte_energy(chip, level) / PJ_PER_BIT:.2f} pJ/bit)"
+        if level is not None
+        else "; check the chip's tdp and clock"
+    )
+    return (
+        f"average power {total / time_s:,.0f} W exceeds {chip.name}'s TDP {chip.tdp:,.0f} W: "
+        f"{part} is {100 * joules / total:.0f}% of the energy{fix}"
+    )
+
+
+PJ_PER_BIT = 1e-12 / 8  # J per byte of 1 pJ/bit
+
+
 def make_result(
     graph: Graph, chip: ChipSpec, mc: Machine, ops: tuple[OpResult, ...], *, engine: str
 ) -> Result:
@@ -325,6 +355,9 @@ def make_result(
         else chip.peak_flops(mc.matrix_dtype("bf16")[0])
     )
     warnings = list(graph.meta.get("warnings", ()))  # e.g. unsupported ops an importer costed
+    power = _over_tdp(chip, ops)
+    if power:
+        warnings.append(power)
     if graph.resident_bytes > chip.hbm.capacity:
         warnings.append(
             f"working set {graph.resident_bytes / 1e9:.1f} GB exceeds {chip.name}'s "

@@ -87,18 +87,21 @@ class MemoryLevel(Frozen):
     `bandwidth` is what this level delivers towards the cores, summed over the chip.
     """
 
-    name: str
-    kind: MemoryKind
+    name: str = Field(description="the level's name; off-chip, it names the technology (HBM3E)")
+    kind: MemoryKind = Field(description="hbm or dram (off-chip, first), sram or cache")
     capacity: Bytes = Field(description="bytes; per core when per_core is true")
     bandwidth: Bandwidth
-    per_core: bool = False
+    per_core: bool = Field(False, description="capacity and bandwidth are per core")
     holds_activations: bool = Field(
         False,
         description="the compiler keeps activations here between ops when they fit "
         "(TPU v1's unified buffer); otherwise every op reads and writes them off-chip",
     )
     energy_per_byte: EnergyPerByte | None = Field(
-        None, description="J per byte read or written; None: scaled from the process node"
+        None,
+        description="J per byte read or written; None: the default of the memory technology "
+        "the name says (HBM3E, LPDDR5X, GDDR7, DDR5, ...; perf/energy.py), on-chip levels SRAM "
+        "energy scaled to the process node",
     )
     stacks: int | None = Field(
         None,
@@ -127,14 +130,15 @@ class Link(Frozen):
 class ChipSpec(Frozen):
     """One accelerator package as a user of chipforge sees it."""
 
-    name: str
-    family: str = Field(
-        description="selects the perf calibration: nvidia-gpu, amd-gpu, google-tpu, forge, asic"
+    name: str = Field(description="the chip's name in every output")
+    family: Literal["nvidia-gpu", "amd-gpu", "google-tpu", "forge", "asic"] = Field(
+        description="selects the perf calibration (perf/calibration.py): nvidia-gpu, amd-gpu, "
+        "google-tpu, forge (the house design: TPU factors), asic (other ASICs: TPU factors)"
     )
-    vendor: str
-    year: int = Field(ge=2010, le=2035)
+    vendor: str = Field(description="who makes it")
+    year: int = Field(ge=2010, le=2035, description="year of first volume shipment")
     node: str = Field(description="process node key, e.g. n4, n3e")
-    clock: Frequency
+    clock: Frequency = Field(description="matrix-unit clock at sustained load")
     cores: int = Field(gt=0, description="SMs, CUs or TensorCores")
     physical_cores: int | None = Field(
         None, gt=0, description="cores on the die(s), enabled or not; None: cores (silicon area)"
@@ -143,10 +147,10 @@ class ChipSpec(Frozen):
     vector: VectorUnit
     memory: tuple[MemoryLevel, ...] = Field(min_length=1)
     links: tuple[Link, ...] = ()
-    tdp: Power
+    tdp: Power = Field(description="package power limit; the energy model draws it at full load")
     idle_power: Power | None = Field(None, description="W drawn when idle; None: 10% of TDP")
     dies: int = Field(1, gt=0, description="compute dies in the package")
-    notes: str = ""
+    notes: str = Field("", description="free text")
 
     @field_validator("node")
     @classmethod
