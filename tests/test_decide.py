@@ -192,7 +192,9 @@ def test_custom_chip_toml_and_model(tmp_path):
     src = Path(__file__).parent.parent / "src/chipforge/spec/presets/forge-n3.toml"
     chip = tmp_path / "mychip.toml"
     chip.write_text(src.read_text().replace('name = "forge-n3"', 'name = "mychip"'))
-    d = small(build={"chip": str(chip), "rack": "forge-n3-rack"})
+    d = small(
+        build={"chip": str(chip), "rack": {"chips": 64, "power_w": 90e3, "other_hw_usd": 320e3}}
+    )
     d["workload"] = {"serve": [{"model": "llama3-8b,layers=16", "tokens_per_day": "100G"}]}
     out = analyse(scenario_from_dict(d), samples=128, sobol=False)
     assert out["chips"]["build"]["name"] == str(chip)
