@@ -42,6 +42,7 @@ def main() -> None:
         ("forge-n3", "llama3-70b", 8),
         ("h100", "llama3-405b", 16),
         ("h100", "mixtral-8x7b", 8),
+        ("h800", "deepseek-v3", 144),  # wide EP with DP attention in the search (target < 1 s)
     ):
         _CACHE.clear()
         t = time.perf_counter()

@@ -69,22 +69,27 @@ def _cached(key: tuple, cost):
     return hit
 
 
-def _layer(chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str):
+def _layer(
+    chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str,
+    dep: int = 1,
+):  # fmt: skip
     """(compute s, ((collective name, bytes), ...)) of one block: prefill n = prompt length,
-    decode n = context. Cached on the chip's content, the model and the shape."""
-    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd)
-    return _cached(key, lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd))
+    decode n = context; `dep` > 1: the routed experts split over `dep` attention groups (DP
+    attention, see `evaluate`). Cached on the chip's content, the model and the shape."""
+    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep)
+    return _cached(key, lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep))
 
 
 @lru_cache(maxsize=4096)
-def _graph(c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str):
+def _graph(c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str, dep: int = 1):
     """One block's graph; chip-independent, so a sweep over designs builds it once."""
     kw = {"seq": n} if phase == "prefill" else {"context": n}
+    kw |= {"ep": dep} if dep > 1 else {}
     return build(c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", **kw)
 
 
-def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd):
-    g = _graph(c, phase, b, n, tp, dt, kvd)
+def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1):
+    g = _graph(c, phase, b, n, tp, dt, kvd, dep)
     r = estimate(g, chip, deployed=True)
     compute = sum(o.time_s for o in r.ops if o.kind != "collective")
     collectives = tuple((op.name, op.size) for op in g.ops if op.kind == "collective")
@@ -105,7 +110,8 @@ def _head_uncached(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> 
 
 def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd) -> float:
     """Seconds for one block of `c` (its compute, collectives and the runtime's overhead)."""
-    compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd)
+    dep = ep // tp if ep > tp else 1  # wide EP: experts split over the attention groups
+    compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd, dep)
     comm = 0.0
     for name, size in collectives:
         if ep > 1 and name == MOE_COLLECTIVE:  # MoE: dispatch + combine all-to-all
@@ -160,21 +166,29 @@ def evaluate(
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot."""
     _check(c, chips, tp, pp, ep)
-    mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dt, kv_dtype=kvd)
+    # DP attention with wide EP (DeepSeek's inference system, Open Infra Index day 6: MLA and
+    # the shared expert data-parallel, routed experts over EP144): one replica is `ep` chips in
+    # ep/tp attention groups of tp chips; each group serves batch/groups sequences and the
+    # routed experts (whole, redundant copies where ep does not divide them: EPLB, DeepSeek-V3
+    # Sec. 3.4) are spread over all ep chips, fed by the all-to-all across them.
+    groups = ep // tp if ep > tp else 1
+    if groups > 1 and (pp > 1 or chips % ep):
+        raise Infeasible(f"--ep {ep} above --tp {tp} needs --pp 1 and --chips a multiple of it")
+    mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dt, kv_dtype=kvd, ep=ep)
     if mem.kv_tokens <= 0:
         raise Infeasible(
             f"{c.name} weights need {mem.weights / 2**30:.1f} GiB per chip at tp={tp} pp={pp}, "
             f"{chip.name} has {chip.hbm.capacity / 2**30:.1f} GiB: raise --tp or --pp"
         )
-    fits = mem.sequences(isl + osl)
+    fits = mem.sequences(isl + osl) * groups
     if batch > fits:
         raise Infeasible(
             f"batch {batch} needs more KV cache than {mem.kv_tokens} tokens per replica; "
             f"at most {fits} sequences of {isl + osl} tokens fit"
         )
-    dp = chips // (tp * pp)
+    dp = chips // (tp * pp * groups)
     ctx = isl + osl // 2  # mean context over the decode
-    mb = max(1, batch // pp)  # micro-batch per pipeline stage
+    mb = max(1, batch // (pp * groups))  # micro-batch per pipeline stage (per attention group)
     decode = _step(chip, c, topo, "decode", mb, ctx, tp, pp, ep, dt, kvd)
     if not gqa_kernel:
         decode += _kv_reread(c, chip, mem.kv_per_token, mb, ctx, pp)
@@ -204,7 +218,8 @@ def evaluate(
         thr = dp * batch * osl / (prefill + (osl - 1) * decode)
     else:
         # each step carries batch/osl prompts' prefill: a stream waits for the others' prefills
-        share = _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd)
+        # (the attention groups of a wide-EP replica prefill their own prompts side by side)
+        share = _prefill_share(chip, c, topo, isl, batch // groups, tp, pp, ep, dt, kvd) / groups
         tpot = decode + (batch - 1) / osl * share
         ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
         thr = dp * batch / (decode + batch / osl * share)
@@ -287,18 +302,22 @@ def plan_serving(
     best, why, closest = None, None, math.inf
     for t in tps:
         eps = [ep] if ep else [e for e in divisors(t) if c.is_moe and c.experts % e == 0] or [1]
+        if not ep and c.is_moe:  # wide EP with DP attention: power-of-two multiples of tp
+            eps += [e for e in (t * 2**k for k in range(1, 12)) if e <= chips and chips % e == 0]
+            eps += [chips] if chips > t and chips not in eps else []
         for p in pps:
             if chips % (t * p):
                 continue
             for e in eps:
-                if t % e:  # a given --ep that this searched --tp cannot hold
+                if t % e and (e % t or p > 1):  # a given --ep this searched --tp cannot hold
                     continue
                 dp = chips // (t * p)
-                fits = _fits(c, chip, t, p, dtype, kvd, isl, osl)
+                fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e)
                 # a stated concurrency queues what the KV cache cannot hold; the search stops
                 # at the largest batch that fits
-                top = min(fits, BATCHES[-1])
-                grid = sorted({b for b in BATCHES if b < top} | {top})
+                g = e // t if e > t else 1  # attention groups of a wide-EP replica
+                top = min(fits, BATCHES[-1] * g)
+                grid = sorted({b * g for b in BATCHES if b * g < top} | {top})
                 wanted = [-(-concurrency // dp)] if concurrency else grid
                 for b in wanted:
                     try:
@@ -336,7 +355,7 @@ def plan_serving(
 
     def curve() -> list[dict]:
         t, p, e = best.tp, best.pp, best.ep
-        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl), BATCHES[-1])
+        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e), BATCHES[-1])
         batches = sorted({b for b in BATCHES if b <= top} | {top, min(best.batch, top)})
         points = [run(t, p, e, b) for b in batches]
         return [q.point(meets(q)) for q in points]
@@ -344,7 +363,8 @@ def plan_serving(
     return replace(best, curve_fn=curve)
 
 
-def _fits(c, chip, tp, pp, dtype, kvd, isl, osl) -> int:
-    """Sequences of isl + osl tokens one replica's KV cache holds (at least 1: 0 fails later)."""
-    mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd)
-    return max(1, mem.sequences(isl + osl))
+def _fits(c, chip, tp, pp, dtype, kvd, isl, osl, ep=1) -> int:
+    """Sequences of isl + osl tokens one replica's KV cache holds (at least 1: 0 fails later);
+    a wide-EP replica holds its ep/tp attention groups' caches."""
+    mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd, ep=ep)
+    return max(1, mem.sequences(isl + osl)) * (ep // tp if ep > tp else 1)

@@ -108,7 +108,8 @@ class ServingPlan:
 def _check(c: ModelConfig, chips: int, tp: int | None, pp: int | None, ep: int | None) -> None:
     """The plan's shape, for the flags given (None: searched, checked per candidate); serving
     splits the layers evenly over the pipeline stages and carves the expert-parallel group out
-    of the tensor-parallel one."""
+    of the tensor-parallel one, or (wide EP, `ep` a multiple of `tp`) spreads the experts over
+    `ep` chips whose attention runs data-parallel in groups of `tp`."""
     checks.positive(error=WorkloadError, tp=tp, pp=pp, ep=ep)
     if tp:
         checks.tp_heads(c, tp, chips, error=WorkloadError)
@@ -116,9 +117,11 @@ def _check(c: ModelConfig, chips: int, tp: int | None, pp: int | None, ep: int |
         checks.pp_layers(c, pp, chips, uneven=False, error=WorkloadError)
     if tp and pp:
         checks.product(c, chips, exact=False, uneven=False, error=WorkloadError, tp=tp, pp=pp)
-    if ep:
+    if ep and not (tp and ep > tp and ep % tp == 0):
         within = {f"the experts of {c.name}": c.experts} | ({"--tp": tp} if tp else {})
         checks.ep_divides(c, ep, within, error=WorkloadError)
+    elif ep and not c.is_moe:  # wide EP (ep a multiple of tp): DP attention, see serving
+        checks.ep_divides(c, ep, {}, error=WorkloadError)
 
 
 @lru_cache(maxsize=64)

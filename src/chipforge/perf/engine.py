@@ -190,8 +190,12 @@ def cost_attention(mc: Machine, op: Attention) -> Cost:
         else (op.q_len, op.batch * op.heads)
     )
     causal_frac = op.attended / (op.q_len * op.kv_len)
-    qk, _ = _matmul_parts(mc, m, op.kv_len, op.head_dim, batch, op.dtype, op.dtype)
-    pv, _ = _matmul_parts(mc, m, op.d_v, op.kv_len, batch, op.dtype, op.dtype)
+    # the math runs no narrower than FP8 (FlashAttention-3's FP8 path is the narrowest attention
+    # kernel; an FP4 KV cache, TensorRT-LLM's NVFP4 KV, is dequantized to FP8 for QK^T and PV);
+    # the bytes stay the cache's
+    math = "fp8" if op.dtype == "fp4" else op.dtype
+    qk, _ = _matmul_parts(mc, m, op.kv_len, op.head_dim, batch, math, math)
+    pv, _ = _matmul_parts(mc, m, op.d_v, op.kv_len, batch, math, math)
     scale = 2.5 if op.backward else 1.0
     scores = op.batch * op.heads * op.attended * scale
     vector_flops = SOFTMAX_FLOPS_PER_SCORE * scores
@@ -206,7 +210,7 @@ def cost_attention(mc: Machine, op: Attention) -> Cost:
     q_o = e * op.batch * op.heads * op.q_len * (op.head_dim + op.d_v)
     offchip = op.bytes - q_o if mc.resident(q_o) else op.bytes  # the KV cache always streams
     parts = {"compute": matrix, "vector": vector, "memory": offchip / mc.offchip_bandwidth}
-    run_dtype = mc.matrix_dtype(op.dtype)[0]
+    run_dtype = mc.matrix_dtype(math)[0]
     return Cost(
         parts,
         {mc.chip.hbm.name: offchip},

@@ -190,7 +190,7 @@ def _moe(c: ModelConfig, *, t: int, tp: int, dtype: str, ep: int = 1) -> list[Op
     token-expert pairs as its own tokens route, gathered from the EP group: each local expert
     sees ep times the tokens (GShard, Lepikhin et al. 2020 Sec. 3.2; DeepSeek-V3 Sec. 3.4)."""
     routed = t * c.top_k
-    active = min(c.experts // ep, routed)
+    active = min(-(-c.experts // ep), routed)  # the busiest chip: ceil (redundant copies)
     per_expert = math.ceil(routed / active)
     ops: list[Op] = [
         _mm("router", t, c.experts, c.hidden, dtype),
