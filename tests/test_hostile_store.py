@@ -132,18 +132,20 @@ def test_atomic_write_error_midway_keeps_old_file_and_no_temp(tmp_path):
 
 
 def test_bad_out_paths_are_one_line_errors(tmp_path):
-    """A missing folder, a folder, /dev/full, a read-only place: one line naming `--out`."""
+    """A missing folder, a folder, /dev/full, a read-only place, a 5000-character name: one
+    line naming `--out` and the path."""
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
     read_only = ro / "out.json"
     if os.access(ro, os.W_OK):  # root ignores the mode bits: a read-only mount instead
         read_only = Path("/sys/chipforge-out.json")
-    paths = [tmp_path / "no" / "such" / "r.json", tmp_path, Path("/dev/full"), read_only]
-    words = ["does not exist", "is a folder", "No space left", ""]
+    long = tmp_path / ("a" * 5000)
+    paths = [tmp_path / "no" / "such" / "r.json", tmp_path, Path("/dev/full"), read_only, long]
+    words = ["does not exist", "is a folder", "No space left", "", "File name too long"]
     results = _cli_many(*[[*EVAL, "--out", p] for p in paths])
     for path, w, r in zip(paths, words, results, strict=True):
-        _one_line_error(r, "`--out`", str(path), w)
+        _one_line_error(r, "`--out`", str(path)[:40], w)
 
 
 # --- the sweep store -----------------------------------------------------------------------

@@ -43,6 +43,13 @@ def _in_place(path: Path) -> bool:
 def check_target(path: str | Path, flag: str | None = None) -> Path:
     """`path` as a file to (over)write, or a one-line error naming `flag` and the path."""
     p = Path(path)
+    try:
+        return _check(p, flag)
+    except OSError as e:  # a name too long, a loop of links, ...
+        raise _error(p, flag, e) from None
+
+
+def _check(p: Path, flag: str | None) -> Path:
     if p.is_dir():
         raise ChipforgeError(f"{_what(flag)}{_show(p)} is a folder; give a file path inside it")
     if not p.parent.is_dir():
