@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from pathlib import Path
 
+from chipforge.atomic import atomic_write_text
 from chipforge.cluster import plan_serving, topology_for
 from chipforge.spec.loader import load_chip
 
@@ -262,7 +262,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/genz.md")
     text = markdown(rows())
-    Path(ap.parse_args().out).write_text(text)
+    atomic_write_text(ap.parse_args().out, text, flag="--out")
     print(text)
 
 
