@@ -17,7 +17,7 @@ from chipforge.workload.config import load_model
 from chipforge.workload.llm import build
 
 DSV3 = dict(tp=1, pp=16, dp=128, cp=1, ep=64, zero=1, recompute="selective", micro_batch=1,
-            seq=4096, global_batch=15360, dtype="fp8")  # fmt: skip
+            seq=4096, global_batch=15360, dtype="fp8", interleave=1)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,12 @@ def test_nvfp4_training_runs_only_the_linear_gemms_in_fp4():
     f4, f8, b16 = (layer_costs(chip, c, 1, 1, 8192, 1, d) for d in ("fp4", "fp8", "bf16"))
     assert f4[2] == pytest.approx(b16[2])  # attention core: BF16 in every recipe
     assert f8[0] / 2 < f4[0] < f8[0]
+
+
+def test_fp8_activations_let_mlperf_405b_run_without_recompute():
+    """NVIDIA's MLPerf v5.0 405B configs on 512 H100 (TP8 PP8 VP8 CP2, FP8) enable no
+    activation recompute: with the FP8-saved GEMM inputs the plan fits without it."""
+    res = plan_training("h100", "llama3-405b", 512, tp=8, pp=8, dp=4, cp=2, ep=1, zero=1,
+                        micro_batch=1, interleave=8, seq=8192, global_batch=1152,
+                        dtype="fp8")  # fmt: skip
+    assert res.plan.recompute == "none"

@@ -51,17 +51,23 @@ def activation_bytes_per_layer(
     act_bytes: int = 2,
     attention: str = "flash",
     sp: bool = True,
+    gemm_input_bytes: float = 2,
 ) -> float:
     """Stored activations of one layer for one micro-batch with sequence parallelism
     (Korthikanti et al. 2022, Table 2: s*b*h*34/t with flash attention / selective
     recompute, + 5*a*s^2*b/t without either; full recompute keeps the layer input, 2*s*b*h/t).
-    Scaled by act_bytes/2 (the paper counts 16-bit activations)."""
+    Scaled by act_bytes/2 (the paper counts 16-bit activations). `gemm_input_bytes` < 2: the
+    linear layers' inputs are kept in the narrow format their GEMMs ran in (Transformer Engine
+    saves the FP8/NVFP4-cast input for the backward pass): of the 34, the QKV, projection and
+    two MLP inputs (2 + 2 + 2 + 8 sbh, Table 2) shrink to that width."""
     sbh = seq * mb * c.hidden
     if recompute == "full":  # the layer input, split over TP only with sequence parallelism
         return 2 * sbh / (tp if sp else 1) * act_bytes / 2
     # flash attention stores no attention scores; without SP the norms' and dropouts' 10 of
     # the 34 bytes are replicated on every TP rank (Table 2: sbh(10 + 24/t))
     per = 34 * sbh / tp if sp else sbh * (10 + 24 / tp)
+    narrow = 1 - gemm_input_bytes / 2  # the saved share of the GEMM inputs
+    per -= narrow * (14 * sbh / tp if sp else sbh * (4 + 10 / tp))
     if attention == "materialized" and recompute == "none":  # scores, probs, dropout mask
         per += 5 * c.heads * seq * seq * mb / tp
     if c.is_moe:  # the FFN part (19 of 34, Table 2) grows with top_k experts of expert_ffn
@@ -85,6 +91,7 @@ def memory_per_chip(
     act_bytes: int = 2,
     attention: str = "flash",
     sp: bool = True,
+    gemm_input_bytes: float = 2,
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
     micro-batches of activations under 1F1B, or the second when the first is a layer short;
@@ -109,6 +116,7 @@ def memory_per_chip(
             act_bytes=act_bytes,
             attention=attention,
             sp=sp,
+            gemm_input_bytes=gemm_input_bytes,
         )  # fmt: skip
         * layer_batches
     )

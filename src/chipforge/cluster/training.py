@@ -38,6 +38,9 @@ SCHEDULES = ("1f1b", "interleaved", "zb", "dualpipe")
 # all-to-all (DeepSeek-V3 report Sec. 3.2.2); computation overlapped with it runs on the rest.
 # Applied as the same share of any chip's compute while EP communication is in flight.
 DUALPIPE_COMM_SHARE = 20 / 132
+# Bytes per element of the linear layers' saved inputs (Transformer Engine keeps the cast
+# FP8 tensor for the backward pass; NVFP4 its 4-bit copy with a 1-byte scale per 16 elements)
+GEMM_INPUT_BYTES = {"fp8": 1.0, "fp4": 0.5 + 1 / 16}
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ def evaluate_plan(
     mem = memory_per_chip(
         c, tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
         mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
+        gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
         attention=attention, sp=sequence_parallel,
     )  # fmt: skip
     if p.schedule == "dualpipe":  # two copies of the parameters, p + 1 micro-batches in flight
