@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# the generated reference pages (tests fail when they are stale)
+docs: $(STAMP)
+	$(BIN)/python -m chipforge.cli.reference
+	$(BIN)/python -m chipforge.spec.reference
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cli.py

@@ -5,3 +5,29 @@ Packages follow the data flow (see DESIGN.md): units, spec, workload -> perf -> 
 """
 
 __version__ = "0.1.0"
+
+# The Python API (chipforge.api), loaded on first use so `import chipforge` stays light.
+API = (
+    "load_chip",
+    "load_model",
+    "evaluate",
+    "compare",
+    "plan_training",
+    "plan_serving",
+    "cost",
+    "site",
+    "sweep",
+)
+__all__ = [*API, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in API:
+        from chipforge import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'chipforge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *API])

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.numbers import has_unit, label, show
+from chipforge.display import has_unit, label, show
 from chipforge.spec import load_chip
 
 NodeOpt = Annotated[
@@ -18,7 +18,7 @@ NodeOpt = Annotated[
 
 
 def _table(title: str, rows: dict[str, float | str], unit_key: str = "") -> Table:
-    """Rows named by `numbers.label`, values by `numbers.show` (the unit of a key without one
+    """Rows named by `display.label`, values by `display.show` (the unit of a key without one
     from `unit_key`)."""
     table = Table(title=title)
     table.add_column("item")

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from chipforge.cli import JsonOpt, ModelOptional, OutOpt, app, deprecated, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
+from chipforge.display import label, show
 from chipforge.errors import ChipforgeError
-from chipforge.numbers import label, show
 from chipforge.units import parse_count, parse_quantity
 
 

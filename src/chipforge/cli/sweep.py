@@ -15,8 +15,8 @@ from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
+from chipforge.display import label, show
 from chipforge.errors import ChipforgeError
-from chipforge.numbers import label, show
 
 
 def _progress(enabled: bool):

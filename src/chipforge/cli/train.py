@@ -9,7 +9,7 @@ from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.numbers import label, show
+from chipforge.display import label, show
 from chipforge.units import parse_count
 
 Int = Annotated[int | None, typer.Option(min=1)]

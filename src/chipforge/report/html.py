@@ -13,8 +13,8 @@ import math
 from functools import lru_cache
 
 from chipforge.atomic import atomic_write_text
+from chipforge.display import has_unit, label, show
 from chipforge.errors import ChipforgeError
-from chipforge.numbers import has_unit, label, show
 from chipforge.report import contract
 from chipforge.report.plans import BUILDERS
 
@@ -55,7 +55,7 @@ def _clean(v):
 
 
 def _fmt(v, key: str = "") -> str:
-    """A cell for a person: `numbers.show` by the key's unit suffix (never scientific
+    """A cell for a person: `display.show` by the key's unit suffix (never scientific
     notation); a dict as `name value, ...`; a list of records by its length (the JSON has
     them)."""
     if isinstance(v, dict):
@@ -95,7 +95,7 @@ def _unit_key(parent: str, key: str) -> str:
 
 def tables(data: dict) -> str:
     """Scalars as one key/value table; dicts of scalars and lists of records as their own tables.
-    Row names and values through `chipforge.numbers` (units, SI prefixes); JSON keeps the keys."""
+    Row names and values through `chipforge.display` (units, SI prefixes); JSON keeps the keys."""
     scalars = [[k, v] for k, v in data.items() if not isinstance(v, (dict, list))]
     parts = [_table(scalars, ["figure", "value"])] if scalars else []
     for k, v in data.items():

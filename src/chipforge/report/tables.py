@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from chipforge.display import duration, percent, si
 from chipforge.dtypes import DTYPES
-from chipforge.numbers import duration, percent, si
 from chipforge.perf.result import OpResult, Result
 from chipforge.spec import ChipSpec
 from chipforge.units import fmt

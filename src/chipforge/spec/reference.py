@@ -9,7 +9,7 @@ import sys
 import typing
 from pathlib import Path
 
-from chipforge.numbers import show
+from chipforge.display import show
 from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec, Link, MatrixUnit, MemoryLevel, VectorUnit
 
@@ -23,7 +23,7 @@ UNITS = {  # quantity dimension -> the unit a TOML string takes, with an example
     "area": "m² ('814 mm2')",
     "energy_per_byte": "J/B ('3.9 pJ/bit')",
 }
-SHOW = {  # dimension -> (JSON key suffix for numbers.show)
+SHOW = {  # dimension -> (JSON key suffix for display.show)
     "bytes": "_bytes",
     "bandwidth": "_bytes_per_s",
     "power": "_w",

@@ -117,7 +117,7 @@ def resolve_model(spec: str | Path | ModelConfig, *, where: str = "model") -> Mo
     >>> resolve_model("llm:llama3-8b,layers=4").layers
     4
     >>> resolve_model("llm:custom,layers=2,hidden=256,heads=4,ffn=1024,vocab=1000").params()
-    1312768
+    2609152
     """
     if isinstance(spec, ModelConfig):
         return spec

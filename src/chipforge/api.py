@@ -1,0 +1,153 @@
+"""The Python API: `import chipforge as cf`, then the same vocabulary and results as the CLI.
+
+A chip is a preset name, a chip TOML path or a `ChipSpec`; a model is a preset, `llm:...`,
+`llm:custom,...`, a HuggingFace config.json (or its folder) or a `ModelConfig`; a workload (for
+`evaluate` and `compare`) is anything `chipforge evaluate --workload` takes. Each function
+returns the object the matching command prints as JSON (`.to_dict()` where it has one).
+
+>>> import chipforge as cf
+>>> chip = cf.load_chip("forge-n3")
+>>> chip.name, chip.tdp
+('forge-n3', 1100.0)
+>>> cf.load_model("llm:llama3-8b,layers=4").layers
+4
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chipforge.spec.models import ChipSpec
+from chipforge.workload.config import ModelConfig
+
+
+def load_chip(chip: str | Path | ChipSpec) -> ChipSpec:
+    """A chip: preset name or chip TOML path (errors name the file and the field).
+
+    >>> round(load_chip("h100").peak_flops("bf16") / 1e12, 1)
+    989.4
+    """
+    if isinstance(chip, ChipSpec):
+        return chip
+    from chipforge.spec.loader import load_chip as _load
+
+    return _load(chip)
+
+
+def load_model(model: str | Path | ModelConfig) -> ModelConfig:
+    """A transformer: preset, `llm:<preset>,key=value`, `llm:custom,...`, config.json or folder.
+
+    >>> m = load_model("llm:custom,name=tiny,layers=2,hidden=256,heads=4,ffn=1024,vocab=1000")
+    >>> m.name, m.params()
+    ('tiny', 2609152)
+    """
+    from chipforge.workload.resolve import resolve_model
+
+    return resolve_model(model)
+
+
+def evaluate(chip, workload: str, *, engine: str = "analytical"):
+    """Cost a workload on one chip (`chipforge evaluate`): a `perf.Result`.
+
+    >>> r = evaluate("forge-n3", "llama3-8b,phase=decode,batch=8")
+    >>> r.chip, r.bound, r.time_s > 0
+    ('forge-n3', 'memory', True)
+    """
+    from chipforge.errors import ChipforgeError
+    from chipforge.workload.parse import parse_workload
+
+    spec, graph = load_chip(chip), parse_workload(workload)
+    if engine == "analytical":
+        from chipforge.perf import estimate
+
+        return estimate(graph, spec)
+    if engine == "cycle":
+        from chipforge.sim import run_timing
+
+        return run_timing(graph, spec)
+    raise ChipforgeError(f"`engine` must be analytical or cycle, not {engine!r}")
+
+
+def compare(chips, workload: str) -> list:
+    """One workload on several chips (`chipforge compare`): a `perf.Result` per chip.
+
+    >>> [r.chip for r in compare("forge-n3,h100", "gpt2")]
+    ['forge-n3', 'h100']
+    """
+    names = chips.split(",") if isinstance(chips, str) else list(chips)
+    return [evaluate(c.strip() if isinstance(c, str) else c, workload) for c in names]
+
+
+def plan_training(chip, model, chips: int, **kw):
+    """The fastest feasible training plan (`chipforge train`): a `cluster.TrainingPlan`;
+    keyword arguments as the command's flags (tp, pp, dp, seq, global_batch, tokens, ...).
+
+    >>> p = plan_training("h100", "llama3-8b", 8, tp=1, pp=1)
+    >>> p.chips, 0 < p.mfu < 1
+    (8, True)
+    """
+    from chipforge.cluster import plan_training as _plan
+
+    return _plan(load_chip(chip), load_model(model), chips, **kw)
+
+
+def plan_serving(chip, model, chips: int, *, isl: int = 2048, osl: int = 256, **kw):
+    """The serving plan that maximises throughput under the SLOs (`chipforge serve`): a
+    `cluster.ServingPlan`; keyword arguments as the command's flags (isl, osl, tp, ...).
+
+    >>> p = plan_serving("h100", "llama3-8b", 1, concurrency=8)
+    >>> p.chips, p.throughput_tokens_per_s > 0
+    (1, True)
+    """
+    from chipforge.cluster import plan_serving as _plan
+
+    return _plan(load_chip(chip), load_model(model), chips, isl=isl, osl=osl, **kw)
+
+
+def cost(chip, node: str | None = None):
+    """Area, yield, unit cost and power (`chipforge cost`): a `silicon` result.
+
+    >>> c = cost("forge-n3")
+    >>> c.unit_cost_usd > 1000
+    True
+    """
+    from chipforge.silicon import evaluate as _silicon
+
+    return _silicon(load_chip(chip), node)
+
+
+def site(
+    chip,
+    power: str | float = "1GW",
+    *,
+    rack: str | None = None,
+    model=None,
+    tokens: float | None = None,
+    **assumptions,
+) -> dict:
+    """Size and price a datacenter of `chip` (`chipforge datacenter`): the command's JSON
+    dict. `chip` is a preset or TOML path (a chip without a rack preset gets the template rack);
+    `assumptions` override any listed assumption (`pue=1.3`).
+
+    >>> s = site("forge-n3", "100MW", pue=1.3)
+    >>> s["chip"], s["assumptions"]["pue"], s["chips"] > 0
+    ('forge-n3', 1.3, True)
+    """
+    from chipforge.datacenter import Assumptions, site_report
+    from chipforge.units import parse_quantity
+
+    watts = parse_quantity(power, "power", field="power")
+    if isinstance(chip, ChipSpec):
+        raise TypeError("site() takes a preset name or a chip TOML path")
+    return site_report(
+        str(chip), watts, Assumptions().with_(**assumptions), rack=rack, model=model, tokens=tokens
+    )
+
+
+def sweep(space: str | Path, store: str | Path, **kw) -> dict:
+    """Run a design-space sweep (`chipforge sweep SPACE.toml`) into `store`: the counts
+    (points, evaluated, skipped, ...). Keyword arguments as the command's (workers, resume)."""
+    from chipforge.explore import load_space
+    from chipforge.explore import sweep as _sweep
+
+    return _sweep(load_space(space), store, **kw)
