@@ -145,5 +145,7 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "chip-spec.md"
 
 if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else DOC
-    target.write_text(markdown())
+    from chipforge.atomic import atomic_write_text
+
+    atomic_write_text(target, markdown())
     print(f"wrote {target}")
