@@ -115,6 +115,14 @@ def train(
             "(zero-bubble ZB-H1), dualpipe (DeepSeek-V3: EP all-to-all hidden under compute)",
         ),
     ] = "1f1b",
+    tp_overlap: Annotated[
+        bool,
+        typer.Option(
+            "--tp-overlap",
+            help="TP all-gathers/reduce-scatters pipelined under the GEMMs (Megatron-Core "
+            "--tp-comm-overlap, Transformer Engine userbuffers)",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     out: OutOpt = None,
     html: HtmlOpt = None,
@@ -128,7 +136,7 @@ def train(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
         micro_batch=micro_batch, interleave=interleave, topology=topology, attention=attention,
-        alternatives=alternatives, schedule=schedule,
+        alternatives=alternatives, schedule=schedule, tp_overlap=tp_overlap,
     )  # fmt: skip
     data = res.to_dict()
     write_reports("train", data, html, png)

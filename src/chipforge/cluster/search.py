@@ -70,6 +70,7 @@ def plan_training(
     attention: str = "flash",
     parallel_block: bool = False,
     sequence_parallel: bool = True,
+    tp_overlap: bool = False,
     alternatives: int = 0,
     schedule: str = "1f1b",
 ) -> TrainingPlan:
@@ -125,7 +126,7 @@ def plan_training(
                         chip, c, chips, plan, topo,
                         seq=seq, global_batch=gb, dtype=dtype, tokens=tokens,
                         attention=attention, parallel_block=parallel_block,
-                        sequence_parallel=sequence_parallel,
+                        sequence_parallel=sequence_parallel, tp_overlap=tp_overlap,
                     )  # fmt: skip
                 except Infeasible as err:
                     first_error = first_error or err

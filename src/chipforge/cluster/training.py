@@ -171,8 +171,10 @@ def evaluate_plan(
     attention: str = "flash",
     parallel_block: bool = False,
     sequence_parallel: bool = True,
+    tp_overlap: bool = False,
 ) -> TrainingPlan:
-    """Step time, utilization and memory of plan `p` (Infeasible when it does not fit)."""
+    """Step time, utilization and memory of plan `p` (Infeasible when it does not fit).
+    `tp_overlap`: the TP all-gathers / reduce-scatters run under the GEMMs beside them."""
     check_plan(c, chips, p, global_batch, seq)
     checks.attention_kernel(attention)
     act_bytes = max(2, nbytes(dtype))
@@ -206,6 +208,17 @@ def evaluate_plan(
     if parallel_block:  # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs
         n_tp //= 2  # are summed before one reduction per pass instead of two
     t_tp = n_tp * collective_time("all_reduce", ar, p.tp, topo) * layers
+    if tp_overlap:
+        # Megatron-Core --tp-comm-overlap / Transformer Engine userbuffers (MLPerf configs:
+        # TP_COMM_OVERLAP=True): each all-gather is split into chunks pipelined with the GEMM
+        # that consumes it, each reduce-scatter with the GEMM that produces it, so only what
+        # exceeds the layer's GEMM time stays exposed (no SM cost: Hopper and Blackwell move the
+        # chunks with copy engines / a few SMs, not priced)
+        # the layer's compute besides the attention core (forward, its 2.5x backward in
+        # perf's flash pricing, and its recomputation): the GEMMs the collectives pipeline with
+        core = attn * (3.5 + (1 if p.recompute != "none" else 0))
+        gemm = layers * max(0.0, fwd + bwd + rec - core)
+        t_tp = max(0.0, t_tp - gemm)
     # EP: all-to-all dispatch and combine, forward and backward (over the EP group)
     t_ep = 0.0
     if c.is_moe and p.ep > 1:

@@ -76,7 +76,7 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             micro_batch=_int(row["micro_batch"]), interleave=_int(row["interleave"]),
             topology=topo, attention=row["attention"] or "flash",
             parallel_block=row["block"] == "parallel", sequence_parallel=row["sp"] != "no",
-            schedule=row.get("schedule") or "1f1b",
+            schedule=row.get("schedule") or "1f1b", tp_overlap=row.get("tp_overlap") == "yes",
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s
