@@ -14,7 +14,14 @@ from chipforge.data import figure
 from chipforge.datacenter import site_report
 from chipforge.decide import analyse, load_scenario, scenario_from_dict, sobol_indices
 from chipforge.decide.analysis import unit_samples
-from chipforge.decide.model import HOURS_PER_QUARTER, inputs, nominal, run, useful_per_chip
+from chipforge.decide.model import (
+    HOURS_PER_QUARTER,
+    inputs,
+    nominal,
+    own_unit_cost,
+    run,
+    useful_per_chip,
+)
 from chipforge.decide.rates import chip_type
 from chipforge.errors import ChipforgeError
 
@@ -145,6 +152,18 @@ def test_nominal_point_equals_datacenter():
     skey = next(k for k in gpu.useful if k.startswith("serve"))
     assert gpu.useful[skey] / 2 == pytest.approx(per_chip * dc_params("llama3-8b"), rel=1e-9)
     assert useful_per_chip(gpu, {key: 1.0}) == gpu.useful[key]
+    # the house chip at mature yield costs what datacenter charges per built chip (its
+    # silicon cost x markup; datacenter adds one-time / volume, decide books NRE as cash)
+    house = site_report("forge-n3", None, grid_w=20e6)
+    mature = np.full((1, 1), own.mature_yield)
+    per_chip = own_unit_cost(own, nominal(sc), mature)[0, 0]
+    a = house["assumptions"]
+    one_time = house["chip_one_time_usd"] / house["build_volume"]
+    dc_per_chip = house["capex_usd"]["chips_usd"] / house["chips"] / (1 + a["spares_share"])
+    assert per_chip + one_time == pytest.approx(dc_per_chip, rel=1e-9)
+    assert (
+        installed[0] * gpu.w_it * sc.param("site.it_headroom").value <= house["it_capacity_w"] * 2
+    )
 
 
 def dc_params(model: str) -> float:
@@ -182,7 +201,7 @@ def test_analyse_answers_first_and_never_negative(sc):
     assert s["p10"] <= s["p50"] <= s["p90"]
     assert len(d["drivers"]) == len(sc.names())
     for o in ("buy", "build"):
-        assert min(d["delivered_eflops"][o]["p10"]) >= 0
+        assert min(d["delivered_flops_per_s"][o]["p10"]) >= 0
         assert all(v >= 0 for v in d["yearly_cash_usd"][o].values())
         assert d["usd_per_useful_pflop_hour"][o]["p10"] > 0
     assert all(a["source"] for a in d["assumptions"])
@@ -225,7 +244,7 @@ def test_cli_json_and_html(tmp_path):
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout[res.stdout.index("{") :])
     assert d["verdict"].startswith(("building", "buying"))
-    assert set(d["delivered_eflops"]) == {"buy", "build"} and len(d["drivers"]) >= 5
+    assert set(d["delivered_flops_per_s"]) == {"buy", "build"} and len(d["drivers"]) >= 5
     page = html.read_text()
     assert 'data-warnings="0"' in page and page.count('class="chart"') == 4
 

@@ -89,9 +89,9 @@ def summary_tables(d: dict) -> list:
     for i, q in enumerate(d["quarters"]):
         cells = []
         for o in ("buy", "build"):
-            p = d["delivered_eflops"][o]
+            p = {k: [v / 1e18 for v in vs] for k, vs in d["delivered_flops_per_s"][o].items()}
             cells.append(f"{p['p50'][i]:,.1f} [{p['p10'][i]:,.1f}-{p['p90'][i]:,.1f}]")
-            cells.append(f"{d['rented_eflops'][o]['p50'][i]:,.1f}")
+            cells.append(f"{d['rented_flops_per_s'][o]['p50'][i] / 1e18:,.1f}")
         compute.add_row(q, *cells)
     cash = Table(title="yearly cash out (mean)")
     cash.add_column("year")

@@ -144,10 +144,10 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
     nom = run(sc, gpu, own, nominal(sc))
     nf, nu = saving(nom)
     quarters = [sc.quarter_label(q) for q in range(sc.quarters)]
-    # useful EFLOP/s averaged over each quarter: what the option's own fleet delivers (supply-
+    # useful FLOP/s averaged over each quarter: what the option's own fleet delivers (supply-
     # and demand-limited), and what it rents to meet the rest of the demand
-    eflops = {o: _pct(r[o]["fleet_flops"] / 1e18) for o in ("buy", "build")}
-    rented = {o: _pct(r[o]["cloud_flops"] / 1e18) for o in ("buy", "build")}
+    fleet = {o: _pct(r[o]["fleet_flops"]) for o in ("buy", "build")}
+    rented = {o: _pct(r[o]["cloud_flops"]) for o in ("buy", "build")}
     cum = {o: _pct(r[o]["cash"].cumsum(axis=1)) for o in ("buy", "build")}
     cum_lc = {}
     for o in ("buy", "build"):
@@ -195,8 +195,8 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
         "npv_cost_usd": npv,
         "useful_tokens_delivered_p50": delivered_total,
         "quarters": quarters,
-        "delivered_eflops": eflops,
-        "rented_eflops": rented,
+        "delivered_flops_per_s": fleet,
+        "rented_flops_per_s": rented,
         "rented_share": {
             o: float(
                 np.median(

@@ -55,7 +55,7 @@ SITES = {
 }
 DECIDE = {
     "fan": ("Cumulative cash out", "quarters, cumulative_cash_usd.{buy,build}.{p10,p50,p90}"),
-    "delivered": ("Delivered useful compute", "delivered_eflops.{buy,build}.{p10,p50,p90}"),
+    "delivered": ("Delivered useful compute", "delivered_flops_per_s.{buy,build}.{p10,p50,p90}"),
     "breakeven": ("Cumulative cost per useful PFLOP-hour", "cumulative_usd_per_pflop_hour"),
     "sobol": ("Sobol indices", "drivers[] with input, s1, st"),
 }

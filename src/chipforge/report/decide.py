@@ -38,8 +38,8 @@ def decide_charts(data: dict) -> list:
     for key, cid, title, scale, unit in (
         ("cumulative_cash_usd", "fan", "Cumulative cash out (P10-P90 band, P50 line)", 1e9,
          "billion USD"),
-        ("delivered_eflops", "delivered", "Useful compute the own fleet delivers per quarter "
-         "(supply-limited; the rest of the demand is rented)", 1.0, "useful EFLOP/s"),
+        ("delivered_flops_per_s", "delivered", "Useful compute the own fleet delivers per quarter "
+         "(supply-limited; the rest of the demand is rented)", 1e18, "useful EFLOP/s"),
         ("cumulative_usd_per_pflop_hour", "breakeven", "Cumulative cost per useful PFLOP-hour "
          "(break-even where build falls below buy)", 1.0, "USD per PFLOP-hour"),
     ):  # fmt: skip
