@@ -471,7 +471,6 @@ def test_pt2_archive_reader_gives_the_ir_of_torch_export_load(tmp_path):
     IR graph, folded and unfolded, as `torch.export.load` + `from_exported` on the zoo models
     (meta-device modules: the archives hold no real weights)."""
     from chipforge.workload import from_exported
-    from chipforge.workload.torch_import import _from_archive
 
     for name, (module, inputs) in _zoo_programs().items():
         path = tmp_path / f"{name}.pt2"
@@ -479,20 +478,19 @@ def test_pt2_archive_reader_gives_the_ir_of_torch_export_load(tmp_path):
         loaded = torch.export.load(str(path))
         for fold in (True, False):
             options = {"dtype": "bf16", "allow_unsupported": False, "fold": fold}
-            fast = _from_archive(path, {}, options)
-            assert fast is not None, name
+            fast = load_pt2(path, **options)
             assert fast == from_exported(loaded, name=path.name, **options), (name, fold)
 
 
-def test_pt2_archive_reader_binds_dynamic_dims_and_falls_back(tmp_path):
-    from chipforge.workload.torch_import import _from_archive
-
+def test_pt2_archive_reader_binds_dynamic_dims_and_needs_trust_for_torch(tmp_path):
+    """Dynamic dimensions are bound from the JSON; what the reader does not know (an op without
+    a rule, another schema) is a one-line error naming it, and only `trust_pickle` lets
+    torch.export.load (which unpickles) read the file and lower the op."""
     batch = torch.export.Dim("batch", max=64)
     program = torch.export.export(TwoLayer(), (torch.ones(4, 16),), dynamic_shapes=({0: batch},))
     path = tmp_path / "mlp.pt2"
     torch.export.save(program, str(path))
-    options = {"dtype": None, "allow_unsupported": False, "fold": True}
-    fast = _from_archive(path, {"x.0": 8}, options)
+    fast = load_pt2(path, dims={"x.0": 8})
     assert fast == from_torch(TwoLayer(), torch.ones(8, 16), name="mlp.pt2")
 
     class Mish(nn.Module):  # mish has no rule: costed after run_decompositions(), needs torch
@@ -501,8 +499,10 @@ def test_pt2_archive_reader_binds_dynamic_dims_and_falls_back(tmp_path):
 
     path = tmp_path / "mish.pt2"
     torch.export.save(torch.export.export(Mish(), (torch.ones(4, 8),)), str(path))
-    assert _from_archive(path, {}, options) is None
-    assert load_pt2(path).ops == from_torch(Mish(), torch.ones(4, 8)).ops
+    with pytest.raises(WorkloadError, match=r"cannot cost: aten\.mish"):
+        load_pt2(path)
+    want = from_torch(Mish(), torch.ones(4, 8)).ops
+    assert load_pt2(path, trust_pickle=True).ops == want
     changed = tmp_path / "future.pt2"  # a schema this reader does not know: torch decides
     import zipfile
 
@@ -514,7 +514,8 @@ def test_pt2_archive_reader_binds_dynamic_dims_and_falls_back(tmp_path):
                 doc["schema_version"]["major"] = 99
                 data = json.dumps(doc).encode()
             dst.writestr(item, data)
-    assert _from_archive(changed, {}, options) is None
+    with pytest.raises(WorkloadError, match="schema version .* --trust-pickle"):
+        load_pt2(changed)
 
 
 def test_load_pt2_does_not_import_torch(tmp_path):

@@ -52,6 +52,27 @@ WorkloadOpt = Annotated[
     ),
 ]
 
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-pickle",
+        help="DANGEROUS: let torch unpickle a .pt2 model file (torch.export.load, pickled "
+        "weights), which runs any code the file holds; only for files you trust",
+    ),
+]
+
+
+def trusting(trust_pickle: bool) -> bool:
+    """`--trust-pickle` as given, said on stderr (one line) when it is."""
+    if trust_pickle:
+        Console(stderr=True, soft_wrap=True).print(
+            "warning: --trust-pickle: a .pt2 model file may be unpickled, which runs any code "
+            "it holds",
+            style="yellow",
+            markup=False,
+        )
+    return trust_pickle
+
 
 def emit(data, tables: list, *, as_json: bool, out: Path | None) -> None:
     """Print JSON or tables to stdout, or to `out` (written atomically: a failed write leaves

@@ -9,7 +9,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, deprecated, emit, warn
+from chipforge.cli import (
+    ChipOpt,
+    JsonOpt,
+    OutOpt,
+    TrustOpt,
+    WorkloadOpt,
+    app,
+    deprecated,
+    emit,
+    trusting,
+    warn,
+)
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, TraceOpt, write_reports, write_trace
 from chipforge.errors import ChipforgeError
 from chipforge.perf import estimate
@@ -109,8 +120,9 @@ UnsupportedOpt = Annotated[
 ]
 
 
-def _workload(text: str, allow_unsupported: bool):
-    graph = parse_workload(text, allow_unsupported=allow_unsupported)
+def _workload(text: str, allow_unsupported: bool, trust_pickle: bool = False):
+    trust = trusting(trust_pickle)
+    graph = parse_workload(text, allow_unsupported=allow_unsupported, trust_pickle=trust)
     for warning in graph.meta.get("warnings", ()):
         Console(stderr=True).print(f"warning: {warning}", style="yellow", markup=False)
     return graph
@@ -127,11 +139,12 @@ def evaluate(
     html: HtmlOpt = None,
     png: PngOpt = None,
     trace: TraceOpt = None,
+    trust_pickle: TrustOpt = False,
 ) -> None:
     """Cost a workload on one chip, op by op."""
     if engine not in ("analytical", "cycle"):
         raise ChipforgeError(f"`--engine` must be analytical or cycle, not {engine!r}")
-    graph, spec = _workload(workload, allow_unsupported), load_chip(chip)
+    graph, spec = _workload(workload, allow_unsupported, trust_pickle), load_chip(chip)
     runs: list = []  # the cycle engine's programs and timelines, for its per-engine trace
 
     def keep(op, prog, tl) -> None:
@@ -165,6 +178,7 @@ def compare(
     html: HtmlOpt = None,
     png: PngOpt = None,
     trace: TraceOpt = None,
+    trust_pickle: TrustOpt = False,
 ) -> None:
     """Cost one workload on several chips side by side (--chip a,b)."""
     if chips is not None:
@@ -174,7 +188,7 @@ def compare(
         raise ChipforgeError(
             "`--chip` is required: the chips to compare, e.g. --chip forge-n3,h100"
         )
-    graph = _workload(workload, allow_unsupported)
+    graph = _workload(workload, allow_unsupported, trust_pickle)
     results = [estimate(graph, load_chip(c.strip())) for c in chip.split(",") if c.strip()]
     for r in results:
         warn(r)

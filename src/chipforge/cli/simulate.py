@@ -11,7 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from chipforge.atomic import atomic_write_text
-from chipforge.cli import ChipOpt, JsonOpt, OutOpt, WorkloadOpt, app, emit, warn
+from chipforge.cli import ChipOpt, JsonOpt, OutOpt, TrustOpt, WorkloadOpt, app, emit, trusting, warn
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.report import tables as tb
 from chipforge.spec import load_chip
@@ -28,13 +28,18 @@ TraceOpt = Annotated[Path | None, typer.Option("--trace", help="write a Perfetto
 
 @app.command("compile")
 def compile_cmd(
-    chip: ChipOpt, workload: WorkloadOpt, as_json: JsonOpt = False, out: OutOpt = None
+    chip: ChipOpt,
+    workload: WorkloadOpt,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+    trust_pickle: TrustOpt = False,
 ) -> None:
     """Compile a workload to the chip's assembly (one instruction a line)."""
     from chipforge.compiler.isa import text_all
     from chipforge.compiler.lower import compile_op
 
-    spec, graph = load_chip(chip), parse_workload(workload)
+    spec = load_chip(chip)
+    graph = parse_workload(workload, trust_pickle=trusting(trust_pickle))
     programs = [(op, compile_op(op, spec)) for op in graph.ops]
     text = text_all([p for _, p in programs if p is not None])
     summary = [
@@ -89,6 +94,7 @@ def simulate(
     out: OutOpt = None,
     html: HtmlOpt = None,
     png: PngOpt = None,
+    trust_pickle: TrustOpt = False,
 ) -> None:
     """Run a workload cycle by cycle on the chip (one instance of each repeated op); with
     --functional a .onnx/.pt2 model runs end to end on real numbers (docs/import.md)."""
@@ -96,11 +102,11 @@ def simulate(
     from chipforge.sim.reference import check_op
     from chipforge.sim.trace import write_trace
 
-    spec = load_chip(chip)
+    spec, trust = load_chip(chip), trusting(trust_pickle)
     if functional and workload.split(",")[0].lower().endswith((".onnx", ".pt2")):
-        _simulate_model(spec, workload, dtype, as_json=as_json, out=out)
+        _simulate_model(spec, workload, dtype, as_json=as_json, out=out, trust_pickle=trust)
         return
-    graph = parse_workload(workload)
+    graph = parse_workload(workload, trust_pickle=trust)
     runs, checks = [], []
     err = Console(stderr=True)
     with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
@@ -160,7 +166,9 @@ def _model_table(data: dict) -> list[Table]:
     return tables
 
 
-def _simulate_model(spec, workload: str, dtype: str, *, as_json: bool, out) -> None:
+def _simulate_model(
+    spec, workload: str, dtype: str, *, as_json: bool, out, trust_pickle: bool = False
+) -> None:
     """The model file run end to end on the functional simulator with real numbers."""
     from chipforge.sim.graph_run import run_model
     from chipforge.workload.parse import _int, _pairs
@@ -172,7 +180,12 @@ def _simulate_model(spec, workload: str, dtype: str, *, as_json: bool, out) -> N
     with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
         task = progress.add_task(f"running {Path(head).name} ({dtype})", total=None)
         data = run_model(
-            head, spec, dtype=dtype, dims=dims, on_node=lambda *_: progress.advance(task)
+            head,
+            spec,
+            dtype=dtype,
+            dims=dims,
+            on_node=lambda *_: progress.advance(task),
+            trust_pickle=trust_pickle,
         )
     emit(data, _model_table(data), as_json=as_json, out=out)
     if data["result"] == "MISMATCH":

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from chipforge.cli import JsonOpt, OutOpt, app, emit
+from chipforge.cli import JsonOpt, OutOpt, TrustOpt, app, emit, trusting
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, show
 from chipforge.errors import ChipforgeError
@@ -51,13 +51,15 @@ def run_cmd(
     png: Path | None = None,
     tls: tuple[Path | None, Path | None, Path | None] = (None, None, None),
     connect_timeout: float = 10.0,
+    trust_pickle: bool = False,
 ) -> None:
     from rich.console import Console
 
     from chipforge.explore import load_space, sweep
     from chipforge.explore.dask_client import security_for
 
-    space = load_space(space_file)  # every input error before any work
+    # every input error before any work
+    space = load_space(space_file, trust_pickle=trusting(trust_pickle))
     if address is None and any(tls):
         raise ChipforgeError("`--tls-ca/--tls-cert/--tls-key` need a tls:// `--address`")
     security = security_for(address, *tls) if address else None
@@ -183,6 +185,7 @@ def sweep_command(
     png: PngOpt = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
+    trust_pickle: TrustOpt = False,
 ) -> None:
     """Sweep or search a design space (`sweep SPACE.toml`), or show a store (`sweep show DIR`)."""
     if target == "show":
@@ -210,4 +213,5 @@ def sweep_command(
         png=png,
         tls=(tls_ca, tls_cert, tls_key),
         connect_timeout=connect_timeout,
+        trust_pickle=trust_pickle,
     )

@@ -63,10 +63,10 @@ def apply(base: dict, params: dict) -> dict:
 
 
 @cache
-def _graph(spec: str):
+def _graph(spec: str, trust_pickle: bool = False):
     from chipforge.workload import parse_workload
 
-    return parse_workload(spec)
+    return parse_workload(spec, trust_pickle=trust_pickle)
 
 
 def _perf(space: Space, chip) -> dict:
@@ -77,7 +77,7 @@ def _perf(space: Space, chip) -> dict:
     if not space.workloads:
         return {"fits_memory": True}
     for spec, weight in space.workloads:
-        r = estimate(_graph(spec), chip)
+        r = estimate(_graph(spec, space.trust_pickle), chip)
         time_s += weight * r.time_s
         energy_j += weight * r.energy_j
         tokens += weight * r.tokens

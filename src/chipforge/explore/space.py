@@ -105,6 +105,7 @@ class Space:
     serving: Serving | None = None  # [serving]: a replica served by cluster.plan_serving
     site: SiteCfg = field(default_factory=SiteCfg)  # [site]: the datacenter the site_* fill
     _dumps: dict = field(default_factory=dict, repr=False, compare=False)
+    trust_pickle: bool = field(default=False, compare=False)  # the user's --trust-pickle
 
     def base_dump(self, mode: str) -> dict:
         """The base chip as a dict (`python` or `json` mode), dumped once per process;
@@ -194,7 +195,7 @@ def _constraints(raw: dict) -> dict:
     return out
 
 
-def _workloads(raw: Any, serving: bool) -> tuple[tuple[str, float], ...]:
+def _workloads(raw: Any, serving: bool, trust: bool) -> tuple[tuple[str, float], ...]:
     from chipforge.workload import parse_workload
 
     if not raw and serving:
@@ -210,13 +211,14 @@ def _workloads(raw: Any, serving: bool) -> tuple[tuple[str, float], ...]:
         weight = float(w.get("weight", 1.0))
         if weight <= 0:
             raise SpaceError(f"workloads[{i}]: `weight` must be > 0, not {weight}")
-        parse_workload(w["spec"])  # bad strings fail here, before any work
+        parse_workload(w["spec"], trust_pickle=trust)  # bad strings fail here, before any work
         out.append((w["spec"], weight))
     return tuple(out)
 
 
-def space_from_dict(data: dict, where: str = "space") -> Space:
-    """Validate a parsed space; every error is one line naming the key and the fix."""
+def space_from_dict(data: dict, where: str = "space", *, trust_pickle: bool = False) -> Space:
+    """Validate a parsed space; every error is one line naming the key and the fix.
+    `trust_pickle` (the user's, never the file's) lets torch unpickle its .pt2 workloads."""
     unknown = set(data) - {
         "base",
         "params",
@@ -256,7 +258,7 @@ def space_from_dict(data: dict, where: str = "space") -> Space:
         base=base,
         base_name=base_name,
         params=params,
-        workloads=_workloads(data.get("workloads"), serving is not None),
+        workloads=_workloads(data.get("workloads"), serving is not None, trust_pickle),
         objectives=_objectives(data.get("objectives")),
         constraints=_constraints(data.get("constraints", {})),
         method=method,
@@ -264,6 +266,7 @@ def space_from_dict(data: dict, where: str = "space") -> Space:
         seed=int(sampler.get("seed", 0)),
         serving=serving,
         site=site,
+        trust_pickle=trust_pickle,
     )
     _check_needs(space, where)
     return space
@@ -288,7 +291,7 @@ def _check_needs(space: Space, where: str) -> None:
             )
 
 
-def load_space(path: str | Path) -> Space:
+def load_space(path: str | Path, *, trust_pickle: bool = False) -> Space:
     p = Path(path)
     if not p.is_file():
         raise SpaceError(f"space file {str(path)!r} does not exist")
@@ -296,4 +299,4 @@ def load_space(path: str | Path) -> Space:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise SpaceError(f"{path}: not valid TOML ({e})") from None
-    return space_from_dict(data, str(path))
+    return space_from_dict(data, str(path), trust_pickle=trust_pickle)

@@ -72,37 +72,22 @@ def _run_onnx(path: Path, dims, chip, dtype, seed, on_node):
     return got, want, outputs, ref, chip_be, {k: list(v.shape) for k, v in feeds.items()}
 
 
-def _pt2_inputs(program, dims: dict[str, int], seed: int, source: str) -> tuple:
+def _run_pt2(path: Path, dims, chip, dtype, seed, on_node, trust_pickle=False):
     import torch
 
-    from chipforge.workload.torch_import import _bindings, _dim, _user_inputs
-
-    subs = _bindings(program, dims, source)
-    nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for name in _user_inputs(program):
-        val = nodes[name].meta["val"]
-        shape = [_dim(d, subs, name) for d in val.shape]
-        out.append(torch.randn(shape, generator=gen).to(val.dtype))
-    return tuple(out)
-
-
-def _run_pt2(path: Path, dims, chip, dtype, seed, on_node):
-    import torch
-
+    from chipforge.sim.pt2_module import load
     from chipforge.sim.torch_run import run_program
-    from chipforge.workload.torch_import import load_exported
 
-    program = load_exported(path)
-    inputs = _pt2_inputs(program, dims, seed, path.name)
+    loaded = load(path, dims, trust_pickle=trust_pickle)
+    gen = torch.Generator().manual_seed(seed)
+    inputs = tuple(torch.randn(shape, generator=gen).to(dt) for _, shape, dt in loaded.inputs)
     got, want = {}, {}
     chip_be, ref_be = backends(dtype, chip)
-    out_chip = run_program(program, inputs, chip_be, on_node=on_node, record=got)
-    out_ref = run_program(program, inputs, ref_be, record=want)
-    if dtype == "bf16":  # the reference is PyTorch itself, fp32, the exported module as is
+    out_chip = run_program(loaded.module, inputs, chip_be, on_node=on_node, record=got)
+    out_ref = run_program(loaded.module, inputs, ref_be, record=want)
+    if dtype == "bf16":  # the reference is PyTorch itself, fp32, the exported graph as is
         with torch.no_grad():
-            out_ref = program.module()(*inputs)
+            out_ref = loaded.module(*inputs)
     flat = lambda o: list(o) if isinstance(o, (tuple, list)) else [o]  # noqa: E731
     names = []
     for i, (c, r) in enumerate(zip(flat(out_chip), flat(out_ref), strict=True)):
@@ -120,9 +105,18 @@ def _run_pt2(path: Path, dims, chip, dtype, seed, on_node):
 
 
 def run_model(
-    path: str | Path, chip: ChipSpec, *, dtype: str = "bf16", dims=None, seed: int = 0, on_node=None
+    path: str | Path,
+    chip: ChipSpec,
+    *,
+    dtype: str = "bf16",
+    dims=None,
+    seed: int = 0,
+    on_node=None,
+    trust_pickle: bool = False,
 ) -> dict:
-    """Run the model file on `chip` end to end; per-node and overall differences, verdict."""
+    """Run the model file on `chip` end to end; per-node and overall differences, verdict.
+    A .pt2 is read without unpickling (`pt2_module`); `trust_pickle` lets torch.load read its
+    pickled weights (which can run any code the file holds)."""
     path = Path(path)
     if dtype not in DTYPES:
         raise WorkloadError(
@@ -132,8 +126,11 @@ def run_model(
         raise WorkloadError(
             f"`workload` {path} does not exist; give the path of a .onnx or .pt2 file"
         )
-    run = _run_onnx if path.suffix.lower() == ".onnx" else _run_pt2
-    got, want, outputs, ref, chip_be, shapes = run(path, dims or {}, chip, dtype, seed, on_node)
+    if path.suffix.lower() == ".onnx":
+        run = _run_onnx(path, dims or {}, chip, dtype, seed, on_node)
+    else:
+        run = _run_pt2(path, dims or {}, chip, dtype, seed, on_node, trust_pickle)
+    got, want, outputs, ref, chip_be, shapes = run
     nodes = []
     for name in got:
         if name in want and got[name].shape == want[name].shape:

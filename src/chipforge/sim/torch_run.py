@@ -26,7 +26,8 @@ def _pair(v) -> tuple[int, int]:
 
 
 def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, record=None):
-    """Run the ExportedProgram `program` on `inputs` (torch tensors); returns its outputs as
+    """Run `program` (an ExportedProgram, or the GraphModule of `pt2_module`) on `inputs`
+    (torch tensors); returns its outputs as
     fp32 torch tensors. `record` (a dict) receives each node's float tensor output in numpy;
     `on_node(node_name, target)` is called after each node."""
     torch = require("torch", "a torch.export program")
@@ -119,7 +120,7 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
             self._node_name = current[0] = n.name
             return super().run_node(n)
 
-    module = program.module()
+    module = program.module() if hasattr(program, "graph_signature") else program
     with torch.no_grad():
         out = _Run(module).run(*inputs)
     return out

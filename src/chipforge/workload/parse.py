@@ -99,7 +99,9 @@ def _build_llm(head: str, args: dict[str, str]) -> Graph:
     return build(config, **kw)
 
 
-def parse_file(path: str, items: list[str], *, allow_unsupported: bool = False) -> Graph:
+def parse_file(
+    path: str, items: list[str], *, allow_unsupported: bool = False, trust_pickle: bool = False
+) -> Graph:
     """A HuggingFace config.json, an ONNX model or a torch.export .pt2 program."""
     args = _pairs("file", items)
     if is_config_path(path):
@@ -113,7 +115,7 @@ def parse_file(path: str, items: list[str], *, allow_unsupported: bool = False) 
         return from_onnx(path, **kw)
     from chipforge.workload.torch_import import load_pt2
 
-    return load_pt2(path, **kw)
+    return load_pt2(path, **kw, trust_pickle=trust_pickle)
 
 
 def parse_zoo(items: list[str]) -> Graph:
@@ -136,9 +138,13 @@ def parse_zoo(items: list[str]) -> Graph:
     return build_zoo(items[0], **kw)
 
 
-def parse_workload(text: str, *, allow_unsupported: bool = False) -> Graph:
+def parse_workload(
+    text: str, *, allow_unsupported: bool = False, trust_pickle: bool = False
+) -> Graph:
     """A workload string (see the module docstring) as a graph. `allow_unsupported`: an
-    imported model's ops without a cost rule become vector work instead of an error."""
+    imported model's ops without a cost rule become vector work instead of an error.
+    `trust_pickle`: a .pt2 the archive reader does not know is read by torch.export.load,
+    which unpickles it (it can run any code the file holds): only for files you trust."""
     text = text.strip()
     kind, sep, rest = text.partition(":")
     items = [i for i in rest.split(",") if i.strip()] if sep else []
@@ -147,7 +153,9 @@ def parse_workload(text: str, *, allow_unsupported: bool = False) -> Graph:
         head.lower().endswith(FILE_SUFFIXES) or is_config_path(head.strip())
     ):
         items = [i for i in tail.split(",") if i.strip()]
-        return parse_file(head, items, allow_unsupported=allow_unsupported)
+        return parse_file(
+            head, items, allow_unsupported=allow_unsupported, trust_pickle=trust_pickle
+        )
     if sep and kind == "gemm":
         return parse_gemm(items)
     if sep and kind == "llm":

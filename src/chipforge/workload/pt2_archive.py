@@ -7,11 +7,24 @@ arguments by schema name, its outputs, its `nn_module_stack`, and a table of ten
 a ShapeEnv and an FX graph and reads every weight (12 s of a 100-layer model on our 2-core
 machine, against ~0.3 s here, and no `import torch`).
 
+A model file comes from other people, so this reader trusts nothing in it:
+- nothing is unpickled: the graph is JSON, the weights (`raw_tensors`, for the functional run)
+  are raw bytes described by the JSON weight config. Pickled payloads (a weight config entry
+  with `use_pickle`, the legacy `serialized_*.pt` / `data/weights/model.pt` layouts, opaque
+  and custom objects, the pickled sample inputs) are never read unless the caller passes
+  `trust_pickle`;
+- sizes are checked before anything is read (`open_zip`): at most MAX_MEMBERS members, a JSON
+  member at most MAX_JSON_BYTES, and no member, nor the archive as a whole, declaring more than
+  MAX_RATIO times its compressed size (plus RATIO_SLACK): torch stores its members uncompressed,
+  so a legitimate archive is near 1:1, a zip bomb near 1000:1. Each member is read with a bound
+  (its declared size), so one whose stream runs longer than it declares is refused too;
+- sizes are evaluated from their `srepr` text with an AST walk over + * // % max min (no eval);
+- anything it does not know (another schema major, an unknown key, a higher-order op, a custom
+  object, an argument kind) raises `Unreadable`: a one-line `WorkloadError` naming it.
+
 `program()` builds the same `imported.Program` as `torch_import._program` over the loaded FX
 graph: the same value ids (FX node names), the same getitem nodes for multi-output ops, the same
-scopes. Anything it does not recognise (another schema major, higher-order ops, custom objects,
-a size expression outside + * // % max min) raises `Surprise`, and the caller falls back to
-`torch.export.load`; tests check both give the identical IR graph on the zoo models.
+scopes; tests check both give the identical IR graph on the zoo models.
 """
 
 from __future__ import annotations
@@ -26,10 +39,33 @@ from pathlib import Path
 from typing import Any
 
 from chipforge.errors import WorkloadError
-from chipforge.workload.imported import Node, Program, Value
+from chipforge.workload.imported import Node, Program, Value, unbound_error
 from chipforge.workload.torch_ops import classify
 
 SCHEMA_MAJORS = (8,)  # torch/_export/serde/schema_check: SCHEMA_VERSION (8, x) in torch 2.6-2.13
+MAX_MEMBERS = 100_000  # zip members in one archive
+MAX_JSON_BYTES = 256 * 2**20  # one JSON member (the graph of a 1000-layer model is ~100 MB)
+MAX_RATIO = 100  # declared / compressed size; deflate tops out near 1032:1
+MAX_DIM = 2**48  # one tensor dimension
+RATIO_SLACK = 2**20  # small members compress well: the ratio applies above this many bytes
+TRUST_HINT = (
+    "pass --trust-pickle (Python: trust_pickle=True) only if you trust the file: it lets torch "
+    "unpickle it, which can run any code"
+)
+
+# torch dtype name -> chipforge format (torch_import shares it)
+FORMATS = {
+    "float64": "fp64",
+    "float32": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "float8_e4m3fn": "fp8",
+    "float8_e5m2": "fp8",
+    "float8_e4m3fnuz": "fp8",
+    "float8_e5m2fnuz": "fp8",
+    "int8": "int8",
+    "uint8": "int8",
+}
 # torch/_export/serde/schema.py ScalarType -> (torch dtype name, bytes per element)
 SCALAR_TYPES = {
     1: ("uint8", 1),
@@ -50,11 +86,132 @@ SCALAR_TYPES = {
     34: ("uint32", 4),
     35: ("uint64", 8),
 }
+# the fields of torch/_export/serde/schema.py (schema 8.x) this reader knows
+KEYS = {
+    "program": {
+        "graph_module",
+        "opset_version",
+        "range_constraints",
+        "schema_version",
+        "verifiers",
+        "torch_version",
+        "guards_code",
+    },
+    "graph_module": {
+        "graph",
+        "signature",
+        "module_call_graph",
+        "metadata",
+        "treespec_namedtuple_fields",
+    },
+    "graph": {
+        "inputs",
+        "outputs",
+        "nodes",
+        "tensor_values",
+        "sym_int_values",
+        "sym_bool_values",
+        "is_single_tensor_return",
+        "custom_obj_values",
+        "sym_float_values",
+    },
+    "node": {"target", "inputs", "outputs", "metadata", "is_hop_single_tensor_return", "name"},
+    "input": {"name", "arg", "kind"},
+    "signature": {"input_specs", "output_specs"},
+    "tensor": {
+        "dtype",
+        "sizes",
+        "requires_grad",
+        "device",
+        "strides",
+        "storage_offset",
+        "layout",
+    },
+    "payload": {"path_name", "is_param", "use_pickle", "tensor_meta"},
+}
+INPUT_SPECS = ("user_input", "parameter", "buffer", "tensor_constant")
+OUTPUT_SPECS = ("user_output", "buffer_mutation", "user_input_mutation")
 _SYMBOL = re.compile(r"^Symbol\('(\w+)'")
 
 
 class Surprise(Exception):
-    """Something this reader does not handle: fall back to torch.export.load."""
+    """Something in the archive this reader does not know (turned into `Unreadable`)."""
+
+
+class Unreadable(WorkloadError):
+    """A model file that chipforge does not read without torch's unpickling loader."""
+
+
+def unreadable(source: str, what: str) -> Unreadable:
+    return Unreadable(f"`workload` {source}: {what}, which chipforge does not read; {TRUST_HINT}")
+
+
+def not_an_archive(source: str, why: str) -> WorkloadError:
+    return WorkloadError(
+        f"`workload` {source} is not a readable torch.export program ({why}); save one with "
+        "torch.export.save(torch.export.export(model, inputs), path)"
+    )
+
+
+def _known(d: Any, kind: str) -> dict:
+    if not isinstance(d, dict):
+        raise Surprise(f"a {kind} that is not a JSON object")
+    unknown = set(d) - KEYS[kind]
+    if unknown:
+        raise Surprise(f"an unknown {kind} key {sorted(unknown)[0]!r}")
+    return d
+
+
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """The archive, opened after its declared sizes are checked (see the module docstring)."""
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise not_an_archive(path.name, type(e).__name__) from None
+    infos = z.infolist()
+    declared = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos)
+    bad = next((i for i in infos if i.file_size > MAX_RATIO * i.compress_size + RATIO_SLACK), None)
+    if len(infos) > MAX_MEMBERS or bad or declared > MAX_RATIO * packed + RATIO_SLACK:
+        z.close()
+        what = (
+            f"{len(infos)} members (at most {MAX_MEMBERS})"
+            if len(infos) > MAX_MEMBERS
+            else f"member {bad.filename[:80]!r} declares {bad.file_size} bytes from "
+            f"{bad.compress_size}"
+            if bad
+            else f"its members declare {declared} bytes from {packed}"
+        )
+        raise WorkloadError(
+            f"`workload` {path.name} is refused: {what}, more than {MAX_RATIO}:1 compression "
+            "(a zip bomb?); torch.export.save writes its members uncompressed"
+        )
+    return z
+
+
+def read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, cap: int) -> bytes:
+    """A member's bytes, read with a bound: refused when it declares more than `cap` bytes or
+    its stream is not the size it declares."""
+    if info.file_size > cap:
+        raise WorkloadError(
+            f"`workload` {source}: {info.filename[:80]!r} declares {info.file_size} bytes, more "
+            f"than the {cap} chipforge reads"
+        )
+    try:
+        with z.open(info) as f:
+            data = f.read(info.file_size + 1)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+        raise not_an_archive(source, f"{type(e).__name__} in {info.filename[:80]!r}") from None
+    if len(data) != info.file_size:
+        raise not_an_archive(source, f"{info.filename[:80]!r} is not the size it declares")
+    return data
+
+
+def _json(z: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> Any:
+    try:
+        return json.loads(read_member(z, info, source, MAX_JSON_BYTES))
+    except (ValueError, RecursionError) as e:
+        raise not_an_archive(source, f"{info.filename[:80]!r}: {type(e).__name__}") from None
 
 
 @dataclass(frozen=True)
@@ -69,21 +226,44 @@ class Archive:
     """The parts of the serialized program the importer reads."""
 
     doc: dict
+    path: Path
+    prefix: str  # the folder in the zip that holds models/, data/
 
     @property
     def graph(self) -> dict:
         return self.doc["graph_module"]["graph"]
 
-    def user_inputs(self) -> list[str]:
+    def input_specs(self) -> list[tuple[str, str, dict]]:
+        """(kind, graph input name, spec) for each input, in order."""
         out = []
         for spec in self.doc["graph_module"]["signature"]["input_specs"]:
-            if "user_input" in spec:
-                arg = spec["user_input"]["arg"]
+            if not isinstance(spec, dict) or len(spec) != 1:
+                raise Surprise(f"input spec {str(spec)[:80]}")
+            ((kind, body),) = spec.items()
+            if kind not in INPUT_SPECS:
+                raise Surprise(f"an input of kind {kind!r}")
+            arg = body["arg"]
+            if kind == "user_input":
                 if set(arg) != {"as_tensor"}:
                     raise Surprise("a non-tensor user input")
-                out.append(arg["as_tensor"]["name"])
-            elif not {"parameter", "buffer", "tensor_constant"} & set(spec):
-                raise Surprise(f"input spec {sorted(spec)}")
+                arg = arg["as_tensor"]
+            out.append((kind, arg["name"], body))
+        return out
+
+    def user_inputs(self) -> list[str]:
+        return [name for kind, name, _ in self.input_specs() if kind == "user_input"]
+
+    def user_outputs(self) -> list[dict]:
+        """The serialized arguments the program returns to its caller."""
+        out = []
+        for spec in self.doc["graph_module"]["signature"]["output_specs"]:
+            if not isinstance(spec, dict) or len(spec) != 1:
+                raise Surprise(f"output spec {str(spec)[:80]}")
+            ((kind, body),) = spec.items()
+            if kind not in OUTPUT_SPECS:
+                raise Surprise(f"an output of kind {kind!r}")
+            if kind == "user_output":
+                out.append(body["arg"])
         return out
 
     def free_symbols(self) -> dict[str, str]:
@@ -104,20 +284,80 @@ class Archive:
         high = r.get("max_val")
         return int(r.get("min_val") or 0), float("inf") if high is None else high
 
+    def payload_config(self, z: zipfile.ZipFile, kind: str) -> dict[str, dict]:
+        """The weights' or constants' JSON config (`kind`: weights, constants): name -> meta.
+        The legacy layout (one pickled `data/<kind>/model.pt`) is `Unreadable`."""
+        base = f"{self.prefix}data/{kind}/"
+        names = set(z.namelist())
+        if f"{base}model.pt" in names:
+            legacy = f"a pickled {kind} file (legacy layout {base}model.pt)"
+            raise unreadable(self.path.name, legacy)
+        if f"{base}model_{kind}_config.json" not in names:
+            raise not_an_archive(self.path.name, f"no {base}model_{kind}_config.json")
+        config = _json(z, z.getinfo(f"{base}model_{kind}_config.json"), self.path.name)
+        if not isinstance(config, dict) or set(config) != {"config"}:
+            raise unreadable(self.path.name, f"a {kind} config of another format")
+        for name, meta in config["config"].items():
+            try:
+                _known(meta, "payload")
+            except Surprise as e:
+                raise unreadable(self.path.name, f"{kind} entry {name[:80]!r}: {e}") from None
+        return config["config"]
+
 
 def read(path: Path) -> Archive:
-    """The archive's serialized program (Surprise when it is not the format we know)."""
+    """The archive's serialized program (`Unreadable` when it is not the format we know)."""
+    with open_zip(path) as z:
+        return read_open(z, path)
+
+
+def read_open(z: zipfile.ZipFile, path: Path) -> Archive:
+    """`read` of an archive opened with `open_zip`."""
+    source = path.name
+    names = z.namelist()
+    models = [n for n in names if n.endswith("models/model.json")]
+    if len(models) != 1:
+        legacy = [n for n in names if re.search(r"(^|/)serialized_\w+\.(pt|json)$", n)]
+        if legacy:
+            raise unreadable(source, "the legacy torch.export layout (serialized_*.pt, pickled)")
+        raise not_an_archive(source, f"{len(models)} models/model.json, not one")
+    prefix = models[0][: -len("models/model.json")]
+    order = f"{prefix}byteorder"
+    if order in names and read_member(z, z.getinfo(order), source, 64).strip() != b"little":
+        raise unreadable(source, "big-endian weights")
+    doc = _json(z, z.getinfo(models[0]), source)
     try:
-        with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if n.endswith("/models/model.json")]
-            if len(names) != 1:
-                raise Surprise("not one models/model.json")
-            doc = json.loads(z.read(names[0]))
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise Surprise(type(e).__name__) from None
-    if doc.get("schema_version", {}).get("major") not in SCHEMA_MAJORS:
-        raise Surprise(f"schema {doc.get('schema_version')}")
-    return Archive(doc)
+        _check(doc)
+    except Surprise as e:
+        raise unreadable(source, str(e)) from None
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
+        raise unreadable(source, f"a malformed models/model.json ({_why(e)})") from None
+    return Archive(doc, path, prefix)
+
+
+def _why(e: Exception) -> str:
+    return f"{type(e).__name__} {str(e)[:60]}".strip()
+
+
+def _check(doc: dict) -> None:
+    """The keys and the shape of the document this reader relies on."""
+    _known(doc, "program")
+    version = doc.get("schema_version")
+    if not isinstance(version, dict) or version.get("major") not in SCHEMA_MAJORS:
+        raise Surprise(f"schema version {str(version)[:40]} (this reader knows major 8)")
+    _known(doc["graph_module"], "graph_module")
+    graph = _known(doc["graph_module"]["graph"], "graph")
+    _known(doc["graph_module"]["signature"], "signature")
+    if graph.get("custom_obj_values"):
+        raise Surprise("custom objects")
+    if not isinstance(graph["nodes"], list) or not isinstance(graph["tensor_values"], dict):
+        raise Surprise("a graph without a node list")
+    for node in graph["nodes"]:
+        _known(node, "node")
+        for i in node["inputs"]:
+            _known(i, "input")
+    for meta in graph["tensor_values"].values():
+        _known(meta, "tensor")
 
 
 def _size(expr: str, subs: dict[str, int], where: str) -> int:
@@ -171,8 +411,8 @@ def _value(meta: dict, subs: dict[str, int], where: str, static: bool = False) -
             shape.append(_size(size["as_expr"]["expr_str"], subs, where))
         else:
             raise Surprise(f"size {size}")
-    from chipforge.workload.torch_import import FORMATS
-
+        if type(shape[-1]) is not int or not 0 <= shape[-1] <= MAX_DIM:
+            raise Surprise(f"a size {str(shape[-1])[:20]} that is not a count ({where})")
     return Value(tuple(shape), FORMATS.get(dtype[0]), dtype[1], static=static)
 
 
@@ -224,6 +464,44 @@ def _scope(meta: dict) -> str:
     if len(parts) != 3:
         raise Surprise(f"nn_module_stack {last}")
     return parts[1].replace("L['self'].", "").replace("[", ".").replace("]", "")
+
+
+def bind_dims(free: dict, bounds, dims: dict[str, int], source: str) -> dict:
+    """{symbol: size} from `dims` (keyed 'input.axis' or by symbol name) for the dynamic
+    dimensions `free` (symbol -> 'input.axis'); `bounds(symbol)` gives its exported range."""
+    known = {label: sym for sym, label in free.items()} | {str(s): s for s in free}
+    for key in dims:
+        if key not in known:
+            listed = ", ".join(free.values()) or "none"
+            raise WorkloadError(
+                f"`workload.{key}` is not a dynamic dimension of {source}; its dynamic "
+                f"dimensions: {listed}"
+            )
+    subs = {known[key]: int(value) for key, value in dims.items()}
+    unbound = [label for sym, label in free.items() if sym not in subs]
+    if unbound:
+        raise unbound_error(source, unbound, "load_pt2")
+    for sym, value in subs.items():
+        bound = bounds(sym)
+        if bound is not None and not int(bound[0]) <= value <= float(bound[1]):
+            raise WorkloadError(
+                f"`workload.{free[sym]}` must be in {bound[0]}..{bound[1]} (the range "
+                f"it was exported for), not {value}"
+            )
+    return subs
+
+
+def imported(archive: Archive, dims: dict[str, int]) -> Program:
+    """The imported program of the archive, its dynamic dimensions bound with `dims`;
+    `Unreadable` naming what this reader does not know."""
+    source = archive.path.name
+    try:
+        subs = bind_dims(archive.free_symbols(), archive.bounds, dims, source)
+        return program(archive, subs, source)
+    except Surprise as e:
+        raise unreadable(source, str(e)) from None
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, RecursionError) as e:
+        raise unreadable(source, f"a malformed models/model.json ({_why(e)})") from None
 
 
 def program(archive: Archive, subs: dict[str, int], source: str) -> Program:

@@ -17,22 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from chipforge.errors import WorkloadError
+from chipforge.workload import pt2_archive
 from chipforge.workload.graph import Graph
-from chipforge.workload.imported import Node, Program, Value, require, to_graph, unbound_error
+from chipforge.workload.imported import Node, Program, Value, require, to_graph
+from chipforge.workload.pt2_archive import FORMATS, bind_dims
 from chipforge.workload.torch_ops import KEEP, classify
-
-FORMATS = {
-    "float64": "fp64",
-    "float32": "fp32",
-    "bfloat16": "bf16",
-    "float16": "fp16",
-    "float8_e4m3fn": "fp8",
-    "float8_e5m2": "fp8",
-    "float8_e4m3fnuz": "fp8",
-    "float8_e5m2fnuz": "fp8",
-    "int8": "int8",
-    "uint8": "int8",
-}
 
 
 def _torch():
@@ -105,36 +94,40 @@ def load_pt2(
     dtype: str | None = None,
     allow_unsupported: bool = False,
     fold: bool = True,
+    trust_pickle: bool = False,
 ) -> Graph:
     """The graph of a program saved with `torch.export.save`. `dims` binds its dynamic
     dimensions, by input and axis (`{'x.0': 8}`) or by symbol (`{'s0': 8}`).
 
-    The archive's serialized graph is read directly (`pt2_archive`: no weights, no torch);
-    `torch.export.load` is the fallback when the archive holds something that reader does not
-    know, or ops that need `run_decompositions()`."""
+    The archive's serialized graph is read as JSON (`pt2_archive`: no weights, no torch, nothing
+    unpickled). What that reader does not know, and ops without a cost rule, are errors, unless
+    `trust_pickle`: then `torch.export.load` (which unpickles weights and constants: it can run
+    any code the file holds) reads the file and `run_decompositions()` lowers those ops."""
     path = Path(path)
     if not path.is_file():
         raise WorkloadError(f"`workload` {path} does not exist; give the path of a .pt2 file")
     options = {"dtype": dtype, "allow_unsupported": allow_unsupported, "fold": fold}
-    fast = _from_archive(path, dims or {}, options)
-    if fast is not None:
-        return fast
-    return from_exported(load_exported(path), name=path.name, dims=dims, **options)
+    try:
+        program = pt2_archive.imported(pt2_archive.read(path), dims or {})
+    except pt2_archive.Unreadable:
+        if not trust_pickle:
+            raise
+        return from_exported(load_exported(path), name=path.name, dims=dims, **options)
+    if trust_pickle and any(node.kind == "unsupported" for node in program.nodes):
+        return from_exported(load_exported(path), name=path.name, dims=dims, **options)
+    return to_graph(program, name=path.name, **options)
 
 
 def load_exported(path: Path) -> Any:
-    """The `torch.export.ExportedProgram` saved at `path`; a chipforge error naming the file
-    when it is not a torch.export archive (the importer and the functional run share it)."""
+    """`torch.export.load(path)`: it unpickles the file's weights and constants, which can run
+    any code the file holds. Only for `trust_pickle` (the user vouches for the file)."""
     torch = _torch()
     logger = logging.getLogger("torch.export")  # logs a traceback before it raises
     logger.addFilter(_without_traceback)
     try:
         return torch.export.load(str(path))
     except Exception as e:  # torch raises RuntimeError, BadZipFile, ... for a damaged file
-        raise WorkloadError(
-            f"`workload` {path.name} is not a readable torch.export program ({type(e).__name__}"
-            "); save one with torch.export.save(torch.export.export(model, inputs), path)"
-        ) from None
+        raise pt2_archive.not_an_archive(path.name, type(e).__name__) from None
     finally:
         logger.removeFilter(_without_traceback)
 
@@ -142,22 +135,6 @@ def load_exported(path: Path) -> Any:
 def _without_traceback(record: logging.LogRecord) -> bool:
     """Log filter: drop the records that carry a traceback (the CLI prints one line)."""
     return record.exc_info is None
-
-
-def _from_archive(path: Path, dims: dict[str, int], options: dict) -> Graph | None:
-    """The graph from the archive's serialized program, or None to fall back to torch."""
-    from chipforge.workload import pt2_archive
-
-    try:
-        archive = pt2_archive.read(path)
-        free = archive.free_symbols()
-        subs = bind_dims(free, archive.bounds, dims, path.name)
-        program = pt2_archive.program(archive, subs, path.name)
-    except (pt2_archive.Surprise, KeyError, TypeError, IndexError, AttributeError, ValueError):
-        return None
-    if any(node.kind == "unsupported" for node in program.nodes):
-        return None  # run_decompositions() needs the loaded program
-    return to_graph(program, name=path.name, **options)
 
 
 def from_exported(
@@ -209,31 +186,6 @@ def _bindings(exported: Any, dims: dict[str, int], source: str) -> dict:
         return None if bound is None else (bound.lower, bound.upper)
 
     return bind_dims(free, bounds, dims, source)
-
-
-def bind_dims(free: dict, bounds, dims: dict[str, int], source: str) -> dict:
-    """{symbol: size} from `dims` (keyed 'input.axis' or by symbol name) for the dynamic
-    dimensions `free` (symbol -> 'input.axis'); `bounds(symbol)` gives its exported range."""
-    known = {label: sym for sym, label in free.items()} | {str(s): s for s in free}
-    for key in dims:
-        if key not in known:
-            listed = ", ".join(free.values()) or "none"
-            raise WorkloadError(
-                f"`workload.{key}` is not a dynamic dimension of {source}; its dynamic "
-                f"dimensions: {listed}"
-            )
-    subs = {known[key]: int(value) for key, value in dims.items()}
-    unbound = [label for sym, label in free.items() if sym not in subs]
-    if unbound:
-        raise unbound_error(source, unbound, "load_pt2")
-    for sym, value in subs.items():
-        bound = bounds(sym)
-        if bound is not None and not int(bound[0]) <= value <= float(bound[1]):
-            raise WorkloadError(
-                f"`workload.{free[sym]}` must be in {bound[0]}..{bound[1]} (the range "
-                f"it was exported for), not {value}"
-            )
-    return subs
 
 
 def _dim(d: Any, subs: dict, where: str) -> int:
