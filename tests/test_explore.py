@@ -92,7 +92,7 @@ def _system_space(**over):
         ({"site": {"pue": 0.9}}, "`pue` must be >= 1.0"),
         ({"site": {"rack": "nvl144"}}, "`--rack` must be one of"),
         ({"serving": None, "objectives": {"ttft_s": "min"}}, "needs a [serving] table"),
-        ({"base": {"chip": "h200"}}, "needs a rack for h200"),
+        ({"site": {"rack": "missing-rack.toml"}}, "rack file 'missing-rack.toml' does not exist"),
     ],
 )
 def test_bad_system_tables_are_one_line_errors(over, words):
@@ -142,15 +142,23 @@ def test_serving_rows_match_a_fresh_plan_and_record_infeasible():
     assert small["serving_method"] == "cluster.plan_serving"
 
 
-def test_stand_in_only_without_a_rack():
+def test_rack_template_without_a_rack_preset():
+    """A base chip with no rack preset is sited in the datacenter's template rack around each
+    design's modelled TDP (as `chipforge datacenter --chip my-chip.toml`), TCO included."""
+    from chipforge.datacenter import Assumptions
+
+    a = Assumptions()
     sp = _system_space(
         base={"chip": "h200"},
         serving={**SERVE, "chips": 2},
-        objectives={"site_tokens_per_s": "max"},
+        objectives={"site_tokens_per_s": "max", "usd_per_million_tokens": "min"},
     )
     row = ev.evaluate_point(sp, {"clock": 1.5e9})
-    assert row["site_method"].startswith("stand-in") and row["status"] == "ok"
-    assert row["chips_per_site"] == int(1e9 / row["tdp_w"])
+    assert row["site_method"] == "datacenter.evaluate_site (rack template)"
+    assert row["status"] == "ok" and row["usd_per_million_tokens"] > 0
+    per_chip = (row["tdp_w"] + a.host_w_per_chip + a.network_w_per_chip) * (1 + a.rack_overhead)
+    per_rack = row["chips_per_site"] / row["site_racks"]
+    assert per_rack * per_chip <= a.rack_power_w < 2 * per_rack * per_chip
 
 
 def test_infeasible_and_failed_points_are_rows(monkeypatch):

@@ -93,6 +93,7 @@ def files(tmp_path_factory):
         '"matrix.count" = [4, 6, 8, 12]\n'
         f'[[workloads]]\nspec = "{d / "orca-3b"},phase=decode,batch=16,context=2048"\n'
         '[objectives]\ntokens_per_s = "max"\nunit_cost_usd = "min"\n'
+        'usd_per_million_tokens = "min"\n[site]\npower = "20 MW"\n'
     )
     return d
 
@@ -177,3 +178,6 @@ def test_user_chip_and_model_through_every_command(files):
     r = CliRunner().invoke(app, ["sweep", "show", str(files / "store")])
     assert r.exit_code == 0, r.output
     _readable("sweep show", r.stdout)
+    r = CliRunner().invoke(app, ["sweep", "show", str(files / "store"), "--json"])
+    methods = json.loads(r.stdout)["methods"]["site_method"]  # the user's chip, sited by template
+    assert set(methods) == {"datacenter.evaluate_site (rack template)"}

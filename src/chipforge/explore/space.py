@@ -24,7 +24,6 @@ from chipforge.errors import ChipforgeError, SpecError, did_you_mean
 from chipforge.explore.system import (
     SERVING_OBJECTIVES,
     SITE_OBJECTIVES,
-    TCO_OBJECTIVES,
     Serving,
     SiteCfg,
     SystemTableError,
@@ -283,11 +282,6 @@ def _check_needs(space: Space, where: str) -> None:
         if name in SERVING_OBJECTIVES and space.serving is None:
             raise SpaceError(
                 f'{where}: `{name}` needs a [serving] table, e.g. model = "llama3-70b", chips = 8'
-            )
-        if name in TCO_OBJECTIVES and space.site.rack is None:
-            raise SpaceError(
-                f"{where}: `{name}` needs a rack for {space.base_name}; "
-                'give [site] rack = "forge-n3-rack" (or another preset)'
             )
 
 

@@ -14,9 +14,11 @@ SLOs) makes the point infeasible with the reason. Site: the template rack with e
 swapped for the design's modelled TDP (hosts, optics and fans kept), sized and priced by
 `datacenter.evaluate_site`; site tokens/s = replicas x replica throughput x goodput and $ per
 million tokens = TCO per year / tokens per year, as `datacenter.workload.serving` computes them.
-Stand-ins, used only when the real model is unavailable and named in the row's `*_method`:
-no [serving] table -> per-chip tokens/s of the `[[workloads]]`; no rack template for the base
-chip -> chips = power / TDP (IT power only, no TCO).
+A base chip with no rack preset (a chip TOML) and no `[site] rack` gets the rack the datacenter's
+rack template derives from each design's modelled TDP (`datacenter.racks.derive_rack`, as
+`chipforge datacenter --chip my-chip.toml`); `site_method` says so. Stand-in, used only when the
+real model is unavailable and named in the row's `serving_method`: no [serving] table ->
+per-chip tokens/s of the `[[workloads]]`.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Serving:
 @dataclass(frozen=True)
 class SiteCfg:
     power_w: float = 1e9
-    rack: str | None = None  # template rack preset; None: no rack known -> stand-in
+    rack: str | None = None  # template rack preset; None: the rack template (derive_rack)
     volume: int = DEFAULT_VOLUME  # built chips over which one-time costs are spread
     assumptions: tuple[tuple[str, float], ...] = ()
 
@@ -151,14 +153,15 @@ def parse_site(raw: dict, base_name: str) -> SiteCfg:
         raise SystemTableError(f"site: `power` must be > 0, not {raw['power']!r}")
     if "rack" in raw:
         try:
-            rack = load_rack(str(raw["rack"])).name
+            load_rack(str(raw["rack"]))  # a preset name or a rack TOML path, checked here
+            rack = str(raw["rack"])
         except ChipforgeError as e:
             raise SystemTableError(f"site: {e}") from None
     else:
         try:
             rack = rack_for_chip(base_name).name
         except ChipforgeError:
-            rack = None  # a chip file with no rack preset: the stand-in
+            rack = None  # a chip file with no rack preset: the rack template
     over = {k: float(v) for k, v in raw.items() if k not in ("power", "rack", "volume")}
     try:
         Assumptions().with_(**over)
@@ -223,6 +226,8 @@ def _template(rack_name: str):
     from chipforge.spec import load_chip
 
     rack = load_rack(rack_name)
+    if not rack.chip:  # a rack TOML for any chip: its power is taken as given
+        return rack, None
     return rack, silicon.evaluate(load_chip(rack.chip)).tdp.total
 
 
@@ -245,35 +250,33 @@ def site_objectives(cfg: SiteCfg, s: Serving | None, chip, sil, o: dict) -> dict
     """Chips, capex, TCO, site tokens/s and $ per million tokens of a site of this design;
     `o` holds the point's per-chip objectives and, with [serving], the replica's."""
     nan = float("nan")
-    if cfg.rack is None:  # stand-in: IT power only, no PUE, hosts or network; no TCO
-        chips = int(cfg.power_w / o["tdp_w"])
-        return {
-            "site_method": "stand-in: power / TDP (no rack preset for this chip)",
-            "chips_per_site": float(chips),
-            "site_tokens_per_s": _site_tokens(s, o, chips, 1.0),
-            "site_capex_usd": chips * o["unit_cost_usd"],
-            **dict.fromkeys(TCO_OBJECTIVES, nan),
-        }
     from dataclasses import replace
 
     from chipforge.datacenter import evaluate_site
+    from chipforge.datacenter.racks import derive_rack
     from chipforge.datacenter.tco import facts_from
 
-    template, template_tdp = _template(cfg.rack)
-    rack = replace(
-        template,
-        name=f"{template.name} with {chip.name}",
-        chip=chip.name,
-        power_w=template.power_w + template.chips * (o["tdp_w"] - template_tdp),
-        market_chip_usd=None,  # a design point is built, never bought
-    )
-    facts = facts_from(chip.name, chip, sil)  # a design point is built, never bought
     a = _assumptions(cfg.assumptions)
+    if cfg.rack is None:  # the datacenter's rack template around the design's modelled TDP
+        rack = derive_rack(chip.model_copy(update={"tdp": o["tdp_w"]}), chip.name, a)
+        method = "datacenter.evaluate_site (rack template)"
+    else:
+        template, template_tdp = _template(cfg.rack)
+        rack = replace(
+            template,
+            name=f"{template.name} with {chip.name}",
+            chip=chip.name,
+            power_w=template.power_w
+            + (template.chips * (o["tdp_w"] - template_tdp) if template_tdp else 0.0),
+            market_chip_usd=None,  # a design point is built, never bought
+        )
+        method = "datacenter.evaluate_site"
+    facts = facts_from(chip.name, chip, sil)  # a design point is built, never bought
     site = evaluate_site(rack, cfg.power_w, a, volume=cfg.volume, chip=facts)
     tps = _site_tokens(s, o, site["chips"], a.goodput)
     per_year = site["tco_usd_per_year"]
     return {
-        "site_method": "datacenter.evaluate_site",
+        "site_method": method,
         "chips_per_site": float(site["chips"]),
         "site_racks": float(site["racks"]),
         "site_it_power_w": site["it_power_w"],
