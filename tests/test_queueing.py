@@ -35,3 +35,16 @@ def test_server_bound_at_p99_costs_throughput():
     assert p99.ttft_at("p99") <= 6.0 < mean.ttft_at("p99")
     assert p99.throughput_tokens_per_s < mean.throughput_tokens_per_s
     assert mean.ttft_percentiles_s["p50"] <= mean.ttft_percentiles_s["p99"]
+
+
+def test_at_rate_runs_the_smallest_batch_that_keeps_up():
+    from chipforge.cluster.serving import at_rate
+
+    kw = dict(isl=9400, osl=652, dtype="fp4", ttft_slo=6.0, tpot_slo=0.175, slo_percentile="p99")
+    plan = plan_serving("b200", "llama3-405b", 8, **kw)
+    slow, fast = at_rate(plan, 0.5), at_rate(plan, 1.5)
+    for p, rate in ((slow, 0.5), (fast, 1.5)):
+        assert p.throughput_tokens_per_s >= rate * 652 and (p.tp, p.pp) == (plan.tp, plan.pp)
+    assert slow.batch < fast.batch and slow.ttft_at("p99") < fast.ttft_at("p99")
+    with pytest.raises(Exception, match="requests/s need"):
+        at_rate(plan, 100.0)

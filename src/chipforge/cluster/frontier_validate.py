@@ -10,7 +10,7 @@ import csv
 from collections.abc import Callable
 from importlib import resources
 
-from chipforge.cluster.serving import plan_serving
+from chipforge.cluster.serving import at_rate, plan_serving
 from chipforge.cluster.validate import CASES, ClusterCase, _int, _training_predictor
 from chipforge.errors import WorkloadError
 
@@ -22,9 +22,13 @@ SERVING_METRICS = {
 }
 # metrics of published rows that no mechanism predicts yet, and why
 MISSING = {
-    "p99_ttft_s": "no latency percentiles under Poisson arrivals (the model gives mean latencies)",
-    "p99_tpot_s": "no latency percentiles under Poisson arrivals (the model gives mean latencies)",
     "input_tokens_per_s_per_chip": "no prefix (KV-cache hit) model for prefill throughput",
+}
+# latency rows: the Server configuration (the search under the row's p99 bounds) at the logged
+# target rate (`serving.at_rate`, TTFT percentiles from cluster.queueing; TPOT's p99 = its mean)
+AT_RATE = {
+    "p99_ttft_s": lambda p: p.ttft_at("p99"),
+    "p99_tpot_s": lambda p: p.tpot_s,
 }
 
 
@@ -50,6 +54,8 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             ttft_slo=_float(row["ttft_slo"]), tpot_slo=_float(row["tpot_slo"]),
             slo_percentile=row["slo_percentile"] or None,
         )  # fmt: skip
+        if row["metric"] in AT_RATE:
+            return AT_RATE[row["metric"]](at_rate(plan, float(row["request_rate"])))
         return SERVING_METRICS[row["metric"]](plan)
 
     return predict

@@ -161,10 +161,12 @@ def _kv_reread(c: ModelConfig, chip: ChipSpec, kv_per_token: float, seqs: int, c
 
 def evaluate(
     chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
-    batching="continuous", gqa_kernel=True, clients=None,
+    batching="continuous", gqa_kernel=True, clients=None, rate=None,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
-    `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot."""
+    `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
+    (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
+    the plan's throughput."""
     _check(c, chips, tp, pp, ep)
     # DP attention with wide EP (DeepSeek's inference system, Open Infra Index day 6: MLA and
     # the shared expert data-parallel, routed experts over EP144): one replica is `ep` chips in
@@ -224,7 +226,8 @@ def evaluate(
         ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
         thr = dp * batch / (decode + batch / osl * share)
         # Poisson arrivals at this throughput: prompts queue for prefill (M/D/1, cluster.queueing)
-        waits = wait_percentiles(thr / dp / osl, share) if batch > 1 else {}
+        lam = (rate if rate is not None else thr / osl) / dp  # requests/s per replica
+        waits = wait_percentiles(lam, share) if batch > 1 and lam * share < 1 else {}
         percentiles = {k: ttft + w for k, w in waits.items()}
     if disaggregated or batching == "static":
         percentiles = {}
@@ -361,6 +364,34 @@ def plan_serving(
         return [q.point(meets(q)) for q in points]
 
     return replace(best, curve_fn=curve)
+
+
+def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -> ServingPlan:
+    """`plan`'s configuration under Poisson arrivals of `rate` requests/s (MLPerf Server's
+    target QPS): the running batch is the smallest that sustains the rate (Little's law:
+    continuous batching admits what arrives), and the TTFT percentiles are those of that load
+    (`cluster.queueing`). Raises Infeasible when even the largest batch cannot keep up."""
+    chip, c = _load_chip(plan.chip), resolve_model(plan.model)
+    topo = topology if isinstance(topology, Topology) else topology_for(chip, plan.chips, topology)
+    kw = dict(isl=plan.isl, osl=plan.osl, tp=plan.tp, pp=plan.pp, ep=plan.ep, dt=plan.dtype,
+              kvd=plan.kv_dtype, batching=plan.batching, gqa_kernel=gqa_kernel,
+              rate=rate)  # fmt: skip
+    need = rate * plan.osl  # output tokens/s the load asks for
+    lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
+                      plan.ep)  # fmt: skip
+    top = evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
+    if top.throughput_tokens_per_s < need:
+        raise Infeasible(
+            f"{rate:g} requests/s need {need:,.0f} output tokens/s; this configuration peaks at "
+            f"{top.throughput_tokens_per_s:,.0f}"
+        )
+    while lo < hi:  # throughput grows with the batch: the smallest that keeps up
+        mid = (lo + hi) // 2
+        if evaluate(chip, c, plan.chips, topo, batch=mid, **kw).throughput_tokens_per_s >= need:
+            hi = mid
+        else:
+            lo = mid + 1
+    return evaluate(chip, c, plan.chips, topo, batch=lo, **kw)
 
 
 def _fits(c, chip, tp, pp, dtype, kvd, isl, osl, ep=1) -> int:
