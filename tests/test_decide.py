@@ -263,3 +263,14 @@ def test_next_generation_takes_over_the_allocation_and_prices_follow_the_rack():
     out = analyse(h, samples=64, sobol=False)
     price = next(a for a in out["assumptions"] if a["input"] == "buy.price_usd")
     assert price["value"] == 25000 and "dgx-h100" in price["source"]
+
+
+def test_python_api_matches_the_cli():
+    import chipforge as cf
+
+    d = small()
+    out = cf.build_or_buy(d, samples=128, sobol=False)  # cf.decide is the package
+    assert out == analyse(scenario_from_dict(d), samples=128, sobol=False)
+    assert (
+        cf.site("gb200", grid="20MW")["chips"] == site_report("gb200", None, grid_w=20e6)["chips"]
+    )

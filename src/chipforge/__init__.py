@@ -17,6 +17,7 @@ API = (
     "cost",
     "site",
     "sweep",
+    "build_or_buy",
 )
 __all__ = [*API, "__version__"]
 

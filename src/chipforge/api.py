@@ -123,25 +123,50 @@ def site(
     rack: str | None = None,
     model=None,
     tokens: float | None = None,
+    grid: str | float | None = None,
+    it_power: str | float | None = None,
     **assumptions,
 ) -> dict:
     """Size and price a datacenter of `chip` (`chipforge datacenter`): the command's JSON
     dict. `chip` is a preset or TOML path (a chip without a rack preset gets the template rack);
-    `assumptions` override any listed assumption (`pue=1.3`).
+    `power` is the facility power, or give `grid` (utility capacity) or `it_power` (provisioned
+    IT) as `--grid` / `--it-power`; `assumptions` override any listed assumption (`pue=1.3`).
 
     >>> s = site("forge-n3", "100MW", pue=1.3)
     >>> s["chip"], s["assumptions"]["pue"], s["chips"] > 0
     ('forge-n3', 1.3, True)
+    >>> site("gb200", grid="1.2GW")["chips"]
+    359136
     """
     from chipforge.datacenter import Assumptions, site_report
     from chipforge.units import parse_quantity
 
-    watts = parse_quantity(power, "power", field="power")
     if isinstance(chip, ChipSpec):
         raise TypeError("site() takes a preset name or a chip TOML path")
+    kw = {}
+    if grid is not None or it_power is not None:
+        kw["grid_w"] = parse_quantity(grid, "power", field="grid") if grid is not None else None
+        kw["it_power_w"] = (
+            parse_quantity(it_power, "power", field="it_power") if it_power is not None else None
+        )
+        watts = None
+    else:
+        watts = parse_quantity(power, "power", field="power")
     return site_report(
-        str(chip), watts, Assumptions().with_(**assumptions), rack=rack, model=model, tokens=tokens
-    )
+        str(chip), watts, Assumptions().with_(**assumptions), rack=rack, model=model,
+        tokens=tokens, **kw,
+    )  # fmt: skip
+
+
+def build_or_buy(
+    scenario, *, samples: int | None = None, seed: int = 0, sobol: bool = True
+) -> dict:
+    """Build or buy (`chipforge decide SCENARIO.toml`): the command's JSON dict, verdict first.
+    `scenario` is a TOML path or a dict of the same sections (docs/decide.md)."""
+    from chipforge.decide import analyse, load_scenario, scenario_from_dict
+
+    sc = scenario_from_dict(scenario) if isinstance(scenario, dict) else load_scenario(scenario)
+    return analyse(sc, samples=samples, seed=seed, sobol=sobol)
 
 
 def sweep(space: str | Path, store: str | Path, **kw) -> dict:
