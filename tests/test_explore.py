@@ -396,3 +396,23 @@ def test_example_runs_small_and_writes_the_plot(tmp_path):
     df = Store(tmp_path / "r").read()
     assert set(df["site_method"].dropna()) == {"datacenter.evaluate_site"}
     assert set(df["serving_method"]) == {"cluster.plan_serving"}
+
+
+def test_search_keeps_to_steps_and_counts_add_up(tmp_path):
+    """NSGA-II keeps a range with `steps` on its grid, and the summary accounts for every point:
+    points = evaluated + skipped + repeated, evaluated = ok + infeasible + failed."""
+    sp = space_from_dict(
+        _space(
+            params={
+                "matrix.rows": [64, 128],
+                "clock": {"min": "1 GHz", "max": "2 GHz", "steps": 5},
+            },
+            sampler={"method": "nsga2", "n": 24, "seed": 1},
+        )
+    )
+    counts = sweep(sp, tmp_path / "s", workers=1, chunk=4)
+    df = Store(tmp_path / "s").read()
+    assert set(df["p.clock"]) <= {1e9, 1.25e9, 1.5e9, 1.75e9, 2e9}
+    assert counts["points"] == counts["evaluated"] + counts["skipped"] + counts["repeated"] == 24
+    assert counts["repeated"] > 0  # 10 distinct points: a 24-point search must repeat some
+    assert counts["evaluated"] == counts["ok"] + counts["infeasible"] + counts["failed"] == len(df)

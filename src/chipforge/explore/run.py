@@ -120,13 +120,19 @@ def sweep(
 
 
 def _stream(store: Store, stream, total: int, already: int, on_rows, flush_s: float) -> dict:
+    """Store the evaluated rows as they come; the counts add up: points = evaluated + skipped
+    (already in the store) + repeated (a search's proposals of a point it had evaluated) +
+    not run (interrupted), and evaluated = ok + infeasible + failed."""
     counted = already
     last = time.monotonic()
     t0 = last
+    status: dict[str, int] = {}
     try:
         for rows in stream:
             store.add(rows)
             counted += len(rows)
+            for r in rows:
+                status[str(r.get("status"))] = status.get(str(r.get("status")), 0) + 1
             if on_rows:
                 on_rows(counted, total)
             if time.monotonic() - last > flush_s or len(store._pending) >= FLUSH_ROWS:
@@ -134,9 +140,12 @@ def _stream(store: Store, stream, total: int, already: int, on_rows, flush_s: fl
                 last = time.monotonic()
     finally:
         store.flush()  # Ctrl-C: what finished is kept
+    evaluated = counted - already
     return {
         "points": total,
-        "evaluated": counted - already,
+        "evaluated": evaluated,
         "skipped": already,
+        "repeated": max(0, total - counted),
+        **{s: status.get(s, 0) for s in ("ok", "infeasible", "failed")},
         "wall_s": time.monotonic() - t0,
     }

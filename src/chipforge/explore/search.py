@@ -15,8 +15,8 @@ from chipforge.explore.space import Param, Space
 def _distribution(p: Param):
     import optuna
 
-    if p.choices:
-        return optuna.distributions.CategoricalDistribution(list(p.choices))
+    if p.choices or p.steps:  # stated choices, or a range on its stated steps
+        return optuna.distributions.CategoricalDistribution(p.grid())
     if p.integer:
         return optuna.distributions.IntDistribution(int(p.low), int(p.high))
     return optuna.distributions.FloatDistribution(p.low, p.high)

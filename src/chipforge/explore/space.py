@@ -34,6 +34,7 @@ from chipforge.spec import ChipSpec, load_chip
 from chipforge.units import parse_quantity
 
 METHODS = ("grid", "random", "lhs", "nsga2", "tpe")
+GRID_STEPS = 5  # grid points of a range that gives no `steps`
 OBJECTIVES = {  # name -> the direction that is better
     "time_s": "min",
     "tokens_per_s": "max",
@@ -71,21 +72,23 @@ class Param:
     choices: tuple = ()
     low: float | None = None
     high: float | None = None
-    steps: int = 0
+    steps: int = 0  # 0: not given (a grid takes GRID_STEPS; other samplers are continuous)
     integer: bool = False
 
     def grid(self) -> list:
         if self.choices:
             return list(self.choices)
-        if self.steps == 1:
+        steps = self.steps or GRID_STEPS
+        if steps == 1:
             return [self.low]
-        vals = [self.low + (self.high - self.low) * i / (self.steps - 1) for i in range(self.steps)]
+        vals = [self.low + (self.high - self.low) * i / (steps - 1) for i in range(steps)]
         return [round(v) for v in vals] if self.integer else vals
 
     def at(self, u: float):
-        """The value at quantile `u` in [0, 1) of this parameter."""
-        if self.choices:
-            return self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)]
+        """The value at quantile `u` in [0, 1) of this parameter (on its `steps` when given)."""
+        if self.choices or self.steps:
+            values = self.grid()
+            return values[min(int(u * len(values)), len(values) - 1)]
         v = self.low + (self.high - self.low) * u
         return round(v) if self.integer else v
 
@@ -160,8 +163,8 @@ def _param(path: str, value: Any, base: dict) -> Param:
         )
     low = parse_quantity(value["min"], field=f"params.{path}.min")
     high = parse_quantity(value["max"], field=f"params.{path}.max")
-    steps = int(value.get("steps", 5))
-    if high < low or steps < 1 or (steps > 1 and high == low):
+    steps = int(value.get("steps", 0))
+    if high < low or (steps < 1 and "steps" in value) or (steps != 1 and high == low):
         raise SpaceError(
             f"params: `{path}` is an empty range (min {value['min']}, max {value['max']}, "
             f"steps {steps}); give min < max and steps >= 1"
