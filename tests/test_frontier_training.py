@@ -111,3 +111,18 @@ def test_tp_comm_overlap_hides_tp_collectives_under_gemms():
     # the pipeline bubble, a multiple of the stage time, shrinks with it
     saved = (plain.exposed_comm[tp] - over.exposed_comm[tp]) / (1 - 0.15)
     assert over.step_time_s <= plain.step_time_s - saved * (1 - 1e-9)
+
+
+def test_fp8_recipes_price_their_cast_passes():
+    """Current scaling reads the tensor once more for its amax; MXFP8 and DeepSeek's block
+    scaling quantize the row- and column-wise copies separately, with 1/32 and 1/128 B of scale."""
+    from chipforge.cluster.layer import layer_costs
+    from chipforge.spec.loader import load_chip
+
+    chip, c = load_chip("h100"), load_model("llama3-8b")
+    fwd = {r: layer_costs(chip, c, 1, 1, 4096, 1, "fp8", fp8_recipe=r)[0]
+           for r in ("delayed", "current", "mxfp8", "block")}  # fmt: skip
+    assert fwd["current"] > fwd["mxfp8"] > fwd["block"] > fwd["delayed"]
+    assert fwd["current"] < 1.1 * fwd["delayed"]  # casts are a small part of a layer
+    with pytest.raises(Exception, match="--fp8-recipe must be one of"):
+        plan_training("h100", "llama3-8b", 8, dtype="fp8", fp8_recipe="e5m2")

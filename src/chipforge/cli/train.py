@@ -123,6 +123,14 @@ def train(
             "--tp-comm-overlap, Transformer Engine userbuffers)",
         ),
     ] = False,
+    fp8_recipe: Annotated[
+        str,
+        typer.Option(
+            "--fp8-recipe",
+            help="FP8 scaling: delayed (TE default), current (per-tensor current scaling), "
+            "mxfp8 (32-element blocks, Blackwell), block (DeepSeek-V3 1x128 / 128x128)",
+        ),
+    ] = "delayed",
     as_json: JsonOpt = False,
     out: OutOpt = None,
     html: HtmlOpt = None,
@@ -137,6 +145,7 @@ def train(
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
         micro_batch=micro_batch, interleave=interleave, topology=topology, attention=attention,
         alternatives=alternatives, schedule=schedule, tp_overlap=tp_overlap,
+        fp8_recipe=fp8_recipe,
     )  # fmt: skip
     data = res.to_dict()
     write_reports("train", data, html, png)

@@ -64,6 +64,23 @@ FP8_CAST_BYTES = 4
 # elements; attention and the rest stay 16-bit as under FP8. The cast reads 2 B and writes the
 # tensor and its transpose at 0.5 B + 1/16 B of scale each.
 CAST_BYTES = {"fp8": FP8_CAST_BYTES, "fp4": 2 + 2 * (0.5 + 1 / 16)}
+# FP8 scaling recipes (`recipe`), each as its cast pass moves bytes per element:
+# - "delayed" (TE DelayedScaling, the default above): the scale comes from an amax history, so
+#   one cast_transpose pass: read 2 B, write 1 + 1 B.
+# - "current" (TE Float8CurrentScaling, Megatron "tensorwise", Megatron-Bridge FP8-CS): the
+#   tensor's own amax first, one more read of the 16-bit tensor (2 B) before the cast.
+# - "mxfp8" (TE MXFP8BlockScaling, Blackwell; OCP MX: one E8M0 scale per 32 elements): the row-
+#   and column-wise copies are quantized separately (a quantized tensor cannot be transposed):
+#   read 2 B, write 2 x (1 + 1/32) B.
+# - "block" (DeepSeek-V3 Sec. 3.3.2: 1x128 tiles for activations, 128x128 blocks for weights):
+#   read 2 B, write 2 x (1 + 1/128) B.
+FP8_RECIPE_CAST_BYTES = {
+    "delayed": FP8_CAST_BYTES,
+    "current": FP8_CAST_BYTES + 2,
+    "mxfp8": 2 + 2 * (1 + 1 / 32),
+    "block": 2 + 2 * (1 + 1 / 128),
+}
+FP8_RECIPES = tuple(FP8_RECIPE_CAST_BYTES)
 _CACHE: dict[tuple, tuple[float, float, float, float]] = {}
 CACHE_MAX = 20000  # layer shapes kept (a search visits a few hundred; a sweep, more chips)
 
@@ -117,11 +134,12 @@ def layer_costs(
     attention: str = "flash",
     sp: bool = True,
     ep: int = 1,
+    fp8_recipe: str = "delayed",
 ) -> tuple[float, float, float, float]:
     """(forward s, backward s, attention-core forward s, optimizer s) of one layer's TP shard
     for one micro-batch of `seq`/`cp` tokens per sequence, on one chip (a MoE layer's routed
     experts: experts/ep of them, each with ep times the tokens). Cached."""
-    k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp, ep)
+    k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe)
     hit = _CACHE.get(k)
     if hit is not None:
         return hit
@@ -167,7 +185,7 @@ def layer_costs(
         fwd, bwd, attn = fwd + f, bwd + b, attn + f
     if fp8:
         for n, part in ((cast_f, "fwd"), (cast_b, "bwd")):
-            nbytes = CAST_BYTES[dtype]
+            nbytes = FP8_RECIPE_CAST_BYTES[fp8_recipe] if dtype == "fp8" else CAST_BYTES[dtype]
             cast = Vector(name=f"{dtype}.cast.{part}", elements=n, bytes_per_element=nbytes)
             t = _time(chip, [cast])
             fwd, bwd = (fwd + t, bwd) if part == "fwd" else (fwd, bwd + t)

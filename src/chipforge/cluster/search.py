@@ -9,6 +9,7 @@ from itertools import product
 
 from chipforge.cluster import checks
 from chipforge.cluster.checks import divisors, stage_layers
+from chipforge.cluster.layer import FP8_RECIPES
 from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
@@ -71,6 +72,7 @@ def plan_training(
     parallel_block: bool = False,
     sequence_parallel: bool = True,
     tp_overlap: bool = False,
+    fp8_recipe: str = "delayed",
     alternatives: int = 0,
     schedule: str = "1f1b",
 ) -> TrainingPlan:
@@ -81,6 +83,10 @@ def plan_training(
     if not isinstance(chips, int) or chips <= 0:
         raise WorkloadError(f"`chips` must be a positive integer, not {chips}")
     checks.attention_kernel(attention)
+    if fp8_recipe not in FP8_RECIPES:
+        raise WorkloadError(
+            f"--fp8-recipe must be one of {', '.join(FP8_RECIPES)}, not {fp8_recipe!r}"
+        )
     if schedule not in SCHEDULES:
         raise WorkloadError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
     if not chip.peak_flops(dtype):
@@ -127,6 +133,7 @@ def plan_training(
                         seq=seq, global_batch=gb, dtype=dtype, tokens=tokens,
                         attention=attention, parallel_block=parallel_block,
                         sequence_parallel=sequence_parallel, tp_overlap=tp_overlap,
+                        fp8_recipe=fp8_recipe,
                     )  # fmt: skip
                 except Infeasible as err:
                     first_error = first_error or err

@@ -172,6 +172,7 @@ def evaluate_plan(
     parallel_block: bool = False,
     sequence_parallel: bool = True,
     tp_overlap: bool = False,
+    fp8_recipe: str = "delayed",
 ) -> TrainingPlan:
     """Step time, utilization and memory of plan `p` (Infeasible when it does not fit).
     `tp_overlap`: the TP all-gathers / reduce-scatters run under the GEMMs beside them."""
@@ -195,7 +196,17 @@ def evaluate_plan(
             f"--pp, --zero, --recompute full or lower --micro-batch"
         )
     fwd, bwd, attn, opt = layer_costs(
-        chip, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, sequence_parallel, p.ep
+        chip,
+        c,
+        p.tp,
+        p.micro_batch,
+        seq,
+        p.cp,
+        dtype,
+        attention,
+        sequence_parallel,
+        p.ep,
+        fp8_recipe,
     )
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
     layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave

@@ -77,6 +77,7 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             topology=topo, attention=row["attention"] or "flash",
             parallel_block=row["block"] == "parallel", sequence_parallel=row["sp"] != "no",
             schedule=row.get("schedule") or "1f1b", tp_overlap=row.get("tp_overlap") == "yes",
+            fp8_recipe=row.get("fp8_recipe") or "delayed",
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s
