@@ -39,6 +39,13 @@ class Rack:
     other_hw_usd: float  # per rack, everything but the accelerators
     market_chip_usd: float | None  # bought accelerators: street price; None: built in house
     source: str
+    # "typical": power_w is the typical full-load draw (provisioned with Assumptions.it_headroom
+    # on top); "max": power_w is already a nameplate maximum or a sum of TDPs (no headroom)
+    power_basis: str = "typical"
+
+    def headroom(self, it_headroom: float) -> float:
+        """Provisioned IT per watt of `power_w`."""
+        return 1.0 if self.power_basis == "max" else it_headroom
 
     def to_dict(self) -> dict:
         return {
@@ -50,12 +57,13 @@ class Rack:
             "other_hw_usd": self.other_hw_usd,
             "market_chip_usd": self.market_chip_usd,
             "source": self.source,
+            "power_basis": self.power_basis,
         }
 
 
 RACK_FIELDS = (
     "name", "chip", "chips", "power", "cooling", "other_hw_usd_per_rack", "market_chip_usd",
-    "source",
+    "source", "power_basis",
 )  # fmt: skip
 
 
@@ -85,6 +93,9 @@ def rack_from_dict(name: str, r: dict, where: str) -> Rack:
     cooling = r.get("cooling", "liquid" if power > AIR_COOLED_MAX_W else "air")
     if cooling not in ("air", "liquid"):
         raise SpecError(f"{where}: `cooling` must be air or liquid, not {cooling!r}")
+    basis = r.get("power_basis", "typical")
+    if basis not in ("typical", "max"):
+        raise SpecError(f"{where}: `power_basis` must be typical or max, not {basis!r}")
     return Rack(
         name=str(r.get("name", name)),
         chip=str(r["chip"]) if "chip" in r else "",
@@ -94,6 +105,7 @@ def rack_from_dict(name: str, r: dict, where: str) -> Rack:
         other_hw_usd=other,
         market_chip_usd=market,
         source=str(r.get("source", where)),
+        power_basis=basis,
     )
 
 
@@ -160,6 +172,7 @@ def derive_rack(spec, chip_ref: str, a) -> Rack:
         cooling="liquid" if power > AIR_COOLED_MAX_W else "air",
         other_hw_usd=chips * a.other_hw_usd_per_chip,
         market_chip_usd=None,
+        power_basis="max",  # a sum of TDPs
         source=(
             f"rack template: {chips} chips x ({spec.tdp:,.0f} W TDP + {a.host_w_per_chip:,.0f} W "
             f"host + {a.network_w_per_chip:,.0f} W network) x {1 + a.rack_overhead:.2f} "

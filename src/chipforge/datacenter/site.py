@@ -3,7 +3,8 @@
 Every default carries its source (ids are rows of chipforge/data/datacenter.csv). Three ways in:
 - `--power` is the facility power the racks draw on average: IT = facility / average PUE;
 - `--it-power` is the provisioned IT capacity: racks are placed at their typical draw times the
-  provisioning headroom (`it_headroom`);
+  provisioning headroom (`it_headroom`), or at their power as given where that is already a
+  maximum (`Rack.power_basis = "max"`: datasheet maxima, sums of TDPs);
 - `--grid` is the utility capacity: IT capacity = grid x usable share under the electrical
   redundancy (`redundancy`) / design-peak PUE (`pue_peak`), then as `--it-power`.
 Network and storage take fixed shares of IT power; the rest is racks. Energy is always charged
@@ -267,16 +268,17 @@ def size(
     if it_power_w is not None:
         if it_power_w <= 0:
             raise SpecError(f"`--it-power` must be > 0, not {it_power_w} W")
-        n = math.floor(it_power_w / (a.it_headroom * shares * rack.power_w))
+        head = rack.headroom(a.it_headroom)
+        n = math.floor(it_power_w / (head * shares * rack.power_w))
         if n < 1:
-            need = rack.power_w * shares * a.it_headroom
+            need = rack.power_w * shares * head
             raise SpecError(
                 f"`--it-power` {it_power_w:.4g} W is too small for one {rack.name} rack "
-                f"({rack.power_w:.4g} W typical x {a.it_headroom:g} headroom); pass at least "
+                f"({rack.power_w:.4g} W x {head:g} headroom); pass at least "
                 f"{need:.4g} W"
             )
         site = size(rack, None, a, racks=n)
-        return replace(site, it_capacity_w=site.it_power_w * a.it_headroom)
+        return replace(site, it_capacity_w=site.it_power_w * head)
     if racks is not None:
         if racks < 1:
             raise SpecError(f"`--racks` must be >= 1, not {racks}")

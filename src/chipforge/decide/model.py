@@ -213,7 +213,7 @@ def _fill(
                 ok = old >= 0
                 installed[k][ok] -= buys[k][np.nonzero(ok)[0], old[ok]]
         # power is reserved by whole racks; a partly filled rack takes new chips first
-        rack_w = [ct.w_it * head * ct.rack.chips for ct, _, _ in types]
+        rack_w = [ct.w_it * ct.rack.headroom(head) * ct.rack.chips for ct, _, _ in types]
         racks = [
             np.ceil(inst / ct.rack.chips - 1e-9)
             for inst, (ct, _, _) in zip(installed, types, strict=True)

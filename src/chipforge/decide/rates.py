@@ -52,6 +52,9 @@ class ChipType:
 def _rack(opt: Option) -> Rack:
     if isinstance(opt.rack, dict):
         r = opt.rack
+        if r.get("power_basis", "typical") not in ("typical", "max"):
+            raise ChipforgeError(f"an inline rack's power_basis must be typical or max, not "
+                                 f"{r['power_basis']!r}")  # fmt: skip
         try:
             return Rack(
                 name=str(r.get("name", f"{opt.chip}-rack")),
@@ -62,6 +65,7 @@ def _rack(opt: Option) -> Rack:
                 other_hw_usd=float(r["other_hw_usd"]),
                 market_chip_usd=r.get("market_chip_usd"),
                 source=str(r.get("source", "scenario")),
+                power_basis=str(r.get("power_basis", "typical")),
             )
         except KeyError as e:
             raise ChipforgeError(
@@ -120,7 +124,7 @@ def ref_chips(sc: Scenario, rack: Rack) -> int:
     a = Assumptions()
     shares = 1 + a.network_power_share + a.storage_power_share
     it = _it(sc.sites[0], a)
-    racks = max(1, math.floor(it / (a.it_headroom * shares * rack.power_w)))
+    racks = max(1, math.floor(it / (rack.headroom(a.it_headroom) * shares * rack.power_w)))
     return min(racks * rack.chips, MAX_TRAINING_CHIPS)
 
 
@@ -136,7 +140,8 @@ def chip_type(sc: Scenario, opt: Option, built: bool) -> ChipType:
     chip, d = _facts(opt, rack, built, sc.param(key).value)
     shares = 1 + a.network_power_share + a.storage_power_share
     total_it = sum(_it(s, a) for s in sc.sites)
-    fleet = max(1, int(total_it / (a.it_headroom * rack.power_w * shares)) * rack.chips)
+    head = rack.headroom(a.it_headroom)
+    fleet = max(1, int(total_it / (head * rack.power_w * shares)) * rack.chips)
     tiers = network_tiers(fleet, a.switch_radix)
     other = (
         rack.other_hw_usd / rack.chips
