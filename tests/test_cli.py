@@ -114,5 +114,8 @@ def test_unknown_option_exits_2():
 def test_demo_runs():
     out = run("demo")
     assert out.returncode == 0, out.stderr
-    for name in ("forge-n3", "h100", "b200", "tpu-v5p", "prefill", "decode", "backward"):
+    for name in ("forge-n3", "gb200", "h100", "b200", "tpu-v7", "prefill", "decode", "--details"):
         assert name in out.stdout
+    assert len(out.stdout.splitlines()) < 40  # the answer on one screen
+    out = run("demo", "--details")
+    assert "backward" in out.stdout and "per op" in out.stdout

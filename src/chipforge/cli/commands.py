@@ -22,6 +22,7 @@ from chipforge.cli import (
     warn,
 )
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, TraceOpt, write_reports, write_trace
+from chipforge.display import show as human
 from chipforge.errors import ChipforgeError
 from chipforge.perf import estimate
 from chipforge.perf.validate import run_validation, summary
@@ -29,7 +30,7 @@ from chipforge.report import tables as tb
 from chipforge.spec import load_chip, preset_names
 from chipforge.workload import load_model, model_names, parse_workload
 
-DEMO_CHIPS = ("forge-n3", "h100", "b200", "tpu-v5p")
+DEMO_CHIPS = ("forge-n3", "gb200", "b200", "h100", "tpu-v7")
 DEMO_SCENARIOS = (
     ("Llama-3-70B prefill, 8k tokens, batch 1", "llm:llama3-70b,phase=prefill,batch=1,seq=8192"),
     (
@@ -247,11 +248,71 @@ DemoHtmlOpt = Annotated[
 ]
 
 
+DetailsOpt = Annotated[
+    bool, typer.Option("--details", help="also print each scenario's comparison and per-op tables")
+]
+
+
+def demo_summary(chips: list, scenarios: list[dict]) -> list[dict]:
+    """Per chip: Llama-3-70B decode speed and prefill time (the demo's scenarios), the chip's
+    cost as a site's capex charges it (street price bought, silicon x markup + NRE built),
+    decode tokens/s per W of TDP and per $1,000, and a 1 GW site's $ per useful PFLOP-hour."""
+    from chipforge.datacenter import site_report
+    from chipforge.report.demo import DATACENTER_POWER_W
+
+    prefill, decode = scenarios[0]["results"], scenarios[1]["results"]
+    rows = []
+    for chip, pre, dec in zip(chips, prefill, decode, strict=True):
+        site = site_report(chip.name, DATACENTER_POWER_W)
+        tps = dec["tokens_per_s"]
+        usd = site["chip_capex_usd_per_chip"]
+        rows.append(
+            {
+                "chip": chip.name,
+                "decode_tokens_per_s": tps,
+                "prefill_time_s": pre["time_s"],
+                "fits_in_memory": dec["fits_in_memory"],
+                "chip_capex_usd_per_chip": usd,
+                "decode_tokens_per_s_per_w": tps / chip.tdp,
+                "decode_tokens_per_s_per_kusd": tps / usd * 1e3,
+                "usd_per_useful_pflop_hour": site["usd_per_useful_pflop_hour"],
+            }
+        )
+    return rows
+
+
+def _answer_table(rows: list[dict]) -> Table:
+    t = Table(
+        title="forge-n3 against the GPUs and TPU v7 (Llama-3-70B, bf16, one chip; site: 1 GW)"
+    )
+    cols = (
+        "chip", "decode tokens/s", "prefill 8k", "chip cost", "tokens/s per W",
+        "tokens/s per $1k", "site $/PFLOP-h",
+    )  # fmt: skip
+    for col in cols:
+        t.add_column(col, justify="left" if col == "chip" else "right")
+    for r in rows:
+        t.add_row(
+            r["chip"] + ("" if r["fits_in_memory"] else " *"),
+            f"{r['decode_tokens_per_s']:,.0f}",
+            human("prefill_time_s", r["prefill_time_s"]),
+            human("chip_capex_usd", r["chip_capex_usd_per_chip"]),
+            f"{r['decode_tokens_per_s_per_w']:,.2f}",
+            f"{r['decode_tokens_per_s_per_kusd']:,.1f}",
+            human("usd", r["usd_per_useful_pflop_hour"]),
+        )
+    return t
+
+
 @app.command()
 def demo(
-    as_json: JsonOpt = False, out: OutOpt = None, html: DemoHtmlOpt = Path("out/report.html")
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+    html: DemoHtmlOpt = Path("out/report.html"),
+    details: DetailsOpt = False,
 ) -> None:
-    """The main job: the house chip forge-n3 against H100, B200 and TPU v5p on Llama-3-70B."""
+    """The main job: the house chip forge-n3 against GB200, B200, H100 and TPU v7 on
+    Llama-3-70B: the answer on one screen, the whole story in the HTML report."""
     chips = [load_chip(c) for c in DEMO_CHIPS]
     tables, data = [], {"chips": list(DEMO_CHIPS), "scenarios": []}
     for title, text in DEMO_SCENARIOS:
@@ -264,13 +325,23 @@ def demo(
         data["scenarios"].append(
             {"title": title, "workload": text, "results": [r.to_dict() for r in results]}
         )
+    data["summary"] = demo_summary(chips, data["scenarios"])
     note = Table(show_header=False, box=None)
     note.add_column("note")
+    note.add_row(
+        "decode: batch 64 at 4k context; chip cost: what a site's capex charges per chip (street "
+        "price bought; silicon x markup + NRE / 500k built); site: chipforge datacenter --chip C"
+    )
     note.add_row(
         "* the working set exceeds the chip's memory: costed on one chip anyway; "
         "a deployment shards it over several chips."
     )
-    emit(data, tables + [note], as_json=as_json, out=out)
+    if not details:
+        for title, _ in DEMO_SCENARIOS:
+            note.add_row(f"{title}: per-op tables with --details, charts in {html}")
+        note.add_row(f"silicon cost, training and serving plans, the 1 GW site: {html}")
+    shown = [_answer_table(data["summary"]), note] + (tables if details else [])
+    emit(data, shown, as_json=as_json, out=out)
     from chipforge.report.demo import write_demo_report
 
     write_demo_report(html, data)
