@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean docs
+.PHONY: demo test bench lint clean docs api-docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m chipforge.cli.reference
 	$(BIN)/python -m chipforge.spec.reference
+
+# the Python API reference (import chipforge as cf), generated from the docstrings by pdoc
+api-docs: $(STAMP)
+	$(BIN)/python -m pdoc chipforge.api -o out/api
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cli.py
