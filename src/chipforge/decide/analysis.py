@@ -174,6 +174,21 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
     p = p_build if p_build >= 0.5 else 1 - p_build
     end = sc.quarter_label(sc.quarters - 1)
     sched = r["schedule"]
+    sf, su, be = _pct(frac), _pct(usd), breakeven(sc, r)
+    headline = {
+        "saving": (
+            f"P10 {100 * sf['p10']:+.1f} % / P50 {100 * sf['p50']:+.1f} % / P90 "
+            f"{100 * sf['p90']:+.1f} % per useful token; P50 {su['p50'] / 1e9:+.2f} B USD (PV)"
+        ),
+        "break_even": (
+            f"{be['p50_quarter']} (P10 {be['p10_quarter']}, P90 {be['p90_quarter']}) after "
+            f"{be['p50_volume_chips']:,.0f} house chips; within the horizon in "
+            f"{100 * be['probability_within_horizon']:.0f} % of scenarios"
+            if "p50_quarter" in be
+            else f"not reached by {end} in any scenario"
+        ),
+        "drivers": ", ".join(f"{d['input']} (ST {d['st']:.2f})" for d in drivers[:5]),
+    }
     return {
         "kind": "decide",
         "scenario": sc.name,
@@ -185,11 +200,14 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
             f"{verdict_option} is cheaper per useful token delivered through {end} with "
             f"probability {p:.2f}"
         ),
+        "headline_saving": headline["saving"],
+        "headline_break_even": headline["break_even"],
+        "headline_drivers": headline["drivers"],
         "probability_build_cheaper": p_build,
-        "saving_fraction": _pct(frac),
-        "saving_usd": _pct(usd),
+        "saving_fraction": sf,
+        "saving_usd": su,
         "saving_fraction_mean": float(frac.mean()),
-        "breakeven": breakeven(sc, r),
+        "breakeven": be,
         "usd_per_useful_pflop_hour": lc,
         "usd_per_million_tokens": per_mtok,
         "npv_cost_usd": npv,

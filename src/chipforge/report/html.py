@@ -119,8 +119,9 @@ def tables(data: dict) -> str:
             if "key" in cols and "value" in cols:  # key/value records: the value's unit by row
                 i, j = cols.index("key"), cols.index("value")
                 rows = [[*r[:j], show(str(r[i]), r[j]), *r[j + 1 :]] for r in rows]
+            shown = " open" if k == "assumptions" else ""  # a report's sources stay in view
             parts.append(
-                f"<details>{summary}{_table(rows, head, [str(c) for c in cols])}</details>"
+                f"<details{shown}>{summary}{_table(rows, head, [str(c) for c in cols])}</details>"
             )
         elif isinstance(v, list) and v:
             parts.append(_table([[k, v]]))
