@@ -79,7 +79,7 @@ def test_validate_json_contract():
         (
             ("show", "h10"),
             "error: `chip` must be a preset or a .toml file, not 'h10' (did you mean "
-            "h100, h200, a100?); `chipforge presets` lists them",
+            "h100, h20, h800?); `chipforge presets` lists them",
         ),
         (
             ("evaluate", "--chip", "h100", "--workload", "gemm:m=8,n=8"),
