@@ -21,6 +21,7 @@ from chipforge.cli import (
     trusting,
     warn,
 )
+from chipforge.cli.budgetopts import MaxMemoryOpt, MaxWorkOpt
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, TraceOpt, write_reports, write_trace
 from chipforge.display import show as human
 from chipforge.errors import ChipforgeError
@@ -141,8 +142,11 @@ def evaluate(
     png: PngOpt = None,
     trace: TraceOpt = None,
     trust_pickle: TrustOpt = False,
+    max_memory: MaxMemoryOpt = None,
+    max_work: MaxWorkOpt = None,
 ) -> None:
-    """Cost a workload on one chip, op by op."""
+    """Cost a workload on one chip, op by op (--engine cycle: within --max-memory and
+    --max-work, as `simulate`)."""
     if engine not in ("analytical", "cycle"):
         raise ChipforgeError(f"`--engine` must be analytical or cycle, not {engine!r}")
     graph, spec = _workload(workload, allow_unsupported, trust_pickle), load_chip(chip)
@@ -155,9 +159,12 @@ def evaluate(
     if engine == "analytical":
         result = estimate(graph, spec)
     else:
-        from chipforge.sim import run_timing
+        from chipforge.sim import budget, run_timing
 
-        result = run_timing(graph, spec, on_op=keep if trace else None)
+        limits = budget.parse_limits(max_memory, max_work)
+        result = run_timing(
+            graph, spec, on_op=keep if trace else None, max_memory=limits[0], max_work=limits[1]
+        )
     warn(result)
     emit(result, [tb.summary_table(result), tb.op_table(result)], as_json=as_json, out=out)
     write_trace(trace, [result.to_dict()], (runs, spec.clock))

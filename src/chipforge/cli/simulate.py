@@ -12,6 +12,7 @@ from rich.table import Table
 
 from chipforge.atomic import atomic_write_text
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, TrustOpt, WorkloadOpt, app, emit, trusting, warn
+from chipforge.cli.budgetopts import MaxMemoryOpt, MaxWorkOpt
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.report import tables as tb
 from chipforge.spec import load_chip
@@ -33,13 +34,20 @@ def compile_cmd(
     as_json: JsonOpt = False,
     out: OutOpt = None,
     trust_pickle: TrustOpt = False,
+    max_memory: MaxMemoryOpt = None,
+    max_work: MaxWorkOpt = None,
 ) -> None:
     """Compile a workload to the chip's assembly (one instruction a line)."""
     from chipforge.compiler.isa import text_all
     from chipforge.compiler.lower import compile_op
+    from chipforge.sim import budget
 
     spec = load_chip(chip)
     graph = parse_workload(workload, trust_pickle=trusting(trust_pickle))
+    limits = budget.parse_limits(max_memory, max_work)
+    budget.check(
+        budget.estimate(graph, spec, functional=False), max_memory=limits[0], max_work=limits[1]
+    )
     programs = [(op, compile_op(op, spec)) for op in graph.ops]
     text = text_all([p for _, p in programs if p is not None])
     summary = [
@@ -95,16 +103,29 @@ def simulate(
     html: HtmlOpt = None,
     png: PngOpt = None,
     trust_pickle: TrustOpt = False,
+    max_memory: MaxMemoryOpt = None,
+    max_work: MaxWorkOpt = None,
 ) -> None:
     """Run a workload cycle by cycle on the chip (one instance of each repeated op); with
-    --functional a .onnx/.pt2 model runs end to end on real numbers (docs/import.md)."""
+    --functional a .onnx/.pt2 model runs end to end on real numbers (docs/import.md).
+    Runs estimated over --max-memory or --max-work are refused before they start."""
+    from chipforge.sim import budget
     from chipforge.sim.engine import run_timing
     from chipforge.sim.reference import check_op
     from chipforge.sim.trace import write_trace
 
     spec, trust = load_chip(chip), trusting(trust_pickle)
+    limits = budget.parse_limits(max_memory, max_work)
     if functional and workload.split(",")[0].lower().endswith((".onnx", ".pt2")):
-        _simulate_model(spec, workload, dtype, as_json=as_json, out=out, trust_pickle=trust)
+        _simulate_model(
+            spec,
+            workload,
+            dtype,
+            as_json=as_json,
+            out=out,
+            trust_pickle=trust,
+            max_memory=limits[0],
+        )
         return
     graph = parse_workload(workload, trust_pickle=trust)
     runs, checks = [], []
@@ -119,7 +140,9 @@ def simulate(
                     checks.append(check_op(op, prog))
             progress.advance(task)
 
-        result = run_timing(graph, spec, on_op=each)
+        result = run_timing(
+            graph, spec, on_op=each, max_memory=limits[0], max_work=limits[1], functional=functional
+        )
     warn(result)
     if trace:
         write_trace(trace, runs, spec.clock)
@@ -167,7 +190,14 @@ def _model_table(data: dict) -> list[Table]:
 
 
 def _simulate_model(
-    spec, workload: str, dtype: str, *, as_json: bool, out, trust_pickle: bool = False
+    spec,
+    workload: str,
+    dtype: str,
+    *,
+    as_json: bool,
+    out,
+    trust_pickle: bool = False,
+    max_memory=None,
 ) -> None:
     """The model file run end to end on the functional simulator with real numbers."""
     from chipforge.sim.graph_run import run_model
@@ -186,6 +216,7 @@ def _simulate_model(
             dims=dims,
             on_node=lambda *_: progress.advance(task),
             trust_pickle=trust_pickle,
+            max_memory=max_memory,
         )
     emit(data, _model_table(data), as_json=as_json, out=out)
     if data["result"] == "MISMATCH":

@@ -57,12 +57,16 @@ def run_cmd(
 
     from chipforge.explore import load_space, sweep
     from chipforge.explore.dask_client import security_for
+    from chipforge.explore.run import cap_workers
 
     # every input error before any work
     space = load_space(space_file, trust_pickle=trusting(trust_pickle))
     if address is None and any(tls):
         raise ChipforgeError("`--tls-ca/--tls-cert/--tls-key` need a tls:// `--address`")
     security = security_for(address, *tls) if address else None
+    workers, note = cap_workers(workers, address)
+    if note:
+        Console(stderr=True).print(f"note: {note}", markup=False, highlight=False)
     bar, cb = _progress(Console(stderr=True).is_terminal and not as_json)
     opts = dict(
         backend=backend, workers=workers, address=address, resume=resume, n=n, flush_s=flush_s

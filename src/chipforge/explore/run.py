@@ -65,6 +65,18 @@ def _evaluator(runner: backends.Runner, backend: str, chunk: int):
     return evaluate
 
 
+def cap_workers(workers: int, address: str | None = None) -> tuple[int, str | None]:
+    """`--workers` for this machine and a note when it was lowered: 0 is one per core, more
+    processes than cores only add memory and switching (a remote scheduler's own workers are
+    not counted here)."""
+    if workers < 0:
+        raise ChipforgeError(f"`--workers` must be >= 0 (0: one per core), not {workers}")
+    cores = backends.default_workers()
+    if address or workers <= cores:
+        return workers, None
+    return cores, f"--workers {workers} is more than this machine's {cores} cores; using {cores}"
+
+
 def sweep(
     space: Space,
     store_dir: str | Path,
@@ -85,6 +97,7 @@ def sweep(
     `explore.dask_client.security_for`), reached within `connect_timeout` s."""
     if backend not in ("local", "dask"):
         raise ChipforgeError(f"`--backend` must be local or dask, not {backend!r}")
+    sample.check(space, n)  # before the store is touched
     workers = workers or backends.default_workers()
     store = Store(store_dir)
     search_like = space.method in ("nsga2", "tpe")

@@ -15,7 +15,6 @@ weighted workloads, objectives, constraints and the sampler. Every check runs be
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from chipforge.explore.system import (
 )
 from chipforge.spec import ChipSpec, load_chip
 from chipforge.units import parse_quantity
+from chipforge.userfile import load_toml
 
 METHODS = ("grid", "random", "lhs", "nsga2", "tpe")
 GRID_STEPS = 5  # grid points of a range that gives no `steps`
@@ -292,8 +292,5 @@ def load_space(path: str | Path, *, trust_pickle: bool = False) -> Space:
     p = Path(path)
     if not p.is_file():
         raise SpaceError(f"space file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise SpaceError(f"{path}: not valid TOML ({e})") from None
+    data = load_toml(p, what="space file", error=SpaceError)
     return space_from_dict(data, str(path), trust_pickle=trust_pickle)

@@ -10,6 +10,7 @@ from chipforge.dtypes import nbytes
 from chipforge.perf.calibration import calibration
 from chipforge.perf.engine import RULES, Cost, Machine, finish_op, make_result
 from chipforge.perf.result import OpResult, Result
+from chipforge.sim import budget
 from chipforge.sim.timing import Timeline, schedule, vector_work
 from chipforge.spec import ChipSpec
 from chipforge.workload import Graph
@@ -89,11 +90,23 @@ def simulate_op(
     return record, prog, tl
 
 
-def run_timing(graph: Graph, chip: ChipSpec, *, on_op=None) -> Result:
+def run_timing(
+    graph: Graph,
+    chip: ChipSpec,
+    *,
+    on_op=None,
+    max_memory: float | None = None,
+    max_work: float | None = None,
+    functional: bool = False,
+) -> Result:
     """Cost `graph` on `chip` with the cycle-level simulator (one instance of each op).
 
     `on_op(op, program, timeline)` is called after each op (program and timeline are None
-    for ops costed analytically): the `simulate` command collects traces and checks there."""
+    for ops costed analytically): the `simulate` command collects traces and checks there.
+    A run over its memory or work budget (`sim/budget.py`; None: the defaults) is refused
+    before it starts; `functional` counts the host arrays and MACs of `on_op`'s checks in."""
+    size = budget.estimate(graph, chip, functional=functional)
+    budget.check(size, max_memory=max_memory, max_work=max_work)
     mc = Machine(chip, calibration(chip.family))
     ops, notes = [], []
     for op in graph.ops:

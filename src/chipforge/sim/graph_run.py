@@ -19,13 +19,16 @@ stay well below the worst case: 16 u = 2^-5. Measured: ~5e-3 (transformer), ~2e-
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from chipforge.errors import WorkloadError
+from chipforge.sim.budget import BudgetError, default_max_memory
 from chipforge.sim.matrix_backend import Backend
 from chipforge.spec import ChipSpec
+from chipforge.units import fmt
 
 BF16_BOUND = 2.0**-5
 DTYPES = ("bf16", "int8", "int8-channel")
@@ -59,14 +62,36 @@ def _onnx_inputs(model, dims: dict[str, int], rng, source: str) -> dict[str, np.
     return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
 
 
-def _run_onnx(path: Path, dims, chip, dtype, seed, on_node):
+def onnx_bytes(model, dims: dict[str, int], source: str) -> float:
+    """Peak memory of a functional ONNX run, from the importer's shapes: every value in fp32,
+    held by both runs (chip and reference), and the largest compared in fp64 (`_diff`: two
+    copies, a mask and the difference). The importer's checks of the model
+    (`onnx_import.check_order`, `check_initializer`) run first."""
+    import onnx
+
+    from chipforge.workload.onnx_import import _Importer
+
+    values = _Importer(onnx, model, source, dims).program().values
+    sizes = [math.prod(float(d) for d in v.shape) for v in values.values()]
+    return 2 * 4 * sum(sizes) + 32 * max(sizes, default=0.0)
+
+
+def _run_onnx(path: Path, dims, chip, dtype, seed, on_node, max_memory):
     from chipforge.sim.onnx_run import load_model, run_onnx
 
     model = load_model(path)
+    need = onnx_bytes(model, dims, path.name)
+    if need > max_memory:
+        raise BudgetError(
+            f"the functional run of {path.name} would need about {fmt(need, 'bytes', digits=3)} "
+            f"(every tensor in fp32, chip and reference runs), over the "
+            f"{fmt(max_memory, 'bytes', digits=3)} memory budget; raise it with --max-memory, "
+            "or bind smaller dimensions"
+        )
     feeds = _onnx_inputs(model, dims, np.random.default_rng(seed), path.name)
     chip_be, ref_be = backends(dtype, chip)
-    got = run_onnx(model, feeds, chip_be, on_node=on_node)
-    want = run_onnx(model, feeds, ref_be)
+    got = run_onnx(model, feeds, chip_be, on_node=on_node, max_bytes=max_memory)
+    want = run_onnx(model, feeds, ref_be, max_bytes=max_memory)
     outputs = [o.name for o in model.graph.output]
     ref = "numpy fp32 evaluation of the ONNX graph" if dtype == "bf16" else "numpy int8"
     return got, want, outputs, ref, chip_be, {k: list(v.shape) for k, v in feeds.items()}
@@ -113,10 +138,13 @@ def run_model(
     seed: int = 0,
     on_node=None,
     trust_pickle: bool = False,
+    max_memory: float | None = None,
 ) -> dict:
     """Run the model file on `chip` end to end; per-node and overall differences, verdict.
     A .pt2 is read without unpickling (`pt2_module`); `trust_pickle` lets torch.load read its
-    pickled weights (which can run any code the file holds)."""
+    pickled weights (which can run any code the file holds). An ONNX run estimated over
+    `max_memory` (default: half the RAM, `sim/budget.py`) is refused before it starts, and so
+    is any node that would make a tensor past it."""
     path = Path(path)
     if dtype not in DTYPES:
         raise WorkloadError(
@@ -126,8 +154,9 @@ def run_model(
         raise WorkloadError(
             f"`workload` {path} does not exist; give the path of a .onnx or .pt2 file"
         )
+    limit = default_max_memory() if max_memory is None else max_memory
     if path.suffix.lower() == ".onnx":
-        run = _run_onnx(path, dims or {}, chip, dtype, seed, on_node)
+        run = _run_onnx(path, dims or {}, chip, dtype, seed, on_node, limit)
     else:
         run = _run_pt2(path, dims or {}, chip, dtype, seed, on_node, trust_pickle)
     got, want, outputs, ref, chip_be, shapes = run

@@ -15,8 +15,12 @@ from chipforge.errors import WorkloadError
 from chipforge.sim import onnx_attention
 from chipforge.sim.matrix_backend import Backend, bf16
 from chipforge.workload.imported import require
+from chipforge.workload.onnx_fold import output_size
 
 MATRIX_OPS = ("MatMul", "Gemm", "Conv")
+# ops whose output can be far larger than their inputs: sized before they run (`_guard`)
+SIZED = ("ConstantOfShape", "Range", "Expand", "Gather", "Add", "Sub", "Mul", "Div", "Pow")
+SIZED += ("Equal", "Less", "Greater", "Where", "Min", "Max", "And", "Or")
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -218,9 +222,29 @@ def load_model(path: Path):
         ) from None
 
 
-def run_onnx(model, feeds: dict[str, np.ndarray], backend: Backend, *, on_node=None) -> dict:
+def _guard(name: str, op_type: str, args: list, attrs: dict, max_bytes: float) -> None:
+    """Refuse a node whose output (known from its inputs before it is computed: a
+    ConstantOfShape, Range, Expand, Gather or broadcast) would not fit `max_bytes`."""
+    if op_type not in SIZED or any(a is None for a in args[:1]):
+        return
+    try:
+        elements = output_size(op_type, [np.asarray(a) for a in args if a is not None], attrs)
+    except (ValueError, IndexError, TypeError):
+        return  # the op itself will say what is wrong
+    if not elements * 4 <= max_bytes:
+        raise WorkloadError(
+            f"node {name} ({op_type}) would make a tensor of {elements:.3g} elements "
+            f"({elements * 4:.3g} bytes in fp32), over the {max_bytes:.3g}-byte memory budget; "
+            "raise it with --max-memory if the model really needs it"
+        )
+
+
+def run_onnx(
+    model, feeds: dict[str, np.ndarray], backend: Backend, *, on_node=None, max_bytes=math.inf
+) -> dict:
     """Evaluate `model` on `feeds`; returns {node output name: value} for every node output
-    (graph outputs included). `on_node(node_name, op_type)` is called after each node."""
+    (graph outputs included). `on_node(node_name, op_type)` is called after each node. A node
+    whose output would exceed `max_bytes` is refused before it runs."""
     onnx = require("onnx", "an ONNX model")
     env: dict[str, np.ndarray] = {
         t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer
@@ -239,7 +263,9 @@ def run_onnx(model, feeds: dict[str, np.ndarray], backend: Backend, *, on_node=N
         name = node.name or f"{node.op_type}_{index}"
         if outs is None:
             args = [env[i] if i else None for i in node.input]
-            outs = _execute(backend, name, node.op_type, args, _attrs(onnx, node))
+            attrs = _attrs(onnx, node)
+            _guard(name, node.op_type, args, attrs, max_bytes)
+            outs = _execute(backend, name, node.op_type, args, attrs)
         for out_name, value in zip(node.output, outs, strict=False):
             value = np.asarray(value)
             if value.dtype.kind == "f":

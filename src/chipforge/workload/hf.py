@@ -7,10 +7,10 @@ config's max_position_embeddings (n_positions for GPT-2): the longest context it
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from chipforge.errors import WorkloadError
+from chipforge.userfile import load_json
 from chipforge.workload.config import ModelConfig
 
 ARCHITECTURES = {
@@ -86,10 +86,7 @@ MODEL_TYPES = {
 def _read(path: Path) -> dict:
     if not path.is_file():
         raise WorkloadError(f"`workload` {path} does not exist; give the path of a config.json")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise WorkloadError(f"`workload` {path.name} is not valid JSON ({e})") from None
+    data = load_json(path, what="`workload`", error=WorkloadError)
     if not isinstance(data, dict):
         raise WorkloadError(
             f"`workload` {path.name} must be a JSON object, not {type(data).__name__}"

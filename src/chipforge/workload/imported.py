@@ -202,6 +202,11 @@ def to_graph(
             ops += rule(program, node, formats)
     if missing and not allow_unsupported:
         raise unsupported_error(program.source, missing)
+    if not ops:
+        raise WorkloadError(
+            f"`workload` {program.source} has no work to cost: every node is constant (shape "
+            "arithmetic or static data); export the model with its inputs"
+        )
     weights = sum(formats.nbytes(program.values[p]) for p in program.params)
     if missing:  # the workload's name carries it into every table and JSON report
         nodes = sum(count for count, _ in missing.values())

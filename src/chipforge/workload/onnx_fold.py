@@ -8,6 +8,7 @@ hand the results to per-node shape inference as known data. Ops not listed are l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -132,15 +133,65 @@ EVAL: dict[str, Rule] = {
 }
 
 
+def _range_size(x: Arrays) -> float:
+    start, limit, delta = (float(np.ravel(v)[0]) for v in x[:3])
+    count = (limit - start) / delta if delta else math.inf
+    return (
+        math.inf
+        if math.isnan(count)
+        else max(0.0, math.ceil(count) if math.isfinite(count) else count)
+    )
+
+
+def _dims(v: np.ndarray) -> tuple[float, ...]:
+    """A shape tensor's entries as floats (no overflow in their product)."""
+    return tuple(float(d) for d in np.ravel(v))
+
+
+def _broadcast_size(shapes: list[tuple[float, ...]]) -> float:
+    rank = max((len(s) for s in shapes), default=0)
+    padded = [(1.0,) * (rank - len(s)) + tuple(s) for s in shapes]
+    return math.prod(max(axis) for axis in zip(*padded, strict=True)) if rank else 1.0
+
+
+def output_size(op_type: str, x: Arrays, a: dict) -> float:
+    """Elements of the node's output, from its inputs' shapes and values alone (nothing is
+    computed): a size a hostile model names (ConstantOfShape of [1e6, 1e6], Range to 1e12,
+    a Gather or broadcast of two large operands) is known before any memory is asked for.
+    An upper bound where the op can only shrink its input (Slice, Squeeze, ReduceProd)."""
+    given = [v for v in x if v is not None]
+    if op_type == "ConstantOfShape":
+        return math.prod(_dims(x[0])) if given else 0.0
+    if op_type == "Range":
+        return _range_size(x)
+    if op_type == "Expand":
+        return _broadcast_size([x[0].shape, _dims(x[1])])
+    if op_type == "Gather":
+        axis = int(a.get("axis", 0)) % max(1, x[0].ndim)
+        return math.prod(x[0].shape[:axis]) * x[1].size * math.prod(x[0].shape[axis + 1 :])
+    if op_type == "Concat":
+        return float(sum(v.size for v in given))
+    if op_type in ("Add", "Sub", "Mul", "Div", "Mod", "Pow", "Equal", "Less", "Greater"):
+        return _broadcast_size([v.shape for v in given])
+    if op_type in ("LessOrEqual", "GreaterOrEqual", "And", "Or", "Where", "Min", "Max"):
+        return _broadcast_size([v.shape for v in given])
+    return float(max((v.size for v in given), default=1))  # elementwise or shrinking
+
+
 def evaluate(op_type: str, inputs: Arrays, attrs: dict, cast: Callable) -> np.ndarray | None:
     """The value of a node whose inputs are all known, or None when we do not evaluate it
-    (not a listed op, too large, or numpy refuses)."""
+    (not a listed op, an output over MAX_FOLD elements — known before it is computed — or
+    numpy refuses)."""
     if op_type == "Cast":
         return np.asarray(inputs[0]).astype(cast(attrs["to"]))
+    if any(v is not None and v.size > MAX_FOLD for v in inputs):
+        return None
     rule = EVAL.get(op_type)
-    if rule is None or any(v is not None and v.size > MAX_FOLD for v in inputs):
+    if rule is None:
         return None
     try:
+        if not output_size(op_type, inputs, attrs) <= MAX_FOLD:  # NaN too
+            return None
         with np.errstate(all="ignore"):
             out = np.asarray(rule(inputs, attrs))
     except (ValueError, IndexError, TypeError):

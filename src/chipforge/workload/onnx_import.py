@@ -78,6 +78,55 @@ def _load(onnx: Any, path: Path) -> Any:
     return model
 
 
+MAX_ELEMENTS = 2**40  # no real tensor is larger (4 TiB in fp32): a size past it is hostile
+
+
+def check_initializer(onnx: Any, t: Any, source: str) -> None:
+    """An initializer stored in the file must hold the data its dims declare: a header that
+    claims 1e12 elements over an empty payload is refused before anything is allocated."""
+    if any(d < 0 for d in t.dims):
+        raise WorkloadError(f"`workload` {source}: initializer {t.name!r} has a negative dim")
+    declared = math.prod(t.dims)
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        return  # weights outside the file are never read
+    if t.HasField("raw_data"):
+        bits = 4 if t.data_type in HALF_BYTE else 8 * _itemsize(onnx, t.data_type)
+        stored = len(t.raw_data) * 8 // bits
+    else:
+        fields = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data")
+        stored = sum(len(getattr(t, f)) for f in (*fields, "string_data"))
+        if t.data_type in HALF_BYTE:
+            stored *= 2
+    if stored < declared:
+        raise WorkloadError(
+            f"`workload` {source}: initializer {t.name!r} declares {declared:.3g} elements "
+            f"(dims {list(t.dims)}) but stores {stored}; the file is truncated or altered"
+        )
+
+
+def _itemsize(onnx: Any, elem: int) -> int:
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 1
+
+
+def check_order(graph: Any, source: str) -> None:
+    """Every node input is a graph input, an initializer or an earlier node's output (ONNX
+    requires topological order): a cycle is refused in one line, not followed."""
+    made = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    later = {o: n for n in graph.node for o in n.output if o}
+    for index, node in enumerate(graph.node):
+        for vid in node.input:
+            if vid and vid not in made and vid in later:
+                label = node.name or f"{node.op_type} #{index}"
+                raise WorkloadError(
+                    f"`workload` {source}: node {label!r} reads {vid!r} before any node makes "
+                    "it (a cycle, or nodes out of topological order); re-export the model"
+                )
+        made.update(o for o in node.output if o)
+
+
 def input_shapes(inputs, dims: dict[str, int], source: str) -> dict[str, list[int]]:
     """{input: shape} of ONNX graph inputs (not initializers), their dynamic dimensions bound
     from `dims` by dim_param name or `input.axis` for an unnamed one; an unknown key or an
@@ -142,6 +191,7 @@ class _Importer:
     def _initializers(self) -> None:
         external = self.onnx.TensorProto.EXTERNAL
         for t in self.graph.initializer:
+            check_initializer(self.onnx, t, self.source)
             shape = tuple(int(d) for d in t.dims)
             data = None
             if math.prod(shape) <= MAX_FOLD and t.data_location != external:
@@ -252,15 +302,26 @@ class _Importer:
         if positions is not None:
             inputs = [inputs[i] if i < len(inputs) else "" for i in positions]
         outputs = [o for o in node.output if o]
+        label = node.name or f"{node.op_type} -> {outputs[0] if outputs else ''}"
         for vid in outputs:
             self.values[vid] = self._value(vid)
+            self._check_size(vid, node, label)
         for vid in inputs:
             if vid and vid not in self.values:  # an input no node made: unknown
                 self.values[vid] = self._value(vid)
-        label = node.name or f"{node.op_type} -> {outputs[0] if outputs else ''}"
         return Node(kind, inputs, outputs, _scope(node.name), node.op_type, label, extra)
 
+    def _check_size(self, vid: str, node: Any, label: str) -> None:
+        elements = math.prod(float(d) for d in self.values[vid].shape)
+        if elements > MAX_ELEMENTS:
+            raise WorkloadError(
+                f"`workload` {self.source}: {node.op_type} node {label!r} makes {vid!r} of "
+                f"shape {list(self.values[vid].shape)} ({elements:.3g} elements), past the "
+                f"{MAX_ELEMENTS:.3g}-element limit on one tensor; check the model's shapes"
+            )
+
     def program(self) -> Program:
+        check_order(self.graph, self.source)
         nodes = [n for n in (self._visit(node) for node in self.graph.node) if n is not None]
         return Program(self.source, self.values, nodes, self.params)
 
