@@ -148,7 +148,14 @@ def vector_instructions(op: VectorOp, chip: ChipSpec, *, resident: bool = False)
 
 
 def instructions(op: Op, chip: ChipSpec, *, resident: bool = False) -> int:
-    """Instructions of one instance of `op` as `compile_op` lowers it (0 for collectives)."""
+    """Instructions of one instance of `op` as `compile_op` lowers it (0 for collectives and
+    attention backward, which the cycle engine costs analytically); `compile_op`'s own errors
+    (a GPU, a dtype the arrays lack) first."""
+    from chipforge.compiler.lower import check_compilable
+
+    if isinstance(op, Collective) or (isinstance(op, Attention) and op.backward):
+        return 0
+    check_compilable(op, chip)
     if isinstance(op, Conv2d):
         op = op.as_matmul()
     if isinstance(op, MatMul):

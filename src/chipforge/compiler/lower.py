@@ -128,9 +128,8 @@ def lower_embedding(prog: Program, op: Embedding, chip: ChipSpec) -> None:
         )
 
 
-def compile_op(op: Op, chip: ChipSpec, *, resident: bool = False) -> Program | None:
-    """One instance of `op` as a program (None for collectives: they run on the links, costed
-    by the analytical alpha-beta model)."""
+def check_compilable(op: Op, chip: ChipSpec) -> None:
+    """The errors `compile_op` raises before lowering anything (a GPU, a missing dtype)."""
     if chip.matrix.dataflow == "tensor-core":
         raise CompileError(
             f"chip {chip.name} is a GPU (tensor-core dataflow): the compiler "
@@ -142,6 +141,12 @@ def compile_op(op: Op, chip: ChipSpec, *, resident: bool = False) -> Program | N
             f"chip {chip.name}'s matrix unit has no {op.dtype}: use one of "
             f"{', '.join(chip.matrix.macs_per_cycle)} (workload dtype=...)"
         )
+
+
+def compile_op(op: Op, chip: ChipSpec, *, resident: bool = False) -> Program | None:
+    """One instance of `op` as a program (None for collectives: they run on the links, costed
+    by the analytical alpha-beta model)."""
+    check_compilable(op, chip)
     prog = Program(name=op.name, repeat=op.count)
     if isinstance(op, Conv2d):
         op = op.as_matmul()

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from chipforge.errors import SpecError, did_you_mean
+from chipforge.userfile import load_toml
 
 AIR_COOLED_MAX_W = 40e3  # assumption: above ~40 kW a rack needs liquid (DGX H100 racks ~41 kW)
 
@@ -128,10 +129,7 @@ def load_rack(name: str) -> Rack:
         path = Path(name)
         if not path.is_file():
             raise SpecError(f"rack file {name!r} does not exist; give a preset or a TOML path")
-        try:
-            data = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise SpecError(f"{name}: not valid TOML ({e})") from None
+        data = load_toml(path, what="rack file", error=SpecError)
         return rack_from_dict(path.stem, data, name)
     if name not in racks:
         raise SpecError(

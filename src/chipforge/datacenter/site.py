@@ -177,16 +177,14 @@ def parse_overrides(items: list[str], where: str = "--set") -> dict[str, float]:
 
 def load_assumptions(path) -> dict[str, float]:
     """An assumptions TOML (`key = value` lines, any of `SOURCES`) as overrides."""
-    import tomllib  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
+
+    from chipforge.userfile import load_toml  # noqa: PLC0415
 
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"`--assumptions` {str(p)!r} does not exist; give a TOML file")
-    try:
-        data = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SpecError(f"{p}: not valid TOML ({e})") from None
+    data = load_toml(p, what="`--assumptions` file", error=SpecError)
     items = []
     for k, v in data.items():
         if isinstance(v, bool) or not isinstance(v, int | float | str):
