@@ -97,6 +97,7 @@ HF_CONFIGS = {
         "num_key_value_heads": 128,
         "num_hidden_layers": 61,
         "vocab_size": 129280,
+        "num_nextn_predict_layers": 1,
         "max_position_embeddings": 163840,
     },
 }
