@@ -69,8 +69,8 @@ class Loaded:
 
 
 def load(path: Path, dims: dict[str, int], *, trust_pickle: bool = False) -> Loaded:
-    """The archive at `path` as a runnable module, dynamic dimensions bound with `dims`."""
-    torch = require("torch", "a torch.export program")
+    """The archive at `path` as a runnable module, dynamic dimensions bound with `dims`.
+    Everything is checked before torch is imported."""
     source = path.name
     with pa.open_zip(path) as z:
         archive = pa.read_open(z, path)
@@ -78,7 +78,9 @@ def load(path: Path, dims: dict[str, int], *, trust_pickle: bool = False) -> Loa
         missing = sorted({n.source for n in program.nodes if n.kind == "unsupported"})
         if missing:
             raise pa.unreadable(source, f"ops without a chipforge rule ({', '.join(missing)})")
-        tensors = _tensors(torch, z, archive, trust_pickle)
+        configs = _configs(z, archive, trust_pickle)
+        torch = require("torch", "a torch.export program")
+        tensors = _tensors(torch, z, archive, configs)
     try:
         module = _module(torch, archive, tensors)
     except pa.Surprise as e:
@@ -100,7 +102,24 @@ def load(path: Path, dims: dict[str, int], *, trust_pickle: bool = False) -> Loa
     return Loaded(module, inputs)
 
 
-def _tensors(torch, z: zipfile.ZipFile, archive: pa.Archive, trust: bool) -> dict[str, Any]:
+def _configs(z: zipfile.ZipFile, archive: pa.Archive, trust: bool) -> list[tuple[str, dict]]:
+    """The weights' and constants' configs; a pickled entry is refused unless `trust`."""
+    configs = [
+        ("weights", archive.payload_config(z, "weights")),
+        ("constants", archive.payload_config(z, "constants")),
+    ]
+    for kind, config in configs:
+        for fqn, meta in config.items():
+            if (meta.get("use_pickle") or meta.get("tensor_meta") is None) and not trust:
+                raise WorkloadError(
+                    f"`workload` {archive.path.name}: {kind} entry {fqn[:80]!r} is pickled "
+                    f"({meta.get('path_name')!s:.40}); chipforge does not unpickle model files: "
+                    f"re-save it with torch.export.save from plain tensors, or {pa.TRUST_HINT}"
+                )
+    return configs
+
+
+def _tensors(torch, z: zipfile.ZipFile, archive: pa.Archive, configs: list) -> dict[str, Any]:
     """The graph inputs that are not user inputs, by graph input name, from the raw files."""
     source = archive.path.name
     wanted = {}
@@ -111,32 +130,19 @@ def _tensors(torch, z: zipfile.ZipFile, archive: pa.Archive, trust: bool) -> dic
             wanted[name] = spec["buffer_name"]
         elif kind == "tensor_constant":
             wanted[name] = spec["tensor_constant_name"]
-    configs = [
-        ("weights", archive.payload_config(z, "weights")),
-        ("constants", archive.payload_config(z, "constants")),
-    ]
     files: dict[str, Any] = {}  # one flat tensor a raw file (weights share files)
     out = {}
     for kind, config in configs:
-        for fqn, meta in config.items():
-            if (meta.get("use_pickle") or meta.get("tensor_meta") is None) and not trust:
-                raise WorkloadError(
-                    f"`workload` {source}: {kind} entry {fqn[:80]!r} is pickled "
-                    f"({meta.get('path_name')!s:.40}); chipforge does not unpickle model "
-                    "files: re-save it with torch.export.save from plain tensors, or "
-                    f"{pa.TRUST_HINT}"
-                )
         for fqn in wanted.values():
-            if fqn in out or fqn not in config:
-                continue
-            out[fqn] = _tensor(torch, z, archive, kind, fqn, config[fqn], files, trust)
+            if fqn not in out and fqn in config:
+                out[fqn] = _tensor(torch, z, archive, kind, fqn, config[fqn], files)
     for graph_name, fqn in wanted.items():
         if fqn not in out:
             raise pa.unreadable(source, f"no weight {fqn[:80]!r} for input {graph_name[:80]!r}")
     return {graph_name: out[fqn] for graph_name, fqn in wanted.items()}
 
 
-def _tensor(torch, z, archive, kind: str, fqn: str, meta: dict, files: dict, trust: bool):
+def _tensor(torch, z, archive, kind: str, fqn: str, meta: dict, files: dict):
     source = archive.path.name
     path = meta.get("path_name")
     where = f"{kind} entry {fqn[:80]!r}"
@@ -146,9 +152,12 @@ def _tensor(torch, z, archive, kind: str, fqn: str, meta: dict, files: dict, tru
     if member not in z.NameToInfo:
         raise pa.not_an_archive(source, f"{where}: no {member[:80]}")
     info = z.getinfo(member)
-    if meta.get("use_pickle"):  # only with trust (checked above)
+    if meta.get("use_pickle") or meta.get("tensor_meta") is None:  # trusted (`_configs`)
         data = pa.read_member(z, info, source, info.file_size)
-        value = torch.load(io.BytesIO(data), weights_only=False)
+        try:
+            value = torch.load(io.BytesIO(data), weights_only=False)
+        except Exception as e:  # a damaged pickle: torch raises many types
+            raise pa.not_an_archive(source, f"{type(e).__name__} in {member[:80]!r}") from None
         if not isinstance(value, torch.Tensor):
             raise pa.unreadable(source, f"{where}: a {type(value).__name__}, not a tensor")
         return value
