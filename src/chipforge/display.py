@@ -114,7 +114,8 @@ def area(m2: float) -> str:
     if abs(m2) >= 1e-8:
         mm2 = m2 / 1e-6
         return f"{mm2:,.0f} mm²" if abs(mm2) >= 100 else f"{_sig(mm2)} mm²"
-    return f"{_sig(m2 / 1e-12)} µm²" if abs(m2) >= 1e-12 else si(m2 / 1e-12, "µm²")
+    um2 = m2 / 1e-12
+    return f"{_sig(um2)} µm²" if abs(um2) >= 1 else f"{plain(um2)} µm²"
 
 
 def ratio(value: float) -> str:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from chipforge.atomic import atomic_write_text, output_dir
 from chipforge.cli import JsonOpt, OutOpt, app, deprecated, emit
+from chipforge.display import show
 from chipforge.rtl.params import ArrayParams, RtlError
 
 rtl_app = typer.Typer(no_args_is_help=True, help="The matrix unit as RTL (needs the rtl extra).")
@@ -147,12 +148,14 @@ def synth(
     nand2_area_um2(node)  # a bad node fails before the slow part
     params = _params(chip, rows, cols, dtype)
     stats = synth_stats(params, node=node)
+    nand2 = show("area_m2", stats["nand2_area_um2"] * 1e-12)
     table = Table(title=f"{params.rows}x{params.cols} {params.dtype} on {node} "
-                        f"(NAND2 {stats['nand2_area_um2']:.4f} um2: {source(node)})")  # fmt: skip
-    for col in ("block", "cells", "flip-flops", "NAND2 eq.", "area mm2"):
-        table.add_column(col)
+                        f"(NAND2 {nand2}: {source(node)})")  # fmt: skip
+    for col in ("block", "cells", "flip-flops", "NAND2 eq.", "area"):
+        table.add_column(col, justify="left" if col == "block" else "right")
     for block in ("pe", "glue", "array"):
         b = stats[block]
+        area = show("area_mm2", b["area_mm2"])
         table.add_row(block, f"{b['cells']:,}", f"{b['flops']:,}",
-                      f"{b['nand2_equivalents']:,.0f}", f"{b['area_mm2']:.5f}")  # fmt: skip
+                      f"{b['nand2_equivalents']:,.0f}", area)  # fmt: skip
     emit(stats, [table], as_json=as_json, out=out)
