@@ -65,7 +65,10 @@ def _x(sc, n=64, seed=3):
 def test_more_nre_never_makes_building_cheaper(sc, chips):
     gpu, own = chips
     x = _x(sc)
-    base = run(sc, gpu, own, x)["build_lc"]["usd_per_pflop_hour"]
+    r0 = run(sc, gpu, own, x)
+    base = r0["build_lc"]["usd_per_pflop_hour"]
+    for o in ("buy_lc", "build_lc"):  # the cost to date at the horizon is the levelized one's
+        assert np.allclose(r0[o]["cum_pv_cost"][:, -1], r0[o]["pv_cost"], rtol=1e-12)
     for key in ("team_usd_per_year", "nre_masks_usd", "nre_ip_usd", "partner_fee_usd"):
         more = dict(x)
         more[f"build.{key}"] = x[f"build.{key}"] * 1.5 + 1e6
@@ -274,3 +277,19 @@ def test_python_api_matches_the_cli():
     assert (
         cf.site("gb200", grid="20MW")["chips"] == site_report("gb200", None, grid_w=20e6)["chips"]
     )
+
+
+def test_rent_mode_rents_everything_at_the_cloud_price():
+    d = small(buy={"mode": "rent"})
+    sc = scenario_from_dict(d)
+    gpu, own = chip_type(sc, sc.buy, built=False), chip_type(sc, sc.build, built=True)
+    x = nominal(sc)
+    r = run(sc, gpu, own, x)
+    assert r["buy"]["buys"][0].sum() == 0 and r["build"]["buys"][0].sum() == 0  # no GPU bought
+    gpu_hours = r["demand_flops"][0] * 2190 * 3600 / (useful_per_chip(gpu, r["mix"]) * 3600)
+    cloud = gpu_hours * x["buy.cloud_usd_per_gpu_hour"][0]
+    b = r["buy"]
+    assert b["cash"][0] == pytest.approx(cloud, rel=1e-9)  # no fleet, no datacenter: the rent
+    assert r["build"]["facility"][0].sum() > 0  # building still needs its sites
+    with pytest.raises(ChipforgeError, match="buy.mode"):
+        scenario_from_dict(small(buy={"mode": "lease"}))

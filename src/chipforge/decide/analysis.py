@@ -91,13 +91,14 @@ def _pct(a: np.ndarray, axis=0) -> dict:
 
 def breakeven(sc: Scenario, r: dict) -> dict:
     """Per sample, the first quarter from which building stays cheaper per useful PFLOP-hour
-    (cumulative PV cost over cumulative PV output, each quarter); the house chips delivered by
+    (PV cost to date net of the book value then, over PV output to date); the house chips
+    delivered by
     then; the share of samples that break even within the horizon."""
     lcs = []
     for o in ("buy", "build"):
         lc = r[f"{o}_lc"]
         with np.errstate(divide="ignore", invalid="ignore"):
-            lcs.append(np.where(lc["cum_pv_out"] > 0, lc["cum_pv_cash"] / lc["cum_pv_out"], np.inf))
+            lcs.append(np.where(lc["cum_pv_out"] > 0, lc["cum_pv_cost"] / lc["cum_pv_out"], np.inf))
     cheaper = lcs[1] <= lcs[0]
     # stays cheaper from q on: reverse cumulative AND
     stays = np.flip(np.logical_and.accumulate(np.flip(cheaper, axis=1), axis=1), axis=1)
@@ -153,7 +154,7 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
     for o in ("buy", "build"):
         lc_o = r[f"{o}_lc"]
         with np.errstate(divide="ignore", invalid="ignore"):
-            v = np.where(lc_o["cum_pv_out"] > 0, lc_o["cum_pv_cash"] / lc_o["cum_pv_out"], np.nan)
+            v = np.where(lc_o["cum_pv_out"] > 0, lc_o["cum_pv_cost"] / lc_o["cum_pv_out"], np.nan)
         ok = np.isfinite(v).any(axis=0)
         p = np.full((3, sc.quarters), np.nan)
         if ok.any():

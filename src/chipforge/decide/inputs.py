@@ -308,6 +308,7 @@ class Scenario:
     samples: int = 16384
     buy_next: Option | None = None  # the generation bought from `next_from_month` on
     next_from_month: float = 0.0
+    rent: bool = False  # the buy option rents all its compute (and the build option's bridge)
 
     def names(self) -> list[str]:
         """`section.name` of every uncertain input, in a fixed order."""
@@ -426,7 +427,7 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     sections = {"build": build_raw, "buy": buy_raw, "site": d.get("site", {}),
                 "workload": d.get("workload", {}), "finance": d.get("finance", {})}  # fmt: skip
     fixed = {"build": {"chip", "rack", "design_start"},
-             "buy": {"chip", "rack", "next_chip", "next_rack", "next_from"},
+             "buy": {"chip", "rack", "next_chip", "next_rack", "next_from", "mode"},
              "workload": {"train", "serve"}, "site": set(), "finance": set()}  # fmt: skip
     for s, defaults in DEFAULTS.items():
         raw = sections[s]
@@ -481,6 +482,9 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     for t in train:
         if t.end_month <= t.start_month:
             raise ChipforgeError(f"`workload.train` {t.model}: end must be after start")
+    mode = str(buy_raw.get("mode", "purchase"))
+    if mode not in ("purchase", "rent"):
+        raise ChipforgeError(f"`buy.mode` must be purchase or rent, not {mode!r}")
     nxt, nxt_from = None, 0.0
     if "next_chip" in buy_raw:
         if "next_from" not in buy_raw:
@@ -490,7 +494,7 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
         nxt_from = months_between(start, str(buy_raw["next_from"]), "buy.next_from")
     return Scenario(str(head.get("name", "build or buy")), start, quarters, build, buy,
                     design_start, tuple(sites), train, serve, params, samples, nxt,
-                    nxt_from)  # fmt: skip
+                    nxt_from, mode == "rent")  # fmt: skip
 
 
 def _watts(v, where: str) -> float:

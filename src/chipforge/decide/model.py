@@ -333,13 +333,26 @@ def levelized(sc: Scenario, x: dict, opt: dict) -> dict[str, np.ndarray]:
     pv_out = (pflop_h * df).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         lc = np.where(pv_out > 0, pv_cost / pv_out, np.inf)
+    # the same at the end of every quarter: cash to date less the book value then (straight
+    # line: IT over the chip life, facility over its life), so the last equals `pv_cost`
+    life_q = np.maximum(np.rint(4 * x["finance.chip_life_y"]), 1)[:, None]
+    cum_pv = np.cumsum(opt["cash"] * df, axis=1)
+    net = np.empty_like(cum_pv)
+    for q in range(Q):
+        age = q + 1 - np.arange(q + 1)[None, :]
+        book = (opt["capex_it"][:, : q + 1] * np.clip(1 - age / life_q, 0, 1)).sum(axis=1)
+        book += (opt["facility"][:, : q + 1] * np.clip(1 - age / (4 * FACILITY_LIFE_Y), 0, 1)).sum(
+            axis=1
+        )
+        net[:, q] = cum_pv[:, q] - book * (1 + r[:, 0]) ** (-(q + 1) / 4)
     return {
         "pv_cash": pv_cash,
         "pv_cost": pv_cost,
         "pv_pflop_hours": pv_out,
         "usd_per_pflop_hour": lc,
         "cum_cash": np.cumsum(opt["cash"], axis=1),
-        "cum_pv_cash": np.cumsum(opt["cash"] * df, axis=1),
+        "cum_pv_cash": cum_pv,
+        "cum_pv_cost": net,
         "cum_pv_out": np.cumsum(pflop_h * df, axis=1),
         "pflop_hours": pflop_h,
     }
@@ -363,6 +376,8 @@ def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
     # takes over the allocation from its first quarter
     lead = x["buy.lead_months"][:, None]
     alloc = x["buy.allocation_per_quarter"][:, None] * np.clip((m0 + 3 - lead) / 3, 0, 1)
+    if sc.rent:  # buy.mode = "rent": no GPU is bought; the demand is rented (cloud price)
+        alloc = np.zeros_like(alloc)
     drift = (1 + x["buy.price_change_per_year"][:, None]) ** (m0 / 12)
     prices = [x["buy.price_usd"][:, None] * drift]
     windows = [np.ones(Q, dtype=bool)]
@@ -373,7 +388,10 @@ def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
             :, None]) ** (np.maximum(m0 - sc.next_from_month, 0) / 12))  # fmt: skip
     mfu = [x["buy.mfu_x"]] * len(gpus)
     buy_types = [(g, alloc * w, p) for g, w, p in zip(gpus, windows, prices, strict=True)]
-    buy = option(sc, x, buy_types, cap, fac, flops_demand, mix, mfu)
+    if sc.rent:  # renting needs no datacenter of its own
+        buy = option(sc, x, buy_types, 0 * cap, 0 * fac, flops_demand, mix, mfu)
+    else:
+        buy = option(sc, x, buy_types, cap, fac, flops_demand, mix, mfu)
     # build: the bridge up to the planned volume date, then the program's chips
     sched = schedule(sc, x)
     planned = planned_volume_month(sc)
