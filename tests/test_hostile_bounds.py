@@ -411,3 +411,21 @@ def test_workers_past_the_cores_are_capped_with_a_note(tmp_path):
     assert cap_workers(cores + 50, "tcp://scheduler:8786") == (cores + 50, None)
     with pytest.raises(ChipforgeError, match="--workers"):
         cap_workers(-1)
+
+
+def test_functional_runs_are_sized_before_they_start(tmp_path):
+    """Both model formats: the estimate from the importer's shapes, against --max-memory."""
+    torch = pytest.importorskip("torch", reason="the .pt2 case needs torch")
+    from chipforge.sim.budget import BudgetError
+    from chipforge.sim.graph_run import pt2_bytes, run_model
+
+    forge = load_chip("forge-n3")
+    module = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 8))
+    path = tmp_path / "mlp.pt2"
+    torch.export.save(torch.export.export(module, (torch.randn(4, 64),)), str(path))
+    # values: x 4x64, W1 256x64, b1 256, h 4x256 (twice: linear, relu), W2 8x256, b2 8, y 4x8
+    elements = 256 + 16384 + 256 + 2 * 1024 + 2048 + 8 + 32
+    assert pt2_bytes(path, {}) == 8 * elements + 32 * 16384
+    with pytest.raises(BudgetError, match="mlp.pt2 would need about 693 kB"):
+        run_model(path, forge, max_memory=100e3)
+    assert run_model(path, forge, max_memory=1e6)["result"] == "match"

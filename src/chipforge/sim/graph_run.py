@@ -62,32 +62,50 @@ def _onnx_inputs(model, dims: dict[str, int], rng, source: str) -> dict[str, np.
     return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
 
 
-def onnx_bytes(model, dims: dict[str, int], source: str) -> float:
-    """Peak memory of a functional ONNX run, from the importer's shapes: every value in fp32,
+def values_bytes(values: dict) -> float:
+    """Peak memory of a functional run over an importer program's values: every value in fp32,
     held by both runs (chip and reference), and the largest compared in fp64 (`_diff`: two
-    copies, a mask and the difference). The importer's checks of the model
-    (`onnx_import.check_order`, `check_initializer`) run first."""
-    import onnx
-
-    from chipforge.workload.onnx_import import _Importer
-
-    values = _Importer(onnx, model, source, dims).program().values
+    copies, a mask and the difference)."""
     sizes = [math.prod(float(d) for d in v.shape) for v in values.values()]
     return 2 * 4 * sum(sizes) + 32 * max(sizes, default=0.0)
 
 
-def _run_onnx(path: Path, dims, chip, dtype, seed, on_node, max_memory):
-    from chipforge.sim.onnx_run import load_model, run_onnx
+def onnx_bytes(model, dims: dict[str, int], source: str) -> float:
+    """`values_bytes` of an ONNX model, from the importer's shapes (whose checks of the model,
+    `onnx_import.check_order` and `check_initializer`, run first)."""
+    import onnx
 
-    model = load_model(path)
-    need = onnx_bytes(model, dims, path.name)
-    if need > max_memory:
+    from chipforge.workload.onnx_import import _Importer
+
+    return values_bytes(_Importer(onnx, model, source, dims).program().values)
+
+
+def pt2_bytes(path: Path, dims: dict[str, int]) -> float | None:
+    """`values_bytes` of a .pt2, from the archive's JSON graph (nothing unpickled), or None
+    when that reader cannot follow the file (the loader then says why)."""
+    from chipforge.workload import pt2_archive
+
+    try:
+        return values_bytes(pt2_archive.imported(pt2_archive.read(path), dims).values)
+    except pt2_archive.Unreadable:
+        return None
+
+
+def check_memory(path: Path, need: float | None, max_memory: float) -> None:
+    if need is not None and need > max_memory:
         raise BudgetError(
             f"the functional run of {path.name} would need about {fmt(need, 'bytes', digits=3)} "
             f"(every tensor in fp32, chip and reference runs), over the "
             f"{fmt(max_memory, 'bytes', digits=3)} memory budget; raise it with --max-memory, "
             "or bind smaller dimensions"
         )
+
+
+def _run_onnx(path: Path, dims, chip, dtype, seed, on_node, max_memory):
+    from chipforge.sim.onnx_run import load_model, run_onnx
+
+    model = load_model(path)
+    check_memory(path, onnx_bytes(model, dims, path.name), max_memory)
     feeds = _onnx_inputs(model, dims, np.random.default_rng(seed), path.name)
     chip_be, ref_be = backends(dtype, chip)
     got = run_onnx(model, feeds, chip_be, on_node=on_node, max_bytes=max_memory)
@@ -142,9 +160,9 @@ def run_model(
 ) -> dict:
     """Run the model file on `chip` end to end; per-node and overall differences, verdict.
     A .pt2 is read without unpickling (`pt2_module`); `trust_pickle` lets torch.load read its
-    pickled weights (which can run any code the file holds). An ONNX run estimated over
-    `max_memory` (default: half the RAM, `sim/budget.py`) is refused before it starts, and so
-    is any node that would make a tensor past it."""
+    pickled weights (which can run any code the file holds). A run estimated over `max_memory`
+    (default: half the RAM, `sim/budget.py`) is refused before it starts, and so is any ONNX
+    node that would make a tensor past it."""
     path = Path(path)
     if dtype not in DTYPES:
         raise WorkloadError(
@@ -158,6 +176,7 @@ def run_model(
     if path.suffix.lower() == ".onnx":
         run = _run_onnx(path, dims or {}, chip, dtype, seed, on_node, limit)
     else:
+        check_memory(path, pt2_bytes(path, dims or {}), limit)
         run = _run_pt2(path, dims or {}, chip, dtype, seed, on_node, trust_pickle)
     got, want, outputs, ref, chip_be, shapes = run
     nodes = []
