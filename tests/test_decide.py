@@ -227,6 +227,12 @@ def test_bad_scenarios_are_one_line_errors(tmp_path):
         scenario_from_dict(small(build={"design_months": {"value": 40, "low": 10, "high": 30}}))
     with pytest.raises(ChipforgeError, match="did you mean"):
         scenario_from_dict(small(build={"design_month": 20}))
+    with pytest.raises(ChipforgeError, match=r"must lie in \[0, 1\]"):
+        scenario_from_dict(small(build={"respin_probability": 1.5}))
+    with pytest.raises(ChipforgeError, match="must lie in"):
+        scenario_from_dict(small(build={"wafer_starts_per_month": -10}))
+    with pytest.raises(ChipforgeError, match="samples"):
+        scenario_from_dict(small(scenario={"samples": 10_000_000}))
     with pytest.raises(ChipforgeError, match="quarter like"):
         scenario_from_dict(small(scenario={"start": "2026-01"}))
     bad = tmp_path / "bad.toml"

@@ -14,9 +14,10 @@ import math
 import numpy as np
 from scipy.stats import qmc
 
-from chipforge.decide.inputs import DEFAULTS, Scenario
+from chipforge.decide.inputs import DEFAULTS, MAX_SAMPLES, Scenario
 from chipforge.decide.model import SECONDS_PER_QUARTER, nominal, run
 from chipforge.decide.rates import ChipType, chip_type
+from chipforge.errors import ChipforgeError
 
 SOBOL_BASE = 512  # SALib base samples: (d + 2) x 512 model runs for first and total order
 
@@ -138,6 +139,8 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
     own = chip_type(sc, sc.build, built=True)
     sc = market_prices(sc, gpu if isinstance(gpu, list) else [gpu])
     n = samples or sc.samples
+    if not 64 <= n <= MAX_SAMPLES:
+        raise ChipforgeError(f"`--samples` must be 64 to {MAX_SAMPLES:,}, not {n}")
     u = unit_samples(len(sc.names()), n, seed)
     r = run(sc, gpu, own, _x(sc, u))
     frac, usd = saving(r)

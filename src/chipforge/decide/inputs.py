@@ -261,6 +261,32 @@ DEFAULTS: dict[str, dict[str, Param]] = {
 }
 
 
+# Where an input can lie at all (a range outside is a user error); the rest: >= 0.
+DOMAIN: dict[str, tuple[float, float]] = {
+    "build.respin_probability": (0.0, 1.0),
+    "build.respin_draw": (0.0, 1.0),
+    "build.respin_mask_share": (0.0, 1.0),
+    "build.yield_initial_share": (0.01, 1.0),
+    "build.ramp_quarters": (0.1, 40.0),
+    "build.yield_learning_quarters": (0.1, 40.0),
+    "build.packages_per_cowos_wafer": (1.0, 200.0),
+    "build.built_chip_markup": (1.0, 10.0),
+    "build.mfu_x": (0.01, 2.0),
+    "buy.mfu_x": (0.01, 2.0),
+    "buy.price_change_per_year": (-0.9, 1.0),
+    "site.pue": (1.0, 3.0),
+    "site.pue_peak": (1.0, 3.0),
+    "site.redundancy": (0.01, 1.0),
+    "site.it_headroom": (1.0, 2.0),
+    "workload.serve_growth_per_quarter": (-0.5, 2.0),
+    "finance.cost_of_capital": (0.0, 1.0),
+    "finance.chip_life_y": (0.5, 30.0),
+    "finance.tax_rate": (0.0, 0.9),
+}
+MAX_SAMPLES = 65536  # (samples x quarters) arrays, a few dozen of them: ~0.5 GB at the caps
+MAX_QUARTERS = 40
+
+
 @dataclass(frozen=True)
 class Site:
     name: str
@@ -382,6 +408,9 @@ def _param(raw, default: Param, where: str) -> Param:
         raise ChipforgeError(
             f"`{where}` needs low <= value <= high, not {p.low:g} <= {p.value:g} <= {p.high:g}"
         )
+    lo, hi = DOMAIN.get(where, (0.0, math.inf))
+    if p.low < lo or p.high > hi:
+        raise ChipforgeError(f"`{where}` must lie in [{lo:g}, {hi:g}], not [{p.low:g}, {p.high:g}]")
     return p
 
 
@@ -404,12 +433,12 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     end = str(head.get("end", "2030Q4"))
     _quarter(start, "scenario.start")
     quarters = int(months_between(start, end, "scenario.end") // 3) + 1
-    if not 1 <= quarters <= 80:
-        raise ChipforgeError(f"`scenario.end` must be 1 to 80 quarters after the start, "
-                             f"not {quarters}")  # fmt: skip
+    if not 1 <= quarters <= MAX_QUARTERS:
+        raise ChipforgeError(f"`scenario.end` must be 1 to {MAX_QUARTERS} quarters after the "
+                             f"start, not {quarters}")  # fmt: skip
     samples = int(head.get("samples", 16384))
-    if not 64 <= samples <= 1_000_000:
-        raise ChipforgeError(f"`scenario.samples` must be 64 to 1,000,000, not {samples}")
+    if not 64 <= samples <= MAX_SAMPLES:
+        raise ChipforgeError(f"`scenario.samples` must be 64 to {MAX_SAMPLES:,}, not {samples}")
 
     def rel(chip: str) -> str:
         if base is not None and chip.endswith(".toml") and not Path(chip).is_absolute():

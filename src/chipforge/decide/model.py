@@ -237,9 +237,10 @@ def _fill(
 def _stock(buys: np.ndarray, life_q: np.ndarray) -> np.ndarray:
     """Installed count per quarter from deliveries and a life in quarters (n,)."""
     n, Q = buys.shape
-    age = np.arange(Q)[:, None] - np.arange(Q)[None, :]  # [q, j] = q - j
-    alive = (age[None, :, :] >= 0) & (age[None, :, :] < life_q[:, None, None])
-    return np.einsum("nqj,nj->nq", alive, buys)
+    total = np.cumsum(buys, axis=1)
+    gone = np.arange(Q)[None, :] - life_q[:, None]  # deliveries up to here have retired
+    retired = np.take_along_axis(total, np.clip(gone, 0, Q - 1), axis=1) * (gone >= 0)
+    return total - retired
 
 
 def option(
@@ -282,9 +283,7 @@ def option(
         flops_cap += stock * (useful_per_chip(ct, mix) * mx)[:, None]
         stock_value += _stock(flow, life_q)
         book_end += (flow * np.clip(1 - ages / life_q[:, None], 0, 1)).sum(axis=1)
-        for q in range(Q):
-            alive = (q - np.arange(Q) >= 0) & (q - np.arange(Q) < life_q[:, None])
-            depreciation[:, q] += (flow * alive).sum(axis=1) / life_q
+        depreciation += _stock(flow, life_q) / life_q[:, None]  # straight line over life
     maint = (
         a.maintenance_it_share * stock_value
         + a.maintenance_facility_share * np.cumsum(fac_capex, axis=1)
