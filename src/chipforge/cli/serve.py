@@ -65,6 +65,14 @@ def serve(
     osl: Annotated[int, typer.Option("--osl", help="output tokens per request")] = 256,
     ttft_slo: Annotated[str | None, typer.Option("--ttft-slo", help="e.g. 2s")] = None,
     tpot_slo: Annotated[str | None, typer.Option("--tpot-slo", help="e.g. 100ms")] = None,
+    max_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batch",
+            min=1,
+            help="the engine's largest running batch per replica (TensorRT-LLM max_batch_size)",
+        ),
+    ] = None,
     slo_percentile: Annotated[
         str | None,
         typer.Option(
@@ -123,6 +131,7 @@ def serve(
         ttft_slo=_seconds(ttft_slo, "ttft_slo"),
         tpot_slo=_seconds(tpot_slo, "tpot_slo"),
         slo_percentile=slo_percentile,
+        max_batch=max_batch,
         disaggregated=disaggregated,
         topology=topology,
         batching=batching,

@@ -49,6 +49,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
         plan = plan_serving(
             row["chip"], row["model"], int(row["chips"]),
             isl=int(row["isl"]), osl=int(row["osl"]), dtype=row["dtype"],
+            kv_dtype=row["kv_dtype"] or None, max_batch=_int(row["max_batch"]),
             tp=_int(row["tp"]), pp=_int(row["pp"]), ep=_int(row["ep"]),
             concurrency=_int(row["concurrency"]),
             ttft_slo=_float(row["ttft_slo"]), tpot_slo=_float(row["tpot_slo"]),

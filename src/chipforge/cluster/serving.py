@@ -263,6 +263,7 @@ def plan_serving(
     batching: str = "continuous",
     gqa_kernel: bool = True,
     slo_percentile: str | None = None,
+    max_batch: int | None = None,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -270,15 +271,21 @@ def plan_serving(
     prefill) or "static" (one batch at a time). `gqa_kernel=False`: decode attention reads the
     KV cache once per query head (TensorRT-LLM without XQA). `slo_percentile` (p50/p90/p99):
     the TTFT SLO holds at that percentile under Poisson arrivals (MLPerf Server: p99) instead of
-    on the mean. `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen
-    configuration."""
+    on the mean. `max_batch`: the engine's largest running batch per replica (TensorRT-LLM
+    max_batch_size; vLLM max_num_seqs), a cap on the search. `.curve` / `to_dict()["curve"]`:
+    the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     kvd = kv_dtype or dtype
     for name, value in (("dtype", dtype), ("kv_dtype", kvd)):
         if value not in BYTES:
             raise WorkloadError(f"`{name}` must be one of {', '.join(BYTES)}, not {value!r}")
-    for name, value in (("chips", chips), ("isl", isl), ("osl", osl)):
+    for name, value in (
+        ("chips", chips),
+        ("isl", isl),
+        ("osl", osl),
+        ("max_batch", max_batch or 1),
+    ):
         if value is None or value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
     if batching not in BATCHING:
@@ -314,12 +321,12 @@ def plan_serving(
             for e in eps:
                 if t % e and (e % t or p > 1):  # a given --ep this searched --tp cannot hold
                     continue
-                dp = chips // (t * p)
+                g = e // t if e > t else 1  # attention groups of a wide-EP replica
+                dp = chips // (t * p * g)  # replicas
                 fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e)
                 # a stated concurrency queues what the KV cache cannot hold; the search stops
                 # at the largest batch that fits
-                g = e // t if e > t else 1  # attention groups of a wide-EP replica
-                top = min(fits, BATCHES[-1] * g)
+                top = min(fits, BATCHES[-1] * g, max_batch or fits)
                 grid = sorted({b * g for b in BATCHES if b * g < top} | {top})
                 wanted = [-(-concurrency // dp)] if concurrency else grid
                 for b in wanted:
