@@ -204,7 +204,7 @@ def test_analyse_answers_first_and_never_negative(sc):
         assert min(d["delivered_flops_per_s"][o]["p10"]) >= 0
         assert all(v >= 0 for v in d["yearly_cash_usd"][o].values())
         assert d["usd_per_useful_pflop_hour"][o]["p10"] > 0
-    assert all(a["source"] for a in d["assumptions"])
+    assert all(a["source"] and a["label"] != a["input"] for a in d["assumptions"])
 
 
 def test_custom_chip_toml_and_model(tmp_path):

@@ -105,10 +105,9 @@ def summary_tables(d: dict) -> list:
     src = {a["input"]: a for a in d["assumptions"]}
     for r in d["drivers"][:5]:
         a = src[r["input"]]
-        drivers.add_row(
-            r["input"], f"{r['s1']:.2f}", f"{r['st']:.2f}", f"{a['low']:g} .. {a['high']:g} "
-            f"{a['unit']}".strip(), a["source"][:70],
-        )  # fmt: skip
+        name = f"{r.get('label', r['input'])} ({r['input']})"
+        span = f"{a['low']:g} .. {a['high']:g} {a['unit']}".strip()
+        drivers.add_row(name, f"{r['s1']:.2f}", f"{r['st']:.2f}", span, a["source"][:70])
     return [head, opts, compute, cash, drivers]
 
 

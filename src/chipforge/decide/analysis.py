@@ -14,7 +14,7 @@ import math
 import numpy as np
 from scipy.stats import qmc
 
-from chipforge.decide.inputs import DEFAULTS, MAX_SAMPLES, Scenario
+from chipforge.decide.inputs import DEFAULTS, LABELS, MAX_SAMPLES, Scenario
 from chipforge.decide.model import SECONDS_PER_QUARTER, nominal, run
 from chipforge.decide.rates import ChipType, chip_type
 from chipforge.errors import ChipforgeError
@@ -54,6 +54,7 @@ def sobol_indices(sc: Scenario, gpu, own: ChipType, seed: int = 0,
     rows = [
         {
             "input": k,
+            "label": LABELS.get(k, k),
             "s1": float(res["S1"][i]),
             "st": float(res["ST"][i]),
             "s1_conf": float(res["S1_conf"][i]),
@@ -191,7 +192,7 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
             if "p50_quarter" in be
             else f"not reached by {end} in any scenario"
         ),
-        "drivers": ", ".join(f"{d['input']} (ST {d['st']:.2f})" for d in drivers[:5]),
+        "drivers": ", ".join(f"{d['label']} (ST {d['st']:.2f})" for d in drivers[:5]),
     }
     return {
         "kind": "decide",
@@ -254,6 +255,7 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
         "assumptions": [
             {
                 "input": k,
+                "label": LABELS.get(k, k),
                 "value": sc.param(k).value,
                 "low": sc.param(k).low,
                 "high": sc.param(k).high,

@@ -261,6 +261,50 @@ DEFAULTS: dict[str, dict[str, Param]] = {
 }
 
 
+# What each input means, for people (tables, charts); the JSON keeps `section.name` too.
+LABELS = {
+    "build.design_months": "design time to tape-out",
+    "build.fab_months": "tape-out to first silicon",
+    "build.qualification_months": "first silicon to volume",
+    "build.respin_probability": "chance first silicon needs a respin",
+    "build.respin_draw": "whether a respin happens",
+    "build.respin_delay_months": "delay a respin adds",
+    "build.respin_mask_share": "share of masks a respin remakes",
+    "build.ramp_quarters": "volume ramp length",
+    "build.wafer_starts_per_month": "N3 wafer starts allocated",
+    "build.cowos_wafers_per_month": "CoWoS wafers allocated",
+    "build.packages_per_cowos_wafer": "packages per CoWoS wafer",
+    "build.hbm_stacks_per_quarter": "HBM stacks allocated",
+    "build.yield_initial_share": "die yield at first silicon",
+    "build.yield_learning_quarters": "yield learning time",
+    "build.wafer_price_x": "wafer price",
+    "build.hbm_price_x": "HBM price",
+    "build.built_chip_markup": "module cost over silicon (partner margin)",
+    "build.nre_masks_usd": "mask set cost",
+    "build.nre_ip_usd": "IP licences",
+    "build.team_usd_per_year": "chip team cost per year",
+    "build.partner_fee_usd": "back-end partner fee",
+    "build.mfu_x": "house chip software maturity (MFU)",
+    "buy.price_usd": "GPU price",
+    "buy.price_change_per_year": "GPU price drift per year",
+    "buy.lead_months": "GPU lead time",
+    "buy.allocation_per_quarter": "GPU allocation per quarter",
+    "buy.mfu_x": "GPU utilisation (MFU)",
+    "buy.cloud_usd_per_gpu_hour": "cloud price per GPU-hour",
+    "buy.next_price_usd": "next-generation GPU price",
+    "site.pue": "average PUE",
+    "site.pue_peak": "design-peak PUE",
+    "site.redundancy": "usable grid share (redundancy)",
+    "site.it_headroom": "IT provisioning headroom",
+    "site.facility_usd_per_w": "datacenter build cost per watt",
+    "site.electricity_usd_per_kwh": "electricity price",
+    "site.build_delay_months": "site energisation delay",
+    "workload.serve_growth_per_quarter": "serving demand growth per quarter",
+    "finance.cost_of_capital": "cost of capital",
+    "finance.chip_life_y": "hardware life",
+    "finance.tax_rate": "tax rate",
+}
+
 # Where an input can lie at all (a range outside is a user error); the rest: >= 0.
 DOMAIN: dict[str, tuple[float, float]] = {
     "build.respin_probability": (0.0, 1.0),

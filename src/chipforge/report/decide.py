@@ -62,7 +62,7 @@ def decide_charts(data: dict) -> list:
         charts.append(chart(cid, traces, lay))
     drivers = [r for r in data.get("drivers") or [] if _num(r.get("st"))][:10]
     if drivers:
-        names = [r["input"] for r in drivers]
+        names = [str(r.get("label") or r["input"]) for r in drivers]
         traces = [
             {"type": "bar", "orientation": "h", "name": label, "y": names,
              "x": [r[k] for r in drivers],
