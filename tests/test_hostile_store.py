@@ -131,21 +131,33 @@ def test_atomic_write_error_midway_keeps_old_file_and_no_temp(tmp_path):
     assert oct(target.stat().st_mode & 0o777) != "0o600"  # not the temporary's private mode
 
 
-def test_bad_out_paths_are_one_line_errors(tmp_path):
-    """A missing folder, a folder, /dev/full, a read-only place, a 5000-character name: one
-    line naming `--out` and the path."""
+def test_bad_output_paths_are_one_line_errors(tmp_path):
+    """`--out`: a missing folder, a folder, /dev/full, a read-only place, a 5000-character
+    name; `--html`/`--trace` a folder, `--png` a file: one line naming the flag and the path,
+    before any work where the path alone shows it."""
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
     read_only = ro / "out.json"
     if os.access(ro, os.W_OK):  # root ignores the mode bits: a read-only mount instead
         read_only = Path("/sys/chipforge-out.json")
-    long = tmp_path / ("a" * 5000)
-    paths = [tmp_path / "no" / "such" / "r.json", tmp_path, Path("/dev/full"), read_only, long]
-    words = ["does not exist", "is a folder", "No space left", "", "File name too long"]
-    results = _cli_many(*[[*EVAL, "--out", p] for p in paths])
-    for path, w, r in zip(paths, words, results, strict=True):
-        _one_line_error(r, "`--out`", str(path)[:40], w)
+    a_file = tmp_path / "a.txt"
+    a_file.write_text("x")
+    cases = [
+        ("--out", tmp_path / "no" / "such" / "r.json", "does not exist"),
+        ("--out", tmp_path, "is a folder"),
+        ("--out", Path("/dev/full"), "No space left"),
+        ("--out", read_only, ""),
+        ("--out", tmp_path / ("a" * 5000), "File name too long"),
+        ("--html", tmp_path, "is a folder"),
+        ("--trace", tmp_path, "is a folder"),
+        ("--html", a_file / "r.html", "is a file, not a folder"),
+        ("--png", a_file, "is a file"),
+    ]
+    results = _cli_many(*[[*EVAL, flag, p] for flag, p, _ in cases])
+    for (flag, path, words), r in zip(cases, results, strict=True):
+        _one_line_error(r, f"`{flag}`", str(path)[:40], words)
+    assert a_file.read_text() == "x"
 
 
 # --- the sweep store -----------------------------------------------------------------------

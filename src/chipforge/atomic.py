@@ -61,6 +61,26 @@ def _check(p: Path, flag: str | None) -> Path:
     return p
 
 
+def check_created(path: str | Path, flag: str, *, folder: bool = False) -> Path:
+    """A path whose missing folders will be created (`--html`, `--trace`; `folder`: `--png`),
+    checked before any work: a folder given for a file, a file given for a folder, or a file
+    where a folder must go is a one-line error now, not after a long run."""
+    p = Path(path)
+    try:
+        if folder:
+            if p.exists() and not p.is_dir():
+                raise ChipforgeError(f"`{flag}` {_show(p)} is a file; give a folder")
+            return p
+        if p.is_dir():
+            raise ChipforgeError(f"`{flag}` {_show(p)} is a folder; give a file path inside it")
+        above = next((a for a in p.parents if a.exists()), None)
+        if above is not None and not above.is_dir():
+            raise ChipforgeError(f"`{flag}` {_show(p)}: {_show(above)} is a file, not a folder")
+    except OSError as e:
+        raise _error(p, flag, e) from None
+    return p
+
+
 def output_dir(path: str | Path, flag: str | None = None) -> Path:
     """The folder `path`, created with its parents; a one-line error when it cannot be."""
     p = Path(path)

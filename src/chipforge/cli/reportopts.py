@@ -10,21 +10,38 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from chipforge.atomic import check_created
 from chipforge.errors import ChipforgeError
+
+
+def _file(flag: str):
+    return lambda path: check_created(path, flag) if path is not None else None
+
+
+def _png(path: Path | None) -> Path | None:
+    return check_created(path, "--png", folder=True) if path is not None else None
+
 
 HtmlOpt = Annotated[
     Path | None,
-    typer.Option("--html", help="also write a self-contained HTML report with charts to this file"),
+    typer.Option(
+        "--html",
+        help="also write a self-contained HTML report with charts to this file",
+        callback=_file("--html"),
+    ),
 ]
 PngOpt = Annotated[
     Path | None,
-    typer.Option("--png", help="also write the report's charts as PNG into this folder"),
+    typer.Option(
+        "--png", help="also write the report's charts as PNG into this folder", callback=_png
+    ),
 ]
 TraceOpt = Annotated[
     Path | None,
     typer.Option(
         "--trace",
         help="also write a Perfetto timeline (Chrome trace JSON) here; --html links it",
+        callback=_file("--trace"),
     ),
 ]
 

@@ -142,10 +142,10 @@ def report_data(directory: str, *, front_only: bool, html: Path | None, png: Pat
     }
     write_reports("sweep", {**data, "rows": _records(ranked)}, html, None)
     if png:
+        from chipforge.atomic import output_dir
         from chipforge.explore.pareto import plot_png
 
-        Path(png).mkdir(parents=True, exist_ok=True)
-        plot_png(ranked, objectives, Path(png) / "pareto.png")
+        plot_png(ranked, objectives, output_dir(png, "--png") / "pareto.png")
     return data, ranked, objectives, counts, methods, df
 
 
