@@ -220,6 +220,29 @@ def test_custom_chip_toml_and_model(tmp_path):
     assert out["usd_per_useful_pflop_hour"]["build"]["p50"] > 0
 
 
+def test_scenario_file_with_its_own_chip_and_config_json(tmp_path):
+    """Paths in a scenario file are relative to it: a chip TOML with a derived rack, and a
+    HuggingFace config.json as the served model."""
+    src = Path(__file__).parent.parent / "src/chipforge/spec/presets/forge-n3.toml"
+    (tmp_path / "mine.toml").write_text(src.read_text().replace('"forge-n3"', '"mine"'))
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 1024, "intermediate_size": 4096,
+        "num_hidden_layers": 8, "num_attention_heads": 16, "num_key_value_heads": 4,
+        "vocab_size": 32000, "max_position_embeddings": 4096,
+    }))  # fmt: skip
+    (tmp_path / "s.toml").write_text(
+        '[scenario]\nstart = "2026Q1"\nend = "2028Q4"\n[build]\nchip = "mine.toml"\n'
+        '[[sites]]\ngrid = "20MW"\nonline = "2026Q3"\n'
+        '[[workload.serve]]\nmodel = "config.json"\ntokens_per_day = "500G"\n'
+    )
+    res = CliRunner().invoke(app, ["decide", str(tmp_path / "s.toml"), "--samples", "128",
+                                   "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout[res.stdout.index("{") :])
+    assert d["chips"]["build"]["rack"]["power_basis"] == "max"  # the rack template's
+    assert d["usd_per_useful_pflop_hour"]["build"]["p50"] > 0
+
+
 def test_bad_scenarios_are_one_line_errors(tmp_path):
     with pytest.raises(ChipforgeError, match="sites"):
         scenario_from_dict({k: v for k, v in small().items() if k != "sites"})

@@ -489,6 +489,14 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
             return str((base / chip).resolve())
         return chip
 
+    def rel_model(model: str) -> str:
+        """A config.json or model folder named relative to the scenario file."""
+        head, sep, rest = str(model).partition(",")
+        bare = head.removeprefix("llm:")
+        if base is not None and not Path(bare).is_absolute() and (base / bare).exists():
+            return str((base / bare).resolve()) + sep + rest
+        return str(model)
+
     build_raw, buy_raw = d.get("build", {}), d.get("buy", {})
     build = _option(build_raw, "build", "forge-n3")
     buy = _option(buy_raw, "buy", "gb200")
@@ -538,13 +546,13 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
 
     wl = sections["workload"]
     train = tuple(
-        Train(str(t["model"]), _count(t["tokens"], "workload.train.tokens"),
+        Train(rel_model(t["model"]), _count(t["tokens"], "workload.train.tokens"),
               months_between(start, str(t.get("start", start)), "workload.train.start"),
               months_between(start, str(t.get("end", end)), "workload.train.end") + 3)
         for t in wl.get("train", [])
     )  # fmt: skip
     serve = tuple(
-        Serve(str(t["model"]), _count(t["tokens_per_day"], "workload.serve.tokens_per_day"),
+        Serve(rel_model(t["model"]), _count(t["tokens_per_day"], "workload.serve.tokens_per_day"),
               months_between(start, str(t.get("start", start)), "workload.serve.start"),
               int(t.get("isl", 1024)), int(t.get("osl", 1024)), str(t.get("dtype", "bf16")))
         for t in wl.get("serve", [])
