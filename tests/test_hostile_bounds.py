@@ -145,10 +145,16 @@ CASES = {
     "config-deep-list": ((*EVALUATE, "deep.json"), ["deep.json", "nests"]),
     "config-deep-object": ((*EVALUATE, "deep2.json"), ["deep2.json", "nests"]),
     "space-deep": (("sweep", "deep.toml"), ["nests"]),
-    "onnx-cos": ((*EVALUATE, "cos.onnx"), ["cos.onnx", "no work to cost"]),
+    "onnx-cos": (
+        (*EVALUATE, "cos.onnx"),
+        ["cos.onnx", "no work to cost", "2.68e+08 elements, made by ConstantOfShape node"],
+    ),
     "onnx-cos-functional": ((*FUNCTIONAL, "cos.onnx", "--max-memory", "1GB"), ["--max-memory"]),
-    "onnx-range": ((*EVALUATE, "range.onnx"), ["range.onnx"]),
-    "onnx-range-functional": ((*FUNCTIONAL, "range.onnx"), ["TB", "memory budget"]),
+    "onnx-range": ((*EVALUATE, "range.onnx"), ["1e+12 elements, made by Range node 'r'"]),
+    "onnx-range-functional": (
+        (*FUNCTIONAL, "range.onnx"),
+        ["TB", "memory budget", "1e+12 elements, made by Range node 'r'"],
+    ),
     "onnx-huge-node": ((*EVALUATE, "huge.onnx"), ["'mask'", "4.4e+12 elements"]),
     "onnx-cycle": ((*EVALUATE, "cycle.onnx"), ["'add'", "cycle"]),
     "onnx-cycle-functional": ((*FUNCTIONAL, "cycle.onnx"), ["'add'", "cycle"]),
@@ -417,7 +423,7 @@ def test_functional_runs_are_sized_before_they_start(tmp_path):
     """Both model formats: the estimate from the importer's shapes, against --max-memory."""
     torch = pytest.importorskip("torch", reason="the .pt2 case needs torch")
     from chipforge.sim.budget import BudgetError
-    from chipforge.sim.graph_run import pt2_bytes, run_model
+    from chipforge.sim.graph_run import pt2_program, run_model, values_bytes
 
     forge = load_chip("forge-n3")
     module = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 8))
@@ -425,7 +431,7 @@ def test_functional_runs_are_sized_before_they_start(tmp_path):
     torch.export.save(torch.export.export(module, (torch.randn(4, 64),)), str(path))
     # values: x 4x64, W1 256x64, b1 256, h 4x256 (twice: linear, relu), W2 8x256, b2 8, y 4x8
     elements = 256 + 16384 + 256 + 2 * 1024 + 2048 + 8 + 32
-    assert pt2_bytes(path, {}) == 8 * elements + 32 * 16384
+    assert values_bytes(pt2_program(path, {}).values) == 8 * elements + 32 * 16384
     with pytest.raises(BudgetError, match="mlp.pt2 would need about 693 kB"):
         run_model(path, forge, max_memory=100e3)
     assert run_model(path, forge, max_memory=1e6)["result"] == "match"

@@ -66,46 +66,54 @@ def values_bytes(values: dict) -> float:
     """Peak memory of a functional run over an importer program's values: every value in fp32,
     held by both runs (chip and reference), and the largest compared in fp64 (`_diff`: two
     copies, a mask and the difference)."""
-    sizes = [math.prod(float(d) for d in v.shape) for v in values.values()]
+    sizes = [_elements(v) for v in values.values()]
     return 2 * 4 * sum(sizes) + 32 * max(sizes, default=0.0)
 
 
-def onnx_bytes(model, dims: dict[str, int], source: str) -> float:
-    """`values_bytes` of an ONNX model, from the importer's shapes (whose checks of the model,
-    `onnx_import.check_order` and `check_initializer`, run first)."""
+def _elements(value) -> float:
+    return math.prod(float(d) for d in value.shape)
+
+
+def check_memory(path: Path, program, max_memory: float) -> None:
+    """Refuse a functional run whose `values_bytes` is over `max_memory`."""
+    from chipforge.workload.imported import largest_value
+
+    need = values_bytes(program.values)
+    if need > max_memory:
+        raise BudgetError(
+            f"the functional run of {path.name} would need about {fmt(need, 'bytes', digits=3)} "
+            f"(every tensor in fp32, chip and reference runs; {largest_value(program)}), over the "
+            f"{fmt(max_memory, 'bytes', digits=3)} memory budget; raise it with --max-memory, "
+            "or bind smaller dimensions"
+        )
+
+
+def onnx_program(model, dims: dict[str, int], source: str):
+    """The importer's program of an ONNX model: every value's shape (the importer's checks of
+    the model, `onnx_import.check_order` and `check_initializer`, run first)."""
     import onnx
 
     from chipforge.workload.onnx_import import _Importer
 
-    return values_bytes(_Importer(onnx, model, source, dims).program().values)
+    return _Importer(onnx, model, source, dims).program()
 
 
-def pt2_bytes(path: Path, dims: dict[str, int]) -> float | None:
-    """`values_bytes` of a .pt2, from the archive's JSON graph (nothing unpickled), or None
-    when that reader cannot follow the file (the loader then says why)."""
+def pt2_program(path: Path, dims: dict[str, int]):
+    """The importer's program of a .pt2, from the archive's JSON graph (nothing unpickled), or
+    None when that reader cannot follow the file (the loader then says why)."""
     from chipforge.workload import pt2_archive
 
     try:
-        return values_bytes(pt2_archive.imported(pt2_archive.read(path), dims).values)
+        return pt2_archive.imported(pt2_archive.read(path), dims)
     except pt2_archive.Unreadable:
         return None
-
-
-def check_memory(path: Path, need: float | None, max_memory: float) -> None:
-    if need is not None and need > max_memory:
-        raise BudgetError(
-            f"the functional run of {path.name} would need about {fmt(need, 'bytes', digits=3)} "
-            f"(every tensor in fp32, chip and reference runs), over the "
-            f"{fmt(max_memory, 'bytes', digits=3)} memory budget; raise it with --max-memory, "
-            "or bind smaller dimensions"
-        )
 
 
 def _run_onnx(path: Path, dims, chip, dtype, seed, on_node, max_memory):
     from chipforge.sim.onnx_run import load_model, run_onnx
 
     model = load_model(path)
-    check_memory(path, onnx_bytes(model, dims, path.name), max_memory)
+    check_memory(path, onnx_program(model, dims, path.name), max_memory)
     feeds = _onnx_inputs(model, dims, np.random.default_rng(seed), path.name)
     chip_be, ref_be = backends(dtype, chip)
     got = run_onnx(model, feeds, chip_be, on_node=on_node, max_bytes=max_memory)
@@ -176,7 +184,9 @@ def run_model(
     if path.suffix.lower() == ".onnx":
         run = _run_onnx(path, dims or {}, chip, dtype, seed, on_node, limit)
     else:
-        check_memory(path, pt2_bytes(path, dims or {}), limit)
+        program = pt2_program(path, dims or {})
+        if program is not None:
+            check_memory(path, program, limit)
         run = _run_pt2(path, dims or {}, chip, dtype, seed, on_node, trust_pickle)
     got, want, outputs, ref, chip_be, shapes = run
     nodes = []

@@ -171,6 +171,17 @@ def unbound_error(source: str, dims: list[str], python: str) -> WorkloadError:
     )
 
 
+def largest_value(program: Program) -> str:
+    """'its largest tensor, X (N elements, made by OpType node 'name')', for messages."""
+    if not program.values:
+        return "no tensors"
+    size = lambda v: math.prod(float(d) for d in v.shape)  # noqa: E731
+    vid, value = max(program.values.items(), key=lambda kv: size(kv[1]))
+    node = next((n for n in program.nodes if vid in n.outputs), None)
+    by = f", made by {node.source} node {node.label!r}" if node else ""
+    return f"its largest tensor, {vid!r} ({size(value):.3g} elements{by})"
+
+
 def to_graph(
     program: Program,
     *,
@@ -205,7 +216,8 @@ def to_graph(
     if not ops:
         raise WorkloadError(
             f"`workload` {program.source} has no work to cost: every node is constant (shape "
-            "arithmetic or static data); export the model with its inputs"
+            f"arithmetic or static data; {largest_value(program)}); export the model with its "
+            "inputs"
         )
     weights = sum(formats.nbytes(program.values[p]) for p in program.params)
     if missing:  # the workload's name carries it into every table and JSON report
