@@ -22,6 +22,7 @@ from chipforge.perf.calibration import Calibration, calibration
 from chipforge.perf.energy import byte_energy, mac_energy, vector_flop_energy
 from chipforge.perf.matmul import (
     matmul_cycles,
+    matmul_limit,
     split_k_partial_bytes,
     tensor_core_split_cycles,
     tile_rereads,
@@ -47,6 +48,7 @@ class Cost:
     mac_dtype: str = "bf16"
     vector_flops: float = 0.0
     peak: float = 0.0
+    compute_limit: str = "compute"  # what limits the matrix part: compute, fill or weight-load
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,9 @@ def cost_matmul(mc: Machine, op: MatMul) -> Cost:
     # a few rows (batch-1 decode) would pad a whole matrix tile (64 of 64 rows wasted at M=1):
     # libraries run such products as GEMV kernels on the vector unit (cuBLAS gemv; TensorRT-LLM's
     # batch <= 4 GEMV kernels), so the compute part is the faster of the two engines
-    compute = min(compute, op.flops / mc.chip.vector_flops)
+    gemv = op.flops / mc.chip.vector_flops
+    limit = "compute" if gemv < compute else matmul_limit_of(mc, op)
+    compute = min(compute, gemv)
     memory = traffic[hbm] / mc.offchip_bandwidth
     return Cost(
         {"compute": compute, "memory": memory},
@@ -161,7 +165,16 @@ def cost_matmul(mc: Machine, op: MatMul) -> Cost:
         macs=op.flops / 2,
         mac_dtype=mc.matrix_dtype(op.dtype)[0],
         peak=mc.chip.peak_flops(mc.matrix_dtype(op.dtype)[0]),
+        compute_limit=limit,
     )
+
+
+def matmul_limit_of(mc: Machine, op: MatMul) -> str:
+    """What limits `op` on the matrix units (`perf.matmul.matmul_limit`): one rule for both
+    engines, so the analytical and cycle engines name the same bound for the same op."""
+    run_dtype = mc.matrix_dtype(op.dtype)[0]
+    chip = mc.chip
+    return matmul_limit(op.m, op.n, op.k, op.batch, chip.matrix, chip.matrix_units, run_dtype)
 
 
 def cost_conv(mc: Machine, op: Conv2d) -> Cost:
@@ -292,6 +305,8 @@ def finish_op(
     overhead = mc.cal.op_overhead_s
     per_instance = work + overhead
     bound = "latency" if overhead > work else busiest
+    if bound == "compute":
+        bound = cost.compute_limit
     chip, cal = mc.chip, mc.cal
     energy = (
         (cost.macs * mac_energy(chip, cost.mac_dtype, cal.matrix_frac) if cost.macs else 0.0)

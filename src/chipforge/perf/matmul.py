@@ -65,6 +65,63 @@ def systolic_cycles(
 
 
 @lru_cache(maxsize=65536)
+def systolic_limit(
+    m: int,
+    n: int,
+    k: int,
+    batch: int,
+    *,
+    rows: int,
+    cols: int,
+    units: int,
+    rate: float,
+    dataflow: str,
+    double_buffered: bool,
+) -> str:
+    """What limits the array in `systolic_cycles`' best schedule: `compute` when streaming
+    operands takes most of its cycles, `fill` when the skew in and out (rows + cols - 2 per
+    fold, or once per unit when folds pipeline) does, `weight-load` when loading each fold's
+    rows of weights does (a stream shorter than the array, e.g. a few decode rows)."""
+    skew = rows + cols - 2
+    if dataflow == "output-stationary":
+        folds, stream, split_dim = batch * _ceil(m, rows) * _ceil(n, cols), k, k
+    else:
+        folds, stream, split_dim = batch * _ceil(k, rows) * _ceil(n, cols), m, m
+    best = (math.inf, "compute")
+    for split in SPLITS:
+        if split > 1 and (split > split_dim or split > units):
+            break
+        chunk = _ceil(stream, split) / rate
+        per_unit = _ceil(folds * split, units)
+        if dataflow == "output-stationary":
+            parts = {"compute": per_unit * chunk, "fill": per_unit * skew}
+        elif double_buffered:
+            parts = {
+                "compute": per_unit * chunk,
+                "weight-load": rows + per_unit * max(0.0, rows - chunk),
+                "fill": skew,
+            }
+        else:
+            parts = {"compute": per_unit * chunk, "weight-load": per_unit * rows,
+                     "fill": per_unit * skew}  # fmt: skip
+        total = sum(parts.values())
+        if total < best[0]:
+            best = (total, max(parts, key=parts.get))
+    return best[1]
+
+
+def matmul_limit(m: int, n: int, k: int, batch: int, mu: MatrixUnit, units: int, dtype: str) -> str:
+    """`systolic_limit` of the orientation `matmul_cycles` picks; `compute` on tensor cores."""
+    if mu.dataflow == "tensor-core":
+        return "compute"
+    macs = mu.macs_per_cycle[dtype]
+    kw = dict(rows=mu.rows, cols=mu.cols, units=units, rate=macs / (mu.rows * mu.cols),
+              dataflow=mu.dataflow, double_buffered=mu.double_buffered)  # fmt: skip
+    a, b = min(((m, n), (n, m)), key=lambda ab: systolic_cycles(ab[0], ab[1], k, batch, **kw))
+    return systolic_limit(a, b, k, batch, **kw)
+
+
+@lru_cache(maxsize=65536)
 def tensor_core_split_cycles(
     m: int, n: int, k: int, batch: int, *, rows: int, cols: int, units: int, macs_per_cycle: int
 ) -> tuple[tuple[int, float], ...]:

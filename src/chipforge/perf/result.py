@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-BOUNDS = ("compute", "memory", "vector", "interconnect", "latency")
+# compute: the matrix units stream operands; fill / weight-load: the systolic array mostly fills
+# and drains (skew) or loads weights (perf.matmul.systolic_limit), not computing
+BOUNDS = ("compute", "fill", "weight-load", "memory", "vector", "interconnect", "latency")
 
 
 def cost_keys(cost: OpResult | Result) -> dict:

@@ -124,6 +124,8 @@ def compare_table(results: list[Result], title: str) -> Table:
 
 SHORT_BOUND = {
     "compute": "cmp",
+    "fill": "fill",
+    "weight-load": "wld",
     "memory": "mem",
     "vector": "vec",
     "interconnect": "net",
@@ -154,7 +156,7 @@ def ops_by_chip_table(results: list[Result], title: str) -> Table:
         style="bold",
     )
     t.caption = (
-        "cell: time, matrix-unit utilization, bound (cmp compute, mem memory, "
-        "vec vector, net interconnect, lat dispatch latency)"
+        "cell: time, matrix-unit utilization, bound (cmp compute, fill systolic fill/drain, "
+        "wld weight load, mem memory, vec vector, net interconnect, lat dispatch latency)"
     )
     return t

@@ -8,13 +8,13 @@ from chipforge.compiler.isa import LoadWeights, Program, Stream, Vector
 from chipforge.compiler.lower import compile_op
 from chipforge.dtypes import nbytes
 from chipforge.perf.calibration import calibration
-from chipforge.perf.engine import RULES, Cost, Machine, finish_op, make_result
+from chipforge.perf.engine import RULES, Cost, Machine, finish_op, make_result, matmul_limit_of
 from chipforge.perf.result import OpResult, Result
 from chipforge.sim import budget
 from chipforge.sim.timing import Timeline, schedule, vector_work
 from chipforge.spec import ChipSpec
 from chipforge.workload import Graph
-from chipforge.workload.ops import Attention, Collective, Op
+from chipforge.workload.ops import Attention, Collective, MatMul, Op
 
 ENGINE_BOUND = (
     ("mxu", "compute"),
@@ -54,6 +54,9 @@ def _cost(mc: Machine, op: Op, prog: Program, tl: Timeline) -> Cost:
         mac_dtype=dtype,
         vector_flops=vec,
         peak=chip.peak_flops(dtype) if macs else 0.0,
+        # the array's schedule follows perf.matmul's closed forms cycle for cycle (SCALE-Sim,
+        # docs/scalesim.md), so its limit is named by the same rule as the analytical engine's
+        compute_limit=matmul_limit_of(mc, op) if isinstance(op, MatMul) else "compute",
     )
 
 
