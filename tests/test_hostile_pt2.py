@@ -285,3 +285,18 @@ def test_zip_bomb_is_refused_from_declared_sizes(tmp_path, base):
     run, rss = cli(tmp_path, *commands(liar)["evaluate"])
     assert run.returncode == 2 and "not a readable torch.export program" in run.stderr
     assert "Traceback" not in run.stderr and rss < 2 * 2**30
+
+
+def test_functional_run_is_sized_before_any_weight_is_read(tmp_path, base):
+    """A graph whose input says 2^40 rows: the functional run's memory, estimated from the
+    JSON's shapes, is over the budget: one line, before a weight is read or torch imported."""
+
+    def huge(doc):
+        for meta in doc["graph_module"]["graph"]["tensor_values"].values():
+            if meta["sizes"] and meta["sizes"][0] == {"as_int": 2}:
+                meta["sizes"][0] = {"as_int": 2**40}
+
+    path = rewrite(base, tmp_path / "huge.pt2", edit=edit_json("models/model.json", huge))
+    run, rss = cli(tmp_path, *commands(path)["functional"])
+    assert run.returncode == 2 and "memory budget" in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and rss < 2**30

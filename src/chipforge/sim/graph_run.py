@@ -124,12 +124,13 @@ def _run_onnx(path: Path, dims, chip, dtype, seed, on_node, max_memory):
 
 
 def _run_pt2(path: Path, dims, chip, dtype, seed, on_node, trust_pickle=False):
-    import torch
-
     from chipforge.sim.pt2_module import load
-    from chipforge.sim.torch_run import run_program
 
     loaded = load(path, dims, trust_pickle=trust_pickle)
+    import torch  # after the checks: a refused file never imports it
+
+    from chipforge.sim.torch_run import run_program
+
     gen = torch.Generator().manual_seed(seed)
     inputs = tuple(torch.randn(shape, generator=gen).to(dt) for _, shape, dt in loaded.inputs)
     got, want = {}, {}
