@@ -154,7 +154,8 @@ def test_training_is_about_three_forward_passes():
         ("gemm:m=8,n,k=8", "`workload` gemm parameters must be key=value, not 'n'"),
         (
             "llm:custom,layers=2,hidden=64",
-            "custom model needs `heads`, `ffn`, `vocab`; give layers, hidden, heads, ffn, vocab",
+            "custom model needs `heads`, `ffn`, `vocab`; give them as "
+            "llm:custom,layers=..,hidden=..,heads=..,ffn=..,vocab=.. (or a config.json)",
         ),
     ],
 )

@@ -155,7 +155,7 @@ def load_model(name: str, /, **overrides) -> ModelConfig:
     missing = [f for f in REQUIRED_FIELDS if f not in overrides]
     if missing:
         raise WorkloadError(
-            f"custom model needs {', '.join(f'`{m}`' for m in missing)}; give "
-            f"{', '.join(REQUIRED_FIELDS)}"
+            f"custom model needs {', '.join(f'`{m}`' for m in missing)}; give them as "
+            f"llm:custom,{','.join(f'{f}=..' for f in REQUIRED_FIELDS)} (or a config.json)"
         )
     return ModelConfig(**({"name": name} | overrides))
