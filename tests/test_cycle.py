@@ -173,7 +173,7 @@ def test_simulate_trace_and_functional(tmp_path):
     assert {"mxu 0 unit 0", "vpu 0", "dma 0"} <= tracks
     data = json.loads(done.stdout)
     assert data["engine"] == "cycle" and data["cycles"] > 0
-    assert all("cycles" in op and "stall_cycles" in op for op in data["ops"])
+    assert all("cycles" in op and "compute_idle_cycles" in op for op in data["ops"])
     checked = run(
         "simulate",
         "--chip",
@@ -239,3 +239,19 @@ def test_the_cycle_engine_says_which_ops_it_costs_analytically():
     notes = "\n".join(result.warnings)
     assert "attention.bwd: attention backward is not lowered yet" in notes
     assert "allreduce: collectives run on the links" in notes
+
+
+def test_array_cycles_are_scale_sims_figure_and_cycles_add_the_dispatch():
+    """A GEMM on SCALE-Sim's machine: the op's `array_cycles` is the array's busy span the
+    SCALE-Sim comparison uses; its wall `cycles` adds the dispatch overhead on top of the
+    timeline; `compute_idle_cycles` is the timeline minus the busiest compute engine."""
+    from chipforge.perf.calibration import calibration
+    from chipforge.sim.scalesim import array_chip, array_cycles
+
+    chip = array_chip(32, 32, "os")
+    graph = parse_workload("gemm:m=256,n=128,k=96,dtype=int8")
+    op = run_timing(graph, chip).ops[0]
+    assert op.array_cycles == array_cycles(256, 128, 96, rows=32, cols=32, dataflow="os")
+    dispatch = calibration(chip.family).op_overhead_s * chip.clock
+    assert dispatch > 0 and op.cycles - dispatch >= op.array_cycles
+    assert 0 <= op.compute_idle_cycles < op.cycles - dispatch

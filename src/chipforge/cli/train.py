@@ -40,6 +40,17 @@ def train_tables(d: dict) -> list[Table]:
             f"{_gb(d['memory_per_chip_bytes'])} of {_gb(d['memory_capacity_bytes'])}",
         ),
     ]
+    if d.get("search"):
+        n = d["search"]
+        pruned = n["pruned_memory"] + n["pruned_bound"]
+        rows.append(
+            (
+                "plans searched",
+                f"{n['evaluated']:,} evaluated, {pruned:,} pruned ({n['pruned_memory']:,} by "
+                f"memory, {n['pruned_bound']:,} by step-time bound), {n['infeasible']:,} "
+                "infeasible shapes",
+            )
+        )
     if d["time_to_train_s"]:
         rows.append(("time to train", show("time_to_train_s", d["time_to_train_s"])))
     for k, v in rows:
@@ -90,7 +101,25 @@ def train(
     ] = None,
     micro_batch: Annotated[int | None, typer.Option("--micro-batch", min=1)] = None,
     seq: Annotated[int | None, typer.Option("--seq", min=1)] = None,
-    global_batch: Annotated[int | None, typer.Option("--global-batch", min=1)] = None,
+    global_batch: Annotated[
+        str | None,
+        typer.Option(
+            "--global-batch",
+            help="sequences per step: N, or MIN:MAX to let the search choose (most tokens/s)",
+        ),
+    ] = None,
+    tokens_per_batch: Annotated[
+        str | None,
+        typer.Option(
+            "--tokens-per-batch",
+            help="target tokens per step, e.g. 4M: the global batch is the multiple of dp "
+            "nearest it / --seq",
+        ),
+    ] = None,
+    sequence_parallel: Annotated[
+        bool | None,
+        typer.Option("--sp/--no-sp", help="sequence parallelism (default: searched)"),
+    ] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp8, fp4")] = "bf16",
     topology: Annotated[str | None, typer.Option("--topology", help="preset name")] = None,
     interleave: Annotated[
@@ -140,12 +169,13 @@ def train(
     from chipforge.cluster import plan_training
 
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
+    per_batch = parse_count(tokens_per_batch, "--tokens-per-batch") if tokens_per_batch else None
     res = plan_training(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
         micro_batch=micro_batch, interleave=interleave, topology=topology, attention=attention,
         alternatives=alternatives, schedule=schedule, tp_overlap=tp_overlap,
-        fp8_recipe=fp8_recipe,
+        tokens_per_batch=per_batch, sequence_parallel=sequence_parallel, fp8_recipe=fp8_recipe,
     )  # fmt: skip
     data = res.to_dict()
     write_reports("train", data, html, png)

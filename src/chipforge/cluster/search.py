@@ -4,7 +4,7 @@ shortest step (ties: less memory). Flags left as None are searched."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from itertools import product
 
 from chipforge.cluster import checks
@@ -19,11 +19,18 @@ from chipforge.cluster.memory import (
 )
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.cluster.training import (
+    FRAMEWORK_OVERHEAD,
     SCHEDULES,
     Plan,
+    StageCost,
     TrainingPlan,
+    best_counts,
+    check_plan,
     default_global_batch,
-    evaluate_plan,
+    finish_plan,
+    plan_memory,
+    stage_cost,
+    step_time,
 )
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.spec.loader import load_chip
@@ -49,6 +56,86 @@ def _check_flags(c: ModelConfig, chips: int, tp, pp, dp, cp) -> None:
     checks.product(c, chips, exact=exact, uneven=True, error=Infeasible, tp=tp, pp=pp, dp=dp, cp=cp)
 
 
+@dataclass(frozen=True)
+class Batches:
+    """The global batches a search may choose: one (`fixed`), any in [lo, hi], or the one
+    nearest `target` sequences, per data-parallel degree (each a multiple of dp)."""
+
+    fixed: int | None = None
+    lo: int | None = None
+    hi: int | None = None
+    target: float | None = None
+
+    def per_replica(self, dp: int) -> tuple[int, int]:
+        """The range [lo, hi] of sequences per data-parallel replica (global batch / dp) the
+        space holds (empty: hi < lo)."""
+        if self.fixed is not None:
+            k = self.fixed // dp if self.fixed % dp == 0 else 0
+            return (k, k) if k else (1, 0)
+        if self.target is not None:
+            k = max(1, round(self.target / dp))
+            return k, k
+        return -(-self.lo // dp), self.hi // dp
+
+    def describe(self) -> str | int:
+        if self.fixed is not None:
+            return self.fixed
+        if self.target is not None:
+            return f"~{self.target:g} (nearest multiple of dp)"
+        return f"{self.lo}:{self.hi}"
+
+
+def parse_global_batch(text: str | int | tuple | None) -> tuple[int, int] | int | None:
+    """`--global-batch`: N or MIN:MAX (sequences per step)."""
+    if text is None or isinstance(text, int | tuple):
+        return text
+    lo, sep, hi = str(text).partition(":")
+    try:
+        a, b = int(lo), int(hi) if sep else int(lo)
+    except ValueError:
+        raise WorkloadError(
+            f"--global-batch must be N or MIN:MAX sequences, e.g. 1024 or 512:2048, not {text!r}"
+        ) from None
+    return (a, b) if sep else a
+
+
+def _batches(global_batch, tokens_per_batch, chips: int, seq: int) -> Batches:
+    if global_batch is not None and tokens_per_batch is not None:
+        raise WorkloadError("give --global-batch or --tokens-per-batch, not both")
+    if tokens_per_batch is not None:
+        if not tokens_per_batch > 0:
+            raise WorkloadError(f"--tokens-per-batch must be positive, not {tokens_per_batch}")
+        return Batches(target=tokens_per_batch / seq)
+    if isinstance(global_batch, tuple):
+        lo, hi = global_batch
+        if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
+            raise WorkloadError(f"--global-batch MIN:MAX needs 1 <= MIN <= MAX, not {lo}:{hi}")
+        return Batches(lo=lo, hi=hi)
+    if global_batch is not None and (not isinstance(global_batch, int) or global_batch < 1):
+        raise WorkloadError(f"--global-batch must be a positive integer, not {global_batch!r}")
+    return Batches(fixed=global_batch or default_global_batch(chips, seq))
+
+
+def _micro_batches(lo: int, hi: int) -> list[int]:
+    """Micro-batch sizes that divide some replica batch in [lo, hi]."""
+    if hi < lo:
+        return []
+    if lo == hi:
+        return divisors(hi, upto=hi)
+    return [b for b in range(1, hi + 1) if hi // b * b >= lo]
+
+
+def step_lower_bound(chip: ChipSpec, c: ModelConfig, p: Plan, seq: int, dtype: str) -> float:
+    """A lower bound on one pipeline stage's time per micro-batch (`StageCost.stage`): the
+    stage's dense matmul FLOPs (6 x active layer parameters per token, forward + backward) at
+    the chip's peak for `dtype`. Needs no layer costing; the search skips a plan whose step
+    at this bound (with its pipeline bubble) is already slower per sequence than the best."""
+    per_tok = 6 * (c.attention_params() + c.ffn_params(c.is_moe, active=True))
+    layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
+    tok = p.micro_batch * seq // p.cp
+    return layers * per_tok * tok / p.tp / chip.peak_flops(dtype)
+
+
 def plan_training(
     chip: ChipSpec | str,
     model: ModelConfig | str,
@@ -56,7 +143,8 @@ def plan_training(
     *,
     tokens: float | None = None,
     seq: int | None = None,
-    global_batch: int | None = None,
+    global_batch: int | tuple[int, int] | str | None = None,
+    tokens_per_batch: float | None = None,
     dtype: str = "bf16",
     tp: int | None = None,
     pp: int | None = None,
@@ -70,14 +158,21 @@ def plan_training(
     topology: Topology | str | None = None,
     attention: str = "flash",
     parallel_block: bool = False,
-    sequence_parallel: bool = True,
+    sequence_parallel: bool | None = None,
     tp_overlap: bool = False,
     fp8_recipe: str = "delayed",
     alternatives: int = 0,
     schedule: str = "1f1b",
 ) -> TrainingPlan:
-    """The fastest feasible training plan (or the given one) for `model` on `chips` chips;
-    `alternatives`: also keep the next fastest feasible plans, ranked (`.alternatives`)."""
+    """The feasible training plan with the most tokens per second (ties: less memory), or the
+    given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
+    divisors of the heads inside the scale-up domain, PP, CP, EP, ZeRO 1-3, recompute,
+    sequence parallelism, interleave 1-8 (where the layers split), any micro-batch dividing
+    a replica's batch, and the global batch: fixed (`global_batch` N), any in a range
+    ((MIN, MAX) or "MIN:MAX"), or the multiple of dp nearest `tokens_per_batch` / seq.
+    Memory bounds prune first, then a lower bound on the step time; `.search` counts the
+    plans evaluated and pruned. `alternatives`: also keep the next fastest feasible plans,
+    ranked (`.alternatives`)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -93,23 +188,29 @@ def plan_training(
         raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     seq = seq or c.seq
-    gb = global_batch or default_global_batch(chips, seq)
+    batches = _batches(parse_global_batch(global_batch), tokens_per_batch, chips, seq)
     _check_flags(c, chips, tp, pp, dp, cp)
     explicit = None not in (tp, pp, dp, cp, ep, zero, recompute, micro_batch)
-    tps = _choices(tp, [t for t in POW2 if t <= max(1, topo.domain) and c.heads % t == 0])
+    domain = max(1, topo.domain)
+    tps = _choices(tp, [t for t in checks.divisors(c.heads, upto=domain) if chips % t == 0])
     cps = _choices(cp, [x for x in (1, 2, 4, 8, 16) if seq // x >= 8192 or x == 1])
     eps = _choices(ep, [e for e in POW2 if c.is_moe and c.experts % e == 0] or [1])
     zeros = _choices(zero, (1, 2, 3))
     recs = _choices(recompute, RECOMPUTE)
-    mbs = _choices(micro_batch, (1, 2, 4, 8))
-    ils = _choices(interleave, (1, 2, 4, 8) if pp is None or pp > 1 else (1,))
+    sps = _choices(sequence_parallel, (True, False))
+    ils = _choices(interleave, range(1, 9) if pp is None or pp > 1 else (1,))
     if schedule in ("zb", "dualpipe") and interleave is None:
         ils = [1]  # one model chunk per stage (training.check_schedule)
-    best: TrainingPlan | None = None
+    blocks = checks.pipeline_blocks(c)
+    usable = chip.hbm.capacity
+    overhead = 1 - FRAMEWORK_OVERHEAD
+    best: tuple[float, float] | None = None  # (seconds per sequence, bytes per chip)
+    best_plan: tuple[StageCost, int] | None = None
     ranked: list[tuple[float, float, dict]] = []  # every feasible plan, when alternatives > 0
     first_error: Infeasible | None = None
     shapes = 0
-    blocks = checks.pipeline_blocks(c)
+    queue: list[tuple] = []  # (bound s/sequence, plan, micro-batch counts lo, hi, n, stride)
+    count = {"evaluated": 0, "pruned_memory": 0, "pruned_bound": 0, "infeasible": 0}
     for t, x, e in product(tps, cps, eps):
         if chips % (t * x):
             continue
@@ -121,39 +222,88 @@ def plan_training(
             d = chips // (t * x * p_)
             if dp is not None and d != dp:
                 continue
+            klo, khi = batches.per_replica(d)  # sequences per replica: global batch / dp
+            mbs = [micro_batch] if micro_batch is not None else _micro_batches(klo, khi)
+            if khi < klo or not mbs:
+                continue
             shapes += 1
-            for z, r, mb, v in product(zeros, recs, mbs, ils):
-                if (p_ == 1 and v > 1) or (micro_batch is None and gb % (d * mb)):
+            counts = [max(0, khi // b - -(-klo // b) + 1) for b in mbs]  # global batches per mb
+            for v in ils:
+                if p_ == 1 and v > 1:
                     continue
-                plan = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, zero=z, recompute=r,
-                            micro_batch=mb, interleave=v, schedule=schedule)  # fmt: skip
-                try:
-                    res = evaluate_plan(
-                        chip, c, chips, plan, topo,
-                        seq=seq, global_batch=gb, dtype=dtype, tokens=tokens,
-                        attention=attention, parallel_block=parallel_block,
-                        sequence_parallel=sequence_parallel, tp_overlap=tp_overlap,
-                        fp8_recipe=fp8_recipe,
-                    )  # fmt: skip
-                except Infeasible as err:
-                    first_error = first_error or err
+                if v > 1 and not stage_layers(blocks, p_ * v):  # no whole layers per stage
+                    count["infeasible"] += len(zeros) * len(recs) * len(sps) * sum(counts)
                     continue
-                if alternatives:
-                    ranked.append((res.step_time_s, res.memory_per_chip_bytes, _summary(res)))
-                if best is None or (res.step_time_s, res.memory_per_chip_bytes) < (
-                    best.step_time_s,
-                    best.memory_per_chip_bytes,
-                ):
-                    best = res
-    if best is not None:
+                for z, r, sp in product(zeros, recs, sps):
+                    for i, mb in enumerate(mbs):
+                        n = counts[i]
+                        if not n:
+                            continue
+                        m_lo, m_hi = -(-klo // mb), khi // mb  # micro-batches per step
+                        stride = 1
+                        if schedule == "dualpipe":  # an even count, at least pp
+                            first = max(m_lo, p_) + max(m_lo, p_) % 2
+                            valid = max(0, (m_hi - first) // 2 + 1)
+                            count["infeasible"] += n - valid
+                            m_lo, n, stride = first, valid, 2
+                            if not n:
+                                continue
+                        plan = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, zero=z, recompute=r,
+                                    micro_batch=mb, interleave=v, schedule=schedule,
+                                    sequence_parallel=sp)  # fmt: skip
+                        try:
+                            check_plan(c, chips, plan, d * mb * m_lo, seq)
+                        except Infeasible as err:
+                            first_error = first_error or err
+                            count["infeasible"] += n
+                            continue
+                        mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention)
+                        if sum(mem.values()) > usable:  # activations grow with mb: the rest too
+                            first_error = first_error or _memory_error(mem, usable)
+                            count["pruned_memory"] += n + sum(counts[i + 1 :])
+                            break
+                        m_hi = m_lo + (n - 1) * stride
+                        fill = (p_ - 1) / v if schedule in ("1f1b", "interleaved") else 0.0
+                        lb = step_lower_bound(chip, c, plan, seq, dtype)
+                        lb *= (m_hi + fill) / overhead / (d * mb * m_hi)
+                        queue.append((lb, plan, m_lo, m_hi, n, stride))
+    # best first: price the plans in order of their lower bound, stop where it passes the best
+    queue.sort(key=lambda q: q[0])
+    for j, (lb, plan, m_lo, m_hi, n, stride) in enumerate(queue):
+        if best is not None and not alternatives and lb > best[0]:
+            count["pruned_bound"] += sum(q[4] for q in queue[j:])
+            break
+        sc = stage_cost(chip, c, plan, topo, seq=seq, dtype=dtype, attention=attention,
+                        parallel_block=parallel_block, tp_overlap=tp_overlap,
+                        fp8_recipe=fp8_recipe)  # fmt: skip
+        held = sum(sc.memory.values())
+        ms = range(m_lo, m_hi + 1, stride) if alternatives else best_counts(sc, m_lo, m_hi, stride)
+        count["pruned_bound"] += n - len(ms)
+        per_step = plan.dp * plan.micro_batch
+        for m in ms:
+            count["evaluated"] += 1
+            key = (step_time(sc, m) / (per_step * m), held)
+            if alternatives:
+                res = finish_plan(chip, c, chips, sc, topo, seq=seq, global_batch=per_step * m,
+                                  dtype=dtype)  # fmt: skip
+                ranked.append((*key, _summary(res)))
+            if best is None or key < best:
+                best, best_plan = key, (sc, per_step * m)
+    if best_plan is not None:
         ranked.sort(key=lambda r: r[:2])
-        return replace(best, alternatives=tuple(r[2] for r in ranked[1 : 1 + alternatives]))
+        sc, gb = best_plan
+        res = finish_plan(chip, c, chips, sc, topo, seq=seq, global_batch=gb, dtype=dtype,
+                          tokens=tokens)  # fmt: skip
+        stats = {**count, "global_batch_space": batches.describe()}
+        return replace(res, alternatives=tuple(r[2] for r in ranked[1 : 1 + alternatives]),
+                       search=stats)  # fmt: skip
     if explicit or first_error is not None and shapes == 1:
         raise first_error or Infeasible("no plan")
     if shapes == 0:
         raise Infeasible(
             f"no tp*pp*dp*cp split of {chips} chips fits {c.name} ({c.layers} layers, "
-            f"{c.heads} heads): give --chips a multiple of a power of two"
+            f"{c.heads} heads) with global batch {batches.describe()}: give --chips a multiple "
+            f"of a power of two or a global batch that dp divides"
             if dp is None
             else f"--dp {dp} does not divide {chips} chips with the other flags"
         )
@@ -164,6 +314,14 @@ def plan_training(
         f"{c.name} does not fit on {chips} x {chip.name} in any plan ({first_error}); its "
         f"{state / 2**30:,.0f} GiB of weights and optimizer state need at least {least} chips "
         f"of {chip.hbm.capacity / 2**30:.0f} GiB"
+    )
+
+
+def _memory_error(mem: dict, have: float) -> Infeasible:
+    need = sum(mem.values())
+    return Infeasible(
+        f"needs {need / 2**30:.0f} GiB per chip, has {have / 2**30:.0f} GiB: raise --tp or "
+        f"--pp, --zero, --recompute full or lower --micro-batch"
     )
 
 

@@ -5,7 +5,7 @@ Narayanan et al. SC 2021), DP/TP/PP/CP/EP communication from `collectives`, MFU 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from chipforge.cluster import checks
 from chipforge.cluster.checks import stage_layers
@@ -55,6 +55,7 @@ class Plan:
     micro_batch: int = 1
     interleave: int = 1  # virtual pipeline stages per chip (1: plain 1F1B)
     schedule: str = "1f1b"  # one of SCHEDULES
+    sequence_parallel: bool = True  # Korthikanti et al. 2022 Sec. 4.2.2
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class TrainingPlan:
     exposed_comm: dict[str, float] = field(default_factory=dict)
     topology: str = ""
     alternatives: tuple[dict, ...] = ()  # the next fastest feasible plans of a search, ranked
+    search: dict = field(default_factory=dict)  # plans a search evaluated and pruned
 
     @property
     def memory_per_chip_bytes(self) -> float:
@@ -108,6 +110,7 @@ class TrainingPlan:
             "time_breakdown_s": dict(self.times),
             "exposed_comm_s": dict(self.exposed_comm),
             "alternatives": list(self.alternatives),
+            "search": dict(self.search),
         }
 
 
@@ -157,38 +160,61 @@ def check_schedule(p: Plan, global_batch: int) -> None:
         )
 
 
-def evaluate_plan(
-    chip: ChipSpec,
-    c: ModelConfig,
-    chips: int,
-    p: Plan,
-    topo: Topology,
-    *,
-    seq: int,
-    global_batch: int,
-    dtype: str,
-    tokens: float | None = None,
-    attention: str = "flash",
-    parallel_block: bool = False,
-    sequence_parallel: bool = True,
-    tp_overlap: bool = False,
-    fp8_recipe: str = "delayed",
-) -> TrainingPlan:
-    """Step time, utilization and memory of plan `p` (Infeasible when it does not fit).
-    `tp_overlap`: the TP all-gathers / reduce-scatters run under the GEMMs beside them."""
-    check_plan(c, chips, p, global_batch, seq)
-    checks.attention_kernel(attention)
+def plan_memory(
+    c: ModelConfig, p: Plan, *, seq: int, dtype: str, attention: str = "flash"
+) -> dict[str, float]:
+    """Bytes per chip by category of plan `p` (what `evaluate_plan` checks against the HBM)."""
     act_bytes = max(2, nbytes(dtype))
     mem = memory_per_chip(
         c, tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
         mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
         gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
-        attention=attention, sp=sequence_parallel,
+        attention=attention, sp=p.sequence_parallel,
     )  # fmt: skip
     if p.schedule == "dualpipe":  # two copies of the parameters, p + 1 micro-batches in flight
         for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes"):
             mem[k] *= 2
         mem["activations_bytes"] *= (p.pp + 1) / p.pp
+    return mem
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """What plan `p` costs per micro-batch, before the number of micro-batches per step (the
+    global batch) is known: a search prices every global batch of a range from one of these."""
+
+    plan: Plan
+    memory: dict[str, float]
+    t_f: float  # forward of one micro-batch on one stage (layers + LM head share)
+    t_b: float  # backward (and recomputation)
+    t_tp: float  # exposed TP collectives per micro-batch
+    t_ep: float
+    t_cp: float
+    stage: float
+    bubble: float
+    hop: float  # PP send/recv of one activation shard (0: no pipeline)
+    dp_reduce: float  # the gradient reduction
+    dp_gather: float  # ZeRO-3: one all-gather of the weights (2 per micro-batch)
+    t_opt: float
+
+
+def stage_cost(
+    chip: ChipSpec,
+    c: ModelConfig,
+    p: Plan,
+    topo: Topology,
+    *,
+    seq: int,
+    dtype: str,
+    attention: str = "flash",
+    parallel_block: bool = False,
+    tp_overlap: bool = False,
+    fp8_recipe: str = "delayed",
+) -> StageCost:
+    """Per-micro-batch costs of plan `p` (Infeasible when its memory does not fit; the shape
+    is checked by `check_plan`). `tp_overlap`: the TP all-gathers / reduce-scatters run under
+    the GEMMs beside them."""
+    mem = plan_memory(c, p, seq=seq, dtype=dtype, attention=attention)
     need, have = sum(mem.values()), chip.hbm.capacity
     if need > have:
         raise Infeasible(
@@ -196,21 +222,11 @@ def evaluate_plan(
             f"--pp, --zero, --recompute full or lower --micro-batch"
         )
     fwd, bwd, attn, opt = layer_costs(
-        chip,
-        c,
-        p.tp,
-        p.micro_batch,
-        seq,
-        p.cp,
-        dtype,
-        attention,
-        sequence_parallel,
-        p.ep,
+        chip, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, p.sequence_parallel, p.ep,
         fp8_recipe,
-    )
+    )  # fmt: skip
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
     layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
-    m = global_batch // (p.dp * p.micro_batch)  # micro-batches per step per pipeline
     # TP (with sequence parallelism: reduce-scatter + all-gather = one all-reduce's bytes):
     # 2 per layer forward, 2 backward, 2 more when the forward is recomputed; not overlapped.
     tok = p.micro_batch * seq // p.cp
@@ -265,26 +281,111 @@ def evaluate_plan(
     else:
         stage = t_f + t_b + t_tp + t_ep + t_cp
         bubble = (p.pp - 1) / p.interleave * stage
-    # PP: activations (sequence-parallel shard) between stages; fill and drain are exposed
-    t_pp = 0.0
+    # PP: activations (sequence-parallel shard) between stages
+    hop = 0.0
     if p.pp > 1:
         msg = tok * c.hidden * nbytes(dtype) / p.tp
         hop = collective_time("send_recv", msg, 2, topo, stride=p.tp * p.cp * p.dp)
-        t_pp = 2 * (p.pp - 1) * p.interleave * hop + 2 * m * hop * (p.interleave - 1) / 2
     # DP: gradients reduced (ZeRO 0: all-reduce; 1-2: reduce-scatter + all-gather of weights;
     # 3: + weights gathered again per micro-batch), overlapped with the last backward pass
     grads = mem["weights_bytes"] * (p.dp if p.zero == 3 else 1)  # bf16 bytes on this chip
     dp_group, stride = p.dp * p.cp, p.tp
-    t_dp = collective_time("all_reduce", grads, dp_group, topo, stride=stride)
-    t_dp_hidden = t_b
+    dp_reduce = collective_time("all_reduce", grads, dp_group, topo, stride=stride)
+    dp_gather = 0.0
     if p.zero == 3:
-        gather = 2 * m * collective_time("all_gather", grads, dp_group, topo, stride=stride)
-        t_dp += gather
-        t_dp_hidden += m * (t_f + t_b)
-    t_dp_exposed = max(0.0, t_dp - t_dp_hidden)
+        dp_gather = collective_time("all_gather", grads, dp_group, topo, stride=stride)
     t_opt = opt * layers / (p.dp if p.zero >= 1 else 1)
-    compute = m * stage
-    step = (compute + bubble + t_pp + t_dp_exposed + t_opt) / (1 - FRAMEWORK_OVERHEAD)
+    return StageCost(p, mem, t_f, t_b, t_tp, t_ep, t_cp, stage, bubble, hop, dp_reduce,
+                     dp_gather, t_opt)  # fmt: skip
+
+
+def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:
+    """(step s, PP exposed s, DP exposed s) of `m` micro-batches per step per pipeline."""
+    p = s.plan
+    # PP: fill and drain are exposed (and interleaving's extra hops per micro-batch)
+    t_pp = 0.0
+    if p.pp > 1:
+        t_pp = 2 * (p.pp - 1) * p.interleave * s.hop + 2 * m * s.hop * (p.interleave - 1) / 2
+    t_dp, t_dp_hidden = s.dp_reduce, s.t_b
+    if p.zero == 3:
+        t_dp += 2 * m * s.dp_gather
+        t_dp_hidden += m * (s.t_f + s.t_b)
+    t_dp_exposed = max(0.0, t_dp - t_dp_hidden)
+    step = (m * s.stage + s.bubble + t_pp + t_dp_exposed + s.t_opt) / (1 - FRAMEWORK_OVERHEAD)
+    return step, t_pp, t_dp_exposed
+
+
+def step_time(s: StageCost, m: int) -> float:
+    """Step time of `m` micro-batches per step per pipeline (what `evaluate_plan` reports)."""
+    return _step_parts(s, m)[0]
+
+
+def best_counts(s: StageCost, lo: int, hi: int, stride: int = 1) -> list[int]:
+    """The micro-batch counts lo, lo + stride, ... <= hi among which the step time per
+    micro-batch is least.
+
+    Per micro-batch, a step costs stage + (bubble + fill/drain + optimizer)/m plus the exposed
+    DP time max(0, A + B*m)/m, with A = reduction - backward and B = 0 (ZeRO 0-2) or
+    2 x gather - (forward + backward) (ZeRO-3, which gathers per micro-batch and hides it
+    behind all of them). Every term falls with m except, when A < 0 < B, the exposed part past
+    m = -A/B; so the least is at the ends or next to -A/B."""
+    hi = lo + (hi - lo) // stride * stride
+    out = {lo, hi}
+    a = s.dp_reduce - s.t_b
+    b = 2 * s.dp_gather - (s.t_f + s.t_b) if s.plan.zero == 3 else 0.0
+    if a < 0 < b:
+        below = lo + max(0, math.floor((-a / b - lo) / stride)) * stride
+        out |= {min(hi, below), min(hi, below + stride)}
+    return sorted(out)
+
+
+def evaluate_plan(
+    chip: ChipSpec,
+    c: ModelConfig,
+    chips: int,
+    p: Plan,
+    topo: Topology,
+    *,
+    seq: int,
+    global_batch: int,
+    dtype: str,
+    tokens: float | None = None,
+    attention: str = "flash",
+    parallel_block: bool = False,
+    sequence_parallel: bool | None = None,
+    tp_overlap: bool = False,
+    fp8_recipe: str = "delayed",
+) -> TrainingPlan:
+    """Step time, utilization and memory of plan `p` (Infeasible when it does not fit);
+    `sequence_parallel`, when given, overrides the plan's. `tp_overlap`: the TP all-gathers /
+    reduce-scatters run under the GEMMs beside them."""
+    if sequence_parallel is not None:
+        p = replace(p, sequence_parallel=sequence_parallel)
+    check_plan(c, chips, p, global_batch, seq)
+    checks.attention_kernel(attention)
+    s = stage_cost(chip, c, p, topo, seq=seq, dtype=dtype, attention=attention,
+                   parallel_block=parallel_block, tp_overlap=tp_overlap,
+                   fp8_recipe=fp8_recipe)  # fmt: skip
+    return finish_plan(chip, c, chips, s, topo, seq=seq, global_batch=global_batch,
+                       dtype=dtype, tokens=tokens)  # fmt: skip
+
+
+def finish_plan(
+    chip: ChipSpec,
+    c: ModelConfig,
+    chips: int,
+    s: StageCost,
+    topo: Topology,
+    *,
+    seq: int,
+    global_batch: int,
+    dtype: str,
+    tokens: float | None = None,
+) -> TrainingPlan:
+    """The TrainingPlan of a priced plan at `global_batch` sequences per step."""
+    p = s.plan
+    m = global_batch // (p.dp * p.micro_batch)  # micro-batches per step per pipeline
+    step, t_pp, t_dp_exposed = _step_parts(s, m)
     tokens_step = global_batch * seq
     mf = model_flops_per_token(c, seq) * tokens_step
     hf = mf  # hardware FLOPs add the recomputed forward (all of it, or attention only)
@@ -295,11 +396,11 @@ def evaluate_plan(
     peak = chip.peak_flops(dtype) * chips
     up = "scale_up" if p.tp <= topo.domain else "scale_out"
     exposed = {
-        f"tp_{up}_s": m * t_tp,
+        f"tp_{up}_s": m * s.t_tp,
         "pp_s": t_pp,
         "dp_s": t_dp_exposed,
-        "ep_s": m * (max(0.0, t_ep - t_f - t_b) if p.schedule == "dualpipe" else t_ep),
-        "cp_s": m * t_cp,
+        "ep_s": m * (max(0.0, s.t_ep - s.t_f - s.t_b) if p.schedule == "dualpipe" else s.t_ep),
+        "cp_s": m * s.t_cp,
     }
     return TrainingPlan(
         chip=chip.name,
@@ -314,12 +415,12 @@ def evaluate_plan(
         hfu=hf / (step * peak),
         tokens_per_s=tokens_step / step,
         tokens=tokens,
-        memory=mem,
-        memory_capacity_bytes=have,
+        memory=s.memory,
+        memory_capacity_bytes=chip.hbm.capacity,
         times={
-            "compute_s": m * (t_f + t_b),
-            "bubble_s": bubble,
-            "optimizer_s": t_opt,
+            "compute_s": m * (s.t_f + s.t_b),
+            "bubble_s": s.bubble,
+            "optimizer_s": s.t_opt,
             "overhead_s": step * FRAMEWORK_OVERHEAD,
         },
         exposed_comm=exposed,

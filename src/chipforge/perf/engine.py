@@ -295,10 +295,14 @@ def finish_op(
     *,
     busy_s: float | None = None,
     cycles: float | None = None,
-    stall_cycles: float | None = None,
+    array_cycles: float | None = None,
+    compute_idle_cycles: float | None = None,
 ) -> OpResult:
     """One op's record: its time is the longest part (or `busy_s`, a simulated instance time)
-    plus the dispatch overhead; energy from its MACs, vector FLOPs, bytes and idle power."""
+    plus the dispatch overhead; energy from its MACs, vector FLOPs, bytes and idle power.
+    Cycle engine: `cycles` is the simulated instance's timeline (the op's wall cycles then add
+    the dispatch overhead), `array_cycles` the matrix array's busy span within it (SCALE-Sim's
+    compute cycles), `compute_idle_cycles` the timeline minus the busiest compute engine."""
     parts = dict(cost.parts)
     busiest = max(parts, key=parts.get)
     work = parts[busiest] if busy_s is None else busy_s
@@ -329,7 +333,8 @@ def finish_op(
         peak_flops_per_s=cost.peak,
         parts_s={k: v * n for k, v in parts.items()} | {"overhead": overhead * n},
         cycles=None if cycles is None else (cycles + overhead * chip.clock) * n,
-        stall_cycles=None if stall_cycles is None else stall_cycles * n,
+        array_cycles=None if array_cycles is None else array_cycles * n,
+        compute_idle_cycles=None if compute_idle_cycles is None else compute_idle_cycles * n,
     )
 
 

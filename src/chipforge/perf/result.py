@@ -35,8 +35,14 @@ class OpResult:
     bound: str
     peak_flops_per_s: float  # of the op's dtype on this chip; 0 for non-matrix work
     parts_s: dict[str, float] = field(default_factory=dict)  # per bound, all repeats
-    cycles: float | None = None  # cycle engine only: all repeats
-    stall_cycles: float | None = None  # cycles the busiest compute engine waited on data
+    # cycle engine only, all repeats: wall cycles (simulated timeline + the dispatch overhead)
+    cycles: float | None = None
+    # the matrix array's busy span, first weight/operand in to last result out, no dispatch:
+    # the figure SCALE-Sim reports as compute cycles (None: costed analytically, no array run)
+    array_cycles: float | None = None
+    # timeline cycles in which the busiest compute engine (MXU, VPU or EUP) was not busy:
+    # waiting on DMA, fill and drain, dependencies (not SCALE-Sim's memory-stall count)
+    compute_idle_cycles: float | None = None
 
     @property
     def achieved_flops_per_s(self) -> float:
@@ -57,7 +63,11 @@ class OpResult:
             **cost_keys(self),
             "bytes": dict(self.bytes_by_level),
             **(
-                {"cycles": self.cycles, "stall_cycles": self.stall_cycles}
+                {
+                    "cycles": self.cycles,
+                    "array_cycles": self.array_cycles,
+                    "compute_idle_cycles": self.compute_idle_cycles,
+                }
                 if self.cycles is not None
                 else {}
             ),
@@ -132,6 +142,14 @@ class Result:
         return sum(op.cycles for op in self.ops)
 
     @property
+    def array_cycles(self) -> float | None:
+        """The matrix array's busy cycles, summed over the simulated ops (cycle engine only;
+        no dispatch overhead, no analytically costed op)."""
+        if self.cycles is None:
+            return None
+        return sum(op.array_cycles or 0.0 for op in self.ops)
+
+    @property
     def fits_in_memory(self) -> bool:
         return self.resident_bytes <= self.memory_capacity_bytes
 
@@ -152,6 +170,7 @@ class Result:
         }
         if self.cycles is not None:
             out["cycles"] = self.cycles
+            out["array_cycles"] = self.array_cycles
         if self.tokens:
             out["tokens"] = self.tokens
             out["tokens_per_s"] = self.tokens / self.time_s if self.time_s else 0.0

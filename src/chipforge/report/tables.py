@@ -63,7 +63,8 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
     if result.tokens:
         rows.append(("tokens/s", f"{result.tokens / result.time_s:,.1f}"))
     if result.cycles is not None:
-        rows.append(("cycles", f"{result.cycles:,.0f}"))
+        rows.append(("cycles (wall, with dispatch)", f"{result.cycles:,.0f}"))
+        rows.append(("array cycles (SCALE-Sim's compute cycles)", f"{result.array_cycles:,.0f}"))
     rows.append(
         (
             "fits in memory",

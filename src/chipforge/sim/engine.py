@@ -11,6 +11,7 @@ from chipforge.perf.calibration import calibration
 from chipforge.perf.engine import RULES, Cost, Machine, finish_op, make_result, matmul_limit_of
 from chipforge.perf.result import OpResult, Result
 from chipforge.sim import budget
+from chipforge.sim.scalesim import array_span
 from chipforge.sim.timing import Timeline, schedule, vector_work
 from chipforge.spec import ChipSpec
 from chipforge.workload import Graph
@@ -77,7 +78,7 @@ def simulate_op(
     if analytical_fallback(op):
         cost = RULES[type(op)](mc, op)
         seconds = max(cost.parts.values())
-        record = finish_op(mc, op, cost, cycles=seconds * mc.chip.clock, stall_cycles=0.0)
+        record = finish_op(mc, op, cost, cycles=seconds * mc.chip.clock)
         return record, None, None
     prog = program or compile_op(op, mc.chip, resident=resident)
     tl = schedule(prog, mc.chip, memory_frac=mc.cal.memory_frac)
@@ -88,7 +89,8 @@ def simulate_op(
         _cost(mc, op, prog, tl),
         busy_s=tl.cycles / mc.chip.clock,
         cycles=tl.cycles,
-        stall_cycles=tl.cycles - busy_compute,
+        array_cycles=array_span(prog, tl),
+        compute_idle_cycles=tl.cycles - busy_compute,
     )
     return record, prog, tl
 

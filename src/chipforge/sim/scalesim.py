@@ -36,6 +36,10 @@ def array_cycles(m: int, n: int, k: int, *, rows: int, cols: int, dataflow: str)
     last result out."""
     chip = array_chip(rows, cols, dataflow)
     program = compile_op(MatMul(name="gemm", m=m, n=n, k=k, dtype="int8"), chip)
-    tl = schedule(program, chip)
-    array = [i.id for i in program.instrs if i.engine.split(".")[0] in ("mxu", "wload")]
-    return max(tl.done[i] for i in array) - min(tl.start[i] for i in array)
+    return array_span(program, schedule(program, chip))
+
+
+def array_span(program, tl) -> float:
+    """The array's busy span in a scheduled program: first weight load or operand in to the
+    last result out (SCALE-Sim's compute cycles; 0 for a program with no matrix work)."""
+    return tl.span(i.id for i in program.instrs if i.engine.split(".")[0] in ("mxu", "wload"))

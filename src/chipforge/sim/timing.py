@@ -49,6 +49,13 @@ class Timeline:
     def cycles(self) -> float:
         return max(self.done, default=0.0)
 
+    def span(self, ids) -> float:
+        """Cycles from the first start to the last finish of instructions `ids` (0: none)."""
+        ids = list(ids)
+        if not ids:
+            return 0.0
+        return max(self.done[i] for i in ids) - min(self.start[i] for i in ids)
+
     def busiest(self, prefix: str) -> float:
         return max((v for k, v in self.engine_busy.items() if k.startswith(prefix)), default=0.0)
 
