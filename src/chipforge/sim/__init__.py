@@ -12,6 +12,7 @@ _EXPORTS = {
     "dtype_of": "chipforge.sim.functional",
     "random_inputs": "chipforge.sim.functional",
     "run_functional": "chipforge.sim.functional",
+    "write_trace": "chipforge.sim.trace",
 }
 __all__ = sorted(_EXPORTS)
 
