@@ -48,7 +48,7 @@ def train_tables(d: dict) -> list[Table]:
                 "plans searched",
                 f"{n['evaluated']:,} evaluated, {pruned:,} pruned ({n['pruned_memory']:,} by "
                 f"memory, {n['pruned_bound']:,} by step-time bound), {n['infeasible']:,} "
-                "infeasible shapes",
+                "break a shape rule",
             )
         )
     if d["time_to_train_s"]:
