@@ -240,17 +240,21 @@ def plan_training(
                         if not n:
                             continue
                         m_lo, m_hi = -(-klo // mb), khi // mb  # micro-batches per step
+                        plan = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, zero=z, recompute=r,
+                                    micro_batch=mb, interleave=v, schedule=schedule,
+                                    sequence_parallel=sp)  # fmt: skip
                         stride = 1
                         if schedule == "dualpipe":  # an even count, at least pp
                             first = max(m_lo, p_) + max(m_lo, p_) % 2
                             valid = max(0, (m_hi - first) // 2 + 1)
                             count["infeasible"] += n - valid
-                            m_lo, n, stride = first, valid, 2
-                            if not n:
+                            if not valid:  # the schedule's own rule says why
+                                try:
+                                    check_plan(c, chips, plan, d * mb * m_lo, seq)
+                                except Infeasible as err:
+                                    first_error = first_error or err
                                 continue
-                        plan = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, zero=z, recompute=r,
-                                    micro_batch=mb, interleave=v, schedule=schedule,
-                                    sequence_parallel=sp)  # fmt: skip
+                            m_lo, n, stride = first, valid, 2
                         try:
                             check_plan(c, chips, plan, d * mb * m_lo, seq)
                         except Infeasible as err:
