@@ -12,8 +12,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from chipforge.errors import ChipforgeError
 
 MAX_TEXT_BYTES = 8 * 2**20  # 8 MiB: a chip TOML is ~2 kB, a config.json ~5 kB
@@ -59,6 +57,8 @@ def read_text(
 def nesting_depth(text: str) -> int:
     """How deep brackets and braces nest in TOML or JSON `text`, counting those inside strings
     too (a vectorised scan: an 8 MiB file takes milliseconds)."""
+    import numpy as np  # only for a file with many brackets: the CLI starts without numpy
+
     codes = np.frombuffer(text.encode("utf-8"), np.uint8)
     step = np.isin(codes, (0x5B, 0x7B)).astype(np.int64) - np.isin(codes, (0x5D, 0x7D))
     return int(np.cumsum(step).max(initial=0))
