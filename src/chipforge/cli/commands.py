@@ -224,15 +224,16 @@ def validate(
     results = run_validation()
     data = summary(results)
     t = Table(title="predictions vs published measurements (C: sets a calibration constant)")
-    for col in ("case", "chip", "predicted", "published", "error"):
-        t.add_column(col, justify="left" if col in ("case", "chip") else "right")
+    for col in ("case", "chip", "predicted", "published", "unit", "error"):
+        t.add_column(col, justify="left" if col in ("case", "chip", "unit") else "right")
     for r in results:
-        unit = 1e12 if r.kind != "decode" else 1.0
+        unit, name = (1e12, "TFLOP/s") if r.kind != "decode" else (1.0, "tokens/s")
         t.add_row(
             r.id + (" (C)" if r.calibration else ""),
             r.chip,
             f"{r.predicted / unit:,.1f}",
             f"{r.published / unit:,.1f}",
+            name,
             f"{100 * r.error:+.1f}%",
         )
     foot = Table(show_header=False)
