@@ -91,8 +91,8 @@ def test_a_respin_never_brings_chips_earlier(sc, chips):
     yes["build.respin_probability"] = np.maximum(x["build.respin_probability"], 0.1)
     r_no, r_yes = run(sc, gpu, own, no), run(sc, gpu, own, yes)
     assert np.all(r_yes["schedule"]["volume"] > r_no["schedule"]["volume"])
-    cum_no = np.cumsum(r_no["build"]["buys"][-1], axis=1)
-    cum_yes = np.cumsum(r_yes["build"]["buys"][-1], axis=1)
+    cum_no = np.cumsum(r_no["build"]["own_buys"], axis=1)
+    cum_yes = np.cumsum(r_yes["build"]["own_buys"], axis=1)
     assert np.all(cum_yes <= cum_no + 1e-6)
     assert cum_no[:, -1].sum() > 0  # chips do arrive in the horizon
 
@@ -322,3 +322,21 @@ def test_rent_mode_rents_everything_at_the_cloud_price():
     assert r["build"]["facility"][0].sum() > 0  # building still needs its sites
     with pytest.raises(ChipforgeError, match="buy.mode"):
         scenario_from_dict(small(buy={"mode": "lease"}))
+
+
+def test_fallback_gpus_fill_what_the_house_chip_leaves():
+    """GPUs bought for the power the house chips leave come only from the planned volume date
+    on, and never rent more than leaving that power to the house chips (a GPU bought in a
+    short quarter can block a later house chip's power, so it is not strictly less)."""
+    base = small()
+    base["workload"]["serve"][0]["tokens_per_day"] = "100P"
+    rent = scenario_from_dict({**base, "build": {**base["build"], "fallback": "rent"}})
+    buy = scenario_from_dict(base)
+    gpu, own = chip_type(buy, buy.buy, built=False), chip_type(buy, buy.build, built=True)
+    x = _x(buy)
+    r = run(buy, gpu, own, x)
+    a, b = r["build"], run(rent, gpu, own, x)["build"]
+    assert len(a["buys"]) == 3 and len(b["buys"]) == 2
+    planned_q = int(np.ceil(r["planned_volume_month"] / 3))
+    assert a["buys"][2][:, :planned_q].sum() == 0 and a["buys"][2].sum() > 0
+    assert np.all(a["cloud_flops"].sum(axis=1) <= b["cloud_flops"].sum(axis=1) * (1 + 1e-4))

@@ -106,7 +106,7 @@ def breakeven(sc: Scenario, r: dict) -> dict:
     stays = np.flip(np.logical_and.accumulate(np.flip(cheaper, axis=1), axis=1), axis=1)
     has = stays.any(axis=1)
     q = np.where(has, np.argmax(stays, axis=1), -1)
-    own = np.cumsum(r["build"]["buys"][-1], axis=1)
+    own = np.cumsum(r["build"]["own_buys"], axis=1)
     vol = np.where(has, own[np.arange(len(q)), np.maximum(q, 0)], np.nan)
     out = {"probability_within_horizon": float(has.mean())}
     if has.any():
@@ -239,7 +239,7 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
             "respin_share": float(sched["respin"].mean()),
             "planned_volume": sc.quarter_label(int(r["planned_volume_month"] // 3)),
         },
-        "house_chips_delivered": _pct(r["build"]["buys"][-1].sum(axis=1)),
+        "house_chips_delivered": _pct(r["build"]["own_buys"].sum(axis=1)),
         "drivers": drivers,
         "nominal": {
             "saving_fraction": float(nf[0]),

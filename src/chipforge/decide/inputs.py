@@ -379,6 +379,7 @@ class Scenario:
     buy_next: Option | None = None  # the generation bought from `next_from_month` on
     next_from_month: float = 0.0
     rent: bool = False  # the buy option rents all its compute (and the build option's bridge)
+    fallback_rent: bool = False  # build: rent (not buy GPUs for) what house chips cannot fill
 
     def names(self) -> list[str]:
         """`section.name` of every uncertain input, in a fixed order."""
@@ -507,7 +508,7 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     params: dict[str, dict[str, Param]] = {}
     sections = {"build": build_raw, "buy": buy_raw, "site": d.get("site", {}),
                 "workload": d.get("workload", {}), "finance": d.get("finance", {})}  # fmt: skip
-    fixed = {"build": {"chip", "rack", "design_start"},
+    fixed = {"build": {"chip", "rack", "design_start", "fallback"},
              "buy": {"chip", "rack", "next_chip", "next_rack", "next_from", "mode"},
              "workload": {"train", "serve"}, "site": set(), "finance": set()}  # fmt: skip
     for s, defaults in DEFAULTS.items():
@@ -563,6 +564,9 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     for t in train:
         if t.end_month <= t.start_month:
             raise ChipforgeError(f"`workload.train` {t.model}: end must be after start")
+    fallback = str(build_raw.get("fallback", "buy"))
+    if fallback not in ("buy", "rent"):
+        raise ChipforgeError(f"`build.fallback` must be buy or rent, not {fallback!r}")
     mode = str(buy_raw.get("mode", "purchase"))
     if mode not in ("purchase", "rent"):
         raise ChipforgeError(f"`buy.mode` must be purchase or rent, not {mode!r}")
@@ -575,7 +579,7 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
         nxt_from = months_between(start, str(buy_raw["next_from"]), "buy.next_from")
     return Scenario(str(head.get("name", "build or buy")), start, quarters, build, buy,
                     design_start, tuple(sites), train, serve, params, samples, nxt,
-                    nxt_from, mode == "rent")  # fmt: skip
+                    nxt_from, mode == "rent", fallback == "rent")  # fmt: skip
 
 
 def _watts(v, where: str) -> float:

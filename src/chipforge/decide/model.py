@@ -397,17 +397,24 @@ def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
     bridge = [(g, lim * (m0[None, :] < planned), p) for g, lim, p in buy_types]
     sup = own_supply(own, sc, x, sched)
     unit_own = own_unit_cost(own, x, sup["yield"])
+    # after the planned date, power the house chips cannot fill takes GPUs (within the
+    # allocation, after the house chips each quarter) unless the program rents the gap instead
+    fallback = [] if sc.fallback_rent else [
+        (g, lim * (m0[None, :] >= planned), p) for g, lim, p in buy_types
+    ]  # fmt: skip
     build = option(
         sc,
         x,
-        [*bridge, (own, sup["supply"], unit_own)],
+        [*bridge, (own, sup["supply"], unit_own), *fallback],
         cap,
         fac,
         flops_demand,
         mix,
-        [*mfu, x["build.mfu_x"]],
+        [*mfu, x["build.mfu_x"], *(mfu if fallback else [])],
         extra_cash=nre(sc, x, sched),
     )
+    build["own_index"] = len(bridge)
+    build["own_buys"] = build["buys"][len(bridge)]
     price = prices[0]
     return {
         "x": x,
