@@ -51,7 +51,9 @@ MEMORY_PJ_PER_BIT = {
     "lpddr5x": 4.0,  # as LPDDR5 (assumption)
     "gddr6": 7.5,  # assumption: GDDR6 ~7.5 pJ/bit (Micron GDDR6X brief; recalled, not verified)
     "gddr6x": 7.25,  # assumption: Micron GDDR6X ~7.25 pJ/bit (recalled, not verified)
-    "gddr7": 7.25,  # as GDDR6X (assumption: PAM3 at higher rates, no verified figure)
+    # GDDR6 / 1.5: Micron's GDDR7 announcement (Computex, 4 June 2024) claims a greater than 50%
+    # power-efficiency improvement over GDDR6; the GDDR6 base is the assumption above
+    "gddr7": 5.0,
     "ddr4": 20.0,  # [semi-e-dram64] DDR3-class DIMM access, 1300 pJ per 64 bits (Horowitz 2014)
     "ddr5": 20.0,  # as DDR3/DDR4 [semi-e-dram64] (assumption: DIMM I/O dominates)
 }
