@@ -63,7 +63,7 @@ def facts_from(
         cost, built = sum(parts.values()), True
     else:
         cost, built = market_usd * gpu_x, False
-    hbm = next((m for m in spec.memory if m.kind == "hbm"), None)
+    hbm = spec.hbm  # the off-chip memory (HBM or DRAM: the spec puts it first)
     return Chip(
         name=name,
         peak_flops=dict(d["peak_flops_per_s"]),

@@ -73,7 +73,7 @@ def serving(
     weights = m.params() * b
     a = site["assumptions"]
     if chip.hbm_bytes <= 0:
-        raise Infeasible(f"`--chip` {chip.name} has no HBM; serving needs one")
+        raise Infeasible(f"`--chip` {chip.name} has no off-chip memory; serving needs one")
     group = 2 ** math.ceil(math.log2(max(1.0, 2 * weights / chip.hbm_bytes)))
     plan, why = _try(
         plan_serving, chip.spec or load_chip(chip.name), m, group, isl=isl, osl=osl, dtype=dtype
