@@ -126,6 +126,16 @@ def _onnx_models(d) -> None:
     w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[10**6, 10**6])  # no data
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [4, 10**6])
     _model(d / "empty.onnx", [helper.make_node("MatMul", ["X", "W"], ["Y"])], [w], [x])
+    value = TensorProto(name="v", data_type=TensorProto.FLOAT, dims=[10**6, 10**6])  # no data
+    _model(
+        d / "constattr.onnx",
+        [
+            helper.make_node("Constant", [], ["c"], value=value, name="k"),
+            helper.make_node("Add", ["X", "c"], ["Y"], name="add"),
+        ],
+        [],
+        [one],
+    )
     _model(
         d / "expand.onnx",
         [helper.make_node("Expand", ["x", "s"], ["Y"], name="e")],
@@ -160,6 +170,8 @@ CASES = {
     "onnx-cycle-functional": ((*FUNCTIONAL, "cycle.onnx"), ["'add'", "cycle"]),
     "onnx-empty-init": ((*EVALUATE, "empty.onnx"), ["'W' declares 1e+12 elements", "stores 0"]),
     "onnx-empty-init-functional": ((*FUNCTIONAL, "empty.onnx"), ["'W' declares 1e+12"]),
+    "onnx-constant-attribute": ((*EVALUATE, "constattr.onnx"), ["node 'k' attribute value"]),
+    "onnx-constant-attribute-functional": ((*FUNCTIONAL, "constattr.onnx"), ["declares 1e+12"]),
     "onnx-expand-functional": ((*FUNCTIONAL, "expand.onnx"), ["memory budget"]),
     "gemm-65536-functional": (
         (*SIMULATE, "gemm:m=65536,n=65536,k=65536", "--functional"),
@@ -435,3 +447,24 @@ def test_functional_runs_are_sized_before_they_start(tmp_path):
     with pytest.raises(BudgetError, match="mlp.pt2 would need about 693 kB"):
         run_model(path, forge, max_memory=100e3)
     assert run_model(path, forge, max_memory=1e6)["result"] == "match"
+
+
+def test_external_weights_are_sized_by_their_checked_dims(tmp_path):
+    from chipforge.errors import WorkloadError
+    from chipforge.sim.graph_run import run_model
+
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [4, 16])
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 8), np.float32), "W")
+    name = _model(tmp_path / "ext.onnx", [helper.make_node("MatMul", ["X", "W"], ["Y"])], [w], [x])
+    model = onnx.load(tmp_path / name)
+    onnx.save(model, tmp_path / name, save_as_external_data=True, location="w.bin",
+              size_threshold=0)  # fmt: skip
+    forge = load_chip("forge-n3")
+    assert run_model(tmp_path / name, forge)["result"] == "match"
+    model = onnx.load(tmp_path / name, load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "length":
+            entry.value = str(10**12)  # claims a terabyte for a 16 x 8 tensor
+    onnx.save(model, tmp_path / name)
+    with pytest.raises(WorkloadError, match="are 1e\\+12 bytes, more than the 512"):
+        run_model(tmp_path / name, forge)

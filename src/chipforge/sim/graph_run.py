@@ -110,10 +110,11 @@ def pt2_program(path: Path, dims: dict[str, int]):
 
 
 def _run_onnx(path: Path, dims, chip, dtype, seed, on_node, max_memory):
-    from chipforge.sim.onnx_run import load_model, run_onnx
+    from chipforge.sim.onnx_run import load_model, load_weights, run_onnx
 
-    model = load_model(path)
+    model = load_model(path, weights=False)
     check_memory(path, onnx_program(model, dims, path.name), max_memory)
+    load_weights(model, path)
     feeds = _onnx_inputs(model, dims, np.random.default_rng(seed), path.name)
     chip_be, ref_be = backends(dtype, chip)
     got = run_onnx(model, feeds, chip_be, on_node=on_node, max_bytes=max_memory)

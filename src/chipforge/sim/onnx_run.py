@@ -210,11 +210,12 @@ def _attrs(onnx, node) -> dict:
     return out
 
 
-def load_model(path: Path):
-    """The ONNX model at `path` with its weights (a chipforge error when it cannot be read)."""
+def load_model(path: Path, *, weights: bool = True):
+    """The ONNX model at `path` with its weights (a chipforge error when it cannot be read);
+    `weights=False` leaves external weight files unread (`load_weights` reads them later)."""
     onnx = require("onnx", "an ONNX model")
     try:
-        return onnx.load(str(path))
+        return onnx.load(str(path), load_external_data=weights)
     except Exception as exc:  # onnx raises DecodeError, OSError, ... for a damaged file
         raise WorkloadError(
             f"workload {path} is not a readable ONNX model ({type(exc).__name__}); "
@@ -308,3 +309,38 @@ def _execute(be: Backend, name: str, op_type: str, args: list, attrs: dict) -> t
     while args and args[-1] is None:
         args.pop()
     return (_NUMPY[op_type](*args, **attrs),)
+
+
+def load_weights(model, path: Path) -> None:
+    """Read `model`'s external weight files (next to `path`), each first checked to hold no
+    more bytes than its tensor's dims declare: a model's weights are sized by its checked
+    headers (`onnx_import.check_initializer`), never by what a file happens to contain."""
+    onnx = require("onnx", "an ONNX model")
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model
+
+    for t in model.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = ExternalDataInfo(t)
+        declared = (
+            math.prod(t.dims) * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        )
+        try:
+            available = (path.parent / info.location).stat().st_size - (info.offset or 0)
+        except (OSError, ValueError):
+            available = None  # onnx names the missing file
+        stored = info.length or available
+        if stored is not None and stored > declared:
+            raise WorkloadError(
+                f"`workload` {path.name}: external weights of {t.name!r} ({info.location}) are "
+                f"{stored:.3g} bytes, more than the {declared:.3g} its dims {list(t.dims)} "
+                "declare; the file is altered or belongs to another model"
+            )
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:  # a missing file, a path outside the model's folder, ...
+        why = (str(exc).strip().splitlines() or [""])[0]
+        raise WorkloadError(
+            f"`workload` {path.name}: its external weights cannot be read "
+            f"({type(exc).__name__}: {why})"
+        ) from None

@@ -81,11 +81,12 @@ def _load(onnx: Any, path: Path) -> Any:
 MAX_ELEMENTS = 2**40  # no real tensor is larger (4 TiB in fp32): a size past it is hostile
 
 
-def check_initializer(onnx: Any, t: Any, source: str) -> None:
-    """An initializer stored in the file must hold the data its dims declare: a header that
-    claims 1e12 elements over an empty payload is refused before anything is allocated."""
+def check_initializer(onnx: Any, t: Any, source: str, what: str = "initializer") -> None:
+    """A tensor stored in the file (an initializer, a Constant's value) must hold the data its
+    dims declare: a header that claims 1e12 elements over an empty payload is refused before
+    anything is allocated."""
     if any(d < 0 for d in t.dims):
-        raise WorkloadError(f"`workload` {source}: initializer {t.name!r} has a negative dim")
+        raise WorkloadError(f"`workload` {source}: {what} {t.name!r} has a negative dim")
     declared = math.prod(t.dims)
     if t.data_location == onnx.TensorProto.EXTERNAL:
         return  # weights outside the file are never read
@@ -99,7 +100,7 @@ def check_initializer(onnx: Any, t: Any, source: str) -> None:
             stored *= 2
     if stored < declared:
         raise WorkloadError(
-            f"`workload` {source}: initializer {t.name!r} declares {declared:.3g} elements "
+            f"`workload` {source}: {what} {t.name!r} declares {declared:.3g} elements "
             f"(dims {list(t.dims)}) but stores {stored}; the file is truncated or altered"
         )
 
@@ -248,9 +249,11 @@ class _Importer:
         self._known(node.output[0], np.asarray(value))
         return True
 
-    def _attribute(self, attribute: Any) -> Any:
+    def _attribute(self, attribute: Any, node: Any) -> Any:
         value = self.onnx.helper.get_attribute_value(attribute)
         if isinstance(value, self.onnx.TensorProto):
+            where = f"node {node.name or node.op_type!r} attribute {attribute.name}"
+            check_initializer(self.onnx, value, self.source, where)
             return self.onnx.numpy_helper.to_array(value)
         return value
 
@@ -293,7 +296,7 @@ class _Importer:
         return classify(node.op_type, attrs)
 
     def _visit(self, node: Any) -> Node | None:
-        attrs = {a.name: self._attribute(a) for a in node.attribute}
+        attrs = {a.name: self._attribute(a, node) for a in node.attribute}
         if self._fold(node, attrs):
             return None
         self._infer(node)
