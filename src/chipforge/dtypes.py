@@ -22,6 +22,18 @@ BYTES: dict[str, float] = {
 }
 
 
+def check_dtype(dtype: str, field: str = "dtype") -> str:
+    """`dtype` if it is a known number format; otherwise a one-line error naming `field`."""
+    if dtype not in DTYPES:
+        from chipforge.errors import WorkloadError, did_you_mean
+
+        raise WorkloadError(
+            f"`{field}` must be one of {', '.join(DTYPES)}, not {dtype!r}"
+            f"{did_you_mean(str(dtype), DTYPES)}"
+        )
+    return dtype
+
+
 def nbytes(dtype: str) -> float:
     """Bytes per element of `dtype`."""
     return BYTES[dtype]

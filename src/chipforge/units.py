@@ -109,13 +109,13 @@ def parse_quantity(
     taken as already in base units. `field` names the input in error messages.
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
+        return _finite(float(text), text, field)
     if not isinstance(text, str):
         raise UnitError(field, f"must be a number or a quantity string, not {text!r}")
     match = _NUMBER.match(text)
     if not match:
         raise UnitError(field, f"must be a number with a unit such as '3.35 TB/s', not {text!r}")
-    number, unit = float(match.group(1)), match.group(2)
+    number, unit = _finite(float(match.group(1)), text, field), match.group(2)
     if not unit:
         return number
     try:
@@ -128,7 +128,13 @@ def parse_quantity(
         ) from None
     if dimension is not None and found != dimension:
         raise UnitError(field, f"must be a {dimension} quantity, not {text!r} (a {found})")
-    return number * factor
+    return _finite(number * factor, text, field)
+
+
+def _finite(number: float, text, field: str) -> float:
+    if not math.isfinite(number):
+        raise UnitError(field, f"must be a finite number, not {text!r}")
+    return number
 
 
 def fmt(value: float, dimension: str, *, digits: int = 4, binary: bool = False) -> str:
@@ -157,7 +163,7 @@ def parse_count(text: str, field: str) -> float:
     m = _COUNT.fullmatch(text)
     if not m:
         raise UnitError(field, f"must be a count such as 15.6T or 2e12, not {text!r}")
-    value = float(m.group(1)) * _COUNT_SCALE[m.group(2).lower()]
+    value = _finite(float(m.group(1)) * _COUNT_SCALE[m.group(2).lower()], text, field)
     if value <= 0:
         raise UnitError(field, f"must be > 0, not {text!r}")
     return value

@@ -5,7 +5,10 @@ workloads, the analytical engine) and `simulate` (compiler and simulators)."""
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
+from functools import cache
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +18,12 @@ from rich.console import Console
 from chipforge.atomic import atomic_open, check_target
 from chipforge.errors import ChipforgeError
 from chipforge.report import to_json
+from chipforge.report.jsonout import check_numbers
+
+try:  # typer vendors click from 0.2x on; earlier versions raise click's own exceptions
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors
 
 app = typer.Typer(
     add_completion=False,
@@ -76,7 +85,9 @@ def trusting(trust_pickle: bool) -> bool:
 
 def emit(data, tables: list, *, as_json: bool, out: Path | None) -> None:
     """Print JSON or tables to stdout, or to `out` (written atomically: a failed write leaves
-    the previous file whole)."""
+    the previous file whole). A negative or NaN time, FLOP count, energy, throughput or cost in
+    `data` is a bug: it stops here (exit 3), never printed."""
+    check_numbers(data.to_dict() if hasattr(data, "to_dict") else data)
     if out:
         with atomic_open(out, flag="--out") as f:
             _print(Console(file=f, width=160), data, tables, as_json)
@@ -118,23 +129,88 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+DEBUG_ENV = "CHIPFORGE_DEBUG"
+
+
 @app.callback()
 def _root(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="on an internal error, print the traceback (anywhere on the command line; "
+            f"or {DEBUG_ENV}=1)",
+        ),
+    ] = False,
 ) -> None:
     """Define an AI accelerator, run models on it, compare it with GPUs."""
 
 
-def main() -> None:
-    """Entry point: user errors print one line and exit 2, never a traceback."""
+def _say(text: str) -> None:
+    Console(stderr=True).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@cache
+def _command():
+    """The click command of `app`, built once per process (Typer rebuilds it, ~0.1 s, on every
+    call of `app()`)."""
+    return typer.main.get_command(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point. A user error prints one line and exits 2 (usage errors too); anything else
+    is a bug: one line, exit 3, and the traceback with `--debug` (anywhere on the command line)
+    or CHIPFORGE_DEBUG=1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
     try:
-        app()  # standalone: usage errors exit 2 with the usage line, --help exits 0
-    except ChipforgeError as e:
-        Console(stderr=True).print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        code = _command().main(args=args, prog_name="chipforge", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as e:
+        e.show()  # `chipforge` alone: the help
         sys.exit(2)
+    except click_errors.ClickException as e:  # one line, not click's boxed usage block
+        ctx = getattr(e, "ctx", None)
+        _say(f"error: {e.format_message()} (see {ctx.command_path if ctx else 'chipforge'} --help)")
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        _say("aborted")
+        sys.exit(1)
+    except ChipforgeError as e:
+        _say(f"error: {e}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:  # `chipforge ... | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as e:
+        if e.filename is None:
+            _internal(e, debug)
+        # a path the user gave that cannot be read or written (each loader names its field;
+        # this catches the rest)
+        _say(f"error: {str(e.filename)[:120]!r}: {e.strerror or e}")
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - the one place that turns a bug into one line
+        _internal(e, debug)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _internal(e: BaseException, debug: bool) -> None:
+    """A bug: one line (the traceback with --debug), exit 3."""
+    if debug:
+        traceback.print_exception(e)
+    what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    _say(
+        f"internal error: {what.splitlines()[0][:300]}; "
+        "rerun with --debug for the traceback and report it"
+    )
+    sys.exit(3)
 
 
 # registers the commands

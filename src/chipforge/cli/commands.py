@@ -192,12 +192,13 @@ def compare(
     if chips is not None:
         deprecated("compare --chips a,b", "--chip a,b (--chips is a count everywhere)")
         chip = chips if chip is None else f"{chip},{chips}"
-    if not chip:
+    names = [c.strip() for c in (chip or "").split(",") if c.strip()]
+    if not names:
         raise ChipforgeError(
-            "`--chip` is required: the chips to compare, e.g. --chip forge-n3,h100"
+            f"`--chip` must name the chips to compare, e.g. --chip forge-n3,h100, not {chip!r}"
         )
     graph = _workload(workload, allow_unsupported, trust_pickle)
-    results = [estimate(graph, load_chip(c.strip())) for c in chip.split(",") if c.strip()]
+    results = [estimate(graph, load_chip(c)) for c in names]
     for r in results:
         warn(r)
     data = {"workload": graph.name, "results": [r.to_dict() for r in results]}

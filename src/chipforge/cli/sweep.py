@@ -63,6 +63,8 @@ def run_cmd(
     space = load_space(space_file, trust_pickle=trusting(trust_pickle))
     if address is None and any(tls):
         raise ChipforgeError("`--tls-ca/--tls-cert/--tls-key` need a tls:// `--address`")
+    if address is not None and backend != "dask":  # it would be ignored
+        raise ChipforgeError(f"`--address` needs `--backend dask`, not {backend!r}")
     security = security_for(address, *tls) if address else None
     workers, note = cap_workers(workers, address)
     if note:

@@ -288,6 +288,10 @@ def plan_serving(
     ):
         if value is None or value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
+    if concurrency is not None and concurrency <= 0:
+        raise WorkloadError(
+            f"`concurrency` must be a positive integer, not {concurrency}; leave it out to search"
+        )
     if batching not in BATCHING:
         raise WorkloadError(f"`batching` must be one of {', '.join(BATCHING)}, not {batching!r}")
     if slo_percentile is not None and slo_percentile not in PERCENTILES:

@@ -107,9 +107,10 @@ def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topolog
     preset with the scale-up bandwidth taken from the chip's own link spec."""
     if chips <= 0:
         raise SpecError(f"`chips` must be a positive integer, not {chips}")
+    default = _preset_for_chip(chip)
     label = name
     if name is None:
-        name = _preset_for_chip(chip)
+        name = default
         # a chip no preset lists (a chip TOML) gets the template's shape under its own name
         listed = chip.name.lower() in _presets()[name]["chips"]
         label = name if listed else f"{chip.name} {_presets()[name]['kind']}"
@@ -119,6 +120,13 @@ def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topolog
             f"{did_you_mean(name, topology_names())}"
         )
     p = dict(_presets()[name])
+    kind = _presets()[default]["kind"]
+    if p["kind"] != kind:  # the chip's links would be re-read as the other kind's
+        fits = [n for n in topology_names() if _presets()[n]["kind"] == kind]
+        raise SpecError(
+            f"`topology` {name} is a {p['kind']} network, but {chip.name}'s links make a "
+            f"{kind} one ({default}); use one of {', '.join(fits)}"
+        )
     link = chip.links[0] if chip.links else None
     common = dict(
         name=label,

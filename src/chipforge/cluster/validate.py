@@ -44,7 +44,7 @@ def _model(text: str, name: str) -> ModelConfig:
     fields: dict = {}
     for part in text.split(";"):
         k, v = part.split("=")
-        fields[k] = v if k == "act" else int(v)
+        fields[k] = v if k == "act" else bool(int(v)) if k == "tied_embeddings" else int(v)
     return ModelConfig(name=name, **fields)
 
 

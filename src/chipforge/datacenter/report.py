@@ -6,6 +6,7 @@ from chipforge.datacenter.racks import Rack, rack_for
 from chipforge.datacenter.site import Assumptions
 from chipforge.datacenter.tco import breakeven_volume, chip_facts, evaluate_site
 from chipforge.datacenter.workload import serving, training
+from chipforge.dtypes import check_dtype
 from chipforge.errors import SpecError
 
 DEFAULT_VOLUME = 500_000  # built chips over which one-time costs are spread (a ~1 GW fleet)
@@ -34,6 +35,7 @@ def site_report(
 ) -> dict:
     """Size and price a site (facility `power_w`, provisioned `it_power_w` or utility `grid_w`);
     with a model, time to train it and serve it."""
+    check_dtype(serve_dtype, "--serve-dtype")
     a = (a or Assumptions()).check()
     r = resolve(chip, rack, a)
     facts = chip_facts(r, **(factors or {}))
@@ -71,6 +73,8 @@ def _params(model: str) -> float:
 
 def compare(chips: list[str], power_w: float, a: Assumptions | None = None, **kw) -> dict:
     """Sites side by side; the first bought chip is the GPU the built ones are measured against."""
+    if not chips:
+        raise SpecError("`--chip` must name at least one chip, e.g. --chip gb200,forge-n3")
     reports = [site_report(c, power_w, a, **kw) for c in chips]
     sites = {s["chip"]: s for s in reports}
     if len(sites) < len(reports):

@@ -79,8 +79,15 @@ class Assumptions:
 
     def check(self) -> Assumptions:
         for field, value in asdict(self).items():
-            if value < 0:
-                raise SpecError(f"`{field}` must be >= 0, not {value}; pass a non-negative value")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SpecError(f"`{field}` must be a number, not {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise SpecError(f"`{field}` must be a finite number >= 0, not {value}")
+        for f in ("chip_life_y", "network_life_y", "facility_life_y"):
+            if getattr(self, f) <= 0:
+                raise SpecError(f"`{f}` must be > 0 years, not {getattr(self, f)}")
+        if self.switch_radix <= 2:  # a fat tree grows by r/2 per tier: it never ends for r <= 2
+            raise SpecError(f"`switch_radix` must be > 2 ports, not {self.switch_radix}")
         if not 0 < self.redundancy <= 1:
             raise SpecError(
                 f"`redundancy` must be in (0, 1] (usable share of the grid: N 1, N+1 0.8, 2N 0.5),"

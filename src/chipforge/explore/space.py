@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from chipforge.errors import ChipforgeError, SpecError, did_you_mean
 from chipforge.explore.system import (
     SERVING_OBJECTIVES,
@@ -30,6 +32,7 @@ from chipforge.explore.system import (
     parse_site,
 )
 from chipforge.spec import ChipSpec, load_chip
+from chipforge.spec.loader import validation_message
 from chipforge.units import parse_quantity
 from chipforge.userfile import load_toml
 
@@ -151,19 +154,42 @@ def _resolve(base: dict, path: str) -> None:
             )
 
 
+def _check_values(path: str, values: list, base: dict) -> None:
+    """Each value set alone on the base chip must be one the field accepts: a unit of the wrong
+    kind (`clock = ["1 GB"]`), a string where a number goes or a value out of the field's range
+    is refused here, before any point runs. Rules between fields are left to each point."""
+    from chipforge.explore.evaluate import apply
+
+    last = path.split(".")[-1]
+    for value in values:
+        try:
+            ChipSpec.model_validate(apply(base, {path: value}))
+        except ValidationError as err:
+            first = err.errors()[0]
+            if first["type"] != "field_error" and last in map(str, first["loc"]):
+                why = validation_message(err, "chip")
+                raise SpaceError(f"params: `{path}` = {value!r}: {why}") from None
+        except (KeyError, IndexError, TypeError):
+            raise SpaceError(f"params: `{path}` does not name a field of the base chip") from None
+
+
 def _param(path: str, value: Any, base: dict) -> Param:
     _resolve(base, path)
     if isinstance(value, list):
         if not value:
             raise SpaceError(f"params: `{path}` is an empty list of choices; give at least one")
+        _check_values(path, value, base)
         return Param(path, choices=tuple(value))
     if not isinstance(value, dict) or not {"min", "max"} <= set(value):
         raise SpaceError(
             f"params: `{path}` must be a list of choices or {{min, max[, steps]}}, not {value!r}"
         )
+    _check_values(path, [value["min"], value["max"]], base)
     low = parse_quantity(value["min"], field=f"params.{path}.min")
     high = parse_quantity(value["max"], field=f"params.{path}.max")
-    steps = int(value.get("steps", 0))
+    steps = value.get("steps", 0)
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise SpaceError(f"params: `{path}.steps` must be an integer, not {steps!r}")
     if high < low or (steps < 1 and "steps" in value) or (steps != 1 and high == low):
         raise SpaceError(
             f"params: `{path}` is an empty range (min {value['min']}, max {value['max']}, "
@@ -171,6 +197,21 @@ def _param(path: str, value: Any, base: dict) -> Param:
         )
     integer = all(isinstance(value[k], int) for k in ("min", "max"))
     return Param(path, low=low, high=high, steps=steps, integer=integer)
+
+
+def _table(data: Any, key: str, default: Any, kind: type = dict) -> Any:
+    """Section `key` of the space, which must be a TOML table (or array of tables)."""
+    value = data.get(key, default)
+    if not isinstance(value, kind):
+        shape = "a table [" + key + "]" if kind is dict else "an array of tables [[" + key + "]]"
+        raise SpaceError(f"`{key}` must be {shape}, not {value!r}"[:200])
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise SpaceError(f"{where} must be a number, not {value!r}")
+    return float(value)
 
 
 def _objectives(raw: Any) -> dict[str, str]:
@@ -190,7 +231,10 @@ def _constraints(raw: dict) -> dict:
     for name in raw:
         if name not in CONSTRAINTS:
             raise SpaceError(f"constraints: unknown `{name}`{did_you_mean(name, CONSTRAINTS)}")
-    out = {k: (bool(v) if k == "reticle" else float(v)) for k, v in raw.items()}
+    out = {
+        k: (bool(v) if k == "reticle" else _number(v, f"constraints: `{k}`"))
+        for k, v in raw.items()
+    }
     for k, v in out.items():
         if k != "reticle" and v <= 0:
             raise SpaceError(f"constraints: `{k}` must be > 0, not {v}; no design can meet it")
@@ -208,9 +252,9 @@ def _workloads(raw: Any, serving: bool, trust: bool) -> tuple[tuple[str, float],
         )
     out = []
     for i, w in enumerate(raw):
-        if "spec" not in w:
+        if not isinstance(w, dict) or not isinstance(w.get("spec"), str):
             raise SpaceError(f'workloads[{i}]: `spec` is missing, e.g. spec = "llama3-70b"')
-        weight = float(w.get("weight", 1.0))
+        weight = _number(w.get("weight", 1.0), f"workloads[{i}]: `weight`")
         if weight <= 0:
             raise SpaceError(f"workloads[{i}]: `weight` must be > 0, not {weight}")
         parse_workload(w["spec"], trust_pickle=trust)  # bad strings fail here, before any work
@@ -233,7 +277,7 @@ def space_from_dict(data: dict, where: str = "space", *, trust_pickle: bool = Fa
     }
     if unknown:
         raise SpaceError(f"{where}: unknown section `{sorted(unknown)[0]}`")
-    base_name = str(data.get("base", {}).get("chip", ""))
+    base_name = str(_table(data, "base", {}).get("chip", ""))
     if not base_name:
         raise SpaceError(f'{where}: [base] chip is missing, e.g. chip = "forge-n3"')
     try:
@@ -241,31 +285,36 @@ def space_from_dict(data: dict, where: str = "space", *, trust_pickle: bool = Fa
     except SpecError as e:
         raise SpaceError(f"{where}: [base] {e}") from None
     base_dict = base.model_dump()
-    params = tuple(_param(p, v, base_dict) for p, v in data.get("params", {}).items())
+    params = tuple(_param(p, v, base_dict) for p, v in _table(data, "params", {}).items())
     if not params:
         raise SpaceError(f"{where}: [params] is empty; sweep at least one field")
-    sampler = data.get("sampler", {})
+    sampler = _table(data, "sampler", {})
     method = sampler.get("method", "grid")
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise SpaceError(f"sampler: `method` must be one of {', '.join(METHODS)}, not {method!r}")
-    n = int(sampler.get("n", 100))
+    n, seed = sampler.get("n", 100), sampler.get("seed", 0)
+    for key, value in (("n", n), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpaceError(f"sampler: `{key}` must be an integer, not {value!r}")
     if n < 1:
         raise SpaceError(f"sampler: `n` must be >= 1, not {n}")
     try:
-        serving = parse_serving(data.get("serving"))
-        site = parse_site(data.get("site", {}), base_name)
+        serving = parse_serving(_table(data, "serving", None, (dict, type(None))))
+        site = parse_site(_table(data, "site", {}), base_name)
     except SystemTableError as e:
         raise SpaceError(f"{where}: {e}") from None
     space = Space(
         base=base,
         base_name=base_name,
         params=params,
-        workloads=_workloads(data.get("workloads"), serving is not None, trust_pickle),
-        objectives=_objectives(data.get("objectives")),
-        constraints=_constraints(data.get("constraints", {})),
+        workloads=_workloads(
+            _table(data, "workloads", [], list), serving is not None, trust_pickle
+        ),
+        objectives=_objectives(_table(data, "objectives", {})),
+        constraints=_constraints(_table(data, "constraints", {})),
         method=method,
         n=n,
-        seed=int(sampler.get("seed", 0)),
+        seed=seed,
         serving=serving,
         site=site,
         trust_pickle=trust_pickle,
@@ -290,7 +339,11 @@ def _check_needs(space: Space, where: str) -> None:
 
 def load_space(path: str | Path, *, trust_pickle: bool = False) -> Space:
     p = Path(path)
-    if not p.is_file():
-        raise SpaceError(f"space file {str(path)!r} does not exist")
+    try:
+        missing = not p.is_file()
+    except OSError:  # a name too long, ...: load_toml says why it cannot be read
+        missing = False
+    if missing:
+        raise SpaceError(f"space file {str(path)[:80]!r} does not exist")
     data = load_toml(p, what="space file", error=SpaceError)
     return space_from_dict(data, str(path), trust_pickle=trust_pickle)

@@ -83,7 +83,7 @@ class Silicon:
 
 def evaluate(chip: ChipSpec, node: str | None = None) -> Silicon:
     """The whole silicon model for `chip`, on its own node or re-targeted to `node`."""
-    proc = node_named(node) if node else chip.process
+    proc = node_named(node) if node is not None else chip.process
     chip = chip.model_copy(update={"node": proc.name})
     dtypes = list(chip.matrix.macs_per_cycle)
     return Silicon(

@@ -37,6 +37,12 @@ def _first_problem(first: dict, where: str) -> str:
         return f"{where}: `{path}` is not a known field; remove it or check its spelling"
     if kind == "missing":
         return f"{where}: `{path}` is required; add it"
+    if kind == "too_short":
+        return f"{where}: `{path}` must not be empty, not {value!r}; give at least one entry"
+    if kind == "finite_number":
+        return f"{where}: `{path}` must be a finite number, not {value!r}"
+    if kind == "field_error":  # a model validator's error about one of its fields
+        return f"{where}: `{path}.{first['ctx']['field']}` {first['msg']}"
     if kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
         bound = {
             "greater_than": ">",
@@ -45,6 +51,7 @@ def _first_problem(first: dict, where: str) -> str:
             "less_than_equal": "<=",
         }[kind]
         limit = next(iter(first.get("ctx", {}).values()), "")
+        limit = f"{limit:g}" if isinstance(limit, float) else limit
         return f"{where}: `{path}` must be {bound} {limit}, not {value!r}"
     message = first["msg"].removeprefix("Value error, ")
     return (
@@ -79,11 +86,16 @@ def _load_preset(name: str) -> ChipSpec:
 def load_chip(name_or_path: str | Path) -> ChipSpec:
     """A preset by name (`h100`, `forge-n3`) or a chip TOML file by path."""
     text = str(name_or_path)
-    if text.endswith(".toml") or Path(text).exists():
-        path = Path(text)
-        if not path.is_file():
-            raise SpecError(f"chip file {text!r} does not exist; give a preset name or a TOML path")
-        return chip_from_dict(load_toml(path, what="chip file", error=SpecError), text)
+    try:
+        if text.endswith(".toml") or Path(text).exists():
+            path = Path(text)
+            if not path.is_file():
+                raise SpecError(
+                    f"chip file {text!r} does not exist; give a preset name or a TOML path"
+                )
+            return chip_from_dict(load_toml(path, what="chip file", error=SpecError), text)
+    except OSError as err:  # a name too long, a folder without permission
+        raise SpecError(f"`chip` {text[:80]!r} cannot be read: {err.strerror}") from None
     names = preset_names()
     if text not in names:
         raise SpecError(

@@ -16,7 +16,9 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from chipforge.dtypes import DType
 from chipforge.errors import UnitError
@@ -36,20 +38,38 @@ def _quantity(dimension: str):
     return BeforeValidator(parse)
 
 
-Bytes = Annotated[float, _quantity("bytes"), Field(gt=0)]
-Bandwidth = Annotated[float, _quantity("bandwidth"), Field(gt=0)]
-Power = Annotated[float, _quantity("power"), Field(gt=0)]
-Frequency = Annotated[float, _quantity("frequency"), Field(gt=0)]
-Seconds = Annotated[float, _quantity("time"), Field(ge=0)]
-Area = Annotated[float, _quantity("area"), Field(gt=0)]
-EnergyPerByte = Annotated[float, _quantity("energy_per_byte"), Field(ge=0)]
+# Upper bounds: far beyond any chip (about 1e6 x the largest today), so that a typo or a hostile
+# file (`flops_per_cycle = 1e302`) is refused here instead of overflowing a model downstream.
+Bytes = Annotated[float, _quantity("bytes"), Field(gt=0, le=1e18)]  # 1 EB
+Bandwidth = Annotated[float, _quantity("bandwidth"), Field(gt=0, le=1e18)]  # 1 EB/s
+Power = Annotated[float, _quantity("power"), Field(gt=0, le=1e7)]  # 10 MW
+Frequency = Annotated[float, _quantity("frequency"), Field(gt=0, le=1e12)]  # 1 THz
+Seconds = Annotated[float, _quantity("time"), Field(ge=0, le=3600)]
+Area = Annotated[float, _quantity("area"), Field(gt=0, le=1.0)]  # 1 m2
+EnergyPerByte = Annotated[float, _quantity("energy_per_byte"), Field(ge=0, le=1e-6)]  # 1 uJ/B
+MAX_COUNT = 2**24  # cores, array sides, units, ports, dies
+MAX_RATE = 2**40  # MACs or FLOP per cycle per unit
+
+# The smallest output tile a tensor-core matrix instruction computes: AMD CDNA3's 4x4 MFMA
+# blocks (AMD Instinct MI300 ISA, V_MFMA_F32_4X4X4_16B_F16); NVIDIA's smallest is 8x8 (PTX ISA,
+# mma.m8n8k4). The engine also tries half tiles, so a side must be at least 2 for it.
+MIN_TILE = 4
 
 Dataflow = Literal["weight-stationary", "output-stationary", "tensor-core"]
 MemoryKind = Literal["hbm", "dram", "cache", "sram"]
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf and nan are refused everywhere: a clock or bandwidth must be a finite number
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value, info: ValidationInfo):
+        """`cores = true` is a mistake, not 1 core (pydantic's lax mode would take it)."""
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation is not bool:
+            raise ValueError(f"must be a number, not {str(value).lower()}")
+        return value
 
 
 class MatrixUnit(Frozen):
@@ -59,14 +79,29 @@ class MatrixUnit(Frozen):
     CTA tile); there is no systolic fill, and the tile sets padding and wave quantization.
     """
 
-    rows: int = Field(gt=0, description="array rows (systolic: K side under weight-stationary)")
-    cols: int = Field(gt=0, description="array columns (systolic: N side)")
-    count: int = Field(1, gt=0, description="matrix units per core")
+    rows: int = Field(
+        gt=0, le=MAX_COUNT, description="array rows (systolic: K side under weight-stationary)"
+    )
+    cols: int = Field(gt=0, le=MAX_COUNT, description="array columns (systolic: N side)")
+    count: int = Field(1, gt=0, le=MAX_COUNT, description="matrix units per core")
     dataflow: Dataflow = "weight-stationary"
-    macs_per_cycle: dict[DType, Annotated[int, Field(gt=0)]] = Field(
-        description="dense multiply-accumulates per cycle per unit, by input dtype"
+    macs_per_cycle: dict[DType, Annotated[int, Field(gt=0, le=MAX_RATE)]] = Field(
+        min_length=1, description="dense multiply-accumulates per cycle per unit, by input dtype"
     )
     double_buffered: bool = Field(True, description="next tile's weights load during the stream")
+
+    @model_validator(mode="after")
+    def _tile_sides(self) -> MatrixUnit:
+        for side in ("rows", "cols"):
+            value = getattr(self, side)
+            if self.dataflow == "tensor-core" and value < MIN_TILE:
+                raise PydanticCustomError(
+                    "field_error",  # spec.loader names `field` in the path
+                    "must be >= {least} for a tensor-core unit (the output tile; the smallest "
+                    "MMA block is 4x4), not {value}",
+                    {"field": side, "least": MIN_TILE, "value": value},
+                )
+        return self
 
     @property
     def dtypes(self) -> tuple[str, ...]:
@@ -76,9 +111,13 @@ class MatrixUnit(Frozen):
 class VectorUnit(Frozen):
     """SIMD lanes for elementwise, reductions, softmax and norms (fp32)."""
 
-    count: int = Field(1, gt=0, description="vector units per core")
-    flops_per_cycle: float = Field(gt=0, description="fp32 FLOP per cycle per unit (FMA = 2)")
-    transcendentals_per_cycle: float = Field(gt=0, description="exp/rsqrt per cycle per unit")
+    count: int = Field(1, gt=0, le=MAX_COUNT, description="vector units per core")
+    flops_per_cycle: float = Field(
+        gt=0, le=MAX_RATE, description="fp32 FLOP per cycle per unit (FMA = 2)"
+    )
+    transcendentals_per_cycle: float = Field(
+        gt=0, le=MAX_RATE, description="exp/rsqrt per cycle per unit"
+    )
 
 
 class MemoryLevel(Frozen):
@@ -106,6 +145,7 @@ class MemoryLevel(Frozen):
     stacks: int | None = Field(
         None,
         gt=0,
+        le=MAX_COUNT,
         description="HBM stacks the package carries, where the product states them; None: the "
         "cheapest whole stacks that meet capacity and bandwidth (silicon.interfaces.hbm_purchase)",
     )
@@ -123,7 +163,7 @@ class Link(Frozen):
 
     name: str
     bandwidth: Bandwidth = Field(description="per chip, both directions summed")
-    ports: int = Field(1, gt=0)
+    ports: int = Field(1, gt=0, le=MAX_COUNT)
     latency: Seconds = Field(1e-6, description="per message (alpha of the alpha-beta model)")
 
 
@@ -139,9 +179,12 @@ class ChipSpec(Frozen):
     year: int = Field(ge=2010, le=2035, description="year of first volume shipment")
     node: str = Field(description="process node key, e.g. n4, n3e")
     clock: Frequency = Field(description="matrix-unit clock at sustained load")
-    cores: int = Field(gt=0, description="SMs, CUs or TensorCores")
+    cores: int = Field(gt=0, le=MAX_COUNT, description="SMs, CUs or TensorCores")
     physical_cores: int | None = Field(
-        None, gt=0, description="cores on the die(s), enabled or not; None: cores (silicon area)"
+        None,
+        gt=0,
+        le=MAX_COUNT,
+        description="cores on the die(s), enabled or not; None: cores (silicon area)",
     )
     matrix: MatrixUnit
     vector: VectorUnit
@@ -149,7 +192,7 @@ class ChipSpec(Frozen):
     links: tuple[Link, ...] = ()
     tdp: Power = Field(description="package power limit; the energy model draws it at full load")
     idle_power: Power | None = Field(None, description="W drawn when idle; None: 10% of TDP")
-    dies: int = Field(1, gt=0, description="compute dies in the package")
+    dies: int = Field(1, gt=0, le=MAX_COUNT, description="compute dies in the package")
     notes: str = Field("", description="free text")
 
     @field_validator("node")

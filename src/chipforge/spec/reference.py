@@ -75,7 +75,7 @@ def _range(field) -> str:
         for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
             v = getattr(meta, attr, None)
             if v is not None:
-                out.append(f"{sym} {v}")
+                out.append(f"{sym} {v:g}" if isinstance(v, float) else f"{sym} {v}")
         if getattr(meta, "min_length", None):
             out.append(f"at least {meta.min_length}")
     return ", ".join(out)

@@ -10,6 +10,30 @@ from importlib import resources
 from chipforge.errors import WorkloadError, did_you_mean
 
 
+class ModelFieldError(WorkloadError):
+    """A model field out of its type or range; `field` names it (a config.json maps it back to
+    its own key)."""
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        super().__init__(f"`{field}` {problem}")
+
+
+ACTIVATIONS = ("swiglu", "gelu")
+MAX_SIZE = 2**53  # sizes beyond are not exact as floats
+# integer fields and their least value; the optional ones may be None (a documented default)
+INT_FIELDS = {
+    **dict.fromkeys(("layers", "hidden", "heads", "ffn", "vocab", "seq"), 1),
+    **dict.fromkeys(("kv_heads", "head_dim", "moe_ffn", "v_head_dim"), 1),
+    **dict.fromkeys(
+        ("experts", "top_k", "shared_experts", "dense_layers", "q_lora", "kv_lora", "rope_dim")
+        + ("mtp_layers",),
+        0,
+    ),
+}
+OPTIONAL_FIELDS = ("kv_heads", "head_dim", "moe_ffn", "v_head_dim")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """A decoder-only transformer: dense (MHA/GQA) or MoE, optionally with MLA attention."""
@@ -42,9 +66,16 @@ class ModelConfig:
     mtp_layers: int = 0
 
     def __post_init__(self):
-        for f in ("layers", "hidden", "heads", "ffn", "vocab", "seq"):
-            if getattr(self, f) <= 0:
-                raise WorkloadError(f"`{f}` must be a positive integer, not {getattr(self, f)}")
+        self._check_types()
+        if self.dense_layers > self.layers:
+            raise ModelFieldError(
+                "dense_layers",
+                f"must be at most `layers` ({self.layers}), not {self.dense_layers}",
+            )
+        if not self.is_moe:
+            for f in ("top_k", "shared_experts", "dense_layers"):
+                if getattr(self, f):
+                    raise ModelFieldError(f, "is for MoE models only; give `experts` or drop it")
         if self.hidden % self.heads and self.head_dim is None:
             raise WorkloadError(
                 f"`hidden` ({self.hidden}) must be divisible by `heads` "
@@ -56,6 +87,30 @@ class ModelConfig:
             )
         if self.experts and not 0 < self.top_k <= self.experts:
             raise WorkloadError(f"`top_k` must be in 1..experts ({self.experts}), not {self.top_k}")
+
+    def _check_types(self) -> None:
+        """Every field has its type and range: a wrong one is an error, never a silent default."""
+        if not isinstance(self.name, str) or not self.name:
+            raise ModelFieldError("name", f"must be a non-empty string, not {self.name!r}")
+        if self.act not in ACTIVATIONS:
+            raise ModelFieldError(
+                "act", f"must be one of {', '.join(ACTIVATIONS)}, not {self.act!r}"
+            )
+        if not isinstance(self.tied_embeddings, bool):
+            raise ModelFieldError(
+                "tied_embeddings", f"must be true or false, not {self.tied_embeddings!r}"
+            )
+        for f, least in INT_FIELDS.items():
+            value = getattr(self, f)
+            if value is None and f in OPTIONAL_FIELDS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ModelFieldError(f, f"must be an integer, not {value!r}")
+            if value < least:
+                bound = "a positive integer" if least else "a non-negative integer"
+                raise ModelFieldError(f, f"must be {bound}, not {value!r}")
+            if value > MAX_SIZE:
+                raise ModelFieldError(f, f"must be at most 2**53, not {value!r}")
 
     @property
     def n_kv_heads(self) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from chipforge.errors import WorkloadError
 from chipforge.userfile import load_json
-from chipforge.workload.config import ModelConfig
+from chipforge.workload.config import ModelConfig, ModelFieldError
 
 ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
@@ -23,53 +23,82 @@ ARCHITECTURES = {
 }
 
 
-def _llama(c: dict) -> dict:
-    heads = c["num_attention_heads"]
-    head_dim = c.get("head_dim")
+class _Keys:
+    """A config's keys, read as integers: a string, list, float or bool where a size goes is an
+    error naming the key. Remembers which key gave each ModelConfig field."""
+
+    def __init__(self, data: dict):
+        self.data, self.source = data, {}
+
+    def int(self, key: str, field: str, default=KeyError):
+        value = self.data.get(key, default)
+        if value is KeyError:
+            raise KeyError(key)
+        self.source[field] = key
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise WorkloadError(f"`{key}` must be an integer, not {value!r}")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise WorkloadError(f"`{key}` must be true or false, not {value!r}")
+        return value
+
+
+def _llama(c: _Keys) -> dict:
+    heads, hidden = c.int("num_attention_heads", "heads"), c.int("hidden_size", "hidden")
+    head_dim = c.int("head_dim", "head_dim", None)
     return {
-        "layers": c["num_hidden_layers"],
-        "hidden": c["hidden_size"],
+        "layers": c.int("num_hidden_layers", "layers"),
+        "hidden": hidden,
         "heads": heads,
-        "kv_heads": c.get("num_key_value_heads") or heads,
-        "head_dim": head_dim if head_dim and head_dim != c["hidden_size"] // heads else None,
-        "ffn": c["intermediate_size"],
-        "vocab": c["vocab_size"],
+        "kv_heads": c.int("num_key_value_heads", "kv_heads", None) or heads,
+        "head_dim": head_dim if head_dim and heads and head_dim != hidden // heads else None,
+        "ffn": c.int("intermediate_size", "ffn"),
+        "vocab": c.int("vocab_size", "vocab"),
         "act": "swiglu",  # hidden_act silu on gate_proj, times up_proj
-        "tied_embeddings": bool(c.get("tie_word_embeddings", False)),
-        "seq": c["max_position_embeddings"],
+        "tied_embeddings": c.flag("tie_word_embeddings", False),
+        "seq": c.int("max_position_embeddings", "seq"),
     }
 
 
-def _mixtral(c: dict) -> dict:
-    return _llama(c) | {"experts": c["num_local_experts"], "top_k": c["num_experts_per_tok"]}
+def _mixtral(c: _Keys) -> dict:
+    return _llama(c) | {
+        "experts": c.int("num_local_experts", "experts"),
+        "top_k": c.int("num_experts_per_tok", "top_k"),
+    }
 
 
-def _gpt2(c: dict) -> dict:
+def _gpt2(c: _Keys) -> dict:
+    hidden = c.int("n_embd", "hidden")
     return {
-        "layers": c["n_layer"],
-        "hidden": c["n_embd"],
-        "heads": c["n_head"],
-        "ffn": c.get("n_inner") or 4 * c["n_embd"],
-        "vocab": c["vocab_size"],
+        "layers": c.int("n_layer", "layers"),
+        "hidden": hidden,
+        "heads": c.int("n_head", "heads"),
+        "ffn": c.int("n_inner", "ffn", None) or 4 * hidden,
+        "vocab": c.int("vocab_size", "vocab"),
         "act": "gelu",
-        "tied_embeddings": bool(c.get("tie_word_embeddings", True)),
-        "seq": c.get("n_positions") or c["n_ctx"],
+        "tied_embeddings": c.flag("tie_word_embeddings", True),
+        "seq": c.int("n_positions", "seq", None) or c.int("n_ctx", "seq"),
     }
 
 
-def _deepseek_v3(c: dict) -> dict:
-    mla = _llama(c) | {"kv_heads": None, "head_dim": c["qk_nope_head_dim"]}
+def _deepseek_v3(c: _Keys) -> dict:
+    mla = _llama(c) | {"kv_heads": None, "head_dim": c.int("qk_nope_head_dim", "head_dim")}
     return mla | {
-        "experts": c["n_routed_experts"],
-        "top_k": c["num_experts_per_tok"],
-        "shared_experts": c.get("n_shared_experts") or 0,
-        "moe_ffn": c["moe_intermediate_size"],
-        "dense_layers": c.get("first_k_dense_replace", 0),
-        "q_lora": c.get("q_lora_rank") or 0,
-        "kv_lora": c["kv_lora_rank"],
-        "rope_dim": c["qk_rope_head_dim"],
-        "v_head_dim": c["v_head_dim"],
-        "mtp_layers": c.get("num_nextn_predict_layers") or 0,
+        "experts": c.int("n_routed_experts", "experts"),
+        "top_k": c.int("num_experts_per_tok", "top_k"),
+        "shared_experts": c.int("n_shared_experts", "shared_experts", None) or 0,
+        "moe_ffn": c.int("moe_intermediate_size", "moe_ffn"),
+        "dense_layers": c.int("first_k_dense_replace", "dense_layers", 0),
+        "q_lora": c.int("q_lora_rank", "q_lora", None) or 0,
+        "kv_lora": c.int("kv_lora_rank", "kv_lora"),
+        "rope_dim": c.int("qk_rope_head_dim", "rope_dim"),
+        "v_head_dim": c.int("v_head_dim", "v_head_dim"),
+        "mtp_layers": c.int("num_nextn_predict_layers", "mtp_layers", None) or 0,
     }
 
 
@@ -84,7 +113,11 @@ MODEL_TYPES = {
 
 
 def _read(path: Path) -> dict:
-    if not path.is_file():
+    try:
+        missing = not path.is_file()
+    except OSError:  # a name too long, ...: load_json says why it cannot be read
+        missing = False
+    if missing:
         raise WorkloadError(f"`workload` {path} does not exist; give the path of a config.json")
     data = load_json(path, what="`workload`", error=WorkloadError)
     if not isinstance(data, dict):
@@ -99,21 +132,30 @@ def load_hf_config(path: str | Path) -> ModelConfig:
     DeepSeek-V3)."""
     path = Path(path)
     data = _read(path)
-    archs = data.get("architectures") or []
-    kind = data.get("model_type") or next(
-        (ARCHITECTURES[a] for a in archs if a in ARCHITECTURES), None
-    )
+    archs = data.get("architectures")
+    archs = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
+    kind = data.get("model_type") if isinstance(data.get("model_type"), str) else None
+    kind = kind or next((ARCHITECTURES[a] for a in archs if a in ARCHITECTURES), None)
     if kind not in MODEL_TYPES:
         given = ", ".join(archs) or kind or "none given"
         raise WorkloadError(
             f"`workload` {path.name}: architecture must be one of {', '.join(ARCHITECTURES)}, "
             f"not {given}; describe other models with llm:custom,layers=..,hidden=.."
         )
+    keys = _Keys(data)
     try:
-        fields = MODEL_TYPES[kind](data)
+        fields = MODEL_TYPES[kind](keys)
     except KeyError as e:
         raise WorkloadError(
             f"`workload` {path.name}: `{e.args[0]}` is required for a {kind} config"
         ) from None
+    except WorkloadError as e:
+        raise WorkloadError(f"`workload` {path.name}: {e}") from None
     name = str(data.get("_name_or_path") or path.parent.name or kind).rstrip("/").split("/")[-1]
-    return ModelConfig(name=name or kind, **fields)
+    try:
+        return ModelConfig(name=name or kind, **fields)
+    except ModelFieldError as e:
+        key = keys.source.get(e.field)
+        raise WorkloadError(
+            f"`workload` {path.name}: {e}" + (f" (from `{key}`)" if key else "")
+        ) from None

@@ -109,11 +109,14 @@ def _mla(
     """DeepSeek-V3 multi-head latent attention. Decode uses the absorbed form (queries projected
     into the 512-d latent, attention over the cached latent); prefill/train expand K and V."""
     h, d, r, lat = c.hidden, c.d_head, c.rope_dim, c.kv_lora
-    ops: list[Op] = [
-        _mm("q_down", t, c.q_lora, h, dtype),
-        _mm("q_up", t, heads * (d + r), c.q_lora, dtype),
-        _mm("kv_down", t, lat + r, h, dtype),
-    ]
+    if c.q_lora:  # low-rank query (DeepSeek-V3); without it one projection (DeepSeek-V2-Lite)
+        ops: list[Op] = [
+            _mm("q_down", t, c.q_lora, h, dtype),
+            _mm("q_up", t, heads * (d + r), c.q_lora, dtype),
+        ]
+    else:
+        ops = [_mm("q_proj", t, heads * (d + r), h, dtype)]
+    ops.append(_mm("kv_down", t, lat + r, h, dtype))
     if q == 1:  # absorbed: W_UK into the query, W_UV after attention (MQA over the latent)
         ops += [
             _mm("q_absorb", t, lat, d, dtype, batch=heads),
@@ -275,8 +278,12 @@ def build(
         ("tp", tp),
         ("ep", ep),
     ):
-        if value <= 0:
-            raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise WorkloadError(f"`{name}` must be a positive integer, not {value!r}")
+    if c.heads % tp:  # each TP rank holds whole heads (Megatron-LM, Shoeybi et al. 2019 Sec. 3)
+        raise WorkloadError(f"`tp` ({tp}) must divide the {c.heads} attention heads of {c.name}")
+    if scope not in ("model", "layer"):
+        raise WorkloadError(f"`scope` must be model or layer, not {scope!r}")
     kv_dtype = kv_dtype or dtype
     q, kv = (1, context + 1) if phase == "decode" else (seq, seq)
     tokens = batch * q

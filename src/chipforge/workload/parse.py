@@ -20,7 +20,7 @@ from chipforge.workload.config import model_names
 from chipforge.workload.graph import Graph
 from chipforge.workload.llm import build
 from chipforge.workload.ops import MatMul
-from chipforge.workload.resolve import is_config_path, split_model
+from chipforge.workload.resolve import integer, is_config_path, split_model
 
 INT_KEYS = {"batch", "seq", "context", "tp"}
 GEMM_KEYS = {"m", "n", "k", "batch", "dtype"}
@@ -29,10 +29,7 @@ FILE_SUFFIXES = (".onnx", ".pt2", ".json")
 
 
 def _int(key: str, value: str) -> int:
-    try:
-        number = int(float(value)) if "e" in value.lower() else int(value)
-    except ValueError:
-        raise WorkloadError(f"`workload.{key}` must be an integer, not {value!r}") from None
+    number = integer(value, f"workload.{key}")
     if number <= 0:
         raise WorkloadError(f"`workload.{key}` must be a positive integer, not {value!r}")
     return number

@@ -16,6 +16,7 @@ commands that cost a graph take them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,15 +29,41 @@ RUN_KEYS = frozenset({"phase", "batch", "seq", "context", "dtype", "kv_dtype", "
 GRAPH_FILES = (".onnx", ".pt2")
 
 
+# Sizes above 2**53 are not exact as floats, and the engine's figures are floats.
+MAX_INT = 2**53
+
+
+def integer(value: str, field: str) -> int:
+    """`value` as an integer: digits, or an exact float form such as 8e3; never rounded (2.7e0
+    is an error, not 2), never a non-ASCII digit or an infinity."""
+    text = value.strip()
+    if text.isascii() and text.lstrip("+-").isdigit():
+        number = int(text)
+    else:
+        try:
+            real = float(text) if text.isascii() else math.nan
+        except ValueError:
+            real = math.nan
+        if not math.isfinite(real) or real != int(real):
+            raise WorkloadError(f"`{field}` must be an integer, not {value!r}")
+        number = int(real)
+    if abs(number) > MAX_INT:
+        raise WorkloadError(f"`{field}` must be at most 2**53, not {value!r}")
+    return number
+
+
 def model_value(key: str, value: str, where: str = "model"):
-    """A model field's value from its text: names as given, booleans, positive integers."""
+    """A model field's value from its text: names as given, booleans, integers (ModelConfig
+    checks each field's range)."""
     if key in ("act", "name"):
         return value
     if key == "tied_embeddings":
+        if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise WorkloadError(f"`{where}.{key}` must be true or false, not {value!r}")
         return value.lower() in ("1", "true", "yes")
-    number = int(value) if value.lstrip("-").isdigit() else None
-    if number is None or (number < 0 or (number == 0 and key in ("layers", "hidden", "heads"))):
-        raise WorkloadError(f"`{where}.{key}` must be a positive integer, not {value!r}")
+    number = integer(value, f"{where}.{key}")
+    if number < 0:
+        raise WorkloadError(f"`{where}.{key}` must be a non-negative integer, not {value!r}")
     return number
 
 
@@ -55,12 +82,19 @@ def is_config_path(head: str) -> bool:
     """A HuggingFace config.json path, or a folder (not a preset's name) holding one."""
     if head == "custom" or head in model_names():
         return False
-    return head.lower().endswith(".json") or Path(head).is_dir()
+    try:
+        return head.lower().endswith(".json") or Path(head).is_dir()
+    except OSError:  # a name too long to be a path, ...: not a folder
+        return False
 
 
 def _config_file(head: str, where: str) -> Path:
     path = Path(head)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as e:  # a name too long, a folder without permission
+        raise WorkloadError(f"`{where}` {head[:80]!r} cannot be read: {e.strerror}") from None
+    if is_dir:
         path = path / "config.json"
         if not path.is_file():
             raise WorkloadError(
