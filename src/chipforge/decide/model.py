@@ -1,22 +1,25 @@
 """The fleet and cash-flow model, vectorised over samples: every array is (samples, quarters).
 
-Both options fill the same sites as their power comes online (IT capacity = grid x usable share
-under redundancy / design-peak PUE, as `datacenter.site`), whole chips at their typical IT draw
-x provisioning headroom:
+Both options serve the same demand (useful FLOP/s of the training runs over their windows plus
+serving growing each quarter) and fill the same sites as their power comes online (IT capacity =
+grid x redundancy / design-peak PUE, as `datacenter.site`), in whole racks, buying only what the
+demand calls for:
 - buy: GPUs after the order lead time, at most the vendor's allocation a quarter, at a price
-  that drifts each year;
+  that drifts each year (a next generation takes the allocation from its quarter); with
+  `buy.mode = "rent"` nothing is bought and there is no datacenter of its own;
 - build: GPUs for the power that comes online before the program's PLANNED volume date (the
-  bridge, ordered ahead), then the house chip as the program delivers it: design -> tape-out ->
-  first silicon -> (a respin with its probability and delay) -> qualification -> volume,
-  ramping over `ramp_quarters`, limited each quarter by wafer starts x good dies (yield learning
-  from first silicon), CoWoS packages and HBM stacks. Unfilled power stays dark.
-Delivered useful FLOP/s = min(installed chips x each chip's useful FLOP/s, demand). Cash: chips,
-racks and network at delivery ((price x (1 + spares) + non-chip) x (1 + storage share), as
-`datacenter.tco.capex`), facility at energisation ($/W of provisioned IT), electricity and
-maintenance each quarter (as `datacenter.tco.opex`), and the program's NRE (team over design to
-volume, IP at design start, masks at tape-out, a respin's masks, partner fees half at start and
-half at tape-out). Residual book value at the horizon (straight line) is credited. Costs before
-the scenario start are sunk and not counted.
+  bridge, ordered ahead), then the house chip as the program delivers it: design -> tape-out
+  -> first silicon -> (a respin with its probability and delay) -> qualification -> volume,
+  ramping over `ramp_quarters`, limited each quarter by wafer starts x good dies (yield
+  learning from first silicon), CoWoS packages and HBM stacks; the power the house chips leave
+  takes GPUs after them (`build.fallback = "buy"`) or stays for rent (`"rent"`).
+Demand a fleet cannot serve is rented per GPU-hour. Cash: chips, racks and network at delivery
+((price x (1 + spares) + non-chip) x (1 + storage share), as `datacenter.tco.capex`), facility
+at energisation ($/W of provisioned IT), electricity and maintenance each quarter (as
+`datacenter.tco.opex`), rent, and the program's NRE (team over design to volume, IP at design
+start, masks at tape-out, a respin's masks, partner fees half at start and half at tape-out);
+a tax shield when a tax rate is given. Residual book value (straight line) is credited. Costs
+before the scenario start are sunk and not counted.
 """
 
 from __future__ import annotations
