@@ -182,3 +182,27 @@ def test_datacenter_compare_alias_warns():
     )
     assert r.exit_code == 0
     assert "--compare is deprecated" in r.output  # CliRunner mixes stderr in
+
+
+def test_a_chip_without_links_or_hbm_trains_serves_and_sites(tmp_path):
+    """A user's chip with LPDDR5X and no [[links]]: the searches keep tensor parallelism at 1
+    (no scale-up domain), and a site serves it from its off-chip DRAM."""
+    from importlib import resources
+
+    text = (resources.files("chipforge").joinpath("../../examples/my-chip.toml")).read_text()
+    text = text.split("[[links]]")[0].replace('name = "HBM3E"', 'name = "LPDDR5X"')
+    text = text.replace('kind = "hbm"', 'kind = "dram"').replace("stacks = 6", "")
+    chip = tmp_path / "edge.toml"
+    chip.write_text(text)
+    for args in (
+        ["train", "--chip", str(chip), "--model", "llama3-8b", "--chips", "16"],
+        ["serve", "--chip", str(chip), "--model", "llama3-8b", "--chips", "2"],
+    ):
+        r = CliRunner().invoke(app, [*args, "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["plan"]["tp"] == 1
+    r = CliRunner().invoke(
+        app, ["datacenter", "--chip", str(chip), "--power", "5MW", "--model", "llama3-8b", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["serving"]["throughput_tokens_per_s"] > 0

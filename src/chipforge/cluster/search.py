@@ -191,7 +191,7 @@ def plan_training(
     batches = _batches(parse_global_batch(global_batch), tokens_per_batch, chips, seq)
     _check_flags(c, chips, tp, pp, dp, cp)
     explicit = None not in (tp, pp, dp, cp, ep, zero, recompute, micro_batch)
-    domain = max(1, topo.domain)
+    domain = max(1, topo.domain) if chip.links else 1  # no scale-up links: no tensor parallelism
     tps = _choices(tp, [t for t in checks.divisors(c.heads, upto=domain) if chips % t == 0])
     cps = _choices(cp, [x for x in (1, 2, 4, 8, 16) if seq // x >= 8192 or x == 1])
     eps = _choices(ep, [e for e in POW2 if c.is_moe and c.experts % e == 0] or [1])

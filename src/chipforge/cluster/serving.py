@@ -300,7 +300,10 @@ def plan_serving(
         )
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     _check(c, chips, tp, pp, ep)  # the given flags, before any search
-    tps = [tp] if tp else [d for d in divisors(chips) if c.heads % d == 0]
+    # no scale-up links (a chip TOML without [[links]]): replicas of one chip's tensor shard
+    tps = (
+        [tp] if tp else [d for d in divisors(chips) if c.heads % d == 0 and (d == 1 or chip.links)]
+    )
     pps = [pp] if pp else [d for d in divisors(chips) if c.layers % d == 0 and d <= 8]
     kw = dict(isl=isl, osl=osl, dt=dtype, kvd=kvd, disaggregated=disaggregated,
               batching=batching, gqa_kernel=gqa_kernel)  # fmt: skip
