@@ -106,3 +106,10 @@ def test_power_above_tdp_warns_and_names_the_dominant_part(tmp_path):
     assert r.energy_j / r.time_s > hot.tdp
     (w,) = [w for w in r.warnings if "TDP" in w]
     assert "HBM3E traffic" in w and "energy_per_byte" in w
+
+
+def test_no_power_warning_for_the_presets_own_figures():
+    """Compute-bound runs at the sustained rate land at the TDP by construction: no warning."""
+    graph = parse_workload("gemm:m=8192,n=8192,k=8192")
+    for name in ("h100", "b200", "forge-n3", "tpu-v5p", "mi300x"):
+        assert not [w for w in estimate(graph, load_chip(name)).warnings if "TDP" in w], name

@@ -339,11 +339,11 @@ def finish_op(
 
 
 def _over_tdp(chip: ChipSpec, ops: tuple[OpResult, ...]) -> str:
-    """A warning when the run's average power exceeds the chip's TDP, naming the part of the
-    energy model that dominates (a memory level's bytes, or compute and idle power)."""
+    """A warning when the run's average power exceeds the chip's TDP (by `TDP_MARGIN`), naming
+    the part of the energy model that dominates (a memory level's bytes, or compute and idle)."""
     time_s = sum(o.time_s for o in ops)
     total = sum(o.energy_j for o in ops)
-    if not time_s or total / time_s <= chip.tdp:
+    if not time_s or total / time_s <= TDP_MARGIN * chip.tdp:
         return ""
     parts = {
         f"{lvl.name} traffic": sum(o.bytes_by_level.get(lvl.name, 0.0) for o in ops)
@@ -366,6 +366,10 @@ def _over_tdp(chip: ChipSpec, ops: tuple[OpResult, ...]) -> str:
 
 
 PJ_PER_BIT = 1e-12 / 8  # J per byte of 1 pJ/bit
+# The energy model puts a matmul at the sustained rate at the TDP (perf/energy.py), so a
+# compute-bound run lands a few percent above it once its memory traffic is added (H100 8K GEMM:
+# 725 W of 700 W); only a run beyond this margin says the chip's figures disagree.
+TDP_MARGIN = 1.1
 
 
 def make_result(
