@@ -300,3 +300,74 @@ def test_functional_run_is_sized_before_any_weight_is_read(tmp_path, base):
     run, rss = cli(tmp_path, *commands(path)["functional"])
     assert run.returncode == 2 and "memory budget" in run.stderr, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and rss < 2**30
+
+
+ODD_VALUES = [
+    None,
+    0,
+    -1,
+    2**70,
+    1.5,
+    "x",
+    [],
+    {},
+    [1],
+    True,
+    {"as_int": -3},
+    {"as_expr": {"expr_str": "__import__('builtins').open('pwned', 'w')"}},
+    "__import__('builtins').open('pwned', 'w')",
+    "torch.ops.aten.from_file.default",
+    "_operator.call",
+]
+
+
+def _paths(o, path=()):
+    yield path
+    items = o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, list) else ()
+    for k, v in items:
+        yield from _paths(v, (*path, k))
+
+
+def test_mutated_archives_only_raise_one_line_errors(tmp_path, base, monkeypatch):
+    """300 seeded mutations of the graph JSON and the weight config (a key dropped, a value
+    swapped for an odd one, up to 3 at once): both readers raise only chipforge's one-line
+    errors (never KeyError, StopIteration, ...), and nothing ever runs the odd strings."""
+    import copy
+    import random
+
+    from chipforge.errors import ChipforgeError
+    from chipforge.sim.pt2_module import load
+    from chipforge.workload import load_pt2
+
+    with zipfile.ZipFile(base) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    docs = {
+        n: json.loads(d) for n, d in members.items() if n.endswith(("model.json", "config.json"))
+    }
+    monkeypatch.chdir(tmp_path)  # where an evaluated 'pwned' would appear
+    rng = random.Random(0)
+    for i in range(300):
+        name = rng.choice(sorted(docs))
+        doc = copy.deepcopy(docs[name])
+        paths = [p for p in _paths(doc) if p]
+        for path in rng.sample(paths, k=min(len(paths), rng.randint(1, 3))):
+            parent = doc
+            try:
+                for key in path[:-1]:
+                    parent = parent[key]
+                if rng.random() < 0.3 and isinstance(parent, dict):
+                    del parent[path[-1]]
+                else:
+                    parent[path[-1]] = rng.choice(ODD_VALUES)
+            except (KeyError, IndexError, TypeError):
+                pass  # an earlier mutation removed or replaced this path
+        path = tmp_path / f"m{i}.pt2"
+        with zipfile.ZipFile(path, "w") as z:
+            for n, d in members.items():
+                z.writestr(n, json.dumps(doc).encode() if n == name else d)
+        for read, args in ((load_pt2, {"dtype": "bf16"}), (load, {"dims": {}})):
+            try:
+                read(path, **args)
+            except ChipforgeError as e:
+                assert "\n" not in str(e), (i, str(e))
+    assert not Path("pwned").exists() and not (tmp_path / "pwned").exists()

@@ -136,11 +136,18 @@ def _run_pt2(path: Path, dims, chip, dtype, seed, on_node, trust_pickle=False):
     inputs = tuple(torch.randn(shape, generator=gen).to(dt) for _, shape, dt in loaded.inputs)
     got, want = {}, {}
     chip_be, ref_be = backends(dtype, chip)
-    out_chip = run_program(loaded.module, inputs, chip_be, on_node=on_node, record=got)
-    out_ref = run_program(loaded.module, inputs, ref_be, record=want)
-    if dtype == "bf16":  # the reference is PyTorch itself, fp32, the exported graph as is
-        with torch.no_grad():
-            out_ref = loaded.module(*inputs)
+    try:
+        out_chip = run_program(loaded.module, inputs, chip_be, on_node=on_node, record=got)
+        out_ref = run_program(loaded.module, inputs, ref_be, record=want)
+        if dtype == "bf16":  # the reference is PyTorch itself, fp32, the exported graph as is
+            with torch.no_grad():
+                out_ref = loaded.module(*inputs)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:  # torch's, on the file's graph
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise WorkloadError(
+            f"`workload` {path.name}: PyTorch cannot run its graph ({type(e).__name__}: "
+            f"{first}); re-export it with torch.export.save"
+        ) from None
     flat = lambda o: list(o) if isinstance(o, (tuple, list)) else [o]  # noqa: E731
     names = []
     for i, (c, r) in enumerate(zip(flat(out_chip), flat(out_ref), strict=True)):

@@ -78,23 +78,15 @@ def load(path: Path, dims: dict[str, int], *, trust_pickle: bool = False) -> Loa
         missing = sorted({n.source for n in program.nodes if n.kind == "unsupported"})
         if missing:
             raise pa.unreadable(source, f"ops without a chipforge rule ({', '.join(missing)})")
-        configs = _configs(z, archive, trust_pickle)
-        torch = require("torch", "a torch.export program")
-        tensors = _tensors(torch, z, archive, configs)
-    try:
-        module = _module(torch, archive, tensors)
-    except pa.Surprise as e:
-        raise pa.unreadable(source, str(e)) from None
-    except (
-        KeyError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        ValueError,
-        RuntimeError,
-        SyntaxError,
-    ) as e:
-        raise pa.unreadable(source, f"a malformed models/model.json ({pa._why(e)})") from None
+        try:
+            configs = _configs(z, archive, trust_pickle)
+            torch = require("torch", "a torch.export program")
+            tensors = _tensors(torch, z, archive, configs)
+            module = _module(torch, archive, tensors)
+        except pa.Surprise as e:
+            raise pa.unreadable(source, str(e)) from None
+        except (*pa.MALFORMED, RuntimeError, SyntaxError) as e:
+            raise pa.unreadable(source, f"a malformed archive ({pa._why(e)})") from None
     inputs = []
     for name in archive.user_inputs():
         dtype = pa.SCALAR_TYPES[archive.graph["tensor_values"][name]["dtype"]][0]
@@ -139,6 +131,14 @@ def _tensors(torch, z: zipfile.ZipFile, archive: pa.Archive, configs: list) -> d
     for graph_name, fqn in wanted.items():
         if fqn not in out:
             raise pa.unreadable(source, f"no weight {fqn[:80]!r} for input {graph_name[:80]!r}")
+        meta = archive.graph["tensor_values"][graph_name]
+        dtype = pa.SCALAR_TYPES.get(meta["dtype"], ("?",))[0]
+        shape = [s.get("as_int") for s in meta["sizes"]]
+        if list(out[fqn].shape) != shape or str(out[fqn].dtype) != f"torch.{dtype}":
+            raise WorkloadError(
+                f"`workload` {source}: weight {fqn[:80]!r} is {str(out[fqn].dtype)[6:]} "
+                f"{list(out[fqn].shape)} but the graph uses it as {dtype} {shape}"
+            )
     return {graph_name: out[fqn] for graph_name, fqn in wanted.items()}
 
 

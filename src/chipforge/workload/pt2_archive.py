@@ -134,6 +134,18 @@ OUTPUT_SPECS = ("user_output", "buffer_mutation", "user_input_mutation")
 _SYMBOL = re.compile(r"^Symbol\('(\w+)'")
 
 
+# what malformed JSON raises when read as the schema says (turned into `Unreadable`)
+MALFORMED = (
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    ValueError,
+    RecursionError,
+    StopIteration,
+)
+
+
 class Surprise(Exception):
     """Something in the archive this reader does not know (turned into `Unreadable`)."""
 
@@ -295,7 +307,11 @@ class Archive:
         if f"{base}model_{kind}_config.json" not in names:
             raise not_an_archive(self.path.name, f"no {base}model_{kind}_config.json")
         config = _json(z, z.getinfo(f"{base}model_{kind}_config.json"), self.path.name)
-        if not isinstance(config, dict) or set(config) != {"config"}:
+        if (
+            not isinstance(config, dict)
+            or set(config) != {"config"}
+            or not isinstance(config["config"], dict)
+        ):
             raise unreadable(self.path.name, f"a {kind} config of another format")
         for name, meta in config["config"].items():
             try:
@@ -330,7 +346,7 @@ def read_open(z: zipfile.ZipFile, path: Path) -> Archive:
         _check(doc)
     except Surprise as e:
         raise unreadable(source, str(e)) from None
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
+    except MALFORMED as e:
         raise unreadable(source, f"a malformed models/model.json ({_why(e)})") from None
     return Archive(doc, path, prefix)
 
@@ -500,7 +516,7 @@ def imported(archive: Archive, dims: dict[str, int]) -> Program:
         return program(archive, subs, source)
     except Surprise as e:
         raise unreadable(source, str(e)) from None
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError, RecursionError) as e:
+    except MALFORMED as e:
         raise unreadable(source, f"a malformed models/model.json ({_why(e)})") from None
 
 
@@ -520,7 +536,11 @@ def program(archive: Archive, subs: dict[str, int], source: str) -> Program:
         if name not in user:
             params.append(name)
     for index, n in enumerate(graph["nodes"]):
-        nodes += _node(n, index, metas, values, subs, source)
+        for node in _node(n, index, metas, values, subs, source):
+            undefined = [v for v in node.inputs if v and v not in values]
+            if undefined or not all(isinstance(v, str) for v in node.inputs + node.outputs):
+                raise Surprise(f"a use of {str(undefined[:1])[:40]} before it is defined")
+            nodes.append(node)
     return Program(source=source, values=values, nodes=nodes, params=params)
 
 

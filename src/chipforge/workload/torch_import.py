@@ -115,7 +115,11 @@ def load_pt2(
         return from_exported(load_exported(path), name=path.name, dims=dims, **options)
     if trust_pickle and any(node.kind == "unsupported" for node in program.nodes):
         return from_exported(load_exported(path), name=path.name, dims=dims, **options)
-    return to_graph(program, name=path.name, **options)
+    try:
+        return to_graph(program, name=path.name, **options)
+    except pt2_archive.MALFORMED as e:  # e.g. a matmul without its weight argument
+        why = f"a malformed models/model.json ({pt2_archive._why(e)})"
+        raise pt2_archive.unreadable(path.name, why) from None
 
 
 def load_exported(path: Path) -> Any:
