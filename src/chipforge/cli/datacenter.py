@@ -46,6 +46,14 @@ def site_tables(d: dict) -> list[Table]:
         "tco_usd_per_chip_hour": d["tco_usd_per_chip_hour"],
         "usd_per_useful_pflop_hour": d["usd_per_useful_pflop_hour"],
     }
+    if "training" in d:
+        t = d["training"]
+        summary["training"] = (
+            f"{t['model']}, {show('tokens', t['tokens'])} on {t['training_chips']:,} chips"
+        )
+    if "serving" in d:
+        s = d["serving"]
+        summary["serving"] = f"{s['model']}, {s['isl']:,} in / {s['osl']:,} out tokens a request"
     for k in ("time_to_train_s", "usd_per_million_tokens", "breakeven_volume"):
         if k in d:
             summary[k] = d[k]
