@@ -19,6 +19,14 @@ def _gib(x: float) -> str:
     return f"{x / 2**30:,.1f}"
 
 
+def _plan(p: dict) -> str:
+    """A plan as flags a person reads: `tp=2 pp=4 ... sequence_parallel=on`."""
+    def flag(v) -> str:
+        return ("on" if v else "off") if isinstance(v, bool) else str(v)
+
+    return " ".join(f"{k}={flag(v)}" for k, v in p.items())
+
+
 def _gb(x: float) -> str:
     return show("memory_bytes", x)
 
@@ -28,7 +36,7 @@ def train_tables(d: dict) -> list[Table]:
     head = Table(title=f"train {d['model']} on {d['chips']:,} x {d['chip']} ({d['topology']})")
     head.add_column("figure")
     head.add_column("value", justify="right")
-    plan = " ".join(f"{k}={v}" for k, v in p.items())
+    plan = _plan(p)
     rows = [
         ("plan", plan),
         ("seq x global batch", f"{d['seq']:,} x {d['global_batch']:,}"),
@@ -72,7 +80,7 @@ def train_tables(d: dict) -> list[Table]:
             alt.add_column(col, justify="left" if col == "plan" else "right")
         for a in d["alternatives"]:
             alt.add_row(
-                " ".join(f"{k}={v}" for k, v in a["plan"].items()),
+                _plan(a["plan"]),
                 show("step_time_s", a["step_time_s"]),
                 f"{a['mfu']:.1%}",
                 _gb(a["memory_per_chip_bytes"]),
