@@ -222,6 +222,7 @@ from chipforge.cli import (  # noqa: E402,F401
     rtl,
     serve,
     simulate,
+    studio,
     sweep,
     train,
 )

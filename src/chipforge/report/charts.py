@@ -70,13 +70,14 @@ def _offchip_bytes(op_bytes) -> float:
     return float(max((b for b in op_bytes.values() if _num(b)), default=0.0))
 
 
-def _chip_roofs(chip_name, peak: float | None = None):
-    """(peak FLOP/s, off-chip bytes/s, dtype label) of a named preset, or None where it cannot be
-    loaded. `peak` is the result's own (the workload's main dtype); without it, bf16."""
+def _chip_roofs(chip_name, peak: float | None = None, spec=None):
+    """(peak FLOP/s, off-chip bytes/s, dtype label) of `spec`, else of a named preset, or None
+    where it cannot be loaded. `peak` is the result's own (the workload's main dtype); without
+    it, bf16."""
     try:
         from chipforge.spec import load_chip
 
-        spec = load_chip(str(chip_name))
+        spec = spec or load_chip(str(chip_name))
         dtypes = list(spec.matrix.macs_per_cycle)
         if peak:
             d = "/".join(t for t in dtypes if spec.peak_flops(t) == peak) or "peak"
@@ -87,8 +88,9 @@ def _chip_roofs(chip_name, peak: float | None = None):
         return None
 
 
-def roofline(cid: str, results: list[dict]) -> list:
-    """Each op at (FLOP per off-chip byte, achieved FLOP/s), under its chip's roofs."""
+def roofline(cid: str, results: list[dict], specs: dict | None = None) -> list:
+    """Each op at (FLOP per off-chip byte, achieved FLOP/s), under its chip's roofs (the chip
+    from `specs` by name where given, e.g. an edited chip, else its preset)."""
     traces, xs = [], []
     for r in results:
         pts = []
@@ -115,7 +117,8 @@ def roofline(cid: str, results: list[dict]) -> list:
         return []
     lo, hi = min(xs) / 4, max(xs) * 4
     for r in results:
-        roofs = _chip_roofs(r.get("chip"), r.get("peak_flops_per_s"))
+        spec = (specs or {}).get(r.get("chip"))
+        roofs = _chip_roofs(r.get("chip"), r.get("peak_flops_per_s"), spec)
         if roofs is None:
             continue
         peak, bw, d = roofs
@@ -179,7 +182,7 @@ def evaluate_charts(data: dict) -> list:
     return charts
 
 
-def compare_charts(data: dict) -> list:
+def compare_charts(data: dict, specs: dict | None = None) -> list:
     results = [r for r in data.get("results") or [] if isinstance(r, dict)]
     if not results:
         return []
@@ -212,7 +215,7 @@ def compare_charts(data: dict) -> list:
                 _layout("Time by bound per chip", "chip", "time (ms)", barmode="stack"),
             )
         )
-    charts += roofline("roofline", results)
+    charts += roofline("roofline", results, specs)
     times = [_op_times(r) for r in results]
     ops = list(_top(times[0], 15))  # slowest first on the first chip
     if ops:

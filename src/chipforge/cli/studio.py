@@ -1,0 +1,53 @@
+"""`chipforge studio`: the local web app over the pipeline (extra `studio`; docs/studio.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from chipforge.cli import app
+from chipforge.errors import ChipforgeError
+
+LOCAL = "127.0.0.1"
+
+
+@app.command()
+def studio(
+    host: Annotated[
+        str,
+        typer.Option("--host", help="address to listen on; anything but 127.0.0.1 warns"),
+    ] = LOCAL,
+    port: Annotated[int, typer.Option("--port", help="port; 0 picks a free one")] = 0,
+) -> None:
+    """Start the studio (Chip, Run, Cluster, Silicon, Site pages) and print its URL."""
+    try:
+        from chipforge.studio.server import make_server
+    except ImportError as e:
+        raise ChipforgeError(
+            f"the studio needs the `studio` extra ({e.name} is missing): "
+            "pip install 'chipforge[studio]'"
+        ) from None
+    if not 0 <= port <= 65535:
+        raise ChipforgeError(f"`--port` must be 0..65535, not {port}")
+    err = Console(stderr=True, soft_wrap=True)
+    if host != LOCAL:
+        err.print(
+            f"warning: --host {host}: the studio is reachable from other machines; anyone who "
+            "learns its URL (with the token) can use it",
+            style="yellow",
+            markup=False,
+        )
+    try:
+        srv, url = make_server(host, port)
+    except OSError as e:
+        raise ChipforgeError(f"`--host`/`--port`: cannot listen on {host}:{port} ({e})") from None
+    print(f"chipforge studio: {url}", flush=True)
+    err.print("press Ctrl+C to stop", markup=False)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.server_close()

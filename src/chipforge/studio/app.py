@@ -1,0 +1,520 @@
+"""The studio's pages (Dash): Chip, Run, Cluster, Silicon, Site.
+
+Each callback is a plain function of form values (tests and benchmarks call them directly); it
+asks `studio.compute`, which calls the public API, and lays the answer out. The charts are the
+report's own builders (`chipforge.report`). The page state is the URL's query string: opening
+a shared link rebuilds the same page (uploaded files excepted: they stay on the machine that
+received them).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode, urlparse
+
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+
+from chipforge.errors import ChipforgeError
+from chipforge.report.charts import compare_charts, cost_charts
+from chipforge.report.plans import datacenter_charts, train_charts
+from chipforge.report.serving import serve_charts
+from chipforge.spec.loader import chip_from_dict, preset_names
+from chipforge.spec.nodes import nodes
+from chipforge.studio import compute
+from chipforge.workload.config import model_names
+
+PAGES = ("chip", "run", "cluster", "silicon", "site")
+CUSTOM_KEYS = ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab")
+CUSTOM_DEFAULT = {"layers": "32", "hidden": "4096", "heads": "32", "kv_heads": "8",
+                  "ffn": "14336", "vocab": "128256"}  # fmt: skip
+# form controls kept in the URL, with their defaults
+DEFAULTS = {
+    "page": "chip",
+    "chip": compute.DEFAULT_CHIP,
+    "model": "llama3-8b",
+    "phase": "decode",
+    "batch": "8",
+    "seq": "2048",
+    "context": "2048",
+    "vs": ",".join(compute.DEFAULT_VS),
+    "chips": "64",
+    "tseq": "4096",
+    "tp": "1",
+    "pp": "1",
+    "schips": "8",
+    "isl": "2048",
+    "osl": "256",
+    "node": "",
+    "power": "100 MW",
+    **{f"c-{k}": v for k, v in CUSTOM_DEFAULT.items()},
+}
+CONTROLS = tuple(k for k in DEFAULTS if k not in ("page", "chip", "vs"))
+STYLE = {"fontFamily": "system-ui, sans-serif", "margin": "0 auto", "maxWidth": "1200px"}
+ERR = {"color": "#b00020", "fontSize": "0.85em", "minHeight": "1em"}
+
+
+# ---- state <-> query string ------------------------------------------------------------------
+
+
+def initial_state(query: str) -> dict:
+    """The form's starting values from a URL query string (unknown or bad values fall back to
+    the defaults; chip field values are checked when the page computes)."""
+    q = {k: v[-1] for k, v in parse_qs(query.lstrip("?"), keep_blank_values=True).items()}
+    state = {k: str(q.get(k, d))[:200] for k, d in DEFAULTS.items()}
+    if state["page"] not in PAGES:
+        state["page"] = "chip"
+    if state["chip"] not in preset_names():
+        state["chip"] = compute.DEFAULT_CHIP
+    if state["model"] not in (*model_names(), "custom"):
+        state["model"] = DEFAULTS["model"]
+    state["vs"] = [v for v in state["vs"].split(",") if v in preset_names()]
+    base = compute.form_values(compute.base_chip(f"preset:{state['chip']}"))
+    state["fields"] = {f: str(q.get(f"f-{f}", base[f]))[:200] for f in compute.FIELD_IDS}
+    return state
+
+
+def query_of(page: str, base: str, fields: dict, vs: list, controls: dict) -> str:
+    """The query string of a page state: the chip preset, the fields that differ from it, and
+    every control that differs from its default."""
+    q = {}
+    if page != "chip":
+        q["page"] = page
+    kind, _, name = str(base).partition(":")
+    if kind == "preset":
+        if name != compute.DEFAULT_CHIP:
+            q["chip"] = name
+        try:
+            start = compute.form_values(compute.base_chip(base))
+        except ChipforgeError:
+            start = {}
+        q.update({f"f-{k}": v for k, v in fields.items() if v is not None and start.get(k) != v})
+    vs_text = ",".join(vs or [])
+    if vs_text != DEFAULTS["vs"]:
+        q["vs"] = vs_text
+    q.update({k: v for k, v in controls.items() if v is not None and str(v) != DEFAULTS[k]})
+    return "?" + urlencode(q) if q else ""
+
+
+# ---- small layout helpers -----------------------------------------------------------------
+
+
+CELL = {"padding": "2px 12px", "borderBottom": "1px solid #ddd", "textAlign": "left"}
+
+
+def _table(rows, head=None) -> html.Table:
+    body = [html.Tr([html.Td(str(c), style=CELL) for c in r]) for r in rows]
+    top = [html.Thead(html.Tr([html.Th(h, style=CELL) for h in head]))] if head else []
+    return html.Table(top + [html.Tbody(body)], className="figures")
+
+
+def _graphs(prefix: str, charts: list) -> list:
+    return [
+        dcc.Graph(
+            id=f"{prefix}-{c['id']}",
+            figure={"data": c["data"], "layout": c["layout"]},
+            config={"displaylogo": False},
+        )
+        for c in charts
+    ]
+
+
+def _input(cid: str, value, label: str, help: str = "") -> html.Div:
+    return html.Div(
+        [
+            html.Label(label, htmlFor=cid, style={"display": "block", "fontWeight": 600}),
+            dcc.Input(id=cid, value=value, type="text", debounce=True, style={"width": "95%"}),
+            html.Div(help, style={"fontSize": "0.8em", "color": "#666"}),
+        ],
+        style={"margin": "4px 8px"},
+    )
+
+
+def _outputs(prefix: str) -> list:
+    """A page section's answer: a one-line error, a table of figures, the charts."""
+    return [
+        html.Div(id=f"{prefix}-error", style=ERR),
+        html.Div(id=f"{prefix}-table"),
+        html.Div(id=f"{prefix}-charts"),
+    ]
+
+
+def _spec(chip: dict | None):
+    return chip_from_dict(chip, "chip") if chip else None
+
+
+# ---- the pages -------------------------------------------------------------------------------
+
+
+def _chip_page(s: dict) -> html.Div:
+    fields = []
+    for f in compute.FIELDS:
+        fields.append(
+            html.Div(
+                [
+                    _input(f"f-{f.id}", s["fields"][f.id], f.label, f.help),
+                    html.Div(id=f"err-{f.id}", className="field-error", style=ERR),
+                ],
+                style={"width": "32%", "display": "inline-block", "verticalAlign": "top"},
+            )
+        )
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.Label("start from a preset", htmlFor="preset"),
+                    dcc.Dropdown(
+                        preset_names(),
+                        s["chip"],
+                        id="preset",
+                        clearable=False,
+                        style={"width": "240px"},
+                    ),  # fmt: skip
+                    dcc.Upload(
+                        html.Button("or load a chip TOML"),
+                        id="chip-upload",
+                        multiple=False,
+                        max_size=compute.MAX_TEXT_BYTES,
+                    ),  # fmt: skip
+                    html.Div(id="chip-upload-msg", style=ERR),
+                ],
+                style={"display": "flex", "gap": "12px", "alignItems": "center"},
+            ),
+            html.Div(fields),
+            html.Div(id="chip-error", style=ERR),
+            html.H3("derived"),
+            html.Div(id="chip-figures"),
+            html.Button("download TOML", id="chip-download-btn"),
+            dcc.Download(id="chip-download"),
+        ],
+        id="page-chip",
+    )
+
+
+def _run_page(s: dict) -> html.Div:
+    custom = [_input(f"c-{k}", s[f"c-{k}"], k) for k in CUSTOM_KEYS]
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.Label("model", htmlFor="model"),
+                    dcc.Dropdown(
+                        [*model_names(), "custom"],
+                        s["model"],
+                        id="model",
+                        clearable=False,
+                        style={"width": "240px"},
+                    ),  # fmt: skip
+                    dcc.Upload(
+                        html.Button("or load a config.json"),
+                        id="config-upload",
+                        max_size=compute.MAX_TEXT_BYTES,
+                    ),  # fmt: skip
+                    html.Div(id="config-msg"),
+                    dcc.Store(id="config-key", data=None),
+                ],
+                style={"display": "flex", "gap": "12px", "alignItems": "center"},
+            ),
+            html.Div(
+                custom,
+                id="custom-fields",
+                style={"display": "flex"} if s["model"] == "custom" else {"display": "none"},
+            ),  # fmt: skip
+            html.Div(
+                [
+                    dcc.RadioItems(["prefill", "decode"], s["phase"], id="phase", inline=True),
+                    _input("batch", s["batch"], "batch"),
+                    _input("seq", s["seq"], "sequence (prefill)"),
+                    _input("context", s["context"], "context (decode)"),
+                ],
+                style={"display": "flex", "alignItems": "end"},
+            ),
+            html.Label("against"),
+            dcc.Dropdown(preset_names(), s["vs"], id="vs", multi=True),
+            html.Div(id="run-error", style=ERR),
+            html.H2(id="speed-vs-h100"),
+            html.Div(id="run-table"),
+            html.Div(id="run-charts"),
+        ],
+        id="page-run",
+    )
+
+
+def _cluster_page(s: dict) -> html.Div:
+    return html.Div(
+        [
+            html.H3("training"),
+            html.Div(
+                [
+                    _input("chips", s["chips"], "chips"),
+                    _input("tseq", s["tseq"], "sequence"),
+                    _input("tp", s["tp"], "tensor parallel", "blank: searched (slower)"),
+                    _input("pp", s["pp"], "pipeline parallel", "blank: searched (slower)"),
+                ],
+                style={"display": "flex"},
+            ),
+            *_outputs("train"),
+            html.H3("serving"),
+            html.Div(
+                [
+                    _input("schips", s["schips"], "chips"),
+                    _input("isl", s["isl"], "input tokens"),
+                    _input("osl", s["osl"], "output tokens"),
+                ],
+                style={"display": "flex"},
+            ),
+            *_outputs("serve"),
+        ],
+        id="page-cluster",
+    )
+
+
+def _silicon_page(s: dict) -> html.Div:
+    return html.Div(
+        [
+            html.Label("re-target to node", htmlFor="node"),
+            dcc.Dropdown(
+                [{"label": "(the chip's own)", "value": ""}, *nodes()],
+                s["node"],
+                id="node",
+                clearable=False,
+                style={"width": "240px"},
+            ),  # fmt: skip
+            *_outputs("silicon"),
+        ],
+        id="page-silicon",
+    )
+
+
+def _site_page(s: dict) -> html.Div:
+    return html.Div(
+        [
+            _input("power", s["power"], "facility power", "e.g. 100 MW, 1 GW"),
+            *_outputs("site"),
+        ],
+        id="page-site",
+    )
+
+
+def layout(query: str = "") -> html.Div:
+    s = initial_state(query)
+    return html.Div(
+        [
+            dcc.Location(id="url", refresh=False),
+            html.H1("chipforge studio"),
+            dcc.Tabs(
+                id="page",
+                value=s["page"],
+                children=[dcc.Tab(label=p.capitalize(), value=p, id=f"tab-{p}") for p in PAGES],
+            ),  # fmt: skip
+            dcc.Store(id="base", data=f"preset:{s['chip']}"),
+            dcc.Store(id="chip", data=None),
+            html.Div(
+                [_chip_page(s), _run_page(s), _cluster_page(s), _silicon_page(s), _site_page(s)],
+                style={"padding": "8px"},
+            ),
+        ],
+        style=STYLE,
+    )
+
+
+# ---- callbacks (plain functions; `register` wires them) -------------------------------------
+
+
+def chip_source(preset, contents, trigger: str | None = None):
+    """A preset picked or a chip TOML uploaded (`trigger`: which; in a request, the input that
+    fired): the form's base and every field's value."""
+    trigger = trigger or ctx.triggered_id
+    if trigger == "chip-upload" and contents:
+        try:
+            key = compute.save_upload(contents, "chip")
+            base = f"upload:{key}"
+            spec = compute.base_chip(base)
+        except ChipforgeError as e:
+            return (no_update, str(e), *([no_update] * len(compute.FIELDS)))
+        msg = f"loaded {spec.name}"
+    else:
+        base, msg = f"preset:{preset}", ""
+        spec = compute.base_chip(base)
+    values = compute.form_values(spec)
+    return (base, msg, *[values[f] for f in compute.FIELD_IDS])
+
+
+def chip_update(base, *values):
+    """The edited chip: its dump (for the other pages), an error per field, derived figures."""
+    spec, errors = compute.build_chip(base, dict(zip(compute.FIELD_IDS, values, strict=True)))
+    field_errors = [errors.get(f, "") for f in compute.FIELD_IDS]
+    if spec is None:
+        return (None, errors.get("_", "fix the field marked above"), html.Div(), *field_errors)
+    try:
+        figures = _table(compute.chip_figures(spec))
+    except ChipforgeError as e:
+        return (None, str(e), html.Div(), *field_errors)
+    return (spec.model_dump(mode="json"), "", figures, *field_errors)
+
+
+def _safe_model(model, config_key, custom_values):
+    try:
+        return _model(model, config_key, custom_values)
+    except ChipforgeError as e:
+        return e
+
+
+def _model(model, config_key, custom_values):
+    return compute.model_source(
+        model, dict(zip(CUSTOM_KEYS, custom_values, strict=True)), config_key
+    )
+
+
+def run_update(chip, model, config_key, phase, batch, seq, context, vs, *custom):
+    """The chip against the chosen chips on one workload: headline, table, charts."""
+    if not chip:
+        return "fix the chip first (Chip page)", "", html.Div(), []
+    try:
+        spec = _spec(chip)
+        wl = compute.workload(_model(model, config_key, custom), phase, batch, seq, context)
+        out = compute.run(spec, wl, list(vs or []))
+    except ChipforgeError as e:
+        return str(e), "", html.Div(), []
+    rows = out["rows"]
+    table = _table([list(r.values()) for r in rows], list(rows[0]))
+    charts = compare_charts({"results": out["results"]}, {spec.name: spec})
+    head = f"{spec.name}: {out['speed_vs_h100']:.3g}x the H100 on {out['results'][0]['workload']}"
+    return "", head, table, _graphs("run", charts)
+
+
+def config_upload(contents):
+    """An uploaded config.json, checked by the model loader: its key, and what it holds."""
+    if not contents:
+        return no_update, ""
+    try:
+        key = compute.save_upload(contents, "config")
+        m = compute.cf.load_model(compute.upload_path(key))
+    except ChipforgeError as e:
+        return None, html.Span(str(e), style=ERR)
+    return key, f"config.json: {m.name}, {m.layers} layers, {m.params() / 1e9:.3g} B parameters"
+
+
+def _answer(prefix: str, chip, figure, charts, *args):
+    """(error, table, charts) of `figure(spec, *args)` from `studio.compute`."""
+    if not chip:
+        return "fix the chip first (Chip page)", html.Div(), []
+    try:
+        out = figure(_spec(chip), *args)
+    except ChipforgeError as e:
+        return str(e), html.Div(), []
+    return "", _table(out["rows"]), _graphs(prefix, charts(out["data"]))
+
+
+def train_update(chip, model, config_key, chips, seq, tp, pp, *custom):
+    """The training plan of the chip (Cluster page)."""
+    m = _safe_model(model, config_key, custom)
+    if isinstance(m, ChipforgeError):
+        return str(m), html.Div(), []
+    return _answer("train", chip, compute.train, train_charts, m, chips, seq, tp, pp)
+
+
+def serve_update(chip, model, config_key, chips, isl, osl, *custom):
+    """The serving plan of the chip (Cluster page)."""
+    m = _safe_model(model, config_key, custom)
+    if isinstance(m, ChipforgeError):
+        return str(m), html.Div(), []
+    return _answer("serve", chip, compute.serve, serve_charts, m, chips, isl, osl)
+
+
+def silicon_update(chip, node):
+    return _answer("silicon", chip, compute.silicon, cost_charts, node)
+
+
+def site_update(chip, base, power):
+    return _answer("site", chip, compute.site, datacenter_charts, base, power)
+
+
+def chip_download(_clicks, chip):
+    if not chip:
+        return no_update
+    spec = _spec(chip)
+    return {"content": compute.chip_toml(spec), "filename": f"{spec.name}.toml"}
+
+
+def url_update(page, base, vs, *values):
+    n = len(compute.FIELD_IDS)
+    fields = dict(zip(compute.FIELD_IDS, values[:n], strict=True))
+    controls = dict(zip(CONTROLS, values[n:], strict=True))
+    return query_of(page, base, fields, vs, controls)
+
+
+def show_page(page):
+    return [{"display": "block" if p == page else "none"} for p in PAGES]
+
+
+def show_custom(model):
+    return {"display": "flex"} if model == "custom" else {"display": "none"}
+
+
+def register(app: Dash) -> None:
+    fields = [f"f-{f}" for f in compute.FIELD_IDS]
+    custom = [Input(f"c-{k}", "value") for k in CUSTOM_KEYS]
+    model = [Input("model", "value"), Input("config-key", "data")]
+    app.callback(
+        Output("base", "data"), Output("chip-upload-msg", "children"),
+        *[Output(f, "value") for f in fields],
+        Input("preset", "value"), Input("chip-upload", "contents"), prevent_initial_call=True,
+    )(lambda preset, contents: chip_source(preset, contents))  # fmt: skip
+    app.callback(
+        Output("chip", "data"), Output("chip-error", "children"),
+        Output("chip-figures", "children"),
+        *[Output(f"err-{f}", "children") for f in compute.FIELD_IDS],
+        Input("base", "data"), *[Input(f, "value") for f in fields],
+    )(chip_update)  # fmt: skip
+    app.callback(
+        Output("run-error", "children"), Output("speed-vs-h100", "children"),
+        Output("run-table", "children"), Output("run-charts", "children"),
+        Input("chip", "data"), *model, Input("phase", "value"), Input("batch", "value"),
+        Input("seq", "value"), Input("context", "value"), Input("vs", "value"), *custom,
+    )(run_update)  # fmt: skip
+    app.callback(
+        Output("config-key", "data"), Output("config-msg", "children"),
+        Input("config-upload", "contents"), prevent_initial_call=True,
+    )(config_upload)  # fmt: skip
+    app.callback(
+        Output("train-error", "children"), Output("train-table", "children"),
+        Output("train-charts", "children"),
+        Input("chip", "data"), *model, Input("chips", "value"), Input("tseq", "value"),
+        Input("tp", "value"), Input("pp", "value"), *custom,
+    )(train_update)  # fmt: skip
+    app.callback(
+        Output("serve-error", "children"), Output("serve-table", "children"),
+        Output("serve-charts", "children"),
+        Input("chip", "data"), *model, Input("schips", "value"), Input("isl", "value"),
+        Input("osl", "value"), *custom,
+    )(serve_update)  # fmt: skip
+    app.callback(
+        Output("silicon-error", "children"), Output("silicon-table", "children"),
+        Output("silicon-charts", "children"),
+        Input("chip", "data"), Input("node", "value"),
+    )(silicon_update)  # fmt: skip
+    app.callback(
+        Output("site-error", "children"), Output("site-table", "children"),
+        Output("site-charts", "children"),
+        Input("chip", "data"), State("base", "data"), Input("power", "value"),
+    )(site_update)  # fmt: skip
+    app.callback(
+        Output("chip-download", "data"), Input("chip-download-btn", "n_clicks"),
+        State("chip", "data"), prevent_initial_call=True,
+    )(chip_download)  # fmt: skip
+    app.callback(
+        Output("url", "search"),
+        Input("page", "value"), Input("base", "data"), Input("vs", "value"),
+        *[Input(f, "value") for f in fields], *[Input(c, "value") for c in CONTROLS],
+    )(url_update)  # fmt: skip
+    app.callback(*[Output(f"page-{p}", "style") for p in PAGES], Input("page", "value"))(show_page)
+    app.callback(Output("custom-fields", "style"), Input("model", "value"))(show_custom)
+
+
+def referrer_query() -> str:
+    """The query string of the page that asked for the layout (its Referer), so a shared
+    URL opens the state it names."""
+    from flask import has_request_context, request
+
+    if not has_request_context() or not request.referrer:
+        return ""
+    return urlparse(request.referrer).query

@@ -1,0 +1,435 @@
+"""What each studio page shows, from its form values, through the public API (`chipforge as cf`).
+
+A form value is text as typed ("1.4 GHz"); the chip's fields are checked by the same spec models
+a chip TOML is (`chipforge.spec.loader.chip_from_dict`), so an error names the same field. No
+path on the server comes from the browser: a chip is a preset picked from the list or an
+uploaded file, which is kept under a digest of its bytes in a folder of our own and read back by
+the same bounded loaders as a file on the command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import chipforge as cf
+from chipforge.errors import ChipforgeError
+from chipforge.spec.loader import chip_from_dict, preset_names
+from chipforge.units import fmt
+from chipforge.userfile import MAX_TEXT_BYTES
+from chipforge.workload.config import model_names
+
+H100 = "h100"
+DEFAULT_CHIP = "forge-n3"
+DEFAULT_VS = ("h100", "b200", "tpu-v7")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One editable chip field: its form id, label, place in the chip dict and how it shows."""
+
+    id: str
+    label: str
+    path: tuple  # keys into ChipSpec.model_dump(); "hbm"/"sram" stand for a memory level's index
+    dimension: str | None = None  # a units.fmt dimension; None: shown as is
+    binary: bool = False
+    help: str = ""
+
+
+FIELDS = (
+    Field("name", "name", ("name",)),
+    Field("node", "process node", ("node",), help="n28 ... n2"),
+    Field("clock", "clock", ("clock",), "frequency"),
+    Field("cores", "cores", ("cores",)),
+    Field("dies", "compute dies", ("dies",)),
+    Field("tdp", "TDP", ("tdp",), "power"),
+    Field("matrix-rows", "matrix array rows", ("matrix", "rows")),
+    Field("matrix-cols", "matrix array columns", ("matrix", "cols")),
+    Field("matrix-count", "matrix units per core", ("matrix", "count")),
+    Field(
+        "matrix-macs",
+        "MACs per cycle per unit",
+        ("matrix", "macs_per_cycle"),
+        help="by dtype: bf16=65536, fp8=131072",
+    ),
+    Field("hbm-capacity", "off-chip memory capacity", ("memory", "hbm", "capacity"), "bytes"),
+    Field(
+        "hbm-bandwidth", "off-chip memory bandwidth", ("memory", "hbm", "bandwidth"), "bandwidth"
+    ),
+    Field("sram-capacity", "on-chip SRAM capacity", ("memory", "sram", "capacity"), "bytes", True),
+    Field("sram-bandwidth", "on-chip SRAM bandwidth", ("memory", "sram", "bandwidth"), "bandwidth"),
+    Field("link-bandwidth", "chip-to-chip bandwidth", ("links", 0, "bandwidth"), "bandwidth"),
+    Field("link-ports", "chip-to-chip ports", ("links", 0, "ports")),
+)
+FIELD_IDS = tuple(f.id for f in FIELDS)
+
+# ---- uploads: bytes kept under their digest, never a path the browser names -----------------
+
+_UPLOAD_DIR: Path | None = None
+_UPLOADS: dict[str, Path] = {}
+
+
+def _upload_dir() -> Path:
+    global _UPLOAD_DIR
+    if _UPLOAD_DIR is None:
+        _UPLOAD_DIR = Path(tempfile.mkdtemp(prefix="chipforge-studio-"))
+    return _UPLOAD_DIR
+
+
+def save_upload(contents: str, kind: str) -> str:
+    """A dcc.Upload `contents` ("data:...;base64,...") kept as a `kind` file ("chip" or
+    "config"): its key (the SHA-256 of the bytes). Refused past the text-file size cap before
+    decoding."""
+    if not isinstance(contents, str) or "," not in contents:
+        raise ChipforgeError(f"the uploaded {kind} file is empty or not a file")
+    b64 = contents.split(",", 1)[1]
+    if len(b64) * 3 // 4 > MAX_TEXT_BYTES:
+        raise ChipforgeError(
+            f"the uploaded {kind} file is over {MAX_TEXT_BYTES // 2**20} MiB; text inputs are "
+            "capped there (is it the right file?)"
+        )
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ChipforgeError(f"the uploaded {kind} file is not valid base64 data") from None
+    key = hashlib.sha256(data).hexdigest()[:32]
+    if key not in _UPLOADS:
+        folder = _upload_dir() / f"{kind}-{key}"
+        folder.mkdir(exist_ok=True)
+        path = folder / ("chip.toml" if kind == "chip" else "config.json")
+        path.write_bytes(data)
+        _UPLOADS[key] = path
+    return key
+
+
+def upload_path(key: str) -> Path:
+    path = _UPLOADS.get(str(key))
+    if path is None:
+        raise ChipforgeError("the uploaded file is no longer on the server; upload it again")
+    return path
+
+
+# ---- chip ---------------------------------------------------------------------------------
+
+
+def base_chip(base: str):
+    """The chip a form starts from: "preset:NAME" or "upload:KEY" (anything else refused)."""
+    kind, _, name = str(base).partition(":")
+    if kind == "preset":
+        if name not in preset_names():
+            raise ChipforgeError(f"`chip` must be a preset, not {name!r}")
+        return cf.load_chip(name)
+    if kind == "upload":
+        return cf.load_chip(upload_path(name))
+    raise ChipforgeError(f"unknown chip source {base!r}")
+
+
+def _index(dump: dict, key) -> int | Any:
+    if key == "hbm":
+        return 0  # the spec keeps the off-chip level first
+    if key == "sram":
+        levels = dump["memory"]
+        return next(
+            (i for i, m in enumerate(levels) if m["kind"] in ("sram", "cache")), len(levels) - 1
+        )
+    return key
+
+
+def _get(dump: dict, path: tuple):
+    node = dump
+    for key in path:
+        if isinstance(node, (list, tuple)):
+            if key not in ("hbm", "sram") and (not isinstance(key, int) or key >= len(node)):
+                return None
+            node = node[_index(dump, key)]
+        else:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node
+
+
+def _set(dump: dict, path: tuple, value) -> bool:
+    node = dump
+    for key in path[:-1]:
+        if isinstance(node, list):
+            if key not in ("hbm", "sram") and (not isinstance(key, int) or key >= len(node)):
+                return False
+            node = node[_index(dump, key)]
+        else:
+            node = node[key]
+    node[path[-1]] = value
+    return True
+
+
+def show_value(field: Field, value) -> str:
+    """A field's value as a person types it ("1.4 GHz", "bf16=65536, fp8=131072")."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if field.dimension and isinstance(value, (int, float)):
+        return fmt(float(value), field.dimension, digits=6, binary=field.binary)
+    return str(value)
+
+
+def form_values(spec) -> dict[str, str]:
+    """Every field of `spec`, as the form shows it."""
+    dump = _dump(spec)
+    return {f.id: show_value(f, _get(dump, f.path)) for f in FIELDS}
+
+
+def _dump(spec) -> dict:
+    return spec.model_dump(mode="json", exclude_none=True)
+
+
+_PAIR = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*(\S+)\s*$")
+
+
+def _typed(field: Field, text: str):
+    if field.id == "matrix-macs":
+        pairs = {}
+        for part in text.split(","):
+            m = _PAIR.match(part)
+            if not m:
+                return text  # left to the spec model to name the field
+            pairs[m.group(1)] = m.group(2)
+        return pairs
+    return text.strip()
+
+
+def _field_of(message: str, dump: dict) -> str | None:
+    """The form field a spec error names (its `dotted.path`), if the form has it."""
+    m = re.search(r"`([^`]+)`", message)
+    if not m:
+        return None
+    named = m.group(1)
+    for f in FIELDS:
+        path = ".".join(str(_index(dump, k)) for k in f.path)
+        if named == path or named.startswith(path + "."):
+            return f.id
+    return None
+
+
+def build_chip(base: str, values: dict[str, str]):
+    """(ChipSpec or None, {field id: one-line error}) from a base chip and the form's text;
+    errors come from the spec models, so they read as a chip TOML's would."""
+    try:
+        spec = base_chip(base)
+    except ChipforgeError as e:
+        return None, {"_": str(e)}
+    dump = _dump(spec)
+    levels = dump["memory"]
+    for f in FIELDS:
+        text = values.get(f.id)
+        if text is None or text == show_value(f, _get(dump, f.path)):
+            continue  # unchanged: keep the exact value (no rounding through the display)
+        if f.path[0] == "memory" and f.path[1] == "sram" and len(levels) < 2:
+            continue
+        _set(dump, f.path, _typed(f, str(text)))
+    try:
+        return chip_from_dict(dump, "chip"), {}
+    except ChipforgeError as e:
+        msg = str(e)
+        return None, {_field_of(msg, dump) or "_": msg}
+
+
+def chip_toml(spec) -> str:
+    """`spec` as a chip TOML (base SI units), loadable by `chipforge --chip FILE.toml`."""
+    dump = _dump(spec)
+    lines: list[str] = []
+    tables: list[tuple[str, Any]] = []
+    for k, v in dump.items():
+        if isinstance(v, dict):
+            tables.append((f"[{k}]", v))
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            tables += [(f"[[{k}]]", item) for item in v]
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for head, table in tables:
+        lines += ["", head]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def chip_figures(spec) -> list[tuple[str, str]]:
+    """Derived figures of a chip: peak per dtype, balance, die area, unit cost (`cf.cost`)."""
+    rows = []
+    for d in spec.matrix.macs_per_cycle:
+        rows.append((f"peak {d}", fmt(spec.peak_flops(d), "flop_rate")))
+    d0 = next(iter(spec.matrix.macs_per_cycle))
+    rows.append((f"balance ({d0})", f"{spec.machine_balance(d0):.4g} FLOP per off-chip byte"))
+    rows.append(("off-chip memory", f"{fmt(spec.hbm.capacity, 'bytes')} at "
+                 f"{fmt(spec.hbm.bandwidth, 'bandwidth')}"))  # fmt: skip
+    c = cf.cost(spec).to_dict()
+    rows.append(("die area", f"{c['die_area_mm2']:,.0f} mm2 x {c['dies']}"))
+    rows.append(("fits the reticle", "yes" if c["fits_reticle"] else "no"))
+    rows.append(("unit cost", f"{c['unit_cost_usd']:,.0f} USD"))
+    return rows
+
+
+# ---- run: one workload on the chip and on the chips it is weighed against --------------------
+
+
+def model_source(preset: str, custom: dict | None = None, upload: str | None = None) -> str:
+    """The model head of a workload string: a preset, `llm:custom,...` or an uploaded
+    config.json (its path in our own folder)."""
+    if upload:
+        return str(upload_path(upload))
+    if preset == "custom":
+        items = []
+        for k, v in (custom or {}).items():
+            text = str(v if v is not None else "").strip()
+            if not text:
+                raise ChipforgeError(f"`model.{k}` is required for a custom model; give a number")
+            items.append(f"{k}={text}")
+        return "llm:custom,name=custom," + ",".join(items)
+    if preset not in model_names():
+        raise ChipforgeError(f"`model` must be a preset, not {preset!r}")
+    return preset
+
+
+def workload(model: str, phase: str, batch, seq, context) -> str:
+    if phase not in ("prefill", "decode"):
+        raise ChipforgeError(f"`workload.phase` must be prefill or decode, not {phase!r}")
+    text = f"{model},phase={phase},batch={batch}"
+    return text + (f",context={context}" if phase == "decode" else f",seq={seq}")
+
+
+def run(spec, wl: str, vs: list[str]) -> dict:
+    """The chip and each of `vs` (presets) on one workload (`cf.evaluate`), with the speed of
+    each against the H100 (H100 time / its time)."""
+    vs = [v for v in vs if v in preset_names() and v != spec.name]
+    results = [cf.evaluate(spec, wl).to_dict()]
+    results += [cf.evaluate(v, wl).to_dict() for v in vs]
+    ref = next((r for r in results if r["chip"] == H100), None)
+    ref_time = ref["time_s"] if ref else cf.evaluate(H100, wl).time_s
+    rows = [
+        {
+            "chip": r["chip"],
+            "time": fmt(r["time_s"], "time"),
+            "tokens/s": f"{r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") else "",
+            "bound": r["bound"],
+            "energy": fmt(r["energy_j"], "energy"),
+            "vs H100": f"{ref_time / r['time_s']:.3g}x",
+        }
+        for r in results
+    ]
+    return {"results": results, "rows": rows, "speed_vs_h100": ref_time / results[0]["time_s"]}
+
+
+# ---- cluster, silicon, site -------------------------------------------------------------------
+
+
+def _positive(name: str, text) -> int:
+    try:
+        n = int(str(text).strip())
+    except ValueError:
+        raise ChipforgeError(f"`{name}` must be a whole number, not {text!r}") from None
+    if n <= 0:
+        raise ChipforgeError(f"`{name}` must be > 0, not {n}")
+    return n
+
+
+def _plan(plan) -> str:
+    if isinstance(plan, dict):
+        return ", ".join(f"{k}={v}" for k, v in plan.items())
+    return str(plan)
+
+
+def train(spec, model: str, chips, seq, tp="", pp="") -> dict:
+    """The training plan (`cf.plan_training`); `tp`/`pp` blank: searched (slower)."""
+    fixed = {k: _positive(k, v) for k, v in (("tp", tp), ("pp", pp)) if str(v or "").strip()}
+    plan = cf.plan_training(
+        spec, model, _positive("chips", chips), seq=_positive("seq", seq), **fixed
+    ).to_dict()
+    rows = [
+        ("plan", _plan(plan.get("plan"))),
+        ("step time", fmt(plan["step_time_s"], "time")),
+        ("MFU", f"{plan['mfu']:.1%}"),
+        ("tokens/s", f"{plan['tokens_per_s']:,.0f}"),
+        (
+            "memory per chip",
+            f"{fmt(plan['memory_per_chip_bytes'], 'bytes')} of "
+            f"{fmt(plan['memory_capacity_bytes'], 'bytes')}",
+        ),  # fmt: skip
+    ]
+    return {"data": plan, "rows": rows}
+
+
+def serve(spec, model: str, chips, isl, osl) -> dict:
+    plan = cf.plan_serving(
+        spec, model, _positive("chips", chips), isl=_positive("isl", isl),
+        osl=_positive("osl", osl),
+    ).to_dict()  # fmt: skip
+    rows = [
+        ("plan", _plan(plan.get("plan"))),
+        ("throughput", f"{plan['throughput_tokens_per_s']:,.0f} tokens/s"),
+        ("TTFT", fmt(plan["ttft_s"], "time")),
+        ("TPOT", fmt(plan["tpot_s"], "time")),
+        ("concurrency", str(plan.get("concurrency"))),
+    ]
+    return {"data": plan, "rows": rows}
+
+
+def silicon(spec, node: str | None) -> dict:
+    data = cf.cost(spec, node or None).to_dict()
+    rows = [
+        ("node", data["node"]),
+        ("die area", f"{data['die_area_mm2']:,.0f} mm2"),
+        ("dies per wafer", str(data["dies_per_wafer"])),
+        ("yield", f"{data['yield']:.1%}"),
+        ("unit cost", f"{data['unit_cost_usd']:,.0f} USD"),
+        ("TDP (model)", fmt(data["tdp_w"], "power")),
+    ]
+    return {"data": data, "rows": rows}
+
+
+def _total(v) -> float:
+    return v["total"] if isinstance(v, dict) else v
+
+
+def site(spec, base: str, power: str) -> dict:
+    """`cf.site` takes a preset or a TOML path: the chip unchanged from a preset goes by name,
+    an edited one through a TOML written in our own folder."""
+    kind, _, name = base.partition(":")
+    if kind == "preset" and spec == cf.load_chip(name):
+        chip = name
+    else:
+        text = chip_toml(spec)
+        key = hashlib.sha256(text.encode()).hexdigest()[:32]
+        path = _upload_dir() / f"edited-{key}.toml"
+        if not path.exists():
+            path.write_text(text, encoding="utf-8")
+        chip = str(path)
+    data = cf.site(chip, power)
+    rows = [
+        ("chips", f"{data['chips']:,}"),
+        ("racks", f"{data['racks']:,}"),
+        ("facility power", fmt(data["facility_power_w"], "power")),
+        ("capex", f"{data['capex_usd']['total'] / 1e9:,.2f} billion USD"),
+        ("TCO per year", f"{_total(data['tco_usd_per_year']) / 1e9:,.2f} billion USD"),
+        ("TCO per chip-hour", f"{data['tco_usd_per_chip_hour']:,.2f} USD"),
+        ("USD per useful PFLOP-hour", f"{data['usd_per_useful_pflop_hour']:,.3f}"),
+    ]
+    return {"data": data, "rows": rows}

@@ -1,0 +1,261 @@
+"""The studio's callbacks driven directly (no browser): each page's numbers are the public API's,
+a bad field is named next to that field, uploads go through the safe loaders, the URL keeps the
+state, and every route needs the token. The browser test is tests/test_studio_browser.py."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("dash", reason="the studio needs the `studio` extra (pip install dash)")
+
+import chipforge as cf  # noqa: E402
+from chipforge.errors import ChipforgeError  # noqa: E402
+from chipforge.studio import app as pages  # noqa: E402
+from chipforge.studio import compute  # noqa: E402
+from chipforge.studio.server import make_app  # noqa: E402
+from chipforge.units import fmt, parse_quantity  # noqa: E402
+
+HF = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "num_hidden_layers": 2,
+    "hidden_size": 256,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 1024,
+    "vocab_size": 1000,
+    "max_position_embeddings": 512,
+}
+CUSTOM = [pages.CUSTOM_DEFAULT[k] for k in pages.CUSTOM_KEYS]
+BASE = "preset:forge-n3"
+
+
+def texts(component) -> list[str]:
+    """Every string inside a Dash component tree, in order."""
+    if component is None:
+        return []
+    if isinstance(component, str | int | float):
+        return [str(component)]
+    if isinstance(component, list | tuple):
+        return [t for c in component for t in texts(c)]
+    return texts(getattr(component, "children", None))
+
+
+def form(**edits) -> list[str]:
+    values = compute.form_values(cf.load_chip("forge-n3"))
+    values.update(edits)
+    return [values[f] for f in compute.FIELD_IDS]
+
+
+def data_url(payload: bytes, mime: str = "application/json") -> str:
+    return f"data:{mime};base64," + base64.b64encode(payload).decode()
+
+
+def test_chip_page_numbers_are_the_api_s_and_follow_the_clock():
+    chip, error, figures, *errs = pages.chip_update(BASE, *form(clock="2.8 GHz"))
+    assert error == "" and not any(errs)
+    spec = cf.load_chip("forge-n3").model_copy(update={"clock": 2.8e9})
+    shown = dict(zip(texts(figures)[::2], texts(figures)[1::2], strict=True))
+    assert shown["peak bf16"] == fmt(spec.peak_flops("bf16"), "flop_rate")
+    assert spec.peak_flops("bf16") == 2 * cf.load_chip("forge-n3").peak_flops("bf16")
+    assert shown["unit cost"] == f"{cf.cost(spec).to_dict()['unit_cost_usd']:,.0f} USD"
+    assert chip["clock"] == 2.8e9
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "named"),
+    [
+        ("clock", "fast", "`clock`"),
+        ("hbm-bandwidth", "-3 TB/s", "`memory.0.bandwidth`"),
+        ("sram-capacity", "3 W", "`memory.1.capacity`"),
+        ("cores", "x", "`cores`"),
+        ("matrix-macs", "bf16=lots", "`matrix.macs_per_cycle.bf16`"),
+        ("node", "n1", "`node`"),
+    ],
+)
+def test_a_bad_field_is_named_next_to_it(field, text, named):
+    chip, error, _, *errs = pages.chip_update(BASE, *form(**{field: text}))
+    assert chip is None
+    by_field = dict(zip(compute.FIELD_IDS, errs, strict=True))
+    assert named in by_field[field], by_field
+    assert [f for f, e in by_field.items() if e] == [field]
+
+
+def test_run_page_equals_evaluate_and_moves_with_the_clock():
+    wl = "llama3-8b,phase=prefill,batch=1,seq=2048"
+    speeds = []
+    for clock in ("1.4 GHz", "2.8 GHz"):
+        chip = pages.chip_update(BASE, *form(clock=clock))[0]
+        err, head, table, graphs = pages.run_update(
+            chip, "llama3-8b", None, "prefill", "1", "2048", "2048", ["h100", "b200"], *CUSTOM
+        )
+        assert err == ""
+        spec = cf.load_chip("forge-n3").model_copy(
+            update={"clock": parse_quantity(clock, "frequency")}
+        )
+        mine, h100 = cf.evaluate(spec, wl), cf.evaluate("h100", wl)
+        assert f"{h100.time_s / mine.time_s:.3g}x the H100" in head
+        cells = texts(table)
+        assert fmt(mine.time_s, "time") in cells and fmt(h100.time_s, "time") in cells
+        assert {g.id for g in graphs} >= {"run-roofline", "run-time_per_chip"}
+        speeds.append(h100.time_s / mine.time_s)
+    assert speeds[1] > speeds[0] * 1.3  # prefill is compute-bound: a faster clock shows
+
+
+def test_custom_model_and_uploaded_config_run_like_the_cli(tmp_path):
+    chip = pages.chip_update(BASE, *form())[0]
+    key, msg = pages.config_upload(data_url(json.dumps(HF).encode()))
+    assert key and "2 layers" in msg
+    (tmp_path / "config.json").write_text(json.dumps(HF))
+    want = cf.evaluate("forge-n3", f"{tmp_path / 'config.json'},phase=decode,batch=4,context=256")
+    _, head, table, _ = pages.run_update(
+        chip, "llama3-8b", key, "decode", "4", "512", "256", [], *CUSTOM
+    )
+    assert fmt(want.time_s, "time") in texts(table)
+    custom = ["2", "256", "4", "2", "1024", "1000"]
+    _, _, table, _ = pages.run_update(
+        chip, "custom", None, "decode", "4", "512", "256", [], *custom
+    )
+    assert fmt(want.time_s, "time") in texts(table)  # the same transformer, typed in
+    err, *_ = pages.run_update(
+        chip, "custom", None, "decode", "4", "512", "256", [], "", *custom[1:]
+    )
+    assert "`model.layers`" in err
+
+
+def test_uploads_are_checked_by_the_safe_loaders():
+    key, msg = pages.config_upload(data_url(b"{not json"))
+    assert key is None and "not valid JSON" in texts(msg)[0]
+    big = "data:application/json;base64," + "A" * (compute.MAX_TEXT_BYTES * 4 // 3 + 8)
+    key, msg = pages.config_upload(big)
+    assert key is None and "capped" in texts(msg)[0]
+    toml = compute.chip_toml(cf.load_chip("tpu-v7")).replace('name = "tpu-v7"', 'name = "mine"')
+    base, msg, *values = pages.chip_source(
+        None, data_url(toml.encode(), "text/plain"), "chip-upload"
+    )
+    assert base.startswith("upload:") and msg == "loaded mine"
+    spec = cf.load_chip("tpu-v7").model_copy(update={"name": "mine"})
+    assert compute.build_chip(base, dict(zip(compute.FIELD_IDS, values, strict=True)))[0] == spec
+    bad = toml.replace("cores = ", "cores = -")
+    base, msg, *_ = pages.chip_source(None, data_url(bad.encode(), "text/plain"), "chip-upload")
+    assert "`cores`" in msg
+    with pytest.raises(ChipforgeError):
+        compute.base_chip("preset:/etc/passwd")  # a path is never a preset
+
+
+def test_download_round_trips_through_the_chip_loader(tmp_path):
+    chip = pages.chip_update(BASE, *form(clock="2 GHz", cores="8", tdp="900 W"))[0]
+    out = pages.chip_download(1, chip)
+    path = tmp_path / out["filename"]
+    path.write_text(out["content"])
+    spec = cf.load_chip(path)
+    assert spec == cf.load_chip("forge-n3").model_copy(
+        update={"clock": 2e9, "cores": 8, "tdp": 900.0}
+    )
+    assert tomllib.loads(out["content"])["clock"] == 2e9
+
+
+def test_cluster_silicon_and_site_pages_equal_the_api():
+    chip = pages.chip_update(BASE, *form())[0]
+    spec = cf.load_chip("forge-n3")
+    err, table, graphs = pages.train_update(
+        chip, "llama3-8b", None, "16", "2048", "1", "1", *CUSTOM
+    )
+    plan = cf.plan_training(spec, "llama3-8b", 16, seq=2048, tp=1, pp=1)
+    assert err == "" and f"{plan.mfu:.1%}" in texts(table) and graphs
+    err, table, graphs = pages.serve_update(chip, "llama3-8b", None, "2", "1024", "128", *CUSTOM)
+    plan = cf.plan_serving(spec, "llama3-8b", 2, isl=1024, osl=128)
+    assert err == "" and f"{plan.throughput_tokens_per_s:,.0f} tokens/s" in texts(table)
+    err, table, graphs = pages.silicon_update(chip, "n2")
+    assert err == "" and f"{cf.cost(spec, 'n2').unit_cost_usd:,.0f} USD" in texts(table)
+    err, table, _ = pages.site_update(chip, BASE, "100 MW")
+    assert err == "" and f"{cf.site('forge-n3', '100MW')['chips']:,}" in texts(table)
+    edited = pages.chip_update(BASE, *form(tdp="700 W"))[0]
+    err, table, _ = pages.site_update(edited, BASE, "100 MW")
+    assert err == "" and f"{cf.site('forge-n3', '100MW')['chips']:,}" not in texts(table)
+    err, *_ = pages.train_update(chip, "llama3-8b", None, "0", "2048", "1", "1", *CUSTOM)
+    assert "`chips`" in err
+    err, *_ = pages.site_update(chip, BASE, "lots")
+    assert "power" in err
+
+
+def test_the_url_keeps_the_state():
+    fields = dict(zip(compute.FIELD_IDS, form(clock="2 GHz"), strict=True))
+    controls = {k: pages.DEFAULTS[k] for k in pages.CONTROLS} | {"batch": "32", "model": "gpt2"}
+    q = pages.query_of("run", "preset:forge-n3", fields, ["h100"], controls)
+    assert "f-clock=2+GHz" in q and "batch=32" in q and "f-cores" not in q
+    s = pages.initial_state(q)
+    assert s["page"] == "run" and s["fields"]["clock"] == "2 GHz" and s["batch"] == "32"
+    assert s["model"] == "gpt2" and s["vs"] == ["h100"]
+    hostile = pages.initial_state("?chip=/etc/passwd&model=../../x&page=<script>&vs=a,h100")
+    assert hostile["chip"] == "forge-n3" and hostile["model"] == "llama3-8b"
+    assert hostile["page"] == "chip" and hostile["vs"] == ["h100"]
+
+
+def test_every_route_needs_the_token():
+    client = make_app("s3cret-token").server.test_client()
+    assert client.get("/s3cret-token/").status_code == 200
+    assert client.get("/s3cret-token/_dash-layout").status_code == 200
+    for path in ("/", "/_dash-layout", "/wrong/_dash-layout", "/s3cret-tokenX/", "/static/x"):
+        assert client.get(path).status_code == 403, path
+    assert client.post("/_dash-update-component", json={}).status_code == 403
+
+
+def test_the_command_prints_a_local_url_and_refuses_without_the_token():
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chipforge", "studio"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("chipforge studio: http://127.0.0.1:"), line
+        url = line.split(": ", 1)[1].strip()
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200
+        root = url.rsplit("/", 2)[0] + "/"
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(root, timeout=10)
+        assert e.value.code == 403
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_another_host_must_be_asked_for_and_warns(monkeypatch):
+    from typer.testing import CliRunner
+
+    import chipforge.studio.server as server
+    from chipforge.cli import app
+
+    class Fake:
+        def serve_forever(self):
+            pass
+
+        def server_close(self):
+            pass
+
+    seen = {}
+
+    def fake(host, port):
+        seen["host"] = host
+        return Fake(), f"http://{host}:1/t/"
+
+    monkeypatch.setattr(server, "make_server", fake)
+    out = CliRunner().invoke(app, ["studio", "--host", "0.0.0.0"])
+    assert out.exit_code == 0 and seen["host"] == "0.0.0.0"
+    assert "warning: --host 0.0.0.0" in out.stderr
+    out = CliRunner().invoke(app, ["studio"])
+    assert seen["host"] == "127.0.0.1" and "warning" not in out.stderr

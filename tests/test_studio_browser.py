@@ -1,0 +1,140 @@
+"""The studio in a real browser: Debian's Chromium driven by Playwright (no browser download).
+
+Opens every page, changes the chip's clock and sees the H100-relative speed move, uploads a
+config.json, types a bad bandwidth and sees the error next to that field, reopens a shared URL,
+and checks the console stayed clean. Screenshots land in test-artifacts/studio/ (gitignored).
+Skips with a message where /usr/bin/chromium or Playwright is missing (.ci/run installs
+Chromium when it runs as root).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "studio"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="no /usr/bin/chromium (apt-get install chromium; .ci/run does this when run as root)",
+)
+
+
+@pytest.fixture(scope="module")
+def studio():
+    pytest.importorskip("dash", reason="the studio needs the `studio` extra")
+    from chipforge.studio.server import make_server
+
+    srv, url = make_server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield url
+    srv.shutdown()
+    srv.server_close()
+
+
+def _speed(page) -> float:
+    text = page.inner_text("#speed-vs-h100")
+    return float(re.search(r"([\d.]+)x the H100", text).group(1))
+
+
+def _set(page, field: str, value: str) -> None:
+    box = page.locator(f"#{field}")
+    box.fill(value)
+    box.press("Enter")
+
+
+def test_the_studio_in_chromium(studio, tmp_path):
+    from test_studio import HF
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(HF))
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.set_default_timeout(30_000)
+            page.goto(studio)
+            page.wait_for_selector("#chip-figures table")
+            page.screenshot(path=ARTIFACTS / "chip.png")
+
+            # Run: a compute-bound prefill, so the clock moves the speed
+            page.click("#tab-run")
+            page.check("#phase input[value=prefill]")
+            page.wait_for_function(
+                "document.querySelector('#speed-vs-h100').innerText.includes('prefill')"
+            )
+            before, shown = _speed(page), page.inner_text("#speed-vs-h100")
+            page.screenshot(path=ARTIFACTS / "run.png", full_page=True)
+
+            page.click("#tab-chip")
+            _set(page, "f-clock", "2.8 GHz")
+            page.click("#tab-run")
+            page.wait_for_function(
+                "t => document.querySelector('#speed-vs-h100').innerText !== t",
+                arg=shown,
+            )
+            after = _speed(page)
+            assert after > before * 1.3, (before, after)
+
+            # upload a config.json: the run is now that model
+            page.set_input_files("#config-upload input[type=file]", str(config))
+            page.wait_for_function(
+                "document.querySelector('#config-msg').innerText.includes('2 layers')"
+            )
+            page.wait_for_function(
+                "!document.querySelector('#speed-vs-h100').innerText.includes('llama3-8b')"
+            )
+            page.screenshot(path=ARTIFACTS / "run-config.png")
+
+            # a validation error, shown next to its field
+            page.click("#tab-chip")
+            _set(page, "f-hbm-bandwidth", "-3 TB/s")
+            page.wait_for_function(
+                "document.querySelector('#err-hbm-bandwidth').innerText.includes("
+                "'memory.0.bandwidth')"
+            )
+            assert page.inner_text("#err-clock") == ""
+            page.screenshot(path=ARTIFACTS / "chip-error.png")
+            _set(page, "f-hbm-bandwidth", "9.832 TB/s")
+            page.wait_for_function("document.querySelector('#err-hbm-bandwidth').innerText === ''")
+
+            for name, ready in (
+                ("cluster", "#train-table table"),
+                ("silicon", "#silicon-table table"),
+                ("site", "#site-table table"),
+            ):
+                page.click(f"#tab-{name}")
+                page.wait_for_selector(ready)
+                page.wait_for_selector(f"#page-{name} .js-plotly-plot")
+                page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+            # the URL is the state: a fresh tab on it shows the edited clock and the page
+            shared = page.url
+            assert "f-clock=2.8+GHz" in shared and "page=site" in shared
+            other = browser.new_page()
+            other.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            other.goto(shared)
+            other.wait_for_selector("#site-table table")
+            assert other.input_value("#f-clock") == "2.8 GHz"
+        finally:
+            browser.close()
+    assert errors == []
