@@ -276,3 +276,30 @@ def test_split_k_pays_for_its_partials_but_never_loses_to_no_split():
     no_split = tc_s(128 * 256 * 4096 / macs)  # 16 tiles in one wave
     work = result.time_s - cal.op_overhead_s
     assert max(free_split, weights_s) < work <= max(no_split, weights_s) + 1e-12
+
+
+def test_tile_search_equals_the_full_grid():
+    """perf.matmul.tile_rereads prunes the (Tm, Tn) grid (fits form a prefix, traffic falls
+    along it); it picks what scanning every cell picks, first minimum in row-major order."""
+    import math
+    import random
+
+    from chipforge.perf.matmul import TILES, tile_rereads
+
+    def full_grid(m, n, k, e_in, capacity):
+        tk, best = min(k, 128), None
+        for tm in (float(min(t, m)) for t in (*TILES, m)):
+            for tn in (float(min(t, n)) for t in (*TILES, n)):
+                a, b = math.ceil(n / tn), math.ceil(m / tm)
+                if 2 * e_in * (tm + tn) * tk + 4 * tm * tn <= capacity:
+                    traffic = e_in * (m * k * float(a) + k * n * float(b))
+                    if best is None or traffic < best[0]:
+                        best = (traffic, a, b)
+        return best[1:] if best else (math.ceil(n / min(64, n)), math.ceil(m / min(64, m)))
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        m, n = rng.choice((1, 7, 100, 4096, rng.randint(1, 10**5))), rng.randint(1, 60000)
+        k, e_in = rng.choice((1, 128, 8192, rng.randint(1, 50000))), rng.choice((0.5, 1, 2))
+        capacity = rng.choice((2**10, 2**20, 24 * 2**20, rng.uniform(1e3, 1e9)))
+        assert tile_rereads(m, n, k, e_in, 4, capacity) == full_grid(m, n, k, e_in, capacity)

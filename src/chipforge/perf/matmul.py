@@ -15,6 +15,7 @@ The compiler's choice is modelled by a small search (split M or K across idle un
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from functools import lru_cache
 
 from chipforge.spec import MatrixUnit
@@ -214,16 +215,28 @@ def tile_rereads(
     is charged. (Ten candidates a side: plain Python, no numpy on the analytical path.)
     """
     tk = min(k, 128)
+    tms = [float(min(t, m)) for t in (*TILES, m)]  # non-decreasing, and the fit test below
+    tns = [float(min(t, n)) for t in (*TILES, n)]  # grows with either side
+
+    def fits(tm: float, tn: float) -> bool:
+        return 2 * e_in * (tm + tn) * tk + 4 * tm * tn <= capacity
+
+    mk, kn = m * k, k * n
     best: tuple[float, int, int] | None = None
-    for tm in (float(min(t, m)) for t in (*TILES, m)):
-        b_reads = math.ceil(m / tm)
-        for tn in (float(min(t, n)) for t in (*TILES, n)):
-            if 2 * e_in * (tm + tn) * tk + 4 * tm * tn > capacity:
-                continue
-            a_reads = math.ceil(n / tn)
-            traffic = e_in * (m * k * float(a_reads) + k * n * float(b_reads))
-            if best is None or traffic < best[0]:
-                best = (traffic, a_reads, b_reads)
+    for tm in tms:
+        # the tiles that fit form a prefix of tns; A's re-reads fall along it, so the row's
+        # least traffic is at its last tile (found by the bound, then checked exactly)
+        j = bisect_right(tns, (capacity - 2 * e_in * tm * tk) / (2 * e_in * tk + 4 * tm))
+        while j < len(tns) and fits(tm, tns[j]):
+            j += 1
+        while j and not fits(tm, tns[j - 1]):
+            j -= 1
+        if not j:
+            break  # a taller tile fits even less
+        a_reads, b_reads = math.ceil(n / tns[j - 1]), math.ceil(m / tm)
+        traffic = e_in * (mk * float(a_reads) + kn * float(b_reads))
+        if best is None or traffic < best[0]:
+            best = (traffic, a_reads, b_reads)
     if best is None:
         return math.ceil(n / min(TILES[0], n)), math.ceil(m / min(TILES[0], m))
     return best[1], best[2]
