@@ -277,3 +277,21 @@ def test_sensitivity_prints_in_the_terminal():
                                    "--sensitivity"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "sensitivity" in res.output and "utilization" in res.output and "swing" in res.output
+
+
+def test_each_chip_gets_its_own_plans_mfu():
+    """With a model, $ per useful PFLOP-hour also at each chip's own training-plan MFU (not the
+    one `utilization` both share); the two differ only by the MFU; a fallback gives none."""
+    sites = {c: site_report(c, None, racks=32, model="llama3-70b", tokens=1e12)
+             for c in ("gb200", "forge-n3")}  # fmt: skip
+    assert all(s["training"]["method"].startswith("cluster") for s in sites.values())
+    mfu = {c: s["planned_mfu"] for c, s in sites.items()}
+    assert min(mfu.values()) > 0.05 and max(mfu.values()) < 1 and mfu["gb200"] != mfu["forge-n3"]
+    for s in sites.values():
+        u = s["assumptions"]["utilization"]
+        assert s["usd_per_useful_pflop_hour_planned"] * s["planned_mfu"] == pytest.approx(
+            s["usd_per_useful_pflop_hour"] * u, rel=1e-9
+        )
+    other = site_report("gb200", None, grid_w=10e6, model="llama3-70b", tokens=1e12)
+    planned = other["training"]["method"].startswith("cluster")  # 2,952 chips: no split today
+    assert ("planned_mfu" in other) == planned

@@ -159,6 +159,7 @@ SUFFIXES: dict[str, object] = {
 PREFIX_KEYS = {  # keys whose unit comes first
     "usd_per_million_tokens": lambda v: money(v) + " per million tokens",
     "usd_per_useful_pflop_hour": lambda v: money(v) + " per PFLOP-hour",
+    "usd_per_useful_pflop_hour_planned": lambda v: money(v) + " per PFLOP-hour",
     "usd_per_trained_model": money,
     "usd_per_switch_port": lambda v: money(v) + " per port",
 }
@@ -247,6 +248,8 @@ def show(key: str, value) -> str:
 
 
 LABELS = {
+    "usd_per_useful_pflop_hour_planned": "$ per useful PFLOP-hour at the chip's own plan",
+    "planned_mfu": "MFU of the chip's own training plan",
     "delivered_flops_per_s": "delivered compute",
     "peak_flops_per_s": "peak compute",
     "chip_unit_cost_usd": "chip cost before markup, NRE and spares",

@@ -94,6 +94,8 @@ def compare_table(data: dict) -> Table:
         "tco_usd_per_year",
         "tco_usd_per_chip_hour",
         "usd_per_useful_pflop_hour",
+        "planned_mfu",
+        "usd_per_useful_pflop_hour_planned",
         "time_to_train_s",
         "usd_per_million_tokens",
         "breakeven_volume",

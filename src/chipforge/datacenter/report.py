@@ -62,6 +62,15 @@ def site_report(
             training=t,
             serving=s,
         )
+        # the same cost per useful PFLOP-hour at this chip's own training plan (its MFU from
+        # the plan, goodput included) instead of the one `utilization` every chip shares
+        peak = facts.peak_flops.get("bf16", 0.0)
+        useful = 6.0 * _params(model) * t["tokens"] / (t["time_to_train_s"] * t["training_chips"])
+        if peak > 0 and useful > 0 and t["method"].startswith("cluster"):  # a plan, no fallback
+            out["planned_mfu"] = useful / (peak * a.goodput)
+            out["usd_per_useful_pflop_hour_planned"] = out["tco_usd_per_chip_hour"] / (
+                useful / 1e15
+            )
     return out
 
 
