@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_silicon.py
 	$(BIN)/python benchmarks/bench_decide.py
+	$(BIN)/python benchmarks/bench_studio.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -132,8 +132,7 @@ def _outputs(prefix: str) -> list:
     """A page section's answer: a one-line error, a table of figures, the charts."""
     return [
         html.Div(id=f"{prefix}-error", style=ERR),
-        html.Div(id=f"{prefix}-table"),
-        html.Div(id=f"{prefix}-charts"),
+        dcc.Loading([html.Div(id=f"{prefix}-table"), html.Div(id=f"{prefix}-charts")]),
     ]
 
 
@@ -450,6 +449,19 @@ def show_custom(model):
     return {"display": "flex"} if model == "custom" else {"display": "none"}
 
 
+def when_shown(page: str, fn, outputs: int):
+    """`fn` run only while `page` is the one shown (the first argument): an edit recomputes
+    what the user is looking at, and opening a page brings it up to date."""
+
+    def update(shown, *args):
+        if shown != page:
+            return (no_update,) * outputs
+        return fn(*args)
+
+    update.__name__ = fn.__name__
+    return update
+
+
 def register(app: Dash) -> None:
     fields = [f"f-{f}" for f in compute.FIELD_IDS]
     custom = [Input(f"c-{k}", "value") for k in CUSTOM_KEYS]
@@ -468,9 +480,10 @@ def register(app: Dash) -> None:
     app.callback(
         Output("run-error", "children"), Output("speed-vs-h100", "children"),
         Output("run-table", "children"), Output("run-charts", "children"),
-        Input("chip", "data"), *model, Input("phase", "value"), Input("batch", "value"),
-        Input("seq", "value"), Input("context", "value"), Input("vs", "value"), *custom,
-    )(run_update)  # fmt: skip
+        Input("page", "value"), Input("chip", "data"), *model, Input("phase", "value"),
+        Input("batch", "value"), Input("seq", "value"), Input("context", "value"),
+        Input("vs", "value"), *custom,
+    )(when_shown("run", run_update, 4))  # fmt: skip
     app.callback(
         Output("config-key", "data"), Output("config-msg", "children"),
         Input("config-upload", "contents"), prevent_initial_call=True,
@@ -478,25 +491,26 @@ def register(app: Dash) -> None:
     app.callback(
         Output("train-error", "children"), Output("train-table", "children"),
         Output("train-charts", "children"),
-        Input("chip", "data"), *model, Input("chips", "value"), Input("tseq", "value"),
-        Input("tp", "value"), Input("pp", "value"), *custom,
-    )(train_update)  # fmt: skip
+        Input("page", "value"), Input("chip", "data"), *model, Input("chips", "value"),
+        Input("tseq", "value"), Input("tp", "value"), Input("pp", "value"), *custom,
+    )(when_shown("cluster", train_update, 3))  # fmt: skip
     app.callback(
         Output("serve-error", "children"), Output("serve-table", "children"),
         Output("serve-charts", "children"),
-        Input("chip", "data"), *model, Input("schips", "value"), Input("isl", "value"),
-        Input("osl", "value"), *custom,
-    )(serve_update)  # fmt: skip
+        Input("page", "value"), Input("chip", "data"), *model, Input("schips", "value"),
+        Input("isl", "value"), Input("osl", "value"), *custom,
+    )(when_shown("cluster", serve_update, 3))  # fmt: skip
     app.callback(
         Output("silicon-error", "children"), Output("silicon-table", "children"),
         Output("silicon-charts", "children"),
-        Input("chip", "data"), Input("node", "value"),
-    )(silicon_update)  # fmt: skip
+        Input("page", "value"), Input("chip", "data"), Input("node", "value"),
+    )(when_shown("silicon", silicon_update, 3))  # fmt: skip
     app.callback(
         Output("site-error", "children"), Output("site-table", "children"),
         Output("site-charts", "children"),
-        Input("chip", "data"), State("base", "data"), Input("power", "value"),
-    )(site_update)  # fmt: skip
+        Input("page", "value"), Input("chip", "data"), State("base", "data"),
+        Input("power", "value"),
+    )(when_shown("site", site_update, 3))  # fmt: skip
     app.callback(
         Output("chip-download", "data"), Input("chip-download-btn", "n_clicks"),
         State("chip", "data"), prevent_initial_call=True,

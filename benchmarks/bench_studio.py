@@ -1,0 +1,138 @@
+"""studio speed: the recompute time of each kind of interaction, p50 and p95.
+
+Budget: <= 200 ms at p95 per interaction on the 2-core machine. The callbacks are driven
+directly (no browser, no HTTP): an interaction's time is the sum of the callbacks Dash fires for
+it on the page shown (pages out of sight wait until they are opened), run one after another.
+Each kind is sampled over seeded random values of its control (a clock, a batch, a node, ...),
+after one warm-up call (the first call of a process imports the engines: said apart). BLAS
+threads are pinned to 1.
+
+Run: .venv/bin/python benchmarks/bench_studio.py [SAMPLES]
+"""
+
+from __future__ import annotations
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = "1"
+
+import random  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import chipforge as cf  # noqa: E402
+from chipforge.studio import app as pages  # noqa: E402
+from chipforge.studio import compute  # noqa: E402
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+BUDGET = 0.200
+BASE = "preset:forge-n3"
+CUSTOM = [pages.CUSTOM_DEFAULT[k] for k in pages.CUSTOM_KEYS]
+
+
+def form(**edits) -> list[str]:
+    values = compute.form_values(cf.load_chip("forge-n3"))
+    values.update(edits)
+    return [values[f] for f in compute.FIELD_IDS]
+
+
+def url(page: str, fields: list[str]) -> None:
+    controls = {k: pages.DEFAULTS[k] for k in pages.CONTROLS}
+    pages.url_update(page, BASE, list(compute.DEFAULT_VS), *fields, *controls.values())
+
+
+def main() -> None:
+    rng = random.Random(0)
+    t0 = time.perf_counter()
+    chip = pages.chip_update(BASE, *form())[0]
+    model = ("llama3-8b", None)
+
+    def chip_edit():
+        field, value = rng.choice(
+            [
+                ("clock", f"{rng.uniform(0.8, 3.0):.2f} GHz"),
+                ("cores", str(rng.choice([2, 4, 8, 16]))),
+                ("hbm-bandwidth", f"{rng.uniform(3, 16):.1f} TB/s"),
+                ("tdp", f"{rng.randint(500, 1500)} W"),
+                ("matrix-rows", str(rng.choice([128, 256, 512]))),
+            ]
+        )
+        fields = form(**{field: value})
+        pages.chip_update(BASE, *fields)
+        url("chip", fields)
+
+    def run_edit():
+        phase = rng.choice(["prefill", "decode"])
+        pages.run_update(
+            chip, rng.choice(["llama3-8b", "llama3-70b", "gpt2", "mixtral-8x7b"]), None, phase,
+            str(rng.choice([1, 8, 32, 128])), str(rng.choice([512, 2048, 8192])),
+            str(rng.choice([1024, 4096])), ["h100", "b200", "tpu-v7"], *CUSTOM,
+        )  # fmt: skip
+
+    def open_run():
+        pages.show_page("run")
+        pages.run_update(chip, *model, "decode", "8", "2048", "2048", ["h100", "b200"], *CUSTOM)
+
+    def train_edit():
+        pages.train_update(
+            chip, *model, str(rng.choice([8, 64, 512, 4096])), str(rng.choice([2048, 4096])),
+            str(rng.choice([1, 2, 4])), str(rng.choice([1, 2])), *CUSTOM,
+        )  # fmt: skip
+
+    def train_searched():
+        pages.train_update(chip, *model, str(rng.choice([8, 64, 512])), "4096", "", "", *CUSTOM)
+
+    def serve_edit():
+        pages.serve_update(
+            chip, *model, str(rng.choice([1, 2, 8])), str(rng.choice([512, 2048, 8192])),
+            str(rng.choice([128, 256, 1024])), *CUSTOM,
+        )  # fmt: skip
+
+    def open_cluster():
+        pages.show_page("cluster")
+        pages.train_update(chip, *model, "64", "4096", "1", "1", *CUSTOM)
+        pages.serve_update(chip, *model, "8", "2048", "256", *CUSTOM)
+
+    def silicon_edit():
+        pages.silicon_update(chip, rng.choice(["", "n7", "n5", "n4", "n3e", "n3p", "n2"]))
+
+    def site_edit():
+        pages.site_update(chip, BASE, f"{rng.choice([10, 100, 300, 1000])} MW")
+
+    kinds = [
+        ("Chip: edit a field (clock, cores, HBM, TDP, array)", chip_edit),
+        ("Run: change model, phase, batch or sizes", run_edit),
+        ("open Run (chip against 2 chips)", open_run),
+        ("Cluster: training plan, tp/pp given", train_edit),
+        ("Cluster: serving plan (searched)", serve_edit),
+        ("open Cluster (training + serving)", open_cluster),
+        ("Silicon: re-target the node", silicon_edit),
+        ("Site: change the facility power", site_edit),
+        ("Cluster: training plan, tp/pp searched (blank)", train_searched),
+    ]
+    open_run()
+    print(
+        f"first chip and run of a process (imports the engines): {time.perf_counter() - t0:.2f} s"
+    )
+    print(f"{'interaction':<52} {'p50':>8} {'p95':>8}  budget {BUDGET * 1e3:.0f} ms  (n={N})")
+    worst = 0.0
+    for name, fn in kinds:
+        fn()  # warm-up
+        times = []
+        for _ in range(N):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        times.sort()
+        p50, p95 = times[len(times) // 2], times[min(len(times) - 1, int(0.95 * len(times)))]
+        ok = "OK" if p95 <= BUDGET else "OVER"
+        if "searched (blank)" not in name:
+            worst = max(worst, p95)
+        print(f"{name:<52} {p50 * 1e3:6.1f} ms {p95 * 1e3:6.1f} ms  {ok}")
+    print(f"worst p95 (the searched training plan aside): {worst * 1e3:.1f} ms  "
+          f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
