@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 import re
 import zipfile
 from dataclasses import dataclass
@@ -143,6 +142,7 @@ MALFORMED = (
     ValueError,
     RecursionError,
     StopIteration,
+    ArithmeticError,
 )
 
 
@@ -379,11 +379,19 @@ def _check(doc: dict) -> None:
 def _size(expr: str, subs: dict[str, int], where: str) -> int:
     """Evaluate a serialized sympy size (`srepr` text) with the bound symbols; no eval()."""
 
+    shown = expr[:60]
+
     def ev(node: ast.AST) -> int:
+        value = _ev(node)
+        if abs(value) > 2**64:  # no size is this big; nor do huge ints cost time to compute
+            raise Surprise(f"a size beyond 2^64 in {shown}")
+        return value
+
+    def _ev(node: ast.AST) -> int:
         if isinstance(node, ast.Constant) and isinstance(node.value, int):
             return node.value
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
-            raise Surprise(f"size {expr}")
+            raise Surprise(f"size {shown}")
         fn = node.func.id
         if fn == "Symbol":
             name = node.args[0].value
@@ -397,7 +405,7 @@ def _size(expr: str, subs: dict[str, int], where: str) -> int:
         ops = {
             "Integer": lambda: args[0],
             "Add": lambda: sum(args),
-            "Mul": lambda: math.prod(args),
+            "Mul": lambda: _product(args),
             "FloorDiv": lambda: args[0] // args[1],
             "Mod": lambda: args[0] % args[1],
             "PythonMod": lambda: args[0] % args[1],
@@ -410,9 +418,18 @@ def _size(expr: str, subs: dict[str, int], where: str) -> int:
 
     try:
         tree = ast.parse(expr, mode="eval")
-    except SyntaxError:
-        raise Surprise(f"size {expr}") from None
+    except (SyntaxError, ValueError, MemoryError):
+        raise Surprise(f"size {shown}") from None
     return ev(tree.body)
+
+
+def _product(args: list[int]) -> int:
+    out = 1
+    for a in args:
+        out *= a
+        if abs(out) > 2**64:
+            raise Surprise("a size beyond 2^64")
+    return out
 
 
 def _value(meta: dict, subs: dict[str, int], where: str, static: bool = False) -> Value:
