@@ -145,3 +145,31 @@ def test_calculon_pick_is_never_faster_than_chipforge_pick(case):
     except Infeasible:  # GPT-3 175B: Calculon's pick needs 77 GiB in chipforge's model (A100's
         return  # 80 GB is 74.5 GiB here; Calculon's a100_80g counts 80 GiB)
     assert ours.step_time_s / ours.global_batch <= theirs.step_time_s / gb * (1 + 1e-9)
+
+
+def test_train_cli_prices_a_calculon_plan_and_names_what_it_cannot_express(tmp_path):
+    import subprocess
+    import sys
+
+    def train(case: dict):
+        path = tmp_path / f"{case['model']}.json"
+        path.write_text(json.dumps(case["execution"]))
+        a = case["model_json"]
+        model = (f"llm:custom,layers={a['num_blocks']},hidden={a['hidden']},"
+                 f"heads={a['attn_heads']},ffn={a['feedforward']},vocab=51200,act=gelu,"
+                 f"seq={a['seq_size']}")  # fmt: skip
+        args = ["train", "--chip", "a100", "--model", model, "--chips", str(case["chips"]),
+                "--calculon-plan", str(path), "--json"]  # fmt: skip
+        return subprocess.run([sys.executable, "-m", "chipforge", *args], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    small, offload = CALCULON["cases"][0], CALCULON["cases"][-1]
+    done = train(small)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["not_expressible"] == [] and data["global_batch"] == 4
+    assert data["plan"]["interleave"] == small["execution"]["pipeline_interleaving"]
+    done = train(offload)  # without its offloads the 530B plan does not fit an A100
+    assert done.returncode == 2
+    assert "cannot express: weight_offload, activations_offload, optimizer_offload" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: needs 304 GiB per chip")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, show
+from chipforge.errors import ChipforgeError
 from chipforge.units import parse_count
 
 Int = Annotated[int | None, typer.Option(min=1)]
@@ -21,6 +23,7 @@ def _gib(x: float) -> str:
 
 def _plan(p: dict) -> str:
     """A plan as flags a person reads: `tp=2 pp=4 ... sequence_parallel=on`."""
+
     def flag(v) -> str:
         return ("on" if v else "off") if isinstance(v, bool) else str(v)
 
@@ -168,6 +171,14 @@ def train(
             "mxfp8 (32-element blocks, Blackwell), block (DeepSeek-V3 1x128 / 128x128)",
         ),
     ] = "delayed",
+    calculon_plan: Annotated[
+        str | None,
+        typer.Option(
+            "--calculon-plan",
+            help="price a Calculon execution JSON as chipforge's plan (its offloads, which "
+            "chipforge cannot express, are named and left out)",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
     html: HtmlOpt = None,
@@ -175,6 +186,31 @@ def train(
 ) -> None:
     """Fastest feasible training plan (flags left out are searched), or evaluate the given one."""
     from chipforge.cluster import plan_training
+
+    unexpressed: list[str] = []
+    if calculon_plan:
+        from chipforge.cluster.peers import read_calculon_execution
+
+        given = {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "zero": zero,
+                 "recompute": recompute, "micro-batch": micro_batch, "interleave": interleave,
+                 "global-batch": global_batch, "sp": sequence_parallel}  # fmt: skip
+        clash = [k for k, v in given.items() if v is not None]
+        if clash:
+            raise ChipforgeError(
+                f"--{clash[0]} and --calculon-plan both set the plan; give one of them"
+            )
+        flags, unexpressed = read_calculon_execution(calculon_plan)
+        tp, pp, dp, cp, ep = flags["tp"], flags["pp"], flags["dp"], flags["cp"], flags["ep"]
+        zero, recompute, micro_batch = flags["zero"], flags["recompute"], flags["micro_batch"]
+        interleave, global_batch = flags["interleave"], flags["global_batch"]
+        sequence_parallel = flags["sequence_parallel"]
+        if unexpressed:
+            Console(stderr=True, soft_wrap=True).print(
+                f"warning: the Calculon plan holds what chipforge cannot express: "
+                f"{', '.join(unexpressed)}; priced without it",
+                style="yellow",
+                markup=False,
+            )
 
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
     per_batch = parse_count(tokens_per_batch, "--tokens-per-batch") if tokens_per_batch else None
@@ -186,5 +222,7 @@ def train(
         tokens_per_batch=per_batch, sequence_parallel=sequence_parallel, fp8_recipe=fp8_recipe,
     )  # fmt: skip
     data = res.to_dict()
+    if calculon_plan:
+        data["not_expressible"] = unexpressed
     write_reports("train", data, html, png)
     emit(data, train_tables(data), as_json=as_json, out=out)

@@ -46,3 +46,39 @@ def calculon_plan(exe: dict) -> tuple[Plan, int, list[str]]:
     if not exe.get("training", True):
         missing.append("training=false (forward only)")
     return plan, exe["batch_size"], missing
+
+
+CALCULON_KEYS = ("tensor_par", "pipeline_par", "data_par", "batch_size", "microbatch_size",
+                 "activation_recompute", "pipeline_interleaving", "optimizer_sharding")  # fmt: skip
+
+
+def read_calculon_execution(path) -> tuple[dict, list[str]]:
+    """plan_training's flags for the Calculon execution JSON at `path` (a user file: size,
+    depth and fields checked, one-line errors), and the parts chipforge cannot express."""
+    from chipforge.errors import WorkloadError
+    from chipforge.userfile import load_json
+
+    exe = load_json(path, what="Calculon execution", error=WorkloadError)
+    if isinstance(exe, dict) and "execution" in exe:  # llm-optimal-execution's output entry
+        exe = exe["execution"]
+    if isinstance(exe, dict) and "0" in exe and isinstance(exe["0"], dict):
+        exe = exe["0"].get("execution", exe["0"])  # its top-1 file: {"0": {"execution": ...}}
+    if not isinstance(exe, dict):
+        raise WorkloadError(f"Calculon execution {path}: expected a JSON object")
+    missing = [k for k in CALCULON_KEYS if k not in exe]
+    if missing:
+        raise WorkloadError(f"Calculon execution {path}: `{missing[0]}` is required; add it")
+    bad = [k for k in CALCULON_KEYS[:5] if not isinstance(exe[k], int) or exe[k] < 1]
+    bad += [] if exe["activation_recompute"] in CALCULON_RECOMPUTE else ["activation_recompute"]
+    if bad:
+        raise WorkloadError(
+            f"Calculon execution {path}: `{bad[0]}` has an invalid value {exe[bad[0]]!r}"
+        )
+    plan, batch, unexpressed = calculon_plan({"tensor_par_comm_type": "rs_ag", **exe})
+    flags = {
+        "tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "cp": 1, "ep": 1, "zero": plan.zero,
+        "recompute": plan.recompute, "micro_batch": plan.micro_batch,
+        "interleave": plan.interleave, "global_batch": batch,
+        "sequence_parallel": plan.sequence_parallel,
+    }  # fmt: skip
+    return flags, unexpressed
