@@ -8,7 +8,7 @@ from chipforge.compiler.isa import LoadWeights, Program, Stream, Vector
 from chipforge.compiler.lower import compile_op
 from chipforge.dtypes import nbytes
 from chipforge.perf.calibration import calibration
-from chipforge.perf.engine import RULES, Cost, Machine, finish_op, make_result, matmul_limit_of
+from chipforge.perf.engine import RULES, Cost, Machine, finish_op, make_result
 from chipforge.perf.result import OpResult, Result
 from chipforge.sim import budget
 from chipforge.sim.scalesim import array_span
@@ -55,10 +55,26 @@ def _cost(mc: Machine, op: Op, prog: Program, tl: Timeline) -> Cost:
         mac_dtype=dtype,
         vector_flops=vec,
         peak=chip.peak_flops(dtype) if macs else 0.0,
-        # the array's schedule follows perf.matmul's closed forms cycle for cycle (SCALE-Sim,
-        # docs/scalesim.md), so its limit is named by the same rule as the analytical engine's
-        compute_limit=matmul_limit_of(mc, op) if isinstance(op, MatMul) else "compute",
+        compute_limit=array_limit(prog, tl, chip) if isinstance(op, MatMul) else "compute",
     )
+
+
+def array_limit(prog: Program, tl: Timeline, chip: ChipSpec) -> str:
+    """What the schedule shows limiting the arrays (as `perf.matmul.systolic_limit` names it
+    from the closed forms): per unit, streaming cycles S (the busiest array), exposed weight
+    loads (the first, plus the busiest load port beyond S, when loads hide behind streams; all
+    of them when not) and fill, the rest of the arrays' span (skew in and out); the largest
+    names the bound. Derived from this schedule alone, not from the analytical engine's rule."""
+    array = [i.id for i in prog.instrs if i.engine.split(".")[0] in ("mxu", "wload")]
+    if not array:
+        return "compute"
+    stream, loads = tl.busiest("mxu"), tl.busiest("wload")
+    # double-buffered: the first load is never hidden, later ones only beyond the streams
+    first = chip.matrix.rows if loads else 0.0
+    exposed = first + max(0.0, loads - stream) if chip.matrix.double_buffered else loads
+    parts = {"compute": stream, "weight-load": exposed}
+    parts["fill"] = max(0.0, tl.span(array) - stream - exposed)
+    return max(parts, key=parts.get)
 
 
 def analytical_fallback(op: Op) -> str | None:
