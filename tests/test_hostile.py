@@ -172,6 +172,15 @@ def test_bad_deepseek_config(tmp_path, change, words):
     assert_user_error(*cli(*EVAL, path)[::2], *words)
 
 
+def test_tiny_dimensions_split_by_tp_cost(tmp_path):
+    """A vocabulary or FFN smaller than tp: each rank holds ceil(size / tp) rows, never 0 (a
+    zero-width lm_head divided by zero before; found by tests/test_fuzz.py)."""
+    path = _config(tmp_path, "tiny", {**LLAMA, "vocab_size": 1, "intermediate_size": 1})
+    code, out, err = cli(*EVAL, f"{path},tp=2")
+    assert code == 0, err
+    assert json.loads(out)["time_s"] > 0
+
+
 def test_deepseek_without_q_lora_costs(tmp_path):
     path = _config(tmp_path, "lite", {**DEEPSEEK, "q_lora_rank": None})
     code, out, err = cli(*EVAL, path)

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from chipforge.atomic import check_created
 from chipforge.errors import ChipforgeError
+from chipforge.report.jsonout import check_numbers
 
 
 def _file(flag: str):
@@ -75,6 +76,7 @@ def write_reports(
     if html is None and png is None:
         return
     data = data.to_dict() if hasattr(data, "to_dict") else data
+    check_numbers(data)  # as `emit`: a negative or NaN figure is a bug, never drawn
     err = Console(stderr=True, soft_wrap=True)
     try:
         from chipforge.report.html import write_report

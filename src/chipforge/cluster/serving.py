@@ -35,7 +35,7 @@ from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
 from chipforge.workload.graph import Graph
-from chipforge.workload.llm import build
+from chipforge.workload.llm import build, shard
 from chipforge.workload.ops import MatMul
 
 # The one calibration constant: a fixed per-layer, per-step overhead of the serving runtime
@@ -104,7 +104,7 @@ def _head(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> float:
 
 
 def _head_uncached(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> float:
-    head = MatMul(name="lm_head", m=b, n=c.vocab // tp, k=c.hidden, dtype=dt, weight=True)
+    head = MatMul(name="lm_head", m=b, n=shard(c.vocab, tp), k=c.hidden, dtype=dt, weight=True)
     return estimate(Graph("lm_head", (head,)), chip, deployed=True).time_s
 
 

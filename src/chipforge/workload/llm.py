@@ -34,6 +34,12 @@ TRAIN_STATE_BYTES = 16  # per parameter (ZeRO paper, Sec. 3.1)
 ACT_BYTES_PER_TOKEN_HIDDEN = 34
 
 
+def shard(size: int, tp: int) -> int:
+    """One tensor-parallel rank's share of a dimension split `tp` ways: ceil(size / tp), as
+    Megatron-LM pads the vocabulary to a multiple of tp (never 0 rows for a tiny dimension)."""
+    return -(-size // tp)
+
+
 def _mm(name: str, m: int, n: int, k: int, dtype: str, **kw) -> MatMul:
     return MatMul(name=name, m=m, n=n, k=k, dtype=dtype, **kw)
 
@@ -159,7 +165,7 @@ def ffn_block(c: ModelConfig, *, t: int, tp: int, dtype: str, moe: bool, ep: int
     if moe:
         ops += _moe(c, t=t, tp=tp, dtype=dtype, ep=ep)
     else:
-        ops += _dense_ffn(c, "ffn", t=t, ffn=c.ffn // tp, dtype=dtype)
+        ops += _dense_ffn(c, "ffn", t=t, ffn=shard(c.ffn, tp), dtype=dtype)
     return (
         ops
         + _allreduce("ffn_allreduce", t * h, tp, dtype)
@@ -200,11 +206,11 @@ def _moe(c: ModelConfig, *, t: int, tp: int, dtype: str, ep: int = 1) -> list[Op
         _vec("router_topk", t * c.experts, dtype, 2, 1),
     ]
     ops += _dense_ffn(
-        c, "experts", t=per_expert, ffn=c.expert_ffn // tp, dtype=dtype, groups=active
+        c, "experts", t=per_expert, ffn=shard(c.expert_ffn, tp), dtype=dtype, groups=active
     )
     if c.shared_experts:
         ops += _dense_ffn(
-            c, "shared_expert", t=t, ffn=c.shared_experts * c.expert_ffn // tp, dtype=dtype
+            c, "shared_expert", t=t, ffn=shard(c.shared_experts * c.expert_ffn, tp), dtype=dtype
         )
     return ops
 
@@ -305,7 +311,7 @@ def build(
             + ops
             + [
                 _vec("final_norm", logits * c.hidden, dtype, NORM_FLOPS),
-                _mm("lm_head", logits, c.vocab // tp, c.hidden, dtype),
+                _mm("lm_head", logits, shard(c.vocab, tp), c.hidden, dtype),
             ]
         )
     if phase == "train":
