@@ -20,6 +20,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import chipforge as cf  # noqa: E402
 from chipforge.studio import app as pages  # noqa: E402
@@ -97,6 +98,15 @@ def main() -> None:
     def silicon_edit():
         pages.silicon_update(chip, rng.choice(["", "n7", "n5", "n4", "n3e", "n3p", "n2"]))
 
+    scenario = Path(__file__).resolve().parents[1] / "examples" / "decide" / "forge_vs_gb200.toml"
+
+    def decide_edit():
+        pages.decide_update(scenario, chip, BASE, ["chip"], rng.choice(["256", "1024"]), [])
+
+    def decide_new_chip():
+        edited = pages.chip_update(BASE, *form(clock=f"{rng.uniform(0.8, 3.0):.3f} GHz"))[0]
+        pages.decide_update(scenario, edited, BASE, ["chip"], "256", [])
+
     def site_edit():
         pages.site_update(chip, BASE, f"{rng.choice([10, 100, 300, 1000])} MW")
 
@@ -109,7 +119,9 @@ def main() -> None:
         ("open Cluster (training + serving)", open_cluster),
         ("Silicon: re-target the node", silicon_edit),
         ("Site: change the facility power", site_edit),
+        ("Decision: change the samples (same chip)", decide_edit),
         ("Cluster: training plan, tp/pp searched (blank)", train_searched),
+        ("Decision: a newly edited chip (its plans run)", decide_new_chip),
     ]
     open_run()
     print(
@@ -120,17 +132,17 @@ def main() -> None:
     for name, fn in kinds:
         fn()  # warm-up
         times = []
-        for _ in range(N):
+        for _ in range(N if "newly edited" not in name else max(5, N // 8)):
             t = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t)
         times.sort()
         p50, p95 = times[len(times) // 2], times[min(len(times) - 1, int(0.95 * len(times)))]
         ok = "OK" if p95 <= BUDGET else "OVER"
-        if "searched (blank)" not in name:
+        if "searched (blank)" not in name and "newly edited" not in name:
             worst = max(worst, p95)
         print(f"{name:<52} {p50 * 1e3:6.1f} ms {p95 * 1e3:6.1f} ms  {ok}")
-    print(f"worst p95 (the searched training plan aside): {worst * 1e3:.1f} ms  "
+    print(f"worst p95 (the last two aside): {worst * 1e3:.1f} ms  "
           f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
 
 

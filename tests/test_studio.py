@@ -188,6 +188,21 @@ def test_cluster_silicon_and_site_pages_equal_the_api():
     assert "power" in err
 
 
+SCENARIO = Path(__file__).resolve().parent.parent / "examples" / "decide" / "forge_vs_gb200.toml"
+
+
+def test_decision_page_equals_build_or_buy():
+    chip = pages.chip_update(BASE, *form())[0]
+    err, table, graphs = pages.decide_update(SCENARIO, chip, BASE, ["chip"], "256", [])
+    want = cf.build_or_buy(SCENARIO, samples=256, sobol=False)
+    assert err == "" and want["verdict"] in texts(table) and graphs
+    assert f"{want['probability_build_cheaper']:.0%}" in texts(table)
+    err, *_ = pages.decide_update(None, chip, BASE, ["chip"], "256", [])
+    assert "--scenario" in err
+    err, *_ = pages.decide_update(SCENARIO, chip, BASE, ["chip"], "7", [])
+    assert "`samples`" in err
+
+
 def test_the_url_keeps_the_state():
     fields = dict(zip(compute.FIELD_IDS, form(clock="2 GHz"), strict=True))
     controls = {k: pages.DEFAULTS[k] for k in pages.CONTROLS} | {"batch": "32", "model": "gpt2"}
@@ -249,7 +264,7 @@ def test_another_host_must_be_asked_for_and_warns(monkeypatch):
 
     seen = {}
 
-    def fake(host, port):
+    def fake(host, port, scenario=None):
         seen["host"] = host
         return Fake(), f"http://{host}:1/t/"
 

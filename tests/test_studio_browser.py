@@ -38,7 +38,8 @@ def studio():
     pytest.importorskip("dash", reason="the studio needs the `studio` extra")
     from chipforge.studio.server import make_server
 
-    srv, url = make_server()
+    scenario = Path(__file__).resolve().parent.parent / "examples/decide/forge_vs_gb200.toml"
+    srv, url = make_server(scenario=scenario)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield url
@@ -121,6 +122,7 @@ def test_the_studio_in_chromium(studio, tmp_path):
                 ("cluster", "#train-table table"),
                 ("silicon", "#silicon-table table"),
                 ("site", "#site-table table"),
+                ("decide", "#decide-table table"),
             ):
                 page.click(f"#tab-{name}")
                 page.wait_for_selector(ready)
@@ -129,11 +131,11 @@ def test_the_studio_in_chromium(studio, tmp_path):
 
             # the URL is the state: a fresh tab on it shows the edited clock and the page
             shared = page.url
-            assert "f-clock=2.8+GHz" in shared and "page=site" in shared
+            assert "f-clock=2.8+GHz" in shared and "page=decide" in shared
             other = browser.new_page()
             other.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             other.goto(shared)
-            other.wait_for_selector("#site-table table")
+            other.wait_for_selector("#decide-table table")
             assert other.input_value("#f-clock") == "2.8 GHz"
         finally:
             browser.close()

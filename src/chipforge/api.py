@@ -159,13 +159,22 @@ def site(
 
 
 def build_or_buy(
-    scenario, *, samples: int | None = None, seed: int = 0, sobol: bool = True
+    scenario,
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    sobol: bool = True,
+    base: str | Path | None = None,
 ) -> dict:
     """Build or buy (`chipforge decide SCENARIO.toml`): the command's JSON dict, verdict first.
-    `scenario` is a TOML path or a dict of the same sections (docs/decide.md)."""
+    `scenario` is a TOML path or a dict of the same sections (docs/decide.md); a dict's relative
+    file paths (chip TOML, config.json) are taken from `base` (default: the working folder)."""
     from chipforge.decide import analyse, load_scenario, scenario_from_dict
 
-    sc = scenario_from_dict(scenario) if isinstance(scenario, dict) else load_scenario(scenario)
+    if isinstance(scenario, dict):
+        sc = scenario_from_dict(scenario, Path(base) if base is not None else None)
+    else:
+        sc = load_scenario(scenario)
     return analyse(sc, samples=samples, seed=seed, sobol=sobol)
 
 

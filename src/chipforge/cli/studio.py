@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,8 +21,12 @@ def studio(
         typer.Option("--host", help="address to listen on; anything but 127.0.0.1 warns"),
     ] = LOCAL,
     port: Annotated[int, typer.Option("--port", help="port; 0 picks a free one")] = 0,
+    scenario: Annotated[
+        Path | None,
+        typer.Option("--scenario", help="build-or-buy scenario TOML for the Decision page"),
+    ] = None,
 ) -> None:
-    """Start the studio (Chip, Run, Cluster, Silicon, Site pages) and print its URL."""
+    """Start the studio (Chip, Run, Cluster, Silicon, Site, Decision pages); print its URL."""
     try:
         from chipforge.studio.server import make_server
     except ImportError as e:
@@ -29,6 +34,11 @@ def studio(
             f"the studio needs the `studio` extra ({e.name} is missing): "
             "pip install 'chipforge[studio]'"
         ) from None
+    if scenario is not None:
+        from chipforge.decide import load_scenario
+
+        load_scenario(scenario)  # a bad file is one line now, not a page error later
+        scenario = scenario.resolve()
     if not 0 <= port <= 65535:
         raise ChipforgeError(f"`--port` must be 0..65535, not {port}")
     err = Console(stderr=True, soft_wrap=True)
@@ -40,7 +50,7 @@ def studio(
             markup=False,
         )
     try:
-        srv, url = make_server(host, port)
+        srv, url = make_server(host, port, scenario=scenario)
     except OSError as e:
         raise ChipforgeError(f"`--host`/`--port`: cannot listen on {host}:{port} ({e})") from None
     print(f"chipforge studio: {url}", flush=True)

@@ -15,6 +15,7 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from chipforge.errors import ChipforgeError
 from chipforge.report.charts import compare_charts, cost_charts
+from chipforge.report.decide import decide_charts
 from chipforge.report.plans import datacenter_charts, train_charts
 from chipforge.report.serving import serve_charts
 from chipforge.spec.loader import chip_from_dict, preset_names
@@ -22,7 +23,8 @@ from chipforge.spec.nodes import nodes
 from chipforge.studio import compute
 from chipforge.workload.config import model_names
 
-PAGES = ("chip", "run", "cluster", "silicon", "site")
+PAGES = ("chip", "run", "cluster", "silicon", "site", "decide")
+TITLES = {p: p.capitalize() for p in PAGES} | {"decide": "Decision"}
 CUSTOM_KEYS = ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab")
 CUSTOM_DEFAULT = {"layers": "32", "hidden": "4096", "heads": "32", "kv_heads": "8",
                   "ffn": "14336", "vocab": "128256"}  # fmt: skip
@@ -45,6 +47,7 @@ DEFAULTS = {
     "osl": "256",
     "node": "",
     "power": "100 MW",
+    "samples": "256",
     **{f"c-{k}": v for k, v in CUSTOM_DEFAULT.items()},
 }
 CONTROLS = tuple(k for k in DEFAULTS if k not in ("page", "chip", "vs"))
@@ -293,6 +296,37 @@ def _site_page(s: dict) -> html.Div:
     )
 
 
+def _decide_page(s: dict) -> html.Div:
+    return html.Div(
+        [
+            html.P(
+                "Build or buy, on the scenario the studio was started with (--scenario): "
+                "uncertain inputs sampled quasi-randomly, the verdict with its probability."
+            ),
+            dcc.Checklist(
+                [{"label": "build the chip from the Chip page", "value": "chip"}],
+                ["chip"],
+                id="decide-chip",
+            ),  # fmt: skip
+            html.Label("samples", htmlFor="samples"),
+            dcc.Dropdown(
+                [str(n) for n in compute.SAMPLES],
+                s["samples"],
+                id="samples",
+                clearable=False,
+                style={"width": "120px"},
+            ),  # fmt: skip
+            dcc.Checklist(
+                [{"label": "drivers (Sobol indices; seconds, not ms)", "value": "sobol"}],
+                [],
+                id="decide-sobol",
+            ),  # fmt: skip
+            *_outputs("decide"),
+        ],
+        id="page-decide",
+    )
+
+
 def layout(query: str = "") -> html.Div:
     s = initial_state(query)
     return html.Div(
@@ -302,12 +336,19 @@ def layout(query: str = "") -> html.Div:
             dcc.Tabs(
                 id="page",
                 value=s["page"],
-                children=[dcc.Tab(label=p.capitalize(), value=p, id=f"tab-{p}") for p in PAGES],
+                children=[dcc.Tab(label=TITLES[p], value=p, id=f"tab-{p}") for p in PAGES],
             ),  # fmt: skip
             dcc.Store(id="base", data=f"preset:{s['chip']}"),
             dcc.Store(id="chip", data=None),
             html.Div(
-                [_chip_page(s), _run_page(s), _cluster_page(s), _silicon_page(s), _site_page(s)],
+                [
+                    _chip_page(s),
+                    _run_page(s),
+                    _cluster_page(s),
+                    _silicon_page(s),
+                    _site_page(s),
+                    _decide_page(s),
+                ],
                 style={"padding": "8px"},
             ),
         ],
@@ -427,6 +468,14 @@ def site_update(chip, base, power):
     return _answer("site", chip, compute.site, datacenter_charts, base, power)
 
 
+def decide_update(scenario, chip, base, use_chip, samples, sobol):
+    """Build or buy on the start-up scenario (Decision page)."""
+    return _answer(
+        "decide", chip, compute.decide, decide_charts, base, scenario, "chip" in (use_chip or []),
+        samples, "sobol" in (sobol or []),
+    )  # fmt: skip
+
+
 def chip_download(_clicks, chip):
     if not chip:
         return no_update
@@ -462,7 +511,7 @@ def when_shown(page: str, fn, outputs: int):
     return update
 
 
-def register(app: Dash) -> None:
+def register(app: Dash, scenario=None) -> None:
     fields = [f"f-{f}" for f in compute.FIELD_IDS]
     custom = [Input(f"c-{k}", "value") for k in CUSTOM_KEYS]
     model = [Input("model", "value"), Input("config-key", "data")]
@@ -511,6 +560,12 @@ def register(app: Dash) -> None:
         Input("page", "value"), Input("chip", "data"), State("base", "data"),
         Input("power", "value"),
     )(when_shown("site", site_update, 3))  # fmt: skip
+    app.callback(
+        Output("decide-error", "children"), Output("decide-table", "children"),
+        Output("decide-charts", "children"),
+        Input("page", "value"), Input("chip", "data"), State("base", "data"),
+        Input("decide-chip", "value"), Input("samples", "value"), Input("decide-sobol", "value"),
+    )(when_shown("decide", lambda *a: decide_update(scenario, *a), 3))  # fmt: skip
     app.callback(
         Output("chip-download", "data"), Input("chip-download-btn", "n_clicks"),
         State("chip", "data"), prevent_initial_call=True,

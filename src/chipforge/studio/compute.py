@@ -409,20 +409,23 @@ def _total(v) -> float:
     return v["total"] if isinstance(v, dict) else v
 
 
-def site(spec, base: str, power: str) -> dict:
-    """`cf.site` takes a preset or a TOML path: the chip unchanged from a preset goes by name,
-    an edited one through a TOML written in our own folder."""
+def chip_ref(spec, base: str) -> str:
+    """A chip as the commands that take a name or a TOML path want it: the preset's name when
+    `spec` is that preset unchanged, else a TOML of it written in the studio's own folder."""
     kind, _, name = base.partition(":")
     if kind == "preset" and spec == cf.load_chip(name):
-        chip = name
-    else:
-        text = chip_toml(spec)
-        key = hashlib.sha256(text.encode()).hexdigest()[:32]
-        path = _upload_dir() / f"edited-{key}.toml"
-        if not path.exists():
-            path.write_text(text, encoding="utf-8")
-        chip = str(path)
-    data = cf.site(chip, power)
+        return name
+    text = chip_toml(spec)
+    key = hashlib.sha256(text.encode()).hexdigest()[:32]
+    path = _upload_dir() / f"edited-{key}.toml"
+    if not path.exists():
+        path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def site(spec, base: str, power: str) -> dict:
+    """A site of the chip at a facility power (`cf.site`)."""
+    data = cf.site(chip_ref(spec, base), power)
     rows = [
         ("chips", f"{data['chips']:,}"),
         ("racks", f"{data['racks']:,}"),
@@ -432,4 +435,37 @@ def site(spec, base: str, power: str) -> dict:
         ("TCO per chip-hour", f"{data['tco_usd_per_chip_hour']:,.2f} USD"),
         ("USD per useful PFLOP-hour", f"{data['usd_per_useful_pflop_hour']:,.3f}"),
     ]
+    return {"data": data, "rows": rows}
+
+
+SAMPLES = (256, 1024, 4096)
+
+
+def decide(spec, base: str, scenario: str | Path | None, use_chip: bool, samples, sobol: bool):
+    """Build or buy (`cf.build_or_buy`) on the scenario the studio was started with
+    (`--scenario`); with `use_chip`, the built chip is the Chip page's."""
+    if not scenario:
+        raise ChipforgeError(
+            "no scenario: start the studio with --scenario FILE.toml (examples/decide/ has some)"
+        )
+    if int(samples) not in SAMPLES:
+        raise ChipforgeError(f"`samples` must be one of {SAMPLES}, not {samples!r}")
+    from chipforge.userfile import load_toml
+
+    path = Path(scenario)
+    d = load_toml(path, what="scenario file")
+    if use_chip:
+        d.setdefault("build", {})["chip"] = chip_ref(spec, base)
+    data = cf.build_or_buy(d, samples=int(samples), sobol=bool(sobol), base=path.parent)
+    be = data.get("breakeven") or {}
+    rows = [
+        ("built chip", str((d.get("build") or {}).get("chip", "")).rsplit("/", 1)[-1]),
+        ("verdict", data["verdict"]),
+        ("saving", data["headline_saving"]),
+        ("break-even", data["headline_break_even"]),
+        ("P(building is cheaper)", f"{data['probability_build_cheaper']:.0%}"),
+        ("break-even within the horizon", f"{be.get('probability_within_horizon', 0):.0%}"),
+    ]
+    if data.get("headline_drivers"):
+        rows.append(("drivers", data["headline_drivers"]))
     return {"data": data, "rows": rows}
