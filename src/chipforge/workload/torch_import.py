@@ -117,6 +117,13 @@ def load_pt2(
         return from_exported(load_exported(path), name=path.name, dims=dims, **options)
     try:
         return to_graph(program, name=path.name, **options)
+    except WorkloadError as e:
+        if any(node.kind == "unsupported" for node in program.nodes):  # lowered by torch once
+            raise WorkloadError(
+                f"{e}; or, for a file you trust, --trust-pickle: torch.export.load and "
+                "run_decompositions() lower them (that unpickles the file)"
+            ) from None
+        raise
     except pt2_archive.MALFORMED as e:  # e.g. a matmul without its weight argument
         why = f"a malformed models/model.json ({pt2_archive._why(e)})"
         raise pt2_archive.unreadable(path.name, why) from None
