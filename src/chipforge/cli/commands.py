@@ -51,18 +51,20 @@ def presets(as_json: JsonOpt = False, out: OutOpt = None) -> None:
     chips = [load_chip(n) for n in preset_names()]
     models = [load_model(n) for n in model_names()]
     ct = Table(title="chips")
-    for col in ("name", "vendor", "year", "node", "bf16 TFLOP/s", "HBM GB", "HBM TB/s", "TDP W"):
-        ct.add_column(col)
+    for col in ("name", "vendor", "year", "node", "peak bf16", "memory", "bandwidth", "TDP"):
+        ct.add_column(
+            col, justify="right" if col in ("peak bf16", "memory", "bandwidth", "TDP") else "left"
+        )
     for c in chips:
         ct.add_row(
             c.name,
             c.vendor,
             str(c.year),
             c.node,
-            tb.tflops(c.peak_flops("bf16")),
-            f"{c.hbm.capacity / 1e9:.0f}",
-            f"{c.hbm.bandwidth / 1e12:.2f}",
-            f"{c.tdp:.0f}",
+            human("peak_flops_per_s", c.peak_flops("bf16")),
+            human("capacity_bytes", c.hbm.capacity) + f" {c.hbm.name}",
+            human("bandwidth_bytes_per_s", c.hbm.bandwidth),
+            human("tdp_w", c.tdp),
         )
     mt = Table(title="models (a bare name means prefill of one sequence at the model's seq)")
     for col in ("name", "params (B)", "active (B)", "layers", "hidden", "heads/kv", "experts"):
