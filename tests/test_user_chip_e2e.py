@@ -88,7 +88,7 @@ def files(tmp_path_factory):
     (d / "orca-3b" / "config.json").write_text(json.dumps(MODEL))
     (d / "rack.toml").write_text(RACK)
     (d / "space.toml").write_text(
-        f'[base]\nchip = "{d / "aurora-x.toml"}"\n'
+        '[base]\nchip = "aurora-x.toml"\n'  # beside the space file, as a user keeps them
         '[params]\nclock = { min = "1.2 GHz", max = "2.0 GHz", steps = 5 }\n'
         '"matrix.count" = [4, 6, 8, 12]\n'
         f'[[workloads]]\nspec = "{d / "orca-3b"},phase=decode,batch=16,context=2048"\n'

@@ -346,4 +346,16 @@ def load_space(path: str | Path, *, trust_pickle: bool = False) -> Space:
     if missing:
         raise SpaceError(f"space file {str(path)[:80]!r} does not exist")
     data = load_toml(p, what="space file", error=SpaceError)
+    _beside(data, p.parent)
     return space_from_dict(data, str(path), trust_pickle=trust_pickle)
+
+
+def _beside(data: dict, folder: Path) -> None:
+    """A relative chip or rack TOML path in a space file names a file beside the space file
+    when there is none relative to the working directory (as a user keeps them together)."""
+    for table, key in (("base", "chip"), ("site", "rack")):
+        value = data.get(table, {}).get(key) if isinstance(data.get(table), dict) else None
+        if not isinstance(value, str) or not value.endswith(".toml") or Path(value).is_absolute():
+            continue
+        if not Path(value).is_file() and (folder / value).is_file():
+            data[table][key] = str(folder / value)
