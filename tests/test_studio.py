@@ -17,6 +17,8 @@ import pytest
 
 pytest.importorskip("dash", reason="the studio needs the `studio` extra (pip install dash)")
 
+from dash import no_update  # noqa: E402
+
 import chipforge as cf  # noqa: E402
 from chipforge.errors import ChipforgeError  # noqa: E402
 from chipforge.studio import app as pages  # noqa: E402
@@ -139,14 +141,16 @@ def test_uploads_are_checked_by_the_safe_loaders():
     key, msg = pages.config_upload(big)
     assert key is None and "capped" in texts(msg)[0]
     toml = compute.chip_toml(cf.load_chip("tpu-v7")).replace('name = "tpu-v7"', 'name = "mine"')
-    base, msg, *values = pages.chip_source(
-        None, data_url(toml.encode(), "text/plain"), "chip-upload"
-    )
+    upload = data_url(toml.encode(), "text/plain")
+    base, msg, page, *values = pages.chip_source(None, upload, None, "chip-upload")
+    assert page is no_update
     assert base.startswith("upload:") and msg == "loaded mine"
     spec = cf.load_chip("tpu-v7").model_copy(update={"name": "mine"})
     assert compute.build_chip(base, dict(zip(compute.FIELD_IDS, values, strict=True)))[0] == spec
     bad = toml.replace("cores = ", "cores = -")
-    base, msg, *_ = pages.chip_source(None, data_url(bad.encode(), "text/plain"), "chip-upload")
+    base, msg, *_ = pages.chip_source(
+        None, data_url(bad.encode(), "text/plain"), None, "chip-upload"
+    )
     assert "`cores`" in msg
     with pytest.raises(ChipforgeError):
         compute.base_chip("preset:/etc/passwd")  # a path is never a preset
@@ -201,6 +205,42 @@ def test_decision_page_equals_build_or_buy():
     assert "--scenario" in err
     err, *_ = pages.decide_update(SCENARIO, chip, BASE, ["chip"], "7", [])
     assert "`samples`" in err
+
+
+SPACE = """
+[base]
+chip = "forge-n3"
+[params]
+clock = ["1.0 GHz", "2.0 GHz"]
+cores = [2, 4]
+[[workloads]]
+spec = "llm:llama3-8b,phase=decode,batch=8"
+weight = 1
+[objectives]
+tokens_per_s = "max"
+unit_cost_usd = "min"
+"""
+
+
+def test_sweep_page_shows_the_front_and_a_click_opens_the_point_s_chip(tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    cf.sweep(space, tmp_path / "store", workers=1)
+    sweep = (space, tmp_path / "store")
+    err, fig, table = pages.sweep_update(sweep)
+    front = [t for t in fig["data"] if t["name"] == "Pareto front"][0]
+    assert err == "" and len(front["x"]) >= 2
+    # the point with the most tokens/s: 2 GHz, 4 cores (the base forge-n3 at 2 GHz)
+    i = max(range(len(front["x"])), key=lambda j: front["x"][j])
+    click = {"points": [{"x": front["x"][i], "y": front["y"][i]}]}
+    base, msg, page, *values = pages.chip_source(None, None, click, "sweep-pareto", sweep)
+    assert page == "chip" and base.startswith("upload:")
+    spec = compute.build_chip(base, dict(zip(compute.FIELD_IDS, values, strict=True)))[0]
+    assert spec == cf.load_chip("forge-n3").model_copy(update={"clock": 2e9, "cores": 4})
+    want = cf.evaluate(spec, "llama3-8b,phase=decode,batch=8").to_dict()["tokens_per_s"]
+    assert front["x"][i] == pytest.approx(want, rel=1e-9)
+    err, *_ = pages.sweep_update((None, None))
+    assert "--space" in err
 
 
 def test_the_url_keeps_the_state():
@@ -264,7 +304,7 @@ def test_another_host_must_be_asked_for_and_warns(monkeypatch):
 
     seen = {}
 
-    def fake(host, port, scenario=None):
+    def fake(host, port, scenario=None, sweep=None):
         seen["host"] = host
         return Fake(), f"http://{host}:1/t/"
 

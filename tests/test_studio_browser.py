@@ -34,12 +34,18 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def studio():
+def studio(tmp_path_factory):
     pytest.importorskip("dash", reason="the studio needs the `studio` extra")
+    from test_studio import SPACE
+
+    import chipforge as cf
     from chipforge.studio.server import make_server
 
     scenario = Path(__file__).resolve().parent.parent / "examples/decide/forge_vs_gb200.toml"
-    srv, url = make_server(scenario=scenario)
+    folder = tmp_path_factory.mktemp("sweep")
+    (folder / "space.toml").write_text(SPACE)
+    cf.sweep(folder / "space.toml", folder / "store", workers=1)
+    srv, url = make_server(scenario=scenario, sweep=(folder / "space.toml", folder / "store"))
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield url
@@ -137,6 +143,19 @@ def test_the_studio_in_chromium(studio, tmp_path):
             other.goto(shared)
             other.wait_for_selector("#decide-table table")
             assert other.input_value("#f-clock") == "2.8 GHz"
+
+            # Sweep: the Pareto front; a click on a point opens its chip on the Chip page
+            page.click("#tab-sweep")
+            point = page.locator("#sweep-pareto .scatterlayer .trace").last.locator("path.point")
+            point.first.wait_for()
+            box = point.first.bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.wait_for_function(
+                "document.querySelector('#chip-upload-msg').innerText.includes('sweep')"
+            )
+            page.wait_for_selector("#page-chip", state="visible")
+            assert page.input_value("#f-clock") in ("1 GHz", "2 GHz")
+            page.screenshot(path=ARTIFACTS / "sweep-opened.png")
         finally:
             browser.close()
     assert errors == []

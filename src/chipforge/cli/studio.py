@@ -25,8 +25,15 @@ def studio(
         Path | None,
         typer.Option("--scenario", help="build-or-buy scenario TOML for the Decision page"),
     ] = None,
+    space: Annotated[
+        Path | None, typer.Option("--space", help="sweep space TOML for the Sweep page")
+    ] = None,
+    store: Annotated[
+        Path | None, typer.Option("--store", help="result folder of that sweep")
+    ] = None,
 ) -> None:
-    """Start the studio (Chip, Run, Cluster, Silicon, Site, Decision pages); print its URL."""
+    """Start the studio (Chip, Run, Cluster, Silicon, Site, Decision, Sweep pages); print its
+    URL."""
     try:
         from chipforge.studio.server import make_server
     except ImportError as e:
@@ -39,6 +46,14 @@ def studio(
 
         load_scenario(scenario)  # a bad file is one line now, not a page error later
         scenario = scenario.resolve()
+    if (space is None) != (store is None):
+        raise ChipforgeError("`--space` and `--store` go together: the sweep's space and results")
+    if space is not None:
+        from chipforge.explore import Store, load_space
+
+        load_space(space)
+        Store(store).read()  # a missing or empty store is one line now
+        space, store = space.resolve(), store.resolve()
     if not 0 <= port <= 65535:
         raise ChipforgeError(f"`--port` must be 0..65535, not {port}")
     err = Console(stderr=True, soft_wrap=True)
@@ -50,7 +65,7 @@ def studio(
             markup=False,
         )
     try:
-        srv, url = make_server(host, port, scenario=scenario)
+        srv, url = make_server(host, port, scenario=scenario, sweep=(space, store))
     except OSError as e:
         raise ChipforgeError(f"`--host`/`--port`: cannot listen on {host}:{port} ({e})") from None
     print(f"chipforge studio: {url}", flush=True)

@@ -16,14 +16,14 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from chipforge.errors import ChipforgeError
 from chipforge.report.charts import compare_charts, cost_charts
 from chipforge.report.decide import decide_charts
-from chipforge.report.plans import datacenter_charts, train_charts
+from chipforge.report.plans import datacenter_charts, sweep_charts, train_charts
 from chipforge.report.serving import serve_charts
 from chipforge.spec.loader import chip_from_dict, preset_names
 from chipforge.spec.nodes import nodes
 from chipforge.studio import compute
 from chipforge.workload.config import model_names
 
-PAGES = ("chip", "run", "cluster", "silicon", "site", "decide")
+PAGES = ("chip", "run", "cluster", "silicon", "site", "decide", "sweep")
 TITLES = {p: p.capitalize() for p in PAGES} | {"decide": "Decision"}
 CUSTOM_KEYS = ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab")
 CUSTOM_DEFAULT = {"layers": "32", "hidden": "4096", "heads": "32", "kv_heads": "8",
@@ -327,6 +327,25 @@ def _decide_page(s: dict) -> html.Div:
     )
 
 
+def _sweep_page(s: dict) -> html.Div:
+    return html.Div(
+        [
+            html.P(
+                "The sweep the studio was started with (--space, --store): its Pareto front. "
+                "Click a point to open its chip on the Chip page."
+            ),
+            html.Div(id="sweep-error", style=ERR),
+            dcc.Loading(
+                [
+                    dcc.Graph(id="sweep-pareto", figure={"data": [], "layout": {}}),
+                    html.Div(id="sweep-table"),
+                ]
+            ),
+        ],
+        id="page-sweep",
+    )
+
+
 def layout(query: str = "") -> html.Div:
     s = initial_state(query)
     return html.Div(
@@ -348,6 +367,7 @@ def layout(query: str = "") -> html.Div:
                     _silicon_page(s),
                     _site_page(s),
                     _decide_page(s),
+                    _sweep_page(s),
                 ],
                 style={"padding": "8px"},
             ),
@@ -359,23 +379,29 @@ def layout(query: str = "") -> html.Div:
 # ---- callbacks (plain functions; `register` wires them) -------------------------------------
 
 
-def chip_source(preset, contents, trigger: str | None = None):
-    """A preset picked or a chip TOML uploaded (`trigger`: which; in a request, the input that
-    fired): the form's base and every field's value."""
+def chip_source(preset, contents, click=None, trigger=None, sweep=(None, None)):
+    """A preset picked, a chip TOML uploaded or a sweep point clicked (`trigger`: which; in a
+    request, the input that fired): the form's base, a message, the page to show and every
+    field's value."""
     trigger = trigger or ctx.triggered_id
-    if trigger == "chip-upload" and contents:
-        try:
-            key = compute.save_upload(contents, "chip")
-            base = f"upload:{key}"
+    page = no_update
+    try:
+        if trigger == "chip-upload" and contents:
+            base = f"upload:{compute.save_upload(contents, 'chip')}"
             spec = compute.base_chip(base)
-        except ChipforgeError as e:
-            return (no_update, str(e), *([no_update] * len(compute.FIELDS)))
-        msg = f"loaded {spec.name}"
-    else:
-        base, msg = f"preset:{preset}", ""
-        spec = compute.base_chip(base)
+            msg = f"loaded {spec.name}"
+        elif trigger == "sweep-pareto" and click:
+            point = click["points"][0]
+            spec = compute.sweep_point(*sweep, point["x"], point["y"])
+            base = f"upload:{compute.keep(compute.chip_toml(spec).encode(), 'chip')}"
+            msg, page = "opened from the sweep", "chip"
+        else:
+            base, msg = f"preset:{preset}", ""
+            spec = compute.base_chip(base)
+    except ChipforgeError as e:
+        return (no_update, str(e), no_update, *([no_update] * len(compute.FIELDS)))
     values = compute.form_values(spec)
-    return (base, msg, *[values[f] for f in compute.FIELD_IDS])
+    return (base, msg, page, *[values[f] for f in compute.FIELD_IDS])
 
 
 def chip_update(base, *values):
@@ -476,6 +502,17 @@ def decide_update(scenario, chip, base, use_chip, samples, sobol):
     )  # fmt: skip
 
 
+def sweep_update(sweep):
+    """The start-up sweep's Pareto front (Sweep page): error, figure, table."""
+    try:
+        out = compute.sweep_front(*sweep)
+    except ChipforgeError as e:
+        return str(e), {"data": [], "layout": {}}, html.Div()
+    charts = sweep_charts(out["data"])
+    fig = {"data": charts[0]["data"], "layout": charts[0]["layout"]} if charts else {}
+    return "", fig, _table(out["rows"], out["head"])
+
+
 def chip_download(_clicks, chip):
     if not chip:
         return no_update
@@ -511,15 +548,20 @@ def when_shown(page: str, fn, outputs: int):
     return update
 
 
-def register(app: Dash, scenario=None) -> None:
+def register(app: Dash, scenario=None, sweep=(None, None)) -> None:
     fields = [f"f-{f}" for f in compute.FIELD_IDS]
     custom = [Input(f"c-{k}", "value") for k in CUSTOM_KEYS]
     model = [Input("model", "value"), Input("config-key", "data")]
     app.callback(
-        Output("base", "data"), Output("chip-upload-msg", "children"),
+        Output("base", "data"), Output("chip-upload-msg", "children"), Output("page", "value"),
         *[Output(f, "value") for f in fields],
-        Input("preset", "value"), Input("chip-upload", "contents"), prevent_initial_call=True,
-    )(lambda preset, contents: chip_source(preset, contents))  # fmt: skip
+        Input("preset", "value"), Input("chip-upload", "contents"),
+        Input("sweep-pareto", "clickData"), prevent_initial_call=True,
+    )(lambda preset, upload, click: chip_source(preset, upload, click, sweep=sweep))  # fmt: skip
+    app.callback(
+        Output("sweep-error", "children"), Output("sweep-pareto", "figure"),
+        Output("sweep-table", "children"), Input("page", "value"),
+    )(when_shown("sweep", lambda: sweep_update(sweep), 3))  # fmt: skip
     app.callback(
         Output("chip", "data"), Output("chip-error", "children"),
         Output("chip-figures", "children"),

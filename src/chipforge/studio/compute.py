@@ -98,6 +98,11 @@ def save_upload(contents: str, kind: str) -> str:
         data = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         raise ChipforgeError(f"the uploaded {kind} file is not valid base64 data") from None
+    return keep(data, kind)
+
+
+def keep(data: bytes, kind: str) -> str:
+    """`data` kept as a `kind` file in the studio's folder, under its digest: its key."""
     key = hashlib.sha256(data).hexdigest()[:32]
     if key not in _UPLOADS:
         folder = _upload_dir() / f"{kind}-{key}"
@@ -459,7 +464,7 @@ def decide(spec, base: str, scenario: str | Path | None, use_chip: bool, samples
     data = cf.build_or_buy(d, samples=int(samples), sobol=bool(sobol), base=path.parent)
     be = data.get("breakeven") or {}
     rows = [
-        ("built chip", str((d.get("build") or {}).get("chip", "")).rsplit("/", 1)[-1]),
+        ("built chip", spec.name if use_chip else str((d.get("build") or {}).get("chip", ""))),
         ("verdict", data["verdict"]),
         ("saving", data["headline_saving"]),
         ("break-even", data["headline_break_even"]),
@@ -469,3 +474,61 @@ def decide(spec, base: str, scenario: str | Path | None, use_chip: bool, samples
     if data.get("headline_drivers"):
         rows.append(("drivers", data["headline_drivers"]))
     return {"data": data, "rows": rows}
+
+
+# ---- sweep: a result store named on the command line --------------------------------------
+
+
+def sweep_front(space: str | Path | None, store: str | Path | None) -> dict:
+    """The store's points ranked by Pareto front (`chipforge sweep show`'s data): objectives,
+    counts and rows (front first)."""
+    if not space or not store:
+        raise ChipforgeError(
+            "no sweep: start the studio with --space SPACE.toml --store DIR (a finished "
+            "`chipforge sweep`)"
+        )
+    from chipforge.explore import Store, pareto
+
+    st = Store(store)
+    df = st.read()
+    objectives = st.meta().get("objectives") or {}
+    ranked = pareto(df, objectives).sort_values("pareto", ascending=False, kind="stable")
+    rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+        for r in ranked.to_dict("records")
+    ]
+    counts = {str(k): int(v) for k, v in df["status"].value_counts().items()}
+    data = {"objectives": objectives, "counts": counts, "rows": rows}
+    params = [c for c in df.columns if c.startswith("p.")]
+    table = [
+        [r["id"][:8], "yes" if r.get("pareto") else "", *[r.get(c) for c in params],
+         *[_short(r.get(o)) for o in objectives]]
+        for r in rows if r.get("pareto")
+    ][:30]  # fmt: skip
+    head = ["id", "front", *[c.removeprefix("p.") for c in params], *objectives]
+    return {"data": data, "rows": table, "head": head}
+
+
+def _short(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def sweep_point(space: str | Path, store: str | Path, x: float, y: float):
+    """The chip of the store's point at objective values (x, y) (a click on the Pareto chart):
+    the space's base chip with the point's parameters, checked by the spec models."""
+    from chipforge.explore import load_space
+    from chipforge.explore.evaluate import apply
+
+    data = sweep_front(space, store)["data"]
+    xk, yk = list(data["objectives"])[:2]
+
+    def close(a, b) -> bool:
+        return isinstance(a, (int, float)) and abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1e-300)
+
+    row = next((r for r in data["rows"] if close(r.get(xk), x) and close(r.get(yk), y)), None)
+    if row is None:
+        raise ChipforgeError("that point is not in the store; reload the Sweep page")
+    sp = load_space(space)
+    params = {k.removeprefix("p."): v for k, v in row.items() if k.startswith("p.")}
+    dump = apply(sp.base_dump("json"), params)
+    return chip_from_dict(dump, f"sweep point {row['id']}")

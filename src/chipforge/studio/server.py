@@ -19,8 +19,9 @@ def new_token() -> str:
     return secrets.token_urlsafe(18)
 
 
-def make_app(token: str, scenario=None):
-    """The Dash app, every route under `/<token>/`; `scenario`: the Decision page's TOML."""
+def make_app(token: str, scenario=None, sweep=(None, None)):
+    """The Dash app, every route under `/<token>/`; `scenario`: the Decision page's TOML;
+    `sweep`: the Sweep page's (space TOML, store folder)."""
     from dash import Dash
     from flask import abort, request
 
@@ -33,7 +34,7 @@ def make_app(token: str, scenario=None):
         update_title=None,
     )
     app.layout = lambda: pages.layout(pages.referrer_query())
-    pages.register(app, scenario)
+    pages.register(app, scenario, sweep)
     server = app.server
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
 
@@ -47,7 +48,13 @@ def make_app(token: str, scenario=None):
     return app
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, token: str | None = None, scenario=None):
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    scenario=None,
+    sweep=(None, None),
+):
     """(werkzeug server, URL): bound now (port 0: a free one), not yet serving."""
     import logging
 
@@ -56,7 +63,7 @@ def make_server(host: str = "127.0.0.1", port: int = 0, token: str | None = None
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
 
     token = token or new_token()
-    app = make_app(token, scenario)
+    app = make_app(token, scenario, sweep)
     srv = _make(host, port, app.server, threaded=True)
     shown = f"[{host}]" if ":" in host else host
     return srv, f"http://{shown}:{srv.server_port}/{token}/"
