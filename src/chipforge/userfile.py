@@ -70,12 +70,16 @@ def _check_depth(text: str, p: Path, what: str, error: type[ChipforgeError]) -> 
 
 
 def load_toml(
-    path: str | Path, *, what: str, error: type[ChipforgeError] = ChipforgeError
+    path: str | Path,
+    *,
+    what: str,
+    error: type[ChipforgeError] = ChipforgeError,
+    limit: int = MAX_TEXT_BYTES,
 ) -> dict[str, Any]:
     """The TOML document of a user file (`read_text`'s checks, then parse errors and nesting
     deeper than MAX_DEPTH as one-line `error`s)."""
     p = Path(path)
-    text = read_text(p, what=what, error=error)
+    text = read_text(p, what=what, error=error, limit=limit)
     _check_depth(text, p, what, error)
     try:
         return tomllib.loads(text)

@@ -134,14 +134,16 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
             sobol: bool = True, sobol_base: int = SOBOL_BASE) -> dict:  # fmt: skip
     """The whole answer: verdict, saving, break-even, delivered compute, cash flows, NPV,
     Sobol drivers, the nominal point and the assumptions with their sources."""
+    n = sc.samples if samples is None else samples
+    if not isinstance(seed, int) or seed < 0:
+        raise ChipforgeError(f"`--seed` must be a whole number >= 0, not {seed}")
+    if not 64 <= n <= MAX_SAMPLES:
+        raise ChipforgeError(f"`--samples` must be 64 to {MAX_SAMPLES:,}, not {n}")
     gpu = chip_type(sc, sc.buy, built=False)
     if sc.buy_next is not None:
         gpu = [gpu, chip_type(sc, sc.buy_next, built=False)]
     own = chip_type(sc, sc.build, built=True)
     sc = market_prices(sc, gpu if isinstance(gpu, list) else [gpu])
-    n = samples or sc.samples
-    if not 64 <= n <= MAX_SAMPLES:
-        raise ChipforgeError(f"`--samples` must be 64 to {MAX_SAMPLES:,}, not {n}")
     u = unit_samples(len(sc.names()), n, seed)
     r = run(sc, gpu, own, _x(sc, u))
     frac, usd = saving(r)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from chipforge import userfile
 from chipforge.errors import ChipforgeError
 
 MAX_SCENARIO_BYTES = 1 << 20
@@ -397,6 +397,9 @@ class Scenario:
 
     def with_power(self, *, grid_w: float | None = None, it_w: float | None = None) -> Scenario:
         """Every site at utility capacity `grid_w`, or at provisioned IT `it_w`."""
+        for flag, w in (("--grid", grid_w), ("--it-power", it_w)):
+            if w is not None and not 0 < w < math.inf:
+                raise ChipforgeError(f"`{flag}` must be a finite power > 0, not {w:g} W")
         if grid_w is not None:
             return replace(self, sites=tuple(replace(s, grid_w=grid_w, it_w=None)
                                              for s in self.sites))  # fmt: skip
@@ -438,6 +441,10 @@ def _param(raw, default: Param, where: str) -> Param:
         if unknown:
             raise ChipforgeError(f"`{where}` has unknown keys {sorted(unknown)}; use value, "
                                  "low, high, source")  # fmt: skip
+        for key in ("value", "low", "high"):
+            v = raw.get(key, 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ChipforgeError(f"`{where}.{key}` must be a number, not {v!r}")
         value = float(raw.get("value", default.value))
         p = Param(
             value,
@@ -473,7 +480,7 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     if unknown:
         raise ChipforgeError(f"scenario has unknown sections {sorted(unknown)}; use "
                              f"{', '.join(sorted(known))}")  # fmt: skip
-    head = d.get("scenario", {})
+    head = _table(d, "scenario")
     start = str(head.get("start", "2026Q1"))
     end = str(head.get("end", "2030Q4"))
     _quarter(start, "scenario.start")
@@ -481,7 +488,7 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     if not 1 <= quarters <= MAX_QUARTERS:
         raise ChipforgeError(f"`scenario.end` must be 1 to {MAX_QUARTERS} quarters after the "
                              f"start, not {quarters}")  # fmt: skip
-    samples = int(head.get("samples", 16384))
+    samples = _int(head.get("samples", 16384), "scenario.samples")
     if not 64 <= samples <= MAX_SAMPLES:
         raise ChipforgeError(f"`scenario.samples` must be 64 to {MAX_SAMPLES:,}, not {samples}")
 
@@ -498,7 +505,7 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
             return str((base / bare).resolve()) + sep + rest
         return str(model)
 
-    build_raw, buy_raw = d.get("build", {}), d.get("buy", {})
+    build_raw, buy_raw = _table(d, "build"), _table(d, "buy")
     build = _option(build_raw, "build", "forge-n3")
     buy = _option(buy_raw, "buy", "gb200")
     build, buy = replace(build, chip=rel(build.chip)), replace(buy, chip=rel(buy.chip))
@@ -506,8 +513,8 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
                                   "build.design_start")  # fmt: skip
 
     params: dict[str, dict[str, Param]] = {}
-    sections = {"build": build_raw, "buy": buy_raw, "site": d.get("site", {}),
-                "workload": d.get("workload", {}), "finance": d.get("finance", {})}  # fmt: skip
+    sections = {"build": build_raw, "buy": buy_raw, "site": _table(d, "site"),
+                "workload": _table(d, "workload"), "finance": _table(d, "finance")}  # fmt: skip
     fixed = {"build": {"chip", "rack", "design_start", "fallback"},
              "buy": {"chip", "rack", "next_chip", "next_rack", "next_from", "mode"},
              "workload": {"train", "serve"}, "site": set(), "finance": set()}  # fmt: skip
@@ -528,7 +535,7 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
                      for n, p in defaults.items()}  # fmt: skip
 
     sites = []
-    for i, s in enumerate(d.get("sites", [])):
+    for i, s in enumerate(_tables(d, "sites", "sites")):
         w = f"sites[{i}]"
         if not isinstance(s, dict) or "online" not in s or ("grid" in s) == ("it_power" in s):
             raise ChipforgeError(
@@ -550,13 +557,14 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
         Train(rel_model(t["model"]), _count(t["tokens"], "workload.train.tokens"),
               months_between(start, str(t.get("start", start)), "workload.train.start"),
               months_between(start, str(t.get("end", end)), "workload.train.end") + 3)
-        for t in wl.get("train", [])
+        for t in _tables(wl, "train", "workload.train", need=("model", "tokens"))
     )  # fmt: skip
     serve = tuple(
         Serve(rel_model(t["model"]), _count(t["tokens_per_day"], "workload.serve.tokens_per_day"),
               months_between(start, str(t.get("start", start)), "workload.serve.start"),
-              int(t.get("isl", 1024)), int(t.get("osl", 1024)), str(t.get("dtype", "bf16")))
-        for t in wl.get("serve", [])
+              _int(t.get("isl", 1024), "workload.serve.isl"),
+              _int(t.get("osl", 1024), "workload.serve.osl"), _dtype(t.get("dtype", "bf16")))
+        for t in _tables(wl, "serve", "workload.serve", need=("model", "tokens_per_day"))
     )  # fmt: skip
     if not train and not serve:
         raise ChipforgeError("the scenario needs a workload: [[workload.train]] or "
@@ -582,11 +590,50 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
                     nxt_from, mode == "rent", fallback == "rent")  # fmt: skip
 
 
+def _table(d: dict, key: str) -> dict:
+    """Section `key` of `d`, which must be a TOML table when present."""
+    raw = d.get(key, {})
+    if not isinstance(raw, dict):
+        raise ChipforgeError(f"`{key}` must be a table ([{key}]), not {type(raw).__name__}")
+    return raw
+
+
+def _tables(d: dict, key: str, where: str, need: tuple[str, ...] = ()) -> list[dict]:
+    """`[[key]]` entries of `d`: a list of tables, each with the keys in `need`."""
+    raw = d.get(key, [])
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ChipforgeError(f"`{where}` must be a list of tables ([[{where}]])")
+    for i, t in enumerate(raw):
+        missing = [k for k in need if k not in t]
+        if missing:
+            raise ChipforgeError(f"`{where}[{i}]` needs {', '.join(missing)}")
+    return raw
+
+
+def _dtype(v) -> str:
+    from chipforge.dtypes import DTYPES
+
+    if v not in DTYPES:
+        raise ChipforgeError(
+            f"`workload.serve.dtype` must be one of {', '.join(DTYPES)}, not {v!r}"
+        )
+    return v
+
+
+def _int(v, where: str) -> int:
+    """A positive whole number from the scenario (2.7 or true is an error, not 2 or 1)."""
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ChipforgeError(f"`{where}` must be a positive integer, not {v!r}")
+    return v
+
+
 def _watts(v, where: str) -> float:
     from chipforge.units import parse_quantity
 
+    if isinstance(v, bool):
+        raise ChipforgeError(f"`{where}` must be a power such as '1GW', not {v!r}")
     w = float(v) if isinstance(v, (int, float)) else parse_quantity(str(v), "power", field=where)
-    if not w > 0:
+    if not 0 < w < math.inf:
         raise ChipforgeError(f"`{where}` must be > 0, not {v}")
     return w
 
@@ -594,8 +641,10 @@ def _watts(v, where: str) -> float:
 def _count(v, where: str) -> float:
     from chipforge.units import parse_count
 
+    if isinstance(v, bool):
+        raise ChipforgeError(f"`{where}` must be a count such as '15T', not {v!r}")
     n = float(v) if isinstance(v, (int, float)) else parse_count(str(v), where)
-    if not n > 0:
+    if not 0 < n < math.inf:
         raise ChipforgeError(f"`{where}` must be > 0, not {v}")
     return n
 
@@ -603,12 +652,5 @@ def _count(v, where: str) -> float:
 def load_scenario(path: str | Path) -> Scenario:
     """Read a scenario TOML (size-checked before reading)."""
     p = Path(path)
-    if not p.is_file():
-        raise ChipforgeError(f"scenario file {str(path)!r} does not exist")
-    if p.stat().st_size > MAX_SCENARIO_BYTES:
-        raise ChipforgeError(f"scenario file {str(path)!r} is over 1 MiB; is it a scenario?")
-    try:
-        d = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ChipforgeError(f"scenario file {str(path)!r} is not valid TOML: {e}") from None
+    d = userfile.load_toml(p, what="scenario file", limit=MAX_SCENARIO_BYTES)
     return scenario_from_dict(d, p.parent)

@@ -1,0 +1,123 @@
+"""More hostile input, found by attacking the command line past the cases of test_hostile*.py:
+every case is one line on stderr naming the field, exit 2, never a traceback (exit 3).
+
+Cheap: in process through `chipforge.cli.main` (the real entry point and its guard), or the
+parser alone where the case is about parsing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from chipforge.cli import main
+from chipforge.errors import ChipforgeError
+
+REPO = Path(__file__).resolve().parents[1]
+RENT = (REPO / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """`chipforge ARGS` in this process, through the entry point's guard: (exit, out, err)."""
+    with CliRunner().isolation() as (out, err, _):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def assert_user_error(code: int, err: str, *words: str) -> None:
+    """Exit 2, at most 3 lines on stderr, no traceback, and the message names `words`."""
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert 1 <= len(lines) <= 3 and "Traceback" not in err, err
+    assert "internal error" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+
+
+# decide: the scenario TOML and the flags
+
+
+def _scenario(tmp: Path, text: str | bytes, name: str = "s.toml") -> str:
+    path = tmp / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("x = " + "[" * 100_000 + "]" * 100_000 + "\n", ["64 deep"]),  # was a RecursionError
+        (RENT.encode("utf-16"), ["UTF-8"]),
+        (
+            RENT.replace("value = 0.3, low = 0.1", 'value = "x", low = 0.1'),
+            ["build.respin_probability.value", "number"],
+        ),  # was a ValueError from float('x')
+        (RENT.replace("samples = 16384", "samples = 2.7"), ["scenario.samples"]),  # was 2
+        (RENT.replace("samples = 16384", "samples = true"), ["scenario.samples"]),  # was 1
+        (
+            RENT.replace('tokens_per_day = "15T"', 'tokens_per_day = "15T"\ndtype = "int3"'),
+            ["workload.serve.dtype", "bf16"],
+        ),  # was a KeyError
+        (
+            RENT.replace('tokens_per_day = "15T"', 'tokens_per_day = "15T"\nisl = "abc"'),
+            ["workload.serve.isl"],
+        ),  # was a ValueError
+        (RENT.replace('tokens = "150T"', "tokens = inf", 1), ["workload.train.tokens"]),
+        (RENT.replace('grid = "1GW"', "grid = inf", 1), ["sites[0].grid"]),
+        (RENT.replace('grid = "1GW"', "grid = true", 1), ["sites[0].grid"]),
+        (RENT.replace('model = "llama3-405b"\n', "", 1), ["workload.train[0]", "model"]),
+    ],
+)
+def test_decide_scenario_files(tmp_path, text, words):
+    assert_user_error(*cli("decide", _scenario(tmp_path, text), "--json")[::2], *words)
+
+
+def test_decide_scenario_not_a_file(tmp_path):
+    assert_user_error(*cli("decide", str(tmp_path), "--json")[::2], "not a regular file")
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.update(scenario=3),
+        lambda d: d.update(build=3),
+        lambda d: d.update(sites=3),
+        lambda d: d.update(sites=[1]),
+        lambda d: d["workload"].update(train=[1]),
+        lambda d: d["workload"].update(serve="x"),
+        lambda d: d["workload"]["serve"][0].update(osl=-5),
+    ],
+)
+def test_decide_scenario_shapes(mutate):
+    """Sections of the wrong TOML shape (an AttributeError or TypeError before)."""
+    import tomllib
+
+    from chipforge.decide.inputs import scenario_from_dict
+
+    d = tomllib.loads(RENT)
+    mutate(d)
+    with pytest.raises(ChipforgeError):
+        scenario_from_dict(d)
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (("--grid", "-1GW"), ["--grid"]),  # was run with a negative site
+        (("--it-power", "0W"), ["--it-power"]),
+        (("--it-power", "-0W"), ["--it-power"]),
+        (("--seed", "-1"), ["--seed"]),  # was a ValueError from scipy
+        (("--samples", "0"), ["--samples"]),  # was the file's samples
+    ],
+)
+def test_decide_flags(tmp_path, flags, words):
+    path = _scenario(tmp_path, RENT.replace("samples = 16384", "samples = 64"))
+    assert_user_error(*cli("decide", path, "--json", *flags)[::2], *words)
