@@ -113,6 +113,19 @@ def test_run_page_equals_evaluate_and_moves_with_the_clock():
     assert speeds[1] > speeds[0] * 1.3  # prefill is compute-bound: a faster clock shows
 
 
+def test_cycle_button_runs_one_layer_on_the_cycle_engine():
+    chip = pages.chip_update(BASE, *form())[0]
+    table, trace = pages.cycle_run(1, chip, "custom", None, "decode", "4", "512", "256",
+                                   "2", "256", "4", "2", "1024", "1000")  # fmt: skip
+    wl = "llm:custom,name=custom,layers=1,hidden=256,heads=4,kv_heads=2,ffn=1024,vocab=1000,"
+    want = cf.evaluate("forge-n3", wl + "phase=decode,batch=4,context=256", engine="cycle")
+    assert fmt(want.time_s, "time") in texts(table)
+    names = {e["name"] for e in trace["traceEvents"] if e.get("ph") == "X"}
+    assert {op.name for op in want.ops} <= names
+    out = pages.cycle_download(1, trace)
+    assert json.loads(out["content"]) == trace
+
+
 def test_custom_model_and_uploaded_config_run_like_the_cli(tmp_path):
     chip = pages.chip_update(BASE, *form())[0]
     key, msg = pages.config_upload(data_url(json.dumps(HF).encode()))

@@ -110,6 +110,9 @@ def test_the_studio_in_chromium(studio, tmp_path):
             page.wait_for_function(
                 "!document.querySelector('#speed-vs-h100').innerText.includes('llama3-8b')"
             )
+            page.click("#cycle-btn")  # the cycle engine on one layer of the uploaded model
+            page.wait_for_selector("#cycle-table table")
+            assert "cycle engine" in page.inner_text("#cycle-table")
             page.screenshot(path=ARTIFACTS / "run-config.png")
 
             # a validation error, shown next to its field

@@ -9,6 +9,7 @@ received them).
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
@@ -232,6 +233,22 @@ def _run_page(s: dict) -> html.Div:
             html.Label("against"),
             dcc.Dropdown(preset_names(), s["vs"], id="vs", multi=True),
             html.Div(id="run-error", style=ERR),
+            html.Div(
+                [
+                    html.Button("run the cycle engine on one layer", id="cycle-btn"),
+                    html.Button("download its Perfetto trace", id="cycle-trace-btn"),
+                    html.A(
+                        "open ui.perfetto.dev (then open the trace file)",
+                        href="https://ui.perfetto.dev",
+                        target="_blank",
+                        rel="noopener",
+                    ),  # fmt: skip
+                    dcc.Store(id="cycle-trace"),
+                    dcc.Download(id="cycle-download"),
+                ],
+                style={"display": "flex", "gap": "12px", "alignItems": "center"},
+            ),
+            dcc.Loading(html.Div(id="cycle-table")),
             html.H2(id="speed-vs-h100"),
             html.Div(id="run-table"),
             html.Div(id="run-charts"),
@@ -447,6 +464,24 @@ def run_update(chip, model, config_key, phase, batch, seq, context, vs, *custom)
     return "", head, table, _graphs("run", charts)
 
 
+def cycle_run(_clicks, chip, model, config_key, phase, batch, seq, context, *custom):
+    """The cycle engine on one layer of the Run page's workload: a table and the trace."""
+    if not chip:
+        return html.Div("fix the chip first (Chip page)", style=ERR), None
+    try:
+        m = _model(model, config_key, custom)
+        out = compute.cycle_layer(_spec(chip), m, phase, batch, seq, context)
+    except ChipforgeError as e:
+        return html.Div(str(e), style=ERR), None
+    return _table(out["rows"]), out["trace"]
+
+
+def cycle_download(_clicks, trace):
+    if not trace:
+        return no_update
+    return {"content": json.dumps(trace), "filename": "studio-cycle-trace.json"}
+
+
 def config_upload(contents):
     """An uploaded config.json, checked by the model loader: its key, and what it holds."""
     if not contents:
@@ -575,6 +610,17 @@ def register(app: Dash, scenario=None, sweep=(None, None)) -> None:
         Input("batch", "value"), Input("seq", "value"), Input("context", "value"),
         Input("vs", "value"), *custom,
     )(when_shown("run", run_update, 4))  # fmt: skip
+    app.callback(
+        Output("cycle-table", "children"), Output("cycle-trace", "data"),
+        Input("cycle-btn", "n_clicks"), State("chip", "data"), State("model", "value"),
+        State("config-key", "data"), State("phase", "value"), State("batch", "value"),
+        State("seq", "value"), State("context", "value"),
+        *[State(f"c-{k}", "value") for k in CUSTOM_KEYS], prevent_initial_call=True,
+    )(cycle_run)  # fmt: skip
+    app.callback(
+        Output("cycle-download", "data"), Input("cycle-trace-btn", "n_clicks"),
+        State("cycle-trace", "data"), prevent_initial_call=True,
+    )(cycle_download)  # fmt: skip
     app.callback(
         Output("config-key", "data"), Output("config-msg", "children"),
         Input("config-upload", "contents"), prevent_initial_call=True,

@@ -343,6 +343,23 @@ def run(spec, wl: str, vs: list[str]) -> dict:
     return {"results": results, "rows": rows, "speed_vs_h100": ref_time / results[0]["time_s"]}
 
 
+def cycle_layer(spec, model: str, phase: str, batch, seq, context) -> dict:
+    """One layer of the workload through the cycle engine and the analytical one (`cf.evaluate`,
+    engine="cycle"; about a second), with the cycle run's Perfetto trace events."""
+    from chipforge.report.timeline import result_trace_events
+
+    wl = workload(model, phase, batch, seq, context) + ",layers=1"
+    cyc = cf.evaluate(spec, wl, engine="cycle").to_dict()
+    ana = cf.evaluate(spec, wl).to_dict()
+    rows = [
+        ("workload", cyc["workload"]),
+        ("cycle engine", fmt(cyc["time_s"], "time")),
+        ("analytical", fmt(ana["time_s"], "time")),
+        ("analytical / cycle", f"{ana['time_s'] / cyc['time_s']:.3g}"),
+    ]
+    return {"rows": rows, "trace": {"traceEvents": result_trace_events([cyc, ana])}}
+
+
 # ---- cluster, silicon, site -------------------------------------------------------------------
 
 
