@@ -256,6 +256,27 @@ def test_sweep_page_shows_the_front_and_a_click_opens_the_point_s_chip(tmp_path)
     assert "--space" in err
 
 
+@pytest.mark.parametrize("page", ["chip", "run", "cluster", "silicon", "site"])
+def test_a_page_exports_as_the_cli_s_report(page):
+    chip = pages.chip_update(BASE, *form(clock="2 GHz"))[0]
+    controls = [pages.DEFAULTS[k] for k in pages.CONTROLS]
+    out, err = pages.export("json", page, chip, BASE, ["h100"], None, ["chip"], [], *controls)
+    assert err == ""
+    data = json.loads(out["content"])
+    spec = cf.load_chip("forge-n3").model_copy(update={"clock": 2e9})
+    if page == "run":
+        wl = "llama3-8b,phase=decode,batch=8,context=2048"
+        assert data["results"][0]["time_s"] == pytest.approx(cf.evaluate(spec, wl).time_s)
+        assert [r["chip"] for r in data["results"]] == ["forge-n3", "h100"]
+    if page in ("chip", "silicon"):
+        assert data["unit_cost_usd"] == pytest.approx(cf.cost(spec).to_dict()["unit_cost_usd"])
+    if page == "cluster":
+        assert set(data) == {"train", "serve"}
+    out, err = pages.export("html", page, chip, BASE, ["h100"], None, ["chip"], [], *controls)
+    assert err == "" and out["filename"] == f"studio-{page}.html"
+    assert 'class="report_warning"' not in out["content"] and "Plotly" in out["content"]
+
+
 def test_the_url_keeps_the_state():
     fields = dict(zip(compute.FIELD_IDS, form(clock="2 GHz"), strict=True))
     controls = {k: pages.DEFAULTS[k] for k in pages.CONTROLS} | {"batch": "32", "model": "gpt2"}

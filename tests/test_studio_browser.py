@@ -138,6 +138,11 @@ def test_the_studio_in_chromium(studio, tmp_path):
                 page.wait_for_selector(f"#page-{name} .js-plotly-plot")
                 page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
 
+            with page.expect_download() as download:  # the page as the CLI's HTML report
+                page.click("#export-html")
+            assert download.value.suggested_filename == "studio-decide.html"
+            download.value.save_as(ARTIFACTS / "studio-decide.html")
+
             # the URL is the state: a fresh tab on it shows the edited clock and the page
             shared = page.url
             assert "f-clock=2.8+GHz" in shared and "page=decide" in shared

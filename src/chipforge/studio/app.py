@@ -374,6 +374,15 @@ def layout(query: str = "") -> html.Div:
                 value=s["page"],
                 children=[dcc.Tab(label=TITLES[p], value=p, id=f"tab-{p}") for p in PAGES],
             ),  # fmt: skip
+            html.Div(
+                [
+                    html.Button("download this page as an HTML report", id="export-html"),
+                    html.Button("as JSON", id="export-json"),
+                    dcc.Download(id="export"),
+                    html.Span(id="export-error", style=ERR),
+                ],
+                style={"display": "flex", "gap": "12px", "margin": "8px 0"},
+            ),
             dcc.Store(id="base", data=f"preset:{s['chip']}"),
             dcc.Store(id="chip", data=None),
             html.Div(
@@ -548,6 +557,81 @@ def sweep_update(sweep):
     return "", fig, _table(out["rows"], out["head"])
 
 
+def page_sections(
+    page,
+    chip,
+    base,
+    controls: dict,
+    vs,
+    config_key,
+    use_chip,
+    sobol,
+    scenario=None,
+    sweep=(None, None),
+) -> list[tuple[str, str, dict]]:
+    """The (report kind, heading, data) sections of a page, as the matching commands' JSON;
+    recomputed through `studio.compute` from the page's controls."""
+    c = controls
+    if page == "sweep":
+        return [("sweep", "Pareto front of the sweep", compute.sweep_front(*sweep)["data"])]
+    if not chip:
+        raise ChipforgeError("fix the chip first (Chip page)")
+    spec = _spec(chip)
+    model = _model(c["model"], config_key, [c[f"c-{k}"] for k in CUSTOM_KEYS])
+    if page == "run":
+        wl = compute.workload(model, c["phase"], c["batch"], c["seq"], c["context"])
+        out = compute.run(spec, wl, list(vs or []))
+        return [("compare", f"{spec.name} against {', '.join(vs or [])}: {wl}",
+                 {"workload": wl, "results": out["results"]})]  # fmt: skip
+    if page == "cluster":
+        train = compute.train(spec, model, c["chips"], c["tseq"], c["tp"], c["pp"])["data"]
+        serve = compute.serve(spec, model, c["schips"], c["isl"], c["osl"])["data"]
+        return [("train", f"training {spec.name}", train), ("serve", f"serving {spec.name}", serve)]
+    if page == "site":
+        return [("datacenter", f"a site of {spec.name}",
+                 compute.site(spec, base, c["power"])["data"])]  # fmt: skip
+    if page == "decide":
+        data = compute.decide(spec, base, scenario, "chip" in (use_chip or []), c["samples"],
+                              "sobol" in (sobol or []))["data"]  # fmt: skip
+        return [("decide", "build or buy", data)]
+    node = c["node"] if page == "silicon" else ""
+    return [("cost", f"silicon of {spec.name}", compute.silicon(spec, node)["data"])]
+
+
+def export(
+    kind,
+    page,
+    chip,
+    base,
+    vs,
+    config_key,
+    use_chip,
+    sobol,
+    *values,
+    scenario=None,
+    sweep=(None, None),
+):
+    """The page as the CLI's HTML report or JSON (`kind`: html or json), for dcc.Download."""
+    from chipforge.report import render_report, to_json
+    from chipforge.report.html import render_sections
+
+    controls = dict(zip(CONTROLS, values, strict=True))
+    try:
+        sections = page_sections(page, chip, base, controls, vs, config_key, use_chip, sobol,
+                                 scenario, sweep)  # fmt: skip
+    except ChipforgeError as e:
+        return no_update, str(e)
+    name = f"studio-{page}"
+    if kind == "json":
+        data = sections[0][2] if len(sections) == 1 else {k: d for k, _, d in sections}
+        return {"content": to_json(data), "filename": f"{name}.json"}, ""
+    if len(sections) == 1:
+        html_text = render_report(sections[0][0], sections[0][2], title=sections[0][1])
+    else:
+        html_text = render_sections(sections, f"chipforge studio: {page}")
+    return {"content": html_text, "filename": f"{name}.html"}, ""
+
+
 def chip_download(_clicks, chip):
     if not chip:
         return no_update
@@ -654,6 +738,15 @@ def register(app: Dash, scenario=None, sweep=(None, None)) -> None:
         Input("page", "value"), Input("chip", "data"), State("base", "data"),
         Input("decide-chip", "value"), Input("samples", "value"), Input("decide-sobol", "value"),
     )(when_shown("decide", lambda *a: decide_update(scenario, *a), 3))  # fmt: skip
+    app.callback(
+        Output("export", "data"), Output("export-error", "children"),
+        Input("export-html", "n_clicks"), Input("export-json", "n_clicks"),
+        State("page", "value"), State("chip", "data"), State("base", "data"),
+        State("vs", "value"), State("config-key", "data"), State("decide-chip", "value"),
+        State("decide-sobol", "value"), *[State(c, "value") for c in CONTROLS],
+        prevent_initial_call=True,
+    )(lambda _h, _j, *a: export("json" if ctx.triggered_id == "export-json" else "html", *a,
+                                scenario=scenario, sweep=sweep))  # fmt: skip
     app.callback(
         Output("chip-download", "data"), Input("chip-download-btn", "n_clicks"),
         State("chip", "data"), prevent_initial_call=True,
