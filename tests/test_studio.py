@@ -194,6 +194,10 @@ def test_cluster_silicon_and_site_pages_equal_the_api():
     assert err == "" and f"{plan.throughput_tokens_per_s:,.0f} tokens/s" in texts(table)
     err, table, graphs = pages.silicon_update(chip, "n2")
     assert err == "" and f"{cf.cost(spec, 'n2').unit_cost_usd:,.0f} USD" in texts(table)
+    by_node = next(g.figure["data"][0] for g in graphs if g.id == "silicon-node_cost")
+    for node, usd in zip(by_node["y"], by_node["x"], strict=True):
+        assert usd == pytest.approx(cf.cost(spec, node).unit_cost_usd)
+    assert {"n7", "n3p", "n2"} <= set(by_node["y"])
     err, table, _ = pages.site_update(chip, BASE, "100 MW")
     assert err == "" and f"{cf.site('forge-n3', '100MW')['chips']:,}" in texts(table)
     edited = pages.chip_update(BASE, *form(tdp="700 W"))[0]

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from chipforge.errors import ChipforgeError
-from chipforge.report.charts import compare_charts, cost_charts
+from chipforge.report.charts import bar, compare_charts, cost_charts
 from chipforge.report.decide import decide_charts
 from chipforge.report.plans import datacenter_charts, sweep_charts, train_charts
 from chipforge.report.serving import serve_charts
@@ -531,7 +531,16 @@ def serve_update(chip, model, config_key, chips, isl, osl, *custom):
 
 
 def silicon_update(chip, node):
-    return _answer("silicon", chip, compute.silicon, cost_charts, node)
+    """Area, cost and power by block on the chosen node, and the design on every node."""
+    err, table, graphs = _answer("silicon", chip, compute.silicon, cost_charts, node)
+    if err:
+        return err, table, graphs
+    nodes_ = compute.by_node(_spec(chip))
+    charts = bar("node_cost", "Unit cost on each node (the same design re-targeted)",
+                 {n: v["unit_cost_usd"] for n, v in nodes_.items()}, "USD")  # fmt: skip
+    charts += bar("node_area", "Die area on each node", {n: v["die_area_mm2"] for n, v in
+                  nodes_.items()}, "mm²")  # fmt: skip
+    return err, table, graphs + _graphs("silicon", charts)
 
 
 def site_update(chip, base, power):

@@ -427,6 +427,26 @@ def silicon(spec, node: str | None) -> dict:
     return {"data": data, "rows": rows}
 
 
+def by_node(spec) -> dict[str, dict]:
+    """Sensitivity to the process node: the same design re-targeted to each node (`cf.cost`):
+    die area, unit cost, yield and whether it fits the reticle."""
+    from chipforge.spec.nodes import nodes
+
+    out = {}
+    for n in nodes():
+        try:
+            c = cf.cost(spec, n).to_dict()
+        except ChipforgeError:
+            continue  # a node the design cannot be re-targeted to
+        out[n] = {
+            "die_area_mm2": c["die_area_mm2"],
+            "unit_cost_usd": c["unit_cost_usd"],
+            "yield": c["yield"],
+            "fits_reticle": c["fits_reticle"],
+        }
+    return out
+
+
 def _total(v) -> float:
     return v["total"] if isinstance(v, dict) else v
 
