@@ -92,6 +92,13 @@ def test_a_bad_field_is_named_next_to_it(field, text, named):
     assert [f for f, e in by_field.items() if e] == [field]
 
 
+def test_every_bad_field_is_named_at_once():
+    chip, error, _, *errs = pages.chip_update(BASE, *form(clock="fast", cores="0", tdp="9 GB"))
+    by_field = {f: e for f, e in zip(compute.FIELD_IDS, errs, strict=True) if e}
+    assert set(by_field) == {"clock", "cores", "tdp"}
+    assert "`cores` must be > 0" in by_field["cores"] and "`tdp`" in by_field["tdp"]
+
+
 def test_run_page_equals_evaluate_and_moves_with_the_clock():
     wl = "llama3-8b,phase=prefill,batch=1,seq=2048"
     speeds = []

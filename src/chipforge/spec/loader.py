@@ -30,6 +30,11 @@ def validation_message(err: ValidationError, where: str) -> str:
     return _first_problem(err.errors()[0], where) + (f" (and {more} more)" if more else "")
 
 
+def problems(err: ValidationError, where: str) -> list[str]:
+    """One line per bad field, each as `validation_message` words the first."""
+    return [_first_problem(e, where) for e in err.errors()]
+
+
 def _first_problem(first: dict, where: str) -> str:
     path = ".".join(str(p) for p in first["loc"]) or "(root)"
     kind, value = first["type"], first.get("input")

@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 import chipforge as cf
 from chipforge.errors import ChipforgeError
-from chipforge.spec.loader import chip_from_dict, preset_names
+from chipforge.spec.loader import chip_from_dict, preset_names, problems
+from chipforge.spec.models import ChipSpec
 from chipforge.units import fmt
 from chipforge.userfile import MAX_TEXT_BYTES
 from chipforge.workload.config import model_names
@@ -224,7 +227,8 @@ def _field_of(message: str, dump: dict) -> str | None:
 
 def build_chip(base: str, values: dict[str, str]):
     """(ChipSpec or None, {field id: one-line error}) from a base chip and the form's text;
-    errors come from the spec models, so they read as a chip TOML's would."""
+    errors come from the spec models (every bad field, each under its own input), so they read
+    as a chip TOML's would."""
     try:
         spec = base_chip(base)
     except ChipforgeError as e:
@@ -239,10 +243,12 @@ def build_chip(base: str, values: dict[str, str]):
             continue
         _set(dump, f.path, _typed(f, str(text)))
     try:
-        return chip_from_dict(dump, "chip"), {}
-    except ChipforgeError as e:
-        msg = str(e)
-        return None, {_field_of(msg, dump) or "_": msg}
+        return ChipSpec.model_validate(dump), {}
+    except ValidationError as err:
+        errors: dict[str, str] = {}
+        for msg in problems(err, "chip"):  # every bad field, under its own input
+            errors.setdefault(_field_of(msg, dump) or "_", msg)
+        return None, errors
 
 
 def chip_toml(spec) -> str:
