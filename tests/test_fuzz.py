@@ -26,7 +26,7 @@ SCALE = float(os.environ.get("CHIPFORGE_FUZZ_SCALE", "0") or 0)
 
 
 def fuzz(examples: int) -> settings:
-    """Deterministic settings for `examples` examples (2,150 over the four fuzzers)."""
+    """Deterministic settings for `examples` examples (2,250 over the five fuzzers)."""
     return settings(
         max_examples=int(examples * SCALE) if SCALE else examples,
         derandomize=not SCALE,
@@ -408,6 +408,32 @@ def test_fuzz_space_files(tmp_path, data):
     path.write_text(toml_doc(space))
     store = tmp_path / f"store{next(COUNTER)}"
     check_run(["sweep", str(path), "--store", str(store), "--workers", "1", "--json"])
+
+
+# --- datacenter flags -----------------------------------------------------------------------
+
+FLOAT_TEXT = st.one_of(
+    st.sampled_from(
+        ["1.2", "1", "0.06", "0.4", "0", "-1", "nan", "inf", "-inf", "1e400", "1e-300"]
+    ),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+POWER_TEXT = st.one_of(
+    st.sampled_from(["1GW", "50MW", "1.2 GW", "5kW", "0W", "-1GW", "1e400W", "nan W", "1 GB", "x"]),
+    st.floats(min_value=1e3, max_value=1e12).map(lambda w: f"{w:g}W"),
+)
+
+
+@fuzz(100)
+@given(data=st.data())
+def test_fuzz_datacenter_flags(data):
+    """Site sizing and pricing (no model: the cheap path) under hostile numbers."""
+    args = ["datacenter", "--chip", data.draw(st.sampled_from(["forge-n3", "gb200"])), "--json"]
+    args += ["--power", data.draw(POWER_TEXT) if rarely(data) else "100MW"]
+    for flag in ("--pue", "--electricity-price", "--utilization"):
+        if data.draw(st.booleans()):
+            args += [flag, data.draw(FLOAT_TEXT)]
+    check_run(args)
 
 
 def test_fuzz_helpers_write_valid_toml():

@@ -109,6 +109,15 @@ def test_bad_workload_strings(workload, words):
     assert_user_error(*cli(*EVAL, workload)[::2], *words)
 
 
+def test_every_integer_model_field_is_range_checked():
+    """A new ModelConfig field gets a range (INT_FIELDS) or this fails."""
+    from dataclasses import fields
+
+    from chipforge.workload.config import INT_FIELDS, ModelConfig
+
+    assert {f.name for f in fields(ModelConfig) if "int" in str(f.type)} == set(INT_FIELDS)
+
+
 def test_name_and_mla_overrides_now_cost():
     """`name=` (a TypeError before) and MLA without a low-rank query (`kv_lora` alone: 0/0 in a
     zero-width q_down before) cost normally, with positive figures."""
@@ -279,6 +288,7 @@ time_s = "min"
         ('"memory.HBM3E.capacity" = ["192 GB", "9 TB/s"]', ["capacity", "9 TB/s"]),
         ("cores = [4, 0]", ["cores", "> 0"]),
         ('cores = { min = 2, max = 8, steps = "four" }', ["steps"]),
+        ('clock = ["1.4 GHz", 1]', ["clock", "mixes strings and numbers"]),  # found by fuzzing
     ],
 )
 def test_space_value_errors_before_any_point(tmp_path, param, words):

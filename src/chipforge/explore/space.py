@@ -178,6 +178,11 @@ def _param(path: str, value: Any, base: dict) -> Param:
     if isinstance(value, list):
         if not value:
             raise SpaceError(f"params: `{path}` is an empty list of choices; give at least one")
+        if len({isinstance(v, str) for v in value}) > 1:  # the store keeps one column type
+            raise SpaceError(
+                f"params: `{path}` mixes strings and numbers ({value!r}); write every choice the "
+                'same way, e.g. all as quantity strings ("1.4 GHz")'
+            )
         _check_values(path, value, base)
         return Param(path, choices=tuple(value))
     if not isinstance(value, dict) or not {"min", "max"} <= set(value):
