@@ -86,6 +86,8 @@ def _config(tmp: Path, name: str, data: dict) -> str:
 
 
 EVAL = ("evaluate", "--chip", "h100", "--json", "--workload")
+TRAIN = ("train", "--chip", "h100", "--model", "llama3-8b", "--chips", "64", "--json")
+SERVE = ("serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "8", "--json")
 
 
 @pytest.mark.parametrize(
@@ -215,48 +217,9 @@ def test_deepseek_without_q_lora_costs(tmp_path):
         ([*EVAL, "x" * 5000 + ".json"], ["workload", "too long"]),
         (["sweep", "x" * 5000 + ".toml"], ["space file", "too long"]),
         (["cost", "--chip", "forge-n3", "--node", ""], ["node"]),
-        (
-            [
-                "serve",
-                "--chip",
-                "h100",
-                "--model",
-                "llama3-8b",
-                "--chips",
-                "8",
-                "--concurrency",
-                "-5",
-            ],
-            ["concurrency"],
-        ),  # fmt: skip
-        (
-            [
-                "serve",
-                "--chip",
-                "h100",
-                "--model",
-                "llama3-8b",
-                "--chips",
-                "8",
-                "--concurrency",
-                "0",
-            ],
-            ["concurrency"],
-        ),  # fmt: skip
-        (
-            [
-                "train",
-                "--chip",
-                "h100",
-                "--model",
-                "llama3-8b",
-                "--chips",
-                "64",
-                "--topology",
-                "tpu-v5p-pod",
-            ],
-            ["topology", "dgx-h100"],
-        ),  # fmt: skip
+        ([*SERVE, "--concurrency", "-5"], ["concurrency"]),
+        ([*SERVE, "--concurrency", "0"], ["concurrency"]),
+        ([*TRAIN, "--topology", "tpu-v5p-pod"], ["topology", "dgx-h100"]),
         (["evaluate", "--chip", "h100"], ["--workload"]),  # a usage error: also exit 2
         (["evaluate", "--chip", "h100", "--workload", "gemm:m=8,n=8,k=8", "--nope"], ["--nope"]),
         (["serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "many"], ["--chips"]),
