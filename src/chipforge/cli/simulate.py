@@ -13,6 +13,7 @@ from rich.table import Table
 from chipforge.atomic import atomic_write_text
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, TrustOpt, WorkloadOpt, app, emit, trusting, warn
 from chipforge.cli.budgetopts import MaxMemoryOpt, MaxWorkOpt
+from chipforge.cli.commands import UnsupportedOpt
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.report import tables as tb
 from chipforge.spec import load_chip
@@ -25,6 +26,14 @@ DtypeOpt = Annotated[
     ),
 ]
 TraceOpt = Annotated[Path | None, typer.Option("--trace", help="write a Perfetto trace here")]
+InputsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inputs",
+        help="functional run of a .onnx/.pt2 model: its input arrays from this .npz "
+        "(numpy.savez; never unpickled); inputs it does not name get valid random values",
+    ),
+]
 
 
 @app.command("compile")
@@ -105,6 +114,8 @@ def simulate(
     trust_pickle: TrustOpt = False,
     max_memory: MaxMemoryOpt = None,
     max_work: MaxWorkOpt = None,
+    allow_unsupported: UnsupportedOpt = False,
+    inputs: InputsOpt = None,
 ) -> None:
     """Run a workload cycle by cycle on the chip (one instance of each repeated op); with
     --functional a .onnx/.pt2 model runs end to end on real numbers (docs/import.md).
@@ -125,9 +136,14 @@ def simulate(
             out=out,
             trust_pickle=trust,
             max_memory=limits[0],
+            inputs=inputs,
         )
         return
-    graph = parse_workload(workload, trust_pickle=trust)
+    if inputs is not None:
+        from chipforge.errors import WorkloadError
+
+        raise WorkloadError("`--inputs` is for --functional runs of a .onnx or .pt2 model")
+    graph = parse_workload(workload, allow_unsupported=allow_unsupported, trust_pickle=trust)
     runs, checks = [], []
     err = Console(stderr=True)
     with Progress(transient=True, console=err, disable=not err.is_terminal) as progress:
@@ -198,6 +214,7 @@ def _simulate_model(
     out,
     trust_pickle: bool = False,
     max_memory=None,
+    inputs=None,
 ) -> None:
     """The model file run end to end on the functional simulator with real numbers."""
     from chipforge.sim.graph_run import run_model
@@ -217,6 +234,7 @@ def _simulate_model(
             on_node=lambda *_: progress.advance(task),
             trust_pickle=trust_pickle,
             max_memory=max_memory,
+            inputs=inputs,
         )
     emit(data, _model_table(data), as_json=as_json, out=out)
     if data["result"] == "MISMATCH":

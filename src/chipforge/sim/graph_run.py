@@ -124,7 +124,51 @@ def _run_onnx(path: Path, dims, chip, dtype, seed, on_node, max_memory):
     return got, want, outputs, ref, chip_be, {k: list(v.shape) for k, v in feeds.items()}
 
 
-def _run_pt2(path: Path, dims, chip, dtype, seed, on_node, trust_pickle=False):
+def sample_input(torch, name: str, shape, dtype, rows: int | None, gen):
+    """A valid value for a model input: N(0, 1) floats; ids in [0, rows) for an input that
+    indexes an embedding table; position ids 0..n-1 along the last axis; ones for masks and
+    other integer or boolean inputs (every position attended)."""
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=gen).to(dtype)
+    if rows:
+        return torch.randint(0, rows, tuple(shape), generator=gen).to(dtype)
+    if "position" in name and shape:
+        return torch.arange(shape[-1]).expand(tuple(shape)).to(dtype).contiguous()
+    return torch.ones(tuple(shape), dtype=dtype)
+
+
+def load_inputs(path: str | Path, expected: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """Input arrays from a user's `.npz` (never unpickled), checked against the model's
+    inputs `expected` (name -> shape): names, shapes and size."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorkloadError(f"`--inputs` {path} does not exist; give an .npz file (numpy.savez)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {}
+            for key in npz.files:
+                if key not in expected:
+                    names = ", ".join(expected) or "none"
+                    raise WorkloadError(
+                        f"`--inputs` {path.name}: {key!r} is not an input of the model; "
+                        f"its inputs: {names}"
+                    )
+                arrays[key] = npz[key]
+    except (ValueError, OSError, EOFError) as e:  # pickled object arrays, damaged zip
+        raise WorkloadError(
+            f"`--inputs` {path.name} is not a readable .npz of plain arrays ({type(e).__name__})"
+            "; write one with numpy.savez(path, name=array, ...)"
+        ) from None
+    for key, array in arrays.items():
+        if tuple(array.shape) != tuple(expected[key]):
+            raise WorkloadError(
+                f"`--inputs` {path.name}: {key!r} has shape {list(array.shape)}, the model "
+                f"takes {list(expected[key])}"
+            )
+    return arrays
+
+
+def _run_pt2(path: Path, dims, chip, dtype, seed, on_node, trust_pickle=False, feeds=None):
     from chipforge.sim.pt2_module import load
 
     loaded = load(path, dims, trust_pickle=trust_pickle)
@@ -133,7 +177,13 @@ def _run_pt2(path: Path, dims, chip, dtype, seed, on_node, trust_pickle=False):
     from chipforge.sim.torch_run import run_program
 
     gen = torch.Generator().manual_seed(seed)
-    inputs = tuple(torch.randn(shape, generator=gen).to(dt) for _, shape, dt in loaded.inputs)
+    given = load_inputs(feeds, {n: s for n, s, _ in loaded.inputs}) if feeds else {}
+    inputs = tuple(
+        torch.from_numpy(given[name]).to(dt)
+        if name in given
+        else sample_input(torch, name, shape, dt, loaded.vocab.get(name), gen)
+        for name, shape, dt in loaded.inputs
+    )
     got, want = {}, {}
     chip_be, ref_be = backends(dtype, chip)
     try:
@@ -160,7 +210,7 @@ def _run_pt2(path: Path, dims, chip, dtype, seed, on_node, trust_pickle=False):
         names,
         ref,
         chip_be,
-        {f"input{i}": list(x.shape) for i, x in enumerate(inputs)},
+        {name: list(x.shape) for (name, _, _), x in zip(loaded.inputs, inputs, strict=True)},
     )
 
 
@@ -174,6 +224,7 @@ def run_model(
     on_node=None,
     trust_pickle: bool = False,
     max_memory: float | None = None,
+    inputs: str | Path | None = None,
 ) -> dict:
     """Run the model file on `chip` end to end; per-node and overall differences, verdict.
     A .pt2 is read without unpickling (`pt2_module`); `trust_pickle` lets torch.load read its
@@ -196,7 +247,7 @@ def run_model(
         program = pt2_program(path, dims or {})
         if program is not None:
             check_memory(path, program, limit)
-        run = _run_pt2(path, dims or {}, chip, dtype, seed, on_node, trust_pickle)
+        run = _run_pt2(path, dims or {}, chip, dtype, seed, on_node, trust_pickle, inputs)
     got, want, outputs, ref, chip_be, shapes = run
     nodes = []
     for name in got:

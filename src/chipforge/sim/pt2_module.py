@@ -22,7 +22,7 @@ import math
 import operator
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ OPERATORS = {
     "gt",
     "ge",
 }
-_TARGET = re.compile(r"^torch\.ops\.aten\.(_?[a-z][a-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)$")
+_TARGET = re.compile(r"^torch\.ops\.aten\.(_?[a-z][a-z0-9_]*|__[a-z]+__)\.([A-Za-z][A-Za-z0-9_]*)$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # torch/_export/serde/schema.py Layout and MemoryFormat
 LAYOUTS = {7: "strided"}
@@ -66,6 +66,23 @@ class Loaded:
 
     module: Any  # torch.fx.GraphModule
     inputs: list[tuple[str, tuple[int, ...], Any]]  # (name, shape, torch dtype)
+    vocab: dict[str, int] = field(default_factory=dict)  # index input -> its table's rows
+
+
+def index_ranges(program) -> dict[str, int]:
+    """User inputs that index an embedding table (through layout ops): input -> table rows,
+    so a functional run feeds them ids in [0, rows)."""
+    made = {out: node for node in program.nodes for out in node.outputs}
+    ranges: dict[str, int] = {}
+    for node in program.nodes:
+        if node.kind != "embedding" or len(node.inputs) < 2:
+            continue
+        vid, table = node.inputs[1], program.values.get(node.inputs[0])
+        while vid in made and made[vid].kind == "layout" and made[vid].inputs:
+            vid = made[vid].inputs[0]
+        if table is not None and table.shape and vid in program.values and vid not in made:
+            ranges[vid] = min(ranges.get(vid, table.shape[0]), table.shape[0])
+    return ranges
 
 
 def load(path: Path, dims: dict[str, int], *, trust_pickle: bool = False) -> Loaded:
@@ -91,7 +108,7 @@ def load(path: Path, dims: dict[str, int], *, trust_pickle: bool = False) -> Loa
     for name in archive.user_inputs():
         dtype = pa.SCALAR_TYPES[archive.graph["tensor_values"][name]["dtype"]][0]
         inputs.append((name, program.values[name].shape, getattr(torch, dtype)))
-    return Loaded(module, inputs)
+    return Loaded(module, inputs, index_ranges(program))
 
 
 def _configs(z: zipfile.ZipFile, archive: pa.Archive, trust: bool) -> list[tuple[str, dict]]:

@@ -142,6 +142,30 @@ def matmul(p: Program, node: Node, f: Formats) -> list[Op]:
     return [MatMul(name=node.name, m=m, n=n, k=k, batch=batch, weight=b.static, dtype=f.fmt(a))]
 
 
+def grouped_mm(p: Program, node: Node, f: Formats) -> list[Op]:
+    """A mixture-of-experts grouped GEMM: `s` rows of A (s, k), sorted by expert, each
+    multiplied by its expert's (k, n) slice of B (experts, k, n): 2 s k n FLOPs, every expert's
+    weight read once. Costed as `experts` equal groups of s // experts rows (the routing is
+    data); the s % experts rows left over as single rows that re-read no weight."""
+    a, b = p.values[node.inputs[0]], p.values[node.inputs[1]]
+    if len(a.shape) != 2 or len(b.shape) != 3:
+        return unsupported_op(p, node, f)
+    (s, k), (experts, _, n) = a.shape, b.shape
+    rows, extra = divmod(s, experts)
+    ops: list[Op] = []
+    if rows:
+        ops.append(
+            MatMul(name=node.name, m=rows, n=n, k=k, batch=experts, weight=b.static, dtype=f.fmt(a))
+        )
+    if extra:
+        ops.append(
+            MatMul(
+                name=f"{node.name}.rest", m=1, n=n, k=k, batch=extra, weight=False, dtype=f.fmt(a)
+            )
+        )
+    return ops
+
+
 def conv(p: Program, node: Node, f: Formats) -> list[Op]:
     """A convolution as its implicit GEMM; a 2-D one with 'same' output size as `Conv2d`."""
     x, w, y = p.values[node.inputs[0]], p.values[node.inputs[1]], p.values[node.outputs[0]]
@@ -216,6 +240,7 @@ def embedding(p: Program, node: Node, f: Formats) -> list[Op]:
 Rule = Callable[[Program, Node, Formats], list[Op]]
 RULES: dict[str, Rule] = {
     "matmul": matmul,
+    "grouped_mm": grouped_mm,
     "conv": conv,
     "attention": attention,
     "embedding": embedding,

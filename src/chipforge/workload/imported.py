@@ -182,6 +182,41 @@ def largest_value(program: Program) -> str:
     return f"its largest tensor, {vid!r} ({size(value):.3g} elements{by})"
 
 
+COMPARES = ("le", "lt", "ge", "gt")
+
+
+def causal_masks(program: Program, reach: int = 400) -> None:
+    """Mark attention whose explicit mask is causal as causal. transformers builds its causal
+    mask from position indices (masking_utils.causal_mask_function: `kv_idx <= q_idx`), so the
+    graph holds a comparison of two values made from `arange`; a mask with such a comparison
+    among its ancestors (within `reach` nodes) is taken as causal (a sliding window too, whose
+    band is costed as the whole causal triangle). A padding-only mask (BERT) has none: full."""
+    made = {out: node for node in program.nodes for out in node.outputs}
+
+    def ancestors(vid: str) -> list[Node]:
+        seen, todo, out = set(), [vid], []
+        while todo and len(out) < reach:
+            node = made.get(todo.pop())
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            out.append(node)
+            todo += [i for i in node.inputs if i]
+        return out
+
+    for node in program.nodes:
+        mask = node.attrs.get("mask") if node.kind == "attention" else None
+        if not mask or node.attrs.get("causal"):
+            continue
+        for compare in (n for n in ancestors(mask) if n.kind in COMPARES):
+            sides = [ancestors(i) for i in compare.inputs[:2] if i]
+            if len(sides) == 2 and all(
+                any(a.source.endswith("arange") for a in side) for side in sides
+            ):
+                node.attrs["causal"] = True
+                break
+
+
 def to_graph(
     program: Program,
     *,
@@ -197,6 +232,7 @@ def to_graph(
     from chipforge.workload.patterns import fuse
 
     formats = Formats(dtype)
+    causal_masks(program)
     mark_static(program)
     fuse(program)
     costed = [node for node in program.nodes if not is_free(program, node)]
@@ -232,7 +268,11 @@ def to_graph(
 
 
 def _meta(program: Program, missing: dict[str, list], dtype: str | None) -> dict:
-    meta: dict[str, object] = {"source": program.source, "dtype": dtype or "as stored"}
+    meta: dict[str, object] = {
+        "source": program.source,
+        "dtype": dtype or "as stored",
+        "params": sum(program.values[p].numel for p in program.params),  # weights, tied once
+    }
     if missing:
         nodes = sum(count for count, _ in missing.values())
         meta["unsupported"] = {kind: count for kind, (count, _) in sorted(missing.items())}

@@ -240,6 +240,7 @@ class Archive:
     doc: dict
     path: Path
     prefix: str  # the folder in the zip that holds models/, data/
+    storage: dict[str, str] | None = None  # parameter/buffer -> its file and view (tied: same)
 
     @property
     def graph(self) -> dict:
@@ -348,7 +349,18 @@ def read_open(z: zipfile.ZipFile, path: Path) -> Archive:
         raise unreadable(source, str(e)) from None
     except MALFORMED as e:
         raise unreadable(source, f"a malformed models/model.json ({_why(e)})") from None
-    return Archive(doc, path, prefix)
+    archive = Archive(doc, path, prefix)
+    if f"{prefix}data/weights/model_weights_config.json" in names:
+        try:  # tied weights (GPT-2's wte and lm_head) are one storage: resident once
+            config = archive.payload_config(z, "weights")
+            archive.storage = {
+                k: json.dumps([v.get("path_name"), v.get("tensor_meta")], sort_keys=True)
+                for k, v in config.items()
+                if (v.get("tensor_meta") or {}).get("device", {}).get("type") != "meta"
+            }  # a meta-device export writes every weight to one empty file: no ties there
+        except WorkloadError:
+            archive.storage = None  # read (and refused) by the functional run only
+    return archive
 
 
 def _why(e: Exception) -> str:
@@ -542,6 +554,7 @@ def program(archive: Archive, subs: dict[str, int], source: str) -> Program:
     graph = archive.graph
     metas = graph["tensor_values"]
     user = set(archive.user_inputs())
+    tied = _tied(archive)
     values: dict[str, Value] = {}
     nodes: list[Node] = []
     params: list[str] = []
@@ -550,7 +563,7 @@ def program(archive: Archive, subs: dict[str, int], source: str) -> Program:
             raise Surprise(f"graph input {entry}")
         name = entry["as_tensor"]["name"]
         values[name] = _value(metas[name], subs, f"{source} node {name}", name not in user)
-        if name not in user:
+        if name not in user and name not in tied:
             params.append(name)
     for index, n in enumerate(graph["nodes"]):
         for node in _node(n, index, metas, values, subs, source):
@@ -559,6 +572,20 @@ def program(archive: Archive, subs: dict[str, int], source: str) -> Program:
                 raise Surprise(f"a use of {str(undefined[:1])[:40]} before it is defined")
             nodes.append(node)
     return Program(source=source, values=values, nodes=nodes, params=params)
+
+
+def _tied(archive: Archive) -> set[str]:
+    """Graph inputs whose weight file an earlier input already holds (tied weights)."""
+    if not archive.storage:
+        return set()
+    seen, tied = set(), set()
+    for kind, name, body in archive.input_specs():
+        path = archive.storage.get(body.get("parameter_name") or body.get("buffer_name") or "")
+        if kind in ("parameter", "buffer") and path is not None:
+            if path in seen:
+                tied.add(name)
+            seen.add(path)
+    return tied
 
 
 def _node(n: dict, index: int, metas: dict, values: dict, subs: dict, source: str) -> list[Node]:
@@ -573,7 +600,7 @@ def _node(n: dict, index: int, metas: dict, values: dict, subs: dict, source: st
     parts = target.split(".")
     if len(parts) != 5 or parts[:2] != ["torch", "ops"] or parts[2] == "higher_order":
         raise Surprise(f"target {target}")
-    op = parts[3]
+    op = parts[3] if parts[2] == "aten" else f"{parts[2]}::{parts[3]}"
     tensors = [o for o in outputs if set(o) & {"as_tensor", "as_tensors", "as_none"}]
     if len(outputs) == 1 and "as_none" not in outputs[0] and "as_tensors" not in outputs[0]:
         out = outputs[0]
@@ -614,4 +641,5 @@ def _make(op: str, args: dict, outs: list[str], scope: str, label: str) -> Node:
         if names is None
         else [args[k].name if isinstance(args.get(k), Ref) else "" for k in names]
     )
-    return Node(kind, inputs, outs, scope, f"aten.{op}", label, attrs)
+    qualified = op.replace("::", ".") if "::" in op else f"aten.{op}"
+    return Node(kind, inputs, outs, scope, qualified, label, attrs)

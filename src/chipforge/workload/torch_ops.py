@@ -28,7 +28,8 @@ def _conv(args: dict) -> dict:
 
 
 def _sdpa(args: dict) -> dict:
-    return {"causal": bool(args.get("is_causal", False))}
+    mask = getattr(args.get("attn_mask"), "name", None)  # a graph value (Ref or fx.Node)
+    return {"causal": bool(args.get("is_causal", False))} | ({"mask": mask} if mask else {})
 
 
 def _window(args: dict) -> dict:
@@ -73,6 +74,10 @@ TORCH_OPS: dict[str, Entry] = {
         ("attention", SDPA, _sdpa),
     ),
     "embedding": ("embedding", ("weight", "indices"), _none),
+    # grouped GEMM of mixture-of-experts layers: rows of `input` sorted by expert, one
+    # (K, N) weight per expert; transformers' fallback is a custom op (integrations/moe.py)
+    "_grouped_mm": ("grouped_mm", ("self", "mat2"), _none),
+    "transformers::grouped_mm_fallback": ("grouped_mm", ("input", "weight"), _none),
     # row ops: normalisations and softmax (inputs[0] is the normalised tensor)
     **dict.fromkeys(
         ("softmax", "_softmax", "log_softmax", "_log_softmax", "_safe_softmax", "logsumexp"),
@@ -138,7 +143,16 @@ RENAMED = {
     "var_mean": "var",
     "triu": "trilu",
     "tril": "trilu",
-    "masked_fill_": "masked_fill",
+    "__and__": "and",  # Python's & | ^ ~ on tensors (torch.export records them so)
+    "__or__": "or",
+    "__xor__": "xor",
+    "__invert__": "not",
+    "floor_divide": "div",
+    "remainder": "div",
+    "fmod": "div",
+    "diff": "sub",
+    "histc": "sum",  # one bin increment per element
+    "bincount": "sum",
 }
 KNOWN_KINDS = [
     "add",
@@ -157,6 +171,10 @@ KNOWN_KINDS = [
     "le",
     "gt",
     "ge",
+    "not",
+    "and",
+    "or",
+    "xor",
     "floor",
     "ceil",
     "round",
@@ -301,11 +319,15 @@ KEEP = (
 def classify(name: str, args: dict) -> tuple[str, tuple[str, ...] | None, dict]:
     """The canonical kind of aten op `name` with named arguments `args`, the argument names
     of its inputs (None: all tensor arguments in order) and its attributes."""
+    if name.endswith("_") and not name.endswith("__") and "::" not in name:
+        name = name[:-1]  # an in-place variant (add_, div_, index_put_) costs as its op
     if name in TORCH_OPS:
         kind, inputs, attrs = TORCH_OPS[name]
         return kind, inputs, attrs(args)
     if name in ("_to_copy", "to", "_to_dtype"):
         return ("cast" if args.get("dtype") is not None else "layout"), None, {}
+    if "::" in name:  # another library's custom op: only the ones listed above
+        return "unsupported", None, {}
     kind = RENAMED.get(name, name)
     if kind in KNOWN_KINDS or kind == "trilu":
         return kind, None, {}

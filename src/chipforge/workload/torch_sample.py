@@ -219,4 +219,9 @@ def _extrapolate(graphs: list[Graph], n: int) -> Graph | None:
         return None
     ops = tuple(replace(key, count=c1[key] + (n - 1) * delta[key]) for key in keys)
     resident = graphs[2].resident | {"weights": w1 + (n - 1) * (w2 - w1)}
-    return replace(graphs[2], ops=tuple(op for op in ops if op.count > 0), resident=resident)
+    meta = dict(graphs[2].meta)
+    if all("params" in g.meta for g in graphs[:2]):
+        p1, p2 = graphs[0].meta["params"], graphs[1].meta["params"]
+        meta["params"] = p1 + (n - 1) * (p2 - p1)
+    ops = tuple(op for op in ops if op.count > 0)
+    return replace(graphs[2], ops=ops, resident=resident, meta=meta)

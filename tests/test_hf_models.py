@@ -1,0 +1,158 @@
+"""HuggingFace transformers models as users save them: built from their config classes with tiny
+random weights (hidden 64, 2 layers, 32 tokens; nothing downloaded), exported raw with
+`torch.export.save(torch.export.export(model, (ids,)))` and imported with no wrapper.
+
+References are independent of chipforge's formulas: FLOPs from torch's own
+`torch.utils.flop_counter.FlopCounterMode` on the same module and inputs, parameters from
+`sum(p.numel())`, outputs from the model's own PyTorch fp32 forward.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+pytestmark = pytest.mark.models
+
+TOKENS, VOCAB = 32, 256
+COMMON = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
+COMMON |= dict(num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=64, use_cache=False)
+
+
+def build(arch: str):
+    T = transformers
+    if arch == "llama":
+        return T.LlamaForCausalLM(T.LlamaConfig(**COMMON))
+    if arch == "qwen2":
+        return T.Qwen2ForCausalLM(T.Qwen2Config(**COMMON))
+    if arch == "mixtral":
+        config = T.MixtralConfig(**COMMON, num_local_experts=4, num_experts_per_tok=2)
+        return T.MixtralForCausalLM(config)
+    if arch == "gpt2":
+        shape = dict(n_embd=64, n_layer=2, n_head=4, n_positions=64, bos_token_id=0)
+        config = T.GPT2Config(**shape, vocab_size=VOCAB, eos_token_id=0, use_cache=False)
+        return T.GPT2LMHeadModel(config)
+    raise AssertionError(arch)
+
+
+ARCHS = ("llama", "qwen2", "mixtral", "gpt2")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """arch -> (module, ids, path of its raw torch.export archive)."""
+    folder, out = tmp_path_factory.mktemp("hf"), {}
+    for arch in ARCHS:
+        torch.manual_seed(0)
+        model = build(arch).eval()
+        ids = torch.randint(0, VOCAB, (1, TOKENS))
+        path = folder / f"{arch}.pt2"
+        torch.export.save(torch.export.export(model, (ids,)), path)
+        out[arch] = (model, ids, path)
+    return out
+
+
+def attended_flops(q, k, v, attn_mask=None, is_causal=False) -> float:
+    """Attention FLOPs counted on the real mask: 2 (d_qk + d_v) per attended query-key pair
+    per head (QK^T and PV; torch's own sdpa_flop_count is this with every pair attended)."""
+    b, h, s, d = q.shape
+    pairs = torch.ones(s, k.shape[-2], dtype=torch.bool)
+    if is_causal:
+        pairs = pairs.tril()
+    if attn_mask is not None:
+        allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask > float("-inf")
+        pairs = pairs & allowed.expand(b, h, s, k.shape[-2])
+    else:
+        pairs = pairs.expand(b, h, s, k.shape[-2])
+    return 2 * (d + v.shape[-1]) * int(pairs.sum())
+
+
+def torch_flops(model, ids) -> float:
+    """torch's FlopCounterMode. torch 2.13 has no formula for the CPU flash-attention kernel
+    nor for a grouped GEMM: attention is counted on the real mask the model builds
+    (`attended_flops`: a causal mask attends s (s + 1) / 2 pairs, torch's formula would count
+    all s^2), a grouped GEMM as 2 s k n (s rows, each times its expert's k x n weight)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def cpu_flash(q, k, v, dropout_p=0.0, is_causal=False, *, attn_mask=None, **kw):
+        return attended_flops(q, k, v, attn_mask, is_causal)
+
+    def grouped(x, w, offs, *args, out_shape=None, **kw):
+        return 2 * x[0] * x[1] * w[2]
+
+    cpu_flash._get_raw = True  # FlopCounterMode passes the tensors themselves, not shapes
+    mapping = {
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash,
+        torch.ops.aten._grouped_mm: grouped,  # eager transformers calls torch's grouped GEMM
+    }
+    if hasattr(torch.ops, "transformers") and hasattr(
+        torch.ops.transformers, "grouped_mm_fallback"
+    ):
+        mapping[torch.ops.transformers.grouped_mm_fallback] = grouped
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.no_grad():
+        model(ids)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_raw_export_imports_flops_and_params(saved, arch):
+    from chipforge.workload.parse import parse_workload
+
+    model, ids, path = saved[arch]
+    graph = parse_workload(str(path))
+    matrix = sum(op.total_flops for op in graph.ops if op.kind in ("matmul", "attention", "conv2d"))
+    want = torch_flops(model, ids)
+    assert matrix == pytest.approx(want, rel=0.02), (arch, matrix, want)
+    params = sum(p.numel() for p in model.parameters())  # tied weights counted once
+    assert graph.meta["params"] == pytest.approx(params, rel=0.005)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_functional_bf16_within_bound_of_pytorch_fp32(saved, arch, tmp_path):
+    """The raw export runs on the chip in bf16 with no wrapper and no flag: token ids fed by
+    default are valid (in [0, vocab)), and the output is within the normwise 2^-6 bound of the
+    model's own PyTorch fp32 forward; given ids (`--inputs`, an .npz) are used as given."""
+    import numpy as np
+
+    from chipforge.sim.graph_run import run_model
+    from chipforge.spec import load_chip
+
+    model, ids, path = saved[arch]
+    chip = load_chip("forge-n3")
+    default = run_model(path, chip)
+    assert default["inputs"] == {"input_ids": [1, TOKENS]}
+    assert default["max_rel_diff"] <= 2.0**-6
+    np.savez(tmp_path / "ids.npz", input_ids=ids.numpy())
+    given = run_model(path, chip, inputs=tmp_path / "ids.npz")
+    assert given["max_rel_diff"] <= 2.0**-6 and given["result"] == "match"
+    with torch.no_grad():  # the reference really is the HF model's own fp32 output
+        logits = model(ids).logits
+    exported = torch.export.export(model, (ids,)).module()(ids)
+    assert torch.equal(getattr(exported, "logits", exported), logits)
+
+
+def test_inputs_npz_is_never_unpickled(saved, tmp_path):
+    """An .npz holding a pickled object array is refused in one line (np.load with
+    allow_pickle=False); an unknown name or a wrong shape names the model's inputs."""
+    import zipfile
+
+    import numpy as np
+
+    from chipforge.errors import WorkloadError
+    from chipforge.sim.graph_run import run_model
+    from chipforge.spec import load_chip
+
+    path, chip = saved["gpt2"][2], load_chip("forge-n3")
+    np.save(tmp_path / "obj.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(tmp_path / "obj.npz", "w") as z:
+        z.write(tmp_path / "obj.npy", "input_ids.npy")
+    with pytest.raises(WorkloadError, match="not a readable .npz"):
+        run_model(path, chip, inputs=tmp_path / "obj.npz")
+    np.savez(tmp_path / "bad.npz", tokens=np.zeros((1, TOKENS), np.int64))
+    with pytest.raises(WorkloadError, match="its inputs: input_ids"):
+        run_model(path, chip, inputs=tmp_path / "bad.npz")
+    np.savez(tmp_path / "short.npz", input_ids=np.zeros((1, 8), np.int64))
+    with pytest.raises(WorkloadError, match=r"takes \[1, 32\]"):
+        run_model(path, chip, inputs=tmp_path / "short.npz")
