@@ -156,3 +156,55 @@ def test_inputs_npz_is_never_unpickled(saved, tmp_path):
     np.savez(tmp_path / "short.npz", input_ids=np.zeros((1, 8), np.int64))
     with pytest.raises(WorkloadError, match=r"takes \[1, 32\]"):
         run_model(path, chip, inputs=tmp_path / "short.npz")
+
+
+def test_model_folder_counts_parameters_from_safetensors_headers(saved, tmp_path):
+    """A `save_pretrained` folder (config.json + model.safetensors, or shards + index): the
+    parameters and dtypes come from the safetensors headers only, equal sum(p.numel()), and a
+    config.json that is not the weights' draws a warning."""
+    from chipforge.workload.parse import parse_workload
+
+    model = saved["llama"][0]
+    params = sum(p.numel() for p in model.parameters())
+    model.save_pretrained(tmp_path / "one")
+    graph = parse_workload(f"{tmp_path / 'one'},seq=32")
+    assert graph.meta["checkpoint"]["params"] == params
+    assert graph.meta["checkpoint"]["dtypes"] == {"F32": params}
+    assert not graph.meta.get("warnings")
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "shards", max_shard_size="200KB")
+    model.to(torch.float32)
+    assert (tmp_path / "shards" / "model.safetensors.index.json").is_file()
+    sharded = parse_workload(str(tmp_path / "shards")).meta["checkpoint"]
+    assert sharded["params"] == params and sharded["dtypes"] == {"BF16": params}
+    assert len(sharded["files"]) > 1
+    config = (tmp_path / "one" / "config.json").read_text()
+    (tmp_path / "one" / "config.json").write_text(
+        config.replace('"num_hidden_layers": 2', '"num_hidden_layers": 8')
+    )
+    warned = parse_workload(str(tmp_path / "one")).meta["warnings"]
+    assert "safetensors hold" in warned[0]
+
+
+def test_hostile_safetensors_headers_are_one_line_errors(tmp_path):
+    """Sizes are checked before reading: a header declaring more than the file (or 100 MB),
+    offsets outside the data, a shard name that leaves the folder: one-line WorkloadError."""
+    import json
+    import struct
+
+    from chipforge.errors import WorkloadError
+    from chipforge.workload.checkpoint import read_folder
+
+    (tmp_path / "config.json").write_text("{}")
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", 2**40) + b"{}")
+    with pytest.raises(WorkloadError, match="header"):
+        read_folder(tmp_path)
+    head = json.dumps({"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 16]}})
+    path.write_bytes(struct.pack("<Q", len(head)) + head.encode() + bytes(16))
+    with pytest.raises(WorkloadError, match="inconsistent"):
+        read_folder(tmp_path)
+    path.unlink()
+    index = {"weight_map": {"w": "../../etc/passwd.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(WorkloadError, match="not a .safetensors file name"):
+        read_folder(tmp_path)

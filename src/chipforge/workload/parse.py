@@ -14,6 +14,8 @@ zoo:resnet50[,batch=8,image=224,dtype=bf16]  a zoo model through torch.export (s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from chipforge.dtypes import DTYPES
 from chipforge.errors import WorkloadError
 from chipforge.workload.config import model_names
@@ -93,7 +95,38 @@ def _build_llm(head: str, args: dict[str, str]) -> Graph:
             kw[key] = run[key]
     if kw.get("scope", "model") not in ("model", "layer"):
         raise WorkloadError(f"`workload.scope` must be model or layer, not {kw['scope']!r}")
-    return build(config, **kw)
+    graph = build(config, **kw)
+    if is_config_path(head):
+        graph = with_checkpoint(graph, head, config)
+    return graph
+
+
+CHECKPOINT_TOLERANCE = 0.10
+
+
+def with_checkpoint(graph: Graph, head: str, config) -> Graph:
+    """`graph` with what the folder's safetensors headers hold (`meta.checkpoint`: elements by
+    dtype) and a warning when their count is more than CHECKPOINT_TOLERANCE off the config's
+    (`ModelConfig.params` counts the matrices and embeddings, not norms, biases or a learned
+    position table: under 1 % of a real model, 5 % of a 64-wide toy; a config that is not the
+    weights' — other layers, widths or experts — is off by far more)."""
+    from pathlib import Path
+
+    from chipforge.workload.checkpoint import read_folder
+
+    folder = Path(head) if Path(head).is_dir() else Path(head).parent
+    ck = read_folder(folder)
+    if ck is None:
+        return graph
+    meta = dict(graph.meta) | {"checkpoint": ck.to_dict()}
+    want = config.params()
+    if want and abs(ck.params - want) > CHECKPOINT_TOLERANCE * want:
+        meta["warnings"] = [
+            *meta.get("warnings", ()),
+            f"the checkpoint's safetensors hold {ck.params:,} parameters, the config.json "
+            f"describes {want:,} ({ck.params / want - 1:+.1%}): is the config the weights'?",
+        ]
+    return replace(graph, meta=meta)
 
 
 def parse_file(

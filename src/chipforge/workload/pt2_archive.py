@@ -358,8 +358,8 @@ def read_open(z: zipfile.ZipFile, path: Path) -> Archive:
                 for k, v in config.items()
                 if (v.get("tensor_meta") or {}).get("device", {}).get("type") != "meta"
             }  # a meta-device export writes every weight to one empty file: no ties there
-        except WorkloadError:
-            archive.storage = None  # read (and refused) by the functional run only
+        except (WorkloadError, AttributeError, TypeError, ValueError):
+            archive.storage = None  # the functional run reads (and refuses) a malformed one
     return archive
 
 
