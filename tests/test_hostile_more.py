@@ -121,3 +121,30 @@ def test_decide_scenario_shapes(mutate):
 def test_decide_flags(tmp_path, flags, words):
     path = _scenario(tmp_path, RENT.replace("samples = 16384", "samples = 64"))
     assert_user_error(*cli("decide", path, "--json", *flags)[::2], *words)
+
+
+# datacenter: powers and site assumptions that overflowed to inf (printed as null / "inf")
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (("--power", "1e300W"), ["--power", "10 TW"]),  # was inf FLOP/s, null in JSON
+        (("--grid", "1e300W"), ["--grid"]),
+        (("--it-power", "10MW", "--pue", "1e300"), ["pue"]),  # was exit 0
+        (("--power", "10MW", "--set", "chip_life_y=1e-300"), ["chip_life_y"]),  # ZeroDivision
+        (("--power", "10MW", "--set", "switch_radix=2.5"), ["switch_radix"]),  # 36 tiers
+        (("--power", "10MW", "--set", "nic_usd_per_chip=1e308"), ["nic_usd_per_chip"]),
+        (("--power", "10MW", "--set", "cost_of_capital=1e300"), ["cost_of_capital"]),
+    ],
+)
+def test_datacenter_ranges(flags, words):
+    assert_user_error(*cli("datacenter", "--chip", "h100", "--json", *flags)[::2], *words)
+
+
+def test_datacenter_negative_zero_price_is_zero():
+    """`--electricity-price -0` costs $0, not $-0 (a negative zero in JSON and the table)."""
+    code, out, err = cli("datacenter", "--chip", "h100", "--power", "10MW",
+                         "--electricity-price", "-0", "--json")  # fmt: skip
+    assert code == 0, err
+    assert "-0.0" not in out

@@ -20,6 +20,11 @@ from chipforge.datacenter.racks import Rack
 from chipforge.errors import SpecError, did_you_mean
 
 
+MAX_ASSUMPTION = 1e12  # any site assumption (W, USD, shares, years): far beyond a real site
+MAX_PUE = 10.0  # the worst facilities measured are near 3
+MAX_SITE_W = 1e13  # --power, --grid, --it-power: 10 TW, several times the world's average draw
+
+
 @dataclass(frozen=True)
 class Assumptions:
     """Site and finance assumptions; override any with `replace` or the CLI."""
@@ -83,11 +88,20 @@ class Assumptions:
                 raise SpecError(f"`{field}` must be a number, not {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise SpecError(f"`{field}` must be a finite number >= 0, not {value}")
+            if value > MAX_ASSUMPTION:  # products of a few such stay finite
+                raise SpecError(f"`{field}` must be at most {MAX_ASSUMPTION:g}, not {value:g}")
         for f in ("chip_life_y", "network_life_y", "facility_life_y"):
-            if getattr(self, f) <= 0:
-                raise SpecError(f"`{f}` must be > 0 years, not {getattr(self, f)}")
-        if self.switch_radix <= 2:  # a fat tree grows by r/2 per tier: it never ends for r <= 2
-            raise SpecError(f"`switch_radix` must be > 2 ports, not {self.switch_radix}")
+            if not 0.1 <= getattr(self, f) <= 100:  # an annuity over 1e-300 years divides by 0
+                raise SpecError(f"`{f}` must be 0.1 to 100 years, not {getattr(self, f)}")
+        if not 0 <= self.cost_of_capital <= 1:
+            raise SpecError(f"`cost_of_capital` must be in [0, 1], not {self.cost_of_capital}")
+        if self.switch_radix <= 2 or self.switch_radix != int(self.switch_radix):
+            # a fat tree grows by r/2 per tier: it never ends for r <= 2
+            raise SpecError(f"`switch_radix` must be a whole number of ports > 2, not "
+                            f"{self.switch_radix}")  # fmt: skip
+        for f in ("pue", "pue_peak"):
+            if getattr(self, f) > MAX_PUE:
+                raise SpecError(f"`{f}` must be at most {MAX_PUE:g}, not {getattr(self, f):g}")
         if not 0 < self.redundancy <= 1:
             raise SpecError(
                 f"`redundancy` must be in (0, 1] (usable share of the grid: N 1, N+1 0.8, 2N 0.5),"
@@ -104,7 +118,8 @@ class Assumptions:
         for f in ("utilization", "goodput", "power_draw_fraction"):
             if not 0 < getattr(self, f) <= 1:
                 raise SpecError(f"`{f}` must be in (0, 1], not {getattr(self, f)}")
-        return self
+        zeros = {f: 0.0 for f, v in asdict(self).items() if v == 0 and math.copysign(1, v) < 0}
+        return replace(self, **zeros) if zeros else self  # -0.0 would print as a cost of $-0
 
     def with_(self, **overrides) -> Assumptions:
         unknown = sorted(set(overrides) - set(SOURCES))
@@ -265,6 +280,9 @@ def size(
     storage), so the unused remainder of a power budget is neither built nor paid for; with
     `it_power_w` or `grid_w` the facility is built for the racks' provisioned capacity."""
     shares = 1 + a.network_power_share + a.storage_power_share
+    for flag, w in (("--power", facility_power_w), ("--grid", grid_w), ("--it-power", it_power_w)):
+        if w is not None and w > MAX_SITE_W:
+            raise SpecError(f"`{flag}` must be at most {MAX_SITE_W:g} W (10 TW), not {w:g} W")
     if grid_w is not None:
         if grid_w <= 0:
             raise SpecError(f"`--grid` must be > 0, not {grid_w} W")
