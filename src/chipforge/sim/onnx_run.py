@@ -311,6 +311,25 @@ def _execute(be: Backend, name: str, op_type: str, args: list, attrs: dict) -> t
     return (_NUMPY[op_type](*args, **attrs),)
 
 
+def _check_location(path: Path, name: str, info) -> None:
+    """An external weight file must be a regular file inside the model's folder (no absolute
+    path, no `..`, no symbolic link), read at a non-negative offset and length: checked before
+    anything outside the folder is even looked at."""
+    where = f"`workload` {path.name}: external weights of {name!r}"
+    loc = str(info.location)
+    parts = Path(loc).parts
+    if not loc or Path(loc).is_absolute() or ".." in parts or "\\" in loc or "\0" in loc:
+        raise WorkloadError(f"{where} name {loc!r}, not a file inside the model's folder")
+    target = path.parent / loc
+    inside = target.resolve().is_relative_to(path.parent.resolve())
+    if not inside or target.is_symlink() or not target.is_file():
+        raise WorkloadError(f"{where}: {loc!r} is not a regular file in the model's folder")
+    for key in ("offset", "length"):
+        v = getattr(info, key, None)
+        if v is not None and (not isinstance(v, int) or v < 0):
+            raise WorkloadError(f"{where}: `{key}` must be a whole number >= 0, not {v!r}")
+
+
 def load_weights(model, path: Path) -> None:
     """Read `model`'s external weight files (next to `path`), each first checked to hold no
     more bytes than its tensor's dims declare: a model's weights are sized by its checked
@@ -321,10 +340,16 @@ def load_weights(model, path: Path) -> None:
     for t in model.graph.initializer:
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue
-        info = ExternalDataInfo(t)
+        try:
+            info = ExternalDataInfo(t)
+        except ValueError as exc:  # a negative or non-integer offset or length
+            raise WorkloadError(
+                f"`workload` {path.name}: external weights of {t.name!r}: {exc}"
+            ) from None
         declared = (
             math.prod(t.dims) * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
         )
+        _check_location(path, t.name, info)
         try:
             available = (path.parent / info.location).stat().st_size - (info.offset or 0)
         except (OSError, ValueError):
