@@ -83,8 +83,8 @@ def load_toml(
     _check_depth(text, p, what, error)
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise error(f"{what} {_name(p)}: not valid TOML ({e})") from None
+    except ValueError as e:  # TOMLDecodeError, or an integer of more than 4300 digits
+        raise error(f"{what} {_name(p)}: not valid TOML ({_first(e)})") from None
     except RecursionError:
         raise error(f"{what} {_name(p)} nests too deeply to parse") from None
 
@@ -97,10 +97,16 @@ def load_json(path: str | Path, *, what: str, error: type[ChipforgeError] = Chip
     _check_depth(text, p, what, error)
     try:
         return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise error(f"{what} {_name(p)} is not valid JSON ({e})") from None
+    except ValueError as e:  # JSONDecodeError, or an integer of more than 4300 digits
+        raise error(f"{what} {_name(p)} is not valid JSON ({_first(e)})") from None
     except RecursionError:
         raise error(f"{what} {_name(p)} nests too deeply to parse") from None
+
+
+def _first(e: Exception) -> str:
+    """The first line of an error's text, at most 200 characters."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _name(p: Path) -> str:
