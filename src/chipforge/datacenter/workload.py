@@ -93,6 +93,11 @@ def serving(
             "fallback HBM/compute roofline per replica" + why,
         )
     groups = site["chips"] // group
+    if groups < 1:  # one replica needs more chips than the site holds: no rate to price
+        raise Infeasible(
+            f"`--model` {m.name} needs {group:,} x {chip.name} per serving replica for its "
+            f"{weights / 1e9:,.0f} GB of {dtype} weights; the site holds {site['chips']:,}"
+        )
     tps = per_group * groups * a["goodput"]
     usd_per_mtok = site["tco_usd_per_year"] / (tps * HOURS_PER_YEAR * 3600) * 1e6
     return {
