@@ -148,3 +148,87 @@ def test_datacenter_negative_zero_price_is_zero():
                          "--electricity-price", "-0", "--json")  # fmt: skip
     assert code == 0, err
     assert "-0.0" not in out
+
+
+# ONNX external weights: the location must stay inside the model's folder
+
+
+def _onnx_external(folder: Path, location: str, **info: int) -> str:
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((8, 8), np.float32), "W")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for key, value in {"location": location, **info}.items():
+        entry = w.external_data.add()
+        entry.key, entry.value = key, str(value)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [2, 8])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = folder / "m.onnx"
+    onnx.save(model, str(path))
+    np.ones((8, 8), np.float32).tofile(folder / "w.bin")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("location", "info", "words"),
+    [
+        ("../secret.bin", {}, ["inside the model's folder"]),  # was stat'ed: a size oracle
+        ("/etc/passwd", {}, ["inside the model's folder"]),  # said "1.29e+03 bytes, more than"
+        ("link.bin", {}, ["not a regular file"]),
+        (".", {}, ["not a regular file"]),
+        ("w.bin", {"offset": -5}, ["offset"]),  # was an internal error (ValueError)
+        ("w.bin", {"length": -1}, ["length"]),
+    ],
+)
+def test_onnx_external_weights_stay_in_the_folder(tmp_path, location, info, words):
+    pytest.importorskip("torch")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\0" * 256)  # exactly the 8x8 float32 the header declares
+    (folder / "link.bin").symlink_to(secret)
+    path = _onnx_external(folder, location, **info)
+    code, out, err = cli("simulate", "--chip", "forge-n3", "--workload", path, "--functional")
+    assert_user_error(code, err, "W", *words)
+
+
+def test_onnx_external_weights_inside_the_folder_run(tmp_path):
+    pytest.importorskip("torch")
+    path = _onnx_external(tmp_path, "w.bin")
+    code, out, err = cli("simulate", "--chip", "forge-n3", "--workload", path, "--functional")
+    assert code == 0, err
+
+
+def test_datacenter_model_larger_than_the_site():
+    """A one-rack site and a model whose serving replica needs more chips than the site holds
+    (a ZeroDivisionError before)."""
+    code, out, err = cli("datacenter", "--chip", "h100", "--power", "14kW",
+                         "--model", "llama3-405b", "--json")  # fmt: skip
+    assert_user_error(code, err, "llama3-405b", "replica")
+
+
+# integers too long for Python's int() in a user text file (a ValueError before)
+
+
+def test_huge_integer_in_a_chip_toml(tmp_path):
+    from chipforge.spec.loader import PRESET_DIR
+
+    text = (PRESET_DIR / "h100.toml").read_text()
+    path = tmp_path / "chip.toml"
+    path.write_text(text.replace("\nname = ", "\nrows_typo = 1" + "0" * 5000 + "\nname = ", 1))
+    assert_user_error(*cli("show", str(path))[::2], "chip.toml", "not valid TOML")
+
+
+def test_huge_integer_in_a_config_json(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("1" + "0" * 100_000)
+    assert_user_error(*cli("evaluate", "--chip", "h100", "--workload", str(path))[::2], "JSON")

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, replace
 from chipforge.datacenter.racks import Rack
 from chipforge.errors import SpecError, did_you_mean
 
-
 MAX_ASSUMPTION = 1e12  # any site assumption (W, USD, shares, years): far beyond a real site
 MAX_PUE = 10.0  # the worst facilities measured are near 3
 MAX_SITE_W = 1e13  # --power, --grid, --it-power: 10 TW, several times the world's average draw
