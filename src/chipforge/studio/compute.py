@@ -9,10 +9,12 @@ the same bounded loaders as a file on the command line.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
 import hashlib
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +84,7 @@ def _upload_dir() -> Path:
     global _UPLOAD_DIR
     if _UPLOAD_DIR is None:
         _UPLOAD_DIR = Path(tempfile.mkdtemp(prefix="chipforge-studio-"))
+        atexit.register(shutil.rmtree, _UPLOAD_DIR, ignore_errors=True)
     return _UPLOAD_DIR
 
 
