@@ -359,3 +359,6 @@ def test_another_host_must_be_asked_for_and_warns(monkeypatch):
     assert "warning: --host 0.0.0.0" in out.stderr
     out = CliRunner().invoke(app, ["studio"])
     assert seen["host"] == "127.0.0.1" and "warning" not in out.stderr
+    monkeypatch.undo()
+    out = CliRunner().invoke(app, ["studio", "--host", "203.0.113.5"])  # not this machine's
+    assert out.exit_code != 0 and "cannot listen on 203.0.113.5" in str(out.exception)

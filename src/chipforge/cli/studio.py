@@ -66,8 +66,11 @@ def studio(
         )
     try:
         srv, url = make_server(host, port, scenario=scenario, sweep=(space, store))
-    except OSError as e:
-        raise ChipforgeError(f"`--host`/`--port`: cannot listen on {host}:{port} ({e})") from None
+    except (OSError, SystemExit) as e:  # werkzeug prints its reason and exits on a bind error
+        raise ChipforgeError(
+            f"`--host`/`--port`: cannot listen on {host}:{port}"
+            + (f" ({e})" if isinstance(e, OSError) else "")
+        ) from None
     print(f"chipforge studio: {url}", flush=True)
     err.print("press Ctrl+C to stop", markup=False)
     try:
