@@ -220,6 +220,7 @@ def test_deepseek_without_q_lora_costs(tmp_path):
         ([*SERVE, "--concurrency", "-5"], ["concurrency"]),
         ([*SERVE, "--concurrency", "0"], ["concurrency"]),
         ([*TRAIN, "--topology", "tpu-v5p-pod"], ["topology", "dgx-h100"]),
+        ([*TRAIN, "--recompute", "most"], ["--recompute", "selective"]),  # was "does not fit"
         (["evaluate", "--chip", "h100"], ["--workload"]),  # a usage error: also exit 2
         (["evaluate", "--chip", "h100", "--workload", "gemm:m=8,n=8,k=8", "--nope"], ["--nope"]),
         (["serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "many"], ["--chips"]),

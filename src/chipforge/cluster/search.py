@@ -184,6 +184,8 @@ def plan_training(
         )
     if schedule not in SCHEDULES:
         raise WorkloadError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+    if recompute is not None and recompute not in RECOMPUTE:  # a flag, not an infeasible plan
+        raise WorkloadError(f"--recompute must be one of {', '.join(RECOMPUTE)}, not {recompute!r}")
     if not chip.peak_flops(dtype):
         raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
@@ -315,7 +317,9 @@ def plan_training(
     usable = chip.hbm.capacity - RESERVED_BYTES
     least = 2 ** math.ceil(math.log2(max(1.0, state / max(usable, 1.0))))
     raise Infeasible(
-        f"{c.name} does not fit on {chips} x {chip.name} in any plan ({first_error}); its "
+        f"{c.name} does not fit on {chips} x {chip.name} in any plan"
+        + (f" ({first_error})" if first_error is not None else "")
+        + "; its "
         f"{state / 2**30:,.0f} GiB of weights and optimizer state need at least {least} chips "
         f"of {chip.hbm.capacity / 2**30:.0f} GiB"
     )
