@@ -26,7 +26,7 @@ SCALE = float(os.environ.get("CHIPFORGE_FUZZ_SCALE", "0") or 0)
 
 
 def fuzz(examples: int) -> settings:
-    """Deterministic settings for `examples` examples (2,250 over the five fuzzers)."""
+    """Deterministic settings for `examples` examples (2,350 over the six fuzzers)."""
     return settings(
         max_examples=int(examples * SCALE) if SCALE else examples,
         derandomize=not SCALE,
@@ -433,6 +433,33 @@ def test_fuzz_datacenter_flags(data):
     for flag in ("--pue", "--electricity-price", "--utilization"):
         if data.draw(st.booleans()):
             args += [flag, data.draw(FLOAT_TEXT)]
+    check_run(args)
+
+
+# --- serve flags ----------------------------------------------------------------------------
+
+SERVE_FLAGS = {  # flag -> values a person passes (rarely: anything)
+    "--isl": st.sampled_from(["128", "2048", "8192"]),
+    "--osl": st.sampled_from(["16", "256", "1024"]),
+    "--concurrency": st.sampled_from(["1", "8", "64", "4096"]),
+    "--tp": st.sampled_from(["1", "2", "8"]),
+    "--pp": st.sampled_from(["1", "2"]),
+    "--dtype": st.sampled_from(["bf16", "fp8", "fp4"]),
+    "--kv-dtype": st.sampled_from(["bf16", "fp8"]),
+    "--ttft-slo": st.sampled_from(["2 s", "200 ms"]),
+    "--tpot-slo": st.sampled_from(["100 ms", "10 ms"]),
+    "--batching": st.sampled_from(["continuous", "static"]),
+}
+ANY_FLAG_VALUE = st.sampled_from(["0", "-5", "nan", "1e400", "3", "x", "", "1 GB", "int3", "7"])
+
+
+@fuzz(100)
+@given(data=st.data())
+def test_fuzz_serve_flags(data):
+    """A serving plan under odd flags: always a plan or one line, never a negative rate."""
+    args = ["serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "8", "--json"]
+    for flag in data.draw(st.lists(st.sampled_from(sorted(SERVE_FLAGS)), max_size=3, unique=True)):
+        args += [flag, data.draw(ANY_FLAG_VALUE if rarely(data) else SERVE_FLAGS[flag])]
     check_run(args)
 
 
