@@ -301,6 +301,19 @@ def test_the_url_keeps_the_state():
     assert hostile["page"] == "chip" and hostile["vs"] == ["h100"]
 
 
+def test_a_saved_state_file_reopens_the_state():
+    fields = dict(zip(compute.FIELD_IDS, form(clock="2 GHz"), strict=True))
+    controls = {k: pages.DEFAULTS[k] for k in pages.CONTROLS} | {"batch": "32"}
+    q = pages.query_of("run", "preset:h100", fields, ["b200"], controls)
+    saved = pages.state_save(1, q)
+    href, err = pages.state_load(data_url(saved["content"].encode()))
+    assert err == "" and href == "./" + q
+    href, err = pages.state_load(data_url(b'{"query": "?chip=h100"}'))
+    assert href is no_update and "not a studio state file" in err
+    href, err = pages.state_load(data_url(b"[[[["))
+    assert href is no_update and "not valid JSON" in err
+
+
 def test_every_route_needs_the_token():
     client = make_app("s3cret-token").server.test_client()
     assert client.get("/s3cret-token/").status_code == 200

@@ -151,6 +151,18 @@ def test_the_studio_in_chromium(studio, tmp_path):
             other.goto(shared)
             other.wait_for_selector("#decide-table table")
             assert other.input_value("#f-clock") == "2.8 GHz"
+            with other.expect_download() as download:  # a saved state file reopens it too
+                other.click("#state-save")
+            state = ARTIFACTS / "studio-state.json"
+            download.value.save_as(state)
+            fresh = browser.new_page()
+            fresh.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            fresh.goto(studio)
+            fresh.wait_for_selector("#chip-figures table")
+            with fresh.expect_navigation():
+                fresh.set_input_files("#state-upload input[type=file]", str(state))
+            fresh.wait_for_selector("#decide-table table")
+            assert fresh.input_value("#f-clock") == "2.8 GHz"
 
             # Sweep: the Pareto front; a click on a point opens its chip on the Chip page
             page.click("#tab-sweep")

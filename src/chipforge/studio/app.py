@@ -379,6 +379,10 @@ def layout(query: str = "") -> html.Div:
                     html.Button("download this page as an HTML report", id="export-html"),
                     html.Button("as JSON", id="export-json"),
                     dcc.Download(id="export"),
+                    html.Button("save state", id="state-save"),
+                    dcc.Download(id="state-download"),
+                    dcc.Upload(html.Button("load state"), id="state-upload", max_size=2**16),
+                    dcc.Location(id="state-go", refresh=True),
                     html.Span(id="export-error", style=ERR),
                 ],
                 style={"display": "flex", "gap": "12px", "margin": "8px 0"},
@@ -641,6 +645,34 @@ def export(
     return {"content": html_text, "filename": f"{name}.html"}, ""
 
 
+STATE_KEY = "chipforge_studio_state"
+
+
+def state_save(_clicks, search):
+    """The page's state (its URL query) as a small JSON file."""
+    text = json.dumps({STATE_KEY: 1, "query": search or ""}, indent=2) + "\n"
+    return {"content": text, "filename": "studio-state.json"}
+
+
+def state_load(contents):
+    """A saved state file: the URL to open (its query, re-checked as a shared URL is), or an
+    error."""
+    try:
+        key = compute.save_upload(contents, "state")
+        data = compute.load_state(compute.upload_path(key))
+    except ChipforgeError as e:
+        return no_update, str(e)
+    if (
+        not isinstance(data, dict)
+        or STATE_KEY not in data
+        or not isinstance(data.get("query"), str)
+    ):
+        return no_update, f"not a studio state file (no {STATE_KEY!r} and query)"
+    st = initial_state(data["query"])
+    controls = {k: st[k] for k in CONTROLS}
+    return "./" + query_of(st["page"], f"preset:{st['chip']}", st["fields"], st["vs"], controls), ""
+
+
 def chip_download(_clicks, chip):
     if not chip:
         return no_update
@@ -756,6 +788,14 @@ def register(app: Dash, scenario=None, sweep=(None, None)) -> None:
         prevent_initial_call=True,
     )(lambda _h, _j, *a: export("json" if ctx.triggered_id == "export-json" else "html", *a,
                                 scenario=scenario, sweep=sweep))  # fmt: skip
+    app.callback(
+        Output("state-download", "data"), Input("state-save", "n_clicks"),
+        State("url", "search"), prevent_initial_call=True,
+    )(state_save)  # fmt: skip
+    app.callback(
+        Output("state-go", "href"), Output("export-error", "children", allow_duplicate=True),
+        Input("state-upload", "contents"), prevent_initial_call=True,
+    )(state_load)  # fmt: skip
     app.callback(
         Output("chip-download", "data"), Input("chip-download-btn", "n_clicks"),
         State("chip", "data"), prevent_initial_call=True,

@@ -113,10 +113,17 @@ def keep(data: bytes, kind: str) -> str:
     if key not in _UPLOADS:
         folder = _upload_dir() / f"{kind}-{key}"
         folder.mkdir(exist_ok=True)
-        path = folder / ("chip.toml" if kind == "chip" else "config.json")
+        path = folder / {"chip": "chip.toml", "state": "state.json"}.get(kind, "config.json")
         path.write_bytes(data)
         _UPLOADS[key] = path
     return key
+
+
+def load_state(path: Path):
+    """A saved state file, through the bounded JSON loader."""
+    from chipforge.userfile import load_json
+
+    return load_json(path, what="state file")
 
 
 def upload_path(key: str) -> Path:
