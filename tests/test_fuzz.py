@@ -39,7 +39,8 @@ def fuzz(examples: int) -> settings:
 SIGNED_KEYS = ("error",)  # figures that are signed by nature (validation errors)
 
 
-def check_run(args: list[str]) -> None:
+def check_run(args: list[str]) -> int:
+    """Run `args`; assert exit 0 or 2, no traceback, and no nonsense in the JSON. The exit."""
     code, out, err = cli(*args)
     assert code in (0, 2), (args, code, err)
     assert "Traceback" not in err and "internal error" not in err, (args, err)
@@ -47,6 +48,7 @@ def check_run(args: list[str]) -> None:
         assert 1 <= len(err.strip().splitlines()) <= 3, (args, err)
     elif "--json" in args:
         _no_nonsense(json.loads(out), args)
+    return code
 
 
 def _no_nonsense(value, args, key: str = "") -> None:
@@ -407,7 +409,8 @@ def test_fuzz_space_files(tmp_path, data):
     path = tmp_path / "space.toml"
     path.write_text(toml_doc(space))
     store = tmp_path / f"store{next(COUNTER)}"
-    check_run(["sweep", str(path), "--store", str(store), "--workers", "1", "--json"])
+    if check_run(["sweep", str(path), "--store", str(store), "--workers", "1", "--json"]) == 0:
+        check_run(["sweep", "show", str(store), "--json"])  # the store's rows, read back
 
 
 # --- datacenter flags -----------------------------------------------------------------------
