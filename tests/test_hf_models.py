@@ -107,6 +107,23 @@ def test_raw_export_imports_flops_and_params(saved, arch):
     assert matrix == pytest.approx(want, rel=0.02), (arch, matrix, want)
     params = sum(p.numel() for p in model.parameters())  # tied weights counted once
     assert graph.meta["params"] == pytest.approx(params, rel=0.005)
+    assert graph.meta["attention"] == "causal"  # transformers' mask is recognised as causal
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_config_json_and_pt2_agree_under_one_convention(saved, arch, tmp_path):
+    """The same model from its config.json (`logits=all`: every position, as model(ids)
+    computes) and from its raw .pt2: FLOPs within 1 %, each result stating its convention."""
+    from chipforge.workload.parse import parse_workload
+
+    model, _, path = saved[arch]
+    model.save_pretrained(tmp_path / arch)
+    pt2 = parse_workload(str(path))
+    config = parse_workload(f"{tmp_path / arch},seq={TOKENS},logits=all,dtype=fp32")
+    assert config.flops == pytest.approx(pt2.flops, rel=0.01)
+    assert config.meta["logits"] == "all positions" and config.meta["attention"] == "causal"
+    last = parse_workload(f"{tmp_path / arch},seq={TOKENS}")
+    assert last.meta["logits"] == "last position" and last.flops < config.flops
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])

@@ -402,7 +402,14 @@ def make_result(
         resident_bytes=graph.resident_bytes,
         tokens=graph.tokens,
         warnings=tuple(warnings),
+        convention=convention(graph),
     )
+
+
+def convention(graph: Graph) -> str:
+    """'logits: ...; attention: ...' from a transformer graph's meta (empty for others)."""
+    parts = [f"{k}: {graph.meta[k]}" for k in ("logits", "attention") if graph.meta.get(k)]
+    return "; ".join(parts)
 
 
 def estimate(graph: Graph, chip: ChipSpec, *, deployed: bool = False) -> Result:

@@ -88,6 +88,7 @@ class Result:
     resident_bytes: float
     tokens: int = 0
     warnings: tuple[str, ...] = ()
+    convention: str = ""  # how the FLOPs were counted: LM-head positions, attention masking
 
     @property
     def time_s(self) -> float:
@@ -168,6 +169,8 @@ class Result:
             "memory_capacity_bytes": self.memory_capacity_bytes,
             "warnings": list(self.warnings),
         }
+        if self.convention:
+            out["flop_convention"] = self.convention
         if self.cycles is not None:
             out["cycles"] = self.cycles
             out["array_cycles"] = self.array_cycles

@@ -58,6 +58,7 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
         ("achieved", f"{tflops(result.achieved_flops_per_s)} TFLOP/s"),
         ("utilization", percent(result.utilization)),
         ("bound", result.bound),
+        *([("FLOP convention", result.convention)] if result.convention else []),
         ("energy", f"{energy(result.energy_j)} ({result.energy_j / result.time_s:,.0f} W average)"),
     ]
     if result.tokens:
@@ -90,6 +91,8 @@ def op_table(result: Result, *, limit: int = 40) -> Table:
         t.add_column(col, justify="left" if col in ("op", "bound") else "right")
     total = result.time_s or 1.0
     ops = sorted(result.ops, key=lambda o: -o.time_s)[:limit]
+    if len(result.ops) > limit:
+        t.caption = f"{limit} of {len(result.ops)} ops shown (all in --json)"
     for op in ops:
         t.add_row(
             op.name,

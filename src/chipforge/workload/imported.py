@@ -267,11 +267,23 @@ def to_graph(
     )
 
 
+def _attention_kinds(program: Program) -> str:
+    """How the graph's attention is costed: causal (is_causal, or a causal mask), else full."""
+    kinds = {
+        "causal" if n.attrs.get("causal") else "full"
+        for n in program.nodes
+        if n.kind == "attention"
+    }
+    return " and ".join(sorted(kinds)) or "none recognised (matmul and softmax as exported)"
+
+
 def _meta(program: Program, missing: dict[str, list], dtype: str | None) -> dict:
     meta: dict[str, object] = {
         "source": program.source,
         "dtype": dtype or "as stored",
         "params": sum(program.values[p].numel for p in program.params),  # weights, tied once
+        "logits": "as exported (every position the graph computes)",
+        "attention": _attention_kinds(program),
     }
     if missing:
         nodes = sum(count for count, _ in missing.values())

@@ -266,6 +266,7 @@ def build(
     tp: int = 1,
     scope: Literal["model", "layer"] = "model",
     ep: int = 1,
+    logits: Literal["all", "last"] | None = None,
 ) -> Graph:
     """The graph of one step of `phase` on one chip's share of the model.
 
@@ -273,10 +274,19 @@ def build(
     decode: one token for each of `batch` sequences with `context` tokens already cached.
     scope="layer": one transformer block only (no embeddings or LM head).
     ep: expert parallelism (MoE): this chip holds experts/ep routed experts (see `_moe`).
+    logits: the positions the LM head computes: `last` (default for inference: a serving engine
+    samples the next token from the last position only) or `all` (default for training, and
+    what `model(input_ids)` of an exported model computes: compare a .pt2/ONNX with this).
+    Attention is causal. Both are stated in `graph.meta` (`logits`, `attention`).
     """
     if phase not in PHASES:
         raise WorkloadError(f"`phase` must be one of {', '.join(PHASES)}, not {phase!r}")
     seq = seq or c.seq
+    logits = logits or ("all" if phase == "train" else "last")
+    if logits not in ("all", "last"):
+        raise WorkloadError(f"`logits` must be all or last, not {logits!r}")
+    if phase == "train" and logits == "last":
+        raise WorkloadError("`logits=last` is for inference; training computes every position")
     for name, value in (
         ("batch", batch),
         ("seq", seq),
@@ -305,13 +315,13 @@ def build(
                            ep=ep)  # fmt: skip
             ops += _prefixed(layer, "moe_layers" if moe else "layers", count)
     if scope == "model":
-        logits = batch if phase != "train" else tokens  # inference needs the last position only
+        rows = tokens if logits == "all" else batch  # LM-head rows: every position, or the last
         ops = (
             [Embedding(name="embed", tokens=tokens, hidden=c.hidden, vocab=c.vocab, dtype=dtype)]
             + ops
             + [
-                _vec("final_norm", logits * c.hidden, dtype, NORM_FLOPS),
-                _mm("lm_head", logits, shard(c.vocab, tp), c.hidden, dtype),
+                _vec("final_norm", rows * c.hidden, dtype, NORM_FLOPS),
+                _mm("lm_head", rows, shard(c.vocab, tp), c.hidden, dtype),
             ]
         )
     if phase == "train":
@@ -354,6 +364,8 @@ def build(
             "tp": tp,
             "params": c.params(),
             "active_params": c.params(active=True),
+            "logits": "all positions" if logits == "all" else "last position",
+            "attention": "causal",
         },
     )
 

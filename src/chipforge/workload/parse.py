@@ -90,7 +90,7 @@ def _build_llm(head: str, args: dict[str, str]) -> Graph:
     for key in ("dtype", "kv_dtype"):
         if key in run:
             kw[key] = _dtype(key, run[key])
-    for key in ("phase", "scope"):
+    for key in ("phase", "scope", "logits"):
         if key in run:
             kw[key] = run[key]
     if kw.get("scope", "model") not in ("model", "layer"):

@@ -25,7 +25,9 @@ from chipforge.workload.config import MODEL_FIELDS, ModelConfig, load_model, mod
 from chipforge.workload.hf import load_hf_config
 
 # keys of a workload string that describe the run (the graph), not the model
-RUN_KEYS = frozenset({"phase", "batch", "seq", "context", "dtype", "kv_dtype", "tp", "scope"})
+RUN_KEYS = frozenset(
+    {"phase", "batch", "seq", "context", "dtype", "kv_dtype", "tp", "scope", "logits"}
+)
 GRAPH_FILES = (".onnx", ".pt2")
 
 
