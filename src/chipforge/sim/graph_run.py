@@ -59,7 +59,44 @@ def _onnx_inputs(model, dims: dict[str, int], rng, source: str) -> dict[str, np.
     inits = {t.name for t in model.graph.initializer}
     user = [vi for vi in model.graph.input if vi.name not in inits]
     shapes = input_shapes(user, dims, source)
-    return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+    rows = _gather_rows(model, inits)
+    feeds = {}
+    for vi in user:
+        name, shape = vi.name, shapes[vi.name]
+        elem = vi.type.tensor_type.elem_type
+        if elem in ONNX_FLOATS or elem == 0:
+            feeds[name] = rng.standard_normal(shape).astype(np.float32)
+        elif elem == 9:  # bool: every position attended
+            feeds[name] = np.ones(shape, bool)
+        elif name in rows:  # ids into an embedding table
+            feeds[name] = rng.integers(0, rows[name], size=shape).astype(np.int64)
+        elif "position" in name and shape:
+            feeds[name] = np.broadcast_to(np.arange(shape[-1]), shape).astype(np.int64)
+        else:
+            feeds[name] = np.ones(shape, np.int64)
+    return feeds
+
+
+ONNX_FLOATS = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16 (onnx.TensorProto)
+
+
+def _gather_rows(model, inits: set[str]) -> dict[str, int]:
+    """Graph inputs used as the indices of a Gather from an initializer (an embedding table),
+    directly or through Cast/Reshape/Unsqueeze: input -> the table's rows."""
+    tables = {t.name: t.dims[0] for t in model.graph.initializer if len(t.dims) >= 1}
+    made = {out: n for n in model.graph.node for out in n.output}
+    rows: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type != "Gather" or len(node.input) < 2 or node.input[0] not in tables:
+            continue
+        if any(a.name == "axis" and a.i != 0 for a in node.attribute):
+            continue
+        vid = node.input[1]
+        while vid in made and made[vid].op_type in ("Cast", "Reshape", "Unsqueeze", "Identity"):
+            vid = made[vid].input[0]
+        if vid not in made and vid not in inits:
+            rows[vid] = min(rows.get(vid, tables[node.input[0]]), tables[node.input[0]])
+    return rows
 
 
 def values_bytes(values: dict) -> float:

@@ -177,6 +177,26 @@ _NUMPY: dict[str, Callable] = {
     "Expand": lambda x, s, **_: x * np.ones(s, x.dtype),
     "Where": lambda c, a, b, **_: np.where(c, a, b),
     "Equal": lambda a, b, **_: a == b,
+    "Less": lambda a, b, **_: a < b,
+    "LessOrEqual": lambda a, b, **_: a <= b,
+    "Greater": lambda a, b, **_: a > b,
+    "GreaterOrEqual": lambda a, b, **_: a >= b,
+    "Not": lambda a, **_: np.logical_not(a),
+    "And": lambda a, b, **_: np.logical_and(a, b),
+    "Or": lambda a, b, **_: np.logical_or(a, b),
+    "IsNaN": lambda a, **_: np.isnan(a),
+    "IsInf": lambda a, detect_negative=1, detect_positive=1, **_: (
+        (np.isposinf(a) if detect_positive else False)
+        | (np.isneginf(a) if detect_negative else False)
+    ),
+    "Reciprocal": lambda a, **_: np.float32(1) / a,
+    "Max": lambda *xs, **_: np.maximum.reduce(np.broadcast_arrays(*xs)),
+    "Min": lambda *xs, **_: np.minimum.reduce(np.broadcast_arrays(*xs)),
+    "Abs": np.abs,
+    "Cos": lambda a, **_: np.cos(a),
+    "Sin": lambda a, **_: np.sin(a),
+    "Log": lambda a, **_: np.log(a),
+    "GatherElements": lambda x, i, axis=0, **_: np.take_along_axis(x, i.astype(np.int64), axis),
     "Cast": lambda x, to=1, **_: x.astype(
         np.float32 if to == 1 else np.int64 if to == 7 else bool if to == 9 else x.dtype
     ),
@@ -250,7 +270,10 @@ def run_onnx(
     env: dict[str, np.ndarray] = {
         t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer
     }
-    env |= {k: np.asarray(v, np.float32) for k, v in feeds.items()}
+    env |= {  # float inputs in fp32; ids, masks and positions keep their integer type
+        k: np.asarray(v, np.float32 if np.asarray(v).dtype.kind == "f" else None)
+        for k, v in feeds.items()
+    }
     env = {
         k: v.astype(np.float32, copy=False) if v.dtype.kind == "f" else v for k, v in env.items()
     }

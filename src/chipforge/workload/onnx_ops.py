@@ -71,6 +71,8 @@ ELEMENTWISE = {
     "Greater": "gt",
     "GreaterOrEqual": "ge",
     "Not": "not",
+    "IsNaN": "ne",  # x != x: one compare (the dynamo exporter's guard in masked softmax)
+    "IsInf": "eq",
     "And": "and",
     "Or": "or",
     "Xor": "xor",
