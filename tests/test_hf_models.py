@@ -246,3 +246,53 @@ def test_onnx_dynamo_export_imports_and_runs_with_no_flag(saved, tmp_path):
     assert dense(onnx_graph) == pytest.approx(dense(pt2_graph), rel=0.01)
     run = run_model(path, load_chip("forge-n3"))
     assert run["result"] == "match" and run["max_rel_diff"] <= 2.0**-6
+
+
+def test_whisper_encoder_conv1d_front_end_both_save_paths(tmp_path):
+    """Whisper's audio encoder (two Conv1d, full attention): the raw .pt2 and the dynamo ONNX
+    both import with no flag, FLOPs within 2 % of FlopCounterMode, attention costed full, and
+    both run functionally in bf16 within 2^-6 of their fp32 references."""
+    pytest.importorskip("onnxscript")
+    from chipforge.sim.graph_run import run_model
+    from chipforge.spec import load_chip
+    from chipforge.workload.parse import parse_workload
+
+    T = transformers
+    config = T.WhisperConfig(
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        num_mel_bins=16,
+        max_source_positions=16,
+        max_target_positions=32,
+        vocab_size=VOCAB,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+        use_cache=False,
+    )
+    torch.manual_seed(0)
+    encoder = T.WhisperForConditionalGeneration(config).eval().model.encoder
+    mel = torch.randn(1, 16, 32)  # (batch, mel bins, frames = 2 x max_source_positions)
+    pt2, onnx_path = tmp_path / "whisper.pt2", tmp_path / "whisper.onnx"
+    torch.export.save(torch.export.export(encoder, (mel,)), pt2)
+    torch.onnx.export(encoder, (mel,), str(onnx_path), dynamo=True, external_data=False)
+    want = torch_flops(encoder, mel)
+    chip = load_chip("forge-n3")
+    for path in (pt2, onnx_path):
+        graph = parse_workload(str(path))
+        matrix = sum(
+            o.total_flops for o in graph.ops if o.kind in ("matmul", "attention", "conv2d")
+        )
+        assert matrix == pytest.approx(want, rel=0.02), (path.name, matrix, want)
+        assert graph.meta["attention"] in (
+            "full",
+            "none recognised (matmul and softmax as exported)",
+        )
+        run = run_model(path, chip)
+        assert run["result"] == "match" and run["max_rel_diff"] <= 2.0**-6, path.name

@@ -27,6 +27,14 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[np.float32])(x)
 
 
+def _gelu(x: np.ndarray, approximate: str | bytes = "none", **_) -> np.ndarray:
+    """ONNX Gelu (opset 20): exact (erf) or its tanh approximation."""
+    if approximate in ("tanh", b"tanh"):
+        c = np.float32(math.sqrt(2 / math.pi))
+        return np.float32(0.5) * x * (1 + np.tanh(c * (x + np.float32(0.044715) * x**3)))
+    return np.float32(0.5) * x * (1 + _erf(x / np.float32(math.sqrt(2))))
+
+
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -69,6 +77,22 @@ def _conv(
     group=1,
     **_,
 ):
+    if x.ndim == 3 and w.ndim == 3:  # Conv1d (Whisper's front end): a 2-D conv of height 1
+        pads = tuple(pads) if len(pads) == 2 else (0, 0)
+        y = _conv(
+            be,
+            name,
+            x[:, :, None, :],
+            w[:, :, None, :],
+            bias,
+            strides=(1, *tuple(strides)[:1]),
+            pads=(0, pads[0], 0, pads[1]),
+            dilations=(1, *tuple(dilations)[:1]),
+            group=group,
+        )
+        return y[:, :, 0, :]
+    if x.ndim != 4 or w.ndim != 4:
+        raise WorkloadError(f"{name}: Conv of {x.ndim - 2}-D data has no functional run")
     cout, cin, kh, kw = w.shape
     if x.shape[1] != cin * group or cout % group:
         raise WorkloadError(
@@ -190,6 +214,7 @@ _NUMPY: dict[str, Callable] = {
         | (np.isneginf(a) if detect_negative else False)
     ),
     "Reciprocal": lambda a, **_: np.float32(1) / a,
+    "Gelu": _gelu,
     "Max": lambda *xs, **_: np.maximum.reduce(np.broadcast_arrays(*xs)),
     "Min": lambda *xs, **_: np.minimum.reduce(np.broadcast_arrays(*xs)),
     "Abs": np.abs,
