@@ -329,6 +329,16 @@ def test_a_nonsense_result_is_never_printed(monkeypatch):
     assert code == 3 and out == "" and "time_s" in err and "-14.0" in err
 
 
+def test_a_nonsense_sweep_point_is_failed_not_stored(monkeypatch):
+    """A sweep point whose model returns a negative time is recorded as failed with the
+    reason, never as an ok row with that number."""
+    from chipforge.explore import evaluate as ev
+
+    monkeypatch.setattr(ev, "objectives", lambda space, params: {"time_s": -1.0})
+    row = ev.evaluate_point(None, {"cores": 2}, pid="p")
+    assert row["status"] == "failed" and "time_s" in row["reason"] and "time_s" not in row
+
+
 def test_check_numbers_rules():
     from chipforge.report.jsonout import check_numbers
 

@@ -20,7 +20,13 @@ from functools import cache
 
 from chipforge.errors import ChipforgeError
 from chipforge.explore.space import Space
-from chipforge.explore.system import SITE_OBJECTIVES, serving_objectives, site_objectives
+from chipforge.explore.system import (
+    SERVING_OBJECTIVES,
+    SITE_OBJECTIVES,
+    serving_objectives,
+    site_objectives,
+)
+from chipforge.report.jsonout import check_numbers
 
 STATUS_OK, STATUS_INFEASIBLE, STATUS_FAILED = "ok", "infeasible", "failed"
 
@@ -146,6 +152,7 @@ def evaluate_point(space: Space, params: dict, pid: str | None = None) -> dict:
     for attempt in (1, 2):
         try:
             o = objectives(space, params)
+            _sane(o)
         except ChipforgeError as e:
             return {**row, "status": STATUS_INFEASIBLE, "reason": str(e)}
         except Exception as e:  # noqa: BLE001 - a worker bug must not end the sweep
@@ -155,6 +162,13 @@ def evaluate_point(space: Space, params: dict, pid: str | None = None) -> dict:
         reason = _infeasible(space, o)
         return {**row, **o, "status": STATUS_INFEASIBLE if reason else STATUS_OK, "reason": reason}
     raise AssertionError("unreachable")
+
+
+def _sane(o: dict) -> None:
+    """A negative or NaN objective is a model bug: the point is recorded as failed, never as a
+    result (NaN is how a serving or site objective says "no plan", next to its reason)."""
+    maybe = set(SERVING_OBJECTIVES) | set(SITE_OBJECTIVES)
+    check_numbers({k: v for k, v in o.items() if not (k in maybe and v != v)})
 
 
 def _cell(v):
