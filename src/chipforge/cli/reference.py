@@ -87,7 +87,10 @@ def markdown() -> str:
         "`--model` and `--workload` the one model vocabulary (presets, `llm:...`, a HuggingFace "
         "`config.json` or its folder; workloads also `gemm:`, `zoo:`, `.onnx`, `.pt2`), `--out` "
         "a file, `--html` an HTML file, `--png` a folder. Quantities take units (`1.2GW`, "
-        "`100ms`, `15.6T`). `chipforge --version` prints the version.",
+        "`100ms`, `15.6T`). `chipforge --version` prints the version. Exit codes: 0 done, 2 a "
+        "user error (one line naming the field), 3 an internal error (one line; `--debug` "
+        "anywhere on the command line, or CHIPFORGE_DEBUG=1, prints its traceback); see "
+        "docs/security.md.",
         "",
     ]
     for name, cmd in commands():
