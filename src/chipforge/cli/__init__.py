@@ -113,9 +113,9 @@ def deprecated(old: str, new: str) -> None:
     )
 
 
-def warn(result) -> None:
-    """A result's warnings on stderr, one line each."""
-    for warning in result.warnings:
+def warn(result, skip=()) -> None:
+    """A result's warnings on stderr, one line each (but those in `skip`)."""
+    for warning in (w for w in result.warnings if w not in skip):
         Console(stderr=True, soft_wrap=True).print(
             f"warning: {warning}", style="yellow", markup=False
         )

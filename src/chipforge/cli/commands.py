@@ -126,10 +126,7 @@ UnsupportedOpt = Annotated[
 
 def _workload(text: str, allow_unsupported: bool, trust_pickle: bool = False):
     trust = trusting(trust_pickle)
-    graph = parse_workload(text, allow_unsupported=allow_unsupported, trust_pickle=trust)
-    for warning in graph.meta.get("warnings", ()):
-        Console(stderr=True).print(f"warning: {warning}", style="yellow", markup=False)
-    return graph
+    return parse_workload(text, allow_unsupported=allow_unsupported, trust_pickle=trust)
 
 
 @app.command()
@@ -201,8 +198,10 @@ def compare(
         )
     graph = _workload(workload, allow_unsupported, trust_pickle)
     results = [estimate(graph, load_chip(c)) for c in names]
+    shown: set[str] = set()  # the workload's own warnings (unsupported ops) once, not per chip
     for r in results:
-        warn(r)
+        warn(r, skip=shown)
+        shown |= set(r.warnings)
     data = {"workload": graph.name, "results": [r.to_dict() for r in results]}
     emit(data, [tb.compare_table(results, graph.name)], as_json=as_json, out=out)
     write_trace(trace, data["results"])

@@ -140,12 +140,24 @@ def _causal(view: _View, masks: list[str]) -> bool:
     return False
 
 
+def _nan_guard(view: _View, vid: str) -> tuple[list[Node], str]:
+    """`where(isnan(p), 0, p)` after a softmax (torch's dynamo ONNX exporter guards fully
+    masked rows so): the guard's nodes and its output, else ([], vid)."""
+    users = view.users.get(vid, [])
+    if len(users) != 2 or {u.kind for u in users} != {"ne", "where"}:
+        return [], vid
+    isnan, where = sorted(users, key=lambda u: u.kind)
+    if isnan.source != "IsNaN" or view.only_user(isnan.outputs[0], ("where",)) is not where:
+        return [], vid
+    return [isnan, where], where.outputs[0]
+
+
 def _attention(view: _View, softmax: Node) -> tuple[list[Node], Node] | None:
     found = _score_chain(view, softmax)
     if found is None:
         return None
     scores, chain, masks = found
-    tail, vid = [], softmax.outputs[0]
+    tail, vid = _nan_guard(view, softmax.outputs[0])
     while (node := view.only_user(vid, PASS_THROUGH + ("matmul",))) is not None:
         if node.kind == "matmul":
             break
