@@ -243,6 +243,8 @@ def test_onnx_dynamo_export_imports_and_runs_with_no_flag(saved, tmp_path):
     onnx_graph, pt2_graph = parse_workload(str(path)), parse_workload(str(pt2))
     assert not onnx_graph.meta.get("unsupported")
     assert onnx_graph.meta["attention"] == "causal"
+    names = {op.name: op.count for op in onnx_graph.ops}  # module paths, layers folded
+    assert names["model.layers.*.self_attn.q_proj"] == 2 and "lm_head" in names
     assert onnx_graph.flops == pytest.approx(pt2_graph.flops, rel=0.01)
     run = run_model(path, load_chip("forge-n3"))
     assert run["result"] == "match" and run["max_rel_diff"] <= 2.0**-6

@@ -2,13 +2,16 @@
 shapes node by node (ONNX's own per-node inference, fed with the shape arithmetic that
 `onnx_fold` evaluates), and cost the nodes through the shared lowering (`imported`).
 
-Op names come from the exporter's node names (`/h.0/attn/MatMul` is scope `h.0.attn`).
+Op names come from the module path the dynamo exporter records in each node's `namespace`
+metadata (`model.layers.0.self_attn.q_proj`), else from the TorchScript exporter's node names
+(`/h.0/attn/MatMul` is scope `h.0.attn`); repeated layers then fold (`model.layers.*...`).
 onnx is imported lazily: chipforge works without it until an ONNX model is imported.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +157,24 @@ def input_shapes(inputs, dims: dict[str, int], source: str) -> dict[str, list[in
         ]
         for inp in inputs
     }
+
+
+_MODULE_PATH = re.compile(r"^[A-Za-z_][\w.]*$")
+
+
+def _namespace(node: Any) -> str:
+    """The module path torch's dynamo exporter records in a node's `namespace` metadata
+    ('.../model.layers.0.self_attn.q_proj: torch.nn.Linear/linear: aten.linear.default'):
+    the innermost module's path (the last part names the aten op, a `.`-free fx name), or ''
+    when absent or not a plain dotted name."""
+    for prop in node.metadata_props:
+        if prop.key == "namespace":
+            parts = [p.split(":", 1)[0].strip() for p in prop.value[-4096:].split("/")]
+            if parts and ": aten." in prop.value[-4096:].rsplit("/", 1)[-1]:
+                parts = parts[:-1]  # the op itself
+            last = parts[-1] if parts else ""
+            return last if _MODULE_PATH.match(last) else ""
+    return ""
 
 
 def _scope(name: str) -> str:
@@ -312,7 +333,8 @@ class _Importer:
         for vid in inputs:
             if vid and vid not in self.values:  # an input no node made: unknown
                 self.values[vid] = self._value(vid)
-        return Node(kind, inputs, outputs, _scope(node.name), node.op_type, label, extra)
+        scope = _namespace(node) or _scope(node.name)
+        return Node(kind, inputs, outputs, scope, node.op_type, label, extra)
 
     def _check_size(self, vid: str, node: Any, label: str) -> None:
         elements = math.prod(float(d) for d in self.values[vid].shape)
