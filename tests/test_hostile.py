@@ -157,7 +157,8 @@ def test_bad_chip_files(tmp_path, chip, words):
         ({"hidden_size": [256]}, ["hidden_size", "integer"]),
         ({"hidden_size": 256.5}, ["hidden_size", "integer"]),
         ({"num_hidden_layers": True}, ["num_hidden_layers", "integer"]),
-        ({"vocab_size": None}, ["vocab", "vocab_size"]),
+        ({"vocab_size": None}, ["vocab_size", "integer"]),
+        ({"hidden_size": None}, ["hidden_size", "integer"]),  # was 4 * None (GPT-2: n_embd)
         ({"vocab_size": {"a": 1}}, ["vocab_size"]),
         ({"tie_word_embeddings": "yes"}, ["tie_word_embeddings"]),
         ({"model_type": ["llama"], "architectures": "x"}, ["architecture"]),
@@ -190,6 +191,13 @@ def test_tiny_dimensions_split_by_tp_cost(tmp_path):
     code, out, err = cli(*EVAL, f"{path},tp=2")
     assert code == 0, err
     assert json.loads(out)["time_s"] > 0
+
+
+def test_gpt2_config_without_a_width(tmp_path):
+    """A GPT-2 config with `n_embd: null` (found by the randomized fuzz: `4 * None`)."""
+    gpt2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": None, "n_head": 4, "vocab_size": 10,
+            "n_positions": 64}  # fmt: skip
+    assert_user_error(*cli(*EVAL, _config(tmp_path, "g", gpt2))[::2], "n_embd", "integer")
 
 
 def test_deepseek_without_q_lora_costs(tmp_path):

@@ -35,7 +35,7 @@ class _Keys:
         if value is KeyError:
             raise KeyError(key)
         self.source[field] = key
-        if value is None:
+        if value is None and default is not KeyError:  # an optional key set to null
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise WorkloadError(f"`{key}` must be an integer, not {value!r}")
