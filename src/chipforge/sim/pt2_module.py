@@ -48,6 +48,14 @@ OPERATORS = {
     "ge",
 }
 _TARGET = re.compile(r"^torch\.ops\.aten\.(_?[a-z][a-z0-9_]*|__[a-z]+__)\.([A-Za-z][A-Za-z0-9_]*)$")
+def _grouped_mm():
+    from chipforge.sim.torch_run import grouped_mm
+
+    return grouped_mm
+
+
+# custom ops (torch.ops.<library>.<op>) chipforge runs with its own code, never the library's
+CUSTOM = {"torch.ops.transformers.grouped_mm_fallback.default": _grouped_mm}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # torch/_export/serde/schema.py Layout and MemoryFormat
 LAYOUTS = {7: "strided"}
@@ -261,6 +269,11 @@ def _node(torch, graph, env: dict, n: dict, index: int) -> None:
         env[name] = graph.call_function(
             getattr(operator, fn), tuple(v for _, v, _ in values), {}, name=_ident(name)
         )
+        return
+    if target in CUSTOM:  # another library's op: chipforge's own implementation of it
+        fn = CUSTOM[target]()
+        name = _ident(next(iter(outputs[0].values()))["name"])
+        env[name] = graph.call_function(fn, tuple(v for _, v, _ in values), {}, name=name)
         return
     match = _TARGET.match(target)
     packet = match and getattr(torch.ops.aten, match.group(1), None)

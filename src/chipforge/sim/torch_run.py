@@ -25,6 +25,24 @@ def _pair(v) -> tuple[int, int]:
     return (int(v[0]), int(v[-1]))
 
 
+def grouped_mm(input, weight, offs, product=None):
+    """transformers' `grouped_mm_fallback` (integrations/moe.py), reimplemented: rows of
+    `input` (s, k) sorted by expert, rows offs[i-1]:offs[i] times expert i's (k, n) weight.
+    `product(a, b)` does each product (the chip's, in a functional run); torch's by default.
+    A .pt2 that calls the custom op runs this, never transformers' code."""
+    import torch
+
+    out = torch.zeros(input.shape[0], weight.shape[2], dtype=input.dtype)
+    start = 0
+    for i, end in enumerate(int(e) for e in offs.tolist()):
+        end = min(max(end, start), input.shape[0])
+        if end > start:
+            a, b = input[start:end], weight[i]
+            out[start:end] = product(a, b) if product else a @ b
+        start = end
+    return out
+
+
 def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, record=None):
     """Run `program` (an ExportedProgram, or the GraphModule of `pt2_module`) on `inputs`
     (torch tensors); returns its outputs as
@@ -102,6 +120,7 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
         aten.convolution.default: conv,
         aten.conv2d.default: conv,
         aten.scaled_dot_product_attention.default: sdpa,
+        grouped_mm: lambda x, w, offs: grouped_mm(x, w, offs, lambda a, b: mm(a, b, "grouped")),
     }
 
     class _Run(torch.fx.Interpreter):
