@@ -38,6 +38,7 @@ def build(arch: str):
 
 
 ARCHS = ("llama", "qwen2", "mixtral", "gpt2")
+MATRIX = ("matmul", "attention", "conv")  # the op kinds FlopCounterMode counts
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def attended_flops(q, k, v, attn_mask=None, is_causal=False) -> float:
     return 2 * (d + v.shape[-1]) * int(pairs.sum())
 
 
-def torch_flops(model, ids) -> float:
+def torch_flops(model, ids, **kwargs) -> float:
     """torch's FlopCounterMode. torch 2.13 has no formula for the CPU flash-attention kernel
     nor for a grouped GEMM: attention is counted on the real mask the model builds
     (`attended_flops`: a causal mask attends s (s + 1) / 2 pairs, torch's formula would count
@@ -92,7 +93,7 @@ def torch_flops(model, ids) -> float:
     ):
         mapping[torch.ops.transformers.grouped_mm_fallback] = grouped
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.no_grad():
-        model(ids)
+        model(ids, **kwargs) if ids is not None else model(**kwargs)
     return counter.get_total_flops()
 
 
@@ -102,7 +103,7 @@ def test_raw_export_imports_flops_and_params(saved, arch):
 
     model, ids, path = saved[arch]
     graph = parse_workload(str(path))
-    matrix = sum(op.total_flops for op in graph.ops if op.kind in ("matmul", "attention", "conv2d"))
+    matrix = sum(op.total_flops for op in graph.ops if op.kind in MATRIX)
     want = torch_flops(model, ids)
     assert matrix == pytest.approx(want, rel=0.02), (arch, matrix, want)
     params = sum(p.numel() for p in model.parameters())  # tied weights counted once
@@ -288,9 +289,7 @@ def test_whisper_encoder_conv1d_front_end_both_save_paths(tmp_path):
     chip = load_chip("forge-n3")
     for path in (pt2, onnx_path):
         graph = parse_workload(str(path))
-        matrix = sum(
-            o.total_flops for o in graph.ops if o.kind in ("matmul", "attention", "conv2d")
-        )
+        matrix = sum(o.total_flops for o in graph.ops if o.kind in MATRIX)
         assert matrix == pytest.approx(want, rel=0.02), (path.name, matrix, want)
         assert graph.meta["attention"] in (
             "full",
@@ -318,3 +317,43 @@ def test_mixtral_grouped_gemm_runs_with_chipforges_own_code(saved):
     run = run_model(saved["mixtral"][2], load_chip("forge-n3"))
     assert any(n["node"].startswith("grouped_mm_fallback") for n in run["nodes"])
     assert run["inputs"] == {"input_ids": [1, TOKENS]}
+
+
+CONFIGS = {  # model_type: (config class, its tiny fields, the inputs of its forward)
+    "bert": ("BertConfig", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4)),
+    "vit": ("ViTConfig", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4)),
+    "t5": ("T5Config", dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_encoder_and_vision_configs_cost_as_their_transformers_model(kind, tmp_path):
+    """A BERT, ViT or T5 config.json (not decoder LLMs) is costed as the model transformers
+    builds from it (meta device, no weights): matrix FLOPs within 2 % of FlopCounterMode on the
+    same config's real module and inputs, encoder attention full, parameters within 0.5 %."""
+    from chipforge.workload.parse import parse_workload
+
+    name, fields = CONFIGS[kind]
+    extra = {"vit": dict(image_size=32, patch_size=8), "t5": dict(vocab_size=VOCAB)}
+    common = {} if kind == "t5" else dict(intermediate_size=128)
+    if kind == "bert":
+        common |= dict(vocab_size=VOCAB, max_position_embeddings=64)
+    config = getattr(transformers, name)(**fields, **common, **extra.get(kind, {}))
+    config.save_pretrained(tmp_path)
+    graph = parse_workload(f"{tmp_path},seq={TOKENS},dtype=fp32")
+    torch.manual_seed(0)
+    classes = {"bert": "BertModel", "vit": "ViTModel", "t5": "T5ForConditionalGeneration"}
+    model = getattr(transformers, classes[kind])(config).eval()
+    ids = torch.randint(0, VOCAB, (1, TOKENS))
+    inputs = {
+        "bert": dict(input_ids=ids),
+        "vit": dict(pixel_values=torch.randn(1, 3, 32, 32)),
+        "t5": dict(input_ids=ids, decoder_input_ids=ids),
+    }[kind]
+    want = torch_flops(model, None, **inputs)
+    matrix = sum(o.total_flops for o in graph.ops if o.kind in MATRIX)
+    assert matrix == pytest.approx(want, rel=0.02), (kind, matrix, want)
+    assert "full" in graph.meta["attention"]
+    assert graph.meta["params"] == pytest.approx(
+        sum(p.numel() for p in model.parameters()), rel=0.005
+    )

@@ -129,13 +129,51 @@ def with_checkpoint(graph: Graph, head: str, config) -> Graph:
     return replace(graph, meta=meta)
 
 
+def _traced(head: str, args: dict[str, str]) -> Graph | None:
+    """An encoder, encoder-decoder, vision or audio config (BERT, T5, ViT, Whisper, CLIP):
+    the graph of transformers' model built from it (`hf_traced`); None for a decoder LLM."""
+    from pathlib import Path
+
+    from chipforge.workload.hf import _read
+    from chipforge.workload.hf_traced import build_traced, traced_type
+
+    path = Path(head)
+    path = path / "config.json" if path.is_dir() else path
+    if not path.is_file():
+        return None  # split_model says what is missing
+    data = _read(path)
+    if traced_type(data) is None:
+        return None
+    graph = build_traced(path, data, args, _int, _dtype)
+    ck = with_checkpoint_count(path.parent, graph.meta.get("params"))
+    return replace(graph, meta=dict(graph.meta) | ck) if ck else graph
+
+
+def with_checkpoint_count(folder, params) -> dict:
+    """{'checkpoint': ...} of a folder's safetensors headers (and a warning when they are more
+    than CHECKPOINT_TOLERANCE off `params`, the built model's count), or {}."""
+    from chipforge.workload.checkpoint import read_folder
+
+    ck = read_folder(folder)
+    if ck is None:
+        return {}
+    out: dict = {"checkpoint": ck.to_dict()}
+    if params and abs(ck.params - params) > CHECKPOINT_TOLERANCE * params:
+        out["warnings"] = [
+            f"the checkpoint's safetensors hold {ck.params:,} parameters, the config.json "
+            f"describes {params:,} ({ck.params / params - 1:+.1%}): is the config the weights'?"
+        ]
+    return out
+
+
 def parse_file(
     path: str, items: list[str], *, allow_unsupported: bool = False, trust_pickle: bool = False
 ) -> Graph:
     """A HuggingFace config.json, an ONNX model or a torch.export .pt2 program."""
     args = _pairs("file", items)
     if is_config_path(path):
-        return _build_llm(path, args)
+        traced = _traced(path, args)
+        return traced if traced is not None else _build_llm(path, args)
     dtype = _dtype("dtype", args.pop("dtype")) if "dtype" in args else None
     dims = {k: _int(k, v) for k, v in args.items()}
     kw = {"dims": dims, "dtype": dtype, "allow_unsupported": allow_unsupported}

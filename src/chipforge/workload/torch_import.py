@@ -276,18 +276,35 @@ def _node(node: Any, outs: list[str], fx_node: type) -> Node:
     return Node(kind, inputs, outs, _scope(node), f"aten.{name}", node.name, attrs)
 
 
+def _tied(exported: Any) -> set[str]:
+    """Parameter placeholders whose tensor an earlier one already is (tied weights: T5's
+    shared embedding, GPT-2's wte and lm_head): resident once."""
+    seen: set[int] = set()
+    tied: set[str] = set()
+    state = getattr(exported, "state_dict", {}) or {}
+    for spec in getattr(getattr(exported, "graph_signature", None), "input_specs", ()):
+        tensor = state.get(getattr(spec, "target", None) or "")
+        if tensor is None or getattr(tensor, "device", None) is None:
+            continue
+        if id(tensor) in seen:
+            tied.add(spec.arg.name)
+        seen.add(id(tensor))
+    return tied
+
+
 def _program(exported: Any, subs: dict, source: str) -> Program:
     fx_node = _torch().fx.Node
     user = set(_user_inputs(exported))
     values: dict[str, Value] = {}
     nodes: list[Node] = []
     params: list[str] = []
+    tied = _tied(exported)
     for n in exported.graph.nodes:
         where = f"{source} node {n.name}"
         if n.op == "placeholder":
             val = n.meta.get("val")
             values[n.name] = _value(val, subs, where, static=n.name not in user)
-            if n.name not in user and hasattr(val, "shape"):
+            if n.name not in user and hasattr(val, "shape") and n.name not in tied:
                 params.append(n.name)
         elif n.op == "get_attr":
             values[n.name] = Value((), None, 0, static=True)

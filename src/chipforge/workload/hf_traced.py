@@ -1,0 +1,103 @@
+"""HuggingFace configs that are not decoder LLMs (BERT, RoBERTa, T5, ViT, Whisper, CLIP): the
+model transformers builds from the config, on the meta device (no weights), through
+`torch.export` and the importer.
+
+`ModelConfig` describes decoder-only transformers (`hf.py` maps those configs to it). Encoders,
+encoder-decoders and vision/audio models are costed as their real module instead: the config's
+`model_type` picks transformers' config class (`AutoConfig.for_model`, plain JSON values, no
+remote code), an allow-listed model class is built on the meta device, and the graph is the
+importer's (`from_torch`). Workload keys: `batch` (default 1), `seq` (tokens of a text input,
+default 128; T5 and Whisper decoders take `seq` tokens too), `dtype` (default bf16). They are
+workloads for evaluate/compare/simulate; `train`/`serve` take decoder LLMs only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chipforge.errors import WorkloadError
+from chipforge.workload.graph import Graph
+from chipforge.workload.imported import require
+
+# model_type -> the transformers class built for it (its bare or task model)
+MODEL_CLASSES = {
+    "bert": "BertModel",
+    "roberta": "RobertaModel",
+    "t5": "T5ForConditionalGeneration",
+    "vit": "ViTModel",
+    "whisper": "WhisperForConditionalGeneration",
+    "clip": "CLIPModel",
+}
+KEYS = {"batch", "seq", "dtype"}
+
+
+def traced_type(data: dict) -> str | None:
+    """The model_type of a config this module builds, else None."""
+    kind = data.get("model_type")
+    return kind if isinstance(kind, str) and kind in MODEL_CLASSES else None
+
+
+def _inputs(torch, config, batch: int, seq: int) -> dict:
+    """The model's inputs on the meta device, by its main input (text, image, audio)."""
+    meta = {"device": "meta"}
+    vision = getattr(config, "vision_config", config)
+    text = getattr(config, "text_config", config)
+    kind = config.model_type
+    out = {}
+    if kind in ("bert", "roberta", "t5", "clip"):
+        limit = getattr(text, "max_position_embeddings", None) or seq
+        if seq > limit:
+            raise WorkloadError(f"`workload.seq` must be at most {limit} for this config")
+        out["input_ids"] = torch.zeros(batch, seq, dtype=torch.long, **meta)
+    if kind in ("vit", "clip"):
+        side = vision.image_size
+        out["pixel_values"] = torch.zeros(batch, vision.num_channels, side, side, **meta)
+    if kind == "whisper":
+        frames = 2 * config.max_source_positions
+        out["input_features"] = torch.zeros(batch, config.num_mel_bins, frames, **meta)
+    if kind in ("t5", "whisper"):
+        out["decoder_input_ids"] = torch.zeros(batch, seq, dtype=torch.long, **meta)
+    return out
+
+
+def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of) -> Graph:
+    """The graph of the config's model (`args`: batch, seq, dtype)."""
+    unknown = sorted(set(args) - KEYS)
+    if unknown:
+        raise WorkloadError(
+            f"`workload.{unknown[0]}` is not a key of a {data['model_type']} config workload; "
+            f"use {', '.join(sorted(KEYS))}"
+        )
+    batch = integer("batch", args.get("batch", "1"))
+    seq = integer("seq", args.get("seq", "128"))
+    dtype = dtype_of("dtype", args.get("dtype", "bf16"))
+    torch = require("torch", f"a {data['model_type']} config")
+    transformers = require("transformers", f"a {data['model_type']} config")
+    from chipforge.workload.torch_import import from_torch
+
+    fields = {k: v for k, v in data.items() if k not in ("model_type", "architectures")}
+    try:
+        config = transformers.AutoConfig.for_model(data["model_type"], **fields)
+        config.use_cache = False  # torch.export cannot return transformers' cache objects
+        with torch.device("meta"):
+            model = getattr(transformers, MODEL_CLASSES[data["model_type"]])(config).eval()
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise WorkloadError(
+            f"`workload` {path.name}: transformers cannot build a {data['model_type']} model "
+            f"from it ({type(e).__name__}: {str(e)[:120]})"
+        ) from None
+    inputs = _inputs(torch, config, batch, seq)
+
+    class Call(torch.nn.Module):  # keyword inputs in, the first output tensor out
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *values):
+            out = self.model(**dict(zip(inputs, values, strict=True)), return_dict=True)
+            first = next(v for v in out.values() if isinstance(v, torch.Tensor))
+            return first
+
+    graph = from_torch(Call(), tuple(inputs.values()), dtype=dtype, name=path.name)
+    meta = dict(graph.meta) | {"model": data["model_type"], "batch": batch, "seq": seq}
+    return Graph(graph.name, graph.ops, graph.resident, graph.tokens, meta)
