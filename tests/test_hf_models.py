@@ -319,36 +319,68 @@ def test_mixtral_grouped_gemm_runs_with_chipforges_own_code(saved):
     assert run["inputs"] == {"input_ids": [1, TOKENS]}
 
 
-CONFIGS = {  # model_type: (config class, its tiny fields, the inputs of its forward)
-    "bert": ("BertConfig", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4)),
-    "vit": ("ViTConfig", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4)),
-    "t5": ("T5Config", dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)),
+TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
+VISION = TEXT | dict(image_size=32, patch_size=8)
+WHISPER = dict(
+    d_model=64,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    encoder_ffn_dim=128,
+    decoder_ffn_dim=128,
+    num_mel_bins=16,
+    max_source_positions=16,
+    max_target_positions=64,
+    vocab_size=VOCAB,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    decoder_start_token_id=1,
+)
+CONFIGS = {  # model_type: (config class, its fields, model class, input names)
+    "bert": ("BertConfig", TEXT | dict(vocab_size=VOCAB, max_position_embeddings=64), "BertModel"),
+    "vit": ("ViTConfig", VISION, "ViTModel"),
+    "t5": (
+        "T5Config",
+        dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, vocab_size=VOCAB),
+        "T5ForConditionalGeneration",
+    ),
+    "clip": (
+        "CLIPConfig",
+        dict(
+            text_config=TEXT | dict(vocab_size=VOCAB, max_position_embeddings=64, eos_token_id=2),
+            vision_config=VISION,
+            projection_dim=32,
+        ),
+        "CLIPModel",
+    ),
+    "whisper": ("WhisperConfig", WHISPER, "WhisperForConditionalGeneration"),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
 def test_encoder_and_vision_configs_cost_as_their_transformers_model(kind, tmp_path):
-    """A BERT, ViT or T5 config.json (not decoder LLMs) is costed as the model transformers
-    builds from it (meta device, no weights): matrix FLOPs within 2 % of FlopCounterMode on the
-    same config's real module and inputs, encoder attention full, parameters within 0.5 %."""
+    """BERT, ViT, T5, CLIP and Whisper config.json files (not decoder LLMs) are costed as the
+    model transformers builds from them (meta device, no weights): matrix FLOPs within 2 % of
+    FlopCounterMode on the same config's real module and inputs, encoder attention full (text
+    decoders causal), parameters within 0.5 % of sum(p.numel())."""
     from chipforge.workload.parse import parse_workload
 
-    name, fields = CONFIGS[kind]
-    extra = {"vit": dict(image_size=32, patch_size=8), "t5": dict(vocab_size=VOCAB)}
-    common = {} if kind == "t5" else dict(intermediate_size=128)
-    if kind == "bert":
-        common |= dict(vocab_size=VOCAB, max_position_embeddings=64)
-    config = getattr(transformers, name)(**fields, **common, **extra.get(kind, {}))
+    config_class, fields, model_class = CONFIGS[kind]
+    config = getattr(transformers, config_class)(**fields)
     config.save_pretrained(tmp_path)
     graph = parse_workload(f"{tmp_path},seq={TOKENS},dtype=fp32")
     torch.manual_seed(0)
-    classes = {"bert": "BertModel", "vit": "ViTModel", "t5": "T5ForConditionalGeneration"}
-    model = getattr(transformers, classes[kind])(config).eval()
-    ids = torch.randint(0, VOCAB, (1, TOKENS))
+    model = getattr(transformers, model_class)(config).eval()
+    ids = torch.randint(3, VOCAB, (1, TOKENS))
+    pixels = torch.randn(1, 3, 32, 32)
     inputs = {
         "bert": dict(input_ids=ids),
-        "vit": dict(pixel_values=torch.randn(1, 3, 32, 32)),
+        "vit": dict(pixel_values=pixels),
         "t5": dict(input_ids=ids, decoder_input_ids=ids),
+        "clip": dict(input_ids=ids, pixel_values=pixels),
+        "whisper": dict(input_features=torch.randn(1, 16, 32), decoder_input_ids=ids),
     }[kind]
     want = torch_flops(model, None, **inputs)
     matrix = sum(o.total_flops for o in graph.ops if o.kind in MATRIX)

@@ -137,6 +137,14 @@ def load_hf_config(path: str | Path) -> ModelConfig:
     kind = data.get("model_type") if isinstance(data.get("model_type"), str) else None
     kind = kind or next((ARCHITECTURES[a] for a in archs if a in ARCHITECTURES), None)
     if kind not in MODEL_TYPES:
+        from chipforge.workload.hf_traced import MODEL_CLASSES
+
+        if kind in MODEL_CLASSES:
+            raise WorkloadError(
+                f"`workload` {path.name}: a {kind} config is not a decoder LLM; cost it as a "
+                "workload (evaluate, compare, simulate --workload path/config.json,seq=..); "
+                "train and serve take decoder LLMs"
+            )
         given = ", ".join(archs) or kind or "none given"
         raise WorkloadError(
             f"`workload` {path.name}: architecture must be one of {', '.join(ARCHITECTURES)}, "
