@@ -30,6 +30,20 @@ def build(arch: str):
     if arch == "mixtral":
         config = T.MixtralConfig(**COMMON, num_local_experts=4, num_experts_per_tok=2)
         return T.MixtralForCausalLM(config)
+    if arch == "qwen3":
+        return T.Qwen3ForCausalLM(T.Qwen3Config(**COMMON, head_dim=16))
+    if arch == "gemma3":
+        return T.Gemma3ForCausalLM(T.Gemma3TextConfig(**COMMON, head_dim=16))
+    if arch == "phi3":
+        return T.Phi3ForCausalLM(T.Phi3Config(**COMMON, pad_token_id=0))
+    if arch == "neox":
+        shape = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2)
+        config = T.GPTNeoXConfig(**shape, num_attention_heads=4, vocab_size=VOCAB, use_cache=False)
+        return T.GPTNeoXForCausalLM(config)
+    if arch == "qwen2moe":
+        moe = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64)
+        config = T.Qwen2MoeConfig(**COMMON, **moe, shared_expert_intermediate_size=64)
+        return T.Qwen2MoeForCausalLM(config)
     if arch == "gpt2":
         shape = dict(n_embd=64, n_layer=2, n_head=4, n_positions=64, bos_token_id=0)
         config = T.GPT2Config(**shape, vocab_size=VOCAB, eos_token_id=0, use_cache=False)
@@ -37,7 +51,7 @@ def build(arch: str):
     raise AssertionError(arch)
 
 
-ARCHS = ("llama", "qwen2", "mixtral", "gpt2")
+ARCHS = ("llama", "qwen2", "qwen3", "gemma3", "phi3", "mixtral", "qwen2moe", "gpt2", "neox")
 MATRIX = ("matmul", "attention", "conv")  # the op kinds FlopCounterMode counts
 
 
@@ -111,7 +125,7 @@ def test_raw_export_imports_flops_and_params(saved, arch):
     assert graph.meta["attention"] == "causal"  # transformers' mask is recognised as causal
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mixtral", "gpt2"])  # config.json's types
 def test_config_json_and_pt2_agree_under_one_convention(saved, arch, tmp_path):
     """The same model from its config.json (`logits=all`: every position, as model(ids)
     computes) and from its raw .pt2: FLOPs within 1 %, each result stating its convention."""
@@ -127,7 +141,7 @@ def test_config_json_and_pt2_agree_under_one_convention(saved, arch, tmp_path):
     assert last.meta["logits"] == "last position" and last.flops < config.flops
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3", "qwen2moe"])
 def test_functional_bf16_within_bound_of_pytorch_fp32(saved, arch, tmp_path):
     """The raw export runs on the chip in bf16 with no wrapper and no flag: token ids fed by
     default are valid (in [0, vocab)), and the output is within the normwise 2^-6 bound of the
