@@ -403,3 +403,14 @@ def test_encoder_and_vision_configs_cost_as_their_transformers_model(kind, tmp_p
     assert graph.meta["params"] == pytest.approx(
         sum(p.numel() for p in model.parameters()), rel=0.005
     )
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_int8_channel_run_is_bit_exact_with_numpy_int8(saved, arch):
+    """int8 weights quantized per output channel: the chip run equals the numpy int8 reference
+    (same quantization, int8 x int8 -> int32 products) bit for bit, on the raw HF export."""
+    from chipforge.sim.graph_run import run_model
+    from chipforge.spec import load_chip
+
+    run = run_model(saved[arch][2], load_chip("forge-n3"), dtype="int8-channel")
+    assert run["bit_exact"] and run["result"] == "match"
