@@ -125,7 +125,7 @@ def test_raw_export_imports_flops_and_params(saved, arch):
     assert graph.meta["attention"] == "causal"  # transformers' mask is recognised as causal
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "mixtral", "gpt2"])  # config.json's types
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "phi3", "mixtral", "gpt2"])
 def test_config_json_and_pt2_agree_under_one_convention(saved, arch, tmp_path):
     """The same model from its config.json (`logits=all`: every position, as model(ids)
     computes) and from its raw .pt2: FLOPs within 1 %, each result stating its convention."""

@@ -48,6 +48,8 @@ OPERATORS = {
     "ge",
 }
 _TARGET = re.compile(r"^torch\.ops\.aten\.(_?[a-z][a-z0-9_]*|__[a-z]+__)\.([A-Za-z][A-Za-z0-9_]*)$")
+
+
 def _grouped_mm():
     from chipforge.sim.torch_run import grouped_mm
 

@@ -1,7 +1,9 @@
 """HuggingFace `config.json` files as `ModelConfig`s: the shapes of a checkpoint, no weights.
 
 Each supported `model_type` maps the transformers config keys (LlamaConfig, MistralConfig,
-MixtralConfig, Qwen2Config, GPT2Config, DeepseekV3Config) to ModelConfig fields. `seq` is the
+MixtralConfig, Qwen2Config, Qwen3Config, Phi3Config, GPT2Config, DeepseekV3Config) to
+ModelConfig fields. Encoder, encoder-decoder, vision and audio configs (BERT, T5, ViT,
+Whisper, CLIP) are not ModelConfigs: `hf_traced` costs them as workloads. `seq` is the
 config's max_position_embeddings (n_positions for GPT-2): the longest context it serves.
 """
 
@@ -18,6 +20,8 @@ ARCHITECTURES = {
     "MistralForCausalLM": "mistral",
     "MixtralForCausalLM": "mixtral",
     "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",  # Llama's shapes plus per-head q/k RMSNorms (not counted)
+    "Phi3ForCausalLM": "phi3",  # Llama's shapes with fused qkv and gate_up matrices
     "GPT2LMHeadModel": "gpt2",
     "DeepseekV3ForCausalLM": "deepseek_v3",
 }
@@ -106,6 +110,8 @@ MODEL_TYPES = {
     "llama": _llama,
     "mistral": _llama,
     "qwen2": _llama,
+    "qwen3": _llama,
+    "phi3": _llama,
     "mixtral": _mixtral,
     "gpt2": _gpt2,
     "deepseek_v3": _deepseek_v3,
@@ -128,8 +134,8 @@ def _read(path: Path) -> dict:
 
 
 def load_hf_config(path: str | Path) -> ModelConfig:
-    """The `ModelConfig` of a HuggingFace config.json (Llama, Mistral, Mixtral, Qwen2, GPT-2,
-    DeepSeek-V3)."""
+    """The `ModelConfig` of a HuggingFace config.json (Llama, Mistral, Mixtral, Qwen2, Qwen3,
+    Phi-3, GPT-2, DeepSeek-V3)."""
     path = Path(path)
     data = _read(path)
     archs = data.get("architectures")
