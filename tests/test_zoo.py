@@ -143,8 +143,9 @@ def test_unknown_architecture_names_the_supported_ones(tmp_path):
     path = write_config(tmp_path, {"architectures": ["T5ForConditionalGeneration"]})
     message = (
         "`workload` config.json: architecture must be one of LlamaForCausalLM, "
-        "MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, "
-        "DeepseekV3ForCausalLM, not T5ForConditionalGeneration; describe other models with "
+        "MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+        "Phi3ForCausalLM, GPT2LMHeadModel, DeepseekV3ForCausalLM, not "
+        "T5ForConditionalGeneration; describe other models with "
         "llm:custom,layers=..,hidden=.."
     )
     with pytest.raises(WorkloadError) as err:
