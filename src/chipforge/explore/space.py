@@ -15,6 +15,7 @@ weighted workloads, objectives, constraints and the sampler. Every check runs be
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,8 +215,8 @@ def _table(data: Any, key: str, default: Any, kind: type = dict) -> Any:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise SpaceError(f"{where} must be a number, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpaceError(f"{where} must be a finite number, not {value!r}")
     return float(value)
 
 
@@ -259,6 +260,9 @@ def _workloads(raw: Any, serving: bool, trust: bool) -> tuple[tuple[str, float],
     for i, w in enumerate(raw):
         if not isinstance(w, dict) or not isinstance(w.get("spec"), str):
             raise SpaceError(f'workloads[{i}]: `spec` is missing, e.g. spec = "llama3-70b"')
+        extra = sorted(set(w) - {"spec", "weight"})
+        if extra:
+            raise SpaceError(f"workloads[{i}]: unknown key `{extra[0]}`; use spec, weight")
         weight = _number(w.get("weight", 1.0), f"workloads[{i}]: `weight`")
         if weight <= 0:
             raise SpaceError(f"workloads[{i}]: `weight` must be > 0, not {weight}")
@@ -294,6 +298,9 @@ def space_from_dict(data: dict, where: str = "space", *, trust_pickle: bool = Fa
     if not params:
         raise SpaceError(f"{where}: [params] is empty; sweep at least one field")
     sampler = _table(data, "sampler", {})
+    extra = sorted(set(sampler) - {"method", "n", "seed"})
+    if extra:  # e.g. trust_pickle: a space file cannot turn it on, and says so
+        raise SpaceError(f"sampler: unknown key `{extra[0]}`; use method, n, seed")
     method = sampler.get("method", "grid")
     if not isinstance(method, str) or method not in METHODS:
         raise SpaceError(f"sampler: `method` must be one of {', '.join(METHODS)}, not {method!r}")
@@ -303,6 +310,8 @@ def space_from_dict(data: dict, where: str = "space", *, trust_pickle: bool = Fa
             raise SpaceError(f"sampler: `{key}` must be an integer, not {value!r}")
     if n < 1:
         raise SpaceError(f"sampler: `n` must be >= 1, not {n}")
+    if not 0 <= seed < 2**32:  # numpy's and Optuna's seeds
+        raise SpaceError(f"sampler: `seed` must be 0 to 2**32 - 1, not {seed}")
     try:
         serving = parse_serving(_table(data, "serving", None, (dict, type(None))))
         site = parse_site(_table(data, "site", {}), base_name)
