@@ -14,6 +14,12 @@ DTYPES = ("int8", "bf16")  # the MACs the generator builds (rtl/arith.py)
 # Verilator compiles the array to C++ (rtl/verilator.py): 32x32 bf16 builds in ~70 s on two
 # cores; 64x64 is allowed, larger builds take too long for a check run from the command line.
 MAX_PES = {"amaranth": 32 * 32, "verilator": 64 * 64}
+# Elaborating the array to Verilog (generate, synth) holds every PE's netlist in Python: bf16
+# 16x16 took 36 s and 470 MB peak RSS, 32x32 167 s and 1.7 GB (`/usr/bin/time -v chipforge rtl
+# generate --rows 32 --cols 32`, loaded 2-core machine): ~1.8 MB and ~0.16 s a PE. A 256x256
+# array (forge-n3's) would need ~120 GB; the largest any simulator runs is the cap.
+MAX_GENERATE_PES = MAX_PES["verilator"]
+BYTES_PER_PE = 2 * 2**20
 
 
 class RtlError(ChipforgeError):
@@ -48,6 +54,16 @@ class ArrayParams:
     def latency_cycles(self) -> int:
         """Cycles from a row's accept to its results' valid cycle: R + C - 1 (rtl/array.py)."""
         return self.rows + self.cols - 1
+
+    def check_generate(self) -> None:
+        """Raise unless the array is small enough to elaborate to Verilog here."""
+        if self.pes > MAX_GENERATE_PES:
+            raise RtlError(
+                f"`rows` x `cols` {self.rows:.3g}x{self.cols:.3g} is {self.pes:.3g} PEs; "
+                f"elaborating it would take ~{self.pes * BYTES_PER_PE / 1e9:.3g} GB and "
+                f"~{self.pes * 0.16 / 60:.3g} min; the RTL is capped at {MAX_GENERATE_PES:,} "
+                "PEs (64x64): pass a smaller --rows/--cols"
+            )
 
     def check_simulator(self, simulator: str) -> None:
         """Raise unless `simulator` exists and runs an array this large."""

@@ -27,6 +27,7 @@ from chipforge.rtl.params import ArrayParams, RtlError
 
 def emit_verilog(params: ArrayParams, *, name: str = "systolic_array") -> str:
     """Synthesizable Verilog of the whole array (ports: clk, rst and the three streams)."""
+    params.check_generate()
     return verilog.convert(SystolicArray(params), name=name, emit_src=False)
 
 
@@ -89,6 +90,7 @@ class Cells:
 
 def synth_stats(params: ArrayParams, *, node: str = "n3p") -> dict:
     """Cells, flip-flops, NAND2 equivalents and standard-cell area of one PE and the array."""
+    params.check_generate()
     area_um2 = nand2_area_um2(node)
     pe = Cells(_stat(verilog.convert(PE(params), name="pe", emit_src=False), "pe"))
     top = "array"
