@@ -232,3 +232,63 @@ def test_huge_integer_in_a_config_json(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("1" + "0" * 100_000)
     assert_user_error(*cli("evaluate", "--chip", "h100", "--workload", str(path))[::2], "JSON")
+
+
+# rtl: elaborating the array holds every PE in memory (~2 MB a PE)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("generate", "--chip", "forge-n3"),  # 256x256: ~120 GB, hours (was run)
+        ("generate", "--rows", "100000", "--cols", "100000"),
+        ("generate", "--rows", "99999999999999999999", "--cols", "4"),  # was a TypeError
+        ("synth", "--chip", "forge-n3"),
+    ],
+)
+def test_rtl_array_size_is_capped(tmp_path, args):
+    pytest.importorskip("amaranth")
+    out = ("--out", str(tmp_path / "a.v")) if args[0] == "generate" else ()
+    assert_user_error(*cli("rtl", *args, *out)[::2], "PEs", "--rows")
+    assert not (tmp_path / "a.v").exists()
+
+
+# sweep spaces: the sampler's seed, unknown keys, infinite weights
+
+
+SPACE = """[base]
+chip = "forge-n3"
+[params]
+clock = ["1 GHz", "2 GHz"]
+[[workloads]]
+spec = "gemm:m=64,n=64,k=64"
+weight = 1
+[objectives]
+time_s = "min"
+[sampler]
+method = "random"
+n = 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (("n = 2", "n = 2\nseed = -1"), ["seed"]),  # was a ValueError from numpy
+        (('"random"', '"nsga2"'), None),  # control: runs
+        (("n = 2", "n = 2\nseed = 99999999999999999999999"), ["seed"]),  # ValueError (Optuna)
+        (("n = 2", "n = 2\ntrust_pickle = true"), ["trust_pickle"]),  # was silently ignored
+        (("weight = 1", "weight = inf"), ["weight", "finite"]),  # was accepted
+        (("weight = 1", "weight = 1\nwieght = 2"), ["wieght"]),  # was silently ignored
+    ],
+)
+def test_sweep_space_sampler_and_workloads(tmp_path, edit, words):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE.replace(*edit))
+    code, out, err = cli("sweep", str(space), "--store", str(tmp_path / "store"),
+                         "--workers", "1", "--json")  # fmt: skip
+    if words is None:
+        assert code == 0, err
+        return
+    assert_user_error(code, err, *words)
+    assert not (tmp_path / "store").exists()
