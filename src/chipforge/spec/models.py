@@ -40,10 +40,12 @@ def _quantity(dimension: str):
 
 # Upper bounds: far beyond any chip (about 1e6 x the largest today), so that a typo or a hostile
 # file (`flops_per_cycle = 1e302`) is refused here instead of overflowing a model downstream.
-Bytes = Annotated[float, _quantity("bytes"), Field(gt=0, le=1e18)]  # 1 EB
-Bandwidth = Annotated[float, _quantity("bandwidth"), Field(gt=0, le=1e18)]  # 1 EB/s
+# Lower bounds likewise far below any chip: a clock of 1e-300 Hz or a bandwidth of 1e-300 B/s
+# made times of 1e300 s whose energy overflowed to inf and NaN.
+Bytes = Annotated[float, _quantity("bytes"), Field(ge=1, le=1e18)]  # 1 B .. 1 EB
+Bandwidth = Annotated[float, _quantity("bandwidth"), Field(ge=1e3, le=1e18)]  # 1 kB/s .. 1 EB/s
 Power = Annotated[float, _quantity("power"), Field(gt=0, le=1e7)]  # 10 MW
-Frequency = Annotated[float, _quantity("frequency"), Field(gt=0, le=1e12)]  # 1 THz
+Frequency = Annotated[float, _quantity("frequency"), Field(ge=1e3, le=1e12)]  # 1 kHz .. 1 THz
 Seconds = Annotated[float, _quantity("time"), Field(ge=0, le=3600)]
 Area = Annotated[float, _quantity("area"), Field(gt=0, le=1.0)]  # 1 m2
 EnergyPerByte = Annotated[float, _quantity("energy_per_byte"), Field(ge=0, le=1e-6)]  # 1 uJ/B
