@@ -74,8 +74,10 @@ def compare(chips, workload: str) -> list:
     >>> [r.chip for r in compare("forge-n3,h100", "gpt2")]
     ['forge-n3', 'h100']
     """
-    names = chips.split(",") if isinstance(chips, str) else list(chips)
-    return [evaluate(c.strip() if isinstance(c, str) else c, workload) for c in names]
+    from chipforge.spec.loader import chip_list
+
+    names = chip_list(chips, "chips") if isinstance(chips, str) else list(chips)
+    return [evaluate(c, workload) for c in names]
 
 
 def plan_training(chip, model, chips: int, **kw):

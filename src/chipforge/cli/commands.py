@@ -29,6 +29,7 @@ from chipforge.perf import estimate
 from chipforge.perf.validate import run_validation, summary
 from chipforge.report import tables as tb
 from chipforge.spec import load_chip, preset_names
+from chipforge.spec.loader import chip_list
 from chipforge.workload import load_model, model_names, parse_workload
 
 DEMO_CHIPS = ("forge-n3", "gb200", "b200", "h100", "tpu-v7")
@@ -191,11 +192,7 @@ def compare(
     if chips is not None:
         deprecated("compare --chips a,b", "--chip a,b (--chips is a count everywhere)")
         chip = chips if chip is None else f"{chip},{chips}"
-    names = [c.strip() for c in (chip or "").split(",") if c.strip()]
-    if not names:
-        raise ChipforgeError(
-            f"`--chip` must name the chips to compare, e.g. --chip forge-n3,h100, not {chip!r}"
-        )
+    names = chip_list(chip)
     graph = _workload(workload, allow_unsupported, trust_pickle)
     results = [estimate(graph, load_chip(c)) for c in names]
     shown: set[str] = set()  # the workload's own warnings (unsupported ops) once, not per chip

@@ -226,9 +226,9 @@ def datacenter(
         chip = compare_
     if chip is None:
         chip = (load_rack(rack).chip or "gb200") if rack else "gb200"
-    chips = [c.strip() for c in chip.split(",") if c.strip()]
-    if not chips:
-        raise ChipforgeError(f"`--chip` must name a chip (or a,b to compare), not {chip!r}")
+    from chipforge.spec.loader import chip_list
+
+    chips = chip_list(chip)
     if len(chips) > 1:
         data = compare(chips, watts, a, rack=rack, **kw)
         if sensitivity_:

@@ -66,6 +66,21 @@ def _first_problem(first: dict, where: str) -> str:
     )
 
 
+def chip_list(text: str | None, flag: str = "--chip") -> list[str]:
+    """The chips of a comma-separated `--chip a,b` list, each named once (every command and the
+    Python API read a chip list here): an empty entry or a chip named twice is an error, not
+    silently dropped or costed twice."""
+    names = [c.strip() for c in (text or "").split(",")]
+    if not any(names):
+        raise SpecError(f"`{flag}` must name a chip (or a,b to compare), not {text!r}")
+    if not all(names):
+        raise SpecError(f"`{flag}` {text!r} has an empty entry; separate chip names by one comma")
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        raise SpecError(f"`{flag}` names {twice} twice; give each chip once")
+    return names
+
+
 def chip_from_dict(data: dict[str, Any], where: str = "chip") -> ChipSpec:
     """Validate a chip description (already parsed from TOML or JSON)."""
     try:
