@@ -292,3 +292,40 @@ def test_sweep_space_sampler_and_workloads(tmp_path, edit, words):
         return
     assert_user_error(code, err, *words)
     assert not (tmp_path / "store").exists()
+
+
+# chip TOMLs: quantities far below any chip (times of 1e300 s overflowed to inf and NaN)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ('clock = "1.83 GHz"', 'clock = "1e-300 Hz"', "clock"),  # NaN power, ZeroDivisionError
+        ('bandwidth = "3.35 TB/s"', 'bandwidth = "1e-300 B/s"', "bandwidth"),  # NaN TPOT
+        ('capacity = "80 GB"', 'capacity = "1e-300 B"', "capacity"),  # OverflowError in serve
+    ],
+)
+def test_chip_quantities_have_lower_bounds(tmp_path, old, new, field):
+    from chipforge.spec.loader import PRESET_DIR
+
+    text = (PRESET_DIR / "h100.toml").read_text()
+    assert old in text
+    path = tmp_path / "chip.toml"
+    path.write_text(text.replace(old, new, 1))
+    for args in (
+        ("evaluate", "--workload", "llm:llama3-8b"),
+        ("serve", "--model", "llama3-8b", "--chips", "8"),
+    ):
+        assert_user_error(*cli(*args, "--chip", str(path), "--json")[::2], field)
+
+
+# one chip-list reader: compare took `h100,,` and `h100,h100` (datacenter refused the second)
+
+
+@pytest.mark.parametrize("chips", ["h100,,", ",h100", "h100,h100", " , "])
+def test_chip_lists(chips):
+    for args in (
+        ("compare", "--workload", "llm:llama3-8b"),
+        ("datacenter", "--power", "10MW"),
+    ):
+        assert_user_error(*cli(*args, "--chip", chips, "--json")[::2], "--chip")
