@@ -35,9 +35,25 @@ def problems(err: ValidationError, where: str) -> list[str]:
     return [_first_problem(e, where) for e in err.errors()]
 
 
+class _Shown:
+    """A value as an error message shows it: its repr, cut to 60 characters (a hostile file's
+    100,000-character name is not echoed whole)."""
+
+    def __init__(self, value: Any) -> None:
+        self.text = repr(value)
+        if len(self.text) > 60:
+            self.text = self.text[:50] + f"... ({len(self.text):,} characters)"
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 def _first_problem(first: dict, where: str) -> str:
     path = ".".join(str(p) for p in first["loc"]) or "(root)"
-    kind, value = first["type"], first.get("input")
+    kind, value = first["type"], _Shown(first.get("input"))
+    if kind == "string_pattern_mismatch":
+        text = "must be one line of printable text (no control characters)"
+        return f"{where}: `{path}` {text}, not {value!r}"
     if kind == "extra_forbidden":
         return f"{where}: `{path}` is not a known field; remove it or check its spelling"
     if kind == "missing":

@@ -49,6 +49,9 @@ Frequency = Annotated[float, _quantity("frequency"), Field(ge=1e3, le=1e12)]  # 
 Seconds = Annotated[float, _quantity("time"), Field(ge=0, le=3600)]
 Area = Annotated[float, _quantity("area"), Field(gt=0, le=1.0)]  # 1 m2
 EnergyPerByte = Annotated[float, _quantity("energy_per_byte"), Field(ge=0, le=1e-6)]  # 1 uJ/B
+# Names are printed in tables, terminals and HTML: one line of printable text, not empty, not
+# a page long (a control character such as ESC would drive the reader's terminal).
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 MAX_COUNT = 2**24  # cores, array sides, units, ports, dies
 MAX_RATE = 2**40  # MACs or FLOP per cycle per unit
 
@@ -128,7 +131,7 @@ class MemoryLevel(Frozen):
     `bandwidth` is what this level delivers towards the cores, summed over the chip.
     """
 
-    name: str = Field(description="the level's name; off-chip, it names the technology (HBM3E)")
+    name: Name = Field(description="the level's name; off-chip, it names the technology (HBM3E)")
     kind: MemoryKind = Field(description="hbm or dram (off-chip, first), sram or cache")
     capacity: Bytes = Field(description="bytes; per core when per_core is true")
     bandwidth: Bandwidth
@@ -163,7 +166,7 @@ class MemoryLevel(Frozen):
 class Link(Frozen):
     """A chip-to-chip interface (NVLink, ICI, Infinity Fabric, PCIe, NIC)."""
 
-    name: str
+    name: Name
     bandwidth: Bandwidth = Field(description="per chip, both directions summed")
     ports: int = Field(1, gt=0, le=MAX_COUNT)
     latency: Seconds = Field(1e-6, description="per message (alpha of the alpha-beta model)")
@@ -172,14 +175,14 @@ class Link(Frozen):
 class ChipSpec(Frozen):
     """One accelerator package as a user of chipforge sees it."""
 
-    name: str = Field(description="the chip's name in every output")
+    name: Name = Field(description="the chip's name in every output")
     family: Literal["nvidia-gpu", "amd-gpu", "google-tpu", "forge", "asic"] = Field(
         description="selects the perf calibration (perf/calibration.py): nvidia-gpu, amd-gpu, "
         "google-tpu, forge (the house design: TPU factors), asic (other ASICs: TPU factors)"
     )
-    vendor: str = Field(description="who makes it")
+    vendor: Name = Field(description="who makes it")
     year: int = Field(ge=2010, le=2035, description="year of first volume shipment")
-    node: str = Field(description="process node key, e.g. n4, n3e")
+    node: Name = Field(description="process node key, e.g. n4, n3e")
     clock: Frequency = Field(description="matrix-unit clock at sustained load")
     cores: int = Field(gt=0, le=MAX_COUNT, description="SMs, CUs or TensorCores")
     physical_cores: int | None = Field(

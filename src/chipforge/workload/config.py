@@ -92,6 +92,11 @@ class ModelConfig:
         """Every field has its type and range: a wrong one is an error, never a silent default."""
         if not isinstance(self.name, str) or not self.name:
             raise ModelFieldError("name", f"must be a non-empty string, not {self.name!r}")
+        if len(self.name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in self.name):
+            raise ModelFieldError(  # printed in tables and terminals: ESC would drive them
+                "name",
+                f"must be one line of printable text up to 200 characters, not {self.name[:40]!r}",
+            )
         if self.act not in ACTIVATIONS:
             raise ModelFieldError(
                 "act", f"must be one of {', '.join(ACTIVATIONS)}, not {self.act!r}"
