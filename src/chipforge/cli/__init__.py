@@ -90,9 +90,9 @@ def emit(data, tables: list, *, as_json: bool, out: Path | None) -> None:
     check_numbers(data.to_dict() if hasattr(data, "to_dict") else data)
     if out:
         with atomic_open(out, flag="--out") as f:
-            _print(Console(file=f, width=160), data, tables, as_json)
+            _print(Console(file=f, width=160, markup=False, emoji=False), data, tables, as_json)
         return
-    console = Console()
+    console = Console(markup=False, emoji=False)  # names from files are text, never markup
     if not console.is_terminal:
         console.width = 160  # piped or captured: do not wrap at 80 columns
     _print(console, data, tables, as_json)
