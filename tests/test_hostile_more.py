@@ -329,3 +329,41 @@ def test_chip_lists(chips):
         ("datacenter", "--power", "10MW"),
     ):
         assert_user_error(*cli(*args, "--chip", chips, "--json")[::2], "--chip")
+
+
+# names are one line of printable text, shown as text (never terminal control or Rich markup)
+
+
+def _named_chip(tmp: Path, name: str) -> str:
+    from chipforge.spec.loader import PRESET_DIR
+
+    text = (PRESET_DIR / "h100.toml").read_text().replace('name = "h100"', f"name = {name}", 1)
+    path = tmp / "chip.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ('"\\u001b]0;pwned\\u0007\\u001b[31mRED"', ["printable"]),  # was printed raw: ESC, BEL
+        ('""', ["name"]),  # an empty name was accepted
+        ('"' + "A" * 100_000 + '"', ["200", "100,002 characters"]),  # was echoed whole
+    ],
+)
+def test_chip_names(tmp_path, name, words):
+    code, out, err = cli("show", _named_chip(tmp_path, name))
+    assert_user_error(code, err, "name", *words)
+    assert len(err) < 400
+
+
+def test_model_name_with_control_characters():
+    code, out, err = cli("evaluate", "--chip", "h100", "--workload", "llm:llama3-8b,name=\x1b[31mX")
+    assert_user_error(code, err, "name", "printable")
+
+
+def test_rich_markup_in_a_name_is_printed_as_text(tmp_path):
+    chip = _named_chip(tmp_path, '"[bold red]X[/] [link=file:///etc/passwd]y[/link]"')
+    code, out, err = cli("show", chip)
+    assert code == 0, err
+    assert "[link=file:///etc/passwd]y[/link]" in out  # was rendered: "X y", a terminal link
