@@ -185,6 +185,9 @@ def test_inputs_npz_is_never_unpickled(saved, tmp_path):
     np.savez(tmp_path / "bad.npz", tokens=np.zeros((1, TOKENS), np.int64))
     with pytest.raises(WorkloadError, match="its inputs: input_ids"):
         run_model(path, chip, inputs=tmp_path / "bad.npz")
+    np.savez(tmp_path / "floats.npz", input_ids=np.zeros((1, TOKENS), np.float32))
+    with pytest.raises(WorkloadError, match="takes integers"):  # never cast to ids silently
+        run_model(path, chip, inputs=tmp_path / "floats.npz")
     np.savez(tmp_path / "short.npz", input_ids=np.zeros((1, 8), np.int64))
     with pytest.raises(WorkloadError, match=r"takes \[1, 32\]"):
         run_model(path, chip, inputs=tmp_path / "short.npz")

@@ -146,13 +146,18 @@ def pt2_program(path: Path, dims: dict[str, int]):
         return None
 
 
-def _run_onnx(path: Path, dims, chip, dtype, seed, on_node, max_memory):
+def _run_onnx(path: Path, dims, chip, dtype, seed, on_node, max_memory, given=None):
     from chipforge.sim.onnx_run import load_model, load_weights, run_onnx
 
     model = load_model(path, weights=False)
     check_memory(path, onnx_program(model, dims, path.name), max_memory)
     load_weights(model, path)
     feeds = _onnx_inputs(model, dims, np.random.default_rng(seed), path.name)
+    if given:  # the user's arrays, in each input's own type
+        arrays = load_inputs(given, {k: v.shape for k, v in feeds.items()})
+        for k, a in arrays.items():
+            _same_kind(given, k, a, feeds[k].dtype.kind == "f")
+        feeds |= {k: a.astype(feeds[k].dtype, copy=False) for k, a in arrays.items()}
     chip_be, ref_be = backends(dtype, chip)
     got = run_onnx(model, feeds, chip_be, on_node=on_node, max_bytes=max_memory)
     want = run_onnx(model, feeds, ref_be, max_bytes=max_memory)
@@ -172,6 +177,15 @@ def sample_input(torch, name: str, shape, dtype, rows: int | None, gen):
     if "position" in name and shape:
         return torch.arange(shape[-1]).expand(tuple(shape)).to(dtype).contiguous()
     return torch.ones(tuple(shape), dtype=dtype)
+
+
+def _same_kind(path, name: str, array: np.ndarray, floating: bool) -> None:
+    """A float array for an integer input (ids) or the reverse is refused, not cast."""
+    if (array.dtype.kind == "f") != floating:
+        want = "floats" if floating else "integers (ids, positions, masks)"
+        raise WorkloadError(
+            f"`--inputs` {Path(path).name}: {name!r} holds {array.dtype}, the model takes {want}"
+        )
 
 
 def load_inputs(path: str | Path, expected: dict[str, tuple]) -> dict[str, np.ndarray]:
@@ -215,6 +229,9 @@ def _run_pt2(path: Path, dims, chip, dtype, seed, on_node, trust_pickle=False, f
 
     gen = torch.Generator().manual_seed(seed)
     given = load_inputs(feeds, {n: s for n, s, _ in loaded.inputs}) if feeds else {}
+    for name, _, dt in loaded.inputs:
+        if name in given:
+            _same_kind(feeds, name, given[name], dt.is_floating_point)
     inputs = tuple(
         torch.from_numpy(given[name]).to(dt)
         if name in given
@@ -279,7 +296,7 @@ def run_model(
         )
     limit = default_max_memory() if max_memory is None else max_memory
     if path.suffix.lower() == ".onnx":
-        run = _run_onnx(path, dims or {}, chip, dtype, seed, on_node, limit)
+        run = _run_onnx(path, dims or {}, chip, dtype, seed, on_node, limit, inputs)
     else:
         program = pt2_program(path, dims or {})
         if program is not None:
