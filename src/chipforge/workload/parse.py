@@ -22,7 +22,7 @@ from chipforge.workload.config import model_names
 from chipforge.workload.graph import Graph
 from chipforge.workload.llm import build
 from chipforge.workload.ops import MatMul
-from chipforge.workload.resolve import integer, is_config_path, split_model
+from chipforge.workload.resolve import integer, is_config_path, pairs, split_model
 
 INT_KEYS = {"batch", "seq", "context", "tp"}
 GEMM_KEYS = {"m", "n", "k", "batch", "dtype"}
@@ -38,13 +38,7 @@ def _int(key: str, value: str) -> int:
 
 
 def _pairs(kind: str, items: list[str]) -> dict[str, str]:
-    pairs = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise WorkloadError(f"`workload` {kind} parameters must be key=value, not {item!r}")
-        pairs[key.strip()] = value.strip()
-    return pairs
+    return pairs(items, "workload", f"`workload` {kind} parameters")
 
 
 def _dtype(key: str, value: str) -> str:
@@ -138,9 +132,12 @@ def _traced(head: str, args: dict[str, str]) -> Graph | None:
     from chipforge.workload.hf_traced import build_traced, traced_type
 
     path = Path(head)
-    path = path / "config.json" if path.is_dir() else path
-    if not path.is_file():
-        return None  # split_model says what is missing
+    try:
+        path = path / "config.json" if path.is_dir() else path
+        if not path.is_file():
+            return None  # split_model says what is missing
+    except OSError:  # a name too long for the file system, ...: split_model says so
+        return None
     data = _read(path)
     if traced_type(data) is None:
         return None

@@ -69,14 +69,21 @@ def model_value(key: str, value: str, where: str = "model"):
     return number
 
 
-def pairs(items: list[str], where: str = "model") -> dict[str, str]:
-    """`key=value` items as a dict (one-line error naming the bad item)."""
-    out = {}
+def pairs(items: list[str], where: str = "model", label: str | None = None) -> dict[str, str]:
+    """`key=value` items as a dict (one-line error naming the bad item; a key given twice is
+    an error, not the last one silently winning)."""
+    out: dict[str, str] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise WorkloadError(f"`{where}` parameters must be key=value, not {item!r}")
-        out[key.strip()] = value.strip()
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key or not value:
+            raise WorkloadError(
+                f"{label or f'`{where}` parameters'} must be key=value, not {item!r}"
+            )
+        if key in out:
+            raise WorkloadError(
+                f"`{where}.{key}` is given twice ({out[key]!r} and {value!r}); give it once"
+            )
+        out[key] = value
     return out
 
 
