@@ -29,6 +29,40 @@ MODEL_CLASSES = {
     "clip": "CLIPModel",
 }
 KEYS = {"batch", "seq", "dtype"}
+# Size keys of these configs (top level or in a text_/vision_/audio_config), checked before
+# transformers builds anything: a whole number from 1 up to the cap. Layer counts are capped
+# for the trace's sake (torch.export walks every layer: ~1 s per 10 layers; real models have
+# <= 48), sides of an image at 16,384 pixels, other sizes at 2**24.
+LAYER_KEYS = {"num_hidden_layers", "num_layers", "num_decoder_layers", "encoder_layers",
+              "decoder_layers"}  # fmt: skip
+SIZE_KEYS = LAYER_KEYS | {
+    "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size",
+    "max_position_embeddings", "type_vocab_size", "image_size", "patch_size", "num_channels",
+    "d_model", "d_ff", "d_kv", "num_heads", "encoder_attention_heads", "decoder_attention_heads",
+    "encoder_ffn_dim", "decoder_ffn_dim", "max_source_positions", "max_target_positions",
+    "num_mel_bins", "projection_dim", "relative_attention_num_buckets",
+    "relative_attention_max_distance",
+}  # fmt: skip
+MAX_LAYERS = 256
+MAX_SIDE = 16384
+MAX_SIZE = 2**24
+
+
+def check_sizes(data: dict, name: str, where: str = "") -> None:
+    """Every size key of a config (and of its nested *_config tables) is a whole number in
+    range: a negative, string, huge or 1e5-layer config is one line, not a torch error or an
+    hour-long trace."""
+    for key, value in data.items():
+        if isinstance(value, dict) and key.endswith("_config"):
+            check_sizes(value, name, f"{where}{key}.")
+        if key not in SIZE_KEYS:
+            continue
+        cap = MAX_LAYERS if key in LAYER_KEYS else MAX_SIDE if key == "image_size" else MAX_SIZE
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cap:
+            raise WorkloadError(
+                f"`workload` {name}: `{where}{key}` must be a whole number from 1 to {cap:,}, "
+                f"not {repr(value)[:40]}"
+            )
 
 
 def traced_type(data: dict) -> str | None:
@@ -75,13 +109,14 @@ def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of
     transformers = require("transformers", f"a {data['model_type']} config")
     from chipforge.workload.torch_import import from_torch
 
+    check_sizes(data, path.name)
     fields = {k: v for k, v in data.items() if k not in ("model_type", "architectures")}
     try:
         config = transformers.AutoConfig.for_model(data["model_type"], **fields)
         config.use_cache = False  # torch.export cannot return transformers' cache objects
         with torch.device("meta"):
             model = getattr(transformers, MODEL_CLASSES[data["model_type"]])(config).eval()
-    except (TypeError, ValueError, AttributeError, KeyError) as e:
+    except (TypeError, ValueError, AttributeError, KeyError, RuntimeError) as e:
         raise WorkloadError(
             f"`workload` {path.name}: transformers cannot build a {data['model_type']} model "
             f"from it ({type(e).__name__}: {str(e)[:120]})"
