@@ -367,3 +367,37 @@ def test_rich_markup_in_a_name_is_printed_as_text(tmp_path):
     code, out, err = cli("show", chip)
     assert code == 0, err
     assert "[link=file:///etc/passwd]y[/link]" in out  # was rendered: "X y", a terminal link
+
+
+# a workload string names a key once (`m=8,...,m=9` silently took the last)
+
+
+def test_workload_key_given_twice():
+    for workload in ("gemm:m=8,n=8,k=8,m=9", "llm:llama3-8b,batch=2,batch=3"):
+        assert_user_error(*cli("evaluate", "--chip", "h100", "--workload", workload)[::2], "twice")
+
+
+# encoder / vision / audio config.json (built by transformers on the meta device): sizes checked
+# before anything is built (negative and huge sizes were torch RuntimeErrors, exit 3; a
+# 100,000-layer BERT traced without end)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"num_hidden_layers": 100_000}, ["num_hidden_layers", "256"]),
+        ({"hidden_size": -64}, ["hidden_size"]),
+        ({"hidden_size": 2**40}, ["hidden_size"]),
+        ({"hidden_size": "64"}, ["hidden_size"]),
+        ({"model_type": "vit", "image_size": -224}, ["image_size"]),
+        ({"model_type": "vit", "image_size": 10**6}, ["image_size"]),
+    ],
+)
+def test_traced_config_sizes(tmp_path, edit, words):
+    import json
+
+    bert = {"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 128, "vocab_size": 1000}  # fmt: skip
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(bert | edit))
+    assert_user_error(*cli("evaluate", "--chip", "h100", "--workload", str(path))[::2], *words)
