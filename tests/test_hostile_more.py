@@ -401,3 +401,18 @@ def test_traced_config_sizes(tmp_path, edit, words):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(bert | edit))
     assert_user_error(*cli("evaluate", "--chip", "h100", "--workload", str(path))[::2], *words)
+
+
+@pytest.mark.parametrize(
+    ("site", "words"),
+    [
+        ('pue = "x"', ["pue", "number"]),  # was a ValueError from float('x'), exit 3
+        ('power = "1e300 W"', ["power", "10 TW"]),  # every point came back infeasible
+    ],
+)
+def test_sweep_space_site_table(tmp_path, site, words):
+    space = tmp_path / "space.toml"
+    text = SPACE.replace('time_s = "min"', 'tco_usd_per_year = "min"')
+    space.write_text(text + f"[site]\n{site}\n")
+    code, out, err = cli("sweep", str(space), "--store", str(tmp_path / "store"), "--workers", "1")
+    assert_user_error(code, err, *words)

@@ -148,9 +148,13 @@ def parse_site(raw: dict, base_name: str) -> SiteCfg:
     for k in raw:
         if k not in known:
             raise SystemTableError(f"site: unknown key `{k}`{did_you_mean(k, known)}")
+    from chipforge.datacenter.site import MAX_SITE_W
+
     power = _quantity(raw.get("power", 1e9), "power", "site.power")
-    if power <= 0:
-        raise SystemTableError(f"site: `power` must be > 0, not {raw['power']!r}")
+    if not 0 < power <= MAX_SITE_W:
+        raise SystemTableError(
+            f"site: `power` must be > 0 and at most {MAX_SITE_W:g} W (10 TW), not {raw['power']!r}"
+        )
     if "rack" in raw:
         try:
             load_rack(str(raw["rack"]))  # a preset name or a rack TOML path, checked here
@@ -162,7 +166,11 @@ def parse_site(raw: dict, base_name: str) -> SiteCfg:
             rack = rack_for_chip(base_name).name
         except ChipforgeError:
             rack = None  # a chip file with no rack preset: the rack template
-    over = {k: float(v) for k, v in raw.items() if k not in ("power", "rack", "volume")}
+    over = {k: v for k, v in raw.items() if k not in ("power", "rack", "volume")}
+    for k, v in over.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise SystemTableError(f"site: `{k}` must be a number, not {v!r}")
+    over = {k: float(v) for k, v in over.items()}
     try:
         Assumptions().with_(**over)
     except ChipforgeError as e:
