@@ -15,13 +15,13 @@ its ready signals allow, and must agree on every output bit and on every stream'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from chipforge.compiler.isa import LoadWeights, Program, Region, Stream
 from chipforge.rtl.arith import ACC_DTYPE, IN_BITS
-from chipforge.rtl.params import ArrayParams, RtlError
+from chipforge.rtl.params import ArrayParams, RtlError, Seen
 from chipforge.sim.functional import dtype_of, run_functional
 from chipforge.sim.timing import schedule
 from chipforge.spec import load_chip
@@ -42,16 +42,6 @@ class Expected:
     outputs: list[np.ndarray]  # per tile: (m, n) int32 / fp32
     starts: list[int]  # per tile: the stream's first-row cycle
     dones: list[int]  # per tile: the stream's last-result cycle
-
-
-@dataclass
-class Seen:
-    """What the RTL produced: result rows (C raw words each) and their cycles."""
-
-    rows: list[list[int]] = field(default_factory=list)
-    row_cycles: list[int] = field(default_factory=list)
-    act_cycles: list[int] = field(default_factory=list)  # accept cycle of every input row
-    cycles: int = 0  # cycles simulated
 
 
 def random_tiles(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chipforge.errors import ChipforgeError
 
@@ -74,3 +74,14 @@ class ArrayParams:
                 f"`rows` x `cols` must be at most {MAX_PES[simulator]} PEs for the "
                 f"{simulator} simulator, not {self.rows}x{self.cols}: use a smaller array"
             )
+
+
+@dataclass
+class Seen:
+    """What the RTL produced: result rows (C raw words each) and their cycles. Both simulators
+    (`pysim`, `verilator`) return one; `cosim.compare` checks it."""
+
+    rows: list[list[int]] = field(default_factory=list)
+    row_cycles: list[int] = field(default_factory=list)
+    act_cycles: list[int] = field(default_factory=list)  # accept cycle of every input row
+    cycles: int = 0  # cycles simulated

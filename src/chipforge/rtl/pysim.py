@@ -5,8 +5,7 @@ from __future__ import annotations
 from amaranth.sim import Simulator
 
 from chipforge.rtl.array import SystolicArray
-from chipforge.rtl.cosim import Seen
-from chipforge.rtl.params import ArrayParams
+from chipforge.rtl.params import ArrayParams, Seen
 
 _CLOCK_S = 1e-8  # a nominal 100 MHz period: cycles are what is counted, not seconds
 

@@ -19,8 +19,7 @@ from amaranth.lib.wiring import In
 
 from chipforge.rtl.arith import ACC_BITS, IN_BITS
 from chipforge.rtl.array import PE, SystolicArray
-from chipforge.rtl.cosim import Seen
-from chipforge.rtl.params import ArrayParams, RtlError
+from chipforge.rtl.params import ArrayParams, RtlError, Seen
 from chipforge.rtl.synth import emit_verilog, tool
 
 # Waivers, each for a pattern Amaranth's back end emits by construction:

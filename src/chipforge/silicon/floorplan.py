@@ -11,10 +11,11 @@ one global IMPLEMENTATION factor (placement utilization and timing closure).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from math import ceil
 
 from chipforge.errors import Infeasible
-from chipforge.silicon import gates, interfaces
+from chipforge.silicon import gates, interfaces, reference
 from chipforge.spec import ChipSpec
 from chipforge.spec.nodes import ProcessNode
 
@@ -36,7 +37,7 @@ D2D_FRAC = 0.05
 # et al., ISCA 2017, Fig. 2 caption) gives data buffers 37% of the die, compute 30%, I/O 10% and
 # control 2%, so 21% is none of them; the only accelerator floor plan with published shares. One
 # global constant for every chip; for GPUs the V100 calibration of the SIMT ratio is taken net of
-# it (reference.simt_ratio), so there it moves area from "simt_core" to "whitespace". TPU v1's own
+# it (calibrated_simt_ratio), so there it moves area from "simt_core" to "whitespace". TPU v1's own
 # area check is therefore not independent of it.
 WHITESPACE = 0.21
 # Most compute dies one package holds. Assumption: CoWoS-L interposers reach ~3.3 reticles in
@@ -130,13 +131,11 @@ def gpu_sm_blocks(
     """m2 of what a ChipSpec leaves out of a GPU SM or CU: FP64 lanes (and FP64 in the matrix
     units where `has_fp64_matrix`), the register file, and the
     SIMT machinery (schedulers, operand collectors, load/store, texture, instruction caches, and
-    the GPU uncore) as `reference.simt_ratio()` x the SM's datapath logic, calibrated on V100."""
+    the GPU uncore) as `calibrated_simt_ratio()` x the SM's datapath logic, calibrated on V100."""
     if chip.matrix.dataflow != "tensor-core":
         return {}
     if simt_ratio is None:
-        from chipforge.silicon.reference import simt_ratio as calibrated
-
-        simt_ratio = calibrated()
+        simt_ratio = calibrated_simt_ratio()
     cores = physical_cores(chip)
     fp64 = chip.vector.flops_per_cycle / 2 * GPU_FP64_PER_FP32 * gates.fma_ge("fp64")
     if has_fp64_matrix(chip):
@@ -218,3 +217,21 @@ def chiplet_count(base_area: float, spec_dies: int) -> int:
             "or choose a denser node with --node"
         )
     return dies
+
+
+@cache
+def calibrated_simt_ratio() -> float:
+    """SIMT machinery per unit of SM datapath area (see `silicon.reference`): V100's die net of
+    the chip-level whitespace, minus every block the model derives, over its SM datapath (tensor
+    cores, FP32, SFU and FP64 lanes)."""
+    chip = reference.v100()
+    node = chip.process
+    sm = gpu_sm_blocks(chip, node, simt_ratio=0.0)
+    datapath = matrix_area(chip, node) + vector_area(chip, node) + sm["fp64"]
+    inner = sum(sram_area(chip, node).values()) + sm["register_file"]
+    memory_phy, _ = interfaces.offchip_memory_area(chip)
+    edge = memory_phy + interfaces.serdes_area(chip) + interfaces.IO_MM2 * reference.MM2
+    die = reference.V100_DIE_MM2 * reference.MM2
+    simt = (die * (1 - WHITESPACE) - edge) / (1 + NOC_FRAC) - inner - datapath
+    assert simt > 0, "V100 calibration left no area for the SIMT machinery"
+    return simt / datapath

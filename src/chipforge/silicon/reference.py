@@ -13,8 +13,6 @@ uncore the model does not list (crossbar, copy and media engines).
 
 from __future__ import annotations
 
-from functools import cache
-
 from chipforge.spec import ChipSpec, chip_from_dict
 
 MM2 = 1e-6
@@ -57,23 +55,3 @@ V100 = {
 
 def v100() -> ChipSpec:
     return chip_from_dict(V100, where="silicon.reference.V100")
-
-
-@cache
-def simt_ratio() -> float:
-    """SIMT machinery per unit of SM datapath area (see module docstring): V100's die net of the
-    chip-level whitespace, minus every block the model derives, over its SM datapath (tensor
-    cores, FP32, SFU and FP64 lanes)."""
-    from chipforge.silicon import floorplan as ar
-    from chipforge.silicon import interfaces
-
-    chip = v100()
-    node = chip.process
-    sm = ar.gpu_sm_blocks(chip, node, simt_ratio=0.0)
-    datapath = ar.matrix_area(chip, node) + ar.vector_area(chip, node) + sm["fp64"]
-    inner = sum(ar.sram_area(chip, node).values()) + sm["register_file"]
-    memory_phy, _ = interfaces.offchip_memory_area(chip)
-    edge = memory_phy + interfaces.serdes_area(chip) + interfaces.IO_MM2 * MM2
-    simt = (V100_DIE_MM2 * MM2 * (1 - ar.WHITESPACE) - edge) / (1 + ar.NOC_FRAC) - inner - datapath
-    assert simt > 0, "V100 calibration left no area for the SIMT machinery"
-    return simt / datapath

@@ -26,9 +26,9 @@ from chipforge.workload.imported import (
     is_free,
     mark_static,
     require,
-    to_graph,
     unbound_error,
 )
+from chipforge.workload.lowering import to_graph
 from chipforge.workload.onnx_fold import MAX_FOLD, evaluate
 from chipforge.workload.onnx_ops import classify
 

@@ -19,7 +19,8 @@ from typing import Any
 from chipforge.errors import WorkloadError
 from chipforge.workload import pt2_archive
 from chipforge.workload.graph import Graph
-from chipforge.workload.imported import Node, Program, Value, require, to_graph
+from chipforge.workload.imported import Node, Program, Value, require
+from chipforge.workload.lowering import to_graph
 from chipforge.workload.pt2_archive import FORMATS, bind_dims
 from chipforge.workload.torch_ops import KEEP, classify
 
