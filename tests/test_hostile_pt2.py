@@ -27,7 +27,9 @@ torch = pytest.importorskip("torch")
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 CHIP = "forge-n3"
-# runs the CLI in this child and writes its peak RSS (KiB) to $RSS_OUT
+# runs the CLI in this child and writes its peak RSS (KiB) to $RSS_OUT. VmHWM is this process's
+# own high-water mark; ru_maxrss would carry over the parent's (a big pytest process) across the
+# fork and exec that start the child.
 RUN = """
 import os, resource, sys
 from chipforge.cli import main
@@ -37,8 +39,13 @@ try:
     code = 0
 except SystemExit as e:
     code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+try:
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with open(os.environ["RSS_OUT"], "w") as f:
-    f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    f.write(str(peak))
 sys.exit(code)
 """
 

@@ -364,7 +364,9 @@ def cycle_layer(spec, model: str, phase: str, batch, seq, context) -> dict:
     engine="cycle"; about a second), with the cycle run's Perfetto trace events."""
     from chipforge.report.timeline import result_trace_events
 
-    wl = workload(model, phase, batch, seq, context) + ",layers=1"
+    # one layer: the model's own `layers=` (llm:custom fields) gives way, a key is given once
+    one = ",".join(p for p in model.split(",") if not p.strip().startswith("layers="))
+    wl = workload(one, phase, batch, seq, context) + ",layers=1"
     cyc = cf.evaluate(spec, wl, engine="cycle").to_dict()
     ana = cf.evaluate(spec, wl).to_dict()
     rows = [
