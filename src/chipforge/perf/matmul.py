@@ -28,7 +28,7 @@ def _ceil(a: float, b: float) -> int:
 
 
 @lru_cache(maxsize=65536)
-def systolic_cycles(
+def systolic_schedule(
     m: int,
     n: int,
     k: int,
@@ -40,49 +40,9 @@ def systolic_cycles(
     rate: float,
     dataflow: str,
     double_buffered: bool,
-) -> float:
-    """Cycles for `batch` (m x k) @ (k x n) products on `units` systolic arrays of rows x cols.
-
-    `rate` is MACs per PE per cycle for the dtype (2 for fp8 on a bf16 array that packs two)."""
-    skew = rows + cols - 2
-    if dataflow == "output-stationary":
-        folds, stream, split_dim = batch * _ceil(m, rows) * _ceil(n, cols), k, k
-    else:
-        folds, stream, split_dim = batch * _ceil(k, rows) * _ceil(n, cols), m, m
-    best = math.inf
-    for split in SPLITS:
-        if split > 1 and (split > split_dim or split > units):
-            break
-        chunk = _ceil(stream, split) / rate
-        per_unit = _ceil(folds * split, units)
-        if dataflow == "output-stationary":  # operands stream in, no weight preload
-            cycles = per_unit * (chunk + skew)
-        elif double_buffered:  # loads hide behind streams; the skew is paid once per unit
-            cycles = rows + per_unit * max(chunk, rows) + skew
-        else:
-            cycles = per_unit * (rows + chunk + skew)
-        best = min(best, cycles)
-    return best
-
-
-@lru_cache(maxsize=65536)
-def systolic_limit(
-    m: int,
-    n: int,
-    k: int,
-    batch: int,
-    *,
-    rows: int,
-    cols: int,
-    units: int,
-    rate: float,
-    dataflow: str,
-    double_buffered: bool,
-) -> str:
-    """What limits the array in `systolic_cycles`' best schedule: `compute` when streaming
-    operands takes most of its cycles, `fill` when the skew in and out (rows + cols - 2 per
-    fold, or once per unit when folds pipeline) does, `weight-load` when loading each fold's
-    rows of weights does (a stream shorter than the array, e.g. a few decode rows)."""
+) -> tuple[float, str]:
+    """The best split of the stream over the units: its cycles, and the part of them (compute,
+    fill or weight-load) that is largest. See `systolic_cycles` and `systolic_limit`."""
     skew = rows + cols - 2
     if dataflow == "output-stationary":
         folds, stream, split_dim = batch * _ceil(m, rows) * _ceil(n, cols), k, k
@@ -94,9 +54,9 @@ def systolic_limit(
             break
         chunk = _ceil(stream, split) / rate
         per_unit = _ceil(folds * split, units)
-        if dataflow == "output-stationary":
+        if dataflow == "output-stationary":  # operands stream in, no weight preload
             parts = {"compute": per_unit * chunk, "fill": per_unit * skew}
-        elif double_buffered:
+        elif double_buffered:  # loads hide behind streams; the skew is paid once per unit
             parts = {
                 "compute": per_unit * chunk,
                 "weight-load": rows + per_unit * max(0.0, rows - chunk),
@@ -108,7 +68,23 @@ def systolic_limit(
         total = sum(parts.values())
         if total < best[0]:
             best = (total, max(parts, key=parts.get))
-    return best[1]
+    return best
+
+
+def systolic_cycles(m: int, n: int, k: int, batch: int, **array) -> float:
+    """Cycles for `batch` (m x k) @ (k x n) products on `units` systolic arrays of rows x cols
+    (keywords rows, cols, units, rate, dataflow, double_buffered).
+
+    `rate` is MACs per PE per cycle for the dtype (2 for fp8 on a bf16 array that packs two)."""
+    return systolic_schedule(m, n, k, batch, **array)[0]
+
+
+def systolic_limit(m: int, n: int, k: int, batch: int, **array) -> str:
+    """What limits the array in `systolic_cycles`' best schedule: `compute` when streaming
+    operands takes most of its cycles, `fill` when the skew in and out (rows + cols - 2 per
+    fold, or once per unit when folds pipeline) does, `weight-load` when loading each fold's
+    rows of weights does (a stream shorter than the array, e.g. a few decode rows)."""
+    return systolic_schedule(m, n, k, batch, **array)[1]
 
 
 def matmul_limit(m: int, n: int, k: int, batch: int, mu: MatrixUnit, units: int, dtype: str) -> str:
