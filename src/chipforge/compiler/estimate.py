@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 
 from chipforge.compiler.attention import use_vector_unit
-from chipforge.compiler.matmul import split_jobs
-from chipforge.compiler.tiling import Tiling, choose_tiling, core_sram
+from chipforge.compiler.matmul import core_tiling, split_jobs
+from chipforge.compiler.tiling import Tiling, core_sram
 from chipforge.dtypes import nbytes
 from chipforge.spec import ChipSpec
 from chipforge.workload.ops import Attention, Collective, Conv2d, Embedding, MatMul, Op
@@ -54,8 +54,6 @@ def _extents(size: int, tile: int) -> list[tuple[int, int]]:
 
 
 def matmul_instructions(op: MatMul, chip: ChipSpec, *, resident: bool = False) -> int:
-    out_dtype = op.out_dtype or op.dtype
-    bandwidth = chip.hbm.bandwidth / chip.cores / chip.clock
     if op.batch >= chip.cores:  # whole batch items dealt round-robin: no list of them needed
         more = op.batch % chip.cores  # cores with one item more than the others
         groups = [
@@ -74,20 +72,7 @@ def matmul_instructions(op: MatMul, chip: ChipSpec, *, resident: bool = False) -
         ]
     total = 0
     for shapes, cores, items in groups:
-        tm, tn = max(s[0] for s in shapes), max(s[1] for s in shapes)
-        rows = sum(s[0] for s in shapes) * items
-        reserved = rows * (op.k * nbytes(op.dtype) + tn * nbytes(out_dtype)) if resident else 0
-        t = choose_tiling(
-            tm,
-            tn,
-            op.k,
-            chip=chip,
-            dtype=op.dtype,
-            out_dtype=out_dtype,
-            resident=resident,
-            bandwidth=bandwidth,
-            reserved=reserved,
-        )
+        t = core_tiling(op, chip, shapes, sum(s[0] for s in shapes) * items, resident=resident)
         per_core = sum(_job(op, chip, t, m, n, resident) for m, n in shapes) * items
         total += cores * per_core
     return total

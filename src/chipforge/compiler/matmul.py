@@ -87,32 +87,39 @@ class CoreState:
     resident_rows: int = 0  # rows of earlier jobs in the core's resident A and C
 
 
+def core_tiling(
+    op: MatMul, chip: ChipSpec, shapes: list[tuple[int, int]], rows: int, *, resident: bool
+) -> Tiling:
+    """The tiling one core uses for its jobs of `op` (their (m, n) `shapes`; `rows` of A and C
+    held resident when `resident`): `choose_tiling` for the largest job, at the core's share of
+    HBM bandwidth. The lowering and `estimate.matmul_instructions` both take it from here."""
+    out_dtype = op.out_dtype or op.dtype
+    tn = max(s[1] for s in shapes)
+    reserved = rows * (op.k * nbytes(op.dtype) + tn * nbytes(out_dtype)) if resident else 0
+    return choose_tiling(
+        max(s[0] for s in shapes),
+        tn,
+        op.k,
+        chip=chip,
+        dtype=op.dtype,
+        out_dtype=out_dtype,
+        resident=resident,
+        bandwidth=chip.hbm.bandwidth / chip.cores / chip.clock,
+        reserved=reserved,
+    )
+
+
 def lower_matmul(prog: Program, op: MatMul, chip: ChipSpec, *, resident: bool = False) -> None:
     """Append `op`'s instructions to `prog` (buffers A, B, C in HBM; scratch in SRAM)."""
     out_dtype = op.out_dtype or op.dtype
     a = prog.buffer(f"{op.name}.A", "hbm", op.batch * op.m, op.k, op.dtype)
     w = prog.buffer(f"{op.name}.B", "hbm", op.batch * op.k, op.n, op.dtype)
     c = prog.buffer(f"{op.name}.C", "hbm", op.batch * op.m, op.n, out_dtype)
-    bandwidth = chip.hbm.bandwidth / chip.cores / chip.clock
     for core, jobs in enumerate(split_jobs(op, chip)):
         if not jobs:
             continue
-        shapes = {(j.m1 - j.m0, j.n1 - j.n0) for j in jobs}
-        tm = max(s[0] for s in shapes)
-        tn = max(s[1] for s in shapes)
-        rows = sum(j.m1 - j.m0 for j in jobs)  # resident A and C of this core's jobs
-        reserved = rows * (op.k * nbytes(op.dtype) + tn * nbytes(out_dtype)) if resident else 0
-        tiling = choose_tiling(
-            tm,
-            tn,
-            op.k,
-            chip=chip,
-            dtype=op.dtype,
-            out_dtype=out_dtype,
-            resident=resident,
-            bandwidth=bandwidth,
-            reserved=reserved,
-        )
+        shapes = [(j.m1 - j.m0, j.n1 - j.n0) for j in jobs]
+        tiling = core_tiling(op, chip, shapes, sum(s[0] for s in shapes), resident=resident)
         _scratch(prog, op, core, tiling, out_dtype, resident, jobs)
         state = CoreState(core)
         for job in jobs:
