@@ -6,40 +6,15 @@ parser alone where the case is about parsing."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from test_hostile import assert_user_error, cli  # the same in-process runner and check
 
-from chipforge.cli import main
 from chipforge.errors import ChipforgeError
 
 REPO = Path(__file__).resolve().parents[1]
 RENT = (REPO / "examples" / "decide" / "forge_vs_rent.toml").read_text()
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """`chipforge ARGS` in this process, through the entry point's guard: (exit, out, err)."""
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else int(e.code is not None)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return code, out.getvalue().decode(), err.getvalue().decode()
-
-
-def assert_user_error(code: int, err: str, *words: str) -> None:
-    """Exit 2, at most 3 lines on stderr, no traceback, and the message names `words`."""
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert 1 <= len(lines) <= 3 and "Traceback" not in err, err
-    assert "internal error" not in err, err
-    for w in words:
-        assert w in err, (w, err)
 
 
 # decide: the scenario TOML and the flags
