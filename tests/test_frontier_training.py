@@ -126,3 +126,57 @@ def test_fp8_recipes_price_their_cast_passes():
     assert fwd["current"] < 1.1 * fwd["delayed"]  # casts are a small part of a layer
     with pytest.raises(Exception, match="--fp8-recipe must be one of"):
         plan_training("h100", "llama3-8b", 8, dtype="fp8", fp8_recipe="e5m2")
+
+
+# MLPerf v5.1 NVIDIA llama31_8b on 512 GB200 (config_GB200_128x4x1xtp2pp1cp4_8b.sh)
+MLPERF_8B = dict(tp=2, pp=1, dp=64, cp=4, ep=1, zero=1, micro_batch=1, seq=8192, global_batch=64,
+                 dtype="fp8", recompute="none")  # fmt: skip
+
+
+def test_distributed_optimizer_shards_over_dp_and_cp_ranks():
+    """Megatron-Core's distributed optimizer shards over the data- and context-parallel ranks
+    together: CP 2 at the same DP halves the optimizer state (ZeRO 1) and its step time."""
+    kw = dict(tp=8, pp=8, dp=4, ep=1, zero=1, micro_batch=1, interleave=8, seq=8192,
+              global_batch=1152, dtype="fp8", recompute="full")  # fmt: skip
+    one = plan_training("h100", "llama3-405b", 256, cp=1, **kw)
+    two = plan_training("h100", "llama3-405b", 512, cp=2, **kw)
+    assert two.memory["optimizer_bytes"] == pytest.approx(one.memory["optimizer_bytes"] / 2)
+    assert two.memory["weights_bytes"] == pytest.approx(one.memory["weights_bytes"])
+
+
+def test_param_gather_overlap_and_fp8_primary_weights():
+    from chipforge.cluster.collectives import collective_time
+    from chipforge.cluster.topology import topology_for
+    from chipforge.spec.loader import load_chip
+
+    plain = plan_training("gb200", "llama3-8b", 512, **MLPERF_8B)
+    over = plan_training("gb200", "llama3-8b", 512, overlap_param_gather=True, **MLPERF_8B)
+    fp8 = plan_training("gb200", "llama3-8b", 512, overlap_param_gather=True,
+                        fp8_param_gather=True, **MLPERF_8B)  # fmt: skip
+    assert plain.exposed_comm["dp_s"] > over.exposed_comm["dp_s"] >= fp8.exposed_comm["dp_s"]
+    assert fp8.memory["weights_bytes"] == pytest.approx(plain.memory["weights_bytes"] / 2)
+    # the reduce-scatter hides under the backward pass, the all-gather under the forward pass:
+    # what is exposed is at most what each exceeds its pass by
+    topo = topology_for(load_chip("gb200"), 512)
+    grads = plain.memory["weights_bytes"]  # bf16: as many bytes as the gradients
+    rs = collective_time("reduce_scatter", grads, 256, topo, stride=2)
+    ag = collective_time("all_gather", grads / 2, 256, topo, stride=2)
+    assert fp8.exposed_comm["dp_s"] <= rs + ag
+    assert fp8.exposed_comm["dp_s"] < plain.exposed_comm["dp_s"] - min(rs, ag)
+    with pytest.raises(Exception, match="--fp8-param-gather needs --dtype fp8"):
+        plan_training("gb200", "llama3-8b", 8, dtype="bf16", fp8_param_gather=True)
+
+
+def test_groups_fill_a_domain_with_a_divisor_of_the_group():
+    """A job is placed in whole blocks of a domain that does not divide it (MLPerf NVIDIA GB200
+    configs: SEGMENT=16 trays, 64 of an NVL72 rack's 72 GPUs): a 256-rank group on 36-slot
+    domains runs as 8 domains of 32 ranks, as on a 64-GPU domain."""
+    from chipforge.cluster.collectives import _split, collective_time
+    from chipforge.cluster.topology import topology_for
+    from chipforge.spec.loader import load_chip
+
+    assert _split(256, 36) == (32, 8) and _split(8, 72) == (8, 1) and _split(96, 64) == (48, 2)
+    topo = topology_for(load_chip("gb200"), 512)
+    t72 = collective_time("all_reduce", 1e9, 256, topo, stride=2)
+    t64 = collective_time("all_reduce", 1e9, 256, replace(topo, domain=64), stride=2)
+    assert t72 == pytest.approx(t64)

@@ -103,8 +103,11 @@ def test_pruning_cuts_the_space_and_the_405b_search_stays_fast():
 
 
 def test_nvl72_domain_opens_tp16():
-    best = plan_training("gb200", "llama3-405b", 16384)
-    assert best.plan.tp == 16  # 16 > the 8 GPUs of an HGX box: only inside NVL72's domain
+    # 16 > the 8 GPUs of an HGX box: the search offers TP16 only inside NVL72's domain
+    shape = dict(dp=1024, cp=1, pp=1)
+    assert plan_training("gb200", "llama3-405b", 16384, **shape).plan.tp == 16
+    with pytest.raises(Infeasible):
+        plan_training("h100", "llama3-405b", 16384, **shape)
     assert plan_training("h100", "llama3-405b", 16384).plan.tp <= 8
 
 

@@ -171,6 +171,22 @@ def train(
             "mxfp8 (32-element blocks, Blackwell), block (DeepSeek-V3 1x128 / 128x128)",
         ),
     ] = "delayed",
+    overlap_param_gather: Annotated[
+        bool,
+        typer.Option(
+            "--overlap-param-gather",
+            help="ZeRO 1-3: the updated weights' all-gather runs under the next forward pass "
+            "(Megatron-Core overlap_param_gather); the gradients are reduce-scattered",
+        ),
+    ] = False,
+    fp8_param_gather: Annotated[
+        bool,
+        typer.Option(
+            "--fp8-param-gather",
+            help="FP8 primary weights (--dtype fp8): 1 byte per weight in memory and in the "
+            "all-gather (Megatron-Core fp8_param_gather)",
+        ),
+    ] = False,
     calculon_plan: Annotated[
         str | None,
         typer.Option(
@@ -220,6 +236,7 @@ def train(
         micro_batch=micro_batch, interleave=interleave, topology=topology, attention=attention,
         alternatives=alternatives, schedule=schedule, tp_overlap=tp_overlap,
         tokens_per_batch=per_batch, sequence_parallel=sequence_parallel, fp8_recipe=fp8_recipe,
+        overlap_param_gather=overlap_param_gather, fp8_param_gather=fp8_param_gather,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

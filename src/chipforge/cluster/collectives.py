@@ -52,8 +52,13 @@ def _ring(kind: str, size: float, p: int, bw: float, alpha: float) -> float:
 
 
 def _split(group: int, cap: int) -> tuple[int, int]:
-    """(ranks inside one domain, domains) for `group` ranks packed into domains of `cap`."""
-    inner = math.gcd(group, cap) if group > cap else group
+    """(ranks inside one domain, domains) for `group` ranks packed into domains of `cap`: a
+    group larger than a domain fills each domain with the largest block of it that divides
+    the group, as jobs are placed in equal blocks of a domain that does not divide them (MLPerf
+    Training NVIDIA GB200/GB300 configs: SEGMENT=16 trays, 64 of an NVL72 rack's 72 GPUs)."""
+    if group <= cap:
+        return group, 1
+    inner = max(d for d in range(1, cap + 1) if group % d == 0)
     return inner, group // inner
 
 

@@ -62,8 +62,30 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
     return predict
 
 
+# The distributed-optimizer options every T1/T2 recipe enables (training.FP8_PARAM_BYTES):
+# MLPerf Training v5.x NVIDIA llama31_8b / llama31_405b config_common.sh (USE_DIST_OPTIMIZER,
+# OVERLAP_GRAD_REDUCE, OVERLAP_PARAM_GATHER, FP8_PARAM_GATHER=True) and the Megatron-Bridge
+# 25.11 recipes (ddp overlap_param_gather=True; fp8_param_gather=True in the FP8-CS and MXFP8
+# precision configs, False in NVFP4's). FP8 primary weights apply to the FP8 rows only. The
+# Megatron-Bridge Llama recipes also set CommOverlapConfig(tp_comm_overlap=True)
+# (recipes/llama/llama3.py: llama3_70b_pretrain_config, llama31_405b_pretrain_config), which the
+# rows' `tp_overlap` column leaves empty. A row's own non-empty column wins.
+RECIPE_SOURCES = ("github.com/mlcommons/training_results_v5", "NVIDIA-NeMo/Megatron-Bridge")
+
+
+def _recipe_options(row: dict) -> dict:
+    if not any(src in row["source"] for src in RECIPE_SOURCES):
+        return {}
+    fp8 = "yes" if row["dtype"] == "fp8" else ""
+    opts = {"overlap_param_gather": "yes", "fp8_param_gather": fp8}
+    if "Megatron-Bridge" in row["source"] and row["model"].startswith("llama"):
+        opts["tp_overlap"] = "yes"
+    return opts
+
+
 def _training(row: dict) -> Callable[[], float]:
     full = {**TRAINING_DEFAULTS, **row}
+    full.update({k: v for k, v in _recipe_options(row).items() if not row.get(k)})
     if row["metric"] != "tokens_per_s_per_chip":
         return _training_predictor(full)
     step = _training_predictor({**full, "metric": "step_time_s"})

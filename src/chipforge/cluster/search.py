@@ -163,6 +163,8 @@ def plan_training(
     fp8_recipe: str = "delayed",
     alternatives: int = 0,
     schedule: str = "1f1b",
+    overlap_param_gather: bool = False,
+    fp8_param_gather: bool = False,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -172,7 +174,8 @@ def plan_training(
     ((MIN, MAX) or "MIN:MAX"), or the multiple of dp nearest `tokens_per_batch` / seq.
     Memory bounds prune first, then a lower bound on the step time; `.search` counts the
     plans evaluated and pruned. `alternatives`: also keep the next fastest feasible plans,
-    ranked (`.alternatives`)."""
+    ranked (`.alternatives`). `overlap_param_gather`, `fp8_param_gather` (FP8 dtype only):
+    the distributed optimizer's options (training.FP8_PARAM_BYTES)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -186,6 +189,8 @@ def plan_training(
         raise WorkloadError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
     if recompute is not None and recompute not in RECOMPUTE:  # a flag, not an infeasible plan
         raise WorkloadError(f"--recompute must be one of {', '.join(RECOMPUTE)}, not {recompute!r}")
+    if fp8_param_gather and dtype != "fp8":
+        raise WorkloadError(f"--fp8-param-gather needs --dtype fp8, not {dtype}")
     if not chip.peak_flops(dtype):
         raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
@@ -263,7 +268,8 @@ def plan_training(
                             first_error = first_error or err
                             count["infeasible"] += n
                             continue
-                        mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention)
+                        mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
+                                          fp8_param_gather=fp8_param_gather)  # fmt: skip
                         if sum(mem.values()) > usable:  # activations grow with mb: the rest too
                             first_error = first_error or _memory_error(mem, usable)
                             count["pruned_memory"] += n + sum(counts[i + 1 :])
@@ -281,7 +287,8 @@ def plan_training(
             break
         sc = stage_cost(chip, c, plan, topo, seq=seq, dtype=dtype, attention=attention,
                         parallel_block=parallel_block, tp_overlap=tp_overlap,
-                        fp8_recipe=fp8_recipe)  # fmt: skip
+                        fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
+                        fp8_param_gather=fp8_param_gather)  # fmt: skip
         held = sum(sc.memory.values())
         ms = range(m_lo, m_hi + 1, stride) if alternatives else best_counts(sc, m_lo, m_hi, stride)
         count["pruned_bound"] += n - len(ms)

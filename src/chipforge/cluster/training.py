@@ -11,7 +11,7 @@ from chipforge.cluster import checks
 from chipforge.cluster.checks import stage_layers
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.layer import layer_costs
-from chipforge.cluster.memory import RECOMPUTE, memory_per_chip
+from chipforge.cluster.memory import GRAD_BYTES, RECOMPUTE, WEIGHT_BYTES, memory_per_chip
 from chipforge.cluster.topology import Topology
 from chipforge.dtypes import nbytes
 from chipforge.errors import Infeasible
@@ -41,6 +41,19 @@ DUALPIPE_COMM_SHARE = 20 / 132
 # Bytes per element of the linear layers' saved inputs (Transformer Engine keeps the cast
 # FP8 tensor for the backward pass; NVFP4 its 4-bit copy with a 1-byte scale per 16 elements)
 GEMM_INPUT_BYTES = {"fp8": 1.0, "fp4": 0.5 + 1 / 16}
+# The data-parallel gradient and parameter synchronization as Megatron-Core's distributed
+# optimizer runs it (Megatron-LM docs/user-guide/features/dist_optimizer.md "Key Steps";
+# megatron/core/distributed/distributed_data_parallel_config.py): the gradients are reduce-
+# scattered (`overlap_grad_reduce`: bucket by bucket as the last backward pass produces them),
+# the optimizer steps on its shard, and the updated parameters are all-gathered.
+# `overlap_param_gather` (DistributedDataParallelConfig: "overlap param all-gather with forward
+# compute"): the all-gather runs bucket by bucket in forward pre-hooks of the next step's first
+# forward pass instead of after the step. `fp8_param_gather` ("keep the compute param in fp8 ...
+# and perform the param all-gather in fp8"): FP8 primary weights, 1 byte per parameter in
+# memory and on the wire. Both are run options (MLPerf NVIDIA config_common.sh:
+# OVERLAP_PARAM_GATHER=True, FP8_PARAM_GATHER=True; Megatron-Bridge recipes: ddp
+# overlap_param_gather=True, fp8_param_gather=True in the FP8-CS and MXFP8 precision configs).
+FP8_PARAM_BYTES = 1
 
 
 @dataclass(frozen=True)
@@ -161,16 +174,26 @@ def check_schedule(p: Plan, global_batch: int) -> None:
 
 
 def plan_memory(
-    c: ModelConfig, p: Plan, *, seq: int, dtype: str, attention: str = "flash"
+    c: ModelConfig,
+    p: Plan,
+    *,
+    seq: int,
+    dtype: str,
+    attention: str = "flash",
+    fp8_param_gather: bool = False,
 ) -> dict[str, float]:
-    """Bytes per chip by category of plan `p` (what `evaluate_plan` checks against the HBM)."""
+    """Bytes per chip by category of plan `p` (what `evaluate_plan` checks against the HBM).
+    The distributed optimizer (ZeRO 1-3) shards over the data- and context-parallel ranks
+    together (Megatron-Core's `intra_dp_cp_group`: CP ranks hold the same weights)."""
     act_bytes = max(2, nbytes(dtype))
     mem = memory_per_chip(
-        c, tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
+        c, tp=p.tp, pp=p.pp, dp=p.dp * p.cp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
         mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
         gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
         attention=attention, sp=p.sequence_parallel,
     )  # fmt: skip
+    if fp8_param_gather:  # FP8 primary weights (the optimizer's fp32 master copy is unchanged)
+        mem["weights_bytes"] *= FP8_PARAM_BYTES / WEIGHT_BYTES
     if p.schedule == "dualpipe":  # two copies of the parameters, p + 1 micro-batches in flight
         for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes"):
             mem[k] *= 2
@@ -196,6 +219,9 @@ class StageCost:
     dp_reduce: float  # the gradient reduction
     dp_gather: float  # ZeRO-3: one all-gather of the weights (2 per micro-batch)
     t_opt: float
+    # `overlap_param_gather`: the updated weights' all-gather, under the first forward pass
+    # (dp_reduce is then the gradients' reduce-scatter alone)
+    dp_param_gather: float = 0.0
 
 
 def stage_cost(
@@ -210,11 +236,15 @@ def stage_cost(
     parallel_block: bool = False,
     tp_overlap: bool = False,
     fp8_recipe: str = "delayed",
+    overlap_param_gather: bool = False,
+    fp8_param_gather: bool = False,
 ) -> StageCost:
     """Per-micro-batch costs of plan `p` (Infeasible when its memory does not fit; the shape
     is checked by `check_plan`). `tp_overlap`: the TP all-gathers / reduce-scatters run under
-    the GEMMs beside them."""
-    mem = plan_memory(c, p, seq=seq, dtype=dtype, attention=attention)
+    the GEMMs beside them. `overlap_param_gather`, `fp8_param_gather`: the distributed
+    optimizer's options (FP8_PARAM_BYTES)."""
+    mem = plan_memory(c, p, seq=seq, dtype=dtype, attention=attention,
+                      fp8_param_gather=fp8_param_gather)  # fmt: skip
     need, have = sum(mem.values()), chip.hbm.capacity
     if need > have:
         raise Infeasible(
@@ -288,15 +318,25 @@ def stage_cost(
         hop = collective_time("send_recv", msg, 2, topo, stride=p.tp * p.cp * p.dp)
     # DP: gradients reduced (ZeRO 0: all-reduce; 1-2: reduce-scatter + all-gather of weights;
     # 3: + weights gathered again per micro-batch), overlapped with the last backward pass
-    grads = mem["weights_bytes"] * (p.dp if p.zero == 3 else 1)  # bf16 bytes on this chip
+    per_param = FP8_PARAM_BYTES if fp8_param_gather else WEIGHT_BYTES
+    params = mem["weights_bytes"] / per_param * (p.dp * p.cp if p.zero == 3 else 1)
+    grads, weights = params * GRAD_BYTES, params * per_param  # bytes on this chip
     dp_group, stride = p.dp * p.cp, p.tp
-    dp_reduce = collective_time("all_reduce", grads, dp_group, topo, stride=stride)
-    dp_gather = 0.0
+    dp_gather = dp_param_gather = 0.0
+    if overlap_param_gather and p.zero >= 1:  # reduce-scatter now, all-gather next forward
+        dp_reduce = collective_time("reduce_scatter", grads, dp_group, topo, stride=stride)
+        if p.zero < 3:
+            dp_param_gather = collective_time("all_gather", weights, dp_group, topo, stride=stride)
+    elif fp8_param_gather and p.zero in (1, 2):  # the all-gather after the step, in FP8
+        dp_reduce = collective_time("reduce_scatter", grads, dp_group, topo, stride=stride)
+        dp_reduce += collective_time("all_gather", weights, dp_group, topo, stride=stride)
+    else:
+        dp_reduce = collective_time("all_reduce", grads, dp_group, topo, stride=stride)
     if p.zero == 3:
-        dp_gather = collective_time("all_gather", grads, dp_group, topo, stride=stride)
-    t_opt = opt * layers / (p.dp if p.zero >= 1 else 1)
+        dp_gather = collective_time("all_gather", weights, dp_group, topo, stride=stride)
+    t_opt = opt * layers / (p.dp * p.cp if p.zero >= 1 else 1)
     return StageCost(p, mem, t_f, t_b, t_tp, t_ep, t_cp, stage, bubble, hop, dp_reduce,
-                     dp_gather, t_opt)  # fmt: skip
+                     dp_gather, t_opt, dp_param_gather)  # fmt: skip
 
 
 def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:
@@ -310,7 +350,7 @@ def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:
     if p.zero == 3:
         t_dp += 2 * m * s.dp_gather
         t_dp_hidden += m * (s.t_f + s.t_b)
-    t_dp_exposed = max(0.0, t_dp - t_dp_hidden)
+    t_dp_exposed = max(0.0, t_dp - t_dp_hidden) + max(0.0, s.dp_param_gather - s.t_f)
     step = (m * s.stage + s.bubble + t_pp + t_dp_exposed + s.t_opt) / (1 - FRAMEWORK_OVERHEAD)
     return step, t_pp, t_dp_exposed
 
@@ -355,17 +395,21 @@ def evaluate_plan(
     sequence_parallel: bool | None = None,
     tp_overlap: bool = False,
     fp8_recipe: str = "delayed",
+    overlap_param_gather: bool = False,
+    fp8_param_gather: bool = False,
 ) -> TrainingPlan:
     """Step time, utilization and memory of plan `p` (Infeasible when it does not fit);
     `sequence_parallel`, when given, overrides the plan's. `tp_overlap`: the TP all-gathers /
-    reduce-scatters run under the GEMMs beside them."""
+    reduce-scatters run under the GEMMs beside them. `overlap_param_gather`,
+    `fp8_param_gather`: the distributed optimizer's options (see FP8_PARAM_BYTES)."""
     if sequence_parallel is not None:
         p = replace(p, sequence_parallel=sequence_parallel)
     check_plan(c, chips, p, global_batch, seq)
     checks.attention_kernel(attention)
     s = stage_cost(chip, c, p, topo, seq=seq, dtype=dtype, attention=attention,
                    parallel_block=parallel_block, tp_overlap=tp_overlap,
-                   fp8_recipe=fp8_recipe)  # fmt: skip
+                   fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
+                   fp8_param_gather=fp8_param_gather)  # fmt: skip
     return finish_plan(chip, c, chips, s, topo, seq=seq, global_batch=global_batch,
                        dtype=dtype, tokens=tokens)  # fmt: skip
 

@@ -78,6 +78,8 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             parallel_block=row["block"] == "parallel", sequence_parallel=row["sp"] != "no",
             schedule=row.get("schedule") or "1f1b", tp_overlap=row.get("tp_overlap") == "yes",
             fp8_recipe=row.get("fp8_recipe") or "delayed",
+            overlap_param_gather=row.get("overlap_param_gather") == "yes",
+            fp8_param_gather=row.get("fp8_param_gather") == "yes",
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s
