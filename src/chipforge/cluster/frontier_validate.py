@@ -33,7 +33,8 @@ AT_RATE = {
 
 
 def rows() -> list[dict]:
-    """The CSV's rows (its '#' header lines state the selection rule)."""
+    """The CSV's rows (its '#' header lines state the selection rule). The last columns
+    (osl_cv, attn_dtype, ep_overlap, pool) are serving inputs: training rows may leave them out."""
     text = (resources.files("chipforge.data") / FILENAME).read_text()
     return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
 
@@ -54,6 +55,9 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             concurrency=_int(row["concurrency"]),
             ttft_slo=_float(row["ttft_slo"]), tpot_slo=_float(row["tpot_slo"]),
             slo_percentile=row["slo_percentile"] or None,
+            osl_cv=_float(row.get("osl_cv") or "") or 0.0,
+            attn_dtype=row.get("attn_dtype") or None, ep_overlap=row.get("ep_overlap") == "yes",
+            disaggregated="decode" if row.get("pool") == "decode" else False,
         )  # fmt: skip
         if row["metric"] in AT_RATE:
             return AT_RATE[row["metric"]](at_rate(plan, float(row["request_rate"])))

@@ -57,14 +57,19 @@ class Memory:
 
 
 def memory(
-    c: ModelConfig, capacity: float, *, tp: int, pp: int, dtype: str, kv_dtype: str, ep: int = 1
-) -> Memory:
+    c: ModelConfig, capacity: float, *, tp: int, pp: int, dtype: str, kv_dtype: str, ep: int = 1,
+    attn_dtype: str | None = None,
+) -> Memory:  # fmt: skip
+    """`attn_dtype`: the attention modules' weights held at that precision instead of `dtype`."""
     weights = c.params() * nbytes(dtype) / (tp * pp)
     if ep > tp:  # wide EP: whole routed experts over ep chips (the busiest holds the ceiling),
         # everything else on each attention group's tp chips
         expert = c.ffn_matrices * c.hidden * c.expert_ffn * (c.layers - c.dense_layers)
         local = math.ceil(c.experts / ep) * expert
         weights = ((c.params() - c.experts * expert) / tp + local) * nbytes(dtype)
+    if attn_dtype and attn_dtype != dtype:
+        extra = c.layers * c.attention_params() * (nbytes(attn_dtype) - nbytes(dtype))
+        weights += extra / (tp * pp)
     kv_full = c.kv_bytes_per_token(nbytes(kv_dtype)) / pp
     shards = 1 if c.kv_lora else min(tp, c.n_kv_heads)
     activations = ACTIVATION_TOKENS * max(c.hidden, c.ffn // tp) * 2 * nbytes(dtype)

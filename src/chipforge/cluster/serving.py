@@ -54,6 +54,11 @@ BATCHING = ("continuous", "static")
 # all-reduce ("ffn_allreduce") inside the "moe_layers" prefix (the other is "attn_allreduce").
 # With EP the experts' outputs are combined by the dispatch + combine all-to-all instead.
 MOE_COLLECTIVE = "moe_layers.ffn_allreduce"
+# The attention module's matmuls in `workload.llm.attention_block` (GQA and MLA): the ones an
+# `attn_dtype` keeps at another precision than the FFN/experts.
+ATTENTION_MATMULS = frozenset(
+    ("qkv_proj", "q_proj", "q_down", "q_up", "kv_down", "kv_up", "q_absorb", "v_absorb", "o_proj")
+)
 
 
 _CACHE: dict[tuple, object] = {}  # block and LM-head costs, keyed on chip content and shape
@@ -71,25 +76,38 @@ def _cached(key: tuple, cost):
 
 def _layer(
     chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str,
-    dep: int = 1,
+    dep: int = 1, adt: str | None = None,
 ):  # fmt: skip
     """(compute s, ((collective name, bytes), ...)) of one block: prefill n = prompt length,
     decode n = context; `dep` > 1: the routed experts split over `dep` attention groups (DP
-    attention, see `evaluate`). Cached on the chip's content, the model and the shape."""
-    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep)
-    return _cached(key, lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep))
+    attention, see `evaluate`); `adt`: the attention module's matmul dtype where it differs
+    from `dt`. Cached on the chip's content, the model and the shape."""
+    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep, adt)
+    return _cached(key, lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep, adt))
 
 
 @lru_cache(maxsize=4096)
-def _graph(c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str, dep: int = 1):
+def _graph(
+    c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str, dep: int = 1,
+    adt: str | None = None,
+):  # fmt: skip
     """One block's graph; chip-independent, so a sweep over designs builds it once."""
     kw = {"seq": n} if phase == "prefill" else {"context": n}
     kw |= {"ep": dep} if dep > 1 else {}
-    return build(c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", **kw)
+    g = build(c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", **kw)
+    if adt and adt != dt:  # the attention module's matmuls kept at `adt` (see `evaluate`)
+        ops = tuple(
+            replace(op, dtype=adt)
+            if isinstance(op, MatMul) and op.name.rsplit(".", 1)[-1] in ATTENTION_MATMULS
+            else op
+            for op in g.ops
+        )
+        g = replace(g, ops=ops)
+    return g
 
 
-def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1):
-    g = _graph(c, phase, b, n, tp, dt, kvd, dep)
+def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None):
+    g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt)
     r = estimate(g, chip, deployed=True)
     compute = sum(o.time_s for o in r.ops if o.kind != "collective")
     collectives = tuple((op.name, op.size) for op in g.ops if op.kind == "collective")
@@ -108,16 +126,26 @@ def _head_uncached(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> 
     return estimate(Graph("lm_head", (head,)), chip, deployed=True).time_s
 
 
-def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd) -> float:
-    """Seconds for one block of `c` (its compute, collectives and the runtime's overhead)."""
+def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False) -> float:
+    """Seconds for one block of `c` (its compute, collectives and the runtime's overhead).
+    `overlap`: the EP all-to-all runs under the computation (DeepSeek's inference system, Open
+    Infra Index day 6: decode and prefill split the batch into two micro-batches, one's
+    dispatch/combine hidden behind the other's attention and MoE), so the block takes the
+    longer of the two."""
     dep = ep // tp if ep > tp else 1  # wide EP: experts split over the attention groups
-    compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd, dep)
+    compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd, dep, adt)
     comm = 0.0
     for name, size in collectives:
-        if ep > 1 and name == MOE_COLLECTIVE:  # MoE: dispatch + combine all-to-all
-            comm += 2 * collective_time("all_to_all", size * c.top_k, ep, topo)
-        else:
+        if not (ep > 1 and name == MOE_COLLECTIVE):
             comm += collective_time("all_reduce", size, tp, topo)
+    if ep > 1 and c.is_moe:  # MoE: dispatch + combine all-to-all of each token's top_k copies
+        # (also without TP, where the graph has no MoE all-reduce to stand in for it)
+        tokens = b * (n if phase == "prefill" else 1)
+        size = tokens * c.hidden * nbytes(dt) * c.top_k
+        a2a = 2 * collective_time("all_to_all", size, ep, topo)
+        if overlap:
+            return max(compute, a2a) + comm + LAYER_OVERHEAD_S
+        comm += a2a
     return compute + comm + LAYER_OVERHEAD_S
 
 
@@ -127,14 +155,14 @@ def _dense_of(c: ModelConfig) -> ModelConfig:
     return replace(c, experts=0, top_k=0, shared_experts=0, moe_ffn=None, dense_layers=0)
 
 
-def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
+def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=False) -> float:
     """Seconds for one full forward step (all stages, one micro-batch) of the replica. A MoE
     model's leading dense layers (DeepSeek-V3: first_k_dense_replace = 3) are costed as the
     same model's dense block, which reads one FFN's weights instead of the experts'."""
-    block = _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd)
+    block = _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, overlap)
     t = (c.layers - c.dense_layers) * block if c.is_moe else c.layers * block
     if c.is_moe and c.dense_layers:
-        t += c.dense_layers * _block(chip, _dense_of(c), topo, phase, b, n, tp, 1, dt, kvd)
+        t += c.dense_layers * _block(chip, _dense_of(c), topo, phase, b, n, tp, 1, dt, kvd, adt)
     t += _head(chip, c, b, tp, dt)
     if pp > 1:  # activations sent between stages
         act = b * (n if phase == "prefill" else 1) * c.hidden * nbytes(dt)
@@ -142,13 +170,17 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd) -> float:
     return t
 
 
-def _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd) -> float:
+def _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, overlap=False):
     """Replica seconds one prompt's prefill adds under continuous batching. Prompts are prefilled
     in chunks of up to PREFILL_CHUNK_TOKENS tokens that share one pass over the weights (with
     each other and the running decode batch), so a short prompt costs its compute, not a fresh
-    read of the weights; at batch 1 there is nothing to share with."""
+    read of the weights; at batch 1 there is nothing to share with. With `pp` stages a prompt
+    holds each stage for its share of the layers while the other stages work on other
+    micro-batches, so it adds one stage's time, not the whole pass (GPipe's pipelining, as the
+    decode micro-batches already run)."""
     k = max(1, min(batch, PREFILL_CHUNK_TOKENS // isl))
-    return _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd) / k
+    stages = max(1, min(pp, batch))  # stages busy with other micro-batches meanwhile
+    return _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd, adt, overlap) / k / stages
 
 
 def _kv_reread(c: ModelConfig, chip: ChipSpec, kv_per_token: float, seqs: int, ctx: int, pp: int):
@@ -161,12 +193,13 @@ def _kv_reread(c: ModelConfig, chip: ChipSpec, kv_per_token: float, seqs: int, c
 
 def evaluate(
     chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
-    batching="continuous", gqa_kernel=True, clients=None, rate=None,
+    batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
+    attn_dtype=None, ep_overlap=False,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
     (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
-    the plan's throughput."""
+    the plan's throughput. `osl_cv`, `attn_dtype`, `ep_overlap`: see `plan_serving`."""
     _check(c, chips, tp, pp, ep)
     # DP attention with wide EP (DeepSeek's inference system, Open Infra Index day 6: MLA and
     # the shared expert data-parallel, routed experts over EP144): one replica is `ep` chips in
@@ -176,7 +209,8 @@ def evaluate(
     groups = ep // tp if ep > tp else 1
     if groups > 1 and (pp > 1 or chips % ep):
         raise Infeasible(f"--ep {ep} above --tp {tp} needs --pp 1 and --chips a multiple of it")
-    mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dt, kv_dtype=kvd, ep=ep)
+    mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dt, kv_dtype=kvd, ep=ep,
+                 attn_dtype=attn_dtype)  # fmt: skip
     if mem.kv_tokens <= 0:
         raise Infeasible(
             f"{c.name} weights need {mem.weights / 2**30:.1f} GiB per chip at tp={tp} pp={pp}, "
@@ -189,19 +223,29 @@ def evaluate(
             f"at most {fits} sequences of {isl + osl} tokens fit"
         )
     dp = chips // (tp * pp * groups)
-    ctx = isl + osl // 2  # mean context over the decode
+    # mean context of the running sequences: a step's sequences are length-biased (each stays
+    # for its own output length), so with output lengths of mean osl and coefficient of
+    # variation cv the mean position reached is E[o^2] / (2 E[o]) = osl (1 + cv^2) / 2
+    ctx = isl + round(osl * (1 + osl_cv**2) / 2)
     mb = max(1, batch // (pp * groups))  # micro-batch per pipeline stage (per attention group)
-    decode = _step(chip, c, topo, "decode", mb, ctx, tp, pp, ep, dt, kvd)
+    eng = (attn_dtype, ep_overlap)  # the engine's attention precision and EP overlap
+    decode = _step(chip, c, topo, "decode", mb, ctx, tp, pp, ep, dt, kvd, *eng)
     if not gqa_kernel:
         decode += _kv_reread(c, chip, mem.kv_per_token, mb, ctx, pp)
-    prefill = _step(chip, c, topo, "prefill", 1, isl, tp, pp, ep, dt, kvd)
+    prefill = _step(chip, c, topo, "prefill", 1, isl, tp, pp, ep, dt, kvd, *eng)
     replicas, p_chips = dp, 0
-    if disaggregated:
+    if disaggregated == "decode":
+        # a decode pool only: its prompts are prefilled on another pool (not among `chips`)
+        # and arrive with their KV cache (DeepSeek's inference system: prefill and decode
+        # nodes sized separately; its decode throughput is per decode node)
+        tpot, ttft = decode, prefill
+        thr = dp * batch / decode
+    elif disaggregated:
         tpot, ttft = decode, prefill
         out_rate = batch / tpot  # decode pool, per replica
         # prefill replicas needed so prompts arrive as fast as decode finishes them (prompts
         # prefilled in shared chunks, as in co-located serving)
-        share = _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd)
+        share = _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, *eng)
         need = out_rate / osl * share
         frac = need / (need + 1)
         p_chips = max(tp * pp, round(chips * frac / (tp * pp)) * tp * pp)
@@ -215,13 +259,14 @@ def evaluate(
         # one batch at a time: prefill all prompts in one pass, then osl-1 decode steps; the
         # throughput counts the whole batch latency (TensorRT-LLM blogs/XQA-kernel.md:
         # out_tps = output_seqlen * batch_size / total_latency / tp)
-        prefill = _step(chip, c, topo, "prefill", mb, isl, tp, pp, ep, dt, kvd)
+        prefill = _step(chip, c, topo, "prefill", mb, isl, tp, pp, ep, dt, kvd, *eng)
         tpot, ttft = decode, prefill
         thr = dp * batch * osl / (prefill + (osl - 1) * decode)
     else:
         # each step carries batch/osl prompts' prefill: a stream waits for the others' prefills
         # (the attention groups of a wide-EP replica prefill their own prompts side by side)
-        share = _prefill_share(chip, c, topo, isl, batch // groups, tp, pp, ep, dt, kvd) / groups
+        share = _prefill_share(chip, c, topo, isl, batch // groups, tp, pp, ep, dt, kvd, *eng)
+        share /= groups
         tpot = decode + (batch - 1) / osl * share
         ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
         thr = dp * batch / (decode + batch / osl * share)
@@ -237,9 +282,11 @@ def evaluate(
         queue = max(0.0, cycle - (ttft + (osl - 1) * tpot))
     return ServingPlan(
         chip.name, c.name, chips, tp, pp, ep, replicas, batch, isl, osl, dt, kvd,
-        ttft + queue, tpot, thr, mem.kv_tokens, mem.to_dict(), bool(disaggregated), p_chips,
+        ttft + queue, tpot, thr, mem.kv_tokens, mem.to_dict(),
+        "decode" if disaggregated == "decode" else bool(disaggregated), p_chips,
         {"prefill": prefill, "decode": decode, "queue": queue}, batching,
         (clients or batch) * replicas, percentiles if not clients else {},
+        osl_cv=osl_cv, attn_dtype=attn_dtype, ep_overlap=bool(ep_overlap),
     )  # fmt: skip
 
 
@@ -258,26 +305,36 @@ def plan_serving(
     concurrency: int | None = None,
     ttft_slo: float | None = None,
     tpot_slo: float | None = None,
-    disaggregated: bool = False,
+    disaggregated: bool | str = False,
     topology: Topology | str | None = None,
     batching: str = "continuous",
     gqa_kernel: bool = True,
     slo_percentile: str | None = None,
     max_batch: int | None = None,
+    osl_cv: float = 0.0,
+    attn_dtype: str | None = None,
+    ep_overlap: bool = False,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
     beyond what the KV cache holds wait in a queue). `batching`: "continuous" (in-flight, chunked
-    prefill) or "static" (one batch at a time). `gqa_kernel=False`: decode attention reads the
+    prefill) or "static" (one batch at a time). `disaggregated`: True splits the chips into
+    prefill and decode pools sized to each other; "decode": the chips are a decode pool fed by
+    a prefill pool not counted here. `gqa_kernel=False`: decode attention reads the
     KV cache once per query head (TensorRT-LLM without XQA). `slo_percentile` (p50/p90/p99):
     the TTFT SLO holds at that percentile under Poisson arrivals (MLPerf Server: p99) instead of
     on the mean. `max_batch`: the engine's largest running batch per replica (TensorRT-LLM
-    max_batch_size; vLLM max_num_seqs), a cap on the search. `.curve` / `to_dict()["curve"]`:
-    the latency/throughput curve of the chosen configuration."""
+    max_batch_size; vLLM max_num_seqs), a cap on the search. `osl_cv`: the coefficient of
+    variation of the output lengths (0: all `osl` long); a step's running sequences are
+    length-biased, so their mean context is isl + osl (1 + cv^2) / 2. `attn_dtype`: the
+    attention modules' matmuls and weights at this precision instead of `dtype` (NVIDIA's NVFP4
+    DeepSeek-R1 checkpoint quantizes only the FFN/MoE layers). `ep_overlap`: the EP
+    all-to-all hidden behind computation (two micro-batches; DeepSeek's inference system).
+    `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     kvd = kv_dtype or dtype
-    for name, value in (("dtype", dtype), ("kv_dtype", kvd)):
+    for name, value in (("dtype", dtype), ("kv_dtype", kvd), ("attn_dtype", attn_dtype or dtype)):
         if value not in BYTES:
             raise WorkloadError(f"`{name}` must be one of {', '.join(BYTES)}, not {value!r}")
     for name, value in (
@@ -288,9 +345,16 @@ def plan_serving(
     ):
         if value is None or value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
+    if not (isinstance(osl_cv, (int, float)) and 0 <= osl_cv < 100):
+        raise WorkloadError(f"`osl_cv` must be a number in [0, 100), not {osl_cv!r}")
     if concurrency is not None and concurrency <= 0:
         raise WorkloadError(
             f"`concurrency` must be a positive integer, not {concurrency}; leave it out to search"
+        )
+    if disaggregated not in (False, True, "decode"):
+        raise WorkloadError(
+            "`disaggregated` must be true, false or 'decode' (a decode pool), "
+            f"not {disaggregated!r}"
         )
     if batching not in BATCHING:
         raise WorkloadError(f"`batching` must be one of {', '.join(BATCHING)}, not {batching!r}")
@@ -306,7 +370,8 @@ def plan_serving(
     )
     pps = [pp] if pp else [d for d in divisors(chips) if c.layers % d == 0 and d <= 8]
     kw = dict(isl=isl, osl=osl, dt=dtype, kvd=kvd, disaggregated=disaggregated,
-              batching=batching, gqa_kernel=gqa_kernel)  # fmt: skip
+              batching=batching, gqa_kernel=gqa_kernel, osl_cv=osl_cv, attn_dtype=attn_dtype,
+              ep_overlap=ep_overlap)  # fmt: skip
 
     def run(t, p, e, b, clients=None):
         return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
@@ -330,7 +395,7 @@ def plan_serving(
                     continue
                 g = e // t if e > t else 1  # attention groups of a wide-EP replica
                 dp = chips // (t * p * g)  # replicas
-                fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e)
+                fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype)
                 # a stated concurrency queues what the KV cache cannot hold; the search stops
                 # at the largest batch that fits
                 top = min(fits, BATCHES[-1] * g, max_batch or fits)
@@ -372,7 +437,7 @@ def plan_serving(
 
     def curve() -> list[dict]:
         t, p, e = best.tp, best.pp, best.ep
-        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e), BATCHES[-1])
+        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype), BATCHES[-1])
         batches = sorted({b for b in BATCHES if b <= top} | {top, min(best.batch, top)})
         points = [run(t, p, e, b) for b in batches]
         return [q.point(meets(q)) for q in points]
@@ -389,10 +454,11 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
     topo = topology if isinstance(topology, Topology) else topology_for(chip, plan.chips, topology)
     kw = dict(isl=plan.isl, osl=plan.osl, tp=plan.tp, pp=plan.pp, ep=plan.ep, dt=plan.dtype,
               kvd=plan.kv_dtype, batching=plan.batching, gqa_kernel=gqa_kernel,
-              rate=rate)  # fmt: skip
+              rate=rate, osl_cv=plan.osl_cv, attn_dtype=plan.attn_dtype,
+              ep_overlap=plan.ep_overlap)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
-                      plan.ep)  # fmt: skip
+                      plan.ep, plan.attn_dtype)  # fmt: skip
     top = evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
     if top.throughput_tokens_per_s < need:
         raise Infeasible(
@@ -408,8 +474,9 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
     return evaluate(chip, c, plan.chips, topo, batch=lo, **kw)
 
 
-def _fits(c, chip, tp, pp, dtype, kvd, isl, osl, ep=1) -> int:
+def _fits(c, chip, tp, pp, dtype, kvd, isl, osl, ep=1, attn_dtype=None) -> int:
     """Sequences of isl + osl tokens one replica's KV cache holds (at least 1: 0 fails later);
     a wide-EP replica holds its ep/tp attention groups' caches."""
-    mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd, ep=ep)
+    mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd, ep=ep,
+                 attn_dtype=attn_dtype)  # fmt: skip
     return max(1, mem.sequences(isl + osl)) * (ep // tp if ep > tp else 1)

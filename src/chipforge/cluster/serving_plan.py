@@ -42,6 +42,9 @@ class ServingPlan:
     # TTFT percentiles under Poisson arrivals at this plan's throughput (cluster.queueing);
     # empty where not modelled (static batching, disaggregated)
     ttft_percentiles_s: dict = field(default_factory=dict)
+    osl_cv: float = 0.0  # coefficient of variation of the output lengths
+    attn_dtype: str | None = None  # attention modules' precision where it differs from dtype
+    ep_overlap: bool = False  # EP all-to-all hidden behind computation
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
 

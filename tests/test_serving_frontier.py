@@ -1,0 +1,80 @@
+"""Serving mechanisms for frontier MoE/reasoning workloads: the EP all-to-all under DP attention
+(tp 1), its overlap with computation, a decode-only pool, length-biased decode contexts, the
+attention modules at their own precision, and prefill under pipeline parallelism."""
+
+from __future__ import annotations
+
+import pytest
+
+from chipforge.cluster import plan_serving, serving
+from chipforge.cluster.collectives import collective_time
+from chipforge.cluster.kvcache import memory
+from chipforge.cluster.serving_plan import _load_chip
+from chipforge.cluster.topology import topology_for
+from chipforge.dtypes import nbytes
+from chipforge.errors import WorkloadError
+from chipforge.workload.config import load_model
+
+DS = load_model("deepseek-v3")
+
+
+def _topo(chip, chips):
+    return topology_for(_load_chip(chip), chips, None)
+
+
+def test_ep_all_to_all_is_priced_without_tp_and_overlap_takes_the_longer():
+    chip, topo, b = _load_chip("h800"), _topo("h800", 16), 64
+    compute, _ = serving._layer(chip, DS, "decode", b, 2048, 1, "fp8", "fp8", 16)
+    a2a = 2 * collective_time("all_to_all", b * DS.hidden * nbytes("fp8") * DS.top_k, 16, topo)
+    plain = serving._block(chip, DS, topo, "decode", b, 2048, 1, 16, "fp8", "fp8")
+    hidden = serving._block(chip, DS, topo, "decode", b, 2048, 1, 16, "fp8", "fp8", overlap=True)
+    assert a2a > 0
+    assert plain == pytest.approx(compute + a2a + serving.LAYER_OVERHEAD_S)
+    assert hidden == pytest.approx(max(compute, a2a) + serving.LAYER_OVERHEAD_S)
+
+
+def test_decode_pool_carries_no_prefill():
+    kw = dict(isl=2048, osl=512, dtype="fp8", tp=1, pp=1, ep=16)
+    pool = plan_serving("h800", "deepseek-v3", 16, disaggregated="decode", **kw)
+    mixed = plan_serving("h800", "deepseek-v3", 16, **kw)
+    assert pool.tpot_s == pytest.approx(pool.breakdown["decode"])
+    assert pool.throughput_tokens_per_s == pytest.approx(pool.batch / pool.tpot_s)
+    assert pool.throughput_tokens_per_s > mixed.throughput_tokens_per_s
+    with pytest.raises(WorkloadError, match="disaggregated"):
+        plan_serving("h800", "deepseek-v3", 16, disaggregated="prefill", **kw)
+
+
+def test_output_length_spread_lengthens_the_decode_context():
+    """A step's sequences are length-biased: with output CV 1 the mean context is isl + osl."""
+    kw = dict(isl=1000, osl=2000, dtype="fp8", tp=8, pp=1, max_batch=64)
+    fixed = plan_serving("h100", "llama3-8b", 8, **kw)
+    spread = plan_serving("h100", "llama3-8b", 8, osl_cv=1.0, **kw)
+    chip, topo = _load_chip("h100"), _topo("h100", 8)
+    m = load_model("llama3-8b")
+    step = serving._step(chip, m, topo, "decode", spread.batch, 1000 + 2000, 8, 1, 1, "fp8", "fp8")
+    assert spread.breakdown["decode"] == pytest.approx(step)
+    assert spread.tpot_s > fixed.tpot_s
+    with pytest.raises(WorkloadError, match="osl_cv"):
+        plan_serving("h100", "llama3-8b", 8, osl_cv=-1, **kw)
+
+
+def test_attention_precision_of_its_own():
+    """NVFP4 DeepSeek-R1: FFN/MoE in FP4, the attention modules' weights and matmuls in BF16."""
+    cap = _load_chip("b200").hbm.capacity
+    fp4 = memory(DS, cap, tp=1, pp=1, dtype="fp4", kv_dtype="fp8", ep=8)
+    mixed = memory(DS, cap, tp=1, pp=1, dtype="fp4", kv_dtype="fp8", ep=8, attn_dtype="bf16")
+    assert mixed.weights - fp4.weights == pytest.approx(DS.layers * DS.attention_params() * 1.5)
+    g = serving._graph(DS, "decode", 64, 2048, 1, "fp4", "fp8", 8, "bf16")
+    dtypes = {op.name.rsplit(".", 1)[-1]: op.dtype for op in g.ops if op.kind == "matmul"}
+    assert dtypes["o_proj"] == dtypes["q_up"] == "bf16" and dtypes["experts_up"] == "fp4"
+    kw = dict(isl=1024, osl=1024, dtype="fp4", kv_dtype="fp8", tp=1, pp=1, ep=8, max_batch=512)
+    slow = plan_serving("b200", "deepseek-v3", 8, attn_dtype="bf16", **kw)
+    fast = plan_serving("b200", "deepseek-v3", 8, **kw)
+    assert slow.breakdown["decode"] > fast.breakdown["decode"]
+
+
+def test_pipeline_stages_prefill_other_prompts_meanwhile():
+    chip, topo, m = _load_chip("h100"), _topo("h100", 8), load_model("llama2-70b")
+    args = (chip, m, topo, 4096, 64, 2, 2, 1, "fp8", "fp8")
+    one = serving._step(chip, m, topo, "prefill", 2, 4096, 2, 2, 1, "fp8", "fp8") / 2
+    assert serving._prefill_share(*args) == pytest.approx(one / 2)
