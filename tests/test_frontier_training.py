@@ -180,3 +180,20 @@ def test_groups_fill_a_domain_with_a_divisor_of_the_group():
     t72 = collective_time("all_reduce", 1e9, 256, topo, stride=2)
     t64 = collective_time("all_reduce", 1e9, 256, replace(topo, domain=64), stride=2)
     assert t72 == pytest.approx(t64)
+
+
+def test_sustained_clock_slows_compute_only_where_a_preset_states_one():
+    from chipforge.spec.loader import load_chip
+
+    kw = dict(tp=8, pp=1, dp=1, cp=1, ep=1, zero=1, recompute="selective", micro_batch=1,
+              seq=2048, global_batch=8)  # fmt: skip
+    boost = plan_training("a100", "llama3-8b", 8, **kw)
+    held = plan_training("a100", "llama3-8b", 8, sustained_clock=True, **kw)
+    ratio = 1.41 / 1.305  # A100 boost / HPL sustained clock
+    assert boost.step_time_s < held.step_time_s < boost.step_time_s * ratio
+    assert held.mfu < boost.mfu  # against the same (boost) peak
+    h100 = [plan_training("h100", "llama3-8b", 8, sustained_clock=s, **kw).step_time_s
+            for s in (False, True)]  # fmt: skip
+    assert h100[0] == h100[1]  # no sustained clock stated: the boost clock
+    with pytest.raises(Exception, match="must not exceed clock"):
+        load_chip("a100").model_validate({**load_chip("a100").model_dump(), "sustained_clock": 2e9})

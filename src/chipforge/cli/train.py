@@ -187,6 +187,14 @@ def train(
             "all-gather (Megatron-Core fp8_param_gather)",
         ),
     ] = False,
+    sustained_clock: Annotated[
+        bool,
+        typer.Option(
+            "--sustained-clock",
+            help="price the layers at the chip's power-limited sustained clock where its "
+            "preset states one (sustained_clock), not the boost clock of its peaks",
+        ),
+    ] = False,
     calculon_plan: Annotated[
         str | None,
         typer.Option(
@@ -237,6 +245,7 @@ def train(
         alternatives=alternatives, schedule=schedule, tp_overlap=tp_overlap,
         tokens_per_batch=per_batch, sequence_parallel=sequence_parallel, fp8_recipe=fp8_recipe,
         overlap_param_gather=overlap_param_gather, fp8_param_gather=fp8_param_gather,
+        sustained_clock=sustained_clock,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

@@ -165,6 +165,7 @@ def plan_training(
     schedule: str = "1f1b",
     overlap_param_gather: bool = False,
     fp8_param_gather: bool = False,
+    sustained_clock: bool = False,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -175,7 +176,8 @@ def plan_training(
     Memory bounds prune first, then a lower bound on the step time; `.search` counts the
     plans evaluated and pruned. `alternatives`: also keep the next fastest feasible plans,
     ranked (`.alternatives`). `overlap_param_gather`, `fp8_param_gather` (FP8 dtype only):
-    the distributed optimizer's options (training.FP8_PARAM_BYTES)."""
+    the distributed optimizer's options (training.FP8_PARAM_BYTES). `sustained_clock`: the
+    layers at the chip's power-limited sustained clock where its preset states one."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -288,7 +290,8 @@ def plan_training(
         sc = stage_cost(chip, c, plan, topo, seq=seq, dtype=dtype, attention=attention,
                         parallel_block=parallel_block, tp_overlap=tp_overlap,
                         fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
-                        fp8_param_gather=fp8_param_gather)  # fmt: skip
+                        fp8_param_gather=fp8_param_gather,
+                        sustained_clock=sustained_clock)  # fmt: skip
         held = sum(sc.memory.values())
         ms = range(m_lo, m_hi + 1, stride) if alternatives else best_counts(sc, m_lo, m_hi, stride)
         count["pruned_bound"] += n - len(ms)

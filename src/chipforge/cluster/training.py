@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from chipforge.cluster import checks
 from chipforge.cluster.checks import stage_layers
+from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.layer import layer_costs
 from chipforge.cluster.memory import GRAD_BYTES, RECOMPUTE, WEIGHT_BYTES, memory_per_chip
@@ -54,6 +55,24 @@ GEMM_INPUT_BYTES = {"fp8": 1.0, "fp4": 0.5 + 1 / 16}
 # OVERLAP_PARAM_GATHER=True, FP8_PARAM_GATHER=True; Megatron-Bridge recipes: ddp
 # overlap_param_gather=True, fp8_param_gather=True in the FP8-CS and MXFP8 precision configs).
 FP8_PARAM_BYTES = 1
+
+
+_SUSTAINED: dict[str, ChipSpec] = {}
+
+
+def at_sustained_clock(chip: ChipSpec) -> ChipSpec:
+    """`chip` at its power-limited sustained clock (`ChipSpec.sustained_clock`, where a preset
+    states one): long back-to-back training kernels run there, not at the boost clock the
+    peaks quote. The chip itself where none is stated."""
+    if chip.sustained_clock is None or chip.sustained_clock >= chip.clock:
+        return chip
+    key = chip_key(chip)
+    hit = _SUSTAINED.get(key)
+    if hit is None:
+        if len(_SUSTAINED) >= 64:
+            _SUSTAINED.clear()
+        hit = _SUSTAINED[key] = chip.model_copy(update={"clock": chip.sustained_clock})
+    return hit
 
 
 @dataclass(frozen=True)
@@ -238,6 +257,7 @@ def stage_cost(
     fp8_recipe: str = "delayed",
     overlap_param_gather: bool = False,
     fp8_param_gather: bool = False,
+    sustained_clock: bool = False,
 ) -> StageCost:
     """Per-micro-batch costs of plan `p` (Infeasible when its memory does not fit; the shape
     is checked by `check_plan`). `tp_overlap`: the TP all-gathers / reduce-scatters run under
@@ -251,8 +271,9 @@ def stage_cost(
             f"needs {need / 2**30:.0f} GiB per chip, has {have / 2**30:.0f} GiB: raise --tp or "
             f"--pp, --zero, --recompute full or lower --micro-batch"
         )
+    held = at_sustained_clock(chip) if sustained_clock else chip
     fwd, bwd, attn, opt = layer_costs(
-        chip, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, p.sequence_parallel, p.ep,
+        held, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, p.sequence_parallel, p.ep,
         fp8_recipe,
     )  # fmt: skip
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
@@ -397,6 +418,7 @@ def evaluate_plan(
     fp8_recipe: str = "delayed",
     overlap_param_gather: bool = False,
     fp8_param_gather: bool = False,
+    sustained_clock: bool = False,
 ) -> TrainingPlan:
     """Step time, utilization and memory of plan `p` (Infeasible when it does not fit);
     `sequence_parallel`, when given, overrides the plan's. `tp_overlap`: the TP all-gathers /
@@ -409,7 +431,8 @@ def evaluate_plan(
     s = stage_cost(chip, c, p, topo, seq=seq, dtype=dtype, attention=attention,
                    parallel_block=parallel_block, tp_overlap=tp_overlap,
                    fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
-                   fp8_param_gather=fp8_param_gather)  # fmt: skip
+                   fp8_param_gather=fp8_param_gather,
+                   sustained_clock=sustained_clock)  # fmt: skip
     return finish_plan(chip, c, chips, s, topo, seq=seq, global_batch=global_batch,
                        dtype=dtype, tokens=tokens)  # fmt: skip
 

@@ -183,7 +183,12 @@ class ChipSpec(Frozen):
     vendor: Name = Field(description="who makes it")
     year: int = Field(ge=2010, le=2035, description="year of first volume shipment")
     node: Name = Field(description="process node key, e.g. n4, n3e")
-    clock: Frequency = Field(description="matrix-unit clock at sustained load")
+    clock: Frequency = Field(description="matrix-unit clock (the one the published peaks imply)")
+    sustained_clock: Frequency | None = Field(
+        None,
+        description="power-limited clock of long back-to-back matrix work, where published "
+        "(training with --sustained-clock); None: clock",
+    )
     cores: int = Field(gt=0, le=MAX_COUNT, description="SMs, CUs or TensorCores")
     physical_cores: int | None = Field(
         None,
@@ -206,6 +211,15 @@ class ChipSpec(Frozen):
         if node not in nodes():
             raise ValueError(f"must be one of {', '.join(nodes())}, not {node!r}")
         return node
+
+    @model_validator(mode="after")
+    def _sustained_below_clock(self) -> ChipSpec:
+        if self.sustained_clock is not None and self.sustained_clock > self.clock:
+            raise ValueError(
+                f"sustained_clock ({self.sustained_clock:.4g} Hz) must not exceed clock "
+                f"({self.clock:.4g} Hz): it is the clock the power limit holds under load"
+            )
+        return self
 
     @field_validator("memory")
     @classmethod
