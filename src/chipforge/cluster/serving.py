@@ -54,6 +54,7 @@ BATCHING = ("continuous", "static")
 # all-reduce ("ffn_allreduce") inside the "moe_layers" prefix (the other is "attn_allreduce").
 # With EP the experts' outputs are combined by the dispatch + combine all-to-all instead.
 MOE_COLLECTIVE = "moe_layers.ffn_allreduce"
+COMBINE_DTYPE = "bf16"  # the MoE combine all-to-all returns expert outputs at this precision
 # The attention module's matmuls in `workload.llm.attention_block` (GQA and MLA): the ones an
 # `attn_dtype` keeps at another precision than the FFN/experts.
 ATTENTION_MATMULS = frozenset(
@@ -140,9 +141,11 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False)
             comm += collective_time("all_reduce", size, tp, topo)
     if ep > 1 and c.is_moe:  # MoE: dispatch + combine all-to-all of each token's top_k copies
         # (also without TP, where the graph has no MoE all-reduce to stand in for it)
-        tokens = b * (n if phase == "prefill" else 1)
-        size = tokens * c.hidden * nbytes(dt) * c.top_k
-        a2a = 2 * collective_time("all_to_all", size, ep, topo)
+        # dispatch in the experts' GEMM dtype, combine in BF16 (DeepEP: FP8 dispatch, BF16
+        # combine; TensorRT-LLM: NVFP4 dispatch for NVFP4 experts, BF16 combine)
+        size = b * (n if phase == "prefill" else 1) * c.hidden * c.top_k
+        a2a = collective_time("all_to_all", size * nbytes(dt), ep, topo)
+        a2a += collective_time("all_to_all", size * nbytes(COMBINE_DTYPE), ep, topo)
         if overlap:
             return max(compute, a2a) + comm + LAYER_OVERHEAD_S
         comm += a2a
