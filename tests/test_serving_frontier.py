@@ -11,7 +11,6 @@ from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.kvcache import memory
 from chipforge.cluster.serving_plan import _load_chip
 from chipforge.cluster.topology import topology_for
-from chipforge.dtypes import nbytes
 from chipforge.errors import WorkloadError
 from chipforge.workload.config import load_model
 
@@ -81,3 +80,30 @@ def test_pipeline_stages_prefill_other_prompts_meanwhile():
     args = (chip, m, topo, 4096, 64, 2, 2, 1, "fp8", "fp8")
     one = serving._step(chip, m, topo, "prefill", 2, 4096, 2, 2, 1, "fp8", "fp8") / 2
     assert serving._prefill_share(*args) == pytest.approx(one / 2)
+
+
+def test_tpot_percentiles_match_a_simulated_poisson_count_of_prefills():
+    """TPOT_i = decode + N s / osl with N ~ Poisson(rate x osl x TPOT): the CLT quantiles of
+    `queueing.tpot_percentiles` against 200k sampled requests."""
+    np = pytest.importorskip("numpy")
+    from chipforge.cluster.queueing import tpot_percentiles
+
+    decode, s, rate, osl = 0.05, 0.4, 1.0, 600
+    tpot = decode / (1 - rate * s)  # the mean: a step waits for rate x tpot x s of prefill
+    n = np.random.default_rng(0).poisson(rate * osl * tpot, 200_000)
+    sampled = decode + n * s / osl
+    got = tpot_percentiles(tpot, rate, s, osl)
+    assert sampled.mean() == pytest.approx(tpot, rel=0.01)
+    for key, q in (("p50", 50), ("p90", 90), ("p99", 99)):
+        assert got[key] == pytest.approx(np.percentile(sampled, q), rel=0.03)
+    assert tpot_percentiles(tpot, 0.0, s, osl)["p99"] == tpot
+
+
+def test_server_slo_holds_at_the_percentile():
+    kw = dict(isl=2000, osl=200, dtype="fp8", tp=8, pp=1)
+    best = plan_serving("h100", "llama3-70b", 8, tpot_slo=0.03, **kw)
+    slo = best.tpot_s  # met on the mean, missed at p99
+    p99 = plan_serving("h100", "llama3-70b", 8, tpot_slo=slo, slo_percentile="p99", **kw)
+    assert p99.tpot_at("p99") <= slo < best.tpot_at("p99")
+    assert p99.batch < best.batch
+    assert p99.tpot_percentiles_s["p99"] > p99.tpot_percentiles_s["p50"] >= p99.tpot_s * 0.99

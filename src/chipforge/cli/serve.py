@@ -77,8 +77,8 @@ def serve(
         str | None,
         typer.Option(
             "--slo-percentile",
-            help="hold the TTFT SLO at p50, p90 or p99 under Poisson arrivals (MLPerf Server: "
-            "p99) instead of on the mean",
+            help="hold the TTFT and TPOT SLOs at p50, p90 or p99 under Poisson arrivals (MLPerf "
+            "Server: p99) instead of on the mean",
         ),
     ] = None,
     tp: Annotated[

@@ -25,10 +25,10 @@ MISSING = {
     "input_tokens_per_s_per_chip": "no prefix (KV-cache hit) model for prefill throughput",
 }
 # latency rows: the Server configuration (the search under the row's p99 bounds) at the logged
-# target rate (`serving.at_rate`, TTFT percentiles from cluster.queueing; TPOT's p99 = its mean)
+# target rate (`serving.at_rate`, TTFT and TPOT percentiles from cluster.queueing)
 AT_RATE = {
     "p99_ttft_s": lambda p: p.ttft_at("p99"),
-    "p99_tpot_s": lambda p: p.tpot_s,
+    "p99_tpot_s": lambda p: p.tpot_at("p99"),
 }
 
 

@@ -26,7 +26,7 @@ from chipforge.cluster.checks import divisors
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
-from chipforge.cluster.queueing import PERCENTILES, wait_percentiles
+from chipforge.cluster.queueing import PERCENTILES, tpot_percentiles, wait_percentiles
 from chipforge.cluster.serving_plan import ServingPlan, _check, _load_chip, resolve_model
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.dtypes import BYTES, nbytes
@@ -277,8 +277,9 @@ def evaluate(
         lam = (rate if rate is not None else thr / osl) / dp  # requests/s per replica
         waits = wait_percentiles(lam, share) if batch > 1 and lam * share < 1 else {}
         percentiles = {k: ttft + w for k, w in waits.items()}
+        tpots = tpot_percentiles(tpot, lam, share, osl) if batch > 1 else {}
     if disaggregated or batching == "static":
-        percentiles = {}
+        percentiles, tpots = {}, {}
     queue = 0.0
     if clients and clients > batch:  # closed loop: a client waits until a slot frees up
         cycle = clients * replicas / thr * osl  # Little's law over all replicas
@@ -290,6 +291,7 @@ def evaluate(
         {"prefill": prefill, "decode": decode, "queue": queue}, batching,
         (clients or batch) * replicas, percentiles if not clients else {},
         osl_cv=osl_cv, attn_dtype=attn_dtype, ep_overlap=bool(ep_overlap),
+        tpot_percentiles_s=tpots if not clients else {},
     )  # fmt: skip
 
 
@@ -325,10 +327,10 @@ def plan_serving(
     prefill and decode pools sized to each other; "decode": the chips are a decode pool fed by
     a prefill pool not counted here. `gqa_kernel=False`: decode attention reads the
     KV cache once per query head (TensorRT-LLM without XQA). `slo_percentile` (p50/p90/p99):
-    the TTFT SLO holds at that percentile under Poisson arrivals (MLPerf Server: p99) instead of
-    on the mean. `max_batch`: the engine's largest running batch per replica (TensorRT-LLM
-    max_batch_size; vLLM max_num_seqs), a cap on the search. `osl_cv`: the coefficient of
-    variation of the output lengths (0: all `osl` long); a step's running sequences are
+    the TTFT and TPOT SLOs hold at that percentile under Poisson arrivals (MLPerf Server: p99)
+    instead of on the mean. `max_batch`: the engine's largest running batch per replica
+    (TensorRT-LLM max_batch_size; vLLM max_num_seqs), a cap on the search. `osl_cv`: the
+    coefficient of variation of the output lengths (0: all `osl` long); a step's sequences are
     length-biased, so their mean context is isl + osl (1 + cv^2) / 2. `attn_dtype`: the
     attention modules' matmuls and weights at this precision instead of `dtype` (NVIDIA's NVFP4
     DeepSeek-R1 checkpoint quantizes only the FFN/MoE layers). `ep_overlap`: the EP
@@ -381,7 +383,7 @@ def plan_serving(
 
     def meets(plan) -> bool:
         return not (ttft_slo and plan.ttft_at(slo_percentile) > ttft_slo) and not (
-            tpot_slo and plan.tpot_s > tpot_slo
+            tpot_slo and plan.tpot_at(slo_percentile) > tpot_slo
         )
 
     best, why, closest = None, None, math.inf
@@ -413,7 +415,7 @@ def plan_serving(
                     if not meets(plan):
                         miss = max(
                             plan.ttft_at(slo_percentile) / (ttft_slo or math.inf),
-                            plan.tpot_s / (tpot_slo or math.inf),
+                            plan.tpot_at(slo_percentile) / (tpot_slo or math.inf),
                         )
                         if miss < closest:
                             closest, why = (

@@ -42,6 +42,9 @@ class ServingPlan:
     # TTFT percentiles under Poisson arrivals at this plan's throughput (cluster.queueing);
     # empty where not modelled (static batching, disaggregated)
     ttft_percentiles_s: dict = field(default_factory=dict)
+    # TPOT percentiles under Poisson arrivals (cluster.queueing.tpot_percentiles); empty where
+    # not modelled (static batching, disaggregated, a closed-loop concurrency)
+    tpot_percentiles_s: dict = field(default_factory=dict)
     osl_cv: float = 0.0  # coefficient of variation of the output lengths
     attn_dtype: str | None = None  # attention modules' precision where it differs from dtype
     ep_overlap: bool = False  # EP all-to-all hidden behind computation
@@ -64,6 +67,12 @@ class ServingPlan:
         if percentile is None:
             return self.ttft_s
         return self.ttft_percentiles_s.get(percentile, self.ttft_s)
+
+    def tpot_at(self, percentile: str | None) -> float:
+        """TPOT at a percentile under Poisson arrivals; the mean when None or not modelled."""
+        if percentile is None:
+            return self.tpot_s
+        return self.tpot_percentiles_s.get(percentile, self.tpot_s)
 
     def point(self, feasible: bool = True) -> dict:
         return {
@@ -98,6 +107,7 @@ class ServingPlan:
             "ttft_s": self.ttft_s,
             "tpot_s": self.tpot_s,
             "ttft_percentiles_s": self.ttft_percentiles_s,
+            "tpot_percentiles_s": self.tpot_percentiles_s,
             "throughput_tokens_per_s": self.throughput_tokens_per_s,
             "throughput_tokens_per_s_per_chip": self.throughput_tokens_per_s / self.chips,
             "concurrency": self.concurrency,
