@@ -107,3 +107,28 @@ def test_server_slo_holds_at_the_percentile():
     assert p99.tpot_at("p99") <= slo < best.tpot_at("p99")
     assert p99.batch < best.batch
     assert p99.tpot_percentiles_s["p99"] > p99.tpot_percentiles_s["p50"] >= p99.tpot_s * 0.99
+
+
+def _acceptance(k: int, tokens: float) -> float:
+    """The per-draft acceptance a with (1 - a^(k+1)) / (1 - a) = tokens per step."""
+    lo, hi = 0.0, 0.999
+    for _ in range(60):
+        a = (lo + hi) / 2
+        lo, hi = (a, hi) if (1 - a ** (k + 1)) / (1 - a) < tokens else (lo, a)
+    return lo
+
+
+@pytest.mark.parametrize(("k", "tokens", "measured"), [(1, 1.92, 1.78), (2, 2.58, 2.25)])
+def test_mtp_speedup_at_batch_one(k, tokens, measured):
+    """TensorRT-LLM tech_blog1 (DeepSeek-R1, 8 x B200, TP8 EP2, NVFP4 MoE, BF16 attention,
+    ISL 1K / OSL 2K, batch 1): MTP1 accepts 1.92 tokens per step for 1.78x TPS/user, MTP2 2.58
+    for 2.25x. The accepted lengths go in; the speedups come out."""
+    kw = dict(isl=1024, osl=2048, dtype="fp4", kv_dtype="bf16", tp=8, pp=1, ep=2, concurrency=1,
+              attn_dtype="bf16")  # fmt: skip
+    base = plan_serving("b200", "deepseek-v3", 8, **kw)
+    mtp = plan_serving(
+        "b200", "deepseek-v3", 8, spec_tokens=k, spec_acceptance=_acceptance(k, tokens), **kw
+    )
+    assert base.tpot_s / mtp.tpot_s == pytest.approx(measured, rel=0.10)
+    with pytest.raises(WorkloadError, match="spec_acceptance"):
+        plan_serving("b200", "deepseek-v3", 8, spec_tokens=1, spec_acceptance=1.0, **kw)

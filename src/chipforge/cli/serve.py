@@ -108,6 +108,35 @@ def serve(
             help="decode attention reads each KV head once per group (off: once per query head)",
         ),
     ] = True,
+    decode_pool: Annotated[
+        bool,
+        typer.Option(
+            "--decode-pool", help="the chips are a decode pool; prompts are prefilled elsewhere"
+        ),
+    ] = False,
+    ep_overlap: Annotated[
+        bool,
+        typer.Option(
+            "--ep-overlap", help="hide the EP all-to-all behind computation (two micro-batches)"
+        ),
+    ] = False,
+    attn_dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--attn-dtype", help="attention modules' dtype where it differs (NVFP4: bf16)"
+        ),
+    ] = None,
+    osl_cv: Annotated[
+        float,
+        typer.Option("--osl-cv", help="coefficient of variation of the output lengths (0: fixed)"),
+    ] = 0.0,
+    spec_tokens: Annotated[
+        int, typer.Option("--spec-tokens", help="draft tokens per decode step (MTP, speculative)")
+    ] = 0,
+    spec_acceptance: Annotated[
+        float,
+        typer.Option("--spec-acceptance", help="probability each draft token is accepted"),
+    ] = 0.0,
     html: Annotated[Path | None, typer.Option("--html", help="also write an HTML report")] = None,
     png: PngOpt = None,
     json: JsonOpt = False,
@@ -132,10 +161,15 @@ def serve(
         tpot_slo=_seconds(tpot_slo, "tpot_slo"),
         slo_percentile=slo_percentile,
         max_batch=max_batch,
-        disaggregated=disaggregated,
+        disaggregated="decode" if decode_pool else disaggregated,
         topology=topology,
         batching=batching,
         gqa_kernel=gqa_kernel,
+        osl_cv=osl_cv,
+        attn_dtype=attn_dtype,
+        ep_overlap=ep_overlap,
+        spec_tokens=spec_tokens,
+        spec_acceptance=spec_acceptance,
     )
     data = plan.to_dict()
     write_reports("serve", data, html, png)

@@ -186,6 +186,21 @@ def _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, ove
     return _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd, adt, overlap) / k / stages
 
 
+def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept) -> float:
+    """Seconds per generated token of a decode step with `k` draft tokens per sequence
+    (DeepSeek-V3's MTP modules, Sec. 2.2 / EAGLE: one decoder block plus the shared LM head per
+    draft, run autoregressively) that the model verifies in one pass over k + 1 tokens per
+    sequence. Each draft is accepted with probability `accept` given the ones before it, so a
+    step yields (1 - a^(k+1)) / (1 - a) tokens (Leviathan et al., ICML 2023, Eq. 1). The verify
+    pass is priced as a decode of k + 1 times the sequences at the same context (its KV cache read
+    once per verified token: an upper bound where the kernel shares it among the k + 1 queries)."""
+    verify = _step(chip, c, topo, "decode", mb * (k + 1), ctx, tp, pp, ep, dt, kvd, *eng)
+    draft = k * (_block(chip, c, topo, "decode", mb, ctx, tp, ep, dt, kvd, *eng)
+                 + _head(chip, c, mb, tp, dt))  # fmt: skip
+    tokens = (1 - accept ** (k + 1)) / (1 - accept)
+    return (verify + draft) / tokens
+
+
 def _kv_reread(c: ModelConfig, chip: ChipSpec, kv_per_token: float, seqs: int, ctx: int, pp: int):
     """Extra seconds per decode step when the decode attention reads each KV head once per query
     head instead of once per group: TensorRT-LLM's masked-MHA kernel; its GQA kernel (XQA) needs
@@ -197,12 +212,12 @@ def _kv_reread(c: ModelConfig, chip: ChipSpec, kv_per_token: float, seqs: int, c
 def evaluate(
     chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
-    attn_dtype=None, ep_overlap=False,
+    attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
     (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
-    the plan's throughput. `osl_cv`, `attn_dtype`, `ep_overlap`: see `plan_serving`."""
+    the plan's throughput. `osl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`: see `plan_serving`."""
     _check(c, chips, tp, pp, ep)
     # DP attention with wide EP (DeepSeek's inference system, Open Infra Index day 6: MLA and
     # the shared expert data-parallel, routed experts over EP144): one replica is `ep` chips in
@@ -235,6 +250,9 @@ def evaluate(
     decode = _step(chip, c, topo, "decode", mb, ctx, tp, pp, ep, dt, kvd, *eng)
     if not gqa_kernel:
         decode += _kv_reread(c, chip, mem.kv_per_token, mb, ctx, pp)
+    if spec_tokens:
+        decode = _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, spec_tokens,
+                              spec_acceptance)  # fmt: skip
     prefill = _step(chip, c, topo, "prefill", 1, isl, tp, pp, ep, dt, kvd, *eng)
     replicas, p_chips = dp, 0
     if disaggregated == "decode":
@@ -291,6 +309,7 @@ def evaluate(
         {"prefill": prefill, "decode": decode, "queue": queue}, batching,
         (clients or batch) * replicas, percentiles if not clients else {},
         osl_cv=osl_cv, attn_dtype=attn_dtype, ep_overlap=bool(ep_overlap),
+        spec_tokens=spec_tokens, spec_acceptance=spec_acceptance,
         tpot_percentiles_s=tpots if not clients else {},
     )  # fmt: skip
 
@@ -319,6 +338,8 @@ def plan_serving(
     osl_cv: float = 0.0,
     attn_dtype: str | None = None,
     ep_overlap: bool = False,
+    spec_tokens: int = 0,
+    spec_acceptance: float = 0.0,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -335,6 +356,9 @@ def plan_serving(
     attention modules' matmuls and weights at this precision instead of `dtype` (NVIDIA's NVFP4
     DeepSeek-R1 checkpoint quantizes only the FFN/MoE layers). `ep_overlap`: the EP
     all-to-all hidden behind computation (two micro-batches; DeepSeek's inference system).
+    `spec_tokens`: draft tokens per decode step (MTP / speculative decoding), each accepted
+    with probability `spec_acceptance` given the ones before it (DeepSeek-V3 reports 85-90 %
+    for its one MTP module); TPOT and throughput count the tokens a step yields.
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
@@ -350,6 +374,16 @@ def plan_serving(
     ):
         if value is None or value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
+    if (
+        isinstance(spec_tokens, bool)
+        or not isinstance(spec_tokens, int)
+        or not 0 <= spec_tokens <= 8
+    ):
+        raise WorkloadError(f"`spec_tokens` must be an integer from 0 to 8, not {spec_tokens!r}")
+    if not (isinstance(spec_acceptance, (int, float)) and 0 <= spec_acceptance < 1):
+        raise WorkloadError(
+            f"`spec_acceptance` must be a probability in [0, 1), not {spec_acceptance!r}"
+        )
     if not (isinstance(osl_cv, (int, float)) and 0 <= osl_cv < 100):
         raise WorkloadError(f"`osl_cv` must be a number in [0, 100), not {osl_cv!r}")
     if concurrency is not None and concurrency <= 0:
@@ -376,7 +410,8 @@ def plan_serving(
     pps = [pp] if pp else [d for d in divisors(chips) if c.layers % d == 0 and d <= 8]
     kw = dict(isl=isl, osl=osl, dt=dtype, kvd=kvd, disaggregated=disaggregated,
               batching=batching, gqa_kernel=gqa_kernel, osl_cv=osl_cv, attn_dtype=attn_dtype,
-              ep_overlap=ep_overlap)  # fmt: skip
+              ep_overlap=ep_overlap, spec_tokens=spec_tokens,
+              spec_acceptance=spec_acceptance)  # fmt: skip
 
     def run(t, p, e, b, clients=None):
         return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
@@ -460,7 +495,8 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
     kw = dict(isl=plan.isl, osl=plan.osl, tp=plan.tp, pp=plan.pp, ep=plan.ep, dt=plan.dtype,
               kvd=plan.kv_dtype, batching=plan.batching, gqa_kernel=gqa_kernel,
               rate=rate, osl_cv=plan.osl_cv, attn_dtype=plan.attn_dtype,
-              ep_overlap=plan.ep_overlap)  # fmt: skip
+              ep_overlap=plan.ep_overlap, spec_tokens=plan.spec_tokens,
+              spec_acceptance=plan.spec_acceptance)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
                       plan.ep, plan.attn_dtype)  # fmt: skip

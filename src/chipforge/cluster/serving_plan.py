@@ -48,6 +48,8 @@ class ServingPlan:
     osl_cv: float = 0.0  # coefficient of variation of the output lengths
     attn_dtype: str | None = None  # attention modules' precision where it differs from dtype
     ep_overlap: bool = False  # EP all-to-all hidden behind computation
+    spec_tokens: int = 0  # draft tokens per decode step (MTP / speculative decoding)
+    spec_acceptance: float = 0.0  # probability each draft is accepted (given the earlier ones)
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
 
