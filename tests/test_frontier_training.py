@@ -197,3 +197,28 @@ def test_sustained_clock_slows_compute_only_where_a_preset_states_one():
     assert h100[0] == h100[1]  # no sustained clock stated: the boost clock
     with pytest.raises(Exception, match="must not exceed clock"):
         load_chip("a100").model_validate({**load_chip("a100").model_dump(), "sustained_clock": 2e9})
+
+
+def test_activation_offload_to_grace_replaces_full_recompute():
+    """Megatron-Bridge's GB200 Llama-3-70B FSDP recipe offloads 40 layers' activations to the
+    Grace CPU (cpu_offloading_num_layers=40) instead of recomputing: the search finds the
+    fewest layers that fit, and the copies hide under the passes beside them."""
+    from chipforge.cluster.topology import topology_for
+    from chipforge.spec.loader import load_chip
+
+    kw = dict(tp=1, pp=1, dp=64, cp=1, ep=1, zero=3, micro_batch=2, seq=8192,
+              global_batch=256, dtype="fp8")  # fmt: skip
+    plain = plan_training("gb200", "llama3-70b", 64, **kw)
+    off = plan_training("gb200", "llama3-70b", 64, activation_offload=True, **kw)
+    assert plain.plan.recompute == "full" and plain.plan.offload_layers == 0
+    assert off.plan.recompute == "none" and 30 <= off.plan.offload_layers <= 45
+    assert off.memory_per_chip_bytes <= off.memory_capacity_bytes
+    assert off.step_time_s < plain.step_time_s
+    # over a slow host link the copies are exposed; with no host link nothing is offloaded
+    topo = topology_for(load_chip("gb200"), 64)
+    slow = plan_training("gb200", "llama3-70b", 64, activation_offload=True, recompute="none",
+                         topology=replace(topo, host_bandwidth=10e9), **kw)  # fmt: skip
+    assert slow.step_time_s > off.step_time_s
+    none = plan_training("gb200", "llama3-70b", 64, activation_offload=True,
+                         topology=replace(topo, host_bandwidth=0.0), **kw)  # fmt: skip
+    assert none.plan == plain.plan

@@ -195,6 +195,14 @@ def train(
             "preset states one (sustained_clock), not the boost clock of its peaks",
         ),
     ] = False,
+    activation_offload: Annotated[
+        bool,
+        typer.Option(
+            "--activation-offload",
+            help="a plan that does not fit may keep the fewest layers' activations in host "
+            "memory (Megatron-Core cpu_offloading; the topology's host link, e.g. Grace C2C)",
+        ),
+    ] = False,
     calculon_plan: Annotated[
         str | None,
         typer.Option(
@@ -245,7 +253,7 @@ def train(
         alternatives=alternatives, schedule=schedule, tp_overlap=tp_overlap,
         tokens_per_batch=per_batch, sequence_parallel=sequence_parallel, fp8_recipe=fp8_recipe,
         overlap_param_gather=overlap_param_gather, fp8_param_gather=fp8_param_gather,
-        sustained_clock=sustained_clock,
+        sustained_clock=sustained_clock, activation_offload=activation_offload,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

@@ -73,7 +73,12 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
 # precision configs, False in NVFP4's). FP8 primary weights apply to the FP8 rows only. The
 # Megatron-Bridge Llama recipes also set CommOverlapConfig(tp_comm_overlap=True)
 # (recipes/llama/llama3.py: llama3_70b_pretrain_config, llama31_405b_pretrain_config), which the
-# rows' `tp_overlap` column leaves empty. A row's own non-empty column wins.
+# rows' `tp_overlap` column leaves empty. Their MXFP8 configs turn overlap_param_gather off
+# ("keeping this enabled causes NaN grad norm": llama31_llm_pretrain.py,
+# deepseek_llm_pretrain.py). Every Megatron-Bridge FSDP recipe on a Grace system (GB200, GB300:
+# use_megatron_fsdp=True with cpu_offloading_num_layers=10..92, llama3/llama31
+# workload_base_configs.py) offloads activations to the Grace CPU. A row's own non-empty
+# column wins.
 RECIPE_SOURCES = ("github.com/mlcommons/training_results_v5", "NVIDIA-NeMo/Megatron-Bridge")
 
 
@@ -82,8 +87,13 @@ def _recipe_options(row: dict) -> dict:
         return {}
     fp8 = "yes" if row["dtype"] == "fp8" else ""
     opts = {"overlap_param_gather": "yes", "fp8_param_gather": fp8}
-    if "Megatron-Bridge" in row["source"] and row["model"].startswith("llama"):
-        opts["tp_overlap"] = "yes"
+    if "Megatron-Bridge" in row["source"]:
+        if row["model"].startswith("llama"):
+            opts["tp_overlap"] = "yes"
+        if row["fp8_recipe"] == "mxfp8":
+            opts["overlap_param_gather"] = ""
+        if row["zero"] == "3" and row["chip"] in ("gb200", "gb300"):
+            opts["activation_offload"] = "yes"
     return opts
 
 

@@ -28,6 +28,8 @@ from chipforge.cluster.training import (
     check_plan,
     default_global_batch,
     finish_plan,
+    offload_layers_to_fit,
+    offloaded_bytes,
     plan_memory,
     stage_cost,
     step_time,
@@ -166,6 +168,8 @@ def plan_training(
     overlap_param_gather: bool = False,
     fp8_param_gather: bool = False,
     sustained_clock: bool = False,
+    activation_offload: bool = False,
+    offload_layers: int | None = None,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -177,7 +181,10 @@ def plan_training(
     plans evaluated and pruned. `alternatives`: also keep the next fastest feasible plans,
     ranked (`.alternatives`). `overlap_param_gather`, `fp8_param_gather` (FP8 dtype only):
     the distributed optimizer's options (training.FP8_PARAM_BYTES). `sustained_clock`: the
-    layers at the chip's power-limited sustained clock where its preset states one."""
+    layers at the chip's power-limited sustained clock where its preset states one.
+    `activation_offload`: a plan that does not fit the HBM may keep the fewest layers'
+    activations in host memory (`Plan.offload_layers`; the topology's host link and memory);
+    `offload_layers` states that count instead."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -213,6 +220,9 @@ def plan_training(
     blocks = checks.pipeline_blocks(c)
     usable = chip.hbm.capacity
     overhead = 1 - FRAMEWORK_OVERHEAD
+    offload = activation_offload and offload_layers is None
+    if offload_layers is not None and not isinstance(offload_layers, int):
+        raise WorkloadError(f"--offload-layers must be an integer, not {offload_layers!r}")
     best: tuple[float, float] | None = None  # (seconds per sequence, bytes per chip)
     best_plan: tuple[StageCost, int] | None = None
     ranked: list[tuple[float, float, dict]] = []  # every feasible plan, when alternatives > 0
@@ -251,7 +261,8 @@ def plan_training(
                         m_lo, m_hi = -(-klo // mb), khi // mb  # micro-batches per step
                         plan = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, zero=z, recompute=r,
                                     micro_batch=mb, interleave=v, schedule=schedule,
-                                    sequence_parallel=sp)  # fmt: skip
+                                    sequence_parallel=sp,
+                                    offload_layers=offload_layers or 0)  # fmt: skip
                         stride = 1
                         if schedule == "dualpipe":  # an even count, at least pp
                             first = max(m_lo, p_) + max(m_lo, p_) % 2
@@ -272,7 +283,10 @@ def plan_training(
                             continue
                         mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
                                           fp8_param_gather=fp8_param_gather)  # fmt: skip
-                        if sum(mem.values()) > usable:  # activations grow with mb: the rest too
+                        k = _offload(c, plan, mem, seq, usable, topo) if offload else None
+                        if k:  # the fewest layers' activations in host memory that fit
+                            plan = replace(plan, offload_layers=k)
+                        elif sum(mem.values()) > usable:  # activations grow with mb: the rest
                             first_error = first_error or _memory_error(mem, usable)
                             count["pruned_memory"] += n + sum(counts[i + 1 :])
                             break
@@ -333,6 +347,17 @@ def plan_training(
         f"{state / 2**30:,.0f} GiB of weights and optimizer state need at least {least} chips "
         f"of {chip.hbm.capacity / 2**30:.0f} GiB"
     )
+
+
+def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float,
+             topo: Topology) -> int | None:  # fmt: skip
+    """Layers to offload for `plan` to fit (None: it fits without, or cannot with, offload)."""
+    if sum(mem.values()) <= usable or not topo.host_bandwidth > 0:
+        return None
+    k = offload_layers_to_fit(c, plan, mem, seq, usable)
+    if not k or offloaded_bytes(c, replace(plan, offload_layers=k), mem, seq) > topo.host_memory:
+        return None
+    return k
 
 
 def _memory_error(mem: dict, have: float) -> Infeasible:

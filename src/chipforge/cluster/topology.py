@@ -35,6 +35,10 @@ class Topology:
     out_latency: float = 5e-6  # s per collective step across the scale-out network
     oversubscription: float = 1.0  # fat-tree taper (>= 1): bandwidth divides by it
     tiers: int = 3  # fat-tree switch tiers
+    # the host each chip can move activations to (training `activation_offload`): B/s per chip
+    # per direction and bytes per chip (0: no host offload path modelled)
+    host_bandwidth: float = 0.0
+    host_memory: float = 0.0
 
     def __post_init__(self):
         if self.kind not in ("switched", "torus"):
@@ -137,6 +141,8 @@ def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topolog
         oversubscription=p["oversubscription"],
         tiers=p["tiers"],
         up_latency=link.latency if link else p["up_latency"],
+        host_bandwidth=p.get("host_bandwidth", 0.0),
+        host_memory=p.get("host_memory", 0.0),
     )
     if p["kind"] == "switched":
         up = link.bandwidth / 2 if link else p["up_bandwidth"]  # spec: both directions summed

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from chipforge.cluster import checks
 from chipforge.cluster.checks import stage_layers
 from chipforge.cluster.chipkey import chip_key
-from chipforge.cluster.collectives import collective_time
+from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
 from chipforge.cluster.layer import layer_costs
 from chipforge.cluster.memory import GRAD_BYTES, RECOMPUTE, WEIGHT_BYTES, memory_per_chip
 from chipforge.cluster.topology import Topology
@@ -55,6 +55,13 @@ GEMM_INPUT_BYTES = {"fp8": 1.0, "fp4": 0.5 + 1 / 16}
 # OVERLAP_PARAM_GATHER=True, FP8_PARAM_GATHER=True; Megatron-Bridge recipes: ddp
 # overlap_param_gather=True, fp8_param_gather=True in the FP8-CS and MXFP8 precision configs).
 FP8_PARAM_BYTES = 1
+# Activation offload to host memory (Megatron-Core TransformerConfig `cpu_offloading`,
+# `cpu_offloading_num_layers`: "the number of transformer layers for which activations has to
+# be offloaded"; Megatron-Bridge's GB200/GB300 Llama recipes offload 10-92 layers to the Grace
+# CPU): a layer's saved activations are copied to host memory during the forward pass and back
+# before its backward pass, on copy streams beside the computation. Only what exceeds the pass
+# it runs beside is exposed; the copies run over the topology's `host_bandwidth` at
+# collectives.BANDWIDTH_EFFICIENCY.
 
 
 _SUSTAINED: dict[str, ChipSpec] = {}
@@ -88,6 +95,7 @@ class Plan:
     interleave: int = 1  # virtual pipeline stages per chip (1: plain 1F1B)
     schedule: str = "1f1b"  # one of SCHEDULES
     sequence_parallel: bool = True  # Korthikanti et al. 2022 Sec. 4.2.2
+    offload_layers: int = 0  # layers per stage whose activations go to host memory
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,10 @@ def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int)
             f"--global-batch {global_batch} must be a multiple of dp*micro_batch = "
             f"{p.dp}*{p.micro_batch}"
         )
+    if not 0 <= p.offload_layers < _stage_layer_count(c, p):
+        raise Infeasible(
+            f"--offload-layers must be 0 up to the stage's layers less one, not {p.offload_layers}"
+        )
     if p.zero not in (0, 1, 2, 3) or p.recompute not in RECOMPUTE:
         raise Infeasible(f"--zero must be 0-3 and --recompute one of {', '.join(RECOMPUTE)}")
     check_schedule(p, global_batch)
@@ -217,7 +229,37 @@ def plan_memory(
         for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes"):
             mem[k] *= 2
         mem["activations_bytes"] *= (p.pp + 1) / p.pp
+    if p.offload_layers:  # those layers' activations live in host memory
+        mem["activations_bytes"] -= offloaded_bytes(c, p, mem, seq)
     return mem
+
+
+def _stage_layer_count(c: ModelConfig, p: Plan) -> int:
+    return stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
+
+
+def offloaded_bytes(c: ModelConfig, p: Plan, mem: dict[str, float], seq: int) -> float:
+    """Activation bytes `p.offload_layers` of the stage's layers hold in host memory (all the
+    micro-batches in flight): their share of the stored activations, less the last micro-
+    batch's LM-head logits (pp = 1), which stay."""
+    logits = 4 * p.micro_batch * (seq // p.cp) * c.vocab / p.tp if p.pp == 1 else 0.0
+    layers = _stage_layer_count(c, p)
+    return (mem["activations_bytes"] - logits) * min(p.offload_layers, layers) / layers
+
+
+def offload_layers_to_fit(
+    c: ModelConfig, p: Plan, mem: dict[str, float], seq: int, capacity: float
+) -> int | None:
+    """The fewest layers whose activations must go to host memory for plan `p` (memory `mem`
+    with none offloaded) to fit `capacity`; None when even all but one layer do not suffice
+    (Megatron offloads fewer layers than the chunk holds)."""
+    excess = sum(mem.values()) - capacity
+    if excess <= 0:
+        return 0
+    layers = _stage_layer_count(c, p)
+    per_layer = offloaded_bytes(c, replace(p, offload_layers=1), mem, seq)
+    need = math.ceil(excess / per_layer) if per_layer > 0 else layers
+    return need if need < layers else None
 
 
 @dataclass(frozen=True)
@@ -319,18 +361,32 @@ def stage_cost(
     t_head = 6 * tok * c.hidden * c.vocab / p.tp / rate * (1 + c.mtp_layers)
     t_f = layers * fwd + t_head / 3
     t_b = layers * (bwd + rec) + 2 * t_head / 3
+    t_off = 0.0
+    if p.offload_layers:  # D2H beside the forward pass, H2D beside the backward pass
+        if not topo.host_bandwidth > 0:
+            raise Infeasible(f"--activation-offload needs a host link; {topo.name} has none")
+        held = offloaded_bytes(c, p, plan_memory(c, replace(p, offload_layers=0), seq=seq,
+                               dtype=dtype, attention=attention), seq)  # fmt: skip
+        if held > topo.host_memory:
+            raise Infeasible(
+                f"offloading {p.offload_layers} layers' activations needs "
+                f"{held / 2**30:.0f} GiB of host memory per chip, has "
+                f"{topo.host_memory / 2**30:.0f} GiB"
+            )
+        per_mb = held / _in_flight(p) / (topo.host_bandwidth * BANDWIDTH_EFFICIENCY)
+        t_off = max(0.0, per_mb - layers * fwd) + max(0.0, per_mb - layers * (bwd + rec))
     if p.schedule == "dualpipe":
         # a forward and a backward chunk run together; the all-to-all runs beside them on
         # DUALPIPE_COMM_SHARE of the chip, so the pair takes the longer of the two
         if t_ep > 0:
             t_f, t_b = t_f / (1 - DUALPIPE_COMM_SHARE), t_b / (1 - DUALPIPE_COMM_SHARE)
-        stage = max(t_f + t_b, t_ep) + t_tp + t_cp
+        stage = max(t_f + t_b, t_ep) + t_tp + t_cp + t_off
         bubble = (p.pp / 2 - 1) * (stage - t_b)  # (p/2 - 1)(F&B + B - 3W), B = W = t_b / 2
     elif p.schedule == "zb":
-        stage = t_f + t_b + t_tp + t_ep + t_cp
+        stage = t_f + t_b + t_tp + t_ep + t_cp + t_off
         bubble = (p.pp - 1) * (stage - t_b)  # (p - 1)(F + B - W), B = W = t_b / 2
     else:
-        stage = t_f + t_b + t_tp + t_ep + t_cp
+        stage = t_f + t_b + t_tp + t_ep + t_cp + t_off
         bubble = (p.pp - 1) / p.interleave * stage
     # PP: activations (sequence-parallel shard) between stages
     hop = 0.0
@@ -358,6 +414,14 @@ def stage_cost(
     t_opt = opt * layers / (p.dp * p.cp if p.zero >= 1 else 1)
     return StageCost(p, mem, t_f, t_b, t_tp, t_ep, t_cp, stage, bubble, hop, dp_reduce,
                      dp_gather, t_opt, dp_param_gather)  # fmt: skip
+
+
+def _in_flight(p: Plan) -> float:
+    """Micro-batches whose activations the busiest stage holds at once (1F1B: pp; interleaved
+    1F1B: more, Korthikanti et al. 2022 Sec. 4.2.3), as memory.memory_per_chip counts them."""
+    if p.pp == 1:
+        return 1.0
+    return p.pp * (1 + (p.pp - 1) / (p.pp * p.interleave) if p.interleave > 1 else 1)
 
 
 def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:

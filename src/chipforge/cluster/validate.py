@@ -80,6 +80,7 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             fp8_recipe=row.get("fp8_recipe") or "delayed",
             overlap_param_gather=row.get("overlap_param_gather") == "yes",
             fp8_param_gather=row.get("fp8_param_gather") == "yes",
+            activation_offload=row.get("activation_offload") == "yes",
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s
