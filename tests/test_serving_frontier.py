@@ -132,3 +132,18 @@ def test_mtp_speedup_at_batch_one(k, tokens, measured):
     assert base.tpot_s / mtp.tpot_s == pytest.approx(measured, rel=0.10)
     with pytest.raises(WorkloadError, match="spec_acceptance"):
         plan_serving("b200", "deepseek-v3", 8, spec_tokens=1, spec_acceptance=1.0, **kw)
+
+
+def test_absorbed_mla_reads_its_latent_cache_once():
+    """Decode attention over the MLA latent: V is the latent's first kv_lora columns, so the
+    cache read per token is kv_lora + rope_dim bytes-per-element, as the cache holds."""
+    g = serving._graph(DS, "decode", 4, 1000, 1, "fp8", "fp8")
+    (att,) = [op for op in g.ops if op.kind == "attention"]
+    heads, q_o = DS.heads, DS.heads * (DS.kv_lora + DS.rope_dim + DS.kv_lora)
+    assert att.bytes == 4 * (q_o + 1001 * (DS.kv_lora + DS.rope_dim))
+    assert att.flops == 2 * 4 * heads * 1001 * (2 * DS.kv_lora + DS.rope_dim)
+
+
+def test_kv_holds_the_running_contexts_when_outputs_spread_widely():
+    assert serving._held(800, 4000, 0.5) == 4800  # the reservation bounds it
+    assert serving._held(800, 4000, 1.25) == 800 + round(4000 * (1 + 1.25**2) / 2)

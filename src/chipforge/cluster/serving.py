@@ -234,11 +234,12 @@ def evaluate(
             f"{c.name} weights need {mem.weights / 2**30:.1f} GiB per chip at tp={tp} pp={pp}, "
             f"{chip.name} has {chip.hbm.capacity / 2**30:.1f} GiB: raise --tp or --pp"
         )
-    fits = mem.sequences(isl + osl) * groups
+    held = _held(isl, osl, osl_cv)
+    fits = mem.sequences(held) * groups
     if batch > fits:
         raise Infeasible(
             f"batch {batch} needs more KV cache than {mem.kv_tokens} tokens per replica; "
-            f"at most {fits} sequences of {isl + osl} tokens fit"
+            f"at most {fits} sequences of {held} tokens fit"
         )
     dp = chips // (tp * pp * groups)
     # mean context of the running sequences: a step's sequences are length-biased (each stays
@@ -435,7 +436,7 @@ def plan_serving(
                     continue
                 g = e // t if e > t else 1  # attention groups of a wide-EP replica
                 dp = chips // (t * p * g)  # replicas
-                fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype)
+                fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv)
                 # a stated concurrency queues what the KV cache cannot hold; the search stops
                 # at the largest batch that fits
                 top = min(fits, BATCHES[-1] * g, max_batch or fits)
@@ -477,7 +478,7 @@ def plan_serving(
 
     def curve() -> list[dict]:
         t, p, e = best.tp, best.pp, best.ep
-        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype), BATCHES[-1])
+        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv), BATCHES[-1])
         batches = sorted({b for b in BATCHES if b <= top} | {top, min(best.batch, top)})
         points = [run(t, p, e, b) for b in batches]
         return [q.point(meets(q)) for q in points]
@@ -499,7 +500,7 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               spec_acceptance=plan.spec_acceptance)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
-                      plan.ep, plan.attn_dtype)  # fmt: skip
+                      plan.ep, plan.attn_dtype, plan.osl_cv)  # fmt: skip
     top = evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
     if top.throughput_tokens_per_s < need:
         raise Infeasible(
@@ -515,9 +516,16 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
     return evaluate(chip, c, plan.chips, topo, batch=lo, **kw)
 
 
-def _fits(c, chip, tp, pp, dtype, kvd, isl, osl, ep=1, attn_dtype=None) -> int:
-    """Sequences of isl + osl tokens one replica's KV cache holds (at least 1: 0 fails later);
+def _held(isl: int, osl: int, cv: float = 0.0) -> int:
+    """KV tokens a running sequence holds: its whole length (isl + osl, reserved), or, when
+    the output lengths spread so widely (CV > 1) that the running sequences' mean context
+    isl + osl (1 + cv^2) / 2 is longer, that (the cache must hold what the batch has cached)."""
+    return max(isl + osl, isl + round(osl * (1 + cv**2) / 2))
+
+
+def _fits(c, chip, tp, pp, dtype, kvd, isl, osl, ep=1, attn_dtype=None, osl_cv=0.0) -> int:
+    """Sequences of `_held` tokens one replica's KV cache holds (at least 1: 0 fails later);
     a wide-EP replica holds its ep/tp attention groups' caches."""
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd, ep=ep,
                  attn_dtype=attn_dtype)  # fmt: skip
-    return max(1, mem.sequences(isl + osl)) * (ep // tp if ep > tp else 1)
+    return max(1, mem.sequences(_held(isl, osl, osl_cv))) * (ep // tp if ep > tp else 1)

@@ -135,6 +135,7 @@ def _mla(
                 kv_len=kv,
                 head_dim=lat + r,
                 v_head_dim=lat,
+                v_in_k=True,
                 causal=causal,
                 dtype=kv_dtype,
             ),

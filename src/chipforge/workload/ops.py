@@ -84,6 +84,9 @@ class Attention(Op):
     kv_len: int
     head_dim: int
     v_head_dim: int | None = None
+    # V is the first d_v columns of the cached K (absorbed MLA: keys and values are the same
+    # latent, DeepSeek-V2 Sec. 2.1.2 / FlashMLA), so the cache is read once, not twice
+    v_in_k: bool = False
     causal: bool = True
     backward: bool = False
     kind: ClassVar[str] = "attention"
@@ -114,7 +117,8 @@ class Attention(Op):
     def bytes(self) -> float:
         e = nbytes(self.dtype)
         q_o = self.batch * self.heads * self.q_len * (self.head_dim + self.d_v)
-        k_v = self.batch * self.kv_heads * self.kv_len * (self.head_dim + self.d_v)
+        cached = self.head_dim + (0 if self.v_in_k else self.d_v)
+        k_v = self.batch * self.kv_heads * self.kv_len * cached
         return e * (q_o + k_v) * (2 if self.backward else 1)
 
 
