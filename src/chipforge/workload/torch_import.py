@@ -267,6 +267,9 @@ def _node(node: Any, outs: list[str], fx_node: type) -> Node:
     if getattr(node.target, "__module__", "") == "_operator":  # arithmetic on sizes
         return Node("static", _ids(node.args, fx_node), outs, _scope(node), "size", node.name)
     name = getattr(node.target, "_opname", None) or getattr(node.target, "__name__", "")
+    namespace = getattr(node.target, "namespace", "aten")
+    if namespace != "aten":  # a custom op (transformers::grouped_mm_fallback), as pt2_archive
+        name = f"{namespace}::{name}"
     args = _named_args(node)
     kind, names, attrs = classify(name, args) if outs else ("static", None, {})  # asserts
     inputs = (
@@ -274,7 +277,8 @@ def _node(node: Any, outs: list[str], fx_node: type) -> Node:
         if names is None
         else [args[n].name if isinstance(args.get(n), fx_node) else "" for n in names]
     )
-    return Node(kind, inputs, outs, _scope(node), f"aten.{name}", node.name, attrs)
+    source = name.replace("::", ".") if namespace != "aten" else f"aten.{name}"
+    return Node(kind, inputs, outs, _scope(node), source, node.name, attrs)
 
 
 def _tied(exported: Any) -> set[str]:

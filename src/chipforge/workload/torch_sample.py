@@ -8,19 +8,20 @@ extrapolated: count(N) = count(1) + (N - 1) x delta, delta = count(2) - count(1)
 
 Checks, each of which sends the model to the whole export when it fails:
 - exactly one stack of >= MIN_LAYERS layers, all of one class with the same parameter shapes
-  and the same plain attributes in every submodule (`find_stack`);
-- the whole forward run once on meta tensors, every torch call of the parent recorded
-  (function, argument shapes, dtypes and plain values; only the first layer really runs, the
-  others, being the same module, return its output when called with the same shapes): each
-  layer is called once with the same argument shapes and the parent does the same work
-  between each two layers; cut to two layers, the parent does the same work before the first
-  and after the last (`uniform`). This sees a parent that changes the work by layer index
-  (a global-attention layer every 6th) and layers called with different shapes;
+  and the same plain attributes in every submodule, but for the layer's own index
+  (transformers' `layer_idx`: its KV-cache slot) (`find_stack`);
+- the whole forward run once on meta tensors, every layer run, every torch call recorded
+  (function, argument shapes, dtypes and plain values), in torch.export's own tracing state so
+  that the model takes the branches the export takes (transformers' mask code skips its
+  data-dependent `.item()` checks): each layer is called once, in order, and each makes the
+  same calls, with the parent's work between two layers the same each time; cut to two layers,
+  the run is the whole run less layers 1 .. N-2 (`uniform`). This sees a parent that changes
+  the work by layer index (a global-attention layer every 6th), a layer that branches on its
+  index, and layers called with different shapes;
 - count(3) - count(2) equals delta for every op and for the weights (`_extrapolate`);
 - folded graphs, no unsupported ops, every cut exports.
-What the checks cannot see: a layer whose work depends on anything but its class, plain
-attributes, parameter shapes and argument shapes (a global, a tensor's values, `isinstance`
-tests of the parent on its layers, which see the stand-ins). `sample_layers=False` exports
+What the checks cannot see: work that depends on a tensor's values (meta tensors have none) or
+on global state that changes between the run and the exports. `sample_layers=False` exports
 every layer.
 """
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -43,18 +44,45 @@ MIN_LAYERS = 12
 
 def _signature(module: Any) -> tuple:
     """What must be equal for two layers to run the same ops: classes, parameter and buffer
-    shapes and dtypes, and the plain attributes of every submodule."""
+    shapes and dtypes, and the plain attributes of every submodule (by (submodule, name))."""
     subs = []
     for name, sub in module.named_modules():
         attrs = sorted(
-            (k, repr(v)) for k, v in vars(sub).items() if not k.startswith("_") and k != "training"
+            ((name, k), repr(v))
+            for k, v in vars(sub).items()
+            if not k.startswith("_") and k != "training"
         )
-        subs.append((name, type(sub), tuple(attrs)))
+        subs.append((name, type(sub), tuple(k for k, _ in attrs)))
+        subs.extend(attrs)
     tensors = [
         (n, tuple(t.shape), t.dtype)
         for n, t in [*module.named_parameters(), *module.named_buffers()]
     ]
     return (tuple(subs), tuple(tensors))
+
+
+def _same_layers(layers: list) -> bool:
+    """Whether the layers have one `_signature`, but for their own index: an int attribute
+    that counts with the layer's position (transformers' `layer_idx`, a 1-based
+    `layer_number`), which names the layer's slot in a KV cache. A layer that also branches on
+    it runs other calls, which the all-layer meta run (`uniform`) sees."""
+    signatures = [_signature(layer) for layer in layers]
+    first = signatures[0]
+    if any(len(s[0]) != len(first[0]) or s[1] != first[1] for s in signatures):
+        return False
+    for i, entry in enumerate(first[0]):
+        column = [s[0][i] for s in signatures]
+        if all(e == entry for e in column):
+            continue
+        if not all(isinstance(e[0], tuple) and e[0] == entry[0] for e in column):
+            return False  # a class or an attribute list differs
+        try:
+            index = [int(e[1]) for e in column]
+        except ValueError:
+            return False
+        if index != list(range(index[0], index[0] + len(layers))):
+            return False
+    return True
 
 
 def find_stack(module: Any) -> tuple[Any, str, list] | None:
@@ -66,8 +94,7 @@ def find_stack(module: Any) -> tuple[Any, str, list] | None:
             continue
         if any(path.startswith(f"{p}.") for p, _ in found):
             continue  # a stack inside a layer of another stack
-        first = _signature(sub[0])
-        if all(_signature(layer) == first for layer in list(sub)[1:]):
+        if _same_layers(list(sub)):
             found.append((path, sub))
     if len(found) != 1:
         return None
@@ -76,84 +103,75 @@ def find_stack(module: Any) -> tuple[Any, str, list] | None:
     return module.get_submodule(parent_path), attr, stack
 
 
-def _meta(x: Any) -> Any:
-    torch = require("torch", "a PyTorch model")
+def _meta(torch: Any, x: Any) -> Any:
     if isinstance(x, torch.Tensor):
         return x if x.device.type == "meta" else torch.empty_like(x, device="meta")
     if isinstance(x, (list, tuple)):
-        return type(x)(_meta(i) for i in x)
+        return type(x)(_meta(torch, i) for i in x)
     if isinstance(x, dict):
-        return {k: _meta(v) for k, v in x.items()}
+        return {k: _meta(torch, v) for k, v in x.items()}
     return x
 
 
-def _sig(x: Any) -> Any:
-    torch = require("torch", "a PyTorch model")
-    if isinstance(x, torch.Tensor):
+def _sig(tensor: type, x: Any) -> Any:
+    if isinstance(x, tensor):
         return (tuple(x.shape), x.dtype)
     if isinstance(x, (list, tuple)):
-        return tuple(_sig(i) for i in x)
+        return tuple(_sig(tensor, i) for i in x)
     if isinstance(x, dict):
-        return tuple((k, _sig(v)) for k, v in x.items())
-    return repr(x)
+        return tuple((k, _sig(tensor, v)) for k, v in x.items())
+    return x if type(x) in (int, str) or x is None else repr(x)  # repr: True is not 1
 
 
 MARK = "<layer>"  # an event: a layer of the stack starts, with its arguments' signature
 
 
-def _record(module: Any, args: tuple, found: tuple, k: int | None = None) -> list | None:
-    """The torch calls of one forward on meta tensors (the stack cut to `k` layers), with a
-    (MARK, arguments) event at each layer's start; None when it cannot run on meta tensors.
+def _exporting():
+    """torch.export's own "compiling and exporting" state (`torch.compiler.is_exporting()`
+    true), so the meta run takes the branches the export takes: transformers' mask code skips
+    its data-dependent checks (`.item()`, which meta tensors cannot do) when it is traced."""
+    try:  # private to torch (2.13); without it such a model is exported whole
+        from torch._export.utils import _compiling_state_context
+    except ImportError:
+        return nullcontext()
+    return _compiling_state_context()
 
-    Only the first layer runs (its calls are not recorded); the others return its output
-    when called with the same argument shapes: they are the same module (`find_stack`), so
-    they would run the same calls. What is recorded is the parent's own work around them."""
+
+def _record(module: Any, args: tuple, found: tuple, k: int | None = None) -> list | None:
+    """The torch calls of one forward on meta tensors (the stack cut to `k` layers), every
+    layer run, with a (MARK, arguments) event at each layer's start; None when it cannot run
+    on meta tensors or calls the layers other than once each, in order."""
     torch = require("torch", "a PyTorch model")
     parent, attr, stack = found
+    tensor = torch.Tensor
     events: list = []
-    first: dict = {}
+    order: list[int] = []
 
     class Record(torch.overrides.TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            if "running" not in first:
-                events.append((getattr(func, "__name__", repr(func)), _sig(args), _sig(kwargs)))
+            name = getattr(func, "__name__", None) or repr(func)
+            events.append((name, _sig(tensor, args), _sig(tensor, kwargs)))
             return func(*args, **kwargs)
 
-    class Stub(torch.nn.Module):
-        def __init__(self, layer: Any, real: bool):
-            super().__init__()
-            if real:
-                self.layer = layer  # registered: its weights go meta with the model's
-            else:
-                object.__setattr__(self, "layer", layer)
+    def mark(position: int):
+        def hook(_layer, a, kw):
+            order.append(position)
+            events.append((MARK, _sig(tensor, (a, kw))))
 
-        def __getattr__(self, name: str) -> Any:  # the parent may read a layer's attributes
-            try:
-                return super().__getattr__(name)
-            except AttributeError:
-                return getattr(self.__dict__.get("layer") or self._modules["layer"], name)
-
-        def forward(self, *a, **kw):
-            sig = _sig((a, kw))
-            events.append((MARK, sig))
-            if "out" not in first:
-                first["running"] = True
-                first["out"] = self.layer(*a, **kw)
-                del first["running"]
-                first["sig"] = sig
-            elif sig != first["sig"]:
-                raise ValueError("a layer called with other shapes")
-            return first["out"]
+        return hook
 
     layers = list(stack)[:k] if k else list(stack)
-    parent._modules[attr] = torch.nn.ModuleList(Stub(x, i == 0) for i, x in enumerate(layers))
+    hooks = [
+        layer.register_forward_pre_hook(mark(i), with_kwargs=True) for i, layer in enumerate(layers)
+    ]
+    parent._modules[attr] = torch.nn.ModuleList(layers)
     try:
         tensors = dict([*module.named_parameters(), *module.named_buffers()])
         on_meta = all(t.device.type == "meta" for t in tensors.values())
-        meta = None if on_meta else {name: _meta(t) for name, t in tensors.items()}
-        inputs = _meta(args)
-        with torch.no_grad(), Record():
+        meta = None if on_meta else {name: _meta(torch, t) for name, t in tensors.items()}
+        inputs = _meta(torch, args)
+        with torch.no_grad(), _exporting(), Record():
             if meta is None:
                 module(*inputs)
             else:  # the same module with meta weights: nothing real is computed or changed
@@ -162,7 +180,9 @@ def _record(module: Any, args: tuple, found: tuple, k: int | None = None) -> lis
         return None
     finally:
         parent._modules[attr] = stack
-    return events
+        for hook in hooks:
+            hook.remove()
+    return events if order == list(range(len(layers))) else None
 
 
 @contextmanager
@@ -177,9 +197,10 @@ def _cut(parent: Any, attr: str, stack: Any, k: int):
 
 
 def uniform(module: Any, args: tuple, found: tuple) -> bool:
-    """Whether the forward, run on meta tensors, calls each layer once with the same argument
-    shapes and does the same work of its own between consecutive layers, and the model cut to
-    two layers does the whole run's work less layers 1 .. N-2 (the cuts start and end alike)."""
+    """Whether the forward, run on meta tensors, calls each layer once, in order, and every
+    layer with the parent's work up to the next one makes the same calls, and the model cut to
+    two layers does the whole run's work less layers 1 .. N-2 (the cuts start and end alike:
+    this also compares the last layer with layer 1)."""
     full = _record(module, args, found)
     if full is None:
         return False
