@@ -29,9 +29,12 @@ def exports(monkeypatch):
     monkeypatch.setattr(torch_sample, "MIN_LAYERS", 4)
     seen: list = []
     real = torch_import._export
-    monkeypatch.setattr(
-        torch_import, "_export", lambda t, m, a, label: seen.append(_depth(m)) or real(t, m, a, label)
-    )
+
+    def export(t, module, args, label):
+        seen.append(_depth(module))
+        return real(t, module, args, label)
+
+    monkeypatch.setattr(torch_import, "_export", export)
     return seen
 
 
