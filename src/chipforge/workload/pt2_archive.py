@@ -30,6 +30,7 @@ scopes; tests check both give the identical IR graph on the zoo models.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import zipfile
@@ -497,17 +498,24 @@ def _ids(item: Any) -> list[str]:
 
 def _scope(meta: dict) -> str:
     stack = meta.get("nn_module_stack")
-    if not stack:
-        return ""
-    last, depth, start, parts = stack.split(";")[-1], 0, 0, []
-    for end, c in enumerate(last):  # key,path,type with brackets kept whole (torch's split)
-        depth += c in "[(" and 1 or (-1 if c in ")]" else 0)
-        if c == "," and depth == 0:
-            parts.append(last[start:end])
-            start = end + 1
-    parts.append(last[start:])
+    return _module_path(stack) if stack else ""
+
+
+@functools.lru_cache(maxsize=4096)  # the nodes of one module share its stack text
+def _module_path(stack: str) -> str:
+    """The innermost module's path in a serialized `nn_module_stack` (`key,path,type;...`)."""
+    last = stack.split(";")[-1]
+    parts = last.split(",")
+    if len(parts) != 3 or any(c in last for c in "[("):
+        parts, depth, start = [], 0, 0
+        for end, c in enumerate(last):  # key,path,type with brackets kept whole (torch's split)
+            depth += c in "[(" and 1 or (-1 if c in ")]" else 0)
+            if c == "," and depth == 0:
+                parts.append(last[start:end])
+                start = end + 1
+        parts.append(last[start:])
     if len(parts) != 3:
-        raise Surprise(f"nn_module_stack {last}")
+        raise Surprise(f"nn_module_stack {last[:200]}")
     return parts[1].replace("L['self'].", "").replace("[", ".").replace("]", "")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from chipforge.errors import WorkloadError
 from chipforge.workload import pt2_archive
 from chipforge.workload.graph import Graph
-from chipforge.workload.imported import Node, Program, Value, require
+from chipforge.workload.imported import Node, Program, Value, gc_paused, require
 from chipforge.workload.lowering import to_graph
 from chipforge.workload.pt2_archive import FORMATS, bind_dims
 from chipforge.workload.torch_ops import KEEP, classify
@@ -109,13 +109,19 @@ def load_pt2(
         raise WorkloadError(f"`workload` {path} does not exist; give the path of a .pt2 file")
     options = {"dtype": dtype, "allow_unsupported": allow_unsupported, "fold": fold}
     try:
-        program = pt2_archive.imported(pt2_archive.read(path), dims or {})
+        with gc_paused():
+            program = pt2_archive.imported(pt2_archive.read(path), dims or {})
     except pt2_archive.Unreadable:
         if not trust_pickle:
             raise
         return from_exported(load_exported(path), name=path.name, dims=dims, **options)
     if trust_pickle and any(node.kind == "unsupported" for node in program.nodes):
         return from_exported(load_exported(path), name=path.name, dims=dims, **options)
+    with gc_paused():
+        return _to_graph(program, path, options)
+
+
+def _to_graph(program: Program, path: Path, options: dict) -> Graph:
     try:
         return to_graph(program, name=path.name, **options)
     except WorkloadError as e:
