@@ -147,3 +147,38 @@ def test_absorbed_mla_reads_its_latent_cache_once():
 def test_kv_holds_the_running_contexts_when_outputs_spread_widely():
     assert serving._held(800, 4000, 0.5) == 4800  # the reservation bounds it
     assert serving._held(800, 4000, 1.25) == 800 + round(4000 * (1 + 1.25**2) / 2)
+
+
+def test_busiest_group_is_the_mean_of_a_poisson_maximum():
+    np = pytest.importorskip("numpy")
+    n = np.random.default_rng(1).poisson(0.3, (200_000, 8)).max(axis=1)
+    assert serving._busiest(8, 0.3) == pytest.approx(n.mean() / 0.3, rel=0.02)
+    assert serving._busiest(1, 0.3) == 1.0
+
+
+DSR1 = dict(isl=803, osl=3653, dtype="fp4", kv_dtype="fp8", tp=1, pp=1, ep=8, osl_cv=1.25,
+            attn_dtype="bf16", max_batch=4096)  # fmt: skip
+
+
+def test_adp_balance_gain_on_reasoning_traces():
+    """TensorRT-LLM tech_blog10 (8 x GB200, DeepSeek, attention DP8 + EP8, 16k requests of mean
+    input 803 / output 3653): ADP balance 34,140 vs 25,664 tokens/s without (1.33x)."""
+    on = plan_serving("gb200", "deepseek-v3", 8, **DSR1)
+    off = plan_serving("gb200", "deepseek-v3", 8, adp_balance=False, **DSR1)
+    gain = on.throughput_tokens_per_s / off.throughput_tokens_per_s
+    assert gain == pytest.approx(34140 / 25664, rel=0.10)
+
+
+@pytest.mark.parametrize(
+    ("chip", "dtype", "kv", "per_gpu", "attn", "published"),
+    [("h200", "fp8", "fp8", 128, None, 1436), ("b200", "fp4", "bf16", 384, "bf16", 4548)],
+)
+def test_dp_attention_without_balance_against_trtllm(chip, dtype, kv, per_gpu, attn, published):
+    """TensorRT-LLM docs/source/blogs/Best_perf_practice_on_DeepSeek-R1 (trtllm-bench, ISL 1K /
+    OSL 2K, attention DP8 + EP8, no ADP balance): 1,436 (H200, 1,024 requests in flight) and
+    4,548 (B200, 3,072) output tokens/s per GPU."""
+    plan = plan_serving(
+        chip, "deepseek-v3", 8, isl=1024, osl=2048, dtype=dtype, kv_dtype=kv, tp=1, pp=1, ep=8,
+        concurrency=per_gpu * 8, attn_dtype=attn, adp_balance=False,
+    )  # fmt: skip
+    assert plan.throughput_tokens_per_s / 8 == pytest.approx(published, rel=0.25)

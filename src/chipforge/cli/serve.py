@@ -130,6 +130,13 @@ def serve(
         float,
         typer.Option("--osl-cv", help="coefficient of variation of the output lengths (0: fixed)"),
     ] = 0.0,
+    adp_balance: Annotated[
+        bool,
+        typer.Option(
+            "--adp-balance/--no-adp-balance",
+            help="DP-attention groups prefill in the same steps (off: each waits for the busiest)",
+        ),
+    ] = True,
     spec_tokens: Annotated[
         int, typer.Option("--spec-tokens", help="draft tokens per decode step (MTP, speculative)")
     ] = 0,
@@ -170,6 +177,7 @@ def serve(
         ep_overlap=ep_overlap,
         spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance,
+        adp_balance=adp_balance,
     )
     data = plan.to_dict()
     write_reports("serve", data, html, png)

@@ -186,6 +186,24 @@ def _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, ove
     return _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd, adt, overlap) / k / stages
 
 
+def _busiest(groups: int, rate: float) -> float:
+    """E[max of `groups` Poisson(rate) counts] / rate: how much longer a lockstep step's prefill
+    takes when each of `groups` DP-attention groups prefills the prompts it received (a Poisson
+    count at `rate` per step) and every group waits for the busiest (TensorRT-LLM tech_blog10:
+    an attention-DP iteration lasts as long as its slowest rank). 1 for one group."""
+    if groups <= 1 or rate <= 0:
+        return 1.0
+    term, cdf, busiest, n = math.exp(-rate), 0.0, 0.0, 0
+    while True:  # E[max] = sum over n >= 0 of P(max > n) = 1 - F(n)^groups
+        cdf += term
+        tail = 1 - min(1.0, cdf) ** groups
+        if tail < 1e-9 or n > 1000:
+            return busiest / rate
+        busiest += tail
+        n += 1
+        term *= rate / n
+
+
 def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept) -> float:
     """Seconds per generated token of a decode step with `k` draft tokens per sequence
     (DeepSeek-V3's MTP modules, Sec. 2.2 / EAGLE: one decoder block plus the shared LM head per
@@ -212,7 +230,7 @@ def _kv_reread(c: ModelConfig, chip: ChipSpec, kv_per_token: float, seqs: int, c
 def evaluate(
     chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
-    attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0,
+    attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=True,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
@@ -289,9 +307,12 @@ def evaluate(
         # (the attention groups of a wide-EP replica prefill their own prompts side by side)
         share = _prefill_share(chip, c, topo, isl, batch // groups, tp, pp, ep, dt, kvd, *eng)
         share /= groups
-        tpot = decode + (batch - 1) / osl * share
+        # attention groups step in lockstep (the MoE all-to-all joins them), so without the
+        # engine balancing the groups' prefills each step takes as long as its busiest group's
+        step = share * (1.0 if adp_balance else _busiest(groups, batch / groups / osl))
+        tpot = decode + (batch - 1) / osl * step
         ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
-        thr = dp * batch / (decode + batch / osl * share)
+        thr = dp * batch / (decode + batch / osl * step)
         # Poisson arrivals at this throughput: prompts queue for prefill (M/D/1, cluster.queueing)
         lam = (rate if rate is not None else thr / osl) / dp  # requests/s per replica
         waits = wait_percentiles(lam, share) if batch > 1 and lam * share < 1 else {}
@@ -310,7 +331,7 @@ def evaluate(
         {"prefill": prefill, "decode": decode, "queue": queue}, batching,
         (clients or batch) * replicas, percentiles if not clients else {},
         osl_cv=osl_cv, attn_dtype=attn_dtype, ep_overlap=bool(ep_overlap),
-        spec_tokens=spec_tokens, spec_acceptance=spec_acceptance,
+        spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, adp_balance=bool(adp_balance),
         tpot_percentiles_s=tpots if not clients else {},
     )  # fmt: skip
 
@@ -341,6 +362,7 @@ def plan_serving(
     ep_overlap: bool = False,
     spec_tokens: int = 0,
     spec_acceptance: float = 0.0,
+    adp_balance: bool = True,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -359,7 +381,9 @@ def plan_serving(
     all-to-all hidden behind computation (two micro-batches; DeepSeek's inference system).
     `spec_tokens`: draft tokens per decode step (MTP / speculative decoding), each accepted
     with probability `spec_acceptance` given the ones before it (DeepSeek-V3 reports 85-90 %
-    for its one MTP module); TPOT and throughput count the tokens a step yields.
+    for its one MTP module); TPOT and throughput count the tokens a step yields. `adp_balance`
+    (DP attention): the engine gathers the groups' prefills into the same steps (TensorRT-LLM's
+    ADP balance); False: each step waits for the busiest group's prefills.
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
@@ -412,7 +436,7 @@ def plan_serving(
     kw = dict(isl=isl, osl=osl, dt=dtype, kvd=kvd, disaggregated=disaggregated,
               batching=batching, gqa_kernel=gqa_kernel, osl_cv=osl_cv, attn_dtype=attn_dtype,
               ep_overlap=ep_overlap, spec_tokens=spec_tokens,
-              spec_acceptance=spec_acceptance)  # fmt: skip
+              spec_acceptance=spec_acceptance, adp_balance=adp_balance)  # fmt: skip
 
     def run(t, p, e, b, clients=None):
         return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
@@ -497,7 +521,7 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               kvd=plan.kv_dtype, batching=plan.batching, gqa_kernel=gqa_kernel,
               rate=rate, osl_cv=plan.osl_cv, attn_dtype=plan.attn_dtype,
               ep_overlap=plan.ep_overlap, spec_tokens=plan.spec_tokens,
-              spec_acceptance=plan.spec_acceptance)  # fmt: skip
+              spec_acceptance=plan.spec_acceptance, adp_balance=plan.adp_balance)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
                       plan.ep, plan.attn_dtype, plan.osl_cv)  # fmt: skip
