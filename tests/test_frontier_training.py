@@ -222,3 +222,21 @@ def test_activation_offload_to_grace_replaces_full_recompute():
     none = plan_training("gb200", "llama3-70b", 64, activation_offload=True,
                          topology=replace(topo, host_bandwidth=0.0), **kw)  # fmt: skip
     assert none.plan == plain.plan
+
+
+def test_moe_token_dispatcher_passes():
+    """Megatron's all-to-all dispatcher permutes, sorts by local expert, unsorts and
+    unpermutes each token's top-k rows; the DeepEP / HybridEP (flex) one skips the sorts; a
+    dense model has none of them."""
+    from chipforge.cluster.layer import layer_costs
+    from chipforge.spec.loader import load_chip
+
+    chip, moe, dense = load_chip("h800"), load_model("deepseek-v3"), load_model("llama3-8b")
+    a2a = layer_costs(chip, moe, 1, 1, 4096, 1, "bf16", ep=8, dispatcher="alltoall")
+    flex = layer_costs(chip, moe, 1, 1, 4096, 1, "bf16", ep=8, dispatcher="flex")
+    assert a2a[0] > flex[0] and a2a[1] > flex[1] and a2a[2] == flex[2]
+    dense_ = [layer_costs(chip, dense, 1, 1, 4096, 1, "bf16", dispatcher=d)
+              for d in ("alltoall", "flex")]  # fmt: skip
+    assert dense_[0] == dense_[1]
+    with pytest.raises(Exception, match="--moe-dispatcher must be one of"):
+        plan_training("h800", "deepseek-v3", 64, moe_dispatcher="deepep")

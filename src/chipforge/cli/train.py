@@ -203,6 +203,14 @@ def train(
             "memory (Megatron-Core cpu_offloading; the topology's host link, e.g. Grace C2C)",
         ),
     ] = False,
+    moe_dispatcher: Annotated[
+        str,
+        typer.Option(
+            "--moe-dispatcher",
+            help="MoE token dispatcher: alltoall (Megatron-Core, NCCL all-to-all; sorts tokens "
+            "by local expert) or flex (DeepEP / HybridEP kernels lay tokens out per expert)",
+        ),
+    ] = "alltoall",
     calculon_plan: Annotated[
         str | None,
         typer.Option(
@@ -254,6 +262,7 @@ def train(
         tokens_per_batch=per_batch, sequence_parallel=sequence_parallel, fp8_recipe=fp8_recipe,
         overlap_param_gather=overlap_param_gather, fp8_param_gather=fp8_param_gather,
         sustained_clock=sustained_clock, activation_offload=activation_offload,
+        moe_dispatcher=moe_dispatcher,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

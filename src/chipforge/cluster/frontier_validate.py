@@ -77,12 +77,17 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
 # ("keeping this enabled causes NaN grad norm": llama31_llm_pretrain.py,
 # deepseek_llm_pretrain.py). Every Megatron-Bridge FSDP recipe on a Grace system (GB200, GB300:
 # use_megatron_fsdp=True with cpu_offloading_num_layers=10..92, llama3/llama31
-# workload_base_configs.py) offloads activations to the Grace CPU. A row's own non-empty
-# column wins.
+# workload_base_configs.py) offloads activations to the Grace CPU. Their DeepSeek-V3 GB200 /
+# GB300 configs dispatch tokens with moe_flex_dispatcher_backend="hybridep" (the B200 one with
+# the default all-to-all; deepseek workload_base_configs.py); DeepSeek-V3's own run used its
+# DeepEP kernels (report Sec. 3.2.2; DeepEP README). A row's own non-empty column wins.
 RECIPE_SOURCES = ("github.com/mlcommons/training_results_v5", "NVIDIA-NeMo/Megatron-Bridge")
+DEEPSEEK_V3_REPORT = "arxiv.org/abs/2412.19437"
 
 
 def _recipe_options(row: dict) -> dict:
+    if DEEPSEEK_V3_REPORT in row["source"]:
+        return {"moe_dispatcher": "flex"}
     if not any(src in row["source"] for src in RECIPE_SOURCES):
         return {}
     fp8 = "yes" if row["dtype"] == "fp8" else ""
@@ -94,6 +99,8 @@ def _recipe_options(row: dict) -> dict:
             opts["overlap_param_gather"] = ""
         if row["zero"] == "3" and row["chip"] in ("gb200", "gb300"):
             opts["activation_offload"] = "yes"
+        if row["model"].startswith("deepseek") and row["chip"] in ("gb200", "gb300"):
+            opts["moe_dispatcher"] = "flex"
     return opts
 
 

@@ -81,6 +81,18 @@ FP8_RECIPE_CAST_BYTES = {
     "block": 2 + 2 * (1 + 1 / 128),
 }
 FP8_RECIPES = tuple(FP8_RECIPE_CAST_BYTES)
+# Megatron-Core's MoE token dispatchers around the expert GEMMs (megatron/core/transformer/moe/
+# token_dispatcher.py), as memory passes over 16-bit hidden rows, per token and top-k route,
+# forward (the backward repeats them in reverse). Both `permute` a token's row into one copy
+# per route and `unpermute` the routes' rows into their prob-weighted sum. "alltoall"
+# (MoEAlltoAllTokenDispatcher, NCCL all-to-all) also orders the received rows by local expert
+# after the dispatch (`sort_chunks_by_idxs`: read + write each route) and undoes it before the
+# combine, when a chip holds more than one expert; "flex" (MoEFlexTokenDispatcher with DeepEP /
+# HybridEP, whose dispatch kernels lay the rows out per expert) does not. The router's load-
+# balancing loss reads the fp32 routing probabilities (tokens x experts x 4 B) forward and
+# backward.
+DISPATCH_BYTES_PER_TOKEN_ROW = 2  # read or written, per row element (16-bit)
+MOE_DISPATCHERS = ("alltoall", "flex")
 _CACHE: dict[tuple, tuple[float, float, float, float]] = {}
 CACHE_MAX = 20000  # layer shapes kept (a search visits a few hundred; a sweep, more chips)
 
@@ -135,11 +147,13 @@ def layer_costs(
     sp: bool = True,
     ep: int = 1,
     fp8_recipe: str = "delayed",
+    dispatcher: str = "alltoall",
 ) -> tuple[float, float, float, float]:
     """(forward s, backward s, attention-core forward s, optimizer s) of one layer's TP shard
     for one micro-batch of `seq`/`cp` tokens per sequence, on one chip (a MoE layer's routed
-    experts: experts/ep of them, each with ep times the tokens). Cached."""
-    k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe)
+    experts: experts/ep of them, each with ep times the tokens, and the token `dispatcher`'s
+    passes: MOE_DISPATCHERS). Cached."""
+    k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher)
     hit = _CACHE.get(k)
     if hit is not None:
         return hit
@@ -189,6 +203,17 @@ def layer_costs(
             cast = Vector(name=f"{dtype}.cast.{part}", elements=n, bytes_per_element=nbytes)
             t = _time(chip, [cast])
             fwd, bwd = (fwd + t, bwd) if part == "fwd" else (fwd, bwd + t)
+    if c.is_moe:  # the token dispatcher's passes on this chip's tokens (SP: 1/tp of them)
+        t = mb * s // (tp if sp else 1)
+        sorts = 4 * c.top_k if c.experts // ep > 1 and dispatcher == "alltoall" else 0
+        rows = (2 + 2 * c.top_k + sorts) * DISPATCH_BYTES_PER_TOKEN_ROW
+        moe_frac = (c.layers - c.dense_layers) / c.layers
+        ops = [
+            Vector(name="moe.dispatch", elements=t * c.hidden, bytes_per_element=rows),
+            Vector(name="moe.aux_loss", elements=t * c.experts, bytes_per_element=4),
+        ]
+        t_disp = _time(chip, ops) * moe_frac
+        fwd, bwd = fwd + t_disp, bwd + t_disp
     if len(_CACHE) >= CACHE_MAX:
         _CACHE.clear()
     _CACHE[k] = (fwd, bwd, attn, opt)

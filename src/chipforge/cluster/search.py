@@ -9,7 +9,7 @@ from itertools import product
 
 from chipforge.cluster import checks
 from chipforge.cluster.checks import divisors, stage_layers
-from chipforge.cluster.layer import FP8_RECIPES
+from chipforge.cluster.layer import FP8_RECIPES, MOE_DISPATCHERS
 from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
@@ -170,6 +170,7 @@ def plan_training(
     sustained_clock: bool = False,
     activation_offload: bool = False,
     offload_layers: int | None = None,
+    moe_dispatcher: str = "alltoall",
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -184,7 +185,8 @@ def plan_training(
     layers at the chip's power-limited sustained clock where its preset states one.
     `activation_offload`: a plan that does not fit the HBM may keep the fewest layers'
     activations in host memory (`Plan.offload_layers`; the topology's host link and memory);
-    `offload_layers` states that count instead."""
+    `offload_layers` states that count instead. `moe_dispatcher`: Megatron-Core's MoE token
+    dispatcher, "alltoall" (NCCL) or "flex" (DeepEP / HybridEP; layer.MOE_DISPATCHERS)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -198,6 +200,10 @@ def plan_training(
         raise WorkloadError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
     if recompute is not None and recompute not in RECOMPUTE:  # a flag, not an infeasible plan
         raise WorkloadError(f"--recompute must be one of {', '.join(RECOMPUTE)}, not {recompute!r}")
+    if moe_dispatcher not in MOE_DISPATCHERS:
+        raise WorkloadError(
+            f"--moe-dispatcher must be one of {', '.join(MOE_DISPATCHERS)}, not {moe_dispatcher!r}"
+        )
     if fp8_param_gather and dtype != "fp8":
         raise WorkloadError(f"--fp8-param-gather needs --dtype fp8, not {dtype}")
     if not chip.peak_flops(dtype):
@@ -305,7 +311,8 @@ def plan_training(
                         parallel_block=parallel_block, tp_overlap=tp_overlap,
                         fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
                         fp8_param_gather=fp8_param_gather,
-                        sustained_clock=sustained_clock)  # fmt: skip
+                        sustained_clock=sustained_clock,
+                        moe_dispatcher=moe_dispatcher)  # fmt: skip
         held = sum(sc.memory.values())
         ms = range(m_lo, m_hi + 1, stride) if alternatives else best_counts(sc, m_lo, m_hi, stride)
         count["pruned_bound"] += n - len(ms)

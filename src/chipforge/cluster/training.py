@@ -300,6 +300,7 @@ def stage_cost(
     overlap_param_gather: bool = False,
     fp8_param_gather: bool = False,
     sustained_clock: bool = False,
+    moe_dispatcher: str = "alltoall",
 ) -> StageCost:
     """Per-micro-batch costs of plan `p` (Infeasible when its memory does not fit; the shape
     is checked by `check_plan`). `tp_overlap`: the TP all-gathers / reduce-scatters run under
@@ -316,7 +317,7 @@ def stage_cost(
     held = at_sustained_clock(chip) if sustained_clock else chip
     fwd, bwd, attn, opt = layer_costs(
         held, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, p.sequence_parallel, p.ep,
-        fp8_recipe,
+        fp8_recipe, moe_dispatcher,
     )  # fmt: skip
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
     layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
@@ -483,6 +484,7 @@ def evaluate_plan(
     overlap_param_gather: bool = False,
     fp8_param_gather: bool = False,
     sustained_clock: bool = False,
+    moe_dispatcher: str = "alltoall",
 ) -> TrainingPlan:
     """Step time, utilization and memory of plan `p` (Infeasible when it does not fit);
     `sequence_parallel`, when given, overrides the plan's. `tp_overlap`: the TP all-gathers /
@@ -496,7 +498,8 @@ def evaluate_plan(
                    parallel_block=parallel_block, tp_overlap=tp_overlap,
                    fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
                    fp8_param_gather=fp8_param_gather,
-                   sustained_clock=sustained_clock)  # fmt: skip
+                   sustained_clock=sustained_clock,
+                   moe_dispatcher=moe_dispatcher)  # fmt: skip
     return finish_plan(chip, c, chips, s, topo, seq=seq, global_batch=global_batch,
                        dtype=dtype, tokens=tokens)  # fmt: skip
 

@@ -81,6 +81,7 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             overlap_param_gather=row.get("overlap_param_gather") == "yes",
             fp8_param_gather=row.get("fp8_param_gather") == "yes",
             activation_offload=row.get("activation_offload") == "yes",
+            moe_dispatcher=row.get("moe_dispatcher") or "alltoall",
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s
