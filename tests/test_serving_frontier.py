@@ -43,7 +43,20 @@ def test_decode_pool_carries_no_prefill():
     assert pool.throughput_tokens_per_s == pytest.approx(pool.batch / pool.tpot_s)
     assert pool.throughput_tokens_per_s > mixed.throughput_tokens_per_s
     with pytest.raises(WorkloadError, match="disaggregated"):
-        plan_serving("h800", "deepseek-v3", 16, disaggregated="prefill", **kw)
+        plan_serving("h800", "deepseek-v3", 16, disaggregated="both", **kw)
+
+
+def test_prefill_pool_skips_the_cached_prefix():
+    kw = dict(isl=4000, osl=1000, dtype="fp8", tp=1, pp=1, ep=16, disaggregated="prefill")
+    cold = plan_serving("h800", "deepseek-v3", 16, **kw)
+    warm = plan_serving("h800", "deepseek-v3", 16, prefix_hit=0.5, **kw)
+    chip, topo = _load_chip("h800"), _topo("h800", 16)
+    share = serving._prefill_share(chip, DS, topo, 4000, cold.batch // 16, 1, 1, 16, "fp8", "fp8")
+    assert cold.input_tokens_per_s == pytest.approx(16 * 4000 / share)
+    assert cold.tpot_s == 0 and cold.throughput_tokens_per_s == pytest.approx(16 * 1000 / share)
+    assert 1.9 < warm.input_tokens_per_s / cold.input_tokens_per_s < 2.5  # half the tokens
+    with pytest.raises(WorkloadError, match="prefix_hit"):
+        plan_serving("h800", "deepseek-v3", 16, prefix_hit=1.0, **kw)
 
 
 def test_output_length_spread_lengthens_the_decode_context():

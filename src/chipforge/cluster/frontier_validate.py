@@ -19,11 +19,10 @@ TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp
 SERVING_METRICS = {
     "output_tokens_per_s": lambda p: p.throughput_tokens_per_s,
     "output_tokens_per_s_per_chip": lambda p: p.throughput_tokens_per_s / p.chips,
+    "input_tokens_per_s_per_chip": lambda p: p.input_tokens_per_s / p.chips,
 }
 # metrics of published rows that no mechanism predicts yet, and why
-MISSING = {
-    "input_tokens_per_s_per_chip": "no prefix (KV-cache hit) model for prefill throughput",
-}
+MISSING: dict[str, str] = {}
 # latency rows: the Server configuration (the search under the row's p99 bounds) at the logged
 # target rate (`serving.at_rate`, TTFT and TPOT percentiles from cluster.queueing)
 AT_RATE = {
@@ -34,7 +33,8 @@ AT_RATE = {
 
 def rows() -> list[dict]:
     """The CSV's rows (its '#' header lines state the selection rule). The last columns
-    (osl_cv, attn_dtype, ep_overlap, pool) are serving inputs: training rows may leave them out."""
+    (osl_cv, attn_dtype, ep_overlap, pool, prefix_hit) are serving inputs: training rows may
+    leave them out."""
     text = (resources.files("chipforge.data") / FILENAME).read_text()
     return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
 
@@ -57,7 +57,8 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             slo_percentile=row["slo_percentile"] or None,
             osl_cv=_float(row.get("osl_cv") or "") or 0.0,
             attn_dtype=row.get("attn_dtype") or None, ep_overlap=row.get("ep_overlap") == "yes",
-            disaggregated="decode" if row.get("pool") == "decode" else False,
+            disaggregated=row.get("pool") or False,
+            prefix_hit=_float(row.get("prefix_hit") or "") or 0.0,
         )  # fmt: skip
         if row["metric"] in AT_RATE:
             return AT_RATE[row["metric"]](at_rate(plan, float(row["request_rate"])))

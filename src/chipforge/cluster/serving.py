@@ -231,6 +231,7 @@ def evaluate(
     chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
     attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=True,
+    prefix_hit=0.0,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
@@ -272,9 +273,19 @@ def evaluate(
     if spec_tokens:
         decode = _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, spec_tokens,
                               spec_acceptance)  # fmt: skip
-    prefill = _step(chip, c, topo, "prefill", 1, isl, tp, pp, ep, dt, kvd, *eng)
+    # prompt tokens found in the KV cache (a shared prefix, DeepSeek's on-disk cache) are not
+    # recomputed: prefill computes the rest (its attention priced over those tokens only)
+    fresh = max(1, round(isl * (1 - prefix_hit)))
+    prefill = _step(chip, c, topo, "prefill", 1, fresh, tp, pp, ep, dt, kvd, *eng)
     replicas, p_chips = dp, 0
-    if disaggregated == "decode":
+    if disaggregated == "prefill":
+        # a prefill pool only: it prefills prompts (chunks shared, the attention groups side by
+        # side) and hands their KV cache to a decode pool; throughput counts the output tokens
+        # the prompts it prefills go on to produce (requests/s x osl); no decode here
+        share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *eng)
+        tpot, ttft = 0.0, prefill
+        thr = dp * groups * osl / share
+    elif disaggregated == "decode":
         # a decode pool only: its prompts are prefilled on another pool (not among `chips`)
         # and arrive with their KV cache (DeepSeek's inference system: prefill and decode
         # nodes sized separately; its decode throughput is per decode node)
@@ -285,7 +296,7 @@ def evaluate(
         out_rate = batch / tpot  # decode pool, per replica
         # prefill replicas needed so prompts arrive as fast as decode finishes them (prompts
         # prefilled in shared chunks, as in co-located serving)
-        share = _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, *eng)
+        share = _prefill_share(chip, c, topo, fresh, batch, tp, pp, ep, dt, kvd, *eng)
         need = out_rate / osl * share
         frac = need / (need + 1)
         p_chips = max(tp * pp, round(chips * frac / (tp * pp)) * tp * pp)
@@ -299,13 +310,13 @@ def evaluate(
         # one batch at a time: prefill all prompts in one pass, then osl-1 decode steps; the
         # throughput counts the whole batch latency (TensorRT-LLM blogs/XQA-kernel.md:
         # out_tps = output_seqlen * batch_size / total_latency / tp)
-        prefill = _step(chip, c, topo, "prefill", mb, isl, tp, pp, ep, dt, kvd, *eng)
+        prefill = _step(chip, c, topo, "prefill", mb, fresh, tp, pp, ep, dt, kvd, *eng)
         tpot, ttft = decode, prefill
         thr = dp * batch * osl / (prefill + (osl - 1) * decode)
     else:
         # each step carries batch/osl prompts' prefill: a stream waits for the others' prefills
         # (the attention groups of a wide-EP replica prefill their own prompts side by side)
-        share = _prefill_share(chip, c, topo, isl, batch // groups, tp, pp, ep, dt, kvd, *eng)
+        share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *eng)
         share /= groups
         # attention groups step in lockstep (the MoE all-to-all joins them), so without the
         # engine balancing the groups' prefills each step takes as long as its busiest group's
@@ -327,11 +338,12 @@ def evaluate(
     return ServingPlan(
         chip.name, c.name, chips, tp, pp, ep, replicas, batch, isl, osl, dt, kvd,
         ttft + queue, tpot, thr, mem.kv_tokens, mem.to_dict(),
-        "decode" if disaggregated == "decode" else bool(disaggregated), p_chips,
+        disaggregated if disaggregated in ("decode", "prefill") else bool(disaggregated), p_chips,
         {"prefill": prefill, "decode": decode, "queue": queue}, batching,
         (clients or batch) * replicas, percentiles if not clients else {},
         osl_cv=osl_cv, attn_dtype=attn_dtype, ep_overlap=bool(ep_overlap),
         spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, adp_balance=bool(adp_balance),
+        prefix_hit=prefix_hit,
         tpot_percentiles_s=tpots if not clients else {},
     )  # fmt: skip
 
@@ -363,13 +375,15 @@ def plan_serving(
     spec_tokens: int = 0,
     spec_acceptance: float = 0.0,
     adp_balance: bool = True,
+    prefix_hit: float = 0.0,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
     beyond what the KV cache holds wait in a queue). `batching`: "continuous" (in-flight, chunked
     prefill) or "static" (one batch at a time). `disaggregated`: True splits the chips into
     prefill and decode pools sized to each other; "decode": the chips are a decode pool fed by
-    a prefill pool not counted here. `gqa_kernel=False`: decode attention reads the
+    a prefill pool not counted here; "prefill": a prefill pool (its throughput: the output
+    tokens/s of the prompts it prefills; TPOT 0). `gqa_kernel=False`: decode attention reads the
     KV cache once per query head (TensorRT-LLM without XQA). `slo_percentile` (p50/p90/p99):
     the TTFT and TPOT SLOs hold at that percentile under Poisson arrivals (MLPerf Server: p99)
     instead of on the mean. `max_batch`: the engine's largest running batch per replica
@@ -383,7 +397,8 @@ def plan_serving(
     with probability `spec_acceptance` given the ones before it (DeepSeek-V3 reports 85-90 %
     for its one MTP module); TPOT and throughput count the tokens a step yields. `adp_balance`
     (DP attention): the engine gathers the groups' prefills into the same steps (TensorRT-LLM's
-    ADP balance); False: each step waits for the busiest group's prefills.
+    ADP balance); False: each step waits for the busiest group's prefills. `prefix_hit`: the
+    fraction of prompt tokens already in the KV cache (not recomputed).
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
@@ -415,11 +430,13 @@ def plan_serving(
         raise WorkloadError(
             f"`concurrency` must be a positive integer, not {concurrency}; leave it out to search"
         )
-    if disaggregated not in (False, True, "decode"):
+    if disaggregated not in (False, True, "decode", "prefill"):
         raise WorkloadError(
-            "`disaggregated` must be true, false or 'decode' (a decode pool), "
+            "`disaggregated` must be true, false, 'decode' or 'prefill' (one pool), "
             f"not {disaggregated!r}"
         )
+    if not (isinstance(prefix_hit, (int, float)) and 0 <= prefix_hit < 1):
+        raise WorkloadError(f"`prefix_hit` must be a fraction in [0, 1), not {prefix_hit!r}")
     if batching not in BATCHING:
         raise WorkloadError(f"`batching` must be one of {', '.join(BATCHING)}, not {batching!r}")
     if slo_percentile is not None and slo_percentile not in PERCENTILES:
@@ -436,7 +453,8 @@ def plan_serving(
     kw = dict(isl=isl, osl=osl, dt=dtype, kvd=kvd, disaggregated=disaggregated,
               batching=batching, gqa_kernel=gqa_kernel, osl_cv=osl_cv, attn_dtype=attn_dtype,
               ep_overlap=ep_overlap, spec_tokens=spec_tokens,
-              spec_acceptance=spec_acceptance, adp_balance=adp_balance)  # fmt: skip
+              spec_acceptance=spec_acceptance, adp_balance=adp_balance,
+              prefix_hit=prefix_hit)  # fmt: skip
 
     def run(t, p, e, b, clients=None):
         return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
@@ -521,7 +539,8 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               kvd=plan.kv_dtype, batching=plan.batching, gqa_kernel=gqa_kernel,
               rate=rate, osl_cv=plan.osl_cv, attn_dtype=plan.attn_dtype,
               ep_overlap=plan.ep_overlap, spec_tokens=plan.spec_tokens,
-              spec_acceptance=plan.spec_acceptance, adp_balance=plan.adp_balance)  # fmt: skip
+              spec_acceptance=plan.spec_acceptance, adp_balance=plan.adp_balance,
+              prefix_hit=plan.prefix_hit)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
                       plan.ep, plan.attn_dtype, plan.osl_cv)  # fmt: skip

@@ -51,8 +51,14 @@ class ServingPlan:
     spec_tokens: int = 0  # draft tokens per decode step (MTP / speculative decoding)
     spec_acceptance: float = 0.0  # probability each draft is accepted (given the earlier ones)
     adp_balance: bool = True  # DP-attention groups' prefills gathered into the same steps
+    prefix_hit: float = 0.0  # fraction of prompt tokens already in the KV cache
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def input_tokens_per_s(self) -> float:
+        """Prompt tokens/s over all chips (cached prefix tokens included): requests/s x isl."""
+        return self.throughput_tokens_per_s / self.osl * self.isl
 
     @property
     def concurrency(self) -> int:
