@@ -240,3 +240,22 @@ def test_moe_token_dispatcher_passes():
     assert dense_[0] == dense_[1]
     with pytest.raises(Exception, match="--moe-dispatcher must be one of"):
         plan_training("h800", "deepseek-v3", 64, moe_dispatcher="deepep")
+
+
+def test_optimizer_offload_to_the_cpu():
+    """Megatron-Core --optimizer-cpu-offload: the Adam states leave the HBM; each step copies
+    the gradients out and the weights back and steps Adam on the host's memory bandwidth."""
+    from chipforge.cluster.training import CPU_ADAM_BYTES
+
+    kw = dict(tp=8, pp=1, dp=1, cp=1, ep=1, zero=0, micro_batch=4, seq=8192, global_batch=16,
+              dtype="fp8", recompute="none")  # fmt: skip
+    with pytest.raises(Infeasible, match="needs"):
+        plan_training("gb200", "llama3-70b", 8, **kw)
+    res = plan_training("gb200", "llama3-70b", 8, optimizer_offload=True, **kw)
+    assert res.plan.optimizer_offload and res.memory["optimizer_bytes"] == 0
+    assert res.memory_per_chip_bytes <= res.memory_capacity_bytes
+    shard = load_model("llama3-70b").params() / 8  # parameters one TP rank steps (about)
+    cpu = shard * CPU_ADAM_BYTES / 256e9  # Grace LPDDR5X, 256 GB/s per GPU
+    assert 0.8 * cpu < res.times["optimizer_s"] < 1.25 * cpu
+    with pytest.raises(Infeasible, match="needs 204 GiB"):  # no host link on dgx-h100
+        plan_training("gb200", "llama3-70b", 8, optimizer_offload=True, topology="dgx-h100", **kw)

@@ -203,6 +203,14 @@ def train(
             "memory (Megatron-Core cpu_offloading; the topology's host link, e.g. Grace C2C)",
         ),
     ] = False,
+    optimizer_offload: Annotated[
+        bool,
+        typer.Option(
+            "--optimizer-offload",
+            help="a plan that does not fit may keep the optimizer states in host memory, "
+            "stepped by the CPU (Megatron-Core --optimizer-cpu-offload)",
+        ),
+    ] = False,
     moe_dispatcher: Annotated[
         str,
         typer.Option(
@@ -262,7 +270,7 @@ def train(
         tokens_per_batch=per_batch, sequence_parallel=sequence_parallel, fp8_recipe=fp8_recipe,
         overlap_param_gather=overlap_param_gather, fp8_param_gather=fp8_param_gather,
         sustained_clock=sustained_clock, activation_offload=activation_offload,
-        moe_dispatcher=moe_dispatcher,
+        moe_dispatcher=moe_dispatcher, optimizer_offload=optimizer_offload,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

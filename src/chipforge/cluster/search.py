@@ -28,6 +28,7 @@ from chipforge.cluster.training import (
     check_plan,
     default_global_batch,
     finish_plan,
+    host_bytes,
     offload_layers_to_fit,
     offloaded_bytes,
     plan_memory,
@@ -170,6 +171,7 @@ def plan_training(
     sustained_clock: bool = False,
     activation_offload: bool = False,
     offload_layers: int | None = None,
+    optimizer_offload: bool = False,
     moe_dispatcher: str = "alltoall",
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
@@ -185,8 +187,10 @@ def plan_training(
     layers at the chip's power-limited sustained clock where its preset states one.
     `activation_offload`: a plan that does not fit the HBM may keep the fewest layers'
     activations in host memory (`Plan.offload_layers`; the topology's host link and memory);
-    `offload_layers` states that count instead. `moe_dispatcher`: Megatron-Core's MoE token
-    dispatcher, "alltoall" (NCCL) or "flex" (DeepEP / HybridEP; layer.MOE_DISPATCHERS)."""
+    `offload_layers` states that count instead; `optimizer_offload`: such a plan may keep the
+    optimizer states in host memory, stepped by the CPU (tried first). `moe_dispatcher`:
+    Megatron-Core's MoE token dispatcher, "alltoall" (NCCL) or "flex" (DeepEP / HybridEP;
+    layer.MOE_DISPATCHERS)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -226,7 +230,8 @@ def plan_training(
     blocks = checks.pipeline_blocks(c)
     usable = chip.hbm.capacity
     overhead = 1 - FRAMEWORK_OVERHEAD
-    offload = activation_offload and offload_layers is None
+    offload = {"optimizer": optimizer_offload,
+               "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):
         raise WorkloadError(f"--offload-layers must be an integer, not {offload_layers!r}")
     best: tuple[float, float] | None = None  # (seconds per sequence, bytes per chip)
@@ -289,9 +294,9 @@ def plan_training(
                             continue
                         mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
                                           fp8_param_gather=fp8_param_gather)  # fmt: skip
-                        k = _offload(c, plan, mem, seq, usable, topo) if offload else None
-                        if k:  # the fewest layers' activations in host memory that fit
-                            plan = replace(plan, offload_layers=k)
+                        held = _offload(c, plan, mem, seq, usable, topo, **offload)
+                        if held is not None:  # the least moved to host memory that fits
+                            plan = held
                         elif sum(mem.values()) > usable:  # activations grow with mb: the rest
                             first_error = first_error or _memory_error(mem, usable)
                             count["pruned_memory"] += n + sum(counts[i + 1 :])
@@ -356,15 +361,24 @@ def plan_training(
     )
 
 
-def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float,
-             topo: Topology) -> int | None:  # fmt: skip
-    """Layers to offload for `plan` to fit (None: it fits without, or cannot with, offload)."""
+def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, topo: Topology,
+             *, optimizer: bool, activations: bool) -> Plan | None:  # fmt: skip
+    """`plan` with what must go to host memory for it to fit (None: it fits without, or
+    cannot with, offload): the optimizer states first (one copy each way per step), then the
+    fewest layers' activations (copies every micro-batch)."""
     if sum(mem.values()) <= usable or not topo.host_bandwidth > 0:
         return None
-    k = offload_layers_to_fit(c, plan, mem, seq, usable)
-    if not k or offloaded_bytes(c, replace(plan, offload_layers=k), mem, seq) > topo.host_memory:
+    full = mem
+    if optimizer:
+        plan = replace(plan, optimizer_offload=True)
+        mem = {**mem, "optimizer_bytes": 0.0}
+    if activations and sum(mem.values()) > usable:
+        k = offload_layers_to_fit(c, plan, mem, seq, usable)
+        plan = replace(plan, offload_layers=k or 0)
+    fits = sum(mem.values()) - offloaded_bytes(c, plan, full, seq) <= usable
+    if not fits or host_bytes(c, plan, full, seq) > topo.host_memory:
         return None
-    return k
+    return plan
 
 
 def _memory_error(mem: dict, have: float) -> Infeasible:

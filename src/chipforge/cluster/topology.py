@@ -39,6 +39,7 @@ class Topology:
     # per direction and bytes per chip (0: no host offload path modelled)
     host_bandwidth: float = 0.0
     host_memory: float = 0.0
+    host_memory_bandwidth: float = 0.0  # B/s per chip of the host's memory (CPU optimizer)
 
     def __post_init__(self):
         if self.kind not in ("switched", "torus"):
@@ -143,6 +144,7 @@ def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topolog
         up_latency=link.latency if link else p["up_latency"],
         host_bandwidth=p.get("host_bandwidth", 0.0),
         host_memory=p.get("host_memory", 0.0),
+        host_memory_bandwidth=p.get("host_memory_bandwidth", 0.0),
     )
     if p["kind"] == "switched":
         up = link.bandwidth / 2 if link else p["up_bandwidth"]  # spec: both directions summed

@@ -12,7 +12,13 @@ from chipforge.cluster.checks import stage_layers
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
 from chipforge.cluster.layer import layer_costs
-from chipforge.cluster.memory import GRAD_BYTES, RECOMPUTE, WEIGHT_BYTES, memory_per_chip
+from chipforge.cluster.memory import (
+    GRAD_BYTES,
+    OPTIMIZER_BYTES,
+    RECOMPUTE,
+    WEIGHT_BYTES,
+    memory_per_chip,
+)
 from chipforge.cluster.topology import Topology
 from chipforge.dtypes import nbytes
 from chipforge.errors import Infeasible
@@ -62,6 +68,15 @@ FP8_PARAM_BYTES = 1
 # before its backward pass, on copy streams beside the computation. Only what exceeds the pass
 # it runs beside is exposed; the copies run over the topology's `host_bandwidth` at
 # collectives.BANDWIDTH_EFFICIENCY.
+# Optimizer offload to the CPU (Megatron-Core `--optimizer-cpu-offload
+# --optimizer-offload-fraction 1.0`, HybridDeviceOptimizer, megatron/core/optimizer/
+# cpu_offloading/README.md): the fp32 master weights and Adam moments of this chip's shard live
+# in host memory; each step copies the shard's gradients to the host, steps Adam on the CPU and
+# copies the updated weights back, the three pipelined (`--overlap-cpu-optimizer-d2h-h2d`, the
+# README's recommendation): the step takes the longest of them. CPU Adam moves
+# CPU_ADAM_BYTES per parameter over the host's memory bandwidth: reads the gradient (2) and the
+# master weight, m and v (4 each), writes those three and the 16-bit weight (2).
+CPU_ADAM_BYTES = 2 + 3 * 4 + 3 * 4 + 2
 
 
 _SUSTAINED: dict[str, ChipSpec] = {}
@@ -96,6 +111,7 @@ class Plan:
     schedule: str = "1f1b"  # one of SCHEDULES
     sequence_parallel: bool = True  # Korthikanti et al. 2022 Sec. 4.2.2
     offload_layers: int = 0  # layers per stage whose activations go to host memory
+    optimizer_offload: bool = False  # optimizer states in host memory, stepped by the CPU
 
 
 @dataclass(frozen=True)
@@ -231,6 +247,8 @@ def plan_memory(
         mem["activations_bytes"] *= (p.pp + 1) / p.pp
     if p.offload_layers:  # those layers' activations live in host memory
         mem["activations_bytes"] -= offloaded_bytes(c, p, mem, seq)
+    if p.optimizer_offload:
+        mem["optimizer_bytes"] = 0.0
     return mem
 
 
@@ -245,6 +263,12 @@ def offloaded_bytes(c: ModelConfig, p: Plan, mem: dict[str, float], seq: int) ->
     logits = 4 * p.micro_batch * (seq // p.cp) * c.vocab / p.tp if p.pp == 1 else 0.0
     layers = _stage_layer_count(c, p)
     return (mem["activations_bytes"] - logits) * min(p.offload_layers, layers) / layers
+
+
+def host_bytes(c: ModelConfig, p: Plan, full: dict[str, float], seq: int) -> float:
+    """Host memory plan `p` needs per chip (`full`: its memory with nothing offloaded)."""
+    acts = offloaded_bytes(c, p, full, seq) if p.offload_layers else 0.0
+    return acts + (full["optimizer_bytes"] if p.optimizer_offload else 0.0)
 
 
 def offload_layers_to_fit(
@@ -363,18 +387,20 @@ def stage_cost(
     t_f = layers * fwd + t_head / 3
     t_b = layers * (bwd + rec) + 2 * t_head / 3
     t_off = 0.0
-    if p.offload_layers:  # D2H beside the forward pass, H2D beside the backward pass
+    if p.offload_layers or p.optimizer_offload:
         if not topo.host_bandwidth > 0:
-            raise Infeasible(f"--activation-offload needs a host link; {topo.name} has none")
-        held = offloaded_bytes(c, p, plan_memory(c, replace(p, offload_layers=0), seq=seq,
-                               dtype=dtype, attention=attention), seq)  # fmt: skip
+            raise Infeasible(f"offload needs a host link; topology {topo.name} has none")
+        full = plan_memory(c, replace(p, offload_layers=0, optimizer_offload=False), seq=seq,
+                           dtype=dtype, attention=attention)  # fmt: skip
+        held = host_bytes(c, p, full, seq)
         if held > topo.host_memory:
             raise Infeasible(
-                f"offloading {p.offload_layers} layers' activations needs "
-                f"{held / 2**30:.0f} GiB of host memory per chip, has "
-                f"{topo.host_memory / 2**30:.0f} GiB"
+                f"the offloaded activations and optimizer states need {held / 2**30:.0f} GiB "
+                f"of host memory per chip, has {topo.host_memory / 2**30:.0f} GiB"
             )
-        per_mb = held / _in_flight(p) / (topo.host_bandwidth * BANDWIDTH_EFFICIENCY)
+    link = topo.host_bandwidth * BANDWIDTH_EFFICIENCY
+    if p.offload_layers:  # D2H beside the forward pass, H2D beside the backward pass
+        per_mb = offloaded_bytes(c, p, full, seq) / _in_flight(p) / link
         t_off = max(0.0, per_mb - layers * fwd) + max(0.0, per_mb - layers * (bwd + rec))
     if p.schedule == "dualpipe":
         # a forward and a backward chunk run together; the all-to-all runs beside them on
@@ -413,6 +439,10 @@ def stage_cost(
     if p.zero == 3:
         dp_gather = collective_time("all_gather", weights, dp_group, topo, stride=stride)
     t_opt = opt * layers / (p.dp * p.cp if p.zero >= 1 else 1)
+    if p.optimizer_offload:  # gradients out, CPU Adam, weights back, pipelined
+        shard = full["optimizer_bytes"] / OPTIMIZER_BYTES  # parameters this chip steps
+        cpu = shard * CPU_ADAM_BYTES / max(topo.host_memory_bandwidth, 1e-30)
+        t_opt = max(shard * GRAD_BYTES / link, cpu, shard * per_param / link)
     return StageCost(p, mem, t_f, t_b, t_tp, t_ep, t_cp, stage, bubble, hop, dp_reduce,
                      dp_gather, t_opt, dp_param_gather)  # fmt: skip
 

@@ -82,6 +82,7 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             fp8_param_gather=row.get("fp8_param_gather") == "yes",
             activation_offload=row.get("activation_offload") == "yes",
             moe_dispatcher=row.get("moe_dispatcher") or "alltoall",
+            optimizer_offload=row.get("optimizer_offload") == "yes",
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s
