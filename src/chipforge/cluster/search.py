@@ -245,7 +245,11 @@ def plan_training(
         if chips % (t * x):
             continue
         rest = chips // (t * x)
-        pps = _choices(pp, [d for d in divisors(rest) if d <= 64 and stage_layers(blocks, d)])
+        pps = (
+            [pp]
+            if pp is not None
+            else [d for d in divisors(rest) if d <= 64 and stage_layers(blocks, d)]
+        )
         for p_ in pps:
             if chips % (t * x * p_):
                 continue
