@@ -195,3 +195,10 @@ def test_dp_attention_without_balance_against_trtllm(chip, dtype, kv, per_gpu, a
         concurrency=per_gpu * 8, attn_dtype=attn, adp_balance=False,
     )  # fmt: skip
     assert plan.throughput_tokens_per_s / 8 == pytest.approx(published, rel=0.25)
+
+
+def test_prefill_after_a_cached_prefix_attends_to_it():
+    g = serving._graph(DS, "prefill", 1, 1000, 1, "fp8", "fp8", past=3000)
+    ops = {op.name.rsplit(".", 1)[-1]: op for op in g.ops}
+    assert ops["attention"].q_len == 1000 and ops["attention"].kv_len == 4000
+    assert ops["kv_up"].m == 4000 and ops["q_up"].m == 1000  # the cached latent re-expanded

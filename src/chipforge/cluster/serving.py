@@ -36,7 +36,7 @@ from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
 from chipforge.workload.graph import Graph
 from chipforge.workload.llm import build, shard
-from chipforge.workload.ops import MatMul
+from chipforge.workload.ops import Attention, MatMul
 
 # The one calibration constant: a fixed per-layer, per-step overhead of the serving runtime
 # (kernel launches and synchronisation: ~6 kernels per block at ~5 us each, the CUDA launch
@@ -77,22 +77,25 @@ def _cached(key: tuple, cost):
 
 def _layer(
     chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str,
-    dep: int = 1, adt: str | None = None,
+    dep: int = 1, adt: str | None = None, past: int = 0,
 ):  # fmt: skip
     """(compute s, ((collective name, bytes), ...)) of one block: prefill n = prompt length,
     decode n = context; `dep` > 1: the routed experts split over `dep` attention groups (DP
     attention, see `evaluate`); `adt`: the attention module's matmul dtype where it differs
-    from `dt`. Cached on the chip's content, the model and the shape."""
-    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep, adt)
-    return _cached(key, lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep, adt))
+    from `dt`; `past`: prefill only, tokens already cached before the n new ones. Cached on
+    the chip's content, the model and the shape."""
+    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep, adt, past)
+    return _cached(key, lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past))
 
 
 @lru_cache(maxsize=4096)
 def _graph(
     c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str, dep: int = 1,
-    adt: str | None = None,
+    adt: str | None = None, past: int = 0,
 ):  # fmt: skip
-    """One block's graph; chip-independent, so a sweep over designs builds it once."""
+    """One block's graph; chip-independent, so a sweep over designs builds it once. `past`
+    (prefill): the n new tokens follow `past` cached ones, which they attend to (and, in MLA's
+    expanded prefill form, whose latent is up-projected to keys and values again)."""
     kw = {"seq": n} if phase == "prefill" else {"context": n}
     kw |= {"ep": dep} if dep > 1 else {}
     g = build(c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", **kw)
@@ -104,11 +107,20 @@ def _graph(
             for op in g.ops
         )
         g = replace(g, ops=ops)
+    if past and phase == "prefill":
+        ops = []
+        for op in g.ops:
+            if isinstance(op, Attention):
+                op = replace(op, kv_len=op.kv_len + past)
+            elif isinstance(op, MatMul) and op.name.rsplit(".", 1)[-1] == "kv_up":
+                op = replace(op, m=op.m * (n + past) // n)
+            ops.append(op)
+        g = replace(g, ops=tuple(ops))
     return g
 
 
-def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None):
-    g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt)
+def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0):
+    g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt, past)
     r = estimate(g, chip, deployed=True)
     compute = sum(o.time_s for o in r.ops if o.kind != "collective")
     collectives = tuple((op.name, op.size) for op in g.ops if op.kind == "collective")
@@ -127,14 +139,14 @@ def _head_uncached(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> 
     return estimate(Graph("lm_head", (head,)), chip, deployed=True).time_s
 
 
-def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False) -> float:
+def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False, past=0):
     """Seconds for one block of `c` (its compute, collectives and the runtime's overhead).
     `overlap`: the EP all-to-all runs under the computation (DeepSeek's inference system, Open
     Infra Index day 6: decode and prefill split the batch into two micro-batches, one's
     dispatch/combine hidden behind the other's attention and MoE), so the block takes the
     longer of the two."""
     dep = ep // tp if ep > tp else 1  # wide EP: experts split over the attention groups
-    compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd, dep, adt)
+    compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past)
     comm = 0.0
     for name, size in collectives:
         if not (ep > 1 and name == MOE_COLLECTIVE):
@@ -158,14 +170,15 @@ def _dense_of(c: ModelConfig) -> ModelConfig:
     return replace(c, experts=0, top_k=0, shared_experts=0, moe_ffn=None, dense_layers=0)
 
 
-def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=False) -> float:
+def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0):
     """Seconds for one full forward step (all stages, one micro-batch) of the replica. A MoE
     model's leading dense layers (DeepSeek-V3: first_k_dense_replace = 3) are costed as the
     same model's dense block, which reads one FFN's weights instead of the experts'."""
-    block = _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, overlap)
+    block = _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, overlap, past)
     t = (c.layers - c.dense_layers) * block if c.is_moe else c.layers * block
     if c.is_moe and c.dense_layers:
-        t += c.dense_layers * _block(chip, _dense_of(c), topo, phase, b, n, tp, 1, dt, kvd, adt)
+        dense = _block(chip, _dense_of(c), topo, phase, b, n, tp, 1, dt, kvd, adt, past=past)
+        t += c.dense_layers * dense
     t += _head(chip, c, b, tp, dt)
     if pp > 1:  # activations sent between stages
         act = b * (n if phase == "prefill" else 1) * c.hidden * nbytes(dt)
@@ -173,7 +186,7 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=Fal
     return t
 
 
-def _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, overlap=False):
+def _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0):
     """Replica seconds one prompt's prefill adds under continuous batching. Prompts are prefilled
     in chunks of up to PREFILL_CHUNK_TOKENS tokens that share one pass over the weights (with
     each other and the running decode batch), so a short prompt costs its compute, not a fresh
@@ -183,7 +196,8 @@ def _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, ove
     decode micro-batches already run)."""
     k = max(1, min(batch, PREFILL_CHUNK_TOKENS // isl))
     stages = max(1, min(pp, batch))  # stages busy with other micro-batches meanwhile
-    return _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd, adt, overlap) / k / stages
+    t = _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd, adt, overlap, past)
+    return t / k / stages
 
 
 def _busiest(groups: int, rate: float) -> float:
@@ -274,15 +288,16 @@ def evaluate(
         decode = _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, spec_tokens,
                               spec_acceptance)  # fmt: skip
     # prompt tokens found in the KV cache (a shared prefix, DeepSeek's on-disk cache) are not
-    # recomputed: prefill computes the rest (its attention priced over those tokens only)
+    # recomputed: prefill computes the rest, attending to the cached ones too
     fresh = max(1, round(isl * (1 - prefix_hit)))
-    prefill = _step(chip, c, topo, "prefill", 1, fresh, tp, pp, ep, dt, kvd, *eng)
+    pre = (*eng, isl - fresh)  # prefill: the engine, then the cached tokens before the fresh
+    prefill = _step(chip, c, topo, "prefill", 1, fresh, tp, pp, ep, dt, kvd, *pre)
     replicas, p_chips = dp, 0
     if disaggregated == "prefill":
         # a prefill pool only: it prefills prompts (chunks shared, the attention groups side by
         # side) and hands their KV cache to a decode pool; throughput counts the output tokens
         # the prompts it prefills go on to produce (requests/s x osl); no decode here
-        share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *eng)
+        share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre)
         tpot, ttft = 0.0, prefill
         thr = dp * groups * osl / share
     elif disaggregated == "decode":
@@ -296,7 +311,7 @@ def evaluate(
         out_rate = batch / tpot  # decode pool, per replica
         # prefill replicas needed so prompts arrive as fast as decode finishes them (prompts
         # prefilled in shared chunks, as in co-located serving)
-        share = _prefill_share(chip, c, topo, fresh, batch, tp, pp, ep, dt, kvd, *eng)
+        share = _prefill_share(chip, c, topo, fresh, batch, tp, pp, ep, dt, kvd, *pre)
         need = out_rate / osl * share
         frac = need / (need + 1)
         p_chips = max(tp * pp, round(chips * frac / (tp * pp)) * tp * pp)
@@ -310,13 +325,13 @@ def evaluate(
         # one batch at a time: prefill all prompts in one pass, then osl-1 decode steps; the
         # throughput counts the whole batch latency (TensorRT-LLM blogs/XQA-kernel.md:
         # out_tps = output_seqlen * batch_size / total_latency / tp)
-        prefill = _step(chip, c, topo, "prefill", mb, fresh, tp, pp, ep, dt, kvd, *eng)
+        prefill = _step(chip, c, topo, "prefill", mb, fresh, tp, pp, ep, dt, kvd, *pre)
         tpot, ttft = decode, prefill
         thr = dp * batch * osl / (prefill + (osl - 1) * decode)
     else:
         # each step carries batch/osl prompts' prefill: a stream waits for the others' prefills
         # (the attention groups of a wide-EP replica prefill their own prompts side by side)
-        share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *eng)
+        share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre)
         share /= groups
         # attention groups step in lockstep (the MoE all-to-all joins them), so without the
         # engine balancing the groups' prefills each step takes as long as its busiest group's
