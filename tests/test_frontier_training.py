@@ -259,3 +259,23 @@ def test_optimizer_offload_to_the_cpu():
     assert 0.8 * cpu < res.times["optimizer_s"] < 1.25 * cpu
     with pytest.raises(Infeasible, match="needs 204 GiB"):  # no host link on dgx-h100
         plan_training("gb200", "llama3-70b", 8, optimizer_offload=True, topology="dgx-h100", **kw)
+
+
+def test_deepep_dispatch_crosses_the_network_once_per_remote_node():
+    """EP64 over 8 H800 nodes, top-8 routes: NCCL's all-to-all sends 7 of a token's 8 routes
+    over InfiniBand; DeepEP sends the token once per remote node it reaches (7 x (1 - (7/8)^8)
+    = 4.59 expected) and forwards it over NVLink. Inside one node the two are the same."""
+    from chipforge.cluster.collectives import collective_time, expert_all_to_all
+    from chipforge.cluster.topology import topology_for
+    from chipforge.spec.loader import load_chip
+
+    topo = topology_for(load_chip("h800"), 2048)
+    route = 64e6
+    nccl = collective_time("all_to_all", 8 * route, 64, topo)
+    deepep = expert_all_to_all(route, 8, 64, topo)
+    assert deepep / nccl == pytest.approx(7 * (1 - (7 / 8) ** 8) / 7, rel=0.05)
+    assert expert_all_to_all(route, 8, 8, topo) == collective_time("all_to_all", 8 * route, 8, topo)
+    kw = dict(DSV3, schedule="1f1b")
+    f1b = plan_training("h800", "deepseek-v3", 2048, **kw)
+    flex = plan_training("h800", "deepseek-v3", 2048, moe_dispatcher="flex", **kw)
+    assert flex.exposed_comm["ep_s"] < 0.75 * f1b.exposed_comm["ep_s"]

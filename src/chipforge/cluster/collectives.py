@@ -154,3 +154,25 @@ def _inside(kind: str, size: float, p: int, topo: Topology, f: float = 1.0) -> f
     if topo.kind == "torus":
         return _torus(kind, size, p, topo)
     return _ring(kind, size, p, topo.up_bandwidth * BANDWIDTH_EFFICIENCY * f, topo.up_latency)
+
+
+def expert_all_to_all(
+    route_bytes: float, routes: int, group: int, topo: Topology, *, stride: int = 1
+) -> float:
+    """Seconds for one MoE dispatch (or combine) as DeepEP runs it across scale-up domains
+    (DeepSeek-V3 report Sec. 3.2.2; DeepEP's normal kernels): a token goes over the scale-out
+    network once per remote domain that hosts one of its `routes` experts (to the GPU of the same
+    in-domain index) and is forwarded inside the domain over the scale-up links to each expert's
+    GPU, the two stages pipelined. `route_bytes`: what one rank sends per route (its tokens'
+    rows). With routes spread evenly over the group, a token reaches a given remote domain with
+    probability 1 - (1 - 1/domains)^routes. Inside one domain, or on a torus: the all-to-all."""
+    total = route_bytes * routes
+    if group <= 1 or total <= 0:
+        return 0.0
+    inner, outer = _split(group, max(1, topo.domain // max(1, stride)))
+    if topo.kind == "torus" or outer == 1:
+        return collective_time("all_to_all", total, group, topo, stride=stride)
+    remote = (outer - 1) * (1 - (1 - 1 / outer) ** routes)
+    nic = topo.nic_bandwidth * BANDWIDTH_EFFICIENCY / topo.oversubscription
+    across = (outer - 1) * topo.out_latency + route_bytes * remote / nic
+    return max(across, _inside("all_to_all", total, inner, topo))

@@ -10,7 +10,11 @@ from dataclasses import asdict, dataclass, field, replace
 from chipforge.cluster import checks
 from chipforge.cluster.checks import stage_layers
 from chipforge.cluster.chipkey import chip_key
-from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
+from chipforge.cluster.collectives import (
+    BANDWIDTH_EFFICIENCY,
+    collective_time,
+    expert_all_to_all,
+)
 from chipforge.cluster.layer import layer_costs
 from chipforge.cluster.memory import (
     GRAD_BYTES,
@@ -367,9 +371,13 @@ def stage_cost(
     # EP: all-to-all dispatch and combine, forward and backward (over the EP group)
     t_ep = 0.0
     if c.is_moe and p.ep > 1:
-        a2a = tok * c.top_k * c.hidden * nbytes(dtype) / p.tp
+        route = tok * c.hidden * nbytes(dtype) / p.tp  # one route of every token on this chip
         moe_frac = (c.layers - c.dense_layers) / c.layers
-        t_ep = 4 * collective_time("all_to_all", a2a, p.ep, topo, stride=p.tp) * layers * moe_frac
+        if moe_dispatcher == "flex":  # DeepEP: once per remote domain, forwarded inside
+            one = expert_all_to_all(route, c.top_k, p.ep, topo, stride=p.tp)
+        else:
+            one = collective_time("all_to_all", route * c.top_k, p.ep, topo, stride=p.tp)
+        t_ep = 4 * one * layers * moe_frac
     # CP: ring attention passes K and V around the CP ring, overlapped with attention compute
     t_cp = 0.0
     if p.cp > 1:
