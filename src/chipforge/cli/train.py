@@ -211,6 +211,14 @@ def train(
             "stepped by the CPU (Megatron-Core --optimizer-cpu-offload)",
         ),
     ] = False,
+    shared_expert_overlap: Annotated[
+        bool,
+        typer.Option(
+            "--shared-expert-overlap",
+            help="MoE shared experts run beside the EP all-to-all (Megatron-Core "
+            "moe_shared_expert_overlap)",
+        ),
+    ] = False,
     moe_dispatcher: Annotated[
         str,
         typer.Option(
@@ -271,6 +279,7 @@ def train(
         overlap_param_gather=overlap_param_gather, fp8_param_gather=fp8_param_gather,
         sustained_clock=sustained_clock, activation_offload=activation_offload,
         moe_dispatcher=moe_dispatcher, optimizer_offload=optimizer_offload,
+        shared_expert_overlap=shared_expert_overlap,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

@@ -173,6 +173,7 @@ def plan_training(
     offload_layers: int | None = None,
     optimizer_offload: bool = False,
     moe_dispatcher: str = "alltoall",
+    shared_expert_overlap: bool = False,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -190,7 +191,8 @@ def plan_training(
     `offload_layers` states that count instead; `optimizer_offload`: such a plan may keep the
     optimizer states in host memory, stepped by the CPU (tried first). `moe_dispatcher`:
     Megatron-Core's MoE token dispatcher, "alltoall" (NCCL) or "flex" (DeepEP / HybridEP;
-    layer.MOE_DISPATCHERS)."""
+    layer.MOE_DISPATCHERS). `shared_expert_overlap`: the shared experts run beside the EP
+    all-to-all (Megatron-Core moe_shared_expert_overlap)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -321,7 +323,8 @@ def plan_training(
                         fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
                         fp8_param_gather=fp8_param_gather,
                         sustained_clock=sustained_clock,
-                        moe_dispatcher=moe_dispatcher)  # fmt: skip
+                        moe_dispatcher=moe_dispatcher,
+                        shared_expert_overlap=shared_expert_overlap)  # fmt: skip
         held = sum(sc.memory.values())
         ms = range(m_lo, m_hi + 1, stride) if alternatives else best_counts(sc, m_lo, m_hi, stride)
         count["pruned_bound"] += n - len(ms)

@@ -329,6 +329,7 @@ def stage_cost(
     fp8_param_gather: bool = False,
     sustained_clock: bool = False,
     moe_dispatcher: str = "alltoall",
+    shared_expert_overlap: bool = False,
 ) -> StageCost:
     """Per-micro-batch costs of plan `p` (Infeasible when its memory does not fit; the shape
     is checked by `check_plan`). `tp_overlap`: the TP all-gathers / reduce-scatters run under
@@ -378,6 +379,13 @@ def stage_cost(
         else:
             one = collective_time("all_to_all", route * c.top_k, p.ep, topo, stride=p.tp)
         t_ep = 4 * one * layers * moe_frac
+        if shared_expert_overlap and c.shared_experts:
+            # Megatron-Core moe_shared_expert_overlap: the shared experts run on their own
+            # stream beside the dispatch and combine, forward and backward; their time taken
+            # as their share of the layer's active parameters (the layer's GEMMs dominate)
+            shared = c.shared_experts * c.ffn_matrices * c.hidden * c.expert_ffn
+            share = shared / (c.attention_params() + c.ffn_params(True, active=True))
+            t_ep = max(0.0, t_ep - share * (fwd + bwd + rec) * layers * moe_frac)
     # CP: ring attention passes K and V around the CP ring, overlapped with attention compute
     t_cp = 0.0
     if p.cp > 1:
@@ -523,6 +531,7 @@ def evaluate_plan(
     fp8_param_gather: bool = False,
     sustained_clock: bool = False,
     moe_dispatcher: str = "alltoall",
+    shared_expert_overlap: bool = False,
 ) -> TrainingPlan:
     """Step time, utilization and memory of plan `p` (Infeasible when it does not fit);
     `sequence_parallel`, when given, overrides the plan's. `tp_overlap`: the TP all-gathers /
@@ -537,7 +546,8 @@ def evaluate_plan(
                    fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
                    fp8_param_gather=fp8_param_gather,
                    sustained_clock=sustained_clock,
-                   moe_dispatcher=moe_dispatcher)  # fmt: skip
+                   moe_dispatcher=moe_dispatcher,
+                   shared_expert_overlap=shared_expert_overlap)  # fmt: skip
     return finish_plan(chip, c, chips, s, topo, seq=seq, global_batch=global_batch,
                        dtype=dtype, tokens=tokens)  # fmt: skip
 
