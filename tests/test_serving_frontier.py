@@ -176,8 +176,8 @@ DSR1 = dict(isl=803, osl=3653, dtype="fp4", kv_dtype="fp8", tp=1, pp=1, ep=8, os
 def test_adp_balance_gain_on_reasoning_traces():
     """TensorRT-LLM tech_blog10 (8 x GB200, DeepSeek, attention DP8 + EP8, 16k requests of mean
     input 803 / output 3653): ADP balance 34,140 vs 25,664 tokens/s without (1.33x)."""
-    on = plan_serving("gb200", "deepseek-v3", 8, **DSR1)
-    off = plan_serving("gb200", "deepseek-v3", 8, adp_balance=False, **DSR1)
+    on = plan_serving("gb200", "deepseek-v3", 8, adp_balance=50, **DSR1)
+    off = plan_serving("gb200", "deepseek-v3", 8, adp_balance=0, **DSR1)
     gain = on.throughput_tokens_per_s / off.throughput_tokens_per_s
     assert gain == pytest.approx(34140 / 25664, rel=0.10)
 
@@ -192,7 +192,7 @@ def test_dp_attention_without_balance_against_trtllm(chip, dtype, kv, per_gpu, a
     4,548 (B200, 3,072) output tokens/s per GPU."""
     plan = plan_serving(
         chip, "deepseek-v3", 8, isl=1024, osl=2048, dtype=dtype, kv_dtype=kv, tp=1, pp=1, ep=8,
-        concurrency=per_gpu * 8, attn_dtype=attn, adp_balance=False,
+        concurrency=per_gpu * 8, attn_dtype=attn, adp_balance=0,
     )  # fmt: skip
     assert plan.throughput_tokens_per_s / 8 == pytest.approx(published, rel=0.25)
 
@@ -202,3 +202,18 @@ def test_prefill_after_a_cached_prefix_attends_to_it():
     ops = {op.name.rsplit(".", 1)[-1]: op for op in g.ops}
     assert ops["attention"].q_len == 1000 and ops["attention"].kv_len == 4000
     assert ops["kv_up"].m == 4000 and ops["q_up"].m == 1000  # the cached latent re-expanded
+
+
+def test_adp_balance_holds_prompts_up_to_its_timeout():
+    """Few arrivals: a prompt almost always waits the whole timeout for the other groups;
+    many: hardly at all. A bool is not a step count."""
+    slow = serving._balance_wait(8, 0.01, 9)
+    assert slow["mean"] == pytest.approx(9, abs=0.01) and slow["p99"] == 9
+    busy = serving._balance_wait(8, 5.0, 9)
+    assert busy["mean"] < 1.1 and busy["p50"] <= 1
+    kw = dict(isl=800, osl=2000, dtype="fp8", tp=1, pp=1, ep=8, max_batch=512)
+    with pytest.raises(WorkloadError, match="adp_balance"):
+        plan_serving("h200", "deepseek-v3", 8, adp_balance=True, **kw)
+    held = plan_serving("h200", "deepseek-v3", 8, adp_balance=9, slo_percentile="p99", **kw)
+    free = plan_serving("h200", "deepseek-v3", 8, slo_percentile="p99", **kw)  # not modelled
+    assert held.ttft_at("p99") > free.ttft_at("p99")

@@ -131,12 +131,14 @@ def serve(
         typer.Option("--osl-cv", help="coefficient of variation of the output lengths (0: fixed)"),
     ] = 0.0,
     adp_balance: Annotated[
-        bool,
+        int | None,
         typer.Option(
-            "--adp-balance/--no-adp-balance",
-            help="DP-attention groups prefill in the same steps (off: each waits for the busiest)",
+            "--adp-balance",
+            help="DP-attention groups prefill in the same steps, a prompt waiting at most this "
+            "many steps (TensorRT-LLM adp_balancing_timeout_iters; 0: off; default: balanced, "
+            "the wait not modelled)",
         ),
-    ] = True,
+    ] = None,
     spec_tokens: Annotated[
         int, typer.Option("--spec-tokens", help="draft tokens per decode step (MTP, speculative)")
     ] = 0,

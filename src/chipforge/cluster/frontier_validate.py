@@ -33,7 +33,8 @@ AT_RATE = {
 
 def rows() -> list[dict]:
     """The CSV's rows (its '#' header lines state the selection rule). The last columns
-    (osl_cv, attn_dtype, ep_overlap, pool, prefix_hit) are serving inputs: training rows may
+    (osl_cv, attn_dtype, ep_overlap, pool, prefix_hit,
+    adp_balance) are serving inputs: training rows may
     leave them out."""
     text = (resources.files("chipforge.data") / FILENAME).read_text()
     return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
@@ -59,6 +60,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             attn_dtype=row.get("attn_dtype") or None, ep_overlap=row.get("ep_overlap") == "yes",
             disaggregated=row.get("pool") or False,
             prefix_hit=_float(row.get("prefix_hit") or "") or 0.0,
+            adp_balance=_int(row.get("adp_balance") or ""),
         )  # fmt: skip
         if row["metric"] in AT_RATE:
             return AT_RATE[row["metric"]](at_rate(plan, float(row["request_rate"])))

@@ -218,6 +218,23 @@ def _busiest(groups: int, rate: float) -> float:
         term *= rate / n
 
 
+def _balance_wait(groups: int, rate: float, timeout: int) -> dict[str, float]:
+    """Steps a prompt waits under ADP balance (TensorRT-LLM tech_blog10, `timeout_iters`): a
+    group with a prompt to prefill waits until every other group has one too, at most
+    `timeout` steps. The others receive prompts at `rate` per step (Poisson), so the wait W
+    has P(W > k) = 1 - (1 - exp(-rate k))^(groups - 1) below the timeout. Returns the mean and
+    the p50 / p90 / p99 (steps)."""
+
+    def over(k: int) -> float:
+        return 1.0 - (1.0 - math.exp(-rate * k)) ** (groups - 1) if k < timeout else 0.0
+
+    tails = [over(k) for k in range(timeout + 1)]
+    out = {"mean": sum(tails)}
+    for key, q in PERCENTILES.items():
+        out[key] = float(next(k for k, t in enumerate(tails) if t <= 1 - q))
+    return out
+
+
 def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept) -> float:
     """Seconds per generated token of a decode step with `k` draft tokens per sequence
     (DeepSeek-V3's MTP modules, Sec. 2.2 / EAGLE: one decoder block plus the shared LM head per
@@ -244,7 +261,7 @@ def _kv_reread(c: ModelConfig, chip: ChipSpec, kv_per_token: float, seqs: int, c
 def evaluate(
     chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
-    attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=True,
+    attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=None,
     prefix_hit=0.0,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
@@ -335,14 +352,19 @@ def evaluate(
         share /= groups
         # attention groups step in lockstep (the MoE all-to-all joins them), so without the
         # engine balancing the groups' prefills each step takes as long as its busiest group's
-        step = share * (1.0 if adp_balance else _busiest(groups, batch / groups / osl))
+        unbalanced = adp_balance == 0
+        step = share * (_busiest(groups, batch / groups / osl) if unbalanced else 1.0)
         tpot = decode + (batch - 1) / osl * step
         ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
         thr = dp * batch / (decode + batch / osl * step)
         # Poisson arrivals at this throughput: prompts queue for prefill (M/D/1, cluster.queueing)
         lam = (rate if rate is not None else thr / osl) / dp  # requests/s per replica
         waits = wait_percentiles(lam, share) if batch > 1 and lam * share < 1 else {}
-        percentiles = {k: ttft + w for k, w in waits.items()}
+        held = {}
+        if adp_balance and groups > 1:  # a prompt waits for the other groups' (steps, below)
+            held = _balance_wait(groups, lam / groups * tpot, adp_balance)
+            ttft += held.pop("mean") * tpot
+        percentiles = {k: ttft + w + held.get(k, 0.0) * tpot for k, w in waits.items()}
         tpots = tpot_percentiles(tpot, lam, share, osl) if batch > 1 else {}
     if disaggregated or batching == "static":
         percentiles, tpots = {}, {}
@@ -357,7 +379,7 @@ def evaluate(
         {"prefill": prefill, "decode": decode, "queue": queue}, batching,
         (clients or batch) * replicas, percentiles if not clients else {},
         osl_cv=osl_cv, attn_dtype=attn_dtype, ep_overlap=bool(ep_overlap),
-        spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, adp_balance=bool(adp_balance),
+        spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, adp_balance=adp_balance,
         prefix_hit=prefix_hit,
         tpot_percentiles_s=tpots if not clients else {},
     )  # fmt: skip
@@ -389,7 +411,7 @@ def plan_serving(
     ep_overlap: bool = False,
     spec_tokens: int = 0,
     spec_acceptance: float = 0.0,
-    adp_balance: bool = True,
+    adp_balance: int | None = None,
     prefix_hit: float = 0.0,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
@@ -411,8 +433,10 @@ def plan_serving(
     `spec_tokens`: draft tokens per decode step (MTP / speculative decoding), each accepted
     with probability `spec_acceptance` given the ones before it (DeepSeek-V3 reports 85-90 %
     for its one MTP module); TPOT and throughput count the tokens a step yields. `adp_balance`
-    (DP attention): the engine gathers the groups' prefills into the same steps (TensorRT-LLM's
-    ADP balance); False: each step waits for the busiest group's prefills. `prefix_hit`: the
+    (DP attention): n > 0: the engine gathers the groups' prefills into the same steps, a
+    prompt waiting at most n steps for the others' (TensorRT-LLM's ADP balance,
+    `adp_balancing_timeout_iters`); 0: off, each step waits for the busiest group's prefills;
+    None (default): balanced, the wait not modelled. `prefix_hit`: the
     fraction of prompt tokens already in the KV cache (not recomputed).
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
@@ -449,6 +473,12 @@ def plan_serving(
         raise WorkloadError(
             "`disaggregated` must be true, false, 'decode' or 'prefill' (one pool), "
             f"not {disaggregated!r}"
+        )
+    if adp_balance is not None and (
+        isinstance(adp_balance, bool) or not isinstance(adp_balance, int) or adp_balance < 0
+    ):
+        raise WorkloadError(
+            f"`adp_balance` must be a whole number of steps (0: off), not {adp_balance!r}"
         )
     if not (isinstance(prefix_hit, (int, float)) and 0 <= prefix_hit < 1):
         raise WorkloadError(f"`prefix_hit` must be a fraction in [0, 1), not {prefix_hit!r}")

@@ -50,7 +50,8 @@ class ServingPlan:
     ep_overlap: bool = False  # EP all-to-all hidden behind computation
     spec_tokens: int = 0  # draft tokens per decode step (MTP / speculative decoding)
     spec_acceptance: float = 0.0  # probability each draft is accepted (given the earlier ones)
-    adp_balance: bool = True  # DP-attention groups' prefills gathered into the same steps
+    # ADP balance timeout (steps); 0: DP-attention groups prefill unbalanced; None: balanced
+    adp_balance: int | None = None
     prefix_hit: float = 0.0  # fraction of prompt tokens already in the KV cache
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
