@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from dataclasses import replace
+from itertools import product
 
 import pytest
 
@@ -176,6 +177,11 @@ def test_groups_fill_a_domain_with_a_divisor_of_the_group():
     from chipforge.spec.loader import load_chip
 
     assert _split(256, 36) == (32, 8) and _split(8, 72) == (8, 1) and _split(96, 64) == (48, 2)
+    for n, cap in product(range(2, 200), (1, 3, 7, 36, 72)):
+        inner, outer = _split(n, cap)
+        assert inner * outer == n and inner == max(
+            d for d in range(1, min(n, cap) + 1) if n % d == 0
+        )
     topo = topology_for(load_chip("gb200"), 512)
     t72 = collective_time("all_reduce", 1e9, 256, topo, stride=2)
     t64 = collective_time("all_reduce", 1e9, 256, replace(topo, domain=64), stride=2)

@@ -17,6 +17,7 @@ fastest protocol is taken, as NCCL's tuner does (`NCCL_PROTOCOLS`). Tori (TPU IC
 from __future__ import annotations
 
 import math
+from functools import cache
 
 from chipforge.cluster.topology import Topology
 from chipforge.errors import ChipforgeError
@@ -58,8 +59,20 @@ def _split(group: int, cap: int) -> tuple[int, int]:
     Training NVIDIA GB200/GB300 configs: SEGMENT=16 trays, 64 of an NVL72 rack's 72 GPUs)."""
     if group <= cap:
         return group, 1
-    inner = max(d for d in range(1, cap + 1) if group % d == 0)
+    inner = _largest_divisor(group, cap)
     return inner, group // inner
+
+
+@cache
+def _largest_divisor(n: int, cap: int) -> int:
+    """The largest divisor of n that is at most cap (n's divisors come in pairs around sqrt n)."""
+    best = 1
+    for d in range(1, math.isqrt(n) + 1):
+        if n % d == 0:
+            for x in (d, n // d):
+                if best < x <= cap:
+                    best = x
+    return best
 
 
 def _torus(kind: str, size: float, group: int, topo: Topology) -> float:
