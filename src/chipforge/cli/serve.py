@@ -31,7 +31,13 @@ def serve_tables(d: dict) -> list[Table]:
     p = d["plan"]
     rows = {
         "plan": f"tp={p['tp']} pp={p['pp']} ep={p['ep']} dp={p['dp']} batch={p['batch']}"
-        + (f" disaggregated ({p['prefill_chips']} prefill chips)" if p["disaggregated"] else ""),
+        + (
+            f" ({p['disaggregated']} pool)"
+            if p["disaggregated"] in ("decode", "prefill")
+            else f" disaggregated ({p['prefill_chips']} prefill chips)"
+            if p["disaggregated"]
+            else ""
+        ),
         "throughput (output)": show("throughput_tokens_per_s", d["throughput_tokens_per_s"]),
         "per chip": show("x_tokens_per_s_per_chip", d["throughput_tokens_per_s_per_chip"]),
         "TTFT": show("ttft_s", d["ttft_s"]),

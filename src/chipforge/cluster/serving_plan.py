@@ -34,7 +34,7 @@ class ServingPlan:
     throughput_tokens_per_s: float  # output tokens/s over all chips
     kv_cache_capacity_tokens: int  # per replica
     memory_per_chip: dict
-    disaggregated: bool = False
+    disaggregated: bool | str = False  # True, or "decode" / "prefill": one pool only
     prefill_chips: int = 0
     breakdown: dict = field(default_factory=dict)
     batching: str = "continuous"  # or "static" (one batch at a time)
