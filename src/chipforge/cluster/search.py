@@ -376,7 +376,7 @@ def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, top
     if sum(mem.values()) <= usable or not topo.host_bandwidth > 0:
         return None
     full = mem
-    if optimizer:
+    if optimizer and topo.host_memory_bandwidth > 0:
         plan = replace(plan, optimizer_offload=True)
         mem = {**mem, "optimizer_bytes": 0.0}
     if activations and sum(mem.values()) > usable:

@@ -406,6 +406,9 @@ def stage_cost(
     if p.offload_layers or p.optimizer_offload:
         if not topo.host_bandwidth > 0:
             raise Infeasible(f"offload needs a host link; topology {topo.name} has none")
+        if p.optimizer_offload and not topo.host_memory_bandwidth > 0:
+            raise Infeasible(f"optimizer offload needs the host's memory bandwidth; {topo.name} "
+                             "states none")  # fmt: skip
         full = plan_memory(c, replace(p, offload_layers=0, optimizer_offload=False), seq=seq,
                            dtype=dtype, attention=attention)  # fmt: skip
         held = host_bytes(c, p, full, seq)
