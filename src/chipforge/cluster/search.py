@@ -22,6 +22,7 @@ from chipforge.cluster.training import (
     FRAMEWORK_OVERHEAD,
     SCHEDULES,
     Plan,
+    RunOptions,
     StageCost,
     TrainingPlan,
     best_counts,
@@ -232,6 +233,11 @@ def plan_training(
     blocks = checks.pipeline_blocks(c)
     usable = chip.hbm.capacity
     overhead = 1 - FRAMEWORK_OVERHEAD
+    run = RunOptions(attention=attention, parallel_block=parallel_block, tp_overlap=tp_overlap,
+                     fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
+                     fp8_param_gather=fp8_param_gather, sustained_clock=sustained_clock,
+                     moe_dispatcher=moe_dispatcher,
+                     shared_expert_overlap=shared_expert_overlap)  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):
@@ -318,13 +324,7 @@ def plan_training(
         if best is not None and not alternatives and lb > best[0]:
             count["pruned_bound"] += sum(q[4] for q in queue[j:])
             break
-        sc = stage_cost(chip, c, plan, topo, seq=seq, dtype=dtype, attention=attention,
-                        parallel_block=parallel_block, tp_overlap=tp_overlap,
-                        fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
-                        fp8_param_gather=fp8_param_gather,
-                        sustained_clock=sustained_clock,
-                        moe_dispatcher=moe_dispatcher,
-                        shared_expert_overlap=shared_expert_overlap)  # fmt: skip
+        sc = stage_cost(chip, c, plan, topo, seq=seq, dtype=dtype, run=run)
         held = sum(sc.memory.values())
         ms = range(m_lo, m_hi + 1, stride) if alternatives else best_counts(sc, m_lo, m_hi, stride)
         count["pruned_bound"] += n - len(ms)

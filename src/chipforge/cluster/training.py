@@ -291,6 +291,22 @@ def offload_layers_to_fit(
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """How a plan runs: the framework's implementation choices, not its parallel shape (each
+    described where it is priced; `plan_training` takes them as keyword arguments)."""
+
+    attention: str = "flash"  # layer.ATTENTION
+    parallel_block: bool = False  # attention and MLP side by side (GPT-J, PaLM)
+    tp_overlap: bool = False  # TP collectives pipelined under the GEMMs
+    fp8_recipe: str = "delayed"  # layer.FP8_RECIPES
+    overlap_param_gather: bool = False  # FP8_PARAM_BYTES
+    fp8_param_gather: bool = False
+    sustained_clock: bool = False  # at_sustained_clock
+    moe_dispatcher: str = "alltoall"  # layer.MOE_DISPATCHERS
+    shared_expert_overlap: bool = False
+
+
+@dataclass(frozen=True)
 class StageCost:
     """What plan `p` costs per micro-batch, before the number of micro-batches per step (the
     global batch) is known: a search prices every global batch of a range from one of these."""
@@ -321,32 +337,22 @@ def stage_cost(
     *,
     seq: int,
     dtype: str,
-    attention: str = "flash",
-    parallel_block: bool = False,
-    tp_overlap: bool = False,
-    fp8_recipe: str = "delayed",
-    overlap_param_gather: bool = False,
-    fp8_param_gather: bool = False,
-    sustained_clock: bool = False,
-    moe_dispatcher: str = "alltoall",
-    shared_expert_overlap: bool = False,
+    run: RunOptions = RunOptions(),
 ) -> StageCost:
-    """Per-micro-batch costs of plan `p` (Infeasible when its memory does not fit; the shape
-    is checked by `check_plan`). `tp_overlap`: the TP all-gathers / reduce-scatters run under
-    the GEMMs beside them. `overlap_param_gather`, `fp8_param_gather`: the distributed
-    optimizer's options (FP8_PARAM_BYTES)."""
-    mem = plan_memory(c, p, seq=seq, dtype=dtype, attention=attention,
-                      fp8_param_gather=fp8_param_gather)  # fmt: skip
+    """Per-micro-batch costs of plan `p` run as `run` says (Infeasible when its memory does
+    not fit; the shape is checked by `check_plan`)."""
+    mem = plan_memory(c, p, seq=seq, dtype=dtype, attention=run.attention,
+                      fp8_param_gather=run.fp8_param_gather)  # fmt: skip
     need, have = sum(mem.values()), chip.hbm.capacity
     if need > have:
         raise Infeasible(
             f"needs {need / 2**30:.0f} GiB per chip, has {have / 2**30:.0f} GiB: raise --tp or "
             f"--pp, --zero, --recompute full or lower --micro-batch"
         )
-    held = at_sustained_clock(chip) if sustained_clock else chip
+    held = at_sustained_clock(chip) if run.sustained_clock else chip
     fwd, bwd, attn, opt = layer_costs(
-        held, c, p.tp, p.micro_batch, seq, p.cp, dtype, attention, p.sequence_parallel, p.ep,
-        fp8_recipe, moe_dispatcher,
+        held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel, p.ep,
+        run.fp8_recipe, run.moe_dispatcher,
     )  # fmt: skip
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
     layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
@@ -355,10 +361,10 @@ def stage_cost(
     tok = p.micro_batch * seq // p.cp
     ar = tok * c.hidden * nbytes(dtype)
     n_tp = 4 + (2 if p.recompute == "full" else 0)
-    if parallel_block:  # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs
+    if run.parallel_block:  # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs
         n_tp //= 2  # are summed before one reduction per pass instead of two
     t_tp = n_tp * collective_time("all_reduce", ar, p.tp, topo) * layers
-    if tp_overlap:
+    if run.tp_overlap:
         # Megatron-Core --tp-comm-overlap / Transformer Engine userbuffers (MLPerf configs:
         # TP_COMM_OVERLAP=True): each all-gather is split into chunks pipelined with the GEMM
         # that consumes it, each reduce-scatter with the GEMM that produces it, so only what
@@ -374,12 +380,12 @@ def stage_cost(
     if c.is_moe and p.ep > 1:
         route = tok * c.hidden * nbytes(dtype) / p.tp  # one route of every token on this chip
         moe_frac = (c.layers - c.dense_layers) / c.layers
-        if moe_dispatcher == "flex":  # DeepEP: once per remote domain, forwarded inside
+        if run.moe_dispatcher == "flex":  # DeepEP: once per remote domain, forwarded inside
             one = expert_all_to_all(route, c.top_k, p.ep, topo, stride=p.tp)
         else:
             one = collective_time("all_to_all", route * c.top_k, p.ep, topo, stride=p.tp)
         t_ep = 4 * one * layers * moe_frac
-        if shared_expert_overlap and c.shared_experts:
+        if run.shared_expert_overlap and c.shared_experts:
             # Megatron-Core moe_shared_expert_overlap: the shared experts run on their own
             # stream beside the dispatch and combine, forward and backward; their time taken
             # as their share of the layer's active parameters (the layer's GEMMs dominate)
@@ -410,7 +416,7 @@ def stage_cost(
             raise Infeasible(f"optimizer offload needs the host's memory bandwidth; {topo.name} "
                              "states none")  # fmt: skip
         full = plan_memory(c, replace(p, offload_layers=0, optimizer_offload=False), seq=seq,
-                           dtype=dtype, attention=attention)  # fmt: skip
+                           dtype=dtype, attention=run.attention)  # fmt: skip
         held = host_bytes(c, p, full, seq)
         if held > topo.host_memory:
             raise Infeasible(
@@ -441,16 +447,16 @@ def stage_cost(
         hop = collective_time("send_recv", msg, 2, topo, stride=p.tp * p.cp * p.dp)
     # DP: gradients reduced (ZeRO 0: all-reduce; 1-2: reduce-scatter + all-gather of weights;
     # 3: + weights gathered again per micro-batch), overlapped with the last backward pass
-    per_param = FP8_PARAM_BYTES if fp8_param_gather else WEIGHT_BYTES
+    per_param = FP8_PARAM_BYTES if run.fp8_param_gather else WEIGHT_BYTES
     params = mem["weights_bytes"] / per_param * (p.dp * p.cp if p.zero == 3 else 1)
     grads, weights = params * GRAD_BYTES, params * per_param  # bytes on this chip
     dp_group, stride = p.dp * p.cp, p.tp
     dp_gather = dp_param_gather = 0.0
-    if overlap_param_gather and p.zero >= 1:  # reduce-scatter now, all-gather next forward
+    if run.overlap_param_gather and p.zero >= 1:  # reduce-scatter now, all-gather next forward
         dp_reduce = collective_time("reduce_scatter", grads, dp_group, topo, stride=stride)
         if p.zero < 3:
             dp_param_gather = collective_time("all_gather", weights, dp_group, topo, stride=stride)
-    elif fp8_param_gather and p.zero in (1, 2):  # the all-gather after the step, in FP8
+    elif run.fp8_param_gather and p.zero in (1, 2):  # the all-gather after the step, in FP8
         dp_reduce = collective_time("reduce_scatter", grads, dp_group, topo, stride=stride)
         dp_reduce += collective_time("all_gather", weights, dp_group, topo, stride=stride)
     else:
@@ -525,32 +531,17 @@ def evaluate_plan(
     global_batch: int,
     dtype: str,
     tokens: float | None = None,
-    attention: str = "flash",
-    parallel_block: bool = False,
     sequence_parallel: bool | None = None,
-    tp_overlap: bool = False,
-    fp8_recipe: str = "delayed",
-    overlap_param_gather: bool = False,
-    fp8_param_gather: bool = False,
-    sustained_clock: bool = False,
-    moe_dispatcher: str = "alltoall",
-    shared_expert_overlap: bool = False,
+    **options,
 ) -> TrainingPlan:
     """Step time, utilization and memory of plan `p` (Infeasible when it does not fit);
-    `sequence_parallel`, when given, overrides the plan's. `tp_overlap`: the TP all-gathers /
-    reduce-scatters run under the GEMMs beside them. `overlap_param_gather`,
-    `fp8_param_gather`: the distributed optimizer's options (see FP8_PARAM_BYTES)."""
+    `sequence_parallel`, when given, overrides the plan's; `options`: RunOptions fields."""
     if sequence_parallel is not None:
         p = replace(p, sequence_parallel=sequence_parallel)
+    run = RunOptions(**options)
     check_plan(c, chips, p, global_batch, seq)
-    checks.attention_kernel(attention)
-    s = stage_cost(chip, c, p, topo, seq=seq, dtype=dtype, attention=attention,
-                   parallel_block=parallel_block, tp_overlap=tp_overlap,
-                   fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
-                   fp8_param_gather=fp8_param_gather,
-                   sustained_clock=sustained_clock,
-                   moe_dispatcher=moe_dispatcher,
-                   shared_expert_overlap=shared_expert_overlap)  # fmt: skip
+    checks.attention_kernel(run.attention)
+    s = stage_cost(chip, c, p, topo, seq=seq, dtype=dtype, run=run)
     return finish_plan(chip, c, chips, s, topo, seq=seq, global_batch=global_batch,
                        dtype=dtype, tokens=tokens)  # fmt: skip
 
