@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
 from chipforge.workload.imported import Node, Program
 
 SCORE_CHAIN = ("mul", "div", "add", "sub", "where", "masked_fill", "cast")
@@ -119,15 +117,24 @@ def _scaled(view: _View, vid: str) -> tuple[str, list[Node]]:
     return vid, []
 
 
+def _upper_blocked(data) -> bool:
+    """Whether a constant mask blocks exactly the upper triangle. numpy is imported here, not
+    with the module: only ONNX constants carry data, and a .pt2 import loads no numpy."""
+    import numpy as np
+
+    if np.ndim(data) < 2:
+        return False
+    blocked = np.asarray(data, dtype=np.float64) < -1e4
+    rows, cols = blocked.shape[-2:]
+    return bool((blocked == np.triu(np.ones((rows, cols), bool), 1 + cols - rows)).all())
+
+
 def _causal(view: _View, masks: list[str]) -> bool:
     """A mask from a triangular op, or a constant that blocks exactly the upper triangle."""
     for vid in masks:
         data = view.p.values[vid].data
-        if data is not None and np.ndim(data) >= 2:
-            blocked = np.asarray(data, dtype=np.float64) < -1e4
-            rows, cols = blocked.shape[-2:]
-            if (blocked == np.triu(np.ones((rows, cols), bool), 1 + cols - rows)).all():
-                return True
+        if data is not None and _upper_blocked(data):
+            return True
         seen, todo = 0, [vid]
         while todo and seen < 64:  # the mask's static ancestry
             node = view.made_by.get(todo.pop())

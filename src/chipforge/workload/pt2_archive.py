@@ -167,11 +167,10 @@ def not_an_archive(source: str, why: str) -> WorkloadError:
 
 
 def _known(d: Any, kind: str) -> dict:
-    if not isinstance(d, dict):
+    if type(d) is not dict:
         raise Surprise(f"a {kind} that is not a JSON object")
-    unknown = set(d) - KEYS[kind]
-    if unknown:
-        raise Surprise(f"an unknown {kind} key {sorted(unknown)[0]!r}")
+    if not KEYS[kind].issuperset(d):
+        raise Surprise(f"an unknown {kind} key {sorted(set(d) - KEYS[kind])[0]!r}")
     return d
 
 
@@ -489,11 +488,17 @@ def _arg(arg: dict) -> Any:
 
 
 def _ids(item: Any) -> list[str]:
-    if isinstance(item, Ref):
+    if type(item) is Ref:
         return [item.name]
-    if isinstance(item, list):
-        return [i for x in item for i in _ids(x)]
-    return []
+    if type(item) is not list:
+        return []
+    out: list[str] = []
+    for x in item:
+        if type(x) is Ref:
+            out.append(x.name)
+        elif type(x) is list:
+            out += _ids(x)
+    return out
 
 
 def _scope(meta: dict) -> str:
@@ -609,7 +614,6 @@ def _node(n: dict, index: int, metas: dict, values: dict, subs: dict, source: st
     if len(parts) != 5 or parts[:2] != ["torch", "ops"] or parts[2] == "higher_order":
         raise Surprise(f"target {target}")
     op = parts[3] if parts[2] == "aten" else f"{parts[2]}::{parts[3]}"
-    tensors = [o for o in outputs if set(o) & {"as_tensor", "as_tensors", "as_none"}]
     if len(outputs) == 1 and "as_none" not in outputs[0] and "as_tensors" not in outputs[0]:
         out = outputs[0]
         if "as_tensor" in out:
@@ -622,6 +626,7 @@ def _node(n: dict, index: int, metas: dict, values: dict, subs: dict, source: st
         return [_make(op, args, [name], scope, name)]
     if len(outputs) == 1 and "as_none" in outputs[0]:
         return [_make(op, args, [], scope, f"{op}_unused")]
+    tensors = [o for o in outputs if set(o) & {"as_tensor", "as_tensors", "as_none"}]
     if tensors != outputs:
         raise Surprise(f"outputs of {target}")
     items = outputs[0]["as_tensors"] if len(outputs) == 1 else outputs
