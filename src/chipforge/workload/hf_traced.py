@@ -43,18 +43,32 @@ SIZE_KEYS = LAYER_KEYS | {
     "num_mel_bins", "projection_dim", "relative_attention_num_buckets",
     "relative_attention_max_distance",
 }  # fmt: skip
-MAX_LAYERS = 256
+ENCODER_LAYERS = ("num_hidden_layers", "num_layers", "encoder_layers")
+DECODER_LAYERS = ("num_decoder_layers", "decoder_layers")
+MAX_LAYERS = 256  # per key, and in all (encoder + decoder, every sub-model)
+# Keys that make transformers pick attention/expert code at build time: a Hub kernel name
+# ("kernels-community/flash-attn") is downloaded and imported. Only the built-in ones are taken.
+CODE_KEYS = {"attn_implementation", "_attn_implementation", "experts_implementation",
+             "_experts_implementation"}  # fmt: skip
+# Loader metadata of a config.json, never used here (no weights or code are loaded): dropped.
+DROPPED = {"model_type", "architectures", "auto_map", "trust_remote_code", "quantization_config",
+           "_name_or_path", "transformers_version"}  # fmt: skip
 MAX_SIDE = 16384
 MAX_SIZE = 2**24
 
 
 def check_sizes(data: dict, name: str, where: str = "") -> None:
-    """Every size key of a config (and of its nested *_config tables) is a whole number in
-    range: a negative, string, huge or 1e5-layer config is one line, not a torch error or an
-    hour-long trace."""
+    """Every size key of a config (and of every table nested in it: `text_config`, CLIP's
+    `text_config_dict`, ...) is a whole number in range: a negative, string, huge or
+    1e5-layer config is one line, not a torch error or an hour-long trace."""
     for key, value in data.items():
-        if isinstance(value, dict) and key.endswith("_config"):
+        if isinstance(value, dict):
             check_sizes(value, name, f"{where}{key}.")
+        if key in CODE_KEYS and value not in (None, "eager", "sdpa"):
+            raise WorkloadError(
+                f"`workload` {name}: `{where}{key}` = {repr(value)[:60]} would make transformers "
+                'load attention or expert code (from the Hub); give "eager" or "sdpa", or remove it'
+            )
         if key not in SIZE_KEYS:
             continue
         cap = MAX_LAYERS if key in LAYER_KEYS else MAX_SIDE if key == "image_size" else MAX_SIZE
@@ -63,6 +77,19 @@ def check_sizes(data: dict, name: str, where: str = "") -> None:
                 f"`workload` {name}: `{where}{key}` must be a whole number from 1 to {cap:,}, "
                 f"not {repr(value)[:40]}"
             )
+
+
+def layers(config) -> int:
+    """Layers transformers will build from `config` (its defaults and sub-configs included):
+    encoder (or only) stack plus decoder stack of each config, aliases counted once."""
+
+    def count(d: dict) -> int:
+        subs = sum(count(v) for v in d.values() if isinstance(v, dict))
+        enc = max((d.get(k) or 0 for k in ENCODER_LAYERS if isinstance(d.get(k), int)), default=0)
+        dec = max((d.get(k) or 0 for k in DECODER_LAYERS if isinstance(d.get(k), int)), default=0)
+        return subs + enc + dec
+
+    return count(config.to_dict())
 
 
 def traced_type(data: dict) -> str | None:
@@ -94,6 +121,15 @@ def _inputs(torch, config, batch: int, seq: int) -> dict:
     return out
 
 
+def _cannot(path: Path, kind: str, e: Exception) -> WorkloadError:
+    """One line: a validator's message is on its last lines (the first names the validator)."""
+    why = " ".join(line.strip() for line in str(e).splitlines()[-2:])
+    return WorkloadError(
+        f"`workload` {path.name}: transformers cannot build a {kind} model from it "
+        f"({type(e).__name__}: {why[:160]})"
+    )
+
+
 def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of) -> Graph:
     """The graph of the config's model (`args`: batch, seq, dtype)."""
     unknown = sorted(set(args) - KEYS)
@@ -105,22 +141,36 @@ def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of
     batch = integer("batch", args.get("batch", "1"))
     seq = integer("seq", args.get("seq", "128"))
     dtype = dtype_of("dtype", args.get("dtype", "bf16"))
+    check_sizes(data, path.name)  # before torch and transformers are even imported
     torch = require("torch", f"a {data['model_type']} config")
     transformers = require("transformers", f"a {data['model_type']} config")
     from chipforge.workload.torch_import import from_torch
 
-    check_sizes(data, path.name)
-    fields = {k: v for k, v in data.items() if k not in ("model_type", "architectures")}
+    fields = {k: v for k, v in data.items() if k not in DROPPED}
+    kind = data["model_type"]
     try:
-        config = transformers.AutoConfig.for_model(data["model_type"], **fields)
-        config.use_cache = False  # torch.export cannot return transformers' cache objects
-        with torch.device("meta"):
-            model = getattr(transformers, MODEL_CLASSES[data["model_type"]])(config).eval()
-    except (TypeError, ValueError, AttributeError, KeyError, RuntimeError) as e:
+        config = transformers.AutoConfig.for_model(kind, **fields)
+    except ImportError:
+        raise
+    except Exception as e:  # transformers' own checks of the values (dataclass validators, ...)
+        raise _cannot(path, kind, e) from None
+    total = layers(config)
+    if total > MAX_LAYERS:
         raise WorkloadError(
-            f"`workload` {path.name}: transformers cannot build a {data['model_type']} model "
-            f"from it ({type(e).__name__}: {str(e)[:120]})"
-        ) from None
+            f"`workload` {path.name}: the model has {total:,} layers in all (encoder, decoder "
+            f"and sub-models, defaults included); at most {MAX_LAYERS}"
+        )
+    config.use_cache = False  # torch.export cannot return transformers' cache objects
+    for part in (config, *(getattr(config, k, None) for k in getattr(config, "sub_configs", {}))):
+        if getattr(part, "_attn_implementation", None) not in (None, "eager", "sdpa"):
+            raise WorkloadError(f"`workload` {path.name}: only eager or sdpa attention is built")
+    try:
+        with torch.device("meta"):
+            model = getattr(transformers, MODEL_CLASSES[kind])(config).eval()
+    except ImportError:
+        raise
+    except Exception as e:
+        raise _cannot(path, kind, e) from None
     inputs = _inputs(torch, config, batch, seq)
 
     class Call(torch.nn.Module):  # keyword inputs in, the first output tensor out

@@ -1,0 +1,86 @@
+"""Hostile input past test_hostile*.py: model config.json values that reach transformers,
+model-folder files, `--inputs` arrays, decide scenarios, studio requests. Each case is one line
+on stderr naming the field, exit 2, never a traceback, and nothing downloaded or run.
+
+In process through `chipforge.cli.main` (the real entry point and its guard)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from test_hostile import assert_user_error, cli
+
+BERT = {"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": 128, "vocab_size": 1000}  # fmt: skip
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any name lookup or connection fails the test (transformers fetched Hub kernels)."""
+    tried = []
+
+    def refuse(*args, **kwargs):
+        tried.append(args[:1])
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    yield tried
+    assert not tried, f"chipforge tried the network: {tried}"
+
+
+def _evaluate(tmp_path, config: dict, extra: str = ",seq=16"):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return cli("evaluate", "--chip", "h100", "--workload", f"{path}{extra}", "--json")
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        # a Hub kernel name: transformers looked it up on huggingface.co to download and import it
+        ({"attn_implementation": "kernels-community/flash-attn"}, ["attn_implementation"]),
+        ({"_attn_implementation": "kernels-community/flash-attn"}, ["_attn_implementation"]),
+        ({"_attn_implementation": "flash_attention_2"}, ["eager"]),
+        ({"experts_implementation": "evil/kernel"}, ["experts_implementation"]),
+        # CLIP's legacy *_config_dict tables were not size-checked: 100,000 layers traced for
+        # minutes at 4 GB
+        (
+            {"model_type": "clip", "text_config_dict": {"num_hidden_layers": 100_000}},
+            ["text_config_dict.num_hidden_layers", "256"],
+        ),
+        ({"text_config": {"attn_implementation": "kernels-community/x"}}, ["text_config."]),
+    ],
+)
+def test_traced_config_code_keys_and_nested_sizes(tmp_path, no_network, edit, words):
+    assert_user_error(*_evaluate(tmp_path, BERT | edit)[::2], *words)
+
+
+def test_traced_config_total_layers(tmp_path, no_network):
+    """256 layers per key, but T5's decoder defaults to its encoder's depth: 512 layers in all
+    traced for two minutes. The cap holds for what transformers builds, defaults included."""
+    t5 = {"model_type": "t5", "d_model": 64, "d_ff": 128, "d_kv": 32, "num_heads": 2,
+          "num_layers": 256, "vocab_size": 1000}  # fmt: skip
+    assert_user_error(*_evaluate(tmp_path, t5)[::2], "512 layers", "256")
+
+
+def test_traced_config_validator_error_is_a_user_error(tmp_path, no_network):
+    """transformers' dataclass validators raise their own exception types (exit 3 before)."""
+    assert_user_error(*_evaluate(tmp_path, BERT | {"layer_types": ["x"] * 3})[::2], "layer_types")
+
+
+def test_traced_config_loader_metadata_is_ignored(tmp_path, no_network):
+    """auto_map / trust_remote_code / quantization_config name code and weights to load: none
+    is loaded, the model is the plain BERT of the config (same FLOPs as without them)."""
+    plain = _evaluate(tmp_path, BERT)
+    hostile = BERT | {
+        "auto_map": {"AutoModel": "evil--m.Evil"},
+        "trust_remote_code": True,
+        "architectures": ["Evil"],
+        "quantization_config": {"quant_method": "x"},
+    }
+    code, out, err = _evaluate(tmp_path, hostile)
+    assert code == 0 and plain[0] == 0, err
+    assert json.loads(out)["flops"] == json.loads(plain[1])["flops"] > 0
