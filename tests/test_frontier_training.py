@@ -182,6 +182,7 @@ def test_groups_fill_a_domain_with_a_divisor_of_the_group():
         assert inner * outer == n and inner == max(
             d for d in range(1, min(n, cap) + 1) if n % d == 0
         )
+    assert topology_for(load_chip("b200"), 128).domain == 8  # DGX B200, not an NVL72 rack
     topo = topology_for(load_chip("gb200"), 512)
     t72 = collective_time("all_reduce", 1e9, 256, topo, stride=2)
     t64 = collective_time("all_reduce", 1e9, 256, replace(topo, domain=64), stride=2)
