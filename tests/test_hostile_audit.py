@@ -84,3 +84,51 @@ def test_traced_config_loader_metadata_is_ignored(tmp_path, no_network):
     code, out, err = _evaluate(tmp_path, hostile)
     assert code == 0 and plain[0] == 0, err
     assert json.loads(out)["flops"] == json.loads(plain[1])["flops"] > 0
+
+
+# `simulate --functional --inputs file.npz`: arrays checked from their .npy headers first
+
+
+def _npz(tmp_path, header: dict, data: bytes = b"", name: str = "input_ids.npy"):
+    """An .npz whose member declares `header` (an .npy v1.0 header) followed by `data`."""
+    import zipfile
+
+    import numpy as np
+
+    buf = __import__("io").BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    path = tmp_path / "in.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, buf.getvalue() + data)
+    return path
+
+
+def test_inputs_npz_declared_shape_is_checked_before_reading(tmp_path):
+    """A 300-byte .npz declaring 10^12 float64 (7.3 TiB): numpy allocated it before the shape
+    check (MemoryError, exit 3, or an overcommitted array filled by an inflating member)."""
+    import resource
+
+    from chipforge.errors import WorkloadError
+    from chipforge.sim.graph_run import load_inputs
+
+    big = {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(WorkloadError, match=r"has shape \[1000000, 1000000\].*takes \[1, 32\]"):
+        load_inputs(_npz(tmp_path, big), {"input_ids": (1, 32)})
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"descr": "|V8", "fortran_order": False, "shape": (1, 32)},  # raw bytes
+        {"descr": "<U4", "fortran_order": False, "shape": (1, 32)},  # strings
+    ],
+)
+def test_inputs_npz_plain_numbers_only(tmp_path, header):
+    from chipforge.errors import WorkloadError
+    from chipforge.sim.graph_run import load_inputs
+
+    path = _npz(tmp_path, header, b"\0" * 32 * 16)
+    with pytest.raises(WorkloadError, match="not a readable .npz of plain arrays"):
+        load_inputs(path, {"input_ids": (1, 32)})

@@ -20,6 +20,7 @@ stay well below the worst case: 16 u = 2^-5. Measured: ~5e-3 (transformer), ~2e-
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -188,9 +189,22 @@ def _same_kind(path, name: str, array: np.ndarray, floating: bool) -> None:
         )
 
 
+def _array_header(npz, key: str, path: Path) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of an .npz member from its .npy header alone (no data read)."""
+    npy = np.lib.format
+    readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    with npz.zip.open(f"{key}.npy") as f:
+        version = npy.read_magic(f)
+        if version not in readers:
+            raise ValueError(f"npy format {version}")
+        shape, _, dtype = readers[version](f)
+    return tuple(shape), dtype
+
+
 def load_inputs(path: str | Path, expected: dict[str, tuple]) -> dict[str, np.ndarray]:
     """Input arrays from a user's `.npz` (never unpickled), checked against the model's
-    inputs `expected` (name -> shape): names, shapes and size."""
+    inputs `expected` (name -> shape): names, and each array's shape and dtype from its header
+    before its data is read (a small .npz can declare or inflate to terabytes)."""
     path = Path(path)
     if not path.is_file():
         raise WorkloadError(f"`--inputs` {path} does not exist; give an .npz file (numpy.savez)")
@@ -204,18 +218,21 @@ def load_inputs(path: str | Path, expected: dict[str, tuple]) -> dict[str, np.nd
                         f"`--inputs` {path.name}: {key!r} is not an input of the model; "
                         f"its inputs: {names}"
                     )
+                shape, dtype = _array_header(npz, key, path)
+                if dtype.hasobject or dtype.kind not in "biuf":
+                    raise ValueError(f"dtype {dtype}")
+                if shape != tuple(expected[key]):
+                    raise WorkloadError(
+                        f"`--inputs` {path.name}: {key!r} has shape {list(shape)[:8]}, the model "
+                        f"takes {list(expected[key])}"
+                    )
                 arrays[key] = npz[key]
-    except (ValueError, OSError, EOFError) as e:  # pickled object arrays, damaged zip
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        # pickled object arrays, damaged zip, a member that is not an .npy
         raise WorkloadError(
             f"`--inputs` {path.name} is not a readable .npz of plain arrays ({type(e).__name__})"
             "; write one with numpy.savez(path, name=array, ...)"
         ) from None
-    for key, array in arrays.items():
-        if tuple(array.shape) != tuple(expected[key]):
-            raise WorkloadError(
-                f"`--inputs` {path.name}: {key!r} has shape {list(array.shape)}, the model "
-                f"takes {list(expected[key])}"
-            )
     return arrays
 
 
