@@ -217,3 +217,25 @@ def test_adp_balance_holds_prompts_up_to_its_timeout():
     held = plan_serving("h200", "deepseek-v3", 8, adp_balance=9, slo_percentile="p99", **kw)
     free = plan_serving("h200", "deepseek-v3", 8, slo_percentile="p99", **kw)  # not modelled
     assert held.ttft_at("p99") > free.ttft_at("p99")
+
+
+# TensorRT-LLM tech_blog18 (NVLinkOneSided all-to-all, GB200 NVL72, DeepSeek-V3 profile: hidden
+# 7168, top-8, BF16 payload): (ep, tokens per rank) -> measured dispatch + combine, us. The
+# EP8 1-token pair set `serving.A2A_KERNEL_S`; every other row is held out.
+NVLINK_ONE_SIDED = {
+    (8, 1): 18.9 + 31.0, (8, 64): 22.3 + 34.1, (8, 512): 89.5 + 91.7, (8, 2048): 311.8 + 322.6,
+    (16, 1): 18.8 + 30.8, (16, 128): 34.6 + 39.9, (16, 1024): 181.2 + 188.2,
+    (32, 1): 19.8 + 31.4, (32, 256): 61.5 + 59.7, (32, 2048): 373.7 + 369.5,
+    (64, 1): 27.8 + 32.6, (64, 128): 41.6 + 44.5, (64, 512): 115.7 + 106.7,
+    (64, 2048): 399.2 + 372.1,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("ep", "tokens"), sorted(NVLINK_ONE_SIDED))
+def test_moe_all_to_all_against_one_sided_nvlink_kernels(ep, tokens):
+    """Within one NVLink domain the dispatch/combine time is a fixed kernel cost plus bytes,
+    flat in the EP size at small batches (18.8-27.8 us dispatch from EP8 to EP64), where a
+    ring's (n - 1) hop latencies would grow 9x."""
+    topo = _topo("gb200", 72)
+    pair = 2 * serving._moe_all_to_all(tokens * DS.hidden * DS.top_k * 2, ep, topo)
+    assert pair * 1e6 == pytest.approx(NVLINK_ONE_SIDED[ep, tokens], rel=0.25)

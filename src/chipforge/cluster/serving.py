@@ -24,7 +24,7 @@ from functools import lru_cache
 
 from chipforge.cluster.checks import divisors
 from chipforge.cluster.chipkey import chip_key
-from chipforge.cluster.collectives import collective_time
+from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
 from chipforge.cluster.queueing import PERCENTILES, tpot_percentiles, wait_percentiles
 from chipforge.cluster.serving_plan import ServingPlan, _check, _load_chip, resolve_model
@@ -55,6 +55,14 @@ BATCHING = ("continuous", "static")
 # With EP the experts' outputs are combined by the dispatch + combine all-to-all instead.
 MOE_COLLECTIVE = "moe_layers.ffn_allreduce"
 COMBINE_DTYPE = "bf16"  # the MoE combine all-to-all returns expert outputs at this precision
+# The MoE dispatch or combine inside one scale-up domain runs as a one-sided all-to-all
+# (TensorRT-LLM's NVLinkOneSided kernels, tech_blog18; DeepEP's NVLink path): each rank writes
+# its tokens straight into every peer's receive buffer at once, behind two flag barriers, so it
+# takes a fixed kernel time plus the bytes at the links' achieved bandwidth -- not a ring's
+# (n - 1) hop latencies. The fixed time, 25 us per dispatch or combine, is set on ONE case:
+# tech_blog18's EP8, 1-token run on GB200 NVL72 (18.9 us dispatch + 31.0 us combine); its
+# EP16/32/64 and 2..2048-token rows are held out (tests/test_serving_frontier.py).
+A2A_KERNEL_S = 25e-6
 # The attention module's matmuls in `workload.llm.attention_block` (GQA and MLA): the ones an
 # `attn_dtype` keeps at another precision than the FFN/experts.
 ATTENTION_MATMULS = frozenset(
@@ -156,12 +164,21 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False,
         # dispatch in the experts' GEMM dtype, combine in BF16 (DeepEP: FP8 dispatch, BF16
         # combine; TensorRT-LLM: NVFP4 dispatch for NVFP4 experts, BF16 combine)
         size = b * (n if phase == "prefill" else 1) * c.hidden * c.top_k
-        a2a = collective_time("all_to_all", size * nbytes(dt), ep, topo)
-        a2a += collective_time("all_to_all", size * nbytes(COMBINE_DTYPE), ep, topo)
+        a2a = _moe_all_to_all(size * nbytes(dt), ep, topo)
+        a2a += _moe_all_to_all(size * nbytes(COMBINE_DTYPE), ep, topo)
         if overlap:
             return max(compute, a2a) + comm + LAYER_OVERHEAD_S
         comm += a2a
     return compute + comm + LAYER_OVERHEAD_S
+
+
+def _moe_all_to_all(size: float, ep: int, topo: Topology) -> float:
+    """Seconds for one MoE dispatch or combine of `size` bytes per rank over `ep` ranks: the
+    one-sided all-to-all inside a switched scale-up domain (`A2A_KERNEL_S`), else the
+    collective model's all-to-all (across domains: each remote share crosses the NIC)."""
+    if topo.kind == "switched" and ep <= topo.domain:
+        return A2A_KERNEL_S + (ep - 1) / ep * size / (topo.up_bandwidth * BANDWIDTH_EFFICIENCY)
+    return collective_time("all_to_all", size, ep, topo)
 
 
 @lru_cache(maxsize=64)
