@@ -1,11 +1,11 @@
 """Serving step pieces checked against a second path: the LM head against the whole-model graph's
-`lm_head` costed by perf, and EP's all-to-all against `collective_time` by hand."""
+`lm_head` costed by perf, and EP's all-to-all (one-sided inside the NVLink domain) by hand."""
 
 import pytest
 
 from chipforge.cluster import topology_for
-from chipforge.cluster.collectives import collective_time
-from chipforge.cluster.serving import _head, _step
+from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
+from chipforge.cluster.serving import A2A_KERNEL_S, _head, _step
 from chipforge.dtypes import nbytes
 from chipforge.perf import estimate
 from chipforge.spec.loader import load_chip
@@ -47,10 +47,11 @@ def test_ep_replaces_only_the_moe_all_reduce(phase, b, n):
     t = {ep: _step(chip, c, topo, phase, b, n, tp, 1, ep, "bf16", "bf16") for ep in (1, 2)}
     # each block ends attention and the MoE FFN with an all-reduce of its tokens' hidden states
     # (Megatron-LM row-parallel); EP turns only the MoE one into a dispatch and a combine
-    # all-to-all of top_k copies of the tokens, the attention all-reduce stays
+    # all-to-all of top_k copies of the tokens (one-sided, inside the NVLink domain), the
+    # attention all-reduce stays
     tokens = b * (1 if phase == "decode" else n)
     moe_bytes = tokens * c.hidden * nbytes("bf16")
-    a2a = collective_time("all_to_all", moe_bytes * c.top_k, 2, topo)
+    a2a = A2A_KERNEL_S + moe_bytes * c.top_k / 2 / (topo.up_bandwidth * BANDWIDTH_EFFICIENCY)
     all_reduce = collective_time("all_reduce", moe_bytes, tp, topo)
     assert a2a != pytest.approx(all_reduce)  # the swap is visible
     assert t[2] - t[1] == pytest.approx(c.layers * (2 * a2a - all_reduce), rel=1e-9)
