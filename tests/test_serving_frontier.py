@@ -239,3 +239,24 @@ def test_moe_all_to_all_against_one_sided_nvlink_kernels(ep, tokens):
     topo = _topo("gb200", 72)
     pair = 2 * serving._moe_all_to_all(tokens * DS.hidden * DS.top_k * 2, ep, topo)
     assert pair * 1e6 == pytest.approx(NVLINK_ONE_SIDED[ep, tokens], rel=0.25)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Blackwell MLA decode kernels run ~1.7x slower than the model's tile-level estimate "
+    "(docs/cluster.md, 'The R1 decode step, component by component'); not modelled yet",
+)
+def test_mla_decode_kernel_on_blackwell():
+    """sglang PR 6929 (sgl-kernel benchmark/bench_cutlass_mla.py, B200): CUTLASS MLA decode,
+    128 heads x 1 query, BF16 latent cache of 576, 256 sequences of 8192 tokens: 4124 GB/s
+    counted over the cache, Q and O (2.487 GB), i.e. 603 us."""
+    from chipforge.perf import estimate
+    from chipforge.workload.graph import Graph
+    from chipforge.workload.ops import Attention
+
+    op = Attention(
+        name="attention", batch=256, heads=128, kv_heads=1, q_len=1, kv_len=8192, head_dim=576,
+        v_head_dim=512, v_in_k=True, dtype="bf16",
+    )  # fmt: skip
+    t = estimate(Graph("mla", (op,)), _load_chip("b200"), deployed=True).time_s
+    assert t == pytest.approx(2.487e9 / 4124e9, rel=0.25)
