@@ -132,3 +132,43 @@ def test_inputs_npz_plain_numbers_only(tmp_path, header):
     path = _npz(tmp_path, header, b"\0" * 32 * 16)
     with pytest.raises(WorkloadError, match="not a readable .npz of plain arrays"):
         load_inputs(path, {"input_ids": (1, 32)})
+
+
+# train --calculon-plan FILE: every field's type checked (exit 3 or silently reinterpreted before)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"activation_recompute": ["full"]}, ["activation_recompute"]),  # TypeError, exit 3
+        ({"pipeline_interleaving": "x"}, ["pipeline_interleaving"]),  # TypeError, exit 3
+        ({"pipeline_interleaving": 1.5}, ["pipeline_interleaving"]),  # "no plan"
+        ({"optimizer_sharding": "no"}, ["optimizer_sharding", "true or false"]),  # was ZeRO-1
+        ({"tensor_par": True}, ["tensor_par"]),  # was tp=True: "True*1*8 = 8"
+        ({"tensor_par_comm_type": "x"}, ["tensor_par_comm_type"]),
+        ({"batch_size": 7}, ["global batch 7", "dp=8"]),  # was "no plan"
+    ],
+)
+def test_calculon_plan_fields(tmp_path, edit, words):
+    exe = {"tensor_par": 8, "pipeline_par": 1, "data_par": 8, "batch_size": 64,
+           "microbatch_size": 1, "activation_recompute": "full", "pipeline_interleaving": 1,
+           "optimizer_sharding": True}  # fmt: skip
+    path = tmp_path / "exe.json"
+    path.write_text(json.dumps(exe | edit))
+    args = ("train", "--chip", "h100", "--model", "llama3-8b", "--chips", "64", "--tokens", "1T")
+    assert_user_error(*cli(*args, "--calculon-plan", str(path), "--json")[::2], *words)
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        # the given plan splits no batch: was "--dp 8 does not divide 64 chips" (it does)
+        (["--global-batch", "7", "--micro-batch", "1"], ["global batch 7", "dp=8"]),
+        # was "llama3-8b does not fit on 64 x h100 in any plan ... need at least 2 chips"
+        (["--global-batch", "64", "--micro-batch", "3"], ["micro-batch 3", "8 sequences"]),
+    ],
+)
+def test_train_given_plan_that_splits_no_batch_says_why(flags, words):
+    args = ("train", "--chip", "h100", "--model", "llama3-8b", "--chips", "64", "--tokens", "1T")
+    plan = ("--tp", "8", "--pp", "1", "--dp", "8")
+    assert_user_error(*cli(*args, *plan, *flags, "--json")[::2], *words)

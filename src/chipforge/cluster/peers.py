@@ -48,6 +48,7 @@ def calculon_plan(exe: dict) -> tuple[Plan, int, list[str]]:
     return plan, exe["batch_size"], missing
 
 
+CALCULON_COMM = ("ar", "p2p_rs_ag", "rs_ag")
 CALCULON_KEYS = ("tensor_par", "pipeline_par", "data_par", "batch_size", "microbatch_size",
                  "activation_recompute", "pipeline_interleaving", "optimizer_sharding")  # fmt: skip
 
@@ -68,12 +69,20 @@ def read_calculon_execution(path) -> tuple[dict, list[str]]:
     missing = [k for k in CALCULON_KEYS if k not in exe]
     if missing:
         raise WorkloadError(f"Calculon execution {path}: `{missing[0]}` is required; add it")
-    bad = [k for k in CALCULON_KEYS[:5] if not isinstance(exe[k], int) or exe[k] < 1]
-    bad += [] if exe["activation_recompute"] in CALCULON_RECOMPUTE else ["activation_recompute"]
-    if bad:
-        raise WorkloadError(
-            f"Calculon execution {path}: `{bad[0]}` has an invalid value {exe[bad[0]]!r}"
-        )
+    rules = {k: ("a whole number >= 1", lambda v: type(v) is int and v >= 1)
+             for k in (*CALCULON_KEYS[:5], "pipeline_interleaving")}  # fmt: skip
+    for k in ("optimizer_sharding", "training", *CALCULON_OFFLOADS):
+        rules[k] = ("true or false", lambda v: type(v) is bool)
+    rules["activation_recompute"] = (
+        "one of " + ", ".join(CALCULON_RECOMPUTE),
+        lambda v: isinstance(v, str) and v in CALCULON_RECOMPUTE,
+    )
+    rules["tensor_par_comm_type"] = ("ar, p2p_rs_ag or rs_ag", lambda v: v in CALCULON_COMM)
+    for key, (want, ok) in rules.items():
+        if key in exe and not ok(exe[key]):
+            raise WorkloadError(
+                f"Calculon execution {path}: `{key}` must be {want}, not {exe[key]!r:.60}"
+            )
     plan, batch, unexpressed = calculon_plan({"tensor_par_comm_type": "rs_ag", **exe})
     flags = {
         "tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "cp": 1, "ep": 1, "zero": plan.zero,

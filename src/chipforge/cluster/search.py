@@ -246,6 +246,7 @@ def plan_training(
     best_plan: tuple[StageCost, int] | None = None
     ranked: list[tuple[float, float, dict]] = []  # every feasible plan, when alternatives > 0
     first_error: Infeasible | None = None
+    no_split = ""  # why a given dp / micro-batch splits no global batch of the space
     shapes = 0
     queue: list[tuple] = []  # (bound s/sequence, plan, micro-batch counts lo, hi, n, stride)
     count = {"evaluated": 0, "pruned_memory": 0, "pruned_bound": 0, "infeasible": 0}
@@ -267,9 +268,18 @@ def plan_training(
             klo, khi = batches.per_replica(d)  # sequences per replica: global batch / dp
             mbs = [micro_batch] if micro_batch is not None else _micro_batches(klo, khi)
             if khi < klo or not mbs:
+                no_split = (
+                    no_split or f"global batch {batches.describe()} is not a multiple of dp={d}"
+                )
                 continue
             shapes += 1
             counts = [max(0, khi // b - -(-klo // b) + 1) for b in mbs]  # global batches per mb
+            if not any(counts):
+                no_split = no_split or (
+                    f"micro-batch {mbs[0]} does not divide the "
+                    f"{klo if klo == khi else f'{klo} to {khi}'} sequences per replica "
+                    f"(global batch {batches.describe()} / dp={d})"
+                )
             for v in ils:
                 if p_ == 1 and v > 1:
                     continue
@@ -347,15 +357,17 @@ def plan_training(
         return replace(res, alternatives=tuple(r[2] for r in ranked[1 : 1 + alternatives]),
                        search=stats)  # fmt: skip
     if explicit or first_error is not None and shapes == 1:
-        raise first_error or Infeasible("no plan")
+        raise first_error or Infeasible(no_split or "no plan")
     if shapes == 0:
         raise Infeasible(
             f"no tp*pp*dp*cp split of {chips} chips fits {c.name} ({c.layers} layers, "
             f"{c.heads} heads) with global batch {batches.describe()}: give --chips a multiple "
             f"of a power of two or a global batch that dp divides"
             if dp is None
-            else f"--dp {dp} does not divide {chips} chips with the other flags"
+            else no_split or f"--dp {dp} does not divide {chips} chips with the other flags"
         )
+    if no_split and first_error is None:  # nothing was priced: no plan split the batch
+        raise Infeasible(no_split)
     state = c.params() * (WEIGHT_BYTES + GRAD_BYTES + OPTIMIZER_BYTES)  # ZeRO paper Sec. 3.1
     usable = chip.hbm.capacity - RESERVED_BYTES
     least = 2 ** math.ceil(math.log2(max(1.0, state / max(usable, 1.0))))
