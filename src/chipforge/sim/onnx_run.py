@@ -1,7 +1,8 @@
 """Executing an ONNX model node by node with real weights: matrix nodes on the chip
 (`matrix_backend.Backend`; attention chains MatMul-Softmax-MatMul as the fused attention
 program, `onnx_attention`), every other node in numpy fp32, its float results rounded to bf16
-when the backend is the bf16 chip run (the vector unit's output format)."""
+when the backend is the bf16 chip run (the vector unit's output format). A node that depends
+on no input is constant folding, done ahead in fp32 (matrix products included)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,17 @@ def _layernorm(x, scale, bias=None, axis=-1, epsilon=1e-5, **_):
     var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
     y = (x - mu) / np.sqrt(var + np.float32(epsilon)) * scale
     return y + bias if bias is not None else y
+
+
+def _instance_norm(x, scale, bias, epsilon=1e-5, **_):
+    """ONNX InstanceNormalization (what GroupNorm exports to): each (sample, channel) over its
+    spatial axes, then the per-channel scale and bias."""
+    axes = tuple(range(2, x.ndim))
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x - mu) / np.sqrt(var + np.float32(epsilon))
+    return y * scale.reshape(shape) + bias.reshape(shape)
 
 
 def im2col(x: np.ndarray, kh: int, kw: int, stride, pads, dilation) -> tuple[np.ndarray, int, int]:
@@ -115,22 +127,96 @@ def _gemm(be: Backend, name: str, a, b, c=None, *, alpha=1.0, beta=1.0, transA=0
     return y + np.float32(beta) * c if c is not None else y
 
 
-def _pool(x, kernel_shape, strides=None, pads=(0, 0, 0, 0), reduce=np.max, **_):
-    strides = strides or kernel_shape
-    pad_value = -np.inf if reduce is np.max else 0.0
-    x = np.pad(
-        x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=pad_value
-    )
-    n, c, h, w = x.shape
-    ho, wo = (h - kernel_shape[0]) // strides[0] + 1, (w - kernel_shape[1]) // strides[1] + 1
-    out = np.full((n, c, ho, wo), -np.inf if reduce is np.max else 0.0, np.float32)
-    for i in range(kernel_shape[0]):
-        for j in range(kernel_shape[1]):
-            win = x[
-                :, :, i : i + strides[0] * ho : strides[0], j : j + strides[1] * wo : strides[1]
-            ]
+def _pool(
+    x, kernel_shape, strides=None, pads=None, reduce=np.max, ceil_mode=0, count_include_pad=0, **_
+):
+    """ONNX MaxPool / AveragePool over the last two axes (strides default 1). With `ceil_mode`
+    the last window may run past the padded input; that part is never counted, and an average
+    divides by the window's elements inside the input (with its padding if
+    `count_include_pad`), as PyTorch's pooling does. A kernel larger than the input is clipped
+    to it: the positions beyond hold nothing."""
+    strides, pads = strides or [1, 1], pads or [0, 0, 0, 0]
+    fill = -np.inf if reduce is np.max else 0.0
+    inside = np.ones(x.shape[2:], np.float32)
+    sizes, kernel, extra = [], [], []
+    for axis in range(2):
+        padded = x.shape[2 + axis] + pads[axis] + pads[axis + 2]
+        k, s = int(kernel_shape[axis]), int(strides[axis])
+        rounding = math.ceil if ceil_mode else math.floor
+        o = rounding((padded - k) / s) + 1
+        if ceil_mode and (o - 1) * s >= x.shape[2 + axis] + pads[axis]:
+            o -= 1  # the last window must start inside the input or its leading padding
+        k = min(k, padded)
+        sizes.append(o)
+        kernel.append(k)
+        extra.append(max(0, (o - 1) * s + k - padded))
+    widths = [(pads[0], pads[2] + extra[0]), (pads[1], pads[3] + extra[1])]
+    x = np.pad(x, ((0, 0), (0, 0), *widths), constant_values=fill)
+    ho, wo = sizes
+    out = np.full((*x.shape[:2], ho, wo), fill, np.float32)
+    if count_include_pad:
+        inside = np.pad(inside, ((pads[0], pads[2]), (pads[1], pads[3])), constant_values=1)
+        widths = [(0, extra[0]), (0, extra[1])]
+    count = np.pad(inside, widths)
+    counted = np.zeros((ho, wo), np.float32)
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            rows, cols = (
+                slice(i, i + strides[0] * ho, strides[0]),
+                slice(j, j + strides[1] * wo, strides[1]),
+            )
+            win = x[:, :, rows, cols]
             out = np.maximum(out, win) if reduce is np.max else out + win
-    return out if reduce is np.max else out / (kernel_shape[0] * kernel_shape[1])
+            counted += count[rows, cols]
+    return out if reduce is np.max else out / np.maximum(counted, 1)
+
+
+def einsum(spec: str, operands: list, matmul: Callable) -> np.ndarray:
+    """numpy einsum `spec`; a two-operand contraction as one batched product `matmul(a, b)`
+    of (batch, m, k) by (batch, k, n), so a chip backend does the multiply-accumulates (the
+    grouping of `costs.einsum`). One operand (a permutation or a sum) is numpy's own."""
+    equation = spec.replace(" ", "")
+    lhs, arrow, out = equation.partition("->")
+    terms = lhs.split(",")
+    if not arrow or "." in equation or len(terms) != len(operands):
+        raise WorkloadError(f"einsum {spec!r}: only explicit 'ab,bc->ac' equations run")
+    if len(operands) == 1:
+        return np.einsum(equation, operands[0])
+    (a, b), (x, y) = terms, operands
+    batch = [c for c in out if c in a and c in b]
+    rows, cols = [c for c in out if c not in b], [c for c in out if c not in a]
+    k = [c for c in a if c in b and c not in out]
+    if len(terms) != 2 or set(a) | set(b) != set(batch + rows + cols + k):
+        raise WorkloadError(f"einsum {spec!r}: only one product of two operands runs")
+    size = dict(zip(a, x.shape, strict=True)) | dict(zip(b, y.shape, strict=True))
+    dims = [math.prod(size[c] for c in g) for g in (batch, rows, k, cols)]
+    x = np.transpose(x, [a.index(c) for c in batch + rows + k]).reshape(dims[:3])
+    y = np.transpose(y, [b.index(c) for c in batch + k + cols]).reshape(dims[0], dims[2], dims[3])
+    z = np.asarray(matmul(x, y)).reshape([size[c] for c in batch + rows + cols])
+    return np.transpose(z, [(batch + rows + cols).index(c) for c in out])
+
+
+def _resize(x, roi=None, scales=None, sizes=None, mode="nearest", **attrs):
+    """ONNX Resize, nearest mode with the 'asymmetric' coordinates and 'floor' rounding that
+    PyTorch's nearest upsampling exports (out index i reads input floor(i / scale))."""
+    transform = attrs.get("coordinate_transformation_mode", "half_pixel")
+    rounding = attrs.get("nearest_mode", "round_prefer_floor")
+    if mode != "nearest" or transform != "asymmetric" or rounding != "floor":
+        raise WorkloadError(
+            f"Resize: only mode 'nearest' with asymmetric coordinates and floor rounding runs, "
+            f"not {mode!r}/{transform!r}/{rounding!r}"
+        )
+    if sizes is not None and len(sizes):
+        out = [int(v) for v in sizes]
+        scale = [o / i for o, i in zip(out, x.shape, strict=True)]
+    else:
+        scale = [float(v) for v in scales]
+        out = [int(math.floor(i * f)) for i, f in zip(x.shape, scale, strict=True)]
+    for axis, (n, f) in enumerate(zip(out, scale, strict=True)):
+        if n != x.shape[axis]:
+            index = np.minimum(np.floor(np.arange(n) / f).astype(np.int64), x.shape[axis] - 1)
+            x = np.take(x, index, axis=axis)
+    return x
 
 
 def _slice(x, starts, ends, axes=None, steps=None):
@@ -164,6 +250,34 @@ def _split(x, split=None, axis=0, num_outputs=None, **_):
     return tuple(np.split(x, np.cumsum(split)[:-1], axis=axis))
 
 
+def _argmax(x, axis, keepdims, last):
+    y = x.shape[axis] - 1 - np.argmax(np.flip(x, axis), axis) if last else np.argmax(x, axis)
+    return np.expand_dims(y, axis) if keepdims else y
+
+
+def _gather_nd(x, indices, batch_dims=0, **_):
+    """ONNX GatherND (batch_dims 0): each index row picks x[i0, i1, ...] (CLIP's pooled
+    token, x[batch, argmax(ids)])."""
+    if batch_dims:
+        raise WorkloadError("GatherND: only batch_dims 0 runs")
+    indices = indices.astype(np.int64)
+    return x[tuple(indices[..., j] for j in range(indices.shape[-1]))]
+
+
+def _reduce(fn: Callable) -> Callable:
+    """An ONNX Reduce* op: axes an attribute (older opsets) or the second input (opset 18);
+    none given reduces everything unless `noop_with_empty_axes`."""
+
+    def run(x, axes=None, keepdims=1, noop_with_empty_axes=0, **_):
+        if axes is None or not len(axes):
+            if noop_with_empty_axes:
+                return x
+            return fn(x, axis=None, keepdims=bool(keepdims))
+        return fn(x, axis=tuple(int(a) for a in np.ravel(axes)), keepdims=bool(keepdims))
+
+    return run
+
+
 def _trilu(x, k=None, upper=1, **_):
     k = 0 if k is None else int(k)
     return np.triu(x, k) if upper else np.tril(x, k)
@@ -189,6 +303,7 @@ _NUMPY: dict[str, Callable] = {
         axis=tuple(axes), keepdims=bool(keepdims)
     ),
     "LayerNormalization": _layernorm,
+    "InstanceNormalization": _instance_norm,
     "Transpose": lambda x, perm=None, **_: np.transpose(x, perm),
     "Reshape": _reshape,
     "Squeeze": _squeeze,
@@ -221,6 +336,15 @@ _NUMPY: dict[str, Callable] = {
     "Cos": lambda a, **_: np.cos(a),
     "Sin": lambda a, **_: np.sin(a),
     "Log": lambda a, **_: np.log(a),
+    "ArgMax": lambda x, axis=0, keepdims=1, select_last_index=0, **_: _argmax(
+        x, axis, keepdims, select_last_index
+    ),
+    "Resize": _resize,
+    "ReduceSum": _reduce(np.sum),
+    "ReduceMax": _reduce(np.max),
+    "ReduceMin": _reduce(np.min),
+    "ReduceProd": _reduce(np.prod),
+    "GatherND": _gather_nd,
     "GatherElements": lambda x, i, axis=0, **_: np.take_along_axis(x, i.astype(np.int64), axis),
     "Cast": lambda x, to=1, **_: x.astype(
         np.float32 if to == 1 else np.int64 if to == 7 else bool if to == 9 else x.dtype
@@ -303,6 +427,8 @@ def run_onnx(
         k: v.astype(np.float32, copy=False) if v.dtype.kind == "f" else v for k, v in env.items()
     }
     values: dict[str, np.ndarray] = {}
+    live = set(feeds)  # values that depend on an input; the rest is constant folding, in fp32
+    folding, folded = Backend("fp32"), set()  # folded: outputs of constant folding
     nodes = list(model.graph.node)
     chains = onnx_attention.find(model) if backend.mode.startswith("chip") else {}
     deferred = {i for chain in chains.values() for i in chain.skipped}
@@ -310,16 +436,23 @@ def run_onnx(
     def execute(index: int, outs=None) -> None:
         node = nodes[index]
         name = node.name or f"{node.op_type}_{index}"
+        dynamic = any(i in live for i in node.input)
         if outs is None:
             args = [env[i] if i else None for i in node.input]
+            if dynamic and backend.rounds_bf16:  # a folded constant, in the chip's format
+                args = [
+                    bf16(a) if i in folded and a.dtype.kind == "f" else a
+                    for i, a in zip(node.input, args, strict=True)
+                ]
             attrs = _attrs(onnx, node)
             _guard(name, node.op_type, args, attrs, max_bytes)
-            outs = _execute(backend, name, node.op_type, args, attrs)
+            outs = _execute(backend if dynamic else folding, name, node.op_type, args, attrs)
         for out_name, value in zip(node.output, outs, strict=False):
             value = np.asarray(value)
+            (live if dynamic else folded).add(out_name)
             if value.dtype.kind == "f":
                 value = value.astype(np.float32, copy=False)
-                if backend.rounds_bf16 and node.op_type not in MATRIX_OPS:
+                if backend.rounds_bf16 and node.op_type not in MATRIX_OPS and dynamic:
                     value = bf16(value)
             env[out_name] = values[out_name] = value
 
@@ -347,12 +480,14 @@ def _execute(be: Backend, name: str, op_type: str, args: list, attrs: dict) -> t
         return (_gemm(be, name, *args, **attrs),)
     if op_type == "Conv":
         return (_conv(be, name, *args, **attrs),)
+    if op_type == "Einsum":
+        return (einsum(attrs["equation"], args, lambda a, b: be.matmul(a, b, name)),)
     if op_type == "Split":
         return _split(*args, **attrs)
     if op_type not in _NUMPY:
         raise WorkloadError(
             f"node {name}: op type {op_type} has no functional semantics yet; supported: "
-            f"{', '.join(sorted([*_NUMPY, *MATRIX_OPS, 'Constant']))}"
+            f"{', '.join(sorted([*_NUMPY, *MATRIX_OPS, 'Constant', 'Einsum', 'Split']))}"
         )
     while args and args[-1] is None:
         args.pop()

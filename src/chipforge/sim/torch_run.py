@@ -2,7 +2,12 @@
 aten ops (mm, addmm, bmm, matmul, linear, convolution as im2col, both products of
 scaled_dot_product_attention: the fused attention program, or its two products where that
 program cannot take the call) on the chip through `matrix_backend.Backend`; every other aten op
-in torch fp32, its float results rounded to bf16 when the backend is the bf16 chip run."""
+in torch fp32, its float results rounded to bf16 when the backend is the bf16 chip run. An op
+whose value depends on no input (T5's relative-position buckets, rotary tables, a mask from
+`arange`) is constant folding, done ahead of the run in fp32, matrix products included, as the
+cost path counts it free (`imported.is_free`); a folded float constant is rounded to bf16
+where the run reads it (a table stored in the chip's format), so an index computed from
+floats (T5's log-spaced buckets) is exact."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import numpy as np
 
 from chipforge.errors import WorkloadError
 from chipforge.sim.matrix_backend import Backend
-from chipforge.sim.onnx_run import _conv
+from chipforge.sim.onnx_run import _conv, einsum
 from chipforge.workload.imported import require
 
 
@@ -106,6 +111,15 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
         )
         return torch.from_numpy(np.ascontiguousarray(y))
 
+    def contract(equation, tensors, path=None):
+        if len(tensors) == 1:  # a permutation or a sum: torch's own
+            return torch.einsum(equation, *tensors)
+        z = einsum(equation, [_np(t) for t in tensors], lambda a, b: backend.matmul(a, b, "einsum"))
+        return torch.from_numpy(np.ascontiguousarray(z))
+
+    def _float(t) -> bool:
+        return isinstance(t, torch.Tensor) and t.is_floating_point()
+
     def _round(t):
         if backend.rounds_bf16 and isinstance(t, torch.Tensor) and t.is_floating_point():
             return t.to(torch.bfloat16).float()
@@ -120,12 +134,17 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
         aten.convolution.default: conv,
         aten.conv2d.default: conv,
         aten.scaled_dot_product_attention.default: sdpa,
+        aten.einsum.default: contract,
         grouped_mm: lambda x, w, offs: grouped_mm(x, w, offs, lambda a, b: mm(a, b, "grouped")),
     }
 
+    live: set[str] = set()  # nodes whose value depends on an input (the rest fold ahead)
+
     class _Run(torch.fx.Interpreter):
         def call_function(self, target, args, kwargs):
-            if target in matrix:
+            if self._node_name not in live:  # constant folding (tables, buckets): fp32
+                out = super().call_function(target, args, kwargs)
+            elif target in matrix:
                 out = matrix[target](*args, **kwargs)
             else:
                 out = _round(super().call_function(target, args, kwargs))
@@ -137,7 +156,20 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
 
         def run_node(self, n):
             self._node_name = current[0] = n.name
-            return super().run_node(n)
+            if n.op == "placeholder" or any(a.name in live for a in n.all_input_nodes):
+                live.add(n.name)
+            if n.name not in live or not backend.rounds_bf16:
+                return super().run_node(n)
+            folded = {  # a folded constant is stored in the vector unit's format
+                a: self.env[a]
+                for a in n.all_input_nodes
+                if a.op == "call_function" and a.name not in live and _float(self.env.get(a))
+            }
+            self.env.update({a: _round(v) for a, v in folded.items()})
+            try:
+                return super().run_node(n)
+            finally:
+                self.env.update(folded)
 
     module = program.module() if hasattr(program, "graph_signature") else program
     with torch.no_grad():

@@ -100,6 +100,50 @@ def gather(p: Program, node: Node, f: Formats) -> list[Op]:
     return _vector(p, node, f, out, (1 if node.attrs.get("accumulate") else 0, 0))
 
 
+def resize(p: Program, node: Node, f: Formats) -> list[Op]:
+    """Nearest-neighbour resizing copies one input element to each output element (data
+    movement, as `gather`); an interpolating mode has no rule."""
+    if node.attrs.get("mode") != "nearest":
+        return unsupported_op(p, node, f)
+    return gather(p, node, f)
+
+
+def einsum(p: Program, node: Node, f: Formats) -> list[Op]:
+    """`torch.einsum` / ONNX Einsum. One operand: a permutation is free (as a transpose), else
+    a sum over the indices it drops. Two operands: a batched matrix product, the indices in
+    both operands and the output the batch, in both operands only the contraction (k), in one
+    operand and the output its rows (m) or columns (n); 2 batch m n k FLOPs, as torch's own
+    lowering to bmm counts. Anything else (ellipses, more operands, an index summed in one
+    operand only) has no rule."""
+    ins = [p.values[v] for v in node.inputs if v in p.values]
+    equation = node.attrs.get("equation", "").replace(" ", "")
+    lhs, arrow, out = equation.partition("->")
+    terms = lhs.split(",")
+    shapes_fit = len(terms) == len(ins) and all(
+        len(t) == len(v.shape) for t, v in zip(terms, ins, strict=False)
+    )
+    if not arrow or "." in equation or not shapes_fit:
+        return unsupported_op(p, node, f)
+    size = {c: d for t, v in zip(terms, ins, strict=True) for c, d in zip(t, v.shape, strict=True)}
+    if len(ins) == 1:
+        if sorted(terms[0]) == sorted(out):
+            return []
+        return _vector(p, node, f, ins[0].numel, ROW_OPS["sum"])
+    (a, b), (va, vb) = terms, ins
+    batch = [c for c in out if c in a and c in b]
+    rows, cols = [c for c in out if c not in b], [c for c in out if c not in a]
+    k = [c for c in a if c in b and c not in out]
+    if len(ins) != 2 or set(a) | set(b) != set(batch + rows + cols + k):
+        return unsupported_op(p, node, f)
+    if va.static and not vb.static:  # the weight is B
+        (va, vb), (rows, cols) = (vb, va), (cols, rows)
+    m, n, depth = (math.prod(size[c] for c in group) for group in (rows, cols, k))
+    batched = math.prod(size[c] for c in batch)
+    return [
+        MatMul(name=node.name, m=m, n=n, k=depth, batch=batched, weight=vb.static, dtype=f.fmt(va))
+    ]
+
+
 def unsupported_op(p: Program, node: Node, f: Formats) -> list[Op]:
     """An op without a rule: 1 FLOP per element of its largest operand (output, else input)."""
     outs = [v.numel for vid in node.outputs if (v := p.value(vid))]
@@ -247,6 +291,8 @@ RULES: dict[str, Rule] = {
     "pool": pool,
     "topk": topk,
     "gather": gather,
+    "resize": resize,
+    "einsum": einsum,
     **dict.fromkeys(ELEMENTWISE, elementwise),
     **dict.fromkeys(ROW_OPS, row_op),
 }

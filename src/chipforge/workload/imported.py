@@ -67,6 +67,9 @@ class Program:
     values: dict[str, Value]
     nodes: list[Node]
     params: list[str]  # value ids of the weights (what stays resident)
+    # the weights that are not trained parameters (BatchNorm running statistics, rotary
+    # tables, constants): resident, but not counted in `meta.params`
+    buffers: frozenset[str] = frozenset()
 
     def value(self, vid: str) -> Value | None:
         return self.values.get(vid) if vid else None

@@ -86,7 +86,8 @@ def _meta(program: Program, missing: dict[str, list], dtype: str | None) -> dict
     meta: dict[str, object] = {
         "source": program.source,
         "dtype": dtype or "as stored",
-        "params": sum(program.values[p].numel for p in program.params),  # weights, tied once
+        # trained parameters, tied once (BatchNorm statistics and other buffers left out)
+        "params": sum(program.values[p].numel for p in program.params if p not in program.buffers),
         "logits": "as exported (every position the graph computes)",
         "attention": _attention_kinds(program),
     }

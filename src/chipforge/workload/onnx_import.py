@@ -53,9 +53,11 @@ def from_onnx(
 ) -> Graph:
     """The graph of an ONNX model. `dims` binds its dynamic dimensions by name
     (`{'batch': 1, 'seq': 128}`); `dtype`, `allow_unsupported` and `fold` as `from_torch`.
-    Weights are never read: shapes come from the initializers' headers."""
+    Weights are never read: shapes come from the initializers' headers (a tensor the exporter
+    wrote to the external data file small enough to fold, at most `MAX_FOLD` elements: a mask,
+    a folded position table, is read, bounds checked, as if stored inline)."""
     onnx, path = _onnx(), Path(path)
-    importer = _Importer(onnx, _load(onnx, path), path.name, dims or {})
+    importer = _Importer(onnx, _load(onnx, path), path.name, dims or {}, path.parent)
     program = importer.program()
     importer.check_shapes(program, allow_unsupported)
     return to_graph(
@@ -189,9 +191,42 @@ def _scope(name: str) -> str:
     return ".".join(path)
 
 
+def small_external(onnx: Any, t: Any, folder: Path | None) -> np.ndarray | None:
+    """An external initializer's values, read only when it is small (at most `MAX_FOLD`
+    elements) and its external-data entry is sound: a plain file name in the model's folder
+    (no path, no link), a whole-number offset, a length equal to what its dims declare, all
+    of it inside the file. Anything else: None (its values stay unknown, as before)."""
+    elements = math.prod(t.dims)
+    if folder is None or elements > MAX_FOLD or any(d < 0 for d in t.dims):
+        return None
+    entry = {e.key: e.value for e in t.external_data}
+    name = entry.get("location", "")
+    try:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
+        offset, nbytes = int(entry.get("offset", 0)), elements * dtype.itemsize
+        length = int(entry.get("length", nbytes))
+    except (KeyError, TypeError, ValueError):
+        return None
+    target = folder / name
+    plain = name and Path(name).name == name and name not in (".", "..") and "\\" not in name
+    if not plain or target.is_symlink() or not target.is_file() or length != nbytes:
+        return None
+    if offset < 0 or offset + nbytes > target.stat().st_size:
+        return None
+    with target.open("rb") as f:
+        f.seek(offset)
+        data = f.read(nbytes)
+    if len(data) != nbytes or dtype.kind not in "biuf":
+        return None
+    return np.frombuffer(data, dtype.newbyteorder("<")).reshape(tuple(t.dims)).astype(dtype)
+
+
 class _Importer:
-    def __init__(self, onnx: Any, model: Any, source: str, dims: dict[str, int]):
+    def __init__(
+        self, onnx: Any, model: Any, source: str, dims: dict[str, int], folder: Path | None = None
+    ):
         self.onnx, self.source, self.graph = onnx, source, model.graph
+        self.folder = folder
         self.opset = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
         self.types: dict[str, Any] = {}
         self.consts: dict[str, np.ndarray] = {}
@@ -218,6 +253,8 @@ class _Importer:
             data = None
             if math.prod(shape) <= MAX_FOLD and t.data_location != external:
                 data = self.onnx.numpy_helper.to_array(t)
+                self.consts[t.name] = data
+            elif (data := small_external(self.onnx, t, self.folder)) is not None:
                 self.consts[t.name] = data
             fmt, size = self._format(t.data_type)
             self.types[t.name] = self.onnx.helper.make_tensor_type_proto(t.data_type, shape)

@@ -25,6 +25,10 @@ def _conv_transpose(a: dict) -> dict:
     return _conv(a) | {"transposed": True}
 
 
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def _window(a: dict) -> dict:
     return {"window": tuple(a.get("kernel_shape", (1,)))}
 
@@ -49,6 +53,9 @@ ONNX_OPS: dict[str, Entry] = {
     "GlobalAveragePool": ("mean", None, _none),
     "GlobalMaxPool": ("max", None, _none),
     "GatherElements": ("gather", None, _none),
+    "Einsum": ("einsum", None, lambda a: {"equation": _text(a.get("equation", ""))}),
+    # Resize: nearest-neighbour up/down-sampling only moves data; other modes interpolate
+    "Resize": ("resize", (0,), lambda a: {"mode": _text(a.get("mode", "nearest"))}),
     "GatherND": ("gather", None, _none),
     "ScatterElements": ("gather", None, lambda a: {"accumulate": a.get("reduction") == b"add"}),
     "ScatterND": ("gather", None, lambda a: {"accumulate": a.get("reduction") == b"add"}),

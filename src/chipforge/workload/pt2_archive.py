@@ -571,6 +571,7 @@ def program(archive: Archive, subs: dict[str, int], source: str) -> Program:
     values: dict[str, Value] = {}
     nodes: list[Node] = []
     params: list[str] = []
+    buffers = {name for kind, name, _ in archive.input_specs() if kind != "parameter"}
     for entry in graph["inputs"]:
         if set(entry) != {"as_tensor"}:
             raise Surprise(f"graph input {entry}")
@@ -584,7 +585,7 @@ def program(archive: Archive, subs: dict[str, int], source: str) -> Program:
             if undefined or not all(isinstance(v, str) for v in node.inputs + node.outputs):
                 raise Surprise(f"a use of {str(undefined[:1])[:40]} before it is defined")
             nodes.append(node)
-    return Program(source=source, values=values, nodes=nodes, params=params)
+    return Program(source, values, nodes, params, frozenset(buffers & set(params)))
 
 
 def _tied(archive: Archive) -> set[str]:

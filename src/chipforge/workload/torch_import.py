@@ -323,6 +323,8 @@ def _program(exported: Any, subs: dict, source: str) -> Program:
     nodes: list[Node] = []
     params: list[str] = []
     tied = _tied(exported)
+    specs = getattr(getattr(exported, "graph_signature", None), "input_specs", ())
+    buffers = {s.arg.name for s in specs if getattr(s.kind, "name", "") != "PARAMETER"}
     for n in exported.graph.nodes:
         where = f"{source} node {n.name}"
         if n.op == "placeholder":
@@ -334,4 +336,4 @@ def _program(exported: Any, subs: dict, source: str) -> Program:
             values[n.name] = Value((), None, 0, static=True)
         elif n.op == "call_function":
             nodes.append(_node(n, _outputs(n, values, subs, where), fx_node))
-    return Program(source=source, values=values, nodes=nodes, params=params)
+    return Program(source, values, nodes, params, frozenset(buffers & set(params)))

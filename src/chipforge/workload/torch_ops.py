@@ -74,6 +74,7 @@ TORCH_OPS: dict[str, Entry] = {
         ("attention", SDPA, _sdpa),
     ),
     "embedding": ("embedding", ("weight", "indices"), _none),
+    "einsum": ("einsum", None, lambda a: {"equation": str(a.get("equation", ""))}),
     # grouped GEMM of mixture-of-experts layers: rows of `input` sorted by expert, one
     # (K, N) weight per expert; transformers' fallback is a custom op (integrations/moe.py)
     "_grouped_mm": ("grouped_mm", ("self", "mat2"), _none),
@@ -108,6 +109,17 @@ TORCH_OPS: dict[str, Entry] = {
     **dict.fromkeys(
         ("adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_avg_pool1d"),
         ("mean", None, _none),
+    ),
+    **dict.fromkeys(
+        (
+            "upsample_nearest1d",
+            "upsample_nearest2d",
+            "upsample_nearest3d",
+            "_upsample_nearest_exact1d",
+            "_upsample_nearest_exact2d",
+            "_upsample_nearest_exact3d",
+        ),
+        ("resize", ("input",), lambda a: {"mode": "nearest"}),
     ),
     "topk": ("topk", None, _k),
     "sort": ("topk", None, lambda a: {"k": 1024}),
