@@ -209,14 +209,14 @@ def test_corrupt_onnx_is_named(tmp_path, content, problem):
 
 
 def unsupported_onnx(path) -> None:
-    """x @ W, then two Einsums and a Hardmax: ops with no cost rule."""
+    """x @ W, then two Shrinks and a Hardmax: ops with no cost rule."""
     h = onnx.helper
     f32 = onnx.TensorProto.FLOAT
     w = onnx.numpy_helper.from_array(np.ones((8, 16), np.float32), "w")
     nodes = [
         h.make_node("MatMul", ["x", "w"], ["a"], name="/proj/MatMul"),
-        h.make_node("Einsum", ["a"], ["b"], name="/swap/Einsum", equation="ij->ji"),
-        h.make_node("Einsum", ["b"], ["c"], name="/back/Einsum", equation="ij->ji"),
+        h.make_node("Shrink", ["a"], ["b"], name="/swap/Shrink"),
+        h.make_node("Shrink", ["b"], ["c"], name="/back/Shrink"),
         h.make_node("Hardmax", ["c"], ["y"], name="/pick/Hardmax"),
     ]
     graph = h.make_graph(
@@ -235,12 +235,12 @@ def test_unsupported_ops_are_listed_once_or_costed_as_vector_work(tmp_path):
     with pytest.raises(WorkloadError) as err:
         from_onnx(path)
     assert str(err.value) == (
-        "`workload` odd.onnx has ops chipforge cannot cost: Einsum (2 nodes, first "
-        "/swap/Einsum); Hardmax (1 node, first /pick/Hardmax); pass --allow-unsupported "
+        "`workload` odd.onnx has ops chipforge cannot cost: Hardmax (1 node, first "
+        "/pick/Hardmax); Shrink (2 nodes, first /swap/Shrink); pass --allow-unsupported "
         "(Python: allow_unsupported=True) to cost them as vector work"
     )
     graph = from_onnx(path, allow_unsupported=True)
-    assert graph.meta["unsupported"] == {"Einsum": 2, "Hardmax": 1}
+    assert graph.meta["unsupported"] == {"Hardmax": 1, "Shrink": 2}
     assert graph.name == "odd.onnx (3 unsupported ops costed as vector work)"
     assert "costed as vector work" in graph.meta["warnings"][0]
     vector = [op for op in graph.ops if op.kind == "vector"]
@@ -343,7 +343,7 @@ def test_cli_allow_unsupported(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["workload"].endswith("(3 unsupported ops costed as vector work)")
-    assert "warning: 3 ops without a cost rule (Einsum, Hardmax)" in out.stderr
+    assert "warning: 3 ops without a cost rule (Hardmax, Shrink)" in out.stderr
 
 
 # --- numerics: imported matrix ops on the functional simulator ------------------------------
