@@ -44,7 +44,7 @@ def form(**edits) -> list[str]:
 
 def url(page: str, fields: list[str]) -> None:
     controls = {k: pages.DEFAULTS[k] for k in pages.CONTROLS}
-    pages.url_update(page, BASE, list(compute.DEFAULT_VS), *fields, *controls.values())
+    pages.url_update(page, BASE, list(compute.DEFAULT_VS), None, *fields, *controls.values())
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from dash import no_update  # noqa: E402
 
 import chipforge as cf  # noqa: E402
 from chipforge.errors import ChipforgeError  # noqa: E402
+from chipforge.spec.loader import chip_from_dict  # noqa: E402
 from chipforge.studio import app as pages  # noqa: E402
 from chipforge.studio import compute  # noqa: E402
 from chipforge.studio.server import make_app  # noqa: E402
@@ -54,6 +55,7 @@ def texts(component) -> list[str]:
 
 def form(**edits) -> list[str]:
     values = compute.form_values(cf.load_chip("forge-n3"))
+    assert set(edits) <= set(values), set(edits) - set(values)
     values.update(edits)
     return [values[f] for f in compute.FIELD_IDS]
 
@@ -78,7 +80,14 @@ def test_chip_page_numbers_are_the_api_s_and_follow_the_clock():
     [
         ("clock", "fast", "`clock`"),
         ("hbm-bandwidth", "-3 TB/s", "`memory.0.bandwidth`"),
-        ("sram-capacity", "3 W", "`memory.1.capacity`"),
+        ("mem1-capacity", "3 W", "`memory.1.capacity`"),
+        ("mem1-per-core", "maybe", "`memory.1.per_core`"),
+        ("hbm-energy", "3 W", "`memory.0.energy_per_byte`"),
+        ("mem3-capacity", "1 MiB", "`memory.3.capacity`"),  # forge-n3 has 2 levels
+        ("link-latency", "5 W", "`links.0.latency`"),
+        ("idle-power", "-1 W", "`idle_power`"),
+        ("vector-flops", "0", "`vector.flops_per_cycle`"),
+        ("matrix-dataflow", "diagonal", "`matrix.dataflow`"),
         ("cores", "x", "`cores`"),
         ("matrix-macs", "bf16=lots", "`matrix.macs_per_cycle.bf16`"),
         ("node", "n1", "`node`"),
@@ -188,6 +197,43 @@ def test_download_round_trips_through_the_chip_loader(tmp_path):
     assert tomllib.loads(out["content"])["clock"] == 2e9
 
 
+def test_every_field_edits_and_the_name_follows_the_form(tmp_path):
+    """Fields beyond the main ones (memory levels, vector unit, energies, idle power, links):
+    each reaches the chip, in its units; the chip's name is what the name field says."""
+    edits = dict(
+        name="my-chip", vendor="me", year="2027", family="asic", notes="a note",
+        **{"idle-power": "75 W", "physical-cores": "10", "matrix-dataflow": "output-stationary",
+           "matrix-double-buffered": "false", "vector-count": "2", "vector-flops": "256",
+           "vector-trans": "32", "hbm-name": "HBM4", "hbm-energy": "4 pJ/B", "hbm-stacks": "8",
+           "mem1-capacity": "64 MiB", "mem1-holds": "true", "mem1-energy": "0.5 pJ/B",
+           "link-latency": "2 us", "link-name": "ICI"},
+    )  # fmt: skip
+    chip, error, _, *errs = pages.chip_update(BASE, *form(**edits))
+    assert error == "" and not any(errs), [e for e in errs if e]
+    spec = chip_from_dict(chip, "chip")
+    assert (spec.name, spec.vendor, spec.year, spec.family) == ("my-chip", "me", 2027, "asic")
+    assert spec.idle_power == 75 and spec.physical_cores == 10 and spec.notes == "a note"
+    assert spec.matrix.dataflow == "output-stationary" and not spec.matrix.double_buffered
+    assert (spec.vector.count, spec.vector.flops_per_cycle) == (2, 256)
+    assert spec.vector.transcendentals_per_cycle == 32
+    hbm, sram = spec.memory
+    assert (hbm.name, hbm.energy_per_byte, hbm.stacks) == ("HBM4", 4e-12, 8)
+    assert sram.capacity == 64 * 2**20 and sram.holds_activations
+    assert sram.energy_per_byte == 0.5e-12
+    assert (spec.links[0].latency, spec.links[0].name) == (2e-6, "ICI")
+    # blank optional fields fall back to the spec's defaults
+    chip = pages.chip_update(BASE, *form(**{"hbm-energy": "", "idle-power": ""}))[0]
+    assert chip["memory"][0]["energy_per_byte"] is None and chip["idle_power"] is None
+    # the Run page shows the typed name, the energies move the energy
+    mine = pages.chip_update(BASE, *form(name="my-chip", **{"hbm-energy": "40 pJ/B"}))[0]
+    wl = "llama3-8b,phase=decode,batch=8,context=2048"
+    shown = compute.run(chip_from_dict(mine, "chip"), wl, ["h100"])["results"][0]
+    assert shown["chip"] == "my-chip"
+    assert shown["energy_j"] > cf.evaluate("forge-n3", wl).energy_j
+    out = pages.chip_download(1, mine)
+    assert out["filename"] == "my-chip.toml" and 'name = "my-chip"' in out["content"]
+
+
 def test_cluster_silicon_and_site_pages_equal_the_api():
     chip = pages.chip_update(BASE, *form())[0]
     spec = cf.load_chip("forge-n3")
@@ -205,6 +251,28 @@ def test_cluster_silicon_and_site_pages_equal_the_api():
     for node, usd in zip(by_node["y"], by_node["x"], strict=True):
         assert usd == pytest.approx(cf.cost(spec, node).unit_cost_usd)
     assert {"n7", "n3p", "n2"} <= set(by_node["y"])
+    # sensitivity: the silicon model's unit cost at each input's ends, drawn as the report's
+    # tornado around the design's cost on that node
+    from chipforge.silicon import node_named, unit_cost
+
+    n2 = node_named("n2")
+    on_n2 = spec.model_copy(update={"node": "n2"})
+    bars = {t["name"]: t for t in next(g for g in graphs if g.id == "silicon-cost_tornado")
+            .figure["data"]}  # fmt: skip
+    low, high = bars["low input"], bars["high input"]
+    assert low["base"] == pytest.approx(cf.cost(spec, "n2").unit_cost_usd)
+    at = dict(zip(low["y"], low["customdata"], strict=True))
+    wafer = next(k for k in at if k.startswith("wafer price"))
+    want = unit_cost(on_n2, node=n2, wafer_price_usd=n2.wafer_price_low_usd).unit_cost
+    assert at[wafer] == pytest.approx(want) and want < low["base"]
+    d0 = next(k for k in at if k.startswith("defect density"))
+    hi = dict(zip(high["y"], high["customdata"], strict=True))
+    worse = unit_cost(on_n2, node=n2, defect_density_per_cm2=1.5 * n2.defect_density_per_cm2)
+    assert hi[d0] == pytest.approx(worse.unit_cost) and hi[d0] > low["base"]
+    cores = next(k for k in at if k.startswith("cores"))
+    more = spec.model_copy(update={"cores": round(spec.cores * 1.25)})
+    assert hi[cores] == pytest.approx(cf.cost(more, "n2").unit_cost_usd)
+    assert any(k.startswith("HBM price") for k in at)
     err, table, _ = pages.site_update(chip, BASE, "100 MW")
     assert err == "" and f"{cf.site('forge-n3', '100MW')['chips']:,}" in texts(table)
     edited = pages.chip_update(BASE, *form(tdp="700 W"))[0]
@@ -312,6 +380,55 @@ def test_a_saved_state_file_reopens_the_state():
     assert href is no_update and "not a studio state file" in err
     href, err = pages.state_load(data_url(b"[[[["))
     assert href is no_update and "not valid JSON" in err
+
+
+def test_uploaded_files_travel_in_the_url_and_the_state_file(monkeypatch):
+    """An uploaded chip TOML and config.json are part of the shareable state: a URL carries
+    them compressed (opened by another studio, which never received them), a saved state file
+    carries their text; both are read back by the bounded loaders, and a bad one is dropped."""
+    toml = compute.chip_toml(cf.load_chip("tpu-v7")).replace('name = "tpu-v7"', 'name = "mine"')
+    base, *_ = pages.chip_source(None, data_url(toml.encode(), "text/plain"), None, "chip-upload")
+    config = HF
+    key, _ = pages.config_upload(data_url(json.dumps(config).encode()))
+    spec = cf.load_chip("tpu-v7").model_copy(update={"name": "mine"})
+    fields = compute.form_values(spec) | {"clock": "2 GHz"}
+    controls = {k: pages.DEFAULTS[k] for k in pages.CONTROLS}
+    q = pages.query_of("run", base, fields, ["h100"], controls, key)
+    assert "chipz=" in q and "configz=" in q and "f-clock=2+GHz" in q and len(q) < 3000
+    saved = pages.state_save(1, q, base, key)
+    assert json.loads(saved["content"])["files"] == {"chip": toml, "config": json.dumps(config)}
+
+    monkeypatch.setattr(compute, "_UPLOADS", {})  # another studio: it never got the files
+    st = pages.initial_state(q)
+    got, errors = compute.build_chip(st["base"], st["fields"])
+    assert not errors and got == spec.model_copy(update={"clock": 2e9})
+    assert cf.load_model(compute.upload_path(st["config"])).layers == HF["num_hidden_layers"]
+    href, err = pages.state_load(data_url(saved["content"].encode()))
+    assert err == "" and "chipz=" in href and "configz=" in href
+    st = pages.initial_state(href[2:])
+    assert compute.build_chip(st["base"], st["fields"])[0] == got
+
+    # too big for a URL: named by its key, which only this studio knows
+    big = toml.replace('notes = ""', 'notes = "' + "".join(f"{i:x}" for i in range(3000)) + '"')
+    base, *_ = pages.chip_source(None, data_url(big.encode(), "text/plain"), None, "chip-upload")
+    q = pages.query_of("chip", base, compute.form_values(compute.base_chip(base)), [], controls)
+    assert "chipkey=" in q and "chipz" not in q
+    assert pages.initial_state(q)["base"] == base
+    monkeypatch.setattr(compute, "_UPLOADS", {})
+    assert pages.initial_state(q)["base"] == "preset:forge-n3"  # not here: the default
+    # hostile links and state files: dropped, or one line naming what is wrong
+    for bad in (
+        "chipz=!!!",
+        "chipz=" + "A" * 5000,
+        "chipkey=../../etc/passwd",
+        "chipz=" + compute.base64.urlsafe_b64encode(compute.zlib.compress(b"[[x")).decode(),
+    ):
+        assert pages.initial_state("?" + bad)["base"] == "preset:forge-n3"
+    state = {pages.STATE_KEY: 1, "query": "", "files": {"chip": "cores = -1"}}
+    href, err = pages.state_load(data_url(json.dumps(state).encode()))
+    assert href is no_update and "`" in err
+    state["files"] = {"../x": "a"}
+    assert "files" in pages.state_load(data_url(json.dumps(state).encode()))[1]
 
 
 def test_every_route_needs_the_token():

@@ -1,10 +1,11 @@
 """The studio in a real browser: Debian's Chromium driven by Playwright (no browser download).
 
 Opens every page, changes the chip's clock and sees the H100-relative speed move, uploads a
-config.json, types a bad bandwidth and sees the error next to that field, reopens a shared URL,
-and checks the console stayed clean. Screenshots land in test-artifacts/studio/ (gitignored).
-Skips with a message where /usr/bin/chromium or Playwright is missing (.ci/run installs
-Chromium when it runs as root).
+config.json (then in the URL), types a bad bandwidth and a bad link latency and sees each error
+next to its field, sees the silicon tornado, reopens a shared URL and a saved state file, opens
+a sweep point's chip in another tab from its URL, and checks the console stayed clean.
+Screenshots land in test-artifacts/studio/ (gitignored). Skips with a message where
+/usr/bin/chromium or Playwright is missing (.ci/run installs Chromium when it runs as root).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def test_the_studio_in_chromium(studio, tmp_path):
             page.wait_for_function(
                 "!document.querySelector('#speed-vs-h100').innerText.includes('llama3-8b')"
             )
+            assert "configz=" in page.url  # the uploaded file is in the shareable URL
             page.click("#cycle-btn")  # the cycle engine on one layer of the uploaded model
             page.wait_for_selector("#cycle-table table")
             assert "cycle engine" in page.inner_text("#cycle-table")
@@ -126,6 +128,12 @@ def test_the_studio_in_chromium(studio, tmp_path):
             page.screenshot(path=ARTIFACTS / "chip-error.png")
             _set(page, "f-hbm-bandwidth", "9.832 TB/s")
             page.wait_for_function("document.querySelector('#err-hbm-bandwidth').innerText === ''")
+            _set(page, "f-link-latency", "5 W")  # a field beyond the main ones, its own error
+            page.wait_for_function(
+                "document.querySelector('#err-link-latency').innerText.includes('links.0.latency')"
+            )
+            _set(page, "f-link-latency", "1 µs")
+            page.wait_for_function("document.querySelector('#err-link-latency').innerText === ''")
 
             for name, ready in (
                 ("cluster", "#train-table table"),
@@ -137,6 +145,10 @@ def test_the_studio_in_chromium(studio, tmp_path):
                 page.wait_for_selector(ready)
                 page.wait_for_selector(f"#page-{name} .js-plotly-plot")
                 page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+            page.click("#tab-silicon")  # the cost model's sensitivity, as the report's tornado
+            page.wait_for_selector("#silicon-cost_tornado .js-plotly-plot")
+            assert "defect density" in page.inner_text("#silicon-table")
+            page.click("#tab-decide")
 
             with page.expect_download() as download:  # the page as the CLI's HTML report
                 page.click("#export-html")
@@ -176,6 +188,14 @@ def test_the_studio_in_chromium(studio, tmp_path):
             page.wait_for_selector("#page-chip", state="visible")
             assert page.input_value("#f-clock") in ("1 GHz", "2 GHz")
             page.screenshot(path=ARTIFACTS / "sweep-opened.png")
+            # that chip is a file of this studio's: the URL carries it, another tab opens it
+            page.wait_for_function("location.search.includes('chipz=')")
+            other = browser.new_page()
+            other.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            other.goto(page.url)
+            other.wait_for_selector("#chip-figures table")
+            assert other.input_value("#f-clock") == page.input_value("#f-clock")
+            assert other.input_value("#f-name") == page.input_value("#f-name")
         finally:
             browser.close()
     assert errors == []

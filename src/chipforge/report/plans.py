@@ -90,7 +90,7 @@ def _metric_label(site, value) -> str:
     return "metric at the low / high input"
 
 
-def _tornado(rows: list, base, cid: str = "tornado", who: str = "", site=None) -> list:
+def tornado(rows: list, base, cid: str = "tornado", who: str = "", site=None) -> list:
     """Bars from the base case to the outcome at each knob's low and high input."""
     lo_keys = ("at_low", "tco_low", "low_value", "low", "min")
     hi_keys = ("at_high", "tco_high", "high_value", "high", "max")
@@ -163,15 +163,15 @@ def datacenter_charts(data: dict) -> list:
     sens = _find(data, "tornado", "sensitivity")
     base = data.get("tco_usd_per_chip_hour")
     if isinstance(sens, list):
-        charts += _tornado([r for r in sens if isinstance(r, dict)], base, site=data)
+        charts += tornado([r for r in sens if isinstance(r, dict)], base, site=data)
     elif isinstance(sens, dict) and all(isinstance(v, list) for v in sens.values()):
         for i, (who, rows) in enumerate(sens.items()):
             rows = [r for r in rows if isinstance(r, dict)]
             site = sites.get(who) if isinstance(sites, dict) else None
-            charts += _tornado(rows, None, f"tornado{i}", f"({who})", site)
+            charts += tornado(rows, None, f"tornado{i}", f"({who})", site)
     elif isinstance(sens, dict):
         rows = [{"name": k, **v} for k, v in sens.items() if isinstance(v, dict)]
-        charts += _tornado(rows, base, site=data)
+        charts += tornado(rows, base, site=data)
     return charts
 
 

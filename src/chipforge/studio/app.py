@@ -10,14 +10,14 @@ received them).
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlparse
 
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from chipforge.errors import ChipforgeError
 from chipforge.report.charts import bar, compare_charts, cost_charts
 from chipforge.report.decide import decide_charts
-from chipforge.report.plans import datacenter_charts, sweep_charts, train_charts
+from chipforge.report.plans import datacenter_charts, sweep_charts, tornado, train_charts
 from chipforge.report.serving import serve_charts
 from chipforge.spec.loader import chip_from_dict, preset_names
 from chipforge.spec.nodes import nodes
@@ -71,26 +71,44 @@ def initial_state(query: str) -> dict:
     if state["model"] not in (*model_names(), "custom"):
         state["model"] = DEFAULTS["model"]
     state["vs"] = [v for v in state["vs"].split(",") if v in preset_names()]
-    base = compute.form_values(compute.base_chip(f"preset:{state['chip']}"))
+    # uploaded files the link carries (compressed) or names (kept here): read back by the
+    # bounded loaders; a bad one is dropped, as any bad value is
+    state["base"], state["config"] = f"preset:{state['chip']}", None
+    for kind in ("chip", "config"):
+        try:
+            key = compute.unshare(q, kind)
+        except ChipforgeError:
+            key = None
+        if key and kind == "chip":
+            state["base"] = f"upload:{key}"
+        elif key:
+            state["config"] = key
+    base = compute.form_values(compute.base_chip(state["base"]))
     state["fields"] = {f: str(q.get(f"f-{f}", base[f]))[:200] for f in compute.FIELD_IDS}
     return state
 
 
-def query_of(page: str, base: str, fields: dict, vs: list, controls: dict) -> str:
-    """The query string of a page state: the chip preset, the fields that differ from it, and
+def query_of(
+    page: str, base: str, fields: dict, vs: list, controls: dict, config: str | None = None
+) -> str:
+    """The query string of a page state: the chip (a preset's name, or an uploaded file's
+    compressed text or key), the fields that differ from it, the uploaded config.json, and
     every control that differs from its default."""
     q = {}
     if page != "chip":
         q["page"] = page
     kind, _, name = str(base).partition(":")
-    if kind == "preset":
-        if name != compute.DEFAULT_CHIP:
+    try:
+        if kind == "preset" and name != compute.DEFAULT_CHIP:
             q["chip"] = name
-        try:
-            start = compute.form_values(compute.base_chip(base))
-        except ChipforgeError:
-            start = {}
-        q.update({f"f-{k}": v for k, v in fields.items() if v is not None and start.get(k) != v})
+        elif kind == "upload":
+            q.update(compute.share(name, "chip"))
+        start = compute.form_values(compute.base_chip(base))
+        if config:
+            q.update(compute.share(config, "config"))
+    except ChipforgeError:
+        start = {}
+    q.update({f"f-{k}": v for k, v in fields.items() if v is not None and start.get(k) != v})
     vs_text = ",".join(vs or [])
     if vs_text != DEFAULTS["vs"]:
         q["vs"] = vs_text
@@ -149,16 +167,19 @@ def _spec(chip: dict | None):
 
 def _chip_page(s: dict) -> html.Div:
     fields = []
-    for f in compute.FIELDS:
-        fields.append(
+    for section in compute.SECTIONS:
+        fields.append(html.H4(section, style={"margin": "12px 8px 0"}))
+        fields += [
             html.Div(
                 [
                     _input(f"f-{f.id}", s["fields"][f.id], f.label, f.help),
                     html.Div(id=f"err-{f.id}", className="field-error", style=ERR),
                 ],
-                style={"width": "32%", "display": "inline-block", "verticalAlign": "top"},
+                style={"width": "24%", "display": "inline-block", "verticalAlign": "top"},
             )
-        )
+            for f in compute.FIELDS
+            if f.section == section
+        ]
     return html.Div(
         [
             html.Div(
@@ -212,7 +233,7 @@ def _run_page(s: dict) -> html.Div:
                         max_size=compute.MAX_TEXT_BYTES,
                     ),  # fmt: skip
                     html.Div(id="config-msg"),
-                    dcc.Store(id="config-key", data=None),
+                    dcc.Store(id="config-key", data=s["config"]),
                 ],
                 style={"display": "flex", "gap": "12px", "alignItems": "center"},
             ),
@@ -381,13 +402,17 @@ def layout(query: str = "") -> html.Div:
                     dcc.Download(id="export"),
                     html.Button("save state", id="state-save"),
                     dcc.Download(id="state-download"),
-                    dcc.Upload(html.Button("load state"), id="state-upload", max_size=2**16),
+                    dcc.Upload(
+                        html.Button("load state"),
+                        id="state-upload",
+                        max_size=compute.STATE_MAX_BYTES,
+                    ),  # fmt: skip
                     dcc.Location(id="state-go", refresh=True),
                     html.Span(id="export-error", style=ERR),
                 ],
                 style={"display": "flex", "gap": "12px", "margin": "8px 0"},
             ),
-            dcc.Store(id="base", data=f"preset:{s['chip']}"),
+            dcc.Store(id="base", data=s["base"]),
             dcc.Store(id="chip", data=None),
             html.Div(
                 [
@@ -544,7 +569,12 @@ def silicon_update(chip, node):
                  {n: v["unit_cost_usd"] for n, v in nodes_.items()}, "USD")  # fmt: skip
     charts += bar("node_area", "Die area on each node", {n: v["die_area_mm2"] for n, v in
                   nodes_.items()}, "mm²")  # fmt: skip
-    return err, table, graphs + _graphs("silicon", charts)
+    sens = compute.silicon_sensitivity(_spec(chip), node)
+    charts += tornado(sens["sensitivity"], sens["base_usd"], "cost_tornado",
+                      site={"unit cost (USD)": sens["base_usd"]})  # fmt: skip
+    inputs = html.Div([html.H3("sensitivity: the unit cost at each input's ends"),
+                       _table(sens["rows"], ["input", "low .. high", "unit cost"])])  # fmt: skip
+    return err, [table, inputs], graphs + _graphs("silicon", charts)
 
 
 def site_update(chip, base, power):
@@ -648,29 +678,41 @@ def export(
 STATE_KEY = "chipforge_studio_state"
 
 
-def state_save(_clicks, search):
-    """The page's state (its URL query) as a small JSON file."""
-    text = json.dumps({STATE_KEY: 1, "query": search or ""}, indent=2) + "\n"
-    return {"content": text, "filename": "studio-state.json"}
+FILE_PARAMS = ("chipz", "chipkey", "configz", "configkey")
+
+
+def state_save(_clicks, search, base=None, config=None):
+    """The page's state as a small JSON file: its URL query and the text of the uploaded
+    files it uses (a chip TOML, a config.json), so it reopens on another studio too."""
+    try:
+        files = compute.state_files(base or "", config)
+    except ChipforgeError:
+        files = {}  # an upload this studio no longer holds: the query alone
+    state = {STATE_KEY: 1, "query": search or "", **({"files": files} if files else {})}
+    return {"content": json.dumps(state, indent=2) + "\n", "filename": "studio-state.json"}
 
 
 def state_load(contents):
-    """A saved state file: the URL to open (its query, re-checked as a shared URL is), or an
-    error."""
+    """A saved state file: the URL to open (its query, re-checked as a shared URL is; its
+    files kept again and read back by the bounded loaders), or an error."""
     try:
-        key = compute.save_upload(contents, "state")
+        key = compute.save_upload(contents, "state", compute.STATE_MAX_BYTES)
         data = compute.load_state(compute.upload_path(key))
+        if (
+            not isinstance(data, dict)
+            or STATE_KEY not in data
+            or not isinstance(data.get("query"), str)
+        ):
+            return no_update, f"not a studio state file (no {STATE_KEY!r} and query)"
+        files = compute.restore_files(data.get("files"))
     except ChipforgeError as e:
         return no_update, str(e)
-    if (
-        not isinstance(data, dict)
-        or STATE_KEY not in data
-        or not isinstance(data.get("query"), str)
-    ):
-        return no_update, f"not a studio state file (no {STATE_KEY!r} and query)"
-    st = initial_state(data["query"])
+    q = [(k, v) for k, v in parse_qsl(data["query"].lstrip("?"), keep_blank_values=True)
+         if k not in FILE_PARAMS]  # fmt: skip
+    st = initial_state(urlencode([*q, *files.items()]))
     controls = {k: st[k] for k in CONTROLS}
-    return "./" + query_of(st["page"], f"preset:{st['chip']}", st["fields"], st["vs"], controls), ""
+    return "./" + query_of(st["page"], st["base"], st["fields"], st["vs"], controls,
+                           st["config"]), ""  # fmt: skip
 
 
 def chip_download(_clicks, chip):
@@ -680,11 +722,11 @@ def chip_download(_clicks, chip):
     return {"content": compute.chip_toml(spec), "filename": f"{spec.name}.toml"}
 
 
-def url_update(page, base, vs, *values):
+def url_update(page, base, vs, config, *values):
     n = len(compute.FIELD_IDS)
     fields = dict(zip(compute.FIELD_IDS, values[:n], strict=True))
     controls = dict(zip(CONTROLS, values[n:], strict=True))
-    return query_of(page, base, fields, vs, controls)
+    return query_of(page, base, fields, vs, controls, config)
 
 
 def show_page(page):
@@ -790,7 +832,8 @@ def register(app: Dash, scenario=None, sweep=(None, None)) -> None:
                                 scenario=scenario, sweep=sweep))  # fmt: skip
     app.callback(
         Output("state-download", "data"), Input("state-save", "n_clicks"),
-        State("url", "search"), prevent_initial_call=True,
+        State("url", "search"), State("base", "data"), State("config-key", "data"),
+        prevent_initial_call=True,
     )(state_save)  # fmt: skip
     app.callback(
         Output("state-go", "href"), Output("export-error", "children", allow_duplicate=True),
@@ -803,7 +846,8 @@ def register(app: Dash, scenario=None, sweep=(None, None)) -> None:
     app.callback(
         Output("url", "search"),
         Input("page", "value"), Input("base", "data"), Input("vs", "value"),
-        *[Input(f, "value") for f in fields], *[Input(c, "value") for c in CONTROLS],
+        Input("config-key", "data"), *[Input(f, "value") for f in fields],
+        *[Input(c, "value") for c in CONTROLS],
     )(url_update)  # fmt: skip
     app.callback(*[Output(f"page-{p}", "style") for p in PAGES], Input("page", "value"))(show_page)
     app.callback(Output("custom-fields", "style"), Input("model", "value"))(show_custom)

@@ -16,6 +16,7 @@ import hashlib
 import re
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,37 +42,92 @@ class Field:
 
     id: str
     label: str
-    path: tuple  # keys into ChipSpec.model_dump(); "hbm"/"sram" stand for a memory level's index
+    path: tuple  # keys into ChipSpec.model_dump() (a memory level or link by its index)
     dimension: str | None = None  # a units.fmt dimension; None: shown as is
     binary: bool = False
     help: str = ""
+    optional: bool = False  # blank: left out of the chip (the spec's default)
+    section: str = "chip"
+
+
+# memory levels and links the form edits (every preset has at most 4 levels and 1 link)
+LEVELS, LINKS = 4, 2
+FLAG = "true or false"
+
+
+def _level(i: int) -> tuple[Field, ...]:
+    pre, sec = ("hbm", "off-chip memory") if i == 0 else (f"mem{i}", f"memory level {i}")
+    path = ("memory", i)
+    fields = (
+        Field(f"{pre}-name", "name", (*path, "name"), section=sec,
+              help="HBM3E, LPDDR5X, ... (sets its energy)" if i == 0 else ""),
+        Field(f"{pre}-kind", "kind", (*path, "kind"), section=sec,
+              help="hbm or dram" if i == 0 else "sram or cache"),
+        Field(f"{pre}-capacity", "capacity", (*path, "capacity"), "bytes", i > 0,
+              section=sec, help="per core when per core is true"),
+        Field(f"{pre}-bandwidth", "bandwidth", (*path, "bandwidth"), "bandwidth", section=sec,
+              help="towards the cores, whole chip"),
+        Field(f"{pre}-per-core", "per core", (*path, "per_core"), section=sec, help=FLAG),
+        Field(f"{pre}-holds", "holds activations", (*path, "holds_activations"), section=sec,
+              help=FLAG),
+        Field(f"{pre}-energy", "energy per byte", (*path, "energy_per_byte"), "energy_per_byte",
+              optional=True, section=sec, help="blank: the technology's default"),
+    )  # fmt: skip
+    if i == 0:
+        fields += (Field("hbm-stacks", "HBM stacks", (*path, "stacks"), optional=True,
+                         section=sec, help="blank: the cheapest that fit"),)  # fmt: skip
+    return fields
+
+
+def _link(i: int) -> tuple[Field, ...]:
+    pre, sec = ("link", "chip-to-chip link") if i == 0 else (f"link{i}", f"link {i}")
+    path = ("links", i)
+    return (
+        Field(f"{pre}-name", "name", (*path, "name"), section=sec, help="NVLink, ICI, ..."),
+        Field(f"{pre}-bandwidth", "bandwidth", (*path, "bandwidth"), "bandwidth", section=sec,
+              help="per chip, both directions"),
+        Field(f"{pre}-ports", "ports", (*path, "ports"), section=sec),
+        Field(f"{pre}-latency", "latency", (*path, "latency"), "time", section=sec,
+              help="per message"),
+    )  # fmt: skip
 
 
 FIELDS = (
-    Field("name", "name", ("name",)),
+    Field("name", "name", ("name",), help="the chip's name in every output"),
+    Field("family", "family", ("family",),
+          help="nvidia-gpu, amd-gpu, google-tpu, forge, asic (perf calibration)"),
+    Field("vendor", "vendor", ("vendor",)),
+    Field("year", "year", ("year",), help="first volume shipment"),
     Field("node", "process node", ("node",), help="n28 ... n2"),
     Field("clock", "clock", ("clock",), "frequency"),
-    Field("cores", "cores", ("cores",)),
+    Field("sustained-clock", "sustained clock", ("sustained_clock",), "frequency",
+          optional=True, help="power-limited, long matrix work; blank: clock"),
+    Field("cores", "cores", ("cores",), help="SMs, CUs or TensorCores"),
+    Field("physical-cores", "cores on the die(s)", ("physical_cores",), optional=True,
+          help="enabled or not; blank: cores"),
     Field("dies", "compute dies", ("dies",)),
     Field("tdp", "TDP", ("tdp",), "power"),
-    Field("matrix-rows", "matrix array rows", ("matrix", "rows")),
-    Field("matrix-cols", "matrix array columns", ("matrix", "cols")),
-    Field("matrix-count", "matrix units per core", ("matrix", "count")),
-    Field(
-        "matrix-macs",
-        "MACs per cycle per unit",
-        ("matrix", "macs_per_cycle"),
-        help="by dtype: bf16=65536, fp8=131072",
-    ),
-    Field("hbm-capacity", "off-chip memory capacity", ("memory", "hbm", "capacity"), "bytes"),
-    Field(
-        "hbm-bandwidth", "off-chip memory bandwidth", ("memory", "hbm", "bandwidth"), "bandwidth"
-    ),
-    Field("sram-capacity", "on-chip SRAM capacity", ("memory", "sram", "capacity"), "bytes", True),
-    Field("sram-bandwidth", "on-chip SRAM bandwidth", ("memory", "sram", "bandwidth"), "bandwidth"),
-    Field("link-bandwidth", "chip-to-chip bandwidth", ("links", 0, "bandwidth"), "bandwidth"),
-    Field("link-ports", "chip-to-chip ports", ("links", 0, "ports")),
-)
+    Field("idle-power", "idle power", ("idle_power",), "power", optional=True,
+          help="blank: 10% of TDP"),
+    Field("notes", "notes", ("notes",)),
+    Field("matrix-rows", "array rows", ("matrix", "rows"), section="matrix unit"),
+    Field("matrix-cols", "array columns", ("matrix", "cols"), section="matrix unit"),
+    Field("matrix-count", "units per core", ("matrix", "count"), section="matrix unit"),
+    Field("matrix-dataflow", "dataflow", ("matrix", "dataflow"), section="matrix unit",
+          help="weight-stationary, output-stationary, tensor-core"),
+    Field("matrix-macs", "MACs per cycle per unit", ("matrix", "macs_per_cycle"),
+          section="matrix unit", help="by dtype: bf16=65536, fp8=131072"),
+    Field("matrix-double-buffered", "double buffered", ("matrix", "double_buffered"),
+          section="matrix unit", help=FLAG),
+    Field("vector-count", "units per core", ("vector", "count"), section="vector unit"),
+    Field("vector-flops", "FLOP per cycle per unit", ("vector", "flops_per_cycle"),
+          section="vector unit", help="fp32, FMA = 2"),
+    Field("vector-trans", "transcendentals per cycle per unit",
+          ("vector", "transcendentals_per_cycle"), section="vector unit", help="exp, rsqrt"),
+    *(f for i in range(LEVELS) for f in _level(i)),
+    *(f for i in range(LINKS) for f in _link(i)),
+)  # fmt: skip
+SECTIONS = tuple(dict.fromkeys(f.section for f in FIELDS))
 FIELD_IDS = tuple(f.id for f in FIELDS)
 
 # ---- uploads: bytes kept under their digest, never a path the browser names -----------------
@@ -88,16 +144,16 @@ def _upload_dir() -> Path:
     return _UPLOAD_DIR
 
 
-def save_upload(contents: str, kind: str) -> str:
-    """A dcc.Upload `contents` ("data:...;base64,...") kept as a `kind` file ("chip" or
-    "config"): its key (the SHA-256 of the bytes). Refused past the text-file size cap before
-    decoding."""
+def save_upload(contents: str, kind: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """A dcc.Upload `contents` ("data:...;base64,...") kept as a `kind` file ("chip",
+    "config" or "state"): its key (the SHA-256 of the bytes). Refused past `limit` bytes (the
+    text-file size cap) before decoding."""
     if not isinstance(contents, str) or "," not in contents:
         raise ChipforgeError(f"the uploaded {kind} file is empty or not a file")
     b64 = contents.split(",", 1)[1]
-    if len(b64) * 3 // 4 > MAX_TEXT_BYTES:
+    if len(b64) * 3 // 4 > limit:
         raise ChipforgeError(
-            f"the uploaded {kind} file is over {MAX_TEXT_BYTES // 2**20} MiB; text inputs are "
+            f"the uploaded {kind} file is over {limit / 2**20:g} MiB; such inputs are "
             "capped there (is it the right file?)"
         )
     try:
@@ -117,6 +173,75 @@ def keep(data: bytes, kind: str) -> str:
         path.write_bytes(data)
         _UPLOADS[key] = path
     return key
+
+
+# An uploaded file travels in a shared URL compressed (zlib, base64url) when it fits in this
+# many characters of the query; a larger one is named by its key, which only the studio that
+# received it knows (the saved state file carries its content instead).
+URL_FILE_MAX = 4096
+STATE_MAX_BYTES = 2**20  # a saved state file: its query and its uploaded files' text
+
+
+def share(key: str, kind: str) -> dict[str, str]:
+    """The query parameters that reopen upload `key` (a `kind` file): its compressed content
+    (`chipz`, `configz`) when small enough, else its key (`chipkey`, `configkey`)."""
+    packed = base64.urlsafe_b64encode(zlib.compress(upload_path(key).read_bytes(), 9))
+    text = packed.decode().rstrip("=")
+    return {f"{kind}z": text} if len(text) <= URL_FILE_MAX else {f"{kind}key": key}
+
+
+def unshare(query: dict, kind: str) -> str | None:
+    """The upload key of a `kind` file a query names (compressed content or a key this studio
+    holds), read back by the bounded loader of its kind; None when it names none. A bad one is
+    a one-line ChipforgeError."""
+    packed, key = query.get(f"{kind}z"), query.get(f"{kind}key")
+    if packed:
+        if len(packed) > URL_FILE_MAX:
+            raise ChipforgeError(f"the shared {kind} file is over {URL_FILE_MAX} characters")
+        try:
+            raw = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
+            z = zlib.decompressobj()
+            data = z.decompress(raw, MAX_TEXT_BYTES + 1)  # a bomb stops at the cap
+        except (binascii.Error, ValueError, zlib.error):
+            raise ChipforgeError(f"the shared {kind} file in the link is damaged") from None
+        if len(data) > MAX_TEXT_BYTES or z.unconsumed_tail:
+            raise ChipforgeError(f"the shared {kind} file is over {MAX_TEXT_BYTES} bytes")
+        key = keep(data, kind)
+    elif not key or str(key) not in _UPLOADS:
+        return None
+    _check(key, kind)
+    return key
+
+
+def _check(key: str, kind: str) -> None:
+    (cf.load_chip if kind == "chip" else cf.load_model)(upload_path(key))
+
+
+def state_files(base: str, config: str | None) -> dict[str, str]:
+    """The uploaded files a state uses, by kind: their text (for a saved state file)."""
+    out = {}
+    kind, _, key = str(base).partition(":")
+    for k, key_ in (("chip", key if kind == "upload" else None), ("config", config)):
+        if key_:
+            out[k] = upload_path(key_).read_text(encoding="utf-8")
+    return out
+
+
+def restore_files(files) -> dict[str, str]:
+    """A saved state file's `files` ({kind: text}) kept again and read back by the bounded
+    loaders: the query parameters naming them (`chipkey`, `configkey`)."""
+    if files is None:
+        return {}
+    if not isinstance(files, dict) or set(files) - {"chip", "config"}:
+        raise ChipforgeError("the state file's `files` must map chip/config to their text")
+    out = {}
+    for kind, text in files.items():
+        if not isinstance(text, str) or len(text.encode()) > MAX_TEXT_BYTES:
+            raise ChipforgeError(f"the state file's `files.{kind}` must be text of a {kind} file")
+        key = keep(text.encode(), kind)
+        _check(key, kind)
+        out[f"{kind}key"] = key
+    return out
 
 
 def load_state(path: Path):
@@ -148,24 +273,11 @@ def base_chip(base: str):
     raise ChipforgeError(f"unknown chip source {base!r}")
 
 
-def _index(dump: dict, key) -> int | Any:
-    if key == "hbm":
-        return 0  # the spec keeps the off-chip level first
-    if key == "sram":
-        levels = dump["memory"]
-        return next(
-            (i for i, m in enumerate(levels) if m["kind"] in ("sram", "cache")), len(levels) - 1
-        )
-    return key
-
-
 def _get(dump: dict, path: tuple):
     node = dump
     for key in path:
         if isinstance(node, (list, tuple)):
-            if key not in ("hbm", "sram") and (not isinstance(key, int) or key >= len(node)):
-                return None
-            node = node[_index(dump, key)]
+            node = node[key] if key < len(node) else None
         else:
             node = node.get(key) if isinstance(node, dict) else None
         if node is None:
@@ -173,17 +285,17 @@ def _get(dump: dict, path: tuple):
     return node
 
 
-def _set(dump: dict, path: tuple, value) -> bool:
+def _parent(dump: dict, path: tuple):
+    """The dict holding the field at `path`, or None where the chip has no such level/link."""
     node = dump
     for key in path[:-1]:
         if isinstance(node, list):
-            if key not in ("hbm", "sram") and (not isinstance(key, int) or key >= len(node)):
-                return False
-            node = node[_index(dump, key)]
-        else:
+            if key >= len(node):
+                return None
             node = node[key]
-    node[path[-1]] = value
-    return True
+        else:
+            node = node.setdefault(key, {})
+    return node
 
 
 def show_value(field: Field, value) -> str:
@@ -192,6 +304,8 @@ def show_value(field: Field, value) -> str:
         return ""
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if field.dimension and isinstance(value, (int, float)):
         return fmt(float(value), field.dimension, digits=6, binary=field.binary)
     return str(value)
@@ -222,43 +336,59 @@ def _typed(field: Field, text: str):
     return text.strip()
 
 
-def _field_of(message: str, dump: dict) -> str | None:
+def _field_of(message: str) -> str | None:
     """The form field a spec error names (its `dotted.path`), if the form has it."""
     m = re.search(r"`([^`]+)`", message)
     if not m:
         return None
     named = m.group(1)
     for f in FIELDS:
-        path = ".".join(str(_index(dump, k)) for k in f.path)
+        path = ".".join(map(str, f.path))
         if named == path or named.startswith(path + "."):
             return f.id
+    if named == "(root)":  # a rule between fields: the one it names first
+        at = {f.id: re.search(rf"\b{f.path[-1]}\b", message) for f in FIELDS if len(f.path) == 1}
+        found = sorted((m_.start(), fid) for fid, m_ in at.items() if m_)
+        return found[0][1] if found else None
     return None
 
 
 def build_chip(base: str, values: dict[str, str]):
     """(ChipSpec or None, {field id: one-line error}) from a base chip and the form's text;
     errors come from the spec models (every bad field, each under its own input), so they read
-    as a chip TOML's would."""
+    as a chip TOML's would. The chip's name is the name field's, as typed (a scenario's rack
+    holds a chip by name: an edited chip keeps its base's name until the user gives one)."""
     try:
         spec = base_chip(base)
     except ChipforgeError as e:
         return None, {"_": str(e)}
     dump = _dump(spec)
-    levels = dump["memory"]
+    errors: dict[str, str] = {}
     for f in FIELDS:
         text = values.get(f.id)
         if text is None or text == show_value(f, _get(dump, f.path)):
             continue  # unchanged: keep the exact value (no rounding through the display)
-        if f.path[0] == "memory" and f.path[1] == "sram" and len(levels) < 2:
+        text = str(text)
+        parent = _parent(dump, f.path)
+        if parent is None:
+            if text.strip():
+                what = "memory levels" if f.path[0] == "memory" else "links"
+                errors[f.id] = (
+                    f"`{'.'.join(map(str, f.path))}`: the chip has {len(dump[f.path[0]])} "
+                    f"{what}; load a chip TOML with more to edit this one"
+                )  # fmt: skip
             continue
-        _set(dump, f.path, _typed(f, str(text)))
+        if f.optional and not text.strip():
+            parent.pop(f.path[-1], None)
+        else:
+            parent[f.path[-1]] = _typed(f, text)
     try:
-        return ChipSpec.model_validate(dump), {}
+        new = ChipSpec.model_validate(dump)
     except ValidationError as err:
-        errors: dict[str, str] = {}
         for msg in problems(err, "chip"):  # every bad field, under its own input
-            errors.setdefault(_field_of(msg, dump) or "_", msg)
+            errors.setdefault(_field_of(msg) or "_", msg)
         return None, errors
+    return (None, errors) if errors else (new, {})
 
 
 def chip_toml(spec) -> str:
@@ -463,6 +593,68 @@ def by_node(spec) -> dict[str, dict]:
             "fits_reticle": c["fits_reticle"],
         }
     return out
+
+
+# Ranges of the silicon cost model's inputs for the Silicon page's tornado: the wafer price
+# between the node table's low and high (spec/nodes.toml, sourced per node); the HBM price as
+# the datacenter tornado's (datacenter.report.KNOBS, sourced there); the defect density from
+# 0.75x to 1.5x the node's (N5's D0 fell from 0.10-0.11 to ~0.06 per cm2 over its ramp,
+# [semi-d0-n5]: assumption); the cores (so the die area) 25% fewer or more, a design choice.
+D0_RANGE = (0.75, 1.5)
+CORES_RANGE = (0.75, 1.25)
+
+
+def silicon_sensitivity(spec, node: str | None) -> dict:
+    """The unit cost at each cost-model input's low and high end, the rest at the base case
+    (`chipforge.silicon.unit_cost` with its overrides; `cf.cost` for a design with other
+    cores): rows for the report's tornado, base first."""
+    from chipforge.datacenter.report import KNOBS
+    from chipforge.silicon import node_named, unit_cost
+
+    proc = node_named(node) if node else spec.process
+    chip = spec.model_copy(update={"node": proc.name})
+    base = unit_cost(chip, node=proc)
+    inputs = base.inputs
+
+    def cost(**kw) -> float:
+        return unit_cost(chip, node=proc, **kw).unit_cost
+
+    rows = []
+
+    def row(knob: str, unit: str, lo: float, hi: float, at_lo: float, at_hi: float) -> None:
+        name = f"{knob} ({unit})" if unit else knob
+        rows.append({"knob": name, "low": lo, "high": hi, "at_low": at_lo, "at_high": at_hi,
+                     "base": base.unit_cost})  # fmt: skip
+
+    lo, hi = proc.wafer_price_low_usd, proc.wafer_price_high_usd
+    row("wafer price", "USD", lo, hi, cost(wafer_price_usd=lo), cost(wafer_price_usd=hi))
+    d0 = inputs["defect_density_per_cm2"]
+    lo, hi = d0 * D0_RANGE[0], d0 * D0_RANGE[1]
+    row("defect density", "per cm2", lo, hi, cost(defect_density_per_cm2=lo),
+        cost(defect_density_per_cm2=hi))  # fmt: skip
+    if "hbm_price_per_gb_usd" in inputs:
+        p = inputs["hbm_price_per_gb_usd"]
+        lo, hi = p * KNOBS["hbm_price"][0], p * KNOBS["hbm_price"][1]
+        row("HBM price", "USD/GB", lo, hi, cost(hbm_price_per_gb_usd=lo),
+            cost(hbm_price_per_gb_usd=hi))  # fmt: skip
+    ends = []
+    for f in CORES_RANGE:
+        n = max(1, round(spec.cores * f))
+        dump = {**spec.model_dump(), "cores": n, "physical_cores": None}
+        ends.append((n, cf.cost(ChipSpec.model_validate(dump), proc.name).unit_cost_usd))
+    if ends[0][0] != ends[1][0]:
+        row("cores (die area)", "", ends[0][0], ends[1][0], ends[0][1], ends[1][1])
+    table = [
+        (r["knob"], f"{_figure(r['low'])} .. {_figure(r['high'])}",
+         f"{r['at_low']:,.0f} .. {r['at_high']:,.0f} USD")
+        for r in rows
+    ]  # fmt: skip
+    return {"base_usd": base.unit_cost, "sensitivity": rows, "rows": table,
+            "yield": inputs["yield"], "die_area_mm2": inputs["die_area_mm2"]}  # fmt: skip
+
+
+def _figure(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
 def _total(v) -> float:
