@@ -299,3 +299,64 @@ def test_shared_expert_overlap_hides_part_of_the_all_to_all():
     a, b = (plan_training("h100", "llama3-8b", 8, shared_expert_overlap=s, **dense)
             for s in (False, True))  # fmt: skip
     assert a.step_time_s == b.step_time_s
+
+
+def test_last_gradient_bucket_and_first_weight_bucket_are_exposed():
+    """Megatron-Core reduces a bucket once the backward pass has produced all its gradients:
+    the last one's reduce-scatter, and the next forward pass's wait for the first bucket's
+    all-gather, stay exposed however fast the rest hides (MLPerf llama31_8b: 768M parameters
+    per bucket). Without param-gather overlap the FP8 weights' all-gather follows the step."""
+    from chipforge.cluster.collectives import collective_time
+    from chipforge.cluster.topology import topology_for
+    from chipforge.cluster.training import BUCKET_PARAMS
+    from chipforge.spec.loader import load_chip
+
+    kw = dict(MLPERF_8B, overlap_param_gather=True, fp8_param_gather=True)
+    runs = {b: plan_training("gb200", "llama3-8b", 512, bucket_size=b, **kw)
+            for b in (None, 768_000_000, 10**12)}  # fmt: skip
+    topo = topology_for(load_chip("gb200"), 512)
+    weights = runs[None].memory["weights_bytes"]  # FP8: one byte per parameter on this chip
+    grads = 2 * weights
+    # the default bucket: max(40M, 1M x 256 ranks) = 256M parameters
+    assert max(BUCKET_PARAMS, 10**6 * 256) == 256_000_000
+    for b, run in runs.items():
+        f = min(1.0, (b or 256_000_000) / weights)
+        tail = collective_time("reduce_scatter", grads * f, 256, topo, stride=2)
+        tail += collective_time("all_gather", weights * f, 256, topo, stride=2)
+        assert run.exposed_comm["dp_s"] == pytest.approx(tail, rel=1e-6)  # the rest hides
+    one = runs[10**12]  # a single bucket: nothing overlaps
+    assert runs[None].step_time_s < runs[768_000_000].step_time_s < one.step_time_s
+    after = plan_training("gb200", "llama3-8b", 512, fp8_param_gather=True, bucket_size=10**12,
+                          **MLPERF_8B)  # fmt: skip
+    ag = collective_time("all_gather", weights, 256, topo, stride=2)
+    assert after.exposed_comm["dp_s"] == pytest.approx(one.exposed_comm["dp_s"], rel=1e-6)
+    assert after.exposed_comm["dp_s"] >= ag
+    with pytest.raises(Exception, match="--bucket-size"):
+        plan_training("gb200", "llama3-8b", 8, bucket_size=0)
+
+
+def test_group_limited_routing_bounds_the_nodes_a_token_reaches():
+    """DeepSeek-V3's node-limited routing: a token's experts lie in 4 of 8 groups, one group per
+    node: it reaches 7 x 4/8 = 3.5 remote nodes of 7 (at most 4 nodes in all), not 4.59."""
+    from itertools import combinations
+
+    from chipforge.cluster.collectives import expert_all_to_all
+    from chipforge.cluster.topology import topology_for
+    from chipforge.errors import WorkloadError
+    from chipforge.spec.loader import load_chip
+
+    picks = list(combinations(range(8), 4))  # the chosen groups = nodes; this rank on node 0
+    remote = sum(len(set(p) - {0}) for p in picks) / len(picks)
+    assert remote == 3.5 and max(len(p) for p in picks) == 4
+    topo = topology_for(load_chip("h800"), 2048)
+    route = 64e6  # large: the network stage dominates
+    free = expert_all_to_all(route, 8, 64, topo)
+    limited = expert_all_to_all(route, 8, 64, topo, limit=(8, 4))
+    assert limited / free == pytest.approx(remote / (7 * (1 - (7 / 8) ** 8)), rel=0.02)
+    # groups that do not map onto whole nodes: the routes spread evenly
+    assert expert_all_to_all(route, 8, 64, topo, limit=(4, 2)) == free
+    c = load_model("deepseek-v3")
+    assert (c.expert_groups, c.group_top_k) == (8, 4)
+    for bad in (dict(expert_groups=7), dict(group_top_k=9), dict(group_top_k=0)):
+        with pytest.raises(WorkloadError):
+            replace(c, **bad)

@@ -98,6 +98,8 @@ HF_CONFIGS = {
         "num_hidden_layers": 61,
         "vocab_size": 129280,
         "num_nextn_predict_layers": 1,
+        "n_group": 8,
+        "topk_group": 4,
         "max_position_embeddings": 163840,
     },
 }

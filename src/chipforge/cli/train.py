@@ -227,6 +227,14 @@ def train(
             "by local expert) or flex (DeepEP / HybridEP kernels lay tokens out per expert)",
         ),
     ] = "alltoall",
+    bucket_size: Annotated[
+        str | None,
+        typer.Option(
+            "--bucket-size",
+            help="parameters per gradient bucket, e.g. 768M (Megatron-Core bucket_size; default "
+            "max(40M, 1M x DP x CP ranks)): the last bucket's reduction is exposed",
+        ),
+    ] = None,
     calculon_plan: Annotated[
         str | None,
         typer.Option(
@@ -270,6 +278,7 @@ def train(
 
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
     per_batch = parse_count(tokens_per_batch, "--tokens-per-batch") if tokens_per_batch else None
+    bucket = round(parse_count(bucket_size, "--bucket-size")) if bucket_size else None
     res = plan_training(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
@@ -279,7 +288,7 @@ def train(
         overlap_param_gather=overlap_param_gather, fp8_param_gather=fp8_param_gather,
         sustained_clock=sustained_clock, activation_offload=activation_offload,
         moe_dispatcher=moe_dispatcher, optimizer_offload=optimizer_offload,
-        shared_expert_overlap=shared_expert_overlap,
+        shared_expert_overlap=shared_expert_overlap, bucket_size=bucket,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

@@ -170,7 +170,13 @@ def _inside(kind: str, size: float, p: int, topo: Topology, f: float = 1.0) -> f
 
 
 def expert_all_to_all(
-    route_bytes: float, routes: int, group: int, topo: Topology, *, stride: int = 1
+    route_bytes: float,
+    routes: int,
+    group: int,
+    topo: Topology,
+    *,
+    stride: int = 1,
+    limit: tuple[int, int] = (0, 0),
 ) -> float:
     """Seconds for one MoE dispatch (or combine) as DeepEP runs it across scale-up domains
     (DeepSeek-V3 report Sec. 3.2.2; DeepEP's normal kernels): a token goes over the scale-out
@@ -178,7 +184,13 @@ def expert_all_to_all(
     in-domain index) and is forwarded inside the domain over the scale-up links to each expert's
     GPU, the two stages pipelined. `route_bytes`: what one rank sends per route (its tokens'
     rows). With routes spread evenly over the group, a token reaches a given remote domain with
-    probability 1 - (1 - 1/domains)^routes. Inside one domain, or on a torus: the all-to-all."""
+    probability 1 - (1 - 1/domains)^routes. `limit` (groups, chosen): group-limited routing
+    (ModelConfig.expert_groups, group_top_k; DeepSeek-V3 Sec. 2.1.2): a token's experts lie in
+    `chosen` of `groups` equal groups; when each domain holds whole groups (groups a multiple of
+    the domains, as DeepSeek places one per node), a domain is reached when one of its groups is
+    chosen, 1 - C(groups - g, chosen) / C(groups, chosen) with g groups per domain (every chosen
+    group taken to hold one of the token's experts). Otherwise the routes spread evenly.
+    Inside one domain, or on a torus: the all-to-all."""
     total = route_bytes * routes
     if group <= 1 or total <= 0:
         return 0.0
@@ -186,6 +198,10 @@ def expert_all_to_all(
     if topo.kind == "torus" or outer == 1:
         return collective_time("all_to_all", total, group, topo, stride=stride)
     remote = (outer - 1) * (1 - (1 - 1 / outer) ** routes)
+    groups, chosen = limit
+    if groups and chosen and groups % outer == 0:
+        g = groups // outer
+        remote = (outer - 1) * (1 - math.comb(groups - g, chosen) / math.comb(groups, chosen))
     nic = topo.nic_bandwidth * BANDWIDTH_EFFICIENCY / topo.oversubscription
     across = (outer - 1) * topo.out_latency + route_bytes * remote / nic
     return max(across, _inside("all_to_all", total, inner, topo))

@@ -83,7 +83,12 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
 # workload_base_configs.py) offloads activations to the Grace CPU. Their DeepSeek-V3 GB200 /
 # GB300 configs dispatch tokens with moe_flex_dispatcher_backend="hybridep" (the B200 one with
 # the default all-to-all; deepseek workload_base_configs.py); DeepSeek-V3's own run used its
-# DeepEP kernels (report Sec. 3.2.2; DeepEP README). A row's own non-empty column wins.
+# DeepEP kernels (report Sec. 3.2.2; DeepEP README). Gradient buckets (training.BUCKET_PARAMS):
+# the MLPerf v5.1 llama31_8b configs set BUCKET_SIZE=768000000 (config_common_8b.sh), the
+# llama31_405b ones leave NeMo's conf/custom.yaml default, bucket_size 134217728; the v5.0 and
+# Megatron-Bridge rows keep Megatron-Core's default. A row's own non-empty column wins.
+MLPERF_V51 = "github.com/mlcommons/training_results_v5.1"
+MLPERF_V51_BUCKETS = {"llama3-8b": "768000000", "llama3-405b": "134217728"}
 RECIPE_SOURCES = ("github.com/mlcommons/training_results_v5", "NVIDIA-NeMo/Megatron-Bridge")
 DEEPSEEK_V3_REPORT = "arxiv.org/abs/2412.19437"
 
@@ -95,6 +100,8 @@ def _recipe_options(row: dict) -> dict:
         return {}
     fp8 = "yes" if row["dtype"] == "fp8" else ""
     opts = {"overlap_param_gather": "yes", "fp8_param_gather": fp8}
+    if MLPERF_V51 in row["source"]:
+        opts["bucket_size"] = MLPERF_V51_BUCKETS.get(row["model"], "")
     if "Megatron-Bridge" in row["source"]:
         if row["model"].startswith("llama"):
             opts["tp_overlap"] = "yes"

@@ -175,6 +175,7 @@ def plan_training(
     optimizer_offload: bool = False,
     moe_dispatcher: str = "alltoall",
     shared_expert_overlap: bool = False,
+    bucket_size: int | None = None,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -193,7 +194,8 @@ def plan_training(
     optimizer states in host memory, stepped by the CPU (tried first). `moe_dispatcher`:
     Megatron-Core's MoE token dispatcher, "alltoall" (NCCL) or "flex" (DeepEP / HybridEP;
     layer.MOE_DISPATCHERS). `shared_expert_overlap`: the shared experts run beside the EP
-    all-to-all (Megatron-Core moe_shared_expert_overlap)."""
+    all-to-all (Megatron-Core moe_shared_expert_overlap). `bucket_size`: parameters per
+    gradient bucket (Megatron-Core's default when None; training.BUCKET_PARAMS)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -211,6 +213,9 @@ def plan_training(
         raise WorkloadError(
             f"--moe-dispatcher must be one of {', '.join(MOE_DISPATCHERS)}, not {moe_dispatcher!r}"
         )
+    if bucket_size is not None and (not isinstance(bucket_size, int) or bucket_size <= 0):
+        raise WorkloadError(f"--bucket-size must be a positive number of parameters, not "
+                            f"{bucket_size!r}")  # fmt: skip
     if fp8_param_gather and dtype != "fp8":
         raise WorkloadError(f"--fp8-param-gather needs --dtype fp8, not {dtype}")
     if not chip.peak_flops(dtype):
@@ -237,7 +242,8 @@ def plan_training(
                      fp8_recipe=fp8_recipe, overlap_param_gather=overlap_param_gather,
                      fp8_param_gather=fp8_param_gather, sustained_clock=sustained_clock,
                      moe_dispatcher=moe_dispatcher,
-                     shared_expert_overlap=shared_expert_overlap)  # fmt: skip
+                     shared_expert_overlap=shared_expert_overlap,
+                     bucket_size=bucket_size)  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):

@@ -81,6 +81,17 @@ FP8_PARAM_BYTES = 1
 # CPU_ADAM_BYTES per parameter over the host's memory bandwidth: reads the gradient (2) and the
 # master weight, m and v (4 each), writes those three and the 16-bit weight (2).
 CPU_ADAM_BYTES = 2 + 3 * 4 + 3 * 4 + 2
+# Gradient buckets (Megatron-Core DistributedDataParallelConfig.bucket_size: "Maximum number of
+# parameters in each bucket. If unspecified, MCore uses a default value of max(40000000,
+# 1000000 * dp_size) parameters"; the DP x CP group's size, distributed_data_parallel.py). A
+# bucket's reduction starts when the backward pass has produced all of its gradients, so the
+# last bucket's (the first layers' and the embedding's) cannot overlap the backward pass; with
+# `overlap_param_gather` the next forward pass waits for the first bucket's all-gather. Only the
+# first model chunk of a stage is bucketed (Megatron-LM training.py: "Turn off bucketing for
+# model_chunk 2 onwards, since communication for these model chunks is overlapped with compute
+# anyway"). A run states its own size with RunOptions.bucket_size (MLPerf Training v5.1 NVIDIA
+# llama31_8b config_common_8b.sh: BUCKET_SIZE=768000000; NeMo custom.yaml default 134217728).
+BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK = 40_000_000, 1_000_000
 
 
 _SUSTAINED: dict[str, ChipSpec] = {}
@@ -304,6 +315,7 @@ class RunOptions:
     sustained_clock: bool = False  # at_sustained_clock
     moe_dispatcher: str = "alltoall"  # layer.MOE_DISPATCHERS
     shared_expert_overlap: bool = False
+    bucket_size: int | None = None  # parameters per gradient bucket (None: BUCKET_PARAMS rule)
 
 
 @dataclass(frozen=True)
@@ -327,6 +339,11 @@ class StageCost:
     # `overlap_param_gather`: the updated weights' all-gather, under the first forward pass
     # (dp_reduce is then the gradients' reduce-scatter alone)
     dp_param_gather: float = 0.0
+    # the last gradient bucket's reduction and the first bucket's weight all-gather (BUCKET_PARAMS)
+    dp_reduce_tail: float = 0.0
+    dp_gather_tail: float = 0.0
+    # the weights' all-gather after the optimizer step, exposed (FP8 weights without overlap)
+    dp_after_step: float = 0.0
 
 
 def stage_cost(
@@ -381,7 +398,8 @@ def stage_cost(
         route = tok * c.hidden * nbytes(dtype) / p.tp  # one route of every token on this chip
         moe_frac = (c.layers - c.dense_layers) / c.layers
         if run.moe_dispatcher == "flex":  # DeepEP: once per remote domain, forwarded inside
-            one = expert_all_to_all(route, c.top_k, p.ep, topo, stride=p.tp)
+            one = expert_all_to_all(route, c.top_k, p.ep, topo, stride=p.tp,
+                                    limit=(c.expert_groups, c.group_top_k))  # fmt: skip
         else:
             one = collective_time("all_to_all", route * c.top_k, p.ep, topo, stride=p.tp)
         t_ep = 4 * one * layers * moe_frac
@@ -451,16 +469,21 @@ def stage_cost(
     params = mem["weights_bytes"] / per_param * (p.dp * p.cp if p.zero == 3 else 1)
     grads, weights = params * GRAD_BYTES, params * per_param  # bytes on this chip
     dp_group, stride = p.dp * p.cp, p.tp
-    dp_gather = dp_param_gather = 0.0
+    dp_gather = dp_param_gather = dp_after = tail_gather = 0.0
+    bucket = run.bucket_size or max(BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * dp_group)
+    first = min(1.0, bucket * p.interleave / max(params, 1.0))  # of this chip's bytes
+    reduce = "all_reduce"
     if run.overlap_param_gather and p.zero >= 1:  # reduce-scatter now, all-gather next forward
-        dp_reduce = collective_time("reduce_scatter", grads, dp_group, topo, stride=stride)
+        reduce = "reduce_scatter"
         if p.zero < 3:
             dp_param_gather = collective_time("all_gather", weights, dp_group, topo, stride=stride)
+            tail_gather = collective_time("all_gather", weights * first, dp_group, topo,
+                                          stride=stride)  # fmt: skip
     elif run.fp8_param_gather and p.zero in (1, 2):  # the all-gather after the step, in FP8
-        dp_reduce = collective_time("reduce_scatter", grads, dp_group, topo, stride=stride)
-        dp_reduce += collective_time("all_gather", weights, dp_group, topo, stride=stride)
-    else:
-        dp_reduce = collective_time("all_reduce", grads, dp_group, topo, stride=stride)
+        reduce = "reduce_scatter"
+        dp_after = collective_time("all_gather", weights, dp_group, topo, stride=stride)
+    dp_reduce = collective_time(reduce, grads, dp_group, topo, stride=stride)
+    tail_reduce = collective_time(reduce, grads * first, dp_group, topo, stride=stride)
     if p.zero == 3:
         dp_gather = collective_time("all_gather", weights, dp_group, topo, stride=stride)
     t_opt = opt * layers / (p.dp * p.cp if p.zero >= 1 else 1)
@@ -469,7 +492,8 @@ def stage_cost(
         cpu = shard * CPU_ADAM_BYTES / max(topo.host_memory_bandwidth, 1e-30)
         t_opt = max(shard * GRAD_BYTES / link, cpu, shard * per_param / link)
     return StageCost(p, mem, t_f, t_b, t_tp, t_ep, t_cp, stage, bubble, hop, dp_reduce,
-                     dp_gather, t_opt, dp_param_gather)  # fmt: skip
+                     dp_gather, t_opt, dp_param_gather, tail_reduce, tail_gather,
+                     dp_after)  # fmt: skip
 
 
 def _in_flight(p: Plan) -> float:
@@ -491,7 +515,11 @@ def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:
     if p.zero == 3:
         t_dp += 2 * m * s.dp_gather
         t_dp_hidden += m * (s.t_f + s.t_b)
-    t_dp_exposed = max(0.0, t_dp - t_dp_hidden) + max(0.0, s.dp_param_gather - s.t_f)
+    t_dp_exposed = (
+        max(s.dp_reduce_tail, t_dp - t_dp_hidden)
+        + max(s.dp_gather_tail, s.dp_param_gather - s.t_f)
+        + s.dp_after_step
+    )
     step = (m * s.stage + s.bubble + t_pp + t_dp_exposed + s.t_opt) / (1 - FRAMEWORK_OVERHEAD)
     return step, t_pp, t_dp_exposed
 
@@ -506,13 +534,14 @@ def best_counts(s: StageCost, lo: int, hi: int, stride: int = 1) -> list[int]:
     micro-batch is least.
 
     Per micro-batch, a step costs stage + (bubble + fill/drain + optimizer)/m plus the exposed
-    DP time max(0, A + B*m)/m, with A = reduction - backward and B = 0 (ZeRO 0-2) or
-    2 x gather - (forward + backward) (ZeRO-3, which gathers per micro-batch and hides it
-    behind all of them). Every term falls with m except, when A < 0 < B, the exposed part past
-    m = -A/B; so the least is at the ends or next to -A/B."""
+    DP time max(T, R + B*m)/m, with T the last bucket's reduction, R = reduction - backward and
+    B = 0 (ZeRO 0-2) or 2 x gather - (forward + backward) (ZeRO-3, which gathers per
+    micro-batch and hides it behind all of them). Every term falls with m except, when
+    A = R - T < 0 < B, the exposed part past m = -A/B; so the least is at the ends or next
+    to -A/B."""
     hi = lo + (hi - lo) // stride * stride
     out = {lo, hi}
-    a = s.dp_reduce - s.t_b
+    a = s.dp_reduce - s.t_b - s.dp_reduce_tail
     b = 2 * s.dp_gather - (s.t_f + s.t_b) if s.plan.zero == 3 else 0.0
     if a < 0 < b:
         below = lo + max(0, math.floor((-a / b - lo) / stride)) * stride

@@ -84,6 +84,7 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             moe_dispatcher=row.get("moe_dispatcher") or "alltoall",
             optimizer_offload=row.get("optimizer_offload") == "yes",
             shared_expert_overlap=row.get("shared_expert_overlap") == "yes",
+            bucket_size=_int(row.get("bucket_size") or ""),
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s

@@ -27,7 +27,7 @@ INT_FIELDS = {
     **dict.fromkeys(("kv_heads", "head_dim", "moe_ffn", "v_head_dim"), 1),
     **dict.fromkeys(
         ("experts", "top_k", "shared_experts", "dense_layers", "q_lora", "kv_lora", "rope_dim")
-        + ("mtp_layers",),
+        + ("mtp_layers", "expert_groups", "group_top_k"),
         0,
     ),
 }
@@ -55,6 +55,12 @@ class ModelConfig:
     shared_experts: int = 0  # always-on experts (DeepSeek)
     moe_ffn: int | None = None  # expert intermediate size; None: = ffn
     dense_layers: int = 0  # leading layers with a dense FFN instead of MoE
+    # Group-limited routing (DeepSeek-V3 Sec. 2.1.2 "node-limited routing": each token's experts
+    # lie in at most group_top_k of the expert_groups equal groups; config.json n_group /
+    # topk_group; DeepSeek places one group per node, so "each token will be sent to at most
+    # M = 4 nodes"). 0: routing is not group-limited.
+    expert_groups: int = 0
+    group_top_k: int = 0
     # Multi-head latent attention (DeepSeek-V2/V3); kv_lora = 0 means ordinary attention
     q_lora: int = 0
     kv_lora: int = 0
@@ -87,6 +93,19 @@ class ModelConfig:
             )
         if self.experts and not 0 < self.top_k <= self.experts:
             raise WorkloadError(f"`top_k` must be in 1..experts ({self.experts}), not {self.top_k}")
+        # (not MoE-only: a dense view of an MoE model keeps them, unused)
+        if self.expert_groups and self.is_moe and self.experts % self.expert_groups:
+            raise ModelFieldError(
+                "expert_groups", f"must divide `experts` ({self.experts}), not {self.expert_groups}"
+            )
+        if bool(self.expert_groups) != bool(self.group_top_k) or (
+            self.group_top_k > self.expert_groups
+        ):
+            raise ModelFieldError(
+                "group_top_k",
+                f"must be in 1..expert_groups ({self.expert_groups}) when routing is "
+                f"group-limited, and 0 otherwise; not {self.group_top_k}",
+            )
 
     def _check_types(self) -> None:
         """Every field has its type and range: a wrong one is an error, never a silent default."""

@@ -103,7 +103,16 @@ def _deepseek_v3(c: _Keys) -> dict:
         "rope_dim": c.int("qk_rope_head_dim", "rope_dim"),
         "v_head_dim": c.int("v_head_dim", "v_head_dim"),
         "mtp_layers": c.int("num_nextn_predict_layers", "mtp_layers", None) or 0,
+        **_expert_groups(c),
     }
+
+
+def _expert_groups(c: _Keys) -> dict:
+    """Group-limited routing (n_group, topk_group): both, or neither (a config that states one
+    routes without the limit)."""
+    groups = c.int("n_group", "expert_groups", None) or 0
+    top = c.int("topk_group", "group_top_k", None) or 0
+    return {"expert_groups": groups, "group_top_k": top} if groups and top else {}
 
 
 MODEL_TYPES = {
