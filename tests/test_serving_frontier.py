@@ -251,8 +251,8 @@ def test_moe_all_to_all_against_one_sided_nvlink_kernels(ep, tokens):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="Blackwell MLA decode kernels run ~1.7x slower than the model's tile-level estimate "
-    "(docs/cluster.md, 'The R1 decode step, component by component'); not modelled yet",
+    reason="Blackwell MLA decode kernels run ~1.7x slower than the perf engine's tile-level "
+    "estimate; serving prices them at TensorRT-LLM's kernel rate instead (MLA_DECODE_FLOPS)",
 )
 def test_mla_decode_kernel_on_blackwell():
     """sglang PR 6929 (sgl-kernel benchmark/bench_cutlass_mla.py, B200): CUTLASS MLA decode,
