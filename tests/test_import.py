@@ -482,6 +482,21 @@ def test_pt2_archive_reader_gives_the_ir_of_torch_export_load(tmp_path):
             assert fast == from_exported(loaded, name=path.name, **options), (name, fold)
 
 
+def test_tied_weights_are_resident_once_after_torch_export_load(tmp_path):
+    """GPT-2's wte and lm_head are one tensor: resident once from the archive's weight config,
+    and from a `torch.export.load`ed program too (it rebuilds each name's tensor over the one
+    storage)."""
+    from chipforge.workload import from_exported
+
+    config = load_model("gpt2", layers=1, vocab=500, hidden=64, heads=4, ffn=256)
+    module, inputs = gpt2.build(config, batch=1, seq=16, device="cpu")
+    path = tmp_path / "tied.pt2"
+    torch.export.save(torch.export.export(module, inputs), str(path))
+    fast = load_pt2(path)
+    assert fast == from_exported(torch.export.load(str(path)), name=path.name)
+    assert fast.meta["params"] == sum(p.numel() for p in module.parameters())  # wte once
+
+
 def test_pt2_archive_reader_binds_dynamic_dims_and_needs_trust_for_torch(tmp_path):
     """Dynamic dimensions are bound from the JSON; what the reader does not know (an op without
     a rule, another schema) is a one-line error naming it, and only `trust_pickle` lets

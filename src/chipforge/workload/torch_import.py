@@ -302,18 +302,28 @@ def _node(node: Any, outs: list[str], fx_node: type) -> Node:
 
 def _tied(exported: Any) -> set[str]:
     """Parameter placeholders whose tensor an earlier one already is (tied weights: T5's
-    shared embedding, GPT-2's wte and lm_head): resident once."""
-    seen: set[int] = set()
+    shared embedding, GPT-2's wte and lm_head): resident once. The same tensor object in a
+    live module's export; the same view of one storage in a `torch.export.load`ed program,
+    which rebuilds each name's tensor (meta tensors, which have no storage: the same object)."""
+    seen: set = set()
     tied: set[str] = set()
     state = getattr(exported, "state_dict", {}) or {}
     for spec in getattr(getattr(exported, "graph_signature", None), "input_specs", ()):
         tensor = state.get(getattr(spec, "target", None) or "")
         if tensor is None or getattr(tensor, "device", None) is None:
             continue
-        if id(tensor) in seen:
+        key = _storage_view(tensor)
+        if key in seen:
             tied.add(spec.arg.name)
-        seen.add(id(tensor))
+        seen.add(key)
     return tied
+
+
+def _storage_view(tensor: Any) -> tuple:
+    if tensor.device.type == "meta":
+        return ("object", id(tensor))
+    storage = tensor.untyped_storage().data_ptr()
+    return (storage, tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
 
 
 def _program(exported: Any, subs: dict, source: str) -> Program:
