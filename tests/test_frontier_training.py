@@ -360,3 +360,31 @@ def test_group_limited_routing_bounds_the_nodes_a_token_reaches():
     for bad in (dict(expert_groups=7), dict(group_top_k=9), dict(group_top_k=0)):
         with pytest.raises(WorkloadError):
             replace(c, **bad)
+
+
+def test_recompute_modules_price_the_forward_of_what_they_name():
+    """Megatron-Core selective recompute of named modules (DeepSeek-V3 Sec. 3.2.3: RMSNorm and
+    the MLA up-projections): the backward pass grows by those ops' forward time, taken from
+    perf.estimate on the layer graph; "core_attn" alone is the attention-core recompute."""
+    from chipforge.perf import estimate
+    from chipforge.spec.loader import load_chip
+
+    c = load_model("deepseek-v3", layers=4, dense_layers=1, mtp_layers=0)
+    kw = dict(tp=1, pp=1, dp=8, cp=1, ep=8, zero=1, micro_batch=1, seq=4096, global_batch=16,
+              dtype="bf16")  # fmt: skip
+    none = plan_training("h800", c, 8, recompute="none", **kw)
+    attn = plan_training("h800", c, 8, recompute="selective", **kw)
+    named = plan_training("h800", c, 8, recompute="selective",
+                          recompute_modules=("layernorm", "mla_up_proj"), **kw)  # fmt: skip
+    g = build(c, phase="train", batch=1, seq=4096, scope="layer", ep=8)
+    ops = estimate(g, load_chip("h800")).ops
+    fwd = lambda names: sum(o.time_s for o in ops if o.name.rsplit(".", 1)[-1] in names)  # noqa: E731
+    m = 16 // 8
+    extra = named.times["compute_s"] - none.times["compute_s"]
+    assert extra == pytest.approx(m * 4 * fwd({"attn_norm", "ffn_norm", "q_up", "kv_up"}), rel=1e-6)
+    core = attn.times["compute_s"] - none.times["compute_s"]
+    attention = [o for o in ops if o.kind == "attention" and ".bwd" not in o.name]
+    assert core == pytest.approx(m * 4 * sum(o.time_s for o in attention), rel=1e-6)
+    assert 0 < extra < core  # MLA's attention core costs more to redo than its up-projections
+    with pytest.raises(Exception, match="--recompute-modules"):
+        plan_training("h800", c, 8, recompute_modules=("attention",), **kw)

@@ -235,6 +235,14 @@ def train(
             "max(40M, 1M x DP x CP ranks)): the last bucket's reduction is exposed",
         ),
     ] = None,
+    recompute_modules: Annotated[
+        str,
+        typer.Option(
+            "--recompute-modules",
+            help="what --recompute selective recomputes, comma-separated: core_attn, layernorm, "
+            "mla_up_proj, mlp, moe_act, moe, shared_experts (Megatron-Core recompute_modules)",
+        ),
+    ] = "core_attn",
     calculon_plan: Annotated[
         str | None,
         typer.Option(
@@ -289,6 +297,7 @@ def train(
         sustained_clock=sustained_clock, activation_offload=activation_offload,
         moe_dispatcher=moe_dispatcher, optimizer_offload=optimizer_offload,
         shared_expert_overlap=shared_expert_overlap, bucket_size=bucket,
+        recompute_modules=tuple(m.strip() for m in recompute_modules.split(",") if m.strip()),
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

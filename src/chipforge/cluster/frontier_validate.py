@@ -87,6 +87,12 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
 # the MLPerf v5.1 llama31_8b configs set BUCKET_SIZE=768000000 (config_common_8b.sh), the
 # llama31_405b ones leave NeMo's conf/custom.yaml default, bucket_size 134217728; the v5.0 and
 # Megatron-Bridge rows keep Megatron-Core's default. A row's own non-empty column wins.
+# Selective recompute (layer.RECOMPUTE_MODULES): DeepSeek-V3 recomputes "all RMSNorm operations
+# and MLA up-projections" (report Sec. 3.2.3). Every revision of the Megatron-Bridge DeepSeek-V3
+# workload_base_configs.py read sets recompute_modules=["mla_up_proj"] for the B200 config and
+# for the GB200 BF16 and MXFP8 ones (some add "mlp"); its GB300 configs differ between
+# revisions ("mlp", "moe_act", "mla_up_proj" or none), so those rows keep the searched recompute.
+DEEPSEEK_RECOMPUTE = "layernorm+mla_up_proj"
 MLPERF_V51 = "github.com/mlcommons/training_results_v5.1"
 MLPERF_V51_BUCKETS = {"llama3-8b": "768000000", "llama3-405b": "134217728"}
 RECIPE_SOURCES = ("github.com/mlcommons/training_results_v5", "NVIDIA-NeMo/Megatron-Bridge")
@@ -95,7 +101,7 @@ DEEPSEEK_V3_REPORT = "arxiv.org/abs/2412.19437"
 
 def _recipe_options(row: dict) -> dict:
     if DEEPSEEK_V3_REPORT in row["source"]:
-        return {"moe_dispatcher": "flex"}
+        return {"moe_dispatcher": "flex", "recompute_modules": DEEPSEEK_RECOMPUTE}
     if not any(src in row["source"] for src in RECIPE_SOURCES):
         return {}
     fp8 = "yes" if row["dtype"] == "fp8" else ""
@@ -111,6 +117,8 @@ def _recipe_options(row: dict) -> dict:
             opts["activation_offload"] = "yes"
         if row["model"].startswith("deepseek") and row["chip"] in ("gb200", "gb300"):
             opts["moe_dispatcher"] = "flex"
+        if row["model"].startswith("deepseek") and row["chip"] in ("gb200", "b200"):
+            opts.update(recompute="selective", recompute_modules="mla_up_proj")
     return opts
 
 

@@ -93,7 +93,27 @@ FP8_RECIPES = tuple(FP8_RECIPE_CAST_BYTES)
 # backward.
 DISPATCH_BYTES_PER_TOKEN_ROW = 2  # read or written, per row element (16-bit)
 MOE_DISPATCHERS = ("alltoall", "flex")
+# Megatron-Core selective recompute (TransformerConfig.recompute_modules, with
+# recompute_granularity="selective"; default ["core_attn"]): the modules whose forward pass is
+# recomputed in the backward pass, each as the layer graph's forward ops it covers. "core_attn":
+# the attention core; "layernorm": input_layernorm and pre_mlp_layernorm; "mla_up_proj": MLA's
+# up projections (and RoPE, which the graph folds into them); "mlp": a dense layer's MLP;
+# "moe_act": the routed experts' activation; "moe": the MoE layer (router, routed and shared
+# experts); "shared_experts". DeepSeek-V3 (report Sec. 3.2.3) recomputes "all RMSNorm
+# operations and MLA up-projections": layernorm + mla_up_proj.
+RECOMPUTE_MODULES = {
+    "core_attn": (),  # the attention ops (kind "attention")
+    "layernorm": ("attn_norm", "ffn_norm"),
+    "mla_up_proj": ("q_up", "kv_up"),
+    "mlp": ("ffn_up", "ffn_act", "ffn_down"),
+    "moe_act": ("experts_act",),
+    "moe": ("router", "router_topk", "experts_up", "experts_act", "experts_down",
+            "shared_expert_up", "shared_expert_act", "shared_expert_down"),
+    "shared_experts": ("shared_expert_up", "shared_expert_act", "shared_expert_down"),
+}  # fmt: skip
+_OP_MODULES = {op: m for m, ops in RECOMPUTE_MODULES.items() if m != "moe" for op in ops}
 _CACHE: dict[tuple, tuple[float, float, float, float]] = {}
+_MODULES: dict[tuple, dict[str, float]] = {}
 CACHE_MAX = 20000  # layer shapes kept (a search visits a few hundred; a sweep, more chips)
 
 
@@ -157,6 +177,33 @@ def layer_costs(
     hit = _CACHE.get(k)
     if hit is not None:
         return hit
+    _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher)
+    return _CACHE[k]
+
+
+def module_forward(
+    chip: ChipSpec,
+    c: ModelConfig,
+    tp: int,
+    mb: int,
+    seq: int,
+    cp: int,
+    dtype: str,
+    attention: str = "flash",
+    sp: bool = True,
+    ep: int = 1,
+    fp8_recipe: str = "delayed",
+    dispatcher: str = "alltoall",
+) -> dict[str, float]:
+    """Forward seconds of each of RECOMPUTE_MODULES in one layer's TP shard (`layer_costs`'s
+    arguments; "core_attn" is its attention-core forward). Cached with it."""
+    k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher)
+    if k not in _MODULES:
+        _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher)
+    return _MODULES[k]
+
+
+def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher):
     fp8 = dtype in CAST_BYTES  # narrow GEMMs as Transformer Engine runs them (FP8 or NVFP4)
     base = "bf16" if fp8 else dtype
     s = seq // cp
@@ -172,6 +219,7 @@ def layer_costs(
         cast_f = sum(o.batch * (o.m * o.k + (o.k * o.n if o.weight else 0)) for o in linear)
         cast_b = sum(o.batch * o.m * o.n for o in linear)
     fwd = bwd = attn = opt = 0.0
+    mods = dict.fromkeys(RECOMPUTE_MODULES, 0.0)
     for op in ops.ops:
         t = gemm.get(op.name, op.time_s)
         if op.kind == "attention":
@@ -193,6 +241,11 @@ def layer_costs(
         else:
             fwd += t
             attn += t if op.kind == "attention" else 0.0
+            part = op.name.rsplit(".", 1)[-1]
+            if part in _OP_MODULES:
+                mods[_OP_MODULES[part]] += t
+            if part in RECOMPUTE_MODULES["moe"]:
+                mods["moe"] += t
     if attention == "materialized":
         f_ops, b_ops = _materialized_ops(c, tp, mb, s)
         f, b = _time(chip, f_ops) * cp, _time(chip, b_ops) * cp
@@ -216,5 +269,6 @@ def layer_costs(
         fwd, bwd = fwd + t_disp, bwd + t_disp
     if len(_CACHE) >= CACHE_MAX:
         _CACHE.clear()
+        _MODULES.clear()
     _CACHE[k] = (fwd, bwd, attn, opt)
-    return _CACHE[k]
+    _MODULES[k] = {**mods, "core_attn": attn}

@@ -9,7 +9,7 @@ from itertools import product
 
 from chipforge.cluster import checks
 from chipforge.cluster.checks import divisors, stage_layers
-from chipforge.cluster.layer import FP8_RECIPES, MOE_DISPATCHERS
+from chipforge.cluster.layer import FP8_RECIPES, MOE_DISPATCHERS, RECOMPUTE_MODULES
 from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
@@ -176,6 +176,7 @@ def plan_training(
     moe_dispatcher: str = "alltoall",
     shared_expert_overlap: bool = False,
     bucket_size: int | None = None,
+    recompute_modules: tuple[str, ...] = ("core_attn",),
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -195,7 +196,9 @@ def plan_training(
     Megatron-Core's MoE token dispatcher, "alltoall" (NCCL) or "flex" (DeepEP / HybridEP;
     layer.MOE_DISPATCHERS). `shared_expert_overlap`: the shared experts run beside the EP
     all-to-all (Megatron-Core moe_shared_expert_overlap). `bucket_size`: parameters per
-    gradient bucket (Megatron-Core's default when None; training.BUCKET_PARAMS)."""
+    gradient bucket (Megatron-Core's default when None; training.BUCKET_PARAMS).
+    `recompute_modules`: what recompute="selective" recomputes (Megatron-Core
+    recompute_modules; layer.RECOMPUTE_MODULES)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -216,6 +219,12 @@ def plan_training(
     if bucket_size is not None and (not isinstance(bucket_size, int) or bucket_size <= 0):
         raise WorkloadError(f"--bucket-size must be a positive number of parameters, not "
                             f"{bucket_size!r}")  # fmt: skip
+    bad = [m for m in recompute_modules if m not in RECOMPUTE_MODULES] or not recompute_modules
+    if bad:
+        raise WorkloadError(
+            f"--recompute-modules takes one or more of {', '.join(RECOMPUTE_MODULES)}, not "
+            f"{','.join(recompute_modules) or 'none'}"
+        )
     if fp8_param_gather and dtype != "fp8":
         raise WorkloadError(f"--fp8-param-gather needs --dtype fp8, not {dtype}")
     if not chip.peak_flops(dtype):
@@ -243,7 +252,8 @@ def plan_training(
                      fp8_param_gather=fp8_param_gather, sustained_clock=sustained_clock,
                      moe_dispatcher=moe_dispatcher,
                      shared_expert_overlap=shared_expert_overlap,
-                     bucket_size=bucket_size)  # fmt: skip
+                     bucket_size=bucket_size,
+                     recompute_modules=tuple(recompute_modules))  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):

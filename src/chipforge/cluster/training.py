@@ -15,7 +15,7 @@ from chipforge.cluster.collectives import (
     collective_time,
     expert_all_to_all,
 )
-from chipforge.cluster.layer import layer_costs
+from chipforge.cluster.layer import layer_costs, module_forward
 from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
@@ -316,6 +316,8 @@ class RunOptions:
     moe_dispatcher: str = "alltoall"  # layer.MOE_DISPATCHERS
     shared_expert_overlap: bool = False
     bucket_size: int | None = None  # parameters per gradient bucket (None: BUCKET_PARAMS rule)
+    # what recompute="selective" recomputes (layer.RECOMPUTE_MODULES; Megatron's default)
+    recompute_modules: tuple[str, ...] = ("core_attn",)
 
 
 @dataclass(frozen=True)
@@ -372,6 +374,15 @@ def stage_cost(
         run.fp8_recipe, run.moe_dispatcher,
     )  # fmt: skip
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
+    if p.recompute == "selective" and run.recompute_modules != ("core_attn",):
+        mods = module_forward(
+            held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel,
+            p.ep, run.fp8_recipe, run.moe_dispatcher,
+        )  # fmt: skip
+        rec = sum(mods[m] for m in set(run.recompute_modules))
+    attn_again = p.recompute == "full" or (
+        p.recompute == "selective" and "core_attn" in run.recompute_modules
+    )
     layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
     # TP (with sequence parallelism: reduce-scatter + all-gather = one all-reduce's bytes):
     # 2 per layer forward, 2 backward, 2 more when the forward is recomputed; not overlapped.
@@ -389,7 +400,7 @@ def stage_cost(
         # chunks with copy engines / a few SMs, not priced)
         # the layer's compute besides the attention core (forward, its 2.5x backward in
         # perf's flash pricing, and its recomputation): the GEMMs the collectives pipeline with
-        core = attn * (3.5 + (1 if p.recompute != "none" else 0))
+        core = attn * (3.5 + (1 if attn_again else 0))
         gemm = layers * max(0.0, fwd + bwd + rec - core)
         t_tp = max(0.0, t_tp - gemm)
     # EP: all-to-all dispatch and combine, forward and backward (over the EP group)

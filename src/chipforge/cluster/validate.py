@@ -85,6 +85,7 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             optimizer_offload=row.get("optimizer_offload") == "yes",
             shared_expert_overlap=row.get("shared_expert_overlap") == "yes",
             bucket_size=_int(row.get("bucket_size") or ""),
+            recompute_modules=tuple((row.get("recompute_modules") or "core_attn").split("+")),
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s
