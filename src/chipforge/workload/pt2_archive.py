@@ -30,7 +30,6 @@ scopes; tests check both give the identical IR graph on the zoo models.
 from __future__ import annotations
 
 import ast
-import functools
 import json
 import re
 import zipfile
@@ -501,12 +500,18 @@ def _ids(item: Any) -> list[str]:
     return out
 
 
-def _scope(meta: dict) -> str:
+def _scope(meta: dict, paths: dict[str, str]) -> str:
+    """The node's module path; `paths` remembers each stack text's (the nodes of one module
+    share it) for the one program being read."""
     stack = meta.get("nn_module_stack")
-    return _module_path(stack) if stack else ""
+    if not stack:
+        return ""
+    path = paths.get(stack)
+    if path is None:
+        path = paths[stack] = _module_path(stack)
+    return path
 
 
-@functools.lru_cache(maxsize=4096)  # the nodes of one module share its stack text
 def _module_path(stack: str) -> str:
     """The innermost module's path in a serialized `nn_module_stack` (`key,path,type;...`)."""
     last = stack.split(";")[-1]
@@ -579,8 +584,9 @@ def program(archive: Archive, subs: dict[str, int], source: str) -> Program:
         values[name] = _value(metas[name], subs, f"{source} node {name}", name not in user)
         if name not in user and name not in tied:
             params.append(name)
+    paths: dict[str, str] = {}  # nn_module_stack text -> module path
     for index, n in enumerate(graph["nodes"]):
-        for node in _node(n, index, metas, values, subs, source):
+        for node in _node(n, index, metas, values, subs, source, paths):
             undefined = [v for v in node.inputs if v and v not in values]
             if undefined or not all(isinstance(v, str) for v in node.inputs + node.outputs):
                 raise Surprise(f"a use of {str(undefined[:1])[:40]} before it is defined")
@@ -602,10 +608,12 @@ def _tied(archive: Archive) -> set[str]:
     return tied
 
 
-def _node(n: dict, index: int, metas: dict, values: dict, subs: dict, source: str) -> list[Node]:
+def _node(
+    n: dict, index: int, metas: dict, values: dict, subs: dict, source: str, paths: dict
+) -> list[Node]:
     target: str = n["target"]
     args = {i["name"]: _arg(i["arg"]) for i in n["inputs"]}
-    scope = _scope(n.get("metadata", {}))
+    scope = _scope(n.get("metadata", {}), paths)
     outputs = n["outputs"]
     if target.startswith("_operator."):  # arithmetic on sizes
         name = n.get("name") or outputs[0]["as_sym_int"]["as_name"]
