@@ -4,6 +4,8 @@ attention modules at their own precision, and prefill under pipeline parallelism
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from chipforge.cluster import plan_serving, serving
@@ -12,6 +14,7 @@ from chipforge.cluster.kvcache import memory
 from chipforge.cluster.serving_plan import _load_chip
 from chipforge.cluster.topology import topology_for
 from chipforge.errors import WorkloadError
+from chipforge.spec import load_chip
 from chipforge.workload.config import load_model
 
 DS = load_model("deepseek-v3")
@@ -197,7 +200,7 @@ def test_dp_attention_without_balance_against_trtllm(chip, dtype, kv, per_gpu, a
     """TensorRT-LLM docs/source/blogs/Best_perf_practice_on_DeepSeek-R1 (trtllm-bench, ISL 1K /
     OSL 2K, attention DP8 + EP8, no ADP balance): 1,436 (H200, 1,024 requests in flight), 4,548
     (B200, BF16 KV, 3,072) and 5,393 (B200, FP8 KV, 7,168) output tokens/s per GPU. On B200 the
-    MLA decode runs at TensorRT-LLM's kernel rate (`serving.MLA_DECODE_FLOPS`)."""
+    MLA decode runs at TensorRT-LLM's kernel rate (the chip field `mla_decode_rate`)."""
     plan = plan_serving(
         chip, "deepseek-v3", 8, isl=1024, osl=2048, dtype=dtype, kv_dtype=kv, tp=1, pp=1, ep=8,
         concurrency=per_gpu * 8, attn_dtype=attn, adp_balance=0,
@@ -252,7 +255,7 @@ def test_moe_all_to_all_against_one_sided_nvlink_kernels(ep, tokens):
 @pytest.mark.xfail(
     strict=True,
     reason="Blackwell MLA decode kernels run ~1.7x slower than the perf engine's tile-level "
-    "estimate; serving prices them at TensorRT-LLM's kernel rate instead (MLA_DECODE_FLOPS)",
+    "estimate; serving prices them at TensorRT-LLM's kernel rate instead (mla_decode_rate)",
 )
 def test_mla_decode_kernel_on_blackwell():
     """sglang PR 6929 (sgl-kernel benchmark/bench_cutlass_mla.py, B200): CUTLASS MLA decode,
@@ -268,3 +271,20 @@ def test_mla_decode_kernel_on_blackwell():
     )  # fmt: skip
     t = estimate(Graph("mla", (op,)), _load_chip("b200"), deployed=True).time_s
     assert t == pytest.approx(2.487e9 / 4124e9, rel=0.25)
+
+
+def test_mla_decode_rate_is_the_chips_not_its_names(tmp_path):
+    """The measured MLA kernel rate travels with the chip's content: a user's TOML copy of b200
+    under another name prices R1 decode exactly as b200; the same chip without the field gets
+    the engine's faster tile estimate."""
+    b200 = load_chip("b200")
+    src = Path(__file__).parents[1] / "src" / "chipforge" / "spec" / "presets" / "b200.toml"
+    mine = tmp_path / "my-b200.toml"
+    mine.write_text(src.read_text().replace('name = "b200"', 'name = "my-b200"'))
+    renamed = load_chip(str(mine))
+    assert renamed.name == "my-b200" and renamed.mla_decode_rate == b200.mla_decode_rate
+    kw = dict(isl=1024, osl=2048, dtype="fp8", kv_dtype="fp8", tp=1, pp=1, ep=8, concurrency=2048)
+    ref = plan_serving(b200, "deepseek-v3", 8, **kw).throughput_tokens_per_s
+    assert plan_serving(renamed, "deepseek-v3", 8, **kw).throughput_tokens_per_s == ref
+    bare = b200.model_copy(update={"mla_decode_rate": None})
+    assert plan_serving(bare, "deepseek-v3", 8, **kw).throughput_tokens_per_s > 1.1 * ref

@@ -70,19 +70,6 @@ ATTENTION_MATMULS = frozenset(
 )
 
 
-# The MLA decode kernel that TensorRT-LLM runs on Blackwell B200 / GB200 (trtllm-gen; FlashInfer's
-# `trtllm_batch_decode_with_kv_cache_mla`): absorbed-MLA decode attention (`Attention.v_in_k`) on
-# these chips runs no faster than its published rate, 588 TFLOPS, set from ONE case: vLLM PR
-# 41778's microbenchmark of it on B200 (FP8 latent cache, 256 sequences x 80,000 tokens, 16 heads
-# x 4 queries: 4,855 us). A rate, not a bandwidth: at 2.4 TB/s with 256 x 80k of independent work
-# the kernel is not streaming-bound. The model's tile-level estimate of these kernels is 2.5-4x
-# faster; other libraries' Blackwell MLA kernels measure 0.99 (CUTLASS) and 1.06 (TokenSpeed)
-# PFLOPS. Blackwell Ultra (B300/GB300) has the same FP8/BF16 tensor rates and no published MLA
-# decode rate; its doubled SFU rate speeds exponent-bound attention, which MLA's 2,176 FLOPs per
-# score are not (the engine's own SFU term is a quarter of the kernel), so it takes the same
-# rate. docs/cluster.md ("Serving at the frontier") has the checks.
-MLA_DECODE_FLOPS = {"b200": 588e12, "gb200": 588e12, "b300": 588e12, "gb300": 588e12}
-
 _CACHE: dict[tuple, object] = {}  # block and LM-head costs, keyed on chip content and shape
 _CACHE_MAX = 20000
 
@@ -143,7 +130,7 @@ def _graph(
 def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0):
     g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt, past)
     r = estimate(g, chip, deployed=True)
-    rate = MLA_DECODE_FLOPS.get(chip.name) if phase == "decode" else None
+    rate = chip.mla_decode_rate if phase == "decode" else None  # ChipSpec.mla_decode_rate
     compute = sum(
         max(o.time_s, op.flops / rate) if rate and isinstance(op, Attention) and op.v_in_k
         else o.time_s

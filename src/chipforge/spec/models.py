@@ -46,6 +46,7 @@ Bytes = Annotated[float, _quantity("bytes"), Field(ge=1, le=1e18)]  # 1 B .. 1 E
 Bandwidth = Annotated[float, _quantity("bandwidth"), Field(ge=1e3, le=1e18)]  # 1 kB/s .. 1 EB/s
 Power = Annotated[float, _quantity("power"), Field(gt=0, le=1e7)]  # 10 MW
 Frequency = Annotated[float, _quantity("frequency"), Field(ge=1e3, le=1e12)]  # 1 kHz .. 1 THz
+FlopRate = Annotated[float, _quantity("flop_rate"), Field(ge=1e6, le=1e21)]  # 1 MFLOP/s..1 ZFLOP/s
 Seconds = Annotated[float, _quantity("time"), Field(ge=0, le=3600)]
 Area = Annotated[float, _quantity("area"), Field(gt=0, le=1.0)]  # 1 m2
 EnergyPerByte = Annotated[float, _quantity("energy_per_byte"), Field(ge=0, le=1e-6)]  # 1 uJ/B
@@ -188,6 +189,12 @@ class ChipSpec(Frozen):
         None,
         description="power-limited clock of long back-to-back matrix work, where published "
         "(training with --sustained-clock); None: clock",
+    )
+    mla_decode_rate: FlopRate | None = Field(
+        None,
+        description="FLOP/s a published kernel measurement shows for absorbed-MLA decode attention "
+        "on this chip (the serving engine's decode attention takes at least flops / rate); "
+        "None: the engine's own tile-level estimate",
     )
     cores: int = Field(gt=0, le=MAX_COUNT, description="SMs, CUs or TensorCores")
     physical_cores: int | None = Field(
