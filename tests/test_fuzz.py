@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from test_hostile import DEEPSEEK, LLAMA, cli
 
@@ -25,9 +25,11 @@ from chipforge.spec.loader import PRESET_DIR
 SCALE = float(os.environ.get("CHIPFORGE_FUZZ_SCALE", "0") or 0)
 
 
-def fuzz(examples: int) -> settings:
-    """Deterministic settings for `examples` examples (2,350 over the six fuzzers)."""
+def fuzz(examples: int, shrink: bool = True) -> settings:
+    """Deterministic settings for `examples` examples (2,630 over the thirteen fuzzers);
+    `shrink=False` for costly runs (a failure is reported as found)."""
     return settings(
+        phases=tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate),
         max_examples=int(examples * SCALE) if SCALE else examples,
         derandomize=not SCALE,
         deadline=None,
@@ -37,6 +39,8 @@ def fuzz(examples: int) -> settings:
 
 
 SIGNED_KEYS = ("error",)  # figures that are signed by nature (validation errors)
+SIGNED_SUBTREES = ("saving", "cash", "assumptions", "drivers")  # decide: savings (a loss when
+# negative), cash flows, and its inputs as given (a price drift per year is -0.1)
 
 
 def check_run(args: list[str]) -> int:
@@ -51,16 +55,16 @@ def check_run(args: list[str]) -> int:
     return code
 
 
-def _no_nonsense(value, args, key: str = "") -> None:
+def _no_nonsense(value, args, key: str = "", signed: bool = False) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
-            _no_nonsense(v, args, str(k))
+            _no_nonsense(v, args, str(k), signed or str(k).split("_")[0] in SIGNED_SUBTREES)
     elif isinstance(value, list):
         for v in value:
-            _no_nonsense(v, args, key)
+            _no_nonsense(v, args, key, signed)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         assert not math.isnan(value), (args, key)
-        assert value >= 0 or key in SIGNED_KEYS, (args, key, value)
+        assert value >= 0 or signed or key in SIGNED_KEYS, (args, key, value)
 
 
 # --- workload strings -----------------------------------------------------------------------
@@ -473,3 +477,245 @@ def test_fuzz_helpers_write_valid_toml():
     assert Path(PRESET_DIR / "h100.toml").is_file()
     with pytest.raises(tomllib.TOMLDecodeError):
         tomllib.loads("x = ")
+
+
+# --- train flags and Calculon plans ----------------------------------------------------------
+
+TINY = "llm:custom,layers=4,hidden=512,heads=8,kv_heads=2,ffn=2048,vocab=32000"
+TRAIN_FLAGS = {  # flag -> values a person passes (rarely: anything)
+    "--chips": st.sampled_from(["8", "64", "96"]),
+    "--tokens": st.sampled_from(["1T", "100B"]),
+    "--tp": st.sampled_from(["1", "2", "8"]),
+    "--pp": st.sampled_from(["1", "2", "4"]),
+    "--dp": st.sampled_from(["1", "4", "8"]),
+    "--zero": st.sampled_from(["0", "1", "3"]),
+    "--recompute": st.sampled_from(["none", "selective", "full"]),
+    "--micro-batch": st.sampled_from(["1", "2", "3"]),
+    "--global-batch": st.sampled_from(["64", "7", "32:128"]),
+    "--seq": st.sampled_from(["2048", "4096"]),
+    "--interleave": st.sampled_from(["1", "2"]),
+    "--dtype": st.sampled_from(["bf16", "fp8"]),
+    "--schedule": st.sampled_from(["1f1b", "interleaved", "zb", "dualpipe"]),
+}
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_fuzz_train_flags(data):
+    """A training plan (searched, or given in part) under odd flags: a plan or one line."""
+    chip = data.draw(st.sampled_from(["h100", "forge-n3"]))
+    args = ["train", "--chip", chip, "--model", TINY, "--json"]
+    flags = data.draw(st.lists(st.sampled_from(sorted(TRAIN_FLAGS)), max_size=3, unique=True))
+    if "--chips" not in flags:
+        args += ["--chips", "64"]
+    for flag in flags:
+        args += [flag, data.draw(ANY_FLAG_VALUE if rarely(data) else TRAIN_FLAGS[flag])]
+    check_run(args)
+
+
+CALCULON = {"tensor_par": 8, "pipeline_par": 1, "data_par": 8, "batch_size": 64,
+            "microbatch_size": 1, "activation_recompute": "full", "pipeline_interleaving": 1,
+            "optimizer_sharding": True, "tensor_par_comm_type": "rs_ag",
+            "weight_offload": False, "training": True}  # fmt: skip
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_fuzz_calculon_plans(tmp_path, data):
+    """A Calculon execution JSON with one or two fields changed (data_par kept so that the
+    plan fills the 64 chips, unless rarely), priced as given."""
+    exe = dict(CALCULON)
+    for _ in range(data.draw(st.integers(1, 2))):
+        key = data.draw(st.sampled_from(sorted(CALCULON)))
+        if rarely(data):
+            exe.pop(key)
+        elif isinstance(exe[key], int) and not isinstance(exe[key], bool) and not rarely(data):
+            exe[key] = data.draw(st.sampled_from([1, 2, 4, 8, 16]))
+        else:
+            exe[key] = data.draw(JSON_VALUES)
+    with contextlib.suppress(TypeError, ZeroDivisionError, KeyError):
+        if not rarely(data):
+            exe["data_par"] = 64 // (exe["tensor_par"] * exe["pipeline_par"]) or 1
+    path = tmp_path / "exe.json"
+    path.write_text(json.dumps({"execution": exe} if rarely(data) else exe))
+    args = ["train", "--chip", "h100", "--model", "llama3-8b", "--chips", "64", "--json"]
+    check_run([*args, "--calculon-plan", str(path)])
+
+
+# --- simulate and compile --------------------------------------------------------------------
+
+BUDGET_TEXT = st.sampled_from(["1e6", "3e6", "10", "0", "-1", "nan", "1e400", "x", "1 GB", "2GiB"])
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_fuzz_simulate_and_compile(tmp_path, data):
+    """Small workloads (odd ones rarely) through the cycle simulator and the compiler."""
+    if rarely(data):
+        workload = workload_string(data)
+    else:
+        m, n, k = (data.draw(st.sampled_from([1, 3, 16, 64, 200])) for _ in range(3))
+        workload = data.draw(
+            st.sampled_from(
+                [
+                    f"gemm:m={m},n={n},k={k}",
+                    f"gemm:m={m},n={n},k={k},dtype=int8,batch=2",
+                    "llm:custom,layers=2,hidden=256,heads=4,ffn=512,vocab=1000,phase=decode,"
+                    f"scope=layer,batch={m}",
+                ]
+            )
+        )
+    chip = "h100" if rarely(data) else data.draw(st.sampled_from(["forge-n3", "tpu-v5e"]))
+    budget = []
+    for flag in ("--max-work", "--max-memory"):
+        if rarely(data):
+            budget += [flag, data.draw(BUDGET_TEXT)]
+    if data.draw(st.booleans()):
+        check_run(["simulate", "--chip", chip, "--workload", workload, *budget, "--json"])
+    else:
+        out = tmp_path / "prog.s"
+        check_run(["compile", "--chip", chip, "--workload", workload, *budget, "--out", str(out)])
+
+
+# --- decide scenarios ------------------------------------------------------------------------
+
+SCENARIO = {
+    "scenario": {"start": "2026Q1", "end": "2028Q4", "samples": 64},
+    "build": {"chip": "forge-n3", "rack": "forge-n3-rack",
+              "respin_probability": {"value": 0.3, "low": 0.1, "high": 0.5}},
+    "buy": {"chip": "gb200", "rack": "gb200-nvl72"},
+    "sites": [{"name": "one", "grid": "100MW", "online": "2027Q1"}],
+    "workload": {
+        "train": [{"model": "llama3-8b", "tokens": "15T", "start": "2027Q1", "end": "2027Q4"}],
+        "serve": [{"model": "llama3-8b", "tokens_per_day": "1T"}],
+    },
+}  # fmt: skip
+SCENARIO_PATHS = [p for p in leaves(SCENARIO) if not isinstance(get(SCENARIO, p), (dict, list))]
+
+
+@fuzz(10, shrink=False)
+@given(data=st.data())
+def test_fuzz_decide_scenarios(tmp_path, data):
+    """A small build-or-buy scenario with one or two values changed (each run that gets past
+    the checks costs ~1 s: few examples, most of them near-valid)."""
+    scenario = SCENARIO
+    for _ in range(data.draw(st.integers(1, 2))):
+        path = data.draw(st.sampled_from(SCENARIO_PATHS))
+        old = get(scenario, path)
+        value = data.draw(VALUES if rarely(data) else FACTORS.map(lambda f, v=old: perturb(v, f)))
+        if path[-1] == "samples" and value is not None and not rarely(data):
+            value = 64  # the cost of a run grows with it
+        scenario = mutate(scenario, path, value)
+    path = tmp_path / "scenario.toml"
+    path.write_text(toml_doc(scenario))
+    check_run(["decide", str(path), "--json"])
+
+
+# --- model files: safetensors headers of a model folder, --inputs arrays ---------------------
+
+SAFE_TENSORS = {"embed": ("BF16", [1000, 256]), "layer.0.w": ("BF16", [256, 256])}
+
+
+def safetensors_bytes(entries: dict, length: int | None = None, pad: int = 0) -> bytes:
+    header = json.dumps(entries).encode()
+    size = len(header) if length is None else length
+    data = sum(2 * math.prod(s) for _, s in SAFE_TENSORS.values()) + pad
+    return size.to_bytes(8, "little", signed=size < 0) + header + b"\0" * data
+
+
+def header_entries(data) -> dict:
+    entries, at = {}, 0
+    for name, (dtype, shape) in SAFE_TENSORS.items():
+        n = 2 * math.prod(shape)
+        entries[name] = {"dtype": dtype, "shape": shape, "data_offsets": [at, at + n]}
+        at += n
+    for _ in range(data.draw(st.integers(0, 2))):
+        name = data.draw(st.sampled_from(sorted(SAFE_TENSORS)))
+        key = data.draw(st.sampled_from(["dtype", "shape", "data_offsets", None]))
+        if key is None:
+            entries[name] = data.draw(JSON_VALUES)
+        elif key == "dtype":
+            entries[name]["dtype"] = data.draw(
+                st.one_of(st.sampled_from(["F32", "I64", "F8_E4M3", "bf16", "X", ""]), JSON_VALUES)
+            )
+        elif key == "shape":
+            entries[name]["shape"] = data.draw(st.lists(JSON_VALUES, max_size=3))
+        else:
+            entries[name]["data_offsets"] = data.draw(st.lists(JSON_VALUES, max_size=3))
+    if rarely(data):
+        entries["__metadata__"] = data.draw(st.one_of(JSON_VALUES, st.just({"format": "pt"})))
+    return entries
+
+
+@fuzz(60)
+@given(data=st.data())
+def test_fuzz_model_folder_safetensors(tmp_path, data):
+    """A model folder (config.json + model.safetensors, or an index and shards) whose headers
+    are mutated: the parameters come from the headers, or one line says which file is bad."""
+    folder = tmp_path / f"m{next(COUNTER)}"
+    folder.mkdir()
+    config = {**LLAMA, "num_hidden_layers": 1, "hidden_size": 256, "vocab_size": 1000}
+    (folder / "config.json").write_text(json.dumps(config))
+    length = data.draw(st.integers(-(2**63), 2**64 - 1)) if rarely(data) else None
+    body = safetensors_bytes(header_entries(data), length, data.draw(st.sampled_from([0, 0, 7])))
+    if rarely(data):
+        shard = data.draw(
+            st.sampled_from(["a.safetensors", "../a.safetensors", "/etc/passwd", "", "sub/a"])
+        )
+        weight_map = {"embed": shard} if not rarely(data) else data.draw(JSON_VALUES)
+        index = {"weight_map": weight_map}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+        (folder / "a.safetensors").write_bytes(body)
+    else:
+        (folder / "model.safetensors").write_bytes(body)
+    check_run(["evaluate", "--chip", "h100", "--workload", f"{folder},seq=64", "--json"])
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    """A one-MatMul ONNX model (input x: float32 [1, 8])."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    w = numpy_helper.from_array(np.ones((8, 8), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+NPY_DTYPES = ["<f4", "<f8", "<i8", "|b1", "|O", "<U3", "|V4", "<c8", "<f2", ">f4"]
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_fuzz_inputs_npz(tmp_path, tiny_onnx, data):
+    """`simulate --functional --inputs x.npz`: arrays of odd names, shapes and dtypes, bad
+    headers, damaged zips: the run, or one line (never an allocation from the header)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    members = {}
+    for _ in range(data.draw(st.integers(0, 2))):
+        name = "x" if not rarely(data) else data.draw(st.sampled_from(["y", "w", "", "../x"]))
+        shape = (1, 8) if not rarely(data) else tuple(data.draw(st.lists(
+            st.sampled_from([0, 1, 8, 10**6, 2**40]), max_size=3)))  # fmt: skip
+        header = {"descr": data.draw(st.sampled_from(NPY_DTYPES)) if rarely(data) else "<f4",
+                  "fortran_order": rarely(data), "shape": shape}  # fmt: skip
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, header)
+        raw = buf.getvalue() + np.ones(8, np.float32).tobytes()
+        members[f"{name}.npy"] = data.draw(st.binary(max_size=32)) if rarely(data) else raw
+    path = tmp_path / f"in{next(COUNTER)}.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, raw in members.items():
+            z.writestr(name, raw)
+    if rarely(data):
+        path.write_bytes(path.read_bytes()[: data.draw(st.integers(0, 200))])
+    args = ["simulate", "--chip", "forge-n3", "--workload", str(tiny_onnx), "--functional"]
+    check_run([*args, "--inputs", str(path), "--json"])

@@ -172,3 +172,13 @@ def test_train_given_plan_that_splits_no_batch_says_why(flags, words):
     args = ("train", "--chip", "h100", "--model", "llama3-8b", "--chips", "64", "--tokens", "1T")
     plan = ("--tp", "8", "--pp", "1", "--dp", "8")
     assert_user_error(*cli(*args, *plan, *flags, "--json")[::2], *words)
+
+
+def test_train_dp_that_divides_the_chips_is_not_said_not_to():
+    """--dp 4 --tp 1 of 64 chips: pp would be 16 for a 4-layer model, so no plan; the message
+    was "--dp 4 does not divide 64 chips with the other flags"."""
+    tiny = "llm:custom,layers=4,hidden=512,heads=8,kv_heads=2,ffn=2048,vocab=32000"
+    args = ("train", "--chip", "h100", "--model", tiny, "--chips", "64", "--dp", "4")
+    code, _, err = cli(*args, "--tp", "1", "--json")
+    assert_user_error(code, err, "16 chips of a data-parallel replica", "--dp 4")
+    assert "does not divide" not in err

@@ -380,7 +380,14 @@ def plan_training(
             f"{c.heads} heads) with global batch {batches.describe()}: give --chips a multiple "
             f"of a power of two or a global batch that dp divides"
             if dp is None
-            else no_split or f"--dp {dp} does not divide {chips} chips with the other flags"
+            else no_split
+            or (
+                f"--dp {dp} does not divide --chips {chips}"
+                if chips % dp
+                else f"no tp*pp*cp split of the {chips // dp} chips of a data-parallel replica "
+                f"(--chips {chips} / --dp {dp}) fits {c.name} ({c.layers} layers, {c.heads} "
+                "heads) with the other flags"
+            )
         )
     if no_split and first_error is None:  # nothing was priced: no plan split the batch
         raise Infeasible(no_split)
