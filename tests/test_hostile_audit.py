@@ -182,3 +182,14 @@ def test_train_dp_that_divides_the_chips_is_not_said_not_to():
     code, _, err = cli(*args, "--tp", "1", "--json")
     assert_user_error(code, err, "16 chips of a data-parallel replica", "--dp 4")
     assert "does not divide" not in err
+
+
+def test_rtl_generate_keeps_the_folder_s_readme(tmp_path):
+    """`rtl generate --out ./array.v` replaced the folder's own README.md with its notes."""
+    pytest.importorskip("amaranth")
+    (tmp_path / "README.md").write_text("my project\n")
+    code, _, err = cli("rtl", "generate", "--rows", "2", "--cols", "2", "--out",
+                       str(tmp_path / "array.v"))  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "README.md").read_text() == "my project\n"
+    assert "2 x 2" in (tmp_path / "array.md").read_text()

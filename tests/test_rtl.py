@@ -218,7 +218,7 @@ def test_cli_verify_and_generate(tmp_path):
                               str(tmp_path / "array.v")])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "module systolic_array" in (tmp_path / "array.v").read_text()
-    assert (tmp_path / "README.md").exists()
+    assert (tmp_path / "array.md").read_text().startswith("# systolic_array")
 
 
 def test_synth_counts_and_area():

@@ -52,7 +52,7 @@ def generate(
     dtype: DtypeOpt = DEFAULT_DTYPE,
     out: Annotated[
         Path,
-        typer.Option("--out", help="the Verilog file to write; its README goes beside it"),
+        typer.Option("--out", help="the Verilog file to write; its README beside it as NAME.md"),
     ] = Path("rtl/systolic_array.v"),
     as_json: JsonOpt = False,
 ) -> None:
@@ -65,7 +65,8 @@ def generate(
         out = out / "systolic_array.v"
     output_dir(out.parent, "--out")
     verilog_path = atomic_write_text(out, emit_verilog(params), flag="--out")
-    readme = atomic_write_text(out.parent / "README.md", _readme(params), flag="--out")
+    # named after the Verilog file: `--out ./array.v` must not replace the folder's README.md
+    readme = atomic_write_text(out.with_suffix(".md"), _readme(params), flag="--out")
     data = {"verilog": str(verilog_path), "readme": str(readme), "rows": params.rows,
             "cols": params.cols, "dtype": params.dtype}  # fmt: skip
     emit(data, [f"wrote {verilog_path} and {readme}"], as_json=as_json, out=None)
