@@ -388,3 +388,32 @@ def test_recompute_modules_price_the_forward_of_what_they_name():
     assert 0 < extra < core  # MLA's attention core costs more to redo than its up-projections
     with pytest.raises(Exception, match="--recompute-modules"):
         plan_training("h800", c, 8, recompute_modules=("attention",), **kw)
+
+
+def test_nccl_cta_caps_share_the_scale_up_bandwidth():
+    """NCCL runs min(its channels, maxCTAs) channels, each an equal share of the bandwidth
+    (src/graph/connect.cc, tuning.cc busBw = nChannels x bw): on NVLink5 (16 channels) a DP x CP
+    communicator capped to 8 CTAs moves its in-domain bytes at half the rate, the CP ring capped
+    to 1 CTA at 1/16. Topologies without a channel count (0) ignore the caps."""
+    from chipforge.cluster.collectives import collective_time
+    from chipforge.cluster.topology import topology_for
+    from chipforge.spec.loader import load_chip
+
+    topo = topology_for(load_chip("gb200"), 72)
+    assert topo.nccl_channels == 16
+    size = 20e9  # bandwidth-bound: the time is bytes / bandwidth (latencies < 0.2%)
+    full = collective_time("reduce_scatter", size, 32, topo)
+    half = collective_time("reduce_scatter", size, 32, topo, up_share=0.5)
+    assert half == pytest.approx(2 * full, rel=0.01)
+    kw = dict(MLPERF_8B, overlap_param_gather=True, fp8_param_gather=True, bucket_size=768_000_000)
+    free = plan_training("gb200", "llama3-8b", 512, **kw)
+    capped = plan_training("gb200", "llama3-8b", 512, nccl_ctas={"dp": 8, "cp": 1}, **kw)
+    assert capped.exposed_comm["cp_s"] > free.exposed_comm["cp_s"] == 0.0
+    assert capped.exposed_comm["dp_s"] > free.exposed_comm["dp_s"]
+    assert capped.times["compute_s"] == free.times["compute_s"]
+    h100 = dict(tp=8, pp=1, dp=2, cp=1, zero=1, micro_batch=1, seq=4096, global_batch=16,
+                dtype="bf16", recompute="selective")  # fmt: skip
+    a, b = (plan_training("h100", "llama3-8b", 16, nccl_ctas=c, **h100) for c in (None, {"dp": 1}))
+    assert a.step_time_s == b.step_time_s  # dgx-h100 states no channel count
+    with pytest.raises(Exception, match="--nccl-ctas"):
+        plan_training("gb200", "llama3-8b", 8, nccl_ctas={"tp": 4})

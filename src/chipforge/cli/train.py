@@ -243,6 +243,14 @@ def train(
             "mla_up_proj, mlp, moe_act, moe, shared_experts (Megatron-Core recompute_modules)",
         ),
     ] = "core_attn",
+    nccl_ctas: Annotated[
+        str | None,
+        typer.Option(
+            "--nccl-ctas",
+            help="CTA caps of NCCL communicators, e.g. dp=8,cp=1,pp=2 (NCCL maxCTAs): a group "
+            "capped below the channels NCCL runs in the scale-up domain gets that share of it",
+        ),
+    ] = None,
     calculon_plan: Annotated[
         str | None,
         typer.Option(
@@ -287,6 +295,14 @@ def train(
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
     per_batch = parse_count(tokens_per_batch, "--tokens-per-batch") if tokens_per_batch else None
     bucket = round(parse_count(bucket_size, "--bucket-size")) if bucket_size else None
+    caps = {}
+    for part in (nccl_ctas or "").split(","):
+        group, _, n = part.strip().partition("=")
+        if not part.strip():
+            continue
+        if not n.strip().isdigit():
+            raise ChipforgeError(f"--nccl-ctas takes GROUP=N pairs such as dp=8, not {part!r}")
+        caps[group.strip()] = int(n)
     res = plan_training(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
@@ -298,6 +314,7 @@ def train(
         moe_dispatcher=moe_dispatcher, optimizer_offload=optimizer_offload,
         shared_expert_overlap=shared_expert_overlap, bucket_size=bucket,
         recompute_modules=tuple(m.strip() for m in recompute_modules.split(",") if m.strip()),
+        nccl_ctas=caps,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

@@ -109,11 +109,14 @@ def collective_time(
     *,
     span: str = "auto",
     stride: int = 1,
+    up_share: float = 1.0,
 ) -> float:
     """Seconds for one collective of `kind` over `group` ranks on `topo`.
 
     span: "up" keeps the group inside one scale-up domain; "out" puts every rank in a different
     domain (scale-out only); "auto" packs ranks spaced `stride` chips apart into domains.
+    up_share: the share of the scale-up bandwidth the collective gets (a communicator capped to
+    fewer CTAs than the channels NCCL would run there: Topology.nccl_channels).
     """
     if kind not in KINDS:
         raise ChipforgeError(f"`kind` must be one of {', '.join(KINDS)}, not {kind!r}")
@@ -124,22 +127,30 @@ def collective_time(
     if topo.kind == "torus":
         return _collective(kind, size_bytes, group, topo, span, stride, 1.0)
     return min(
-        base + _collective(kind, size_bytes, group, topo, span, stride, share)
+        base + _collective(kind, size_bytes, group, topo, span, stride, share, up_share)
         for base, share in NCCL_PROTOCOLS
     )
 
 
 def _collective(
-    kind: str, size_bytes: float, group: int, topo: Topology, span: str, stride: int, f: float
+    kind: str,
+    size_bytes: float,
+    group: int,
+    topo: Topology,
+    span: str,
+    stride: int,
+    f: float,
+    up: float = 1.0,
 ) -> float:
-    """The alpha-beta time with every bandwidth scaled by `f` (the protocol's share)."""
+    """The alpha-beta time with every bandwidth scaled by `f` (the protocol's share) and the
+    scale-up bandwidth by `up` too."""
     if span == "up":
         inner, outer = group, 1
     elif span == "out":
         inner, outer = 1, group
     else:
         inner, outer = _split(group, max(1, topo.domain // max(1, stride)))
-    inside = _inside(kind, size_bytes, inner, topo, f)
+    inside = _inside(kind, size_bytes, inner, topo, f * up)
     if outer == 1:
         return inside
     nic = topo.nic_bandwidth * BANDWIDTH_EFFICIENCY / topo.oversubscription * f
@@ -147,12 +158,12 @@ def _collective(
     if kind == "all_reduce":  # hierarchical: RS inside, AR across on 1/inner, AG inside
         across = _ring("all_reduce", size_bytes / inner, outer, nic, alpha)
         return (
-            _inside("reduce_scatter", size_bytes, inner, topo, f)
+            _inside("reduce_scatter", size_bytes, inner, topo, f * up)
             + across
-            + _inside("all_gather", size_bytes, inner, topo, f)
+            + _inside("all_gather", size_bytes, inner, topo, f * up)
         )
     if kind in ("all_gather", "reduce_scatter"):  # NIC carries 1/inner of the buffer
-        return _inside(kind, size_bytes, inner, topo, f) + _ring(
+        return _inside(kind, size_bytes, inner, topo, f * up) + _ring(
             kind, size_bytes / inner, outer, nic, alpha
         )
     if kind == "all_to_all":  # the share bound for other domains crosses the NIC

@@ -95,6 +95,9 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
 DEEPSEEK_RECOMPUTE = "layernorm+mla_up_proj"
 MLPERF_V51 = "github.com/mlcommons/training_results_v5.1"
 MLPERF_V51_BUCKETS = {"llama3-8b": "768000000", "llama3-405b": "134217728"}
+# their NCCL communicators' CTA caps (training.NCCL_GROUPS; config_common.sh NCCL_CFG_PATH ->
+# conf/nccl/custom_communicator_cta.yaml, llama31_8b and llama31_405b alike: dp_cp 8, cp 1, pp 2)
+MLPERF_V51_CTAS = "dp=8+cp=1+pp=2"
 RECIPE_SOURCES = ("github.com/mlcommons/training_results_v5", "NVIDIA-NeMo/Megatron-Bridge")
 DEEPSEEK_V3_REPORT = "arxiv.org/abs/2412.19437"
 
@@ -108,6 +111,7 @@ def _recipe_options(row: dict) -> dict:
     opts = {"overlap_param_gather": "yes", "fp8_param_gather": fp8}
     if MLPERF_V51 in row["source"]:
         opts["bucket_size"] = MLPERF_V51_BUCKETS.get(row["model"], "")
+        opts["nccl_ctas"] = MLPERF_V51_CTAS
     if "Megatron-Bridge" in row["source"]:
         if row["model"].startswith("llama"):
             opts["tp_overlap"] = "yes"

@@ -20,6 +20,7 @@ from chipforge.cluster.memory import (
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.cluster.training import (
     FRAMEWORK_OVERHEAD,
+    NCCL_GROUPS,
     SCHEDULES,
     Plan,
     RunOptions,
@@ -140,6 +141,16 @@ def step_lower_bound(chip: ChipSpec, c: ModelConfig, p: Plan, seq: int, dtype: s
     return layers * per_tok * tok / p.tp / chip.peak_flops(dtype)
 
 
+def _nccl_ctas(caps: dict[str, int] | None) -> tuple[tuple[str, int], ...]:
+    for group, n in (caps or {}).items():
+        if group not in NCCL_GROUPS or not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise WorkloadError(
+                f"--nccl-ctas takes GROUP=N pairs, GROUP one of {', '.join(NCCL_GROUPS)} and N a "
+                f"positive integer, not {group}={n!r}"
+            )
+    return tuple(sorted((caps or {}).items()))
+
+
 def plan_training(
     chip: ChipSpec | str,
     model: ModelConfig | str,
@@ -177,6 +188,7 @@ def plan_training(
     shared_expert_overlap: bool = False,
     bucket_size: int | None = None,
     recompute_modules: tuple[str, ...] = ("core_attn",),
+    nccl_ctas: dict[str, int] | None = None,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -198,7 +210,8 @@ def plan_training(
     all-to-all (Megatron-Core moe_shared_expert_overlap). `bucket_size`: parameters per
     gradient bucket (Megatron-Core's default when None; training.BUCKET_PARAMS).
     `recompute_modules`: what recompute="selective" recomputes (Megatron-Core
-    recompute_modules; layer.RECOMPUTE_MODULES)."""
+    recompute_modules; layer.RECOMPUTE_MODULES). `nccl_ctas`: CTA caps of NCCL communicators,
+    {"dp": 8, "cp": 1, "pp": 2} (training.NCCL_GROUPS)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -253,7 +266,8 @@ def plan_training(
                      moe_dispatcher=moe_dispatcher,
                      shared_expert_overlap=shared_expert_overlap,
                      bucket_size=bucket_size,
-                     recompute_modules=tuple(recompute_modules))  # fmt: skip
+                     recompute_modules=tuple(recompute_modules),
+                     nccl_ctas=_nccl_ctas(nccl_ctas))  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):

@@ -40,6 +40,10 @@ class Topology:
     host_bandwidth: float = 0.0
     host_memory: float = 0.0
     host_memory_bandwidth: float = 0.0  # B/s per chip of the host's memory (CPU optimizer)
+    # ring channels NCCL's topology search gives a collective inside the domain (each channel
+    # one CTA carrying an equal share of the bandwidth; 0: not modelled): a run that caps a
+    # communicator's CTAs below it gets that share (training.RunOptions.nccl_ctas)
+    nccl_channels: int = 0
 
     def __post_init__(self):
         if self.kind not in ("switched", "torus"):
@@ -145,6 +149,7 @@ def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topolog
         host_bandwidth=p.get("host_bandwidth", 0.0),
         host_memory=p.get("host_memory", 0.0),
         host_memory_bandwidth=p.get("host_memory_bandwidth", 0.0),
+        nccl_channels=p.get("nccl_channels", 0),
     )
     if p["kind"] == "switched":
         up = link.bandwidth / 2 if link else p["up_bandwidth"]  # spec: both directions summed

@@ -92,6 +92,16 @@ CPU_ADAM_BYTES = 2 + 3 * 4 + 3 * 4 + 2
 # anyway"). A run states its own size with RunOptions.bucket_size (MLPerf Training v5.1 NVIDIA
 # llama31_8b config_common_8b.sh: BUCKET_SIZE=768000000; NeMo custom.yaml default 134217728).
 BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK = 40_000_000, 1_000_000
+# NCCL CTA caps per communicator (RunOptions.nccl_ctas; NCCL ncclConfig_t maxCTAs /
+# NCCL_MAX_CTAS): NCCL runs min(its channels, maxCTAs) channels (src/graph/connect.cc), one CTA
+# each, and its own cost model gives a collective nChannels x the per-channel bandwidth
+# (src/graph/tuning.cc: busBw = nChannels * bw). A cap below the channels NCCL's search gives the
+# domain (Topology.nccl_channels) leaves that share of the scale-up bandwidth to the DP x CP
+# ("dp"), context-parallel ("cp") and pipeline ("pp") groups' collectives (the MLPerf Training
+# v5.1 NVIDIA configs' conf/nccl/custom_communicator_cta.yaml: dp_cp 8, cp 1, pp 2). TP runs on
+# Transformer Engine's userbuffers where TP overlap is on; the scale-out stage keeps each
+# chip's NIC.
+NCCL_GROUPS = ("dp", "cp", "pp")
 
 
 _SUSTAINED: dict[str, ChipSpec] = {}
@@ -318,6 +328,7 @@ class RunOptions:
     bucket_size: int | None = None  # parameters per gradient bucket (None: BUCKET_PARAMS rule)
     # what recompute="selective" recomputes (layer.RECOMPUTE_MODULES; Megatron's default)
     recompute_modules: tuple[str, ...] = ("core_attn",)
+    nccl_ctas: tuple[tuple[str, int], ...] = ()  # (NCCL_GROUPS member, CTA cap) pairs
 
 
 @dataclass(frozen=True)
@@ -346,6 +357,14 @@ class StageCost:
     dp_gather_tail: float = 0.0
     # the weights' all-gather after the optimizer step, exposed (FP8 weights without overlap)
     dp_after_step: float = 0.0
+
+
+def _up_shares(run: RunOptions, topo: Topology) -> dict[str, float]:
+    """Each NCCL_GROUPS member's share of the scale-up bandwidth under the run's CTA caps."""
+    if not topo.nccl_channels:
+        return dict.fromkeys(NCCL_GROUPS, 1.0)
+    caps = dict(run.nccl_ctas)
+    return {g: min(1.0, caps.get(g, topo.nccl_channels) / topo.nccl_channels) for g in NCCL_GROUPS}
 
 
 def stage_cost(
@@ -423,9 +442,11 @@ def stage_cost(
             t_ep = max(0.0, t_ep - share * (fwd + bwd + rec) * layers * moe_frac)
     # CP: ring attention passes K and V around the CP ring, overlapped with attention compute
     t_cp = 0.0
+    share = _up_shares(run, topo)
     if p.cp > 1:
         kv = 2 * tok * c.n_kv_heads * c.d_head * nbytes(dtype) / min(p.tp, c.n_kv_heads)
-        ring = (p.cp - 1) * collective_time("send_recv", kv, 2, topo, stride=p.tp)
+        ring = (p.cp - 1) * collective_time("send_recv", kv, 2, topo, stride=p.tp,
+                                             up_share=share["cp"])  # fmt: skip
         t_cp = 3 * max(0.0, ring - attn) * layers  # forward + backward (twice the traffic)
     # LM head + embedding on the last stage: 6*tokens*h*V/tp FLOPs at the layer's matmul rate
     moe = c.is_moe
@@ -473,13 +494,18 @@ def stage_cost(
     hop = 0.0
     if p.pp > 1:
         msg = tok * c.hidden * nbytes(dtype) / p.tp
-        hop = collective_time("send_recv", msg, 2, topo, stride=p.tp * p.cp * p.dp)
+        hop = collective_time("send_recv", msg, 2, topo, stride=p.tp * p.cp * p.dp,
+                              up_share=share["pp"])  # fmt: skip
     # DP: gradients reduced (ZeRO 0: all-reduce; 1-2: reduce-scatter + all-gather of weights;
     # 3: + weights gathered again per micro-batch), overlapped with the last backward pass
     per_param = FP8_PARAM_BYTES if run.fp8_param_gather else WEIGHT_BYTES
     params = mem["weights_bytes"] / per_param * (p.dp * p.cp if p.zero == 3 else 1)
     grads, weights = params * GRAD_BYTES, params * per_param  # bytes on this chip
-    dp_group, stride = p.dp * p.cp, p.tp
+    dp_group = p.dp * p.cp
+
+    def dp(kind: str, size: float) -> float:
+        return collective_time(kind, size, dp_group, topo, stride=p.tp, up_share=share["dp"])
+
     dp_gather = dp_param_gather = dp_after = tail_gather = 0.0
     bucket = run.bucket_size or max(BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * dp_group)
     first = min(1.0, bucket * p.interleave / max(params, 1.0))  # of this chip's bytes
@@ -487,16 +513,14 @@ def stage_cost(
     if run.overlap_param_gather and p.zero >= 1:  # reduce-scatter now, all-gather next forward
         reduce = "reduce_scatter"
         if p.zero < 3:
-            dp_param_gather = collective_time("all_gather", weights, dp_group, topo, stride=stride)
-            tail_gather = collective_time("all_gather", weights * first, dp_group, topo,
-                                          stride=stride)  # fmt: skip
+            dp_param_gather = dp("all_gather", weights)
+            tail_gather = dp("all_gather", weights * first)
     elif run.fp8_param_gather and p.zero in (1, 2):  # the all-gather after the step, in FP8
         reduce = "reduce_scatter"
-        dp_after = collective_time("all_gather", weights, dp_group, topo, stride=stride)
-    dp_reduce = collective_time(reduce, grads, dp_group, topo, stride=stride)
-    tail_reduce = collective_time(reduce, grads * first, dp_group, topo, stride=stride)
+        dp_after = dp("all_gather", weights)
+    dp_reduce, tail_reduce = dp(reduce, grads), dp(reduce, grads * first)
     if p.zero == 3:
-        dp_gather = collective_time("all_gather", weights, dp_group, topo, stride=stride)
+        dp_gather = dp("all_gather", weights)
     t_opt = opt * layers / (p.dp * p.cp if p.zero >= 1 else 1)
     if p.optimizer_offload:  # gradients out, CPU Adam, weights back, pipelined
         shard = full["optimizer_bytes"] / OPTIMIZER_BYTES  # parameters this chip steps

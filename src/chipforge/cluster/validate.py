@@ -59,6 +59,11 @@ def megatron_tflops(c: ModelConfig, batch: int, seq: int, step_s: float, gpus: i
     return flops / step_s / gpus / 1e12
 
 
+def _pairs(text: str) -> dict[str, int]:
+    """'dp=8+cp=1' -> {"dp": 8, "cp": 1}."""
+    return {k: int(v) for k, v in (part.split("=") for part in text.split("+") if part)}
+
+
 def _training_predictor(row: dict) -> Callable[[], float]:
     def predict() -> float:
         chip = load_chip(row["chip"])
@@ -86,6 +91,7 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             shared_expert_overlap=row.get("shared_expert_overlap") == "yes",
             bucket_size=_int(row.get("bucket_size") or ""),
             recompute_modules=tuple((row.get("recompute_modules") or "core_attn").split("+")),
+            nccl_ctas=_pairs(row.get("nccl_ctas") or ""),
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s
