@@ -102,6 +102,7 @@ BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK = 40_000_000, 1_000_000
 # Transformer Engine's userbuffers where TP overlap is on; the scale-out stage keeps each
 # chip's NIC.
 NCCL_GROUPS = ("dp", "cp", "pp")
+_FULL_SHARE = dict.fromkeys(NCCL_GROUPS, 1.0)
 
 
 _SUSTAINED: dict[str, ChipSpec] = {}
@@ -361,8 +362,8 @@ class StageCost:
 
 def _up_shares(run: RunOptions, topo: Topology) -> dict[str, float]:
     """Each NCCL_GROUPS member's share of the scale-up bandwidth under the run's CTA caps."""
-    if not topo.nccl_channels:
-        return dict.fromkeys(NCCL_GROUPS, 1.0)
+    if not (topo.nccl_channels and run.nccl_ctas):
+        return _FULL_SHARE
     caps = dict(run.nccl_ctas)
     return {g: min(1.0, caps.get(g, topo.nccl_channels) / topo.nccl_channels) for g in NCCL_GROUPS}
 
