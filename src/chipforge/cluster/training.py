@@ -358,6 +358,8 @@ class StageCost:
     dp_gather_tail: float = 0.0
     # the weights' all-gather after the optimizer step, exposed (FP8 weights without overlap)
     dp_after_step: float = 0.0
+    # the share of the SMs the DP collectives hold while they overlap computation (_sm_share)
+    dp_sm_share: float = 0.0
 
 
 def _up_shares(run: RunOptions, topo: Topology) -> dict[str, float]:
@@ -366,6 +368,16 @@ def _up_shares(run: RunOptions, topo: Topology) -> dict[str, float]:
         return _FULL_SHARE
     caps = dict(run.nccl_ctas)
     return {g: min(1.0, caps.get(g, topo.nccl_channels) / topo.nccl_channels) for g in NCCL_GROUPS}
+
+
+def _sm_share(chip: ChipSpec, topo: Topology, run: RunOptions, group: str) -> float:
+    """The share of the chip's SMs a group's NCCL kernels hold while they run: one CTA per
+    channel (NCCL_GROUPS caps, else the domain's channels); 0 where the topology states no
+    channel count. Computation beside them runs on the rest."""
+    if not topo.nccl_channels:
+        return 0.0
+    ctas = min(dict(run.nccl_ctas).get(group, topo.nccl_channels), topo.nccl_channels)
+    return min(1.0, ctas / chip.cores)
 
 
 def stage_cost(
@@ -448,7 +460,9 @@ def stage_cost(
         kv = 2 * tok * c.n_kv_heads * c.d_head * nbytes(dtype) / min(p.tp, c.n_kv_heads)
         ring = (p.cp - 1) * collective_time("send_recv", kv, 2, topo, stride=p.tp,
                                              up_share=share["cp"])  # fmt: skip
-        t_cp = 3 * max(0.0, ring - attn) * layers  # forward + backward (twice the traffic)
+        # forward + backward (twice the traffic); the ring's CTAs slow the attention beside it
+        t_cp = 3 * (max(0.0, ring - attn) + min(ring, attn) * _sm_share(chip, topo, run, "cp"))
+        t_cp *= layers
     # LM head + embedding on the last stage: 6*tokens*h*V/tp FLOPs at the layer's matmul rate
     moe = c.is_moe
     per_tok = 6 * (c.attention_params() + c.ffn_params(moe, active=True)) + 12 * seq * (
@@ -529,7 +543,7 @@ def stage_cost(
         t_opt = max(shard * GRAD_BYTES / link, cpu, shard * per_param / link)
     return StageCost(p, mem, t_f, t_b, t_tp, t_ep, t_cp, stage, bubble, hop, dp_reduce,
                      dp_gather, t_opt, dp_param_gather, tail_reduce, tail_gather,
-                     dp_after)  # fmt: skip
+                     dp_after, _sm_share(chip, topo, run, "dp"))  # fmt: skip
 
 
 def _in_flight(p: Plan) -> float:
@@ -556,6 +570,10 @@ def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:
         + max(s.dp_gather_tail, s.dp_param_gather - s.t_f)
         + s.dp_after_step
     )
+    if s.dp_sm_share:  # the computation the DP collectives overlap runs on fewer SMs
+        beside = min(t_dp - s.dp_reduce_tail, t_dp_hidden)
+        beside += min(s.dp_param_gather - s.dp_gather_tail, s.t_f)
+        t_dp_exposed += max(0.0, beside) * s.dp_sm_share
     step = (m * s.stage + s.bubble + t_pp + t_dp_exposed + s.t_opt) / (1 - FRAMEWORK_OVERHEAD)
     return step, t_pp, t_dp_exposed
 
