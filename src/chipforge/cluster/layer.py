@@ -34,6 +34,8 @@ core and optimizer, with two implementation choices the layer graph does not exp
 
 from __future__ import annotations
 
+import inspect
+
 from chipforge.cluster.chipkey import chip_key
 from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
@@ -181,26 +183,19 @@ def layer_costs(
     return _CACHE[k]
 
 
-def module_forward(
-    chip: ChipSpec,
-    c: ModelConfig,
-    tp: int,
-    mb: int,
-    seq: int,
-    cp: int,
-    dtype: str,
-    attention: str = "flash",
-    sp: bool = True,
-    ep: int = 1,
-    fp8_recipe: str = "delayed",
-    dispatcher: str = "alltoall",
-) -> dict[str, float]:
-    """Forward seconds of each of RECOMPUTE_MODULES in one layer's TP shard (`layer_costs`'s
-    arguments; "core_attn" is its attention-core forward). Cached with it."""
-    k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher)
+def module_forward(*args, **kwargs) -> dict[str, float]:
+    """Forward seconds of each of RECOMPUTE_MODULES in one layer's TP shard; takes
+    `layer_costs`'s arguments ("core_attn" is its attention-core forward). Cached with it."""
+    bound = _SIGNATURE.bind(*args, **kwargs)
+    bound.apply_defaults()
+    chip, *rest = bound.arguments.values()
+    k = (chip_key(chip), *rest)
     if k not in _MODULES:
-        _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher)
+        _layer(k, *bound.arguments.values())
     return _MODULES[k]
+
+
+_SIGNATURE = inspect.signature(layer_costs)
 
 
 def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher):
