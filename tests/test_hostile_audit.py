@@ -193,3 +193,33 @@ def test_rtl_generate_keeps_the_folder_s_readme(tmp_path):
     assert code == 0, err
     assert (tmp_path / "README.md").read_text() == "my project\n"
     assert "2 x 2" in (tmp_path / "array.md").read_text()
+
+
+def test_train_on_an_absurd_chip_count_answers_at_once():
+    """--chips 2**62: the domain split searched divisors up to sqrt(n) (2**31 steps, 90 s)."""
+    import signal
+
+    def too_slow(*_):
+        raise TimeoutError("train --chips 2**62 took over 30 s")
+
+    old = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(30)
+    try:
+        code, out, err = cli("train", "--chip", "h100", "--model", "llama3-8b", "--chips",
+                             str(2**62), "--json")  # fmt: skip
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert code == 0, err
+    assert json.loads(out)["chips"] == 2**62
+
+
+def test_largest_divisor_counts_down_to_the_same_answer():
+    import math
+
+    from chipforge.cluster.collectives import _largest_divisor
+
+    for n in range(1, 400):
+        for cap in (1, 2, 7, 8, 64, 72, 500):
+            pairs = (x for d in range(1, math.isqrt(n) + 1) if n % d == 0 for x in (d, n // d))
+            assert _largest_divisor(n, cap) == max(x for x in pairs if x <= cap), (n, cap)

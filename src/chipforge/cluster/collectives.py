@@ -65,14 +65,9 @@ def _split(group: int, cap: int) -> tuple[int, int]:
 
 @cache
 def _largest_divisor(n: int, cap: int) -> int:
-    """The largest divisor of n that is at most cap (n's divisors come in pairs around sqrt n)."""
-    best = 1
-    for d in range(1, math.isqrt(n) + 1):
-        if n % d == 0:
-            for x in (d, n // d):
-                if best < x <= cap:
-                    best = x
-    return best
+    """The largest divisor of n that is at most cap: counted down from cap, O(cap) (a domain's
+    size, <= thousands), not O(sqrt n) (2**31 steps, 90 s, for a 2**62-chip group)."""
+    return next(d for d in range(min(n, cap), 0, -1) if n % d == 0)
 
 
 def _torus(kind: str, size: float, group: int, topo: Topology) -> float:
