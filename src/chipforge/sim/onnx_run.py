@@ -278,6 +278,16 @@ def _reduce(fn: Callable) -> Callable:
     return run
 
 
+def _cumsum(x, axis, exclusive=0, reverse=0, **_):
+    """ONNX CumSum (RoBERTa's position ids: a running count of the mask)."""
+    axis = int(np.ravel(axis)[0])
+    y = np.flip(x, axis) if reverse else x
+    y = np.cumsum(y, axis=axis, dtype=x.dtype)
+    if exclusive:
+        y = np.delete(np.insert(y, 0, 0, axis=axis), -1, axis=axis)
+    return np.flip(y, axis) if reverse else y
+
+
 def _trilu(x, k=None, upper=1, **_):
     k = 0 if k is None else int(k)
     return np.triu(x, k) if upper else np.tril(x, k)
@@ -345,6 +355,7 @@ _NUMPY: dict[str, Callable] = {
     "ReduceMin": _reduce(np.min),
     "ReduceProd": _reduce(np.prod),
     "GatherND": _gather_nd,
+    "CumSum": _cumsum,
     "GatherElements": lambda x, i, axis=0, **_: np.take_along_axis(x, i.astype(np.int64), axis),
     "Cast": lambda x, to=1, **_: x.astype(
         np.float32 if to == 1 else np.int64 if to == 7 else bool if to == 9 else x.dtype
