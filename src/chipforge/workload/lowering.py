@@ -79,7 +79,11 @@ def _attention_kinds(program: Program) -> str:
         for n in program.nodes
         if n.kind == "attention"
     }
-    return " and ".join(sorted(kinds)) or "none recognised (matmul and softmax as exported)"
+    if kinds:
+        return " and ".join(sorted(kinds))
+    if any(n.kind == "softmax" for n in program.nodes):
+        return "none recognised (matmul and softmax as exported)"
+    return "none (no softmax in the graph)"  # a CNN
 
 
 def _meta(program: Program, missing: dict[str, list], dtype: str | None) -> dict:
