@@ -433,3 +433,22 @@ def test_nccl_cta_caps_share_the_scale_up_bandwidth():
         for c, caps in (("gb200", (("dp", 8),)), ("gb200", ()), ("h100", (("dp", 8),)))
     ]  # fmt: skip
     assert shares == [8 / 148, 16 / 148, 0.0]
+
+
+def test_non_interleaved_1f1b_waits_for_every_send_recv():
+    """Megatron-LM turns overlap_p2p_comm off without interleaving ("non-interleaved schedule
+    does not support overlapping p2p communication"): each micro-batch's two send/recv exchanges
+    sit in its 1F1B cycle, on top of fill and drain; interleaved and DualPipe runs overlap them."""
+    from chipforge.cluster.collectives import collective_time
+    from chipforge.cluster.topology import topology_for
+    from chipforge.spec.loader import load_chip
+
+    kw = dict(tp=8, pp=4, dp=1, cp=1, zero=1, micro_batch=1, seq=4096, global_batch=32,
+              dtype="bf16", recompute="selective")  # fmt: skip
+    plain = plan_training("h100", "llama3-70b", 32, interleave=1, **kw)
+    topo = topology_for(load_chip("h100"), 32)
+    hop = collective_time("send_recv", 4096 * 8192 * 2 / 8, 2, topo, stride=8)
+    m = 32
+    assert plain.exposed_comm["pp_s"] == pytest.approx(2 * 3 * hop + 2 * m * hop, rel=1e-6)
+    inter = plan_training("h100", "llama3-70b", 32, interleave=2, **kw)
+    assert inter.exposed_comm["pp_s"] == pytest.approx(2 * 3 * 2 * hop + m * hop, rel=1e-6)

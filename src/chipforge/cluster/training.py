@@ -561,6 +561,11 @@ def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:
     t_pp = 0.0
     if p.pp > 1:
         t_pp = 2 * (p.pp - 1) * p.interleave * s.hop + 2 * m * s.hop * (p.interleave - 1) / 2
+        if p.interleave == 1 and p.schedule == "1f1b":
+            # Megatron-LM: "non-interleaved schedule does not support overlapping p2p
+            # communication" (arguments.py sets overlap_p2p_comm False): every micro-batch's
+            # send_forward_recv_backward and send_backward_recv_forward wait in its cycle
+            t_pp += 2 * m * s.hop
     t_dp, t_dp_hidden = s.dp_reduce, s.t_b
     if p.zero == 3:
         t_dp += 2 * m * s.dp_gather
