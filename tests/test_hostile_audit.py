@@ -223,3 +223,49 @@ def test_largest_divisor_counts_down_to_the_same_answer():
         for cap in (1, 2, 7, 8, 64, 72, 500):
             pairs = (x for d in range(1, math.isqrt(n) + 1) if n % d == 0 for x in (d, n // d))
             assert _largest_divisor(n, cap) == max(x for x in pairs if x <= cap), (n, cap)
+
+
+# model folders: safetensors headers
+
+
+def _retile(path, edit) -> None:
+    """Rewrite a safetensors file's header through `edit(header) -> header` (data kept)."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.dumps(edit(json.loads(raw[8 : 8 + n]))).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header + raw[8 + n :])
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        # 1,000 tensors on one 512-byte span: 256,000 parameters claimed from 512 bytes
+        (
+            lambda h: h | {f"t{i}": h["a"] for i in range(1000)},
+            ["overlap"],
+        ),
+        (
+            lambda h: {"a": h["a"] | {"data_offsets": [512, 1024]}, "b": h["b"]},
+            ["leave bytes 0-512 out"],
+        ),
+        (lambda h: {"a": h["a"]}, ["cover 512 of its 1024"]),  # b's bytes left unindexed
+    ],
+)
+def test_safetensors_spans_tile_the_data(tmp_path, edit, words):
+    """The format's own rule, which the safetensors library enforces when it loads (its
+    `safe_open` refuses the same files): tensors tile the data, no overlap, no hole."""
+    import numpy as np
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import save_file
+
+    from chipforge.errors import WorkloadError
+    from chipforge.workload.checkpoint import read_folder
+
+    path = tmp_path / "model.safetensors"
+    save_file({"a": np.zeros((16, 16), np.float16), "b": np.ones((16, 16), np.float16)}, path)
+    assert read_folder(tmp_path).params == 512  # a real file passes
+    _retile(path, edit)
+    with pytest.raises(WorkloadError, match="|".join(words)):
+        read_folder(tmp_path)
+    with pytest.raises(SafetensorError), safe_open(path, "np") as f:
+        [f.get_tensor(k) for k in f.keys()]  # noqa: B018, SIM118

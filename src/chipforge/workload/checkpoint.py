@@ -6,7 +6,8 @@ JSON: tensor name -> {dtype, shape, data_offsets}, plus an optional `__metadata_
 whose `weight_map` names the shard of each tensor. Only those headers are read: no weights, no
 pickle (a `pytorch_model.bin` is a pickle and is never opened), and every size is checked
 before it is read: the header at most MAX_HEADER bytes and within the file, every tensor's
-bytes (dtype size x elements) exactly its `data_offsets` span, spans inside the file.
+bytes (dtype size x elements) exactly its `data_offsets` span, the spans tiling the data
+(no overlap, no hole: the format's rule).
 """
 
 from __future__ import annotations
@@ -94,6 +95,16 @@ def header(path: Path) -> dict:
         ok = ok and all(type(x) is int for x in span) and 0 <= span[0] <= span[1] <= data
         if not ok or (span[1] - span[0]) != DTYPE_BYTES[meta["dtype"]] * math.prod(shape):
             raise _bad(path, f"tensor {name[:80]!r} has a malformed or inconsistent entry")
+    # the format's rule: the tensors tile the data exactly, no overlap and no hole (a header
+    # whose tensors all share one span could claim any parameter count from a small file)
+    end = 0
+    for start, stop in sorted(m["data_offsets"] for k, m in doc.items() if k != "__metadata__"):
+        if start != end:
+            why = f"overlap at byte {start}" if start < end else f"leave bytes {end}-{start} out"
+            raise _bad(path, f"its tensors {why}")
+        end = stop
+    if end != data:
+        raise _bad(path, f"its tensors cover {end} of its {data} data bytes")
     return doc
 
 
