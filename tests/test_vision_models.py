@@ -320,6 +320,44 @@ def test_config_json_and_pt2_agree(saved, arch, tmp_path):
     assert causal == (arch in ("t5", "clip", "whisper"))  # text decoders and CLIP's text tower
 
 
+@pytest.mark.parametrize("arch", ["resnet", "efficientnet", "convnext"])
+def test_cnn_config_json_and_pt2_agree(saved, arch, tmp_path):
+    """A ResNet, EfficientNet or ConvNeXt config.json (`image=64`: the side of the square
+    image; the config's image_size, else 224, by default): built by transformers on the meta
+    device, FLOPs and parameters equal to its raw .pt2's at that size."""
+    from chipforge.workload.parse import parse_workload
+
+    model, _, _, paths = saved(arch)
+    model.config.save_pretrained(tmp_path)
+    config = parse_workload(f"{tmp_path},image=64,dtype=fp32")
+    pt2 = parse_workload(str(paths["pt2"]))
+    assert config.flops == pytest.approx(pt2.flops, rel=0.01)
+    assert config.meta["params"] == pt2.meta["params"] and config.meta["image"] == 64
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"depths": [1, "2", 1, 1]}, r"`depths\[1\]` must be a whole number"),
+        ({"depths": [200, 200, 1, 1]}, "layers in all"),
+        ({"hidden_sizes": 64}, "`hidden_sizes` must be a list"),
+        ({"depth_coefficient": 1e9}, "`depth_coefficient` must be a number above 0"),
+    ],
+)
+def test_hostile_cnn_configs_are_one_line_errors(tmp_path, change, message):
+    """Per-stage lists and EfficientNet's multipliers are checked before anything is built:
+    a string, a list where a number goes, 400 blocks, a 1e9 depth multiplier: one line."""
+    import json
+
+    from chipforge.errors import WorkloadError
+    from chipforge.workload.parse import parse_workload
+
+    data = transformers.ResNetConfig(depths=[1, 1, 1, 1]).to_dict() | change
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(WorkloadError, match=message):
+        parse_workload(f"{tmp_path},image=32")
+
+
 def test_attention_masks_costed_as_the_model_masks(saved):
     """Encoders attend every pair (full); a decoder's self-attention is causal: T5's decoder
     costs s (s + 1) / 2 pairs a head, its encoder and cross-attention s^2."""

@@ -1,4 +1,5 @@
-"""HuggingFace configs that are not decoder LLMs (BERT, RoBERTa, T5, ViT, Whisper, CLIP): the
+"""HuggingFace configs that are not decoder LLMs (BERT, RoBERTa, T5, ViT, Whisper, CLIP; ResNet,
+ConvNeXt, EfficientNet): the
 model transformers builds from the config, on the meta device (no weights), through
 `torch.export` and the importer.
 
@@ -7,12 +8,15 @@ encoder-decoders and vision/audio models are costed as their real module instead
 `model_type` picks transformers' config class (`AutoConfig.for_model`, plain JSON values, no
 remote code), an allow-listed model class is built on the meta device, and the graph is the
 importer's (`from_torch`). Workload keys: `batch` (default 1), `seq` (tokens of a text input,
-default 128; T5 and Whisper decoders take `seq` tokens too), `dtype` (default bf16). They are
+default 128; T5 and Whisper decoders take `seq` tokens too), `image` (a convolutional
+network's square image side: the config's `image_size`, else 224), `dtype` (default bf16). They
+are
 workloads for evaluate/compare/simulate; `train`/`serve` take decoder LLMs only.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from chipforge.errors import WorkloadError
@@ -27,8 +31,12 @@ MODEL_CLASSES = {
     "vit": "ViTModel",
     "whisper": "WhisperForConditionalGeneration",
     "clip": "CLIPModel",
+    "resnet": "ResNetForImageClassification",
+    "convnext": "ConvNextForImageClassification",
+    "efficientnet": "EfficientNetForImageClassification",
 }
-KEYS = {"batch", "seq", "dtype"}
+CNNS = ("resnet", "convnext", "efficientnet")  # any image side (`image`)
+KEYS = {"batch", "seq", "image", "dtype"}
 # Size keys of these configs (top level or in a text_/vision_/audio_config), checked before
 # transformers builds anything: a whole number from 1 up to the cap. Layer counts are capped
 # for the trace's sake (torch.export walks every layer: ~1 s per 10 layers; real models have
@@ -41,8 +49,12 @@ SIZE_KEYS = LAYER_KEYS | {
     "d_model", "d_ff", "d_kv", "num_heads", "encoder_attention_heads", "decoder_attention_heads",
     "encoder_ffn_dim", "decoder_ffn_dim", "max_source_positions", "max_target_positions",
     "num_mel_bins", "projection_dim", "relative_attention_num_buckets",
-    "relative_attention_max_distance",
+    "relative_attention_max_distance", "embedding_size", "hidden_dim",
 }  # fmt: skip
+# per-stage lists of the convolutional configs: each entry a whole number (layers: <= MAX_LAYERS)
+LIST_KEYS = {"depths", "hidden_sizes", "num_block_repeats", "in_channels", "out_channels",
+             "kernel_sizes", "strides"}  # fmt: skip
+SCALE_KEYS = ("width_coefficient", "depth_coefficient")  # EfficientNet's multipliers: (0, 8]
 ENCODER_LAYERS = ("num_hidden_layers", "num_layers", "encoder_layers")
 DECODER_LAYERS = ("num_decoder_layers", "decoder_layers")
 MAX_LAYERS = 256  # per key, and in all (encoder + decoder, every sub-model)
@@ -69,14 +81,34 @@ def check_sizes(data: dict, name: str, where: str = "") -> None:
                 f"`workload` {name}: `{where}{key}` = {repr(value)[:60]} would make transformers "
                 'load attention or expert code (from the Hub); give "eager" or "sdpa", or remove it'
             )
+        if key in LIST_KEYS:
+            cap = MAX_LAYERS if key in ("depths", "num_block_repeats") else MAX_SIZE
+            if not isinstance(value, list) or not 1 <= len(value) <= 64:
+                raise WorkloadError(
+                    f"`workload` {name}: `{where}{key}` must be a list of 1 to 64 whole numbers, "
+                    f"not {repr(value)[:40]}"
+                )
+            for i, item in enumerate(value):
+                _whole(item, cap, name, f"{where}{key}[{i}]")
+        if key in SCALE_KEYS and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 8
+        ):
+            raise WorkloadError(
+                f"`workload` {name}: `{where}{key}` must be a number above 0 and at most 8, "
+                f"not {repr(value)[:40]}"
+            )
         if key not in SIZE_KEYS:
             continue
         cap = MAX_LAYERS if key in LAYER_KEYS else MAX_SIDE if key == "image_size" else MAX_SIZE
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cap:
-            raise WorkloadError(
-                f"`workload` {name}: `{where}{key}` must be a whole number from 1 to {cap:,}, "
-                f"not {repr(value)[:40]}"
-            )
+        _whole(value, cap, name, f"{where}{key}")
+
+
+def _whole(value, cap: int, name: str, key: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cap:
+        raise WorkloadError(
+            f"`workload` {name}: `{key}` must be a whole number from 1 to {cap:,}, "
+            f"not {repr(value)[:40]}"
+        )
 
 
 def layers(config) -> int:
@@ -87,7 +119,10 @@ def layers(config) -> int:
         subs = sum(count(v) for v in d.values() if isinstance(v, dict))
         enc = max((d.get(k) or 0 for k in ENCODER_LAYERS if isinstance(d.get(k), int)), default=0)
         dec = max((d.get(k) or 0 for k in DECODER_LAYERS if isinstance(d.get(k), int)), default=0)
-        return subs + enc + dec
+        stages = sum(d.get("depths") or [])  # ResNet, ConvNeXt: blocks per stage
+        scale = d.get("depth_coefficient") or 1  # EfficientNet: ceil(scale x repeats) a stage
+        blocks = sum(math.ceil(scale * r) for r in d.get("num_block_repeats") or [])
+        return subs + enc + dec + stages + blocks
 
     return count(config.to_dict())
 
@@ -98,7 +133,7 @@ def traced_type(data: dict) -> str | None:
     return kind if isinstance(kind, str) and kind in MODEL_CLASSES else None
 
 
-def _inputs(torch, config, batch: int, seq: int) -> dict:
+def _inputs(torch, config, batch: int, seq: int, image: int | None) -> dict:
     """The model's inputs on the meta device, by its main input (text, image, audio)."""
     meta = {"device": "meta"}
     vision = getattr(config, "vision_config", config)
@@ -110,8 +145,13 @@ def _inputs(torch, config, batch: int, seq: int) -> dict:
         if seq > limit:
             raise WorkloadError(f"`workload.seq` must be at most {limit} for this config")
         out["input_ids"] = torch.zeros(batch, seq, dtype=torch.long, **meta)
-    if kind in ("vit", "clip"):
-        side = vision.image_size
+    if image is not None and kind not in CNNS:
+        raise WorkloadError(
+            f"`workload.image` is for a convolutional network's config; a {kind} config takes "
+            "its image_size (its position table is that size)"
+        )
+    if kind in ("vit", "clip", *CNNS):
+        side = image or getattr(vision, "image_size", None) or 224
         out["pixel_values"] = torch.zeros(batch, vision.num_channels, side, side, **meta)
     if kind == "whisper":
         frames = 2 * config.max_source_positions
@@ -140,6 +180,9 @@ def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of
         )
     batch = integer("batch", args.get("batch", "1"))
     seq = integer("seq", args.get("seq", "128"))
+    image = integer("image", args["image"]) if "image" in args else None
+    if image is not None and image > MAX_SIDE:
+        raise WorkloadError(f"`workload.image` must be at most {MAX_SIDE:,} pixels a side")
     dtype = dtype_of("dtype", args.get("dtype", "bf16"))
     check_sizes(data, path.name)  # before torch and transformers are even imported
     torch = require("torch", f"a {data['model_type']} config")
@@ -171,7 +214,7 @@ def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of
         raise
     except Exception as e:
         raise _cannot(path, kind, e) from None
-    inputs = _inputs(torch, config, batch, seq)
+    inputs = _inputs(torch, config, batch, seq, image)
 
     class Call(torch.nn.Module):  # keyword inputs in, the first output tensor out
         def __init__(self):
@@ -185,4 +228,6 @@ def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of
 
     graph = from_torch(Call(), tuple(inputs.values()), dtype=dtype, name=path.name)
     meta = dict(graph.meta) | {"model": data["model_type"], "batch": batch, "seq": seq}
+    if "pixel_values" in inputs:
+        meta["image"] = inputs["pixel_values"].shape[-1]
     return Graph(graph.name, graph.ops, graph.resident, graph.tokens, meta)
