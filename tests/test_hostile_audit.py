@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
-from test_hostile import assert_user_error, cli
+from test_hostile import LLAMA, assert_user_error, cli
 
 BERT = {"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 2, "intermediate_size": 128, "vocab_size": 1000}  # fmt: skip
@@ -269,3 +270,29 @@ def test_safetensors_spans_tile_the_data(tmp_path, edit, words):
         read_folder(tmp_path)
     with pytest.raises(SafetensorError), safe_open(path, "np") as f:
         [f.get_tensor(k) for k in f.keys()]  # noqa: B018, SIM118
+
+
+# one vocabulary: files named in a file are found beside it (as decide's scenarios do)
+
+
+def test_sweep_space_finds_its_config_json_beside_it(tmp_path, monkeypatch):
+    """A space beside the user's chip TOML and config.json, run from another folder: the chip
+    was found, the workload's config.json was not ("does not exist")."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copy(repo / "examples" / "my-chip.toml", tmp_path / "my-chip.toml")
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA))
+    (tmp_path / "space.toml").write_text(
+        '[base]\nchip = "my-chip.toml"\n[params]\nclock = ["1.5 GHz", "2 GHz"]\n'
+        '[[workloads]]\nspec = "config.json,phase=decode,batch=8"\n'
+        '[[workloads]]\nspec = "llama3-8b,phase=decode"\n'  # a preset stays a preset
+        '[objectives]\ntime_s = "min"\n[sampler]\nmethod = "grid"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = cli("sweep", str(tmp_path / "space.toml"), "--store", "st", "--workers",
+                         "1", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["ok"] == 2 and json.loads(out)["base_chip"] == "my-chip"
