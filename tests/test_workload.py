@@ -16,6 +16,12 @@ PUBLISHED_PARAMS = {
     "gpt3-175b": (175.0, None),  # Brown et al. 2020: 175B
     "mixtral-8x7b": (46.7, 12.9),  # Mistral AI: 46.7B total, 12.9B active
     "deepseek-v3": (671.0, 37.0),  # DeepSeek-V3 report: 671B total, 37B active
+    "qwen3-30b-a3b": (30.5, 3.3),  # Qwen3-30B-A3B model card: 30.5B total, 3.3B activated
+    "qwen3-235b-a22b": (235.0, 22.0),  # Qwen3-235B-A22B model card: 235B total, 22B activated
+    # gpt-oss model card (arXiv 2508.10925) Table 1: 116.83B / 20.91B total, 5.13B / 3.61B active
+    # counted without the input embedding (201088 x 2880 = 0.58B), which `active` includes
+    "gpt-oss-120b": (116.83, 5.13 + 0.58),
+    "gpt-oss-20b": (20.91, 3.61 + 0.58),
 }
 
 
