@@ -62,10 +62,15 @@ def test_prefill_flops_follow_the_formula():
     out = 2 * t * H * d * h
     ffn = 2 * t * h * f * 3  # gate, up, down
     attention = 2 * b * H * (s * (s + 1) / 2) * (2 * d)  # causal QK^T and PV
-    lm_head = 2 * b * h * V  # the last position only
-    matmul_and_attention = L * (qkv + out + ffn + attention) + lm_head
-    got = sum(op.total_flops for op in g.ops if isinstance(op, (MatMul, Attention)))
-    assert got == pytest.approx(matmul_and_attention, rel=1e-12)
+    blocks = L * (qkv + out + ffn + attention)
+    matrix = lambda graph: sum(  # noqa: E731
+        op.total_flops for op in graph.ops if isinstance(op, (MatMul, Attention))
+    )
+    assert matrix(g) == pytest.approx(blocks + 2 * t * h * V, rel=1e-12)  # every position
+    assert g.meta["logits"] == "all positions"
+    last = build(c, phase="prefill", batch=b, seq=s, logits="last")
+    assert matrix(last) == pytest.approx(blocks + 2 * b * h * V, rel=1e-12)  # the last only
+    assert last.meta["logits"] == "last position"
 
 
 def test_decode_reads_the_kv_cache():
@@ -79,6 +84,46 @@ def test_decode_reads_the_kv_cache():
     assert kv_bytes == b * (ctx + 1) * c.layers * 2 * c.n_kv_heads * c.d_head * 2
     assert g.resident["kv_cache"] == pytest.approx(kv_bytes)
     assert g.resident["weights"] == pytest.approx(2 * c.params())
+
+
+@pytest.mark.parametrize(
+    "q, kv, window", [(32, 32, 8), (32, 32, 1), (5, 40, 8), (1, 100, 16), (1, 4, 16), (7, 7, 7)]
+)
+def test_sliding_window_attends_its_band(q, kv, window):
+    """A windowed query at position p attends keys p - window < j <= p (transformers'
+    sliding_window_overlay): the pair count is the brute-force count of that mask, and only
+    the keys in any query's reach are read."""
+    import numpy as np
+
+    op = Attention(name="a", batch=1, heads=1, kv_heads=1, q_len=q, kv_len=kv, head_dim=8,
+                   window=window)  # fmt: skip
+    p, j = np.arange(kv - q, kv)[:, None], np.arange(kv)[None, :]
+    mask = (j <= p) & (j > p - window)
+    assert op.attended == mask.sum()
+    assert op.keys == mask.any(axis=0).sum()
+
+
+def test_sliding_window_model_costs_the_band_and_caches_the_window():
+    """A Mistral-like model with a 4k window at 16k tokens: prefill attention is the band (far
+    below the causal triangle), decode reads and keeps 4k keys a layer, and a window past the
+    context changes nothing; half the layers windowed (Gemma 2's pattern) is half way."""
+    c = load_model("llama3-8b", window=4096)
+    full = load_model("llama3-8b")
+    attn = lambda g: sum(o.total_flops for o in g.ops if isinstance(o, Attention))  # noqa: E731
+    long, causal = build(c, seq=16384), build(full, seq=16384)
+    w, s = 4096, 16384
+    band = w * (w + 1) / 2 + (s - w) * w
+    assert attn(long) / attn(causal) == pytest.approx(band / (s * (s + 1) / 2))
+    assert "4096-token sliding window in 32 of 32 layers" in long.meta["attention"]
+    dec = build(c, phase="decode", context=16000)
+    assert dec.resident["kv_cache"] == pytest.approx(
+        build(full, phase="decode", context=4095).resident["kv_cache"]
+    )
+    assert build(c, seq=4096).flops == build(full, seq=4096).flops
+    half = build(load_model("llama3-8b", window=4096, window_layers=16), seq=s)
+    assert attn(half) == pytest.approx((attn(long) + attn(causal)) / 2)
+    with pytest.raises(WorkloadError, match="window_layers"):
+        load_model("llama3-8b", window_layers=4)
 
 
 def test_moe_decode_reads_only_routed_experts():

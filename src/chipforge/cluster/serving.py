@@ -190,7 +190,9 @@ def _moe_all_to_all(size: float, ep: int, topo: Topology) -> float:
 @lru_cache(maxsize=64)
 def _dense_of(c: ModelConfig) -> ModelConfig:
     """The MoE model `c` without its experts: its leading dense blocks (built once per model)."""
-    return replace(c, experts=0, top_k=0, shared_experts=0, moe_ffn=None, dense_layers=0)
+    return replace(
+        c, experts=0, top_k=0, shared_experts=0, moe_ffn=None, shared_ffn=None, dense_layers=0
+    )
 
 
 def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0):

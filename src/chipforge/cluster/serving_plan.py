@@ -14,6 +14,11 @@ from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
 from chipforge.workload.resolve import resolve_model  # noqa: F401  (re-exported)
 
+# What the serving model costs (cluster.serving): a serving engine samples one token per
+# sequence, so the LM head runs on the last position of each prompt and each decode step
+# (workload `llm:` graphs compute every position unless `logits=last`).
+SERVING_CONVENTION = "logits: last position (the sampled token); attention: causal"
+
 
 @dataclass(frozen=True)
 class ServingPlan:
@@ -125,6 +130,7 @@ class ServingPlan:
             "memory_per_chip_bytes": self.memory_per_chip,
             "breakdown_s": self.breakdown,
             "curve": self.curve,
+            "flop_convention": SERVING_CONVENTION,
         }
 
 

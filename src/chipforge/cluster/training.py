@@ -190,6 +190,7 @@ class TrainingPlan:
             "memory_capacity_bytes": self.memory_capacity_bytes,
             "memory_by_category_bytes": dict(self.memory),
             "time_breakdown_s": dict(self.times),
+            "flop_convention": "logits: all positions; attention: causal",
             "exposed_comm_s": dict(self.exposed_comm),
             "alternatives": list(self.alternatives),
             "search": dict(self.search),

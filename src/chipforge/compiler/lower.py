@@ -135,6 +135,11 @@ def check_compilable(op: Op, chip: ChipSpec) -> None:
             f"chip {chip.name} is a GPU (tensor-core dataflow): the compiler "
             "targets systolic scratchpad chips; use the analytical engine"
         )
+    if isinstance(op, Attention) and op.window:
+        raise CompileError(
+            f"{op.name}: the compiler lowers full and causal attention, not a sliding window "
+            f"({op.window} keys); cost it with --engine analytical"
+        )
     matrix_work = isinstance(op, (MatMul, Conv2d, Attention))
     if matrix_work and op.dtype not in chip.matrix.macs_per_cycle:
         raise CompileError(

@@ -125,6 +125,17 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
             return t.to(torch.bfloat16).float()
         return t
 
+    def _aliases(out, args) -> bool:
+        """`out` is a view of (or written in place into) a tensor argument: rounding it would
+        make a copy, and a later in-place write through it (`copy_` into a `slice` of a
+        `new_empty`, as DeepSeek-V3 builds its keys) would miss the tensor read after."""
+        if not isinstance(out, torch.Tensor):
+            return False
+        ptr = out.untyped_storage().data_ptr()
+        flat = [a for x in args for a in (x if isinstance(x, (list, tuple)) else [x])]
+        return any(isinstance(a, torch.Tensor) and a.untyped_storage().data_ptr() == ptr
+                   for a in flat)  # fmt: skip
+
     matrix = {
         aten.mm.default: lambda a, b: mm(a, b, "mm"),
         aten.bmm.default: lambda a, b: mm(a, b, "bmm"),
@@ -147,7 +158,8 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
             elif target in matrix:
                 out = matrix[target](*args, **kwargs)
             else:
-                out = _round(super().call_function(target, args, kwargs))
+                out = super().call_function(target, args, kwargs)
+                out = out if _aliases(out, args) else _round(out)  # a view keeps its values
             if record is not None and isinstance(out, torch.Tensor) and out.is_floating_point():
                 record[self._node_name] = _np(out)
             if on_node:

@@ -24,14 +24,14 @@ MAX_SIZE = 2**53  # sizes beyond are not exact as floats
 # integer fields and their least value; the optional ones may be None (a documented default)
 INT_FIELDS = {
     **dict.fromkeys(("layers", "hidden", "heads", "ffn", "vocab", "seq"), 1),
-    **dict.fromkeys(("kv_heads", "head_dim", "moe_ffn", "v_head_dim"), 1),
+    **dict.fromkeys(("kv_heads", "head_dim", "moe_ffn", "v_head_dim", "shared_ffn"), 1),
     **dict.fromkeys(
         ("experts", "top_k", "shared_experts", "dense_layers", "q_lora", "kv_lora", "rope_dim")
-        + ("mtp_layers", "expert_groups", "group_top_k"),
+        + ("mtp_layers", "expert_groups", "group_top_k", "window", "window_layers", "other_params"),
         0,
     ),
 }
-OPTIONAL_FIELDS = ("kv_heads", "head_dim", "moe_ffn", "v_head_dim")
+OPTIONAL_FIELDS = ("kv_heads", "head_dim", "moe_ffn", "v_head_dim", "window_layers", "shared_ffn")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +54,8 @@ class ModelConfig:
     top_k: int = 0  # routed experts per token
     shared_experts: int = 0  # always-on experts (DeepSeek)
     moe_ffn: int | None = None  # expert intermediate size; None: = ffn
+    shared_ffn: int | None = None  # the shared experts' intermediate size in all (Qwen2-MoE's
+    # one wide shared expert); None: shared_experts x moe_ffn
     dense_layers: int = 0  # leading layers with a dense FFN instead of MoE
     # Group-limited routing (DeepSeek-V3 Sec. 2.1.2 "node-limited routing": each token's experts
     # lie in at most group_top_k of the expert_groups equal groups; config.json n_group /
@@ -66,10 +68,18 @@ class ModelConfig:
     kv_lora: int = 0
     rope_dim: int = 0
     v_head_dim: int | None = None
+    # Sliding-window attention (Mistral, Gemma 2/3, Qwen2's window layers): `window_layers` of
+    # the layers (None: all) attend to the `window` latest positions only; 0: no window
+    window: int = 0
+    window_layers: int | None = None
     # Multi-token prediction (DeepSeek-V3 Sec. 2.2): extra modules, each one transformer block
     # (plus a projection, sharing the embedding and the output head) predicting one token further;
     # trained with the model, dropped (or used for speculative decoding) at inference
     mtp_layers: int = 0
+    # Parameters outside the matrices and embeddings: norms' gains (and LayerNorm biases),
+    # linear biases, a learned position table. A config.json import counts them (hf.py);
+    # presets leave them out (under 0.1 % of a real model)
+    other_params: int = 0
 
     def __post_init__(self):
         self._check_types()
@@ -78,10 +88,19 @@ class ModelConfig:
                 "dense_layers",
                 f"must be at most `layers` ({self.layers}), not {self.dense_layers}",
             )
+        if self.shared_ffn is not None and not self.shared_experts:
+            raise ModelFieldError("shared_ffn", "needs `shared_experts`; give it or drop it")
         if not self.is_moe:
             for f in ("top_k", "shared_experts", "dense_layers"):
                 if getattr(self, f):
                     raise ModelFieldError(f, "is for MoE models only; give `experts` or drop it")
+        if self.window_layers is not None and self.window_layers > self.layers:
+            raise ModelFieldError(
+                "window_layers",
+                f"must be at most `layers` ({self.layers}), not {self.window_layers}",
+            )
+        if self.window_layers and not self.window:
+            raise ModelFieldError("window_layers", "needs a sliding `window`; give it or drop it")
         if self.hidden % self.heads and self.head_dim is None:
             raise WorkloadError(
                 f"`hidden` ({self.hidden}) must be divisible by `heads` "
@@ -137,6 +156,13 @@ class ModelConfig:
                 raise ModelFieldError(f, f"must be at most 2**53, not {value!r}")
 
     @property
+    def windowed_layers(self) -> int:
+        """How many layers attend through the sliding window."""
+        if not self.window:
+            return 0
+        return self.layers if self.window_layers is None else self.window_layers
+
+    @property
     def n_kv_heads(self) -> int:
         return self.kv_heads or self.heads
 
@@ -155,6 +181,13 @@ class ModelConfig:
     @property
     def expert_ffn(self) -> int:
         return self.moe_ffn or self.ffn
+
+    @property
+    def shared_width(self) -> int:
+        """The shared experts' intermediate size in all (0: none)."""
+        if not self.shared_experts:
+            return 0
+        return self.shared_ffn or self.shared_experts * self.expert_ffn
 
     @property
     def ffn_matrices(self) -> int:
@@ -177,7 +210,8 @@ class ModelConfig:
         if not moe:
             return self.ffn_matrices * self.hidden * self.ffn
         routed = self.top_k if active else self.experts
-        return (routed + self.shared_experts) * per_expert + self.hidden * self.experts
+        shared = self.ffn_matrices * self.hidden * self.shared_width
+        return routed * per_expert + shared + self.hidden * self.experts
 
     def params(self, *, active: bool = False) -> int:
         """Parameter count; `active`: those used per token (MoE counts top_k experts)."""
@@ -188,7 +222,7 @@ class ModelConfig:
             + moe_layers * self.ffn_params(True, active=active)
         )
         embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-        return blocks + embeddings
+        return blocks + embeddings + self.other_params
 
     def kv_bytes_per_token(self, dtype_bytes: float) -> float:
         """KV-cache bytes per token over all layers (MLA caches the latent and the rope key)."""

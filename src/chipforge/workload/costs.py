@@ -255,6 +255,7 @@ def attention(p: Program, node: Node, f: Formats) -> list[Op]:
     heads, q_len, kv_heads, kv_len = q4[-3], q4[-2], k4[-3], k4[-2]
     if heads % kv_heads:
         kv_heads = heads
+    causal, window = bool(node.attrs.get("causal")) and q_len <= kv_len, node.attrs.get("window", 0)
     return [
         Attention(
             name=node.name,
@@ -265,7 +266,8 @@ def attention(p: Program, node: Node, f: Formats) -> list[Op]:
             kv_len=kv_len,
             head_dim=q4[-1],
             v_head_dim=v.shape[-1] if v.shape[-1] != q4[-1] else None,
-            causal=bool(node.attrs.get("causal")) and q_len <= kv_len,
+            causal=causal,
+            window=window if causal and window < kv_len else 0,  # one past the context: none
             dtype=f.fmt(q),
         )
     ]

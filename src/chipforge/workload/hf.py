@@ -1,14 +1,19 @@
 """HuggingFace `config.json` files as `ModelConfig`s: the shapes of a checkpoint, no weights.
 
 Each supported `model_type` maps the transformers config keys (LlamaConfig, MistralConfig,
-MixtralConfig, Qwen2Config, Qwen3Config, Phi3Config, GPT2Config, DeepseekV3Config) to
-ModelConfig fields. Encoder, encoder-decoder, vision and audio configs (BERT, T5, ViT,
-Whisper, CLIP) are not ModelConfigs: `hf_traced` costs them as workloads. `seq` is the
-config's max_position_embeddings (n_positions for GPT-2): the longest context it serves.
+MixtralConfig, Qwen2Config, Qwen3Config, Phi3Config, Gemma2Config, Gemma3TextConfig,
+GPTNeoXConfig, Qwen2MoeConfig, GPT2Config, DeepseekV3Config) to ModelConfig fields, sliding
+windows included (`layer_types` as transformers 5 saves it, else each config class's rule),
+and the small parameters (norms, biases) each model class adds (`other_params`). Encoder,
+encoder-decoder, vision and audio configs (BERT, T5, ViT, Whisper, CLIP) are not ModelConfigs:
+`hf_traced` costs them as workloads. `seq` is the config's max_position_embeddings (n_positions
+for GPT-2): the longest context it serves.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from chipforge.errors import WorkloadError
@@ -22,6 +27,10 @@ ARCHITECTURES = {
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",  # Llama's shapes plus per-head q/k RMSNorms (not counted)
     "Phi3ForCausalLM": "phi3",  # Llama's shapes with fused qkv and gate_up matrices
+    "Gemma2ForCausalLM": "gemma2",  # gated GELU (3 matrices), head_dim 256 by default
+    "Gemma3ForCausalLM": "gemma3_text",
+    "GPTNeoXForCausalLM": "gpt_neox",  # parallel attention and MLP; same matmuls as GPT-2's
+    "Qwen2MoeForCausalLM": "qwen2_moe",
     "GPT2LMHeadModel": "gpt2",
     "DeepseekV3ForCausalLM": "deepseek_v3",
 }
@@ -69,10 +78,96 @@ def _llama(c: _Keys) -> dict:
     }
 
 
+def _window(c: _Keys, layers: int, every: Callable[[int], bool] | None) -> dict:
+    """`window` and `window_layers` from `sliding_window` and the layers that use it: the
+    `layer_types` list transformers 5 saves ("sliding_attention"), else `every(i)` (the config
+    class's own rule; None: every layer). A null or 0 window: none."""
+    window = c.int("sliding_window", "window", None) or 0
+    types = c.data.get("layer_types")
+    if isinstance(types, list) and types:
+        if len(types) != layers or not all(isinstance(t, str) for t in types):
+            raise WorkloadError(
+                f"`layer_types` must list one attention type per layer ({layers}), not {types!r}"
+            )
+        count = sum(t == "sliding_attention" for t in types)
+    else:
+        count = layers if every is None else sum(every(i) for i in range(layers))
+    if not window or not count:
+        return {"window": 0, "window_layers": None}
+    return {"window": window, "window_layers": None if count == layers else count}
+
+
+def _mistral(c: _Keys) -> dict:
+    fields = _llama(c)
+    return fields | _window(c, fields["layers"], None)
+
+
+def _qwen2(c: _Keys) -> dict:
+    fields = _llama(c)
+    if not c.flag("use_sliding_window", False):
+        return fields
+    first = c.int("max_window_layers", "window_layers", 28)  # Qwen2Config's default
+    return fields | _window(c, fields["layers"], lambda i: i >= first)
+
+
 def _mixtral(c: _Keys) -> dict:
-    return _llama(c) | {
+    return _mistral(c) | {
         "experts": c.int("num_local_experts", "experts"),
         "top_k": c.int("num_experts_per_tok", "top_k"),
+    }
+
+
+def _gemma(pattern: int) -> Callable[[_Keys], dict]:
+    """Gemma 2 (every 2nd layer global) and Gemma 3 (every 6th, `sliding_window_pattern`):
+    Llama's shapes with a gated GELU and head_dim 256 unless given; tied embeddings."""
+
+    def fields(c: _Keys) -> dict:
+        out = _llama(c)
+        heads, hidden = out["heads"], out["hidden"]
+        head_dim = c.int("head_dim", "head_dim", None) or 256
+        out["head_dim"] = head_dim if head_dim != hidden // heads else None
+        out["tied_embeddings"] = c.flag("tie_word_embeddings", True)
+        every = c.int("sliding_window_pattern", "window_layers", None) or pattern
+        return out | _window(c, out["layers"], lambda i: (i + 1) % every != 0)
+
+    return fields
+
+
+def _gpt_neox(c: _Keys) -> dict:
+    return {
+        "layers": c.int("num_hidden_layers", "layers"),
+        "hidden": c.int("hidden_size", "hidden"),
+        "heads": c.int("num_attention_heads", "heads"),
+        "ffn": c.int("intermediate_size", "ffn"),
+        "vocab": c.int("vocab_size", "vocab"),
+        "act": "gelu",  # dense_h_to_4h, gelu, dense_4h_to_h
+        "tied_embeddings": c.flag("tie_word_embeddings", False),
+        "seq": c.int("max_position_embeddings", "seq"),
+    }
+
+
+def _qwen2_moe(c: _Keys) -> dict:
+    """Routed experts of `moe_intermediate_size`, one shared expert of
+    `shared_expert_intermediate_size` (its sigmoid gate, hidden x 1, is not counted); layers in
+    `mlp_only_layers` or off the `decoder_sparse_step` are dense (`intermediate_size`)."""
+    fields = _qwen2(c)
+    layers = fields["layers"]
+    step = c.int("decoder_sparse_step", "dense_layers", 1) or 1
+    only = c.data.get("mlp_only_layers") or []
+    if not isinstance(only, list) or not all(type(i) is int for i in only):
+        raise WorkloadError(f"`mlp_only_layers` must be a list of layer indices, not {only!r}")
+    dense = sum(i in only or (i + 1) % step != 0 for i in range(layers))
+    shared = c.int("shared_expert_intermediate_size", "shared_ffn", 0)
+    if fields.get("window") and c.data.get("layer_types") is None:  # Qwen2MoeConfig's rule
+        first = c.int("max_window_layers", "window_layers", 28)
+        fields |= _window(c, layers, lambda i: (i + 1) % 2 == 1 and i < first)
+    return fields | {
+        "experts": c.int("num_experts", "experts"),
+        "top_k": c.int("num_experts_per_tok", "top_k"),
+        "moe_ffn": c.int("moe_intermediate_size", "moe_ffn"),
+        "shared_experts": 1 if shared else 0,
+        "shared_ffn": shared or None,
+        "dense_layers": dense,
     }
 
 
@@ -115,12 +210,42 @@ def _expert_groups(c: _Keys) -> dict:
     return {"expert_groups": groups, "group_top_k": top} if groups and top else {}
 
 
+def _other_params(kind: str, c: _Keys, m: ModelConfig) -> int:
+    """Parameters outside the matrices and embeddings, as each transformers model class makes
+    them: RMSNorm gains (LayerNorm: gain and bias), linear biases, GPT-2's position table,
+    Qwen2-MoE's shared-expert gates."""
+    h, layers, d = m.hidden, m.layers, m.d_head
+    qkv, ffn = (m.heads + 2 * m.n_kv_heads) * d, m.ffn
+    if kind in ("gpt2", "gpt_neox"):  # LayerNorms, biased linears
+        biased = kind == "gpt2" or c.flag("attention_bias", True)
+        per_layer = 4 * h + (qkv + h if biased else 0) + ffn + h
+        table = m.seq * h if kind == "gpt2" else 0  # learned positions (wpe)
+        return layers * per_layer + 2 * h + table
+    norms = {"gemma2": 4, "gemma3_text": 4}.get(kind, 2) * h
+    if kind in ("qwen3", "gemma3_text"):
+        norms += 2 * d  # per-head q and k RMSNorms
+    if kind == "deepseek_v3":
+        norms += m.q_lora + m.kv_lora  # q_a and kv_a layernorms
+    if kind in ("qwen2", "qwen2_moe"):
+        bias = qkv if c.flag("qkv_bias", True) else 0
+    else:
+        bias = (qkv + h) if c.flag("attention_bias", False) else 0
+        bias += (2 * ffn + h) if c.flag("mlp_bias", False) else 0
+    moe_layers = layers - m.dense_layers if m.is_moe else 0
+    gates = h * moe_layers if kind == "qwen2_moe" and m.shared_experts else 0
+    return layers * (norms + bias) + h + gates
+
+
 MODEL_TYPES = {
     "llama": _llama,
-    "mistral": _llama,
-    "qwen2": _llama,
-    "qwen3": _llama,
+    "mistral": _mistral,
+    "qwen2": _qwen2,
+    "qwen3": _qwen2,
     "phi3": _llama,
+    "gemma2": _gemma(2),
+    "gemma3_text": _gemma(6),
+    "gpt_neox": _gpt_neox,
+    "qwen2_moe": _qwen2_moe,
     "mixtral": _mixtral,
     "gpt2": _gpt2,
     "deepseek_v3": _deepseek_v3,
@@ -144,7 +269,7 @@ def _read(path: Path) -> dict:
 
 def load_hf_config(path: str | Path) -> ModelConfig:
     """The `ModelConfig` of a HuggingFace config.json (Llama, Mistral, Mixtral, Qwen2, Qwen3,
-    Phi-3, GPT-2, DeepSeek-V3)."""
+    Qwen2-MoE, Phi-3, Gemma 2, Gemma 3 (text), GPT-NeoX, GPT-2, DeepSeek-V3)."""
     path = Path(path)
     data = _read(path)
     archs = data.get("architectures")
@@ -176,9 +301,12 @@ def load_hf_config(path: str | Path) -> ModelConfig:
         raise WorkloadError(f"`workload` {path.name}: {e}") from None
     name = str(data.get("_name_or_path") or path.parent.name or kind).rstrip("/").split("/")[-1]
     try:
-        return ModelConfig(name=name or kind, **fields)
+        config = ModelConfig(name=name or kind, **fields)
+        return replace(config, other_params=_other_params(kind, keys, config))
     except ModelFieldError as e:
         key = keys.source.get(e.field)
         raise WorkloadError(
             f"`workload` {path.name}: {e}" + (f" (from `{key}`)" if key else "")
         ) from None
+    except WorkloadError as e:
+        raise WorkloadError(f"`workload` {path.name}: {e}") from None

@@ -187,15 +187,16 @@ def largest_value(program: Program) -> str:
 
 
 COMPARES = ("le", "lt", "ge", "gt")
+THROUGH = ("layout", "cast")  # ops a mask's index passes through unchanged
 
 
-def causal_masks(program: Program, reach: int = 400) -> None:
-    """Mark attention whose explicit mask is causal as causal. transformers builds its causal
-    mask from position indices (masking_utils.causal_mask_function: `kv_idx <= q_idx`), so the
-    graph holds a comparison of two values made from `arange`; a mask with such a comparison
-    among its ancestors (within `reach` nodes) is taken as causal (a sliding window too, whose
-    band is costed as the whole causal triangle). A padding-only mask (BERT) has none: full."""
-    made = {out: node for node in program.nodes for out in node.outputs}
+def mask_kind(made: dict[str, Node], mask: str, reach: int = 400) -> tuple[bool, int]:
+    """(causal, window) of an attention mask built from position indices, as transformers
+    builds it (masking_utils): `kv_idx <= q_idx` makes it causal, a comparison of two values
+    made from `arange`; `kv_idx > q_idx - window` (sliding_window_overlay) adds a window, the
+    same comparison with a Python number taken off one side: kv > q - w attends w keys, kv >=
+    q - w attends w + 1. (False, 0) when no such comparison is among the mask's ancestors
+    (within `reach` nodes): a padding-only mask (BERT) is full."""
 
     def ancestors(vid: str) -> list[Node]:
         seen, todo, out = set(), [vid], []
@@ -208,17 +209,45 @@ def causal_masks(program: Program, reach: int = 400) -> None:
             todo += [i for i in node.inputs if i]
         return out
 
+    def offset(vid: str) -> float | None:
+        """w when `vid` is (an index) - w, through layout ops; else None."""
+        node = made.get(vid)
+        while node is not None and node.kind in THROUGH and node.inputs:
+            node = made.get(node.inputs[0])
+        if node is None or node.kind not in ("add", "sub") or not node.attrs.get("scalar"):
+            return None  # not an offset (x + 0 is transformers' cache position: no window)
+        return node.attrs["scalar"] * (1 if node.kind == "sub" else -1)
+
+    causal, window = False, 0
+    for compare in (n for n in ancestors(mask) if n.kind in COMPARES):
+        sides = [i for i in compare.inputs[:2] if i]
+        if len(sides) != 2 or not all(
+            any(a.source.endswith("arange") for a in ancestors(i)) for i in sides
+        ):
+            continue
+        # the side that must be greater: gt/ge(a, b) -> a; lt/le(a, b) -> b
+        big, small = sides if compare.kind in ("gt", "ge") else sides[::-1]
+        w = offset(small)
+        if w is not None and offset(big) is None and w > 0 and w == int(w):
+            window = int(w) + (1 if compare.kind in ("ge", "le") else 0)
+        elif offset(big) is None and w is None:
+            causal = True
+    return causal, (window if causal else 0)
+
+
+def causal_masks(program: Program, reach: int = 400) -> None:
+    """Mark attention whose explicit mask is causal as causal (and its sliding window, if the
+    mask has one: `mask_kind`). Without such a mask (a padding-only mask, BERT): full."""
+    made = {out: node for node in program.nodes for out in node.outputs}
     for node in program.nodes:
         mask = node.attrs.get("mask") if node.kind == "attention" else None
         if not mask or node.attrs.get("causal"):
             continue
-        for compare in (n for n in ancestors(mask) if n.kind in COMPARES):
-            sides = [ancestors(i) for i in compare.inputs[:2] if i]
-            if len(sides) == 2 and all(
-                any(a.source.endswith("arange") for a in side) for side in sides
-            ):
-                node.attrs["causal"] = True
-                break
+        causal, window = mask_kind(made, mask, reach)
+        if causal:
+            node.attrs["causal"] = True
+            if window:
+                node.attrs["window"] = window
 
 
 @contextmanager

@@ -66,15 +66,27 @@ def _allreduce(name: str, elements: int, tp: int, dtype: str) -> list[Op]:
 
 
 def attention_block(
-    c: ModelConfig, *, b: int, q: int, kv: int, tp: int, dtype: str, kv_dtype: str, causal: bool
+    c: ModelConfig,
+    *,
+    b: int,
+    q: int,
+    kv: int,
+    tp: int,
+    dtype: str,
+    kv_dtype: str,
+    causal: bool,
+    window: int = 0,
 ) -> list[Op]:
-    """Projections and fused attention; `q` query and `kv` key positions per sequence."""
+    """Projections and fused attention; `q` query and `kv` key positions per sequence;
+    `window`: a causal sliding window (0: none, or one no shorter than the context)."""
     t, h, heads = b * q, c.hidden, max(1, c.heads // tp)
+    window = window if causal and 0 < window < kv else 0  # a window past the context: none
     ops: list[Op] = [_vec("attn_norm", t * h, dtype, NORM_FLOPS)]
     if c.kv_lora:
         ops += _mla(
-            c, t=t, b=b, q=q, kv=kv, heads=heads, dtype=dtype, kv_dtype=kv_dtype, causal=causal
-        )
+            c, t=t, b=b, q=q, kv=kv, heads=heads, dtype=dtype, kv_dtype=kv_dtype, causal=causal,
+            window=window,
+        )  # fmt: skip
     else:
         kvh = max(1, c.n_kv_heads // tp)  # KV heads are replicated when tp > kv_heads
         ops += [
@@ -89,6 +101,7 @@ def attention_block(
                 kv_len=kv,
                 head_dim=c.d_head,
                 causal=causal,
+                window=window,
                 dtype=kv_dtype,
             ),
             _mm("o_proj", t, h, heads * c.d_head, dtype),
@@ -111,6 +124,7 @@ def _mla(
     dtype: str,
     kv_dtype: str,
     causal: bool,
+    window: int = 0,
 ) -> list[Op]:
     """DeepSeek-V3 multi-head latent attention. Decode uses the absorbed form (queries projected
     into the 512-d latent, attention over the cached latent); prefill/train expand K and V."""
@@ -137,6 +151,7 @@ def _mla(
                 v_head_dim=lat,
                 v_in_k=True,
                 causal=causal,
+                window=window,
                 dtype=kv_dtype,
             ),
             _mm("v_absorb", t, c.d_v, lat, dtype, batch=heads),
@@ -154,6 +169,7 @@ def _mla(
                 head_dim=d + r,
                 v_head_dim=c.d_v,
                 causal=causal,
+                window=window,
                 dtype=kv_dtype,
             ),
         ]
@@ -210,9 +226,7 @@ def _moe(c: ModelConfig, *, t: int, tp: int, dtype: str, ep: int = 1) -> list[Op
         c, "experts", t=per_expert, ffn=shard(c.expert_ffn, tp), dtype=dtype, groups=active
     )
     if c.shared_experts:
-        ops += _dense_ffn(
-            c, "shared_expert", t=t, ffn=shard(c.shared_experts * c.expert_ffn, tp), dtype=dtype
-        )
+        ops += _dense_ffn(c, "shared_expert", t=t, ffn=shard(c.shared_width, tp), dtype=dtype)
     return ops
 
 
@@ -245,9 +259,10 @@ def _layer(
     kv_dtype: str,
     moe: bool,
     ep: int = 1,
+    window: int = 0,
 ) -> list[Op]:
     return attention_block(
-        c, b=b, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, causal=True
+        c, b=b, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, causal=True, window=window
     ) + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe, ep=ep)
 
 
@@ -275,15 +290,16 @@ def build(
     decode: one token for each of `batch` sequences with `context` tokens already cached.
     scope="layer": one transformer block only (no embeddings or LM head).
     ep: expert parallelism (MoE): this chip holds experts/ep routed experts (see `_moe`).
-    logits: the positions the LM head computes: `last` (default for inference: a serving engine
-    samples the next token from the last position only) or `all` (default for training, and
-    what `model(input_ids)` of an exported model computes: compare a .pt2/ONNX with this).
+    logits: the positions the LM head computes: `all` (the default: what `model(input_ids)`
+    computes, so a config.json, a .pt2 and an ONNX export of one model cost the same) or
+    `last` (inference only: a serving engine samples the next token from the last position;
+    `cluster.serving` costs its LM head so). Decode computes one position either way.
     Attention is causal. Both are stated in `graph.meta` (`logits`, `attention`).
     """
     if phase not in PHASES:
         raise WorkloadError(f"`phase` must be one of {', '.join(PHASES)}, not {phase!r}")
     seq = seq or c.seq
-    logits = logits or ("all" if phase == "train" else "last")
+    logits = logits or "all"
     if logits not in ("all", "last"):
         raise WorkloadError(f"`logits` must be all or last, not {logits!r}")
     if phase == "train" and logits == "last":
@@ -304,17 +320,13 @@ def build(
     kv_dtype = kv_dtype or dtype
     q, kv = (1, context + 1) if phase == "decode" else (seq, seq)
     tokens = batch * q
-    kinds = [(False, c.dense_layers if c.is_moe else c.layers)]
-    if c.is_moe:
-        kinds.append((True, c.layers - c.dense_layers))
-    if scope == "layer":
-        kinds = [kinds[-1][:1] + (1,)]
     ops: list[Op] = []
-    for moe, count in kinds:
+    for moe, window, count in _layer_kinds(c, scope):
         if count:
             layer = _layer(c, b=batch, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, moe=moe,
-                           ep=ep)  # fmt: skip
-            ops += _prefixed(layer, "moe_layers" if moe else "layers", count)
+                           ep=ep, window=window)  # fmt: skip
+            prefix = ("moe_layers" if moe else "layers") + (".window" if window else "")
+            ops += _prefixed(layer, prefix, count)
     if scope == "model":
         rows = tokens if logits == "all" else batch  # LM-head rows: every position, or the last
         ops = (
@@ -366,9 +378,38 @@ def build(
             "params": c.params(),
             "active_params": c.params(active=True),
             "logits": "all positions" if logits == "all" else "last position",
-            "attention": "causal",
+            "attention": _attention_kind(c, scope, kv),
         },
     )
+
+
+def _layer_kinds(c: ModelConfig, scope: str) -> list[tuple[bool, int, int]]:
+    """(MoE, window, layers) for each kind of block. The MoE blocks follow the `dense_layers`
+    dense ones; the windowed blocks are counted from the last layer back (Qwen2's
+    `max_window_layers` rule; where they interleave, as in Gemma, only the counts matter).
+    scope="layer": one block of the last layer's kind if every layer shares its attention,
+    else one full-attention block (an upper bound for the mix)."""
+    dense = c.dense_layers if c.is_moe else c.layers
+    windowed = c.windowed_layers
+    kinds = [
+        (False, 0, dense - max(0, windowed - (c.layers - dense))),
+        (False, c.window, max(0, windowed - (c.layers - dense))),
+        (True, 0, c.layers - dense - min(windowed, c.layers - dense)),
+        (True, c.window, min(windowed, c.layers - dense)),
+    ]
+    kinds = [k for k in kinds if k[2]]
+    if scope == "layer":
+        moe, window, _ = kinds[-1]
+        return [(moe, window if windowed == c.layers else 0, 1)]
+    return kinds
+
+
+def _attention_kind(c: ModelConfig, scope: str, kv: int) -> str:
+    windowed = _layer_kinds(c, scope)
+    if not any(w and w < kv for _, w, _ in windowed):
+        return "causal"
+    n, total = sum(k[2] for k in windowed if k[1]), sum(k[2] for k in windowed)
+    return f"causal, a {c.window}-token sliding window in {n} of {total} layers"
 
 
 def _local_params(c: ModelConfig, tp: int, scope: str) -> float:
@@ -400,6 +441,8 @@ def _resident(
             "activations": ACT_BYTES_PER_TOKEN_HIDDEN * seq * batch * c.hidden * layers / tp,
         }
     cached = context + 1 if phase == "decode" else seq
-    kv = c.kv_bytes_per_token(nbytes(kv_dtype)) / c.layers * layers * batch * cached
+    # a windowed layer keeps its window's latest keys only (transformers' sliding-window cache)
+    tokens = sum(n * (min(cached, w) if w else cached) for _, w, n in _layer_kinds(c, scope))
+    kv = c.kv_bytes_per_token(nbytes(kv_dtype)) / c.layers * batch * tokens
     kv_split = tp if not c.kv_lora else 1  # the MLA latent is shared by all heads
     return {"weights": params * nbytes(dtype), "kv_cache": kv / min(kv_split, c.n_kv_heads)}

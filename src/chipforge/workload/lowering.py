@@ -21,7 +21,7 @@ from chipforge.workload.imported import (
     mark_static,
     unsupported_error,
 )
-from chipforge.workload.ops import Op
+from chipforge.workload.ops import Attention, Op
 from chipforge.workload.patterns import fuse
 
 
@@ -68,16 +68,19 @@ def to_graph(
         name=name,
         ops=tuple(fold_repeats(ops) if fold else ops),
         resident={"weights": weights},
-        meta=_meta(program, missing, dtype),
+        meta=_meta(program, ops, missing, dtype),
     )
 
 
-def _attention_kinds(program: Program) -> str:
-    """How the graph's attention is costed: causal (is_causal, or a causal mask), else full."""
+def _attention_kinds(ops: list[Op]) -> str:
+    """How the graph's attention is costed: causal (is_causal, or a causal mask), causal with a
+    sliding window (a banded mask), else full."""
     kinds = {
-        "causal" if n.attrs.get("causal") else "full"
-        for n in program.nodes
-        if n.kind == "attention"
+        (f"causal with a {op.window}-token sliding window" if op.window else "causal")
+        if op.causal
+        else "full"
+        for op in ops
+        if isinstance(op, Attention)
     }
     if kinds:
         return " and ".join(sorted(kinds))
@@ -86,14 +89,14 @@ def _attention_kinds(program: Program) -> str:
     return "none (no softmax in the graph)"  # a CNN
 
 
-def _meta(program: Program, missing: dict[str, list], dtype: str | None) -> dict:
+def _meta(program: Program, ops: list[Op], missing: dict[str, list], dtype: str | None) -> dict:
     meta: dict[str, object] = {
         "source": program.source,
         "dtype": dtype or "as stored",
         # trained parameters, tied once (BatchNorm statistics and other buffers left out)
         "params": sum(program.values[p].numel for p in program.params if p not in program.buffers),
         "logits": "as exported (every position the graph computes)",
-        "attention": _attention_kinds(program),
+        "attention": _attention_kinds(ops),
     }
     if missing:
         nodes = sum(count for count, _ in missing.values())

@@ -72,7 +72,10 @@ class Attention(Op):
     """Fused (flash) attention: softmax(Q K^T / sqrt(d)) V, never materialising the scores.
 
     Queries are the last `q_len` positions of a `kv_len` context; with `causal` each attends to
-    the positions up to its own. FLOPs: 2 per MAC of Q K^T (d_qk) and P V (d_v)
+    the positions up to its own; with a sliding `window` (Mistral, Gemma 2/3, Qwen2's window
+    layers; Beltagy et al. 2020) to the `window` positions up to its own only (transformers'
+    `kv_idx > q_idx - window`): the band, not the triangle, is computed and only the keys in
+    reach are read. FLOPs: 2 per MAC of Q K^T (d_qk) and P V (d_v) over the attended pairs
     (FlashAttention, Dao et al. 2022); backward = 2.5x forward (5 matmuls instead of 2,
     FlashAttention-2, Dao 2023).
     """
@@ -88,16 +91,27 @@ class Attention(Op):
     # latent, DeepSeek-V2 Sec. 2.1.2 / FlashMLA), so the cache is read once, not twice
     v_in_k: bool = False
     causal: bool = True
+    window: int = 0  # sliding window (causal only): keys per query at most; 0: no window
     backward: bool = False
     kind: ClassVar[str] = "attention"
 
     @property
     def attended(self) -> float:
-        """Query-key pairs per head: q_len x kv_len, or the causal triangle's share of it."""
+        """Query-key pairs per head: q_len x kv_len, or the causal triangle's (or the sliding
+        window's band's) share of it."""
         if not self.causal:
             return float(self.q_len) * self.kv_len
         offset = self.kv_len - self.q_len  # queries sit at the end of the context
+        if self.window:  # the query at position p attends min(p + 1, window) keys
+            return _band(self.kv_len, self.window) - _band(offset, self.window)
         return self.q_len * offset + self.q_len * (self.q_len + 1) / 2
+
+    @property
+    def keys(self) -> int:
+        """Key (and value) positions any query reads: the context, or the window's reach."""
+        if self.causal and self.window:
+            return min(self.kv_len, self.window + self.q_len - 1)
+        return self.kv_len
 
     @property
     def d_v(self) -> int:
@@ -118,8 +132,16 @@ class Attention(Op):
         e = nbytes(self.dtype)
         q_o = self.batch * self.heads * self.q_len * (self.head_dim + self.d_v)
         cached = self.head_dim + (0 if self.v_in_k else self.d_v)
-        k_v = self.batch * self.kv_heads * self.kv_len * cached
+        k_v = self.batch * self.kv_heads * self.keys * cached
         return e * (q_o + k_v) * (2 if self.backward else 1)
+
+
+def _band(n: int, window: int) -> float:
+    """sum of min(i, window) for i = 1..n: the pairs a causal window attends over n queries
+    that start at position 0."""
+    if n <= window:
+        return n * (n + 1) / 2
+    return window * (window + 1) / 2 + (n - window) * window
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

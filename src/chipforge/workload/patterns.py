@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chipforge.workload.imported import Node, Program
+from chipforge.workload.imported import Node, Program, mask_kind
 
-SCORE_CHAIN = ("mul", "div", "add", "sub", "where", "masked_fill", "cast")
+SCORE_CHAIN = ("mul", "div", "add", "sub", "where", "masked_fill", "cast", "tanh")
 PASS_THROUGH = ("cast",)
 
 
@@ -35,7 +35,8 @@ class _View:
         return node if node is not None and node.kind in kinds else None
 
     def only_user(self, vid: str, kinds: tuple[str, ...]) -> Node | None:
-        users = self.users.get(vid, [])
+        # a check that makes nothing (torch.export's _assert_tensor_metadata) is no user
+        users = [u for u in self.users.get(vid, []) if u.outputs or u.kind != "static"]
         if len(users) == 1 and users[0].kind in kinds:
             return users[0]
         return None
@@ -117,24 +118,39 @@ def _scaled(view: _View, vid: str) -> tuple[str, list[Node]]:
     return vid, []
 
 
-def _upper_blocked(data) -> bool:
-    """Whether a constant mask blocks exactly the upper triangle. numpy is imported here, not
-    with the module: only ONNX constants carry data, and a .pt2 import loads no numpy."""
+def _band(data) -> tuple[bool, int] | None:
+    """(causal, window) of a constant additive mask that blocks exactly the upper triangle, or
+    the upper triangle and the keys more than `window` - 1 behind each query (a sliding window
+    band); None for any other constant. numpy is imported here, not with the module: only ONNX
+    constants carry data, and a .pt2 import loads no numpy."""
     import numpy as np
 
     if np.ndim(data) < 2:
-        return False
+        return None
     blocked = np.asarray(data, dtype=np.float64) < -1e4
     rows, cols = blocked.shape[-2:]
-    return bool((blocked == np.triu(np.ones((rows, cols), bool), 1 + cols - rows)).all())
+    upper = np.triu(np.ones((rows, cols), bool), 1 + cols - rows)
+    if (blocked == upper).all():
+        return True, 0
+    window = int((~blocked).sum(-1).max())
+    behind = np.tril(np.ones((rows, cols), bool), cols - rows - window)
+    if 0 < window < cols and (blocked == (upper | behind)).all():
+        return True, window
+    return None
 
 
-def _causal(view: _View, masks: list[str]) -> bool:
-    """A mask from a triangular op, or a constant that blocks exactly the upper triangle."""
+def _causal(view: _View, masks: list[str]) -> tuple[bool, int]:
+    """(causal, window): a mask from a triangular op, a constant that blocks exactly the upper
+    triangle (or a sliding window's band), or one built from position indices as transformers
+    builds it (`imported.mask_kind`)."""
     for vid in masks:
         data = view.p.values[vid].data
-        if data is not None and _upper_blocked(data):
-            return True
+        kind = _band(data) if data is not None else None
+        if kind:
+            return kind
+        causal, window = mask_kind(view.made_by, vid)
+        if causal:
+            return causal, window
         seen, todo = 0, [vid]
         while todo and seen < 64:  # the mask's static ancestry
             node = view.made_by.get(todo.pop())
@@ -142,9 +158,9 @@ def _causal(view: _View, masks: list[str]) -> bool:
             if node is None:
                 continue
             if node.kind == "trilu":
-                return True
+                return True, 0
             todo += [i for i in node.inputs if i]
-    return False
+    return False, 0
 
 
 def _nan_guard(view: _View, vid: str) -> tuple[list[Node], str]:
@@ -165,16 +181,20 @@ def _attention(view: _View, softmax: Node) -> tuple[list[Node], Node] | None:
         return None
     scores, chain, masks = found
     tail, vid = _nan_guard(view, softmax.outputs[0])
-    while (node := view.only_user(vid, PASS_THROUGH + ("matmul",))) is not None:
+    while (node := view.only_user(vid, PASS_THROUGH + ("matmul", "layout"))) is not None:
         if node.kind == "matmul":
             break
+        if node.kind == "layout" and not node.source.endswith("dropout"):  # identity at inference
+            return None
         tail.append(node)
         vid = node.outputs[0]
     if node is None or node.inputs[0] != vid or view.static(node.inputs[1]):
         return None
     q, q_scale = _scaled(view, scores.inputs[0])
     k, k_scale = _scaled(view, scores.inputs[1])
-    attrs = {"causal": _causal(view, masks), "k_transposed": not scores.attrs.get("trans_b")}
+    causal, window = _causal(view, masks)
+    attrs = {"causal": causal, "k_transposed": not scores.attrs.get("trans_b")}
+    attrs |= {"window": window} if window else {}
     fused = Node(
         "attention", [q, k, node.inputs[1]], node.outputs[:1], softmax.scope, "attention pattern"
     )
@@ -221,13 +241,15 @@ def _gelu(view: _View, anchor: Node) -> tuple[list[Node], Node] | None:
         todo += [i for i in made.inputs if i]
     if len(outside) != 1:
         return None
-    x, out = outside.pop(), anchor.outputs[0]
+    x, out, inner = outside.pop(), anchor.outputs[0], len(region)
     while (nxt := view.only_user(out, ARITH)) is not None and all(
         i in (out, x) or view.static(i) for i in nxt.inputs if i
     ):
         region.append(nxt)
         out = nxt.outputs[0]
-    if len(region) < 4 or not any(x in n.inputs for n in region[1:]):
+    # x enters twice, inside the tanh/erf and as the factor after it (x * ...); a tanh of
+    # x alone scaled back (Gemma 2's score softcap, c tanh(x / c)) is no GELU
+    if len(region) < 4 or not any(x in n.inputs for n in region[inner:]):
         return None
     return region, Node("gelu", [x], [out], anchor.scope, "gelu pattern")
 

@@ -328,6 +328,10 @@ KEEP = (
 )
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def classify(name: str, args: dict) -> tuple[str, tuple[str, ...] | None, dict]:
     """The canonical kind of aten op `name` with named arguments `args`, the argument names
     of its inputs (None: all tensor arguments in order) and its attributes."""
@@ -341,6 +345,9 @@ def classify(name: str, args: dict) -> tuple[str, tuple[str, ...] | None, dict]:
     if "::" in name:  # another library's custom op: only the ones listed above
         return "unsupported", None, {}
     kind = RENAMED.get(name, name)
+    if name in ("add", "sub") and _number(args.get("other")) and _number(args.get("alpha", 1)):
+        # x +/- a Python number: kept, so a sliding-window mask's `q_idx - window` is readable
+        return kind, None, {"scalar": args["other"] * args.get("alpha", 1)}
     if kind in KNOWN_KINDS or kind == "trilu":
         return kind, None, {}
     if name in LAYOUT:

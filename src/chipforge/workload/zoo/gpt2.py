@@ -51,10 +51,11 @@ class Block(nn.Module):
 
 
 class GPT2(nn.Module):
-    """Token ids (B, T) -> logits; `last_only`: the last position's logits only, what a
-    prefill step needs (as the LLM builder costs it)."""
+    """Token ids (B, T) -> logits of every position (as `llm.build` costs a prefill by
+    default); `last_only`: the last position's only (`logits=last`, what a serving engine
+    samples)."""
 
-    def __init__(self, c: ModelConfig, *, last_only: bool = True):
+    def __init__(self, c: ModelConfig, *, last_only: bool = False):
         super().__init__()
         self.last_only = last_only
         self.wte, self.wpe = nn.Embedding(c.vocab, c.hidden), nn.Embedding(c.seq, c.hidden)

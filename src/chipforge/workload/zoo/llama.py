@@ -103,7 +103,8 @@ class Block(nn.Module):
 
 
 class Llama(nn.Module):
-    """Token ids (B, T) -> the last position's logits (a prefill step)."""
+    """Token ids (B, T) -> every position's logits (a prefill step, as `llm.build` costs it by
+    default and as transformers' `model(input_ids)` computes)."""
 
     def __init__(self, c: ModelConfig):
         super().__init__()
@@ -117,7 +118,7 @@ class Llama(nn.Module):
         x = self.tok_embeddings(idx)
         for layer in self.layers:
             x = layer(x)
-        return self.output(self.norm(x)[:, -1:])
+        return self.output(self.norm(x))
 
 
 def build(c: ModelConfig, *, batch: int, seq: int, device: str = "meta"):
