@@ -72,7 +72,7 @@ def to_graph(
     )
 
 
-def _attention_kinds(ops: list[Op]) -> str:
+def _attention_kinds(program: Program, ops: list[Op]) -> str:
     """How the graph's attention is costed: causal (is_causal, or a causal mask), causal with a
     sliding window (a banded mask), else full."""
     kinds = {
@@ -96,7 +96,7 @@ def _meta(program: Program, ops: list[Op], missing: dict[str, list], dtype: str 
         # trained parameters, tied once (BatchNorm statistics and other buffers left out)
         "params": sum(program.values[p].numel for p in program.params if p not in program.buffers),
         "logits": "as exported (every position the graph computes)",
-        "attention": _attention_kinds(ops),
+        "attention": _attention_kinds(program, ops),
     }
     if missing:
         nodes = sum(count for count, _ in missing.values())
