@@ -260,6 +260,23 @@ def _balance_wait(groups: int, rate: float, timeout: int) -> dict[str, float]:
     return out
 
 
+def _lockstep(groups: int, rate: float, timeout: int | None) -> float:
+    """How much longer the prefills of lockstep DP-attention groups take than balanced ones:
+    E[max] / mean of the groups' prompt counts when a context step runs. Each group receives
+    prompts at `rate` per step (Poisson). Without ADP balance (`timeout` 0) every step prefills
+    what arrived since the last one. With it (TensorRT-LLM tech_blog10, `timeout_iters`), prompts
+    wait until every group holds one or the timeout passes, so a context step prefills what the
+    groups gathered over that cycle -- the steps until a first prompt arrives anywhere plus the
+    balance wait -- and still waits for the busiest group: at low load the timeout fires with
+    most groups empty. None: balanced, the lockstep not modelled (1)."""
+    if timeout is None or groups <= 1:
+        return 1.0
+    cycle = 1.0
+    if timeout and rate > 0:
+        cycle = max(1.0, 1 / (groups * rate) + _balance_wait(groups, rate, timeout)["mean"])
+    return _busiest(groups, rate * cycle)
+
+
 def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept) -> float:
     """Seconds per generated token of a decode step with `k` draft tokens per sequence
     (DeepSeek-V3's MTP modules, Sec. 2.2 / EAGLE: one decoder block plus the shared LM head per
@@ -375,10 +392,9 @@ def evaluate(
         # (the attention groups of a wide-EP replica prefill their own prompts side by side)
         share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre)
         share /= groups
-        # attention groups step in lockstep (the MoE all-to-all joins them), so without the
-        # engine balancing the groups' prefills each step takes as long as its busiest group's
-        unbalanced = adp_balance == 0
-        step = share * (_busiest(groups, batch / groups / osl) if unbalanced else 1.0)
+        # attention groups step in lockstep (the MoE all-to-all joins them), so a step that
+        # prefills takes as long as its busiest group's prefills (see `_lockstep`)
+        step = share * _lockstep(groups, batch / groups / osl, adp_balance)
         tpot = decode + (batch - 1) / osl * step
         ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
         thr = dp * batch / (decode + batch / osl * step)
