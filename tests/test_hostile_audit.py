@@ -296,3 +296,12 @@ def test_sweep_space_finds_its_config_json_beside_it(tmp_path, monkeypatch):
                          "1", "--json")  # fmt: skip
     assert code == 0, err
     assert json.loads(out)["ok"] == 2 and json.loads(out)["base_chip"] == "my-chip"
+
+
+def test_traced_config_overflowing_batch_is_one_line(tmp_path, capfd):
+    """batch=99999999999999 on a BERT: torch's fake tensors logged a 30-line traceback on
+    stderr (the storage size overflows int64) before the one-line error."""
+    code, _, err = _evaluate(tmp_path, BERT, ",batch=99999999999999")
+    assert_user_error(code, err, "Storage size")
+    logged = capfd.readouterr().err
+    assert "Traceback" not in logged, logged[:400]

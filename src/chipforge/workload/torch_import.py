@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def _export(torch: Any, module: Any, args: tuple, label: str) -> Any:
     fx_config = torch.fx.config  # the importer reads no stack traces: ~20% of export's time
     recorded, fx_config.do_not_emit_stack_traces = fx_config.do_not_emit_stack_traces, True
     try:
-        with _lazy_code(torch):
+        with _lazy_code(torch), _quiet_fake_tensors():
             program = torch.export.export(module, args)
     except Exception as e:  # torch raises many types; the user needs the first line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -88,6 +88,20 @@ def _export(torch: Any, module: Any, args: tuple, label: str) -> Any:
     finally:
         fx_config.do_not_emit_stack_traces = recorded
     return program
+
+
+@contextmanager
+def _quiet_fake_tensors():
+    """torch's fake-tensor dispatcher logs a failed shape computation (e.g. a storage size that
+    overflows int64) with its whole traceback on stderr before raising; the error is reported
+    in one line above, so that log is held back during the export."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _lazy_code(torch: Any) -> Any:
