@@ -452,3 +452,24 @@ def test_non_interleaved_1f1b_waits_for_every_send_recv():
     assert plain.exposed_comm["pp_s"] == pytest.approx(2 * 3 * hop + 2 * m * hop, rel=1e-6)
     inter = plan_training("h100", "llama3-70b", 32, interleave=2, **kw)
     assert inter.exposed_comm["pp_s"] == pytest.approx(2 * 3 * 2 * hop + m * hop, rel=1e-6)
+
+
+def test_mixed_sliding_window_layers_are_priced_by_their_share():
+    from chipforge.cluster.layer import layer_costs
+    from chipforge.workload.ops import Attention
+
+    for q, kv, w in product((1, 64, 300), (300, 1000), (7, 128)):  # the band, counted by hand
+        op = Attention(name="a", batch=1, heads=1, kv_heads=1, q_len=q, kv_len=kv, head_dim=8,
+                       window=w)  # fmt: skip
+        assert op.attended == sum(min(p + 1, w) for p in range(kv - q, kv)), (q, kv, w)
+    c = load_model("gpt-oss-120b")  # 128-token window on 18 of its 36 layers (config.json)
+    assert (c.window, c.windowed_layers, c.layers) == (128, 18, 36)
+    from chipforge.spec.loader import load_chip
+
+    args = (load_chip("b200"), 1, 1, 4096, 1, "bf16")  # tp, micro-batch, seq, cp, dtype
+    mixed = layer_costs(args[0], c, *args[1:], ep=8)
+    band = layer_costs(args[0], replace(c, window_layers=None), *args[1:], ep=8)
+    full = layer_costs(args[0], replace(c, window=0, window_layers=None), *args[1:], ep=8)
+    assert band[2] < full[2] / 4  # the attention core at 4K tokens: the band is ~1/16 of it
+    for m, b, f in zip(mixed, band, full, strict=True):
+        assert m == pytest.approx((b + f) / 2)

@@ -35,6 +35,7 @@ core and optimizer, with two implementation choices the layer graph does not exp
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 
 from chipforge.cluster.chipkey import chip_key
 from chipforge.perf import estimate
@@ -199,6 +200,10 @@ _SIGNATURE = inspect.signature(layer_costs)
 
 
 def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher):
+    windowed = c.windowed_layers if c.window else 0
+    if 0 < windowed < c.layers:  # banded and full layers mixed (GPT-OSS: every other one)
+        _mixed_windows(k, chip, c, windowed / c.layers, *k[2:])
+        return
     fp8 = dtype in CAST_BYTES  # narrow GEMMs as Transformer Engine runs them (FP8 or NVFP4)
     base = "bf16" if fp8 else dtype
     s = seq // cp
@@ -267,3 +272,15 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
         _MODULES.clear()
     _CACHE[k] = (fwd, bwd, attn, opt)
     _MODULES[k] = {**mods, "core_attn": attn}
+
+
+def _mixed_windows(k, chip, c, share, *rest):
+    """A model whose sliding window bands only some layers (`ModelConfig.window_layers`): the
+    layer graph (scope "layer") stands for one block, so the per-layer cost is the layer-count
+    weighted mean of a banded and a full-attention block (they differ in attention only)."""
+    band = layer_costs(chip, replace(c, window_layers=None), *rest)
+    full = layer_costs(chip, replace(c, window=0, window_layers=None), *rest)
+    mods_b = module_forward(chip, replace(c, window_layers=None), *rest)
+    mods_f = module_forward(chip, replace(c, window=0, window_layers=None), *rest)
+    _CACHE[k] = tuple(share * b + (1 - share) * f for b, f in zip(band, full, strict=True))
+    _MODULES[k] = {m: share * mods_b[m] + (1 - share) * mods_f[m] for m in mods_b}
