@@ -136,6 +136,10 @@ def serve(
         float,
         typer.Option("--osl-cv", help="coefficient of variation of the output lengths (0: fixed)"),
     ] = 0.0,
+    isl_cv: Annotated[
+        float,
+        typer.Option("--isl-cv", help="coefficient of variation of the prompt lengths (0: fixed)"),
+    ] = 0.0,
     adp_balance: Annotated[
         int | None,
         typer.Option(
@@ -181,6 +185,7 @@ def serve(
         batching=batching,
         gqa_kernel=gqa_kernel,
         osl_cv=osl_cv,
+        isl_cv=isl_cv,
         attn_dtype=attn_dtype,
         ep_overlap=ep_overlap,
         spec_tokens=spec_tokens,

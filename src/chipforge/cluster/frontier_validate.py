@@ -34,7 +34,7 @@ AT_RATE = {
 def rows() -> list[dict]:
     """The CSV's rows (its '#' header lines state the selection rule). The last columns
     (osl_cv, attn_dtype, ep_overlap, pool, prefix_hit,
-    adp_balance) are serving inputs: training rows may
+    adp_balance, isl_cv) are serving inputs: training rows may
     leave them out."""
     text = (resources.files("chipforge.data") / FILENAME).read_text()
     return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
@@ -57,6 +57,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             ttft_slo=_float(row["ttft_slo"]), tpot_slo=_float(row["tpot_slo"]),
             slo_percentile=row["slo_percentile"] or None,
             osl_cv=_float(row.get("osl_cv") or "") or 0.0,
+            isl_cv=_float(row.get("isl_cv") or "") or 0.0,
             attn_dtype=row.get("attn_dtype") or None, ep_overlap=row.get("ep_overlap") == "yes",
             disaggregated=row.get("pool") or False,
             prefix_hit=_float(row.get("prefix_hit") or "") or 0.0,

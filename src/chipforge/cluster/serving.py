@@ -26,7 +26,12 @@ from chipforge.cluster.checks import divisors
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
-from chipforge.cluster.queueing import PERCENTILES, tpot_percentiles, wait_percentiles
+from chipforge.cluster.queueing import (
+    PERCENTILES,
+    tpot_percentiles,
+    ttft_percentiles,
+    wait_percentiles,
+)
 from chipforge.cluster.serving_plan import ServingPlan, _check, _load_chip, resolve_model
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.dtypes import BYTES, nbytes
@@ -304,12 +309,13 @@ def evaluate(
     chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
     attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=None,
-    prefix_hit=0.0,
+    prefix_hit=0.0, isl_cv=0.0,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
     (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
-    the plan's throughput. `osl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`: see `plan_serving`."""
+    the plan's throughput. `osl_cv`, `isl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`: see
+    `plan_serving`."""
     _check(c, chips, tp, pp, ep)
     # DP attention with wide EP (DeepSeek's inference system, Open Infra Index day 6: MLA and
     # the shared expert data-parallel, routed experts over EP144): one replica is `ep` chips in
@@ -401,12 +407,15 @@ def evaluate(
         # Poisson arrivals at this throughput: prompts queue for prefill (M/D/1, cluster.queueing)
         lam = (rate if rate is not None else thr / osl) / dp  # requests/s per replica
         waits = wait_percentiles(lam, share) if batch > 1 and lam * share < 1 else {}
+        if waits and isl_cv:  # prompt lengths spread: M/G/1, each prompt's own prefill too
+            spread = ttft_percentiles(lam, share, prefill, isl_cv)
+            waits = {k: t - prefill for k, t in spread.items()}
         held = {}
         if adp_balance and groups > 1:  # a prompt waits for the other groups' (steps, below)
             held = _balance_wait(groups, lam / groups * tpot, adp_balance)
             ttft += held.pop("mean") * tpot
         percentiles = {k: ttft + w + held.get(k, 0.0) * tpot for k, w in waits.items()}
-        tpots = tpot_percentiles(tpot, lam, share, osl) if batch > 1 else {}
+        tpots = tpot_percentiles(tpot, lam, share, osl, isl_cv) if batch > 1 else {}
     if disaggregated or batching == "static":
         percentiles, tpots = {}, {}
     queue = 0.0
@@ -421,7 +430,7 @@ def evaluate(
         (clients or batch) * replicas, percentiles if not clients else {},
         osl_cv=osl_cv, attn_dtype=attn_dtype, ep_overlap=bool(ep_overlap),
         spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, adp_balance=adp_balance,
-        prefix_hit=prefix_hit,
+        prefix_hit=prefix_hit, isl_cv=isl_cv,
         tpot_percentiles_s=tpots if not clients else {},
     )  # fmt: skip
 
@@ -454,6 +463,7 @@ def plan_serving(
     spec_acceptance: float = 0.0,
     adp_balance: int | None = None,
     prefix_hit: float = 0.0,
+    isl_cv: float = 0.0,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -478,7 +488,9 @@ def plan_serving(
     prompt waiting at most n steps for the others' (TensorRT-LLM's ADP balance,
     `adp_balancing_timeout_iters`); 0: off, each step waits for the busiest group's prefills;
     None (default): balanced, the wait not modelled. `prefix_hit`: the
-    fraction of prompt tokens already in the KV cache (not recomputed).
+    fraction of prompt tokens already in the KV cache (not recomputed). `isl_cv`: the
+    coefficient of variation of the prompt lengths (0: all `isl` long): under Poisson arrivals
+    the prefill queue is M/G/1 and a long prompt's own prefill is longer (TTFT/TPOT percentiles).
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
@@ -504,8 +516,9 @@ def plan_serving(
         raise WorkloadError(
             f"`spec_acceptance` must be a probability in [0, 1), not {spec_acceptance!r}"
         )
-    if not (isinstance(osl_cv, (int, float)) and 0 <= osl_cv < 100):
-        raise WorkloadError(f"`osl_cv` must be a number in [0, 100), not {osl_cv!r}")
+    for name, cv in (("osl_cv", osl_cv), ("isl_cv", isl_cv)):
+        if isinstance(cv, bool) or not (isinstance(cv, (int, float)) and 0 <= cv < 100):
+            raise WorkloadError(f"`{name}` must be a number in [0, 100), not {cv!r}")
     if concurrency is not None and concurrency <= 0:
         raise WorkloadError(
             f"`concurrency` must be a positive integer, not {concurrency}; leave it out to search"
@@ -540,7 +553,7 @@ def plan_serving(
               batching=batching, gqa_kernel=gqa_kernel, osl_cv=osl_cv, attn_dtype=attn_dtype,
               ep_overlap=ep_overlap, spec_tokens=spec_tokens,
               spec_acceptance=spec_acceptance, adp_balance=adp_balance,
-              prefix_hit=prefix_hit)  # fmt: skip
+              prefix_hit=prefix_hit, isl_cv=isl_cv)  # fmt: skip
 
     def run(t, p, e, b, clients=None):
         return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
@@ -626,7 +639,7 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               rate=rate, osl_cv=plan.osl_cv, attn_dtype=plan.attn_dtype,
               ep_overlap=plan.ep_overlap, spec_tokens=plan.spec_tokens,
               spec_acceptance=plan.spec_acceptance, adp_balance=plan.adp_balance,
-              prefix_hit=plan.prefix_hit)  # fmt: skip
+              prefix_hit=plan.prefix_hit, isl_cv=plan.isl_cv)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
                       plan.ep, plan.attn_dtype, plan.osl_cv)  # fmt: skip

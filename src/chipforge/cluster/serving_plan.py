@@ -51,6 +51,7 @@ class ServingPlan:
     # not modelled (static batching, disaggregated, a closed-loop concurrency)
     tpot_percentiles_s: dict = field(default_factory=dict)
     osl_cv: float = 0.0  # coefficient of variation of the output lengths
+    isl_cv: float = 0.0  # coefficient of variation of the prompt lengths
     attn_dtype: str | None = None  # attention modules' precision where it differs from dtype
     ep_overlap: bool = False  # EP all-to-all hidden behind computation
     spec_tokens: int = 0  # draft tokens per decode step (MTP / speculative decoding)
