@@ -305,3 +305,19 @@ def test_traced_config_overflowing_batch_is_one_line(tmp_path, capfd):
     assert_user_error(code, err, "Storage size")
     logged = capfd.readouterr().err
     assert "Traceback" not in logged, logged[:400]
+
+
+def test_decide_terminal_numbers_are_people_s_numbers(tmp_path):
+    """The decide summary printed "1.91e+17 tokens", "24.1 GUSD" and `.3g` prices (1.23e+03
+    past $1,000): display's count and money formats, as every other table."""
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    path = tmp_path / "s.toml"
+    path.write_text(text.replace("samples = 16384", "samples = 64"))
+    code, out, err = cli("decide", str(path))
+    assert code == 0, err
+    assert not re.search(r"\d[eE][+-]?\d", out), [ln for ln in out.splitlines() if "e+" in ln]
+    assert "GUSD" not in out and "MUSD" not in out
+    assert re.search(r"useful tokens delivered \(P50\)\s*│\s*[\d.,]+ [kMGTPE]? ?tokens", out)

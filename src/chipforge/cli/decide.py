@@ -11,12 +11,13 @@ from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt
+from chipforge.display import count, money
 from chipforge.errors import ChipforgeError
-from chipforge.units import fmt, parse_quantity
+from chipforge.units import parse_quantity
 
 
 def _usd(v: float) -> str:
-    return fmt(v, "money", digits=3)
+    return money(v)  # display's one money format ("$24.1 B"), as every other table
 
 
 def _pct(v: float) -> str:
@@ -63,16 +64,16 @@ def summary_tables(d: dict) -> list:
 
     opts.add_row(
         "USD per useful PFLOP-hour",
-        *(trio(d["usd_per_useful_pflop_hour"][o], lambda v: f"{v:.3g}") for o in ("buy", "build")),
+        *(trio(d["usd_per_useful_pflop_hour"][o], money) for o in ("buy", "build")),
     )
     opts.add_row(
         "USD per million useful tokens",
-        *(trio(d["usd_per_million_tokens"][o], lambda v: f"{v:.3g}") for o in ("buy", "build")),
+        *(trio(d["usd_per_million_tokens"][o], money) for o in ("buy", "build")),
     )
     opts.add_row("NPV of cost", *(trio(d["npv_cost_usd"][o], _usd) for o in ("buy", "build")))
     opts.add_row(
         "useful tokens delivered (P50)",
-        *(f"{d['useful_tokens_delivered_p50'][o]:.3g} tokens" for o in ("buy", "build")),
+        *(count(d["useful_tokens_delivered_p50"][o]) + " tokens" for o in ("buy", "build")),
     )
     opts.add_row(
         "share of it rented (P50)",
