@@ -473,3 +473,31 @@ def test_mixed_sliding_window_layers_are_priced_by_their_share():
     assert band[2] < full[2] / 4  # the attention core at 4K tokens: the band is ~1/16 of it
     for m, b, f in zip(mixed, band, full, strict=True):
         assert m == pytest.approx((b + f) / 2)
+
+
+def test_expert_gradients_reduce_over_the_expert_data_parallel_group():
+    """Megatron-Core reduces the routed experts' gradients over dp*cp/ep ranks spaced tp*ep
+    apart (expert_data_parallel_group), the rest over dp*cp: GPT-OSS-120B EP8 on 8 DGX B200
+    nodes reduces its experts over 8 ranks, one per node, all of it over InfiniBand."""
+    from chipforge.cluster.collectives import collective_time
+    from chipforge.cluster.memory import GRAD_BYTES, WEIGHT_BYTES, expert_share
+    from chipforge.cluster.topology import topology_for
+    from chipforge.spec.loader import load_chip
+
+    kw = dict(tp=1, pp=1, dp=64, cp=1, ep=8, zero=1, recompute="none", micro_batch=4, seq=4096,
+              global_batch=512, dtype="bf16", bucket_size=10**13)  # fmt: skip
+    run = plan_training("b200", "gpt-oss-120b", 64, **kw)  # one bucket: all of it exposed
+    grads = run.memory["weights_bytes"] / WEIGHT_BYTES * GRAD_BYTES
+    x = expert_share(load_model("gpt-oss-120b"), run.plan)
+    c = load_model("gpt-oss-120b")  # 16 of 128 experts, 3 matrices of 2880 x 2880, 36 layers
+    assert x == pytest.approx(36 * 16 * 3 * 2880 * 2880 / (run.memory["weights_bytes"] / 2))
+    assert 0.85 < x < 0.9 and c.layers == 36
+    topo = topology_for(load_chip("b200"), 64)
+    dense = collective_time("all_reduce", grads * (1 - x), 64, topo)
+    expert = collective_time("all_reduce", grads * x, 8, topo, stride=8)
+    assert run.exposed_comm["dp_s"] == pytest.approx(dense + expert, rel=1e-6)
+    assert expert > 3 * collective_time("all_reduce", grads * x, 64, topo)  # not over NVLink
+    one_node = plan_training("b200", "gpt-oss-120b", 8, **{**kw, "dp": 8, "global_batch": 64})
+    assert expert_share(load_model("gpt-oss-120b"), one_node.plan) == pytest.approx(x)
+    dense8 = collective_time("all_reduce", grads * (1 - x), 8, topo)
+    assert one_node.exposed_comm["dp_s"] == pytest.approx(dense8, rel=1e-6)  # edp = 1

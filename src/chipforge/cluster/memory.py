@@ -41,6 +41,15 @@ def stage_params(c: ModelConfig, pp: int, tp: int, ep: int) -> float:
     return block_params(c, tp, ep) * math.ceil(c.layers / pp) / c.layers + embeds
 
 
+def expert_share(c: ModelConfig, p) -> float:
+    """Share of the parameters of `stage_params` (plan `p`) that are routed experts."""
+    if not c.is_moe:
+        return 0.0
+    expert = c.experts * c.ffn_matrices * c.hidden * c.expert_ffn / (p.tp * p.ep)
+    on_stage = (c.layers - c.dense_layers) * expert * math.ceil(c.layers / p.pp) / c.layers
+    return on_stage / stage_params(c, p.pp, p.tp, p.ep)
+
+
 def activation_bytes_per_layer(
     c: ModelConfig,
     *,

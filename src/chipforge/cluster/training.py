@@ -21,6 +21,7 @@ from chipforge.cluster.memory import (
     OPTIMIZER_BYTES,
     RECOMPUTE,
     WEIGHT_BYTES,
+    expert_share,
     memory_per_chip,
 )
 from chipforge.cluster.topology import Topology
@@ -518,9 +519,21 @@ def stage_cost(
     params = mem["weights_bytes"] / per_param * (p.dp * p.cp if p.zero == 3 else 1)
     grads, weights = params * GRAD_BYTES, params * per_param  # bytes on this chip
     dp_group = p.dp * p.cp
+    # Megatron-Core reduces the routed experts' gradients (and gathers their weights) over the
+    # expert-data-parallel group, not the data-parallel one: EP is carved out of DP x CP, so
+    # dp*cp/ep ranks spaced tp*ep apart (parallel_state expert_data_parallel_group; DDP keeps
+    # them in their own buffers and buckets, expert_parallel_buffers). With EP filling a node
+    # each of those ranks sits in another one.
+    edp = dp_group // p.ep if c.is_moe else 1
+    xshare = expert_share(c, p) if edp < dp_group else 0.0
 
     def dp(kind: str, size: float) -> float:
-        return collective_time(kind, size, dp_group, topo, stride=p.tp, up_share=share["dp"])
+        dense = collective_time(kind, size * (1 - xshare), dp_group, topo, stride=p.tp,
+                                up_share=share["dp"])  # fmt: skip
+        if not xshare:
+            return dense
+        return dense + collective_time(kind, size * xshare, edp, topo, stride=p.tp * p.ep,
+                                       up_share=share["dp"])  # fmt: skip
 
     dp_gather = dp_param_gather = dp_after = tail_gather = 0.0
     bucket = run.bucket_size or max(BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * dp_group)
