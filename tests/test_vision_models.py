@@ -449,3 +449,42 @@ def test_int8_channel_cnn_is_bit_exact(saved):
 
     run = run_model(saved("resnet")[3]["pt2"], load_chip("forge-n3"), dtype="int8-channel")
     assert run["bit_exact"] and run["result"] == "match"
+
+
+def test_small_external_constants_are_read_only_when_sound(tmp_path):
+    """A small initializer in the external data file (a default dynamo export's mask) is read
+    so it can fold; a location outside the model's folder, a link, a length other than its
+    dims declare, or data past the end of the file leave it unread (never an error, never a
+    read outside the folder)."""
+    import os
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from chipforge.workload.onnx_import import small_external
+
+    mask = np.triu(np.full((4, 4), -np.inf, np.float32), 1)
+    (tmp_path / "m.onnx.data").write_bytes(b"\0" * 8 + mask.tobytes())
+
+    def tensor(**entry):
+        t = numpy_helper.from_array(np.zeros((4, 4), np.float32), "mask")
+        t.ClearField("raw_data")
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (
+            {"location": "m.onnx.data", "offset": "8", "length": "64"} | entry
+        ).items():
+            t.external_data.add(key=key, value=value)
+        return t
+
+    assert np.array_equal(small_external(onnx, tensor(), tmp_path), mask)
+    os.symlink(tmp_path / "m.onnx.data", tmp_path / "link.data")
+    for bad in (
+        {"location": "../m.onnx.data"},
+        {"location": "sub/m.onnx.data"},
+        {"location": "link.data"},
+        {"length": "32"},
+        {"offset": "40"},
+        {"offset": "-8"},
+    ):
+        assert small_external(onnx, tensor(**bad), tmp_path) is None, bad
