@@ -321,3 +321,20 @@ def test_decide_terminal_numbers_are_people_s_numbers(tmp_path):
     assert not re.search(r"\d[eE][+-]?\d", out), [ln for ln in out.splitlines() if "e+" in ln]
     assert "GUSD" not in out and "MUSD" not in out
     assert re.search(r"useful tokens delivered \(P50\)\s*│\s*[\d.,]+ [kMGTPE]? ?tokens", out)
+
+
+def test_simulate_functional_table_says_yes_or_no(tmp_path):
+    """The end-to-end verdict table printed Python's `False` under "bit exact"."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    w = numpy_helper.from_array(np.ones((8, 8), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    code, out, err = cli("simulate", "--chip", "forge-n3", "--workload", str(path), "--functional")
+    assert code == 0, err
+    assert "bit exact" in out and "False" not in out and "True" not in out

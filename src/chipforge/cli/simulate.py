@@ -188,7 +188,7 @@ def _model_table(data: dict) -> list[Table]:
         f"{data['max_abs_diff']:.3g}",
         f"{data['max_rel_diff']:.3g}",
         bound,
-        str(data["bit_exact"]),
+        "yes" if data["bit_exact"] else "no",
         data["result"],
     )
     tables = [t, verdict]
