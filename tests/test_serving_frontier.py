@@ -179,7 +179,7 @@ DSR1 = dict(isl=803, osl=3653, dtype="fp4", kv_dtype="fp8", tp=1, pp=1, ep=8, os
 def test_adp_balance_on_reasoning_traces():
     """TensorRT-LLM tech_blog10 (8 x GB200, DeepSeek, attention DP8 + EP8, 16k requests of mean
     input 803 / output 3653): ADP balance 34,140 tokens/s, 25,664 without. The model's gain is
-    smaller (1.12x vs 1.33x): TensorRT-LLM prefills a rank's whole prompt in one context step,
+    smaller (1.11x vs 1.33x): TensorRT-LLM prefills a rank's whole prompt in one context step,
     which the lockstep model spreads over chunk shares."""
     on = plan_serving("gb200", "deepseek-v3", 8, adp_balance=50, **DSR1)
     off = plan_serving("gb200", "deepseek-v3", 8, adp_balance=0, **DSR1)
@@ -238,6 +238,28 @@ def test_lockstep_prefill_under_adp_balance_matches_its_rule(rate, timeout):
     model = serving._lockstep(8, rate, timeout)
     assert model == pytest.approx(_balance_sim(8, rate, timeout), rel=0.05)
     assert serving._lockstep(8, rate, None) == 1.0 and serving._lockstep(1, rate, 9) == 1.0
+
+
+def test_busiest_group_context_matches_sampled_running_sequences():
+    """Running sequences: lognormal prompts, lognormal outputs picked in proportion to their
+    length (a sequence runs for its output length), each at a uniform point of its output; the
+    busiest of 8 groups of 154 holds E[max] of their context sums."""
+    np = pytest.importorskip("numpy")
+    rng, isl, osl, icv, ocv = np.random.default_rng(5), 804, 3736, 0.5, 1.25
+
+    def lognormal(mean, cv, n):
+        sigma = np.sqrt(np.log1p(cv * cv))
+        return rng.lognormal(np.log(mean) - sigma**2 / 2, sigma, n)
+
+    outputs = lognormal(osl, ocv, 1_000_000)
+    picked = rng.choice(outputs, size=(500, 8, 154), p=outputs / outputs.sum())
+    ctx = lognormal(isl, icv, picked.shape) + rng.uniform(size=picked.shape) * picked
+    sampled = ctx.sum(axis=2).max(axis=1).mean() / 154
+    model = serving._busiest_context(8, 154, isl, osl, icv, ocv)
+    assert model == pytest.approx(sampled, rel=0.03)
+    assert model > isl + osl * (1 + ocv**2) / 2  # above the mean context
+    assert serving._normal_max(1) == pytest.approx(0.0, abs=1e-9)
+    assert serving._normal_max(2) == pytest.approx(1 / np.sqrt(np.pi), rel=1e-4)
 
 
 def test_adp_balance_holds_prompts_up_to_its_timeout():

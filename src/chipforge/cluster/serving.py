@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from functools import lru_cache
+from statistics import NormalDist
 
 from chipforge.cluster.checks import divisors
 from chipforge.cluster.chipkey import chip_key
@@ -265,6 +266,29 @@ def _balance_wait(groups: int, rate: float, timeout: int) -> dict[str, float]:
     return out
 
 
+@lru_cache(maxsize=256)
+def _normal_max(n: int) -> float:
+    """E[max of n independent standard normals] (midpoint rule on n x phi(x) Phi(x)^(n-1))."""
+    nd, h = NormalDist(), 0.01
+    xs = [-8 + h * (i + 0.5) for i in range(1600)]
+    return sum(x * n * nd.pdf(x) * nd.cdf(x) ** (n - 1) * h for x in xs)
+
+
+def _busiest_context(groups, seqs, isl, osl, isl_cv=0.0, osl_cv=0.0) -> int:
+    """Mean context of the busiest of `groups` DP-attention groups of `seqs` running sequences
+    each: the attention module's iteration time is the maximum over the ranks (TensorRT-LLM
+    tech_blog10, "time_i = max over m of time_i,m"), and a rank's decode attention reads its
+    sequences' contexts. A running sequence's context is its prompt (mean isl, CV isl_cv) plus
+    a uniform point of its output, output lengths length-biased (lognormal, CV osl_cv:
+    E[U O] = osl (1 + cv^2) / 2, E[(U O)^2] = osl^2 (1 + cv^2)^3 / 3); the groups' sums are
+    independent and near normal (CLT), so the busiest is E[max of G normals] above the mean."""
+    b = 1 + osl_cv * osl_cv
+    mean = isl + osl * b / 2
+    var = (isl * isl_cv) ** 2 + osl * osl * b**3 / 3 - (osl * b / 2) ** 2
+    spread = math.sqrt(max(0.0, var) / max(1, seqs)) / mean
+    return round(mean * (1 + _normal_max(groups) * spread))
+
+
 def _lockstep(groups: int, rate: float, timeout: int | None) -> float:
     """How much longer the prefills of lockstep DP-attention groups take than balanced ones:
     E[max] / mean of the groups' prompt counts when a context step runs. Each group receives
@@ -346,7 +370,10 @@ def evaluate(
     ctx = isl + round(osl * (1 + osl_cv**2) / 2)
     mb = max(1, batch // (pp * groups))  # micro-batch per pipeline stage (per attention group)
     eng = (attn_dtype, ep_overlap)  # the engine's attention precision and EP overlap
-    decode = _step(chip, c, topo, "decode", mb, ctx, tp, pp, ep, dt, kvd, *eng)
+    # DP-attention groups step in lockstep, so the decode step lasts as long as the attention of
+    # the group whose sequences hold the most context (`_busiest_context`)
+    busy = _busiest_context(groups, mb, isl, osl, isl_cv, osl_cv) if groups > 1 else ctx
+    decode = _step(chip, c, topo, "decode", mb, busy, tp, pp, ep, dt, kvd, *eng)
     if not gqa_kernel:
         decode += _kv_reread(c, chip, mem.kv_per_token, mb, ctx, pp)
     if spec_tokens:
