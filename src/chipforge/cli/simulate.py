@@ -192,6 +192,15 @@ def _model_table(data: dict) -> list[Table]:
         data["result"],
     )
     tables = [t, verdict]
+    if data.get("routing"):  # a MoE router's top-k: fp32's own choices vs the chip run's
+        r = data["routing"]
+        routing = Table(title=f"router top-k vs {r['reference']}")
+        for col in ("rows flipped", "largest fp32 margin flipped", "max rel diff"):
+            routing.add_column(col)
+        routing.add_row(
+            f"{r['flipped']} of {r['rows']}", f"{r['max_gap']:.3g}", f"{r['max_rel_diff']:.3g}"
+        )
+        tables.append(routing)
     if data.get("attention"):
         attention = Table(title="attention nodes")
         for col in ("node", "ran as", "why"):

@@ -48,7 +48,48 @@ def grouped_mm(input, weight, offs, product=None):
     return out
 
 
-def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, record=None):
+def routed_reference(program, inputs: tuple, routing: dict):
+    """The exported module run by PyTorch itself (fp32), except that each `aten.topk` takes
+    the indices `routing` holds for its node (the chip run's choices; the values are the
+    reference's own scores at those indices). A mixture-of-experts router whose top-k flips
+    between bf16 and fp32 sends whole rows to other experts: a discrete choice, not rounding;
+    this reference compares the arithmetic under the same choices. Returns the outputs and
+    {rows, flipped: rows whose fp32 top-k differs, max_gap: the largest fp32 score margin a
+    flip overturned, relative to its row's largest score}."""
+    torch = require("torch", "a torch.export program")
+    topk = torch.ops.aten.topk.default
+    stats = {"rows": 0, "flipped": 0, "max_gap": 0.0}
+
+    class _Routed(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if n.op == "call_function" and n.target is topk and n.name in routing:
+                scores, chosen = self.env[n.args[0]], routing[n.name]
+                dim = n.args[2] if len(n.args) > 2 else n.kwargs.get("dim", -1)
+                if scores.dim() != 2 or dim not in (-1, 1) or chosen.shape != out[1].shape:
+                    return out  # only a router's (tokens, experts) scores are re-chosen
+                own = torch.zeros_like(scores, dtype=torch.bool).scatter(1, out[1], True)
+                ours = torch.zeros_like(own).scatter(1, chosen, True)
+                flipped = (own != ours).any(dim=1)
+                # how far apart the swapped scores are in fp32, relative to the row's largest
+                lost = torch.where(own & ~ours, scores, torch.inf).amin(dim=1)
+                won = torch.where(ours & ~own, scores, -torch.inf).amax(dim=1)
+                gap = (lost - won) / scores.abs().amax(dim=1).clamp_min(1e-30)
+                stats["rows"] += scores.shape[0]
+                stats["flipped"] += int(flipped.sum())
+                if flipped.any():
+                    stats["max_gap"] = max(stats["max_gap"], float(gap[flipped].max()))
+                out = (torch.gather(scores, 1, chosen), chosen)
+            return out
+
+    module = program.module() if hasattr(program, "graph_signature") else program
+    with torch.no_grad():
+        return _Routed(module).run(*inputs), stats
+
+
+def run_program(
+    program, inputs: tuple, backend: Backend, *, on_node=None, record=None, routing=None
+):
     """Run `program` (an ExportedProgram, or the GraphModule of `pt2_module`) on `inputs`
     (torch tensors); returns its outputs as
     fp32 torch tensors. `record` (a dict) receives each node's float tensor output in numpy;
@@ -162,6 +203,8 @@ def run_program(program, inputs: tuple, backend: Backend, *, on_node=None, recor
                 out = out if _aliases(out, args) else _round(out)  # a view keeps its values
             if record is not None and isinstance(out, torch.Tensor) and out.is_floating_point():
                 record[self._node_name] = _np(out)
+            if routing is not None and target is aten.topk.default:
+                routing[self._node_name] = out[1]  # the experts this run chose
             if on_node:
                 on_node(self._node_name, str(target))
             return out
