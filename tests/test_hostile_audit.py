@@ -338,3 +338,18 @@ def test_simulate_functional_table_says_yes_or_no(tmp_path):
     code, out, err = cli("simulate", "--chip", "forge-n3", "--workload", str(path), "--functional")
     assert code == 0, err
     assert "bit exact" in out and "False" not in out and "True" not in out
+
+
+def test_decide_json_chip_keys_carry_units(tmp_path):
+    """decide --json listed each chip's `w_it`, `peak_bf16`, `useful` and `parts` with no unit
+    in the key (watts, FLOP/s, FLOP/s per chip, USD)."""
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    path = tmp_path / "s.toml"
+    path.write_text(text.replace("samples = 16384", "samples = 64"))
+    code, out, err = cli("decide", str(path), "--json")
+    assert code == 0, err
+    build = json.loads(out)["chips"]["build"]
+    assert {"it_power_w", "peak_bf16_flops_per_s", "useful_flops_per_s_per_chip",
+            "parts_usd"} <= set(build)  # fmt: skip
+    assert not {"w_it", "peak_bf16", "useful", "parts"} & set(build)

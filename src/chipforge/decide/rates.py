@@ -43,8 +43,12 @@ class ChipType:
     useful: dict[str, float] = field(default_factory=dict)  # workload -> useful FLOP/s/chip
     methods: dict[str, str] = field(default_factory=dict)
 
+    # JSON keys carry their unit (the fields keep their short names in the model's code)
+    JSON_KEYS = {"w_it": "it_power_w", "peak_bf16": "peak_bf16_flops_per_s",
+                 "useful": "useful_flops_per_s_per_chip", "parts": "parts_usd"}  # fmt: skip
+
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {self.JSON_KEYS.get(k, k): v for k, v in asdict(self).items()}
         d["rack"] = self.rack.to_dict()
         return d
 
