@@ -442,7 +442,7 @@ def evaluate(
             held = _balance_wait(groups, lam / groups * tpot, adp_balance)
             ttft += held.pop("mean") * tpot
         percentiles = {k: ttft + w + held.get(k, 0.0) * tpot for k, w in waits.items()}
-        tpots = tpot_percentiles(tpot, lam, share, osl, isl_cv) if batch > 1 else {}
+        tpots = tpot_percentiles(tpot, lam, step, osl, isl_cv) if batch > 1 else {}
     if disaggregated or batching == "static":
         percentiles, tpots = {}, {}
     queue = 0.0
