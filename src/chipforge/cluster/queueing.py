@@ -49,16 +49,8 @@ def length_factors(cv: float) -> tuple[float, ...]:
 
 def md1_tail_rate(rate: float, service: float) -> float:
     """theta > 0 with rate * (exp(theta * service) - 1) = theta (requires rate * service < 1)."""
-    rho = rate * service
-    assert 0 < rho < 1, rho
-    f = lambda th: rate * math.expm1(th * service) - th  # noqa: E731
-    lo, hi = 0.0, 1.0 / service
-    while f(hi) < 0:
-        lo, hi = hi, 2 * hi
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
-    return (lo + hi) / 2
+    assert 0 < rate * service < 1, rate * service
+    return mg1_tail_rate(rate, service, (1.0,))
 
 
 def md1_wait_quantile(rate: float, service: float, q: float) -> float:
@@ -76,13 +68,14 @@ def wait_percentiles(rate: float, service: float) -> dict[str, float]:
 
 
 def mg1_tail_rate(rate: float, service: float, factors: tuple[float, ...]) -> float:
-    """theta > 0 with rate * (E[exp(theta * service * X)] - 1) = theta, X over `factors`."""
+    """theta > 0 with rate * (E[exp(theta * service * X)] - 1) = theta, X equally likely over
+    `factors` (M/D/1: X = 1), by bisection."""
     n = len(factors)
-    f = lambda th: rate * (sum(math.exp(th * service * x) for x in factors) / n - 1) - th  # noqa: E731
+    f = lambda th: rate * (sum(math.expm1(th * service * x) for x in factors) / n) - th  # noqa: E731
     lo, hi = 0.0, 1.0 / (service * max(factors))
     while f(hi) < 0:
         lo, hi = hi, 2 * hi
-    for _ in range(50):
+    for _ in range(60):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
     return (lo + hi) / 2
