@@ -353,3 +353,49 @@ def test_decide_json_chip_keys_carry_units(tmp_path):
     assert {"it_power_w", "peak_bf16_flops_per_s", "useful_flops_per_s_per_chip",
             "parts_usd"} <= set(build)  # fmt: skip
     assert not {"w_it", "peak_bf16", "useful", "parts"} & set(build)
+
+
+RACK = """chip = "my-chip.toml"
+chips = 64
+power = 90e3
+power_basis = "max"
+cooling = "liquid"
+other_hw_usd_per_rack = 320000
+"""
+
+
+def _own_chip_and_rack(folder: Path) -> None:
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copy(repo / "examples" / "my-chip.toml", folder / "my-chip.toml")
+    (folder / "my-rack.toml").write_text(RACK)
+
+
+def test_datacenter_rack_toml_naming_its_chip_toml(tmp_path):
+    """A rack TOML whose `chip` is the user's chip TOML beside it: refused as "holds
+    my-chip.toml, not my-chip" (the path compared with the chip's name)."""
+    _own_chip_and_rack(tmp_path)
+    chip, rack = str(tmp_path / "my-chip.toml"), str(tmp_path / "my-rack.toml")
+    code, out, err = cli("datacenter", "--chip", chip, "--rack", rack, "--power", "10MW", "--json")
+    assert code == 0, err
+    assert json.loads(out)["rack"]["name"] == "my-rack"
+    code, _, err = cli("datacenter", "--chip", "h100", "--rack", rack, "--power", "10MW")
+    assert_user_error(code, err, "my-rack", "h100")  # another chip is still refused
+
+
+def test_decide_scenario_finds_its_rack_toml_beside_it(tmp_path, monkeypatch):
+    """The scenario's chip TOML was found beside it, its rack TOML was not."""
+    _own_chip_and_rack(tmp_path)
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    text = text.replace('chip = "forge-n3"\nrack = "forge-n3-rack"',
+                        'chip = "my-chip.toml"\nrack = "my-rack.toml"')  # fmt: skip
+    assert 'rack = "my-rack.toml"' in text
+    (tmp_path / "s.toml").write_text(text.replace("samples = 16384", "samples = 64"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = cli("decide", str(tmp_path / "s.toml"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["chips"]["build"]["rack"]["name"] == "my-rack"

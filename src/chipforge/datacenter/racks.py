@@ -180,6 +180,21 @@ def derive_rack(spec, chip_ref: str, a) -> Rack:
     )
 
 
+def _held(chip: str, rack: str) -> str:
+    """The name of the chip a rack file names by a chip TOML path (relative to the rack file,
+    as a user keeps them together); else `chip` as written."""
+    from chipforge.errors import ChipforgeError  # noqa: PLC0415
+    from chipforge.spec import load_chip  # noqa: PLC0415
+
+    if not (chip.endswith(".toml") and rack.endswith(".toml")):
+        return chip
+    path = Path(chip) if Path(chip).is_absolute() else Path(rack).parent / chip
+    try:
+        return load_chip(str(path)).name
+    except ChipforgeError:
+        return chip
+
+
 def rack_for(chip: str, rack: str | None, a) -> Rack:
     """The rack a site of `chip` (preset name or TOML path) uses: `rack` (a preset or TOML, which
     must hold this chip or name none), else the chip preset's rack, else the template's. The
@@ -189,7 +204,7 @@ def rack_for(chip: str, rack: str | None, a) -> Rack:
     spec = load_chip(chip)
     if rack:
         r = load_rack(rack)
-        if r.chip and r.chip not in (chip, spec.name):
+        if r.chip and r.chip not in (chip, spec.name) and _held(r.chip, rack) != spec.name:
             raise SpecError(
                 f"`--rack` {r.name} holds {r.chip}, not {spec.name}; give a rack TOML for "
                 f"{spec.name} (leave out `chip` to use it with any chip), or leave out --rack "

@@ -492,8 +492,15 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     if not 64 <= samples <= MAX_SAMPLES:
         raise ChipforgeError(f"`scenario.samples` must be 64 to {MAX_SAMPLES:,}, not {samples}")
 
-    def rel(chip: str) -> str:
-        if base is not None and chip.endswith(".toml") and not Path(chip).is_absolute():
+    def rel(chip):
+        """A chip or rack TOML named relative to the scenario file (a preset or an inline rack
+        table as given)."""
+        if (
+            base is not None
+            and isinstance(chip, str)
+            and chip.endswith(".toml")
+            and not Path(chip).is_absolute()
+        ):
             return str((base / chip).resolve())
         return chip
 
@@ -508,7 +515,8 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     build_raw, buy_raw = _table(d, "build"), _table(d, "buy")
     build = _option(build_raw, "build", "forge-n3")
     buy = _option(buy_raw, "buy", "gb200")
-    build, buy = replace(build, chip=rel(build.chip)), replace(buy, chip=rel(buy.chip))
+    build = replace(build, chip=rel(build.chip), rack=rel(build.rack))
+    buy = replace(buy, chip=rel(buy.chip), rack=rel(buy.rack))
     design_start = months_between(start, str(build_raw.get("design_start", "2025Q3")),
                                   "build.design_start")  # fmt: skip
 
@@ -583,7 +591,7 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
         if "next_from" not in buy_raw:
             raise ChipforgeError("`buy.next_chip` needs buy.next_from, the first quarter it is "
                                  "bought (e.g. 2027Q3)")  # fmt: skip
-        nxt = Option(rel(str(buy_raw["next_chip"])), buy_raw.get("next_rack"))
+        nxt = Option(rel(str(buy_raw["next_chip"])), rel(buy_raw.get("next_rack")))
         nxt_from = months_between(start, str(buy_raw["next_from"]), "buy.next_from")
     return Scenario(str(head.get("name", "build or buy")), start, quarters, build, buy,
                     design_start, tuple(sites), train, serve, params, samples, nxt,
