@@ -399,3 +399,12 @@ def test_decide_scenario_finds_its_rack_toml_beside_it(tmp_path, monkeypatch):
     code, out, err = cli("decide", str(tmp_path / "s.toml"), "--json")
     assert code == 0, err
     assert json.loads(out)["chips"]["build"]["rack"]["name"] == "my-rack"
+
+
+def test_working_set_warning_has_an_si_prefix(tmp_path):
+    """The warning printed "working set 108383628632.6 GB" for a 2**40-layer config."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(LLAMA | {"num_hidden_layers": 2**40}))
+    code, _, err = cli("evaluate", "--chip", "h100", "--workload", str(path), "--json")
+    assert code == 0, err
+    assert __import__("re").search(r"working set [\d.]+ EB exceeds h100's 80.0 GB", err), err

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from chipforge.display import si
 from chipforge.dtypes import nbytes
 from chipforge.errors import SpecError
 from chipforge.perf.calibration import Calibration, calibration
@@ -388,8 +389,8 @@ def make_result(
         warnings.append(power)
     if graph.resident_bytes > chip.hbm.capacity:
         warnings.append(
-            f"working set {graph.resident_bytes / 1e9:.1f} GB exceeds {chip.name}'s "
-            f"{chip.hbm.capacity / 1e9:.1f} GB of {chip.hbm.name}: costed anyway; "
+            f"working set {si(graph.resident_bytes, 'B')} exceeds {chip.name}'s "
+            f"{si(chip.hbm.capacity, 'B')} of {chip.hbm.name}: costed anyway; "
             "use more chips (train/serve plan capacity)"
         )
     return Result(
