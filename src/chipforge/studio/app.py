@@ -1,10 +1,10 @@
-"""The studio's pages (Dash): Chip, Run, Cluster, Silicon, Site.
+"""The studio's pages (Dash): Chip, Run, Cluster, Silicon, Site, Decision, Sweep.
 
 Each callback is a plain function of form values (tests and benchmarks call them directly); it
 asks `studio.compute`, which calls the public API, and lays the answer out. The charts are the
 report's own builders (`chipforge.report`). The page state is the URL's query string: opening
-a shared link rebuilds the same page (uploaded files excepted: they stay on the machine that
-received them).
+a shared link rebuilds the same page, uploaded files included (compressed in the link when
+small, else named by their key on the studio that received them).
 """
 
 from __future__ import annotations

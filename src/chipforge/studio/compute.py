@@ -308,6 +308,8 @@ def show_value(field: Field, value) -> str:
         return "true" if value else "false"
     if field.dimension and isinstance(value, (int, float)):
         return fmt(float(value), field.dimension, digits=6, binary=field.binary)
+    if isinstance(value, float):
+        return f"{value:.12g}"  # 16384, not 16384.0
     return str(value)
 
 
