@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import replace
 from itertools import product
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from chipforge.cluster import plan_training, topology_for
 from chipforge.cluster.checks import divisors, stage_layers
 from chipforge.cluster.memory import RECOMPUTE
 from chipforge.cluster.peers import calculon_model, calculon_plan
-from chipforge.cluster.search import step_lower_bound
+from chipforge.cluster.search import compute_lower_bound, step_lower_bound
 from chipforge.cluster.training import FRAMEWORK_OVERHEAD, Plan, evaluate_plan
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.spec import load_chip
@@ -55,6 +56,11 @@ def exhaustive(chip, c, chips, topo, seq, lo, hi):
                     m = gb // (dp * mb)
                     lb = (m + (p - 1) / v) * step_lower_bound(chip, c, plan, seq, "bf16")
                     assert lb / (1 - FRAMEWORK_OVERHEAD) <= res.step_time_s * (1 + 1e-12)
+                    # nor does the compute bound, nor its least over a shape's plans
+                    cb = compute_lower_bound(chip, c, plan, seq, "bf16")
+                    assert (m + (p - 1) / v) * cb / (1 - FRAMEWORK_OVERHEAD) <= res.step_time_s
+                    least = replace(plan, recompute="none", sequence_parallel=True)
+                    assert compute_lower_bound(chip, c, least, seq, "bf16") <= cb
                     key = (res.step_time_s / gb, res.memory_per_chip_bytes)
                     best = key if best is None or key < best else best
     return best, size

@@ -3,13 +3,15 @@ shortest step (ties: less memory). Flags left as None are searched."""
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import asdict, dataclass, replace
 from itertools import product
 
-from chipforge.cluster import checks
+from chipforge.cluster import checks, training
 from chipforge.cluster.checks import divisors, stage_layers
-from chipforge.cluster.layer import FP8_RECIPES, MOE_DISPATCHERS, RECOMPUTE_MODULES
+from chipforge.cluster.chipkey import chip_key
+from chipforge.cluster.layer import FP8_RECIPES, MOE_DISPATCHERS, RECOMPUTE_MODULES, layer_costs
 from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
@@ -26,6 +28,7 @@ from chipforge.cluster.training import (
     RunOptions,
     StageCost,
     TrainingPlan,
+    at_sustained_clock,
     best_counts,
     check_plan,
     default_global_batch,
@@ -37,13 +40,16 @@ from chipforge.cluster.training import (
     stage_cost,
     step_time,
 )
-from chipforge.errors import Infeasible, WorkloadError
+from chipforge.errors import ChipforgeError, Infeasible, WorkloadError
 from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
 from chipforge.workload.resolve import resolve_model
 
 POW2 = (1, 2, 4, 8, 16, 32, 64, 128)
+_PER_PLAN = ("zero", "recompute", "sequence_parallel")  # a shape's plans differ in these
+_PLANS: dict[tuple, TrainingPlan] = {}  # searches done, by everything that sets their answer
+PLANS_MAX = 512
 
 
 def _choices(given, default):
@@ -141,6 +147,28 @@ def step_lower_bound(chip: ChipSpec, c: ModelConfig, p: Plan, seq: int, dtype: s
     return layers * per_tok * tok / p.tp / chip.peak_flops(dtype)
 
 
+def compute_lower_bound(
+    chip: ChipSpec, c: ModelConfig, p: Plan, seq: int, dtype: str, run: RunOptions | None = None
+) -> float:
+    """A tighter lower bound on the same stage time: its layers' forward and backward compute
+    (`layer_costs`, cached per layer shape, on the chip `stage_cost` runs them on), which every
+    plan runs, and the forward again under full recomputation; the rest (a selective
+    recomputation, the LM head, offload, communication) only adds to
+    `StageCost.stage`. The search prices a shape's layers this way before its plans' memory,
+    and a plan's before the rest of its stage, and skips what is already slower than the best."""
+    run = run or RunOptions()
+    held = at_sustained_clock(chip) if run.sustained_clock else chip
+    fwd, bwd, _, _ = layer_costs(
+        held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel, p.ep,
+        run.fp8_recipe, run.moe_dispatcher,
+    )  # fmt: skip
+    # full recomputation runs the forward again; what a selective one recomputes depends on
+    # the run's modules (left out here: a lower bound needs no more)
+    again = fwd if p.recompute == "full" else 0.0
+    layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
+    return layers * (fwd + bwd + again) * (1 - 1e-12)  # (a rounding's margin)
+
+
 def _nccl_ctas(caps: dict[str, int] | None) -> tuple[tuple[str, int], ...]:
     for group, n in (caps or {}).items():
         if group not in NCCL_GROUPS or not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -196,7 +224,8 @@ def plan_training(
     sequence parallelism, interleave 1-8 (where the layers split), any micro-batch dividing
     a replica's batch, and the global batch: fixed (`global_batch` N), any in a range
     ((MIN, MAX) or "MIN:MAX"), or the multiple of dp nearest `tokens_per_batch` / seq.
-    Memory bounds prune first, then a lower bound on the step time; `.search` counts the
+    Bounds on the step (the peak, then the layers' compute) order and prune the space before
+    memory and the rest of a stage are priced (docs/cluster.md); `.search` counts the
     plans evaluated and pruned. `alternatives`: also keep the next fastest feasible plans,
     ranked (`.alternatives`). `overlap_param_gather`, `fp8_param_gather` (FP8 dtype only):
     the distributed optimizer's options (training.FP8_PARAM_BYTES). `sustained_clock`: the
@@ -272,15 +301,28 @@ def plan_training(
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):
         raise WorkloadError(f"--offload-layers must be an integer, not {offload_layers!r}")
-    best: tuple[float, float] | None = None  # (seconds per sequence, bytes per chip)
+    # the same search again (the chip's content, not its name; `tokens` only sets the time to
+    # train): the plan found before
+    key = (chip_key(chip), c, chips, seq, batches, dtype, tp, pp, dp, cp, ep, zero, recompute,
+           micro_batch, interleave, topo, run, tuple(offload.items()), offload_layers,
+           sequence_parallel, alternatives, schedule,
+           training.FRAMEWORK_OVERHEAD)  # (a calibration scan sets it)  # fmt: skip
+    hit = _PLANS.get(key)
+    if hit is not None:
+        return replace(hit, tokens=tokens)
+    best: tuple | None = None  # (s per sequence, bytes per chip, rank, micro-batches)
     best_plan: tuple[StageCost, int] | None = None
-    ranked: list[tuple[float, float, dict]] = []  # every feasible plan, when alternatives > 0
-    first_error: Infeasible | None = None
+    ranked: list[tuple] = []  # every feasible plan, when alternatives > 0
+    errors: list[tuple[tuple, Infeasible]] = []  # (place in the space's order, why)
     no_split = ""  # why a given dp / micro-batch splits no global batch of the space
     shapes = 0
-    queue: list[tuple] = []  # (bound s/sequence, plan, micro-batch counts lo, hi, n, stride)
+    zrs = list(product(zeros, recs, sps))
     count = {"evaluated": 0, "pruned_memory": 0, "pruned_bound": 0, "infeasible": 0}
-    for t, x, e in product(tps, cps, eps):
+    # 1. the shapes (tp, cp, ep, pp, interleave, micro-batch) in the space's order, each with
+    # its micro-batch counts per step and a lower bound from the peak, which its plans (ZeRO,
+    # recompute, sequence parallelism) share
+    groups: list[tuple] = []  # (bound, order, shape, count, m_lo, m_hi, n, stride, scale)
+    for ai, (t, x, e) in enumerate(product(tps, cps, eps)):
         if chips % (t * x):
             continue
         rest = chips // (t * x)
@@ -289,7 +331,7 @@ def plan_training(
             if pp is not None
             else [d for d in divisors(rest) if d <= 64 and stage_layers(blocks, d)]
         )
-        for p_ in pps:
+        for pi, p_ in enumerate(pps):
             if chips % (t * x * p_):
                 continue
             d = chips // (t * x * p_)
@@ -310,60 +352,91 @@ def plan_training(
                     f"{klo if klo == khi else f'{klo} to {khi}'} sequences per replica "
                     f"(global batch {batches.describe()} / dp={d})"
                 )
-            for v in ils:
+            for w, v in enumerate(ils):
                 if p_ == 1 and v > 1:
                     continue
                 if v > 1 and not stage_layers(blocks, p_ * v):  # no whole layers per stage
-                    count["infeasible"] += len(zeros) * len(recs) * len(sps) * sum(counts)
+                    count["infeasible"] += len(zrs) * sum(counts)
                     continue
-                for z, r, sp in product(zeros, recs, sps):
-                    for i, mb in enumerate(mbs):
-                        n = counts[i]
-                        if not n:
-                            continue
-                        m_lo, m_hi = -(-klo // mb), khi // mb  # micro-batches per step
-                        plan = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, zero=z, recompute=r,
-                                    micro_batch=mb, interleave=v, schedule=schedule,
-                                    sequence_parallel=sp,
-                                    offload_layers=offload_layers or 0)  # fmt: skip
-                        stride = 1
-                        if schedule == "dualpipe":  # an even count, at least pp
-                            first = max(m_lo, p_) + max(m_lo, p_) % 2
-                            valid = max(0, (m_hi - first) // 2 + 1)
-                            count["infeasible"] += n - valid
-                            if not valid:  # the schedule's own rule says why
-                                try:
-                                    check_plan(c, chips, plan, d * mb * m_lo, seq)
-                                except Infeasible as err:
-                                    first_error = first_error or err
-                                continue
-                            m_lo, n, stride = first, valid, 2
-                        try:
-                            check_plan(c, chips, plan, d * mb * m_lo, seq)
-                        except Infeasible as err:
-                            first_error = first_error or err
-                            count["infeasible"] += n
-                            continue
-                        mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
-                                          fp8_param_gather=fp8_param_gather)  # fmt: skip
-                        held = _offload(c, plan, mem, seq, usable, topo, **offload)
-                        if held is not None:  # the least moved to host memory that fits
-                            plan = held
-                        elif sum(mem.values()) > usable:  # activations grow with mb: the rest
-                            first_error = first_error or _memory_error(mem, usable)
-                            count["pruned_memory"] += n + sum(counts[i + 1 :])
-                            break
-                        m_hi = m_lo + (n - 1) * stride
-                        fill = (p_ - 1) / v if schedule in ("1f1b", "interleaved") else 0.0
-                        lb = step_lower_bound(chip, c, plan, seq, dtype)
-                        lb *= (m_hi + fill) / overhead / (d * mb * m_hi)
-                        queue.append((lb, plan, m_lo, m_hi, n, stride))
-    # best first: price the plans in order of their lower bound, stop where it passes the best
-    queue.sort(key=lambda q: q[0])
-    for j, (lb, plan, m_lo, m_hi, n, stride) in enumerate(queue):
-        if best is not None and not alternatives and lb > best[0]:
-            count["pruned_bound"] += sum(q[4] for q in queue[j:])
+                for i, mb in enumerate(mbs):
+                    if not counts[i]:
+                        continue
+                    m_lo, m_hi = -(-klo // mb), khi // mb  # micro-batches per step
+                    shape = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, micro_batch=mb, interleave=v,
+                                 schedule=schedule, offload_layers=offload_layers or 0)  # fmt: skip
+                    n, stride = counts[i], 1
+                    if schedule == "dualpipe":  # an even count, at least pp
+                        first = max(m_lo, p_) + max(m_lo, p_) % 2
+                        n, stride = max(0, (m_hi - first) // 2 + 1), 2
+                        m_lo = first if n else m_lo
+                    m_hi = m_lo + (n - 1) * stride
+                    fill = (p_ - 1) / v if schedule in ("1f1b", "interleaved") else 0.0
+                    scale = (m_hi + fill) / overhead / (d * mb * m_hi) if n else 0.0
+                    lb = step_lower_bound(chip, c, shape, seq, dtype) * scale
+                    groups.append((lb, (ai, pi, w, i), shape, counts[i], m_lo, m_hi, n, stride,
+                                   scale))  # fmt: skip
+    # 2. best first, over one queue of shapes and plans by lower bound (s per sequence): a
+    # shape's compute bound is priced when its peak bound comes up, its plans checked (shape
+    # rules, memory) when that does, a plan's own compute bound next, the rest of its stage
+    # last; stop where the bound passes the best. A plan's place in the space's order, after
+    # its peak bound, breaks exact ties in (s per sequence, bytes): the first wins, whatever
+    # order they are priced in (as in a walk of the plans sorted by their peak bound).
+    heap = [(g[0], 0, g[1], j) for j, g in enumerate(groups)]
+    heapq.heapify(heap)
+    items: list[tuple] = []  # (plan, rank, n, m_lo, m_hi, stride, scale)
+    while heap:
+        bound, kind, rank, j = heapq.heappop(heap)
+        if best is not None and not alternatives and bound > best[0]:
+            heap.append((bound, kind, rank, j))
+            count["pruned_bound"] += sum(
+                groups[q][3] * len(zrs) if k <= 1 else items[q][2] for _, k, _, q in heap
+            )
             break
+        if kind == 0 and not alternatives and groups[j][6]:
+            # its layers' compute, the least any of its plans computes (sequence parallelism
+            # where searched), bounds it more tightly: back in the queue
+            g = groups[j]
+            least = replace(g[2], sequence_parallel=True in sps)
+            try:
+                cb = compute_lower_bound(chip, c, least, seq, dtype, run) * g[8]
+            except ChipforgeError:  # a shape its checks refuse: they say why below
+                cb = 0.0
+            if cb > bound:
+                heapq.heappush(heap, (cb, 1, rank, j))
+                continue
+        if kind <= 1:  # a shape: its plans, checked
+            lb, order, shape, total, m_lo, m_hi, n, stride, scale = groups[j]
+            count["infeasible"] += (total - n) * len(zrs)
+            fields = {k: v for k, v in vars(shape).items() if k not in _PER_PLAN}
+            for z_, (z, r, sp) in enumerate(zrs):
+                plan = Plan(**fields, zero=z, recompute=r, sequence_parallel=sp)  # (as replace)
+                place = (*order[:3], z_, order[3])  # the space's order: mb innermost
+                try:
+                    check_plan(c, chips, plan, shape.dp * shape.micro_batch * m_lo, seq)
+                except Infeasible as err:
+                    errors.append((place, err))
+                    count["infeasible"] += n
+                    continue
+                if not n:
+                    continue
+                mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
+                                  fp8_param_gather=fp8_param_gather)  # fmt: skip
+                held = _offload(c, plan, mem, seq, usable, topo, **offload)
+                if held is not None:  # the least moved to host memory that fits
+                    plan = held
+                elif sum(mem.values()) > usable:
+                    errors.append((place, _memory_error(mem, usable)))
+                    count["pruned_memory"] += n
+                    continue
+                items.append((plan, (lb, place), n, m_lo, m_hi, stride, scale))
+                heapq.heappush(heap, (bound, 2, (lb, place), len(items) - 1))
+            continue
+        plan, rank, n, m_lo, m_hi, stride, scale = items[j]
+        if kind == 2 and not alternatives:  # its own layers' compute (sequence parallelism)
+            cb = compute_lower_bound(chip, c, plan, seq, dtype, run) * scale
+            if cb > bound:
+                heapq.heappush(heap, (cb, 3, rank, j))
+                continue
         sc = stage_cost(chip, c, plan, topo, seq=seq, dtype=dtype, run=run)
         held = sum(sc.memory.values())
         ms = range(m_lo, m_hi + 1, stride) if alternatives else best_counts(sc, m_lo, m_hi, stride)
@@ -371,21 +444,26 @@ def plan_training(
         per_step = plan.dp * plan.micro_batch
         for m in ms:
             count["evaluated"] += 1
-            key = (step_time(sc, m) / (per_step * m), held)
+            key_ = (step_time(sc, m) / (per_step * m), held, rank, m)
             if alternatives:
                 res = finish_plan(chip, c, chips, sc, topo, seq=seq, global_batch=per_step * m,
                                   dtype=dtype)  # fmt: skip
-                ranked.append((*key, _summary(res)))
-            if best is None or key < best:
-                best, best_plan = key, (sc, per_step * m)
+                ranked.append((*key_, _summary(res)))
+            if best is None or key_ < best:
+                best, best_plan = key_, (sc, per_step * m)
+    first_error = min(errors, key=lambda e: e[0])[1] if errors else None
     if best_plan is not None:
-        ranked.sort(key=lambda r: r[:2])
+        ranked.sort(key=lambda r: r[:4])
         sc, gb = best_plan
         res = finish_plan(chip, c, chips, sc, topo, seq=seq, global_batch=gb, dtype=dtype,
                           tokens=tokens)  # fmt: skip
         stats = {**count, "global_batch_space": batches.describe()}
-        return replace(res, alternatives=tuple(r[2] for r in ranked[1 : 1 + alternatives]),
-                       search=stats)  # fmt: skip
+        res = replace(res, alternatives=tuple(r[4] for r in ranked[1 : 1 + alternatives]),
+                      search=stats)  # fmt: skip
+        if len(_PLANS) >= PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = res
+        return res
     if explicit or first_error is not None and shapes == 1:
         raise first_error or Infeasible(no_split or "no plan")
     if shapes == 0:
