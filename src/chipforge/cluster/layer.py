@@ -171,14 +171,17 @@ def layer_costs(
     ep: int = 1,
     fp8_recipe: str = "delayed",
     dispatcher: str = "alltoall",
-) -> tuple[float, float, float, float]:
+    *,
+    cached_only: bool = False,
+) -> tuple[float, float, float, float] | None:
     """(forward s, backward s, attention-core forward s, optimizer s) of one layer's TP shard
     for one micro-batch of `seq`/`cp` tokens per sequence, on one chip (a MoE layer's routed
     experts: experts/ep of them, each with ep times the tokens, and the token `dispatcher`'s
-    passes: MOE_DISPATCHERS). Cached."""
+    passes: MOE_DISPATCHERS). Cached; `cached_only`: None where this shape is not cached yet
+    (a caller choosing what to price first)."""
     k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher)
     hit = _CACHE.get(k)
-    if hit is not None:
+    if hit is not None or cached_only:
         return hit
     _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher)
     return _CACHE[k]

@@ -148,20 +148,32 @@ def step_lower_bound(chip: ChipSpec, c: ModelConfig, p: Plan, seq: int, dtype: s
 
 
 def compute_lower_bound(
-    chip: ChipSpec, c: ModelConfig, p: Plan, seq: int, dtype: str, run: RunOptions | None = None
-) -> float:
+    chip: ChipSpec,
+    c: ModelConfig,
+    p: Plan,
+    seq: int,
+    dtype: str,
+    run: RunOptions | None = None,
+    *,
+    cached_only: bool = False,
+) -> float | None:
     """A tighter lower bound on the same stage time: its layers' forward and backward compute
     (`layer_costs`, cached per layer shape, on the chip `stage_cost` runs them on), which every
     plan runs, and the forward again under full recomputation; the rest (a selective
     recomputation, the LM head, offload, communication) only adds to
-    `StageCost.stage`. The search prices a shape's layers this way before its plans' memory,
-    and a plan's before the rest of its stage, and skips what is already slower than the best."""
+    `StageCost.stage`. The search prices a shape's layers this way before its plans' memory
+    (after it where the layer shape is new), and a plan's before the rest of its stage, and
+    skips what is already slower than the best. `cached_only`: None unless the layer shape
+    is priced already."""
     run = run or RunOptions()
     held = at_sustained_clock(chip) if run.sustained_clock else chip
-    fwd, bwd, _, _ = layer_costs(
+    costs = layer_costs(
         held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel, p.ep,
-        run.fp8_recipe, run.moe_dispatcher,
+        run.fp8_recipe, run.moe_dispatcher, cached_only=cached_only,
     )  # fmt: skip
+    if costs is None:  # (cached_only: a layer shape not priced yet)
+        return None
+    fwd, bwd, _, _ = costs
     # full recomputation runs the forward again; what a selective one recomputes depends on
     # the run's modules (left out here: a lower bound needs no more)
     again = fwd if p.recompute == "full" else 0.0
@@ -384,52 +396,80 @@ def plan_training(
     heap = [(g[0], 0, g[1], j) for j, g in enumerate(groups)]
     heapq.heapify(heap)
     items: list[tuple] = []  # (plan, rank, n, m_lo, m_hi, stride, scale)
+    checked: dict[int, list[tuple]] = {}  # shapes whose plans were checked before being bound
+    # the smallest micro-batch (its index) whose plan did not fit, per shape without the
+    # micro-batch and per ZeRO/recompute/SP: activations grow with it, so the larger ones are
+    # skipped unpriced, as a walk up the micro-batches stops at the first that does not fit
+    too_big: dict[tuple, int] = {}
+
+    def check(j: int) -> list[tuple]:
+        """Shape j's plans that pass the shape rules and fit the memory (counted, errors kept)."""
+        lb, order, shape, total, m_lo, m_hi, n, stride, scale = groups[j]
+        count["infeasible"] += (total - n) * len(zrs)
+        fields = {k: v for k, v in vars(shape).items() if k not in _PER_PLAN}
+        out = []
+        for z_, (z, r, sp) in enumerate(zrs):
+            place = (*order[:3], z_, order[3])  # the space's order: mb innermost
+            if too_big.get(place[:4], order[3] + 1) < order[3]:
+                count["pruned_memory"] += n
+                continue
+            plan = Plan(**fields, zero=z, recompute=r, sequence_parallel=sp)  # (as replace)
+            try:
+                check_plan(c, chips, plan, shape.dp * shape.micro_batch * m_lo, seq)
+            except Infeasible as err:
+                errors.append((place, err))
+                count["infeasible"] += n
+                continue
+            if not n:
+                continue
+            mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
+                              fp8_param_gather=fp8_param_gather)  # fmt: skip
+            held = _offload(c, plan, mem, seq, usable, topo, **offload)
+            if held is not None:  # the least moved to host memory that fits
+                plan = held
+            elif sum(mem.values()) > usable:
+                errors.append((place, _memory_error(mem, usable)))
+                count["pruned_memory"] += n
+                too_big[place[:4]] = min(too_big.get(place[:4], order[3]), order[3])
+                continue
+            out.append((plan, (lb, place), n, m_lo, m_hi, stride, scale))
+        return out
+
     while heap:
         bound, kind, rank, j = heapq.heappop(heap)
         if best is not None and not alternatives and bound > best[0]:
             heap.append((bound, kind, rank, j))
             count["pruned_bound"] += sum(
-                groups[q][3] * len(zrs) if k <= 1 else items[q][2] for _, k, _, q in heap
+                items[q][2]
+                if k > 1
+                else sum(it[2] for it in checked[q])
+                if q in checked
+                else groups[q][3] * len(zrs)
+                for _, k, _, q in heap
             )
             break
         if kind == 0 and not alternatives and groups[j][6]:
             # its layers' compute, the least any of its plans computes (sequence parallelism
-            # where searched), bounds it more tightly: back in the queue
+            # where searched), bounds it more tightly: back in the queue. A layer shape not
+            # priced before is priced only once one of its plans fits (memory is cheaper).
             g = groups[j]
             least = replace(g[2], sequence_parallel=True in sps)
             try:
-                cb = compute_lower_bound(chip, c, least, seq, dtype, run) * g[8]
-            except ChipforgeError:  # a shape its checks refuse: they say why below
+                cb = compute_lower_bound(chip, c, least, seq, dtype, run, cached_only=True)
+                if cb is None:
+                    checked[j] = check(j)
+                    if not checked[j]:
+                        continue
+                    cb = compute_lower_bound(chip, c, least, seq, dtype, run)
+            except ChipforgeError:  # a shape its checks refuse: they say why
                 cb = 0.0
-            if cb > bound:
-                heapq.heappush(heap, (cb, 1, rank, j))
+            if cb * g[8] > bound:
+                heapq.heappush(heap, (cb * g[8], 1, rank, j))
                 continue
-        if kind <= 1:  # a shape: its plans, checked
-            lb, order, shape, total, m_lo, m_hi, n, stride, scale = groups[j]
-            count["infeasible"] += (total - n) * len(zrs)
-            fields = {k: v for k, v in vars(shape).items() if k not in _PER_PLAN}
-            for z_, (z, r, sp) in enumerate(zrs):
-                plan = Plan(**fields, zero=z, recompute=r, sequence_parallel=sp)  # (as replace)
-                place = (*order[:3], z_, order[3])  # the space's order: mb innermost
-                try:
-                    check_plan(c, chips, plan, shape.dp * shape.micro_batch * m_lo, seq)
-                except Infeasible as err:
-                    errors.append((place, err))
-                    count["infeasible"] += n
-                    continue
-                if not n:
-                    continue
-                mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
-                                  fp8_param_gather=fp8_param_gather)  # fmt: skip
-                held = _offload(c, plan, mem, seq, usable, topo, **offload)
-                if held is not None:  # the least moved to host memory that fits
-                    plan = held
-                elif sum(mem.values()) > usable:
-                    errors.append((place, _memory_error(mem, usable)))
-                    count["pruned_memory"] += n
-                    continue
-                items.append((plan, (lb, place), n, m_lo, m_hi, stride, scale))
-                heapq.heappush(heap, (bound, 2, (lb, place), len(items) - 1))
+        if kind <= 1:  # a shape: its plans, checked, each queued
+            for it in checked.pop(j) if j in checked else check(j):
+                items.append(it)
+                heapq.heappush(heap, (bound, 2, it[1], len(items) - 1))
             continue
         plan, rank, n, m_lo, m_hi, stride, scale = items[j]
         if kind == 2 and not alternatives:  # its own layers' compute (sequence parallelism)
