@@ -444,9 +444,9 @@ def test_mixtral_grouped_gemm_runs_with_chipforges_own_code(saved):
     Mixtral's bf16 run: bf16 router scores can overturn a near-tied top-2 choice, which moves
     a whole row to another expert. The run also compares with PyTorch fp32 under the chip
     run's own top-k choices (`routed_reference`), reports how many rows flipped and the largest
-    fp32 score margin a flip overturned; it matches when every flip is within the run's own
-    2^-6 bound (a tie at this precision) and the output is within 2^-6 under those choices.
-    Given fp32's own choices, that reference is the plain fp32 output exactly."""
+    fp32 score margin a flip overturned; it matches when every flip is within the run's bound
+    (a tie at this precision) and the output is within it under those choices; here both are
+    within 2^-6. Given fp32's own choices, that reference is the plain fp32 output exactly."""
     from transformers.integrations.moe import _grouped_mm_fallback
 
     from chipforge.sim.graph_run import run_model, sample_input
