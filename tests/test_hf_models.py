@@ -390,6 +390,29 @@ def test_onnx_dynamo_export_imports_and_runs_with_no_flag(saved, tmp_path):
     assert run["result"] == "match" and run["max_rel_diff"] <= 2.0**-6
 
 
+def test_onnx_torchscript_export_with_a_padding_mask_is_causal(saved, tmp_path):
+    """The TorchScript exporter (dynamo=False) fails inside torch on transformers 5's
+    `aten::diff` unless an attention_mask is passed; with one it traces the causal comparison
+    into a constant and-ed with the padding mask from the input: costed causal, matrix FLOPs
+    within 2 % of FlopCounterMode on the same call. (Its trace keeps one position's logits,
+    transformers' `logits_to_keep` slice: the reference is `model(..., logits_to_keep=1)`.)"""
+    import warnings
+
+    from chipforge.workload.parse import parse_workload
+
+    model, ids, _ = saved["qwen2"]
+    mask = torch.ones_like(ids)
+    path = tmp_path / "qwen2_ts.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (ids, mask), str(path), dynamo=False, opset_version=17)
+    graph = parse_workload(str(path))
+    assert graph.meta["attention"] == "causal"
+    want = torch_flops(model, ids, attention_mask=mask, logits_to_keep=1)
+    matrix = sum(op.total_flops for op in graph.ops if op.kind in MATRIX)
+    assert matrix == pytest.approx(want, rel=0.02)
+
+
 def test_whisper_encoder_conv1d_front_end_both_save_paths(tmp_path):
     """Whisper's audio encoder (two Conv1d, full attention): the raw .pt2 and the dynamo ONNX
     both import with no flag, FLOPs within 2 % of FlopCounterMode, attention costed full, and

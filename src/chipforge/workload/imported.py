@@ -222,7 +222,8 @@ def mask_kind(made: dict[str, Node], mask: str, reach: int = 400) -> tuple[bool,
     for compare in (n for n in ancestors(mask) if n.kind in COMPARES):
         sides = [i for i in compare.inputs[:2] if i]
         if len(sides) != 2 or not all(
-            any(a.source.endswith("arange") for a in ancestors(i)) for i in sides
+            any(a.source.endswith("arange") or a.source == "Range" for a in ancestors(i))
+            for i in sides
         ):
             continue
         # the side that must be greater: gt/ge(a, b) -> a; lt/le(a, b) -> b

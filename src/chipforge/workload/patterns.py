@@ -127,7 +127,8 @@ def _band(data) -> tuple[bool, int] | None:
 
     if np.ndim(data) < 2:
         return None
-    blocked = np.asarray(data, dtype=np.float64) < -1e4
+    data = np.asarray(data)
+    blocked = ~data if data.dtype == bool else data.astype(np.float64) < -1e4  # bool: allowed
     rows, cols = blocked.shape[-2:]
     upper = np.triu(np.ones((rows, cols), bool), 1 + cols - rows)
     if (blocked == upper).all():
@@ -153,7 +154,13 @@ def _causal(view: _View, masks: list[str]) -> tuple[bool, int]:
             return causal, window
         seen, todo = 0, [vid]
         while todo and seen < 64:  # the mask's static ancestry
-            node = view.made_by.get(todo.pop())
+            at = todo.pop()
+            value = view.p.values.get(at)
+            if at != vid and value is not None and value.data is not None:
+                kind = _band(value.data)  # a folded comparison: the triangle as a constant,
+                if kind:  # and-ed with a padding mask from an input (TorchScript's export)
+                    return kind
+            node = view.made_by.get(at)
             seen += 1
             if node is None:
                 continue
