@@ -408,3 +408,17 @@ def test_working_set_warning_has_an_si_prefix(tmp_path):
     code, _, err = cli("evaluate", "--chip", "h100", "--workload", str(path), "--json")
     assert code == 0, err
     assert __import__("re").search(r"working set [\d.]+ EB exceeds h100's 80.0 GB", err), err
+
+
+def test_compare_refuses_one_chip_twice_by_another_spelling(tmp_path):
+    """compare took one TOML by two paths (two identical rows), and a user TOML named "h100"
+    next to the h100 preset (two rows both called h100, different numbers)."""
+    _own_chip_and_rack(tmp_path)
+    mine = tmp_path / "my-chip.toml"
+    fake = tmp_path / "fake.toml"
+    fake.write_text(mine.read_text().replace('name = "my-chip"', 'name = "h100"', 1))
+    for chips in (f"{mine},{tmp_path}/../{tmp_path.name}/my-chip.toml", f"{fake},h100"):
+        code, _, err = cli("compare", "--chip", chips, "--workload", "gpt2", "--json")
+        assert_user_error(code, err, "are both chip", "give each chip once")
+    code, _, err = cli("compare", "--chip", f"{mine},h100", "--workload", "gpt2", "--json")
+    assert code == 0, err

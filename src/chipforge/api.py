@@ -74,10 +74,10 @@ def compare(chips, workload: str) -> list:
     >>> [r.chip for r in compare("forge-n3,h100", "gpt2")]
     ['forge-n3', 'h100']
     """
-    from chipforge.spec.loader import chip_list
+    from chipforge.spec.loader import chip_list, load_chips
 
     names = chip_list(chips, "chips") if isinstance(chips, str) else list(chips)
-    return [evaluate(c, workload) for c in names]
+    return [evaluate(c, workload) for c in load_chips(names, "chips")]
 
 
 def plan_training(chip, model, chips: int, **kw):

@@ -29,7 +29,7 @@ from chipforge.perf import estimate
 from chipforge.perf.validate import run_validation, summary
 from chipforge.report import tables as tb
 from chipforge.spec import load_chip, preset_names
-from chipforge.spec.loader import chip_list
+from chipforge.spec.loader import chip_list, load_chips
 from chipforge.workload import load_model, model_names, parse_workload
 
 DEMO_CHIPS = ("forge-n3", "gb200", "b200", "h100", "tpu-v7")
@@ -194,7 +194,7 @@ def compare(
         chip = chips if chip is None else f"{chip},{chips}"
     names = chip_list(chip)
     graph = _workload(workload, allow_unsupported, trust_pickle)
-    results = [estimate(graph, load_chip(c)) for c in names]
+    results = [estimate(graph, spec) for spec in load_chips(names)]
     shown: set[str] = set()  # the workload's own warnings (unsupported ops) once, not per chip
     for r in results:
         warn(r, skip=shown)

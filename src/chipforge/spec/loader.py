@@ -97,6 +97,22 @@ def chip_list(text: str | None, flag: str = "--chip") -> list[str]:
     return names
 
 
+def load_chips(names: list, flag: str = "--chip") -> list[ChipSpec]:
+    """The chips of a list (`chip_list`'s), loaded; two entries that are the same chip by name
+    (one TOML by two paths, or a user TOML named like a preset) are an error: their rows would
+    carry one name."""
+    specs = [n if isinstance(n, ChipSpec) else load_chip(n) for n in names]
+    seen: dict[str, Any] = {}
+    for n, spec in zip(names, specs, strict=True):
+        if spec.name in seen:
+            raise SpecError(
+                f"`{flag}` {str(seen[spec.name])[:80]} and {str(n)[:80]} are both chip "
+                f"{spec.name!r}; give each chip once (or rename one: its TOML's `name`)"
+            )
+        seen[spec.name] = n
+    return specs
+
+
 def chip_from_dict(data: dict[str, Any], where: str = "chip") -> ChipSpec:
     """Validate a chip description (already parsed from TOML or JSON)."""
     try:
