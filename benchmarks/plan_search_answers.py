@@ -1,0 +1,57 @@
+"""The training-plan search's answers on a fixed set of 98 cases, one JSON line each (the
+result's to_dict() without its `search` counters), to check that a change to the search
+leaves every chosen plan and figure as it was: run it on both source trees and diff.
+
+    git archive $(git merge-base HEAD main) src | tar -x -C /tmp/base
+    PYTHONPATH=/tmp/base/src python benchmarks/plan_search_answers.py /tmp/before.jsonl
+    PYTHONPATH=src python benchmarks/plan_search_answers.py /tmp/after.jsonl
+    diff /tmp/before.jsonl /tmp/after.jsonl && echo same
+
+About 10-20 minutes of one core (the global-batch ranges and offload searches are the slow ones).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import chipforge as cf
+from chipforge.errors import ChipforgeError
+
+VARIANTS = (
+    {},
+    {"global_batch": "256:1024"},
+    {"schedule": "dualpipe"},
+    {"tp": 2},
+    {"activation_offload": True, "optimizer_offload": True},
+)
+
+
+def cases() -> list[tuple]:
+    out = [
+        ("forge-n3", "llama3-405b", 65536, {"tokens": 1.5e14}),
+        ("h100", "llama3-405b", 16384, {}),
+    ]
+    for chip in ("forge-n3", "h100", "gb200"):
+        for model in ("llama3-8b", "mixtral-8x7b", "llama3-70b"):
+            for n in (8, 512):
+                out += [(chip, model, n, kw) for kw in VARIANTS]
+                if model == "llama3-8b":
+                    out.append((chip, model, n, {"alternatives": 3, "global_batch": "64:96"}))
+    return out
+
+
+def main(path: str) -> None:
+    with open(path, "w") as f:
+        for i, (chip, model, n, kw) in enumerate(cases()):
+            try:
+                r = cf.plan_training(chip, model, n, seq=4096, **kw).to_dict()
+                r.pop("search")
+            except ChipforgeError as e:
+                r = {"error": str(e)}
+            f.write(json.dumps([i, chip, model, n, kw, r], sort_keys=True, default=str) + "\n")
+            f.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
