@@ -125,11 +125,11 @@ def test_raw_export_imports_flops_and_params(saved, arch):
     assert graph.meta["attention"] == "causal"  # transformers' mask is recognised as causal
 
 
-# config.json costs what the model's shapes say; the raw .pt2 adds the vector work of norms the
-# builder does not model (per-head q/k RMSNorms of Qwen3 and Gemma 3, Gemma's four norms a
-# layer, Qwen2-MoE's routing arithmetic): at hidden 64 that is 1-2.3 % of the total, so those
-# compare matrix FLOPs only (equal: the same matmuls and attention)
-TOTAL_AGREES = ("llama", "qwen2", "phi3", "mixtral", "gpt2", "neox")
+# config.json costs what the model's shapes say; the raw .pt2 adds the vector work of Qwen2-MoE's
+# routing arithmetic (softmax, top-k, sort, histc) and its shared-expert gate, which the builder
+# does not model: 1.1 % of the total at hidden 64, so it compares matrix FLOPs only (within
+# 0.11 %: the gate's hidden x 1 matmul)
+TOTAL_AGREES = ("llama", "qwen2", "qwen3", "gemma3", "phi3", "mixtral", "gpt2", "neox")
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -221,6 +221,7 @@ def test_gemma2_softcapped_eager_attention_fuses_with_its_window(tmp_path):
     matrix = lambda g: sum(op.total_flops for op in g.ops if op.kind in MATRIX)  # noqa: E731
     assert matrix(pt2) == pytest.approx(executed - per_pair * (window + causal), rel=0.02)
     assert matrix(cfg) == pytest.approx(matrix(pt2), rel=0.01)
+    assert cfg.flops == pytest.approx(pt2.flops, rel=0.01)
     assert "8-token sliding window" in pt2.meta["attention"]
     assert "1 of 2 layers" in cfg.meta["attention"]
     assert cfg.meta["params"] == pytest.approx(sum(p.numel() for p in model.parameters()), 0.005)

@@ -452,7 +452,7 @@ def stage_cost(
             # Megatron-Core moe_shared_expert_overlap: the shared experts run on their own
             # stream beside the dispatch and combine, forward and backward; their time taken
             # as their share of the layer's active parameters (the layer's GEMMs dominate)
-            shared = c.shared_experts * c.ffn_matrices * c.hidden * c.expert_ffn
+            shared = c.ffn_matrices * c.hidden * c.shared_width
             share = shared / (c.attention_params() + c.ffn_params(True, active=True))
             t_ep = max(0.0, t_ep - share * (fwd + bwd + rec) * layers * moe_frac)
     # CP: ring attention passes K and V around the CP ring, overlapped with attention compute

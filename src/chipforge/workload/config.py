@@ -19,7 +19,7 @@ class ModelFieldError(WorkloadError):
         super().__init__(f"`{field}` {problem}")
 
 
-ACTIVATIONS = ("swiglu", "gelu")
+ACTIVATIONS = ("swiglu", "geglu", "gelu")
 MAX_SIZE = 2**53  # sizes beyond are not exact as floats
 # integer fields and their least value; the optional ones may be None (a documented default)
 INT_FIELDS = {
@@ -27,7 +27,8 @@ INT_FIELDS = {
     **dict.fromkeys(("kv_heads", "head_dim", "moe_ffn", "v_head_dim", "shared_ffn"), 1),
     **dict.fromkeys(
         ("experts", "top_k", "shared_experts", "dense_layers", "q_lora", "kv_lora", "rope_dim")
-        + ("mtp_layers", "expert_groups", "group_top_k", "window", "window_layers", "other_params"),
+        + ("mtp_layers", "expert_groups", "group_top_k", "window", "window_layers", "other_params")
+        + ("layer_norms",),
         0,
     ),
 }
@@ -46,8 +47,10 @@ class ModelConfig:
     head_dim: int | None = None  # None: hidden / heads
     ffn: int  # intermediate size of a dense FFN
     vocab: int
-    act: str = "swiglu"  # swiglu (3 matrices, Llama) or gelu (2 matrices, GPT)
+    act: str = "swiglu"  # swiglu (3 matrices, Llama), geglu (3, Gemma) or gelu (2, GPT)
     tied_embeddings: bool = False
+    layer_norms: int = 2  # norms a block applies to the hidden state (Gemma 2/3: 4)
+    qk_norm: bool = False  # per-head RMSNorms on queries and keys (Qwen3, Gemma 3)
     seq: int = 4096  # training context length, the default for prefill/train
     # Mixture of experts (Shazeer et al. 2017; Mixtral; DeepSeek-V3)
     experts: int = 0  # routed experts per MoE layer; 0: dense model
@@ -139,10 +142,9 @@ class ModelConfig:
             raise ModelFieldError(
                 "act", f"must be one of {', '.join(ACTIVATIONS)}, not {self.act!r}"
             )
-        if not isinstance(self.tied_embeddings, bool):
-            raise ModelFieldError(
-                "tied_embeddings", f"must be true or false, not {self.tied_embeddings!r}"
-            )
+        for flag in ("tied_embeddings", "qk_norm"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ModelFieldError(flag, f"must be true or false, not {getattr(self, flag)!r}")
         for f, least in INT_FIELDS.items():
             value = getattr(self, f)
             if value is None and f in OPTIONAL_FIELDS:
@@ -191,7 +193,7 @@ class ModelConfig:
 
     @property
     def ffn_matrices(self) -> int:
-        return 3 if self.act == "swiglu" else 2
+        return 3 if self.act in ("swiglu", "geglu") else 2
 
     def attention_params(self) -> int:
         h, H, d = self.hidden, self.heads, self.d_head

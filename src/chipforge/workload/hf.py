@@ -127,6 +127,7 @@ def _gemma(pattern: int) -> Callable[[_Keys], dict]:
         head_dim = c.int("head_dim", "head_dim", None) or 256
         out["head_dim"] = head_dim if head_dim != hidden // heads else None
         out["tied_embeddings"] = c.flag("tie_word_embeddings", True)
+        out |= {"act": "geglu", "layer_norms": 4, "qk_norm": pattern == 6}  # Gemma 3: q/k norms
         every = c.int("sliding_window_pattern", "window_layers", None) or pattern
         return out | _window(c, out["layers"], lambda i: (i + 1) % every != 0)
 
@@ -240,7 +241,7 @@ MODEL_TYPES = {
     "llama": _llama,
     "mistral": _mistral,
     "qwen2": _qwen2,
-    "qwen3": _qwen2,
+    "qwen3": lambda c: _qwen2(c) | {"qk_norm": True},
     "phi3": _llama,
     "gemma2": _gemma(2),
     "gemma3_text": _gemma(6),

@@ -89,9 +89,11 @@ def attention_block(
         )  # fmt: skip
     else:
         kvh = max(1, c.n_kv_heads // tp)  # KV heads are replicated when tp > kv_heads
+        qk = t * (heads + kvh) * c.d_head  # query and key elements
         ops += [
             _mm("qkv_proj", t, (heads + 2 * kvh) * c.d_head, h, dtype),
-            _vec("rope", t * (heads + kvh) * c.d_head, dtype, 3),
+            *([_vec("qk_norm", qk, dtype, NORM_FLOPS)] if c.qk_norm else []),
+            _vec("rope", qk, dtype, 3),
             Attention(
                 name="attention",
                 batch=b,
@@ -193,8 +195,10 @@ def ffn_block(c: ModelConfig, *, t: int, tp: int, dtype: str, moe: bool, ep: int
 def _dense_ffn(
     c: ModelConfig, prefix: str, *, t: int, ffn: int, dtype: str, groups: int = 1
 ) -> list[Op]:
-    up = ffn * (2 if c.act == "swiglu" else 1)
-    act_flops, act_trans = (4, 1) if c.act == "swiglu" else (8, 1)  # silu(g)*u ; tanh-gelu
+    gated = c.act in ("swiglu", "geglu")
+    up = ffn * (2 if gated else 1)
+    # silu(g) * u; tanh-gelu(g) * u; tanh-gelu
+    act_flops, act_trans = {"swiglu": (4, 1), "geglu": (9, 1), "gelu": (8, 1)}[c.act]
     return [
         _mm(f"{prefix}_up", t, up, c.hidden, dtype, batch=groups),
         _vec(
@@ -203,7 +207,7 @@ def _dense_ffn(
             dtype,
             act_flops,
             act_trans,
-            tensors=3 if c.act == "swiglu" else 2,
+            tensors=3 if gated else 2,
         ),
         _mm(f"{prefix}_down", t, c.hidden, ffn, dtype, batch=groups),
     ]
@@ -261,9 +265,15 @@ def _layer(
     ep: int = 1,
     window: int = 0,
 ) -> list[Op]:
-    return attention_block(
-        c, b=b, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, causal=True, window=window
-    ) + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe, ep=ep)
+    extra = c.layer_norms - 2  # Gemma's norms after attention and after the FFN
+    norms = [_vec("extra_norms", b * q * c.hidden * extra, dtype, NORM_FLOPS)] if extra > 0 else []
+    return (
+        attention_block(
+            c, b=b, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, causal=True, window=window
+        )
+        + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe, ep=ep)
+        + norms
+    )
 
 
 def _prefixed(ops: list[Op], prefix: str, count: int) -> list[Op]:

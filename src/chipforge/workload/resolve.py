@@ -60,7 +60,7 @@ def model_value(key: str, value: str, where: str = "model"):
     checks each field's range)."""
     if key in ("act", "name"):
         return value
-    if key == "tied_embeddings":
+    if key in ("tied_embeddings", "qk_norm"):
         if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
             raise WorkloadError(f"`{where}.{key}` must be true or false, not {value!r}")
         return value.lower() in ("1", "true", "yes")
