@@ -422,3 +422,21 @@ def test_compare_refuses_one_chip_twice_by_another_spelling(tmp_path):
         assert_user_error(code, err, "are both chip", "give each chip once")
     code, _, err = cli("compare", "--chip", f"{mine},h100", "--workload", "gpt2", "--json")
     assert code == 0, err
+
+
+def test_studio_keeps_a_bounded_number_of_uploads(monkeypatch):
+    """Every upload (and every file opened from a shared URL) was kept on disk for the session
+    without a count cap: requests could fill the disk 8 MiB at a time."""
+    pytest.importorskip("dash")
+    import base64
+
+    from chipforge.errors import ChipforgeError
+    from chipforge.studio import compute
+
+    monkeypatch.setattr(compute, "_UPLOADS", {})
+    monkeypatch.setattr(compute, "MAX_UPLOADS", 3)
+    keys = [compute.keep(f"x = {i}\\n".encode(), "chip") for i in range(3)]
+    assert compute.keep(b"x = 0\\n", "chip") == keys[0]  # the same bytes: the same file
+    upload = "data:text/plain;base64," + base64.b64encode(b"x = 9\\n").decode()
+    with pytest.raises(ChipforgeError, match="at most 3 uploaded files"):
+        compute.save_upload(upload, "chip")

@@ -163,9 +163,17 @@ def save_upload(contents: str, kind: str, limit: int = MAX_TEXT_BYTES) -> str:
     return keep(data, kind)
 
 
+MAX_UPLOADS = 1000  # files kept for a session (uploads and files opened from shared URLs)
+
+
 def keep(data: bytes, kind: str) -> str:
-    """`data` kept as a `kind` file in the studio's folder, under its digest: its key."""
+    """`data` kept as a `kind` file in the studio's folder, under its digest: its key. At most
+    MAX_UPLOADS files (each under the text cap) a session, so requests cannot fill the disk."""
     key = hashlib.sha256(data).hexdigest()[:32]
+    if key not in _UPLOADS and len(_UPLOADS) >= MAX_UPLOADS:
+        raise ChipforgeError(
+            f"the studio keeps at most {MAX_UPLOADS} uploaded files a session; restart it"
+        )
     if key not in _UPLOADS:
         folder = _upload_dir() / f"{kind}-{key}"
         folder.mkdir(exist_ok=True)
