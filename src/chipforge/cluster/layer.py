@@ -192,6 +192,7 @@ def module_forward(*args, **kwargs) -> dict[str, float]:
     `layer_costs`'s arguments ("core_attn" is its attention-core forward). Cached with it."""
     bound = _SIGNATURE.bind(*args, **kwargs)
     bound.apply_defaults()
+    bound.arguments.pop("cached_only")  # a caller's choice, not part of the layer's shape
     chip, *rest = bound.arguments.values()
     k = (chip_key(chip), *rest)
     if k not in _MODULES:
