@@ -440,3 +440,20 @@ def test_studio_keeps_a_bounded_number_of_uploads(monkeypatch):
     upload = "data:text/plain;base64," + base64.b64encode(b"x = 9\\n").decode()
     with pytest.raises(ChipforgeError, match="at most 3 uploaded files"):
         compute.save_upload(upload, "chip")
+
+
+@pytest.mark.parametrize("dtype", [{"a": 1}, ["F16"], None, 16])
+def test_safetensors_dtype_of_another_type(tmp_path, dtype):
+    """A header whose dtype is a table was a TypeError (unhashable dict), exit 3 (found by the
+    model-folder fuzzer with random seeds)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from chipforge.errors import WorkloadError
+    from chipforge.workload.checkpoint import read_folder
+
+    path = tmp_path / "model.safetensors"
+    save_file({"a": np.zeros((4, 4), np.float16)}, path)
+    _retile(path, lambda h: {"a": h["a"] | {"dtype": dtype}})
+    with pytest.raises(WorkloadError, match="malformed"):
+        read_folder(tmp_path)

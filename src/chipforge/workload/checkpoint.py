@@ -88,7 +88,8 @@ def header(path: Path) -> dict:
     for name, meta in doc.items():
         if name == "__metadata__":
             continue
-        ok = isinstance(meta, dict) and meta.get("dtype") in DTYPE_BYTES
+        ok = isinstance(meta, dict) and isinstance(meta.get("dtype"), str)
+        ok = ok and meta["dtype"] in DTYPE_BYTES  # a list or table as dtype: no TypeError
         shape, span = (meta.get("shape"), meta.get("data_offsets")) if ok else (None, None)
         ok = ok and isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
         ok = ok and isinstance(span, list) and len(span) == 2
