@@ -111,7 +111,9 @@ def test_the_studio_in_chromium(studio, tmp_path):
             page.wait_for_function(
                 "!document.querySelector('#speed-vs-h100').innerText.includes('llama3-8b')"
             )
-            assert "configz=" in page.url  # the uploaded file is in the shareable URL
+            # the uploaded file is in the shareable URL (the URL callback may land after the
+            # page's numbers: wait for it rather than read it at once)
+            page.wait_for_function("location.search.includes('configz=')")
             page.click("#cycle-btn")  # the cycle engine on one layer of the uploaded model
             page.wait_for_selector("#cycle-table table")
             assert "cycle engine" in page.inner_text("#cycle-table")
@@ -156,6 +158,7 @@ def test_the_studio_in_chromium(studio, tmp_path):
             download.value.save_as(ARTIFACTS / "studio-decide.html")
 
             # the URL is the state: a fresh tab on it shows the edited clock and the page
+            page.wait_for_function("location.search.includes('page=decide')")
             shared = page.url
             assert "f-clock=2.8+GHz" in shared and "page=decide" in shared
             other = browser.new_page()
