@@ -378,3 +378,32 @@ def test_mutated_archives_only_raise_one_line_errors(tmp_path, base, monkeypatch
             except ChipforgeError as e:
                 assert "\n" not in str(e), (i, str(e))
     assert not Path("pwned").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_the_unpickling_lines_check_the_trust_flag_themselves(tmp_path):
+    """The two places that unpickle (torch.export.load, and torch.load of a pickled archive
+    entry) refuse on their own without the trust flag, not only through their callers' checks:
+    neither the file nor its pickle is ever opened."""
+    import io
+    from types import SimpleNamespace
+
+    from chipforge.errors import WorkloadError
+    from chipforge.sim import pt2_module
+    from chipforge.workload import torch_import
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    bad = tmp_path / "m.pt2"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("m/data/weights/w0", pickle.dumps(Evil()))
+    with pytest.raises(WorkloadError, match="--trust-pickle"):
+        torch_import.load_exported(bad, trust_pickle=False)
+    archive = SimpleNamespace(path=bad, prefix="m/")
+    meta = {"path_name": "w0", "use_pickle": True}
+    with zipfile.ZipFile(bad) as z, pytest.raises(WorkloadError, match="--trust-pickle"):
+        pt2_module._tensor(io, z, archive, "weights", "w", meta, {}, trust=False)
+    assert not marker.exists()

@@ -108,7 +108,7 @@ def load(path: Path, dims: dict[str, int], *, trust_pickle: bool = False) -> Loa
         try:
             configs = _configs(z, archive, trust_pickle)
             torch = require("torch", "a torch.export program")
-            tensors = _tensors(torch, z, archive, configs)
+            tensors = _tensors(torch, z, archive, configs, trust_pickle)
             module = _module(torch, archive, tensors)
         except pa.Surprise as e:
             raise pa.unreadable(source, str(e)) from None
@@ -138,7 +138,9 @@ def _configs(z: zipfile.ZipFile, archive: pa.Archive, trust: bool) -> list[tuple
     return configs
 
 
-def _tensors(torch, z: zipfile.ZipFile, archive: pa.Archive, configs: list) -> dict[str, Any]:
+def _tensors(
+    torch, z: zipfile.ZipFile, archive: pa.Archive, configs: list, trust: bool
+) -> dict[str, Any]:
     """The graph inputs that are not user inputs, by graph input name, from the raw files."""
     source = archive.path.name
     wanted = {}
@@ -154,7 +156,7 @@ def _tensors(torch, z: zipfile.ZipFile, archive: pa.Archive, configs: list) -> d
     for kind, config in configs:
         for fqn in wanted.values():
             if fqn not in out and fqn in config:
-                out[fqn] = _tensor(torch, z, archive, kind, fqn, config[fqn], files)
+                out[fqn] = _tensor(torch, z, archive, kind, fqn, config[fqn], files, trust)
     for graph_name, fqn in wanted.items():
         if fqn not in out:
             raise pa.unreadable(source, f"no weight {fqn[:80]!r} for input {graph_name[:80]!r}")
@@ -169,7 +171,7 @@ def _tensors(torch, z: zipfile.ZipFile, archive: pa.Archive, configs: list) -> d
     return {graph_name: out[fqn] for graph_name, fqn in wanted.items()}
 
 
-def _tensor(torch, z, archive, kind: str, fqn: str, meta: dict, files: dict):
+def _tensor(torch, z, archive, kind: str, fqn: str, meta: dict, files: dict, trust: bool):
     source = archive.path.name
     path = meta.get("path_name")
     where = f"{kind} entry {fqn[:80]!r}"
@@ -179,7 +181,9 @@ def _tensor(torch, z, archive, kind: str, fqn: str, meta: dict, files: dict):
     if member not in z.NameToInfo:
         raise pa.not_an_archive(source, f"{where}: no {member[:80]}")
     info = z.getinfo(member)
-    if meta.get("use_pickle") or meta.get("tensor_meta") is None:  # trusted (`_configs`)
+    if meta.get("use_pickle") or meta.get("tensor_meta") is None:
+        if not trust:  # `_configs` refused it already; the unpickling line checks it again
+            raise WorkloadError(f"`workload` {source}: {where} is pickled; {pa.TRUST_HINT}")
         data = pa.read_member(z, info, source, info.file_size)
         try:
             value = torch.load(io.BytesIO(data), weights_only=False)

@@ -141,9 +141,13 @@ def load_pt2(
     except pt2_archive.Unreadable:
         if not trust_pickle:
             raise
-        return from_exported(load_exported(path), name=path.name, dims=dims, **options)
+        return from_exported(
+            load_exported(path, trust_pickle=trust_pickle), name=path.name, dims=dims, **options
+        )
     if trust_pickle and any(node.kind == "unsupported" for node in program.nodes):
-        return from_exported(load_exported(path), name=path.name, dims=dims, **options)
+        return from_exported(
+            load_exported(path, trust_pickle=trust_pickle), name=path.name, dims=dims, **options
+        )
     with gc_paused():
         return _to_graph(program, path, options)
 
@@ -163,9 +167,15 @@ def _to_graph(program: Program, path: Path, options: dict) -> Graph:
         raise pt2_archive.unreadable(path.name, why) from None
 
 
-def load_exported(path: Path) -> Any:
+def load_exported(path: Path, *, trust_pickle: bool) -> Any:
     """`torch.export.load(path)`: it unpickles the file's weights and constants, which can run
-    any code the file holds. Only for `trust_pickle` (the user vouches for the file)."""
+    any code the file holds. Only with `trust_pickle` (the user vouches for the file): without
+    it, a one-line refusal, so no caller can reach torch.export.load by forgetting the flag."""
+    if not trust_pickle:
+        raise WorkloadError(
+            f"`workload` {path.name}: reading it needs torch.export.load, which unpickles the "
+            f"file; chipforge does not unpickle model files: {pt2_archive.TRUST_HINT}"
+        )
     torch = _torch()
     logger = logging.getLogger("torch.export")  # logs a traceback before it raises
     logger.addFilter(_without_traceback)
