@@ -424,24 +424,7 @@ def test_whisper_encoder_conv1d_front_end_both_save_paths(tmp_path):
     from chipforge.workload.parse import parse_workload
 
     T = transformers
-    config = T.WhisperConfig(
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=128,
-        decoder_ffn_dim=128,
-        num_mel_bins=16,
-        max_source_positions=16,
-        max_target_positions=32,
-        vocab_size=VOCAB,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-        use_cache=False,
-    )
+    config = T.WhisperConfig(**(WHISPER | dict(max_target_positions=32)), use_cache=False)
     torch.manual_seed(0)
     encoder = T.WhisperForConditionalGeneration(config).eval().model.encoder
     mel = torch.randn(1, 16, 32)  # (batch, mel bins, frames = 2 x max_source_positions)

@@ -27,9 +27,7 @@ pytestmark = pytest.mark.models
 
 MATRIX = ("matmul", "attention", "conv")  # the op kinds FlopCounterMode counts
 BOUND = 2.0**-6  # normwise bf16 bound the functional runs are held to
-VOCAB, TOKENS = 256, 32
-TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
-VISION = TEXT | dict(image_size=32, patch_size=8)
+from test_hf_models import TEXT, TOKENS, VISION, VOCAB, WHISPER  # noqa: E402  (one set of sizes)
 
 
 def trained_looking(model, seed: int = 0):
@@ -162,24 +160,7 @@ def build(arch: str):
         config = T.CLIPConfig(text_config=text, vision_config=VISION, projection_dim=32)
         return T.CLIPModel(config), (ids, pixels[..., :32, :32]), {}
     if arch == "whisper":
-        config = T.WhisperConfig(
-            d_model=64,
-            encoder_layers=2,
-            decoder_layers=2,
-            encoder_attention_heads=4,
-            decoder_attention_heads=4,
-            encoder_ffn_dim=128,
-            decoder_ffn_dim=128,
-            num_mel_bins=16,
-            max_source_positions=16,
-            max_target_positions=64,
-            vocab_size=VOCAB,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-            decoder_start_token_id=1,
-            use_cache=False,
-        )
+        config = T.WhisperConfig(**WHISPER, use_cache=False)
         mel = torch.randn(1, 16, 32)  # (batch, mel bins, frames = 2 x max_source_positions)
         return T.WhisperForConditionalGeneration(config), (mel,), {"decoder_input_ids": ids}
     raise AssertionError(arch)
