@@ -24,19 +24,44 @@ def test_wide_ep_holds_whole_experts_over_the_ep_chips():
     assert tp1.weights - ep.weights == pytest.approx((c.experts - 2) * expert)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DeepSeek-V3 decode at ~100+ sequences per GPU is too cheap in the model (+98% as a "
-    "decode pool with the all-to-all overlapped, as the source describes); cause not isolated",
-)
-def test_deepseek_decode_per_h800_within_25_percent():
-    """Held out: ~14.8k output tokens/s per 8-GPU H800 node at decode (Open Infra Index day 6):
-    a decode pool (prompts prefilled on the prefill nodes), the EP all-to-all overlapped."""
-    plan = plan_serving(
+# The published decode figure is a 24-hour average load (day's output tokens over the average
+# decode node count), at 20-22 tokens/s per user: 1850 / 21 = 88.1 sequences per GPU running.
+DECODE_CONCURRENCY = round(144 * 14.8e3 / 8 / 21)
+
+
+def test_deepseek_decode_average_is_a_load_not_a_capacity():
+    """The row compares at the published average concurrency (Little's law), not at the
+    capacity under the 50 ms TPOT bound, which runs more sequences per GPU."""
+    at_load = plan_serving(
+        "h800", "deepseek-v3", 144, tp=1, pp=1, ep=144, disaggregated="decode", ep_overlap=True,
+        isl=4350, osl=1200, dtype="fp8", concurrency=DECODE_CONCURRENCY,
+    )  # fmt: skip
+    capacity = plan_serving(
         "h800", "deepseek-v3", 144, tp=1, pp=1, ep=144, disaggregated="decode", ep_overlap=True,
         **KW,
     )  # fmt: skip
-    assert plan.dp == 1 and plan.batch % 144 == 0
+    assert at_load.batch == DECODE_CONCURRENCY == 12686
+    # throughput at a fixed concurrency is that concurrency over the TPOT
+    thr = at_load.throughput_tokens_per_s
+    assert thr == pytest.approx(DECODE_CONCURRENCY / at_load.tpot_s, rel=1e-9)
+    assert capacity.batch > at_load.batch and capacity.throughput_tokens_per_s > thr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DeepSeek-V3 decode at ~88 sequences per GPU is too cheap in the model (TPOT 35 ms vs "
+    "1/21 s published: +35% at the published load, a decode pool with the all-to-all overlapped, "
+    "as the source describes); cause not isolated",
+)
+def test_deepseek_decode_per_h800_within_25_percent():
+    """Held out: ~14.8k output tokens/s per 8-GPU H800 node at decode (Open Infra Index day 6):
+    a decode pool (prompts prefilled on the prefill nodes), the EP all-to-all overlapped, at the
+    published average concurrency."""
+    plan = plan_serving(
+        "h800", "deepseek-v3", 144, tp=1, pp=1, ep=144, disaggregated="decode", ep_overlap=True,
+        isl=4350, osl=1200, dtype="fp8", concurrency=DECODE_CONCURRENCY,
+    )  # fmt: skip
+    assert plan.dp == 1
     assert math.isclose(plan.throughput_tokens_per_s / 144, 14.8e3 / 8, rel_tol=0.25)
 
 
