@@ -24,5 +24,5 @@ __all__ = [
     "topology_names",
 ]
 
-# registering the validation cases: the serving set and the frontier held-out set
-from chipforge.cluster import frontier_validate, serving_validate  # noqa: E402,F401
+# registering the validation cases: the serving set, the frontier held-out set, the check-only set
+from chipforge.cluster import check_validate, frontier_validate, serving_validate  # noqa: E402,F401

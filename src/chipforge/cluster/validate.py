@@ -19,6 +19,7 @@ from chipforge.cluster.topology import topology_for, torus_shape
 from chipforge.cluster.training import model_flops_per_token
 from chipforge.errors import ChipforgeError
 from chipforge.spec.loader import load_chip
+from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig, load_model
 
 
@@ -66,7 +67,7 @@ def _pairs(text: str) -> dict[str, int]:
 
 def _training_predictor(row: dict) -> Callable[[], float]:
     def predict() -> float:
-        chip = load_chip(row["chip"])
+        chip = row["chip"] if isinstance(row["chip"], ChipSpec) else load_chip(row["chip"])
         chips = int(row["chips"])
         c = _model(row["model"], row["id"])
         topo = topology_for(chip, chips)

@@ -1,0 +1,136 @@
+"""The check-only set (data/check_heldout.csv): published training and serving runs from source
+families the rest of the project's data does not use (torchtitan, MaxText, AMD's ROCm results,
+OCI), selected by the fixed rule in the file's header and committed before any prediction for
+them was looked at. It estimates how the model generalises and is never used to tune anything.
+Registered in `cluster.validate.CASES` as kinds "training-check" and "serving-check"; a row the
+API cannot state (its `not_expressible` column) or the model refuses is reported with the reason,
+never dropped."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from importlib import resources
+
+from chipforge.cluster.serving import plan_serving
+from chipforge.cluster.validate import CASES, ClusterCase, _int, _model, _training_predictor
+from chipforge.errors import Infeasible, WorkloadError
+from chipforge.spec.loader import load_chip
+from chipforge.spec.models import ChipSpec
+
+FILENAME = "check_heldout.csv"
+KINDS = ("training-check", "serving-check")
+TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp": "yes"}
+# `chip_overrides`: a preset with the memory its source states (torchtitan's Grand Teton H100s:
+# 96 GB HBM2e at 2.4 TB/s), as "hbm_capacity=<bytes>;hbm_bandwidth=<bytes/s>"
+OVERRIDES = {"hbm_capacity": "capacity", "hbm_bandwidth": "bandwidth"}
+
+
+def rows() -> list[dict]:
+    """The CSV's rows (its '#' header lines state the selection rule)."""
+    text = (resources.files("chipforge.data") / FILENAME).read_text()
+    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+
+
+def chip_for(row: dict) -> ChipSpec | str:
+    """The row's chip: its preset, with the `chip_overrides` applied to the first memory level."""
+    if not row["chip_overrides"]:
+        return row["chip"]
+    chip = load_chip(row["chip"])
+    update: dict[str, float] = {}
+    for part in row["chip_overrides"].split(";"):
+        key, _, value = part.partition("=")
+        if key not in OVERRIDES:
+            raise WorkloadError(f"`chip_overrides` {key!r}: one of {', '.join(OVERRIDES)}")
+        update[OVERRIDES[key]] = float(value)
+    hbm = chip.hbm.model_copy(update=update)
+    name = f"{chip.name}-{hbm.capacity / 1e9:g}gb-{hbm.bandwidth / 1e12:g}tbs"
+    return chip.model_copy(update={"name": name, "memory": (hbm, *chip.memory[1:])})
+
+
+def maxtext_tflops(row: dict, step_s: float) -> float:
+    """TFLOP/s per chip as MaxText's train.py counts it at the rule's revision (76bd53b):
+    6 x parameters x tokens + causal attention 6 x heads x layers x head_dim x seq^2, per
+    sequence. Parameters: its param tree for a relu (2-matrix) MLP with a tied embedding: per
+    layer q, k, v, out (hidden x heads x head_dim each), wi and wo (hidden x ffn), two RMSNorm
+    scales; the embedding; the final norm."""
+    c = _model(row["model"], row["id"])
+    if c.act != "gelu" or not c.tied_embeddings:
+        raise WorkloadError("MaxText's count here: a relu MLP (act=gelu), a tied embedding")
+    hd = c.head_dim or c.hidden // c.heads
+    params = c.layers * (4 * c.hidden * c.heads * hd + 2 * c.hidden * c.ffn + 2 * c.hidden)
+    params += c.vocab * c.hidden + c.hidden
+    seq = int(row["seq"])
+    per_chip = int(row["global_batch"]) / int(row["chips"])  # per_device_batch_size
+    flops = 6 * params * seq * per_chip + 6 * c.heads * c.layers * hd * seq**2 * per_chip
+    return flops / step_s / 1e12
+
+
+def _refuse(row: dict) -> None:
+    if row["not_expressible"]:
+        raise WorkloadError(row["not_expressible"])
+
+
+def _training(row: dict) -> Callable[[], float]:
+    full = {**TRAINING_DEFAULTS, **row, "metric": "step_time_s"}
+
+    def predict() -> float:
+        _refuse(row)
+        step = _training_predictor({**full, "chip": chip_for(row)})()
+        if row["metric"] == "maxtext_tflops_per_chip":
+            return maxtext_tflops(row, step)
+        assert row["metric"] == "tokens_per_s_per_chip", row["metric"]
+        return int(row["global_batch"]) * int(row["seq"]) / int(row["chips"]) / step
+
+    return predict
+
+
+def _serving(row: dict) -> Callable[[], float]:
+    def predict() -> float:
+        _refuse(row)
+        plan = plan_serving(
+            chip_for(row), row["model"], int(row["chips"]),
+            isl=int(row["isl"]), osl=int(row["osl"]), dtype=row["dtype"],
+            kv_dtype=row["kv_dtype"] or None, tp=_int(row["tp"]), pp=_int(row["pp"]),
+            ep=_int(row["ep"]), concurrency=_int(row["concurrency"]),
+            max_batch=_int(row["max_batch"]), batching=row["batching"] or "continuous",
+        )  # fmt: skip
+        out = plan.throughput_tokens_per_s
+        if row["metric"] == "total_tokens_per_s":  # every request: isl in, osl out
+            return out * (int(row["isl"]) + int(row["osl"])) / int(row["osl"])
+        assert row["metric"] == "output_tokens_per_s", row["metric"]
+        return out
+
+    return predict
+
+
+def _ran(predict: Callable[[], float]) -> Callable[[], float]:
+    """The model refusing a configuration the source ran (its memory check, say) is the
+    model's miss, not the row's: say so in the reason."""
+
+    def checked() -> float:
+        try:
+            return predict()
+        except Infeasible as err:
+            raise Infeasible(f"the model refuses a run that ran: {err}") from None
+
+    return checked
+
+
+def cases() -> list[ClusterCase]:
+    return [
+        ClusterCase(
+            id=row["id"],
+            kind=f"{row['kind']}-check",
+            metric=row["metric"],
+            published=float(row["value"]),
+            source=row["source"],
+            predict=_ran((_training if row["kind"] == "training" else _serving)(row)),
+            may_fail=True,
+        )
+        for row in rows()
+    ]
+
+
+if cases not in CASES:
+    CASES.append(cases)

@@ -1,0 +1,122 @@
+"""The check-only set (data/check_heldout.csv): a written rule, sources no other data file uses,
+every row reported (a prediction or the reason it cannot be stated), predictions from the model
+and never from the published values."""
+
+from __future__ import annotations
+
+import csv
+import math
+from importlib import resources
+
+import pytest
+
+from chipforge.cluster import check_validate as cv
+from chipforge.cluster import validate as v
+from chipforge.cluster.search import plan_training
+from chipforge.cluster.serving import plan_serving
+from chipforge.spec.loader import load_chip
+
+# the source families of the set: none may appear in the data the model was built or checked on
+FAMILIES = ("torchtitan", "maxtext", "rocm-hub/dev-ai/performance-results", "blogs.oracle.com")
+OTHER_DATA = ("published.csv", "measured.csv", "validation.csv", "cluster_cases.csv",
+              "cluster_heldout.csv", "serving_cases.csv", "serving_heldout.csv",
+              "frontier_heldout.csv")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {r["id"]: r for r in v.run(cv.KINDS)}
+
+
+def test_rule_is_written_and_rows_cite_a_revision():
+    text = (resources.files("chipforge.data") / cv.FILENAME).read_text()
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert "NEVER use them" in " ".join(header) and "Rule" in " ".join(header)
+    ids = [row["id"] for row in cv.rows()]
+    assert len(ids) == len(set(ids)) and len(ids) >= 90
+    for row in cv.rows():
+        assert row["source"].startswith("https://"), row["id"]
+        assert any(f in row["source"].lower() for f in FAMILIES), row["id"]
+        if "github.com" in row["source"]:  # a pinned revision, not a moving branch
+            assert "/blob/main/" not in row["source"] and len(row["source"].split("/")[6]) == 40
+        assert row["kind"] in ("training", "serving") and float(row["value"]) > 0
+
+
+def test_no_source_family_is_used_by_the_other_data():
+    for name in OTHER_DATA:
+        text = (resources.files("chipforge.data") / name).read_text().lower()
+        for family in FAMILIES:
+            assert family not in text, (name, family)
+
+
+def test_every_row_is_evaluated_or_says_why_not(results):
+    assert sorted(results) == sorted(r["id"] for r in cv.rows())
+    for row in cv.rows():
+        r = results[row["id"]]
+        assert r["kind"] == f"{row['kind']}-check"
+        if row["not_expressible"]:  # decided from the configuration, before evaluation
+            assert r["error"] is None and r["not_expressible"] == row["not_expressible"]
+        elif r["error"] is None:  # refused by the model: its reason is reported
+            assert r["not_expressible"].startswith("the model refuses a run that ran: ")
+        else:
+            assert math.isfinite(r["predicted"]) and r["predicted"] > 0, row["id"]
+    for kind in cv.KINDS:
+        s = v.summary([r for r in results.values() if r["kind"] == kind])
+        assert s["cases"] >= 10  # most rows are evaluated
+        assert s["cases"] + s["not_expressible"] == sum(
+            1 for r in results.values() if r["kind"] == kind
+        )
+
+
+def test_predictions_come_from_the_model_not_the_published_values(results, monkeypatch):
+    """Changing every published value leaves the predictions unchanged; two rows recomputed
+    from the public API with the row's configuration give the same numbers."""
+    scaled = [{**row, "value": str(float(row["value"]) * 3)} for row in cv.rows()]
+    monkeypatch.setattr(cv, "rows", lambda: scaled)
+    again = {r["id"]: r for r in v.run(cv.KINDS)}
+    for key, r in results.items():
+        assert again[key]["predicted"] == r["predicted"], key
+
+    row = next(r for r in scaled if r["id"] == "tt2412-t4-2d-asynctp")
+    chip = load_chip("h100")
+    hbm = chip.hbm.model_copy(update={"capacity": 96e9, "bandwidth": 2.4e12})
+    chip = chip.model_copy(update={"name": "gt-h100", "memory": (hbm, *chip.memory[1:])})
+    plan = plan_training(
+        chip, "llama3-70b", 256, seq=8192, global_batch=512, dtype="fp8", tp=8, pp=1, dp=32,
+        cp=1, ep=1, zero=3, recompute="full", micro_batch=16, interleave=1, tp_overlap=True,
+        fp8_recipe="current",
+    )  # fmt: skip
+    assert results[row["id"]]["predicted"] == pytest.approx(512 * 8192 / 256 / plan.step_time_s)
+
+    serve = plan_serving(
+        "mi300x", "llama3-405b", 8, isl=128, osl=128, dtype="fp8", kv_dtype="bf16", tp=8, pp=1,
+        ep=1, concurrency=16, max_batch=16, batching="static",
+    )  # fmt: skip
+    pred = results["oci-mi300x8-405b-latency-b16"]["predicted"]
+    assert pred == pytest.approx(serve.throughput_tokens_per_s)
+
+
+def test_the_overridden_memory_reaches_the_model():
+    row = next(r for r in cv.rows() if r["id"] == "tt2412-t4-2d")
+    chip = cv.chip_for(row)
+    assert chip.hbm.capacity == 96e9 and chip.hbm.bandwidth == 2.4e12
+    assert chip.peak_flops("bf16") == load_chip("h100").peak_flops("bf16")
+    faster = {**row, "chip_overrides": "hbm_capacity=96e9;hbm_bandwidth=9.6e12"}
+    assert cv._training(faster)() > cv._training(row)()
+
+
+def test_the_maxtext_count_is_its_train_py_formula():
+    """32B on v5p (global_parameter_scale 32): 32 layers, hidden 10240, 32 heads x 256, ffn
+    32768, vocab 32768 -> 32.5 B parameters; per chip 8 sequences of 2048 tokens."""
+    row = next(r for r in cv.rows() if r["id"] == "maxtext-v5p-32b-1xv5p-128")
+    params = 32 * (4 * 10240 * 8192 + 2 * 10240 * 32768 + 2 * 10240) + 32768 * 10240 + 10240
+    assert 32.0e9 < params < 33e9
+    flops = 6 * params * 2048 * 8 + 6 * 32 * 32 * 256 * 2048**2 * 8
+    assert cv.maxtext_tflops(row, 2.0) == pytest.approx(flops / 2.0 / 1e12)
+
+
+def test_the_csv_parses_with_the_same_columns_everywhere():
+    text = (resources.files("chipforge.data") / cv.FILENAME).read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    width = len(next(csv.reader(lines[:1])))
+    assert all(len(r) == width for r in csv.reader(lines))
