@@ -17,7 +17,8 @@ from chipforge.cluster.serving import plan_serving
 from chipforge.spec.loader import load_chip
 
 # the source families of the set: none may appear in the data the model was built or checked on
-FAMILIES = ("torchtitan", "maxtext", "rocm-hub/dev-ai/performance-results", "blogs.oracle.com")
+FAMILIES = ("torchtitan", "maxtext", "training_results_v4.1", "rocm-hub/dev-ai/performance-results",
+            "blogs.oracle.com")  # fmt: skip
 OTHER_DATA = ("published.csv", "measured.csv", "validation.csv", "cluster_cases.csv",
               "cluster_heldout.csv", "serving_cases.csv", "serving_heldout.csv",
               "frontier_heldout.csv")  # fmt: skip
