@@ -1,4 +1,4 @@
-"""The training-plan search's answers on a fixed set of 98 cases, one JSON line each (the
+"""The training-plan search's answers on a fixed set of 134 cases, one JSON line each (the
 result's to_dict() without its `search` counters), to check that a change to the search
 leaves every chosen plan and figure as it was: run it on both source trees and diff.
 
@@ -7,7 +7,7 @@ leaves every chosen plan and figure as it was: run it on both source trees and d
     PYTHONPATH=src python benchmarks/plan_search_answers.py /tmp/after.jsonl
     diff /tmp/before.jsonl /tmp/after.jsonl && echo same
 
-About 10-20 minutes of one core (the global-batch ranges and offload searches are the slow ones).
+About 1-3 minutes of one core (the global-batch ranges and offload searches are the slow ones).
 """
 
 from __future__ import annotations
@@ -25,6 +25,14 @@ VARIANTS = (
     {"tp": 2},
     {"activation_offload": True, "optimizer_offload": True},
 )
+# run options the search's communication bound reads (TP overlap, the parallel block, NCCL CTA
+# caps of the PP group) and the schedules and recomputation it bounds differently
+OPTIONS = (
+    {"schedule": "zb"},
+    {"tp_overlap": True, "parallel_block": True},
+    {"nccl_ctas": {"pp": 2, "dp": 8}, "sustained_clock": True},
+    {"recompute": "full", "global_batch": "256:1024"},
+)
 
 
 def cases() -> list[tuple]:
@@ -38,6 +46,8 @@ def cases() -> list[tuple]:
                 out += [(chip, model, n, kw) for kw in VARIANTS]
                 if model == "llama3-8b":
                     out.append((chip, model, n, {"alternatives": 3, "global_batch": "64:96"}))
+                if n == 512:
+                    out += [(chip, model, n, kw) for kw in OPTIONS]
     return out
 
 

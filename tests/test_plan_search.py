@@ -18,8 +18,8 @@ from chipforge.cluster import plan_training, topology_for
 from chipforge.cluster.checks import divisors, stage_layers
 from chipforge.cluster.memory import RECOMPUTE
 from chipforge.cluster.peers import calculon_model, calculon_plan
-from chipforge.cluster.search import compute_lower_bound, step_lower_bound
-from chipforge.cluster.training import FRAMEWORK_OVERHEAD, Plan, evaluate_plan
+from chipforge.cluster.search import comm_lower_bound, compute_lower_bound, step_lower_bound
+from chipforge.cluster.training import FRAMEWORK_OVERHEAD, Plan, RunOptions, evaluate_plan
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.spec import load_chip
 from chipforge.workload.config import ModelConfig
@@ -61,6 +61,14 @@ def exhaustive(chip, c, chips, topo, seq, lo, hi):
                     assert (m + (p - 1) / v) * cb / (1 - FRAMEWORK_OVERHEAD) <= res.step_time_s
                     least = replace(plan, recompute="none", sequence_parallel=True)
                     assert compute_lower_bound(chip, c, least, seq, "bf16") <= cb
+                    # nor with the communication's bound added (the least over a shape's
+                    # plans too), which is more than nothing where TP or PP is
+                    stage, step = comm_lower_bound(c, plan, topo, seq, "bf16", RunOptions(), m)
+                    comm = (m + (p - 1) / v) * (cb + stage) + step
+                    assert comm / (1 - FRAMEWORK_OVERHEAD) <= res.step_time_s
+                    assert (stage > 0) == (t > 1) and (step > 0) == (p > 1)
+                    shape = comm_lower_bound(c, least, topo, seq, "bf16", RunOptions(), m)
+                    assert shape[0] <= stage and shape[1] == step
                     key = (res.step_time_s / gb, res.memory_per_chip_bytes)
                     best = key if best is None or key < best else best
     return best, size

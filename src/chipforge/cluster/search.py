@@ -37,8 +37,11 @@ from chipforge.cluster.training import (
     offload_layers_to_fit,
     offloaded_bytes,
     plan_memory,
+    pp_exposed,
+    pp_hop,
     stage_cost,
     step_time,
+    tp_collectives,
 )
 from chipforge.errors import ChipforgeError, Infeasible, WorkloadError
 from chipforge.spec.loader import load_chip
@@ -179,6 +182,27 @@ def compute_lower_bound(
     again = fwd if p.recompute == "full" else 0.0
     layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
     return layers * (fwd + bwd + again) * (1 - 1e-12)  # (a rounding's margin)
+
+
+def comm_lower_bound(
+    c: ModelConfig,
+    p: Plan,
+    topo: Topology,
+    seq: int,
+    dtype: str,
+    run: RunOptions,
+    m: int,
+) -> tuple[float, float]:
+    """A lower bound on the communication plan `p` adds to a step of `m` micro-batches, from
+    the functions `stage_cost` and `step_time` price it with: (s per micro-batch on a stage,
+    s per step). The stage: its TP collectives (`training.tp_collectives`; none where
+    `tp_overlap` may hide them under the GEMMs); the step: the PP send/recv it exposes
+    (`training.pp_exposed`). Both add to the stage's computation in every schedule (the
+    1F1B bubble repeats the stage, so it repeats them too); the rest (EP, CP, DP, offload)
+    only adds more."""
+    stage = 0.0 if run.tp_overlap else tp_collectives(c, p, topo, seq=seq, dtype=dtype, run=run)
+    step = pp_exposed(p, pp_hop(c, p, topo, seq=seq, dtype=dtype, run=run), m)
+    return stage, step
 
 
 def _nccl_ctas(caps: dict[str, int] | None) -> tuple[tuple[str, int], ...]:
@@ -401,6 +425,16 @@ def plan_training(
     # micro-batch and per ZeRO/recompute/SP: activations grow with it, so the larger ones are
     # skipped unpriced, as a walk up the micro-batches stops at the first that does not fit
     too_big: dict[tuple, int] = {}
+    # shapes whose queued bound has their communication's (s per sequence) added
+    comm: dict[int, float] = {}
+    least_rec = "full" if recs == ["full"] else "none"  # the fewest TP collectives of a shape
+
+    def comm_bound(plan: Plan, m_hi: int, scale: float) -> float:
+        """comm_lower_bound in s per sequence, at the most micro-batches a plan takes (the
+        least per sequence: the bubble's and the PP fill's share falls with them)."""
+        stage, step = comm_lower_bound(c, plan, topo, seq, dtype, run, m_hi)
+        per_seq = stage * scale + step / overhead / (plan.dp * plan.micro_batch * m_hi)
+        return per_seq * (1 - 1e-12)  # (a rounding's margin)
 
     def check(j: int) -> list[tuple]:
         """Shape j's plans that pass the shape rules and fit the memory (counted, errors kept)."""
@@ -449,10 +483,20 @@ def plan_training(
             )
             break
         if kind == 0 and not alternatives and groups[j][6]:
+            # its communication, the least any of its plans has, added to its bound: back in
+            # the queue (no layer is priced for it)
+            g = groups[j]
+            if j not in comm:
+                try:
+                    comm[j] = comm_bound(replace(g[2], recompute=least_rec), g[5], g[8])
+                except ChipforgeError:  # a shape its checks refuse: they say why
+                    comm[j] = 0.0
+                if comm[j] > 0:
+                    heapq.heappush(heap, (bound + comm[j], 0, rank, j))
+                    continue
             # its layers' compute, the least any of its plans computes (sequence parallelism
             # where searched), bounds it more tightly: back in the queue. A layer shape not
             # priced before is priced only once one of its plans fits (memory is cheaper).
-            g = groups[j]
             least = replace(g[2], sequence_parallel=True in sps)
             try:
                 cb = compute_lower_bound(chip, c, least, seq, dtype, run, cached_only=True)
@@ -463,8 +507,8 @@ def plan_training(
                     cb = compute_lower_bound(chip, c, least, seq, dtype, run)
             except ChipforgeError:  # a shape its checks refuse: they say why
                 cb = 0.0
-            if cb * g[8] > bound:
-                heapq.heappush(heap, (cb * g[8], 1, rank, j))
+            if cb * g[8] + comm[j] > bound:
+                heapq.heappush(heap, (cb * g[8] + comm[j], 1, rank, j))
                 continue
         if kind <= 1:  # a shape: its plans, checked, each queued
             for it in checked.pop(j) if j in checked else check(j):
@@ -472,8 +516,9 @@ def plan_training(
                 heapq.heappush(heap, (bound, 2, it[1], len(items) - 1))
             continue
         plan, rank, n, m_lo, m_hi, stride, scale = items[j]
-        if kind == 2 and not alternatives:  # its own layers' compute (sequence parallelism)
+        if kind == 2 and not alternatives:  # its own layers' compute and communication
             cb = compute_lower_bound(chip, c, plan, seq, dtype, run) * scale
+            cb += comm_bound(plan, m_hi, scale)
             if cb > bound:
                 heapq.heappush(heap, (cb, 3, rank, j))
                 continue

@@ -382,6 +382,47 @@ def _sm_share(chip: ChipSpec, topo: Topology, run: RunOptions, group: str) -> fl
     return min(1.0, ctas / chip.cores)
 
 
+def tp_collectives(
+    c: ModelConfig, p: Plan, topo: Topology, *, seq: int, dtype: str, run: RunOptions
+) -> float:
+    """TP collectives of one micro-batch on one stage, before any overlap with the GEMMs
+    (`RunOptions.tp_overlap`; `stage_cost` takes that off): with sequence parallelism a
+    reduce-scatter + all-gather = one all-reduce's bytes, 2 per layer forward, 2 backward,
+    2 more when the forward is recomputed."""
+    layers = _stage_layer_count(c, p)
+    tok = p.micro_batch * seq // p.cp
+    ar = tok * c.hidden * nbytes(dtype)
+    n_tp = 4 + (2 if p.recompute == "full" else 0)
+    if run.parallel_block:  # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs
+        n_tp //= 2  # are summed before one reduction per pass instead of two
+    return n_tp * collective_time("all_reduce", ar, p.tp, topo) * layers
+
+
+def pp_hop(c: ModelConfig, p: Plan, topo: Topology, *, seq: int, dtype: str,
+           run: RunOptions) -> float:  # fmt: skip
+    """PP: one send/recv of a micro-batch's activations (sequence-parallel shard) between
+    stages (0: no pipeline)."""
+    if p.pp == 1:
+        return 0.0
+    msg = p.micro_batch * seq // p.cp * c.hidden * nbytes(dtype) / p.tp
+    return collective_time("send_recv", msg, 2, topo, stride=p.tp * p.cp * p.dp,
+                           up_share=_up_shares(run, topo)["pp"])  # fmt: skip
+
+
+def pp_exposed(p: Plan, hop: float, m: int) -> float:
+    """The PP send/recv time a step of `m` micro-batches exposes: fill and drain (and
+    interleaving's extra hops per micro-batch)."""
+    if p.pp == 1:
+        return 0.0
+    t_pp = 2 * (p.pp - 1) * p.interleave * hop + 2 * m * hop * (p.interleave - 1) / 2
+    if p.interleave == 1 and p.schedule == "1f1b":
+        # Megatron-LM: "non-interleaved schedule does not support overlapping p2p
+        # communication" (arguments.py sets overlap_p2p_comm False): every micro-batch's
+        # send_forward_recv_backward and send_backward_recv_forward wait in its cycle
+        t_pp += 2 * m * hop
+    return t_pp
+
+
 def stage_cost(
     chip: ChipSpec,
     c: ModelConfig,
@@ -418,14 +459,8 @@ def stage_cost(
         p.recompute == "selective" and "core_attn" in run.recompute_modules
     )
     layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
-    # TP (with sequence parallelism: reduce-scatter + all-gather = one all-reduce's bytes):
-    # 2 per layer forward, 2 backward, 2 more when the forward is recomputed; not overlapped.
     tok = p.micro_batch * seq // p.cp
-    ar = tok * c.hidden * nbytes(dtype)
-    n_tp = 4 + (2 if p.recompute == "full" else 0)
-    if run.parallel_block:  # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs
-        n_tp //= 2  # are summed before one reduction per pass instead of two
-    t_tp = n_tp * collective_time("all_reduce", ar, p.tp, topo) * layers
+    t_tp = tp_collectives(c, p, topo, seq=seq, dtype=dtype, run=run)
     if run.tp_overlap:
         # Megatron-Core --tp-comm-overlap / Transformer Engine userbuffers (MLPerf configs:
         # TP_COMM_OVERLAP=True): each all-gather is split into chunks pipelined with the GEMM
@@ -507,12 +542,7 @@ def stage_cost(
     else:
         stage = t_f + t_b + t_tp + t_ep + t_cp + t_off
         bubble = (p.pp - 1) / p.interleave * stage
-    # PP: activations (sequence-parallel shard) between stages
-    hop = 0.0
-    if p.pp > 1:
-        msg = tok * c.hidden * nbytes(dtype) / p.tp
-        hop = collective_time("send_recv", msg, 2, topo, stride=p.tp * p.cp * p.dp,
-                              up_share=share["pp"])  # fmt: skip
+    hop = pp_hop(c, p, topo, seq=seq, dtype=dtype, run=run)
     # DP: gradients reduced (ZeRO 0: all-reduce; 1-2: reduce-scatter + all-gather of weights;
     # 3: + weights gathered again per micro-batch), overlapped with the last backward pass
     per_param = FP8_PARAM_BYTES if run.fp8_param_gather else WEIGHT_BYTES
@@ -571,15 +601,7 @@ def _in_flight(p: Plan) -> float:
 def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:
     """(step s, PP exposed s, DP exposed s) of `m` micro-batches per step per pipeline."""
     p = s.plan
-    # PP: fill and drain are exposed (and interleaving's extra hops per micro-batch)
-    t_pp = 0.0
-    if p.pp > 1:
-        t_pp = 2 * (p.pp - 1) * p.interleave * s.hop + 2 * m * s.hop * (p.interleave - 1) / 2
-        if p.interleave == 1 and p.schedule == "1f1b":
-            # Megatron-LM: "non-interleaved schedule does not support overlapping p2p
-            # communication" (arguments.py sets overlap_p2p_comm False): every micro-batch's
-            # send_forward_recv_backward and send_backward_recv_forward wait in its cycle
-            t_pp += 2 * m * s.hop
+    t_pp = pp_exposed(p, s.hop, m)
     t_dp, t_dp_hidden = s.dp_reduce, s.t_b
     if p.zero == 3:
         t_dp += 2 * m * s.dp_gather
