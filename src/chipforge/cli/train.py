@@ -219,6 +219,14 @@ def train(
             "moe_shared_expert_overlap)",
         ),
     ] = False,
+    moe_host_sync: Annotated[
+        bool,
+        typer.Option(
+            "--moe-host-sync",
+            help="dropless MoE launched from the host: a synchronisation in every MoE layer, "
+            "the experts outside CUDA graphs (Megatron-Core + Transformer Engine grouped GEMM)",
+        ),
+    ] = False,
     moe_dispatcher: Annotated[
         str,
         typer.Option(
@@ -314,7 +322,7 @@ def train(
         moe_dispatcher=moe_dispatcher, optimizer_offload=optimizer_offload,
         shared_expert_overlap=shared_expert_overlap, bucket_size=bucket,
         recompute_modules=tuple(m.strip() for m in recompute_modules.split(",") if m.strip()),
-        nccl_ctas=caps,
+        nccl_ctas=caps, moe_host_sync=moe_host_sync,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

@@ -93,6 +93,11 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
 # workload_base_configs.py read sets recompute_modules=["mla_up_proj"] for the B200 config and
 # for the GB200 BF16 and MXFP8 ones (some add "mlp"); its GB300 configs differ between
 # revisions ("mlp", "moe_act", "mla_up_proj" or none), so those rows keep the searched recompute.
+# Megatron-Bridge's 25.11 MoE rows ran token-dropless (performance summary: "all benchmarks are
+# token-dropless") with the experts outside CUDA graphs: no 25.11 recipe sets a capacity factor
+# or padding, and their CUDA-graph scopes stop at "attn", "moe_router", "moe_preprocess"
+# (r0.2.x deepseek, qwen3, gpt_oss workload_base_configs.py): training.MOE_HOST_S_PER_LOCAL_EXPERT
+# (moe_host_sync; no effect on a dense model).
 DEEPSEEK_RECOMPUTE = "layernorm+mla_up_proj"
 MLPERF_V51 = "github.com/mlcommons/training_results_v5.1"
 MLPERF_V51_BUCKETS = {"llama3-8b": "768000000", "llama3-405b": "134217728"}
@@ -114,6 +119,7 @@ def _recipe_options(row: dict) -> dict:
         opts["bucket_size"] = MLPERF_V51_BUCKETS.get(row["model"], "")
         opts["nccl_ctas"] = MLPERF_V51_CTAS
     if "Megatron-Bridge" in row["source"]:
+        opts["moe_host_sync"] = "yes"
         if row["model"].startswith("llama"):
             opts["tp_overlap"] = "yes"
         if row["fp8_recipe"] == "mxfp8":

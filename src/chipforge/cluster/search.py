@@ -253,6 +253,7 @@ def plan_training(
     bucket_size: int | None = None,
     recompute_modules: tuple[str, ...] = ("core_attn",),
     nccl_ctas: dict[str, int] | None = None,
+    moe_host_sync: bool = False,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -276,7 +277,9 @@ def plan_training(
     gradient bucket (Megatron-Core's default when None; training.BUCKET_PARAMS).
     `recompute_modules`: what recompute="selective" recomputes (Megatron-Core
     recompute_modules; layer.RECOMPUTE_MODULES). `nccl_ctas`: CTA caps of NCCL communicators,
-    {"dp": 8, "cp": 1, "pp": 2} (training.NCCL_GROUPS)."""
+    {"dp": 8, "cp": 1, "pp": 2} (training.NCCL_GROUPS). `moe_host_sync`: dropless MoE whose
+    experts the host launches after a synchronisation in every MoE layer (Megatron-Core with
+    Transformer Engine's grouped GEMM outside CUDA graphs; training.MOE_HOST_S_PER_LOCAL_EXPERT)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:
@@ -332,7 +335,7 @@ def plan_training(
                      shared_expert_overlap=shared_expert_overlap,
                      bucket_size=bucket_size,
                      recompute_modules=tuple(recompute_modules),
-                     nccl_ctas=_nccl_ctas(nccl_ctas))  # fmt: skip
+                     nccl_ctas=_nccl_ctas(nccl_ctas), moe_host_sync=moe_host_sync)  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):

@@ -104,6 +104,27 @@ BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK = 40_000_000, 1_000_000
 # chip's NIC.
 NCCL_GROUPS = ("dp", "cp", "pp")
 _FULL_SHARE = dict.fromkeys(NCCL_GROUPS, 1.0)
+# Dropless MoE on the host (RunOptions.moe_host_sync): Transformer Engine's GroupedLinear takes
+# the tokens per local expert as host integers (grouped_linear.py forward(m_splits:
+# List[int]), TE 2.9), so Megatron-Core's dispatchers copy the counts to the host and
+# synchronise in every MoE layer's forward pass (token_dispatcher.py
+# `_maybe_dtoh_and_synchronize`); the MoE README: without a capacity factor and padding "the
+# resulting dynamic shapes make MoE layers uncapturable", so the experts run outside CUDA graphs.
+# Their "grouped" GEMM loops over the local experts, one cuBLASLt GEMM each, building its
+# descriptors and querying the heuristic on the host every call (cublaslt_gemm.cu
+# multi_stream_cublas_gemm, TE 2.9; cuBLAS docs: the heuristic "could take tens of
+# microseconds" of host time), and quantizes each expert's input and gradient apart
+# (split_quantize). After the synchronisation the GPU waits for those launches, so each MoE
+# layer adds host time per local expert to every micro-batch: MOE_HOST_S_PER_LOCAL_EXPERT.
+# One global constant, set once on a designated case outside every validation set: Megatron-
+# Bridge's 26.04 NeMo container, DGX-B200 x 8, Qwen3-30B-A3B MXFP8, GBS 512, MBS 4, EP 8
+# (hybridep; CUDA graphs only for attention, router and preprocessing: Megatron-Bridge v0.4.0
+# qwen3_workload_base_configs.py), 26,859 tokens/s per GPU (docs/performance-summary-
+# archive.md): 0.26 ms per local expert per MoE layer per micro-batch (about ten launches per
+# expert forward and backward: 26 us each). tests/test_frontier_training.py recomputes it.
+# NVIDIA's sync-free fused grouped-MLP kernels with full-iteration CUDA graphs remove it
+# (benchmarks/moe_sync_free_check.py).
+MOE_HOST_S_PER_LOCAL_EXPERT = 0.26e-3
 
 
 _SUSTAINED: dict[str, ChipSpec] = {}
@@ -332,6 +353,7 @@ class RunOptions:
     # what recompute="selective" recomputes (layer.RECOMPUTE_MODULES; Megatron's default)
     recompute_modules: tuple[str, ...] = ("core_attn",)
     nccl_ctas: tuple[tuple[str, int], ...] = ()  # (NCCL_GROUPS member, CTA cap) pairs
+    moe_host_sync: bool = False  # dropless MoE launched from the host (MOE_HOST_S_PER_LOCAL_EXPERT)
 
 
 @dataclass(frozen=True)
@@ -362,6 +384,8 @@ class StageCost:
     dp_after_step: float = 0.0
     # the share of the SMs the DP collectives hold while they overlap computation (_sm_share)
     dp_sm_share: float = 0.0
+    # host time the GPU waits for per micro-batch (RunOptions.moe_host_sync), in `stage`
+    t_host: float = 0.0
 
 
 def _up_shares(run: RunOptions, topo: Topology) -> dict[str, float]:
@@ -490,6 +514,11 @@ def stage_cost(
             shared = c.ffn_matrices * c.hidden * c.shared_width
             share = shared / (c.attention_params() + c.ffn_params(True, active=True))
             t_ep = max(0.0, t_ep - share * (fwd + bwd + rec) * layers * moe_frac)
+    # dropless MoE's experts launched from the host after each MoE layer's synchronisation
+    t_host = 0.0
+    if c.is_moe and run.moe_host_sync:
+        moe_layers = layers * (c.layers - c.dense_layers) / c.layers
+        t_host = moe_layers * (c.experts // p.ep) * MOE_HOST_S_PER_LOCAL_EXPERT
     # CP: ring attention passes K and V around the CP ring, overlapped with attention compute
     t_cp = 0.0
     share = _up_shares(run, topo)
@@ -534,13 +563,13 @@ def stage_cost(
         # DUALPIPE_COMM_SHARE of the chip, so the pair takes the longer of the two
         if t_ep > 0:
             t_f, t_b = t_f / (1 - DUALPIPE_COMM_SHARE), t_b / (1 - DUALPIPE_COMM_SHARE)
-        stage = max(t_f + t_b, t_ep) + t_tp + t_cp + t_off
+        stage = max(t_f + t_b, t_ep) + t_tp + t_cp + t_off + t_host
         bubble = (p.pp / 2 - 1) * (stage - t_b)  # (p/2 - 1)(F&B + B - 3W), B = W = t_b / 2
     elif p.schedule == "zb":
-        stage = t_f + t_b + t_tp + t_ep + t_cp + t_off
+        stage = t_f + t_b + t_tp + t_ep + t_cp + t_off + t_host
         bubble = (p.pp - 1) * (stage - t_b)  # (p - 1)(F + B - W), B = W = t_b / 2
     else:
-        stage = t_f + t_b + t_tp + t_ep + t_cp + t_off
+        stage = t_f + t_b + t_tp + t_ep + t_cp + t_off + t_host
         bubble = (p.pp - 1) / p.interleave * stage
     hop = pp_hop(c, p, topo, seq=seq, dtype=dtype, run=run)
     # DP: gradients reduced (ZeRO 0: all-reduce; 1-2: reduce-scatter + all-gather of weights;
@@ -587,7 +616,7 @@ def stage_cost(
         t_opt = max(shard * GRAD_BYTES / link, cpu, shard * per_param / link)
     return StageCost(p, mem, t_f, t_b, t_tp, t_ep, t_cp, stage, bubble, hop, dp_reduce,
                      dp_gather, t_opt, dp_param_gather, tail_reduce, tail_gather,
-                     dp_after, _sm_share(chip, topo, run, "dp"))  # fmt: skip
+                     dp_after, _sm_share(chip, topo, run, "dp"), t_host)  # fmt: skip
 
 
 def _in_flight(p: Plan) -> float:
@@ -722,6 +751,7 @@ def finish_plan(
             "bubble_s": s.bubble,
             "optimizer_s": s.t_opt,
             "overhead_s": step * FRAMEWORK_OVERHEAD,
+            **({"moe_host_s": m * s.t_host} if s.t_host else {}),
         },
         exposed_comm=exposed,
         topology=topo.name,

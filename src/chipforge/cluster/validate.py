@@ -93,6 +93,7 @@ def _training_predictor(row: dict) -> Callable[[], float]:
             bucket_size=_int(row.get("bucket_size") or ""),
             recompute_modules=tuple((row.get("recompute_modules") or "core_attn").split("+")),
             nccl_ctas=_pairs(row.get("nccl_ctas") or ""),
+            moe_host_sync=row.get("moe_host_sync") == "yes",
         )  # fmt: skip
         if row["metric"] == "step_time_s":
             return res.step_time_s
