@@ -79,6 +79,15 @@ def serve(
             help="the engine's largest running batch per replica (TensorRT-LLM max_batch_size)",
         ),
     ] = None,
+    max_num_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-num-tokens",
+            min=1,
+            help="tokens a step takes, decode first, prompts chunked into the rest "
+            "(TensorRT-LLM max_num_tokens, vLLM max_num_batched_tokens; default: not limited)",
+        ),
+    ] = None,
     slo_percentile: Annotated[
         str | None,
         typer.Option(
@@ -180,6 +189,7 @@ def serve(
         tpot_slo=_seconds(tpot_slo, "tpot_slo"),
         slo_percentile=slo_percentile,
         max_batch=max_batch,
+        max_num_tokens=max_num_tokens,
         disaggregated="decode" if decode_pool else disaggregated,
         topology=topology,
         batching=batching,

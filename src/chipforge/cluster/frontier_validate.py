@@ -34,7 +34,7 @@ AT_RATE = {
 def rows() -> list[dict]:
     """The CSV's rows (its '#' header lines state the selection rule). The last columns
     (osl_cv, attn_dtype, ep_overlap, pool, prefix_hit,
-    adp_balance, isl_cv) are serving inputs: training rows may
+    adp_balance, isl_cv, max_num_tokens) are serving inputs: training rows may
     leave them out."""
     text = (resources.files("chipforge.data") / FILENAME).read_text()
     return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
@@ -62,6 +62,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             disaggregated=row.get("pool") or False,
             prefix_hit=_float(row.get("prefix_hit") or "") or 0.0,
             adp_balance=_int(row.get("adp_balance") or ""),
+            max_num_tokens=_int(row.get("max_num_tokens") or ""),
         )  # fmt: skip
         if row["metric"] in AT_RATE:
             return AT_RATE[row["metric"]](at_rate(plan, float(row["request_rate"])))

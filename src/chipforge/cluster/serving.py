@@ -217,15 +217,18 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=Fal
     return t
 
 
-def _prefill_share(chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0):
+def _prefill_share(
+    chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0, chunk=None
+):  # fmt: skip
     """Replica seconds one prompt's prefill adds under continuous batching. Prompts are prefilled
     in chunks of up to PREFILL_CHUNK_TOKENS tokens that share one pass over the weights (with
     each other and the running decode batch), so a short prompt costs its compute, not a fresh
     read of the weights; at batch 1 there is nothing to share with. With `pp` stages a prompt
     holds each stage for its share of the layers while the other stages work on other
     micro-batches, so it adds one stage's time, not the whole pass (GPipe's pipelining, as the
-    decode micro-batches already run)."""
-    k = max(1, min(batch, PREFILL_CHUNK_TOKENS // isl))
+    decode micro-batches already run). `chunk`: the prompt tokens a step takes where a token
+    budget sets it (`max_num_tokens`), instead of PREFILL_CHUNK_TOKENS."""
+    k = max(1, min(batch, (chunk or PREFILL_CHUNK_TOKENS) // isl))
     stages = max(1, min(pp, batch))  # stages busy with other micro-batches meanwhile
     t = _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd, adt, overlap, past)
     return t / k / stages
@@ -333,13 +336,13 @@ def evaluate(
     chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
     attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=None,
-    prefix_hit=0.0, isl_cv=0.0,
+    prefix_hit=0.0, isl_cv=0.0, max_num_tokens=None,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
     (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
-    the plan's throughput. `osl_cv`, `isl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`: see
-    `plan_serving`."""
+    the plan's throughput. `osl_cv`, `isl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`,
+    `max_num_tokens`: see `plan_serving`."""
     _check(c, chips, tp, pp, ep)
     # DP attention with wide EP (DeepSeek's inference system, Open Infra Index day 6: MLA and
     # the shared expert data-parallel, routed experts over EP144): one replica is `ep` chips in
@@ -423,7 +426,16 @@ def evaluate(
     else:
         # each step carries batch/osl prompts' prefill: a stream waits for the others' prefills
         # (the attention groups of a wide-EP replica prefill their own prompts side by side)
-        share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre)
+        room = None  # prompt tokens a step takes beside its decode tokens (a token budget)
+        if max_num_tokens:
+            room = max_num_tokens - mb
+            if room <= 0:
+                raise Infeasible(
+                    f"max_num_tokens {max_num_tokens} leaves no room for prompts beside {mb} "
+                    "decode tokens per step: lower the batch or raise it"
+                )
+        share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre,
+                               chunk=room)  # fmt: skip
         share /= groups
         # attention groups step in lockstep (the MoE all-to-all joins them), so a step that
         # prefills takes as long as its busiest group's prefills (see `_lockstep`)
@@ -433,10 +445,25 @@ def evaluate(
         thr = dp * batch / (decode + batch / osl * step)
         # Poisson arrivals at this throughput: prompts queue for prefill (M/D/1, cluster.queueing)
         lam = (rate if rate is not None else thr / osl) / dp  # requests/s per replica
-        waits = wait_percentiles(lam, share) if batch > 1 and lam * share < 1 else {}
+        own, service = prefill, share  # a prompt's own prefill; the prefill queue's service
+        if room:
+            # chunked prefill under a per-step token budget (TensorRT-LLM max_num_tokens with
+            # chunked context, FCFS chunking): a step takes `room` prompt tokens beside its
+            # decode tokens, so a prompt's prefill runs over fresh / room steps, each also
+            # carrying the decode batch; the pp micro-batches take a chunk each per cycle
+            stages = max(1, min(pp, batch))
+            own = prefill + fresh / room * decode
+            service = (prefill + fresh / room * decode) / stages
+            if lam * service >= 1:
+                raise Infeasible(
+                    f"max_num_tokens {max_num_tokens} admits prompts at {1 / service:.3g}/s per "
+                    f"replica, {lam:.3g}/s arrive: lower the batch or raise it"
+                )
+            ttft += own - prefill
+        waits = wait_percentiles(lam, service) if batch > 1 and lam * service < 1 else {}
         if waits and isl_cv:  # prompt lengths spread: M/G/1, each prompt's own prefill too
-            spread = ttft_percentiles(lam, share, prefill, isl_cv)
-            waits = {k: t - prefill for k, t in spread.items()}
+            spread = ttft_percentiles(lam, service, own, isl_cv)
+            waits = {k: t - own for k, t in spread.items()}
         held = {}
         if adp_balance and groups > 1:  # a prompt waits for the other groups' (steps, below)
             held = _balance_wait(groups, lam / groups * tpot, adp_balance)
@@ -457,7 +484,7 @@ def evaluate(
         (clients or batch) * replicas, percentiles if not clients else {},
         osl_cv=osl_cv, attn_dtype=attn_dtype, ep_overlap=bool(ep_overlap),
         spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, adp_balance=adp_balance,
-        prefix_hit=prefix_hit, isl_cv=isl_cv,
+        prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
         tpot_percentiles_s=tpots if not clients else {},
     )  # fmt: skip
 
@@ -491,6 +518,7 @@ def plan_serving(
     adp_balance: int | None = None,
     prefix_hit: float = 0.0,
     isl_cv: float = 0.0,
+    max_num_tokens: int | None = None,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -518,6 +546,10 @@ def plan_serving(
     fraction of prompt tokens already in the KV cache (not recomputed). `isl_cv`: the
     coefficient of variation of the prompt lengths (0: all `isl` long): under Poisson arrivals
     the prefill queue is M/G/1 and a long prompt's own prefill is longer (TTFT/TPOT percentiles).
+    `max_num_tokens` (continuous batching): the engine's per-step token budget with chunked
+    prefill (TensorRT-LLM max_num_tokens, vLLM max_num_batched_tokens): a step takes that many
+    tokens, its decode tokens first, so a prompt is prefilled over several steps that also carry
+    the decode batch, and a batch whose prompts cannot get in fast enough is infeasible.
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
@@ -530,6 +562,7 @@ def plan_serving(
         ("isl", isl),
         ("osl", osl),
         ("max_batch", max_batch or 1),
+        ("max_num_tokens", max_num_tokens or 1),
     ):
         if value is None or value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
@@ -580,7 +613,7 @@ def plan_serving(
               batching=batching, gqa_kernel=gqa_kernel, osl_cv=osl_cv, attn_dtype=attn_dtype,
               ep_overlap=ep_overlap, spec_tokens=spec_tokens,
               spec_acceptance=spec_acceptance, adp_balance=adp_balance,
-              prefix_hit=prefix_hit, isl_cv=isl_cv)  # fmt: skip
+              prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens)  # fmt: skip
 
     def run(t, p, e, b, clients=None):
         return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
@@ -648,7 +681,12 @@ def plan_serving(
         t, p, e = best.tp, best.pp, best.ep
         top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv), BATCHES[-1])
         batches = sorted({b for b in BATCHES if b <= top} | {top, min(best.batch, top)})
-        points = [run(t, p, e, b) for b in batches]
+        points = []
+        for b in batches:
+            try:
+                points.append(run(t, p, e, b))
+            except Infeasible:  # a token budget (max_num_tokens) caps the batch
+                break
         return [q.point(meets(q)) for q in points]
 
     return replace(best, curve_fn=curve)
@@ -666,11 +704,22 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               rate=rate, osl_cv=plan.osl_cv, attn_dtype=plan.attn_dtype,
               ep_overlap=plan.ep_overlap, spec_tokens=plan.spec_tokens,
               spec_acceptance=plan.spec_acceptance, adp_balance=plan.adp_balance,
-              prefix_hit=plan.prefix_hit, isl_cv=plan.isl_cv)  # fmt: skip
+              prefix_hit=plan.prefix_hit, isl_cv=plan.isl_cv,
+              max_num_tokens=plan.max_num_tokens)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
                       plan.ep, plan.attn_dtype, plan.osl_cv)  # fmt: skip
-    top = evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
+    try:
+        top = evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
+    except Infeasible:  # a token budget caps the batch below the KV cache's: the largest it takes
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            try:
+                evaluate(chip, c, plan.chips, topo, batch=mid, **kw)
+                lo = mid
+            except Infeasible:
+                hi = mid - 1
+        lo, top = 1, evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
     if top.throughput_tokens_per_s < need:
         raise Infeasible(
             f"{rate:g} requests/s need {need:,.0f} output tokens/s; this configuration peaks at "

@@ -59,6 +59,7 @@ class ServingPlan:
     # ADP balance timeout (steps); 0: DP-attention groups prefill unbalanced; None: balanced
     adp_balance: int | None = None
     prefix_hit: float = 0.0  # fraction of prompt tokens already in the KV cache
+    max_num_tokens: int | None = None  # the engine's per-step token budget (chunked prefill)
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
 
