@@ -4,7 +4,9 @@ AMD's ROCm results, OCI), selected by the fixed rule in the file's header and co
 any prediction for them was looked at. It estimates how the model generalises and is never used
 to tune anything. Registered in `cluster.validate.CASES` as kinds "training-check" and
 "serving-check"; a row the API cannot state (its `not_expressible` column) or the model refuses
-is reported with the reason, never dropped."""
+is reported with the reason, never dropped. The rows of SEEN_SOURCES (torchtitan, rule C1) were
+read to diagnose the model (the file's STATUS header): they are reported apart, as kind
+"training-check-seen", so the unseen kinds keep estimating generalisation."""
 
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec
 
 FILENAME = "check_heldout.csv"
-KINDS = ("training-check", "serving-check")
+# rows whose errors were read while diagnosing the model (STATUS in the CSV header): rule C1
+SEEN_SOURCES = ("github.com/pytorch/torchtitan/",)
+SEEN_KIND = "training-check-seen"
+KINDS = ("training-check", "serving-check", SEEN_KIND)
 TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp": "yes"}
 # `chip_overrides`: a preset with the memory its source states (torchtitan's Grand Teton H100s:
 # 96 GB HBM2e at 2.4 TB/s), as "hbm_capacity=<bytes>;hbm_bandwidth=<bytes/s>"
@@ -64,6 +69,13 @@ def maxtext_tflops(row: dict, step_s: float) -> float:
     per_chip = int(row["global_batch"]) / int(row["chips"])  # per_device_batch_size
     flops = 6 * params * seq * per_chip + 6 * c.heads * c.layers * hd * seq**2 * per_chip
     return flops / step_s / 1e12
+
+
+def kind_of(row: dict) -> str:
+    """The row's kind: "<training|serving>-check", or SEEN_KIND for a diagnostic (seen) row."""
+    if any(s in row["source"] for s in SEEN_SOURCES):
+        return SEEN_KIND
+    return f"{row['kind']}-check"
 
 
 def _refuse(row: dict) -> None:
@@ -123,7 +135,7 @@ def cases() -> list[ClusterCase]:
     return [
         ClusterCase(
             id=row["id"],
-            kind=f"{row['kind']}-check",
+            kind=kind_of(row),
             metric=row["metric"],
             published=float(row["value"]),
             source=row["source"],
