@@ -504,20 +504,23 @@ def test_expert_gradients_reduce_over_the_expert_data_parallel_group():
 
 
 def test_dropless_moe_host_time_per_local_expert():
-    """`moe_host_sync`: each MoE layer of a stage adds MOE_HOST_S_PER_LOCAL_EXPERT per local
-    expert to every micro-batch, the GPU waiting for the host's launches (by hand: Qwen3-30B-A3B,
-    48 MoE layers, 128 experts); nothing on a dense model."""
-    from chipforge.cluster.training import FRAMEWORK_OVERHEAD, MOE_HOST_S_PER_LOCAL_EXPERT
+    """`moe_host_sync`: each MoE layer of a stage adds, per local expert, 6 GEMM launches and 4
+    quantizations of the recipe's kernels (MXFP8 1, current scaling 3, 16-bit none) at
+    MOE_HOST_S_PER_LAUNCH to every micro-batch (by hand: Qwen3-30B-A3B, 48 MoE layers, 128
+    experts); nothing on a dense model."""
+    from chipforge.cluster.training import FRAMEWORK_OVERHEAD, MOE_HOST_S_PER_LAUNCH
 
     kw = dict(tp=1, cp=1, zero=1, recompute="none", micro_batch=1, seq=4096, global_batch=512,
-              dtype="fp8", fp8_recipe="mxfp8", interleave=1)  # fmt: skip
-    for pp, ep, chips in ((1, 8, 8), (2, 16, 32)):
+              interleave=1)  # fmt: skip
+    cases = ((1, 8, 8, "fp8", "mxfp8", 10), (2, 16, 32, "fp8", "current", 18),
+             (1, 8, 8, "bf16", "delayed", 6))  # fmt: skip
+    for pp, ep, chips, dtype, recipe, launches in cases:
         dp = chips // pp
-        base = plan_training("b200", "qwen3-30b-a3b", chips, pp=pp, dp=dp, ep=ep, **kw)
-        host = plan_training("b200", "qwen3-30b-a3b", chips, pp=pp, dp=dp, ep=ep,
-                             moe_host_sync=True, **kw)  # fmt: skip
+        one = dict(pp=pp, dp=dp, ep=ep, dtype=dtype, fp8_recipe=recipe, **kw)
+        base = plan_training("b200", "qwen3-30b-a3b", chips, **one)
+        host = plan_training("b200", "qwen3-30b-a3b", chips, moe_host_sync=True, **one)
         m = 512 // dp
-        per_mb = 48 / pp * (128 // ep) * MOE_HOST_S_PER_LOCAL_EXPERT
+        per_mb = 48 / pp * (128 // ep) * launches * MOE_HOST_S_PER_LAUNCH
         assert host.times["moe_host_s"] == pytest.approx(m * per_mb, rel=1e-9)
         bubble = (pp - 1) * per_mb  # 1F1B: the stage's time fills the bubble too
         step = base.step_time_s + (m * per_mb + bubble) / (1 - FRAMEWORK_OVERHEAD)
@@ -531,10 +534,15 @@ def test_dropless_moe_host_time_per_local_expert():
 
 
 def test_moe_host_constant_is_set_on_its_designated_case():
-    """MOE_HOST_S_PER_LOCAL_EXPERT is the value that reproduces its one designated case,
-    Megatron-Bridge 26.04, DGX-B200 x 8, Qwen3-30B-A3B MXFP8, GBS 512, MBS 4, EP 8 (hybridep):
-    26,859 tokens/s per GPU (docs/performance-summary-archive.md), to two digits."""
-    from chipforge.cluster.training import FRAMEWORK_OVERHEAD, MOE_HOST_S_PER_LOCAL_EXPERT
+    """MOE_HOST_S_PER_LAUNCH is the value that reproduces its one designated case,
+    Megatron-Bridge 26.04, DGX-B200 x 8, Qwen3-30B-A3B MXFP8 (10 launches per expert), GBS 512,
+    MBS 4, EP 8 (hybridep): 26,859 tokens/s per GPU (docs/performance-summary-archive.md), to
+    two digits."""
+    from chipforge.cluster.training import (
+        FRAMEWORK_OVERHEAD,
+        MOE_HOST_S_PER_LAUNCH,
+        host_launches_per_expert,
+    )
 
     kw = dict(seq=4096, global_batch=512, dtype="fp8", fp8_recipe="mxfp8", fp8_param_gather=True,
               tp=1, pp=1, dp=8, cp=1, ep=8, micro_batch=4, recompute="none", zero=1,
@@ -542,7 +550,10 @@ def test_moe_host_constant_is_set_on_its_designated_case():
     base = plan_training("b200", "qwen3-30b-a3b", 8, **kw)
     measured = 512 * 4096 / 8 / 26859  # s per step
     m, moe_layers, local = 512 // (8 * 4), 48, 128 // 8
-    fitted = (measured - base.step_time_s) * (1 - FRAMEWORK_OVERHEAD) / (m * moe_layers * local)
-    assert round(fitted, 5) == MOE_HOST_S_PER_LOCAL_EXPERT
+    launches = host_launches_per_expert("fp8", "mxfp8")
+    assert launches == 10
+    fitted = (measured - base.step_time_s) * (1 - FRAMEWORK_OVERHEAD)
+    fitted /= m * moe_layers * local * launches
+    assert round(fitted, 6) == MOE_HOST_S_PER_LAUNCH
     tuned = plan_training("b200", "qwen3-30b-a3b", 8, moe_host_sync=True, **kw)
     assert tuned.tokens_per_s / 8 == pytest.approx(26859, rel=0.01)

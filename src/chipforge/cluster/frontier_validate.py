@@ -97,7 +97,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
 # Megatron-Bridge's 25.11 MoE rows ran token-dropless (performance summary: "all benchmarks are
 # token-dropless") with the experts outside CUDA graphs: no 25.11 recipe sets a capacity factor
 # or padding, and their CUDA-graph scopes stop at "attn", "moe_router", "moe_preprocess"
-# (r0.2.x deepseek, qwen3, gpt_oss workload_base_configs.py): training.MOE_HOST_S_PER_LOCAL_EXPERT
+# (r0.2.x deepseek, qwen3, gpt_oss workload_base_configs.py): training.MOE_HOST_S_PER_LAUNCH
 # (moe_host_sync; no effect on a dense model).
 DEEPSEEK_RECOMPUTE = "layernorm+mla_up_proj"
 MLPERF_V51 = "github.com/mlcommons/training_results_v5.1"

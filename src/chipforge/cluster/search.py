@@ -279,7 +279,7 @@ def plan_training(
     recompute_modules; layer.RECOMPUTE_MODULES). `nccl_ctas`: CTA caps of NCCL communicators,
     {"dp": 8, "cp": 1, "pp": 2} (training.NCCL_GROUPS). `moe_host_sync`: dropless MoE whose
     experts the host launches after a synchronisation in every MoE layer (Megatron-Core with
-    Transformer Engine's grouped GEMM outside CUDA graphs; training.MOE_HOST_S_PER_LOCAL_EXPERT)."""
+    Transformer Engine's grouped GEMM outside CUDA graphs; training.MOE_HOST_S_PER_LAUNCH)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if not isinstance(chips, int) or chips <= 0:

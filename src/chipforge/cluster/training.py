@@ -110,21 +110,38 @@ _FULL_SHARE = dict.fromkeys(NCCL_GROUPS, 1.0)
 # synchronise in every MoE layer's forward pass (token_dispatcher.py
 # `_maybe_dtoh_and_synchronize`); the MoE README: without a capacity factor and padding "the
 # resulting dynamic shapes make MoE layers uncapturable", so the experts run outside CUDA graphs.
-# Their "grouped" GEMM loops over the local experts, one cuBLASLt GEMM each, building its
-# descriptors and querying the heuristic on the host every call (cublaslt_gemm.cu
-# multi_stream_cublas_gemm, TE 2.9; cuBLAS docs: the heuristic "could take tens of
-# microseconds" of host time), and quantizes each expert's input and gradient apart
-# (split_quantize). After the synchronisation the GPU waits for those launches, so each MoE
-# layer adds host time per local expert to every micro-batch: MOE_HOST_S_PER_LOCAL_EXPERT.
-# One global constant, set once on a designated case outside every validation set: Megatron-
-# Bridge's 26.04 NeMo container, DGX-B200 x 8, Qwen3-30B-A3B MXFP8, GBS 512, MBS 4, EP 8
-# (hybridep; CUDA graphs only for attention, router and preprocessing: Megatron-Bridge v0.4.0
-# qwen3_workload_base_configs.py), 26,859 tokens/s per GPU (docs/performance-summary-
-# archive.md): 0.26 ms per local expert per MoE layer per micro-batch (about ten launches per
-# expert forward and backward: 26 us each). tests/test_frontier_training.py recomputes it.
-# NVIDIA's sync-free fused grouped-MLP kernels with full-iteration CUDA graphs remove it
-# (benchmarks/moe_sync_free_check.py).
-MOE_HOST_S_PER_LOCAL_EXPERT = 0.26e-3
+# After the synchronisation the GPU waits for the host's launches. Per local expert and MoE
+# layer and micro-batch the host launches (TE 2.9):
+# - 6 GEMMs: the "grouped" GEMM is a host loop, one cuBLASLt GEMM per expert that builds its
+#   descriptors and queries the heuristic each call (cublaslt_gemm.cu multi_stream_cublas_gemm;
+#   cuBLAS docs: the heuristic "could take tens of microseconds" of host time), for fc1 and fc2
+#   forward, and their data and weight gradients;
+# - 4 quantizations (fc1 and fc2 inputs forward, their output gradients backward) of
+#   HOST_QUANTIZE_KERNELS each: split_quantize (cast.cpp multi_tensor_quantize_impl) fuses all
+#   experts into one kernel only for delayed scaling, else quantizes expert by expert:
+#   MXFP8 and FP8 blockwise one kernel (nvte_quantize_v2), current scaling three (amax, scale,
+#   cast: Float8CurrentScalingQuantizer::quantize_impl), NVFP4 two (amax, cast); 16-bit none.
+# MOE_HOST_S_PER_LAUNCH: one global constant, set once on a designated case outside every
+# validation set: Megatron-Bridge's 26.04 NeMo container, DGX-B200 x 8, Qwen3-30B-A3B MXFP8,
+# GBS 512, MBS 4, EP 8 (hybridep; CUDA graphs only for attention, router and preprocessing:
+# Megatron-Bridge v0.4.0 qwen3_workload_base_configs.py), 26,859 tokens/s per GPU
+# (docs/performance-summary-archive.md): 0.261 ms per local expert per MoE layer per micro-batch
+# over its 10 launches, 26 us each (inside the cuBLAS figure); tests/test_frontier_training.py
+# recomputes it. NVIDIA's sync-free fused grouped-MLP kernels with full-iteration CUDA graphs
+# remove this cost (benchmarks/moe_sync_free_check.py).
+HOST_GEMMS_PER_EXPERT, HOST_QUANTIZES_PER_EXPERT = 6, 4
+HOST_QUANTIZE_KERNELS = {"delayed": 0, "current": 3, "mxfp8": 1, "block": 1}
+HOST_QUANTIZE_KERNELS_FP4 = 2
+MOE_HOST_S_PER_LAUNCH = 26e-6
+
+
+def host_launches_per_expert(dtype: str, fp8_recipe: str) -> int:
+    """Host launches per local expert per MoE layer per micro-batch (MOE_HOST_S_PER_LAUNCH)."""
+    if dtype == "fp8":
+        quantize = HOST_QUANTIZE_KERNELS[fp8_recipe]
+    else:
+        quantize = HOST_QUANTIZE_KERNELS_FP4 if dtype == "fp4" else 0
+    return HOST_GEMMS_PER_EXPERT + HOST_QUANTIZES_PER_EXPERT * quantize
 
 
 _SUSTAINED: dict[str, ChipSpec] = {}
@@ -353,7 +370,7 @@ class RunOptions:
     # what recompute="selective" recomputes (layer.RECOMPUTE_MODULES; Megatron's default)
     recompute_modules: tuple[str, ...] = ("core_attn",)
     nccl_ctas: tuple[tuple[str, int], ...] = ()  # (NCCL_GROUPS member, CTA cap) pairs
-    moe_host_sync: bool = False  # dropless MoE launched from the host (MOE_HOST_S_PER_LOCAL_EXPERT)
+    moe_host_sync: bool = False  # dropless MoE launched from the host (MOE_HOST_S_PER_LAUNCH)
 
 
 @dataclass(frozen=True)
@@ -518,7 +535,8 @@ def stage_cost(
     t_host = 0.0
     if c.is_moe and run.moe_host_sync:
         moe_layers = layers * (c.layers - c.dense_layers) / c.layers
-        t_host = moe_layers * (c.experts // p.ep) * MOE_HOST_S_PER_LOCAL_EXPERT
+        launches = host_launches_per_expert(dtype, run.fp8_recipe)
+        t_host = moe_layers * (c.experts // p.ep) * launches * MOE_HOST_S_PER_LAUNCH
     # CP: ring attention passes K and V around the CP ring, overlapped with attention compute
     t_cp = 0.0
     share = _up_shares(run, topo)
