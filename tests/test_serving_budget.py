@@ -13,7 +13,7 @@ import pytest
 
 from chipforge.cluster import plan_serving
 from chipforge.cluster.serving import at_rate
-from chipforge.errors import Infeasible
+from chipforge.errors import Infeasible, WorkloadError
 
 # Llama-3.1-405B Server on 8 B200 as NVIDIA's MLPerf Inference v5.1 config states it (TP4, FP4,
 # FP8 KV, max_num_tokens 2048, chunked context); prompt lengths as the benchmark dataset's
@@ -91,3 +91,9 @@ def test_offline_batch_stays_within_the_token_balance():
     assert capped.throughput_tokens_per_s < free.throughput_tokens_per_s
     with pytest.raises(Infeasible, match="max_num_tokens"):
         plan_serving("gb300", "llama3-405b", 72, max_num_tokens=1536, concurrency=72 * 200, **kw)
+
+
+def test_budget_is_refused_where_it_means_nothing():
+    for extra in ({"batching": "static"}, {"disaggregated": "decode"}):
+        with pytest.raises(WorkloadError, match="max_num_tokens"):
+            plan_serving("b200", "llama3-405b", 8, max_num_tokens=BUDGET, **KW, **extra)

@@ -428,11 +428,11 @@ def evaluate(
         # (the attention groups of a wide-EP replica prefill their own prompts side by side)
         room = None  # prompt tokens a step takes beside its decode tokens (a token budget)
         if max_num_tokens:
-            room = max_num_tokens - mb
+            room = max_num_tokens - mb * (1 + spec_tokens)  # a verify step's k + 1 per sequence
             if room <= 0:
                 raise Infeasible(
-                    f"max_num_tokens {max_num_tokens} leaves no room for prompts beside {mb} "
-                    "decode tokens per step: lower the batch or raise it"
+                    f"max_num_tokens {max_num_tokens} leaves no room for prompts beside "
+                    f"{mb * (1 + spec_tokens)} decode tokens per step: lower the batch or raise it"
                 )
         share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre,
                                chunk=room)  # fmt: skip
@@ -598,6 +598,11 @@ def plan_serving(
         raise WorkloadError(f"`prefix_hit` must be a fraction in [0, 1), not {prefix_hit!r}")
     if batching not in BATCHING:
         raise WorkloadError(f"`batching` must be one of {', '.join(BATCHING)}, not {batching!r}")
+    if max_num_tokens and (batching == "static" or disaggregated):
+        raise WorkloadError(
+            "`max_num_tokens` budgets the steps of co-located continuous batching: drop it, or "
+            "drop --batching static / --disaggregated / --decode-pool"
+        )
     if slo_percentile is not None and slo_percentile not in PERCENTILES:
         raise WorkloadError(
             f"`slo_percentile` must be one of {', '.join(PERCENTILES)}, not {slo_percentile!r}"
