@@ -83,7 +83,7 @@ def test_chip_page_numbers_are_the_api_s_and_follow_the_clock():
         ("mem1-capacity", "3 W", "`memory.1.capacity`"),
         ("mem1-per-core", "maybe", "`memory.1.per_core`"),
         ("hbm-energy", "3 W", "`memory.0.energy_per_byte`"),
-        ("mem3-capacity", "1 MiB", "`memory.3.capacity`"),  # forge-n3 has 2 levels
+        ("mem3-name", "regs", "`memory.3.kind` is required"),  # a level added: its fields
         ("link-latency", "5 W", "`links.0.latency`"),
         ("idle-power", "-1 W", "`idle_power`"),
         ("vector-flops", "0", "`vector.flops_per_cycle`"),
@@ -97,8 +97,73 @@ def test_a_bad_field_is_named_next_to_it(field, text, named):
     chip, error, _, *errs = pages.chip_update(BASE, *form(**{field: text}))
     assert chip is None
     by_field = dict(zip(compute.FIELD_IDS, errs, strict=True))
+    if field == "mem3-name":  # the new level's missing fields, each under its own
+        assert named in by_field["mem3-kind"]
+        assert [f for f, e in by_field.items() if e] == ["mem3-kind", "mem3-capacity",
+                                                         "mem3-bandwidth"]  # fmt: skip
+        return
     assert named in by_field[field], by_field
     assert [f for f, e in by_field.items() if e] == [field]
+
+
+def test_the_form_has_every_field_of_the_spec():
+    from chipforge.spec.models import ChipSpec, Link, MatrixUnit, MemoryLevel, VectorUnit
+
+    paths = {tuple(p for p in f.path if not isinstance(p, int)) for f in compute.FIELDS}
+    for model, at in ((ChipSpec, ()), (MatrixUnit, ("matrix",)), (VectorUnit, ("vector",)),
+                      (MemoryLevel, ("memory",)), (Link, ("links",))):  # fmt: skip
+        for name in model.model_fields:
+            if name not in ("matrix", "vector", "memory", "links"):
+                assert (*at, name) in paths, (*at, name)
+
+
+def test_memory_levels_and_links_are_added_and_removed_in_the_form():
+    """A named empty section adds a level or link (blank optional fields: the spec's
+    defaults); a cleared name removes one (the ones after it move up), an unnamed section is
+    none; a bad value after a removed level and a chip without its off-chip memory are each
+    named under the form field they belong to."""
+    regs = {"mem2-name": "regs", "mem2-kind": "sram", "mem2-capacity": "256 KiB",
+            "mem2-bandwidth": "400 TB/s", "mem2-per-core": "true"}  # fmt: skip
+    nic = {"link1-name": "NIC", "link1-bandwidth": "50 GB/s"}
+    chip, error, figures, *errs = pages.chip_update(BASE, *form(**regs, **nic))
+    assert error == "" and not any(errs), [e for e in errs if e]
+    spec = chip_from_dict(chip, "chip")
+    base = cf.load_chip("forge-n3")
+    assert spec.memory[:2] == base.memory and len(spec.memory) == 3
+    added = spec.memory[2]
+    typed = ("regs", "sram", 256 * 2**10, 400e12)
+    assert (added.name, added.kind, added.capacity, added.bandwidth) == typed
+    assert added.per_core and not added.holds_activations  # typed; blank: the default
+    assert spec.links[0] == base.links[0]
+    assert (spec.links[1].name, spec.links[1].bandwidth, spec.links[1].ports,
+            spec.links[1].latency) == ("NIC", 50e9, 1, 1e-6)  # fmt: skip
+    # the new SRAM counts: more on-chip bytes, a larger die in the derived figures
+    assert spec.onchip_bytes == base.onchip_bytes + 256 * 2**10 * base.cores
+    area = [dict(zip(t[::2], t[1::2], strict=True))["die area"]
+            for t in (texts(figures), texts(pages.chip_update(BASE, *form())[2]))]  # fmt: skip
+    assert area[0] != area[1]
+    assert pages.chip_download(1, chip)["content"].count("[[memory]]") == 3
+    # removed: level 1's name cleared, the added level 2 moves up; the link's name cleared
+    gone = pages.chip_update(BASE, *form(**regs, **{"mem1-name": "", "link-name": ""}))[0]
+    spec = chip_from_dict(gone, "chip")
+    assert [m.name for m in spec.memory] == ["HBM3E", "regs"] and spec.links == ()
+    # a bad value on the moved level is named under the form's field (level 2), not level 1
+    bad = {**regs, "mem1-name": "", "mem2-capacity": "-1 KiB"}
+    chip, _, _, *errs = pages.chip_update(BASE, *form(**bad))
+    by_field = {f: e for f, e in zip(compute.FIELD_IDS, errs, strict=True) if e}
+    assert chip is None and list(by_field) == ["mem2-capacity"]
+    assert "`memory.2.capacity`" in by_field["mem2-capacity"]
+    # a section without a name is no level: its other values are left out
+    chip = pages.chip_update(BASE, *form(**{**regs, "mem2-name": ""}))[0]
+    assert chip_from_dict(chip, "chip") == base
+    # the off-chip memory removed: the spec's rule, under the first level's name
+    chip, _, _, *errs = pages.chip_update(BASE, *form(**{"hbm-name": ""}))
+    by_field = {f: e for f, e in zip(compute.FIELD_IDS, errs, strict=True) if e}
+    assert chip is None and "must start with the off-chip memory" in by_field["hbm-name"]
+    # a shared URL keeps the added level
+    fields = dict(zip(compute.FIELD_IDS, form(**regs), strict=True))
+    state = pages.initial_state(pages.query_of("chip", BASE, fields, [], {}))
+    assert state["fields"]["mem2-name"] == "regs"
 
 
 def test_every_bad_field_is_named_at_once():

@@ -2,8 +2,9 @@
 
 Opens every page, changes the chip's clock and sees the H100-relative speed move, uploads a
 config.json (then in the URL), types a bad bandwidth and a bad link latency and sees each error
-next to its field, sees the silicon tornado, reopens a shared URL and a saved state file, opens
-a sweep point's chip in another tab from its URL, and checks the console stayed clean.
+next to its field, adds a memory level in the form and removes it, sees the silicon tornado,
+reopens a shared URL and a saved state file, opens a sweep point's chip in another tab from its
+URL, and checks the console stayed clean.
 Screenshots land in test-artifacts/studio/ (gitignored). Skips with a message where
 /usr/bin/chromium or Playwright is missing (.ci/run installs Chromium when it runs as root).
 """
@@ -136,6 +137,23 @@ def test_the_studio_in_chromium(studio, tmp_path):
             )
             _set(page, "f-link-latency", "1 µs")
             page.wait_for_function("document.querySelector('#err-link-latency').innerText === ''")
+            # a memory level added in the form (its folded section opened): a larger die
+            figures = page.inner_text("#chip-figures")
+            page.click("#section-mem2-name summary")
+            for field, value in (("kind", "sram"), ("capacity", "64 MiB"),
+                                 ("bandwidth", "400 TB/s"), ("name", "regs")):  # fmt: skip
+                _set(page, f"f-mem2-{field}", value)
+            page.wait_for_function(
+                "t => { const x = document.querySelector('#chip-figures').innerText;"
+                " return x.includes('die area') && x !== t; }",
+                arg=figures,
+            )
+            assert page.inner_text("#err-mem2-kind") == ""
+            page.screenshot(path=ARTIFACTS / "chip-level-added.png", full_page=True)
+            _set(page, "f-mem2-name", "")  # and removed: the chip's figures again
+            page.wait_for_function(
+                "t => document.querySelector('#chip-figures').innerText === t", arg=figures
+            )
 
             for name, ready in (
                 ("cluster", "#train-table table"),

@@ -168,8 +168,7 @@ def _spec(chip: dict | None):
 def _chip_page(s: dict) -> html.Div:
     fields = []
     for section in compute.SECTIONS:
-        fields.append(html.H4(section, style={"margin": "12px 8px 0"}))
-        fields += [
+        inputs = [
             html.Div(
                 [
                     _input(f"f-{f.id}", s["fields"][f.id], f.label, f.help),
@@ -180,6 +179,16 @@ def _chip_page(s: dict) -> html.Div:
             for f in compute.FIELDS
             if f.section == section
         ]
+        name = next(f for f in compute.FIELDS if f.section == section)
+        if name.path[0] not in compute.LISTS:
+            fields += [html.H4(section, style={"margin": "12px 8px 0"}), *inputs]
+            continue
+        # a memory level or link: folded while it has no name (one typed adds it)
+        there = bool(str(s["fields"][name.id]).strip())
+        head = section if there else f"{section}: type a name to add it"
+        fields.append(html.Details([html.Summary(head, style={"fontWeight": 600}), *inputs],
+                                   open=there, id=f"section-{name.id}",
+                                   style={"margin": "12px 8px 0"}))  # fmt: skip
     return html.Div(
         [
             html.Div(

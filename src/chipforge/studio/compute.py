@@ -50,8 +50,11 @@ class Field:
     section: str = "chip"
 
 
-# memory levels and links the form edits (every preset has at most 4 levels and 1 link)
-LEVELS, LINKS = 4, 2
+# memory levels and links the form shows (the presets have 2-4 levels and 1 link): a section
+# with a name is one of the chip's, one whose name is cleared is removed; a chip TOML with more
+# keeps the ones past these unchanged
+LEVELS, LINKS = 6, 3
+LISTS = ("memory", "links")
 FLAG = "true or false"
 
 
@@ -60,16 +63,18 @@ def _level(i: int) -> tuple[Field, ...]:
     path = ("memory", i)
     fields = (
         Field(f"{pre}-name", "name", (*path, "name"), section=sec,
-              help="HBM3E, LPDDR5X, ... (sets its energy)" if i == 0 else ""),
+              help="HBM3E, LPDDR5X, ... (sets its energy)" if i == 0
+              else "type one to add the level, clear it to remove it"),
         Field(f"{pre}-kind", "kind", (*path, "kind"), section=sec,
               help="hbm or dram" if i == 0 else "sram or cache"),
         Field(f"{pre}-capacity", "capacity", (*path, "capacity"), "bytes", i > 0,
               section=sec, help="per core when per core is true"),
         Field(f"{pre}-bandwidth", "bandwidth", (*path, "bandwidth"), "bandwidth", section=sec,
               help="towards the cores, whole chip"),
-        Field(f"{pre}-per-core", "per core", (*path, "per_core"), section=sec, help=FLAG),
-        Field(f"{pre}-holds", "holds activations", (*path, "holds_activations"), section=sec,
-              help=FLAG),
+        Field(f"{pre}-per-core", "per core", (*path, "per_core"), optional=True, section=sec,
+              help=f"{FLAG}; blank: false"),
+        Field(f"{pre}-holds", "holds activations", (*path, "holds_activations"), optional=True,
+              section=sec, help=f"{FLAG}; blank: false"),
         Field(f"{pre}-energy", "energy per byte", (*path, "energy_per_byte"), "energy_per_byte",
               optional=True, section=sec, help="blank: the technology's default"),
     )  # fmt: skip
@@ -83,12 +88,14 @@ def _link(i: int) -> tuple[Field, ...]:
     pre, sec = ("link", "chip-to-chip link") if i == 0 else (f"link{i}", f"link {i}")
     path = ("links", i)
     return (
-        Field(f"{pre}-name", "name", (*path, "name"), section=sec, help="NVLink, ICI, ..."),
+        Field(f"{pre}-name", "name", (*path, "name"), section=sec,
+              help="NVLink, ICI, ...; clear it to remove the link"),
         Field(f"{pre}-bandwidth", "bandwidth", (*path, "bandwidth"), "bandwidth", section=sec,
               help="per chip, both directions"),
-        Field(f"{pre}-ports", "ports", (*path, "ports"), section=sec),
-        Field(f"{pre}-latency", "latency", (*path, "latency"), "time", section=sec,
-              help="per message"),
+        Field(f"{pre}-ports", "ports", (*path, "ports"), optional=True, section=sec,
+              help="blank: 1"),
+        Field(f"{pre}-latency", "latency", (*path, "latency"), "time", optional=True,
+              section=sec, help="per message; blank: 1 us"),
     )  # fmt: skip
 
 
@@ -109,6 +116,8 @@ FIELDS = (
     Field("tdp", "TDP", ("tdp",), "power"),
     Field("idle-power", "idle power", ("idle_power",), "power", optional=True,
           help="blank: 10% of TDP"),
+    Field("mla-decode-rate", "MLA decode rate", ("mla_decode_rate",), "flop_rate",
+          optional=True, help="a measured absorbed-MLA decode kernel; blank: the engine's"),
     Field("notes", "notes", ("notes",)),
     Field("matrix-rows", "array rows", ("matrix", "rows"), section="matrix unit"),
     Field("matrix-cols", "array columns", ("matrix", "cols"), section="matrix unit"),
@@ -293,16 +302,11 @@ def _get(dump: dict, path: tuple):
     return node
 
 
-def _parent(dump: dict, path: tuple):
-    """The dict holding the field at `path`, or None where the chip has no such level/link."""
+def _parent(dump: dict, path: tuple) -> dict:
+    """The dict holding the field at `path` (a memory level's or link's: build_chip's own)."""
     node = dump
     for key in path[:-1]:
-        if isinstance(node, list):
-            if key >= len(node):
-                return None
-            node = node[key]
-        else:
-            node = node.setdefault(key, {})
+        node = node.setdefault(key, {})
     return node
 
 
@@ -356,6 +360,8 @@ def _field_of(message: str) -> str | None:
         path = ".".join(map(str, f.path))
         if named == path or named.startswith(path + "."):
             return f.id
+    if named in LISTS:  # the levels or links as a whole (off-chip first): the first's name
+        return "hbm-name" if named == "memory" else "link-name"
     if named == "(root)":  # a rule between fields: the one it names first
         at = {f.id: re.search(rf"\b{f.path[-1]}\b", message) for f in FIELDS if len(f.path) == 1}
         found = sorted((m_.start(), fid) for fid, m_ in at.items() if m_)
@@ -367,35 +373,44 @@ def build_chip(base: str, values: dict[str, str]):
     """(ChipSpec or None, {field id: one-line error}) from a base chip and the form's text;
     errors come from the spec models (every bad field, each under its own input), so they read
     as a chip TOML's would. The chip's name is the name field's, as typed (a scenario's rack
-    holds a chip by name: an edited chip keeps its base's name until the user gives one)."""
+    holds a chip by name: an edited chip keeps its base's name until the user gives one). A
+    memory level or link section with a name is one of the chip's, in the form's order (a new
+    one takes the values typed, the spec's defaults for blank optional fields); one without a
+    name is not (a cleared name removes it), its other fields left out."""
     try:
         spec = base_chip(base)
     except ChipforgeError as e:
         return None, {"_": str(e)}
     dump = _dump(spec)
     errors: dict[str, str] = {}
+    items = {(k, i): dict(v) for k in LISTS for i, v in enumerate(dump.get(k, ()))}
+    filled: dict[tuple, bool] = {}  # (list, index in the form): named
     for f in FIELDS:
+        shown = show_value(f, _get(dump, f.path))
         text = values.get(f.id)
-        if text is None or text == show_value(f, _get(dump, f.path)):
+        text = shown if text is None else str(text)
+        listed = f.path[0] in LISTS
+        if listed and f.path[-1] == "name":  # a level or link is there when it is named
+            filled[f.path[:2]] = bool(text.strip())
+        if text == shown:
             continue  # unchanged: keep the exact value (no rounding through the display)
-        text = str(text)
-        parent = _parent(dump, f.path)
-        if parent is None:
-            if text.strip():
-                what = "memory levels" if f.path[0] == "memory" else "links"
-                errors[f.id] = (
-                    f"`{'.'.join(map(str, f.path))}`: the chip has {len(dump[f.path[0]])} "
-                    f"{what}; load a chip TOML with more to edit this one"
-                )  # fmt: skip
-            continue
+        parent = items.setdefault(f.path[:2], {}) if listed else _parent(dump, f.path)
         if f.optional and not text.strip():
             parent.pop(f.path[-1], None)
         else:
             parent[f.path[-1]] = _typed(f, text)
+    place: dict[str, dict[int, int]] = {}  # list -> {index in the chip: index in the form}
+    for k in LISTS:
+        kept = [i for i in range(LEVELS if k == "memory" else LINKS) if filled.get((k, i))]
+        kept += [i for i in range(len(dump.get(k, ()))) if (k, i) not in filled]  # past the form
+        dump[k] = [items[(k, i)] for i in kept]
+        place[k] = dict(enumerate(kept))
     try:
         new = ChipSpec.model_validate(dump)
     except ValidationError as err:
         for msg in problems(err, "chip"):  # every bad field, under its own input
+            msg = re.sub(r"`(memory|links)\.(\d+)",
+                         lambda m: f"`{m[1]}.{place[m[1]].get(int(m[2]), m[2])}", msg)  # fmt: skip
             errors.setdefault(_field_of(msg) or "_", msg)
         return None, errors
     return (None, errors) if errors else (new, {})
