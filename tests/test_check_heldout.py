@@ -12,9 +12,11 @@ import pytest
 
 from chipforge.cluster import check_validate as cv
 from chipforge.cluster import validate as v
+from chipforge.cluster.layer import layer_costs
 from chipforge.cluster.search import plan_training
 from chipforge.cluster.serving import plan_serving
 from chipforge.spec.loader import load_chip
+from chipforge.workload.config import load_model
 
 # the source families of the set: none may appear in the data the model was built or checked on
 FAMILIES = ("torchtitan", "maxtext", "training_results_v4.1", "rocm-hub/dev-ai/performance-results",
@@ -85,11 +87,11 @@ def test_predictions_come_from_the_model_not_the_published_values(results, monke
     row = next(r for r in scaled if r["id"] == "tt2412-t4-2d-asynctp")
     chip = load_chip("h100")
     hbm = chip.hbm.model_copy(update={"capacity": 96e9, "bandwidth": 2.4e12})
-    chip = chip.model_copy(update={"name": "gt-h100", "memory": (hbm, *chip.memory[1:])})
+    chip = chip.model_copy(update={"memory": (hbm, *chip.memory[1:])})
     plan = plan_training(
         chip, "llama3-70b", 256, seq=8192, global_batch=512, dtype="fp8", tp=8, pp=1, dp=32,
         cp=1, ep=1, zero=3, recompute="full", micro_batch=16, interleave=1, tp_overlap=True,
-        fp8_recipe="current",
+        fp8_recipe="current", attention="flash2",  # PyTorch SDPA's FA2 (cv.SDPA_SOURCES)
     )  # fmt: skip
     assert results[row["id"]]["predicted"] == pytest.approx(512 * 8192 / 256 / plan.step_time_s)
 
@@ -105,6 +107,7 @@ def test_the_overridden_memory_reaches_the_model():
     row = next(r for r in cv.rows() if r["id"] == "tt2412-t4-2d")
     chip = cv.chip_for(row)
     assert chip.hbm.capacity == 96e9 and chip.hbm.bandwidth == 2.4e12
+    assert chip.name == "h100"  # the same die: its kernel rates (layer.KERNEL_UTILIZATION) apply
     assert chip.peak_flops("bf16") == load_chip("h100").peak_flops("bf16")
     faster = {**row, "chip_overrides": "hbm_capacity=96e9;hbm_bandwidth=9.6e12"}
     assert cv._training(faster)() > cv._training(row)()
@@ -125,3 +128,17 @@ def test_the_csv_parses_with_the_same_columns_everywhere():
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     width = len(next(csv.reader(lines[:1])))
     assert all(len(r) == width for r in csv.reader(lines))
+
+
+def test_torchtitan_rows_run_pytorch_sdpa_flash_backend():
+    """torchtitan's SDPA runs PyTorch's FlashAttention-2 port (cv.SDPA_SOURCES): "flash2", whose
+    H100 rate (35 % of peak) also holds on the H200, which has the same SMs and clock."""
+    by_id = {r["id"]: r for r in cv.rows()}
+    assert cv._attention(by_id["tt2412-t2-fsdp1-cp8-seq262144"]) == "flash2"
+    assert cv._attention(by_id["mlpt41-h100x256-gpt3"]) == "flash"
+    c = load_model("llama3-8b")
+    h100, h200 = load_chip("h100"), load_chip("h200")
+    args = (c, 1, 1, 32768, 1, "bf16")
+    fa2 = layer_costs(h200, *args, attention="flash2")[2]
+    assert fa2 > 1.5 * layer_costs(h200, *args, attention="flash")[2]
+    assert fa2 == pytest.approx(layer_costs(h100, *args, attention="flash2")[2], rel=0.05)

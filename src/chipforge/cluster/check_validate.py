@@ -26,6 +26,13 @@ SEEN_SOURCES = ("github.com/pytorch/torchtitan/",)
 SEEN_KIND = "training-check-seen"
 KINDS = ("training-check", "serving-check", SEEN_KIND)
 TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp": "yes"}
+# torchtitan's attention is PyTorch's F.scaled_dot_product_attention (models/llama/model.py),
+# whose FLASH backend is PyTorch's FlashAttention-2 port: cuDNN attention became opt-in (lowest
+# priority) in PyTorch 2.5.1 (pytorch/pytorch#138522, Oct 2024; on 2.6.0.dev20241204 SDPA ran
+# at FA2's rate on H100, pytorch/pytorch#142132), torchtitan's context parallelism took only
+# the flash and efficient backends until torchtitan#1000 (Mar 2025), and torchtitan still put
+# FLASH_ATTENTION first on every GPU but B200 in May 2025 (torchtitan#1196): "flash2".
+SDPA_SOURCES = {"github.com/pytorch/torchtitan/": "flash2"}
 # `chip_overrides`: a preset with the memory its source states (torchtitan's Grand Teton H100s:
 # 96 GB HBM2e at 2.4 TB/s), as "hbm_capacity=<bytes>;hbm_bandwidth=<bytes/s>"
 OVERRIDES = {"hbm_capacity": "capacity", "hbm_bandwidth": "bandwidth"}
@@ -49,8 +56,8 @@ def chip_for(row: dict) -> ChipSpec | str:
             raise WorkloadError(f"`chip_overrides` {key!r}: one of {', '.join(OVERRIDES)}")
         update[OVERRIDES[key]] = float(value)
     hbm = chip.hbm.model_copy(update=update)
-    name = f"{chip.name}-{hbm.capacity / 1e9:g}gb-{hbm.bandwidth / 1e12:g}tbs"
-    return chip.model_copy(update={"name": name, "memory": (hbm, *chip.memory[1:])})
+    # the same chip (its name keeps what the model knows of the die: kernel rates, topology)
+    return chip.model_copy(update={"memory": (hbm, *chip.memory[1:])})
 
 
 def maxtext_tflops(row: dict, step_s: float) -> float:
@@ -83,8 +90,14 @@ def _refuse(row: dict) -> None:
         raise WorkloadError(row["not_expressible"])
 
 
+def _attention(row: dict) -> str:
+    """The attention kernel the row's framework runs (SDPA_SOURCES), else perf's "flash"."""
+    hit = [kernel for src, kernel in SDPA_SOURCES.items() if src in row["source"]]
+    return hit[0] if hit else TRAINING_DEFAULTS["attention"]
+
+
 def _training(row: dict) -> Callable[[], float]:
-    full = {**TRAINING_DEFAULTS, **row, "metric": "step_time_s"}
+    full = {**TRAINING_DEFAULTS, **row, "metric": "step_time_s", "attention": _attention(row)}
 
     def predict() -> float:
         _refuse(row)

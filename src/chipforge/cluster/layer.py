@@ -48,9 +48,14 @@ from chipforge.workload.ops import MatMul, Vector
 ATTENTION = ("flash", "flash2", "flash1", "materialized")
 # Best sustained fraction of the 16-bit dense peak of older flash-attention kernel generations,
 # by chip, as the papers state it (upper ends; see the module docstring). Only caps perf's rate.
+# H200, H800 and GH200 run the H100 SXM's GH100 SMs at its clock (their presets): the same
+# kernels reach the same share of the same peak.
+_GH100 = ("h100", "h200", "h800", "gh200")
 KERNEL_UTILIZATION = {
-    "flash2": {"a100": 0.73, "h100": 0.35},  # FA2 paper (A100), FA3 paper (H100), abstracts
-    "flash1": {"a100": 0.40, "h100": 0.35 * 0.40 / 0.73},  # FA2 abstract (A100); H100 scaled
+    # FA2 paper (A100), FA3 paper (H100), abstracts
+    "flash2": {"a100": 0.73, **dict.fromkeys(_GH100, 0.35)},
+    # FA2 abstract (A100); H100 scaled
+    "flash1": {"a100": 0.40, **dict.fromkeys(_GH100, 0.35 * 0.40 / 0.73)},
 }
 # Bytes per attention score moved by the unfused kernels (16-bit scores, 1-byte dropout mask;
 # Megatron-LM 2021 `ParallelAttention`: baddbmm -> fused scale-mask-softmax -> dropout -> bmm).
