@@ -445,24 +445,26 @@ def evaluate(
         thr = dp * batch / (decode + batch / osl * step)
         # Poisson arrivals at this throughput: prompts queue for prefill (M/D/1, cluster.queueing)
         lam = (rate if rate is not None else thr / osl) / dp  # requests/s per replica
-        own, service = prefill, share  # a prompt's own prefill; the prefill queue's service
+        own, service, arrive = prefill, share, lam  # own prefill; the prompt queue's service
         if room:
             # chunked prefill under a per-step token budget (TensorRT-LLM max_num_tokens with
             # chunked context, FCFS chunking): a step takes `room` prompt tokens beside its
             # decode tokens, so a prompt's prefill runs over fresh / room steps, each also
-            # carrying the decode batch; the pp micro-batches take a chunk each per cycle
+            # carrying the decode batch; the pp micro-batches take a chunk each per cycle, and
+            # each DP-attention group (its own budget) queues its own prompts
             stages = max(1, min(pp, batch))
             own = prefill + fresh / room * decode
-            service = (prefill + fresh / room * decode) / stages
-            if lam * service >= 1:
+            service, arrive = own / stages, lam / groups
+            if arrive * service >= 1:
                 raise Infeasible(
                     f"max_num_tokens {max_num_tokens} admits prompts at {1 / service:.3g}/s per "
-                    f"replica, {lam:.3g}/s arrive: lower the batch or raise it"
+                    f"replica, {arrive:.3g}/s arrive: lower the batch or raise it"
                 )
             ttft += own - prefill
-        waits = wait_percentiles(lam, service) if batch > 1 and lam * service < 1 else {}
+        ok = batch > 1 and arrive * service < 1
+        waits = wait_percentiles(arrive, service) if ok else {}
         if waits and isl_cv:  # prompt lengths spread: M/G/1, each prompt's own prefill too
-            spread = ttft_percentiles(lam, service, own, isl_cv)
+            spread = ttft_percentiles(arrive, service, own, isl_cv)
             waits = {k: t - own for k, t in spread.items()}
         held = {}
         if adp_balance and groups > 1:  # a prompt waits for the other groups' (steps, below)
