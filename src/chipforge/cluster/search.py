@@ -261,8 +261,9 @@ def plan_training(
     sequence parallelism, interleave 1-8 (where the layers split), any micro-batch dividing
     a replica's batch, and the global batch: fixed (`global_batch` N), any in a range
     ((MIN, MAX) or "MIN:MAX"), or the multiple of dp nearest `tokens_per_batch` / seq.
-    Bounds on the step (the peak, then the layers' compute) order and prune the space before
-    memory and the rest of a stage are priced (docs/cluster.md); `.search` counts the
+    Bounds on the step (the peak plus the TP and PP communication, then the layers' compute
+    plus it) order and prune the space before memory and the rest of a stage are priced
+    (docs/cluster.md); `.search` counts the
     plans evaluated and pruned. `alternatives`: also keep the next fastest feasible plans,
     ranked (`.alternatives`). `overlap_param_gather`, `fp8_param_gather` (FP8 dtype only):
     the distributed optimizer's options (training.FP8_PARAM_BYTES). `sustained_clock`: the
@@ -445,18 +446,24 @@ def plan_training(
         count["infeasible"] += (total - n) * len(zrs)
         fields = {k: v for k, v in vars(shape).items() if k not in _PER_PLAN}
         out = []
+        # the shape rules, the same for all its plans: past them, check_plan asks only that
+        # ZeRO and recompute be known values, and a search offers no other but a given --zero
+        refused = None
+        first = replace(shape, zero=zrs[0][0], recompute=zrs[0][1])
+        try:
+            check_plan(c, chips, first, shape.dp * shape.micro_batch * m_lo, seq)
+        except Infeasible as err:
+            refused = err
         for z_, (z, r, sp) in enumerate(zrs):
             place = (*order[:3], z_, order[3])  # the space's order: mb innermost
             if too_big.get(place[:4], order[3] + 1) < order[3]:
                 count["pruned_memory"] += n
                 continue
-            plan = Plan(**fields, zero=z, recompute=r, sequence_parallel=sp)  # (as replace)
-            try:
-                check_plan(c, chips, plan, shape.dp * shape.micro_batch * m_lo, seq)
-            except Infeasible as err:
-                errors.append((place, err))
+            if refused is not None:
+                errors.append((place, refused))
                 count["infeasible"] += n
                 continue
+            plan = Plan(**fields, zero=z, recompute=r, sequence_parallel=sp)  # (as replace)
             if not n:
                 continue
             mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
