@@ -120,8 +120,16 @@ RECOMPUTE_MODULES = {
     "shared_experts": ("shared_expert_up", "shared_expert_act", "shared_expert_down"),
 }  # fmt: skip
 _OP_MODULES = {op: m for m, ops in RECOMPUTE_MODULES.items() if m != "moe" for op in ops}
+# The GEMMs each TP collective of a block pipelines with under TP overlap (training's
+# `tp_overlap`): with sequence parallelism the block's input all-gather feeds its first GEMMs
+# ("attn_in": those before the attention core; "ffn_in": the MLP's up projections and router)
+# and its last GEMMs ("attn_out": after the core; "ffn_out": the down projections) feed the
+# reduce-scatter. In the backward pass the same GEMMs' dgrads swap roles: the gradient's all-
+# gather feeds the *_out dgrads and the *_in dgrads feed the reduce-scatter.
+TP_GROUPS = ("attn_in", "attn_out", "ffn_in", "ffn_out")
 _CACHE: dict[tuple, tuple[float, float, float, float]] = {}
 _MODULES: dict[tuple, dict[str, float]] = {}
+_TP_GEMMS: dict[tuple, dict[str, tuple[float, float, float, float]]] = {}
 CACHE_MAX = 20000  # layer shapes kept (a search visits a few hundred; a sweep, more chips)
 
 
@@ -195,6 +203,17 @@ def layer_costs(
 def module_forward(*args, **kwargs) -> dict[str, float]:
     """Forward seconds of each of RECOMPUTE_MODULES in one layer's TP shard; takes
     `layer_costs`'s arguments ("core_attn" is its attention-core forward). Cached with it."""
+    return _MODULES[_cached(*args, **kwargs)]
+
+
+def tp_gemms(*args, **kwargs) -> dict[str, tuple[float, float]]:
+    """Per TP_GROUPS member: (its forward GEMMs s, their dgrads s) in one layer's TP shard;
+    takes `layer_costs`'s arguments. Empty at tp 1. Cached with the layer."""
+    return _TP_GEMMS[_cached(*args, **kwargs)]
+
+
+def _cached(*args, **kwargs) -> tuple:
+    """The layer's cache key (pricing it first when it is not cached)."""
     bound = _SIGNATURE.bind(*args, **kwargs)
     bound.apply_defaults()
     bound.arguments.pop("cached_only")  # a caller's choice, not part of the layer's shape
@@ -202,7 +221,7 @@ def module_forward(*args, **kwargs) -> dict[str, float]:
     k = (chip_key(chip), *rest)
     if k not in _MODULES:
         _layer(k, *bound.arguments.values())
-    return _MODULES[k]
+    return k
 
 
 _SIGNATURE = inspect.signature(layer_costs)
@@ -217,7 +236,8 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
     base = "bf16" if fp8 else dtype
     s = seq // cp
     kw = dict(phase="train", batch=mb, seq=s, tp=tp, scope="layer", ep=ep)
-    ops = estimate(build(c, dtype=base, **kw), chip)
+    graph = build(c, dtype=base, **kw)
+    ops = estimate(graph, chip)
     gemm = {}
     if fp8:  # the linear layers' GEMMs from the FP8 graph (TE); everything else stays BF16
         g8 = build(c, dtype=dtype, **kw)
@@ -279,8 +299,37 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
     if len(_CACHE) >= CACHE_MAX:
         _CACHE.clear()
         _MODULES.clear()
+        _TP_GEMMS.clear()
+    _TP_GEMMS[k] = _tp_groups(chip, g8 if fp8 else graph, fp8) if tp > 1 else {}
     _CACHE[k] = (fwd, bwd, attn, opt)
     _MODULES[k] = {**mods, "core_attn": attn}
+
+
+def _tp_groups(chip: ChipSpec, graph: Graph, deployed: bool) -> dict[str, tuple[float, float]]:
+    """`tp_gemms` of a layer graph: its forward GEMMs sorted into TP_GROUPS by their place in
+    the block (those before the attention core, after it, the MLP's "_down" projections and
+    its other GEMMs), each group with its dgrads."""
+    group: dict[str, str] = {}
+    where = "attn_in"
+    for op in graph.ops:
+        if op.name.startswith("optimizer") or any(s in op.name for s in (".bwd", "grad")):
+            continue
+        if op.kind == "attention":
+            where = "attn_out"
+        elif op.kind == "collective" and where == "attn_out":  # the attention block's reduction
+            where = "ffn_in"
+        elif op.kind == "matmul":
+            down = where == "ffn_in" and op.name.endswith("_down")
+            group[op.name] = "ffn_out" if down else where
+    chosen = [
+        o for o in graph.ops
+        if o.kind == "matmul" and o.name.removesuffix(".dgrad") in group
+    ]  # fmt: skip
+    out = {g: [0.0, 0.0] for g in TP_GROUPS}
+    for o, cost in zip(chosen, estimate(Graph("tp", tuple(chosen)), chip, deployed=deployed).ops,
+                       strict=True):  # fmt: skip
+        out[group[o.name.removesuffix(".dgrad")]][o.name.endswith(".dgrad")] += cost.time_s
+    return {g: (f, b) for g, (f, b) in out.items()}
 
 
 def _mixed_windows(k, chip, c, share, *rest):
@@ -293,3 +342,4 @@ def _mixed_windows(k, chip, c, share, *rest):
     mods_f = module_forward(chip, replace(c, window=0, window_layers=None), *rest)
     _CACHE[k] = tuple(share * b + (1 - share) * f for b, f in zip(band, full, strict=True))
     _MODULES[k] = {m: share * mods_b[m] + (1 - share) * mods_f[m] for m in mods_b}
+    _TP_GEMMS[k] = tp_gemms(chip, replace(c, window=0, window_layers=None), *rest)  # same GEMMs

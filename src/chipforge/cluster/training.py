@@ -15,7 +15,7 @@ from chipforge.cluster.collectives import (
     collective_time,
     expert_all_to_all,
 )
-from chipforge.cluster.layer import layer_costs, module_forward
+from chipforge.cluster.layer import layer_costs, module_forward, tp_gemms
 from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
@@ -439,6 +439,55 @@ def tp_collectives(
     return n_tp * collective_time("all_reduce", ar, p.tp, topo) * layers
 
 
+def tp_overlapped(
+    gemms: dict[str, tuple[float, float]],
+    gather: float,
+    scatter: float,
+    tp: int,
+    *,
+    recompute: bool,
+    parallel_block: bool,
+) -> float:
+    """Seconds one layer's TP collectives add to its GEMMs when each is decomposed and pipelined
+    with the GEMMs it feeds or is fed by (`layer.tp_gemms`; `gather`, `scatter`: one all-gather
+    and one reduce-scatter of the block's activations).
+
+    PyTorch's async TP (torch.distributed._symmetric_memory fused_all_gather_matmul /
+    fused_matmul_reduce_scatter, torchtitan `enable_async_tensor_parallel`; "[Distributed w/
+    TorchTitan] Introducing Async Tensor Parallelism in PyTorch") and Transformer Engine's
+    userbuffers (Megatron-Core --tp-comm-overlap; comm_gemm_overlap.cpp split_overlap_ag /
+    split_overlap_rs) split the collective into its tp shards and the GEMM into tp row chunks:
+    the chunk of the local shard runs while the first remote shard moves, each later chunk once
+    its shard has arrived; for a reduce-scatter each chunk's partial result moves while the next
+    chunk runs and the last one moves after the GEMM ("Last communication chunk with max SM").
+    With a GEMM of G seconds and a collective of C over its tp - 1 steps the pair takes
+    max(G, G/tp + C): the transfers hide only under the GEMM they pair with, and one chunk's
+    compute (the first, or the last transfer) cannot overlap. The chunks keep the whole GEMM's
+    rate: Transformer Engine issues them round-robin on NVTE_COMM_OVERLAP_MAX_STREAMS = 3
+    compute streams, so one chunk's last wave overlaps the next chunk. Returned: the pairs'
+    time beyond their GEMMs over the forward pass, the recomputed forward (`recompute`) and the
+    backward pass (the gradient's all-gather feeds the *_out dgrads, the *_in dgrads feed the
+    reduce-scatter). Not priced: the SMs Transformer Engine's pipelined reduce-scatter kernels
+    hold (copy engines move PyTorch's shards and TE's ring exchange), the final reduction of a
+    reduce-scatter's partials, small-chunk GEMM losses beyond the last wave."""
+    if tp == 1:
+        return 0.0
+    groups = dict(gemms)
+    if parallel_block:  # one all-gather feeds both branches, one reduce-scatter sums them
+        both = {end: (gemms[f"attn_{end}"], gemms[f"ffn_{end}"]) for end in ("in", "out")}
+        groups = {f"attn_{e}": tuple(map(sum, zip(*pair, strict=True))) for e, pair in both.items()}
+
+    def pair(gemm: float, collective: float) -> float:
+        return max(0.0, gemm / tp + collective - gemm)
+
+    fwd = bwd = 0.0
+    for name, (forward, dgrad) in groups.items():
+        into = name.endswith("_in")  # fed by an all-gather forward, feeds a reduce-scatter back
+        fwd += pair(forward, gather if into else scatter)
+        bwd += pair(dgrad, scatter if into else gather)
+    return fwd * (2 if recompute else 1) + bwd
+
+
 def pp_hop(c: ModelConfig, p: Plan, topo: Topology, *, seq: int, dtype: str,
            run: RunOptions) -> float:  # fmt: skip
     """PP: one send/recv of a micro-batch's activations (sequence-parallel shard) between
@@ -496,23 +545,23 @@ def stage_cost(
             p.ep, run.fp8_recipe, run.moe_dispatcher,
         )  # fmt: skip
         rec = sum(mods[m] for m in set(run.recompute_modules))
-    attn_again = p.recompute == "full" or (
-        p.recompute == "selective" and "core_attn" in run.recompute_modules
-    )
     layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
     tok = p.micro_batch * seq // p.cp
     t_tp = tp_collectives(c, p, topo, seq=seq, dtype=dtype, run=run)
-    if run.tp_overlap:
+    if run.tp_overlap and p.tp > 1:
         # Megatron-Core --tp-comm-overlap / Transformer Engine userbuffers (MLPerf configs:
-        # TP_COMM_OVERLAP=True): each all-gather is split into chunks pipelined with the GEMM
-        # that consumes it, each reduce-scatter with the GEMM that produces it, so only what
-        # exceeds the layer's GEMM time stays exposed (no SM cost: Hopper and Blackwell move the
-        # chunks with copy engines / a few SMs, not priced)
-        # the layer's compute besides the attention core (forward, its 2.5x backward in
-        # perf's flash pricing, and its recomputation): the GEMMs the collectives pipeline with
-        core = attn * (3.5 + (1 if attn_again else 0))
-        gemm = layers * max(0.0, fwd + bwd + rec - core)
-        t_tp = max(0.0, t_tp - gemm)
+        # TP_COMM_OVERLAP=True), PyTorch async TP: each collective pipelined with the GEMMs it
+        # feeds or is fed by (tp_overlapped)
+        gemms = tp_gemms(
+            held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel,
+            p.ep, run.fp8_recipe, run.moe_dispatcher,
+        )  # fmt: skip
+        ar = p.micro_batch * seq // p.cp * c.hidden * nbytes(dtype)
+        t_tp = layers * tp_overlapped(
+            gemms, collective_time("all_gather", ar, p.tp, topo),
+            collective_time("reduce_scatter", ar, p.tp, topo), p.tp,
+            recompute=p.recompute == "full", parallel_block=run.parallel_block,
+        )  # fmt: skip
     # EP: all-to-all dispatch and combine, forward and backward (over the EP group)
     t_ep = 0.0
     if c.is_moe and p.ep > 1:

@@ -1,0 +1,66 @@
+"""TP communication overlap as PyTorch's async TP and Transformer Engine's userbuffers run it:
+each collective pipelined with the GEMMs it feeds or is fed by, one chunk exposed."""
+
+from __future__ import annotations
+
+import pytest
+
+from chipforge.cluster import plan_training
+from chipforge.cluster.collectives import collective_time
+from chipforge.cluster.layer import TP_GROUPS, tp_gemms
+from chipforge.cluster.topology import topology_for
+from chipforge.cluster.training import tp_overlapped
+from chipforge.perf import estimate
+from chipforge.spec.loader import load_chip
+from chipforge.workload.config import load_model
+from chipforge.workload.llm import build
+
+
+def test_tp_overlap_by_hand():
+    """A pair of a GEMM of G s and a collective of C s takes max(G, G/tp + C): 1/8 + 2 - 1 for
+    the attention input, 1/16 + 2 - 1/2 for its output, nothing under the 4 s MLP up
+    projection, 1/4 + 2 - 2 under the down projection; the backward pass the same with the
+    dgrads; the recomputed forward once more."""
+    gemms = {"attn_in": (1.0, 1.0), "attn_out": (0.5, 0.5), "ffn_in": (4.0, 4.0),
+             "ffn_out": (2.0, 2.0)}  # fmt: skip
+    one = 1 / 8 + 2 - 1 + (1 / 16 + 2 - 0.5) + 0 + (1 / 4 + 2 - 2)
+    assert tp_overlapped(gemms, 2.0, 2.0, 8, recompute=False, parallel_block=False) == (
+        pytest.approx(2 * one)
+    )
+    assert tp_overlapped(gemms, 2.0, 2.0, 8, recompute=True, parallel_block=False) == (
+        pytest.approx(3 * one)
+    )
+    # parallel block: one all-gather under both input GEMMs, one reduce-scatter after both
+    both = 0 + (2.5 / 8 + 3 - 2.5)  # 5 s of input GEMMs hide 3 s; 2.5 s of output GEMMs not
+    assert tp_overlapped(gemms, 3.0, 3.0, 8, recompute=False, parallel_block=True) == (
+        pytest.approx(2 * both)
+    )
+    assert tp_overlapped(gemms, 2.0, 2.0, 1, recompute=False, parallel_block=False) == 0.0
+    # a slow link exposes all but the GEMM's last (tp-1)/tp; a fast one nothing
+    assert tp_overlapped({"attn_in": (1.0, 0.0)}, 9.0, 0.0, 4, recompute=False,
+                         parallel_block=False) == pytest.approx(9 - 0.75)  # fmt: skip
+
+
+def test_tp_groups_are_the_block_gemms_and_reach_the_plan():
+    """Llama 3 8B TP8 on H100: the groups are qkv / o_proj / ffn_up / ffn_down (perf's times of
+    the layer graph's ops), and the plan's exposed TP time is m x layers x tp_overlapped."""
+    chip, c = load_chip("h100"), load_model("llama3-8b")
+    seq, mb, tp = 4096, 2, 8
+    gemms = tp_gemms(chip, c, tp, mb, seq, 1, "bf16")
+    ops = {o.name.split(".", 1)[1]: o.time_s for o in estimate(
+        build(c, dtype="bf16", phase="train", batch=mb, seq=seq, tp=tp, scope="layer"), chip
+    ).ops}  # fmt: skip
+    names = dict(zip(TP_GROUPS, ("qkv_proj", "o_proj", "ffn_up", "ffn_down"), strict=True))
+    for group, name in names.items():
+        assert gemms[group] == pytest.approx((ops[name], ops[f"{name}.dgrad"]))
+    res = plan_training(chip, c, 8, tp=8, pp=1, dp=1, cp=1, ep=1, zero=1, recompute="selective",
+                        micro_batch=mb, seq=seq, global_batch=4, tp_overlap=True)  # fmt: skip
+    topo = topology_for(chip, 8)
+    act = mb * seq * c.hidden * 2
+    ag, rs = (collective_time(k, act, tp, topo) for k in ("all_gather", "reduce_scatter"))
+    per_layer = tp_overlapped(gemms, ag, rs, tp, recompute=False, parallel_block=False)
+    assert per_layer > 0  # the attention GEMMs are shorter than their collectives
+    assert res.exposed_comm["tp_scale_up_s"] == pytest.approx(2 * c.layers * per_layer)
+    plain = plan_training(chip, c, 8, tp=8, pp=1, dp=1, cp=1, ep=1, zero=1, micro_batch=mb,
+                          recompute="selective", seq=seq, global_batch=4)  # fmt: skip
+    assert plain.exposed_comm["tp_scale_up_s"] > res.exposed_comm["tp_scale_up_s"]
