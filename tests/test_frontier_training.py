@@ -557,3 +557,34 @@ def test_moe_host_constant_is_set_on_its_designated_case():
     assert round(fitted, 6) == MOE_HOST_S_PER_LAUNCH
     tuned = plan_training("b200", "qwen3-30b-a3b", 8, moe_host_sync=True, **kw)
     assert tuned.tokens_per_s / 8 == pytest.approx(26859, rel=0.01)
+
+
+def test_expert_bias_and_glu_clamp_passes_of_the_grouped_mlp():
+    """Megatron-Core's TEGroupedMLP (core_r0.15.0 experts.py `_apply_bias`, fused_bias_geglu.py
+    `weighted_bias_quick_geglu_impl(clamp_value=)`): GPT-OSS's fc2 bias is added expert by
+    expert in eager PyTorch (12 B per fc2-output element forward, 12 backward) and its clamped
+    GLU clamps and re-concatenates the fc1 output (8 forward, 10 backward); by hand, as HBM
+    passes at perf's sustained bandwidth plus one launch each, on a layer of GPT-OSS-120B."""
+    from chipforge.cluster.layer import layer_costs, module_forward
+    from chipforge.perf.calibration import calibration
+    from chipforge.spec.loader import load_chip
+
+    chip, c = load_chip("b200"), load_model("gpt-oss-120b")
+    assert (c.linear_bias, c.glu_limit) == (True, 7.0)  # attention_bias, swiglu_limit
+    plain = replace(c, linear_bias=False, glu_limit=0.0)
+    mb, seq, ep = 2, 4096, 8
+    args = (chip, 1, mb, seq, 1, "bf16")
+    on, off = (layer_costs(args[0], m, *args[1:], ep=ep) for m in (c, plain))
+    got = [a - b for a, b in zip(on, off, strict=True)]
+    cal = calibration(chip.family)
+    bw, launch = chip.hbm.bandwidth * cal.memory_frac, cal.op_overhead_s
+    rows = mb * seq * 4  # top-4 routes of every token on this chip (balanced EP)
+    fc1, fc2 = rows * 2 * 2880, rows * 2880  # elements of the fc1 and fc2 outputs
+    assert got[0] == pytest.approx((8 * fc1 + 12 * fc2) / bw + 2 * launch, rel=1e-6)
+    assert got[1] == pytest.approx((10 * fc1 + 12 * fc2) / bw + 2 * launch, rel=1e-6)
+    assert got[2] == 0 and got[3] == 0  # the attention core and the optimizer: unchanged
+    mods = [module_forward(args[0], m, *args[1:], ep=ep) for m in (c, plain)]
+    assert mods[0]["moe_act"] - mods[1]["moe_act"] == pytest.approx(8 * fc1 / bw + launch)
+    assert mods[0]["moe"] - mods[1]["moe"] == pytest.approx(got[0])
+    with pytest.raises(Exception, match="glu_limit"):
+        load_model("gpt-oss-120b", glu_limit=float("nan"))

@@ -100,6 +100,21 @@ FP8_RECIPES = tuple(FP8_RECIPE_CAST_BYTES)
 # balancing loss reads the fp32 routing probabilities (tokens x experts x 4 B) forward and
 # backward.
 DISPATCH_BYTES_PER_TOKEN_ROW = 2  # read or written, per row element (16-bit)
+# Two more passes of Megatron-Core's TEGroupedMLP (megatron/core/transformer/moe/experts.py,
+# core_r0.15.0, the 25.11 NeMo container's; fusions/fused_bias_geglu.py) over the routed rows,
+# in eager PyTorch outside the fused activation kernel, for models that have them:
+# - the experts' fc2 bias (`ModelConfig.linear_bias`; fc2 runs skip_bias_add=True and
+#   `_apply_bias` adds `t + b * p` expert by expert, then torch.cat): forward b*p writes 2 B,
+#   the add reads 2 + 2 and writes 2, the cat reads 2 and writes 2 per fc2-output element (12);
+#   backward the product's two gradients, each an elementwise product written and summed
+#   (2 + 2 + 2 B, twice: 12). 16-bit probabilities (the router's dtype, moe_router_dtype unset).
+# - the GLU clamp (`ModelConfig.glu_limit`; `weighted_bias_quick_geglu_impl(clamp_value=)`
+#   clamps the two halves of the fc1 output and concatenates them before the fused kernel):
+#   forward each clamp reads 2 and writes 2, the cat reads 2 and writes 2 per fc1-output
+#   element (8); backward clamp's gradient reads the gradient and the input and writes 2 (6),
+#   and the chunk's gradient concatenates the halves (4): 10.
+EXPERT_BIAS_BYTES = (12, 12)  # (forward, backward) per fc2-output element
+GLU_CLAMP_BYTES = (8, 10)  # (forward, backward) per fc1-output element
 MOE_DISPATCHERS = ("alltoall", "flex")
 # Megatron-Core selective recompute (TransformerConfig.recompute_modules, with
 # recompute_granularity="selective"; default ["core_attn"]): the modules whose forward pass is
@@ -296,6 +311,13 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
         ]
         t_disp = _time(chip, ops) * moe_frac
         fwd, bwd = fwd + t_disp, bwd + t_disp
+        for part, i in (("fwd", 0), ("bwd", 1)):  # TEGroupedMLP's eager passes, where they run
+            t_eager = _expert_eager(chip, c, mb * s * c.top_k, tp, i) * moe_frac
+            fwd, bwd = (fwd + t_eager, bwd) if part == "fwd" else (fwd, bwd + t_eager)
+            if part == "fwd":
+                clamp = _expert_eager(chip, c, mb * s * c.top_k, tp, i, bias=False) * moe_frac
+                mods["moe_act"] += clamp  # inside the checkpointed activation function
+                mods["moe"] += t_eager
     if len(_CACHE) >= CACHE_MAX:
         _CACHE.clear()
         _MODULES.clear()
@@ -330,6 +352,23 @@ def _tp_groups(chip: ChipSpec, graph: Graph, deployed: bool) -> dict[str, tuple[
                        strict=True):  # fmt: skip
         out[group[o.name.removesuffix(".dgrad")]][o.name.endswith(".dgrad")] += cost.time_s
     return {g: (f, b) for g, (f, b) in out.items()}
+
+
+def _expert_eager(
+    chip: ChipSpec, c: ModelConfig, rows: int, tp: int, i: int, *, bias: bool = True
+) -> float:
+    """Seconds of TEGroupedMLP's eager passes (EXPERT_BIAS_BYTES, GLU_CLAMP_BYTES; `i` 0:
+    forward, 1: backward) over `rows` routed token rows of one TP rank; `bias` False: the
+    clamp's alone."""
+    ops = []
+    if c.glu_limit and c.ffn_matrices == 3:
+        width = 2 * -(-c.expert_ffn // tp)  # the fc1 output: gate and linear halves
+        ops.append(Vector(name="moe.glu_clamp", elements=rows * width,
+                          bytes_per_element=GLU_CLAMP_BYTES[i]))  # fmt: skip
+    if c.linear_bias and bias:
+        ops.append(Vector(name="moe.expert_bias", elements=rows * c.hidden,
+                          bytes_per_element=EXPERT_BIAS_BYTES[i]))  # fmt: skip
+    return _time(chip, ops) if ops else 0.0
 
 
 def _mixed_windows(k, chip, c, share, *rest):

@@ -83,6 +83,12 @@ class ModelConfig:
     # linear biases, a learned position table. A config.json import counts them (hf.py);
     # presets leave them out (under 0.1 % of a real model)
     other_params: int = 0
+    # GPT-OSS (openai/gpt-oss config.json, model card arXiv 2508.10925): every linear layer
+    # carries a bias (the routed experts' too), and the gated activation is clamped
+    # (`swiglu_limit` 7.0: the gate from above, the linear half to +-limit); 0: no clamp.
+    # Counted by the training cost model where the framework prices them (cluster/layer.py).
+    linear_bias: bool = False
+    glu_limit: float = 0.0
 
     def __post_init__(self):
         self._check_types()
@@ -142,7 +148,10 @@ class ModelConfig:
             raise ModelFieldError(
                 "act", f"must be one of {', '.join(ACTIVATIONS)}, not {self.act!r}"
             )
-        for flag in ("tied_embeddings", "qk_norm"):
+        limit = self.glu_limit
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 <= limit < 1e30:
+            raise ModelFieldError("glu_limit", f"must be a finite number >= 0, not {limit!r}")
+        for flag in ("tied_embeddings", "qk_norm", "linear_bias"):
             if not isinstance(getattr(self, flag), bool):
                 raise ModelFieldError(flag, f"must be true or false, not {getattr(self, flag)!r}")
         for f, least in INT_FIELDS.items():
