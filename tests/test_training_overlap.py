@@ -1,5 +1,7 @@
-"""TP communication overlap as PyTorch's async TP and Transformer Engine's userbuffers run it:
-each collective pipelined with the GEMMs it feeds or is fed by, one chunk exposed."""
+"""TP communication overlap as PyTorch's async TP and Transformer Engine's userbuffers run it
+(each collective pipelined with the GEMMs it feeds or is fed by, one chunk exposed), and the
+context-parallel ring as TE's AttnFuncWithCPAndKVP2P runs it (one K/V transfer per step beside
+one block, 16-bit K/V, K/V and their gradients in the backward pass)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,9 @@ import pytest
 
 from chipforge.cluster import plan_training
 from chipforge.cluster.collectives import collective_time
-from chipforge.cluster.layer import TP_GROUPS, tp_gemms
+from chipforge.cluster.layer import TP_GROUPS, layer_costs, tp_gemms
 from chipforge.cluster.topology import topology_for
-from chipforge.cluster.training import tp_overlapped
+from chipforge.cluster.training import cp_ring, tp_overlapped
 from chipforge.perf import estimate
 from chipforge.spec.loader import load_chip
 from chipforge.workload.config import load_model
@@ -64,3 +66,31 @@ def test_tp_groups_are_the_block_gemms_and_reach_the_plan():
     plain = plan_training(chip, c, 8, tp=8, pp=1, dp=1, cp=1, ep=1, zero=1, micro_batch=mb,
                           recompute="selective", seq=seq, global_batch=4)  # fmt: skip
     assert plain.exposed_comm["tp_scale_up_s"] > res.exposed_comm["tp_scale_up_s"]
+
+
+def test_cp_ring_by_hand():
+    """cp 4 steps of 1 s (attention forward 4 s): a 2 s hop leaves 1 s per transfer, of which the
+    ring's CTAs (10 % of the chip) take their share of the overlapped second; the backward moves
+    4 s beside 2.5 s blocks; a recomputed core runs the forward ring twice. A 1 s hop hides."""
+    assert cp_ring(2.0, 4.0, 4, 0.1, again=True) == pytest.approx(
+        2 * 3 * (1 + 0.1) + 3 * (1.5 + 2.5 * 0.1)
+    )
+    assert cp_ring(2.0, 4.0, 4, 0.0, again=False) == pytest.approx(3 * 1 + 3 * 1.5)
+    assert cp_ring(1.0, 4.0, 4, 0.0, again=True) == 0.0
+
+
+def test_cp_ring_moves_16_bit_kv_and_reaches_the_plan():
+    """Llama 3 8B, 8 H100, CP 8 at 8K: K and V of the 1K-token chunk (8 KV heads x 128, 16-bit)
+    per hop, also under FP8 GEMMs (attention stays BF16), and the plan's exposed CP time is
+    m x layers x cp_ring."""
+    chip, c = load_chip("h100"), load_model("llama3-8b")
+    kw = dict(tp=1, pp=1, dp=1, cp=8, ep=1, zero=1, recompute="full", micro_batch=1,
+              seq=8192, global_batch=2)  # fmt: skip
+    topo = topology_for(chip, 8)
+    hop = collective_time("send_recv", 2 * 1024 * 8 * 128 * 2, 2, topo)
+    for dtype in ("bf16", "fp8"):
+        res = plan_training(chip, c, 8, dtype=dtype, **kw)
+        attn = layer_costs(chip, c, 1, 1, 8192, 8, dtype)[2]
+        ring = cp_ring(hop, attn, 8, 0.0, again=True)
+        assert ring > 0  # 1K-token blocks are shorter than the hops
+        assert res.exposed_comm["cp_s"] == pytest.approx(2 * c.layers * ring)

@@ -488,6 +488,29 @@ def tp_overlapped(
     return fwd * (2 if recompute else 1) + bwd
 
 
+def cp_ring(hop: float, attn: float, cp: int, sm_share: float, *, again: bool) -> float:
+    """Seconds ring attention adds to one layer's attention core (`attn`: its forward over all
+    cp steps; `hop`: one K/V chunk's send/recv to the next CP rank).
+
+    Transformer Engine's AttnFuncWithCPAndKVP2P (Megatron-Core context parallelism) and
+    PyTorch's ring attention (torchtitan) run cp steps: each computes the local queries against
+    the K/V chunk at hand while the next chunk moves, so cp - 1 transfers each hide under one
+    step's block and the last block has none to hide (under causal masking the load-balancing
+    split, each rank holding chunks i and 2cp - 1 - i, makes every step the same work). K and V
+    move in 16 bits: attention stays BF16 under FP8/FP4 GEMMs (TE's DotProductAttention runs
+    F16 unless fp8_dpa; the MLPerf v5.1 Llama 3.1 8B configs set NVTE_DPA_FP8_RECIPE="F16").
+    The backward pass moves K, V and their gradients (twice the bytes) beside 2.5x the
+    forward's work per step (FlashAttention's backward); a recomputed attention core (`again`:
+    full recompute, or selective with core_attn) runs the forward ring once more. The ring's
+    CTAs hold `sm_share` of the chip while the block beside them runs."""
+
+    def ring(transfer: float, step: float) -> float:
+        return (cp - 1) * (max(0.0, transfer - step) + min(transfer, step) * sm_share)
+
+    step = attn / cp
+    return (2 if again else 1) * ring(hop, step) + ring(2 * hop, 2.5 * step)
+
+
 def pp_hop(c: ModelConfig, p: Plan, topo: Topology, *, seq: int, dtype: str,
            run: RunOptions) -> float:  # fmt: skip
     """PP: one send/recv of a micro-batch's activations (sequence-parallel shard) between
@@ -586,16 +609,16 @@ def stage_cost(
         moe_layers = layers * (c.layers - c.dense_layers) / c.layers
         launches = host_launches_per_expert(dtype, run.fp8_recipe)
         t_host = moe_layers * (c.experts // p.ep) * launches * MOE_HOST_S_PER_LAUNCH
-    # CP: ring attention passes K and V around the CP ring, overlapped with attention compute
-    t_cp = 0.0
+    # CP: ring attention (cp_ring)
     share = _up_shares(run, topo)
+    t_cp = 0.0
     if p.cp > 1:
-        kv = 2 * tok * c.n_kv_heads * c.d_head * nbytes(dtype) / min(p.tp, c.n_kv_heads)
-        ring = (p.cp - 1) * collective_time("send_recv", kv, 2, topo, stride=p.tp,
-                                             up_share=share["cp"])  # fmt: skip
-        # forward + backward (twice the traffic); the ring's CTAs slow the attention beside it
-        t_cp = 3 * (max(0.0, ring - attn) + min(ring, attn) * _sm_share(chip, topo, run, "cp"))
-        t_cp *= layers
+        kv = 2 * tok * c.n_kv_heads * c.d_head * max(2, nbytes(dtype)) / min(p.tp, c.n_kv_heads)
+        hop = collective_time("send_recv", kv, 2, topo, stride=p.tp, up_share=share["cp"])
+        again = p.recompute == "full" or (
+            p.recompute == "selective" and "core_attn" in run.recompute_modules
+        )
+        t_cp = layers * cp_ring(hop, attn, p.cp, _sm_share(chip, topo, run, "cp"), again=again)
     # LM head + embedding on the last stage: 6*tokens*h*V/tp FLOPs at the layer's matmul rate
     moe = c.is_moe
     per_tok = 6 * (c.attention_params() + c.ffn_params(moe, active=True)) + 12 * seq * (
