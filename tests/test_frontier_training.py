@@ -588,3 +588,46 @@ def test_expert_bias_and_glu_clamp_passes_of_the_grouped_mlp():
     assert mods[0]["moe"] - mods[1]["moe"] == pytest.approx(got[0])
     with pytest.raises(Exception, match="glu_limit"):
         load_model("gpt-oss-120b", glu_limit=float("nan"))
+
+
+def test_recompute_modules_free_the_activations_they_keep():
+    """Selective recompute of named modules (Megatron-Core --recompute-modules) frees what those
+    modules keep, in Korthikanti et al. 2022 Table 2's bytes per s*b*h: "layernorm" a separate
+    norm's output (2: MoE's pre-MLP norm, MLA's input norm; Transformer Engine's spec fuses the
+    others into the next linear layer), "moe_act" the experts' activation output (8, scaled by
+    top_k x expert_ffn / 4h), "mla_up_proj" Q, K and V (6), "mlp" a dense MLP (19); a plan the
+    default (core_attn) refuses fits with the recipe's modules."""
+    from chipforge.cluster.memory import activation_bytes_per_layer as act
+
+    s, mb = 4096, 1
+    oss, llama, dsv3 = (load_model(m) for m in ("gpt-oss-120b", "llama3-8b", "deepseek-v3"))
+    kw = dict(mb=mb, seq=s, recompute="selective")
+    base = {m.name: act(m, tp=1, **kw) for m in (oss, llama, dsv3)}
+    sbh = lambda c: s * mb * c.hidden  # noqa: E731
+    assert oss.top_k * oss.expert_ffn == 4 * oss.hidden  # GPT-OSS: the scale is 1
+    got = base["gpt-oss-120b"] - act(oss, tp=1, recompute_modules=("layernorm", "moe_act"), **kw)
+    assert got == pytest.approx((2 + 8) * sbh(oss))
+    fp8 = act(oss, tp=1, gemm_input_bytes=1, **kw) - act(
+        oss, tp=1, gemm_input_bytes=1, recompute_modules=("moe_act",), **kw)  # fmt: skip
+    assert fp8 == pytest.approx(8 * sbh(oss) / 2)  # fc2's input kept in FP8
+    assert act(llama, tp=1, recompute_modules=("layernorm",), **kw) == base["llama3-8b"]
+    mlp = act(llama, tp=2, **kw) - act(llama, tp=2, recompute_modules=("mlp",), **kw)
+    assert mlp == pytest.approx(19 * sbh(llama) / 2)
+    got = base["deepseek-v3"] - act(dsv3, tp=1, recompute_modules=("layernorm", "mla_up_proj"),
+                                    **kw)  # fmt: skip
+    assert got == pytest.approx((2 * 58 / 61 + 2 + 6) * sbh(dsv3))
+    assert act(oss, tp=1, mb=mb, seq=s, recompute="none",
+               recompute_modules=("layernorm", "moe_act")) == base["gpt-oss-120b"]  # fmt: skip
+    tiny = load_model("llama3-8b", layers=2)  # unfused attention keeps its scores unless
+    scores = 5 * tiny.heads * s * s * mb  # core_attn is among the recomputed modules
+    mat = dict(tp=1, attention="materialized", **kw)
+    assert act(tiny, recompute_modules=("mlp",), **mat) - act(tiny, **mat) == pytest.approx(
+        scores - 19 * sbh(tiny)
+    )
+    # Megatron-Bridge's GPT-OSS H100 recipe (PP4, EP8, layernorm + moe_act) at MBS 4
+    plan = dict(seq=4096, global_batch=512, dtype="bf16", tp=1, pp=4, dp=16, cp=1, ep=8,
+                zero=1, micro_batch=4, recompute="selective")  # fmt: skip
+    with pytest.raises(Infeasible, match="needs 76 GiB"):
+        plan_training("h100", oss, 64, **plan)
+    fits = plan_training("h100", oss, 64, recompute_modules=("layernorm", "moe_act"), **plan)
+    assert fits.memory_per_chip_bytes < 75 * 2**30

@@ -99,7 +99,12 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
 # or padding, and their CUDA-graph scopes stop at "attn", "moe_router", "moe_preprocess"
 # (r0.2.x deepseek, qwen3, gpt_oss workload_base_configs.py): training.MOE_HOST_S_PER_LAUNCH
 # (moe_host_sync; no effect on a dense model).
+# Every revision of the Megatron-Bridge GPT-OSS recipes read (r0.2.1, r0.2.2
+# gpt_oss/workload_base_configs.py; v0.3.0, v0.3.1, v0.4.0 gpt_oss_workload_base_configs.py) sets
+# recompute_modules=["layernorm", "moe_act"] for the GB200, B200 and H100 BF16 configs and none
+# for GB300 (memory.RECOMPUTED_SBH prices what they free).
 DEEPSEEK_RECOMPUTE = "layernorm+mla_up_proj"
+GPT_OSS_RECOMPUTE = "layernorm+moe_act"
 MLPERF_V51 = "github.com/mlcommons/training_results_v5.1"
 MLPERF_V51_BUCKETS = {"llama3-8b": "768000000", "llama3-405b": "134217728"}
 # their NCCL communicators' CTA caps (training.NCCL_GROUPS; config_common.sh NCCL_CFG_PATH ->
@@ -131,6 +136,8 @@ def _recipe_options(row: dict) -> dict:
             opts["moe_dispatcher"] = "flex"
         if row["model"].startswith("deepseek") and row["chip"] in ("gb200", "b200"):
             opts.update(recompute="selective", recompute_modules="mla_up_proj")
+        if row["model"].startswith("gpt-oss") and row["chip"] in ("gb200", "b200", "h100"):
+            opts.update(recompute="selective", recompute_modules=GPT_OSS_RECOMPUTE)
     return opts
 
 

@@ -123,7 +123,9 @@ MOE_DISPATCHERS = ("alltoall", "flex")
 # up projections (and RoPE, which the graph folds into them); "mlp": a dense layer's MLP;
 # "moe_act": the routed experts' activation; "moe": the MoE layer (router, routed and shared
 # experts); "shared_experts". DeepSeek-V3 (report Sec. 3.2.3) recomputes "all RMSNorm
-# operations and MLA up-projections": layernorm + mla_up_proj.
+# operations and MLA up-projections": layernorm + mla_up_proj. Megatron-Core recomputes a norm
+# only where it is a module of its own (transformer_layer.py: not an IdentityOp), see
+# `_fused_norm`; what each module frees of the stored activations: memory.RECOMPUTED_SBH.
 RECOMPUTE_MODULES = {
     "core_attn": (),  # the attention ops (kind "attention")
     "layernorm": ("attn_norm", "ffn_norm"),
@@ -286,7 +288,7 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
             fwd += t
             attn += t if op.kind == "attention" else 0.0
             part = op.name.rsplit(".", 1)[-1]
-            if part in _OP_MODULES:
+            if part in _OP_MODULES and not _fused_norm(c, part):
                 mods[_OP_MODULES[part]] += t
             if part in RECOMPUTE_MODULES["moe"]:
                 mods["moe"] += t
@@ -352,6 +354,13 @@ def _tp_groups(chip: ChipSpec, graph: Graph, deployed: bool) -> dict[str, tuple[
                        strict=True):  # fmt: skip
         out[group[o.name.removesuffix(".dgrad")]][o.name.endswith(".dgrad")] += cost.time_s
     return {g: (f, b) for g, (f, b) in out.items()}
+
+
+def _fused_norm(c: ModelConfig, part: str) -> bool:
+    """Whether Megatron-Core's Transformer Engine layer spec fuses norm `part` into the linear
+    layer after it, so that "layernorm" recompute leaves it alone (memory.RECOMPUTED_SBH):
+    the input norm except under MLA, the pre-MLP norm of a dense MLP."""
+    return (part == "attn_norm" and not c.kv_lora) or (part == "ffn_norm" and not c.is_moe)
 
 
 def _expert_eager(

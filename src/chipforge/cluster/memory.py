@@ -20,6 +20,24 @@ RECOMPUTE = ("none", "selective", "full")
 # most two units' gathered weights are alive (the one computing and the one prefetched), and
 # one unit's unsharded gradients wait for their reduce-scatter in the backward pass.
 ZERO3_GATHERED_UNITS, ZERO3_UNSHARDED_GRAD_UNITS = 2, 1
+# Selective recompute of named modules (Megatron-Core `--recompute-modules`, arguments.py:
+# "moe_act", "layernorm" and "mla_up_proj" use output-discarding checkpointing, "core_attn",
+# "mlp", "moe" and "shared_experts" normal checkpointing): what each frees of the stored
+# activations, in bytes per s*b*h of Korthikanti et al. 2022 Table 2 (16-bit):
+# - "layernorm": a norm's output where a separate module keeps it (2 sbh). Megatron-Core's
+#   Transformer Engine layer spec (gpt_layer_specs.py) fuses the input norm into the QKV
+#   projection (TELayerNormColumnParallelLinear: input_layernorm is an IdentityOp, nothing to
+#   recompute) except under MLA, and the pre-MLP norm into a dense MLP's fc1, but not before a
+#   MoE layer's router (moe_module_specs.py fuse_pre_mlp_layernorm False).
+# - "mla_up_proj": the up-projections' outputs, queries, keys and values (4 + 2 sbh, as the
+#   table counts Q, K and V; this model counts MLA's like multi-head attention's).
+# - "moe_act": the experts' activation output, fc2's input (8 sbh of the MLP's 19, scaled
+#   like it by top_k x expert_ffn / 4h), at the width the GEMM keeps it.
+# - "mlp" (dense layers), "moe" (MoE layers): the MLP's 19 sbh (its input stays, counted
+#   with the layer's norms' inputs).
+# - "core_attn": the 5as^2b scores of unfused attention (flash attention keeps none).
+# - "shared_experts": nothing (this model does not count the shared experts' activations).
+RECOMPUTED_SBH = {"layernorm": 2, "mla_up_proj": 6, "moe_act": 8, "mlp": 19}
 
 
 def block_params(c: ModelConfig, tp: int, ep: int) -> float:
@@ -61,6 +79,7 @@ def activation_bytes_per_layer(
     attention: str = "flash",
     sp: bool = True,
     gemm_input_bytes: float = 2,
+    recompute_modules: tuple[str, ...] = ("core_attn",),
 ) -> float:
     """Stored activations of one layer for one micro-batch with sequence parallelism
     (Korthikanti et al. 2022, Table 2: s*b*h*34/t with flash attention / selective
@@ -68,7 +87,9 @@ def activation_bytes_per_layer(
     Scaled by act_bytes/2 (the paper counts 16-bit activations). `gemm_input_bytes` < 2: the
     linear layers' inputs are kept in the narrow format their GEMMs ran in (Transformer Engine
     saves the FP8/NVFP4-cast input for the backward pass): of the 34, the QKV, projection and
-    two MLP inputs (2 + 2 + 2 + 8 sbh, Table 2) shrink to that width."""
+    two MLP inputs (2 + 2 + 2 + 8 sbh, Table 2) shrink to that width. `recompute_modules`: what
+    recompute="selective" recomputes (Megatron-Core recompute_modules; default core_attn):
+    the tensors those modules keep for the backward pass are freed (RECOMPUTED_SBH)."""
     sbh = seq * mb * c.hidden
     if recompute == "full":  # the layer input, split over TP only with sequence parallelism
         return 2 * sbh / (tp if sp else 1) * act_bytes / 2
@@ -77,11 +98,36 @@ def activation_bytes_per_layer(
     per = 34 * sbh / tp if sp else sbh * (10 + 24 / tp)
     narrow = 1 - gemm_input_bytes / 2  # the saved share of the GEMM inputs
     per -= narrow * (14 * sbh / tp if sp else sbh * (4 + 10 / tp))
-    if attention == "materialized" and recompute == "none":  # scores, probs, dropout mask
-        per += 5 * c.heads * seq * seq * mb / tp
-    if c.is_moe:  # the FFN part (19 of 34, Table 2) grows with top_k experts of expert_ffn
-        per += 19 * sbh / tp * (c.top_k * c.expert_ffn / (4 * c.hidden) - 1)
-    return per * act_bytes / 2
+    modules = set(recompute_modules) if recompute == "selective" else set()
+    if attention == "materialized" and "core_attn" not in modules and recompute != "full":
+        per += 5 * c.heads * seq * seq * mb / tp  # scores, probs, dropout mask
+    # the FFN part (19 of 34, Table 2) grows with top_k experts of expert_ffn
+    moe = c.top_k * c.expert_ffn / (4 * c.hidden) if c.is_moe else 1.0
+    if c.is_moe:
+        per += 19 * sbh / tp * (moe - 1)
+    # the norms' outputs are whole on every TP rank without sequence parallelism, the rest split
+    freed = {m: recomputed_sbh(c, m, narrow) for m in modules}
+    per -= freed.pop("layernorm", 0.0) * sbh / (tp if sp else 1) + sum(freed.values()) * sbh / tp
+    return max(per, 2 * sbh / (tp if sp else 1)) * act_bytes / 2
+
+
+def recomputed_sbh(c: ModelConfig, module: str, narrow: float = 0.0) -> float:
+    """Stored bytes per s*b*h (Korthikanti et al. 2022, Table 2, 16-bit) that recomputing
+    `module` frees (RECOMPUTED_SBH; `narrow`: the share of the GEMM inputs saved narrower)."""
+    moe = c.top_k * c.expert_ffn / (4 * c.hidden) if c.is_moe else 0.0
+    dense = c.dense_layers / c.layers if c.is_moe else 1.0
+    keep = 1 - narrow  # a GEMM input's stored width, of 16 bits
+    if module == "layernorm":  # the unfused norms' outputs: MoE's pre-MLP norm, MLA's input one
+        return RECOMPUTED_SBH["layernorm"] * ((1 - dense) * bool(c.is_moe) + bool(c.kv_lora))
+    if module == "mla_up_proj":
+        return RECOMPUTED_SBH["mla_up_proj"] if c.kv_lora else 0.0
+    if module == "moe_act":  # the activation output, the experts' fc2 input
+        return RECOMPUTED_SBH["moe_act"] * moe * keep
+    if module == "mlp":  # dense layers' MLP: its inputs, activation and mask
+        return (RECOMPUTED_SBH["mlp"] - 10 * narrow) * dense
+    if module == "moe":
+        return (RECOMPUTED_SBH["mlp"] - 10 * narrow) * moe * (1 - dense)
+    return 0.0  # core_attn (flash attention keeps no scores); shared_experts (not counted)
 
 
 def memory_per_chip(
@@ -101,6 +147,7 @@ def memory_per_chip(
     attention: str = "flash",
     sp: bool = True,
     gemm_input_bytes: float = 2,
+    recompute_modules: tuple[str, ...] = ("core_attn",),
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
     micro-batches of activations under 1F1B, or the second when the first is a layer short;
@@ -126,6 +173,7 @@ def memory_per_chip(
             attention=attention,
             sp=sp,
             gemm_input_bytes=gemm_input_bytes,
+            recompute_modules=recompute_modules,
         )  # fmt: skip
         * layer_batches
     )

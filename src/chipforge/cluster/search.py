@@ -467,7 +467,8 @@ def plan_training(
             if not n:
                 continue
             mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
-                              fp8_param_gather=fp8_param_gather)  # fmt: skip
+                              fp8_param_gather=fp8_param_gather,
+                              recompute_modules=run.recompute_modules)  # fmt: skip
             held = _offload(c, plan, mem, seq, usable, topo, **offload)
             if held is not None:  # the least moved to host memory that fits
                 plan = held

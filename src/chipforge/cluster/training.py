@@ -294,16 +294,18 @@ def plan_memory(
     dtype: str,
     attention: str = "flash",
     fp8_param_gather: bool = False,
+    recompute_modules: tuple[str, ...] = ("core_attn",),
 ) -> dict[str, float]:
     """Bytes per chip by category of plan `p` (what `evaluate_plan` checks against the HBM).
     The distributed optimizer (ZeRO 1-3) shards over the data- and context-parallel ranks
-    together (Megatron-Core's `intra_dp_cp_group`: CP ranks hold the same weights)."""
+    together (Megatron-Core's `intra_dp_cp_group`: CP ranks hold the same weights);
+    `recompute_modules`: what a selective recompute frees (memory.RECOMPUTED_SBH)."""
     act_bytes = max(2, nbytes(dtype))
     mem = memory_per_chip(
         c, tp=p.tp, pp=p.pp, dp=p.dp * p.cp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
         mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
         gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
-        attention=attention, sp=p.sequence_parallel,
+        attention=attention, sp=p.sequence_parallel, recompute_modules=recompute_modules,
     )  # fmt: skip
     if fp8_param_gather:  # FP8 primary weights (the optimizer's fp32 master copy is unchanged)
         mem["weights_bytes"] *= FP8_PARAM_BYTES / WEIGHT_BYTES
@@ -549,7 +551,8 @@ def stage_cost(
     """Per-micro-batch costs of plan `p` run as `run` says (Infeasible when its memory does
     not fit; the shape is checked by `check_plan`)."""
     mem = plan_memory(c, p, seq=seq, dtype=dtype, attention=run.attention,
-                      fp8_param_gather=run.fp8_param_gather)  # fmt: skip
+                      fp8_param_gather=run.fp8_param_gather,
+                      recompute_modules=run.recompute_modules)  # fmt: skip
     need, have = sum(mem.values()), chip.hbm.capacity
     if need > have:
         raise Infeasible(
@@ -637,7 +640,8 @@ def stage_cost(
             raise Infeasible(f"optimizer offload needs the host's memory bandwidth; {topo.name} "
                              "states none")  # fmt: skip
         full = plan_memory(c, replace(p, offload_layers=0, optimizer_offload=False), seq=seq,
-                           dtype=dtype, attention=run.attention)  # fmt: skip
+                           dtype=dtype, attention=run.attention,
+                           recompute_modules=run.recompute_modules)  # fmt: skip
         held = host_bytes(c, p, full, seq)
         if held > topo.host_memory:
             raise Infeasible(
