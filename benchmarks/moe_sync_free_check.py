@@ -20,6 +20,8 @@ shapes make MoE layers uncapturable"). Not modelled here: the batch-level EP all
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from chipforge.cluster.search import plan_training
 from chipforge.cluster.topology import topology_for
 from chipforge.spec.loader import load_chip
@@ -42,8 +44,15 @@ ROWS = (
 def main() -> None:
     for chip_name, chips, model, pp, vp, ep, mbs, gbs, published in ROWS:
         chip = load_chip(chip_name)
+        # cutedsl_fused_grouped_mlp sets NVTE_CUTEDSL_FUSED_GROUPED_MLP=1 (v0.5.0
+        # perf_plugins.py): Transformer Engine's fused grouped MLP (cuDNN grouped GEMM with the
+        # GLU and bias gradient in its epilogue, "...GroupedGemmDgluDbias" kernels, cudnn-
+        # frontend issue 256) replaces TEGroupedMLP, so its eager fc2-bias and GLU-clamp passes
+        # (layer.EXPERT_BIAS_BYTES, GLU_CLAMP_BYTES) are taken as not run (the clamp's fusion
+        # is an assumption)
+        c = replace(resolve_model(model), linear_bias=False, glu_limit=0.0)
         res = plan_training(
-            chip, resolve_model(model), chips, seq=SEQ, global_batch=gbs, dtype="fp8",
+            chip, c, chips, seq=SEQ, global_batch=gbs, dtype="fp8",
             fp8_recipe="mxfp8", fp8_param_gather=True, tp=1, cp=1, pp=pp, interleave=vp,
             dp=chips // pp, ep=ep, micro_batch=mbs, recompute="none",
             topology=topology_for(chip, chips), moe_dispatcher="flex",
