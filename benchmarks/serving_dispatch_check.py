@@ -8,7 +8,12 @@ independent replicas. This script simulates the engines step by step on the mode
 costs: decode steps at the running batch, and chunked prefill under the logged max_num_tokens
 (FCFS). Prompt and output lengths are lognormal at the datasets' CVs. It prints the model's TTFT
 percentiles, the simulation's under a random split and under the harness's rule, and the logged
-ones. Run: PYTHONPATH=src python benchmarks/serving_dispatch_check.py
+ones. The same rule ran on all three systems: the B200 run's executor cores and the NVL72 runs'
+trtllm_endpoint cores (one per trtllm-serve instance, scripts/slurm_llm/local_node_instance)
+both sit in llmlib's LLMServer. It also prints a closed form tried for that rule and not
+landed: one pooled M/G/c prefill queue over the c cores (Erlang-C probability of waiting, the
+M/G/1 tail rate at service / c), which waits less than the simulated rule. Run:
+PYTHONPATH=src python benchmarks/serving_dispatch_check.py
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import math
 import random
 from collections import deque
 
+from chipforge.cluster import queueing as q
 from chipforge.cluster import serving as s
 
 ISL, ISL_CV, OSL_CV = 9429, 0.43, 0.38
@@ -75,6 +81,32 @@ def simulate(policy, rate, cores, budget, decode, per_token, osl, n=30000, seed=
     return {k: ttft[int(len(ttft) * q)] for k, q in (("p50", 0.5), ("p99", 0.99))}
 
 
+def pooled(rate, own, cores, cv) -> dict[str, float]:
+    """TTFT quantiles (without the step a prompt waits for) of one FCFS prefill queue served by
+    `cores` (M/G/c): P(wait) by Erlang C at load rate x own, the wait's tail rate that of an
+    M/G/1 queue at service own / cores; a prompt's own prefill is own x its length factor."""
+    load, xs = rate * own, q.length_factors(cv)
+    term, total = 1.0, 1.0
+    for k in range(1, cores):
+        term *= load / k
+        total += term
+    last = term * load / (cores - load)
+    p_wait = last / (total + last)
+    theta = q.mg1_tail_rate(rate, own / cores, xs)
+
+    def over(t):
+        return sum(1.0 if own * x > t else p_wait * math.exp(-theta * (t - own * x)) for x in xs)
+
+    out = {}
+    for key, level in (("p50", 0.5), ("p99", 0.99)):
+        lo, hi = 0.0, own * max(xs) + 10 * (1 + 1 / theta)
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if over(mid) / len(xs) > 1 - level else (lo, mid)
+        out[key] = hi
+    return out
+
+
 def main() -> None:
     model = s.resolve_model("llama3-405b")
     for chip_name, chips, tp, rate, budget, max_batch, osl, logged in RUNS:
@@ -98,6 +130,10 @@ def main() -> None:
         per_token = at.breakdown["prefill"] / ISL
         print(f"{chip_name} x {chips}, TP{tp}, {rate} requests/s, max_num_tokens {budget}:")
         print(f"  model          p50 {at.ttft_at('p50'):.2f} s  p99 {at.ttft_at('p99'):.2f} s")
+        decode_step = at.breakdown["decode"]
+        own = at.breakdown["prefill"] + ISL / (budget - at.batch) * decode_step
+        pool = {k: decode_step + v for k, v in pooled(rate, own, plan.dp, ISL_CV).items()}
+        print(f"  pooled M/G/c   p50 {pool['p50']:.2f} s  p99 {pool['p99']:.2f} s (closed form)")
         for policy in ("random", "fewest in flight"):
             sim = simulate(policy, rate, plan.dp, budget, decode, per_token, osl)
             print(f"  {policy:16s} p50 {sim['p50']:.2f} s  p99 {sim['p99']:.2f} s (simulated)")
