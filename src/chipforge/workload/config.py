@@ -32,6 +32,7 @@ INT_FIELDS = {
         0,
     ),
 }
+BOOL_FIELDS = ("tied_embeddings", "qk_norm", "linear_bias", "shared_gate")
 OPTIONAL_FIELDS = ("kv_heads", "head_dim", "moe_ffn", "v_head_dim", "window_layers", "shared_ffn")
 
 
@@ -59,6 +60,8 @@ class ModelConfig:
     moe_ffn: int | None = None  # expert intermediate size; None: = ffn
     shared_ffn: int | None = None  # the shared experts' intermediate size in all (Qwen2-MoE's
     # one wide shared expert); None: shared_experts x moe_ffn
+    shared_gate: bool = False  # the shared experts' output scaled by sigmoid(x . w), w hidden x 1
+    # (Qwen2-MoE's `shared_expert_gate`)
     dense_layers: int = 0  # leading layers with a dense FFN instead of MoE
     # Group-limited routing (DeepSeek-V3 Sec. 2.1.2 "node-limited routing": each token's experts
     # lie in at most group_top_k of the expert_groups equal groups; config.json n_group /
@@ -97,8 +100,9 @@ class ModelConfig:
                 "dense_layers",
                 f"must be at most `layers` ({self.layers}), not {self.dense_layers}",
             )
-        if self.shared_ffn is not None and not self.shared_experts:
-            raise ModelFieldError("shared_ffn", "needs `shared_experts`; give it or drop it")
+        for f in ("shared_ffn", "shared_gate"):
+            if getattr(self, f) not in (None, False) and not self.shared_experts:
+                raise ModelFieldError(f, "needs `shared_experts`; give it or drop it")
         if not self.is_moe:
             for f in ("top_k", "shared_experts", "dense_layers"):
                 if getattr(self, f):
@@ -151,7 +155,7 @@ class ModelConfig:
         limit = self.glu_limit
         if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 <= limit < 1e30:
             raise ModelFieldError("glu_limit", f"must be a finite number >= 0, not {limit!r}")
-        for flag in ("tied_embeddings", "qk_norm", "linear_bias"):
+        for flag in BOOL_FIELDS:
             if not isinstance(getattr(self, flag), bool):
                 raise ModelFieldError(flag, f"must be true or false, not {getattr(self, flag)!r}")
         for f, least in INT_FIELDS.items():

@@ -149,7 +149,7 @@ def _gpt_neox(c: _Keys) -> dict:
 
 def _qwen2_moe(c: _Keys) -> dict:
     """Routed experts of `moe_intermediate_size`, one shared expert of
-    `shared_expert_intermediate_size` (its sigmoid gate, hidden x 1, is not counted); layers in
+    `shared_expert_intermediate_size` behind its sigmoid gate (hidden x 1); layers in
     `mlp_only_layers` or off the `decoder_sparse_step` are dense (`intermediate_size`)."""
     fields = _qwen2(c)
     layers = fields["layers"]
@@ -168,6 +168,7 @@ def _qwen2_moe(c: _Keys) -> dict:
         "moe_ffn": c.int("moe_intermediate_size", "moe_ffn"),
         "shared_experts": 1 if shared else 0,
         "shared_ffn": shared or None,
+        "shared_gate": bool(shared),
         "dense_layers": dense,
     }
 
@@ -233,7 +234,7 @@ def _other_params(kind: str, c: _Keys, m: ModelConfig) -> int:
         bias = (qkv + h) if c.flag("attention_bias", False) else 0
         bias += (2 * ffn + h) if c.flag("mlp_bias", False) else 0
     moe_layers = layers - m.dense_layers if m.is_moe else 0
-    gates = h * moe_layers if kind == "qwen2_moe" and m.shared_experts else 0
+    gates = h * moe_layers if m.shared_gate else 0
     return layers * (norms + bias) + h + gates
 
 

@@ -119,9 +119,15 @@ def mark_static(program: Program) -> None:
 
 
 def is_free(program: Program, node: Node) -> bool:
-    """Layout changes and constant computations cost nothing at run time."""
+    """Layout changes, casts to the format a tensor already has (`x.to(torch.float32)` on an
+    fp32 tensor returns it) and constant computations cost nothing at run time."""
     if node.kind in ("layout", "static"):
         return True
+    if node.kind == "cast" and node.inputs and node.outputs:
+        src, out = program.value(node.inputs[0]), program.value(node.outputs[0])
+        same = src is not None and out is not None and src.shape == out.shape
+        if same and (src.fmt, src.itemsize) == (out.fmt, out.itemsize):
+            return True
     outs = [program.values[v] for v in node.outputs if v in program.values]
     return bool(outs) and all(v.static for v in outs)
 

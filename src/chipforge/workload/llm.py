@@ -229,8 +229,16 @@ def _moe(c: ModelConfig, *, t: int, tp: int, dtype: str, ep: int = 1) -> list[Op
     ops += _dense_ffn(
         c, "experts", t=per_expert, ffn=shard(c.expert_ffn, tp), dtype=dtype, groups=active
     )
+    # the combine: each token's k expert outputs scaled by their router weights and summed
+    # (Shazeer et al. 2017 eq. 1), 2 FLOPs per (token, expert, channel)
+    ops.append(_vec("experts_combine", routed * c.hidden, dtype, 2))
     if c.shared_experts:
         ops += _dense_ffn(c, "shared_expert", t=t, ffn=shard(c.shared_width, tp), dtype=dtype)
+    if c.shared_gate:  # Qwen2-MoE: sigmoid(x . w) scales the shared output, added to the routed
+        ops += [
+            _mm("shared_expert_gate", t, 1, c.hidden, dtype),
+            _vec("shared_expert_scale", t * c.hidden, dtype, 2, tensors=3),
+        ]
     return ops
 
 

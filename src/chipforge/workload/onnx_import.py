@@ -37,6 +37,9 @@ from chipforge.workload.onnx_ops import classify
 ELEM_FORMATS = {1: "fp32", 2: "int8", 3: "int8", 10: "fp16", 11: "fp64", 16: "bf16"}
 ELEM_FORMATS |= dict.fromkeys((17, 18, 19, 20), "fp8") | {21: "int4", 22: "int4", 23: "fp4"}
 HALF_BYTE = (21, 22, 23)
+# int64 and bool initializers are indices, shapes and boolean masks, never trained weights
+# (quantized weights are int8/uint8/int4; their int32 biases stay counted too)
+NOT_WEIGHTS = (7, 9)
 
 
 def _onnx():
@@ -233,6 +236,7 @@ class _Importer:
         self.values: dict[str, Value] = {}
         self.unknown: set[str] = set()
         self.params: list[str] = []
+        self.constants: set[str] = set()  # initializers that are no trained parameter
         self._initializers()
         self._inputs(dict(dims))
 
@@ -260,6 +264,8 @@ class _Importer:
             self.types[t.name] = self.onnx.helper.make_tensor_type_proto(t.data_type, shape)
             self.values[t.name] = Value(shape, fmt, size, static=True, data=data)
             self.params.append(t.name)
+            if t.data_type in NOT_WEIGHTS or math.prod(shape) <= 1:
+                self.constants.add(t.name)
 
     def _inputs(self, dims: dict[str, int]) -> None:
         """Graph inputs, their dynamic dimensions bound from `dims` (`input_shapes`)."""
@@ -385,7 +391,7 @@ class _Importer:
     def program(self) -> Program:
         check_order(self.graph, self.source)
         nodes = [n for n in (self._visit(node) for node in self.graph.node) if n is not None]
-        return Program(self.source, self.values, nodes, self.params)
+        return Program(self.source, self.values, nodes, self.params, frozenset(self.constants))
 
     def check_shapes(self, program: Program, allow_unsupported: bool) -> None:
         """Every op we cost needs its sizes: name the first one shape inference could not

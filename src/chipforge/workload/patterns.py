@@ -29,6 +29,7 @@ class _View:
         self.p = program
         self.made_by = program.producers()
         self.users = program.consumers()
+        self.masks: dict[int, list[str]] = {}  # id(fused attention) -> its constant masks
 
     def producer(self, vid: str, kinds: tuple[str, ...]) -> Node | None:
         node = self.made_by.get(vid)
@@ -206,7 +207,22 @@ def _attention(view: _View, softmax: Node) -> tuple[list[Node], Node] | None:
         "attention", [q, k, node.inputs[1]], node.outputs[:1], softmax.scope, "attention pattern"
     )
     fused.attrs = attrs
+    view.masks[id(fused)] = [vid for vid in masks if _is_mask(view.p.values[vid].data)]
     return q_scale + k_scale + [scores, *chain, softmax, *tail, node], fused
+
+
+def _is_mask(data) -> bool:
+    """A constant of zeros and blocked entries (at most -1e4: -inf, finfo.min), added to the
+    scores: an attention mask an exporter folded, which is no trained weight (a learned
+    position bias, T5's, has other values)."""
+    if data is None:
+        return False
+    import numpy as np  # only ONNX constants carry data; a .pt2 import loads no numpy
+
+    data = np.asarray(data)
+    if data.dtype == bool:
+        return True
+    return data.dtype.kind == "f" and bool(((data == 0) | (data <= -1e4)).all())
 
 
 def _bias(view: _View, add: Node) -> tuple[list[Node], Node] | None:
@@ -288,6 +304,8 @@ def fuse(program: Program) -> None:
         for n in matched:
             replaced[id(n)] = None
         replaced[id(last)] = fused
+        if mask_weights := [m for m in view.masks.get(id(fused), []) if m in program.params]:
+            program.buffers = program.buffers | frozenset(mask_weights)
     if replaced:
         program.nodes = [
             replaced.get(id(n), n) for n in program.nodes if replaced.get(id(n), n) is not None

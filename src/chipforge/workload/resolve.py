@@ -22,7 +22,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from chipforge.errors import WorkloadError, did_you_mean
-from chipforge.workload.config import MODEL_FIELDS, ModelConfig, load_model, model_names
+from chipforge.workload.config import (
+    BOOL_FIELDS,
+    MODEL_FIELDS,
+    ModelConfig,
+    load_model,
+    model_names,
+)
 from chipforge.workload.hf import load_hf_config
 
 # keys of a workload string that describe the run (the graph), not the model
@@ -60,7 +66,7 @@ def model_value(key: str, value: str, where: str = "model"):
     checks each field's range)."""
     if key in ("act", "name"):
         return value
-    if key in ("tied_embeddings", "qk_norm"):
+    if key in BOOL_FIELDS:
         if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
             raise WorkloadError(f"`{where}.{key}` must be true or false, not {value!r}")
         return value.lower() in ("1", "true", "yes")
