@@ -257,6 +257,44 @@ def test_deepseek_v3_as_transformers_ships_it(tmp_path):
     assert run["result"] == "match" and run["max_rel_diff"] <= 2.0**-6, run["max_rel_diff"]
 
 
+def test_gemma3_image_text_config_costs_its_decoder_and_says_what_it_leaves(saved, tmp_path):
+    """The image-text Gemma 3 (`model_type` gemma3, the decoder in `text_config`): its folder
+    costs the text decoder (matrix FLOPs equal to the raw .pt2 of Gemma3ForCausalLM with the
+    same text config; parameters those of its language model), and a warning says the vision
+    tower and projector are not costed; the safetensors' count (which holds them) is reported,
+    not flagged as another model's. No text_config: one line."""
+    from chipforge.errors import WorkloadError
+    from chipforge.workload.parse import parse_workload
+
+    text, _, text_pt2 = saved["gemma3"]
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    config = transformers.Gemma3Config(
+        text_config=text.config.to_dict(),
+        vision_config=vision | dict(image_size=32, patch_size=8),
+        mm_tokens_per_image=4,
+        image_token_index=VOCAB - 1,
+        boi_token_index=VOCAB - 3,
+        eoi_token_index=VOCAB - 2,
+    )
+    model = transformers.Gemma3ForConditionalGeneration(config)
+    model.save_pretrained(tmp_path / "mm")
+    graph = parse_workload(f"{tmp_path / 'mm'},seq={TOKENS},dtype=fp32")
+    pt2 = parse_workload(str(text_pt2))
+    matrix = lambda g: sum(op.total_flops for op in g.ops if op.kind in MATRIX)  # noqa: E731
+    assert matrix(graph) == pytest.approx(matrix(pt2), rel=1e-6)
+    assert graph.flops == pytest.approx(pt2.flops, rel=0.005)
+    decoder = sum(p.numel() for p in model.model.language_model.parameters())  # lm_head tied
+    assert graph.meta["params"] == decoder
+    assert graph.meta["checkpoint"]["params"] == sum(p.numel() for p in model.parameters())
+    (warning,) = graph.meta["warnings"]
+    assert (
+        "vision tower (siglip_vision_model, 2 layers of 32)" in warning and "not costed" in warning
+    )
+    (tmp_path / "bad.json").write_text('{"model_type": "gemma3", "vision_config": {}}')
+    with pytest.raises(WorkloadError, match="needs its `text_config`"):
+        parse_workload(str(tmp_path / "bad.json"))
+
+
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3", "qwen2moe"])
 def test_functional_bf16_within_bound_of_pytorch_fp32(saved, arch, tmp_path):
     """The raw export runs on the chip in bf16 with no wrapper and no flag: token ids fed by

@@ -150,8 +150,8 @@ def test_unknown_architecture_names_the_supported_ones(tmp_path):
     message = (
         "`workload` config.json: architecture must be one of LlamaForCausalLM, "
         "MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-        "Phi3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM, "
-        "Qwen2MoeForCausalLM, GPT2LMHeadModel, DeepseekV3ForCausalLM, not "
+        "Phi3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, "
+        "GPTNeoXForCausalLM, Qwen2MoeForCausalLM, GPT2LMHeadModel, DeepseekV3ForCausalLM, not "
         "T5ForConditionalGeneration; describe other models with "
         "llm:custom,layers=..,hidden=.."
     )

@@ -29,6 +29,7 @@ ARCHITECTURES = {
     "Phi3ForCausalLM": "phi3",  # Llama's shapes with fused qkv and gate_up matrices
     "Gemma2ForCausalLM": "gemma2",  # gated GELU (3 matrices), head_dim 256 by default
     "Gemma3ForCausalLM": "gemma3_text",
+    "Gemma3ForConditionalGeneration": "gemma3",  # image-text: the decoder in `text_config`
     "GPTNeoXForCausalLM": "gpt_neox",  # parallel attention and MLP; same matmuls as GPT-2's
     "Qwen2MoeForCausalLM": "qwen2_moe",
     "GPT2LMHeadModel": "gpt2",
@@ -254,6 +255,41 @@ MODEL_TYPES = {
 }
 
 
+# image-text models whose decoder is a supported text model, saved as their `text_config`: the
+# decoder is costed, the vision tower and projector are not (`multimodal_note` says so)
+MULTIMODAL = {"gemma3": "gemma3_text"}
+
+
+def _decoder(data: dict, kind: str, name: str) -> dict:
+    """The `text_config` of a multimodal config, as a config of its own."""
+    text = data.get("text_config")
+    if not isinstance(text, dict):
+        raise WorkloadError(
+            f"`workload` {name}: a {kind} config needs its `text_config` (the decoder's shapes)"
+        )
+    top = {k: data[k] for k in ("tie_word_embeddings", "_name_or_path") if k in data}
+    return top | text | {"model_type": MULTIMODAL[kind]}
+
+
+def multimodal_note(path: Path) -> str | None:
+    """What a multimodal config.json's cost leaves out (its vision tower), or None."""
+    data = _read(path)
+    vision = data.get("vision_config")
+    if data.get("model_type") not in MULTIMODAL or not isinstance(vision, dict):
+        return None
+    layers, width = vision.get("num_hidden_layers"), vision.get("hidden_size")
+    tower = f"{vision.get('model_type', 'vision')!s:.40}"
+    if isinstance(layers, int) and isinstance(width, int):
+        tower += f", {layers} layers of {width}"
+    images = data.get("mm_tokens_per_image")
+    per = f" ({images} of them per image)" if isinstance(images, int) else ""
+    return (
+        f"the vision tower ({tower}) and the multimodal projector are not costed and their "
+        f"parameters not counted: the text decoder only, over `seq` tokens, image tokens{per} "
+        "included"
+    )
+
+
 def _read(path: Path) -> dict:
     try:
         missing = not path.is_file()
@@ -271,13 +307,16 @@ def _read(path: Path) -> dict:
 
 def load_hf_config(path: str | Path) -> ModelConfig:
     """The `ModelConfig` of a HuggingFace config.json (Llama, Mistral, Mixtral, Qwen2, Qwen3,
-    Qwen2-MoE, Phi-3, Gemma 2, Gemma 3 (text), GPT-NeoX, GPT-2, DeepSeek-V3)."""
+    Qwen2-MoE, Phi-3, Gemma 2, Gemma 3 (text, or the image-text model's decoder), GPT-NeoX,
+    GPT-2, DeepSeek-V3)."""
     path = Path(path)
     data = _read(path)
     archs = data.get("architectures")
     archs = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
     kind = data.get("model_type") if isinstance(data.get("model_type"), str) else None
     kind = kind or next((ARCHITECTURES[a] for a in archs if a in ARCHITECTURES), None)
+    if kind in MULTIMODAL:
+        data, kind = _decoder(data, kind, path.name), MULTIMODAL[kind]
     if kind not in MODEL_TYPES:
         from chipforge.workload.hf_traced import MODEL_CLASSES
 

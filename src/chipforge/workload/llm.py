@@ -178,11 +178,13 @@ def _mla(
     return ops + [_mm("o_proj", t, h, heads * c.d_v, dtype)]
 
 
-def ffn_block(c: ModelConfig, *, t: int, tp: int, dtype: str, moe: bool, ep: int = 1) -> list[Op]:
+def ffn_block(
+    c: ModelConfig, *, t: int, tp: int, dtype: str, moe: bool, ep: int = 1, combine: bool = True
+) -> list[Op]:
     h = c.hidden
     ops: list[Op] = [_vec("ffn_norm", t * h, dtype, NORM_FLOPS)]
     if moe:
-        ops += _moe(c, t=t, tp=tp, dtype=dtype, ep=ep)
+        ops += _moe(c, t=t, tp=tp, dtype=dtype, ep=ep, combine=combine)
     else:
         ops += _dense_ffn(c, "ffn", t=t, ffn=shard(c.ffn, tp), dtype=dtype)
     return (
@@ -213,12 +215,16 @@ def _dense_ffn(
     ]
 
 
-def _moe(c: ModelConfig, *, t: int, tp: int, dtype: str, ep: int = 1) -> list[Op]:
+def _moe(
+    c: ModelConfig, *, t: int, tp: int, dtype: str, ep: int = 1, combine: bool = True
+) -> list[Op]:
     """Routed experts as one grouped matmul over the experts that receive tokens (balanced
     routing); at small batch only min(experts, tokens*top_k) experts' weights are read. With
     expert parallelism `ep` this chip holds experts/ep of them and (balanced) computes as many
     token-expert pairs as its own tokens route, gathered from the EP group: each local expert
-    sees ep times the tokens (GShard, Lepikhin et al. 2020 Sec. 3.2; DeepSeek-V3 Sec. 3.4)."""
+    sees ep times the tokens (GShard, Lepikhin et al. 2020 Sec. 3.2; DeepSeek-V3 Sec. 3.4).
+    `combine`: the routes' outputs weighted and summed here (the cluster engines leave it to
+    their token dispatcher's unpermute pass, `cluster.layer`)."""
     routed = t * c.top_k
     active = min(-(-c.experts // ep), routed)  # the busiest chip: ceil (redundant copies)
     per_expert = math.ceil(routed / active)
@@ -229,9 +235,9 @@ def _moe(c: ModelConfig, *, t: int, tp: int, dtype: str, ep: int = 1) -> list[Op
     ops += _dense_ffn(
         c, "experts", t=per_expert, ffn=shard(c.expert_ffn, tp), dtype=dtype, groups=active
     )
-    # the combine: each token's k expert outputs scaled by their router weights and summed
-    # (Shazeer et al. 2017 eq. 1), 2 FLOPs per (token, expert, channel)
-    ops.append(_vec("experts_combine", routed * c.hidden, dtype, 2))
+    if combine:  # each token's k expert outputs scaled by their router weights and summed
+        # (Shazeer et al. 2017 eq. 1): 2 FLOPs per (token, route, channel)
+        ops.append(_vec("experts_combine", routed * c.hidden, dtype, 2))
     if c.shared_experts:
         ops += _dense_ffn(c, "shared_expert", t=t, ffn=shard(c.shared_width, tp), dtype=dtype)
     if c.shared_gate:  # Qwen2-MoE: sigmoid(x . w) scales the shared output, added to the routed
@@ -272,6 +278,7 @@ def _layer(
     moe: bool,
     ep: int = 1,
     window: int = 0,
+    combine: bool = True,
 ) -> list[Op]:
     extra = c.layer_norms - 2  # Gemma's norms after attention and after the FFN
     norms = [_vec("extra_norms", b * q * c.hidden * extra, dtype, NORM_FLOPS)] if extra > 0 else []
@@ -279,7 +286,7 @@ def _layer(
         attention_block(
             c, b=b, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, causal=True, window=window
         )
-        + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe, ep=ep)
+        + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe, ep=ep, combine=combine)
         + norms
     )
 
@@ -306,7 +313,8 @@ def build(
 
     prefill/train: `batch` sequences of `seq` tokens (default: the model's seq).
     decode: one token for each of `batch` sequences with `context` tokens already cached.
-    scope="layer": one transformer block only (no embeddings or LM head).
+    scope="layer": one transformer block only (no embeddings or LM head; no MoE combine, which
+    the cluster engines price with their token dispatcher).
     ep: expert parallelism (MoE): this chip holds experts/ep routed experts (see `_moe`).
     logits: the positions the LM head computes: `all` (the default: what `model(input_ids)`
     computes, so a config.json, a .pt2 and an ONNX export of one model cost the same) or
@@ -342,7 +350,7 @@ def build(
     for moe, window, count in _layer_kinds(c, scope):
         if count:
             layer = _layer(c, b=batch, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, moe=moe,
-                           ep=ep, window=window)  # fmt: skip
+                           ep=ep, window=window, combine=scope == "model")  # fmt: skip
             prefix = ("moe_layers" if moe else "layers") + (".window" if window else "")
             ops += _prefixed(layer, prefix, count)
     if scope == "model":

@@ -107,14 +107,19 @@ def with_checkpoint(graph: Graph, head: str, config) -> Graph:
     from pathlib import Path
 
     from chipforge.workload.checkpoint import read_folder
+    from chipforge.workload.hf import multimodal_note
 
     folder = Path(head) if Path(head).is_dir() else Path(head).parent
+    note = multimodal_note(folder / "config.json" if Path(head).is_dir() else Path(head))
+    if note:
+        warned = [*graph.meta.get("warnings", ()), note]
+        graph = replace(graph, meta=dict(graph.meta) | {"warnings": warned})
     ck = read_folder(folder)
     if ck is None:
         return graph
     meta = dict(graph.meta) | {"checkpoint": ck.to_dict()}
     want = config.params()
-    if want and abs(ck.params - want) > CHECKPOINT_TOLERANCE * want:
+    if want and not note and abs(ck.params - want) > CHECKPOINT_TOLERANCE * want:
         meta["warnings"] = [
             *meta.get("warnings", ()),
             f"the checkpoint's safetensors hold {ck.params:,} parameters, the config.json "
