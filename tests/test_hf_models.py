@@ -402,8 +402,9 @@ def test_hostile_safetensors_headers_are_one_line_errors(tmp_path):
 def test_onnx_dynamo_export_imports_and_runs_with_no_flag(saved, tmp_path):
     """The default (dynamo) ONNX exporter's graph of a decoder (IsNaN guards, int64 ids):
     costed with no --allow-unsupported, its attention recognised as causal (the NaN guard after
-    the softmax is part of the pattern), its FLOPs within 1 % of the raw .pt2's, and run
-    functionally on valid ids within 2^-6 of its fp32 evaluation."""
+    the softmax is part of the pattern), its FLOPs within 1 % of the raw .pt2's, its parameters
+    within 0.5 % of sum(p.numel()), and run functionally on valid ids within 2^-6 of its fp32
+    evaluation."""
     pytest.importorskip("onnxscript")
     from chipforge.sim.graph_run import run_model
     from chipforge.spec import load_chip
@@ -418,6 +419,10 @@ def test_onnx_dynamo_export_imports_and_runs_with_no_flag(saved, tmp_path):
     names = {op.name: op.count for op in onnx_graph.ops}  # module paths, layers folded
     assert names["model.layers.*.self_attn.q_proj"] == 2 and "lm_head" in names
     assert onnx_graph.flops == pytest.approx(pt2_graph.flops, rel=0.01)
+    # the folded rotary cos/sin tables and causal mask are constants, not parameters (the
+    # exporter also stores this untrained model's identical norm gains once: -0.24 %)
+    params = sum(p.numel() for p in model.parameters())
+    assert onnx_graph.meta["params"] == pytest.approx(params, rel=0.005)
     run = run_model(path, load_chip("forge-n3"))
     assert run["result"] == "match" and run["max_rel_diff"] <= 2.0**-6
 

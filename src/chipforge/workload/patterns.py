@@ -287,9 +287,46 @@ PATTERNS: dict[str, Matcher] = {
 }
 
 
+def _rotary_tables(view: _View) -> set[str]:
+    """The weights that are rotary position tables an exporter folded (RoFormer, Su et al.
+    2021: q cos + rotate_half(q) sin): the sin table multiplies a rotate_half, the concatenation
+    of a negated half and the other half; the cos table multiplies the tensor whose product is
+    added to that. Computed from positions, they are constants, not trained parameters."""
+    params = set(view.p.params)
+
+    def table(mul: Node, other: str) -> str | None:
+        rest = view.others(mul, other)
+        return rest[0] if len(rest) == 1 and rest[0] in params else None
+
+    tables, sin_products = set(), set()
+    for node in view.p.nodes:
+        if node.kind != "mul" or len(node.inputs) != 2:
+            continue
+        for vid in node.inputs:
+            cat = view.made_by.get(vid)
+            halves = cat is not None and cat.source in ("Concat", "cat") and cat.inputs
+            if halves and view.producer(cat.inputs[0], ("neg",)) and (sin := table(node, vid)):
+                tables.add(sin)
+                sin_products.add(node.outputs[0])
+    for node in view.p.nodes:
+        if node.kind != "add" or len(node.inputs) != 2:
+            continue
+        a, b = node.inputs
+        if (a in sin_products) == (b in sin_products):
+            continue
+        mul = view.producer(b if a in sin_products else a, ("mul",))
+        if mul is not None and len(mul.inputs) == 2:
+            weights = [i for i in mul.inputs if i in params]
+            if len(weights) == 1:
+                tables.add(weights[0])
+    return tables
+
+
 def fuse(program: Program) -> None:
     """Replace every match of `PATTERNS` by its fused node, at the place of its last node."""
     view = _View(program)
+    if tables := _rotary_tables(view):
+        program.buffers = program.buffers | frozenset(tables)
     replaced: dict[int, Node | None] = {}
     position = {id(node): i for i, node in enumerate(program.nodes)}
     for node in program.nodes:
