@@ -13,7 +13,9 @@ References are independent of chipforge's formulas: FLOPs from torch's own
 torchvision and timm are not used: PyPI's torchvision (a CUDA build) fails to import beside the
 CPU torch 2.13.0 wheel the project pins ("operator torchvision::nms does not exist"), and timm
 imports torchvision. The same three architectures come from transformers (ResNetConfig's
-defaults are ResNet-50, ConvNextConfig's ConvNeXt-T; EfficientNet-B0 is width and depth 1.0).
+defaults are ResNet-50, ConvNextConfig's ConvNeXt-T; EfficientNet-B0 is width and depth 1.0);
+benchmarks/torchvision_timm_check.py checks torchvision's and timm's own files by hand, written
+in an environment that has them.
 """
 
 from __future__ import annotations
