@@ -35,6 +35,8 @@ MODELS = {  # name -> (library, constructor name)
 
 
 def _trained_looking(torch, model) -> None:
+    """tests/test_vision_models.py's `trained_looking` (+ torchvision's (C, 1, 1) layer scales),
+    repeated: that module needs pytest and transformers, which the exporting side lacks."""
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for module in model.modules():
