@@ -158,7 +158,7 @@ def at_sustained_clock(chip: ChipSpec) -> ChipSpec:
     if hit is None:
         if len(_SUSTAINED) >= 64:
             _SUSTAINED.clear()
-        hit = _SUSTAINED[key] = chip.model_copy(update={"clock": chip.sustained_clock})
+        hit = _SUSTAINED[key] = chip.at_sustained_clock()
     return hit
 
 

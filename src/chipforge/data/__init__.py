@@ -4,7 +4,9 @@
 value, unit, conditions, source, confidence); `measured.csv` (hardware figures) and
 `validation.csv` (performance measurements) and `program.csv` (chip program: masks, design
 cost, tape-out to volume, CoWoS) add public figures found since, in the same
-columns. All ship in the package so chipforge runs on its own.
+columns. All ship in the package so chipforge runs on its own. `sustained_gemm.csv` holds the
+long back-to-back GEMM runs its '#' header's rule selects (their own columns: shape, dtype,
+duration, measured clock).
 """
 
 from __future__ import annotations
@@ -33,3 +35,12 @@ def published() -> dict[str, dict[str, str]]:
 def figure(figure_id: str) -> float:
     """The numeric value of one published figure, in the units of its `unit` column."""
     return float(published()[figure_id]["value"])
+
+
+@cache
+def sustained_gemm() -> dict[str, dict[str, str]]:
+    """The sustained GEMM rows (sustained_gemm.csv, whose '#' header states the rule that selects
+    them), keyed by id."""
+    text = (resources.files("chipforge.data") / "sustained_gemm.csv").read_text()
+    lines = (line for line in text.splitlines() if not line.startswith("#"))
+    return {row["id"]: row for row in csv.DictReader(lines)}

@@ -188,7 +188,7 @@ class ChipSpec(Frozen):
     sustained_clock: Frequency | None = Field(
         None,
         description="power-limited clock of long back-to-back matrix work, where published "
-        "(training with --sustained-clock); None: clock",
+        "(training with --sustained-clock, sustained GEMM rows of validate); None: clock",
     )
     mla_decode_rate: FlopRate | None = Field(
         None,
@@ -227,6 +227,15 @@ class ChipSpec(Frozen):
                 f"({self.clock:.4g} Hz): it is the clock the power limit holds under load"
             )
         return self
+
+    def at_sustained_clock(self) -> ChipSpec:
+        """This chip at its power-limited sustained clock (`sustained_clock`): long back-to-back
+        matrix work runs there, not at the boost clock the peaks quote. Matrix and vector rates
+        scale with it; memory and link bandwidths are absolute and do not. The chip itself where
+        no sustained clock is stated."""
+        if self.sustained_clock is None or self.sustained_clock >= self.clock:
+            return self
+        return self.model_copy(update={"clock": self.sustained_clock})
 
     @field_validator("memory")
     @classmethod
