@@ -21,7 +21,7 @@ from chipforge.workload.imported import (
     mark_static,
     unsupported_error,
 )
-from chipforge.workload.ops import Attention, Op
+from chipforge.workload.ops import Attention, MatMul, Op
 from chipforge.workload.patterns import fuse
 
 
@@ -89,13 +89,23 @@ def _attention_kinds(program: Program, ops: list[Op]) -> str:
     return "none (no softmax in the graph)"  # a CNN
 
 
+def _logits(ops: list[Op]) -> str:
+    """How many positions' logits the graph computes: the rows of its LM head (transformers
+    names it `lm_head`), as exported; a TorchScript trace of `logits_to_keep=1` keeps one."""
+    heads = [op for op in ops if isinstance(op, MatMul) and op.name.split(".")[-1] == "lm_head"]
+    if len(heads) != 1:
+        return "as exported (every position the graph computes)"
+    rows = heads[0].m * heads[0].batch
+    return f"as exported: lm_head computes {rows:,} row{'s' if rows != 1 else ''} of logits"
+
+
 def _meta(program: Program, ops: list[Op], missing: dict[str, list], dtype: str | None) -> dict:
     meta: dict[str, object] = {
         "source": program.source,
         "dtype": dtype or "as stored",
         # trained parameters, tied once (BatchNorm statistics and other buffers left out)
         "params": sum(program.values[p].numel for p in program.params if p not in program.buffers),
-        "logits": "as exported (every position the graph computes)",
+        "logits": _logits(ops),
         "attention": _attention_kinds(program, ops),
     }
     if missing:
