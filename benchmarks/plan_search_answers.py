@@ -1,4 +1,4 @@
-"""The training-plan search's answers on a fixed set of 134 cases, one JSON line each (the
+"""The training-plan search's answers on a fixed set of 144 cases, one JSON line each (the
 result's to_dict() without its `search` counters), to check that a change to the search
 leaves every chosen plan and figure as it was: run it on both source trees and diff.
 
@@ -35,10 +35,26 @@ OPTIONS = (
 )
 
 
+# long sequences (context parallelism), MoE dispatchers, other chips and odd scales
+LONG = (
+    ("h100", "llama3-8b", 64, {"seq": 32768}),
+    ("forge-n3", "llama3-70b", 512, {"seq": 65536}),
+    ("gb200", "mixtral-8x7b", 64, {"seq": 32768}),
+    ("h100", "llama3-70b", 256, {"seq": 32768, "tp_overlap": True}),
+    ("gb200", "llama3-405b", 4096, {"seq": 131072, "schedule": "zb"}),
+    ("h100", "mixtral-8x7b", 64, {"moe_dispatcher": "flex", "shared_expert_overlap": True}),
+    ("tpu-v5e", "llama3-8b", 256, {"seq": 8192}),
+    ("a100", "llama3-70b", 1024, {"parallel_block": True, "interleave": 2}),
+    ("h100", "llama3-8b", 48, {"global_batch": "100:300"}),
+    ("forge-n3", "llama3-70b", 96, {"seq": 16384, "recompute_modules": ("core_attn", "mlp")}),
+)
+
+
 def cases() -> list[tuple]:
     out = [
         ("forge-n3", "llama3-405b", 65536, {"tokens": 1.5e14}),
         ("h100", "llama3-405b", 16384, {}),
+        *((chip, model, n, {"seq": 4096, **kw}) for chip, model, n, kw in LONG),
     ]
     for chip in ("forge-n3", "h100", "gb200"):
         for model in ("llama3-8b", "mixtral-8x7b", "llama3-70b"):
@@ -55,7 +71,7 @@ def main(path: str) -> None:
     with open(path, "w") as f:
         for i, (chip, model, n, kw) in enumerate(cases()):
             try:
-                r = cf.plan_training(chip, model, n, seq=4096, **kw).to_dict()
+                r = cf.plan_training(chip, model, n, **{"seq": 4096, **kw}).to_dict()
                 r.pop("search")
             except ChipforgeError as e:
                 r = {"error": str(e)}
