@@ -457,3 +457,109 @@ def test_safetensors_dtype_of_another_type(tmp_path, dtype):
     _retile(path, lambda h: {"a": h["a"] | {"dtype": dtype}})
     with pytest.raises(WorkloadError, match="malformed"):
         read_folder(tmp_path)
+
+
+HUGE = str(2**62)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        # each answered (a plan for 2**62 chips) or ran for minutes before
+        (["train", "--chips", HUGE], ["--chips", "16,777,216"]),
+        (["train", "--chips", "64", "--global-batch", f"1:{HUGE}"], ["--global-batch", "65,536"]),
+        (["train", "--chips", "64", "--global-batch", HUGE], ["--global-batch", "65,536"]),
+        (["train", "--chips", "64", "--tokens-per-batch", "1e30"], ["--tokens-per-batch"]),
+        (["train", "--chips", "64", "--seq", HUGE], ["--seq", "16,777,216"]),
+        (["train", "--chips", "64", "--tp", HUGE], ["--tp", "16,777,216"]),
+        (["serve", "--chips", HUGE], ["--chips", "16,777,216"]),
+        (["serve", "--chips", "8", "--max-batch", HUGE], ["--max-batch", "1,048,576"]),
+        (["serve", "--chips", "8", "--concurrency", HUGE], ["--concurrency", "1,048,576"]),
+        (["serve", "--chips", "8", "--osl", HUGE], ["--osl", "16,777,216"]),
+    ],
+)
+def test_counts_are_capped(args, words):
+    """Huge counts are one line naming the flag and its limit, before any search."""
+    code, _, err = cli(args[0], "--chip", "h100", "--model", "llama3-8b", *args[1:])
+    assert_user_error(code, err, *words)
+
+
+def test_counts_are_capped_in_the_api():
+    import chipforge as cf
+    from chipforge.errors import ChipforgeError
+
+    with pytest.raises(ChipforgeError, match="--chips must be at most"):
+        cf.plan_training("h100", "llama3-8b", chips=2**40)
+    with pytest.raises(ChipforgeError, match="--isl must be at most"):
+        cf.plan_serving("h100", "llama3-8b", chips=8, isl=2**40)
+
+
+def test_rtl_verify_tiles_and_seed_are_capped():
+    for flag, value in (("--tiles", HUGE), ("--seed", "-1"), ("--seed", str(2**70))):
+        code, _, err = cli("rtl", "verify", "--rows", "4", "--cols", "4", flag, value)
+        assert_user_error(code, err, flag)
+
+
+CHIP_TOML = Path(__file__).parents[1] / "examples" / "my-chip.toml"
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["evaluate", "--chip", "{chip}", "--workload", "gpt2", "--out", "{chip}"], "--out"),
+        (["evaluate", "--chip", "{chip}", "--workload", "gpt2", "--html={chip}"], "--html"),
+        (
+            ["compare", "--chip", "h100,{chip}", "--workload", "gpt2", "--trace", "{chip}"],
+            "--trace",
+        ),
+        (
+            ["evaluate", "--chip", "h100", "--workload", "llm:{cfg},batch=2", "--out", "{cfg}"],
+            "--out",
+        ),
+        (["evaluate", "--chip", "h100", "--workload", "{folder}", "--out", "{cfg}"], "--out"),
+        (["show", "{link}", "--json", "--out", "{chip}"], "--out"),  # a symlink to the chip
+    ],
+)
+def test_output_that_is_an_input_is_refused(tmp_path, args, flag):
+    """`--out my-chip.toml` replaced the chip TOML the command read."""
+    chip = tmp_path / "my-chip.toml"
+    chip.write_bytes(CHIP_TOML.read_bytes())
+    (tmp_path / "link.toml").symlink_to(chip)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps(LLAMA))
+    names = {"chip": chip, "link": tmp_path / "link.toml", "cfg": tmp_path / "m" / "config.json",
+             "folder": tmp_path / "m"}  # fmt: skip
+    before = {p: p.read_bytes() for p in (chip, tmp_path / "m" / "config.json")}
+    code, _, err = cli(*(a.format(**names) for a in args))
+    assert_user_error(code, err, flag, "also an input")
+    assert all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_output_that_a_scenario_reads_is_refused(tmp_path):
+    """A file read through another (a sweep space's chip TOML) is refused when written."""
+    chip = tmp_path / "my-chip.toml"
+    chip.write_bytes(CHIP_TOML.read_bytes())
+    space = tmp_path / "space.toml"
+    space.write_text(
+        '[base]\nchip = "my-chip.toml"\n[params]\n"clock" = ["1 GHz"]\n'
+        '[[workloads]]\nspec = "gpt2"\n'
+    )
+    code, _, err = cli("sweep", str(space), "--store", str(tmp_path / "r"), "--html", str(chip))
+    assert_user_error(code, err, "--html", "also an input", "chip file")
+    assert chip.read_bytes() == CHIP_TOML.read_bytes()
+
+
+def test_named_pipe_output_is_refused(tmp_path):
+    """Opening a FIFO with no reader blocked the command forever."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "link").symlink_to(fifo)
+    for flag in ("--out", "--html", "--trace"):
+        code, _, err = cli("evaluate", "--chip", "h100", "--workload", "gpt2", flag, str(fifo))
+        assert_user_error(code, err, flag, "named pipe")
+    code, _, err = cli("show", "h100", "--out", str(tmp_path / "link"))
+    assert_user_error(code, err, "--out", "named pipe")
+    code, out, _ = cli("show", "h100", "--out", "/dev/null")
+    assert code == 0

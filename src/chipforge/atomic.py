@@ -2,8 +2,10 @@
 
 A file is written to a temporary file in its own folder, flushed, fsync'd and renamed over
 the target (`os.replace`), so a full disk, a crash or a Ctrl-C leaves the previous file whole,
-never a half-written one. A target that is not a regular file (`/dev/stdout`, a pipe,
-`/dev/null`) is written in place. A write that fails is a one-line `ChipforgeError` naming
+never a half-written one. A character device (`/dev/null`) or the process's own
+stream (`/dev/stdout`) is written in place; a named pipe, socket or block device is refused (a
+FIFO with no reader blocks forever), and so is a user's output (`flag`) that is a file this
+command read (`userfile.note_input`: `--out my-chip.toml`). A write that fails is a one-line `ChipforgeError` naming
 the flag and the path: a folder given as a file, a missing folder, a read-only path, a full
 disk.
 """
@@ -11,12 +13,14 @@ disk.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from chipforge.errors import ChipforgeError
+from chipforge.userfile import input_read_as
 
 TMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: what a crash can leave behind
 
@@ -40,6 +44,24 @@ def _in_place(path: Path) -> bool:
     return str(path).startswith(("/dev/", "/proc/")) or (path.exists() and not path.is_file())
 
 
+def _special(p: Path) -> str | None:
+    """What `p` is when it exists and is neither a regular file nor a folder, and writing to it
+    is refused: a named pipe (opening it blocks until a reader comes), a socket, a block
+    device. A character device (/dev/null, a terminal) and the process's own streams
+    (/dev/stdout, /dev/fd/N, /proc/self/fd/N: a pipe to the next command) are written as
+    given."""
+    try:
+        mode = p.stat().st_mode
+    except (OSError, ValueError):
+        return None  # missing: a new file
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISCHR(mode):
+        return None
+    if stat.S_ISFIFO(mode) and str(p).startswith(("/dev/std", "/dev/fd/", "/proc/self/fd/")):
+        return None
+    return "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else (
+        "a block device" if stat.S_ISBLK(mode) else "not a regular file")  # fmt: skip
+
+
 def check_target(path: str | Path, flag: str | None = None) -> Path:
     """`path` as a file to (over)write, or a one-line error naming `flag` and the path."""
     p = Path(path)
@@ -58,7 +80,28 @@ def _check(p: Path, flag: str | None) -> Path:
         )
     if p.is_file() and not os.access(p, os.W_OK):
         raise ChipforgeError(f"{_what(flag)}{_show(p)} is read-only")
+    _not_special(p, flag)
+    _not_an_input(p, flag)
     return p
+
+
+def _not_special(p: Path, flag: str | None) -> None:
+    kind = _special(p)
+    if kind:
+        raise ChipforgeError(
+            f"{_what(flag)}{_show(p)} is {kind}, not a regular file; give a file path "
+            "(or /dev/stdout)"
+        )
+
+
+def _not_an_input(p: Path, flag: str | None) -> None:
+    """A user's output (`flag` given) never replaces a file this command read."""
+    what = input_read_as(p) if flag else None
+    if what:
+        raise ChipforgeError(
+            f"{_what(flag)}{_show(p)} is also an input of this command (the {what}); "
+            "writing it would replace it: give another path"
+        )
 
 
 def check_created(path: str | Path, flag: str, *, folder: bool = False) -> Path:
@@ -76,6 +119,7 @@ def check_created(path: str | Path, flag: str, *, folder: bool = False) -> Path:
         above = next((a for a in p.parents if a.exists()), None)
         if above is not None and not above.is_dir():
             raise ChipforgeError(f"`{flag}` {_show(p)}: {_show(above)} is a file, not a folder")
+        _not_special(p, flag)
     except OSError as e:
         raise _error(p, flag, e) from None
     return p

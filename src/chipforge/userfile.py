@@ -14,8 +14,37 @@ from typing import Any
 
 from chipforge.errors import ChipforgeError
 
+# Files read as input by this process (device, inode) -> what they were read as, so that an
+# output that would replace one is refused (`atomic`): `--out my-chip.toml` must not overwrite
+# the chip it costs. The CLI clears it per command (`forget_inputs`).
+_INPUTS: dict[tuple[int, int], str] = {}
+
 MAX_TEXT_BYTES = 8 * 2**20  # 8 MiB: a chip TOML is ~2 kB, a config.json ~5 kB
 MAX_DEPTH = 64  # tables, arrays or objects inside one another
+
+
+def note_input(path: str | Path, what: str) -> None:
+    """Remember `path` (a file this process reads) as an input: no output may replace it."""
+    try:
+        st = Path(path).stat()
+    except (OSError, ValueError):
+        return
+    _INPUTS.setdefault((st.st_dev, st.st_ino), what)
+
+
+def input_read_as(path: str | Path) -> str | None:
+    """What the file at `path` was read as (`note_input`), or None: not an input (yet)."""
+    if not _INPUTS:
+        return None
+    try:
+        st = Path(path).stat()
+    except (OSError, ValueError):
+        return None
+    return _INPUTS.get((st.st_dev, st.st_ino))
+
+
+def forget_inputs() -> None:
+    _INPUTS.clear()
 
 
 def read_text(
@@ -46,6 +75,7 @@ def read_text(
         raise error(f"{what} {_name(p)} cannot be read ({_reason(e)})") from None
     if len(data) > limit:
         raise error(f"{what} {_name(p)} is larger than {limit / 2**20:.0f} MiB")
+    note_input(p, what.strip("`"))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

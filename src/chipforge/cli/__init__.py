@@ -19,6 +19,7 @@ from chipforge.atomic import atomic_open, check_target
 from chipforge.errors import ChipforgeError
 from chipforge.report import to_json
 from chipforge.report.jsonout import check_numbers
+from chipforge.userfile import forget_inputs
 
 try:  # typer vendors click from 0.2x on; earlier versions raise click's own exceptions
     from typer._click import exceptions as click_errors
@@ -161,6 +162,59 @@ def _command():
     return typer.main.get_command(app)
 
 
+OUTPUT_FLAGS = ("--out", "--html", "--trace")
+
+
+def _inputs_named(args: list[str]) -> list[Path]:
+    """The existing files the arguments name: a path, each part of a comma list, the head of
+    `llm:PATH,key=value`, a model folder's config.json."""
+    found = []
+    for arg in args:
+        for part in {arg, *arg.split(",")}:
+            part = part.removeprefix("llm:").partition("=")[2 if "=" in part else 0] or part
+            try:
+                p = Path(part)
+                if p.is_dir():
+                    p = p / "config.json"
+                if p.is_file():
+                    found.append(p)
+            except (OSError, ValueError):  # a name too long, a NUL: not a file
+                continue
+    return found
+
+
+def _outputs_are_not_inputs(args: list[str]) -> None:
+    """`--out`, `--html` or `--trace` naming a file another argument reads (`--out` the chip
+    TOML) is refused before any work; files read through others (a scenario's chip TOML) are
+    refused when written (`atomic`, `userfile.note_input`)."""
+    outs, rest, i = [], [], 0
+    while i < len(args):
+        flag, eq, value = args[i].partition("=")
+        if flag in OUTPUT_FLAGS:
+            if eq:
+                outs.append((flag, value))
+            elif i + 1 < len(args):
+                outs.append((flag, args[i + 1]))
+                i += 1
+        else:
+            rest.append(args[i])
+        i += 1
+    if not outs:
+        return
+    inputs = _inputs_named(rest)
+    for flag, value in outs:
+        for p in inputs:
+            try:
+                same = Path(value).exists() and os.path.samefile(value, p)
+            except (OSError, ValueError):
+                same = False
+            if same:
+                raise ChipforgeError(
+                    f"`{flag}` {value[:120]} is also an input of this command ({str(p)[:120]}); "
+                    "writing it would replace it: give another path"
+                )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. A user error prints one line and exits 2 (usage errors too); anything else
     is a bug: one line, exit 3, and the traceback with `--debug` (anywhere on the command line)
@@ -168,7 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
+    forget_inputs()  # files read by an earlier command of this process are not this one's
     try:
+        _outputs_are_not_inputs(args)
         code = _command().main(args=args, prog_name="chipforge", standalone_mode=False)
     except click_errors.NoArgsIsHelpError as e:
         e.show()  # `chipforge` alone: the help

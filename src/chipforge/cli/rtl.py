@@ -19,6 +19,7 @@ app.add_typer(rtl_app, name="rtl")
 ChipArg = Annotated[
     str | None, typer.Option("--chip", help="preset name or chip TOML path to take rows, cols from")
 ]
+MAX_TILES = 10_000  # random tiles one verify runs (~0.1 s each on a 32x32 array in Amaranth)
 RowsOpt = Annotated[int | None, typer.Option("--rows", help="array rows (K side)")]
 ColsOpt = Annotated[int | None, typer.Option("--cols", help="array columns (N side)")]
 DEFAULT_DTYPE = "bf16"  # one default for generate, verify and synth
@@ -111,8 +112,10 @@ def verify(
 
     params = _params(chip, rows, cols, dtype)
     params.check_simulator(simulator)
-    if tiles < 1:
-        raise RtlError(f"`tiles` must be a positive integer, not {tiles}")
+    if not 1 <= tiles <= MAX_TILES:  # every tile's operands are drawn before the run
+        raise RtlError(f"--tiles must be from 1 to {MAX_TILES:,}, not {tiles:,}")
+    if not 0 <= seed < 2**63:
+        raise RtlError(f"--seed must be from 0 to 2**63 - 1, not {seed:,}")
     report = cosim(params, random_tiles(params, tiles, np.random.default_rng(seed)),
                    simulator=simulator)  # fmt: skip
     data = {

@@ -23,6 +23,15 @@ from chipforge.workload.config import ModelConfig
 
 Error = type[ChipforgeError]
 
+# Counts a plan is given, capped before any search loop or table is built: far past any real
+# run, small enough that every figure stays an exact float and a search ends in seconds.
+MAX_CHIPS = 2**24  # --chips and each parallel degree: 16.8 M, ~100x the largest cluster built
+MAX_TOKENS = 2**24  # tokens in one sequence (--seq, --isl, --osl): 16.8 M
+MAX_SEQUENCES = 2**20  # sequences served at once (--max-batch, --concurrency)
+# sequences in a training step (--global-batch, --micro-batch, --tokens-per-batch / --seq):
+# 32x Llama 3's 2,048; a MIN:MAX search walks the micro-batches up to MAX (~20 s at the cap)
+MAX_GLOBAL_BATCH = 2**16
+
 
 def stage_layers(layers: int, stages: int) -> int | None:
     """Layers on the busiest stage: an even split, or one with the first and last stages a
@@ -45,6 +54,16 @@ def positive(*, error: Error, **flags: int | None) -> None:
     for name, value in flags.items():
         if value is not None and (not isinstance(value, int) or value < 1):
             raise error(f"--{name} must be a positive integer, not {value!r}")
+
+
+def at_most(limit: int, *, error: Error = WorkloadError, **flags) -> None:
+    """Every given flag (None: not given) is at most `limit`; a `(lo, hi)` range is checked by
+    its top. The error names the flag and the limit."""
+    for name, value in flags.items():
+        top = value[-1] if isinstance(value, tuple) and value else value
+        if isinstance(top, int | float) and not isinstance(top, bool) and top > limit:
+            flag = "--" + name.replace("_", "-")
+            raise error(f"{flag} must be at most {limit:,}, not {top:,}")
 
 
 def tp_values(c: ModelConfig, chips: int) -> list[int]:

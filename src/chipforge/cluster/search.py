@@ -119,6 +119,12 @@ def _batches(global_batch, tokens_per_batch, chips: int, seq: int) -> Batches:
     if tokens_per_batch is not None:
         if not tokens_per_batch > 0:
             raise WorkloadError(f"--tokens-per-batch must be positive, not {tokens_per_batch}")
+        if tokens_per_batch / seq > checks.MAX_GLOBAL_BATCH:
+            raise WorkloadError(
+                f"--tokens-per-batch must be at most {checks.MAX_GLOBAL_BATCH * seq:,} "
+                f"({checks.MAX_GLOBAL_BATCH:,} sequences of {seq:,} tokens), "
+                f"not {tokens_per_batch:,}"
+            )
         return Batches(target=tokens_per_batch / seq)
     if isinstance(global_batch, tuple):
         lo, hi = global_batch
@@ -313,7 +319,12 @@ def plan_training(
         raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     seq = seq or c.seq
-    batches = _batches(parse_global_batch(global_batch), tokens_per_batch, chips, seq)
+    checks.at_most(checks.MAX_CHIPS, chips=chips, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep,
+                   interleave=interleave)  # fmt: skip
+    checks.at_most(checks.MAX_TOKENS, seq=seq)  # also a model's own context length
+    global_batch = parse_global_batch(global_batch)
+    checks.at_most(checks.MAX_GLOBAL_BATCH, micro_batch=micro_batch, global_batch=global_batch)
+    batches = _batches(global_batch, tokens_per_batch, chips, seq)
     _check_flags(c, chips, tp, pp, dp, cp)
     explicit = None not in (tp, pp, dp, cp, ep, zero, recompute, micro_batch)
     domain = max(1, topo.domain) if chip.links else 1  # no scale-up links: no tensor parallelism

@@ -23,7 +23,7 @@ from dataclasses import replace
 from functools import lru_cache
 from statistics import NormalDist
 
-from chipforge.cluster.checks import divisors
+from chipforge.cluster.checks import MAX_CHIPS, MAX_SEQUENCES, MAX_TOKENS, at_most, divisors
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
@@ -568,6 +568,9 @@ def plan_serving(
     ):
         if value is None or value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
+    at_most(MAX_CHIPS, chips=chips, tp=tp, pp=pp, ep=ep)
+    at_most(MAX_TOKENS, isl=isl, osl=osl)
+    at_most(MAX_SEQUENCES, max_batch=max_batch, concurrency=concurrency)
     if (
         isinstance(spec_tokens, bool)
         or not isinstance(spec_tokens, int)

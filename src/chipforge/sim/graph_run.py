@@ -30,6 +30,7 @@ from chipforge.sim.budget import BudgetError, default_max_memory
 from chipforge.sim.matrix_backend import Backend
 from chipforge.spec import ChipSpec
 from chipforge.units import fmt
+from chipforge.userfile import note_input
 
 BF16_BOUND = 2.0**-5
 DTYPES = ("bf16", "int8", "int8-channel")
@@ -208,6 +209,7 @@ def load_inputs(path: str | Path, expected: dict[str, tuple]) -> dict[str, np.nd
     path = Path(path)
     if not path.is_file():
         raise WorkloadError(f"`--inputs` {path} does not exist; give an .npz file (numpy.savez)")
+    note_input(path, "--inputs file")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chipforge.errors import WorkloadError
-from chipforge.userfile import load_json
+from chipforge.userfile import load_json, note_input
 
 MAX_HEADER = 100 * 2**20  # safetensors' own limit (100 MB)
 MAX_SHARDS = 10_000
@@ -66,6 +66,7 @@ def _bad(path: Path, why: str) -> WorkloadError:
 
 def header(path: Path) -> dict:
     """The JSON header of one safetensors file, its sizes checked before reading."""
+    note_input(path, "model weights")
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from chipforge.errors import WorkloadError
+from chipforge.userfile import note_input
 from chipforge.workload.graph import Graph
 from chipforge.workload.imported import (
     Node,
@@ -72,6 +73,7 @@ def _load(onnx: Any, path: Path) -> Any:
     if not path.is_file():
         raise WorkloadError(f"`workload` {path} does not exist; give the path of an .onnx file")
     problem = None
+    note_input(path, "model file")
     try:
         model = onnx.load(str(path), load_external_data=False)
         if not model.graph.node:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from chipforge.errors import WorkloadError
+from chipforge.userfile import note_input
 from chipforge.workload.imported import Node, Program, Value, unbound_error
 from chipforge.workload.torch_ops import classify
 
@@ -175,6 +176,7 @@ def _known(d: Any, kind: str) -> dict:
 
 def open_zip(path: Path) -> zipfile.ZipFile:
     """The archive, opened after its declared sizes are checked (see the module docstring)."""
+    note_input(path, "model file")
     try:
         z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
