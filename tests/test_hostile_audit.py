@@ -298,13 +298,58 @@ def test_sweep_space_finds_its_config_json_beside_it(tmp_path, monkeypatch):
     assert json.loads(out)["ok"] == 2 and json.loads(out)["base_chip"] == "my-chip"
 
 
-def test_traced_config_overflowing_batch_is_one_line(tmp_path, capfd):
+def test_traced_config_overflowing_batch_is_one_line(tmp_path, capfd, monkeypatch):
     """batch=99999999999999 on a BERT: torch's fake tensors logged a 30-line traceback on
-    stderr (the storage size overflows int64) before the one-line error."""
-    code, _, err = _evaluate(tmp_path, BERT, ",batch=99999999999999")
-    assert_user_error(code, err, "Storage size")
+    stderr (the storage size overflows int64) before a one-line error from torch.export. The
+    run's sizes are now checked before torch is even imported."""
+    import chipforge.workload.hf_traced as traced
+
+    def no_torch(*args):
+        raise AssertionError("torch imported before the sizes were checked")
+
+    monkeypatch.setattr(traced, "require", no_torch)
+    for extra, words in (
+        (",batch=99999999999999", ["workload.batch", "1,048,576"]),
+        (",seq=99999999999999", ["workload.seq", "16,777,216"]),
+        (",seq=1024", ["workload.seq", "at most 512"]),  # the config's own position table
+    ):
+        code, _, err = _evaluate(tmp_path, BERT | {"max_position_embeddings": 512}, extra)
+        assert_user_error(code, err, *words)
     logged = capfd.readouterr().err
     assert "Traceback" not in logged, logged[:400]
+
+
+T5 = {"model_type": "t5", "d_model": 64, "d_ff": 128, "d_kv": 32, "num_heads": 2,
+      "num_layers": 2, "vocab_size": 1000}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "words"),
+    [
+        # no position table: 10**6 tokens of attention scores (2e12 elements), caught once
+        # the config's defaults are known, before the model is built and traced
+        (T5, ",seq=1000000", ["attention scores"]),
+        (BERT, ",seq=1024", ["workload.seq", "512"]),  # BERT's default table
+        (
+            {**BERT, "model_type": "vit", "image_size": 16384, "patch_size": 1},
+            "",
+            ["patches", "patch_size"],
+        ),
+    ],
+)
+def test_traced_config_run_sizes_checked_before_the_trace(tmp_path, config, extra, words):
+    assert_user_error(*_evaluate(tmp_path, config, extra)[::2], *words)
+
+
+def test_traced_config_warnings_are_held_back(tmp_path):
+    """transformers logged four lines about token ids past a toy vocabulary before the one
+    line saying it cannot build the model."""
+    whisper = {"model_type": "whisper", "d_model": 64, "encoder_layers": 1, "decoder_layers": 1,
+               "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+               "encoder_ffn_dim": 128, "decoder_ffn_dim": 128, "vocab_size": 1000}  # fmt: skip
+    code, _, err = _evaluate(tmp_path, whisper, "")
+    assert_user_error(code, err, "whisper")
+    assert "[transformers]" not in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_decide_terminal_numbers_are_people_s_numbers(tmp_path):

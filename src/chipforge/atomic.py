@@ -5,9 +5,9 @@ the target (`os.replace`), so a full disk, a crash or a Ctrl-C leaves the previo
 never a half-written one. A character device (`/dev/null`) or the process's own
 stream (`/dev/stdout`) is written in place; a named pipe, socket or block device is refused (a
 FIFO with no reader blocks forever), and so is a user's output (`flag`) that is a file this
-command read (`userfile.note_input`: `--out my-chip.toml`). A write that fails is a one-line `ChipforgeError` naming
-the flag and the path: a folder given as a file, a missing folder, a read-only path, a full
-disk.
+command read (`userfile.note_input`: `--out my-chip.toml`). A write that fails is a one-line
+`ChipforgeError` naming the flag and the path: a folder given as a file, a missing folder, a
+read-only path, a full disk.
 """
 
 from __future__ import annotations

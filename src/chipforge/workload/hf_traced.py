@@ -16,7 +16,9 @@ workloads for evaluate/compare/simulate; `train`/`serve` take decoder LLMs only.
 
 from __future__ import annotations
 
+import logging
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 from chipforge.errors import WorkloadError
@@ -67,6 +69,12 @@ DROPPED = {"model_type", "architectures", "auto_map", "trust_remote_code", "quan
            "_name_or_path", "transformers_version"}  # fmt: skip
 MAX_SIDE = 16384
 MAX_SIZE = 2**24
+# The run's sizes, checked before torch is imported (`batch`, `seq`) and, with the config's
+# defaults known, before the model is built (the largest tensor: torch's sizes are int64 and a
+# meta tensor past them fails deep in torch.export).
+MAX_BATCH = 2**20
+MAX_ELEMENTS = 2**40  # no real activation is larger (4 TiB in fp32): a size past it is hostile
+TEXT_KINDS = ("bert", "roberta", "t5", "clip")  # a text input of `seq` tokens
 
 
 def check_sizes(data: dict, name: str, where: str = "") -> None:
@@ -133,17 +141,70 @@ def traced_type(data: dict) -> str | None:
     return kind if isinstance(kind, str) and kind in MODEL_CLASSES else None
 
 
+def _largest(config, batch: int, seq: int, image: int | None) -> tuple[int, str, str]:
+    """Elements of the run's largest activation (an upper estimate), what it is and how to
+    shrink it: the text stack's widest projection and attention scores, the image and the
+    vision stack's."""
+    kind = config.model_type
+
+    def size(part, *keys, default=1) -> int:
+        return max((getattr(part, k, None) or 0 for k in keys), default=0) or default
+
+    run = "lower `workload.batch` or `workload.seq`"
+    found = [(0, "", "")]
+    text = getattr(config, "text_config", config)
+    width = size(text, "hidden_size", "d_model", "intermediate_size", "d_ff", "vocab_size",
+                 "encoder_ffn_dim", "decoder_ffn_dim")  # fmt: skip
+    heads = size(text, "num_attention_heads", "num_heads", "encoder_attention_heads",
+                 "decoder_attention_heads")  # fmt: skip
+    tokens = [seq] if kind in TEXT_KINDS else []
+    if kind == "whisper":
+        frames = 2 * size(config, "max_source_positions")
+        fix = "lower `workload.batch` or the config's max_source_positions"
+        found.append((batch * size(config, "num_mel_bins") * frames, "audio features", fix))
+        tokens += [frames // 2, seq]
+    for n in tokens:
+        found += [(batch * n * width, f"hidden states ({n:,} tokens)", run),
+                  (batch * heads * n * n, f"attention scores ({n:,} tokens)", run)]  # fmt: skip
+    if kind in ("vit", "clip", *CNNS):
+        vision = getattr(config, "vision_config", config)
+        side = image or size(vision, "image_size", default=224)
+        channels = max(size(vision, "num_channels", default=3),
+                       *(getattr(vision, "hidden_sizes", None) or [64]))  # fmt: skip
+        fix = "lower `workload.batch` or the image size"
+        found.append((batch * channels * side * side, f"image ({side:,} pixels a side)", fix))
+        if kind not in CNNS:
+            n = (side // size(vision, "patch_size")) ** 2 + 1
+            fix = "lower `workload.batch`, the config's image_size or raise its patch_size"
+            wide = size(vision, "hidden_size", "intermediate_size")
+            scores = batch * size(vision, "num_attention_heads") * n * n
+            found += [(batch * n * wide, f"hidden states ({n:,} patches)", fix),
+                      (scores, f"attention scores ({n:,} patches)", fix)]  # fmt: skip
+    return max(found)
+
+
+def _check_elements(config, name: str, batch: int, seq: int, image: int | None) -> None:
+    """The run's sizes against the built config (its defaults known), before the model is."""
+    if config.model_type in TEXT_KINDS:
+        text = getattr(config, "text_config", config)
+        limit = getattr(text, "max_position_embeddings", None) or seq
+        if seq > limit:
+            raise WorkloadError(f"`workload.seq` must be at most {limit} for this config")
+    elements, what, fix = _largest(config, batch, seq, image)
+    if elements > MAX_ELEMENTS:
+        raise WorkloadError(
+            f"`workload` {name}: batch {batch:,} makes {what} of {elements:.3g} elements, past "
+            f"2**40 ({MAX_ELEMENTS:.3g}); {fix}"
+        )
+
+
 def _inputs(torch, config, batch: int, seq: int, image: int | None) -> dict:
     """The model's inputs on the meta device, by its main input (text, image, audio)."""
     meta = {"device": "meta"}
     vision = getattr(config, "vision_config", config)
-    text = getattr(config, "text_config", config)
     kind = config.model_type
     out = {}
-    if kind in ("bert", "roberta", "t5", "clip"):
-        limit = getattr(text, "max_position_embeddings", None) or seq
-        if seq > limit:
-            raise WorkloadError(f"`workload.seq` must be at most {limit} for this config")
+    if kind in TEXT_KINDS:  # seq checked against the position table (`_check_elements`)
         out["input_ids"] = torch.zeros(batch, seq, dtype=torch.long, **meta)
     if image is not None and kind not in CNNS:
         raise WorkloadError(
@@ -159,6 +220,19 @@ def _inputs(torch, config, batch: int, seq: int, image: int | None) -> dict:
     if kind in ("t5", "whisper"):
         out["decoder_input_ids"] = torch.zeros(batch, seq, dtype=torch.long, **meta)
     return out
+
+
+@contextmanager
+def _quiet():
+    """transformers' warnings about a config's values (a token id past the vocabulary, ...)
+    are held back: they do not change the cost, and a value it cannot build is one line."""
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _cannot(path: Path, kind: str, e: Exception) -> WorkloadError:
@@ -183,16 +257,25 @@ def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of
     image = integer("image", args["image"]) if "image" in args else None
     if image is not None and image > MAX_SIDE:
         raise WorkloadError(f"`workload.image` must be at most {MAX_SIDE:,} pixels a side")
+    if batch > MAX_BATCH:
+        raise WorkloadError(f"`workload.batch` must be at most {MAX_BATCH:,}, not {batch:,}")
+    if seq > MAX_SIZE:
+        raise WorkloadError(f"`workload.seq` must be at most {MAX_SIZE:,} tokens, not {seq:,}")
     dtype = dtype_of("dtype", args.get("dtype", "bf16"))
     check_sizes(data, path.name)  # before torch and transformers are even imported
+    kind = data["model_type"]
+    text = data.get("text_config") if isinstance(data.get("text_config"), dict) else data
+    limit = text.get("max_position_embeddings") if kind in TEXT_KINDS else None
+    if isinstance(limit, int) and seq > limit:  # the config's own table (else its default, below)
+        raise WorkloadError(f"`workload.seq` must be at most {limit} for this config")
     torch = require("torch", f"a {data['model_type']} config")
     transformers = require("transformers", f"a {data['model_type']} config")
     from chipforge.workload.torch_import import from_torch
 
     fields = {k: v for k, v in data.items() if k not in DROPPED}
-    kind = data["model_type"]
     try:
-        config = transformers.AutoConfig.for_model(kind, **fields)
+        with _quiet():
+            config = transformers.AutoConfig.for_model(kind, **fields)
     except ImportError:
         raise
     except Exception as e:  # transformers' own checks of the values (dataclass validators, ...)
@@ -203,12 +286,13 @@ def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of
             f"`workload` {path.name}: the model has {total:,} layers in all (encoder, decoder "
             f"and sub-models, defaults included); at most {MAX_LAYERS}"
         )
+    _check_elements(config, path.name, batch, seq, image)
     config.use_cache = False  # torch.export cannot return transformers' cache objects
     for part in (config, *(getattr(config, k, None) for k in getattr(config, "sub_configs", {}))):
         if getattr(part, "_attn_implementation", None) not in (None, "eager", "sdpa"):
             raise WorkloadError(f"`workload` {path.name}: only eager or sdpa attention is built")
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _quiet():
             model = getattr(transformers, MODEL_CLASSES[kind])(config).eval()
     except ImportError:
         raise
