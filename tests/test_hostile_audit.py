@@ -608,3 +608,57 @@ def test_named_pipe_output_is_refused(tmp_path):
     assert_user_error(code, err, "--out", "named pipe")
     code, out, _ = cli("show", "h100", "--out", "/dev/null")
     assert code == 0
+
+
+def test_chart_labels_are_escaped_for_plotly(tmp_path):
+    """Plotly renders links and markup in labels: a chip named `<a href=...>` became a
+    clickable link in the report's charts (the tables were escaped already). The templates'
+    own <br>/<extra> tags stay; the PNG charts take the names as written."""
+    from chipforge.report.charts import html_safe
+
+    evil = '<a href="https://evil.example">click</a>'
+    chip = tmp_path / "evil.toml"
+    chip.write_text(CHIP_TOML.read_text().replace('name = "my-chip"', f"name = {json.dumps(evil)}"))
+    code, _, err = cli("compare", "--chip", f"{chip},h100", "--workload", "gpt2",
+                       "--html", str(tmp_path / "r.html"))  # fmt: skip
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    specs = page[page.index("var specs=") :]
+    assert "evil.example" in specs and "<a href" not in specs and "&lt;a href" in specs
+    assert "<extra>" in specs  # hover templates keep their markup
+    spec = {"data": [{"y": ["<b>x</b>"], "hovertemplate": "%{y}<br>%{x}<extra>a<i></extra>"}]}
+    safe = html_safe(spec)["data"][0]
+    assert safe["y"] == ["&lt;b&gt;x&lt;/b&gt;"]
+    assert safe["hovertemplate"] == "%{y}<br>%{x}<extra>a&lt;i&gt;</extra>"
+
+
+@pytest.mark.parametrize("bad", ["a\x1b[2Jb", "a\u202eb", "a\x85b", "", "x" * 201])
+def test_names_refuse_control_characters(tmp_path, bad):
+    """Scenario, site and rack names reached terminals and reports unchecked (ESC sequences,
+    bidi overrides); chip and model names refused only C0 controls."""
+    import tomllib
+
+    from chipforge.decide.inputs import load_scenario
+    from chipforge.errors import ChipforgeError
+
+    repo = Path(__file__).resolve().parents[1]
+    base = (repo / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    assert tomllib.loads(base)["scenario"]["name"]
+    quoted = json.dumps(bad)  # a TOML basic string: \u escapes
+    first = base.split("\nname = ", 1)[1].split("\n", 1)[0]
+    for old in (f"name = {first}", 'name = "campus phase 1"'):
+        path = tmp_path / "s.toml"
+        path.write_text(base.replace(old, f"name = {quoted}", 1))
+        with pytest.raises(ChipforgeError, match="name` must be one line"):
+            load_scenario(path)
+    rack = tmp_path / "rack.toml"
+    rack.write_text(f'name = {quoted}\nchips = 8\npower = "10 kW"\nother_hw_usd_per_rack = 1\n')
+    code, _, err = cli("datacenter", "--chip", "h100", "--rack", str(rack))
+    assert_user_error(code, err, "`name`")
+    code, _, err = cli("train", "--chip", "h100", "--chips", "8", "--model",
+                       f"llm:llama3-8b,name={bad}")  # fmt: skip
+    assert code == 2 and "Traceback" not in err
+    chip = tmp_path / "c.toml"
+    chip.write_text(CHIP_TOML.read_text().replace('name = "my-chip"', f"name = {quoted}", 1))
+    code, _, err = cli("show", str(chip))
+    assert_user_error(code, err, "`name`")

@@ -7,6 +7,7 @@ and exits 2. An internal invariant that breaks is an `assert`, never one of thes
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -33,6 +34,34 @@ class WorkloadError(ChipforgeError):
 class Infeasible(ChipforgeError):
     """A valid request that cannot be realised (e.g. does not fit in memory); searches skip
     these."""
+
+
+# What a name (chip, model, rack, site, scenario) never holds: it is printed in terminals, tables
+# and HTML. C0 and C1 controls and DEL (ESC drives the reader's terminal), line and paragraph
+# separators, and the bidirectional overrides and isolates that reorder what a reader sees
+# (Boucher & Anderson, "Trojan Source", CVE-2021-42574). A character class for a regex.
+NOT_IN_NAMES = "\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+MAX_NAME = 200
+_BAD_NAME = re.compile(f"[{NOT_IN_NAMES}]")
+
+
+def is_name(value) -> bool:
+    """A string of 1 to MAX_NAME characters, none of NOT_IN_NAMES."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME and not _BAD_NAME.search(value)
+
+
+def check_name(
+    value, field: str, error: type[ChipforgeError] = ChipforgeError, where: str = ""
+) -> str:
+    """`value` as a name (`is_name`), else a one-line `error` naming `field` (in `where`)."""
+    if not is_name(value):
+        shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
+        head = f"{where}: " if where else ""
+        raise error(
+            f"{head}`{field}` must be one line of printable text (1 to {MAX_NAME} characters, no "
+            f"control or text-direction characters), not {shown}"
+        )
+    return value
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

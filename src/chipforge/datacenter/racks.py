@@ -22,7 +22,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from chipforge.errors import SpecError, did_you_mean
+from chipforge.errors import SpecError, check_name, did_you_mean
 from chipforge.userfile import load_toml
 
 AIR_COOLED_MAX_W = 40e3  # assumption: above ~40 kW a rack needs liquid (DGX H100 racks ~41 kW)
@@ -98,8 +98,8 @@ def rack_from_dict(name: str, r: dict, where: str) -> Rack:
     if basis not in ("typical", "max"):
         raise SpecError(f"{where}: `power_basis` must be typical or max, not {basis!r}")
     return Rack(
-        name=str(r.get("name", name)),
-        chip=str(r["chip"]) if "chip" in r else "",
+        name=check_name(r.get("name", name), "name", SpecError, where),
+        chip=check_name(r["chip"], "chip", SpecError, where) if "chip" in r else "",
         chips=chips,
         power_w=power,
         cooling=cooling,

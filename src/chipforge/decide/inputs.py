@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from chipforge import userfile
-from chipforge.errors import ChipforgeError
+from chipforge.errors import ChipforgeError, check_name
 
 MAX_SCENARIO_BYTES = 1 << 20
 
@@ -551,12 +551,12 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
                 "'1GW') or it_power (provisioned IT, e.g. '700MW')"
             )
         online = months_between(start, str(s["online"]), f"{w}.online")
+        name = check_name(s.get("name", f"site{i + 1}"), f"{w}.name")
         if "grid" in s:
-            sites.append(Site(str(s.get("name", f"site{i + 1}")),
-                              _watts(s["grid"], f"{w}.grid"), online))  # fmt: skip
+            sites.append(Site(name, _watts(s["grid"], f"{w}.grid"), online))
         else:
             it = _watts(s["it_power"], f"{w}.it_power")
-            sites.append(Site(str(s.get("name", f"site{i + 1}")), 0.0, online, it))
+            sites.append(Site(name, 0.0, online, it))
     if not sites:
         raise ChipforgeError("the scenario needs at least one [[sites]] with grid and online")
 
@@ -593,9 +593,9 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
                                  "bought (e.g. 2027Q3)")  # fmt: skip
         nxt = Option(rel(str(buy_raw["next_chip"])), rel(buy_raw.get("next_rack")))
         nxt_from = months_between(start, str(buy_raw["next_from"]), "buy.next_from")
-    return Scenario(str(head.get("name", "build or buy")), start, quarters, build, buy,
-                    design_start, tuple(sites), train, serve, params, samples, nxt,
-                    nxt_from, mode == "rent", fallback == "rent")  # fmt: skip
+    name = check_name(head.get("name", "build or buy"), "scenario.name")
+    return Scenario(name, start, quarters, build, buy, design_start, tuple(sites), train, serve,
+                    params, samples, nxt, nxt_from, mode == "rent", fallback == "rent")  # fmt: skip
 
 
 def _table(d: dict, key: str) -> dict:

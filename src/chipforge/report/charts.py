@@ -7,6 +7,7 @@ writer (matplotlib, `chipforge.report.png`).
 
 from __future__ import annotations
 
+import html
 from collections import defaultdict
 
 Chart = dict  # {"id": str, "data": [traces], "layout": {...}}
@@ -32,6 +33,28 @@ def _layout(title: str, x: str, y: str, **kw) -> dict:
     for k, v in kw.items():
         lay[k] = {**lay.get(k, {}), **v} if isinstance(v, dict) else v
     return lay
+
+
+_TAGS = ("<br>", "<extra>", "</extra>")  # the markup chart templates here use on purpose
+
+
+def html_safe(v, key: str = ""):
+    """A chart spec as Plotly.js should get it: Plotly renders a subset of HTML in every label
+    (links, bold, line breaks), and labels hold names from user files (chip, model, scenario),
+    so `<`, `>` and `&` in every string are escaped (Plotly shows the entities as the
+    characters); a `*template` key keeps the tags this module writes into it. The PNG writer
+    takes the unescaped spec."""
+    if isinstance(v, str):
+        text = html.escape(v, quote=False)
+        if key.endswith("template"):
+            for tag in _TAGS:
+                text = text.replace(html.escape(tag, quote=False), tag)
+        return text
+    if isinstance(v, dict):
+        return {k: html_safe(x, str(k)) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [html_safe(x, key) for x in v]
+    return v
 
 
 def chart(cid: str, traces: list, layout: dict) -> Chart:

@@ -16,6 +16,7 @@ from chipforge.atomic import atomic_write_text
 from chipforge.display import has_unit, label, show
 from chipforge.errors import ChipforgeError
 from chipforge.report import contract
+from chipforge.report.charts import html_safe
 from chipforge.report.plans import BUILDERS
 
 KINDS = tuple(BUILDERS)
@@ -182,7 +183,14 @@ def _render(sections: list[tuple[str, str, dict]], title: str) -> tuple[str, lis
         charts += cs
         notes += [f"{heading}: {n}" if len(sections) > 1 else n for n in ns]
     specs = json.dumps(
-        [{"id": c["id"], "data": _clean(c["data"]), "layout": _clean(c["layout"])} for c in charts]
+        [
+            {
+                "id": c["id"],
+                "data": html_safe(_clean(c["data"])),
+                "layout": html_safe(_clean(c["layout"])),
+            }
+            for c in charts
+        ]  # fmt: skip
     ).replace("</", "<\\/")
     script = (
         "window.cfErrors=[];window.addEventListener('error',function(e){window.cfErrors.push("

@@ -52,7 +52,7 @@ def _first_problem(first: dict, where: str) -> str:
     path = ".".join(str(p) for p in first["loc"]) or "(root)"
     kind, value = first["type"], _Shown(first.get("input"))
     if kind == "string_pattern_mismatch":
-        text = "must be one line of printable text (no control characters)"
+        text = "must be one line of printable text (no control or text-direction characters)"
         return f"{where}: `{path}` {text}, not {value!r}"
     if kind == "extra_forbidden":
         return f"{where}: `{path}` is not a known field; remove it or check its spelling"

@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from chipforge.dtypes import DType
-from chipforge.errors import UnitError
+from chipforge.errors import MAX_NAME, NOT_IN_NAMES, UnitError
 from chipforge.spec.nodes import ProcessNode, nodes
 from chipforge.units import parse_quantity
 
@@ -52,7 +52,7 @@ Area = Annotated[float, _quantity("area"), Field(gt=0, le=1.0)]  # 1 m2
 EnergyPerByte = Annotated[float, _quantity("energy_per_byte"), Field(ge=0, le=1e-6)]  # 1 uJ/B
 # Names are printed in tables, terminals and HTML: one line of printable text, not empty, not
 # a page long (a control character such as ESC would drive the reader's terminal).
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=f"^[^{NOT_IN_NAMES}]*$")]
 MAX_COUNT = 2**24  # cores, array sides, units, ports, dies
 MAX_RATE = 2**40  # MACs or FLOP per cycle per unit
 

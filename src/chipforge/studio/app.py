@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlparse
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from chipforge.errors import ChipforgeError
-from chipforge.report.charts import bar, compare_charts, cost_charts
+from chipforge.report.charts import bar, compare_charts, cost_charts, html_safe
 from chipforge.report.decide import decide_charts
 from chipforge.report.plans import datacenter_charts, sweep_charts, tornado, train_charts
 from chipforge.report.serving import serve_charts
@@ -132,7 +132,7 @@ def _graphs(prefix: str, charts: list) -> list:
     return [
         dcc.Graph(
             id=f"{prefix}-{c['id']}",
-            figure={"data": c["data"], "layout": c["layout"]},
+            figure=html_safe({"data": c["data"], "layout": c["layout"]}),
             config={"displaylogo": False},
         )
         for c in charts
@@ -605,7 +605,7 @@ def sweep_update(sweep):
     except ChipforgeError as e:
         return str(e), {"data": [], "layout": {}}, html.Div()
     charts = sweep_charts(out["data"])
-    fig = {"data": charts[0]["data"], "layout": charts[0]["layout"]} if charts else {}
+    fig = html_safe({"data": charts[0]["data"], "layout": charts[0]["layout"]}) if charts else {}
     return "", fig, _table(out["rows"], out["head"])
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 from functools import cache
 from importlib import resources
 
-from chipforge.errors import WorkloadError, did_you_mean
+from chipforge.errors import MAX_NAME, WorkloadError, did_you_mean, is_name
 
 
 class ModelFieldError(WorkloadError):
@@ -143,10 +143,11 @@ class ModelConfig:
         """Every field has its type and range: a wrong one is an error, never a silent default."""
         if not isinstance(self.name, str) or not self.name:
             raise ModelFieldError("name", f"must be a non-empty string, not {self.name!r}")
-        if len(self.name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in self.name):
+        if not is_name(self.name):
             raise ModelFieldError(  # printed in tables and terminals: ESC would drive them
                 "name",
-                f"must be one line of printable text up to 200 characters, not {self.name[:40]!r}",
+                f"must be one line of printable text up to {MAX_NAME} characters (no control or "
+                f"text-direction characters), not {self.name[:40]!r}",
             )
         if self.act not in ACTIVATIONS:
             raise ModelFieldError(
