@@ -197,7 +197,8 @@ def test_rtl_generate_keeps_the_folder_s_readme(tmp_path):
 
 
 def test_train_on_an_absurd_chip_count_answers_at_once():
-    """--chips 2**62: the domain split searched divisors up to sqrt(n) (2**31 steps, 90 s)."""
+    """--chips 2**62: the domain split searched divisors up to sqrt(n) (2**31 steps, 90 s);
+    then it answered with a plan whose dp was past 2**53. Now refused; the cap answers."""
     import signal
 
     def too_slow(*_):
@@ -206,13 +207,16 @@ def test_train_on_an_absurd_chip_count_answers_at_once():
     old = signal.signal(signal.SIGALRM, too_slow)
     signal.alarm(30)
     try:
+        code, _, err = cli("train", "--chip", "h100", "--model", "llama3-8b", "--chips",
+                           str(2**62))  # fmt: skip
+        assert_user_error(code, err, "--chips", "16,777,216")
         code, out, err = cli("train", "--chip", "h100", "--model", "llama3-8b", "--chips",
-                             str(2**62), "--json")  # fmt: skip
+                             str(2**24), "--json")  # fmt: skip
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
     assert code == 0, err
-    assert json.loads(out)["chips"] == 2**62
+    assert json.loads(out)["chips"] == 2**24
 
 
 def test_largest_divisor_counts_down_to_the_same_answer():
@@ -512,8 +516,9 @@ HUGE = str(2**62)
     [
         # each answered (a plan for 2**62 chips) or ran for minutes before
         (["train", "--chips", HUGE], ["--chips", "16,777,216"]),
-        (["train", "--chips", "64", "--global-batch", f"1:{HUGE}"], ["--global-batch", "65,536"]),
-        (["train", "--chips", "64", "--global-batch", HUGE], ["--global-batch", "65,536"]),
+        (["train", "--chips", "64", "--global-batch", f"1:{HUGE}"], ["--global-batch", "2,097"]),
+        (["train", "--chips", "64", "--global-batch", "1:65537"], ["--global-batch", "65,536"]),
+        (["train", "--chips", "64", "--global-batch", HUGE], ["--global-batch", "2,097,152"]),
         (["train", "--chips", "64", "--tokens-per-batch", "1e30"], ["--tokens-per-batch"]),
         (["train", "--chips", "64", "--seq", HUGE], ["--seq", "16,777,216"]),
         (["train", "--chips", "64", "--tp", HUGE], ["--tp", "16,777,216"]),
@@ -662,3 +667,31 @@ def test_names_refuse_control_characters(tmp_path, bad):
     chip.write_text(CHIP_TOML.read_text().replace('name = "my-chip"', f"name = {quoted}", 1))
     code, _, err = cli("show", str(chip))
     assert_user_error(code, err, "`name`")
+
+
+def test_api_takes_paths_and_refuses_wrong_types(tmp_path):
+    """`cf.evaluate(chip, Path("config.json"))` raised AttributeError (load_model and
+    plan_training took a Path); `plan_serving(chips=True)` planned one chip, chips=8.0 and
+    isl="2048" raised TypeError; tokens=nan or -1 gave a NaN or negative time to train."""
+    import math
+
+    import chipforge as cf
+    from chipforge.errors import ChipforgeError
+
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA))
+    by_path = cf.evaluate("h100", tmp_path / "config.json")
+    assert by_path.flops == cf.evaluate("h100", str(tmp_path / "config.json")).flops
+    assert cf.compare(["h100"], tmp_path)[0].flops == by_path.flops  # the model folder
+    for call in (
+        lambda: cf.plan_serving("h100", "llama3-8b", True),
+        lambda: cf.plan_serving("h100", "llama3-8b", 8.0),
+        lambda: cf.plan_serving("h100", "llama3-8b", 8, isl="2048"),
+        lambda: cf.plan_serving("h100", "llama3-8b", 8, concurrency=2.5),
+        lambda: cf.plan_training("h100", "llama3-8b", True),
+        lambda: cf.plan_training("h100", "llama3-8b", 8, tokens=math.nan),
+        lambda: cf.plan_training("h100", "llama3-8b", 8, tokens=-1),
+        lambda: cf.site("h100", "10MW", model="llama3-8b", tokens=math.nan),
+        lambda: cf.evaluate("h100", 3),
+    ):
+        with pytest.raises(ChipforgeError):
+            call()

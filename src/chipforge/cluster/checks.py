@@ -28,9 +28,11 @@ Error = type[ChipforgeError]
 MAX_CHIPS = 2**24  # --chips and each parallel degree: 16.8 M, ~100x the largest cluster built
 MAX_TOKENS = 2**24  # tokens in one sequence (--seq, --isl, --osl): 16.8 M
 MAX_SEQUENCES = 2**20  # sequences served at once (--max-batch, --concurrency)
-# sequences in a training step (--global-batch, --micro-batch, --tokens-per-batch / --seq):
-# 32x Llama 3's 2,048; a MIN:MAX search walks the micro-batches up to MAX (~20 s at the cap)
-MAX_GLOBAL_BATCH = 2**16
+# sequences in a training step (--global-batch, --micro-batch, --tokens-per-batch / --seq): what
+# the default batch reaches at MAX_CHIPS (chips / 8, `training.default_global_batch`); a MIN:MAX
+# range is searched batch size by batch size, so its MAX is capped lower (~20 s at the cap)
+MAX_GLOBAL_BATCH = MAX_CHIPS // 8
+MAX_BATCH_RANGE = 2**16
 
 
 def stage_layers(layers: int, stages: int) -> int | None:
@@ -64,6 +66,15 @@ def at_most(limit: int, *, error: Error = WorkloadError, **flags) -> None:
         if isinstance(top, int | float) and not isinstance(top, bool) and top > limit:
             flag = "--" + name.replace("_", "-")
             raise error(f"{flag} must be at most {limit:,}, not {top:,}")
+
+
+def token_count(tokens, *, error: Error = WorkloadError) -> None:
+    """`--tokens` (None: not given) is a positive finite number: a NaN or negative count made
+    a NaN or negative time to train."""
+    if tokens is not None and (
+        isinstance(tokens, bool) or not isinstance(tokens, int | float) or not 0 < tokens < math.inf
+    ):
+        raise error(f"--tokens must be a positive count of tokens such as 15.6e12, not {tokens!r}")
 
 
 def tp_values(c: ModelConfig, chips: int) -> list[int]:

@@ -289,8 +289,9 @@ def plan_training(
     Transformer Engine's grouped GEMM outside CUDA graphs; training.MOE_HOST_S_PER_LAUNCH)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
-    if not isinstance(chips, int) or chips <= 0:
-        raise WorkloadError(f"`chips` must be a positive integer, not {chips}")
+    if isinstance(chips, bool) or not isinstance(chips, int) or chips <= 0:
+        raise WorkloadError(f"`chips` must be a positive integer, not {chips!r}")
+    checks.token_count(tokens)
     checks.attention_kernel(attention)
     if fp8_recipe not in FP8_RECIPES:
         raise WorkloadError(
@@ -324,6 +325,12 @@ def plan_training(
     checks.at_most(checks.MAX_TOKENS, seq=seq)  # also a model's own context length
     global_batch = parse_global_batch(global_batch)
     checks.at_most(checks.MAX_GLOBAL_BATCH, micro_batch=micro_batch, global_batch=global_batch)
+    if isinstance(global_batch, tuple) and global_batch[-1] > checks.MAX_BATCH_RANGE:
+        raise WorkloadError(
+            f"--global-batch MIN:MAX must have MAX at most {checks.MAX_BATCH_RANGE:,} (a range is "
+            f"searched size by size), not {global_batch[-1]:,}; give one size N (at most "
+            f"{checks.MAX_GLOBAL_BATCH:,}) for a larger batch"
+        )
     batches = _batches(global_batch, tokens_per_batch, chips, seq)
     _check_flags(c, chips, tp, pp, dp, cp)
     explicit = None not in (tp, pp, dp, cp, ep, zero, recompute, micro_batch)

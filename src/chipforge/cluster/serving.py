@@ -566,8 +566,8 @@ def plan_serving(
         ("max_batch", max_batch or 1),
         ("max_num_tokens", max_num_tokens or 1),
     ):
-        if value is None or value <= 0:
-            raise WorkloadError(f"`{name}` must be a positive integer, not {value}")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise WorkloadError(f"`{name}` must be a positive integer, not {value!r}")
     at_most(MAX_CHIPS, chips=chips, tp=tp, pp=pp, ep=ep)
     at_most(MAX_TOKENS, isl=isl, osl=osl)
     at_most(MAX_SEQUENCES, max_batch=max_batch, concurrency=concurrency)
@@ -584,7 +584,9 @@ def plan_serving(
     for name, cv in (("osl_cv", osl_cv), ("isl_cv", isl_cv)):
         if isinstance(cv, bool) or not (isinstance(cv, (int, float)) and 0 <= cv < 100):
             raise WorkloadError(f"`{name}` must be a number in [0, 100), not {cv!r}")
-    if concurrency is not None and concurrency <= 0:
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0
+    ):
         raise WorkloadError(
             f"`concurrency` must be a positive integer, not {concurrency}; leave it out to search"
         )

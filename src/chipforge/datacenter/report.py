@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chipforge.cluster.checks import token_count
 from chipforge.datacenter.racks import Rack, rack_for
 from chipforge.datacenter.site import Assumptions
 from chipforge.datacenter.tco import breakeven_volume, chip_facts, evaluate_site
@@ -36,6 +37,7 @@ def site_report(
     """Size and price a site (facility `power_w`, provisioned `it_power_w` or utility `grid_w`);
     with a model, time to train it and serve it."""
     check_dtype(serve_dtype, "--serve-dtype")
+    token_count(tokens)
     a = (a or Assumptions()).check()
     r = resolve(chip, rack, a)
     facts = chip_facts(r, **(factors or {}))

@@ -15,6 +15,7 @@ zoo:resnet50[,batch=8,image=224,dtype=bf16]  a zoo model through torch.export (s
 from __future__ import annotations
 
 from dataclasses import replace
+from os import PathLike
 
 from chipforge.dtypes import DTYPES
 from chipforge.errors import WorkloadError
@@ -209,13 +210,16 @@ def parse_zoo(items: list[str]) -> Graph:
 
 
 def parse_workload(
-    text: str, *, allow_unsupported: bool = False, trust_pickle: bool = False
+    text: str | PathLike, *, allow_unsupported: bool = False, trust_pickle: bool = False
 ) -> Graph:
     """A workload string (see the module docstring) as a graph. `allow_unsupported`: an
     imported model's ops without a cost rule become vector work instead of an error.
     `trust_pickle`: a .pt2 the archive reader does not know is read by torch.export.load,
-    which unpickles it (it can run any code the file holds): only for files you trust."""
-    text = text.strip()
+    which unpickles it (it can run any code the file holds): only for files you trust. A path
+    object is its string (the Python API takes `Path("config.json")` as the CLI takes it)."""
+    if not isinstance(text, str | PathLike):
+        raise WorkloadError(f"`workload` must be a string or a path, not {type(text).__name__}")
+    text = str(text).strip()
     kind, sep, rest = text.partition(":")
     items = [i for i in rest.split(",") if i.strip()] if sep else []
     head, _, tail = text.partition(",")
