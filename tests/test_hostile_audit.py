@@ -592,7 +592,7 @@ def test_output_that_a_scenario_reads_is_refused(tmp_path):
     space = tmp_path / "space.toml"
     space.write_text(
         '[base]\nchip = "my-chip.toml"\n[params]\n"clock" = ["1 GHz"]\n'
-        '[[workloads]]\nspec = "gpt2"\n'
+        '[[workloads]]\nspec = "gpt2"\n[objectives]\ntokens_per_s = "max"\n'
     )
     code, _, err = cli("sweep", str(space), "--store", str(tmp_path / "r"), "--html", str(chip))
     assert_user_error(code, err, "--html", "also an input", "chip file")
@@ -695,3 +695,25 @@ def test_api_takes_paths_and_refuses_wrong_types(tmp_path):
     ):
         with pytest.raises(ChipforgeError):
             call()
+
+
+def test_errors_name_the_flag_of_the_command(tmp_path):
+    """`train --model bad.json` said "`workload` ..." (evaluate's flag); a decide scenario whose
+    rack holds another chip said "--rack" (a datacenter flag, not one of decide's)."""
+    from chipforge.decide.inputs import load_scenario
+    from chipforge.decide.rates import _rack
+
+    (tmp_path / "bad.json").write_text("[1]")
+    bad = str(tmp_path / "bad.json")
+    code, _, err = cli("train", "--chip", "h100", "--chips", "8", "--model", bad)
+    assert_user_error(code, err, "`model`")
+    assert "workload" not in err
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    (tmp_path / "my-chip.toml").write_bytes(CHIP_TOML.read_bytes())
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(text.replace('chip = "forge-n3"', 'chip = "my-chip.toml"', 1))
+    build = load_scenario(scenario).build
+    with pytest.raises(Exception, match="`rack` forge-n3-rack holds forge-n3") as err:
+        _rack(build)
+    assert "--rack" not in str(err.value)

@@ -195,10 +195,11 @@ def _held(chip: str, rack: str) -> str:
         return chip
 
 
-def rack_for(chip: str, rack: str | None, a) -> Rack:
+def rack_for(chip: str, rack: str | None, a, flag: str = "--rack") -> Rack:
     """The rack a site of `chip` (preset name or TOML path) uses: `rack` (a preset or TOML, which
     must hold this chip or name none), else the chip preset's rack, else the template's. The
-    returned rack's `chip` is `chip`, so the chip priced is always the one asked for."""
+    returned rack's `chip` is `chip`, so the chip priced is always the one asked for. `flag`:
+    how the error names where `rack` came from."""
     from chipforge.spec import load_chip, preset_names  # noqa: PLC0415
 
     spec = load_chip(chip)
@@ -206,8 +207,8 @@ def rack_for(chip: str, rack: str | None, a) -> Rack:
         r = load_rack(rack)
         if r.chip and r.chip not in (chip, spec.name) and _held(r.chip, rack) != spec.name:
             raise SpecError(
-                f"`--rack` {r.name} holds {r.chip}, not {spec.name}; give a rack TOML for "
-                f"{spec.name} (leave out `chip` to use it with any chip), or leave out --rack "
+                f"`{flag}` {r.name} holds {r.chip}, not {spec.name}; give a rack TOML for "
+                f"{spec.name} (leave out `chip` to use it with any chip), or leave out {flag} "
                 "for a rack derived from the chip"
             )
         return replace(r, chip=chip)

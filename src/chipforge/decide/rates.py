@@ -76,7 +76,7 @@ def _rack(opt: Option) -> Rack:
                 f"an inline rack needs {e.args[0]}: give chips, power_w and other_hw_usd"
             ) from None
     # a preset or rack TOML, else the chip preset's rack, else the rack template's (as datacenter)
-    return rack_for(opt.chip, opt.rack, Assumptions())
+    return rack_for(opt.chip, opt.rack, Assumptions(), "rack")
 
 
 def _facts(opt: Option, rack: Rack, built: bool, price: float) -> tuple[Chip, dict]:

@@ -290,27 +290,28 @@ def multimodal_note(path: Path) -> str | None:
     )
 
 
-def _read(path: Path) -> dict:
+def _read(path: Path, where: str = "workload") -> dict:
     try:
         missing = not path.is_file()
     except OSError:  # a name too long, ...: load_json says why it cannot be read
         missing = False
     if missing:
-        raise WorkloadError(f"`workload` {path} does not exist; give the path of a config.json")
-    data = load_json(path, what="`workload`", error=WorkloadError)
+        raise WorkloadError(f"`{where}` {path} does not exist; give the path of a config.json")
+    data = load_json(path, what=f"`{where}`", error=WorkloadError)
     if not isinstance(data, dict):
         raise WorkloadError(
-            f"`workload` {path.name} must be a JSON object, not {type(data).__name__}"
+            f"`{where}` {path.name} must be a JSON object, not {type(data).__name__}"
         )
     return data
 
 
-def load_hf_config(path: str | Path) -> ModelConfig:
+def load_hf_config(path: str | Path, where: str = "workload") -> ModelConfig:
     """The `ModelConfig` of a HuggingFace config.json (Llama, Mistral, Mixtral, Qwen2, Qwen3,
     Qwen2-MoE, Phi-3, Gemma 2, Gemma 3 (text, or the image-text model's decoder), GPT-NeoX,
-    GPT-2, DeepSeek-V3)."""
+    GPT-2, DeepSeek-V3). `where`: what errors name it (`model` for the --model of train and
+    serve)."""
     path = Path(path)
-    data = _read(path)
+    data = _read(path, where)
     archs = data.get("architectures")
     archs = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
     kind = data.get("model_type") if isinstance(data.get("model_type"), str) else None
@@ -322,13 +323,13 @@ def load_hf_config(path: str | Path) -> ModelConfig:
 
         if kind in MODEL_CLASSES:
             raise WorkloadError(
-                f"`workload` {path.name}: a {kind} config is not a decoder LLM; cost it as a "
+                f"`{where}` {path.name}: a {kind} config is not a decoder LLM; cost it as a "
                 "workload (evaluate, compare, simulate --workload path/config.json,seq=..); "
                 "train and serve take decoder LLMs"
             )
         given = ", ".join(archs) or kind or "none given"
         raise WorkloadError(
-            f"`workload` {path.name}: architecture must be one of {', '.join(ARCHITECTURES)}, "
+            f"`{where}` {path.name}: architecture must be one of {', '.join(ARCHITECTURES)}, "
             f"not {given}; describe other models with llm:custom,layers=..,hidden=.."
         )
     keys = _Keys(data)
@@ -336,10 +337,10 @@ def load_hf_config(path: str | Path) -> ModelConfig:
         fields = MODEL_TYPES[kind](keys)
     except KeyError as e:
         raise WorkloadError(
-            f"`workload` {path.name}: `{e.args[0]}` is required for a {kind} config"
+            f"`{where}` {path.name}: `{e.args[0]}` is required for a {kind} config"
         ) from None
     except WorkloadError as e:
-        raise WorkloadError(f"`workload` {path.name}: {e}") from None
+        raise WorkloadError(f"`{where}` {path.name}: {e}") from None
     name = str(data.get("_name_or_path") or path.parent.name or kind).rstrip("/").split("/")[-1]
     try:
         config = ModelConfig(name=name or kind, **fields)
@@ -347,7 +348,7 @@ def load_hf_config(path: str | Path) -> ModelConfig:
     except ModelFieldError as e:
         key = keys.source.get(e.field)
         raise WorkloadError(
-            f"`workload` {path.name}: {e}" + (f" (from `{key}`)" if key else "")
+            f"`{where}` {path.name}: {e}" + (f" (from `{key}`)" if key else "")
         ) from None
     except WorkloadError as e:
-        raise WorkloadError(f"`workload` {path.name}: {e}") from None
+        raise WorkloadError(f"`{where}` {path.name}: {e}") from None
