@@ -717,3 +717,20 @@ def test_errors_name_the_flag_of_the_command(tmp_path):
     with pytest.raises(Exception, match="`rack` forge-n3-rack holds forge-n3") as err:
         _rack(build)
     assert "--rack" not in str(err.value)
+
+
+def test_named_pipe_inputs_are_refused_without_blocking(tmp_path):
+    """A named pipe given as a model file was "does not exist"; one among a model folder's
+    safetensors is skipped (opening it would block)."""
+    import os
+
+    for name in ("m.onnx", "m.pt2", "config.json"):
+        os.mkfifo(tmp_path / name)
+        code, _, err = cli("evaluate", "--chip", "h100", "--workload", str(tmp_path / name))
+        assert_user_error(code, err, "not a regular file")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(LLAMA))
+    os.mkfifo(folder / "model.safetensors")
+    code, _, err = cli("evaluate", "--chip", "h100", "--workload", str(folder))
+    assert code == 0, err

@@ -47,6 +47,15 @@ def forget_inputs() -> None:
     _INPUTS.clear()
 
 
+def missing(path: str | Path) -> str:
+    """Why `path` cannot be read as a file, for an error: 'does not exist' or 'is not a regular
+    file' (a folder, a named pipe, a device)."""
+    try:
+        return "is not a regular file" if Path(path).exists() else "does not exist"
+    except (OSError, ValueError):
+        return "cannot be read"
+
+
 def read_text(
     path: str | Path,
     *,

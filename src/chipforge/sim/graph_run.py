@@ -30,7 +30,7 @@ from chipforge.sim.budget import BudgetError, default_max_memory
 from chipforge.sim.matrix_backend import Backend
 from chipforge.spec import ChipSpec
 from chipforge.units import fmt
-from chipforge.userfile import note_input
+from chipforge.userfile import missing, note_input
 
 BF16_BOUND = 2.0**-5
 DTYPES = ("bf16", "int8", "int8-channel")
@@ -318,7 +318,7 @@ def run_model(
         )
     if not path.is_file():
         raise WorkloadError(
-            f"`workload` {path} does not exist; give the path of a .onnx or .pt2 file"
+            f"`workload` {path} {missing(path)}; give the path of a .onnx or .pt2 file"
         )
     limit = default_max_memory() if max_memory is None else max_memory
     if path.suffix.lower() == ".onnx":

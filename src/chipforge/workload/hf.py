@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from chipforge.errors import WorkloadError
-from chipforge.userfile import load_json
+from chipforge.userfile import load_json, missing
 from chipforge.workload.config import ModelConfig, ModelFieldError
 
 ARCHITECTURES = {
@@ -292,11 +292,11 @@ def multimodal_note(path: Path) -> str | None:
 
 def _read(path: Path, where: str = "workload") -> dict:
     try:
-        missing = not path.is_file()
+        absent = not path.is_file()
     except OSError:  # a name too long, ...: load_json says why it cannot be read
-        missing = False
-    if missing:
-        raise WorkloadError(f"`{where}` {path} does not exist; give the path of a config.json")
+        absent = False
+    if absent:
+        raise WorkloadError(f"`{where}` {path} {missing(path)}; give the path of a config.json")
     data = load_json(path, what=f"`{where}`", error=WorkloadError)
     if not isinstance(data, dict):
         raise WorkloadError(

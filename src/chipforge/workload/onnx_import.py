@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from chipforge.errors import WorkloadError
-from chipforge.userfile import note_input
+from chipforge.userfile import missing, note_input
 from chipforge.workload.graph import Graph
 from chipforge.workload.imported import (
     Node,
@@ -71,7 +71,7 @@ def from_onnx(
 
 def _load(onnx: Any, path: Path) -> Any:
     if not path.is_file():
-        raise WorkloadError(f"`workload` {path} does not exist; give the path of an .onnx file")
+        raise WorkloadError(f"`workload` {path} {missing(path)}; give the path of an .onnx file")
     problem = None
     note_input(path, "model file")
     try:

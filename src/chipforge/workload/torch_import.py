@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chipforge.errors import WorkloadError
+from chipforge.userfile import missing
 from chipforge.workload import pt2_archive
 from chipforge.workload.graph import Graph
 from chipforge.workload.imported import Node, Program, Value, gc_paused, require
@@ -133,7 +134,7 @@ def load_pt2(
     any code the file holds) reads the file and `run_decompositions()` lowers those ops."""
     path = Path(path)
     if not path.is_file():
-        raise WorkloadError(f"`workload` {path} does not exist; give the path of a .pt2 file")
+        raise WorkloadError(f"`workload` {path} {missing(path)}; give the path of a .pt2 file")
     options = {"dtype": dtype, "allow_unsupported": allow_unsupported, "fold": fold}
     try:
         with gc_paused():
