@@ -734,3 +734,14 @@ def test_named_pipe_inputs_are_refused_without_blocking(tmp_path):
     os.mkfifo(folder / "model.safetensors")
     code, _, err = cli("evaluate", "--chip", "h100", "--workload", str(folder))
     assert code == 0, err
+
+
+def test_two_outputs_on_one_file_and_workload_hint(tmp_path):
+    """`--out r.html --html ./r.html`: the page replaced the table; a misspelt workload had no
+    suggestion (chips and models had one)."""
+    out = tmp_path / "r.html"
+    code, _, err = cli("evaluate", "--chip", "h100", "--workload", "gpt2", "--out", str(out),
+                       f"--html={tmp_path}/./r.html")  # fmt: skip
+    assert_user_error(code, err, "--out", "--html", "its own file")
+    code, _, err = cli("evaluate", "--chip", "h100", "--workload", "GPT2")
+    assert_user_error(code, err, "did you mean gpt2")

@@ -201,6 +201,14 @@ def _outputs_are_not_inputs(args: list[str]) -> None:
         i += 1
     if not outs:
         return
+    seen: dict[str, str] = {}
+    for flag, value in outs:  # `--out r.html --html r.html`: the second replaced the first
+        key = os.path.abspath(value)
+        if key in seen and seen[key] != flag:
+            raise ChipforgeError(
+                f"`{seen[key]}` and `{flag}` both name {value[:120]}; give each its own file"
+            )
+        seen[key] = flag
     inputs = _inputs_named(rest)
     for flag, value in outs:
         for p in inputs:

@@ -66,7 +66,7 @@ def serve_tables(d: dict) -> list[Table]:
 def serve(
     chip: ChipOpt,
     model: ModelOpt,
-    chips: Annotated[int, typer.Option("--chips", help="chips serving the model")],
+    chips: Annotated[int, typer.Option("--chips", min=1, help="chips serving the model")],
     isl: Annotated[int, typer.Option("--isl", help="input (prompt) tokens per request")] = 2048,
     osl: Annotated[int, typer.Option("--osl", help="output tokens per request")] = 256,
     ttft_slo: Annotated[str | None, typer.Option("--ttft-slo", help="e.g. 2s")] = None,

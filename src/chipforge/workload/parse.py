@@ -18,7 +18,7 @@ from dataclasses import replace
 from os import PathLike
 
 from chipforge.dtypes import DTYPES
-from chipforge.errors import WorkloadError
+from chipforge.errors import WorkloadError, did_you_mean
 from chipforge.workload.config import model_names
 from chipforge.workload.graph import Graph
 from chipforge.workload.llm import build
@@ -238,7 +238,8 @@ def parse_workload(
         return parse_zoo(items)
     if kind not in ("gemm", "llm", "zoo") and head.strip() in (*model_names(), "custom"):
         return parse_llm([i for i in text.split(",") if i.strip()])
+    hint = did_you_mean(head.strip().lower(), model_names())
     raise WorkloadError(
         f"`workload` must be a model preset, llm:..., gemm:..., zoo:..., or a .onnx, .pt2 or "
-        f"config.json file, not {text!r}; models: {', '.join(model_names())}"
+        f"config.json file, not {text!r}{hint}; models: {', '.join(model_names())}"
     )
