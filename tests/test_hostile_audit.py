@@ -745,3 +745,18 @@ def test_two_outputs_on_one_file_and_workload_hint(tmp_path):
     assert_user_error(code, err, "--out", "--html", "its own file")
     code, _, err = cli("evaluate", "--chip", "h100", "--workload", "GPT2")
     assert_user_error(code, err, "did you mean gpt2")
+
+
+def test_decide_entries_are_capped(tmp_path):
+    """20,000 [[sites]] (820 kB, under the file cap) ran 90 s at 64 samples, longer at the
+    default; each entry is priced on every sample and quarter."""
+    from chipforge.decide.inputs import MAX_ENTRIES, load_scenario
+    from chipforge.errors import ChipforgeError
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    site = '[[sites]]\ngrid = "1MW"\nonline = "2027Q1"\n'
+    path = tmp_path / "s.toml"
+    path.write_text(text + "\n" + site * MAX_ENTRIES)
+    with pytest.raises(ChipforgeError, match="`sites` has 1,00"):
+        load_scenario(path)

@@ -329,6 +329,9 @@ DOMAIN: dict[str, tuple[float, float]] = {
 }
 MAX_SAMPLES = 65536  # (samples x quarters) arrays, a few dozen of them: ~0.5 GB at the caps
 MAX_QUARTERS = 40
+# [[sites]], [[workload.train]], [[workload.serve]] entries: each is priced on every sample and
+# quarter (20,000 sites took 90 s at 64 samples); a real program has a handful
+MAX_ENTRIES = 1000
 
 
 @dataclass(frozen=True)
@@ -611,6 +614,8 @@ def _tables(d: dict, key: str, where: str, need: tuple[str, ...] = ()) -> list[d
     raw = d.get(key, [])
     if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
         raise ChipforgeError(f"`{where}` must be a list of tables ([[{where}]])")
+    if len(raw) > MAX_ENTRIES:
+        raise ChipforgeError(f"`{where}` has {len(raw):,} entries; at most {MAX_ENTRIES:,}")
     for i, t in enumerate(raw):
         missing = [k for k in need if k not in t]
         if missing:
