@@ -760,3 +760,13 @@ def test_decide_entries_are_capped(tmp_path):
     path.write_text(text + "\n" + site * MAX_ENTRIES)
     with pytest.raises(ChipforgeError, match="`sites` has 1,00"):
         load_scenario(path)
+
+
+def test_sweep_workloads_are_capped(tmp_path):
+    """Every [[workloads]] entry is parsed before the sweep (a traced config: seconds each) and
+    costed on every point: 100 at most."""
+    space = tmp_path / "space.toml"
+    space.write_text('[base]\nchip = "forge-n3"\n[params]\nclock = ["1 GHz"]\n[objectives]\n'
+                     'tokens_per_s = "max"\n' + '[[workloads]]\nspec = "gpt2"\n' * 101)  # fmt: skip
+    code, _, err = cli("sweep", str(space), "--store", str(tmp_path / "s"))
+    assert_user_error(code, err, "workloads", "100")

@@ -247,6 +247,11 @@ def _constraints(raw: dict) -> dict:
     return out
 
 
+# [[workloads]] of one space: each is parsed (a model file or traced config: seconds) before the
+# sweep and costed on every point
+MAX_WORKLOADS = 100
+
+
 def _workloads(raw: Any, serving: bool, trust: bool) -> tuple[tuple[str, float], ...]:
     from chipforge.workload import parse_workload
 
@@ -256,6 +261,8 @@ def _workloads(raw: Any, serving: bool, trust: bool) -> tuple[tuple[str, float],
         raise SpaceError(
             'workloads: give at least one [[workloads]] with spec = "...", or a [serving] table'
         )
+    if len(raw) > MAX_WORKLOADS:
+        raise SpaceError(f"workloads: {len(raw):,} [[workloads]]; at most {MAX_WORKLOADS}")
     out = []
     for i, w in enumerate(raw):
         if not isinstance(w, dict) or not isinstance(w.get("spec"), str):
