@@ -613,6 +613,11 @@ def test_named_pipe_output_is_refused(tmp_path):
     assert_user_error(code, err, "--out", "named pipe")
     code, out, _ = cli("show", "h100", "--out", "/dev/null")
     assert code == 0
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # exit 3 (RuntimeError from resolve)
+    for flag in ("--out", "--html"):
+        code, _, err = cli("evaluate", "--chip", "h100", "--workload", "gpt2", flag,
+                           str(tmp_path / "loop"))  # fmt: skip
+        assert_user_error(code, err, flag, "loop of symbolic links")
 
 
 def test_chart_labels_are_escaped_for_plotly(tmp_path):

@@ -12,6 +12,7 @@ read-only path, a full disk.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -52,8 +53,10 @@ def _special(p: Path) -> str | None:
     given."""
     try:
         mode = p.stat().st_mode
-    except (OSError, ValueError):
-        return None  # missing: a new file
+    except OSError as e:
+        return "a loop of symbolic links" if e.errno == errno.ELOOP else None  # None: a new file
+    except ValueError:
+        return None
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISCHR(mode):
         return None
     if stat.S_ISFIFO(mode) and str(p).startswith(("/dev/std", "/dev/fd/", "/proc/self/fd/")):
@@ -171,6 +174,7 @@ def atomic_path(
         if mkdir:
             output_dir(target.parent, flag)
         if target.is_symlink() and not _in_place(target):
+            _not_special(target, flag)  # a loop of links
             target = target.resolve()  # write through a link, as `open` would
         check_target(target, flag)
         if _in_place(target):
