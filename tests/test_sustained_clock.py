@@ -55,7 +55,7 @@ def test_sustained_rows_follow_their_rule_and_are_their_own_kind():
     assert len(results) == len(rows) >= 6
     for r in results:
         row = rows[r.id]
-        assert all(row[c] for c in ("dtype", "m", "n", "k", "duration", "clock_mhz", "source"))
+        assert all(row[c] for c in ("dtype", "m", "n", "k", "duration", "power", "source"))
         assert r.kind == "gemm-sustained" and not r.calibration
         chip = load_chip(r.chip)
         assert r.clock_hz == (chip.sustained_clock or chip.clock)

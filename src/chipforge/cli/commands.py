@@ -268,7 +268,7 @@ def _sustained_table(data: dict) -> Table:
             r["id"],
             r["chip"],
             f"{r['clock_hz'] / 1e9:.3f} GHz",
-            f"{r['measured_clock_hz'] / 1e9:.3f} GHz",
+            "-" if r["measured_clock_hz"] is None else f"{r['measured_clock_hz'] / 1e9:.3f} GHz",
             f"{r['predicted'] / 1e12:,.1f}",
             f"{r['predicted_at_boost'] / 1e12:,.1f}",
             f"{r['published'] / 1e12:,.1f}",

@@ -27,7 +27,7 @@ class CaseResult:
     source: str
     clock_hz: float = 0.0  # the clock the prediction was priced at
     at_boost: float | None = None  # sustained rows: the prediction at the boost clock
-    measured_clock_hz: float | None = None  # sustained rows: the clock the source measured
+    measured_clock_hz: float | None = None  # sustained rows: the clock the source measured, if any
 
     @property
     def error(self) -> float:
@@ -68,6 +68,7 @@ def _result(case: Case) -> CaseResult:
     boost = load_chip(case.chip)
     chip = boost.at_sustained_clock() if case.clock == "sustained" else boost
     sustained = case.clock == "sustained"
+    measured = case.row.get("clock_mhz") if sustained else None
     return CaseResult(
         case.id,
         case.chip,
@@ -78,7 +79,7 @@ def _result(case: Case) -> CaseResult:
         case.source,
         chip.clock,
         _predict(case, boost) if sustained else None,
-        float(case.row["clock_mhz"]) * 1e6 if sustained else None,
+        float(measured) * 1e6 if measured else None,
     )
 
 
