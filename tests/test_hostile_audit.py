@@ -775,3 +775,14 @@ def test_sweep_workloads_are_capped(tmp_path):
                      'tokens_per_s = "max"\n' + '[[workloads]]\nspec = "gpt2"\n' * 101)  # fmt: skip
     code, _, err = cli("sweep", str(space), "--store", str(tmp_path / "s"))
     assert_user_error(code, err, "workloads", "100")
+
+
+def test_studio_charts_are_escaped_for_plotly():
+    pytest.importorskip("dash")
+    from chipforge.studio.app import _graphs
+
+    chart = {"id": "c", "data": [{"y": ['<a href="https://evil.example">x</a>']}],
+             "layout": {"title": {"text": "<b>chip</b>"}}}  # fmt: skip
+    figure = _graphs("p", [chart])[0].figure
+    assert figure["data"][0]["y"] == ['&lt;a href="https://evil.example"&gt;x&lt;/a&gt;']
+    assert figure["layout"]["title"]["text"] == "&lt;b&gt;chip&lt;/b&gt;"
