@@ -786,3 +786,9 @@ def test_studio_charts_are_escaped_for_plotly():
     figure = _graphs("p", [chart])[0].figure
     assert figure["data"][0]["y"] == ['&lt;a href="https://evil.example"&gt;x&lt;/a&gt;']
     assert figure["layout"]["title"]["text"] == "&lt;b&gt;chip&lt;/b&gt;"
+
+
+def test_datacenter_set_key_given_twice():
+    """`--set pue=1 --set pue=2`: the last won silently (a model string refuses a key twice)."""
+    code, _, err = cli("datacenter", "--chip", "h100", "--set", "pue=1.1", "--set", "pue=1.2")
+    assert_user_error(code, err, "pue twice")

@@ -192,6 +192,8 @@ def parse_overrides(items: list[str], where: str = "--set") -> dict[str, float]:
                 f"`{where}` {key!r} is not a site assumption{did_you_mean(key, SOURCES)}; "
                 f"known: {', '.join(SOURCES)}"
             )
+        if key in out:  # as a model string's key given twice: not the last silently winning
+            raise SpecError(f"`{where}` gives {key} twice; give it once")
         out[key] = parse_quantity(value.strip(), None, field=f"{where} {key}")
     return out
 
