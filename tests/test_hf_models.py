@@ -428,6 +428,27 @@ def test_onnx_dynamo_export_imports_and_runs_with_no_flag(saved, tmp_path):
     assert run["result"] == "match" and run["max_rel_diff"] <= 2.0**-6
 
 
+def test_onnx_of_a_long_sequence_keeps_its_causal_mask(tmp_path):
+    """At 320 tokens the dynamo exporter leaves the causal comparison as a (1, 1, 320, 320)
+    boolean constant in the external data, above what the importer reads up front: it is read
+    on request for the attention pattern, so the export is costed causal, its matrix FLOPs
+    within 2 % of FlopCounterMode (full attention would be +30 %)."""
+    pytest.importorskip("onnxscript")
+    from chipforge.workload.parse import parse_workload
+
+    seq = 320
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(**(COMMON | dict(max_position_embeddings=512)))
+    model = transformers.LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, VOCAB, (1, seq))
+    path = tmp_path / "llama.onnx"
+    torch.onnx.export(model, (ids,), str(path), dynamo=True)
+    graph = parse_workload(str(path))
+    assert graph.meta["attention"] == "causal"
+    matrix = sum(op.total_flops for op in graph.ops if op.kind in MATRIX)
+    assert matrix == pytest.approx(torch_flops(model, ids), rel=0.02)
+
+
 def test_onnx_torchscript_export_with_a_padding_mask_is_causal(saved, tmp_path):
     """The TorchScript exporter (dynamo=False) fails inside torch on transformers 5's
     `aten::diff` unless an attention_mask is passed; with one it traces the causal comparison

@@ -15,6 +15,7 @@ import importlib
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -70,9 +71,19 @@ class Program:
     # the weights that are not trained parameters (BatchNorm running statistics, rotary
     # tables, constants): resident, but not counted in `meta.params`
     buffers: frozenset[str] = frozenset()
+    # a larger constant's values on request (an ONNX initializer too big to read up front, for
+    # the attention pattern's mask analysis): None when unknown or too large
+    load: Callable[[str], Any] | None = None
 
     def value(self, vid: str) -> Value | None:
         return self.values.get(vid) if vid else None
+
+    def data(self, vid: str) -> Any:
+        """A static value's numbers: known at import, else read on request (`load`), else None."""
+        value = self.values.get(vid)
+        if value is None or value.data is not None or self.load is None:
+            return None if value is None else value.data
+        return self.load(vid)
 
     def consumers(self) -> dict[str, list[Node]]:
         users: dict[str, list[Node]] = {}

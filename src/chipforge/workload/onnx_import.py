@@ -41,6 +41,8 @@ HALF_BYTE = (21, 22, 23)
 # int64 and bool initializers are indices, shapes and boolean masks, never trained weights
 # (quantized weights are int8/uint8/int4; their int32 biases stay counted too)
 NOT_WEIGHTS = (7, 9)
+# the largest constant read on request for mask analysis: an 8,192-token causal mask
+MAX_MASK = 1 << 26
 
 
 def _onnx():
@@ -196,13 +198,15 @@ def _scope(name: str) -> str:
     return ".".join(path)
 
 
-def small_external(onnx: Any, t: Any, folder: Path | None) -> np.ndarray | None:
-    """An external initializer's values, read only when it is small (at most `MAX_FOLD`
+def small_external(
+    onnx: Any, t: Any, folder: Path | None, limit: int = MAX_FOLD
+) -> np.ndarray | None:
+    """An external initializer's values, read only when it is small (at most `limit`
     elements) and its external-data entry is sound: a plain file name in the model's folder
     (no path, no link), a whole-number offset, a length equal to what its dims declare, all
     of it inside the file. Anything else: None (its values stay unknown, as before)."""
     elements = math.prod(t.dims)
-    if folder is None or elements > MAX_FOLD or any(d < 0 for d in t.dims):
+    if folder is None or elements > limit or any(d < 0 for d in t.dims):
         return None
     entry = {e.key: e.value for e in t.external_data}
     name = entry.get("location", "")
@@ -239,6 +243,8 @@ class _Importer:
         self.unknown: set[str] = set()
         self.params: list[str] = []
         self.constants: set[str] = set()  # initializers that are no trained parameter
+        self.unread: dict[str, Any] = {}  # initializers too large to read up front
+        self.loaded: dict[str, np.ndarray | None] = {}  # ... read since (`_load`)
         self._initializers()
         self._inputs(dict(dims))
 
@@ -262,6 +268,8 @@ class _Importer:
                 self.consts[t.name] = data
             elif (data := small_external(self.onnx, t, self.folder)) is not None:
                 self.consts[t.name] = data
+            else:
+                self.unread[t.name] = t
             fmt, size = self._format(t.data_type)
             self.types[t.name] = self.onnx.helper.make_tensor_type_proto(t.data_type, shape)
             self.values[t.name] = Value(shape, fmt, size, static=True, data=data)
@@ -393,7 +401,23 @@ class _Importer:
     def program(self) -> Program:
         check_order(self.graph, self.source)
         nodes = [n for n in (self._visit(node) for node in self.graph.node) if n is not None]
-        return Program(self.source, self.values, nodes, self.params, frozenset(self.constants))
+        constants = frozenset(self.constants)
+        return Program(self.source, self.values, nodes, self.params, constants, self._load)
+
+    def _load(self, vid: str) -> np.ndarray | None:
+        """An initializer of 2 or more dimensions and at most MAX_MASK elements, read on
+        request (a causal mask of a long sequence); None otherwise. Read once."""
+        if vid in self.loaded:
+            return self.loaded[vid]
+        t = self.unread.get(vid)
+        data = None
+        if t is not None and len(t.dims) >= 2 and math.prod(t.dims) <= MAX_MASK:
+            if t.data_location == self.onnx.TensorProto.EXTERNAL:
+                data = small_external(self.onnx, t, self.folder, MAX_MASK)
+            else:
+                data = self.onnx.numpy_helper.to_array(t)
+        self.loaded[vid] = data
+        return data
 
     def check_shapes(self, program: Program, allow_unsupported: bool) -> None:
         """Every op we cost needs its sizes: name the first one shape inference could not

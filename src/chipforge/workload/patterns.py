@@ -146,7 +146,7 @@ def _causal(view: _View, masks: list[str]) -> tuple[bool, int]:
     triangle (or a sliding window's band), or one built from position indices as transformers
     builds it (`imported.mask_kind`)."""
     for vid in masks:
-        data = view.p.values[vid].data
+        data = view.p.data(vid)
         kind = _band(data) if data is not None else None
         if kind:
             return kind
@@ -156,9 +156,9 @@ def _causal(view: _View, masks: list[str]) -> tuple[bool, int]:
         seen, todo = 0, [vid]
         while todo and seen < 64:  # the mask's static ancestry
             at = todo.pop()
-            value = view.p.values.get(at)
-            if at != vid and value is not None and value.data is not None:
-                kind = _band(value.data)  # a folded comparison: the triangle as a constant,
+            data = view.p.data(at) if at != vid and view.static(at) else None
+            if data is not None:
+                kind = _band(data)  # a folded comparison: the triangle as a constant,
                 if kind:  # and-ed with a padding mask from an input (TorchScript's export)
                     return kind
             node = view.made_by.get(at)
@@ -207,7 +207,7 @@ def _attention(view: _View, softmax: Node) -> tuple[list[Node], Node] | None:
         "attention", [q, k, node.inputs[1]], node.outputs[:1], softmax.scope, "attention pattern"
     )
     fused.attrs = attrs
-    view.masks[id(fused)] = [vid for vid in masks if _is_mask(view.p.values[vid].data)]
+    view.masks[id(fused)] = [vid for vid in masks if _is_mask(view.p.data(vid))]
     return q_scale + k_scale + [scores, *chain, softmax, *tail, node], fused
 
 
