@@ -278,7 +278,8 @@ def multimodal_note(path: Path) -> str | None:
     if data.get("model_type") not in MULTIMODAL or not isinstance(vision, dict):
         return None
     layers, width = vision.get("num_hidden_layers"), vision.get("hidden_size")
-    tower = f"{vision.get('model_type', 'vision')!s:.40}"
+    kind = vision.get("model_type")  # a user's string, printed: a plain identifier only
+    tower = kind if isinstance(kind, str) and kind.isidentifier() and len(kind) <= 40 else "vision"
     if isinstance(layers, int) and isinstance(width, int):
         tower += f", {layers} layers of {width}"
     images = data.get("mm_tokens_per_image")
