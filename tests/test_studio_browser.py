@@ -149,11 +149,14 @@ def test_the_studio_in_chromium(studio, tmp_path):
                 arg=figures,
             )
             assert page.inner_text("#err-mem2-kind") == ""
+            assert page.inner_text("#summary-mem2-name") == "memory level 2"
             page.screenshot(path=ARTIFACTS / "chip-level-added.png", full_page=True)
-            _set(page, "f-mem2-name", "")  # and removed: the chip's figures again
+            _set(page, "f-mem2-name", "")  # and removed: the chip's figures again, folded
             page.wait_for_function(
                 "t => document.querySelector('#chip-figures').innerText === t", arg=figures
             )
+            page.wait_for_function("!document.querySelector('#section-mem2-name').open")
+            assert "type a name to add it" in page.inner_text("#summary-mem2-name")
 
             for name, ready in (
                 ("cluster", "#train-table table"),

@@ -165,6 +165,11 @@ def _spec(chip: dict | None):
 # ---- the pages -------------------------------------------------------------------------------
 
 
+def section_title(section: str, named: bool) -> str:
+    """A memory level's or link's section title: how to add one where it has no name."""
+    return section if named else f"{section}: type a name to add it"
+
+
 def _chip_page(s: dict) -> html.Div:
     fields = []
     for section in compute.SECTIONS:
@@ -183,11 +188,12 @@ def _chip_page(s: dict) -> html.Div:
         if name.path[0] not in compute.LISTS:
             fields += [html.H4(section, style={"margin": "12px 8px 0"}), *inputs]
             continue
-        # a memory level or link: folded while it has no name (one typed adds it)
+        # a memory level or link: folded while it has no name (one typed adds it;
+        # register() keeps the fold and the title following the name)
         there = bool(str(s["fields"][name.id]).strip())
-        head = section if there else f"{section}: type a name to add it"
-        fields.append(html.Details([html.Summary(head, style={"fontWeight": 600}), *inputs],
-                                   open=there, id=f"section-{name.id}",
+        head = html.Summary(section_title(section, there), id=f"summary-{name.id}",
+                            style={"fontWeight": 600})  # fmt: skip
+        fields.append(html.Details([head, *inputs], open=there, id=f"section-{name.id}",
                                    style={"margin": "12px 8px 0"}))  # fmt: skip
     return html.Div(
         [
@@ -761,6 +767,15 @@ def when_shown(page: str, fn, outputs: int):
 
 def register(app: Dash, scenario=None, sweep=(None, None)) -> None:
     fields = [f"f-{f}" for f in compute.FIELD_IDS]
+    for f in compute.FIELDS:  # a level's or link's section: open and titled while it is named
+        if f.path[0] in compute.LISTS and f.path[-1] == "name":
+            app.clientside_callback(
+                "function(v) { const named = !!(v && v.trim());"
+                f" return [named, named ? {json.dumps(section_title(f.section, True))}"
+                f" : {json.dumps(section_title(f.section, False))}]; }}",
+                Output(f"section-{f.id}", "open"), Output(f"summary-{f.id}", "children"),
+                Input(f"f-{f.id}", "value"),
+            )  # fmt: skip
     custom = [Input(f"c-{k}", "value") for k in CUSTOM_KEYS]
     model = [Input("model", "value"), Input("config-key", "data")]
     app.callback(
