@@ -526,6 +526,8 @@ HUGE = str(2**62)
         (["serve", "--chips", "8", "--max-batch", HUGE], ["--max-batch", "1,048,576"]),
         (["serve", "--chips", "8", "--concurrency", HUGE], ["--concurrency", "1,048,576"]),
         (["serve", "--chips", "8", "--osl", HUGE], ["--osl", "16,777,216"]),
+        # under the cap but past the KV cache: the message said no fix
+        (["serve", "--chips", "1", "--isl", str(2**24), "--concurrency", "1"], ["lower --isl"]),
     ],
 )
 def test_counts_are_capped(args, words):

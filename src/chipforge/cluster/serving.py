@@ -365,6 +365,7 @@ def evaluate(
         raise Infeasible(
             f"batch {batch} needs more KV cache than {mem.kv_tokens} tokens per replica; "
             f"at most {fits} sequences of {held} tokens fit"
+            + ("" if fits else ": lower --isl/--osl or raise --tp/--pp")
         )
     dp = chips // (tp * pp * groups)
     # mean context of the running sequences: a step's sequences are length-biased (each stays
