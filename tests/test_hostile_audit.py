@@ -794,3 +794,16 @@ def test_datacenter_set_key_given_twice():
     """`--set pue=1 --set pue=2`: the last won silently (a model string refuses a key twice)."""
     code, _, err = cli("datacenter", "--chip", "h100", "--set", "pue=1.1", "--set", "pue=1.2")
     assert_user_error(code, err, "pue twice")
+
+
+def test_model_folder_with_a_comma_in_its_path(tmp_path):
+    """`my,model/config.json` was cut at the comma ("parameters must be key=value, not
+    'model/config.json'"): a whole existing path is a path."""
+    folder = tmp_path / "my,model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(LLAMA))
+    code, out, err = cli("evaluate", "--chip", "h100", "--workload", str(folder), "--json")
+    assert code == 0, err
+    code, _, err = cli("train", "--chip", "h100", "--chips", "8", "--model",
+                       str(folder / "config.json"))  # fmt: skip
+    assert code == 0, err

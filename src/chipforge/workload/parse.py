@@ -23,7 +23,7 @@ from chipforge.workload.config import model_names
 from chipforge.workload.graph import Graph
 from chipforge.workload.llm import build
 from chipforge.workload.ops import MatMul
-from chipforge.workload.resolve import integer, is_config_path, pairs, split_model
+from chipforge.workload.resolve import integer, is_config_path, pairs, split_model, whole_path
 
 INT_KEYS = {"batch", "seq", "context", "tp"}
 GEMM_KEYS = {"m", "n", "k", "batch", "dtype"}
@@ -222,7 +222,7 @@ def parse_workload(
     text = str(text).strip()
     kind, sep, rest = text.partition(":")
     items = [i for i in rest.split(",") if i.strip()] if sep else []
-    head, _, tail = text.partition(",")
+    head, _, tail = (text, "", "") if whole_path(text) else text.partition(",")
     if kind not in ("gemm", "llm", "zoo") and (
         head.lower().endswith(FILE_SUFFIXES) or is_config_path(head.strip())
     ):

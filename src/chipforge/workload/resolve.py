@@ -94,6 +94,15 @@ def pairs(items: list[str], where: str = "model", label: str | None = None) -> d
     return out
 
 
+def whole_path(text: str) -> bool:
+    """`text`, commas and all, names an existing file or folder (`my,model/config.json`): it
+    is a path with no `,key=value` options, not a path cut at its first comma."""
+    try:
+        return "," in text and Path(text).exists()
+    except (OSError, ValueError):  # a name too long, a NUL
+        return False
+
+
 def is_config_path(head: str) -> bool:
     """A HuggingFace config.json path, or a folder (not a preset's name) holding one."""
     if head == "custom" or head in model_names():
@@ -173,7 +182,7 @@ def resolve_model(spec: str | Path | ModelConfig, *, where: str = "model") -> Mo
         return spec
     text = str(spec).strip()
     text = text.removeprefix("llm:")
-    head, *items = [i.strip() for i in text.split(",")]
+    head, *items = [text] if whole_path(text) else [i.strip() for i in text.split(",")]
     args = pairs([i for i in items if i], where)
     config, rest = split_model(head, args, where)
     run = sorted(set(rest) - MODEL_FIELDS)
