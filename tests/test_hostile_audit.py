@@ -807,3 +807,18 @@ def test_model_folder_with_a_comma_in_its_path(tmp_path):
     code, _, err = cli("train", "--chip", "h100", "--chips", "8", "--model",
                        str(folder / "config.json"))  # fmt: skip
     assert code == 0, err
+
+
+def test_sweep_api_checks_workers_and_flush_as_the_cli(tmp_path):
+    """`cf.sweep(..., workers=-1)` ran (the CLI refused it); `--flush-s nan` was taken."""
+    import chipforge as cf
+    from chipforge.errors import ChipforgeError
+
+    space = tmp_path / "space.toml"
+    space.write_text('[base]\nchip = "forge-n3"\n[params]\nclock = ["1 GHz"]\n[objectives]\n'
+                     'tokens_per_s = "max"\n[[workloads]]\nspec = "gpt2"\n')  # fmt: skip
+    for kw in ({"workers": -1}, {"workers": 1.5}, {"flush_s": float("nan")}, {"flush_s": -1}):
+        with pytest.raises(ChipforgeError):
+            cf.sweep(space, tmp_path / "s", **kw)
+    code, _, err = cli("sweep", str(space), "--store", str(tmp_path / "s2"), "--flush-s", "nan")
+    assert_user_error(code, err, "--flush-s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -98,6 +99,11 @@ def sweep(
     if backend not in ("local", "dask"):
         raise ChipforgeError(f"`--backend` must be local or dask, not {backend!r}")
     sample.check(space, n)  # before the store is touched
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise ChipforgeError(f"`--workers` must be a whole number, not {workers!r}")
+    workers, _ = cap_workers(workers, address)  # the API as the CLI: >= 0, at most the cores
+    if not (isinstance(flush_s, int | float) and 0 <= flush_s < math.inf):
+        raise ChipforgeError(f"`--flush-s` must be a number of seconds >= 0, not {flush_s!r}")
     workers = workers or backends.default_workers()
     store = Store(store_dir)
     search_like = space.method in ("nsga2", "tpe")
