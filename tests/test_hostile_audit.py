@@ -699,6 +699,10 @@ def test_api_takes_paths_and_refuses_wrong_types(tmp_path):
         lambda: cf.plan_training("h100", "llama3-8b", 8, tokens=-1),
         lambda: cf.site("h100", "10MW", model="llama3-8b", tokens=math.nan),
         lambda: cf.evaluate("h100", 3),
+        lambda: cf.plan_training("h100", "llama3-8b", 8, micro_batch=0),  # ZeroDivisionError
+        lambda: cf.plan_training("h100", "llama3-8b", 8, alternatives="3"),  # TypeError
+        lambda: cf.plan_serving("h100", "llama3-8b", 8, ttft_slo=math.nan),  # ignored
+        lambda: cf.plan_serving("h100", "llama3-8b", 8, tpot_slo=-1),  # "no plan meets"
     ):
         with pytest.raises(ChipforgeError):
             call()

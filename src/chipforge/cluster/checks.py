@@ -55,7 +55,7 @@ def positive(*, error: Error, **flags: int | None) -> None:
     """Every given flag (None: not given) is a positive integer."""
     for name, value in flags.items():
         if value is not None and (not isinstance(value, int) or value < 1):
-            raise error(f"--{name} must be a positive integer, not {value!r}")
+            raise error(f"--{name.replace('_', '-')} must be a positive integer, not {value!r}")
 
 
 def at_most(limit: int, *, error: Error = WorkloadError, **flags) -> None:

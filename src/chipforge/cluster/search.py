@@ -292,6 +292,9 @@ def plan_training(
     if isinstance(chips, bool) or not isinstance(chips, int) or chips <= 0:
         raise WorkloadError(f"`chips` must be a positive integer, not {chips!r}")
     checks.token_count(tokens)
+    checks.positive(error=WorkloadError, micro_batch=micro_batch, seq=seq, interleave=interleave)
+    if isinstance(alternatives, bool) or not isinstance(alternatives, int) or alternatives < 0:
+        raise WorkloadError(f"`alternatives` must be a whole number >= 0, not {alternatives!r}")
     checks.attention_kernel(attention)
     if fp8_recipe not in FP8_RECIPES:
         raise WorkloadError(

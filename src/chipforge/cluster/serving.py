@@ -569,6 +569,11 @@ def plan_serving(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value!r}")
+    for name, slo in (("ttft_slo", ttft_slo), ("tpot_slo", tpot_slo)):
+        if slo is not None and not (
+            isinstance(slo, int | float) and not isinstance(slo, bool) and 0 < slo < math.inf
+        ):
+            raise WorkloadError(f"`{name}` must be a positive number of seconds, not {slo!r}")
     at_most(MAX_CHIPS, chips=chips, tp=tp, pp=pp, ep=ep)
     at_most(MAX_TOKENS, isl=isl, osl=osl)
     at_most(MAX_SEQUENCES, max_batch=max_batch, concurrency=concurrency)
