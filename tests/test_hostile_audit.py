@@ -826,3 +826,20 @@ def test_sweep_api_checks_workers_and_flush_as_the_cli(tmp_path):
             cf.sweep(space, tmp_path / "s", **kw)
     code, _, err = cli("sweep", str(space), "--store", str(tmp_path / "s2"), "--flush-s", "nan")
     assert_user_error(code, err, "--flush-s")
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["datacenter", "--chip", "h100", "--electricity-price", "nan"], "--electricity-price"),
+        (["datacenter", "--chip", "h100", "--pue", "-1"], "--pue"),
+        (
+            ["serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "8", "--ttft-slo", "0s"],
+            "--ttft-slo",
+        ),  # fmt: skip
+    ],
+)
+def test_flag_errors_name_the_flag_as_typed(args, flag):
+    """`--electricity-price nan` said "`electricity_usd_per_kwh` must be ...", `--ttft-slo`
+    said `ttft_slo`: the field's name, not the flag the user typed."""
+    assert_user_error(*cli(*args)[::2], f"`{flag}`")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -202,6 +203,10 @@ def datacenter(
 
     over = load_assumptions(assumptions) if assumptions else {}
     over |= parse_overrides(set_ or [])
+    for flag, value in (("--pue", pue), ("--electricity-price", electricity_price),
+                        ("--utilization", utilization)):  # fmt: skip
+        if value is not None and not 0 <= value < math.inf:  # named as typed, not as the field
+            raise ChipforgeError(f"`{flag}` must be a finite number >= 0, not {value}")
     flags = {
         "pue": pue,
         "electricity_usd_per_kwh": electricity_price,
