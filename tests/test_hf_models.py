@@ -263,7 +263,9 @@ def test_gemma3_image_text_config_costs_its_decoder_and_says_what_it_leaves(save
     costs the text decoder (matrix FLOPs equal to the raw .pt2 of Gemma3ForCausalLM with the
     same text config; parameters those of its language model), and a warning says the vision
     tower and projector are not costed; the safetensors' count (which holds them) is reported,
-    not flagged as another model's. No text_config: one line."""
+    not flagged as another model's. With `images=2` they are: matrix FLOPs within 2 % of
+    FlopCounterMode on transformers' get_image_features, their parameters added. No
+    text_config, or images on a text-only config: one line."""
     from chipforge.errors import WorkloadError
     from chipforge.workload.parse import parse_workload
 
@@ -291,9 +293,21 @@ def test_gemma3_image_text_config_costs_its_decoder_and_says_what_it_leaves(save
     assert (
         "vision tower (siglip_vision_model, 2 layers of 32)" in warning and "not costed" in warning
     )
+    # images=2: the vision tower and projector on 2 images, as transformers computes them
+    with_images = parse_workload(f"{tmp_path / 'mm'},seq={TOKENS},dtype=fp32,images=2")
+    assert "warnings" not in with_images.meta and with_images.meta["images"] == 2
+    pixels = torch.randn(2, 3, 32, 32)
+    want = torch_flops(lambda x: model.model.get_image_features(x).pooler_output, pixels)
+    assert matrix(with_images) - matrix(graph) == pytest.approx(want, rel=0.02)
+    tower = (model.model.vision_tower, model.model.multi_modal_projector)
+    tower_params = sum(p.numel() for part in tower for p in part.parameters())
+    assert with_images.meta["params"] == decoder + tower_params
     (tmp_path / "bad.json").write_text('{"model_type": "gemma3", "vision_config": {}}')
     with pytest.raises(WorkloadError, match="needs its `text_config`"):
         parse_workload(str(tmp_path / "bad.json"))
+    text.save_pretrained(tmp_path / "text")
+    with pytest.raises(WorkloadError, match="has no vision tower"):
+        parse_workload(f"{tmp_path / 'text'},images=1")
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3", "qwen2moe"])

@@ -184,7 +184,7 @@ def test_training_is_about_three_forward_passes():
         (
             "llm:llama3-70b,batchsize=4",
             "`workload.batchsize` is not an llm parameter (did you mean batch?); use batch, "
-            "context, dtype, kv_dtype, logits, phase, scope, seq, tp or a model field",
+            "context, dtype, images, kv_dtype, logits, phase, scope, seq, tp or a model field",
         ),
         (
             "llm:llama3-70b,phase=serve",

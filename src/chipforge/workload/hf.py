@@ -271,12 +271,18 @@ def _decoder(data: dict, kind: str, name: str) -> dict:
     return top | text | {"model_type": MULTIMODAL[kind]}
 
 
-def multimodal_note(path: Path) -> str | None:
-    """What a multimodal config.json's cost leaves out (its vision tower), or None."""
+def image_text(path: Path) -> dict | None:
+    """A multimodal config.json's contents (a vision_config beside the decoder), or None."""
     data = _read(path)
     vision = data.get("vision_config")
     if data.get("model_type") not in MULTIMODAL or not isinstance(vision, dict):
         return None
+    return data
+
+
+def multimodal_note(data: dict) -> str:
+    """What an image-text config's decoder-only cost leaves out: its vision tower."""
+    vision = data["vision_config"]
     layers, width = vision.get("num_hidden_layers"), vision.get("hidden_size")
     kind = vision.get("model_type")  # a user's string, printed: a plain identifier only
     tower = kind if isinstance(kind, str) and kind.isidentifier() and len(kind) <= 40 else "vision"
@@ -287,7 +293,7 @@ def multimodal_note(path: Path) -> str | None:
     return (
         f"the vision tower ({tower}) and the multimodal projector are not costed and their "
         f"parameters not counted: the text decoder only, over `seq` tokens, image tokens{per} "
-        "included"
+        "included; give `images=N` to cost N images a sequence"
     )
 
 

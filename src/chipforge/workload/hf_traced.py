@@ -235,6 +235,57 @@ def _quiet():
         logger.setLevel(level)
 
 
+# image-text configs whose vision tower and projector `image_tower` costs: the model class
+# with `get_image_features`
+IMAGE_TEXT = {"gemma3": "Gemma3Model"}
+
+
+def image_tower(path: Path, data: dict, images: int, dtype: str) -> Graph:
+    """The vision tower and the projector of an image-text config (Gemma 3: SigLIP, then the
+    average pool, norm and projection to the decoder's width) on `images` images at the
+    config's `image_size`: transformers' model on the meta device, its `get_image_features`
+    through torch.export and the importer."""
+    check_sizes(data, path.name)
+    kind = data["model_type"]
+    torch = require("torch", f"a {kind} config's images")
+    transformers = require("transformers", f"a {kind} config's images")
+    from chipforge.workload.torch_import import from_torch
+
+    fields = {k: v for k, v in data.items() if k not in DROPPED}
+    try:
+        config = transformers.AutoConfig.for_model(kind, **fields)
+    except ImportError:
+        raise
+    except Exception as e:
+        raise _cannot(path, kind, e) from None
+    total = layers(config)
+    if total > MAX_LAYERS:
+        raise WorkloadError(
+            f"`workload` {path.name}: the model has {total:,} layers in all; at most {MAX_LAYERS}"
+        )
+    vision = config.vision_config
+    try:
+        with torch.device("meta"):
+            model = getattr(transformers, IMAGE_TEXT[kind])(config).eval()
+    except ImportError:
+        raise
+    except Exception as e:
+        raise _cannot(path, kind, e) from None
+    model.language_model = torch.nn.Module()  # the decoder is costed apart: not its weights
+    side = vision.image_size
+    pixels = torch.zeros(images, vision.num_channels, side, side, device="meta")
+
+    class Images(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values):
+            return self.model.get_image_features(pixel_values).pooler_output
+
+    return from_torch(Images(), (pixels,), dtype=dtype, name=f"{path.name} images")
+
+
 def _cannot(path: Path, kind: str, e: Exception) -> WorkloadError:
     """One line: a validator's message is on its last lines (the first names the validator)."""
     why = " ".join(line.strip() for line in str(e).splitlines()[-2:])

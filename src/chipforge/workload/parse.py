@@ -90,16 +90,50 @@ def _build_llm(head: str, args: dict[str, str]) -> Graph:
             kw[key] = run[key]
     if kw.get("scope", "model") not in ("model", "layer"):
         raise WorkloadError(f"`workload.scope` must be model or layer, not {kw['scope']!r}")
+    images = _int("images", run["images"]) if "images" in run else 0
     graph = build(config, **kw)
     if is_config_path(head):
-        graph = with_checkpoint(graph, head, config)
+        graph = with_checkpoint(graph, head, config, images, kw.get("dtype", "bf16"))
+    elif images:
+        raise WorkloadError(
+            "`workload.images` is for an image-text model's config.json (Gemma 3); drop it"
+        )
     return graph
 
 
 CHECKPOINT_TOLERANCE = 0.10
 
 
-def with_checkpoint(graph: Graph, head: str, config) -> Graph:
+def with_images(graph: Graph, path, data: dict, images: int, dtype: str) -> Graph:
+    """`graph` (an image-text model's decoder, prefill) with its vision tower and projector on
+    `images` images a sequence (`hf_traced.image_tower`); their tokens are part of `seq`."""
+    from chipforge.workload.hf_traced import image_tower
+
+    meta = graph.meta
+    per = data.get("mm_tokens_per_image")
+    if meta.get("phase") != "prefill":
+        raise WorkloadError(
+            "`workload.images` is for phase=prefill (images are encoded once, with the prompt)"
+        )
+    if isinstance(per, int) and images * per > int(meta["seq"]):
+        raise WorkloadError(
+            f"`workload.seq` ({meta['seq']}) must hold the images' {images * per} tokens "
+            f"({per} an image); raise seq or lower images"
+        )
+    batch = int(meta["batch"])
+    tower = image_tower(path, data, images * batch, dtype)
+    weights = graph.resident.get("weights", 0) + tower.resident.get("weights", 0)
+    extra = {key: meta[key] + tower.meta["params"] for key in ("params", "active_params")}
+    extra["images"] = images
+    return replace(
+        graph,
+        ops=graph.ops + tower.ops,
+        resident=dict(graph.resident) | {"weights": weights},
+        meta=dict(meta) | extra,
+    )
+
+
+def with_checkpoint(graph: Graph, head: str, config, images: int = 0, dtype: str = "bf16") -> Graph:
     """`graph` with what the folder's safetensors headers hold (`meta.checkpoint`: elements by
     dtype) and a warning when their count is more than CHECKPOINT_TOLERANCE off the config's
     (`ModelConfig.params` counts the matrices and embeddings, not norms, biases or a learned
@@ -108,12 +142,21 @@ def with_checkpoint(graph: Graph, head: str, config) -> Graph:
     from pathlib import Path
 
     from chipforge.workload.checkpoint import read_folder
-    from chipforge.workload.hf import multimodal_note
+    from chipforge.workload.hf import image_text, multimodal_note
 
     folder = Path(head) if Path(head).is_dir() else Path(head).parent
-    note = multimodal_note(folder / "config.json" if Path(head).is_dir() else Path(head))
-    if note:
-        warned = [*graph.meta.get("warnings", ()), note]
+    path = folder / "config.json" if Path(head).is_dir() else Path(head)
+    data = image_text(path)
+    if images and data is None:
+        raise WorkloadError(
+            "`workload.images` is for an image-text model's config.json (Gemma 3: a "
+            "vision_config beside the decoder's); this one has no vision tower; drop it"
+        )
+    note = data is not None  # a vision tower: the checkpoint holds more than the decoder
+    if images:
+        graph = with_images(graph, path, data, images, dtype)
+    elif data is not None:
+        warned = [*graph.meta.get("warnings", ()), multimodal_note(data)]
         graph = replace(graph, meta=dict(graph.meta) | {"warnings": warned})
     ck = read_folder(folder)
     if ck is None:

@@ -33,7 +33,7 @@ from chipforge.workload.hf import load_hf_config
 
 # keys of a workload string that describe the run (the graph), not the model
 RUN_KEYS = frozenset(
-    {"phase", "batch", "seq", "context", "dtype", "kv_dtype", "tp", "scope", "logits"}
+    {"phase", "batch", "seq", "context", "dtype", "kv_dtype", "tp", "scope", "logits", "images"}
 )
 GRAPH_FILES = (".onnx", ".pt2")
 
