@@ -843,3 +843,17 @@ def test_flag_errors_name_the_flag_as_typed(args, flag):
     """`--electricity-price nan` said "`electricity_usd_per_kwh` must be ...", `--ttft-slo`
     said `ttft_slo`: the field's name, not the flag the user typed."""
     assert_user_error(*cli(*args)[::2], f"`{flag}`")
+
+
+def test_traced_cnn_size_bound_is_the_feature_maps_not_the_widest_stage_at_full_size():
+    """The first bound took a CNN's widest stage (2048 channels) at the full image: a ResNet-50
+    at batch 16,384 was refused (1.68e12 'image' elements); its largest map is ~0.8 M a
+    picture (256 channels at 56x56)."""
+    transformers = pytest.importorskip("transformers")
+    from chipforge.workload.hf_traced import MAX_ELEMENTS, _largest
+
+    resnet = transformers.ResNetConfig()  # ResNet-50
+    elements, what, _ = _largest(resnet, 16384, 128, None)
+    assert elements <= MAX_ELEMENTS and what in ("feature maps", "image (224 pixels a side)")
+    assert _largest(resnet, 1, 128, None)[0] == 64 * 112 * 112  # the stem's output
+    assert _largest(resnet, 2**20, 128, 4096)[0] > MAX_ELEMENTS

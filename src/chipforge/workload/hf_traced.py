@@ -169,10 +169,16 @@ def _largest(config, batch: int, seq: int, image: int | None) -> tuple[int, str,
     if kind in ("vit", "clip", *CNNS):
         vision = getattr(config, "vision_config", config)
         side = image or size(vision, "image_size", default=224)
-        channels = max(size(vision, "num_channels", default=3),
-                       *(getattr(vision, "hidden_sizes", None) or [64]))  # fmt: skip
         fix = "lower `workload.batch` or the image size"
-        found.append((batch * channels * side * side, f"image ({side:,} pixels a side)", fix))
+        image_size = batch * size(vision, "num_channels", default=3) * side * side
+        found.append((image_size, f"image ({side:,} pixels a side)", fix))
+        if kind in CNNS:  # a stem at 1/2 of the side, then stages at 1/4, 1/8, ... (upper bound)
+            stem = size(vision, "embedding_size", default=64)
+            maps = [stem * (side // 2) ** 2]
+            for key in ("hidden_sizes", "out_channels"):
+                widths = getattr(vision, key, None) or []
+                maps += [w * (side >> (i + 2)) ** 2 for i, w in enumerate(widths)]
+            found.append((batch * max(maps), "feature maps", fix))
         if kind not in CNNS:
             n = (side // size(vision, "patch_size")) ** 2 + 1
             fix = "lower `workload.batch`, the config's image_size or raise its patch_size"
