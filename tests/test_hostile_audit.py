@@ -857,3 +857,16 @@ def test_traced_cnn_size_bound_is_the_feature_maps_not_the_widest_stage_at_full_
     assert elements <= MAX_ELEMENTS and what in ("feature maps", "image (224 pixels a side)")
     assert _largest(resnet, 1, 128, None)[0] == 64 * 112 * 112  # the stem's output
     assert _largest(resnet, 2**20, 128, 4096)[0] > MAX_ELEMENTS
+
+
+def test_png_charts_take_dollar_signs_in_names_as_text(tmp_path):
+    """A chip named `bad $\\foo{$ chip` made matplotlib parse it as TeX: exit 3 (ValueError)
+    with --png, after the work."""
+    pytest.importorskip("matplotlib")
+    chip = tmp_path / "c.toml"
+    name = json.dumps("bad $\\foo{$ chip")
+    chip.write_text(CHIP_TOML.read_text().replace('name = "my-chip"', f"name = {name}"))
+    code, _, err = cli("compare", "--chip", f"{chip},h100", "--workload", "gpt2",
+                       "--png", str(tmp_path / "png"))  # fmt: skip
+    assert code == 0, err
+    assert len(list((tmp_path / "png").glob("*.png"))) >= 2

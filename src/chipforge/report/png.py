@@ -108,22 +108,27 @@ def write_pngs(out_dir, kind: str, data: dict, *, dpi: int = DPI) -> list[Path]:
     if not specs:
         return []
     Figure, FigureCanvasAgg = _figure_tools()
+    from matplotlib import rc_context
+
     out = output_dir(out_dir, "--png")
-    paths = []
-    for spec in specs:
-        rows = max(
-            (len(t.get("y", [])) for t in spec["data"] if t.get("orientation") == "h"), default=0
-        )
-        h = max(4.5, 0.28 * rows + 1.5)
-        fig = Figure(figsize=(WIDTH_IN, h), dpi=dpi)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        longest = _draw(ax, spec)
-        # margins in inches, from the tick label length (8 pt text: ~0.075 in a character)
-        left = min(0.45, (0.75 + 0.075 * min(longest, 48)) / WIDTH_IN)
-        fig.subplots_adjust(left=left, right=0.98, top=1 - 0.45 / h, bottom=0.75 / h)
-        path = out / f"{kind}_{spec['id']}.png"
-        with atomic_path(path, flag="--png") as tmp:
-            fig.savefig(tmp, format="png")
-        paths.append(path)
-    return paths
+    with rc_context({"text.parse_math": False}):  # a `$..$` in a chip's name is text, not TeX
+        return [_png(Figure, FigureCanvasAgg, out, kind, spec, dpi) for spec in specs]
+
+
+def _png(Figure, FigureCanvasAgg, out: Path, kind: str, spec: dict, dpi: int) -> Path:
+    """One chart of `kind` as a PNG in `out`."""
+    rows = max(
+        (len(t.get("y", [])) for t in spec["data"] if t.get("orientation") == "h"), default=0
+    )
+    h = max(4.5, 0.28 * rows + 1.5)
+    fig = Figure(figsize=(WIDTH_IN, h), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    longest = _draw(ax, spec)
+    # margins in inches, from the tick label length (8 pt text: ~0.075 in a character)
+    left = min(0.45, (0.75 + 0.075 * min(longest, 48)) / WIDTH_IN)
+    fig.subplots_adjust(left=left, right=0.98, top=1 - 0.45 / h, bottom=0.75 / h)
+    path = out / f"{kind}_{spec['id']}.png"
+    with atomic_path(path, flag="--png") as tmp:
+        fig.savefig(tmp, format="png")
+    return path
