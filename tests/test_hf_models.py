@@ -266,6 +266,8 @@ def test_gemma3_image_text_config_costs_its_decoder_and_says_what_it_leaves(save
     not flagged as another model's. With `images=2` they are: matrix FLOPs within 2 % of
     FlopCounterMode on transformers' get_image_features, their parameters added. No
     text_config, or images on a text-only config: one line."""
+    import json
+
     from chipforge.errors import WorkloadError
     from chipforge.workload.parse import parse_workload
 
@@ -308,6 +310,10 @@ def test_gemma3_image_text_config_costs_its_decoder_and_says_what_it_leaves(save
     text.save_pretrained(tmp_path / "text")
     with pytest.raises(WorkloadError, match="has no vision tower"):
         parse_workload(f"{tmp_path / 'text'},images=1")
+    odd = json.loads((tmp_path / "mm" / "config.json").read_text()) | {"mm_tokens_per_image": 9}
+    (tmp_path / "odd.json").write_text(json.dumps(odd))  # 3 x 3 tokens from 4 x 4 patches
+    with pytest.raises(WorkloadError, match="must be a square whose side divides"):
+        parse_workload(f"{tmp_path / 'odd.json'},images=1")
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3", "qwen2moe"])

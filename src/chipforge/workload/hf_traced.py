@@ -270,6 +270,14 @@ def image_tower(path: Path, data: dict, images: int, dtype: str) -> Graph:
             f"`workload` {path.name}: the model has {total:,} layers in all; at most {MAX_LAYERS}"
         )
     vision = config.vision_config
+    side, tokens = vision.image_size // vision.patch_size, config.mm_tokens_per_image
+    pooled = math.isqrt(tokens)
+    if pooled * pooled != tokens or not 0 < pooled <= side or side % pooled:
+        raise WorkloadError(
+            f"`workload` {path.name}: `mm_tokens_per_image` ({tokens}) must be a square whose "
+            f"side divides the vision tower's {side} patches a side (image_size "
+            f"{vision.image_size} / patch_size {vision.patch_size}): the projector pools them"
+        )
     try:
         with torch.device("meta"):
             model = getattr(transformers, IMAGE_TEXT[kind])(config).eval()

@@ -127,6 +127,7 @@ def with_images(graph: Graph, path, data: dict, images: int, dtype: str) -> Grap
     extra["images"] = images
     return replace(
         graph,
+        name=f"{graph.name} + {images} image{'s' if images > 1 else ''}",
         ops=graph.ops + tower.ops,
         resident=dict(graph.resident) | {"weights": weights},
         meta=dict(meta) | extra,
