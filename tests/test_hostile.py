@@ -211,8 +211,8 @@ def test_deepseek_without_q_lora_costs(tmp_path):
     ("args", "words"),
     [
         (["datacenter", "--pue", "nan"], ["pue", "finite"]),
-        (["datacenter", "--electricity-price", "nan"], ["electricity_usd_per_kwh"]),
-        (["datacenter", "--electricity-price", "inf"], ["electricity_usd_per_kwh"]),
+        (["datacenter", "--electricity-price", "nan"], ["--electricity-price"]),
+        (["datacenter", "--electricity-price", "inf"], ["--electricity-price"]),
         (["datacenter", "--power", "1e400W"], ["--power", "finite"]),
         (["datacenter", "--tokens", "1e400T", "--model", "llama3-8b"], ["--tokens"]),
         (["datacenter", "--model", "llama3-8b", "--serve-dtype", "int3"], ["--serve-dtype"]),

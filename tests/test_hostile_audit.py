@@ -739,6 +739,13 @@ def test_named_pipe_inputs_are_refused_without_blocking(tmp_path):
         os.mkfifo(tmp_path / name)
         code, _, err = cli("evaluate", "--chip", "h100", "--workload", str(tmp_path / name))
         assert_user_error(code, err, "not a regular file")
+    os.mkfifo(tmp_path / "c.toml")  # a chip, rack or space TOML that is a pipe or a folder
+    (tmp_path / "d.toml").mkdir()
+    for args in (["show", "{}"], ["datacenter", "--chip", "h100", "--rack", "{}"],
+                 ["sweep", "{}", "--store", str(tmp_path / "s")]):  # fmt: skip
+        for bad in ("c.toml", "d.toml"):
+            code, _, err = cli(*(a.format(tmp_path / bad) for a in args))
+            assert_user_error(code, err, "not a regular file")
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(LLAMA))

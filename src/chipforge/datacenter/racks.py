@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from chipforge.errors import SpecError, check_name, did_you_mean
-from chipforge.userfile import load_toml
+from chipforge.userfile import load_toml, missing
 
 AIR_COOLED_MAX_W = 40e3  # assumption: above ~40 kW a rack needs liquid (DGX H100 racks ~41 kW)
 
@@ -128,7 +128,7 @@ def load_rack(name: str) -> Rack:
     if name.endswith(".toml") or Path(name).is_file():
         path = Path(name)
         if not path.is_file():
-            raise SpecError(f"rack file {name!r} does not exist; give a preset or a TOML path")
+            raise SpecError(f"rack file {name!r} {missing(path)}; give a preset or a TOML path")
         data = load_toml(path, what="rack file", error=SpecError)
         return rack_from_dict(path.stem, data, name)
     if name not in racks:

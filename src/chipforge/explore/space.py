@@ -35,7 +35,7 @@ from chipforge.explore.system import (
 from chipforge.spec import ChipSpec, load_chip
 from chipforge.spec.loader import validation_message
 from chipforge.units import parse_quantity
-from chipforge.userfile import load_toml
+from chipforge.userfile import load_toml, missing
 
 METHODS = ("grid", "random", "lhs", "nsga2", "tpe")
 GRID_STEPS = 5  # grid points of a range that gives no `steps`
@@ -361,11 +361,11 @@ def _check_needs(space: Space, where: str) -> None:
 def load_space(path: str | Path, *, trust_pickle: bool = False) -> Space:
     p = Path(path)
     try:
-        missing = not p.is_file()
+        absent = not p.is_file()
     except OSError:  # a name too long, ...: load_toml says why it cannot be read
-        missing = False
-    if missing:
-        raise SpaceError(f"space file {str(path)[:80]!r} does not exist")
+        absent = False
+    if absent:
+        raise SpaceError(f"space file {str(path)[:80]!r} {missing(p)}")
     data = load_toml(p, what="space file", error=SpaceError)
     _beside(data, p.parent)
     return space_from_dict(data, str(path), trust_pickle=trust_pickle)

@@ -208,7 +208,7 @@ def load_inputs(path: str | Path, expected: dict[str, tuple]) -> dict[str, np.nd
     before its data is read (a small .npz can declare or inflate to terabytes)."""
     path = Path(path)
     if not path.is_file():
-        raise WorkloadError(f"`--inputs` {path} does not exist; give an .npz file (numpy.savez)")
+        raise WorkloadError(f"`--inputs` {path} {missing(path)}; give an .npz file (numpy.savez)")
     note_input(path, "--inputs file")
     try:
         with np.load(path, allow_pickle=False) as npz:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from chipforge.errors import SpecError, did_you_mean
 from chipforge.spec.models import ChipSpec
-from chipforge.userfile import load_toml
+from chipforge.userfile import load_toml, missing
 
 PRESET_DIR = resources.files("chipforge.spec") / "presets"
 
@@ -143,7 +143,7 @@ def load_chip(name_or_path: str | Path) -> ChipSpec:
             path = Path(text)
             if not path.is_file():
                 raise SpecError(
-                    f"chip file {text!r} does not exist; give a preset name or a TOML path"
+                    f"chip file {text!r} {missing(path)}; give a preset name or a TOML path"
                 )
             return chip_from_dict(load_toml(path, what="chip file", error=SpecError), text)
     except OSError as err:  # a name too long, a folder without permission
