@@ -123,7 +123,7 @@ def test_raw_export_imports_flops_and_params(saved, arch):
     params = sum(p.numel() for p in model.parameters())  # tied weights counted once
     assert graph.meta["params"] == pytest.approx(params, rel=0.005)
     assert graph.meta["attention"] == "causal"  # transformers' mask is recognised as causal
-    assert graph.meta["logits"] == f"as exported: lm_head computes {TOKENS} rows of logits"
+    assert graph.meta["logits"] == f"as exported (lm_head computes {TOKENS} rows)"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -488,7 +488,7 @@ def test_onnx_torchscript_export_with_a_padding_mask_is_causal(saved, tmp_path):
         torch.onnx.export(model, (ids, mask), str(path), dynamo=False, opset_version=17)
     graph = parse_workload(str(path))
     assert graph.meta["attention"] == "causal"
-    assert graph.meta["logits"] == "as exported: lm_head computes 1 row of logits"
+    assert graph.meta["logits"] == "as exported (lm_head computes 1 row)"
     want = torch_flops(model, ids, attention_mask=mask, logits_to_keep=1)
     matrix = sum(op.total_flops for op in graph.ops if op.kind in MATRIX)
     assert matrix == pytest.approx(want, rel=0.02)

@@ -96,7 +96,7 @@ def _logits(ops: list[Op]) -> str:
     if len(heads) != 1:
         return "as exported (every position the graph computes)"
     rows = heads[0].m * heads[0].batch
-    return f"as exported: lm_head computes {rows:,} row{'s' if rows != 1 else ''} of logits"
+    return f"as exported (lm_head computes {rows:,} row{'s' if rows != 1 else ''})"
 
 
 def _meta(program: Program, ops: list[Op], missing: dict[str, list], dtype: str | None) -> dict:
