@@ -877,3 +877,16 @@ def test_png_charts_take_dollar_signs_in_names_as_text(tmp_path):
                        "--png", str(tmp_path / "png"))  # fmt: skip
     assert code == 0, err
     assert len(list((tmp_path / "png").glob("*.png"))) >= 2
+
+
+@pytest.mark.parametrize(
+    ("workload", "words"),
+    [
+        ("zoo:resnet50,batch=9007199254740992", ["workload.batch", "1,048,576"]),
+        ("zoo:resnet50,image=9007199254740992", ["workload.image", "16,384"]),
+        ("zoo:bert-base,seq=1000000", ["2**40"]),
+    ],
+)
+def test_zoo_sizes_are_checked_before_torch(workload, words):
+    """zoo:resnet50,batch=2**53: exit 3 (torch's "Storage size calculation overflowed")."""
+    assert_user_error(*cli("evaluate", "--chip", "h100", "--workload", workload)[::2], *words)

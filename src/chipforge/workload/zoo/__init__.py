@@ -21,6 +21,27 @@ def zoo_names() -> list[str]:
     return [*VISION, *ENCODERS, *decoders]
 
 
+def _check_sizes(name: str, batch: int, seq: int | None, image: int) -> None:
+    """The run's sizes before torch builds anything, as a traced config's (`hf_traced`): a
+    meta tensor past int64 failed deep in torch.export (exit 3)."""
+    from chipforge.workload.hf_traced import MAX_BATCH, MAX_ELEMENTS, MAX_SIDE, MAX_SIZE
+
+    for key, value, cap in (("batch", batch, MAX_BATCH), ("seq", seq, MAX_SIZE),
+                            ("image", image, MAX_SIDE)):  # fmt: skip
+        if value is not None and not 1 <= value <= cap:
+            raise WorkloadError(f"`workload.{key}` must be from 1 to {cap:,}, not {value:,}")
+    if name in VISION:  # the stem's output: 64 channels at half the side
+        elements, what = batch * 64 * (image // 2) ** 2, f"{image:,}-pixel images"
+    else:  # attention scores of up to 64 heads
+        n = seq or (128 if name in ENCODERS else load_model(name).seq)
+        elements, what = batch * 64 * n * n, f"{n:,}-token sequences"
+    if elements > MAX_ELEMENTS:
+        raise WorkloadError(
+            f"`workload` zoo:{name}: batch {batch:,} of {what} makes tensors of {elements:.3g} "
+            "elements, past 2**40; lower `workload.batch` or the size"
+        )
+
+
 def zoo_module(
     name: str, *, batch: int = 1, seq: int | None = None, image: int = 224, device="meta"
 ):
@@ -30,6 +51,7 @@ def zoo_module(
             f"`zoo` model must be one of {', '.join(zoo_names())}, not {name!r}"
             f"{did_you_mean(name, zoo_names())}"
         )
+    _check_sizes(name, batch, seq, image)
     if name in VISION:
         module = importlib.import_module(f"chipforge.workload.zoo.{VISION[name]}")
         return module.build(batch=batch, image=image, device=device)
