@@ -890,3 +890,32 @@ def test_png_charts_take_dollar_signs_in_names_as_text(tmp_path):
 def test_zoo_sizes_are_checked_before_torch(workload, words):
     """zoo:resnet50,batch=2**53: exit 3 (torch's "Storage size calculation overflowed")."""
     assert_user_error(*cli("evaluate", "--chip", "h100", "--workload", workload)[::2], *words)
+
+
+@pytest.mark.parametrize(
+    ("rack", "words"),
+    [
+        ('{ chips = "x", power_w = 1e5, other_hw_usd = 1 }', ["`chips`"]),  # ValueError, exit 3
+        ("{ chips = 0, power_w = 1e5, other_hw_usd = 1 }", ["`chips`"]),  # ZeroDivisionError
+        ("{ chips = 8, power_w = nan, other_hw_usd = 1 }", ["`power_w`"]),  # exit 3
+        ("{ chips = 8, power_w = -1e5, other_hw_usd = 1 }", ["`power_w`"]),  # "nonsense"
+        ("{ chips = 8, power_w = 1e5, other_hw_usd = 1, market_chip_usd = -5 }", ["market"]),
+        ('{ chips = 8, power_w = 1e5, other_hw_usd = 1, cooling = "lava" }', ["cooling"]),
+        ('{ chips = 8, power_w = 1e5, other_hw_usd = 1, name = "a\\u001bb" }', ["`name`"]),
+        ("{ chips = 8, power_w = 1e5, other_hw_usd = 1, colour = 1 }", ["colour"]),
+    ],
+)
+def test_decide_inline_rack_is_validated(tmp_path, rack, words):
+    """A scenario's inline rack table was taken with int()/float(): a string, NaN, zero or
+    negative value was exit 3 (or a negative price in the output check)."""
+    from chipforge.decide.inputs import load_scenario
+    from chipforge.decide.rates import _rack
+    from chipforge.errors import ChipforgeError
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    path = tmp_path / "s.toml"
+    path.write_text(text.replace('rack = "forge-n3-rack"', f"rack = {rack}", 1))
+    with pytest.raises(ChipforgeError) as err:
+        _rack(load_scenario(path).build)
+    assert all(w in str(err.value) for w in words), str(err.value)
