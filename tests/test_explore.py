@@ -86,7 +86,7 @@ def _system_space(**over):
     [
         ({"serving": {**SERVE, "modle": "x"}}, "unknown key `modle`"),
         ({"serving": {**SERVE, "model": "llama9-1t"}}, "serving: `model`"),
-        ({"serving": {**SERVE, "chips": 0}}, "`chips` must be a positive integer"),
+        ({"serving": {**SERVE, "chips": 0}}, "`chips` must be a whole number from 1"),
         ({"serving": {**SERVE, "chips": 8, "tp": 3}}, "`tp` 3 must divide"),
         ({"serving": {**SERVE, "tpot_slo": "5 GB"}}, "serving.tpot_slo"),
         ({"site": {"pue": 0.9}}, "`pue` must be >= 1.0"),

@@ -919,3 +919,13 @@ def test_decide_inline_rack_is_validated(tmp_path, rack, words):
     with pytest.raises(ChipforgeError) as err:
         _rack(load_scenario(path).build)
     assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_sweep_serving_counts_are_capped_up_front(tmp_path):
+    """`[serving] chips = 2**62` was accepted and every point came back infeasible."""
+    space = tmp_path / "space.toml"
+    space.write_text('[base]\nchip = "forge-n3"\n[params]\nclock = ["1 GHz"]\n[serving]\n'
+                     f'model = "llama3-8b"\nchips = {2**62}\n[objectives]\n'
+                     'serving_tokens_per_s = "max"\n')  # fmt: skip
+    code, _, err = cli("sweep", str(space), "--store", str(tmp_path / "s"))
+    assert_user_error(code, err, "serving: `chips`", "16,777,216")

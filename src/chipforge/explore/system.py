@@ -76,11 +76,16 @@ class SiteCfg:
 
 
 def _int(raw: dict, key: str, default=None) -> int | None:
+    """A positive whole number up to the limit `plan_serving` takes (before any point runs)."""
+    from chipforge.cluster.checks import MAX_CHIPS, MAX_TOKENS
+
     v = raw.get(key, default)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise SystemTableError(f"serving: `{key}` must be a positive integer, not {v!r}")
+    cap = MAX_TOKENS if key in ("isl", "osl") else MAX_CHIPS
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= cap:
+        raise SystemTableError(f"serving: `{key}` must be a whole number from 1 to {cap:,}, "
+                               f"not {v!r}")  # fmt: skip
     return v
 
 
