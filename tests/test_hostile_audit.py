@@ -929,3 +929,12 @@ def test_sweep_serving_counts_are_capped_up_front(tmp_path):
                      'serving_tokens_per_s = "max"\n')  # fmt: skip
     code, _, err = cli("sweep", str(space), "--store", str(tmp_path / "s"))
     assert_user_error(code, err, "serving: `chips`", "16,777,216")
+
+
+def test_chip_names_with_spaces_around_and_empty():
+    """`--chip " h100 "` was refused ("did you mean h100") while `--chip " h100 ,a100"` and a
+    model or workload string took the same spaces; an empty --chip said "'' is not a regular
+    file" (the current folder)."""
+    code, _, err = cli("evaluate", "--chip", " h100 ", "--workload", "gpt2")
+    assert code == 0, err
+    assert_user_error(*cli("show", "  ")[::2], "`chip` is empty")

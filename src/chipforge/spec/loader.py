@@ -136,8 +136,16 @@ def _load_preset(name: str) -> ChipSpec:
 
 
 def load_chip(name_or_path: str | Path) -> ChipSpec:
-    """A preset by name (`h100`, `forge-n3`) or a chip TOML file by path."""
+    """A preset by name (`h100`, `forge-n3`) or a chip TOML file by path. Spaces around it are
+    dropped (as in a `--chip a, b` list and a workload string) unless a file is named so."""
     text = str(name_or_path)
+    try:
+        if text != text.strip() and not Path(text).exists():
+            text = text.strip()
+    except (OSError, ValueError):  # a name too long, a NUL: the checks below say so
+        pass
+    if not text:
+        raise SpecError("`chip` is empty; give a preset name or a chip TOML path")
     try:
         if text.endswith(".toml") or Path(text).exists():
             path = Path(text)
