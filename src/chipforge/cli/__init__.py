@@ -170,8 +170,9 @@ def _inputs_named(args: list[str]) -> list[Path]:
     `llm:PATH,key=value`, a model folder's config.json."""
     found = []
     for arg in args:
-        for part in {arg, *arg.split(",")}:
-            part = part.removeprefix("llm:").partition("=")[2 if "=" in part else 0] or part
+        parts = {arg, *arg.split(",")}
+        for part in {*parts, *(p.removeprefix("llm:") for p in parts),
+                     *(p.partition("=")[2] for p in parts)} - {""}:  # fmt: skip
             try:
                 p = Path(part)
                 if p.is_dir():
