@@ -689,6 +689,8 @@ def test_api_takes_paths_and_refuses_wrong_types(tmp_path):
     by_path = cf.evaluate("h100", tmp_path / "config.json")
     assert by_path.flops == cf.evaluate("h100", str(tmp_path / "config.json")).flops
     assert cf.compare(["h100"], tmp_path)[0].flops == by_path.flops  # the model folder
+    # a ModelConfig, as plan_training/plan_serving take one: its prefill, as its name gives
+    assert cf.evaluate("h100", cf.load_model("gpt2")).flops == cf.evaluate("h100", "gpt2").flops
     for call in (
         lambda: cf.plan_serving("h100", "llama3-8b", True),
         lambda: cf.plan_serving("h100", "llama3-8b", 8.0),

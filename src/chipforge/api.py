@@ -47,7 +47,8 @@ def load_model(model: str | Path | ModelConfig) -> ModelConfig:
 
 
 def evaluate(chip, workload: str, *, engine: str = "analytical"):
-    """Cost a workload on one chip (`chipforge evaluate`): a `perf.Result`.
+    """Cost a workload on one chip (`chipforge evaluate`): a `perf.Result`. A `ModelConfig`
+    (`load_model`) is its prefill of one sequence, as its preset name would be.
 
     >>> r = evaluate("forge-n3", "llama3-8b,phase=decode,batch=8")
     >>> r.chip, r.bound, r.time_s > 0
@@ -56,7 +57,12 @@ def evaluate(chip, workload: str, *, engine: str = "analytical"):
     from chipforge.errors import ChipforgeError
     from chipforge.workload.parse import parse_workload
 
-    spec, graph = load_chip(chip), parse_workload(workload)
+    if isinstance(workload, ModelConfig):  # the model vocabulary: train and serve take one too
+        from chipforge.workload.llm import build
+
+        spec, graph = load_chip(chip), build(workload)
+    else:
+        spec, graph = load_chip(chip), parse_workload(workload)
     if engine == "analytical":
         from chipforge.perf import estimate
 
