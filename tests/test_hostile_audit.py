@@ -526,6 +526,8 @@ HUGE = str(2**62)
         (["serve", "--chips", "8", "--max-batch", HUGE], ["--max-batch", "1,048,576"]),
         (["serve", "--chips", "8", "--concurrency", HUGE], ["--concurrency", "1,048,576"]),
         (["serve", "--chips", "8", "--osl", HUGE], ["--osl", "16,777,216"]),
+        # the balance wait's law was tabulated step by step up to it: ran for ever
+        (["serve", "--chips", "8", "--adp-balance", HUGE], ["adp_balance", "10,000"]),
         # under the cap but past the KV cache: the message said no fix
         (["serve", "--chips", "1", "--isl", str(2**24), "--concurrency", "1"], ["lower --isl"]),
     ],

@@ -252,6 +252,9 @@ def _busiest(groups: int, rate: float) -> float:
         term *= rate / n
 
 
+MAX_ADP_BALANCE = 10_000  # steps; TensorRT-LLM's examples wait tens (2**62 looped for ever)
+
+
 def _balance_wait(groups: int, rate: float, timeout: int) -> dict[str, float]:
     """Steps a prompt waits under ADP balance (TensorRT-LLM tech_blog10, `timeout_iters`): a
     group with a prompt to prefill waits until every other group has one too, at most
@@ -602,10 +605,13 @@ def plan_serving(
             f"not {disaggregated!r}"
         )
     if adp_balance is not None and (
-        isinstance(adp_balance, bool) or not isinstance(adp_balance, int) or adp_balance < 0
+        isinstance(adp_balance, bool)
+        or not isinstance(adp_balance, int)
+        or not 0 <= adp_balance <= MAX_ADP_BALANCE  # the wait's law is tabulated step by step
     ):
         raise WorkloadError(
-            f"`adp_balance` must be a whole number of steps (0: off), not {adp_balance!r}"
+            f"`adp_balance` must be a whole number of steps from 0 (off) to {MAX_ADP_BALANCE:,}, "
+            f"not {adp_balance!r}"
         )
     if not (isinstance(prefix_hit, (int, float)) and 0 <= prefix_hit < 1):
         raise WorkloadError(f"`prefix_hit` must be a fraction in [0, 1), not {prefix_hit!r}")
