@@ -54,7 +54,18 @@ def test_ep_replaces_only_the_moe_all_reduce(phase, b, n):
     a2a = A2A_KERNEL_S + moe_bytes * c.top_k / 2 / (topo.up_bandwidth * BANDWIDTH_EFFICIENCY)
     all_reduce = collective_time("all_reduce", moe_bytes, tp, topo)
     assert a2a != pytest.approx(all_reduce)  # the swap is visible
-    assert t[2] - t[1] == pytest.approx(c.layers * (2 * a2a - all_reduce), rel=1e-9)
+    # and without EP the routes' outputs are weighted and summed on the chip (TensorRT-LLM's
+    # finalize kernel), with EP inside the combine all-to-all's kernel: the whole-model graph's
+    # `experts_combine` op (all its blocks), costed by perf, leaves with EP
+    g = build(c, phase=phase, batch=b, tp=tp, dtype="bf16", scope="model", **_kw(phase, n))
+    ops = estimate(g, chip, deployed=True).ops
+    (combine,) = {o.time_s / c.layers for o in ops if o.name.endswith("experts_combine")}
+    assert combine > 0
+    assert t[2] - t[1] == pytest.approx(c.layers * (2 * a2a - all_reduce - combine), rel=1e-9)
+
+
+def _kw(phase, n):
+    return {"seq": n} if phase == "prefill" else {"context": n}
 
 
 @pytest.mark.parametrize("phase, b, n", [("decode", 64, 2048), ("prefill", 1, 1024)])

@@ -91,28 +91,33 @@ def _cached(key: tuple, cost):
 
 def _layer(
     chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str,
-    dep: int = 1, adt: str | None = None, past: int = 0,
+    dep: int = 1, adt: str | None = None, past: int = 0, combine: bool = False,
 ):  # fmt: skip
     """(compute s, ((collective name, bytes), ...)) of one block: prefill n = prompt length,
     decode n = context; `dep` > 1: the routed experts split over `dep` attention groups (DP
     attention, see `evaluate`); `adt`: the attention module's matmul dtype where it differs
     from `dt`; `past`: prefill only, tokens already cached before the n new ones. Cached on
-    the chip's content, the model and the shape."""
-    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep, adt, past)
-    return _cached(key, lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past))
+    the chip's content, the model and the shape. `combine`: the MoE routes' outputs weighted
+    and summed in the block (without EP; with it the combine all-to-all's kernel does it)."""
+    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
+    return _cached(
+        key, lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
+    )
 
 
 @lru_cache(maxsize=4096)
 def _graph(
     c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str, dep: int = 1,
-    adt: str | None = None, past: int = 0,
+    adt: str | None = None, past: int = 0, combine: bool = False,
 ):  # fmt: skip
     """One block's graph; chip-independent, so a sweep over designs builds it once. `past`
     (prefill): the n new tokens follow `past` cached ones, which they attend to (and, in MLA's
     expanded prefill form, whose latent is up-projected to keys and values again)."""
     kw = {"seq": n} if phase == "prefill" else {"context": n}
     kw |= {"ep": dep} if dep > 1 else {}
-    g = build(c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", **kw)
+    g = build(
+        c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", combine=combine, **kw
+    )
     if adt and adt != dt:  # the attention module's matmuls kept at `adt` (see `evaluate`)
         ops = tuple(
             replace(op, dtype=adt)
@@ -133,8 +138,8 @@ def _graph(
     return g
 
 
-def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0):
-    g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt, past)
+def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0, combine=False):
+    g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
     r = estimate(g, chip, deployed=True)
     rate = chip.mla_decode_rate if phase == "decode" else None  # ChipSpec.mla_decode_rate
     compute = sum(
@@ -166,7 +171,10 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False,
     dispatch/combine hidden behind the other's attention and MoE), so the block takes the
     longer of the two."""
     dep = ep // tp if ep > tp else 1  # wide EP: experts split over the attention groups
-    compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past)
+    # without EP the routes' outputs are weighted and summed on the chip (TensorRT-LLM's
+    # finalize kernel); with EP inside the combine all-to-all's kernel (DeepEP's combine)
+    combine = ep == 1 and c.is_moe
+    compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
     comm = 0.0
     for name, size in collectives:
         if not (ep > 1 and name == MOE_COLLECTIVE):

@@ -308,6 +308,7 @@ def build(
     scope: Literal["model", "layer"] = "model",
     ep: int = 1,
     logits: Literal["all", "last"] | None = None,
+    combine: bool | None = None,
 ) -> Graph:
     """The graph of one step of `phase` on one chip's share of the model.
 
@@ -315,6 +316,8 @@ def build(
     decode: one token for each of `batch` sequences with `context` tokens already cached.
     scope="layer": one transformer block only (no embeddings or LM head; no MoE combine, which
     the cluster engines price with their token dispatcher).
+    combine: the MoE routes' outputs weighted and summed in the graph (default: scope="model");
+    a serving step without expert parallelism, where no combine kernel does it, asks for it.
     ep: expert parallelism (MoE): this chip holds experts/ep routed experts (see `_moe`).
     logits: the positions the LM head computes: `all` (the default: what `model(input_ids)`
     computes, so a config.json, a .pt2 and an ONNX export of one model cost the same) or
@@ -344,13 +347,14 @@ def build(
     if scope not in ("model", "layer"):
         raise WorkloadError(f"`scope` must be model or layer, not {scope!r}")
     kv_dtype = kv_dtype or dtype
+    combine = scope == "model" if combine is None else combine
     q, kv = (1, context + 1) if phase == "decode" else (seq, seq)
     tokens = batch * q
     ops: list[Op] = []
     for moe, window, count in _layer_kinds(c, scope):
         if count:
             layer = _layer(c, b=batch, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, moe=moe,
-                           ep=ep, window=window, combine=scope == "model")  # fmt: skip
+                           ep=ep, window=window, combine=combine)  # fmt: skip
             prefix = ("moe_layers" if moe else "layers") + (".window" if window else "")
             ops += _prefixed(layer, prefix, count)
     if scope == "model":
