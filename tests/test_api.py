@@ -52,3 +52,21 @@ def test_api_reference_builds_from_the_docstrings(tmp_path):
     page = (tmp_path / "chipforge" / "api.html").read_text()
     for name in cf.API:
         assert f'id="{name}"' in page, name
+
+
+def test_site_takes_a_chip_spec_as_every_function_does(tmp_path):
+    """`cf.site` took a preset or a TOML path but refused a `ChipSpec`: a preset's own spec is
+    that preset; any other spec is priced as its TOML file would be."""
+    from chipforge.spec.loader import PRESET_DIR
+
+    for name in ("h100", "forge-n3"):
+        assert cf.site(cf.load_chip(name), "100MW") == cf.site(name, "100MW")
+    toml = tmp_path / "mine.toml"
+    toml.write_text(
+        (PRESET_DIR / "h100.toml").read_text().replace('tdp = "700 W"', 'tdp = "500 W"')
+    )
+    by_path, by_spec = cf.site(str(toml), "100MW"), cf.site(cf.load_chip(toml), "100MW")
+    assert by_spec["chip_built"] and by_spec["chips"] > cf.site("h100", "100MW")["chips"]
+    assert by_spec["rack"]["chip"] == "h100"  # the spec's name where the path was
+    by_spec["rack"]["chip"] = by_path["rack"]["chip"]
+    assert by_spec == by_path

@@ -136,7 +136,8 @@ def site(
     **assumptions,
 ) -> dict:
     """Size and price a datacenter of `chip` (`chipforge datacenter`): the command's JSON
-    dict. `chip` is a preset or TOML path (a chip without a rack preset gets the template rack);
+    dict. `chip` is a preset, TOML path or `ChipSpec` (a chip without a rack preset gets the
+    template rack; a preset's own spec, e.g. `load_chip("h100")`, is that preset);
     `power` is the facility power, or give `grid` (utility capacity) or `it_power` (provisioned
     IT) as `--grid` / `--it-power`; `assumptions` override any listed assumption (`pue=1.3`).
 
@@ -149,8 +150,6 @@ def site(
     from chipforge.datacenter import Assumptions, site_report
     from chipforge.units import parse_quantity
 
-    if isinstance(chip, ChipSpec):
-        raise TypeError("site() takes a preset name or a chip TOML path")
     kw = {}
     if grid is not None or it_power is not None:
         kw["grid_w"] = parse_quantity(grid, "power", field="grid") if grid is not None else None
@@ -160,9 +159,11 @@ def site(
         watts = None
     else:
         watts = parse_quantity(power, "power", field="power")
+    if not isinstance(chip, ChipSpec):
+        chip = str(chip)
     return site_report(
-        str(chip), watts, Assumptions().with_(**assumptions), rack=rack, model=model,
-        tokens=tokens, **kw,
+        chip, watts, Assumptions().with_(**assumptions), rack=rack, model=model, tokens=tokens,
+        **kw,
     )  # fmt: skip
 
 

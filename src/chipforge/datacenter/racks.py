@@ -195,14 +195,19 @@ def _held(chip: str, rack: str) -> str:
         return chip
 
 
-def rack_for(chip: str, rack: str | None, a, flag: str = "--rack") -> Rack:
-    """The rack a site of `chip` (preset name or TOML path) uses: `rack` (a preset or TOML, which
-    must hold this chip or name none), else the chip preset's rack, else the template's. The
-    returned rack's `chip` is `chip`, so the chip priced is always the one asked for. `flag`:
-    how the error names where `rack` came from."""
+def rack_for(chip, rack: str | None, a, flag: str = "--rack") -> Rack:
+    """The rack a site of `chip` (preset name, TOML path or `ChipSpec`) uses: `rack` (a preset or
+    TOML, which must hold this chip or name none), else the chip preset's rack, else the
+    template's. The returned rack's `chip` is `chip` (a spec: its name; `chip_facts` then takes
+    the spec), so the chip priced is always the one asked for. `flag`: how the error names
+    where `rack` came from."""
     from chipforge.spec import load_chip, preset_names  # noqa: PLC0415
 
     spec = load_chip(chip)
+    is_preset = chip in preset_names()
+    if not isinstance(chip, str):  # a spec: a preset's own spec is that preset
+        is_preset = spec.name in preset_names() and load_chip(spec.name) == spec
+        chip = spec.name
     if rack:
         r = load_rack(rack)
         if r.chip and r.chip not in (chip, spec.name) and _held(r.chip, rack) != spec.name:
@@ -212,7 +217,7 @@ def rack_for(chip: str, rack: str | None, a, flag: str = "--rack") -> Rack:
                 "for a rack derived from the chip"
             )
         return replace(r, chip=chip)
-    if chip in preset_names():
+    if is_preset:
         preset = next((r for r in _presets().values() if r.chip == chip), None)
         if preset is not None:
             return preset

@@ -13,13 +13,13 @@ from chipforge.errors import SpecError
 DEFAULT_VOLUME = 500_000  # built chips over which one-time costs are spread (a ~1 GW fleet)
 
 
-def resolve(chip: str, rack: str | None = None, a: Assumptions | None = None) -> Rack:
+def resolve(chip, rack: str | None = None, a: Assumptions | None = None) -> Rack:
     """The rack of a site of `chip` (see `racks.rack_for`)."""
     return rack_for(chip, rack, a or Assumptions())
 
 
 def site_report(
-    chip: str,
+    chip,
     power_w: float | None,
     a: Assumptions | None = None,
     *,
@@ -34,13 +34,14 @@ def site_report(
     it_power_w: float | None = None,
     grid_w: float | None = None,
 ) -> dict:
-    """Size and price a site (facility `power_w`, provisioned `it_power_w` or utility `grid_w`);
-    with a model, time to train it and serve it."""
+    """Size and price a site of `chip` (preset name, TOML path or `ChipSpec`) of facility
+    `power_w`, provisioned `it_power_w` or utility `grid_w`; with a model, time to train it and
+    serve it."""
     check_dtype(serve_dtype, "--serve-dtype")
     token_count(tokens)
     a = (a or Assumptions()).check()
     r = resolve(chip, rack, a)
-    facts = chip_facts(r, **(factors or {}))
+    facts = chip_facts(r, spec=None if isinstance(chip, str) else chip, **(factors or {}))
     out = evaluate_site(
         r, power_w, a, racks=racks, volume=volume if facts.built else None, chip=facts,
         it_power_w=it_power_w, grid_w=grid_w,

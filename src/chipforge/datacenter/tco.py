@@ -34,9 +34,12 @@ class Chip:
     spec: object = field(default=None, compare=False, repr=False)  # the ChipSpec
 
 
-def chip_facts(rack: Rack, *, wafer_x: float = 1.0, hbm_x: float = 1.0, gpu_x: float = 1.0) -> Chip:
-    """Cost and speed of the rack's accelerator; `*_x` scale wafer, HBM and GPU prices."""
-    spec = load_chip(rack.chip)
+def chip_facts(
+    rack: Rack, *, wafer_x: float = 1.0, hbm_x: float = 1.0, gpu_x: float = 1.0, spec=None
+) -> Chip:
+    """Cost and speed of the rack's accelerator (`spec`, else the chip the rack names); `*_x`
+    scale wafer, HBM and GPU prices."""
+    spec = load_chip(spec if spec is not None else rack.chip)
     return facts_from(
         spec.name, spec, evaluate(spec), rack.market_chip_usd, wafer_x=wafer_x, hbm_x=hbm_x,
         gpu_x=gpu_x,

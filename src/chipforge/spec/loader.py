@@ -135,9 +135,12 @@ def _load_preset(name: str) -> ChipSpec:
     )
 
 
-def load_chip(name_or_path: str | Path) -> ChipSpec:
-    """A preset by name (`h100`, `forge-n3`) or a chip TOML file by path. Spaces around it are
-    dropped (as in a `--chip a, b` list and a workload string) unless a file is named so."""
+def load_chip(name_or_path: str | Path | ChipSpec) -> ChipSpec:
+    """A preset by name (`h100`, `forge-n3`) or a chip TOML file by path (a `ChipSpec` is
+    itself). Spaces around it are dropped (as in a `--chip a, b` list and a workload string)
+    unless a file is named so."""
+    if isinstance(name_or_path, ChipSpec):
+        return name_or_path
     text = str(name_or_path)
     try:
         if text != text.strip() and not Path(text).exists():
