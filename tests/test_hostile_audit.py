@@ -942,3 +942,24 @@ def test_chip_names_with_spaces_around_and_empty():
     code, _, err = cli("evaluate", "--chip", " h100 ", "--workload", "gpt2")
     assert code == 0, err
     assert_user_error(*cli("show", "  ")[::2], "`chip` is empty")
+
+
+def test_rack_and_topology_names_with_spaces_around(tmp_path):
+    """`--rack " dgx-h100"` and `--topology " dgx-h100"` were refused ("did you mean dgx-h100")
+    while `--chip " h100 "` took the same spaces; a file named with them still wins."""
+    from chipforge.cluster.topology import topology_for
+    from chipforge.datacenter.racks import load_rack
+    from chipforge.spec import load_chip
+
+    assert load_rack(" dgx-h100 ") == load_rack("dgx-h100")
+    own = tmp_path / "dgx-h100 "
+    own.write_text('chips = 2\npower = "3 kW"\nother_hw_usd_per_rack = 1000\n')
+    assert load_rack(str(own)).chips == 2
+    h100 = load_chip("h100")
+    assert topology_for(h100, 16, "\tdgx-h100 ") == topology_for(h100, 16, "dgx-h100")
+    code, out, err = cli("datacenter", "--chip", "h100", "--rack", " dgx-h100", "--json")
+    assert code == 0, err
+    assert json.loads(out)["rack"]["name"] == "dgx-h100"
+    code, _, err = cli("serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "8",
+                       "--topology", " dgx-h100 ")  # fmt: skip
+    assert code == 0, err

@@ -123,8 +123,14 @@ def rack_names() -> list[str]:
 
 
 def load_rack(name: str) -> Rack:
-    """A rack preset by name, or a rack TOML file by path."""
+    """A rack preset by name, or a rack TOML file by path. Spaces around it are dropped (as
+    around a chip) unless a file is named so."""
     racks = _presets()
+    try:
+        if name != name.strip() and not Path(name).exists():
+            name = name.strip()
+    except (OSError, ValueError):  # a name too long, a NUL: the checks below say so
+        pass
     if name.endswith(".toml") or Path(name).is_file():
         path = Path(name)
         if not path.is_file():
