@@ -963,3 +963,21 @@ def test_rack_and_topology_names_with_spaces_around(tmp_path):
     code, _, err = cli("serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "8",
                        "--topology", " dgx-h100 ")  # fmt: skip
     assert code == 0, err
+
+
+def test_no_data_parallel_degree_says_why_and_the_fix():
+    """`train --chips 16777216 --global-batch 1048576` said "give --chips a multiple of a power
+    of two" (it is one): tp <= 8 and pp 1 (past a million chips per replica) leave dp >= 2^21,
+    which 2^20 sequences cannot split. Each fix the message gives then plans."""
+    train = ("train", "--chip", "h100", "--model", "llama3-8b", "--chips", str(2**24))
+    code, _, err = cli(*train, "--global-batch", str(2**20))
+    assert_user_error(code, err, "dp=2,097,152", "multiple of 2,097,152", "--pp", "fewer --chips")
+    assert "power of two" not in err
+    for fix in (["--global-batch", str(2**21)], ["--global-batch", str(2**20), "--pp", "32"]):
+        code, out, err = cli(*train, *fix, "--json")
+        assert code == 0, (fix, err)
+        assert json.loads(out)["chips"] == 2**24
+    code, _, err = cli("train", "--chip", "h100", "--model", "llama3-8b", "--chips", "4096",
+                       "--global-batch", "24")  # fmt: skip
+    assert_user_error(code, err, "dp=16", "multiple of 16")
+    assert "--pp" not in err

@@ -136,6 +136,23 @@ def _batches(global_batch, tokens_per_batch, chips: int, seq: int) -> Batches:
     return Batches(fixed=global_batch or default_global_batch(chips, seq))
 
 
+def _no_dp(chips: int, c: ModelConfig, batches: Batches, least: int, pp_capped: bool) -> str:
+    """Why no shape splits the batch: no tp*pp*cp choice leaves a data-parallel degree (global
+    batch / dp sequences per replica) the batch allows; the fix."""
+    fixes = [f"a --global-batch that is a multiple of {least:,}"] * (
+        least <= checks.MAX_GLOBAL_BATCH
+    )
+    if pp_capped:  # the search tries pipeline stages below a million chips per tp*cp only
+        fixes.append("--pp (pipeline stages are searched below a million chips per tp*cp)")
+    fixes.append("fewer --chips")
+    return (
+        f"no tp*pp*cp choice for {chips:,} chips of {c.name} ({c.layers} layers, {c.heads} "
+        f"heads) leaves a data-parallel degree that splits global batch {batches.describe()} "
+        f"into whole sequences: the least is dp={least:,} ({chips:,} chips / tp*pp*cp "
+        f"{chips // least:,}); give " + ", or ".join(fixes)
+    )
+
+
 def _micro_batches(lo: int, hi: int) -> list[int]:
     """Micro-batch sizes that divide some replica batch in [lo, hi]."""
     if hi < lo:
@@ -377,6 +394,8 @@ def plan_training(
     errors: list[tuple[tuple, Infeasible]] = []  # (place in the space's order, why)
     no_split = ""  # why a given dp / micro-batch splits no global batch of the space
     shapes = 0
+    reached: set[int] = set()  # the data-parallel degrees the shapes reach (for the error)
+    pp_capped = False  # a tp*cp replica of a million chips or more: pp 1 only (`divisors`)
     zrs = list(product(zeros, recs, sps))
     count = {"evaluated": 0, "pruned_memory": 0, "pruned_bound": 0, "infeasible": 0}
     # 1. the shapes (tp, cp, ep, pp, interleave, micro-batch) in the space's order, each with
@@ -387,6 +406,7 @@ def plan_training(
         if chips % (t * x):
             continue
         rest = chips // (t * x)
+        pp_capped = pp_capped or (pp is None and rest >= 10**6)
         pps = (
             [pp]
             if pp is not None
@@ -398,6 +418,7 @@ def plan_training(
             d = chips // (t * x * p_)
             if dp is not None and d != dp:
                 continue
+            reached.add(d)
             klo, khi = batches.per_replica(d)  # sequences per replica: global batch / dp
             mbs = [micro_batch] if micro_batch is not None else _micro_batches(klo, khi)
             if khi < klo or not mbs:
@@ -585,9 +606,7 @@ def plan_training(
         raise first_error or Infeasible(no_split or "no plan")
     if shapes == 0:
         raise Infeasible(
-            f"no tp*pp*dp*cp split of {chips} chips fits {c.name} ({c.layers} layers, "
-            f"{c.heads} heads) with global batch {batches.describe()}: give --chips a multiple "
-            f"of a power of two or a global batch that dp divides"
+            _no_dp(chips, c, batches, min(reached, default=chips), pp_capped)
             if dp is None
             else no_split
             or (
