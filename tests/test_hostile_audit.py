@@ -947,6 +947,7 @@ def test_chip_names_with_spaces_around_and_empty():
 def test_rack_and_topology_names_with_spaces_around(tmp_path):
     """`--rack " dgx-h100"` and `--topology " dgx-h100"` were refused ("did you mean dgx-h100")
     while `--chip " h100 "` took the same spaces; a file named with them still wins."""
+    import chipforge as cf
     from chipforge.cluster.topology import topology_for
     from chipforge.datacenter.racks import load_rack
     from chipforge.spec import load_chip
@@ -960,6 +961,7 @@ def test_rack_and_topology_names_with_spaces_around(tmp_path):
     code, out, err = cli("datacenter", "--chip", "h100", "--rack", " dgx-h100", "--json")
     assert code == 0, err
     assert json.loads(out)["rack"]["name"] == "dgx-h100"
+    assert cf.site(" h100 ", "10MW") == cf.site("h100", "10MW")  # was a derived, built rack
     code, _, err = cli("serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "8",
                        "--topology", " dgx-h100 ")  # fmt: skip
     assert code == 0, err

@@ -210,6 +210,9 @@ def rack_for(chip, rack: str | None, a, flag: str = "--rack") -> Rack:
     from chipforge.spec import load_chip, preset_names  # noqa: PLC0415
 
     spec = load_chip(chip)
+    name = chip.strip() if isinstance(chip, str) else ""
+    if name != chip and name in preset_names() and load_chip(name) == spec:
+        chip = name  # `load_chip` dropped the spaces around a preset's name (no such file)
     is_preset = chip in preset_names()
     if not isinstance(chip, str):  # a spec: a preset's own spec is that preset
         is_preset = spec.name in preset_names() and load_chip(spec.name) == spec
