@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import contextmanager
 from pathlib import Path
 
 from chipforge.errors import WorkloadError
 from chipforge.workload.graph import Graph
-from chipforge.workload.imported import require
+from chipforge.workload.imported import logger_quiet, require
 
 # model_type -> the transformers class built for it (its bare or task model)
 MODEL_CLASSES = {
@@ -228,17 +227,10 @@ def _inputs(torch, config, batch: int, seq: int, image: int | None) -> dict:
     return out
 
 
-@contextmanager
 def _quiet():
     """transformers' warnings about a config's values (a token id past the vocabulary, ...)
     are held back: they do not change the cost, and a value it cannot build is one line."""
-    logger = logging.getLogger("transformers")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return logger_quiet("transformers", logging.ERROR)
 
 
 # image-text configs whose vision tower and projector `image_tower` costs: the model class

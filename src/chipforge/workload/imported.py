@@ -282,6 +282,22 @@ def gc_paused():
             gc.enable()
 
 
+@contextmanager
+def logger_quiet(name: str, level: int):
+    """The `name` logger holds back records below `level` for the block: a library's own log
+    lines (transformers' config warnings, torch's fake-tensor tracebacks) would repeat an
+    error the importer reports in one line."""
+    import logging
+
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def require(module: str, what: str):
     """Import an optional dependency of the importers, or say how to install it."""
     try:

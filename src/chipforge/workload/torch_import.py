@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from chipforge.errors import WorkloadError
 from chipforge.userfile import missing
 from chipforge.workload import pt2_archive
 from chipforge.workload.graph import Graph
-from chipforge.workload.imported import Node, Program, Value, gc_paused, require
+from chipforge.workload.imported import Node, Program, Value, gc_paused, logger_quiet, require
 from chipforge.workload.lowering import to_graph
 from chipforge.workload.pt2_archive import FORMATS, bind_dims
 from chipforge.workload.torch_ops import KEEP, classify
@@ -91,18 +91,11 @@ def _export(torch: Any, module: Any, args: tuple, label: str) -> Any:
     return program
 
 
-@contextmanager
 def _quiet_fake_tensors():
     """torch's fake-tensor dispatcher logs a failed shape computation (e.g. a storage size that
     overflows int64) with its whole traceback on stderr before raising; the error is reported
     in one line above, so that log is held back during the export."""
-    logger = logging.getLogger("torch._subclasses.fake_tensor")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return logger_quiet("torch._subclasses.fake_tensor", logging.CRITICAL)
 
 
 def _lazy_code(torch: Any) -> Any:
