@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from test_hostile import DEEPSEEK, LLAMA, cli
+from test_hostile import DEEPSEEK, LLAMA, cli, write_tiny_onnx
 
 from chipforge.spec.loader import PRESET_DIR
 
@@ -674,17 +674,7 @@ def test_fuzz_model_folder_safetensors(tmp_path, data):
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
     """A one-MatMul ONNX model (input x: float32 [1, 8])."""
-    onnx = pytest.importorskip("onnx")
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
-    w = numpy_helper.from_array(np.ones((8, 8), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], [w])
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+    return write_tiny_onnx(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
 
 
 NPY_DTYPES = ["<f4", "<f8", "<i8", "|b1", "|O", "<U3", "|V4", "<c8", "<f2", ">f4"]

@@ -62,6 +62,20 @@ def cli(*args: str) -> tuple[int, str, str]:
         return code, out.getvalue().decode(), err.getvalue().decode()
 
 
+def write_tiny_onnx(path: Path) -> Path:
+    """A one-MatMul ONNX model (input x: float32 [1, 8], weight all ones) at `path`."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    w = numpy_helper.from_array(np.ones((8, 8), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
 def assert_user_error(code: int, err: str, *words: str) -> None:
     """Exit 2, at most 3 lines on stderr, no traceback, and the message names `words`."""
     lines = err.strip().splitlines()

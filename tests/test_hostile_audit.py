@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_hostile import LLAMA, assert_user_error, cli
+from test_hostile import LLAMA, assert_user_error, cli, write_tiny_onnx
 
 BERT = {"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 2, "intermediate_size": 128, "vocab_size": 1000}  # fmt: skip
@@ -374,16 +374,7 @@ def test_decide_terminal_numbers_are_people_s_numbers(tmp_path):
 
 def test_simulate_functional_table_says_yes_or_no(tmp_path):
     """The end-to-end verdict table printed Python's `False` under "bit exact"."""
-    onnx = pytest.importorskip("onnx")
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
-    w = numpy_helper.from_array(np.ones((8, 8), np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], [w])
-    path = tmp_path / "tiny.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    path = write_tiny_onnx(tmp_path / "tiny.onnx")
     code, out, err = cli("simulate", "--chip", "forge-n3", "--workload", str(path), "--functional")
     assert code == 0, err
     assert "bit exact" in out and "False" not in out and "True" not in out
