@@ -23,9 +23,10 @@ def test_sustained_clock_scales_a_compute_bound_gemm_by_the_clock_ratio():
     """By hand: the shape fills the 304 CUs in one wave of 256x256 tiles, each K deep, at 1024
     bf16 MAC per CU-cycle, so it takes m*n*k / (1024 * 304) cycles; the time is those cycles at
     the clock over the family's matrix_frac, plus one dispatch. Only the clock differs."""
-    boost = load_chip("mi300x")
+    # AMD's measured clock under this run (the preset leaves it unset: see mi300x.toml)
+    boost = load_chip("mi300x").model_copy(update={"sustained_clock": 1.207e9})
     held = boost.at_sustained_clock()
-    assert held.clock == boost.sustained_clock == pytest.approx(1.207e9)
+    assert held.clock == pytest.approx(1.207e9) and boost.clock == pytest.approx(2.1e9)
     assert held.cores == boost.cores and held.memory == boost.memory
     cal = calibration("amd-gpu")
     graph = parse_workload("gemm:m={m},n={n},k={k},dtype=bf16".format(**SHAPE))
@@ -62,11 +63,13 @@ def test_sustained_rows_follow_their_rule_and_are_their_own_kind():
         assert r.predicted > 0 and r.published > 0 and r.at_boost > 0
         # priced at a lower clock, a compute-bound GEMM is slower, never faster
         assert r.predicted <= r.at_boost
-    s = sustained_summary(results)
-    assert s["max_abs_error"] >= s["median_abs_error"] >= 0
+    # rows on a chip with a stated sustained clock are priced below boost, the others at it
+    held = [r for r in results if load_chip(r.chip).sustained_clock]
+    assert held and all(r.predicted < r.at_boost for r in held)
+    assert len(sustained_summary(results)["cases"]) == len(results)
     # burst rows keep the boost clock, even on a chip that states a sustained clock
-    burst = [r for r in run_validation() if r.chip == "mi300x"]
-    assert burst and all(r.clock_hz == load_chip("mi300x").clock for r in burst)
+    burst = [r for r in run_validation() if r.chip == "a100"]
+    assert burst and all(r.clock_hz == load_chip("a100").clock for r in burst)
 
 
 def test_validate_reports_the_sustained_kind():
