@@ -70,3 +70,13 @@ def test_site_takes_a_chip_spec_as_every_function_does(tmp_path):
     assert by_spec["rack"]["chip"] == "h100"  # the spec's name where the path was
     by_spec["rack"]["chip"] = by_path["rack"]["chip"]
     assert by_spec == by_path
+
+
+def test_cost_sensitivity_takes_a_chip_as_cost_does():
+    """`cf.cost_sensitivity`: the silicon tornado for a preset, its spec or another node; its
+    base is `cf.cost`'s unit cost."""
+    rows = cf.cost_sensitivity("forge-n3")
+    assert rows == cf.cost_sensitivity(cf.load_chip("forge-n3"))
+    assert rows[0]["base"] == pytest.approx(cf.cost("forge-n3").unit_cost_usd)
+    on_n2 = cf.cost_sensitivity("forge-n3", "n2")
+    assert on_n2[0]["base"] == pytest.approx(cf.cost("forge-n3", "n2").unit_cost_usd)

@@ -278,3 +278,27 @@ def test_cli_cost_tables():
     out = CliRunner().invoke(app, ["cost", "--chip", "h100"])
     assert out.exit_code == 0, out.output
     assert "area by block" in out.output and "unit cost" in out.output
+
+
+def test_sensitivity_moves_each_input_alone_and_sorts_by_swing():
+    """`sensitivity`: the unit cost at each sourced input's ends, each a re-run of the cost model
+    with only that input moved; every input raises the cost; rows sorted by swing."""
+    from chipforge.silicon import node_named, sensitivity
+
+    chip = load_chip("forge-n3")
+    rows = sensitivity(chip, "n2")
+    n2, on_n2 = node_named("n2"), chip.model_copy(update={"node": "n2"})
+    base = evaluate(chip, "n2").unit_cost_usd
+    by = {r["knob"].split(" (")[0]: r for r in rows}
+    assert set(by) == {"wafer price", "defect density", "HBM price", "cores"}
+    assert all(r["base"] == pytest.approx(base) for r in rows)
+    assert all(r["at_low"] < r["base"] < r["at_high"] for r in rows)
+    swings = [abs(r["at_high"] - r["at_low"]) for r in rows]
+    assert swings == sorted(swings, reverse=True)
+    wafer = unit_cost(on_n2, node=n2, wafer_price_usd=n2.wafer_price_high_usd).unit_cost
+    assert by["wafer price"]["at_high"] == pytest.approx(wafer)
+    d0 = unit_cost(on_n2, node=n2, defect_density_per_cm2=0.75 * n2.defect_density_per_cm2)
+    assert by["defect density"]["at_low"] == pytest.approx(d0.unit_cost)
+    fewer = chip.model_copy(update={"cores": round(chip.cores * 0.75)})
+    assert by["cores"]["low"] == fewer.cores
+    assert by["cores"]["at_low"] == pytest.approx(evaluate(fewer, "n2").unit_cost_usd)

@@ -15,6 +15,7 @@ API = (
     "plan_training",
     "plan_serving",
     "cost",
+    "cost_sensitivity",
     "site",
     "sweep",
     "build_or_buy",

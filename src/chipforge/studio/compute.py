@@ -620,62 +620,17 @@ def by_node(spec) -> dict[str, dict]:
     return out
 
 
-# Ranges of the silicon cost model's inputs for the Silicon page's tornado: the wafer price
-# between the node table's low and high (spec/nodes.toml, sourced per node); the HBM price as
-# the datacenter tornado's (datacenter.report.KNOBS, sourced there); the defect density from
-# 0.75x to 1.5x the node's (N5's D0 fell from 0.10-0.11 to ~0.06 per cm2 over its ramp,
-# [semi-d0-n5]: assumption); the cores (so the die area) 25% fewer or more, a design choice.
-D0_RANGE = (0.75, 1.5)
-CORES_RANGE = (0.75, 1.25)
-
-
 def silicon_sensitivity(spec, node: str | None) -> dict:
-    """The unit cost at each cost-model input's low and high end, the rest at the base case
-    (`chipforge.silicon.unit_cost` with its overrides; `cf.cost` for a design with other
-    cores): rows for the report's tornado, base first."""
-    from chipforge.datacenter.report import KNOBS
-    from chipforge.silicon import node_named, unit_cost
-
-    proc = node_named(node) if node else spec.process
-    chip = spec.model_copy(update={"node": proc.name})
-    base = unit_cost(chip, node=proc)
-    inputs = base.inputs
-
-    def cost(**kw) -> float:
-        return unit_cost(chip, node=proc, **kw).unit_cost
-
-    rows = []
-
-    def row(knob: str, unit: str, lo: float, hi: float, at_lo: float, at_hi: float) -> None:
-        name = f"{knob} ({unit})" if unit else knob
-        rows.append({"knob": name, "low": lo, "high": hi, "at_low": at_lo, "at_high": at_hi,
-                     "base": base.unit_cost})  # fmt: skip
-
-    lo, hi = proc.wafer_price_low_usd, proc.wafer_price_high_usd
-    row("wafer price", "USD", lo, hi, cost(wafer_price_usd=lo), cost(wafer_price_usd=hi))
-    d0 = inputs["defect_density_per_cm2"]
-    lo, hi = d0 * D0_RANGE[0], d0 * D0_RANGE[1]
-    row("defect density", "per cm2", lo, hi, cost(defect_density_per_cm2=lo),
-        cost(defect_density_per_cm2=hi))  # fmt: skip
-    if "hbm_price_per_gb_usd" in inputs:
-        p = inputs["hbm_price_per_gb_usd"]
-        lo, hi = p * KNOBS["hbm_price"][0], p * KNOBS["hbm_price"][1]
-        row("HBM price", "USD/GB", lo, hi, cost(hbm_price_per_gb_usd=lo),
-            cost(hbm_price_per_gb_usd=hi))  # fmt: skip
-    ends = []
-    for f in CORES_RANGE:
-        n = max(1, round(spec.cores * f))
-        dump = {**spec.model_dump(), "cores": n, "physical_cores": None}
-        ends.append((n, cf.cost(ChipSpec.model_validate(dump), proc.name).unit_cost_usd))
-    if ends[0][0] != ends[1][0]:
-        row("cores (die area)", "", ends[0][0], ends[1][0], ends[0][1], ends[1][1])
+    """The unit cost at each cost-model input's ends (`cf.cost_sensitivity`, sorted by swing)
+    and its rows for the report's tornado."""
+    rows = cf.cost_sensitivity(spec, node or None)
+    base = rows[0]["base"]
     table = [
         (r["knob"], f"{_figure(r['low'])} .. {_figure(r['high'])}",
          f"{r['at_low']:,.0f} .. {r['at_high']:,.0f} USD")
         for r in rows
     ]  # fmt: skip
-    return {"base_usd": base.unit_cost, "sensitivity": rows, "rows": table,
-            "yield": inputs["yield"], "die_area_mm2": inputs["die_area_mm2"]}  # fmt: skip
+    return {"base_usd": base, "sensitivity": rows, "rows": table}
 
 
 def _figure(v: float) -> str:

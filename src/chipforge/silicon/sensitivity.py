@@ -1,0 +1,58 @@
+"""The unit cost's sensitivity to its sourced inputs: rows for a tornado, sorted by swing."""
+
+from __future__ import annotations
+
+from chipforge.silicon.cost import unit_cost
+from chipforge.silicon.report import evaluate, node_named
+from chipforge.spec import ChipSpec
+
+# Ranges of the silicon cost model's inputs: the wafer price between the node table's low and
+# high (spec/nodes.toml, sourced per node); the HBM price as the datacenter tornado's
+# (datacenter.report.KNOBS, sourced there); the defect density from 0.75x to 1.5x the node's
+# (N5's D0 fell from 0.10-0.11 to ~0.06 per cm2 over its ramp, [semi-d0-n5]: assumption); the
+# cores (so the die area) 25% fewer or more, a design choice.
+D0_RANGE = (0.75, 1.5)
+CORES_RANGE = (0.75, 1.25)
+
+
+def sensitivity(chip: ChipSpec, node: str | None = None) -> list[dict]:
+    """The unit cost (USD) at each cost-model input's low and high end, the rest at the base
+    case (`unit_cost` with its overrides; `evaluate` for a design with other cores): rows with
+    knob, low, high, at_low, at_high and base, sorted by swing like
+    `datacenter.report.sensitivity`."""
+    from chipforge.datacenter.report import KNOBS
+
+    proc = node_named(node) if node else chip.process
+    on = chip.model_copy(update={"node": proc.name})
+    base = unit_cost(on, node=proc)
+    inputs = base.inputs
+
+    def cost(**kw) -> float:
+        return unit_cost(on, node=proc, **kw).unit_cost
+
+    rows = []
+
+    def row(knob: str, unit: str, lo: float, hi: float, at_lo: float, at_hi: float) -> None:
+        name = f"{knob} ({unit})" if unit else knob
+        rows.append({"knob": name, "low": lo, "high": hi, "at_low": at_lo, "at_high": at_hi,
+                     "base": base.unit_cost})  # fmt: skip
+
+    lo, hi = proc.wafer_price_low_usd, proc.wafer_price_high_usd
+    row("wafer price", "USD", lo, hi, cost(wafer_price_usd=lo), cost(wafer_price_usd=hi))
+    d0 = inputs["defect_density_per_cm2"]
+    lo, hi = d0 * D0_RANGE[0], d0 * D0_RANGE[1]
+    row("defect density", "per cm2", lo, hi, cost(defect_density_per_cm2=lo),
+        cost(defect_density_per_cm2=hi))  # fmt: skip
+    if "hbm_price_per_gb_usd" in inputs:
+        p = inputs["hbm_price_per_gb_usd"]
+        lo, hi = p * KNOBS["hbm_price"][0], p * KNOBS["hbm_price"][1]
+        row("HBM price", "USD/GB", lo, hi, cost(hbm_price_per_gb_usd=lo),
+            cost(hbm_price_per_gb_usd=hi))  # fmt: skip
+    ends = []
+    for f in CORES_RANGE:
+        n = max(1, round(chip.cores * f))
+        dump = {**chip.model_dump(), "cores": n, "physical_cores": None}
+        ends.append((n, evaluate(ChipSpec.model_validate(dump), proc.name).costs.unit_cost))
+    if ends[0][0] != ends[1][0]:
+        row("cores (die area)", "", ends[0][0], ends[1][0], ends[0][1], ends[1][1])
+    return sorted(rows, key=lambda r: -abs(r["at_high"] - r["at_low"]))
