@@ -958,6 +958,16 @@ def test_rack_and_topology_names_with_spaces_around(tmp_path):
     assert code == 0, err
 
 
+def test_bare_name_keeps_spaces_only_for_a_file_named_so(tmp_path, monkeypatch):
+    """One rule for a chip or rack name: spaces around it go unless a file is named with them."""
+    from chipforge.userfile import bare_name
+
+    monkeypatch.chdir(tmp_path)
+    assert bare_name(" h100\t") == "h100"
+    (tmp_path / " h100 ").write_text("")
+    assert bare_name(" h100 ") == " h100 "
+
+
 def test_no_data_parallel_degree_says_why_and_the_fix():
     """`train --chips 16777216 --global-batch 1048576` said "give --chips a multiple of a power
     of two" (it is one): tp <= 8 and pp 1 (past a million chips per replica) leave dp >= 2^21,

@@ -47,6 +47,18 @@ def forget_inputs() -> None:
     _INPUTS.clear()
 
 
+def bare_name(text: str) -> str:
+    """A chip or rack named by the user, without the spaces around it (as in a `--chip a, b`
+    list), unless a file is named exactly `text`. A name the file system refuses (too long, a
+    NUL) is kept as given: the loader's own checks then say what is wrong with it."""
+    if text == text.strip():
+        return text
+    try:
+        return text if Path(text).exists() else text.strip()
+    except (OSError, ValueError):
+        return text
+
+
 def missing(path: str | Path) -> str:
     """Why `path` cannot be read as a file, for an error: 'does not exist' or 'is not a regular
     file' (a folder, a named pipe, a device)."""

@@ -117,7 +117,7 @@ def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topolog
     if chips <= 0:
         raise SpecError(f"`chips` must be a positive integer, not {chips}")
     default = _preset_for_chip(chip)
-    name = name.strip() if name is not None else None  # as around a chip name
+    name = name.strip() if name is not None else None  # a preset only, never a file
     label = name
     if name is None:
         name = default

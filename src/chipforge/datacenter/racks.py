@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from chipforge.errors import SpecError, check_name, did_you_mean
-from chipforge.userfile import load_toml, missing
+from chipforge.userfile import bare_name, load_toml, missing
 
 AIR_COOLED_MAX_W = 40e3  # assumption: above ~40 kW a rack needs liquid (DGX H100 racks ~41 kW)
 
@@ -126,11 +126,7 @@ def load_rack(name: str) -> Rack:
     """A rack preset by name, or a rack TOML file by path. Spaces around it are dropped (as
     around a chip) unless a file is named so."""
     racks = _presets()
-    try:
-        if name != name.strip() and not Path(name).exists():
-            name = name.strip()
-    except (OSError, ValueError):  # a name too long, a NUL: the checks below say so
-        pass
+    name = bare_name(name)
     if name.endswith(".toml") or Path(name).is_file():
         path = Path(name)
         if not path.is_file():
@@ -209,10 +205,9 @@ def rack_for(chip, rack: str | None, a, flag: str = "--rack") -> Rack:
     where `rack` came from."""
     from chipforge.spec import load_chip, preset_names  # noqa: PLC0415
 
+    if isinstance(chip, str):
+        chip = bare_name(chip)  # the name `load_chip` reads
     spec = load_chip(chip)
-    name = chip.strip() if isinstance(chip, str) else ""
-    if name != chip and name in preset_names() and load_chip(name) == spec:
-        chip = name  # `load_chip` dropped the spaces around a preset's name (no such file)
     is_preset = chip in preset_names()
     if not isinstance(chip, str):  # a spec: a preset's own spec is that preset
         is_preset = spec.name in preset_names() and load_chip(spec.name) == spec

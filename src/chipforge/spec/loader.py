@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from chipforge.errors import SpecError, did_you_mean
 from chipforge.spec.models import ChipSpec
-from chipforge.userfile import load_toml, missing
+from chipforge.userfile import bare_name, load_toml, missing
 
 PRESET_DIR = resources.files("chipforge.spec") / "presets"
 
@@ -141,12 +141,7 @@ def load_chip(name_or_path: str | Path | ChipSpec) -> ChipSpec:
     unless a file is named so."""
     if isinstance(name_or_path, ChipSpec):
         return name_or_path
-    text = str(name_or_path)
-    try:
-        if text != text.strip() and not Path(text).exists():
-            text = text.strip()
-    except (OSError, ValueError):  # a name too long, a NUL: the checks below say so
-        pass
+    text = bare_name(str(name_or_path))
     if not text:
         raise SpecError("`chip` is empty; give a preset name or a chip TOML path")
     try:
