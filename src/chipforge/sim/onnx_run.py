@@ -15,6 +15,7 @@ import numpy as np
 from chipforge.errors import WorkloadError
 from chipforge.sim import onnx_attention
 from chipforge.sim.matrix_backend import Backend, bf16
+from chipforge.workload.costs import einsum_groups
 from chipforge.workload.imported import require
 from chipforge.workload.onnx_fold import output_size
 
@@ -182,12 +183,10 @@ def einsum(spec: str, operands: list, matmul: Callable) -> np.ndarray:
         raise WorkloadError(f"einsum {spec!r}: only explicit 'ab,bc->ac' equations run")
     if len(operands) == 1:
         return np.einsum(equation, operands[0])
-    (a, b), (x, y) = terms, operands
-    batch = [c for c in out if c in a and c in b]
-    rows, cols = [c for c in out if c not in b], [c for c in out if c not in a]
-    k = [c for c in a if c in b and c not in out]
-    if len(terms) != 2 or set(a) | set(b) != set(batch + rows + cols + k):
+    if (groups := einsum_groups(terms, out)) is None:
         raise WorkloadError(f"einsum {spec!r}: only one product of two operands runs")
+    batch, rows, cols, k = groups
+    (a, b), (x, y) = terms, operands
     size = dict(zip(a, x.shape, strict=True)) | dict(zip(b, y.shape, strict=True))
     dims = [math.prod(size[c] for c in g) for g in (batch, rows, k, cols)]
     x = np.transpose(x, [a.index(c) for c in batch + rows + k]).reshape(dims[:3])

@@ -108,6 +108,22 @@ def resize(p: Program, node: Node, f: Formats) -> list[Op]:
     return gather(p, node, f)
 
 
+def einsum_groups(terms: list[str], out: str) -> tuple[list, list, list, list] | None:
+    """A two-operand einsum's indices as one batched product: (batch, rows, columns,
+    contraction), in both operands and the output, in the first and the output, in the second
+    and the output, in both operands only. None for any other number of operands, or an index
+    that is in none of these groups (summed in one operand only)."""
+    if len(terms) != 2:
+        return None
+    a, b = terms
+    batch = [c for c in out if c in a and c in b]
+    rows, cols = [c for c in out if c not in b], [c for c in out if c not in a]
+    k = [c for c in a if c in b and c not in out]
+    if set(a) | set(b) != set(batch + rows + cols + k):
+        return None
+    return batch, rows, cols, k
+
+
 def einsum(p: Program, node: Node, f: Formats) -> list[Op]:
     """`torch.einsum` / ONNX Einsum. One operand: a permutation is free (as a transpose), else
     a sum over the indices it drops. Two operands: a batched matrix product, the indices in
@@ -129,12 +145,10 @@ def einsum(p: Program, node: Node, f: Formats) -> list[Op]:
         if sorted(terms[0]) == sorted(out):
             return []
         return _vector(p, node, f, ins[0].numel, ROW_OPS["sum"])
-    (a, b), (va, vb) = terms, ins
-    batch = [c for c in out if c in a and c in b]
-    rows, cols = [c for c in out if c not in b], [c for c in out if c not in a]
-    k = [c for c in a if c in b and c not in out]
-    if len(ins) != 2 or set(a) | set(b) != set(batch + rows + cols + k):
+    if (groups := einsum_groups(terms, out)) is None:
         return unsupported_op(p, node, f)
+    batch, rows, cols, k = groups
+    va, vb = ins
     if va.static and not vb.static:  # the weight is B
         (va, vb), (rows, cols) = (vb, va), (cols, rows)
     m, n, depth = (math.prod(size[c] for c in group) for group in (rows, cols, k))
