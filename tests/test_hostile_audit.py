@@ -898,6 +898,11 @@ def test_zoo_sizes_are_checked_before_torch(workload, words):
         ('{ chips = 8, power_w = 1e5, other_hw_usd = 1, cooling = "lava" }', ["cooling"]),
         ('{ chips = 8, power_w = 1e5, other_hw_usd = 1, name = "a\\u001bb" }', ["`name`"]),
         ("{ chips = 8, power_w = 1e5, other_hw_usd = 1, colour = 1 }", ["colour"]),
+        (f"{{ chips = {2**20 + 1}, power_w = 1e5, other_hw_usd = 1 }}", ["`chips`", "1,048,576"]),
+        ("{ chips = 8, powr_w = 1e5, other_hw_usd = 1 }", ["powr_w", "did you mean power_w"]),
+        ("{ chips = 8, power_w = 1e5, power = 1e5, other_hw_usd = 1 }", ["`power_w`", "`power`"]),
+        ('{ chips = 8, power_w = 1e5, other_hw_usd = 1, chip = "h100" }', ["`chip`"]),
+        ("{ chips = 8, other_hw_usd = 1 }", ["`power`", "`power_w`", "required"]),
     ],
 )
 def test_decide_inline_rack_is_validated(tmp_path, rack, words):
@@ -914,6 +919,31 @@ def test_decide_inline_rack_is_validated(tmp_path, rack, words):
     with pytest.raises(ChipforgeError) as err:
         _rack(load_scenario(path).build)
     assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_decide_inline_rack_is_a_rack_file(tmp_path):
+    """The inline rack is read by `rack_from_dict` as a rack file is: the same fields (in
+    either spelling), cooling from power when not given, and the same chips cap."""
+    from chipforge.datacenter.racks import load_rack
+    from chipforge.decide.inputs import load_scenario
+    from chipforge.decide.rates import _rack
+    from chipforge.errors import ChipforgeError
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    path = tmp_path / "s.toml"
+    inline = '{ chips = 4, power_w = "10 kW", other_hw_usd = 2000 }'
+    path.write_text(text.replace('rack = "forge-n3-rack"', f"rack = {inline}", 1))
+    rack = _rack(load_scenario(path).build)
+    own = tmp_path / "own.toml"
+    own.write_text("chips = 4\npower = 10000\nother_hw_usd_per_rack = 2000\n")
+    assert (rack.chips, rack.power_w, rack.other_hw_usd, rack.cooling, rack.source) == (
+        4, 1e4, 2000.0, "air", "scenario")  # fmt: skip
+    assert rack.power_w == load_rack(str(own)).power_w
+    assert rack.cooling == load_rack(str(own)).cooling
+    own.write_text(f"chips = {2**21}\npower_w = 1e5\nother_hw_usd = 1\n")
+    with pytest.raises(ChipforgeError, match="1,048,576"):
+        load_rack(str(own))
 
 
 def test_sweep_serving_counts_are_capped_up_front(tmp_path):

@@ -22,7 +22,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from chipforge.errors import SpecError, check_name, did_you_mean
+from chipforge.errors import SpecError, UnitError, check_name, did_you_mean
 from chipforge.userfile import bare_name, load_toml, missing
 
 AIR_COOLED_MAX_W = 40e3  # assumption: above ~40 kW a rack needs liquid (DGX H100 racks ~41 kW)
@@ -66,31 +66,54 @@ RACK_FIELDS = (
     "name", "chip", "chips", "power", "cooling", "other_hw_usd_per_rack", "market_chip_usd",
     "source", "power_basis",
 )  # fmt: skip
+# the same fields as `Rack.to_dict` (and a decide scenario's inline rack) spells them
+RACK_ALIASES = {"power_w": "power", "other_hw_usd": "other_hw_usd_per_rack"}
+MAX_RACK_CHIPS = 2**20
 
 
 def rack_from_dict(name: str, r: dict, where: str) -> Rack:
-    """A rack from its TOML table; errors name `where` and the field."""
+    """A rack from its TOML table (or an inline table, with `RACK_ALIASES`' spellings); errors
+    name `where` and the field as written."""
     from chipforge.units import parse_quantity  # noqa: PLC0415
 
+    known = RACK_FIELDS + tuple(RACK_ALIASES)
+    spelt = {}  # field -> the key the table gives it under
     for k in r:
-        if k not in RACK_FIELDS:
+        if k not in known:
             raise SpecError(
-                f"{where}: `{k}` is not a rack field{did_you_mean(k, RACK_FIELDS)}; "
+                f"{where}: `{k}` is not a rack field{did_you_mean(k, known)}; "
                 f"use {', '.join(RACK_FIELDS)}"
             )
+        field = RACK_ALIASES.get(k, k)
+        if field in spelt:
+            raise SpecError(f"{where}: `{spelt[field]}` and `{k}` are the same field; give one")
+        spelt[field] = k
+    r = {field: r[k] for field, k in spelt.items()}
+    also = {v: f" (or `{k}`)" for k, v in RACK_ALIASES.items()}
     for k in ("chips", "power", "other_hw_usd_per_rack"):
         if k not in r:
-            raise SpecError(f"{where}: `{k}` is required; add it (see racks.toml for examples)")
+            raise SpecError(
+                f"{where}: `{k}`{also.get(k, '')} is required; add it (see racks.toml for examples)"
+            )
     chips = r["chips"]
-    if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
-        raise SpecError(f"{where}: `chips` must be a positive integer, not {chips!r}")
-    power = parse_quantity(r["power"], "power", field=f"{where}: power")
-    other = parse_quantity(r["other_hw_usd_per_rack"], "money", field=f"{where}: other_hw")
-    market = r.get("market_chip_usd")
-    market = None if market is None else parse_quantity(market, "money", field=where)
-    for k, v in (("power", power), ("other_hw_usd_per_rack", other), ("market_chip_usd", market)):
-        if v is not None and (not math.isfinite(v) or v < 0 or (k == "power" and v == 0)):
-            raise SpecError(f"{where}: `{k}` must be a positive number, not {r[k]!r}")
+    if isinstance(chips, bool) or not isinstance(chips, int) or not 1 <= chips <= MAX_RACK_CHIPS:
+        raise SpecError(
+            f"{where}: `chips` must be a whole number from 1 to {MAX_RACK_CHIPS:,}, not {chips!r}"
+        )
+    amounts = {}
+    for k, dim in (("power", "power"), ("other_hw_usd_per_rack", "money"),
+                   ("market_chip_usd", "money")):  # fmt: skip
+        if r.get(k) is None:
+            continue
+        try:
+            v = parse_quantity(r[k], dim, field=spelt[k])
+        except UnitError as e:
+            raise SpecError(f"{where}: {e}") from None
+        if v < 0 or (k == "power" and v == 0):
+            least = "> 0" if k == "power" else ">= 0"
+            raise SpecError(f"{where}: `{spelt[k]}` must be a number {least}, not {r[k]!r}")
+        amounts[k] = v
+    power = amounts["power"]
     cooling = r.get("cooling", "liquid" if power > AIR_COOLED_MAX_W else "air")
     if cooling not in ("air", "liquid"):
         raise SpecError(f"{where}: `cooling` must be air or liquid, not {cooling!r}")
@@ -103,8 +126,8 @@ def rack_from_dict(name: str, r: dict, where: str) -> Rack:
         chips=chips,
         power_w=power,
         cooling=cooling,
-        other_hw_usd=other,
-        market_chip_usd=market,
+        other_hw_usd=amounts["other_hw_usd_per_rack"],
+        market_chip_usd=amounts.get("market_chip_usd"),
         source=str(r.get("source", where)),
         power_basis=basis,
     )

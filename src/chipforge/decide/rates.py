@@ -7,14 +7,14 @@ each chip's MFU comes from its own plan."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from chipforge.datacenter.racks import Rack, rack_for
+from chipforge.datacenter.racks import Rack, rack_for, rack_from_dict
 from chipforge.datacenter.site import Assumptions, network_tiers
 from chipforge.datacenter.tco import Chip, facts_from
 from chipforge.datacenter.workload import serving, training
 from chipforge.decide.inputs import Option, Scenario
-from chipforge.errors import ChipforgeError, check_name
+from chipforge.errors import ChipforgeError
 from chipforge.silicon import evaluate
 from chipforge.spec import load_chip
 from chipforge.workload.resolve import resolve_model
@@ -53,61 +53,13 @@ class ChipType:
         return d
 
 
-INLINE_RACK = ("name", "chips", "power_w", "other_hw_usd", "market_chip_usd", "cooling", "source",
-               "power_basis")  # fmt: skip
-
-
-def _number(r: dict, key: str, *, positive: bool = False) -> float:
-    """An inline rack's `key`: a finite number, >= 0 (> 0 when `positive`)."""
-    v = r[key]
-    if (
-        isinstance(v, bool)
-        or not isinstance(v, int | float)
-        or not 0 <= v < math.inf
-        or (positive and v == 0)
-    ):
-        least = "> 0" if positive else ">= 0"
-        raise ChipforgeError(f"an inline rack's `{key}` must be a finite number {least}, not {v!r}")
-    return float(v)
-
-
 def _rack(opt: Option) -> Rack:
-    if isinstance(opt.rack, dict):
-        r = opt.rack
-        extra = sorted(set(r) - set(INLINE_RACK))
-        if extra:
-            raise ChipforgeError(
-                f"an inline rack has no `{extra[0]}`; use {', '.join(INLINE_RACK)}"
-            )
-        if r.get("power_basis", "typical") not in ("typical", "max"):
-            raise ChipforgeError(f"an inline rack's power_basis must be typical or max, not "
-                                 f"{r['power_basis']!r}")  # fmt: skip
-        if r.get("cooling", "liquid") not in ("air", "liquid"):
-            raise ChipforgeError(f"an inline rack's cooling must be air or liquid, not "
-                                 f"{r['cooling']!r}")  # fmt: skip
-        try:
-            chips = r["chips"]
-            if isinstance(chips, bool) or not isinstance(chips, int) or not 1 <= chips <= 2**20:
-                raise ChipforgeError(
-                    f"an inline rack's `chips` must be a whole number from 1 to 1,048,576, not "
-                    f"{chips!r}"
-                )
-            market = r.get("market_chip_usd")
-            return Rack(
-                name=check_name(r.get("name", f"{opt.chip}-rack"), "name", where="an inline rack"),
-                chip=opt.chip,
-                chips=chips,
-                power_w=_number(r, "power_w", positive=True),
-                cooling=str(r.get("cooling", "liquid")),
-                other_hw_usd=_number(r, "other_hw_usd"),
-                market_chip_usd=None if market is None else _number(r, "market_chip_usd"),
-                source=str(r.get("source", "scenario")),
-                power_basis=str(r.get("power_basis", "typical")),
-            )
-        except KeyError as e:
-            raise ChipforgeError(
-                f"an inline rack needs {e.args[0]}: give chips, power_w and other_hw_usd"
-            ) from None
+    if isinstance(opt.rack, dict):  # an inline table: the option's chip, a rack file's fields
+        where = f"the inline rack of {opt.chip}"
+        if "chip" in opt.rack:
+            raise ChipforgeError(f"{where}: leave out `chip`; it holds the option's `chip`")
+        r = rack_from_dict(f"{opt.chip}-rack", {"source": "scenario", **opt.rack}, where)
+        return replace(r, chip=opt.chip)
     # a preset or rack TOML, else the chip preset's rack, else the rack template's (as datacenter)
     return rack_for(opt.chip, opt.rack, Assumptions(), "rack")
 
