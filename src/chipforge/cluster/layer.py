@@ -266,8 +266,9 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
         cast_b = sum(o.batch * o.m * o.n for o in linear)
     fwd = bwd = attn = opt = 0.0
     mods = dict.fromkeys(RECOMPUTE_MODULES, 0.0)
+    times = {op.name: gemm.get(op.name, op.time_s) for op in ops.ops}  # each op as priced here
     for op in ops.ops:
-        t = gemm.get(op.name, op.time_s)
+        t = times[op.name]
         if op.kind == "attention":
             if attention == "materialized":
                 continue  # priced below
@@ -324,15 +325,16 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
         _CACHE.clear()
         _MODULES.clear()
         _TP_GEMMS.clear()
-    _TP_GEMMS[k] = _tp_groups(chip, g8 if fp8 else graph, fp8) if tp > 1 else {}
+    _TP_GEMMS[k] = _tp_groups(graph, times) if tp > 1 else {}
     _CACHE[k] = (fwd, bwd, attn, opt)
     _MODULES[k] = {**mods, "core_attn": attn}
 
 
-def _tp_groups(chip: ChipSpec, graph: Graph, deployed: bool) -> dict[str, tuple[float, float]]:
+def _tp_groups(graph: Graph, times: dict[str, float]) -> dict[str, tuple[float, float]]:
     """`tp_gemms` of a layer graph: its forward GEMMs sorted into TP_GROUPS by their place in
     the block (those before the attention core, after it, the MLP's "_down" projections and
-    its other GEMMs), each group with its dgrads."""
+    its other GEMMs), each group with its dgrads, at the times `times` gives them (the
+    layer's own pricing: the FP8 GEMMs' where the layer runs them so)."""
     group: dict[str, str] = {}
     where = "attn_in"
     for op in graph.ops:
@@ -345,14 +347,10 @@ def _tp_groups(chip: ChipSpec, graph: Graph, deployed: bool) -> dict[str, tuple[
         elif op.kind == "matmul":
             down = where == "ffn_in" and op.name.endswith("_down")
             group[op.name] = "ffn_out" if down else where
-    chosen = [
-        o for o in graph.ops
-        if o.kind == "matmul" and o.name.removesuffix(".dgrad") in group
-    ]  # fmt: skip
     out = {g: [0.0, 0.0] for g in TP_GROUPS}
-    for o, cost in zip(chosen, estimate(Graph("tp", tuple(chosen)), chip, deployed=deployed).ops,
-                       strict=True):  # fmt: skip
-        out[group[o.name.removesuffix(".dgrad")]][o.name.endswith(".dgrad")] += cost.time_s
+    for o in graph.ops:
+        if o.kind == "matmul" and (name := o.name.removesuffix(".dgrad")) in group:
+            out[group[name]][o.name.endswith(".dgrad")] += times[o.name]
     return {g: (f, b) for g, (f, b) in out.items()}
 
 
