@@ -4,9 +4,10 @@ AMD's ROCm results, OCI), selected by the fixed rule in the file's header and co
 any prediction for them was looked at. It estimates how the model generalises and is never used
 to tune anything. Registered in `cluster.validate.CASES` as kinds "training-check" and
 "serving-check"; a row the API cannot state (its `not_expressible` column) or the model refuses
-is reported with the reason, never dropped. The rows of SEEN_SOURCES (torchtitan, rule C1) were
-read to diagnose the model (the file's STATUS header): they are reported apart, as kind
-"training-check-seen", so the unseen kinds keep estimating generalisation."""
+is reported with the reason, never dropped. The rows of SEEN_SOURCES (torchtitan, rule C1; AMD's
+and OCI's vLLM MI300X runs, rules S1 and S2) are read to diagnose the model (the file's STATUS
+header): they are reported apart, as kinds "training-check-seen" and "serving-check-seen", so the
+unseen kind (training-check: MaxText, MLPerf Training v4.1) keeps estimating generalisation."""
 
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec
 
 FILENAME = "check_heldout.csv"
-# rows whose errors were read while diagnosing the model (STATUS in the CSV header): rule C1
-SEEN_SOURCES = ("github.com/pytorch/torchtitan/",)
+# rows whose errors are read while diagnosing the model (STATUS in the CSV header): rule C1
+# (torchtitan), rules S1 (AMD's ROCm performance results) and S2 (OCI's MI300X blog)
+SEEN_SOURCES = ("github.com/pytorch/torchtitan/", "rocm-hub/dev-ai/performance-results",
+                "blogs.oracle.com")  # fmt: skip
 SEEN_KIND = "training-check-seen"
-KINDS = ("training-check", "serving-check", SEEN_KIND)
+SERVING_SEEN_KIND = "serving-check-seen"
+KINDS = ("training-check", SEEN_KIND, SERVING_SEEN_KIND)
 TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp": "yes"}
 # torchtitan's attention is PyTorch's F.scaled_dot_product_attention (models/llama/model.py),
 # whose FLASH backend is PyTorch's FlashAttention-2 port: cuDNN attention became opt-in (lowest
@@ -79,9 +83,10 @@ def maxtext_tflops(row: dict, step_s: float) -> float:
 
 
 def kind_of(row: dict) -> str:
-    """The row's kind: "<training|serving>-check", or SEEN_KIND for a diagnostic (seen) row."""
+    """The row's kind: "<training|serving>-check", or "<training|serving>-check-seen" for a
+    diagnostic (seen) row."""
     if any(s in row["source"] for s in SEEN_SOURCES):
-        return SEEN_KIND
+        return f"{row['kind']}-check-seen"
     return f"{row['kind']}-check"
 
 
