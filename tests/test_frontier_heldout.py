@@ -4,6 +4,7 @@ the reason it cannot be expressed yet), never silently dropped."""
 from __future__ import annotations
 
 import math
+from importlib import resources
 
 import pytest
 
@@ -20,7 +21,7 @@ def results():
 
 
 def test_rule_is_written_and_every_row_cites_a_source():
-    header = (fv.resources.files("chipforge.data") / fv.FILENAME).read_text().splitlines()[0]
+    header = (resources.files("chipforge.data") / fv.FILENAME).read_text().splitlines()[0]
     assert header.startswith("#") and "held-out" in header
     for row in fv.rows():
         assert row["source"].startswith("https://"), row["id"]

@@ -11,12 +11,19 @@ unseen kind (training-check: MaxText, MLPerf Training v4.1) keeps estimating gen
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
-from importlib import resources
 
 from chipforge.cluster.serving import plan_serving
-from chipforge.cluster.validate import CASES, ClusterCase, _int, _model, _training_predictor
+from chipforge.cluster.validate import (
+    CASES,
+    TRAINING_DEFAULTS,
+    ClusterCase,
+    _int,
+    _model,
+    _training_predictor,
+    case_of,
+    csv_rows,
+)
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec
@@ -29,7 +36,6 @@ SEEN_SOURCES = ("github.com/pytorch/torchtitan/", "rocm-hub/dev-ai/performance-r
 SEEN_KIND = "training-check-seen"
 SERVING_SEEN_KIND = "serving-check-seen"
 KINDS = ("training-check", SEEN_KIND, SERVING_SEEN_KIND)
-TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp": "yes"}
 # torchtitan's attention is PyTorch's F.scaled_dot_product_attention (models/llama/model.py),
 # whose FLASH backend is PyTorch's FlashAttention-2 port: cuDNN attention became opt-in (lowest
 # priority) in PyTorch 2.5.1 (pytorch/pytorch#138522, Oct 2024; on 2.6.0.dev20241204 SDPA ran
@@ -44,8 +50,7 @@ OVERRIDES = {"hbm_capacity": "capacity", "hbm_bandwidth": "bandwidth"}
 
 def rows() -> list[dict]:
     """The CSV's rows (its '#' header lines state the selection rule)."""
-    text = (resources.files("chipforge.data") / FILENAME).read_text()
-    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    return csv_rows(FILENAME)
 
 
 def chip_for(row: dict) -> ChipSpec | str:
@@ -151,13 +156,10 @@ def _ran(predict: Callable[[], float]) -> Callable[[], float]:
 
 def cases() -> list[ClusterCase]:
     return [
-        ClusterCase(
-            id=row["id"],
-            kind=kind_of(row),
-            metric=row["metric"],
-            published=float(row["value"]),
-            source=row["source"],
-            predict=_ran((_training if row["kind"] == "training" else _serving)(row)),
+        case_of(
+            row,
+            kind_of(row),
+            _ran(_training(row) if row["kind"] == "training" else _serving(row)),
             may_fail=True,
         )
         for row in rows()

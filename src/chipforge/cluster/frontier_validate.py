@@ -6,16 +6,21 @@ cannot express yet is reported as such (with the reason), never dropped."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
-from importlib import resources
 
 from chipforge.cluster.serving import at_rate, plan_serving
-from chipforge.cluster.validate import CASES, ClusterCase, _int, _training_predictor
+from chipforge.cluster.validate import (
+    CASES,
+    TRAINING_DEFAULTS,
+    ClusterCase,
+    _int,
+    _training_predictor,
+    case_of,
+    csv_rows,
+)
 from chipforge.errors import WorkloadError
 
 FILENAME = "frontier_heldout.csv"
-TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp": "yes"}
 SERVING_METRICS = {
     "output_tokens_per_s": lambda p: p.throughput_tokens_per_s,
     "output_tokens_per_s_per_chip": lambda p: p.throughput_tokens_per_s / p.chips,
@@ -36,8 +41,7 @@ def rows() -> list[dict]:
     (osl_cv, attn_dtype, ep_overlap, pool, prefix_hit,
     adp_balance, isl_cv, max_num_tokens) are serving inputs: training rows may
     leave them out."""
-    text = (resources.files("chipforge.data") / FILENAME).read_text()
-    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    return csv_rows(FILENAME)
 
 
 def _float(v: str) -> float | None:
@@ -152,16 +156,9 @@ def _training(row: dict) -> Callable[[], float]:
 
 
 def _cases(kind: str) -> list[ClusterCase]:
+    predictor = _training if kind == "training" else _serving_predictor
     return [
-        ClusterCase(
-            id=row["id"],
-            kind=f"{kind}-frontier",
-            metric=row["metric"],
-            published=float(row["value"]),
-            source=row["source"],
-            predict=(_training if kind == "training" else _serving_predictor)(row),
-            may_fail=True,
-        )
+        case_of(row, f"{kind}-frontier", predictor(row), may_fail=True)
         for row in rows()
         if row["kind"] == kind
     ]

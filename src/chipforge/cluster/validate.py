@@ -37,6 +37,8 @@ class ClusterCase:
 
 
 CASES: list[Callable[[], list[ClusterCase]]] = []
+# the held-out sets' training options that no row states
+TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp": "yes"}
 
 
 def _model(text: str, name: str) -> ModelConfig:
@@ -111,20 +113,31 @@ def _training_predictor(row: dict) -> Callable[[], float]:
     return predict
 
 
+def csv_rows(filename: str) -> list[dict]:
+    """The rows of `chipforge/data/<filename>`; '#' lines (a held-out file's selection rule and
+    status header) are skipped."""
+    text = (resources.files("chipforge.data") / filename).read_text()
+    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+
+
+def case_of(
+    row: dict, kind: str, predict: Callable[[], float], may_fail: bool = False
+) -> ClusterCase:
+    """The `ClusterCase` of a CSV row (its id, metric, published value and source)."""
+    return ClusterCase(
+        id=row["id"],
+        kind=kind,
+        metric=row["metric"],
+        published=float(row["value"]),
+        source=row["source"],
+        predict=predict,
+        may_fail=may_fail,
+    )
+
+
 def cases_from_csv(filename: str, kind: str, predictor: Callable) -> list[ClusterCase]:
     """One `ClusterCase` per row of `chipforge/data/<filename>`; `predictor(row)` predicts it."""
-    text = (resources.files("chipforge.data") / filename).read_text()
-    return [
-        ClusterCase(
-            id=row["id"],
-            kind=kind,
-            metric=row["metric"],
-            published=float(row["value"]),
-            source=row["source"],
-            predict=predictor(row),
-        )
-        for row in csv.DictReader(text.splitlines())
-    ]
+    return [case_of(row, kind, predictor(row)) for row in csv_rows(filename)]
 
 
 def training_cases() -> list[ClusterCase]:
