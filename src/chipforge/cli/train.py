@@ -13,6 +13,7 @@ from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, show
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_count
+from chipforge.workload.resolve import integer, pairs
 
 Int = Annotated[int | None, typer.Option(min=1)]
 
@@ -303,14 +304,9 @@ def train(
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
     per_batch = parse_count(tokens_per_batch, "--tokens-per-batch") if tokens_per_batch else None
     bucket = round(parse_count(bucket_size, "--bucket-size")) if bucket_size else None
-    caps = {}
-    for part in (nccl_ctas or "").split(","):
-        group, _, n = part.strip().partition("=")
-        if not part.strip():
-            continue
-        if not n.strip().isdigit():
-            raise ChipforgeError(f"--nccl-ctas takes GROUP=N pairs such as dp=8, not {part!r}")
-        caps[group.strip()] = int(n)
+    items = [part for part in (nccl_ctas or "").split(",") if part.strip()]
+    given = pairs(items, "--nccl-ctas", "`--nccl-ctas` GROUP=N pairs (e.g. dp=8,pp=2)")
+    caps = {group: integer(n, f"--nccl-ctas {group}") for group, n in given.items()}
     res = plan_training(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
