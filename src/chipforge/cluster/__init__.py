@@ -24,5 +24,11 @@ __all__ = [
     "topology_names",
 ]
 
-# registering the validation cases: the serving set, the frontier held-out set, the check-only set
-from chipforge.cluster import check_validate, frontier_validate, serving_validate  # noqa: E402,F401
+# registering the validation cases: the serving set, the frontier held-out set, the check-only
+# set, published peak memory
+from chipforge.cluster import (  # noqa: E402,F401
+    check_validate,
+    frontier_validate,
+    memory_validate,
+    serving_validate,
+)

@@ -67,36 +67,45 @@ def _pairs(text: str) -> dict[str, int]:
     return {k: int(v) for k, v in (part.split("=") for part in text.split("+") if part)}
 
 
+def training_plan(row: dict):
+    """The `plan_training` result of a training row's configuration (a CSV row's columns;
+    `chip` a preset name or a ChipSpec)."""
+    chip = row["chip"] if isinstance(row["chip"], ChipSpec) else load_chip(row["chip"])
+    chips = int(row["chips"])
+    c = _model(row["model"], row["id"])
+    topo = topology_for(chip, chips)
+    if row["pod"]:  # pods of a stated size (PaLM: 2 x 3072)
+        pod = int(row["pod"])
+        topo = replace(topo, domain=pod, dims=torus_shape(pod))
+    return plan_training(
+        chip, c, chips,
+        seq=int(row["seq"]), global_batch=_int(row["global_batch"]), dtype=row["dtype"],
+        tp=_int(row["tp"]), pp=_int(row["pp"]), dp=_int(row["dp"]), cp=_int(row["cp"]),
+        ep=_int(row["ep"]), zero=_int(row["zero"]), recompute=row["recompute"] or None,
+        micro_batch=_int(row["micro_batch"]), interleave=_int(row["interleave"]),
+        topology=topo, attention=row["attention"] or "flash",
+        parallel_block=row["block"] == "parallel", sequence_parallel=row["sp"] != "no",
+        schedule=row.get("schedule") or "1f1b", tp_overlap=row.get("tp_overlap") == "yes",
+        fp8_recipe=row.get("fp8_recipe") or "delayed",
+        overlap_param_gather=row.get("overlap_param_gather") == "yes",
+        fp8_param_gather=row.get("fp8_param_gather") == "yes",
+        activation_offload=row.get("activation_offload") == "yes",
+        moe_dispatcher=row.get("moe_dispatcher") or "alltoall",
+        optimizer_offload=row.get("optimizer_offload") == "yes",
+        shared_expert_overlap=row.get("shared_expert_overlap") == "yes",
+        bucket_size=_int(row.get("bucket_size") or ""),
+        recompute_modules=tuple((row.get("recompute_modules") or "core_attn").split("+")),
+        nccl_ctas=_pairs(row.get("nccl_ctas") or ""),
+        moe_host_sync=row.get("moe_host_sync") == "yes",
+    )  # fmt: skip
+
+
 def _training_predictor(row: dict) -> Callable[[], float]:
     def predict() -> float:
         chip = row["chip"] if isinstance(row["chip"], ChipSpec) else load_chip(row["chip"])
-        chips = int(row["chips"])
         c = _model(row["model"], row["id"])
-        topo = topology_for(chip, chips)
-        if row["pod"]:  # pods of a stated size (PaLM: 2 x 3072)
-            pod = int(row["pod"])
-            topo = replace(topo, domain=pod, dims=torus_shape(pod))
-        res = plan_training(
-            chip, c, chips,
-            seq=int(row["seq"]), global_batch=_int(row["global_batch"]), dtype=row["dtype"],
-            tp=_int(row["tp"]), pp=_int(row["pp"]), dp=_int(row["dp"]), cp=_int(row["cp"]),
-            ep=_int(row["ep"]), zero=_int(row["zero"]), recompute=row["recompute"] or None,
-            micro_batch=_int(row["micro_batch"]), interleave=_int(row["interleave"]),
-            topology=topo, attention=row["attention"] or "flash",
-            parallel_block=row["block"] == "parallel", sequence_parallel=row["sp"] != "no",
-            schedule=row.get("schedule") or "1f1b", tp_overlap=row.get("tp_overlap") == "yes",
-            fp8_recipe=row.get("fp8_recipe") or "delayed",
-            overlap_param_gather=row.get("overlap_param_gather") == "yes",
-            fp8_param_gather=row.get("fp8_param_gather") == "yes",
-            activation_offload=row.get("activation_offload") == "yes",
-            moe_dispatcher=row.get("moe_dispatcher") or "alltoall",
-            optimizer_offload=row.get("optimizer_offload") == "yes",
-            shared_expert_overlap=row.get("shared_expert_overlap") == "yes",
-            bucket_size=_int(row.get("bucket_size") or ""),
-            recompute_modules=tuple((row.get("recompute_modules") or "core_attn").split("+")),
-            nccl_ctas=_pairs(row.get("nccl_ctas") or ""),
-            moe_host_sync=row.get("moe_host_sync") == "yes",
-        )  # fmt: skip
+        chips = int(row["chips"])
+        res = training_plan(row)
         if row["metric"] == "step_time_s":
             return res.step_time_s
         if row["metric"] == "mfu":
