@@ -466,20 +466,25 @@ def test_compare_refuses_one_chip_twice_by_another_spelling(tmp_path):
 
 def test_studio_keeps_a_bounded_number_of_uploads(monkeypatch):
     """Every upload (and every file opened from a shared URL) was kept on disk for the session
-    without a count cap: requests could fill the disk 8 MiB at a time."""
+    without a count cap: requests could fill the disk 8 MiB at a time. Then the store refused
+    every new file past the cap; now the least recently used one goes (its file removed)."""
     pytest.importorskip("dash")
     import base64
 
-    from chipforge.errors import ChipforgeError
     from chipforge.studio import compute
 
     monkeypatch.setattr(compute, "_UPLOADS", {})
     monkeypatch.setattr(compute, "MAX_UPLOADS", 3)
     keys = [compute.keep(f"x = {i}\\n".encode(), "chip") for i in range(3)]
+    paths = [compute.upload_path(k) for k in keys]
     assert compute.keep(b"x = 0\\n", "chip") == keys[0]  # the same bytes: the same file
+    compute.upload_path(keys[1])  # used: keys[2] is now the least recently used
     upload = "data:text/plain;base64," + base64.b64encode(b"x = 9\\n").decode()
-    with pytest.raises(ChipforgeError, match="at most 3 uploaded files"):
-        compute.save_upload(upload, "chip")
+    new = compute.save_upload(upload, "chip")
+    assert list(compute._UPLOADS) == [keys[0], keys[1], new]
+    assert not paths[2].exists() and paths[0].exists()
+    with pytest.raises(compute.ChipforgeError, match="no longer on the server"):
+        compute.upload_path(keys[2])
 
 
 @pytest.mark.parametrize("dtype", [{"a": 1}, ["F16"], None, 16])

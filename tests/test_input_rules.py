@@ -22,3 +22,20 @@ def test_train_nccl_ctas_is_parsed_as_every_key_value_list(caps, words):
     code, _, err = cli("train", "--chip", "gb200", "--model", "llama3-8b", "--chips", "8",
                        "--nccl-ctas", caps)  # fmt: skip
     assert_user_error(code, err, *words)
+
+
+def test_studio_compresses_an_upload_once_when_a_link_asks_for_it(monkeypatch):
+    """`share` recompressed the uploaded file (zlib level 9) on every edit of the page."""
+    pytest.importorskip("dash")
+    from chipforge.studio import compute
+
+    monkeypatch.setattr(compute, "_UPLOADS", {})
+    calls = []
+    real = compute.zlib.compress
+    monkeypatch.setattr(compute.zlib, "compress", lambda *a: calls.append(1) or real(*a))
+    key = compute.keep(b'name = "mine"\n', "chip")
+    assert not calls  # kept, not compressed
+    links = [compute.share(key, "chip") for _ in range(3)]
+    assert len(calls) == 1 and links[0] == links[2] and set(links[0]) == {"chipz"}
+    raw = compute.base64.urlsafe_b64decode(links[0]["chipz"] + "=" * (-len(links[0]["chipz"]) % 4))
+    assert compute.zlib.decompress(raw) == b'name = "mine"\n'

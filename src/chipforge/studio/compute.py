@@ -16,6 +16,7 @@ import hashlib
 import re
 import shutil
 import tempfile
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,19 @@ FIELD_IDS = tuple(f.id for f in FIELDS)
 # ---- uploads: bytes kept under their digest, never a path the browser names -----------------
 
 _UPLOAD_DIR: Path | None = None
-_UPLOADS: dict[str, Path] = {}
+
+
+@dataclass
+class _Kept:
+    """An upload on disk and, once a link has asked for it, its compressed text."""
+
+    path: Path
+    packed: str | None = None
+
+
+# key -> its file, least recently used first (a plain dict keeps insertion order)
+_UPLOADS: dict[str, _Kept] = {}
+_LOCK = threading.Lock()  # the server answers requests in threads
 
 
 def _upload_dir() -> Path:
@@ -172,23 +185,26 @@ def save_upload(contents: str, kind: str, limit: int = MAX_TEXT_BYTES) -> str:
     return keep(data, kind)
 
 
-MAX_UPLOADS = 1000  # files kept for a session (uploads and files opened from shared URLs)
+MAX_UPLOADS = 1000  # files kept (uploads and files opened from shared URLs); older ones go
 
 
 def keep(data: bytes, kind: str) -> str:
     """`data` kept as a `kind` file in the studio's folder, under its digest: its key. At most
-    MAX_UPLOADS files (each under the text cap) a session, so requests cannot fill the disk."""
+    MAX_UPLOADS files (each under the text cap), so requests cannot fill the disk: past that
+    the least recently used one is removed (a link naming it by key then opens the default)."""
     key = hashlib.sha256(data).hexdigest()[:32]
-    if key not in _UPLOADS and len(_UPLOADS) >= MAX_UPLOADS:
-        raise ChipforgeError(
-            f"the studio keeps at most {MAX_UPLOADS} uploaded files a session; restart it"
-        )
-    if key not in _UPLOADS:
+    with _LOCK:
+        if key in _UPLOADS:
+            _UPLOADS[key] = _UPLOADS.pop(key)  # used now: the last to go
+            return key
+        while len(_UPLOADS) >= MAX_UPLOADS:
+            old = _UPLOADS.pop(next(iter(_UPLOADS)))
+            shutil.rmtree(old.path.parent, ignore_errors=True)
         folder = _upload_dir() / f"{kind}-{key}"
         folder.mkdir(exist_ok=True)
         path = folder / {"chip": "chip.toml", "state": "state.json"}.get(kind, "config.json")
         path.write_bytes(data)
-        _UPLOADS[key] = path
+        _UPLOADS[key] = _Kept(path)
     return key
 
 
@@ -201,10 +217,13 @@ STATE_MAX_BYTES = 2**20  # a saved state file: its query and its uploaded files'
 
 def share(key: str, kind: str) -> dict[str, str]:
     """The query parameters that reopen upload `key` (a `kind` file): its compressed content
-    (`chipz`, `configz`) when small enough, else its key (`chipkey`, `configkey`)."""
-    packed = base64.urlsafe_b64encode(zlib.compress(upload_path(key).read_bytes(), 9))
-    text = packed.decode().rstrip("=")
-    return {f"{kind}z": text} if len(text) <= URL_FILE_MAX else {f"{kind}key": key}
+    (`chipz`, `configz`) when small enough, else its key (`chipkey`, `configkey`). Compressed
+    the first time a link asks for it (the key is the content's digest: it never changes)."""
+    kept = _kept(key)
+    if kept.packed is None:
+        packed = base64.urlsafe_b64encode(zlib.compress(kept.path.read_bytes(), 9))
+        kept.packed = packed.decode().rstrip("=")
+    return {f"{kind}z": kept.packed} if len(kept.packed) <= URL_FILE_MAX else {f"{kind}key": key}
 
 
 def unshare(query: dict, kind: str) -> str | None:
@@ -268,11 +287,18 @@ def load_state(path: Path):
     return load_json(path, what="state file")
 
 
-def upload_path(key: str) -> Path:
-    path = _UPLOADS.get(str(key))
-    if path is None:
+def _kept(key: str) -> _Kept:
+    with _LOCK:
+        kept = _UPLOADS.pop(str(key), None)
+        if kept is not None:
+            _UPLOADS[str(key)] = kept  # used now: the last to go
+    if kept is None:
         raise ChipforgeError("the uploaded file is no longer on the server; upload it again")
-    return path
+    return kept
+
+
+def upload_path(key: str) -> Path:
+    return _kept(key).path
 
 
 # ---- chip ---------------------------------------------------------------------------------
