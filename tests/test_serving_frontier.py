@@ -32,10 +32,43 @@ def test_ep_all_to_all_is_priced_without_tp_and_overlap_takes_the_longer():
         "all_to_all", 2 * size, 16, topo
     )
     plain = serving._block(chip, DS, topo, "decode", b, 2048, 1, 16, "fp8", "fp8")
-    hidden = serving._block(chip, DS, topo, "decode", b, 2048, 1, 16, "fp8", "fp8", overlap=True)
     assert a2a > 0
     assert plain == pytest.approx(compute + a2a + serving.LAYER_OVERHEAD_S)
-    assert hidden == pytest.approx(max(compute, a2a) + serving.LAYER_OVERHEAD_S)
+    # overlapped: two micro-batches of b/2 (DeepSeek's inference system), each with its own
+    # computation (its own pass over the weights) and its own dispatch + combine; the block
+    # takes the longer of the summed computations and the summed all-to-alls
+    half, _ = serving._layer(chip, DS, "decode", b // 2, 2048, 1, "fp8", "fp8", 16)
+    size //= 2
+    a2a_half = collective_time("all_to_all", size, 16, topo) + collective_time(
+        "all_to_all", 2 * size, 16, topo
+    )
+    hidden = serving._block(chip, DS, topo, "decode", b, 2048, 1, 16, "fp8", "fp8", overlap=True)
+    assert hidden == pytest.approx(
+        max(2 * (half + serving.LAYER_OVERHEAD_S), 2 * a2a_half), rel=1e-9
+    )
+    # the weights are read once per micro-batch: more than one pass over the whole batch
+    assert 2 * half > compute
+    # one sequence cannot be split: the longer of its computation and its all-to-all
+    one = serving._block(chip, DS, topo, "decode", 1, 2048, 1, 16, "fp8", "fp8", overlap=True)
+    c1, _ = serving._layer(chip, DS, "decode", 1, 2048, 1, "fp8", "fp8", 16)
+    a1 = serving._moe_exchange(DS, topo, "decode", 1, 1, 16, "fp8")
+    assert one == pytest.approx(max(c1, a1) + serving.LAYER_OVERHEAD_S, rel=1e-9)
+
+
+def test_prefill_micro_batches_split_one_prompt_by_tokens():
+    """DeepSeek's prefill splits the tokens over the two micro-batches (the same prompt may be
+    split between them): the second half attends to the first, so the attention FLOPs add up
+    to the whole prompt's."""
+    chip, topo = _load_chip("h800"), _topo("h800", 32)
+    whole = serving._block(chip, DS, topo, "prefill", 1, 4096, 1, 32, "fp8", "bf16")
+    split = serving._block(chip, DS, topo, "prefill", 1, 4096, 1, 32, "fp8", "bf16", overlap=True)
+    first = serving._layer(chip, DS, "prefill", 1, 2048, 1, "fp8", "bf16", 32)[0]
+    second = serving._layer(chip, DS, "prefill", 1, 2048, 1, "fp8", "bf16", 32, past=2048)[0]
+    assert second > first  # attends to the first half too
+    a2a = 2 * serving._moe_exchange(DS, topo, "prefill", 1, 2048, 32, "fp8")
+    compute = first + second + 2 * serving.LAYER_OVERHEAD_S
+    assert split == pytest.approx(max(compute, a2a), rel=1e-9)
+    assert split < whole  # the all-to-all hides under the computation
 
 
 def test_decode_pool_carries_no_prefill():

@@ -174,6 +174,8 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False,
     # without EP the routes' outputs are weighted and summed on the chip (TensorRT-LLM's
     # finalize kernel); with EP inside the combine all-to-all's kernel (DeepEP's combine)
     combine = ep == 1 and c.is_moe
+    if overlap and ep > 1 and c.is_moe and (b > 1 or (phase == "prefill" and n > 1)):
+        return _two_micro_batches(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past)
     compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
     comm = 0.0
     for name, size in collectives:
@@ -183,13 +185,42 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False,
         # (also without TP, where the graph has no MoE all-reduce to stand in for it)
         # dispatch in the experts' GEMM dtype, combine in BF16 (DeepEP: FP8 dispatch, BF16
         # combine; TensorRT-LLM: NVFP4 dispatch for NVFP4 experts, BF16 combine)
-        size = b * (n if phase == "prefill" else 1) * c.hidden * c.top_k
-        a2a = _moe_all_to_all(size * nbytes(dt), ep, topo)
-        a2a += _moe_all_to_all(size * nbytes(COMBINE_DTYPE), ep, topo)
-        if overlap:
+        a2a = _moe_exchange(c, topo, phase, b, n, ep, dt)
+        if overlap:  # one micro-batch (a single sequence or token): nothing to overlap with
             return max(compute, a2a) + comm + LAYER_OVERHEAD_S
         comm += a2a
     return compute + comm + LAYER_OVERHEAD_S
+
+
+def _two_micro_batches(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past):
+    """Seconds for one block as DeepSeek's inference system overlaps it (Open Infra Index day 6;
+    deepseek-ai/profile-data README and its decode/prefill schematics): the batch is split into
+    two micro-batches that run one after the other on the SMs, each with its own attention,
+    shared and routed experts -- so each reads the block's weights -- and its own dispatch and
+    combine, which run on the network while the other micro-batch computes (decode: DeepEP's
+    low-latency kernels occupy no SMs). The block takes the longer of the two streams: the
+    micro-batches' computations summed, or their all-to-alls summed. Decode splits the
+    sequences; prefill splits the tokens (the same prompt may be split between the micro-
+    batches: the second half attends to the first as cached context)."""
+    if phase == "decode" or b > 1:  # whole sequences (prompts) to each micro-batch
+        halves = ((b // 2, n, past), (b - b // 2, n, past))
+    else:  # one prompt: its first tokens, then the rest after them
+        halves = ((1, n // 2, past), (1, n - n // 2, past + n // 2))
+    compute = a2a = 0.0
+    for mb, tokens, before in halves:
+        block = _block(chip, c, topo, phase, mb, tokens, tp, ep, dt, kvd, adt, past=before)
+        exchange = _moe_exchange(c, topo, phase, mb, tokens, ep, dt)
+        compute += block - exchange  # its computation, TP collectives and launch overhead
+        a2a += exchange
+    return max(compute, a2a)
+
+
+def _moe_exchange(c, topo, phase, b, n, ep, dt) -> float:
+    """Seconds of one block's MoE dispatch (in the experts' GEMM dtype) + combine (BF16)."""
+    size = b * (n if phase == "prefill" else 1) * c.hidden * c.top_k
+    return _moe_all_to_all(size * nbytes(dt), ep, topo) + _moe_all_to_all(
+        size * nbytes(COMBINE_DTYPE), ep, topo
+    )
 
 
 def _moe_all_to_all(size: float, ep: int, topo: Topology) -> float:
