@@ -77,6 +77,6 @@ def test_cost_sensitivity_takes_a_chip_as_cost_does():
     base is `cf.cost`'s unit cost."""
     rows = cf.cost_sensitivity("forge-n3")
     assert rows == cf.cost_sensitivity(cf.load_chip("forge-n3"))
-    assert rows[0]["base"] == pytest.approx(cf.cost("forge-n3").unit_cost_usd)
+    assert rows[0]["base_usd"] == pytest.approx(cf.cost("forge-n3").unit_cost_usd)
     on_n2 = cf.cost_sensitivity("forge-n3", "n2")
-    assert on_n2[0]["base"] == pytest.approx(cf.cost("forge-n3", "n2").unit_cost_usd)
+    assert on_n2[0]["base_usd"] == pytest.approx(cf.cost("forge-n3", "n2").unit_cost_usd)

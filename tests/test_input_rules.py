@@ -39,3 +39,28 @@ def test_studio_compresses_an_upload_once_when_a_link_asks_for_it(monkeypatch):
     assert len(calls) == 1 and links[0] == links[2] and set(links[0]) == {"chipz"}
     raw = compute.base64.urlsafe_b64decode(links[0]["chipz"] + "=" * (-len(links[0]["chipz"]) % 4))
     assert compute.zlib.decompress(raw) == b'name = "mine"\n'
+
+
+def test_cost_sensitivity_flag_prints_the_api_s_tornado(tmp_path):
+    """`chipforge cost` had no --sensitivity though the API has `cf.cost_sensitivity` (and
+    `datacenter --sensitivity` adds its tornado): the same rows, keys with units, a table with
+    units, and the HTML report's tornado."""
+    import json
+
+    import chipforge as cf
+
+    code, out, err = cli("cost", "--chip", "forge-n3", "--node", "n2", "--sensitivity", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["sensitivity"]
+    assert rows == cf.cost_sensitivity("forge-n3", "n2")
+    assert {k for r in rows for k in r} == {"knob", "low", "high", "at_low_usd", "at_high_usd",
+                                           "base_usd"}  # fmt: skip
+    assert all(r["at_low_usd"] > 0 and r["base_usd"] > 0 for r in rows)
+    code, out, err = cli("cost", "--chip", "forge-n3", "--sensitivity")
+    assert code == 0, err
+    assert "wafer price" in out and "$18,000 .. $23,000" in out and "swing" in out
+    pytest.importorskip("plotly")
+    page = tmp_path / "cost.html"
+    code, _, err = cli("cost", "--chip", "forge-n3", "--sensitivity", "--html", str(page))
+    assert code == 0 and "not drawn" not in err, err
+    assert "Sensitivity (tornado)" in page.read_text()

@@ -289,16 +289,18 @@ def test_sensitivity_moves_each_input_alone_and_sorts_by_swing():
     rows = sensitivity(chip, "n2")
     n2, on_n2 = node_named("n2"), chip.model_copy(update={"node": "n2"})
     base = evaluate(chip, "n2").unit_cost_usd
-    by = {r["knob"].split(" (")[0]: r for r in rows}
-    assert set(by) == {"wafer price", "defect density", "HBM price", "cores"}
-    assert all(r["base"] == pytest.approx(base) for r in rows)
-    assert all(r["at_low"] < r["base"] < r["at_high"] for r in rows)
-    swings = [abs(r["at_high"] - r["at_low"]) for r in rows]
+    by = {r["knob"]: r for r in rows}
+    inputs = evaluate(chip, "n2").to_dict()["breakdown"]["cost_inputs"]
+    assert set(by) == {"wafer_price_usd", "defect_density_per_cm2", "hbm_price_per_gb_usd",
+                       "cores"} and set(by) - {"cores"} <= set(inputs)  # fmt: skip
+    assert all(r["base_usd"] == pytest.approx(base) for r in rows)
+    assert all(r["at_low_usd"] < r["base_usd"] < r["at_high_usd"] for r in rows)
+    swings = [abs(r["at_high_usd"] - r["at_low_usd"]) for r in rows]
     assert swings == sorted(swings, reverse=True)
     wafer = unit_cost(on_n2, node=n2, wafer_price_usd=n2.wafer_price_high_usd).unit_cost
-    assert by["wafer price"]["at_high"] == pytest.approx(wafer)
+    assert by["wafer_price_usd"]["at_high_usd"] == pytest.approx(wafer)
     d0 = unit_cost(on_n2, node=n2, defect_density_per_cm2=0.75 * n2.defect_density_per_cm2)
-    assert by["defect density"]["at_low"] == pytest.approx(d0.unit_cost)
+    assert by["defect_density_per_cm2"]["at_low_usd"] == pytest.approx(d0.unit_cost)
     fewer = chip.model_copy(update={"cores": round(chip.cores * 0.75)})
     assert by["cores"]["low"] == fewer.cores
-    assert by["cores"]["at_low"] == pytest.approx(evaluate(fewer, "n2").unit_cost_usd)
+    assert by["cores"]["at_low_usd"] == pytest.approx(evaluate(fewer, "n2").unit_cost_usd)

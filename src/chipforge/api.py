@@ -127,10 +127,11 @@ def cost(chip, node: str | None = None):
 def cost_sensitivity(chip, node: str | None = None) -> list[dict]:
     """The unit cost's sensitivity (the tornado behind `cost`): the unit cost in USD at each
     sourced input's low and high end (wafer price, defect density, HBM price, cores), the rest
-    at the base case, on the chip's own node or `node`; rows sorted by swing.
+    at the base case, on the chip's own node or `node`; rows (knob, low, high, at_low_usd,
+    at_high_usd, base_usd; `silicon.sensitivity`) sorted by swing.
 
     >>> rows = cost_sensitivity("forge-n3")
-    >>> all(r["at_low"] > 0 and r["at_high"] > 0 for r in rows), rows[0]["base"] > 1000
+    >>> all(r["at_low_usd"] > 0 and r["at_high_usd"] > 0 for r in rows), rows[0]["base_usd"] > 1000
     (True, True)
     """
     from chipforge.silicon import sensitivity

@@ -29,6 +29,24 @@ def _table(title: str, rows: dict[str, float | str], unit_key: str = "") -> Tabl
     return table
 
 
+def sensitivity_table(rows: list[dict]) -> Table:
+    """`silicon.sensitivity` rows as a table: each input's range in its unit, the unit cost at
+    each end and the swing, widest first."""
+    base = rows[0]["base_usd"] if rows else 0.0
+    table = Table(title=f"sensitivity: unit cost at each input's ends (base {show('usd', base)}; "
+                  "one input at a time)")  # fmt: skip
+    for c in ("input", "range", "at low", "at high", "swing"):
+        table.add_column(c, justify="left" if c == "input" else "right")
+    for r in rows:
+        k = r["knob"]
+        table.add_row(
+            label(k), f"{show(k, r['low'])} .. {show(k, r['high'])}",
+            show("usd", r["at_low_usd"]), show("usd", r["at_high_usd"]),
+            show("usd", abs(r["at_high_usd"] - r["at_low_usd"])),
+        )  # fmt: skip
+    return table
+
+
 def cost_tables(data: dict) -> list[Table]:
     """Summary, area, cost and power tables of a `Silicon.to_dict()`."""
     b = data["breakdown"]
@@ -70,10 +88,22 @@ def cost(
     out: OutOpt = None,
     html: HtmlOpt = None,
     png: PngOpt = None,
+    sensitivity_: Annotated[
+        bool,
+        typer.Option(
+            "--sensitivity",
+            help="add tornado data: the unit cost at each cost input's low and high end",
+        ),
+    ] = False,
 ) -> None:
     """Area by block, dies per wafer, yield, unit cost, power at TDP, perf/W and perf/$."""
-    from chipforge.silicon import evaluate
+    from chipforge.silicon import evaluate, sensitivity
 
-    data = evaluate(load_chip(chip), node).to_dict()
-    emit(data, cost_tables(data), as_json=as_json, out=out)
+    spec = load_chip(chip)
+    data = evaluate(spec, node).to_dict()
+    tables = cost_tables(data)
+    if sensitivity_:
+        data["sensitivity"] = sensitivity(spec, node)
+        tables.append(sensitivity_table(data["sensitivity"]))
+    emit(data, tables, as_json=as_json, out=out)
     write_reports("cost", data, html, png)

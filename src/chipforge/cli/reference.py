@@ -21,6 +21,7 @@ FLAG_MEANINGS = {
     "--png": ("path", "folder"),
     "--json": ("flag", "JSON"),
     "--trace": ("path", ""),
+    "--sensitivity": ("flag", "tornado"),
 }
 
 

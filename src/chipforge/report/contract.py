@@ -73,6 +73,8 @@ def expected(kind: str, data: dict) -> dict[str, tuple[str, str]]:
                 out[f"tornado{i}"] = (f"{TORNADO[0]} ({who})", f"sensitivity.{who}[]")
             return out
         return {**SITE, **({"tornado": TORNADO} if "sensitivity" in data else {})}
+    if kind == "cost" and "sensitivity" in data:
+        return {**COST, "tornado": TORNADO}
     table = {
         "evaluate": EVALUATE,
         "compare": COMPARE,

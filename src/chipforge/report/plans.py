@@ -92,18 +92,18 @@ def _metric_label(site, value) -> str:
 
 def tornado(rows: list, base, cid: str = "tornado", who: str = "", site=None) -> list:
     """Bars from the base case to the outcome at each knob's low and high input."""
-    lo_keys = ("at_low", "tco_low", "low_value", "low", "min")
-    hi_keys = ("at_high", "tco_high", "high_value", "high", "max")
+    lo_keys = ("at_low", "at_low_usd", "tco_low", "low_value", "low", "min")
+    hi_keys = ("at_high", "at_high_usd", "tco_high", "high_value", "high", "max")
     bars = []
     for r in rows:
         lo = next((r[k] for k in lo_keys if _num(r.get(k))), None)
         hi = next((r[k] for k in hi_keys if _num(r.get(k))), None)
         name = str(_find(r, "knob", "name", "parameter", "input", "label") or "?")
-        if _num(r.get("low")) and _num(r.get("high")) and "at_low" in r:
+        if _num(r.get("low")) and _num(r.get("high")) and ("at_low" in r or "at_low_usd" in r):
             name += f" ({r['low']:g} .. {r['high']:g})"
         if lo is not None and hi is not None:
             bars.append((name, lo, hi))
-        base = r["base"] if _num(r.get("base")) else base
+        base = next((r[k] for k in ("base", "base_usd") if _num(r.get(k))), base)
     if not bars:
         return []
     ref = base if _num(base) else (bars[0][1] + bars[0][2]) / 2
@@ -226,10 +226,20 @@ def sweep_charts(data: dict) -> list:
     return [chart("pareto", traces, _layout(f"Sweep: {yk} vs {xk}", xk, yk))] if traces else []
 
 
+def cost_report_charts(data: dict) -> list:
+    """`cost`'s charts, and with --sensitivity the unit cost's tornado (silicon.sensitivity)."""
+    from chipforge.display import label
+
+    sens = data.get("sensitivity") if isinstance(data.get("sensitivity"), list) else []
+    rows = [{**r, "knob": label(str(r.get("knob")))} for r in sens if isinstance(r, dict)]
+    unit = data.get("unit_cost_usd")
+    return cost_charts(data) + tornado(rows, unit, site={"unit cost (USD)": unit})
+
+
 BUILDERS = {
     "evaluate": evaluate_charts,
     "compare": compare_charts,
-    "cost": cost_charts,
+    "cost": cost_report_charts,
     "train": train_charts,
     "serve": serve_charts,
     "datacenter": datacenter_charts,

@@ -18,8 +18,9 @@ CORES_RANGE = (0.75, 1.25)
 def sensitivity(chip: ChipSpec, node: str | None = None) -> list[dict]:
     """The unit cost (USD) at each cost-model input's low and high end, the rest at the base
     case (`unit_cost` with its overrides; `evaluate` for a design with other cores): rows with
-    knob, low, high, at_low, at_high and base, sorted by swing like
-    `datacenter.report.sensitivity`."""
+    `knob` (the input's key in the cost breakdown's `cost_inputs`, its unit the key's suffix),
+    `low` and `high` (in that unit), `at_low_usd`, `at_high_usd` and `base_usd` (unit costs),
+    sorted by swing like `datacenter.report.sensitivity`."""
     from chipforge.datacenter.report import KNOBS
 
     proc = node_named(node) if node else chip.process
@@ -32,21 +33,20 @@ def sensitivity(chip: ChipSpec, node: str | None = None) -> list[dict]:
 
     rows = []
 
-    def row(knob: str, unit: str, lo: float, hi: float, at_lo: float, at_hi: float) -> None:
-        name = f"{knob} ({unit})" if unit else knob
-        rows.append({"knob": name, "low": lo, "high": hi, "at_low": at_lo, "at_high": at_hi,
-                     "base": base.unit_cost})  # fmt: skip
+    def row(knob: str, lo: float, hi: float, at_lo: float, at_hi: float) -> None:
+        rows.append({"knob": knob, "low": lo, "high": hi, "at_low_usd": at_lo,
+                     "at_high_usd": at_hi, "base_usd": base.unit_cost})  # fmt: skip
 
     lo, hi = proc.wafer_price_low_usd, proc.wafer_price_high_usd
-    row("wafer price", "USD", lo, hi, cost(wafer_price_usd=lo), cost(wafer_price_usd=hi))
+    row("wafer_price_usd", lo, hi, cost(wafer_price_usd=lo), cost(wafer_price_usd=hi))
     d0 = inputs["defect_density_per_cm2"]
     lo, hi = d0 * D0_RANGE[0], d0 * D0_RANGE[1]
-    row("defect density", "per cm2", lo, hi, cost(defect_density_per_cm2=lo),
+    row("defect_density_per_cm2", lo, hi, cost(defect_density_per_cm2=lo),
         cost(defect_density_per_cm2=hi))  # fmt: skip
     if "hbm_price_per_gb_usd" in inputs:
         p = inputs["hbm_price_per_gb_usd"]
         lo, hi = p * KNOBS["hbm_price"][0], p * KNOBS["hbm_price"][1]
-        row("HBM price", "USD/GB", lo, hi, cost(hbm_price_per_gb_usd=lo),
+        row("hbm_price_per_gb_usd", lo, hi, cost(hbm_price_per_gb_usd=lo),
             cost(hbm_price_per_gb_usd=hi))  # fmt: skip
     ends = []
     for f in CORES_RANGE:
@@ -54,5 +54,5 @@ def sensitivity(chip: ChipSpec, node: str | None = None) -> list[dict]:
         dump = {**chip.model_dump(), "cores": n, "physical_cores": None}
         ends.append((n, evaluate(ChipSpec.model_validate(dump), proc.name).costs.unit_cost))
     if ends[0][0] != ends[1][0]:
-        row("cores (die area)", "", ends[0][0], ends[1][0], ends[0][1], ends[1][1])
-    return sorted(rows, key=lambda r: -abs(r["at_high"] - r["at_low"]))
+        row("cores", ends[0][0], ends[1][0], ends[0][1], ends[1][1])
+    return sorted(rows, key=lambda r: -abs(r["at_high_usd"] - r["at_low_usd"]))

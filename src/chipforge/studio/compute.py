@@ -649,14 +649,15 @@ def by_node(spec) -> dict[str, dict]:
 def silicon_sensitivity(spec, node: str | None) -> dict:
     """The unit cost at each cost-model input's ends (`cf.cost_sensitivity`, sorted by swing)
     and its rows for the report's tornado."""
-    rows = cf.cost_sensitivity(spec, node or None)
-    base = rows[0]["base"]
+    from chipforge.display import label
+
+    rows = [{**r, "knob": label(r["knob"])} for r in cf.cost_sensitivity(spec, node or None)]
     table = [
         (r["knob"], f"{_figure(r['low'])} .. {_figure(r['high'])}",
-         f"{r['at_low']:,.0f} .. {r['at_high']:,.0f} USD")
+         f"{r['at_low_usd']:,.0f} .. {r['at_high_usd']:,.0f} USD")
         for r in rows
     ]  # fmt: skip
-    return {"base_usd": base, "sensitivity": rows, "rows": table}
+    return {"base_usd": rows[0]["base_usd"], "sensitivity": rows, "rows": table}
 
 
 def _figure(v: float) -> str:
