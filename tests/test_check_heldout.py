@@ -145,3 +145,19 @@ def test_torchtitan_rows_run_pytorch_sdpa_flash_backend():
     fa2 = layer_costs(h200, *args, attention="flash2")[2]
     assert fa2 > 1.5 * layer_costs(h200, *args, attention="flash")[2]
     assert fa2 == pytest.approx(layer_costs(h100, *args, attention="flash2")[2], rel=0.05)
+
+
+def test_amd_rows_run_mads_token_budget_and_read_output_tokens(results):
+    """S1 (STATUS 3 in the header): AMD's table is vLLM benchmark_throughput's output tokens/s,
+    run with MAD's scripts/vllm/config.csv (max_num_batched_tokens 131072): the prediction is
+    the plan's output throughput under that token budget, not the total (input + output)."""
+    row = next(r for r in cv.rows() if r["id"] == "amdperf-mi300x8-70b-2048-2048")
+    assert row["metric"] == "output_tokens_per_s" and row["max_num_tokens"] == "131072"
+    kw = dict(isl=2048, osl=2048, dtype="fp8", kv_dtype="fp8", tp=8, pp=1, ep=1,
+              concurrency=1500, max_batch=1500)  # fmt: skip
+    budget = plan_serving("mi300x", "llama3-70b", 8, max_num_tokens=131072, **kw)
+    free = plan_serving("mi300x", "llama3-70b", 8, **kw)
+    pred = results[row["id"]]["predicted"]
+    assert pred == pytest.approx(budget.throughput_tokens_per_s)
+    assert pred != pytest.approx(free.throughput_tokens_per_s, rel=1e-3)  # the budget reaches it
+    assert pred < 0.6 * budget.throughput_tokens_per_s * (2048 + 2048) / 2048  # not the total

@@ -131,6 +131,7 @@ def _serving(row: dict) -> Callable[[], float]:
             kv_dtype=row["kv_dtype"] or None, tp=_int(row["tp"]), pp=_int(row["pp"]),
             ep=_int(row["ep"]), concurrency=_int(row["concurrency"]),
             max_batch=_int(row["max_batch"]), batching=row["batching"] or "continuous",
+            max_num_tokens=_int(row["max_num_tokens"]),
         )  # fmt: skip
         out = plan.throughput_tokens_per_s
         if row["metric"] == "total_tokens_per_s":  # every request: isl in, osl out
