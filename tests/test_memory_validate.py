@@ -30,7 +30,7 @@ def test_rule_is_written_and_rows_name_a_configuration():
 
 def test_prediction_is_the_plans_memory_and_never_refused():
     config = {r["id"]: r for r in cv.rows()}["tt2412-t1-fsdp"]
-    row = {**cv.TRAINING_DEFAULTS, **config, "attention": cv._attention(config)}
+    row = cv.training_row(config)
     mem = mv.predicted_gib(config)
     # the same plan on the real 96 GB chip: its memory when it fits, a refusal naming it else
     try:

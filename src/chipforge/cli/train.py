@@ -249,9 +249,19 @@ def train(
         typer.Option(
             "--recompute-modules",
             help="what --recompute selective recomputes, comma-separated: core_attn, layernorm, "
-            "mla_up_proj, mlp, moe_act, moe, shared_experts (Megatron-Core recompute_modules)",
+            "mla_up_proj, mlp, moe_act, moe, shared_experts (Megatron-Core recompute_modules); "
+            "or op_sac alone (torchtitan's per-op policy: saves every other matmul's output and "
+            "the attention's)",
         ),
     ] = "core_attn",
+    loss: Annotated[
+        str,
+        typer.Option(
+            "--loss",
+            help="the cross-entropy's memory: fused (Megatron-Core's vocab-parallel loss, one "
+            "fp32 logits buffer) or eager (PyTorch F.cross_entropy on fp32 logits, three)",
+        ),
+    ] = "fused",
     nccl_ctas: Annotated[
         str | None,
         typer.Option(
@@ -318,7 +328,7 @@ def train(
         moe_dispatcher=moe_dispatcher, optimizer_offload=optimizer_offload,
         shared_expert_overlap=shared_expert_overlap, bucket_size=bucket,
         recompute_modules=tuple(m.strip() for m in recompute_modules.split(",") if m.strip()),
-        nccl_ctas=caps, moe_host_sync=moe_host_sync,
+        nccl_ctas=caps, moe_host_sync=moe_host_sync, loss=loss,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:

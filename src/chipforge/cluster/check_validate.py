@@ -43,6 +43,8 @@ KINDS = ("training-check", SEEN_KIND, SERVING_SEEN_KIND)
 # the flash and efficient backends until torchtitan#1000 (Mar 2025), and torchtitan still put
 # FLASH_ATTENTION first on every GPU but B200 in May 2025 (torchtitan#1196): "flash2".
 SDPA_SOURCES = {"github.com/pytorch/torchtitan/": "flash2"}
+# torchtitan's loss is PyTorch's F.cross_entropy on fp32 logits (memory.LOSS_BUFFERS "eager")
+LOSS_SOURCES = {"github.com/pytorch/torchtitan/": "eager"}
 # `chip_overrides`: a preset with the memory its source states (torchtitan's Grand Teton H100s:
 # 96 GB HBM2e at 2.4 TB/s), as "hbm_capacity=<bytes>;hbm_bandwidth=<bytes/s>"
 OVERRIDES = {"hbm_capacity": "capacity", "hbm_bandwidth": "bandwidth"}
@@ -106,8 +108,15 @@ def _attention(row: dict) -> str:
     return hit[0] if hit else TRAINING_DEFAULTS["attention"]
 
 
+def training_row(row: dict) -> dict:
+    """The row as `validate.training_plan` reads it: the defaults, the framework's attention
+    kernel (SDPA_SOURCES) and loss (LOSS_SOURCES)."""
+    loss = [kind for src, kind in LOSS_SOURCES.items() if src in row["source"]]
+    return {**TRAINING_DEFAULTS, **row, "attention": _attention(row), "loss": "".join(loss)}
+
+
 def _training(row: dict) -> Callable[[], float]:
-    full = {**TRAINING_DEFAULTS, **row, "metric": "step_time_s", "attention": _attention(row)}
+    full = {**training_row(row), "metric": "step_time_s"}
 
     def predict() -> float:
         _refuse(row)

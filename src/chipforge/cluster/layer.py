@@ -38,6 +38,7 @@ import inspect
 from dataclasses import replace
 
 from chipforge.cluster.chipkey import chip_key
+from chipforge.cluster.memory import op_sac_matmuls, op_sac_saved
 from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
@@ -135,8 +136,30 @@ RECOMPUTE_MODULES = {
     "moe": ("router", "router_topk", "experts_up", "experts_act", "experts_down",
             "shared_expert_up", "shared_expert_act", "shared_expert_down"),
     "shared_experts": ("shared_expert_up", "shared_expert_act", "shared_expert_down"),
+    # torchtitan's per-op policy (memory.OP_SAC): every forward op but the attention core and
+    # the matmuls whose outputs it saves (memory.op_sac_saved); `op_sac_share`
+    "op_sac": (),
 }  # fmt: skip
 _OP_MODULES = {op: m for m, ops in RECOMPUTE_MODULES.items() if m != "moe" for op in ops}
+# the layer graph's GEMMs as torchtitan's block calls its matmuls (memory.op_sac_matmuls)
+_OP_SAC_GEMMS = {"qkv_proj": ("wq", "wk", "wv"), "o_proj": ("wo",), "ffn_up": ("w1", "w3"),
+                 "ffn_down": ("w2",)}  # fmt: skip
+
+
+def op_sac_share(c: ModelConfig, part: str) -> float:
+    """The share of forward op `part` (a layer graph op's last name part) that torchtitan's
+    per-op policy recomputes: a GEMM's unsaved matmuls by their output width, none of the
+    attention core, every other op whole."""
+    if part == "attention":
+        return 0.0
+    if part not in _OP_SAC_GEMMS:
+        return 1.0
+    widths = {n: w for n, w, _ in op_sac_matmuls(c)}
+    names = [n for n in _OP_SAC_GEMMS[part] if n in widths]
+    saved = op_sac_saved(c)
+    return sum(widths[n] for n in names if n not in saved) / sum(widths[n] for n in names)
+
+
 # The GEMMs each TP collective of a block pipelines with under TP overlap (training's
 # `tp_overlap`): with sequence parallelism the block's input all-gather feeds its first GEMMs
 # ("attn_in": those before the attention core; "ffn_in": the MLP's up projections and router)
@@ -293,6 +316,8 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
                 mods[_OP_MODULES[part]] += t
             if part in RECOMPUTE_MODULES["moe"]:
                 mods["moe"] += t
+            if not c.is_moe:
+                mods["op_sac"] += t * op_sac_share(c, part)
     if attention == "materialized":
         f_ops, b_ops = _materialized_ops(c, tp, mb, s)
         f, b = _time(chip, f_ops) * cp, _time(chip, b_ops) * cp

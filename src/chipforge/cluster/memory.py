@@ -38,6 +38,53 @@ ZERO3_GATHERED_UNITS, ZERO3_UNSHARDED_GRAD_UNITS = 2, 1
 # - "core_attn": the 5as^2b scores of unfused attention (flash attention keeps none).
 # - "shared_experts": nothing (this model does not count the shared experts' activations).
 RECOMPUTED_SBH = {"layernorm": 2, "mla_up_proj": 6, "moe_act": 8, "mlp": 19}
+# PyTorch per-op selective activation checkpointing as torchtitan applies it to each transformer
+# block (`selective_ac_option = "op"`, torchtitan/parallelisms/parallelize_llama.py at 9dec370:
+# `_save_list` and `_custom_policy`): the checkpointed block keeps its input and the outputs of
+# the ops it must save: aten.mm "except every second mm" (the 1st, 3rd, ... matmul of the block
+# in call order), scaled_dot_product_attention and the reduce-scatters (TP's sequence-parallel
+# outputs); everything else is recomputed in the backward pass. A Float8 linear still reaches
+# the policy as aten.mm (torchao's Float8Tensor dispatches after the checkpoint's mode), so its
+# saved outputs are 16-bit. The block's matmuls in call order (torchtitan models/llama/model.py:
+# wq, wk, wv; wo; w1, w3 then w2 for SwiGLU, w1 then w2 otherwise), as (name, width per token,
+# row-parallel: TP leaves the full width, partial sums, on every rank before the reduce-scatter).
+OP_SAC = "op_sac"
+# fp32 logits-sized buffers alive at the loss's peak (the start of the backward pass, when every
+# stored activation is still held), by cross-entropy implementation:
+# - "fused": Megatron-Core's vocab-parallel cross entropy (tensor_parallel/cross_entropy.py,
+#   VocabParallelCrossEntropy: the logits cast to fp32 once, exponentiated in place, kept as the
+#   softmax for the backward pass, which writes the gradient into the same buffer): one.
+# - "eager": PyTorch's F.cross_entropy on fp32 logits, as torchtitan runs it (models/llama/
+#   model.py `self.output(h).float()`; train.py frees `pred` before `loss.backward()` "to avoid
+#   peaking memory"): log_softmax keeps its fp32 output for the backward pass, where the
+#   nll_loss gradient and log_softmax's input gradient are allocated beside it: three.
+LOSS_BUFFERS = {"fused": 1, "eager": 3}
+
+
+def op_sac_matmuls(c: ModelConfig) -> list[tuple[str, int, bool]]:
+    """A dense block's matmuls in torchtitan's call order: (name, output width, row-parallel)."""
+    q, kv = c.heads * c.d_head, c.n_kv_heads * c.d_head
+    mlp = [("w1", c.ffn, False)] + ([("w3", c.ffn, False)] if c.ffn_matrices == 3 else [])
+    return [("wq", q, False), ("wk", kv, False), ("wv", kv, False), ("wo", c.hidden, True),
+            *mlp, ("w2", c.hidden, True)]  # fmt: skip
+
+
+def op_sac_saved(c: ModelConfig) -> set[str]:
+    """The matmuls whose outputs torchtitan's op policy saves: the odd ones in call order."""
+    return {name for i, (name, _, _) in enumerate(op_sac_matmuls(c)) if i % 2 == 0}
+
+
+def op_sac_bytes_per_token(c: ModelConfig, tp: int, sp: bool) -> float:
+    """Stored bytes per token of one block under torchtitan's op policy (16-bit tensors): the
+    block input (split over TP by sequence parallelism), the saved matmul outputs (a column-
+    parallel one split over TP, a row-parallel one whole), the attention output and its fp32
+    log-sum-exp per head, and under TP with sequence parallelism the two reduce-scatters'
+    outputs."""
+    saved = op_sac_saved(c)
+    mm = sum(w / (1 if row and tp > 1 else tp) for n, w, row in op_sac_matmuls(c) if n in saved)
+    sdpa = c.heads * c.d_head / tp + 2 * c.heads / tp  # output (16-bit) and lse (fp32)
+    rs = 2 * c.hidden / tp if tp > 1 and sp else 0.0
+    return 2 * (c.hidden / (tp if sp else 1) + mm + sdpa + rs)
 
 
 def block_params(c: ModelConfig, tp: int, ep: int) -> float:
@@ -91,6 +138,8 @@ def activation_bytes_per_layer(
     recompute="selective" recomputes (Megatron-Core recompute_modules; default core_attn):
     the tensors those modules keep for the backward pass are freed (RECOMPUTED_SBH)."""
     sbh = seq * mb * c.hidden
+    if recompute == "selective" and OP_SAC in recompute_modules:
+        return op_sac_bytes_per_token(c, tp, sp) * seq * mb
     if recompute == "full":  # the layer input, split over TP only with sequence parallelism
         return 2 * sbh / (tp if sp else 1) * act_bytes / 2
     # flash attention stores no attention scores; without SP the norms' and dropouts' 10 of
@@ -148,10 +197,12 @@ def memory_per_chip(
     sp: bool = True,
     gemm_input_bytes: float = 2,
     recompute_modules: tuple[str, ...] = ("core_attn",),
+    loss: str = "fused",
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
     micro-batches of activations under 1F1B, or the second when the first is a layer short;
-    interleaving adds (pp-1)/(pp*v) of that; ZeRO-3 adds its gathered units)."""
+    interleaving adds (pp-1)/(pp*v) of that; ZeRO-3 adds its gathered units; `loss`: the
+    cross-entropy implementation, LOSS_BUFFERS)."""
     params = stage_params(c, pp, tp, ep)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
     # 1F1B: stage i holds pp - i micro-batches in flight. With an uneven split (Llama 3: 126
@@ -177,16 +228,22 @@ def memory_per_chip(
         )  # fmt: skip
         * layer_batches
     )
-    # the LM-head logits of one micro-batch (fp32 for the loss) on the last stage
-    logits = 4 * mb * (seq // cp) * c.vocab / tp
+    logits = loss_bytes(c, mb=mb, seq=seq // cp, tp=tp, loss=loss)
     return {
         "weights_bytes": params * WEIGHT_BYTES / shard[0],
         "gradients_bytes": params * GRAD_BYTES / shard[1],
         "optimizer_bytes": params * OPTIMIZER_BYTES / shard[2],
-        "activations_bytes": acts + (logits if pp == 1 else 0),
+        "activations_bytes": acts,
+        "loss_bytes": logits if pp == 1 else 0.0,  # the LM head's logits live on the last stage
         "zero3_gathered_bytes": zero3_gathered(c, tp=tp, ep=ep) if zero == 3 and dp > 1 else 0.0,
         "reserved_bytes": RESERVED_BYTES,
     }
+
+
+def loss_bytes(c: ModelConfig, *, mb: int, seq: int, tp: int, loss: str = "fused") -> float:
+    """The loss's fp32 logits-sized buffers of one micro-batch on the last stage (LOSS_BUFFERS;
+    `seq` per CP rank; the vocabulary split over TP)."""
+    return LOSS_BUFFERS[loss] * 4 * mb * seq * c.vocab / tp
 
 
 def zero3_gathered(c: ModelConfig, *, tp: int, ep: int) -> float:

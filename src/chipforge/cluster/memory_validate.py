@@ -33,8 +33,7 @@ def predicted_gib(config: dict) -> float:
     chip = load_chip(chip) if isinstance(chip, str) else chip
     hbm = chip.hbm.model_copy(update={"capacity": UNBOUNDED})
     chip = chip.model_copy(update={"memory": (hbm, *chip.memory[1:])})
-    full = {**cv.TRAINING_DEFAULTS, **config, "attention": cv._attention(config), "chip": chip}
-    return training_plan(full).memory_per_chip_bytes / GiB
+    return training_plan({**cv.training_row(config), "chip": chip}).memory_per_chip_bytes / GiB
 
 
 def _predictor(config: dict) -> Callable[[], float]:

@@ -14,6 +14,8 @@ from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.layer import FP8_RECIPES, MOE_DISPATCHERS, RECOMPUTE_MODULES, layer_costs
 from chipforge.cluster.memory import (
     GRAD_BYTES,
+    LOSS_BUFFERS,
+    OP_SAC,
     OPTIMIZER_BYTES,
     RECOMPUTE,
     RESERVED_BYTES,
@@ -277,6 +279,7 @@ def plan_training(
     recompute_modules: tuple[str, ...] = ("core_attn",),
     nccl_ctas: dict[str, int] | None = None,
     moe_host_sync: bool = False,
+    loss: str = "fused",
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -303,7 +306,9 @@ def plan_training(
     recompute_modules; layer.RECOMPUTE_MODULES). `nccl_ctas`: CTA caps of NCCL communicators,
     {"dp": 8, "cp": 1, "pp": 2} (training.NCCL_GROUPS). `moe_host_sync`: dropless MoE whose
     experts the host launches after a synchronisation in every MoE layer (Megatron-Core with
-    Transformer Engine's grouped GEMM outside CUDA graphs; training.MOE_HOST_S_PER_LAUNCH)."""
+    Transformer Engine's grouped GEMM outside CUDA graphs; training.MOE_HOST_S_PER_LAUNCH).
+    `loss`: the cross-entropy implementation, "fused" (Megatron-Core's) or "eager" (PyTorch's
+    F.cross_entropy; memory.LOSS_BUFFERS)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if isinstance(chips, bool) or not isinstance(chips, int) or chips <= 0:
@@ -334,6 +339,11 @@ def plan_training(
             f"--recompute-modules takes one or more of {', '.join(RECOMPUTE_MODULES)}, not "
             f"{','.join(recompute_modules) or 'none'}"
         )
+    if OP_SAC in recompute_modules and (len(set(recompute_modules)) > 1 or c.is_moe):
+        raise WorkloadError(f"--recompute-modules {OP_SAC} (torchtitan's per-op policy) stands "
+                            "alone and is for dense models")  # fmt: skip
+    if loss not in LOSS_BUFFERS:
+        raise WorkloadError(f"--loss must be one of {', '.join(LOSS_BUFFERS)}, not {loss!r}")
     if fp8_param_gather and dtype != "fp8":
         raise WorkloadError(f"--fp8-param-gather needs --dtype fp8, not {dtype}")
     if not chip.peak_flops(dtype):
@@ -374,7 +384,8 @@ def plan_training(
                      shared_expert_overlap=shared_expert_overlap,
                      bucket_size=bucket_size,
                      recompute_modules=tuple(recompute_modules),
-                     nccl_ctas=_nccl_ctas(nccl_ctas), moe_host_sync=moe_host_sync)  # fmt: skip
+                     nccl_ctas=_nccl_ctas(nccl_ctas), moe_host_sync=moe_host_sync,
+                     loss=loss)  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):
@@ -510,7 +521,8 @@ def plan_training(
                 continue
             mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
                               fp8_param_gather=fp8_param_gather,
-                              recompute_modules=run.recompute_modules)  # fmt: skip
+                              recompute_modules=run.recompute_modules,
+                              loss=run.loss)  # fmt: skip
             held = _offload(c, plan, mem, seq, usable, topo, **offload)
             if held is not None:  # the least moved to host memory that fits
                 plan = held

@@ -296,17 +296,20 @@ def plan_memory(
     attention: str = "flash",
     fp8_param_gather: bool = False,
     recompute_modules: tuple[str, ...] = ("core_attn",),
+    loss: str = "fused",
 ) -> dict[str, float]:
     """Bytes per chip by category of plan `p` (what `evaluate_plan` checks against the HBM).
     The distributed optimizer (ZeRO 1-3) shards over the data- and context-parallel ranks
     together (Megatron-Core's `intra_dp_cp_group`: CP ranks hold the same weights);
-    `recompute_modules`: what a selective recompute frees (memory.RECOMPUTED_SBH)."""
+    `recompute_modules`: what a selective recompute frees (memory.RECOMPUTED_SBH); `loss`: the
+    cross-entropy implementation (memory.LOSS_BUFFERS)."""
     act_bytes = max(2, nbytes(dtype))
     mem = memory_per_chip(
         c, tp=p.tp, pp=p.pp, dp=p.dp * p.cp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
         mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
         gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
         attention=attention, sp=p.sequence_parallel, recompute_modules=recompute_modules,
+        loss=loss,
     )  # fmt: skip
     if fp8_param_gather:  # FP8 primary weights (the optimizer's fp32 master copy is unchanged)
         mem["weights_bytes"] *= FP8_PARAM_BYTES / WEIGHT_BYTES
@@ -327,11 +330,10 @@ def _stage_layer_count(c: ModelConfig, p: Plan) -> int:
 
 def offloaded_bytes(c: ModelConfig, p: Plan, mem: dict[str, float], seq: int) -> float:
     """Activation bytes `p.offload_layers` of the stage's layers hold in host memory (all the
-    micro-batches in flight): their share of the stored activations, less the last micro-
-    batch's LM-head logits (pp = 1), which stay."""
-    logits = 4 * p.micro_batch * (seq // p.cp) * c.vocab / p.tp if p.pp == 1 else 0.0
+    micro-batches in flight): their share of the stored activations (the loss's logits,
+    `loss_bytes`, stay)."""
     layers = _stage_layer_count(c, p)
-    return (mem["activations_bytes"] - logits) * min(p.offload_layers, layers) / layers
+    return mem["activations_bytes"] * min(p.offload_layers, layers) / layers
 
 
 def host_bytes(c: ModelConfig, p: Plan, full: dict[str, float], seq: int) -> float:
@@ -374,6 +376,7 @@ class RunOptions:
     recompute_modules: tuple[str, ...] = ("core_attn",)
     nccl_ctas: tuple[tuple[str, int], ...] = ()  # (NCCL_GROUPS member, CTA cap) pairs
     moe_host_sync: bool = False  # dropless MoE launched from the host (MOE_HOST_S_PER_LAUNCH)
+    loss: str = "fused"  # the cross-entropy implementation (memory.LOSS_BUFFERS)
 
 
 @dataclass(frozen=True)
@@ -553,7 +556,7 @@ def stage_cost(
     not fit; the shape is checked by `check_plan`)."""
     mem = plan_memory(c, p, seq=seq, dtype=dtype, attention=run.attention,
                       fp8_param_gather=run.fp8_param_gather,
-                      recompute_modules=run.recompute_modules)  # fmt: skip
+                      recompute_modules=run.recompute_modules, loss=run.loss)  # fmt: skip
     need, have = sum(mem.values()), chip.hbm.capacity
     if need > have:
         raise Infeasible(
@@ -642,7 +645,7 @@ def stage_cost(
                              "states none")  # fmt: skip
         full = plan_memory(c, replace(p, offload_layers=0, optimizer_offload=False), seq=seq,
                            dtype=dtype, attention=run.attention,
-                           recompute_modules=run.recompute_modules)  # fmt: skip
+                           recompute_modules=run.recompute_modules, loss=run.loss)  # fmt: skip
         held = host_bytes(c, p, full, seq)
         if held > topo.host_memory:
             raise Infeasible(

@@ -97,6 +97,7 @@ def training_plan(row: dict):
         recompute_modules=tuple((row.get("recompute_modules") or "core_attn").split("+")),
         nccl_ctas=_pairs(row.get("nccl_ctas") or ""),
         moe_host_sync=row.get("moe_host_sync") == "yes",
+        loss=row.get("loss") or "fused",
     )  # fmt: skip
 
 

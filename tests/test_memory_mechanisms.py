@@ -1,0 +1,81 @@
+"""The memory model's framework mechanisms, each by hand from its source: torchtitan's per-op
+selective activation checkpointing (memory.OP_SAC) and PyTorch's eager cross entropy
+(memory.LOSS_BUFFERS)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chipforge.cluster.memory import activation_bytes_per_layer, memory_per_chip
+from chipforge.cluster.search import plan_training
+from chipforge.errors import WorkloadError
+from chipforge.perf import estimate
+from chipforge.spec.loader import load_chip
+from chipforge.workload.config import load_model
+from chipforge.workload.llm import build
+
+C = load_model("llama3-8b", layers=2)  # h 4096, 32 heads of 128, 8 KV heads, SwiGLU 14336
+SHAPE = dict(mb=2, seq=8192)
+
+
+def test_op_sac_keeps_the_block_input_every_other_matmul_and_the_attention_output():
+    """torchtitan's policy (parallelize_llama.py `_save_list`, `_custom_policy`): the block's
+    matmuls in call order are wq, wk, wv, wo, w1, w3, w2; it saves the 1st, 3rd, 5th and 7th
+    (wq 4096, wv 1024, w1 14336, w2 4096 wide), the SDPA output (4096) with its fp32 log-sum-exp
+    per head (32), and keeps the block input (4096): 16-bit, so 2 bytes each."""
+    tokens = 2 * 8192
+    per_token = 2 * (4096 + 4096 + 1024 + 14336 + 4096 + 4096) + 4 * 32
+    got = activation_bytes_per_layer(C, tp=1, recompute="selective",
+                                     recompute_modules=("op_sac",), **SHAPE)  # fmt: skip
+    assert got == pytest.approx(per_token * tokens)
+    # Megatron's selective set keeps 34 s*b*h (Korthikanti Table 2): twice as much here
+    megatron = activation_bytes_per_layer(C, tp=1, recompute="selective", **SHAPE)
+    assert megatron == pytest.approx(34 * tokens * 4096) and got < 0.5 * megatron
+    # TP 8 with sequence parallelism: the input and the column-parallel outputs split; w2's
+    # row-parallel output is whole (partial sums) until its reduce-scatter, whose outputs (wo's
+    # and w2's) the policy saves too
+    tp = (4096 + 4096 + 1024 + 14336 + 4096 + 2 * 4096) / 8 + 4096
+    got8 = activation_bytes_per_layer(C, tp=8, recompute="selective",
+                                      recompute_modules=("op_sac",), **SHAPE)  # fmt: skip
+    assert got8 == pytest.approx((2 * tp + 4 * 32 / 8) * tokens)
+
+
+def test_op_sac_recomputes_the_unsaved_matmuls_and_every_pointwise_op():
+    """The backward pass redoes the block's forward but the saved ops: wk (1024 of the fused
+    QKV's 6144 columns), wo, w3 (half the fused up projection) and the norms, RoPE, the SwiGLU
+    and the residual adds; not the attention core (its output is saved), nor wq, wv, w1, w2."""
+    kw = dict(tp=1, pp=1, dp=8, cp=1, ep=1, zero=3, micro_batch=2, seq=8192, global_batch=16,
+              dtype="bf16")  # fmt: skip
+    none = plan_training("h100", C, 8, recompute="none", **kw)
+    sac = plan_training("h100", C, 8, recompute="selective", recompute_modules=("op_sac",), **kw)
+    ops = estimate(build(C, phase="train", batch=2, seq=8192, scope="layer"), load_chip("h100")).ops
+    fwd = {o.name.rsplit(".", 1)[-1]: o.time_s for o in ops
+           if not any(p in o.name for p in (".bwd", ".dgrad", ".wgrad", "optimizer"))}  # fmt: skip
+    share = {"qkv_proj": 1024 / 6144, "o_proj": 1.0, "ffn_up": 0.5, "ffn_down": 0.0,
+             "attention": 0.0}  # fmt: skip
+    redo = sum(t * share.get(name, 1.0) for name, t in fwd.items())
+    extra = sac.times["compute_s"] - none.times["compute_s"]
+    assert extra == pytest.approx(C.layers * redo, rel=1e-6)  # one micro-batch of 2, 2 layers
+    assert 0 < redo < sum(fwd.values()) - fwd["attention"]
+
+
+def test_op_sac_stands_alone_on_dense_models():
+    kw = dict(tp=1, pp=1, dp=8, cp=1, ep=1, zero=3, micro_batch=1, seq=4096, recompute="selective")
+    with pytest.raises(WorkloadError, match="op_sac"):
+        plan_training("h100", C, 8, recompute_modules=("op_sac", "core_attn"), **kw)
+    moe = load_model("mixtral-8x7b", layers=2)
+    with pytest.raises(WorkloadError, match="op_sac"):
+        plan_training("h100", moe, 8, recompute_modules=("op_sac",), **kw)
+
+
+def test_eager_cross_entropy_holds_three_fp32_logits():
+    """PyTorch's F.cross_entropy on fp32 logits (torchtitan): log_softmax's saved output, the
+    nll_loss gradient and log_softmax's input gradient, each 4 x tokens x vocab bytes, at the
+    start of the backward pass; Megatron-Core's fused vocab-parallel loss keeps one."""
+    kw = dict(tp=2, pp=1, dp=4, cp=1, ep=1, zero=3, recompute="full", mb=2, seq=8192)
+    one = 4 * 2 * 8192 * C.vocab / 2
+    assert memory_per_chip(C, **kw)["loss_bytes"] == pytest.approx(one)
+    assert memory_per_chip(C, loss="eager", **kw)["loss_bytes"] == pytest.approx(3 * one)
+    assert memory_per_chip(C, loss="eager", **{**kw, "pp": 2})["loss_bytes"] == 0  # first stage
+    with pytest.raises(WorkloadError, match="--loss"):
+        plan_training("h100", C, 8, loss="chunked", tp=1, pp=1, dp=8, micro_batch=1, seq=4096)
