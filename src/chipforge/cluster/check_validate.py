@@ -7,7 +7,10 @@ to tune anything. Registered in `cluster.validate.CASES` as kinds "training-chec
 is reported with the reason, never dropped. The rows of SEEN_SOURCES (torchtitan, rule C1; AMD's
 and OCI's vLLM MI300X runs, rules S1 and S2) are read to diagnose the model (the file's STATUS
 header): they are reported apart, as kinds "training-check-seen" and "serving-check-seen", so the
-unseen kind (training-check: MaxText, MLPerf Training v4.1) keeps estimating generalisation."""
+unseen kind (training-check: MaxText, MLPerf Training v4.1) keeps estimating generalisation.
+A second check-only set (data/check2_heldout.csv: its own rule and source families, committed
+before any of its predictions was looked at) runs through the same predictors and is reported as
+kinds "training-check2" and "serving-check2"."""
 
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec
 
 FILENAME = "check_heldout.csv"
+FILENAME2 = "check2_heldout.csv"  # the second set: kinds "<kind>-check2"
+KINDS2 = ("training-check2", "serving-check2")
 # rows whose errors are read while diagnosing the model (STATUS in the CSV header): rule C1
 # (torchtitan), rules S1 (AMD's ROCm performance results) and S2 (OCI's MI300X blog)
 SEEN_SOURCES = ("github.com/pytorch/torchtitan/", "rocm-hub/dev-ai/performance-results",
@@ -53,6 +58,11 @@ OVERRIDES = {"hbm_capacity": "capacity", "hbm_bandwidth": "bandwidth"}
 def rows() -> list[dict]:
     """The CSV's rows (its '#' header lines state the selection rule)."""
     return csv_rows(FILENAME)
+
+
+def rows2() -> list[dict]:
+    """The second set's rows (FILENAME2; its header states its own rule)."""
+    return csv_rows(FILENAME2)
 
 
 def chip_for(row: dict) -> ChipSpec | str:
@@ -140,7 +150,11 @@ def _serving(row: dict) -> Callable[[], float]:
             kv_dtype=row["kv_dtype"] or None, tp=_int(row["tp"]), pp=_int(row["pp"]),
             ep=_int(row["ep"]), concurrency=_int(row["concurrency"]),
             max_batch=_int(row["max_batch"]), batching=row["batching"] or "continuous",
-            max_num_tokens=_int(row["max_num_tokens"]),
+            max_num_tokens=_int(row.get("max_num_tokens", "")),
+            # the second set's columns (MLPerf Server bounds, the dataset's length spread)
+            ttft_slo=_float(row.get("ttft_slo")), tpot_slo=_float(row.get("tpot_slo")),
+            slo_percentile=row.get("slo_percentile") or None,
+            osl_cv=_float(row.get("osl_cv")) or 0.0, isl_cv=_float(row.get("isl_cv")) or 0.0,
         )  # fmt: skip
         out = plan.throughput_tokens_per_s
         if row["metric"] == "total_tokens_per_s":  # every request: isl in, osl out
@@ -149,6 +163,10 @@ def _serving(row: dict) -> Callable[[], float]:
         return out
 
     return predict
+
+
+def _float(v: str | None) -> float | None:
+    return float(v) if v else None
 
 
 def _ran(predict: Callable[[], float]) -> Callable[[], float]:
@@ -164,17 +182,20 @@ def _ran(predict: Callable[[], float]) -> Callable[[], float]:
     return checked
 
 
+def _case(row: dict, kind: str) -> ClusterCase:
+    predict = _training(row) if row["kind"] == "training" else _serving(row)
+    return case_of(row, kind, _ran(predict), may_fail=True)
+
+
 def cases() -> list[ClusterCase]:
-    return [
-        case_of(
-            row,
-            kind_of(row),
-            _ran(_training(row) if row["kind"] == "training" else _serving(row)),
-            may_fail=True,
-        )
-        for row in rows()
-    ]
+    return [_case(row, kind_of(row)) for row in rows()]
 
 
-if cases not in CASES:
-    CASES.append(cases)
+def cases2() -> list[ClusterCase]:
+    """The second check-only set (FILENAME2), as kinds "<kind>-check2" (KINDS2)."""
+    return [_case(row, f"{row['kind']}-check2") for row in rows2()]
+
+
+for _provider in (cases, cases2):
+    if _provider not in CASES:
+        CASES.append(_provider)

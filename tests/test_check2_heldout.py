@@ -1,0 +1,118 @@
+"""The second check-only set (data/check2_heldout.csv): a written rule, sources no other data file
+cites, every row reported (a prediction or the reason it cannot be stated), predictions from the
+model and never from the published values."""
+
+from __future__ import annotations
+
+import csv
+import math
+from importlib import resources
+
+import pytest
+
+from chipforge.cluster import check_validate as cv
+from chipforge.cluster import validate as v
+from chipforge.cluster.search import plan_training
+from chipforge.cluster.serving import plan_serving
+from chipforge.cluster.validate import _model
+
+# the set's source families: no other data file may cite them
+FAMILIES = ("inference_results_v4.0", "jetstream-pytorch", "sgl-project/sglang",
+            "training_results_v4.0", "2201.11990")  # fmt: skip
+RULES = ("(U1) MLPerf Inference v4.0", "(U2) jetstream-pytorch", "(U3) SGLang",
+         "(T1) MLPerf Training v4.0", "(T2) Megatron-Turing NLG 530B")  # fmt: skip
+
+
+def _text(name: str) -> str:
+    return (resources.files("chipforge.data") / name).read_text()
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {r["id"]: r for r in v.run(cv.KINDS2)}
+
+
+def test_the_rule_is_in_the_header_and_every_row_has_a_source():
+    header = " ".join(line for line in _text(cv.FILENAME2).splitlines() if line.startswith("#"))
+    assert "NEVER use them" in header and "none dropped for its fit" in header
+    assert all(rule in header for rule in RULES)
+    rows = cv.rows2()
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids)) == 40
+    for row in rows:
+        assert row["source"].startswith("https://") and row["conditions"], row["id"]
+        assert sum(f in row["source"] for f in FAMILIES) == 1, row["id"]
+        if "github.com" in row["source"]:  # a pinned revision, not a moving branch
+            assert len(row["source"].split("/")[6]) == 40, row["id"]
+        assert row["kind"] in ("training", "serving") and float(row["value"]) > 0
+
+
+def test_no_other_data_file_cites_its_sources():
+    others = [
+        p.name
+        for p in resources.files("chipforge.data").iterdir()
+        if p.name.endswith(".csv") and p.name != cv.FILENAME2
+    ]
+    assert cv.FILENAME in others and "frontier_heldout.csv" in others
+    for name in others:
+        text = _text(name).lower()
+        for family in FAMILIES:
+            assert family not in text, (name, family)
+
+
+def test_the_csv_parses_with_the_same_columns_everywhere():
+    lines = [line for line in _text(cv.FILENAME2).splitlines() if not line.startswith("#")]
+    width = len(next(csv.reader(lines[:1])))
+    assert all(len(r) == width for r in csv.reader(lines))
+
+
+def test_every_row_is_evaluated_or_says_why_not(results):
+    assert sorted(results) == sorted(r["id"] for r in cv.rows2())
+    for row in cv.rows2():
+        r = results[row["id"]]
+        assert r["kind"] == f"{row['kind']}-check2"
+        if row["not_expressible"]:  # decided from the configuration, before evaluation
+            assert r["error"] is None and r["not_expressible"] == row["not_expressible"]
+        elif r["error"] is None:  # refused by the model: its reason is reported
+            assert r["not_expressible"].startswith("the model refuses a run that ran: ")
+        else:
+            assert math.isfinite(r["predicted"]) and r["predicted"] > 0, row["id"]
+    for kind in cv.KINDS2:
+        mine = [r for r in results.values() if r["kind"] == kind]
+        s = v.summary(mine)
+        assert s["cases"] >= 8  # most rows are evaluated
+        assert s["cases"] + s["not_expressible"] == len(mine)
+
+
+def test_predictions_come_from_the_model_not_the_published_values(results, monkeypatch):
+    """Scaling every published value leaves the predictions unchanged; a serving and a
+    training row recomputed through the public API with the row's configuration agree."""
+    scaled = [{**row, "value": str(float(row["value"]) * 3)} for row in cv.rows2()]
+    monkeypatch.setattr(cv, "rows2", lambda: scaled)
+    again = {r["id"]: r for r in v.run(cv.KINDS2)}
+    for key, r in results.items():
+        assert again[key]["predicted"] == r["predicted"], key
+
+    serve = plan_serving(
+        "tpu-v5e", "llama2-7b", 8, isl=161, osl=338, dtype="bf16", kv_dtype="bf16", tp=8, pp=1,
+        max_batch=96, batching="continuous",
+    )  # fmt: skip
+    pred = results["jetstreampt-v5e8-llama2-7b-bf16-b96"]["predicted"]
+    assert pred == pytest.approx(serve.throughput_tokens_per_s)
+
+    row = next(r for r in cv.rows2() if r["id"] == "mtnlg-a100x2240-530b")
+    plan = plan_training(
+        "a100", _model(row["model"], row["id"]), 2240, seq=2048, global_batch=1920,
+        dtype="bf16", tp=8, pp=35, dp=8, cp=1, ep=1,
+    )  # fmt: skip
+    assert results[row["id"]]["predicted"] == pytest.approx(plan.step_time_s)
+
+
+def test_the_server_rows_state_mlperfs_p99_bounds():
+    """MLPerf Server: TTFT <= 2 s and TPOT <= 200 ms at the 99th percentile (the logs'
+    ttft_latency / tpot_latency), the Offline rows none."""
+    for row in cv.rows2():
+        if row["id"].startswith("mlpi40-"):
+            server = row["id"].endswith("-server")
+            bounds = (row["ttft_slo"], row["tpot_slo"], row["slo_percentile"])
+            assert bounds == (("2", "0.2", "p99") if server else ("", "", "")), row["id"]
