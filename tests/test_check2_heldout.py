@@ -33,7 +33,8 @@ def results():
 
 
 def test_the_rule_is_in_the_header_and_every_row_has_a_source():
-    header = " ".join(line for line in _text(cv.FILENAME2).splitlines() if line.startswith("#"))
+    lines = _text(cv.FILENAME2).splitlines()
+    header = " ".join(line.lstrip("# ") for line in lines if line.startswith("#"))
     assert "NEVER use them" in header and "none dropped for its fit" in header
     assert all(rule in header for rule in RULES)
     rows = cv.rows2()
@@ -80,7 +81,7 @@ def test_every_row_is_evaluated_or_says_why_not(results):
     for kind in cv.KINDS2:
         mine = [r for r in results.values() if r["kind"] == kind]
         s = v.summary(mine)
-        assert s["cases"] >= 8  # most rows are evaluated
+        assert s["cases"] >= len(mine) / 2  # most rows are evaluated
         assert s["cases"] + s["not_expressible"] == len(mine)
 
 
