@@ -4,6 +4,8 @@ through `chipforge.cli.main` (the real entry point and its guard)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_hostile import assert_user_error, cli
 
@@ -64,3 +66,64 @@ def test_cost_sensitivity_flag_prints_the_api_s_tornado(tmp_path):
     code, _, err = cli("cost", "--chip", "forge-n3", "--sensitivity", "--html", str(page))
     assert code == 0 and "not drawn" not in err, err
     assert "Sensitivity (tornado)" in page.read_text()
+
+
+# ---- a relative path named inside a file: relative to that file (userfile.beside) -----------
+
+REPO = Path(__file__).resolve().parents[1]
+RACK = 'chip = "{chip}"\nchips = 4\npower = "6 kW"\nother_hw_usd_per_rack = 1000\n'
+
+
+def _chip(path: Path, name: str) -> Path:
+    text = (REPO / "examples" / "my-chip.toml").read_text()
+    path.write_text(text.replace('name = "my-chip"', f'name = "{name}"', 1))
+    return path
+
+
+def test_beside_one_rule(tmp_path):
+    """What is a path (a file suffix, a slash, or a name in the folder) and what is a name."""
+    from chipforge.userfile import beside
+
+    (tmp_path / "m").mkdir()
+    d = str(tmp_path)
+    assert beside("c.toml", d) == f"{d}/c.toml"  # missing: the loader names this path
+    assert beside("llm:sub/config.json", d) == f"llm:{d}/sub/config.json"
+    assert beside("m", d) == f"{d}/m" and beside("./x", d) == f"{d}/x"
+    for kept in ("h100", "llm:llama3-8b", "/abs/c.toml", "", "x" * 5000):
+        assert beside(kept, d) == kept
+
+
+def test_sweep_space_path_is_relative_to_the_space_file(tmp_path, monkeypatch):
+    """A space's relative chip path named the file in the working folder when there was one
+    there (another file of the same name), the one beside the space file only otherwise."""
+    from chipforge.explore import load_space
+
+    (tmp_path / "s").mkdir()
+    _chip(tmp_path / "s" / "c.toml", "beside")
+    _chip(tmp_path / "c.toml", "in-the-working-folder")
+    (tmp_path / "s" / "space.toml").write_text(
+        '[base]\nchip = "c.toml"\n[params]\nclock = ["1 GHz"]\n[[workloads]]\nspec = "gpt2"\n'
+        '[objectives]\ntime_s = "min"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert load_space("s/space.toml").base.name == "beside"
+
+
+def test_decide_scenario_paths_are_relative_to_the_scenario(tmp_path, monkeypatch):
+    """Chip, rack and model of a scenario, by the one rule, from another working folder."""
+    from chipforge.decide.inputs import load_scenario
+
+    (tmp_path / "s" / "m").mkdir(parents=True)
+    _chip(tmp_path / "s" / "c.toml", "mine")
+    (tmp_path / "s" / "r.toml").write_text(RACK.format(chip="c.toml"))
+    (tmp_path / "s" / "m" / "config.json").write_text("{}")
+    text = (REPO / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    text = text.replace('chip = "forge-n3"\nrack = "forge-n3-rack"',
+                        'chip = "c.toml"\nrack = "r.toml"')  # fmt: skip
+    text = text.replace('model = "llama3-70b"', 'model = "m,layers=2"', 1)
+    (tmp_path / "s" / "s.toml").write_text(text)
+    monkeypatch.chdir(tmp_path / "s" / "m")
+    sc = load_scenario(tmp_path / "s" / "s.toml")
+    assert (sc.build.chip, sc.build.rack) == (f"{tmp_path}/s/c.toml", f"{tmp_path}/s/r.toml")
+    models = [w.model for w in (*sc.train, *sc.serve)]
+    assert f"{tmp_path}/s/m,layers=2" in models

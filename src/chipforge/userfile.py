@@ -59,6 +59,28 @@ def bare_name(text: str) -> str:
         return text
 
 
+PATH_SUFFIXES = (".toml", ".json", ".onnx", ".pt2")  # chip/rack TOML, config.json, model files
+
+
+def beside(value: str, folder: str | Path) -> str:
+    """A chip, rack or model named inside a file (a rack TOML, a sweep space, a decide
+    scenario) kept in `folder`: a relative path in it is relative to that file, as a user keeps
+    them together, wherever the command runs. A path is a name ending in .toml, .json, .onnx or
+    .pt2, one with a slash (./model-folder), or one naming something in `folder`; `llm:` before
+    it stays. A preset's name, an absolute path, or a name the file system refuses is returned
+    as given (the loaders then say what is wrong with it)."""
+    bare = value.removeprefix("llm:")
+    try:
+        if not bare or Path(bare).is_absolute():
+            return value
+        path = Path(folder) / bare
+        if not ("/" in bare or bare.lower().endswith(PATH_SUFFIXES) or path.exists()):
+            return value
+    except (OSError, ValueError):
+        return value
+    return value[: len(value) - len(bare)] + str(path)
+
+
 def missing(path: str | Path) -> str:
     """Why `path` cannot be read as a file, for an error: 'does not exist' or 'is not a regular
     file' (a folder, a named pipe, a device)."""

@@ -495,25 +495,13 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     if not 64 <= samples <= MAX_SAMPLES:
         raise ChipforgeError(f"`scenario.samples` must be 64 to {MAX_SAMPLES:,}, not {samples}")
 
-    def rel(chip):
-        """A chip or rack TOML named relative to the scenario file (a preset or an inline rack
-        table as given)."""
-        if (
-            base is not None
-            and isinstance(chip, str)
-            and chip.endswith(".toml")
-            and not Path(chip).is_absolute()
-        ):
-            return str((base / chip).resolve())
-        return chip
-
-    def rel_model(model: str) -> str:
-        """A config.json or model folder named relative to the scenario file."""
-        head, sep, rest = str(model).partition(",")
-        bare = head.removeprefix("llm:")
-        if base is not None and not Path(bare).is_absolute() and (base / bare).exists():
-            return str((base / bare).resolve()) + sep + rest
-        return str(model)
+    def rel(value):
+        """A chip, rack or model named relative to the scenario file (`userfile.beside`); a
+        preset or an inline rack table as given."""
+        if base is None or not isinstance(value, str):
+            return value
+        head, sep, rest = value.partition(",")
+        return userfile.beside(head, base) + sep + rest
 
     build_raw, buy_raw = _table(d, "build"), _table(d, "buy")
     build = _option(build_raw, "build", "forge-n3")
@@ -565,13 +553,13 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
 
     wl = sections["workload"]
     train = tuple(
-        Train(rel_model(t["model"]), _count(t["tokens"], "workload.train.tokens"),
+        Train(rel(str(t["model"])), _count(t["tokens"], "workload.train.tokens"),
               months_between(start, str(t.get("start", start)), "workload.train.start"),
               months_between(start, str(t.get("end", end)), "workload.train.end") + 3)
         for t in _tables(wl, "train", "workload.train", need=("model", "tokens"))
     )  # fmt: skip
     serve = tuple(
-        Serve(rel_model(t["model"]), _count(t["tokens_per_day"], "workload.serve.tokens_per_day"),
+        Serve(rel(str(t["model"])), _count(t["tokens_per_day"], "workload.serve.tokens_per_day"),
               months_between(start, str(t.get("start", start)), "workload.serve.start"),
               _int(t.get("isl", 1024), "workload.serve.isl"),
               _int(t.get("osl", 1024), "workload.serve.osl"), _dtype(t.get("dtype", "bf16")))

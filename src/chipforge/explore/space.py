@@ -35,7 +35,7 @@ from chipforge.explore.system import (
 from chipforge.spec import ChipSpec, load_chip
 from chipforge.spec.loader import validation_message
 from chipforge.units import parse_quantity
-from chipforge.userfile import load_toml, missing
+from chipforge.userfile import beside, load_toml, missing
 
 METHODS = ("grid", "random", "lhs", "nsga2", "tpe")
 GRID_STEPS = 5  # grid points of a range that gives no `steps`
@@ -373,28 +373,14 @@ def load_space(path: str | Path, *, trust_pickle: bool = False) -> Space:
 
 def _beside(data: dict, folder: Path) -> None:
     """A relative file path in a space file (chip or rack TOML, a workload's or the serving
-    model's config.json, model folder, .onnx or .pt2) names a file beside the space file when
-    there is none relative to the working directory (as a user keeps them together)."""
+    model's config.json, model folder, .onnx or .pt2) is relative to the space file
+    (`userfile.beside`)."""
     for table, key in (("base", "chip"), ("site", "rack"), ("serving", "model")):
         value = data.get(table, {}).get(key) if isinstance(data.get(table), dict) else None
-        if isinstance(value, str) and (table != "serving" or "," not in value):
-            data[table][key] = _near(value, folder)
+        if isinstance(value, str):
+            head, sep, rest = value.partition(",")
+            data[table][key] = beside(head, folder) + sep + rest
     for w in data.get("workloads", []) if isinstance(data.get("workloads"), list) else []:
         if isinstance(w, dict) and isinstance(w.get("spec"), str):
             head, sep, rest = w["spec"].partition(",")
-            w["spec"] = _near(head, folder) + sep + rest
-
-
-def _near(value: str, folder: Path) -> str:
-    """`value`, or the file of that name beside the space file when `value` is a relative
-    path (a .toml, .json, .onnx or .pt2 file, or a path with a slash such as ./model-folder)
-    that names nothing in the working directory."""
-    bare = value.removeprefix("llm:")
-    try:
-        if Path(bare).is_absolute() or Path(bare).exists() or not (folder / bare).exists():
-            return value
-    except OSError:  # a name too long to be a path: the loaders say why
-        return value
-    if "/" not in bare and not bare.lower().endswith((".toml", ".json", ".onnx", ".pt2")):
-        return value  # a preset's name (a folder is named as ./folder)
-    return value[: len(value) - len(bare)] + str(folder / bare)
+            w["spec"] = beside(head, folder) + sep + rest
