@@ -127,3 +127,24 @@ def test_decide_scenario_paths_are_relative_to_the_scenario(tmp_path, monkeypatc
     assert (sc.build.chip, sc.build.rack) == (f"{tmp_path}/s/c.toml", f"{tmp_path}/s/r.toml")
     models = [w.model for w in (*sc.train, *sc.serve)]
     assert f"{tmp_path}/s/m,layers=2" in models
+
+
+def test_rack_file_chip_is_relative_to_the_rack_file(tmp_path, monkeypatch):
+    """`datacenter --rack sub/r.toml` (no --chip) read the rack's chip path relative to the
+    working folder; a spaced `--rack " sub/r.toml "` with `--chip sub/c.toml` was refused as
+    "holds c.toml, not mine" (the chip path was joined to the untrimmed rack path)."""
+    import json
+
+    (tmp_path / "sub").mkdir()
+    _chip(tmp_path / "sub" / "c.toml", "mine")
+    (tmp_path / "sub" / "r.toml").write_text(RACK.format(chip="c.toml"))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("datacenter", "--rack", "sub/r.toml", "--power", "1MW", "--json")
+    assert code == 0, err
+    assert json.loads(out)["rack"]["chips"] == 4
+    code, out, err = cli("datacenter", "--chip", "sub/c.toml", "--rack", " sub/r.toml ",
+                         "--power", "1MW", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["rack"]["chips"] == 4
+    assert_user_error(*cli("datacenter", "--chip", "h100", "--rack", "sub/r.toml")[::2],
+                      "holds", "not h100")  # fmt: skip

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from chipforge.errors import SpecError, UnitError, check_name, did_you_mean
-from chipforge.userfile import bare_name, load_toml, missing
+from chipforge.userfile import bare_name, beside, load_toml, missing
 
 AIR_COOLED_MAX_W = 40e3  # assumption: above ~40 kW a rack needs liquid (DGX H100 racks ~41 kW)
 
@@ -155,7 +155,8 @@ def load_rack(name: str) -> Rack:
         if not path.is_file():
             raise SpecError(f"rack file {name!r} {missing(path)}; give a preset or a TOML path")
         data = load_toml(path, what="rack file", error=SpecError)
-        return rack_from_dict(path.stem, data, name)
+        r = rack_from_dict(path.stem, data, name)
+        return replace(r, chip=beside(r.chip, path.parent)) if r.chip else r
     if name not in racks:
         raise SpecError(
             f"`--rack` must be one of {', '.join(sorted(racks))}, not {name!r}"
@@ -205,17 +206,16 @@ def derive_rack(spec, chip_ref: str, a) -> Rack:
     )
 
 
-def _held(chip: str, rack: str) -> str:
-    """The name of the chip a rack file names by a chip TOML path (relative to the rack file,
-    as a user keeps them together); else `chip` as written."""
+def _held(chip: str) -> str:
+    """The name of the chip a rack holds: its chip TOML's (`load_rack` made the path relative
+    to the rack file), else `chip` as written."""
     from chipforge.errors import ChipforgeError  # noqa: PLC0415
     from chipforge.spec import load_chip  # noqa: PLC0415
 
-    if not (chip.endswith(".toml") and rack.endswith(".toml")):
+    if not chip.endswith(".toml"):
         return chip
-    path = Path(chip) if Path(chip).is_absolute() else Path(rack).parent / chip
     try:
-        return load_chip(str(path)).name
+        return load_chip(chip).name
     except ChipforgeError:
         return chip
 
@@ -237,7 +237,7 @@ def rack_for(chip, rack: str | None, a, flag: str = "--rack") -> Rack:
         chip = spec.name
     if rack:
         r = load_rack(rack)
-        if r.chip and r.chip not in (chip, spec.name) and _held(r.chip, rack) != spec.name:
+        if r.chip and r.chip not in (chip, spec.name) and _held(r.chip) != spec.name:
             raise SpecError(
                 f"`{flag}` {r.name} holds {r.chip}, not {spec.name}; give a rack TOML for "
                 f"{spec.name} (leave out `chip` to use it with any chip), or leave out {flag} "
