@@ -50,3 +50,20 @@ def test_only_held_out_rows_may_fail():
             v.run(("probe",))
     finally:
         v.CASES.pop()
+
+
+def test_megatron_bridge_moe_rows_take_their_recipes_token_dispatcher():
+    """Megatron-Bridge's GB200/GB300 DeepSeek-V3 and Qwen3 MoE configs dispatch with HybridEP
+    (moe_flex_dispatcher_backend="hybridep" -> moe_token_dispatcher_type "flex"); their B200
+    and H100 configs, and GPT-OSS everywhere, keep the NCCL all-to-all; and the choice moves
+    the prediction (the flex dispatch skips the all-to-all dispatcher's sorts)."""
+    mb = [r for r in fv.rows() if "Megatron-Bridge" in r["source"] and r["kind"] == "training"]
+    moe = [r for r in mb if r["model"].startswith(("deepseek", "qwen3", "gpt-oss"))]
+    assert {r["model"].split("-")[0] for r in moe} == {"deepseek", "qwen3", "gpt"}
+    for r in moe:
+        flex = fv._recipe_options(r).get("moe_dispatcher") == "flex"
+        hybridep = r["chip"] in ("gb200", "gb300") and not r["model"].startswith("gpt-oss")
+        assert flex == hybridep, r["id"]
+    row = next(r for r in moe if r["id"] == "mb2511-gb300x8-qwen3-30b-a3b-mxfp8")
+    a2a = fv._training({**row, "moe_dispatcher": "alltoall"})()
+    assert fv._training(row)() > 1.03 * a2a

@@ -89,10 +89,18 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
 # workload_base_configs.py) offloads activations to the Grace CPU. Their DeepSeek-V3 GB200 /
 # GB300 configs dispatch tokens with moe_flex_dispatcher_backend="hybridep" (the B200 one with
 # the default all-to-all; deepseek workload_base_configs.py); DeepSeek-V3's own run used its
-# DeepEP kernels (report Sec. 3.2.2; DeepEP README). Gradient buckets (training.BUCKET_PARAMS):
-# the MLPerf v5.1 llama31_8b configs set BUCKET_SIZE=768000000 (config_common_8b.sh), the
-# llama31_405b ones leave NeMo's conf/custom.yaml default, bucket_size 134217728; the v5.0 and
-# Megatron-Bridge rows keep Megatron-Core's default. A row's own non-empty column wins.
+# DeepEP kernels (report Sec. 3.2.2; DeepEP README). So do their Qwen3-30B-A3B and
+# Qwen3-235B-A22B GB200 / GB300 configs, in every revision read (r0.2.1, r0.2.2
+# qwen3/workload_base_configs.py; v0.3.0, v0.3.1, v0.4.0 qwen3_workload_base_configs.py: each
+# *_GB300_* / *_GB200_* config sets moe_flex_dispatcher_backend="hybridep", passed to
+# recipes/qwen/qwen3_moe.py, whose apply_flex_dispatcher_backend sets
+# moe_token_dispatcher_type="flex" on GB200/GB300); their B200 and H100 configs keep the
+# all-to-all, as GPT-OSS does everywhere (gpt_oss_provider.py moe_token_dispatcher_type
+# "alltoall", no 25.11 GPT-OSS config sets a flex backend). Gradient buckets
+# (training.BUCKET_PARAMS): the MLPerf v5.1 llama31_8b configs set BUCKET_SIZE=768000000
+# (config_common_8b.sh), the llama31_405b ones leave NeMo's conf/custom.yaml default,
+# bucket_size 134217728; the v5.0 and Megatron-Bridge rows keep Megatron-Core's default. A
+# row's own non-empty column wins.
 # Selective recompute (layer.RECOMPUTE_MODULES): DeepSeek-V3 recomputes "all RMSNorm operations
 # and MLA up-projections" (report Sec. 3.2.3). Every revision of the Megatron-Bridge DeepSeek-V3
 # workload_base_configs.py read sets recompute_modules=["mla_up_proj"] for the B200 config and
@@ -107,6 +115,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
 # gpt_oss/workload_base_configs.py; v0.3.0, v0.3.1, v0.4.0 gpt_oss_workload_base_configs.py) sets
 # recompute_modules=["layernorm", "moe_act"] for the GB200, B200 and H100 BF16 configs and none
 # for GB300 (memory.RECOMPUTED_SBH prices what they free).
+HYBRIDEP_MODELS = ("deepseek", "qwen3")  # Megatron-Bridge GB200/GB300 configs: hybridep
 DEEPSEEK_RECOMPUTE = "layernorm+mla_up_proj"
 GPT_OSS_RECOMPUTE = "layernorm+moe_act"
 MLPERF_V51 = "github.com/mlcommons/training_results_v5.1"
@@ -136,7 +145,7 @@ def _recipe_options(row: dict) -> dict:
             opts["overlap_param_gather"] = ""
         if row["zero"] == "3" and row["chip"] in ("gb200", "gb300"):
             opts["activation_offload"] = "yes"
-        if row["model"].startswith("deepseek") and row["chip"] in ("gb200", "gb300"):
+        if row["model"].startswith(HYBRIDEP_MODELS) and row["chip"] in ("gb200", "gb300"):
             opts["moe_dispatcher"] = "flex"
         if row["model"].startswith("deepseek") and row["chip"] in ("gb200", "b200"):
             opts.update(recompute="selective", recompute_modules="mla_up_proj")
