@@ -35,6 +35,7 @@ from chipforge.cluster.queueing import (
 )
 from chipforge.cluster.serving_plan import ServingPlan, _check, _load_chip, resolve_model
 from chipforge.cluster.topology import Topology, topology_for
+from chipforge.cluster.tp_allreduce import tp_all_reduce
 from chipforge.dtypes import BYTES, nbytes
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.perf import estimate
@@ -180,7 +181,7 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False,
     comm = 0.0
     for name, size in collectives:
         if not (ep > 1 and name == MOE_COLLECTIVE):
-            comm += collective_time("all_reduce", size, tp, topo)
+            comm += tp_all_reduce(chip.name, size, tp, topo)  # custom AR, else RCCL/NCCL
     if ep > 1 and c.is_moe:  # MoE: dispatch + combine all-to-all of each token's top_k copies
         # (also without TP, where the graph has no MoE all-reduce to stand in for it)
         # dispatch in the experts' GEMM dtype, combine in BF16 (DeepEP: FP8 dispatch, BF16
