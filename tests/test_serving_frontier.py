@@ -368,3 +368,55 @@ def test_mla_decode_rate_is_the_chips_not_its_names(tmp_path):
     assert plan_serving(renamed, "deepseek-v3", 8, **kw).throughput_tokens_per_s == ref
     bare = b200.model_copy(update={"mla_decode_rate": None})
     assert plan_serving(bare, "deepseek-v3", 8, **kw).throughput_tokens_per_s > 1.1 * ref
+
+
+def _experts_up(chip, b, ep):
+    """The routed experts' FC1 grouped matmul of one R1 decode block and its engine estimate."""
+    from chipforge.perf import estimate
+
+    g = serving._graph(DS, "decode", b, 2048, 1, "fp4", "fp8", ep, "bf16")
+    r = estimate(g, chip, deployed=True)
+    ((op, o),) = [
+        (op, o) for op, o in zip(g.ops, r.ops, strict=True) if op.name.endswith(".experts_up")
+    ]
+    return op, o.time_s
+
+
+@pytest.mark.parametrize("per_gpu", [32, 64])
+def test_moe_decode_bandwidth_is_set_on_its_kernel(per_gpu):
+    """The designated case of gb200's `moe_decode_bandwidth`: TensorRT-LLM tech_blog8 (EPLB
+    section) measures 75 us for the first grouped GEMM (FC1) of DeepSeek-R1 NVFP4 at EP16 on
+    GB200 with 32 or 64 sequences per GPU. The busiest chip's 16 experts' weights over the field
+    give that time back; the engine's own estimate streams them about twice as fast."""
+    chip = _load_chip("gb200")
+    op, engine = _experts_up(chip, per_gpu, 16)
+    assert op.batch == 16 and (op.n, op.k) == (2 * DS.expert_ffn, DS.hidden)
+    floor = op.batch * op.n * op.k * 0.5 / chip.moe_decode_bandwidth
+    assert floor == pytest.approx(75e-6, rel=0.01)
+    assert engine < 0.55 * floor
+
+
+def test_expert_matmuls_in_decode_take_the_measured_weight_stream():
+    """With the field a decode block's routed-expert matmuls take at least their weight bytes
+    over it (the same block without the field is faster by the difference); prefill and chips
+    without a measurement keep the engine's estimate."""
+    chip = _load_chip("b200")
+    bare = chip.model_copy(update={"moe_decode_bandwidth": None})
+    args = ("decode", 64, 2048, 1, "fp4", "fp8", 8, "bf16")
+    with_field = serving._layer(chip, DS, *args)[0]
+    without = serving._layer(bare, DS, *args)[0]
+    g = serving._graph(DS, *args)
+    up, up_engine = _experts_up(chip, 64, 8)
+    (down,) = [op for op in g.ops if op.name.endswith(".experts_down")]
+    from chipforge.perf import estimate
+
+    r = estimate(g, chip, deployed=True)
+    down_engine = next(o.time_s for op, o in zip(g.ops, r.ops, strict=True) if op is down)
+    gap = sum(
+        max(0.0, op.batch * op.n * op.k * 0.5 / chip.moe_decode_bandwidth - t)
+        for op, t in ((up, up_engine), (down, down_engine))
+    )
+    assert gap > 0 and with_field - without == pytest.approx(gap, rel=1e-9)
+    pre = ("prefill", 1, 2048, 1, "fp4", "fp8", 8, "bf16")
+    assert serving._layer(chip, DS, *pre)[0] == serving._layer(bare, DS, *pre)[0]
+    assert _load_chip("h800").moe_decode_bandwidth is None  # DeepGEMM's kernels: the engine's

@@ -77,6 +77,11 @@ ATTENTION_MATMULS = frozenset(
 )
 
 
+# The routed experts' grouped matmuls in `workload.llm._moe` (the busiest chip's active experts,
+# `batch` of them, each n x k weights).
+EXPERT_MATMULS = frozenset(("experts_up", "experts_down"))
+
+
 _CACHE: dict[tuple, object] = {}  # block and LM-head costs, keyed on chip content and shape
 _CACHE_MAX = 20000
 
@@ -143,12 +148,19 @@ def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0, 
     g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
     r = estimate(g, chip, deployed=True)
     rate = chip.mla_decode_rate if phase == "decode" else None  # ChipSpec.mla_decode_rate
-    compute = sum(
-        max(o.time_s, op.flops / rate) if rate and isinstance(op, Attention) and op.v_in_k
-        else o.time_s
-        for op, o in zip(g.ops, r.ops, strict=True)
-        if o.kind != "collective"
-    )  # fmt: skip
+    # the routed experts' grouped GEMM in decode streams its weights no faster than a measured
+    # kernel does on this chip (ChipSpec.moe_decode_bandwidth; TensorRT-LLM tech_blog8)
+    stream = chip.moe_decode_bandwidth if phase == "decode" else None
+    compute = 0.0
+    for op, o in zip(g.ops, r.ops, strict=True):
+        if o.kind == "collective":
+            continue
+        t = o.time_s
+        if rate and isinstance(op, Attention) and op.v_in_k:
+            t = max(t, op.flops / rate)
+        elif stream and isinstance(op, MatMul) and op.name.rsplit(".", 1)[-1] in EXPERT_MATMULS:
+            t = max(t, op.batch * op.n * op.k * nbytes(op.dtype) / stream)
+        compute += t
     collectives = tuple((op.name, op.size) for op in g.ops if op.kind == "collective")
     return compute, collectives
 

@@ -196,6 +196,12 @@ class ChipSpec(Frozen):
         "on this chip (the serving engine's decode attention takes at least flops / rate); "
         "None: the engine's own tile-level estimate",
     )
+    moe_decode_bandwidth: Bandwidth | None = Field(
+        None,
+        description="weight bytes/s a published kernel measurement shows for the MoE grouped GEMM "
+        "at decode batch sizes on this chip (the serving engine's routed-expert matmuls in decode "
+        "take at least their weight bytes / this); None: the engine's own estimate",
+    )
     cores: int = Field(gt=0, le=MAX_COUNT, description="SMs, CUs or TensorCores")
     physical_cores: int | None = Field(
         None,
