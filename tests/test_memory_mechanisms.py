@@ -79,3 +79,23 @@ def test_eager_cross_entropy_holds_three_fp32_logits():
     assert memory_per_chip(C, loss="eager", **{**kw, "pp": 2})["loss_bytes"] == 0  # first stage
     with pytest.raises(WorkloadError, match="--loss"):
         plan_training("h100", C, 8, loss="chunked", tp=1, pp=1, dp=8, micro_batch=1, seq=4096)
+
+
+def test_layer_sac_checkpoints_every_second_block_whole():
+    """torchtitan's layer policy (ac_freq 2): half the blocks keep Korthikanti's 34 s*b*h (flash
+    attention), half only their input (2), and the backward pass redoes half the blocks' whole
+    forward."""
+    tokens = 2 * 8192
+    got = activation_bytes_per_layer(C, tp=1, recompute="selective",
+                                     recompute_modules=("layer_sac",), **SHAPE)  # fmt: skip
+    assert got == pytest.approx((34 + 2) / 2 * tokens * 4096)
+    kw = dict(tp=1, pp=1, dp=8, cp=1, ep=1, zero=3, micro_batch=2, seq=8192, global_batch=16,
+              dtype="bf16")  # fmt: skip
+    none = plan_training("h100", C, 8, recompute="none", **kw)
+    full = plan_training("h100", C, 8, recompute="full", **kw)
+    half = plan_training("h100", C, 8, recompute="selective", recompute_modules=("layer_sac",),
+                         **kw)  # fmt: skip
+    redo = full.times["compute_s"] - none.times["compute_s"]
+    assert half.times["compute_s"] - none.times["compute_s"] == pytest.approx(redo / 2, rel=1e-6)
+    with pytest.raises(WorkloadError, match="layer_sac"):
+        plan_training("h100", C, 8, recompute_modules=("layer_sac", "op_sac"), **kw)

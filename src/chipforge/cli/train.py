@@ -251,7 +251,8 @@ def train(
             help="what --recompute selective recomputes, comma-separated: core_attn, layernorm, "
             "mla_up_proj, mlp, moe_act, moe, shared_experts (Megatron-Core recompute_modules); "
             "or op_sac alone (torchtitan's per-op policy: saves every other matmul's output and "
-            "the attention's)",
+            "the attention's) or layer_sac alone (torchtitan's layer policy: every second block "
+            "recomputed whole)",
         ),
     ] = "core_attn",
     loss: Annotated[

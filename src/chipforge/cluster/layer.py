@@ -139,6 +139,8 @@ RECOMPUTE_MODULES = {
     # torchtitan's per-op policy (memory.OP_SAC): every forward op but the attention core and
     # the matmuls whose outputs it saves (memory.op_sac_saved); `op_sac_share`
     "op_sac": (),
+    # torchtitan's layer policy (memory.LAYER_SAC): every second block's whole forward
+    "layer_sac": (),
 }  # fmt: skip
 _OP_MODULES = {op: m for m, ops in RECOMPUTE_MODULES.items() if m != "moe" for op in ops}
 # the layer graph's GEMMs as torchtitan's block calls its matmuls (memory.op_sac_matmuls)
@@ -352,7 +354,7 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
         _TP_GEMMS.clear()
     _TP_GEMMS[k] = _tp_groups(graph, times) if tp > 1 else {}
     _CACHE[k] = (fwd, bwd, attn, opt)
-    _MODULES[k] = {**mods, "core_attn": attn}
+    _MODULES[k] = {**mods, "core_attn": attn, "layer_sac": fwd / 2}
 
 
 def _tp_groups(graph: Graph, times: dict[str, float]) -> dict[str, tuple[float, float]]:

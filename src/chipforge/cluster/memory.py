@@ -49,6 +49,11 @@ RECOMPUTED_SBH = {"layernorm": 2, "mla_up_proj": 6, "moe_act": 8, "mlp": 19}
 # wq, wk, wv; wo; w1, w3 then w2 for SwiGLU, w1 then w2 otherwise), as (name, width per token,
 # row-parallel: TP leaves the full width, partial sums, on every rank before the reduce-scatter).
 OP_SAC = "op_sac"
+# torchtitan's layer policy (`selective_ac_option = "2"`, its default then; the same function:
+# `ptd_checkpoint_wrapper._count % ac_freq == 0`): every second block is checkpointed whole (full
+# recompute), the others not at all, so a layer keeps on average half of each.
+LAYER_SAC = "layer_sac"
+FRAMEWORK_POLICIES = (OP_SAC, LAYER_SAC)  # whole-block policies: each stands alone
 # fp32 logits-sized buffers alive at the loss's peak (the start of the backward pass, when every
 # stored activation is still held), by cross-entropy implementation:
 # - "fused": Megatron-Core's vocab-parallel cross entropy (tensor_parallel/cross_entropy.py,
@@ -140,6 +145,11 @@ def activation_bytes_per_layer(
     sbh = seq * mb * c.hidden
     if recompute == "selective" and OP_SAC in recompute_modules:
         return op_sac_bytes_per_token(c, tp, sp) * seq * mb
+    if recompute == "selective" and LAYER_SAC in recompute_modules:
+        kw = dict(mb=mb, seq=seq, tp=tp, act_bytes=act_bytes, attention=attention, sp=sp,
+                  gemm_input_bytes=gemm_input_bytes)  # fmt: skip
+        none = activation_bytes_per_layer(c, recompute="none", **kw)
+        return (none + activation_bytes_per_layer(c, recompute="full", **kw)) / 2
     if recompute == "full":  # the layer input, split over TP only with sequence parallelism
         return 2 * sbh / (tp if sp else 1) * act_bytes / 2
     # flash attention stores no attention scores; without SP the norms' and dropouts' 10 of

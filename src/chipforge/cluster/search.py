@@ -13,9 +13,9 @@ from chipforge.cluster.checks import divisors, stage_layers
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.layer import FP8_RECIPES, MOE_DISPATCHERS, RECOMPUTE_MODULES, layer_costs
 from chipforge.cluster.memory import (
+    FRAMEWORK_POLICIES,
     GRAD_BYTES,
     LOSS_BUFFERS,
-    OP_SAC,
     OPTIMIZER_BYTES,
     RECOMPUTE,
     RESERVED_BYTES,
@@ -339,9 +339,10 @@ def plan_training(
             f"--recompute-modules takes one or more of {', '.join(RECOMPUTE_MODULES)}, not "
             f"{','.join(recompute_modules) or 'none'}"
         )
-    if OP_SAC in recompute_modules and (len(set(recompute_modules)) > 1 or c.is_moe):
-        raise WorkloadError(f"--recompute-modules {OP_SAC} (torchtitan's per-op policy) stands "
-                            "alone and is for dense models")  # fmt: skip
+    whole = set(recompute_modules) & set(FRAMEWORK_POLICIES)
+    if whole and (len(set(recompute_modules)) > 1 or c.is_moe):
+        raise WorkloadError(f"--recompute-modules {','.join(sorted(whole))} (torchtitan's "
+                            "policies) stands alone and is for dense models")  # fmt: skip
     if loss not in LOSS_BUFFERS:
         raise WorkloadError(f"--loss must be one of {', '.join(LOSS_BUFFERS)}, not {loss!r}")
     if fp8_param_gather and dtype != "fp8":
