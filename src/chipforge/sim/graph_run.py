@@ -190,7 +190,7 @@ def _same_kind(path, name: str, array: np.ndarray, floating: bool) -> None:
         )
 
 
-def _array_header(npz, key: str, path: Path) -> tuple[tuple, np.dtype]:
+def _array_header(npz, key: str) -> tuple[tuple, np.dtype]:
     """(shape, dtype) of an .npz member from its .npy header alone (no data read)."""
     npy = np.lib.format
     readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
@@ -220,7 +220,7 @@ def load_inputs(path: str | Path, expected: dict[str, tuple]) -> dict[str, np.nd
                         f"`--inputs` {path.name}: {key!r} is not an input of the model; "
                         f"its inputs: {names}"
                     )
-                shape, dtype = _array_header(npz, key, path)
+                shape, dtype = _array_header(npz, key)
                 if dtype.hasobject or dtype.kind not in "biuf":
                     raise ValueError(f"dtype {dtype}")
                 if shape != tuple(expected[key]):
