@@ -356,6 +356,30 @@ def test_traced_config_warnings_are_held_back(tmp_path):
     assert "[transformers]" not in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_image_tower_config_warnings_are_held_back(tmp_path):
+    """An image-text config's vision tower (`images=`) was built without the traced configs'
+    quiet logger: transformers' line about a pad token past the vocabulary came first."""
+    text = {"vocab_size": 256, "hidden_size": 32, "intermediate_size": 64, "head_dim": 16,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "max_position_embeddings": 128, "pad_token_id": 5000}  # fmt: skip
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "image_size": 32, "patch_size": 8}  # fmt: skip
+    gemma3 = {"model_type": "gemma3", "text_config": text, "vision_config": vision,
+              "mm_tokens_per_image": 4}  # fmt: skip
+    import logging
+
+    records: list[logging.LogRecord] = []
+    catch = logging.Handler()
+    catch.emit = records.append
+    logging.getLogger("transformers").addHandler(catch)
+    try:
+        code, _, err = _evaluate(tmp_path, gemma3, ",seq=64,images=1")
+    finally:
+        logging.getLogger("transformers").removeHandler(catch)
+    assert_user_error(code, err, "gemma3", "Padding_idx")
+    assert not records, [r.getMessage() for r in records]
+
+
 def test_decide_terminal_numbers_are_people_s_numbers(tmp_path):
     """The decide summary printed "1.91e+17 tokens", "24.1 GUSD" and `.3g` prices (1.23e+03
     past $1,000): display's count and money formats, as every other table."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from chipforge.errors import WorkloadError
 from chipforge.workload.graph import Graph
 from chipforge.workload.imported import logger_quiet, require
+from chipforge.workload.torch_import import from_torch
 
 # model_type -> the transformers class built for it (its bare or task model)
 MODEL_CLASSES = {
@@ -244,23 +245,7 @@ def image_tower(path: Path, data: dict, images: int, dtype: str) -> Graph:
     config's `image_size`: transformers' model on the meta device, its `get_image_features`
     through torch.export and the importer."""
     check_sizes(data, path.name)
-    kind = data["model_type"]
-    torch = require("torch", f"a {kind} config's images")
-    transformers = require("transformers", f"a {kind} config's images")
-    from chipforge.workload.torch_import import from_torch
-
-    fields = {k: v for k, v in data.items() if k not in DROPPED}
-    try:
-        config = transformers.AutoConfig.for_model(kind, **fields)
-    except ImportError:
-        raise
-    except Exception as e:
-        raise _cannot(path, kind, e) from None
-    total = layers(config)
-    if total > MAX_LAYERS:
-        raise WorkloadError(
-            f"`workload` {path.name}: the model has {total:,} layers in all; at most {MAX_LAYERS}"
-        )
+    torch, transformers, config = _config(path, data, f"a {data['model_type']} config's images")
     vision = config.vision_config
     side, tokens = vision.image_size // vision.patch_size, config.mm_tokens_per_image
     pooled = math.isqrt(tokens)
@@ -270,13 +255,7 @@ def image_tower(path: Path, data: dict, images: int, dtype: str) -> Graph:
             f"side divides the vision tower's {side} patches a side (image_size "
             f"{vision.image_size} / patch_size {vision.patch_size}): the projector pools them"
         )
-    try:
-        with torch.device("meta"):
-            model = getattr(transformers, IMAGE_TEXT[kind])(config).eval()
-    except ImportError:
-        raise
-    except Exception as e:
-        raise _cannot(path, kind, e) from None
+    model = _model(path, torch, transformers, config, IMAGE_TEXT[config.model_type])
     model.language_model = torch.nn.Module()  # the decoder is costed apart: not its weights
     side = vision.image_size
     pixels = torch.zeros(images, vision.num_channels, side, side, device="meta")
@@ -299,6 +278,40 @@ def _cannot(path: Path, kind: str, e: Exception) -> WorkloadError:
         f"`workload` {path.name}: transformers cannot build a {kind} model from it "
         f"({type(e).__name__}: {why[:160]})"
     )
+
+
+def _config(path: Path, data: dict, what: str):
+    """torch, transformers and the config transformers makes of `data` (its `model_type`'s
+    config class), its layers counted; transformers' warnings held back (`_quiet`)."""
+    kind = data["model_type"]
+    torch = require("torch", what)
+    transformers = require("transformers", what)
+    fields = {k: v for k, v in data.items() if k not in DROPPED}
+    try:
+        with _quiet():
+            config = transformers.AutoConfig.for_model(kind, **fields)
+    except ImportError:
+        raise
+    except Exception as e:  # transformers' own checks of the values (dataclass validators, ...)
+        raise _cannot(path, kind, e) from None
+    total = layers(config)
+    if total > MAX_LAYERS:
+        raise WorkloadError(
+            f"`workload` {path.name}: the model has {total:,} layers in all (encoder, decoder "
+            f"and sub-models, defaults included); at most {MAX_LAYERS}"
+        )
+    return torch, transformers, config
+
+
+def _model(path: Path, torch, transformers, config, class_name: str):
+    """transformers' `class_name` built from `config` on the meta device (no weights)."""
+    try:
+        with torch.device("meta"), _quiet():
+            return getattr(transformers, class_name)(config).eval()
+    except ImportError:
+        raise
+    except Exception as e:
+        raise _cannot(path, config.model_type, e) from None
 
 
 def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of) -> Graph:
@@ -325,36 +338,13 @@ def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of
     limit = text.get("max_position_embeddings") if kind in TEXT_KINDS else None
     if isinstance(limit, int) and seq > limit:  # the config's own table (else its default, below)
         raise WorkloadError(f"`workload.seq` must be at most {limit} for this config")
-    torch = require("torch", f"a {data['model_type']} config")
-    transformers = require("transformers", f"a {data['model_type']} config")
-    from chipforge.workload.torch_import import from_torch
-
-    fields = {k: v for k, v in data.items() if k not in DROPPED}
-    try:
-        with _quiet():
-            config = transformers.AutoConfig.for_model(kind, **fields)
-    except ImportError:
-        raise
-    except Exception as e:  # transformers' own checks of the values (dataclass validators, ...)
-        raise _cannot(path, kind, e) from None
-    total = layers(config)
-    if total > MAX_LAYERS:
-        raise WorkloadError(
-            f"`workload` {path.name}: the model has {total:,} layers in all (encoder, decoder "
-            f"and sub-models, defaults included); at most {MAX_LAYERS}"
-        )
+    torch, transformers, config = _config(path, data, f"a {kind} config")
     _check_elements(config, path.name, batch, seq, image)
     config.use_cache = False  # torch.export cannot return transformers' cache objects
     for part in (config, *(getattr(config, k, None) for k in getattr(config, "sub_configs", {}))):
         if getattr(part, "_attn_implementation", None) not in (None, "eager", "sdpa"):
             raise WorkloadError(f"`workload` {path.name}: only eager or sdpa attention is built")
-    try:
-        with torch.device("meta"), _quiet():
-            model = getattr(transformers, MODEL_CLASSES[kind])(config).eval()
-    except ImportError:
-        raise
-    except Exception as e:
-        raise _cannot(path, kind, e) from None
+    model = _model(path, torch, transformers, config, MODEL_CLASSES[kind])
     inputs = _inputs(torch, config, batch, seq, image)
 
     class Call(torch.nn.Module):  # keyword inputs in, the first output tensor out
