@@ -189,6 +189,26 @@ def _largest(config, batch: int, seq: int, image: int | None) -> tuple[int, str,
     return max(found)
 
 
+def check_run(batch: int, seq: int | None, image: int | None) -> None:
+    """The run's sizes (`workload.batch`, `seq`, `image`; None: not given) against their caps,
+    before torch is imported (a traced config's and a zoo model's alike)."""
+    for key, value, cap in (("batch", batch, MAX_BATCH), ("seq", seq, MAX_SIZE),
+                            ("image", image, MAX_SIDE)):  # fmt: skip
+        if value is not None and not 1 <= value <= cap:
+            raise WorkloadError(f"`workload.{key}` must be from 1 to {cap:,}, not {value:,}")
+
+
+def check_elements(name: str, batch: int, largest: tuple[int, str, str]) -> None:
+    """The run's largest tensor (elements, what it is, how to shrink it) against MAX_ELEMENTS:
+    a meta tensor past int64 fails deep in torch.export (exit 3)."""
+    elements, what, fix = largest
+    if elements > MAX_ELEMENTS:
+        raise WorkloadError(
+            f"`workload` {name}: batch {batch:,} makes {what} of {elements:.3g} elements, past "
+            f"2**40 ({MAX_ELEMENTS:.3g}); {fix}"
+        )
+
+
 def _check_elements(config, name: str, batch: int, seq: int, image: int | None) -> None:
     """The run's sizes against the built config (its defaults known), before the model is."""
     if config.model_type in TEXT_KINDS:
@@ -196,12 +216,7 @@ def _check_elements(config, name: str, batch: int, seq: int, image: int | None) 
         limit = getattr(text, "max_position_embeddings", None) or seq
         if seq > limit:
             raise WorkloadError(f"`workload.seq` must be at most {limit} for this config")
-    elements, what, fix = _largest(config, batch, seq, image)
-    if elements > MAX_ELEMENTS:
-        raise WorkloadError(
-            f"`workload` {name}: batch {batch:,} makes {what} of {elements:.3g} elements, past "
-            f"2**40 ({MAX_ELEMENTS:.3g}); {fix}"
-        )
+    check_elements(name, batch, _largest(config, batch, seq, image))
 
 
 def _inputs(torch, config, batch: int, seq: int, image: int | None) -> dict:
@@ -325,12 +340,7 @@ def build_traced(path: Path, data: dict, args: dict[str, str], integer, dtype_of
     batch = integer("batch", args.get("batch", "1"))
     seq = integer("seq", args.get("seq", "128"))
     image = integer("image", args["image"]) if "image" in args else None
-    if image is not None and image > MAX_SIDE:
-        raise WorkloadError(f"`workload.image` must be at most {MAX_SIDE:,} pixels a side")
-    if batch > MAX_BATCH:
-        raise WorkloadError(f"`workload.batch` must be at most {MAX_BATCH:,}, not {batch:,}")
-    if seq > MAX_SIZE:
-        raise WorkloadError(f"`workload.seq` must be at most {MAX_SIZE:,} tokens, not {seq:,}")
+    check_run(batch, seq, image)
     dtype = dtype_of("dtype", args.get("dtype", "bf16"))
     check_sizes(data, path.name)  # before torch and transformers are even imported
     kind = data["model_type"]

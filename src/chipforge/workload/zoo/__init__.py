@@ -22,24 +22,17 @@ def zoo_names() -> list[str]:
 
 
 def _check_sizes(name: str, batch: int, seq: int | None, image: int) -> None:
-    """The run's sizes before torch builds anything, as a traced config's (`hf_traced`): a
-    meta tensor past int64 failed deep in torch.export (exit 3)."""
-    from chipforge.workload.hf_traced import MAX_BATCH, MAX_ELEMENTS, MAX_SIDE, MAX_SIZE
+    """The run's sizes before torch builds anything, as a traced config's (`hf_traced`)."""
+    from chipforge.workload.hf_traced import check_elements, check_run
 
-    for key, value, cap in (("batch", batch, MAX_BATCH), ("seq", seq, MAX_SIZE),
-                            ("image", image, MAX_SIDE)):  # fmt: skip
-        if value is not None and not 1 <= value <= cap:
-            raise WorkloadError(f"`workload.{key}` must be from 1 to {cap:,}, not {value:,}")
+    check_run(batch, seq, image)
+    fix = "lower `workload.batch` or the size"
     if name in VISION:  # the stem's output: 64 channels at half the side
-        elements, what = batch * 64 * (image // 2) ** 2, f"{image:,}-pixel images"
+        largest = batch * 64 * (image // 2) ** 2, f"feature maps ({image:,}-pixel images)", fix
     else:  # attention scores of up to 64 heads
         n = seq or (128 if name in ENCODERS else load_model(name).seq)
-        elements, what = batch * 64 * n * n, f"{n:,}-token sequences"
-    if elements > MAX_ELEMENTS:
-        raise WorkloadError(
-            f"`workload` zoo:{name}: batch {batch:,} of {what} makes tensors of {elements:.3g} "
-            "elements, past 2**40; lower `workload.batch` or the size"
-        )
+        largest = batch * 64 * n * n, f"attention scores ({n:,} tokens)", fix
+    check_elements(f"zoo:{name}", batch, largest)
 
 
 def zoo_module(
