@@ -58,6 +58,28 @@ KERNEL_UTILIZATION = {
     # FA2 abstract (A100); H100 scaled
     "flash1": {"a100": 0.40, **dict.fromkeys(_GH100, 0.35 * 0.40 / 0.73)},
 }
+# Sliding-window attention as cuDNN's fused kernel runs it on Blackwell: its band's FLOPs
+# (Attention.flops, the count NVIDIA's benchmark uses: 4 b h attended d forward, 2.5 x that
+# backward) reach only a small share of the 16-bit peak, per (window, head_dim) measured, as a
+# share of the chip's dense BF16 peak per (forward, backward). Source: NVIDIA cudnn-frontend
+# benchmark/sdpa_benchmark_training (configs/gpt_oss.py: BF16, head_dim 64, a 128-token window,
+# top-left causal, batch 2, 128 heads; cuDNN 9.22, results/gpt_oss/gb300|gb200/*.csv, rows at
+# s = 8192, non-deterministic backward as Transformer Engine runs it by default): GB300
+# forward 0.397 ms, backward 0.862 ms; GB200 0.414 ms, 0.911 ms (172 / 198 and 165 / 187
+# TFLOP/s of 2.5 PFLOP/s; 167-173 / 191-200 over s = 4096..32768: the share does not depend on
+# the length). B200 is GB200's GPU (the same 148 SMs at a lower clock): GB200's shares. The
+# rate is the kernel's, so it replaces perf's band pricing where it is slower (attention
+# "flash", the fused kernel); other windows, head sizes and chips keep perf's. The benchmark has
+# no sink (GPT-OSS's learnable softmax offset is one more column of the cuDNN graph).
+# tests/test_frontier_training.py recomputes the shares from the four times.
+_SWA_TIMES_S = {"gb300": (0.397e-3, 0.862e-3), "gb200": (0.414e-3, 0.911e-3)}
+_SWA_PEAK = 2.5e15  # GB200 and GB300 dense BF16 (their presets' clocks x SMs x 4096 MACs x 2)
+_SWA_FLOPS = 4 * 2 * 128 * (128 * 129 / 2 + (8192 - 128) * 128) * 64  # forward, as benchmarked
+_SWA_SHARES = {
+    chip: (_SWA_FLOPS / fwd / _SWA_PEAK, 2.5 * _SWA_FLOPS / bwd / _SWA_PEAK)
+    for chip, (fwd, bwd) in _SWA_TIMES_S.items()
+}
+WINDOW_ATTENTION = {(128, 64): {**_SWA_SHARES, "b200": _SWA_SHARES["gb200"]}}
 # Bytes per attention score moved by the unfused kernels (16-bit scores, 1-byte dropout mask;
 # Megatron-LM 2021 `ParallelAttention`: baddbmm -> fused scale-mask-softmax -> dropout -> bmm).
 # Forward: QK^T writes 2; softmax reads 2, writes 2; dropout reads 2, writes 2 + mask 1.
@@ -292,6 +314,7 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
     fwd = bwd = attn = opt = 0.0
     mods = dict.fromkeys(RECOMPUTE_MODULES, 0.0)
     times = {op.name: gemm.get(op.name, op.time_s) for op in ops.ops}  # each op as priced here
+    graph_ops = {o.name: o for o in graph.ops}
     for op in ops.ops:
         t = times[op.name]
         if op.kind == "attention":
@@ -301,6 +324,10 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
             if cap:
                 peak = cap * chip.peak_flops("bf16")
                 t = max(t, op.flops / peak)
+            g = graph_ops[op.name]
+            band = WINDOW_ATTENTION.get((g.window, g.head_dim), {}).get(chip.name)
+            if band and attention == "flash":
+                t = max(t, op.flops / (band[g.backward] * chip.peak_flops("bf16")))
             t *= cp  # CP: each query chunk sees all keys
         if op.kind == "collective":
             continue  # TP communication is priced by `collectives` on the topology
