@@ -101,7 +101,7 @@ def test_predictions_come_from_the_model_not_the_published_values(results, monke
 
     serve = plan_serving(
         "mi300x", "llama3-405b", 8, isl=128, osl=128, dtype="fp8", kv_dtype="bf16", tp=8, pp=1,
-        ep=1, concurrency=16, max_batch=16, batching="static",
+        ep=1, concurrency=16, max_batch=16, batching="static", max_num_tokens=512,
     )  # fmt: skip
     pred = results["oci-mi300x8-405b-latency-b16"]["predicted"]
     assert pred == pytest.approx(serve.throughput_tokens_per_s)

@@ -34,6 +34,7 @@ from chipforge.cluster.queueing import (
     wait_percentiles,
 )
 from chipforge.cluster.serving_plan import ServingPlan, _check, _load_chip, resolve_model
+from chipforge.cluster.static_budget import static_budget_schedule
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.cluster.tp_allreduce import tp_all_reduce
 from chipforge.dtypes import BYTES, nbytes
@@ -286,6 +287,15 @@ def _prefill_share(
     return t / k / stages
 
 
+def _on_grid(cost, n: int) -> float:
+    """`cost(n)` interpolated linearly between the powers of two around n (exact on them), so a
+    step-by-step schedule prices a few shapes instead of one per step."""
+    lo = 1 << (max(1, n).bit_length() - 1)
+    if n <= lo:
+        return cost(lo)
+    return cost(lo) + (cost(2 * lo) - cost(lo)) * (n - lo) / lo
+
+
 def _busiest(groups: int, rate: float) -> float:
     """E[max of `groups` Poisson(rate) counts] / rate: how much longer a lockstep step's prefill
     takes when each of `groups` DP-attention groups prefills the prompts it received (a Poisson
@@ -479,6 +489,19 @@ def evaluate(
         prefill = _step(chip, c, topo, "prefill", mb, fresh, tp, pp, ep, dt, kvd, *pre)
         tpot, ttft = decode, prefill
         thr = dp * batch * osl / (prefill + (osl - 1) * decode)
+        if max_num_tokens:  # vLLM V0's chunked prefill of the batch (cluster.static_budget)
+            if pp > 1 or groups > 1 or spec_tokens:
+                raise Infeasible("a static batch under max_num_tokens is modelled for pp 1, "
+                                 "without attention groups or draft tokens")  # fmt: skip
+            total, ttft = static_budget_schedule(
+                batch, fresh, osl, max_num_tokens,
+                lambda d: _on_grid(lambda n: _step(chip, c, topo, "decode", n, busy, tp, pp, ep,
+                                                   dt, kvd, *eng), d),
+                lambda n: _on_grid(lambda m: _step(chip, c, topo, "prefill", 1, m, tp, pp, ep,
+                                                   dt, kvd, *pre), n),
+            )  # fmt: skip
+            tpot = (total - ttft) / max(1, osl - 1)
+            thr = dp * batch * osl / total
     else:
         # each step carries batch/osl prompts' prefill: a stream waits for the others' prefills
         # (the attention groups of a wide-EP replica prefill their own prompts side by side)
@@ -604,10 +627,12 @@ def plan_serving(
     fraction of prompt tokens already in the KV cache (not recomputed). `isl_cv`: the
     coefficient of variation of the prompt lengths (0: all `isl` long): under Poisson arrivals
     the prefill queue is M/G/1 and a long prompt's own prefill is longer (TTFT/TPOT percentiles).
-    `max_num_tokens` (continuous batching): the engine's per-step token budget with chunked
+    `max_num_tokens`: the engine's per-step token budget with chunked
     prefill (TensorRT-LLM max_num_tokens, vLLM max_num_batched_tokens): a step takes that many
     tokens, its decode tokens first, so a prompt is prefilled over several steps that also carry
-    the decode batch, and a batch whose prompts cannot get in fast enough is infeasible.
+    the decode batch, and a batch whose prompts cannot get in fast enough is infeasible; with
+    static batching the batch's prompts are chunked in that way, step by step
+    (`cluster.static_budget`: vLLM V0's chunked prefill of a benchmark_latency batch).
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
@@ -669,10 +694,10 @@ def plan_serving(
         raise WorkloadError(f"`prefix_hit` must be a fraction in [0, 1), not {prefix_hit!r}")
     if batching not in BATCHING:
         raise WorkloadError(f"`batching` must be one of {', '.join(BATCHING)}, not {batching!r}")
-    if max_num_tokens and (batching == "static" or disaggregated):
+    if max_num_tokens and disaggregated:
         raise WorkloadError(
-            "`max_num_tokens` budgets the steps of co-located continuous batching: drop it, or "
-            "drop --batching static / --disaggregated / --decode-pool"
+            "`max_num_tokens` budgets the steps of co-located batching: drop it, or drop "
+            "--disaggregated / --decode-pool"
         )
     if slo_percentile is not None and slo_percentile not in PERCENTILES:
         raise WorkloadError(

@@ -1,0 +1,51 @@
+"""A static batch under a per-step token budget: the steps of vLLM's V0 scheduler with chunked
+prefill serving one batch submitted at once (benchmark_latency.py's `llm.generate` of `batch`
+prompts). vLLM V0 turns chunked prefill on by itself for a model whose max_model_len exceeds 32K
+(engine/arg_utils.py: "Chunked prefill is enabled by default for models with max_model_len >
+32K"; its engine logs then state "Chunked prefill is enabled with max_num_batched_tokens=512",
+e.g. v0.6.4.dev26 with Llama-3.1-8B-Instruct, max_seq_len 131072). Its chunked-prefill
+scheduler (core/scheduler.py `_schedule_chunked_prefill`) fills each step's token budget with
+the running sequences' decode tokens first, then with the waiting prompts in arrival order,
+splitting the last prompt that does not fit; a prompt yields its first token in the step that
+completes its prefill and then decodes once per step until it has `osl` tokens.
+
+A step's time is a decode step of the sequences decoding in it plus a prefill pass of the prompt
+tokens it carries, each priced as the serving model prices them (the same split as continuous
+batching's decode step plus prefill share)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+
+def static_budget_schedule(
+    batch: int,
+    isl: int,
+    osl: int,
+    budget: int,
+    decode_s: Callable[[int], float],
+    prefill_s: Callable[[int], float],
+) -> tuple[float, float]:
+    """(seconds until the whole batch is done, seconds until its last prompt's first token) for
+    `batch` prompts of `isl` tokens, each generating `osl` tokens, under `budget` tokens per
+    step. `decode_s(d)`: a decode step of d sequences; `prefill_s(p)`: a pass over p prompt
+    tokens."""
+    total_prompt = batch * isl
+    t, filled, done, decoding, step = 0.0, 0, 0, 0, 0
+    first_tokens = 0.0
+    ends: Counter[int] = Counter()  # step after which that many sequences have osl tokens
+    while done < batch or decoding:
+        step += 1
+        p = min(max(0, budget - decoding), total_prompt - filled)
+        t += (decode_s(decoding) if decoding else 0.0) + (prefill_s(p) if p else 0.0)
+        filled += p
+        new = filled // isl - done  # prompts whose prefill this step completed
+        done += new
+        if new and done == batch:
+            first_tokens = t
+        decoding -= ends.pop(step, 0)
+        if osl > 1 and new:  # they decode in the next osl - 1 steps
+            decoding += new
+            ends[step + osl - 1] += new
+    return t, first_tokens
