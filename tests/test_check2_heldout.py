@@ -72,7 +72,7 @@ def test_every_row_is_evaluated_or_says_why_not(results):
     assert sorted(results) == sorted(r["id"] for r in cv.rows2())
     for row in cv.rows2():
         r = results[row["id"]]
-        assert r["kind"] == f"{row['kind']}-check2"
+        assert r["kind"] in (f"{row['kind']}-check2", cv.SERVING_SEEN2_KIND)
         if row["not_expressible"]:  # decided from the configuration, before evaluation
             assert r["error"] is None and r["not_expressible"] == row["not_expressible"]
         elif r["error"] is None:  # refused by the model: its reason is reported
@@ -118,3 +118,29 @@ def test_the_server_rows_state_mlperfs_p99_bounds():
             server = row["id"].endswith("-server")
             bounds = (row["ttft_slo"], row["tpot_slo"], row["slo_percentile"])
             assert bounds == (("2", "0.2", "p99") if server else ("", "", "")), row["id"]
+
+
+def test_the_diagnostic_half_is_the_fixed_split_of_u2_and_u4(results):
+    """STATUS: within U2 and U4 the rows of each (rule, scenario, chip, framework) group
+    alternate in file order, first diagnostic; both halves hold every group; U1, U3, T1 and T2
+    stay unseen; the kind follows the split."""
+    header = " ".join(line.lstrip("# ") for line in _text(cv.FILENAME2).splitlines()[:90])
+    assert "STATUS" in header and "alternate" in header and '"serving-check2-seen"' in header
+    rows = cv.rows2()
+    half = cv.half2(rows)
+    groups: dict[tuple, list[bool]] = {}
+    for row in rows:
+        prefix = row["id"].split("-")[0]
+        if prefix not in ("jetstreampt", "dstack"):
+            assert not half[row["id"]], row["id"]
+            continue
+        parts = row["id"].split("-")
+        key = (prefix,) if prefix == "jetstreampt" else (parts[2], parts[3], parts[4])
+        groups.setdefault(key, []).append(half[row["id"]])
+    assert len(groups) == 11  # U2 one group; U4 2 scenarios x 2 chips x (2 or 3) frameworks
+    for key, flags in groups.items():
+        assert flags == [i % 2 == 0 for i in range(len(flags))], key
+    assert sum(half.values()) == 65  # U2 7 of 14, U4 58 of 108
+    for row in rows:
+        kind = results[row["id"]]["kind"]
+        assert (kind == cv.SERVING_SEEN2_KIND) == half[row["id"]], row["id"]

@@ -10,10 +10,13 @@ header): they are reported apart, as kinds "training-check-seen" and "serving-ch
 unseen kind (training-check: MaxText, MLPerf Training v4.1) keeps estimating generalisation.
 A second check-only set (data/check2_heldout.csv: its own rule and source families, committed
 before any of its predictions was looked at) runs through the same predictors and is reported as
-kinds "training-check2" and "serving-check2"."""
+kinds "training-check2" and "serving-check2". Half of its rules U2 and U4 is diagnostic (its
+STATUS header, a split fixed before any of their errors was read: `half2`): kind
+"serving-check2-seen"."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from chipforge.cluster.serving import plan_serving
@@ -33,7 +36,16 @@ from chipforge.spec.models import ChipSpec
 
 FILENAME = "check_heldout.csv"
 FILENAME2 = "check2_heldout.csv"  # the second set: kinds "<kind>-check2"
-KINDS2 = ("training-check2", "serving-check2")
+SERVING_SEEN2_KIND = "serving-check2-seen"
+KINDS2 = ("training-check2", "serving-check2", SERVING_SEEN2_KIND)
+# the second set's STATUS split: within rules U2 (jetstream-pytorch) and U4 (dstack's
+# DeepSeek-R1), the rows of each (rule, scenario, chip, framework) group alternate in file order
+# between the diagnostic half (1st, 3rd, ...: "serving-check2-seen") and the unseen half (2nd,
+# 4th, ...: "serving-check2"); every other rule stays unseen. The group is read from the id.
+SPLIT2 = (
+    re.compile(r"(jetstreampt)-"),  # U2: TPU v5e, JetStream-PyTorch, one scenario
+    re.compile(r"(dstack-r1)-(offline|online)-(mi300x|h200)-(vllm|sglang|trt-llm)-"),  # U4
+)
 # rows whose errors are read while diagnosing the model (STATUS in the CSV header): rule C1
 # (torchtitan), rules S1 (AMD's ROCm performance results) and S2 (OCI's MI300X blog)
 SEEN_SOURCES = ("github.com/pytorch/torchtitan/", "rocm-hub/dev-ai/performance-results",
@@ -191,9 +203,31 @@ def cases() -> list[ClusterCase]:
     return [_case(row, kind_of(row)) for row in rows()]
 
 
+def half2(rows: list[dict]) -> dict[str, bool]:
+    """id -> whether the row is in the second set's diagnostic half (SPLIT2, the STATUS header):
+    the 1st, 3rd, 5th ... row of its (rule, scenario, chip, framework) group in file order."""
+    seen: dict[tuple[str, ...], int] = {}
+    out = {}
+    for row in rows:
+        match = [m for m in (p.match(row["id"]) for p in SPLIT2) if m]
+        if not match:
+            out[row["id"]] = False
+            continue
+        group = match[0].groups()
+        out[row["id"]] = seen.get(group, 0) % 2 == 0
+        seen[group] = seen.get(group, 0) + 1
+    return out
+
+
 def cases2() -> list[ClusterCase]:
-    """The second check-only set (FILENAME2), as kinds "<kind>-check2" (KINDS2)."""
-    return [_case(row, f"{row['kind']}-check2") for row in rows2()]
+    """The second check-only set (FILENAME2), as kinds "<kind>-check2", its diagnostic half
+    (half2) as "serving-check2-seen" (KINDS2)."""
+    table = rows2()
+    diagnostic = half2(table)
+    return [
+        _case(row, f"{row['kind']}-check2" + ("-seen" if diagnostic[row["id"]] else ""))
+        for row in table
+    ]
 
 
 for _provider in (cases, cases2):
