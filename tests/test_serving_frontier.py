@@ -48,11 +48,11 @@ def test_ep_all_to_all_is_priced_without_tp_and_overlap_takes_the_longer():
     )
     # the weights are read once per micro-batch: more than one pass over the whole batch
     assert 2 * half > compute
-    # one sequence cannot be split: the longer of its computation and its all-to-all
+    # one sequence cannot be split: its all-to-all has nothing to hide behind
     one = serving._block(chip, DS, topo, "decode", 1, 2048, 1, 16, "fp8", "fp8", overlap=True)
     c1, _ = serving._layer(chip, DS, "decode", 1, 2048, 1, "fp8", "fp8", 16)
     a1 = serving._moe_exchange(DS, topo, "decode", 1, 1, 16, "fp8")
-    assert one == pytest.approx(max(c1, a1) + serving.LAYER_OVERHEAD_S, rel=1e-9)
+    assert one == pytest.approx(c1 + a1 + serving.LAYER_OVERHEAD_S, rel=1e-9)
 
 
 def test_prefill_micro_batches_split_one_prompt_by_tokens():

@@ -182,14 +182,15 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False,
     """Seconds for one block of `c` (its compute, collectives and the runtime's overhead).
     `overlap`: the EP all-to-all runs under the computation (DeepSeek's inference system, Open
     Infra Index day 6: decode and prefill split the batch into two micro-batches, one's
-    dispatch/combine hidden behind the other's attention and MoE), so the block takes the
-    longer of the two."""
+    dispatch/combine hidden behind the other's attention and MoE; `_two_micro_batches`). One
+    decoding sequence cannot be split, so its all-to-all is not hidden."""
     dep = ep // tp if ep > tp else 1  # wide EP: experts split over the attention groups
     # without EP the routes' outputs are weighted and summed on the chip (TensorRT-LLM's
     # finalize kernel); with EP inside the combine all-to-all's kernel (DeepEP's combine)
     combine = ep == 1 and c.is_moe
     if overlap and ep > 1 and c.is_moe and (b > 1 or (phase == "prefill" and n > 1)):
         return _two_micro_batches(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past)
+    # (one sequence decoding, one token: no second micro-batch to hide its all-to-all behind)
     compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
     comm = 0.0
     for name, size in collectives:
@@ -199,10 +200,7 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False,
         # (also without TP, where the graph has no MoE all-reduce to stand in for it)
         # dispatch in the experts' GEMM dtype, combine in BF16 (DeepEP: FP8 dispatch, BF16
         # combine; TensorRT-LLM: NVFP4 dispatch for NVFP4 experts, BF16 combine)
-        a2a = _moe_exchange(c, topo, phase, b, n, ep, dt)
-        if overlap:  # one micro-batch (a single sequence or token): nothing to overlap with
-            return max(compute, a2a) + comm + LAYER_OVERHEAD_S
-        comm += a2a
+        comm += _moe_exchange(c, topo, phase, b, n, ep, dt)
     return compute + comm + LAYER_OVERHEAD_S
 
 
