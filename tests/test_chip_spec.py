@@ -39,8 +39,14 @@ def test_schema_command_prints_the_chip_schema():
 def test_example_chip_is_complete_and_not_a_preset():
     chip = load_chip(str(EXAMPLE))
     assert chip.name not in preset_names()
-    optional = {"physical_cores", "sustained_clock", "mla_decode_rate", "moe_decode_bandwidth",
-                "idle_power", "notes"}
+    optional = {
+        "physical_cores",
+        "sustained_clock",
+        "mla_decode_rate",
+        "moe_decode_bandwidth",
+        "idle_power",
+        "notes",
+    }
     assert set(ChipSpec.model_fields) - optional <= set(chip.model_fields_set)
     assert estimate(parse_workload("llama3-8b,phase=decode,batch=8"), chip).time_s > 0
 
