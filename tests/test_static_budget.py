@@ -39,3 +39,11 @@ def test_a_small_budget_stretches_a_large_static_batch():
             assert one.throughput_tokens_per_s > more * chunked.throughput_tokens_per_s
         else:
             assert chunked.throughput_tokens_per_s == pytest.approx(one.throughput_tokens_per_s)
+
+
+def test_a_schedule_too_long_to_run_is_refused_at_once():
+    from chipforge.cluster import static_budget as sb
+    from chipforge.errors import Infeasible
+
+    with pytest.raises(Infeasible, match="max_num_tokens"):
+        sb.static_budget_schedule(1024, 100_000, 10, 1, lambda d: 1.0, lambda p: 1.0)

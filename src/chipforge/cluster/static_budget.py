@@ -18,6 +18,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from chipforge.errors import Infeasible
+
+MAX_STEPS = 200_000  # steps one schedule may take (~0.1 s); beyond it the run is refused
+
 
 def static_budget_schedule(
     batch: int,
@@ -31,14 +35,29 @@ def static_budget_schedule(
     `batch` prompts of `isl` tokens, each generating `osl` tokens, under `budget` tokens per
     step. `decode_s(d)`: a decode step of d sequences; `prefill_s(p)`: a pass over p prompt
     tokens."""
+    dec: dict[int, float] = {}  # a step's cost depends only on its decodes / prompt tokens
+    pre: dict[int, float] = {}
     total_prompt = batch * isl
+    if -(-total_prompt // budget) + osl > MAX_STEPS:
+        raise Infeasible(
+            f"a static batch of {batch} prompts of {isl} tokens under max_num_tokens {budget} "
+            f"takes over {MAX_STEPS:,} steps: raise max_num_tokens or lower the batch"
+        )
     t, filled, done, decoding, step = 0.0, 0, 0, 0, 0
     first_tokens = 0.0
     ends: Counter[int] = Counter()  # step after which that many sequences have osl tokens
     while done < batch or decoding:
         step += 1
+        if step > MAX_STEPS:  # decodes filling the budget stall the prompts
+            raise Infeasible(
+                f"a static batch of {batch} under max_num_tokens {budget} takes over "
+                f"{MAX_STEPS:,} steps: raise max_num_tokens or lower the batch"
+            )
         p = min(max(0, budget - decoding), total_prompt - filled)
-        t += (decode_s(decoding) if decoding else 0.0) + (prefill_s(p) if p else 0.0)
+        if decoding:
+            t += dec[decoding] if decoding in dec else dec.setdefault(decoding, decode_s(decoding))
+        if p:
+            t += pre[p] if p in pre else pre.setdefault(p, prefill_s(p))
         filled += p
         new = filled // isl - done  # prompts whose prefill this step completed
         done += new
