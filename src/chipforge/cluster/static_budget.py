@@ -1,11 +1,12 @@
 """A static batch under a per-step token budget: the steps of vLLM's V0 scheduler with chunked
 prefill serving one batch submitted at once (benchmark_latency.py's `llm.generate` of `batch`
 prompts). vLLM V0 turns chunked prefill on by itself for a model whose max_model_len exceeds 32K
-(engine/arg_utils.py: "Chunked prefill is enabled by default for models with max_model_len >
-32K"; its engine logs then state "Chunked prefill is enabled with max_num_batched_tokens=512",
-e.g. v0.6.4.dev26 with Llama-3.1-8B-Instruct, max_seq_len 131072). Its chunked-prefill
-scheduler (core/scheduler.py `_schedule_chunked_prefill`) fills each step's token budget with
-the running sequences' decode tokens first, then with the waiting prompts in arrival order,
+(vllm-project/vllm PR #6666, 2024-07-23; engine/arg_utils.py: "Chunked prefill is enabled by
+default for models with max_model_len > 32K"; its engine logs then state "Chunked prefill is
+enabled with max_num_batched_tokens=512", e.g. v0.6.4.dev26 with Llama-3.1-8B-Instruct,
+max_seq_len 131072). Its chunked-prefill scheduler (core/scheduler.py
+`_schedule_chunked_prefill`) fills each step's token budget with the running sequences' decode
+tokens first, then with the waiting prompts in arrival order,
 splitting the last prompt that does not fit; a prompt yields its first token in the step that
 completes its prefill and then decodes once per step until it has `osl` tokens.
 
