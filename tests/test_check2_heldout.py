@@ -96,7 +96,7 @@ def test_predictions_come_from_the_model_not_the_published_values(results, monke
         assert again[key]["predicted"] == r["predicted"], key
 
     serve = plan_serving(
-        "tpu-v5e", "llama2-7b", 8, isl=161, osl=338, dtype="bf16", kv_dtype="bf16", tp=8, pp=1,
+        "tpu-v5e", "llama2-7b", 8, isl=121, osl=233, dtype="bf16", kv_dtype="bf16", tp=8, pp=1,
         max_batch=96, batching="continuous",
     )  # fmt: skip
     pred = results["jetstreampt-v5e8-llama2-7b-bf16-b96"]["predicted"]
@@ -124,7 +124,8 @@ def test_the_diagnostic_half_is_the_fixed_split_of_u2_and_u4(results):
     """STATUS: within U2 and U4 the rows of each (rule, scenario, chip, framework) group
     alternate in file order, first diagnostic; both halves hold every group; U1, U3, T1 and T2
     stay unseen; the kind follows the split."""
-    header = " ".join(line.lstrip("# ") for line in _text(cv.FILENAME2).splitlines()[:90])
+    lines = _text(cv.FILENAME2).splitlines()
+    header = " ".join(line.lstrip("# ") for line in lines if line.startswith("#"))
     assert "STATUS" in header and "alternate" in header and '"serving-check2-seen"' in header
     rows = cv.rows2()
     half = cv.half2(rows)
@@ -144,3 +145,17 @@ def test_the_diagnostic_half_is_the_fixed_split_of_u2_and_u4(results):
     for row in rows:
         kind = results[row["id"]]["kind"]
         assert (kind == cv.SERVING_SEEN2_KIND) == half[row["id"]], row["id"]
+
+
+def test_the_sharegpt_lengths_are_the_benchmarks_logged_means():
+    """STATUS (a), (b): U2's lengths are JetStream benchmark_serving's logged totals over its
+    requests (pull 83), U3's input length vLLM's sampler's (kubeai pull 341), recomputed here;
+    every row of each rule carries them and says where they come from."""
+    assert round(214914 / 1780) == 121 and round(415416 / 1780) == 233
+    assert round(203559 / 940) == 217
+    for row in cv.rows2():
+        if row["id"].startswith("jetstreampt-"):
+            assert (row["isl"], row["osl"]) == ("121", "233"), row["id"]
+            assert "JetStream/pull/83" in row["conditions"], row["id"]
+        if row["id"].startswith("sgl-"):
+            assert row["isl"] == "217" and "kubeai/pull/341" in row["conditions"], row["id"]
