@@ -53,6 +53,44 @@ DUALPIPE_COMM_SHARE = 20 / 132
 # Bytes per element of the linear layers' saved inputs (Transformer Engine keeps the cast
 # FP8 tensor for the backward pass; NVFP4 its 4-bit copy with a 1-byte scale per 16 elements)
 GEMM_INPUT_BYTES = {"fp8": 1.0, "fp4": 0.5 + 1 / 16}
+# Bytes per element of the sequence-parallel all-gathers under FP8/FP4 GEMMs (tp_bytes): the
+# GEMM input is all-gathered already quantized, with its scales.
+# - Forward, the column-parallel GEMMs' input. Transformer Engine casts the layernorm output
+#   (or the Linear input) first and gathers the cast tensor: TE 1.x layernorm_linear.py
+#   `ln_out_dtype = torch.uint8 if fp8` then `gather_along_first_dim(ln_out, tp_group)` (linear.py
+#   the same after `cast_to_fp8`); TE 2.x `gather_along_first_dim(ln_out, tp_group,
+#   quantizer=input_quantizer)` with the quantizer set row-wise only, which distributed.py routes
+#   to `_all_gather_fp8` (delayed and current scaling: FP8 data, one scale per tensor),
+#   `_all_gather_mxfp8` (TE >= 2.0: + one E8M0 scale per 32), `_all_gather_fp8_blockwise` (TE
+#   >= 2.3, 1x128 tiles: + one FP32 scale per 128), `_all_gather_nvfp4` (TE >= 2.8: 4-bit data +
+#   one E4M3 scale per 16). Userbuffers (`ub_overlap_ag`, --tp-comm-overlap) fill the same
+#   quantized tensor into their buffer (`fill_userbuffers_buffer_for_all_gather`; TE 1.x
+#   `fp8_buf` for every all-gather layer). torchao's Float8 tensor parallelism (torchtitan's
+#   Float8 TP, tensorwise scaling: Float8ColwiseParallel, PrepareFloat8ModuleInput) casts "before
+#   the all-gather (i.e. Shard -> Replicate) so that ... we perform fp8 allgather only once".
+# - Backward, the row-parallel GEMMs' output gradient (TE `grad_output_preprocess(...,
+#   quantizer)`, "FP8 with all-gather": cast, then gathered). Delayed and current scaling gather
+#   the row-wise FP8 data and transpose it after (`_all_gather_fp8`: "We cannot directly
+#   all-gather the transposed FP8 tensor"); MXFP8, blockwise and NVFP4 gather both the row-wise
+#   (dgrad) and the column-wise (wgrad) copies: TE 2.x linear.py sets the grad-output
+#   quantizer's usage to both before the gather (under userbuffers the column-wise copy follows
+#   in a second all-gather beside the dgrad GEMM, `bulk_overlap_ag_with_external_gemm`).
+#   torchao casts the gradient to float8 (NoopFwToFloat8BwDynamic) before the all-gather that
+#   reverses the forward reduce-scatter.
+# - Reduce-scatters (row-parallel outputs forward, column-parallel input gradients backward) and
+#   the all-reduces without sequence parallelism move the GEMMs' 16-bit outputs (TE linear.py
+#   `reduce_scatter_along_first_dim(out, tp_group)` of `out` in activation_dtype; the dgrad
+#   likewise; torchao's Float8RowwiseParallel redistributes the high-precision output).
+#   Not modelled: NeMo's H100 FP8 userbuffer configurations (tp_overlap_configs/userbuffers.py,
+#   `fp8_buf=True` on the pipelined proj_fprop/fc2_fprop) write those two forward GEMM outputs
+#   to an FP8 buffer whose reduce-scatter moves 1 byte; no row states its userbuffer config.
+TP_GATHER_BYTES = {
+    "delayed": 1.0,
+    "current": 1.0,
+    "mxfp8": 1 + 1 / 32,
+    "block": 1 + 4 / 128,
+    "fp4": 0.5 + 1 / 16,
+}
 # The data-parallel gradient and parameter synchronization as Megatron-Core's distributed
 # optimizer runs it (Megatron-LM docs/user-guide/features/dist_optimizer.md "Key Steps";
 # megatron/core/distributed/distributed_data_parallel_config.py): the gradients are reduce-
@@ -429,20 +467,44 @@ def _sm_share(chip: ChipSpec, topo: Topology, run: RunOptions, group: str) -> fl
     return min(1.0, ctas / chip.cores)
 
 
+def tp_bytes(dtype: str, fp8_recipe: str = "delayed") -> tuple[float, float, float]:
+    """Bytes per activation element of the sequence-parallel TP collectives under a plan's number
+    format: (forward all-gather, backward all-gather, reduce-scatter); TP_GATHER_BYTES."""
+    wide = max(2.0, nbytes(dtype))
+    if dtype not in ("fp8", "fp4"):
+        return wide, wide, wide
+    one = TP_GATHER_BYTES["fp4" if dtype == "fp4" else fp8_recipe]
+    return one, one * (1 if dtype == "fp8" and fp8_recipe in ("delayed", "current") else 2), wide
+
+
 def tp_collectives(
     c: ModelConfig, p: Plan, topo: Topology, *, seq: int, dtype: str, run: RunOptions
 ) -> float:
     """TP collectives of one micro-batch on one stage, before any overlap with the GEMMs
-    (`RunOptions.tp_overlap`; `stage_cost` takes that off): with sequence parallelism a
-    reduce-scatter + all-gather = one all-reduce's bytes, 2 per layer forward, 2 backward,
-    2 more when the forward is recomputed."""
+    (`RunOptions.tp_overlap`; `stage_cost` takes that off): with sequence parallelism an
+    all-gather of each block's input and a reduce-scatter of its output, 2 pairs per layer
+    forward, 2 backward (the gradient's all-gather, the input gradient's reduce-scatter), 2 more
+    when the forward is recomputed; each moves its own bytes per element (`tp_bytes`; one
+    all-reduce where the pair's bytes are equal). Without sequence parallelism, all-reduces of
+    the 16-bit GEMM outputs and input gradients."""
     layers = _stage_layer_count(c, p)
-    tok = p.micro_batch * seq // p.cp
-    ar = tok * c.hidden * nbytes(dtype)
-    n_tp = 4 + (2 if p.recompute == "full" else 0)
-    if run.parallel_block:  # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs
-        n_tp //= 2  # are summed before one reduction per pass instead of two
-    return n_tp * collective_time("all_reduce", ar, p.tp, topo) * layers
+    elems = p.micro_batch * seq // p.cp * c.hidden
+    gather, gather_bwd, scatter = tp_bytes(dtype, run.fp8_recipe)
+    if not p.sequence_parallel:
+        gather = gather_bwd = scatter
+
+    def pair(ag: float) -> float:
+        if ag == scatter:
+            return collective_time("all_reduce", elems * ag, p.tp, topo)
+        return collective_time("all_gather", elems * ag, p.tp, topo) + collective_time(
+            "reduce_scatter", elems * scatter, p.tp, topo
+        )
+
+    # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs are summed before one
+    # reduction per pass instead of two, one all-gather feeds both
+    blocks = 1 if run.parallel_block else 2
+    fwd = blocks * (2 if p.recompute == "full" else 1)
+    return (fwd * pair(gather) + blocks * pair(gather_bwd)) * layers
 
 
 def tp_overlapped(
@@ -453,10 +515,12 @@ def tp_overlapped(
     *,
     recompute: bool,
     parallel_block: bool,
+    gather_bwd: float | None = None,
 ) -> float:
     """Seconds one layer's TP collectives add to its GEMMs when each is decomposed and pipelined
     with the GEMMs it feeds or is fed by (`layer.tp_gemms`; `gather`, `scatter`: one all-gather
-    and one reduce-scatter of the block's activations).
+    and one reduce-scatter of the block's activations; `gather_bwd`: the backward all-gather of
+    the output gradient where it moves other bytes than the forward one, `tp_bytes`).
 
     PyTorch's async TP (torch.distributed._symmetric_memory fused_all_gather_matmul /
     fused_matmul_reduce_scatter, torchtitan `enable_async_tensor_parallel`; "[Distributed w/
@@ -490,7 +554,7 @@ def tp_overlapped(
     for name, (forward, dgrad) in groups.items():
         into = name.endswith("_in")  # fed by an all-gather forward, feeds a reduce-scatter back
         fwd += pair(forward, gather if into else scatter)
-        bwd += pair(dgrad, scatter if into else gather)
+        bwd += pair(dgrad, scatter if into else (gather if gather_bwd is None else gather_bwd))
     return fwd * (2 if recompute else 1) + bwd
 
 
@@ -586,11 +650,13 @@ def stage_cost(
             held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel,
             p.ep, run.fp8_recipe, run.moe_dispatcher,
         )  # fmt: skip
-        ar = p.micro_batch * seq // p.cp * c.hidden * nbytes(dtype)
+        elems = p.micro_batch * seq // p.cp * c.hidden
+        ag, ag_bwd, rs = (b * elems for b in tp_bytes(dtype, run.fp8_recipe))
         t_tp = layers * tp_overlapped(
-            gemms, collective_time("all_gather", ar, p.tp, topo),
-            collective_time("reduce_scatter", ar, p.tp, topo), p.tp,
+            gemms, collective_time("all_gather", ag, p.tp, topo),
+            collective_time("reduce_scatter", rs, p.tp, topo), p.tp,
             recompute=p.recompute == "full", parallel_block=run.parallel_block,
+            gather_bwd=collective_time("all_gather", ag_bwd, p.tp, topo),
         )  # fmt: skip
     # EP: all-to-all dispatch and combine, forward and backward (over the EP group)
     t_ep = 0.0

@@ -1,0 +1,79 @@
+"""The bytes each tensor-parallel collective moves under FP8/FP4 GEMMs, as Transformer Engine
+and torchao run them: the sequence-parallel all-gathers move the quantized GEMM input (and, in
+the backward pass, the quantized output gradient), the reduce-scatters the 16-bit GEMM outputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from chipforge.cluster import plan_training
+from chipforge.cluster.collectives import collective_time
+from chipforge.cluster.layer import tp_gemms
+from chipforge.cluster.topology import topology_for
+from chipforge.cluster.training import Plan, RunOptions, tp_bytes, tp_collectives, tp_overlapped
+from chipforge.spec.loader import load_chip
+from chipforge.workload.config import load_model
+
+
+def test_tp_bytes_per_recipe():
+    """Per element: FP8 data (+ an E8M0 scale per 32 for MXFP8, an FP32 scale per 128 for 1x128
+    blocks); NVFP4 4-bit data + an E4M3 scale per 16; block-scaled recipes gather the row- and
+    column-wise gradient copies; every reduce-scatter 2 bytes (4 under FP32)."""
+    assert tp_bytes("bf16") == (2, 2, 2)
+    assert tp_bytes("fp32") == (4, 4, 4)
+    assert tp_bytes("fp8", "delayed") == (1, 1, 2)
+    assert tp_bytes("fp8", "current") == (1, 1, 2)
+    assert tp_bytes("fp8", "mxfp8") == pytest.approx((1 + 1 / 32, 2 + 2 / 32, 2))
+    assert tp_bytes("fp8", "block") == pytest.approx((1 + 1 / 32, 2 + 2 / 32, 2))
+    assert tp_bytes("fp4") == pytest.approx((0.5625, 1.125, 2))
+
+
+def test_fp8_tp_collectives_by_hand():
+    """Llama 3 8B TP8 on 8 H100, 4K tokens, current scaling: per layer two forward pairs (FP8
+    all-gather of 4096 x 4096 elements, BF16 reduce-scatter), two backward pairs, two more under
+    full recompute; BF16 stays four all-reduces; no sequence parallelism: BF16 all-reduces even
+    under FP8."""
+    c, topo = load_model("llama3-8b"), topology_for(load_chip("h100"), 8)
+    elems = 4096 * c.hidden
+    pair = collective_time("all_gather", elems, 8, topo) + collective_time(
+        "reduce_scatter", 2 * elems, 8, topo
+    )
+    run = RunOptions(fp8_recipe="current")
+    plan = Plan(tp=8, recompute="none")
+    assert tp_collectives(c, plan, topo, seq=4096, dtype="fp8", run=run) == pytest.approx(
+        4 * pair * c.layers
+    )
+    full = Plan(tp=8, recompute="full")
+    assert tp_collectives(c, full, topo, seq=4096, dtype="fp8", run=run) == pytest.approx(
+        6 * pair * c.layers
+    )
+    ar = collective_time("all_reduce", 2 * elems, 8, topo)
+    assert tp_collectives(c, plan, topo, seq=4096, dtype="bf16", run=run) == pytest.approx(
+        4 * ar * c.layers
+    )
+    no_sp = Plan(tp=8, recompute="none", sequence_parallel=False)
+    assert tp_collectives(c, no_sp, topo, seq=4096, dtype="fp8", run=run) == pytest.approx(
+        4 * ar * c.layers
+    )
+
+
+def test_overlapped_tp_moves_the_recipes_bytes():
+    """TP overlap (userbuffers / async TP) on Llama 3 8B TP8 MXFP8: the forward all-gather moves
+    1 + 1/32 bytes, the backward one both gradient copies, the reduce-scatters 2 bytes; the
+    plan's exposed TP time is m x layers x tp_overlapped with those three."""
+    chip, c = load_chip("h100"), load_model("llama3-8b")
+    seq, mb, tp = 4096, 2, 8
+    res = plan_training(chip, c, 8, tp=tp, pp=1, dp=1, cp=1, ep=1, zero=1, micro_batch=mb,
+                        recompute="selective", seq=seq, global_batch=4, tp_overlap=True,
+                        dtype="fp8", fp8_recipe="mxfp8")  # fmt: skip
+    topo = topology_for(chip, 8)
+    elems = mb * seq * c.hidden
+    gemms = tp_gemms(chip, c, tp, mb, seq, 1, "fp8", "flash", True, 1, "mxfp8")
+    per_layer = tp_overlapped(
+        gemms, collective_time("all_gather", elems * (1 + 1 / 32), tp, topo),
+        collective_time("reduce_scatter", elems * 2, tp, topo), tp, recompute=False,
+        parallel_block=False,
+        gather_bwd=collective_time("all_gather", elems * 2 * (1 + 1 / 32), tp, topo),
+    )  # fmt: skip
+    assert per_layer > 0
+    assert res.exposed_comm["tp_scale_up_s"] == pytest.approx(2 * c.layers * per_layer)
