@@ -667,3 +667,37 @@ def test_an_einsum_of_three_operands_is_unsupported_not_a_crash(tmp_path):
         einsum("ab,bc,cd->ad", [np.ones((4, 4))] * 3, np.matmul)
     two = einsum("bij,bjk->bik", [np.ones((2, 3, 4)), np.ones((2, 4, 5))], np.matmul)
     assert np.array_equal(two, np.full((2, 3, 5), 4.0))
+
+
+def test_onnx_external_initializers_are_read_once_and_only_on_request(tmp_path, monkeypatch):
+    """Every small initializer in the external data file was read up front, weights too; now
+    one is read when a node needs its numbers (the Reshape's target shape for inference, the
+    mask analysis's `Program.load`), once, and a weight used by a MatMul not at all."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from chipforge.workload import onnx_import
+
+    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    shape = numpy_helper.from_array(np.array([2, 2], np.int64), "shape")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]),
+             helper.make_node("Reshape", ["y", "shape"], ["z"])]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], [weight, shape],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "m.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, location="m.onnx.data",
+                    size_threshold=0)  # fmt: skip
+    reads: list[str] = []
+    read = onnx_import.small_external
+    monkeypatch.setattr(
+        onnx_import, "small_external", lambda o, t, *a: reads.append(t.name) or read(o, t, *a)
+    )
+    importer = onnx_import._Importer(onnx, onnx.load(str(path), load_external_data=False),
+                                     path.name, {}, tmp_path)  # fmt: skip
+    program = importer.program()
+    assert program.values["z"].shape == (2, 2) and reads == ["shape"]
+    assert np.array_equal(program.data("w"), np.ones((4, 4), np.float32))
+    assert np.array_equal(program.data("w"), np.ones((4, 4), np.float32))
+    assert reads == ["shape", "w"]

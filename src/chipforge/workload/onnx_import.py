@@ -61,7 +61,7 @@ def from_onnx(
     (`{'batch': 1, 'seq': 128}`); `dtype`, `allow_unsupported` and `fold` as `from_torch`.
     Weights are never read: shapes come from the initializers' headers (a tensor the exporter
     wrote to the external data file small enough to fold, at most `MAX_FOLD` elements: a mask,
-    a folded position table, is read, bounds checked, as if stored inline)."""
+    a folded position table, is read, bounds checked, when a node's folding needs it)."""
     onnx, path = _onnx(), Path(path)
     importer = _Importer(onnx, _load(onnx, path), path.name, dims or {}, path.parent)
     program = importer.program()
@@ -230,6 +230,13 @@ def small_external(
     return np.frombuffer(data, dtype.newbyteorder("<")).reshape(tuple(t.dims)).astype(dtype)
 
 
+def _sized(t: Any) -> bool:
+    """An inferred type with every dimension known."""
+    tensor = t.tensor_type if t.HasField("tensor_type") else None
+    shape = tensor.shape if tensor is not None and tensor.HasField("shape") else None
+    return shape is not None and all(d.HasField("dim_value") for d in shape.dim)
+
+
 class _Importer:
     def __init__(
         self, onnx: Any, model: Any, source: str, dims: dict[str, int], folder: Path | None = None
@@ -243,8 +250,8 @@ class _Importer:
         self.unknown: set[str] = set()
         self.params: list[str] = []
         self.constants: set[str] = set()  # initializers that are no trained parameter
-        self.unread: dict[str, Any] = {}  # initializers too large to read up front
-        self.loaded: dict[str, np.ndarray | None] = {}  # ... read since (`_load`)
+        self.unread: dict[str, Any] = {}  # external or large initializers: read on request
+        self.loaded: dict[str, np.ndarray | None] = {}  # ... read since (`_read`)
         self._initializers()
         self._inputs(dict(dims))
 
@@ -263,10 +270,8 @@ class _Importer:
             check_initializer(self.onnx, t, self.source)
             shape = tuple(int(d) for d in t.dims)
             data = None
-            if math.prod(shape) <= MAX_FOLD and t.data_location != external:
+            if math.prod(shape) <= MAX_FOLD and t.data_location != external:  # in the model
                 data = self.onnx.numpy_helper.to_array(t)
-                self.consts[t.name] = data
-            elif (data := small_external(self.onnx, t, self.folder)) is not None:
                 self.consts[t.name] = data
             else:
                 self.unread[t.name] = t
@@ -315,8 +320,12 @@ class _Importer:
             shape = np.array(self.values[node.input[0]].shape, dtype=np.int64)
             start, end = attrs.get("start", 0), attrs.get("end")
             value = shape[start:end] if node.op_type == "Shape" else np.int64(shape.prod())
-        elif len(node.output) == 1 and all(i in self.consts for i in node.input if i):
-            inputs = [self.consts.get(i) if i else None for i in node.input]
+        elif len(node.output) == 1 and all(
+            i in self.consts or i in self.unread for i in node.input if i
+        ):
+            inputs = [self._const(i) if i else None for i in node.input]
+            if any(i and x is None for i, x in zip(node.input, inputs, strict=True)):
+                return False
             value = evaluate(node.op_type, inputs, attrs, self.onnx.helper.tensor_dtype_to_np_dtype)
         if value is None:
             return False
@@ -343,21 +352,31 @@ class _Importer:
         return None
 
     def _infer(self, node: Any) -> None:
-        """ONNX's shape inference for one node, given its input types and known data."""
+        """ONNX's shape inference for one node, given its input types and known data; an
+        initializer not read yet is read (`_const`) only when the outputs' sizes need it."""
+        types = self._outputs(node, read=False)
+        if not all(map(_sized, (types or {}).values())) and any(
+            i in self.unread for i in node.input
+        ):
+            types = self._outputs(node, read=True)
+        self.types.update(types or {})
+
+    def _outputs(self, node: Any, read: bool) -> dict | None:
+        """The output types ONNX infers for `node`; None when it cannot (unknown op, missing
+        input type, inference error: sizes stay unknown)."""
         domain = node.domain or "ai.onnx"
         try:
             schema = self.onnx.defs.get_schema(node.op_type, self.opset.get(domain, 1), node.domain)
             types = {i: self.types[i] for i in node.input if i}
+            known = {i: self._const(i) if read else self.consts.get(i) for i in types}
             data = {
-                i: self.onnx.numpy_helper.from_array(self.consts[i], i)
-                for i in node.input
-                if i in self.consts
+                i: self.onnx.numpy_helper.from_array(v, i)
+                for i, v in known.items()
+                if v is not None
             }
-            self.types.update(
-                self.onnx.shape_inference.infer_node_outputs(schema, node, types, data)
-            )
-        except Exception:  # unknown op, missing input type, inference error: sizes stay unknown
-            return
+            return self.onnx.shape_inference.infer_node_outputs(schema, node, types, data)
+        except Exception:
+            return None
 
     def _classify(self, node: Any, attrs: dict) -> tuple[str, tuple[int, ...] | None, dict]:
         if node.op_type == "Gather":
@@ -365,7 +384,7 @@ class _Importer:
             embedding = table and table.static and len(table.shape) == 2 and not attrs.get("axis")
             return ("embedding", (0, 1), {}) if embedding else ("gather", None, {})
         if node.op_type == "TopK":
-            k = self.consts.get(node.input[1]) if len(node.input) > 1 else None
+            k = self._const(node.input[1]) if len(node.input) > 1 else None
             return "topk", (0,), {"k": int(np.ravel(k)[0]) if k is not None else 2}
         return classify(node.op_type, attrs)
 
@@ -404,20 +423,33 @@ class _Importer:
         constants = frozenset(self.constants)
         return Program(self.source, self.values, nodes, self.params, constants, self._load)
 
+    def _const(self, vid: str) -> np.ndarray | None:
+        """A value's numbers for folding: known, else an initializer of at most MAX_FOLD
+        elements read on request (`_read`); None otherwise."""
+        if vid in self.consts:
+            return self.consts[vid]
+        return self._read(vid, MAX_FOLD)
+
     def _load(self, vid: str) -> np.ndarray | None:
-        """An initializer of 2 or more dimensions and at most MAX_MASK elements, read on
-        request (a causal mask of a long sequence); None otherwise. Read once."""
-        if vid in self.loaded:
-            return self.loaded[vid]
+        """An initializer's numbers for the lowering's mask analysis (`Program.load`): one
+        small enough to fold, or one of 2 or more dimensions and at most MAX_MASK elements (a
+        causal mask of a long sequence); None otherwise."""
         t = self.unread.get(vid)
-        data = None
-        if t is not None and len(t.dims) >= 2 and math.prod(t.dims) <= MAX_MASK:
+        wide = t is not None and len(t.dims) >= 2
+        return self._read(vid, MAX_MASK if wide else MAX_FOLD)
+
+    def _read(self, vid: str, limit: int) -> np.ndarray | None:
+        """An initializer not read up front (`unread`), read once, on the first request, when
+        it has at most `limit` elements (an external one through `small_external`)."""
+        t = self.unread.get(vid)
+        if t is None or math.prod(t.dims) > limit:
+            return None
+        if vid not in self.loaded:
             if t.data_location == self.onnx.TensorProto.EXTERNAL:
-                data = small_external(self.onnx, t, self.folder, MAX_MASK)
+                self.loaded[vid] = small_external(self.onnx, t, self.folder, limit)
             else:
-                data = self.onnx.numpy_helper.to_array(t)
-        self.loaded[vid] = data
-        return data
+                self.loaded[vid] = self.onnx.numpy_helper.to_array(t)
+        return self.loaded[vid]
 
     def check_shapes(self, program: Program, allow_unsupported: bool) -> None:
         """Every op we cost needs its sizes: name the first one shape inference could not
