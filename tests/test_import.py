@@ -701,3 +701,51 @@ def test_onnx_external_initializers_are_read_once_and_only_on_request(tmp_path, 
     assert np.array_equal(program.data("w"), np.ones((4, 4), np.float32))
     assert np.array_equal(program.data("w"), np.ones((4, 4), np.float32))
     assert reads == ["shape", "w"]
+
+
+def _attention_onnx(path, mask: np.ndarray, layers: int = 2):
+    """`layers` unfused attention layers (x Wq (x Wk)^T + mask, softmax, @ x Wv) of 8 tokens,
+    each adding the same constant mask."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    seq, width = len(mask), 4
+    inits = [numpy_helper.from_array(mask.astype(np.float32), "mask")]
+    nodes, x = [], "x"
+    for i in range(layers):
+        for w in "qkv":
+            inits.append(numpy_helper.from_array(np.eye(width, dtype=np.float32), f"w{w}{i}"))
+            nodes.append(helper.make_node("MatMul", [x, f"w{w}{i}"], [f"{w}{i}"]))
+        nodes += [
+            helper.make_node("Transpose", [f"k{i}"], [f"kt{i}"], perm=[1, 0]),
+            helper.make_node("MatMul", [f"q{i}", f"kt{i}"], [f"s{i}"]),
+            helper.make_node("Add", [f"s{i}", "mask"], [f"m{i}"]),
+            helper.make_node("Softmax", [f"m{i}"], [f"p{i}"], axis=-1),
+            helper.make_node("MatMul", [f"p{i}", f"v{i}"], [f"o{i}"]),
+        ]
+        x = f"o{i}"
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, width])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [seq, width])], inits,
+    )  # fmt: skip
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("blocked", [-np.inf, np.finfo(np.float32).min, -1e9, -1e4])
+def test_constant_masks_are_causal_at_every_exporter_value_and_analysed_once(
+    tmp_path, monkeypatch, blocked
+):
+    """A constant additive mask blocks with -inf, finfo.min, -1e9 or exactly -1e4 (BERT's
+    `(1 - mask) * -10000.0`): the triangle reads causal at each (the band used `< -1e4`, the
+    mask test `<= -1e4`, so -1e4 was a mask but not causal). Every layer adds the same
+    tensor: it is analysed once, not once per layer."""
+    from chipforge.workload import patterns
+
+    calls = []
+    facts = patterns._mask_facts
+    monkeypatch.setattr(patterns, "_mask_facts", lambda d: calls.append(1) or facts(d))
+    mask = np.triu(np.full((8, 8), blocked, np.float32), 1)
+    graph = from_onnx(_attention_onnx(tmp_path / "a.onnx", mask, layers=3))
+    assert graph.meta["attention"] == "causal" and len(calls) == 1
+    full = from_onnx(_attention_onnx(tmp_path / "f.onnx", np.zeros((8, 8), np.float32)))
+    assert full.meta["attention"] == "full"

@@ -20,6 +20,11 @@ from chipforge.workload.imported import Node, Program, mask_kind
 
 SCORE_CHAIN = ("mul", "div", "add", "sub", "where", "masked_fill", "cast", "tanh")
 PASS_THROUGH = ("cast",)
+# An additive mask's blocked entries: at most this. Exporters write -inf (SDPA's boolean masks
+# turned additive), the dtype's finfo.min (transformers' masks since 4.x: -3.4e38 in fp32,
+# -65504 in fp16), -1e9 (masked_fill in hand-written attention) or exactly -1e4 (BERT's
+# `(1.0 - mask) * -10000.0` in older transformers): all of them, and no learned bias value.
+BLOCKED = -1e4
 
 
 class _View:
@@ -30,6 +35,15 @@ class _View:
         self.made_by = program.producers()
         self.users = program.consumers()
         self.masks: dict[int, list[str]] = {}  # id(fused attention) -> its constant masks
+        # id(a constant's data) -> (the data, its `_mask_facts`): every layer's attention adds
+        # the same mask, analysed once (the data is held so that its id is not reused)
+        self.facts: dict[int, tuple] = {}
+
+    def mask_facts(self, data) -> tuple[tuple[bool, int] | None, bool]:
+        """`_mask_facts` of a constant, once per tensor."""
+        if id(data) not in self.facts:
+            self.facts[id(data)] = data, _mask_facts(data)
+        return self.facts[id(data)][1]
 
     def producer(self, vid: str, kinds: tuple[str, ...]) -> Node | None:
         node = self.made_by.get(vid)
@@ -119,26 +133,34 @@ def _scaled(view: _View, vid: str) -> tuple[str, list[Node]]:
     return vid, []
 
 
-def _band(data) -> tuple[bool, int] | None:
-    """(causal, window) of a constant additive mask that blocks exactly the upper triangle, or
-    the upper triangle and the keys more than `window` - 1 behind each query (a sliding window
-    band); None for any other constant. numpy is imported here, not with the module: only ONNX
-    constants carry data, and a .pt2 import loads no numpy."""
+def _mask_facts(data) -> tuple[tuple[bool, int] | None, bool]:
+    """(band, is_mask) of a constant. band: (causal, window) when it blocks exactly the upper
+    triangle, or the upper triangle and the keys more than `window` - 1 behind each query (a
+    sliding window band), else None. is_mask: it holds only zeros and blocked entries (at most
+    BLOCKED) or is boolean: an attention mask an exporter folded, added to the scores, which
+    is no trained weight (a learned position bias, T5's, has other values). numpy is imported
+    here, not with the module: only ONNX constants carry data, and a .pt2 import loads no
+    numpy."""
     import numpy as np
 
-    if np.ndim(data) < 2:
-        return None
     data = np.asarray(data)
-    blocked = ~data if data.dtype == bool else data.astype(np.float64) < -1e4  # bool: allowed
+    if data.dtype == bool:  # True: allowed
+        blocked, is_mask = ~data, True
+    else:
+        numbers = data if data.dtype.kind in "fiu" else data.astype(np.float64)
+        blocked = numbers <= BLOCKED
+        is_mask = data.dtype.kind == "f" and bool((blocked | (numbers == 0)).all())
+    if blocked.ndim < 2:
+        return None, is_mask
     rows, cols = blocked.shape[-2:]
     upper = np.triu(np.ones((rows, cols), bool), 1 + cols - rows)
     if (blocked == upper).all():
-        return True, 0
+        return (True, 0), is_mask
     window = int((~blocked).sum(-1).max())
     behind = np.tril(np.ones((rows, cols), bool), cols - rows - window)
     if 0 < window < cols and (blocked == (upper | behind)).all():
-        return True, window
-    return None
+        return (True, window), is_mask
+    return None, is_mask
 
 
 def _causal(view: _View, masks: list[str]) -> tuple[bool, int]:
@@ -147,7 +169,7 @@ def _causal(view: _View, masks: list[str]) -> tuple[bool, int]:
     builds it (`imported.mask_kind`)."""
     for vid in masks:
         data = view.p.data(vid)
-        kind = _band(data) if data is not None else None
+        kind = view.mask_facts(data)[0] if data is not None else None
         if kind:
             return kind
         causal, window = mask_kind(view.made_by, vid)
@@ -158,7 +180,7 @@ def _causal(view: _View, masks: list[str]) -> tuple[bool, int]:
             at = todo.pop()
             data = view.p.data(at) if at != vid and view.static(at) else None
             if data is not None:
-                kind = _band(data)  # a folded comparison: the triangle as a constant,
+                kind = view.mask_facts(data)[0]  # a folded comparison: the triangle as a constant,
                 if kind:  # and-ed with a padding mask from an input (TorchScript's export)
                     return kind
             node = view.made_by.get(at)
@@ -207,22 +229,10 @@ def _attention(view: _View, softmax: Node) -> tuple[list[Node], Node] | None:
         "attention", [q, k, node.inputs[1]], node.outputs[:1], softmax.scope, "attention pattern"
     )
     fused.attrs = attrs
-    view.masks[id(fused)] = [vid for vid in masks if _is_mask(view.p.data(vid))]
+    view.masks[id(fused)] = [
+        vid for vid in masks if (d := view.p.data(vid)) is not None and view.mask_facts(d)[1]
+    ]
     return q_scale + k_scale + [scores, *chain, softmax, *tail, node], fused
-
-
-def _is_mask(data) -> bool:
-    """A constant of zeros and blocked entries (at most -1e4: -inf, finfo.min), added to the
-    scores: an attention mask an exporter folded, which is no trained weight (a learned
-    position bias, T5's, has other values)."""
-    if data is None:
-        return False
-    import numpy as np  # only ONNX constants carry data; a .pt2 import loads no numpy
-
-    data = np.asarray(data)
-    if data.dtype == bool:
-        return True
-    return data.dtype.kind == "f" and bool(((data == 0) | (data <= -1e4)).all())
 
 
 def _bias(view: _View, add: Node) -> tuple[list[Node], Node] | None:
