@@ -455,7 +455,7 @@ SERVE_FLAGS = {  # flag -> values a person passes (rarely: anything)
     "--kv-dtype": st.sampled_from(["bf16", "fp8"]),
     "--ttft-slo": st.sampled_from(["2 s", "200 ms"]),
     "--tpot-slo": st.sampled_from(["100 ms", "10 ms"]),
-    "--batching": st.sampled_from(["continuous", "static"]),
+    "--batching": st.sampled_from(["continuous", "static", "interleaved"]),
 }
 ANY_FLAG_VALUE = st.sampled_from(["0", "-5", "nan", "1e400", "3", "x", "", "1 GB", "int3", "7"])
 

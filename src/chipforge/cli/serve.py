@@ -114,7 +114,11 @@ def serve(
     topology: Annotated[str | None, typer.Option("--topology", help="topology preset")] = None,
     batching: Annotated[
         str,
-        typer.Option("--batching", help="continuous (in-flight) or static (one batch at a time)"),
+        typer.Option(
+            "--batching",
+            help="continuous (in-flight), static (one batch at a time) or interleaved "
+            "(JetStream: each prompt prefilled alone between the decode steps)",
+        ),
     ] = "continuous",
     gqa_kernel: Annotated[
         bool,

@@ -57,7 +57,15 @@ BATCHES = tuple(2**i for i in range(0, 11))  # 1..1024 sequences per replica (se
 # Prompt tokens prefilled together in one chunk: TensorRT-LLM's max_num_tokens default (8192)
 # and vLLM's max_num_batched_tokens for chunked prefill; the KV-cache workspace uses the same.
 PREFILL_CHUNK_TOKENS = ACTIVATION_TOKENS
-BATCHING = ("continuous", "static")
+BATCHING = ("continuous", "static", "interleaved")
+# "interleaved": JetStream's serving on one TPU slice (jetstream-pytorch run_server.py passes one
+# engine as `interleaved_engine_create_fns`, so prefill and generate share the chips; JetStream
+# orchestrator._prefill_thread prefills one request per call, its tokens padded by
+# token_utils.pad_tokens to the next of the buckets 16, 32, ..., 32768): each prompt is
+# prefilled alone, at batch 1 and its padded length, between the decode steps. jetstream-pytorch's
+# own time model of its ShareGPT benchmark (benchmarks/analyze_sharegpt.py) is the same: the
+# prefills' time plus the output tokens x the decode step / batch.
+PREFILL_BUCKET_MIN = 16  # JetStream token_utils.pad_tokens' smallest bucket
 # The collective that ends a MoE block in `workload.llm.build`: ffn_block's row-parallel
 # all-reduce ("ffn_allreduce") inside the "moe_layers" prefix (the other is "attn_allreduce").
 # With EP the experts' outputs are combined by the dispatch + combine all-to-all instead.
@@ -399,13 +407,13 @@ def evaluate(
     chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
     attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=None,
-    prefix_hit=0.0, isl_cv=0.0, max_num_tokens=None,
+    prefix_hit=0.0, isl_cv=0.0, max_num_tokens=None, dense_cache=None,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
     (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
     the plan's throughput. `osl_cv`, `isl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`,
-    `max_num_tokens`: see `plan_serving`."""
+    `max_num_tokens`, `dense_cache`: see `plan_serving`."""
     _check(c, chips, tp, pp, ep)
     # DP attention with wide EP (DeepSeek's inference system, Open Infra Index day 6: MLA and
     # the shared expert data-parallel, routed experts over EP144): one replica is `ep` chips in
@@ -422,7 +430,7 @@ def evaluate(
             f"{c.name} weights need {mem.weights / 2**30:.1f} GiB per chip at tp={tp} pp={pp}, "
             f"{chip.name} has {chip.hbm.capacity / 2**30:.1f} GiB: raise --tp or --pp"
         )
-    held = _held(isl, osl, osl_cv)
+    held = dense_cache or _held(isl, osl, osl_cv)
     fits = mem.sequences(held) * groups
     if batch > fits:
         raise Infeasible(
@@ -435,11 +443,14 @@ def evaluate(
     # for its own output length), so with output lengths of mean osl and coefficient of
     # variation cv the mean position reached is E[o^2] / (2 E[o]) = osl (1 + cv^2) / 2
     ctx = isl + round(osl * (1 + osl_cv**2) / 2)
+    if dense_cache:  # attention over every position of each slot's preallocated cache
+        ctx = dense_cache
     mb = max(1, batch // (pp * groups))  # micro-batch per pipeline stage (per attention group)
     eng = (attn_dtype, ep_overlap)  # the engine's attention precision and EP overlap
     # DP-attention groups step in lockstep, so the decode step lasts as long as the attention of
     # the group whose sequences hold the most context (`_busiest_context`)
     busy = _busiest_context(groups, mb, isl, osl, isl_cv, osl_cv) if groups > 1 else ctx
+    busy = dense_cache or busy
     decode = _step(chip, c, topo, "decode", mb, busy, tp, pp, ep, dt, kvd, *eng)
     if not gqa_kernel:
         decode += _kv_reread(c, chip, mem.kv_per_token, mb, ctx, pp)
@@ -480,6 +491,18 @@ def evaluate(
         p_rep = p_chips // (tp * pp)
         thr = min(d_rep * out_rate, p_rep / share * osl)
         replicas = d_rep  # decode replicas hold the running sequences
+    elif batching == "interleaved":
+        # JetStream (BATCHING): per decode step, batch / osl prompts each prefilled alone at
+        # batch 1 and the bucket its length pads to, on the same chips, in turn with the step
+        if groups > 1 or spec_tokens:
+            raise Infeasible("interleaved batching is modelled without attention groups or "
+                             "draft tokens")  # fmt: skip
+        bucket = max(PREFILL_BUCKET_MIN, 1 << (fresh - 1).bit_length())
+        prefill = _step(chip, c, topo, "prefill", 1, bucket, tp, pp, ep, dt, kvd, *pre)
+        tpot = decode + (batch - 1) / osl * prefill
+        ttft = prefill + (decode if batch > 1 else 0.0)
+        thr = dp * batch / (decode + batch / osl * prefill)
+        percentiles, tpots = {}, {}
     elif batching == "static":
         # one batch at a time: prefill all prompts in one pass, then osl-1 decode steps; the
         # throughput counts the whole batch latency (TensorRT-LLM blogs/XQA-kernel.md:
@@ -549,7 +572,7 @@ def evaluate(
             ttft += held.pop("mean") * tpot
         percentiles = {k: ttft + w + held.get(k, 0.0) * tpot for k, w in waits.items()}
         tpots = tpot_percentiles(tpot, lam, step, osl, isl_cv) if batch > 1 else {}
-    if disaggregated or batching == "static":
+    if disaggregated or batching in ("static", "interleaved"):
         percentiles, tpots = {}, {}
     queue = 0.0
     if clients and clients > batch:  # closed loop: a client waits until a slot frees up
@@ -564,7 +587,7 @@ def evaluate(
         osl_cv=osl_cv, attn_dtype=attn_dtype, ep_overlap=bool(ep_overlap),
         spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, adp_balance=adp_balance,
         prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
-        tpot_percentiles_s=tpots if not clients else {},
+        tpot_percentiles_s=tpots if not clients else {}, dense_cache=dense_cache,
     )  # fmt: skip
 
 
@@ -598,6 +621,7 @@ def plan_serving(
     prefix_hit: float = 0.0,
     isl_cv: float = 0.0,
     max_num_tokens: int | None = None,
+    dense_cache: int | None = None,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -631,6 +655,11 @@ def plan_serving(
     the decode batch, and a batch whose prompts cannot get in fast enough is infeasible; with
     static batching the batch's prompts are chunked in that way, step by step
     (`cluster.static_budget`: vLLM V0's chunked prefill of a benchmark_latency batch).
+    `batching="interleaved"`: JetStream's (see BATCHING): each prompt prefilled alone at its
+    padded bucket between the decode steps. `dense_cache`: every running sequence holds a
+    preallocated cache of this many positions and decode attention reads all of them
+    (jetstream-pytorch without --ragged_mha: layers.AttentionKernel's dense attention over the
+    whole cache of --max_cache_length; `ragged_mha` defaults to False in jetstream_pt/config.py).
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
@@ -644,6 +673,7 @@ def plan_serving(
         ("osl", osl),
         ("max_batch", max_batch or 1),
         ("max_num_tokens", max_num_tokens or 1),
+        ("dense_cache", dense_cache or 1),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value!r}")
@@ -653,7 +683,12 @@ def plan_serving(
         ):
             raise WorkloadError(f"`{name}` must be a positive number of seconds, not {slo!r}")
     at_most(MAX_CHIPS, chips=chips, tp=tp, pp=pp, ep=ep)
-    at_most(MAX_TOKENS, isl=isl, osl=osl)
+    at_most(MAX_TOKENS, isl=isl, osl=osl, dense_cache=dense_cache)
+    if dense_cache and dense_cache < isl + osl:
+        raise WorkloadError(
+            f"`dense_cache` {dense_cache} is shorter than isl + osl = {isl + osl}: a rolling "
+            "window over the cache is not modelled; raise it or drop it"
+        )
     at_most(MAX_SEQUENCES, max_batch=max_batch, concurrency=concurrency)
     if (
         isinstance(spec_tokens, bool)
@@ -712,7 +747,8 @@ def plan_serving(
               batching=batching, gqa_kernel=gqa_kernel, osl_cv=osl_cv, attn_dtype=attn_dtype,
               ep_overlap=ep_overlap, spec_tokens=spec_tokens,
               spec_acceptance=spec_acceptance, adp_balance=adp_balance,
-              prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens)  # fmt: skip
+              prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
+              dense_cache=dense_cache)  # fmt: skip
 
     def run(t, p, e, b, clients=None):
         return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
@@ -736,7 +772,8 @@ def plan_serving(
                     continue
                 g = e // t if e > t else 1  # attention groups of a wide-EP replica
                 dp = chips // (t * p * g)  # replicas
-                fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv)
+                fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv,
+                             dense_cache)  # fmt: skip
                 # a stated concurrency queues what the KV cache cannot hold; the search stops
                 # at the largest batch that fits
                 top = min(fits, BATCHES[-1] * g, max_batch or fits)
@@ -778,7 +815,8 @@ def plan_serving(
 
     def curve() -> list[dict]:
         t, p, e = best.tp, best.pp, best.ep
-        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv), BATCHES[-1])
+        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv, dense_cache),
+                  BATCHES[-1])  # fmt: skip
         batches = sorted({b for b in BATCHES if b <= top} | {top, min(best.batch, top)})
         points = []
         for b in batches:
@@ -804,10 +842,10 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               ep_overlap=plan.ep_overlap, spec_tokens=plan.spec_tokens,
               spec_acceptance=plan.spec_acceptance, adp_balance=plan.adp_balance,
               prefix_hit=plan.prefix_hit, isl_cv=plan.isl_cv,
-              max_num_tokens=plan.max_num_tokens)  # fmt: skip
+              max_num_tokens=plan.max_num_tokens, dense_cache=plan.dense_cache)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
-                      plan.ep, plan.attn_dtype, plan.osl_cv)  # fmt: skip
+                      plan.ep, plan.attn_dtype, plan.osl_cv, plan.dense_cache)  # fmt: skip
     try:
         top = evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
     except Infeasible:  # a token budget caps the batch below the KV cache's: the largest it takes
@@ -840,9 +878,12 @@ def _held(isl: int, osl: int, cv: float = 0.0) -> int:
     return max(isl + osl, isl + round(osl * (1 + cv**2) / 2))
 
 
-def _fits(c, chip, tp, pp, dtype, kvd, isl, osl, ep=1, attn_dtype=None, osl_cv=0.0) -> int:
-    """Sequences of `_held` tokens one replica's KV cache holds (at least 1: 0 fails later);
-    a wide-EP replica holds its ep/tp attention groups' caches."""
+def _fits(
+    c, chip, tp, pp, dtype, kvd, isl, osl, ep=1, attn_dtype=None, osl_cv=0.0, dense_cache=None
+) -> int:  # fmt: skip
+    """Sequences of `_held` tokens (`dense_cache` where set) one replica's KV cache holds (at
+    least 1: 0 fails later); a wide-EP replica holds its ep/tp attention groups' caches."""
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd, ep=ep,
                  attn_dtype=attn_dtype)  # fmt: skip
-    return max(1, mem.sequences(_held(isl, osl, osl_cv))) * (ep // tp if ep > tp else 1)
+    held = dense_cache or _held(isl, osl, osl_cv)
+    return max(1, mem.sequences(held)) * (ep // tp if ep > tp else 1)

@@ -42,7 +42,7 @@ class ServingPlan:
     disaggregated: bool | str = False  # True, or "decode" / "prefill": one pool only
     prefill_chips: int = 0
     breakdown: dict = field(default_factory=dict)
-    batching: str = "continuous"  # or "static" (one batch at a time)
+    batching: str = "continuous"  # "static" (one batch at a time), "interleaved" (JetStream)
     clients: int = 0  # requests in the system over all replicas (0: batch x dp); more queue
     # TTFT percentiles under Poisson arrivals at this plan's throughput (cluster.queueing);
     # empty where not modelled (static batching, disaggregated)
@@ -60,6 +60,7 @@ class ServingPlan:
     adp_balance: int | None = None
     prefix_hit: float = 0.0  # fraction of prompt tokens already in the KV cache
     max_num_tokens: int | None = None  # the engine's per-step token budget (chunked prefill)
+    dense_cache: int | None = None  # a preallocated cache per sequence, attended whole
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
 

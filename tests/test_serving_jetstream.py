@@ -1,0 +1,52 @@
+"""JetStream's serving (jetstream-pytorch on one TPU slice): prompts prefilled one at a time at
+their padded bucket between the decode steps (`batching="interleaved"`), and decode attention
+over the whole preallocated cache (`dense_cache`, jetstream-pytorch without --ragged_mha)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chipforge.cluster import serving as s
+from chipforge.errors import WorkloadError
+
+KW = dict(isl=121, osl=233, dtype="bf16", tp=8, pp=1, max_batch=96)
+
+
+def _parts(plan, bucket):
+    chip, c = s._load_chip(plan.chip), s.resolve_model(plan.model)
+    topo = s.topology_for(chip, plan.chips, None)
+    args = (plan.tp, 1, 1, "bf16", "bf16")
+    decode = s._step(chip, c, topo, "decode", plan.batch, 2048, *args)
+    prefill = s._step(chip, c, topo, "prefill", 1, bucket, *args)
+    return decode, prefill
+
+
+def test_interleaved_is_jetstreams_own_time_model():
+    """jetstream-pytorch benchmarks/analyze_sharegpt.py: a request costs its prefill (batch 1,
+    its bucket) plus its output tokens x the decode step / batch; 121 tokens pad to 128."""
+    plan = s.plan_serving("tpu-v5e", "llama2-7b", 8, batching="interleaved", dense_cache=2048, **KW)
+    decode, prefill = _parts(plan, 128)
+    per_request = prefill + KW["osl"] * decode / plan.batch
+    assert plan.throughput_tokens_per_s == pytest.approx(KW["osl"] / per_request, rel=1e-9)
+    assert plan.tpot_s == pytest.approx(decode + (plan.batch - 1) / KW["osl"] * prefill)
+    assert plan.breakdown["prefill"] == pytest.approx(prefill)
+    # one prompt at a time costs more than prefills sharing a pass (continuous batching)
+    shared = s.plan_serving("tpu-v5e", "llama2-7b", 8, dense_cache=2048, **KW)
+    assert plan.throughput_tokens_per_s < shared.throughput_tokens_per_s
+
+
+def test_dense_cache_reads_every_position_and_holds_it():
+    """Decode attention over the cache's 2048 positions, not the running mean context; every
+    slot holds the whole cache, so fewer sequences fit; a cache shorter than isl + osl is a
+    rolling window, refused."""
+    dense = s.plan_serving("tpu-v5e", "llama2-7b", 8, dense_cache=2048, **KW)
+    ragged = s.plan_serving("tpu-v5e", "llama2-7b", 8, **KW)
+    assert dense.batch == ragged.batch == 96
+    assert dense.breakdown["decode"] == pytest.approx(_parts(dense, 128)[0])
+    assert dense.breakdown["decode"] > 1.5 * ragged.breakdown["decode"]  # MHA 7B: KV-bound
+    chip, c = s._load_chip("tpu-v5e"), s.resolve_model("llama2-7b")
+    assert s._fits(c, chip, 8, 1, "bf16", "bf16", 121, 233, dense_cache=2048) < s._fits(
+        c, chip, 8, 1, "bf16", "bf16", 121, 233
+    )
+    with pytest.raises(WorkloadError, match="dense_cache"):
+        s.plan_serving("tpu-v5e", "llama2-7b", 8, dense_cache=300, **KW)
