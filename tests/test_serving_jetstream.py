@@ -4,8 +4,12 @@ over the whole preallocated cache (`dense_cache`, jetstream-pytorch without --ra
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from typer.testing import CliRunner
+
+from chipforge.cli import app
 from chipforge.cluster import serving as s
 from chipforge.errors import WorkloadError
 
@@ -50,3 +54,16 @@ def test_dense_cache_reads_every_position_and_holds_it():
     )
     with pytest.raises(WorkloadError, match="dense_cache"):
         s.plan_serving("tpu-v5e", "llama2-7b", 8, dense_cache=300, **KW)
+
+
+def test_the_cli_states_both():
+    """`chipforge serve --batching interleaved --dense-cache 2048` is the API's plan."""
+    args = ["serve", "--chip", "tpu-v5e", "--model", "llama2-7b", "--chips", "8", "--isl", "121",
+            "--osl", "233", "--tp", "8", "--max-batch", "96", "--batching", "interleaved",
+            "--dense-cache", "2048", "--json"]  # fmt: skip
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output)
+    plan = s.plan_serving("tpu-v5e", "llama2-7b", 8, batching="interleaved", dense_cache=2048, **KW)
+    assert got["plan"]["dense_cache_tokens"] == 2048 and got["plan"]["batching"] == "interleaved"
+    assert got["throughput_tokens_per_s"] == pytest.approx(plan.throughput_tokens_per_s)

@@ -88,6 +88,16 @@ def serve(
             "(TensorRT-LLM max_num_tokens, vLLM max_num_batched_tokens; default: not limited)",
         ),
     ] = None,
+    dense_cache: Annotated[
+        int | None,
+        typer.Option(
+            "--dense-cache",
+            min=1,
+            help="each sequence holds a preallocated cache of this many tokens and decode "
+            "attends to all of them (JetStream-PyTorch without --ragged_mha; default: the "
+            "running context)",
+        ),
+    ] = None,
     slo_percentile: Annotated[
         str | None,
         typer.Option(
@@ -194,6 +204,7 @@ def serve(
         slo_percentile=slo_percentile,
         max_batch=max_batch,
         max_num_tokens=max_num_tokens,
+        dense_cache=dense_cache,
         disaggregated="decode" if decode_pool else disaggregated,
         topology=topology,
         batching=batching,

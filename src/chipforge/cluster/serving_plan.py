@@ -117,6 +117,7 @@ class ServingPlan:
                 "disaggregated": self.disaggregated,
                 "prefill_chips": self.prefill_chips,
                 "batching": self.batching,
+                "dense_cache_tokens": self.dense_cache,
             },
             "isl": self.isl,
             "osl": self.osl,
