@@ -77,3 +77,62 @@ def test_overlapped_tp_moves_the_recipes_bytes():
     )  # fmt: skip
     assert per_layer > 0
     assert res.exposed_comm["tp_scale_up_s"] == pytest.approx(2 * c.layers * per_layer)
+
+
+def test_async_backward_by_hand():
+    """Megatron's backward: per block the output gradient's all-gather is exposed, the input's
+    re-gather hides under the column-parallel dgrad and the reduce-scatter under its wgrad (the
+    forward's time); without the GEMMs (the search's bound) only the exposed part; without
+    sequence parallelism the all-reduce hides under the wgrad."""
+    c, topo = load_model("llama3-8b"), topology_for(load_chip("h100"), 8)
+    elems = 4096 * c.hidden
+    ag1 = collective_time("all_gather", elems, 8, topo)
+    rs = collective_time("reduce_scatter", 2 * elems, 8, topo)
+    gemms = {"attn_in": (rs / 2, ag1 / 4), "ffn_in": (10 * rs, 10 * ag1),
+             "attn_out": (1.0, 1.0), "ffn_out": (1.0, 1.0)}  # fmt: skip
+    run = RunOptions(fp8_recipe="current", tp_async_backward=True)
+    plan = Plan(tp=8, recompute="none")
+    fwd = 2 * (ag1 + rs)
+    back = 2 * ag1 + (ag1 - ag1 / 4) + (rs - rs / 2)  # the MLP's hide entirely
+    got = tp_collectives(c, plan, topo, seq=4096, dtype="fp8", run=run, gemms=gemms)
+    assert got == pytest.approx((fwd + back) * c.layers)
+    bound = tp_collectives(c, plan, topo, seq=4096, dtype="fp8", run=run)
+    assert bound == pytest.approx((fwd + 2 * ag1) * c.layers) and bound < got
+    no_sp = Plan(tp=8, recompute="none", sequence_parallel=False)
+    ar = collective_time("all_reduce", 2 * elems, 8, topo)
+    got = tp_collectives(c, no_sp, topo, seq=4096, dtype="bf16", run=run, gemms=gemms)
+    assert got == pytest.approx((2 * ar + ar - rs / 2) * c.layers)
+
+
+def test_async_backward_reaches_the_plan_and_the_megatron_rows():
+    """The plan prices its stage with the layer's own column-parallel GEMMs, and the rows whose
+    runs used Megatron's layers (Korthikanti et al. 2022; NeMo; MLPerf NVIDIA and Megatron-Bridge)
+    state it, others (Megatron-LM 2021, torchtitan) do not."""
+    from chipforge.cluster import validate
+    from chipforge.cluster.check_validate import rows as check_rows
+    from chipforge.cluster.check_validate import training_row
+    from chipforge.cluster.frontier_validate import _recipe_options
+    from chipforge.cluster.frontier_validate import rows as frontier_rows
+
+    chip, c = load_chip("h100"), load_model("llama3-8b")
+    kw = dict(tp=8, pp=1, dp=1, cp=1, ep=1, zero=1, recompute="none", micro_batch=1, seq=4096,
+              global_batch=2, dtype="fp8", fp8_recipe="current")  # fmt: skip
+    sync = plan_training(chip, c, 8, **kw)
+    async_ = plan_training(chip, c, 8, tp_async_backward=True, **kw)
+    topo = topology_for(chip, 8)
+    gemms = tp_gemms(chip, c, 8, 1, 4096, 1, "fp8", "flash", True, 1, "current")
+    run = RunOptions(fp8_recipe="current", tp_async_backward=True)
+    per_step = 2 * tp_collectives(c, Plan(tp=8, recompute="none"), topo, seq=4096,
+                                  dtype="fp8", run=run, gemms=gemms)  # fmt: skip
+    assert async_.exposed_comm["tp_scale_up_s"] == pytest.approx(per_step)
+    assert async_.exposed_comm["tp_scale_up_s"] < sync.exposed_comm["tp_scale_up_s"]
+    cases = {r["id"]: r for r in validate.csv_rows("cluster_cases.csv")}
+    sources = validate.ASYNC_BACKWARD_SOURCES
+    assert any(s in cases["korthikanti-22b-full"]["source"] for s in sources)
+    assert not any(s in cases["megatron-39p1b"]["source"] for s in sources)
+    heldout = {r["id"]: r for r in validate.csv_rows("cluster_heldout.csv")}
+    assert any(s in heldout["nemo-gpt3-175b-fp8"]["source"] for s in sources)
+    mlperf = next(r for r in frontier_rows() if r["id"] == "mlpt51-gb200x512-llama31-405b-fp4")
+    assert _recipe_options(mlperf)["tp_async_backward"] == "yes"
+    titan = [training_row(r) for r in check_rows() if "torchtitan" in r["source"]]
+    assert titan and not any(s in r["source"] for r in titan for s in sources)

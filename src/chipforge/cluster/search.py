@@ -280,6 +280,7 @@ def plan_training(
     nccl_ctas: dict[str, int] | None = None,
     moe_host_sync: bool = False,
     loss: str = "fused",
+    tp_async_backward: bool = False,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -386,7 +387,7 @@ def plan_training(
                      bucket_size=bucket_size,
                      recompute_modules=tuple(recompute_modules),
                      nccl_ctas=_nccl_ctas(nccl_ctas), moe_host_sync=moe_host_sync,
-                     loss=loss)  # fmt: skip
+                     loss=loss, tp_async_backward=tp_async_backward)  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):

@@ -84,6 +84,20 @@ GEMM_INPUT_BYTES = {"fp8": 1.0, "fp4": 0.5 + 1 / 16}
 #   Not modelled: NeMo's H100 FP8 userbuffer configurations (tp_overlap_configs/userbuffers.py,
 #   `fp8_buf=True` on the pipelined proj_fprop/fc2_fprop) write those two forward GEMM outputs
 #   to an FP8 buffer whose reduce-scatter moves 1 byte; no row states its userbuffer config.
+# Megatron's asynchronous backward TP communication (RunOptions.tp_async_backward): Megatron-LM
+# since "column parallel linear with sequence parallelism" (commit 02bb1f5, March 2022, the code
+# of Korthikanti et al. 2022; megatron/core/tensor_parallel/layers.py
+# LinearWithGradAccumulationAndAsyncCommunication.backward) and Transformer Engine (linear.py,
+# layernorm_linear.py backward: "Overlap dgrad-RS/AR with wgrad") run a column-parallel layer's
+# backward as: the all-gather of its saved input shard (sequence parallelism keeps only the
+# shard; the weight gradient needs the whole input) started async before the input-gradient
+# GEMM ("rely on CUDA_DEVICE_MAX_CONNECTIONS=1 to ensure that the gather is scheduled before
+# the input gradient computation"), then the input gradient's reduce-scatter (all-reduce without
+# sequence parallelism) started async before the weight-gradient GEMM. Each hides under its
+# GEMM; only what exceeds it is exposed. The row-parallel layer's output-gradient all-gather
+# feeds its dgrad and stays exposed. Without it (default: PyTorch DTensor tensor parallelism,
+# as torchtitan runs it, saves the gathered input and runs each collective in autograd order;
+# Megatron-LM 2021) the model keeps the reductions exposed and no re-gather.
 TP_GATHER_BYTES = {
     "delayed": 1.0,
     "current": 1.0,
@@ -415,6 +429,7 @@ class RunOptions:
     nccl_ctas: tuple[tuple[str, int], ...] = ()  # (NCCL_GROUPS member, CTA cap) pairs
     moe_host_sync: bool = False  # dropless MoE launched from the host (MOE_HOST_S_PER_LAUNCH)
     loss: str = "fused"  # the cross-entropy implementation (memory.LOSS_BUFFERS)
+    tp_async_backward: bool = False  # TP_ASYNC_BACKWARD: Megatron's backward TP communication
 
 
 @dataclass(frozen=True)
@@ -478,7 +493,14 @@ def tp_bytes(dtype: str, fp8_recipe: str = "delayed") -> tuple[float, float, flo
 
 
 def tp_collectives(
-    c: ModelConfig, p: Plan, topo: Topology, *, seq: int, dtype: str, run: RunOptions
+    c: ModelConfig,
+    p: Plan,
+    topo: Topology,
+    *,
+    seq: int,
+    dtype: str,
+    run: RunOptions,
+    gemms: dict[str, tuple[float, float]] | None = None,
 ) -> float:
     """TP collectives of one micro-batch on one stage, before any overlap with the GEMMs
     (`RunOptions.tp_overlap`; `stage_cost` takes that off): with sequence parallelism an
@@ -486,7 +508,10 @@ def tp_collectives(
     forward, 2 backward (the gradient's all-gather, the input gradient's reduce-scatter), 2 more
     when the forward is recomputed; each moves its own bytes per element (`tp_bytes`; one
     all-reduce where the pair's bytes are equal). Without sequence parallelism, all-reduces of
-    the 16-bit GEMM outputs and input gradients."""
+    the 16-bit GEMM outputs and input gradients. `run.tp_async_backward` (TP_ASYNC_BACKWARD):
+    the backward pass's re-gather of the input and its reduction hide under the column-parallel
+    GEMMs (`gemms`, `layer.tp_gemms`; without them those parts count nothing: the search's lower
+    bound)."""
     layers = _stage_layer_count(c, p)
     elems = p.micro_batch * seq // p.cp * c.hidden
     gather, gather_bwd, scatter = tp_bytes(dtype, run.fp8_recipe)
@@ -504,7 +529,23 @@ def tp_collectives(
     # reduction per pass instead of two, one all-gather feeds both
     blocks = 1 if run.parallel_block else 2
     fwd = blocks * (2 if p.recompute == "full" else 1)
-    return (fwd * pair(gather) + blocks * pair(gather_bwd)) * layers
+    if not run.tp_async_backward:
+        return (fwd * pair(gather) + blocks * pair(gather_bwd)) * layers
+    back = 0.0
+    for name in ("attn_in", "ffn_in")[:blocks]:
+        # the column-parallel GEMMs' weight gradient has their forward's FLOPs; unknown GEMMs
+        # hide everything they could (a lower bound)
+        wgrad, dgrad = gemms[name] if gemms else (math.inf, math.inf)
+        if run.parallel_block and gemms:  # one input and one reduction for both branches
+            wgrad, dgrad = wgrad + gemms["ffn_in"][0], dgrad + gemms["ffn_in"][1]
+        if not p.sequence_parallel:
+            back += max(0.0, collective_time("all_reduce", elems * scatter, p.tp, topo) - wgrad)
+            continue
+        regather = collective_time("all_gather", elems * gather, p.tp, topo)
+        reduce = collective_time("reduce_scatter", elems * scatter, p.tp, topo)
+        back += collective_time("all_gather", elems * gather_bwd, p.tp, topo)
+        back += max(0.0, regather - dgrad) + max(0.0, reduce - wgrad)
+    return (fwd * pair(gather) + back) * layers
 
 
 def tp_overlapped(
@@ -641,7 +682,13 @@ def stage_cost(
         rec = sum(mods[m] for m in set(run.recompute_modules))
     layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
     tok = p.micro_batch * seq // p.cp
-    t_tp = tp_collectives(c, p, topo, seq=seq, dtype=dtype, run=run)
+    gemms = None
+    if run.tp_async_backward and not run.tp_overlap and p.tp > 1:
+        gemms = tp_gemms(
+            held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel,
+            p.ep, run.fp8_recipe, run.moe_dispatcher,
+        )  # fmt: skip
+    t_tp = tp_collectives(c, p, topo, seq=seq, dtype=dtype, run=run, gemms=gemms)
     if run.tp_overlap and p.tp > 1:
         # Megatron-Core --tp-comm-overlap / Transformer Engine userbuffers (MLPerf configs:
         # TP_COMM_OVERLAP=True), PyTorch async TP: each collective pipelined with the GEMMs it

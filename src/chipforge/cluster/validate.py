@@ -37,6 +37,10 @@ class ClusterCase:
 
 
 CASES: list[Callable[[], list[ClusterCase]]] = []
+# rows whose runs used Megatron's asynchronous backward TP communication
+# (training.TP_ASYNC_BACKWARD): Korthikanti et al. 2022 ran Megatron-LM's sequence-parallel
+# layers, NVIDIA's NeMo performance tables Megatron-Core with Transformer Engine
+ASYNC_BACKWARD_SOURCES = ("arXiv 2205.05198", "NVIDIA NeMo Framework")
 # the held-out sets' training options that no row states
 TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp": "yes"}
 
@@ -98,6 +102,8 @@ def training_plan(row: dict):
         nccl_ctas=_pairs(row.get("nccl_ctas") or ""),
         moe_host_sync=row.get("moe_host_sync") == "yes",
         loss=row.get("loss") or "fused",
+        tp_async_backward=row.get("tp_async_backward") == "yes"
+        or any(src in row.get("source", "") for src in ASYNC_BACKWARD_SOURCES),
     )  # fmt: skip
 
 
