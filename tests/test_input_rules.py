@@ -148,3 +148,35 @@ def test_rack_file_chip_is_relative_to_the_rack_file(tmp_path, monkeypatch):
     assert json.loads(out)["rack"]["chips"] == 4
     assert_user_error(*cli("datacenter", "--chip", "h100", "--rack", "sub/r.toml")[::2],
                       "holds", "not h100")  # fmt: skip
+
+
+# ---- an output that is also an input: one rule (userfile.note_input / note_output) ---------
+
+
+def test_scenario_chip_named_as_html_is_refused_before_the_run(tmp_path, monkeypatch):
+    """`--html` naming a scenario's chip TOML (a file read through another) was refused only
+    when the report was written, after the whole Monte Carlo run."""
+    pytest.importorskip("SALib")
+    from chipforge.decide import analysis
+
+    ran = []
+    monkeypatch.setattr(analysis, "run", lambda *a, **k: ran.append(1))
+    chip = _chip(tmp_path / "c.toml", "mine")
+    before = chip.read_bytes()
+    text = (REPO / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    text = text.replace('chip = "forge-n3"\nrack = "forge-n3-rack"', 'chip = "c.toml"')
+    (tmp_path / "s.toml").write_text(text)
+    code, _, err = cli("decide", str(tmp_path / "s.toml"), "--samples", "64", "--html", str(chip))
+    assert_user_error(code, err, "--html", "also an input", "chip file")
+    assert not ran and chip.read_bytes() == before
+
+
+def test_outputs_are_forgotten_after_the_command(tmp_path):
+    """A file a command wrote is an ordinary file for the next command or API call."""
+    from chipforge.userfile import load_json
+
+    out = tmp_path / "h100.json"
+    assert cli("show", "h100", "--json", "--out", str(out))[0] == 0
+    assert load_json(out, what="file")["spec"]["name"] == "h100"
+    code, _, err = cli("show", str(out), "--out", str(tmp_path / "o.txt"))
+    assert "also an input" not in err

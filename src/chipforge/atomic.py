@@ -5,7 +5,8 @@ the target (`os.replace`), so a full disk, a crash or a Ctrl-C leaves the previo
 never a half-written one. A character device (`/dev/null`) or the process's own
 stream (`/dev/stdout`) is written in place; a named pipe, socket or block device is refused (a
 FIFO with no reader blocks forever), and so is a user's output (`flag`) that is a file this
-command read (`userfile.note_input`: `--out my-chip.toml`). A write that fails is a one-line
+command read (`userfile.not_an_input`: `--out my-chip.toml`; the command line's outputs are
+declared and checked before the run, `userfile.note_output`). A write that fails is a one-line
 `ChipforgeError` naming the flag and the path: a folder given as a file, a missing folder, a
 read-only path, a full disk.
 """
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chipforge.errors import ChipforgeError
-from chipforge.userfile import input_read_as
+from chipforge.userfile import not_an_input
 
 TMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: what a crash can leave behind
 
@@ -84,7 +85,8 @@ def _check(p: Path, flag: str | None) -> Path:
     if p.is_file() and not os.access(p, os.W_OK):
         raise ChipforgeError(f"{_what(flag)}{_show(p)} is read-only")
     _not_special(p, flag)
-    _not_an_input(p, flag)
+    if flag:  # a user's output never replaces a file this command read
+        not_an_input(p, flag)
     return p
 
 
@@ -94,16 +96,6 @@ def _not_special(p: Path, flag: str | None) -> None:
         raise ChipforgeError(
             f"{_what(flag)}{_show(p)} is {kind}, not a regular file; give a file path "
             "(or /dev/stdout)"
-        )
-
-
-def _not_an_input(p: Path, flag: str | None) -> None:
-    """A user's output (`flag` given) never replaces a file this command read."""
-    what = input_read_as(p) if flag else None
-    if what:
-        raise ChipforgeError(
-            f"{_what(flag)}{_show(p)} is also an input of this command (the {what}); "
-            "writing it would replace it: give another path"
         )
 
 

@@ -8,28 +8,72 @@ loader of a user text file goes through `read_text`, `load_toml` or `load_json`.
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from chipforge.errors import ChipforgeError
 
-# Files read as input by this process (device, inode) -> what they were read as, so that an
-# output that would replace one is refused (`atomic`): `--out my-chip.toml` must not overwrite
-# the chip it costs. The CLI clears it per command (`forget_inputs`).
+# One rule: a command never writes over a file it reads (`--out my-chip.toml` must not replace
+# the chip it costs, `--html` not a scenario's chip TOML). Files read as input by this process:
+# (device, inode) -> what they were read as; the command line's outputs (`--out`, `--html`,
+# `--trace`, declared when their flags are checked): (flag, path). Whichever comes second is
+# refused, so a file read through another is refused when it is read, before the run; `atomic`
+# checks again at write time. The CLI clears both per command (`forget_inputs`).
 _INPUTS: dict[tuple[int, int], str] = {}
+_OUTPUTS: list[tuple[str, Path]] = []
 
 MAX_TEXT_BYTES = 8 * 2**20  # 8 MiB: a chip TOML is ~2 kB, a config.json ~5 kB
 MAX_DEPTH = 64  # tables, arrays or objects inside one another
 
 
 def note_input(path: str | Path, what: str) -> None:
-    """Remember `path` (a file this process reads) as an input: no output may replace it."""
+    """Remember `path` (a file this process reads) as an input: no output may replace it. One
+    the command line names as an output is refused (one line naming the flag)."""
     try:
         st = Path(path).stat()
     except (OSError, ValueError):
         return
+    for flag, out in _OUTPUTS:
+        if _same(out, path):
+            raise _replaces(flag, out, what)
     _INPUTS.setdefault((st.st_dev, st.st_ino), what)
+
+
+def note_output(path: str | Path, flag: str) -> None:
+    """Declare `path` the file the command line's `flag` writes: refused when the command read
+    it already or another output flag names it; every input read later is checked against it."""
+    p = Path(path)
+    not_an_input(p, flag)
+    for other, out in _OUTPUTS:
+        if other != flag and (os.path.abspath(out) == os.path.abspath(p) or _same(out, p)):
+            raise ChipforgeError(
+                f"`{other}` and `{flag}` both name {str(p)[:120]}; give each its own file"
+            )
+    if (flag, p) not in _OUTPUTS:
+        _OUTPUTS.append((flag, p))
+
+
+def not_an_input(path: str | Path, flag: str) -> None:
+    """One line naming `flag` when `path` is a file this command read (`note_input`)."""
+    what = input_read_as(path)
+    if what:
+        raise _replaces(flag, path, what)
+
+
+def _replaces(flag: str, path: str | Path, what: str) -> ChipforgeError:
+    return ChipforgeError(
+        f"`{flag}` {str(path)[:120]} is also an input of this command (the {what}); "
+        "writing it would replace it: give another path"
+    )
+
+
+def _same(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one does not exist (yet), a name too long, a NUL
+        return False
 
 
 def input_read_as(path: str | Path) -> str | None:
@@ -44,7 +88,9 @@ def input_read_as(path: str | Path) -> str | None:
 
 
 def forget_inputs() -> None:
+    """A new command: no file read or output declared by an earlier one counts."""
     _INPUTS.clear()
+    _OUTPUTS.clear()
 
 
 def bare_name(text: str) -> str:

@@ -19,7 +19,7 @@ from chipforge.atomic import atomic_open, check_target
 from chipforge.errors import ChipforgeError
 from chipforge.report import to_json
 from chipforge.report.jsonout import check_numbers
-from chipforge.userfile import forget_inputs
+from chipforge.userfile import forget_inputs, note_input, note_output
 
 try:  # typer vendors click from 0.2x on; earlier versions raise click's own exceptions
     from typer._click import exceptions as click_errors
@@ -37,9 +37,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tab
 
 
 def _check_out(path: Path | None) -> Path | None:
-    """`--out` is checked before any work: a folder, a missing folder or a read-only file is
-    a one-line error now, not after a long run."""
-    return check_target(path, "--out") if path is not None else None
+    """`--out` is checked before any work: a folder, a missing folder, a read-only file or an
+    input of the command (`userfile.note_output`) is a one-line error now, not after a long
+    run."""
+    if path is not None:
+        note_output(check_target(path, "--out"), "--out")
+    return path
 
 
 OutOpt = Annotated[
@@ -135,6 +138,7 @@ DEBUG_ENV = "CHIPFORGE_DEBUG"
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
@@ -149,6 +153,7 @@ def _root(
     ] = False,
 ) -> None:
     """Define an AI accelerator, run models on it, compare it with GPUs."""
+    ctx.call_on_close(forget_inputs)  # the next command (or API call) starts afresh
 
 
 def _say(text: str) -> None:
@@ -184,44 +189,20 @@ def _inputs_named(args: list[str]) -> list[Path]:
     return found
 
 
-def _outputs_are_not_inputs(args: list[str]) -> None:
-    """`--out`, `--html` or `--trace` naming a file another argument reads (`--out` the chip
-    TOML) is refused before any work; files read through others (a scenario's chip TOML) are
-    refused when written (`atomic`, `userfile.note_input`)."""
-    outs, rest, i = [], [], 0
+def _note_named_inputs(args: list[str]) -> None:
+    """The files the arguments name, but the output flags' values, are this command's inputs
+    (`userfile.note_input`), read by chipforge's loaders or not (torch reading a trusted .pt2):
+    an output flag naming one is refused when it is checked, before any work."""
+    rest, i = [], 0
     while i < len(args):
-        flag, eq, value = args[i].partition("=")
+        flag, eq, _ = args[i].partition("=")
         if flag in OUTPUT_FLAGS:
-            if eq:
-                outs.append((flag, value))
-            elif i + 1 < len(args):
-                outs.append((flag, args[i + 1]))
-                i += 1
-        else:
-            rest.append(args[i])
+            i += 1 if eq else 2
+            continue
+        rest.append(args[i])
         i += 1
-    if not outs:
-        return
-    seen: dict[str, str] = {}
-    for flag, value in outs:  # `--out r.html --html r.html`: the second replaced the first
-        key = os.path.abspath(value)
-        if key in seen and seen[key] != flag:
-            raise ChipforgeError(
-                f"`{seen[key]}` and `{flag}` both name {value[:120]}; give each its own file"
-            )
-        seen[key] = flag
-    inputs = _inputs_named(rest)
-    for flag, value in outs:
-        for p in inputs:
-            try:
-                same = Path(value).exists() and os.path.samefile(value, p)
-            except (OSError, ValueError):
-                same = False
-            if same:
-                raise ChipforgeError(
-                    f"`{flag}` {value[:120]} is also an input of this command ({str(p)[:120]}); "
-                    "writing it would replace it: give another path"
-                )
+    for p in _inputs_named(rest):
+        note_input(p, "file named on the command line")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     forget_inputs()  # files read by an earlier command of this process are not this one's
     try:
-        _outputs_are_not_inputs(args)
+        _note_named_inputs(args)
         code = _command().main(args=args, prog_name="chipforge", standalone_mode=False)
     except click_errors.NoArgsIsHelpError as e:
         e.show()  # `chipforge` alone: the help

@@ -13,10 +13,20 @@ from rich.console import Console
 from chipforge.atomic import check_created
 from chipforge.errors import ChipforgeError
 from chipforge.report.jsonout import check_numbers
+from chipforge.userfile import note_output
 
 
 def _file(flag: str):
-    return lambda path: check_created(path, flag) if path is not None else None
+    """A file output flag's check before any work (`check_created`), and its declaration as an
+    output: an input of the command, read already or read later (a scenario's chip TOML), is
+    refused as soon as both are known (`userfile.note_output`)."""
+
+    def check(path: Path | None) -> Path | None:
+        if path is not None:
+            note_output(check_created(path, flag), flag)
+        return path
+
+    return check
 
 
 def _png(path: Path | None) -> Path | None:
