@@ -248,28 +248,50 @@ def test_prefill_after_a_cached_prefix_attends_to_it():
     assert ops["kv_up"].m == 4000 and ops["q_up"].m == 1000  # the cached latent re-expanded
 
 
-def _balance_sim(groups, rate, timeout, steps=20_000):
-    """TensorRT-LLM's ADP balance rule, stepped: prompts wait until every group holds one or
-    the first waited `timeout` steps; the context step then waits for the busiest group.
-    Returns E[max] / E[mean] of the groups' counts over the context steps."""
+def _balance_sim(groups, rate, timeout, batching=0, steps=20_000):
+    """TensorRT-LLM's ADP balance as its executor runs it (PyExecutor._balance_adp_requests),
+    stepped: while some group holds no prompt a counter runs and the held prompts are released
+    when it reaches `timeout`; once every group holds one the counter stops and they are
+    released `batching` steps later. Returns E[max] / E[mean] of the groups' counts over the
+    context steps, and every prompt's wait in steps."""
     np = pytest.importorskip("numpy")
     arrivals = np.random.default_rng(0).poisson(rate, (steps, groups))
-    held, first, busiest, mean = np.zeros(groups, int), None, 0, 0.0
+    held, count, since = np.zeros(groups, int), 0, 0
+    busiest, mean, waits, pending = 0, 0.0, [], []
     for t in range(steps):
         held += arrivals[t]
-        first = t if first is None and held.any() else first
-        if first is not None and (held.all() or t - first >= timeout):
-            busiest, mean = busiest + held.max(), mean + held.mean()
-            held[:], first = 0, None
-    return busiest / mean
+        pending += [t] * int(arrivals[t].sum())
+        if held.all():
+            count = 0
+            release = since >= batching
+            since = 0 if release else since + 1
+        else:
+            count += 1
+            release = count >= timeout
+            count = 0 if release else count
+        if release:
+            if held.any():
+                busiest, mean = busiest + held.max(), mean + held.mean()
+            waits += [t - a for a in pending]
+            held[:], pending = 0, []
+    return busiest / mean, np.array(waits)
 
 
-@pytest.mark.parametrize(("rate", "timeout"), [(0.04, 9), (0.13, 50), (0.3, 6), (0.3, 0)])
-def test_lockstep_prefill_under_adp_balance_matches_its_rule(rate, timeout):
+@pytest.mark.parametrize(
+    ("rate", "timeout", "batching"),
+    [(0.04, 9, 3), (0.13, 50, 10), (0.3, 6, 2), (0.3, 6, 0), (0.13, 500, 10)],
+)
+def test_lockstep_prefill_under_adp_balance_matches_its_rule(rate, timeout, batching):
     """At Server loads the timeout fires with most groups empty, so the context step waits for
-    a busiest group far above the mean; under a backlog the counts even out."""
-    model = serving._lockstep(8, rate, timeout)
-    assert model == pytest.approx(_balance_sim(8, rate, timeout), rel=0.05)
+    a busiest group far above the mean; under a backlog the counts even out. A prompt's wait:
+    the cycle-length law of `_balance_cycle`, against the executor's rule stepped."""
+    np = pytest.importorskip("numpy")
+    busiest, waits = _balance_sim(8, rate, timeout, batching)
+    assert serving._lockstep(8, rate, timeout, batching) == pytest.approx(busiest, rel=0.03)
+    held = serving._balance_wait(8, rate, timeout, batching)
+    assert held["mean"] == pytest.approx(waits.mean(), rel=0.06)
+    for key, q in (("p50", 50), ("p90", 90), ("p99", 99)):
+        assert abs(held[key] - float(np.percentile(waits, q))) <= 1
     assert serving._lockstep(8, rate, None) == 1.0 and serving._lockstep(1, rate, 9) == 1.0
 
 
@@ -296,18 +318,42 @@ def test_busiest_group_context_matches_sampled_running_sequences():
 
 
 def test_adp_balance_holds_prompts_up_to_its_timeout():
-    """Few arrivals: a prompt almost always waits the whole timeout for the other groups;
-    many: hardly at all. A bool is not a step count."""
+    """Few arrivals: the executor's counter runs on its own and releases every `timeout` steps,
+    so a prompt waits uniformly 0 .. timeout - 1 steps; many: hardly at all, plus the batching
+    wait once every group holds one. A bool is not a step count, and a batching wait needs ADP
+    balance."""
     slow = serving._balance_wait(8, 0.01, 9)
-    assert slow["mean"] == pytest.approx(9, abs=0.01) and slow["p99"] == 9
+    assert slow["mean"] == pytest.approx(4.0, abs=0.05) and slow["p99"] == 8
     busy = serving._balance_wait(8, 5.0, 9)
-    assert busy["mean"] < 1.1 and busy["p50"] <= 1
+    assert busy["mean"] < 0.1 and busy["p50"] == 0
+    assert serving._balance_wait(8, 5.0, 9, 3)["mean"] == pytest.approx(busy["mean"] + 1.5, 0.05)
     kw = dict(isl=800, osl=2000, dtype="fp8", tp=1, pp=1, ep=8, max_batch=512)
     with pytest.raises(WorkloadError, match="adp_balance"):
         plan_serving("h200", "deepseek-v3", 8, adp_balance=True, **kw)
+    with pytest.raises(WorkloadError, match="adp_batching_wait"):
+        plan_serving("h200", "deepseek-v3", 8, adp_batching_wait=3, **kw)
+    with pytest.raises(WorkloadError, match="adp_batching_wait"):
+        plan_serving("h200", "deepseek-v3", 8, adp_balance=9, adp_batching_wait=-1, **kw)
     held = plan_serving("h200", "deepseek-v3", 8, adp_balance=9, slo_percentile="p99", **kw)
     free = plan_serving("h200", "deepseek-v3", 8, slo_percentile="p99", **kw)  # not modelled
     assert held.ttft_at("p99") > free.ttft_at("p99")
+
+
+def test_ttft_percentiles_count_the_balance_wait_once():
+    """The mean TTFT holds the mean balance wait; a percentile holds the wait's percentile
+    instead (not both). One replica of 8 DP groups at a low rate: the prompt queue is empty, so
+    p99 - p50 is the wait's p99 - p50 in steps of the TPOT."""
+    kw = dict(isl=800, osl=2000, dtype="fp8", tp=1, pp=1, ep=8, batch=64, adp_balance=9)
+    from chipforge.cluster.serving import evaluate
+
+    chip, c = _load_chip("h200"), load_model("deepseek-v3")
+    plan = evaluate(chip, c, 8, _topo("h200", 8), dt="fp8", kvd="fp8", rate=0.05,
+                    **{k: v for k, v in kw.items() if k != "dtype"})  # fmt: skip
+    held = serving._balance_wait(8, 0.05 / 8 * plan.tpot_s, 9)
+    spread = plan.ttft_at("p99") - plan.ttft_at("p50")
+    assert spread == pytest.approx((held["p99"] - held["p50"]) * plan.tpot_s, rel=0.05)
+    base = plan.ttft_s - held["mean"] * plan.tpot_s  # the mean TTFT without the wait
+    assert plan.ttft_at("p99") == pytest.approx(base + held["p99"] * plan.tpot_s, rel=0.05)
 
 
 # TensorRT-LLM tech_blog18 (NVLinkOneSided all-to-all, GB200 NVL72, DeepSeek-V3 profile: hidden

@@ -172,6 +172,14 @@ def serve(
             "the wait not modelled)",
         ),
     ] = None,
+    adp_batching_wait: Annotated[
+        int,
+        typer.Option(
+            "--adp-batching-wait",
+            help="with --adp-balance: steps the engine still waits once every group holds a "
+            "prompt (TensorRT-LLM adp_balancing_batching_wait_iters; its default is 10)",
+        ),
+    ] = 0,
     spec_tokens: Annotated[
         int, typer.Option("--spec-tokens", help="draft tokens per decode step (MTP, speculative)")
     ] = 0,
@@ -216,6 +224,7 @@ def serve(
         spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance,
         adp_balance=adp_balance,
+        adp_batching_wait=adp_batching_wait,
     )
     data = plan.to_dict()
     write_reports("serve", data, html, png)

@@ -39,8 +39,8 @@ AT_RATE = {
 def rows() -> list[dict]:
     """The CSV's rows (its '#' header lines state the selection rule). The last columns
     (osl_cv, attn_dtype, ep_overlap, pool, prefix_hit,
-    adp_balance, isl_cv, max_num_tokens) are serving inputs: training rows may
-    leave them out."""
+    adp_balance, isl_cv, max_num_tokens, adp_batching_wait) are serving inputs: training rows
+    may leave them out."""
     return csv_rows(FILENAME)
 
 
@@ -67,6 +67,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             prefix_hit=_float(row.get("prefix_hit") or "") or 0.0,
             adp_balance=_int(row.get("adp_balance") or ""),
             max_num_tokens=_int(row.get("max_num_tokens") or ""),
+            adp_batching_wait=_int(row.get("adp_batching_wait") or "") or 0,
         )  # fmt: skip
         if row["metric"] in AT_RATE:
             return AT_RATE[row["metric"]](at_rate(plan, float(row["request_rate"])))

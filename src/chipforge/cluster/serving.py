@@ -323,20 +323,48 @@ def _busiest(groups: int, rate: float) -> float:
 MAX_ADP_BALANCE = 10_000  # steps; TensorRT-LLM's examples wait tens (2**62 looped for ever)
 
 
-def _balance_wait(groups: int, rate: float, timeout: int) -> dict[str, float]:
-    """Steps a prompt waits under ADP balance (TensorRT-LLM tech_blog10, `timeout_iters`): a
-    group with a prompt to prefill waits until every other group has one too, at most
-    `timeout` steps. The others receive prompts at `rate` per step (Poisson), so the wait W
-    has P(W > k) = 1 - (1 - exp(-rate k))^(groups - 1) below the timeout. Returns the mean and
-    the p50 / p90 / p99 (steps)."""
+def _balance_cycle(groups: int, rate: float, timeout: int, batching: int = 0) -> dict[int, float]:
+    """The law of an ADP-balance cycle's length in steps, as TensorRT-LLM's executor runs it
+    (PyExecutor._balance_adp_requests; tech_blog10): after a release every group's prompts are
+    gone; each step a group that holds none receives one with probability 1 - exp(-rate)
+    (Poisson arrivals at `rate` per step). While some group holds none, a counter runs and the
+    held prompts are released when it reaches `timeout`; once every group holds one the
+    counter stops and they are released `batching` steps later (`batching_wait_iters`). So with
+    S the step every group first holds one, P(S <= s) = (1 - exp(-rate s))^groups, the cycle
+    lasts S + batching if S <= timeout, else timeout. Returns {length: probability}."""
+    miss = math.exp(-rate)
 
-    def over(k: int) -> float:
-        return 1.0 - (1.0 - math.exp(-rate * k)) ** (groups - 1) if k < timeout else 0.0
+    def filled(s: int) -> float:  # P(S <= s)
+        return (1.0 - miss**s) ** groups if s > 0 else 0.0
 
-    tails = [over(k) for k in range(timeout + 1)]
+    law: dict[int, float] = {}
+    for s in range(1, timeout + 1):
+        law[s + batching] = law.get(s + batching, 0.0) + filled(s) - filled(s - 1)
+    law[timeout] = law.get(timeout, 0.0) + 1.0 - filled(timeout)
+    return law
+
+
+def _balance_wait(groups: int, rate: float, timeout: int, batching: int = 0) -> dict[str, float]:
+    """Steps a prompt waits under ADP balance (`_balance_cycle`): prompts arrive evenly over a
+    cycle, so one lands in a cycle of length r with probability proportional to r and waits
+    uniformly 0 .. r - 1 steps: P(W > k) = sum over r of P(r) (r - 1 - k)+ / E[r]. Returns the
+    mean and the p50 / p90 / p99 (steps). (Checked against a step-by-step run of the executor's
+    rule in tests/test_serving_frontier.py.)"""
+    law = sorted(_balance_cycle(groups, rate, timeout, batching).items())
+    cycle = sum(r * q for r, q in law)
+    tails, mass, weighted = [], 0.0, 0.0  # sums over the cycles longer than k + 1 steps
+    top = law[-1][0]
+    i = len(law)
+    for k in range(top - 1, -1, -1):  # from the longest cycle down
+        while i and law[i - 1][0] > k + 1:
+            i -= 1
+            mass += law[i][1]
+            weighted += law[i][0] * law[i][1]
+        tails.append(max(0.0, (weighted - (k + 1) * mass) / cycle))
+    tails.reverse()
     out = {"mean": sum(tails)}
     for key, q in PERCENTILES.items():
-        out[key] = float(next(k for k, t in enumerate(tails) if t <= 1 - q))
+        out[key] = float(next((k for k, t in enumerate(tails) if t <= 1 - q), len(tails)))
     return out
 
 
@@ -363,20 +391,19 @@ def _busiest_context(groups, seqs, isl, osl, isl_cv=0.0, osl_cv=0.0) -> int:
     return round(mean * (1 + _normal_max(groups) * spread))
 
 
-def _lockstep(groups: int, rate: float, timeout: int | None) -> float:
+def _lockstep(groups: int, rate: float, timeout: int | None, batching: int = 0) -> float:
     """How much longer the prefills of lockstep DP-attention groups take than balanced ones:
     E[max] / mean of the groups' prompt counts when a context step runs. Each group receives
     prompts at `rate` per step (Poisson). Without ADP balance (`timeout` 0) every step prefills
-    what arrived since the last one. With it (TensorRT-LLM tech_blog10, `timeout_iters`), prompts
-    wait until every group holds one or the timeout passes, so a context step prefills what the
-    groups gathered over that cycle -- the steps until a first prompt arrives anywhere plus the
-    balance wait -- and still waits for the busiest group: at low load the timeout fires with
-    most groups empty. None: balanced, the lockstep not modelled (1)."""
+    what arrived since the last one. With it (TensorRT-LLM's executor, `timeout_iters` and
+    `batching_wait_iters`: `_balance_cycle`), a context step prefills what the groups gathered
+    over a cycle of mean length E[r] and still waits for the busiest group: at low load the
+    timeout fires with most groups empty. None: balanced, the lockstep not modelled (1)."""
     if timeout is None or groups <= 1:
         return 1.0
     cycle = 1.0
     if timeout and rate > 0:
-        cycle = max(1.0, 1 / (groups * rate) + _balance_wait(groups, rate, timeout)["mean"])
+        cycle = sum(r * q for r, q in _balance_cycle(groups, rate, timeout, batching).items())
     return _busiest(groups, rate * cycle)
 
 
@@ -407,7 +434,7 @@ def evaluate(
     chip, c, chips, topo, *, isl, osl, tp, pp, ep, batch, dt, kvd, disaggregated=False,
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
     attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=None,
-    prefix_hit=0.0, isl_cv=0.0, max_num_tokens=None, dense_cache=None,
+    prefix_hit=0.0, isl_cv=0.0, max_num_tokens=None, dense_cache=None, adp_batching_wait=0,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
@@ -539,7 +566,7 @@ def evaluate(
         share /= groups
         # attention groups step in lockstep (the MoE all-to-all joins them), so a step that
         # prefills takes as long as its busiest group's prefills (see `_lockstep`)
-        step = share * _lockstep(groups, batch / groups / osl, adp_balance)
+        step = share * _lockstep(groups, batch / groups / osl, adp_balance, adp_batching_wait)
         tpot = decode + (batch - 1) / osl * step
         ttft = prefill + (decode if batch > 1 else 0.0)  # queue for the running step's end
         thr = dp * batch / (decode + batch / osl * step)
@@ -566,11 +593,11 @@ def evaluate(
         if waits and isl_cv:  # prompt lengths spread: M/G/1, each prompt's own prefill too
             spread = ttft_percentiles(arrive, service, own, isl_cv)
             waits = {k: t - own for k, t in spread.items()}
-        held = {}
+        base, held = ttft, {}  # the percentiles add each wait's own percentile to the base
         if adp_balance and groups > 1:  # a prompt waits for the other groups' (steps, below)
-            held = _balance_wait(groups, lam / groups * tpot, adp_balance)
+            held = _balance_wait(groups, lam / groups * tpot, adp_balance, adp_batching_wait)
             ttft += held.pop("mean") * tpot
-        percentiles = {k: ttft + w + held.get(k, 0.0) * tpot for k, w in waits.items()}
+        percentiles = {k: base + w + held.get(k, 0.0) * tpot for k, w in waits.items()}
         tpots = tpot_percentiles(tpot, lam, step, osl, isl_cv) if batch > 1 else {}
     if disaggregated or batching in ("static", "interleaved"):
         percentiles, tpots = {}, {}
@@ -588,6 +615,7 @@ def evaluate(
         spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, adp_balance=adp_balance,
         prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
         tpot_percentiles_s=tpots if not clients else {}, dense_cache=dense_cache,
+        adp_batching_wait=adp_batching_wait,
     )  # fmt: skip
 
 
@@ -622,6 +650,7 @@ def plan_serving(
     isl_cv: float = 0.0,
     max_num_tokens: int | None = None,
     dense_cache: int | None = None,
+    adp_batching_wait: int = 0,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -645,7 +674,10 @@ def plan_serving(
     (DP attention): n > 0: the engine gathers the groups' prefills into the same steps, a
     prompt waiting at most n steps for the others' (TensorRT-LLM's ADP balance,
     `adp_balancing_timeout_iters`); 0: off, each step waits for the busiest group's prefills;
-    None (default): balanced, the wait not modelled. `prefix_hit`: the
+    None (default): balanced, the wait not modelled. `adp_batching_wait` (with `adp_balance`
+    n > 0): once every group holds a prompt, the steps the engine still waits before
+    prefilling them (`adp_balancing_batching_wait_iters`; TensorRT-LLM's own default is 10;
+    here 0 unless given). `prefix_hit`: the
     fraction of prompt tokens already in the KV cache (not recomputed). `isl_cv`: the
     coefficient of variation of the prompt lengths (0: all `isl` long): under Poisson arrivals
     the prefill queue is M/G/1 and a long prompt's own prefill is longer (TTFT/TPOT percentiles).
@@ -723,6 +755,19 @@ def plan_serving(
             f"`adp_balance` must be a whole number of steps from 0 (off) to {MAX_ADP_BALANCE:,}, "
             f"not {adp_balance!r}"
         )
+    if (
+        isinstance(adp_batching_wait, bool)
+        or not isinstance(adp_batching_wait, int)
+        or not 0 <= adp_batching_wait <= MAX_ADP_BALANCE
+    ):
+        raise WorkloadError(
+            f"`adp_batching_wait` must be a whole number of steps from 0 to "
+            f"{MAX_ADP_BALANCE:,}, not {adp_batching_wait!r}"
+        )
+    if adp_batching_wait and not adp_balance:
+        raise WorkloadError(
+            "`adp_batching_wait` is a wait of ADP balance: give --adp-balance (its timeout) too"
+        )
     if not (isinstance(prefix_hit, (int, float)) and 0 <= prefix_hit < 1):
         raise WorkloadError(f"`prefix_hit` must be a fraction in [0, 1), not {prefix_hit!r}")
     if batching not in BATCHING:
@@ -747,6 +792,7 @@ def plan_serving(
               batching=batching, gqa_kernel=gqa_kernel, osl_cv=osl_cv, attn_dtype=attn_dtype,
               ep_overlap=ep_overlap, spec_tokens=spec_tokens,
               spec_acceptance=spec_acceptance, adp_balance=adp_balance,
+              adp_batching_wait=adp_batching_wait,
               prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
               dense_cache=dense_cache)  # fmt: skip
 
@@ -841,6 +887,7 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               rate=rate, osl_cv=plan.osl_cv, attn_dtype=plan.attn_dtype,
               ep_overlap=plan.ep_overlap, spec_tokens=plan.spec_tokens,
               spec_acceptance=plan.spec_acceptance, adp_balance=plan.adp_balance,
+              adp_batching_wait=plan.adp_batching_wait,
               prefix_hit=plan.prefix_hit, isl_cv=plan.isl_cv,
               max_num_tokens=plan.max_num_tokens, dense_cache=plan.dense_cache)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for

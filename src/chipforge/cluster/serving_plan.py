@@ -58,6 +58,7 @@ class ServingPlan:
     spec_acceptance: float = 0.0  # probability each draft is accepted (given the earlier ones)
     # ADP balance timeout (steps); 0: DP-attention groups prefill unbalanced; None: balanced
     adp_balance: int | None = None
+    adp_batching_wait: int = 0  # ADP balance's wait once every group holds a prompt (steps)
     prefix_hit: float = 0.0  # fraction of prompt tokens already in the KV cache
     max_num_tokens: int | None = None  # the engine's per-step token budget (chunked prefill)
     dense_cache: int | None = None  # a preallocated cache per sequence, attended whole
