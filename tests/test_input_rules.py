@@ -180,3 +180,21 @@ def test_outputs_are_forgotten_after_the_command(tmp_path):
     assert load_json(out, what="file")["spec"]["name"] == "h100"
     code, _, err = cli("show", str(out), "--out", str(tmp_path / "o.txt"))
     assert "also an input" not in err
+
+
+def test_studio_edited_chips_share_the_bounded_store(monkeypatch):
+    """Every edited chip the Site and Decision pages priced was written to a new file in the
+    studio's folder (never removed: one per edit), and a second request could read it half
+    written (it checked only that the file existed)."""
+    pytest.importorskip("dash")
+    import chipforge as cf
+    from chipforge.studio import compute
+
+    monkeypatch.setattr(compute, "_UPLOADS", {})
+    monkeypatch.setattr(compute, "MAX_UPLOADS", 2)
+    h100 = cf.load_chip("h100")
+    assert compute.chip_ref(h100, "preset:h100") == "h100"
+    paths = [compute.chip_ref(h100.model_copy(update={"clock": c * 1e9}), "preset:h100")
+             for c in (1, 2, 1, 3)]  # fmt: skip
+    assert paths[0] == paths[2] and len(set(paths)) == 3 and len(compute._UPLOADS) == 2
+    assert cf.load_chip(paths[3]).clock == 3e9 and not Path(paths[1]).exists()

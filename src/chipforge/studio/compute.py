@@ -673,16 +673,12 @@ def _total(v) -> float:
 
 def chip_ref(spec, base: str) -> str:
     """A chip as the commands that take a name or a TOML path want it: the preset's name when
-    `spec` is that preset unchanged, else a TOML of it written in the studio's own folder."""
+    `spec` is that preset unchanged, else a TOML of it kept as an upload is (`keep`: written
+    whole before any request sees it, and bounded with the uploads)."""
     kind, _, name = base.partition(":")
     if kind == "preset" and spec == cf.load_chip(name):
         return name
-    text = chip_toml(spec)
-    key = hashlib.sha256(text.encode()).hexdigest()[:32]
-    path = _upload_dir() / f"edited-{key}.toml"
-    if not path.exists():
-        path.write_text(text, encoding="utf-8")
-    return str(path)
+    return str(upload_path(keep(chip_toml(spec).encode(), "chip")))
 
 
 def site(spec, base: str, power: str) -> dict:
