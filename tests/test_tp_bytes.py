@@ -136,3 +136,26 @@ def test_async_backward_reaches_the_plan_and_the_megatron_rows():
     assert _recipe_options(mlperf)["tp_async_backward"] == "yes"
     titan = [training_row(r) for r in check_rows() if "torchtitan" in r["source"]]
     assert titan and not any(s in r["source"] for r in titan for s in sources)
+
+
+def test_train_cli_takes_tp_async_backward():
+    """`chipforge train --tp-async-backward` prices the plan the Python API prices with it."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from chipforge.cli import app
+
+    args = ["train", "--chip", "h100", "--model", "llama3-8b", "--chips", "8", "--tp", "8",
+            "--pp", "1", "--dp", "1", "--cp", "1", "--zero", "1", "--recompute", "none",
+            "--micro-batch", "1", "--seq", "4096", "--global-batch", "2", "--dtype", "fp8",
+            "--json"]  # fmt: skip
+    plain = json.loads(CliRunner().invoke(app, args).stdout)
+    out = CliRunner().invoke(app, [*args, "--tp-async-backward"])
+    assert out.exit_code == 0, out.stdout
+    got = json.loads(out.stdout)
+    api = plan_training(load_chip("h100"), load_model("llama3-8b"), 8, tp=8, pp=1, dp=1, cp=1,
+                        zero=1, recompute="none", micro_batch=1, seq=4096, global_batch=2,
+                        dtype="fp8", tp_async_backward=True)  # fmt: skip
+    assert got["step_time_s"] == pytest.approx(api.step_time_s)
+    assert got["step_time_s"] < plain["step_time_s"]

@@ -164,6 +164,14 @@ def train(
             "--tp-comm-overlap, Transformer Engine userbuffers)",
         ),
     ] = False,
+    tp_async_backward: Annotated[
+        bool,
+        typer.Option(
+            "--tp-async-backward",
+            help="backward TP communication as Megatron runs it: the input's re-gather under "
+            "the dgrad GEMM, the reduce-scatter under the wgrad GEMM",
+        ),
+    ] = False,
     fp8_recipe: Annotated[
         str,
         typer.Option(
@@ -330,6 +338,7 @@ def train(
         shared_expert_overlap=shared_expert_overlap, bucket_size=bucket,
         recompute_modules=tuple(m.strip() for m in recompute_modules.split(",") if m.strip()),
         nccl_ctas=caps, moe_host_sync=moe_host_sync, loss=loss,
+        tp_async_backward=tp_async_backward,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:
