@@ -198,3 +198,11 @@ def test_studio_edited_chips_share_the_bounded_store(monkeypatch):
              for c in (1, 2, 1, 3)]  # fmt: skip
     assert paths[0] == paths[2] and len(set(paths)) == 3 and len(compute._UPLOADS) == 2
     assert cf.load_chip(paths[3]).clock == 3e9 and not Path(paths[1]).exists()
+
+
+def test_studio_bad_host_is_one_error_line():
+    """`studio --host "bad host"` printed werkzeug's resolver line before the error."""
+    pytest.importorskip("dash")
+    code, _, err = cli("studio", "--host", "bad host")
+    assert_user_error(code, err, "--host", "cannot listen on bad host", "give an address")
+    assert [line.split(":")[0] for line in err.strip().splitlines()] == ["warning", "error"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -64,13 +67,18 @@ def studio(
             style="yellow",
             markup=False,
         )
+    said = io.StringIO()  # werkzeug prints its reason and exits on a bind error: held back
     try:
-        srv, url = make_server(host, port, scenario=scenario, sweep=(space, store))
-    except (OSError, SystemExit) as e:  # werkzeug prints its reason and exits on a bind error
+        with contextlib.redirect_stderr(said):
+            srv, url = make_server(host, port, scenario=scenario, sweep=(space, store))
+    except (OSError, SystemExit) as e:
+        why = str(e) if isinstance(e, OSError) else " ".join(said.getvalue().split())[:200]
         raise ChipforgeError(
             f"`--host`/`--port`: cannot listen on {host}:{port}"
-            + (f" ({e})" if isinstance(e, OSError) else "")
+            + (f" ({why})" if why else "")
+            + "; give an address of this machine (default 127.0.0.1) and a free port (0: any)"
         ) from None
+    sys.stderr.write(said.getvalue())
     print(f"chipforge studio: {url}", flush=True)
     err.print("press Ctrl+C to stop", markup=False)
     try:
