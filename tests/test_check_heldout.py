@@ -12,7 +12,7 @@ import pytest
 
 from chipforge.cluster import check_validate as cv
 from chipforge.cluster import validate as v
-from chipforge.cluster.layer import layer_costs
+from chipforge.cluster.layer import LayerShape, layer_costs
 from chipforge.cluster.search import plan_training
 from chipforge.cluster.serving import plan_serving
 from chipforge.spec.loader import load_chip
@@ -143,9 +143,11 @@ def test_torchtitan_rows_run_pytorch_sdpa_flash_backend():
     c = load_model("llama3-8b")
     h100, h200 = load_chip("h100"), load_chip("h200")
     args = (c, 1, 1, 32768, 1, "bf16")
-    fa2 = layer_costs(h200, *args, attention="flash2")[2]
-    assert fa2 > 1.5 * layer_costs(h200, *args, attention="flash")[2]
-    assert fa2 == pytest.approx(layer_costs(h100, *args, attention="flash2")[2], rel=0.05)
+    fa2 = layer_costs(LayerShape(h200, *args, attention="flash2"))[2]
+    assert fa2 > 1.5 * layer_costs(LayerShape(h200, *args, attention="flash"))[2]
+    assert fa2 == pytest.approx(
+        layer_costs(LayerShape(h100, *args, attention="flash2"))[2], rel=0.05
+    )
 
 
 def test_amd_rows_run_mads_token_budget_and_read_output_tokens(results):

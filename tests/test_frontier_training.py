@@ -83,11 +83,13 @@ def test_schedule_shape_rules_and_cli():
 def test_nvfp4_training_runs_only_the_linear_gemms_in_fp4():
     """NVFP4 (arXiv 2509.25149): attention stays 16-bit, so an FP4 step sits between the FP8
     step and half of it, and its attention core costs what the BF16 one does."""
-    from chipforge.cluster.layer import layer_costs
+    from chipforge.cluster.layer import LayerShape, layer_costs
     from chipforge.spec.loader import load_chip
 
     chip, c = load_chip("gb200"), load_model("llama3-8b")
-    f4, f8, b16 = (layer_costs(chip, c, 1, 1, 8192, 1, d) for d in ("fp4", "fp8", "bf16"))
+    f4, f8, b16 = (
+        layer_costs(LayerShape(chip, c, 1, 1, 8192, 1, d)) for d in ("fp4", "fp8", "bf16")
+    )
     assert f4[2] == pytest.approx(b16[2])  # attention core: BF16 in every recipe
     assert f8[0] / 2 < f4[0] < f8[0]
 
@@ -117,11 +119,11 @@ def test_tp_comm_overlap_hides_tp_collectives_under_gemms():
 def test_fp8_recipes_price_their_cast_passes():
     """Current scaling reads the tensor once more for its amax; MXFP8 and DeepSeek's block
     scaling quantize the row- and column-wise copies separately, with 1/32 and 1/128 B of scale."""
-    from chipforge.cluster.layer import layer_costs
+    from chipforge.cluster.layer import LayerShape, layer_costs
     from chipforge.spec.loader import load_chip
 
     chip, c = load_chip("h100"), load_model("llama3-8b")
-    fwd = {r: layer_costs(chip, c, 1, 1, 4096, 1, "fp8", fp8_recipe=r)[0]
+    fwd = {r: layer_costs(LayerShape(chip, c, 1, 1, 4096, 1, "fp8", fp8_recipe=r))[0]
            for r in ("delayed", "current", "mxfp8", "block")}  # fmt: skip
     assert fwd["current"] > fwd["mxfp8"] > fwd["block"] > fwd["delayed"]
     assert fwd["current"] < 1.1 * fwd["delayed"]  # casts are a small part of a layer
@@ -235,14 +237,14 @@ def test_moe_token_dispatcher_passes():
     """Megatron's all-to-all dispatcher permutes, sorts by local expert, unsorts and
     unpermutes each token's top-k rows; the DeepEP / HybridEP (flex) one skips the sorts; a
     dense model has none of them."""
-    from chipforge.cluster.layer import layer_costs
+    from chipforge.cluster.layer import LayerShape, layer_costs
     from chipforge.spec.loader import load_chip
 
     chip, moe, dense = load_chip("h800"), load_model("deepseek-v3"), load_model("llama3-8b")
-    a2a = layer_costs(chip, moe, 1, 1, 4096, 1, "bf16", ep=8, dispatcher="alltoall")
-    flex = layer_costs(chip, moe, 1, 1, 4096, 1, "bf16", ep=8, dispatcher="flex")
+    a2a = layer_costs(LayerShape(chip, moe, 1, 1, 4096, 1, "bf16", ep=8, dispatcher="alltoall"))
+    flex = layer_costs(LayerShape(chip, moe, 1, 1, 4096, 1, "bf16", ep=8, dispatcher="flex"))
     assert a2a[0] > flex[0] and a2a[1] > flex[1] and a2a[2] == flex[2]
-    dense_ = [layer_costs(chip, dense, 1, 1, 4096, 1, "bf16", dispatcher=d)
+    dense_ = [layer_costs(LayerShape(chip, dense, 1, 1, 4096, 1, "bf16", dispatcher=d))
               for d in ("alltoall", "flex")]  # fmt: skip
     assert dense_[0] == dense_[1]
     with pytest.raises(Exception, match="--moe-dispatcher must be one of"):
@@ -455,7 +457,7 @@ def test_non_interleaved_1f1b_waits_for_every_send_recv():
 
 
 def test_mixed_sliding_window_layers_are_priced_by_their_share():
-    from chipforge.cluster.layer import layer_costs
+    from chipforge.cluster.layer import LayerShape, layer_costs
     from chipforge.workload.ops import Attention
 
     for q, kv, w in product((1, 64, 300), (300, 1000), (7, 128)):  # the band, counted by hand
@@ -467,9 +469,10 @@ def test_mixed_sliding_window_layers_are_priced_by_their_share():
     from chipforge.spec.loader import load_chip
 
     args = (load_chip("b200"), 1, 1, 4096, 1, "bf16")  # tp, micro-batch, seq, cp, dtype
-    mixed = layer_costs(args[0], c, *args[1:], ep=8)
-    band = layer_costs(args[0], replace(c, window_layers=None), *args[1:], ep=8)
-    full = layer_costs(args[0], replace(c, window=0, window_layers=None), *args[1:], ep=8)
+    mixed, band, full = (
+        layer_costs(LayerShape(args[0], m, *args[1:], ep=8))
+        for m in (c, replace(c, window_layers=None), replace(c, window=0, window_layers=None))
+    )
     # the attention core at 4K tokens: the band has ~1/16 of its FLOPs, at cuDNN's banded rate
     # on B200 (layer.WINDOW_ATTENTION, ~1/7 of full attention's): under half of it
     assert full[2] / 4 < band[2] < full[2] / 2
@@ -567,7 +570,7 @@ def test_expert_bias_and_glu_clamp_passes_of_the_grouped_mlp():
     expert in eager PyTorch (12 B per fc2-output element forward, 12 backward) and its clamped
     GLU clamps and re-concatenates the fc1 output (8 forward, 10 backward); by hand, as HBM
     passes at perf's sustained bandwidth plus one launch each, on a layer of GPT-OSS-120B."""
-    from chipforge.cluster.layer import layer_costs, module_forward
+    from chipforge.cluster.layer import LayerShape, layer_costs, module_forward
     from chipforge.perf.calibration import calibration
     from chipforge.spec.loader import load_chip
 
@@ -576,7 +579,7 @@ def test_expert_bias_and_glu_clamp_passes_of_the_grouped_mlp():
     plain = replace(c, linear_bias=False, glu_limit=0.0)
     mb, seq, ep = 2, 4096, 8
     args = (chip, 1, mb, seq, 1, "bf16")
-    on, off = (layer_costs(args[0], m, *args[1:], ep=ep) for m in (c, plain))
+    on, off = (layer_costs(LayerShape(args[0], m, *args[1:], ep=ep)) for m in (c, plain))
     got = [a - b for a, b in zip(on, off, strict=True)]
     cal = calibration(chip.family)
     bw, launch = chip.hbm.bandwidth * cal.memory_frac, cal.op_overhead_s
@@ -585,7 +588,7 @@ def test_expert_bias_and_glu_clamp_passes_of_the_grouped_mlp():
     assert got[0] == pytest.approx((8 * fc1 + 12 * fc2) / bw + 2 * launch, rel=1e-6)
     assert got[1] == pytest.approx((10 * fc1 + 12 * fc2) / bw + 2 * launch, rel=1e-6)
     assert got[2] == 0 and got[3] == 0  # the attention core and the optimizer: unchanged
-    mods = [module_forward(args[0], m, *args[1:], ep=ep) for m in (c, plain)]
+    mods = [module_forward(LayerShape(args[0], m, *args[1:], ep=ep)) for m in (c, plain)]
     assert mods[0]["moe_act"] - mods[1]["moe_act"] == pytest.approx(8 * fc1 / bw + launch)
     assert mods[0]["moe"] - mods[1]["moe"] == pytest.approx(got[0])
     with pytest.raises(Exception, match="glu_limit"):
@@ -643,7 +646,7 @@ def test_sliding_window_attention_runs_at_cudnns_measured_rate_on_blackwell():
     BF16 peak are recomputed from those times with Attention.flops (the benchmark's count); a
     GPT-OSS banded layer's attention core is priced at that rate on GB300 (and B200, GB200's
     GPU), by hand; full attention and chips without a measurement keep perf's rate."""
-    from chipforge.cluster.layer import WINDOW_ATTENTION, layer_costs
+    from chipforge.cluster.layer import WINDOW_ATTENTION, LayerShape, layer_costs
     from chipforge.spec.loader import load_chip
     from chipforge.workload.ops import Attention
 
@@ -664,11 +667,11 @@ def test_sliding_window_attention_runs_at_cudnns_measured_rate_on_blackwell():
     for name in ("gb300", "b200"):
         chip = load_chip(name)
         by_hand = op.flops / (WINDOW_ATTENTION[128, 64][name][0] * chip.peak_flops("bf16"))
-        attn = layer_costs(chip, banded, 1, mb, s, 1, "bf16", ep=64)[2]
+        attn = layer_costs(LayerShape(chip, banded, 1, mb, s, 1, "bf16", ep=64))[2]
         assert attn == pytest.approx(by_hand, rel=1e-9)
     for name, model in (("gb300", full), ("h100", banded)):  # perf's own rate, much faster
         chip = load_chip(name)
         slow = op.flops / (0.08 * chip.peak_flops("bf16"))
-        assert layer_costs(chip, model, 1, mb, s, 1, "bf16", ep=64)[2] < (
+        assert layer_costs(LayerShape(chip, model, 1, mb, s, 1, "bf16", ep=64))[2] < (
             slow if model is banded else 10 * slow
         )

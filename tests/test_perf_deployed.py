@@ -4,7 +4,7 @@ kernel generation (cluster/layer.py "flash2"): where each applies, and what it r
 import pytest
 
 from chipforge.cluster import validate as cluster_validate
-from chipforge.cluster.layer import layer_costs
+from chipforge.cluster.layer import LayerShape, layer_costs
 from chipforge.perf import estimate
 from chipforge.perf.calibration import NARROW_CALIBRATION_CASE
 from chipforge.perf.validate import run_validation
@@ -58,20 +58,24 @@ def test_fp4_is_derated_twice_and_stays_faster_than_fp8():
     assert (t4 / i4) == pytest.approx((t8 / i8) ** 2, rel=0.02)
 
 
+def _costs(spec, args: tuple, attention: str) -> tuple[float, float, float, float]:
+    """layer_costs of (model, tp, micro-batch, seq, cp, dtype) `args` on `spec`."""
+    return layer_costs(LayerShape(spec, *args, attention=attention))
+
+
 def test_flash2_attention_is_never_faster_and_only_where_a_source_states_it():
     c = load_model("llama2-7b")
     args = (c, 1, 2, 4096, 1, "bf16")
     for chip in ("h100", "a100", "tpu-v5p"):
         spec = load_chip(chip)
-        fa = layer_costs(spec, *args, attention="flash")
-        fa2 = layer_costs(spec, *args, attention="flash2")
+        fa, fa2 = _costs(spec, args, "flash"), _costs(spec, args, "flash2")
         assert all(b >= a for a, b in zip(fa, fa2, strict=True))
         if chip == "tpu-v5p":
             assert fa2 == fa
     # on H100 the FA2-class kernel at 35% of peak (FlashAttention-3 paper) is slower than perf's
     # flash rate; on A100 (FA2 paper: up to 73%) it changes the layer by less than on H100
-    h = [layer_costs(load_chip("h100"), *args, attention=a)[2] for a in ("flash", "flash2")]
-    a = [layer_costs(load_chip("a100"), *args, attention=a)[2] for a in ("flash", "flash2")]
+    h = [_costs(load_chip("h100"), args, a)[2] for a in ("flash", "flash2")]
+    a = [_costs(load_chip("a100"), args, a)[2] for a in ("flash", "flash2")]
     assert h[1] > 1.5 * h[0] and a[1] / a[0] < h[1] / h[0]
 
 
@@ -85,13 +89,11 @@ def test_flash1_kernel_runs_at_the_papers_rate():
     causal_flops = 4 * b * s * (s + 1) / 2 * c.heads * c.d_head  # the diagonal is computed
     for chip, frac in (("a100", 0.40), ("h100", 0.35 * 0.40 / 0.73)):
         spec = load_chip(chip)
-        fa1 = layer_costs(spec, *args, attention="flash1")
+        fa1 = _costs(spec, args, "flash1")
         assert fa1[2] == pytest.approx(causal_flops / (frac * spec.peak_flops("bf16")), rel=1e-6)
-        assert all(
-            x >= y for x, y in zip(fa1, layer_costs(spec, *args, attention="flash2"), strict=True)
-        )
+        assert all(x >= y for x, y in zip(fa1, _costs(spec, args, "flash2"), strict=True))
     tpu = load_chip("tpu-v5p")
-    assert layer_costs(tpu, *args, attention="flash1") == layer_costs(tpu, *args, attention="flash")
+    assert _costs(tpu, args, "flash1") == _costs(tpu, args, "flash")
 
 
 def test_batch1_gemv_is_not_charged_a_padded_tile():

@@ -8,7 +8,7 @@ import pytest
 
 from chipforge.cluster import plan_training
 from chipforge.cluster.collectives import collective_time
-from chipforge.cluster.layer import tp_gemms
+from chipforge.cluster.layer import LayerShape, tp_gemms
 from chipforge.cluster.topology import topology_for
 from chipforge.cluster.training import Plan, RunOptions, tp_bytes, tp_collectives, tp_overlapped
 from chipforge.spec.loader import load_chip
@@ -68,7 +68,7 @@ def test_overlapped_tp_moves_the_recipes_bytes():
                         dtype="fp8", fp8_recipe="mxfp8")  # fmt: skip
     topo = topology_for(chip, 8)
     elems = mb * seq * c.hidden
-    gemms = tp_gemms(chip, c, tp, mb, seq, 1, "fp8", "flash", True, 1, "mxfp8")
+    gemms = tp_gemms(LayerShape(chip, c, tp, mb, seq, 1, "fp8", fp8_recipe="mxfp8"))
     per_layer = tp_overlapped(
         gemms, collective_time("all_gather", elems * (1 + 1 / 32), tp, topo),
         collective_time("reduce_scatter", elems * 2, tp, topo), tp, recompute=False,

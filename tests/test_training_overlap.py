@@ -9,7 +9,7 @@ import pytest
 
 from chipforge.cluster import plan_training
 from chipforge.cluster.collectives import collective_time
-from chipforge.cluster.layer import TP_GROUPS, layer_costs, tp_gemms
+from chipforge.cluster.layer import TP_GROUPS, LayerShape, layer_costs, tp_gemms
 from chipforge.cluster.topology import topology_for
 from chipforge.cluster.training import cp_ring, tp_overlapped
 from chipforge.perf import estimate
@@ -48,7 +48,7 @@ def test_tp_groups_are_the_block_gemms_and_reach_the_plan():
     the layer graph's ops), and the plan's exposed TP time is m x layers x tp_overlapped."""
     chip, c = load_chip("h100"), load_model("llama3-8b")
     seq, mb, tp = 4096, 2, 8
-    gemms = tp_gemms(chip, c, tp, mb, seq, 1, "bf16")
+    gemms = tp_gemms(LayerShape(chip, c, tp, mb, seq, 1, "bf16"))
     ops = {o.name.split(".", 1)[1]: o.time_s for o in estimate(
         build(c, dtype="bf16", phase="train", batch=mb, seq=seq, tp=tp, scope="layer"), chip
     ).ops}  # fmt: skip
@@ -90,7 +90,7 @@ def test_cp_ring_moves_16_bit_kv_and_reaches_the_plan():
     hop = collective_time("send_recv", 2 * 1024 * 8 * 128 * 2, 2, topo)
     for dtype in ("bf16", "fp8"):
         res = plan_training(chip, c, 8, dtype=dtype, **kw)
-        attn = layer_costs(chip, c, 1, 1, 8192, 8, dtype)[2]
+        attn = layer_costs(LayerShape(chip, c, 1, 1, 8192, 8, dtype))[2]
         ring = cp_ring(hop, attn, 8, 0.0, again=True)
         assert ring > 0  # 1K-token blocks are shorter than the hops
         assert res.exposed_comm["cp_s"] == pytest.approx(2 * c.layers * ring)

@@ -34,10 +34,10 @@ core and optimizer, with two implementation choices the layer graph does not exp
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
-from chipforge.cluster.chipkey import chip_key
+from chipforge.cluster import chipkey
 from chipforge.cluster.memory import op_sac_matmuls, op_sac_saved
 from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
@@ -191,10 +191,42 @@ def op_sac_share(c: ModelConfig, part: str) -> float:
 # reduce-scatter. In the backward pass the same GEMMs' dgrads swap roles: the gradient's all-
 # gather feeds the *_out dgrads and the *_in dgrads feed the reduce-scatter.
 TP_GROUPS = ("attn_in", "attn_out", "ffn_in", "ffn_out")
-_CACHE: dict[tuple, tuple[float, float, float, float]] = {}
-_MODULES: dict[tuple, dict[str, float]] = {}
-_TP_GEMMS: dict[tuple, dict[str, tuple[float, float, float, float]]] = {}
 CACHE_MAX = 20000  # layer shapes kept (a search visits a few hundred; a sweep, more chips)
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """Everything one layer's TP shard costs depend on, and the key of their one cache: the
+    chip (compared by its content, `chipkey.chip_key`), the model, TP, the micro-batch of
+    `seq`/`cp` tokens per sequence, the dtype and the implementation choices (ATTENTION,
+    sequence parallelism, EP, FP8_RECIPES, MOE_DISPATCHERS). A new choice the pricing reads
+    is a new field here, so the cache cannot miss it."""
+
+    chip: ChipSpec = field(compare=False, repr=False)  # priced on; compared by `chip_key`
+    model: ModelConfig
+    tp: int
+    mb: int
+    seq: int
+    cp: int
+    dtype: str
+    attention: str = "flash"
+    sp: bool = True
+    ep: int = 1
+    fp8_recipe: str = "delayed"
+    dispatcher: str = "alltoall"
+    chip_key: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chip_key", chipkey.chip_key(self.chip))
+
+
+class _Priced(NamedTuple):
+    costs: tuple[float, float, float, float]  # layer_costs
+    modules: dict[str, float]  # module_forward
+    tp_gemms: dict[str, tuple[float, float]]  # tp_gemms
+
+
+_CACHE: dict[LayerShape, _Priced] = {}
 
 
 def _materialized_ops(c: ModelConfig, tp: int, mb: int, seq: int) -> tuple[list, list]:
@@ -236,66 +268,49 @@ def _time(chip: ChipSpec, ops: list) -> float:
 
 
 def layer_costs(
-    chip: ChipSpec,
-    c: ModelConfig,
-    tp: int,
-    mb: int,
-    seq: int,
-    cp: int,
-    dtype: str,
-    attention: str = "flash",
-    sp: bool = True,
-    ep: int = 1,
-    fp8_recipe: str = "delayed",
-    dispatcher: str = "alltoall",
-    *,
-    cached_only: bool = False,
+    shape: LayerShape, *, cached_only: bool = False
 ) -> tuple[float, float, float, float] | None:
     """(forward s, backward s, attention-core forward s, optimizer s) of one layer's TP shard
     for one micro-batch of `seq`/`cp` tokens per sequence, on one chip (a MoE layer's routed
     experts: experts/ep of them, each with ep times the tokens, and the token `dispatcher`'s
     passes: MOE_DISPATCHERS). Cached; `cached_only`: None where this shape is not cached yet
     (a caller choosing what to price first)."""
-    k = (chip_key(chip), c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher)
-    hit = _CACHE.get(k)
-    if hit is not None or cached_only:
-        return hit
-    _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher)
-    return _CACHE[k]
+    hit = _CACHE.get(shape)
+    if hit is None:
+        if cached_only:
+            return None
+        hit = _priced(shape)
+    return hit.costs
 
 
-def module_forward(*args, **kwargs) -> dict[str, float]:
-    """Forward seconds of each of RECOMPUTE_MODULES in one layer's TP shard; takes
-    `layer_costs`'s arguments ("core_attn" is its attention-core forward). Cached with it."""
-    return _MODULES[_cached(*args, **kwargs)]
+def module_forward(shape: LayerShape) -> dict[str, float]:
+    """Forward seconds of each of RECOMPUTE_MODULES in one layer's TP shard ("core_attn" is
+    its attention-core forward). Cached with `layer_costs`."""
+    return _priced(shape).modules
 
 
-def tp_gemms(*args, **kwargs) -> dict[str, tuple[float, float]]:
-    """Per TP_GROUPS member: (its forward GEMMs s, their dgrads s) in one layer's TP shard;
-    takes `layer_costs`'s arguments. Empty at tp 1. Cached with the layer."""
-    return _TP_GEMMS[_cached(*args, **kwargs)]
+def tp_gemms(shape: LayerShape) -> dict[str, tuple[float, float]]:
+    """Per TP_GROUPS member: (its forward GEMMs s, their dgrads s) in one layer's TP shard.
+    Empty at tp 1. Cached with `layer_costs`."""
+    return _priced(shape).tp_gemms
 
 
-def _cached(*args, **kwargs) -> tuple:
-    """The layer's cache key (pricing it first when it is not cached)."""
-    bound = _SIGNATURE.bind(*args, **kwargs)
-    bound.apply_defaults()
-    bound.arguments.pop("cached_only")  # a caller's choice, not part of the layer's shape
-    chip, *rest = bound.arguments.values()
-    k = (chip_key(chip), *rest)
-    if k not in _MODULES:
-        _layer(k, *bound.arguments.values())
-    return k
+def _priced(shape: LayerShape) -> _Priced:
+    hit = _CACHE.get(shape)
+    if hit is None:
+        hit = _layer(shape)
+        if len(_CACHE) >= CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[shape] = hit
+    return hit
 
 
-_SIGNATURE = inspect.signature(layer_costs)
-
-
-def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, dispatcher):
+def _layer(shape: LayerShape) -> _Priced:
+    chip, c, tp, mb, seq, cp = shape.chip, shape.model, shape.tp, shape.mb, shape.seq, shape.cp
+    dtype, attention, sp, ep = shape.dtype, shape.attention, shape.sp, shape.ep
     windowed = c.windowed_layers if c.window else 0
     if 0 < windowed < c.layers:  # banded and full layers mixed (GPT-OSS: every other one)
-        _mixed_windows(k, chip, c, windowed / c.layers, *k[2:])
-        return
+        return _mixed_windows(shape, windowed / c.layers)
     fp8 = dtype in CAST_BYTES  # narrow GEMMs as Transformer Engine runs them (FP8 or NVFP4)
     base = "bf16" if fp8 else dtype
     s = seq // cp
@@ -352,14 +367,14 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
         f, b = _time(chip, f_ops) * cp, _time(chip, b_ops) * cp
         fwd, bwd, attn = fwd + f, bwd + b, attn + f
     if fp8:
+        nbytes = FP8_RECIPE_CAST_BYTES[shape.fp8_recipe] if dtype == "fp8" else CAST_BYTES[dtype]
         for n, part in ((cast_f, "fwd"), (cast_b, "bwd")):
-            nbytes = FP8_RECIPE_CAST_BYTES[fp8_recipe] if dtype == "fp8" else CAST_BYTES[dtype]
             cast = Vector(name=f"{dtype}.cast.{part}", elements=n, bytes_per_element=nbytes)
             t = _time(chip, [cast])
             fwd, bwd = (fwd + t, bwd) if part == "fwd" else (fwd, bwd + t)
     if c.is_moe:  # the token dispatcher's passes on this chip's tokens (SP: 1/tp of them)
         t = mb * s // (tp if sp else 1)
-        sorts = 4 * c.top_k if c.experts // ep > 1 and dispatcher == "alltoall" else 0
+        sorts = 4 * c.top_k if c.experts // ep > 1 and shape.dispatcher == "alltoall" else 0
         rows = (2 + 2 * c.top_k + sorts) * DISPATCH_BYTES_PER_TOKEN_ROW
         moe_frac = (c.layers - c.dense_layers) / c.layers
         ops = [
@@ -375,13 +390,8 @@ def _layer(k, chip, c, tp, mb, seq, cp, dtype, attention, sp, ep, fp8_recipe, di
                 clamp = _expert_eager(chip, c, mb * s * c.top_k, tp, i, bias=False) * moe_frac
                 mods["moe_act"] += clamp  # inside the checkpointed activation function
                 mods["moe"] += t_eager
-    if len(_CACHE) >= CACHE_MAX:
-        _CACHE.clear()
-        _MODULES.clear()
-        _TP_GEMMS.clear()
-    _TP_GEMMS[k] = _tp_groups(graph, times) if tp > 1 else {}
-    _CACHE[k] = (fwd, bwd, attn, opt)
-    _MODULES[k] = {**mods, "core_attn": attn, "layer_sac": fwd / 2}
+    modules = {**mods, "core_attn": attn, "layer_sac": fwd / 2}
+    return _Priced((fwd, bwd, attn, opt), modules, _tp_groups(graph, times) if tp > 1 else {})
 
 
 def _tp_groups(graph: Graph, times: dict[str, float]) -> dict[str, tuple[float, float]]:
@@ -432,14 +442,13 @@ def _expert_eager(
     return _time(chip, ops) if ops else 0.0
 
 
-def _mixed_windows(k, chip, c, share, *rest):
+def _mixed_windows(shape: LayerShape, share: float) -> _Priced:
     """A model whose sliding window bands only some layers (`ModelConfig.window_layers`): the
     layer graph (scope "layer") stands for one block, so the per-layer cost is the layer-count
     weighted mean of a banded and a full-attention block (they differ in attention only)."""
-    band = layer_costs(chip, replace(c, window_layers=None), *rest)
-    full = layer_costs(chip, replace(c, window=0, window_layers=None), *rest)
-    mods_b = module_forward(chip, replace(c, window_layers=None), *rest)
-    mods_f = module_forward(chip, replace(c, window=0, window_layers=None), *rest)
-    _CACHE[k] = tuple(share * b + (1 - share) * f for b, f in zip(band, full, strict=True))
-    _MODULES[k] = {m: share * mods_b[m] + (1 - share) * mods_f[m] for m in mods_b}
-    _TP_GEMMS[k] = tp_gemms(chip, replace(c, window=0, window_layers=None), *rest)  # same GEMMs
+    c = shape.model
+    band = _priced(replace(shape, model=replace(c, window_layers=None)))
+    full = _priced(replace(shape, model=replace(c, window=0, window_layers=None)))
+    costs = tuple(share * b + (1 - share) * f for b, f in zip(band.costs, full.costs, strict=True))
+    modules = {m: share * band.modules[m] + (1 - share) * full.modules[m] for m in band.modules}
+    return _Priced(costs, modules, full.tp_gemms)  # (the same GEMMs)

@@ -30,12 +30,12 @@ from chipforge.cluster.training import (
     RunOptions,
     StageCost,
     TrainingPlan,
-    at_sustained_clock,
     best_counts,
     check_plan,
     default_global_batch,
     finish_plan,
     host_bytes,
+    layer_shape,
     offload_layers_to_fit,
     offloaded_bytes,
     plan_memory,
@@ -194,11 +194,7 @@ def compute_lower_bound(
     skips what is already slower than the best. `cached_only`: None unless the layer shape
     is priced already."""
     run = run or RunOptions()
-    held = at_sustained_clock(chip) if run.sustained_clock else chip
-    costs = layer_costs(
-        held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel, p.ep,
-        run.fp8_recipe, run.moe_dispatcher, cached_only=cached_only,
-    )  # fmt: skip
+    costs = layer_costs(layer_shape(chip, c, p, seq, dtype, run), cached_only=cached_only)
     if costs is None:  # (cached_only: a layer shape not priced yet)
         return None
     fwd, bwd, _, _ = costs

@@ -15,7 +15,7 @@ from chipforge.cluster.collectives import (
     collective_time,
     expert_all_to_all,
 )
-from chipforge.cluster.layer import layer_costs, module_forward, tp_gemms
+from chipforge.cluster.layer import LayerShape, layer_costs, module_forward, tp_gemms
 from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
@@ -647,6 +647,18 @@ def pp_exposed(p: Plan, hop: float, m: int) -> float:
     return t_pp
 
 
+def layer_shape(
+    chip: ChipSpec, c: ModelConfig, p: Plan, seq: int, dtype: str, run: RunOptions
+) -> LayerShape:
+    """The layer plan `p` runs as `run` says (`layer.LayerShape`: what its costs are priced
+    and cached by), on `chip` at its sustained clock where `run` asks for it."""
+    held = at_sustained_clock(chip) if run.sustained_clock else chip
+    return LayerShape(
+        held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel, p.ep,
+        run.fp8_recipe, run.moe_dispatcher,
+    )  # fmt: skip
+
+
 def stage_cost(
     chip: ChipSpec,
     c: ModelConfig,
@@ -668,17 +680,11 @@ def stage_cost(
             f"needs {need / 2**30:.0f} GiB per chip, has {have / 2**30:.0f} GiB: raise --tp or "
             f"--pp, --zero, --recompute full or lower --micro-batch"
         )
-    held = at_sustained_clock(chip) if run.sustained_clock else chip
-    fwd, bwd, attn, opt = layer_costs(
-        held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel, p.ep,
-        run.fp8_recipe, run.moe_dispatcher,
-    )  # fmt: skip
+    shape = layer_shape(chip, c, p, seq, dtype, run)
+    fwd, bwd, attn, opt = layer_costs(shape)
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
     if p.recompute == "selective" and run.recompute_modules != ("core_attn",):
-        mods = module_forward(
-            held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel,
-            p.ep, run.fp8_recipe, run.moe_dispatcher,
-        )  # fmt: skip
+        mods = module_forward(shape)
         rec = sum(mods[m] for m in set(run.recompute_modules))
     layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
     tok = p.micro_batch * seq // p.cp
@@ -693,10 +699,7 @@ def stage_cost(
         # Megatron-Core --tp-comm-overlap / Transformer Engine userbuffers (MLPerf configs:
         # TP_COMM_OVERLAP=True), PyTorch async TP: each collective pipelined with the GEMMs it
         # feeds or is fed by (tp_overlapped)
-        gemms = tp_gemms(
-            held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel,
-            p.ep, run.fp8_recipe, run.moe_dispatcher,
-        )  # fmt: skip
+        gemms = tp_gemms(shape)
         elems = p.micro_batch * seq // p.cp * c.hidden
         ag, ag_bwd, rs = (b * elems for b in tp_bytes(dtype, run.fp8_recipe))
         t_tp = layers * tp_overlapped(
