@@ -120,7 +120,7 @@ def test_async_backward_reaches_the_plan_and_the_megatron_rows():
     sync = plan_training(chip, c, 8, **kw)
     async_ = plan_training(chip, c, 8, tp_async_backward=True, **kw)
     topo = topology_for(chip, 8)
-    gemms = tp_gemms(chip, c, 8, 1, 4096, 1, "fp8", "flash", True, 1, "current")
+    gemms = tp_gemms(LayerShape(chip, c, 8, 1, 4096, 1, "fp8", fp8_recipe="current"))
     run = RunOptions(fp8_recipe="current", tp_async_backward=True)
     per_step = 2 * tp_collectives(c, Plan(tp=8, recompute="none"), topo, seq=4096,
                                   dtype="fp8", run=run, gemms=gemms)  # fmt: skip

@@ -690,10 +690,7 @@ def stage_cost(
     tok = p.micro_batch * seq // p.cp
     gemms = None
     if run.tp_async_backward and not run.tp_overlap and p.tp > 1:
-        gemms = tp_gemms(
-            held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel,
-            p.ep, run.fp8_recipe, run.moe_dispatcher,
-        )  # fmt: skip
+        gemms = tp_gemms(shape)
     t_tp = tp_collectives(c, p, topo, seq=seq, dtype=dtype, run=run, gemms=gemms)
     if run.tp_overlap and p.tp > 1:
         # Megatron-Core --tp-comm-overlap / Transformer Engine userbuffers (MLPerf configs:
