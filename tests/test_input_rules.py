@@ -206,3 +206,33 @@ def test_studio_bad_host_is_one_error_line():
     code, _, err = cli("studio", "--host", "bad host")
     assert_user_error(code, err, "--host", "cannot listen on bad host", "give an address")
     assert [line.split(":")[0] for line in err.strip().splitlines()] == ["warning", "error"]
+
+
+def test_sweep_show_with_a_damaged_space_json(tmp_path):
+    """A store whose space.json was empty, damaged or named unknown objectives: `sweep show`
+    was an internal error (exit 3, numpy "need at least one array to stack"); a named pipe
+    there blocked it forever and a 3 GB file was read whole before its first MB was parsed."""
+    import os
+    import threading
+
+    from chipforge.explore import Store
+
+    space = tmp_path / "space.toml"
+    space.write_text('[base]\nchip = "forge-n3"\n[params]\nclock = ["1 GHz"]\n[[workloads]]\n'
+                     'spec = "gpt2"\n[objectives]\ntime_s = "min"\n')  # fmt: skip
+    st = tmp_path / "st"
+    assert cli("sweep", str(space), "--store", str(st), "--workers", "1")[0] == 0
+    meta = st / "space.json"
+    cases = [("{}", []), ("garbage", ["damaged"]), ('{"objectives": 5}', ["left out"]),
+             ('{"objectives": {"x": "min", "time_s": "min"}}', ["x are not"])]  # fmt: skip
+    for text, words in cases:
+        meta.write_text(text)
+        code, out, err = cli("sweep", "show", str(st), "--json")
+        assert code == 0 and all(w in err for w in words), (text, err)
+    meta.unlink()
+    os.mkfifo(meta)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(Store(st).meta()), daemon=True)
+    reader.start()
+    reader.join(20)
+    assert got == [{}]

@@ -208,11 +208,17 @@ def load_toml(
         raise error(f"{what} {_name(p)} nests too deeply to parse") from None
 
 
-def load_json(path: str | Path, *, what: str, error: type[ChipforgeError] = ChipforgeError) -> Any:
+def load_json(
+    path: str | Path,
+    *,
+    what: str,
+    error: type[ChipforgeError] = ChipforgeError,
+    limit: int = MAX_TEXT_BYTES,
+) -> Any:
     """The JSON document of a user file (`read_text`'s checks, then parse errors and nesting
     deeper than MAX_DEPTH as one-line `error`s)."""
     p = Path(path)
-    text = read_text(p, what=what, error=error)
+    text = read_text(p, what=what, error=error, limit=limit)
     _check_depth(text, p, what, error)
     try:
         return json.loads(text)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, TrustOpt, app, emit, trusting
@@ -129,7 +130,17 @@ def report_data(directory: str, *, front_only: bool, html: Path | None, png: Pat
 
     st = Store(directory)
     df = st.read()
-    objectives = st.meta().get("objectives") or {}
+    given = st.meta().get("objectives")
+    given = given if isinstance(given, dict) else {"?": given} if given else {}
+    objectives = {k: v for k, v in given.items() if k in df.columns and v in ("min", "max")}
+    bad = [str(k)[:40] for k in given if k not in objectives]
+    if bad:  # a damaged space.json (Store.meta says so when it cannot be read at all)
+        Console(stderr=True, soft_wrap=True).print(
+            f"warning: store {directory[:120]!r}: space.json's objectives {', '.join(bad[:5])} "
+            "are not the store's columns with min or max; left out of the Pareto front",
+            style="yellow",
+            markup=False,
+        )
     ranked = pareto(df, objectives)
     shown = ranked[ranked["pareto"]] if front_only else ranked
     counts = df["status"].value_counts().to_dict()
@@ -143,7 +154,7 @@ def report_data(directory: str, *, front_only: bool, html: Path | None, png: Pat
         "rows": _records(shown[["id", *[c for c in shown.columns if c != "id"]]]),
     }
     write_reports("sweep", {**data, "rows": _records(ranked)}, html, None)
-    if png:
+    if png and objectives:
         from chipforge.atomic import output_dir
         from chipforge.explore.pareto import plot_png
 

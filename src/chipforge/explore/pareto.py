@@ -27,8 +27,8 @@ def pareto(df, objectives: dict[str, str]):
     A row missing an objective (NaN: e.g. no tokens to price) is listed but never on the front."""
     ok = df[df["status"] == "ok"].copy()
     names = list(objectives)
-    if ok.empty:
-        ok["pareto"] = []
+    if ok.empty or not names:  # no objectives known (a damaged space.json): no front
+        ok["pareto"] = False
         return ok
     signed = np.stack(
         [ok[k].to_numpy(float) * (1 if objectives[k] == "min" else -1) for k in names], axis=1

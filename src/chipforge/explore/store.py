@@ -25,6 +25,7 @@ from pathlib import Path
 
 from chipforge.atomic import atomic_path, atomic_write_bytes, remove_stale_temporaries
 from chipforge.errors import ChipforgeError
+from chipforge.userfile import load_json
 
 LOCK = ".lock"
 
@@ -129,8 +130,8 @@ class Store:
 
         for p in self.parts():
             try:
-                if p.is_dir():  # pyarrow would read a folder as a dataset
-                    raise IsADirectoryError(21, "a folder, not a file")
+                if not p.is_file():  # a folder pyarrow reads as a dataset; a pipe blocks
+                    raise OSError(f"{p.name} is not a regular file")
                 table = pq.read_table(p, columns=columns)
                 if "id" not in table.column_names:
                     raise ValueError("no `id` column")
@@ -198,8 +199,10 @@ class Store:
 
     @staticmethod
     def _read_meta(p: Path) -> dict | None:
+        """space.json by the bounded reader, or None when damaged: larger than 1 MB, not a
+        regular file (a named pipe blocked the read), not UTF-8 JSON."""
         try:
-            meta = json.loads(p.read_bytes()[:1_000_000])
-        except (OSError, ValueError):
+            meta = load_json(p, what="space.json", limit=1_000_000)
+        except ChipforgeError:
             return None
         return meta if isinstance(meta, dict) else None
