@@ -71,6 +71,14 @@ PREFILL_BUCKET_MIN = 16  # JetStream token_utils.pad_tokens' smallest bucket
 # With EP the experts' outputs are combined by the dispatch + combine all-to-all instead.
 MOE_COLLECTIVE = "moe_layers.ffn_allreduce"
 COMBINE_DTYPE = "bf16"  # the MoE combine all-to-all returns expert outputs at this precision
+# Pipeline stages pass the residual stream, never a quantized GEMM input, so an FP8/FP4 model
+# sends 16-bit activations: TensorRT-LLM's PyTorch backend allocates its PipelineInterface
+# tensors in the checkpoint's `config.torch_dtype` (tensorrt_llm/_torch/models/modeling_utils.py
+# create_pipeline_interface_factory, at 323e846; quantization lives in the separate quant
+# config), vLLM its IntermediateTensors in the model dtype (models/utils.py
+# make_empty_intermediate_tensors_factory). (Both send two such tensors, hidden_states and
+# residual; this hop counts one.)
+PP_DTYPE = "bf16"
 # The MoE dispatch or combine inside one scale-up domain runs as a one-sided all-to-all
 # (TensorRT-LLM's NVLinkOneSided kernels, tech_blog18; DeepEP's NVLink path): each rank writes
 # its tokens straight into every peer's receive buffer at once, behind two flag barriers, so it
@@ -271,7 +279,7 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=Fal
         t += c.dense_layers * dense
     t += _head(chip, c, b, tp, dt)
     if pp > 1:  # activations sent between stages
-        act = b * (n if phase == "prefill" else 1) * c.hidden * nbytes(dt)
+        act = b * (n if phase == "prefill" else 1) * c.hidden * max(nbytes(dt), nbytes(PP_DTYPE))
         t += (pp - 1) * collective_time("send_recv", act, 2, topo, stride=tp)
     return t
 

@@ -84,6 +84,15 @@ GEMM_INPUT_BYTES = {"fp8": 1.0, "fp4": 0.5 + 1 / 16}
 #   Not modelled: NeMo's H100 FP8 userbuffer configurations (tp_overlap_configs/userbuffers.py,
 #   `fp8_buf=True` on the pipelined proj_fprop/fc2_fprop) write those two forward GEMM outputs
 #   to an FP8 buffer whose reduce-scatter moves 1 byte; no row states its userbuffer config.
+# Pipeline send/recv precision (pp_bytes): the stage boundary carries the block's output (the
+# residual stream) and its gradient, never a quantized GEMM input. Megatron-Core receives them
+# into buffers of `config.pipeline_dtype` (core/pipeline_parallel/p2p_communication.py,
+# create_tensor_recv_prev/next; Megatron-LM d98e8a6), which megatron/training/argument_utils.py
+# sets to `args.params_dtype` (torch.bfloat16 under --bf16, FP8/FP4 being Transformer Engine's
+# GEMM recipe on top); the MLPerf Training v5.1 NVIDIA Llama 3.1 405B pretrain.py passes
+# pipeline_dtype=torch.bfloat16 (hsg_ngpu2560_ngc25.09_nemo). So 2 bytes under FP8/FP4, the
+# training dtype's own width at 16 or 32 bits.
+PP_BYTES = 2
 # Megatron's asynchronous backward TP communication (RunOptions.tp_async_backward): Megatron-LM
 # since "column parallel linear with sequence parallelism" (commit 02bb1f5, March 2022, the code
 # of Korthikanti et al. 2022; megatron/core/tensor_parallel/layers.py
@@ -622,13 +631,19 @@ def cp_ring(hop: float, attn: float, cp: int, sm_share: float, *, again: bool) -
     return (2 if again else 1) * ring(hop, step) + ring(2 * hop, 2.5 * step)
 
 
+def pp_bytes(dtype: str) -> float:
+    """Bytes per element of the activations (and their gradients) sent between pipeline
+    stages: the residual stream's dtype, 16 bits under FP8/FP4 GEMMs (PP_BYTES)."""
+    return max(PP_BYTES, nbytes(dtype))
+
+
 def pp_hop(c: ModelConfig, p: Plan, topo: Topology, *, seq: int, dtype: str,
            run: RunOptions) -> float:  # fmt: skip
     """PP: one send/recv of a micro-batch's activations (sequence-parallel shard) between
-    stages (0: no pipeline)."""
+    stages (0: no pipeline), at PP_BYTES."""
     if p.pp == 1:
         return 0.0
-    msg = p.micro_batch * seq // p.cp * c.hidden * nbytes(dtype) / p.tp
+    msg = p.micro_batch * seq // p.cp * c.hidden * pp_bytes(dtype) / p.tp
     return collective_time("send_recv", msg, 2, topo, stride=p.tp * p.cp * p.dp,
                            up_share=_up_shares(run, topo)["pp"])  # fmt: skip
 

@@ -1,0 +1,45 @@
+"""The bytes the pipeline send/recv and the MoE all-to-alls move under FP8/FP4 GEMMs: the
+stage boundary carries the 16-bit residual stream (Megatron's pipeline_dtype), the MoE combine
+the 16-bit expert outputs, the dispatch the 16-bit hidden states unless the run quantizes it
+(DeepSeek-V3's FP8 dispatch)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chipforge.cluster.collectives import collective_time
+from chipforge.cluster.topology import topology_for
+from chipforge.cluster.training import Plan, RunOptions, pp_hop
+from chipforge.spec.loader import load_chip
+from chipforge.workload.config import load_model
+
+
+def test_pp_hop_moves_16_bits_under_fp8_and_fp4():
+    """Llama 3 8B, TP2 PP4 on 64 H100, micro-batch 1 of 8K tokens: one hop sends the TP shard
+    of 8192 x 4096 activations at 2 bytes under BF16, FP8 and FP4 alike, 4 under FP32."""
+    c, topo = load_model("llama3-8b"), topology_for(load_chip("h100"), 64)
+    plan, run = Plan(tp=2, pp=4, dp=8), RunOptions()
+
+    def hop(dtype: str) -> float:
+        return pp_hop(c, plan, topo, seq=8192, dtype=dtype, run=run)
+
+    by_hand = collective_time("send_recv", 8192 * c.hidden * 2 / 2, 2, topo, stride=2 * 8)
+    assert hop("bf16") == pytest.approx(by_hand)
+    assert hop("fp8") == hop("fp4") == hop("bf16")
+    assert hop("fp32") > hop("bf16")
+    assert pp_hop(c, Plan(tp=2, pp=1, dp=32), topo, seq=8192, dtype="fp8", run=run) == 0.0
+
+
+def test_serving_pp_hop_moves_16_bits_under_fp8():
+    """Serving: what a second pipeline stage adds to a Llama 3 70B FP8 prefill step of 2 x 1024
+    tokens at TP4 on 8 H100 is one send/recv of the 16-bit activations."""
+    from chipforge.cluster.serving import _step
+
+    chip, c = load_chip("h100"), load_model("llama3-70b")
+    topo = topology_for(chip, 8)
+
+    def step(pp: int) -> float:
+        return _step(chip, c, topo, "prefill", 2, 1024, 4, pp, 1, "fp8", "fp8")
+
+    hop = collective_time("send_recv", 2 * 1024 * c.hidden * 2, 2, topo, stride=4)
+    assert step(2) - step(1) == pytest.approx(hop)
