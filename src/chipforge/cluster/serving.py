@@ -597,10 +597,12 @@ def evaluate(
                 )
             ttft += own - prefill
         ok = batch > 1 and arrive * service < 1
-        waits = wait_percentiles(arrive, service) if ok else {}
-        if waits and isl_cv:  # prompt lengths spread: M/G/1, each prompt's own prefill too
+        waits = {}
+        if ok and isl_cv:  # prompt lengths spread: M/G/1, each prompt's own prefill too
             spread = ttft_percentiles(arrive, service, own, isl_cv)
             waits = {k: t - own for k, t in spread.items()}
+        elif ok:
+            waits = wait_percentiles(arrive, service)
         base, held = ttft, {}  # the percentiles add each wait's own percentile to the base
         if adp_balance and groups > 1:  # a prompt waits for the other groups' (steps, below)
             held = _balance_wait(groups, lam / groups * tpot, adp_balance, adp_batching_wait)
