@@ -281,7 +281,7 @@ def attention(p: Program, node: Node, f: Formats) -> list[Op]:
             head_dim=q4[-1],
             v_head_dim=v.shape[-1] if v.shape[-1] != q4[-1] else None,
             causal=causal,
-            window=window if causal and window < kv_len else 0,  # one past the context: none
+            window=window,  # one past the context: none (`Attention`)
             dtype=f.fmt(q),
         )
     ]

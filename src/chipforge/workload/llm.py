@@ -78,9 +78,9 @@ def attention_block(
     window: int = 0,
 ) -> list[Op]:
     """Projections and fused attention; `q` query and `kv` key positions per sequence;
-    `window`: a causal sliding window (0: none, or one no shorter than the context)."""
+    `window`: a causal sliding window (0: none; `Attention` drops one no shorter than the
+    context)."""
     t, h, heads = b * q, c.hidden, max(1, c.heads // tp)
-    window = window if causal and 0 < window < kv else 0  # a window past the context: none
     ops: list[Op] = [_vec("attn_norm", t * h, dtype, NORM_FLOPS)]
     if c.kv_lora:
         ops += _mla(

@@ -95,6 +95,11 @@ class Attention(Op):
     backward: bool = False
     kind: ClassVar[str] = "attention"
 
+    def __post_init__(self):
+        # a window on full attention, or one no shorter than the context, bands nothing: none
+        if self.window and not (self.causal and 0 < self.window < self.kv_len):
+            object.__setattr__(self, "window", 0)
+
     @property
     def attended(self) -> float:
         """Query-key pairs per head: q_len x kv_len, or the causal triangle's (or the sliding
