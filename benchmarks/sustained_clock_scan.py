@@ -21,6 +21,7 @@ def main(values: list[float]) -> None:
         v.plan_training = functools.partial(search.plan_training, sustained_clock=sustained)
         for fo in overheads:
             training.FRAMEWORK_OVERHEAD = search.FRAMEWORK_OVERHEAD = fo
+            search._PLANS.clear()  # plans found at another overhead
             rows = v.run(KINDS)
             parts = []
             for k in KINDS:

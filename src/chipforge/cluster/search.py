@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from itertools import product
 
-from chipforge.cluster import checks, training
+from chipforge.cluster import checks
 from chipforge.cluster.checks import divisors, stage_layers
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.layer import FP8_RECIPES, MOE_DISPATCHERS, RECOMPUTE_MODULES, layer_costs
@@ -392,8 +392,7 @@ def plan_training(
     # train): the plan found before
     key = (chip_key(chip), c, chips, seq, batches, dtype, tp, pp, dp, cp, ep, zero, recompute,
            micro_batch, interleave, topo, run, tuple(offload.items()), offload_layers,
-           sequence_parallel, alternatives, schedule,
-           training.FRAMEWORK_OVERHEAD)  # (a calibration scan sets it)  # fmt: skip
+           sequence_parallel, alternatives, schedule)  # fmt: skip
     hit = _PLANS.get(key)
     if hit is not None:
         return replace(hit, tokens=tokens)
