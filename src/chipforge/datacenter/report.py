@@ -9,6 +9,7 @@ from chipforge.datacenter.tco import breakeven_volume, chip_facts, evaluate_site
 from chipforge.datacenter.workload import serving, training
 from chipforge.dtypes import check_dtype
 from chipforge.errors import SpecError
+from chipforge.silicon.interfaces import HBM_PRICE_RANGE
 
 DEFAULT_VOLUME = 500_000  # built chips over which one-time costs are spread (a ~1 GW fleet)
 
@@ -106,10 +107,7 @@ KNOBS = {
     # [semi-wafer-4n, $13,400], below the N5 estimates ($13,495-16,988) [semi-wafer-n5,
     # semi-wafer-asp-n5-2020]; $26,000 above the N2 forecast [semi-wafer-asp-n2, $24,570]
     "wafer_price": (0.7, 1.3),
-    # x $15/GB HBM3E [semi-hbm3e-price-gb]: $10.5/GB below HBM3E at $300 per 24 GB stack
-    # ($12.5/GB) [semi-hbm3e-price-stack]; $22.5/GB above HBM4's ">$600" per 36 GB stack
-    # (~$17/GB, same row); the extra headroom on the high side for a supply squeeze: assumption
-    "hbm_price": (0.7, 1.5),
+    "hbm_price": HBM_PRICE_RANGE,  # x $15/GB HBM3E (silicon.interfaces, sourced there)
     # x street price: Blackwell "$30,000-40,000" = 0.86-1.14x its midpoint [dcx-blackwell-street],
     # H100 $25-30k [dcx-h100-street]; widened to +-30% for unpublished volume discounts and
     # shortage premiums: assumption

@@ -72,6 +72,11 @@ HBM = {
     # $300 per 24 GB stack [semi-hbm3e-price-stack] -> ~$17/GB (assumption from the two)
     "hbm4": HbmGeneration("hbm4", 2048e9, 2048, 17.0, (36, 48)),
 }
+# The HBM price's range, multipliers of a generation's: x $15/GB HBM3E [semi-hbm3e-price-gb]:
+# $10.5/GB below HBM3E at $300 per 24 GB stack ($12.5/GB) [semi-hbm3e-price-stack]; $22.5/GB
+# above HBM4's ">$600" per 36 GB stack (~$17/GB, same row); the extra headroom on the high side
+# for a supply squeeze: assumption. The silicon and the datacenter tornadoes both take it.
+HBM_PRICE_RANGE = (0.7, 1.5)
 
 
 def hbm_generation(level: MemoryLevel) -> HbmGeneration:

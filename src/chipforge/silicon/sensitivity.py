@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from chipforge.silicon.cost import unit_cost
+from chipforge.silicon.interfaces import HBM_PRICE_RANGE
 from chipforge.silicon.report import evaluate, node_named
 from chipforge.spec import ChipSpec
 
 # Ranges of the silicon cost model's inputs: the wafer price between the node table's low and
-# high (spec/nodes.toml, sourced per node); the HBM price as the datacenter tornado's
-# (datacenter.report.KNOBS, sourced there); the defect density from 0.75x to 1.5x the node's
+# high (spec/nodes.toml, sourced per node); the HBM price over interfaces.HBM_PRICE_RANGE
+# (sourced there); the defect density from 0.75x to 1.5x the node's
 # (N5's D0 fell from 0.10-0.11 to ~0.06 per cm2 over its ramp, [semi-d0-n5]: assumption); the
 # cores (so the die area) 25% fewer or more, a design choice.
 D0_RANGE = (0.75, 1.5)
@@ -21,8 +22,6 @@ def sensitivity(chip: ChipSpec, node: str | None = None) -> list[dict]:
     `knob` (the input's key in the cost breakdown's `cost_inputs`, its unit the key's suffix),
     `low` and `high` (in that unit), `at_low_usd`, `at_high_usd` and `base_usd` (unit costs),
     sorted by swing like `datacenter.report.sensitivity`."""
-    from chipforge.datacenter.report import KNOBS
-
     proc = node_named(node) if node else chip.process
     on = chip.model_copy(update={"node": proc.name})
     base = unit_cost(on, node=proc)
@@ -45,7 +44,7 @@ def sensitivity(chip: ChipSpec, node: str | None = None) -> list[dict]:
         cost(defect_density_per_cm2=hi))  # fmt: skip
     if "hbm_price_per_gb_usd" in inputs:
         p = inputs["hbm_price_per_gb_usd"]
-        lo, hi = p * KNOBS["hbm_price"][0], p * KNOBS["hbm_price"][1]
+        lo, hi = p * HBM_PRICE_RANGE[0], p * HBM_PRICE_RANGE[1]
         row("hbm_price_per_gb_usd", lo, hi, cost(hbm_price_per_gb_usd=lo),
             cost(hbm_price_per_gb_usd=hi))  # fmt: skip
     ends = []
