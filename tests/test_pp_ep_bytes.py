@@ -43,3 +43,31 @@ def test_serving_pp_hop_moves_16_bits_under_fp8():
 
     hop = collective_time("send_recv", 2 * 1024 * c.hidden * 2, 2, topo, stride=4)
     assert step(2) - step(1) == pytest.approx(hop)
+
+
+def test_moe_all_to_alls_move_16_bits_unless_the_dispatch_is_fp8():
+    """Mixtral 8x7B, EP8 on 8 H100, micro-batch 1 of 4K tokens: the four all-to-alls of a
+    layer (dispatch and combine, forward and backward) each move 4096 x 2 routes x 4096 at
+    2 bytes under BF16 and FP8 alike; with DeepSeek-V3's FP8 dispatch (block scaling) the two
+    of the dispatch direction move 1 + 1/32 bytes."""
+    from chipforge.cluster.training import ep_bytes, stage_cost
+
+    chip, c = load_chip("h100"), load_model("mixtral-8x7b")
+    topo = topology_for(chip, 8)
+    plan = Plan(tp=1, pp=1, dp=8, ep=8, zero=3, recompute="full")
+    elems = 4096 * c.hidden * c.top_k
+
+    def a2a(width: float) -> float:
+        return collective_time("all_to_all", elems * width, 8, topo)
+
+    def t_ep(dtype: str, run: RunOptions) -> float:
+        return stage_cost(chip, c, plan, topo, seq=4096, dtype=dtype, run=run).t_ep
+
+    bf16 = t_ep("bf16", RunOptions())
+    assert bf16 == pytest.approx(4 * a2a(2) * c.layers)
+    assert t_ep("fp8", RunOptions()) == pytest.approx(bf16)
+    assert t_ep("fp4", RunOptions()) == pytest.approx(bf16)
+    fp8 = RunOptions(fp8_dispatch=True, fp8_recipe="block")
+    assert ep_bytes("fp8", fp8) == pytest.approx((1 + 1 / 32, 2))
+    assert ep_bytes("bf16", fp8) == (2, 2)
+    assert t_ep("fp8", fp8) == pytest.approx(2 * (a2a(1 + 1 / 32) + a2a(2)) * c.layers)

@@ -130,7 +130,9 @@ DEEPSEEK_V3_REPORT = "arxiv.org/abs/2412.19437"
 
 def _recipe_options(row: dict) -> dict:
     if DEEPSEEK_V3_REPORT in row["source"]:
-        return {"moe_dispatcher": "flex", "recompute_modules": DEEPSEEK_RECOMPUTE}
+        # DeepEP, FP8 dispatch and BF16 combine (report Sec. 3.3.3; training.ep_bytes)
+        return {"moe_dispatcher": "flex", "recompute_modules": DEEPSEEK_RECOMPUTE,
+                "fp8_dispatch": "yes"}  # fmt: skip
     if not any(src in row["source"] for src in RECIPE_SOURCES):
         return {}
     fp8 = "yes" if row["dtype"] == "fp8" else ""

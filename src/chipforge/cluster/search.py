@@ -277,6 +277,7 @@ def plan_training(
     moe_host_sync: bool = False,
     loss: str = "fused",
     tp_async_backward: bool = False,
+    fp8_dispatch: bool = False,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -305,7 +306,10 @@ def plan_training(
     experts the host launches after a synchronisation in every MoE layer (Megatron-Core with
     Transformer Engine's grouped GEMM outside CUDA graphs; training.MOE_HOST_S_PER_LAUNCH).
     `loss`: the cross-entropy implementation, "fused" (Megatron-Core's) or "eager" (PyTorch's
-    F.cross_entropy; memory.LOSS_BUFFERS)."""
+    F.cross_entropy; memory.LOSS_BUFFERS). `tp_async_backward`: Megatron's backward TP
+    communication under the GEMMs (training.TP_ASYNC_BACKWARD). `fp8_dispatch`: the MoE dispatch
+    moves the quantized GEMM input (DeepSeek-V3's FP8 dispatch; training.ep_bytes), else every
+    all-to-all moves 16 bits."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if isinstance(chips, bool) or not isinstance(chips, int) or chips <= 0:
@@ -383,7 +387,8 @@ def plan_training(
                      bucket_size=bucket_size,
                      recompute_modules=tuple(recompute_modules),
                      nccl_ctas=_nccl_ctas(nccl_ctas), moe_host_sync=moe_host_sync,
-                     loss=loss, tp_async_backward=tp_async_backward)  # fmt: skip
+                     loss=loss, tp_async_backward=tp_async_backward,
+                     fp8_dispatch=fp8_dispatch)  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):

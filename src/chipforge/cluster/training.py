@@ -93,6 +93,20 @@ GEMM_INPUT_BYTES = {"fp8": 1.0, "fp4": 0.5 + 1 / 16}
 # pipeline_dtype=torch.bfloat16 (hsg_ngpu2560_ngc25.09_nemo). So 2 bytes under FP8/FP4, the
 # training dtype's own width at 16 or 32 bits.
 PP_BYTES = 2
+# MoE all-to-all precision (ep_bytes): Megatron-Core dispatches the router's BF16 hidden states
+# and Transformer Engine quantizes them inside the experts' grouped GEMM, for every dispatcher:
+# MoEAlltoAllTokenDispatcher.token_dispatch all-to-alls the permuted hidden states; the flex
+# dispatcher's DeepEP path (moe/fused_a2a.py FusedDispatch) passes them to buffer.dispatch as one
+# BF16 tensor (DeepEP's FP8 dispatch takes an (fp8, scales) pair) and its backward to
+# buffer.combine; its HybridEP path sets "fp8_dispatch = False  # Currently, we do not support
+# fp8 dispatch"; moe_dispatch_fwd_dtype (added 2026, 'ncclep' only) defaults to 'bf16'
+# (Megatron-LM d98e8a6). The combine returns the experts' BF16 outputs. So all four
+# all-to-alls move 16 bits under FP8/FP4 GEMMs. `RunOptions.fp8_dispatch` (a row whose source
+# states it): DeepSeek-V3 (report Sec. 3.3.3, "Low-Precision Communication") quantizes the
+# activation before the MoE up-projections to FP8 before the dispatch, and likewise the
+# activation gradient before the down-projections, and keeps "both the forward and backward
+# combine components" in BF16: the dispatch direction moves the quantized GEMM input (tp_bytes'
+# forward width: FP8 + its scales), the combine direction 16 bits.
 # Megatron's asynchronous backward TP communication (RunOptions.tp_async_backward): Megatron-LM
 # since "column parallel linear with sequence parallelism" (commit 02bb1f5, March 2022, the code
 # of Korthikanti et al. 2022; megatron/core/tensor_parallel/layers.py
@@ -186,15 +200,16 @@ _FULL_SHARE = dict.fromkeys(NCCL_GROUPS, 1.0)
 # validation set: Megatron-Bridge's 26.04 NeMo container, DGX-B200 x 8, Qwen3-30B-A3B MXFP8,
 # GBS 512, MBS 4, EP 8 (hybridep; CUDA graphs only for attention, router and preprocessing:
 # Megatron-Bridge v0.4.0 qwen3_workload_base_configs.py), 26,859 tokens/s per GPU
-# (docs/performance-summary-archive.md): 0.254 ms per local expert per MoE layer per micro-batch
-# over its 10 launches, 25 us each (inside the cuBLAS figure; 26 us before the preset's QK norms
-# were counted); tests/test_frontier_training.py
-# recomputes it. NVIDIA's sync-free fused grouped-MLP kernels with full-iteration CUDA graphs
-# remove this cost (benchmarks/moe_sync_free_check.py).
+# (docs/performance-summary-archive.md): 0.173 ms per local expert per MoE layer per micro-batch
+# over its 10 launches, 17 us each (inside the cuBLAS figure; 25 us before the MoE all-to-alls
+# moved 16 bits under FP8 (ep_bytes), 26 us before the preset's QK norms were counted), re-derived
+# on this case alone each time; tests/test_frontier_training.py recomputes it. NVIDIA's
+# sync-free fused grouped-MLP kernels with full-iteration CUDA graphs remove this cost
+# (benchmarks/moe_sync_free_check.py).
 HOST_GEMMS_PER_EXPERT, HOST_QUANTIZES_PER_EXPERT = 6, 4
 HOST_QUANTIZE_KERNELS = {"delayed": 0, "current": 3, "mxfp8": 1, "block": 1}
 HOST_QUANTIZE_KERNELS_FP4 = 2
-MOE_HOST_S_PER_LAUNCH = 25e-6
+MOE_HOST_S_PER_LAUNCH = 17e-6
 
 
 def host_launches_per_expert(dtype: str, fp8_recipe: str) -> int:
@@ -439,6 +454,7 @@ class RunOptions:
     moe_host_sync: bool = False  # dropless MoE launched from the host (MOE_HOST_S_PER_LAUNCH)
     loss: str = "fused"  # the cross-entropy implementation (memory.LOSS_BUFFERS)
     tp_async_backward: bool = False  # TP_ASYNC_BACKWARD: Megatron's backward TP communication
+    fp8_dispatch: bool = False  # EP_BYTES: the MoE dispatch moves the quantized GEMM input
 
 
 @dataclass(frozen=True)
@@ -499,6 +515,16 @@ def tp_bytes(dtype: str, fp8_recipe: str = "delayed") -> tuple[float, float, flo
         return wide, wide, wide
     one = TP_GATHER_BYTES["fp4" if dtype == "fp4" else fp8_recipe]
     return one, one * (1 if dtype == "fp8" and fp8_recipe in ("delayed", "current") else 2), wide
+
+
+def ep_bytes(dtype: str, run: RunOptions) -> tuple[float, float]:
+    """Bytes per element of the MoE all-to-alls (EP_BYTES): (the dispatch direction: forward
+    dispatch and the backward's output-gradient dispatch; the combine direction: forward
+    combine and the backward's input-gradient combine)."""
+    wide = max(2.0, nbytes(dtype))
+    if run.fp8_dispatch and dtype in ("fp8", "fp4"):
+        return tp_bytes(dtype, run.fp8_recipe)[0], wide
+    return wide, wide
 
 
 def tp_collectives(
@@ -720,17 +746,22 @@ def stage_cost(
             recompute=p.recompute == "full", parallel_block=run.parallel_block,
             gather_bwd=collective_time("all_gather", ag_bwd, p.tp, topo),
         )  # fmt: skip
-    # EP: all-to-all dispatch and combine, forward and backward (over the EP group)
+    # EP: all-to-all dispatch and combine, forward and backward (over the EP group), each at
+    # its own bytes per element (ep_bytes)
     t_ep = 0.0
     if c.is_moe and p.ep > 1:
-        route = tok * c.hidden * nbytes(dtype) / p.tp  # one route of every token on this chip
+        route = tok * c.hidden / p.tp  # elements of one route of every token on this chip
         moe_frac = (c.layers - c.dense_layers) / c.layers
-        if run.moe_dispatcher == "flex":  # DeepEP: once per remote domain, forwarded inside
-            one = expert_all_to_all(route, c.top_k, p.ep, topo, stride=p.tp,
-                                    limit=(c.expert_groups, c.group_top_k))  # fmt: skip
-        else:
-            one = collective_time("all_to_all", route * c.top_k, p.ep, topo, stride=p.tp)
-        t_ep = 4 * one * layers * moe_frac
+
+        def one(width: float) -> float:
+            if run.moe_dispatcher == "flex":  # DeepEP: once per remote domain, forwarded inside
+                return expert_all_to_all(route * width, c.top_k, p.ep, topo, stride=p.tp,
+                                         limit=(c.expert_groups, c.group_top_k))  # fmt: skip
+            return collective_time("all_to_all", route * width * c.top_k, p.ep, topo,
+                                   stride=p.tp)  # fmt: skip
+
+        dispatch, combine = ep_bytes(dtype, run)
+        t_ep = 2 * (one(dispatch) + one(combine)) * layers * moe_frac
         if run.shared_expert_overlap and c.shared_experts:
             # Megatron-Core moe_shared_expert_overlap: the shared experts run on their own
             # stream beside the dispatch and combine, forward and backward; their time taken

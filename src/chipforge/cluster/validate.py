@@ -104,6 +104,7 @@ def training_plan(row: dict):
         loss=row.get("loss") or "fused",
         tp_async_backward=row.get("tp_async_backward") == "yes"
         or any(src in row.get("source", "") for src in ASYNC_BACKWARD_SOURCES),
+        fp8_dispatch=row.get("fp8_dispatch") == "yes",
     )  # fmt: skip
 
 
