@@ -236,3 +236,19 @@ def test_sweep_show_with_a_damaged_space_json(tmp_path):
     reader.start()
     reader.join(20)
     assert got == [{}]
+
+
+def test_rack_chip_read_as_a_file_says_what_is_wrong(tmp_path):
+    """A rack's chip TOML that could not be read (a broken file, or one named as `--html`) was
+    reported as "holds <path>, not <chip>"; now the reader's own line."""
+    (tmp_path / "sub").mkdir()
+    mine = _chip(tmp_path / "mine.toml", "mine")
+    _chip(tmp_path / "sub" / "c.toml", "mine")  # the same chip in another file
+    (tmp_path / "sub" / "r.toml").write_text(RACK.format(chip="c.toml"))
+    args = ["datacenter", "--chip", str(mine), "--rack", str(tmp_path / "sub" / "r.toml"),
+            "--power", "1MW"]  # fmt: skip
+    assert cli(*args)[0] == 0
+    code, _, err = cli(*args, "--html", str(tmp_path / "sub" / "c.toml"))
+    assert_user_error(code, err, "--html", "also an input", "chip file")
+    (tmp_path / "sub" / "c.toml").write_text("cores = -1\n")
+    assert_user_error(*cli(*args)[::2], "c.toml", "`name` is required")

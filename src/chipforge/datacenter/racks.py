@@ -208,16 +208,15 @@ def derive_rack(spec, chip_ref: str, a) -> Rack:
 
 def _held(chip: str) -> str:
     """The name of the chip a rack holds: its chip TOML's (`load_rack` made the path relative
-    to the rack file), else `chip` as written."""
-    from chipforge.errors import ChipforgeError  # noqa: PLC0415
+    to the rack file; a file that is there is read, so what is wrong with it is said), else
+    `chip` as written."""
     from chipforge.spec import load_chip  # noqa: PLC0415
 
-    if not chip.endswith(".toml"):
-        return chip
     try:
-        return load_chip(chip).name
-    except ChipforgeError:
-        return chip
+        is_file = chip.endswith(".toml") and Path(chip).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL
+        is_file = False
+    return load_chip(chip).name if is_file else chip
 
 
 def rack_for(chip, rack: str | None, a, flag: str = "--rack") -> Rack:
