@@ -127,15 +127,38 @@ def test_async_backward_reaches_the_plan_and_the_megatron_rows():
     assert async_.exposed_comm["tp_scale_up_s"] == pytest.approx(per_step)
     assert async_.exposed_comm["tp_scale_up_s"] < sync.exposed_comm["tp_scale_up_s"]
     cases = {r["id"]: r for r in validate.csv_rows("cluster_cases.csv")}
-    sources = validate.ASYNC_BACKWARD_SOURCES
-    assert any(s in cases["korthikanti-22b-full"]["source"] for s in sources)
-    assert not any(s in cases["megatron-39p1b"]["source"] for s in sources)
+
+    def states(row: dict) -> bool:
+        full = {**validate.TRAINING_DEFAULTS, **row}
+        return validate.framework_options(full).get("tp_async_backward") == "yes"
+
+    assert states(cases["korthikanti-22b-full"])
+    assert not states(cases["megatron-39p1b"])  # Megatron-LM 2021, no sequence parallelism
     heldout = {r["id"]: r for r in validate.csv_rows("cluster_heldout.csv")}
-    assert any(s in heldout["nemo-gpt3-175b-fp8"]["source"] for s in sources)
+    assert states(heldout["nemo-gpt3-175b-fp8"])
     mlperf = next(r for r in frontier_rows() if r["id"] == "mlpt51-gb200x512-llama31-405b-fp4")
-    assert _recipe_options(mlperf)["tp_async_backward"] == "yes"
+    assert states(mlperf) and not _recipe_options(mlperf).get("tp_async_backward")
     titan = [training_row(r) for r in check_rows() if "torchtitan" in r["source"]]
-    assert titan and not any(s in r["source"] for r in titan for s in sources)
+    assert titan and not any(states(r) for r in titan)
+
+
+def test_every_training_row_has_a_listed_framework():
+    """Each training row's framework is named by its source family (validate.FRAMEWORKS), so
+    the options a framework implies reach every row of it alike: MLPerf Training NVIDIA (and
+    Oracle's, NVIDIA's NeMo code) rows of the check sets as NeMo, their TPU rows as MaxText,
+    MT-NLG's Megatron-DeepSpeed (before sequence parallelism) not as Megatron-LM."""
+    from chipforge.cluster import validate
+
+    files = ("cluster_cases.csv", "cluster_heldout.csv", "check_heldout.csv",
+             "check2_heldout.csv", "frontier_heldout.csv")  # fmt: skip
+    rows = [
+        r for f in files for r in validate.csv_rows(f) if r.get("kind", "training") == "training"
+    ]
+    assert rows and all(validate.framework(r["source"]) for r in rows)
+    by_id = {r["id"]: validate.framework(r["source"]) for r in rows}
+    assert by_id["mlpt41-oracle-h100x1536-gpt3"] == by_id["mlpt40-h100x512-gpt3"] == "nemo"
+    assert by_id["mlpt40-v5p512-gpt3"] == "maxtext"
+    assert by_id["mtnlg-a100x2240-530b"] == "megatron-deepspeed"
 
 
 def test_train_cli_takes_tp_async_backward():

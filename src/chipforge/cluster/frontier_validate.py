@@ -136,9 +136,7 @@ def _recipe_options(row: dict) -> dict:
     if not any(src in row["source"] for src in RECIPE_SOURCES):
         return {}
     fp8 = "yes" if row["dtype"] == "fp8" else ""
-    # NeMo and Megatron-Bridge run Megatron-Core with Transformer Engine
-    # (training.TP_ASYNC_BACKWARD)
-    opts = {"overlap_param_gather": "yes", "fp8_param_gather": fp8, "tp_async_backward": "yes"}
+    opts = {"overlap_param_gather": "yes", "fp8_param_gather": fp8}
     if MLPERF_V51 in row["source"]:
         opts["bucket_size"] = MLPERF_V51_BUCKETS.get(row["model"], "")
         opts["nccl_ctas"] = MLPERF_V51_CTAS

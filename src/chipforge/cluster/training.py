@@ -120,7 +120,8 @@ PP_BYTES = 2
 # GEMM; only what exceeds it is exposed. The row-parallel layer's output-gradient all-gather
 # feeds its dgrad and stays exposed. Without it (default: PyTorch DTensor tensor parallelism,
 # as torchtitan runs it, saves the gathered input and runs each collective in autograd order;
-# Megatron-LM 2021) the model keeps the reductions exposed and no re-gather.
+# Megatron-LM 2021) the model keeps the reductions exposed and no re-gather. Validation rows
+# state it by their framework (validate.FRAMEWORKS, framework_options).
 TP_GATHER_BYTES = {
     "delayed": 1.0,
     "current": 1.0,

@@ -37,10 +37,47 @@ class ClusterCase:
 
 
 CASES: list[Callable[[], list[ClusterCase]]] = []
-# rows whose runs used Megatron's asynchronous backward TP communication
-# (training.TP_ASYNC_BACKWARD): Korthikanti et al. 2022 ran Megatron-LM's sequence-parallel
-# layers, NVIDIA's NeMo performance tables Megatron-Core with Transformer Engine
-ASYNC_BACKWARD_SOURCES = ("arXiv 2205.05198", "NVIDIA NeMo Framework")
+# The training framework each source family ran, read from the source's own text (a data
+# file's rule header, the run's code), never from its rows' errors; the first listed substring
+# of a row's `source` names it. Megatron-LM with sequence parallelism (since Megatron-LM
+# 02bb1f5, March 2022: Korthikanti et al. 2022's code), NeMo and Megatron-Bridge (Megatron-Core
+# with Transformer Engine) run its asynchronous backward TP communication
+# (training.TP_ASYNC_BACKWARD): every row of theirs whose plan keeps sequence parallelism
+# states it (`framework_options`), none other does.
+FRAMEWORKS = (
+    ("arXiv 2205.05198", "megatron-lm"),  # Korthikanti et al. 2022 (Megatron-LM, SP)
+    ("arXiv 2104.04473", "megatron-lm-2021"),  # Narayanan et al. 2021: before SP and it
+    ("arxiv.org/abs/2201.11990", "megatron-deepspeed"),  # MT-NLG 530B (Jan 2022): before it
+    ("NVIDIA NeMo Framework", "nemo"),  # NeMo performance tables
+    ("NVIDIA-NeMo/Megatron-Bridge", "megatron-bridge"),
+    # MLPerf Training NVIDIA results (<system>_..._nemo: NeMo + Megatron-Core + TE); Oracle's
+    # v4.1 GPT-3 submission runs NVIDIA's NeMo implementation (Oracle/benchmarks/gpt3/*:
+    # megatron_gpt_pretraining_custom.py imports nemo, NVIDIA's container)
+    ("/NVIDIA/results/", "nemo"),
+    ("training_results_v4.1/blob/b87b9e396f771345d4ef122ba33456304f15228d/Oracle/", "nemo"),
+    ("/Google/results/", "maxtext"),  # MLPerf Training v4.0 TPU v5p (MaxText)
+    ("AI-Hypercomputer/maxtext", "maxtext"),
+    ("pytorch/torchtitan", "torchtitan"),  # DTensor TP
+    ("mosaicml/llm-foundry", "llm-foundry"),  # Composer, FSDP
+    ("arXiv 2204.02311", "pax"),  # PaLM
+    ("arXiv 2407.21783", "llama3"),  # Meta's own framework
+    ("arxiv.org/abs/2412.19437", "hai-llm"),  # DeepSeek-V3
+)
+TP_ASYNC_BACKWARD_FRAMEWORKS = ("megatron-lm", "nemo", "megatron-bridge")
+
+
+def framework(source: str) -> str:
+    """The training framework a row's `source` ran (FRAMEWORKS), "" when none is listed."""
+    return next((name for key, name in FRAMEWORKS if key in source), "")
+
+
+def framework_options(row: dict) -> dict[str, str]:
+    """The run options a training row's framework implies (FRAMEWORKS): Megatron's asynchronous
+    backward TP communication where it ran Megatron's sequence-parallel layers."""
+    megatron = framework(row.get("source", "")) in TP_ASYNC_BACKWARD_FRAMEWORKS
+    return {"tp_async_backward": "yes"} if megatron and row.get("sp") != "no" else {}
+
+
 # the held-out sets' training options that no row states
 TRAINING_DEFAULTS = {"pod": "", "attention": "flash", "block": "sequential", "sp": "yes"}
 
@@ -102,8 +139,8 @@ def training_plan(row: dict):
         nccl_ctas=_pairs(row.get("nccl_ctas") or ""),
         moe_host_sync=row.get("moe_host_sync") == "yes",
         loss=row.get("loss") or "fused",
-        tp_async_backward=row.get("tp_async_backward") == "yes"
-        or any(src in row.get("source", "") for src in ASYNC_BACKWARD_SOURCES),
+        tp_async_backward=(row.get("tp_async_backward") or framework_options(row).get(
+            "tp_async_backward")) == "yes",
         fp8_dispatch=row.get("fp8_dispatch") == "yes",
     )  # fmt: skip
 
