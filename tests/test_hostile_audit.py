@@ -1029,13 +1029,15 @@ def test_bare_name_keeps_spaces_only_for_a_file_named_so(tmp_path, monkeypatch):
 
 def test_no_data_parallel_degree_says_why_and_the_fix():
     """`train --chips 16777216 --global-batch 1048576` said "give --chips a multiple of a power
-    of two" (it is one): tp <= 8 and pp 1 (past a million chips per replica) leave dp >= 2^21,
-    which 2^20 sequences cannot split. Each fix the message gives then plans."""
+    of two" (it is one); the search then tried pp 1 only past a million chips per replica, so
+    dp >= 2^21 could not split 2^20 sequences: it plans now (pipeline stages searched at any
+    size). A batch no tp*pp*cp splits (2^15: dp >= 2^16 with tp <= 8, pp <= 32 layers) says
+    why, and each fix the message gives then plans."""
     train = ("train", "--chip", "h100", "--model", "llama3-8b", "--chips", str(2**24))
-    code, _, err = cli(*train, "--global-batch", str(2**20))
-    assert_user_error(code, err, "dp=2,097,152", "multiple of 2,097,152", "--pp", "fewer --chips")
+    code, _, err = cli(*train, "--global-batch", str(2**15))
+    assert_user_error(code, err, "dp=65,536", "multiple of 65,536", "fewer --chips")
     assert "power of two" not in err
-    for fix in (["--global-batch", str(2**21)], ["--global-batch", str(2**20), "--pp", "32"]):
+    for fix in (["--global-batch", str(2**16)], ["--global-batch", str(2**20)]):
         code, out, err = cli(*train, *fix, "--json")
         assert code == 0, (fix, err)
         assert json.loads(out)["chips"] == 2**24

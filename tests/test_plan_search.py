@@ -194,3 +194,18 @@ def test_train_cli_prices_a_calculon_plan_and_names_what_it_cannot_express(tmp_p
     assert done.returncode == 2
     assert "cannot express: weight_offload, activations_offload, optimizer_offload" in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: needs 304 GiB per chip")
+
+
+def test_pipeline_stages_are_searched_past_a_million_chips_per_replica():
+    """2**20 chips of llama3-8b at tp = cp = 1 and 2**19 sequences a step: pp=1 leaves dp=2**20,
+    which cannot split the batch. The search tried only pp=1 where tp*cp left a million chips
+    or more (and refused); it now searches the pipeline stages there too and finds the plan an
+    explicit --pp 2 gives, within the search's speed."""
+    import time
+
+    start = time.perf_counter()
+    found = plan_training("h100", "llama3-8b", 2**20, tp=1, cp=1, global_batch=2**19)
+    took = time.perf_counter() - start
+    given = plan_training("h100", "llama3-8b", 2**20, tp=1, cp=1, pp=2, global_batch=2**19)
+    assert (found.plan.pp, found.plan.dp) == (2, 2**19)
+    assert found.step_time_s == given.step_time_s and took < 10

@@ -138,14 +138,12 @@ def _batches(global_batch, tokens_per_batch, chips: int, seq: int) -> Batches:
     return Batches(fixed=global_batch or default_global_batch(chips, seq))
 
 
-def _no_dp(chips: int, c: ModelConfig, batches: Batches, least: int, pp_capped: bool) -> str:
+def _no_dp(chips: int, c: ModelConfig, batches: Batches, least: int) -> str:
     """Why no shape splits the batch: no tp*pp*cp choice leaves a data-parallel degree (global
     batch / dp sequences per replica) the batch allows; the fix."""
     fixes = [f"a --global-batch that is a multiple of {least:,}"] * (
         least <= checks.MAX_GLOBAL_BATCH
     )
-    if pp_capped:  # the search tries pipeline stages below a million chips per tp*cp only
-        fixes.append("--pp (pipeline stages are searched below a million chips per tp*cp)")
     fixes.append("fewer --chips")
     return (
         f"no tp*pp*cp choice for {chips:,} chips of {c.name} ({c.layers} layers, {c.heads} "
@@ -408,7 +406,6 @@ def plan_training(
     no_split = ""  # why a given dp / micro-batch splits no global batch of the space
     shapes = 0
     reached: set[int] = set()  # the data-parallel degrees the shapes reach (for the error)
-    pp_capped = False  # a tp*cp replica of a million chips or more: pp 1 only (`divisors`)
     zrs = list(product(zeros, recs, sps))
     count = {"evaluated": 0, "pruned_memory": 0, "pruned_bound": 0, "infeasible": 0}
     # 1. the shapes (tp, cp, ep, pp, interleave, micro-batch) in the space's order, each with
@@ -419,11 +416,10 @@ def plan_training(
         if chips % (t * x):
             continue
         rest = chips // (t * x)
-        pp_capped = pp_capped or (pp is None and rest >= 10**6)
         pps = (
             [pp]
             if pp is not None
-            else [d for d in divisors(rest) if d <= 64 and stage_layers(blocks, d)]
+            else [d for d in divisors(rest, upto=64) if stage_layers(blocks, d)]
         )
         for pi, p_ in enumerate(pps):
             if chips % (t * x * p_):
@@ -620,7 +616,7 @@ def plan_training(
         raise first_error or Infeasible(no_split or "no plan")
     if shapes == 0:
         raise Infeasible(
-            _no_dp(chips, c, batches, min(reached, default=chips), pp_capped)
+            _no_dp(chips, c, batches, min(reached, default=chips))
             if dp is None
             else no_split
             or (
