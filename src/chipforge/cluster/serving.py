@@ -672,7 +672,8 @@ def plan_serving(
     KV cache once per query head (TensorRT-LLM without XQA). `slo_percentile` (p50/p90/p99):
     the TTFT and TPOT SLOs hold at that percentile under Poisson arrivals (MLPerf Server: p99)
     instead of on the mean. `max_batch`: the engine's largest running batch per replica
-    (TensorRT-LLM max_batch_size; vLLM max_num_seqs), a cap on the search. `osl_cv`: the
+    (TensorRT-LLM max_batch_size; vLLM max_num_seqs), a cap on the search and on a stated
+    concurrency's running batch (the other requests queue). `osl_cv`: the
     coefficient of variation of the output lengths (0: all `osl` long); a step's sequences are
     length-biased, so their mean context is isl + osl (1 + cv^2) / 2. `attn_dtype`: the
     attention modules' matmuls and weights at this precision instead of `dtype` (NVIDIA's NVFP4
@@ -836,8 +837,12 @@ def plan_serving(
                 grid = sorted({b * g for b in BATCHES if b * g < top} | {top})
                 wanted = [-(-concurrency // dp)] if concurrency else grid
                 for b in wanted:
+                    # a stated concurrency runs at most max_batch sequences too (vLLM's scheduler
+                    # admits at most max_num_seqs per step, TensorRT-LLM max_batch_size); the
+                    # other clients wait for a free slot (closed loop, `evaluate`)
+                    run_b = min(b, fits, max_batch or fits)
                     try:
-                        plan = run(t, p, e, min(b, fits), b if concurrency else None)
+                        plan = run(t, p, e, run_b, b if concurrency else None)
                     except Infeasible as err:
                         why = why or err
                         break
