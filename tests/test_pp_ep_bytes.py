@@ -71,3 +71,25 @@ def test_moe_all_to_alls_move_16_bits_unless_the_dispatch_is_fp8():
     assert ep_bytes("fp8", fp8) == pytest.approx((1 + 1 / 32, 2))
     assert ep_bytes("bf16", fp8) == (2, 2)
     assert t_ep("fp8", fp8) == pytest.approx(2 * (a2a(1 + 1 / 32) + a2a(2)) * c.layers)
+
+
+def test_train_cli_takes_fp8_dispatch():
+    """`chipforge train --fp8-dispatch` prices the plan the Python API prices with it."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from chipforge.cli import app
+    from chipforge.cluster import plan_training
+
+    kw = dict(tp=1, pp=1, dp=8, cp=1, ep=8, zero=3, recompute="full", micro_batch=1, seq=4096,
+              global_batch=8, dtype="fp8", fp8_recipe="block")  # fmt: skip
+    args = ["train", "--chip", "h100", "--model", "mixtral-8x7b", "--chips", "8", "--json"]
+    for k, v in kw.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    plain = json.loads(CliRunner().invoke(app, args).stdout)
+    out = CliRunner().invoke(app, [*args, "--fp8-dispatch"])
+    assert out.exit_code == 0, out.stdout
+    api = plan_training("h100", "mixtral-8x7b", 8, fp8_dispatch=True, **kw)
+    assert json.loads(out.stdout)["step_time_s"] == pytest.approx(api.step_time_s)
+    assert api.step_time_s < plain["step_time_s"]

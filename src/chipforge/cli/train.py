@@ -172,6 +172,14 @@ def train(
             "the dgrad GEMM, the reduce-scatter under the wgrad GEMM",
         ),
     ] = False,
+    fp8_dispatch: Annotated[
+        bool,
+        typer.Option(
+            "--fp8-dispatch",
+            help="MoE dispatch in the FP8/FP4 GEMM input's precision (DeepSeek-V3); the "
+            "combine stays BF16 (default: every all-to-all in BF16, as Megatron-Core runs it)",
+        ),
+    ] = False,
     fp8_recipe: Annotated[
         str,
         typer.Option(
@@ -338,7 +346,7 @@ def train(
         shared_expert_overlap=shared_expert_overlap, bucket_size=bucket,
         recompute_modules=tuple(m.strip() for m in recompute_modules.split(",") if m.strip()),
         nccl_ctas=caps, moe_host_sync=moe_host_sync, loss=loss,
-        tp_async_backward=tp_async_backward,
+        tp_async_backward=tp_async_backward, fp8_dispatch=fp8_dispatch,
     )  # fmt: skip
     data = res.to_dict()
     if calculon_plan:
