@@ -1,6 +1,7 @@
 """The modules import in pipeline order: the circles the project once had (rtl.cosim with its
 simulators, silicon.floorplan with silicon.reference, workload.costs / imported / patterns,
-workload.pt2_archive with torch_import) stay broken, function-level imports included."""
+workload.pt2_archive with torch_import, explore.evaluate with explore.space) stay broken,
+function-level imports included."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ ONCE_CIRCLES = (
     ("chipforge.silicon.floorplan", "chipforge.silicon.reference"),
     ("chipforge.workload.costs", "chipforge.workload.imported", "chipforge.workload.patterns"),
     ("chipforge.workload.pt2_archive", "chipforge.workload.torch_import"),
+    ("chipforge.explore.evaluate", "chipforge.explore.space"),
 )
 
 

@@ -19,7 +19,7 @@ import json
 from functools import cache
 
 from chipforge.errors import ChipforgeError
-from chipforge.explore.space import Space
+from chipforge.explore.space import Space, apply
 from chipforge.explore.system import (
     SERVING_OBJECTIVES,
     SITE_OBJECTIVES,
@@ -37,35 +37,6 @@ def point_id(space: Space, params: dict) -> str:
     spec = apply(space.base_dump("json"), params)
     text = json.dumps([spec, space.workloads, *space.system_ident()], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _key(node, part: str):
-    """The index of `part` in a list of named levels (by name, else by position), or the key."""
-    if isinstance(node, list):
-        names = [m.get("name") for m in node]
-        return names.index(part) if part in names else int(part)
-    return part
-
-
-def apply(base: dict, params: dict) -> dict:
-    """`base` with the dotted-path parameters set. Only the containers on a changed path are
-    copied (the rest is shared with `base`, which is never modified)."""
-    d = dict(base)
-    d["memory"] = list(d["memory"])
-    fresh = {id(d), id(d["memory"])}
-    for path, value in params.items():
-        *head, last = path.split(".")
-        node = d
-        for part in head:
-            k = _key(node, part)
-            child = node[k]
-            if id(child) not in fresh:
-                child = list(child) if isinstance(child, (list, tuple)) else dict(child)
-                node[k] = child
-                fresh.add(id(child))
-            node = child
-        node[_key(node, last)] = value
-    return d
 
 
 @cache

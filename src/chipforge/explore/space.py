@@ -115,7 +115,7 @@ class Space:
 
     def base_dump(self, mode: str) -> dict:
         """The base chip as a dict (`python` or `json` mode), dumped once per process;
-        callers copy before changing it (evaluate.apply)."""
+        callers copy before changing it (apply)."""
         if mode not in self._dumps:
             self._dumps[mode] = self.base.model_dump(mode=mode)
         return self._dumps[mode]
@@ -155,12 +155,39 @@ def _resolve(base: dict, path: str) -> None:
             )
 
 
+def _key(node, part: str):
+    """The index of `part` in a list of named levels (by name, else by position), or the key."""
+    if isinstance(node, list):
+        names = [m.get("name") for m in node]
+        return names.index(part) if part in names else int(part)
+    return part
+
+
+def apply(base: dict, params: dict) -> dict:
+    """`base` with the dotted-path parameters set. Only the containers on a changed path are
+    copied (the rest is shared with `base`, which is never modified)."""
+    d = dict(base)
+    d["memory"] = list(d["memory"])
+    fresh = {id(d), id(d["memory"])}
+    for path, value in params.items():
+        *head, last = path.split(".")
+        node = d
+        for part in head:
+            k = _key(node, part)
+            child = node[k]
+            if id(child) not in fresh:
+                child = list(child) if isinstance(child, (list, tuple)) else dict(child)
+                node[k] = child
+                fresh.add(id(child))
+            node = child
+        node[_key(node, last)] = value
+    return d
+
+
 def _check_values(path: str, values: list, base: dict) -> None:
     """Each value set alone on the base chip must be one the field accepts: a unit of the wrong
     kind (`clock = ["1 GB"]`), a string where a number goes or a value out of the field's range
     is refused here, before any point runs. Rules between fields are left to each point."""
-    from chipforge.explore.evaluate import apply
-
     last = path.split(".")[-1]
     for value in values:
         try:
