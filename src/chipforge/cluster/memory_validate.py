@@ -7,13 +7,11 @@ model would refuse still gets its figure (the refusal is the error being measure
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
-from importlib import resources
 
 from chipforge.cluster import check_validate as cv
 from chipforge.cluster.memory import GiB
-from chipforge.cluster.validate import CASES, ClusterCase, training_plan
+from chipforge.cluster.validate import CASES, ClusterCase, csv_rows, training_plan
 from chipforge.spec.loader import load_chip
 
 FILENAME = "memory_published.csv"
@@ -23,8 +21,7 @@ UNBOUNDED = 2.0**60  # bytes: no plan is refused for memory while its memory is 
 
 def rows() -> list[dict]:
     """The CSV's rows (its '#' header lines state the selection rule)."""
-    text = (resources.files("chipforge.data") / FILENAME).read_text()
-    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    return csv_rows(FILENAME)
 
 
 def predicted_gib(config: dict) -> float:
