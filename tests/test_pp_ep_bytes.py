@@ -30,19 +30,28 @@ def test_pp_hop_moves_16_bits_under_fp8_and_fp4():
     assert pp_hop(c, Plan(tp=2, pp=1, dp=32), topo, seq=8192, dtype="fp8", run=run) == 0.0
 
 
-def test_serving_pp_hop_moves_16_bits_under_fp8():
+def test_serving_pp_hop_moves_two_16_bit_tensors_under_fp8():
     """Serving: what a second pipeline stage adds to a Llama 3 70B FP8 prefill step of 2 x 1024
-    tokens at TP4 on 8 H100 is one send/recv of the 16-bit activations."""
+    tokens at TP4 on 8 H100 is two send/recvs of 16-bit activations, hidden_states and residual
+    (TensorRT-LLM's PipelineInterface, vLLM's IntermediateTensors); a decode step's hops carry
+    one token per sequence, and four stages make three boundaries."""
     from chipforge.cluster.serving import _step
 
     chip, c = load_chip("h100"), load_model("llama3-70b")
     topo = topology_for(chip, 8)
 
-    def step(pp: int) -> float:
-        return _step(chip, c, topo, "prefill", 2, 1024, 4, pp, 1, "fp8", "fp8")
+    def step(phase: str, b: int, n: int, pp: int) -> float:
+        return _step(chip, c, topo, phase, b, n, 2, pp, 1, "fp8", "fp8")
 
-    hop = collective_time("send_recv", 2 * 1024 * c.hidden * 2, 2, topo, stride=4)
-    assert step(2) - step(1) == pytest.approx(hop)
+    def message(tokens: int) -> float:  # one tensor of tokens x hidden at 2 bytes
+        return collective_time("send_recv", tokens * c.hidden * 2, 2, topo, stride=2)
+
+    assert step("prefill", 2, 1024, 2) - step("prefill", 2, 1024, 1) == pytest.approx(
+        2 * message(2 * 1024)
+    )
+    assert step("decode", 16, 4096, 4) - step("decode", 16, 4096, 1) == pytest.approx(
+        3 * 2 * message(16)
+    )
 
 
 def test_moe_all_to_alls_move_16_bits_unless_the_dispatch_is_fp8():

@@ -83,9 +83,20 @@ COMBINE_DTYPE = "bf16"  # the MoE combine all-to-all returns expert outputs at t
 # tensors in the checkpoint's `config.torch_dtype` (tensorrt_llm/_torch/models/modeling_utils.py
 # create_pipeline_interface_factory, at 323e846; quantization lives in the separate quant
 # config), vLLM its IntermediateTensors in the model dtype (models/utils.py
-# make_empty_intermediate_tensors_factory). (Both send two such tensors, hidden_states and
-# residual; this hop counts one.)
+# make_empty_intermediate_tensors_factory).
 PP_DTYPE = "bf16"
+# Each hop sends TWO such tensors of tokens x hidden, as two messages: the block output and
+# the residual stream, which the next stage's fused add + RMSNorm takes apart. TensorRT-LLM
+# (323e846): DecoderModel.__pp_init__ builds its PipelineInterface from
+# pp_interface_keys = ["hidden_states", "residual"] (_torch/models/modeling_utils.py), and
+# PipelineInterface.send sends hidden_states, then residual (_torch/pipeline_interface.py).
+# vLLM (e06c9ba): LlamaModel.forward returns IntermediateTensors({"hidden_states": ...,
+# "residual": ...}) on every stage but the last, its make_empty_intermediate_tensors_factory(
+# ["hidden_states", "residual"], config.hidden_size) (models/llama.py; Qwen3, DeepSeek-V2/V3,
+# Mixtral, GPT-OSS alike), sent tensor by tensor by send_tensor_dict; SGLang's PPProxyTensors
+# carry the same two. (Training's hop is one tensor: Megatron folds the residual into the
+# layer output, see training.PP_BYTES.)
+PP_TENSORS = 2
 # The MoE dispatch or combine inside one scale-up domain runs as a one-sided all-to-all
 # (TensorRT-LLM's NVLinkOneSided kernels, tech_blog18; DeepEP's NVLink path): each rank writes
 # its tokens straight into every peer's receive buffer at once, behind two flag barriers, so it
@@ -287,7 +298,7 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=Fal
     t += _head(chip, c, b, tp, dt)
     if pp > 1:  # activations sent between stages
         act = b * (n if phase == "prefill" else 1) * c.hidden * max(nbytes(dt), nbytes(PP_DTYPE))
-        t += (pp - 1) * collective_time("send_recv", act, 2, topo, stride=tp)
+        t += (pp - 1) * PP_TENSORS * collective_time("send_recv", act, 2, topo, stride=tp)
     return t
 
 

@@ -91,7 +91,10 @@ GEMM_INPUT_BYTES = {"fp8": 1.0, "fp4": 0.5 + 1 / 16}
 # sets to `args.params_dtype` (torch.bfloat16 under --bf16, FP8/FP4 being Transformer Engine's
 # GEMM recipe on top); the MLPerf Training v5.1 NVIDIA Llama 3.1 405B pretrain.py passes
 # pipeline_dtype=torch.bfloat16 (hsg_ngpu2560_ngc25.09_nemo). So 2 bytes under FP8/FP4, the
-# training dtype's own width at 16 or 32 bits.
+# training dtype's own width at 16 or 32 bits. It is ONE tensor (serving sends two, see
+# serving.PP_TENSORS): Megatron-Core's get_tensor_shapes returns the single shape (seq / cp
+# [/ tp under sequence parallelism], micro_batch, hidden) (core/pipeline_parallel/schedules.py),
+# the layer having added its residual back inside (transformer_layer.py, bias-dropout-add).
 PP_BYTES = 2
 # MoE all-to-all precision (ep_bytes): Megatron-Core dispatches the router's BF16 hidden states
 # and Transformer Engine quantizes them inside the experts' grouped GEMM, for every dispatcher:
