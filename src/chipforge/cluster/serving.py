@@ -94,8 +94,8 @@ PP_DTYPE = "bf16"
 # "residual": ...}) on every stage but the last, its make_empty_intermediate_tensors_factory(
 # ["hidden_states", "residual"], config.hidden_size) (models/llama.py; Qwen3, DeepSeek-V2/V3,
 # Mixtral, GPT-OSS alike), sent tensor by tensor by send_tensor_dict; SGLang's PPProxyTensors
-# carry the same two. (Training's hop is one tensor: Megatron folds the residual into the
-# layer output, see training.PP_BYTES.)
+# carry the same two (bf7a0e2, srt/models/llama.py LlamaModel.forward). (Training's hop is
+# one tensor: Megatron folds the residual into the layer output, see training.PP_BYTES.)
 PP_TENSORS = 2
 # The MoE dispatch or combine inside one scale-up domain runs as a one-sided all-to-all
 # (TensorRT-LLM's NVLinkOneSided kernels, tech_blog18; DeepEP's NVLink path): each rank writes
