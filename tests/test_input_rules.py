@@ -85,12 +85,39 @@ def test_beside_one_rule(tmp_path):
     from chipforge.userfile import beside
 
     (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    for folder in ("h100", "llama3-8b"):  # a sweep store or report folder named after one
+        (tmp_path / folder).mkdir()
     d = str(tmp_path)
     assert beside("c.toml", d) == f"{d}/c.toml"  # missing: the loader names this path
+    assert beside(" c.toml ", d) == f"{d}/c.toml"  # spaces around a name go, as bare_name's
     assert beside("llm:sub/config.json", d) == f"llm:{d}/sub/config.json"
     assert beside("m", d) == f"{d}/m" and beside("./x", d) == f"{d}/x"
     for kept in ("h100", "llm:llama3-8b", "/abs/c.toml", "", "x" * 5000):
         assert beside(kept, d) == kept
+
+
+def test_a_preset_beside_a_folder_of_its_name_is_the_preset(tmp_path, monkeypatch):
+    """A preset named in a space, rack or scenario became a path when the file's folder held
+    anything of that name: `sweep sp/space.toml --store sp/h100`, run again, was refused
+    ("chip file 'sp/h100' is not a regular file"), and so was a rack naming h100."""
+    from chipforge.decide.inputs import load_scenario
+    from chipforge.explore import load_space
+
+    (tmp_path / "sp" / "h100").mkdir(parents=True)
+    (tmp_path / "sp" / "forge-n3").mkdir()
+    (tmp_path / "sp" / "space.toml").write_text(
+        '[base]\nchip = "h100"\n[params]\nclock = ["1 GHz"]\n[[workloads]]\nspec = "gpt2"\n'
+        '[objectives]\ntime_s = "min"\n'
+    )
+    (tmp_path / "sp" / "r.toml").write_text(RACK.format(chip="h100"))
+    text = (REPO / "examples" / "decide" / "forge_vs_rent.toml").read_text()
+    (tmp_path / "sp" / "s.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert load_space("sp/space.toml").base.name == "h100"
+    assert load_scenario(tmp_path / "sp" / "s.toml").build.chip == "forge-n3"
+    code, _, err = cli("datacenter", "--rack", "sp/r.toml", "--power", "1MW", "--json")
+    assert code == 0, err
 
 
 def test_sweep_space_path_is_relative_to_the_space_file(tmp_path, monkeypatch):

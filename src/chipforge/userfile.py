@@ -112,19 +112,25 @@ def beside(value: str, folder: str | Path) -> str:
     """A chip, rack or model named inside a file (a rack TOML, a sweep space, a decide
     scenario) kept in `folder`: a relative path in it is relative to that file, as a user keeps
     them together, wherever the command runs. A path is a name ending in .toml, .json, .onnx or
-    .pt2, one with a slash (./model-folder), or one naming something in `folder`; `llm:` before
-    it stays. A preset's name, an absolute path, or a name the file system refuses is returned
-    as given (the loaders then say what is wrong with it)."""
+    .pt2, one with a slash (./model-folder), or the name of a file in `folder` or of a model
+    folder there (one holding a config.json); `llm:` before it stays, spaces around it go
+    (`bare_name`) unless `folder` holds a file named with them. A preset's name (even beside a
+    folder of that name: a sweep store, a report folder), an absolute path, or a name the file
+    system refuses is returned as given (the loaders then say what is wrong with it)."""
     bare = value.removeprefix("llm:")
+    lead = value[: len(value) - len(bare)]
     try:
+        if bare != bare.strip() and not (Path(folder) / bare).exists():
+            bare = bare.strip()
+        path = Path(folder) / bare
         if not bare or Path(bare).is_absolute():
             return value
-        path = Path(folder) / bare
-        if not ("/" in bare or bare.lower().endswith(PATH_SUFFIXES) or path.exists()):
+        named = "/" in bare or bare.lower().endswith(PATH_SUFFIXES)
+        if not (named or path.is_file() or (path / "config.json").is_file()):
             return value
     except (OSError, ValueError):
         return value
-    return value[: len(value) - len(bare)] + str(path)
+    return lead + str(path)
 
 
 def missing(path: str | Path) -> str:
