@@ -594,6 +594,9 @@ def evaluate(
                                                    dt, kvd, *eng), d),
                 lambda n: _on_grid(lambda m: _step(chip, c, topo, "prefill", 1, m, tp, pp, ep,
                                                    dt, kvd, *pre), n),
+                lambda n, o: _on_grid(lambda m: _on_grid(lambda q: _step(
+                    chip, c, topo, "prefill", 1, m, tp, pp, ep, dt, kvd, *eng, isl - fresh + q
+                ) - _step(chip, c, topo, "prefill", 1, m, tp, pp, ep, dt, kvd, *pre), o), n),
             )  # fmt: skip
             tpot = (total - ttft) / max(1, osl - 1)
             thr = dp * batch * osl / total

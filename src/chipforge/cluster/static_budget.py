@@ -12,7 +12,11 @@ completes its prefill and then decodes once per step until it has `osl` tokens.
 
 A step's time is a decode step of the sequences decoding in it plus a prefill pass of the prompt
 tokens it carries, each priced as the serving model prices them (the same split as continuous
-batching's decode step plus prefill share)."""
+batching's decode step plus prefill share). A chunk that continues a prompt also attends to the
+prompt's tokens prefilled in earlier steps, read from the KV cache (vLLM V0's attention
+backends run such a prefill as "prefix-enabled attention" over the sequence's cached context:
+`PagedAttention.forward_prefix` with `context_lens`, or FlashAttention's varlen kernel over the
+block table); the pass over the step's own tokens does not count that, `context_s` adds it."""
 
 from __future__ import annotations
 
@@ -31,13 +35,16 @@ def static_budget_schedule(
     budget: int,
     decode_s: Callable[[int], float],
     prefill_s: Callable[[int], float],
+    context_s: Callable[[int, int], float] | None = None,
 ) -> tuple[float, float]:
     """(seconds until the whole batch is done, seconds until its last prompt's first token) for
     `batch` prompts of `isl` tokens, each generating `osl` tokens, under `budget` tokens per
     step. `decode_s(d)`: a decode step of d sequences; `prefill_s(p)`: a pass over p prompt
-    tokens."""
+    tokens; `context_s(n, o)`: what n tokens of a prompt add by attending to its first o tokens,
+    prefilled in earlier steps (None: nothing)."""
     dec: dict[int, float] = {}  # a step's cost depends only on its decodes / prompt tokens
     pre: dict[int, float] = {}
+    ctx: dict[tuple[int, int], float] = {}
     total_prompt = batch * isl
     if -(-total_prompt // budget) + osl > MAX_STEPS:
         raise Infeasible(
@@ -59,6 +66,15 @@ def static_budget_schedule(
             t += dec[decoding] if decoding in dec else dec.setdefault(decoding, decode_s(decoding))
         if p:
             t += pre[p] if p in pre else pre.setdefault(p, prefill_s(p))
+        pos, end = filled, filled + p
+        while context_s and pos < end:  # the step's piece of each prompt it carries
+            o = pos % isl  # tokens of this prompt prefilled before the step
+            if not o:  # whole prompts, then the start of the next: no earlier context
+                pos += min(end - pos, isl * max(1, (end - pos) // isl))
+                continue
+            n = min(end - pos, isl - o)
+            t += ctx[n, o] if (n, o) in ctx else ctx.setdefault((n, o), context_s(n, o))
+            pos += n
         filled += p
         new = filled // isl - done  # prompts whose prefill this step completed
         done += new
