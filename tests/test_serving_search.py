@@ -83,3 +83,14 @@ def test_r1_server_runs_the_largest_load_meeting_the_p99_bounds():
     assert p.tpot_at("p99") <= 0.08 and p.ttft_at("p99") <= 2.0
     # one more sequence per GPU misses a bound: capped there, the search keeps this batch
     assert plan_serving("b200", "deepseek-v3", 8, max_batch=p.batch + 8, **kw).batch == p.batch
+
+
+def test_a_search_whose_weights_fit_but_no_kv_cache_does_says_so():
+    """llama3-70b on 2 x H100 with 8K-token sequences: TP1 cannot hold the weights, TP2 and PP2
+    hold them but not one sequence's KV cache. The refusal names the KV cache, not "weights
+    alone need 131 GiB, 2 chips have 149 GiB; use >= 3 chips" (the first plan's reason)."""
+    with pytest.raises(Infeasible) as err:
+        plan_serving("h100", "llama3-70b", 2, isl=4096, osl=4096)
+    assert "KV cache" in str(err.value) and "weights alone" not in str(err.value)
+    with pytest.raises(Infeasible, match="weights alone need"):  # no plan holds the weights
+        plan_serving("h100", "llama3-405b", 2, isl=128, osl=128)

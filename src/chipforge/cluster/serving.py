@@ -891,7 +891,9 @@ def plan_serving(
                     try:
                         plan = run(t, p, e, run_b, b if concurrency else None)
                     except Infeasible as err:
-                        why = why or err
+                        # the reason worth giving: a plan whose weights fit says what else does
+                        # not (the KV cache, a token budget), not another plan's weights
+                        why = err if why is None or "weights need" in str(why) else why
                         if prev:
                             edges.append((math.inf, prev, b))
                         break
