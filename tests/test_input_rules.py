@@ -279,3 +279,32 @@ def test_rack_chip_read_as_a_file_says_what_is_wrong(tmp_path):
     assert_user_error(code, err, "--html", "also an input", "chip file")
     (tmp_path / "sub" / "c.toml").write_text("cores = -1\n")
     assert_user_error(*cli(*args)[::2], "c.toml", "`name` is required")
+
+
+def test_an_output_naming_a_sweep_store_file_is_refused(tmp_path):
+    """`sweep show ST --out ST/space.json` read the refusal of the output as a damaged
+    space.json (a warning) and then wrote over it; `--out` a store part replaced the sweep's
+    results; `sweep SPACE --store ST --out ST/space.json` ran and then replaced the store's
+    space, so `--resume` was refused ("holds a different space")."""
+    space = tmp_path / "space.toml"
+    space.write_text('[base]\nchip = "forge-n3"\n[params]\nclock = ["1 GHz"]\n[[workloads]]\n'
+                     'spec = "gpt2"\n[objectives]\ntime_s = "min"\n')  # fmt: skip
+    st = tmp_path / "st"
+    run = ["sweep", str(space), "--store", str(st), "--workers", "1"]
+    assert cli(*run)[0] == 0
+    (part,) = st.glob("part-*.parquet")
+    kept = {p: p.read_bytes() for p in (st / "space.json", part)}
+    for flag, target, what in (("--out", st / "space.json", "space.json"),
+                               ("--html", part, "part")):  # fmt: skip
+        code, _, err = cli("sweep", "show", str(st), "--json", flag, str(target))
+        assert_user_error(code, err, flag, "also an input", what)
+    code, _, err = cli(*run, "--resume", "--out", str(st / "space.json"))
+    assert_user_error(code, err, "--out", "also an input", "space.json")
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert cli(*run, "--resume")[0] == 0
+    fresh = tmp_path / "fresh"  # a new store: its space.json written, then the run refused
+    fresh.mkdir()
+    code, _, err = cli("sweep", str(space), "--store", str(fresh), "--workers", "1", "--out",
+                       str(fresh / "space.json"))  # fmt: skip
+    assert_user_error(code, err, "--out", "also an input", "space.json")
+    assert "fingerprint" in (fresh / "space.json").read_text() and not list(fresh.glob("part-*"))

@@ -25,9 +25,10 @@ from pathlib import Path
 
 from chipforge.atomic import atomic_path, atomic_write_bytes, remove_stale_temporaries
 from chipforge.errors import ChipforgeError
-from chipforge.userfile import load_json
+from chipforge.userfile import load_json, note_input
 
 LOCK = ".lock"
+SPACE_JSON = "sweep store's space.json"  # what it is read as, in errors
 
 
 def _stderr_warning(message: str) -> None:
@@ -81,6 +82,7 @@ class Store:
                 )
         remove_stale_temporaries(self.path)  # ours are gone: we hold the lock
         atomic_write_bytes(meta_path, json.dumps(meta, sort_keys=True, indent=1).encode())
+        note_input(meta_path, SPACE_JSON)  # `--out STORE/space.json` is refused before the run
         self._seq = len(self.parts())
         return self.ids()
 
@@ -129,6 +131,7 @@ class Store:
         import pyarrow.parquet as pq
 
         for p in self.parts():
+            note_input(p, "sweep store's part")  # an output flag naming it is refused
             try:
                 if not p.is_file():  # a folder pyarrow reads as a dataset; a pipe blocks
                     raise OSError(f"{p.name} is not a regular file")
@@ -200,7 +203,9 @@ class Store:
     @staticmethod
     def _read_meta(p: Path) -> dict | None:
         """space.json by the bounded reader, or None when damaged: larger than 1 MB, not a
-        regular file (a named pipe blocked the read), not UTF-8 JSON."""
+        regular file (a named pipe blocked the read), not UTF-8 JSON. An output flag naming
+        it is refused (`note_input`), not read as damage and then written over."""
+        note_input(p, SPACE_JSON)
         try:
             meta = load_json(p, what="space.json", limit=1_000_000)
         except ChipforgeError:
