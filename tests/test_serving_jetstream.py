@@ -67,3 +67,23 @@ def test_the_cli_states_both():
     plan = s.plan_serving("tpu-v5e", "llama2-7b", 8, batching="interleaved", dense_cache=2048, **KW)
     assert got["plan"]["dense_cache_tokens"] == 2048 and got["plan"]["batching"] == "interleaved"
     assert got["throughput_tokens_per_s"] == pytest.approx(plan.throughput_tokens_per_s)
+
+
+def test_interleaved_prefills_each_prompt_at_its_own_bucket():
+    """analyze_sharegpt.py pads each request to its own power-of-two bucket. With prompt
+    lengths spread (isl_cv), the mean prefill is taken over the lengths (the lognormal points
+    of queueing.length_factors), not at the mean length's bucket; padding is convex in the
+    length, so the spread costs throughput. isl_cv was ignored before."""
+    from chipforge.cluster.queueing import length_factors
+
+    kw = dict(KW, batching="interleaved", dense_cache=2048)
+    spread = s.plan_serving("tpu-v5e", "llama2-7b", 8, isl_cv=1.5, **kw)
+    fixed = s.plan_serving("tpu-v5e", "llama2-7b", 8, **kw)
+    assert spread.batch == fixed.batch
+    buckets = [max(16, 2 ** (round(121 * x) - 1).bit_length()) for x in length_factors(1.5)]
+    assert max(buckets) >= 512 and min(buckets) <= 64
+    prefill = sum(_parts(spread, n)[1] for n in buckets) / len(buckets)
+    decode = _parts(spread, 128)[0]
+    per_request = prefill + KW["osl"] * decode / spread.batch
+    assert spread.throughput_tokens_per_s == pytest.approx(KW["osl"] / per_request, rel=1e-9)
+    assert spread.throughput_tokens_per_s < fixed.throughput_tokens_per_s  # 3.70k vs 3.74k

@@ -29,6 +29,7 @@ from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
 from chipforge.cluster.queueing import (
     PERCENTILES,
+    length_factors,
     tpot_percentiles,
     ttft_percentiles,
     wait_percentiles,
@@ -71,7 +72,9 @@ BATCHING = ("continuous", "static", "interleaved")
 # token_utils.pad_tokens to the next of the buckets 16, 32, ..., 32768): each prompt is
 # prefilled alone, at batch 1 and its padded length, between the decode steps. jetstream-pytorch's
 # own time model of its ShareGPT benchmark (benchmarks/analyze_sharegpt.py) is the same: the
-# prefills' time plus the output tokens x the decode step / batch.
+# prefills' time plus the output tokens x the decode step / batch. It prices each request's
+# prefill at that request's own bucket, so with a spread of prompt lengths (`isl_cv`) the mean
+# prefill is taken over the lengths (queueing.length_factors), not at the mean length's bucket.
 PREFILL_BUCKET_MIN = 16  # JetStream token_utils.pad_tokens' smallest bucket
 # The collective that ends a MoE block in `workload.llm.build`: ffn_block's row-parallel
 # all-reduce ("ffn_allreduce") inside the "moe_layers" prefix (the other is "attn_allreduce").
@@ -571,8 +574,11 @@ def evaluate(
         if groups > 1 or spec_tokens:
             raise Infeasible("interleaved batching is modelled without attention groups or "
                              "draft tokens")  # fmt: skip
-        bucket = max(PREFILL_BUCKET_MIN, 1 << (fresh - 1).bit_length())
-        prefill = _step(chip, c, topo, "prefill", 1, bucket, tp, pp, ep, dt, kvd, *pre)
+        buckets = [max(PREFILL_BUCKET_MIN, 1 << (max(1, round(fresh * x)) - 1).bit_length())
+                   for x in length_factors(isl_cv)]  # fmt: skip
+        prefill = sum(
+            _step(chip, c, topo, "prefill", 1, n, tp, pp, ep, dt, kvd, *pre) for n in buckets
+        ) / len(buckets)
         tpot = decode + (batch - 1) / osl * prefill
         ttft = prefill + (decode if batch > 1 else 0.0)
         thr = dp * batch / (decode + batch / osl * prefill)
