@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache, lru_cache
 from statistics import NormalDist
 
 from chipforge.cluster.checks import MAX_CHIPS, MAX_SEQUENCES, MAX_TOKENS, at_most, divisors
@@ -594,15 +594,21 @@ def evaluate(
             if pp > 1 or groups > 1 or spec_tokens:
                 raise Infeasible("a static batch under max_num_tokens is modelled for pp 1, "
                                  "without attention groups or draft tokens")  # fmt: skip
+
+            @cache
+            def chunk(m, q):  # a pass over m prompt tokens after q of their prompt's
+                return _step(chip, c, topo, "prefill", 1, m, tp, pp, ep, dt, kvd, *eng,
+                             isl - fresh + q)  # fmt: skip
+
+            # what attending to o earlier tokens adds: linear in o (the attention's FLOPs and
+            # KV reads are), taken at a context as long as the prompt's power of two
+            ref = 1 << (fresh - 1).bit_length()
             total, ttft = static_budget_schedule(
                 batch, fresh, osl, max_num_tokens,
                 lambda d: _on_grid(lambda n: _step(chip, c, topo, "decode", n, busy, tp, pp, ep,
                                                    dt, kvd, *eng), d),
-                lambda n: _on_grid(lambda m: _step(chip, c, topo, "prefill", 1, m, tp, pp, ep,
-                                                   dt, kvd, *pre), n),
-                lambda n, o: _on_grid(lambda m: _on_grid(lambda q: _step(
-                    chip, c, topo, "prefill", 1, m, tp, pp, ep, dt, kvd, *eng, isl - fresh + q
-                ) - _step(chip, c, topo, "prefill", 1, m, tp, pp, ep, dt, kvd, *pre), o), n),
+                lambda n: _on_grid(lambda m: chunk(m, 0), n),
+                lambda n, o: o / ref * _on_grid(lambda m: chunk(m, ref) - chunk(m, 0), n),
             )  # fmt: skip
             tpot = (total - ttft) / max(1, osl - 1)
             thr = dp * batch * osl / total
