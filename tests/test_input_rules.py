@@ -308,3 +308,20 @@ def test_an_output_naming_a_sweep_store_file_is_refused(tmp_path):
                        str(fresh / "space.json"))  # fmt: skip
     assert_user_error(code, err, "--out", "also an input", "space.json")
     assert "fingerprint" in (fresh / "space.json").read_text() and not list(fresh.glob("part-*"))
+
+
+def test_an_output_naming_an_onnx_model_s_external_weights_is_refused(tmp_path):
+    """`evaluate --workload m.onnx --out w.bin` replaced the model's external weight file with
+    the JSON (the importer reads weights only when a node needs their numbers, so the file was
+    no input of the command)."""
+    pytest.importorskip("onnx")
+    from test_hostile_more import _onnx_external
+
+    path = _onnx_external(tmp_path, "w.bin")
+    weights = (tmp_path / "w.bin").read_bytes()
+    code, _, err = cli("evaluate", "--chip", "h100", "--workload", path, "--json", "--out",
+                       str(tmp_path / "w.bin"))  # fmt: skip
+    assert_user_error(code, err, "--out", "also an input", "external data")
+    assert (tmp_path / "w.bin").read_bytes() == weights
+    assert cli("evaluate", "--chip", "h100", "--workload", path, "--out",
+               str(tmp_path / "o.json"))[0] == 0  # fmt: skip

@@ -266,8 +266,11 @@ class _Importer:
 
     def _initializers(self) -> None:
         external = self.onnx.TensorProto.EXTERNAL
+        data_files = set()
         for t in self.graph.initializer:
             check_initializer(self.onnx, t, self.source)
+            if t.data_location == external and self.folder is not None:
+                data_files.update(e.value for e in t.external_data if e.key == "location")
             shape = tuple(int(d) for d in t.dims)
             data = None
             if math.prod(shape) <= MAX_FOLD and t.data_location != external:  # in the model
@@ -281,6 +284,8 @@ class _Importer:
             self.params.append(t.name)
             if t.data_type in NOT_WEIGHTS or math.prod(shape) <= 1:
                 self.constants.add(t.name)
+        for name in data_files:  # the model's weights: an output flag naming one is refused
+            note_input(self.folder / name, "model's external data file")
 
     def _inputs(self, dims: dict[str, int]) -> None:
         """Graph inputs, their dynamic dimensions bound from `dims` (`input_shapes`)."""
