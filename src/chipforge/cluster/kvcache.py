@@ -4,7 +4,13 @@ Weights: all parameters split over TP x PP (experts over EP x TP when EP is used
 per-chip share is the same). KV cache: vLLM-style paging (Kwon et al., SOSP 2023) in blocks of
 `PAGE_TOKENS` tokens, each sequence rounded up to whole pages. KV heads are split over TP and
 replicated when TP exceeds the KV-head count; MLA caches one latent per token per layer
-(replicated on every TP rank, as in the DeepSeek-V3 serving setup).
+(replicated on every TP rank, as in the DeepSeek-V3 serving setup). A sliding-window layer
+keeps only its window's latest tokens (`Memory.pages`): vLLM's hybrid KV-cache manager
+(docs/design/hybrid_kv_cache_manager.md: "Sliding window layers: reserve slots only for the
+most recent sliding_window_size tokens"; v1/core/single_type_kv_cache_manager.py
+SlidingWindowManager frees the blocks before `num_computed_tokens - sliding_window + 1`), and
+TensorRT-LLM's KV cache, one block pool per attention window size (docs features/kvcache.md,
+"variable attention window sizes"; batch_manager/kvCacheManager.cpp `BlocksPerWindow`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,26 @@ class Memory:
     capacity: float
     weights: float
     activations: float
-    kv_per_token: float  # KV bytes per cached token on one chip
+    kv_per_token: float  # KV bytes per cached token on one chip, over all its layers
+    # (window, share of the layers) of the sliding-window layers (`ModelConfig.attention_kinds`)
+    windows: tuple[tuple[int, float], ...] = ()
+
+    def pages(self, tokens: int) -> float:
+        """Pages (PAGE_TOKENS tokens of every layer each) one sequence of `tokens` tokens holds:
+        a full-attention layer all of them; a sliding-window layer its window's latest only,
+        at most ceil(window / PAGE_TOKENS) + 1 pages (vLLM's SlidingWindowSpec, +1 "because
+        the sliding window may not start from the beginning of the block")."""
+        full = math.ceil(tokens / PAGE_TOKENS)
+        return full - sum(
+            share * max(0, full - math.ceil(w / PAGE_TOKENS) - 1) for w, share in self.windows
+        )
+
+    def kv_bytes(self, tokens: int) -> float:
+        """KV bytes of one sequence's `tokens` latest positions that its attention reads on
+        this shard: every layer's, a sliding-window layer's window's only."""
+        return self.kv_per_token * (
+            tokens - sum(share * max(0, tokens - w) for w, share in self.windows)
+        )
 
     @property
     def kv_budget(self) -> float:
@@ -43,8 +68,7 @@ class Memory:
 
     def sequences(self, tokens_per_sequence: int) -> int:
         """Sequences of `tokens_per_sequence` tokens that fit (each rounded up to pages)."""
-        pages = math.ceil(tokens_per_sequence / PAGE_TOKENS)
-        return self.kv_tokens // (pages * PAGE_TOKENS)
+        return int(self.kv_tokens // PAGE_TOKENS // self.pages(tokens_per_sequence))
 
     def to_dict(self) -> dict:
         return {
@@ -73,4 +97,5 @@ def memory(
     kv_full = c.kv_bytes_per_token(nbytes(kv_dtype)) / pp
     shards = 1 if c.kv_lora else min(tp, c.n_kv_heads)
     activations = ACTIVATION_TOKENS * max(c.hidden, c.ffn // tp) * 2 * nbytes(dtype)
-    return Memory(capacity, weights, activations, kv_full / shards)
+    windows = tuple((m.window, n / c.layers) for m, n in c.attention_kinds() if m.window)
+    return Memory(capacity, weights, activations, kv_full / shards, windows)

@@ -308,9 +308,9 @@ def _priced(shape: LayerShape) -> _Priced:
 def _layer(shape: LayerShape) -> _Priced:
     chip, c, tp, mb, seq, cp = shape.chip, shape.model, shape.tp, shape.mb, shape.seq, shape.cp
     dtype, attention, sp, ep = shape.dtype, shape.attention, shape.sp, shape.ep
-    windowed = c.windowed_layers if c.window else 0
-    if 0 < windowed < c.layers:  # banded and full layers mixed (GPT-OSS: every other one)
-        return _mixed_windows(shape, windowed / c.layers)
+    kinds = c.attention_kinds()
+    if len(kinds) > 1:  # banded and full layers mixed (GPT-OSS: every other one)
+        return _mixed_windows(shape, kinds)
     fp8 = dtype in CAST_BYTES  # narrow GEMMs as Transformer Engine runs them (FP8 or NVFP4)
     base = "bf16" if fp8 else dtype
     s = seq // cp
@@ -442,13 +442,12 @@ def _expert_eager(
     return _time(chip, ops) if ops else 0.0
 
 
-def _mixed_windows(shape: LayerShape, share: float) -> _Priced:
-    """A model whose sliding window bands only some layers (`ModelConfig.window_layers`): the
+def _mixed_windows(shape: LayerShape, kinds) -> _Priced:
+    """A model whose sliding window bands only some layers (`ModelConfig.attention_kinds`): the
     layer graph (scope "layer") stands for one block, so the per-layer cost is the layer-count
-    weighted mean of a banded and a full-attention block (they differ in attention only)."""
-    c = shape.model
-    band = _priced(replace(shape, model=replace(c, window_layers=None)))
-    full = _priced(replace(shape, model=replace(c, window=0, window_layers=None)))
-    costs = tuple(share * b + (1 - share) * f for b, f in zip(band.costs, full.costs, strict=True))
-    modules = {m: share * band.modules[m] + (1 - share) * full.modules[m] for m in band.modules}
-    return _Priced(costs, modules, full.tp_gemms)  # (the same GEMMs)
+    weighted mean of each kind's block (they differ in attention only)."""
+    priced = [(n / shape.model.layers, _priced(replace(shape, model=m))) for m, n in kinds]
+    first = priced[0][1]
+    costs = tuple(sum(w * p.costs[i] for w, p in priced) for i in range(len(first.costs)))
+    modules = {m: sum(w * p.modules[m] for w, p in priced) for m in first.modules}
+    return _Priced(costs, modules, priced[-1][1].tp_gemms)  # (the same GEMMs in each)

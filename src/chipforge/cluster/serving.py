@@ -26,7 +26,7 @@ from statistics import NormalDist
 from chipforge.cluster.checks import MAX_CHIPS, MAX_SEQUENCES, MAX_TOKENS, at_most, divisors
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
-from chipforge.cluster.kvcache import ACTIVATION_TOKENS, memory
+from chipforge.cluster.kvcache import ACTIVATION_TOKENS, Memory, memory
 from chipforge.cluster.queueing import (
     PERCENTILES,
     length_factors,
@@ -157,7 +157,7 @@ def _graph(
     """One block's graph; chip-independent, so a sweep over designs builds it once. `past`
     (prefill): the n new tokens follow `past` cached ones, which they attend to (and, in MLA's
     expanded prefill form, whose latent is up-projected to keys and values again)."""
-    kw = {"seq": n} if phase == "prefill" else {"context": n}
+    kw = {"seq": n, "past": past} if phase == "prefill" else {"context": n}
     kw |= {"ep": dep} if dep > 1 else {}
     g = build(
         c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", combine=combine, **kw
@@ -170,19 +170,18 @@ def _graph(
             for op in g.ops
         )
         g = replace(g, ops=ops)
-    if past and phase == "prefill":
-        ops = []
-        for op in g.ops:
-            if isinstance(op, Attention):
-                op = replace(op, kv_len=op.kv_len + past)
-            elif isinstance(op, MatMul) and op.name.rsplit(".", 1)[-1] == "kv_up":
-                op = replace(op, m=op.m * (n + past) // n)
-            ops.append(op)
-        g = replace(g, ops=tuple(ops))
     return g
 
 
 def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0, combine=False):
+    kinds = c.attention_kinds()
+    if len(kinds) > 1:  # sliding-window and full-attention layers mixed (GPT-OSS, Gemma 2/3):
+        # one block stands for each layer, so the layer-count weighted mean of each kind's
+        # (they differ in attention alone: its band, its KV reads), as training prices them
+        # (`cluster.layer._mixed_windows`)
+        parts = [(k, _layer(chip, m, phase, b, n, tp, dt, kvd, dep, adt, past, combine))
+                 for m, k in kinds]  # fmt: skip
+        return sum(k * t for k, (t, _) in parts) / c.layers, parts[-1][1][1]
     g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
     r = estimate(g, chip, deployed=True)
     rate = chip.mla_decode_rate if phase == "decode" else None  # ChipSpec.mla_decode_rate
@@ -279,6 +278,14 @@ def _moe_all_to_all(size: float, ep: int, topo: Topology) -> float:
     if topo.kind == "switched" and ep <= topo.domain:
         return A2A_KERNEL_S + (ep - 1) / ep * size / (topo.up_bandwidth * BANDWIDTH_EFFICIENCY)
     return collective_time("all_to_all", size, ep, topo)
+
+
+@lru_cache(maxsize=64)
+def _unbanded(c: ModelConfig) -> ModelConfig:
+    """`c` without sliding windows: a dense preallocated cache (`dense_cache`) holds every
+    position in every layer and its attention reads them all (jetstream-pytorch's
+    layers.AttentionKernel without ragged_mha: dense attention over the whole cache)."""
+    return replace(c, window=0, window_layers=None) if c.window else c
 
 
 @lru_cache(maxsize=64)
@@ -472,12 +479,12 @@ def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept) ->
     return (verify + draft) / tokens
 
 
-def _kv_reread(c: ModelConfig, chip: ChipSpec, kv_per_token: float, seqs: int, ctx: int, pp: int):
+def _kv_reread(c: ModelConfig, chip: ChipSpec, mem: Memory, seqs: int, ctx: int, pp: int):
     """Extra seconds per decode step when the decode attention reads each KV head once per query
     head instead of once per group: TensorRT-LLM's masked-MHA kernel; its GQA kernel (XQA) needs
     a paged KV cache (TensorRT-LLM docs/source/gpt_attention.md, v0.6/v0.7, "XQA Optimization")."""
     group = 1 if c.kv_lora else c.heads // c.n_kv_heads
-    return (group - 1) * seqs * ctx * kv_per_token * pp / chip.hbm.bandwidth
+    return (group - 1) * seqs * mem.kv_bytes(ctx) * pp / chip.hbm.bandwidth
 
 
 def evaluate(
@@ -500,6 +507,7 @@ def evaluate(
     groups = ep // tp if ep > tp else 1
     if groups > 1 and (pp > 1 or chips % ep):
         raise Infeasible(f"--ep {ep} above --tp {tp} needs --pp 1 and --chips a multiple of it")
+    c = _unbanded(c) if dense_cache else c
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dt, kv_dtype=kvd, ep=ep,
                  attn_dtype=attn_dtype)  # fmt: skip
     if mem.kv_tokens <= 0:
@@ -530,7 +538,7 @@ def evaluate(
     busy = dense_cache or busy
     decode = _step(chip, c, topo, "decode", mb, busy, tp, pp, ep, dt, kvd, *eng)
     if not gqa_kernel:
-        decode += _kv_reread(c, chip, mem.kv_per_token, mb, ctx, pp)
+        decode += _kv_reread(c, chip, mem, mb, ctx, pp)
     if spec_tokens:
         decode = _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, spec_tokens,
                               spec_acceptance)  # fmt: skip
@@ -1024,6 +1032,7 @@ def _fits(
 ) -> int:  # fmt: skip
     """Sequences of `_held` tokens (`dense_cache` where set) one replica's KV cache holds (at
     least 1: 0 fails later); a wide-EP replica holds its ep/tp attention groups' caches."""
+    c = _unbanded(c) if dense_cache else c
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd, ep=ep,
                  attn_dtype=attn_dtype)  # fmt: skip
     held = dense_cache or _held(isl, osl, osl_cv)

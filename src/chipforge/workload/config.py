@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, fields, replace
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from chipforge.errors import MAX_NAME, WorkloadError, did_you_mean, is_name
@@ -178,6 +178,14 @@ class ModelConfig:
             return 0
         return self.layers if self.window_layers is None else self.window_layers
 
+    def attention_kinds(self) -> tuple[tuple[ModelConfig, int], ...]:
+        """The layers by attention: (this model with every layer attending so, how many layers
+        do), the sliding-window ones first, then the full-attention rest; one entry where all
+        layers attend alike. The one description of which layers slide that every per-layer
+        cost weighs its layers by (training's and serving's block, the serving KV cache). A
+        block's cost differs between the kinds in its attention alone."""
+        return _attention_kinds(self)
+
     @property
     def n_kv_heads(self) -> int:
         return self.kv_heads or self.heads
@@ -250,6 +258,17 @@ class ModelConfig:
 
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 REQUIRED_FIELDS = ("layers", "hidden", "heads", "ffn", "vocab")
+
+
+@lru_cache(maxsize=256)
+def _attention_kinds(c: ModelConfig) -> tuple[tuple[ModelConfig, int], ...]:
+    windowed = c.windowed_layers
+    if windowed in (0, c.layers):
+        return ((c, c.layers),)
+    return (
+        (replace(c, window_layers=None), windowed),
+        (replace(c, window=0, window_layers=None), c.layers - windowed),
+    )
 
 
 @cache

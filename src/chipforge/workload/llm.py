@@ -158,9 +158,9 @@ def _mla(
             ),
             _mm("v_absorb", t, c.d_v, lat, dtype, batch=heads),
         ]
-    else:
+    else:  # every key position's latent is expanded (cached ones too, after `past` tokens)
         ops += [
-            _mm("kv_up", t, heads * (d + c.d_v), lat, dtype),
+            _mm("kv_up", b * kv, heads * (d + c.d_v), lat, dtype),
             Attention(
                 name="attention",
                 batch=b,
@@ -309,10 +309,14 @@ def build(
     ep: int = 1,
     logits: Literal["all", "last"] | None = None,
     combine: bool | None = None,
+    past: int = 0,
 ) -> Graph:
     """The graph of one step of `phase` on one chip's share of the model.
 
     prefill/train: `batch` sequences of `seq` tokens (default: the model's seq).
+    past (prefill): the `seq` new tokens follow `past` tokens already cached (a prefix-cache
+    hit, an earlier chunk of a chunked prefill), which they attend to: the attention has
+    `seq` queries over `seq + past` keys (its sliding window, if any, bands those).
     decode: one token for each of `batch` sequences with `context` tokens already cached.
     scope="layer": one transformer block only (no embeddings or LM head; no MoE combine, which
     the cluster engines price with their token dispatcher).
@@ -342,13 +346,17 @@ def build(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise WorkloadError(f"`{name}` must be a positive integer, not {value!r}")
+    if isinstance(past, bool) or not isinstance(past, int) or past < 0:
+        raise WorkloadError(f"`past` must be a non-negative integer, not {past!r}")
+    if past and phase != "prefill":
+        raise WorkloadError(f"`past` (cached tokens) is for prefill, not {phase}")
     if c.heads % tp:  # each TP rank holds whole heads (Megatron-LM, Shoeybi et al. 2019 Sec. 3)
         raise WorkloadError(f"`tp` ({tp}) must divide the {c.heads} attention heads of {c.name}")
     if scope not in ("model", "layer"):
         raise WorkloadError(f"`scope` must be model or layer, not {scope!r}")
     kv_dtype = kv_dtype or dtype
     combine = scope == "model" if combine is None else combine
-    q, kv = (1, context + 1) if phase == "decode" else (seq, seq)
+    q, kv = (1, context + 1) if phase == "decode" else (seq, seq + past)
     tokens = batch * q
     ops: list[Op] = []
     for moe, window, count in _layer_kinds(c, scope):
@@ -385,7 +393,7 @@ def build(
         c,
         phase=phase,
         batch=batch,
-        seq=seq,
+        seq=seq + past,
         context=context,
         dtype=dtype,
         kv_dtype=kv_dtype,
@@ -393,6 +401,7 @@ def build(
         scope=scope,
     )
     label = f"{c.name} {phase} b={batch} " + (f"ctx={context}" if phase == "decode" else f"s={seq}")
+    label += f" after {past} cached" if past else ""
     return Graph(
         name=label + (f" tp={tp}" if tp > 1 else "") + (" (1 layer)" if scope == "layer" else ""),
         ops=tuple(ops),
