@@ -87,3 +87,17 @@ def test_interleaved_prefills_each_prompt_at_its_own_bucket():
     per_request = prefill + KW["osl"] * decode / spread.batch
     assert spread.throughput_tokens_per_s == pytest.approx(KW["osl"] / per_request, rel=1e-9)
     assert spread.throughput_tokens_per_s < fixed.throughput_tokens_per_s  # 3.70k vs 3.74k
+
+
+def test_inputs_interleaved_batching_does_not_run_are_refused():
+    """A token budget (chunked prefill) or a disaggregated pool with interleaved batching, or a
+    pool with static batching, was accepted and ignored: the plan said "interleaved" / "static"
+    and a max_num_tokens it never applied. Now a WorkloadError naming the field (exit 2)."""
+    kw = dict(isl=1000, osl=200, tp=1, concurrency=64)
+    for bad in (
+        dict(batching="interleaved", max_num_tokens=512),
+        dict(batching="interleaved", disaggregated=True),
+        dict(batching="static", disaggregated="decode"),
+    ):
+        with pytest.raises(WorkloadError, match="max_num_tokens|batching"):
+            s.plan_serving("h100", "llama3-8b", 2, **kw, **bad)

@@ -850,6 +850,16 @@ def plan_serving(
             "`max_num_tokens` budgets the steps of co-located batching: drop it, or drop "
             "--disaggregated / --decode-pool"
         )
+    if batching != "continuous" and disaggregated:  # its pools run their own batches
+        raise WorkloadError(
+            f"`batching` {batching} runs prefill and decode on the same chips: drop it, or drop "
+            "--disaggregated / --decode-pool"
+        )
+    if batching == "interleaved" and max_num_tokens:  # JetStream: no per-step token budget
+        raise WorkloadError(
+            "`max_num_tokens` budgets chunked prefill; interleaved batching (JetStream) prefills "
+            "each prompt alone at its padded length: drop one of them"
+        )
     if slo_percentile is not None and slo_percentile not in PERCENTILES:
         raise WorkloadError(
             f"`slo_percentile` must be one of {', '.join(PERCENTILES)}, not {slo_percentile!r}"
