@@ -60,7 +60,9 @@ class Memory:
 
     @property
     def kv_tokens(self) -> int:
-        """Tokens the paged cache holds on this shard (whole pages)."""
+        """Tokens the paged cache holds on this shard (whole pages) where every layer holds
+        each of them; sliding-window layers hold fewer (`pages`), so a cache of a windowed
+        model holds longer sequences than this in all."""
         if self.kv_per_token <= 0:
             return 0
         pages = int(self.kv_budget // (self.kv_per_token * PAGE_TOKENS))

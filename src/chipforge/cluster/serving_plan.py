@@ -37,7 +37,7 @@ class ServingPlan:
     ttft_s: float
     tpot_s: float
     throughput_tokens_per_s: float  # output tokens/s over all chips
-    kv_cache_capacity_tokens: int  # per replica
+    kv_cache_capacity_tokens: int  # per replica, every layer holding them (`Memory.kv_tokens`)
     memory_per_chip: dict
     disaggregated: bool | str = False  # True, or "decode" / "prefill": one pool only
     prefill_chips: int = 0
