@@ -156,6 +156,7 @@ RECOMPUTE_MODULES = {
     "mlp": ("ffn_up", "ffn_act", "ffn_down"),
     "moe_act": ("experts_act",),
     "moe": ("router", "router_topk", "experts_up", "experts_act", "experts_down",
+            "experts_extra_up", "experts_extra_down",  # (workload.llm._moe)
             "shared_expert_up", "shared_expert_act", "shared_expert_down"),
     "shared_experts": ("shared_expert_up", "shared_expert_act", "shared_expert_down"),
     # torchtitan's per-op policy (memory.OP_SAC): every forward op but the attention core and

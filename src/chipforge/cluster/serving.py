@@ -115,9 +115,9 @@ ATTENTION_MATMULS = frozenset(
 )
 
 
-# The routed experts' grouped matmuls in `workload.llm._moe` (the busiest chip's active experts,
-# `batch` of them, each n x k weights).
-EXPERT_MATMULS = frozenset(("experts_up", "experts_down"))
+# The routed experts' grouped matmuls in `workload.llm._moe` (the busiest chip's experts hit,
+# `batch` of them in each of its two groups, each n x k weights).
+EXPERT_MATMULS = frozenset(("experts_up", "experts_down", "experts_extra_up", "experts_extra_down"))
 
 
 _CACHE: dict[tuple, object] = {}  # block and LM-head costs, keyed on chip content and shape

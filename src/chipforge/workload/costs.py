@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 from chipforge.workload.imported import Formats, Node, Program, Value
 from chipforge.workload.llm import NORM_FLOPS
 from chipforge.workload.ops import Attention, Conv2d, Embedding, MatMul, Op, Vector
+from chipforge.workload.routing import expert_groups
 
 # kind: (FLOPs, transcendentals) per element of the output. A transcendental (exp, tanh, erf,
 # rsqrt, ...) also counts one FLOP; the vector unit's special-function path (EUP) runs it.
@@ -202,26 +204,24 @@ def matmul(p: Program, node: Node, f: Formats) -> list[Op]:
 
 def grouped_mm(p: Program, node: Node, f: Formats) -> list[Op]:
     """A mixture-of-experts grouped GEMM: `s` rows of A (s, k), sorted by expert, each
-    multiplied by its expert's (k, n) slice of B (experts, k, n): 2 s k n FLOPs, every expert's
-    weight read once. Costed as `experts` equal groups of s // experts rows (the routing is
-    data); the s % experts rows left over as single rows that re-read no weight."""
+    multiplied by its expert's (k, n) slice of B (experts, k, n): 2 s k n FLOPs, the weight of
+    every expert hit read once. The routing is data: the experts hit are those `s` routes
+    expect under uniform routing (`routing.expert_groups`; the op does not say its top-k, so
+    the routes are taken as independent draws: 162 experts for 256 routes over 256, where 32
+    tokens' top-8 expect 163), the rows spread evenly over them: s // hit rows each, one more
+    for s % hit of them (`.rest`)."""
     a, b = p.values[node.inputs[0]], p.values[node.inputs[1]]
     if len(a.shape) != 2 or len(b.shape) != 3:
         return unsupported_op(p, node, f)
     (s, k), (experts, _, n) = a.shape, b.shape
-    rows, extra = divmod(s, experts)
-    ops: list[Op] = []
-    if rows:
-        ops.append(
-            MatMul(name=node.name, m=rows, n=n, k=k, batch=experts, weight=b.static, dtype=f.fmt(a))
-        )
-    if extra:
-        ops.append(
-            MatMul(
-                name=f"{node.name}.rest", m=1, n=n, k=k, batch=extra, weight=False, dtype=f.fmt(a)
-            )
-        )
-    return ops
+    if not s:
+        return []
+    hit, rows, extra = expert_groups(experts, 1, s, s)
+    mm = MatMul(
+        name=node.name, m=rows, n=n, k=k, batch=hit - extra, weight=b.static, dtype=f.fmt(a)
+    )
+    rest = replace(mm, name=f"{node.name}.rest", m=rows + 1, batch=extra)
+    return [mm, rest] if extra else [mm]
 
 
 def conv(p: Program, node: Node, f: Formats) -> list[Op]:

@@ -8,7 +8,6 @@ Shoeybi et al. 2019) plus its all-reduces.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Literal
 
@@ -17,6 +16,7 @@ from chipforge.errors import WorkloadError
 from chipforge.workload.config import ModelConfig
 from chipforge.workload.graph import Graph
 from chipforge.workload.ops import Attention, Collective, Embedding, MatMul, Op, Vector
+from chipforge.workload.routing import expert_groups
 
 Phase = Literal["prefill", "decode", "train"]
 PHASES = ("prefill", "decode", "train")
@@ -218,23 +218,34 @@ def _dense_ffn(
 def _moe(
     c: ModelConfig, *, t: int, tp: int, dtype: str, ep: int = 1, combine: bool = True
 ) -> list[Op]:
-    """Routed experts as one grouped matmul over the experts that receive tokens (balanced
-    routing); at small batch only min(experts, tokens*top_k) experts' weights are read. With
-    expert parallelism `ep` this chip holds experts/ep of them and (balanced) computes as many
-    token-expert pairs as its own tokens route, gathered from the EP group: each local expert
-    sees ep times the tokens (GShard, Lepikhin et al. 2020 Sec. 3.2; DeepSeek-V3 Sec. 3.4).
+    """Routed experts as one grouped matmul over the experts that receive tokens: the expected
+    number of distinct experts hit under uniform top-k routing (`routing.expert_groups`; one
+    token hits top_k, a large batch all), each weight read once, with the routes spread evenly
+    over them: `experts_up`/`_down` the experts with routes // hit rows, `experts_extra_up`/
+    `_down` the routes % hit experts with one row more (the FLOPs stay 2 per route and weight;
+    each expert pads its own rows to the matrix tile), one `experts_act` over every route.
+    With expert parallelism `ep` this chip holds experts/ep of them and (balanced) computes as
+    many token-expert pairs as its own tokens route, gathered from the EP group's ep*t tokens:
+    each local expert sees ep times the tokens (GShard, Lepikhin et al. 2020 Sec. 3.2;
+    DeepSeek-V3 Sec. 3.4).
     `combine`: the routes' outputs weighted and summed here (the cluster engines leave it to
     their token dispatcher's unpermute pass, `cluster.layer`)."""
     routed = t * c.top_k
-    active = min(-(-c.experts // ep), routed)  # the busiest chip: ceil (redundant copies)
-    per_expert = math.ceil(routed / active)
+    local = -(-c.experts // ep)  # the busiest chip: ceil (redundant copies)
+    hit, rows, extra = expert_groups(c.experts, c.top_k, t * ep, routed, local)
+    width = shard(c.expert_ffn, tp)
     ops: list[Op] = [
         _mm("router", t, c.experts, c.hidden, dtype),
         _vec("router_topk", t * c.experts, dtype, 2, 1),
     ]
-    ops += _dense_ffn(
-        c, "experts", t=per_expert, ffn=shard(c.expert_ffn, tp), dtype=dtype, groups=active
-    )
+    experts = _dense_ffn(c, "experts", t=rows, ffn=width, dtype=dtype, groups=hit - extra)
+    if extra:  # the experts that take one route more: GEMMs of their own, one activation pass
+        up, _, down = _dense_ffn(
+            c, "experts_extra", t=rows + 1, ffn=width, dtype=dtype, groups=extra
+        )
+        act = replace(experts[1], elements=routed * width)
+        experts = [experts[0], up, act, experts[2], down]
+    ops += experts
     if combine:  # each token's k expert outputs scaled by their router weights and summed
         # (Shazeer et al. 2017 eq. 1): 2 FLOPs per (token, route, channel)
         ops.append(_vec("experts_combine", routed * c.hidden, dtype, 2))
