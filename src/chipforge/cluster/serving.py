@@ -366,11 +366,16 @@ def _busiest(groups: int, rate: float) -> float:
     an attention-DP iteration lasts as long as its slowest rank). 1 for one group."""
     if groups <= 1 or rate <= 0:
         return 1.0
-    term, cdf, busiest, n = math.exp(-rate), 0.0, 0.0, 0
-    while True:  # E[max] = sum over n >= 0 of P(max > n) = 1 - F(n)^groups
+    # E[max] = sum over n >= 0 of P(max > n) = 1 - F(n)^groups. Below `start` (12 standard
+    # deviations under the mean) F(n) < 1e-30, so each term there is 1; the probabilities are
+    # taken in logs from `start` (exp(-rate) underflows to 0 past rate ~745)
+    start = max(0, math.floor(rate - 12 * math.sqrt(rate)))
+    busiest, cdf, n = float(start), 0.0, start
+    term = math.exp(n * math.log(rate) - rate - math.lgamma(n + 1))
+    while True:
         cdf += term
         tail = 1 - min(1.0, cdf) ** groups
-        if tail < 1e-9 or n > 1000:
+        if tail < 1e-9 and n >= rate:
             return busiest / rate
         busiest += tail
         n += 1
