@@ -325,3 +325,34 @@ def test_an_output_naming_an_onnx_model_s_external_weights_is_refused(tmp_path):
     assert (tmp_path / "w.bin").read_bytes() == weights
     assert cli("evaluate", "--chip", "h100", "--workload", path, "--out",
                str(tmp_path / "o.json"))[0] == 0  # fmt: skip
+
+
+def test_cost_sensitivity_of_a_chip_at_the_package_limit(tmp_path):
+    """`cost --sensitivity` refused a chip `cost` prices ("`chip` needs 10 reticle-sized dies
+    ... shrink the matrix units"): the tornado's 25 % more cores no package holds. That end is
+    now the chip's own count."""
+    import json
+    import re
+
+    from chipforge.errors import Infeasible
+    from chipforge.silicon import evaluate
+    from chipforge.spec import load_chip
+
+    mine = load_chip(str(REPO / "examples" / "my-chip.toml"))
+    lo, hi = mine.cores, mine.cores * 64  # the most cores one package holds, by bisection
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            evaluate(mine.model_copy(update={"cores": mid}))
+            lo = mid
+        except Infeasible:
+            hi = mid
+    path = tmp_path / "edge.toml"
+    text = (REPO / "examples" / "my-chip.toml").read_text()
+    path.write_text(re.sub(r"(?m)^cores = \d+", f"cores = {lo}", text, count=1))
+    code, out, err = cli("cost", "--chip", str(path), "--sensitivity", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    (cores,) = [r for r in data["sensitivity"] if r["knob"] == "cores"]
+    assert cores["low"] == round(lo * 0.75) and cores["high"] == lo
+    assert cores["at_high_usd"] == cores["base_usd"] == data["unit_cost_usd"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chipforge.errors import Infeasible
 from chipforge.silicon.cost import unit_cost
 from chipforge.silicon.interfaces import HBM_PRICE_RANGE
 from chipforge.silicon.report import evaluate, node_named
@@ -11,7 +12,8 @@ from chipforge.spec import ChipSpec
 # high (spec/nodes.toml, sourced per node); the HBM price over interfaces.HBM_PRICE_RANGE
 # (sourced there); the defect density from 0.75x to 1.5x the node's
 # (N5's D0 fell from 0.10-0.11 to ~0.06 per cm2 over its ramp, [semi-d0-n5]: assumption); the
-# cores (so the die area) 25% fewer or more, a design choice.
+# cores (so the die area) 25% fewer or more, a design choice; an end whose dies no package holds
+# (floorplan.MAX_DIES) is the chip's own count: the range stops at what can be built.
 D0_RANGE = (0.75, 1.5)
 CORES_RANGE = (0.75, 1.25)
 
@@ -51,7 +53,10 @@ def sensitivity(chip: ChipSpec, node: str | None = None) -> list[dict]:
     for f in CORES_RANGE:
         n = max(1, round(chip.cores * f))
         dump = {**chip.model_dump(), "cores": n, "physical_cores": None}
-        ends.append((n, evaluate(ChipSpec.model_validate(dump), proc.name).costs.unit_cost))
+        try:
+            ends.append((n, evaluate(ChipSpec.model_validate(dump), proc.name).costs.unit_cost))
+        except Infeasible:  # more dies than a package holds: not a design, the chip's own end
+            ends.append((chip.cores, base.unit_cost))
     if ends[0][0] != ends[1][0]:
         row("cores", ends[0][0], ends[1][0], ends[0][1], ends[1][1])
     return sorted(rows, key=lambda r: -abs(r["at_high_usd"] - r["at_low_usd"]))
