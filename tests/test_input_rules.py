@@ -356,3 +356,23 @@ def test_cost_sensitivity_of_a_chip_at_the_package_limit(tmp_path):
     (cores,) = [r for r in data["sensitivity"] if r["knob"] == "cores"]
     assert cores["low"] == round(lo * 0.75) and cores["high"] == lo
     assert cores["at_high_usd"] == cores["base_usd"] == data["unit_cost_usd"]
+
+
+def test_simulate_trace_is_the_shared_output_flag(tmp_path, monkeypatch):
+    """`simulate` had its own `--trace` option, outside the output rules: `--trace t.json --out
+    t.json` ran and one replaced the other; a `--trace` naming the chip TOML was refused only
+    when written, after the run."""
+    from chipforge.sim import engine
+
+    ran = []
+    monkeypatch.setattr(engine, "run_timing", lambda *a, **k: ran.append(1))
+    chip = _chip(tmp_path / "c.toml", "mine")
+    before = chip.read_bytes()
+    gemm = "gemm:m=64,n=64,k=64"
+    out = str(tmp_path / "t.json")
+    code, _, err = cli("simulate", "--chip", str(chip), "--workload", gemm, "--trace", out,
+                       "--out", out)  # fmt: skip
+    assert_user_error(code, err, "--trace", "--out", "both name")
+    code, _, err = cli("simulate", "--chip", str(chip), "--workload", gemm, "--trace", str(chip))
+    assert_user_error(code, err, "--trace", "also an input")
+    assert chip.read_bytes() == before and not ran

@@ -14,7 +14,7 @@ from chipforge.atomic import atomic_write_text
 from chipforge.cli import ChipOpt, JsonOpt, OutOpt, TrustOpt, WorkloadOpt, app, emit, trusting, warn
 from chipforge.cli.budgetopts import MaxMemoryOpt, MaxWorkOpt
 from chipforge.cli.commands import UnsupportedOpt
-from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
+from chipforge.cli.reportopts import HtmlOpt, PngOpt, TraceOpt, write_reports
 from chipforge.report import tables as tb
 from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
@@ -25,7 +25,6 @@ DtypeOpt = Annotated[
         "--dtype", help="functional run of a .onnx/.pt2 model: bf16, int8 or int8-channel"
     ),
 ]
-TraceOpt = Annotated[Path | None, typer.Option("--trace", help="write a Perfetto trace here")]
 InputsOpt = Annotated[
     Path | None,
     typer.Option(
