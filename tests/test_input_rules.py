@@ -376,3 +376,20 @@ def test_simulate_trace_is_the_shared_output_flag(tmp_path, monkeypatch):
     code, _, err = cli("simulate", "--chip", str(chip), "--workload", gemm, "--trace", str(chip))
     assert_user_error(code, err, "--trace", "also an input")
     assert chip.read_bytes() == before and not ran
+
+
+@pytest.mark.parametrize("flag", ["--trace", "--html", "--png"])
+def test_simulate_functional_model_run_refuses_report_flags(tmp_path, monkeypatch, flag):
+    """`simulate --functional` of a .onnx/.pt2 model ran and exited 0 without the `--trace`,
+    `--html` or `--png` output asked for (its end-to-end run writes none of them)."""
+    from chipforge.sim import graph_run
+
+    ran = []
+    monkeypatch.setattr(graph_run, "run_model", lambda *a, **k: ran.append(1))
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    target = str(tmp_path / ("pngs" if flag == "--png" else "r.out"))
+    code, _, err = cli("simulate", "--chip", "forge-n3", "--workload", str(model), "--functional",
+                       flag, target)  # fmt: skip
+    assert_user_error(code, err, flag, "--functional", "drop it")
+    assert not ran

@@ -15,6 +15,7 @@ from chipforge.cli import ChipOpt, JsonOpt, OutOpt, TrustOpt, WorkloadOpt, app, 
 from chipforge.cli.budgetopts import MaxMemoryOpt, MaxWorkOpt
 from chipforge.cli.commands import UnsupportedOpt
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, TraceOpt, write_reports
+from chipforge.errors import ChipforgeError
 from chipforge.report import tables as tb
 from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
@@ -127,6 +128,12 @@ def simulate(
     spec, trust = load_chip(chip), trusting(trust_pickle)
     limits = budget.parse_limits(max_memory, max_work)
     if functional and workload.split(",")[0].lower().endswith((".onnx", ".pt2")):
+        given = [f for f, v in (("--trace", trace), ("--html", html), ("--png", png)) if v]
+        if given:  # the model's end-to-end run has no per-op timeline or report to write
+            raise ChipforgeError(
+                f"`{given[0]}`: a --functional run of a .onnx/.pt2 model writes its check table "
+                "only (--json, --out); drop it, or leave out --functional for the cycle run's"
+            )
         _simulate_model(
             spec,
             workload,
