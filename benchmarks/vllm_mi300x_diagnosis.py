@@ -40,8 +40,8 @@ def main() -> None:
         parts = dict.fromkeys(("mm", "attn", "vec", "AR", "AR16"), 0.0)
         for op, o in zip(g.ops, estimate(g, chip, deployed=True).ops, strict=True):
             if o.kind == "collective":
-                parts["AR"] += tp_all_reduce(chip.name, op.size, 8, topo)
-                parts["AR16"] += tp_all_reduce(chip.name, 2 * op.size, 8, topo)
+                parts["AR"] += tp_all_reduce(chip, op.size, 8, topo)
+                parts["AR16"] += tp_all_reduce(chip, 2 * op.size, 8, topo)
             elif o.kind == "matmul":
                 parts["mm"] += o.time_s
             elif o.kind == "attention":

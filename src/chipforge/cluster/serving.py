@@ -231,7 +231,7 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False,
     comm = 0.0
     for name, size in collectives:
         if not (ep > 1 and name == MOE_COLLECTIVE):
-            comm += tp_all_reduce(chip.name, size, tp, topo)  # custom AR, else RCCL/NCCL
+            comm += tp_all_reduce(chip, size, tp, topo)  # custom AR, else RCCL/NCCL
     if ep > 1 and c.is_moe:  # MoE: dispatch + combine all-to-all of each token's top_k copies
         # (also without TP, where the graph has no MoE all-reduce to stand in for it)
         # dispatch in the experts' GEMM dtype, combine in BF16 (DeepEP: FP8 dispatch, BF16

@@ -11,14 +11,19 @@ GPUs too). So a TP all-reduce of `CUSTOM_AR_MAX_BYTES` or more is a RCCL/NCCL ca
 Where the platform's library curve is measured (`MEASURED_BUSBW`), such a call takes the
 measured bus bandwidth at its size (rccl-tests/nccl-tests `busbw`: time = size x 2 (p - 1) / p /
 busbw), interpolated log-linearly between the measured sizes; elsewhere, and below the
-threshold, `collectives.collective_time` prices it as before."""
+threshold, `collectives.collective_time` prices it as before. The measurement belongs to the
+chip's content, not its name (`measured_platform`): a TOML copy of the preset under another
+name is the measured chip, a chip of another content named after the preset is not."""
 
 from __future__ import annotations
 
 import math
 
+from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.topology import Topology
+from chipforge.spec.loader import load_chip
+from chipforge.spec.models import ChipSpec
 
 CUSTOM_AR_MAX_BYTES = 8192 * 1024  # vLLM CustomAllreduce max_size (custom_all_reduce.py)
 
@@ -79,9 +84,27 @@ def measured_busbw(curve: tuple[tuple[int, float], ...], size: float) -> float:
     return curve[-1][1]
 
 
-def tp_all_reduce(chip_name: str, size: float, p: int, topo: Topology) -> float:
+_PLATFORMS: dict[str, str | None] = {}  # chip content -> its MEASURED_BUSBW entry
+
+
+def measured_platform(chip: ChipSpec) -> str | None:
+    """The MEASURED_BUSBW entry measured on this chip: the preset of that name whose content,
+    all but the name, is the chip's (memoised on the chip's content)."""
+    key = chip_key(chip)
+    if key not in _PLATFORMS:
+        if len(_PLATFORMS) >= 256:
+            _PLATFORMS.clear()
+        mine = chip.model_dump(exclude={"name"})
+        _PLATFORMS[key] = next(
+            (n for n in MEASURED_BUSBW if load_chip(n).model_dump(exclude={"name"}) == mine), None
+        )
+    return _PLATFORMS[key]
+
+
+def tp_all_reduce(chip: ChipSpec, size: float, p: int, topo: Topology) -> float:
     """Seconds for the serving engine's TP all-reduce of `size` bytes per rank over `p` ranks."""
-    curve = MEASURED_BUSBW.get(chip_name)
+    platform = measured_platform(chip)
+    curve = MEASURED_BUSBW.get(platform) if platform else None
     if curve and size >= CUSTOM_AR_MAX_BYTES and p == MEASURED_RANKS and p <= topo.domain:
         return size * 2 * (p - 1) / p / measured_busbw(curve, size)
     return collective_time("all_reduce", size, p, topo)
