@@ -393,3 +393,17 @@ def test_simulate_functional_model_run_refuses_report_flags(tmp_path, monkeypatc
                        flag, target)  # fmt: skip
     assert_user_error(code, err, flag, "--functional", "drop it")
     assert not ran
+
+
+def test_studio_sensitivity_rows_carry_units():
+    """The studio's Silicon page lost the units of its sensitivity table when the rows' knob
+    became the input's key: "wafer price | 18,000 .. 23,000" (was "wafer price (USD)")."""
+    pytest.importorskip("dash")
+    import chipforge as cf
+    from chipforge.studio import compute
+
+    table = compute.silicon_sensitivity(cf.load_chip("forge-n3"), None)["rows"]
+    by = {name: (span, cost) for name, span, cost in table}
+    assert by["wafer price"][0] == "$18,000 .. $23,000"
+    assert by["HBM price per GB"][0].startswith("$")
+    assert all(cost.count("$") == 2 for _, cost in by.values())

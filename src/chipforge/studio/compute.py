@@ -651,20 +651,18 @@ def by_node(spec) -> dict[str, dict]:
 
 def silicon_sensitivity(spec, node: str | None) -> dict:
     """The unit cost at each cost-model input's ends (`cf.cost_sensitivity`, sorted by swing)
-    and its rows for the report's tornado."""
-    from chipforge.display import label
+    and its rows for the report's tornado: each input's range in its unit (its key's suffix,
+    as `chipforge cost --sensitivity` shows it)."""
+    from chipforge.display import label, show
 
-    rows = [{**r, "knob": label(r["knob"])} for r in cf.cost_sensitivity(spec, node or None)]
+    given = cf.cost_sensitivity(spec, node or None)
     table = [
-        (r["knob"], f"{_figure(r['low'])} .. {_figure(r['high'])}",
-         f"{r['at_low_usd']:,.0f} .. {r['at_high_usd']:,.0f} USD")
-        for r in rows
+        (label(r["knob"]), f"{show(r['knob'], r['low'])} .. {show(r['knob'], r['high'])}",
+         f"{show('usd', r['at_low_usd'])} .. {show('usd', r['at_high_usd'])}")
+        for r in given
     ]  # fmt: skip
+    rows = [{**r, "knob": label(r["knob"])} for r in given]
     return {"base_usd": rows[0]["base_usd"], "sensitivity": rows, "rows": table}
-
-
-def _figure(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
 def _total(v) -> float:
