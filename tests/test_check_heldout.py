@@ -164,3 +164,16 @@ def test_amd_rows_run_mads_token_budget_and_read_output_tokens(results):
     assert pred == pytest.approx(budget.throughput_tokens_per_s)
     assert pred != pytest.approx(free.throughput_tokens_per_s, rel=1e-3)  # the budget reaches it
     assert pred < 0.6 * budget.throughput_tokens_per_s * (2048 + 2048) / 2048  # not the total
+
+
+def test_maxtext_rows_state_the_remat_their_script_passes():
+    """Rule C2's remat (header "MAXTEXT REMAT"): remat_policy=minimal in a row's <size>b.sh ->
+    selective with MaxText's own policy (memory.MAXTEXT_MINIMAL), full -> full; every row alike
+    (configuration columns only)."""
+    rows = [r for r in cv.rows() if "AI-Hypercomputer/maxtext" in r["source"]]
+    assert len(rows) == 40
+    for r in rows:
+        policy = r["conditions"].split("remat_policy=")[1].split(" ")[0]
+        want = {"minimal": ("selective", "maxtext_minimal"), "full": ("full", "")}[policy]
+        assert (r["recompute"], r["recompute_modules"]) == want, r["id"]
+    assert sum(r["recompute_modules"] == "maxtext_minimal" for r in rows) == 10

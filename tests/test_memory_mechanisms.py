@@ -11,7 +11,7 @@ from chipforge.cluster.search import plan_training
 from chipforge.errors import WorkloadError
 from chipforge.perf import estimate
 from chipforge.spec.loader import load_chip
-from chipforge.workload.config import load_model
+from chipforge.workload.config import ModelConfig, load_model
 from chipforge.workload.llm import build
 
 C = load_model("llama3-8b", layers=2)  # h 4096, 32 heads of 128, 8 KV heads, SwiGLU 14336
@@ -99,3 +99,56 @@ def test_layer_sac_checkpoints_every_second_block_whole():
     assert half.times["compute_s"] - none.times["compute_s"] == pytest.approx(redo / 2, rel=1e-6)
     with pytest.raises(WorkloadError, match="layer_sac"):
         plan_training("h100", C, 8, recompute_modules=("layer_sac", "op_sac"), **kw)
+
+
+# MaxText's layer at 76bd53b (C2's global_parameter_scale 32, cut to 2 layers): 32 heads of
+# 256 (MHA), hidden 10240, a relu MLP of two matrices 32768 wide (act=gelu here), tied embedding
+MAXTEXT = ModelConfig(layers=2, hidden=10240, heads=32, head_dim=256, ffn=32768, vocab=32768,
+                      act="gelu", tied_embeddings=True)  # fmt: skip
+
+
+def test_maxtext_minimal_keeps_the_layer_input_and_every_projection_output():
+    """remat_policy minimal (layers/models.py: jax checkpoint_dots_with_no_batch_dims): the
+    layer input (10240), query, key, value (3 x 32 x 256), out (10240), wi (32768) and wo
+    (10240) outputs, bf16, each split over the tensor axis; SwiGLU's two wi add a second ffn."""
+    tokens = 8 * 2048
+    per_token = 2 * (10240 + 3 * 8192 + 10240 + 32768 + 10240)  # 176,128 B
+    for tp in (1, 4):
+        got = activation_bytes_per_layer(MAXTEXT, mb=8, seq=2048, tp=tp, recompute="selective",
+                                         recompute_modules=("maxtext_minimal",))  # fmt: skip
+        assert got == pytest.approx(per_token / tp * tokens)
+    # about half of Megatron's selective set (Korthikanti Table 2: 34 s*b*h)
+    megatron = activation_bytes_per_layer(MAXTEXT, mb=8, seq=2048, tp=4, recompute="selective")
+    assert megatron == pytest.approx(34 * 10240 / 4 * tokens) and got < 0.55 * megatron
+    # Llama 3 8B (GQA 8 x 128, SwiGLU: wi_0 and wi_1)
+    llama = 2 * (4096 + 4096 + 2 * 1024 + 4096 + 2 * 14336 + 4096)
+    got = activation_bytes_per_layer(C, tp=2, recompute="selective",
+                                     recompute_modules=("maxtext_minimal",), **SHAPE)  # fmt: skip
+    assert got == pytest.approx(llama / 2 * 2 * 8192)
+
+
+def test_maxtext_minimal_recomputes_all_but_the_projections():
+    """The backward pass redoes every forward op that is not a dot_general without batch
+    dimensions: the attention core (the flash kernel), the norms, the activation and the
+    residual adds; none of the GEMMs. Its cost lies between Megatron's selective (the core
+    only) and full recompute (the whole forward)."""
+    kw = dict(tp=1, pp=1, dp=8, cp=1, ep=1, zero=3, micro_batch=2, seq=2048, global_batch=16,
+              dtype="bf16")  # fmt: skip
+    none = plan_training("tpu-v5p", MAXTEXT, 8, recompute="none", **kw)
+    core = plan_training("tpu-v5p", MAXTEXT, 8, recompute="selective", **kw)
+    full = plan_training("tpu-v5p", MAXTEXT, 8, recompute="full", **kw)
+    mini = plan_training("tpu-v5p", MAXTEXT, 8, recompute="selective",
+                         recompute_modules=("maxtext_minimal",), **kw)  # fmt: skip
+    g = build(MAXTEXT, phase="train", batch=2, seq=2048, scope="layer")
+    ops = estimate(g, load_chip("tpu-v5p")).ops
+    kind = {o.name: o.kind for o in g.ops}
+    fwd = [o for o in ops if not any(p in o.name for p in (".bwd", "grad", "optimizer"))]
+    redo = sum(o.time_s for o in fwd if kind[o.name] not in ("matmul", "collective"))
+    assert redo > sum(o.time_s for o in fwd if kind[o.name] == "attention") > 0
+    extra = mini.times["compute_s"] - none.times["compute_s"]
+    assert extra == pytest.approx(MAXTEXT.layers * redo, rel=1e-6)
+    base = none.times["compute_s"]
+    assert core.times["compute_s"] - base < extra < full.times["compute_s"] - base
+    with pytest.raises(WorkloadError, match="maxtext_minimal"):
+        plan_training("tpu-v5p", MAXTEXT, 8, recompute_modules=("maxtext_minimal", "mlp"),
+                      **{**kw, "recompute": "selective"})  # fmt: skip

@@ -268,7 +268,8 @@ def train(
             "mla_up_proj, mlp, moe_act, moe, shared_experts (Megatron-Core recompute_modules); "
             "or op_sac alone (torchtitan's per-op policy: saves every other matmul's output and "
             "the attention's) or layer_sac alone (torchtitan's layer policy: every second block "
-            "recomputed whole)",
+            "recomputed whole) or maxtext_minimal alone (MaxText's remat_policy minimal: saves "
+            "every projection's output, recomputes the attention core and pointwise ops)",
         ),
     ] = "core_attn",
     loss: Annotated[

@@ -164,6 +164,10 @@ RECOMPUTE_MODULES = {
     "op_sac": (),
     # torchtitan's layer policy (memory.LAYER_SAC): every second block's whole forward
     "layer_sac": (),
+    # MaxText's `minimal` remat (memory.MAXTEXT_MINIMAL): every forward op but the GEMMs (the
+    # projections' dot_generals, whose outputs it saves): the attention core, norms, RoPE, the
+    # activation, the residual adds and any input casts
+    "maxtext_minimal": (),
 }  # fmt: skip
 _OP_MODULES = {op: m for m, ops in RECOMPUTE_MODULES.items() if m != "moe" for op in ops}
 # the layer graph's GEMMs as torchtitan's block calls its matmuls (memory.op_sac_matmuls)
@@ -363,16 +367,19 @@ def _layer(shape: LayerShape) -> _Priced:
                 mods["moe"] += t
             if not c.is_moe:
                 mods["op_sac"] += t * op_sac_share(c, part)
+                mods["maxtext_minimal"] += 0.0 if op.kind == "matmul" else t
     if attention == "materialized":
         f_ops, b_ops = _materialized_ops(c, tp, mb, s)
         f, b = _time(chip, f_ops) * cp, _time(chip, b_ops) * cp
         fwd, bwd, attn = fwd + f, bwd + b, attn + f
+        mods["maxtext_minimal"] += f  # its einsums have batch dimensions: not saved
     if fp8:
         nbytes = FP8_RECIPE_CAST_BYTES[shape.fp8_recipe] if dtype == "fp8" else CAST_BYTES[dtype]
         for n, part in ((cast_f, "fwd"), (cast_b, "bwd")):
             cast = Vector(name=f"{dtype}.cast.{part}", elements=n, bytes_per_element=nbytes)
             t = _time(chip, [cast])
             fwd, bwd = (fwd + t, bwd) if part == "fwd" else (fwd, bwd + t)
+            mods["maxtext_minimal"] += t if part == "fwd" else 0.0
     if c.is_moe:  # the token dispatcher's passes on this chip's tokens (SP: 1/tp of them)
         t = mb * s // (tp if sp else 1)
         sorts = 4 * c.top_k if c.experts // ep > 1 and shape.dispatcher == "alltoall" else 0

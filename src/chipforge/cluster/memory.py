@@ -53,7 +53,24 @@ OP_SAC = "op_sac"
 # `ptd_checkpoint_wrapper._count % ac_freq == 0`): every second block is checkpointed whole (full
 # recompute), the others not at all, so a layer keeps on average half of each.
 LAYER_SAC = "layer_sac"
-FRAMEWORK_POLICIES = (OP_SAC, LAYER_SAC)  # whole-block policies: each stands alone
+# MaxText's `remat_policy: minimal` (AI-Hypercomputer/maxtext at 76bd53b, the revision of its
+# v5p/v5e tables; configs/base.yml lists "proj, minimal, full, or none"): layers/models.py
+# `Decoder.__call__` wraps each DecoderLayer in `nn.remat(..., policy=
+# jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims)` (scanned, `scan_layers: True`).
+# JAX's policy (jax/_src/ad_checkpoint.py `dot_with_no_batch_dims_saveable`) saves the output
+# of every `dot_general` whose dimension numbers have no batch dimensions, and nothing else; the
+# checkpointed function's input (the layer input, the scan carry) is kept as always. In the
+# layer (layers/attentions.py, layers/linears.py) every projection is such a dot:
+# `DenseGeneral.__call__` runs `lax.dot_general(inputs, kernel, ((axis, contract_ind), ((), ())))`
+# at `dtype` (bfloat16): query, key, value, out, the MLP's wi (one per activation: wi_0, wi_1
+# for a gated MLP) and wo. The attention core is not saved: with `attention: 'flash'` it is
+# the Pallas TPU flash-attention kernel (a custom_vjp over pallas_call, no dot_general), with
+# 'mha' an einsum over batch and heads (batch dimensions); it, the RMSNorms, RoPE, the
+# activation and the residual adds are recomputed in the backward pass. Every saved tensor is
+# split over the tensor axis (base.yml logical_axis_rules: activation_embed, activation_heads
+# and activation_mlp -> 'tensor'; the batch over data and fsdp).
+MAXTEXT_MINIMAL = "maxtext_minimal"
+FRAMEWORK_POLICIES = (OP_SAC, LAYER_SAC, MAXTEXT_MINIMAL)  # whole-block: each stands alone
 # fp32 logits-sized buffers alive at the loss's peak (the start of the backward pass, when every
 # stored activation is still held), by cross-entropy implementation:
 # - "fused": Megatron-Core's vocab-parallel cross entropy (tensor_parallel/cross_entropy.py,
@@ -90,6 +107,21 @@ def op_sac_bytes_per_token(c: ModelConfig, tp: int, sp: bool) -> float:
     sdpa = c.heads * c.d_head / tp + 2 * c.heads / tp  # output (16-bit) and lse (fp32)
     rs = 2 * c.hidden / tp if tp > 1 and sp else 0.0
     return 2 * (c.hidden / (tp if sp else 1) + mm + sdpa + rs)
+
+
+def maxtext_minimal_saved(c: ModelConfig) -> list[tuple[str, int]]:
+    """The tensors MaxText's `minimal` remat policy keeps of one layer (MAXTEXT_MINIMAL): the
+    layer input and every projection's output, as (name, width per token)."""
+    q, kv = c.heads * c.d_head, c.n_kv_heads * c.d_head
+    wi = [(f"wi_{i}", c.ffn) for i in range(c.ffn_matrices - 1)]  # one per MLP activation
+    return [("input", c.hidden), ("query", q), ("key", kv), ("value", kv), ("out", c.hidden),
+            *wi, ("wo", c.hidden)]  # fmt: skip
+
+
+def maxtext_minimal_bytes_per_token(c: ModelConfig, tp: int, act_bytes: int = 2) -> float:
+    """Stored bytes per token of one layer under MaxText's `minimal` policy: the saved tensors
+    (maxtext_minimal_saved) at the activation dtype, each split over TP (the tensor axis)."""
+    return act_bytes * sum(w for _, w in maxtext_minimal_saved(c)) / tp
 
 
 def block_params(c: ModelConfig, tp: int, ep: int) -> float:
@@ -145,6 +177,8 @@ def activation_bytes_per_layer(
     sbh = seq * mb * c.hidden
     if recompute == "selective" and OP_SAC in recompute_modules:
         return op_sac_bytes_per_token(c, tp, sp) * seq * mb
+    if recompute == "selective" and MAXTEXT_MINIMAL in recompute_modules:
+        return maxtext_minimal_bytes_per_token(c, tp, act_bytes) * seq * mb
     if recompute == "selective" and LAYER_SAC in recompute_modules:
         kw = dict(mb=mb, seq=seq, tp=tp, act_bytes=act_bytes, attention=attention, sp=sp,
                   gemm_input_bytes=gemm_input_bytes)  # fmt: skip

@@ -340,8 +340,8 @@ def plan_training(
         )
     whole = set(recompute_modules) & set(FRAMEWORK_POLICIES)
     if whole and (len(set(recompute_modules)) > 1 or c.is_moe):
-        raise WorkloadError(f"--recompute-modules {','.join(sorted(whole))} (torchtitan's "
-                            "policies) stands alone and is for dense models")  # fmt: skip
+        raise WorkloadError(f"--recompute-modules {','.join(sorted(whole))} (a framework's "
+                            "whole-layer policy) stands alone and is for dense models")  # fmt: skip
     if loss not in LOSS_BUFFERS:
         raise WorkloadError(f"--loss must be one of {', '.join(LOSS_BUFFERS)}, not {loss!r}")
     if fp8_param_gather and dtype != "fp8":

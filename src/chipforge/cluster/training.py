@@ -785,8 +785,9 @@ def stage_cost(
     if p.cp > 1:
         kv = 2 * tok * c.n_kv_heads * c.d_head * max(2, nbytes(dtype)) / min(p.tp, c.n_kv_heads)
         hop = collective_time("send_recv", kv, 2, topo, stride=p.tp, up_share=share["cp"])
-        again = p.recompute == "full" or (
-            p.recompute == "selective" and "core_attn" in run.recompute_modules
+        again = p.recompute == "full" or (  # (MaxText's minimal redoes the attention core)
+            p.recompute == "selective"
+            and {"core_attn", "maxtext_minimal"} & set(run.recompute_modules)
         )
         t_cp = layers * cp_ring(hop, attn, p.cp, _sm_share(chip, topo, run, "cp"), again=again)
     # LM head + embedding on the last stage: 6*tokens*h*V/tp FLOPs at the layer's matmul rate
