@@ -407,3 +407,16 @@ def test_studio_sensitivity_rows_carry_units():
     assert by["wafer price"][0] == "$18,000 .. $23,000"
     assert by["HBM price per GB"][0].startswith("$")
     assert all(cost.count("$") == 2 for _, cost in by.values())
+
+
+def test_cost_tornado_names_each_input_s_range_in_its_unit():
+    """The HTML report's (and the studio's) unit-cost tornado named its bars "wafer price (18000
+    .. 23000)": the range without its unit once the rows' knob became the input's key."""
+    import chipforge as cf
+    from chipforge.report.plans import cost_report_charts
+
+    data = cf.cost("forge-n3").to_dict()
+    data["sensitivity"] = cf.cost_sensitivity("forge-n3")
+    (chart,) = [c for c in cost_report_charts(data) if c["id"] == "tornado"]
+    names = set(chart["data"][0]["y"])
+    assert {"wafer price ($18,000 .. $23,000)", "HBM price per GB ($10.5 .. $22.5)"} <= names

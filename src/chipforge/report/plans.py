@@ -226,14 +226,26 @@ def sweep_charts(data: dict) -> list:
     return [chart("pareto", traces, _layout(f"Sweep: {yk} vs {xk}", xk, yk))] if traces else []
 
 
+def cost_tornado(rows: list, unit, cid: str = "tornado") -> list:
+    """The unit cost's tornado (`silicon.sensitivity` rows): each input named with its range in
+    its unit (the knob is the cost input's key, its unit the key's suffix)."""
+    from chipforge.display import label, show
+
+    named = []
+    for r in rows:
+        if not isinstance(r, dict):
+            continue
+        k, lo, hi = str(r.get("knob")), r.get("low"), r.get("high")
+        span = f" ({show(k, lo)} .. {show(k, hi)})" if _num(lo) and _num(hi) else ""
+        kept = {x: r[x] for x in ("at_low_usd", "at_high_usd", "base_usd") if x in r}
+        named.append({**kept, "knob": label(k) + span})
+    return tornado(named, unit, cid, site={"unit cost (USD)": unit})
+
+
 def cost_report_charts(data: dict) -> list:
     """`cost`'s charts, and with --sensitivity the unit cost's tornado (silicon.sensitivity)."""
-    from chipforge.display import label
-
     sens = data.get("sensitivity") if isinstance(data.get("sensitivity"), list) else []
-    rows = [{**r, "knob": label(str(r.get("knob")))} for r in sens if isinstance(r, dict)]
-    unit = data.get("unit_cost_usd")
-    return cost_charts(data) + tornado(rows, unit, site={"unit cost (USD)": unit})
+    return cost_charts(data) + cost_tornado(sens, data.get("unit_cost_usd"))
 
 
 BUILDERS = {

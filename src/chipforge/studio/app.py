@@ -17,7 +17,7 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from chipforge.errors import ChipforgeError
 from chipforge.report.charts import bar, compare_charts, cost_charts, html_safe
 from chipforge.report.decide import decide_charts
-from chipforge.report.plans import datacenter_charts, sweep_charts, tornado, train_charts
+from chipforge.report.plans import cost_tornado, datacenter_charts, sweep_charts, train_charts
 from chipforge.report.serving import serve_charts
 from chipforge.spec.loader import chip_from_dict, preset_names
 from chipforge.spec.nodes import nodes
@@ -585,8 +585,7 @@ def silicon_update(chip, node):
     charts += bar("node_area", "Die area on each node", {n: v["die_area_mm2"] for n, v in
                   nodes_.items()}, "mm²")  # fmt: skip
     sens = compute.silicon_sensitivity(_spec(chip), node)
-    charts += tornado(sens["sensitivity"], sens["base_usd"], "cost_tornado",
-                      site={"unit cost (USD)": sens["base_usd"]})  # fmt: skip
+    charts += cost_tornado(sens["sensitivity"], sens["base_usd"], "cost_tornado")
     inputs = html.Div([html.H3("sensitivity: the unit cost at each input's ends"),
                        _table(sens["rows"], ["input", "low .. high", "unit cost"])])  # fmt: skip
     return err, [table, inputs], graphs + _graphs("silicon", charts)

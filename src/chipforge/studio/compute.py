@@ -651,8 +651,8 @@ def by_node(spec) -> dict[str, dict]:
 
 def silicon_sensitivity(spec, node: str | None) -> dict:
     """The unit cost at each cost-model input's ends (`cf.cost_sensitivity`, sorted by swing)
-    and its rows for the report's tornado: each input's range in its unit (its key's suffix,
-    as `chipforge cost --sensitivity` shows it)."""
+    (for `report.plans.cost_tornado`) and its table: each input's range in its unit (its key's
+    suffix, as `chipforge cost --sensitivity` shows it)."""
     from chipforge.display import label, show
 
     given = cf.cost_sensitivity(spec, node or None)
@@ -661,8 +661,7 @@ def silicon_sensitivity(spec, node: str | None) -> dict:
          f"{show('usd', r['at_low_usd'])} .. {show('usd', r['at_high_usd'])}")
         for r in given
     ]  # fmt: skip
-    rows = [{**r, "knob": label(r["knob"])} for r in given]
-    return {"base_usd": rows[0]["base_usd"], "sensitivity": rows, "rows": table}
+    return {"base_usd": given[0]["base_usd"], "sensitivity": given, "rows": table}
 
 
 def _total(v) -> float:
