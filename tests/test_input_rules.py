@@ -420,3 +420,14 @@ def test_cost_tornado_names_each_input_s_range_in_its_unit():
     (chart,) = [c for c in cost_report_charts(data) if c["id"] == "tornado"]
     names = set(chart["data"][0]["y"])
     assert {"wafer price ($18,000 .. $23,000)", "HBM price per GB ($10.5 .. $22.5)"} <= names
+
+
+def test_a_chip_preset_beside_a_folder_of_its_name_is_the_preset(tmp_path, monkeypatch):
+    """`--chip h100` in a folder holding a folder h100 (`sweep ... --store h100`) was refused
+    ("chip file 'h100' is not a regular file"): a folder is no chip."""
+    (tmp_path / "h100").mkdir()
+    (tmp_path / "mine").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("cost", "--chip", "h100", "--json")
+    assert code == 0, err
+    assert_user_error(*cli("cost", "--chip", "mine")[::2], "mine", "not a regular file")

@@ -145,8 +145,12 @@ def load_chip(name_or_path: str | Path | ChipSpec) -> ChipSpec:
     if not text:
         raise SpecError("`chip` is empty; give a preset name or a chip TOML path")
     try:
-        if text.endswith(".toml") or Path(text).exists():
-            path = Path(text)
+        path = Path(text)  # a folder is no chip: one named as a preset (a sweep store) is not it
+        if (
+            text.endswith(".toml")
+            or path.is_file()
+            or (path.exists() and text not in preset_names())
+        ):
             if not path.is_file():
                 raise SpecError(
                     f"chip file {text!r} {missing(path)}; give a preset name or a TOML path"
