@@ -152,3 +152,20 @@ def test_maxtext_minimal_recomputes_all_but_the_projections():
     with pytest.raises(WorkloadError, match="maxtext_minimal"):
         plan_training("tpu-v5p", MAXTEXT, 8, recompute_modules=("maxtext_minimal", "mlp"),
                       **{**kw, "recompute": "selective"})  # fmt: skip
+
+
+def test_maxtext_proj_keeps_the_queries_keys_values_and_redoes_the_whole_layer():
+    """remat_policy proj (save_only_these_names query_proj, key_proj, value_proj): the layer
+    input and the named queries, keys and values (3 x 32 x 256), bf16, split over TP; their
+    RMSNorms' backward needs the unsaved projections, so the backward redoes the whole forward
+    with its TP collectives, as full recompute does."""
+    got = activation_bytes_per_layer(MAXTEXT, mb=8, seq=2048, tp=4, recompute="selective",
+                                     recompute_modules=("maxtext_proj",))  # fmt: skip
+    assert got == pytest.approx(2 * (10240 + 3 * 8192) / 4 * 8 * 2048)
+    kw = dict(tp=4, pp=1, dp=2, cp=1, ep=1, zero=3, micro_batch=2, seq=2048, global_batch=4,
+              dtype="bf16")  # fmt: skip
+    full = plan_training("tpu-v5p", MAXTEXT, 8, recompute="full", **kw)
+    proj = plan_training("tpu-v5p", MAXTEXT, 8, recompute="selective",
+                         recompute_modules=("maxtext_proj",), **kw)  # fmt: skip
+    assert proj.step_time_s == pytest.approx(full.step_time_s, rel=1e-9)
+    assert proj.memory["activations_bytes"] > full.memory["activations_bytes"]

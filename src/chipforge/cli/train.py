@@ -269,7 +269,9 @@ def train(
             "or op_sac alone (torchtitan's per-op policy: saves every other matmul's output and "
             "the attention's) or layer_sac alone (torchtitan's layer policy: every second block "
             "recomputed whole) or maxtext_minimal alone (MaxText's remat_policy minimal: saves "
-            "every projection's output, recomputes the attention core and pointwise ops)",
+            "every projection's output, recomputes the attention core and pointwise ops) or "
+            "maxtext_proj alone (MaxText's proj: saves the queries, keys and values, recomputes "
+            "the whole layer)",
         ),
     ] = "core_attn",
     loss: Annotated[

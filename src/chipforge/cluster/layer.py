@@ -168,6 +168,8 @@ RECOMPUTE_MODULES = {
     # projections' dot_generals, whose outputs it saves): the attention core, norms, RoPE, the
     # activation, the residual adds and any input casts
     "maxtext_minimal": (),
+    # MaxText's `proj` remat (memory.MAXTEXT_PROJ): the whole forward, as full remat
+    "maxtext_proj": (),
 }  # fmt: skip
 _OP_MODULES = {op: m for m, ops in RECOMPUTE_MODULES.items() if m != "moe" for op in ops}
 # the layer graph's GEMMs as torchtitan's block calls its matmuls (memory.op_sac_matmuls)
@@ -398,7 +400,7 @@ def _layer(shape: LayerShape) -> _Priced:
                 clamp = _expert_eager(chip, c, mb * s * c.top_k, tp, i, bias=False) * moe_frac
                 mods["moe_act"] += clamp  # inside the checkpointed activation function
                 mods["moe"] += t_eager
-    modules = {**mods, "core_attn": attn, "layer_sac": fwd / 2}
+    modules = {**mods, "core_attn": attn, "layer_sac": fwd / 2, "maxtext_proj": fwd}
     return _Priced((fwd, bwd, attn, opt), modules, _tp_groups(graph, times) if tp > 1 else {})
 
 

@@ -70,7 +70,14 @@ LAYER_SAC = "layer_sac"
 # split over the tensor axis (base.yml logical_axis_rules: activation_embed, activation_heads
 # and activation_mlp -> 'tensor'; the batch over data and fsdp).
 MAXTEXT_MINIMAL = "maxtext_minimal"
-FRAMEWORK_POLICIES = (OP_SAC, LAYER_SAC, MAXTEXT_MINIMAL)  # whole-block: each stands alone
+# MaxText's `remat_policy: proj` (same function): `save_only_these_names('query_proj',
+# 'value_proj', 'key_proj')`, the names layers/attentions.py gives the queries, keys and values
+# after RoPE and their RMSNorms (query_norm, key_norm, value_norm at this revision), bf16, split
+# over the tensor axis by heads; the layer input is kept too. The norms' backward needs their
+# inputs, the projections' outputs, which are not saved, so the backward pass redoes the whole
+# forward, as under full remat (the attention core too: its flash residuals are not saved).
+MAXTEXT_PROJ = "maxtext_proj"
+FRAMEWORK_POLICIES = (OP_SAC, LAYER_SAC, MAXTEXT_MINIMAL, MAXTEXT_PROJ)  # each stands alone
 # fp32 logits-sized buffers alive at the loss's peak (the start of the backward pass, when every
 # stored activation is still held), by cross-entropy implementation:
 # - "fused": Megatron-Core's vocab-parallel cross entropy (tensor_parallel/cross_entropy.py,
@@ -122,6 +129,13 @@ def maxtext_minimal_bytes_per_token(c: ModelConfig, tp: int, act_bytes: int = 2)
     """Stored bytes per token of one layer under MaxText's `minimal` policy: the saved tensors
     (maxtext_minimal_saved) at the activation dtype, each split over TP (the tensor axis)."""
     return act_bytes * sum(w for _, w in maxtext_minimal_saved(c)) / tp
+
+
+def maxtext_proj_bytes_per_token(c: ModelConfig, tp: int, act_bytes: int = 2) -> float:
+    """Stored bytes per token of one layer under MaxText's `proj` policy (MAXTEXT_PROJ): the
+    layer input and the named queries, keys and values, each split over TP."""
+    saved = dict(maxtext_minimal_saved(c))
+    return act_bytes * sum(saved[n] for n in ("input", "query", "key", "value")) / tp
 
 
 def block_params(c: ModelConfig, tp: int, ep: int) -> float:
@@ -179,6 +193,8 @@ def activation_bytes_per_layer(
         return op_sac_bytes_per_token(c, tp, sp) * seq * mb
     if recompute == "selective" and MAXTEXT_MINIMAL in recompute_modules:
         return maxtext_minimal_bytes_per_token(c, tp, act_bytes) * seq * mb
+    if recompute == "selective" and MAXTEXT_PROJ in recompute_modules:
+        return maxtext_proj_bytes_per_token(c, tp, act_bytes) * seq * mb
     if recompute == "selective" and LAYER_SAC in recompute_modules:
         kw = dict(mb=mb, seq=seq, tp=tp, act_bytes=act_bytes, attention=attention, sp=sp,
                   gemm_input_bytes=gemm_input_bytes)  # fmt: skip

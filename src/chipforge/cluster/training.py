@@ -567,7 +567,7 @@ def tp_collectives(
     # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs are summed before one
     # reduction per pass instead of two, one all-gather feeds both
     blocks = 1 if run.parallel_block else 2
-    fwd = blocks * (2 if p.recompute == "full" else 1)
+    fwd = blocks * (2 if _reforward(p, run) else 1)
     if not run.tp_async_backward:
         return (fwd * pair(gather) + blocks * pair(gather_bwd)) * layers
     back = 0.0
@@ -704,6 +704,14 @@ def layer_shape(
     )  # fmt: skip
 
 
+def _reforward(p: Plan, run: RunOptions) -> bool:
+    """Whether the backward pass redoes each layer's whole forward, its TP collectives too:
+    full recompute, or MaxText's `proj` policy (memory.MAXTEXT_PROJ)."""
+    return p.recompute == "full" or (
+        p.recompute == "selective" and "maxtext_proj" in run.recompute_modules
+    )
+
+
 def stage_cost(
     chip: ChipSpec,
     c: ModelConfig,
@@ -747,7 +755,7 @@ def stage_cost(
         t_tp = layers * tp_overlapped(
             gemms, collective_time("all_gather", ag, p.tp, topo),
             collective_time("reduce_scatter", rs, p.tp, topo), p.tp,
-            recompute=p.recompute == "full", parallel_block=run.parallel_block,
+            recompute=_reforward(p, run), parallel_block=run.parallel_block,
             gather_bwd=collective_time("all_gather", ag_bwd, p.tp, topo),
         )  # fmt: skip
     # EP: all-to-all dispatch and combine, forward and backward (over the EP group), each at
@@ -785,9 +793,9 @@ def stage_cost(
     if p.cp > 1:
         kv = 2 * tok * c.n_kv_heads * c.d_head * max(2, nbytes(dtype)) / min(p.tp, c.n_kv_heads)
         hop = collective_time("send_recv", kv, 2, topo, stride=p.tp, up_share=share["cp"])
-        again = p.recompute == "full" or (  # (MaxText's minimal redoes the attention core)
+        again = p.recompute == "full" or (  # (MaxText's policies redo the attention core)
             p.recompute == "selective"
-            and {"core_attn", "maxtext_minimal"} & set(run.recompute_modules)
+            and {"core_attn", "maxtext_minimal", "maxtext_proj"} & set(run.recompute_modules)
         )
         t_cp = layers * cp_ring(hop, attn, p.cp, _sm_share(chip, topo, run, "cp"), again=again)
     # LM head + embedding on the last stage: 6*tokens*h*V/tp FLOPs at the layer's matmul rate
