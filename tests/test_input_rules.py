@@ -431,3 +431,17 @@ def test_a_chip_preset_beside_a_folder_of_its_name_is_the_preset(tmp_path, monke
     code, out, err = cli("cost", "--chip", "h100", "--json")
     assert code == 0, err
     assert_user_error(*cli("cost", "--chip", "mine")[::2], "mine", "not a regular file")
+
+
+def test_a_png_chart_named_as_out_is_refused(tmp_path):
+    """`cost --png pics --out pics/cost_area.png`: the chart replaced the JSON just written, and
+    the command exited 0."""
+    pytest.importorskip("matplotlib")
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    out = pics / "cost_area.png"
+    code, _, err = cli(
+        "cost", "--chip", "forge-n3", "--json", "--png", str(pics), "--out", str(out)
+    )
+    assert_user_error(code, err, "--out", "--png", "both name")
+    assert out.read_text().startswith("{")

@@ -5,8 +5,9 @@ the target (`os.replace`), so a full disk, a crash or a Ctrl-C leaves the previo
 never a half-written one. A character device (`/dev/null`) or the process's own
 stream (`/dev/stdout`) is written in place; a named pipe, socket or block device is refused (a
 FIFO with no reader blocks forever), and so is a user's output (`flag`) that is a file this
-command read (`userfile.not_an_input`: `--out my-chip.toml`; the command line's outputs are
-declared and checked before the run, `userfile.note_output`). A write that fails is a one-line
+command read or that another output flag names (`userfile.check_output`: `--out my-chip.toml`,
+`--png` charts over `--out`; the command line's outputs are declared and checked before the
+run, `userfile.note_output`). A write that fails is a one-line
 `ChipforgeError` naming the flag and the path: a folder given as a file, a missing folder, a
 read-only path, a full disk.
 """
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chipforge.errors import ChipforgeError
-from chipforge.userfile import not_an_input
+from chipforge.userfile import check_output
 
 TMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: what a crash can leave behind
 
@@ -85,8 +86,8 @@ def _check(p: Path, flag: str | None) -> Path:
     if p.is_file() and not os.access(p, os.W_OK):
         raise ChipforgeError(f"{_what(flag)}{_show(p)} is read-only")
     _not_special(p, flag)
-    if flag:  # a user's output never replaces a file this command read
-        not_an_input(p, flag)
+    if flag:  # a user's output never replaces a file this command read or another flag writes
+        check_output(p, flag)
     return p
 
 

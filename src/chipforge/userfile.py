@@ -45,21 +45,23 @@ def note_output(path: str | Path, flag: str) -> None:
     """Declare `path` the file the command line's `flag` writes: refused when the command read
     it already or another output flag names it; every input read later is checked against it."""
     p = Path(path)
-    not_an_input(p, flag)
-    for other, out in _OUTPUTS:
-        if other != flag and (os.path.abspath(out) == os.path.abspath(p) or _same(out, p)):
-            raise ChipforgeError(
-                f"`{other}` and `{flag}` both name {str(p)[:120]}; give each its own file"
-            )
+    check_output(p, flag)
     if (flag, p) not in _OUTPUTS:
         _OUTPUTS.append((flag, p))
 
 
-def not_an_input(path: str | Path, flag: str) -> None:
-    """One line naming `flag` when `path` is a file this command read (`note_input`)."""
+def check_output(path: str | Path, flag: str) -> None:
+    """One line naming `flag` when `path` is a file this command read (`note_input`) or the
+    file another output flag names (`note_output`): at declaration, and when written (`atomic`:
+    a `--png` chart named as `--out`)."""
     what = input_read_as(path)
     if what:
         raise _replaces(flag, path, what)
+    for other, out in _OUTPUTS:
+        if other != flag and (os.path.abspath(out) == os.path.abspath(path) or _same(out, path)):
+            raise ChipforgeError(
+                f"`{other}` and `{flag}` both name {str(path)[:120]}; give each its own file"
+            )
 
 
 def _replaces(flag: str, path: str | Path, what: str) -> ChipforgeError:
