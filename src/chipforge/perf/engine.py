@@ -137,7 +137,7 @@ def _split_k(mc: Machine, op: MatMul, traffic: dict[str, float]) -> tuple[float,
             level: v + (partials if level != hbm or not mc.resident(partials / 2) else 0.0)
             for level, v in traffic.items()
         }
-        compute = cycles * scale + (mc.cal.op_overhead_s if split > 1 else 0.0)
+        compute = cycles * scale + (_overhead(mc, op) if split > 1 else 0.0)
         t = max(compute, moved[hbm] / mc.offchip_bandwidth)
         if t < best[0]:
             best = (t, compute, moved)
@@ -289,6 +289,12 @@ RULES = {
 }
 
 
+def _overhead(mc: Machine, op: Op) -> float:
+    """One dispatch of `op`: none where it runs inside another op's kernel (`Op.shares_kernel`:
+    a grouped GEMM's second group)."""
+    return 0.0 if op.shares_kernel else mc.cal.op_overhead_s
+
+
 def finish_op(
     mc: Machine,
     op: Op,
@@ -300,14 +306,15 @@ def finish_op(
     compute_idle_cycles: float | None = None,
 ) -> OpResult:
     """One op's record: its time is the longest part (or `busy_s`, a simulated instance time)
-    plus the dispatch overhead; energy from its MACs, vector FLOPs, bytes and idle power.
-    Cycle engine: `cycles` is the simulated instance's timeline (the op's wall cycles then add
-    the dispatch overhead), `array_cycles` the matrix array's busy span within it (SCALE-Sim's
-    compute cycles), `compute_idle_cycles` the timeline minus the busiest compute engine."""
+    plus the dispatch overhead (`_overhead`); energy from its MACs, vector FLOPs, bytes and
+    idle power. Cycle engine: `cycles` is the simulated instance's timeline (the op's wall
+    cycles then add the dispatch overhead), `array_cycles` the matrix array's busy span within
+    it (SCALE-Sim's compute cycles), `compute_idle_cycles` the timeline minus the busiest
+    compute engine."""
     parts = dict(cost.parts)
     busiest = max(parts, key=parts.get)
     work = parts[busiest] if busy_s is None else busy_s
-    overhead = mc.cal.op_overhead_s
+    overhead = _overhead(mc, op)
     per_instance = work + overhead
     bound = "latency" if overhead > work else busiest
     if bound == "compute":

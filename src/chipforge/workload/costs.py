@@ -209,7 +209,7 @@ def grouped_mm(p: Program, node: Node, f: Formats) -> list[Op]:
     expect under uniform routing (`routing.expert_groups`; the op does not say its top-k, so
     the routes are taken as independent draws: 162 experts for 256 routes over 256, where 32
     tokens' top-8 expect 163), the rows spread evenly over them: s // hit rows each, one more
-    for s % hit of them (`.rest`)."""
+    for s % hit of them (`.rest`, a group of the same kernel: `Op.shares_kernel`)."""
     a, b = p.values[node.inputs[0]], p.values[node.inputs[1]]
     if len(a.shape) != 2 or len(b.shape) != 3:
         return unsupported_op(p, node, f)
@@ -220,7 +220,7 @@ def grouped_mm(p: Program, node: Node, f: Formats) -> list[Op]:
     mm = MatMul(
         name=node.name, m=rows, n=n, k=k, batch=hit - extra, weight=b.static, dtype=f.fmt(a)
     )
-    rest = replace(mm, name=f"{node.name}.rest", m=rows + 1, batch=extra)
+    rest = replace(mm, name=f"{node.name}.rest", m=rows + 1, batch=extra, shares_kernel=True)
     return [mm, rest] if extra else [mm]
 
 

@@ -223,7 +223,8 @@ def _moe(
     token hits top_k, a large batch all), each weight read once, with the routes spread evenly
     over them: `experts_up`/`_down` the experts with routes // hit rows, `experts_extra_up`/
     `_down` the routes % hit experts with one row more (the FLOPs stay 2 per route and weight;
-    each expert pads its own rows to the matrix tile), one `experts_act` over every route.
+    each expert pads its own rows to the matrix tile), one `experts_act` over every route. The
+    two groups are one grouped-GEMM kernel, launched once (`Op.shares_kernel`).
     With expert parallelism `ep` this chip holds experts/ep of them and (balanced) computes as
     many token-expert pairs as its own tokens route, gathered from the EP group's ep*t tokens:
     each local expert sees ep times the tokens (GShard, Lepikhin et al. 2020 Sec. 3.2;
@@ -239,9 +240,13 @@ def _moe(
         _vec("router_topk", t * c.experts, dtype, 2, 1),
     ]
     experts = _dense_ffn(c, "experts", t=rows, ffn=width, dtype=dtype, groups=hit - extra)
-    if extra:  # the experts that take one route more: GEMMs of their own, one activation pass
-        up, _, down = _dense_ffn(
-            c, "experts_extra", t=rows + 1, ffn=width, dtype=dtype, groups=extra
+    if extra:  # the experts that take one route more: groups of the same grouped GEMMs (one
+        # launch each), one activation pass
+        up, _, down = (
+            replace(op, shares_kernel=True)
+            for op in _dense_ffn(
+                c, "experts_extra", t=rows + 1, ffn=width, dtype=dtype, groups=extra
+            )
         )
         act = replace(experts[1], elements=routed * width)
         experts = [experts[0], up, act, experts[2], down]

@@ -19,6 +19,14 @@ class Op:
     name: str
     dtype: str = "bf16"
     count: int = 1
+    # the op runs inside another op's kernel, so it pays no dispatch overhead of its own
+    # (`perf` op_overhead_s, the split-K reduction's launch): its FLOPs, bytes and tiles are
+    # its own. Only a grouped GEMM's second group uses it: experts with one row more than the
+    # first group's (`workload.llm._moe`, the imported grouped GEMM in `workload.costs`).
+    # A grouped GEMM is one kernel over problems of distinct row counts (CUTLASS
+    # examples/24_gemm_grouped; DeepGEMM's m_grouped_*_contiguous; torch._grouped_mm's `offs`;
+    # vLLM's fused_moe kernel, one launch over every expert's sorted rows).
+    shares_kernel: bool = False
     kind: ClassVar[str] = "op"
 
     @property
