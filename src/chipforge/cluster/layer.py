@@ -80,6 +80,13 @@ _SWA_SHARES = {
     for chip, (fwd, bwd) in _SWA_TIMES_S.items()
 }
 WINDOW_ATTENTION = {(128, 64): {**_SWA_SHARES, "b200": _SWA_SHARES["gb200"]}}
+# The presets these shares were measured on. A chip takes a preset's shares where it bears its
+# name (the name keeps what the model knows of the die: check_validate.chip_for's memory
+# overrides) or is that preset but for its name and clock (`chipkey.preset_like`: a user's TOML
+# copy under another name; the shares are of the peak at the clock the chip runs).
+MEASURED_CHIPS = tuple(
+    dict.fromkeys(n for t in (*KERNEL_UTILIZATION.values(), *WINDOW_ATTENTION.values()) for n in t)
+)
 # Bytes per attention score moved by the unfused kernels (16-bit scores, 1-byte dropout mask;
 # Megatron-LM 2021 `ParallelAttention`: baddbmm -> fused scale-mask-softmax -> dropout -> bmm).
 # Forward: QK^T writes 2; softmax reads 2, writes 2; dropout reads 2, writes 2 + mask 1.
@@ -334,6 +341,9 @@ def _layer(shape: LayerShape) -> _Priced:
         cast_f = sum(o.batch * (o.m * o.k + (o.k * o.n if o.weight else 0)) for o in linear)
         cast_b = sum(o.batch * o.m * o.n for o in linear)
     fwd = bwd = attn = opt = 0.0
+    measured = chip.name
+    if measured not in MEASURED_CHIPS:
+        measured = chipkey.preset_like(chip, MEASURED_CHIPS, ignore=("name", "clock"))
     mods = dict.fromkeys(RECOMPUTE_MODULES, 0.0)
     times = {op.name: gemm.get(op.name, op.time_s) for op in ops.ops}  # each op as priced here
     graph_ops = {o.name: o for o in graph.ops}
@@ -342,12 +352,12 @@ def _layer(shape: LayerShape) -> _Priced:
         if op.kind == "attention":
             if attention == "materialized":
                 continue  # priced below
-            cap = KERNEL_UTILIZATION.get(attention, {}).get(chip.name)
+            cap = KERNEL_UTILIZATION.get(attention, {}).get(measured)
             if cap:
                 peak = cap * chip.peak_flops("bf16")
                 t = max(t, op.flops / peak)
             g = graph_ops[op.name]
-            band = WINDOW_ATTENTION.get((g.window, g.head_dim), {}).get(chip.name)
+            band = WINDOW_ATTENTION.get((g.window, g.head_dim), {}).get(measured)
             if band and attention == "flash":
                 t = max(t, op.flops / (band[g.backward] * chip.peak_flops("bf16")))
             t *= cp  # CP: each query chunk sees all keys

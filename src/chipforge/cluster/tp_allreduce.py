@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import math
 
-from chipforge.cluster.chipkey import chip_key
+from chipforge.cluster.chipkey import preset_like
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.topology import Topology
-from chipforge.spec.loader import load_chip
 from chipforge.spec.models import ChipSpec
 
 CUSTOM_AR_MAX_BYTES = 8192 * 1024  # vLLM CustomAllreduce max_size (custom_all_reduce.py)
@@ -84,21 +83,10 @@ def measured_busbw(curve: tuple[tuple[int, float], ...], size: float) -> float:
     return curve[-1][1]
 
 
-_PLATFORMS: dict[str, str | None] = {}  # chip content -> its MEASURED_BUSBW entry
-
-
 def measured_platform(chip: ChipSpec) -> str | None:
     """The MEASURED_BUSBW entry measured on this chip: the preset of that name whose content,
-    all but the name, is the chip's (memoised on the chip's content)."""
-    key = chip_key(chip)
-    if key not in _PLATFORMS:
-        if len(_PLATFORMS) >= 256:
-            _PLATFORMS.clear()
-        mine = chip.model_dump(exclude={"name"})
-        _PLATFORMS[key] = next(
-            (n for n in MEASURED_BUSBW if load_chip(n).model_dump(exclude={"name"}) == mine), None
-        )
-    return _PLATFORMS[key]
+    all but the name, is the chip's (`chipkey.preset_like`)."""
+    return preset_like(chip, tuple(MEASURED_BUSBW))
 
 
 def tp_all_reduce(chip: ChipSpec, size: float, p: int, topo: Topology) -> float:
