@@ -250,7 +250,7 @@ def test_sweep_show_with_a_damaged_space_json(tmp_path):
     st = tmp_path / "st"
     assert cli("sweep", str(space), "--store", str(st), "--workers", "1")[0] == 0
     meta = st / "space.json"
-    cases = [("{}", []), ("garbage", ["damaged"]), ('{"objectives": 5}', ["left out"]),
+    cases = [("{}", []), ("garbage", ["damaged"]), ('{"objectives": 5}', ["`objectives`", "table"]),
              ('{"objectives": {"x": "min", "time_s": "min"}}', ["x are not"])]  # fmt: skip
     for text, words in cases:
         meta.write_text(text)

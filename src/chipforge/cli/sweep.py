@@ -131,13 +131,14 @@ def report_data(directory: str, *, front_only: bool, html: Path | None, png: Pat
     st = Store(directory)
     df = st.read()
     given = st.meta().get("objectives")
-    given = given if isinstance(given, dict) else {"?": given} if given else {}
-    objectives = {k: v for k, v in given.items() if k in df.columns and v in ("min", "max")}
-    bad = [str(k)[:40] for k in given if k not in objectives]
-    if bad:  # a damaged space.json (Store.meta says so when it cannot be read at all)
+    table = given if isinstance(given, dict) else {}
+    objectives = {k: v for k, v in table.items() if k in df.columns and v in ("min", "max")}
+    bad = [str(k)[:40] for k in table if k not in objectives]
+    why = (f"objectives {', '.join(bad[:5])} are not the store's columns with min or max"
+           if bad else '`objectives` is not a table of column = "min" or "max"')  # fmt: skip
+    if bad or (given and not table):  # damaged (Store.meta says so when it cannot be read)
         Console(stderr=True, soft_wrap=True).print(
-            f"warning: store {directory[:120]!r}: space.json's objectives {', '.join(bad[:5])} "
-            "are not the store's columns with min or max; left out of the Pareto front",
+            f"warning: store {directory[:120]!r}: space.json's {why}; left out of the Pareto front",
             style="yellow",
             markup=False,
         )
