@@ -378,19 +378,20 @@ def test_simulate_trace_is_the_shared_output_flag(tmp_path, monkeypatch):
     assert chip.read_bytes() == before and not ran
 
 
-@pytest.mark.parametrize("flag", ["--trace", "--html", "--png"])
+@pytest.mark.parametrize("flag", ["--trace", "--html", "--png", "--max-work"])
 def test_simulate_functional_model_run_refuses_report_flags(tmp_path, monkeypatch, flag):
     """`simulate --functional` of a .onnx/.pt2 model ran and exited 0 without the `--trace`,
-    `--html` or `--png` output asked for (its end-to-end run writes none of them)."""
+    `--html` or `--png` output asked for (its end-to-end run writes none of them), and without
+    the `--max-work` bound (it estimates memory only)."""
     from chipforge.sim import graph_run
 
     ran = []
     monkeypatch.setattr(graph_run, "run_model", lambda *a, **k: ran.append(1))
     model = tmp_path / "m.onnx"
     model.write_bytes(b"")
-    target = str(tmp_path / ("pngs" if flag == "--png" else "r.out"))
+    value = {"--png": str(tmp_path / "pngs"), "--max-work": "1e3"}.get(flag, str(tmp_path / "r"))
     code, _, err = cli("simulate", "--chip", "forge-n3", "--workload", str(model), "--functional",
-                       flag, target)  # fmt: skip
+                       flag, value)  # fmt: skip
     assert_user_error(code, err, flag, "--functional", "drop it")
     assert not ran
 

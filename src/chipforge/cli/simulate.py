@@ -134,6 +134,11 @@ def simulate(
                 f"`{given[0]}`: a --functional run of a .onnx/.pt2 model writes its check table "
                 "only (--json, --out); drop it, or leave out --functional for the cycle run's"
             )
+        if max_work is not None:  # graph_run.run_model estimates memory, not work
+            raise ChipforgeError(
+                "`--max-work`: a --functional run of a .onnx/.pt2 model is bounded by "
+                "--max-memory only (its work is not estimated); drop it"
+            )
         _simulate_model(
             spec,
             workload,
