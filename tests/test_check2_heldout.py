@@ -161,3 +161,18 @@ def test_the_sharegpt_lengths_are_the_benchmarks_logged_means():
                 assert (row["batching"], row["dense_cache"]) == ("interleaved", "2048"), row["id"]
         if row["id"].startswith("sgl-"):
             assert row["isl"] == "217" and "kubeai/pull/341" in row["conditions"], row["id"]
+
+
+def test_jetstream_int8_rows_are_weight_only():
+    """STATUS (d): jetstream-pytorch's --quantize_weights is weight-only (bf16 products on int8
+    weights) and --quantize_kv_cache an int8 cache; every U2 int8 row (seen and unseen) says
+    so, every bf16 row keeps bf16 weights, and no other rule uses the column."""
+    n = 0
+    for row in cv.rows2():
+        if row["id"].startswith("jetstreampt-") and "-int8-" in row["id"]:
+            n += 1
+            assert (row["dtype"], row["weight_dtype"], row["kv_dtype"]) == ("bf16", "int8", "int8")
+            assert "STATUS (d)" in row["conditions"], row["id"]
+        else:
+            assert not row["weight_dtype"], row["id"]
+    assert n == 7

@@ -118,6 +118,14 @@ def serve(
     ] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="weights/activations dtype")] = "bf16",
     kv_dtype: Annotated[str | None, typer.Option("--kv-dtype", help="KV cache dtype")] = None,
+    weight_dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--weight-dtype",
+            help="weight-only quantization: weights stored at this narrower dtype, widened to "
+            "--dtype for the matmuls (W8A16: --dtype bf16 --weight-dtype int8; default: --dtype)",
+        ),
+    ] = None,
     disaggregated: Annotated[
         bool, typer.Option("--disaggregated", help="separate prefill and decode chips")
     ] = False,
@@ -203,6 +211,7 @@ def serve(
         osl=osl,
         dtype=dtype,
         kv_dtype=kv_dtype,
+        weight_dtype=weight_dtype,
         tp=tp,
         pp=pp,
         ep=ep,

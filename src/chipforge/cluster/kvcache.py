@@ -84,17 +84,20 @@ class Memory:
 
 def memory(
     c: ModelConfig, capacity: float, *, tp: int, pp: int, dtype: str, kv_dtype: str, ep: int = 1,
-    attn_dtype: str | None = None,
+    attn_dtype: str | None = None, weight_dtype: str | None = None,
 ) -> Memory:  # fmt: skip
-    """`attn_dtype`: the attention modules' weights held at that precision instead of `dtype`."""
-    weights = c.params() * nbytes(dtype) / (tp * pp)
+    """`attn_dtype`: the attention modules' weights held at that precision instead of `dtype`;
+    `weight_dtype`: every weight held at that precision (weight-only quantization), the
+    activations staying at `dtype`."""
+    wt = weight_dtype or dtype
+    weights = c.params() * nbytes(wt) / (tp * pp)
     if ep > tp:  # wide EP: whole routed experts over ep chips (the busiest holds the ceiling),
         # everything else on each attention group's tp chips
         expert = c.ffn_matrices * c.hidden * c.expert_ffn * (c.layers - c.dense_layers)
         local = math.ceil(c.experts / ep) * expert
-        weights = ((c.params() - c.experts * expert) / tp + local) * nbytes(dtype)
-    if attn_dtype and attn_dtype != dtype:
-        extra = c.layers * c.attention_params() * (nbytes(attn_dtype) - nbytes(dtype))
+        weights = ((c.params() - c.experts * expert) / tp + local) * nbytes(wt)
+    if attn_dtype and attn_dtype != wt:
+        extra = c.layers * c.attention_params() * (nbytes(attn_dtype) - nbytes(wt))
         weights += extra / (tp * pp)
     kv_full = c.kv_bytes_per_token(nbytes(kv_dtype)) / pp
     shards = 1 if c.kv_lora else min(tp, c.n_kv_heads)

@@ -76,6 +76,13 @@ BATCHING = ("continuous", "static", "interleaved")
 # prefill at that request's own bucket, so with a spread of prompt lengths (`isl_cv`) the mean
 # prefill is taken over the lengths (queueing.length_factors), not at the mean length's bucket.
 PREFILL_BUCKET_MIN = 16  # JetStream token_utils.pad_tokens' smallest bucket
+# WEIGHT_ONLY (`weight_dtype`): weight-only quantization. The weights are stored (and read from
+# HBM) at the narrow format and widened to the 16-bit `dtype` on chip; activations, the
+# products' rate and every collective stay at `dtype`. jetstream-pytorch (2ba0dd8):
+# --quantize_weights builds layers.WeightOnlyPerChannelQuantizedLinear, whose forward is
+# F.linear(bf16 inputs, int8 weight) times the per-output-channel scale; int8 x int8 only with
+# --quantize_activation (default False, config.py). TensorRT-LLM's W8A16 / W4A16 weight-only
+# GEMMs (weightOnlyQuantMatmul plugin) and vLLM's AWQ/GPTQ kernels are the same form.
 # The collective that ends a MoE block in `workload.llm.build`: ffn_block's row-parallel
 # all-reduce ("ffn_allreduce") inside the "moe_layers" prefix (the other is "attn_allreduce").
 # With EP the experts' outputs are combined by the dispatch + combine all-to-all instead.
@@ -136,23 +143,26 @@ def _cached(key: tuple, cost):
 def _layer(
     chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str,
     dep: int = 1, adt: str | None = None, past: int = 0, combine: bool = False,
+    wdt: str | None = None,
 ):  # fmt: skip
     """(compute s, ((collective name, bytes), ...)) of one block: prefill n = prompt length,
     decode n = context; `dep` > 1: the routed experts split over `dep` attention groups (DP
     attention, see `evaluate`); `adt`: the attention module's matmul dtype where it differs
     from `dt`; `past`: prefill only, tokens already cached before the n new ones. Cached on
     the chip's content, the model and the shape. `combine`: the MoE routes' outputs weighted
-    and summed in the block (without EP; with it the combine all-to-all's kernel does it)."""
-    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
+    and summed in the block (without EP; with it the combine all-to-all's kernel does it).
+    `wdt`: the weights stored at this format, widened to `dt` for the product (WEIGHT_ONLY)."""
+    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt)
     return _cached(
-        key, lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
+        key,
+        lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt),
     )
 
 
 @lru_cache(maxsize=4096)
 def _graph(
     c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str, dep: int = 1,
-    adt: str | None = None, past: int = 0, combine: bool = False,
+    adt: str | None = None, past: int = 0, combine: bool = False, wdt: str | None = None,
 ):  # fmt: skip
     """One block's graph; chip-independent, so a sweep over designs builds it once. `past`
     (prefill): the n new tokens follow `past` cached ones, which they attend to (and, in MLA's
@@ -170,19 +180,27 @@ def _graph(
             for op in g.ops
         )
         g = replace(g, ops=ops)
+    if wdt and wdt != dt:  # weight-only quantization (WEIGHT_ONLY): weights stored at `wdt`
+        ops = tuple(
+            replace(op, weight_dtype=wdt) if isinstance(op, MatMul) and op.weight else op
+            for op in g.ops
+        )
+        g = replace(g, ops=ops)
     return g
 
 
-def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0, combine=False):
+def _layer_uncached(
+    chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0, combine=False, wdt=None
+):  # fmt: skip
     kinds = c.attention_kinds()
     if len(kinds) > 1:  # sliding-window and full-attention layers mixed (GPT-OSS, Gemma 2/3):
         # one block stands for each layer, so the layer-count weighted mean of each kind's
         # (they differ in attention alone: its band, its KV reads), as training prices them
         # (`cluster.layer._mixed_windows`)
-        parts = [(k, _layer(chip, m, phase, b, n, tp, dt, kvd, dep, adt, past, combine))
+        parts = [(k, _layer(chip, m, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt=wdt))
                  for m, k in kinds]  # fmt: skip
         return sum(k * t for k, (t, _) in parts) / c.layers, parts[-1][1][1]
-    g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
+    g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt=wdt)
     r = estimate(g, chip, deployed=True)
     rate = chip.mla_decode_rate if phase == "decode" else None  # ChipSpec.mla_decode_rate
     # the routed experts' grouped GEMM in decode streams its weights no faster than a measured
@@ -202,19 +220,23 @@ def _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0, 
     return compute, collectives
 
 
-def _head(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> float:
+def _head(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str, wdt=None) -> float:
     """LM head for `b` last positions on one TP shard, costed like the blocks' matmuls (the
     `lm_head` of `workload.llm.build`, scope="model"). Cached."""
-    key = (chip_key(chip), "lm_head", c.vocab, c.hidden, b, tp, dt)
-    return _cached(key, lambda: _head_uncached(chip, c, b, tp, dt))
+    key = (chip_key(chip), "lm_head", c.vocab, c.hidden, b, tp, dt, wdt)
+    return _cached(key, lambda: _head_uncached(chip, c, b, tp, dt, wdt))
 
 
-def _head_uncached(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str) -> float:
-    head = MatMul(name="lm_head", m=b, n=shard(c.vocab, tp), k=c.hidden, dtype=dt, weight=True)
+def _head_uncached(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str, wdt=None) -> float:
+    wdt = wdt if wdt and wdt != dt else None
+    head = MatMul(name="lm_head", m=b, n=shard(c.vocab, tp), k=c.hidden, dtype=dt, weight=True,
+                  weight_dtype=wdt)  # fmt: skip
     return estimate(Graph("lm_head", (head,)), chip, deployed=True).time_s
 
 
-def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False, past=0):
+def _block(
+    chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False, past=0, wdt=None
+):  # fmt: skip
     """Seconds for one block of `c` (its compute, collectives and the runtime's overhead).
     `overlap`: the EP all-to-all runs under the computation (DeepSeek's inference system, Open
     Infra Index day 6: decode and prefill split the batch into two micro-batches, one's
@@ -225,9 +247,11 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False,
     # finalize kernel); with EP inside the combine all-to-all's kernel (DeepEP's combine)
     combine = ep == 1 and c.is_moe
     if overlap and ep > 1 and c.is_moe and (b > 1 or (phase == "prefill" and n > 1)):
-        return _two_micro_batches(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past)
+        return _two_micro_batches(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past, wdt=wdt)
     # (one sequence decoding, one token: no second micro-batch to hide its all-to-all behind)
-    compute, collectives = _layer(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past, combine)
+    compute, collectives = _layer(
+        chip, c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt=wdt
+    )
     comm = 0.0
     for name, size in collectives:
         if not (ep > 1 and name == MOE_COLLECTIVE):
@@ -240,7 +264,7 @@ def _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False,
     return compute + comm + LAYER_OVERHEAD_S
 
 
-def _two_micro_batches(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past):
+def _two_micro_batches(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past, wdt=None):
     """Seconds for one block as DeepSeek's inference system overlaps it (Open Infra Index day 6;
     deepseek-ai/profile-data README and its decode/prefill schematics): the batch is split into
     two micro-batches that run one after the other on the SMs, each with its own attention,
@@ -256,7 +280,7 @@ def _two_micro_batches(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past):
         halves = ((1, n // 2, past), (1, n - n // 2, past + n // 2))
     compute = a2a = 0.0
     for mb, tokens, before in halves:
-        block = _block(chip, c, topo, phase, mb, tokens, tp, ep, dt, kvd, adt, past=before)
+        block = _block(chip, c, topo, phase, mb, tokens, tp, ep, dt, kvd, adt, past=before, wdt=wdt)
         exchange = _moe_exchange(c, topo, phase, mb, tokens, ep, dt)
         compute += block - exchange  # its computation, TP collectives and launch overhead
         a2a += exchange
@@ -296,16 +320,20 @@ def _dense_of(c: ModelConfig) -> ModelConfig:
     )
 
 
-def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0):
+def _step(
+    chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0, wdt=None
+):  # fmt: skip
     """Seconds for one full forward step (all stages, one micro-batch) of the replica. A MoE
     model's leading dense layers (DeepSeek-V3: first_k_dense_replace = 3) are costed as the
     same model's dense block, which reads one FFN's weights instead of the experts'."""
-    block = _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, overlap, past)
+    block = _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, overlap, past, wdt=wdt)
     t = (c.layers - c.dense_layers) * block if c.is_moe else c.layers * block
     if c.is_moe and c.dense_layers:
-        dense = _block(chip, _dense_of(c), topo, phase, b, n, tp, 1, dt, kvd, adt, past=past)
+        dense = _block(
+            chip, _dense_of(c), topo, phase, b, n, tp, 1, dt, kvd, adt, past=past, wdt=wdt
+        )
         t += c.dense_layers * dense
-    t += _head(chip, c, b, tp, dt)
+    t += _head(chip, c, b, tp, dt, wdt=wdt)
     if pp > 1:  # activations sent between stages
         act = b * (n if phase == "prefill" else 1) * c.hidden * max(nbytes(dt), nbytes(PP_DTYPE))
         t += (pp - 1) * PP_TENSORS * collective_time("send_recv", act, 2, topo, stride=tp)
@@ -313,7 +341,8 @@ def _step(chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=Fal
 
 
 def _prefill_share(
-    chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0, chunk=None
+    chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0, chunk=None,
+    wdt=None,
 ):  # fmt: skip
     """Replica seconds one prompt's prefill adds under continuous batching. Prompts are prefilled
     in chunks of up to PREFILL_CHUNK_TOKENS tokens that share one pass over the weights (with
@@ -325,7 +354,7 @@ def _prefill_share(
     budget sets it (`max_num_tokens`), instead of PREFILL_CHUNK_TOKENS."""
     k = max(1, min(batch, (chunk or PREFILL_CHUNK_TOKENS) // isl))
     stages = max(1, min(pp, batch))  # stages busy with other micro-batches meanwhile
-    t = _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd, adt, overlap, past)
+    t = _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd, adt, overlap, past, wdt=wdt)
     return t / k / stages
 
 
@@ -469,7 +498,7 @@ def _lockstep(groups: int, rate: float, timeout: int | None, batching: int = 0) 
     return _busiest(groups, rate * cycle)
 
 
-def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept) -> float:
+def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept, wdt=None) -> float:
     """Seconds per generated token of a decode step with `k` draft tokens per sequence
     (DeepSeek-V3's MTP modules, Sec. 2.2 / EAGLE: one decoder block plus the shared LM head per
     draft, run autoregressively) that the model verifies in one pass over k + 1 tokens per
@@ -477,9 +506,9 @@ def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept) ->
     step yields (1 - a^(k+1)) / (1 - a) tokens (Leviathan et al., ICML 2023, Eq. 1). The verify
     pass is priced as a decode of k + 1 times the sequences at the same context (its KV cache read
     once per verified token: an upper bound where the kernel shares it among the k + 1 queries)."""
-    verify = _step(chip, c, topo, "decode", mb * (k + 1), ctx, tp, pp, ep, dt, kvd, *eng)
-    draft = k * (_block(chip, c, topo, "decode", mb, ctx, tp, ep, dt, kvd, *eng)
-                 + _head(chip, c, mb, tp, dt))  # fmt: skip
+    verify = _step(chip, c, topo, "decode", mb * (k + 1), ctx, tp, pp, ep, dt, kvd, *eng, wdt=wdt)
+    draft = k * (_block(chip, c, topo, "decode", mb, ctx, tp, ep, dt, kvd, *eng, wdt=wdt)
+                 + _head(chip, c, mb, tp, dt, wdt=wdt))  # fmt: skip
     tokens = (1 - accept ** (k + 1)) / (1 - accept)
     return (verify + draft) / tokens
 
@@ -497,13 +526,15 @@ def evaluate(
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
     attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=None,
     prefix_hit=0.0, isl_cv=0.0, max_num_tokens=None, dense_cache=None, adp_batching_wait=0,
+    weight_dtype=None,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
     (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
     the plan's throughput. `osl_cv`, `isl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`,
-    `max_num_tokens`, `dense_cache`: see `plan_serving`."""
+    `max_num_tokens`, `dense_cache`, `weight_dtype`: see `plan_serving`."""
     _check(c, chips, tp, pp, ep)
+    wdt = weight_dtype if weight_dtype != dt else None
     # DP attention with wide EP (DeepSeek's inference system, Open Infra Index day 6: MLA and
     # the shared expert data-parallel, routed experts over EP144): one replica is `ep` chips in
     # ep/tp attention groups of tp chips; each group serves batch/groups sequences and the
@@ -514,7 +545,7 @@ def evaluate(
         raise Infeasible(f"--ep {ep} above --tp {tp} needs --pp 1 and --chips a multiple of it")
     c = _unbanded(c) if dense_cache else c
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dt, kv_dtype=kvd, ep=ep,
-                 attn_dtype=attn_dtype)  # fmt: skip
+                 attn_dtype=attn_dtype, weight_dtype=wdt)  # fmt: skip
     if mem.kv_tokens <= 0:
         raise Infeasible(
             f"{c.name} weights need {mem.weights / 2**30:.1f} GiB per chip at tp={tp} pp={pp}, "
@@ -541,23 +572,24 @@ def evaluate(
     # the group whose sequences hold the most context (`_busiest_context`)
     busy = _busiest_context(groups, mb, isl, osl, isl_cv, osl_cv) if groups > 1 else ctx
     busy = dense_cache or busy
-    decode = _step(chip, c, topo, "decode", mb, busy, tp, pp, ep, dt, kvd, *eng)
+    decode = _step(chip, c, topo, "decode", mb, busy, tp, pp, ep, dt, kvd, *eng, wdt=wdt)
     if not gqa_kernel:
         decode += _kv_reread(c, chip, mem, mb, ctx, pp)
     if spec_tokens:
         decode = _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, spec_tokens,
-                              spec_acceptance)  # fmt: skip
+                              spec_acceptance, wdt=wdt)  # fmt: skip
     # prompt tokens found in the KV cache (a shared prefix, DeepSeek's on-disk cache) are not
     # recomputed: prefill computes the rest, attending to the cached ones too
     fresh = max(1, round(isl * (1 - prefix_hit)))
     pre = (*eng, isl - fresh)  # prefill: the engine, then the cached tokens before the fresh
-    prefill = _step(chip, c, topo, "prefill", 1, fresh, tp, pp, ep, dt, kvd, *pre)
+    prefill = _step(chip, c, topo, "prefill", 1, fresh, tp, pp, ep, dt, kvd, *pre, wdt=wdt)
     replicas, p_chips = dp, 0
     if disaggregated == "prefill":
         # a prefill pool only: it prefills prompts (chunks shared, the attention groups side by
         # side) and hands their KV cache to a decode pool; throughput counts the output tokens
         # the prompts it prefills go on to produce (requests/s x osl); no decode here
-        share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre)
+        share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre,
+                               wdt=wdt)  # fmt: skip
         tpot, ttft = 0.0, prefill
         thr = dp * groups * osl / share
     elif disaggregated == "decode":
@@ -571,7 +603,7 @@ def evaluate(
         out_rate = batch / tpot  # decode pool, per replica
         # prefill replicas needed so prompts arrive as fast as decode finishes them (prompts
         # prefilled in shared chunks, as in co-located serving)
-        share = _prefill_share(chip, c, topo, fresh, batch, tp, pp, ep, dt, kvd, *pre)
+        share = _prefill_share(chip, c, topo, fresh, batch, tp, pp, ep, dt, kvd, *pre, wdt=wdt)
         need = out_rate / osl * share
         frac = need / (need + 1)
         p_chips = max(tp * pp, round(chips * frac / (tp * pp)) * tp * pp)
@@ -590,7 +622,8 @@ def evaluate(
         buckets = [max(PREFILL_BUCKET_MIN, 1 << (max(1, round(fresh * x)) - 1).bit_length())
                    for x in length_factors(isl_cv)]  # fmt: skip
         prefill = sum(
-            _step(chip, c, topo, "prefill", 1, n, tp, pp, ep, dt, kvd, *pre) for n in buckets
+            _step(chip, c, topo, "prefill", 1, n, tp, pp, ep, dt, kvd, *pre, wdt=wdt)
+            for n in buckets
         ) / len(buckets)
         tpot = decode + (batch - 1) / osl * prefill
         ttft = prefill + (decode if batch > 1 else 0.0)
@@ -600,7 +633,7 @@ def evaluate(
         # one batch at a time: prefill all prompts in one pass, then osl-1 decode steps; the
         # throughput counts the whole batch latency (TensorRT-LLM blogs/XQA-kernel.md:
         # out_tps = output_seqlen * batch_size / total_latency / tp)
-        prefill = _step(chip, c, topo, "prefill", mb, fresh, tp, pp, ep, dt, kvd, *pre)
+        prefill = _step(chip, c, topo, "prefill", mb, fresh, tp, pp, ep, dt, kvd, *pre, wdt=wdt)
         tpot, ttft = decode, prefill
         thr = dp * batch * osl / (prefill + (osl - 1) * decode)
         if max_num_tokens:  # vLLM V0's chunked prefill of the batch (cluster.static_budget)
@@ -611,7 +644,7 @@ def evaluate(
             @cache
             def chunk(m, q):  # a pass over m prompt tokens after q of their prompt's
                 return _step(chip, c, topo, "prefill", 1, m, tp, pp, ep, dt, kvd, *eng,
-                             isl - fresh + q)  # fmt: skip
+                             isl - fresh + q, wdt=wdt)  # fmt: skip
 
             # what attending to o earlier tokens adds: linear in o (the attention's FLOPs and
             # KV reads are), taken at a context as long as the prompt's power of two
@@ -619,7 +652,7 @@ def evaluate(
             total, ttft = static_budget_schedule(
                 batch, fresh, osl, max_num_tokens,
                 lambda d: _on_grid(lambda n: _step(chip, c, topo, "decode", n, busy, tp, pp, ep,
-                                                   dt, kvd, *eng), d),
+                                                   dt, kvd, *eng, wdt=wdt), d),
                 lambda n: _on_grid(lambda m: chunk(m, 0), n),
                 lambda n, o: o / ref * _on_grid(lambda m: chunk(m, ref) - chunk(m, 0), n),
             )  # fmt: skip
@@ -637,7 +670,7 @@ def evaluate(
                     f"{mb * (1 + spec_tokens)} decode tokens per step: lower the batch or raise it"
                 )
         share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre,
-                               chunk=room)  # fmt: skip
+                               chunk=room, wdt=wdt)  # fmt: skip
         share /= groups
         # attention groups step in lockstep (the MoE all-to-all joins them), so a step that
         # prefills takes as long as its busiest group's prefills (see `_lockstep`)
@@ -692,7 +725,7 @@ def evaluate(
         spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, adp_balance=adp_balance,
         prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
         tpot_percentiles_s=tpots if not clients else {}, dense_cache=dense_cache,
-        adp_batching_wait=adp_batching_wait,
+        adp_batching_wait=adp_batching_wait, weight_dtype=wdt,
     )  # fmt: skip
 
 
@@ -728,6 +761,7 @@ def plan_serving(
     max_num_tokens: int | None = None,
     dense_cache: int | None = None,
     adp_batching_wait: int = 0,
+    weight_dtype: str | None = None,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -770,13 +804,23 @@ def plan_serving(
     preallocated cache of this many positions and decode attention reads all of them
     (jetstream-pytorch without --ragged_mha: layers.AttentionKernel's dense attention over the
     whole cache of --max_cache_length; `ragged_mha` defaults to False in jetstream_pt/config.py).
+    `weight_dtype`: weight-only quantization (see WEIGHT_ONLY): every weight held and read at
+    this format, the matmuls and activations at `dtype` (int8 with bf16: W8A16).
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     kvd = kv_dtype or dtype
-    for name, value in (("dtype", dtype), ("kv_dtype", kvd), ("attn_dtype", attn_dtype or dtype)):
+    for name, value in (("dtype", dtype), ("kv_dtype", kvd), ("attn_dtype", attn_dtype or dtype),
+                        ("weight_dtype", weight_dtype or dtype)):  # fmt: skip
         if value not in BYTES:
             raise WorkloadError(f"`{name}` must be one of {', '.join(BYTES)}, not {value!r}")
+    if weight_dtype and weight_dtype != dtype and nbytes(weight_dtype) >= nbytes(dtype):
+        raise WorkloadError(
+            f"`weight_dtype` {weight_dtype} must be narrower than `dtype` {dtype} (weight-only "
+            "quantization widens the stored weights to dtype): drop it or use a narrower one"
+        )
+    if weight_dtype and attn_dtype:
+        raise WorkloadError("`weight_dtype` and `attn_dtype` are not modelled together: drop one")
     for name, value in (
         ("chips", chips),
         ("isl", isl),
@@ -878,7 +922,7 @@ def plan_serving(
     pps = [pp] if pp else [d for d in divisors(chips) if c.layers % d == 0 and d <= 8]
     kw = dict(isl=isl, osl=osl, dt=dtype, kvd=kvd, disaggregated=disaggregated,
               batching=batching, gqa_kernel=gqa_kernel, osl_cv=osl_cv, attn_dtype=attn_dtype,
-              ep_overlap=ep_overlap, spec_tokens=spec_tokens,
+              weight_dtype=weight_dtype, ep_overlap=ep_overlap, spec_tokens=spec_tokens,
               spec_acceptance=spec_acceptance, adp_balance=adp_balance,
               adp_batching_wait=adp_batching_wait,
               prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
@@ -911,7 +955,7 @@ def plan_serving(
                 g = e // t if e > t else 1  # attention groups of a wide-EP replica
                 dp = chips // (t * p * g)  # replicas
                 fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv,
-                             dense_cache)  # fmt: skip
+                             dense_cache, wdt=weight_dtype)  # fmt: skip
                 # a stated concurrency queues what the KV cache cannot hold; the search stops
                 # at the largest batch that fits
                 top = min(fits, BATCHES[-1] * g, max_batch or fits)
@@ -967,7 +1011,7 @@ def plan_serving(
                 best = plan
     if best is None:
         if why is None or "weights need" in str(why):
-            need = c.params() * nbytes(dtype)
+            need = c.params() * nbytes(weight_dtype or dtype)
             raise Infeasible(
                 f"{c.name} does not fit on {chips} x {chip.name}: weights alone need "
                 f"{need / 2**30:.0f} GiB in {dtype}, {chips} chips have "
@@ -978,7 +1022,8 @@ def plan_serving(
 
     def curve() -> list[dict]:
         t, p, e = best.tp, best.pp, best.ep
-        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv, dense_cache),
+        top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv, dense_cache,
+                        wdt=weight_dtype),
                   BATCHES[-1])  # fmt: skip
         batches = sorted({b for b in BATCHES if b <= top} | {top, min(best.batch, top)})
         points = []
@@ -1002,6 +1047,7 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
     kw = dict(isl=plan.isl, osl=plan.osl, tp=plan.tp, pp=plan.pp, ep=plan.ep, dt=plan.dtype,
               kvd=plan.kv_dtype, batching=plan.batching, gqa_kernel=gqa_kernel,
               rate=rate, osl_cv=plan.osl_cv, attn_dtype=plan.attn_dtype,
+              weight_dtype=plan.weight_dtype,
               ep_overlap=plan.ep_overlap, spec_tokens=plan.spec_tokens,
               spec_acceptance=plan.spec_acceptance, adp_balance=plan.adp_balance,
               adp_batching_wait=plan.adp_batching_wait,
@@ -1009,7 +1055,8 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               max_num_tokens=plan.max_num_tokens, dense_cache=plan.dense_cache)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
-                      plan.ep, plan.attn_dtype, plan.osl_cv, plan.dense_cache)  # fmt: skip
+                      plan.ep, plan.attn_dtype, plan.osl_cv, plan.dense_cache,
+                      wdt=plan.weight_dtype)  # fmt: skip
     try:
         top = evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
     except Infeasible:  # a token budget caps the batch below the KV cache's: the largest it takes
@@ -1043,12 +1090,13 @@ def _held(isl: int, osl: int, cv: float = 0.0) -> int:
 
 
 def _fits(
-    c, chip, tp, pp, dtype, kvd, isl, osl, ep=1, attn_dtype=None, osl_cv=0.0, dense_cache=None
+    c, chip, tp, pp, dtype, kvd, isl, osl, ep=1, attn_dtype=None, osl_cv=0.0, dense_cache=None,
+    wdt=None,
 ) -> int:  # fmt: skip
     """Sequences of `_held` tokens (`dense_cache` where set) one replica's KV cache holds (at
     least 1: 0 fails later); a wide-EP replica holds its ep/tp attention groups' caches."""
     c = _unbanded(c) if dense_cache else c
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd, ep=ep,
-                 attn_dtype=attn_dtype)  # fmt: skip
+                 attn_dtype=attn_dtype, weight_dtype=wdt)  # fmt: skip
     held = dense_cache or _held(isl, osl, osl_cv)
     return max(1, mem.sequences(held)) * (ep // tp if ep > tp else 1)

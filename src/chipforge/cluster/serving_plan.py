@@ -62,6 +62,7 @@ class ServingPlan:
     prefix_hit: float = 0.0  # fraction of prompt tokens already in the KV cache
     max_num_tokens: int | None = None  # the engine's per-step token budget (chunked prefill)
     dense_cache: int | None = None  # a preallocated cache per sequence, attended whole
+    weight_dtype: str | None = None  # weights stored at this format, computed at dtype (W8A16)
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
 
@@ -124,6 +125,7 @@ class ServingPlan:
             "osl": self.osl,
             "dtype": self.dtype,
             "kv_dtype": self.kv_dtype,
+            "weight_dtype": self.weight_dtype or self.dtype,  # weights' stored format
             "ttft_s": self.ttft_s,
             "tpot_s": self.tpot_s,
             "ttft_percentiles_s": self.ttft_percentiles_s,

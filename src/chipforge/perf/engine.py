@@ -102,20 +102,24 @@ class Machine:
 
 
 def _matmul_parts(
-    mc: Machine, m: int, n: int, k: int, batch: int, dtype: str, out_dtype: str
-) -> tuple[float, dict[str, float]]:
+    mc: Machine, m: int, n: int, k: int, batch: int, dtype: str, out_dtype: str,
+    b_dtype: str | None = None,
+) -> tuple[float, dict[str, float]]:  # fmt: skip
+    """(compute s, bytes per memory level); `b_dtype`: B read in a narrower stored format and
+    widened to `dtype` on chip (weight-only quantization), so only B's bytes change."""
     chip = mc.chip
     run_dtype, penalty = mc.matrix_dtype(dtype)
     cycles = matmul_cycles(m, n, k, batch, chip.matrix, chip.matrix_units, run_dtype) * penalty
     compute = cycles / chip.clock / mc.cal.matrix_frac / mc.narrow_rate(run_dtype)
     e_in, e_out = nbytes(dtype), nbytes(out_dtype)
+    e_b = nbytes(b_dtype or dtype)
     traffic: dict[str, float] = {}
     for level in range(len(chip.memory)):
         if level + 1 < len(chip.memory):
             cap = mc.buffer_capacity(level + 1)
-            moved = tiled_traffic(m, n, k, e_in, e_out, cap)
+            moved = tiled_traffic(m, n, k, e_in, e_out, cap, e_b)
         else:  # innermost level feeds the array: every operand element once per use
-            moved = e_in * (m * k + k * n) + e_out * m * n
+            moved = e_in * m * k + e_b * k * n + e_out * m * n
         traffic[chip.memory[level].name] = batch * moved
     return compute, traffic
 
@@ -146,7 +150,9 @@ def _split_k(mc: Machine, op: MatMul, traffic: dict[str, float]) -> tuple[float,
 
 def cost_matmul(mc: Machine, op: MatMul) -> Cost:
     out_dtype = op.out_dtype or op.dtype
-    compute, traffic = _matmul_parts(mc, op.m, op.n, op.k, op.batch, op.dtype, out_dtype)
+    compute, traffic = _matmul_parts(
+        mc, op.m, op.n, op.k, op.batch, op.dtype, out_dtype, op.b_dtype
+    )
     hbm = mc.chip.hbm.name
     activations = op.batch * op.m * (op.k * nbytes(op.dtype) + op.n * nbytes(out_dtype))
     if op.weight and mc.resident(activations):  # only the weights stream from off-chip
@@ -160,10 +166,21 @@ def cost_matmul(mc: Machine, op: MatMul) -> Cost:
     limit = "compute" if gemv < compute else matmul_limit_of(mc, op)
     compute = min(compute, gemv)
     memory = traffic[hbm] / mc.offchip_bandwidth
+    parts = {"compute": compute, "memory": memory}
+    widen = 0.0
+    if op.b_dtype != op.dtype:
+        # weight-only: each weight element is widened (and scaled) once per pass on the vector
+        # unit, in the same fused kernel, overlapping the product (jetstream-pytorch
+        # layers.WeightOnlyPerChannelQuantizedLinear: F.linear(bf16 inputs, int8 weight), the
+        # per-channel scale applied to the output; TensorRT-LLM's weight-only GEMM dequantizes
+        # in its main loop)
+        widen = op.batch * op.k * op.n
+        parts["vector"] = widen / mc.chip.vector_flops
     return Cost(
-        {"compute": compute, "memory": memory},
+        parts,
         traffic,
         macs=op.flops / 2,
+        vector_flops=widen,
         mac_dtype=mc.matrix_dtype(op.dtype)[0],
         peak=mc.chip.peak_flops(mc.matrix_dtype(op.dtype)[0]),
         compute_limit=limit,

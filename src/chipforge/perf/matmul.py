@@ -218,8 +218,13 @@ def tile_rereads(
     return best[1], best[2]
 
 
-def tiled_traffic(m: int, n: int, k: int, e_in: float, e_out: float, capacity: float) -> float:
+def tiled_traffic(
+    m: int, n: int, k: int, e_in: float, e_out: float, capacity: float, e_b: float | None = None
+) -> float:
     """Bytes that must cross into a buffer of `capacity` bytes for (m x k) @ (k x n): A and B
-    as often as the best tiling re-reads them (`tile_rereads`), C written once."""
+    as often as the best tiling re-reads them (`tile_rereads`), C written once. `e_b`: B's
+    bytes per element where it is stored narrower than A (a weight-only quantized weight; the
+    tiling is chosen at `e_in`, the width both operands have on chip once B is widened)."""
     a_reads, b_reads = tile_rereads(m, n, k, e_in, e_out, capacity)
-    return e_in * (m * k * a_reads + k * n * b_reads) + e_out * m * n
+    e_b = e_in if e_b is None else e_b
+    return e_in * m * k * a_reads + e_b * k * n * b_reads + e_out * m * n

@@ -59,6 +59,10 @@ class MatMul(Op):
     batch: int = 1
     weight: bool = True
     out_dtype: str | None = None
+    # weight-only quantization (W8A16, W4A16): the weight B is stored in this narrower format
+    # and widened to `dtype` on chip, so the product runs at `dtype`'s rate on `dtype`
+    # activations while B's bytes are `weight_dtype`'s (see `perf.engine.cost_matmul`)
+    weight_dtype: str | None = None
     kind: ClassVar[str] = "matmul"
 
     @property
@@ -66,13 +70,21 @@ class MatMul(Op):
         return 2.0 * self.batch * self.m * self.n * self.k
 
     @property
+    def b_dtype(self) -> str:
+        """The format B is read in: `weight_dtype` for a weight-only quantized weight."""
+        return self.weight_dtype if self.weight and self.weight_dtype else self.dtype
+
+    @property
     def bytes(self) -> float:
         e_in, e_out = nbytes(self.dtype), nbytes(self.out_dtype or self.dtype)
-        return self.batch * (e_in * (self.m * self.k + self.k * self.n) + e_out * self.m * self.n)
+        e_b = nbytes(self.b_dtype)
+        return self.batch * (
+            e_in * self.m * self.k + e_b * self.k * self.n + e_out * self.m * self.n
+        )
 
     @property
     def weight_bytes(self) -> float:
-        return self.batch * self.k * self.n * nbytes(self.dtype) if self.weight else 0.0
+        return self.batch * self.k * self.n * nbytes(self.b_dtype) if self.weight else 0.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
