@@ -214,7 +214,7 @@ def _layer_uncached(
         if rate and isinstance(op, Attention) and op.v_in_k:
             t = max(t, op.flops / rate)
         elif stream and isinstance(op, MatMul) and op.name.rsplit(".", 1)[-1] in EXPERT_MATMULS:
-            t = max(t, op.batch * op.n * op.k * nbytes(op.dtype) / stream)
+            t = max(t, op.batch * op.n * op.k * nbytes(op.b_dtype) / stream)
         compute += t
     collectives = tuple((op.name, op.size) for op in g.ops if op.kind == "collective")
     return compute, collectives
