@@ -76,7 +76,8 @@ def test_eager_cross_entropy_holds_three_fp32_logits():
     one = 4 * 2 * 8192 * C.vocab / 2
     assert memory_per_chip(C, **kw)["loss_bytes"] == pytest.approx(one)
     assert memory_per_chip(C, loss="eager", **kw)["loss_bytes"] == pytest.approx(3 * one)
-    assert memory_per_chip(C, loss="eager", **{**kw, "pp": 2})["loss_bytes"] == 0  # first stage
+    # two stages of one layer: the last, one micro-batch and the logits, is the busiest
+    assert memory_per_chip(C, loss="eager", **{**kw, "pp": 2})["loss_bytes"] == 3 * one
     with pytest.raises(WorkloadError, match="--loss"):
         plan_training("h100", C, 8, loss="chunked", tp=1, pp=1, dp=8, micro_batch=1, seq=4096)
 
@@ -169,3 +170,25 @@ def test_maxtext_proj_keeps_the_queries_keys_values_and_redoes_the_whole_layer()
                          recompute_modules=("maxtext_proj",), **kw)  # fmt: skip
     assert proj.step_time_s == pytest.approx(full.step_time_s, rel=1e-9)
     assert proj.memory["activations_bytes"] > full.memory["activations_bytes"]
+
+
+def test_the_last_stage_is_the_busiest_where_the_loss_outweighs_the_first_stages_batches():
+    """1F1B: the first stage holds pp micro-batches of its layers' activations, the last one
+    micro-batch and the loss's logits. Llama 3 8B (32 layers, vocabulary 128,256) on 2 stages at
+    8K tokens, torchtitan's op policy: with the eager loss (3 fp32 logits, 12 GiB) the last stage
+    holds more (16 layers x 1 + logits > 16 x 2); with the fused one the first stage does."""
+    c = load_model("llama3-8b")
+    kw = dict(tp=1, pp=2, dp=8, cp=1, ep=1, zero=1, recompute="selective", mb=1, seq=8192,
+              recompute_modules=("op_sac",))  # fmt: skip
+    per_layer = activation_bytes_per_layer(c, tp=1, recompute="selective", mb=1, seq=8192,
+                                           recompute_modules=("op_sac",))  # fmt: skip
+    logits = 3 * 4 * 8192 * c.vocab
+    eager = memory_per_chip(c, loss="eager", **kw)
+    assert eager["activations_bytes"] == pytest.approx(16 * per_layer)
+    assert eager["loss_bytes"] == pytest.approx(logits) and logits > 16 * per_layer
+    fused = memory_per_chip(c, loss="fused", **kw)
+    assert fused["activations_bytes"] == pytest.approx(32 * per_layer)
+    assert fused["loss_bytes"] == 0.0
+    # interleaving keeps the first stage's count (its last rank's is not modelled)
+    inter = memory_per_chip(c, loss="eager", interleave=2, **kw)
+    assert inter["loss_bytes"] == 0.0

@@ -261,8 +261,9 @@ def memory_per_chip(
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
     micro-batches of activations under 1F1B, or the second when the first is a layer short;
-    interleaving adds (pp-1)/(pp*v) of that; ZeRO-3 adds its gathered units; `loss`: the
-    cross-entropy implementation, LOSS_BUFFERS)."""
+    interleaving adds (pp-1)/(pp*v) of that; or, without interleaving, the last stage, which
+    holds one micro-batch and the loss's logits, where that is more; ZeRO-3 adds its gathered
+    units; `loss`: the cross-entropy implementation, LOSS_BUFFERS)."""
     params = stage_params(c, pp, tp, ep)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
     # 1F1B: stage i holds pp - i micro-batches in flight. With an uneven split (Llama 3: 126
@@ -273,28 +274,34 @@ def memory_per_chip(
     # Korthikanti et al. 2022 Sec. 4.2.3: interleaving stores (1 + (p-1)/(p*v)) times more
     if interleave > 1:
         layer_batches *= 1 + (pp - 1) / (pp * interleave)
-    acts = (
-        activation_bytes_per_layer(
-            c,
-            mb=mb,
-            seq=seq // cp,
-            tp=tp,
-            recompute=recompute,
-            act_bytes=act_bytes,
-            attention=attention,
-            sp=sp,
-            gemm_input_bytes=gemm_input_bytes,
-            recompute_modules=recompute_modules,
-        )  # fmt: skip
-        * layer_batches
-    )
+    per_layer = activation_bytes_per_layer(
+        c,
+        mb=mb,
+        seq=seq // cp,
+        tp=tp,
+        recompute=recompute,
+        act_bytes=act_bytes,
+        attention=attention,
+        sp=sp,
+        gemm_input_bytes=gemm_input_bytes,
+        recompute_modules=recompute_modules,
+    )  # fmt: skip
+    acts = per_layer * layer_batches
     logits = loss_bytes(c, mb=mb, seq=seq // cp, tp=tp, loss=loss)
+    held_logits = logits if pp == 1 else 0.0
+    # The last stage holds the loss's logits, and under 1F1B one micro-batch in flight (each
+    # forward is followed at once by its backward: Narayanan et al. 2021 Sec. 2.2.1, PipeDream-
+    # Flush), over as many layers as the first stage (Llama 3's split shortens both): it is the
+    # busiest chip where the logits outweigh the first stage's pp - 1 further micro-batches
+    # (a large vocabulary, few stages, the eager loss's three buffers).
+    if pp > 1 and interleave == 1 and per_layer * first + logits > acts:
+        acts, held_logits = per_layer * first, logits
     return {
         "weights_bytes": params * WEIGHT_BYTES / shard[0],
         "gradients_bytes": params * GRAD_BYTES / shard[1],
         "optimizer_bytes": params * OPTIMIZER_BYTES / shard[2],
         "activations_bytes": acts,
-        "loss_bytes": logits if pp == 1 else 0.0,  # the LM head's logits live on the last stage
+        "loss_bytes": held_logits,  # on the last stage only
         "zero3_gathered_bytes": zero3_gathered(c, tp=tp, ep=ep) if zero == 3 and dp > 1 else 0.0,
         "reserved_bytes": RESERVED_BYTES,
     }
