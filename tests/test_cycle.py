@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from chipforge.compiler import compile_op
 from chipforge.compiler.check import check_program
 from chipforge.compiler.isa import parse_all, text_all
+from chipforge.compiler.matmul import split_jobs
 from chipforge.sim import run_timing
 from chipforge.sim.crosscheck import crosscheck
 from chipforge.sim.functional import random_order
@@ -88,6 +89,25 @@ def test_a_transformer_layer_matches_numpy(workload):
         assert result["result"] != "MISMATCH", result
         checked += result["outputs"]
     assert checked >= 5  # four projections and attention
+
+
+def test_leftover_batch_items_are_cut_over_the_cores():
+    """A grouped GEMM of one expert more than the cores (5 on forge-n3's 4): the leftover
+    expert is cut into column pieces, one per core, so no core streams two experts' weights
+    while the others stream one (before: as long as 8 experts). Numerics match numpy."""
+    chip = load_chip("forge-n3")
+    assert chip.cores == 4
+
+    def cycles(batch: int) -> float:
+        op = MatMul(name="experts_up", m=2, n=2048, k=2048, batch=batch)
+        program = compile_op(op, chip)
+        if batch == 5:
+            assert check_op(op, program)["result"] == "match"
+            assert [len(jobs) for jobs in split_jobs(op, chip)] == [2, 2, 2, 2]
+        return schedule(program, chip).cycles
+
+    four, five, eight = cycles(4), cycles(5), cycles(8)
+    assert five - four <= 0.5 * (eight - four)  # the fifth expert spread over the four cores
 
 
 @settings(max_examples=25, deadline=None)

@@ -341,6 +341,8 @@ def test_instruction_estimate_is_the_compiled_count(chip):
             (8, 8, 8, 7, False),
             (200, 24, 40, 1, True),
             (1, 300, 100, 1, True),
+            (2, 300, 100, 5, True),  # a leftover item cut over the cores
+            (3, 130, 64, 11, True),
         ]
     ]
     ops += [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from chipforge.compiler.attention import use_vector_unit
-from chipforge.compiler.matmul import core_tiling, split_jobs
+from chipforge.compiler.matmul import core_tiling, leftover_pieces
 from chipforge.compiler.tiling import Tiling, core_sram
 from chipforge.dtypes import nbytes
 from chipforge.spec import ChipSpec
@@ -54,27 +54,19 @@ def _extents(size: int, tile: int) -> list[tuple[int, int]]:
 
 
 def matmul_instructions(op: MatMul, chip: ChipSpec, *, resident: bool = False) -> int:
-    if op.batch >= chip.cores:  # whole batch items dealt round-robin: no list of them needed
-        more = op.batch % chip.cores  # cores with one item more than the others
-        groups = [
-            ([(op.m, op.n)], cores, items)
-            for cores, items in (
-                (more, op.batch // chip.cores + 1),
-                (chip.cores - more, op.batch // chip.cores),
-            )
-            if cores
-        ]
-    else:
-        groups = [
-            ([(j.m1 - j.m0, j.n1 - j.n0) for j in jobs], 1, 1)
-            for jobs in split_jobs(op, chip)
-            if jobs
-        ]
+    # matmul.split_jobs without its list of whole items: `whole` of them on every core, one
+    # leftover piece on each of the first cores
+    whole = op.batch // chip.cores
+    item = [((op.m, op.n), whole)] if whole else []
+    pieces = leftover_pieces(op, chip)
+    groups = [(item + [((j.m1 - j.m0, j.n1 - j.n0), 1)], 1) for j in pieces]  # (jobs, cores)
+    if item and chip.cores > len(pieces):
+        groups.append((item, chip.cores - len(pieces)))
     total = 0
-    for shapes, cores, items in groups:
-        t = core_tiling(op, chip, shapes, sum(s[0] for s in shapes) * items, resident=resident)
-        per_core = sum(_job(op, chip, t, m, n, resident) for m, n in shapes) * items
-        total += cores * per_core
+    for jobs, cores in groups:
+        shapes = [shape for shape, _ in jobs]
+        t = core_tiling(op, chip, shapes, sum(m * k for (m, _), k in jobs), resident=resident)
+        total += cores * sum(k * _job(op, chip, t, m, n, resident) for (m, n), k in jobs)
     return total
 
 

@@ -1,8 +1,9 @@
 """Lowering a matmul to DMA, weight-load, stream and vector instructions (weight-stationary).
 
-Work is split over cores by output columns (then rows, then batch items); each core walks its
-blocks (tiling.py) with double-buffered input slices, two accumulators and two output staging
-buffers so that loading, computing and storing overlap. Within a block, each accumulation chain
+Work is split over cores by batch items, dealt out whole in rounds of one per core; the items
+left over (all of them when fewer than the cores) by output columns (then rows). Each core
+walks its blocks (tiling.py) with double-buffered input slices, two accumulators and two output
+staging buffers so that loading, computing and storing overlap. Within a block, each accumulation chain
 (a column block of the array's width, or a row chunk of it) stays on one matrix unit so partial
 sums never race; chains are dealt round-robin over the core's units.
 """
@@ -31,43 +32,54 @@ class Job:
 
 
 def split_jobs(op: MatMul, chip: ChipSpec) -> list[list[Job]]:
-    """Jobs per core. Batch items are dealt out whole when there are enough; otherwise each
-    matmul is cut into col_groups x row_groups pieces (columns in multiples of the array width)
-    choosing the cut that reads least from HBM: splitting columns re-reads A per group,
-    splitting rows re-reads B."""
+    """Jobs per core. Batch items are dealt out whole, as many rounds as give every core one;
+    the items left over (all of them when there are fewer than the cores: `leftover_pieces`)
+    are cut into pieces, at most one per core, so no core streams a whole item more than
+    another (a grouped GEMM of 5 experts on 4 cores takes 1.25 experts' time, not 2)."""
+    whole = op.batch - op.batch % chip.cores
+    jobs: list[list[Job]] = [[] for _ in range(chip.cores)]
+    for b in range(whole):
+        jobs[b % chip.cores].append(Job(b, 0, op.m, 0, op.n))
+    for i, job in enumerate(leftover_pieces(op, chip)):
+        jobs[i].append(job)
+    return jobs
+
+
+def leftover_pieces(op: MatMul, chip: ChipSpec) -> list[Job]:
+    """The pieces of the batch items left over after whole rounds (batch % cores of them):
+    each cut into col_groups x row_groups pieces (columns in multiples of the array width),
+    at most cores pieces in all, choosing the cut that reads least from HBM: splitting
+    columns re-reads A per group, splitting rows re-reads B."""
     cores, cols = chip.cores, chip.matrix.cols
-    col_groups, row_groups = 1, 1
-    if op.batch < cores:
-        per_item = cores // op.batch
-        macs_per_cycle = chip.matrix.count * chip.matrix.rows * chip.matrix.cols
-        bytes_per_cycle = chip.hbm.bandwidth / chip.clock / nbytes(op.dtype)
+    left = op.batch % cores
+    if not left:
+        return []
+    per_item = cores // left
+    macs_per_cycle = chip.matrix.count * chip.matrix.rows * chip.matrix.cols
+    bytes_per_cycle = chip.hbm.bandwidth / chip.clock / nbytes(op.dtype)
 
-        def cycles(g: tuple[int, int]) -> float:  # the slower of compute and HBM reads
-            pieces = g[0] * g[1] * op.batch  # each busy core brings its share of HBM bandwidth
-            share = min(pieces, cores) / cores
-            compute = op.m * op.n * op.k / (g[0] * g[1] * macs_per_cycle)
-            reads = op.m * op.k * g[0] + op.k * op.n * g[1]
-            return max(compute, reads / (bytes_per_cycle * share))
+    def cycles(g: tuple[int, int]) -> float:  # the slower of compute and HBM reads
+        pieces = g[0] * g[1] * left  # each busy core brings its share of HBM bandwidth
+        share = min(pieces, cores) / cores
+        compute = op.m * op.n * op.k / (g[0] * g[1] * macs_per_cycle)
+        reads = op.m * op.k * g[0] + op.k * op.n * g[1]
+        return max(compute, reads / (bytes_per_cycle * share))
 
-        shapes = [
-            (c, r)
-            for c in range(1, min(per_item, math.ceil(op.n / cols)) + 1)
-            for r in range(1, min(per_item // c, math.ceil(op.m / 8)) + 1)
-        ]
-        col_groups, row_groups = min(shapes, key=cycles)
+    shapes = [
+        (c, r)
+        for c in range(1, min(per_item, math.ceil(op.n / cols)) + 1)
+        for r in range(1, min(per_item // c, math.ceil(op.m / 8)) + 1)
+    ]
+    col_groups, row_groups = min(shapes, key=cycles)
     width = math.ceil(math.ceil(op.n / col_groups) / cols) * cols
     height = math.ceil(op.m / row_groups)
-    pieces = [
+    return [
         Job(b, r * height, min(op.m, (r + 1) * height), c * width, min(op.n, (c + 1) * width))
-        for b in range(op.batch)
+        for b in range(op.batch - left, op.batch)
         for c in range(col_groups)
         for r in range(row_groups)
         if c * width < op.n and r * height < op.m
     ]
-    jobs: list[list[Job]] = [[] for _ in range(cores)]
-    for i, job in enumerate(pieces):
-        jobs[i % cores].append(job)
-    return jobs
 
 
 @dataclass
