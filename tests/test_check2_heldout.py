@@ -96,7 +96,7 @@ def test_predictions_come_from_the_model_not_the_published_values(results, monke
         assert again[key]["predicted"] == r["predicted"], key
 
     serve = plan_serving(
-        "tpu-v5e", "llama2-7b", 8, isl=121, osl=233, dtype="bf16", kv_dtype="bf16", tp=8, pp=1,
+        "tpu-v5e", "llama2-7b", 8, isl=110, osl=305, dtype="bf16", kv_dtype="bf16", tp=8, pp=1,
         max_batch=96, batching="interleaved", dense_cache=2048,
     )  # fmt: skip
     pred = results["jetstreampt-v5e8-llama2-7b-bf16-b96"]["predicted"]
@@ -148,19 +148,34 @@ def test_the_diagnostic_half_is_the_fixed_split_of_u2_and_u4(results):
 
 
 def test_the_sharegpt_lengths_are_the_benchmarks_logged_means():
-    """STATUS (a), (b): U2's lengths are JetStream benchmark_serving's logged totals over its
-    requests (pull 83), U3's input length vLLM's sampler's (kubeai pull 341), recomputed here;
-    every row of each rule carries them and says where they come from."""
-    assert round(214914 / 1780) == 121 and round(415416 / 1780) == 233
+    """STATUS (a), (b), (e): U2's lengths are JetStream benchmark_serving's logged totals over
+    its requests with the row's model's tokenizer (Llama 3: JetStream pull 83; Llama 2:
+    jetstream-pytorch pull 64; Gemma: no log found, the Llama 3 one), U3's input length vLLM's
+    sampler's (kubeai pull 341), recomputed here; every row of each rule carries them and says
+    where they come from."""
+    assert round(214914 / 1780) == 121 and round(415416 / 1780) == 233  # Llama 3, 1780 requests
+    assert round(220485 / 1999) == 110 and round(608985 / 1999) == 305  # Llama 2, 1999 requests
+    assert round(30175 / 100) == 302  # pull 83's 100-request Llama 2 run agrees on the output
     assert round(203559 / 940) == 217
+    logs = {"llama2-": (("110", "305"), "jetstream-pytorch/pull/64"),
+            "llama3-": (("121", "233"), "JetStream/pull/83"),
+            "llm:custom,name=gemma-": (("121", "233"), "JetStream/pull/83")}  # fmt: skip
+    seen = {prefix: 0 for prefix in logs}
     for row in cv.rows2():
         if row["id"].startswith("jetstreampt-"):
-            assert (row["isl"], row["osl"]) == ("121", "233"), row["id"]
-            assert "JetStream/pull/83" in row["conditions"], row["id"]
+            prefix = next(p for p in logs if row["model"].startswith(p))
+            lengths, source = logs[prefix]
+            seen[prefix] += 1
+            assert (row["isl"], row["osl"]) == lengths, row["id"]
+            assert source in row["conditions"] and "STATUS (e)" in row["conditions"], row["id"]
             if not row["not_expressible"]:  # STATUS (c): the engine as it ran
                 assert (row["batching"], row["dense_cache"]) == ("interleaved", "2048"), row["id"]
         if row["id"].startswith("sgl-"):
             assert row["isl"] == "217" and "kubeai/pull/341" in row["conditions"], row["id"]
+    assert seen == {"llama2-": 6, "llama3-": 3, "llm:custom,name=gemma-": 5}
+    lines = _text(cv.FILENAME2).splitlines()
+    header = " ".join(line.lstrip("# ") for line in lines if line.startswith("#"))
+    assert "(e) U2's lengths per tokenizer" in header and "jetstream-pytorch pull 64" in header
 
 
 def test_jetstream_int8_rows_are_weight_only():
