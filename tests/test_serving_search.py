@@ -94,3 +94,18 @@ def test_a_search_whose_weights_fit_but_no_kv_cache_does_says_so():
     assert "KV cache" in str(err.value) and "weights alone" not in str(err.value)
     with pytest.raises(Infeasible, match="weights alone need"):  # no plan holds the weights
         plan_serving("h100", "llama3-405b", 2, isl=128, osl=128)
+
+
+def test_one_output_token_has_no_tpot():
+    """With osl 1 there is no time between tokens (vLLM's and TensorRT-LLM's benchmarks:
+    TPOT = (e2e - TTFT) / (osl - 1)): the plan reports none (JSON null, "-" for a person)
+    rather than a step stretched by the other prompts' prefills, and a TPOT bound does not
+    refuse a prefill-only load: the plan is the one found without the bound."""
+    kw = dict(isl=1024, osl=1)
+    free = plan_serving("h100", "llama3-8b", 1, **kw)
+    assert free.tpot_s is None and free.tpot_at("p99") is None
+    d = free.to_dict()
+    assert "tpot_s" in d and d["tpot_s"] is None and d["tpot_percentiles_s"] == {}
+    bound = plan_serving("h100", "llama3-8b", 1, tpot_slo=0.001, **kw)
+    assert bound.batch == free.batch and bound.tpot_s is None
+    assert plan_serving("h100", "llama3-8b", 1, isl=1024, osl=2).tpot_s > 0  # one interval

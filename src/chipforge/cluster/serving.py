@@ -715,6 +715,9 @@ def evaluate(
     if clients and clients > batch:  # closed loop: a client waits until a slot frees up
         cycle = clients * replicas / thr * osl  # Little's law over all replicas
         queue = max(0.0, cycle - (ttft + (osl - 1) * tpot))
+    if osl == 1:  # one output token: no time between tokens to report (vLLM's and TensorRT-LLM's
+        # benchmarks define TPOT = (e2e - TTFT) / (osl - 1), undefined at osl 1)
+        tpot, tpots = None, {}
     return ServingPlan(
         chip.name, c.name, chips, tp, pp, ep, replicas, batch, isl, osl, dt, kvd,
         ttft + queue, tpot, thr, mem.kv_tokens, mem.to_dict(),
@@ -931,9 +934,13 @@ def plan_serving(
     def run(t, p, e, b, clients=None):
         return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
 
+    def tpot_of(plan) -> float:  # an undefined TPOT (one output token) meets any bound
+        t = plan.tpot_at(slo_percentile)
+        return 0.0 if t is None else t
+
     def meets(plan) -> bool:
         return not (ttft_slo and plan.ttft_at(slo_percentile) > ttft_slo) and not (
-            tpot_slo and plan.tpot_at(slo_percentile) > tpot_slo
+            tpot_slo and tpot_of(plan) > tpot_slo
         )
 
     best, why, closest = None, None, math.inf
@@ -982,7 +989,7 @@ def plan_serving(
                         prev = None
                         miss = max(
                             plan.ttft_at(slo_percentile) / (ttft_slo or math.inf),
-                            plan.tpot_at(slo_percentile) / (tpot_slo or math.inf),
+                            tpot_of(plan) / (tpot_slo or math.inf),
                         )
                         if miss < closest:
                             closest, why = (
@@ -990,7 +997,7 @@ def plan_serving(
                                 Infeasible(
                                     f"no plan meets the SLOs (closest: tp={t} pp={p} batch={b} "
                                     f"TTFT {plan.ttft_s * 1e3:.0f} ms, "
-                                    f"TPOT {plan.tpot_s * 1e3:.1f} ms)"
+                                    f"TPOT {tpot_of(plan) * 1e3:.1f} ms)"
                                 ),
                             )
                         continue

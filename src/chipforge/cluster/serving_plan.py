@@ -35,7 +35,7 @@ class ServingPlan:
     dtype: str
     kv_dtype: str
     ttft_s: float
-    tpot_s: float
+    tpot_s: float | None  # None with one output token (no time between tokens)
     throughput_tokens_per_s: float  # output tokens/s over all chips
     kv_cache_capacity_tokens: int  # per replica, every layer holding them (`Memory.kv_tokens`)
     memory_per_chip: dict
@@ -88,8 +88,9 @@ class ServingPlan:
             return self.ttft_s
         return self.ttft_percentiles_s.get(percentile, self.ttft_s)
 
-    def tpot_at(self, percentile: str | None) -> float:
-        """TPOT at a percentile under Poisson arrivals; the mean when None or not modelled."""
+    def tpot_at(self, percentile: str | None) -> float | None:
+        """TPOT at a percentile under Poisson arrivals; the mean when None or not modelled
+        (None with one output token)."""
         if percentile is None:
             return self.tpot_s
         return self.tpot_percentiles_s.get(percentile, self.tpot_s)

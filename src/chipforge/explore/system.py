@@ -225,7 +225,7 @@ def serving_objectives(s: Serving, chip) -> dict:
         serving_tokens_per_s=p.throughput_tokens_per_s,
         serving_tokens_per_s_per_chip=p.throughput_tokens_per_s / s.chips,
         ttft_s=p.ttft_s,
-        tpot_s=p.tpot_s,
+        tpot_s=nan if p.tpot_s is None else p.tpot_s,  # undefined with one output token
         serving_plan=f"tp={p.tp} pp={p.pp} dp={p.dp} batch={p.batch}",
     )
     return o

@@ -610,7 +610,7 @@ def serve(spec, model: str, chips, isl, osl) -> dict:
         ("plan", _plan(plan.get("plan"))),
         ("throughput", f"{plan['throughput_tokens_per_s']:,.0f} tokens/s"),
         ("TTFT", fmt(plan["ttft_s"], "time")),
-        ("TPOT", fmt(plan["tpot_s"], "time")),
+        ("TPOT", "-" if plan["tpot_s"] is None else fmt(plan["tpot_s"], "time")),
         ("concurrency", str(plan.get("concurrency"))),
     ]
     return {"data": plan, "rows": rows}
