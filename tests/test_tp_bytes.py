@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from chipforge.cluster import plan_training
+from chipforge.cluster.checks import pipeline_blocks
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.layer import LayerShape, tp_gemms
 from chipforge.cluster.topology import topology_for
@@ -182,3 +183,34 @@ def test_train_cli_takes_tp_async_backward():
                         dtype="fp8", tp_async_backward=True)  # fmt: skip
     assert got["step_time_s"] == pytest.approx(api.step_time_s)
     assert got["step_time_s"] < plain["step_time_s"]
+
+
+def test_moe_block_moves_16_bits_unless_the_dispatch_is_fp8():
+    """Mixtral 8x7B TP8 on 8 H100, 4K tokens, FP8 current scaling: the attention block's pairs
+    gather the FP8 GEMM input, the MoE block's the BF16 hidden states (Megatron-Core's token
+    dispatcher: two all-reduce-sized pairs per layer); DeepSeek-V3's FP8 dispatch quantizes the
+    MoE block's input too. DeepSeek-V3's first 3 dense layers keep the FP8 gather."""
+    c, topo = load_model("mixtral-8x7b"), topology_for(load_chip("h100"), 8)
+    elems = 4096 * c.hidden
+    fp8 = collective_time("all_gather", elems, 8, topo) + collective_time(
+        "reduce_scatter", 2 * elems, 8, topo
+    )
+    bf16 = collective_time("all_reduce", 2 * elems, 8, topo)
+    plan = Plan(tp=8, recompute="none")
+    run = RunOptions(fp8_recipe="current")
+    got = tp_collectives(c, plan, topo, seq=4096, dtype="fp8", run=run)
+    assert got == pytest.approx((2 * fp8 + 2 * bf16) * c.layers)
+    dispatch = RunOptions(fp8_recipe="current", fp8_dispatch=True)
+    got = tp_collectives(c, plan, topo, seq=4096, dtype="fp8", run=dispatch)
+    assert got == pytest.approx(4 * fp8 * c.layers)
+    ds = load_model("deepseek-v3")
+    elems = 4096 * ds.hidden
+    fp8 = collective_time("all_gather", elems, 8, topo) + collective_time(
+        "reduce_scatter", 2 * elems, 8, topo
+    )
+    bf16 = collective_time("all_reduce", 2 * elems, 8, topo)
+    moe = (ds.layers - ds.dense_layers) / ds.layers
+    plan = Plan(tp=8, pp=1, recompute="none")
+    got = tp_collectives(ds, plan, topo, seq=4096, dtype="fp8", run=run)
+    per_layer = 2 * fp8 + 2 * ((1 - moe) * fp8 + moe * bf16)
+    assert got == pytest.approx(per_layer * pipeline_blocks(ds))  # + its MTP block

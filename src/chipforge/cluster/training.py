@@ -566,25 +566,42 @@ def tp_collectives(
 
     # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs are summed before one
     # reduction per pass instead of two, one all-gather feeds both
-    blocks = 1 if run.parallel_block else 2
-    fwd = blocks * (2 if _reforward(p, run) else 1)
-    if not run.tp_async_backward:
-        return (fwd * pair(gather) + blocks * pair(gather_bwd)) * layers
-    back = 0.0
-    for name in ("attn_in", "ffn_in")[:blocks]:
+    reforward = 2 if _reforward(p, run) else 1
+
+    def block(name: str, ag: float, ag_bwd: float) -> float:
+        """One block's collectives per layer: forward (and recomputed) pairs, then backward."""
+        if not run.tp_async_backward:
+            return reforward * pair(ag) + pair(ag_bwd)
         # the column-parallel GEMMs' weight gradient has their forward's FLOPs; unknown GEMMs
         # hide everything they could (a lower bound)
         wgrad, dgrad = gemms[name] if gemms else (math.inf, math.inf)
         if run.parallel_block and gemms:  # one input and one reduction for both branches
             wgrad, dgrad = wgrad + gemms["ffn_in"][0], dgrad + gemms["ffn_in"][1]
         if not p.sequence_parallel:
-            back += max(0.0, collective_time("all_reduce", elems * scatter, p.tp, topo) - wgrad)
-            continue
-        regather = collective_time("all_gather", elems * gather, p.tp, topo)
+            reduce = collective_time("all_reduce", elems * scatter, p.tp, topo)
+            return reforward * pair(ag) + max(0.0, reduce - wgrad)
+        regather = collective_time("all_gather", elems * ag, p.tp, topo)
         reduce = collective_time("reduce_scatter", elems * scatter, p.tp, topo)
-        back += collective_time("all_gather", elems * gather_bwd, p.tp, topo)
-        back += max(0.0, regather - dgrad) + max(0.0, reduce - wgrad)
-    return (fwd * pair(gather) + back) * layers
+        back = collective_time("all_gather", elems * ag_bwd, p.tp, topo)
+        return reforward * pair(ag) + back + max(0.0, regather - dgrad) + max(0.0, reduce - wgrad)
+
+    per_layer = block("attn_in", gather, gather_bwd)
+    if not run.parallel_block:
+        # The MoE block's input is no Transformer Engine LayerNormLinear: Megatron-Core's MoE
+        # layer takes the separate pre-MLP norm's BF16 output and its token dispatchers gather
+        # it over TP and reduce-scatter the combined output with the plain tensor_parallel
+        # mappings (core/transformer/moe/token_dispatcher.py: MoEAllGatherTokenDispatcher and
+        # MoEAlltoAllTokenDispatcher call gather_from_sequence_parallel_region /
+        # reduce_scatter_to_sequence_parallel_region on the hidden states; mappings.py
+        # all-gathers / reduce-scatters the tensor as it is), the backward's gradient gather
+        # likewise; TE quantizes inside the experts' grouped GEMM (EP_BYTES). So the MoE
+        # layers' FFN block moves 16 bits under FP8/FP4 GEMMs, unless the run quantizes before
+        # the dispatch (`run.fp8_dispatch`, DeepSeek-V3 Sec. 3.3.3).
+        moe = (c.layers - c.dense_layers) / c.layers if c.is_moe and not run.fp8_dispatch else 0
+        dense_ffn = block("ffn_in", gather, gather_bwd) if moe < 1 else 0.0
+        moe_ffn = block("ffn_in", scatter, scatter) if moe > 0 else 0.0
+        per_layer += (1 - moe) * dense_ffn + moe * moe_ffn
+    return per_layer * layers
 
 
 def tp_overlapped(
