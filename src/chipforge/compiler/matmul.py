@@ -3,9 +3,9 @@
 Work is split over cores by batch items, dealt out whole in rounds of one per core; the items
 left over (all of them when fewer than the cores) by output columns (then rows). Each core
 walks its blocks (tiling.py) with double-buffered input slices, two accumulators and two output
-staging buffers so that loading, computing and storing overlap. Within a block, each accumulation chain
-(a column block of the array's width, or a row chunk of it) stays on one matrix unit so partial
-sums never race; chains are dealt round-robin over the core's units.
+staging buffers so that loading, computing and storing overlap. Within a block, each
+accumulation chain (a column block of the array's width, or a row chunk of it) stays on one
+matrix unit so partial sums never race; chains are dealt round-robin over the core's units.
 """
 
 from __future__ import annotations
