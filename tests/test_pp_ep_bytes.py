@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from chipforge.cluster import validate
 from chipforge.cluster.collectives import collective_time
 from chipforge.cluster.topology import topology_for
 from chipforge.cluster.training import Plan, RunOptions, pp_hop
@@ -102,3 +103,28 @@ def test_train_cli_takes_fp8_dispatch():
     api = plan_training("h100", "mixtral-8x7b", 8, fp8_dispatch=True, **kw)
     assert json.loads(out.stdout)["step_time_s"] == pytest.approx(api.step_time_s)
     assert api.step_time_s < plain["step_time_s"]
+
+
+def test_pp_hop_splits_over_tp_only_under_sp_or_legacy_scatter_gather():
+    """Llama 3 8B, TP2 PP4 on 64 H100, 8K tokens: without sequence parallelism Megatron-Core
+    sends each rank's whole 8192 x 4096 output; legacy Megatron-LM (its 2021 scatter/gather)
+    sends half from each TP rank and all-gathers it over TP on arrival; sequence parallelism
+    sends the shard. Megatron-LM 2021 rows (no SP) take the scatter/gather from their source."""
+    c, topo = load_model("llama3-8b"), topology_for(load_chip("h100"), 64)
+    full = 8192 * c.hidden * 2
+    no_sp = Plan(tp=2, pp=4, dp=8, sequence_parallel=False)
+
+    def hop(plan: Plan, **run: bool) -> float:
+        return pp_hop(c, plan, topo, seq=8192, dtype="bf16", run=RunOptions(**run))
+
+    send = collective_time("send_recv", full, 2, topo, stride=2 * 8)
+    assert hop(no_sp) == pytest.approx(send)
+    shard = collective_time("send_recv", full / 2, 2, topo, stride=2 * 8)
+    gather = collective_time("all_gather", full, 2, topo)
+    assert hop(no_sp, pp_scatter_gather=True) == pytest.approx(shard + gather)
+    assert hop(Plan(tp=2, pp=4, dp=8)) == pytest.approx(shard)
+    assert hop(Plan(tp=2, pp=4, dp=8), pp_scatter_gather=True) == pytest.approx(shard)
+    legacy = [r for r in validate.csv_rows("cluster_cases.csv")
+              if validate.framework(r["source"]) == "megatron-lm-2021"]  # fmt: skip
+    assert legacy and all(r["sp"] == "no" for r in legacy)
+    assert all(validate.framework_options(r) == {"pp_scatter_gather": "yes"} for r in legacy)

@@ -276,6 +276,7 @@ def plan_training(
     loss: str = "fused",
     tp_async_backward: bool = False,
     fp8_dispatch: bool = False,
+    pp_scatter_gather: bool = False,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -307,7 +308,9 @@ def plan_training(
     F.cross_entropy; memory.LOSS_BUFFERS). `tp_async_backward`: Megatron's backward TP
     communication under the GEMMs (training.TP_ASYNC_BACKWARD). `fp8_dispatch`: the MoE dispatch
     moves the quantized GEMM input (DeepSeek-V3's FP8 dispatch; training.ep_bytes), else every
-    all-to-all moves 16 bits."""
+    all-to-all moves 16 bits. `pp_scatter_gather`: legacy Megatron-LM's stage send of 1/tp of
+    the activations from each TP rank, all-gathered on arrival, without sequence parallelism
+    (training.pp_hop)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     if isinstance(chips, bool) or not isinstance(chips, int) or chips <= 0:
@@ -386,7 +389,8 @@ def plan_training(
                      recompute_modules=tuple(recompute_modules),
                      nccl_ctas=_nccl_ctas(nccl_ctas), moe_host_sync=moe_host_sync,
                      loss=loss, tp_async_backward=tp_async_backward,
-                     fp8_dispatch=fp8_dispatch)  # fmt: skip
+                     fp8_dispatch=fp8_dispatch,
+                     pp_scatter_gather=pp_scatter_gather)  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):

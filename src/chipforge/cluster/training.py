@@ -459,6 +459,7 @@ class RunOptions:
     loss: str = "fused"  # the cross-entropy implementation (memory.LOSS_BUFFERS)
     tp_async_backward: bool = False  # TP_ASYNC_BACKWARD: Megatron's backward TP communication
     fp8_dispatch: bool = False  # EP_BYTES: the MoE dispatch moves the quantized GEMM input
+    pp_scatter_gather: bool = False  # pp_hop: legacy Megatron-LM's split stage send
 
 
 @dataclass(frozen=True)
@@ -686,13 +687,26 @@ def pp_bytes(dtype: str) -> float:
 
 def pp_hop(c: ModelConfig, p: Plan, topo: Topology, *, seq: int, dtype: str,
            run: RunOptions) -> float:  # fmt: skip
-    """PP: one send/recv of a micro-batch's activations (sequence-parallel shard) between
-    stages (0: no pipeline), at PP_BYTES."""
+    """PP: one send/recv of a micro-batch's activations between stages (0: no pipeline), at
+    PP_BYTES. Each TP rank holds the stage's whole output without sequence parallelism and
+    sends it whole: Megatron-Core's get_tensor_shapes (core/pipeline_parallel/schedules.py)
+    divides the sequence by tp only under sequence_parallel, and its p2p_communication.py sends
+    that shape. `run.pp_scatter_gather`: legacy Megatron-LM (2021, Narayanan et al. Sec. 4.1
+    "scatter/gather communication optimization"; megatron/p2p_communication.py `_communicate`,
+    --no-scatter-gather-tensors-in-pipeline to turn it off, kept after 2022 as
+    `scatter_gather_tensors_in_pipeline and not args.sequence_parallel`) sends 1/tp of it from
+    each rank (`split_tensor_into_1d_equal_chunks`) and all-gathers it over TP on the receiving
+    side (`gather_split_1d_tensor`) before the stage starts."""
     if p.pp == 1:
         return 0.0
-    msg = p.micro_batch * seq // p.cp * c.hidden * pp_bytes(dtype) / p.tp
-    return collective_time("send_recv", msg, 2, topo, stride=p.tp * p.cp * p.dp,
-                           up_share=_up_shares(run, topo)["pp"])  # fmt: skip
+    full = p.micro_batch * seq // p.cp * c.hidden * pp_bytes(dtype)
+    split = p.sequence_parallel or (run.pp_scatter_gather and p.tp > 1)
+    hop = collective_time("send_recv", full / p.tp if split else full, 2, topo,
+                          stride=p.tp * p.cp * p.dp,
+                          up_share=_up_shares(run, topo)["pp"])  # fmt: skip
+    if run.pp_scatter_gather and not p.sequence_parallel and p.tp > 1:
+        hop += collective_time("all_gather", full, p.tp, topo)
+    return hop
 
 
 def pp_exposed(p: Plan, hop: float, m: int) -> float:

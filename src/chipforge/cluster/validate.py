@@ -64,6 +64,10 @@ FRAMEWORKS = (
     ("arxiv.org/abs/2412.19437", "hai-llm"),  # DeepSeek-V3
 )
 TP_ASYNC_BACKWARD_FRAMEWORKS = ("megatron-lm", "nemo", "megatron-bridge")
+# Legacy Megatron-LM (before Megatron-Core's p2p_communication.py) splits each stage send over
+# the TP ranks and all-gathers it on arrival when sequence parallelism is off
+# (training.pp_hop; `scatter_gather_tensors_in_pipeline` on by default)
+PP_SCATTER_GATHER_FRAMEWORKS = ("megatron-lm-2021", "megatron-lm")
 
 
 def framework(source: str) -> str:
@@ -73,9 +77,13 @@ def framework(source: str) -> str:
 
 def framework_options(row: dict) -> dict[str, str]:
     """The run options a training row's framework implies (FRAMEWORKS): Megatron's asynchronous
-    backward TP communication where it ran Megatron's sequence-parallel layers."""
-    megatron = framework(row.get("source", "")) in TP_ASYNC_BACKWARD_FRAMEWORKS
-    return {"tp_async_backward": "yes"} if megatron and row.get("sp") != "no" else {}
+    backward TP communication where it ran Megatron's sequence-parallel layers, legacy
+    Megatron-LM's scatter/gather stage sends where it ran without them."""
+    name = framework(row.get("source", ""))
+    sp = row.get("sp") != "no"
+    if name in TP_ASYNC_BACKWARD_FRAMEWORKS and sp:
+        return {"tp_async_backward": "yes"}
+    return {"pp_scatter_gather": "yes"} if name in PP_SCATTER_GATHER_FRAMEWORKS and not sp else {}
 
 
 # the held-out sets' training options that no row states
@@ -142,6 +150,7 @@ def training_plan(row: dict):
         tp_async_backward=(row.get("tp_async_backward") or framework_options(row).get(
             "tp_async_backward")) == "yes",
         fp8_dispatch=row.get("fp8_dispatch") == "yes",
+        pp_scatter_gather=framework_options(row).get("pp_scatter_gather") == "yes",
     )  # fmt: skip
 
 
