@@ -109,3 +109,30 @@ def test_one_output_token_has_no_tpot():
     bound = plan_serving("h100", "llama3-8b", 1, tpot_slo=0.001, **kw)
     assert bound.batch == free.batch and bound.tpot_s is None
     assert plan_serving("h100", "llama3-8b", 1, isl=1024, osl=2).tpot_s > 0  # one interval
+
+
+def test_context_beyond_the_models_maximum_is_refused(tmp_path):
+    """isl + osl above the model's stated maximum context is a user error naming the flags and
+    the limit (vLLM refuses prompts beyond max_model_len); a config.json states it as
+    max_position_embeddings, times a YaRN factor over original_max_position_embeddings (vLLM's
+    `_get_and_verify_max_len`); a model stating none is served as before."""
+    import json
+
+    from chipforge.errors import WorkloadError
+
+    with pytest.raises(WorkloadError, match=r"`isl` \+ `osl` = 1,000,256 .* 131,072"):
+        plan_serving("h100", "llama3-70b", 8, isl=1_000_000, osl=256)
+    cfg = dict(model_type="llama", hidden_size=256, intermediate_size=512, num_hidden_layers=2)
+    cfg |= dict(num_attention_heads=4, num_key_value_heads=2, vocab_size=1000)
+    cfg |= dict(max_position_embeddings=2048)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    path = str(tmp_path / "config.json")
+    assert plan_serving("h100", path, 1, isl=2000, osl=48).tpot_s > 0  # exactly the maximum
+    with pytest.raises(WorkloadError, match="2,049 .* 2,048"):
+        plan_serving("h100", path, 1, isl=2000, osl=49)
+    rope = dict(rope_type="yarn", factor=4.0, original_max_position_embeddings=1024)
+    (tmp_path / "config.json").write_text(json.dumps(cfg | {"rope_scaling": rope}))
+    with pytest.raises(WorkloadError, match="4,096"):
+        plan_serving("h100", path, 1, isl=4096, osl=1)
+    assert plan_serving("h100", "llm:custom,layers=2,hidden=256,heads=4,ffn=512,vocab=1000",
+                        1, isl=300_000, osl=2).ttft_s > 0  # fmt: skip

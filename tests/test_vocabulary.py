@@ -83,7 +83,8 @@ def test_folder_without_config(tmp_path):
     "args",
     [
         ["train", "--chip", "h100", "--chips", "8", "--tp", "1", "--pp", "1"],
-        ["serve", "--chip", "h100", "--chips", "1", "--tp", "1", "--pp", "1", "--concurrency", "4"],
+        ["serve", "--chip", "h100", "--chips", "1", "--tp", "1", "--pp", "1", "--concurrency", "4"]
+        + ["--isl", "384", "--osl", "128"],  # within the config's 512 positions
     ],
 )
 def test_train_and_serve_take_custom_and_config(folder, args):

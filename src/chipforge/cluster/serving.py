@@ -847,6 +847,11 @@ def plan_serving(
             "window over the cache is not modelled; raise it or drop it"
         )
     at_most(MAX_SEQUENCES, max_batch=max_batch, concurrency=concurrency)
+    if c.max_context and isl + osl > c.max_context:  # vLLM refuses these (max_model_len)
+        raise WorkloadError(
+            f"`isl` + `osl` = {isl + osl:,} tokens exceeds {c.name}'s maximum context "
+            f"{c.max_context:,} (max_position_embeddings): lower them"
+        )
     if (
         isinstance(spec_tokens, bool)
         or not isinstance(spec_tokens, int)

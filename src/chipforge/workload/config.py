@@ -25,6 +25,7 @@ MAX_SIZE = 2**53  # sizes beyond are not exact as floats
 INT_FIELDS = {
     **dict.fromkeys(("layers", "hidden", "heads", "ffn", "vocab", "seq"), 1),
     **dict.fromkeys(("kv_heads", "head_dim", "moe_ffn", "v_head_dim", "shared_ffn"), 1),
+    "max_context": 1,
     **dict.fromkeys(
         ("experts", "top_k", "shared_experts", "dense_layers", "q_lora", "kv_lora", "rope_dim")
         + ("mtp_layers", "expert_groups", "group_top_k", "window", "window_layers", "other_params")
@@ -34,6 +35,7 @@ INT_FIELDS = {
 }
 BOOL_FIELDS = ("tied_embeddings", "qk_norm", "linear_bias", "shared_gate")
 OPTIONAL_FIELDS = ("kv_heads", "head_dim", "moe_ffn", "v_head_dim", "window_layers", "shared_ffn")
+OPTIONAL_FIELDS += ("max_context",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +55,10 @@ class ModelConfig:
     layer_norms: int = 2  # norms a block applies to the hidden state (Gemma 2/3: 4)
     qk_norm: bool = False  # per-head RMSNorms on queries and keys (Qwen3, Gemma 3)
     seq: int = 4096  # training context length, the default for prefill/train
+    # the longest context (prompt + output tokens) the model serves: a config.json's
+    # max_position_embeddings (times its RoPE scaling factor, as vLLM derives max_model_len);
+    # None: not stated, not checked
+    max_context: int | None = None
     # Mixture of experts (Shazeer et al. 2017; Mixtral; DeepSeek-V3)
     experts: int = 0  # routed experts per MoE layer; 0: dense model
     top_k: int = 0  # routed experts per token

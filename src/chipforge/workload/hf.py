@@ -98,6 +98,24 @@ def _window(c: _Keys, layers: int, every: Callable[[int], bool] | None) -> dict:
     return {"window": window, "window_layers": None if count == layers else count}
 
 
+def _max_context(data: dict, fields: dict) -> int | None:
+    """The longest context the config serves, as vLLM derives max_model_len
+    (vllm/config.py `_get_and_verify_max_len`): `seq` (max_position_embeddings), times a
+    `rope_scaling` factor but for the types already counted in it (llama3, longrope, su); a
+    YaRN factor multiplies original_max_position_embeddings. A malformed factor is not used."""
+    seq, rope = fields.get("seq"), data.get("rope_scaling")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(rope, dict):
+        return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+    kind, factor = rope.get("rope_type", rope.get("type")), rope.get("factor")
+    if kind in ("llama3", "longrope", "su") or isinstance(factor, bool):
+        return seq
+    if not isinstance(factor, int | float) or not 1 <= factor <= 1024:
+        return seq
+    base = rope.get("original_max_position_embeddings") if kind == "yarn" else seq
+    base = base if isinstance(base, int) and not isinstance(base, bool) and base > 0 else seq
+    return int(base * factor)
+
+
 def _mistral(c: _Keys) -> dict:
     fields = _llama(c)
     return fields | _window(c, fields["layers"], None)
@@ -350,7 +368,9 @@ def load_hf_config(path: str | Path, where: str = "workload") -> ModelConfig:
         raise WorkloadError(f"`{where}` {path.name}: {e}") from None
     name = str(data.get("_name_or_path") or path.parent.name or kind).rstrip("/").split("/")[-1]
     try:
-        config = ModelConfig(name=name or kind, **fields)
+        config = ModelConfig(
+            name=name or kind, **{"max_context": _max_context(data, fields)} | fields
+        )
         return replace(config, other_params=_other_params(kind, keys, config))
     except ModelFieldError as e:
         key = keys.source.get(e.field)
