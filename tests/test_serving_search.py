@@ -120,7 +120,7 @@ def test_context_beyond_the_models_maximum_is_refused(tmp_path):
 
     from chipforge.errors import WorkloadError
 
-    with pytest.raises(WorkloadError, match=r"`isl` \+ `osl` = 1,000,256 .* 131,072"):
+    with pytest.raises(WorkloadError, match=r"--isl \+ --osl = 1,000,256 .* 131,072"):
         plan_serving("h100", "llama3-70b", 8, isl=1_000_000, osl=256)
     cfg = dict(model_type="llama", hidden_size=256, intermediate_size=512, num_hidden_layers=2)
     cfg |= dict(num_attention_heads=4, num_key_value_heads=2, vocab_size=1000)

@@ -243,8 +243,10 @@ def test_lower_defect_density_never_raises_cost(d_a, d_b, name):
     assert cheap <= dear
 
 
-def test_unknown_node_names_the_field_and_choices():
-    with pytest.raises(SpecError, match=r"^`node` must be one of n28, .*not 'n9'"):
+def test_unknown_node_names_the_flag_and_choices():
+    """`cost --node` names its flag (errors.flag), as serve and train name theirs; the chip
+    TOML's own `node` field keeps its field name (spec/models.py)."""
+    with pytest.raises(SpecError, match=r"^--node must be one of n28, .*not 'n9'"):
         evaluate(load_chip("h100"), "n9")
 
 

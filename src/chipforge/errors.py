@@ -64,6 +64,13 @@ def check_name(
     return value
 
 
+def flag(field: str) -> str:
+    """The command-line flag of an API field (`adp_batching_wait` -> `--adp-batching-wait`), one
+    spelling for every command: an error about a value the user passes as a flag names the flag
+    (the Python API takes the same names with underscores)."""
+    return "--" + field.replace("_", "-")
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' (did you mean ...?)' suffix naming the closest choices, or '' when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from chipforge.cluster.layer import ATTENTION
-from chipforge.errors import ChipforgeError, WorkloadError
+from chipforge.errors import ChipforgeError, WorkloadError, flag
 from chipforge.workload.config import ModelConfig
 
 Error = type[ChipforgeError]
@@ -55,7 +55,7 @@ def positive(*, error: Error, **flags: int | None) -> None:
     """Every given flag (None: not given) is a positive integer."""
     for name, value in flags.items():
         if value is not None and (not isinstance(value, int) or value < 1):
-            raise error(f"--{name.replace('_', '-')} must be a positive integer, not {value!r}")
+            raise error(f"{flag(name)} must be a positive integer, not {value!r}")
 
 
 def at_most(limit: int, *, error: Error = WorkloadError, **flags) -> None:
@@ -64,8 +64,7 @@ def at_most(limit: int, *, error: Error = WorkloadError, **flags) -> None:
     for name, value in flags.items():
         top = value[-1] if isinstance(value, tuple) and value else value
         if isinstance(top, int | float) and not isinstance(top, bool) and top > limit:
-            flag = "--" + name.replace("_", "-")
-            raise error(f"{flag} must be at most {limit:,}, not {top:,}")
+            raise error(f"{flag(name)} must be at most {limit:,}, not {top:,}")
 
 
 def token_count(tokens, *, error: Error = WorkloadError) -> None:
@@ -158,15 +157,15 @@ def product(
     names, values = "*".join(given), "*".join(map(str, given.values()))
     shape = f"--{names} {values}" if len(given) == 1 else f"{names} = {values} = {total}"
     head = f"{shape} must {need} --chips {chips}"
-    for flag in sorted(given, key=VARY_FIRST.index):
-        rest = total // given[flag]
+    for deg in sorted(given, key=VARY_FIRST.index):
+        rest = total // given[deg]
         if chips % rest:
             continue
         ok = [chips // rest] if exact else divisors(chips // rest, upto=chips)
-        ok = [v for v in ok if _degree_fits(c, flag, v, uneven, interleave)]
+        ok = [v for v in ok if _degree_fits(c, deg, v, uneven, interleave)]
         if ok:
-            keep = "".join(f"--{k} {v} " for k, v in given.items() if k != flag)
-            raise error(f"{head}; try {keep}--{flag} in {ok}")
+            keep = "".join(f"--{k} {v} " for k, v in given.items() if k != deg)
+            raise error(f"{head}; try {keep}--{deg} in {ok}")
     raise error(f"{head}; no one flag can fix it: change two of {', '.join(given)}")
 
 

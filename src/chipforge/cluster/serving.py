@@ -39,7 +39,7 @@ from chipforge.cluster.static_budget import static_budget_schedule
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.cluster.tp_allreduce import tp_all_reduce
 from chipforge.dtypes import BYTES, nbytes
-from chipforge.errors import Infeasible, WorkloadError
+from chipforge.errors import Infeasible, WorkloadError, flag
 from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
@@ -849,7 +849,7 @@ def plan_serving(
     at_most(MAX_SEQUENCES, max_batch=max_batch, concurrency=concurrency)
     if c.max_context and isl + osl > c.max_context:  # vLLM refuses these (max_model_len)
         raise WorkloadError(
-            f"`isl` + `osl` = {isl + osl:,} tokens exceeds {c.name}'s maximum context "
+            f"--isl + --osl = {isl + osl:,} tokens exceeds {c.name}'s maximum context "
             f"{c.max_context:,} (max_position_embeddings): lower them"
         )
     if (
@@ -882,7 +882,8 @@ def plan_serving(
         or not 0 <= adp_balance <= MAX_ADP_BALANCE  # the wait's law is tabulated step by step
     ):
         raise WorkloadError(
-            f"`adp_balance` must be a whole number of steps from 0 (off) to {MAX_ADP_BALANCE:,}, "
+            f"{flag('adp_balance')} must be a whole number of steps from 0 (off) to "
+            f"{MAX_ADP_BALANCE:,}, "
             f"not {adp_balance!r}"
         )
     if (
@@ -891,12 +892,13 @@ def plan_serving(
         or not 0 <= adp_batching_wait <= MAX_ADP_BALANCE
     ):
         raise WorkloadError(
-            f"`adp_batching_wait` must be a whole number of steps from 0 to "
+            f"{flag('adp_batching_wait')} must be a whole number of steps from 0 to "
             f"{MAX_ADP_BALANCE:,}, not {adp_batching_wait!r}"
         )
     if adp_batching_wait and not adp_balance:
         raise WorkloadError(
-            "`adp_batching_wait` is a wait of ADP balance: give --adp-balance (its timeout) too"
+            f"{flag('adp_batching_wait')} is a wait of ADP balance: give --adp-balance (its "
+            "timeout) too"
         )
     if not (isinstance(prefix_hit, (int, float)) and 0 <= prefix_hit < 1):
         raise WorkloadError(f"`prefix_hit` must be a fraction in [0, 1), not {prefix_hit!r}")

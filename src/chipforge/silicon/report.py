@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chipforge.errors import SpecError, did_you_mean
+from chipforge.errors import SpecError, did_you_mean, flag
 from chipforge.silicon.cost import Costs, unit_cost
 from chipforge.silicon.floorplan import Area, area
 from chipforge.silicon.power import Power, main_dtype, power_at_peak
@@ -24,7 +24,8 @@ def node_named(name: str) -> ProcessNode:
     key = name.lower()
     if key not in nodes():
         raise SpecError(
-            f"`node` must be one of {', '.join(nodes())}, not {name!r}{did_you_mean(key, nodes())}"
+            f"{flag('node')} must be one of {', '.join(nodes())}, not {name!r}"
+            f"{did_you_mean(key, nodes())}"
         )
     return nodes()[key]
 
