@@ -19,11 +19,18 @@ from chipforge.cluster.checks import divisors, stage_layers
 from chipforge.cluster.memory import RECOMPUTE
 from chipforge.cluster.peers import calculon_model, calculon_plan
 from chipforge.cluster.search import comm_lower_bound, compute_lower_bound, step_lower_bound
-from chipforge.cluster.training import FRAMEWORK_OVERHEAD, Plan, RunOptions, evaluate_plan
+from chipforge.cluster.training import (
+    FRAMEWORK_OVERHEAD,
+    Plan,
+    RunOptions,
+    evaluate_plan,
+    stage_cost,
+)
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.spec import load_chip
-from chipforge.workload.config import ModelConfig
+from chipforge.workload.config import ModelConfig, load_model
 
+SPS = (True, False)
 CALCULON = json.loads((Path(__file__).parent / "data" / "calculon_plans.json").read_text())
 
 
@@ -67,10 +74,14 @@ def exhaustive(chip, c, chips, topo, seq, lo, hi):
                     comm = (m + (p - 1) / v) * (cb + stage) + step
                     assert comm / (1 - FRAMEWORK_OVERHEAD) <= res.step_time_s
                     assert (stage > 0) == (t > 1) and (step > 0) == (p > 1)
-                    shape = comm_lower_bound(c, least, topo, seq, "bf16", RunOptions(), m)
-                    assert shape[0] <= stage and shape[1] <= step  # (SP's PP shard is smaller)
-                    if plan.sequence_parallel:
-                        assert shape[1] == step
+                    # the shape's bound, the least over its plans' SP settings, under the
+                    # asynchronous backward too (where a plan without SP may have the least)
+                    for run in (RunOptions(), RunOptions(tp_async_backward=True)):
+                        shape = comm_lower_bound(c, least, topo, seq, "bf16", run, m, SPS)
+                        t_tp = stage_cost(chip, c, plan, topo, seq=seq, dtype="bf16", run=run).t_tp
+                        assert shape[0] <= t_tp * (1 + 1e-12) and shape[1] <= step
+                        if plan.sequence_parallel:  # (SP's PP shard is the smaller)
+                            assert shape[1] == step
                     key = (res.step_time_s / gb, res.memory_per_chip_bytes)
                     best = key if best is None or key < best else best
     return best, size
@@ -106,6 +117,23 @@ def test_search_best_equals_exhaustive_enumeration(case):
     n = got.search
     assert n["evaluated"] + n["pruned_memory"] + n["pruned_bound"] + n["infeasible"] == size
     assert lo <= got.global_batch <= hi and got.global_batch % got.plan.dp == 0
+
+
+def test_shape_comm_bound_is_the_least_over_sequence_parallelism():
+    """Llama 3 8B TP8 on 8 H100, 8K tokens, BF16, Megatron's asynchronous backward: without
+    sequence parallelism the backward all-reduces hide under the weight-gradient GEMMs and the
+    plan's TP time is below the SP plan's bound; the shape's bound, the least over both, stays
+    below every plan's."""
+    chip, topo = load_chip("h100"), topology_for(load_chip("h100"), 8)
+    c, run = load_model("llama3-8b"), RunOptions(tp_async_backward=True)
+    shape = Plan(tp=8, pp=1, dp=1, recompute="none", micro_batch=1)
+    bound = comm_lower_bound(c, shape, topo, 8192, "bf16", run, 1, SPS)[0]
+    for sp, rec in product(SPS, RECOMPUTE):
+        plan = replace(shape, sequence_parallel=sp, recompute=rec)
+        assert bound <= stage_cost(chip, c, plan, topo, seq=8192, dtype="bf16", run=run).t_tp
+    no_sp = replace(shape, sequence_parallel=False)
+    t_tp = stage_cost(chip, c, no_sp, topo, seq=8192, dtype="bf16", run=run).t_tp
+    assert t_tp < comm_lower_bound(c, shape, topo, 8192, "bf16", run, 1)[0]  # SP's own bound
 
 
 def test_pruning_cuts_the_space_and_the_405b_search_stays_fast():

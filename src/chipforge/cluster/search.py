@@ -211,6 +211,7 @@ def comm_lower_bound(
     dtype: str,
     run: RunOptions,
     m: int,
+    sps: tuple[bool, ...] | None = None,
 ) -> tuple[float, float]:
     """A lower bound on the communication plan `p` adds to a step of `m` micro-batches, from
     the functions `stage_cost` and `step_time` price it with: (s per micro-batch on a stage,
@@ -218,10 +219,17 @@ def comm_lower_bound(
     `tp_overlap` may hide them under the GEMMs); the step: the PP send/recv it exposes
     (`training.pp_exposed`). Both add to the stage's computation in every schedule (the
     1F1B bubble repeats the stage, so it repeats them too); the rest (EP, CP, DP, offload)
-    only adds more."""
-    stage = 0.0 if run.tp_overlap else tp_collectives(c, p, topo, seq=seq, dtype=dtype, run=run)
-    step = pp_exposed(p, pp_hop(c, p, topo, seq=seq, dtype=dtype, run=run), m)
-    return stage, step
+    only adds more. `sps`: the sequence-parallel settings `p` stands for (a shape's plans),
+    each part the least over them (either may be the cheaper: sequence parallelism's
+    quantized all-gathers and shard sends, or without it the all-reduce the asynchronous
+    backward hides under the weight-gradient GEMM); `p`'s own when None."""
+    stage, step = math.inf, math.inf
+    for sp in (p.sequence_parallel,) if sps is None else sps:
+        q = replace(p, sequence_parallel=sp)
+        if not run.tp_overlap:
+            stage = min(stage, tp_collectives(c, q, topo, seq=seq, dtype=dtype, run=run))
+        step = min(step, pp_exposed(q, pp_hop(c, q, topo, seq=seq, dtype=dtype, run=run), m))
+    return (0.0 if run.tp_overlap else stage), step
 
 
 def _nccl_ctas(caps: dict[str, int] | None) -> tuple[tuple[str, int], ...]:
@@ -488,10 +496,11 @@ def plan_training(
     comm: dict[int, float] = {}
     least_rec = "full" if recs == ["full"] else "none"  # the fewest TP collectives of a shape
 
-    def comm_bound(plan: Plan, m_hi: int, scale: float) -> float:
+    def comm_bound(plan: Plan, m_hi: int, scale: float, options: tuple | None = None) -> float:
         """comm_lower_bound in s per sequence, at the most micro-batches a plan takes (the
-        least per sequence: the bubble's and the PP fill's share falls with them)."""
-        stage, step = comm_lower_bound(c, plan, topo, seq, dtype, run, m_hi)
+        least per sequence: the bubble's and the PP fill's share falls with them), the least
+        over the sequence-parallel `options` where given."""
+        stage, step = comm_lower_bound(c, plan, topo, seq, dtype, run, m_hi, options)
         per_seq = stage * scale + step / overhead / (plan.dp * plan.micro_batch * m_hi)
         return per_seq * (1 - 1e-12)  # (a rounding's margin)
 
@@ -555,7 +564,8 @@ def plan_training(
             g = groups[j]
             if j not in comm:
                 try:
-                    comm[j] = comm_bound(replace(g[2], recompute=least_rec), g[5], g[8])
+                    comm[j] = comm_bound(replace(g[2], recompute=least_rec), g[5], g[8],
+                                         tuple(sps))  # fmt: skip
                 except ChipforgeError:  # a shape its checks refuse: they say why
                     comm[j] = 0.0
                 if comm[j] > 0:
