@@ -557,3 +557,38 @@ def test_another_host_must_be_asked_for_and_warns(monkeypatch):
     monkeypatch.undo()
     out = CliRunner().invoke(app, ["studio", "--host", "203.0.113.5"])  # not this machine's
     assert out.exit_code != 0 and "cannot listen on 203.0.113.5" in str(out.exception)
+
+
+def test_uploads_are_written_whole_and_a_file_in_use_is_not_evicted(monkeypatch, tmp_path):
+    """An upload is written to a temp file and renamed (a failed write leaves no part of it);
+    past MAX_UPLOADS the least recently used file goes only when no request used it in the
+    last IN_USE_S seconds (a request in another thread may still read a path it was given);
+    otherwise the new upload is refused in one line and the kept files stay."""
+    import os
+    import time
+
+    monkeypatch.setattr(compute, "_UPLOADS", {})
+    monkeypatch.setattr(compute, "_UPLOAD_DIR", tmp_path)
+    monkeypatch.setattr(compute, "MAX_UPLOADS", 2)
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+
+    def fail(*_):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", fail)
+        with pytest.raises((OSError, ChipforgeError)):
+            compute.keep(b"half", "config")
+    assert not list(tmp_path.rglob("config.json")) and compute._UPLOADS == {}
+
+    a, b = compute.keep(b"a", "config"), compute.keep(b"b", "config")
+    path_a = compute.upload_path(a)  # a request holds a's path: b is now the older
+    clock[0] += 10
+    with pytest.raises(ChipforgeError, match="used in the last"):
+        compute.keep(b"c", "config")
+    assert path_a.read_bytes() == b"a" and compute._UPLOADS[b].path.read_bytes() == b"b"
+    clock[0] += compute.IN_USE_S
+    c = compute.keep(b"c", "config")  # b (least recently used, idle) goes
+    assert set(compute._UPLOADS) == {a, c} and not compute._UPLOADS.get(b)
+    assert compute.upload_path(c).read_bytes() == b"c"

@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 import chipforge as cf
+from chipforge.atomic import atomic_write_bytes
 from chipforge.errors import ChipforgeError
 from chipforge.spec.loader import chip_from_dict, preset_names, problems
 from chipforge.spec.models import ChipSpec
@@ -154,6 +156,7 @@ class _Kept:
 
     path: Path
     packed: str | None = None
+    used: float = 0.0  # time.monotonic() of its last use (`keep`, `_kept`)
 
 
 # key -> its file, least recently used first (a plain dict keeps insertion order)
@@ -189,25 +192,38 @@ def save_upload(contents: str, kind: str, limit: int = MAX_TEXT_BYTES) -> str:
 
 
 MAX_UPLOADS = 1000  # files kept (uploads and files opened from shared URLs); older ones go
+# a file used this recently may still be read by the request that asked for its path (the
+# requests run in threads and read it after the lock is released): it is never removed
+IN_USE_S = 600.0
 
 
 def keep(data: bytes, kind: str) -> str:
     """`data` kept as a `kind` file in the studio's folder, under its digest: its key. At most
     MAX_UPLOADS files (each under the text cap), so requests cannot fill the disk: past that
-    the least recently used one is removed (a link naming it by key then opens the default)."""
+    the least recently used one is removed (a link naming it by key then opens the default),
+    unless it was used in the last IN_USE_S seconds (then every file was, and the upload is
+    refused: a request may still be reading any of them). Written whole (temp file + rename),
+    so no request reads a part."""
     key = hashlib.sha256(data).hexdigest()[:32]
     with _LOCK:
+        now = time.monotonic()
         if key in _UPLOADS:
             _UPLOADS[key] = _UPLOADS.pop(key)  # used now: the last to go
+            _UPLOADS[key].used = now
             return key
         while len(_UPLOADS) >= MAX_UPLOADS:
-            old = _UPLOADS.pop(next(iter(_UPLOADS)))
-            shutil.rmtree(old.path.parent, ignore_errors=True)
+            oldest = next(iter(_UPLOADS))
+            if now - _UPLOADS[oldest].used < IN_USE_S:
+                raise ChipforgeError(
+                    f"the studio holds {len(_UPLOADS):,} files, each used in the last "
+                    f"{IN_USE_S:g} s: try again later"
+                )
+            shutil.rmtree(_UPLOADS.pop(oldest).path.parent, ignore_errors=True)
         folder = _upload_dir() / f"{kind}-{key}"
         folder.mkdir(exist_ok=True)
         path = folder / {"chip": "chip.toml", "state": "state.json"}.get(kind, "config.json")
-        path.write_bytes(data)
-        _UPLOADS[key] = _Kept(path)
+        atomic_write_bytes(path, data)
+        _UPLOADS[key] = _Kept(path, used=now)
     return key
 
 
@@ -295,6 +311,7 @@ def _kept(key: str) -> _Kept:
         kept = _UPLOADS.pop(str(key), None)
         if kept is not None:
             _UPLOADS[str(key)] = kept  # used now: the last to go
+            kept.used = time.monotonic()
     if kept is None:
         raise ChipforgeError("the uploaded file is no longer on the server; upload it again")
     return kept
