@@ -76,8 +76,10 @@ def test_eager_cross_entropy_holds_three_fp32_logits():
     one = 4 * 2 * 8192 * C.vocab / 2
     assert memory_per_chip(C, **kw)["loss_bytes"] == pytest.approx(one)
     assert memory_per_chip(C, loss="eager", **kw)["loss_bytes"] == pytest.approx(3 * one)
-    # two stages of one layer: the last, one micro-batch and the logits, is the busiest
-    assert memory_per_chip(C, loss="eager", **{**kw, "pp": 2})["loss_bytes"] == 3 * one
+    # two stages of one layer: the last, one micro-batch and the logits, is the busiest; under
+    # torch.distributed.pipelining it also keeps each micro-batch's fp32 logits (pp by default)
+    two = memory_per_chip(C, loss="eager", **{**kw, "pp": 2})
+    assert two["loss_bytes"] == pytest.approx((3 + 2) * one)
     with pytest.raises(WorkloadError, match="--loss"):
         plan_training("h100", C, 8, loss="chunked", tp=1, pp=1, dp=8, micro_batch=1, seq=4096)
 
@@ -185,10 +187,59 @@ def test_the_last_stage_is_the_busiest_where_the_loss_outweighs_the_first_stages
     logits = 3 * 4 * 8192 * c.vocab
     eager = memory_per_chip(c, loss="eager", **kw)
     assert eager["activations_bytes"] == pytest.approx(16 * per_layer)
-    assert eager["loss_bytes"] == pytest.approx(logits) and logits > 16 * per_layer
+    # (torch.distributed.pipelining keeps the 2 micro-batches' fp32 logits too)
+    assert eager["loss_bytes"] == pytest.approx(logits * 5 / 3) and logits > 16 * per_layer
     fused = memory_per_chip(c, loss="fused", **kw)
     assert fused["activations_bytes"] == pytest.approx(32 * per_layer)
     assert fused["loss_bytes"] == 0.0
-    # interleaving keeps the first stage's count (its last rank's is not modelled)
-    inter = memory_per_chip(c, loss="eager", interleave=2, **kw)
-    assert inter["loss_bytes"] == 0.0
+
+
+def test_the_pipeline_holds_no_more_micro_batches_than_the_step_has():
+    """In flight on a rank (memory.in_flight_chunks): 1F1B warms up with min(m, pp - rank)
+    forwards (torch's Schedule1F1B `warmup_chunks`); interleaved 1F1B with (v-1)p + 2(p-1-rank)
+    chunk forwards capped at m*v (torch's `_get_warmup_ops`), then one more in each steady
+    step. Llama 3 8B (32 layers) on 4 stages, no recompute (34 s*b*h per layer and
+    micro-batch): 8 layers per rank, chunks of 4 under v = 2."""
+    c = load_model("llama3-8b")
+    kw = dict(tp=1, pp=4, dp=2, cp=1, ep=1, zero=1, recompute="none", mb=1, seq=4096)
+    layer = 34 * 4096 * c.hidden
+    acts = lambda **k: memory_per_chip(c, **kw, **k)["activations_bytes"]  # noqa: E731
+    assert acts() == pytest.approx(8 * 4 * layer)  # pp micro-batches
+    assert acts(microbatches=2) == pytest.approx(8 * 2 * layer)
+    # interleaved: 4 + 6 + 1 = 11 chunks of 4 layers, as Korthikanti's 4 x 8 x (1 + 3/8)
+    assert acts(interleave=2) == pytest.approx(11 * 4 * layer)
+    assert acts(interleave=2, microbatches=4) == pytest.approx(8 * 4 * layer)  # every forward
+    assert acts(interleave=2, microbatches=8) == pytest.approx(11 * 4 * layer)
+    # the plan prices the step's own count: global batch 8 over dp 2 -> 4 micro-batches of 1
+    plan = dict(tp=1, pp=4, dp=2, micro_batch=1, recompute="none", interleave=2, seq=4096)
+    few = plan_training("h100", c, 8, global_batch=8, **plan).memory_per_chip_bytes
+    many = plan_training("h100", c, 8, global_batch=64, **plan).memory_per_chip_bytes
+    assert many - few == pytest.approx(3 * 4 * layer)
+
+
+def test_the_interleaved_last_rank_holds_fewer_chunks_and_the_logits():
+    """Interleaved 1F1B's last rank warms up with (v-1)p chunk forwards (no hop to the last
+    stage), one more in flight: 3 chunks of 8 layers at pp 2, v 2, against the first rank's 5;
+    with full recompute Megatron's fused loss (one fp32 logits buffer, vocabulary 128,256)
+    outweighs the 2 chunks' difference, so the last rank is the busiest."""
+    c = load_model("llama3-8b")
+    kw = dict(tp=1, pp=2, dp=4, cp=1, ep=1, zero=1, recompute="full", mb=1, seq=8192)
+    layer, logits = 2 * 8192 * c.hidden, 4 * 8192 * c.vocab
+    got = memory_per_chip(c, interleave=2, **kw)
+    assert logits > 2 * 8 * layer
+    assert got["activations_bytes"] == pytest.approx(3 * 8 * layer)
+    assert got["loss_bytes"] == pytest.approx(logits)
+
+
+def test_torch_pipelining_keeps_every_micro_batch_output_on_the_last_stage():
+    """torch.distributed.pipelining (torchtitan's PP) appends each forward's output to the
+    stage's `output_chunks` until the step ends: at the last backward the last stage holds m
+    fp32 logits (4 x mb x seq x vocab / tp bytes each) beside the eager loss's three; Megatron
+    (fused) keeps none."""
+    c = load_model("llama3-8b")
+    kw = dict(tp=2, pp=2, dp=4, cp=1, ep=1, zero=1, recompute="full", mb=1, seq=8192)
+    one = 4 * 8192 * c.vocab / 2
+    eager = memory_per_chip(c, loss="eager", microbatches=8, **kw)
+    assert eager["loss_bytes"] == pytest.approx((3 + 8) * one)
+    fused = memory_per_chip(c, loss="fused", microbatches=8, **kw)
+    assert fused["loss_bytes"] in (0.0, pytest.approx(one))

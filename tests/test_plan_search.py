@@ -145,9 +145,10 @@ def test_pruning_cuts_the_space_and_the_405b_search_stays_fast():
     assert n["pruned_memory"] > 0 and n["pruned_bound"] > 0
     assert n["evaluated"] < (n["pruned_memory"] + n["pruned_bound"]) / 4
     # the communication bound: TP across the scale-out network is never priced for the 405B
-    # on 65,536 forge-n3 (the compute bound alone let ~3,800 plans through to be priced)
+    # on 65,536 forge-n3 (the compute bound alone let ~3,800 plans through to be priced; ~100
+    # are, now that a pipeline with fewer micro-batches than stages holds only those)
     n = plan_training("forge-n3", "llama3-405b", 65536).search
-    assert n["evaluated"] < 100 and n["pruned_bound"] > 10_000
+    assert n["evaluated"] < 200 and n["pruned_bound"] > 10_000
 
 
 def test_nvl72_domain_opens_tp16():

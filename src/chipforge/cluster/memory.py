@@ -88,6 +88,30 @@ FRAMEWORK_POLICIES = (OP_SAC, LAYER_SAC, MAXTEXT_MINIMAL, MAXTEXT_PROJ)  # each 
 #   peaking memory"): log_softmax keeps its fp32 output for the backward pass, where the
 #   nll_loss gradient and log_softmax's input gradient are allocated beside it: three.
 LOSS_BUFFERS = {"fused": 1, "eager": 3}
+# Whether the last pipeline stage keeps every micro-batch's output (the fp32 logits) until the
+# step ends, by the framework the loss implementation names: torchtitan ("eager") runs its
+# pipeline with torch.distributed.pipelining (train.py at 9dec370: `pp_schedule.step(target=
+# labels, losses=losses)`), whose stage appends each forward's output to `output_chunks`
+# (stage.py `forward_one_chunk`: "Prepare for final output merge or reduction"), detached
+# after its backward ("only needed to return to the user in merge_output_chunks") and cleared
+# at the next step. Megatron-Core ("fused") keeps none: its last stage's output is the loss.
+PIPELINE_KEEPS_OUTPUTS = {"fused": False, "eager": True}
+
+
+def in_flight_chunks(pp: int, v: int, rank: int, m: int | None = None) -> int:
+    """Model chunks (each 1/v of a rank's layers) pipeline rank `rank` holds activations of
+    at its peak, of `m` micro-batches per step (None: unbounded). 1F1B (v = 1): pp - rank
+    forwards before the first backward (torch.distributed.pipelining Schedule1F1B: "first
+    stage `num_stages` warmups", `warmup_chunks = min(n_microbatches, num_stages -
+    stage_index)`; Megatron-Core's schedules.py the same), at most m. Interleaved 1F1B: (v-1)*p
+    + 2*(p-1-rank) warmup forwards, capped at m*v (torch's `_get_warmup_ops`: "We cannot have
+    more warmup operations than there are number of microbatches"; Megatron-Core's
+    `num_warmup_microbatches` the same), then each steady step's forward before its backward:
+    one more, at most m*v."""
+    if v == 1:
+        return min(pp - rank, m) if m else pp - rank
+    warm = (v - 1) * pp + 2 * (pp - 1 - rank)
+    return min(warm + 1, m * v) if m else warm + 1
 
 
 def op_sac_matmuls(c: ModelConfig) -> list[tuple[str, int, bool]]:
@@ -258,22 +282,28 @@ def memory_per_chip(
     gemm_input_bytes: float = 2,
     recompute_modules: tuple[str, ...] = ("core_attn",),
     loss: str = "fused",
+    microbatches: int | None = None,
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
     micro-batches of activations under 1F1B, or the second when the first is a layer short;
-    interleaving adds (pp-1)/(pp*v) of that; or, without interleaving, the last stage, which
-    holds one micro-batch and the loss's logits, where that is more; ZeRO-3 adds its gathered
-    units; `loss`: the cross-entropy implementation, LOSS_BUFFERS)."""
+    interleaving adds (pp-1)/(pp*v) of that; or the last stage, which holds one micro-batch
+    (interleaved: (v-1)*p + 1 chunks) and the loss's logits, where that is more; ZeRO-3 adds
+    its gathered units; `loss`: the cross-entropy implementation, LOSS_BUFFERS; `microbatches`:
+    per step, which caps those in flight, in_flight_chunks; None: as many as the schedule
+    can hold)."""
     params = stage_params(c, pp, tp, ep)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
     # 1F1B: stage i holds pp - i micro-batches in flight. With an uneven split (Llama 3: 126
     # layers on 16 stages, the first and last a layer short) the second stage can be busiest.
     per = math.ceil(c.layers / pp)
     first = per - 1 if per * pp - c.layers == 2 and pp > 2 else per
-    layer_batches = max(first * pp, per * (pp - 1))
-    # Korthikanti et al. 2022 Sec. 4.2.3: interleaving stores (1 + (p-1)/(p*v)) times more
-    if interleave > 1:
-        layer_batches *= 1 + (pp - 1) / (pp * interleave)
+    v, m = interleave, microbatches
+    # in flight on the first rank (in_flight_chunks), each chunk 1/v of the rank's layers: under
+    # interleaving (1 + (p-1)/(p*v)) times p micro-batches while m allows (Korthikanti et al.
+    # 2022 Sec. 4.2.3); the second rank, a layer more, holds fewer chunks
+    layer_batches = (
+        max(first * in_flight_chunks(pp, v, 0, m), per * in_flight_chunks(pp, v, 1, m)) / v
+    )
     per_layer = activation_bytes_per_layer(
         c,
         mb=mb,
@@ -289,13 +319,19 @@ def memory_per_chip(
     acts = per_layer * layer_batches
     logits = loss_bytes(c, mb=mb, seq=seq // cp, tp=tp, loss=loss)
     held_logits = logits if pp == 1 else 0.0
-    # The last stage holds the loss's logits, and under 1F1B one micro-batch in flight (each
+    # The last rank holds the loss's logits, and under 1F1B one micro-batch in flight (each
     # forward is followed at once by its backward: Narayanan et al. 2021 Sec. 2.2.1, PipeDream-
-    # Flush), over as many layers as the first stage (Llama 3's split shortens both): it is the
-    # busiest chip where the logits outweigh the first stage's pp - 1 further micro-batches
+    # Flush), interleaved (v-1)*p + 1 chunks (in_flight_chunks), over as many layers as the
+    # first rank (Llama 3's split shortens both). Where the schedule keeps every micro-batch's
+    # output (PIPELINE_KEEPS_OUTPUTS), the last of m backward passes finds m fp32 logits kept.
+    # It is the busiest chip where the logits outweigh the first rank's further micro-batches
     # (a large vocabulary, few stages, the eager loss's three buffers).
-    if pp > 1 and interleave == 1 and per_layer * first + logits > acts:
-        acts, held_logits = per_layer * first, logits
+    if pp > 1:
+        kept = (m or pp) * logits / LOSS_BUFFERS[loss]  # None: pp, torchtitan's default m
+        last = per_layer * first * in_flight_chunks(pp, v, pp - 1, m) / v
+        last_logits = logits + (kept if PIPELINE_KEEPS_OUTPUTS[loss] else 0.0)
+        if last + last_logits > acts:
+            acts, held_logits = last, last_logits
     return {
         "weights_bytes": params * WEIGHT_BYTES / shard[0],
         "gradients_bytes": params * GRAD_BYTES / shard[1],

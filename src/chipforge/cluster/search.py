@@ -530,10 +530,11 @@ def plan_training(
             plan = Plan(**fields, zero=z, recompute=r, sequence_parallel=sp)  # (as replace)
             if not n:
                 continue
+            # the group's most micro-batches hold the most (memory.in_flight_chunks)
             mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
                               fp8_param_gather=fp8_param_gather,
                               recompute_modules=run.recompute_modules,
-                              loss=run.loss)  # fmt: skip
+                              loss=run.loss, microbatches=m_hi)  # fmt: skip
             held = _offload(c, plan, mem, seq, usable, topo, **offload)
             if held is not None:  # the least moved to host memory that fits
                 plan = held
@@ -599,7 +600,7 @@ def plan_training(
             if cb > bound:
                 heapq.heappush(heap, (cb, 3, rank, j))
                 continue
-        sc = stage_cost(chip, c, plan, topo, seq=seq, dtype=dtype, run=run)
+        sc = stage_cost(chip, c, plan, topo, seq=seq, dtype=dtype, run=run, microbatches=m_hi)
         held = sum(sc.memory.values())
         ms = range(m_lo, m_hi + 1, stride) if alternatives else best_counts(sc, m_lo, m_hi, stride)
         count["pruned_bound"] += n - len(ms)

@@ -377,19 +377,21 @@ def plan_memory(
     fp8_param_gather: bool = False,
     recompute_modules: tuple[str, ...] = ("core_attn",),
     loss: str = "fused",
+    microbatches: int | None = None,
 ) -> dict[str, float]:
     """Bytes per chip by category of plan `p` (what `evaluate_plan` checks against the HBM).
     The distributed optimizer (ZeRO 1-3) shards over the data- and context-parallel ranks
     together (Megatron-Core's `intra_dp_cp_group`: CP ranks hold the same weights);
     `recompute_modules`: what a selective recompute frees (memory.RECOMPUTED_SBH); `loss`: the
-    cross-entropy implementation (memory.LOSS_BUFFERS)."""
+    cross-entropy implementation (memory.LOSS_BUFFERS); `microbatches`: per step (None:
+    unbounded), which caps those a pipeline holds in flight (memory.in_flight_chunks)."""
     act_bytes = max(2, nbytes(dtype))
     mem = memory_per_chip(
         c, tp=p.tp, pp=p.pp, dp=p.dp * p.cp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
         mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
         gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
         attention=attention, sp=p.sequence_parallel, recompute_modules=recompute_modules,
-        loss=loss,
+        loss=loss, microbatches=microbatches,
     )  # fmt: skip
     if fp8_param_gather:  # FP8 primary weights (the optimizer's fp32 master copy is unchanged)
         mem["weights_bytes"] *= FP8_PARAM_BYTES / WEIGHT_BYTES
@@ -752,12 +754,14 @@ def stage_cost(
     seq: int,
     dtype: str,
     run: RunOptions = RunOptions(),
+    microbatches: int | None = None,
 ) -> StageCost:
     """Per-micro-batch costs of plan `p` run as `run` says (Infeasible when its memory does
-    not fit; the shape is checked by `check_plan`)."""
+    not fit; the shape is checked by `check_plan`; `microbatches` per step: plan_memory)."""
     mem = plan_memory(c, p, seq=seq, dtype=dtype, attention=run.attention,
                       fp8_param_gather=run.fp8_param_gather,
-                      recompute_modules=run.recompute_modules, loss=run.loss)  # fmt: skip
+                      recompute_modules=run.recompute_modules, loss=run.loss,
+                      microbatches=microbatches)  # fmt: skip
     need, have = sum(mem.values()), chip.hbm.capacity
     if need > have:
         raise Infeasible(
@@ -848,7 +852,8 @@ def stage_cost(
                              "states none")  # fmt: skip
         full = plan_memory(c, replace(p, offload_layers=0, optimizer_offload=False), seq=seq,
                            dtype=dtype, attention=run.attention,
-                           recompute_modules=run.recompute_modules, loss=run.loss)  # fmt: skip
+                           recompute_modules=run.recompute_modules, loss=run.loss,
+                           microbatches=microbatches)  # fmt: skip
         held = host_bytes(c, p, full, seq)
         if held > topo.host_memory:
             raise Infeasible(
@@ -995,7 +1000,8 @@ def evaluate_plan(
     run = RunOptions(**options)
     check_plan(c, chips, p, global_batch, seq)
     checks.attention_kernel(run.attention)
-    s = stage_cost(chip, c, p, topo, seq=seq, dtype=dtype, run=run)
+    s = stage_cost(chip, c, p, topo, seq=seq, dtype=dtype, run=run,
+                   microbatches=global_batch // (p.dp * p.micro_batch))  # fmt: skip
     return finish_plan(chip, c, chips, s, topo, seq=seq, global_batch=global_batch,
                        dtype=dtype, tokens=tokens)  # fmt: skip
 
