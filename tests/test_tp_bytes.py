@@ -214,3 +214,43 @@ def test_moe_block_moves_16_bits_unless_the_dispatch_is_fp8():
     got = tp_collectives(ds, plan, topo, seq=4096, dtype="fp8", run=run)
     per_layer = 2 * fp8 + 2 * ((1 - moe) * fp8 + moe * bf16)
     assert got == pytest.approx(per_layer * pipeline_blocks(ds))  # + its MTP block
+
+
+def test_train_cli_warns_when_a_run_option_has_no_effect():
+    """`--tp-async-backward` at TP 1 or under --tp-overlap, `--fp8-dispatch` on a BF16 or a
+    dense run: one warning line on stderr naming the flag and why, the plan priced as without
+    it; where the option acts (TP8 without SP: the all-reduces hide under the wgrad GEMMs),
+    no warning."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from chipforge.cli import app
+
+    def train(*extra: str, tp: str = "8", dtype: str = "fp8"):
+        args = ["train", "--chip", "h100", "--model", "llama3-8b", "--chips", "8", "--tp", tp,
+                "--pp", "1", "--dp", str(8 // int(tp)), "--cp", "1", "--zero", "1",
+                "--recompute", "none", "--micro-batch", "1", "--seq", "4096",
+                "--global-batch", str(16 // int(tp)), "--dtype", dtype, "--json",
+                *extra]  # fmt: skip
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)["step_time_s"], out.stderr
+
+    def warned(flag: str, stderr: str) -> bool:
+        lines = stderr.strip().splitlines()
+        return len(lines) == 1 and lines[0].startswith(f"warning: {flag} has no effect: ")
+
+    plain = train("--tp-overlap")
+    got = train("--tp-overlap", "--tp-async-backward")
+    assert got[0] == plain[0] and warned("--tp-async-backward", got[1]) and "--tp-overlap" in got[1]
+    got = train("--tp-async-backward", tp="1")
+    assert got[0] == train(tp="1")[0] and warned("--tp-async-backward", got[1]) and "TP 1" in got[1]
+    acts = train("--tp-async-backward", "--no-sp")
+    assert acts[0] < train("--no-sp")[0] and acts[1] == ""
+    got = train("--fp8-dispatch", dtype="bf16")
+    assert (
+        got[0] == train(dtype="bf16")[0] and warned("--fp8-dispatch", got[1]) and "bf16" in got[1]
+    )
+    got = train("--fp8-dispatch")
+    assert warned("--fp8-dispatch", got[1]) and "no MoE layers" in got[1]

@@ -13,7 +13,7 @@ from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, show
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_count
-from chipforge.workload.resolve import integer, pairs
+from chipforge.workload.resolve import integer, pairs, resolve_model
 
 Int = Annotated[int | None, typer.Option(min=1)]
 
@@ -351,8 +351,28 @@ def train(
         nccl_ctas=caps, moe_host_sync=moe_host_sync, loss=loss,
         tp_async_backward=tp_async_backward, fp8_dispatch=fp8_dispatch,
     )  # fmt: skip
+    _say_no_effect(res, resolve_model(model).is_moe, tp_async_backward=tp_async_backward,
+                   tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch)  # fmt: skip
     data = res.to_dict()
     if calculon_plan:
         data["not_expressible"] = unexpressed
     write_reports("train", data, html, png)
     emit(data, train_tables(data), as_json=as_json, out=out)
+
+
+def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
+                   fp8_dispatch: bool) -> None:  # fmt: skip
+    """One warning line on stderr per run option the planned run leaves without effect."""
+    why = {}
+    if tp_async_backward and res.plan.tp == 1:
+        why["--tp-async-backward"] = "TP 1 has no TP collectives"
+    elif tp_async_backward and tp_overlap:
+        why["--tp-async-backward"] = "--tp-overlap pipelines every TP collective under the GEMMs"
+    if fp8_dispatch and res.dtype not in ("fp8", "fp4"):
+        why["--fp8-dispatch"] = f"a {res.dtype} run has no FP8/FP4 GEMM input to dispatch"
+    elif fp8_dispatch and not moe:
+        why["--fp8-dispatch"] = f"{res.model} has no MoE layers"
+    for flag, reason in why.items():
+        Console(stderr=True, soft_wrap=True).print(
+            f"warning: {flag} has no effect: {reason}", style="yellow", markup=False
+        )
