@@ -67,3 +67,17 @@ def test_megatron_bridge_moe_rows_take_their_recipes_token_dispatcher():
     row = next(r for r in moe if r["id"] == "mb2511-gb300x8-qwen3-30b-a3b-mxfp8")
     a2a = fv._training({**row, "moe_dispatcher": "alltoall"})()
     assert fv._training(row)() > 1.03 * a2a
+
+
+def test_every_column_added_after_the_rows_is_dated():
+    """An input column added after the rows were fixed says when (a date) and why, so a reader
+    can tell what the rows' authors saw from what came later."""
+    import re
+
+    text = (resources.files("chipforge.data") / fv.FILENAME).read_text()
+    header = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    said = [m.end() for m in re.finditer(r"after the rows were fixed", header)]
+    assert said
+    for end in said:
+        note = header[end : end + 120]
+        assert re.match(r"\s*\(2\d{3}-\d{2}-\d{2}", note) and "because" in note, note
