@@ -243,3 +243,20 @@ def test_torch_pipelining_keeps_every_micro_batch_output_on_the_last_stage():
     assert eager["loss_bytes"] == pytest.approx((3 + 8) * one)
     fused = memory_per_chip(c, loss="fused", microbatches=8, **kw)
     assert fused["loss_bytes"] in (0.0, pytest.approx(one))
+
+
+def test_torch_pipelining_with_fsdp_holds_the_stage_s_unsharded_fp32_gradients():
+    """torch.distributed.pipelining turns FSDP's gradient sync off for every micro-batch's
+    backward and reduce-scatters after the last; FSDP2 keeps each unsharded gradient upcast to
+    torchtitan's fp32 reduce dtype: 4 bytes per stage parameter, not ZeRO-2's 2/dp; Megatron's
+    (fused) and an unpipelined run keep the sharded bf16 gradients."""
+    c = load_model("llama3-8b")
+    kw = dict(tp=2, pp=4, dp=8, cp=1, ep=1, zero=2, recompute="full", mb=1, seq=4096)
+    stage = (c.layers * (c.attention_params() + c.ffn_params(False)) / 2 / 4
+             + c.vocab * c.hidden / 2)  # fmt: skip
+    got = memory_per_chip(c, loss="eager", **kw)["gradients_bytes"]
+    assert got == pytest.approx(4 * stage)
+    assert memory_per_chip(c, loss="fused", **kw)["gradients_bytes"] == pytest.approx(2 * stage / 8)
+    flat = memory_per_chip(c, loss="eager", **{**kw, "pp": 1})["gradients_bytes"]
+    whole = c.layers * (c.attention_params() + c.ffn_params(False)) / 2 + c.vocab * c.hidden
+    assert flat == pytest.approx(2 * whole / 8)  # (input and output embeddings, each over TP)

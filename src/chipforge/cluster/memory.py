@@ -96,6 +96,17 @@ LOSS_BUFFERS = {"fused": 1, "eager": 3}
 # after its backward ("only needed to return to the user in merge_output_chunks") and cleared
 # at the next step. Megatron-Core ("fused") keeps none: its last stage's output is the loss.
 PIPELINE_KEEPS_OUTPUTS = {"fused": False, "eager": True}
+# Whether a pipeline stage sharded by FSDP (ZeRO 2-3) accumulates its whole, unsharded gradients
+# in fp32 through the step: torch.distributed.pipelining (torchtitan, "eager") runs every
+# micro-batch's backward with `set_requires_gradient_sync(False)` (stage.py
+# `backward_maybe_with_nosync`, its FSDPModule branch) and reduce-scatters once after the last
+# ("Manually call post backward for FSDP"); meanwhile FSDP2's post-backward upcasts each
+# unsharded gradient to the reduce dtype and keeps it (`_fsdp_param.py`
+# `to_accumulated_grad_if_needed`: `unsharded_accumulated_grad = unsharded_grad.to(
+# self.reduce_dtype)`), torchtitan's `mixed_precision_reduce` being "float32" (config_manager.py
+# at 9dec370, its only choice): 4 bytes per parameter of the stage, from the first backward on,
+# beside the micro-batches then in flight.
+PIPELINE_FSDP_GRAD_BYTES = {"eager": 4}
 
 
 def in_flight_chunks(pp: int, v: int, rank: int, m: int | None = None) -> int:
@@ -332,9 +343,12 @@ def memory_per_chip(
         last_logits = logits + (kept if PIPELINE_KEEPS_OUTPUTS[loss] else 0.0)
         if last + last_logits > acts:
             acts, held_logits = last, last_logits
+    grads = params * GRAD_BYTES / shard[1]
+    if pp > 1 and zero >= 2 and loss in PIPELINE_FSDP_GRAD_BYTES:
+        grads = params * PIPELINE_FSDP_GRAD_BYTES[loss]
     return {
         "weights_bytes": params * WEIGHT_BYTES / shard[0],
-        "gradients_bytes": params * GRAD_BYTES / shard[1],
+        "gradients_bytes": grads,
         "optimizer_bytes": params * OPTIMIZER_BYTES / shard[2],
         "activations_bytes": acts,
         "loss_bytes": held_logits,  # on the last stage only
