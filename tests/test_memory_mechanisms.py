@@ -190,7 +190,9 @@ def test_the_last_stage_is_the_busiest_where_the_loss_outweighs_the_first_stages
     # (torch.distributed.pipelining keeps the 2 micro-batches' fp32 logits too)
     assert eager["loss_bytes"] == pytest.approx(logits * 5 / 3) and logits > 16 * per_layer
     fused = memory_per_chip(c, loss="fused", **kw)
-    assert fused["activations_bytes"] == pytest.approx(32 * per_layer)
+    none = activation_bytes_per_layer(c, tp=1, recompute="none", mb=1, seq=8192)
+    # (and one layer's recomputed activations during its backward)
+    assert fused["activations_bytes"] == pytest.approx(32 * per_layer + none - per_layer)
     assert fused["loss_bytes"] == 0.0
 
 
@@ -260,3 +262,27 @@ def test_torch_pipelining_with_fsdp_holds_the_stage_s_unsharded_fp32_gradients()
     flat = memory_per_chip(c, loss="eager", **{**kw, "pp": 1})["gradients_bytes"]
     whole = c.layers * (c.attention_params() + c.ffn_params(False)) / 2 + c.vocab * c.hidden
     assert flat == pytest.approx(2 * whole / 8)  # (input and output embeddings, each over TP)
+
+
+def test_a_recomputed_layer_s_activations_exist_again_during_its_backward():
+    """Activation checkpointing reruns a layer's forward when its backward starts: besides
+    the stored layer inputs, one layer of one micro-batch holds its other activations (34 - 2
+    s*b*h under full recompute, Korthikanti Table 2). The loss's buffers are freed by then, so
+    a chip holding the loss adds only what the working set exceeds them by."""
+    kw = dict(tp=1, dp=8, cp=1, ep=1, zero=1, recompute="full", mb=1, seq=8192)
+    sbh = 8192 * 4096
+    c = load_model("llama3-8b", layers=4)
+    small = load_model("llama3-8b", layers=4, vocab=1024)
+    # two stages: the first holds 2 micro-batches of 2 layers' inputs and the working set
+    first = memory_per_chip(small, pp=2, **kw)
+    assert first["activations_bytes"] == pytest.approx(2 * 2 * 2 * sbh + 32 * sbh)
+    assert first["loss_bytes"] == 0.0
+    # one stage: a large vocabulary's logits (4 x 8192 x 128,256 bytes) outweigh it
+    flat = memory_per_chip(c, pp=1, **kw)
+    assert flat["activations_bytes"] == pytest.approx(4 * 2 * sbh)
+    flat = memory_per_chip(small, pp=1, **kw)
+    logits = 4 * 8192 * 1024
+    assert flat["activations_bytes"] == pytest.approx(4 * 2 * sbh + 32 * sbh - logits)
+    # no recompute: nothing is recomputed
+    none = memory_per_chip(small, pp=2, **{**kw, "recompute": "none"})["activations_bytes"]
+    assert none == pytest.approx(2 * 2 * 34 * sbh)

@@ -330,6 +330,21 @@ def memory_per_chip(
     acts = per_layer * layer_batches
     logits = loss_bytes(c, mb=mb, seq=seq // cp, tp=tp, loss=loss)
     held_logits = logits if pp == 1 else 0.0
+    # A recomputed layer's activations exist again during its own backward pass: activation
+    # checkpointing reruns the layer's forward when its backward starts and frees what it
+    # made as that backward ends (torch.utils.checkpoint: the first unpack of a saved tensor
+    # recomputes the whole checkpointed forward; Megatron-Core's CheckpointFunction.backward
+    # "recompute[s] the forward" of the chunk, one layer for --recompute-num-layers 1): the
+    # layer's un-recomputed activations less those it keeps, one micro-batch, one layer at a
+    # time. The loss's buffers are freed by then (its backward runs before the last layer's).
+    work = 0.0
+    if recompute != "none":
+        none = activation_bytes_per_layer(
+            c, mb=mb, seq=seq // cp, tp=tp, recompute="none", act_bytes=act_bytes,
+            attention=attention, sp=sp, gemm_input_bytes=gemm_input_bytes,
+        )  # fmt: skip
+        work = max(0.0, none - per_layer)
+    acts += max(0.0, work - held_logits)  # pp 1: the loss's peak or the backward's
     # The last rank holds the loss's logits, and under 1F1B one micro-batch in flight (each
     # forward is followed at once by its backward: Narayanan et al. 2021 Sec. 2.2.1, PipeDream-
     # Flush), interleaved (v-1)*p + 1 chunks (in_flight_chunks), over as many layers as the
@@ -341,6 +356,7 @@ def memory_per_chip(
         kept = (m or pp) * logits / LOSS_BUFFERS[loss]  # None: pp, torchtitan's default m
         last = per_layer * first * in_flight_chunks(pp, v, pp - 1, m) / v
         last_logits = logits + (kept if PIPELINE_KEEPS_OUTPUTS[loss] else 0.0)
+        last += max(0.0, work - logits)
         if last + last_logits > acts:
             acts, held_logits = last, last_logits
     grads = params * GRAD_BYTES / shard[1]
