@@ -286,3 +286,24 @@ def test_a_recomputed_layer_s_activations_exist_again_during_its_backward():
     # no recompute: nothing is recomputed
     none = memory_per_chip(small, pp=2, **{**kw, "recompute": "none"})["activations_bytes"]
     assert none == pytest.approx(2 * 2 * 34 * sbh)
+
+
+def test_torchtitan_keeps_the_gathered_inputs_of_its_column_parallel_linears():
+    """torchtitan's TP gathers each block's attention and MLP inputs (PrepareModuleInput, Shard(1)
+    -> Replicate; with Float8 cast first) and its linears save that whole tensor: of Korthikanti's
+    34 s*b*h/t, the QKV and fc1 inputs (2 + 2) become 2 + 2 s*b*h at 16 bits, 1 + 1 in FP8.
+    Megatron saves the shard. Under full recompute it shows in the recomputed layer's working
+    set: Llama 3 8B (4 layers), 2 stages of TP 4, torchtitan's eager loss."""
+    c = load_model("llama3-8b", layers=4, vocab=1024)
+    sbh, t = 8192 * 4096, 4
+    kw = dict(mb=1, seq=8192, tp=t, recompute="none")
+    megatron = activation_bytes_per_layer(c, **kw)
+    assert megatron == pytest.approx(34 * sbh / t)
+    tt = activation_bytes_per_layer(c, gathered_inputs=True, **kw)
+    assert tt == pytest.approx(34 * sbh / t + 2 * 2 * sbh * (1 - 1 / t))
+    fp8 = activation_bytes_per_layer(c, gathered_inputs=True, gemm_input_bytes=1, **kw)
+    assert fp8 == pytest.approx((34 - 7) * sbh / t + 2 * sbh * (1 - 1 / t))
+    plan = dict(tp=t, pp=2, dp=1, cp=1, ep=1, zero=1, recompute="full", mb=1, seq=8192)
+    eager = memory_per_chip(c, loss="eager", **plan)["activations_bytes"]
+    fused = memory_per_chip(c, loss="fused", **plan)["activations_bytes"]
+    assert eager - fused == pytest.approx(2 * 2 * sbh * (1 - 1 / t))

@@ -107,6 +107,14 @@ PIPELINE_KEEPS_OUTPUTS = {"fused": False, "eager": True}
 # at 9dec370, its only choice): 4 bytes per parameter of the stage, from the first backward on,
 # beside the micro-batches then in flight.
 PIPELINE_FSDP_GRAD_BYTES = {"eager": 4}
+# Frameworks whose column-parallel linears save their all-gathered (whole-sequence) input for
+# the backward pass, not the sequence-parallel shard Megatron saves and gathers again: torchtitan
+# ("eager"; parallelize_llama.py at 9dec370 applies `PrepareModuleInput(input_layouts=Shard(1),
+# desired_input_layouts=Replicate())` to "attention" and "feed_forward", so wq/wk/wv and w1/w3
+# get the gathered tensor and the linear saves it; with Float8 torchao's PrepareFloat8ModuleInput
+# casts to float8 before the gather (float8_tensor_parallel.py `_prepare_input_fn`) and
+# `manual_float8_matmul_with_args_in_float8` saves that `input_fp8`, at the GEMM input width).
+GATHERED_GEMM_INPUTS = {"eager"}
 
 
 def in_flight_chunks(pp: int, v: int, rank: int, m: int | None = None) -> int:
@@ -213,6 +221,7 @@ def activation_bytes_per_layer(
     sp: bool = True,
     gemm_input_bytes: float = 2,
     recompute_modules: tuple[str, ...] = ("core_attn",),
+    gathered_inputs: bool = False,
 ) -> float:
     """Stored activations of one layer for one micro-batch with sequence parallelism
     (Korthikanti et al. 2022, Table 2: s*b*h*34/t with flash attention / selective
@@ -222,7 +231,9 @@ def activation_bytes_per_layer(
     saves the FP8/NVFP4-cast input for the backward pass): of the 34, the QKV, projection and
     two MLP inputs (2 + 2 + 2 + 8 sbh, Table 2) shrink to that width. `recompute_modules`: what
     recompute="selective" recomputes (Megatron-Core recompute_modules; default core_attn):
-    the tensors those modules keep for the backward pass are freed (RECOMPUTED_SBH)."""
+    the tensors those modules keep for the backward pass are freed (RECOMPUTED_SBH).
+    `gathered_inputs`: the QKV and MLP inputs are kept whole, as gathered under TP with
+    sequence parallelism (GATHERED_GEMM_INPUTS), not split over TP."""
     sbh = seq * mb * c.hidden
     if recompute == "selective" and OP_SAC in recompute_modules:
         return op_sac_bytes_per_token(c, tp, sp) * seq * mb
@@ -232,7 +243,7 @@ def activation_bytes_per_layer(
         return maxtext_proj_bytes_per_token(c, tp, act_bytes) * seq * mb
     if recompute == "selective" and LAYER_SAC in recompute_modules:
         kw = dict(mb=mb, seq=seq, tp=tp, act_bytes=act_bytes, attention=attention, sp=sp,
-                  gemm_input_bytes=gemm_input_bytes)  # fmt: skip
+                  gemm_input_bytes=gemm_input_bytes, gathered_inputs=gathered_inputs)  # fmt: skip
         none = activation_bytes_per_layer(c, recompute="none", **kw)
         return (none + activation_bytes_per_layer(c, recompute="full", **kw)) / 2
     if recompute == "full":  # the layer input, split over TP only with sequence parallelism
@@ -242,6 +253,8 @@ def activation_bytes_per_layer(
     per = 34 * sbh / tp if sp else sbh * (10 + 24 / tp)
     narrow = 1 - gemm_input_bytes / 2  # the saved share of the GEMM inputs
     per -= narrow * (14 * sbh / tp if sp else sbh * (4 + 10 / tp))
+    if gathered_inputs and sp and tp > 1:  # the QKV and fc1 inputs (2 + 2 sbh/t) kept whole
+        per += 2 * gemm_input_bytes * sbh * (1 - 1 / tp)
     modules = set(recompute_modules) if recompute == "selective" else set()
     if attention == "materialized" and "core_attn" not in modules and recompute != "full":
         per += 5 * c.heads * seq * seq * mb / tp  # scores, probs, dropout mask
@@ -326,6 +339,7 @@ def memory_per_chip(
         sp=sp,
         gemm_input_bytes=gemm_input_bytes,
         recompute_modules=recompute_modules,
+        gathered_inputs=loss in GATHERED_GEMM_INPUTS,
     )  # fmt: skip
     acts = per_layer * layer_batches
     logits = loss_bytes(c, mb=mb, seq=seq // cp, tp=tp, loss=loss)
@@ -342,6 +356,7 @@ def memory_per_chip(
         none = activation_bytes_per_layer(
             c, mb=mb, seq=seq // cp, tp=tp, recompute="none", act_bytes=act_bytes,
             attention=attention, sp=sp, gemm_input_bytes=gemm_input_bytes,
+            gathered_inputs=loss in GATHERED_GEMM_INPUTS,
         )  # fmt: skip
         work = max(0.0, none - per_layer)
     acts += max(0.0, work - held_logits)  # pp 1: the loss's peak or the backward's
