@@ -136,3 +136,24 @@ def test_context_beyond_the_models_maximum_is_refused(tmp_path):
         plan_serving("h100", path, 1, isl=4096, osl=1)
     assert plan_serving("h100", "llm:custom,layers=2,hidden=256,heads=4,ffn=512,vocab=1000",
                         1, isl=300_000, osl=2).ttft_s > 0  # fmt: skip
+
+
+def test_gemma3_maximum_context_is_not_scaled_again(tmp_path):
+    """Gemma 3's max_position_embeddings (131,072) already counts its linear RoPE factor 8, so
+    vLLM's `_get_and_verify_max_len` skips the factor for it ("gemma3" not in
+    hf_config.model_type); the text model and the image-text model's decoder alike. Any other
+    linear factor still multiplies it."""
+    import json
+
+    from chipforge.workload.hf import load_hf_config
+
+    text = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=6, head_dim=64)
+    text |= dict(num_attention_heads=4, num_key_value_heads=2, vocab_size=1000)
+    text |= dict(max_position_embeddings=131072, rope_scaling=dict(rope_type="linear", factor=8.0))
+    path = tmp_path / "config.json"
+    for cfg in (text | {"model_type": "gemma3_text"},
+                {"model_type": "gemma3", "text_config": text, "vision_config": {}}):  # fmt: skip
+        path.write_text(json.dumps(cfg))
+        assert load_hf_config(path).max_context == 131072
+    path.write_text(json.dumps(text | {"model_type": "llama"}))
+    assert load_hf_config(path).max_context == 8 * 131072

@@ -98,12 +98,16 @@ def _window(c: _Keys, layers: int, every: Callable[[int], bool] | None) -> dict:
     return {"window": window, "window_layers": None if count == layers else count}
 
 
-def _max_context(data: dict, fields: dict) -> int | None:
+def _max_context(data: dict, fields: dict, model_type: str) -> int | None:
     """The longest context the config serves, as vLLM derives max_model_len
     (vllm/config.py `_get_and_verify_max_len`): `seq` (max_position_embeddings), times a
-    `rope_scaling` factor but for the types already counted in it (llama3, longrope, su); a
-    YaRN factor multiplies original_max_position_embeddings. A malformed factor is not used."""
+    `rope_scaling` factor but for the types already counted in it (llama3, longrope, su) and
+    for Gemma 3, whose max_position_embeddings (128K) is already scaled ("gemma3" not in
+    hf_config.model_type); a YaRN factor multiplies original_max_position_embeddings. A
+    malformed factor is not used."""
     seq, rope = fields.get("seq"), data.get("rope_scaling")
+    if "gemma3" in model_type:
+        rope = None
     if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(rope, dict):
         return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
     kind, factor = rope.get("rope_type", rope.get("type")), rope.get("factor")
@@ -369,7 +373,7 @@ def load_hf_config(path: str | Path, where: str = "workload") -> ModelConfig:
     name = str(data.get("_name_or_path") or path.parent.name or kind).rstrip("/").split("/")[-1]
     try:
         config = ModelConfig(
-            name=name or kind, **{"max_context": _max_context(data, fields)} | fields
+            name=name or kind, **{"max_context": _max_context(data, fields, kind)} | fields
         )
         return replace(config, other_params=_other_params(kind, keys, config))
     except ModelFieldError as e:
