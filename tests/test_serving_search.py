@@ -157,3 +157,19 @@ def test_gemma3_maximum_context_is_not_scaled_again(tmp_path):
         assert load_hf_config(path).max_context == 131072
     path.write_text(json.dumps(text | {"model_type": "llama"}))
     assert load_hf_config(path).max_context == 8 * 131072
+
+
+@pytest.mark.parametrize(
+    "model, limit",
+    [("llama3-8b", 131072), ("qwen3-30b-a3b", 40960), ("qwen3-235b-a22b", 40960),
+     ("gpt2", 1024), ("gpt2-xl", 1024), ("gpt3-175b", 2048)],
+)  # fmt: skip
+def test_presets_state_their_configs_maximum_context(model, limit):
+    """Every preset copied from a config.json states its max_position_embeddings (n_positions,
+    GPT-3's n_ctx), as the Llama 2/3.1, Mixtral, DeepSeek-V3 and GPT-OSS presets do."""
+    from chipforge.errors import WorkloadError
+    from chipforge.workload.resolve import resolve_model
+
+    assert resolve_model(model).max_context == limit
+    with pytest.raises(WorkloadError, match=f"{limit + 1:,} .* {limit:,}"):
+        plan_serving("h100", model, 8, isl=limit, osl=1)
