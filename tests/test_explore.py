@@ -92,6 +92,8 @@ def _system_space(**over):
         ({"site": {"pue": 0.9}}, "`pue` must be >= 1.0"),
         ({"site": {"rack": "nvl144"}}, "`--rack` must be one of"),
         ({"serving": None, "objectives": {"ttft_s": "min"}}, "needs a [serving] table"),
+        ({"serving": {**SERVE, "isl": 131_000}}, "`isl` + `osl` = 132,024 tokens exceeds"),
+        ({"serving": {**SERVE, "osl": 1}, "objectives": {"tpot_s": "min"}}, "osl = 1"),
         ({"site": {"rack": "missing-rack.toml"}}, "rack file 'missing-rack.toml' does not exist"),
     ],
 )

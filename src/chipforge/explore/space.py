@@ -383,6 +383,11 @@ def _check_needs(space: Space, where: str) -> None:
             raise SpaceError(
                 f'{where}: `{name}` needs a [serving] table, e.g. model = "llama3-70b", chips = 8'
             )
+        if name == "tpot_s" and space.serving is not None and space.serving.osl == 1:
+            raise SpaceError(  # TPOT = (e2e - TTFT) / (osl - 1): no point would have one
+                f"{where}: `tpot_s` is undefined with [serving] osl = 1 (no time between "
+                "tokens); raise osl or drop the objective"
+            )
 
 
 def load_space(path: str | Path, *, trust_pickle: bool = False) -> Space:

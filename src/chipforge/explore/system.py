@@ -137,6 +137,11 @@ def parse_serving(raw: dict | None) -> Serving | None:
         **slo,
     )
     c = resolve_model(out.model)
+    if c.max_context and out.isl + out.osl > c.max_context:  # as plan_serving refuses it
+        raise SystemTableError(
+            f"serving: `isl` + `osl` = {out.isl + out.osl:,} tokens exceeds {c.name}'s maximum "
+            f"context {c.max_context:,} (max_position_embeddings): lower them"
+        )
     for k, v, need in (("tp", out.tp, c.heads), ("pp", out.pp, c.layers)):
         if v and (need % v or out.chips % v):
             raise SystemTableError(
