@@ -499,6 +499,7 @@ def test_studio_keeps_a_bounded_number_of_uploads(monkeypatch):
 
     monkeypatch.setattr(compute, "_UPLOADS", {})
     monkeypatch.setattr(compute, "MAX_UPLOADS", 3)
+    monkeypatch.setattr(compute, "IN_USE_S", 0.0)  # none in use (that rule: test_studio)
     keys = [compute.keep(f"x = {i}\\n".encode(), "chip") for i in range(3)]
     paths = [compute.upload_path(k) for k in keys]
     assert compute.keep(b"x = 0\\n", "chip") == keys[0]  # the same bytes: the same file
@@ -547,15 +548,23 @@ HUGE = str(2**62)
         (["serve", "--chips", "8", "--concurrency", HUGE], ["--concurrency", "1,048,576"]),
         (["serve", "--chips", "8", "--osl", HUGE], ["--osl", "16,777,216"]),
         # the balance wait's law was tabulated step by step up to it: ran for ever
-        (["serve", "--chips", "8", "--adp-balance", HUGE], ["adp_balance", "10,000"]),
-        # under the cap but past the KV cache: the message said no fix
-        (["serve", "--chips", "1", "--isl", str(2**24), "--concurrency", "1"], ["lower --isl"]),
+        (["serve", "--chips", "8", "--adp-balance", HUGE], ["--adp-balance", "10,000"]),
+        # under the cap but past the model's maximum context
+        (["serve", "--chips", "1", "--isl", str(2**24), "--concurrency", "1"], ["131,072"]),
     ],
 )
 def test_counts_are_capped(args, words):
     """Huge counts are one line naming the flag and its limit, before any search."""
     code, _, err = cli(args[0], "--chip", "h100", "--model", "llama3-8b", *args[1:])
     assert_user_error(code, err, *words)
+
+
+def test_context_past_the_kv_cache_names_the_fix():
+    """Under the cap, past the KV cache (a preset stating no maximum context): the message
+    said no fix."""
+    code, _, err = cli("serve", "--chip", "h100", "--model", "qwen2-7b", "--chips", "1",
+                       "--isl", str(2**24), "--concurrency", "1")  # fmt: skip
+    assert_user_error(code, err, "lower --isl")
 
 
 def test_counts_are_capped_in_the_api():
