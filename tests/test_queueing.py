@@ -59,7 +59,7 @@ def test_spread_prompt_lengths_raise_the_p99_ttft():
     assert spread.ttft_at("p99") > fixed.ttft_at("p99")
     assert spread.tpot_at("p99") > fixed.tpot_at("p99")
     assert spread.tpot_s == fixed.tpot_s  # the means are the same
-    with pytest.raises(WorkloadError, match="isl_cv"):
+    with pytest.raises(WorkloadError, match="--isl-cv"):
         plan_serving("b200", "llama3-405b", 8, isl_cv=-1, **kw)
 
 

@@ -95,7 +95,7 @@ def test_offline_batch_stays_within_the_token_balance():
 
 def test_budget_is_refused_where_it_means_nothing():
     for extra in ({"disaggregated": "decode"}, {"disaggregated": True}):
-        with pytest.raises(WorkloadError, match="max_num_tokens"):
+        with pytest.raises(WorkloadError, match="--max-num-tokens"):
             plan_serving("b200", "llama3-405b", 8, max_num_tokens=BUDGET, **KW, **extra)
 
 

@@ -105,7 +105,7 @@ def test_output_length_spread_lengthens_the_decode_context():
     step = serving._step(chip, m, topo, "decode", spread.batch, 1000 + 2000, 8, 1, 1, "fp8", "fp8")
     assert spread.breakdown["decode"] == pytest.approx(step)
     assert spread.tpot_s > fixed.tpot_s
-    with pytest.raises(WorkloadError, match="osl_cv"):
+    with pytest.raises(WorkloadError, match="--osl-cv"):
         plan_serving("h100", "llama3-8b", 8, osl_cv=-1, **kw)
 
 
@@ -179,7 +179,7 @@ def test_mtp_speedup_at_batch_one(k, tokens, measured):
         "b200", "deepseek-v3", 8, spec_tokens=k, spec_acceptance=_acceptance(k, tokens), **kw
     )
     assert base.tpot_s / mtp.tpot_s == pytest.approx(measured, rel=0.10)
-    with pytest.raises(WorkloadError, match="spec_acceptance"):
+    with pytest.raises(WorkloadError, match="--spec-acceptance"):
         plan_serving("b200", "deepseek-v3", 8, spec_tokens=1, spec_acceptance=1.0, **kw)
 
 

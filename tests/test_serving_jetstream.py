@@ -52,7 +52,7 @@ def test_dense_cache_reads_every_position_and_holds_it():
     assert s._fits(c, chip, 8, 1, "bf16", "bf16", 121, 233, dense_cache=2048) < s._fits(
         c, chip, 8, 1, "bf16", "bf16", 121, 233
     )
-    with pytest.raises(WorkloadError, match="dense_cache"):
+    with pytest.raises(WorkloadError, match="--dense-cache"):
         s.plan_serving("tpu-v5e", "llama2-7b", 8, dense_cache=300, **KW)
 
 
@@ -99,5 +99,5 @@ def test_inputs_interleaved_batching_does_not_run_are_refused():
         dict(batching="interleaved", disaggregated=True),
         dict(batching="static", disaggregated="decode"),
     ):
-        with pytest.raises(WorkloadError, match="max_num_tokens|batching"):
+        with pytest.raises(WorkloadError, match="--max-num-tokens|--batching"):
             s.plan_serving("h100", "llama3-8b", 2, **kw, **bad)

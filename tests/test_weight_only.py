@@ -81,10 +81,10 @@ def test_serving_weight_only_between_bf16_and_w8a8():
 
 
 def test_weight_dtype_must_be_narrower():
-    with pytest.raises(WorkloadError, match="weight_dtype"):
+    with pytest.raises(WorkloadError, match="--weight-dtype"):
         s.plan_serving("tpu-v5e", "llama3-8b", 8, isl=128, osl=128, dtype="int8",
                        weight_dtype="bf16")  # fmt: skip
-    with pytest.raises(WorkloadError, match="weight_dtype"):
+    with pytest.raises(WorkloadError, match="--weight-dtype"):
         s.plan_serving("tpu-v5e", "llama3-8b", 8, isl=128, osl=128, weight_dtype="int3")
 
 

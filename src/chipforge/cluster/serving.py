@@ -816,14 +816,14 @@ def plan_serving(
     for name, value in (("dtype", dtype), ("kv_dtype", kvd), ("attn_dtype", attn_dtype or dtype),
                         ("weight_dtype", weight_dtype or dtype)):  # fmt: skip
         if value not in BYTES:
-            raise WorkloadError(f"`{name}` must be one of {', '.join(BYTES)}, not {value!r}")
+            raise WorkloadError(f"{flag(name)} must be one of {', '.join(BYTES)}, not {value!r}")
     if weight_dtype and weight_dtype != dtype and nbytes(weight_dtype) >= nbytes(dtype):
         raise WorkloadError(
-            f"`weight_dtype` {weight_dtype} must be narrower than `dtype` {dtype} (weight-only "
+            f"--weight-dtype {weight_dtype} must be narrower than --dtype {dtype} (weight-only "
             "quantization widens the stored weights to dtype): drop it or use a narrower one"
         )
     if weight_dtype and attn_dtype:
-        raise WorkloadError("`weight_dtype` and `attn_dtype` are not modelled together: drop one")
+        raise WorkloadError("--weight-dtype and --attn-dtype are not modelled together: drop one")
     for name, value in (
         ("chips", chips),
         ("isl", isl),
@@ -833,17 +833,17 @@ def plan_serving(
         ("dense_cache", dense_cache or 1),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise WorkloadError(f"`{name}` must be a positive integer, not {value!r}")
+            raise WorkloadError(f"{flag(name)} must be a positive integer, not {value!r}")
     for name, slo in (("ttft_slo", ttft_slo), ("tpot_slo", tpot_slo)):
         if slo is not None and not (
             isinstance(slo, int | float) and not isinstance(slo, bool) and 0 < slo < math.inf
         ):
-            raise WorkloadError(f"`{name}` must be a positive number of seconds, not {slo!r}")
+            raise WorkloadError(f"{flag(name)} must be a positive number of seconds, not {slo!r}")
     at_most(MAX_CHIPS, chips=chips, tp=tp, pp=pp, ep=ep)
     at_most(MAX_TOKENS, isl=isl, osl=osl, dense_cache=dense_cache)
     if dense_cache and dense_cache < isl + osl:
         raise WorkloadError(
-            f"`dense_cache` {dense_cache} is shorter than isl + osl = {isl + osl}: a rolling "
+            f"--dense-cache {dense_cache} is shorter than --isl + --osl = {isl + osl:,}: a rolling "
             "window over the cache is not modelled; raise it or drop it"
         )
     at_most(MAX_SEQUENCES, max_batch=max_batch, concurrency=concurrency)
@@ -857,19 +857,19 @@ def plan_serving(
         or not isinstance(spec_tokens, int)
         or not 0 <= spec_tokens <= 8
     ):
-        raise WorkloadError(f"`spec_tokens` must be an integer from 0 to 8, not {spec_tokens!r}")
+        raise WorkloadError(f"--spec-tokens must be an integer from 0 to 8, not {spec_tokens!r}")
     if not (isinstance(spec_acceptance, (int, float)) and 0 <= spec_acceptance < 1):
         raise WorkloadError(
-            f"`spec_acceptance` must be a probability in [0, 1), not {spec_acceptance!r}"
+            f"--spec-acceptance must be a probability in [0, 1), not {spec_acceptance!r}"
         )
     for name, cv in (("osl_cv", osl_cv), ("isl_cv", isl_cv)):
         if isinstance(cv, bool) or not (isinstance(cv, (int, float)) and 0 <= cv < 100):
-            raise WorkloadError(f"`{name}` must be a number in [0, 100), not {cv!r}")
+            raise WorkloadError(f"{flag(name)} must be a number in [0, 100), not {cv!r}")
     if concurrency is not None and (
         isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0
     ):
         raise WorkloadError(
-            f"`concurrency` must be a positive integer, not {concurrency}; leave it out to search"
+            f"--concurrency must be a positive integer, not {concurrency}; leave it out to search"
         )
     if disaggregated not in (False, True, "decode", "prefill"):
         raise WorkloadError(
@@ -903,25 +903,25 @@ def plan_serving(
     if not (isinstance(prefix_hit, (int, float)) and 0 <= prefix_hit < 1):
         raise WorkloadError(f"`prefix_hit` must be a fraction in [0, 1), not {prefix_hit!r}")
     if batching not in BATCHING:
-        raise WorkloadError(f"`batching` must be one of {', '.join(BATCHING)}, not {batching!r}")
+        raise WorkloadError(f"--batching must be one of {', '.join(BATCHING)}, not {batching!r}")
     if max_num_tokens and disaggregated:
         raise WorkloadError(
-            "`max_num_tokens` budgets the steps of co-located batching: drop it, or drop "
+            "--max-num-tokens budgets the steps of co-located batching: drop it, or drop "
             "--disaggregated / --decode-pool"
         )
     if batching != "continuous" and disaggregated:  # its pools run their own batches
         raise WorkloadError(
-            f"`batching` {batching} runs prefill and decode on the same chips: drop it, or drop "
+            f"--batching {batching} runs prefill and decode on the same chips: drop it, or drop "
             "--disaggregated / --decode-pool"
         )
     if batching == "interleaved" and max_num_tokens:  # JetStream: no per-step token budget
         raise WorkloadError(
-            "`max_num_tokens` budgets chunked prefill; interleaved batching (JetStream) prefills "
+            "--max-num-tokens budgets chunked prefill; interleaved batching (JetStream) prefills "
             "each prompt alone at its padded length: drop one of them"
         )
     if slo_percentile is not None and slo_percentile not in PERCENTILES:
         raise WorkloadError(
-            f"`slo_percentile` must be one of {', '.join(PERCENTILES)}, not {slo_percentile!r}"
+            f"--slo-percentile must be one of {', '.join(PERCENTILES)}, not {slo_percentile!r}"
         )
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     _check(c, chips, tp, pp, ep)  # the given flags, before any search
