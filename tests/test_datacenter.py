@@ -295,3 +295,13 @@ def test_each_chip_gets_its_own_plans_mfu():
     other = site_report("gb200", None, grid_w=10e6, model="llama3-70b", tokens=1e12)
     planned = other["training"]["method"].startswith("cluster")  # 2,952 chips: no split today
     assert ("planned_mfu" in other) == planned
+
+
+def test_site_serves_requests_the_model_can_hold():
+    """GPT-2 holds 1,024 positions: the site's 1,024 in / 1,024 out requests were refused by
+    plan_serving and priced by the roofline fallback; now it serves 512 / 512, planned."""
+    from chipforge.datacenter import site_report
+
+    s = site_report("h100", 10e6, model="gpt2")["serving"]
+    assert (s["isl"], s["osl"]) == (512, 512) and s["method"] == "cluster.plan_serving"
+    assert site_report("h100", 10e6, model="llama3-8b")["serving"]["isl"] == 1024

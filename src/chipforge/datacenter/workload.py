@@ -67,8 +67,15 @@ def training(site: dict, chip: Chip, model, tokens: float, dtype: str = "bf16") 
 def serving(
     site: dict, chip: Chip, model, isl: int = 1024, osl: int = 1024, dtype: str = "bf16"
 ) -> dict:
-    """Output tokens/s of the whole site serving `model`, and $ per million output tokens."""
+    """Output tokens/s of the whole site serving `model`, and $ per million output tokens; a
+    model whose maximum context is shorter than isl + osl serves requests that fill it, split
+    as isl : osl (plan_serving refuses longer ones, and so would the model)."""
     m = resolve_model(model)
+    if m.max_context and isl + osl > m.max_context:
+        isl, osl = (
+            max(1, m.max_context * isl // (isl + osl)),
+            max(1, m.max_context * osl // (isl + osl)),
+        )
     b = nbytes(dtype)
     weights = m.params() * b
     a = site["assumptions"]
