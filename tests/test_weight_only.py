@@ -106,3 +106,22 @@ def test_the_cli_states_it():
                           weight_dtype="int8", kv_dtype="int8")  # fmt: skip
     assert (got["dtype"], got["weight_dtype"]) == ("bf16", "int8")
     assert got["throughput_tokens_per_s"] == pytest.approx(plan.throughput_tokens_per_s)
+
+
+def test_compiler_and_cycle_engine_refuse_a_narrow_weight():
+    """The compiler lowers B in the product's dtype (its buffer, DMA and array feed), so a
+    weight-only matmul would be run and timed as a bf16 one with the int8 weight ignored: the
+    compiler, the instruction estimate, the cycle engine and the functional simulator (which
+    run its programs) refuse it in one line; the analytical engine prices it."""
+    from chipforge.compiler import CompileError, compile_op
+    from chipforge.compiler.estimate import instructions
+    from chipforge.sim.engine import run_timing
+
+    chip, op = load_chip("forge-n3"), _op(8, "bf16", "int8")
+    for run in (lambda: compile_op(op, chip), lambda: instructions(op, chip),
+                lambda: run_timing(Graph("g", (op,)), chip)):  # fmt: skip
+        with pytest.raises(CompileError, match="weight-only quantization") as e:
+            run()
+        assert "\n" not in str(e.value)
+    assert compile_op(_op(8, "bf16"), chip) is not None
+    assert estimate(Graph("g", (op,)), chip).time_s > 0

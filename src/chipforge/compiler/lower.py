@@ -140,6 +140,12 @@ def check_compilable(op: Op, chip: ChipSpec) -> None:
             f"{op.name}: the compiler lowers full and causal attention, not a sliding window "
             f"({op.window} keys); cost it with --engine analytical"
         )
+    if isinstance(op, MatMul) and op.b_dtype != op.dtype:  # its B buffer would be op.dtype's
+        raise CompileError(
+            f"{op.name}: the compiler lowers the weight in its product's dtype, not weight-only "
+            f"quantization (weight_dtype {op.weight_dtype} widened to {op.dtype}); cost it with "
+            "--engine analytical"
+        )
     matrix_work = isinstance(op, (MatMul, Conv2d, Attention))
     if matrix_work and op.dtype not in chip.matrix.macs_per_cycle:
         raise CompileError(
