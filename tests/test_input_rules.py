@@ -219,6 +219,7 @@ def test_studio_edited_chips_share_the_bounded_store(monkeypatch):
 
     monkeypatch.setattr(compute, "_UPLOADS", {})
     monkeypatch.setattr(compute, "MAX_UPLOADS", 2)
+    monkeypatch.setattr(compute, "IN_USE_S", 0.0)  # none in use (that rule: test_studio)
     h100 = cf.load_chip("h100")
     assert compute.chip_ref(h100, "preset:h100") == "h100"
     paths = [compute.chip_ref(h100.model_copy(update={"clock": c * 1e9}), "preset:h100")

@@ -117,8 +117,13 @@ def test_hf_configs_give_the_presets_shapes(tmp_path, preset):
     config = load_hf_config(write_config(tmp_path, data))
     expected = load_model(preset)
     seq = data.get("max_position_embeddings") or data["n_positions"]  # the config's context
-    # a config.json counts norms and biases too (`other_params`; presets leave them out)
-    assert replace(config, name=preset, seq=expected.seq, other_params=0) == expected
+    # a config.json counts norms and biases too (`other_params`; presets leave them out); its
+    # maximum context is the config's own (a preset states one only where its source does, and
+    # llama3-8b states Llama 3.1's 131,072 where this Llama 3 config has 8,192)
+    assert config.max_context == seq
+    assert replace(
+        config, name=preset, seq=expected.seq, other_params=0, max_context=expected.max_context
+    ) == expected
     assert 0 < config.other_params < 0.01 * config.params()  # GPT-2: its position table
     assert config.seq == seq
 
