@@ -121,9 +121,12 @@ def test_hf_configs_give_the_presets_shapes(tmp_path, preset):
     # maximum context is the config's own (a preset states one only where its source does, and
     # llama3-8b states Llama 3.1's 131,072 where this Llama 3 config has 8,192)
     assert config.max_context == seq
-    assert replace(
-        config, name=preset, seq=expected.seq, other_params=0, max_context=expected.max_context
-    ) == expected
+    assert (
+        replace(
+            config, name=preset, seq=expected.seq, other_params=0, max_context=expected.max_context
+        )
+        == expected
+    )
     assert 0 < config.other_params < 0.01 * config.params()  # GPT-2: its position table
     assert config.seq == seq
 
