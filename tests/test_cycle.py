@@ -151,6 +151,10 @@ def test_analytical_engine_follows_the_cycle_engine():
     assert len(rows) >= 30
     assert sum(e <= 0.10 for e in errors) >= 30  # docs/crosscheck.md lists every case
     assert errors[len(errors) // 2] <= 0.05
+    # every whole transformer layer within 10 % on every chip: the count above let the Mixtral
+    # decode layer drift to -29 % (grouped experts' leftover items on too few cores) unseen
+    layers = {(r.chip, r.workload): r.error for r in rows if r.workload.startswith("llm:")}
+    assert len(layers) >= 9 and all(abs(e) <= 0.10 for e in layers.values()), layers
 
 
 def run(*args):
