@@ -254,3 +254,11 @@ def test_train_cli_warns_when_a_run_option_has_no_effect():
     )
     got = train("--fp8-dispatch")
     assert warned("--fp8-dispatch", got[1]) and "no MoE layers" in got[1]
+    moe = "llm:custom,layers=2,hidden=256,heads=4,ffn=512,vocab=1000,experts=8,top_k=2"
+    args = ["train", "--chip", "h100", "--model", moe, "--chips", "8", "--tp", "1", "--pp", "1",
+            "--dp", "8", "--cp", "1", "--ep", "1", "--zero", "1", "--recompute", "none",
+            "--micro-batch", "1", "--seq", "4096", "--global-batch", "8", "--dtype", "fp8",
+            "--json"]  # fmt: skip
+    plain, got = (CliRunner().invoke(app, args + extra) for extra in ([], ["--fp8-dispatch"]))
+    assert json.loads(got.stdout)["step_time_s"] == json.loads(plain.stdout)["step_time_s"]
+    assert warned("--fp8-dispatch", got.stderr) and "TP 1 and EP 1" in got.stderr

@@ -372,6 +372,8 @@ def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
         why["--fp8-dispatch"] = f"a {res.dtype} run has no FP8/FP4 GEMM input to dispatch"
     elif fp8_dispatch and not moe:
         why["--fp8-dispatch"] = f"{res.model} has no MoE layers"
+    elif fp8_dispatch and res.plan.tp == 1 and res.plan.ep == 1:
+        why["--fp8-dispatch"] = "at TP 1 and EP 1 no all-to-all or TP gather moves the tokens"
     for flag, reason in why.items():
         Console(stderr=True, soft_wrap=True).print(
             f"warning: {flag} has no effect: {reason}", style="yellow", markup=False
