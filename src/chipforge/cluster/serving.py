@@ -876,6 +876,12 @@ def plan_serving(
             "`disaggregated` must be true, false, 'decode' or 'prefill' (one pool), "
             f"not {disaggregated!r}"
         )
+    if disaggregated == "decode" and osl == 1:  # the prefill pool makes each request's token
+        raise WorkloadError(
+            "--decode-pool with --osl 1: a request's one output token comes from its prefill, "
+            "on the prefill pool, so a decode pool has nothing to decode; raise --osl or drop "
+            "--decode-pool"
+        )
     if adp_balance is not None and (
         isinstance(adp_balance, bool)
         or not isinstance(adp_balance, int)
