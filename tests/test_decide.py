@@ -261,6 +261,11 @@ def test_bad_scenarios_are_one_line_errors(tmp_path):
         scenario_from_dict(small(scenario={"samples": 10_000_000}))
     with pytest.raises(ChipforgeError, match="quarter like"):
         scenario_from_dict(small(scenario={"start": "2026-01"}))
+    serve = {"model": "llama3-8b", "tokens_per_day": "1G", "isl": 130_000, "osl": 2_000}
+    with pytest.raises(
+        ChipforgeError, match=r"workload.serve: `isl` \+ `osl` = 132,000 .* 131,072"
+    ):
+        scenario_from_dict(small(workload={"serve": [serve]}))
     bad = tmp_path / "bad.toml"
     bad.write_text("[scenario\n")
     res = CliRunner().invoke(app, ["decide", str(bad)])

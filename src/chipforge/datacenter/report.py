@@ -6,7 +6,7 @@ from chipforge.cluster.checks import token_count
 from chipforge.datacenter.racks import Rack, rack_for
 from chipforge.datacenter.site import Assumptions
 from chipforge.datacenter.tco import breakeven_volume, chip_facts, evaluate_site
-from chipforge.datacenter.workload import serving, training
+from chipforge.datacenter.workload import serving, site_request, training
 from chipforge.dtypes import check_dtype
 from chipforge.errors import SpecError
 from chipforge.silicon.interfaces import HBM_PRICE_RANGE
@@ -59,7 +59,8 @@ def site_report(
     out["assumption_origins"] = a.origins()
     if model:
         t = training(out, facts, model, tokens or 20.0 * _params(model))
-        s = serving(out, facts, serve_model or model, dtype=serve_dtype)
+        isl, osl = site_request(serve_model or model)
+        s = serving(out, facts, serve_model or model, isl=isl, osl=osl, dtype=serve_dtype)
         out.update(
             time_to_train_s=t["time_to_train_s"],
             usd_per_million_tokens=s["usd_per_million_tokens"],

@@ -64,18 +64,21 @@ def training(site: dict, chip: Chip, model, tokens: float, dtype: str = "bf16") 
     }
 
 
+def site_request(model, isl: int = 1024, osl: int = 1024) -> tuple[int, int]:
+    """The site's own request (isl, osl), where the user states none (`chipforge datacenter`):
+    a model whose maximum context is shorter serves requests that fill it, split as isl : osl
+    (plan_serving refuses longer ones, and so would the model)."""
+    top = resolve_model(model).max_context
+    if top and isl + osl > top:
+        return max(1, top * isl // (isl + osl)), max(1, top * osl // (isl + osl))
+    return isl, osl
+
+
 def serving(
     site: dict, chip: Chip, model, isl: int = 1024, osl: int = 1024, dtype: str = "bf16"
 ) -> dict:
-    """Output tokens/s of the whole site serving `model`, and $ per million output tokens; a
-    model whose maximum context is shorter than isl + osl serves requests that fill it, split
-    as isl : osl (plan_serving refuses longer ones, and so would the model)."""
+    """Output tokens/s of the whole site serving `model`, and $ per million output tokens."""
     m = resolve_model(model)
-    if m.max_context and isl + osl > m.max_context:
-        isl, osl = (
-            max(1, m.max_context * isl // (isl + osl)),
-            max(1, m.max_context * osl // (isl + osl)),
-        )
     b = nbytes(dtype)
     weights = m.params() * b
     a = site["assumptions"]
