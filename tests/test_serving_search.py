@@ -109,6 +109,9 @@ def test_one_output_token_has_no_tpot():
     bound = plan_serving("h100", "llama3-8b", 1, tpot_slo=0.001, **kw)
     assert bound.batch == free.batch and bound.tpot_s is None
     assert plan_serving("h100", "llama3-8b", 1, isl=1024, osl=2).tpot_s > 0  # one interval
+    with pytest.raises(Infeasible) as e:  # the closest plan's TPOT is not 0 ms: there is none
+        plan_serving("h100", "llama3-8b", 1, ttft_slo=1e-6, **kw)
+    assert "TTFT" in str(e.value) and "TPOT" not in str(e.value)
     # a decode pool at one output token: the prefill pool makes it, nothing is decoded (it
     # reported 109,322 tokens/s, 290 times the co-located chips')
     with pytest.raises(WorkloadError, match="--decode-pool with --osl 1"):

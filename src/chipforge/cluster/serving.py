@@ -1009,8 +1009,13 @@ def plan_serving(
                                 miss,
                                 Infeasible(
                                     f"no plan meets the SLOs (closest: tp={t} pp={p} batch={b} "
-                                    f"TTFT {plan.ttft_s * 1e3:.0f} ms, "
-                                    f"TPOT {tpot_of(plan) * 1e3:.1f} ms)"
+                                    f"TTFT {plan.ttft_s * 1e3:.0f} ms"
+                                    + (
+                                        ""
+                                        if plan.tpot_s is None  # undefined: not 0
+                                        else f", TPOT {plan.tpot_s * 1e3:.1f} ms"
+                                    )
+                                    + ")"
                                 ),
                             )
                         continue
