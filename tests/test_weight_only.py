@@ -125,3 +125,25 @@ def test_compiler_and_cycle_engine_refuse_a_narrow_weight():
         assert "\n" not in str(e.value)
     assert compile_op(_op(8, "bf16"), chip) is not None
     assert estimate(Graph("g", (op,)), chip).time_s > 0
+
+
+def test_the_measured_expert_stream_reads_the_stored_weight_format():
+    """The routed experts' decode floor (ChipSpec.moe_decode_bandwidth) streams each expert at
+    its stored format: int4 weights widened to bf16 take half a byte per element over the
+    field, not bf16's two (the block's time less the same block without the field is that
+    floor's excess over the engine's estimate)."""
+    from chipforge.cluster.serving import EXPERT_MATMULS
+
+    chip = load_chip("b200")
+    bare = chip.model_copy(update={"moe_decode_bandwidth": None})
+    c = s.resolve_model("deepseek-v3")
+    args = ("decode", 64, 2048, 1, "bf16", "bf16", 8)
+    g = s._graph(c, *args, wdt="int4")
+    r = estimate(g, chip, deployed=True)
+    experts = [(op, o.time_s) for op, o in zip(g.ops, r.ops, strict=True)
+               if op.name.rsplit(".", 1)[-1] in EXPERT_MATMULS]  # fmt: skip
+    assert experts and all(op.b_dtype == "int4" for op, _ in experts)
+    gap = sum(max(0.0, op.batch * op.n * op.k * 0.5 / chip.moe_decode_bandwidth - t)
+              for op, t in experts)  # fmt: skip
+    got = s._layer(chip, c, *args, wdt="int4")[0] - s._layer(bare, c, *args, wdt="int4")[0]
+    assert gap > 0 and got == pytest.approx(gap, rel=1e-9)
