@@ -264,6 +264,28 @@ def test_torch_pipelining_with_fsdp_holds_the_stage_s_unsharded_fp32_gradients()
     assert flat == pytest.approx(2 * whole / 8)  # (input and output embeddings, each over TP)
 
 
+def test_torch_pipelining_with_fsdp_zero3_holds_the_stage_s_whole_bf16_weights():
+    """Under pipelining torchtitan's FSDP keeps each layer gathered (reshard_after_forward =
+    not pp_enabled; set_reshard_after_backward(False) before each non-last backward): the
+    stage's bf16 weights whole, not 2/dp, and no gathered units beside them; one layer's bf16
+    gradients still wait beside the fp32 ones. Megatron (fused) and one stage keep ZeRO-3."""
+    c = load_model("llama3-8b")
+    kw = dict(tp=2, pp=4, dp=8, cp=1, ep=1, zero=3, recompute="full", mb=1, seq=4096)
+    stage = (c.layers * (c.attention_params() + c.ffn_params(False)) / 2 / 4
+             + c.vocab * c.hidden / 2)  # fmt: skip
+    unit = c.vocab * c.hidden / 2  # the embedding's TP shard outweighs a layer's
+    got = memory_per_chip(c, loss="eager", **kw)
+    assert got["weights_bytes"] == pytest.approx(2 * stage)
+    assert got["zero3_gathered_bytes"] == pytest.approx(2 * unit)
+    assert got["gradients_bytes"] == pytest.approx(4 * stage)
+    fused = memory_per_chip(c, loss="fused", **kw)
+    assert fused["weights_bytes"] == pytest.approx(2 * stage / 8)
+    assert fused["zero3_gathered_bytes"] == pytest.approx(3 * 2 * unit)
+    flat = memory_per_chip(c, loss="eager", **{**kw, "pp": 1})
+    whole = c.layers * (c.attention_params() + c.ffn_params(False)) / 2 + c.vocab * c.hidden
+    assert flat["weights_bytes"] == pytest.approx(2 * whole / 8)
+
+
 def test_a_recomputed_layer_s_activations_exist_again_during_its_backward():
     """Activation checkpointing reruns a layer's forward when its backward starts: besides
     the stored layer inputs, one layer of one micro-batch holds its other activations (34 - 2

@@ -107,6 +107,17 @@ PIPELINE_KEEPS_OUTPUTS = {"fused": False, "eager": True}
 # at 9dec370, its only choice): 4 bytes per parameter of the stage, from the first backward on,
 # beside the micro-batches then in flight.
 PIPELINE_FSDP_GRAD_BYTES = {"eager": 4}
+# Whether a pipeline stage sharded by FSDP at ZeRO-3 holds its whole unsharded bf16 weights
+# through the step: torch.distributed.pipelining also calls `set_reshard_after_backward(False)`
+# before every micro-batch's backward but the last (stage.py `backward_maybe_with_nosync`), so
+# each layer stays all-gathered after its backward, and torchtitan (`apply_fsdp` at 9dec370,
+# reshard_after_forward_policy "default") passes
+# `reshard_after_forward = not pp_enabled`, so nothing reshards after a forward either: the
+# stage's bf16 weights whole (its fp32 shards are the optimizer's master copy), its gathered
+# units among them; one unit's bf16 gradients still wait beside the fp32 ones (FSDP2's
+# `post_backward` folds them in with `accumulate_unsharded_grad_if_needed` only after the
+# layer's backward has made them all).
+PIPELINE_FSDP_UNSHARDED_WEIGHTS = {"eager"}
 # Frameworks whose column-parallel linears save their all-gathered (whole-sequence) input for
 # the backward pass, not the sequence-parallel shard Megatron saves and gathers again: torchtitan
 # ("eager"; parallelize_llama.py at 9dec370 applies `PrepareModuleInput(input_layouts=Shard(1),
@@ -377,13 +388,18 @@ def memory_per_chip(
     grads = params * GRAD_BYTES / shard[1]
     if pp > 1 and zero >= 2 and loss in PIPELINE_FSDP_GRAD_BYTES:
         grads = params * PIPELINE_FSDP_GRAD_BYTES[loss]
+    weights = params * WEIGHT_BYTES / shard[0]
+    gathered = zero3_gathered(c, tp=tp, ep=ep) if zero == 3 and dp > 1 else 0.0
+    if pp > 1 and zero == 3 and dp > 1 and loss in PIPELINE_FSDP_UNSHARDED_WEIGHTS:
+        weights = params * WEIGHT_BYTES
+        gathered = zero3_gathered(c, tp=tp, ep=ep, weight_units=0)
     return {
-        "weights_bytes": params * WEIGHT_BYTES / shard[0],
+        "weights_bytes": weights,
         "gradients_bytes": grads,
         "optimizer_bytes": params * OPTIMIZER_BYTES / shard[2],
         "activations_bytes": acts,
         "loss_bytes": held_logits,  # on the last stage only
-        "zero3_gathered_bytes": zero3_gathered(c, tp=tp, ep=ep) if zero == 3 and dp > 1 else 0.0,
+        "zero3_gathered_bytes": gathered,
         "reserved_bytes": RESERVED_BYTES,
     }
 
@@ -394,9 +410,12 @@ def loss_bytes(c: ModelConfig, *, mb: int, seq: int, tp: int, loss: str = "fused
     return LOSS_BUFFERS[loss] * 4 * mb * seq * c.vocab / tp
 
 
-def zero3_gathered(c: ModelConfig, *, tp: int, ep: int) -> float:
-    """Unsharded bytes ZeRO-3 holds besides the shards: ZERO3_GATHERED_UNITS units' bf16
-    weights and ZERO3_UNSHARDED_GRAD_UNITS units' bf16 gradients, a unit being the largest
-    FSDP-wrapped piece on this chip: one transformer layer's TP (and EP) shard, or the embedding."""
+def zero3_gathered(
+    c: ModelConfig, *, tp: int, ep: int, weight_units: int = ZERO3_GATHERED_UNITS
+) -> float:
+    """Unsharded bytes ZeRO-3 holds besides the shards: `weight_units` units' bf16 weights
+    (ZERO3_GATHERED_UNITS; 0 where the whole weights are counted already) and
+    ZERO3_UNSHARDED_GRAD_UNITS units' bf16 gradients, a unit being the largest FSDP-wrapped
+    piece on this chip: one transformer layer's TP (and EP) shard, or the embedding."""
     unit = max(block_params(c, tp, ep) / c.layers, c.vocab * c.hidden / tp)
-    return unit * (ZERO3_GATHERED_UNITS * WEIGHT_BYTES + ZERO3_UNSHARDED_GRAD_UNITS * GRAD_BYTES)
+    return unit * (weight_units * WEIGHT_BYTES + ZERO3_UNSHARDED_GRAD_UNITS * GRAD_BYTES)
