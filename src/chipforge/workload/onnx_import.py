@@ -380,7 +380,9 @@ class _Importer:
                 if v is not None
             }
             return self.onnx.shape_inference.infer_node_outputs(schema, node, types, data)
-        except Exception:
+        except Exception:  # noqa: BLE001 - best effort: onnx raises SchemaError (unknown op or
+            # opset), InferenceError, and its C++ checker's errors as RuntimeError / TypeError /
+            # ValueError for a malformed node; any of them only leaves this node's sizes unknown
             return None
 
     def _classify(self, node: Any, attrs: dict) -> tuple[str, tuple[int, ...] | None, dict]:
