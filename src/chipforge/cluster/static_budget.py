@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from functools import cache
 
 from chipforge.errors import Infeasible
 
@@ -42,9 +43,9 @@ def static_budget_schedule(
     step. `decode_s(d)`: a decode step of d sequences; `prefill_s(p)`: a pass over p prompt
     tokens; `context_s(n, o)`: what n tokens of a prompt add by attending to its first o tokens,
     prefilled in earlier steps (None: nothing)."""
-    dec: dict[int, float] = {}  # a step's cost depends only on its decodes / prompt tokens
-    pre: dict[int, float] = {}
-    ctx: dict[tuple[int, int], float] = {}
+    # a step's cost depends only on its decodes / prompt tokens: each shape priced once
+    decode_s, prefill_s = cache(decode_s), cache(prefill_s)
+    context_s = cache(context_s) if context_s else None
     total_prompt = batch * isl
     if -(-total_prompt // budget) + osl > MAX_STEPS:
         raise Infeasible(
@@ -63,9 +64,9 @@ def static_budget_schedule(
             )
         p = min(max(0, budget - decoding), total_prompt - filled)
         if decoding:
-            t += dec[decoding] if decoding in dec else dec.setdefault(decoding, decode_s(decoding))
+            t += decode_s(decoding)
         if p:
-            t += pre[p] if p in pre else pre.setdefault(p, prefill_s(p))
+            t += prefill_s(p)
         pos, end = filled, filled + p
         while context_s and pos < end:  # the step's piece of each prompt it carries
             o = pos % isl  # tokens of this prompt prefilled before the step
@@ -73,7 +74,7 @@ def static_budget_schedule(
                 pos += min(end - pos, isl * max(1, (end - pos) // isl))
                 continue
             n = min(end - pos, isl - o)
-            t += ctx[n, o] if (n, o) in ctx else ctx.setdefault((n, o), context_s(n, o))
+            t += context_s(n, o)
             pos += n
         filled += p
         new = filled // isl - done  # prompts whose prefill this step completed
