@@ -5,10 +5,10 @@ model and never from the published values."""
 from __future__ import annotations
 
 import csv
-import math
 from importlib import resources
 
 import pytest
+from test_check_heldout import assert_reported  # one rule for what a reported row holds
 
 from chipforge.cluster import check_validate as cv
 from chipforge.cluster import validate as v
@@ -73,12 +73,7 @@ def test_every_row_is_evaluated_or_says_why_not(results):
     for row in cv.rows2():
         r = results[row["id"]]
         assert r["kind"] in (f"{row['kind']}-check2", cv.SERVING_SEEN2_KIND)
-        if row["not_expressible"]:  # decided from the configuration, before evaluation
-            assert r["error"] is None and r["not_expressible"] == row["not_expressible"]
-        elif r["error"] is None:  # refused by the model: its reason is reported
-            assert r["not_expressible"].startswith("the model refuses a run that ran: ")
-        else:
-            assert math.isfinite(r["predicted"]) and r["predicted"] > 0, row["id"]
+        assert_reported(row, r)
     for kind in cv.KINDS2:
         mine = [r for r in results.values() if r["kind"] == kind]
         s = v.summary(mine)

@@ -32,6 +32,18 @@ def results():
     return {r["id"]: r for r in v.run(cv.KINDS)}
 
 
+def assert_reported(row: dict, r: dict) -> None:
+    """A check-set row's result (`row` from the CSV, `r` from `validate.run`): not expressible
+    for the reason the CSV states, refused by the model with its reason, or a finite positive
+    prediction."""
+    if row["not_expressible"]:  # decided from the configuration, before evaluation
+        assert r["error"] is None and r["not_expressible"] == row["not_expressible"]
+    elif r["error"] is None:  # refused by the model: its reason is reported
+        assert r["not_expressible"].startswith("the model refuses a run that ran: ")
+    else:
+        assert math.isfinite(r["predicted"]) and r["predicted"] > 0, row["id"]
+
+
 def test_rule_is_written_and_rows_cite_a_revision():
     text = (resources.files("chipforge.data") / cv.FILENAME).read_text()
     header = [line for line in text.splitlines() if line.startswith("#")]
@@ -65,12 +77,7 @@ def test_every_row_is_evaluated_or_says_why_not(results):
         seen = any(f in row["source"] for f in ("torchtitan", "rocm-hub", "blogs.oracle.com"))
         assert r["kind"] == f"{row['kind']}-check" + ("-seen" if seen else "")
         assert r["kind"] != "serving-check"  # no unseen serving row is left in this file
-        if row["not_expressible"]:  # decided from the configuration, before evaluation
-            assert r["error"] is None and r["not_expressible"] == row["not_expressible"]
-        elif r["error"] is None:  # refused by the model: its reason is reported
-            assert r["not_expressible"].startswith("the model refuses a run that ran: ")
-        else:
-            assert math.isfinite(r["predicted"]) and r["predicted"] > 0, row["id"]
+        assert_reported(row, r)
     for kind in cv.KINDS:
         s = v.summary([r for r in results.values() if r["kind"] == kind])
         assert s["cases"] >= 10  # most rows are evaluated
