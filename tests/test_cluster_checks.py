@@ -253,3 +253,11 @@ def test_serve_cli_names_tp_when_pp_is_searched(monkeypatch, capsys):
     argv = ["serve", "--chip", "h100", "--model", "llama3-70b", "--chips", "8", "--tp", "3"]
     code, err = _cli(argv, monkeypatch, capsys)
     assert code == 2 and "--tp 3" in err
+
+
+@pytest.mark.parametrize("value", [True, False, 0, 2.0])
+def test_positive_refuses_a_bool_as_it_refuses_a_non_integer(value):
+    """`True` is an int to Python but no count of chips: a flag given a bool is named, as the
+    serving API's own positive-integer check names it."""
+    with pytest.raises(WorkloadError, match="--tp must be a positive integer"):
+        checks.positive(error=WorkloadError, tp=value)

@@ -52,9 +52,11 @@ def divisors(n: int, *, upto: int | None = None) -> list[int]:
 
 
 def positive(*, error: Error, **flags: int | None) -> None:
-    """Every given flag (None: not given) is a positive integer."""
+    """Every given flag (None: not given) is a positive integer (a bool is not)."""
     for name, value in flags.items():
-        if value is not None and (not isinstance(value, int) or value < 1):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
             raise error(f"{flag(name)} must be a positive integer, not {value!r}")
 
 
