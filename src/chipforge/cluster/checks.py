@@ -78,6 +78,18 @@ def token_count(tokens, *, error: Error = WorkloadError) -> None:
         raise error(f"--tokens must be a positive count of tokens such as 15.6e12, not {tokens!r}")
 
 
+def within_context(
+    c: ModelConfig, isl: int, osl: int, *, fields: str, error: Error = WorkloadError
+) -> None:
+    """`isl` + `osl` within the model's stated maximum context (vLLM refuses longer requests:
+    max_model_len), else one line naming `fields` (how the caller spells isl + osl)."""
+    if c.max_context and isl + osl > c.max_context:
+        raise error(
+            f"{fields} = {isl + osl:,} tokens exceeds {c.name}'s maximum context "
+            f"{c.max_context:,} (max_position_embeddings): lower them"
+        )
+
+
 def tp_values(c: ModelConfig, chips: int) -> list[int]:
     """Tensor-parallel degrees that split the attention heads and the chips evenly."""
     return [d for d in divisors(chips, upto=c.heads) if c.heads % d == 0]

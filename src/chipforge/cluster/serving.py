@@ -23,7 +23,14 @@ from dataclasses import replace
 from functools import cache, lru_cache
 from statistics import NormalDist
 
-from chipforge.cluster.checks import MAX_CHIPS, MAX_SEQUENCES, MAX_TOKENS, at_most, divisors
+from chipforge.cluster.checks import (
+    MAX_CHIPS,
+    MAX_SEQUENCES,
+    MAX_TOKENS,
+    at_most,
+    divisors,
+    within_context,
+)
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
 from chipforge.cluster.kvcache import ACTIVATION_TOKENS, Memory, memory
@@ -847,11 +854,7 @@ def plan_serving(
             "window over the cache is not modelled; raise it or drop it"
         )
     at_most(MAX_SEQUENCES, max_batch=max_batch, concurrency=concurrency)
-    if c.max_context and isl + osl > c.max_context:  # vLLM refuses these (max_model_len)
-        raise WorkloadError(
-            f"--isl + --osl = {isl + osl:,} tokens exceeds {c.name}'s maximum context "
-            f"{c.max_context:,} (max_position_embeddings): lower them"
-        )
+    within_context(c, isl, osl, fields="--isl + --osl")
     if (
         isinstance(spec_tokens, bool)
         or not isinstance(spec_tokens, int)

@@ -476,15 +476,18 @@ def _option(raw: dict, where: str, chip: str) -> Option:
     return Option(str(raw.get("chip", chip)), rack)
 
 
-def _max_context(model: str) -> int | None:
-    """The model's maximum context, None where it states none or does not resolve (the rates
-    say why, naming it)."""
+def _within_context(s: Serve) -> None:
+    """`s.isl` + `s.osl` within the model's maximum context, as plan_serving refuses it (the
+    roofline fallback would price it); a model that does not resolve passes (the rates say why,
+    naming it)."""
+    from chipforge.cluster.checks import within_context
     from chipforge.workload.resolve import resolve_model
 
     try:
-        return resolve_model(model).max_context
+        c = resolve_model(s.model)
     except ChipforgeError:
-        return None
+        return
+    within_context(c, s.isl, s.osl, fields="workload.serve: `isl` + `osl`", error=ChipforgeError)
 
 
 def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
@@ -576,13 +579,8 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
               _int(t.get("osl", 1024), "workload.serve.osl"), _dtype(t.get("dtype", "bf16")))
         for t in _tables(wl, "serve", "workload.serve", need=("model", "tokens_per_day"))
     )  # fmt: skip
-    for s in serve:  # plan_serving refuses these (the roofline fallback would price them)
-        top = _max_context(s.model)
-        if top and s.isl + s.osl > top:
-            raise ChipforgeError(
-                f"workload.serve: `isl` + `osl` = {s.isl + s.osl:,} tokens exceeds {s.model}'s "
-                f"maximum context {top:,} (max_position_embeddings): lower them"
-            )
+    for s in serve:
+        _within_context(s)
     if not train and not serve:
         raise ChipforgeError("the scenario needs a workload: [[workload.train]] or "
                              "[[workload.serve]]")  # fmt: skip

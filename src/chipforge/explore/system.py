@@ -99,6 +99,7 @@ def _quantity(value, dimension: str, where: str) -> float:
 def parse_serving(raw: dict | None) -> Serving | None:
     if raw is None:
         return None
+    from chipforge.cluster.checks import within_context
     from chipforge.cluster.serving import resolve_model
     from chipforge.dtypes import BYTES
 
@@ -137,11 +138,8 @@ def parse_serving(raw: dict | None) -> Serving | None:
         **slo,
     )
     c = resolve_model(out.model)
-    if c.max_context and out.isl + out.osl > c.max_context:  # as plan_serving refuses it
-        raise SystemTableError(
-            f"serving: `isl` + `osl` = {out.isl + out.osl:,} tokens exceeds {c.name}'s maximum "
-            f"context {c.max_context:,} (max_position_embeddings): lower them"
-        )
+    # as plan_serving refuses it
+    within_context(c, out.isl, out.osl, fields="serving: `isl` + `osl`", error=SystemTableError)
     for k, v, need in (("tp", out.tp, c.heads), ("pp", out.pp, c.layers)):
         if v and (need % v or out.chips % v):
             raise SystemTableError(
