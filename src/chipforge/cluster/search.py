@@ -42,6 +42,7 @@ from chipforge.cluster.training import (
     pp_exposed,
     pp_hop,
     stage_cost,
+    stage_layer_count,
     step_time,
     tp_collectives,
 )
@@ -168,7 +169,7 @@ def step_lower_bound(chip: ChipSpec, c: ModelConfig, p: Plan, seq: int, dtype: s
     the chip's peak for `dtype`. Needs no layer costing; the search skips a plan whose step
     at this bound (with its pipeline bubble) is already slower per sequence than the best."""
     per_tok = 6 * (c.attention_params() + c.ffn_params(c.is_moe, active=True))
-    layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
+    layers = stage_layer_count(c, p)
     tok = p.micro_batch * seq // p.cp
     return layers * per_tok * tok / p.tp / chip.peak_flops(dtype)
 
@@ -199,7 +200,7 @@ def compute_lower_bound(
     # full recomputation runs the forward again; what a selective one recomputes depends on
     # the run's modules (left out here: a lower bound needs no more)
     again = fwd if p.recompute == "full" else 0.0
-    layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
+    layers = stage_layer_count(c, p)
     return layers * (fwd + bwd + again) * (1 - 1e-12)  # (a rounding's margin)
 
 

@@ -340,7 +340,7 @@ def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int)
             f"--global-batch {global_batch} must be a multiple of dp*micro_batch = "
             f"{p.dp}*{p.micro_batch}"
         )
-    if not 0 <= p.offload_layers < _stage_layer_count(c, p):
+    if not 0 <= p.offload_layers < stage_layer_count(c, p):
         raise Infeasible(
             f"--offload-layers must be 0 up to the stage's layers less one, not {p.offload_layers}"
         )
@@ -406,7 +406,8 @@ def plan_memory(
     return mem
 
 
-def _stage_layer_count(c: ModelConfig, p: Plan) -> int:
+def stage_layer_count(c: ModelConfig, p: Plan) -> int:
+    """Layers one pipeline stage of plan `p` runs (all its interleaved chunks)."""
     return stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
 
 
@@ -414,7 +415,7 @@ def offloaded_bytes(c: ModelConfig, p: Plan, mem: dict[str, float], seq: int) ->
     """Activation bytes `p.offload_layers` of the stage's layers hold in host memory (all the
     micro-batches in flight): their share of the stored activations (the loss's logits,
     `loss_bytes`, stay)."""
-    layers = _stage_layer_count(c, p)
+    layers = stage_layer_count(c, p)
     return mem["activations_bytes"] * min(p.offload_layers, layers) / layers
 
 
@@ -433,7 +434,7 @@ def offload_layers_to_fit(
     excess = sum(mem.values()) - capacity
     if excess <= 0:
         return 0
-    layers = _stage_layer_count(c, p)
+    layers = stage_layer_count(c, p)
     per_layer = offloaded_bytes(c, replace(p, offload_layers=1), mem, seq)
     need = math.ceil(excess / per_layer) if per_layer > 0 else layers
     return need if need < layers else None
@@ -554,7 +555,7 @@ def tp_collectives(
     the backward pass's re-gather of the input and its reduction hide under the column-parallel
     GEMMs (`gemms`, `layer.tp_gemms`; without them those parts count nothing: the search's lower
     bound)."""
-    layers = _stage_layer_count(c, p)
+    layers = stage_layer_count(c, p)
     elems = p.micro_batch * seq // p.cp * c.hidden
     gather, gather_bwd, scatter = tp_bytes(dtype, run.fp8_recipe)
     if not p.sequence_parallel:
@@ -774,7 +775,7 @@ def stage_cost(
     if p.recompute == "selective" and run.recompute_modules != ("core_attn",):
         mods = module_forward(shape)
         rec = sum(mods[m] for m in set(run.recompute_modules))
-    layers = stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
+    layers = stage_layer_count(c, p)
     tok = p.micro_batch * seq // p.cp
     gemms = None
     if run.tp_async_backward and not run.tp_overlap and p.tp > 1:
