@@ -403,13 +403,14 @@ def _layer(shape: LayerShape) -> _Priced:
         ]
         t_disp = _time(chip, ops) * moe_frac
         fwd, bwd = fwd + t_disp, bwd + t_disp
-        for part, i in (("fwd", 0), ("bwd", 1)):  # TEGroupedMLP's eager passes, where they run
-            t_eager = _expert_eager(chip, c, mb * s * c.top_k, tp, i) * moe_frac
-            fwd, bwd = (fwd + t_eager, bwd) if part == "fwd" else (fwd, bwd + t_eager)
-            if part == "fwd":
-                clamp = _expert_eager(chip, c, mb * s * c.top_k, tp, i, bias=False) * moe_frac
-                mods["moe_act"] += clamp  # inside the checkpointed activation function
-                mods["moe"] += t_eager
+        # TEGroupedMLP's eager passes, where they run
+        routed = mb * s * c.top_k
+        t_eager = _expert_eager(chip, c, routed, tp, 0) * moe_frac
+        fwd += t_eager
+        bwd += _expert_eager(chip, c, routed, tp, 1) * moe_frac
+        # the clamp runs inside the checkpointed activation function
+        mods["moe_act"] += _expert_eager(chip, c, routed, tp, 0, bias=False) * moe_frac
+        mods["moe"] += t_eager
     modules = {**mods, "core_attn": attn, "layer_sac": fwd / 2, "maxtext_proj": fwd}
     return _Priced((fwd, bwd, attn, opt), modules, _tp_groups(graph, times) if tp > 1 else {})
 
