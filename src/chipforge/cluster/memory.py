@@ -339,19 +339,12 @@ def memory_per_chip(
     layer_batches = (
         max(first * in_flight_chunks(pp, v, 0, m), per * in_flight_chunks(pp, v, 1, m)) / v
     )
+    kw = dict(mb=mb, seq=seq // cp, tp=tp, act_bytes=act_bytes, attention=attention, sp=sp,
+              gemm_input_bytes=gemm_input_bytes,
+              gathered_inputs=loss in GATHERED_GEMM_INPUTS)  # fmt: skip
     per_layer = activation_bytes_per_layer(
-        c,
-        mb=mb,
-        seq=seq // cp,
-        tp=tp,
-        recompute=recompute,
-        act_bytes=act_bytes,
-        attention=attention,
-        sp=sp,
-        gemm_input_bytes=gemm_input_bytes,
-        recompute_modules=recompute_modules,
-        gathered_inputs=loss in GATHERED_GEMM_INPUTS,
-    )  # fmt: skip
+        c, recompute=recompute, recompute_modules=recompute_modules, **kw
+    )
     acts = per_layer * layer_batches
     logits = loss_bytes(c, mb=mb, seq=seq // cp, tp=tp, loss=loss)
     held_logits = logits if pp == 1 else 0.0
@@ -364,11 +357,7 @@ def memory_per_chip(
     # time. The loss's buffers are freed by then (its backward runs before the last layer's).
     work = 0.0
     if recompute != "none":
-        none = activation_bytes_per_layer(
-            c, mb=mb, seq=seq // cp, tp=tp, recompute="none", act_bytes=act_bytes,
-            attention=attention, sp=sp, gemm_input_bytes=gemm_input_bytes,
-            gathered_inputs=loss in GATHERED_GEMM_INPUTS,
-        )  # fmt: skip
+        none = activation_bytes_per_layer(c, recompute="none", **kw)
         work = max(0.0, none - per_layer)
     acts += max(0.0, work - held_logits)  # pp 1: the loss's peak or the backward's
     # The last rank holds the loss's logits, and under 1F1B one micro-batch in flight (each
