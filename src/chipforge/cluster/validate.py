@@ -126,6 +126,7 @@ def training_plan(row: dict):
     if row["pod"]:  # pods of a stated size (PaLM: 2 x 3072)
         pod = int(row["pod"])
         topo = replace(topo, domain=pod, dims=torus_shape(pod))
+    implied = framework_options(row)
     return plan_training(
         chip, c, chips,
         seq=int(row["seq"]), global_batch=_int(row["global_batch"]), dtype=row["dtype"],
@@ -147,10 +148,10 @@ def training_plan(row: dict):
         nccl_ctas=_pairs(row.get("nccl_ctas") or ""),
         moe_host_sync=row.get("moe_host_sync") == "yes",
         loss=row.get("loss") or "fused",
-        tp_async_backward=(row.get("tp_async_backward") or framework_options(row).get(
-            "tp_async_backward")) == "yes",
+        tp_async_backward=(row.get("tp_async_backward")
+                           or implied.get("tp_async_backward")) == "yes",
         fp8_dispatch=row.get("fp8_dispatch") == "yes",
-        pp_scatter_gather=framework_options(row).get("pp_scatter_gather") == "yes",
+        pp_scatter_gather=implied.get("pp_scatter_gather") == "yes",
     )  # fmt: skip
 
 
