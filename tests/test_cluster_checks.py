@@ -261,3 +261,26 @@ def test_positive_refuses_a_bool_as_it_refuses_a_non_integer(value):
     serving API's own positive-integer check names it."""
     with pytest.raises(WorkloadError, match="--tp must be a positive integer"):
         checks.positive(error=WorkloadError, tp=value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"chips": None}, "--chips"), ({"isl": None}, "--isl"), ({"max_batch": 0}, "--max-batch"),
+     ({"max_num_tokens": 0}, "--max-num-tokens"), ({"dense_cache": 0}, "--dense-cache"),
+     ({"concurrency": 0}, "--concurrency")],
+)  # fmt: skip
+def test_plan_serving_counts_are_positive_or_left_out(kwargs, field):
+    """The API refuses what `chipforge serve` refuses (its flags take min=1): a zero cap is no
+    cap left out, and a required count left as None is named, not a TypeError later."""
+    from chipforge.cluster.serving import plan_serving
+
+    args = {"chips": 8, "isl": 128, "osl": 16, **kwargs}
+    with pytest.raises(WorkloadError, match=f"^{field} must be a positive integer, not "):
+        plan_serving("h100", "llama3-8b", args.pop("chips"), **args)
+
+
+def test_plan_training_names_chips_left_as_none():
+    from chipforge.cluster.search import plan_training
+
+    with pytest.raises(WorkloadError, match="^--chips must be a positive integer, not None"):
+        plan_training("h100", "llama3-8b", None)

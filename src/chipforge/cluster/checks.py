@@ -51,10 +51,11 @@ def divisors(n: int, *, upto: int | None = None) -> list[int]:
     return [d for d in range(1, min(n, upto or n) + 1) if n % d == 0]
 
 
-def positive(*, error: Error, **flags: int | None) -> None:
-    """Every given flag (None: not given) is a positive integer (a bool is not)."""
+def positive(*, error: Error, required: tuple[str, ...] = (), **flags: int | None) -> None:
+    """Every given flag (None: not given, an error for those named in `required`) is a positive
+    integer (a bool is not)."""
     for name, value in flags.items():
-        if value is not None and (
+        if (value is not None or name in required) and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
             raise error(f"{flag(name)} must be a positive integer, not {value!r}")

@@ -322,10 +322,9 @@ def plan_training(
     (training.pp_hop)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
-    if isinstance(chips, bool) or not isinstance(chips, int) or chips <= 0:
-        raise WorkloadError(f"`chips` must be a positive integer, not {chips!r}")
     checks.token_count(tokens)
-    checks.positive(error=WorkloadError, micro_batch=micro_batch, seq=seq, interleave=interleave)
+    checks.positive(error=WorkloadError, required=("chips",), chips=chips,
+                    micro_batch=micro_batch, seq=seq, interleave=interleave)  # fmt: skip
     if isinstance(alternatives, bool) or not isinstance(alternatives, int) or alternatives < 0:
         raise WorkloadError(f"`alternatives` must be a whole number >= 0, not {alternatives!r}")
     checks.attention_kernel(attention)

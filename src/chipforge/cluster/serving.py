@@ -29,6 +29,7 @@ from chipforge.cluster.checks import (
     MAX_TOKENS,
     at_most,
     divisors,
+    positive,
     within_context,
 )
 from chipforge.cluster.chipkey import chip_key
@@ -831,16 +832,9 @@ def plan_serving(
         )
     if weight_dtype and attn_dtype:
         raise WorkloadError("--weight-dtype and --attn-dtype are not modelled together: drop one")
-    for name, value in (
-        ("chips", chips),
-        ("isl", isl),
-        ("osl", osl),
-        ("max_batch", max_batch or 1),
-        ("max_num_tokens", max_num_tokens or 1),
-        ("dense_cache", dense_cache or 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise WorkloadError(f"{flag(name)} must be a positive integer, not {value!r}")
+    positive(error=WorkloadError, required=("chips", "isl", "osl"), chips=chips, isl=isl, osl=osl,
+             max_batch=max_batch, max_num_tokens=max_num_tokens, dense_cache=dense_cache,
+             concurrency=concurrency)  # fmt: skip
     for name, slo in (("ttft_slo", ttft_slo), ("tpot_slo", tpot_slo)):
         if slo is not None and not (
             isinstance(slo, int | float) and not isinstance(slo, bool) and 0 < slo < math.inf
@@ -868,12 +862,6 @@ def plan_serving(
     for name, cv in (("osl_cv", osl_cv), ("isl_cv", isl_cv)):
         if isinstance(cv, bool) or not (isinstance(cv, (int, float)) and 0 <= cv < 100):
             raise WorkloadError(f"{flag(name)} must be a number in [0, 100), not {cv!r}")
-    if concurrency is not None and (
-        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0
-    ):
-        raise WorkloadError(
-            f"--concurrency must be a positive integer, not {concurrency}; leave it out to search"
-        )
     if disaggregated not in (False, True, "decode", "prefill"):
         raise WorkloadError(
             "`disaggregated` must be true, false, 'decode' or 'prefill' (one pool), "
