@@ -396,7 +396,7 @@ def _layer(shape: LayerShape) -> _Priced:
         t = mb * s // (tp if sp else 1)
         sorts = 4 * c.top_k if c.experts // ep > 1 and shape.dispatcher == "alltoall" else 0
         rows = (2 + 2 * c.top_k + sorts) * DISPATCH_BYTES_PER_TOKEN_ROW
-        moe_frac = (c.layers - c.dense_layers) / c.layers
+        moe_frac = c.moe_layer_share
         ops = [
             Vector(name="moe.dispatch", elements=t * c.hidden, bytes_per_element=rows),
             Vector(name="moe.aux_loss", elements=t * c.experts, bytes_per_element=4),

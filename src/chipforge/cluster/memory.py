@@ -216,7 +216,7 @@ def expert_share(c: ModelConfig, p) -> float:
     if not c.is_moe:
         return 0.0
     expert = c.experts * c.ffn_matrices * c.hidden * c.expert_ffn / (p.tp * p.ep)
-    on_stage = (c.layers - c.dense_layers) * expert * math.ceil(c.layers / p.pp) / c.layers
+    on_stage = c.moe_layer_share * expert * math.ceil(c.layers / p.pp)
     return on_stage / stage_params(c, p.pp, p.tp, p.ep)
 
 

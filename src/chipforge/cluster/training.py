@@ -601,7 +601,7 @@ def tp_collectives(
         # likewise; TE quantizes inside the experts' grouped GEMM (EP_BYTES). So the MoE
         # layers' FFN block moves 16 bits under FP8/FP4 GEMMs, unless the run quantizes before
         # the dispatch (`run.fp8_dispatch`, DeepSeek-V3 Sec. 3.3.3).
-        moe = (c.layers - c.dense_layers) / c.layers if c.is_moe and not run.fp8_dispatch else 0
+        moe = 0 if run.fp8_dispatch else c.moe_layer_share
         dense_ffn = block("ffn_in", gather, gather_bwd) if moe < 1 else 0.0
         moe_ffn = block("ffn_in", scatter, scatter) if moe > 0 else 0.0
         per_layer += (1 - moe) * dense_ffn + moe * moe_ffn
@@ -799,7 +799,7 @@ def stage_cost(
     t_ep = 0.0
     if c.is_moe and p.ep > 1:
         route = tok * c.hidden / p.tp  # elements of one route of every token on this chip
-        moe_frac = (c.layers - c.dense_layers) / c.layers
+        moe_frac = c.moe_layer_share
 
         def one(width: float) -> float:
             if run.moe_dispatcher == "flex":  # DeepEP: once per remote domain, forwarded inside
@@ -820,7 +820,7 @@ def stage_cost(
     # dropless MoE's experts launched from the host after each MoE layer's synchronisation
     t_host = 0.0
     if c.is_moe and run.moe_host_sync:
-        moe_layers = layers * (c.layers - c.dense_layers) / c.layers
+        moe_layers = layers * c.moe_layer_share
         launches = host_launches_per_expert(dtype, run.fp8_recipe)
         t_host = moe_layers * (c.experts // p.ep) * launches * MOE_HOST_S_PER_LAUNCH
     # CP: ring attention (cp_ring)

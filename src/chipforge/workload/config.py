@@ -209,6 +209,12 @@ class ModelConfig:
         return self.experts > 0
 
     @property
+    def moe_layer_share(self) -> float:
+        """Share of the layers whose FFN is a mixture of experts (the first `dense_layers` are
+        dense); 0 for a dense model."""
+        return (self.layers - self.dense_layers) / self.layers if self.is_moe else 0.0
+
+    @property
     def expert_ffn(self) -> int:
         return self.moe_ffn or self.ffn
 
