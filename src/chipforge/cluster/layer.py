@@ -119,6 +119,25 @@ FP8_RECIPE_CAST_BYTES = {
     "block": 2 + 2 * (1 + 1 / 128),
 }
 FP8_RECIPES = tuple(FP8_RECIPE_CAST_BYTES)
+# The block's elementwise ops as PyTorch runs them eagerly (`LayerShape.eager_ops`: torchtitan
+# without torch.compile, whose blocks torch.compile otherwise fuses; parallelize_llama.py
+# `apply_compile` at 9dec370): one aten kernel per op, each reading its inputs and writing its
+# output at its own dtype. Bytes moved per element of the layer graph's op, (forward,
+# backward), counted over the aten calls of torchtitan's code at 9dec370 (models/norms.py
+# RMSNorm: x.float(), pow, mean, rsqrt, mul, type_as, * weight, in fp32 between the casts;
+# models/llama/model.py apply_rotary_emb: xq.float(), a complex64 multiply by freqs_cis,
+# type_as; FeedForward: F.silu(w1(x)) * w3(x)) and of their autograd backward.
+# tests/test_eager_ops.py recounts them with a TorchDispatchMode on that code. The residual
+# adds are one kernel either way (the graph's 6 B). The fused values are the layer graph's.
+EAGER_BYTES = {
+    "attn_norm": (36.0, 92.0),
+    "ffn_norm": (36.0, 92.0),
+    "rope": (20.0, 21.0),
+    "ffn_act": (10.0, 18.0),
+}
+# Eagerly, torchtitan's repeat_kv (model.py) also copies each of K and V to every query head
+# before SDPA (expand + reshape of a non-contiguous view: one clone, reading 2 / n_rep and
+# writing 2 B per element of the copy) and sums the copies' gradients back (the same bytes).
 # Megatron-Core's MoE token dispatchers around the expert GEMMs (megatron/core/transformer/moe/
 # token_dispatcher.py), as memory passes over 16-bit hidden rows, per token and top-k route,
 # forward (the backward repeats them in reverse). Both `permute` a token's row into one copy
@@ -228,6 +247,7 @@ class LayerShape:
     ep: int = 1
     fp8_recipe: str = "delayed"
     dispatcher: str = "alltoall"
+    eager_ops: bool = False  # EAGER_BYTES
     chip_key: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -330,6 +350,8 @@ def _layer(shape: LayerShape) -> _Priced:
     s = seq // cp
     kw = dict(phase="train", batch=mb, seq=s, tp=tp, scope="layer", ep=ep)
     graph = build(c, dtype=base, **kw)
+    if shape.eager_ops:
+        graph = _eager(graph, c, tp)
     ops = estimate(graph, chip)
     gemm = {}
     if fp8:  # the linear layers' GEMMs from the FP8 graph (TE); everything else stays BF16
@@ -413,6 +435,27 @@ def _layer(shape: LayerShape) -> _Priced:
         mods["moe"] += t_eager
     modules = {**mods, "core_attn": attn, "layer_sac": fwd / 2, "maxtext_proj": fwd}
     return _Priced((fwd, bwd, attn, opt), modules, _tp_groups(graph, times) if tp > 1 else {})
+
+
+def _eager(graph: Graph, c: ModelConfig, tp: int) -> Graph:
+    """The layer graph with its elementwise ops as PyTorch runs them eagerly (EAGER_BYTES) and
+    torchtitan's repeat_kv copies after the RoPE (EAGER_REPEAT_KV_BYTES), forward and
+    backward."""
+    ops = []
+    for op in graph.ops:
+        part = op.name.removesuffix(".bwd").rsplit(".", 1)[-1]
+        if op.kind == "vector" and part in EAGER_BYTES:
+            op = replace(op, bytes_per_element=EAGER_BYTES[part][op.name.endswith(".bwd")])
+        ops.append(op)
+        heads, kvh = c.heads // tp, max(1, c.n_kv_heads // tp)
+        if op.kind == "vector" and part == "rope" and kvh < heads:
+            n_rep = heads // kvh
+            ops.append(Vector(
+                name=op.name.replace("rope", "repeat_kv"),
+                elements=2 * op.elements / (heads + kvh) * heads,
+                bytes_per_element=2.0 + 2.0 / n_rep,
+            ))  # fmt: skip
+    return replace(graph, ops=tuple(ops))
 
 
 def _tp_groups(graph: Graph, times: dict[str, float]) -> dict[str, tuple[float, float]]:

@@ -286,6 +286,7 @@ def plan_training(
     tp_async_backward: bool = False,
     fp8_dispatch: bool = False,
     pp_scatter_gather: bool = False,
+    eager_ops: bool = False,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -319,7 +320,8 @@ def plan_training(
     moves the quantized GEMM input (DeepSeek-V3's FP8 dispatch; training.ep_bytes), else every
     all-to-all moves 16 bits. `pp_scatter_gather`: legacy Megatron-LM's stage send of 1/tp of
     the activations from each TP rank, all-gathered on arrival, without sequence parallelism
-    (training.pp_hop)."""
+    (training.pp_hop). `eager_ops`: the block's norms, RoPE and activation run as PyTorch eager
+    kernels (torchtitan without torch.compile; layer.EAGER_BYTES), else fused."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     checks.token_count(tokens)
@@ -398,7 +400,8 @@ def plan_training(
                      nccl_ctas=_nccl_ctas(nccl_ctas), moe_host_sync=moe_host_sync,
                      loss=loss, tp_async_backward=tp_async_backward,
                      fp8_dispatch=fp8_dispatch,
-                     pp_scatter_gather=pp_scatter_gather)  # fmt: skip
+                     pp_scatter_gather=pp_scatter_gather,
+                     eager_ops=eager_ops)  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):

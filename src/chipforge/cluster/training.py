@@ -463,6 +463,7 @@ class RunOptions:
     tp_async_backward: bool = False  # TP_ASYNC_BACKWARD: Megatron's backward TP communication
     fp8_dispatch: bool = False  # EP_BYTES: the MoE dispatch moves the quantized GEMM input
     pp_scatter_gather: bool = False  # pp_hop: legacy Megatron-LM's split stage send
+    eager_ops: bool = False  # layer.EAGER_BYTES: the block's elementwise ops run eagerly
 
 
 @dataclass(frozen=True)
@@ -734,7 +735,7 @@ def layer_shape(
     held = at_sustained_clock(chip) if run.sustained_clock else chip
     return LayerShape(
         held, c, p.tp, p.micro_batch, seq, p.cp, dtype, run.attention, p.sequence_parallel, p.ep,
-        run.fp8_recipe, run.moe_dispatcher,
+        run.fp8_recipe, run.moe_dispatcher, run.eager_ops,
     )  # fmt: skip
 
 

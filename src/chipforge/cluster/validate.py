@@ -152,6 +152,7 @@ def training_plan(row: dict):
                            or implied.get("tp_async_backward")) == "yes",
         fp8_dispatch=row.get("fp8_dispatch") == "yes",
         pp_scatter_gather=implied.get("pp_scatter_gather") == "yes",
+        eager_ops=row.get("eager_ops") == "yes",
     )  # fmt: skip
 
 
