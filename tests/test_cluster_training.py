@@ -370,3 +370,12 @@ def test_assumed_h100_flash1_rate_against_the_long_sequence_rows():
     for chip in ("h100", "a100"):
         for seq in (8192, 32768, 65536):
             assert abs(rows[f"mpt-7b-8x{chip}-s{seq}"]["error"]) < 0.12
+
+
+def test_attention_recomputed_names_recompute_modules():
+    """The modules whose recomputation reruns the CP ring are modules the layer prices, so a
+    renamed module cannot silently drop out of the ring's second pass."""
+    from chipforge.cluster.layer import ATTENTION_RECOMPUTED, RECOMPUTE_MODULES
+
+    assert ATTENTION_RECOMPUTED.issubset(RECOMPUTE_MODULES)
+    assert {"layernorm", "mlp", "op_sac"}.isdisjoint(ATTENTION_RECOMPUTED)

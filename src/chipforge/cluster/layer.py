@@ -197,6 +197,12 @@ RECOMPUTE_MODULES = {
     # MaxText's `proj` remat (memory.MAXTEXT_PROJ): the whole forward, as full remat
     "maxtext_proj": (),
 }  # fmt: skip
+# The modules whose recomputation redoes the attention core (under context parallelism its ring
+# of K/V transfers too, training.cp_ring): Megatron-Core's core_attn, and MaxText's `minimal` and
+# `proj` policies, neither of which saves the attention core's output (memory.MAXTEXT_MINIMAL,
+# MAXTEXT_PROJ). torchtitan's per-op policy saves it (memory.OP_SAC); its layer policy redoes
+# every second block whole, which this whole-or-nothing set does not count.
+ATTENTION_RECOMPUTED = frozenset({"core_attn", "maxtext_minimal", "maxtext_proj"})
 _OP_MODULES = {op: m for m, ops in RECOMPUTE_MODULES.items() if m != "moe" for op in ops}
 # the layer graph's GEMMs as torchtitan's block calls its matmuls (memory.op_sac_matmuls)
 _OP_SAC_GEMMS = {"qkv_proj": ("wq", "wk", "wv"), "o_proj": ("wo",), "ffn_up": ("w1", "w3"),

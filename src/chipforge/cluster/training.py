@@ -15,7 +15,13 @@ from chipforge.cluster.collectives import (
     collective_time,
     expert_all_to_all,
 )
-from chipforge.cluster.layer import LayerShape, layer_costs, module_forward, tp_gemms
+from chipforge.cluster.layer import (
+    ATTENTION_RECOMPUTED,
+    LayerShape,
+    layer_costs,
+    module_forward,
+    tp_gemms,
+)
 from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
@@ -830,9 +836,8 @@ def stage_cost(
     if p.cp > 1:
         kv = 2 * tok * c.n_kv_heads * c.d_head * max(2, nbytes(dtype)) / min(p.tp, c.n_kv_heads)
         hop = collective_time("send_recv", kv, 2, topo, stride=p.tp, up_share=share["cp"])
-        again = p.recompute == "full" or (  # (MaxText's policies redo the attention core)
-            p.recompute == "selective"
-            and {"core_attn", "maxtext_minimal", "maxtext_proj"} & set(run.recompute_modules)
+        again = p.recompute == "full" or (
+            p.recompute == "selective" and bool(ATTENTION_RECOMPUTED & set(run.recompute_modules))
         )
         t_cp = layers * cp_ring(hop, attn, p.cp, _sm_share(chip, topo, run, "cp"), again=again)
     # LM head + embedding on the last stage: 6*tokens*h*V/tp FLOPs at the layer's matmul rate
