@@ -454,6 +454,7 @@ SERVE_FLAGS = {  # flag -> values a person passes (rarely: anything)
     "--dtype": st.sampled_from(["bf16", "fp8", "fp4"]),
     "--kv-dtype": st.sampled_from(["bf16", "fp8"]),
     "--weight-dtype": st.sampled_from(["int8", "int4", "fp8"]),
+    "--batch-shards": st.sampled_from(["1", "2", "8"]),
     "--ttft-slo": st.sampled_from(["2 s", "200 ms"]),
     "--tpot-slo": st.sampled_from(["100 ms", "10 ms"]),
     "--batching": st.sampled_from(["continuous", "static", "interleaved"]),

@@ -31,6 +31,7 @@ def serve_tables(d: dict) -> list[Table]:
     p = d["plan"]
     rows = {
         "plan": f"tp={p['tp']} pp={p['pp']} ep={p['ep']} dp={p['dp']} batch={p['batch']}"
+        + (f" over {p['batch_shards']} batch shards" if p.get("batch_shards", 1) > 1 else "")
         + (
             f" ({p['disaggregated']} pool)"
             if p["disaggregated"] in ("decode", "prefill")
@@ -98,6 +99,16 @@ def serve(
             "running context)",
         ),
     ] = None,
+    batch_shards: Annotated[
+        int,
+        typer.Option(
+            "--batch-shards",
+            min=1,
+            help="one engine's running batch (--max-batch) split over this many groups of --tp "
+            "chips that decode together, its prompts prefilled one at a time by the one engine "
+            "(JetStream-PyTorch --shard_on_batch; with --batching interleaved; default 1)",
+        ),
+    ] = 1,
     slo_percentile: Annotated[
         str | None,
         typer.Option(
@@ -222,6 +233,7 @@ def serve(
         max_batch=max_batch,
         max_num_tokens=max_num_tokens,
         dense_cache=dense_cache,
+        batch_shards=batch_shards,
         disaggregated="decode" if decode_pool else disaggregated,
         topology=topology,
         batching=batching,

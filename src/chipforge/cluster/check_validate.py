@@ -165,6 +165,7 @@ def _serving(row: dict) -> Callable[[], float]:
             max_num_tokens=_int(row.get("max_num_tokens", "")),
             dense_cache=_int(row.get("dense_cache") or ""),
             weight_dtype=row.get("weight_dtype") or None,  # weight-only quantization
+            batch_shards=_int(row.get("batch_shards") or "") or 1,  # one engine, batch split
             # the second set's columns (MLPerf Server bounds, the dataset's length spread)
             ttft_slo=_float(row.get("ttft_slo")), tpot_slo=_float(row.get("tpot_slo")),
             slo_percentile=row.get("slo_percentile") or None,

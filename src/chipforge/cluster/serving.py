@@ -84,6 +84,18 @@ BATCHING = ("continuous", "static", "interleaved")
 # prefill at that request's own bucket, so with a spread of prompt lengths (`isl_cv`) the mean
 # prefill is taken over the lengths (queueing.length_factors), not at the mean length's bucket.
 PREFILL_BUCKET_MIN = 16  # JetStream token_utils.pad_tokens' smallest bucket
+# BATCH_SHARDS (`batch_shards`): one engine whose running batch is split over several groups of
+# tp x pp chips (data parallel inside one program), stepping together, its prompts prefilled by
+# the one engine. jetstream-pytorch (2ba0dd8) --shard_on_batch: one engine for the slice
+# (environment.py's mesh over jax.device_count() chips), --batch_size its running batch
+# (engine.max_concurrent_decodes), decode state and KV cache split on the batch axis
+# (cache_sharding_axis 0, get_decode_state_sharding x_sharding), and JetStream's one prefill
+# thread prefills one request per call for the whole engine, its result replicated on every
+# chip (get_prefix_destination_sharding). So a shard decodes batch / shards sequences per step,
+# a prompt's prefill costs one shard's, and the engine's prompts are prefilled one after
+# another (with interleaved batching, batch / osl of them per step for the whole engine).
+# Priced as if each shard held the whole weights: --shard_on_batch splits them on their first
+# axis, and the collectives XLA's partitioner inserts for them are not modelled.
 # WEIGHT_ONLY (`weight_dtype`): weight-only quantization. The weights are stored (and read from
 # HBM) at the narrow format and widened to the 16-bit `dtype` on chip; activations, the
 # products' rate and every collective stay at `dtype`. jetstream-pytorch (2ba0dd8):
@@ -534,14 +546,19 @@ def evaluate(
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
     attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=None,
     prefix_hit=0.0, isl_cv=0.0, max_num_tokens=None, dense_cache=None, adp_batching_wait=0,
-    weight_dtype=None,
+    weight_dtype=None, batch_shards=1,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
     (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
     the plan's throughput. `osl_cv`, `isl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`,
-    `max_num_tokens`, `dense_cache`, `weight_dtype`: see `plan_serving`."""
+    `max_num_tokens`, `dense_cache`, `weight_dtype`, `batch_shards`: see `plan_serving`."""
     _check(c, chips, tp, pp, ep)
+    shards = batch_shards  # one engine's batch split over this many groups (BATCH_SHARDS)
+    if shards > 1 and (batching != "interleaved" or pp > 1 or ep > tp or chips % (tp * shards)):
+        raise Infeasible(f"--batch-shards {shards} is modelled for one interleaved engine "
+                         "(--batching interleaved) without --pp or wide --ep, on a multiple "
+                         "of tp x shards chips")  # fmt: skip
     wdt = weight_dtype if weight_dtype != dt else None
     # DP attention with wide EP (DeepSeek's inference system, Open Infra Index day 6: MLA and
     # the shared expert data-parallel, routed experts over EP144): one replica is `ep` chips in
@@ -560,21 +577,22 @@ def evaluate(
             f"{chip.name} has {chip.hbm.capacity / 2**30:.1f} GiB: raise --tp or --pp"
         )
     held = dense_cache or _held(isl, osl, osl_cv)
-    fits = mem.sequences(held) * groups
+    fits = mem.sequences(held) * groups * shards
     if batch > fits:
         raise Infeasible(
             f"batch {batch} needs more KV cache than {mem.kv_tokens} tokens per replica; "
             f"at most {fits} sequences of {held} tokens fit"
             + ("" if fits else ": lower --isl/--osl or raise --tp/--pp")
         )
-    dp = chips // (tp * pp * groups)
+    dp = chips // (tp * pp * groups * shards)
     # mean context of the running sequences: a step's sequences are length-biased (each stays
     # for its own output length), so with output lengths of mean osl and coefficient of
     # variation cv the mean position reached is E[o^2] / (2 E[o]) = osl (1 + cv^2) / 2
     ctx = isl + round(osl * (1 + osl_cv**2) / 2)
     if dense_cache:  # attention over every position of each slot's preallocated cache
         ctx = dense_cache
-    mb = max(1, batch // (pp * groups))  # micro-batch per pipeline stage (per attention group)
+    # micro-batch per pipeline stage (per attention group, per batch shard)
+    mb = max(1, batch // (pp * groups * shards))
     eng = (attn_dtype, ep_overlap)  # the engine's attention precision and EP overlap
     # DP-attention groups step in lockstep, so the decode step lasts as long as the attention of
     # the group whose sequences hold the most context (`_busiest_context`)
@@ -736,7 +754,7 @@ def evaluate(
         spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, adp_balance=adp_balance,
         prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
         tpot_percentiles_s=tpots if not clients else {}, dense_cache=dense_cache,
-        adp_batching_wait=adp_batching_wait, weight_dtype=wdt,
+        adp_batching_wait=adp_batching_wait, weight_dtype=wdt, batch_shards=shards,
     )  # fmt: skip
 
 
@@ -773,6 +791,7 @@ def plan_serving(
     dense_cache: int | None = None,
     adp_batching_wait: int = 0,
     weight_dtype: str | None = None,
+    batch_shards: int = 1,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -817,6 +836,10 @@ def plan_serving(
     whole cache of --max_cache_length; `ragged_mha` defaults to False in jetstream_pt/config.py).
     `weight_dtype`: weight-only quantization (see WEIGHT_ONLY): every weight held and read at
     this format, the matmuls and activations at `dtype` (int8 with bf16: W8A16).
+    `batch_shards`: one engine's running batch (`max_batch`, the plan's batch) split over this
+    many groups of tp chips that decode in step, its prompts prefilled one at a time by the one
+    engine (see BATCH_SHARDS; jetstream-pytorch --shard_on_batch: 8 on a v5e-8); with
+    `batching="interleaved"` only.
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
@@ -832,15 +855,16 @@ def plan_serving(
         )
     if weight_dtype and attn_dtype:
         raise WorkloadError("--weight-dtype and --attn-dtype are not modelled together: drop one")
-    positive(error=WorkloadError, required=("chips", "isl", "osl"), chips=chips, isl=isl, osl=osl,
-             max_batch=max_batch, max_num_tokens=max_num_tokens, dense_cache=dense_cache,
-             concurrency=concurrency)  # fmt: skip
+    positive(error=WorkloadError, required=("chips", "isl", "osl", "batch_shards"), chips=chips,
+             isl=isl, osl=osl, max_batch=max_batch, max_num_tokens=max_num_tokens,
+             dense_cache=dense_cache, concurrency=concurrency,
+             batch_shards=batch_shards)  # fmt: skip
     for name, slo in (("ttft_slo", ttft_slo), ("tpot_slo", tpot_slo)):
         if slo is not None and not (
             isinstance(slo, int | float) and not isinstance(slo, bool) and 0 < slo < math.inf
         ):
             raise WorkloadError(f"{flag(name)} must be a positive number of seconds, not {slo!r}")
-    at_most(MAX_CHIPS, chips=chips, tp=tp, pp=pp, ep=ep)
+    at_most(MAX_CHIPS, chips=chips, tp=tp, pp=pp, ep=ep, batch_shards=batch_shards)
     at_most(MAX_TOKENS, isl=isl, osl=osl, dense_cache=dense_cache)
     if dense_cache and dense_cache < isl + osl:
         raise WorkloadError(
@@ -911,6 +935,16 @@ def plan_serving(
             f"--batching {batching} runs prefill and decode on the same chips: drop it, or drop "
             "--disaggregated / --decode-pool"
         )
+    if chips % batch_shards:
+        raise WorkloadError(
+            f"--batch-shards {batch_shards} must divide --chips {chips} (each shard is a group "
+            "of chips): change one of them"
+        )
+    if batch_shards > 1 and (batching != "interleaved" or (pp or 1) > 1):
+        raise WorkloadError(
+            "--batch-shards splits one engine's batch as JetStream's does: it needs --batching "
+            "interleaved and no --pp above 1 (or drop it)"
+        )
     if batching == "interleaved" and max_num_tokens:  # JetStream: no per-step token budget
         raise WorkloadError(
             "--max-num-tokens budgets chunked prefill; interleaved batching (JetStream) prefills "
@@ -927,13 +961,15 @@ def plan_serving(
         [tp] if tp else [d for d in divisors(chips) if c.heads % d == 0 and (d == 1 or chip.links)]
     )
     pps = [pp] if pp else [d for d in divisors(chips) if c.layers % d == 0 and d <= 8]
+    pps = [1] if batch_shards > 1 else pps  # a batch-sharded engine is modelled without stages
     kw = dict(isl=isl, osl=osl, dt=dtype, kvd=kvd, disaggregated=disaggregated,
               batching=batching, gqa_kernel=gqa_kernel, osl_cv=osl_cv, attn_dtype=attn_dtype,
               weight_dtype=weight_dtype, ep_overlap=ep_overlap, spec_tokens=spec_tokens,
               spec_acceptance=spec_acceptance, adp_balance=adp_balance,
               adp_batching_wait=adp_batching_wait,
               prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
-              dense_cache=dense_cache)  # fmt: skip
+              dense_cache=dense_cache, batch_shards=batch_shards)  # fmt: skip
+    s = batch_shards
 
     def run(t, p, e, b, clients=None):
         return evaluate(chip, c, chips, topo, tp=t, pp=p, ep=e, batch=b, clients=clients, **kw)
@@ -958,19 +994,19 @@ def plan_serving(
             eps += [e for e in (t * 2**k for k in range(1, 12)) if e <= chips and chips % e == 0]
             eps += [chips] if chips > t and chips not in eps else []
         for p in pps:
-            if chips % (t * p):
+            if chips % (t * p * s):
                 continue
             for e in eps:
                 if t % e and (e % t or p > 1):  # a given --ep this searched --tp cannot hold
                     continue
                 g = e // t if e > t else 1  # attention groups of a wide-EP replica
-                dp = chips // (t * p * g)  # replicas
+                dp = chips // (t * p * g * s)  # replicas
                 fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv,
-                             dense_cache, wdt=weight_dtype)  # fmt: skip
+                             dense_cache, wdt=weight_dtype, shards=s)  # fmt: skip
                 # a stated concurrency queues what the KV cache cannot hold; the search stops
                 # at the largest batch that fits
-                top = min(fits, BATCHES[-1] * g, max_batch or fits)
-                grid = sorted({b * g for b in BATCHES if b * g < top} | {top})
+                top = min(fits, BATCHES[-1] * g * s, max_batch or fits)
+                grid = sorted({b * g * s for b in BATCHES if b * g * s < top} | {top})
                 wanted = [-(-concurrency // dp)] if concurrency else grid
                 prev = None  # the previous grid batch's plan, where it met the SLOs
                 for b in wanted:
@@ -1017,7 +1053,8 @@ def plan_serving(
     for bound, lo, hi in sorted(edges, key=lambda edge: -edge[0]):
         if bound <= best.throughput_tokens_per_s:
             break
-        step = lo.pp * (lo.ep // lo.tp if lo.ep > lo.tp else 1)  # a sequence per micro-batch
+        # a sequence per micro-batch (of each attention group and batch shard)
+        step = lo.pp * (lo.ep // lo.tp if lo.ep > lo.tp else 1) * lo.batch_shards
 
         def at(b, lo=lo):
             return run(lo.tp, lo.pp, lo.ep, b)
@@ -1039,8 +1076,8 @@ def plan_serving(
     def curve() -> list[dict]:
         t, p, e = best.tp, best.pp, best.ep
         top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv, dense_cache,
-                        wdt=weight_dtype),
-                  BATCHES[-1])  # fmt: skip
+                        wdt=weight_dtype, shards=s),
+                  BATCHES[-1] * s)  # fmt: skip
         batches = sorted({b for b in BATCHES if b <= top} | {top, min(best.batch, top)})
         points = []
         for b in batches:
@@ -1068,11 +1105,12 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               spec_acceptance=plan.spec_acceptance, adp_balance=plan.adp_balance,
               adp_batching_wait=plan.adp_batching_wait,
               prefix_hit=plan.prefix_hit, isl_cv=plan.isl_cv,
-              max_num_tokens=plan.max_num_tokens, dense_cache=plan.dense_cache)  # fmt: skip
+              max_num_tokens=plan.max_num_tokens, dense_cache=plan.dense_cache,
+              batch_shards=plan.batch_shards)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
                       plan.ep, plan.attn_dtype, plan.osl_cv, plan.dense_cache,
-                      wdt=plan.weight_dtype)  # fmt: skip
+                      wdt=plan.weight_dtype, shards=plan.batch_shards)  # fmt: skip
     try:
         top = evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
     except Infeasible:  # a token budget caps the batch below the KV cache's: the largest it takes
@@ -1107,12 +1145,13 @@ def _held(isl: int, osl: int, cv: float = 0.0) -> int:
 
 def _fits(
     c, chip, tp, pp, dtype, kvd, isl, osl, ep=1, attn_dtype=None, osl_cv=0.0, dense_cache=None,
-    wdt=None,
+    wdt=None, shards=1,
 ) -> int:  # fmt: skip
     """Sequences of `_held` tokens (`dense_cache` where set) one replica's KV cache holds (at
-    least 1: 0 fails later); a wide-EP replica holds its ep/tp attention groups' caches."""
+    least 1: 0 fails later); a wide-EP replica holds its ep/tp attention groups' caches, a
+    batch-sharded engine its shards' (BATCH_SHARDS)."""
     c = _unbanded(c) if dense_cache else c
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd, ep=ep,
                  attn_dtype=attn_dtype, weight_dtype=wdt)  # fmt: skip
     held = dense_cache or _held(isl, osl, osl_cv)
-    return max(1, mem.sequences(held)) * (ep // tp if ep > tp else 1)
+    return max(1, mem.sequences(held)) * (ep // tp if ep > tp else 1) * shards

@@ -63,6 +63,7 @@ class ServingPlan:
     max_num_tokens: int | None = None  # the engine's per-step token budget (chunked prefill)
     dense_cache: int | None = None  # a preallocated cache per sequence, attended whole
     weight_dtype: str | None = None  # weights stored at this format, computed at dtype (W8A16)
+    batch_shards: int = 1  # groups of tp x pp chips one engine's batch is split over (per replica)
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
 
@@ -121,6 +122,7 @@ class ServingPlan:
                 "prefill_chips": self.prefill_chips,
                 "batching": self.batching,
                 "dense_cache_tokens": self.dense_cache,
+                "batch_shards": self.batch_shards,
             },
             "isl": self.isl,
             "osl": self.osl,
