@@ -11,7 +11,7 @@ from rich.table import Table
 from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import PngOpt, write_reports
 from chipforge.display import label, show
-from chipforge.errors import ChipforgeError
+from chipforge.errors import ChipforgeError, WorkloadError
 from chipforge.units import parse_quantity
 
 
@@ -22,6 +22,19 @@ def _seconds(text: str | None, field: str) -> float | None:
     if value <= 0:
         raise ChipforgeError(f"`{field}` must be > 0, not {text!r}")
     return value
+
+
+def _batch_sizes(text: str | None) -> tuple[int, ...]:
+    """`--cuda-graph-batches 128,256,384,512` as integers (plan_serving checks their range)."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise WorkloadError(
+            f"--cuda-graph-batches must list whole batch sizes separated by commas "
+            f"(e.g. 128,256,384,512), not {text!r}"
+        ) from None
 
 
 def serve_tables(d: dict) -> list[Table]:
@@ -199,6 +212,14 @@ def serve(
             "prompt (TensorRT-LLM adp_balancing_batching_wait_iters; its default is 10)",
         ),
     ] = 0,
+    cuda_graph_batches: Annotated[
+        str | None,
+        typer.Option(
+            "--cuda-graph-batches",
+            help="decode batch sizes with captured CUDA graphs, a step padded up to the next "
+            "(TensorRT-LLM cuda_graph_batch_sizes with padding), e.g. 128,256,384,512",
+        ),
+    ] = None,
     spec_tokens: Annotated[
         int, typer.Option("--spec-tokens", help="draft tokens per decode step (MTP, speculative)")
     ] = 0,
@@ -246,6 +267,7 @@ def serve(
         spec_acceptance=spec_acceptance,
         adp_balance=adp_balance,
         adp_batching_wait=adp_batching_wait,
+        cuda_graph_batches=_batch_sizes(cuda_graph_batches),
     )
     data = plan.to_dict()
     write_reports("serve", data, html, png)

@@ -39,7 +39,8 @@ AT_RATE = {
 def rows() -> list[dict]:
     """The CSV's rows (its '#' header lines state the selection rule). The last columns
     (osl_cv, attn_dtype, ep_overlap, pool, prefix_hit,
-    adp_balance, isl_cv, max_num_tokens, adp_batching_wait) are serving inputs: training rows
+    adp_balance, isl_cv, max_num_tokens, adp_batching_wait, cuda_graph_batches: space-separated)
+    are serving inputs: training rows
     may leave them out."""
     return csv_rows(FILENAME)
 
@@ -68,6 +69,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             adp_balance=_int(row.get("adp_balance") or ""),
             max_num_tokens=_int(row.get("max_num_tokens") or ""),
             adp_batching_wait=_int(row.get("adp_batching_wait") or "") or 0,
+            cuda_graph_batches=tuple(int(b) for b in (row.get("cuda_graph_batches") or "").split()),
         )  # fmt: skip
         if row["metric"] in AT_RATE:
             return AT_RATE[row["metric"]](at_rate(plan, float(row["request_rate"])))

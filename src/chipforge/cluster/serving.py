@@ -518,6 +518,20 @@ def _lockstep(groups: int, rate: float, timeout: int | None, batching: int = 0) 
     return _busiest(groups, rate * cycle)
 
 
+def _graph_batch(b: int, sizes: tuple[int, ...]) -> int:
+    """The batch a decode step of `b` sequences runs at when the engine replays CUDA graphs
+    captured at `sizes` with padding on: the smallest captured size >= b; b itself (eager, not
+    padded) above the largest or without graphs. TensorRT-LLM's CUDAGraphRunner
+    (_torch/pyexecutor/cuda_graph_runner.py: `_round_up_batch_size`, `_get_padded_batch`) pads a
+    generation-only batch with copies of one dummy generation request
+    (`kv_cache_manager.add_dummy_requests(..., is_gen=True)`), so the padded rows run every
+    matmul, the router, the experts' all-to-all and the LM head, while their attention reads
+    one cached token; tech_blog3 ("the padding itself has some overhead due to wasted tokens
+    computation") and tech_blog20 ("wasting some compute on empty slots") describe the cost."""
+    above = [s for s in sizes if s >= b]
+    return min(above) if above else b
+
+
 def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept, wdt=None) -> float:
     """Seconds per generated token of a decode step with `k` draft tokens per sequence
     (DeepSeek-V3's MTP modules, Sec. 2.2 / EAGLE: one decoder block plus the shared LM head per
@@ -546,13 +560,14 @@ def evaluate(
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
     attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=None,
     prefix_hit=0.0, isl_cv=0.0, max_num_tokens=None, dense_cache=None, adp_batching_wait=0,
-    weight_dtype=None, batch_shards=1,
+    weight_dtype=None, batch_shards=1, cuda_graph_batches=(),
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
     (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
     the plan's throughput. `osl_cv`, `isl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`,
-    `max_num_tokens`, `dense_cache`, `weight_dtype`, `batch_shards`: see `plan_serving`."""
+    `max_num_tokens`, `dense_cache`, `weight_dtype`, `batch_shards`, `cuda_graph_batches`:
+    see `plan_serving`."""
     _check(c, chips, tp, pp, ep)
     shards = batch_shards  # one engine's batch split over this many groups (BATCH_SHARDS)
     if shards > 1 and (batching != "interleaved" or pp > 1 or ep > tp or chips % (tp * shards)):
@@ -604,6 +619,16 @@ def evaluate(
     if spec_tokens:
         decode = _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, spec_tokens,
                               spec_acceptance, wdt=wdt)  # fmt: skip
+    pad = _graph_batch(mb, cuda_graph_batches)
+    if pad > mb:  # CUDA-graph padding: pad - mb dummy sequences, one cached token each
+
+        def step_at(b: int) -> float:  # a decode step of b sequences at a context of 1 token
+            if spec_tokens:
+                return _speculative(chip, c, topo, b, 1, tp, pp, ep, dt, kvd, eng, spec_tokens,
+                                    spec_acceptance, wdt=wdt)  # fmt: skip
+            return _step(chip, c, topo, "decode", b, 1, tp, pp, ep, dt, kvd, *eng, wdt=wdt)
+
+        decode += step_at(pad) - step_at(mb)
     # prompt tokens found in the KV cache (a shared prefix, DeepSeek's on-disk cache) are not
     # recomputed: prefill computes the rest, attending to the cached ones too
     fresh = max(1, round(isl * (1 - prefix_hit)))
@@ -755,6 +780,7 @@ def evaluate(
         prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
         tpot_percentiles_s=tpots if not clients else {}, dense_cache=dense_cache,
         adp_batching_wait=adp_batching_wait, weight_dtype=wdt, batch_shards=shards,
+        cuda_graph_batches=tuple(cuda_graph_batches),
     )  # fmt: skip
 
 
@@ -792,6 +818,7 @@ def plan_serving(
     adp_batching_wait: int = 0,
     weight_dtype: str | None = None,
     batch_shards: int = 1,
+    cuda_graph_batches: tuple[int, ...] | list[int] = (),
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -840,6 +867,12 @@ def plan_serving(
     many groups of tp chips that decode in step, its prompts prefilled one at a time by the one
     engine (see BATCH_SHARDS; jetstream-pytorch --shard_on_batch: 8 on a v5e-8); with
     `batching="interleaved"` only.
+    `cuda_graph_batches`: the decode batch sizes (per attention group and micro-batch) the
+    engine captured CUDA graphs for, with padding on (TensorRT-LLM `cuda_graph_batch_sizes`
+    with `cuda_graph_padding_enabled`): a continuous-batching decode step of b sequences runs
+    at the smallest captured size >= b, the extra rows costing every matmul, exchange and the
+    LM head but reading one cached token each (`_graph_batch`); above the largest size the
+    step is not padded. Empty (default): no padding.
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
@@ -859,6 +892,15 @@ def plan_serving(
              isl=isl, osl=osl, max_batch=max_batch, max_num_tokens=max_num_tokens,
              dense_cache=dense_cache, concurrency=concurrency,
              batch_shards=batch_shards)  # fmt: skip
+    if isinstance(cuda_graph_batches, str | bytes) or not all(
+        isinstance(b, int) and not isinstance(b, bool) and 0 < b <= MAX_SEQUENCES
+        for b in (cuda_graph_batches if isinstance(cuda_graph_batches, tuple | list) else [None])
+    ):
+        raise WorkloadError(
+            f"{flag('cuda_graph_batches')} must list batch sizes from 1 to {MAX_SEQUENCES:,} "
+            f"(e.g. 128,256,384,512), not {cuda_graph_batches!r}"
+        )
+    cuda_graph_batches = tuple(sorted(set(cuda_graph_batches)))
     for name, slo in (("ttft_slo", ttft_slo), ("tpot_slo", tpot_slo)):
         if slo is not None and not (
             isinstance(slo, int | float) and not isinstance(slo, bool) and 0 < slo < math.inf
@@ -968,7 +1010,8 @@ def plan_serving(
               spec_acceptance=spec_acceptance, adp_balance=adp_balance,
               adp_batching_wait=adp_batching_wait,
               prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
-              dense_cache=dense_cache, batch_shards=batch_shards)  # fmt: skip
+              dense_cache=dense_cache, batch_shards=batch_shards,
+              cuda_graph_batches=cuda_graph_batches)  # fmt: skip
     s = batch_shards
 
     def run(t, p, e, b, clients=None):
@@ -1106,7 +1149,8 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               adp_batching_wait=plan.adp_batching_wait,
               prefix_hit=plan.prefix_hit, isl_cv=plan.isl_cv,
               max_num_tokens=plan.max_num_tokens, dense_cache=plan.dense_cache,
-              batch_shards=plan.batch_shards)  # fmt: skip
+              batch_shards=plan.batch_shards,
+              cuda_graph_batches=plan.cuda_graph_batches)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
                       plan.ep, plan.attn_dtype, plan.osl_cv, plan.dense_cache,
