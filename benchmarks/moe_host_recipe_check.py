@@ -19,6 +19,12 @@ qwen3_workload_base_configs.py):
   PP 1, EP 16, MBS 1, GBS 1024, all-to-all dispatcher, moe_a2a_overlap off: replay iterations
   5-8 averaged 41.36 s per step eager and 42.00 s with attention, router and preprocessing
   captured in CUDA graphs. The model prices the eager run (the graphs are not an input).
+- Megatron-Bridge skills/nemo-mbridge-perf-expert-parallel-overlap/SKILL.md (2026-07-25, EP
+  overlap off): DGX-H100 x 16 BF16, TP 1, PP 1, EP 16, MBS 1, GBS 1024, HybridEP, CUDA graphs for
+  router and preprocessing, 24.71 s per step; its Nsight Systems capture: 463,348 kernels per
+  rank per step (151 per layer per micro-batch) and the GPU active 22.82 s of it, i.e. 1.89 s
+  idle, beside the model's host time (moe_host_s). Same file: the all-to-all dispatcher at that
+  shape (fine-tuning, moe_permute_fusion off), 41.25 s.
 Not modelled: moe_a2a_overlap (Megatron-Core's 1F1B all-to-all overlap; the DeepSeek-V3 GB200
 guide found it "aggravates the CPU overhead", net negative there, unsized). Run:
 
@@ -44,6 +50,10 @@ RUNS = (
     ("26.04 v0.4.0", "h100", 16, "fp8", "current", 1, 1, 16, 1, 1024, "flex", 8901),
     ("PR 3868 eager", "h100", 16, "bf16", "delayed", 1, 1, 16, 1, 1024, "alltoall",
      1024 * SEQ / 16 / 41.36),
+    ("EP-overlap skill", "h100", 16, "bf16", "delayed", 1, 1, 16, 1, 1024, "flex",
+     1024 * SEQ / 16 / 24.7138),
+    ("EP-overlap skill", "h100", 16, "bf16", "delayed", 1, 1, 16, 1, 1024, "alltoall",
+     1024 * SEQ / 16 / 41.25),
 )  # fmt: skip
 
 
