@@ -84,6 +84,63 @@ def test_eager_cross_entropy_holds_three_fp32_logits():
         plan_training("h100", C, 8, loss="chunked", tp=1, pp=1, dp=8, micro_batch=1, seq=4096)
 
 
+def _saved_per_logit(fn) -> float:
+    """Bytes per logit that `fn`'s autograd keeps for the backward pass (saved_tensors_hooks)."""
+    torch = pytest.importorskip("torch")
+    pred = torch.randn(2, 64, 4096, dtype=torch.bfloat16, requires_grad=True)
+    labels = torch.randint(0, 4096, (2, 64))
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = fn(pred, labels)
+    loss.backward()
+    assert pred.grad.dtype == torch.bfloat16  # the gradient leaves in the logits' dtype
+    return sum(saved.values()) / pred.numel()
+
+
+def _torchtitan_cross_entropy(pred, labels):  # components/loss.py (820504e, e7c0cae)
+    import torch
+
+    return torch.nn.functional.cross_entropy(pred.flatten(0, 1).float(), labels.flatten(0, 1))
+
+
+def test_compiled_cross_entropy_holds_one_fp32_logits_worth():
+    """torchtitan compiles its loss with the blocks from April 2025 (memory.LOSS_BUFFERS
+    "compiled"): one fp32 logits-sized buffer, as Megatron's fused loss, with torchtitan's other
+    entries (the June 2025 benchmark rows say so: check_validate.LOSS_SOURCES)."""
+    from chipforge.cluster import check_validate as cv
+    from chipforge.cluster.memory import (
+        GATHERED_GEMM_INPUTS,
+        PIPELINE_FSDP_GRAD_BYTES,
+        PIPELINE_FSDP_UNSHARDED_WEIGHTS,
+        PIPELINE_KEEPS_OUTPUTS,
+    )
+
+    kw = dict(tp=1, pp=1, dp=8, cp=1, ep=1, zero=3, recompute="full", mb=2, seq=8192)
+    one = 4 * 2 * 8192 * C.vocab
+    assert memory_per_chip(C, loss="compiled", **kw)["loss_bytes"] == pytest.approx(one)
+    assert PIPELINE_KEEPS_OUTPUTS["compiled"] and PIPELINE_FSDP_GRAD_BYTES["compiled"] == 4
+    assert {"compiled"} <= PIPELINE_FSDP_UNSHARDED_WEIGHTS & GATHERED_GEMM_INPUTS
+    loss = {r["id"]: cv.training_row(r)["loss"] for r in cv.rows() if r["id"].startswith("tt")}
+    assert loss["tttrainy-h200x32-8b-fp8"] == loss["ttasync-8b-bf16-async-tp"] == "compiled"
+    assert loss["tt2412-t1-fsdp-compile"] == loss["ttdoc-l3-8b-a100x64-sel-op"] == "eager"
+    # eager keeps fp32 copies (log_softmax's output): at least one fp32 logits-sized buffer
+    assert _saved_per_logit(_torchtitan_cross_entropy) >= 4
+
+
+@pytest.mark.slow
+def test_inductor_keeps_only_the_bf16_logits_for_the_cross_entropy_backward():
+    """What torch.compile's cross entropy keeps (Inductor on CPU, ~15 s): the bf16 logits and
+    per-row statistics, no fp32 copy; its backward writes the bf16 gradient."""
+    torch = pytest.importorskip("torch")
+    compiled = torch.compile(_torchtitan_cross_entropy)
+    assert 2 <= _saved_per_logit(compiled) < 2.1
+
+
 def test_layer_sac_checkpoints_every_second_block_whole():
     """torchtitan's layer policy (ac_freq 2): half the blocks keep Korthikanti's 34 s*b*h (flash
     attention), half only their input (2), and the backward pass redoes half the blocks' whole

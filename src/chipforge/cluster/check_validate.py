@@ -60,8 +60,15 @@ KINDS = ("training-check", SEEN_KIND, SERVING_SEEN_KIND)
 # the flash and efficient backends until torchtitan#1000 (Mar 2025), and torchtitan still put
 # FLASH_ATTENTION first on every GPU but B200 in May 2025 (torchtitan#1196): "flash2".
 SDPA_SOURCES = {"github.com/pytorch/torchtitan/": "flash2"}
-# torchtitan's loss is PyTorch's F.cross_entropy on fp32 logits (memory.LOSS_BUFFERS "eager")
-LOSS_SOURCES = {"github.com/pytorch/torchtitan/": "eager"}
+# torchtitan's loss is PyTorch's F.cross_entropy on fp32 logits (memory.LOSS_BUFFERS "eager"),
+# compiled with the blocks ("compiled") at the torchtitan revisions of the June 2025 benchmark
+# files (820504e, e7c0cae: components/loss.py `build_cross_entropy_loss`), whose runs compiled;
+# the first key a row's source contains names its loss
+LOSS_SOURCES = {
+    "benchmarks/asyncTP_llama3_h100_2025-06_torchtitan.md": "compiled",
+    "benchmarks/llama3-8b_h200_202506_trainy-whitefiber.md": "compiled",
+    "github.com/pytorch/torchtitan/": "eager",
+}
 # `chip_overrides`: a preset with the memory its source states (torchtitan's Grand Teton H100s:
 # 96 GB HBM2e at 2.4 TB/s), as "hbm_capacity=<bytes>;hbm_bandwidth=<bytes/s>"
 OVERRIDES = {"hbm_capacity": "capacity", "hbm_bandwidth": "bandwidth"}
@@ -133,8 +140,8 @@ def _attention(row: dict) -> str:
 def training_row(row: dict) -> dict:
     """The row as `validate.training_plan` reads it: the defaults, the framework's attention
     kernel (SDPA_SOURCES) and loss (LOSS_SOURCES)."""
-    loss = [kind for src, kind in LOSS_SOURCES.items() if src in row["source"]]
-    return {**TRAINING_DEFAULTS, **row, "attention": _attention(row), "loss": "".join(loss)}
+    loss = next((kind for src, kind in LOSS_SOURCES.items() if src in row["source"]), "")
+    return {**TRAINING_DEFAULTS, **row, "attention": _attention(row), "loss": loss}
 
 
 def _training(row: dict) -> Callable[[], float]:

@@ -87,7 +87,15 @@ FRAMEWORK_POLICIES = (OP_SAC, LAYER_SAC, MAXTEXT_MINIMAL, MAXTEXT_PROJ)  # each 
 #   model.py `self.output(h).float()`; train.py frees `pred` before `loss.backward()` "to avoid
 #   peaking memory"): log_softmax keeps its fp32 output for the backward pass, where the
 #   nll_loss gradient and log_softmax's input gradient are allocated beside it: three.
-LOSS_BUFFERS = {"fused": 1, "eager": 3}
+# - "compiled": the same F.cross_entropy(pred.float()) under torch.compile, as torchtitan runs it
+#   when compiling from April 2025 (components/loss.py `build_cross_entropy_loss`:
+#   `loss_fn = torch.compile(loss_fn)` if training.compile; at 9dec370 that line was commented
+#   out, "compiling loss function causes CUDA errors"): Inductor keeps only the bf16 logits and
+#   per-row statistics for the backward pass, which writes the bf16 gradient in one kernel: a
+#   bf16 input and its bf16 gradient, one fp32 buffer's worth (tests/test_memory_mechanisms.py
+#   records what each keeps with saved_tensors_hooks). It is torchtitan's, so it shares the
+#   framework's other entries below.
+LOSS_BUFFERS = {"fused": 1, "eager": 3, "compiled": 1}
 # Whether the last pipeline stage keeps every micro-batch's output (the fp32 logits) until the
 # step ends, by the framework the loss implementation names: torchtitan ("eager") runs its
 # pipeline with torch.distributed.pipelining (train.py at 9dec370: `pp_schedule.step(target=
@@ -95,7 +103,7 @@ LOSS_BUFFERS = {"fused": 1, "eager": 3}
 # (stage.py `forward_one_chunk`: "Prepare for final output merge or reduction"), detached
 # after its backward ("only needed to return to the user in merge_output_chunks") and cleared
 # at the next step. Megatron-Core ("fused") keeps none: its last stage's output is the loss.
-PIPELINE_KEEPS_OUTPUTS = {"fused": False, "eager": True}
+PIPELINE_KEEPS_OUTPUTS = {"fused": False, "eager": True, "compiled": True}
 # Whether a pipeline stage sharded by FSDP (ZeRO 2-3) accumulates its whole, unsharded gradients
 # in fp32 through the step: torch.distributed.pipelining (torchtitan, "eager") runs every
 # micro-batch's backward with `set_requires_gradient_sync(False)` (stage.py
@@ -106,7 +114,7 @@ PIPELINE_KEEPS_OUTPUTS = {"fused": False, "eager": True}
 # self.reduce_dtype)`), torchtitan's `mixed_precision_reduce` being "float32" (config_manager.py
 # at 9dec370, its only choice): 4 bytes per parameter of the stage, from the first backward on,
 # beside the micro-batches then in flight.
-PIPELINE_FSDP_GRAD_BYTES = {"eager": 4}
+PIPELINE_FSDP_GRAD_BYTES = {"eager": 4, "compiled": 4}
 # Whether a pipeline stage sharded by FSDP at ZeRO-3 holds its whole unsharded bf16 weights
 # through the step: torch.distributed.pipelining also calls `set_reshard_after_backward(False)`
 # before every micro-batch's backward but the last (stage.py `backward_maybe_with_nosync`), so
@@ -117,7 +125,7 @@ PIPELINE_FSDP_GRAD_BYTES = {"eager": 4}
 # units among them; one unit's bf16 gradients still wait beside the fp32 ones (FSDP2's
 # `post_backward` folds them in with `accumulate_unsharded_grad_if_needed` only after the
 # layer's backward has made them all).
-PIPELINE_FSDP_UNSHARDED_WEIGHTS = {"eager"}
+PIPELINE_FSDP_UNSHARDED_WEIGHTS = {"eager", "compiled"}
 # Frameworks whose column-parallel linears save their all-gathered (whole-sequence) input for
 # the backward pass, not the sequence-parallel shard Megatron saves and gathers again: torchtitan
 # ("eager"; parallelize_llama.py at 9dec370 applies `PrepareModuleInput(input_layouts=Shard(1),
@@ -125,7 +133,7 @@ PIPELINE_FSDP_UNSHARDED_WEIGHTS = {"eager"}
 # get the gathered tensor and the linear saves it; with Float8 torchao's PrepareFloat8ModuleInput
 # casts to float8 before the gather (float8_tensor_parallel.py `_prepare_input_fn`) and
 # `manual_float8_matmul_with_args_in_float8` saves that `input_fp8`, at the GEMM input width).
-GATHERED_GEMM_INPUTS = {"eager"}
+GATHERED_GEMM_INPUTS = {"eager", "compiled"}
 
 
 def in_flight_chunks(pp: int, v: int, rank: int, m: int | None = None) -> int:
