@@ -47,6 +47,11 @@ def test_one_engine_prefills_for_every_shard():
             for n in (1, 8)]  # fmt: skip
     assert held[1] == 8 * held[0]
     assert engine.to_dict()["plan"]["batch_shards"] == 8
+    # a batch the shards cannot split evenly steps at the busiest shard's share: 12 -> 2
+    uneven = s.plan_serving("tpu-v5e", GEMMA2B, 8, concurrency=12, batch_shards=8, **KW)
+    two = s.plan_serving("tpu-v5e", GEMMA2B, 1, concurrency=2, **KW)
+    assert uneven.batch == 12
+    assert uneven.breakdown["decode"] == pytest.approx(two.breakdown["decode"], rel=1e-12)
 
 
 def test_inputs_it_does_not_model_are_refused():

@@ -606,8 +606,9 @@ def evaluate(
     ctx = isl + round(osl * (1 + osl_cv**2) / 2)
     if dense_cache:  # attention over every position of each slot's preallocated cache
         ctx = dense_cache
-    # micro-batch per pipeline stage (per attention group, per batch shard)
-    mb = max(1, batch // (pp * groups * shards))
+    # micro-batch per pipeline stage (per attention group); a batch shard steps with the
+    # busiest shard's share
+    mb = max(1, -(-(batch // (pp * groups)) // shards))
     eng = (attn_dtype, ep_overlap)  # the engine's attention precision and EP overlap
     # DP-attention groups step in lockstep, so the decode step lasts as long as the attention of
     # the group whose sequences hold the most context (`_busiest_context`)
@@ -1121,7 +1122,7 @@ def plan_serving(
         top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv, dense_cache,
                         wdt=weight_dtype, shards=s),
                   BATCHES[-1] * s)  # fmt: skip
-        batches = sorted({b for b in BATCHES if b <= top} | {top, min(best.batch, top)})
+        batches = sorted({b * s for b in BATCHES if b * s <= top} | {top, min(best.batch, top)})
         points = []
         for b in batches:
             try:
