@@ -108,6 +108,16 @@ def train(
     cp: Int = None,
     ep: Int = None,
     zero: Annotated[int | None, typer.Option("--zero", min=0, max=3)] = None,
+    dp_shard: Annotated[
+        int | None,
+        typer.Option(
+            "--dp-shard",
+            min=0,
+            help="hybrid sharding: data-parallel ranks one ZeRO/FSDP shard group spans (divides "
+            "--dp; its dp/N replicas all-reduce the gradients); 0: all of --dp; default: "
+            "searched (all, or one scale-up domain or pod)",
+        ),
+    ] = None,
     recompute: Annotated[
         str | None, typer.Option("--recompute", help="none, selective or full")
     ] = None,
@@ -312,7 +322,8 @@ def train(
 
         given = {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "zero": zero,
                  "recompute": recompute, "micro-batch": micro_batch, "interleave": interleave,
-                 "global-batch": global_batch, "sp": sequence_parallel}  # fmt: skip
+                 "global-batch": global_batch, "sp": sequence_parallel,
+                 "dp-shard": dp_shard}  # fmt: skip
         clash = [k for k, v in given.items() if v is not None]
         if clash:
             raise ChipforgeError(
@@ -323,6 +334,7 @@ def train(
         zero, recompute, micro_batch = flags["zero"], flags["recompute"], flags["micro_batch"]
         interleave, global_batch = flags["interleave"], flags["global_batch"]
         sequence_parallel = flags["sequence_parallel"]
+        dp_shard = 0  # Calculon shards the optimizer over every data-parallel rank
         if unexpressed:
             Console(stderr=True, soft_wrap=True).print(
                 f"warning: the Calculon plan holds what chipforge cannot express: "
@@ -339,8 +351,9 @@ def train(
     caps = {group: integer(n, f"--nccl-ctas {group}") for group, n in given.items()}
     res = plan_training(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
-        dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, recompute=recompute,
-        micro_batch=micro_batch, interleave=interleave, topology=topology, attention=attention,
+        dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, dp_shard=dp_shard,
+        recompute=recompute, micro_batch=micro_batch, interleave=interleave, topology=topology,
+        attention=attention,
         alternatives=alternatives, schedule=schedule, tp_overlap=tp_overlap,
         tokens_per_batch=per_batch, sequence_parallel=sequence_parallel, fp8_recipe=fp8_recipe,
         overlap_param_gather=overlap_param_gather, fp8_param_gather=fp8_param_gather,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from itertools import product
 
 from chipforge.cluster import checks
@@ -287,6 +287,7 @@ def plan_training(
     fp8_dispatch: bool = False,
     pp_scatter_gather: bool = False,
     eager_ops: bool = False,
+    dp_shard: int | None = None,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -321,7 +322,10 @@ def plan_training(
     all-to-all moves 16 bits. `pp_scatter_gather`: legacy Megatron-LM's stage send of 1/tp of
     the activations from each TP rank, all-gathered on arrival, without sequence parallelism
     (training.pp_hop). `eager_ops`: the block's norms, RoPE and activation run as PyTorch eager
-    kernels (torchtitan without torch.compile; layer.EAGER_BYTES), else fused."""
+    kernels (torchtitan without torch.compile; layer.EAGER_BYTES), else fused. `dp_shard`:
+    hybrid sharding, the data-parallel ranks one ZeRO shard group spans (a divisor of dp; 0:
+    every one, plain ZeRO/FSDP); None searches every rank and the shard group that fills one
+    scale-up domain or pod (`shard_choices`)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     checks.token_count(tokens)
@@ -363,8 +367,12 @@ def plan_training(
         raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     seq = seq or c.seq
+    if dp_shard is not None and (
+        isinstance(dp_shard, bool) or not isinstance(dp_shard, int) or dp_shard < 0
+    ):
+        raise WorkloadError(f"--dp-shard must be a whole number >= 0, not {dp_shard!r}")
     checks.at_most(checks.MAX_CHIPS, chips=chips, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep,
-                   interleave=interleave)  # fmt: skip
+                   interleave=interleave, dp_shard=dp_shard)  # fmt: skip
     checks.at_most(checks.MAX_TOKENS, seq=seq)  # also a model's own context length
     global_batch = parse_global_batch(global_batch)
     checks.at_most(checks.MAX_GLOBAL_BATCH, micro_batch=micro_batch, global_batch=global_batch)
@@ -410,7 +418,7 @@ def plan_training(
     # train): the plan found before
     key = (chip_key(chip), c, chips, seq, batches, dtype, tp, pp, dp, cp, ep, zero, recompute,
            micro_batch, interleave, topo, run, tuple(offload.items()), offload_layers,
-           sequence_parallel, alternatives, schedule)  # fmt: skip
+           sequence_parallel, alternatives, schedule, dp_shard)  # fmt: skip
     hit = _PLANS.get(key)
     if hit is not None:
         return replace(hit, tokens=tokens)
@@ -458,7 +466,10 @@ def plan_training(
                     f"{klo if klo == khi else f'{klo} to {khi}'} sequences per replica "
                     f"(global batch {batches.describe()} / dp={d})"
                 )
-            for w, v in enumerate(ils):
+            for (si, s_), (w, v) in product(
+                enumerate(shard_choices(dp_shard, d, t * x, topo, c.is_moe and e > 1, zeros)),
+                enumerate(ils),
+            ):
                 if p_ == 1 and v > 1:
                     continue
                 if v > 1 and not stage_layers(blocks, p_ * v):  # no whole layers per stage
@@ -469,7 +480,8 @@ def plan_training(
                         continue
                     m_lo, m_hi = -(-klo // mb), khi // mb  # micro-batches per step
                     shape = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, micro_batch=mb, interleave=v,
-                                 schedule=schedule, offload_layers=offload_layers or 0)  # fmt: skip
+                                 schedule=schedule, offload_layers=offload_layers or 0,
+                                 dp_shard=s_)  # fmt: skip
                     n, stride = counts[i], 1
                     if schedule == "dualpipe":  # an even count, at least pp
                         first = max(m_lo, p_) + max(m_lo, p_) % 2
@@ -479,8 +491,8 @@ def plan_training(
                     fill = (p_ - 1) / v if schedule in ("1f1b", "interleaved") else 0.0
                     scale = (m_hi + fill) / overhead / (d * mb * m_hi) if n else 0.0
                     lb = step_lower_bound(chip, c, shape, seq, dtype) * scale
-                    groups.append((lb, (ai, pi, w, i), shape, counts[i], m_lo, m_hi, n, stride,
-                                   scale))  # fmt: skip
+                    groups.append((lb, (ai, (pi, si), w, i), shape, counts[i], m_lo, m_hi, n,
+                                   stride, scale))  # fmt: skip
     # 2. best first, over one queue of shapes and plans by lower bound (s per sequence): a
     # shape's compute bound is priced when its peak bound comes up, its plans checked (shape
     # rules, memory) when that does, a plan's own compute bound next, the rest of its stage
@@ -659,6 +671,24 @@ def plan_training(
     )
 
 
+def shard_choices(given: int | None, dp: int, inner: int, topo: Topology, moe_ep: bool,
+                  zeros: list) -> list[int]:  # fmt: skip
+    """The `Plan.dp_shard` values a search tries for `dp` data-parallel ranks whose shard
+    group's ranks are `inner` chips apart (tp x cp): the given one (0 when it is all of dp);
+    else every rank (0), and where dp spans several scale-up domains or pods, the largest
+    shard group (at least 2 ranks) inside one, its replicas joined by the scale-out network
+    (the layout PyTorch's HSDP and MaxText's multi-slice runs use: FSDP on the fast links,
+    data parallelism across them). None beside 0 for ZeRO 0 or expert parallelism (not
+    modelled: training.check_shard_group)."""
+    if given is not None:
+        return [0 if given == dp else given]
+    cap = topo.domain // inner
+    if moe_ep or dp <= cap or cap < 2 or list(zeros) == [0]:
+        return [0]
+    fit = max((s for s in divisors(dp, upto=cap) if s >= 2), default=0)
+    return [0, fit] if fit else [0]
+
+
 def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, topo: Topology,
              *, optimizer: bool, activations: bool) -> Plan | None:  # fmt: skip
     """`plan` with what must go to host memory for it to fit (None: it fits without, or
@@ -690,7 +720,7 @@ def _memory_error(mem: dict, have: float) -> Infeasible:
 def _summary(res: TrainingPlan) -> dict:
     """One ranked alternative: its plan and the figures a planner compares."""
     return {
-        "plan": asdict(res.plan),
+        "plan": res.plan.to_dict(),
         "step_time_s": res.step_time_s,
         "mfu": res.mfu,
         "memory_per_chip_bytes": res.memory_per_chip_bytes,

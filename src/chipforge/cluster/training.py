@@ -264,6 +264,21 @@ class Plan:
     sequence_parallel: bool = True  # Korthikanti et al. 2022 Sec. 4.2.2
     offload_layers: int = 0  # layers per stage whose activations go to host memory
     optimizer_offload: bool = False  # optimizer states in host memory, stepped by the CPU
+    # hybrid sharding: the data-parallel ranks one ZeRO shard group spans (0: all of dp). dp /
+    # dp_shard replica groups each hold a whole copy (PyTorch FSDP HYBRID_SHARD, FSDP2 HSDP:
+    # torchtitan data_parallel_shard_degree x data_parallel_replicate_degree; MaxText
+    # ici_fsdp_parallelism x dcn_data_parallelism; Megatron-Core's
+    # num_distributed_optimizer_instances): hybrid_collective
+    dp_shard: int = 0
+
+    @property
+    def shard_ranks(self) -> int:
+        """Data-parallel ranks one ZeRO shard group spans (dp_shard, or every one)."""
+        return self.dp_shard or self.dp
+
+    def to_dict(self) -> dict:
+        """The plan's fields, `dp_shard` resolved (as the flags that restate it)."""
+        return {**asdict(self), "dp_shard": self.shard_ranks}
 
 
 @dataclass(frozen=True)
@@ -302,7 +317,7 @@ class TrainingPlan:
             "model": self.model,
             "chips": self.chips,
             "topology": self.topology,
-            "plan": asdict(self.plan),
+            "plan": self.plan.to_dict(),
             "seq": self.seq,
             "global_batch": self.global_batch,
             "dtype": self.dtype,
@@ -352,7 +367,21 @@ def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int)
         )
     if p.zero not in (0, 1, 2, 3) or p.recompute not in RECOMPUTE:
         raise Infeasible(f"--zero must be 0-3 and --recompute one of {', '.join(RECOMPUTE)}")
+    check_shard_group(c, p)
     check_schedule(p, global_batch)
+
+
+def check_shard_group(c: ModelConfig, p: Plan) -> None:
+    """Hybrid sharding's own rules (Infeasible naming the flag to change)."""
+    if p.dp_shard < 0 or p.dp_shard and p.dp % p.dp_shard:
+        raise Infeasible(f"--dp-shard must divide --dp {p.dp}, not {p.dp_shard}")
+    if p.shard_ranks < p.dp and p.zero == 0:
+        raise Infeasible("--dp-shard below --dp shards the optimizer: use --zero 1-3")
+    if p.shard_ranks < p.dp and c.is_moe and p.ep > 1:
+        raise Infeasible(
+            "--dp-shard below --dp with --ep is not modelled (the experts' own data-parallel "
+            "group): use --dp-shard equal to --dp"
+        )
 
 
 def check_schedule(p: Plan, global_batch: int) -> None:
@@ -387,13 +416,15 @@ def plan_memory(
 ) -> dict[str, float]:
     """Bytes per chip by category of plan `p` (what `evaluate_plan` checks against the HBM).
     The distributed optimizer (ZeRO 1-3) shards over the data- and context-parallel ranks
-    together (Megatron-Core's `intra_dp_cp_group`: CP ranks hold the same weights);
+    together (Megatron-Core's `intra_dp_cp_group`: CP ranks hold the same weights), those of
+    one shard group under hybrid sharding (`Plan.dp_shard`);
     `recompute_modules`: what a selective recompute frees (memory.RECOMPUTED_SBH); `loss`: the
     cross-entropy implementation (memory.LOSS_BUFFERS); `microbatches`: per step (None:
     unbounded), which caps those a pipeline holds in flight (memory.in_flight_chunks)."""
     act_bytes = max(2, nbytes(dtype))
     mem = memory_per_chip(
-        c, tp=p.tp, pp=p.pp, dp=p.dp * p.cp, cp=p.cp, ep=p.ep, zero=p.zero, recompute=p.recompute,
+        c, tp=p.tp, pp=p.pp, dp=p.shard_ranks * p.cp, cp=p.cp, ep=p.ep, zero=p.zero,
+        recompute=p.recompute,
         mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
         gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
         attention=attention, sp=p.sequence_parallel, recompute_modules=recompute_modules,
@@ -888,7 +919,8 @@ def stage_cost(
     # DP: gradients reduced (ZeRO 0: all-reduce; 1-2: reduce-scatter + all-gather of weights;
     # 3: + weights gathered again per micro-batch), overlapped with the last backward pass
     per_param = FP8_PARAM_BYTES if run.fp8_param_gather else WEIGHT_BYTES
-    params = mem["weights_bytes"] / per_param * (p.dp * p.cp if p.zero == 3 else 1)
+    shard = p.shard_ranks * p.cp  # ranks one ZeRO shard spans (hybrid_collective)
+    params = mem["weights_bytes"] / per_param * (shard if p.zero == 3 else 1)
     grads, weights = params * GRAD_BYTES, params * per_param  # bytes on this chip
     dp_group = p.dp * p.cp
     # Megatron-Core reduces the routed experts' gradients (and gathers their weights) over the
@@ -900,8 +932,8 @@ def stage_cost(
     xshare = expert_share(c, p) if edp < dp_group else 0.0
 
     def dp(kind: str, size: float) -> float:
-        dense = collective_time(kind, size * (1 - xshare), dp_group, topo, stride=p.tp,
-                                up_share=share["dp"])  # fmt: skip
+        dense = hybrid_collective(kind, size * (1 - xshare), shard, dp_group // shard, topo,
+                                  stride=p.tp, up_share=share["dp"])  # fmt: skip
         if not xshare:
             return dense
         return dense + collective_time(kind, size * xshare, edp, topo, stride=p.tp * p.ep,
@@ -922,7 +954,7 @@ def stage_cost(
     dp_reduce, tail_reduce = dp(reduce, grads), dp(reduce, grads * first)
     if p.zero == 3:
         dp_gather = dp("all_gather", weights)
-    t_opt = opt * layers / (p.dp * p.cp if p.zero >= 1 else 1)
+    t_opt = opt * layers / (shard if p.zero >= 1 else 1)  # each replica steps its shard
     if p.optimizer_offload:  # gradients out, CPU Adam, weights back, pipelined
         shard = full["optimizer_bytes"] / OPTIMIZER_BYTES  # parameters this chip steps
         cpu = shard * CPU_ADAM_BYTES / max(topo.host_memory_bandwidth, 1e-30)
@@ -930,6 +962,43 @@ def stage_cost(
     return StageCost(p, mem, t_f, t_b, t_tp, t_ep, t_cp, stage, bubble, hop, dp_reduce,
                      dp_gather, t_opt, dp_param_gather, tail_reduce, tail_gather,
                      dp_after, _sm_share(chip, topo, run, "dp"), t_host)  # fmt: skip
+
+
+def hybrid_collective(
+    kind: str,
+    size: float,
+    shard: int,
+    replicas: int,
+    topo: Topology,
+    *,
+    stride: int = 1,
+    up_share: float = 1.0,
+) -> float:
+    """Seconds for one data-parallel collective of `kind` over `shard` x `replicas` ranks
+    under hybrid sharding (`Plan.dp_shard`): the weights' all-gather inside the shard group
+    only; a gradient reduce-scatter inside it, then an all-reduce of the reduced shard (1/shard
+    of the buffer) across the replica groups, ranks `shard` x `stride` chips apart, over the
+    tier that joins them (for TPU slices the data-centre network); an all-reduce adds the
+    weights' all-gather inside the group. PyTorch FSDP2 HSDP runs exactly these calls in its
+    post-backward (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py `foreach_reduce`:
+    reduce_scatter over the shard group, then all_reduce of its output over the replicate
+    group) on its own streams, beside the backward pass, as FSDP's reduce-scatter alone; so do
+    FSDP1 HYBRID_SHARD and Megatron-Core's distributed optimizer instances
+    (`num_distributed_optimizer_instances`: the gradients reduce-scattered in an instance and
+    all-reduced across instances). One replica (shard group = every rank): the plain
+    collective over the whole group, as before."""
+    if replicas <= 1:
+        return collective_time(kind, size, shard, topo, stride=stride, up_share=up_share)
+    gather = collective_time("all_gather", size, shard, topo, stride=stride, up_share=up_share)
+    if kind == "all_gather":
+        return gather
+    if kind not in ("reduce_scatter", "all_reduce"):
+        raise ValueError(f"hybrid sharding has no {kind}")
+    scatter = collective_time("reduce_scatter", size, shard, topo, stride=stride,
+                              up_share=up_share)  # fmt: skip
+    across = collective_time("all_reduce", size / shard, replicas, topo, stride=stride * shard,
+                             up_share=up_share)  # fmt: skip
+    return scatter + across + (gather if kind == "all_reduce" else 0.0)
 
 
 def _in_flight(p: Plan) -> float:

@@ -1,0 +1,108 @@
+"""Hybrid sharding (`Plan.dp_shard`: FSDP/ZeRO inside a shard group, data parallelism across
+its replicas): memory sharded over the group only, the weights' all-gathers inside it, the
+gradients' all-reduce across replica groups over the tier that joins them (checked against the
+ring formulas of REFERENCES.md), the flag, the search."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from typer.testing import CliRunner
+
+from chipforge.cli import app
+from chipforge.cluster import plan_training
+from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
+from chipforge.cluster.search import shard_choices
+from chipforge.cluster.topology import Topology, topology_for
+from chipforge.cluster.training import Plan, hybrid_collective, plan_memory, stage_cost
+from chipforge.errors import Infeasible
+from chipforge.spec import load_chip
+from chipforge.workload.config import ModelConfig
+
+TINY = ModelConfig(name="tiny", layers=4, hidden=1024, heads=8, ffn=4096, vocab=32000, seq=2048)
+
+
+def _slices(link: float = 1e15) -> Topology:
+    """Four 16-chip TPU-style slices (tori) joined by a 6.25 GB/s-per-chip DCN, no latency:
+    ICI `link` B/s (huge: only the DCN's bytes take time)."""
+    return Topology(name="4 slices", chips=64, kind="torus", domain=16, dims=(4, 4),
+                    link_bandwidth=link, up_latency=0.0, nic_bandwidth=6.25e9,
+                    out_latency=0.0)  # fmt: skip
+
+
+def test_memory_shards_over_the_shard_group_only():
+    hsdp = plan_memory(TINY, Plan(dp=32, zero=3, dp_shard=8), seq=2048, dtype="bf16")
+    fsdp8 = plan_memory(TINY, Plan(dp=8, zero=3), seq=2048, dtype="bf16")
+    fsdp32 = plan_memory(TINY, Plan(dp=32, zero=3), seq=2048, dtype="bf16")
+    for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes"):
+        assert hsdp[k] == pytest.approx(fsdp8[k])
+        assert hsdp[k] == pytest.approx(4 * fsdp32[k])
+    assert plan_memory(TINY, Plan(dp=32, zero=3, dp_shard=32), seq=2048, dtype="bf16") == fsdp32
+
+
+def test_gradient_all_reduce_crosses_the_dcn_on_one_shard():
+    """REFERENCES.md: ring all-reduce of S bytes over n chips moves 2(n-1)/n S per chip. With
+    the ICI free, the hybrid reduction of G gradient bytes over shard groups of 16 (one slice)
+    and 4 replicas costs 2 * 3/4 * G/16 over each chip's DCN link; the weights' all-gather
+    stays inside the slice (no DCN time); plain ZeRO over all 64 ranks sends the gathered
+    weights across the DCN every time."""
+    topo, g = _slices(), 1e9
+    nic = topo.nic_bandwidth * BANDWIDTH_EFFICIENCY
+    rs = hybrid_collective("reduce_scatter", g, 16, 4, topo)
+    assert rs == pytest.approx(2 * 3 / 4 * g / 16 / nic, rel=1e-4)
+    assert hybrid_collective("all_reduce", g, 16, 4, topo) == pytest.approx(rs, rel=1e-4)
+    assert hybrid_collective("all_gather", g, 16, 4, topo) < 1e-4 * rs
+    flat = collective_time("all_gather", g, 64, topo)
+    assert flat == pytest.approx(3 / 4 * g / 16 / nic, rel=1e-4)  # each of the 2m per step
+    # one replica: the plain collective, unchanged
+    assert hybrid_collective("all_reduce", g, 64, 1, topo) == collective_time("all_reduce", g,
+                                                                              64, topo)  # fmt: skip
+
+
+def test_plan_prices_zero3_gathers_inside_the_slice():
+    chip = load_chip("tpu-v5p")
+    topo = replace(_slices(), link_bandwidth=100e9, up_latency=1e-6, out_latency=10e-6)
+    full = stage_cost(chip, TINY, Plan(dp=64, zero=3, recompute="full"), topo, seq=2048,
+                      dtype="bf16")  # fmt: skip
+    hsdp = stage_cost(chip, TINY, Plan(dp=64, zero=3, recompute="full", dp_shard=16), topo,
+                      seq=2048, dtype="bf16")  # fmt: skip
+    weights = hsdp.memory["weights_bytes"] * 16  # the whole stage's bf16 weights
+    assert hsdp.dp_gather == pytest.approx(collective_time("all_gather", weights, 16, topo))
+    assert hsdp.dp_gather < full.dp_gather  # the DCN left out of every gather
+    assert hsdp.t_opt == pytest.approx(4 * full.t_opt)  # each replica steps its shard of 1/16
+
+
+def test_flag_rules():
+    with pytest.raises(Infeasible, match="--dp-shard must divide"):
+        plan_training("tpu-v5p", TINY, 64, tp=1, pp=1, dp=64, cp=1, zero=3, dp_shard=24,
+                      global_batch=64, topology=_slices())  # fmt: skip
+    with pytest.raises(Infeasible, match="--zero 1-3"):
+        plan_training("tpu-v5p", TINY, 64, tp=1, pp=1, dp=64, cp=1, zero=0, dp_shard=16,
+                      global_batch=64, topology=_slices())  # fmt: skip
+
+
+def test_search_tries_one_slice_per_shard_group():
+    topo = replace(_slices(), link_bandwidth=100e9, up_latency=1e-6, out_latency=10e-6)
+    assert shard_choices(None, 64, 1, topo, False, [1, 2, 3]) == [0, 16]
+    assert shard_choices(None, 16, 1, topo, False, [1, 2, 3]) == [0]  # one slice: no choice
+    assert shard_choices(None, 64, 4, topo, False, [1, 2, 3]) == [0, 4]  # tp 4 x 4 per slice
+    assert shard_choices(None, 64, 1, topo, True, [1, 2, 3]) == [0]  # EP: not modelled
+    assert shard_choices(64, 64, 1, topo, False, [3]) == [0]
+    res = plan_training("tpu-v5p", TINY, 64, tp=1, pp=1, dp=64, cp=1, zero=3,
+                        recompute="full", micro_batch=1, global_batch=64, topology=topo,
+                        sequence_parallel=True, alternatives=1)  # fmt: skip
+    shards = {res.plan.shard_ranks} | {a["plan"]["dp_shard"] for a in res.alternatives}
+    assert shards == {16, 64}
+
+
+def test_cli_flag_reaches_the_plan():
+    out = CliRunner().invoke(
+        app,
+        ["train", "--chip", "h100", "--model", "llama3-8b", "--chips", "16", "--tp", "1",
+         "--pp", "1", "--dp", "16", "--cp", "1", "--zero", "3", "--dp-shard", "8",
+         "--recompute", "full", "--micro-batch", "1", "--global-batch", "16", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert '"dp_shard": 8' in out.output
+    assert topology_for(load_chip("h100"), 16).domain == 8
