@@ -502,6 +502,24 @@ def _busiest_context(groups, seqs, isl, osl, isl_cv=0.0, osl_cv=0.0) -> int:
     return round(mean * (1 + _normal_max(groups) * spread))
 
 
+def _context_quantile(groups, seqs, isl, osl, q, isl_cv=0.0, osl_cv=0.0) -> float:
+    """The q-quantile over time of the busiest of `groups` DP-attention groups' running contexts
+    (per sequence, `seqs` sequences a group on average) under Poisson arrivals (MLPerf Server).
+    Requests arrive as a Poisson process and each runs for its own length, so the number
+    running is Poisson (the busy servers of an M/G/inf queue: Takacs, "Introduction to the
+    Theory of Queues", 1962; Ross, "Stochastic Processes", 1996), and a group's summed
+    context S -- the KV its decode attention reads -- is a compound Poisson sum of
+    independent length-biased contexts c (`_busiest_context`'s law): E[S] = seqs E[c],
+    Var[S] = seqs E[c^2] (count and contexts both vary). The groups step in
+    lockstep at the busiest one's pace (tech_blog10), near-normal sums (CLT): P(max <= x) =
+    Phi(z)^groups, so the q-quantile sits at z = Phi^-1(q^(1/groups)). Returned as S / seqs."""
+    b = 1 + osl_cv * osl_cv
+    mean = isl + osl * b / 2
+    second = (isl * isl_cv) ** 2 + isl * isl + 2 * isl * osl * b / 2 + osl * osl * b**3 / 3
+    z = NormalDist().inv_cdf(q ** (1 / max(1, groups)))
+    return mean + z * math.sqrt(second / max(1, seqs))
+
+
 def _lockstep(groups: int, rate: float, timeout: int | None, batching: int = 0) -> float:
     """How much longer the prefills of lockstep DP-attention groups take than balanced ones:
     E[max] / mean of the groups' prompt counts when a context step runs. Each group receives
@@ -620,15 +638,15 @@ def evaluate(
     if spec_tokens:
         decode = _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, spec_tokens,
                               spec_acceptance, wdt=wdt)  # fmt: skip
+
+    def step_at(b: int) -> float:  # a decode step of b sequences at a context of 1 token
+        if spec_tokens:
+            return _speculative(chip, c, topo, b, 1, tp, pp, ep, dt, kvd, eng, spec_tokens,
+                                spec_acceptance, wdt=wdt)  # fmt: skip
+        return _step(chip, c, topo, "decode", b, 1, tp, pp, ep, dt, kvd, *eng, wdt=wdt)
+
     pad = _graph_batch(mb, cuda_graph_batches)
     if pad > mb:  # CUDA-graph padding: pad - mb dummy sequences, one cached token each
-
-        def step_at(b: int) -> float:  # a decode step of b sequences at a context of 1 token
-            if spec_tokens:
-                return _speculative(chip, c, topo, b, 1, tp, pp, ep, dt, kvd, eng, spec_tokens,
-                                    spec_acceptance, wdt=wdt)  # fmt: skip
-            return _step(chip, c, topo, "decode", b, 1, tp, pp, ep, dt, kvd, *eng, wdt=wdt)
-
         decode += step_at(pad) - step_at(mb)
     # prompt tokens found in the KV cache (a shared prefix, DeepSeek's on-disk cache) are not
     # recomputed: prefill computes the rest, attending to the cached ones too
@@ -761,6 +779,17 @@ def evaluate(
             ttft += held.pop("mean") * tpot
         percentiles = {k: base + w + held.get(k, 0.0) * tpot for k, w in waits.items()}
         tpots = tpot_percentiles(tpot, lam, step, osl, isl_cv) if batch > 1 else {}
+        if tpots and not dense_cache:
+            # a request decodes at the running contexts of its time, which vary (Poisson
+            # arrivals, lengths spread: `_context_quantile`); what the contexts add to a step
+            # (its attention over the KV cache) is linear in them. Taken as the step at a random
+            # time: a request's own TPOT averages its life, so this bounds the spread above.
+            # The step without contexts: at the padded batch, else between powers of two
+            attend = decode - (step_at(pad) if pad > mb else _on_grid(step_at, mb))
+            base = ctx if spec_tokens else busy
+            for k, q in PERCENTILES.items():
+                at = _context_quantile(groups, mb, isl, osl, q, isl_cv, osl_cv)
+                tpots[k] += attend * (at / base - 1)
     if disaggregated or batching in ("static", "interleaved"):
         percentiles, tpots = {}, {}
     queue = 0.0
