@@ -70,14 +70,16 @@ def exhaustive(chip, c, chips, topo, seq, lo, hi):
                     assert compute_lower_bound(chip, c, least, seq, "bf16") <= cb
                     # nor with the communication's bound added (the least over a shape's
                     # plans too), which is more than nothing where TP or PP is
-                    stage, step = comm_lower_bound(c, plan, topo, seq, "bf16", RunOptions(), m)
+                    stage, step = comm_lower_bound(
+                        chip, c, plan, topo, seq, "bf16", RunOptions(), m
+                    )
                     comm = (m + (p - 1) / v) * (cb + stage) + step
                     assert comm / (1 - FRAMEWORK_OVERHEAD) <= res.step_time_s
                     assert (stage > 0) == (t > 1) and (step > 0) == (p > 1)
                     # the shape's bound, the least over its plans' SP settings, under the
                     # asynchronous backward too (where a plan without SP may have the least)
                     for run in (RunOptions(), RunOptions(tp_async_backward=True)):
-                        shape = comm_lower_bound(c, least, topo, seq, "bf16", run, m, SPS)
+                        shape = comm_lower_bound(chip, c, least, topo, seq, "bf16", run, m, SPS)
                         t_tp = stage_cost(chip, c, plan, topo, seq=seq, dtype="bf16", run=run).t_tp
                         assert shape[0] <= t_tp * (1 + 1e-12) and shape[1] <= step
                         if plan.sequence_parallel:  # (SP's PP shard is the smaller)
@@ -127,13 +129,13 @@ def test_shape_comm_bound_is_the_least_over_sequence_parallelism():
     chip, topo = load_chip("h100"), topology_for(load_chip("h100"), 8)
     c, run = load_model("llama3-8b"), RunOptions(tp_async_backward=True)
     shape = Plan(tp=8, pp=1, dp=1, recompute="none", micro_batch=1)
-    bound = comm_lower_bound(c, shape, topo, 8192, "bf16", run, 1, SPS)[0]
+    bound = comm_lower_bound(chip, c, shape, topo, 8192, "bf16", run, 1, SPS)[0]
     for sp, rec in product(SPS, RECOMPUTE):
         plan = replace(shape, sequence_parallel=sp, recompute=rec)
         assert bound <= stage_cost(chip, c, plan, topo, seq=8192, dtype="bf16", run=run).t_tp
     no_sp = replace(shape, sequence_parallel=False)
     t_tp = stage_cost(chip, c, no_sp, topo, seq=8192, dtype="bf16", run=run).t_tp
-    assert t_tp < comm_lower_bound(c, shape, topo, 8192, "bf16", run, 1)[0]  # SP's own bound
+    assert t_tp < comm_lower_bound(chip, c, shape, topo, 8192, "bf16", run, 1)[0]  # SP's own bound
 
 
 def test_pruning_cuts_the_space_and_the_405b_search_stays_fast():

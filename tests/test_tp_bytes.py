@@ -34,26 +34,27 @@ def test_fp8_tp_collectives_by_hand():
     all-gather of 4096 x 4096 elements, BF16 reduce-scatter), two backward pairs, two more under
     full recompute; BF16 stays four all-reduces; no sequence parallelism: BF16 all-reduces even
     under FP8."""
-    c, topo = load_model("llama3-8b"), topology_for(load_chip("h100"), 8)
+    chip, c = load_chip("h100"), load_model("llama3-8b")
+    topo = topology_for(chip, 8)
     elems = 4096 * c.hidden
     pair = collective_time("all_gather", elems, 8, topo) + collective_time(
         "reduce_scatter", 2 * elems, 8, topo
     )
     run = RunOptions(fp8_recipe="current")
     plan = Plan(tp=8, recompute="none")
-    assert tp_collectives(c, plan, topo, seq=4096, dtype="fp8", run=run) == pytest.approx(
+    assert tp_collectives(chip, c, plan, topo, seq=4096, dtype="fp8", run=run) == pytest.approx(
         4 * pair * c.layers
     )
     full = Plan(tp=8, recompute="full")
-    assert tp_collectives(c, full, topo, seq=4096, dtype="fp8", run=run) == pytest.approx(
+    assert tp_collectives(chip, c, full, topo, seq=4096, dtype="fp8", run=run) == pytest.approx(
         6 * pair * c.layers
     )
     ar = collective_time("all_reduce", 2 * elems, 8, topo)
-    assert tp_collectives(c, plan, topo, seq=4096, dtype="bf16", run=run) == pytest.approx(
+    assert tp_collectives(chip, c, plan, topo, seq=4096, dtype="bf16", run=run) == pytest.approx(
         4 * ar * c.layers
     )
     no_sp = Plan(tp=8, recompute="none", sequence_parallel=False)
-    assert tp_collectives(c, no_sp, topo, seq=4096, dtype="fp8", run=run) == pytest.approx(
+    assert tp_collectives(chip, c, no_sp, topo, seq=4096, dtype="fp8", run=run) == pytest.approx(
         4 * ar * c.layers
     )
 
@@ -85,7 +86,8 @@ def test_async_backward_by_hand():
     re-gather hides under the column-parallel dgrad and the reduce-scatter under its wgrad (the
     forward's time); without the GEMMs (the search's bound) only the exposed part; without
     sequence parallelism the all-reduce hides under the wgrad."""
-    c, topo = load_model("llama3-8b"), topology_for(load_chip("h100"), 8)
+    chip, c = load_chip("h100"), load_model("llama3-8b")
+    topo = topology_for(chip, 8)
     elems = 4096 * c.hidden
     ag1 = collective_time("all_gather", elems, 8, topo)
     rs = collective_time("reduce_scatter", 2 * elems, 8, topo)
@@ -95,13 +97,13 @@ def test_async_backward_by_hand():
     plan = Plan(tp=8, recompute="none")
     fwd = 2 * (ag1 + rs)
     back = 2 * ag1 + (ag1 - ag1 / 4) + (rs - rs / 2)  # the MLP's hide entirely
-    got = tp_collectives(c, plan, topo, seq=4096, dtype="fp8", run=run, gemms=gemms)
+    got = tp_collectives(chip, c, plan, topo, seq=4096, dtype="fp8", run=run, gemms=gemms)
     assert got == pytest.approx((fwd + back) * c.layers)
-    bound = tp_collectives(c, plan, topo, seq=4096, dtype="fp8", run=run)
+    bound = tp_collectives(chip, c, plan, topo, seq=4096, dtype="fp8", run=run)
     assert bound == pytest.approx((fwd + 2 * ag1) * c.layers) and bound < got
     no_sp = Plan(tp=8, recompute="none", sequence_parallel=False)
     ar = collective_time("all_reduce", 2 * elems, 8, topo)
-    got = tp_collectives(c, no_sp, topo, seq=4096, dtype="bf16", run=run, gemms=gemms)
+    got = tp_collectives(chip, c, no_sp, topo, seq=4096, dtype="bf16", run=run, gemms=gemms)
     assert got == pytest.approx((2 * ar + ar - rs / 2) * c.layers)
 
 
@@ -123,7 +125,7 @@ def test_async_backward_reaches_the_plan_and_the_megatron_rows():
     topo = topology_for(chip, 8)
     gemms = tp_gemms(LayerShape(chip, c, 8, 1, 4096, 1, "fp8", fp8_recipe="current"))
     run = RunOptions(fp8_recipe="current", tp_async_backward=True)
-    per_step = 2 * tp_collectives(c, Plan(tp=8, recompute="none"), topo, seq=4096,
+    per_step = 2 * tp_collectives(chip, c, Plan(tp=8, recompute="none"), topo, seq=4096,
                                   dtype="fp8", run=run, gemms=gemms)  # fmt: skip
     assert async_.exposed_comm["tp_scale_up_s"] == pytest.approx(per_step)
     assert async_.exposed_comm["tp_scale_up_s"] < sync.exposed_comm["tp_scale_up_s"]
@@ -190,7 +192,8 @@ def test_moe_block_moves_16_bits_unless_the_dispatch_is_fp8():
     gather the FP8 GEMM input, the MoE block's the BF16 hidden states (Megatron-Core's token
     dispatcher: two all-reduce-sized pairs per layer); DeepSeek-V3's FP8 dispatch quantizes the
     MoE block's input too. DeepSeek-V3's first 3 dense layers keep the FP8 gather."""
-    c, topo = load_model("mixtral-8x7b"), topology_for(load_chip("h100"), 8)
+    chip, c = load_chip("h100"), load_model("mixtral-8x7b")
+    topo = topology_for(chip, 8)
     elems = 4096 * c.hidden
     fp8 = collective_time("all_gather", elems, 8, topo) + collective_time(
         "reduce_scatter", 2 * elems, 8, topo
@@ -198,10 +201,10 @@ def test_moe_block_moves_16_bits_unless_the_dispatch_is_fp8():
     bf16 = collective_time("all_reduce", 2 * elems, 8, topo)
     plan = Plan(tp=8, recompute="none")
     run = RunOptions(fp8_recipe="current")
-    got = tp_collectives(c, plan, topo, seq=4096, dtype="fp8", run=run)
+    got = tp_collectives(chip, c, plan, topo, seq=4096, dtype="fp8", run=run)
     assert got == pytest.approx((2 * fp8 + 2 * bf16) * c.layers)
     dispatch = RunOptions(fp8_recipe="current", fp8_dispatch=True)
-    got = tp_collectives(c, plan, topo, seq=4096, dtype="fp8", run=dispatch)
+    got = tp_collectives(chip, c, plan, topo, seq=4096, dtype="fp8", run=dispatch)
     assert got == pytest.approx(4 * fp8 * c.layers)
     ds = load_model("deepseek-v3")
     elems = 4096 * ds.hidden
@@ -211,7 +214,7 @@ def test_moe_block_moves_16_bits_unless_the_dispatch_is_fp8():
     bf16 = collective_time("all_reduce", 2 * elems, 8, topo)
     moe = (ds.layers - ds.dense_layers) / ds.layers
     plan = Plan(tp=8, pp=1, recompute="none")
-    got = tp_collectives(ds, plan, topo, seq=4096, dtype="fp8", run=run)
+    got = tp_collectives(chip, ds, plan, topo, seq=4096, dtype="fp8", run=run)
     per_layer = 2 * fp8 + 2 * ((1 - moe) * fp8 + moe * bf16)
     assert got == pytest.approx(per_layer * pipeline_blocks(ds))  # + its MTP block
 

@@ -9,6 +9,8 @@ and Calculon, Isaev et al. SC 2023): steps x latency + bytes / (achieved bandwid
   scaling-book "All-gather on a torus"), reduce-scatter dimension by dimension;
 - beyond one domain: hierarchical (reduce-scatter inside, all-reduce across on each chip's NIC,
   all-gather inside), as NCCL's tree/CollNet and Megatron's DP across nodes.
+An all-reduce inside one domain on a platform whose library curve was measured takes the
+measured rate instead (`library_all_reduce`, `MEASURED_BUSBW`).
 On switched topologies (GPU systems: NCCL/RCCL) every call also pays NCCL's per-call base latency
 of the protocol it runs, and that protocol moves data at a fraction of the bus bandwidth; the
 fastest protocol is taken, as NCCL's tuner does (`NCCL_PROTOCOLS`). Tori (TPU ICI) do not run NCCL.
@@ -19,8 +21,10 @@ from __future__ import annotations
 import math
 from functools import cache
 
+from chipforge.cluster.chipkey import preset_like
 from chipforge.cluster.topology import Topology
 from chipforge.errors import ChipforgeError
+from chipforge.spec.models import ChipSpec
 
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 SPANS = ("auto", "up", "out")
@@ -211,3 +215,81 @@ def expert_all_to_all(
     nic = topo.nic_bandwidth * BANDWIDTH_EFFICIENCY / topo.oversubscription
     across = (outer - 1) * topo.out_latency + route_bytes * remote / nic
     return max(across, _inside("all_to_all", total, inner, topo))
+
+
+# RCCL all_reduce bus bandwidth (B/s) by message size on 8 GPUs of one platform, from a
+# measurement that states its setup. mi300x: Azure ND MI300X v5 (8 x MI300X, xGMI), RCCL
+# 2.22.3-develop, ROCm 6.8.5, rccl-tests all_reduce in place, 1 KB to 8 GB in powers of two:
+# Azure AI-benchmarking-guide, Azure_Results/ND_MI300X_v5_results.md ("RCCL Bandwidth"), as held
+# in github.com/yosoyjay/AI-benchmarking-guide (the copy data/sustained_gemm.csv cites). Its
+# large-message plateau, 317 GB/s, is 71 % of the 448 GB/s the platform's links carry each way;
+# at 8-32 MB it is 132-230 GB/s, below what the alpha-beta model gives there.
+MEASURED_BUSBW: dict[str, tuple[tuple[int, float], ...]] = {
+    "mi300x": tuple(
+        (2**k, gbs * 1e9)
+        for k, gbs in zip(
+            range(10, 34),
+            (
+                0.04,
+                0.07,
+                0.15,
+                0.29,
+                0.59,
+                1.13,
+                2.22,
+                4.18,
+                7.50,
+                13.01,
+                22.41,
+                43.41,
+                82.53,
+                131.57,
+                171.46,
+                230.35,
+                266.34,
+                290.81,
+                302.80,
+                308.89,
+                313.92,
+                315.06,
+                314.85,
+                316.82,
+            ),
+            strict=True,
+        )
+    ),  # fmt: skip
+}
+MEASURED_RANKS = 8  # the measurements above are 8-GPU all-reduces
+
+
+def measured_busbw(curve: tuple[tuple[int, float], ...], size: float) -> float:
+    """Bus bandwidth at `size` bytes: log-linear between the measured sizes, the end values
+    beyond them."""
+    if size <= curve[0][0]:
+        return curve[0][1]
+    for (s0, b0), (s1, b1) in zip(curve, curve[1:], strict=False):
+        if size <= s1:
+            w = math.log(size / s0) / math.log(s1 / s0)
+            return math.exp((1 - w) * math.log(b0) + w * math.log(b1))
+    return curve[-1][1]
+
+
+def measured_platform(chip: ChipSpec) -> str | None:
+    """The MEASURED_BUSBW entry measured on this chip: the preset of that name whose content,
+    all but the name, is the chip's (`chipkey.preset_like`)."""
+    return preset_like(chip, tuple(MEASURED_BUSBW))
+
+
+def library_all_reduce(chip: ChipSpec, size: float, p: int, topo: Topology) -> float:
+    """Seconds for an all-reduce of `size` bytes per rank over `p` ranks of one domain, called
+    in the vendor collective library (NCCL, RCCL: a training framework's TP all-reduce, a
+    serving engine's above its own kernel's limit). Where the chip's platform has a measured
+    library curve (`MEASURED_BUSBW`, 8 ranks in one domain) it moves data at the measured bus
+    bandwidth at its size (rccl-tests/nccl-tests `busbw`: time = size x 2 (p - 1) / p / busbw),
+    interpolated log-linearly between the measured sizes; elsewhere `collective_time` prices
+    it. The measurement belongs to the chip's content, not its name (`measured_platform`)."""
+    platform = measured_platform(chip)
+    curve = MEASURED_BUSBW.get(platform) if platform else None
+    if curve and p == MEASURED_RANKS and p <= topo.domain:
+        return size * 2 * (p - 1) / p / measured_busbw(curve, size)
+    return collective_time("all_reduce", size, p, topo)

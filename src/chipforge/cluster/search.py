@@ -205,6 +205,7 @@ def compute_lower_bound(
 
 
 def comm_lower_bound(
+    chip: ChipSpec,
     c: ModelConfig,
     p: Plan,
     topo: Topology,
@@ -228,7 +229,7 @@ def comm_lower_bound(
     for sp in (p.sequence_parallel,) if sps is None else sps:
         q = replace(p, sequence_parallel=sp)
         if not run.tp_overlap:
-            stage = min(stage, tp_collectives(c, q, topo, seq=seq, dtype=dtype, run=run))
+            stage = min(stage, tp_collectives(chip, c, q, topo, seq=seq, dtype=dtype, run=run))
         step = min(step, pp_exposed(q, pp_hop(c, q, topo, seq=seq, dtype=dtype, run=run), m))
     return (0.0 if run.tp_overlap else stage), step
 
@@ -515,7 +516,7 @@ def plan_training(
         """comm_lower_bound in s per sequence, at the most micro-batches a plan takes (the
         least per sequence: the bubble's and the PP fill's share falls with them), the least
         over the sequence-parallel `options` where given."""
-        stage, step = comm_lower_bound(c, plan, topo, seq, dtype, run, m_hi, options)
+        stage, step = comm_lower_bound(chip, c, plan, topo, seq, dtype, run, m_hi, options)
         per_seq = stage * scale + step / overhead / (plan.dp * plan.micro_batch * m_hi)
         return per_seq * (1 - 1e-12)  # (a rounding's margin)
 

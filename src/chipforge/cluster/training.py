@@ -14,6 +14,7 @@ from chipforge.cluster.collectives import (
     BANDWIDTH_EFFICIENCY,
     collective_time,
     expert_all_to_all,
+    library_all_reduce,
 )
 from chipforge.cluster.layer import (
     ATTENTION_RECOMPUTED,
@@ -574,6 +575,7 @@ def ep_bytes(dtype: str, run: RunOptions) -> tuple[float, float]:
 
 
 def tp_collectives(
+    chip: ChipSpec,
     c: ModelConfig,
     p: Plan,
     topo: Topology,
@@ -589,10 +591,12 @@ def tp_collectives(
     forward, 2 backward (the gradient's all-gather, the input gradient's reduce-scatter), 2 more
     when the forward is recomputed; each moves its own bytes per element (`tp_bytes`; one
     all-reduce where the pair's bytes are equal). Without sequence parallelism, all-reduces of
-    the 16-bit GEMM outputs and input gradients. `run.tp_async_backward` (TP_ASYNC_BACKWARD):
-    the backward pass's re-gather of the input and its reduction hide under the column-parallel
-    GEMMs (`gemms`, `layer.tp_gemms`; without them those parts count nothing: the search's lower
-    bound)."""
+    the 16-bit GEMM outputs and input gradients. Each all-reduce is torch.distributed's, a
+    library call (`collectives.library_all_reduce`: at the measured rate on a platform whose
+    NCCL/RCCL curve was measured, as a serving engine's large ones). `run.tp_async_backward`
+    (TP_ASYNC_BACKWARD): the backward pass's re-gather of the input and its reduction hide
+    under the column-parallel GEMMs (`gemms`, `layer.tp_gemms`; without them those parts count
+    nothing: the search's lower bound)."""
     layers = stage_layer_count(c, p)
     elems = p.micro_batch * seq // p.cp * c.hidden
     gather, gather_bwd, scatter = tp_bytes(dtype, run.fp8_recipe)
@@ -601,7 +605,7 @@ def tp_collectives(
 
     def pair(ag: float) -> float:
         if ag == scatter:
-            return collective_time("all_reduce", elems * ag, p.tp, topo)
+            return library_all_reduce(chip, elems * ag, p.tp, topo)
         return collective_time("all_gather", elems * ag, p.tp, topo) + collective_time(
             "reduce_scatter", elems * scatter, p.tp, topo
         )
@@ -620,7 +624,7 @@ def tp_collectives(
         if run.parallel_block and gemms:  # one input and one reduction for both branches
             wgrad, dgrad = wgrad + gemms["ffn_in"][0], dgrad + gemms["ffn_in"][1]
         if not p.sequence_parallel:
-            reduce = collective_time("all_reduce", elems * scatter, p.tp, topo)
+            reduce = library_all_reduce(chip, elems * scatter, p.tp, topo)
             return reforward * pair(ag) + max(0.0, reduce - wgrad)
         regather = collective_time("all_gather", elems * ag, p.tp, topo)
         reduce = collective_time("reduce_scatter", elems * scatter, p.tp, topo)
@@ -818,7 +822,7 @@ def stage_cost(
     gemms = None
     if run.tp_async_backward and not run.tp_overlap and p.tp > 1:
         gemms = tp_gemms(shape)
-    t_tp = tp_collectives(c, p, topo, seq=seq, dtype=dtype, run=run, gemms=gemms)
+    t_tp = tp_collectives(chip, c, p, topo, seq=seq, dtype=dtype, run=run, gemms=gemms)
     if run.tp_overlap and p.tp > 1:
         # Megatron-Core --tp-comm-overlap / Transformer Engine userbuffers (MLPerf configs:
         # TP_COMM_OVERLAP=True), PyTorch async TP: each collective pipelined with the GEMMs it
