@@ -45,6 +45,7 @@ def serve_tables(d: dict) -> list[Table]:
     rows = {
         "plan": f"tp={p['tp']} pp={p['pp']} ep={p['ep']} dp={p['dp']} batch={p['batch']}"
         + (f" over {p['batch_shards']} batch shards" if p.get("batch_shards", 1) > 1 else "")
+        + (" moe-tp" if p.get("moe_tp") else "")
         + (
             f" ({p['disaggregated']} pool)"
             if p["disaggregated"] in ("decode", "prefill")
@@ -181,6 +182,14 @@ def serve(
             "--ep-overlap", help="hide the EP all-to-all behind computation (two micro-batches)"
         ),
     ] = False,
+    moe_tp: Annotated[
+        bool,
+        typer.Option(
+            "--moe-tp",
+            help="DP attention (--ep above --tp) with every FFN weight sliced over the --ep chips "
+            "(SGLang --enable-dp-attention without --enable-ep-moe)",
+        ),
+    ] = False,
     attn_dtype: Annotated[
         str | None,
         typer.Option(
@@ -263,6 +272,7 @@ def serve(
         isl_cv=isl_cv,
         attn_dtype=attn_dtype,
         ep_overlap=ep_overlap,
+        moe_tp=moe_tp,
         spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance,
         adp_balance=adp_balance,

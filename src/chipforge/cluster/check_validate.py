@@ -72,6 +72,12 @@ LOSS_SOURCES = {
 # `chip_overrides`: a preset with the memory its source states (torchtitan's Grand Teton H100s:
 # 96 GB HBM2e at 2.4 TB/s), as "hbm_capacity=<bytes>;hbm_bandwidth=<bytes/s>"
 OVERRIDES = {"hbm_capacity": "capacity", "hbm_bandwidth": "bandwidth"}
+# A serving row whose stated command runs SGLang's DP attention: --enable-dp-attention sets the
+# data-parallel size to the tensor-parallel size (SGLang's server_args, as sgl-project/sglang
+# PR 4058's log prints it: "Data parallel size is adjusted to be the same as tensor parallel
+# size"), so each attention group is one chip and the FFN spans the `tp` chips: without
+# --enable-ep-moe tensor-parallel (serving's MOE_TP), with it expert-parallel (wide EP).
+DP_ATTENTION_FLAG, EP_MOE_FLAG = "--enable-dp-attention", "--enable-ep-moe"
 
 
 def rows() -> list[dict]:
@@ -160,14 +166,22 @@ def _training(row: dict) -> Callable[[], float]:
     return predict
 
 
+def serving_shape(row: dict) -> dict:
+    """The row's tp, ep and moe_tp as its stated command ran them (DP_ATTENTION_FLAG)."""
+    tp, ep = _int(row["tp"]), _int(row["ep"])
+    if DP_ATTENTION_FLAG not in row.get("conditions", ""):
+        return {"tp": tp, "ep": ep, "moe_tp": False}
+    return {"tp": 1, "ep": tp, "moe_tp": EP_MOE_FLAG not in row["conditions"]}
+
+
 def _serving(row: dict) -> Callable[[], float]:
     def predict() -> float:
         _refuse(row)
         plan = plan_serving(
             chip_for(row), row["model"], int(row["chips"]),
             isl=int(row["isl"]), osl=int(row["osl"]), dtype=row["dtype"],
-            kv_dtype=row["kv_dtype"] or None, tp=_int(row["tp"]), pp=_int(row["pp"]),
-            ep=_int(row["ep"]), concurrency=_int(row["concurrency"]),
+            kv_dtype=row["kv_dtype"] or None, pp=_int(row["pp"]), **serving_shape(row),
+            concurrency=_int(row["concurrency"]),
             max_batch=_int(row["max_batch"]), batching=row["batching"] or "continuous",
             max_num_tokens=_int(row.get("max_num_tokens", "")),
             dense_cache=_int(row.get("dense_cache") or ""),

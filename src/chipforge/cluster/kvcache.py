@@ -84,11 +84,12 @@ class Memory:
 
 def memory(
     c: ModelConfig, capacity: float, *, tp: int, pp: int, dtype: str, kv_dtype: str, ep: int = 1,
-    attn_dtype: str | None = None, weight_dtype: str | None = None,
+    attn_dtype: str | None = None, weight_dtype: str | None = None, moe_tp: bool = False,
 ) -> Memory:  # fmt: skip
     """`attn_dtype`: the attention modules' weights held at that precision instead of `dtype`;
     `weight_dtype`: every weight held at that precision (weight-only quantization), the
-    activations staying at `dtype`."""
+    activations staying at `dtype`. `moe_tp` (with `ep` above `tp`): every FFN weight (routed
+    and shared experts, the dense layers' MLP) sliced over the `ep` chips (serving's MOE_TP)."""
     wt = weight_dtype or dtype
     weights = c.params() * nbytes(wt) / (tp * pp)
     if ep > tp:  # wide EP: whole routed experts over ep chips (the busiest holds the ceiling),
@@ -96,6 +97,11 @@ def memory(
         expert = c.ffn_matrices * c.hidden * c.expert_ffn * (c.layers - c.dense_layers)
         local = math.ceil(c.experts / ep) * expert
         weights = ((c.params() - c.experts * expert) / tp + local) * nbytes(wt)
+        if moe_tp:  # the router stays whole on every chip (SGLang's MoE gate: ReplicatedLinear)
+            moe_layers = c.layers - c.dense_layers
+            router = c.hidden * c.experts
+            ffn = moe_layers * (c.ffn_params(True) - router) + c.dense_layers * c.ffn_params(False)
+            weights = ((c.params() - ffn) / tp + ffn / ep) * nbytes(wt)
     if attn_dtype and attn_dtype != wt:
         extra = c.layers * c.attention_params() * (nbytes(attn_dtype) - nbytes(wt))
         weights += extra / (tp * pp)

@@ -107,6 +107,14 @@ PREFILL_BUCKET_MIN = 16  # JetStream token_utils.pad_tokens' smallest bucket
 # all-reduce ("ffn_allreduce") inside the "moe_layers" prefix (the other is "attn_allreduce").
 # With EP the experts' outputs are combined by the dispatch + combine all-to-all instead.
 MOE_COLLECTIVE = "moe_layers.ffn_allreduce"
+# MOE_TP (`moe_tp`): DP attention with a tensor-parallel FFN, as SGLang's --enable-dp-attention
+# ran without --enable-ep-moe (sgl-project/sglang PR 1970, Nov 2024: "model forward with DP
+# attention + TP MoE"; docs/references/deepseek.md, Jan 2025: each DP worker's batch is
+# "synchronized before and after processing through the Mixture-of-Experts (MoE) layer"). The
+# attention (MLA) runs data-parallel, a group of `tp` chips per batch of sequences with its own
+# KV cache; each layer then all-gathers every group's hidden states, runs its MLP -- the routed
+# and shared experts, or a dense layer's MLP -- tensor-parallel over all `ep` chips on every
+# token, all-reduces the output and keeps its own rows (`_tp_ffn_block`).
 COMBINE_DTYPE = "bf16"  # the MoE combine all-to-all returns expert outputs at this precision
 # Pipeline stages pass the residual stream, never a quantized GEMM input, so an FP8/FP4 model
 # sends 16-bit activations: TensorRT-LLM's PyTorch backend allocates its PipelineInterface
@@ -163,7 +171,7 @@ def _cached(key: tuple, cost):
 def _layer(
     chip: ChipSpec, c: ModelConfig, phase: str, b: int, n: int, tp: int, dt: str, kvd: str,
     dep: int = 1, adt: str | None = None, past: int = 0, combine: bool = False,
-    wdt: str | None = None,
+    wdt: str | None = None, part: str = "",
 ):  # fmt: skip
     """(compute s, ((collective name, bytes), ...)) of one block: prefill n = prompt length,
     decode n = context; `dep` > 1: the routed experts split over `dep` attention groups (DP
@@ -171,11 +179,14 @@ def _layer(
     from `dt`; `past`: prefill only, tokens already cached before the n new ones. Cached on
     the chip's content, the model and the shape. `combine`: the MoE routes' outputs weighted
     and summed in the block (without EP; with it the combine all-to-all's kernel does it).
-    `wdt`: the weights stored at this format, widened to `dt` for the product (WEIGHT_ONLY)."""
-    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt)
+    `wdt`: the weights stored at this format, widened to `dt` for the product (WEIGHT_ONLY).
+    `part`: "attention" or "ffn" (its ops from `ffn_norm` on): that part of the block only."""
+    key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt, part)
     return _cached(
         key,
-        lambda: _layer_uncached(chip, c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt),
+        lambda: _layer_uncached(
+            chip, c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt, part
+        ),
     )
 
 
@@ -210,17 +221,20 @@ def _graph(
 
 
 def _layer_uncached(
-    chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0, combine=False, wdt=None
+    chip, c, phase, b, n, tp, dt, kvd, dep=1, adt=None, past=0, combine=False, wdt=None, part=""
 ):  # fmt: skip
     kinds = c.attention_kinds()
     if len(kinds) > 1:  # sliding-window and full-attention layers mixed (GPT-OSS, Gemma 2/3):
         # one block stands for each layer, so the layer-count weighted mean of each kind's
         # (they differ in attention alone: its band, its KV reads), as training prices them
         # (`cluster.layer._mixed_windows`)
-        parts = [(k, _layer(chip, m, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt=wdt))
-                 for m, k in kinds]  # fmt: skip
+        parts = [(k, _layer(chip, m, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt=wdt,
+                            part=part)) for m, k in kinds]  # fmt: skip
         return sum(k * t for k, (t, _) in parts) / c.layers, parts[-1][1][1]
     g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt=wdt)
+    if part:  # the attention module's ops, or the FFN's (from its norm on)
+        ffn = next(i for i, op in enumerate(g.ops) if op.name.rsplit(".", 1)[-1] == "ffn_norm")
+        g = replace(g, ops=g.ops[:ffn] if part == "attention" else g.ops[ffn:])
     r = estimate(g, chip, deployed=True)
     rate = chip.mla_decode_rate if phase == "decode" else None  # ChipSpec.mla_decode_rate
     # the routed experts' grouped GEMM in decode streams its weights no faster than a measured
@@ -255,13 +269,17 @@ def _head_uncached(chip: ChipSpec, c: ModelConfig, b: int, tp: int, dt: str, wdt
 
 
 def _block(
-    chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False, past=0, wdt=None
+    chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt=None, overlap=False, past=0, wdt=None,
+    moe_tp=False,
 ):  # fmt: skip
     """Seconds for one block of `c` (its compute, collectives and the runtime's overhead).
     `overlap`: the EP all-to-all runs under the computation (DeepSeek's inference system, Open
     Infra Index day 6: decode and prefill split the batch into two micro-batches, one's
     dispatch/combine hidden behind the other's attention and MoE; `_two_micro_batches`). One
-    decoding sequence cannot be split, so its all-to-all is not hidden."""
+    decoding sequence cannot be split, so its all-to-all is not hidden. `moe_tp`: the FFN
+    tensor-parallel over the `ep` chips instead (`_tp_ffn_block`)."""
+    if moe_tp and ep > tp:
+        return _tp_ffn_block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past, wdt)
     dep = ep // tp if ep > tp else 1  # wide EP: experts split over the attention groups
     # without EP the routes' outputs are weighted and summed on the chip (TensorRT-LLM's
     # finalize kernel); with EP inside the combine all-to-all's kernel (DeepEP's combine)
@@ -282,6 +300,25 @@ def _block(
         # combine; TensorRT-LLM: NVFP4 dispatch for NVFP4 experts, BF16 combine)
         comm += _moe_exchange(c, topo, phase, b, n, ep, dt)
     return compute + comm + LAYER_OVERHEAD_S
+
+
+def _tp_ffn_block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past, wdt) -> float:
+    """Seconds for one block of SGLang's DP attention with a tensor-parallel MoE (MOE_TP): the
+    attention of this group's `b` sequences on its `tp` chips, then the FFN (routed and shared
+    experts, or a dense layer's MLP) of every group's tokens, each weight sliced over the `ep`
+    chips, after an all-gather of those tokens' hidden states and ended by the FFN's all-reduce
+    over the `ep` chips; each group keeps its own rows of the result."""
+    groups = ep // tp
+    attn, attn_coll = _layer(chip, c, phase, b, n, tp, dt, kvd, 1, adt, past, False, wdt=wdt,
+                             part="attention")  # fmt: skip
+    ffn, ffn_coll = _layer(chip, c, phase, b * groups, n, ep, dt, kvd, 1, adt, past, c.is_moe,
+                           wdt=wdt, part="ffn")  # fmt: skip
+    comm = sum(tp_all_reduce(chip, size, tp, topo) for _, size in attn_coll)
+    comm += sum(tp_all_reduce(chip, size, ep, topo) for _, size in ffn_coll)
+    tokens = b * groups * (n if phase == "prefill" else 1)
+    hidden = tokens * c.hidden * max(nbytes(dt), nbytes(PP_DTYPE))  # the residual stream's
+    comm += collective_time("all_gather", hidden, ep, topo)
+    return attn + ffn + comm + LAYER_OVERHEAD_S
 
 
 def _two_micro_batches(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, past, wdt=None):
@@ -341,17 +378,19 @@ def _dense_of(c: ModelConfig) -> ModelConfig:
 
 
 def _step(
-    chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0, wdt=None
+    chip, c, topo, phase, b, n, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0, wdt=None,
+    moe_tp=False,
 ):  # fmt: skip
     """Seconds for one full forward step (all stages, one micro-batch) of the replica. A MoE
     model's leading dense layers (DeepSeek-V3: first_k_dense_replace = 3) are costed as the
-    same model's dense block, which reads one FFN's weights instead of the experts'."""
-    block = _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, overlap, past, wdt=wdt)
+    same model's dense block, which reads one FFN's weights instead of the experts'. `moe_tp`:
+    see `_tp_ffn_block` (the dense layers' MLP tensor-parallel over the `ep` chips too)."""
+    block = _block(chip, c, topo, phase, b, n, tp, ep, dt, kvd, adt, overlap, past, wdt=wdt,
+                   moe_tp=moe_tp)  # fmt: skip
     t = (c.layers - c.dense_layers) * block if c.is_moe else c.layers * block
     if c.is_moe and c.dense_layers:
-        dense = _block(
-            chip, _dense_of(c), topo, phase, b, n, tp, 1, dt, kvd, adt, past=past, wdt=wdt
-        )
+        dense = _block(chip, _dense_of(c), topo, phase, b, n, tp, ep if moe_tp else 1, dt, kvd,
+                       adt, past=past, wdt=wdt, moe_tp=moe_tp)  # fmt: skip
         t += c.dense_layers * dense
     t += _head(chip, c, b, tp, dt, wdt=wdt)
     if pp > 1:  # activations sent between stages
@@ -362,7 +401,7 @@ def _step(
 
 def _prefill_share(
     chip, c, topo, isl, batch, tp, pp, ep, dt, kvd, adt=None, overlap=False, past=0, chunk=None,
-    wdt=None,
+    wdt=None, moe_tp=False,
 ):  # fmt: skip
     """Replica seconds one prompt's prefill adds under continuous batching. Prompts are prefilled
     in chunks of up to PREFILL_CHUNK_TOKENS tokens that share one pass over the weights (with
@@ -374,7 +413,8 @@ def _prefill_share(
     budget sets it (`max_num_tokens`), instead of PREFILL_CHUNK_TOKENS."""
     k = max(1, min(batch, (chunk or PREFILL_CHUNK_TOKENS) // isl))
     stages = max(1, min(pp, batch))  # stages busy with other micro-batches meanwhile
-    t = _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd, adt, overlap, past, wdt=wdt)
+    t = _step(chip, c, topo, "prefill", k, isl, tp, pp, ep, dt, kvd, adt, overlap, past, wdt=wdt,
+              moe_tp=moe_tp)  # fmt: skip
     return t / k / stages
 
 
@@ -550,7 +590,9 @@ def _graph_batch(b: int, sizes: tuple[int, ...]) -> int:
     return min(above) if above else b
 
 
-def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept, wdt=None) -> float:
+def _speculative(
+    chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept, wdt=None, moe_tp=False
+) -> float:
     """Seconds per generated token of a decode step with `k` draft tokens per sequence
     (DeepSeek-V3's MTP modules, Sec. 2.2 / EAGLE: one decoder block plus the shared LM head per
     draft, run autoregressively) that the model verifies in one pass over k + 1 tokens per
@@ -558,9 +600,10 @@ def _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, k, accept, wd
     step yields (1 - a^(k+1)) / (1 - a) tokens (Leviathan et al., ICML 2023, Eq. 1). The verify
     pass is priced as a decode of k + 1 times the sequences at the same context (its KV cache read
     once per verified token: an upper bound where the kernel shares it among the k + 1 queries)."""
-    verify = _step(chip, c, topo, "decode", mb * (k + 1), ctx, tp, pp, ep, dt, kvd, *eng, wdt=wdt)
-    draft = k * (_block(chip, c, topo, "decode", mb, ctx, tp, ep, dt, kvd, *eng, wdt=wdt)
-                 + _head(chip, c, mb, tp, dt, wdt=wdt))  # fmt: skip
+    verify = _step(chip, c, topo, "decode", mb * (k + 1), ctx, tp, pp, ep, dt, kvd, *eng, wdt=wdt,
+                   moe_tp=moe_tp)  # fmt: skip
+    draft = k * (_block(chip, c, topo, "decode", mb, ctx, tp, ep, dt, kvd, *eng, wdt=wdt,
+                        moe_tp=moe_tp) + _head(chip, c, mb, tp, dt, wdt=wdt))  # fmt: skip
     tokens = (1 - accept ** (k + 1)) / (1 - accept)
     return (verify + draft) / tokens
 
@@ -578,14 +621,14 @@ def evaluate(
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
     attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=None,
     prefix_hit=0.0, isl_cv=0.0, max_num_tokens=None, dense_cache=None, adp_batching_wait=0,
-    weight_dtype=None, batch_shards=1, cuda_graph_batches=(),
+    weight_dtype=None, batch_shards=1, cuda_graph_batches=(), moe_tp=False,
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
     (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
     the plan's throughput. `osl_cv`, `isl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`,
-    `max_num_tokens`, `dense_cache`, `weight_dtype`, `batch_shards`, `cuda_graph_batches`:
-    see `plan_serving`."""
+    `max_num_tokens`, `dense_cache`, `weight_dtype`, `batch_shards`, `cuda_graph_batches`,
+    `moe_tp`: see `plan_serving`."""
     _check(c, chips, tp, pp, ep)
     shards = batch_shards  # one engine's batch split over this many groups (BATCH_SHARDS)
     if shards > 1 and (batching != "interleaved" or pp > 1 or ep > tp or chips % (tp * shards)):
@@ -593,6 +636,7 @@ def evaluate(
                          "(--batching interleaved) without --pp or wide --ep, on a multiple "
                          "of tp x shards chips")  # fmt: skip
     wdt = weight_dtype if weight_dtype != dt else None
+    opt = {"wdt": wdt, "moe_tp": moe_tp}  # every step's weight format and FFN sharding
     # DP attention with wide EP (DeepSeek's inference system, Open Infra Index day 6: MLA and
     # the shared expert data-parallel, routed experts over EP144): one replica is `ep` chips in
     # ep/tp attention groups of tp chips; each group serves batch/groups sequences and the
@@ -603,7 +647,7 @@ def evaluate(
         raise Infeasible(f"--ep {ep} above --tp {tp} needs --pp 1 and --chips a multiple of it")
     c = _unbanded(c) if dense_cache else c
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dt, kv_dtype=kvd, ep=ep,
-                 attn_dtype=attn_dtype, weight_dtype=wdt)  # fmt: skip
+                 attn_dtype=attn_dtype, weight_dtype=wdt, moe_tp=moe_tp and ep > tp)  # fmt: skip
     if mem.kv_tokens <= 0:
         raise Infeasible(
             f"{c.name} weights need {mem.weights / 2**30:.1f} GiB per chip at tp={tp} pp={pp}, "
@@ -632,18 +676,18 @@ def evaluate(
     # the group whose sequences hold the most context (`_busiest_context`)
     busy = _busiest_context(groups, mb, isl, osl, isl_cv, osl_cv) if groups > 1 else ctx
     busy = dense_cache or busy
-    decode = _step(chip, c, topo, "decode", mb, busy, tp, pp, ep, dt, kvd, *eng, wdt=wdt)
+    decode = _step(chip, c, topo, "decode", mb, busy, tp, pp, ep, dt, kvd, *eng, **opt)
     if not gqa_kernel:
         decode += _kv_reread(c, chip, mem, mb, ctx, pp)
     if spec_tokens:
         decode = _speculative(chip, c, topo, mb, ctx, tp, pp, ep, dt, kvd, eng, spec_tokens,
-                              spec_acceptance, wdt=wdt)  # fmt: skip
+                              spec_acceptance, **opt)  # fmt: skip
 
     def step_at(b: int) -> float:  # a decode step of b sequences at a context of 1 token
         if spec_tokens:
             return _speculative(chip, c, topo, b, 1, tp, pp, ep, dt, kvd, eng, spec_tokens,
-                                spec_acceptance, wdt=wdt)  # fmt: skip
-        return _step(chip, c, topo, "decode", b, 1, tp, pp, ep, dt, kvd, *eng, wdt=wdt)
+                                spec_acceptance, **opt)  # fmt: skip
+        return _step(chip, c, topo, "decode", b, 1, tp, pp, ep, dt, kvd, *eng, **opt)
 
     pad = _graph_batch(mb, cuda_graph_batches)
     if pad > mb:  # CUDA-graph padding: pad - mb dummy sequences, one cached token each
@@ -652,14 +696,14 @@ def evaluate(
     # recomputed: prefill computes the rest, attending to the cached ones too
     fresh = max(1, round(isl * (1 - prefix_hit)))
     pre = (*eng, isl - fresh)  # prefill: the engine, then the cached tokens before the fresh
-    prefill = _step(chip, c, topo, "prefill", 1, fresh, tp, pp, ep, dt, kvd, *pre, wdt=wdt)
+    prefill = _step(chip, c, topo, "prefill", 1, fresh, tp, pp, ep, dt, kvd, *pre, **opt)
     replicas, p_chips = dp, 0
     if disaggregated == "prefill":
         # a prefill pool only: it prefills prompts (chunks shared, the attention groups side by
         # side) and hands their KV cache to a decode pool; throughput counts the output tokens
         # the prompts it prefills go on to produce (requests/s x osl); no decode here
         share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre,
-                               wdt=wdt)  # fmt: skip
+                               **opt)  # fmt: skip
         tpot, ttft = 0.0, prefill
         thr = dp * groups * osl / share
     elif disaggregated == "decode":
@@ -673,7 +717,7 @@ def evaluate(
         out_rate = batch / tpot  # decode pool, per replica
         # prefill replicas needed so prompts arrive as fast as decode finishes them (prompts
         # prefilled in shared chunks, as in co-located serving)
-        share = _prefill_share(chip, c, topo, fresh, batch, tp, pp, ep, dt, kvd, *pre, wdt=wdt)
+        share = _prefill_share(chip, c, topo, fresh, batch, tp, pp, ep, dt, kvd, *pre, **opt)
         need = out_rate / osl * share
         frac = need / (need + 1)
         p_chips = max(tp * pp, round(chips * frac / (tp * pp)) * tp * pp)
@@ -692,8 +736,7 @@ def evaluate(
         buckets = [max(PREFILL_BUCKET_MIN, 1 << (max(1, round(fresh * x)) - 1).bit_length())
                    for x in length_factors(isl_cv)]  # fmt: skip
         prefill = sum(
-            _step(chip, c, topo, "prefill", 1, n, tp, pp, ep, dt, kvd, *pre, wdt=wdt)
-            for n in buckets
+            _step(chip, c, topo, "prefill", 1, n, tp, pp, ep, dt, kvd, *pre, **opt) for n in buckets
         ) / len(buckets)
         tpot = decode + (batch - 1) / osl * prefill
         ttft = prefill + (decode if batch > 1 else 0.0)
@@ -703,7 +746,7 @@ def evaluate(
         # one batch at a time: prefill all prompts in one pass, then osl-1 decode steps; the
         # throughput counts the whole batch latency (TensorRT-LLM blogs/XQA-kernel.md:
         # out_tps = output_seqlen * batch_size / total_latency / tp)
-        prefill = _step(chip, c, topo, "prefill", mb, fresh, tp, pp, ep, dt, kvd, *pre, wdt=wdt)
+        prefill = _step(chip, c, topo, "prefill", mb, fresh, tp, pp, ep, dt, kvd, *pre, **opt)
         tpot, ttft = decode, prefill
         thr = dp * batch * osl / (prefill + (osl - 1) * decode)
         if max_num_tokens:  # vLLM V0's chunked prefill of the batch (cluster.static_budget)
@@ -714,7 +757,7 @@ def evaluate(
             @cache
             def chunk(m, q):  # a pass over m prompt tokens after q of their prompt's
                 return _step(chip, c, topo, "prefill", 1, m, tp, pp, ep, dt, kvd, *eng,
-                             isl - fresh + q, wdt=wdt)  # fmt: skip
+                             isl - fresh + q, **opt)  # fmt: skip
 
             # what attending to o earlier tokens adds: linear in o (the attention's FLOPs and
             # KV reads are), taken at a context as long as the prompt's power of two
@@ -722,7 +765,7 @@ def evaluate(
             total, ttft = static_budget_schedule(
                 batch, fresh, osl, max_num_tokens,
                 lambda d: _on_grid(lambda n: _step(chip, c, topo, "decode", n, busy, tp, pp, ep,
-                                                   dt, kvd, *eng, wdt=wdt), d),
+                                                   dt, kvd, *eng, **opt), d),
                 lambda n: _on_grid(lambda m: chunk(m, 0), n),
                 lambda n, o: o / ref * _on_grid(lambda m: chunk(m, ref) - chunk(m, 0), n),
             )  # fmt: skip
@@ -740,7 +783,7 @@ def evaluate(
                     f"{mb * (1 + spec_tokens)} decode tokens per step: lower the batch or raise it"
                 )
         share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre,
-                               chunk=room, wdt=wdt)  # fmt: skip
+                               chunk=room, **opt)  # fmt: skip
         share /= groups
         # attention groups step in lockstep (the MoE all-to-all joins them), so a step that
         # prefills takes as long as its busiest group's prefills (see `_lockstep`)
@@ -810,7 +853,7 @@ def evaluate(
         prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
         tpot_percentiles_s=tpots if not clients else {}, dense_cache=dense_cache,
         adp_batching_wait=adp_batching_wait, weight_dtype=wdt, batch_shards=shards,
-        cuda_graph_batches=tuple(cuda_graph_batches),
+        cuda_graph_batches=tuple(cuda_graph_batches), moe_tp=bool(moe_tp),
     )  # fmt: skip
 
 
@@ -849,6 +892,7 @@ def plan_serving(
     weight_dtype: str | None = None,
     batch_shards: int = 1,
     cuda_graph_batches: tuple[int, ...] | list[int] = (),
+    moe_tp: bool = False,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -903,6 +947,10 @@ def plan_serving(
     at the smallest captured size >= b, the extra rows costing every matmul, exchange and the
     LM head but reading one cached token each (`_graph_batch`); above the largest size the
     step is not padded. Empty (default): no padding.
+    `moe_tp` (DP attention, `ep` a multiple of `tp` above it): every FFN weight (routed and
+    shared experts, the dense layers' MLP) sliced over the `ep` chips, fed by an all-gather of
+    every attention group's tokens and ended by an all-reduce, instead of whole experts fed by
+    the all-to-all (MOE_TP: SGLang's --enable-dp-attention without --enable-ep-moe).
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
@@ -1026,6 +1074,13 @@ def plan_serving(
         raise WorkloadError(
             f"--slo-percentile must be one of {', '.join(PERCENTILES)}, not {slo_percentile!r}"
         )
+    if moe_tp and not (tp and ep and ep > tp and c.is_moe):
+        raise WorkloadError(
+            "--moe-tp slices the FFN of DP-attention groups over the --ep chips: give --tp and "
+            "--ep, --ep a multiple of --tp above it, for a MoE model"
+        )
+    if moe_tp and ep_overlap:
+        raise WorkloadError("--moe-tp has no all-to-all for --ep-overlap to hide: drop one")
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     _check(c, chips, tp, pp, ep)  # the given flags, before any search
     # no scale-up links (a chip TOML without [[links]]): replicas of one chip's tensor shard
@@ -1041,7 +1096,7 @@ def plan_serving(
               adp_batching_wait=adp_batching_wait,
               prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
               dense_cache=dense_cache, batch_shards=batch_shards,
-              cuda_graph_batches=cuda_graph_batches)  # fmt: skip
+              cuda_graph_batches=cuda_graph_batches, moe_tp=moe_tp)  # fmt: skip
     s = batch_shards
 
     def run(t, p, e, b, clients=None):
@@ -1075,7 +1130,7 @@ def plan_serving(
                 g = e // t if e > t else 1  # attention groups of a wide-EP replica
                 dp = chips // (t * p * g * s)  # replicas
                 fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv,
-                             dense_cache, wdt=weight_dtype, shards=s)  # fmt: skip
+                             dense_cache, wdt=weight_dtype, shards=s, moe_tp=moe_tp)  # fmt: skip
                 # a stated concurrency queues what the KV cache cannot hold; the search stops
                 # at the largest batch that fits
                 top = min(fits, BATCHES[-1] * g * s, max_batch or fits)
@@ -1149,7 +1204,7 @@ def plan_serving(
     def curve() -> list[dict]:
         t, p, e = best.tp, best.pp, best.ep
         top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv, dense_cache,
-                        wdt=weight_dtype, shards=s),
+                        wdt=weight_dtype, shards=s, moe_tp=moe_tp),
                   BATCHES[-1] * s)  # fmt: skip
         batches = sorted({b * s for b in BATCHES if b * s <= top} | {top, min(best.batch, top)})
         points = []
@@ -1180,11 +1235,12 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               prefix_hit=plan.prefix_hit, isl_cv=plan.isl_cv,
               max_num_tokens=plan.max_num_tokens, dense_cache=plan.dense_cache,
               batch_shards=plan.batch_shards,
-              cuda_graph_batches=plan.cuda_graph_batches)  # fmt: skip
+              cuda_graph_batches=plan.cuda_graph_batches, moe_tp=plan.moe_tp)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
                       plan.ep, plan.attn_dtype, plan.osl_cv, plan.dense_cache,
-                      wdt=plan.weight_dtype, shards=plan.batch_shards)  # fmt: skip
+                      wdt=plan.weight_dtype, shards=plan.batch_shards,
+                      moe_tp=plan.moe_tp)  # fmt: skip
     try:
         top = evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
     except Infeasible:  # a token budget caps the batch below the KV cache's: the largest it takes
@@ -1219,13 +1275,13 @@ def _held(isl: int, osl: int, cv: float = 0.0) -> int:
 
 def _fits(
     c, chip, tp, pp, dtype, kvd, isl, osl, ep=1, attn_dtype=None, osl_cv=0.0, dense_cache=None,
-    wdt=None, shards=1,
+    wdt=None, shards=1, moe_tp=False,
 ) -> int:  # fmt: skip
     """Sequences of `_held` tokens (`dense_cache` where set) one replica's KV cache holds (at
     least 1: 0 fails later); a wide-EP replica holds its ep/tp attention groups' caches, a
     batch-sharded engine its shards' (BATCH_SHARDS)."""
     c = _unbanded(c) if dense_cache else c
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd, ep=ep,
-                 attn_dtype=attn_dtype, weight_dtype=wdt)  # fmt: skip
+                 attn_dtype=attn_dtype, weight_dtype=wdt, moe_tp=moe_tp)  # fmt: skip
     held = dense_cache or _held(isl, osl, osl_cv)
     return max(1, mem.sequences(held)) * (ep // tp if ep > tp else 1) * shards

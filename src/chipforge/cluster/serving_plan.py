@@ -65,6 +65,7 @@ class ServingPlan:
     weight_dtype: str | None = None  # weights stored at this format, computed at dtype (W8A16)
     batch_shards: int = 1  # groups of tp x pp chips one engine's batch is split over (per replica)
     cuda_graph_batches: tuple[int, ...] = ()  # captured decode batch sizes, padded up to
+    moe_tp: bool = False  # DP attention's FFN sliced over the ep chips (serving.MOE_TP)
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
 
@@ -125,6 +126,7 @@ class ServingPlan:
                 "dense_cache_tokens": self.dense_cache,
                 "batch_shards": self.batch_shards,
                 "cuda_graph_batches": list(self.cuda_graph_batches),
+                "moe_tp": self.moe_tp,
             },
             "isl": self.isl,
             "osl": self.osl,
