@@ -16,7 +16,7 @@ from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
 from chipforge.cluster.search import shard_choices
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.cluster.training import Plan, hybrid_collective, plan_memory, stage_cost
-from chipforge.errors import Infeasible
+from chipforge.errors import Infeasible, SpecError
 from chipforge.spec import load_chip
 from chipforge.workload.config import ModelConfig
 
@@ -106,3 +106,30 @@ def test_cli_flag_reaches_the_plan():
     assert out.exit_code == 0, out.output
     assert '"dp_shard": 8' in out.output
     assert topology_for(load_chip("h100"), 16).domain == 8
+
+
+def test_pod_makes_a_multi_slice_job():
+    v5p = load_chip("tpu-v5p")
+    two = topology_for(v5p, 128, pod=64)
+    assert (two.domain, two.dims, two.nic_bandwidth) == (64, (4, 4, 4), 6.25e9)
+    assert topology_for(v5p, 128).domain == 128  # one slice of every chip, as before
+    assert topology_for(load_chip("tpu-v5e"), 512, pod=256).nic_bandwidth == 3.125e9
+    for bad, match in ((48, "must divide"), (0, "whole number"), (9000, "whole number")):
+        with pytest.raises(SpecError, match=match):
+            topology_for(v5p, 128, pod=bad)
+    with pytest.raises(SpecError, match="torus"):
+        topology_for(load_chip("h100"), 16, pod=8)
+    # the search offers one slice per shard group once the job spans two slices
+    res = plan_training("tpu-v5p", TINY, 128, tp=1, pp=1, dp=128, cp=1, zero=3,
+                        recompute="full", micro_batch=1, global_batch=128, pod=64,
+                        sequence_parallel=True, alternatives=1)  # fmt: skip
+    shards = {res.plan.shard_ranks} | {a["plan"]["dp_shard"] for a in res.alternatives}
+    assert shards == {64, 128}
+    out = CliRunner().invoke(
+        app,
+        ["train", "--chip", "tpu-v5p", "--model", "llama3-8b", "--chips", "128", "--pod", "64",
+         "--tp", "1", "--pp", "1", "--dp", "128", "--cp", "1", "--zero", "3", "--dp-shard",
+         "64", "--recompute", "full", "--micro-batch", "1", "--global-batch", "128", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert '"dp_shard": 64' in out.output

@@ -144,6 +144,15 @@ def train(
     ] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp8, fp4")] = "bf16",
     topology: Annotated[str | None, typer.Option("--topology", help="preset name")] = None,
+    pod: Annotated[
+        int | None,
+        typer.Option(
+            "--pod",
+            min=1,
+            help="chips of one torus slice (TPU multi-slice: slices joined by the data-centre "
+            "network); default: all the chips, up to the preset's pod",
+        ),
+    ] = None,
     interleave: Annotated[
         int | None, typer.Option("--interleave", min=1, help="virtual pipeline stages per chip")
     ] = None,
@@ -353,6 +362,7 @@ def train(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, dp_shard=dp_shard,
         recompute=recompute, micro_batch=micro_batch, interleave=interleave, topology=topology,
+        pod=pod,
         attention=attention,
         alternatives=alternatives, schedule=schedule, tp_overlap=tp_overlap,
         tokens_per_batch=per_batch, sequence_parallel=sequence_parallel, fp8_recipe=fp8_recipe,

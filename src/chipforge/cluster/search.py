@@ -289,6 +289,7 @@ def plan_training(
     pp_scatter_gather: bool = False,
     eager_ops: bool = False,
     dp_shard: int | None = None,
+    pod: int | None = None,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -326,7 +327,8 @@ def plan_training(
     kernels (torchtitan without torch.compile; layer.EAGER_BYTES), else fused. `dp_shard`:
     hybrid sharding, the data-parallel ranks one ZeRO shard group spans (a divisor of dp; 0:
     every one, plain ZeRO/FSDP); None searches every rank and the shard group that fills one
-    scale-up domain or pod (`shard_choices`)."""
+    scale-up domain or pod (`shard_choices`). `pod`: the chips of one torus slice, a job of
+    several joined by the data-centre network (topology.topology_for)."""
     chip = load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     checks.token_count(tokens)
@@ -366,7 +368,10 @@ def plan_training(
         raise WorkloadError(f"--fp8-param-gather needs --dtype fp8, not {dtype}")
     if not chip.peak_flops(dtype):
         raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
-    topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
+    if isinstance(topology, Topology) and pod is not None:
+        raise WorkloadError("`pod` takes a topology preset's name, not a Topology")
+    topo = (topology if isinstance(topology, Topology)
+            else topology_for(chip, chips, topology, pod=pod))  # fmt: skip
     seq = seq or c.seq
     if dp_shard is not None and (
         isinstance(dp_shard, bool) or not isinstance(dp_shard, int) or dp_shard < 0

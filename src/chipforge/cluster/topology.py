@@ -111,9 +111,13 @@ def _preset_for_chip(chip: ChipSpec) -> str:
     return "tpu-v5p-pod" if "ici" in link else "dgx-h100"
 
 
-def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topology:
+def topology_for(
+    chip: ChipSpec, chips: int, name: str | None = None, pod: int | None = None
+) -> Topology:
     """The topology `chips` copies of `chip` sit on: preset `name`, or the chip's default
-    preset with the scale-up bandwidth taken from the chip's own link spec."""
+    preset with the scale-up bandwidth taken from the chip's own link spec. `pod` (torus
+    presets): the chips of one slice, a job of several slices joined by the data-centre network
+    (TPU multi-slice; PaLM's two pods), else one slice of all the chips up to the preset's pod."""
     if chips <= 0:
         raise SpecError(f"`chips` must be a positive integer, not {chips}")
     default = _preset_for_chip(chip)
@@ -153,11 +157,22 @@ def topology_for(chip: ChipSpec, chips: int, name: str | None = None) -> Topolog
         nccl_channels=p.get("nccl_channels", 0),
     )
     if p["kind"] == "switched":
+        if pod is not None:
+            raise SpecError(f"`pod` (chips per slice) is for torus topologies; {name}'s "
+                            "scale-up domain is its preset's")  # fmt: skip
         up = link.bandwidth / 2 if link else p["up_bandwidth"]  # spec: both directions summed
         return Topology(domain=p["domain"], up_bandwidth=up, **common)
     per_link = link.bandwidth / 2 / link.ports if link else p["link_bandwidth"]
     if link and link.ports > 6:  # several ports per neighbour (forge-n3: 2 per neighbour)
         per_link *= link.ports / 6
-    pod = min(chips, p["pod"]) if p.get("ocs") else p["pod"]
+    if pod is not None:
+        if isinstance(pod, bool) or not isinstance(pod, int) or not 0 < pod <= p["pod"]:
+            raise SpecError(f"`pod` must be a whole number of chips from 1 to {name}'s pod of "
+                            f"{p['pod']:,}, not {pod!r}")  # fmt: skip
+        if chips % pod:
+            raise SpecError(f"`pod` {pod:,} must divide the {chips:,} chips: a job of whole "
+                            "slices")  # fmt: skip
+    else:
+        pod = min(chips, p["pod"]) if p.get("ocs") else p["pod"]
     dims = tuple(p["dims"]) if "dims" in p and pod == p["pod"] else torus_shape(pod)
     return Topology(domain=pod, dims=dims, link_bandwidth=per_link, wrap=True, **common)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 
 from chipforge.cluster.search import plan_training
-from chipforge.cluster.topology import topology_for, torus_shape
+from chipforge.cluster.topology import topology_for
 from chipforge.cluster.training import model_flops_per_token
 from chipforge.errors import ChipforgeError
 from chipforge.spec.loader import load_chip
@@ -122,10 +122,8 @@ def training_plan(row: dict):
     chip = row["chip"] if isinstance(row["chip"], ChipSpec) else load_chip(row["chip"])
     chips = int(row["chips"])
     c = _model(row["model"], row["id"])
-    topo = topology_for(chip, chips)
-    if row["pod"]:  # pods of a stated size (PaLM: 2 x 3072)
-        pod = int(row["pod"])
-        topo = replace(topo, domain=pod, dims=torus_shape(pod))
+    # pods of a stated size (PaLM: 2 x 3072; TPU multi-slice runs: one slice)
+    topo = topology_for(chip, chips, pod=_int(row["pod"] or ""))
     implied = framework_options(row)
     return plan_training(
         chip, c, chips,
