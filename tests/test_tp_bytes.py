@@ -265,3 +265,36 @@ def test_train_cli_warns_when_a_run_option_has_no_effect():
     plain, got = (CliRunner().invoke(app, args + extra) for extra in ([], ["--fp8-dispatch"]))
     assert json.loads(got.stdout)["step_time_s"] == json.loads(plain.stdout)["step_time_s"]
     assert warned("--fp8-dispatch", got.stderr) and "TP 1 and EP 1" in got.stderr
+
+
+def test_torchtitan_op_sac_gathers_each_block_input_again_in_the_backward():
+    """torchtitan's per-op policy saves mm, SDPA and reduce-scatter outputs, not all-gathers
+    (`_save_list`): under sequence-parallel TP the recomputation gathers each block's input
+    once more (the forward's bytes), beside the recomputed wk / w3 under async TP; Megatron's
+    selective recompute and full recompute are unchanged; no SP, nothing gathered."""
+    chip, c = load_chip("h100"), load_model("llama3-8b")
+    topo = topology_for(chip, 8)
+    elems = 4096 * c.hidden
+    sac = RunOptions(fp8_recipe="current", recompute_modules=("op_sac",))
+    plan = Plan(tp=8, recompute="selective")
+    base = tp_collectives(
+        chip, c, plan, topo, seq=4096, dtype="fp8", run=RunOptions(fp8_recipe="current")
+    )
+    again = collective_time("all_gather", elems, 8, topo)  # FP8: 1 B per element
+    got = tp_collectives(chip, c, plan, topo, seq=4096, dtype="fp8", run=sac)
+    assert got == pytest.approx(base + 2 * again * c.layers)
+    no_sp = Plan(tp=8, recompute="selective", sequence_parallel=False)
+    assert tp_collectives(chip, c, no_sp, topo, seq=4096, dtype="fp8", run=sac) == pytest.approx(
+        tp_collectives(chip, c, no_sp, topo, seq=4096, dtype="fp8", run=RunOptions())
+    )
+    # async TP: the regather pipelines with the recomputed share of the *_in GEMMs
+    gemms = tp_gemms(LayerShape(chip, c, 8, 1, 4096, 1, "bf16"))
+    ag = collective_time("all_gather", 2 * elems, 8, topo)
+    rs = collective_time("reduce_scatter", 2 * elems, 8, topo)
+    plain = tp_overlapped(gemms, ag, rs, 8, recompute=False, parallel_block=False)
+    shares = {"attn_in": 1024 / 6144, "ffn_in": 0.5}  # wk of wq/wk/wv; w3 of w1/w3
+    more = tp_overlapped(gemms, ag, rs, 8, recompute=False, parallel_block=False,
+                         regathered=shares)  # fmt: skip
+    extra = sum(max(0.0, g * s / 8 + ag - g * s) for g, s in
+                ((gemms["attn_in"][0], shares["attn_in"]), (gemms["ffn_in"][0], 0.5)))  # fmt: skip
+    assert extra > 0 and more == pytest.approx(plain + extra)

@@ -21,6 +21,7 @@ from chipforge.cluster.layer import (
     LayerShape,
     layer_costs,
     module_forward,
+    op_sac_share,
     tp_gemms,
 )
 from chipforge.cluster.memory import (
@@ -614,10 +615,15 @@ def tp_collectives(
     # reduction per pass instead of two, one all-gather feeds both
     reforward = 2 if _reforward(p, run) else 1
 
+    regathered = op_sac_regathered(c, p, run)
+
     def block(name: str, ag: float, ag_bwd: float) -> float:
         """One block's collectives per layer: forward (and recomputed) pairs, then backward."""
         if not run.tp_async_backward:
-            return reforward * pair(ag) + pair(ag_bwd)
+            again = (
+                collective_time("all_gather", elems * ag, p.tp, topo) if name in regathered else 0
+            )
+            return reforward * pair(ag) + pair(ag_bwd) + again
         # the column-parallel GEMMs' weight gradient has their forward's FLOPs; unknown GEMMs
         # hide everything they could (a lower bound)
         wgrad, dgrad = gemms[name] if gemms else (math.inf, math.inf)
@@ -659,6 +665,7 @@ def tp_overlapped(
     recompute: bool,
     parallel_block: bool,
     gather_bwd: float | None = None,
+    regathered: dict[str, float] | None = None,
 ) -> float:
     """Seconds one layer's TP collectives add to its GEMMs when each is decomposed and pipelined
     with the GEMMs it feeds or is fed by (`layer.tp_gemms`; `gather`, `scatter`: one all-gather
@@ -682,7 +689,9 @@ def tp_overlapped(
     backward pass (the gradient's all-gather feeds the *_out dgrads, the *_in dgrads feed the
     reduce-scatter). Not priced: the SMs Transformer Engine's pipelined reduce-scatter kernels
     hold (copy engines move PyTorch's shards and TE's ring exchange), the final reduction of a
-    reduce-scatter's partials, small-chunk GEMM losses beyond the last wave."""
+    reduce-scatter's partials, small-chunk GEMM losses beyond the last wave. `regathered`
+    (`op_sac_regathered`): "*_in" groups whose all-gather runs once more in the backward pass,
+    pipelined with the share of their forward GEMMs recomputed there."""
     if tp == 1:
         return 0.0
     groups = dict(gemms)
@@ -694,6 +703,9 @@ def tp_overlapped(
         return max(0.0, gemm / tp + collective - gemm)
 
     fwd = bwd = 0.0
+    for name, share in (regathered or {}).items():
+        if name in groups:  # (a parallel block's one input all-gather: "attn_in")
+            bwd += pair(groups[name][0] * share, gather)
     for name, (forward, dgrad) in groups.items():
         into = name.endswith("_in")  # fed by an all-gather forward, feeds a reduce-scatter back
         fwd += pair(forward, gather if into else scatter)
@@ -788,6 +800,20 @@ def _reforward(p: Plan, run: RunOptions) -> bool:
     )
 
 
+def op_sac_regathered(c: ModelConfig, p: Plan, run: RunOptions) -> dict[str, float]:
+    """Under torchtitan's per-op checkpointing with sequence-parallel TP, the blocks whose
+    input all-gather runs again in the backward pass, each with the share of its column-parallel
+    GEMMs (`layer.TP_GROUPS` "*_in") recomputed there. torchtitan's policy saves mm, SDPA and
+    `_c10d_functional.reduce_scatter_tensor` outputs, not all-gathers (parallelize_llama.py
+    `_save_list` at 9dec370, and at 820504e): the recomputed matmuls (wk, w3: the even calls,
+    `memory.op_sac_saved`) and the saved ones' weight gradients need the gathered input, so the
+    recomputation re-gathers it. Empty otherwise."""
+    if not (p.recompute == "selective" and "op_sac" in run.recompute_modules
+            and p.tp > 1 and p.sequence_parallel):  # fmt: skip
+        return {}
+    return {"attn_in": op_sac_share(c, "qkv_proj"), "ffn_in": op_sac_share(c, "ffn_up")}
+
+
 def stage_cost(
     chip: ChipSpec,
     c: ModelConfig,
@@ -835,6 +861,7 @@ def stage_cost(
             collective_time("reduce_scatter", rs, p.tp, topo), p.tp,
             recompute=_reforward(p, run), parallel_block=run.parallel_block,
             gather_bwd=collective_time("all_gather", ag_bwd, p.tp, topo),
+            regathered=op_sac_regathered(c, p, run),
         )  # fmt: skip
     # EP: all-to-all dispatch and combine, forward and backward (over the EP group), each at
     # its own bytes per element (ep_bytes)
