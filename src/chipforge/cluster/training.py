@@ -1016,7 +1016,10 @@ def hybrid_collective(
     group) on its own streams, beside the backward pass, as FSDP's reduce-scatter alone; so do
     FSDP1 HYBRID_SHARD and Megatron-Core's distributed optimizer instances
     (`num_distributed_optimizer_instances`: the gradients reduce-scattered in an instance and
-    all-reduced across instances). One replica (shard group = every rank): the plain
+    all-reduced across instances); MaxText's multi-slice scripts ask XLA for the same overlap
+    of the data-parallel all-reduce across slices (configs/v5p/<size>b.sh at 76bd53b:
+    --xla_tpu_enable_data_parallel_all_reduce_opt, --xla_tpu_enable_async_collective_fusion).
+    One replica (shard group = every rank): the plain
     collective over the whole group, as before."""
     if replicas <= 1:
         return collective_time(kind, size, shard, topo, stride=stride, up_share=up_share)
