@@ -11,6 +11,7 @@ from chipforge.cli import app
 from chipforge.data import sustained_gemm
 from chipforge.perf import estimate
 from chipforge.perf.calibration import calibration
+from chipforge.perf.cases import sustained_cases
 from chipforge.perf.validate import run_sustained, run_validation, sustained_summary
 from chipforge.spec import load_chip
 from chipforge.workload import parse_workload
@@ -78,3 +79,24 @@ def test_validate_reports_the_sustained_kind():
     data = json.loads(out.output)
     assert {c["kind"] for c in data["sustained"]["cases"]} == {"gemm-sustained"}
     assert "gemm-sustained" not in {c["kind"] for c in data["cases"]}
+
+
+def test_sustained_rows_write_d_in_the_benchmarks_output_type():
+    """superbench cublaslt_gemm runs fp8e4m3 inputs into an FP16 D (run<fp8e4m3, fp8e4m3, fp16>),
+    hipblaslt-bench as each row states: the case prices that D, one more byte per output element
+    than an FP8 D, all of it HBM traffic on the skinny 802816x192x768 shape."""
+    rows = sustained_gemm()
+    assert all(r["out_dtype"] in ("fp16", "bf16", "fp8") for r in rows.values())
+    assert all(r["out_dtype"] == "fp16" for i, r in rows.items() if i.startswith("azure-ndh100v5"))
+    case = next(c for c in sustained_cases() if c.id == "azure-ndh100v5-fp8-802816x192x768")
+    m, n, k = 802816, 192, 768
+    graph = case.workload()
+    (op,) = graph.ops
+    assert (op.dtype, op.out_dtype) == ("fp8", "fp16")
+    assert op.bytes == m * k + k * n + 2 * m * n == graph.resident["operands"]
+    h100 = load_chip("h100")
+    fp16_d = estimate(graph, h100).ops[0]
+    fp8_d = estimate(parse_workload(f"gemm:m={m},n={n},k={k},dtype=fp8"), h100).ops[0]
+    hbm = h100.hbm.name
+    assert fp16_d.bytes_by_level[hbm] - fp8_d.bytes_by_level[hbm] == pytest.approx(m * n)
+    assert fp16_d.bound == "memory" and fp16_d.time_s > fp8_d.time_s
