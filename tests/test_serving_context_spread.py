@@ -1,9 +1,11 @@
 """The TPOT percentiles under Poisson arrivals follow the running sequences' contexts, which
 vary over time: the running set of an infinite-server queue (Poisson count, each sequence at a
-uniform point of its own length), the DP-attention groups at the busiest one's pace."""
+uniform point of its own length), spread over the DP-attention groups by TensorRT-LLM's router,
+the groups at the busiest one's pace."""
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import numpy as np
@@ -16,13 +18,33 @@ from chipforge.cluster.topology import topology_for
 from chipforge.workload.config import load_model
 
 
-def _simulated(groups, seqs, isl, osl, isl_cv, osl_cv, seed=1, horizon=400_000):
+def _route(start, length, prompt, groups):
+    """Each request's group as TensorRT-LLM's attention-DP router picks it (ADPRouter: among the
+    groups below ceil(running / groups), the one with the fewest running prompt tokens)."""
+    running = [[] for _ in range(groups)]  # heaps of (end step, prompt tokens)
+    tokens = [0.0] * groups
+    out = np.empty(len(start), dtype=np.int64)
+    rows = zip(start.tolist(), length.tolist(), prompt.tolist(), strict=True)
+    for i, (t, n, p) in enumerate(rows):
+        for g in range(groups):
+            while running[g] and running[g][0][0] <= t:
+                tokens[g] -= heapq.heappop(running[g])[1]
+        cap = -(-(sum(map(len, running)) + 1) // groups)
+        g = min((r for r in range(groups) if len(running[r]) < cap),
+                key=lambda r: (tokens[r], len(running[r])))  # fmt: skip
+        heapq.heappush(running[g], (t + n, p))
+        tokens[g] += p
+        out[i] = g
+    return out
+
+
+def _simulated(groups, seqs, isl, osl, isl_cv, osl_cv, seed=1, horizon=200_000):
     """Quantiles over time of max over groups of (summed running context) / seqs, stepping a
-    Poisson stream of requests (one token per step, lognormal prompt and output lengths, each
-    request to a random group): no formula of the model's is used."""
+    Poisson stream of requests (one token per step, lognormal prompt and output lengths, routed
+    as TensorRT-LLM does): no formula of the model's is used."""
     rng = np.random.default_rng(seed)
     n = rng.poisson(groups * seqs / osl * horizon)  # Little's law: seqs running per group
-    start = np.sort(rng.uniform(0, horizon, n)).astype(np.int64)
+    start = np.sort(rng.integers(0, horizon, n))
 
     def lognormal(mean, cv):
         if cv == 0:
@@ -31,7 +53,8 @@ def _simulated(groups, seqs, isl, osl, isl_cv, osl_cv, seed=1, horizon=400_000):
         return rng.lognormal(math.log(mean) - s2 / 2, math.sqrt(s2), n)
 
     length = np.maximum(1, np.round(lognormal(osl, osl_cv))).astype(np.int64)
-    prompt, group = lognormal(isl, isl_cv), rng.integers(0, groups, n)
+    prompt = lognormal(isl, isl_cv)
+    group = _route(start, length, prompt, groups)
     steps = horizon + int(length.max()) + 1
     sums = []
     for weight in (np.ones(n), prompt, start.astype(float)):  # count, prompts, start steps

@@ -542,22 +542,48 @@ def _busiest_context(groups, seqs, isl, osl, isl_cv=0.0, osl_cv=0.0) -> int:
     return round(mean * (1 + _normal_max(groups) * spread))
 
 
+@lru_cache(maxsize=1024)
+def _max_quantile(groups: int, ratio: float, q: float) -> float:
+    """x with P(ratio Z0 + max of `groups` standard normals <= x) = q, Z0 a standard normal of
+    its own: E over Z0 (midpoint rule) of Phi(x - ratio Z0)^groups, bisected."""
+    if groups <= 1:
+        return math.sqrt(1 + ratio * ratio) * NormalDist().inv_cdf(q)
+    h = 0.05
+    zs = [-6 + h * (i + 0.5) for i in range(240)]
+    ws = [h * math.exp(-z * z / 2) / math.sqrt(2 * math.pi) for z in zs]
+
+    def cdf(x: float) -> float:
+        return sum(w * (0.5 * math.erfc((ratio * z - x) / math.sqrt(2))) ** groups
+                   for z, w in zip(zs, ws, strict=True))  # fmt: skip
+
+    lo, hi = -8.0, 8.0 + 6 * ratio
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < q else (lo, mid)
+    return (lo + hi) / 2
+
+
 def _context_quantile(groups, seqs, isl, osl, q, isl_cv=0.0, osl_cv=0.0) -> float:
     """The q-quantile over time of the busiest of `groups` DP-attention groups' running contexts
     (per sequence, `seqs` sequences a group on average) under Poisson arrivals (MLPerf Server).
     Requests arrive as a Poisson process and each runs for its own length, so the number
     running is Poisson (the busy servers of an M/G/inf queue: Takacs, "Introduction to the
-    Theory of Queues", 1962; Ross, "Stochastic Processes", 1996), and a group's summed
-    context S -- the KV its decode attention reads -- is a compound Poisson sum of
-    independent length-biased contexts c (`_busiest_context`'s law): E[S] = seqs E[c],
-    Var[S] = seqs E[c^2] (count and contexts both vary). The groups step in
-    lockstep at the busiest one's pace (tech_blog10), near-normal sums (CLT): P(max <= x) =
-    Phi(z)^groups, so the q-quantile sits at z = Phi^-1(q^(1/groups)). Returned as S / seqs."""
+    Theory of Queues", 1962; Ross, "Stochastic Processes", 1996), each at a uniform point of
+    its own (length-biased) output: contexts c of `_busiest_context`'s law. TensorRT-LLM's
+    attention-DP router keeps the groups' counts level (ADPRouter.route_requests: a new request
+    goes to a group below ceil(running / groups), the fewest prompt tokens first), so a group's
+    summed context S -- what its decode attention reads -- is a common part, the total count's
+    Poisson spread over the groups (variance seqs E[c]^2 / groups), plus its own sequences'
+    contexts (variance seqs Var[c]), near normal (CLT). The groups step in lockstep at the
+    busiest one's pace (tech_blog10): the q-quantile of the common part plus the max of the
+    groups' own parts (`_max_quantile`). One group: the compound Poisson sum, variance
+    seqs E[c^2]. Returned as S / seqs."""
     b = 1 + osl_cv * osl_cv
     mean = isl + osl * b / 2
-    second = (isl * isl_cv) ** 2 + isl * isl + 2 * isl * osl * b / 2 + osl * osl * b**3 / 3
-    z = NormalDist().inv_cdf(q ** (1 / max(1, groups)))
-    return mean + z * math.sqrt(second / max(1, seqs))
+    var = max(1e-9, (isl * isl_cv) ** 2 + osl * osl * b**3 / 3 - (osl * b / 2) ** 2)
+    ratio = round(mean / math.sqrt(groups * var) if groups > 1 else mean / math.sqrt(var), 3)
+    seqs = max(1, seqs)
+    return mean + math.sqrt(var / seqs) * _max_quantile(max(1, groups), ratio, q)
 
 
 def _lockstep(groups: int, rate: float, timeout: int | None, batching: int = 0) -> float:
