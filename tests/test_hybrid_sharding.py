@@ -112,6 +112,7 @@ def test_pod_makes_a_multi_slice_job():
     v5p = load_chip("tpu-v5p")
     two = topology_for(v5p, 128, pod=64)
     assert (two.domain, two.dims, two.nic_bandwidth) == (64, (4, 4, 4), 6.25e9)
+    assert two.name == "tpu-v5p-pod, 2 slices of 64"
     assert topology_for(v5p, 128).domain == 128  # one slice of every chip, as before
     assert topology_for(load_chip("tpu-v5e"), 512, pod=256).nic_bandwidth == 3.125e9
     for bad, match in ((48, "must divide"), (0, "whole number"), (9000, "whole number")):
@@ -133,3 +134,26 @@ def test_pod_makes_a_multi_slice_job():
     )  # fmt: skip
     assert out.exit_code == 0, out.output
     assert '"dp_shard": 64' in out.output
+
+
+def test_check_set_multi_slice_rows_follow_their_rule():
+    """check_heldout.csv HYBRID SHARDING: a C2 row on N >= 2 slices (its id) states one slice
+    as its pod and dp / N as its shard group; a one-slice row states neither."""
+    import re
+
+    from chipforge.cluster import check_validate as cv
+
+    multi = 0
+    for row in cv.rows():
+        if "maxtext" not in row["source"]:
+            continue
+        n = int(re.search(r"-(\d+)xv5[pe]-\d+$", row["id"]).group(1))
+        if n == 1:
+            assert not row["pod"] and not row["dp_shard"], row["id"]
+            continue
+        multi += 1
+        assert int(row["pod"]) * n == int(row["chips"]), row["id"]
+        assert int(row["dp_shard"]) * n == int(row["dp"]), row["id"]
+        assert int(row["dp_shard"]) * int(row["tp"]) == int(row["pod"]), row["id"]
+        assert not row["not_expressible"], row["id"]
+    assert multi == 28

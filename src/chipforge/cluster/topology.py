@@ -172,6 +172,8 @@ def topology_for(
         if chips % pod:
             raise SpecError(f"`pod` {pod:,} must divide the {chips:,} chips: a job of whole "
                             "slices")  # fmt: skip
+        if pod < chips:
+            common["name"] = f"{label}, {chips // pod:,} slices of {pod:,}"
     else:
         pod = min(chips, p["pod"]) if p.get("ocs") else p["pod"]
     dims = tuple(p["dims"]) if "dims" in p and pod == p["pod"] else torus_shape(pod)
