@@ -366,6 +366,8 @@ def plan_training(
         raise WorkloadError(f"--loss must be one of {', '.join(LOSS_BUFFERS)}, not {loss!r}")
     if fp8_param_gather and dtype != "fp8":
         raise WorkloadError(f"--fp8-param-gather needs --dtype fp8, not {dtype}")
+    if fp8_recipe != "delayed" and dtype != "fp8":  # else priced as if not given
+        raise WorkloadError(f"--fp8-recipe {fp8_recipe} needs --dtype fp8, not {dtype}")
     if not chip.peak_flops(dtype):
         raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
     if isinstance(topology, Topology) and pod is not None:
