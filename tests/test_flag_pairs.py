@@ -20,3 +20,28 @@ def test_fp8_recipe_needs_fp8(capsys):
     err = fails(capsys, "train", "--chip", "h100", "--model", MOE, "--chips", "8",
                 "--fp8-recipe", "block")  # fmt: skip
     assert "--fp8-recipe block needs --dtype fp8, not bf16" in err
+
+
+SERVE = ("serve", "--chip", "h100", "--model", MOE, "--chips", "8", "--tpot-slo", "50ms")
+
+
+def test_spec_tokens_and_acceptance_go_together(capsys):
+    err = fails(capsys, *SERVE, "--spec-acceptance", "0.8")
+    assert "--spec-acceptance needs --spec-tokens" in err
+    err = fails(capsys, *SERVE, "--spec-tokens", "1")
+    assert "--spec-tokens 1 needs --spec-acceptance" in err
+
+
+def test_disaggregated_and_decode_pool_clash(capsys):
+    err = fails(capsys, *SERVE, "--disaggregated", "--decode-pool")
+    assert "--disaggregated" in err and "give one of them" in err
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [("--disaggregated",), ("--decode-pool",), ("--batching", "static"), ("--concurrency", "64")],
+)
+def test_slo_percentile_refused_where_not_modelled(capsys, extra):
+    """The plans these flags make have no percentiles: p99 was silently held on the mean."""
+    err = fails(capsys, *SERVE, "--slo-percentile", "p99", *extra)
+    assert "--slo-percentile p99 is not modelled with" in err

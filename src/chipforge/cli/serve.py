@@ -233,9 +233,13 @@ def serve(
         int, typer.Option("--spec-tokens", help="draft tokens per decode step (MTP, speculative)")
     ] = 0,
     spec_acceptance: Annotated[
-        float,
-        typer.Option("--spec-acceptance", help="probability each draft token is accepted"),
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            "--spec-acceptance",
+            help="probability each draft token is accepted (needed with --spec-tokens; "
+            "DeepSeek-V3 reports 0.85-0.9 for its one MTP module)",
+        ),
+    ] = None,
     html: Annotated[Path | None, typer.Option("--html", help="also write an HTML report")] = None,
     png: PngOpt = None,
     json: JsonOpt = False,
@@ -244,6 +248,15 @@ def serve(
     """Find the parallelism and batch that maximize throughput under the latency SLOs."""
     from chipforge.cluster.serving import plan_serving
 
+    _check_pairs(
+        spec_tokens=spec_tokens,
+        spec_acceptance=spec_acceptance,
+        slo_percentile=slo_percentile,
+        disaggregated=disaggregated,
+        decode_pool=decode_pool,
+        batching=batching,
+        concurrency=concurrency,
+    )
     plan = plan_serving(
         chip,
         model,
@@ -274,7 +287,7 @@ def serve(
         ep_overlap=ep_overlap,
         moe_tp=moe_tp,
         spec_tokens=spec_tokens,
-        spec_acceptance=spec_acceptance,
+        spec_acceptance=spec_acceptance or 0.0,
         adp_balance=adp_balance,
         adp_batching_wait=adp_batching_wait,
         cuda_graph_batches=_batch_sizes(cuda_graph_batches),
@@ -282,3 +295,42 @@ def serve(
     data = plan.to_dict()
     write_reports("serve", data, html, png)
     emit(data, serve_tables(data), as_json=json, out=out)
+
+
+def _check_pairs(
+    *,
+    spec_tokens: int,
+    spec_acceptance: float | None,
+    slo_percentile: str | None,
+    disaggregated: bool,
+    decode_pool: bool,
+    batching: str,
+    concurrency: int | None,
+) -> None:
+    """Flags that contradict each other, or that the plan would silently price without."""
+    if spec_tokens and spec_acceptance is None:  # 0.0 would price every draft as rejected
+        raise WorkloadError(
+            f"--spec-tokens {spec_tokens} needs --spec-acceptance, the probability each draft "
+            "token is accepted (e.g. 0.85, as DeepSeek-V3 reports for its MTP module)"
+        )
+    if disaggregated and decode_pool:
+        raise WorkloadError(
+            "--disaggregated splits the chips into prefill and decode pools, --decode-pool makes "
+            "them all one decode pool: give one of them"
+        )
+    # the Poisson-arrival percentiles (cluster.queueing) exist for co-located continuous
+    # batching at an offered load only; elsewhere the plan's percentiles are empty and the SLOs
+    # would be held on the mean
+    without = (
+        "--disaggregated / --decode-pool (the pools' queues are not modelled)"
+        if disaggregated or decode_pool
+        else f"--batching {batching} (only continuous batching's queue is modelled)"
+        if batching != "continuous"
+        else "--concurrency (a closed loop of clients, not Poisson arrivals)"
+        if concurrency
+        else None
+    )
+    if slo_percentile is not None and without:
+        raise WorkloadError(
+            f"--slo-percentile {slo_percentile} is not modelled with {without}: drop one of them"
+        )

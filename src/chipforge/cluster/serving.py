@@ -1029,6 +1029,8 @@ def plan_serving(
         raise WorkloadError(
             f"--spec-acceptance must be a probability in [0, 1), not {spec_acceptance!r}"
         )
+    if spec_acceptance and not spec_tokens:  # else priced as if not given
+        raise WorkloadError("--spec-acceptance needs --spec-tokens, the draft tokens per step")
     for name, cv in (("osl_cv", osl_cv), ("isl_cv", isl_cv)):
         if isinstance(cv, bool) or not (isinstance(cv, (int, float)) and 0 <= cv < 100):
             raise WorkloadError(f"{flag(name)} must be a number in [0, 100), not {cv!r}")
