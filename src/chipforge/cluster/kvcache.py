@@ -97,7 +97,7 @@ def memory(
         expert = c.ffn_matrices * c.hidden * c.expert_ffn * (c.layers - c.dense_layers)
         local = math.ceil(c.experts / ep) * expert
         weights = ((c.params() - c.experts * expert) / tp + local) * nbytes(wt)
-        if moe_tp:  # the router stays whole on every chip (SGLang's MoE gate: ReplicatedLinear)
+        if moe_tp:  # the router stays whole on every chip (SGLang's MoEGate: one full weight)
             moe_layers = c.layers - c.dense_layers
             router = c.hidden * c.experts
             ffn = moe_layers * (c.ffn_params(True) - router) + c.dense_layers * c.ffn_params(False)
