@@ -157,3 +157,17 @@ def test_check_set_multi_slice_rows_follow_their_rule():
         assert int(row["dp_shard"]) * int(row["tp"]) == int(row["pod"]), row["id"]
         assert not row["not_expressible"], row["id"]
     assert multi == 28
+
+
+def test_zero3_reduce_scatters_the_gradients():
+    """ZeRO-3 / FSDP reduce-scatter the gradients, never all-reduce them (Rajbhandari et al.
+    2020, Sec. 7.2.2: 2 all-gathers + 1 reduce-scatter = 1.5x data parallelism's volume); a
+    ring reduce-scatter moves half an all-reduce's bytes (REFERENCES.md)."""
+    chip = load_chip("tpu-v5p")
+    topo = replace(_slices(), link_bandwidth=100e9, up_latency=0.0, out_latency=0.0)
+    z3 = stage_cost(chip, TINY, Plan(dp=16, zero=3, recompute="full"), topo, seq=2048,
+                    dtype="bf16")  # fmt: skip
+    grads = z3.memory["gradients_bytes"] * 16  # the whole stage's gradients
+    rs = collective_time("reduce_scatter", grads, 16, topo)
+    assert z3.dp_reduce == pytest.approx(rs)
+    assert z3.dp_reduce == pytest.approx(collective_time("all_reduce", grads, 16, topo) / 2)

@@ -973,7 +973,10 @@ def stage_cost(
     dp_gather = dp_param_gather = dp_after = tail_gather = 0.0
     bucket = run.bucket_size or max(BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * dp_group)
     first = min(1.0, bucket * p.interleave / max(params, 1.0))  # of this chip's bytes
-    reduce = "all_reduce"
+    # ZeRO-3 / FSDP reduce-scatter the gradients: each rank keeps its shard and gathers the
+    # weights before use (Rajbhandari et al. 2020, Sec. 7.2.2: 1.5x data parallelism's volume;
+    # PyTorch FSDP2 foreach_reduce)
+    reduce = "reduce_scatter" if p.zero == 3 else "all_reduce"
     if run.overlap_param_gather and p.zero >= 1:  # reduce-scatter now, all-gather next forward
         reduce = "reduce_scatter"
         if p.zero < 3:
