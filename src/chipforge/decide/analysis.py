@@ -167,7 +167,11 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
         p = np.full((3, sc.quarters), np.nan)
         if ok.any():
             p[:, ok] = np.nanpercentile(v[:, ok], [10, 50, 90], axis=0)
-        cum_lc[o] = {"p10": p[0].tolist(), "p50": p[1].tolist(), "p90": p[2].tolist()}
+        # a quarter before any output has no cost per PFLOP-hour: null in the JSON, not NaN
+        cum_lc[o] = {
+            k: [float(v) if np.isfinite(v) else None for v in row]
+            for k, row in zip(("p10", "p50", "p90"), p, strict=True)
+        }
     lc = {o: _pct(r[f"{o}_lc"]["usd_per_pflop_hour"]) for o in ("buy", "build")}
     npv = {o: _pct(r[f"{o}_lc"]["pv_cost"]) for o in ("buy", "build")}
     fpt = float(r["flops_per_token"][0])

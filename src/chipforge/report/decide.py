@@ -14,7 +14,9 @@ def _band(name: str, x: list, pct: dict, scale: float, unit: str) -> list:
     """A P10-P90 band and the P50 line of one option."""
     if not all(isinstance(pct.get(k), list) for k in ("p10", "p50", "p90")):
         return []
-    lo, mid, hi = ([v / scale for v in pct[k]] for k in ("p10", "p50", "p90"))
+    lo, mid, hi = (
+        [None if v is None else v / scale for v in pct[k]] for k in ("p10", "p50", "p90")
+    )
     c = COLOURS.get(name, "#555")
     return [
         {"type": "scatter", "x": x, "y": hi, "mode": "lines", "line": {"width": 0},
