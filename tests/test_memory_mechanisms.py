@@ -72,14 +72,19 @@ def test_eager_cross_entropy_holds_three_fp32_logits():
     """PyTorch's F.cross_entropy on fp32 logits (torchtitan): log_softmax's saved output, the
     nll_loss gradient and log_softmax's input gradient, each 4 x tokens x vocab bytes, at the
     start of the backward pass; Megatron-Core's fused vocab-parallel loss keeps one."""
-    kw = dict(tp=2, pp=1, dp=4, cp=1, ep=1, zero=3, recompute="full", mb=2, seq=8192)
-    one = 4 * 2 * 8192 * C.vocab / 2
+    kw = dict(tp=1, pp=1, dp=8, cp=1, ep=1, zero=3, recompute="full", mb=2, seq=8192)
+    one = 4 * 2 * 8192 * C.vocab
     assert memory_per_chip(C, **kw)["loss_bytes"] == pytest.approx(one)
     assert memory_per_chip(C, loss="eager", **kw)["loss_bytes"] == pytest.approx(3 * one)
     # two stages of one layer: the last, one micro-batch and the logits, is the busiest; under
     # torch.distributed.pipelining it also keeps each micro-batch's fp32 logits (pp by default)
     two = memory_per_chip(C, loss="eager", **{**kw, "pp": 2})
     assert two["loss_bytes"] == pytest.approx((3 + 2) * one)
+    # under TP torchtitan's loss runs vocabulary-parallel: four buffers per rank (LOSS_BUFFERS_TP),
+    # Megatron's fused loss still one
+    tp2 = {**kw, "tp": 2, "dp": 4}
+    assert memory_per_chip(C, loss="eager", **tp2)["loss_bytes"] == pytest.approx(4 * one / 2)
+    assert memory_per_chip(C, **tp2)["loss_bytes"] == pytest.approx(one / 2)
     with pytest.raises(WorkloadError, match="--loss"):
         plan_training("h100", C, 8, loss="chunked", tp=1, pp=1, dp=8, micro_batch=1, seq=4096)
 
@@ -139,6 +144,65 @@ def test_inductor_keeps_only_the_bf16_logits_for_the_cross_entropy_backward():
     torch = pytest.importorskip("torch")
     compiled = torch.compile(_torchtitan_cross_entropy)
     assert 2 <= _saved_per_logit(compiled) < 2.1
+
+
+def _backward_peak_above_saved(parallel: bool) -> float:
+    """fp32 logits-sized buffers the cross entropy's backward adds above what the forward left
+    (process RSS polled while it runs, on CPU: tensors above glibc's largest mmap threshold,
+    32 MiB, are mapped and unmapped with their storage)."""
+    import contextlib
+    import os
+    import threading
+
+    torch = pytest.importorskip("torch")
+    dist = pytest.importorskip("torch.distributed")
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+    from torch.distributed.tensor.parallel import loss_parallel
+
+    if not os.path.exists("/proc/self/statm"):
+        pytest.skip("needs /proc (Linux) to read the resident set")
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    if not dist.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29541")
+        dist.init_process_group("gloo", rank=0, world_size=1)
+    mesh = init_device_mesh("cpu", (1,))
+    n, vocab = 2048, 8192  # one fp32 buffer: 64 MiB
+    logits = torch.randn(2, n // 2, vocab, dtype=torch.bfloat16, requires_grad=True)
+    labels = torch.randint(0, vocab, (2, n // 2))
+    pred = distribute_tensor(logits, mesh, [Shard(-1)]) if parallel else logits
+    with loss_parallel() if parallel else contextlib.nullcontext():
+        loss = torch.nn.functional.cross_entropy(pred.flatten(0, 1).float(), labels.flatten(0, 1))
+        del pred  # as torchtitan's train step
+        start = rss()
+        peak, done = [start], threading.Event()
+
+        def poll() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], rss())
+
+        thread = threading.Thread(target=poll)
+        thread.start()
+        loss.backward()
+        done.set()
+        thread.join()
+    return (peak[0] - start) / (n * vocab * 4)
+
+
+def test_the_vocabulary_parallel_loss_holds_one_buffer_more_in_its_backward():
+    """memory.LOSS_BUFFERS "eager" (3) and LOSS_BUFFERS_TP (4), measured: above the saved
+    log-softmax output the plain backward adds 2 buffers (nll's gradient, log_softmax's input
+    gradient), DTensor's loss_parallel backward 3 (zeros, their sum with exp, the product)."""
+    from chipforge.cluster.memory import LOSS_BUFFERS, LOSS_BUFFERS_TP
+
+    assert _backward_peak_above_saved(False) == pytest.approx(LOSS_BUFFERS["eager"] - 1, abs=0.3)
+    assert _backward_peak_above_saved(True) == pytest.approx(LOSS_BUFFERS_TP["eager"] - 1, abs=0.3)
 
 
 def test_layer_sac_checkpoints_every_second_block_whole():
@@ -293,13 +357,13 @@ def test_the_interleaved_last_rank_holds_fewer_chunks_and_the_logits():
 def test_torch_pipelining_keeps_every_micro_batch_output_on_the_last_stage():
     """torch.distributed.pipelining (torchtitan's PP) appends each forward's output to the
     stage's `output_chunks` until the step ends: at the last backward the last stage holds m
-    fp32 logits (4 x mb x seq x vocab / tp bytes each) beside the eager loss's three; Megatron
-    (fused) keeps none."""
+    fp32 logits (4 x mb x seq x vocab / tp bytes each) beside the eager loss's buffers (four:
+    vocabulary-parallel under TP, LOSS_BUFFERS_TP); Megatron (fused) keeps none."""
     c = load_model("llama3-8b")
     kw = dict(tp=2, pp=2, dp=4, cp=1, ep=1, zero=1, recompute="full", mb=1, seq=8192)
     one = 4 * 8192 * c.vocab / 2
     eager = memory_per_chip(c, loss="eager", microbatches=8, **kw)
-    assert eager["loss_bytes"] == pytest.approx((3 + 8) * one)
+    assert eager["loss_bytes"] == pytest.approx((4 + 8) * one)
     fused = memory_per_chip(c, loss="fused", microbatches=8, **kw)
     assert fused["loss_bytes"] in (0.0, pytest.approx(one))
 

@@ -298,7 +298,8 @@ def train(
         typer.Option(
             "--loss",
             help="the cross-entropy's memory: fused (Megatron-Core's vocab-parallel loss, one "
-            "fp32 logits buffer) or eager (PyTorch F.cross_entropy on fp32 logits, three)",
+            "fp32 logits buffer), eager (PyTorch F.cross_entropy on fp32 logits, three; four "
+            "vocab-parallel under TP) or compiled (the same under torch.compile, one)",
         ),
     ] = "fused",
     nccl_ctas: Annotated[

@@ -96,6 +96,14 @@ FRAMEWORK_POLICIES = (OP_SAC, LAYER_SAC, MAXTEXT_MINIMAL, MAXTEXT_PROJ)  # each 
 #   records what each keeps with saved_tensors_hooks). It is torchtitan's, so it shares the
 #   framework's other entries below.
 LOSS_BUFFERS = {"fused": 1, "eager": 3, "compiled": 1}
+# Under TP torchtitan runs the eager loss vocabulary-parallel (train.py `loss_parallel()` when
+# `ParallelDims.loss_parallel_enabled`: tp > 1, on by default), whose backward
+# (torch/distributed/tensor/parallel/loss.py `_nll_loss_and_log_softmax_backward`) computes
+# `(grad_input + torch.exp(x)) * grad_output` with `grad_input = torch.zeros_like(x)`: beside the
+# saved log-softmax output, the zeros, their sum with exp(x) and the product are alive at once
+# (exp(x) freed after the sum): four per TP rank. tests/test_memory_mechanisms.py measures both
+# backward peaks on CPU (process RSS above the saved output: 2 more plain, 3 more parallel).
+LOSS_BUFFERS_TP = {"eager": 4}
 # Whether the last pipeline stage keeps every micro-batch's output (the fp32 logits) until the
 # step ends, by the framework the loss implementation names: torchtitan ("eager") runs its
 # pipeline with torch.distributed.pipelining (train.py at 9dec370: `pp_schedule.step(target=
@@ -376,7 +384,7 @@ def memory_per_chip(
     # It is the busiest chip where the logits outweigh the first rank's further micro-batches
     # (a large vocabulary, few stages, the eager loss's three buffers).
     if pp > 1:
-        kept = (m or pp) * logits / LOSS_BUFFERS[loss]  # None: pp, torchtitan's default m
+        kept = (m or pp) * logits / loss_buffers(loss, tp)  # None: pp, torchtitan's default m
         last = per_layer * first * in_flight_chunks(pp, v, pp - 1, m) / v
         last_logits = logits + (kept if PIPELINE_KEEPS_OUTPUTS[loss] else 0.0)
         last += max(0.0, work - logits)
@@ -404,7 +412,12 @@ def memory_per_chip(
 def loss_bytes(c: ModelConfig, *, mb: int, seq: int, tp: int, loss: str = "fused") -> float:
     """The loss's fp32 logits-sized buffers of one micro-batch on the last stage (LOSS_BUFFERS;
     `seq` per CP rank; the vocabulary split over TP)."""
-    return LOSS_BUFFERS[loss] * 4 * mb * seq * c.vocab / tp
+    return loss_buffers(loss, tp) * 4 * mb * seq * c.vocab / tp
+
+
+def loss_buffers(loss: str, tp: int) -> int:
+    """fp32 logits-sized buffers at the loss's peak: LOSS_BUFFERS, LOSS_BUFFERS_TP under TP."""
+    return LOSS_BUFFERS_TP.get(loss, LOSS_BUFFERS[loss]) if tp > 1 else LOSS_BUFFERS[loss]
 
 
 def zero3_gathered(
