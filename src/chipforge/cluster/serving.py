@@ -180,7 +180,8 @@ def _layer(
     the chip's content, the model and the shape. `combine`: the MoE routes' outputs weighted
     and summed in the block (without EP; with it the combine all-to-all's kernel does it).
     `wdt`: the weights stored at this format, widened to `dt` for the product (WEIGHT_ONLY).
-    `part`: "attention" or "ffn" (its ops from `ffn_norm` on): that part of the block only."""
+    `part`: "attention" or "ffn" (its ops from `ffn_norm` on): that part of the block only;
+    "core": its attention over the KV cache alone (the Attention ops)."""
     key = (chip_key(chip), c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt, part)
     return _cached(
         key,
@@ -232,7 +233,9 @@ def _layer_uncached(
                             part=part)) for m, k in kinds]  # fmt: skip
         return sum(k * t for k, (t, _) in parts) / c.layers, parts[-1][1][1]
     g = _graph(c, phase, b, n, tp, dt, kvd, dep, adt, past, combine, wdt=wdt)
-    if part:  # the attention module's ops, or the FFN's (from its norm on)
+    if part == "core":  # the attention over the KV cache alone
+        g = replace(g, ops=tuple(op for op in g.ops if isinstance(op, Attention)))
+    elif part:  # the attention module's ops, or the FFN's (from its norm on)
         ffn = next(i for i, op in enumerate(g.ops) if op.name.rsplit(".", 1)[-1] == "ffn_norm")
         g = replace(g, ops=g.ops[:ffn] if part == "attention" else g.ops[ffn:])
     r = estimate(g, chip, deployed=True)
@@ -634,6 +637,24 @@ def _speculative(
     return (verify + draft) / tokens
 
 
+def _attending(chip, c, mem, mb, ctx, tp, pp, ep, dt, kvd, adt, wdt, gqa_kernel, k, accept):
+    """Seconds a decode step of `mb` sequences at context `ctx` spends in attention over the KV
+    cache (every layer's Attention ops; the re-reads without a GQA kernel; with `k` draft tokens
+    per token generated, the verify pass's k + 1 rows and the k drafts, as `_speculative`).
+    Linear in the context: what a step's cost gains with the running contexts."""
+
+    def core(b: int) -> float:
+        dep = ep // tp if ep > tp else 1
+        return c.layers * _layer(chip, c, "decode", b, ctx, tp, dt, kvd, dep, adt, 0,
+                                 ep == 1 and c.is_moe, wdt=wdt, part="core")[0]  # fmt: skip
+
+    t = core(mb) + (0.0 if gqa_kernel else _kv_reread(c, chip, mem, mb, ctx, pp))
+    if k:
+        tokens = (1 - accept ** (k + 1)) / (1 - accept)
+        t = (core(mb * (k + 1)) + k * core(mb)) / tokens
+    return t
+
+
 def _kv_reread(c: ModelConfig, chip: ChipSpec, mem: Memory, seqs: int, ctx: int, pp: int):
     """Extra seconds per decode step when the decode attention reads each KV head once per query
     head instead of once per group: TensorRT-LLM's masked-MHA kernel; its GQA kernel (XQA) needs
@@ -852,10 +873,10 @@ def evaluate(
             # a request decodes at the running contexts of its time, which vary (Poisson
             # arrivals, lengths spread: `_context_quantile`); what the contexts add to a step
             # (its attention over the KV cache) is linear in them. Taken as the step at a random
-            # time: a request's own TPOT averages its life, so this bounds the spread above.
-            # The step without contexts: at the padded batch, else between powers of two
-            attend = decode - (step_at(pad) if pad > mb else _on_grid(step_at, mb))
+            # time: a request's own TPOT averages its life, so this bounds the spread above
             base = ctx if spec_tokens else busy
+            attend = _attending(chip, c, mem, mb, base, tp, pp, ep, dt, kvd, attn_dtype, wdt,
+                                gqa_kernel, spec_tokens, spec_acceptance)  # fmt: skip
             for k, q in PERCENTILES.items():
                 at = _context_quantile(groups, mb, isl, osl, q, isl_cv, osl_cv)
                 tpots[k] += attend * (at / base - 1)
