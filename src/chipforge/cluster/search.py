@@ -554,10 +554,7 @@ def plan_training(
             if not n:
                 continue
             # the group's most micro-batches hold the most (memory.in_flight_chunks)
-            mem = plan_memory(c, plan, seq=seq, dtype=dtype, attention=attention,
-                              fp8_param_gather=fp8_param_gather,
-                              recompute_modules=run.recompute_modules,
-                              loss=run.loss, microbatches=m_hi)  # fmt: skip
+            mem = plan_memory(c, plan, seq=seq, dtype=dtype, run=run, microbatches=m_hi)
             held = _offload(c, plan, mem, seq, usable, topo, **offload)
             if held is not None:  # the least moved to host memory that fits
                 plan = held

@@ -410,29 +410,28 @@ def plan_memory(
     *,
     seq: int,
     dtype: str,
-    attention: str = "flash",
-    fp8_param_gather: bool = False,
-    recompute_modules: tuple[str, ...] = ("core_attn",),
-    loss: str = "fused",
+    run: RunOptions | None = None,
     microbatches: int | None = None,
 ) -> dict[str, float]:
-    """Bytes per chip by category of plan `p` (what `evaluate_plan` checks against the HBM).
-    The distributed optimizer (ZeRO 1-3) shards over the data- and context-parallel ranks
-    together (Megatron-Core's `intra_dp_cp_group`: CP ranks hold the same weights), those of
-    one shard group under hybrid sharding (`Plan.dp_shard`);
-    `recompute_modules`: what a selective recompute frees (memory.RECOMPUTED_SBH); `loss`: the
-    cross-entropy implementation (memory.LOSS_BUFFERS); `microbatches`: per step (None:
-    unbounded), which caps those a pipeline holds in flight (memory.in_flight_chunks)."""
+    """Bytes per chip by category of plan `p` run as `run` says (None: the defaults), what
+    `evaluate_plan` checks against the HBM. The distributed optimizer (ZeRO 1-3) shards over the
+    data- and context-parallel ranks together (Megatron-Core's `intra_dp_cp_group`: CP ranks
+    hold the same weights), those of one shard group under hybrid sharding (`Plan.dp_shard`).
+    Of `run`: `attention`, `fp8_param_gather`, `recompute_modules` (what a selective recompute
+    frees, memory.RECOMPUTED_SBH) and `loss` (the cross-entropy implementation,
+    memory.LOSS_BUFFERS); `microbatches`: per step (None: unbounded), which caps those a
+    pipeline holds in flight (memory.in_flight_chunks)."""
+    run = run or RunOptions()
     act_bytes = max(2, nbytes(dtype))
     mem = memory_per_chip(
         c, tp=p.tp, pp=p.pp, dp=p.shard_ranks * p.cp, cp=p.cp, ep=p.ep, zero=p.zero,
         recompute=p.recompute,
         mb=p.micro_batch, seq=seq, interleave=p.interleave, act_bytes=act_bytes,
         gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
-        attention=attention, sp=p.sequence_parallel, recompute_modules=recompute_modules,
-        loss=loss, microbatches=microbatches,
+        attention=run.attention, sp=p.sequence_parallel,
+        recompute_modules=run.recompute_modules, loss=run.loss, microbatches=microbatches,
     )  # fmt: skip
-    if fp8_param_gather:  # FP8 primary weights (the optimizer's fp32 master copy is unchanged)
+    if run.fp8_param_gather:  # FP8 primary weights (the optimizer's fp32 master copy is unchanged)
         mem["weights_bytes"] *= FP8_PARAM_BYTES / WEIGHT_BYTES
     if p.schedule == "dualpipe":  # two copies of the parameters, p + 1 micro-batches in flight
         for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes"):
@@ -827,10 +826,7 @@ def stage_cost(
 ) -> StageCost:
     """Per-micro-batch costs of plan `p` run as `run` says (Infeasible when its memory does
     not fit; the shape is checked by `check_plan`; `microbatches` per step: plan_memory)."""
-    mem = plan_memory(c, p, seq=seq, dtype=dtype, attention=run.attention,
-                      fp8_param_gather=run.fp8_param_gather,
-                      recompute_modules=run.recompute_modules, loss=run.loss,
-                      microbatches=microbatches)  # fmt: skip
+    mem = plan_memory(c, p, seq=seq, dtype=dtype, run=run, microbatches=microbatches)
     need, have = sum(mem.values()), chip.hbm.capacity
     if need > have:
         raise Infeasible(
@@ -920,9 +916,7 @@ def stage_cost(
             raise Infeasible(f"optimizer offload needs the host's memory bandwidth; {topo.name} "
                              "states none")  # fmt: skip
         full = plan_memory(c, replace(p, offload_layers=0, optimizer_offload=False), seq=seq,
-                           dtype=dtype, attention=run.attention,
-                           recompute_modules=run.recompute_modules, loss=run.loss,
-                           microbatches=microbatches)  # fmt: skip
+                           dtype=dtype, run=run, microbatches=microbatches)  # fmt: skip
         held = host_bytes(c, p, full, seq)
         if held > topo.host_memory:
             raise Infeasible(
