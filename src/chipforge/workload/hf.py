@@ -2,12 +2,12 @@
 
 Each supported `model_type` maps the transformers config keys (LlamaConfig, MistralConfig,
 MixtralConfig, Qwen2Config, Qwen3Config, Phi3Config, Gemma2Config, Gemma3TextConfig,
-GPTNeoXConfig, Qwen2MoeConfig, GPT2Config, DeepseekV3Config) to ModelConfig fields, sliding
-windows included (`layer_types` as transformers 5 saves it, else each config class's rule),
-and the small parameters (norms, biases) each model class adds (`other_params`). Encoder,
-encoder-decoder, vision and audio configs (BERT, T5, ViT, Whisper, CLIP) are not ModelConfigs:
-`hf_traced` costs them as workloads. `seq` is the config's max_position_embeddings (n_positions
-for GPT-2): the longest context it serves.
+GPTNeoXConfig, Qwen2MoeConfig, Qwen3MoeConfig, GPT2Config, DeepseekV3Config) to ModelConfig
+fields, sliding windows included (`layer_types` as transformers 5 saves it, else each config
+class's rule), and the small parameters (norms, biases) each model class adds
+(`other_params`). Encoder, encoder-decoder, vision and audio configs (BERT, T5, ViT, Whisper,
+CLIP) are not ModelConfigs: `hf_traced` costs them as workloads. `seq` is the config's
+max_position_embeddings (n_positions for GPT-2): the longest context it serves.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ ARCHITECTURES = {
     "Gemma3ForConditionalGeneration": "gemma3",  # image-text: the decoder in `text_config`
     "GPTNeoXForCausalLM": "gpt_neox",  # parallel attention and MLP; same matmuls as GPT-2's
     "Qwen2MoeForCausalLM": "qwen2_moe",
+    "Qwen3MoeForCausalLM": "qwen3_moe",  # Qwen2-MoE's routing, q/k RMSNorms, no shared expert
     "GPT2LMHeadModel": "gpt2",
     "DeepseekV3ForCausalLM": "deepseek_v3",
 }
@@ -185,8 +186,10 @@ def _qwen2_moe(c: _Keys) -> dict:
     if fields.get("window") and c.data.get("layer_types") is None:  # Qwen2MoeConfig's rule
         first = c.int("max_window_layers", "window_layers", 28)
         fields |= _window(c, layers, lambda i: (i + 1) % 2 == 1 and i < first)
+    # transformers 5 saves Qwen3MoeConfig's `num_experts` as `num_local_experts`
+    local = "num_local_experts" if "num_experts" not in c.data else "num_experts"
     return fields | {
-        "experts": c.int("num_experts", "experts"),
+        "experts": c.int(local, "experts"),
         "top_k": c.int("num_experts_per_tok", "top_k"),
         "moe_ffn": c.int("moe_intermediate_size", "moe_ffn"),
         "shared_experts": 1 if shared else 0,
@@ -247,7 +250,7 @@ def _other_params(kind: str, c: _Keys, m: ModelConfig) -> int:
         table = m.seq * h if kind == "gpt2" else 0  # learned positions (wpe)
         return layers * per_layer + 2 * h + table
     norms = {"gemma2": 4, "gemma3_text": 4}.get(kind, 2) * h
-    if kind in ("qwen3", "gemma3_text"):
+    if kind in ("qwen3", "qwen3_moe", "gemma3_text"):
         norms += 2 * d  # per-head q and k RMSNorms
     if kind == "deepseek_v3":
         norms += m.q_lora + m.kv_lora  # q_a and kv_a layernorms
@@ -271,6 +274,7 @@ MODEL_TYPES = {
     "gemma3_text": _gemma(6),
     "gpt_neox": _gpt_neox,
     "qwen2_moe": _qwen2_moe,
+    "qwen3_moe": lambda c: _qwen2_moe(c) | {"qk_norm": True},
     "mixtral": _mixtral,
     "gpt2": _gpt2,
     "deepseek_v3": _deepseek_v3,
@@ -336,9 +340,9 @@ def _read(path: Path, where: str = "workload") -> dict:
 
 def load_hf_config(path: str | Path, where: str = "workload") -> ModelConfig:
     """The `ModelConfig` of a HuggingFace config.json (Llama, Mistral, Mixtral, Qwen2, Qwen3,
-    Qwen2-MoE, Phi-3, Gemma 2, Gemma 3 (text, or the image-text model's decoder), GPT-NeoX,
-    GPT-2, DeepSeek-V3). `where`: what errors name it (`model` for the --model of train and
-    serve)."""
+    Qwen2-MoE, Qwen3-MoE, Phi-3, Gemma 2, Gemma 3 (text, or the image-text model's decoder),
+    GPT-NeoX, GPT-2, DeepSeek-V3). `where`: what errors name it (`model` for the --model of
+    train and serve)."""
     path = Path(path)
     data = _read(path, where)
     archs = data.get("architectures")
