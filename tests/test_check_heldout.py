@@ -184,3 +184,26 @@ def test_maxtext_rows_state_the_remat_their_script_passes():
         want = {"minimal": ("selective", "maxtext_minimal"), "full": ("full", "")}[policy]
         assert (r["recompute"], r["recompute_modules"]) == want, r["id"]
     assert sum(r["recompute_modules"] == "maxtext_minimal" for r in rows) == 10
+
+
+def test_flash2_on_hopper_runs_at_the_fa3_paper_s_forward_and_backward_rates():
+    """FlashAttention-2 on the H100 (head dim 128, 16K tokens; FA3 paper Fig. 5 causal forward,
+    Fig. 6 backward): 335 and 322 TFLOP/s, shares of the preset's dense BF16 peak, each capping
+    its own pass (layer.KERNEL_UTILIZATION, layer.FA2_H100_TFLOPS)."""
+    from chipforge.cluster.layer import FA2_H100_TFLOPS, KERNEL_UTILIZATION
+    from chipforge.perf import estimate
+    from chipforge.workload.llm import build
+
+    h100, c = load_chip("h100"), load_model("llama3-8b")
+    assert FA2_H100_TFLOPS == (335.0, 322.0)
+    shares = tuple(t * 1e12 / h100.peak_flops("bf16") for t in FA2_H100_TFLOPS)
+    assert KERNEL_UTILIZATION["flash2"]["h100"] == pytest.approx(shares, rel=1e-3)
+    assert KERNEL_UTILIZATION["flash2"]["h200"] == KERNEL_UTILIZATION["flash2"]["h100"]
+    g = build(c, dtype="bf16", phase="train", batch=1, seq=16384, tp=1, scope="layer")
+    flops = {o.name: o.flops for o in estimate(g, h100).ops if o.kind == "attention"}
+    fwd = flops["layers.attention"] / (FA2_H100_TFLOPS[0] * 1e12)
+    bwd = flops["layers.attention.bwd"] / (FA2_H100_TFLOPS[1] * 1e12)
+    f, b, attn, _ = layer_costs(LayerShape(h100, c, 1, 1, 16384, 1, "bf16", attention="flash2"))
+    assert attn == pytest.approx(fwd, rel=1e-3)
+    flash = layer_costs(LayerShape(h100, c, 1, 1, 16384, 1, "bf16"))
+    assert b - flash[1] == pytest.approx(bwd - flash[2] * 2.5, rel=0.05)  # perf's 2.5x forward

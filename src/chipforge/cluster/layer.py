@@ -52,10 +52,16 @@ ATTENTION = ("flash", "flash2", "flash1", "materialized")
 # H200, H800 and GH200 run the H100 SXM's GH100 SMs at its clock (their presets): the same
 # kernels reach the same share of the same peak.
 _GH100 = ("h100", "h200", "h800", "gh200")
-KERNEL_UTILIZATION = {
-    # FA2 paper (A100), FA3 paper (H100), abstracts
-    "flash2": {"a100": 0.73, **dict.fromkeys(_GH100, 0.35)},
-    # FA2 abstract (A100); H100 scaled
+# FlashAttention-2 on the H100 SXM5, head dim 128, 16K tokens (FA3 paper, Shah et al. 2024,
+# arXiv 2407.08608, Fig. 5 causal forward and Fig. 6 backward, FlashAttention-2's bars): 335 and
+# 322 TFLOP/s of the preset's 989.4 (the abstract's "35%" is their round figure). A value of
+# KERNEL_UTILIZATION is one share, or (forward, backward) where the source measures each.
+FA2_H100_TFLOPS = (335.0, 322.0)
+_FA2_H100 = tuple(t * 1e12 / 989.4e12 for t in FA2_H100_TFLOPS)
+KERNEL_UTILIZATION: dict[str, dict[str, float | tuple[float, float]]] = {
+    # FA2 paper abstract (A100), FA3 paper figures (H100)
+    "flash2": {"a100": 0.73, **dict.fromkeys(_GH100, _FA2_H100)},
+    # FA2 abstract (A100); H100 scaled from FA3's abstract figure for FA2
     "flash1": {"a100": 0.40, **dict.fromkeys(_GH100, 0.35 * 0.40 / 0.73)},
 }
 # Sliding-window attention as cuDNN's fused kernel runs it on Blackwell: its band's FLOPs
@@ -381,10 +387,12 @@ def _layer(shape: LayerShape) -> _Priced:
             if attention == "materialized":
                 continue  # priced below
             cap = KERNEL_UTILIZATION.get(attention, {}).get(measured)
+            g = graph_ops[op.name]
+            if isinstance(cap, tuple):
+                cap = cap[g.backward]
             if cap:
                 peak = cap * chip.peak_flops("bf16")
                 t = max(t, op.flops / peak)
-            g = graph_ops[op.name]
             band = WINDOW_ATTENTION.get((g.window, g.head_dim), {}).get(measured)
             if band and attention == "flash":
                 t = max(t, op.flops / (band[g.backward] * chip.peak_flops("bf16")))
