@@ -240,6 +240,14 @@ def serve(
             "DeepSeek-V3 reports 0.85-0.9 for its one MTP module)",
         ),
     ] = None,
+    sustained_clock: Annotated[
+        bool,
+        typer.Option(
+            "--sustained-clock",
+            help="price the layers at the chip's power-limited sustained clock where its "
+            "preset states one (sustained_clock), not the boost clock of its peaks",
+        ),
+    ] = False,
     html: Annotated[Path | None, typer.Option("--html", help="also write an HTML report")] = None,
     png: PngOpt = None,
     json: JsonOpt = False,
@@ -257,8 +265,9 @@ def serve(
         batching=batching,
         concurrency=concurrency,
     )
+    spec = _sustained(chip) if sustained_clock else chip
     plan = plan_serving(
-        chip,
+        spec,
         model,
         chips,
         isl=isl,
@@ -334,3 +343,22 @@ def _check_pairs(
         raise WorkloadError(
             f"--slo-percentile {slo_percentile} is not modelled with {without}: drop one of them"
         )
+
+
+def _sustained(chip: str):
+    """The chip at its power-limited sustained clock (as `train --sustained-clock` prices its
+    layers); a chip that states none runs at its boost clock, with one warning line."""
+    from rich.console import Console
+
+    from chipforge.cluster.training import at_sustained_clock
+    from chipforge.spec.loader import load_chip
+
+    spec = load_chip(chip)
+    if spec.sustained_clock is None or spec.sustained_clock >= spec.clock:
+        Console(stderr=True, soft_wrap=True).print(
+            f"warning: --sustained-clock has no effect: {spec.name} states no sustained_clock "
+            "below its clock",
+            style="yellow",
+            markup=False,
+        )
+    return at_sustained_clock(spec)

@@ -376,7 +376,8 @@ def train(
         tp_async_backward=tp_async_backward, fp8_dispatch=fp8_dispatch,
     )  # fmt: skip
     _say_no_effect(res, resolve_model(model).is_moe, tp_async_backward=tp_async_backward,
-                   tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch)  # fmt: skip
+                   tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch,
+                   sustained_chip=chip if sustained_clock else None)  # fmt: skip
     data = res.to_dict()
     if calculon_plan:
         data["not_expressible"] = unexpressed
@@ -385,9 +386,15 @@ def train(
 
 
 def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
-                   fp8_dispatch: bool) -> None:  # fmt: skip
+                   fp8_dispatch: bool, sustained_chip: str | None = None) -> None:  # fmt: skip
     """One warning line on stderr per run option the planned run leaves without effect."""
     why = {}
+    if sustained_chip:
+        from chipforge.spec.loader import load_chip
+
+        spec = load_chip(sustained_chip)
+        if spec.sustained_clock is None or spec.sustained_clock >= spec.clock:
+            why["--sustained-clock"] = f"{spec.name} states no sustained_clock below its clock"
     if tp_async_backward and res.plan.tp == 1:
         why["--tp-async-backward"] = "TP 1 has no TP collectives"
     elif tp_async_backward and tp_overlap:
