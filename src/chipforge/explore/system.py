@@ -2,7 +2,9 @@
 and a whole site priced by `chipforge.datacenter` (racks, PUE, hosts, network, capex, opex, TCO).
 
     [serving]  model = "llama3-70b", chips = 8, isl = 2048, osl = 256, dtype = "fp8",
-               tpot_slo = "100 ms"          # optional: ttft_slo, kv_dtype, tp, pp, disaggregated
+               tpot_slo = "100 ms"          # optional: ttft_slo, kv_dtype, tp, pp, ep,
+                                            # disaggregated, slo_percentile, ep_overlap,
+                                            # spec_tokens + spec_acceptance (as `serve`'s flags)
     [site]     power = "1 GW"               # facility power, as `chipforge datacenter --power`
                rack = "forge-n3-rack"       # rack template (default: the base chip's preset)
                volume = 500000              # built chips one-time costs are spread over
@@ -65,6 +67,11 @@ class Serving:
     ttft_slo_s: float | None = None
     tpot_slo_s: float | None = None
     disaggregated: bool = False
+    ep: int | None = None  # expert parallel (MoE), as `serve --ep`
+    slo_percentile: str | None = None  # p50/p90/p99 under Poisson arrivals, as --slo-percentile
+    ep_overlap: bool = False  # as --ep-overlap
+    spec_tokens: int = 0  # draft tokens per decode step, as --spec-tokens
+    spec_acceptance: float | None = None  # needed with spec_tokens, as --spec-acceptance
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,12 @@ def parse_serving(raw: dict | None) -> Serving | None:
         kv_dtype=raw.get("kv_dtype"),
         tp=_int(raw, "tp"),
         pp=_int(raw, "pp"),
-        disaggregated=bool(raw.get("disaggregated", False)),
+        disaggregated=_flag(raw, "disaggregated"),
+        ep=_int(raw, "ep"),
+        slo_percentile=raw.get("slo_percentile"),
+        ep_overlap=_flag(raw, "ep_overlap"),
+        spec_tokens=_spec_tokens(raw),
+        spec_acceptance=_probability(raw, "spec_acceptance"),
         **slo,
     )
     c = resolve_model(out.model)
@@ -146,7 +158,54 @@ def parse_serving(raw: dict | None) -> Serving | None:
                 f"serving: `{k}` {v} must divide {c.name}'s {need} "
                 f"{'heads' if k == 'tp' else 'layers'} and `chips` {out.chips}"
             )
+    if out.ep and (not c.is_moe or c.experts % out.ep or out.chips % out.ep):
+        raise SystemTableError(
+            f"serving: `ep` {out.ep} must divide {c.name}'s routed experts ({c.experts}) and "
+            f"`chips` {out.chips}" + ("" if c.is_moe else f"; {c.name} is dense: drop it")
+        )
+    _pairs(out)
     return out
+
+
+def _flag(raw: dict, key: str) -> bool:
+    v = raw.get(key, False)
+    if not isinstance(v, bool):
+        raise SystemTableError(f"serving: `{key}` must be true or false, not {v!r}")
+    return v
+
+
+def _spec_tokens(raw: dict) -> int:
+    v = raw.get("spec_tokens", 0)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 8:
+        raise SystemTableError(f"serving: `spec_tokens` must be a whole number from 0 to 8, "
+                               f"not {v!r}")  # fmt: skip
+    return v
+
+
+def _probability(raw: dict, key: str) -> float | None:
+    v = raw.get(key)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1):
+        raise SystemTableError(f"serving: `{key}` must be a probability in [0, 1), not {v!r}")
+    return None if v is None else float(v)
+
+
+def _pairs(s: Serving) -> None:
+    """The keys `serve` refuses together or alone (cli.serve._check_pairs), refused here before
+    any point runs."""
+    from chipforge.cluster.queueing import PERCENTILES
+
+    if s.slo_percentile is not None and s.slo_percentile not in PERCENTILES:
+        raise SystemTableError(f"serving: `slo_percentile` must be one of "
+                               f"{', '.join(PERCENTILES)}, not {s.slo_percentile!r}")  # fmt: skip
+    if s.slo_percentile and s.disaggregated:
+        raise SystemTableError("serving: `slo_percentile` is not modelled with `disaggregated` "
+                               "(the pools' queues are not modelled): drop one")  # fmt: skip
+    if s.spec_tokens and s.spec_acceptance is None:
+        raise SystemTableError("serving: `spec_tokens` needs `spec_acceptance`, the probability "
+                               "each draft token is accepted (e.g. 0.85)")  # fmt: skip
+    if s.spec_acceptance is not None and not s.spec_tokens:
+        raise SystemTableError("serving: `spec_acceptance` needs `spec_tokens`, the draft "
+                               "tokens per step")  # fmt: skip
 
 
 def parse_site(raw: dict, base_name: str) -> SiteCfg:
@@ -210,9 +269,14 @@ def _plan(chip, s: Serving):
         kv_dtype=s.kv_dtype,
         tp=s.tp,
         pp=s.pp,
+        ep=s.ep,
         ttft_slo=s.ttft_slo_s,
         tpot_slo=s.tpot_slo_s,
         disaggregated=s.disaggregated,
+        slo_percentile=s.slo_percentile,
+        ep_overlap=s.ep_overlap,
+        spec_tokens=s.spec_tokens,
+        spec_acceptance=s.spec_acceptance or 0.0,
     )
 
 
@@ -229,7 +293,7 @@ def serving_objectives(s: Serving, chip) -> dict:
         serving_tokens_per_s_per_chip=p.throughput_tokens_per_s / s.chips,
         ttft_s=p.ttft_s,
         tpot_s=nan if p.tpot_s is None else p.tpot_s,  # undefined with one output token
-        serving_plan=f"tp={p.tp} pp={p.pp} dp={p.dp} batch={p.batch}",
+        serving_plan=f"tp={p.tp} pp={p.pp} ep={p.ep} dp={p.dp} batch={p.batch}",
     )
     return o
 

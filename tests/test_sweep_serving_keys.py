@@ -1,0 +1,53 @@
+"""A sweep's [serving] table takes the MoE serving flags of `chipforge serve` under the same
+names (ep, slo_percentile, ep_overlap, spec_tokens + spec_acceptance) and refuses what `serve`
+refuses, in one line before any point runs."""
+
+import pytest
+
+from chipforge.explore import SpaceError, space_from_dict
+from chipforge.explore import evaluate as ev
+
+MOE = "llm:qwen3-30b-a3b,layers=4"
+SERVE = {"model": MOE, "chips": 8, "isl": 1024, "osl": 256, "tpot_slo": "50 ms"}
+
+
+def _space(serving: dict) -> dict:
+    return {
+        "base": {"chip": "h100"},
+        "params": {"clock": ["1.83 GHz"]},
+        "workloads": [],
+        "serving": serving,
+        "objectives": {"serving_tokens_per_s": "max"},
+    }
+
+
+def test_the_keys_reach_the_plan():
+    from chipforge.cluster import plan_serving
+    from chipforge.spec import load_chip
+
+    keys = dict(ep=8, slo_percentile="p99", ep_overlap=True, spec_tokens=1, spec_acceptance=0.8)
+    row = ev.evaluate_point(space_from_dict(_space({**SERVE, **keys})), {"clock": 1.83e9})
+    ref = plan_serving(load_chip("h100"), MOE, 8, isl=1024, osl=256, tpot_slo=0.05, **keys)
+    assert row["serving_tokens_per_s"] == ref.throughput_tokens_per_s
+    assert " ep=8 " in row["serving_plan"]
+    plain = ev.evaluate_point(space_from_dict(_space(SERVE)), {"clock": 1.83e9})
+    assert plain["serving_tokens_per_s"] != row["serving_tokens_per_s"]
+
+
+@pytest.mark.parametrize(
+    ("over", "words"),
+    [
+        ({"model": "llm:llama3-8b,layers=4", "ep": 8}, "is dense: drop it"),
+        ({"ep": 3}, "`ep` 3 must divide"),
+        ({"slo_percentile": "99"}, "`slo_percentile` must be one of p50, p90, p99"),
+        ({"slo_percentile": "p99", "disaggregated": True}, "not modelled with `disaggregated`"),
+        ({"spec_tokens": 1}, "`spec_tokens` needs `spec_acceptance`"),
+        ({"spec_acceptance": 0.8}, "`spec_acceptance` needs `spec_tokens`"),
+        ({"spec_tokens": 9, "spec_acceptance": 0.8}, "from 0 to 8"),
+        ({"ep_overlap": "yes"}, "`ep_overlap` must be true or false"),
+    ],
+)
+def test_what_serve_refuses_is_refused_before_any_point(over, words):
+    with pytest.raises(SpaceError) as e:
+        space_from_dict(_space({**SERVE, **over}))
+    assert words in str(e.value) and "\n" not in str(e.value)
