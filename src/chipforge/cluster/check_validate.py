@@ -69,6 +69,9 @@ LOSS_SOURCES = {
     "benchmarks/llama3-8b_h200_202506_trainy-whitefiber.md": "compiled",
     "github.com/pytorch/torchtitan/": "eager",
 }
+# torchtitan's context parallelism is PyTorch's ring attention (train.py `context_parallel` of
+# torch.distributed.tensor.experimental; training.torch_ring)
+CP_RING_SOURCES = {"github.com/pytorch/torchtitan/": "torch"}
 # `chip_overrides`: a preset with the memory its source states (torchtitan's Grand Teton H100s:
 # 96 GB HBM2e at 2.4 TB/s), as "hbm_capacity=<bytes>;hbm_bandwidth=<bytes/s>"
 OVERRIDES = {"hbm_capacity": "capacity", "hbm_bandwidth": "bandwidth"}
@@ -145,9 +148,11 @@ def _attention(row: dict) -> str:
 
 def training_row(row: dict) -> dict:
     """The row as `validate.training_plan` reads it: the defaults, the framework's attention
-    kernel (SDPA_SOURCES) and loss (LOSS_SOURCES)."""
+    kernel (SDPA_SOURCES), loss (LOSS_SOURCES) and ring attention (CP_RING_SOURCES)."""
     loss = next((kind for src, kind in LOSS_SOURCES.items() if src in row["source"]), "")
-    return {**TRAINING_DEFAULTS, **row, "attention": _attention(row), "loss": loss}
+    ring = next((kind for src, kind in CP_RING_SOURCES.items() if src in row["source"]), "")
+    return {**TRAINING_DEFAULTS, **row, "attention": _attention(row), "loss": loss,
+            "cp_ring": ring}  # fmt: skip
 
 
 def _training(row: dict) -> Callable[[], float]:

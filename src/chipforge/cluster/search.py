@@ -23,6 +23,7 @@ from chipforge.cluster.memory import (
 )
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.cluster.training import (
+    CP_RINGS,
     FRAMEWORK_OVERHEAD,
     NCCL_GROUPS,
     SCHEDULES,
@@ -288,6 +289,7 @@ def plan_training(
     fp8_dispatch: bool = False,
     pp_scatter_gather: bool = False,
     eager_ops: bool = False,
+    cp_ring: str = "p2p",
     dp_shard: int | None = None,
     pod: int | None = None,
 ) -> TrainingPlan:
@@ -324,7 +326,9 @@ def plan_training(
     all-to-all moves 16 bits. `pp_scatter_gather`: legacy Megatron-LM's stage send of 1/tp of
     the activations from each TP rank, all-gathered on arrival, without sequence parallelism
     (training.pp_hop). `eager_ops`: the block's norms, RoPE and activation run as PyTorch eager
-    kernels (torchtitan without torch.compile; layer.EAGER_BYTES), else fused. `dp_shard`:
+    kernels (torchtitan without torch.compile; layer.EAGER_BYTES), else fused. `cp_ring`: how
+    ring attention moves K and V (training.CP_RINGS; "torch": PyTorch's ring as torchtitan runs
+    it, training.torch_ring). `dp_shard`:
     hybrid sharding, the data-parallel ranks one ZeRO shard group spans (a divisor of dp; 0:
     every one, plain ZeRO/FSDP); None searches every rank and the shard group that fills one
     scale-up domain or pod (`shard_choices`). `pod`: the chips of one torus slice, a job of
@@ -364,6 +368,8 @@ def plan_training(
                             "whole-layer policy) stands alone and is for dense models")  # fmt: skip
     if loss not in LOSS_BUFFERS:
         raise WorkloadError(f"--loss must be one of {', '.join(LOSS_BUFFERS)}, not {loss!r}")
+    if cp_ring not in CP_RINGS:
+        raise WorkloadError(f"`cp_ring` must be one of {', '.join(CP_RINGS)}, not {cp_ring!r}")
     if fp8_param_gather and dtype != "fp8":
         raise WorkloadError(f"--fp8-param-gather needs --dtype fp8, not {dtype}")
     if fp8_recipe != "delayed" and dtype != "fp8":  # else priced as if not given
@@ -417,7 +423,7 @@ def plan_training(
                      loss=loss, tp_async_backward=tp_async_backward,
                      fp8_dispatch=fp8_dispatch,
                      pp_scatter_gather=pp_scatter_gather,
-                     eager_ops=eager_ops)  # fmt: skip
+                     eager_ops=eager_ops, cp_ring=cp_ring)  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):

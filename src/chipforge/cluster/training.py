@@ -502,6 +502,7 @@ class RunOptions:
     fp8_dispatch: bool = False  # EP_BYTES: the MoE dispatch moves the quantized GEMM input
     pp_scatter_gather: bool = False  # pp_hop: legacy Megatron-LM's split stage send
     eager_ops: bool = False  # layer.EAGER_BYTES: the block's elementwise ops run eagerly
+    cp_ring: str = "p2p"  # CP_RINGS: how ring attention moves K and V (torch_ring)
 
 
 @dataclass(frozen=True)
@@ -735,6 +736,37 @@ def cp_ring(hop: float, attn: float, cp: int, sm_share: float, *, again: bool) -
     return (2 if again else 1) * ring(hop, step) + ring(2 * hop, 2.5 * step)
 
 
+# How context parallelism's ring moves K and V (`RunOptions.cp_ring`): "p2p", Transformer Engine's
+# send/recv ring of the model's K/V heads (cp_ring); "torch", PyTorch's ring attention as
+# torchtitan runs it (torch_ring).
+CP_RINGS = ("p2p", "torch")
+
+
+def torch_ring(kv: float, cp: int, step: float, topo: Topology, *, stride: int, up_share: float,
+               again: bool, compiled: bool) -> float:  # fmt: skip
+    """Seconds PyTorch's ring attention (torch.distributed.tensor.experimental._attention:
+    `_templated_ring_attention` and its backward, default `_ContextParallelOptions`) adds to one
+    layer's attention core, with `kv` the bytes of this rank's K and V and `step` one ring step's
+    forward block:
+    - forward (again for a recomputed core): `rotate_method` ALL_GATHER, one all-gather of every
+      rank's K and V issued at the first step and waited at the second (`_AllGatherRotater`);
+    - backward: the same all-gather for K and V, and each step's dK and dV accumulated in fp32
+      (`convert_to_f32`) and passed on by an all-to-all (`dkv_rotater` ALL_TO_ALL), cp sends of
+      twice `kv`, waited at the next step.
+    `compiled` (a torch.compile'd block): traced functional collectives wait at once
+    (_functional_collectives.py `_maybe_wrap_tensor`: "if _are_we_tracing(): return
+    wait_tensor(self)"), and Inductor keeps the traced order unless asked to reorder
+    (`reorder_for_compute_comm_overlap`, off by default), so none of it overlaps; eager, each
+    waits where the source says and hides under the blocks before it."""
+    gather = collective_time("all_gather", kv * cp, cp, topo, stride=stride, up_share=up_share)
+    grads = collective_time("send_recv", 2 * kv, 2, topo, stride=stride, up_share=up_share)
+    passes = 2 if again else 1
+    if compiled:
+        return (passes + 1) * gather + cp * grads
+    return (passes * max(0.0, gather - step) + max(0.0, gather - 2.5 * step)
+            + cp * max(0.0, grads - 2.5 * step))  # fmt: skip
+
+
 def pp_bytes(dtype: str) -> float:
     """Bytes per element of the activations (and their gradients) sent between pipeline
     stages: the residual stream's dtype, 16 bits under FP8/FP4 GEMMs (PP_BYTES)."""
@@ -892,12 +924,20 @@ def stage_cost(
     share = _up_shares(run, topo)
     t_cp = 0.0
     if p.cp > 1:
-        kv = 2 * tok * c.n_kv_heads * c.d_head * max(2, nbytes(dtype)) / min(p.tp, c.n_kv_heads)
-        hop = collective_time("send_recv", kv, 2, topo, stride=p.tp, up_share=share["cp"])
         again = p.recompute == "full" or (
             p.recompute == "selective" and bool(ATTENTION_RECOMPUTED & set(run.recompute_modules))
         )
-        t_cp = layers * cp_ring(hop, attn, p.cp, _sm_share(chip, topo, run, "cp"), again=again)
+        if run.cp_ring == "torch":
+            # torchtitan's attention repeats K and V to every query head before SDPA
+            # (models/llama/model.py `repeat_kv` at 9dec370), so the ring moves them all
+            kv = 2 * tok * c.heads * c.d_head * max(2, nbytes(dtype)) / p.tp
+            t_cp = layers * torch_ring(kv, p.cp, attn / p.cp, topo, stride=p.tp,
+                                       up_share=share["cp"], again=again,
+                                       compiled=not run.eager_ops)  # fmt: skip
+        else:
+            kv = 2 * tok * c.n_kv_heads * c.d_head * max(2, nbytes(dtype)) / min(p.tp, c.n_kv_heads)
+            hop = collective_time("send_recv", kv, 2, topo, stride=p.tp, up_share=share["cp"])
+            t_cp = layers * cp_ring(hop, attn, p.cp, _sm_share(chip, topo, run, "cp"), again=again)
     # LM head + embedding on the last stage: 6*tokens*h*V/tp FLOPs at the layer's matmul rate
     moe = c.is_moe
     per_tok = 6 * (c.attention_params() + c.ffn_params(moe, active=True)) + 12 * seq * (

@@ -151,6 +151,7 @@ def training_plan(row: dict):
         fp8_dispatch=row.get("fp8_dispatch") == "yes",
         pp_scatter_gather=implied.get("pp_scatter_gather") == "yes",
         eager_ops=row.get("eager_ops") == "yes",
+        cp_ring=row.get("cp_ring") or "p2p",
         dp_shard=_int(row.get("dp_shard") or "") or 0,  # blank: every data-parallel rank
     )  # fmt: skip
 
