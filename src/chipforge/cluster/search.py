@@ -562,14 +562,14 @@ def plan_training(
             # the group's most micro-batches hold the most (memory.in_flight_chunks)
             mem = plan_memory(c, plan, seq=seq, dtype=dtype, run=run, microbatches=m_hi)
             held = _offload(c, plan, mem, seq, usable, topo, **offload)
-            if held is not None:  # the least moved to host memory that fits
-                plan = held
+            if held is not None:  # the least moved to host memory that fits (priced again)
+                plan, mem = held, None
             elif sum(mem.values()) > usable:
                 errors.append((place, _memory_error(mem, usable)))
                 count["pruned_memory"] += n
                 too_big[place[:4]] = min(too_big.get(place[:4], order[3]), order[3])
                 continue
-            out.append((plan, (lb, place), n, m_lo, m_hi, stride, scale))
+            out.append((plan, (lb, place), n, m_lo, m_hi, stride, scale, mem))
         return out
 
     while heap:
@@ -619,14 +619,15 @@ def plan_training(
                 items.append(it)
                 heapq.heappush(heap, (bound, 2, it[1], len(items) - 1))
             continue
-        plan, rank, n, m_lo, m_hi, stride, scale = items[j]
+        plan, rank, n, m_lo, m_hi, stride, scale, mem = items[j]
         if kind == 2 and not alternatives:  # its own layers' compute and communication
             cb = compute_lower_bound(chip, c, plan, seq, dtype, run) * scale
             cb += comm_bound(plan, m_hi, scale)
             if cb > bound:
                 heapq.heappush(heap, (cb, 3, rank, j))
                 continue
-        sc = stage_cost(chip, c, plan, topo, seq=seq, dtype=dtype, run=run, microbatches=m_hi)
+        sc = stage_cost(chip, c, plan, topo, seq=seq, dtype=dtype, run=run, microbatches=m_hi,
+                        memory=mem)  # fmt: skip
         held = sum(sc.memory.values())
         ms = range(m_lo, m_hi + 1, stride) if alternatives else best_counts(sc, m_lo, m_hi, stride)
         count["pruned_bound"] += n - len(ms)

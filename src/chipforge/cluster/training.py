@@ -855,10 +855,13 @@ def stage_cost(
     dtype: str,
     run: RunOptions = RunOptions(),
     microbatches: int | None = None,
+    memory: dict[str, float] | None = None,
 ) -> StageCost:
     """Per-micro-batch costs of plan `p` run as `run` says (Infeasible when its memory does
-    not fit; the shape is checked by `check_plan`; `microbatches` per step: plan_memory)."""
-    mem = plan_memory(c, p, seq=seq, dtype=dtype, run=run, microbatches=microbatches)
+    not fit; the shape is checked by `check_plan`; `microbatches` per step: plan_memory;
+    `memory`: that plan_memory where the caller has priced it, as the search does to check
+    the fit)."""
+    mem = memory or plan_memory(c, p, seq=seq, dtype=dtype, run=run, microbatches=microbatches)
     need, have = sum(mem.values()), chip.hbm.capacity
     if need > have:
         raise Infeasible(
