@@ -69,10 +69,14 @@ def test_deepseek_v3_gpu_hours_within_25_percent(dsv3):
 
 
 def test_schedule_shape_rules_and_cli():
-    with pytest.raises(Infeasible, match="dualpipe needs an even --pp"):
+    # the rule that fails is named, not both (pp 2 is even; 15 micro-batches are not)
+    with pytest.raises(Infeasible, match=r"dualpipe needs an even number of micro-batches, at "
+                       r"least --pp 2, not 15 \(global batch"):  # fmt: skip
         plan_training(
             "h800", "deepseek-v3", 2048, schedule="dualpipe", **{**DSV3, "pp": 2, "dp": 1024}
         )  # fmt: skip (15 micro-batches)
+    with pytest.raises(Infeasible, match="dualpipe needs an even --pp, not 3"):
+        plan_training("h100", "llama3-8b", 24, schedule="dualpipe", pp=3, tp=8, dp=1)
     res = subprocess.run(
         [sys.executable, "-m", "chipforge", "train", "--chip", "h100", "--model", "llama3-8b",
          "--chips", "8", "--schedule", "bogus"], capture_output=True, text=True, timeout=120,

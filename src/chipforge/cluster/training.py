@@ -397,10 +397,14 @@ def check_schedule(p: Plan, global_batch: int) -> None:
             f"--schedule {p.schedule} runs one model chunk per stage: use --interleave 1"
         )
     m = global_batch // (p.dp * p.micro_batch)
-    if p.schedule == "dualpipe" and (p.pp % 2 or m % 2 or m < p.pp):
+    if p.schedule == "dualpipe" and p.pp % 2:
+        raise Infeasible(f"--schedule dualpipe needs an even --pp, not {p.pp} (DeepSeek-V3 "
+                         "report Sec. 3.2.1)")  # fmt: skip
+    if p.schedule == "dualpipe" and (m % 2 or m < p.pp):
         raise Infeasible(
-            f"--schedule dualpipe needs an even --pp (not {p.pp}) and an even number of "
-            f"micro-batches, at least pp (not {m}): DeepSeek-V3 report Sec. 3.2.1"
+            f"--schedule dualpipe needs an even number of micro-batches, at least --pp {p.pp}, "
+            f"not {m} (global batch {global_batch} / (dp {p.dp} x micro-batch "
+            f"{p.micro_batch})): raise --global-batch (DeepSeek-V3 report Sec. 3.2.1)"
         )
 
 
