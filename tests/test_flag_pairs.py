@@ -45,3 +45,13 @@ def test_slo_percentile_refused_where_not_modelled(capsys, extra):
     """The plans these flags make have no percentiles: p99 was silently held on the mean."""
     err = fails(capsys, *SERVE, "--slo-percentile", "p99", *extra)
     assert "--slo-percentile p99 is not modelled with" in err
+
+
+def test_the_plan_line_names_dp_attention(capsys):
+    """--ep above --tp serves the attention data-parallel in ep/tp groups; the table said only
+    `dp=1`, the replica count."""
+    with pytest.raises(SystemExit) as e:
+        main([*SERVE, "--tp", "1", "--ep", "8"])
+    out = capsys.readouterr().out
+    assert e.value.code in (0, None) and "ep=8 dp=1" in out
+    assert "(DP attention: 8 groups)" in out

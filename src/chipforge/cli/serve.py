@@ -44,6 +44,9 @@ def serve_tables(d: dict) -> list[Table]:
     p = d["plan"]
     rows = {
         "plan": f"tp={p['tp']} pp={p['pp']} ep={p['ep']} dp={p['dp']} batch={p['batch']}"
+        # ep above tp: DP attention, one replica's attention in ep/tp groups of tp chips
+        # (cluster.serving: DeepSeek's inference system); its batch is split over them
+        + (f" (DP attention: {p['ep'] // p['tp']} groups)" if p["ep"] > p["tp"] else "")
         + (f" over {p['batch_shards']} batch shards" if p.get("batch_shards", 1) > 1 else "")
         + (" moe-tp" if p.get("moe_tp") else "")
         + (
