@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chipforge.errors import ChipforgeError
-from chipforge.userfile import check_output
+from chipforge.userfile import check_output, note_output
 
 TMP_SUFFIX = ".tmp"  # `.<name>.<random>.tmp`: what a crash can leave behind
 
@@ -67,16 +67,18 @@ def _special(p: Path) -> str | None:
         "a block device" if stat.S_ISBLK(mode) else "not a regular file")  # fmt: skip
 
 
-def check_target(path: str | Path, flag: str | None = None) -> Path:
-    """`path` as a file to (over)write, or a one-line error naming `flag` and the path."""
+def check_target(path: str | Path, flag: str | None = None, *, declare: bool = False) -> Path:
+    """`path` as a file to (over)write, or a one-line error naming `flag` and the path.
+    `declare`: the command line's `flag` names it, declared its output (`userfile.note_output`)
+    as it is checked."""
     p = Path(path)
     try:
-        return _check(p, flag)
+        return _check(p, flag, declare)
     except OSError as e:  # a name too long, a loop of links, ...
         raise _error(p, flag, e) from None
 
 
-def _check(p: Path, flag: str | None) -> Path:
+def _check(p: Path, flag: str | None, declare: bool) -> Path:
     if p.is_dir():
         raise ChipforgeError(f"{_what(flag)}{_show(p)} is a folder; give a file path inside it")
     if not p.parent.is_dir():
@@ -87,7 +89,7 @@ def _check(p: Path, flag: str | None) -> Path:
         raise ChipforgeError(f"{_what(flag)}{_show(p)} is read-only")
     _not_special(p, flag)
     if flag:  # a user's output never replaces a file this command read or another flag writes
-        check_output(p, flag)
+        (note_output if declare else check_output)(p, flag)
     return p
 
 

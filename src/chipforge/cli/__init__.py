@@ -19,7 +19,7 @@ from chipforge.atomic import atomic_open, check_target
 from chipforge.errors import ChipforgeError
 from chipforge.report import to_json
 from chipforge.report.jsonout import check_numbers
-from chipforge.userfile import forget_inputs, note_input, note_output
+from chipforge.userfile import forget_inputs, note_input
 
 try:  # typer vendors click from 0.2x on; earlier versions raise click's own exceptions
     from typer._click import exceptions as click_errors
@@ -41,7 +41,7 @@ def _check_out(path: Path | None) -> Path | None:
     input of the command (`userfile.note_output`) is a one-line error now, not after a long
     run."""
     if path is not None:
-        note_output(check_target(path, "--out"), "--out")
+        check_target(path, "--out", declare=True)
     return path
 
 
