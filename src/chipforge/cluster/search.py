@@ -290,6 +290,7 @@ def plan_training(
     pp_scatter_gather: bool = False,
     eager_ops: bool = False,
     cp_ring: str = "p2p",
+    train_metrics: int = 0,
     dp_shard: int | None = None,
     pod: int | None = None,
 ) -> TrainingPlan:
@@ -328,7 +329,8 @@ def plan_training(
     (training.pp_hop). `eager_ops`: the block's norms, RoPE and activation run as PyTorch eager
     kernels (torchtitan without torch.compile; layer.EAGER_BYTES), else fused. `cp_ring`: how
     ring attention moves K and V (training.CP_RINGS; "torch": PyTorch's ring as torchtitan runs
-    it, training.torch_ring). `dp_shard`:
+    it, training.torch_ring). `train_metrics`: eager cross-entropies over each micro-batch's
+    logits beside the loss (Composer's train metrics; training.TRAIN_METRIC_BYTES). `dp_shard`:
     hybrid sharding, the data-parallel ranks one ZeRO shard group spans (a divisor of dp; 0:
     every one, plain ZeRO/FSDP); None searches every rank and the shard group that fills one
     scale-up domain or pod (`shard_choices`). `pod`: the chips of one torus slice, a job of
@@ -423,7 +425,8 @@ def plan_training(
                      loss=loss, tp_async_backward=tp_async_backward,
                      fp8_dispatch=fp8_dispatch,
                      pp_scatter_gather=pp_scatter_gather,
-                     eager_ops=eager_ops, cp_ring=cp_ring)  # fmt: skip
+                     eager_ops=eager_ops, cp_ring=cp_ring,
+                     train_metrics=train_metrics)  # fmt: skip
     offload = {"optimizer": optimizer_offload,
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):

@@ -35,8 +35,11 @@ from chipforge.cluster.memory import (
 from chipforge.cluster.topology import Topology
 from chipforge.dtypes import nbytes
 from chipforge.errors import Infeasible
+from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
+from chipforge.workload.graph import Graph
+from chipforge.workload.ops import Vector
 
 # Time outside the modelled kernels per step (data loading, launch gaps, unfused elementwise
 # kernels the layer graph does not list, loss, logging), as a fraction of the step. End-to-end
@@ -222,6 +225,39 @@ HOST_GEMMS_PER_EXPERT, HOST_QUANTIZES_PER_EXPERT = 6, 4
 HOST_QUANTIZE_KERNELS = {"delayed": 0, "current": 3, "mxfp8": 1, "block": 1}
 HOST_QUANTIZE_KERNELS_FP4 = 2
 MOE_HOST_S_PER_LAUNCH = 17e-6
+
+
+# Training metrics evaluated on every micro-batch's logits beside the loss: Composer (0.16.x,
+# the llm-foundry benchmarks' pin `mosaicml>=0.16.1,<0.17`) calls `_eval_train_metrics` after
+# each micro-batch's backward pass (trainer.py `_train_microbatch`), which runs every train
+# metric's `update` on the cached outputs (HuggingFaceModel.eval_forward returns the forward's
+# logits, no second forward); llm-foundry's MPT (models/mpt/modeling_mpt.py, ComposerMPTCausalLM)
+# has two, LanguageCrossEntropy and LanguagePerplexity (composer/metrics/nlp.py: the latter
+# subclasses the former), each `torch.nn.CrossEntropyLoss(reduction='sum')` over the full
+# (tokens, vocab) logits, eagerly, under the bf16 autocast context (`_get_precision_context`).
+# Bytes moved per logit element by each, as its aten calls run: autocast casts the 16-bit logits
+# to fp32 (`_to_copy`: read 2, write 4) and `_log_softmax` reads and writes them in fp32 (4 + 4);
+# `nll_loss_forward` gathers one element per row. tests/test_train_metrics.py recounts them with
+# a TorchDispatchMode on torch's own CrossEntropyLoss under autocast. Not priced here: the loss's
+# own passes over the logits (llm-foundry's is flash-attn's fused xentropy kernel), and the
+# metrics' transient fp32 buffers in `plan_memory`.
+TRAIN_METRIC_BYTES = {"cast": 2 + 4, "log_softmax": 4 + 4}
+
+
+def train_metrics_time(chip: ChipSpec, c: ModelConfig, p: Plan, tok: int, run: RunOptions) -> float:
+    """Seconds per micro-batch on the last stage of `run.train_metrics` eager cross-entropies
+    over its `tok` tokens' logits (TRAIN_METRIC_BYTES; a TP rank holds 1/tp of the vocabulary)."""
+    if not run.train_metrics:
+        return 0.0
+    elements = tok * c.vocab / p.tp
+    ops = [
+        Vector(name="train_metric.cast", elements=elements,
+               bytes_per_element=TRAIN_METRIC_BYTES["cast"]),
+        Vector(name="train_metric.log_softmax", elements=elements, flops_per_element=4,
+               transcendentals_per_element=1, bytes_per_element=TRAIN_METRIC_BYTES["log_softmax"]),
+    ]  # fmt: skip
+    priced = estimate(Graph("train_metrics", tuple(ops)), chip).ops
+    return run.train_metrics * sum(o.time_s for o in priced)
 
 
 def host_launches_per_expert(dtype: str, fp8_recipe: str) -> int:
@@ -507,6 +543,7 @@ class RunOptions:
     pp_scatter_gather: bool = False  # pp_hop: legacy Megatron-LM's split stage send
     eager_ops: bool = False  # layer.EAGER_BYTES: the block's elementwise ops run eagerly
     cp_ring: str = "p2p"  # CP_RINGS: how ring attention moves K and V (torch_ring)
+    train_metrics: int = 0  # TRAIN_METRIC_BYTES: cross-entropies over the logits beside the loss
 
 
 @dataclass(frozen=True)
@@ -954,7 +991,7 @@ def stage_cost(
     # (each MTP module applies the shared output head once more: DeepSeek-V3 Sec. 2.2)
     t_head = 6 * tok * c.hidden * c.vocab / p.tp / rate * (1 + c.mtp_layers)
     t_f = layers * fwd + t_head / 3
-    t_b = layers * (bwd + rec) + 2 * t_head / 3
+    t_b = layers * (bwd + rec) + 2 * t_head / 3 + train_metrics_time(chip, c, p, tok, run)
     t_off = 0.0
     if p.offload_layers or p.optimizer_offload:
         if not topo.host_bandwidth > 0:

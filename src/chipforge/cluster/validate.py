@@ -68,6 +68,9 @@ TP_ASYNC_BACKWARD_FRAMEWORKS = ("megatron-lm", "nemo", "megatron-bridge")
 # the TP ranks and all-gathers it on arrival when sequence parallelism is off
 # (training.pp_hop; `scatter_gather_tensors_in_pipeline` on by default)
 PP_SCATTER_GATHER_FRAMEWORKS = ("megatron-lm-2021", "megatron-lm")
+# Composer evaluates llm-foundry MPT's two train metrics (LanguageCrossEntropy, LanguagePerplexity)
+# on every micro-batch's logits (training.TRAIN_METRIC_BYTES)
+TRAIN_METRICS_FRAMEWORKS = {"llm-foundry": 2}
 
 
 def framework(source: str) -> str:
@@ -78,9 +81,12 @@ def framework(source: str) -> str:
 def framework_options(row: dict) -> dict[str, str]:
     """The run options a training row's framework implies (FRAMEWORKS): Megatron's asynchronous
     backward TP communication where it ran Megatron's sequence-parallel layers, legacy
-    Megatron-LM's scatter/gather stage sends where it ran without them."""
+    Megatron-LM's scatter/gather stage sends where it ran without them, Composer's train
+    metrics (TRAIN_METRICS_FRAMEWORKS)."""
     name = framework(row.get("source", ""))
     sp = row.get("sp") != "no"
+    if name in TRAIN_METRICS_FRAMEWORKS:
+        return {"train_metrics": str(TRAIN_METRICS_FRAMEWORKS[name])}
     if name in TP_ASYNC_BACKWARD_FRAMEWORKS and sp:
         return {"tp_async_backward": "yes"}
     return {"pp_scatter_gather": "yes"} if name in PP_SCATTER_GATHER_FRAMEWORKS and not sp else {}
@@ -152,6 +158,7 @@ def training_plan(row: dict):
         pp_scatter_gather=implied.get("pp_scatter_gather") == "yes",
         eager_ops=row.get("eager_ops") == "yes",
         cp_ring=row.get("cp_ring") or "p2p",
+        train_metrics=int(row.get("train_metrics") or implied.get("train_metrics") or 0),
         dp_shard=_int(row.get("dp_shard") or "") or 0,  # blank: every data-parallel rank
     )  # fmt: skip
 
