@@ -35,3 +35,37 @@ def test_every_command_prints_json_and_reports_where_it_has_one():
     for name in ("evaluate", "compare", "simulate", "cost", "train", "serve", "datacenter"):
         flags = {o for p in options(names[name]) for o in p.opts}
         assert {"--html", "--png", "--out"} <= flags, name
+
+
+def test_every_training_option_of_the_api_is_a_train_flag():
+    """Every keyword `plan_training` takes is reachable from `chipforge train`, under its own
+    name (`--sp` for sequence_parallel), and reaches the API with the same meaning: legacy
+    Megatron-LM's scatter/gather stage send, the parallel block, eager ops and PyTorch's ring
+    attention given as flags price the plan the API prices, and not the plan without them."""
+    import inspect
+    import json
+
+    from typer.testing import CliRunner
+
+    from chipforge.cli import app
+    from chipforge.cluster import plan_training
+
+    flags = {o for p in options(dict(commands())["train"]) for o in p.opts}
+    renamed = {"sequence_parallel": "--sp"}
+    params = inspect.signature(plan_training).parameters
+    missing = [n for n in params if renamed.get(n, "--" + n.replace("_", "-")) not in flags]
+    assert not missing, f"plan_training options without a `chipforge train` flag: {missing}"
+    plan = dict(tp=2, pp=2, dp=2, cp=2, zero=1, recompute="none", micro_batch=1, seq=8192,
+                global_batch=32, sequence_parallel=False)  # fmt: skip
+    run = dict(pp_scatter_gather=True, eager_ops=True, parallel_block=True, cp_ring="torch")
+    argv = ["train", "--chip", "h100", "--model", "llama3-8b", "--chips", "16", "--json",
+            "--no-sp", "--pp-scatter-gather", "--eager-ops", "--parallel-block",
+            "--cp-ring", "torch"]  # fmt: skip
+    for k, v in plan.items():
+        if k != "sequence_parallel":
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+    out = CliRunner().invoke(app, argv)
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.stdout)["step_time_s"]
+    assert got == plan_training("h100", "llama3-8b", 16, **plan, **run).step_time_s
+    assert got != plan_training("h100", "llama3-8b", 16, **plan).step_time_s

@@ -310,6 +310,48 @@ def train(
             "capped below the channels NCCL runs in the scale-up domain gets that share of it",
         ),
     ] = None,
+    parallel_block: Annotated[
+        bool,
+        typer.Option(
+            "--parallel-block",
+            help="attention and MLP side by side on one input (GPT-J, PaLM): one TP all-gather "
+            "and one reduction per layer and pass for both",
+        ),
+    ] = False,
+    offload_layers: Annotated[
+        int | None,
+        typer.Option(
+            "--offload-layers",
+            min=0,
+            help="layers of each stage whose activations live in host memory (Megatron-Core "
+            "cpu_offloading_num_layers); default: none, or under --activation-offload the "
+            "fewest that fit",
+        ),
+    ] = None,
+    pp_scatter_gather: Annotated[
+        bool,
+        typer.Option(
+            "--pp-scatter-gather",
+            help="without sequence parallelism each TP rank sends 1/tp of a stage's output, "
+            "all-gathered on arrival (legacy Megatron-LM scatter/gather, Narayanan et al. 2021)",
+        ),
+    ] = False,
+    eager_ops: Annotated[
+        bool,
+        typer.Option(
+            "--eager-ops",
+            help="the block's norms, RoPE and activation as PyTorch eager kernels (torchtitan "
+            "without torch.compile), not fused",
+        ),
+    ] = False,
+    cp_ring: Annotated[
+        str,
+        typer.Option(
+            "--cp-ring",
+            help="how context parallelism's ring attention moves K and V: p2p (Transformer "
+            "Engine's send/recv ring) or torch (PyTorch's ring attention as torchtitan runs it)",
+        ),
+    ] = "p2p",
     calculon_plan: Annotated[
         str | None,
         typer.Option(
@@ -374,10 +416,13 @@ def train(
         recompute_modules=tuple(m.strip() for m in recompute_modules.split(",") if m.strip()),
         nccl_ctas=caps, moe_host_sync=moe_host_sync, loss=loss,
         tp_async_backward=tp_async_backward, fp8_dispatch=fp8_dispatch,
+        parallel_block=parallel_block, offload_layers=offload_layers,
+        pp_scatter_gather=pp_scatter_gather, eager_ops=eager_ops, cp_ring=cp_ring,
     )  # fmt: skip
     _say_no_effect(res, resolve_model(model).is_moe, tp_async_backward=tp_async_backward,
                    tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch,
-                   sustained_chip=chip if sustained_clock else None)  # fmt: skip
+                   sustained_chip=chip if sustained_clock else None,
+                   pp_scatter_gather=pp_scatter_gather)  # fmt: skip
     data = res.to_dict()
     if calculon_plan:
         data["not_expressible"] = unexpressed
@@ -386,7 +431,8 @@ def train(
 
 
 def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
-                   fp8_dispatch: bool, sustained_chip: str | None = None) -> None:  # fmt: skip
+                   fp8_dispatch: bool, sustained_chip: str | None = None,
+                   pp_scatter_gather: bool = False) -> None:  # fmt: skip
     """One warning line on stderr per run option the planned run leaves without effect."""
     why = {}
     if sustained_chip:
@@ -405,6 +451,10 @@ def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
         why["--fp8-dispatch"] = f"{res.model} has no MoE layers"
     elif fp8_dispatch and res.plan.tp == 1 and res.plan.ep == 1:
         why["--fp8-dispatch"] = "at TP 1 and EP 1 no all-to-all or TP gather moves the tokens"
+    if pp_scatter_gather and (res.plan.pp == 1 or res.plan.tp == 1):
+        why["--pp-scatter-gather"] = "it splits a pipeline stage's send over TP: needs PP and TP"
+    elif pp_scatter_gather and res.plan.sequence_parallel:
+        why["--pp-scatter-gather"] = "sequence parallelism sends 1/tp of a stage's output already"
     for flag, reason in why.items():
         Console(stderr=True, soft_wrap=True).print(
             f"warning: {flag} has no effect: {reason}", style="yellow", markup=False
