@@ -11,9 +11,26 @@ GiB = 2**30
 # Mixed-precision Adam: bf16 weights (2 B), bf16 gradients (2 B), fp32 master weights, m and v
 # (12 B) = 16 B per parameter (ZeRO paper Sec. 3.1; as chipforge.workload.llm).
 WEIGHT_BYTES, GRAD_BYTES, OPTIMIZER_BYTES = 2, 2, 12
-# CUDA/XLA context, communication buffers and allocator fragmentation that training frameworks
+# CUDA context, communication buffers and allocator fragmentation that GPU training frameworks
 # hold outside the tensors (assumption: ~3 GiB, order of PyTorch's context + NCCL buffers).
 RESERVED_BYTES = 3 * GiB
+# A TPU runs its program from a static XLA buffer assignment, with no CUDA context, NCCL buffers
+# or caching allocator: it may use its runtime's HBM limit (JAX `Device.memory_stats()`
+# "bytes_limit", the "of N hbm" of XLA:TPU's out-of-memory report, whose "Total hbm usage"
+# lists the runtime's "reserved" part beside the program and its arguments, the program's HLO
+# temp packed by the compiler: "0.4% fragmentation" in such reports). Set once on the
+# designated case, a TPU v5e (16 GiB): "Ran out of memory in memory space hbm. Used 20.44G of
+# 15.75G hbm" (GoogleCloudPlatform/kubernetes-engine-samples PR 1467, 2024-10, on v5e slices):
+# 16 GiB - 15.75 GiB = 0.25 GiB. Checked, not used to set it: TPU v5p `bytes_limit` 95.74 GiB
+# of 96 GiB, 0.26 GiB (MaxText docs/guides/monitoring_and_debugging/understand_logs_and_metrics.md,
+# max_utils.print_mem_stats "Using (GB) 44.63 / 95.74"; the tpu-v5p preset states 95 GiB, so
+# there it is conservative by 0.5 GiB). Not matched, and what it misses there: TPU v4
+# "reserved 1.25G", "of 30.75G hbm" (young-geng/EasyLM issue 98; MaxText PR 4117), 1 GiB more;
+# TPU v2/v3 (8/16 GiB per core) "reserved 530.00M" (erfanzar/EasyDeL issues 95, 108, 142);
+# v6e 33550237696 B of 32 GiB (vllm-project/vllm PR 16211), 0.75 GiB. The chip family
+# "google-tpu" (ChipSpec.family) takes it; every other chip keeps RESERVED_BYTES.
+XLA_TPU_RESERVED_BYTES = 16 * GiB - 15.75 * GiB
+RESERVED_BY_FAMILY = {"google-tpu": XLA_TPU_RESERVED_BYTES}
 RECOMPUTE = ("none", "selective", "full")
 # ZeRO-3 / FSDP FULL_SHARD gathers each wrapped unit's weights before using it and frees them
 # after; with the rate limiter (FSDP `limit_all_gathers`, Zhao et al. VLDB 2023 Sec. 4.3) at
@@ -142,6 +159,12 @@ PIPELINE_FSDP_UNSHARDED_WEIGHTS = {"eager", "compiled"}
 # casts to float8 before the gather (float8_tensor_parallel.py `_prepare_input_fn`) and
 # `manual_float8_matmul_with_args_in_float8` saves that `input_fp8`, at the GEMM input width).
 GATHERED_GEMM_INPUTS = {"eager", "compiled"}
+
+
+def reserved_bytes(family: str) -> float:
+    """Bytes of HBM a chip of `family` (ChipSpec.family) holds back from the training program:
+    RESERVED_BY_FAMILY, else RESERVED_BYTES."""
+    return RESERVED_BY_FAMILY.get(family, RESERVED_BYTES)
 
 
 def in_flight_chunks(pp: int, v: int, rank: int, m: int | None = None) -> int:
@@ -334,6 +357,7 @@ def memory_per_chip(
     recompute_modules: tuple[str, ...] = ("core_attn",),
     loss: str = "fused",
     microbatches: int | None = None,
+    reserved: float = RESERVED_BYTES,
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
     micro-batches of activations under 1F1B, or the second when the first is a layer short;
@@ -341,7 +365,7 @@ def memory_per_chip(
     (interleaved: (v-1)*p + 1 chunks) and the loss's logits, where that is more; ZeRO-3 adds
     its gathered units; `loss`: the cross-entropy implementation, LOSS_BUFFERS; `microbatches`:
     per step, which caps those in flight, in_flight_chunks; None: as many as the schedule
-    can hold)."""
+    can hold; `reserved`: what the chip's runtime holds back, reserved_bytes)."""
     params = stage_params(c, pp, tp, ep)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
     # 1F1B: stage i holds pp - i micro-batches in flight. With an uneven split (Llama 3: 126
@@ -405,7 +429,7 @@ def memory_per_chip(
         "activations_bytes": acts,
         "loss_bytes": held_logits,  # on the last stage only
         "zero3_gathered_bytes": gathered,
-        "reserved_bytes": RESERVED_BYTES,
+        "reserved_bytes": reserved,
     }
 
 

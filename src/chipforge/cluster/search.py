@@ -18,8 +18,8 @@ from chipforge.cluster.memory import (
     LOSS_BUFFERS,
     OPTIMIZER_BYTES,
     RECOMPUTE,
-    RESERVED_BYTES,
     WEIGHT_BYTES,
+    reserved_bytes,
 )
 from chipforge.cluster.topology import Topology, topology_for
 from chipforge.cluster.training import (
@@ -563,7 +563,8 @@ def plan_training(
             if not n:
                 continue
             # the group's most micro-batches hold the most (memory.in_flight_chunks)
-            mem = plan_memory(c, plan, seq=seq, dtype=dtype, run=run, microbatches=m_hi)
+            mem = plan_memory(c, plan, seq=seq, dtype=dtype, run=run, microbatches=m_hi,
+                              reserved=reserved_bytes(chip.family))  # fmt: skip
             held = _offload(c, plan, mem, seq, usable, topo, **offload)
             if held is not None:  # the least moved to host memory that fits (priced again)
                 plan, mem = held, None
@@ -675,7 +676,7 @@ def plan_training(
     if no_split and first_error is None:  # nothing was priced: no plan split the batch
         raise Infeasible(no_split)
     state = c.params() * (WEIGHT_BYTES + GRAD_BYTES + OPTIMIZER_BYTES)  # ZeRO paper Sec. 3.1
-    usable = chip.hbm.capacity - RESERVED_BYTES
+    usable = chip.hbm.capacity - reserved_bytes(chip.family)
     least = 2 ** math.ceil(math.log2(max(1.0, state / max(usable, 1.0))))
     raise Infeasible(
         f"{c.name} does not fit on {chips} x {chip.name} in any plan"

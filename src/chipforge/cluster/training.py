@@ -28,9 +28,11 @@ from chipforge.cluster.memory import (
     GRAD_BYTES,
     OPTIMIZER_BYTES,
     RECOMPUTE,
+    RESERVED_BYTES,
     WEIGHT_BYTES,
     expert_share,
     memory_per_chip,
+    reserved_bytes,
 )
 from chipforge.cluster.topology import Topology
 from chipforge.dtypes import nbytes
@@ -452,6 +454,7 @@ def plan_memory(
     dtype: str,
     run: RunOptions | None = None,
     microbatches: int | None = None,
+    reserved: float = RESERVED_BYTES,
 ) -> dict[str, float]:
     """Bytes per chip by category of plan `p` run as `run` says (None: the defaults), what
     `evaluate_plan` checks against the HBM. The distributed optimizer (ZeRO 1-3) shards over the
@@ -460,7 +463,8 @@ def plan_memory(
     Of `run`: `attention`, `fp8_param_gather`, `recompute_modules` (what a selective recompute
     frees, memory.RECOMPUTED_SBH) and `loss` (the cross-entropy implementation,
     memory.LOSS_BUFFERS); `microbatches`: per step (None: unbounded), which caps those a
-    pipeline holds in flight (memory.in_flight_chunks)."""
+    pipeline holds in flight (memory.in_flight_chunks); `reserved`: what the chip's runtime
+    holds back (memory.reserved_bytes)."""
     run = run or RunOptions()
     act_bytes = max(2, nbytes(dtype))
     mem = memory_per_chip(
@@ -470,6 +474,7 @@ def plan_memory(
         gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
         attention=run.attention, sp=p.sequence_parallel,
         recompute_modules=run.recompute_modules, loss=run.loss, microbatches=microbatches,
+        reserved=reserved,
     )  # fmt: skip
     if run.fp8_param_gather:  # FP8 primary weights (the optimizer's fp32 master copy is unchanged)
         mem["weights_bytes"] *= FP8_PARAM_BYTES / WEIGHT_BYTES
@@ -902,7 +907,8 @@ def stage_cost(
     not fit; the shape is checked by `check_plan`; `microbatches` per step: plan_memory;
     `memory`: that plan_memory where the caller has priced it, as the search does to check
     the fit)."""
-    mem = memory or plan_memory(c, p, seq=seq, dtype=dtype, run=run, microbatches=microbatches)
+    mem = memory or plan_memory(c, p, seq=seq, dtype=dtype, run=run, microbatches=microbatches,
+                                reserved=reserved_bytes(chip.family))  # fmt: skip
     need, have = sum(mem.values()), chip.hbm.capacity
     if need > have:
         raise Infeasible(
@@ -1000,7 +1006,8 @@ def stage_cost(
             raise Infeasible(f"optimizer offload needs the host's memory bandwidth; {topo.name} "
                              "states none")  # fmt: skip
         full = plan_memory(c, replace(p, offload_layers=0, optimizer_offload=False), seq=seq,
-                           dtype=dtype, run=run, microbatches=microbatches)  # fmt: skip
+                           dtype=dtype, run=run, microbatches=microbatches,
+                           reserved=reserved_bytes(chip.family))  # fmt: skip
         held = host_bytes(c, p, full, seq)
         if held > topo.host_memory:
             raise Infeasible(
