@@ -352,6 +352,15 @@ def train(
             "Engine's send/recv ring) or torch (PyTorch's ring attention as torchtitan runs it)",
         ),
     ] = "p2p",
+    train_metrics: Annotated[
+        int,
+        typer.Option(
+            "--train-metrics",
+            min=0,
+            help="eager cross-entropies over each micro-batch's logits beside the loss "
+            "(Composer's train metrics: 2 for llm-foundry MPT's cross-entropy and perplexity)",
+        ),
+    ] = 0,
     calculon_plan: Annotated[
         str | None,
         typer.Option(
@@ -418,6 +427,7 @@ def train(
         tp_async_backward=tp_async_backward, fp8_dispatch=fp8_dispatch,
         parallel_block=parallel_block, offload_layers=offload_layers,
         pp_scatter_gather=pp_scatter_gather, eager_ops=eager_ops, cp_ring=cp_ring,
+        train_metrics=train_metrics,
     )  # fmt: skip
     _say_no_effect(res, resolve_model(model).is_moe, tp_async_backward=tp_async_backward,
                    tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch,
