@@ -54,7 +54,10 @@ def test_every_training_option_of_the_api_is_a_train_flag():
     renamed = {"sequence_parallel": "--sp"}
     params = inspect.signature(plan_training).parameters
     missing = [n for n in params if renamed.get(n, "--" + n.replace("_", "-")) not in flags]
-    assert not missing, f"plan_training options without a `chipforge train` flag: {missing}"
+    assert not missing, (
+        f"plan_training options without a `chipforge train` flag: {missing}; add each to "
+        "cli/train.py and run `python -m chipforge.cli.reference`"
+    )
     plan = dict(tp=2, pp=2, dp=2, cp=2, zero=1, recompute="none", micro_batch=1, seq=8192,
                 global_batch=32, sequence_parallel=False)  # fmt: skip
     run = dict(pp_scatter_gather=True, eager_ops=True, parallel_block=True, cp_ring="torch")
