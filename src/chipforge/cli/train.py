@@ -433,11 +433,39 @@ def train(
                    tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch,
                    sustained_chip=chip if sustained_clock else None,
                    pp_scatter_gather=pp_scatter_gather)  # fmt: skip
+    _say_no_host(chip, chips, topology, activation=activation_offload,
+                 optimizer=optimizer_offload)  # fmt: skip
     data = res.to_dict()
     if calculon_plan:
         data["not_expressible"] = unexpressed
     write_reports("train", data, html, png)
     emit(data, train_tables(data), as_json=as_json, out=out)
+
+
+def _say_no_host(chip: str, chips: int, topology: str | None, *, activation: bool,
+                 optimizer: bool) -> None:  # fmt: skip
+    """--activation-offload / --optimizer-offload on a topology that states no host path: the
+    search never offloads there (cluster.search._offload), so one warning line says so."""
+    if not (activation or optimizer):
+        return
+    from chipforge.cluster.topology import topology_for
+    from chipforge.spec.loader import load_chip
+
+    topo = topology_for(load_chip(chip), chips, topology)
+    host = topo.host_bandwidth > 0
+    need = {
+        "--activation-offload": activation and not host,
+        "--optimizer-offload": optimizer and not (host and topo.host_memory_bandwidth > 0),
+    }
+    for flag, missing in need.items():
+        if missing:
+            Console(stderr=True, soft_wrap=True).print(
+                f"warning: {flag} has no effect: topology {topo.name} states no host link or "
+                "host memory bandwidth (host_bandwidth, host_memory_bandwidth in "
+                "topologies.toml), so no plan offloads there",
+                style="yellow",
+                markup=False,
+            )
 
 
 def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,

@@ -1,5 +1,6 @@
-"""`serve --sustained-clock`, as `train --sustained-clock`: the layers at the preset's
-power-limited sustained clock; a chip that states none says the flag has no effect."""
+"""Run options and what they do: `serve --sustained-clock`, as `train --sustained-clock`, prices
+the layers at the preset's power-limited sustained clock; an option that cannot act on the chip
+or topology given (no sustained clock, no host link) says so in one warning line."""
 
 import json
 
@@ -39,3 +40,15 @@ def test_train_says_so_too(capsys):
     _, err = run(capsys, "train", "--chip", "h100", "--model", "llm:llama3-8b,layers=4",
                  "--chips", "8", "--sustained-clock", "--json")  # fmt: skip
     assert "--sustained-clock has no effect: h100 states no sustained_clock" in err
+
+
+def test_offload_without_a_host_path_says_so(capsys):
+    """dgx-h100 states no host link: the search never offloads there (the flags did nothing,
+    silently); gb200-nvl72 states Grace's C2C link and LPDDR5X."""
+    args = ("train", "--model", "llm:llama3-8b,layers=4", "--chips", "8", "--json",
+            "--optimizer-offload", "--activation-offload")  # fmt: skip
+    _, err = run(capsys, *args, "--chip", "h100")
+    assert "--activation-offload has no effect: topology dgx-h100 states no host link" in err
+    assert "--optimizer-offload has no effect: topology dgx-h100" in err
+    _, err = run(capsys, *args, "--chip", "gb200")
+    assert "offload" not in err
