@@ -447,3 +447,17 @@ def test_a_png_chart_named_as_out_is_refused(tmp_path):
     )
     assert_user_error(code, err, "--out", "--png", "both name")
     assert out.read_text().startswith("{")
+
+
+def test_serve_html_is_checked_before_the_plan(tmp_path, monkeypatch):
+    """`serve --html` took a plain path option: a folder given for the page was refused only
+    when the report was written, after the serving search; it is checked first now, as every
+    other command's `--html`."""
+    from chipforge.cluster import serving
+
+    ran = []
+    monkeypatch.setattr(serving, "plan_serving", lambda *a, **k: ran.append(1))
+    code, _, err = cli("serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "8",
+                       "--html", str(tmp_path))  # fmt: skip
+    assert_user_error(code, err, "--html", "is a folder")
+    assert not ran

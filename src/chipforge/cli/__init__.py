@@ -50,6 +50,14 @@ OutOpt = Annotated[
     typer.Option("--out", help="write the output to this file", callback=_check_out),
 ]
 ChipOpt = Annotated[str, typer.Option("--chip", help="preset name or chip TOML path")]
+SustainedClockOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sustained-clock",
+        help="price the layers at the chip's power-limited sustained clock where its "
+        "preset states one (sustained_clock), not the boost clock of its peaks",
+    ),
+]
 MODEL_HELP = (
     "model preset, llm:<preset>,key=value, llm:custom,..., a HuggingFace config.json or a "
     "folder with one"

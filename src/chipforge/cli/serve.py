@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, app, emit
-from chipforge.cli.reportopts import PngOpt, write_reports
+from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, SustainedClockOpt, app, emit
+from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, show
 from chipforge.errors import ChipforgeError, WorkloadError
 from chipforge.units import parse_quantity
@@ -243,15 +242,8 @@ def serve(
             "DeepSeek-V3 reports 0.85-0.9 for its one MTP module)",
         ),
     ] = None,
-    sustained_clock: Annotated[
-        bool,
-        typer.Option(
-            "--sustained-clock",
-            help="price the layers at the chip's power-limited sustained clock where its "
-            "preset states one (sustained_clock), not the boost clock of its peaks",
-        ),
-    ] = False,
-    html: Annotated[Path | None, typer.Option("--html", help="also write an HTML report")] = None,
+    sustained_clock: SustainedClockOpt = False,
+    html: HtmlOpt = None,
     png: PngOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, app, emit
+from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, SustainedClockOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, show
 from chipforge.errors import ChipforgeError
@@ -223,14 +223,7 @@ def train(
             "all-gather (Megatron-Core fp8_param_gather)",
         ),
     ] = False,
-    sustained_clock: Annotated[
-        bool,
-        typer.Option(
-            "--sustained-clock",
-            help="price the layers at the chip's power-limited sustained clock where its "
-            "preset states one (sustained_clock), not the boost clock of its peaks",
-        ),
-    ] = False,
+    sustained_clock: SustainedClockOpt = False,
     activation_offload: Annotated[
         bool,
         typer.Option(
