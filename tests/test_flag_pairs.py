@@ -55,3 +55,12 @@ def test_the_plan_line_names_dp_attention(capsys):
     out = capsys.readouterr().out
     assert e.value.code in (0, None) and "ep=8 dp=1" in out
     assert "(DP attention: 8 groups)" in out
+
+
+def test_the_table_shows_the_percentiles_the_slo_holds(capsys):
+    """--slo-percentile p99 holds the SLOs at p99; the table showed only the means."""
+    with pytest.raises(SystemExit) as e:
+        main([*SERVE, "--slo-percentile", "p99"])
+    out = capsys.readouterr().out
+    assert e.value.code in (0, None)
+    assert "TTFT p50 / p90 / p99" in out and "TPOT p50 / p90 / p99" in out

@@ -59,6 +59,15 @@ def serve_tables(d: dict) -> list[Table]:
         "per chip": show("x_tokens_per_s_per_chip", d["throughput_tokens_per_s_per_chip"]),
         "TTFT": show("ttft_s", d["ttft_s"]),
         "TPOT": show("tpot_s", d["tpot_s"]),
+    }
+    # the percentiles under Poisson arrivals (what --slo-percentile holds), where modelled
+    for name in ("ttft", "tpot"):
+        pct = d.get(f"{name}_percentiles_s") or {}
+        if pct:
+            rows[f"{name.upper()} {' / '.join(pct)}"] = " / ".join(
+                show(f"{name}_s", v) for v in pct.values()
+            )
+    rows |= {
         "concurrency": f"{d['concurrency']:,} requests",
         "KV cache per replica": show("kv_cache_capacity_tokens", d["kv_cache_capacity_tokens"]),
     }
