@@ -64,3 +64,14 @@ def test_the_table_shows_the_percentiles_the_slo_holds(capsys):
     out = capsys.readouterr().out
     assert e.value.code in (0, None)
     assert "TTFT p50 / p90 / p99" in out and "TPOT p50 / p90 / p99" in out
+
+
+def test_the_uneven_stage_rule_is_stated_as_the_check_applies_it(capsys):
+    """5 layers on 4 stages leave 3 slots empty: refused, as `stage_layers` allows one fewer on
+    each end stage; the message said 'up to 2 fewer on the first and last stage'."""
+    err = fails(capsys, "train", "--chip", "h100", "--model", "llm:llama3-8b,layers=5",
+                "--chips", "8", "--pp", "4")  # fmt: skip
+    assert (
+        "--pp 4 must divide the 5 layers of llama3-8b (the first and the last stage may "
+        "each hold one fewer)" in err
+    )

@@ -124,11 +124,11 @@ def pp_values(c: ModelConfig, chips: int, *, uneven: bool, interleave: int = 1) 
 def pp_layers(
     c: ModelConfig, pp: int, chips: int, *, uneven: bool, interleave: int = 1, error: Error
 ) -> None:
-    """`pp` x `interleave` stages hold whole layers: evenly, or (uneven) with up to 2 fewer on
-    the first and last stage."""
+    """`pp` x `interleave` stages hold whole layers: evenly, or (uneven) with one fewer on
+    each of the first and last stages (`stage_layers`)."""
     if chips % pp or not _stages_fit(c, pp * interleave, uneven):
         what = f"--pp {pp}" + (f" (x --interleave {interleave})" if interleave > 1 else "")
-        ends = " (up to 2 fewer on the first and last stage)" if uneven else ""
+        ends = " (the first and the last stage may each hold one fewer)" if uneven else ""
         keep, ok = "", pp_values(c, chips, uneven=uneven, interleave=interleave)
         if not ok:  # no depth fits this interleave; without it, one stage always fits
             keep, ok = "--interleave 1 ", pp_values(c, chips, uneven=uneven)
