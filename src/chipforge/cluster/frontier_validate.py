@@ -17,6 +17,7 @@ from chipforge.cluster.validate import (
     _training_predictor,
     case_of,
     csv_rows,
+    serving_runtime,
 )
 from chipforge.errors import WorkloadError
 
@@ -70,6 +71,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             max_num_tokens=_int(row.get("max_num_tokens") or ""),
             adp_batching_wait=_int(row.get("adp_batching_wait") or "") or 0,
             cuda_graph_batches=tuple(int(b) for b in (row.get("cuda_graph_batches") or "").split()),
+            runtime=serving_runtime(row["source"]),
         )  # fmt: skip
         if row["metric"] in AT_RATE:
             return AT_RATE[row["metric"]](at_rate(plan, float(row["request_rate"])))

@@ -23,6 +23,17 @@ from chipforge.workload.config import ModelConfig
 
 PAGE_TOKENS = 16  # vLLM's default block size (Kwon et al. 2023, Sec. 4.2)
 MEMORY_UTILIZATION = 0.90  # vLLM's default gpu_memory_utilization: headroom for runtime/activations
+# How a serving runtime sizes its KV cache (`Memory.kv_budget`), both with the 0.90 default:
+# - "vllm": a fraction of the chip's whole memory holds the weights, the activations and the
+#   cache (vLLM `gpu_memory_utilization`; SGLang's `mem_fraction_static` the same way);
+# - "tensorrt-llm": the cache takes a fraction of the memory still free once the weights and
+#   the activations are allocated (TensorRT-LLM `KvCacheConfig.free_gpu_memory_fraction`, default
+#   0.9: "TensorRT LLM will try to allocate 90% of free GPU memory for KV cache", docs
+#   examples/kvcacheconfig; the v0.x `kv_cache_free_gpu_mem_fraction` the same). NIM's optimized
+#   profiles run TensorRT-LLM (NIM for LLMs docs, "Optimization"). NVIDIA's simulator keeps the
+#   same two formulas (ai-dynamo/aisimulate perfmodel/memory.rs: "TRT-LLM free-fraction vs
+#   vLLM/SGLang total-fraction").
+RUNTIMES = ("vllm", "tensorrt-llm")
 ACTIVATION_TOKENS = 8192  # max tokens in one prefill chunk (vLLM max_num_batched_tokens default)
 
 
@@ -36,6 +47,7 @@ class Memory:
     kv_per_token: float  # KV bytes per cached token on one chip, over all its layers
     # (window, share of the layers) of the sliding-window layers (`ModelConfig.attention_kinds`)
     windows: tuple[tuple[int, float], ...] = ()
+    runtime: str = "vllm"  # RUNTIMES: how the KV cache is sized
 
     def pages(self, tokens: int) -> float:
         """Pages (PAGE_TOKENS tokens of every layer each) one sequence of `tokens` tokens holds:
@@ -56,7 +68,10 @@ class Memory:
 
     @property
     def kv_budget(self) -> float:
-        return max(0.0, self.capacity * MEMORY_UTILIZATION - self.weights - self.activations)
+        free = self.capacity - self.weights - self.activations
+        if self.runtime == "tensorrt-llm":
+            return max(0.0, free * MEMORY_UTILIZATION)
+        return max(0.0, free - self.capacity * (1 - MEMORY_UTILIZATION))
 
     @property
     def kv_tokens(self) -> int:
@@ -85,11 +100,13 @@ class Memory:
 def memory(
     c: ModelConfig, capacity: float, *, tp: int, pp: int, dtype: str, kv_dtype: str, ep: int = 1,
     attn_dtype: str | None = None, weight_dtype: str | None = None, moe_tp: bool = False,
+    runtime: str = "vllm",
 ) -> Memory:  # fmt: skip
     """`attn_dtype`: the attention modules' weights held at that precision instead of `dtype`;
     `weight_dtype`: every weight held at that precision (weight-only quantization), the
     activations staying at `dtype`. `moe_tp` (with `ep` above `tp`): every FFN weight (routed
-    and shared experts, the dense layers' MLP) sliced over the `ep` chips (serving's MOE_TP)."""
+    and shared experts, the dense layers' MLP) sliced over the `ep` chips (serving's MOE_TP).
+    `runtime`: how the KV cache is sized (RUNTIMES)."""
     wt = weight_dtype or dtype
     weights = c.params() * nbytes(wt) / (tp * pp)
     if ep > tp:  # wide EP: whole routed experts over ep chips (the busiest holds the ceiling),
@@ -109,4 +126,4 @@ def memory(
     shards = 1 if c.kv_lora else min(tp, c.n_kv_heads)
     activations = ACTIVATION_TOKENS * max(c.hidden, c.ffn // tp) * 2 * nbytes(dtype)
     windows = tuple((m.window, n / c.layers) for m, n in c.attention_kinds() if m.window)
-    return Memory(capacity, weights, activations, kv_full / shards, windows)
+    return Memory(capacity, weights, activations, kv_full / shards, windows, runtime)

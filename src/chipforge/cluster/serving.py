@@ -34,7 +34,7 @@ from chipforge.cluster.checks import (
 )
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
-from chipforge.cluster.kvcache import ACTIVATION_TOKENS, Memory, memory
+from chipforge.cluster.kvcache import ACTIVATION_TOKENS, RUNTIMES, Memory, memory
 from chipforge.cluster.queueing import (
     PERCENTILES,
     length_factors,
@@ -668,14 +668,14 @@ def evaluate(
     batching="continuous", gqa_kernel=True, clients=None, rate=None, osl_cv=0.0,
     attn_dtype=None, ep_overlap=False, spec_tokens=0, spec_acceptance=0.0, adp_balance=None,
     prefix_hit=0.0, isl_cv=0.0, max_num_tokens=None, dense_cache=None, adp_batching_wait=0,
-    weight_dtype=None, batch_shards=1, cuda_graph_batches=(), moe_tp=False,
+    weight_dtype=None, batch_shards=1, cuda_graph_batches=(), moe_tp=False, runtime="vllm",
 ) -> ServingPlan:  # fmt: skip
     """One plan at `batch` running sequences per replica; raises Infeasible if it does not fit.
     `clients` (per replica, closed loop) above `batch` wait in a queue for a free slot. `rate`
     (requests/s over all replicas, Poisson): the TTFT percentiles at that load instead of at
     the plan's throughput. `osl_cv`, `isl_cv`, `attn_dtype`, `ep_overlap`, `spec_*`,
     `max_num_tokens`, `dense_cache`, `weight_dtype`, `batch_shards`, `cuda_graph_batches`,
-    `moe_tp`: see `plan_serving`."""
+    `moe_tp`, `runtime`: see `plan_serving`."""
     _check(c, chips, tp, pp, ep)
     shards = batch_shards  # one engine's batch split over this many groups (BATCH_SHARDS)
     if shards > 1 and (batching != "interleaved" or pp > 1 or ep > tp or chips % (tp * shards)):
@@ -694,7 +694,8 @@ def evaluate(
         raise Infeasible(f"--ep {ep} above --tp {tp} needs --pp 1 and --chips a multiple of it")
     c = _unbanded(c) if dense_cache else c
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dt, kv_dtype=kvd, ep=ep,
-                 attn_dtype=attn_dtype, weight_dtype=wdt, moe_tp=moe_tp and ep > tp)  # fmt: skip
+                 attn_dtype=attn_dtype, weight_dtype=wdt, moe_tp=moe_tp and ep > tp,
+                 runtime=runtime)  # fmt: skip
     if mem.kv_tokens <= 0:
         raise Infeasible(
             f"{c.name} weights need {mem.weights / 2**30:.1f} GiB per chip at tp={tp} pp={pp}, "
@@ -900,7 +901,7 @@ def evaluate(
         prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
         tpot_percentiles_s=tpots if not clients else {}, dense_cache=dense_cache,
         adp_batching_wait=adp_batching_wait, weight_dtype=wdt, batch_shards=shards,
-        cuda_graph_batches=tuple(cuda_graph_batches), moe_tp=bool(moe_tp),
+        cuda_graph_batches=tuple(cuda_graph_batches), moe_tp=bool(moe_tp), runtime=runtime,
     )  # fmt: skip
 
 
@@ -940,6 +941,7 @@ def plan_serving(
     batch_shards: int = 1,
     cuda_graph_batches: tuple[int, ...] | list[int] = (),
     moe_tp: bool = False,
+    runtime: str = "vllm",
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -998,10 +1000,16 @@ def plan_serving(
     shared experts, the dense layers' MLP) sliced over the `ep` chips, fed by an all-gather of
     every attention group's tokens and ended by an all-reduce, instead of whole experts fed by
     the all-to-all (MOE_TP: SGLang's --enable-dp-attention without --enable-ep-moe).
+    `runtime`: how the KV cache is sized, "vllm" (a fraction of the whole memory, vLLM and
+    SGLang) or "tensorrt-llm" (a fraction of what the weights and activations leave free;
+    kvcache.RUNTIMES).
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
     c = resolve_model(model)
     kvd = kv_dtype or dtype
+    if runtime not in RUNTIMES:
+        raise WorkloadError(f"{flag('runtime')} must be one of {', '.join(RUNTIMES)}, "
+                            f"not {runtime!r}")  # fmt: skip
     for name, value in (("dtype", dtype), ("kv_dtype", kvd), ("attn_dtype", attn_dtype or dtype),
                         ("weight_dtype", weight_dtype or dtype)):  # fmt: skip
         if value not in BYTES:
@@ -1145,7 +1153,7 @@ def plan_serving(
               adp_batching_wait=adp_batching_wait,
               prefix_hit=prefix_hit, isl_cv=isl_cv, max_num_tokens=max_num_tokens,
               dense_cache=dense_cache, batch_shards=batch_shards,
-              cuda_graph_batches=cuda_graph_batches, moe_tp=moe_tp)  # fmt: skip
+              cuda_graph_batches=cuda_graph_batches, moe_tp=moe_tp, runtime=runtime)  # fmt: skip
     s = batch_shards
 
     def run(t, p, e, b, clients=None):
@@ -1179,7 +1187,8 @@ def plan_serving(
                 g = e // t if e > t else 1  # attention groups of a wide-EP replica
                 dp = chips // (t * p * g * s)  # replicas
                 fits = _fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv,
-                             dense_cache, wdt=weight_dtype, shards=s, moe_tp=moe_tp)  # fmt: skip
+                             dense_cache, wdt=weight_dtype, shards=s, moe_tp=moe_tp,
+                             runtime=runtime)  # fmt: skip
                 # a stated concurrency queues what the KV cache cannot hold; the search stops
                 # at the largest batch that fits
                 top = min(fits, BATCHES[-1] * g * s, max_batch or fits)
@@ -1253,7 +1262,7 @@ def plan_serving(
     def curve() -> list[dict]:
         t, p, e = best.tp, best.pp, best.ep
         top = min(_fits(c, chip, t, p, dtype, kvd, isl, osl, e, attn_dtype, osl_cv, dense_cache,
-                        wdt=weight_dtype, shards=s, moe_tp=moe_tp),
+                        wdt=weight_dtype, shards=s, moe_tp=moe_tp, runtime=runtime),
                   BATCHES[-1] * s)  # fmt: skip
         batches = sorted({b * s for b in BATCHES if b * s <= top} | {top, min(best.batch, top)})
         points = []
@@ -1284,12 +1293,13 @@ def at_rate(plan: ServingPlan, rate: float, *, topology=None, gqa_kernel=True) -
               prefix_hit=plan.prefix_hit, isl_cv=plan.isl_cv,
               max_num_tokens=plan.max_num_tokens, dense_cache=plan.dense_cache,
               batch_shards=plan.batch_shards,
-              cuda_graph_batches=plan.cuda_graph_batches, moe_tp=plan.moe_tp)  # fmt: skip
+              cuda_graph_batches=plan.cuda_graph_batches, moe_tp=plan.moe_tp,
+              runtime=plan.runtime)  # fmt: skip
     need = rate * plan.osl  # output tokens/s the load asks for
     lo, hi = 1, _fits(c, chip, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, plan.isl, plan.osl,
                       plan.ep, plan.attn_dtype, plan.osl_cv, plan.dense_cache,
                       wdt=plan.weight_dtype, shards=plan.batch_shards,
-                      moe_tp=plan.moe_tp)  # fmt: skip
+                      moe_tp=plan.moe_tp, runtime=plan.runtime)  # fmt: skip
     try:
         top = evaluate(chip, c, plan.chips, topo, batch=hi, **kw)
     except Infeasible:  # a token budget caps the batch below the KV cache's: the largest it takes
@@ -1324,13 +1334,14 @@ def _held(isl: int, osl: int, cv: float = 0.0) -> int:
 
 def _fits(
     c, chip, tp, pp, dtype, kvd, isl, osl, ep=1, attn_dtype=None, osl_cv=0.0, dense_cache=None,
-    wdt=None, shards=1, moe_tp=False,
+    wdt=None, shards=1, moe_tp=False, runtime="vllm",
 ) -> int:  # fmt: skip
     """Sequences of `_held` tokens (`dense_cache` where set) one replica's KV cache holds (at
     least 1: 0 fails later); a wide-EP replica holds its ep/tp attention groups' caches, a
     batch-sharded engine its shards' (BATCH_SHARDS)."""
     c = _unbanded(c) if dense_cache else c
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dtype, kv_dtype=kvd, ep=ep,
-                 attn_dtype=attn_dtype, weight_dtype=wdt, moe_tp=moe_tp)  # fmt: skip
+                 attn_dtype=attn_dtype, weight_dtype=wdt, moe_tp=moe_tp,
+                 runtime=runtime)  # fmt: skip
     held = dense_cache or _held(isl, osl, osl_cv)
     return max(1, mem.sequences(held)) * (ep // tp if ep > tp else 1) * shards

@@ -66,6 +66,7 @@ class ServingPlan:
     batch_shards: int = 1  # groups of tp x pp chips one engine's batch is split over (per replica)
     cuda_graph_batches: tuple[int, ...] = ()  # captured decode batch sizes, padded up to
     moe_tp: bool = False  # DP attention's FFN sliced over the ep chips (serving.MOE_TP)
+    runtime: str = "vllm"  # how the KV cache is sized (kvcache.RUNTIMES)
     # latency/throughput curve along this plan's configuration, built on demand by the planner
     curve_fn: Callable[[], list[dict]] | None = field(default=None, compare=False, repr=False)
 

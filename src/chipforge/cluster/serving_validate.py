@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chipforge.cluster.serving import plan_serving
-from chipforge.cluster.validate import CASES, ClusterCase, _int, cases_from_csv
+from chipforge.cluster.validate import CASES, ClusterCase, _int, cases_from_csv, serving_runtime
 
 METRICS = {
     "output_tokens_per_s": lambda p: p.throughput_tokens_per_s,
@@ -34,6 +34,7 @@ def _predictor(row: dict) -> Callable[[], float]:
             concurrency=_int(row["concurrency"]),
             batching=row.get("batching") or "continuous",
             gqa_kernel=row.get("gqa_kernel") != "no",
+            runtime=serving_runtime(row["source"]),
         )
         return METRICS[row["metric"]](plan)
 

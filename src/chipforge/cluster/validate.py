@@ -73,6 +73,19 @@ PP_SCATTER_GATHER_FRAMEWORKS = ("megatron-lm-2021", "megatron-lm")
 TRAIN_METRICS_FRAMEWORKS = {"llm-foundry": 2}
 
 
+# The serving rows' runtime, as their source names it, for how it sizes the KV cache
+# (kvcache.RUNTIMES): TensorRT-LLM's own performance pages, NIM's benchmarks (NIM's optimized
+# profiles run TensorRT-LLM: NIM for LLMs docs, "Optimization") and MLPerf Inference systems
+# run with the TensorRT harness (a results directory whose system name ends in "_TRT", NVIDIA's
+# TensorRT-LLM harness). Every other row (vLLM, SGLang, JetStream, ROCm, unnamed) keeps "vllm".
+TENSORRT_LLM_SOURCES = ("TensorRT-LLM", "docs.nvidia.com/nim", "_TRT/")
+
+
+def serving_runtime(source: str) -> str:
+    """The runtime (kvcache.RUNTIMES) a serving row's `source` ran (TENSORRT_LLM_SOURCES)."""
+    return "tensorrt-llm" if any(k in source for k in TENSORRT_LLM_SOURCES) else "vllm"
+
+
 def framework(source: str) -> str:
     """The training framework a row's `source` ran (FRAMEWORKS), "" when none is listed."""
     return next((name for key, name in FRAMEWORKS if key in source), "")

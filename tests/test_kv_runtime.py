@@ -1,0 +1,45 @@
+"""How a serving runtime sizes its KV cache (kvcache.RUNTIMES): vLLM takes a fraction of the
+whole memory for weights, activations and cache; TensorRT-LLM a fraction of what the weights and
+activations leave free (KvCacheConfig.free_gpu_memory_fraction). The validation rows name their
+runtime through their source (validate.serving_runtime)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chipforge.cluster.kvcache import MEMORY_UTILIZATION, Memory
+from chipforge.cluster.serving import plan_serving
+from chipforge.cluster.validate import csv_rows, serving_runtime
+from chipforge.errors import WorkloadError
+
+
+def test_tensorrt_llm_takes_its_fraction_of_the_free_memory():
+    cap, w, a = 80e9, 35e9, 3e9
+    vllm = Memory(cap, w, a, 1e5)
+    trt = Memory(cap, w, a, 1e5, runtime="tensorrt-llm")
+    assert vllm.kv_budget == pytest.approx(MEMORY_UTILIZATION * cap - w - a)
+    assert trt.kv_budget == pytest.approx(MEMORY_UTILIZATION * (cap - w - a))
+    # the two agree with nothing loaded; TensorRT-LLM's holds 10 % of the weights more
+    empty = Memory(cap, 0, 0, 1e5)
+    assert Memory(cap, 0, 0, 1e5, runtime="tensorrt-llm").kv_budget == empty.kv_budget
+    assert trt.kv_budget - vllm.kv_budget == pytest.approx((1 - MEMORY_UTILIZATION) * (w + a))
+
+
+def test_rows_name_their_runtime_by_source():
+    by_source = {r["id"]: serving_runtime(r["source"]) for f in ("serving_cases.csv",
+                 "serving_heldout.csv") for r in csv_rows(f)}  # fmt: skip
+    assert by_source["nim-h100x2-llama3-70b-5000-500-c100-ttft"] == "tensorrt-llm"
+    assert by_source["trtllm-a100-llama2-70b-128-2048-b240"] == "tensorrt-llm"
+    assert by_source["mlperf-h100x8-llama2-70b-offline"] == "tensorrt-llm"  # ..._TRT/ system
+    assert serving_runtime("github.com/vllm-project/vllm benchmarks") == "vllm"
+    assert serving_runtime("") == "vllm"
+
+
+def test_a_tensorrt_llm_plan_holds_more_sequences_and_queues_less():
+    kw = dict(isl=5000, osl=500, dtype="fp8", tp=2, pp=1, concurrency=100)
+    vllm = plan_serving("h100", "llama3-70b", 2, **kw)
+    trt = plan_serving("h100", "llama3-70b", 2, runtime="tensorrt-llm", **kw)
+    assert trt.kv_cache_capacity_tokens > 1.05 * vllm.kv_cache_capacity_tokens
+    assert trt.batch > vllm.batch and trt.ttft_s < vllm.ttft_s
+    with pytest.raises(WorkloadError, match="runtime"):
+        plan_serving("h100", "llama3-70b", 2, runtime="trt", **kw)
