@@ -303,11 +303,13 @@ def test_cluster_silicon_and_site_pages_equal_the_api():
     chip = pages.chip_update(BASE, *form())[0]
     spec = cf.load_chip("forge-n3")
     err, table, graphs = pages.train_update(
-        chip, "llama3-8b", None, "16", "2048", "1", "1", *CUSTOM
+        chip, "llama3-8b", None, "16", "2048", "1", "1", "bf16", "", [], *CUSTOM
     )
     plan = cf.plan_training(spec, "llama3-8b", 16, seq=2048, tp=1, pp=1)
     assert err == "" and f"{plan.mfu:.1%}" in texts(table) and graphs
-    err, table, graphs = pages.serve_update(chip, "llama3-8b", None, "2", "1024", "128", *CUSTOM)
+    err, table, graphs = pages.serve_update(
+        chip, "llama3-8b", None, "2", "1024", "128", "bf16", [], *CUSTOM
+    )
     plan = cf.plan_serving(spec, "llama3-8b", 2, isl=1024, osl=128)
     assert err == "" and f"{plan.throughput_tokens_per_s:,.0f} tokens/s" in texts(table)
     err, table, graphs = pages.silicon_update(chip, "n2")
@@ -343,7 +345,8 @@ def test_cluster_silicon_and_site_pages_equal_the_api():
     edited = pages.chip_update(BASE, *form(tdp="700 W"))[0]
     err, table, _ = pages.site_update(edited, BASE, "100 MW")
     assert err == "" and f"{cf.site('forge-n3', '100MW')['chips']:,}" not in texts(table)
-    err, *_ = pages.train_update(chip, "llama3-8b", None, "0", "2048", "1", "1", *CUSTOM)
+    err, *_ = pages.train_update(chip, "llama3-8b", None, "0", "2048", "1", "1", "bf16", "", [],
+                                 *CUSTOM)  # fmt: skip
     assert "`chips`" in err
     err, *_ = pages.site_update(chip, BASE, "lots")
     assert "power" in err
@@ -592,3 +595,29 @@ def test_uploads_are_written_whole_and_a_file_in_use_is_not_evicted(monkeypatch,
     c = compute.keep(b"c", "config")  # b (least recently used, idle) goes
     assert set(compute._UPLOADS) == {a, c} and not compute._UPLOADS.get(b)
     assert compute.upload_path(c).read_bytes() == b"c"
+
+
+def test_the_cluster_page_s_run_options_reach_the_api():
+    """The Cluster page's precision, recompute and run-option controls are the API's keywords
+    (`chipforge train` / `serve` flags of the same names), kept in the URL like every control."""
+    chip = pages.chip_update(BASE, *form())[0]
+    spec = cf.load_chip("forge-n3")
+    opts = ["tp_overlap", "overlap_param_gather"]
+    err, table, _ = pages.train_update(chip, "llama3-8b", None, "16", "2048", "2", "1", "fp8",
+                                       "full", opts, *CUSTOM)  # fmt: skip
+    run = {"dtype": "fp8", "recompute": "full", "tp_overlap": True, "overlap_param_gather": True}
+    plan = cf.plan_training(spec, "llama3-8b", 16, seq=2048, tp=2, pp=1, **run)
+    plain = cf.plan_training(spec, "llama3-8b", 16, seq=2048, tp=2, pp=1)
+    assert err == "" and f"{plan.tokens_per_s:,.0f}" in texts(table)
+    assert f"{plain.tokens_per_s:,.0f}" not in texts(table)
+    err, table, _ = pages.serve_update(chip, "llama3-8b", None, "2", "1024", "128", "fp8", [],
+                                       *CUSTOM)  # fmt: skip
+    plan = cf.plan_serving(spec, "llama3-8b", 2, isl=1024, osl=128, dtype="fp8")
+    assert err == "" and f"{plan.throughput_tokens_per_s:,.0f} tokens/s" in texts(table)
+    err, *_ = pages.train_update(chip, "llama3-8b", None, "16", "2048", "1", "1", "fp9", "", [],
+                                 *CUSTOM)  # fmt: skip
+    assert "`dtype` must be one of bf16, fp8, fp4" in err
+    controls = {k: pages.DEFAULTS[k] for k in pages.CONTROLS} | {"topts": opts, "trec": "full"}
+    fields = dict(zip(compute.FIELD_IDS, form(), strict=True))
+    s = pages.initial_state(pages.query_of("cluster", BASE, fields, [], controls))
+    assert s["topts"] == "tp_overlap,overlap_param_gather" and s["trec"] == "full"

@@ -43,9 +43,14 @@ DEFAULTS = {
     "tseq": "4096",
     "tp": "1",
     "pp": "1",
+    "tdtype": "bf16",
+    "trec": "",
+    "topts": "",
     "schips": "8",
     "isl": "2048",
     "osl": "256",
+    "sdtype": "bf16",
+    "sopts": "",
     "node": "",
     "power": "100 MW",
     "samples": "256",
@@ -112,7 +117,8 @@ def query_of(
     vs_text = ",".join(vs or [])
     if vs_text != DEFAULTS["vs"]:
         q["vs"] = vs_text
-    q.update({k: v for k, v in controls.items() if v is not None and str(v) != DEFAULTS[k]})
+    text = {k: ",".join(v) if isinstance(v, list) else v for k, v in controls.items()}
+    q.update({k: v for k, v in text.items() if v is not None and str(v) != DEFAULTS[k]})
     return "?" + urlencode(q) if q else ""
 
 
@@ -145,6 +151,24 @@ def _input(cid: str, value, label: str, help: str = "") -> html.Div:
             html.Label(label, htmlFor=cid, style={"display": "block", "fontWeight": 600}),
             dcc.Input(id=cid, value=value, type="text", debounce=True, style={"width": "95%"}),
             html.Div(help, style={"fontSize": "0.8em", "color": "#666"}),
+        ],
+        style={"margin": "4px 8px"},
+    )
+
+
+def _pick(cid: str, value, label: str, choices, *, multi: bool = False, blank: str = ""):
+    """A dropdown of `choices` (`blank`: the label of an empty choice; `multi`: several, kept
+    in the URL as comma-separated text)."""
+    options = [{"label": blank, "value": ""}] if blank else []
+    options += [{"label": c, "value": c} for c in choices]
+    if multi:
+        value = [v for v in str(value).split(",") if v in choices]
+    return html.Div(
+        [
+            html.Label(label, htmlFor=cid, style={"display": "block", "fontWeight": 600}),
+            dcc.Dropdown(
+                options, value, id=cid, multi=multi, clearable=multi, style={"minWidth": "160px"}
+            ),  # fmt: skip
         ],
         style={"margin": "4px 8px"},
     )
@@ -303,8 +327,11 @@ def _cluster_page(s: dict) -> html.Div:
                     _input("tseq", s["tseq"], "sequence"),
                     _input("tp", s["tp"], "tensor parallel", "blank: searched (slower)"),
                     _input("pp", s["pp"], "pipeline parallel", "blank: searched (slower)"),
+                    _pick("tdtype", s["tdtype"], "precision", compute.DTYPES),
+                    _pick("trec", s["trec"], "recompute", compute.RECOMPUTES, blank="searched"),
+                    _pick("topts", s["topts"], "run options", compute.TRAIN_OPTIONS, multi=True),
                 ],
-                style={"display": "flex"},
+                style={"display": "flex", "flexWrap": "wrap"},
             ),
             *_outputs("train"),
             html.H3("serving"),
@@ -313,8 +340,10 @@ def _cluster_page(s: dict) -> html.Div:
                     _input("schips", s["schips"], "chips"),
                     _input("isl", s["isl"], "input tokens"),
                     _input("osl", s["osl"], "output tokens"),
+                    _pick("sdtype", s["sdtype"], "precision", compute.DTYPES),
+                    _pick("sopts", s["sopts"], "run options", compute.SERVE_OPTIONS, multi=True),
                 ],
-                style={"display": "flex"},
+                style={"display": "flex", "flexWrap": "wrap"},
             ),
             *_outputs("serve"),
         ],
@@ -558,20 +587,23 @@ def _answer(prefix: str, chip, figure, charts, *args):
     return "", _table(out["rows"]), _graphs(prefix, charts(out["data"]))
 
 
-def train_update(chip, model, config_key, chips, seq, tp, pp, *custom):
+def train_update(chip, model, config_key, chips, seq, tp, pp, dtype, recompute, options,
+                 *custom):  # fmt: skip
     """The training plan of the chip (Cluster page)."""
     m = _safe_model(model, config_key, custom)
     if isinstance(m, ChipforgeError):
         return str(m), html.Div(), []
-    return _answer("train", chip, compute.train, train_charts, m, chips, seq, tp, pp)
+    return _answer("train", chip, compute.train, train_charts, m, chips, seq, tp, pp, dtype,
+                   recompute, options)  # fmt: skip
 
 
-def serve_update(chip, model, config_key, chips, isl, osl, *custom):
+def serve_update(chip, model, config_key, chips, isl, osl, dtype, options, *custom):
     """The serving plan of the chip (Cluster page)."""
     m = _safe_model(model, config_key, custom)
     if isinstance(m, ChipforgeError):
         return str(m), html.Div(), []
-    return _answer("serve", chip, compute.serve, serve_charts, m, chips, isl, osl)
+    return _answer("serve", chip, compute.serve, serve_charts, m, chips, isl, osl, dtype,
+                   options)  # fmt: skip
 
 
 def silicon_update(chip, node):
@@ -641,8 +673,10 @@ def page_sections(
         return [("compare", f"{spec.name} against {', '.join(vs or [])}: {wl}",
                  {"workload": wl, "results": out["results"]})]  # fmt: skip
     if page == "cluster":
-        train = compute.train(spec, model, c["chips"], c["tseq"], c["tp"], c["pp"])["data"]
-        serve = compute.serve(spec, model, c["schips"], c["isl"], c["osl"])["data"]
+        train = compute.train(spec, model, c["chips"], c["tseq"], c["tp"], c["pp"], c["tdtype"],
+                              c["trec"], c["topts"])["data"]  # fmt: skip
+        serve = compute.serve(spec, model, c["schips"], c["isl"], c["osl"], c["sdtype"],
+                              c["sopts"])["data"]  # fmt: skip
         return [("train", f"training {spec.name}", train), ("serve", f"serving {spec.name}", serve)]
     if page == "site":
         return [("datacenter", f"a site of {spec.name}",
@@ -819,13 +853,15 @@ def register(app: Dash, scenario=None, sweep=(None, None)) -> None:
         Output("train-error", "children"), Output("train-table", "children"),
         Output("train-charts", "children"),
         Input("page", "value"), Input("chip", "data"), *model, Input("chips", "value"),
-        Input("tseq", "value"), Input("tp", "value"), Input("pp", "value"), *custom,
+        Input("tseq", "value"), Input("tp", "value"), Input("pp", "value"),
+        Input("tdtype", "value"), Input("trec", "value"), Input("topts", "value"), *custom,
     )(when_shown("cluster", train_update, 3))  # fmt: skip
     app.callback(
         Output("serve-error", "children"), Output("serve-table", "children"),
         Output("serve-charts", "children"),
         Input("page", "value"), Input("chip", "data"), *model, Input("schips", "value"),
-        Input("isl", "value"), Input("osl", "value"), *custom,
+        Input("isl", "value"), Input("osl", "value"), Input("sdtype", "value"),
+        Input("sopts", "value"), *custom,
     )(when_shown("cluster", serve_update, 3))  # fmt: skip
     app.callback(
         Output("silicon-error", "children"), Output("silicon-table", "children"),

@@ -598,12 +598,43 @@ def _plan(plan) -> str:
     return str(plan)
 
 
-def train(spec, model: str, chips, seq, tp="", pp="") -> dict:
-    """The training plan (`cf.plan_training`); `tp`/`pp` blank: searched (slower)."""
+# run options the Cluster page offers, by their `chipforge train` / `serve` flags; each is the
+# API's keyword of the same name
+DTYPES = ("bf16", "fp8", "fp4")
+RECOMPUTES = ("none", "selective", "full")  # blank: searched
+TRAIN_OPTIONS = ("tp_overlap", "tp_async_backward", "overlap_param_gather", "parallel_block",
+                 "sustained_clock", "activation_offload", "optimizer_offload")  # fmt: skip
+SERVE_OPTIONS = ("ep_overlap",)
+
+
+def _options(names, allowed: tuple[str, ...]) -> dict[str, bool]:
+    """A page's chosen run options (a list, or the URL's comma-separated text) as keywords."""
+    names = names.split(",") if isinstance(names, str) else list(names or ())
+    names = [n.strip() for n in names if n and n.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        raise ChipforgeError(f"unknown run option {bad[0]!r}: one of {', '.join(allowed)}")
+    return dict.fromkeys(names, True)
+
+
+def _choice(name: str, value, allowed: tuple[str, ...], default: str | None) -> str | None:
+    value = str(value or "").strip() or default
+    if value is not None and value not in allowed:
+        raise ChipforgeError(f"`{name}` must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def train(spec, model: str, chips, seq, tp="", pp="", dtype="bf16", recompute="",
+          options=()) -> dict:  # fmt: skip
+    """The training plan (`cf.plan_training`); `tp`/`pp`/`recompute` blank: searched (slower);
+    `options`: TRAIN_OPTIONS turned on."""
     fixed = {k: _positive(k, v) for k, v in (("tp", tp), ("pp", pp)) if str(v or "").strip()}
     plan = cf.plan_training(
-        spec, model, _positive("chips", chips), seq=_positive("seq", seq), **fixed
-    ).to_dict()
+        spec, model, _positive("chips", chips), seq=_positive("seq", seq), **fixed,
+        dtype=_choice("dtype", dtype, DTYPES, "bf16"),
+        recompute=_choice("recompute", recompute, RECOMPUTES, None),
+        **_options(options, TRAIN_OPTIONS),
+    ).to_dict()  # fmt: skip
     rows = [
         ("plan", _plan(plan.get("plan"))),
         ("step time", fmt(plan["step_time_s"], "time")),
@@ -618,10 +649,12 @@ def train(spec, model: str, chips, seq, tp="", pp="") -> dict:
     return {"data": plan, "rows": rows}
 
 
-def serve(spec, model: str, chips, isl, osl) -> dict:
+def serve(spec, model: str, chips, isl, osl, dtype="bf16", options=()) -> dict:
+    """The serving plan (`cf.plan_serving`); `options`: SERVE_OPTIONS turned on."""
     plan = cf.plan_serving(
         spec, model, _positive("chips", chips), isl=_positive("isl", isl),
-        osl=_positive("osl", osl),
+        osl=_positive("osl", osl), dtype=_choice("dtype", dtype, DTYPES, "bf16"),
+        **_options(options, SERVE_OPTIONS),
     ).to_dict()  # fmt: skip
     rows = [
         ("plan", _plan(plan.get("plan"))),
