@@ -75,3 +75,15 @@ def test_the_uneven_stage_rule_is_stated_as_the_check_applies_it(capsys):
         "--pp 4 must divide the 5 layers of llama3-8b (the first and the last stage may "
         "each hold one fewer)" in err
     )
+
+
+def test_a_prefill_pool_alone(capsys):
+    """The prefill pool `plan_serving(disaggregated="prefill")` prices had no flag: a pool of
+    its own size (DeepSeek's prefill EP32 beside a decode EP144) could not be asked for."""
+    with pytest.raises(SystemExit) as e:
+        main([*SERVE[:-2], "--tp", "1", "--ep", "8", "--prefill-pool"])
+    out = capsys.readouterr().out
+    assert e.value.code in (0, None) and "(prefill pool)" in out
+    assert [line for line in out.splitlines() if "TPOT" in line][0].split("│")[2].strip() == "-"
+    err = fails(capsys, *SERVE, "--prefill-pool", "--decode-pool")
+    assert "--decode-pool and --prefill-pool" in err and "give one of them" in err

@@ -58,7 +58,8 @@ def serve_tables(d: dict) -> list[Table]:
         "throughput (output)": show("throughput_tokens_per_s", d["throughput_tokens_per_s"]),
         "per chip": show("x_tokens_per_s_per_chip", d["throughput_tokens_per_s_per_chip"]),
         "TTFT": show("ttft_s", d["ttft_s"]),
-        "TPOT": show("tpot_s", d["tpot_s"]),
+        # a prefill pool decodes nothing (its plan's TPOT is 0)
+        "TPOT": "-" if p["disaggregated"] == "prefill" else show("tpot_s", d["tpot_s"]),
     }
     # the percentiles under Poisson arrivals (what --slo-percentile holds), where modelled
     for name in ("ttft", "tpot"):
@@ -187,6 +188,14 @@ def serve(
             "--decode-pool", help="the chips are a decode pool; prompts are prefilled elsewhere"
         ),
     ] = False,
+    prefill_pool: Annotated[
+        bool,
+        typer.Option(
+            "--prefill-pool",
+            help="the chips are a prefill pool; the decode runs elsewhere (its throughput: the "
+            "output tokens/s of the prompts it prefills; no TPOT)",
+        ),
+    ] = False,
     ep_overlap: Annotated[
         bool,
         typer.Option(
@@ -266,6 +275,7 @@ def serve(
         slo_percentile=slo_percentile,
         disaggregated=disaggregated,
         decode_pool=decode_pool,
+        prefill_pool=prefill_pool,
         batching=batching,
         concurrency=concurrency,
     )
@@ -290,7 +300,7 @@ def serve(
         max_num_tokens=max_num_tokens,
         dense_cache=dense_cache,
         batch_shards=batch_shards,
-        disaggregated="decode" if decode_pool else disaggregated,
+        disaggregated="decode" if decode_pool else "prefill" if prefill_pool else disaggregated,
         topology=topology,
         batching=batching,
         gqa_kernel=gqa_kernel,
@@ -317,6 +327,7 @@ def _check_pairs(
     slo_percentile: str | None,
     disaggregated: bool,
     decode_pool: bool,
+    prefill_pool: bool,
     batching: str,
     concurrency: int | None,
 ) -> None:
@@ -326,17 +337,19 @@ def _check_pairs(
             f"--spec-tokens {spec_tokens} needs --spec-acceptance, the probability each draft "
             "token is accepted (e.g. 0.85, as DeepSeek-V3 reports for its MTP module)"
         )
-    if disaggregated and decode_pool:
+    given = [f for f, on in (("--disaggregated", disaggregated), ("--decode-pool", decode_pool),
+                             ("--prefill-pool", prefill_pool)) if on]  # fmt: skip
+    if len(given) > 1:
         raise WorkloadError(
-            "--disaggregated splits the chips into prefill and decode pools, --decode-pool makes "
-            "them all one decode pool: give one of them"
+            f"{' and '.join(given)}: --disaggregated splits the chips into prefill and decode "
+            "pools, --decode-pool / --prefill-pool makes them all one pool: give one of them"
         )
     # the Poisson-arrival percentiles (cluster.queueing) exist for co-located continuous
     # batching at an offered load only; elsewhere the plan's percentiles are empty and the SLOs
     # would be held on the mean
     without = (
-        "--disaggregated / --decode-pool (the pools' queues are not modelled)"
-        if disaggregated or decode_pool
+        f"{given[0]} (the pools' queues are not modelled)"
+        if given
         else f"--batching {batching} (only continuous batching's queue is modelled)"
         if batching != "continuous"
         else "--concurrency (a closed loop of clients, not Poisson arrivals)"
