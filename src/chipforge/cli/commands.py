@@ -110,7 +110,11 @@ def show(
         "link_bandwidth_bytes_per_s": spec.link_bandwidth,
         "tdp_w": spec.tdp,
     }
-    emit(data, [tb.chip_table(spec)], as_json=as_json, out=out)
+    from chipforge.cluster.topology import topology_for
+
+    topo = topology_for(spec, 1 << 20)  # as many chips as fill a whole domain or pod
+    data["scale_up_domain"] = {"topology": topo.name, "chips": topo.domain}
+    emit(data, [tb.chip_table(spec, (topo.name, topo.domain))], as_json=as_json, out=out)
 
 
 EngineOpt = Annotated[

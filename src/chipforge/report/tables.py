@@ -19,7 +19,9 @@ def tflops(value: float) -> str:
     return f"{value / 1e12:,.1f}"
 
 
-def chip_table(chip: ChipSpec) -> Table:
+def chip_table(chip: ChipSpec, domain: tuple[str, int] | None = None) -> Table:
+    """The chip's figures; `domain`: its default topology's name and scale-up domain (or pod)
+    size in chips."""
     t = Table(title=f"{chip.name} ({chip.vendor}, {chip.year}, {chip.node})", show_header=False)
     t.add_column("figure", style="bold")
     t.add_column("value")
@@ -29,6 +31,11 @@ def chip_table(chip: ChipSpec) -> Table:
         f"({chip.matrix.rows}x{chip.matrix.cols} {chip.matrix.dataflow})",
     )
     t.add_row("clock", fmt(chip.clock, "frequency"))
+    if chip.sustained_clock is not None:
+        t.add_row(
+            "sustained clock",
+            f"{fmt(chip.sustained_clock, 'frequency')} (power-limited: --sustained-clock)",
+        )
     for dtype in DTYPES:
         if chip.peak_flops(dtype):
             t.add_row(
@@ -47,6 +54,8 @@ def chip_table(chip: ChipSpec) -> Table:
     t.add_row("on-chip SRAM + cache", fmt(chip.onchip_bytes, "bytes", binary=True))
     for link in chip.links:
         t.add_row(f"link {link.name}", f"{fmt(link.bandwidth, 'bandwidth')} ({link.ports} ports)")
+    if domain is not None:
+        t.add_row("scale-up domain", f"{domain[1]:,} chips ({domain[0]})")
     t.add_row("TDP", fmt(chip.tdp, "power"))
     return t
 
