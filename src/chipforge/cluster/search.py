@@ -37,6 +37,7 @@ from chipforge.cluster.training import (
     finish_plan,
     host_bytes,
     layer_shape,
+    memory_error,
     offload_layers_to_fit,
     offloaded_bytes,
     plan_memory,
@@ -569,7 +570,7 @@ def plan_training(
             if held is not None:  # the least moved to host memory that fits (priced again)
                 plan, mem = held, None
             elif sum(mem.values()) > usable:
-                errors.append((place, _memory_error(mem, usable)))
+                errors.append((place, memory_error(mem, usable)))
                 count["pruned_memory"] += n
                 too_big[place[:4]] = min(too_big.get(place[:4], order[3]), order[3])
                 continue
@@ -723,14 +724,6 @@ def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, top
     if not fits or host_bytes(c, plan, full, seq) > topo.host_memory:
         return None
     return plan
-
-
-def _memory_error(mem: dict, have: float) -> Infeasible:
-    need = sum(mem.values())
-    return Infeasible(
-        f"needs {need / 2**30:.0f} GiB per chip, has {have / 2**30:.0f} GiB: raise --tp or "
-        f"--pp, --zero, --recompute full or lower --micro-batch"
-    )
 
 
 def _summary(res: TrainingPlan) -> dict:

@@ -891,6 +891,14 @@ def op_sac_regathered(c: ModelConfig, p: Plan, run: RunOptions) -> dict[str, flo
     return {"attn_in": op_sac_share(c, "qkv_proj"), "ffn_in": op_sac_share(c, "ffn_up")}
 
 
+def memory_error(mem: dict[str, float], have: float) -> Infeasible:
+    """The error of a plan whose memory `mem` (plan_memory) exceeds the `have` bytes it fits."""
+    return Infeasible(
+        f"needs {sum(mem.values()) / 2**30:.0f} GiB per chip, has {have / 2**30:.0f} GiB: raise "
+        "--tp or --pp, --zero, --recompute full or lower --micro-batch"
+    )
+
+
 def stage_cost(
     chip: ChipSpec,
     c: ModelConfig,
@@ -909,12 +917,8 @@ def stage_cost(
     the fit)."""
     mem = memory or plan_memory(c, p, seq=seq, dtype=dtype, run=run, microbatches=microbatches,
                                 reserved=reserved_bytes(chip.family))  # fmt: skip
-    need, have = sum(mem.values()), chip.hbm.capacity
-    if need > have:
-        raise Infeasible(
-            f"needs {need / 2**30:.0f} GiB per chip, has {have / 2**30:.0f} GiB: raise --tp or "
-            f"--pp, --zero, --recompute full or lower --micro-batch"
-        )
+    if sum(mem.values()) > chip.hbm.capacity:
+        raise memory_error(mem, chip.hbm.capacity)
     shape = layer_shape(chip, c, p, seq, dtype, run)
     fwd, bwd, attn, opt = layer_costs(shape)
     rec = {"none": 0.0, "selective": attn, "full": fwd}[p.recompute]
