@@ -52,3 +52,17 @@ def test_offload_without_a_host_path_says_so(capsys):
     assert "--optimizer-offload has no effect: topology dgx-h100" in err
     _, err = run(capsys, *args, "--chip", "gb200")
     assert "offload" not in err
+
+
+def test_time_to_train_in_chip_hours(capsys):
+    """Published runs state their cost in GPU-hours (DeepSeek-V3: 2.664 M H800 GPU-hours)."""
+    with pytest.raises(SystemExit):
+        main(["train", "--chip", "h100", "--model", "llm:llama3-8b,layers=4", "--chips", "8",
+              "--tokens", "1T"])  # fmt: skip
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "time to train" in line)
+    data_args = ("--chip", "h100", "--model", "llm:llama3-8b,layers=4", "--chips", "8",
+                 "--tokens", "1T", "--json")  # fmt: skip
+    d, _ = run(capsys, "train", *data_args)
+    hours = d["time_to_train_s"] * 8 / 3600
+    assert f"({hours / 1e3:.3g} k chip-hours)" in row or f"({hours:,.0f} chip-hours)" in row, row

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, SustainedClockOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.display import label, show
+from chipforge.display import label, plain, show
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_count
 from chipforge.workload.resolve import integer, pairs, resolve_model
@@ -64,7 +64,10 @@ def train_tables(d: dict) -> list[Table]:
             )
         )
     if d["time_to_train_s"]:
-        rows.append(("time to train", show("time_to_train_s", d["time_to_train_s"])))
+        # chip-hours, as published runs state their cost (DeepSeek-V3: 2.664 M H800 GPU-hours)
+        hours = d["time_to_train_s"] * d["chips"] / 3600
+        rows.append(("time to train", show("time_to_train_s", d["time_to_train_s"])
+                     + f" ({plain(hours)} chip-hours)"))  # fmt: skip
     for k, v in rows:
         head.add_row(k, v)
     mem = Table(title="memory per chip by category")
