@@ -371,7 +371,7 @@ def _sustained(chip: str):
     from chipforge.spec.loader import load_chip
 
     spec = load_chip(chip)
-    if spec.sustained_clock is None or spec.sustained_clock >= spec.clock:
+    if not spec.throttles:
         Console(stderr=True, soft_wrap=True).print(
             f"warning: --sustained-clock has no effect: {spec.name} states no sustained_clock "
             "below its clock",

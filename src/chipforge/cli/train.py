@@ -473,7 +473,7 @@ def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
         from chipforge.spec.loader import load_chip
 
         spec = load_chip(sustained_chip)
-        if spec.sustained_clock is None or spec.sustained_clock >= spec.clock:
+        if not spec.throttles:
             why["--sustained-clock"] = f"{spec.name} states no sustained_clock below its clock"
     if tp_async_backward and res.plan.tp == 1:
         why["--tp-async-backward"] = "TP 1 has no TP collectives"

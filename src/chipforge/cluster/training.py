@@ -278,7 +278,7 @@ def at_sustained_clock(chip: ChipSpec) -> ChipSpec:
     """`chip` at its power-limited sustained clock (`ChipSpec.sustained_clock`, where a preset
     states one): long back-to-back training kernels run there, not at the boost clock the
     peaks quote. The chip itself where none is stated."""
-    if chip.sustained_clock is None or chip.sustained_clock >= chip.clock:
+    if not chip.throttles:
         return chip
     key = chip_key(chip)
     hit = _SUSTAINED.get(key)

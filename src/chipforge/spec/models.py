@@ -234,12 +234,18 @@ class ChipSpec(Frozen):
             )
         return self
 
+    @property
+    def throttles(self) -> bool:
+        """Whether the chip states a sustained clock below its clock (what `at_sustained_clock`
+        and `--sustained-clock` change)."""
+        return self.sustained_clock is not None and self.sustained_clock < self.clock
+
     def at_sustained_clock(self) -> ChipSpec:
         """This chip at its power-limited sustained clock (`sustained_clock`): long back-to-back
         matrix work runs there, not at the boost clock the peaks quote. Matrix and vector rates
         scale with it; memory and link bandwidths are absolute and do not. The chip itself where
         no sustained clock is stated."""
-        if self.sustained_clock is None or self.sustained_clock >= self.clock:
+        if not self.throttles:
             return self
         return self.model_copy(update={"clock": self.sustained_clock})
 
