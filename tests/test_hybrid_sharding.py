@@ -171,3 +171,34 @@ def test_zero3_reduce_scatters_the_gradients():
     rs = collective_time("reduce_scatter", grads, 16, topo)
     assert z3.dp_reduce == pytest.approx(rs)
     assert z3.dp_reduce == pytest.approx(collective_time("all_reduce", grads, 16, topo) / 2)
+
+
+def test_check2_tpu_rows_follow_their_hybrid_sharding_rule():
+    """check2_heldout.csv HYBRID SHARDING: a T1 TPU v5p row whose script sets both
+    ici_data_parallelism and ici_fsdp_parallelism above 1 states the fsdp axis as its shard
+    group (ZeRO-3, one batch per step, one slice); the plain-FSDP row states no shard group."""
+    import re
+
+    from chipforge.cluster import check_validate as cv
+
+    hybrid = []
+    for row in cv.rows2():
+        if row["kind"] != "training":
+            continue
+        if "maxtext" not in row["conditions"]:
+            assert not row["pod"] and not row["dp_shard"], row["id"]
+            continue
+        data, fsdp, tp = map(int, re.search(
+            r"ici_data_parallelism (\d+), ici_fsdp_parallelism (\d+), ici_tensor_parallelism "
+            r"(\d+)", row["conditions"]).groups())  # fmt: skip
+        assert (data * fsdp, tp, data * fsdp * tp) == (
+            int(row["dp"]), int(row["tp"]), int(row["chips"])), row["id"]  # fmt: skip
+        assert not row["pod"] and not row["not_expressible"], row["id"]  # one slice each
+        assert int(row["zero"]) == 3, row["id"]
+        assert int(row["micro_batch"]) * data * fsdp == int(row["global_batch"]), row["id"]
+        if data > 1 and fsdp > 1:
+            hybrid.append(row["id"])
+            assert int(row["dp_shard"]) == fsdp, row["id"]
+        else:
+            assert not row["dp_shard"], row["id"]
+    assert len(hybrid) == 3
