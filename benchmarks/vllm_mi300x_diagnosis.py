@@ -4,7 +4,10 @@ attention, other vector ops, TP all-reduces as priced, the same all-reduces at 1
 runtime overhead, LM head), and the step the published figure implies:
 - S1 (AMD, benchmark_throughput, every prompt submitted at once): running sequences / output
   tokens/s, the prefill spread over the steps as the model spreads it (its TPOT);
-- S2 (OCI, benchmark_latency, a static batch): (latency - the model's prefill) / (osl - 1).
+- S2 (OCI, benchmark_latency, a static batch): (latency - the model's prefill) / (osl - 1);
+and what is left per running sequence, (implied - model) / batch, in us: a cost per request and
+step (host scheduling, input preparation, output processing) would keep it flat across rows; it
+is not (34-49 us on 70B, 84-143 us on 405B), so no one per-request host time explains the rows.
 
     PYTHONPATH=src python benchmarks/vllm_mi300x_diagnosis.py      # ~2 s
 """
@@ -24,7 +27,8 @@ def main() -> None:
     chip = load_chip("mi300x")
     topo = topology_for(chip, 8)
     head = " ".join(f"{k:>6s}" for k in ("mm", "attn", "vec", "AR", "AR16", "ovh", "total"))
-    print(f"{'row':31s} {'batch':>5s} {'ctx':>5s} | model decode step, ms: {head} | implied ratio")
+    tail = "implied ratio us/seq"
+    print(f"{'row':31s} {'batch':>5s} {'ctx':>5s} | model decode step, ms: {head} | {tail}")
     for row in cv.rows():
         if cv.kind_of(row) != cv.SERVING_SEEN_KIND:
             continue
@@ -59,7 +63,11 @@ def main() -> None:
             implied, model = b / float(row["value"]) * 1e3, plan.tpot_s * 1e3
         cols = " ".join(f"{v:6.1f}" for v in (*ms.values(), ovh, step))
         ratio = implied / model
-        print(f"{row['id']:31s} {b:5d} {ctx:5d} | {'':22s} {cols} | {implied:7.1f} {ratio:5.2f}")
+        per_seq = (implied - model) / b * 1e3
+        print(
+            f"{row['id']:31s} {b:5d} {ctx:5d} | {'':22s} {cols} | {implied:7.1f} {ratio:5.2f}"
+            f" {per_seq:6.0f}"
+        )
 
 
 if __name__ == "__main__":
