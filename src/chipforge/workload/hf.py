@@ -2,10 +2,10 @@
 
 Each supported `model_type` maps the transformers config keys (LlamaConfig, MistralConfig,
 MixtralConfig, Qwen2Config, Qwen3Config, Phi3Config, Gemma2Config, Gemma3TextConfig,
-GPTNeoXConfig, Qwen2MoeConfig, Qwen3MoeConfig, GPT2Config, DeepseekV3Config) to ModelConfig
-fields, sliding windows included (`layer_types` as transformers 5 saves it, else each config
-class's rule), and the small parameters (norms, biases) each model class adds
-(`other_params`). Encoder, encoder-decoder, vision and audio configs (BERT, T5, ViT, Whisper,
+GPTNeoXConfig, Qwen2MoeConfig, Qwen3MoeConfig, GPT2Config, DeepseekV3Config, GptOssConfig) to
+ModelConfig fields, sliding windows included (`layer_types` as transformers 5 saves it, else
+each config class's rule), and the small parameters (norms, biases, sinks) each model class
+adds (`other_params`). Encoder, encoder-decoder, vision and audio configs (BERT, T5, ViT, Whisper,
 CLIP) are not ModelConfigs: `hf_traced` costs them as workloads. `seq` is the config's
 max_position_embeddings (n_positions for GPT-2): the longest context it serves.
 """
@@ -35,6 +35,7 @@ ARCHITECTURES = {
     "Qwen3MoeForCausalLM": "qwen3_moe",  # Qwen2-MoE's routing, q/k RMSNorms, no shared expert
     "GPT2LMHeadModel": "gpt2",
     "DeepseekV3ForCausalLM": "deepseek_v3",
+    "GptOssForCausalLM": "gpt_oss",  # biased linears and experts, clamped SwiGLU, attention sinks
 }
 
 
@@ -230,6 +231,29 @@ def _deepseek_v3(c: _Keys) -> dict:
     }
 
 
+def _gpt_oss(c: _Keys) -> dict:
+    """GPT-OSS (GptOssConfig, the gpt-oss presets): every layer a MoE of `num_local_experts`
+    experts of `intermediate_size`, biased linears, SwiGLU clamped at `swiglu_limit`, sliding
+    windows on the `layer_types` "sliding_attention" layers (GptOssConfig's default: every
+    other layer, the first one)."""
+    fields = _llama(c)
+    layers, ffn = fields["layers"], fields["ffn"]
+    limit = c.data.get("swiglu_limit", 7.0)  # GptOssConfig's default
+    if isinstance(limit, bool) or not isinstance(limit, int | float):
+        raise WorkloadError(f"`swiglu_limit` must be a number, not {limit!r}")
+    return (
+        fields
+        | _window(c, layers, lambda i: i % 2 == 0)
+        | {
+            "experts": c.int("num_local_experts", "experts"),
+            "top_k": c.int("num_experts_per_tok", "top_k"),
+            "moe_ffn": ffn,
+            "linear_bias": c.flag("attention_bias", True),
+            "glu_limit": float(limit),
+        }
+    )
+
+
 def _expert_groups(c: _Keys) -> dict:
     """Group-limited routing (n_group, topk_group): both, or neither (a config that states one
     routes without the limit)."""
@@ -261,6 +285,8 @@ def _other_params(kind: str, c: _Keys, m: ModelConfig) -> int:
         bias += (2 * ffn + h) if c.flag("mlp_bias", False) else 0
     moe_layers = layers - m.dense_layers if m.is_moe else 0
     gates = h * moe_layers if m.shared_gate else 0
+    if kind == "gpt_oss":  # each expert's two biases, the router's bias, one sink per head
+        gates += moe_layers * (m.experts * (2 * m.moe_ffn + h) + m.experts + m.heads)
     return layers * (norms + bias) + h + gates
 
 
@@ -278,6 +304,7 @@ MODEL_TYPES = {
     "mixtral": _mixtral,
     "gpt2": _gpt2,
     "deepseek_v3": _deepseek_v3,
+    "gpt_oss": _gpt_oss,
 }
 
 
@@ -340,9 +367,9 @@ def _read(path: Path, where: str = "workload") -> dict:
 
 def load_hf_config(path: str | Path, where: str = "workload") -> ModelConfig:
     """The `ModelConfig` of a HuggingFace config.json (Llama, Mistral, Mixtral, Qwen2, Qwen3,
-    Qwen2-MoE, Qwen3-MoE, Phi-3, Gemma 2, Gemma 3 (text, or the image-text model's decoder),
-    GPT-NeoX, GPT-2, DeepSeek-V3). `where`: what errors name it (`model` for the --model of
-    train and serve)."""
+    Qwen2-MoE, Qwen3-MoE, GPT-OSS, Phi-3, Gemma 2, Gemma 3 (text, or the image-text model's
+    decoder), GPT-NeoX, GPT-2, DeepSeek-V3). `where`: what errors name it (`model` for the
+    --model of train and serve)."""
     path = Path(path)
     data = _read(path, where)
     archs = data.get("architectures")
