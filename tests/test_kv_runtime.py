@@ -5,6 +5,8 @@ runtime through their source (validate.serving_runtime)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chipforge.cluster.kvcache import MEMORY_UTILIZATION, Memory
@@ -43,3 +45,21 @@ def test_a_tensorrt_llm_plan_holds_more_sequences_and_queues_less():
     assert trt.batch > vllm.batch and trt.ttft_s < vllm.ttft_s
     with pytest.raises(WorkloadError, match="runtime"):
         plan_serving("h100", "llama3-70b", 2, runtime="trt", **kw)
+
+
+def test_serve_takes_the_runtime_flag(capsys):
+    from typer.testing import CliRunner
+
+    from chipforge.cli import app, main
+
+    args = "serve --chip h100 --model llama3-70b --chips 2 --isl 5000 --osl 500 --dtype fp8"
+    args = [*args.split(), "--tp", "2", "--concurrency", "100", "--json"]
+    held = {}
+    for runtime in ("vllm", "tensorrt-llm"):
+        result = CliRunner().invoke(app, [*args, "--runtime", runtime])
+        assert result.exit_code == 0, result.output
+        held[runtime] = json.loads(result.output)["kv_cache_capacity_tokens"]
+    assert held["tensorrt-llm"] > held["vllm"]
+    with pytest.raises(SystemExit) as done:  # a user error: one line, exit 2
+        main([*args, "--runtime", "trt"])
+    assert done.value.code == 2 and "--runtime must be one of" in capsys.readouterr().err

@@ -210,6 +210,14 @@ def serve(
             "(SGLang --enable-dp-attention without --enable-ep-moe)",
         ),
     ] = False,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            "--runtime",
+            help="how the KV cache is sized: vllm (0.9 of the memory, as vLLM and SGLang) or "
+            "tensorrt-llm (0.9 of what the weights and activations leave free)",
+        ),
+    ] = "vllm",
     attn_dtype: Annotated[
         str | None,
         typer.Option(
@@ -309,6 +317,7 @@ def serve(
         attn_dtype=attn_dtype,
         ep_overlap=ep_overlap,
         moe_tp=moe_tp,
+        runtime=runtime,
         spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance or 0.0,
         adp_balance=adp_balance,
