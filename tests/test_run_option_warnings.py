@@ -66,3 +66,17 @@ def test_time_to_train_in_chip_hours(capsys):
     d, _ = run(capsys, "train", *data_args)
     hours = d["time_to_train_s"] * 8 / 3600
     assert f"({hours / 1e3:.3g} k chip-hours)" in row or f"({hours:,.0f} chip-hours)" in row, row
+
+
+def test_gh200_offloads_to_its_grace_with_the_gh200_node_topology(capsys):
+    """GH200's default topology (dgx-h100's shape) states no host link; gh200-node states its
+    own Grace's C2C link and LPDDR5X, so the optimizer states can go there."""
+    args = ("train", "--chip", "gh200", "--model", "llama3-70b", "--chips", "8", "--tp", "8",
+            "--pp", "1", "--dp", "1", "--recompute", "none", "--micro-batch", "1",
+            "--global-batch", "16", "--seq", "8192", "--optimizer-offload", "--json")  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    assert e.value.code == 2 and "needs 156 GiB per chip" in capsys.readouterr().err
+    d, err = run(capsys, *args, "--topology", "gh200-node")
+    assert d["plan"]["optimizer_offload"] and not err
+    assert d["memory_per_chip_bytes"] < 144e9
