@@ -87,3 +87,18 @@ def test_a_prefill_pool_alone(capsys):
     assert [line for line in out.splitlines() if "TPOT" in line][0].split("│")[2].strip() == "-"
     err = fails(capsys, *SERVE, "--prefill-pool", "--decode-pool")
     assert "--decode-pool and --prefill-pool" in err and "give one of them" in err
+
+
+@pytest.mark.parametrize(
+    ("kw", "named"),
+    [({"disaggregated": "prefill"}, "--prefill-pool"), ({"batching": "static"}, "--batching"),
+     ({"concurrency": 64}, "--concurrency")],
+)  # fmt: skip
+def test_the_api_refuses_a_percentile_it_cannot_hold_too(kw, named):
+    """`plan_serving(slo_percentile=...)` held the SLOs on the mean where no percentile is
+    modelled, as the command did."""
+    from chipforge.api import plan_serving
+    from chipforge.errors import WorkloadError
+
+    with pytest.raises(WorkloadError, match=f"--slo-percentile p99 is not modelled with {named}"):
+        plan_serving("h100", MOE, 8, tpot_slo=0.05, slo_percentile="p99", **kw)

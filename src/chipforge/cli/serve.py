@@ -280,12 +280,9 @@ def serve(
     _check_pairs(
         spec_tokens=spec_tokens,
         spec_acceptance=spec_acceptance,
-        slo_percentile=slo_percentile,
         disaggregated=disaggregated,
         decode_pool=decode_pool,
         prefill_pool=prefill_pool,
-        batching=batching,
-        concurrency=concurrency,
     )
     spec = _sustained(chip) if sustained_clock else chip
     plan = plan_serving(
@@ -333,14 +330,12 @@ def _check_pairs(
     *,
     spec_tokens: int,
     spec_acceptance: float | None,
-    slo_percentile: str | None,
     disaggregated: bool,
     decode_pool: bool,
     prefill_pool: bool,
-    batching: str,
-    concurrency: int | None,
 ) -> None:
-    """Flags that contradict each other, or that the plan would silently price without."""
+    """Flags that contradict each other, or that the plan would silently price without
+    (`plan_serving` refuses the rest, e.g. --slo-percentile where no percentile is modelled)."""
     if spec_tokens and spec_acceptance is None:  # 0.0 would price every draft as rejected
         raise WorkloadError(
             f"--spec-tokens {spec_tokens} needs --spec-acceptance, the probability each draft "
@@ -352,22 +347,6 @@ def _check_pairs(
         raise WorkloadError(
             f"{' and '.join(given)}: --disaggregated splits the chips into prefill and decode "
             "pools, --decode-pool / --prefill-pool makes them all one pool: give one of them"
-        )
-    # the Poisson-arrival percentiles (cluster.queueing) exist for co-located continuous
-    # batching at an offered load only; elsewhere the plan's percentiles are empty and the SLOs
-    # would be held on the mean
-    without = (
-        f"{given[0]} (the pools' queues are not modelled)"
-        if given
-        else f"--batching {batching} (only continuous batching's queue is modelled)"
-        if batching != "continuous"
-        else "--concurrency (a closed loop of clients, not Poisson arrivals)"
-        if concurrency
-        else None
-    )
-    if slo_percentile is not None and without:
-        raise WorkloadError(
-            f"--slo-percentile {slo_percentile} is not modelled with {without}: drop one of them"
         )
 
 

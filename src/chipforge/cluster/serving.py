@@ -1131,6 +1131,22 @@ def plan_serving(
         raise WorkloadError(
             f"--slo-percentile must be one of {', '.join(PERCENTILES)}, not {slo_percentile!r}"
         )
+    # the Poisson-arrival percentiles exist for co-located continuous batching at an offered
+    # load only (`_evaluate`); elsewhere the SLOs would be held on the mean
+    pool = {True: "--disaggregated", "decode": "--decode-pool", "prefill": "--prefill-pool"}
+    without = (
+        f"{pool[disaggregated]} (the pools' queues are not modelled)"
+        if disaggregated
+        else f"--batching {batching} (only continuous batching's queue is modelled)"
+        if batching != "continuous"
+        else "--concurrency (a closed loop of clients, not Poisson arrivals)"
+        if concurrency
+        else None
+    )
+    if slo_percentile is not None and without:
+        raise WorkloadError(
+            f"--slo-percentile {slo_percentile} is not modelled with {without}: drop one of them"
+        )
     if moe_tp and not (tp and ep and ep > tp and c.is_moe):
         raise WorkloadError(
             "--moe-tp slices the FFN of DP-attention groups over the --ep chips: give --tp and "
