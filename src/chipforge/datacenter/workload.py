@@ -39,13 +39,18 @@ def _try(fn, *args, **kw) -> tuple[dict | None, str]:
         return None, f" (cluster: {e})"
 
 
-def training(site: dict, chip: Chip, model, tokens: float, dtype: str = "bf16") -> dict:
-    """Time to train `model` on `tokens` with the site's chips (capped) and its cost."""
+def training(
+    site: dict, chip: Chip, model, tokens: float, dtype: str = "bf16", options: dict | None = None
+) -> dict:
+    """Time to train `model` on `tokens` with the site's chips (capped) and its cost;
+    `options`: more `plan_training` keywords (the plan's flags; their `dtype` wins)."""
     m = resolve_model(model)
     chips = min(site["chips"], MAX_TRAINING_CHIPS)
     a = site["assumptions"]
+    kw = {"dtype": dtype, **(options or {})}
+    dtype = kw["dtype"]
     plan, why = _try(
-        plan_training, chip.spec or load_chip(chip.name), m, chips, tokens=tokens, dtype=dtype
+        plan_training, chip.spec or load_chip(chip.name), m, chips, tokens=tokens, **kw
     )
     if plan is not None:
         seconds, method = plan["time_to_train_s"] / a["goodput"], "cluster.plan_training / goodput"

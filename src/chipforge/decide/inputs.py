@@ -348,6 +348,13 @@ class Train:
     tokens: float
     start_month: float
     end_month: float
+    # the plan's options, as `chipforge train`'s flags of the same names (cluster.train_options),
+    # each a TOML "key=value" line: hashable, and read back by `options`
+    plan: tuple[str, ...] = ()
+
+    def options(self) -> dict:
+        """`plan_training` keyword arguments of `plan`."""
+        return train_plan_options(self.plan, self.model)
 
 
 @dataclass(frozen=True)
@@ -569,9 +576,12 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     train = tuple(
         Train(rel(str(t["model"])), _count(t["tokens"], "workload.train.tokens"),
               months_between(start, str(t.get("start", start)), "workload.train.start"),
-              months_between(start, str(t.get("end", end)), "workload.train.end") + 3)
+              months_between(start, str(t.get("end", end)), "workload.train.end") + 3,
+              _plan_lines(t))
         for t in _tables(wl, "train", "workload.train", need=("model", "tokens"))
     )  # fmt: skip
+    for t in train:  # each plan option read and its pairs checked before any sample
+        t.options()
     serve = tuple(
         Serve(rel(str(t["model"])), _count(t["tokens_per_day"], "workload.serve.tokens_per_day"),
               months_between(start, str(t.get("start", start)), "workload.serve.start"),
@@ -603,6 +613,46 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     name = check_name(head.get("name", "build or buy"), "scenario.name")
     return Scenario(name, start, quarters, build, buy, design_start, tuple(sites), train, serve,
                     params, samples, nxt, nxt_from, mode == "rent", fallback == "rent")  # fmt: skip
+
+
+TRAIN_OWN = ("model", "tokens", "start", "end")  # [[workload.train]]'s keys, not plan options
+
+
+def _plan_lines(t: dict) -> tuple[str, ...]:
+    """The plan options of a [[workload.train]] entry as TOML "key=value" lines."""
+    import json
+
+    out = []
+    for k, v in t.items():
+        if k in TRAIN_OWN:
+            continue
+        if isinstance(v, bool):
+            text = "true" if v else "false"
+        elif isinstance(v, int | float):
+            text = repr(v)
+        elif isinstance(v, str):
+            text = json.dumps(v)  # a TOML basic string
+        else:
+            text = repr(v)  # refused by train_options with the key's name
+        out.append(f"{k}={text}")
+    return tuple(out)
+
+
+def train_plan_options(lines: tuple[str, ...], model: str) -> dict:
+    """`plan_training` keyword arguments of [[workload.train]] "key=value" lines
+    (cluster.train_options: the keys of `chipforge train`'s flags)."""
+    import tomllib
+
+    from chipforge.cluster import train_options
+    from chipforge.workload.resolve import resolve_model
+
+    try:
+        raw = tomllib.loads("\n".join(lines))
+    except tomllib.TOMLDecodeError:
+        raise ChipforgeError(f"`workload.train` {model}: a plan option must be a number, "
+                             f"true / false or a string: {', '.join(lines)}") from None  # fmt: skip
+    moe = resolve_model(model).is_moe
+    return train_options.parse(raw, f"workload.train {model}", moe=moe)
 
 
 def _table(d: dict, key: str) -> dict:

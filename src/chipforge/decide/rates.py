@@ -13,7 +13,7 @@ from chipforge.datacenter.racks import Rack, rack_for, rack_from_dict
 from chipforge.datacenter.site import Assumptions, network_tiers
 from chipforge.datacenter.tco import Chip, facts_from
 from chipforge.datacenter.workload import serving, training
-from chipforge.decide.inputs import Option, Scenario
+from chipforge.decide.inputs import Option, Scenario, train_plan_options
 from chipforge.errors import ChipforgeError
 from chipforge.silicon import evaluate
 from chipforge.spec import load_chip
@@ -89,9 +89,9 @@ def _plan(chip: Chip, workload: tuple, ref_chips: int) -> tuple[float, str]:
     a = asdict(Assumptions())
     kind = workload[0]
     if kind == "train":
-        _, model, tokens = workload
+        _, model, tokens, *plan = workload  # plan: the options' "key=value" lines
         site = {"chips": ref_chips, "assumptions": a, "tco_usd_per_chip_hour": 0.0}
-        t = training(site, chip, model, tokens)
+        t = training(site, chip, model, tokens, options=train_plan_options(tuple(plan), model))
         flops = 6.0 * resolve_model(model).params() * tokens
         return flops / (t["time_to_train_s"] * t["training_chips"]), t["method"]
     _, model, isl, osl, dtype = workload
@@ -103,7 +103,7 @@ def _plan(chip: Chip, workload: tuple, ref_chips: int) -> tuple[float, str]:
 
 def workloads(sc: Scenario) -> list[tuple]:
     """Hashable workload keys, trainings then servings."""
-    return [("train", t.model, t.tokens) for t in sc.train] + [
+    return [("train", t.model, t.tokens, *t.plan) for t in sc.train] + [
         ("serve", s.model, s.isl, s.osl, s.dtype) for s in sc.serve
     ]
 

@@ -1,0 +1,140 @@
+"""The training-plan options of `chipforge train` as keys of a TOML table (a decide scenario's
+[[workload.train]]): one parser, so a key means what the flag of the same name means
+(`--dp-shard` -> dp_shard, `--sp/--no-sp` -> sp = true / false, `--nccl-ctas dp=8,pp=2` ->
+nccl_ctas = "dp=8,pp=2"), and the pairs `plan_training` refuses are refused when the table is
+read, before anything is planned. `parse` returns `plan_training`'s keyword arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chipforge.errors import ChipforgeError
+
+# `chipforge train` flags that are not options of the plan: the job itself (chip, model, chips,
+# tokens: the table's own keys or its caller's), what the command prints, and --calculon-plan
+# (a file holding a whole plan)
+NOT_PLAN_OPTIONS = ("chip", "model", "chips", "tokens", "alternatives", "calculon_plan",
+                    "as_json", "out", "html", "png")  # fmt: skip
+WHOLE = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "seq", "interleave", "pod")  # >= 1
+AT_LEAST_ZERO = ("zero", "dp_shard", "offload_layers", "train_metrics")
+SWITCHES = ("tp_overlap", "tp_async_backward", "fp8_dispatch", "overlap_param_gather",
+            "fp8_param_gather", "sustained_clock", "activation_offload", "optimizer_offload",
+            "shared_expert_overlap", "moe_host_sync", "parallel_block", "pp_scatter_gather",
+            "eager_ops")  # fmt: skip
+TEXT = ("dtype", "recompute", "topology", "attention", "schedule", "fp8_recipe",
+        "moe_dispatcher", "loss", "cp_ring", "recompute_modules", "nccl_ctas")  # fmt: skip
+COUNTS = ("tokens_per_batch", "bucket_size")  # a number or "4M"
+# each key and the `plan_training` keyword it sets (the flag's own name but --sp/--no-sp)
+KEYS = {**{k: k for k in WHOLE + AT_LEAST_ZERO + SWITCHES + TEXT + COUNTS},
+        "sp": "sequence_parallel", "global_batch": "global_batch"}  # fmt: skip
+
+
+class TrainOptionError(ChipforgeError):
+    """A bad training option in a table (one line naming the key and the fix)."""
+
+
+def parse(raw: dict, where: str, *, skip: tuple[str, ...] = (), moe: bool = True) -> dict[str, Any]:
+    """`plan_training` keyword arguments from the keys of `raw` (every key but those in `skip`,
+    the table's own, must be an option; `moe`: the model has routed experts)."""
+    from chipforge.errors import did_you_mean
+
+    out: dict[str, Any] = {}
+    for key, v in raw.items():
+        if key in skip:
+            continue
+        if key not in KEYS:
+            raise TrainOptionError(f"{where}: unknown key `{key}`{did_you_mean(key, list(KEYS))}")
+        out[KEYS[key]] = _value(key, v, where)
+    check(out, where, moe)
+    return out
+
+
+def _value(key: str, v: Any, where: str) -> Any:
+    from chipforge.cluster.checks import MAX_CHIPS
+    from chipforge.units import parse_count
+
+    if key in WHOLE or key in AT_LEAST_ZERO:
+        low = 0 if key in AT_LEAST_ZERO else 1
+        high = 3 if key == "zero" else MAX_CHIPS if key not in ("seq", "micro_batch") else None
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high and v > high):
+            span = f"from {low} to {high:,}" if high else f">= {low}"
+            raise TrainOptionError(f"{where}: `{key}` must be a whole number {span}, not {v!r}")
+        return v
+    if key in SWITCHES or key == "sp":
+        if not isinstance(v, bool):
+            raise TrainOptionError(f"{where}: `{key}` must be true or false, not {v!r}")
+        return v
+    if key in COUNTS:
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            raise TrainOptionError(f'{where}: `{key}` must be a number or e.g. "4M", not {v!r}')
+        n = parse_count(str(v), f"{where}.{key}") if isinstance(v, str) else float(v)
+        return round(n) if key == "bucket_size" else n
+    if key == "global_batch":
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if not isinstance(v, str):
+            raise TrainOptionError(f'{where}: `global_batch` must be N or "MIN:MAX", not {v!r}')
+        return v
+    if not isinstance(v, str):
+        raise TrainOptionError(f"{where}: `{key}` must be a string, not {v!r}")
+    if key == "recompute_modules":  # comma-separated, as --recompute-modules
+        return tuple(m.strip() for m in v.split(",") if m.strip())
+    if key == "nccl_ctas":  # GROUP=N pairs, as --nccl-ctas
+        from chipforge.workload.resolve import integer, pairs
+
+        items = [part for part in v.split(",") if part.strip()]
+        given = pairs(items, f"{where}.nccl_ctas", "`nccl_ctas` GROUP=N pairs (e.g. dp=8,pp=2)")
+        return {group: integer(n, f"{where}.nccl_ctas {group}") for group, n in given.items()}
+    return v
+
+
+def check(o: dict[str, Any], where: str, moe: bool = True) -> None:
+    """The values and pairs `plan_training` refuses whatever the chip and job size, refused
+    here (the same rules, named by key; `moe`: the model has routed experts)."""
+    from chipforge.cluster.layer import ATTENTION, FP8_RECIPES, MOE_DISPATCHERS, RECOMPUTE_MODULES
+    from chipforge.cluster.memory import LOSS_BUFFERS, RECOMPUTE
+    from chipforge.cluster.search import parse_global_batch
+    from chipforge.cluster.training import CP_RINGS, SCHEDULES
+    from chipforge.dtypes import BYTES
+
+    choices = {"dtype": BYTES, "recompute": RECOMPUTE, "attention": ATTENTION,
+               "schedule": SCHEDULES, "fp8_recipe": FP8_RECIPES,
+               "moe_dispatcher": MOE_DISPATCHERS, "loss": LOSS_BUFFERS,
+               "cp_ring": CP_RINGS}  # fmt: skip
+    for key, allowed in choices.items():
+        if key in o and o[key] not in allowed:
+            raise TrainOptionError(f"{where}: `{key}` must be one of {', '.join(allowed)}, "
+                                   f"not {o[key]!r}")  # fmt: skip
+    mods = o.get("recompute_modules")
+    if mods is not None and (not mods or any(m not in RECOMPUTE_MODULES for m in mods)):
+        raise TrainOptionError(f"{where}: `recompute_modules` must be comma-separated names of "
+                               f"{', '.join(RECOMPUTE_MODULES)}, not {mods!r}")  # fmt: skip
+    if "topology" in o:
+        from chipforge.cluster.topology import topology_names
+
+        names = topology_names()
+        if o["topology"] not in names:
+            raise TrainOptionError(f"{where}: `topology` must be a preset ({', '.join(names)}), "
+                                   f"not {o['topology']!r}")  # fmt: skip
+    if "global_batch" in o:
+        try:
+            parse_global_batch(o["global_batch"])
+        except ChipforgeError as e:
+            raise TrainOptionError(f"{where}: {e}") from None
+    if "global_batch" in o and "tokens_per_batch" in o:
+        raise TrainOptionError(f"{where}: give `global_batch` or `tokens_per_batch`, not both")
+    dtype = o.get("dtype", "bf16")
+    if o.get("fp8_param_gather") and dtype != "fp8":
+        raise TrainOptionError(f'{where}: `fp8_param_gather` needs dtype = "fp8", not {dtype}')
+    if o.get("fp8_recipe", "delayed") != "delayed" and dtype != "fp8":
+        raise TrainOptionError(f"{where}: `fp8_recipe` {o['fp8_recipe']} needs dtype = \"fp8\", "
+                               f"not {dtype}")  # fmt: skip
+    shard, dp = o.get("dp_shard"), o.get("dp")
+    if shard and dp and dp % shard:  # training.check_shard_group
+        raise TrainOptionError(f"{where}: `dp_shard` {shard} must divide `dp` {dp}")
+    if shard and dp and shard < dp and o.get("zero") == 0:
+        raise TrainOptionError(f"{where}: `dp_shard` below `dp` shards the optimizer: use "
+                               "`zero` 1-3")  # fmt: skip
+    if shard and dp and shard < dp and moe and (o.get("ep") or 1) > 1:
+        raise TrainOptionError(f"{where}: `dp_shard` below `dp` with `ep` is not modelled (the "
+                               "experts' own data-parallel group): drop one")  # fmt: skip

@@ -1,0 +1,86 @@
+"""A decide scenario's [[workload.train]] takes every plan option of `chipforge train`, by the
+flag's name (cluster.train_options), and refuses the pairs `train` refuses before any sample."""
+
+import inspect
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from chipforge.cluster import plan_training, train_options
+from chipforge.decide.inputs import scenario_from_dict
+from chipforge.errors import ChipforgeError
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "decide" / "forge_vs_rent.toml"
+
+
+def test_every_train_plan_flag_is_a_key():
+    """Each `chipforge train` parameter but the job's own and the output's is a key, setting
+    the `plan_training` keyword of the same name (how to add one: train_options.KEYS)."""
+    from chipforge.cli.train import train
+
+    flags = set(inspect.signature(train).parameters) - set(train_options.NOT_PLAN_OPTIONS)
+    assert flags == set(train_options.KEYS.values())
+    assert set(train_options.KEYS.values()) <= set(inspect.signature(plan_training).parameters)
+
+
+def _scenario(**plan) -> dict:
+    d = tomllib.loads(EXAMPLE.read_text())
+    d["workload"]["train"] = [{"model": "llama3-8b", "tokens": "1T", **plan}]
+    return d
+
+
+def test_workload_train_plan_prices_as_train():
+    """The scenario's options reach `plan_training` as `train`'s flags do: the same plan."""
+    from types import SimpleNamespace
+
+    from chipforge.datacenter.site import Assumptions
+    from chipforge.datacenter.workload import training
+    from chipforge.spec import load_chip
+
+    plan = {"tp": 1, "pp": 1, "dp": 16, "cp": 1, "zero": 3, "dp_shard": 8, "recompute": "full",
+            "micro_batch": 1, "global_batch": 16, "seq": 2048, "sp": False,
+            "nccl_ctas": "dp=8", "recompute_modules": "core_attn"}  # fmt: skip
+    sc = scenario_from_dict(_scenario(**plan))
+    kw = sc.train[0].options()
+    assert kw["dp_shard"] == 8 and kw["sequence_parallel"] is False
+    assert kw["nccl_ctas"] == {"dp": 8} and kw["recompute_modules"] == ("core_attn",)
+    chip = load_chip("h100")
+    site = {"chips": 16, "assumptions": Assumptions().__dict__, "tco_usd_per_chip_hour": 0.0}
+    got = training(site, SimpleNamespace(spec=chip, name="h100"), "llama3-8b", 1e12, options=kw)
+    want = plan_training(chip, "llama3-8b", 16, tokens=1e12, **kw)
+    assert want.plan.dp_shard == 8
+    assert got["method"] == "cluster.plan_training / goodput"
+    goodput = site["assumptions"]["goodput"]
+    assert got["time_to_train_s"] == pytest.approx(want.time_to_train_s / goodput)
+    # the same job planned fully sharded is another plan (the option was not dropped)
+    other = plan_training(chip, "llama3-8b", 16, tokens=1e12, **{**kw, "dp_shard": 0})
+    assert other.plan.dp_shard != want.plan.dp_shard
+
+
+@pytest.mark.parametrize(
+    ("plan", "words"),
+    [
+        ({"dp_shard": 3, "dp": 8}, "`dp_shard` 3 must divide `dp` 8"),
+        ({"dp_shard": 4, "dp": 8, "zero": 0}, "`zero` 1-3"),
+        ({"fp8_recipe": "current"}, 'needs dtype = "fp8"'),
+        ({"fp8_param_gather": True}, 'needs dtype = "fp8"'),
+        ({"global_batch": 64, "tokens_per_batch": "4M"}, "not both"),
+        ({"recompute": "most"}, "`recompute` must be one of none, selective, full"),
+        ({"pod": 0}, "`pod` must be a whole number"),
+        ({"sp": "yes"}, "`sp` must be true or false"),
+        ({"dp_sharding": 8}, "unknown key `dp_sharding`"),
+        ({"topology": "nope"}, "`topology` must be a preset"),
+    ],
+)
+def test_workload_train_refuses_before_any_sample(plan, words):
+    with pytest.raises(ChipforgeError, match="workload.train llama3-8b") as e:
+        scenario_from_dict(_scenario(**plan))
+    assert words in str(e.value)
+
+
+def test_moe_hybrid_sharding_with_ep_refused():
+    d = _scenario()
+    d["workload"]["train"][0].update(model="mixtral-8x7b", ep=8, dp=16, dp_shard=8)
+    with pytest.raises(ChipforgeError, match="with `ep` is not modelled"):
+        scenario_from_dict(d)
