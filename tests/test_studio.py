@@ -617,6 +617,9 @@ def test_the_cluster_page_s_run_options_reach_the_api():
     err, *_ = pages.train_update(chip, "llama3-8b", None, "16", "2048", "1", "1", "fp9", "", [],
                                  *CUSTOM)  # fmt: skip
     assert "`dtype` must be one of bf16, fp8, fp4" in err
+    err, *_ = pages.train_update(chip, "llama3-8b", None, "16", "2048", "1", "1", "bf16", "",
+                                 ["fp8_param_gather"], *CUSTOM)  # fmt: skip
+    assert '`fp8_param_gather` needs dtype = "fp8"' in err  # as a scenario's key is refused
     controls = {k: pages.DEFAULTS[k] for k in pages.CONTROLS} | {"topts": opts, "trec": "full"}
     fields = dict(zip(compute.FIELD_IDS, form(), strict=True))
     s = pages.initial_state(pages.query_of("cluster", BASE, fields, [], controls))

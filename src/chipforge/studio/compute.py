@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 import chipforge as cf
 from chipforge.atomic import atomic_write_bytes
+from chipforge.cluster import train_options
 from chipforge.errors import ChipforgeError
 from chipforge.spec.loader import chip_from_dict, preset_names, problems
 from chipforge.spec.models import ChipSpec
@@ -598,12 +599,12 @@ def _plan(plan) -> str:
     return str(plan)
 
 
-# run options the Cluster page offers, by their `chipforge train` / `serve` flags; each is the
-# API's keyword of the same name
+# run options the Cluster page offers, each the API's keyword of that name: training's on/off
+# options are every switch of `chipforge train` (cluster.train_options, which also checks them
+# as a decide scenario's [[workload.train]] keys are)
 DTYPES = ("bf16", "fp8", "fp4")
 RECOMPUTES = ("none", "selective", "full")  # blank: searched
-TRAIN_OPTIONS = ("tp_overlap", "tp_async_backward", "overlap_param_gather", "parallel_block",
-                 "sustained_clock", "activation_offload", "optimizer_offload")  # fmt: skip
+TRAIN_OPTIONS = train_options.SWITCHES
 SERVE_OPTIONS = ("ep_overlap",)
 
 
@@ -629,11 +630,13 @@ def train(spec, model: str, chips, seq, tp="", pp="", dtype="bf16", recompute=""
     """The training plan (`cf.plan_training`); `tp`/`pp`/`recompute` blank: searched (slower);
     `options`: TRAIN_OPTIONS turned on."""
     fixed = {k: _positive(k, v) for k, v in (("tp", tp), ("pp", pp)) if str(v or "").strip()}
+    run = {"dtype": _choice("dtype", dtype, DTYPES, "bf16"), **_options(options, TRAIN_OPTIONS)}
+    rec = _choice("recompute", recompute, RECOMPUTES, None)
+    if rec:
+        run["recompute"] = rec
     plan = cf.plan_training(
         spec, model, _positive("chips", chips), seq=_positive("seq", seq), **fixed,
-        dtype=_choice("dtype", dtype, DTYPES, "bf16"),
-        recompute=_choice("recompute", recompute, RECOMPUTES, None),
-        **_options(options, TRAIN_OPTIONS),
+        **train_options.parse(run, "training"),
     ).to_dict()  # fmt: skip
     rows = [
         ("plan", _plan(plan.get("plan"))),
