@@ -84,3 +84,61 @@ def test_moe_hybrid_sharding_with_ep_refused():
     d["workload"]["train"][0].update(model="mixtral-8x7b", ep=8, dp=16, dp_shard=8)
     with pytest.raises(ChipforgeError, match="with `ep` is not modelled"):
         scenario_from_dict(d)
+
+
+# a sweep space's [training] table: the same keys, the same plan, refused before any point
+TRAIN = {"model": "llm:llama3-8b,layers=4", "chips": 16}
+
+
+def _space(training: dict) -> dict:
+    return {
+        "base": {"chip": "h100"},
+        "params": {"clock": ["1.83 GHz"]},
+        "training": training,
+        "objectives": {"training_tokens_per_s": "max", "training_mfu": "max"},
+    }
+
+
+def test_sweep_training_keys_reach_the_plan():
+    from chipforge.explore import evaluate as ev
+    from chipforge.explore import space_from_dict
+    from chipforge.spec import load_chip
+
+    keys = {"dp": 16, "tp": 1, "pp": 1, "cp": 1, "zero": 3, "dp_shard": 8, "global_batch": 16,
+            "seq": 2048, "recompute": "full", "micro_batch": 1}  # fmt: skip
+    row = ev.evaluate_point(space_from_dict(_space({**TRAIN, **keys})), {"clock": 1.83e9})
+    ref = plan_training(load_chip("h100"), TRAIN["model"], 16, **keys)
+    assert row["status"] == "ok", row["reason"]
+    assert row["training_tokens_per_s"] == ref.tokens_per_s and row["training_mfu"] == ref.mfu
+    assert "dp_shard=8" in row["training_plan"]
+    full = ev.evaluate_point(space_from_dict(_space({**TRAIN, **keys, "dp_shard": 0})),
+                             {"clock": 1.83e9})  # fmt: skip
+    assert "dp_shard=16" in full["training_plan"]
+
+
+@pytest.mark.parametrize(
+    ("over", "words"),
+    [
+        ({"dp_shard": 3, "dp": 8}, "`dp_shard` 3 must divide `dp` 8"),
+        ({"fp8_recipe": "mxfp8"}, 'needs dtype = "fp8"'),
+        ({"zero": 4}, "`zero` must be a whole number from 0 to 3"),
+        ({"chips": 0}, "`chips` must be a whole number"),
+        ({"tokens": "1T"}, "unknown key `tokens`"),
+    ],
+)
+def test_sweep_training_refuses_before_any_point(over, words):
+    from chipforge.explore import SpaceError, space_from_dict
+
+    with pytest.raises(SpaceError) as e:
+        space_from_dict(_space({**TRAIN, **over}))
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_sweep_training_objective_needs_the_table():
+    from chipforge.explore import SpaceError, space_from_dict
+
+    space = _space(TRAIN)
+    del space["training"]
+    space["workloads"] = [{"spec": "llm:llama3-8b,layers=2,phase=decode,batch=1"}]
+    with pytest.raises(SpaceError, match="needs a \\[training\\] table"):
+        space_from_dict(space)

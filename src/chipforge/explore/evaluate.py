@@ -7,7 +7,8 @@ parsed once per process and cached). Objectives:
   tokens_per_s        weighted tokens / weighted time
   energy_j, energy_per_token_j, die_area_mm2, total_area_mm2, unit_cost_usd, tdp_w
   tokens_per_s_per_w  tokens_per_s / tdp_w;  tokens_per_s_per_usd: / unit_cost_usd
-  serving_*, ttft_s, tpot_s, site_*, tco_*, usd_per_million_tokens: see explore/system.py
+  serving_*, ttft_s, tpot_s, training_*, site_*, tco_*, usd_per_million_tokens: see
+  explore/system.py
   (cluster.plan_serving and chipforge.datacenter); computed only when an objective or
   constraint asks for them, with `serving_method` / `site_method` naming the model used.
 """
@@ -23,8 +24,10 @@ from chipforge.explore.space import Space, apply
 from chipforge.explore.system import (
     SERVING_OBJECTIVES,
     SITE_OBJECTIVES,
+    TRAINING_OBJECTIVES,
     serving_objectives,
     site_objectives,
+    training_objectives,
 )
 from chipforge.report.jsonout import check_numbers
 
@@ -78,6 +81,8 @@ def _infeasible(space: Space, o: dict) -> str:
         reasons.append("workload does not fit in memory")
     if o.get("serving_infeasible"):
         reasons.append(f"serving: {o['serving_infeasible']}")
+    if o.get("training_infeasible"):
+        reasons.append(f"training: {o['training_infeasible']}")
     for key, obj in (
         ("max_tdp_w", "tdp_w"),
         ("max_unit_cost_usd", "unit_cost_usd"),
@@ -111,6 +116,8 @@ def objectives(space: Space, params: dict) -> dict:
         o["tokens_per_s_per_usd"] = o["tokens_per_s"] / o["unit_cost_usd"]
     if space.serving is not None:
         o.update(serving_objectives(space.serving, chip))
+    if space.training is not None:
+        o.update(training_objectives(space.training, chip))
     if any(k in SITE_OBJECTIVES for k in space.objectives):
         o.update(site_objectives(space.site, space.serving, chip, s, o))
     return o
@@ -138,7 +145,7 @@ def evaluate_point(space: Space, params: dict, pid: str | None = None) -> dict:
 def _sane(o: dict) -> None:
     """A negative or NaN objective is a model bug: the point is recorded as failed, never as a
     result (NaN is how a serving or site objective says "no plan", next to its reason)."""
-    maybe = set(SERVING_OBJECTIVES) | set(SITE_OBJECTIVES)
+    maybe = set(SERVING_OBJECTIVES) | set(TRAINING_OBJECTIVES) | set(SITE_OBJECTIVES)
     check_numbers({k: v for k, v in o.items() if not (k in maybe and v != v)})
 
 

@@ -9,6 +9,7 @@ weighted workloads, objectives, constraints and the sampler. Every check runs be
     [objectives]      tokens_per_s = "max", unit_cost_usd = "min"
     [constraints]     max_tdp_w = 1500, max_unit_cost_usd = 20000, reticle = true
     [serving]         model = "llama3-70b", chips = 8, isl = 2048, osl = 256, tpot_slo = "100 ms"
+    [training]        model = "llama3-70b", chips = 1024, dp_shard = 8  # train's plan flags
     [site]            power = "1 GW", pue = 1.2             # see explore/system.py
     [sampler]         method = "grid" | "random" | "lhs" | "nsga2" | "tpe", n = 100, seed = 0
 """
@@ -26,11 +27,14 @@ from chipforge.errors import ChipforgeError, SpecError, did_you_mean
 from chipforge.explore.system import (
     SERVING_OBJECTIVES,
     SITE_OBJECTIVES,
+    TRAINING_OBJECTIVES,
     Serving,
     SiteCfg,
     SystemTableError,
+    Training,
     parse_serving,
     parse_site,
+    parse_training,
 )
 from chipforge.spec import ChipSpec, load_chip
 from chipforge.spec.loader import validation_message
@@ -51,6 +55,7 @@ OBJECTIVES = {  # name -> the direction that is better
     "tokens_per_s_per_w": "max",
     "tokens_per_s_per_usd": "max",
     **SERVING_OBJECTIVES,
+    **TRAINING_OBJECTIVES,
     **SITE_OBJECTIVES,
 }
 NEEDS_WORKLOADS = (  # per-chip objectives from the [[workloads]]
@@ -110,6 +115,7 @@ class Space:
     seed: int = 0
     serving: Serving | None = None  # [serving]: a replica served by cluster.plan_serving
     site: SiteCfg = field(default_factory=SiteCfg)  # [site]: the datacenter the site_* fill
+    training: Training | None = None  # [training]: a job planned by cluster.plan_training
     _dumps: dict = field(default_factory=dict, repr=False, compare=False)
     trust_pickle: bool = field(default=False, compare=False)  # the user's --trust-pickle
 
@@ -127,9 +133,10 @@ class Space:
     def system_ident(self) -> list:
         """What a point's rows depend on beyond chip and workloads (for ids and fingerprints)."""
         site = any(k in SITE_OBJECTIVES for k in self.objectives)
-        if self.serving is None and not site:
+        if self.serving is None and not site and self.training is None:
             return []
-        return [self.serving, self.site if site else None]
+        out = [self.serving, self.site if site else None]
+        return out if self.training is None else [*out, self.training]
 
 
 def _resolve(base: dict, path: str) -> None:
@@ -279,15 +286,14 @@ def _constraints(raw: dict) -> dict:
 MAX_WORKLOADS = 100
 
 
-def _workloads(raw: Any, serving: bool, trust: bool) -> tuple[tuple[str, float], ...]:
+def _workloads(raw: Any, system: bool, trust: bool) -> tuple[tuple[str, float], ...]:
     from chipforge.workload import parse_workload
 
-    if not raw and serving:
+    if not raw and system:  # a [serving] or [training] table
         return ()
     if not raw:
-        raise SpaceError(
-            'workloads: give at least one [[workloads]] with spec = "...", or a [serving] table'
-        )
+        raise SpaceError('workloads: give at least one [[workloads]] with spec = "...", or a '
+                         "[serving] or [training] table")  # fmt: skip
     if len(raw) > MAX_WORKLOADS:
         raise SpaceError(f"workloads: {len(raw):,} [[workloads]]; at most {MAX_WORKLOADS}")
     out = []
@@ -317,6 +323,7 @@ def space_from_dict(data: dict, where: str = "space", *, trust_pickle: bool = Fa
         "sampler",
         "site",
         "serving",
+        "training",
     }
     if unknown:
         raise SpaceError(f"{where}: unknown section `{sorted(unknown)[0]}`")
@@ -349,6 +356,7 @@ def space_from_dict(data: dict, where: str = "space", *, trust_pickle: bool = Fa
     try:
         serving = parse_serving(_table(data, "serving", None, (dict, type(None))))
         site = parse_site(_table(data, "site", {}), base_name)
+        training = parse_training(_table(data, "training", None, (dict, type(None))))
     except SystemTableError as e:
         raise SpaceError(f"{where}: {e}") from None
     space = Space(
@@ -356,7 +364,9 @@ def space_from_dict(data: dict, where: str = "space", *, trust_pickle: bool = Fa
         base_name=base_name,
         params=params,
         workloads=_workloads(
-            _table(data, "workloads", [], list), serving is not None, trust_pickle
+            _table(data, "workloads", [], list),
+            serving is not None or training is not None,
+            trust_pickle,
         ),
         objectives=_objectives(_table(data, "objectives", {})),
         constraints=_constraints(_table(data, "constraints", {})),
@@ -365,6 +375,7 @@ def space_from_dict(data: dict, where: str = "space", *, trust_pickle: bool = Fa
         seed=seed,
         serving=serving,
         site=site,
+        training=training,
         trust_pickle=trust_pickle,
     )
     _check_needs(space, where)
@@ -383,6 +394,9 @@ def _check_needs(space: Space, where: str) -> None:
             raise SpaceError(
                 f'{where}: `{name}` needs a [serving] table, e.g. model = "llama3-70b", chips = 8'
             )
+        if name in TRAINING_OBJECTIVES and space.training is None:
+            raise SpaceError(f'{where}: `{name}` needs a [training] table, e.g. model = '
+                             '"llama3-70b", chips = 1024')  # fmt: skip
         if name == "tpot_s" and space.serving is not None and space.serving.osl == 1:
             raise SpaceError(  # TPOT = (e2e - TTFT) / (osl - 1): no point would have one
                 f"{where}: `tpot_s` is undefined with [serving] osl = 1 (no time between "
@@ -407,7 +421,8 @@ def _beside(data: dict, folder: Path) -> None:
     """A relative file path in a space file (chip or rack TOML, a workload's or the serving
     model's config.json, model folder, .onnx or .pt2) is relative to the space file
     (`userfile.beside`)."""
-    for table, key in (("base", "chip"), ("site", "rack"), ("serving", "model")):
+    for table, key in (("base", "chip"), ("site", "rack"), ("serving", "model"),
+                       ("training", "model")):  # fmt: skip
         value = data.get(table, {}).get(key) if isinstance(data.get(table), dict) else None
         if isinstance(value, str):
             head, sep, rest = value.partition(",")

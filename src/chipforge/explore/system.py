@@ -5,15 +5,20 @@ and a whole site priced by `chipforge.datacenter` (racks, PUE, hosts, network, c
                tpot_slo = "100 ms"          # optional: ttft_slo, kv_dtype, tp, pp, ep,
                                             # disaggregated, slo_percentile, ep_overlap,
                                             # spec_tokens + spec_acceptance (as `serve`'s flags)
+    [training] model = "llama3-70b", chips = 1024   # optional: every plan option of `chipforge
+               dp_shard = 8, zero = 3, ...  # train` by its flag's name (cluster.train_options)
     [site]     power = "1 GW"               # facility power, as `chipforge datacenter --power`
                rack = "forge-n3-rack"       # rack template (default: the base chip's preset)
                volume = 500000              # built chips one-time costs are spread over
                pue = 1.2 ...                # any datacenter.Assumptions field
 
-Serving: one replica of `chips` design chips, the best plan `plan_serving` finds (TP/PP/batch
-searched unless fixed) under the SLOs; an infeasible plan (weights do not fit, no plan meets the
-SLOs) makes the point infeasible with the reason. Site: the template rack with each chip's power
-swapped for the design's modelled TDP (hosts, optics and fans kept), sized and priced by
+Training: one job of `chips` design chips, the fastest plan `plan_training` finds (every option
+left out searched, as `chipforge train`); no feasible plan makes the point infeasible with the
+reason. Serving: one replica of `chips` design chips, the best plan `plan_serving` finds
+(TP/PP/batch searched unless fixed) under the SLOs; an infeasible plan (weights do not fit, no
+plan meets the SLOs) makes the point infeasible with the reason. Site: the template rack with
+each chip's power swapped for the design's modelled TDP (hosts, optics and fans kept), sized
+and priced by
 `datacenter.evaluate_site`; site tokens/s = replicas x replica throughput x goodput and $ per
 million tokens = TCO per year / tokens per year, as `datacenter.workload.serving` computes them.
 A base chip with no rack preset (a chip TOML) and no `[site] rack` gets the rack the datacenter's
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from functools import cache
+from typing import Any
 
 from chipforge.datacenter.report import DEFAULT_VOLUME
 from chipforge.datacenter.tco import HOURS_PER_YEAR
@@ -38,6 +44,12 @@ SERVING_OBJECTIVES = {
     "serving_tokens_per_s_per_chip": "max",
     "ttft_s": "min",
     "tpot_s": "min",
+}
+TRAINING_OBJECTIVES = {
+    "training_tokens_per_s": "max",  # one job of `chips` chips
+    "training_tokens_per_s_per_chip": "max",
+    "training_step_s": "min",
+    "training_mfu": "max",
 }
 SITE_OBJECTIVES = {
     "chips_per_site": "max",
@@ -72,6 +84,21 @@ class Serving:
     ep_overlap: bool = False  # as --ep-overlap
     spec_tokens: int = 0  # draft tokens per decode step, as --spec-tokens
     spec_acceptance: float | None = None  # needed with spec_tokens, as --spec-acceptance
+
+
+@dataclass(frozen=True)
+class Training:
+    model: str
+    chips: int
+    # the plan options as written (TOML values), `chipforge train`'s flags by name
+    # (cluster.train_options; read and checked by parse_training)
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def plan_options(self) -> dict:
+        """`plan_training` keyword arguments of `options`."""
+        from chipforge.cluster import train_options
+
+        return train_options.parse(dict(self.options), "training", moe=_model(self.model).is_moe)
 
 
 @dataclass(frozen=True)
@@ -206,6 +233,57 @@ def _pairs(s: Serving) -> None:
     if s.spec_acceptance is not None and not s.spec_tokens:
         raise SystemTableError("serving: `spec_acceptance` needs `spec_tokens`, the draft "
                                "tokens per step")  # fmt: skip
+
+
+def parse_training(raw: dict | None) -> Training | None:
+    """[training]: `model`, `chips` and any plan option of `chipforge train` (its flag's name
+    with underscores); the pairs `train` refuses are refused here, before any point."""
+    if raw is None:
+        return None
+    from chipforge.cluster import train_options
+    from chipforge.cluster.checks import MAX_CHIPS
+    from chipforge.cluster.serving import resolve_model
+
+    if "model" not in raw or "chips" not in raw:
+        raise SystemTableError('training: `model` and `chips` are needed, e.g. model = '
+                               '"llama3-70b", chips = 1024')  # fmt: skip
+    try:
+        c = resolve_model(str(raw["model"]))
+    except ChipforgeError as e:
+        raise SystemTableError(f"training: `model` {raw['model']!r}: {e}") from None
+    chips = raw["chips"]
+    if isinstance(chips, bool) or not isinstance(chips, int) or not 1 <= chips <= MAX_CHIPS:
+        raise SystemTableError(f"training: `chips` must be a whole number from 1 to "
+                               f"{MAX_CHIPS:,}, not {chips!r}")  # fmt: skip
+    rest = {k: v for k, v in raw.items() if k not in ("model", "chips")}
+    try:
+        train_options.parse(rest, "training", moe=c.is_moe)
+    except ChipforgeError as e:
+        raise SystemTableError(str(e)) from None
+    return Training(str(raw["model"]), chips, tuple(rest.items()))
+
+
+def training_objectives(t: Training, chip) -> dict:
+    """Tokens/s, step time and MFU of the fastest feasible plan; `training_infeasible` says
+    why none."""
+    from chipforge.cluster import plan_training
+
+    o = {"training_method": "cluster.plan_training"}
+    try:
+        r = plan_training(chip, _model(t.model), t.chips, **t.plan_options())
+    except Infeasible as e:
+        nan = float("nan")
+        return {**o, **dict.fromkeys(TRAINING_OBJECTIVES, nan), "training_infeasible": str(e)}
+    p = r.plan
+    o.update(
+        training_tokens_per_s=r.tokens_per_s,
+        training_tokens_per_s_per_chip=r.tokens_per_s / t.chips,
+        training_step_s=r.step_time_s,
+        training_mfu=r.mfu,
+        training_plan=f"tp={p.tp} pp={p.pp} dp={p.dp} cp={p.cp} ep={p.ep} zero={p.zero} "
+        f"dp_shard={p.shard_ranks} micro_batch={p.micro_batch}",
+    )
+    return o
 
 
 def parse_site(raw: dict, base_name: str) -> SiteCfg:
