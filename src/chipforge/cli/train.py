@@ -10,10 +10,11 @@ from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, SustainedClockOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
+from chipforge.cluster import train_options
 from chipforge.display import label, plain, show
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_count
-from chipforge.workload.resolve import integer, pairs, resolve_model
+from chipforge.workload.resolve import resolve_model
 
 Int = Annotated[int | None, typer.Option(min=1)]
 
@@ -403,9 +404,7 @@ def train(
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
     per_batch = parse_count(tokens_per_batch, "--tokens-per-batch") if tokens_per_batch else None
     bucket = round(parse_count(bucket_size, "--bucket-size")) if bucket_size else None
-    items = [part for part in (nccl_ctas or "").split(",") if part.strip()]
-    given = pairs(items, "--nccl-ctas", "`--nccl-ctas` GROUP=N pairs (e.g. dp=8,pp=2)")
-    caps = {group: integer(n, f"--nccl-ctas {group}") for group, n in given.items()}
+    caps = train_options.nccl_ctas(nccl_ctas or "", "--nccl-ctas", "--nccl-ctas")
     res = plan_training(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, dp_shard=dp_shard,
@@ -418,7 +417,7 @@ def train(
         sustained_clock=sustained_clock, activation_offload=activation_offload,
         moe_dispatcher=moe_dispatcher, optimizer_offload=optimizer_offload,
         shared_expert_overlap=shared_expert_overlap, bucket_size=bucket,
-        recompute_modules=tuple(m.strip() for m in recompute_modules.split(",") if m.strip()),
+        recompute_modules=train_options.recompute_modules(recompute_modules),
         nccl_ctas=caps, moe_host_sync=moe_host_sync, loss=loss,
         tp_async_backward=tp_async_backward, fp8_dispatch=fp8_dispatch,
         parallel_block=parallel_block, offload_layers=offload_layers,

@@ -77,15 +77,26 @@ def _value(key: str, v: Any, where: str) -> Any:
         return v
     if not isinstance(v, str):
         raise TrainOptionError(f"{where}: `{key}` must be a string, not {v!r}")
-    if key == "recompute_modules":  # comma-separated, as --recompute-modules
-        return tuple(m.strip() for m in v.split(",") if m.strip())
-    if key == "nccl_ctas":  # GROUP=N pairs, as --nccl-ctas
-        from chipforge.workload.resolve import integer, pairs
-
-        items = [part for part in v.split(",") if part.strip()]
-        given = pairs(items, f"{where}.nccl_ctas", "`nccl_ctas` GROUP=N pairs (e.g. dp=8,pp=2)")
-        return {group: integer(n, f"{where}.nccl_ctas {group}") for group, n in given.items()}
+    if key == "recompute_modules":
+        return recompute_modules(v)
+    if key == "nccl_ctas":
+        return nccl_ctas(v, f"{where}.nccl_ctas", "nccl_ctas")
     return v
+
+
+def recompute_modules(text: str) -> tuple[str, ...]:
+    """`--recompute-modules` / a table's `recompute_modules`: comma-separated module names."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def nccl_ctas(text: str, where: str, name: str) -> dict[str, int]:
+    """`--nccl-ctas` / a table's `nccl_ctas`: GROUP=N pairs (dp=8,pp=2) as plan_training's
+    dict; errors name `where` (the pair's place) and `name` (the flag or key)."""
+    from chipforge.workload.resolve import integer, pairs
+
+    items = [part for part in text.split(",") if part.strip()]
+    given = pairs(items, where, f"`{name}` GROUP=N pairs (e.g. dp=8,pp=2)")
+    return {group: integer(n, f"{where} {group}") for group, n in given.items()}
 
 
 def check(o: dict[str, Any], where: str, moe: bool = True) -> None:
