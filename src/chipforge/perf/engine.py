@@ -64,6 +64,13 @@ class Machine:
     def offchip_bandwidth(self) -> float:
         return self.chip.hbm.bandwidth * self.cal.memory_frac
 
+    @property
+    def gemm_bandwidth(self) -> float:
+        """Off-chip bandwidth a GEMM kernel streams its operands at (`Calibration.
+        gemm_memory_frac`; a streaming kernel's where the family states none)."""
+        frac = self.cal.gemm_memory_frac
+        return self.offchip_bandwidth if frac is None else self.chip.hbm.bandwidth * frac
+
     def buffer_capacity(self, level: int) -> float:
         mem = self.chip.memory[level]
         return mem.capacity  # per core when per_core: each core tiles its own share
@@ -142,7 +149,7 @@ def _split_k(mc: Machine, op: MatMul, traffic: dict[str, float]) -> tuple[float,
             for level, v in traffic.items()
         }
         compute = cycles * scale + (_overhead(mc, op) if split > 1 else 0.0)
-        t = max(compute, moved[hbm] / mc.offchip_bandwidth)
+        t = max(compute, moved[hbm] / mc.gemm_bandwidth)
         if t < best[0]:
             best = (t, compute, moved)
     return best[1], best[2]
@@ -165,7 +172,7 @@ def cost_matmul(mc: Machine, op: MatMul) -> Cost:
     gemv = op.flops / mc.chip.vector_flops
     limit = "compute" if gemv < compute else matmul_limit_of(mc, op)
     compute = min(compute, gemv)
-    memory = traffic[hbm] / mc.offchip_bandwidth
+    memory = traffic[hbm] / mc.gemm_bandwidth
     parts = {"compute": compute, "memory": memory}
     widen = 0.0
     if op.b_dtype != op.dtype:
