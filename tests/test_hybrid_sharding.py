@@ -84,11 +84,12 @@ def test_flag_rules():
 
 def test_search_tries_one_slice_per_shard_group():
     topo = replace(_slices(), link_bandwidth=100e9, up_latency=1e-6, out_latency=10e-6)
-    assert shard_choices(None, 64, 1, topo, False, [1, 2, 3]) == [0, 16]
-    assert shard_choices(None, 16, 1, topo, False, [1, 2, 3]) == [0]  # one slice: no choice
-    assert shard_choices(None, 64, 4, topo, False, [1, 2, 3]) == [0, 4]  # tp 4 x 4 per slice
-    assert shard_choices(None, 64, 1, topo, True, [1, 2, 3]) == [0]  # EP: not modelled
-    assert shard_choices(64, 64, 1, topo, False, [3]) == [0]
+    assert shard_choices(None, 64, 1, topo, 1, [1, 2, 3]) == [0, 16]
+    assert shard_choices(None, 16, 1, topo, 1, [1, 2, 3]) == [0]  # one slice: no choice
+    assert shard_choices(None, 64, 4, topo, 1, [1, 2, 3]) == [0, 4]  # tp 4 x 4 per slice
+    assert shard_choices(None, 64, 1, topo, 8, [1, 2, 3]) == [0, 16]  # EP 8 inside a slice
+    assert shard_choices(None, 64, 1, topo, 32, [1, 2, 3]) == [0]  # EP 32 spans slices
+    assert shard_choices(64, 64, 1, topo, 1, [3]) == [0]
     res = plan_training("tpu-v5p", TINY, 64, tp=1, pp=1, dp=64, cp=1, zero=3,
                         recompute="full", micro_batch=1, global_batch=64, topology=topo,
                         sequence_parallel=True, alternatives=1)  # fmt: skip
@@ -202,3 +203,31 @@ def test_check2_tpu_rows_follow_their_hybrid_sharding_rule():
         else:
             assert not row["dp_shard"], row["id"]
     assert len(hybrid) == 3
+
+
+MOE = ModelConfig(name="tiny-moe", layers=4, hidden=1024, heads=8, ffn=4096, vocab=32000,
+                  seq=2048, experts=16, top_k=2, moe_ffn=1024)  # fmt: skip
+
+
+def test_expert_parallelism_inside_each_shard_group():
+    """torchtitan's HSDP with EP (ParallelDims._build_mesh_with_ep: the experts' ranks inside
+    dp_shard x cp; apply_fsdp shards the experts over ("dp_replicate", "dp_shard_mod_ep")): a
+    replica holds what plain FSDP with the same EP over its shard group holds; with the ICI
+    free, the gradients' reduction sends over the DCN only the replicas' ring all-reduce
+    (REFERENCES.md: 2(n-1)/n S per chip) of each rank's shard, the dense gradients' 1/16 and
+    the experts' 1/(16/8); an EP group that does not fit in a shard group is refused."""
+    from chipforge.cluster.memory import GRAD_BYTES, expert_share, stage_params
+
+    hsdp = Plan(dp=64, ep=8, zero=3, dp_shard=16, recompute="full")
+    assert plan_memory(MOE, hsdp, seq=2048, dtype="bf16") == plan_memory(
+        MOE, Plan(dp=16, ep=8, zero=3, recompute="full"), seq=2048, dtype="bf16")  # fmt: skip
+    topo = _slices()
+    cost = stage_cost(load_chip("tpu-v5p"), MOE, hsdp, topo, seq=2048, dtype="bf16")
+    grads = stage_params(MOE, 1, 1, 8) * GRAD_BYTES  # this rank's (its EP share of experts)
+    x = expert_share(MOE, hsdp)
+    nic = topo.nic_bandwidth * BANDWIDTH_EFFICIENCY
+    want = 2 * 3 / 4 * (grads * (1 - x) / 16 + grads * x / 2) / nic
+    assert 0 < x < 1 and cost.dp_reduce == pytest.approx(want, rel=1e-3)
+    with pytest.raises(Infeasible, match="--ep 16 must divide --dp-shard x --cp"):
+        plan_training("tpu-v5p", MOE, 64, tp=1, pp=1, dp=64, cp=1, ep=16, zero=3, dp_shard=8,
+                      global_batch=64, topology=topo)  # fmt: skip

@@ -79,11 +79,13 @@ def test_workload_train_refuses_before_any_sample(plan, words):
     assert words in str(e.value)
 
 
-def test_moe_hybrid_sharding_with_ep_refused():
+def test_moe_hybrid_sharding_needs_ep_inside_a_shard_group():
     d = _scenario()
-    d["workload"]["train"][0].update(model="mixtral-8x7b", ep=8, dp=16, dp_shard=8)
-    with pytest.raises(ChipforgeError, match="with `ep` is not modelled"):
+    d["workload"]["train"][0].update(model="mixtral-8x7b", ep=8, cp=1, dp=16, dp_shard=4)
+    with pytest.raises(ChipforgeError, match="`ep` 8 must divide `dp_shard` x `cp` "):
         scenario_from_dict(d)
+    d["workload"]["train"][0].update(dp_shard=8)
+    assert scenario_from_dict(d).train[0].options()["dp_shard"] == 8
 
 
 # a sweep space's [training] table: the same keys, the same plan, refused before any point

@@ -485,7 +485,7 @@ def plan_training(
                     f"(global batch {batches.describe()} / dp={d})"
                 )
             for (si, s_), (w, v) in product(
-                enumerate(shard_choices(dp_shard, d, t * x, topo, c.is_moe and e > 1, zeros)),
+                enumerate(shard_choices(dp_shard, d, t * x, topo, _ep_unit(c, e, x), zeros)),
                 enumerate(ils),
             ):
                 if p_ == 1 and v > 1:
@@ -688,22 +688,28 @@ def plan_training(
     )
 
 
-def shard_choices(given: int | None, dp: int, inner: int, topo: Topology, moe_ep: bool,
+def shard_choices(given: int | None, dp: int, inner: int, topo: Topology, unit: int,
                   zeros: list) -> list[int]:  # fmt: skip
     """The `Plan.dp_shard` values a search tries for `dp` data-parallel ranks whose shard
     group's ranks are `inner` chips apart (tp x cp): the given one (0 when it is all of dp);
     else every rank (0), and where dp spans several scale-up domains or pods, the largest
     shard group (at least 2 ranks) inside one, its replicas joined by the scale-out network
     (the layout PyTorch's HSDP and MaxText's multi-slice runs use: FSDP on the fast links,
-    data parallelism across them). None beside 0 for ZeRO 0 or expert parallelism (not
-    modelled: training.check_shard_group)."""
+    data parallelism across them). A shard group is a multiple of `unit` ranks (expert
+    parallelism: the experts' ranks lie inside one, training.check_shard_group). None beside 0
+    for ZeRO 0."""
     if given is not None:
         return [0 if given == dp else given]
     cap = topo.domain // inner
-    if moe_ep or dp <= cap or cap < 2 or list(zeros) == [0]:
+    if dp <= cap or cap < 2 or list(zeros) == [0]:
         return [0]
-    fit = max((s for s in divisors(dp, upto=cap) if s >= 2), default=0)
+    fit = max((s for s in divisors(dp, upto=cap) if s >= 2 and s % unit == 0), default=0)
     return [0, fit] if fit else [0]
+
+
+def _ep_unit(c: ModelConfig, ep: int, cp: int) -> int:
+    """Data-parallel ranks a shard group holds a multiple of: (ranks x cp) % ep == 0."""
+    return ep // math.gcd(ep, cp) if c.is_moe and ep > 1 else 1
 
 
 def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, topo: Topology,

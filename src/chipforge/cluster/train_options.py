@@ -146,6 +146,7 @@ def check(o: dict[str, Any], where: str, moe: bool = True) -> None:
     if shard and dp and shard < dp and o.get("zero") == 0:
         raise TrainOptionError(f"{where}: `dp_shard` below `dp` shards the optimizer: use "
                                "`zero` 1-3")  # fmt: skip
-    if shard and dp and shard < dp and moe and (o.get("ep") or 1) > 1:
-        raise TrainOptionError(f"{where}: `dp_shard` below `dp` with `ep` is not modelled (the "
-                               "experts' own data-parallel group): drop one")  # fmt: skip
+    ep, cp = o.get("ep") or 1, o.get("cp")
+    if shard and dp and shard < dp and moe and ep > 1 and cp and (shard * cp) % ep:
+        raise TrainOptionError(f"{where}: `ep` {ep} must divide `dp_shard` x `cp` ({shard} x "
+                               f"{cp}): the experts' ranks lie inside one shard group")  # fmt: skip

@@ -417,11 +417,12 @@ def check_shard_group(c: ModelConfig, p: Plan) -> None:
         raise Infeasible(f"--dp-shard must divide --dp {p.dp}, not {p.dp_shard}")
     if p.shard_ranks < p.dp and p.zero == 0:
         raise Infeasible("--dp-shard below --dp shards the optimizer: use --zero 1-3")
-    if p.shard_ranks < p.dp and c.is_moe and p.ep > 1:
-        raise Infeasible(
-            "--dp-shard below --dp with --ep is not modelled (the experts' own data-parallel "
-            "group): use --dp-shard equal to --dp"
-        )
+    if p.shard_ranks < p.dp and c.is_moe and p.ep > 1 and (p.shard_ranks * p.cp) % p.ep:
+        # the experts' ranks come out of one shard group (torchtitan ParallelDims
+        # _build_mesh_with_ep: ep = dp_shard_in_ep x cp inside dp_shard x cp, dp_replicate
+        # outside); Megatron-Core's instances likewise hold whole expert-parallel groups
+        raise Infeasible(f"--ep {p.ep} must divide --dp-shard x --cp ({p.shard_ranks} x "
+                         f"{p.cp}): the experts' ranks lie inside one shard group")  # fmt: skip
 
 
 def check_schedule(p: Plan, global_batch: int) -> None:
@@ -1056,8 +1057,15 @@ def stage_cost(
                                   stride=p.tp, up_share=share["dp"])  # fmt: skip
         if not xshare:
             return dense
-        return dense + collective_time(kind, size * xshare, edp, topo, stride=p.tp * p.ep,
-                                       up_share=share["dp"])  # fmt: skip
+        # under hybrid sharding the experts shard over the shard group's expert-data-parallel
+        # ranks (shard / ep, tp x ep apart) and all-reduce across the same replicas: torchtitan
+        # fully_shard(experts, mesh=("dp_replicate", "dp_shard_mod_ep")) (llama4
+        # parallelize.apply_fsdp), Megatron-Core's intra- / inter-partial expert data-parallel
+        # groups (parallel_state, num_distributed_optimizer_instances); one replica: the plain
+        # collective over edp ranks, as before
+        return dense + hybrid_collective(kind, size * xshare, shard // p.ep, dp_group // shard,
+                                         topo, stride=p.tp * p.ep,
+                                         up_share=share["dp"])  # fmt: skip
 
     dp_gather = dp_param_gather = dp_after = tail_gather = 0.0
     bucket = run.bucket_size or max(BUCKET_PARAMS, BUCKET_PARAMS_PER_RANK * dp_group)
