@@ -102,3 +102,8 @@ def test_the_api_refuses_a_percentile_it_cannot_hold_too(kw, named):
 
     with pytest.raises(WorkloadError, match=f"--slo-percentile p99 is not modelled with {named}"):
         plan_serving("h100", MOE, 8, tpot_slo=0.05, slo_percentile="p99", **kw)
+
+
+def test_speculation_needs_a_decode_step(capsys):
+    err = fails(capsys, *SERVE, "--osl", "1", "--spec-tokens", "1", "--spec-acceptance", "0.8")
+    assert "--spec-tokens with --osl 1" in err

@@ -1060,6 +1060,11 @@ def plan_serving(
         )
     if spec_acceptance and not spec_tokens:  # else priced as if not given
         raise WorkloadError("--spec-acceptance needs --spec-tokens, the draft tokens per step")
+    if spec_tokens and osl == 1:  # else priced as if not given
+        raise WorkloadError(
+            "--spec-tokens with --osl 1: the one output token comes from the prefill, no decode "
+            "step is speculated; drop --spec-tokens or raise --osl"
+        )
     for name, cv in (("osl_cv", osl_cv), ("isl_cv", isl_cv)):
         if isinstance(cv, bool) or not (isinstance(cv, (int, float)) and 0 <= cv < 100):
             raise WorkloadError(f"{flag(name)} must be a number in [0, 100), not {cv!r}")
