@@ -71,6 +71,9 @@ def test_workload_train_plan_prices_as_train():
         ({"sp": "yes"}, "`sp` must be true or false"),
         ({"dp_sharding": 8}, "unknown key `dp_sharding`"),
         ({"topology": "nope"}, "`topology` must be a preset"),
+        ({"seq": 10**9}, "`seq` must be a whole number from 1 to"),
+        ({"tokens_per_batch": -4e6}, "`tokens_per_batch` must be a positive count"),
+        ({"bucket_size": "inf"}, "bucket_size"),
     ],
 )
 def test_workload_train_refuses_before_any_sample(plan, words):

@@ -6,6 +6,7 @@ read, before anything is planned. `parse` returns `plan_training`'s keyword argu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from chipforge.errors import ChipforgeError
@@ -50,15 +51,16 @@ def parse(raw: dict, where: str, *, skip: tuple[str, ...] = (), moe: bool = True
 
 
 def _value(key: str, v: Any, where: str) -> Any:
-    from chipforge.cluster.checks import MAX_CHIPS
+    from chipforge.cluster.checks import MAX_CHIPS, MAX_GLOBAL_BATCH, MAX_TOKENS
     from chipforge.units import parse_count
 
     if key in WHOLE or key in AT_LEAST_ZERO:
         low = 0 if key in AT_LEAST_ZERO else 1
-        high = 3 if key == "zero" else MAX_CHIPS if key not in ("seq", "micro_batch") else None
-        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high and v > high):
-            span = f"from {low} to {high:,}" if high else f">= {low}"
-            raise TrainOptionError(f"{where}: `{key}` must be a whole number {span}, not {v!r}")
+        # plan_training's own bounds (checks.at_most), so no point runs out of range
+        high = {"zero": 3, "seq": MAX_TOKENS, "micro_batch": MAX_GLOBAL_BATCH}.get(key, MAX_CHIPS)
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise TrainOptionError(f"{where}: `{key}` must be a whole number from {low} to "
+                                   f"{high:,}, not {v!r}")  # fmt: skip
         return v
     if key in SWITCHES or key == "sp":
         if not isinstance(v, bool):
@@ -68,6 +70,8 @@ def _value(key: str, v: Any, where: str) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | float | str):
             raise TrainOptionError(f'{where}: `{key}` must be a number or e.g. "4M", not {v!r}')
         n = parse_count(str(v), f"{where}.{key}") if isinstance(v, str) else float(v)
+        if not (math.isfinite(n) and n >= 1):
+            raise TrainOptionError(f"{where}: `{key}` must be a positive count, not {v!r}")
         return round(n) if key == "bucket_size" else n
     if key == "global_batch":
         if isinstance(v, int) and not isinstance(v, bool):
