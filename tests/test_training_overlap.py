@@ -94,3 +94,29 @@ def test_cp_ring_moves_16_bit_kv_and_reaches_the_plan():
         ring = cp_ring(hop, attn, 8, 0.0, again=True)
         assert ring > 0  # 1K-token blocks are shorter than the hops
         assert res.exposed_comm["cp_s"] == pytest.approx(2 * c.layers * ring)
+
+
+@pytest.mark.parametrize("ring", ["p2p", "torch"])
+def test_layer_sac_redoes_half_the_blocks_collectives(ring):
+    """torchtitan's layer policy checkpoints every second block whole (memory.LAYER_SAC): the
+    backward pass reruns those blocks' forward, their TP collectives and CP ring included, so a
+    layer's TP and CP time lie halfway between no recompute and full recompute (they counted
+    none of it)."""
+    from chipforge.cluster.topology import topology_for
+    from chipforge.cluster.training import Plan, RunOptions, stage_cost
+    from chipforge.spec.loader import load_chip
+    from chipforge.workload.config import load_model
+
+    chip, c = load_chip("h100"), load_model("llama3-8b")
+    topo = topology_for(chip, 16)  # the CP pair 8 chips apart: in two nodes, over InfiniBand
+    shape = dict(tp=8, cp=2, dp=1, micro_batch=1, sequence_parallel=False)
+    run = RunOptions(cp_ring=ring, recompute_modules=("layer_sac",))
+
+    def cost(recompute: str):
+        return stage_cost(chip, c, Plan(**shape, recompute=recompute), topo, seq=8192,
+                          dtype="bf16", run=run)  # fmt: skip
+
+    none, full, half = cost("none"), cost("full"), cost("selective")
+    assert none.t_tp < half.t_tp < full.t_tp and none.t_cp < half.t_cp < full.t_cp
+    assert half.t_tp == pytest.approx((none.t_tp + full.t_tp) / 2)
+    assert half.t_cp == pytest.approx((none.t_cp + full.t_cp) / 2)

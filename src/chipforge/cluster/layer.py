@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from chipforge.cluster import chipkey
-from chipforge.cluster.memory import op_sac_matmuls, op_sac_saved
+from chipforge.cluster.memory import LAYER_SAC_SHARE, op_sac_matmuls, op_sac_saved
 from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
@@ -207,7 +207,7 @@ RECOMPUTE_MODULES = {
 # of K/V transfers too, training.cp_ring): Megatron-Core's core_attn, and MaxText's `minimal` and
 # `proj` policies, neither of which saves the attention core's output (memory.MAXTEXT_MINIMAL,
 # MAXTEXT_PROJ). torchtitan's per-op policy saves it (memory.OP_SAC); its layer policy redoes
-# every second block whole, which this whole-or-nothing set does not count.
+# every second block whole (training._reforward: LAYER_SAC_SHARE of the layers).
 ATTENTION_RECOMPUTED = frozenset({"core_attn", "maxtext_minimal", "maxtext_proj"})
 _OP_MODULES = {op: m for m, ops in RECOMPUTE_MODULES.items() if m != "moe" for op in ops}
 # the layer graph's GEMMs as torchtitan's block calls its matmuls (memory.op_sac_matmuls)
@@ -447,7 +447,7 @@ def _layer(shape: LayerShape) -> _Priced:
         # the clamp runs inside the checkpointed activation function
         mods["moe_act"] += _expert_eager(chip, c, routed, tp, 0, bias=False) * moe_frac
         mods["moe"] += t_eager
-    modules = {**mods, "core_attn": attn, "layer_sac": fwd / 2, "maxtext_proj": fwd}
+    modules = {**mods, "core_attn": attn, "layer_sac": fwd * LAYER_SAC_SHARE, "maxtext_proj": fwd}
     return _Priced((fwd, bwd, attn, opt), modules, _tp_groups(graph, times) if tp > 1 else {})
 
 

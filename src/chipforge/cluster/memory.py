@@ -68,8 +68,10 @@ RECOMPUTED_SBH = {"layernorm": 2, "mla_up_proj": 6, "moe_act": 8, "mlp": 19}
 OP_SAC = "op_sac"
 # torchtitan's layer policy (`selective_ac_option = "2"`, its default then; the same function:
 # `ptd_checkpoint_wrapper._count % ac_freq == 0`): every second block is checkpointed whole (full
-# recompute), the others not at all, so a layer keeps on average half of each.
+# recompute), the others not at all, so a layer keeps on average half of each, and the backward
+# pass redoes the whole forward (its TP collectives and CP ring too) of LAYER_SAC_SHARE of them.
 LAYER_SAC = "layer_sac"
+LAYER_SAC_SHARE = 1 / 2  # ac_freq 2
 # MaxText's `remat_policy: minimal` (AI-Hypercomputer/maxtext at 76bd53b, the revision of its
 # v5p/v5e tables; configs/base.yml lists "proj, minimal, full, or none"): layers/models.py
 # `Decoder.__call__` wraps each DecoderLayer in `nn.remat(..., policy=
@@ -295,7 +297,8 @@ def activation_bytes_per_layer(
         kw = dict(mb=mb, seq=seq, tp=tp, act_bytes=act_bytes, attention=attention, sp=sp,
                   gemm_input_bytes=gemm_input_bytes, gathered_inputs=gathered_inputs)  # fmt: skip
         none = activation_bytes_per_layer(c, recompute="none", **kw)
-        return (none + activation_bytes_per_layer(c, recompute="full", **kw)) / 2
+        full = activation_bytes_per_layer(c, recompute="full", **kw)
+        return none * (1 - LAYER_SAC_SHARE) + full * LAYER_SAC_SHARE
     if recompute == "full":  # the layer input, split over TP only with sequence parallelism
         return 2 * sbh / (tp if sp else 1) * act_bytes / 2
     # flash attention stores no attention scores; without SP the norms' and dropouts' 10 of

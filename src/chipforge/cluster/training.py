@@ -26,6 +26,8 @@ from chipforge.cluster.layer import (
 )
 from chipforge.cluster.memory import (
     GRAD_BYTES,
+    LAYER_SAC,
+    LAYER_SAC_SHARE,
     OPTIMIZER_BYTES,
     RECOMPUTE,
     RESERVED_BYTES,
@@ -660,7 +662,7 @@ def tp_collectives(
 
     # attention and MLP side by side (GPT-J, PaLM Sec. 2): their outputs are summed before one
     # reduction per pass instead of two, one all-gather feeds both
-    reforward = 2 if _reforward(p, run) else 1
+    reforward = 1 + _reforward(p, run)
 
     regathered = op_sac_regathered(c, p, run)
 
@@ -709,7 +711,7 @@ def tp_overlapped(
     scatter: float,
     tp: int,
     *,
-    recompute: bool,
+    recompute: float,
     parallel_block: bool,
     gather_bwd: float | None = None,
     regathered: dict[str, float] | None = None,
@@ -757,10 +759,10 @@ def tp_overlapped(
         into = name.endswith("_in")  # fed by an all-gather forward, feeds a reduce-scatter back
         fwd += pair(forward, gather if into else scatter)
         bwd += pair(dgrad, scatter if into else (gather if gather_bwd is None else gather_bwd))
-    return fwd * (2 if recompute else 1) + bwd
+    return fwd * (1 + recompute) + bwd
 
 
-def cp_ring(hop: float, attn: float, cp: int, sm_share: float, *, again: bool) -> float:
+def cp_ring(hop: float, attn: float, cp: int, sm_share: float, *, again: float) -> float:
     """Seconds ring attention adds to one layer's attention core (`attn`: its forward over all
     cp steps; `hop`: one K/V chunk's send/recv to the next CP rank).
 
@@ -772,15 +774,16 @@ def cp_ring(hop: float, attn: float, cp: int, sm_share: float, *, again: bool) -
     move in 16 bits: attention stays BF16 under FP8/FP4 GEMMs (TE's DotProductAttention runs
     F16 unless fp8_dpa; the MLPerf v5.1 Llama 3.1 8B configs set NVTE_DPA_FP8_RECIPE="F16").
     The backward pass moves K, V and their gradients (twice the bytes) beside 2.5x the
-    forward's work per step (FlashAttention's backward); a recomputed attention core (`again`:
-    full recompute, or selective with core_attn) runs the forward ring once more. The ring's
+    forward's work per step (FlashAttention's backward); a recomputed attention core (`again`,
+    the share of layers that recompute it: full recompute, selective with core_attn, every
+    second block under torchtitan's layer policy) runs the forward ring once more. The ring's
     CTAs hold `sm_share` of the chip while the block beside them runs."""
 
     def ring(transfer: float, step: float) -> float:
         return (cp - 1) * (max(0.0, transfer - step) + min(transfer, step) * sm_share)
 
     step = attn / cp
-    return (2 if again else 1) * ring(hop, step) + ring(2 * hop, 2.5 * step)
+    return (1 + again) * ring(hop, step) + ring(2 * hop, 2.5 * step)
 
 
 # How context parallelism's ring moves K and V (`RunOptions.cp_ring`): "p2p", Transformer Engine's
@@ -790,7 +793,7 @@ CP_RINGS = ("p2p", "torch")
 
 
 def torch_ring(kv: float, cp: int, step: float, topo: Topology, *, stride: int, up_share: float,
-               again: bool, compiled: bool) -> float:  # fmt: skip
+               again: float, compiled: bool) -> float:  # fmt: skip
     """Seconds PyTorch's ring attention (torch.distributed.tensor.experimental._attention:
     `_templated_ring_attention` and its backward, default `_ContextParallelOptions`) adds to one
     layer's attention core, with `kv` the bytes of this rank's K and V and `step` one ring step's
@@ -807,7 +810,7 @@ def torch_ring(kv: float, cp: int, step: float, topo: Topology, *, stride: int, 
     waits where the source says and hides under the blocks before it."""
     gather = collective_time("all_gather", kv * cp, cp, topo, stride=stride, up_share=up_share)
     grads = collective_time("send_recv", 2 * kv, 2, topo, stride=stride, up_share=up_share)
-    passes = 2 if again else 1
+    passes = 1 + again  # `again`: the share of layers that recompute the attention core
     if compiled:
         return (passes + 1) * gather + cp * grads
     return (passes * max(0.0, gather - step) + max(0.0, gather - 2.5 * step)
@@ -870,12 +873,15 @@ def layer_shape(
     )  # fmt: skip
 
 
-def _reforward(p: Plan, run: RunOptions) -> bool:
-    """Whether the backward pass redoes each layer's whole forward, its TP collectives too:
-    full recompute, or MaxText's `proj` policy (memory.MAXTEXT_PROJ)."""
-    return p.recompute == "full" or (
-        p.recompute == "selective" and "maxtext_proj" in run.recompute_modules
-    )
+def _reforward(p: Plan, run: RunOptions) -> float:
+    """The share of the layers whose whole forward, TP collectives and CP ring too, the backward
+    pass redoes: all under full recompute or MaxText's `proj` policy (memory.MAXTEXT_PROJ),
+    every second block under torchtitan's layer policy (memory.LAYER_SAC_SHARE: its
+    checkpoint_wrapper reruns the block's forward, DTensor collectives and all)."""
+    selective = run.recompute_modules if p.recompute == "selective" else ()
+    if p.recompute == "full" or "maxtext_proj" in selective:
+        return 1.0
+    return LAYER_SAC_SHARE if LAYER_SAC in selective else 0.0
 
 
 def op_sac_regathered(c: ModelConfig, p: Plan, run: RunOptions) -> dict[str, float]:
@@ -979,8 +985,10 @@ def stage_cost(
     share = _up_shares(run, topo)
     t_cp = 0.0
     if p.cp > 1:
-        again = p.recompute == "full" or (
-            p.recompute == "selective" and bool(ATTENTION_RECOMPUTED & set(run.recompute_modules))
+        again = (
+            1.0
+            if p.recompute == "selective" and ATTENTION_RECOMPUTED & set(run.recompute_modules)
+            else _reforward(p, run)
         )
         if run.cp_ring == "torch":
             # torchtitan's attention repeats K and V to every query head before SDPA
