@@ -1079,25 +1079,16 @@ def plan_serving(
             "on the prefill pool, so a decode pool has nothing to decode; raise --osl or drop "
             "--decode-pool"
         )
-    if adp_balance is not None and (
-        isinstance(adp_balance, bool)
-        or not isinstance(adp_balance, int)
-        or not 0 <= adp_balance <= MAX_ADP_BALANCE  # the wait's law is tabulated step by step
-    ):
-        raise WorkloadError(
-            f"{flag('adp_balance')} must be a whole number of steps from 0 (off) to "
-            f"{MAX_ADP_BALANCE:,}, "
-            f"not {adp_balance!r}"
-        )
-    if (
-        isinstance(adp_batching_wait, bool)
-        or not isinstance(adp_batching_wait, int)
-        or not 0 <= adp_batching_wait <= MAX_ADP_BALANCE
-    ):
-        raise WorkloadError(
-            f"{flag('adp_batching_wait')} must be a whole number of steps from 0 to "
-            f"{MAX_ADP_BALANCE:,}, not {adp_batching_wait!r}"
-        )
+    # the waits' law is tabulated step by step (adp_balance None: off)
+    for name, steps in (("adp_balance", 0 if adp_balance is None else adp_balance),
+                        ("adp_batching_wait", adp_batching_wait)):  # fmt: skip
+        if (
+            isinstance(steps, bool)
+            or not isinstance(steps, int)
+            or not 0 <= steps <= MAX_ADP_BALANCE
+        ):
+            raise WorkloadError(f"{flag(name)} must be a whole number of steps from 0 (off) to "
+                                f"{MAX_ADP_BALANCE:,}, not {steps!r}")  # fmt: skip
     if adp_batching_wait and not adp_balance:
         raise WorkloadError(
             f"{flag('adp_batching_wait')} is a wait of ADP balance: give --adp-balance (its "
