@@ -17,6 +17,7 @@ from chipforge.perf import estimate
 from chipforge.perf.engine import Machine
 from chipforge.spec.loader import load_chip
 from chipforge.workload import parse_workload
+from chipforge.workload.ops import MatMul
 
 # (M, N, K): torch time in seconds; the rows the constant was NOT set on
 HELD_OUT = {
@@ -63,13 +64,50 @@ def test_held_out_skinny_gemms(shape):
     assert predicted == pytest.approx(HELD_OUT[shape], rel=0.25)
 
 
+FP8 = MatMul(name="gemm", m=1, n=2304, k=16384, dtype="fp8")
+
+
 def test_other_families_stream_gemms_as_any_kernel():
     """Only a family with a measurement states the fraction: NVIDIA and TPU GEMMs keep
     `memory_frac`, so none of their figures moves."""
     for chip_name in ("h100", "tpu-v5e"):
         mc = Machine(chip := load_chip(chip_name), cal.calibration(chip.family))
         assert mc.cal.gemm_memory_frac is None
-        assert mc.gemm_bandwidth == mc.offchip_bandwidth
+        assert mc.gemm_bandwidth(FP8) == mc.offchip_bandwidth
     mc = Machine(chip := load_chip("mi300x"), cal.calibration(chip.family))
-    assert mc.gemm_bandwidth == pytest.approx(chip.hbm.bandwidth * cal.GEMM_MEMORY_FRAC_AMD)
-    assert mc.gemm_bandwidth < mc.offchip_bandwidth
+    assert mc.gemm_bandwidth(FP8) == pytest.approx(chip.hbm.bandwidth * cal.GEMM_MEMORY_FRAC_AMD)
+    assert mc.gemm_bandwidth(FP8) < mc.offchip_bandwidth
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        replace(FP8, dtype="bf16"),  # vLLM's own wvSplitK / LLMM1 kernels, not hipBLASLt
+        replace(FP8, dtype="fp16"),
+        replace(FP8, dtype="bf16", weight_dtype="fp8"),  # weight-only: not torch._scaled_mm
+        replace(FP8, batch=8, grouped=True),  # a fused MoE kernel
+    ],
+    ids=["bf16", "fp16", "w8a16", "moe-grouped"],
+)
+def test_only_what_the_source_timed_takes_the_library_rate(op):
+    """The source times hipBLASLt FP8 x FP8 products (torch._scaled_mm) only: a 16-bit skinny
+    product runs in vLLM's own ROCm kernels (rocm_unquantized_gemm: wvSplitK, LLMM1), a grouped
+    MoE GEMM in the engine's fused MoE kernel; both stream as any kernel (`memory_frac`)."""
+    mc = Machine(chip := load_chip("mi300x"), cal.calibration(chip.family))
+    assert mc.gemm_bandwidth(op) == mc.offchip_bandwidth
+    # the memory-bound 16-bit product is priced at that rate end to end
+    if op.dtype == "bf16" and op.b_dtype == "bf16":
+        t = estimate(parse_workload("gemm:m=1,n=2304,k=16384,dtype=bf16"), chip).time_s
+        assert t >= op.bytes / mc.offchip_bandwidth
+        assert t < op.bytes / (chip.hbm.bandwidth * cal.GEMM_MEMORY_FRAC_AMD)
+
+
+def test_moe_expert_gemms_are_grouped_dense_layers_are_not():
+    """The LLM graph marks its routed experts' GEMMs (and only those) as grouped, so a MoE
+    model's FP8 decode step prices its dense projections at the library rate and its experts
+    as a streaming kernel."""
+    ops = parse_workload("llm:mixtral-8x7b,phase=decode,batch=4,context=256,dtype=fp8").ops
+    grouped = {op.name.split(".")[-1] for op in ops if isinstance(op, MatMul) and op.grouped}
+    assert grouped and all(name.startswith("experts") for name in grouped)
+    dense = {op.name.split(".")[-1] for op in ops if isinstance(op, MatMul) and not op.grouped}
+    assert {"qkv_proj", "o_proj", "router", "lm_head"} <= dense

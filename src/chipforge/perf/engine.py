@@ -64,12 +64,19 @@ class Machine:
     def offchip_bandwidth(self) -> float:
         return self.chip.hbm.bandwidth * self.cal.memory_frac
 
-    @property
-    def gemm_bandwidth(self) -> float:
-        """Off-chip bandwidth a GEMM kernel streams its operands at (`Calibration.
-        gemm_memory_frac`; a streaming kernel's where the family states none)."""
+    def gemm_bandwidth(self, op: MatMul) -> float:
+        """Off-chip bandwidth `op` streams its operands at: the family's GEMM library's measured
+        rate (`Calibration.gemm_memory_frac`) only for what that measurement ran, an FP8 x FP8
+        product in the library (amd-gpu: hipBLASLt through torch._scaled_mm, FP8 times only);
+        a streaming kernel's (`memory_frac`) for the rest: the family states none, a 16-bit or
+        weight-only product (vLLM on ROCm runs 16-bit skinny products in its own wvSplitK /
+        LLMM1 kernels, csrc/rocm/skinny_gemms.cu, not hipBLASLt), or a grouped MoE GEMM (the
+        engines' fused MoE kernels, `MatMul.grouped`)."""
         frac = self.cal.gemm_memory_frac
-        return self.offchip_bandwidth if frac is None else self.chip.hbm.bandwidth * frac
+        library = op.dtype == "fp8" and op.b_dtype == "fp8" and not op.grouped
+        if frac is None or not library:
+            return self.offchip_bandwidth
+        return self.chip.hbm.bandwidth * frac
 
     def buffer_capacity(self, level: int) -> float:
         mem = self.chip.memory[level]
@@ -149,7 +156,7 @@ def _split_k(mc: Machine, op: MatMul, traffic: dict[str, float]) -> tuple[float,
             for level, v in traffic.items()
         }
         compute = cycles * scale + (_overhead(mc, op) if split > 1 else 0.0)
-        t = max(compute, moved[hbm] / mc.gemm_bandwidth)
+        t = max(compute, moved[hbm] / mc.gemm_bandwidth(op))
         if t < best[0]:
             best = (t, compute, moved)
     return best[1], best[2]
@@ -172,7 +179,7 @@ def cost_matmul(mc: Machine, op: MatMul) -> Cost:
     gemv = op.flops / mc.chip.vector_flops
     limit = "compute" if gemv < compute else matmul_limit_of(mc, op)
     compute = min(compute, gemv)
-    memory = traffic[hbm] / mc.gemm_bandwidth
+    memory = traffic[hbm] / mc.gemm_bandwidth(op)
     parts = {"compute": compute, "memory": memory}
     widen = 0.0
     if op.b_dtype != op.dtype:

@@ -218,7 +218,14 @@ def grouped_mm(p: Program, node: Node, f: Formats) -> list[Op]:
         return []
     hit, rows, extra = expert_groups(experts, 1, s, s)
     mm = MatMul(
-        name=node.name, m=rows, n=n, k=k, batch=hit - extra, weight=b.static, dtype=f.fmt(a)
+        name=node.name,
+        m=rows,
+        n=n,
+        k=k,
+        batch=hit - extra,
+        weight=b.static,
+        dtype=f.fmt(a),
+        grouped=True,
     )
     rest = replace(mm, name=f"{node.name}.rest", m=rows + 1, batch=extra, shares_kernel=True)
     return [mm, rest] if extra else [mm]

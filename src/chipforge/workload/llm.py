@@ -250,7 +250,7 @@ def _moe(
         )
         act = replace(experts[1], elements=routed * width)
         experts = [experts[0], up, act, experts[2], down]
-    ops += experts
+    ops += [replace(op, grouped=True) if isinstance(op, MatMul) else op for op in experts]
     if combine:  # each token's k expert outputs scaled by their router weights and summed
         # (Shazeer et al. 2017 eq. 1): 2 FLOPs per (token, route, channel)
         ops.append(_vec("experts_combine", routed * c.hidden, dtype, 2))

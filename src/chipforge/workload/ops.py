@@ -63,6 +63,11 @@ class MatMul(Op):
     # and widened to `dtype` on chip, so the product runs at `dtype`'s rate on `dtype`
     # activations while B's bytes are `weight_dtype`'s (see `perf.engine.cost_matmul`)
     weight_dtype: str | None = None
+    # a mixture-of-experts grouped GEMM (`workload.llm._moe`, `workload.costs.grouped_mm`): the
+    # engines run it in their own fused MoE kernel (vLLM's fused_moe Triton kernel, AITER's
+    # ck_moe), not the GEMM library, so a library's measured rate (`perf.engine.gemm_bandwidth`)
+    # does not price it
+    grouped: bool = False
     kind: ClassVar[str] = "matmul"
 
     @property
