@@ -589,6 +589,16 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
               _int(t.get("osl", 1024), "workload.serve.osl"), _dtype(t.get("dtype", "bf16")))
         for t in _tables(wl, "serve", "workload.serve", need=("model", "tokens_per_day"))
     )  # fmt: skip
+    serve_keys = ("model", "tokens_per_day", "start", "isl", "osl", "dtype")
+    for t in _tables(wl, "serve", "workload.serve", need=("model", "tokens_per_day")):
+        unknown = sorted(set(t) - set(serve_keys))
+        if unknown:  # else ignored: `ep = 16` priced as if not given
+            from chipforge.errors import did_you_mean
+
+            raise ChipforgeError(
+                f"`workload.serve` {t['model']}: unknown key `{unknown[0]}`; it takes "
+                f"{', '.join(serve_keys)}{did_you_mean(unknown[0], list(serve_keys))}"
+            )
     for s in serve:
         _within_context(s)
     if not train and not serve:
