@@ -163,6 +163,12 @@ PIPELINE_FSDP_UNSHARDED_WEIGHTS = {"eager", "compiled"}
 GATHERED_GEMM_INPUTS = {"eager", "compiled"}
 
 
+def pipeline_fsdp_unsharded(pp: int, zero: int, dp: int, loss: str) -> bool:
+    """Whether a pipeline stage sharded at ZeRO-3 over `dp` ranks keeps its whole bf16 weights
+    through the step (PIPELINE_FSDP_UNSHARDED_WEIGHTS: torchtitan's pipelined FSDP)."""
+    return pp > 1 and zero == 3 and dp > 1 and loss in PIPELINE_FSDP_UNSHARDED_WEIGHTS
+
+
 def reserved_bytes(family: str) -> float:
     """Bytes of HBM a chip of `family` (ChipSpec.family) holds back from the training program:
     RESERVED_BY_FAMILY, else RESERVED_BYTES."""
@@ -422,7 +428,7 @@ def memory_per_chip(
         grads = params * PIPELINE_FSDP_GRAD_BYTES[loss]
     weights = params * WEIGHT_BYTES / shard[0]
     gathered = zero3_gathered(c, tp=tp, ep=ep) if zero == 3 and dp > 1 else 0.0
-    if pp > 1 and zero == 3 and dp > 1 and loss in PIPELINE_FSDP_UNSHARDED_WEIGHTS:
+    if pipeline_fsdp_unsharded(pp, zero, dp, loss):
         weights = params * WEIGHT_BYTES
         gathered = zero3_gathered(c, tp=tp, ep=ep, weight_units=0)
     return {

@@ -34,6 +34,7 @@ from chipforge.cluster.memory import (
     WEIGHT_BYTES,
     expert_share,
     memory_per_chip,
+    pipeline_fsdp_unsharded,
     reserved_bytes,
 )
 from chipforge.cluster.topology import Topology
@@ -1049,7 +1050,10 @@ def stage_cost(
     # 3: + weights gathered again per micro-batch), overlapped with the last backward pass
     per_param = FP8_PARAM_BYTES if run.fp8_param_gather else WEIGHT_BYTES
     shard = p.shard_ranks * p.cp  # ranks one ZeRO shard spans (hybrid_collective)
-    params = mem["weights_bytes"] / per_param * (shard if p.zero == 3 else 1)
+    # this chip's parameters from its weights' bytes: sharded under ZeRO-3, except where the
+    # pipelined stage holds them whole (memory.pipeline_fsdp_unsharded), counted once
+    sharded = p.zero == 3 and not pipeline_fsdp_unsharded(p.pp, p.zero, shard, run.loss)
+    params = mem["weights_bytes"] / per_param * (shard if sharded else 1)
     grads, weights = params * GRAD_BYTES, params * per_param  # bytes on this chip
     dp_group = p.dp * p.cp
     # Megatron-Core reduces the routed experts' gradients (and gathers their weights) over the
