@@ -80,3 +80,41 @@ def test_gh200_offloads_to_its_grace_with_the_gh200_node_topology(capsys):
     d, err = run(capsys, *args, "--topology", "gh200-node")
     assert d["plan"]["optimizer_offload"] and not err
     assert d["memory_per_chip_bytes"] < 144e9
+
+
+def test_sustained_clock_is_a_plan_option_of_the_api_as_of_train(capsys):
+    """plan_serving(sustained_clock=True) is what `serve --sustained-clock` prints (the flag was
+    the CLI's own chip transform: the API, a sweep and the studio could not ask for it)."""
+    from chipforge.cluster import plan_serving
+
+    held, _ = run(capsys, *PREFILL, "--chip", "a100", "--sustained-clock")
+    plan = plan_serving("a100", "llm:llama3-8b,layers=4", 1, tp=1, concurrency=1, isl=8000,
+                        osl=4, sustained_clock=True)  # fmt: skip
+    assert plan.ttft_s == pytest.approx(held["ttft_s"], rel=1e-12)
+    boost = plan_serving("a100", "llm:llama3-8b,layers=4", 1, tp=1, concurrency=1, isl=8000,
+                         osl=4)  # fmt: skip
+    assert plan.ttft_s > boost.ttft_s * 1.05
+
+
+def test_sweep_and_studio_take_the_serving_switches():
+    from chipforge.cluster import plan_serving
+    from chipforge.explore import evaluate as ev
+    from chipforge.explore import space_from_dict
+    from chipforge.spec import load_chip
+    from chipforge.studio.compute import SERVE_OPTIONS
+
+    assert "sustained_clock" in SERVE_OPTIONS
+    serve = {"model": "llm:llama3-8b,layers=4", "chips": 1, "isl": 2048, "osl": 64, "tp": 1}
+    keys = {"sustained_clock": True, "runtime": "tensorrt-llm"}
+    space = {
+        "base": {"chip": "a100"},
+        "params": {"clock": ["1.41 GHz"]},
+        "workloads": [],
+        "serving": {**serve, **keys},
+        "objectives": {"serving_tokens_per_s": "max"},
+    }
+    row = ev.evaluate_point(space_from_dict(space), {"clock": 1.41e9})
+    ref = plan_serving(load_chip("a100"), serve["model"], 1, isl=2048, osl=64, tp=1, **keys)
+    assert row["serving_tokens_per_s"] == ref.throughput_tokens_per_s
+    plain = plan_serving(load_chip("a100"), serve["model"], 1, isl=2048, osl=64, tp=1)
+    assert row["serving_tokens_per_s"] != plain.throughput_tokens_per_s

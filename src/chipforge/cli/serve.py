@@ -284,9 +284,10 @@ def serve(
         decode_pool=decode_pool,
         prefill_pool=prefill_pool,
     )
-    spec = _sustained(chip) if sustained_clock else chip
+    if sustained_clock:
+        _warn_unthrottled(chip)
     plan = plan_serving(
-        spec,
+        chip,
         model,
         chips,
         isl=isl,
@@ -320,6 +321,7 @@ def serve(
         adp_balance=adp_balance,
         adp_batching_wait=adp_batching_wait,
         cuda_graph_batches=_batch_sizes(cuda_graph_batches),
+        sustained_clock=sustained_clock,
     )
     data = plan.to_dict()
     write_reports("serve", data, html, png)
@@ -350,12 +352,11 @@ def _check_pairs(
         )
 
 
-def _sustained(chip: str):
-    """The chip at its power-limited sustained clock (as `train --sustained-clock` prices its
-    layers); a chip that states none runs at its boost clock, with one warning line."""
+def _warn_unthrottled(chip: str) -> None:
+    """One warning line where --sustained-clock has no effect: the chip states no sustained
+    clock below its clock, so plan_serving prices it at its boost clock."""
     from rich.console import Console
 
-    from chipforge.cluster.training import at_sustained_clock
     from chipforge.spec.loader import load_chip
 
     spec = load_chip(chip)
@@ -366,4 +367,3 @@ def _sustained(chip: str):
             style="yellow",
             markup=False,
         )
-    return at_sustained_clock(spec)

@@ -942,6 +942,7 @@ def plan_serving(
     cuda_graph_batches: tuple[int, ...] | list[int] = (),
     moe_tp: bool = False,
     runtime: str = "vllm",
+    sustained_clock: bool = False,
 ) -> ServingPlan:
     """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
     throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
@@ -1003,8 +1004,18 @@ def plan_serving(
     `runtime`: how the KV cache is sized, "vllm" (a fraction of the whole memory, vLLM and
     SGLang) or "tensorrt-llm" (a fraction of what the weights and activations leave free;
     kvcache.RUNTIMES).
+    `sustained_clock`: the layers at the chip's power-limited sustained clock where it states
+    one (`training.at_sustained_clock`, as `plan_training`'s option of that name), not the
+    boost clock of its peaks.
     `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
     chip = _load_chip(chip) if isinstance(chip, str) else chip
+    if not isinstance(sustained_clock, bool):
+        raise WorkloadError(f"{flag('sustained_clock')} must be true or false, "
+                            f"not {sustained_clock!r}")  # fmt: skip
+    if sustained_clock:
+        from chipforge.cluster.training import at_sustained_clock
+
+        chip = at_sustained_clock(chip)
     c = resolve_model(model)
     kvd = kv_dtype or dtype
     if runtime not in RUNTIMES:

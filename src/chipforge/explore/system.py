@@ -4,7 +4,8 @@ and a whole site priced by `chipforge.datacenter` (racks, PUE, hosts, network, c
     [serving]  model = "llama3-70b", chips = 8, isl = 2048, osl = 256, dtype = "fp8",
                tpot_slo = "100 ms"          # optional: ttft_slo, kv_dtype, tp, pp, ep,
                                             # disaggregated, slo_percentile, ep_overlap,
-                                            # spec_tokens + spec_acceptance (as `serve`'s flags)
+                                            # spec_tokens + spec_acceptance, runtime,
+                                            # sustained_clock (as `serve`'s flags)
     [training] model = "llama3-70b", chips = 1024   # optional: every plan option of `chipforge
                dp_shard = 8, zero = 3, ...  # train` by its flag's name (cluster.train_options)
     [site]     power = "1 GW"               # facility power, as `chipforge datacenter --power`
@@ -84,6 +85,8 @@ class Serving:
     ep_overlap: bool = False  # as --ep-overlap
     spec_tokens: int = 0  # draft tokens per decode step, as --spec-tokens
     spec_acceptance: float | None = None  # needed with spec_tokens, as --spec-acceptance
+    runtime: str = "vllm"  # how the KV cache is sized, as --runtime (kvcache.RUNTIMES)
+    sustained_clock: bool = False  # the layers at the sustained clock, as --sustained-clock
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ def parse_serving(raw: dict | None) -> Serving | None:
     if raw is None:
         return None
     from chipforge.cluster.checks import within_context
+    from chipforge.cluster.kvcache import RUNTIMES
     from chipforge.cluster.serving import resolve_model
     from chipforge.dtypes import BYTES
 
@@ -174,8 +178,14 @@ def parse_serving(raw: dict | None) -> Serving | None:
         ep_overlap=_flag(raw, "ep_overlap"),
         spec_tokens=_spec_tokens(raw),
         spec_acceptance=_probability(raw, "spec_acceptance"),
+        runtime=raw.get("runtime", "vllm"),
+        sustained_clock=_flag(raw, "sustained_clock"),
         **slo,
     )
+    if out.runtime not in RUNTIMES:
+        raise SystemTableError(
+            f"serving: `runtime` must be one of {', '.join(RUNTIMES)}, not {out.runtime!r}"
+        )
     c = resolve_model(out.model)
     # as plan_serving refuses it
     within_context(c, out.isl, out.osl, fields="serving: `isl` + `osl`", error=SystemTableError)
@@ -355,6 +365,8 @@ def _plan(chip, s: Serving):
         ep_overlap=s.ep_overlap,
         spec_tokens=s.spec_tokens,
         spec_acceptance=s.spec_acceptance or 0.0,
+        runtime=s.runtime,
+        sustained_clock=s.sustained_clock,
     )
 
 

@@ -605,7 +605,7 @@ def _plan(plan) -> str:
 DTYPES = ("bf16", "fp8", "fp4")
 RECOMPUTES = ("none", "selective", "full")  # blank: searched
 TRAIN_OPTIONS = train_options.SWITCHES
-SERVE_OPTIONS = ("ep_overlap",)
+SERVE_OPTIONS = ("ep_overlap", "sustained_clock")  # plan_serving switches, as serve's flags
 
 
 def _options(names, allowed: tuple[str, ...]) -> dict[str, bool]:
