@@ -107,3 +107,16 @@ def test_the_api_refuses_a_percentile_it_cannot_hold_too(kw, named):
 def test_speculation_needs_a_decode_step(capsys):
     err = fails(capsys, *SERVE, "--osl", "1", "--spec-tokens", "1", "--spec-acceptance", "0.8")
     assert "--spec-tokens with --osl 1" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(("--tpot-slo", "50 ms"), "--tpot-slo"),
+     (("--spec-tokens", "1", "--spec-acceptance", "0.8"), "--spec-tokens"),
+     (("--cuda-graph-batches", "8,16"), "--cuda-graph-batches")],
+)  # fmt: skip
+def test_a_prefill_pool_refuses_what_only_decode_uses(capsys, flags, named):
+    """A prefill pool runs no decode step: a TPOT SLO, draft tokens or CUDA-graph decode sizes
+    were accepted and priced as if not given."""
+    err = fails(capsys, *SERVE[:-2], "--tp", "1", "--ep", "8", "--prefill-pool", *flags)
+    assert f"--prefill-pool with {named}" in err and "runs no decode step" in err

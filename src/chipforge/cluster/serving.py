@@ -1154,6 +1154,14 @@ def plan_serving(
         raise WorkloadError(
             f"--slo-percentile {slo_percentile} is not modelled with {without}: drop one of them"
         )
+    if disaggregated == "prefill":  # a prefill pool runs no decode step: priced as if not given
+        given = [f for f, on in (("--tpot-slo", tpot_slo), ("--spec-tokens", spec_tokens),
+                                 ("--cuda-graph-batches", cuda_graph_batches)) if on]  # fmt: skip
+        if given:
+            raise WorkloadError(
+                f"--prefill-pool with {', '.join(given)}: a prefill pool runs no decode step "
+                "(its requests decode on another pool); drop them or drop --prefill-pool"
+            )
     if moe_tp and not (tp and ep and ep > tp and c.is_moe):
         raise WorkloadError(
             "--moe-tp slices the FFN of DP-attention groups over the --ep chips: give --tp and "
