@@ -32,3 +32,27 @@ def test_unsharded_stage_reduces_one_stage_of_gradients(loss):
     assert whole.dp_reduce == pytest.approx(sharded.dp_reduce, rel=1e-9)
     assert whole.dp_gather == pytest.approx(sharded.dp_gather, rel=1e-9)
     assert whole.dp_reduce_tail == pytest.approx(sharded.dp_reduce_tail, rel=1e-9)
+
+
+def test_unsharded_stage_gathers_its_weights_once_a_step():
+    """Held whole through the step, each unit's weights are gathered once (its first
+    micro-batch's forward), not twice per micro-batch: the exposed DP time does not grow with
+    the micro-batches; sharded stages (the fused loss) still gather per micro-batch."""
+    from chipforge.cluster.topology import Topology
+    from chipforge.cluster.training import _step_parts
+
+    chip = load_chip("h100")
+    slow = Topology(name="slow", chips=16, kind="torus", domain=16, dims=(4, 4),
+                    link_bandwidth=2e8, up_latency=0.0, nic_bandwidth=2e8,
+                    out_latency=0.0)  # fmt: skip
+    plan = Plan(pp=2, dp=8, zero=3, recompute="full")
+    kw = dict(seq=2048, dtype="bf16", microbatches=16)
+    whole = stage_cost(chip, TINY, plan, slow, run=RunOptions(loss="eager"), **kw)
+    assert whole.weights_whole
+    exposed = max(whole.dp_reduce_tail, whole.dp_reduce + whole.dp_gather - whole.t_b - whole.t_f)
+    assert exposed > 0
+    for m in (4, 16):
+        assert _step_parts(whole, m)[2] == pytest.approx(exposed, rel=1e-9)
+    sharded = stage_cost(chip, TINY, plan, slow, run=RunOptions(loss="fused"), **kw)
+    assert not sharded.weights_whole
+    assert _step_parts(sharded, 16)[2] > _step_parts(sharded, 4)[2]

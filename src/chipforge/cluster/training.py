@@ -571,7 +571,7 @@ class StageCost:
     bubble: float
     hop: float  # PP send/recv of one activation shard (0: no pipeline)
     dp_reduce: float  # the gradient reduction
-    dp_gather: float  # ZeRO-3: one all-gather of the weights (2 per micro-batch)
+    dp_gather: float  # ZeRO-3: one all-gather of the weights (2 per micro-batch; weights_whole: 1)
     t_opt: float
     # `overlap_param_gather`: the updated weights' all-gather, under the first forward pass
     # (dp_reduce is then the gradients' reduce-scatter alone)
@@ -585,6 +585,9 @@ class StageCost:
     dp_sm_share: float = 0.0
     # host time the GPU waits for per micro-batch (RunOptions.moe_host_sync), in `stage`
     t_host: float = 0.0
+    # ZeRO-3 weights held whole through the step (memory.pipeline_fsdp_unsharded): gathered
+    # once per step, under the first micro-batch's forward, not twice per micro-batch
+    weights_whole: bool = False
 
 
 def _up_shares(run: RunOptions, topo: Topology) -> dict[str, float]:
@@ -1052,8 +1055,8 @@ def stage_cost(
     shard = p.shard_ranks * p.cp  # ranks one ZeRO shard spans (hybrid_collective)
     # this chip's parameters from its weights' bytes: sharded under ZeRO-3, except where the
     # pipelined stage holds them whole (memory.pipeline_fsdp_unsharded), counted once
-    sharded = p.zero == 3 and not pipeline_fsdp_unsharded(p.pp, p.zero, shard, run.loss)
-    params = mem["weights_bytes"] / per_param * (shard if sharded else 1)
+    whole = pipeline_fsdp_unsharded(p.pp, p.zero, shard, run.loss)
+    params = mem["weights_bytes"] / per_param * (shard if p.zero == 3 and not whole else 1)
     grads, weights = params * GRAD_BYTES, params * per_param  # bytes on this chip
     dp_group = p.dp * p.cp
     # Megatron-Core reduces the routed experts' gradients (and gathers their weights) over the
@@ -1104,7 +1107,7 @@ def stage_cost(
         t_opt = max(shard * GRAD_BYTES / link, cpu, shard * per_param / link)
     return StageCost(p, mem, t_f, t_b, t_tp, t_ep, t_cp, stage, bubble, hop, dp_reduce,
                      dp_gather, t_opt, dp_param_gather, tail_reduce, tail_gather,
-                     dp_after, _sm_share(chip, topo, run, "dp"), t_host)  # fmt: skip
+                     dp_after, _sm_share(chip, topo, run, "dp"), t_host, whole)  # fmt: skip
 
 
 def hybrid_collective(
@@ -1160,7 +1163,13 @@ def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:
     p = s.plan
     t_pp = pp_exposed(p, s.hop, m)
     t_dp, t_dp_hidden = s.dp_reduce, s.t_b
-    if p.zero == 3:
+    if p.zero == 3 and s.weights_whole:
+        # torch.distributed.pipelining (stage.py `backward_maybe_with_nosync`: every backward
+        # set_reshard_after_backward(False), resharded after the last) under torchtitan's
+        # reshard_after_forward = not pp_enabled (apply_fsdp): each unit gathered once a step
+        t_dp += s.dp_gather
+        t_dp_hidden += s.t_f
+    elif p.zero == 3:
         t_dp += 2 * m * s.dp_gather
         t_dp_hidden += m * (s.t_f + s.t_b)
     t_dp_exposed = (
@@ -1187,14 +1196,15 @@ def best_counts(s: StageCost, lo: int, hi: int, stride: int = 1) -> list[int]:
 
     Per micro-batch, a step costs stage + (bubble + fill/drain + optimizer)/m plus the exposed
     DP time max(T, R + B*m)/m, with T the last bucket's reduction, R = reduction - backward and
-    B = 0 (ZeRO 0-2) or 2 x gather - (forward + backward) (ZeRO-3, which gathers per
-    micro-batch and hides it behind all of them). Every term falls with m except, when
+    B = 0 (ZeRO 0-2, or ZeRO-3 with its weights held whole, StageCost.weights_whole) or
+    2 x gather - (forward + backward) (ZeRO-3, which gathers per micro-batch and hides it
+    behind all of them). Every term falls with m except, when
     A = R - T < 0 < B, the exposed part past m = -A/B; so the least is at the ends or next
     to -A/B."""
     hi = lo + (hi - lo) // stride * stride
     out = {lo, hi}
     a = s.dp_reduce - s.t_b - s.dp_reduce_tail
-    b = 2 * s.dp_gather - (s.t_f + s.t_b) if s.plan.zero == 3 else 0.0
+    b = 2 * s.dp_gather - (s.t_f + s.t_b) if s.plan.zero == 3 and not s.weights_whole else 0.0
     if a < 0 < b:
         below = lo + max(0, math.floor((-a / b - lo) / stride)) * stride
         out |= {min(hi, below), min(hi, below + stride)}
