@@ -45,9 +45,29 @@ def test_the_keys_reach_the_plan():
         ({"spec_acceptance": 0.8}, "`spec_acceptance` needs `spec_tokens`"),
         ({"spec_tokens": 9, "spec_acceptance": 0.8}, "from 0 to 8"),
         ({"ep_overlap": "yes"}, "`ep_overlap` must be true or false"),
+        ({"runtime": "trt"}, "`runtime` must be one of vllm, tensorrt-llm"),
+        ({"sustained_clock": 1}, "`sustained_clock` must be true or false"),
+        ({"moe_tp": True, "ep": 8}, "`moe_tp` slices the FFN"),
+        ({"moe_tp": True, "tp": 2, "ep": 8, "ep_overlap": True}, "no all-to-all"),
+        ({"cuda_graph_batches": [0, 64]}, "`cuda_graph_batches` must list batch sizes"),
+        ({"cuda_graph_batches": "64,128"}, "`cuda_graph_batches` must list batch sizes"),
     ],
 )
 def test_what_serve_refuses_is_refused_before_any_point(over, words):
     with pytest.raises(SpaceError) as e:
         space_from_dict(_space({**SERVE, **over}))
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_new_serve_flags_reach_the_plan_too():
+    """moe_tp and cuda_graph_batches, as `serve --moe-tp` / `--cuda-graph-batches` (a sweep
+    could not ask for them)."""
+    from chipforge.cluster import plan_serving
+    from chipforge.spec import load_chip
+
+    keys = dict(tp=2, ep=8, moe_tp=True, cuda_graph_batches=[64, 128])
+    row = ev.evaluate_point(space_from_dict(_space({**SERVE, **keys})), {"clock": 1.83e9})
+    ref = plan_serving(load_chip("h100"), MOE, 8, isl=1024, osl=256, tpot_slo=0.05, **keys)
+    assert row["serving_tokens_per_s"] == ref.throughput_tokens_per_s
+    plain = plan_serving(load_chip("h100"), MOE, 8, isl=1024, osl=256, tpot_slo=0.05, tp=2, ep=8)
+    assert row["serving_tokens_per_s"] != plain.throughput_tokens_per_s

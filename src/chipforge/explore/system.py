@@ -5,7 +5,8 @@ and a whole site priced by `chipforge.datacenter` (racks, PUE, hosts, network, c
                tpot_slo = "100 ms"          # optional: ttft_slo, kv_dtype, tp, pp, ep,
                                             # disaggregated, slo_percentile, ep_overlap,
                                             # spec_tokens + spec_acceptance, runtime,
-                                            # sustained_clock (as `serve`'s flags)
+                                            # sustained_clock, moe_tp, cuda_graph_batches
+                                            # (as `serve`'s flags)
     [training] model = "llama3-70b", chips = 1024   # optional: every plan option of `chipforge
                dp_shard = 8, zero = 3, ...  # train` by its flag's name (cluster.train_options)
     [site]     power = "1 GW"               # facility power, as `chipforge datacenter --power`
@@ -86,6 +87,8 @@ class Serving:
     spec_tokens: int = 0  # draft tokens per decode step, as --spec-tokens
     spec_acceptance: float | None = None  # needed with spec_tokens, as --spec-acceptance
     runtime: str = "vllm"  # how the KV cache is sized, as --runtime (kvcache.RUNTIMES)
+    moe_tp: bool = False  # DP attention with a tensor-parallel FFN, as --moe-tp
+    cuda_graph_batches: tuple[int, ...] = ()  # captured decode sizes, as --cuda-graph-batches
     sustained_clock: bool = False  # the layers at the sustained clock, as --sustained-clock
 
 
@@ -180,6 +183,8 @@ def parse_serving(raw: dict | None) -> Serving | None:
         spec_acceptance=_probability(raw, "spec_acceptance"),
         runtime=raw.get("runtime", "vllm"),
         sustained_clock=_flag(raw, "sustained_clock"),
+        moe_tp=_flag(raw, "moe_tp"),
+        cuda_graph_batches=_batch_sizes(raw),
         **slo,
     )
     if out.runtime not in RUNTIMES:
@@ -209,6 +214,19 @@ def _flag(raw: dict, key: str) -> bool:
     if not isinstance(v, bool):
         raise SystemTableError(f"serving: `{key}` must be true or false, not {v!r}")
     return v
+
+
+def _batch_sizes(raw: dict) -> tuple[int, ...]:
+    """`cuda_graph_batches`: a list of batch sizes, as plan_serving takes them."""
+    from chipforge.cluster.checks import MAX_SEQUENCES
+
+    v = raw.get("cuda_graph_batches", [])
+    if not isinstance(v, list) or not all(
+        isinstance(b, int) and not isinstance(b, bool) and 0 < b <= MAX_SEQUENCES for b in v
+    ):
+        raise SystemTableError(f"serving: `cuda_graph_batches` must list batch sizes from 1 to "
+                               f"{MAX_SEQUENCES:,} (e.g. [128, 256]), not {v!r}")  # fmt: skip
+    return tuple(sorted(set(v)))
 
 
 def _spec_tokens(raw: dict) -> int:
@@ -243,6 +261,13 @@ def _pairs(s: Serving) -> None:
     if s.spec_acceptance is not None and not s.spec_tokens:
         raise SystemTableError("serving: `spec_acceptance` needs `spec_tokens`, the draft "
                                "tokens per step")  # fmt: skip
+    if s.moe_tp and not (s.tp and s.ep and s.ep > s.tp and s.ep % s.tp == 0):
+        raise SystemTableError("serving: `moe_tp` slices the FFN of DP-attention groups over "
+                               "the `ep` chips: give `tp` and `ep`, `ep` a multiple of `tp` "
+                               "above it")  # fmt: skip
+    if s.moe_tp and s.ep_overlap:
+        raise SystemTableError("serving: `moe_tp` has no all-to-all for `ep_overlap` to hide: "
+                               "drop one")  # fmt: skip
 
 
 def parse_training(raw: dict | None) -> Training | None:
@@ -367,6 +392,8 @@ def _plan(chip, s: Serving):
         spec_acceptance=s.spec_acceptance or 0.0,
         runtime=s.runtime,
         sustained_clock=s.sustained_clock,
+        moe_tp=s.moe_tp,
+        cuda_graph_batches=s.cuda_graph_batches,
     )
 
 
