@@ -82,6 +82,16 @@ def test_flag_rules():
                       global_batch=64, topology=_slices())  # fmt: skip
 
 
+def test_a_shard_group_dividing_no_data_parallel_degree_says_so():
+    """Said by the rule, not as "does not fit on 64 x h100 in any plan ... need at least 2
+    chips" (the search's memory error, which it was)."""
+    for kw in ({}, {"dp": 16}):
+        with pytest.raises(Infeasible) as err:
+            plan_training("h100", TINY, 64, dp_shard=3, global_batch=64, **kw)
+        assert str(err.value).startswith("--dp-shard must divide")
+        assert "fit" not in str(err.value)
+
+
 def test_search_tries_one_slice_per_shard_group():
     topo = replace(_slices(), link_bandwidth=100e9, up_latency=1e-6, out_latency=10e-6)
     assert shard_choices(None, 64, 1, topo, 1, [1, 2, 3]) == [0, 16]

@@ -388,6 +388,13 @@ def plan_training(
         isinstance(dp_shard, bool) or not isinstance(dp_shard, int) or dp_shard < 0
     ):
         raise WorkloadError(f"--dp-shard must be a whole number >= 0, not {dp_shard!r}")
+    # a shard group that divides no data-parallel degree: the rule's own line (Infeasible, as
+    # training.check_shard_group's, for a sweep's point), not "does not fit in any plan"
+    if dp_shard and dp is not None and dp % dp_shard:
+        raise Infeasible(f"--dp-shard must divide --dp {dp}, not {dp_shard}")
+    if dp_shard and chips % dp_shard:  # every data-parallel degree divides the chips
+        raise Infeasible(f"--dp-shard must divide the data-parallel ranks, a divisor of --chips "
+                         f"{chips}, not {dp_shard}")  # fmt: skip
     checks.at_most(checks.MAX_CHIPS, chips=chips, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep,
                    interleave=interleave, dp_shard=dp_shard)  # fmt: skip
     checks.at_most(checks.MAX_TOKENS, seq=seq)  # also a model's own context length
