@@ -63,3 +63,15 @@ def test_serve_takes_the_runtime_flag(capsys):
     with pytest.raises(SystemExit) as done:  # a user error: one line, exit 2
         main([*args, "--runtime", "trt"])
     assert done.value.code == 2 and "--runtime must be one of" in capsys.readouterr().err
+
+
+def test_a_shared_source_leaves_the_engine_to_the_conditions():
+    """dstack's DeepSeek-R1 results table holds TensorRT-LLM, vLLM and SGLang rows under one
+    source URL: the rows' conditions name the engine ("TensorRT-LLM 0.17", "trtllm-serve"), so
+    its TensorRT-LLM rows size their cache as TensorRT-LLM does (they kept vLLM's rule)."""
+    rows = [r for r in csv_rows("check2_heldout.csv") if r["id"].startswith("dstack-r1-")]
+    runtime = {r["id"]: serving_runtime(r["source"], r["conditions"]) for r in rows}
+    trt = [i for i in runtime if "-trt-llm-" in i]
+    assert len(trt) == 21 and {runtime[i] for i in trt} == {"tensorrt-llm"}
+    assert {v for i, v in runtime.items() if i not in trt} == {"vllm"}  # vLLM, SGLang rows
+    assert serving_runtime("https://example.org/results.csv", "vllm serve, TP 8") == "vllm"

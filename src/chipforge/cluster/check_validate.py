@@ -197,7 +197,7 @@ def _serving(row: dict) -> Callable[[], float]:
             ttft_slo=_float(row.get("ttft_slo")), tpot_slo=_float(row.get("tpot_slo")),
             slo_percentile=row.get("slo_percentile") or None,
             osl_cv=_float(row.get("osl_cv")) or 0.0, isl_cv=_float(row.get("isl_cv")) or 0.0,
-            runtime=serving_runtime(row["source"]),
+            runtime=serving_runtime(row["source"], row.get("conditions") or ""),
         )  # fmt: skip
         out = plan.throughput_tokens_per_s
         if row["metric"] == "total_tokens_per_s":  # every request: isl in, osl out

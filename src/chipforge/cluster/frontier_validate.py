@@ -71,7 +71,7 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             max_num_tokens=_int(row.get("max_num_tokens") or ""),
             adp_batching_wait=_int(row.get("adp_batching_wait") or "") or 0,
             cuda_graph_batches=tuple(int(b) for b in (row.get("cuda_graph_batches") or "").split()),
-            runtime=serving_runtime(row["source"]),
+            runtime=serving_runtime(row["source"], row.get("conditions") or ""),
         )  # fmt: skip
         if row["metric"] in AT_RATE:
             return AT_RATE[row["metric"]](at_rate(plan, float(row["request_rate"])))

@@ -34,7 +34,7 @@ def _predictor(row: dict) -> Callable[[], float]:
             concurrency=_int(row["concurrency"]),
             batching=row.get("batching") or "continuous",
             gqa_kernel=row.get("gqa_kernel") != "no",
-            runtime=serving_runtime(row["source"]),
+            runtime=serving_runtime(row["source"], row.get("conditions") or ""),
         )
         return METRICS[row["metric"]](plan)
 

@@ -77,13 +77,22 @@ TRAIN_METRICS_FRAMEWORKS = {"llm-foundry": 2}
 # (kvcache.RUNTIMES): TensorRT-LLM's own performance pages, NIM's benchmarks (NIM's optimized
 # profiles run TensorRT-LLM: NIM for LLMs docs, "Optimization") and MLPerf Inference systems
 # run with the TensorRT harness (a results directory whose system name ends in "_TRT", NVIDIA's
-# TensorRT-LLM harness). Every other row (vLLM, SGLang, JetStream, ROCm, unnamed) keeps "vllm".
+# TensorRT-LLM harness). A source shared by several engines (one benchmark repository's results
+# table) names none, so a row's `conditions` count too where they name the engine that ran
+# (TENSORRT_LLM_CONDITIONS: dstack's DeepSeek-R1 rows, "TensorRT-LLM 0.17" offline and
+# "trtllm-serve" online, beside vLLM and SGLang rows of the same CSV). Every other row (vLLM,
+# SGLang, JetStream, ROCm, unnamed) keeps "vllm".
 TENSORRT_LLM_SOURCES = ("TensorRT-LLM", "docs.nvidia.com/nim", "_TRT/")
+TENSORRT_LLM_CONDITIONS = ("TensorRT-LLM", "trtllm-serve")
 
 
-def serving_runtime(source: str) -> str:
-    """The runtime (kvcache.RUNTIMES) a serving row's `source` ran (TENSORRT_LLM_SOURCES)."""
-    return "tensorrt-llm" if any(k in source for k in TENSORRT_LLM_SOURCES) else "vllm"
+def serving_runtime(source: str, conditions: str = "") -> str:
+    """The runtime (kvcache.RUNTIMES) a serving row ran, by its `source`
+    (TENSORRT_LLM_SOURCES) or its `conditions` (TENSORRT_LLM_CONDITIONS)."""
+    trt = any(k in source for k in TENSORRT_LLM_SOURCES) or any(
+        k in conditions for k in TENSORRT_LLM_CONDITIONS
+    )
+    return "tensorrt-llm" if trt else "vllm"
 
 
 def framework(source: str) -> str:
