@@ -86,8 +86,9 @@ def test_other_families_stream_gemms_as_any_kernel():
         replace(FP8, dtype="fp16"),
         replace(FP8, dtype="bf16", weight_dtype="fp8"),  # weight-only: not torch._scaled_mm
         replace(FP8, batch=8, grouped=True),  # a fused MoE kernel
+        replace(FP8, batch=128),  # batched (MLA's absorbed per-head products): not _scaled_mm
     ],
-    ids=["bf16", "fp16", "w8a16", "moe-grouped"],
+    ids=["bf16", "fp16", "w8a16", "moe-grouped", "batched"],
 )
 def test_only_what_the_source_timed_takes_the_library_rate(op):
     """The source times hipBLASLt FP8 x FP8 products (torch._scaled_mm) only: a 16-bit skinny

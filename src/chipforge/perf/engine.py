@@ -66,14 +66,15 @@ class Machine:
 
     def gemm_bandwidth(self, op: MatMul) -> float:
         """Off-chip bandwidth `op` streams its operands at: the family's GEMM library's measured
-        rate (`Calibration.gemm_memory_frac`) only for what that measurement ran, an FP8 x FP8
-        product in the library (amd-gpu: hipBLASLt through torch._scaled_mm, FP8 times only);
-        a streaming kernel's (`memory_frac`) for the rest: the family states none, a 16-bit or
-        weight-only product (vLLM on ROCm runs 16-bit skinny products in its own wvSplitK /
-        LLMM1 kernels, csrc/rocm/skinny_gemms.cu, not hipBLASLt), or a grouped MoE GEMM (the
-        engines' fused MoE kernels, `MatMul.grouped`)."""
+        rate (`Calibration.gemm_memory_frac`) only for what that measurement ran, one 2-D
+        FP8 x FP8 product in the library (amd-gpu: hipBLASLt through torch._scaled_mm, which
+        takes 2-D operands only; FP8 times only); a streaming kernel's (`memory_frac`) for the
+        rest: the family states none, a 16-bit or weight-only product (vLLM on ROCm runs 16-bit
+        skinny products in its own wvSplitK / LLMM1 kernels, csrc/rocm/skinny_gemms.cu, not
+        hipBLASLt), a batched product (MLA's absorbed per-head products: torch.bmm), or a
+        grouped MoE GEMM (the engines' fused MoE kernels, `MatMul.grouped`)."""
         frac = self.cal.gemm_memory_frac
-        library = op.dtype == "fp8" and op.b_dtype == "fp8" and not op.grouped
+        library = op.dtype == "fp8" and op.b_dtype == "fp8" and op.batch == 1 and not op.grouped
         if frac is None or not library:
             return self.offchip_bandwidth
         return self.chip.hbm.bandwidth * frac
