@@ -246,6 +246,24 @@ def _nccl_ctas(caps: dict[str, int] | None) -> tuple[tuple[str, int], ...]:
     return tuple(sorted((caps or {}).items()))
 
 
+def check_block_scaled(chip: ChipSpec, dtype: str, fp8_recipe: str) -> None:
+    """MXFP8 and 4-bit training need a matrix unit that applies block scales in the MMA
+    (`[matrix] block_scaled`): Transformer Engine refuses MXFP8BlockScaling and
+    NVFP4BlockScaling below compute capability 10.0 (its support matrix), so a Hopper-class
+    chip is refused here rather than priced."""
+    have = chip.matrix.block_scaled
+    if dtype == "fp8" and fp8_recipe == "mxfp8" and "mxfp8" not in have:
+        raise WorkloadError(
+            f"--fp8-recipe mxfp8 needs block-scaled MMA, which {chip.name} lacks "
+            f"([matrix] block_scaled = {list(have)}): use --fp8-recipe block, current or delayed"
+        )
+    if dtype == "fp4" and not {"nvfp4", "mxfp4"} & set(have):
+        raise WorkloadError(
+            f"--dtype fp4 trains in NVFP4/MXFP4, which needs block-scaled MMA that {chip.name} "
+            f"lacks ([matrix] block_scaled = {list(have)}): use --dtype fp8 or bf16"
+        )
+
+
 def plan_training(
     chip: ChipSpec | str,
     model: ModelConfig | str,
@@ -379,6 +397,7 @@ def plan_training(
         raise WorkloadError(f"--fp8-recipe {fp8_recipe} needs --dtype fp8, not {dtype}")
     if not chip.peak_flops(dtype):
         raise WorkloadError(f"`dtype` {dtype} is not supported by the matrix unit of {chip.name}")
+    check_block_scaled(chip, dtype, fp8_recipe)
     if isinstance(topology, Topology) and pod is not None:
         raise WorkloadError("`pod` takes a topology preset's name, not a Topology")
     topo = (topology if isinstance(topology, Topology)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from chipforge.cluster import plan_serving, plan_training
+from chipforge.cluster.search import check_block_scaled
 from chipforge.datacenter.tco import HOURS_PER_YEAR, Chip
 from chipforge.dtypes import nbytes
 from chipforge.errors import ChipforgeError, Infeasible
@@ -49,9 +50,10 @@ def training(
     a = site["assumptions"]
     kw = {"dtype": dtype, **(options or {})}
     dtype = kw["dtype"]
-    plan, why = _try(
-        plan_training, chip.spec or load_chip(chip.name), m, chips, tokens=tokens, **kw
-    )
+    spec = chip.spec or load_chip(chip.name)
+    # refused, not priced by the fallback below: the chip cannot run the format at all
+    check_block_scaled(spec, dtype, kw.get("fp8_recipe", "delayed"))
+    plan, why = _try(plan_training, spec, m, chips, tokens=tokens, **kw)
     if plan is not None:
         seconds, method = plan["time_to_train_s"] / a["goodput"], "cluster.plan_training / goodput"
     else:

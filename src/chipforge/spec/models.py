@@ -63,6 +63,12 @@ MIN_TILE = 4
 
 Dataflow = Literal["weight-stationary", "output-stationary", "tensor-core"]
 MemoryKind = Literal["hbm", "dram", "cache", "sram"]
+# Block-scaled formats a matrix unit multiplies natively, the block scales applied inside the MMA:
+# OCP Microscaling (MX) v1.0 mxfp8/mxfp6/mxfp4 (32 elements share one E8M0 scale) and NVIDIA's
+# nvfp4 (16 elements, an E4M3 scale). Transformer Engine's support matrix
+# (nvidia.github.io/TransformerEngine/support_matrix.html) runs MXFP8BlockScaling and
+# NVFP4BlockScaling on compute capability 10.x (Blackwell data center) only, not on Hopper (9.0).
+BlockFormat = Literal["mxfp8", "mxfp6", "mxfp4", "nvfp4"]
 
 
 class Frozen(BaseModel):
@@ -95,6 +101,11 @@ class MatrixUnit(Frozen):
         min_length=1, description="dense multiply-accumulates per cycle per unit, by input dtype"
     )
     double_buffered: bool = Field(True, description="next tile's weights load during the stream")
+    block_scaled: tuple[BlockFormat, ...] = Field(
+        (),
+        description="block-scaled formats the unit multiplies natively (mxfp8, mxfp6, mxfp4, "
+        "nvfp4); none stated: none, so training refuses --fp8-recipe mxfp8 and --dtype fp4",
+    )
 
     @model_validator(mode="after")
     def _tile_sides(self) -> MatrixUnit:
