@@ -132,3 +132,23 @@ def test_torchtitan_rows_without_compile_run_eager_ops():
 
     ratio = tokens_per_s("tt2412-t1-fsdp-compile") / tokens_per_s("tt2412-t1-fsdp")
     assert 1.1 < ratio < 1.5  # torchtitan's Table 1: 6,667 / 5,762 = 1.16
+
+
+def test_eager_ops_refuse_a_block_their_bytes_were_not_counted_on():
+    """EAGER_BYTES are torchtitan's Llama block's: a GELU-MLP model (GPT) is refused in one
+    line by the search and by evaluate_plan, not priced at RMSNorm and SwiGLU's bytes."""
+    from chipforge.cluster import plan_training
+    from chipforge.cluster.topology import topology_for
+    from chipforge.cluster.training import Plan, evaluate_plan
+    from chipforge.errors import WorkloadError
+    from chipforge.workload.config import ModelConfig
+
+    gpt = ModelConfig(name="gpt-tiny", layers=2, hidden=1024, heads=8, ffn=4096, vocab=32000,
+                      seq=2048, act="gelu")  # fmt: skip
+    with pytest.raises(WorkloadError, match="--eager-ops"):
+        plan_training("h100", gpt, 8, eager_ops=True, global_batch=8)
+    chip = load_chip("h100")
+    with pytest.raises(WorkloadError, match="--eager-ops"):
+        evaluate_plan(chip, gpt, 8, Plan(dp=8), topology_for(chip, 8), seq=2048,
+                      global_batch=8, dtype="bf16", eager_ops=True)  # fmt: skip
+    plan_training("h100", gpt, 8, global_batch=8)  # (fused: priced as before)

@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 from chipforge.cluster import chipkey
 from chipforge.cluster.memory import LAYER_SAC_SHARE, op_sac_matmuls, op_sac_saved
+from chipforge.errors import WorkloadError
 from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
@@ -141,6 +142,9 @@ EAGER_BYTES = {
     "rope": (20.0, 21.0),
     "ffn_act": (10.0, 18.0),
 }
+# the MLPs whose eager activation is `ffn_act`'s: F.silu(w1(x)) * w3(x) (GeGLU: F.gelu, the same
+# kernels' bytes)
+EAGER_ACTS = ("swiglu", "geglu")
 # Eagerly, torchtitan's repeat_kv (model.py) also copies each of K and V to every query head
 # before SDPA (expand + reshape of a non-contiguous view: one clone, reading 2 / n_rep and
 # writing 2 B per element of the copy) and sums the copies' gradients back (the same bytes).
@@ -449,6 +453,15 @@ def _layer(shape: LayerShape) -> _Priced:
         mods["moe"] += t_eager
     modules = {**mods, "core_attn": attn, "layer_sac": fwd * LAYER_SAC_SHARE, "maxtext_proj": fwd}
     return _Priced((fwd, bwd, attn, opt), modules, _tp_groups(graph, times) if tp > 1 else {})
+
+
+def check_eager_ops(c: ModelConfig) -> None:
+    """EAGER_BYTES are counted on torchtitan's Llama block (RMSNorm, RoPE, a gated MLP): a
+    model with a plain GELU MLP (GPT's, with LayerNorm, one fused aten kernel each) is refused
+    rather than priced at another block's bytes."""
+    if c.act not in EAGER_ACTS:
+        raise WorkloadError(f"--eager-ops prices torchtitan's Llama block (RMSNorm, RoPE, a "
+                            f"gated MLP); {c.name} has a {c.act} MLP")  # fmt: skip
 
 
 def _eager(graph: Graph, c: ModelConfig, tp: int) -> Graph:

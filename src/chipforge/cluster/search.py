@@ -11,7 +11,13 @@ from itertools import product
 from chipforge.cluster import checks
 from chipforge.cluster.checks import divisors, stage_layers
 from chipforge.cluster.chipkey import chip_key
-from chipforge.cluster.layer import FP8_RECIPES, MOE_DISPATCHERS, RECOMPUTE_MODULES, layer_costs
+from chipforge.cluster.layer import (
+    FP8_RECIPES,
+    MOE_DISPATCHERS,
+    RECOMPUTE_MODULES,
+    check_eager_ops,
+    layer_costs,
+)
 from chipforge.cluster.memory import (
     FRAMEWORK_POLICIES,
     GRAD_BYTES,
@@ -389,6 +395,8 @@ def plan_training(
                             "whole-layer policy) stands alone and is for dense models")  # fmt: skip
     if loss not in LOSS_BUFFERS:
         raise WorkloadError(f"--loss must be one of {', '.join(LOSS_BUFFERS)}, not {loss!r}")
+    if eager_ops:
+        check_eager_ops(c)
     if cp_ring not in CP_RINGS:
         raise WorkloadError(f"`cp_ring` must be one of {', '.join(CP_RINGS)}, not {cp_ring!r}")
     if fp8_param_gather and dtype != "fp8":

@@ -19,6 +19,7 @@ from chipforge.cluster.collectives import (
 from chipforge.cluster.layer import (
     ATTENTION_RECOMPUTED,
     LayerShape,
+    check_eager_ops,
     layer_costs,
     module_forward,
     op_sac_share,
@@ -1232,6 +1233,8 @@ def evaluate_plan(
     run = RunOptions(**options)
     check_plan(c, chips, p, global_batch, seq)
     checks.attention_kernel(run.attention)
+    if run.eager_ops:
+        check_eager_ops(c)
     s = stage_cost(chip, c, p, topo, seq=seq, dtype=dtype, run=run,
                    microbatches=global_batch // (p.dp * p.micro_batch))  # fmt: skip
     return finish_plan(chip, c, chips, s, topo, seq=seq, global_batch=global_batch,
