@@ -129,6 +129,12 @@ def test_sweep_training_keys_reach_the_plan():
         ({"zero": 4}, "`zero` must be a whole number from 0 to 3"),
         ({"chips": 0}, "`chips` must be a whole number"),
         ({"tokens": "1T"}, "unknown key `tokens`"),
+        # plan_training's bounds of --global-batch (each point said "infeasible: --global-batch")
+        ({"global_batch": 0}, "`global_batch` must be N or"),
+        ({"global_batch": -5}, "`global_batch` must be N or"),
+        ({"global_batch": 10**17}, "sequences from 1 to 2,097,152"),
+        ({"global_batch": "2048:512"}, "`global_batch` must be N or"),
+        ({"global_batch": True}, "`global_batch` must be N or"),
     ],
 )
 def test_sweep_training_refuses_before_any_point(over, words):

@@ -74,17 +74,33 @@ def _value(key: str, v: Any, where: str) -> Any:
             raise TrainOptionError(f"{where}: `{key}` must be a positive count, not {v!r}")
         return round(n) if key == "bucket_size" else n
     if key == "global_batch":
-        if isinstance(v, int) and not isinstance(v, bool):
-            return v
-        if not isinstance(v, str):
-            raise TrainOptionError(f'{where}: `global_batch` must be N or "MIN:MAX", not {v!r}')
-        return v
+        return global_batch(v, where)
     if not isinstance(v, str):
         raise TrainOptionError(f"{where}: `{key}` must be a string, not {v!r}")
     if key == "recompute_modules":
         return recompute_modules(v)
     if key == "nccl_ctas":
         return nccl_ctas(v, f"{where}.nccl_ctas", "nccl_ctas")
+    return v
+
+
+def global_batch(v: Any, where: str) -> int | str:
+    """`global_batch`: N or "MIN:MAX" sequences per step, bounded as plan_training bounds
+    `--global-batch` (1 <= MIN <= MAX <= checks.MAX_GLOBAL_BATCH), so no point runs out of
+    range."""
+    from chipforge.cluster.checks import MAX_GLOBAL_BATCH
+    from chipforge.cluster.search import parse_global_batch
+
+    fix = f'N or "MIN:MAX" sequences from 1 to {MAX_GLOBAL_BATCH:,} (e.g. 1024 or "512:2048")'
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise TrainOptionError(f"{where}: `global_batch` must be {fix}, not {v!r}")
+    try:
+        n = parse_global_batch(v)
+    except ChipforgeError:
+        raise TrainOptionError(f"{where}: `global_batch` must be {fix}, not {v!r}") from None
+    lo, hi = n if isinstance(n, tuple) else (n, n)
+    if not 1 <= lo <= hi <= MAX_GLOBAL_BATCH:
+        raise TrainOptionError(f"{where}: `global_batch` must be {fix}, not {v!r}")
     return v
 
 
@@ -108,7 +124,6 @@ def check(o: dict[str, Any], where: str, moe: bool = True) -> None:
     here (the same rules, named by key; `moe`: the model has routed experts)."""
     from chipforge.cluster.layer import ATTENTION, FP8_RECIPES, MOE_DISPATCHERS, RECOMPUTE_MODULES
     from chipforge.cluster.memory import LOSS_BUFFERS, RECOMPUTE
-    from chipforge.cluster.search import parse_global_batch
     from chipforge.cluster.training import CP_RINGS, SCHEDULES
     from chipforge.dtypes import BYTES
 
@@ -131,11 +146,6 @@ def check(o: dict[str, Any], where: str, moe: bool = True) -> None:
         if o["topology"] not in names:
             raise TrainOptionError(f"{where}: `topology` must be a preset ({', '.join(names)}), "
                                    f"not {o['topology']!r}")  # fmt: skip
-    if "global_batch" in o:
-        try:
-            parse_global_batch(o["global_batch"])
-        except ChipforgeError as e:
-            raise TrainOptionError(f"{where}: {e}") from None
     if "global_batch" in o and "tokens_per_batch" in o:
         raise TrainOptionError(f"{where}: give `global_batch` or `tokens_per_batch`, not both")
     dtype = o.get("dtype", "bf16")
