@@ -51,6 +51,11 @@ def test_the_keys_reach_the_plan():
         ({"moe_tp": True, "tp": 2, "ep": 8, "ep_overlap": True}, "no all-to-all"),
         ({"cuda_graph_batches": [0, 64]}, "`cuda_graph_batches` must list batch sizes"),
         ({"cuda_graph_batches": "64,128"}, "`cuda_graph_batches` must list batch sizes"),
+        # a list or table where a name goes (was TypeError: unhashable type, exit 3)
+        ({"slo_percentile": ["p99"]}, "`slo_percentile` must be one of p50, p90, p99"),
+        ({"dtype": ["fp8"]}, "`dtype` must be one of"),
+        ({"kv_dtype": {}}, "`kv_dtype` must be one of"),
+        ({"runtime": ["vllm"]}, "`runtime` must be one of vllm, tensorrt-llm"),
     ],
 )
 def test_what_serve_refuses_is_refused_before_any_point(over, words):

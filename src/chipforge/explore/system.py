@@ -141,6 +141,7 @@ def parse_serving(raw: dict | None) -> Serving | None:
         return None
     from chipforge.cluster.checks import within_context
     from chipforge.cluster.kvcache import RUNTIMES
+    from chipforge.cluster.queueing import PERCENTILES
     from chipforge.cluster.serving import resolve_model
     from chipforge.dtypes import BYTES
 
@@ -155,10 +156,12 @@ def parse_serving(raw: dict | None) -> Serving | None:
         resolve_model(str(raw["model"]))
     except ChipforgeError as e:
         raise SystemTableError(f"serving: `model` {raw['model']!r}: {e}") from None
-    for k in ("dtype", "kv_dtype"):
-        if k in raw and raw[k] not in BYTES:
+    choices = {"dtype": BYTES, "kv_dtype": BYTES, "runtime": RUNTIMES,
+               "slo_percentile": PERCENTILES}  # fmt: skip
+    for k, allowed in choices.items():  # a list or table is no name (`in` a dict raised TypeError)
+        if k in raw and (not isinstance(raw[k], str) or raw[k] not in allowed):
             raise SystemTableError(
-                f"serving: `{k}` must be one of {', '.join(BYTES)}, not {raw[k]!r}"
+                f"serving: `{k}` must be one of {', '.join(allowed)}, not {raw[k]!r}"
             )
     slo = {}
     for k in ("ttft_slo", "tpot_slo"):
@@ -187,10 +190,6 @@ def parse_serving(raw: dict | None) -> Serving | None:
         cuda_graph_batches=_batch_sizes(raw),
         **slo,
     )
-    if out.runtime not in RUNTIMES:
-        raise SystemTableError(
-            f"serving: `runtime` must be one of {', '.join(RUNTIMES)}, not {out.runtime!r}"
-        )
     c = resolve_model(out.model)
     # as plan_serving refuses it
     within_context(c, out.isl, out.osl, fields="serving: `isl` + `osl`", error=SystemTableError)
@@ -247,11 +246,6 @@ def _probability(raw: dict, key: str) -> float | None:
 def _pairs(s: Serving) -> None:
     """The keys `serve` refuses together or alone (cli.serve._check_pairs), refused here before
     any point runs."""
-    from chipforge.cluster.queueing import PERCENTILES
-
-    if s.slo_percentile is not None and s.slo_percentile not in PERCENTILES:
-        raise SystemTableError(f"serving: `slo_percentile` must be one of "
-                               f"{', '.join(PERCENTILES)}, not {s.slo_percentile!r}")  # fmt: skip
     if s.slo_percentile and s.disaggregated:
         raise SystemTableError("serving: `slo_percentile` is not modelled with `disaggregated` "
                                "(the pools' queues are not modelled): drop one")  # fmt: skip
