@@ -42,6 +42,15 @@ def test_train_says_so_too(capsys):
     assert "--sustained-clock has no effect: h100 states no sustained_clock" in err
 
 
+def test_cp_ring_without_context_parallelism_says_so(capsys):
+    args = ("train", "--chip", "h100", "--model", "llm:llama3-8b,layers=4", "--chips", "8",
+            "--json", "--cp-ring", "torch")  # fmt: skip
+    _, err = run(capsys, *args, "--cp", "1")
+    assert "--cp-ring has no effect: CP 1 runs no ring attention" in err
+    _, err = run(capsys, *args, "--cp", "2", "--seq", "16384")
+    assert "--cp-ring" not in err
+
+
 def test_offload_without_a_host_path_says_so(capsys):
     """dgx-h100 states no host link: the search never offloads there (the flags did nothing,
     silently); gb200-nvl72 states Grace's C2C link and LPDDR5X."""

@@ -427,7 +427,7 @@ def train(
     _say_no_effect(res, resolve_model(model).is_moe, tp_async_backward=tp_async_backward,
                    tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch,
                    sustained_chip=chip if sustained_clock else None,
-                   pp_scatter_gather=pp_scatter_gather)  # fmt: skip
+                   pp_scatter_gather=pp_scatter_gather, cp_ring=cp_ring)  # fmt: skip
     _say_no_host(chip, chips, topology, activation=activation_offload,
                  optimizer=optimizer_offload)  # fmt: skip
     data = res.to_dict()
@@ -465,7 +465,7 @@ def _say_no_host(chip: str, chips: int, topology: str | None, *, activation: boo
 
 def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
                    fp8_dispatch: bool, sustained_chip: str | None = None,
-                   pp_scatter_gather: bool = False) -> None:  # fmt: skip
+                   pp_scatter_gather: bool = False, cp_ring: str = "p2p") -> None:  # fmt: skip
     """One warning line on stderr per run option the planned run leaves without effect."""
     why = {}
     if sustained_chip:
@@ -488,6 +488,8 @@ def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
         why["--pp-scatter-gather"] = "it splits a pipeline stage's send over TP: needs PP and TP"
     elif pp_scatter_gather and res.plan.sequence_parallel:
         why["--pp-scatter-gather"] = "sequence parallelism sends 1/tp of a stage's output already"
+    if cp_ring != "p2p" and res.plan.cp == 1:
+        why["--cp-ring"] = "CP 1 runs no ring attention"
     for flag, reason in why.items():
         Console(stderr=True, soft_wrap=True).print(
             f"warning: {flag} has no effect: {reason}", style="yellow", markup=False
