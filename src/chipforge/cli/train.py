@@ -122,6 +122,25 @@ def train(
             "searched (all, or one scale-up domain or pod)",
         ),
     ] = None,
+    first_stage_layers: Annotated[
+        int | None,
+        typer.Option(
+            "--first-stage-layers",
+            min=1,
+            help="decoder layers on the first pipeline stage, the middle stages splitting the "
+            "rest evenly (Megatron's --decoder-first-pipeline-num-layers); default: an even "
+            "split, or the end stages a layer short",
+        ),
+    ] = None,
+    last_stage_layers: Annotated[
+        int | None,
+        typer.Option(
+            "--last-stage-layers",
+            min=1,
+            help="decoder layers on the last pipeline stage, which also holds the MTP modules "
+            "(Megatron's --decoder-last-pipeline-num-layers)",
+        ),
+    ] = None,
     recompute: Annotated[
         str | None, typer.Option("--recompute", help="none, selective or full")
     ] = None,
@@ -381,7 +400,8 @@ def train(
         given = {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "zero": zero,
                  "recompute": recompute, "micro-batch": micro_batch, "interleave": interleave,
                  "global-batch": global_batch, "sp": sequence_parallel,
-                 "dp-shard": dp_shard}  # fmt: skip
+                 "dp-shard": dp_shard, "first-stage-layers": first_stage_layers,
+                 "last-stage-layers": last_stage_layers}  # fmt: skip
         clash = [k for k, v in given.items() if v is not None]
         if clash:
             raise ChipforgeError(
@@ -422,7 +442,8 @@ def train(
         tp_async_backward=tp_async_backward, fp8_dispatch=fp8_dispatch,
         parallel_block=parallel_block, offload_layers=offload_layers,
         pp_scatter_gather=pp_scatter_gather, eager_ops=eager_ops, cp_ring=cp_ring,
-        train_metrics=train_metrics,
+        train_metrics=train_metrics, first_stage_layers=first_stage_layers,
+        last_stage_layers=last_stage_layers,
     )  # fmt: skip
     _say_no_effect(res, resolve_model(model).is_moe, tp_async_backward=tp_async_backward,
                    tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch,

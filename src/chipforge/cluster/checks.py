@@ -110,6 +110,58 @@ def pipeline_blocks(c: ModelConfig) -> int:
     return c.layers + c.mtp_layers
 
 
+def end_stage_split(
+    layers: int, pp: int, first: int | None, last: int | None, interleave: int = 1
+) -> tuple[int, ...] | None:
+    """Decoder layers on each pipeline rank (all its interleaved chunks) as Megatron-Core splits
+    them under --decoder-first-pipeline-num-layers / --decoder-last-pipeline-num-layers
+    (`first` / `last`; None: not given): the given end ranks hold what they state and the
+    middle ranks split the rest evenly (megatron/core/transformer/transformer_block.py
+    get_num_layers_to_build: "the left over layers must be divisible by left over stages"),
+    each rank's count a multiple of the virtual stages (its `num_layers_per_pipeline_rank %
+    vp_size` assertion). None where the counts do not split so, or neither is given."""
+    if (first is None and last is None) or pp < 2:
+        return None
+    ends = [n for n in (first, last) if n is not None]
+    rest, middle = layers - sum(ends), pp - len(ends)
+    if any(n < 1 for n in ends) or rest < 0 or (rest % middle if middle else rest):
+        return None
+    per = rest // middle if middle else 0
+    counts = [per] * pp
+    if first is not None:
+        counts[0] = first
+    if last is not None:
+        counts[-1] = last
+    if min(counts) < 1 or any(n % interleave for n in counts):
+        return None
+    return tuple(counts)
+
+
+def end_stages(
+    c: ModelConfig,
+    pp: int,
+    first: int | None,
+    last: int | None,
+    *,
+    interleave: int = 1,
+    error: Error,
+) -> tuple[int, ...]:
+    """`end_stage_split` of `c`'s layers, or one line naming the flags and the rule."""
+    split = end_stage_split(c.layers, pp, first, last, interleave)
+    if split is not None:
+        return split
+    given = " ".join(
+        f"--{name}-stage-layers {n}" for name, n in (("first", first), ("last", last))
+        if n is not None
+    )  # fmt: skip
+    vp = f", and each stage's a multiple of --interleave {interleave}" if interleave > 1 else ""
+    raise error(
+        f"{given} need --pp 2 or more and leave the other stages of --pp {pp} an equal share, "
+        f"at least 1, of the {c.layers} layers of {c.name}{vp} (Megatron-Core's "
+        "--decoder-first/last-pipeline-num-layers rule); change them or --pp"
+    )
+
+
 def _stages_fit(c: ModelConfig, stages: int, uneven: bool) -> bool:
     if uneven:
         return stage_layers(pipeline_blocks(c), stages) is not None

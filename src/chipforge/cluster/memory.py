@@ -251,11 +251,19 @@ def block_params(c: ModelConfig, tp: int, ep: int) -> float:
     return (dense + moe_layers * shared) / tp + moe_layers * expert / (tp * ep)
 
 
-def stage_params(c: ModelConfig, pp: int, tp: int, ep: int) -> float:
+def stage_params(
+    c: ModelConfig, pp: int, tp: int, ep: int, split: tuple[int, ...] | None = None
+) -> float:
     """Parameters one chip holds on the heaviest pipeline stage (the first or the last, which
-    also hold the embedding / LM head; Megatron splits both over TP)."""
+    also hold the embedding / LM head; Megatron splits both over TP). `split`: the decoder
+    layers of each rank where the end stages are stated (checks.end_stage_split): the most
+    of any rank, as the even split's share counts."""
     embeds = c.vocab * c.hidden / tp * (1 if pp > 1 or c.tied_embeddings else 2)
-    return block_params(c, tp, ep) * math.ceil(c.layers / pp) / c.layers + embeds
+    return block_params(c, tp, ep) * _heaviest(c, pp, split) / c.layers + embeds
+
+
+def _heaviest(c: ModelConfig, pp: int, split: tuple[int, ...] | None) -> int:
+    return max(split) if split else math.ceil(c.layers / pp)
 
 
 def expert_share(c: ModelConfig, p) -> float:
@@ -263,8 +271,12 @@ def expert_share(c: ModelConfig, p) -> float:
     if not c.is_moe:
         return 0.0
     expert = c.experts * c.ffn_matrices * c.hidden * c.expert_ffn / (p.tp * p.ep)
-    on_stage = c.moe_layer_share * expert * math.ceil(c.layers / p.pp)
-    return on_stage / stage_params(c, p.pp, p.tp, p.ep)
+    from chipforge.cluster.checks import end_stage_split  # (checks imports this module)
+
+    ends = (getattr(p, "first_stage_layers", None), getattr(p, "last_stage_layers", None))
+    split = end_stage_split(c.layers, p.pp, *ends, getattr(p, "interleave", 1))
+    on_stage = c.moe_layer_share * expert * _heaviest(c, p.pp, split)
+    return on_stage / stage_params(c, p.pp, p.tp, p.ep, split)
 
 
 def activation_bytes_per_layer(
@@ -367,6 +379,7 @@ def memory_per_chip(
     loss: str = "fused",
     microbatches: int | None = None,
     reserved: float = RESERVED_BYTES,
+    split: tuple[int, ...] | None = None,
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
     micro-batches of activations under 1F1B, or the second when the first is a layer short;
@@ -374,13 +387,17 @@ def memory_per_chip(
     (interleaved: (v-1)*p + 1 chunks) and the loss's logits, where that is more; ZeRO-3 adds
     its gathered units; `loss`: the cross-entropy implementation, LOSS_BUFFERS; `microbatches`:
     per step, which caps those in flight, in_flight_chunks; None: as many as the schedule
-    can hold; `reserved`: what the chip's runtime holds back, reserved_bytes)."""
-    params = stage_params(c, pp, tp, ep)
+    can hold; `reserved`: what the chip's runtime holds back, reserved_bytes; `split`: the
+    decoder layers of each rank where the end stages are stated, checks.end_stage_split)."""
+    params = stage_params(c, pp, tp, ep, split)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
     # 1F1B: stage i holds pp - i micro-batches in flight. With an uneven split (Llama 3: 126
     # layers on 16 stages, the first and last a layer short) the second stage can be busiest.
     per = math.ceil(c.layers / pp)
     first = per - 1 if per * pp - c.layers == 2 and pp > 2 else per
+    last_layers = first
+    if split:  # stated end stages: each rank its own count
+        first, per, last_layers = split[0], split[1], split[-1]
     v, m = interleave, microbatches
     # in flight on the first rank (in_flight_chunks), each chunk 1/v of the rank's layers: under
     # interleaving (1 + (p-1)/(p*v)) times p micro-batches while m allows (Korthikanti et al.
@@ -418,7 +435,7 @@ def memory_per_chip(
     # (a large vocabulary, few stages, the eager loss's three buffers).
     if pp > 1:
         kept = (m or pp) * logits / loss_buffers(loss, tp)  # None: pp, torchtitan's default m
-        last = per_layer * first * in_flight_chunks(pp, v, pp - 1, m) / v
+        last = per_layer * last_layers * in_flight_chunks(pp, v, pp - 1, m) / v
         last_logits = logits + (kept if PIPELINE_KEEPS_OUTPUTS[loss] else 0.0)
         last += max(0.0, work - logits)
         if last + last_logits > acts:

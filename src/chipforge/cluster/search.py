@@ -70,12 +70,24 @@ def _choices(given, default):
     return [given] if given is not None else list(default)
 
 
-def _check_flags(c: ModelConfig, chips: int, tp, pp, dp, cp) -> None:
-    """Given flags that can never work, named before any search (None: searched)."""
+def _splits(c: ModelConfig, blocks: int, pp: int, v: int, ends: tuple) -> bool:
+    """`pp` stages of `v` chunks hold whole layers: the even or Llama-3 split
+    (checks.stage_layers), or the stated end stages' (checks.end_stage_split)."""
+    if ends == (None, None):
+        return bool(stage_layers(blocks, pp * v))
+    return checks.end_stage_split(c.layers, pp, *ends, v) is not None
+
+
+def _check_flags(c: ModelConfig, chips: int, tp, pp, dp, cp, ends=(None, None)) -> None:
+    """Given flags that can never work, named before any search (None: searched; `ends`: the
+    first and last stages' stated layers)."""
     checks.positive(error=Infeasible, tp=tp, pp=pp, dp=dp, cp=cp)
+    checks.positive(error=WorkloadError, first_stage_layers=ends[0], last_stage_layers=ends[1])
     if tp is not None:
         checks.tp_heads(c, tp, chips, error=Infeasible)
-    if pp is not None:
+    if pp is not None and ends != (None, None):
+        checks.end_stages(c, pp, *ends, error=Infeasible)
+    elif pp is not None:
         checks.pp_layers(c, pp, chips, uneven=True, error=Infeasible)
     exact = None not in (tp, pp, dp, cp)
     checks.product(c, chips, exact=exact, uneven=True, error=Infeasible, tp=tp, pp=pp, dp=dp, cp=cp)
@@ -318,6 +330,8 @@ def plan_training(
     train_metrics: int = 0,
     dp_shard: int | None = None,
     pod: int | None = None,
+    first_stage_layers: int | None = None,
+    last_stage_layers: int | None = None,
 ) -> TrainingPlan:
     """The feasible training plan with the most tokens per second (ties: less memory), or the
     given one, for `model` on `chips` chips. Flags left as None are searched: TP over the
@@ -434,7 +448,8 @@ def plan_training(
             f"{checks.MAX_GLOBAL_BATCH:,}) for a larger batch"
         )
     batches = _batches(global_batch, tokens_per_batch, chips, seq)
-    _check_flags(c, chips, tp, pp, dp, cp)
+    ends = (first_stage_layers, last_stage_layers)
+    _check_flags(c, chips, tp, pp, dp, cp, ends)
     explicit = None not in (tp, pp, dp, cp, ep, zero, recompute, micro_batch)
     domain = max(1, topo.domain) if chip.links else 1  # no scale-up links: no tensor parallelism
     tps = _choices(tp, [t for t in checks.divisors(c.heads, upto=domain) if chips % t == 0])
@@ -470,7 +485,7 @@ def plan_training(
     # train): the plan found before
     key = (chip_key(chip), c, chips, seq, batches, dtype, tp, pp, dp, cp, ep, zero, recompute,
            micro_batch, interleave, topo, run, tuple(offload.items()), offload_layers,
-           sequence_parallel, alternatives, schedule, dp_shard)  # fmt: skip
+           sequence_parallel, alternatives, schedule, dp_shard, ends)  # fmt: skip
     hit = _PLANS.get(key)
     if hit is not None:
         return replace(hit, tokens=tokens)
@@ -494,7 +509,7 @@ def plan_training(
         pps = (
             [pp]
             if pp is not None
-            else [d for d in divisors(rest, upto=64) if stage_layers(blocks, d)]
+            else [d for d in divisors(rest, upto=64) if _splits(c, blocks, d, 1, ends)]
         )
         for pi, p_ in enumerate(pps):
             if chips % (t * x * p_):
@@ -524,7 +539,7 @@ def plan_training(
             ):
                 if p_ == 1 and v > 1:
                     continue
-                if v > 1 and not stage_layers(blocks, p_ * v):  # no whole layers per stage
+                if v > 1 and not _splits(c, blocks, p_, v, ends):  # no whole layers per stage
                     count["infeasible"] += len(zrs) * sum(counts)
                     continue
                 for i, mb in enumerate(mbs):
@@ -533,7 +548,8 @@ def plan_training(
                     m_lo, m_hi = -(-klo // mb), khi // mb  # micro-batches per step
                     shape = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, micro_batch=mb, interleave=v,
                                  schedule=schedule, offload_layers=offload_layers or 0,
-                                 dp_shard=s_)  # fmt: skip
+                                 dp_shard=s_, first_stage_layers=first_stage_layers,
+                                 last_stage_layers=last_stage_layers)  # fmt: skip
                     n, stride = counts[i], 1
                     if schedule == "dualpipe":  # an even count, at least pp
                         first = max(m_lo, p_) + max(m_lo, p_) % 2

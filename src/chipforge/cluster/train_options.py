@@ -16,7 +16,8 @@ from chipforge.errors import ChipforgeError
 # (a file holding a whole plan)
 NOT_PLAN_OPTIONS = ("chip", "model", "chips", "tokens", "alternatives", "calculon_plan",
                     "as_json", "out", "html", "png")  # fmt: skip
-WHOLE = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "seq", "interleave", "pod")  # >= 1
+WHOLE = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "seq", "interleave", "pod",
+         "first_stage_layers", "last_stage_layers")  # >= 1  # fmt: skip
 AT_LEAST_ZERO = ("zero", "dp_shard", "offload_layers", "train_metrics")
 SWITCHES = ("tp_overlap", "tp_async_backward", "fp8_dispatch", "overlap_param_gather",
             "fp8_param_gather", "sustained_clock", "activation_offload", "optimizer_offload",

@@ -314,6 +314,11 @@ class Plan:
     # ici_fsdp_parallelism x dcn_data_parallelism; Megatron-Core's
     # num_distributed_optimizer_instances): hybrid_collective
     dp_shard: int = 0
+    # decoder layers of the first / last pipeline stage, the middle stages splitting the rest
+    # evenly (Megatron-Core --decoder-first/last-pipeline-num-layers; checks.end_stage_split);
+    # None: not stated, the split `checks.stage_layers` allows
+    first_stage_layers: int | None = None
+    last_stage_layers: int | None = None
 
     @property
     def shard_ranks(self) -> int:
@@ -321,8 +326,10 @@ class Plan:
         return self.dp_shard or self.dp
 
     def to_dict(self) -> dict:
-        """The plan's fields, `dp_shard` resolved (as the flags that restate it)."""
-        return {**asdict(self), "dp_shard": self.shard_ranks}
+        """The plan's fields, `dp_shard` resolved (as the flags that restate it); the end
+        stages' layers where stated."""
+        d = {**asdict(self), "dp_shard": self.shard_ranks}
+        return {k: v for k, v in d.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -394,7 +401,11 @@ def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int)
     checks.positive(error=Infeasible, **shape, ep=p.ep, micro_batch=p.micro_batch,
                     interleave=p.interleave)  # fmt: skip
     checks.tp_heads(c, p.tp, chips, error=Infeasible)
-    checks.pp_layers(c, p.pp, chips, uneven=True, interleave=p.interleave, error=Infeasible)
+    if p.first_stage_layers is None and p.last_stage_layers is None:
+        checks.pp_layers(c, p.pp, chips, uneven=True, interleave=p.interleave, error=Infeasible)
+    else:
+        checks.end_stages(c, p.pp, p.first_stage_layers, p.last_stage_layers,
+                          interleave=p.interleave, error=Infeasible)  # fmt: skip
     checks.product(c, chips, exact=True, uneven=True, interleave=p.interleave,
                    error=Infeasible, **shape)  # fmt: skip
     checks.cp_chunks(p.cp, seq, chips, error=Infeasible)
@@ -479,7 +490,7 @@ def plan_memory(
         gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
         attention=run.attention, sp=p.sequence_parallel,
         recompute_modules=run.recompute_modules, loss=run.loss, microbatches=microbatches,
-        reserved=reserved,
+        reserved=reserved, split=stage_split(c, p),
     )  # fmt: skip
     if run.fp8_param_gather:  # FP8 primary weights (the optimizer's fp32 master copy is unchanged)
         mem["weights_bytes"] *= FP8_PARAM_BYTES / WEIGHT_BYTES
@@ -495,8 +506,20 @@ def plan_memory(
 
 
 def stage_layer_count(c: ModelConfig, p: Plan) -> int:
-    """Layers one pipeline stage of plan `p` runs (all its interleaved chunks)."""
+    """Layers the busiest pipeline stage of plan `p` runs (all its interleaved chunks): with
+    stated end stages (`Plan.first_stage_layers` / `last_stage_layers`) the most of any rank,
+    the MTP modules on the last (Megatron-Core builds them in the last stage's post-process)."""
+    split = stage_split(c, p)
+    if split is not None:
+        return max(*split[:-1], split[-1] + c.mtp_layers)
     return stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
+
+
+def stage_split(c: ModelConfig, p: Plan) -> tuple[int, ...] | None:
+    """Decoder layers of each pipeline rank where plan `p` states its end stages; else None."""
+    return checks.end_stage_split(
+        c.layers, p.pp, p.first_stage_layers, p.last_stage_layers, p.interleave
+    )
 
 
 def offloaded_bytes(c: ModelConfig, p: Plan, mem: dict[str, float], seq: int) -> float:

@@ -1,0 +1,94 @@
+"""Stated end stages (`--first-stage-layers` / `--last-stage-layers`): Megatron-Core's
+--decoder-first/last-pipeline-num-layers split, the middle stages sharing the rest evenly
+(transformer_block.get_num_layers_to_build), priced at the busiest stage."""
+
+from dataclasses import replace
+
+import pytest
+
+from chipforge.cli import main
+from chipforge.cluster import plan_training, train_options
+from chipforge.cluster.checks import end_stage_split
+from chipforge.cluster.training import Plan, plan_memory, stage_layer_count
+from chipforge.errors import ChipforgeError, Infeasible
+from chipforge.workload.resolve import resolve_model
+
+FIXED = dict(tp=1, dp=1, cp=1, ep=1, zero=1, recompute="full", micro_batch=1, interleave=1,
+             global_batch=8, seq=1024)  # fmt: skip
+
+
+def test_split_as_megatron_computes_it():
+    """get_num_layers_to_build: the end ranks take what is stated, each middle rank
+    (layers - stated) / (pp - stated stages), which must divide; each rank's count a multiple
+    of the virtual stages."""
+    assert end_stage_split(126, 16, 7, 7) == (7,) + (8,) * 14 + (7,)  # Llama 3 405B's split
+    assert end_stage_split(61, 16, 3, 2) == (3,) + (4,) * 14 + (2,)  # DeepSeek-V3's 61 layers
+    assert end_stage_split(16, 4, 5, 3) == (5, 4, 4, 3)
+    assert end_stage_split(30, 4, 6, None) == (6, 8, 8, 8)  # only the first stated
+    assert end_stage_split(30, 4, None, 3) == (9, 9, 9, 3)
+    assert end_stage_split(16, 2, 9, 7) == (9, 7)  # no middle stage: they must add up
+    assert end_stage_split(16, 2, 9, 8) is None
+    assert end_stage_split(16, 4, 4, 3) is None  # 9 layers over 2 middle stages
+    assert end_stage_split(16, 4, 6, 2, interleave=2) == (6, 4, 4, 2)
+    assert end_stage_split(16, 4, 5, 3, interleave=2) is None  # 5 is not a multiple of 2
+    assert end_stage_split(16, 1, 16, None) is None  # one stage has no end stages
+    assert end_stage_split(16, 4, None, None) is None  # none stated: the automatic split
+
+
+def _model(layers: int, mtp: int = 0):
+    return replace(resolve_model("llm:llama3-8b,layers=2"), layers=layers, mtp_layers=mtp)
+
+
+def test_sixteen_layers_and_an_mtp_module_fit_four_stages():
+    c = _model(16, mtp=1)
+    with pytest.raises(Infeasible, match="--pp 4"):
+        plan_training("h100", c, 4, pp=4, **FIXED)
+    got = plan_training("h100", c, 4, pp=4, first_stage_layers=5, last_stage_layers=3, **FIXED)
+    assert got.plan.first_stage_layers == 5 and got.plan.last_stage_layers == 3
+    assert stage_layer_count(c, got.plan) == 5  # the first; the last holds 3 + the MTP block
+    four = plan_training("h100", c, 4, pp=4, first_stage_layers=4, last_stage_layers=4, **FIXED)
+    assert stage_layer_count(c, four.plan) == 5  # now the last: 4 + the MTP block
+    # a split that does not share evenly is refused naming the flags
+    with pytest.raises(Infeasible, match="--first-stage-layers 4 --last-stage-layers 3"):
+        plan_training("h100", c, 4, pp=4, first_stage_layers=4, last_stage_layers=3, **FIXED)
+
+
+def test_stated_split_equal_to_the_automatic_one_prices_the_same():
+    """An even split, and the Llama-3 one (the end stages a layer short), stated or not: the
+    same step time and memory."""
+    for layers, ends in ((16, (4, 4)), (30, (7, 7))):
+        c = _model(layers)
+        auto = plan_training("h100", c, 4, pp=4, **FIXED)
+        said = plan_training("h100", c, 4, pp=4, first_stage_layers=ends[0],
+                             last_stage_layers=ends[1], **FIXED)  # fmt: skip
+        assert said.step_time_s == auto.step_time_s
+        assert said.memory == auto.memory
+
+
+def test_busiest_stage_sets_time_and_memory():
+    c = _model(16)
+    even = plan_training("h100", c, 4, pp=4, **FIXED)
+    heavy = plan_training("h100", c, 4, pp=4, first_stage_layers=10, last_stage_layers=2,
+                          **FIXED)  # fmt: skip
+    assert stage_layer_count(c, heavy.plan) == 10
+    assert heavy.step_time_s > 2 * even.step_time_s  # 10 layers a stage against 4
+    p = Plan(pp=4, recompute="none", first_stage_layers=10, last_stage_layers=2)
+    held = plan_memory(c, p, seq=1024, dtype="bf16")
+    flat = plan_memory(c, replace(p, first_stage_layers=None, last_stage_layers=None),
+                       seq=1024, dtype="bf16")  # fmt: skip
+    # the first rank: 10 layers' weights and 4 micro-batches of 10 layers' activations
+    assert held["weights_bytes"] > flat["weights_bytes"]
+    assert held["activations_bytes"] == pytest.approx(flat["activations_bytes"] * 10 / 4)
+
+
+def test_flags_keys_and_errors(capsys):
+    kw = train_options.parse({"first_stage_layers": 5, "last_stage_layers": 3}, "t")
+    assert kw == {"first_stage_layers": 5, "last_stage_layers": 3}
+    with pytest.raises(ChipforgeError, match="first_stage_layers"):
+        train_options.parse({"first_stage_layers": 0}, "t")
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--chip", "h100", "--model", "llm:llama3-8b,layers=16", "--chips", "4",
+              "--pp", "4", "--first-stage-layers", "4", "--last-stage-layers", "3"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "--first-stage-layers 4 --last-stage-layers 3" in err
