@@ -284,3 +284,16 @@ def test_plan_training_names_chips_left_as_none():
 
     with pytest.raises(WorkloadError, match="^--chips must be a positive integer, not None"):
         plan_training("h100", "llama3-8b", None)
+
+
+@pytest.mark.parametrize("layers", [-1, 32, 10**6])
+def test_offload_layers_beyond_the_model_name_their_own_rule(layers):
+    """--offload-layers past every block (no stage holds more than the model) is refused by its
+    rule's own line; it read 'does not fit on 8 x h100 in any plan (...); its 120 GiB ... need
+    at least 2 chips'."""
+    from chipforge.cluster import plan_training
+
+    with pytest.raises(Infeasible) as e:
+        plan_training("h100", "llama3-8b", 8, offload_layers=layers, activation_offload=True)
+    assert str(e.value).startswith("--offload-layers must be from 0 to 31 ")
+    assert "does not fit" not in str(e.value)

@@ -481,6 +481,13 @@ def plan_training(
                "activations": activation_offload and offload_layers is None}  # fmt: skip
     if offload_layers is not None and not isinstance(offload_layers, int):
         raise WorkloadError(f"--offload-layers must be an integer, not {offload_layers!r}")
+    # no stage holds more than every block (pp 1): the rule's own line (Infeasible, as
+    # training.evaluate_plan's, for a sweep's point), not "does not fit in any plan"
+    if offload_layers is not None and not 0 <= offload_layers < checks.pipeline_blocks(c):
+        most = checks.pipeline_blocks(c) - 1
+        raise Infeasible(f"--offload-layers must be from 0 to {most:,} (a stage's layers "
+                         f"less one; {c.name} has {most + 1:,} blocks), "
+                         f"not {offload_layers:,}")  # fmt: skip
     # the same search again (the chip's content, not its name; `tokens` only sets the time to
     # train): the plan found before
     key = (chip_key(chip), c, chips, seq, batches, dtype, tp, pp, dp, cp, ep, zero, recompute,
