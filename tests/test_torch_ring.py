@@ -46,5 +46,5 @@ def test_torchtitan_rows_ring_their_repeated_heads():
     ring = plan_training("h100", c, 8, cp_ring="torch", **kw).exposed_comm["cp_s"]
     eager = plan_training("h100", c, 8, cp_ring="torch", eager_ops=True, **kw)
     assert ring > p2p and ring > eager.exposed_comm["cp_s"]
-    with pytest.raises(WorkloadError, match="cp_ring"):
+    with pytest.raises(WorkloadError, match="^--cp-ring must be one of p2p, torch"):
         plan_training("h100", c, 8, cp_ring="ulysses", **kw)

@@ -412,7 +412,7 @@ def plan_training(
     if eager_ops:
         check_eager_ops(c)
     if cp_ring not in CP_RINGS:
-        raise WorkloadError(f"`cp_ring` must be one of {', '.join(CP_RINGS)}, not {cp_ring!r}")
+        raise WorkloadError(f"--cp-ring must be one of {', '.join(CP_RINGS)}, not {cp_ring!r}")
     if fp8_param_gather and dtype != "fp8":
         raise WorkloadError(f"--fp8-param-gather needs --dtype fp8, not {dtype}")
     if fp8_recipe != "delayed" and dtype != "fp8":  # else priced as if not given
