@@ -103,3 +103,16 @@ def test_documented_entry_points_are_exported_from_their_packages():
             assert callable(getattr(module, name)), f"{package}.{name}"
             if hasattr(module, "__all__"):
                 assert name in module.__all__, f"{package}.__all__ lacks {name}"
+
+
+def test_the_cli_imports_no_cluster_model_before_a_command_runs():
+    """`import chipforge.cli` (every command's module) loads no `chipforge.cluster` module: the
+    training, serving and validation models (~60 ms) load inside the commands that use them,
+    not on `--help`, `presets` or `evaluate` (cli/train.py imported cluster.train_options at the
+    top, and with it the whole package)."""
+    code = "import sys, chipforge.cli; print(sorted(m for m in sys.modules if 'cluster' in m))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, SustainedClockOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.cluster import train_options
 from chipforge.display import label, plain, show
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_count
@@ -391,7 +390,7 @@ def train(
     png: PngOpt = None,
 ) -> None:
     """Fastest feasible training plan (flags left out are searched), or evaluate the given one."""
-    from chipforge.cluster import plan_training
+    from chipforge.cluster import plan_training, train_options
 
     unexpressed: list[str] = []
     if calculon_plan:
