@@ -49,10 +49,44 @@ def test_unsharded_stage_gathers_its_weights_once_a_step():
     kw = dict(seq=2048, dtype="bf16", microbatches=16)
     whole = stage_cost(chip, TINY, plan, slow, run=RunOptions(loss="eager"), **kw)
     assert whole.weights_whole
-    exposed = max(whole.dp_reduce_tail, whole.dp_reduce + whole.dp_gather - whole.t_b - whole.t_f)
+    # gathered under the first forward; reduced after the last backward (nothing hides it)
+    exposed = max(whole.dp_reduce_tail, whole.dp_reduce + whole.dp_gather - whole.t_f)
     assert exposed > 0
     for m in (4, 16):
         assert _step_parts(whole, m)[2] == pytest.approx(exposed, rel=1e-9)
     sharded = stage_cost(chip, TINY, plan, slow, run=RunOptions(loss="fused"), **kw)
     assert not sharded.weights_whole
     assert _step_parts(sharded, 16)[2] > _step_parts(sharded, 4)[2]
+
+
+@pytest.mark.parametrize("zero", [2, 3])
+def test_pipelined_fsdp_reduces_after_the_last_backward(zero):
+    """torch.distributed.pipelining reduce-scatters a FSDP stage's accumulated gradients once,
+    after its last micro-batch's backward (memory.PIPELINE_FSDP_GRAD_BYTES' source): nothing is
+    left to hide them, where Megatron-Core's buckets ("fused") reduce under that backward."""
+    from chipforge.cluster.memory import pipeline_fsdp_reduces_after
+    from chipforge.cluster.topology import Topology
+    from chipforge.cluster.training import _step_parts
+
+    chip = load_chip("h100")
+    slow = Topology(name="slow", chips=16, kind="torus", domain=16, dims=(4, 4),
+                    link_bandwidth=2e9, up_latency=0.0, nic_bandwidth=2e9,
+                    out_latency=0.0)  # fmt: skip
+    plan = Plan(pp=2, dp=8, zero=zero, recompute="full")
+    assert pipeline_fsdp_reduces_after(plan.pp, plan.zero, plan.dp, "eager")
+    assert not pipeline_fsdp_reduces_after(1, plan.zero, plan.dp, "eager")
+    kw = dict(seq=2048, dtype="bf16", microbatches=8)
+    after = stage_cost(chip, TINY, plan, slow, run=RunOptions(loss="eager"), **kw)
+    under = stage_cost(chip, TINY, plan, slow, run=RunOptions(loss="fused"), **kw)
+    assert after.reduce_after_backward and not under.reduce_after_backward
+    gather = after.dp_gather if zero == 3 else 0.0
+    assert _step_parts(after, 8)[2] == pytest.approx(
+        max(after.dp_reduce_tail, after.dp_reduce + gather - (after.t_f if zero == 3 else 0.0)),
+        rel=1e-9,
+    )
+    if zero == 2:  # the same bytes, hidden under the last backward where buckets reduce there
+        assert under.dp_reduce == pytest.approx(after.dp_reduce, rel=1e-9)
+        assert _step_parts(under, 8)[2] == pytest.approx(
+            max(under.dp_reduce_tail, under.dp_reduce - under.t_b), rel=1e-9
+        )
+        assert _step_parts(after, 8)[2] > _step_parts(under, 8)[2]

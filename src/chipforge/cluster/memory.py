@@ -169,6 +169,13 @@ def pipeline_fsdp_unsharded(pp: int, zero: int, dp: int, loss: str) -> bool:
     return pp > 1 and zero == 3 and dp > 1 and loss in PIPELINE_FSDP_UNSHARDED_WEIGHTS
 
 
+def pipeline_fsdp_reduces_after(pp: int, zero: int, dp: int, loss: str) -> bool:
+    """Whether a pipelined stage sharded by FSDP (ZeRO 2-3) over `dp` ranks accumulates its
+    whole gradients and reduce-scatters them once after the step's last backward
+    (PIPELINE_FSDP_GRAD_BYTES: torchtitan's pipelined FSDP)."""
+    return pp > 1 and zero >= 2 and dp > 1 and loss in PIPELINE_FSDP_GRAD_BYTES
+
+
 def reserved_bytes(family: str) -> float:
     """Bytes of HBM a chip of `family` (ChipSpec.family) holds back from the training program:
     RESERVED_BY_FAMILY, else RESERVED_BYTES."""

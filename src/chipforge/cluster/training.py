@@ -35,6 +35,7 @@ from chipforge.cluster.memory import (
     WEIGHT_BYTES,
     expert_share,
     memory_per_chip,
+    pipeline_fsdp_reduces_after,
     pipeline_fsdp_unsharded,
     reserved_bytes,
 )
@@ -612,6 +613,9 @@ class StageCost:
     # ZeRO-3 weights held whole through the step (memory.pipeline_fsdp_unsharded): gathered
     # once per step, under the first micro-batch's forward, not twice per micro-batch
     weights_whole: bool = False
+    # the gradients reduced once after the last micro-batch's backward, nothing left to hide
+    # them (memory.PIPELINE_FSDP_GRAD_BYTES: a pipelined FSDP stage accumulates them unsharded)
+    reduce_after_backward: bool = False
 
 
 def _up_shares(run: RunOptions, topo: Topology) -> dict[str, float]:
@@ -1131,7 +1135,8 @@ def stage_cost(
         t_opt = max(shard * GRAD_BYTES / link, cpu, shard * per_param / link)
     return StageCost(p, mem, t_f, t_b, t_tp, t_ep, t_cp, stage, bubble, hop, dp_reduce,
                      dp_gather, t_opt, dp_param_gather, tail_reduce, tail_gather,
-                     dp_after, _sm_share(chip, topo, run, "dp"), t_host, whole)  # fmt: skip
+                     dp_after, _sm_share(chip, topo, run, "dp"), t_host, whole,
+                     pipeline_fsdp_reduces_after(p.pp, p.zero, shard, run.loss))  # fmt: skip
 
 
 def hybrid_collective(
@@ -1187,6 +1192,11 @@ def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:
     p = s.plan
     t_pp = pp_exposed(p, s.hop, m)
     t_dp, t_dp_hidden = s.dp_reduce, s.t_b
+    if s.reduce_after_backward:
+        # torch.distributed.pipelining reduce-scatters a FSDP stage's gradients once, after its
+        # last micro-batch's backward has finished (stage.py `backward_maybe_with_nosync`,
+        # "Manually call post backward for FSDP"): the step waits for all of it
+        t_dp_hidden = 0.0
     if p.zero == 3 and s.weights_whole:
         # torch.distributed.pipelining (stage.py `backward_maybe_with_nosync`: every backward
         # set_reshard_after_backward(False), resharded after the last) under torchtitan's
