@@ -251,6 +251,15 @@ MOE_HOST_S_PER_LAUNCH = 17e-6
 TRAIN_METRIC_BYTES = {"cast": 2 + 4, "log_softmax": 4 + 4}
 
 
+# Bytes per parameter a FSDP gradient reduction moves, by the framework the loss names:
+# torchtitan's FSDP2 reduces in fp32 (parallelize_llama.py `apply_fsdp`:
+# MixedPrecisionPolicy(reduce_dtype=TORCH_DTYPE_MAP[mixed_precision_reduce]), "float32" its only
+# choice at 9dec370; FSDP2 `foreach_reduce` allocates the reduce-scatter input in reduce_dtype
+# and the HSDP all-reduce runs on that output). Megatron-Core ("fused") reduces in the gradients'
+# bf16 (GRAD_BYTES). ZeRO 0 (DDP) keeps GRAD_BYTES.
+FSDP_REDUCE_BYTES = {"eager": 4, "compiled": 4}
+
+
 def train_metrics_time(chip: ChipSpec, c: ModelConfig, p: Plan, tok: int, run: RunOptions) -> float:
     """Seconds per micro-batch on the last stage of `run.train_metrics` eager cross-entropies
     over its `tok` tokens' logits (TRAIN_METRIC_BYTES; a TP rank holds 1/tp of the vocabulary)."""
@@ -1085,7 +1094,8 @@ def stage_cost(
     # pipelined stage holds them whole (memory.pipeline_fsdp_unsharded), counted once
     whole = pipeline_fsdp_unsharded(p.pp, p.zero, shard, run.loss)
     params = mem["weights_bytes"] / per_param * (shard if p.zero == 3 and not whole else 1)
-    grads, weights = params * GRAD_BYTES, params * per_param  # bytes on this chip
+    reduce_bytes = FSDP_REDUCE_BYTES.get(run.loss, GRAD_BYTES) if p.zero >= 1 else GRAD_BYTES
+    grads, weights = params * reduce_bytes, params * per_param  # bytes on this chip
     dp_group = p.dp * p.cp
     # Megatron-Core reduces the routed experts' gradients (and gathers their weights) over the
     # expert-data-parallel group, not the data-parallel one: EP is carved out of DP x CP, so
