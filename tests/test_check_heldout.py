@@ -103,6 +103,7 @@ def test_predictions_come_from_the_model_not_the_published_values(results, monke
         chip, "llama3-70b", 256, seq=8192, global_batch=512, dtype="fp8", tp=8, pp=1, dp=32,
         cp=1, ep=1, zero=3, recompute="full", micro_batch=16, interleave=1, tp_overlap=True,
         fp8_recipe="current", attention="flash2",  # PyTorch SDPA's FA2 (cv.SDPA_SOURCES)
+        loss="eager", cp_ring="torch",  # torchtitan's (cv.LOSS_SOURCES, cv.CP_RING_SOURCES)
     )  # fmt: skip
     assert results[row["id"]]["predicted"] == pytest.approx(512 * 8192 / 256 / plan.step_time_s)
 
