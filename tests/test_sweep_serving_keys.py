@@ -41,7 +41,7 @@ def test_the_keys_reach_the_plan():
         ({"ep": 3}, "`ep` 3 must divide"),
         ({"slo_percentile": "99"}, "`slo_percentile` must be one of p50, p90, p99"),
         ({"slo_percentile": "p99", "disaggregated": True}, "not modelled with `disaggregated`"),
-        ({"spec_tokens": 1}, "`spec_tokens` needs `spec_acceptance`"),
+        ({"spec_tokens": 1}, "`spec_tokens` 1 needs `spec_acceptance`"),
         ({"spec_acceptance": 0.8}, "`spec_acceptance` needs `spec_tokens`"),
         ({"spec_tokens": 9, "spec_acceptance": 0.8}, "from 0 to 8"),
         ({"ep_overlap": "yes"}, "`ep_overlap` must be true or false"),

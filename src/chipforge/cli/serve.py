@@ -10,30 +10,6 @@ from rich.table import Table
 from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, SustainedClockOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, show
-from chipforge.errors import ChipforgeError, WorkloadError
-from chipforge.units import parse_quantity
-
-
-def _seconds(text: str | None, field: str) -> float | None:
-    if text is None:
-        return None
-    value = parse_quantity(text, "time", field=field)
-    if value <= 0:
-        raise ChipforgeError(f"`{field}` must be > 0, not {text!r}")
-    return value
-
-
-def _batch_sizes(text: str | None) -> tuple[int, ...]:
-    """`--cuda-graph-batches 128,256,384,512` as integers (plan_serving checks their range)."""
-    if not text:
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise WorkloadError(
-            f"--cuda-graph-batches must list whole batch sizes separated by commas "
-            f"(e.g. 128,256,384,512), not {text!r}"
-        ) from None
 
 
 def serve_tables(d: dict) -> list[Table]:
@@ -275,81 +251,17 @@ def serve(
     out: OutOpt = None,
 ) -> None:
     """Find the parallelism and batch that maximize throughput under the latency SLOs."""
+    from chipforge.cluster import serve_options
     from chipforge.cluster.serving import plan_serving
 
-    _check_pairs(
-        spec_tokens=spec_tokens,
-        spec_acceptance=spec_acceptance,
-        disaggregated=disaggregated,
-        decode_pool=decode_pool,
-        prefill_pool=prefill_pool,
-    )
+    given = {k: v for k, v in locals().items() if k in serve_options.KEYS}
+    options = serve_options.parse(given, "serve", cli=True)  # one parser: a table's keys too
     if sustained_clock:
         _warn_unthrottled(chip)
-    plan = plan_serving(
-        chip,
-        model,
-        chips,
-        isl=isl,
-        osl=osl,
-        dtype=dtype,
-        kv_dtype=kv_dtype,
-        weight_dtype=weight_dtype,
-        tp=tp,
-        pp=pp,
-        ep=ep,
-        concurrency=concurrency,
-        ttft_slo=_seconds(ttft_slo, "--ttft-slo"),
-        tpot_slo=_seconds(tpot_slo, "--tpot-slo"),
-        slo_percentile=slo_percentile,
-        max_batch=max_batch,
-        max_num_tokens=max_num_tokens,
-        dense_cache=dense_cache,
-        batch_shards=batch_shards,
-        disaggregated="decode" if decode_pool else "prefill" if prefill_pool else disaggregated,
-        topology=topology,
-        batching=batching,
-        gqa_kernel=gqa_kernel,
-        osl_cv=osl_cv,
-        isl_cv=isl_cv,
-        attn_dtype=attn_dtype,
-        ep_overlap=ep_overlap,
-        moe_tp=moe_tp,
-        runtime=runtime,
-        spec_tokens=spec_tokens,
-        spec_acceptance=spec_acceptance or 0.0,
-        adp_balance=adp_balance,
-        adp_batching_wait=adp_batching_wait,
-        cuda_graph_batches=_batch_sizes(cuda_graph_batches),
-        sustained_clock=sustained_clock,
-    )
+    plan = plan_serving(chip, model, chips, **options)
     data = plan.to_dict()
     write_reports("serve", data, html, png)
     emit(data, serve_tables(data), as_json=json, out=out)
-
-
-def _check_pairs(
-    *,
-    spec_tokens: int,
-    spec_acceptance: float | None,
-    disaggregated: bool,
-    decode_pool: bool,
-    prefill_pool: bool,
-) -> None:
-    """Flags that contradict each other, or that the plan would silently price without
-    (`plan_serving` refuses the rest, e.g. --slo-percentile where no percentile is modelled)."""
-    if spec_tokens and spec_acceptance is None:  # 0.0 would price every draft as rejected
-        raise WorkloadError(
-            f"--spec-tokens {spec_tokens} needs --spec-acceptance, the probability each draft "
-            "token is accepted (e.g. 0.85, as DeepSeek-V3 reports for its MTP module)"
-        )
-    given = [f for f, on in (("--disaggregated", disaggregated), ("--decode-pool", decode_pool),
-                             ("--prefill-pool", prefill_pool)) if on]  # fmt: skip
-    if len(given) > 1:
-        raise WorkloadError(
-            f"{' and '.join(given)}: --disaggregated splits the chips into prefill and decode "
-            "pools, --decode-pool / --prefill-pool makes them all one pool: give one of them"
-        )
 
 
 def _warn_unthrottled(chip: str) -> None:

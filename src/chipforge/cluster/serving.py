@@ -905,118 +905,44 @@ def evaluate(
     )  # fmt: skip
 
 
-def plan_serving(
-    chip,
-    model,
+def check_options(
+    c: ModelConfig,
     chips: int,
     *,
-    isl: int,
-    osl: int,
-    dtype: str = "bf16",
-    kv_dtype: str | None = None,
-    tp: int | None = None,
-    pp: int | None = None,
-    ep: int | None = None,
-    concurrency: int | None = None,
-    ttft_slo: float | None = None,
-    tpot_slo: float | None = None,
-    disaggregated: bool | str = False,
-    topology: Topology | str | None = None,
-    batching: str = "continuous",
-    gqa_kernel: bool = True,
-    slo_percentile: str | None = None,
-    max_batch: int | None = None,
-    osl_cv: float = 0.0,
-    attn_dtype: str | None = None,
-    ep_overlap: bool = False,
-    spec_tokens: int = 0,
-    spec_acceptance: float = 0.0,
-    adp_balance: int | None = None,
-    prefix_hit: float = 0.0,
-    isl_cv: float = 0.0,
-    max_num_tokens: int | None = None,
-    dense_cache: int | None = None,
-    adp_batching_wait: int = 0,
-    weight_dtype: str | None = None,
-    batch_shards: int = 1,
-    cuda_graph_batches: tuple[int, ...] | list[int] = (),
-    moe_tp: bool = False,
-    runtime: str = "vllm",
-    sustained_clock: bool = False,
-) -> ServingPlan:
-    """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
-    throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
-    beyond what the KV cache holds wait in a queue). `batching`: "continuous" (in-flight, chunked
-    prefill) or "static" (one batch at a time). `disaggregated`: True splits the chips into
-    prefill and decode pools sized to each other; "decode": the chips are a decode pool fed by
-    a prefill pool not counted here; "prefill": a prefill pool (its throughput: the output
-    tokens/s of the prompts it prefills; TPOT 0). `gqa_kernel=False`: decode attention reads the
-    KV cache once per query head (TensorRT-LLM without XQA). `slo_percentile` (p50/p90/p99):
-    the TTFT and TPOT SLOs hold at that percentile under Poisson arrivals (MLPerf Server: p99)
-    instead of on the mean. `max_batch`: the engine's largest running batch per replica
-    (TensorRT-LLM max_batch_size; vLLM max_num_seqs), a cap on the search and on a stated
-    concurrency's running batch (the other requests queue). `osl_cv`: the
-    coefficient of variation of the output lengths (0: all `osl` long); a step's sequences are
-    length-biased, so their mean context is isl + osl (1 + cv^2) / 2. `attn_dtype`: the
-    attention modules' matmuls and weights at this precision instead of `dtype` (NVIDIA's NVFP4
-    DeepSeek-R1 checkpoint quantizes only the FFN/MoE layers). `ep_overlap`: the EP
-    all-to-all hidden behind computation (two micro-batches; DeepSeek's inference system).
-    `spec_tokens`: draft tokens per decode step (MTP / speculative decoding), each accepted
-    with probability `spec_acceptance` given the ones before it (DeepSeek-V3 reports 85-90 %
-    for its one MTP module); TPOT and throughput count the tokens a step yields. `adp_balance`
-    (DP attention): n > 0: the engine gathers the groups' prefills into the same steps, a
-    prompt waiting at most n steps for the others' (TensorRT-LLM's ADP balance,
-    `adp_balancing_timeout_iters`); 0: off, each step waits for the busiest group's prefills;
-    None (default): balanced, the wait not modelled. `adp_batching_wait` (with `adp_balance`
-    n > 0): once every group holds a prompt, the steps the engine still waits before
-    prefilling them (`adp_balancing_batching_wait_iters`; TensorRT-LLM's own default is 10;
-    here 0 unless given). `prefix_hit`: the
-    fraction of prompt tokens already in the KV cache (not recomputed). `isl_cv`: the
-    coefficient of variation of the prompt lengths (0: all `isl` long): under Poisson arrivals
-    the prefill queue is M/G/1 and a long prompt's own prefill is longer (TTFT/TPOT percentiles).
-    `max_num_tokens`: the engine's per-step token budget with chunked
-    prefill (TensorRT-LLM max_num_tokens, vLLM max_num_batched_tokens): a step takes that many
-    tokens, its decode tokens first, so a prompt is prefilled over several steps that also carry
-    the decode batch, and a batch whose prompts cannot get in fast enough is infeasible; with
-    static batching the batch's prompts are chunked in that way, step by step
-    (`cluster.static_budget`: vLLM V0's chunked prefill of a benchmark_latency batch).
-    `batching="interleaved"`: JetStream's (see BATCHING): each prompt prefilled alone at its
-    padded bucket between the decode steps. `dense_cache`: every running sequence holds a
-    preallocated cache of this many positions and decode attention reads all of them
-    (jetstream-pytorch without --ragged_mha: layers.AttentionKernel's dense attention over the
-    whole cache of --max_cache_length; `ragged_mha` defaults to False in jetstream_pt/config.py).
-    `weight_dtype`: weight-only quantization (see WEIGHT_ONLY): every weight held and read at
-    this format, the matmuls and activations at `dtype` (int8 with bf16: W8A16).
-    `batch_shards`: one engine's running batch (`max_batch`, the plan's batch) split over this
-    many groups of tp chips that decode in step, its prompts prefilled one at a time by the one
-    engine (see BATCH_SHARDS; jetstream-pytorch --shard_on_batch: 8 on a v5e-8); with
-    `batching="interleaved"` only.
-    `cuda_graph_batches`: the decode batch sizes (per attention group and micro-batch) the
-    engine captured CUDA graphs for, with padding on (TensorRT-LLM `cuda_graph_batch_sizes`
-    with `cuda_graph_padding_enabled`): a continuous-batching decode step of b sequences runs
-    at the smallest captured size >= b, the extra rows costing every matmul, exchange and the
-    LM head but reading one cached token each (`_graph_batch`); above the largest size the
-    step is not padded. Empty (default): no padding.
-    `moe_tp` (DP attention, `ep` a multiple of `tp` above it): every FFN weight (routed and
-    shared experts, the dense layers' MLP) sliced over the `ep` chips, fed by an all-gather of
-    every attention group's tokens and ended by an all-reduce, instead of whole experts fed by
-    the all-to-all (MOE_TP: SGLang's --enable-dp-attention without --enable-ep-moe).
-    `runtime`: how the KV cache is sized, "vllm" (a fraction of the whole memory, vLLM and
-    SGLang) or "tensorrt-llm" (a fraction of what the weights and activations leave free;
-    kvcache.RUNTIMES).
-    `sustained_clock`: the layers at the chip's power-limited sustained clock where it states
-    one (`training.at_sustained_clock`, as `plan_training`'s option of that name), not the
-    boost clock of its peaks.
-    `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
-    chip = _load_chip(chip) if isinstance(chip, str) else chip
-    if not isinstance(sustained_clock, bool):
-        raise WorkloadError(f"{flag('sustained_clock')} must be true or false, "
-                            f"not {sustained_clock!r}")  # fmt: skip
-    if sustained_clock:
-        from chipforge.cluster.training import at_sustained_clock
-
-        chip = at_sustained_clock(chip)
-    c = resolve_model(model)
+    isl,
+    osl,
+    dtype,
+    kv_dtype,
+    tp,
+    pp,
+    ep,
+    concurrency,
+    ttft_slo,
+    tpot_slo,
+    disaggregated,
+    batching,
+    slo_percentile,
+    max_batch,
+    osl_cv,
+    attn_dtype,
+    ep_overlap,
+    spec_tokens,
+    spec_acceptance,
+    adp_balance,
+    prefix_hit,
+    isl_cv,
+    max_num_tokens,
+    dense_cache,
+    adp_batching_wait,
+    weight_dtype,
+    batch_shards,
+    cuda_graph_batches,
+    moe_tp,
+    runtime,
+) -> tuple[int, ...]:
+    """The values and pairs of `plan_serving`'s options it refuses whatever the chip (one line
+    naming the flags, WorkloadError), so a table of them (cluster.serve_options) is refused
+    before any plan runs; returns `cuda_graph_batches` sorted, without repeats."""
     kvd = kv_dtype or dtype
     if runtime not in RUNTIMES:
         raise WorkloadError(f"{flag('runtime')} must be one of {', '.join(RUNTIMES)}, "
@@ -1169,6 +1095,156 @@ def plan_serving(
         )
     if moe_tp and ep_overlap:
         raise WorkloadError("--moe-tp has no all-to-all for --ep-overlap to hide: drop one")
+    return cuda_graph_batches
+
+
+def plan_serving(
+    chip,
+    model,
+    chips: int,
+    *,
+    isl: int,
+    osl: int,
+    dtype: str = "bf16",
+    kv_dtype: str | None = None,
+    tp: int | None = None,
+    pp: int | None = None,
+    ep: int | None = None,
+    concurrency: int | None = None,
+    ttft_slo: float | None = None,
+    tpot_slo: float | None = None,
+    disaggregated: bool | str = False,
+    topology: Topology | str | None = None,
+    batching: str = "continuous",
+    gqa_kernel: bool = True,
+    slo_percentile: str | None = None,
+    max_batch: int | None = None,
+    osl_cv: float = 0.0,
+    attn_dtype: str | None = None,
+    ep_overlap: bool = False,
+    spec_tokens: int = 0,
+    spec_acceptance: float = 0.0,
+    adp_balance: int | None = None,
+    prefix_hit: float = 0.0,
+    isl_cv: float = 0.0,
+    max_num_tokens: int | None = None,
+    dense_cache: int | None = None,
+    adp_batching_wait: int = 0,
+    weight_dtype: str | None = None,
+    batch_shards: int = 1,
+    cuda_graph_batches: tuple[int, ...] | list[int] = (),
+    moe_tp: bool = False,
+    runtime: str = "vllm",
+    sustained_clock: bool = False,
+) -> ServingPlan:
+    """Evaluate a serving plan, searching the parallelism/batch left as None for the highest
+    throughput meeting the SLOs. `concurrency`: requests in the system over all replicas (those
+    beyond what the KV cache holds wait in a queue). `batching`: "continuous" (in-flight, chunked
+    prefill) or "static" (one batch at a time). `disaggregated`: True splits the chips into
+    prefill and decode pools sized to each other; "decode": the chips are a decode pool fed by
+    a prefill pool not counted here; "prefill": a prefill pool (its throughput: the output
+    tokens/s of the prompts it prefills; TPOT 0). `gqa_kernel=False`: decode attention reads the
+    KV cache once per query head (TensorRT-LLM without XQA). `slo_percentile` (p50/p90/p99):
+    the TTFT and TPOT SLOs hold at that percentile under Poisson arrivals (MLPerf Server: p99)
+    instead of on the mean. `max_batch`: the engine's largest running batch per replica
+    (TensorRT-LLM max_batch_size; vLLM max_num_seqs), a cap on the search and on a stated
+    concurrency's running batch (the other requests queue). `osl_cv`: the
+    coefficient of variation of the output lengths (0: all `osl` long); a step's sequences are
+    length-biased, so their mean context is isl + osl (1 + cv^2) / 2. `attn_dtype`: the
+    attention modules' matmuls and weights at this precision instead of `dtype` (NVIDIA's NVFP4
+    DeepSeek-R1 checkpoint quantizes only the FFN/MoE layers). `ep_overlap`: the EP
+    all-to-all hidden behind computation (two micro-batches; DeepSeek's inference system).
+    `spec_tokens`: draft tokens per decode step (MTP / speculative decoding), each accepted
+    with probability `spec_acceptance` given the ones before it (DeepSeek-V3 reports 85-90 %
+    for its one MTP module); TPOT and throughput count the tokens a step yields. `adp_balance`
+    (DP attention): n > 0: the engine gathers the groups' prefills into the same steps, a
+    prompt waiting at most n steps for the others' (TensorRT-LLM's ADP balance,
+    `adp_balancing_timeout_iters`); 0: off, each step waits for the busiest group's prefills;
+    None (default): balanced, the wait not modelled. `adp_batching_wait` (with `adp_balance`
+    n > 0): once every group holds a prompt, the steps the engine still waits before
+    prefilling them (`adp_balancing_batching_wait_iters`; TensorRT-LLM's own default is 10;
+    here 0 unless given). `prefix_hit`: the
+    fraction of prompt tokens already in the KV cache (not recomputed). `isl_cv`: the
+    coefficient of variation of the prompt lengths (0: all `isl` long): under Poisson arrivals
+    the prefill queue is M/G/1 and a long prompt's own prefill is longer (TTFT/TPOT percentiles).
+    `max_num_tokens`: the engine's per-step token budget with chunked
+    prefill (TensorRT-LLM max_num_tokens, vLLM max_num_batched_tokens): a step takes that many
+    tokens, its decode tokens first, so a prompt is prefilled over several steps that also carry
+    the decode batch, and a batch whose prompts cannot get in fast enough is infeasible; with
+    static batching the batch's prompts are chunked in that way, step by step
+    (`cluster.static_budget`: vLLM V0's chunked prefill of a benchmark_latency batch).
+    `batching="interleaved"`: JetStream's (see BATCHING): each prompt prefilled alone at its
+    padded bucket between the decode steps. `dense_cache`: every running sequence holds a
+    preallocated cache of this many positions and decode attention reads all of them
+    (jetstream-pytorch without --ragged_mha: layers.AttentionKernel's dense attention over the
+    whole cache of --max_cache_length; `ragged_mha` defaults to False in jetstream_pt/config.py).
+    `weight_dtype`: weight-only quantization (see WEIGHT_ONLY): every weight held and read at
+    this format, the matmuls and activations at `dtype` (int8 with bf16: W8A16).
+    `batch_shards`: one engine's running batch (`max_batch`, the plan's batch) split over this
+    many groups of tp chips that decode in step, its prompts prefilled one at a time by the one
+    engine (see BATCH_SHARDS; jetstream-pytorch --shard_on_batch: 8 on a v5e-8); with
+    `batching="interleaved"` only.
+    `cuda_graph_batches`: the decode batch sizes (per attention group and micro-batch) the
+    engine captured CUDA graphs for, with padding on (TensorRT-LLM `cuda_graph_batch_sizes`
+    with `cuda_graph_padding_enabled`): a continuous-batching decode step of b sequences runs
+    at the smallest captured size >= b, the extra rows costing every matmul, exchange and the
+    LM head but reading one cached token each (`_graph_batch`); above the largest size the
+    step is not padded. Empty (default): no padding.
+    `moe_tp` (DP attention, `ep` a multiple of `tp` above it): every FFN weight (routed and
+    shared experts, the dense layers' MLP) sliced over the `ep` chips, fed by an all-gather of
+    every attention group's tokens and ended by an all-reduce, instead of whole experts fed by
+    the all-to-all (MOE_TP: SGLang's --enable-dp-attention without --enable-ep-moe).
+    `runtime`: how the KV cache is sized, "vllm" (a fraction of the whole memory, vLLM and
+    SGLang) or "tensorrt-llm" (a fraction of what the weights and activations leave free;
+    kvcache.RUNTIMES).
+    `sustained_clock`: the layers at the chip's power-limited sustained clock where it states
+    one (`training.at_sustained_clock`, as `plan_training`'s option of that name), not the
+    boost clock of its peaks.
+    `.curve` / `to_dict()["curve"]`: the latency/throughput curve of the chosen configuration."""
+    chip = _load_chip(chip) if isinstance(chip, str) else chip
+    if not isinstance(sustained_clock, bool):
+        raise WorkloadError(f"{flag('sustained_clock')} must be true or false, "
+                            f"not {sustained_clock!r}")  # fmt: skip
+    if sustained_clock:
+        from chipforge.cluster.training import at_sustained_clock
+
+        chip = at_sustained_clock(chip)
+    c = resolve_model(model)
+    kvd = kv_dtype or dtype
+    cuda_graph_batches = check_options(
+        c,
+        chips,
+        isl=isl,
+        osl=osl,
+        dtype=dtype,
+        kv_dtype=kv_dtype,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        concurrency=concurrency,
+        ttft_slo=ttft_slo,
+        tpot_slo=tpot_slo,
+        disaggregated=disaggregated,
+        batching=batching,
+        slo_percentile=slo_percentile,
+        max_batch=max_batch,
+        osl_cv=osl_cv,
+        attn_dtype=attn_dtype,
+        ep_overlap=ep_overlap,
+        spec_tokens=spec_tokens,
+        spec_acceptance=spec_acceptance,
+        adp_balance=adp_balance,
+        prefix_hit=prefix_hit,
+        isl_cv=isl_cv,
+        max_num_tokens=max_num_tokens,
+        dense_cache=dense_cache,
+        adp_batching_wait=adp_batching_wait,
+        weight_dtype=weight_dtype,
+        batch_shards=batch_shards,
+        cuda_graph_batches=cuda_graph_batches,
+        moe_tp=moe_tp,
+        runtime=runtime,
+    )
     topo = topology if isinstance(topology, Topology) else topology_for(chip, chips, topology)
     _check(c, chips, tp, pp, ep)  # the given flags, before any search
     # no scale-up links (a chip TOML without [[links]]): replicas of one chip's tensor shard

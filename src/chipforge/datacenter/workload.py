@@ -82,9 +82,17 @@ def site_request(model, isl: int = 1024, osl: int = 1024) -> tuple[int, int]:
 
 
 def serving(
-    site: dict, chip: Chip, model, isl: int = 1024, osl: int = 1024, dtype: str = "bf16"
+    site: dict,
+    chip: Chip,
+    model,
+    isl: int = 1024,
+    osl: int = 1024,
+    dtype: str = "bf16",
+    options: dict | None = None,
 ) -> dict:
-    """Output tokens/s of the whole site serving `model`, and $ per million output tokens."""
+    """Output tokens/s of the whole site serving `model`, and $ per million output tokens;
+    `options`: more `plan_serving` keywords (the plan's flags, cluster.serve_options) for each
+    replica's plan (the roofline fallback, where no plan is feasible, prices without them)."""
     m = resolve_model(model)
     b = nbytes(dtype)
     weights = m.params() * b
@@ -93,7 +101,14 @@ def serving(
         raise Infeasible(f"`--chip` {chip.name} has no off-chip memory; serving needs one")
     group = 2 ** math.ceil(math.log2(max(1.0, 2 * weights / chip.hbm_bytes)))
     plan, why = _try(
-        plan_serving, chip.spec or load_chip(chip.name), m, group, isl=isl, osl=osl, dtype=dtype
+        plan_serving,
+        chip.spec or load_chip(chip.name),
+        m,
+        group,
+        isl=isl,
+        osl=osl,
+        dtype=dtype,
+        **(options or {}),
     )
     if plan is not None:
         per_group, method = plan["throughput_tokens_per_s"], "cluster.plan_serving"

@@ -365,6 +365,18 @@ class Serve:
     isl: int = 1024
     osl: int = 1024
     dtype: str = "bf16"
+    # the plan's other options, as `chipforge serve`'s flags of the same names
+    # (cluster.serve_options), each a TOML "key=value" line: hashable, read back by `options`
+    plan: tuple[str, ...] = ()
+
+    def options(self) -> dict:
+        """`plan_serving` keyword arguments of `plan` (isl, osl and dtype are the entry's)."""
+        return serve_plan_options(self.plan, self.model, self.isl, self.osl, self.dtype)
+
+    def key(self) -> str:
+        """The workload's name in the JSON (rates.workloads): without options as it was."""
+        return ":".join(str(v) for v in ("serve", self.model, self.isl, self.osl, self.dtype,
+                                         *self.plan))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -586,21 +598,13 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
         Serve(rel(str(t["model"])), _count(t["tokens_per_day"], "workload.serve.tokens_per_day"),
               months_between(start, str(t.get("start", start)), "workload.serve.start"),
               _int(t.get("isl", 1024), "workload.serve.isl"),
-              _int(t.get("osl", 1024), "workload.serve.osl"), _dtype(t.get("dtype", "bf16")))
+              _int(t.get("osl", 1024), "workload.serve.osl"), _dtype(t.get("dtype", "bf16")),
+              _plan_lines(t, SERVE_OWN))
         for t in _tables(wl, "serve", "workload.serve", need=("model", "tokens_per_day"))
     )  # fmt: skip
-    serve_keys = ("model", "tokens_per_day", "start", "isl", "osl", "dtype")
-    for t in _tables(wl, "serve", "workload.serve", need=("model", "tokens_per_day")):
-        unknown = sorted(set(t) - set(serve_keys))
-        if unknown:  # else ignored: `ep = 16` priced as if not given
-            from chipforge.errors import did_you_mean
-
-            raise ChipforgeError(
-                f"`workload.serve` {t['model']}: unknown key `{unknown[0]}`; it takes "
-                f"{', '.join(serve_keys)}{did_you_mean(unknown[0], list(serve_keys))}"
-            )
     for s in serve:
         _within_context(s)
+        s.options()  # each plan option read and its pairs checked before any sample
     if not train and not serve:
         raise ChipforgeError("the scenario needs a workload: [[workload.train]] or "
                              "[[workload.serve]]")  # fmt: skip
@@ -626,15 +630,18 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
 
 
 TRAIN_OWN = ("model", "tokens", "start", "end")  # [[workload.train]]'s keys, not plan options
+# [[workload.serve]]'s own keys (isl, osl, dtype: `serve`'s flags, read as they were before the
+# other options)
+SERVE_OWN = ("model", "tokens_per_day", "start", "isl", "osl", "dtype")
 
 
-def _plan_lines(t: dict) -> tuple[str, ...]:
-    """The plan options of a [[workload.train]] entry as TOML "key=value" lines."""
+def _plan_lines(t: dict, own: tuple[str, ...] = TRAIN_OWN) -> tuple[str, ...]:
+    """The plan options of a [[workload.train]] (or .serve) entry as TOML "key=value" lines."""
     import json
 
     out = []
     for k, v in t.items():
-        if k in TRAIN_OWN:
+        if k in own:
             continue
         if isinstance(v, bool):
             text = "true" if v else "false"
@@ -663,6 +670,37 @@ def train_plan_options(lines: tuple[str, ...], model: str) -> dict:
                              f"true / false or a string: {', '.join(lines)}") from None  # fmt: skip
     moe = resolve_model(model).is_moe
     return train_options.parse(raw, f"workload.train {model}", moe=moe)
+
+
+def serve_plan_options(
+    lines: tuple[str, ...], model: str, isl: int = 1024, osl: int = 1024, dtype: str = "bf16"
+) -> dict:
+    """`plan_serving` keyword arguments of [[workload.serve]] "key=value" lines
+    (cluster.serve_options: the keys of `chipforge serve`'s flags); what `serve` refuses is
+    refused here, but the rules on the replica's chip count (sized later from the weights,
+    datacenter.workload.serving). A model that does not resolve: types only (the rates say
+    why, naming it)."""
+    import tomllib
+
+    from chipforge.cluster import serve_options
+    from chipforge.workload.resolve import resolve_model
+
+    where = f"workload.serve {model}"
+    try:
+        raw = tomllib.loads("\n".join(lines))
+    except tomllib.TOMLDecodeError:
+        raise ChipforgeError(f"`{where}`: a plan option must be a number, true / false, a "
+                             f"string or a list: {', '.join(lines)}") from None  # fmt: skip
+    own = [k for k in raw if k in SERVE_OWN]
+    if own:
+        raise ChipforgeError(f"{where}: `{own[0]}` given twice")
+    try:
+        c = resolve_model(model)
+    except ChipforgeError:
+        c = None
+    entry = {"isl": isl, "osl": osl, "dtype": dtype}
+    o = serve_options.parse(entry | raw, where, model=c)
+    return {k: v for k, v in o.items() if k not in entry}
 
 
 def _table(d: dict, key: str) -> dict:

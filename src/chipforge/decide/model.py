@@ -71,12 +71,12 @@ def demand(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray, dict[str, flo
         tokens_per_s = s.tokens_per_day / 86400 * (1 + g) ** np.maximum(np.arange(Q) - q0, 0)
         rate = tokens_per_s * fpt * on
         out += rate
-        parts[f"serve:{s.model}:{s.isl}:{s.osl}:{s.dtype}"] = (rate, fpt)
+        parts[s.key()] = (rate, fpt)
     # the mix at the nominal growth (fixed, so it does not move with the sample set)
     g0 = sc.param("workload.serve_growth_per_quarter").value
     scale = {k: r[0].sum() if k.startswith("train") else 0.0 for k, (r, _) in parts.items()}
     for s in sc.serve:
-        k = f"serve:{s.model}:{s.isl}:{s.osl}:{s.dtype}"
+        k = s.key()
         on = np.clip((m0 + 3 - s.start_month) / 3, 0, 1)
         q0 = s.start_month / 3
         tps = s.tokens_per_day / 86400 * (1 + g0) ** np.maximum(np.arange(Q) - q0, 0)

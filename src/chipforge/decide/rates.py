@@ -13,7 +13,7 @@ from chipforge.datacenter.racks import Rack, rack_for, rack_from_dict
 from chipforge.datacenter.site import Assumptions, network_tiers
 from chipforge.datacenter.tco import Chip, facts_from
 from chipforge.datacenter.workload import serving, training
-from chipforge.decide.inputs import Option, Scenario, train_plan_options
+from chipforge.decide.inputs import Option, Scenario, serve_plan_options, train_plan_options
 from chipforge.errors import ChipforgeError
 from chipforge.silicon import evaluate
 from chipforge.spec import load_chip
@@ -94,9 +94,10 @@ def _plan(chip: Chip, workload: tuple, ref_chips: int) -> tuple[float, str]:
         t = training(site, chip, model, tokens, options=train_plan_options(tuple(plan), model))
         flops = 6.0 * resolve_model(model).params() * tokens
         return flops / (t["time_to_train_s"] * t["training_chips"]), t["method"]
-    _, model, isl, osl, dtype = workload
+    _, model, isl, osl, dtype, *plan = workload  # plan: the options' "key=value" lines
     site = {"chips": ref_chips, "assumptions": a, "tco_usd_per_year": 1.0}
-    s = serving(site, chip, model, isl=isl, osl=osl, dtype=dtype)
+    options = serve_plan_options(tuple(plan), model, isl, osl, dtype)
+    s = serving(site, chip, model, isl=isl, osl=osl, dtype=dtype, options=options)
     per_chip = s["throughput_tokens_per_s"] / (s["replicas"] * s["chips_per_replica"])
     return 2.0 * resolve_model(model).params() * per_chip, s["method"]
 
@@ -104,7 +105,7 @@ def _plan(chip: Chip, workload: tuple, ref_chips: int) -> tuple[float, str]:
 def workloads(sc: Scenario) -> list[tuple]:
     """Hashable workload keys, trainings then servings."""
     return [("train", t.model, t.tokens, *t.plan) for t in sc.train] + [
-        ("serve", s.model, s.isl, s.osl, s.dtype) for s in sc.serve
+        ("serve", s.model, s.isl, s.osl, s.dtype, *s.plan) for s in sc.serve
     ]
 
 

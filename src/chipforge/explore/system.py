@@ -2,11 +2,8 @@
 and a whole site priced by `chipforge.datacenter` (racks, PUE, hosts, network, capex, opex, TCO).
 
     [serving]  model = "llama3-70b", chips = 8, isl = 2048, osl = 256, dtype = "fp8",
-               tpot_slo = "100 ms"          # optional: ttft_slo, kv_dtype, tp, pp, ep,
-                                            # disaggregated, slo_percentile, ep_overlap,
-                                            # spec_tokens + spec_acceptance, runtime,
-                                            # sustained_clock, moe_tp, cuda_graph_batches
-                                            # (as `serve`'s flags)
+               tpot_slo = "100 ms"          # optional: every plan option of `chipforge
+                                            # serve` by its flag's name (cluster.serve_options)
     [training] model = "llama3-70b", chips = 1024   # optional: every plan option of `chipforge
                dp_shard = 8, zero = 3, ...  # train` by its flag's name (cluster.train_options)
     [site]     power = "1 GW"               # facility power, as `chipforge datacenter --power`
@@ -72,24 +69,18 @@ class SystemTableError(ChipforgeError):
 class Serving:
     model: str
     chips: int
-    isl: int
-    osl: int
-    dtype: str = "bf16"
-    kv_dtype: str | None = None
-    tp: int | None = None
-    pp: int | None = None
-    ttft_slo_s: float | None = None
-    tpot_slo_s: float | None = None
-    disaggregated: bool = False
-    ep: int | None = None  # expert parallel (MoE), as `serve --ep`
-    slo_percentile: str | None = None  # p50/p90/p99 under Poisson arrivals, as --slo-percentile
-    ep_overlap: bool = False  # as --ep-overlap
-    spec_tokens: int = 0  # draft tokens per decode step, as --spec-tokens
-    spec_acceptance: float | None = None  # needed with spec_tokens, as --spec-acceptance
-    runtime: str = "vllm"  # how the KV cache is sized, as --runtime (kvcache.RUNTIMES)
-    moe_tp: bool = False  # DP attention with a tensor-parallel FFN, as --moe-tp
-    cuda_graph_batches: tuple[int, ...] = ()  # captured decode sizes, as --cuda-graph-batches
-    sustained_clock: bool = False  # the layers at the sustained clock, as --sustained-clock
+    isl: int = 1024
+    osl: int = 1024
+    # the plan options as written (TOML values, lists as tuples), `chipforge serve`'s flags by
+    # name (cluster.serve_options; read and checked by parse_serving)
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def plan_options(self) -> dict:
+        """`plan_serving` keyword arguments of `options` (isl and osl included)."""
+        from chipforge.cluster import serve_options
+
+        raw = {"isl": self.isl, "osl": self.osl, **dict(self.options)}
+        return serve_options.parse(raw, "serving")
 
 
 @dataclass(frozen=True)
@@ -137,131 +128,33 @@ def _quantity(value, dimension: str, where: str) -> float:
 
 
 def parse_serving(raw: dict | None) -> Serving | None:
+    """[serving]: `model`, `chips` and any plan option of `chipforge serve` (its flag's name
+    with underscores; isl and osl 1024 unless given); what `serve` refuses is refused here,
+    before any point."""
     if raw is None:
         return None
-    from chipforge.cluster.checks import within_context
-    from chipforge.cluster.kvcache import RUNTIMES
-    from chipforge.cluster.queueing import PERCENTILES
+    from chipforge.cluster import serve_options
     from chipforge.cluster.serving import resolve_model
-    from chipforge.dtypes import BYTES
 
-    keys = [f.name for f in fields(Serving)]
-    keys = [k.removesuffix("_s") if k.endswith("_slo_s") else k for k in keys]
+    keys = ["model", "chips", *serve_options.KEYS]
     for k in raw:
         if k not in keys:
             raise SystemTableError(f"serving: unknown key `{k}`{did_you_mean(k, keys)}")
     if "model" not in raw:
         raise SystemTableError('serving: `model` is missing, e.g. model = "llama3-70b"')
     try:
-        resolve_model(str(raw["model"]))
+        c = resolve_model(str(raw["model"]))
     except ChipforgeError as e:
         raise SystemTableError(f"serving: `model` {raw['model']!r}: {e}") from None
-    choices = {"dtype": BYTES, "kv_dtype": BYTES, "runtime": RUNTIMES,
-               "slo_percentile": PERCENTILES}  # fmt: skip
-    for k, allowed in choices.items():  # a list or table is no name (`in` a dict raised TypeError)
-        if k in raw and (not isinstance(raw[k], str) or raw[k] not in allowed):
-            raise SystemTableError(
-                f"serving: `{k}` must be one of {', '.join(allowed)}, not {raw[k]!r}"
-            )
-    slo = {}
-    for k in ("ttft_slo", "tpot_slo"):
-        if k in raw:
-            slo[f"{k}_s"] = _quantity(raw[k], "time", f"serving.{k}")
-            if slo[f"{k}_s"] <= 0:
-                raise SystemTableError(f"serving: `{k}` must be > 0, not {raw[k]!r}")
-    out = Serving(
-        model=str(raw["model"]),
-        chips=_int(raw, "chips", 8),
-        isl=_int(raw, "isl", 1024),
-        osl=_int(raw, "osl", 1024),
-        dtype=raw.get("dtype", "bf16"),
-        kv_dtype=raw.get("kv_dtype"),
-        tp=_int(raw, "tp"),
-        pp=_int(raw, "pp"),
-        disaggregated=_flag(raw, "disaggregated"),
-        ep=_int(raw, "ep"),
-        slo_percentile=raw.get("slo_percentile"),
-        ep_overlap=_flag(raw, "ep_overlap"),
-        spec_tokens=_spec_tokens(raw),
-        spec_acceptance=_probability(raw, "spec_acceptance"),
-        runtime=raw.get("runtime", "vllm"),
-        sustained_clock=_flag(raw, "sustained_clock"),
-        moe_tp=_flag(raw, "moe_tp"),
-        cuda_graph_batches=_batch_sizes(raw),
-        **slo,
-    )
-    c = resolve_model(out.model)
-    # as plan_serving refuses it
-    within_context(c, out.isl, out.osl, fields="serving: `isl` + `osl`", error=SystemTableError)
-    for k, v, need in (("tp", out.tp, c.heads), ("pp", out.pp, c.layers)):
-        if v and (need % v or out.chips % v):
-            raise SystemTableError(
-                f"serving: `{k}` {v} must divide {c.name}'s {need} "
-                f"{'heads' if k == 'tp' else 'layers'} and `chips` {out.chips}"
-            )
-    if out.ep and (not c.is_moe or c.experts % out.ep or out.chips % out.ep):
-        raise SystemTableError(
-            f"serving: `ep` {out.ep} must divide {c.name}'s routed experts ({c.experts}) and "
-            f"`chips` {out.chips}" + ("" if c.is_moe else f"; {c.name} is dense: drop it")
-        )
-    _pairs(out)
-    return out
-
-
-def _flag(raw: dict, key: str) -> bool:
-    v = raw.get(key, False)
-    if not isinstance(v, bool):
-        raise SystemTableError(f"serving: `{key}` must be true or false, not {v!r}")
-    return v
-
-
-def _batch_sizes(raw: dict) -> tuple[int, ...]:
-    """`cuda_graph_batches`: a list of batch sizes, as plan_serving takes them."""
-    from chipforge.cluster.checks import MAX_SEQUENCES
-
-    v = raw.get("cuda_graph_batches", [])
-    if not isinstance(v, list) or not all(
-        isinstance(b, int) and not isinstance(b, bool) and 0 < b <= MAX_SEQUENCES for b in v
-    ):
-        raise SystemTableError(f"serving: `cuda_graph_batches` must list batch sizes from 1 to "
-                               f"{MAX_SEQUENCES:,} (e.g. [128, 256]), not {v!r}")  # fmt: skip
-    return tuple(sorted(set(v)))
-
-
-def _spec_tokens(raw: dict) -> int:
-    v = raw.get("spec_tokens", 0)
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 8:
-        raise SystemTableError(f"serving: `spec_tokens` must be a whole number from 0 to 8, "
-                               f"not {v!r}")  # fmt: skip
-    return v
-
-
-def _probability(raw: dict, key: str) -> float | None:
-    v = raw.get(key)
-    if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1):
-        raise SystemTableError(f"serving: `{key}` must be a probability in [0, 1), not {v!r}")
-    return None if v is None else float(v)
-
-
-def _pairs(s: Serving) -> None:
-    """The keys `serve` refuses together or alone (cli.serve._check_pairs), refused here before
-    any point runs."""
-    if s.slo_percentile and s.disaggregated:
-        raise SystemTableError("serving: `slo_percentile` is not modelled with `disaggregated` "
-                               "(the pools' queues are not modelled): drop one")  # fmt: skip
-    if s.spec_tokens and s.spec_acceptance is None:
-        raise SystemTableError("serving: `spec_tokens` needs `spec_acceptance`, the probability "
-                               "each draft token is accepted (e.g. 0.85)")  # fmt: skip
-    if s.spec_acceptance is not None and not s.spec_tokens:
-        raise SystemTableError("serving: `spec_acceptance` needs `spec_tokens`, the draft "
-                               "tokens per step")  # fmt: skip
-    if s.moe_tp and not (s.tp and s.ep and s.ep > s.tp and s.ep % s.tp == 0):
-        raise SystemTableError("serving: `moe_tp` slices the FFN of DP-attention groups over "
-                               "the `ep` chips: give `tp` and `ep`, `ep` a multiple of `tp` "
-                               "above it")  # fmt: skip
-    if s.moe_tp and s.ep_overlap:
-        raise SystemTableError("serving: `moe_tp` has no all-to-all for `ep_overlap` to hide: "
-                               "drop one")  # fmt: skip
+    chips = _int(raw, "chips", 8)
+    rest = {k: v for k, v in raw.items() if k not in ("model", "chips")}
+    try:
+        o = serve_options.parse({"isl": 1024, "osl": 1024} | rest, "serving", model=c, chips=chips)
+    except ChipforgeError as e:
+        raise SystemTableError(str(e)) from None
+    options = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in rest.items()
+                    if k not in ("isl", "osl"))  # fmt: skip
+    return Serving(str(raw["model"]), chips, o["isl"], o["osl"], options)
 
 
 def parse_training(raw: dict | None) -> Training | None:
@@ -366,29 +259,7 @@ def _plan(chip, s: Serving):
     """`plan_serving` for one design chip (its per-layer cache is keyed on the chip's content)."""
     from chipforge.cluster import plan_serving
 
-    return plan_serving(
-        chip,
-        _model(s.model),
-        s.chips,
-        isl=s.isl,
-        osl=s.osl,
-        dtype=s.dtype,
-        kv_dtype=s.kv_dtype,
-        tp=s.tp,
-        pp=s.pp,
-        ep=s.ep,
-        ttft_slo=s.ttft_slo_s,
-        tpot_slo=s.tpot_slo_s,
-        disaggregated=s.disaggregated,
-        slo_percentile=s.slo_percentile,
-        ep_overlap=s.ep_overlap,
-        spec_tokens=s.spec_tokens,
-        spec_acceptance=s.spec_acceptance or 0.0,
-        runtime=s.runtime,
-        sustained_clock=s.sustained_clock,
-        moe_tp=s.moe_tp,
-        cuda_graph_batches=s.cuda_graph_batches,
-    )
+    return plan_serving(chip, _model(s.model), s.chips, **s.plan_options())
 
 
 def serving_objectives(s: Serving, chip) -> dict:

@@ -1,0 +1,188 @@
+"""The serving-plan options of `chipforge serve` as keys of a TOML table (a sweep's [serving], a
+decide scenario's [[workload.serve]]) and as the command's own flags: one parser, so a key means
+what the flag of the same name means (`--max-num-tokens` -> max_num_tokens, `--gqa-kernel /
+--no-gqa-kernel` -> gqa_kernel = true / false, `--ttft-slo 2s` -> ttft_slo = "2s",
+`--cuda-graph-batches 128,256` -> cuda_graph_batches = "128,256" or [128, 256], `--decode-pool`
+-> decode_pool = true), and the values and pairs `plan_serving` refuses are refused when the
+table is read (`serving.check_options`, the plan's own checks), before anything is planned.
+`parse` returns `plan_serving`'s keyword arguments."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from typing import Any
+
+from chipforge.errors import ChipforgeError, WorkloadError
+
+# `chipforge serve` parameters that are not options of the plan: the job itself (chip, model,
+# chips: the table's own keys or its caller's) and what the command prints
+NOT_PLAN_OPTIONS = ("chip", "model", "chips", "html", "png", "json", "out")
+WHOLE = ("isl", "osl", "tp", "pp", "ep", "concurrency", "max_batch", "max_num_tokens",
+         "dense_cache", "batch_shards")  # fmt: skip  # >= 1
+STEPS = ("spec_tokens", "adp_balance", "adp_batching_wait")  # >= 0
+NUMBERS = ("osl_cv", "isl_cv", "spec_acceptance")
+SWITCHES = ("disaggregated", "decode_pool", "prefill_pool", "gqa_kernel", "ep_overlap", "moe_tp",
+            "sustained_clock")  # fmt: skip
+TEXT = ("dtype", "kv_dtype", "weight_dtype", "attn_dtype", "topology", "batching", "runtime",
+        "slo_percentile")  # fmt: skip
+TIMES = ("ttft_slo", "tpot_slo")  # "2 s", "100ms", or seconds
+KEYS = WHOLE + STEPS + NUMBERS + SWITCHES + TEXT + TIMES + ("cuda_graph_batches",)
+POOLS = ("disaggregated", "decode_pool", "prefill_pool")  # one `disaggregated` keyword
+
+
+class ServeOptionError(WorkloadError):
+    """A bad serving option (one line naming the key or flag and the fix)."""
+
+
+def parse(
+    raw: dict,
+    where: str,
+    *,
+    model=None,
+    chips: int | None = None,
+    skip: tuple[str, ...] = (),
+    cli: bool = False,
+) -> dict[str, Any]:
+    """`plan_serving` keyword arguments from the keys of `raw` (every key but those in `skip`,
+    the table's own, must be an option; None: not given). `model` (and `chips`, the replica's
+    chips where known): refuse what `plan_serving` would refuse for them, before any plan.
+    `cli`: the values come from `serve`'s flags; errors name the flags, not `where`'s keys."""
+    from chipforge.errors import did_you_mean
+
+    def name(key: str) -> str:
+        return f"--{key.replace('_', '-')}" if cli else f"`{key}`"
+
+    def fail(text: str) -> ServeOptionError:
+        return ServeOptionError(text if cli else f"{where}: {text}")
+
+    given: dict[str, Any] = {}
+    for key, v in raw.items():
+        if key in skip or v is None:
+            continue
+        if key not in KEYS:
+            raise fail(f"unknown key `{key}`{did_you_mean(key, list(KEYS))}")
+        given[key] = _value(key, v, name(key), fail, where)
+    pools = [k for k in POOLS if given.get(k)]
+    if len(pools) > 1:
+        raise fail(f"{' and '.join(map(name, pools))}: {name('disaggregated')} splits the chips "
+                   f"into prefill and decode pools, {name('decode_pool')} / {name('prefill_pool')} "
+                   "makes them all one pool: give one of them")  # fmt: skip
+    spec = given.get("spec_tokens")
+    if spec and "spec_acceptance" not in given:  # 0.0 would price every draft as rejected
+        raise fail(f"{name('spec_tokens')} {spec} needs {name('spec_acceptance')}, the probability "
+                   "each draft token is accepted (e.g. 0.85, as DeepSeek-V3 reports for its MTP "
+                   "module)")  # fmt: skip
+    out = {k: v for k, v in given.items() if k not in POOLS}
+    pool = (
+        "decode" if given.get("decode_pool") else "prefill" if given.get("prefill_pool") else None
+    )
+    if pool or "disaggregated" in given:
+        out["disaggregated"] = pool or given["disaggregated"]
+    if "topology" in out and not cli:  # the command's is read by topology_for with the chip
+        from chipforge.cluster.topology import topology_names
+
+        names = topology_names()
+        if out["topology"] not in names:
+            raise fail(f"`topology` must be a preset ({', '.join(names)}), not "
+                       f"{out['topology']!r}")  # fmt: skip
+    if model is not None:
+        _check(out, model, chips, fail)
+    return out
+
+
+def _value(key: str, v: Any, shown: str, fail, where: str) -> Any:
+    if key in WHOLE or key in STEPS:
+        low = 1 if key in WHOLE else 0
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise fail(f"{shown} must be a whole number from {low}, not {v!r}")
+        return v
+    if key in NUMBERS:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise fail(f"{shown} must be a number, not {v!r}")
+        return float(v) if key == "spec_acceptance" else v
+    if key in SWITCHES:
+        if not isinstance(v, bool):
+            raise fail(f"{shown} must be true or false, not {v!r}")
+        return v
+    if key in TIMES:  # named as `serve` and the sweep's [serving] named them before
+        return _seconds(v, shown.strip("`") if shown.startswith("-") else f"{where}.{key}")
+    if key == "cuda_graph_batches":
+        return _batch_sizes(v, shown, fail)
+    if not isinstance(v, str):
+        raise fail(f"{shown} must be a string, not {v!r}")
+    return v
+
+
+def _seconds(v: Any, field: str) -> float:
+    """`--ttft-slo 2s` / ttft_slo = "2 s" or a number of seconds, > 0 (errors name `field`)."""
+    from chipforge.units import parse_quantity
+
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise ServeOptionError(f'`{field}` must be a time, e.g. "2 s" or "100 ms", not {v!r}')
+    try:
+        value = parse_quantity(v, "time", field=field)
+    except ChipforgeError as e:
+        raise ServeOptionError(str(e)) from None
+    if not value > 0:
+        raise ServeOptionError(f"`{field}` must be > 0, not {v!r}")
+    return value
+
+
+def _batch_sizes(v: Any, shown: str, fail) -> tuple[int, ...]:
+    """`--cuda-graph-batches 128,256,384,512` (or a list of them) as integers (plan_serving
+    checks their range)."""
+    if isinstance(v, list | tuple):
+        parts = list(v)
+    elif isinstance(v, str):
+        try:
+            parts = [int(part) for part in v.split(",")] if v else []
+        except ValueError:
+            parts = [v]
+    else:
+        parts = [v]
+    if not all(isinstance(b, int) and not isinstance(b, bool) for b in parts):
+        raise fail(f"{shown} must list whole batch sizes separated by commas "
+                   f"(e.g. 128,256,384,512), not {v!r}")  # fmt: skip
+    return tuple(parts)
+
+
+def _check(o: dict, model, chips: int | None, fail) -> None:
+    """What `plan_serving` refuses for these options whatever the chip (serving.check_options,
+    its own checks, messages naming the flags). Without `chips` (a replica sized later from the
+    weights, datacenter.workload.serving) its chip-count rules wait for the plan."""
+    from chipforge.cluster.serving import check_options, plan_serving, resolve_model
+
+    c = resolve_model(model)
+    sig = inspect.signature(plan_serving).parameters
+    kw = {k: p.default for k, p in sig.items() if p.kind is p.KEYWORD_ONLY}
+    kw |= {"isl": 1024, "osl": 1024} | o  # isl, osl: the table's (their callers' defaults)
+    wanted = inspect.signature(check_options).parameters
+    try:
+        check_options(c, chips or kw["batch_shards"],
+                      **{k: v for k, v in kw.items() if k in wanted})  # fmt: skip
+    except WorkloadError as e:
+        raise fail(as_keys(str(e))) from None
+    # the model's shape, as plan_serving's serving_plan._check refuses it once the chips are known
+    for k, need, what in (("tp", c.heads, "heads"), ("pp", c.layers, "layers")):
+        v = o.get(k)
+        if v and (need % v or (chips and chips % v)):
+            raise fail(f"`{k}` {v} must divide {c.name}'s {need} {what}"
+                       + (f" and `chips` {chips}" if chips else ""))  # fmt: skip
+    ep = o.get("ep")
+    if ep and (not c.is_moe or c.experts % ep or (chips and chips % ep)):
+        raise fail(f"`ep` {ep} must divide {c.name}'s routed experts ({c.experts})"
+                   + (f" and `chips` {chips}" if chips else "")
+                   + ("" if c.is_moe else f"; {c.name} is dense: drop it"))  # fmt: skip
+
+
+def as_keys(text: str) -> str:
+    """A message of `plan_serving` (naming `serve`'s flags) naming a table's keys instead:
+    `--max-num-tokens` -> `max_num_tokens`."""
+
+    def key(m: re.Match) -> str:
+        k = m.group(1).replace("-", "_")
+        return f"`{k}`" if k in KEYS else m.group(0)
+
+    return re.sub(r"--([a-z][a-z0-9-]*)", key, text)
