@@ -50,7 +50,8 @@ def test_the_keys_reach_the_plan():
         ({"moe_tp": True, "ep": 8}, "`moe_tp` slices the FFN"),
         ({"moe_tp": True, "tp": 2, "ep": 8, "ep_overlap": True}, "no all-to-all"),
         ({"cuda_graph_batches": [0, 64]}, "`cuda_graph_batches` must list batch sizes"),
-        ({"cuda_graph_batches": "64,128"}, "`cuda_graph_batches` must list batch sizes"),
+        # the flag's own form ("64,128", as serve --cuda-graph-batches) is taken too
+        ({"cuda_graph_batches": "64,x"}, "`cuda_graph_batches` must list whole batch sizes"),
         # a list or table where a name goes (was TypeError: unhashable type, exit 3)
         ({"slo_percentile": ["p99"]}, "`slo_percentile` must be one of p50, p90, p99"),
         ({"dtype": ["fp8"]}, "`dtype` must be one of"),

@@ -110,9 +110,21 @@ def _value(key: str, v: Any, shown: str, fail, where: str) -> Any:
         return _seconds(v, shown.strip("`") if shown.startswith("-") else f"{where}.{key}")
     if key == "cuda_graph_batches":
         return _batch_sizes(v, shown, fail)
-    if not isinstance(v, str):
-        raise fail(f"{shown} must be a string, not {v!r}")
+    if not isinstance(v, str):  # a list or table where a name goes
+        raise fail(f"{shown} must be one of {', '.join(_choices(key))}, not {v!r}")
     return v
+
+
+def _choices(key: str) -> list[str]:
+    """The names a text option takes (plan_serving checks a string against the same)."""
+    from chipforge.cluster.kvcache import RUNTIMES
+    from chipforge.cluster.queueing import PERCENTILES
+    from chipforge.cluster.serving import BATCHING
+    from chipforge.cluster.topology import topology_names
+    from chipforge.dtypes import BYTES
+
+    named = {"batching": BATCHING, "runtime": RUNTIMES, "slo_percentile": PERCENTILES}
+    return list(topology_names() if key == "topology" else named.get(key, BYTES))
 
 
 def _seconds(v: Any, field: str) -> float:
