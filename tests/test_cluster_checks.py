@@ -297,3 +297,14 @@ def test_offload_layers_beyond_the_model_name_their_own_rule(layers):
         plan_training("h100", "llama3-8b", 8, offload_layers=layers, activation_offload=True)
     assert str(e.value).startswith("--offload-layers must be from 0 to 31 ")
     assert "does not fit" not in str(e.value)
+
+
+def test_ep_on_a_dense_model_names_its_own_rule():
+    """--ep above 1 on a dense model is refused by its rule's own line; it read 'llama3-8b does
+    not fit on 8 x h100 in any plan (--ep 2 needs a MoE model ...); its 120 GiB ... need at
+    least 2 chips'."""
+    from chipforge.cluster import plan_training
+
+    with pytest.raises(Infeasible) as e:
+        plan_training("h100", "llama3-8b", 8, ep=2)
+    assert str(e.value) == "--ep 2 needs a MoE model; llama3-8b is dense: use --ep 1"

@@ -436,6 +436,8 @@ def plan_training(
     if dp_shard and chips % dp_shard:  # every data-parallel degree divides the chips
         raise Infeasible(f"--dp-shard must divide the data-parallel ranks, a divisor of --chips "
                          f"{chips}, not {dp_shard}")  # fmt: skip
+    if isinstance(ep, int) and ep > 1 and not c.is_moe:  # its rule's own line, as --dp-shard's
+        raise Infeasible(f"--ep {ep} needs a MoE model; {c.name} is dense: use --ep 1")
     checks.at_most(checks.MAX_CHIPS, chips=chips, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep,
                    interleave=interleave, dp_shard=dp_shard)  # fmt: skip
     checks.at_most(checks.MAX_TOKENS, seq=seq)  # also a model's own context length
