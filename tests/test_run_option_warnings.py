@@ -127,3 +127,25 @@ def test_sweep_and_studio_take_the_serving_switches():
     assert row["serving_tokens_per_s"] == ref.throughput_tokens_per_s
     plain = plan_serving(load_chip("a100"), serve["model"], 1, isl=2048, osl=64, tp=1)
     assert row["serving_tokens_per_s"] != plain.throughput_tokens_per_s
+
+
+def test_moe_options_on_a_model_without_experts_say_so(capsys):
+    """--moe-host-sync, --moe-dispatcher flex and --shared-expert-overlap on a dense model (and
+    the overlap on a MoE model with no shared experts, or at EP 1) were accepted and did
+    nothing, silently: training prices them only on routed experts / an EP all-to-all."""
+    moe = ("--moe-host-sync", "--moe-dispatcher", "flex", "--shared-expert-overlap")
+    _, err = run(capsys, "train", "--chip", "h100", "--model", "llm:llama3-8b,layers=4",
+                 "--chips", "8", "--json", *moe)  # fmt: skip
+    for flag in ("--moe-host-sync", "--moe-dispatcher", "--shared-expert-overlap"):
+        assert f"{flag} has no effect: llama3-8b has no" in err
+    args = ("train", "--chip", "h100", "--chips", "8", "--json", "--shared-expert-overlap",
+            "--tp", "1", "--pp", "1", "--dp", "8", "--cp", "1", "--zero", "1",
+            "--recompute", "full", "--micro-batch", "1", "--global-batch", "8",
+            "--seq", "1024")  # fmt: skip
+    _, err = run(capsys, *args, "--model", "llm:qwen3-30b-a3b,layers=2", "--ep", "8")
+    assert "--shared-expert-overlap has no effect: qwen3-30b-a3b has no shared experts" in err
+    ds = "llm:deepseek-v3,layers=3,dense_layers=1,mtp_layers=0,experts=32,expert_groups=8"
+    _, err = run(capsys, *args, "--model", ds, "--ep", "1")
+    assert "--shared-expert-overlap has no effect: EP 1 runs no all-to-all" in err
+    _, err = run(capsys, *args, "--model", ds, "--ep", "8")
+    assert "has no effect" not in err

@@ -448,6 +448,8 @@ def train(
                    tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch,
                    sustained_chip=chip if sustained_clock else None,
                    pp_scatter_gather=pp_scatter_gather, cp_ring=cp_ring)  # fmt: skip
+    _say_no_experts(res, resolve_model(model), shared_expert_overlap=shared_expert_overlap,
+                    moe_host_sync=moe_host_sync, moe_dispatcher=moe_dispatcher)  # fmt: skip
     _say_no_host(chip, chips, topology, activation=activation_offload,
                  optimizer=optimizer_offload)  # fmt: skip
     data = res.to_dict()
@@ -455,6 +457,26 @@ def train(
         data["not_expressible"] = unexpressed
     write_reports("train", data, html, png)
     emit(data, train_tables(data), as_json=as_json, out=out)
+
+
+def _say_no_experts(res, c, *, shared_expert_overlap: bool, moe_host_sync: bool,
+                    moe_dispatcher: str) -> None:  # fmt: skip
+    """The MoE run options where the planned run has nothing they act on (training.stage_cost
+    and layer price them only on routed experts; the shared-expert overlap only under an EP
+    all-to-all): one warning line each, as _say_no_effect's."""
+    why = {}
+    if moe_host_sync and not c.is_moe:
+        why["--moe-host-sync"] = f"{c.name} has no MoE layers"
+    if moe_dispatcher != "alltoall" and not c.is_moe:  # at EP 1 it still skips the sort
+        why["--moe-dispatcher"] = f"{c.name} has no MoE layers"
+    if shared_expert_overlap and not (c.is_moe and c.shared_experts):
+        why["--shared-expert-overlap"] = f"{c.name} has no shared experts"
+    elif shared_expert_overlap and res.plan.ep == 1:
+        why["--shared-expert-overlap"] = "EP 1 runs no all-to-all to hide them under"
+    for flag, reason in why.items():
+        Console(stderr=True, soft_wrap=True).print(
+            f"warning: {flag} has no effect: {reason}", style="yellow", markup=False
+        )
 
 
 def _say_no_host(chip: str, chips: int, topology: str | None, *, activation: bool,
