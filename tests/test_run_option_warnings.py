@@ -149,3 +149,17 @@ def test_moe_options_on_a_model_without_experts_say_so(capsys):
     assert "--shared-expert-overlap has no effect: EP 1 runs no all-to-all" in err
     _, err = run(capsys, *args, "--model", ds, "--ep", "8")
     assert "has no effect" not in err
+
+
+def test_serve_ep_overlap_without_an_all_to_all_says_so(capsys):
+    """serve --ep-overlap on a dense model or at EP 1 was accepted and did nothing, silently
+    (serving._block overlaps only a MoE model's EP all-to-all)."""
+    args = ("serve", "--chip", "h100", "--chips", "8", "--isl", "512", "--osl", "64", "--json",
+            "--ep-overlap", "--tp", "1", "--pp", "1", "--concurrency", "8")  # fmt: skip
+    _, err = run(capsys, *args, "--model", "llm:llama3-8b,layers=4")
+    assert "--ep-overlap has no effect: llama3-8b has no MoE layers" in err
+    moe = "llm:qwen3-30b-a3b,layers=4"
+    _, err = run(capsys, *args, "--model", moe, "--ep", "1")
+    assert "--ep-overlap has no effect: EP 1 runs no all-to-all to hide" in err
+    _, err = run(capsys, *args, "--model", moe, "--ep", "8")
+    assert "--ep-overlap" not in err

@@ -252,7 +252,7 @@ def serve(
 ) -> None:
     """Find the parallelism and batch that maximize throughput under the latency SLOs."""
     from chipforge.cluster import serve_options
-    from chipforge.cluster.serving import plan_serving
+    from chipforge.cluster.serving import plan_serving, resolve_model
 
     given = {k: v for k, v in locals().items() if k in serve_options.KEYS}
     options = serve_options.parse(given, "serve", cli=True)  # one parser: a table's keys too
@@ -260,8 +260,20 @@ def serve(
         _warn_unthrottled(chip)
     plan = plan_serving(chip, model, chips, **options)
     data = plan.to_dict()
+    if ep_overlap:  # serving._block overlaps only a MoE model's EP all-to-all (ep > 1)
+        c = resolve_model(model)
+        if not c.is_moe:
+            _warn(f"--ep-overlap has no effect: {c.name} has no MoE layers")
+        elif data["plan"]["ep"] == 1:
+            _warn("--ep-overlap has no effect: EP 1 runs no all-to-all to hide")
     write_reports("serve", data, html, png)
     emit(data, serve_tables(data), as_json=json, out=out)
+
+
+def _warn(line: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, soft_wrap=True).print(f"warning: {line}", style="yellow", markup=False)
 
 
 def _warn_unthrottled(chip: str) -> None:
