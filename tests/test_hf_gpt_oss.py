@@ -54,3 +54,17 @@ def test_parameters_as_transformers_builds_them(tmp_path):
     assert (m.window, m.window_layers, m.linear_bias) == (8, 2, True)
     # sinks, router and expert biases included
     assert m.params() == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("limit", [float("nan"), float("inf"), -1.0])
+def test_a_bad_swiglu_limit_names_the_file_key(tmp_path, limit):
+    """NaN / inf / negative `swiglu_limit` (json reads NaN and Infinity) is refused naming the
+    config's own key; it named only ModelConfig's `glu_limit`, a key the file does not have."""
+    from chipforge.errors import WorkloadError
+
+    data = {**_published(24, 32), "swiglu_limit": limit}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(WorkloadError) as e:
+        load_model(str(tmp_path / "config.json"))
+    assert "`glu_limit` must be a finite number >= 0" in str(e.value)
+    assert str(e.value).endswith("(from `swiglu_limit`)")

@@ -239,6 +239,7 @@ def _gpt_oss(c: _Keys) -> dict:
     fields = _llama(c)
     layers, ffn = fields["layers"], fields["ffn"]
     limit = c.data.get("swiglu_limit", 7.0)  # GptOssConfig's default
+    c.source["glu_limit"] = "swiglu_limit"  # so ModelConfig's check names the file's key
     if isinstance(limit, bool) or not isinstance(limit, int | float):
         raise WorkloadError(f"`swiglu_limit` must be a number, not {limit!r}")
     return (
