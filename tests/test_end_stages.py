@@ -92,3 +92,20 @@ def test_flags_keys_and_errors(capsys):
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1, err
     assert "--first-stage-layers 4 --last-stage-layers 3" in err
+
+
+def test_search_tries_a_megatron_split_where_the_layers_do_not_divide():
+    """With --pp searched, 16 layers + 1 MTP on 4 stages (no even or Llama-3 split) gets the
+    end stages whose busiest stage is least (3/5/5/3: 5 blocks, the ends lightest); a given
+    --pp 4 alone is refused, the message naming the flags that state the split."""
+    c = _model(16, mtp=1)
+    got = plan_training("h100", c, 4, **FIXED)  # tp = dp = cp = 1 on 4 chips: pp 4
+    assert (got.plan.pp, got.plan.first_stage_layers, got.plan.last_stage_layers) == (4, 3, 3)
+    assert stage_layer_count(c, got.plan) == 5
+    with pytest.raises(Infeasible, match="or state --first-stage-layers / --last-stage-layers"):
+        plan_training("h100", c, 4, pp=4, **FIXED)
+    # where the automatic split holds, the search states none
+    even = plan_training("h100", _model(16), 4, **FIXED)
+    assert (
+        even.plan.first_stage_layers is None and "first_stage_layers" not in even.to_dict()["plan"]
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chipforge.cluster import plan_training, topology_for
-from chipforge.cluster.checks import divisors, stage_layers
+from chipforge.cluster.checks import balanced_ends, divisors, stage_layers
 from chipforge.cluster.memory import RECOMPUTE
 from chipforge.cluster.peers import calculon_model, calculon_plan
 from chipforge.cluster.search import comm_lower_bound, compute_lower_bound, step_lower_bound
@@ -34,6 +34,14 @@ SPS = (True, False)
 CALCULON = json.loads((Path(__file__).parent / "data" / "calculon_plans.json").read_text())
 
 
+def _ends(c, p, v):
+    """The space's end stages for p stages of v chunks: None where the even or Llama-3 split
+    holds, else Megatron's first/last split with the least busy stage, False where none."""
+    if stage_layers(c.layers, p * v):
+        return None
+    return balanced_ends(c.layers, c.mtp_layers, p, v) or False
+
+
 def exhaustive(chip, c, chips, topo, seq, lo, hi):
     """Every plan of the search's space, each through evaluate_plan: (best (s per sequence,
     bytes), plans in the space). Written from the space's definition, not from the search."""
@@ -41,7 +49,7 @@ def exhaustive(chip, c, chips, topo, seq, lo, hi):
     for t in range(1, max(1, topo.domain) + 1):
         if c.heads % t or chips % t:
             continue
-        for p in (d for d in divisors(chips // t) if d <= 64 and stage_layers(c.layers, d)):
+        for p in (d for d in divisors(chips // t) if d <= 64 and _ends(c, d, 1) is not False):
             dp = chips // (t * p)
             for gb in range(lo, hi + 1):
                 if gb % dp:
@@ -52,8 +60,10 @@ def exhaustive(chip, c, chips, topo, seq, lo, hi):
                     if p == 1 and v > 1:
                         continue
                     size += 1
+                    ends = _ends(c, p, v) or (None, None)  # False: no split, refused below
                     plan = Plan(tp=t, pp=p, dp=dp, zero=z, recompute=r, micro_batch=mb,
-                                interleave=v, sequence_parallel=sp)  # fmt: skip
+                                interleave=v, sequence_parallel=sp, first_stage_layers=ends[0],
+                                last_stage_layers=ends[1])  # fmt: skip
                     try:
                         res = evaluate_plan(chip, c, chips, plan, topo, seq=seq,
                                             global_batch=gb, dtype="bf16")  # fmt: skip

@@ -15,6 +15,7 @@ layers split evenly (`uneven=False`, no MTP block).
 
 from __future__ import annotations
 
+import functools
 import math
 
 from chipforge.cluster.layer import ATTENTION
@@ -137,6 +138,23 @@ def end_stage_split(
     return tuple(counts)
 
 
+@functools.cache
+def balanced_ends(layers: int, mtp: int, pp: int, interleave: int = 1) -> tuple[int, int] | None:
+    """The first and last stages' layers (end_stage_split) whose busiest stage, the MTP
+    modules on the last, holds the fewest blocks; ties: the fewest on the ends (the embedding
+    and the loss run there, and the first rank holds the most micro-batches in flight), then
+    the ends closest, then the first the larger (the last also runs the LM head). A search's
+    choice where the even and Llama-3 splits fail, not a source's. None where none exists."""
+    best = None
+    for first in range(1, layers + 1):
+        for last in range(1, layers - first + 1):
+            split = end_stage_split(layers, pp, first, last, interleave)
+            if split is not None:
+                key = (max(*split[:-1], split[-1] + mtp), first + last, abs(first - last), -first)
+                best = min(best, (key, (first, last))) if best else (key, (first, last))
+    return best[1] if best else None
+
+
 def end_stages(
     c: ModelConfig,
     pp: int,
@@ -190,6 +208,7 @@ def pp_layers(
         raise error(
             f"{what} must divide the {blocks} of {c.name}{ends} and --chips {chips}; "
             f"try {keep}--pp in {ok}"
+            + (" or state --first-stage-layers / --last-stage-layers" if uneven else "")
         )
 
 

@@ -70,12 +70,16 @@ def _choices(given, default):
     return [given] if given is not None else list(default)
 
 
-def _splits(c: ModelConfig, blocks: int, pp: int, v: int, ends: tuple) -> bool:
-    """`pp` stages of `v` chunks hold whole layers: the even or Llama-3 split
-    (checks.stage_layers), or the stated end stages' (checks.end_stage_split)."""
-    if ends == (None, None):
-        return bool(stage_layers(blocks, pp * v))
-    return checks.end_stage_split(c.layers, pp, *ends, v) is not None
+def _ends_for(c: ModelConfig, blocks: int, pp: int, v: int, ends: tuple) -> tuple | None:
+    """The end stages a searched plan of `pp` stages of `v` chunks states: the user's (None
+    where they do not split so); none where the even or Llama-3 split holds whole layers
+    (checks.stage_layers); else Megatron's first/last split with the least busy stage
+    (checks.balanced_ends), None where there is none."""
+    if ends != (None, None):
+        return ends if checks.end_stage_split(c.layers, pp, *ends, v) else None
+    if stage_layers(blocks, pp * v):
+        return ends
+    return checks.balanced_ends(c.layers, c.mtp_layers, pp, v)
 
 
 def _check_flags(c: ModelConfig, chips: int, tp, pp, dp, cp, ends=(None, None)) -> None:
@@ -518,7 +522,7 @@ def plan_training(
         pps = (
             [pp]
             if pp is not None
-            else [d for d in divisors(rest, upto=64) if _splits(c, blocks, d, 1, ends)]
+            else [d for d in divisors(rest, upto=64) if _ends_for(c, blocks, d, 1, ends)]
         )
         for pi, p_ in enumerate(pps):
             if chips % (t * x * p_):
@@ -548,7 +552,8 @@ def plan_training(
             ):
                 if p_ == 1 and v > 1:
                     continue
-                if v > 1 and not _splits(c, blocks, p_, v, ends):  # no whole layers per stage
+                stated = _ends_for(c, blocks, p_, v, ends) if p_ > 1 else ends
+                if stated is None:  # no whole layers per stage
                     count["infeasible"] += len(zrs) * sum(counts)
                     continue
                 for i, mb in enumerate(mbs):
@@ -557,8 +562,8 @@ def plan_training(
                     m_lo, m_hi = -(-klo // mb), khi // mb  # micro-batches per step
                     shape = Plan(tp=t, pp=p_, dp=d, cp=x, ep=e, micro_batch=mb, interleave=v,
                                  schedule=schedule, offload_layers=offload_layers or 0,
-                                 dp_shard=s_, first_stage_layers=first_stage_layers,
-                                 last_stage_layers=last_stage_layers)  # fmt: skip
+                                 dp_shard=s_, first_stage_layers=stated[0],
+                                 last_stage_layers=stated[1])  # fmt: skip
                     n, stride = counts[i], 1
                     if schedule == "dualpipe":  # an even count, at least pp
                         first = max(m_lo, p_) + max(m_lo, p_) % 2
