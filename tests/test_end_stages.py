@@ -109,3 +109,21 @@ def test_search_tries_a_megatron_split_where_the_layers_do_not_divide():
     assert (
         even.plan.first_stage_layers is None and "first_stage_layers" not in even.to_dict()["plan"]
     )
+
+
+def test_api_and_decide_take_the_end_stages():
+    import tomllib
+    from pathlib import Path
+
+    from chipforge import api
+    from chipforge.decide.inputs import scenario_from_dict
+
+    got = api.plan_training("h100", "llm:llama3-8b,layers=16", 4, pp=4, first_stage_layers=6,
+                            last_stage_layers=2, **FIXED)  # fmt: skip
+    assert got.to_dict()["plan"]["first_stage_layers"] == 6
+    example = Path(__file__).parent.parent / "examples" / "decide" / "forge_vs_rent.toml"
+    d = tomllib.loads(example.read_text())
+    d["workload"]["train"] = [{"model": "llama3-8b", "tokens": "1T", "pp": 4,
+                               "first_stage_layers": 6, "last_stage_layers": 2}]  # fmt: skip
+    kw = scenario_from_dict(d).train[0].options()
+    assert kw["first_stage_layers"] == 6 and kw["last_stage_layers"] == 2
