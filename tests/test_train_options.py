@@ -153,3 +153,15 @@ def test_sweep_training_objective_needs_the_table():
     space["workloads"] = [{"spec": "llm:llama3-8b,layers=2,phase=decode,batch=1"}]
     with pytest.raises(SpaceError, match="needs a \\[training\\] table"):
         space_from_dict(space)
+
+
+def test_workload_train_options_no_plan_takes_are_refused_not_dropped():
+    """[[workload.train]] options that no plan on the site's chips takes (dp = 3 of 65,536)
+    were priced by the 6ND fallback as if not given, said only in the JSON's `methods`."""
+    from chipforge.decide.rates import chip_type
+
+    sc = scenario_from_dict(_scenario(dp=3, tp=1, pp=1))
+    with pytest.raises(ChipforgeError) as e:
+        chip_type(sc, sc.buy, built=False)
+    assert "would be priced as if not given" in str(e.value)
+    assert "must divide --chips" in str(e.value) and "\n" not in str(e.value)

@@ -147,6 +147,13 @@ def chip_type(sc: Scenario, opt: Option, built: bool) -> ChipType:
             useful[key], methods[key] = _useful(chip, w, n_ref)
         except ChipforgeError as e:
             raise ChipforgeError(f"workload {key} on {opt.chip}: {e}") from None
+        stated = len(w) > (3 if w[0] == "train" else 5)  # the table's plan options
+        if stated and methods[key].startswith("fallback"):  # it prices without them
+            raise ChipforgeError(
+                f"workload {key} on {opt.chip}: no plan on the site's {n_ref:,} chips takes "
+                f"its plan options, so they would be priced as if not given "
+                f"({methods[key]}): change or drop them"
+            )
         if not useful[key] > 0:
             raise ChipforgeError(f"workload {key} on {opt.chip} delivers no throughput")
     return ChipType(
