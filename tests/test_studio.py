@@ -308,7 +308,7 @@ def test_cluster_silicon_and_site_pages_equal_the_api():
     plan = cf.plan_training(spec, "llama3-8b", 16, seq=2048, tp=1, pp=1)
     assert err == "" and f"{plan.mfu:.1%}" in texts(table) and graphs
     err, table, graphs = pages.serve_update(
-        chip, "llama3-8b", None, "2", "1024", "128", "bf16", [], *CUSTOM
+        chip, "llama3-8b", None, "2", "1024", "128", "bf16", [], "", "", "", "", *CUSTOM
     )
     plan = cf.plan_serving(spec, "llama3-8b", 2, isl=1024, osl=128)
     assert err == "" and f"{plan.throughput_tokens_per_s:,.0f} tokens/s" in texts(table)
@@ -597,6 +597,29 @@ def test_uploads_are_written_whole_and_a_file_in_use_is_not_evicted(monkeypatch,
     assert compute.upload_path(c).read_bytes() == b"c"
 
 
+def test_the_serving_controls_are_serves_flags():
+    """The Cluster page's serving tp, pp, SLOs and switches are read by `serve`'s own parser
+    (cluster.serve_options): the API's plan, and the command's refusals, in one line."""
+    chip = pages.chip_update(BASE, *form())[0]
+    spec = cf.load_chip("forge-n3")
+    err, table, _ = pages.serve_update(chip, "llama3-8b", None, "2", "1024", "128", "bf16",
+                                       ["decode_pool"], "2", "", "", "50 ms", *CUSTOM)  # fmt: skip
+    plan = cf.plan_serving(spec, "llama3-8b", 2, isl=1024, osl=128, tp=2, tpot_slo=0.05,
+                           disaggregated="decode")  # fmt: skip
+    plain = cf.plan_serving(spec, "llama3-8b", 2, isl=1024, osl=128)
+    assert err == "" and f"{plan.throughput_tokens_per_s:,.0f} tokens/s" in texts(table)
+    assert f"{plain.throughput_tokens_per_s:,.0f} tokens/s" not in texts(table)
+    pools = ["decode_pool", "prefill_pool"]
+    err, *_ = pages.serve_update(chip, "llama3-8b", None, "2", "1024", "128", "bf16", pools,
+                                 "", "", "", "", *CUSTOM)  # fmt: skip
+    assert "`decode_pool` and `prefill_pool`" in err and "give one of them" in err
+    assert set(compute.SERVE_OPTIONS) >= {"ep_overlap", "sustained_clock", "decode_pool"}
+    controls = {k: pages.DEFAULTS[k] for k in pages.CONTROLS} | {"stp": "2", "tpot": "50 ms"}
+    fields = dict(zip(compute.FIELD_IDS, form(), strict=True))
+    s = pages.initial_state(pages.query_of("cluster", BASE, fields, [], controls))
+    assert s["stp"] == "2" and s["tpot"] == "50 ms"
+
+
 def test_the_cluster_page_s_run_options_reach_the_api():
     """The Cluster page's precision, recompute and run-option controls are the API's keywords
     (`chipforge train` / `serve` flags of the same names), kept in the URL like every control."""
@@ -611,7 +634,7 @@ def test_the_cluster_page_s_run_options_reach_the_api():
     assert err == "" and f"{plan.tokens_per_s:,.0f}" in texts(table)
     assert f"{plain.tokens_per_s:,.0f}" not in texts(table)
     err, table, _ = pages.serve_update(chip, "llama3-8b", None, "2", "1024", "128", "fp8", [],
-                                       *CUSTOM)  # fmt: skip
+                                       "", "", "", "", *CUSTOM)  # fmt: skip
     plan = cf.plan_serving(spec, "llama3-8b", 2, isl=1024, osl=128, dtype="fp8")
     assert err == "" and f"{plan.throughput_tokens_per_s:,.0f} tokens/s" in texts(table)
     err, *_ = pages.train_update(chip, "llama3-8b", None, "16", "2048", "1", "1", "fp9", "", [],

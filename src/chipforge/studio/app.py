@@ -51,6 +51,10 @@ DEFAULTS = {
     "osl": "256",
     "sdtype": "bf16",
     "sopts": "",
+    "stp": "",
+    "spp": "",
+    "ttft": "",
+    "tpot": "",
     "node": "",
     "power": "100 MW",
     "samples": "256",
@@ -341,6 +345,10 @@ def _cluster_page(s: dict) -> html.Div:
                     _input("isl", s["isl"], "input tokens"),
                     _input("osl", s["osl"], "output tokens"),
                     _pick("sdtype", s["sdtype"], "precision", compute.DTYPES),
+                    _input("stp", s["stp"], "tensor parallel", "blank: searched"),
+                    _input("spp", s["spp"], "pipeline parallel", "blank: searched"),
+                    _input("ttft", s["ttft"], "TTFT SLO", "e.g. 2 s; blank: none"),
+                    _input("tpot", s["tpot"], "TPOT SLO", "e.g. 50 ms; blank: none"),
                     _pick("sopts", s["sopts"], "run options", compute.SERVE_OPTIONS, multi=True),
                 ],
                 style={"display": "flex", "flexWrap": "wrap"},
@@ -597,13 +605,14 @@ def train_update(chip, model, config_key, chips, seq, tp, pp, dtype, recompute, 
                    recompute, options)  # fmt: skip
 
 
-def serve_update(chip, model, config_key, chips, isl, osl, dtype, options, *custom):
+def serve_update(chip, model, config_key, chips, isl, osl, dtype, options, tp, pp, ttft, tpot,
+                 *custom):  # fmt: skip
     """The serving plan of the chip (Cluster page)."""
     m = _safe_model(model, config_key, custom)
     if isinstance(m, ChipforgeError):
         return str(m), html.Div(), []
     return _answer("serve", chip, compute.serve, serve_charts, m, chips, isl, osl, dtype,
-                   options)  # fmt: skip
+                   options, tp, pp, ttft, tpot)  # fmt: skip
 
 
 def silicon_update(chip, node):
@@ -676,7 +685,8 @@ def page_sections(
         train = compute.train(spec, model, c["chips"], c["tseq"], c["tp"], c["pp"], c["tdtype"],
                               c["trec"], c["topts"])["data"]  # fmt: skip
         serve = compute.serve(spec, model, c["schips"], c["isl"], c["osl"], c["sdtype"],
-                              c["sopts"])["data"]  # fmt: skip
+                              c["sopts"], c["stp"], c["spp"], c["ttft"],
+                              c["tpot"])["data"]  # fmt: skip
         return [("train", f"training {spec.name}", train), ("serve", f"serving {spec.name}", serve)]
     if page == "site":
         return [("datacenter", f"a site of {spec.name}",
@@ -861,7 +871,8 @@ def register(app: Dash, scenario=None, sweep=(None, None)) -> None:
         Output("serve-charts", "children"),
         Input("page", "value"), Input("chip", "data"), *model, Input("schips", "value"),
         Input("isl", "value"), Input("osl", "value"), Input("sdtype", "value"),
-        Input("sopts", "value"), *custom,
+        Input("sopts", "value"), Input("stp", "value"), Input("spp", "value"),
+        Input("ttft", "value"), Input("tpot", "value"), *custom,
     )(when_shown("cluster", serve_update, 3))  # fmt: skip
     app.callback(
         Output("silicon-error", "children"), Output("silicon-table", "children"),

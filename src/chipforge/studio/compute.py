@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 import chipforge as cf
 from chipforge.atomic import atomic_write_bytes
-from chipforge.cluster import train_options
+from chipforge.cluster import serve_options, train_options
 from chipforge.errors import ChipforgeError
 from chipforge.spec.loader import chip_from_dict, preset_names, problems
 from chipforge.spec.models import ChipSpec
@@ -605,7 +605,8 @@ def _plan(plan) -> str:
 DTYPES = ("bf16", "fp8", "fp4")
 RECOMPUTES = ("none", "selective", "full")  # blank: searched
 TRAIN_OPTIONS = train_options.SWITCHES
-SERVE_OPTIONS = ("ep_overlap", "sustained_clock")  # plan_serving switches, as serve's flags
+# plan_serving's switches, as serve's flags (cluster.serve_options; --gqa-kernel is on already)
+SERVE_OPTIONS = tuple(k for k in serve_options.SWITCHES if k != "gqa_kernel")
 
 
 def _options(names, allowed: tuple[str, ...]) -> dict[str, bool]:
@@ -652,12 +653,18 @@ def train(spec, model: str, chips, seq, tp="", pp="", dtype="bf16", recompute=""
     return {"data": plan, "rows": rows}
 
 
-def serve(spec, model: str, chips, isl, osl, dtype="bf16", options=()) -> dict:
-    """The serving plan (`cf.plan_serving`); `options`: SERVE_OPTIONS turned on."""
+def serve(spec, model: str, chips, isl, osl, dtype="bf16", options=(), tp="", pp="", ttft="",
+          tpot="") -> dict:  # fmt: skip
+    """The serving plan (`cf.plan_serving`); `options`: SERVE_OPTIONS turned on; tp, pp (blank:
+    searched) and the SLOs ("2 s"; blank: none) read by `serve`'s own parser
+    (cluster.serve_options), so the page refuses what the command refuses."""
+    run = {"dtype": _choice("dtype", dtype, DTYPES, "bf16"), **_options(options, SERVE_OPTIONS)}
+    run |= {k: _positive(k, v) for k, v in (("tp", tp), ("pp", pp)) if str(v or "").strip()}
+    run |= {k: str(v).strip() for k, v in (("ttft_slo", ttft), ("tpot_slo", tpot))
+            if str(v or "").strip()}  # fmt: skip
     plan = cf.plan_serving(
         spec, model, _positive("chips", chips), isl=_positive("isl", isl),
-        osl=_positive("osl", osl), dtype=_choice("dtype", dtype, DTYPES, "bf16"),
-        **_options(options, SERVE_OPTIONS),
+        osl=_positive("osl", osl), **serve_options.parse(run, "serving"),
     ).to_dict()  # fmt: skip
     rows = [
         ("plan", _plan(plan.get("plan"))),
