@@ -126,3 +126,20 @@ def test_decide_refuses_before_any_sample(over, words):
     with pytest.raises(ChipforgeError, match="workload.serve llama3-8b") as e:
         scenario_from_dict(_scenario(isl=1024, osl=256, **over))
     assert words.replace(" and `chips` 2", "") in str(e.value)
+
+
+def test_the_api_takes_serves_flags():
+    """`chipforge.plan_serving` reads its keywords with the same parser: a flag's own form
+    (ttft_slo="5 s", cuda_graph_batches=[8, 24], decode_pool=True) gives the plan of
+    cluster.plan_serving's keywords, and the command's refusals are its refusals."""
+    import chipforge as cf
+
+    got = cf.plan_serving("h100", MODEL, 2, isl=1024, osl=256, **OPTIONS)
+    kw = serve_options.parse(OPTIONS, "x")
+    want = plan_serving(load_chip("h100"), MODEL, 2, isl=1024, osl=256, **kw)
+    assert kw["ttft_slo"] == 5.0 and kw["cuda_graph_batches"] == (8, 24)
+    assert got.throughput_tokens_per_s == want.throughput_tokens_per_s
+    pool = cf.plan_serving("h100", MODEL, 2, isl=1024, osl=256, decode_pool=True)
+    assert pool.disaggregated == "decode"
+    with pytest.raises(ChipforgeError, match="`spec_tokens` 1 needs `spec_acceptance`"):
+        cf.plan_serving("h100", MODEL, 2, spec_tokens=1)

@@ -101,15 +101,30 @@ def plan_training(chip, model, chips: int, **kw):
 
 def plan_serving(chip, model, chips: int, *, isl: int = 2048, osl: int = 256, **kw):
     """The serving plan that maximises throughput under the SLOs (`chipforge serve`): a
-    `cluster.ServingPlan`; keyword arguments as the command's flags (isl, osl, tp, ...).
+    `cluster.ServingPlan`; keyword arguments as the command's flags, read by its own parser
+    (`cluster.serve_options`: isl, osl, tp, ttft_slo="2 s" or seconds, decode_pool=True,
+    cuda_graph_batches="128,256", ...); `cluster.plan_serving`'s keywords that are no flag
+    (prefix_hit, a Topology, disaggregated="decode") as they are.
 
     >>> p = plan_serving("h100", "llama3-8b", 1, concurrency=8)
     >>> p.chips, p.throughput_tokens_per_s > 0
     (1, True)
+    >>> plan_serving("h100", "llama3-8b", 1, decode_pool=True).disaggregated
+    'decode'
     """
     from chipforge.cluster import plan_serving as _plan
+    from chipforge.cluster import serve_options
 
-    return _plan(load_chip(chip), load_model(model), chips, isl=isl, osl=osl, **kw)
+    def flag(k: str, v) -> bool:  # a flag's value, not plan_serving's own form of it
+        own = (k == "disaggregated" and isinstance(v, str)) or (
+            k == "topology" and v is not None and not isinstance(v, str)
+        )
+        return k in serve_options.KEYS and not own
+
+    flags = {k: v for k, v in kw.items() if flag(k, v)}
+    rest = {k: v for k, v in kw.items() if k not in flags}
+    options = serve_options.parse({"isl": isl, "osl": osl} | flags, "plan_serving")
+    return _plan(load_chip(chip), load_model(model), chips, **options, **rest)
 
 
 def cost(chip, node: str | None = None):
