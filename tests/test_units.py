@@ -78,3 +78,17 @@ def test_parse_count_suffixes_and_errors():
     for bad in ("-1", "0", "12Q", "abc"):
         with pytest.raises(UnitError, match="--tokens"):
             parse_count(bad, "--tokens")
+
+
+@pytest.mark.parametrize(
+    ("dimension", "example"),
+    [("time", "100 ms"), ("power", "700 W"), ("frequency", "1.98 GHz"), ("bytes", "80 GiB")],
+)
+def test_garbage_message_shows_the_fields_own_unit(dimension, example):
+    """`serve --tpot-slo nan` read "... such as '3.35 TB/s'": a bandwidth for a time."""
+    from chipforge.units import EXAMPLES
+
+    with pytest.raises(UnitError) as err:
+        parse_quantity("nan", dimension, field="--tpot-slo")
+    assert f"such as '{example}', not 'nan'" in str(err.value)
+    assert all(parse_quantity(ex, dim) > 0 for dim, ex in EXAMPLES.items())  # each its own unit

@@ -82,6 +82,11 @@ DISPLAY_UNIT = {
     "energy_per_flop": "J/FLOP",
 }
 
+# a quantity of each common dimension, as an error's example (a time field's was '3.35 TB/s')
+EXAMPLES = {"time": "100 ms", "power": "700 W", "frequency": "1.98 GHz", "bytes": "80 GiB",
+            "bandwidth": "3.35 TB/s", "area": "814 mm2", "energy": "1.5 J",
+            "flop_rate": "989 TFLOP/s"}  # fmt: skip
+
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
 
 
@@ -114,7 +119,8 @@ def parse_quantity(
         raise UnitError(field, f"must be a number or a quantity string, not {text!r}")
     match = _NUMBER.match(text)
     if not match:
-        raise UnitError(field, f"must be a number with a unit such as '3.35 TB/s', not {text!r}")
+        example = EXAMPLES.get(dimension or "", "3.35 TB/s")  # one of the field's own unit
+        raise UnitError(field, f"must be a number with a unit such as '{example}', not {text!r}")
     number, unit = _finite(float(match.group(1)), text, field), match.group(2)
     if not unit:
         return number
