@@ -169,9 +169,8 @@ def _backward_peak_above_saved(parallel: bool) -> float:
             return int(f.read().split()[1]) * page
 
     if not dist.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", "29541")
-        dist.init_process_group("gloo", rank=0, world_size=1)
+        # an in-process store: no TCP port to collide with another test run on the machine
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     mesh = init_device_mesh("cpu", (1,))
     n, vocab = 2048, 8192  # one fp32 buffer: 64 MiB
     logits = torch.randn(2, n // 2, vocab, dtype=torch.bfloat16, requires_grad=True)
@@ -201,8 +200,19 @@ def test_the_vocabulary_parallel_loss_holds_one_buffer_more_in_its_backward():
     gradient), DTensor's loss_parallel backward 3 (zeros, their sum with exp, the product)."""
     from chipforge.cluster.memory import LOSS_BUFFERS, LOSS_BUFFERS_TP
 
-    assert _backward_peak_above_saved(False) == pytest.approx(LOSS_BUFFERS["eager"] - 1, abs=0.3)
-    assert _backward_peak_above_saved(True) == pytest.approx(LOSS_BUFFERS_TP["eager"] - 1, abs=0.3)
+    def measured(parallel: bool, want: float) -> float:
+        """The polled peak can only miss a buffer's lifetime (the poller not scheduled on a
+        loaded machine), never add one: the largest of up to three runs."""
+        got = 0.0
+        for _ in range(3):
+            got = max(got, _backward_peak_above_saved(parallel))
+            if abs(got - want) <= 0.3:
+                break
+        return got
+
+    want, want_tp = LOSS_BUFFERS["eager"] - 1, LOSS_BUFFERS_TP["eager"] - 1
+    assert measured(False, want) == pytest.approx(want, abs=0.3)
+    assert measured(True, want_tp) == pytest.approx(want_tp, abs=0.3)
 
 
 def test_layer_sac_checkpoints_every_second_block_whole():

@@ -62,8 +62,9 @@ def test_fp8_tp_collectives_by_hand():
 def test_overlapped_tp_moves_the_recipes_bytes():
     """TP overlap (userbuffers / async TP) on Llama 3 8B TP8 MXFP8: the forward all-gather moves
     1 + 1/32 bytes, the backward one both gradient copies, the reduce-scatters 2 bytes; the
-    plan's exposed TP time is m x layers x tp_overlapped with those three."""
-    chip, c = load_chip("h100"), load_model("llama3-8b")
+    plan's exposed TP time is m x layers x tp_overlapped with those three (on B200: MXFP8
+    needs Blackwell's block-scaled MMA, `[matrix] block_scaled`)."""
+    chip, c = load_chip("b200"), load_model("llama3-8b")
     seq, mb, tp = 4096, 2, 8
     res = plan_training(chip, c, 8, tp=tp, pp=1, dp=1, cp=1, ep=1, zero=1, micro_batch=mb,
                         recompute="selective", seq=seq, global_batch=4, tp_overlap=True,
