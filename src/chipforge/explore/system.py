@@ -106,17 +106,14 @@ class SiteCfg:
     assumptions: tuple[tuple[str, float], ...] = ()
 
 
-def _int(raw: dict, key: str, default=None) -> int | None:
-    """A positive whole number up to the limit `plan_serving` takes (before any point runs)."""
-    from chipforge.cluster.checks import MAX_CHIPS, MAX_TOKENS
+def _chips(raw: dict) -> int:
+    """[serving] `chips` (8 unless given): a whole number up to the limit `plan_serving` takes."""
+    from chipforge.cluster.checks import MAX_CHIPS
 
-    v = raw.get(key, default)
-    if v is None:
-        return None
-    cap = MAX_TOKENS if key in ("isl", "osl") else MAX_CHIPS
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= cap:
-        raise SystemTableError(f"serving: `{key}` must be a whole number from 1 to {cap:,}, "
-                               f"not {v!r}")  # fmt: skip
+    v = raw.get("chips", 8)
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_CHIPS:
+        raise SystemTableError(f"serving: `chips` must be a whole number from 1 to "
+                               f"{MAX_CHIPS:,}, not {v!r}")  # fmt: skip
     return v
 
 
@@ -146,7 +143,7 @@ def parse_serving(raw: dict | None) -> Serving | None:
         c = resolve_model(str(raw["model"]))
     except ChipforgeError as e:
         raise SystemTableError(f"serving: `model` {raw['model']!r}: {e}") from None
-    chips = _int(raw, "chips", 8)
+    chips = _chips(raw)
     rest = {k: v for k, v in raw.items() if k not in ("model", "chips")}
     try:
         o = serve_options.parse({"isl": 1024, "osl": 1024} | rest, "serving", model=c, chips=chips)
