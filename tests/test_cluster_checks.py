@@ -308,3 +308,13 @@ def test_ep_on_a_dense_model_names_its_own_rule():
     with pytest.raises(Infeasible) as e:
         plan_training("h100", "llama3-8b", 8, ep=2)
     assert str(e.value) == "--ep 2 needs a MoE model; llama3-8b is dense: use --ep 1"
+
+
+@pytest.mark.parametrize(("sizes", "shown"), [((0,), "'0'"), ([-5, 3], "'-5,3'"), ([1.5], "'1.5'")])
+def test_cuda_graph_batches_error_shows_the_list_as_given(sizes, shown):
+    """The refusal showed the parsed tuple ("not (0,)"), not what the user wrote."""
+    from chipforge.cluster import plan_serving
+
+    with pytest.raises(WorkloadError) as e:
+        plan_serving("h100", "llama3-8b", 1, isl=512, osl=64, cuda_graph_batches=sizes)
+    assert str(e.value).endswith(f"(e.g. 128,256,384,512), not {shown}")

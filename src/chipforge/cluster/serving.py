@@ -966,9 +966,12 @@ def check_options(
         isinstance(b, int) and not isinstance(b, bool) and 0 < b <= MAX_SEQUENCES
         for b in (cuda_graph_batches if isinstance(cuda_graph_batches, tuple | list) else [None])
     ):
+        given = cuda_graph_batches  # the list as the flag writes it, not a tuple's repr
+        if isinstance(given, tuple | list):
+            given = ",".join(map(str, given))
         raise WorkloadError(
             f"{flag('cuda_graph_batches')} must list batch sizes from 1 to {MAX_SEQUENCES:,} "
-            f"(e.g. 128,256,384,512), not {cuda_graph_batches!r}"
+            f"(e.g. 128,256,384,512), not {given!r}"
         )
     cuda_graph_batches = tuple(sorted(set(cuda_graph_batches)))
     for name, slo in (("ttft_slo", ttft_slo), ("tpot_slo", tpot_slo)):
