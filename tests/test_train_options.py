@@ -82,6 +82,22 @@ def test_workload_train_refuses_before_any_sample(plan, words):
     assert words in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("plan", "words"),
+    [
+        # a key TOML cannot write bare: "must be a number ... or a string: dp shard=8"
+        ({"dp shard": 8}, "unknown key `dp shard` (did you mean dp_shard?)"),
+        ({"a\nb": 1}, "unknown key `'a\\nb'`"),  # was two lines
+        # the option at fault, not every line of the table
+        ({"tp": 2, "recompute": {"a": 1}}, "or a string, not recompute={'a': 1}"),
+    ],
+)
+def test_workload_train_names_a_bad_key_on_one_line(plan, words):
+    with pytest.raises(ChipforgeError) as e:
+        scenario_from_dict(_scenario(**plan))
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
 def test_moe_hybrid_sharding_needs_ep_inside_a_shard_group():
     d = _scenario()
     d["workload"]["train"][0].update(model="mixtral-8x7b", ep=8, cp=1, dp=16, dp_shard=4)

@@ -45,7 +45,8 @@ def parse(raw: dict, where: str, *, skip: tuple[str, ...] = (), moe: bool = True
         if key in skip:
             continue
         if key not in KEYS:
-            raise TrainOptionError(f"{where}: unknown key `{key}`{did_you_mean(key, list(KEYS))}")
+            shown = key if key.isprintable() else repr(key)  # one line, whatever the key holds
+            raise TrainOptionError(f"{where}: unknown key `{shown}`{did_you_mean(key, list(KEYS))}")
         out[KEYS[key]] = _value(key, v, where)
     check(out, where, moe)
     return out

@@ -638,11 +638,15 @@ SERVE_OWN = ("model", "tokens_per_day", "start", "isl", "osl", "dtype")
 def _plan_lines(t: dict, own: tuple[str, ...] = TRAIN_OWN) -> tuple[str, ...]:
     """The plan options of a [[workload.train]] (or .serve) entry as TOML "key=value" lines."""
     import json
+    import re
 
     out = []
     for k, v in t.items():
         if k in own:
             continue
+        # a key TOML cannot write bare ("dp shard", one with a newline) is quoted, so the
+        # options' parser names it as the table's own key, on one line
+        k = k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
         if isinstance(v, bool):
             text = "true" if v else "false"
         elif isinstance(v, int | float):
@@ -653,6 +657,16 @@ def _plan_lines(t: dict, own: tuple[str, ...] = TRAIN_OWN) -> tuple[str, ...]:
             text = repr(v)  # refused by train_options with the key's name
         out.append(f"{k}={text}")
     return tuple(out)
+
+
+def _toml_line(line: str) -> bool:
+    import tomllib
+
+    try:
+        tomllib.loads(line)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
 
 
 def train_plan_options(lines: tuple[str, ...], model: str) -> dict:
@@ -666,8 +680,9 @@ def train_plan_options(lines: tuple[str, ...], model: str) -> dict:
     try:
         raw = tomllib.loads("\n".join(lines))
     except tomllib.TOMLDecodeError:
+        bad = next((line for line in lines if not _toml_line(line)), ", ".join(lines))
         raise ChipforgeError(f"`workload.train` {model}: a plan option must be a number, "
-                             f"true / false or a string: {', '.join(lines)}") from None  # fmt: skip
+                             f"true / false or a string, not {bad}") from None  # fmt: skip
     moe = resolve_model(model).is_moe
     return train_options.parse(raw, f"workload.train {model}", moe=moe)
 
