@@ -90,6 +90,7 @@ def test_chip_page_numbers_are_the_api_s_and_follow_the_clock():
         ("matrix-dataflow", "diagonal", "`matrix.dataflow`"),
         ("cores", "x", "`cores`"),
         ("matrix-macs", "bf16=lots", "`matrix.macs_per_cycle.bf16`"),
+        ("matrix-block-scaled", "mxfp8, fp3", "`matrix.block_scaled.1`"),
         ("node", "n1", "`node`"),
     ],
 )
@@ -104,6 +105,16 @@ def test_a_bad_field_is_named_next_to_it(field, text, named):
         return
     assert named in by_field[field], by_field
     assert [f for f, e in by_field.items() if e] == [field]
+
+
+def test_the_block_scaled_formats_are_typed_as_a_list():
+    chip, error, _, *errs = pages.chip_update(
+        BASE, *form(**{"matrix-block-scaled": "mxfp8, nvfp4"})
+    )
+    assert error == "" and not any(errs)
+    assert chip["matrix"]["block_scaled"] == ["mxfp8", "nvfp4"]
+    shown = compute.form_values(cf.load_chip("b200"))["matrix-block-scaled"]
+    assert shown and "mxfp8" in shown
 
 
 def test_the_form_has_every_field_of_the_spec():

@@ -135,6 +135,9 @@ FIELDS = (
           section="matrix unit", help="by dtype: bf16=65536, fp8=131072"),
     Field("matrix-double-buffered", "double buffered", ("matrix", "double_buffered"),
           section="matrix unit", help=FLAG),
+    Field("matrix-block-scaled", "block-scaled formats", ("matrix", "block_scaled"),
+          optional=True, section="matrix unit",
+          help="multiplied natively: mxfp8, mxfp6, mxfp4, nvfp4; blank: none"),
     Field("vector-count", "units per core", ("vector", "count"), section="vector unit"),
     Field("vector-flops", "FLOP per cycle per unit", ("vector", "flops_per_cycle"),
           section="vector unit", help="fp32, FMA = 2"),
@@ -363,6 +366,8 @@ def show_value(field: Field, value) -> str:
         return ""
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
     if isinstance(value, bool):
         return "true" if value else "false"
     if field.dimension and isinstance(value, (int, float)):
@@ -394,6 +399,8 @@ def _typed(field: Field, text: str):
                 return text  # left to the spec model to name the field
             pairs[m.group(1)] = m.group(2)
         return pairs
+    if field.id == "matrix-block-scaled":
+        return [p.strip() for p in text.split(",") if p.strip()]
     return text.strip()
 
 
