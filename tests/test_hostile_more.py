@@ -391,3 +391,20 @@ def test_sweep_space_site_table(tmp_path, site, words):
     space.write_text(text + f"[site]\n{site}\n")
     code, out, err = cli("sweep", str(space), "--store", str(tmp_path / "store"), "--workers", "1")
     assert_user_error(code, err, *words)
+
+
+@pytest.mark.parametrize(
+    "table",
+    ['[serving]\nmodel = "llama3-8b"\n"a\\nb" = 1', '[serving]\nmodel = "llama3-8b"\n["x\\ny"]',
+     '[training]\nmodel = "llama3-8b"\nchips = 8\n"a\\nb" = 1'],
+)  # fmt: skip
+def test_a_key_holding_a_line_break_is_still_one_error_line(tmp_path, table):
+    """A sweep space's key with a line break ("a\\nb" = 1) is echoed by the unknown-key error:
+    it printed two lines; the entry point writes the break as \\n."""
+    from test_hostile import cli
+
+    space = tmp_path / "s.toml"
+    space.write_text('[base]\nchip = "h100"\n[params]\nclock = ["1 GHz"]\n' + table + "\n")
+    code, _, err = cli("sweep", str(space), "--store", str(tmp_path / "st"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "unknown" in err and "\\n" in err

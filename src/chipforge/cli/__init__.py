@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         _say("aborted")
         sys.exit(1)
     except ChipforgeError as e:
-        _say(f"error: {e}")
+        _say(f"error: {_one_line(e)}")
         sys.exit(2)
     except KeyboardInterrupt:
         _say("interrupted")
@@ -253,6 +253,16 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - the one place that turns a bug into one line
         _internal(e, debug)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(e: ChipforgeError) -> str:
+    """The error's one line: a line break it echoes from the user's input (a TOML key holding
+    one) written as \\n, so the message stays one line; an error that carries a tool's own
+    log (`verbatim`, e.g. a failed Verilator build) keeps its lines."""
+    text = str(e)
+    if getattr(e, "verbatim", False):
+        return text
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _internal(e: BaseException, debug: bool) -> None:

@@ -277,7 +277,9 @@ def build(params: ArrayParams, *, jobs: int | None = None) -> Path:
     )  # fmt: skip
     exe = work / "obj" / "Vtb"
     if run.returncode != 0 or not exe.exists():
-        raise RtlError(f"the Verilator build failed:\n{(run.stdout + run.stderr)[-3000:]}")
+        err = RtlError(f"the Verilator build failed:\n{(run.stdout + run.stderr)[-3000:]}")
+        err.verbatim = True  # the compiler's log, kept as its lines (cli._one_line)
+        raise err
     _BUILDS[params] = exe
     BUILD_SECONDS[params] = time.perf_counter() - start
     return exe
