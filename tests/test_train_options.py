@@ -151,6 +151,12 @@ def test_sweep_training_keys_reach_the_plan():
         ({"global_batch": 10**17}, "sequences from 1 to 2,097,152"),
         ({"global_batch": "2048:512"}, "`global_batch` must be N or"),
         ({"global_batch": True}, "`global_batch` must be N or"),
+        # MoE-only options on a dense model: `train` warns, a table (no warning line) refuses;
+        # they were priced as if not given
+        ({"moe_host_sync": True}, "`moe_host_sync` acts on routed experts"),
+        ({"shared_expert_overlap": True}, "`shared_expert_overlap` acts on routed experts"),
+        ({"moe_dispatcher": "flex"}, "`moe_dispatcher` acts on routed experts"),
+        ({"ep": 2}, "`ep` acts on routed experts"),
     ],
 )
 def test_sweep_training_refuses_before_any_point(over, words):

@@ -23,6 +23,8 @@ SWITCHES = ("tp_overlap", "tp_async_backward", "fp8_dispatch", "overlap_param_ga
             "fp8_param_gather", "sustained_clock", "activation_offload", "optimizer_offload",
             "shared_expert_overlap", "moe_host_sync", "parallel_block", "pp_scatter_gather",
             "eager_ops")  # fmt: skip
+# switches training prices only on routed experts (cli.train._say_no_experts, _say_no_effect)
+MOE_ONLY = ("moe_host_sync", "shared_expert_overlap", "fp8_dispatch")
 TEXT = ("dtype", "recompute", "topology", "attention", "schedule", "fp8_recipe",
         "moe_dispatcher", "loss", "cp_ring", "recompute_modules", "nccl_ctas")  # fmt: skip
 COUNTS = ("tokens_per_batch", "bucket_size")  # a number or "4M"
@@ -166,3 +168,9 @@ def check(o: dict[str, Any], where: str, moe: bool = True) -> None:
     if shard and dp and shard < dp and moe and ep > 1 and cp and (shard * cp) % ep:
         raise TrainOptionError(f"{where}: `ep` {ep} must divide `dp_shard` x `cp` ({shard} x "
                                f"{cp}): the experts' ranks lie inside one shard group")  # fmt: skip
+    if not moe:  # a table has no warning line: what `train` warns of on a dense model is refused
+        given = [k for k in MOE_ONLY if o.get(k)] + ["ep"] * (ep > 1)
+        given += ["moe_dispatcher"] * (o.get("moe_dispatcher", "alltoall") != "alltoall")
+        if given:
+            raise TrainOptionError(f"{where}: `{given[0]}` acts on routed experts and the model "
+                                   "has none (dense): drop it")  # fmt: skip

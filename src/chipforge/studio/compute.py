@@ -644,7 +644,7 @@ def train(spec, model: str, chips, seq, tp="", pp="", dtype="bf16", recompute=""
         run["recompute"] = rec
     plan = cf.plan_training(
         spec, model, _positive("chips", chips), seq=_positive("seq", seq), **fixed,
-        **train_options.parse(run, "training"),
+        **train_options.parse(run, "training", moe=cf.load_model(model).is_moe),
     ).to_dict()  # fmt: skip
     rows = [
         ("plan", _plan(plan.get("plan"))),
