@@ -39,6 +39,8 @@ def test_the_keys_reach_the_plan():
     [
         ({"model": "llm:llama3-8b,layers=4", "ep": 8}, "is dense: drop it"),
         ({"ep": 3}, "`ep` 3 must divide"),
+        # priced as if not given (serve warns of it)
+        ({"model": "llm:llama3-8b,layers=4", "ep_overlap": True}, "`ep_overlap` hides a MoE"),
         ({"slo_percentile": "99"}, "`slo_percentile` must be one of p50, p90, p99"),
         ({"slo_percentile": "p99", "disaggregated": True}, "not modelled with `disaggregated`"),
         ({"spec_tokens": 1}, "`spec_tokens` 1 needs `spec_acceptance`"),

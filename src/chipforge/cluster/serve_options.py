@@ -182,6 +182,8 @@ def _check(o: dict, model, chips: int | None, fail) -> None:
         if v and (need % v or (chips and chips % v)):
             raise fail(f"`{k}` {v} must divide {c.name}'s {need} {what}"
                        + (f" and `chips` {chips}" if chips else ""))  # fmt: skip
+    if o.get("ep_overlap") and not c.is_moe:  # serve warns of it; a table has no warning line
+        raise fail(f"`ep_overlap` hides a MoE model's EP all-to-all; {c.name} is dense: drop it")
     ep = o.get("ep")
     if ep and (not c.is_moe or c.experts % ep or (chips and chips % ep)):
         raise fail(f"`ep` {ep} must divide {c.name}'s routed experts ({c.experts})"
