@@ -79,3 +79,17 @@ def test_the_new_serve_flags_reach_the_plan_too():
     assert row["serving_tokens_per_s"] == ref.throughput_tokens_per_s
     plain = plan_serving(load_chip("h100"), MOE, 8, isl=1024, osl=256, tpot_slo=0.05, tp=2, ep=8)
     assert row["serving_tokens_per_s"] != plain.throughput_tokens_per_s
+
+
+def test_api_and_studio_refuse_ep_overlap_on_a_dense_model():
+    """They priced it as if not given (serve warns; neither has a warning line)."""
+    import chipforge as cf
+    from chipforge.errors import ChipforgeError
+    from chipforge.spec import load_chip
+    from chipforge.studio import compute
+
+    dense = "llm:llama3-8b,layers=4"
+    with pytest.raises(ChipforgeError, match="`ep_overlap` hides a MoE model's EP all-to-all"):
+        cf.plan_serving("h100", dense, 1, isl=512, osl=64, ep_overlap=True)
+    with pytest.raises(ChipforgeError, match="`ep_overlap` hides a MoE model's EP all-to-all"):
+        compute.serve(load_chip("h100"), dense, "1", "512", "64", options="ep_overlap")

@@ -123,8 +123,10 @@ def plan_serving(chip, model, chips: int, *, isl: int = 2048, osl: int = 256, **
 
     flags = {k: v for k, v in kw.items() if flag(k, v)}
     rest = {k: v for k, v in kw.items() if k not in flags}
-    options = serve_options.parse({"isl": isl, "osl": osl} | flags, "plan_serving")
-    return _plan(load_chip(chip), load_model(model), chips, **options, **rest)
+    m = load_model(model)
+    # the model's own refusals too (ep_overlap on a dense model: serve warns, the API cannot)
+    options = serve_options.parse({"isl": isl, "osl": osl} | flags, "plan_serving", model=m)
+    return _plan(load_chip(chip), m, chips, **options, **rest)
 
 
 def cost(chip, node: str | None = None):

@@ -669,9 +669,10 @@ def serve(spec, model: str, chips, isl, osl, dtype="bf16", options=(), tp="", pp
     run |= {k: _positive(k, v) for k, v in (("tp", tp), ("pp", pp)) if str(v or "").strip()}
     run |= {k: str(v).strip() for k, v in (("ttft_slo", ttft), ("tpot_slo", tpot))
             if str(v or "").strip()}  # fmt: skip
+    options = serve_options.parse(run, "serving", model=cf.load_model(model))  # its refusals
     plan = cf.plan_serving(
         spec, model, _positive("chips", chips), isl=_positive("isl", isl),
-        osl=_positive("osl", osl), **serve_options.parse(run, "serving"),
+        osl=_positive("osl", osl), **options,
     ).to_dict()  # fmt: skip
     rows = [
         ("plan", _plan(plan.get("plan"))),
