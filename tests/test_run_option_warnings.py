@@ -163,3 +163,14 @@ def test_serve_ep_overlap_without_an_all_to_all_says_so(capsys):
     assert "--ep-overlap has no effect: EP 1 runs no all-to-all to hide" in err
     _, err = run(capsys, *args, "--model", moe, "--ep", "8")
     assert "--ep-overlap" not in err
+
+
+def test_serve_adp_balance_without_dp_attention_says_so(capsys):
+    """--adp-balance balances DP-attention groups (ep above tp); elsewhere it did nothing."""
+    args = ("serve", "--chip", "h100", "--chips", "8", "--isl", "512", "--osl", "64", "--json",
+            "--adp-balance", "5", "--tp", "1", "--pp", "1", "--concurrency", "8")  # fmt: skip
+    moe = "llm:qwen3-30b-a3b,layers=4"
+    _, err = run(capsys, *args, "--model", moe, "--ep", "1")
+    assert "--adp-balance has no effect: the plan has no DP-attention groups" in err
+    _, err = run(capsys, *args, "--model", moe, "--ep", "8")
+    assert "--adp-balance" not in err

@@ -41,6 +41,7 @@ def test_the_keys_reach_the_plan():
         ({"ep": 3}, "`ep` 3 must divide"),
         # priced as if not given (serve warns of it)
         ({"model": "llm:llama3-8b,layers=4", "ep_overlap": True}, "`ep_overlap` hides a MoE"),
+        ({"model": "llm:llama3-8b,layers=4", "adp_balance": 5}, "`adp_balance` balances a MoE"),
         ({"slo_percentile": "99"}, "`slo_percentile` must be one of p50, p90, p99"),
         ({"slo_percentile": "p99", "disaggregated": True}, "not modelled with `disaggregated`"),
         ({"spec_tokens": 1}, "`spec_tokens` 1 needs `spec_acceptance`"),

@@ -266,6 +266,9 @@ def serve(
             _warn(f"--ep-overlap has no effect: {c.name} has no MoE layers")
         elif data["plan"]["ep"] == 1:
             _warn("--ep-overlap has no effect: EP 1 runs no all-to-all to hide")
+    if adp_balance and data["plan"]["ep"] <= data["plan"]["tp"]:  # serving: groups > 1 only
+        _warn("--adp-balance has no effect: the plan has no DP-attention groups to balance "
+              "(--ep above --tp, a MoE model)")  # fmt: skip
     write_reports("serve", data, html, png)
     emit(data, serve_tables(data), as_json=json, out=out)
 

@@ -182,8 +182,10 @@ def _check(o: dict, model, chips: int | None, fail) -> None:
         if v and (need % v or (chips and chips % v)):
             raise fail(f"`{k}` {v} must divide {c.name}'s {need} {what}"
                        + (f" and `chips` {chips}" if chips else ""))  # fmt: skip
-    if o.get("ep_overlap") and not c.is_moe:  # serve warns of it; a table has no warning line
-        raise fail(f"`ep_overlap` hides a MoE model's EP all-to-all; {c.name} is dense: drop it")
+    for key, what in (("ep_overlap", "hides a MoE model's EP all-to-all"),
+                      ("adp_balance", "balances a MoE model's DP-attention groups")):  # fmt: skip
+        if o.get(key) and not c.is_moe:  # serve warns of it; a table has no warning line
+            raise fail(f"`{key}` {what}; {c.name} is dense: drop it")
     ep = o.get("ep")
     if ep and (not c.is_moe or c.experts % ep or (chips and chips % ep)):
         raise fail(f"`ep` {ep} must divide {c.name}'s routed experts ({c.experts})"
