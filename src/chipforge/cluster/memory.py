@@ -275,15 +275,31 @@ def _heaviest(c: ModelConfig, pp: int, split: tuple[int, ...] | None) -> int:
 
 def expert_share(c: ModelConfig, p) -> float:
     """Share of the parameters of `stage_params` (plan `p`) that are routed experts."""
-    if not c.is_moe:
-        return 0.0
-    expert = c.experts * c.ffn_matrices * c.hidden * c.expert_ffn / (p.tp * p.ep)
     from chipforge.cluster.checks import end_stage_split  # (checks imports this module)
 
     ends = (getattr(p, "first_stage_layers", None), getattr(p, "last_stage_layers", None))
     split = end_stage_split(c.layers, p.pp, *ends, getattr(p, "interleave", 1))
-    on_stage = c.moe_layer_share * expert * _heaviest(c, p.pp, split)
-    return on_stage / stage_params(c, p.pp, p.tp, p.ep, split)
+    return _expert_share(c, p.pp, p.tp, p.ep, split)
+
+
+def zero_held_share(xshare: float, n: int, ep: int) -> float:
+    """Share of a stage's parameters whose states one chip keeps when they shard over `n`
+    data-parallel ranks and `xshare` of them are routed experts, which shard over the
+    expert-data-parallel ranks n / ep only (EP is carved out of DP x CP): Megatron-Core's
+    distributed optimizer keeps the experts' buffers over expert_data_parallel_group
+    (parallel_state: world / (pp x expert_tp x ep)); torchtitan FSDP-shards them over
+    dp_shard_mod_ep = dp_shard x cp / ep (parallel_dims, llama4 parallelize apply_fsdp)."""
+    if n <= 1:
+        return 1.0
+    return (1 - xshare) / n + xshare / max(1, n // ep)
+
+
+def _expert_share(c: ModelConfig, pp: int, tp: int, ep: int, split) -> float:
+    if not c.is_moe:
+        return 0.0
+    expert = c.experts * c.ffn_matrices * c.hidden * c.expert_ffn / (tp * ep)
+    on_stage = c.moe_layer_share * expert * _heaviest(c, pp, split)
+    return on_stage / stage_params(c, pp, tp, ep, split)
 
 
 def activation_bytes_per_layer(
@@ -398,6 +414,13 @@ def memory_per_chip(
     decoder layers of each rank where the end stages are stated, checks.end_stage_split)."""
     params = stage_params(c, pp, tp, ep, split)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
+    # the routed experts' ZeRO states shard over the expert-data-parallel ranks (zero_held_share)
+    xshare = _expert_share(c, pp, tp, ep, split)
+
+    def held(n: int) -> float:
+        """Parameters this chip keeps of states sharded over n data-parallel ranks."""
+        return params * zero_held_share(xshare, n, ep)
+
     # 1F1B: stage i holds pp - i micro-batches in flight. With an uneven split (Llama 3: 126
     # layers on 16 stages, the first and last a layer short) the second stage can be busiest.
     per = math.ceil(c.layers / pp)
@@ -447,10 +470,10 @@ def memory_per_chip(
         last += max(0.0, work - logits)
         if last + last_logits > acts:
             acts, held_logits = last, last_logits
-    grads = params * GRAD_BYTES / shard[1]
+    grads = held(shard[1]) * GRAD_BYTES
     if pp > 1 and zero >= 2 and loss in PIPELINE_FSDP_GRAD_BYTES:
         grads = params * PIPELINE_FSDP_GRAD_BYTES[loss]
-    weights = params * WEIGHT_BYTES / shard[0]
+    weights = held(shard[0]) * WEIGHT_BYTES
     gathered = zero3_gathered(c, tp=tp, ep=ep) if zero == 3 and dp > 1 else 0.0
     if pipeline_fsdp_unsharded(pp, zero, dp, loss):
         weights = params * WEIGHT_BYTES
@@ -458,7 +481,7 @@ def memory_per_chip(
     return {
         "weights_bytes": weights,
         "gradients_bytes": grads,
-        "optimizer_bytes": params * OPTIMIZER_BYTES / shard[2],
+        "optimizer_bytes": held(shard[2]) * OPTIMIZER_BYTES,
         "activations_bytes": acts,
         "loss_bytes": held_logits,  # on the last stage only
         "zero3_gathered_bytes": gathered,

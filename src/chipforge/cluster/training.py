@@ -38,6 +38,7 @@ from chipforge.cluster.memory import (
     pipeline_fsdp_reduces_after,
     pipeline_fsdp_unsharded,
     reserved_bytes,
+    zero_held_share,
 )
 from chipforge.cluster.topology import Topology
 from chipforge.dtypes import nbytes
@@ -1093,7 +1094,9 @@ def stage_cost(
     # this chip's parameters from its weights' bytes: sharded under ZeRO-3, except where the
     # pipelined stage holds them whole (memory.pipeline_fsdp_unsharded), counted once
     whole = pipeline_fsdp_unsharded(p.pp, p.zero, shard, run.loss)
-    params = mem["weights_bytes"] / per_param * (shard if p.zero == 3 and not whole else 1)
+    # (ZeRO-3: the routed experts shard over shard / ep ranks only, memory.zero_held_share)
+    held = zero_held_share(expert_share(c, p), shard, p.ep) if p.zero == 3 and not whole else 1
+    params = mem["weights_bytes"] / per_param / held
     reduce_bytes = FSDP_REDUCE_BYTES.get(run.loss, GRAD_BYTES) if p.zero >= 1 else GRAD_BYTES
     grads, weights = params * reduce_bytes, params * per_param  # bytes on this chip
     dp_group = p.dp * p.cp
@@ -1138,7 +1141,8 @@ def stage_cost(
     dp_reduce, tail_reduce = dp(reduce, grads), dp(reduce, grads * first)
     if p.zero == 3:
         dp_gather = dp("all_gather", weights)
-    t_opt = opt * layers / (shard if p.zero >= 1 else 1)  # each replica steps its shard
+    # each replica steps its shard (the experts': of shard / ep ranks, memory.zero_held_share)
+    t_opt = opt * layers * (zero_held_share(expert_share(c, p), shard, p.ep) if p.zero >= 1 else 1)
     if p.optimizer_offload:  # gradients out, CPU Adam, weights back, pipelined
         shard = full["optimizer_bytes"] / OPTIMIZER_BYTES  # parameters this chip steps
         cpu = shard * CPU_ADAM_BYTES / max(topo.host_memory_bandwidth, 1e-30)
