@@ -63,8 +63,10 @@ def test_moe_all_to_alls_move_16_bits_unless_the_dispatch_is_fp8():
     from chipforge.cluster.training import ep_bytes, stage_cost
 
     chip, c = load_chip("h100"), load_model("mixtral-8x7b")
-    topo = topology_for(chip, 8)
-    plan = Plan(tp=1, pp=1, dp=8, ep=8, zero=3, recompute="full")
+    # DP 16 over EP 8: the experts' states shard over 2 ranks (whole on each of 8 they need
+    # 16 B per expert parameter, more than an H100 has)
+    topo = topology_for(chip, 16)
+    plan = Plan(tp=1, pp=1, dp=16, ep=8, zero=3, recompute="full")
     elems = 4096 * c.hidden * c.top_k
 
     def a2a(width: float) -> float:
@@ -92,15 +94,15 @@ def test_train_cli_takes_fp8_dispatch():
     from chipforge.cli import app
     from chipforge.cluster import plan_training
 
-    kw = dict(tp=1, pp=1, dp=8, cp=1, ep=8, zero=3, recompute="full", micro_batch=1, seq=4096,
-              global_batch=8, dtype="fp8", fp8_recipe="block")  # fmt: skip
-    args = ["train", "--chip", "h100", "--model", "mixtral-8x7b", "--chips", "8", "--json"]
+    kw = dict(tp=1, pp=1, dp=16, cp=1, ep=8, zero=3, recompute="full", micro_batch=1, seq=4096,
+              global_batch=16, dtype="fp8", fp8_recipe="block")  # fmt: skip
+    args = ["train", "--chip", "h100", "--model", "mixtral-8x7b", "--chips", "16", "--json"]
     for k, v in kw.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
     plain = json.loads(CliRunner().invoke(app, args).stdout)
     out = CliRunner().invoke(app, [*args, "--fp8-dispatch"])
     assert out.exit_code == 0, out.stdout
-    api = plan_training("h100", "mixtral-8x7b", 8, fp8_dispatch=True, **kw)
+    api = plan_training("h100", "mixtral-8x7b", 16, fp8_dispatch=True, **kw)
     assert json.loads(out.stdout)["step_time_s"] == pytest.approx(api.step_time_s)
     assert api.step_time_s < plain["step_time_s"]
 
