@@ -159,8 +159,9 @@ def test_unknown_architecture_names_the_supported_ones(tmp_path):
         "`workload` config.json: architecture must be one of LlamaForCausalLM, "
         "MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
         "Phi3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, "
-        "GPTNeoXForCausalLM, Qwen2MoeForCausalLM, GPT2LMHeadModel, DeepseekV3ForCausalLM, not "
-        "T5ForConditionalGeneration; describe other models with "
+        "GPTNeoXForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, GPT2LMHeadModel, "
+        "DeepseekV3ForCausalLM, GptOssForCausalLM, not T5ForConditionalGeneration; describe "
+        "other models with "
         "llm:custom,layers=..,hidden=.."
     )
     with pytest.raises(WorkloadError) as err:
