@@ -114,6 +114,7 @@ def plan_serving(chip, model, chips: int, *, isl: int = 2048, osl: int = 256, **
     """
     from chipforge.cluster import plan_serving as _plan
     from chipforge.cluster import serve_options
+    from chipforge.errors import WorkloadError
 
     def flag(k: str, v) -> bool:  # a flag's value, not plan_serving's own form of it
         own = (k == "disaggregated" and isinstance(v, str)) or (
@@ -124,8 +125,9 @@ def plan_serving(chip, model, chips: int, *, isl: int = 2048, osl: int = 256, **
     flags = {k: v for k, v in kw.items() if flag(k, v)}
     rest = {k: v for k, v in kw.items() if k not in flags}
     m = load_model(model)
-    # the model's own refusals too (ep_overlap on a dense model: serve warns, the API cannot)
-    options = serve_options.parse({"isl": isl, "osl": osl} | flags, "plan_serving", model=m)
+    options = serve_options.parse({"isl": isl, "osl": osl} | flags, "plan_serving")
+    # ep_overlap / adp_balance on a dense model: serve warns, the API has no warning line
+    serve_options.moe_only(options, m, lambda text: WorkloadError(f"plan_serving: {text}"))
     return _plan(load_chip(chip), m, chips, **options, **rest)
 
 

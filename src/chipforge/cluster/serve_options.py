@@ -182,15 +182,21 @@ def _check(o: dict, model, chips: int | None, fail) -> None:
         if v and (need % v or (chips and chips % v)):
             raise fail(f"`{k}` {v} must divide {c.name}'s {need} {what}"
                        + (f" and `chips` {chips}" if chips else ""))  # fmt: skip
-    for key, what in (("ep_overlap", "hides a MoE model's EP all-to-all"),
-                      ("adp_balance", "balances a MoE model's DP-attention groups")):  # fmt: skip
-        if o.get(key) and not c.is_moe:  # serve warns of it; a table has no warning line
-            raise fail(f"`{key}` {what}; {c.name} is dense: drop it")
+    moe_only(o, c, fail)
     ep = o.get("ep")
     if ep and (not c.is_moe or c.experts % ep or (chips and chips % ep)):
         raise fail(f"`ep` {ep} must divide {c.name}'s routed experts ({c.experts})"
                    + (f" and `chips` {chips}" if chips else "")
                    + ("" if c.is_moe else f"; {c.name} is dense: drop it"))  # fmt: skip
+
+
+def moe_only(o: dict, c, fail) -> None:
+    """Options that act only on a MoE model, refused on a dense one (`serve` warns of them; a
+    table and the API have no warning line, and priced them as if not given)."""
+    for key, what in (("ep_overlap", "hides a MoE model's EP all-to-all"),
+                      ("adp_balance", "balances a MoE model's DP-attention groups")):  # fmt: skip
+        if o.get(key) and not c.is_moe:
+            raise fail(f"`{key}` {what}; {c.name} is dense: drop it")
 
 
 def as_keys(text: str) -> str:
