@@ -318,3 +318,21 @@ def test_cuda_graph_batches_error_shows_the_list_as_given(sizes, shown):
     with pytest.raises(WorkloadError) as e:
         plan_serving("h100", "llama3-8b", 1, isl=512, osl=64, cuda_graph_batches=sizes)
     assert str(e.value).endswith(f"(e.g. 128,256,384,512), not {shown}")
+
+
+def test_a_rule_that_fails_every_plan_is_not_called_memory():
+    """Where the weights and optimizer state fit the chips, the refusal says the rule that
+    failed; it read 'llama3-8b does not fit on 8 x h100 in any plan (...); its 29 GiB ... need
+    at least 1 chips of 75 GiB' (and, for --interleave 2 --pp 1, gave no reason at all)."""
+    from chipforge.cluster import plan_training
+
+    m = "llm:llama3-8b,layers=4"
+    with pytest.raises(Infeasible) as e:
+        plan_training("h100", m, 8, interleave=2, pp=1)
+    assert str(e.value).startswith("--interleave 2 splits each pipeline stage into chunks")
+    assert str(e.value).endswith("it needs --pp above 1, not 1")
+    with pytest.raises(Infeasible) as e:
+        plan_training("h100", m, 8, schedule="dualpipe", pp=1)
+    assert str(e.value).startswith("no plan of llama3-8b on 8 x h100: --schedule dualpipe needs")
+    with pytest.raises(Infeasible, match="need at least 128 chips"):  # memory stays memory
+        plan_training("h100", "llama3-405b", 8)

@@ -440,6 +440,9 @@ def plan_training(
     if dp_shard and chips % dp_shard:  # every data-parallel degree divides the chips
         raise Infeasible(f"--dp-shard must divide the data-parallel ranks, a divisor of --chips "
                          f"{chips}, not {dp_shard}")  # fmt: skip
+    if isinstance(interleave, int) and interleave > 1 and pp == 1:  # its rule's own line, too
+        raise Infeasible(f"--interleave {interleave} splits each pipeline stage into chunks: it "
+                         "needs --pp above 1, not 1")  # fmt: skip
     if isinstance(ep, int) and ep > 1 and not c.is_moe:  # its rule's own line, as --dp-shard's
         raise Infeasible(f"--ep {ep} needs a MoE model; {c.name} is dense: use --ep 1")
     checks.at_most(checks.MAX_CHIPS, chips=chips, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep,
@@ -743,6 +746,10 @@ def plan_training(
     state = c.params() * (WEIGHT_BYTES + GRAD_BYTES + OPTIMIZER_BYTES)  # ZeRO paper Sec. 3.1
     usable = chip.hbm.capacity - reserved_bytes(chip.family)
     least = 2 ** math.ceil(math.log2(max(1.0, state / max(usable, 1.0))))
+    if least <= chips:  # the state fits the chips: say what failed, not "need at least 1 chips"
+        why = first_error or ("no shape passes the given flags' rules; leave some out to search "
+                              "them")  # fmt: skip
+        raise Infeasible(f"no plan of {c.name} on {chips:,} x {chip.name}: {why}")
     raise Infeasible(
         f"{c.name} does not fit on {chips} x {chip.name} in any plan"
         + (f" ({first_error})" if first_error is not None else "")
