@@ -163,6 +163,20 @@ def test_pruning_cuts_the_space_and_the_405b_search_stays_fast():
     assert n["evaluated"] < 200 and n["pruned_bound"] > 10_000
 
 
+def test_the_balanced_end_stages_cost_the_search_no_time():
+    """The 405B's 126 layers on every searched pp (<= 64, of 16,384 chips) x interleave 1-8,
+    the search's end-stage choices computed afresh (the warm search above memoizes them): the
+    pair-by-pair enumeration took ~0.3 s of process time here (~80 % of the cold search), now
+    ~3 ms."""
+    assert balanced_ends(16, 1, 4) == (3, 3)  # 3/5/5/3+MTP, the plan the search states
+    assert balanced_ends(126, 0, 4, 3) == (30, 30) and balanced_ends(7, 0, 4, 2) is None
+    balanced_ends.cache_clear()
+    t0 = time.process_time()
+    for p, v in product(divisors(16384, upto=64), range(1, 9)):
+        balanced_ends(126, 0, p, v)
+    assert time.process_time() - t0 < 0.05
+
+
 def test_nvl72_domain_opens_tp16():
     # 16 > the 8 GPUs of an HGX box: the search offers TP16 only inside NVL72's domain
     shape = dict(dp=1024, cp=1, pp=1)

@@ -145,13 +145,22 @@ def balanced_ends(layers: int, mtp: int, pp: int, interleave: int = 1) -> tuple[
     and the loss run there, and the first rank holds the most micro-batches in flight), then
     the ends closest, then the first the larger (the last also runs the LM head). A search's
     choice where the even and Llama-3 splits fail, not a source's. None where none exists."""
-    best = None
-    for first in range(1, layers + 1):
-        for last in range(1, layers - first + 1):
-            split = end_stage_split(layers, pp, first, last, interleave)
-            if split is not None:
-                key = (max(*split[:-1], split[-1] + mtp), first + last, abs(first - last), -first)
-                best = min(best, (key, (first, last))) if best else (key, (first, last))
+    # end_stage_split's splits are exactly these: the ends and the middle ranks' equal share
+    # `per` each a multiple of v, at least v (pp 2: no middle rank), the last what is left.
+    # Enumerated from (first, per), not tried pair by pair (O(layers^2) calls of the rule for
+    # every searched pp x interleave: 80 % of the 405B-on-16k-chips search's time).
+    if pp < 2:
+        return None
+    v, middle, best = interleave, pp - 2, None
+    for first in range(v, layers + 1, v):
+        for per in range(v, layers + 1, v) if middle else (0,):
+            last = layers - first - per * middle
+            if last < v:
+                break
+            if last % v == 0:
+                key = (max(first, per, last + mtp), first + last, abs(first - last), -first)
+                if best is None or key < best[0]:
+                    best = (key, (first, last))
     return best[1] if best else None
 
 
