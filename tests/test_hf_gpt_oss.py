@@ -68,3 +68,15 @@ def test_a_bad_swiglu_limit_names_the_file_key(tmp_path, limit):
         load_model(str(tmp_path / "config.json"))
     assert "`glu_limit` must be a finite number >= 0" in str(e.value)
     assert str(e.value).endswith("(from `swiglu_limit`)")
+
+
+def test_an_attention_type_not_modelled_is_refused(tmp_path):
+    """A `layer_types` value other than full / sliding attention ("chunked_attention", or a
+    typo) was priced as full attention, silently."""
+    from chipforge.errors import WorkloadError
+
+    data = _published(24, 32)
+    data["layer_types"] = ["chunked_attention"] + data["layer_types"][1:]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(WorkloadError, match="`layer_types` holds 'chunked_attention'"):
+        load_model(str(tmp_path / "config.json"))

@@ -92,6 +92,10 @@ def _window(c: _Keys, layers: int, every: Callable[[int], bool] | None) -> dict:
             raise WorkloadError(
                 f"`layer_types` must list one attention type per layer ({layers}), not {types!r}"
             )
+        other = sorted(set(types) - {"full_attention", "sliding_attention"})
+        if other:  # e.g. Llama 4's "chunked_attention": priced as full attention, silently
+            raise WorkloadError(f"`layer_types` holds {other[0]!r}: the layers modelled are "
+                                "full_attention and sliding_attention")  # fmt: skip
         count = sum(t == "sliding_attention" for t in types)
     else:
         count = layers if every is None else sum(every(i) for i in range(layers))
