@@ -81,6 +81,20 @@ def test_busiest_stage_sets_time_and_memory():
     assert held["activations_bytes"] == pytest.approx(flat["activations_bytes"] * 10 / 4)
 
 
+def test_the_last_rank_holds_the_mtp_module_in_memory_too():
+    """4/4/4/4 layers + 1 MTP module: the last rank holds 5 blocks (as its step time counts),
+    so its weights are those of the 5/4/4/3 split's first rank, not of 4 layers."""
+    c = _model(16, mtp=1)
+    p = Plan(pp=4, recompute="none", first_stage_layers=4, last_stage_layers=4)
+    four = plan_memory(c, p, seq=1024, dtype="bf16")
+    five = plan_memory(c, replace(p, first_stage_layers=5, last_stage_layers=3), seq=1024,
+                       dtype="bf16")  # fmt: skip
+    no_mtp = plan_memory(_model(16), p, seq=1024, dtype="bf16")
+    assert stage_layer_count(c, p) == 5
+    assert four["weights_bytes"] == five["weights_bytes"] > no_mtp["weights_bytes"]
+    assert four["optimizer_bytes"] == five["optimizer_bytes"]
+
+
 def test_flags_keys_and_errors(capsys):
     kw = train_options.parse({"first_stage_layers": 5, "last_stage_layers": 3}, "t")
     assert kw == {"first_stage_layers": 5, "last_stage_layers": 3}

@@ -270,7 +270,14 @@ def stage_params(
 
 
 def _heaviest(c: ModelConfig, pp: int, split: tuple[int, ...] | None) -> int:
-    return max(split) if split else math.ceil(c.layers / pp)
+    return max(_rank_blocks(c, split)) if split else math.ceil(c.layers / pp)
+
+
+def _rank_blocks(c: ModelConfig, split: tuple[int, ...]) -> tuple[int, ...]:
+    """Blocks each rank of a stated split holds: its decoder layers, the MTP modules on the
+    last (Megatron-Core builds them in the last stage's post-process; the step time counts
+    them so, training.stage_layer_count)."""
+    return (*split[:-1], split[-1] + c.mtp_layers)
 
 
 def expert_share(c: ModelConfig, p) -> float:
@@ -427,7 +434,8 @@ def memory_per_chip(
     first = per - 1 if per * pp - c.layers == 2 and pp > 2 else per
     last_layers = first
     if split:  # stated end stages: each rank its own count
-        first, per, last_layers = split[0], split[1], split[-1]
+        blocks = _rank_blocks(c, split)  # the MTP modules on the last
+        first, per, last_layers = blocks[0], blocks[1], blocks[-1]
     v, m = interleave, microbatches
     # in flight on the first rank (in_flight_chunks), each chunk 1/v of the rank's layers: under
     # interleaving (1 + (p-1)/(p*v)) times p micro-batches while m allows (Korthikanti et al.
