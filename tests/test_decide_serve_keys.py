@@ -10,7 +10,7 @@ from chipforge.cli import main
     [
         ("epp = 16", "workload.serve llama3-8b: unknown key `epp`"),
         # a `serve` flag is read now (cluster.serve_options), and refused as `serve` refuses it
-        ("ep = 16", "workload.serve llama3-8b: `ep` 16 must divide"),
+        ("ep = 16", "workload.serve llama3-8b: `ep` 16 needs a MoE model"),
     ],
 )
 def test_an_unknown_serve_key_is_refused_not_ignored(tmp_path, capsys, line, words):

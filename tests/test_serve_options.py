@@ -143,3 +143,18 @@ def test_the_api_takes_serves_flags():
     assert pool.disaggregated == "decode"
     with pytest.raises(ChipforgeError, match="`spec_tokens` 1 needs `spec_acceptance`"):
         cf.plan_serving("h100", MODEL, 2, spec_tokens=1)
+
+
+@pytest.mark.parametrize(
+    ("model", "raw", "chips"),
+    [
+        ("llm:llama3-8b,layers=4", {"ep": 1}, 2),  # `serve --ep 1` on a dense model: taken
+        ("deepseek-v3", {"tp": 8, "ep": 72}, 72),  # wide EP: experts spread unevenly
+    ],
+)
+def test_a_table_takes_the_ep_the_plan_takes(model, raw, chips):
+    """A table's `ep` is checked by the plan's own rule (serving_plan.check_ep): it refused
+    `ep = 1` on a dense model and a wide EP group not dividing the routed experts, both of
+    which `serve` and plan_serving take."""
+    kw = serve_options.parse(raw, "x", model=model, chips=chips)
+    assert kw == raw

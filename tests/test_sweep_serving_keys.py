@@ -37,7 +37,7 @@ def test_the_keys_reach_the_plan():
 @pytest.mark.parametrize(
     ("over", "words"),
     [
-        ({"model": "llm:llama3-8b,layers=4", "ep": 8}, "is dense: drop it"),
+        ({"model": "llm:llama3-8b,layers=4", "ep": 8}, "is dense: use `ep` 1"),
         ({"ep": 3}, "`ep` 3 must divide"),
         # priced as if not given (serve warns of it)
         ({"model": "llm:llama3-8b,layers=4", "ep_overlap": True}, "`ep_overlap` hides a MoE"),

@@ -165,6 +165,7 @@ def _check(o: dict, model, chips: int | None, fail) -> None:
     its own checks, messages naming the flags). Without `chips` (a replica sized later from the
     weights, datacenter.workload.serving) its chip-count rules wait for the plan."""
     from chipforge.cluster.serving import check_options, plan_serving, resolve_model
+    from chipforge.cluster.serving_plan import check_ep
 
     c = resolve_model(model)
     sig = inspect.signature(plan_serving).parameters
@@ -184,10 +185,13 @@ def _check(o: dict, model, chips: int | None, fail) -> None:
                        + (f" and `chips` {chips}" if chips else ""))  # fmt: skip
     moe_only(o, c, fail)
     ep = o.get("ep")
-    if ep and (not c.is_moe or c.experts % ep or (chips and chips % ep)):
-        raise fail(f"`ep` {ep} must divide {c.name}'s routed experts ({c.experts})"
-                   + (f" and `chips` {chips}" if chips else "")
-                   + ("" if c.is_moe else f"; {c.name} is dense: drop it"))  # fmt: skip
+    if ep:  # the plan's own rule (`ep` 1 on a dense model, wide EP over 256 experts: taken)
+        try:
+            check_ep(c, o.get("tp"), ep)
+        except WorkloadError as e:
+            raise fail(as_keys(str(e))) from None
+        if chips and chips % ep:  # plan_serving refuses it once it places the EP group
+            raise fail(f"`ep` {ep} must divide `chips` {chips}")
 
 
 def moe_only(o: dict, c, fail) -> None:

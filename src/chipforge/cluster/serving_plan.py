@@ -161,10 +161,19 @@ def _check(c: ModelConfig, chips: int, tp: int | None, pp: int | None, ep: int |
         checks.pp_layers(c, pp, chips, uneven=False, error=WorkloadError)
     if tp and pp:
         checks.product(c, chips, exact=False, uneven=False, error=WorkloadError, tp=tp, pp=pp)
-    if ep and not (tp and ep > tp and ep % tp == 0):
+    if ep:
+        check_ep(c, tp, ep)
+
+
+def check_ep(c: ModelConfig, tp: int | None, ep: int) -> None:
+    """`ep` carved out of the tensor-parallel group divides it and the routed experts; wide EP
+    (`ep` a multiple of `tp`) needs only a MoE model (its experts spread unevenly, see serving).
+    Whatever the chips: a serving table's keys are checked by it before they are known
+    (cluster.serve_options)."""
+    if not (tp and ep > tp and ep % tp == 0):
         within = {f"the experts of {c.name}": c.experts} | ({"--tp": tp} if tp else {})
         checks.ep_divides(c, ep, within, error=WorkloadError)
-    elif ep and not c.is_moe:  # wide EP (ep a multiple of tp): DP attention, see serving
+    elif not c.is_moe:  # wide EP: DP attention, see serving
         checks.ep_divides(c, ep, {}, error=WorkloadError)
 
 
