@@ -133,6 +133,24 @@ def warn(result, skip=()) -> None:
         )
 
 
+def no_effect(why: dict[str, str]) -> None:
+    """One warning line on stderr per run flag the planned run leaves without effect:
+    `why` maps each such flag to the reason (train and serve share the wording)."""
+    for flag, reason in why.items():
+        Console(stderr=True, soft_wrap=True).print(
+            f"warning: {flag} has no effect: {reason}", style="yellow", markup=False
+        )
+
+
+def unthrottled(chip: str) -> str | None:
+    """Why --sustained-clock has no effect on `chip` (it states no sustained clock below its
+    clock, so training and serving price it at its boost clock), or None where it has one."""
+    from chipforge.spec.loader import load_chip
+
+    spec = load_chip(chip)
+    return None if spec.throttles else f"{spec.name} states no sustained_clock below its clock"
+
+
 def _version(value: bool) -> None:
     if value:
         from chipforge import __version__

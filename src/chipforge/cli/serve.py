@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, SustainedClockOpt, app, emit
+from chipforge.cli import (
+    ChipOpt,
+    JsonOpt,
+    ModelOpt,
+    OutOpt,
+    SustainedClockOpt,
+    app,
+    emit,
+    no_effect,
+    unthrottled,
+)
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, show
 
@@ -256,41 +266,20 @@ def serve(
 
     given = {k: v for k, v in locals().items() if k in serve_options.KEYS}
     options = serve_options.parse(given, "serve", cli=True)  # one parser: a table's keys too
-    if sustained_clock:
-        _warn_unthrottled(chip)
+    if sustained_clock and (reason := unthrottled(chip)):
+        no_effect({"--sustained-clock": reason})
     plan = plan_serving(chip, model, chips, **options)
     data = plan.to_dict()
+    why = {}
     if ep_overlap:  # serving._block overlaps only a MoE model's EP all-to-all (ep > 1)
         c = resolve_model(model)
         if not c.is_moe:
-            _warn(f"--ep-overlap has no effect: {c.name} has no MoE layers")
+            why["--ep-overlap"] = f"{c.name} has no MoE layers"
         elif data["plan"]["ep"] == 1:
-            _warn("--ep-overlap has no effect: EP 1 runs no all-to-all to hide")
+            why["--ep-overlap"] = "EP 1 runs no all-to-all to hide"
     if adp_balance and data["plan"]["ep"] <= data["plan"]["tp"]:  # serving: groups > 1 only
-        _warn("--adp-balance has no effect: the plan has no DP-attention groups to balance "
-              "(--ep above --tp, a MoE model)")  # fmt: skip
+        why["--adp-balance"] = ("the plan has no DP-attention groups to balance "
+                                "(--ep above --tp, a MoE model)")  # fmt: skip
+    no_effect(why)
     write_reports("serve", data, html, png)
     emit(data, serve_tables(data), as_json=json, out=out)
-
-
-def _warn(line: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True, soft_wrap=True).print(f"warning: {line}", style="yellow", markup=False)
-
-
-def _warn_unthrottled(chip: str) -> None:
-    """One warning line where --sustained-clock has no effect: the chip states no sustained
-    clock below its clock, so plan_serving prices it at its boost clock."""
-    from rich.console import Console
-
-    from chipforge.spec.loader import load_chip
-
-    spec = load_chip(chip)
-    if not spec.throttles:
-        Console(stderr=True, soft_wrap=True).print(
-            f"warning: --sustained-clock has no effect: {spec.name} states no sustained_clock "
-            "below its clock",
-            style="yellow",
-            markup=False,
-        )

@@ -8,7 +8,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chipforge.cli import ChipOpt, JsonOpt, ModelOpt, OutOpt, SustainedClockOpt, app, emit
+from chipforge.cli import (
+    ChipOpt,
+    JsonOpt,
+    ModelOpt,
+    OutOpt,
+    SustainedClockOpt,
+    app,
+    emit,
+    no_effect,
+    unthrottled,
+)
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, plain, show
 from chipforge.errors import ChipforgeError
@@ -444,11 +454,12 @@ def train(
         train_metrics=train_metrics, first_stage_layers=first_stage_layers,
         last_stage_layers=last_stage_layers,
     )  # fmt: skip
-    _say_no_effect(res, resolve_model(model).is_moe, tp_async_backward=tp_async_backward,
+    c = resolve_model(model)
+    _say_no_effect(res, c.is_moe, tp_async_backward=tp_async_backward,
                    tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch,
                    sustained_chip=chip if sustained_clock else None,
                    pp_scatter_gather=pp_scatter_gather, cp_ring=cp_ring)  # fmt: skip
-    _say_no_experts(res, resolve_model(model), shared_expert_overlap=shared_expert_overlap,
+    _say_no_experts(res, c, shared_expert_overlap=shared_expert_overlap,
                     moe_host_sync=moe_host_sync, moe_dispatcher=moe_dispatcher)  # fmt: skip
     _say_no_host(chip, chips, topology, activation=activation_offload,
                  optimizer=optimizer_offload)  # fmt: skip
@@ -473,10 +484,7 @@ def _say_no_experts(res, c, *, shared_expert_overlap: bool, moe_host_sync: bool,
         why["--shared-expert-overlap"] = f"{c.name} has no shared experts"
     elif shared_expert_overlap and res.plan.ep == 1:
         why["--shared-expert-overlap"] = "EP 1 runs no all-to-all to hide them under"
-    for flag, reason in why.items():
-        Console(stderr=True, soft_wrap=True).print(
-            f"warning: {flag} has no effect: {reason}", style="yellow", markup=False
-        )
+    no_effect(why)
 
 
 def _say_no_host(chip: str, chips: int, topology: str | None, *, activation: bool,
@@ -494,15 +502,10 @@ def _say_no_host(chip: str, chips: int, topology: str | None, *, activation: boo
         "--activation-offload": activation and not host,
         "--optimizer-offload": optimizer and not (host and topo.host_memory_bandwidth > 0),
     }
-    for flag, missing in need.items():
-        if missing:
-            Console(stderr=True, soft_wrap=True).print(
-                f"warning: {flag} has no effect: topology {topo.name} states no host link or "
-                "host memory bandwidth (host_bandwidth, host_memory_bandwidth in "
-                "topologies.toml), so no plan offloads there",
-                style="yellow",
-                markup=False,
-            )
+    reason = (f"topology {topo.name} states no host link or host memory bandwidth "
+              "(host_bandwidth, host_memory_bandwidth in topologies.toml), so no plan "
+              "offloads there")  # fmt: skip
+    no_effect({flag: reason for flag, missing in need.items() if missing})
 
 
 def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
@@ -510,12 +513,8 @@ def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
                    pp_scatter_gather: bool = False, cp_ring: str = "p2p") -> None:  # fmt: skip
     """One warning line on stderr per run option the planned run leaves without effect."""
     why = {}
-    if sustained_chip:
-        from chipforge.spec.loader import load_chip
-
-        spec = load_chip(sustained_chip)
-        if not spec.throttles:
-            why["--sustained-clock"] = f"{spec.name} states no sustained_clock below its clock"
+    if sustained_chip and (reason := unthrottled(sustained_chip)):
+        why["--sustained-clock"] = reason
     if tp_async_backward and res.plan.tp == 1:
         why["--tp-async-backward"] = "TP 1 has no TP collectives"
     elif tp_async_backward and tp_overlap:
@@ -532,7 +531,4 @@ def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
         why["--pp-scatter-gather"] = "sequence parallelism sends 1/tp of a stage's output already"
     if cp_ring != "p2p" and res.plan.cp == 1:
         why["--cp-ring"] = "CP 1 runs no ring attention"
-    for flag, reason in why.items():
-        Console(stderr=True, soft_wrap=True).print(
-            f"warning: {flag} has no effect: {reason}", style="yellow", markup=False
-        )
+    no_effect(why)
