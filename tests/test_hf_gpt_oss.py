@@ -40,20 +40,25 @@ def test_the_published_configs_and_the_presets(tmp_path, name, layers, experts, 
 
 @pytest.mark.models
 def test_parameters_as_transformers_builds_them(tmp_path):
-    torch = pytest.importorskip("torch")
     T = pytest.importorskip("transformers")
     config = T.GptOssConfig(
         hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=2, head_dim=16, vocab_size=256, max_position_embeddings=64,
         num_local_experts=4, num_experts_per_tok=2, sliding_window=8,
     )  # fmt: skip
-    torch.manual_seed(0)
-    model = T.GptOssForCausalLM(config)
-    config.to_json_file(tmp_path / "config.json")
-    m = load_model(str(tmp_path / "config.json"))
+    m, built = load_as_built(tmp_path, config, T.GptOssForCausalLM)
     assert (m.window, m.window_layers, m.linear_bias) == (8, 2, True)
-    # sinks, router and expert biases included
-    assert m.params() == sum(p.numel() for p in model.parameters())
+    assert m.params() == built  # sinks, router and expert biases included
+
+
+def load_as_built(tmp_path, config, model_class):
+    """`config` saved as a config.json and loaded by chipforge, and the parameter count of the
+    model transformers builds from it (every tensor, tied ones once)."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = model_class(config)
+    config.to_json_file(tmp_path / "config.json")
+    return load_model(str(tmp_path / "config.json")), sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("limit", [float("nan"), float("inf"), -1.0])

@@ -4,6 +4,7 @@ the qwen3-30b-a3b preset."""
 import json
 
 import pytest
+from test_hf_gpt_oss import load_as_built  # one way to build the reference
 
 from chipforge.api import load_model
 
@@ -33,16 +34,12 @@ def test_the_published_checkpoint_and_the_preset(tmp_path):
 
 @pytest.mark.models
 def test_parameters_as_transformers_builds_them(tmp_path):
-    torch = pytest.importorskip("torch")
     T = pytest.importorskip("transformers")
     config = T.Qwen3MoeConfig(
         hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
         num_key_value_heads=2, head_dim=16, vocab_size=256, max_position_embeddings=64,
         num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, mlp_only_layers=[0],
     )  # fmt: skip
-    torch.manual_seed(0)
-    model = T.Qwen3MoeForCausalLM(config)
-    config.to_json_file(tmp_path / "config.json")
-    m = load_model(str(tmp_path / "config.json"))
+    m, built = load_as_built(tmp_path, config, T.Qwen3MoeForCausalLM)
     assert m.dense_layers == 1 and m.qk_norm and not m.shared_experts
-    assert m.params() == sum(p.numel() for p in model.parameters())
+    assert m.params() == built
