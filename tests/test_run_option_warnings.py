@@ -151,26 +151,28 @@ def test_moe_options_on_a_model_without_experts_say_so(capsys):
     assert "has no effect" not in err
 
 
-def test_serve_ep_overlap_without_an_all_to_all_says_so(capsys):
-    """serve --ep-overlap on a dense model or at EP 1 was accepted and did nothing, silently
-    (serving._block overlaps only a MoE model's EP all-to-all)."""
-    args = ("serve", "--chip", "h100", "--chips", "8", "--isl", "512", "--osl", "64", "--json",
-            "--ep-overlap", "--tp", "1", "--pp", "1", "--concurrency", "8")  # fmt: skip
-    _, err = run(capsys, *args, "--model", "llm:llama3-8b,layers=4")
-    assert "--ep-overlap has no effect: llama3-8b has no MoE layers" in err
-    moe = "llm:qwen3-30b-a3b,layers=4"
-    _, err = run(capsys, *args, "--model", moe, "--ep", "1")
-    assert "--ep-overlap has no effect: EP 1 runs no all-to-all to hide" in err
-    _, err = run(capsys, *args, "--model", moe, "--ep", "8")
-    assert "--ep-overlap" not in err
+SERVE8 = ("serve", "--chip", "h100", "--chips", "8", "--isl", "512", "--osl", "64", "--json",
+          "--tp", "1", "--pp", "1", "--concurrency", "8")  # fmt: skip
+QWEN3 = "llm:qwen3-30b-a3b,layers=4"
 
 
-def test_serve_adp_balance_without_dp_attention_says_so(capsys):
-    """--adp-balance balances DP-attention groups (ep above tp); elsewhere it did nothing."""
-    args = ("serve", "--chip", "h100", "--chips", "8", "--isl", "512", "--osl", "64", "--json",
-            "--adp-balance", "5", "--tp", "1", "--pp", "1", "--concurrency", "8")  # fmt: skip
-    moe = "llm:qwen3-30b-a3b,layers=4"
-    _, err = run(capsys, *args, "--model", moe, "--ep", "1")
-    assert "--adp-balance has no effect: the plan has no DP-attention groups" in err
-    _, err = run(capsys, *args, "--model", moe, "--ep", "8")
-    assert "--adp-balance" not in err
+@pytest.mark.parametrize(
+    ("option", "model", "ep", "said"),
+    [
+        ("--ep-overlap", "llm:llama3-8b,layers=4", "1", "llama3-8b has no MoE layers"),
+        ("--ep-overlap", QWEN3, "1", "EP 1 runs no all-to-all to hide"),
+        ("--ep-overlap", QWEN3, "8", None),
+        ("--adp-balance=5", QWEN3, "1", "the plan has no DP-attention groups"),
+        ("--adp-balance=5", QWEN3, "8", None),
+    ],
+)
+def test_serve_options_without_their_ep_plan_say_so(capsys, option, model, ep, said):
+    """serve --ep-overlap on a dense model or at EP 1 (serving._block overlaps only a MoE
+    model's EP all-to-all) and --adp-balance without DP-attention groups (ep above tp;
+    serving balances only groups > 1) were accepted and did nothing, silently."""
+    _, err = run(capsys, *SERVE8, option, "--model", model, "--ep", ep)
+    flag = option.split("=")[0]
+    if said:
+        assert f"{flag} has no effect: {said}" in err
+    else:
+        assert flag not in err
