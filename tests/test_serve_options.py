@@ -158,3 +158,13 @@ def test_a_table_takes_the_ep_the_plan_takes(model, raw, chips):
     which `serve` and plan_serving take."""
     kw = serve_options.parse(raw, "x", model=model, chips=chips)
     assert kw == raw
+
+
+def test_a_table_refuses_the_shape_the_plan_refuses():
+    """With the chips known a table's tp / pp / ep are checked by the plan's own shape check
+    (serving_plan._check): tp 4 x pp 4 on 8 chips was taken (each divides the chips) and
+    refused only when planned."""
+    with pytest.raises(ChipforgeError, match=r"tp\*pp = 4\*4 = 16 must divide `chips` 8"):
+        serve_options.parse({"tp": 4, "pp": 4}, "x", model=MODEL, chips=8)
+    with pytest.raises(ChipforgeError):
+        plan_serving(load_chip("h100"), MODEL, 8, isl=1024, osl=256, tp=4, pp=4)

@@ -165,6 +165,7 @@ def _check(o: dict, model, chips: int | None, fail) -> None:
     its own checks, messages naming the flags). Without `chips` (a replica sized later from the
     weights, datacenter.workload.serving) its chip-count rules wait for the plan."""
     from chipforge.cluster.serving import check_options, plan_serving, resolve_model
+    from chipforge.cluster.serving_plan import _check as check_shape
     from chipforge.cluster.serving_plan import check_ep
 
     c = resolve_model(model)
@@ -177,21 +178,21 @@ def _check(o: dict, model, chips: int | None, fail) -> None:
                       **{k: v for k, v in kw.items() if k in wanted})  # fmt: skip
     except WorkloadError as e:
         raise fail(as_keys(str(e))) from None
-    # the model's shape, as plan_serving's serving_plan._check refuses it once the chips are known
-    for k, need, what in (("tp", c.heads, "heads"), ("pp", c.layers, "layers")):
-        v = o.get(k)
-        if v and (need % v or (chips and chips % v)):
-            raise fail(f"`{k}` {v} must divide {c.name}'s {need} {what}"
-                       + (f" and `chips` {chips}" if chips else ""))  # fmt: skip
     moe_only(o, c, fail)
-    ep = o.get("ep")
-    if ep:  # the plan's own rule (`ep` 1 on a dense model, wide EP over 256 experts: taken)
-        try:
-            check_ep(c, o.get("tp"), ep)
-        except WorkloadError as e:
-            raise fail(as_keys(str(e))) from None
-        if chips and chips % ep:  # plan_serving refuses it once it places the EP group
-            raise fail(f"`ep` {ep} must divide `chips` {chips}")
+    tp, pp, ep = o.get("tp"), o.get("pp"), o.get("ep")
+    if not chips:  # the model's part of the plan's shape checks; the chip count's waits
+        for k, v, need, what in (("tp", tp, c.heads, "heads"), ("pp", pp, c.layers, "layers")):
+            if v and need % v:
+                raise fail(f"`{k}` {v} must divide {c.name}'s {need} {what}")
+    try:
+        if chips:  # the plan's own checks of its shape (tp x pp dividing the chips too)
+            check_shape(c, chips, tp, pp, ep)
+        elif ep:
+            check_ep(c, tp, ep)
+    except WorkloadError as e:
+        raise fail(as_keys(str(e))) from None
+    if ep and chips and chips % ep:  # plan_serving refuses it once it places the EP group
+        raise fail(f"`ep` {ep} must divide `chips` {chips}")
 
 
 def moe_only(o: dict, c, fail) -> None:
@@ -205,10 +206,10 @@ def moe_only(o: dict, c, fail) -> None:
 
 def as_keys(text: str) -> str:
     """A message of `plan_serving` (naming `serve`'s flags) naming a table's keys instead:
-    `--max-num-tokens` -> `max_num_tokens`."""
+    `--max-num-tokens` -> `max_num_tokens` (`--chips`: the table's own `chips`)."""
 
     def key(m: re.Match) -> str:
         k = m.group(1).replace("-", "_")
-        return f"`{k}`" if k in KEYS else m.group(0)
+        return f"`{k}`" if k in KEYS or k == "chips" else m.group(0)
 
     return re.sub(r"--([a-z][a-z0-9-]*)", key, text)
