@@ -106,13 +106,14 @@ class SiteCfg:
     assumptions: tuple[tuple[str, float], ...] = ()
 
 
-def _chips(raw: dict) -> int:
-    """[serving] `chips` (8 unless given): a whole number up to the limit `plan_serving` takes."""
+def _chips(raw: dict, table: str) -> int:
+    """[serving] / [training] `chips` (8 unless given): a whole number up to the limit
+    `plan_serving` and `plan_training` take."""
     from chipforge.cluster.checks import MAX_CHIPS
 
     v = raw.get("chips", 8)
     if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_CHIPS:
-        raise SystemTableError(f"serving: `chips` must be a whole number from 1 to "
+        raise SystemTableError(f"{table}: `chips` must be a whole number from 1 to "
                                f"{MAX_CHIPS:,}, not {v!r}")  # fmt: skip
     return v
 
@@ -143,7 +144,7 @@ def parse_serving(raw: dict | None) -> Serving | None:
         c = resolve_model(str(raw["model"]))
     except ChipforgeError as e:
         raise SystemTableError(f"serving: `model` {raw['model']!r}: {e}") from None
-    chips = _chips(raw)
+    chips = _chips(raw, "serving")
     rest = {k: v for k, v in raw.items() if k not in ("model", "chips")}
     try:
         o = serve_options.parse({"isl": 1024, "osl": 1024} | rest, "serving", model=c, chips=chips)
@@ -160,7 +161,6 @@ def parse_training(raw: dict | None) -> Training | None:
     if raw is None:
         return None
     from chipforge.cluster import train_options
-    from chipforge.cluster.checks import MAX_CHIPS
     from chipforge.cluster.serving import resolve_model
 
     if "model" not in raw or "chips" not in raw:
@@ -170,10 +170,7 @@ def parse_training(raw: dict | None) -> Training | None:
         c = resolve_model(str(raw["model"]))
     except ChipforgeError as e:
         raise SystemTableError(f"training: `model` {raw['model']!r}: {e}") from None
-    chips = raw["chips"]
-    if isinstance(chips, bool) or not isinstance(chips, int) or not 1 <= chips <= MAX_CHIPS:
-        raise SystemTableError(f"training: `chips` must be a whole number from 1 to "
-                               f"{MAX_CHIPS:,}, not {chips!r}")  # fmt: skip
+    chips = _chips(raw, "training")
     rest = {k: v for k, v in raw.items() if k not in ("model", "chips")}
     try:
         train_options.parse(rest, "training", moe=c.is_moe)
