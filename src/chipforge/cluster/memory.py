@@ -270,10 +270,10 @@ def stage_params(
 
 
 def _heaviest(c: ModelConfig, pp: int, split: tuple[int, ...] | None) -> int:
-    return max(_rank_blocks(c, split)) if split else math.ceil(c.layers / pp)
+    return max(rank_blocks(c, split)) if split else math.ceil(c.layers / pp)
 
 
-def _rank_blocks(c: ModelConfig, split: tuple[int, ...]) -> tuple[int, ...]:
+def rank_blocks(c: ModelConfig, split: tuple[int, ...]) -> tuple[int, ...]:
     """Blocks each rank of a stated split holds: its decoder layers, the MTP modules on the
     last (Megatron-Core builds them in the last stage's post-process; the step time counts
     them so, training.stage_layer_count)."""
@@ -281,11 +281,11 @@ def _rank_blocks(c: ModelConfig, split: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def expert_share(c: ModelConfig, p) -> float:
-    """Share of the parameters of `stage_params` (plan `p`) that are routed experts."""
+    """Share of the parameters of `stage_params` (training.Plan `p`) that are routed experts."""
     from chipforge.cluster.checks import end_stage_split  # (checks imports this module)
 
-    ends = (getattr(p, "first_stage_layers", None), getattr(p, "last_stage_layers", None))
-    split = end_stage_split(c.layers, p.pp, *ends, getattr(p, "interleave", 1))
+    ends = (p.first_stage_layers, p.last_stage_layers)
+    split = end_stage_split(c.layers, p.pp, *ends, p.interleave)
     return _expert_share(c, p.pp, p.tp, p.ep, split)
 
 
@@ -434,7 +434,7 @@ def memory_per_chip(
     first = per - 1 if per * pp - c.layers == 2 and pp > 2 else per
     last_layers = first
     if split:  # stated end stages: each rank its own count
-        blocks = _rank_blocks(c, split)  # the MTP modules on the last
+        blocks = rank_blocks(c, split)  # the MTP modules on the last
         first, per, last_layers = blocks[0], blocks[1], blocks[-1]
     v, m = interleave, microbatches
     # in flight on the first rank (in_flight_chunks), each chunk 1/v of the rank's layers: under

@@ -37,6 +37,7 @@ from chipforge.cluster.memory import (
     memory_per_chip,
     pipeline_fsdp_reduces_after,
     pipeline_fsdp_unsharded,
+    rank_blocks,
     reserved_bytes,
     zero_held_share,
 )
@@ -522,7 +523,7 @@ def stage_layer_count(c: ModelConfig, p: Plan) -> int:
     the MTP modules on the last (Megatron-Core builds them in the last stage's post-process)."""
     split = stage_split(c, p)
     if split is not None:
-        return max(*split[:-1], split[-1] + c.mtp_layers)
+        return max(rank_blocks(c, split))
     return stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
 
 
