@@ -252,7 +252,7 @@ def block_params(c: ModelConfig, tp: int, ep: int) -> float:
     if not c.is_moe:
         return c.layers * (c.attention_params() + c.ffn_params(False)) / tp
     moe_layers = c.layers - c.dense_layers
-    expert = c.experts * c.ffn_matrices * c.hidden * c.expert_ffn
+    expert = c.experts * c.expert_params
     shared = c.ffn_params(True) - expert
     dense = c.layers * c.attention_params() + c.dense_layers * c.ffn_params(False)
     return (dense + moe_layers * shared) / tp + moe_layers * expert / (tp * ep)
@@ -304,7 +304,7 @@ def zero_held_share(xshare: float, n: int, ep: int) -> float:
 def _expert_share(c: ModelConfig, pp: int, tp: int, ep: int, split) -> float:
     if not c.is_moe:
         return 0.0
-    expert = c.experts * c.ffn_matrices * c.hidden * c.expert_ffn / (tp * ep)
+    expert = c.experts * c.expert_params / (tp * ep)
     on_stage = c.moe_layer_share * expert * _heaviest(c, pp, split)
     return on_stage / stage_params(c, pp, tp, ep, split)
 

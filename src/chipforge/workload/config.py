@@ -241,8 +241,13 @@ class ModelConfig:
             return q + kv + H * self.d_v * h
         return h * H * d + 2 * h * self.n_kv_heads * d + H * d * h
 
+    @property
+    def expert_params(self) -> int:
+        """Parameters of one routed expert (its FFN matrices)."""
+        return self.ffn_matrices * self.hidden * self.expert_ffn
+
     def ffn_params(self, moe: bool, *, active: bool = False) -> int:
-        per_expert = self.ffn_matrices * self.hidden * self.expert_ffn
+        per_expert = self.expert_params
         if not moe:
             return self.ffn_matrices * self.hidden * self.ffn
         routed = self.top_k if active else self.experts
