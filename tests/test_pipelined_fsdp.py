@@ -1,21 +1,15 @@
 """torchtitan's FSDP data parallelism: a pipelined stage under ZeRO-3 that keeps its weights
 whole (memory.pipeline_fsdp_unsharded) still has one stage's parameters to reduce and gather
 (not dp x cp times them), gathers them once a step, and reduce-scatters its accumulated
-gradients after the last backward; FSDP2 reduces them in fp32 (training.FSDP_REDUCE_BYTES)."""
+gradients after the last backward; FSDP2 reduces them in fp32 (memory.FSDP_REDUCE_BYTES)."""
 
 from __future__ import annotations
 
 import pytest
 
-from chipforge.cluster.memory import GRAD_BYTES, pipeline_fsdp_unsharded
+from chipforge.cluster.memory import FSDP_REDUCE_BYTES, GRAD_BYTES, pipeline_fsdp_unsharded
 from chipforge.cluster.topology import Topology
-from chipforge.cluster.training import (
-    FSDP_REDUCE_BYTES,
-    Plan,
-    RunOptions,
-    plan_memory,
-    stage_cost,
-)
+from chipforge.cluster.training import Plan, RunOptions, plan_memory, stage_cost
 from chipforge.spec import load_chip
 from chipforge.workload.config import ModelConfig
 
@@ -101,7 +95,7 @@ def test_pipelined_fsdp_reduces_after_the_last_backward(zero):
 
 
 def test_torchtitan_fsdp_reduces_its_gradients_in_fp32():
-    """torchtitan's MixedPrecisionPolicy(reduce_dtype=float32) (training.FSDP_REDUCE_BYTES): with
+    """torchtitan's MixedPrecisionPolicy(reduce_dtype=float32) (memory.FSDP_REDUCE_BYTES): with
     latency-free links the reduce-scatter moves twice Megatron-Core's bf16 gradients' bytes;
     the weights' all-gather stays bf16, and DDP (ZeRO 0) reduces as before."""
 

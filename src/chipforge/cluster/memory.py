@@ -131,6 +131,13 @@ LOSS_BUFFERS_TP = {"eager": 4}
 # after its backward ("only needed to return to the user in merge_output_chunks") and cleared
 # at the next step. Megatron-Core ("fused") keeps none: its last stage's output is the loss.
 PIPELINE_KEEPS_OUTPUTS = {"fused": False, "eager": True, "compiled": True}
+# Bytes per parameter a FSDP gradient reduction moves, by the framework the loss names:
+# torchtitan's FSDP2 reduces in fp32 (parallelize_llama.py `apply_fsdp`:
+# MixedPrecisionPolicy(reduce_dtype=TORCH_DTYPE_MAP[mixed_precision_reduce]), "float32" its only
+# choice at 9dec370; FSDP2 `foreach_reduce` allocates the reduce-scatter input in reduce_dtype
+# and the HSDP all-reduce runs on that output). Megatron-Core ("fused") reduces in the gradients'
+# bf16 (GRAD_BYTES). ZeRO 0 (DDP) keeps GRAD_BYTES.
+FSDP_REDUCE_BYTES = {"eager": 4, "compiled": 4}
 # Whether a pipeline stage sharded by FSDP (ZeRO 2-3) accumulates its whole, unsharded gradients
 # in fp32 through the step: torch.distributed.pipelining (torchtitan, "eager") runs every
 # micro-batch's backward with `set_requires_gradient_sync(False)` (stage.py
@@ -140,8 +147,8 @@ PIPELINE_KEEPS_OUTPUTS = {"fused": False, "eager": True, "compiled": True}
 # `to_accumulated_grad_if_needed`: `unsharded_accumulated_grad = unsharded_grad.to(
 # self.reduce_dtype)`), torchtitan's `mixed_precision_reduce` being "float32" (config_manager.py
 # at 9dec370, its only choice): 4 bytes per parameter of the stage, from the first backward on,
-# beside the micro-batches then in flight.
-PIPELINE_FSDP_GRAD_BYTES = {"eager": 4, "compiled": 4}
+# beside the micro-batches then in flight: the reduce dtype's bytes, FSDP_REDUCE_BYTES.
+PIPELINE_FSDP_GRAD_BYTES = FSDP_REDUCE_BYTES
 # Whether a pipeline stage sharded by FSDP at ZeRO-3 holds its whole unsharded bf16 weights
 # through the step: torch.distributed.pipelining also calls `set_reshard_after_backward(False)`
 # before every micro-batch's backward but the last (stage.py `backward_maybe_with_nosync`), so

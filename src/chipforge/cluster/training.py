@@ -26,6 +26,7 @@ from chipforge.cluster.layer import (
     tp_gemms,
 )
 from chipforge.cluster.memory import (
+    FSDP_REDUCE_BYTES,
     GRAD_BYTES,
     LAYER_SAC,
     LAYER_SAC_SHARE,
@@ -251,15 +252,6 @@ MOE_HOST_S_PER_LAUNCH = 17e-6
 # own passes over the logits (llm-foundry's is flash-attn's fused xentropy kernel), and the
 # metrics' transient fp32 buffers in `plan_memory`.
 TRAIN_METRIC_BYTES = {"cast": 2 + 4, "log_softmax": 4 + 4}
-
-
-# Bytes per parameter a FSDP gradient reduction moves, by the framework the loss names:
-# torchtitan's FSDP2 reduces in fp32 (parallelize_llama.py `apply_fsdp`:
-# MixedPrecisionPolicy(reduce_dtype=TORCH_DTYPE_MAP[mixed_precision_reduce]), "float32" its only
-# choice at 9dec370; FSDP2 `foreach_reduce` allocates the reduce-scatter input in reduce_dtype
-# and the HSDP all-reduce runs on that output). Megatron-Core ("fused") reduces in the gradients'
-# bf16 (GRAD_BYTES). ZeRO 0 (DDP) keeps GRAD_BYTES.
-FSDP_REDUCE_BYTES = {"eager": 4, "compiled": 4}
 
 
 def train_metrics_time(chip: ChipSpec, c: ModelConfig, p: Plan, tok: int, run: RunOptions) -> float:
