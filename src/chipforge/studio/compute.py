@@ -28,6 +28,7 @@ from pydantic import ValidationError
 import chipforge as cf
 from chipforge.atomic import atomic_write_bytes
 from chipforge.cluster import serve_options, train_options
+from chipforge.cluster.memory import RECOMPUTE
 from chipforge.errors import ChipforgeError
 from chipforge.spec.loader import chip_from_dict, preset_names, problems
 from chipforge.spec.models import ChipSpec
@@ -610,7 +611,7 @@ def _plan(plan) -> str:
 # options are every switch of `chipforge train` (cluster.train_options, which also checks them
 # as a decide scenario's [[workload.train]] keys are)
 DTYPES = ("bf16", "fp8", "fp4")
-RECOMPUTES = ("none", "selective", "full")  # blank: searched
+RECOMPUTES = RECOMPUTE  # training's own list (cluster.memory); blank: searched
 TRAIN_OPTIONS = train_options.SWITCHES
 # plan_serving's switches, as serve's flags (cluster.serve_options; --gqa-kernel is on already)
 SERVE_OPTIONS = tuple(k for k in serve_options.SWITCHES if k != "gqa_kernel")
