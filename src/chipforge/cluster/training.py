@@ -1087,8 +1087,9 @@ def stage_cost(
     # this chip's parameters from its weights' bytes: sharded under ZeRO-3, except where the
     # pipelined stage holds them whole (memory.pipeline_fsdp_unsharded), counted once
     whole = pipeline_fsdp_unsharded(p.pp, p.zero, shard, run.loss)
+    experts = expert_share(c, p)  # of this stage's parameters, routed experts
     # (ZeRO-3: the routed experts shard over shard / ep ranks only, memory.zero_held_share)
-    held = zero_held_share(expert_share(c, p), shard, p.ep) if p.zero == 3 and not whole else 1
+    held = zero_held_share(experts, shard, p.ep) if p.zero == 3 and not whole else 1
     params = mem["weights_bytes"] / per_param / held
     reduce_bytes = FSDP_REDUCE_BYTES.get(run.loss, GRAD_BYTES) if p.zero >= 1 else GRAD_BYTES
     grads, weights = params * reduce_bytes, params * per_param  # bytes on this chip
@@ -1099,7 +1100,7 @@ def stage_cost(
     # them in their own buffers and buckets, expert_parallel_buffers). With EP filling a node
     # each of those ranks sits in another one.
     edp = dp_group // p.ep if c.is_moe else 1
-    xshare = expert_share(c, p) if edp < dp_group else 0.0
+    xshare = experts if edp < dp_group else 0.0
 
     def dp(kind: str, size: float) -> float:
         dense = hybrid_collective(kind, size * (1 - xshare), shard, dp_group // shard, topo,
@@ -1135,7 +1136,7 @@ def stage_cost(
     if p.zero == 3:
         dp_gather = dp("all_gather", weights)
     # each replica steps its shard (the experts': of shard / ep ranks, memory.zero_held_share)
-    t_opt = opt * layers * (zero_held_share(expert_share(c, p), shard, p.ep) if p.zero >= 1 else 1)
+    t_opt = opt * layers * (zero_held_share(experts, shard, p.ep) if p.zero >= 1 else 1)
     if p.optimizer_offload:  # gradients out, CPU Adam, weights back, pipelined
         shard = full["optimizer_bytes"] / OPTIMIZER_BYTES  # parameters this chip steps
         cpu = shard * CPU_ADAM_BYTES / max(topo.host_memory_bandwidth, 1e-30)
