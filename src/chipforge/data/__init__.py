@@ -6,7 +6,8 @@ value, unit, conditions, source, confidence); `measured.csv` (hardware figures) 
 cost, tape-out to volume, CoWoS) add public figures found since, in the same
 columns. All ship in the package so chipforge runs on its own. `sustained_gemm.csv` holds the
 long back-to-back GEMM runs its '#' header's rule selects (their own columns: shape, dtype,
-duration, measured clock).
+duration, measured clock). `grouped_gemm.csv` holds one library's measured dense and MoE-grouped
+GEMMs at stated shapes (the check of the engine's grouped-GEMM price; its header states the rule).
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def figure(figure_id: str) -> float:
 def sustained_gemm() -> dict[str, dict[str, str]]:
     """The sustained GEMM rows (sustained_gemm.csv, whose '#' header states the rule that selects
     them), keyed by id."""
-    text = (resources.files("chipforge.data") / "sustained_gemm.csv").read_text()
+    return _commented_csv("sustained_gemm.csv")
+
+
+def _commented_csv(name: str) -> dict[str, dict[str, str]]:
+    text = (resources.files("chipforge.data") / name).read_text()
     lines = (line for line in text.splitlines() if not line.startswith("#"))
     return {row["id"]: row for row in csv.DictReader(lines)}
+
+
+@cache
+def grouped_gemm() -> dict[str, dict[str, str]]:
+    """DeepGEMM's measured dense and MoE-grouped FP8 GEMMs on H800 (grouped_gemm.csv, whose '#'
+    header states the source and the rule that selects them), keyed by id."""
+    return _commented_csv("grouped_gemm.csv")
