@@ -380,7 +380,10 @@ def load_hf_config(path: str | Path, where: str = "workload") -> ModelConfig:
     archs = data.get("architectures")
     archs = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
     kind = data.get("model_type") if isinstance(data.get("model_type"), str) else None
-    kind = kind or next((ARCHITECTURES[a] for a in archs if a in ARCHITECTURES), None)
+    if kind not in MODEL_TYPES and kind not in MULTIMODAL:
+        # a model_type of its own over a supported class (Kimi K2: "kimi_k2" with
+        # architectures ["DeepseekV3ForCausalLM"]): the class its weights load into decides
+        kind = next((ARCHITECTURES[a] for a in archs if a in ARCHITECTURES), kind)
     if kind in MULTIMODAL:
         data, kind = _decoder(data, kind, path.name), MULTIMODAL[kind]
     if kind not in MODEL_TYPES:
