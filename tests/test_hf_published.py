@@ -43,6 +43,11 @@ PUBLISHED = {
     # Small 3); keras-hub mistral_presets.py "magistral_small_2506_en" (the same decoder):
     # 23,572,403,200
     "mistral-small-24b-base-2501.json": 23_572_403_200,
+    # https://huggingface.co/google/gemma-3-27b-it/blob/main/config.json (its text_config leaves
+    # vocab_size and max_position_embeddings to Gemma3TextConfig's defaults); the decoder's
+    # count, keras-hub gemma3_presets.py "gemma3_instruct_27b_text": 27,009,002,240 (the
+    # image-text checkpoint, vision tower included: 27,432,062,576)
+    "gemma-3-27b-it.json": 27_009_002_240,
 }
 
 

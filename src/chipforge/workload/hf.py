@@ -313,6 +313,12 @@ MODEL_TYPES = {
 }
 
 
+# keys a config class defaults and its published configs leave out: google/gemma-3-27b-it's
+# text_config states neither vocab_size nor max_position_embeddings (Gemma3TextConfig's defaults,
+# transformers models/gemma3/configuration_gemma3.py: 262208 and 131072)
+DEFAULTS = {"gemma3_text": {"vocab_size": 262208, "max_position_embeddings": 131072}}
+
+
 # image-text models whose decoder is a supported text model, saved as their `text_config`: the
 # decoder is costed, the vision tower and projector are not (`multimodal_note` says so)
 MULTIMODAL = {"gemma3": "gemma3_text"}
@@ -400,7 +406,7 @@ def load_hf_config(path: str | Path, where: str = "workload") -> ModelConfig:
             f"`{where}` {path.name}: architecture must be one of {', '.join(ARCHITECTURES)}, "
             f"not {given}; describe other models with llm:custom,layers=..,hidden=.."
         )
-    keys = _Keys(data)
+    keys = _Keys(DEFAULTS.get(kind, {}) | data)
     try:
         fields = MODEL_TYPES[kind](keys)
     except KeyError as e:
