@@ -111,7 +111,7 @@ def memory(
     weights = c.params() * nbytes(wt) / (tp * pp)
     if ep > tp:  # wide EP: whole routed experts over ep chips (the busiest holds the ceiling),
         # everything else on each attention group's tp chips
-        expert = c.ffn_matrices * c.hidden * c.expert_ffn * (c.layers - c.dense_layers)
+        expert = c.expert_params * (c.layers - c.dense_layers)  # one expert, every MoE layer
         local = math.ceil(c.experts / ep) * expert
         weights = ((c.params() - c.experts * expert) / tp + local) * nbytes(wt)
         if moe_tp:  # the router stays whole on every chip (SGLang's MoEGate: one full weight)
