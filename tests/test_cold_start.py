@@ -116,3 +116,35 @@ def test_the_cli_imports_no_cluster_model_before_a_command_runs():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_show_loads_the_topology_alone_of_the_cluster_package():
+    """`show` needs `cluster.topology` only; `cluster/__init__` imported every model and
+    validation set with it (~15 ms at rest) until its names loaded lazily (PEP 562)."""
+    code = (
+        "import contextlib, io, sys, chipforge.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    chipforge.cli.app(['show', 'h100', '--json'], standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('chipforge.cluster')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['chipforge.cluster', 'chipforge.cluster.topology']"
+
+
+def test_the_validation_sets_register_without_the_package_import():
+    """Each set registers when `cluster.validate` runs the cases, whatever was imported before
+    (the package's `__init__` no longer imports them)."""
+    code = (
+        "from chipforge.cluster import validate as v\n"
+        "v.load_sets()\n"
+        "print(sorted({p.__module__.rsplit('.', 1)[-1] for p in v.CASES}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    expected = ["check_validate", "frontier_validate", "memory_validate", "serving_validate"]
+    assert out.stdout.strip() == str(sorted([*expected, "validate"]))

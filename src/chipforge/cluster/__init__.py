@@ -1,34 +1,42 @@
-"""Many chips: topologies, collectives, training plans (parallelism, memory, step time)."""
+"""Many chips: topologies, collectives, training plans (parallelism, memory, step time).
 
-from chipforge.cluster.collectives import collective_time
-from chipforge.cluster.memory import memory_per_chip
-from chipforge.cluster.peers import calculon_model, calculon_plan
-from chipforge.cluster.search import plan_training
-from chipforge.cluster.serving import ServingPlan, plan_serving
-from chipforge.cluster.topology import Topology, topology_for, topology_names
-from chipforge.cluster.training import Plan, TrainingPlan, evaluate_plan
+The package's names load with their module on first use (PEP 562 `__getattr__`), so a command
+that needs one submodule (`show`: the topology) does not load the training, serving and
+validation models. The validation sets register their cases when `cluster.validate` runs them
+(`validate.load_sets`)."""
 
-__all__ = [
-    "Plan",
-    "ServingPlan",
-    "Topology",
-    "TrainingPlan",
-    "calculon_model",
-    "calculon_plan",
-    "collective_time",
-    "evaluate_plan",
-    "memory_per_chip",
-    "plan_serving",
-    "plan_training",
-    "topology_for",
-    "topology_names",
-]
+from __future__ import annotations
 
-# registering the validation cases: the serving set, the frontier held-out set, the check-only
-# set, published peak memory
-from chipforge.cluster import (  # noqa: E402,F401
-    check_validate,
-    frontier_validate,
-    memory_validate,
-    serving_validate,
-)
+from importlib import import_module
+
+# every public name, with the submodule that defines it
+_EXPORTS = {
+    "Plan": "training",
+    "ServingPlan": "serving",
+    "Topology": "topology",
+    "TrainingPlan": "training",
+    "calculon_model": "peers",
+    "calculon_plan": "peers",
+    "collective_time": "collectives",
+    "evaluate_plan": "training",
+    "memory_per_chip": "memory",
+    "plan_serving": "serving",
+    "plan_training": "search",
+    "topology_for": "topology",
+    "topology_names": "topology",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
