@@ -6,9 +6,10 @@ fine-grained scaling, BF16 output): the engine's isolated-kernel time on `h100` 
 times: one kernel) and its deployed time (what a serving or training run prices), as
 predicted / measured - 1, by shape. The dense rows at the same N and K are the control.
 
-Part 2: the training-frontier MoE rows (seen rows) with every grouped matmul's time (routed
-experts, forward and backward) multiplied by 1, 1.5 and 2, and the factor the grouped GEMMs
-alone would need to close each row. A diagnostic: nothing is tuned to it, no summary counts it.
+Part 2: the frontier MoE rows (training and serving, seen rows) with every grouped matmul's time
+(routed experts, forward and backward) multiplied by 1, 1.5 and 2, and for the training rows the
+factor the grouped GEMMs alone would need to close each row. A diagnostic: nothing is tuned to
+it, no summary counts it.
 
     python benchmarks/moe_grouped_gemm_check.py
 """
@@ -23,7 +24,7 @@ from chipforge.spec.loader import load_chip
 from chipforge.workload import Graph
 from chipforge.workload.ops import MatMul
 
-MOE_ROWS = ("qwen3", "gptoss", "deepseekv3")
+MOE_ROWS = ("qwen3", "gptoss", "deepseekv3", "deepseek-v3", "deepseek-r1")
 SCALES = (1.0, 1.5, 2.0)
 
 
@@ -53,12 +54,29 @@ def part1() -> None:
               f"range {min(errs):+.1%} .. {max(errs):+.1%}")  # fmt: skip
 
 
+def _clear_caches() -> None:
+    """Drop the cluster models' cached layer costs, plans and serving costs, so the next
+    prediction prices its ops again."""
+    import importlib
+    import pkgutil
+
+    import chipforge.cluster as cluster
+
+    for info in pkgutil.iter_modules(cluster.__path__):
+        module = importlib.import_module(f"chipforge.cluster.{info.name}")
+        for value in list(vars(module).values()):
+            if hasattr(value, "cache_clear"):
+                value.cache_clear()
+        for name in ("_CACHE", "_PLANS"):
+            if isinstance(getattr(module, name, None), dict):
+                getattr(module, name).clear()
+
+
 def part2() -> None:
-    from chipforge.cluster import layer, search
-    from chipforge.cluster.frontier_validate import training_cases
+    from chipforge.cluster.frontier_validate import serving_cases, training_cases
 
     original = engine.finish_op
-    cases = [c for c in training_cases() if any(s in c.id for s in MOE_ROWS)]
+    cases = [c for c in training_cases() + serving_cases() if any(s in c.id for s in MOE_ROWS)]
     errors: dict[str, list[float]] = {c.id: [] for c in cases}
     for scale in SCALES:
 
@@ -68,23 +86,24 @@ def part2() -> None:
             return original(mc, op, cost, busy_s=busy_s, **kw)
 
         engine.finish_op = scaled
-        layer._CACHE.clear()  # layer costs and plans are cached: price them again
-        search._PLANS.clear()
+        _clear_caches()
         try:
             for c in cases:
                 errors[c.id].append(c.predict() / c.published - 1)
         finally:
             engine.finish_op = original
-            layer._CACHE.clear()
-            search._PLANS.clear()
-    print("\ntraining-frontier MoE rows (tokens/s, predicted/published - 1) with the grouped")
-    print("GEMMs' time x 1 / 1.5 / 2; share = grouped GEMMs' part of the modelled step;")
-    print("needed = the factor on the grouped GEMMs alone that would close the row")
+            _clear_caches()
+    print("\nfrontier MoE rows (seen; predicted/published - 1) with the grouped GEMMs' time")
+    print("x 1 / 1.5 / 2. Training tokens/s rows: share = the grouped GEMMs' part of the modelled")
+    print("step, needed = the factor on them alone that would close a row the model runs fast")
     for cid, (e1, e15, e2) in errors.items():
-        share = (1 + e1) / (1 + e2) - 1  # step(x2) / step(x1) - 1: the grouped part at x1
-        needed = 1 + e1 / share if share > 0 and e1 > 0 else float("nan")
-        print(f"{cid:<40} {e1:+7.1%} {e15:+7.1%} {e2:+7.1%}  share {share:5.1%}  "
-              f"needed x{needed:.1f}")  # fmt: skip
+        line = f"{cid[:44]:<44} {e1:+7.1%} {e15:+7.1%} {e2:+7.1%}"
+        if "tokens_per_s_per_chip" in next(c.metric for c in cases if c.id == cid) and e1 > e2:
+            share = (1 + e1) / (1 + e2) - 1  # step(x2) / step(x1) - 1: the grouped part at x1
+            line += f"  share {share:5.1%}"
+            if e1 > 0:
+                line += f"  needed x{1 + e1 / share:.1f}"
+        print(line)
 
 
 if __name__ == "__main__":
