@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from chipforge.errors import WorkloadError
 from chipforge.workload.resolve import resolve_model
 
 CONFIGS = Path(__file__).parent / "data" / "hf_configs"
@@ -48,6 +47,10 @@ PUBLISHED = {
     # count, keras-hub gemma3_presets.py "gemma3_instruct_27b_text": 27,009,002,240 (the
     # image-text checkpoint, vision tower included: 27,432,062,576)
     "gemma-3-27b-it.json": 27_009_002_240,
+    # https://huggingface.co/zai-org/GLM-4.5/blob/main/config.json (Glm4MoeForCausalLM); model
+    # card: "355 billion total parameters"; the checkpoint's 358,337,791,296 hold its MTP layer
+    # too (5.5 B with its own embedding and head copies), which `params()` leaves out
+    "glm-4.5.json": 355_000_000_000,
 }
 
 

@@ -2,7 +2,8 @@
 
 Each supported `model_type` maps the transformers config keys (LlamaConfig, MistralConfig,
 MixtralConfig, Qwen2Config, Qwen3Config, Phi3Config, Gemma2Config, Gemma3TextConfig,
-GPTNeoXConfig, Qwen2MoeConfig, Qwen3MoeConfig, GPT2Config, DeepseekV3Config, GptOssConfig) to
+GPTNeoXConfig, Qwen2MoeConfig, Qwen3MoeConfig, GPT2Config, DeepseekV3Config, GptOssConfig,
+Glm4MoeConfig) to
 ModelConfig fields, sliding windows included (`layer_types` as transformers 5 saves it, else
 each config class's rule), and the small parameters (norms, biases, sinks) each model class
 adds (`other_params`). Encoder, encoder-decoder, vision and audio configs (BERT, T5, ViT, Whisper,
@@ -36,6 +37,7 @@ ARCHITECTURES = {
     "GPT2LMHeadModel": "gpt2",
     "DeepseekV3ForCausalLM": "deepseek_v3",
     "GptOssForCausalLM": "gpt_oss",  # biased linears and experts, clamped SwiGLU, attention sinks
+    "Glm4MoeForCausalLM": "glm4_moe",  # DeepSeek-V3's MoE over GQA with q/k/v biases
 }
 
 
@@ -235,6 +237,24 @@ def _deepseek_v3(c: _Keys) -> dict:
     }
 
 
+def _glm4_moe(c: _Keys) -> dict:
+    """GLM-4.5 (Glm4MoeConfig; transformers models/glm4_moe): DeepSeek-V3's MoE (routed and
+    shared experts of `moe_intermediate_size`, the first `first_k_dense_replace` layers dense,
+    `num_nextn_predict_layers` MTP modules) over grouped-query attention with q/k/v biases
+    (`attention_bias`) and optional per-head q/k RMSNorms (`use_qk_norm`). Its
+    `partial_rotary_factor` rotates part of each head: elementwise work, not priced."""
+    return _llama(c) | {
+        "experts": c.int("n_routed_experts", "experts"),
+        "top_k": c.int("num_experts_per_tok", "top_k"),
+        "shared_experts": c.int("n_shared_experts", "shared_experts", None) or 0,
+        "moe_ffn": c.int("moe_intermediate_size", "moe_ffn"),
+        "dense_layers": c.int("first_k_dense_replace", "dense_layers", 0),
+        "mtp_layers": c.int("num_nextn_predict_layers", "mtp_layers", None) or 0,
+        "qk_norm": c.flag("use_qk_norm", False),
+        **_expert_groups(c),
+    }
+
+
 def _gpt_oss(c: _Keys) -> dict:
     """GPT-OSS (GptOssConfig, the gpt-oss presets): every layer a MoE of `num_local_experts`
     experts of `intermediate_size`, biased linears, SwiGLU clamped at `swiglu_limit`, sliding
@@ -279,12 +299,14 @@ def _other_params(kind: str, c: _Keys, m: ModelConfig) -> int:
         table = m.seq * h if kind == "gpt2" else 0  # learned positions (wpe)
         return layers * per_layer + 2 * h + table
     norms = {"gemma2": 4, "gemma3_text": 4}.get(kind, 2) * h
-    if kind in ("qwen3", "qwen3_moe", "gemma3_text"):
+    if kind in ("qwen3", "qwen3_moe", "gemma3_text") or (kind == "glm4_moe" and m.qk_norm):
         norms += 2 * d  # per-head q and k RMSNorms
     if kind == "deepseek_v3":
         norms += m.q_lora + m.kv_lora  # q_a and kv_a layernorms
     if kind in ("qwen2", "qwen2_moe"):
         bias = qkv if c.flag("qkv_bias", True) else 0
+    elif kind == "glm4_moe":  # q, k and v biased, the output projection not
+        bias = qkv if c.flag("attention_bias", False) else 0
     else:
         bias = (qkv + h) if c.flag("attention_bias", False) else 0
         bias += (2 * ffn + h) if c.flag("mlp_bias", False) else 0
@@ -310,6 +332,7 @@ MODEL_TYPES = {
     "gpt2": _gpt2,
     "deepseek_v3": _deepseek_v3,
     "gpt_oss": _gpt_oss,
+    "glm4_moe": _glm4_moe,
 }
 
 
@@ -379,7 +402,7 @@ def _read(path: Path, where: str = "workload") -> dict:
 def load_hf_config(path: str | Path, where: str = "workload") -> ModelConfig:
     """The `ModelConfig` of a HuggingFace config.json (Llama, Mistral, Mixtral, Qwen2, Qwen3,
     Qwen2-MoE, Qwen3-MoE, GPT-OSS, Phi-3, Gemma 2, Gemma 3 (text, or the image-text model's
-    decoder), GPT-NeoX, GPT-2, DeepSeek-V3). `where`: what errors name it (`model` for the
+    decoder), GPT-NeoX, GPT-2, DeepSeek-V3, GLM-4.5). `where`: what errors name it (`model` for the
     --model of train and serve)."""
     path = Path(path)
     data = _read(path, where)

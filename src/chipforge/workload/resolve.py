@@ -5,8 +5,9 @@
     llm:llama3-70b,layers=40                    the same, as a workload string writes it
     llm:custom,layers=32,hidden=4096,heads=32,ffn=11008,vocab=32000
     path/to/config.json[,field=value...]        a HuggingFace config (Llama, Mistral, Mixtral,
-    path/to/model-folder[,field=value...]       Qwen2/3, Qwen2-MoE, Phi-3, Gemma 2/3, GPT-NeoX,
-                                                GPT-2, DeepSeek-V3), or its folder
+    path/to/model-folder[,field=value...]       Qwen2/3, Qwen2/3-MoE, Phi-3, Gemma 2/3, GPT-NeoX,
+                                                GPT-2, DeepSeek-V3, GPT-OSS, GLM-4.5), or its
+                                                folder
 
 `resolve_model` is used by `train`, `serve`, `datacenter`, sweeps and `chipforge.load_model`;
 workload strings (`evaluate`, `compare`, `simulate`) resolve the model part of `llm:...` and
