@@ -2,14 +2,16 @@
 
 data/grouped_gemm.csv: every row of the DeepGEMM README's tables (revision 327ec92, H800, FP8 with
 fine-grained scaling, BF16 output), dense and grouped, none chosen by fit. A grouped row is priced
-as `workload.llm._moe` builds the routed experts: one `MatMul` with `grouped=True` and a batch of
-groups (each group padding its own rows to the tile). The dense rows of the same table are the
+as the op `workload.llm._moe` builds for DeepSeek-V3's routed experts at that row's experts per
+chip and rows per expert: one `MatMul` with `grouped=True` and a batch of groups (each group
+padding its own rows to the tile). The dense rows of the same table are the
 control: what the grouped rows share with them at the same N and K is the library's FP8 rate and
 its per-tile costs, which every GEMM has (docs/perf-calibration.md, "MoE grouped GEMMs")."""
 
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
 import pytest
 
@@ -17,14 +19,37 @@ from chipforge.data import grouped_gemm
 from chipforge.perf import estimate
 from chipforge.spec import load_chip
 from chipforge.workload import Graph
+from chipforge.workload.config import load_model
+from chipforge.workload.llm import _moe
 from chipforge.workload.ops import MatMul
+
+
+def _grouped_op(row: dict[str, str]) -> MatMul:
+    """The routed experts' grouped matmul `workload.llm._moe` builds for DeepSeek-V3 (hidden 7168,
+    256 experts of 2048, top-8: its up projection is N x K = 4096 x 7168, its down 7168 x 2048,
+    the README's shapes) at the expert parallelism that leaves `groups` experts on the chip and
+    the tokens that give each `m_per_group` rows; BF16 output, as the README's kernels write."""
+    c = load_model("deepseek-v3")
+    g, m = int(row["groups"]), int(row["m_per_group"])
+    ep = c.experts // g
+    t = m * c.experts // (ep * c.top_k)
+    ops = _moe(c, t=t, tp=1, dtype="fp8", ep=ep, combine=False)
+    (op,) = (
+        o
+        for o in ops
+        if isinstance(o, MatMul) and o.grouped and (o.n, o.k) == (int(row["n"]), int(row["k"]))
+    )
+    assert (op.batch, op.m) == (g, m)  # every local expert hit, the routes spread evenly
+    return replace(op, out_dtype="bf16")
 
 
 def _error(row: dict[str, str], chip) -> float:
     """Isolated-kernel time (what the README times: one kernel) / measured - 1."""
     g, m, n, k = (int(row[c]) for c in ("groups", "m_per_group", "n", "k"))
-    op = MatMul(name="g", m=m, n=n, k=k, batch=g, dtype="fp8", out_dtype="bf16",
-                grouped=row["layout"] != "dense")  # fmt: skip
+    if row["layout"] == "dense":
+        op = MatMul(name="g", m=m, n=n, k=k, dtype="fp8", out_dtype="bf16")
+    else:
+        op = _grouped_op(row)
     predicted = estimate(Graph(name="g", ops=(op,)), chip).time_s
     return predicted / (2 * g * m * n * k / (float(row["tflops"]) * 1e12)) - 1
 
