@@ -44,6 +44,7 @@ def test_example_chip_is_complete_and_not_a_preset():
         "sustained_clock",
         "mla_decode_rate",
         "moe_decode_bandwidth",
+        "gemm_stream_bandwidth",
         "idle_power",
         "notes",
     }

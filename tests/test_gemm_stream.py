@@ -1,4 +1,4 @@
-"""The amd-gpu family's skinny-GEMM streaming fraction (`Calibration.gemm_memory_frac`).
+"""MI300X's measured skinny-GEMM streaming rate (`ChipSpec.gemm_stream_bandwidth`, mi300x.toml).
 
 Source: Hugging Face / AMD, "Creating custom kernels for the AMD MI300" (2025-07-09), skinny GEMM
 table: torch._scaled_mm (hipBLASLt) FP8 times of Llama-3.1-405B's TP 8 projections on one MI300X,
@@ -37,23 +37,25 @@ def _time(chip, m: int, n: int, k: int) -> float:
     return estimate(parse_workload(f"gemm:m={m},n={n},k={k},dtype=fp8"), chip).time_s
 
 
-def test_constant_recomputed_from_its_designated_case(monkeypatch):
-    """The fraction at which the model's three M = 1 projections sum to the measured 123.64 us,
-    found by bisection, rounds to the constant (two decimals)."""
+def test_constant_recomputed_from_its_designated_case():
+    """The fraction of HBM at which the model's three M = 1 projections sum to the measured
+    123.64 us, found by bisection, rounds to the constant (two decimals), and mi300x.toml states
+    that fraction of its HBM."""
     chip = load_chip("mi300x")
     measured = sum(t for *_, t in cal.GEMM_STREAM_CALIBRATION_CASE)
-    base = cal.FAMILIES["amd-gpu"]
 
     def total(frac: float) -> float:
-        monkeypatch.setitem(cal.FAMILIES, "amd-gpu", replace(base, gemm_memory_frac=frac))
-        return sum(_time(chip, m, n, k) for m, n, k, _ in cal.GEMM_STREAM_CALIBRATION_CASE)
+        at = chip.model_copy(update={"gemm_stream_bandwidth": frac * chip.hbm.bandwidth})
+        return sum(_time(at, m, n, k) for m, n, k, _ in cal.GEMM_STREAM_CALIBRATION_CASE)
 
     lo, hi = 0.3, 0.95
     for _ in range(30):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if total(mid) > measured else (lo, mid)
-    assert round(mid, 2) == cal.GEMM_MEMORY_FRAC_AMD
-    assert base.gemm_memory_frac == cal.GEMM_MEMORY_FRAC_AMD
+    assert round(mid, 2) == cal.GEMM_MEMORY_FRAC_MI300X
+    assert chip.gemm_stream_bandwidth == pytest.approx(
+        cal.GEMM_MEMORY_FRAC_MI300X * chip.hbm.bandwidth, rel=1e-3
+    )
 
 
 @pytest.mark.parametrize("shape", sorted(HELD_OUT))
@@ -67,16 +69,21 @@ def test_held_out_skinny_gemms(shape):
 FP8 = MatMul(name="gemm", m=1, n=2304, k=16384, dtype="fp8")
 
 
-def test_other_families_stream_gemms_as_any_kernel():
-    """Only a family with a measurement states the fraction: NVIDIA and TPU GEMMs keep
-    `memory_frac`, so none of their figures moves."""
-    for chip_name in ("h100", "tpu-v5e"):
+def test_only_a_chip_with_a_measurement_takes_the_library_rate():
+    """Only a chip with a measurement of its own states the rate: NVIDIA and TPU GEMMs keep
+    `memory_frac`, and so does MI325X (the same family and library as MI300X, no skinny-GEMM
+    timing of its own), so its M = 1 FP8 product streams at 0.85 of its HBM, not 0.62."""
+    for chip_name in ("h100", "tpu-v5e", "mi325x"):
         mc = Machine(chip := load_chip(chip_name), cal.calibration(chip.family))
-        assert mc.cal.gemm_memory_frac is None
+        assert chip.gemm_stream_bandwidth is None
         assert mc.gemm_bandwidth(FP8) == mc.offchip_bandwidth
     mc = Machine(chip := load_chip("mi300x"), cal.calibration(chip.family))
-    assert mc.gemm_bandwidth(FP8) == pytest.approx(chip.hbm.bandwidth * cal.GEMM_MEMORY_FRAC_AMD)
+    assert mc.gemm_bandwidth(FP8) == pytest.approx(chip.hbm.bandwidth * cal.GEMM_MEMORY_FRAC_MI300X)
     assert mc.gemm_bandwidth(FP8) < mc.offchip_bandwidth
+    mi325x = load_chip("mi325x")
+    weight_bytes = 13312 * 16384  # the FP8 gate/up weight an M = 1 product streams
+    at_library_rate = weight_bytes / (mi325x.hbm.bandwidth * cal.GEMM_MEMORY_FRAC_MI300X)
+    assert _time(mi325x, 1, 13312, 16384) < at_library_rate
 
 
 @pytest.mark.parametrize(
@@ -100,7 +107,7 @@ def test_only_what_the_source_timed_takes_the_library_rate(op):
     if op.dtype == "bf16" and op.b_dtype == "bf16":
         t = estimate(parse_workload("gemm:m=1,n=2304,k=16384,dtype=bf16"), chip).time_s
         assert t >= op.bytes / mc.offchip_bandwidth
-        assert t < op.bytes / (chip.hbm.bandwidth * cal.GEMM_MEMORY_FRAC_AMD)
+        assert t < op.bytes / (chip.hbm.bandwidth * cal.GEMM_MEMORY_FRAC_MI300X)
 
 
 def test_moe_expert_gemms_are_grouped_dense_layers_are_not():

@@ -25,10 +25,6 @@ class Calibration:
     # sustained matrix rate per halving of operand width below 16 bits, relative to the 2x per
     # halving the peak tables claim, in a deployed model (`Machine(deployed=True)`); 1 = as peak
     narrow_frac: float
-    # fraction of off-chip bandwidth at which the family's GEMM library streams a memory-bound
-    # product's operands (a decode step's skinny GEMMs); None: as any streaming kernel
-    # (`memory_frac`). Set only where a measurement of the library's skinny GEMMs exists.
-    gemm_memory_frac: float | None = None
 
 
 # Narrow-dtype rate of a deployed model (serving, training): 0.71 per halving of the operand
@@ -49,9 +45,12 @@ class Calibration:
 NARROW_FRAC = 0.71
 NARROW_CALIBRATION_CASE = "mlperf-h100x8-llama2-70b-offline"
 
-# The amd-gpu family's skinny-GEMM streaming fraction (see FAMILIES) and its designated case:
-# (M, N, K, measured seconds) of each FP8 GEMM, whose model times must sum to the measured sum.
-GEMM_MEMORY_FRAC_AMD = 0.62
+# MI300X's skinny-GEMM streaming rate (mi300x.toml `gemm_stream_bandwidth` = this fraction of its
+# 5.3 TB/s HBM) and its designated case: (M, N, K, measured seconds) of each FP8 GEMM, whose model
+# times must sum to the measured sum. A chip's measurement, not the family's: MI325X (same
+# hipBLASLt, same CDNA3 compute, HBM3E at 6 TB/s) has no skinny-GEMM timing of its own, so it
+# streams at `memory_frac` as any chip without one.
+GEMM_MEMORY_FRAC_MI300X = 0.62
 GEMM_STREAM_CALIBRATION_CASE = (
     (1, 2304, 16384, 14.938e-6),
     (1, 13312, 16384, 77.636e-6),
@@ -76,17 +75,9 @@ FAMILIES: dict[str, Calibration] = {
     #   0.578, so neither is privileged (both count as calibration cases). Other constants as
     #   NVIDIA's (HIP launch costs are similar; AMD staff: 5.3 TB/s "is not achievable with
     #   real-world tests", ROCm/rocm_bandwidth_test issue #121 -> 0.85, an assumption).
-    # gemm_memory_frac: hipBLASLt's FP8 skinny GEMMs (torch._scaled_mm, the kernels vLLM's FP8
-    #   linear layers call on ROCm) stream the weights well below a streaming kernel's rate:
-    #   they pad M to the 16-row MFMA tile and few output tiles occupy few CUs (Hugging Face /
-    #   AMD, "Creating custom kernels for the AMD MI300", 2025-07-09, its skinny GEMM table:
-    #   Llama-3.1-405B FP8 TP 8 projections on one MI300X, CUDA graph, 2,000 timed iterations
-    #   over several weight copies so none is cached, rocm/vllm rocm6.3.1 vLLM 0.6.6 container).
-    #   Set once on its designated case, the layer's three measured projections at M = 1
-    #   together (QKV 2304x16384 14.938 us, gate/up 13312x16384 77.636 us, down 16384x6656
-    #   31.066 us: `GEMM_STREAM_CALIBRATION_CASE`), so the model's three times sum to the
-    #   measured 123.64 us; the table's M = 8, 16, 32 rows are held out (tests/test_gemm_stream.py).
-    "amd-gpu": Calibration(0.578, 0.85, 0.80, 4e-6, NARROW_FRAC, GEMM_MEMORY_FRAC_AMD),
+    # The MI300X's hipBLASLt skinny-GEMM rate is a chip field (mi300x.toml gemm_stream_bandwidth,
+    #   `GEMM_MEMORY_FRAC_MI300X` above, docs/perf-calibration.md), not a family factor.
+    "amd-gpu": Calibration(0.578, 0.85, 0.80, 4e-6, NARROW_FRAC),
     # matrix_frac: set so the model reproduces TPU v1 CNN0, 86.0 of 92 TOPS (perf-tpuv1-cnn0),
     #   compute-bound: 0.935 over the model's own fold padding, skew and dispatch (0.945).
     # memory_frac: assumed equal to the GPUs' streaming fraction (no TPU measurement isolates it).

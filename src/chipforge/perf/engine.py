@@ -65,19 +65,21 @@ class Machine:
         return self.chip.hbm.bandwidth * self.cal.memory_frac
 
     def gemm_bandwidth(self, op: MatMul) -> float:
-        """Off-chip bandwidth `op` streams its operands at: the family's GEMM library's measured
-        rate (`Calibration.gemm_memory_frac`) only for what that measurement ran, one 2-D
-        FP8 x FP8 product in the library (amd-gpu: hipBLASLt through torch._scaled_mm, which
-        takes 2-D operands only; FP8 times only); a streaming kernel's (`memory_frac`) for the
-        rest: the family states none, a 16-bit or weight-only product (vLLM on ROCm runs 16-bit
-        skinny products in its own wvSplitK / LLMM1 kernels, csrc/rocm/skinny_gemms.cu, not
-        hipBLASLt), a batched product (MLA's absorbed per-head products: torch.bmm), or a
-        grouped MoE GEMM (the engines' fused MoE kernels, `MatMul.grouped`)."""
-        frac = self.cal.gemm_memory_frac
+        """Off-chip bandwidth `op` streams its operands at: the chip's measured GEMM-library rate
+        (`ChipSpec.gemm_stream_bandwidth`, set only where a measurement on that chip exists) only
+        for what that measurement ran, one 2-D FP8 x FP8 product in the library (mi300x:
+        hipBLASLt through torch._scaled_mm, which takes 2-D operands only; FP8 times only); a
+        streaming kernel's (`memory_frac`) for the rest: a chip with no measurement (mi325x: the
+        same library and CDNA3 compute, but no skinny-GEMM timing of its own), a 16-bit or
+        weight-only product (vLLM on ROCm runs 16-bit skinny products in its own wvSplitK /
+        LLMM1 kernels, csrc/rocm/skinny_gemms.cu, not hipBLASLt), a batched product (MLA's
+        absorbed per-head products: torch.bmm), or a grouped MoE GEMM (the engines' fused MoE
+        kernels, `MatMul.grouped`)."""
+        measured = self.chip.gemm_stream_bandwidth
         library = op.dtype == "fp8" and op.b_dtype == "fp8" and op.batch == 1 and not op.grouped
-        if frac is None or not library:
+        if measured is None or not library:
             return self.offchip_bandwidth
-        return self.chip.hbm.bandwidth * frac
+        return measured
 
     def buffer_capacity(self, level: int) -> float:
         mem = self.chip.memory[level]

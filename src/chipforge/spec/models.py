@@ -213,6 +213,12 @@ class ChipSpec(Frozen):
         "at decode batch sizes on this chip (the serving engine's routed-expert matmuls in decode "
         "take at least their weight bytes / this); None: the engine's own estimate",
     )
+    gemm_stream_bandwidth: Bandwidth | None = Field(
+        None,
+        description="operand bytes/s a published measurement shows the vendor GEMM library's "
+        "memory-bound (skinny, decode-sized) FP8 x FP8 product streaming at on this chip; None: "
+        "as any streaming kernel (the family's memory_frac)",
+    )
     cores: int = Field(gt=0, le=MAX_COUNT, description="SMs, CUs or TensorCores")
     physical_cores: int | None = Field(
         None,
