@@ -38,6 +38,10 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 else 40
 BUDGET = 0.200
 BASE = "preset:forge-n3"
 CUSTOM = [pages.CUSTOM_DEFAULT[k] for k in pages.CUSTOM_KEYS]
+# the Cluster page's other controls at their defaults (pages.DEFAULTS): training precision,
+# recompute and run options; serving precision, run options, tp, pp and the two SLOs
+TRAIN_DEFAULTS = ["bf16", "", []]
+SERVE_DEFAULTS = ["bf16", [], "", "", "", ""]
 
 
 def form(**edits) -> list[str]:
@@ -91,31 +95,33 @@ def main() -> None:
     def train_edit():
         pages.train_update(
             chip, *model, str(rng.choice([8, 64, 512, 4096])), str(rng.choice([2048, 4096])),
-            str(rng.choice([1, 2, 4])), str(rng.choice([1, 2])), *CUSTOM,
+            str(rng.choice([1, 2, 4])), str(rng.choice([1, 2])), *TRAIN_DEFAULTS, *CUSTOM,
         )  # fmt: skip
 
     def train_searched():  # the search itself: its memo of finished searches emptied first
         search._PLANS.clear()
-        pages.train_update(chip, *model, str(rng.choice([8, 64, 512])), "4096", "", "", *CUSTOM)
+        pages.train_update(chip, *model, str(rng.choice([8, 64, 512])), "4096", "", "",
+                           *TRAIN_DEFAULTS, *CUSTOM)  # fmt: skip
 
     def train_again():  # a search done before (another page, an undo): the memo's answer
         if not seen:
-            seen.extend(pages.train_update(chip, *model, str(n), "4096", "", "", *CUSTOM)
-                        for n in (8, 64, 512))  # fmt: skip
-        pages.train_update(chip, *model, str(rng.choice([8, 64, 512])), "4096", "", "", *CUSTOM)
+            seen.extend(pages.train_update(chip, *model, str(n), "4096", "", "", *TRAIN_DEFAULTS,
+                                           *CUSTOM) for n in (8, 64, 512))  # fmt: skip
+        pages.train_update(chip, *model, str(rng.choice([8, 64, 512])), "4096", "", "",
+                           *TRAIN_DEFAULTS, *CUSTOM)  # fmt: skip
 
     seen: list = []
 
     def serve_edit():
         pages.serve_update(
             chip, *model, str(rng.choice([1, 2, 8])), str(rng.choice([512, 2048, 8192])),
-            str(rng.choice([128, 256, 1024])), *CUSTOM,
+            str(rng.choice([128, 256, 1024])), *SERVE_DEFAULTS, *CUSTOM,
         )  # fmt: skip
 
     def open_cluster():
         pages.show_page("cluster")
-        pages.train_update(chip, *model, "64", "4096", "1", "1", *CUSTOM)
-        pages.serve_update(chip, *model, "8", "2048", "256", *CUSTOM)
+        pages.train_update(chip, *model, "64", "4096", "1", "1", *TRAIN_DEFAULTS, *CUSTOM)
+        pages.serve_update(chip, *model, "8", "2048", "256", *SERVE_DEFAULTS, *CUSTOM)
 
     def silicon_edit():
         pages.silicon_update(chip, rng.choice(["", "n7", "n5", "n4", "n3e", "n3p", "n2"]))

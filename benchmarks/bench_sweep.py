@@ -57,8 +57,9 @@ def timed(space, n: int, **kw) -> float:
         t0 = time.perf_counter()
         counts = sweep(space, d, **kw)
         wall = time.perf_counter() - t0
-    assert counts["evaluated"] == n, counts
-    return n / wall * 60
+    # a discrete space samples some points twice; the sweep evaluates each distinct point once
+    assert counts["evaluated"] == counts["points"] <= n, counts
+    return counts["evaluated"] / wall * 60
 
 
 def _stamped(space, items):
