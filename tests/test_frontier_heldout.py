@@ -81,3 +81,31 @@ def test_every_column_added_after_the_rows_is_dated():
     for end in said:
         note = header[end : end + 120]
         assert re.match(r"\s*\(2\d{3}-\d{2}-\d{2}", note) and "because" in note, note
+
+
+def test_load_rule_takes_the_same_engine_rows_at_their_offline_load():
+    """The header's LOAD RULE: a p99 row whose Server engine is the same system's Offline engine
+    (only the B200 llama2-70b rows) states the Offline run's logged samples/s and is taken at the
+    same fraction of the modelled Offline rate as the run's target_qps is of it; the others keep
+    the logged rate. Before, the two rows were not expressible (364/s above the modelled peak)."""
+    rows = [r for r in fv.rows() if r["kind"] == "serving" and r["metric"].startswith("p99_")]
+    ruled = {r["id"] for r in rows if r.get("offline_rate")}
+    assert ruled == {"mlpi51-b200x8-llama2-70b-server-p99-ttft",
+                     "mlpi51-b200x8-llama2-70b-server-p99-tpot"}  # fmt: skip
+    row = next(r for r in rows if r["id"] in ruled)
+    offline = next(r for r in fv.rows() if r["id"] == "mlpi51-b200x8-llama2-70b-offline")
+    peak = fv._serving_predictor({**offline, "osl": row["osl"]})() / int(row["osl"])
+    calls = []
+
+    def plan_of(**bounds):
+        calls.append(bounds)
+        return fv.plan_serving("b200", "llama2-70b", 8, isl=222, osl=273, dtype="fp4",
+                               kv_dtype="fp8", tp=1, max_batch=2048, osl_cv=0.79, isl_cv=0.77,
+                               max_num_tokens=3584, runtime="tensorrt-llm")  # fmt: skip
+
+    rate = fv.rate_of(row, plan_of)
+    assert calls == [{"ttft_slo": None, "tpot_slo": None, "slo_percentile": None}]
+    assert rate == pytest.approx(364 / 371.423 * peak, rel=1e-6)
+    other = next(r for r in rows if not r.get("offline_rate"))
+    assert fv.rate_of(other, plan_of) == float(other["request_rate"])
+    assert 0 < fv._serving_predictor(row)() < 10

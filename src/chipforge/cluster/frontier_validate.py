@@ -30,17 +30,31 @@ SERVING_METRICS = {
 # metrics of published rows that no mechanism predicts yet, and why
 MISSING: dict[str, str] = {}
 # latency rows: the Server configuration (the search under the row's p99 bounds) at the logged
-# target rate (`serving.at_rate`, TTFT and TPOT percentiles from cluster.queueing)
+# target rate, or the LOAD RULE's (`rate_of`), by `serving.at_rate` (TTFT and TPOT percentiles
+# from cluster.queueing)
 AT_RATE = {
     "p99_ttft_s": lambda p: p.ttft_at("p99"),
     "p99_tpot_s": lambda p: p.tpot_at("p99"),
 }
 
 
+def rate_of(row: dict, plan_of: Callable) -> float:
+    """Requests/s a latency row is taken at: the logged target rate, or, where the row states
+    its engine's logged Offline rate (`offline_rate`, the CSV header's LOAD RULE: the same
+    engine runs both scenarios), the same fraction of the modelled Offline rate, i.e. the plan
+    without the row's latency bounds."""
+    rate = float(row["request_rate"])
+    if not row.get("offline_rate"):
+        return rate
+    offline = plan_of(ttft_slo=None, tpot_slo=None, slo_percentile=None)
+    return rate / float(row["offline_rate"]) * offline.throughput_tokens_per_s / offline.osl
+
+
 def rows() -> list[dict]:
     """The CSV's rows (its '#' header lines state the selection rule). The last columns
     (osl_cv, attn_dtype, ep_overlap, pool, prefix_hit,
-    adp_balance, isl_cv, max_num_tokens, adp_batching_wait, cuda_graph_batches: space-separated)
+    adp_balance, isl_cv, max_num_tokens, adp_batching_wait, cuda_graph_batches: space-separated,
+    offline_rate: `rate_of`)
     are serving inputs: training rows
     may leave them out."""
     return csv_rows(FILENAME)
@@ -51,17 +65,15 @@ def _float(v: str) -> float | None:
 
 
 def _serving_predictor(row: dict) -> Callable[[], float]:
-    def predict() -> float:
-        if row["metric"] in MISSING:
-            raise WorkloadError(f"`{row['metric']}` is not modelled: {MISSING[row['metric']]}")
-        plan = plan_serving(
+    def plan_of(**bounds):  # the row's configuration; `bounds` replace its SLOs
+        return plan_serving(
             row["chip"], row["model"], int(row["chips"]),
             isl=int(row["isl"]), osl=int(row["osl"]), dtype=row["dtype"],
             kv_dtype=row["kv_dtype"] or None, max_batch=_int(row["max_batch"]),
             tp=_int(row["tp"]), pp=_int(row["pp"]), ep=_int(row["ep"]),
             concurrency=_int(row["concurrency"]),
-            ttft_slo=_float(row["ttft_slo"]), tpot_slo=_float(row["tpot_slo"]),
-            slo_percentile=row["slo_percentile"] or None,
+            **{"ttft_slo": _float(row["ttft_slo"]), "tpot_slo": _float(row["tpot_slo"]),
+               "slo_percentile": row["slo_percentile"] or None, **bounds},
             osl_cv=_float(row.get("osl_cv") or "") or 0.0,
             isl_cv=_float(row.get("isl_cv") or "") or 0.0,
             attn_dtype=row.get("attn_dtype") or None, ep_overlap=row.get("ep_overlap") == "yes",
@@ -73,8 +85,13 @@ def _serving_predictor(row: dict) -> Callable[[], float]:
             cuda_graph_batches=tuple(int(b) for b in (row.get("cuda_graph_batches") or "").split()),
             runtime=serving_runtime(row["source"], row.get("conditions") or ""),
         )  # fmt: skip
+
+    def predict() -> float:
+        if row["metric"] in MISSING:
+            raise WorkloadError(f"`{row['metric']}` is not modelled: {MISSING[row['metric']]}")
+        plan = plan_of()
         if row["metric"] in AT_RATE:
-            return AT_RATE[row["metric"]](at_rate(plan, float(row["request_rate"])))
+            return AT_RATE[row["metric"]](at_rate(plan, rate_of(row, plan_of)))
         return SERVING_METRICS[row["metric"]](plan)
 
     return predict

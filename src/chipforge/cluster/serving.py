@@ -832,6 +832,7 @@ def evaluate(
                 )
         share = _prefill_share(chip, c, topo, fresh, batch // groups, tp, pp, ep, dt, kvd, *pre,
                                chunk=room, **opt)  # fmt: skip
+        pshare = share  # one prompt's, in its attention group (each has its own budget)
         share /= groups
         # attention groups step in lockstep (the MoE all-to-all joins them), so a step that
         # prefills takes as long as its busiest group's prefills (see `_lockstep`)
@@ -848,9 +849,19 @@ def evaluate(
             # decode tokens, so a prompt's prefill runs over fresh / room steps, each also
             # carrying the decode batch; the pp micro-batches take a chunk each per cycle, and
             # each DP-attention group (its own budget) queues its own prompts
+            # A step's budget takes every waiting prompt that fits, in arrival order, the last
+            # one chunked (TensorRT-LLM batch_manager/microBatchScheduler.cpp: all context
+            # requests are gathered, then `setCtxRequestsChunkSize` under
+            # kFIRST_COME_FIRST_SERVED fills max_num_tokens less the generation tokens in
+            # order; Sarathi-Serve's stall-free batching, arXiv 2403.02310 Algorithm 1, alike),
+            # so room // fresh short prompts share one pass (`_prefill_share`): the queue
+            # serves a prompt in its share of that pass plus its fresh / room of the step's
+            # decode; its first token comes at the end of the whole step that carries its last
+            # chunk, decode batch included (at least one decode). A prompt longer than the room
+            # is alone in its steps: its own prefill over fresh / room steps, as before.
             stages = max(1, min(pp, batch))
-            own = prefill + fresh / room * decode
-            service, arrive = own / stages, lam / groups
+            own = prefill + max(1.0, fresh / room) * decode
+            service, arrive = pshare + fresh / room * decode / stages, lam / groups
             if arrive * service >= 1:
                 raise Infeasible(
                     f"max_num_tokens {max_num_tokens} admits prompts at {1 / service:.3g}/s per "
