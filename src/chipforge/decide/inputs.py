@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from chipforge import userfile
@@ -349,12 +350,16 @@ class Train:
     start_month: float
     end_month: float
     # the plan's options, as `chipforge train`'s flags of the same names (cluster.train_options),
-    # each a TOML "key=value" line: hashable, and read back by `options`
+    # each a TOML "key=value" line: hashable, and read back once by `options`
     plan: tuple[str, ...] = ()
 
-    def options(self) -> dict:
-        """`plan_training` keyword arguments of `plan`."""
+    @cached_property
+    def _options(self) -> dict:
         return train_plan_options(self.plan, self.model)
+
+    def options(self) -> dict:
+        """`plan_training` keyword arguments of `plan` (read on the first call)."""
+        return dict(self._options)
 
 
 @dataclass(frozen=True)
@@ -366,12 +371,18 @@ class Serve:
     osl: int = 1024
     dtype: str = "bf16"
     # the plan's other options, as `chipforge serve`'s flags of the same names
-    # (cluster.serve_options), each a TOML "key=value" line: hashable, read back by `options`
+    # (cluster.serve_options), each a TOML "key=value" line: hashable, read back once by
+    # `options`
     plan: tuple[str, ...] = ()
 
-    def options(self) -> dict:
-        """`plan_serving` keyword arguments of `plan` (isl, osl and dtype are the entry's)."""
+    @cached_property
+    def _options(self) -> dict:
         return serve_plan_options(self.plan, self.model, self.isl, self.osl, self.dtype)
+
+    def options(self) -> dict:
+        """`plan_serving` keyword arguments of `plan` (isl, osl and dtype are the entry's; read
+        on the first call)."""
+        return dict(self._options)
 
     def key(self) -> str:
         """The workload's name in the JSON (rates.workloads): without options as it was."""

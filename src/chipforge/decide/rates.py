@@ -13,7 +13,7 @@ from chipforge.datacenter.racks import Rack, rack_for, rack_from_dict
 from chipforge.datacenter.site import Assumptions, network_tiers
 from chipforge.datacenter.tco import Chip, facts_from
 from chipforge.datacenter.workload import serving, training
-from chipforge.decide.inputs import Option, Scenario, serve_plan_options, train_plan_options
+from chipforge.decide.inputs import Option, Scenario
 from chipforge.errors import ChipforgeError
 from chipforge.silicon import evaluate
 from chipforge.spec import load_chip
@@ -76,27 +76,28 @@ def _facts(opt: Option, rack: Rack, built: bool, price: float) -> tuple[Chip, di
 _CACHE: dict[tuple, tuple[float, str]] = {}
 
 
-def _useful(chip: Chip, workload: tuple, ref_chips: int) -> tuple[float, str]:
+def _useful(chip: Chip, workload: tuple, ref_chips: int, options: dict) -> tuple[float, str]:
     """Useful FLOP/s per chip on one workload (goodput included), and how it was obtained;
-    cached per (chip, workload, job size): the planners run once, never per sample."""
+    cached per (chip, workload, job size): the planners run once, never per sample. `options`:
+    the workload entry's plan options as read (`Train.options`, `Serve.options`), which its
+    key's "key=value" lines state."""
     key = (chip.name, chip.peak_flops.get("bf16"), chip.hbm_bytes, chip.hbm_bw, workload, ref_chips)
     if key not in _CACHE:
-        _CACHE[key] = _plan(chip, workload, ref_chips)
+        _CACHE[key] = _plan(chip, workload, ref_chips, options)
     return _CACHE[key]
 
 
-def _plan(chip: Chip, workload: tuple, ref_chips: int) -> tuple[float, str]:
+def _plan(chip: Chip, workload: tuple, ref_chips: int, options: dict) -> tuple[float, str]:
     a = asdict(Assumptions())
     kind = workload[0]
     if kind == "train":
-        _, model, tokens, *plan = workload  # plan: the options' "key=value" lines
+        _, model, tokens, *_ = workload
         site = {"chips": ref_chips, "assumptions": a, "tco_usd_per_chip_hour": 0.0}
-        t = training(site, chip, model, tokens, options=train_plan_options(tuple(plan), model))
+        t = training(site, chip, model, tokens, options=options)
         flops = 6.0 * resolve_model(model).params() * tokens
         return flops / (t["time_to_train_s"] * t["training_chips"]), t["method"]
-    _, model, isl, osl, dtype, *plan = workload  # plan: the options' "key=value" lines
+    _, model, isl, osl, dtype, *_ = workload
     site = {"chips": ref_chips, "assumptions": a, "tco_usd_per_year": 1.0}
-    options = serve_plan_options(tuple(plan), model, isl, osl, dtype)
     s = serving(site, chip, model, isl=isl, osl=osl, dtype=dtype, options=options)
     per_chip = s["throughput_tokens_per_s"] / (s["replicas"] * s["chips_per_replica"])
     return 2.0 * resolve_model(model).params() * per_chip, s["method"]
@@ -141,10 +142,10 @@ def chip_type(sc: Scenario, opt: Option, built: bool) -> ChipType:
     ci = d["breakdown"].get("cost_inputs", {})
     n_ref = ref_chips(sc, rack)
     useful, methods = {}, {}
-    for w in workloads(sc):
+    for w, entry in zip(workloads(sc), (*sc.train, *sc.serve), strict=True):
         key = ":".join(str(x) for x in w)
         try:
-            useful[key], methods[key] = _useful(chip, w, n_ref)
+            useful[key], methods[key] = _useful(chip, w, n_ref, entry.options())
         except ChipforgeError as e:
             raise ChipforgeError(f"workload {key} on {opt.chip}: {e}") from None
         stated = len(w) > (3 if w[0] == "train" else 5)  # the table's plan options
