@@ -11,10 +11,12 @@ multi-token-prediction module and an image-text model's vision tower are not in 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from chipforge.errors import WorkloadError
 from chipforge.workload.resolve import resolve_model
 
 CONFIGS = Path(__file__).parent / "data" / "hf_configs"
@@ -51,10 +53,64 @@ PUBLISHED = {
     # card: "355 billion total parameters"; the checkpoint's 358,337,791,296 hold its MTP layer
     # too (5.5 B with its own embedding and head copies), which `params()` leaves out
     "glm-4.5.json": 355_000_000_000,
+    # https://huggingface.co/meta-llama/Llama-4-Scout-17B-16E-Instruct/blob/main/config.json
+    # (Llama4ForConditionalGeneration; its chunked attention priced as an 8192-token window, as
+    # the refusal below offers); the checkpoint's 108,641,793,536 (model card "109B") hold the
+    # vision tower and projector too (0.87 B), which the decoder's count leaves out
+    "llama-4-scout-17b-16e.json,window=8192": 108_641_793_536,
 }
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_published_config_has_the_checkpoints_parameter_count(name):
-    model = resolve_model(CONFIGS / name)
+    model = resolve_model(f"{CONFIGS}/{name}")
     assert model.params() == pytest.approx(PUBLISHED[name], rel=0.01)
+
+
+# architectures whose attention is not priced: refused by the key that states it
+UNPRICED = {
+    # https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json
+    "qwen3-next-80b-a3b.json": "`full_attention_interval` (4) states hybrid linear attention",
+    # https://huggingface.co/deepseek-ai/DeepSeek-V3.2-Exp/blob/main/config.json
+    "deepseek-v3.2-exp.json": "`index_topk` (2048) states DeepSeek Sparse Attention",
+    "llama-4-scout-17b-16e.json": "`attention_chunk_size` (8192): 36 of 48 layers attend within "
+    "8192-token chunks, which is not priced; add `,window=8192`",
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNPRICED))
+def test_unpriced_attention_is_refused_naming_its_key(name):
+    with pytest.raises(
+        WorkloadError,
+        match="^" + re.escape(f"`model` {name}: {UNPRICED[name]}"),
+    ) as err:
+        resolve_model(CONFIGS / name)
+    assert "\n" not in str(err.value)
+
+
+def test_llama4_chunked_attention_priced_as_the_window_the_user_states():
+    scout = f"{CONFIGS}/llama-4-scout-17b-16e.json"
+    windowed = resolve_model(f"{scout},window=8192")
+    assert (windowed.window, windowed.windowed_layers) == (8192, 36)  # the 12 NoPE layers: full
+    full = resolve_model(f"{scout},window=0")
+    assert (full.window, full.windowed_layers) == (0, 0)
+    assert full.params() == windowed.params()
+    assert windowed.params(active=True) == pytest.approx(17e9, rel=0.02)  # "17B active"
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_llama4_counts_as_transformers_builds_it(step, tmp_path):
+    """A tiny Llama 4 (every layer MoE as Scout, or every 2nd as Maverick) from transformers'
+    own config class: the resolver's count is its model's `sum(p.numel())`."""
+    torch = pytest.importorskip("torch")
+    T = pytest.importorskip("transformers")
+    config = T.Llama4TextConfig(
+        hidden_size=64, intermediate_size=32, intermediate_size_mlp=96, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=128,
+        num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=step,
+        attention_chunk_size=16,
+    )  # fmt: skip
+    with torch.device("meta"):
+        expected = sum(p.numel() for p in T.Llama4ForCausalLM(config).parameters())
+    config.save_pretrained(tmp_path)
+    assert resolve_model(f"{tmp_path},window=16").params() == expected

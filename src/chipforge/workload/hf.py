@@ -3,7 +3,7 @@
 Each supported `model_type` maps the transformers config keys (LlamaConfig, MistralConfig,
 MixtralConfig, Qwen2Config, Qwen3Config, Phi3Config, Gemma2Config, Gemma3TextConfig,
 GPTNeoXConfig, Qwen2MoeConfig, Qwen3MoeConfig, GPT2Config, DeepseekV3Config, GptOssConfig,
-Glm4MoeConfig) to
+Glm4MoeConfig, Llama4TextConfig) to
 ModelConfig fields, sliding windows included (`layer_types` as transformers 5 saves it, else
 each config class's rule), and the small parameters (norms, biases, sinks) each model class
 adds (`other_params`). Encoder, encoder-decoder, vision and audio configs (BERT, T5, ViT, Whisper,
@@ -38,6 +38,8 @@ ARCHITECTURES = {
     "DeepseekV3ForCausalLM": "deepseek_v3",
     "GptOssForCausalLM": "gpt_oss",  # biased linears and experts, clamped SwiGLU, attention sinks
     "Glm4MoeForCausalLM": "glm4_moe",  # DeepSeek-V3's MoE over GQA with q/k/v biases
+    "Llama4ForCausalLM": "llama4_text",  # MoE with a shared expert, chunked attention
+    "Llama4ForConditionalGeneration": "llama4",  # image-text: the decoder in `text_config`
 }
 
 
@@ -45,8 +47,9 @@ class _Keys:
     """A config's keys, read as integers: a string, list, float or bool where a size goes is an
     error naming the key. Remembers which key gave each ModelConfig field."""
 
-    def __init__(self, data: dict):
+    def __init__(self, data: dict, given: dict | None = None):
         self.data, self.source = data, {}
+        self.given = given or {}  # the model fields the user sets beside the file (`,window=0`)
 
     def int(self, key: str, field: str, default=KeyError):
         value = self.data.get(key, default)
@@ -255,6 +258,47 @@ def _glm4_moe(c: _Keys) -> dict:
     }
 
 
+def _llama4(c: _Keys) -> dict:
+    """Llama 4 (Llama4TextConfig; transformers models/llama4): MoE layers (`moe_layers`, else every
+    `interleave_moe_layer_step`-th) of `num_local_experts` experts of `intermediate_size` plus one
+    always-on shared expert of the same size, the other layers dense of `intermediate_size_mlp`
+    (counted as leading dense layers: the same parameters and FLOPs, stages split as if they
+    led). The RoPE layers (`no_rope_layers` 1) attend within `attention_chunk_size`-token
+    chunks (Meta's iRoPE; `layer_types` "chunked_attention"), which is not priced: the user
+    states how (`window=N`: a sliding window of N, an upper bound for N >= the chunk, since a
+    query in a chunk sees at most that chunk's keys; `window=0`: full attention), or it is
+    refused. Its q/k L2 norms carry no weights; the router's sigmoid scaling is elementwise."""
+    fields = _llama(c)
+    layers, step = fields["layers"], c.int("interleave_moe_layer_step", "dense_layers", 1) or 1
+    moe = c.data.get("moe_layers")
+    if moe is None:
+        moe = list(range(step - 1, layers, step))
+    if not isinstance(moe, list) or not all(type(i) is int and 0 <= i < layers for i in moe):
+        raise WorkloadError(f"`moe_layers` must be a list of layer indices, not {moe!r}")
+    chunk = c.int("attention_chunk_size", "window", 8192)  # Llama4TextConfig's default
+    rope = c.data.get("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(layers)]
+    if not isinstance(rope, list) or len(rope) != layers or not all(i in (0, 1) for i in rope):
+        raise WorkloadError(f"`no_rope_layers` must list 0 or 1 per layer ({layers}), not {rope!r}")
+    chunked = sum(rope) if chunk else 0
+    if chunked and "window" not in c.given:
+        raise WorkloadError(
+            f"`attention_chunk_size` ({chunk}): {chunked} of {layers} layers attend within "
+            f"{chunk}-token chunks, which is not priced; add `,window={chunk}` to price them as "
+            f"sliding windows of {chunk} tokens (an upper bound) or `,window=0` as full attention"
+        )
+    window = c.given.get("window", 0)
+    return fields | {
+        "ffn": c.int("intermediate_size_mlp", "ffn"),
+        "experts": c.int("num_local_experts", "experts"),
+        "top_k": c.int("num_experts_per_tok", "top_k"),
+        "moe_ffn": c.int("intermediate_size", "moe_ffn"),
+        "shared_experts": 1,
+        "dense_layers": layers - len(set(moe)),
+        "window": window,
+        "window_layers": chunked if window and chunked < layers else None,
+    }
+
+
 def _gpt_oss(c: _Keys) -> dict:
     """GPT-OSS (GptOssConfig, the gpt-oss presets): every layer a MoE of `num_local_experts`
     experts of `intermediate_size`, biased linears, SwiGLU clamped at `swiglu_limit`, sliding
@@ -333,6 +377,7 @@ MODEL_TYPES = {
     "deepseek_v3": _deepseek_v3,
     "gpt_oss": _gpt_oss,
     "glm4_moe": _glm4_moe,
+    "llama4_text": _llama4,
 }
 
 
@@ -344,7 +389,23 @@ DEFAULTS = {"gemma3_text": {"vocab_size": 262208, "max_position_embeddings": 131
 
 # image-text models whose decoder is a supported text model, saved as their `text_config`: the
 # decoder is costed, the vision tower and projector are not (`multimodal_note` says so)
-MULTIMODAL = {"gemma3": "gemma3_text"}
+MULTIMODAL = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
+
+# architectures a config states by keys whose cost is not modelled: refused by the key, never
+# loaded as the dense model they extend (each with its source)
+UNPRICED = {
+    # DeepSeek-V3.2-Exp (DeepseekV32ForCausalLM; DeepSeek Sparse Attention, its tech report):
+    # a lightning indexer of `index_n_heads` scores every key and each query attends its
+    # `index_topk` best
+    "index_topk": "DeepSeek Sparse Attention: a lightning indexer picks the keys each query "
+    "attends; neither is priced. To price dense MLA instead (an upper bound at long context), "
+    "set model_type to deepseek_v3 and drop the index_* keys",
+    # Qwen3-Next (Qwen3NextConfig; Gated DeltaNet, arXiv 2412.06464): 3 of every
+    # `full_attention_interval` layers are linear attention with a recurrent state
+    "full_attention_interval": "hybrid linear attention: the other layers are Gated DeltaNet "
+    "(linear_* keys), which is not priced; describe a dense-attention stand-in with "
+    "llm:custom,... if an upper bound will do",
+}
 
 
 def _decoder(data: dict, kind: str, name: str) -> dict:
@@ -399,16 +460,24 @@ def _read(path: Path, where: str = "workload") -> dict:
     return data
 
 
-def load_hf_config(path: str | Path, where: str = "workload") -> ModelConfig:
+def load_hf_config(
+    path: str | Path, where: str = "workload", given: dict | None = None
+) -> ModelConfig:
     """The `ModelConfig` of a HuggingFace config.json (Llama, Mistral, Mixtral, Qwen2, Qwen3,
     Qwen2-MoE, Qwen3-MoE, GPT-OSS, Phi-3, Gemma 2, Gemma 3 (text, or the image-text model's
-    decoder), GPT-NeoX, GPT-2, DeepSeek-V3, GLM-4.5). `where`: what errors name it (`model` for the
-    --model of train and serve)."""
+    decoder), GPT-NeoX, GPT-2, DeepSeek-V3, GLM-4.5, Llama 4). `where`: what errors name it
+    (`model` for the --model of train and serve); `given`: the model fields the user sets beside
+    the file, for the configs whose loading depends on them (Llama 4's chunked attention)."""
     path = Path(path)
     data = _read(path, where)
     archs = data.get("architectures")
     archs = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
     kind = data.get("model_type") if isinstance(data.get("model_type"), str) else None
+    for key, what in UNPRICED.items():
+        if data.get(key) not in (None, 0, False):
+            raise WorkloadError(
+                f"`{where}` {path.name}: `{key}` ({str(data[key])[:20]}) states {what}"
+            )
     if kind not in MODEL_TYPES and kind not in MULTIMODAL:
         # a model_type of its own over a supported class (Kimi K2: "kimi_k2" with
         # architectures ["DeepseekV3ForCausalLM"]): the class its weights load into decides
@@ -429,7 +498,7 @@ def load_hf_config(path: str | Path, where: str = "workload") -> ModelConfig:
             f"`{where}` {path.name}: architecture must be one of {', '.join(ARCHITECTURES)}, "
             f"not {given}; describe other models with llm:custom,layers=..,hidden=.."
         )
-    keys = _Keys(DEFAULTS.get(kind, {}) | data)
+    keys = _Keys(DEFAULTS.get(kind, {}) | data, given)
     try:
         fields = MODEL_TYPES[kind](keys)
     except KeyError as e:

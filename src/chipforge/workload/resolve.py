@@ -151,7 +151,7 @@ def split_model(
     fields = {k: model_value(k, v, where) for k, v in args.items() if k in MODEL_FIELDS}
     rest = {k: v for k, v in args.items() if k in RUN_KEYS}
     if is_config_path(head):
-        config = load_hf_config(_config_file(head, where), where)
+        config = load_hf_config(_config_file(head, where), where, fields)
         return (replace(config, **fields) if fields else config), rest
     if head.lower().endswith(GRAPH_FILES):
         raise WorkloadError(
