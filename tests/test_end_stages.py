@@ -9,6 +9,7 @@ import pytest
 from chipforge.cli import main
 from chipforge.cluster import plan_training, train_options
 from chipforge.cluster.checks import end_stage_split
+from chipforge.cluster.memory import WEIGHT_BYTES, block_params
 from chipforge.cluster.training import Plan, plan_memory, stage_layer_count
 from chipforge.errors import ChipforgeError, Infeasible
 from chipforge.workload.resolve import resolve_model
@@ -93,6 +94,23 @@ def test_the_last_rank_holds_the_mtp_module_in_memory_too():
     assert stage_layer_count(c, p) == 5
     assert four["weights_bytes"] == five["weights_bytes"] > no_mtp["weights_bytes"]
     assert four["optimizer_bytes"] == five["optimizer_bytes"]
+
+
+def test_the_automatic_split_holds_the_mtp_module_as_a_stated_one():
+    """The automatic split counts the MTP modules as blocks of the last stage in memory as in
+    the step time: DeepSeek-V3's 61 layers + 1 MTP module on 16 stages split 3/4 x 14/2 + MTP
+    (the end stages a block short), the memory of that split stated; on one stage the MTP
+    module's weights are held beside the 4 layers'."""
+    c = _model(61, mtp=1)
+    auto = Plan(pp=16, recompute="none")
+    said = replace(auto, first_stage_layers=3, last_stage_layers=2)
+    assert plan_memory(c, auto, seq=1024, dtype="bf16") == plan_memory(
+        c, said, seq=1024, dtype="bf16"
+    )
+    one = plan_memory(_model(4, mtp=1), Plan(recompute="none"), seq=1024, dtype="bf16")
+    none = plan_memory(_model(4), Plan(recompute="none"), seq=1024, dtype="bf16")
+    layer = block_params(_model(4), 1, 1) / 4
+    assert one["weights_bytes"] - none["weights_bytes"] == pytest.approx(layer * WEIGHT_BYTES)
 
 
 def test_flags_keys_and_errors(capsys):

@@ -3,8 +3,6 @@ Rajbhandari et al. SC 2020) and stored activations (Korthikanti et al. 2022)."""
 
 from __future__ import annotations
 
-import math
-
 from chipforge.workload.config import ModelConfig
 
 GiB = 2**30
@@ -266,25 +264,52 @@ def block_params(c: ModelConfig, tp: int, ep: int) -> float:
 
 
 def stage_params(
-    c: ModelConfig, pp: int, tp: int, ep: int, split: tuple[int, ...] | None = None
+    c: ModelConfig,
+    pp: int,
+    tp: int,
+    ep: int,
+    split: tuple[int, ...] | None = None,
+    interleave: int = 1,
 ) -> float:
     """Parameters one chip holds on the heaviest pipeline stage (the first or the last, which
-    also hold the embedding / LM head; Megatron splits both over TP). `split`: the decoder
-    layers of each rank where the end stages are stated (checks.end_stage_split): the most
-    of any rank, as the even split's share counts."""
+    also hold the embedding / LM head; Megatron splits both over TP): the blocks of the rank
+    holding the most (rank_blocks; `split`: the decoder layers of each rank where the end
+    stages are stated, checks.end_stage_split)."""
     embeds = c.vocab * c.hidden / tp * (1 if pp > 1 or c.tied_embeddings else 2)
-    return block_params(c, tp, ep) * _heaviest(c, pp, split) / c.layers + embeds
+    return block_params(c, tp, ep) * _heaviest(c, pp, split, interleave) / c.layers + embeds
 
 
-def _heaviest(c: ModelConfig, pp: int, split: tuple[int, ...] | None) -> int:
-    return max(rank_blocks(c, split)) if split else math.ceil(c.layers / pp)
+def _heaviest(c: ModelConfig, pp: int, split: tuple[int, ...] | None, interleave: int) -> int:
+    return max(rank_blocks(c, pp, interleave, split))
 
 
-def rank_blocks(c: ModelConfig, split: tuple[int, ...]) -> tuple[int, ...]:
-    """Blocks each rank of a stated split holds: its decoder layers, the MTP modules on the
-    last (Megatron-Core builds them in the last stage's post-process; the step time counts
-    them so, training.stage_layer_count)."""
-    return (*split[:-1], split[-1] + c.mtp_layers)
+def rank_blocks(
+    c: ModelConfig, pp: int, interleave: int = 1, split: tuple[int, ...] | None = None
+) -> tuple[int, ...]:
+    """Transformer blocks each of `pp` pipeline ranks holds (all its `interleave` chunks): its
+    decoder layers and, on the last, the MTP modules (Megatron-Core builds them in the last
+    stage's post-process, gpt_model.py `mtp_process`; DeepSeek-V3 report Sec. 2.2). `split`:
+    the decoder layers of each rank where the end stages are stated (checks.end_stage_split);
+    otherwise the automatic split of the layers and MTP modules over pp x interleave stages
+    (checks.stage_layers), whose stages a block short are the last (the loss's slot,
+    Megatron-Core's account_for_loss_in_pipeline_split) and, two short, the first too (the
+    embedding's, account_for_embedding_in_pipeline_split; Llama 3 paper Sec. 3.3.2). Memory
+    and the step time both count these (training.stage_layer_count, training.stage_cost)."""
+    if split:
+        return (*split[:-1], split[-1] + c.mtp_layers)
+    from chipforge.cluster.checks import pipeline_blocks, stage_layers  # (checks imports this)
+
+    blocks, stages = pipeline_blocks(c), pp * interleave
+    per = stage_layers(blocks, stages)
+    if per is None:  # not a split the plan checks pass: every rank the even share, rounded up
+        return (-(-blocks // stages) * interleave,) * pp
+    counts = [per * interleave] * pp
+    short = per * stages - blocks
+    if short:
+        counts[-1] -= 1
+    if short == 2:
+        counts[0] -= 1
+    return tuple(counts)
 
 
 def expert_share(c: ModelConfig, p) -> float:
@@ -293,7 +318,7 @@ def expert_share(c: ModelConfig, p) -> float:
 
     ends = (p.first_stage_layers, p.last_stage_layers)
     split = end_stage_split(c.layers, p.pp, *ends, p.interleave)
-    return _expert_share(c, p.pp, p.tp, p.ep, split)
+    return _expert_share(c, p.pp, p.tp, p.ep, split, p.interleave)
 
 
 def zero_held_share(xshare: float, n: int, ep: int) -> float:
@@ -308,12 +333,12 @@ def zero_held_share(xshare: float, n: int, ep: int) -> float:
     return (1 - xshare) / n + xshare / max(1, n // ep)
 
 
-def _expert_share(c: ModelConfig, pp: int, tp: int, ep: int, split) -> float:
+def _expert_share(c: ModelConfig, pp: int, tp: int, ep: int, split, interleave: int) -> float:
     if not c.is_moe:
         return 0.0
     expert = c.experts * c.expert_params / (tp * ep)
-    on_stage = c.moe_layer_share * expert * _heaviest(c, pp, split)
-    return on_stage / stage_params(c, pp, tp, ep, split)
+    on_stage = c.moe_layer_share * expert * _heaviest(c, pp, split, interleave)
+    return on_stage / stage_params(c, pp, tp, ep, split, interleave)
 
 
 def activation_bytes_per_layer(
@@ -426,10 +451,10 @@ def memory_per_chip(
     per step, which caps those in flight, in_flight_chunks; None: as many as the schedule
     can hold; `reserved`: what the chip's runtime holds back, reserved_bytes; `split`: the
     decoder layers of each rank where the end stages are stated, checks.end_stage_split)."""
-    params = stage_params(c, pp, tp, ep, split)
+    params = stage_params(c, pp, tp, ep, split, interleave)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
     # the routed experts' ZeRO states shard over the expert-data-parallel ranks (zero_held_share)
-    xshare = _expert_share(c, pp, tp, ep, split)
+    xshare = _expert_share(c, pp, tp, ep, split, interleave)
 
     def held(n: int) -> float:
         """Parameters this chip keeps of states sharded over n data-parallel ranks."""
@@ -437,12 +462,8 @@ def memory_per_chip(
 
     # 1F1B: stage i holds pp - i micro-batches in flight. With an uneven split (Llama 3: 126
     # layers on 16 stages, the first and last a layer short) the second stage can be busiest.
-    per = math.ceil(c.layers / pp)
-    first = per - 1 if per * pp - c.layers == 2 and pp > 2 else per
-    last_layers = first
-    if split:  # stated end stages: each rank its own count
-        blocks = rank_blocks(c, split)  # the MTP modules on the last
-        first, per, last_layers = blocks[0], blocks[1], blocks[-1]
+    blocks = rank_blocks(c, pp, interleave, split)  # the MTP modules on the last
+    first, per, last_layers = blocks[0], blocks[min(1, pp - 1)], blocks[-1]
     v, m = interleave, microbatches
     # in flight on the first rank (in_flight_chunks), each chunk 1/v of the rank's layers: under
     # interleaving (1 + (p-1)/(p*v)) times p micro-batches while m allows (Korthikanti et al.

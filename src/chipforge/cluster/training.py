@@ -8,7 +8,6 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from chipforge.cluster import checks
-from chipforge.cluster.checks import stage_layers
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import (
     BANDWIDTH_EFFICIENCY,
@@ -510,13 +509,9 @@ def plan_memory(
 
 
 def stage_layer_count(c: ModelConfig, p: Plan) -> int:
-    """Layers the busiest pipeline stage of plan `p` runs (all its interleaved chunks): with
-    stated end stages (`Plan.first_stage_layers` / `last_stage_layers`) the most of any rank,
-    the MTP modules on the last (Megatron-Core builds them in the last stage's post-process)."""
-    split = stage_split(c, p)
-    if split is not None:
-        return max(rank_blocks(c, split))
-    return stage_layers(checks.pipeline_blocks(c), p.pp * p.interleave) * p.interleave
+    """Blocks the pipeline rank of plan `p` holding the most runs (all its interleaved chunks;
+    memory.rank_blocks: the stated or the automatic split, the MTP modules on the last)."""
+    return max(rank_blocks(c, p.pp, p.interleave, stage_split(c, p)))
 
 
 def stage_split(c: ModelConfig, p: Plan) -> tuple[int, ...] | None:
