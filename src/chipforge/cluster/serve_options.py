@@ -81,12 +81,9 @@ def parse(
     if pool or "disaggregated" in given:
         out["disaggregated"] = pool or given["disaggregated"]
     if "topology" in out and not cli:  # the command's is read by topology_for with the chip
-        from chipforge.cluster.topology import topology_names
+        from chipforge.cluster.topology import check_preset_key
 
-        names = topology_names()
-        if out["topology"] not in names:
-            raise fail(f"`topology` must be a preset ({', '.join(names)}), not "
-                       f"{out['topology']!r}")  # fmt: skip
+        check_preset_key(out["topology"], fail)
     if model is not None:
         _check(out, model, chips, fail)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -101,6 +102,14 @@ def _presets() -> dict[str, dict]:
 
 def topology_names() -> list[str]:
     return sorted(_presets())
+
+
+def check_preset_key(name: str, fail: Callable[[str], Exception]) -> None:
+    """A table's `topology` key (a sweep's [training] / [serving], decide's workloads) names a
+    preset; `fail` turns the message into the caller's error (its own class and prefix)."""
+    names = topology_names()
+    if name not in names:
+        raise fail(f"`topology` must be a preset ({', '.join(names)}), not {name!r}")
 
 
 def _preset_for_chip(chip: ChipSpec) -> str:

@@ -144,12 +144,9 @@ def check(o: dict[str, Any], where: str, moe: bool = True) -> None:
         raise TrainOptionError(f"{where}: `recompute_modules` must be comma-separated names of "
                                f"{', '.join(RECOMPUTE_MODULES)}, not {mods!r}")  # fmt: skip
     if "topology" in o:
-        from chipforge.cluster.topology import topology_names
+        from chipforge.cluster.topology import check_preset_key
 
-        names = topology_names()
-        if o["topology"] not in names:
-            raise TrainOptionError(f"{where}: `topology` must be a preset ({', '.join(names)}), "
-                                   f"not {o['topology']!r}")  # fmt: skip
+        check_preset_key(o["topology"], lambda text: TrainOptionError(f"{where}: {text}"))
     if "global_batch" in o and "tokens_per_batch" in o:
         raise TrainOptionError(f"{where}: give `global_batch` or `tokens_per_batch`, not both")
     dtype = o.get("dtype", "bf16")
