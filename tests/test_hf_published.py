@@ -114,3 +114,12 @@ def test_llama4_counts_as_transformers_builds_it(step, tmp_path):
         expected = sum(p.numel() for p in T.Llama4ForCausalLM(config).parameters())
     config.save_pretrained(tmp_path)
     assert resolve_model(f"{tmp_path},window=16").params() == expected
+
+
+def test_a_config_file_beside_others_is_named_by_its_file(tmp_path):
+    """A hand-written `<model>.json` names the model (in tables, plans and JSON); a
+    `config.json` is named by its folder, as a checkpoint's is."""
+    assert resolve_model(CONFIGS / "phi-4.json").name == "phi-4"
+    (tmp_path / "Phi-4").mkdir()
+    (tmp_path / "Phi-4" / "config.json").write_bytes((CONFIGS / "phi-4.json").read_bytes())
+    assert resolve_model(tmp_path / "Phi-4").name == "Phi-4"

@@ -507,7 +507,10 @@ def load_hf_config(
         ) from None
     except WorkloadError as e:
         raise WorkloadError(f"`{where}` {path.name}: {e}") from None
-    name = str(data.get("_name_or_path") or path.parent.name or kind).rstrip("/").split("/")[-1]
+    # the checkpoint's own name, else its folder's (.../Qwen3-8B/config.json), else the file's
+    # (qwen3-8b.json beside other configs)
+    folder = path.parent.name if path.name == "config.json" else path.stem
+    name = str(data.get("_name_or_path") or folder or kind).rstrip("/").split("/")[-1]
     try:
         config = ModelConfig(
             name=name or kind, **{"max_context": _max_context(data, fields, kind)} | fields
