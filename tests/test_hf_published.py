@@ -123,3 +123,19 @@ def test_a_config_file_beside_others_is_named_by_its_file(tmp_path):
     (tmp_path / "Phi-4").mkdir()
     (tmp_path / "Phi-4" / "config.json").write_bytes((CONFIGS / "phi-4.json").read_bytes())
     assert resolve_model(tmp_path / "Phi-4").name == "Phi-4"
+
+
+def test_train_says_when_its_sequence_is_the_configs_longest_context():
+    """`train` with a config.json and no --seq plans at the config's max_position_embeddings
+    (its serving context, not a training one): a warning line says so; --seq silences it."""
+    import subprocess
+    import sys
+
+    tiny = f"{CONFIGS}/mistral-small-24b-base-2501.json,layers=2,hidden=256,heads=2,kv_heads=1"
+    args = [sys.executable, "-m", "chipforge", "train", "--chip", "h100", "--chips", "8"]
+    args += ["--model", f"{tiny},ffn=512,vocab=1000,head_dim=128", "--tp", "1", "--pp", "1"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "warning: --seq not given: sequences of 32,768 tokens" in out.stderr
+    out = subprocess.run([*args, "--seq", "4096"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--seq not given" not in out.stderr

@@ -23,7 +23,7 @@ from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, plain, show
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_count
-from chipforge.workload.resolve import resolve_model
+from chipforge.workload.resolve import is_config_path, resolve_model, whole_path
 
 Int = Annotated[int | None, typer.Option(min=1)]
 
@@ -434,6 +434,7 @@ def train(
     per_batch = parse_count(tokens_per_batch, "--tokens-per-batch") if tokens_per_batch else None
     bucket = round(parse_count(bucket_size, "--bucket-size")) if bucket_size else None
     caps = train_options.nccl_ctas(nccl_ctas or "", "--nccl-ctas", "--nccl-ctas")
+    _say_config_seq(model, seq)
     res = plan_training(
         chip, model, chips, tokens=n_tokens, seq=seq, global_batch=global_batch,
         dtype=dtype, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, zero=zero, dp_shard=dp_shard,
@@ -506,6 +507,21 @@ def _say_no_host(chip: str, chips: int, topology: str | None, *, activation: boo
               "(host_bandwidth, host_memory_bandwidth in topologies.toml), so no plan "
               "offloads there")  # fmt: skip
     no_effect({flag: reason for flag, missing in need.items() if missing})
+
+
+def _say_config_seq(model: str, seq: int | None) -> None:
+    """--seq left out with a config.json: the plan trains at the config's `seq`, its
+    max_position_embeddings, the longest context it serves (Qwen3-235B 40,960, Llama 4 Scout
+    10,485,760), not a pre-training context; one warning line says so."""
+    head = str(model).strip().removeprefix("llm:")
+    if seq is not None or not is_config_path(head if whole_path(head) else head.split(",")[0]):
+        return
+    Console(stderr=True, soft_wrap=True).print(
+        f"warning: --seq not given: sequences of {resolve_model(model).seq:,} tokens, the "
+        "config.json's max_position_embeddings; give --seq for the context you train at",
+        style="yellow",
+        markup=False,
+    )
 
 
 def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
