@@ -34,8 +34,8 @@ def test_the_tpu_reserve_is_what_the_runtime_s_limit_leaves_of_the_hbm():
     # v5p: bytes_limit 95.74 GiB of 96 GiB physical, the same quarter GiB within 0.02 GiB
     v5p_limit = float(re.search(r"/ ([\d.]+) ", V5P_MEMSTATS).group(1)) * GiB
     assert 96 * GiB - v5p_limit == pytest.approx(XLA_TPU_RESERVED_BYTES, abs=0.02 * GiB)
-    assert reserved_bytes(v5e.family) == XLA_TPU_RESERVED_BYTES
-    assert reserved_bytes(load_chip("h100").family) == RESERVED_BYTES == 3 * GiB
+    assert reserved_bytes(v5e) == XLA_TPU_RESERVED_BYTES
+    assert reserved_bytes(load_chip("h100")) == RESERVED_BYTES == 3 * GiB
 
 
 def test_a_tpu_plan_that_fits_under_the_runtime_s_limit_is_not_refused():
@@ -43,7 +43,7 @@ def test_a_tpu_plan_that_fits_under_the_runtime_s_limit_is_not_refused():
     GPU frameworks' 3 GiB made the model refuse it. The same plan's other bytes are unchanged."""
     c = load_model("llama3-8b", layers=8)
     chips, seq, kw = 8, 2048, dict(tp=1, pp=1, dp=8, cp=1, ep=1, zero=3, recompute="full")
-    tpu = reserved_bytes("google-tpu")
+    tpu = reserved_bytes(load_chip("tpu-v5e"))
     for mb in range(1, 64):
         p = Plan(micro_batch=mb, **kw)
         rest = sum(plan_memory(c, p, seq=seq, dtype="bf16", reserved=0.0).values())

@@ -21,12 +21,11 @@ RESERVED_BYTES = 3 * GiB
 # 15.75G hbm" (GoogleCloudPlatform/kubernetes-engine-samples PR 1467, 2024-10, on v5e slices):
 # 16 GiB - 15.75 GiB = 0.25 GiB. Checked, not used to set it: TPU v5p `bytes_limit` 95.74 GiB
 # of 96 GiB, 0.26 GiB (MaxText docs/guides/monitoring_and_debugging/understand_logs_and_metrics.md,
-# max_utils.print_mem_stats "Using (GB) 44.63 / 95.74"; the tpu-v5p preset states 95 GiB, so
-# there it is conservative by 0.5 GiB). Not matched, and what it misses there: TPU v4
-# "reserved 1.25G", "of 30.75G hbm" (young-geng/EasyLM issue 98; MaxText PR 4117), 1 GiB more;
-# TPU v2/v3 (8/16 GiB per core) "reserved 530.00M" (erfanzar/EasyDeL issues 95, 108, 142);
-# v6e 33550237696 B of 32 GiB (vllm-project/vllm PR 16211), 0.75 GiB. The chip family
-# "google-tpu" (ChipSpec.family) takes it; every other chip keeps RESERVED_BYTES.
+# max_utils.print_mem_stats "Using (GB) 44.63 / 95.74"). The reserve differs by generation (v4
+# 1.25 GiB, v3 530 MiB per TensorCore, v6e 772 MiB): a chip states its own in the chip TOML
+# (`runtime_reserved` of its off-chip [[memory]] level, each preset's from a published report);
+# this is the rule for a TPU (ChipSpec.family "google-tpu") that states none. Every other chip
+# that states none keeps RESERVED_BYTES.
 XLA_TPU_RESERVED_BYTES = 16 * GiB - 15.75 * GiB
 RESERVED_BY_FAMILY = {"google-tpu": XLA_TPU_RESERVED_BYTES}
 RECOMPUTE = ("none", "selective", "full")
@@ -181,10 +180,12 @@ def pipeline_fsdp_reduces_after(pp: int, zero: int, dp: int, loss: str) -> bool:
     return pp > 1 and zero >= 2 and dp > 1 and loss in PIPELINE_FSDP_GRAD_BYTES
 
 
-def reserved_bytes(family: str) -> float:
-    """Bytes of HBM a chip of `family` (ChipSpec.family) holds back from the training program:
-    RESERVED_BY_FAMILY, else RESERVED_BYTES."""
-    return RESERVED_BY_FAMILY.get(family, RESERVED_BYTES)
+def reserved_bytes(chip) -> float:
+    """Bytes of HBM a chip (a ChipSpec) holds back from the training program: the off-chip
+    level's `runtime_reserved` where the chip states it, else its family's rule
+    (RESERVED_BY_FAMILY, else RESERVED_BYTES)."""
+    stated = chip.hbm.runtime_reserved
+    return stated if stated is not None else RESERVED_BY_FAMILY.get(chip.family, RESERVED_BYTES)
 
 
 def in_flight_chunks(pp: int, v: int, rank: int, m: int | None = None) -> int:

@@ -632,7 +632,7 @@ def plan_training(
                 continue
             # the group's most micro-batches hold the most (memory.in_flight_chunks)
             mem = plan_memory(c, plan, seq=seq, dtype=dtype, run=run, microbatches=m_hi,
-                              reserved=reserved_bytes(chip.family))  # fmt: skip
+                              reserved=reserved_bytes(chip))  # fmt: skip
             held = _offload(c, plan, mem, seq, usable, topo, **offload)
             if held is not None:  # the least moved to host memory that fits (priced again)
                 plan, mem = held, None
@@ -744,7 +744,7 @@ def plan_training(
     if no_split and first_error is None:  # nothing was priced: no plan split the batch
         raise Infeasible(no_split)
     state = c.params() * (WEIGHT_BYTES + GRAD_BYTES + OPTIMIZER_BYTES)  # ZeRO paper Sec. 3.1
-    usable = chip.hbm.capacity - reserved_bytes(chip.family)
+    usable = chip.hbm.capacity - reserved_bytes(chip)
     least = 2 ** math.ceil(math.log2(max(1.0, state / max(usable, 1.0))))
     if least <= chips:  # the state fits the chips: say what failed, not "need at least 1 chips"
         why = first_error or ("no shape passes the given flags' rules; leave some out to search "

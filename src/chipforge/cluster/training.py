@@ -953,7 +953,7 @@ def stage_cost(
     `memory`: that plan_memory where the caller has priced it, as the search does to check
     the fit)."""
     mem = memory or plan_memory(c, p, seq=seq, dtype=dtype, run=run, microbatches=microbatches,
-                                reserved=reserved_bytes(chip.family))  # fmt: skip
+                                reserved=reserved_bytes(chip))  # fmt: skip
     if sum(mem.values()) > chip.hbm.capacity:
         raise memory_error(mem, chip.hbm.capacity)
     shape = layer_shape(chip, c, p, seq, dtype, run)
@@ -1050,7 +1050,7 @@ def stage_cost(
                              "states none")  # fmt: skip
         full = plan_memory(c, replace(p, offload_layers=0, optimizer_offload=False), seq=seq,
                            dtype=dtype, run=run, microbatches=microbatches,
-                           reserved=reserved_bytes(chip.family))  # fmt: skip
+                           reserved=reserved_bytes(chip))  # fmt: skip
         held = host_bytes(c, p, full, seq)
         if held > topo.host_memory:
             raise Infeasible(

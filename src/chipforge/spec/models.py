@@ -43,6 +43,7 @@ def _quantity(dimension: str):
 # Lower bounds likewise far below any chip: a clock of 1e-300 Hz or a bandwidth of 1e-300 B/s
 # made times of 1e300 s whose energy overflowed to inf and NaN.
 Bytes = Annotated[float, _quantity("bytes"), Field(ge=1, le=1e18)]  # 1 B .. 1 EB
+ByteCount = Annotated[float, _quantity("bytes"), Field(ge=0, le=1e18)]  # 0 B .. 1 EB
 Bandwidth = Annotated[float, _quantity("bandwidth"), Field(ge=1e3, le=1e18)]  # 1 kB/s .. 1 EB/s
 Power = Annotated[float, _quantity("power"), Field(gt=0, le=1e7)]  # 10 MW
 Frequency = Annotated[float, _quantity("frequency"), Field(ge=1e3, le=1e12)]  # 1 kHz .. 1 THz
@@ -166,6 +167,13 @@ class MemoryLevel(Frozen):
         description="HBM stacks the package carries, where the product states them; None: the "
         "cheapest whole stacks that meet capacity and bandwidth (silicon.interfaces.hbm_purchase)",
     )
+    runtime_reserved: ByteCount | None = Field(
+        None,
+        description="bytes of the off-chip level the chip's runtime holds back from a program "
+        "(capacity minus the limit the runtime grants, as its out-of-memory report or memory "
+        "stats show it), where published; None: the family's rule (TPUs 0.25 GiB, others 3 GiB: "
+        "cluster/memory.reserved_bytes)",
+    )
 
     @field_validator("stacks")
     @classmethod
@@ -173,6 +181,21 @@ class MemoryLevel(Frozen):
         if stacks is not None and info.data.get("kind") != "hbm":
             raise ValueError("is for HBM levels only; drop it or set kind = 'hbm'")
         return stacks
+
+    @field_validator("runtime_reserved")
+    @classmethod
+    def _reserve_below_capacity(cls, reserved: float | None, info: ValidationInfo):
+        if reserved is None:
+            return reserved
+        if info.data.get("kind") not in ("hbm", "dram"):
+            raise ValueError("is for the off-chip level (kind hbm or dram) only; drop it")
+        capacity = info.data.get("capacity")
+        if capacity is not None and reserved >= capacity:
+            raise ValueError(
+                f"({reserved:.4g} B) must be below the level's capacity ({capacity:.4g} B): "
+                "it is the part the runtime holds back; give what the runtime's report shows"
+            )
+        return reserved
 
 
 class Link(Frozen):
@@ -272,6 +295,11 @@ class ChipSpec(Frozen):
         if memory and memory[0].kind not in ("hbm", "dram"):
             raise ValueError(
                 f"must start with the off-chip memory (kind hbm or dram), not {memory[0].kind}"
+            )
+        if any(m.runtime_reserved is not None for m in memory[1:]):
+            raise ValueError(
+                "states runtime_reserved on a level after the first; the runtime's reserve "
+                "belongs to the off-chip level (the first), so move it there"
             )
         return memory
 

@@ -85,7 +85,10 @@ def _level(i: int) -> tuple[Field, ...]:
     )  # fmt: skip
     if i == 0:
         fields += (Field("hbm-stacks", "HBM stacks", (*path, "stacks"), optional=True,
-                         section=sec, help="blank: the cheapest that fit"),)  # fmt: skip
+                         section=sec, help="blank: the cheapest that fit"),
+                   Field("hbm-reserved", "runtime reserve", (*path, "runtime_reserved"), "bytes",
+                         True, optional=True, section=sec,
+                         help="held from programs; blank: TPU 0.25 GiB, else 3 GiB"))  # fmt: skip
     return fields
 
 
