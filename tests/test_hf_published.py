@@ -139,3 +139,15 @@ def test_train_says_when_its_sequence_is_the_configs_longest_context():
     assert "warning: --seq not given: sequences of 32,768 tokens" in out.stderr
     out = subprocess.run([*args, "--seq", "4096"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--seq not given" not in out.stderr
+
+
+def test_llama4_images_are_refused_in_one_line():
+    """Llama 4's vision tower is not costed: `images=N` on its config is a user error naming
+    the key (it was an internal error), and the decoder-only warning does not offer it."""
+    from chipforge.workload import parse_workload
+
+    scout = f"{CONFIGS}/llama-4-scout-17b-16e.json,window=8192,phase=prefill,batch=1,seq=64"
+    with pytest.raises(WorkloadError, match=r"^`workload.images` costs the vision tower of"):
+        parse_workload(f"{scout},images=1")
+    warnings = parse_workload(scout).meta["warnings"]
+    assert any("llama4_vision_model" in w and "images=N" not in w for w in warnings)

@@ -438,10 +438,13 @@ def multimodal_note(data: dict) -> str:
         tower += f", {layers} layers of {width}"
     images = data.get("mm_tokens_per_image")
     per = f" ({images} of them per image)" if isinstance(images, int) else ""
+    from chipforge.workload.hf_traced import IMAGE_TEXT
+
+    costed = data.get("model_type") in IMAGE_TEXT  # Llama 4's tower: not costed at all
     return (
         f"the vision tower ({tower}) and the multimodal projector are not costed and their "
         f"parameters not counted: the text decoder only, over `seq` tokens, image tokens{per} "
-        "included; give `images=N` to cost N images a sequence"
+        "included" + ("; give `images=N` to cost N images a sequence" if costed else "")
     )
 
 

@@ -107,9 +107,14 @@ CHECKPOINT_TOLERANCE = 0.10
 def with_images(graph: Graph, path, data: dict, images: int, dtype: str) -> Graph:
     """`graph` (an image-text model's decoder, prefill) with its vision tower and projector on
     `images` images a sequence (`hf_traced.image_tower`); their tokens are part of `seq`."""
-    from chipforge.workload.hf_traced import image_tower
+    from chipforge.workload.hf_traced import IMAGE_TEXT, image_tower
 
     meta = graph.meta
+    if data.get("model_type") not in IMAGE_TEXT:  # Llama 4: its decoder only
+        raise WorkloadError(
+            f"`workload.images` costs the vision tower of {', '.join(IMAGE_TEXT)} configs; a "
+            f"{data.get('model_type')} config's is not costed; drop it"
+        )
     per = data.get("mm_tokens_per_image")
     if meta.get("phase") != "prefill":
         raise WorkloadError(
