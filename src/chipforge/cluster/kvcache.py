@@ -35,6 +35,34 @@ MEMORY_UTILIZATION = 0.90  # vLLM's default gpu_memory_utilization: headroom for
 #   vLLM/SGLang total-fraction").
 RUNTIMES = ("vllm", "tensorrt-llm")
 ACTIVATION_TOKENS = 8192  # max tokens in one prefill chunk (vLLM max_num_batched_tokens default)
+# MLA's absorbed products in decode (workload.llm._mla: `q_absorb`, W_UK into the query;
+# `v_absorb`, W_UV after attention), each a per-head batched product, at the runtime's own
+# precision. vLLM keeps 16-bit copies of W_UK_T and W_UV beside the quantized kv_b_proj and runs
+# both as torch.bmm at the activation dtype ("we currently do not have quantized bmm's which are
+# needed for `W_UV` and `W_UK_T`, we just store fp16/bf16 copies and perform the bmm's in
+# 16-bit, the extra memory overhead of this is fairly low": MLACommonBaseImpl.
+# process_weights_after_loading, vllm/v1/attention/backends/mla/common.py, since vLLM pull 14770
+# "MLA get rid of materialization", v0.8.0); SGLang on CUDA dequantizes DeepSeek's 128x128
+# block-FP8 kv_b_proj to BF16 `w_kc` / `w_vc` the same way (srt/models/deepseek_v2.py
+# post_load_weights, block_quant_dequant, unless SGL_USE_DEEPGEMM_BMM), as DeepSeek's own
+# inference code does (deepseek-ai/DeepSeek-V3 inference/model.py, attn_impl "absorb":
+# weight_dequant(wkv_b), then a BF16 einsum; rows of DeepSeek's service take this runtime's
+# rules, validate.serving_runtime). TensorRT-LLM keeps the
+# block-FP8 `k_b_proj_trans` and runs fp8_block_scaling_bmm_out on Hopper
+# (_torch/modules/attention.py), so its absorbed products stay at the projections' precision.
+# Not modelled: TensorRT-LLM on Blackwell (SM100: torch.bmm on a dequantized BF16 copy), SGLang
+# on ROCm (per-tensor FP8) and before its BF16 path, vLLM's AITER FP8 bmm (ROCm, opt-in) and
+# vLLM before 0.8 (the absorbed matrices materialized, W_Q_UK and W_UV_O, requantized to FP8).
+ABSORB_16BIT_RUNTIMES = ("vllm",)
+
+
+def absorb_dtype(runtime: str, dtype: str) -> str | None:
+    """The dtype `runtime` runs MLA's absorbed products at (ABSORB_16BIT_RUNTIMES), None where
+    it runs them as its projections: the activation dtype of a `dtype` run, bf16 under a run
+    narrower than 16 bits (FP8, FP4: vLLM's `act_dtype`)."""
+    if runtime not in ABSORB_16BIT_RUNTIMES:
+        return None
+    return dtype if nbytes(dtype) >= 2 else "bf16"
 
 
 @dataclass(frozen=True)
@@ -106,7 +134,8 @@ def memory(
     `weight_dtype`: every weight held at that precision (weight-only quantization), the
     activations staying at `dtype`. `moe_tp` (with `ep` above `tp`): every FFN weight (routed
     and shared experts, the dense layers' MLP) sliced over the `ep` chips (serving's MOE_TP).
-    `runtime`: how the KV cache is sized (RUNTIMES)."""
+    `runtime`: how the KV cache is sized (RUNTIMES), and whether it holds 16-bit copies of an
+    MLA model's absorbed matrices (ABSORB_16BIT_RUNTIMES)."""
     wt = weight_dtype or dtype
     weights = c.params() * nbytes(wt) / (tp * pp)
     if ep > tp:  # wide EP: whole routed experts over ep chips (the busiest holds the ceiling),
@@ -122,6 +151,11 @@ def memory(
     if attn_dtype and attn_dtype != wt:
         extra = c.layers * c.attention_params() * (nbytes(attn_dtype) - nbytes(wt))
         weights += extra / (tp * pp)
+    absorb = absorb_dtype(runtime, dtype) if c.kv_lora else None
+    if absorb and nbytes(absorb) > nbytes(attn_dtype or wt):  # the 16-bit W_UK_T and W_UV
+        # copies beside the quantized kv_b_proj (ABSORB_16BIT_RUNTIMES), the chip's heads
+        copies = c.layers * max(1, c.heads // tp) * (c.d_head + c.d_v) * c.kv_lora
+        weights += copies * nbytes(absorb) / pp
     kv_full = c.kv_bytes_per_token(nbytes(kv_dtype)) / pp
     shards = 1 if c.kv_lora else min(tp, c.n_kv_heads)
     activations = ACTIVATION_TOKENS * max(c.hidden, c.ffn // tp) * 2 * nbytes(dtype)

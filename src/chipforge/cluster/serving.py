@@ -19,7 +19,7 @@ formulas and the validation."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from functools import cache, lru_cache
 from statistics import NormalDist
 
@@ -34,7 +34,7 @@ from chipforge.cluster.checks import (
 )
 from chipforge.cluster.chipkey import chip_key
 from chipforge.cluster.collectives import BANDWIDTH_EFFICIENCY, collective_time
-from chipforge.cluster.kvcache import ACTIVATION_TOKENS, RUNTIMES, Memory, memory
+from chipforge.cluster.kvcache import ACTIVATION_TOKENS, RUNTIMES, Memory, absorb_dtype, memory
 from chipforge.cluster.queueing import (
     PERCENTILES,
     length_factors,
@@ -150,6 +150,30 @@ ATTENTION_MATMULS = frozenset(
 )
 
 
+# MLA's absorbed products in decode (`workload.llm._mla`), which a runtime may run at its own
+# precision (kvcache.ABSORB_16BIT_RUNTIMES)
+ABSORBED_MATMULS = frozenset(("q_absorb", "v_absorb"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Absorbing(ModelConfig):
+    """An MLA model as a runtime serves it that runs the absorbed products at `absorb`, 16-bit
+    weights and activations (kvcache.absorb_dtype); `evaluate` passes it down as it does
+    `_unbanded`'s model, so each step's graph reads it (`_graph`)."""
+
+    absorb: str
+
+
+@lru_cache(maxsize=64)
+def _absorbing(c: ModelConfig, runtime: str, dt: str) -> ModelConfig:
+    """`c` as `runtime` serves it at `dt` (unchanged where the runtime runs the absorbed
+    products as its projections, or `c` has no MLA)."""
+    absorb = absorb_dtype(runtime, dt) if c.kv_lora else None
+    if not absorb:
+        return c
+    return _Absorbing(**{f.name: getattr(c, f.name) for f in fields(ModelConfig)}, absorb=absorb)
+
+
 # The routed experts' grouped matmuls in `workload.llm._moe` (the busiest chip's experts hit,
 # `batch` of them in each of its two groups, each n x k weights).
 EXPERT_MATMULS = frozenset(("experts_up", "experts_down", "experts_extra_up", "experts_extra_down"))
@@ -215,6 +239,14 @@ def _graph(
     if wdt and wdt != dt:  # weight-only quantization (WEIGHT_ONLY): weights stored at `wdt`
         ops = tuple(
             replace(op, weight_dtype=wdt) if isinstance(op, MatMul) and op.weight else op
+            for op in g.ops
+        )
+        g = replace(g, ops=ops)
+    if isinstance(c, _Absorbing):  # the runtime's 16-bit absorbed products (ABSORBED_MATMULS)
+        ops = tuple(
+            replace(op, dtype=c.absorb, weight_dtype=None)
+            if isinstance(op, MatMul) and op.name.rsplit(".", 1)[-1] in ABSORBED_MATMULS
+            else op
             for op in g.ops
         )
         g = replace(g, ops=ops)
@@ -692,7 +724,7 @@ def evaluate(
     groups = ep // tp if ep > tp else 1
     if groups > 1 and (pp > 1 or chips % ep):
         raise Infeasible(f"--ep {ep} above --tp {tp} needs --pp 1 and --chips a multiple of it")
-    c = _unbanded(c) if dense_cache else c
+    c = _absorbing(_unbanded(c) if dense_cache else c, runtime, dt)
     mem = memory(c, chip.hbm.capacity, tp=tp, pp=pp, dtype=dt, kv_dtype=kvd, ep=ep,
                  attn_dtype=attn_dtype, weight_dtype=wdt, moe_tp=moe_tp and ep > tp,
                  runtime=runtime)  # fmt: skip
