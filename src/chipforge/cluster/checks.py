@@ -147,21 +147,40 @@ def balanced_ends(layers: int, mtp: int, pp: int, interleave: int = 1) -> tuple[
     choice where the even and Llama-3 splits fail, not a source's. None where none exists."""
     # end_stage_split's splits are exactly these: the ends and the middle ranks' equal share
     # `per` each a multiple of v, at least v (pp 2: no middle rank), the last what is left.
-    # Enumerated from (first, per), not tried pair by pair (O(layers^2) calls of the rule for
-    # every searched pp x interleave: 80 % of the 405B-on-16k-chips search's time).
+    # The busiest stage's blocks M are the key's first term: M is raised from its lower bound
+    # (the average, and the last rank's v layers with the MTP modules) until a split holds,
+    # and only the splits within M are enumerated, every one of them (their M is the least,
+    # so the other terms pick among them as over all). O(pp x v) splits, not O(layers^2): a
+    # config.json of 10^9 layers answers at once. The same answers as the pair-by-pair
+    # enumeration on every case of tests/test_plan_search.py's grid.
     if pp < 2:
         return None
-    v, middle, best = interleave, pp - 2, None
-    for first in range(v, layers + 1, v):
-        for per in range(v, layers + 1, v) if middle else (0,):
-            last = layers - first - per * middle
-            if last < v:
-                break
-            if last % v == 0:
-                key = (max(first, per, last + mtp), first + last, abs(first - last), -first)
-                if best is None or key < best[0]:
-                    best = (key, (first, last))
-    return best[1] if best else None
+    v, middle = interleave, pp - 2
+    if layers % v or layers < pp * v:  # every rank holds a multiple of v, at least v
+        return None
+    room = layers - v * (middle + 1)  # the most either end or the middle share can hold
+    busiest = max(-(-(layers + mtp) // pp), v + mtp)
+    while True:
+        best = None
+        top = min(busiest, room) // v * v  # first and per: multiples of v, at most `busiest`
+        low = max(v, layers + mtp - busiest - middle * top)  # the last within `busiest`
+        for first in range(-(-low // v) * v, top + 1, v):
+            rest = layers - first
+            if middle:
+                lo = max(v, -(-(rest - busiest + mtp) // middle))
+                hi = min(top, (rest - v) // middle)
+                pers = range(-(-lo // v) * v, hi // v * v + 1, v)
+            else:
+                pers = range(1)
+            for per in pers:
+                last = rest - per * middle
+                if v <= last and last + mtp <= busiest:
+                    key = (max(first, per, last + mtp), first + last, abs(first - last), -first)
+                    if best is None or key < best[0]:
+                        best = (key, (first, last))
+        if best is not None:
+            return best[1]
+        busiest += 1
 
 
 def end_stages(
