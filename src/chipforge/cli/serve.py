@@ -200,8 +200,9 @@ def serve(
         str,
         typer.Option(
             "--runtime",
-            help="how the KV cache is sized: vllm (0.9 of the memory, as vLLM and SGLang) or "
-            "tensorrt-llm (0.9 of what the weights and activations leave free)",
+            help="the serving engine's rules: vllm (the KV cache 0.9 of the memory; MLA's "
+            "absorbed products in 16 bits, as vLLM and SGLang) or tensorrt-llm (0.9 of what the "
+            "weights and activations leave free; absorbed products at the run's precision)",
         ),
     ] = "vllm",
     attn_dtype: Annotated[

@@ -1242,7 +1242,8 @@ def plan_serving(
     the all-to-all (MOE_TP: SGLang's --enable-dp-attention without --enable-ep-moe).
     `runtime`: how the KV cache is sized, "vllm" (a fraction of the whole memory, vLLM and
     SGLang) or "tensorrt-llm" (a fraction of what the weights and activations leave free;
-    kvcache.RUNTIMES).
+    kvcache.RUNTIMES), and the precision of MLA's absorbed products ("vllm": 16 bits,
+    kvcache.ABSORB_16BIT_RUNTIMES).
     `sustained_clock`: the layers at the chip's power-limited sustained clock where it states
     one (`training.at_sustained_clock`, as `plan_training`'s option of that name), not the
     boost clock of its peaks.
