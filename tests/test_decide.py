@@ -16,11 +16,13 @@ from chipforge.decide import analyse, load_scenario, scenario_from_dict, sobol_i
 from chipforge.decide.analysis import unit_samples
 from chipforge.decide.model import (
     HOURS_PER_QUARTER,
+    demand,
     inputs,
     nominal,
     own_unit_cost,
     run,
     useful_per_chip,
+    useful_per_quarter,
 )
 from chipforge.decide.rates import chip_type
 from chipforge.errors import ChipforgeError
@@ -323,7 +325,9 @@ def test_rent_mode_rents_everything_at_the_cloud_price():
     x = nominal(sc)
     r = run(sc, gpu, own, x)
     assert r["buy"]["buys"][0].sum() == 0 and r["build"]["buys"][0].sum() == 0  # no GPU bought
-    gpu_hours = r["demand_flops"][0] * 2190 * 3600 / (useful_per_chip(gpu, r["mix"]) * 3600)
+    parts = demand(sc, x)[3]  # each quarter's GPU rate on that quarter's own workload mix
+    rate = useful_per_quarter(gpu, parts, r["mix"])[0]
+    gpu_hours = r["demand_flops"][0] * 2190 * 3600 / (rate * 3600)
     cloud = gpu_hours * x["buy.cloud_usd_per_gpu_hour"][0]
     b = r["buy"]
     assert b["cash"][0] == pytest.approx(cloud, rel=1e-9)  # no fleet, no datacenter: the rent

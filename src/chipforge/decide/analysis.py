@@ -174,12 +174,10 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
         }
     lc = {o: _pct(r[f"{o}_lc"]["usd_per_pflop_hour"]) for o in ("buy", "build")}
     npv = {o: _pct(r[f"{o}_lc"]["pv_cost"]) for o in ("buy", "build")}
-    fpt = float(r["flops_per_token"][0])
-    per_mtok = {o: {k: [v * 1e6 * fpt / 1e15 / 3600 for v in vs] if isinstance(vs, list)
-                    else vs * 1e6 * fpt / 1e15 / 3600 for k, vs in lc[o].items()}
-                for o in lc}  # fmt: skip
-    delivered_total = {
-        o: float(np.median(r[o]["delivered_flops"].sum(axis=1) * SECONDS_PER_QUARTER / fpt))
+    # per useful token: PV cost over PV tokens, each quarter's tokens from its own workloads
+    per_mtok = {o: _pct(r[f"{o}_lc"]["usd_per_token"] * 1e6) for o in ("buy", "build")}
+    delivered_total = {  # both options deliver the demand (what a fleet cannot, it rents)
+        o: float(np.median(r["tokens_per_s"].sum(axis=1) * SECONDS_PER_QUARTER))
         for o in ("buy", "build")
     }
     drivers = sobol_indices(sc, gpu, own, seed=seed, base=sobol_base) if sobol else []

@@ -48,9 +48,10 @@ def nominal(sc: Scenario) -> dict[str, np.ndarray]:
     return {k: np.array([sc.param(k).value]) for k in sc.names()}
 
 
-def demand(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Demanded useful FLOP/s per quarter (n, Q), the FLOPs per token of the mix, and the
-    workload mix (share of demanded FLOPs over the horizon at nominal growth)."""
+def demand(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict]:
+    """Demanded useful FLOP/s per quarter (n, Q), the FLOPs per token of the mix, the
+    workload mix (share of demanded FLOPs over the horizon at nominal growth, for people), and
+    each workload's own demand: key -> (FLOP/s per quarter (n, Q), FLOPs per token)."""
     n, Q = len(next(iter(x.values()))), sc.quarters
     m0 = 3.0 * np.arange(Q)
     out = np.zeros((n, Q))
@@ -84,12 +85,24 @@ def demand(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray, dict[str, flo
     total = sum(scale.values())
     mix = {k: v / total for k, v in scale.items()}
     fpt = 1.0 / sum(mix[k] / f for k, (_, f) in parts.items())  # FLOPs per token of the mix
-    return out, np.full(n, fpt), mix
+    return out, np.full(n, fpt), mix, parts
 
 
 def useful_per_chip(ct: ChipType, mix: dict[str, float]) -> float:
     """Useful FLOP/s per chip on the mix: time split so each workload gets its FLOP share."""
     return 1.0 / sum(share / ct.useful[k] for k, share in mix.items() if share > 0)
+
+
+def useful_per_quarter(ct: ChipType, parts: dict, mix: dict[str, float]) -> np.ndarray:
+    """Useful FLOP/s per chip in each quarter (n, Q), on that quarter's own workload mix: a
+    quarter's demand needs sum over workloads of (its FLOP/s / the chip's rate on it) chips, so
+    a chip delivers demand / that. A quarter without demand takes the horizon's mix. (A mix
+    fixed over the horizon sized the fleet of a quarter that only trains as if it also served,
+    which this chip may do at a quarter of the rate.)"""
+    total = sum(r for r, _ in parts.values())
+    chips = sum(r / ct.useful[k] for k, (r, _) in parts.items())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(chips > 0, total / chips, useful_per_chip(ct, mix))
 
 
 def _sites(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +217,7 @@ def _fill(
 ) -> list[np.ndarray]:
     """Chips delivered per quarter for each (type, limit per quarter, unit capex per quarter),
     in priority order, into the power left and no more than the demand `need` (useful FLOP/s,
-    each chip giving `eff`) calls for; chips retire after their life."""
+    each chip giving `eff` (n, Q) that quarter) calls for; chips retire after their life."""
     n, Q = cap.shape
     life = np.maximum(np.rint(4 * x["finance.chip_life_y"]).astype(int), 1)
     head = x["site.it_headroom"]
@@ -223,13 +236,13 @@ def _fill(
             for inst, (ct, _, _) in zip(installed, types, strict=True)
         ]
         room = cap[:, q] - sum(r * w for r, w in zip(racks, rack_w, strict=True))
-        short = need[:, q] - sum(i * e for i, e in zip(installed, eff, strict=True))
+        short = need[:, q] - sum(i * e[:, q] for i, e in zip(installed, eff, strict=True))
         for k, (ct, limit, _) in enumerate(types):
             new_racks = np.floor(np.maximum(room, 0.0) / rack_w[k])
             slots = (new_racks + racks[k]) * ct.rack.chips - installed[k]
-            wanted = np.ceil(np.maximum(short, 0.0) / eff[k])
+            wanted = np.ceil(np.maximum(short, 0.0) / eff[k][:, q])
             got = np.maximum(np.minimum(np.minimum(slots, np.floor(limit[:, q])), wanted), 0.0)
-            short = short - got * eff[k]
+            short = short - got * eff[k][:, q]
             buys[k][:, q] = got
             installed[k] += got
             grown = np.ceil(installed[k] / ct.rack.chips - 1e-9)
@@ -257,6 +270,7 @@ def option(
     mix: dict[str, float],
     mfu_x: list[np.ndarray],
     extra_cash: np.ndarray | None = None,
+    parts: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Fill, cash flows and delivered compute of one option. Demand the fleet cannot meet is
     rented: the shortfall in GPU-hours of the first bought chip at `buy.cloud_usd_per_gpu_hour`,
@@ -264,7 +278,13 @@ def option(
     the gap costs."""
     a = Assumptions()
     n, Q = cap.shape
-    eff = [useful_per_chip(ct, mix) * mx for (ct, _, _), mx in zip(types, mfu_x, strict=True)]
+    # each chip's useful FLOP/s in each quarter, on that quarter's mix (`parts`: demand's own
+    # per workload), else on the horizon's
+    eff = [
+        (useful_per_quarter(ct, parts, mix) if parts else np.full((n, Q), useful_per_chip(ct, mix)))
+        * mx[:, None]
+        for (ct, _, _), mx in zip(types, mfu_x, strict=True)
+    ]
     buys = _fill(sc, x, cap, types, flops_demand, eff)
     life_q = np.maximum(np.rint(4 * x["finance.chip_life_y"]).astype(int), 1)
     price_x = x["site.electricity_usd_per_kwh"][:, None]
@@ -277,14 +297,14 @@ def option(
     depreciation = np.zeros((n, Q))
     installed_by = []
     ages = (Q - np.arange(Q))[None, :]  # quarters from each delivery to the horizon
-    for (ct, _, unit), b, mx in zip(types, buys, mfu_x, strict=True):
+    for (ct, _, unit), b, e in zip(types, buys, eff, strict=True):
         per_chip = (unit * (1 + a.spares_share) + ct.other_capex_usd) * (1 + a.storage_capex_share)
         flow = b * per_chip
         capex_it += flow
         stock = _stock(b, life_q)
         installed_by.append(stock)
         elec += stock * ct.w_it * draw * price_x
-        flops_cap += stock * (useful_per_chip(ct, mix) * mx)[:, None]
+        flops_cap += stock * e
         stock_value += _stock(flow, life_q)
         book_end += (flow * np.clip(1 - ages / life_q[:, None], 0, 1)).sum(axis=1)
         depreciation += _stock(flow, life_q) / life_q[:, None]  # straight line over life
@@ -299,7 +319,7 @@ def option(
     tax = x["finance.tax_rate"][:, None]
     fleet = np.minimum(flops_cap, flops_demand)
     gap = flops_demand - fleet
-    gpu_hours = gap * SECONDS_PER_QUARTER / eff[0][:, None] / 3600
+    gpu_hours = gap * SECONDS_PER_QUARTER / eff[0] / 3600
     cloud = gpu_hours * x["buy.cloud_usd_per_gpu_hour"][:, None]
     shield = tax * (elec + maint + nre_cash + cloud + depreciation + fac_dep)
     cash = capex_it + fac_capex + elec + maint + nre_cash + cloud - shield
@@ -322,10 +342,15 @@ def option(
     }
 
 
-def levelized(sc: Scenario, x: dict, opt: dict) -> dict[str, np.ndarray]:
+def levelized(
+    sc: Scenario, x: dict, opt: dict, tokens: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """PV of cost net of the residual book value, PV of delivered useful PFLOP-hours, and
-    their ratio (USD per useful PFLOP-hour); cumulative versions per quarter (residual
-    straight-line at each quarter's end)."""
+    their ratio (USD per useful PFLOP-hour); the same per useful token when `tokens` (tokens
+    a second per quarter, (n, Q)) is given; cumulative versions per quarter (residual
+    straight-line at each quarter's end). Levelized cost as NREL's LCOE: discounted cost over
+    discounted output (https://www.nrel.gov/analysis/tech-lcoe-documentation.html), cash and
+    output at each quarter's middle (the mid-period convention)."""
     Q = sc.quarters
     r = x["finance.cost_of_capital"][:, None]
     df = (1 + r) ** (-(np.arange(Q)[None, :] + 0.5) / 4)
@@ -334,8 +359,11 @@ def levelized(sc: Scenario, x: dict, opt: dict) -> dict[str, np.ndarray]:
     pv_cost = pv_cash - opt["book_end"] * df_end
     pflop_h = opt["delivered_flops"] * SECONDS_PER_QUARTER / 1e15 / 3600
     pv_out = (pflop_h * df).sum(axis=1)
+    no_tokens = np.zeros_like(pv_out)
+    pv_tokens = no_tokens if tokens is None else (tokens * SECONDS_PER_QUARTER * df).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         lc = np.where(pv_out > 0, pv_cost / pv_out, np.inf)
+        per_token = np.where(pv_tokens > 0, pv_cost / pv_tokens, np.inf)
     # the same at the end of every quarter: cash to date less the book value then (straight
     # line: IT over the chip life, facility over its life), so the last equals `pv_cost`
     life_q = np.maximum(np.rint(4 * x["finance.chip_life_y"]), 1)[:, None]
@@ -353,6 +381,8 @@ def levelized(sc: Scenario, x: dict, opt: dict) -> dict[str, np.ndarray]:
         "pv_cost": pv_cost,
         "pv_pflop_hours": pv_out,
         "usd_per_pflop_hour": lc,
+        "pv_tokens": pv_tokens,
+        "usd_per_token": per_token,
         "cum_cash": np.cumsum(opt["cash"], axis=1),
         "cum_pv_cash": cum_pv,
         "cum_pv_cost": net,
@@ -374,7 +404,9 @@ def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
     Q = sc.quarters
     m0 = 3.0 * np.arange(Q)
     cap, fac = _sites(sc, x)
-    flops_demand, fpt, mix = demand(sc, x)
+    flops_demand, fpt, mix, parts = demand(sc, x)
+    # useful tokens a second each quarter: each workload's FLOP/s over its FLOPs per token
+    tokens = sum(r / f for r, f in parts.values())
     # buy: the vendor allocation after the lead time, at the drifting price; a next generation
     # takes over the allocation from its first quarter
     lead = x["buy.lead_months"][:, None]
@@ -392,9 +424,9 @@ def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
     mfu = [x["buy.mfu_x"]] * len(gpus)
     buy_types = [(g, alloc * w, p) for g, w, p in zip(gpus, windows, prices, strict=True)]
     if sc.rent:  # renting needs no datacenter of its own
-        buy = option(sc, x, buy_types, 0 * cap, 0 * fac, flops_demand, mix, mfu)
+        buy = option(sc, x, buy_types, 0 * cap, 0 * fac, flops_demand, mix, mfu, parts=parts)
     else:
-        buy = option(sc, x, buy_types, cap, fac, flops_demand, mix, mfu)
+        buy = option(sc, x, buy_types, cap, fac, flops_demand, mix, mfu, parts=parts)
     # build: the bridge up to the planned volume date, then the program's chips
     sched = schedule(sc, x)
     planned = planned_volume_month(sc)
@@ -416,6 +448,7 @@ def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
         mix,
         [*mfu, x["build.mfu_x"], *(mfu if fallback else [])],
         extra_cash=nre(sc, x, sched),
+        parts=parts,
     )
     build["own_index"] = len(bridge)
     build["own_buys"] = build["buys"][len(bridge)]
@@ -424,8 +457,8 @@ def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
         "x": x,
         "buy": buy,
         "build": build,
-        "buy_lc": levelized(sc, x, buy),
-        "build_lc": levelized(sc, x, build),
+        "buy_lc": levelized(sc, x, buy, tokens),
+        "build_lc": levelized(sc, x, build, tokens),
         "schedule": sched,
         "supply": sup,
         "unit_own": unit_own,
@@ -433,6 +466,7 @@ def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
         "capacity_w": cap,
         "demand_flops": flops_demand,
         "flops_per_token": fpt,
+        "tokens_per_s": tokens,
         "mix": mix,
         "planned_volume_month": planned,
         "workloads": workloads(sc),
