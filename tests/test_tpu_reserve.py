@@ -40,6 +40,13 @@ V5E = (  # https://github.com/GoogleCloudPlatform/kubernetes-engine-samples/pull
 V5P = "Using (GB) 44.63 / 95.74 (46.615835%) on TPU_0(process=0,(0,0,0,0))"
 # https://github.com/vllm-project/vllm/pull/16211 (vLLM's usage stats on one v6e)
 V6E = '"gpu_count": 1, "gpu_type": "v6e", "gpu_memory_per_device": 33550237696,'
+V6E_LOG = (  # https://github.com/vllm-project/tpu-inference/pull/145 (bytes_limit per device)
+    "Init model | hbm=[(3.74, 31.25), (3.74, 31.25), (3.74, 31.25), (3.74, 31.25)]Gb "
+    "[tpu_jax_runner.py:236] TFRT TPU v6 lite"
+)
+# https://github.com/vllm-project/tpu-inference/pull/3489: vLLM's sum of bytes_limit over the
+# devices of a tpu7x-8 (8 TensorCores, each its own device of 96 GiB, 4 chips)
+V7 = "On `tpu7x-8` (757.91 GiB HBM) with 375.67 GiB model weights"
 ROUNDING = 0.005 * GiB  # the reports' 2 decimals
 
 
@@ -72,11 +79,18 @@ def test_each_tpu_preset_s_reserve_is_what_its_cited_report_leaves():
     # v6e: the exact byte limit of a 32 GiB device
     v6e_limit = int(re.search(r'"gpu_memory_per_device": (\d+)', V6E).group(1))
     assert stated["tpu-v6e"].runtime_reserved == 32 * GiB - v6e_limit == 772 * MiB
-    # what a plan holds back is the stated reserve; v7 states none and takes the family's rule
+    for limit in re.findall(r", ([\d.]+)\)", V6E_LOG):
+        assert 32 * GiB - float(limit) * GiB == pytest.approx(772 * MiB, abs=ROUNDING)
+    # v7: 2 devices per chip; the summed limit of 8 devices
+    v7 = load_chip("tpu-v7")
+    assert v7.hbm.capacity == 2 * 96 * GiB
+    per_device = float(re.search(r"\(([\d.]+) GiB HBM\)", V7).group(1)) * GiB / 8
+    assert v7.hbm.runtime_reserved == pytest.approx(2 * (96 * GiB - per_device), abs=ROUNDING)
+    # what a plan holds back is the stated reserve; a chip stating none takes its family's rule
     for name, level in stated.items():
         assert reserved_bytes(load_chip(name)) == level.runtime_reserved
-    v7 = load_chip("tpu-v7")
-    assert v7.hbm.runtime_reserved is None and reserved_bytes(v7) == XLA_TPU_RESERVED_BYTES
+    v1 = load_chip("tpu-v1")
+    assert v1.hbm.runtime_reserved is None and reserved_bytes(v1) == XLA_TPU_RESERVED_BYTES
     assert reserved_bytes(load_chip("h100")) == RESERVED_BYTES
 
 

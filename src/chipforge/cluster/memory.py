@@ -21,9 +21,10 @@ RESERVED_BYTES = 3 * GiB
 # 15.75G hbm" (GoogleCloudPlatform/kubernetes-engine-samples PR 1467, 2024-10, on v5e slices):
 # 16 GiB - 15.75 GiB = 0.25 GiB. Checked, not used to set it: TPU v5p `bytes_limit` 95.74 GiB
 # of 96 GiB, 0.26 GiB (MaxText docs/guides/monitoring_and_debugging/understand_logs_and_metrics.md,
-# max_utils.print_mem_stats "Using (GB) 44.63 / 95.74"). The reserve differs by generation (v4
-# 1.25 GiB, v3 530 MiB per TensorCore, v6e 772 MiB): a chip states its own in the chip TOML
-# (`runtime_reserved` of its off-chip [[memory]] level, each preset's from a published report);
+# max_utils.print_mem_stats "Using (GB) 44.63 / 95.74"). The reserve differs by generation
+# (v4 1.25 GiB; v3 530 MiB and v7 1.26 GiB per TensorCore; v6e 772 MiB): a chip states its own
+# in the chip TOML (`runtime_reserved` of its off-chip [[memory]] level, each preset's from a
+# published report);
 # this is the rule for a TPU (ChipSpec.family "google-tpu") that states none. Every other chip
 # that states none keeps RESERVED_BYTES.
 XLA_TPU_RESERVED_BYTES = 16 * GiB - 15.75 * GiB
