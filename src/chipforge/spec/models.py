@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 from chipforge.dtypes import DType
 from chipforge.errors import MAX_NAME, NOT_IN_NAMES, UnitError
 from chipforge.spec.nodes import ProcessNode, nodes
-from chipforge.units import parse_quantity
+from chipforge.units import fmt, parse_quantity
 
 
 def _quantity(dimension: str):
@@ -192,8 +192,9 @@ class MemoryLevel(Frozen):
         capacity = info.data.get("capacity")
         if capacity is not None and reserved >= capacity:
             raise ValueError(
-                f"({reserved:.4g} B) must be below the level's capacity ({capacity:.4g} B): "
-                "it is the part the runtime holds back; give what the runtime's report shows"
+                f"({fmt(reserved, 'bytes', binary=True)}) must be below the level's capacity "
+                f"({fmt(capacity, 'bytes', binary=True)}): it is the part the runtime holds "
+                "back; give what the runtime's report shows"
             )
         return reserved
 
