@@ -75,3 +75,14 @@ def test_a_shared_source_leaves_the_engine_to_the_conditions():
     assert len(trt) == 21 and {runtime[i] for i in trt} == {"tensorrt-llm"}
     assert {v for i, v in runtime.items() if i not in trt} == {"vllm"}  # vLLM, SGLang rows
     assert serving_runtime("https://example.org/results.csv", "vllm serve, TP 8") == "vllm"
+
+
+def test_a_serving_plan_s_json_names_the_runtime_it_was_priced_by():
+    """The runtime sets the KV cache and (MLA) the absorbed products' precision: the plan's JSON
+    says which (it did not, so two plans differing by it read alike)."""
+    from chipforge.cluster import plan_serving
+
+    kw = {"isl": 512, "osl": 64, "tp": 1, "pp": 1, "concurrency": 4}
+    for runtime in ("vllm", "tensorrt-llm"):
+        plan = plan_serving("h100", "llama3-8b", 1, runtime=runtime, **kw)
+        assert plan.to_dict()["plan"]["runtime"] == runtime

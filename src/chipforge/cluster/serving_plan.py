@@ -128,6 +128,7 @@ class ServingPlan:
                 "batch_shards": self.batch_shards,
                 "cuda_graph_batches": list(self.cuda_graph_batches),
                 "moe_tp": self.moe_tp,
+                "runtime": self.runtime,  # the engine's rules it was priced by
             },
             "isl": self.isl,
             "osl": self.osl,
