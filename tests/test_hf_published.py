@@ -151,3 +151,29 @@ def test_llama4_images_are_refused_in_one_line():
         parse_workload(f"{scout},images=1")
     warnings = parse_workload(scout).meta["warnings"]
     assert any("llama4_vision_model" in w and "images=N" not in w for w in warnings)
+
+
+def test_serve_says_when_the_checkpoint_stores_narrower_weights(tmp_path):
+    """gpt-oss-20b's config.json states MXFP4 weights (quantization_config): `serve` at the
+    default bf16 says they are priced wider than stored and names --weight-dtype fp4; given
+    it, or a config without quantization, nothing is said."""
+    import json
+    import subprocess
+    import sys
+
+    data = json.loads((CONFIGS / "gpt-oss-20b.json").read_text())
+    data |= {"num_hidden_layers": 2, "layer_types": data["layer_types"][:2]}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    args = [sys.executable, "-m", "chipforge", "serve", "--chip", "h100", "--chips", "1"]
+    args += ["--model", str(tmp_path), "--tp", "1", "--pp", "1", "--ep", "1"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "quantization_config stores weights as mxfp4" in out.stderr
+    assert "--weight-dtype fp4" in out.stderr
+    run = [*args, "--weight-dtype", "fp4"]
+    out = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert "quantization_config" not in out.stderr
+    del data["quantization_config"]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "quantization_config" not in out.stderr

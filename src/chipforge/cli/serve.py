@@ -269,6 +269,8 @@ def serve(
     options = serve_options.parse(given, "serve", cli=True)  # one parser: a table's keys too
     if sustained_clock and (reason := unthrottled(chip)):
         no_effect({"--sustained-clock": reason})
+    if dtype == "bf16" and weight_dtype is None:
+        _say_stored_quantization(model)
     plan = plan_serving(chip, model, chips, **options)
     data = plan.to_dict()
     why = {}
@@ -284,3 +286,32 @@ def serve(
     no_effect(why)
     write_reports("serve", data, html, png)
     emit(data, serve_tables(data), as_json=json, out=out)
+
+
+def _say_stored_quantization(model: str) -> None:
+    """A config.json whose checkpoint stores quantized weights (gpt-oss: MXFP4 experts; Kimi K2:
+    FP8 blocks), served at the default bf16 with no --weight-dtype: one warning line says the
+    weights are priced wider than they are stored, and which flag prices them as stored."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from chipforge.workload.hf import stored_quantization
+    from chipforge.workload.resolve import is_config_path, whole_path
+
+    head = str(model).strip().removeprefix("llm:")
+    head = head if whole_path(head) else head.split(",")[0]
+    if not is_config_path(head):
+        return
+    path = Path(head) / "config.json" if Path(head).is_dir() else Path(head)
+    stored = stored_quantization(path)
+    if stored is None:
+        return
+    method, dtype = stored
+    fix = f"give --weight-dtype {dtype} to price them as stored" if dtype else "give --weight-dtype"
+    Console(stderr=True, soft_wrap=True).print(
+        f"warning: the config.json's quantization_config stores weights as {method}; priced at "
+        f"--dtype bf16: {fix} (it narrows every weight, those the checkpoint keeps wide too)",
+        style="yellow",
+        markup=False,
+    )

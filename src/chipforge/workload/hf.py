@@ -448,6 +448,22 @@ def multimodal_note(data: dict) -> str:
     )
 
 
+# a checkpoint's `quantization_config.quant_method` -> the dtype its quantized weights are
+# stored at (transformers' quantizers: Mxfp4Config for gpt-oss, FineGrainedFP8Config and
+# FbgemmFp8Config for DeepSeek-V3 / Kimi K2 and Llama FP8 checkpoints)
+QUANT_DTYPES = {"mxfp4": "fp4", "fp8": "fp8", "fbgemm_fp8": "fp8"}
+
+
+def stored_quantization(path: Path) -> tuple[str, str | None] | None:
+    """(quant_method, the chipforge dtype it stores weights at, or None when it has none) of a
+    config.json that states a `quantization_config`; None when it states none."""
+    quant = _read(path).get("quantization_config")
+    method = quant.get("quant_method") if isinstance(quant, dict) else None
+    if not isinstance(method, str) or not method.isprintable() or len(method) > 40:
+        return None
+    return method, QUANT_DTYPES.get(method)
+
+
 def _read(path: Path, where: str = "workload") -> dict:
     try:
         absent = not path.is_file()
