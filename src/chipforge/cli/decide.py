@@ -100,13 +100,17 @@ def summary_tables(d: dict) -> list:
         cash.add_column(o, justify="right")
     for y in d["yearly_cash_usd"]["buy"]:
         cash.add_row(y, *(_usd(d["yearly_cash_usd"][o][y]) for o in ("buy", "build")))
-    drivers = Table(title="what drives the saving: top 5 inputs by total-order Sobol index")
+    drivers = Table(
+        title="what drives the saving (USD, PV): top 5 inputs by total-order Sobol index; "
+        "lever: set by the lab (a contract, staffing, a design choice)"
+    )
     for c in ("input", "S1", "ST", "range", "source"):
         drivers.add_column(c)
     src = {a["input"]: a for a in d["assumptions"]}
     for r in d["drivers"][:5]:
         a = src[r["input"]]
-        name = f"{r.get('label', r['input'])} ({r['input']})"
+        lever = " [lever]" if r.get("lever") else ""
+        name = f"{r.get('label', r['input'])} ({r['input']}){lever}"
         span = f"{a['low']:g} .. {a['high']:g} {a['unit']}".strip()
         drivers.add_row(name, f"{r['s1']:.2f}", f"{r['st']:.2f}", span, a["source"][:70])
     return [head, opts, compute, cash, drivers]

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from scipy.stats import qmc
 
-from chipforge.decide.inputs import DEFAULTS, LABELS, MAX_SAMPLES, Scenario
+from chipforge.decide.inputs import DEFAULTS, LABELS, LEVERS, MAX_SAMPLES, Scenario
 from chipforge.decide.model import SECONDS_PER_QUARTER, nominal, run
 from chipforge.decide.rates import ChipType, chip_type
 from chipforge.errors import ChipforgeError
@@ -40,23 +40,29 @@ def saving(r: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def sobol_indices(sc: Scenario, gpu, own: ChipType, seed: int = 0,
                   base: int = SOBOL_BASE) -> list[dict]:  # fmt: skip
-    """First and total order Sobol indices of the saving fraction for every input (SALib),
-    sorted by total order. Inputs live on the unit cube, so a zero-wide range is sampled like
-    the others and must come out with an index of ~0."""
+    """First and total order Sobol indices of the saving in dollars (PV cost of buying less
+    PV cost of building: the verdict is its sign) for every input (SALib), sorted by total
+    order, each row saying whether the input is a lever (`inputs.LEVERS`). Not of the saving
+    fraction: its denominator, the buy option's whole cost, moves with costs both options
+    pay alike (the sites' $/W drove a fraction's variance by a quarter while moving neither
+    the dollars saved nor the verdict). Inputs live on the unit cube, so a zero-wide range is
+    sampled like the others and must come out with an index of ~0."""
     from SALib.analyze import sobol as analyze
     from SALib.sample import sobol as sample
 
     names = sc.names()
     problem = {"num_vars": len(names), "names": names, "bounds": [[0.0, 1.0]] * len(names)}
     u = sample.sample(problem, base, calc_second_order=False, seed=seed)
-    frac, _ = saving(run(sc, gpu, own, _x(sc, u)))
+    r = run(sc, gpu, own, _x(sc, u))
+    usd = r["buy_lc"]["pv_cost"] - r["build_lc"]["pv_cost"]
     # SALib seeds its bootstrap (the confidence intervals) only for a truthy seed: 0 would draw
     # them from numpy's global state, different on every run
-    res = analyze.analyze(problem, frac, calc_second_order=False, seed=seed + 1)
+    res = analyze.analyze(problem, usd, calc_second_order=False, seed=seed + 1)
     rows = [
         {
             "input": k,
             "label": LABELS.get(k, k),
+            "lever": k in LEVERS,
             "s1": float(res["S1"][i]),
             "st": float(res["ST"][i]),
             "s1_conf": float(res["S1_conf"][i]),
@@ -262,6 +268,7 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
             {
                 "input": k,
                 "label": LABELS.get(k, k),
+                "lever": k in LEVERS,
                 "value": sc.param(k).value,
                 "low": sc.param(k).low,
                 "high": sc.param(k).high,

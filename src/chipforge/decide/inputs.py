@@ -306,6 +306,17 @@ LABELS = {
     "finance.tax_rate": "tax rate",
 }
 
+# The inputs the lab sets itself, by a contract, a staffing level or a design choice, as opposed
+# to what it finds out (schedules, respins, yields, market prices, demand, rates): a driver that
+# is a lever is one the planner can act on.
+LEVERS = frozenset({
+    "build.team_usd_per_year", "build.partner_fee_usd", "build.wafer_starts_per_month",
+    "build.cowos_wafers_per_month", "build.hbm_stacks_per_quarter", "buy.allocation_per_quarter",
+    "buy.price_usd", "buy.next_price_usd", "buy.cloud_usd_per_gpu_hour", "site.redundancy",
+    "site.it_headroom", "site.facility_usd_per_w", "site.electricity_usd_per_kwh",
+    "finance.chip_life_y",
+})  # fmt: skip
+
 # Where an input can lie at all (a range outside is a user error); the rest: >= 0.
 DOMAIN: dict[str, tuple[float, float]] = {
     "build.respin_probability": (0.0, 1.0),

@@ -71,7 +71,7 @@ def decide_charts(data: dict) -> list:
              "hovertemplate": "%{y} " + label + ": %{x:.3f}<extra></extra>"}
             for k, label in (("s1", "first order S1"), ("st", "total order ST"))
         ]  # fmt: skip
-        lay = _layout("What drives the saving: Sobol indices (share of its variance)",
+        lay = _layout("What drives the saving (USD, PV): Sobol indices (share of its variance)",
                       "index", "", barmode="group")  # fmt: skip
         lay["yaxis"]["autorange"] = "reversed"
         lay["height"] = max(320, 40 * len(drivers) + 140)
