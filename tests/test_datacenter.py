@@ -305,3 +305,20 @@ def test_site_serves_requests_the_model_can_hold():
     s = site_report("h100", 10e6, model="gpt2")["serving"]
     assert (s["isl"], s["osl"]) == (512, 512) and s["method"] == "cluster.plan_serving"
     assert site_report("h100", 10e6, model="llama3-8b")["serving"]["isl"] == 1024
+
+
+def test_site_serves_the_request_the_user_states():
+    """`datacenter --isl/--osl` (API: `site(isl=, osl=)`) mean what `serve`'s do: the site
+    serves that request (it served 1024 in / 1024 out whatever was asked), within the model's
+    context as `serve` checks it; left out, the site's own request is unchanged."""
+    import chipforge as cf
+    from chipforge.errors import WorkloadError
+
+    tiny = "llm:llama3-8b,layers=2"
+    own = cf.site("h100", "1MW", model=tiny, tokens=1e9)["serving"]
+    assert (own["isl"], own["osl"]) == (1024, 1024)
+    stated = cf.site("h100", "1MW", model=tiny, tokens=1e9, isl=2048, osl=256)["serving"]
+    assert (stated["isl"], stated["osl"]) == (2048, 256)
+    assert stated["usd_per_million_tokens"] != own["usd_per_million_tokens"]
+    with pytest.raises(WorkloadError, match=r"^--isl \+ --osl = 132,096 tokens exceeds"):
+        cf.site("h100", "1MW", model=tiny, tokens=1e9, isl=131072)  # max_context 131,072

@@ -167,13 +167,16 @@ def site(
     tokens: float | None = None,
     grid: str | float | None = None,
     it_power: str | float | None = None,
+    isl: int | None = None,
+    osl: int | None = None,
     **assumptions,
 ) -> dict:
     """Size and price a datacenter of `chip` (`chipforge datacenter`): the command's JSON
     dict. `chip` is a preset, TOML path or `ChipSpec` (a chip without a rack preset gets the
     template rack; a preset's own spec, e.g. `load_chip("h100")`, is that preset);
     `power` is the facility power, or give `grid` (utility capacity) or `it_power` (provisioned
-    IT) as `--grid` / `--it-power`; `assumptions` override any listed assumption (`pue=1.3`).
+    IT) as `--grid` / `--it-power`; `isl` / `osl` the served request as `--isl` / `--osl`;
+    `assumptions` override any listed assumption (`pue=1.3`).
 
     >>> s = site("forge-n3", "100MW", pue=1.3)
     >>> s["chip"], s["assumptions"]["pue"], s["chips"] > 0
@@ -197,7 +200,7 @@ def site(
         chip = str(chip)
     return site_report(
         chip, watts, Assumptions().with_(**assumptions), rack=rack, model=model, tokens=tokens,
-        **kw,
+        isl=isl, osl=osl, **kw,
     )  # fmt: skip
 
 

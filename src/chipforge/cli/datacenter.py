@@ -174,6 +174,19 @@ def datacenter(
     serve_dtype: Annotated[
         str, typer.Option("--serve-dtype", help="serving dtype (bf16, fp8, ...)")
     ] = "bf16",
+    isl: Annotated[
+        int | None,
+        typer.Option(
+            "--isl",
+            min=1,
+            help="input (prompt) tokens per request, as serve's "
+            "(default: 1024, or what fits the model's context)",
+        ),
+    ] = None,
+    osl: Annotated[
+        int | None,
+        typer.Option("--osl", min=1, help="output tokens per request, as serve's (default: 1024)"),
+    ] = None,
     compare_: Annotated[
         str | None,
         typer.Option("--compare", hidden=True, help="deprecated: use --chip a,b"),
@@ -219,7 +232,7 @@ def datacenter(
         raise ChipforgeError(f"pass one of {', '.join(given)}, not several")
     watts = parse_quantity(power or ("1GW" if not given else "0W"), "power", field="--power")
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
-    kw = {"model": model, "tokens": n_tokens, "serve_dtype": serve_dtype}
+    kw = {"model": model, "tokens": n_tokens, "serve_dtype": serve_dtype, "isl": isl, "osl": osl}
     if grid or it_power:
         watts = None
         kw["grid_w"] = parse_quantity(grid, "power", field="--grid") if grid else None

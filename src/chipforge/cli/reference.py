@@ -22,6 +22,8 @@ FLAG_MEANINGS = {
     "--json": ("flag", "JSON"),
     "--trace": ("path", ""),
     "--sensitivity": ("flag", "tornado"),
+    "--isl": ("int", "input (prompt) tokens per request"),
+    "--osl": ("int", "output tokens per request"),
 }
 
 

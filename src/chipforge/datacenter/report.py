@@ -30,6 +30,8 @@ def site_report(
     tokens: float | None = None,
     serve_model: str | None = None,
     serve_dtype: str = "bf16",
+    isl: int | None = None,
+    osl: int | None = None,
     volume: int = DEFAULT_VOLUME,
     factors: dict | None = None,
     it_power_w: float | None = None,
@@ -37,7 +39,7 @@ def site_report(
 ) -> dict:
     """Size and price a site of `chip` (preset name, TOML path or `ChipSpec`) of facility
     `power_w`, provisioned `it_power_w` or utility `grid_w`; with a model, time to train it and
-    serve it."""
+    serve it (requests of `isl` in, `osl` out: `site_request`)."""
     check_dtype(serve_dtype, "--serve-dtype")
     token_count(tokens)
     a = (a or Assumptions()).check()
@@ -59,7 +61,7 @@ def site_report(
     out["assumption_origins"] = a.origins()
     if model:
         t = training(out, facts, model, tokens or 20.0 * _params(model))
-        isl, osl = site_request(serve_model or model)
+        isl, osl = site_request(serve_model or model, isl, osl)
         s = serving(out, facts, serve_model or model, isl=isl, osl=osl, dtype=serve_dtype)
         out.update(
             time_to_train_s=t["time_to_train_s"],

@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 
 from chipforge.cluster import plan_serving, plan_training
+from chipforge.cluster.checks import within_context
 from chipforge.cluster.search import check_block_scaled
 from chipforge.datacenter.tco import HOURS_PER_YEAR, Chip
 from chipforge.dtypes import nbytes
-from chipforge.errors import ChipforgeError, Infeasible
+from chipforge.errors import ChipforgeError, Infeasible, WorkloadError
 from chipforge.spec import load_chip
 from chipforge.workload.resolve import resolve_model
 
@@ -71,13 +72,24 @@ def training(
     }
 
 
-def site_request(model, isl: int = 1024, osl: int = 1024) -> tuple[int, int]:
-    """The site's own request (isl, osl), where the user states none (`chipforge datacenter`):
-    a model whose maximum context is shorter serves requests that fill it, split as isl : osl
-    (plan_serving refuses longer ones, and so would the model)."""
-    top = resolve_model(model).max_context
-    if top and isl + osl > top:
-        return max(1, top * isl // (isl + osl)), max(1, top * osl // (isl + osl))
+def site_request(model, isl: int | None = None, osl: int | None = None) -> tuple[int, int]:
+    """The request (isl, osl) a site serves. Neither stated (`chipforge datacenter` without
+    --isl/--osl): the site's own, 1024 in and 1024 out, and a model whose maximum context is
+    shorter serves requests that fill it, split as isl : osl (plan_serving refuses longer ones,
+    and so would the model). Stated (either; the other 1024): as given, within the model's
+    context (one line naming --isl + --osl otherwise, as `serve` says it)."""
+    c = resolve_model(model)
+    if isl is None and osl is None:
+        isl, osl = 1024, 1024
+        top = c.max_context
+        if top and isl + osl > top:
+            return max(1, top * isl // (isl + osl)), max(1, top * osl // (isl + osl))
+        return isl, osl
+    isl, osl = 1024 if isl is None else isl, 1024 if osl is None else osl
+    for flag, n in (("--isl", isl), ("--osl", osl)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise WorkloadError(f"{flag} must be a whole number from 1, not {n!r}")
+    within_context(c, isl, osl, fields="--isl + --osl")
     return isl, osl
 
 
