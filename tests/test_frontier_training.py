@@ -55,7 +55,13 @@ def test_mtp_module_is_a_pipeline_block():
 def test_dualpipe_hides_the_expert_all_to_all(dsv3):
     f1b, zb, dual = dsv3["1f1b"], dsv3["zb"], dsv3["dualpipe"]
     assert f1b.exposed_comm["ep_s"] > 0.1 * f1b.step_time_s  # fully exposed under 1F1B
-    assert dual.exposed_comm["ep_s"] == 0.0 and dual.step_time_s < f1b.step_time_s
+    assert dual.step_time_s < f1b.step_time_s
+    assert dual.exposed_comm["ep_s"] < 0.5 * f1b.exposed_comm["ep_s"]
+    # DeepEP's all-to-all, as DeepSeek-V3 runs it (report Sec. 3.2.2), hides whole beside a
+    # pair of chunks even on the middle ranks, which run no output layer
+    flex = plan_training("h800", "deepseek-v3", 2048, schedule="dualpipe", moe_dispatcher="flex",
+                         fp8_dispatch=True, **DSV3)  # fmt: skip
+    assert flex.exposed_comm["ep_s"] == 0.0
     # bubbles: 1F1B (p-1) stages > ZB-H1 (p-1) forwards > DualPipe (p/2-1) forwards
     assert f1b.times["bubble_s"] > zb.times["bubble_s"] > dual.times["bubble_s"] > 0
     # DualPipe keeps two copies of the parameters (DeepSeek-V3 Table 2)

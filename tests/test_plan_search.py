@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from chipforge.cluster import plan_training, topology_for
-from chipforge.cluster.checks import balanced_ends, divisors, stage_layers
-from chipforge.cluster.memory import RECOMPUTE
+from chipforge.cluster.checks import balanced_ends, divisors, end_stage_split, stage_layers
+from chipforge.cluster.memory import RECOMPUTE, rank_blocks
 from chipforge.cluster.peers import calculon_model, calculon_plan
 from chipforge.cluster.search import comm_lower_bound, compute_lower_bound, step_lower_bound
 from chipforge.cluster.training import (
@@ -25,6 +25,7 @@ from chipforge.cluster.training import (
     RunOptions,
     evaluate_plan,
     stage_cost,
+    step_time,
 )
 from chipforge.errors import Infeasible, WorkloadError
 from chipforge.spec import load_chip
@@ -71,11 +72,14 @@ def exhaustive(chip, c, chips, topo, seq, lo, hi):
                         continue
                     # the search's lower bound never exceeds the step it bounds
                     m = gb // (dp * mb)
-                    lb = (m + (p - 1) / v) * step_lower_bound(chip, c, plan, seq, "bf16")
+                    # the bubble: the other ranks' times, each at least its blocks' share
+                    ranks = rank_blocks(c, p, v, end_stage_split(c.layers, p, *ends, v))
+                    fill = (sum(ranks) / max(ranks) - 1) / v
+                    lb = (m + fill) * step_lower_bound(chip, c, plan, seq, "bf16")
                     assert lb / (1 - FRAMEWORK_OVERHEAD) <= res.step_time_s * (1 + 1e-12)
                     # nor does the compute bound, nor its least over a shape's plans
                     cb = compute_lower_bound(chip, c, plan, seq, "bf16")
-                    assert (m + (p - 1) / v) * cb / (1 - FRAMEWORK_OVERHEAD) <= res.step_time_s
+                    assert (m + fill) * cb / (1 - FRAMEWORK_OVERHEAD) <= res.step_time_s
                     least = replace(plan, recompute="none", sequence_parallel=True)
                     assert compute_lower_bound(chip, c, least, seq, "bf16") <= cb
                     # nor with the communication's bound added (the least over a shape's
@@ -83,15 +87,17 @@ def exhaustive(chip, c, chips, topo, seq, lo, hi):
                     stage, step = comm_lower_bound(
                         chip, c, plan, topo, seq, "bf16", RunOptions(), m
                     )
-                    comm = (m + (p - 1) / v) * (cb + stage) + step
+                    comm = (m + fill) * (cb + stage) + step
                     assert comm / (1 - FRAMEWORK_OVERHEAD) <= res.step_time_s
                     assert (stage > 0) == (t > 1) and (step > 0) == (p > 1)
                     # the shape's bound, the least over its plans' SP settings, under the
                     # asynchronous backward too (where a plan without SP may have the least)
                     for run in (RunOptions(), RunOptions(tp_async_backward=True)):
                         shape = comm_lower_bound(chip, c, least, topo, seq, "bf16", run, m, SPS)
-                        t_tp = stage_cost(chip, c, plan, topo, seq=seq, dtype="bf16", run=run).t_tp
-                        assert shape[0] <= t_tp * (1 + 1e-12) and shape[1] <= step
+                        sc = stage_cost(chip, c, plan, topo, seq=seq, dtype="bf16", run=run)
+                        bound = (m + fill) * (cb + shape[0]) + shape[1]
+                        assert bound / (1 - FRAMEWORK_OVERHEAD) <= step_time(sc, m) * (1 + 1e-12)
+                        assert shape[1] <= step
                         if plan.sequence_parallel:  # (SP's PP shard is the smaller)
                             assert shape[1] == step
                     key = (res.step_time_s / gb, res.memory_per_chip_bytes)

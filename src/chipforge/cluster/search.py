@@ -25,6 +25,7 @@ from chipforge.cluster.memory import (
     OPTIMIZER_BYTES,
     RECOMPUTE,
     WEIGHT_BYTES,
+    rank_blocks,
     reserved_bytes,
 )
 from chipforge.cluster.topology import Topology, topology_for
@@ -559,6 +560,13 @@ def plan_training(
                 if stated is None:  # no whole layers per stage
                     count["infeasible"] += len(zrs) * sum(counts)
                     continue
+                # the 1F1B bubble repeats the other ranks' times (training._pipeline), each at
+                # least its blocks' share of the busiest's: in the busiest's units, at least
+                # (blocks / its blocks - 1) / v
+                ranks = rank_blocks(c, p_, v, checks.end_stage_split(c.layers, p_, *stated, v))
+                fill = 0.0
+                if schedule in ("1f1b", "interleaved"):
+                    fill = (sum(ranks) / max(ranks) - 1) / v
                 for i, mb in enumerate(mbs):
                     if not counts[i]:
                         continue
@@ -573,7 +581,6 @@ def plan_training(
                         n, stride = max(0, (m_hi - first) // 2 + 1), 2
                         m_lo = first if n else m_lo
                     m_hi = m_lo + (n - 1) * stride
-                    fill = (p_ - 1) / v if schedule in ("1f1b", "interleaved") else 0.0
                     scale = (m_hi + fill) / overhead / (d * mb * m_hi) if n else 0.0
                     lb = step_lower_bound(chip, c, shape, seq, dtype) * scale
                     groups.append((lb, (ai, (pi, si), w, i), shape, counts[i], m_lo, m_hi, n,

@@ -1031,7 +1031,8 @@ def stage_cost(
             kv = 2 * tok * c.n_kv_heads * c.d_head * max(2, nbytes(dtype)) / min(p.tp, c.n_kv_heads)
             hop = collective_time("send_recv", kv, 2, topo, stride=p.tp, up_share=share["cp"])
             t_cp = layers * cp_ring(hop, attn, p.cp, _sm_share(chip, topo, run, "cp"), again=again)
-    # LM head + embedding on the last stage: 6*tokens*h*V/tp FLOPs at the layer's matmul rate
+    # the output layer (LM head) and the loss on the last stage: 6*tokens*h*V/tp FLOPs at the
+    # layer's matmul rate; the embedding, a row lookup, on the first (no matmul, not priced)
     moe = c.is_moe
     per_tok = 6 * (c.attention_params() + c.ffn_params(moe, active=True)) + 12 * seq * (
         c.heads * c.d_head
@@ -1039,8 +1040,7 @@ def stage_cost(
     rate = per_tok * tok / p.tp / max(fwd + bwd, 1e-30)
     # (each MTP module applies the shared output head once more: DeepSeek-V3 Sec. 2.2)
     t_head = 6 * tok * c.hidden * c.vocab / p.tp / rate * (1 + c.mtp_layers)
-    t_f = layers * fwd + t_head / 3
-    t_b = layers * (bwd + rec) + 2 * t_head / 3 + train_metrics_time(chip, c, p, tok, run)
+    head = (t_head / 3, 2 * t_head / 3 + train_metrics_time(chip, c, p, tok, run))
     t_off = 0.0
     if p.offload_layers or p.optimizer_offload:
         if not topo.host_bandwidth > 0:
@@ -1061,19 +1061,9 @@ def stage_cost(
     if p.offload_layers:  # D2H beside the forward pass, H2D beside the backward pass
         per_mb = offloaded_bytes(c, p, full, seq) / _in_flight(p) / link
         t_off = max(0.0, per_mb - layers * fwd) + max(0.0, per_mb - layers * (bwd + rec))
-    if p.schedule == "dualpipe":
-        # a forward and a backward chunk run together; the all-to-all runs beside them on
-        # DUALPIPE_COMM_SHARE of the chip, so the pair takes the longer of the two
-        if t_ep > 0:
-            t_f, t_b = t_f / (1 - DUALPIPE_COMM_SHARE), t_b / (1 - DUALPIPE_COMM_SHARE)
-        stage = max(t_f + t_b, t_ep) + t_tp + t_cp + t_off + t_host
-        bubble = (p.pp / 2 - 1) * (stage - t_b)  # (p/2 - 1)(F&B + B - 3W), B = W = t_b / 2
-    elif p.schedule == "zb":
-        stage = t_f + t_b + t_tp + t_ep + t_cp + t_off + t_host
-        bubble = (p.pp - 1) * (stage - t_b)  # (p - 1)(F + B - W), B = W = t_b / 2
-    else:
-        stage = t_f + t_b + t_tp + t_ep + t_cp + t_off + t_host
-        bubble = (p.pp - 1) / p.interleave * stage
+    busiest = (layers * fwd, layers * (bwd + rec), t_tp, t_ep, t_cp, t_host)
+    split = rank_blocks(c, p.pp, p.interleave, stage_split(c, p))
+    stage, bubble, (t_f, t_b, t_tp, t_ep, t_cp, t_host) = _pipeline(p, split, busiest, head, t_off)
     hop = pp_hop(c, p, topo, seq=seq, dtype=dtype, run=run)
     # DP: gradients reduced (ZeRO 0: all-reduce; 1-2: reduce-scatter + all-gather of weights;
     # 3: + weights gathered again per micro-batch), overlapped with the last backward pass
@@ -1140,6 +1130,61 @@ def stage_cost(
                      dp_gather, t_opt, dp_param_gather, tail_reduce, tail_gather,
                      dp_after, _sm_share(chip, topo, run, "dp"), t_host, whole,
                      pipeline_fsdp_reduces_after(p.pp, p.zero, shard, run.loss))  # fmt: skip
+
+
+def _pipeline(
+    p: Plan,
+    split: tuple[int, ...],
+    busiest: tuple[float, ...],
+    head: tuple[float, float],
+    t_off: float,
+) -> tuple[float, float, tuple[float, ...]]:
+    """(stage s, bubble s, the slowest rank's (forward, backward, TP, EP, CP, host) s) of one
+    micro-batch of plan `p`, each rank priced on its own: `busiest` the parts of the rank with
+    the most blocks (`split`: memory.rank_blocks), the others' in proportion to their blocks;
+    the output layer and loss (`head`: forward, backward) on the last rank only, the
+    embedding's lookup on the first (Megatron-Core gpt_model.py builds the embedding where
+    `pre_process`, the first stage, and the output layer and loss where `post_process`, the
+    last; torchtitan's pipeline split the same), `t_off` on every rank. The step then runs at
+    the slowest rank, m times, and the 1F1B bubble is the other ranks' times (with equal
+    stages (p-1)(t_f + t_b), Narayanan et al. 2021 Sec. 2.2; a stage k slower than the rest
+    streams its m micro-batches after the others' share of the first's forward and before
+    their share of the last's backward); interleaved, 1/v of that. DualPipe: each rank holds
+    stage i and stage p-1-i (deepseek-ai/DualPipe examples/example_dualpipe.py
+    `nn.Sequential(full_modules[rank], full_modules[pp_size - 1 - rank])`), half of the
+    micro-batches through each, so the two end ranks each run the head for half of them."""
+    pp, last = p.pp, p.pp - 1
+    if p.schedule == "dualpipe":
+        ranks = [((split[i] + split[last - i]) / 2, 0.5 if i in (0, last) else 0.0)
+                 for i in range(pp)]  # fmt: skip
+    else:
+        ranks = [(n, 1.0 if i == last else 0.0) for i, n in enumerate(split)]
+    n_max = max(split)
+    kinds: dict[tuple[float, float], int] = {}
+    for r in ranks:
+        kinds[r] = kinds.get(r, 0) + 1
+    priced = []
+    for (n, h), count in kinds.items():
+        f, b, tp, ep, cp, host = (x * (n / n_max) for x in busiest)
+        f, b = f + h * head[0], b + h * head[1]
+        if p.schedule == "dualpipe":
+            # a forward and a backward chunk run together; the all-to-all runs beside them on
+            # DUALPIPE_COMM_SHARE of the chip, so the pair takes the longer of the two
+            if ep > 0:
+                f, b = f / (1 - DUALPIPE_COMM_SHARE), b / (1 - DUALPIPE_COMM_SHARE)
+            stage = max(f + b, ep) + tp + cp + t_off + host
+        else:
+            stage = f + b + tp + ep + cp + t_off + host
+        priced.append((stage, count, (f, b, tp, ep, cp, host)))
+    stage, _, parts = max(priced, key=lambda r: r[0])
+    t_b = parts[1]
+    if p.schedule == "dualpipe":
+        bubble = (pp / 2 - 1) * (stage - t_b)  # (p/2 - 1)(F&B + B - 3W), B = W = t_b / 2
+    elif p.schedule == "zb":  # (p - 1)(F + B - W), B = W = t_b / 2, over the other ranks
+        bubble = sum(n * (st - x[1]) for st, n, x in priced) - (stage - t_b)
+    else:
+        bubble = (sum(n * st for st, n, _ in priced) - stage) / p.interleave
+    return stage, bubble, parts
 
 
 def hybrid_collective(
