@@ -292,19 +292,13 @@ def _say_stored_quantization(model: str) -> None:
     """A config.json whose checkpoint stores quantized weights (gpt-oss: MXFP4 experts; Kimi K2:
     FP8 blocks), served at the default bf16 with no --weight-dtype: one warning line says the
     weights are priced wider than they are stored, and which flag prices them as stored."""
-    from pathlib import Path
-
     from rich.console import Console
 
     from chipforge.workload.hf import stored_quantization
-    from chipforge.workload.resolve import is_config_path, whole_path
+    from chipforge.workload.resolve import config_file
 
-    head = str(model).strip().removeprefix("llm:")
-    head = head if whole_path(head) else head.split(",")[0]
-    if not is_config_path(head):
-        return
-    path = Path(head) / "config.json" if Path(head).is_dir() else Path(head)
-    stored = stored_quantization(path)
+    path = config_file(model)
+    stored = None if path is None else stored_quantization(path)
     if stored is None:
         return
     method, dtype = stored

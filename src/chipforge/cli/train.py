@@ -23,7 +23,7 @@ from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, plain, show
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_count
-from chipforge.workload.resolve import is_config_path, resolve_model, whole_path
+from chipforge.workload.resolve import config_file, resolve_model
 
 Int = Annotated[int | None, typer.Option(min=1)]
 
@@ -513,8 +513,7 @@ def _say_config_seq(model: str, seq: int | None) -> None:
     """--seq left out with a config.json: the plan trains at the config's `seq`, its
     max_position_embeddings, the longest context it serves (Qwen3-235B 40,960, Llama 4 Scout
     10,485,760), not a pre-training context; one warning line says so."""
-    head = str(model).strip().removeprefix("llm:")
-    if seq is not None or not is_config_path(head if whole_path(head) else head.split(",")[0]):
+    if seq is not None or config_file(model) is None:
         return
     Console(stderr=True, soft_wrap=True).print(
         f"warning: --seq not given: sequences of {resolve_model(model).seq:,} tokens, the "

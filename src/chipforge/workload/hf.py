@@ -223,39 +223,41 @@ def _gpt2(c: _Keys) -> dict:
     }
 
 
-def _deepseek_v3(c: _Keys) -> dict:
-    mla = _llama(c) | {"kv_heads": None, "head_dim": c.int("qk_nope_head_dim", "head_dim")}
-    return mla | {
+def _deepseek_moe(c: _Keys) -> dict:
+    """DeepSeek-V3's MoE keys (DeepseekV3Config, and Glm4MoeConfig's same names): routed and
+    shared experts of `moe_intermediate_size`, the first `first_k_dense_replace` layers dense,
+    `num_nextn_predict_layers` MTP modules, group-limited routing."""
+    return {
         "experts": c.int("n_routed_experts", "experts"),
         "top_k": c.int("num_experts_per_tok", "top_k"),
         "shared_experts": c.int("n_shared_experts", "shared_experts", None) or 0,
         "moe_ffn": c.int("moe_intermediate_size", "moe_ffn"),
         "dense_layers": c.int("first_k_dense_replace", "dense_layers", 0),
-        "q_lora": c.int("q_lora_rank", "q_lora", None) or 0,
-        "kv_lora": c.int("kv_lora_rank", "kv_lora"),
-        "rope_dim": c.int("qk_rope_head_dim", "rope_dim"),
-        "v_head_dim": c.int("v_head_dim", "v_head_dim"),
         "mtp_layers": c.int("num_nextn_predict_layers", "mtp_layers", None) or 0,
         **_expert_groups(c),
     }
+
+
+def _deepseek_v3(c: _Keys) -> dict:
+    mla = _llama(c) | {"kv_heads": None, "head_dim": c.int("qk_nope_head_dim", "head_dim")}
+    return (
+        mla
+        | _deepseek_moe(c)
+        | {
+            "q_lora": c.int("q_lora_rank", "q_lora", None) or 0,
+            "kv_lora": c.int("kv_lora_rank", "kv_lora"),
+            "rope_dim": c.int("qk_rope_head_dim", "rope_dim"),
+            "v_head_dim": c.int("v_head_dim", "v_head_dim"),
+        }
+    )
 
 
 def _glm4_moe(c: _Keys) -> dict:
-    """GLM-4.5 (Glm4MoeConfig; transformers models/glm4_moe): DeepSeek-V3's MoE (routed and
-    shared experts of `moe_intermediate_size`, the first `first_k_dense_replace` layers dense,
-    `num_nextn_predict_layers` MTP modules) over grouped-query attention with q/k/v biases
-    (`attention_bias`) and optional per-head q/k RMSNorms (`use_qk_norm`). Its
-    `partial_rotary_factor` rotates part of each head: elementwise work, not priced."""
-    return _llama(c) | {
-        "experts": c.int("n_routed_experts", "experts"),
-        "top_k": c.int("num_experts_per_tok", "top_k"),
-        "shared_experts": c.int("n_shared_experts", "shared_experts", None) or 0,
-        "moe_ffn": c.int("moe_intermediate_size", "moe_ffn"),
-        "dense_layers": c.int("first_k_dense_replace", "dense_layers", 0),
-        "mtp_layers": c.int("num_nextn_predict_layers", "mtp_layers", None) or 0,
-        "qk_norm": c.flag("use_qk_norm", False),
-        **_expert_groups(c),
-    }
+    """GLM-4.5 (Glm4MoeConfig; transformers models/glm4_moe): DeepSeek-V3's MoE over
+    grouped-query attention with q/k/v biases (`attention_bias`) and optional per-head q/k
+    RMSNorms (`use_qk_norm`). Its `partial_rotary_factor` rotates part of each head:
+    elementwise work, not priced."""
+    return _llama(c) | _deepseek_moe(c) | {"qk_norm": c.flag("use_qk_norm", False)}
 
 
 def _llama4(c: _Keys) -> dict:

@@ -130,6 +130,16 @@ def _config_file(head: str, where: str) -> Path:
     return path
 
 
+def config_file(spec: str) -> Path | None:
+    """The config.json a model string names (`path.json`, `folder`, `llm:` and `,key=value`
+    allowed), or None for a preset, `custom` or a graph file."""
+    text = str(spec).strip().removeprefix("llm:")
+    head = text if whole_path(text) else text.split(",")[0].strip()
+    if not is_config_path(head):
+        return None
+    return Path(head) / "config.json" if Path(head).is_dir() else Path(head)
+
+
 def split_model(
     head: str, args: dict[str, str], where: str = "model"
 ) -> tuple[ModelConfig, dict[str, str]]:
