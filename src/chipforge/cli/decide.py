@@ -11,7 +11,7 @@ from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt
-from chipforge.display import count, money
+from chipforge.display import PREFIXES, count, money
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_quantity
 
@@ -79,9 +79,16 @@ def summary_tables(d: dict) -> list:
         "share of it rented (P50)",
         *(f"{100 * d['rented_share'][o]:.1f} %" for o in ("buy", "build")),
     )
+    # one SI prefix for the table, from its largest figure (a fixed EFLOP/s printed a small
+    # scenario's whole fleet as 0.0)
+    top = max(
+        max([*d["delivered_flops_per_s"][o]["p90"], *d["rented_flops_per_s"][o]["p50"], 0.0])
+        for o in ("buy", "build")
+    )
+    scale, prefix = next(((k, p) for k, p in PREFIXES if top >= k), PREFIXES[-1])
     compute = Table(
-        title="useful compute per quarter, EFLOP/s: own fleet P50 [P10-P90] (supply-limited) "
-        "+ rented P50 (the rest of the demand)"
+        title=f"useful compute per quarter, {prefix}FLOP/s: own fleet P50 [P10-P90] "
+        "(supply-limited) + rented P50 (the rest of the demand)"
     )
     compute.add_column("quarter")
     for o in ("buy", "build"):
@@ -90,9 +97,9 @@ def summary_tables(d: dict) -> list:
     for i, q in enumerate(d["quarters"]):
         cells = []
         for o in ("buy", "build"):
-            p = {k: [v / 1e18 for v in vs] for k, vs in d["delivered_flops_per_s"][o].items()}
+            p = {k: [v / scale for v in vs] for k, vs in d["delivered_flops_per_s"][o].items()}
             cells.append(f"{p['p50'][i]:,.1f} [{p['p10'][i]:,.1f}-{p['p90'][i]:,.1f}]")
-            cells.append(f"{d['rented_flops_per_s'][o]['p50'][i] / 1e18:,.1f}")
+            cells.append(f"{d['rented_flops_per_s'][o]['p50'][i] / scale:,.1f}")
         compute.add_row(q, *cells)
     cash = Table(title="yearly cash out (mean)")
     cash.add_column("year")

@@ -10,6 +10,7 @@ on the compute the build option delivered.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy.stats import qmc
@@ -57,7 +58,10 @@ def sobol_indices(sc: Scenario, gpu, own: ChipType, seed: int = 0,
     usd = r["buy_lc"]["pv_cost"] - r["build_lc"]["pv_cost"]
     # SALib seeds its bootstrap (the confidence intervals) only for a truthy seed: 0 would draw
     # them from numpy's global state, different on every run
-    res = analyze.analyze(problem, usd, calc_second_order=False, seed=seed + 1)
+    with warnings.catch_warnings():  # a saving the same in every run: SALib warns, gives 0
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = analyze.analyze(problem, usd, calc_second_order=False, seed=seed + 1)
     rows = [
         {
             "input": k,
@@ -109,7 +113,7 @@ def breakeven(sc: Scenario, r: dict) -> dict:
         lc = r[f"{o}_lc"]
         with np.errstate(divide="ignore", invalid="ignore"):
             lcs.append(np.where(lc["cum_pv_out"] > 0, lc["cum_pv_cost"] / lc["cum_pv_out"], np.inf))
-    cheaper = lcs[1] <= lcs[0]
+    cheaper = lcs[1] < lcs[0]  # strictly, as the verdict counts a scenario for building
     # stays cheaper from q on: reverse cumulative AND
     stays = np.flip(np.logical_and.accumulate(np.flip(cheaper, axis=1), axis=1), axis=1)
     has = stays.any(axis=1)
@@ -187,8 +191,9 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
         for o in ("buy", "build")
     }
     drivers = sobol_indices(sc, gpu, own, seed=seed, base=sobol_base) if sobol else []
-    verdict_option = "building" if p_build >= 0.5 else "buying"
-    p = p_build if p_build >= 0.5 else 1 - p_build
+    p_buy = float((frac < 0).mean())  # a tie (the same cost) counts for neither
+    verdict_option = "building" if p_build >= p_buy else "buying"
+    p = max(p_build, p_buy)
     end = sc.quarter_label(sc.quarters - 1)
     sched = r["schedule"]
     sf, su, be = _pct(frac), _pct(usd), breakeven(sc, r)
@@ -216,6 +221,9 @@ def analyse(sc: Scenario, *, samples: int | None = None, seed: int = 0,
         "verdict": (
             f"{verdict_option} is cheaper per useful token delivered through {end} with "
             f"probability {p:.2f}"
+            if p > 0
+            else f"building and buying cost the same per useful token through {end} in "
+            "every scenario"
         ),
         "headline_saving": headline["saving"],
         "headline_break_even": headline["break_even"],

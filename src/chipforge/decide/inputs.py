@@ -633,6 +633,17 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     for t in train:
         if t.end_month <= t.start_month:
             raise ChipforgeError(f"`workload.train` {t.model}: end must be after start")
+    horizon = 3.0 * quarters
+    if not any(t.start_month < horizon and t.end_month > 0 for t in train) and not any(
+        s.start_month < horizon for s in serve
+    ):
+        raise ChipforgeError(f"no workload runs between scenario.start {start} and "
+                             f"scenario.end {end}: start a [[workload.train]] or "
+                             "[[workload.serve]] by the end, or end later")  # fmt: skip
+    if design_start >= horizon:
+        raise ChipforgeError(f"`build.design_start` must be by scenario.end {end}: a program "
+                             "starting later spends and delivers nothing by then, so building "
+                             "would be buying")  # fmt: skip
     fallback = str(build_raw.get("fallback", "buy"))
     if fallback not in ("buy", "rent"):
         raise ChipforgeError(f"`build.fallback` must be buy or rent, not {fallback!r}")
