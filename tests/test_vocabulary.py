@@ -82,7 +82,7 @@ def test_folder_without_config(tmp_path):
 @pytest.mark.parametrize(
     "args",
     [
-        ["train", "--chip", "h100", "--chips", "8", "--tp", "1", "--pp", "1"],
+        ["train", "--chip", "h100", "--chips", "8", "--tp", "1", "--pp", "1", "--seq", "256"],
         ["serve", "--chip", "h100", "--chips", "1", "--tp", "1", "--pp", "1", "--concurrency", "4"]
         + ["--isl", "384", "--osl", "128"],  # within the config's 512 positions
     ],
