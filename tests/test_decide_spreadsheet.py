@@ -19,6 +19,7 @@ input fixed) recomputed here quarter by quarter from first principles, without d
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -174,3 +175,28 @@ def test_decide_equals_the_spreadsheet(decided):
         want = sheet["buy"]["rates"][c]
         assert got[0][1] == pytest.approx(want["serve"], rel=1e-9)
         assert got[1][1] == pytest.approx(want["train"], rel=1e-9)
+
+
+def test_the_answer_states_what_it_assumed():
+    """Each workload's dates and each chip's rate with the plan that gave it, a fallback
+    flagged with its reason (here the 20 MW hall's 9,616 chips split no training batch), the
+    prices, the sites and the program's dates: in the text and in the JSON."""
+    from test_hostile import cli
+
+    args = ("decide", str(SHEET), "--it-power", "20MW", "--samples", "64")
+    code, out, err = cli(*args)
+    assert code == 0, err
+    text = " ".join(out.replace("│", " ").split())
+    stated = ("what it assumed", "20.0 T tokens, 2027Q2 to 2027Q4", "FALLBACK: 6ND",
+              "300 TFLOP/s per chip (plan)", "100 G output tokens/day from 2026Q1",
+              "gb200 at $40,000 (-10 %/year), lead 3 months", "20.0 MW IT, online 2026Q1",
+              "design start 2026Q1, planned volume 2027Q1", "$0.0800/kWh, PUE 1.25")  # fmt: skip
+    for words in stated:
+        assert words in text, words
+    d = json.loads(cli(*args, "--json")[1])
+    assert d["sites"] == [{"name": "hall", "online": "2026Q1", "grid_w": None,
+                           "it_power_w": 20e6}]  # fmt: skip
+    train, serve = d["workloads"]
+    assert (train["start"], train["end"], serve["start"]) == ("2027Q2", "2027Q4", "2026Q1")
+    assert d["chips"]["buy"][0]["methods"][train["key"]].startswith("fallback")
+    assert d["chips"]["buy"][0]["methods"][serve["key"]] == "cluster.plan_serving"

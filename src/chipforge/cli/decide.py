@@ -11,7 +11,7 @@ from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt
-from chipforge.display import PREFIXES, count, money
+from chipforge.display import PREFIXES, count, money, si
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_quantity
 
@@ -120,7 +120,64 @@ def summary_tables(d: dict) -> list:
         name = f"{r.get('label', r['input'])} ({r['input']}){lever}"
         span = f"{a['low']:g} .. {a['high']:g} {a['unit']}".strip()
         drivers.add_row(name, f"{r['s1']:.2f}", f"{r['st']:.2f}", span, a["source"][:70])
-    return [head, opts, compute, cash, drivers]
+    return [head, assumed_table(d), opts, compute, cash, drivers]
+
+
+def assumed_table(d: dict) -> Table:
+    """What the answer rests on, for a planner to check: each workload's dates and each chip's
+    useful rate on it with the plan (or the fallback, and why) that gave it; the prices; the
+    sites and the program's dates."""
+    t = Table(title="what it assumed (nominal values; ranges in --json under assumptions)",
+              show_header=False)  # fmt: skip
+    t.add_column("item")
+    t.add_column("value")
+    chips = [*d["chips"]["buy"], d["chips"]["build"]]
+    for w in d["workloads"]:
+        if w["kind"] == "train":
+            what = f"{count(w['tokens'])} tokens, {w['start']} to {w['end']}"
+        else:
+            what = (f"{si(w['tokens_per_day'], '')} output tokens/day from {w['start']}, "
+                    f"isl {w['isl']:,} osl {w['osl']:,} {w['dtype']}")  # fmt: skip
+        rates = []
+        for c in chips:
+            m = c["methods"][w["key"]]
+            how = "plan" if m.startswith("cluster.") else "FALLBACK: " + m.removeprefix("fallback ")
+            rates.append(f"{c['name']} {si(c['useful_flops_per_s_per_chip'][w['key']], 'FLOP/s')}"
+                         f" per chip ({how})")  # fmt: skip
+        t.add_row(f"{w['kind']} {w['model']}", f"{what}; " + "; ".join(rates))
+    a = {x["input"]: x for x in d["assumptions"]}
+
+    def v(k: str) -> float:
+        return a[k]["value"]
+
+    buy = d["chips"]["buy"]
+    then = f" then {buy[1]['name']} at {money(v('buy.next_price_usd'))}" if len(buy) > 1 else ""
+    t.add_row(
+        "bought chip",
+        f"{buy[0]['name']} at {money(v('buy.price_usd'))}{then}"
+        f" ({100 * v('buy.price_change_per_year'):+.0f} %/year), lead "
+        f"{v('buy.lead_months'):g} months, {count(v('buy.allocation_per_quarter'))} a quarter; "
+        f"renting {money(v('buy.cloud_usd_per_gpu_hour'))} per GPU-hour",
+    )
+    b = d["chips"]["build"]
+    t.add_row(
+        "house chip",
+        f"{b['name']}: silicon {money(b['price_usd'])} at mature yield x "
+        f"{v('build.built_chip_markup'):g} markup; design start {d['design_start']}, planned "
+        f"volume {d['schedule_p50']['planned_volume']} (P50: tape-out "
+        f"{d['schedule_p50']['tape_out']}, volume {d['schedule_p50']['volume']})",
+    )
+    for s in d["sites"]:
+        power = (f"{si(s['it_power_w'], 'W')} IT" if s["it_power_w"] is not None
+                 else f"{si(s['grid_w'], 'W')} grid")  # fmt: skip
+        t.add_row(f"site {s['name']}", f"{power}, online {s['online']}")
+    t.add_row(
+        "power and money",
+        f"{money(v('site.electricity_usd_per_kwh'))}/kWh, PUE {v('site.pue'):g}, facility "
+        f"{money(v('site.facility_usd_per_w'))}/W; cost of capital "
+        f"{100 * v('finance.cost_of_capital'):g} %, hardware life {v('finance.chip_life_y'):g} y",
+    )
+    return t
 
 
 @app.command()
