@@ -273,7 +273,7 @@ def markdown(rs: list[dict]) -> str:
         "  within 5%; GenZ, without the re-read and at 100% efficiency, is +310% / +229%",
         "  (greedy decode; with its default 4 beams it read +78% / +223%, the beams' extra",
         "  decode work hiding part of the optimism).",
-        "- The A100 first-token latency of a 128-token prompt stays -26% in chipforge: a short",
+        "- The A100 first-token latency of a 128-token prompt stays -20% in chipforge: a short",
         "  prefill runs below the roofline (near the ridge point loads and math overlap",
         "  imperfectly; the engine takes the max of the two). The NIM TTFT is measured at the",
         "  client (HTTP, tokenization, streaming included; the page gives only the total).",
