@@ -11,6 +11,7 @@ multi-token-prediction module and an image-text model's vision tower are not in 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -88,13 +89,18 @@ def test_unpriced_attention_is_refused_naming_its_key(name):
     assert "\n" not in str(err.value)
 
 
-def test_llama4_chunked_attention_priced_as_the_window_the_user_states():
+def test_llama4_chunked_attention_priced_as_the_window_the_user_states(tmp_path):
     scout = f"{CONFIGS}/llama-4-scout-17b-16e.json"
     windowed = resolve_model(f"{scout},window=8192")
     assert (windowed.window, windowed.windowed_layers) == (8192, 36)  # the 12 NoPE layers: full
     full = resolve_model(f"{scout},window=0")
     assert (full.window, full.windowed_layers) == (0, 0)
     assert full.params() == windowed.params()
+    data = json.loads((CONFIGS / "llama-4-scout-17b-16e.json").read_text())
+    data["text_config"]["attention_chunk_size"] = None  # the file states full attention
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    stated = resolve_model(tmp_path)
+    assert (stated.window, stated.params()) == (0, full.params())
     assert windowed.params(active=True) == pytest.approx(17e9, rel=0.02)  # "17B active"
 
 
@@ -157,7 +163,6 @@ def test_serve_says_when_the_checkpoint_stores_narrower_weights(tmp_path):
     """gpt-oss-20b's config.json states MXFP4 weights (quantization_config): `serve` at the
     default bf16 says they are priced wider than stored and names --weight-dtype fp4; given
     it, or a config without quantization, nothing is said."""
-    import json
     import subprocess
     import sys
 

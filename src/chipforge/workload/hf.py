@@ -286,7 +286,8 @@ def _llama4(c: _Keys) -> dict:
         raise WorkloadError(
             f"`attention_chunk_size` ({chunk}): {chunked} of {layers} layers attend within "
             f"{chunk}-token chunks, which is not priced; add `,window={chunk}` to price them as "
-            f"sliding windows of {chunk} tokens (an upper bound) or `,window=0` as full attention"
+            f"sliding windows of {chunk} tokens (an upper bound) or `,window=0` as full attention "
+            "(where no `,key=value` goes, a studio upload: attention_chunk_size null in the file)"
         )
     window = c.given.get("window", 0)
     return fields | {
