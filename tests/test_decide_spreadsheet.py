@@ -200,3 +200,24 @@ def test_the_answer_states_what_it_assumed():
     assert (train["start"], train["end"], serve["start"]) == ("2027Q2", "2027Q4", "2026Q1")
     assert d["chips"]["buy"][0]["methods"][train["key"]].startswith("fallback")
     assert d["chips"]["buy"][0]["methods"][serve["key"]] == "cluster.plan_serving"
+
+
+def test_a_training_job_states_its_chips(tmp_path):
+    """`chips` in [[workload.train]] sizes the job as `train --chips`: on a 20 MW hall (9,616
+    chips, no plan: the 6ND fallback) a 1,024-chip job gets the plan's rate, the sheet's."""
+    from chipforge.decide import analyse, load_scenario
+    from chipforge.errors import ChipforgeError
+
+    text = SHEET.read_text().replace('it_power = "2.13MW"', 'it_power = "20MW"')
+    path = tmp_path / "s.toml"
+    path.write_text(text.replace('tokens = "20T"', 'tokens = "20T"\nchips = 1024'))
+    d = analyse(load_scenario(path), samples=64, sobol=False)
+    key = "train:llama3-8b:20000000000000.0:chips=1024"
+    gpu = d["chips"]["buy"][0]
+    assert gpu["methods"][key] == "cluster.plan_training / goodput"
+    want = _rates("gb200", 14000, 8)["train"]  # the 1,024-chip job of the 2.13 MW hall
+    assert gpu["useful_flops_per_s_per_chip"][key] == pytest.approx(want, rel=1e-9)
+    assert d["workloads"][0]["chips"] == 1024
+    path.write_text(text.replace('tokens = "20T"', 'tokens = "20T"\nchips = 70000'))
+    with pytest.raises(ChipforgeError, match="workload.train.chips"):
+        load_scenario(path)

@@ -135,6 +135,8 @@ def assumed_table(d: dict) -> Table:
     for w in d["workloads"]:
         if w["kind"] == "train":
             what = f"{count(w['tokens'])} tokens, {w['start']} to {w['end']}"
+            if w.get("chips"):
+                what += f" on {w['chips']:,} chips"
         else:
             what = (f"{si(w['tokens_per_day'], '')} output tokens/day from {w['start']}, "
                     f"isl {w['isl']:,} osl {w['osl']:,} {w['dtype']}")  # fmt: skip

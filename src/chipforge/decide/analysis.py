@@ -138,6 +138,7 @@ def _workloads(sc: Scenario) -> list[dict]:
     keys = iter(":".join(str(v) for v in w) for w in workloads(sc))
     out = [
         {"key": next(keys), "kind": "train", "model": t.model, "tokens": t.tokens,
+         "chips": t.chips,
          "start": sc.quarter_label(math.floor(t.start_month / 3)),
          "end": sc.quarter_label(math.floor(t.end_month / 3) - 1)}
         for t in sc.train

@@ -363,10 +363,17 @@ class Train:
     # the plan's options, as `chipforge train`'s flags of the same names (cluster.train_options),
     # each a TOML "key=value" line: hashable, and read back once by `options`
     plan: tuple[str, ...] = ()
+    # the job's chips (`train --chips`); None: the first site's, capped (rates.ref_chips)
+    chips: int | None = None
 
     @cached_property
     def _options(self) -> dict:
         return train_plan_options(self.plan, self.model)
+
+    def workload(self) -> tuple:
+        """The hashable workload (rates.workloads); its ":"-joined text is the JSON's key."""
+        size = () if self.chips is None else (f"chips={self.chips}",)
+        return ("train", self.model, self.tokens, *self.plan, *size)
 
     def options(self) -> dict:
         """`plan_training` keyword arguments of `plan` (read on the first call)."""
@@ -611,7 +618,7 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
         Train(rel(str(t["model"])), _count(t["tokens"], "workload.train.tokens"),
               months_between(start, str(t.get("start", start)), "workload.train.start"),
               months_between(start, str(t.get("end", end)), "workload.train.end") + 3,
-              _plan_lines(t))
+              _plan_lines(t), _job_chips(t.get("chips")))
         for t in _tables(wl, "train", "workload.train", need=("model", "tokens"))
     )  # fmt: skip
     for t in train:  # each plan option read and its pairs checked before any sample
@@ -662,7 +669,23 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
                     params, samples, nxt, nxt_from, mode == "rent", fallback == "rent")  # fmt: skip
 
 
-TRAIN_OWN = ("model", "tokens", "start", "end")  # [[workload.train]]'s keys, not plan options
+# [[workload.train]]'s keys, not plan options
+TRAIN_OWN = ("model", "tokens", "start", "end", "chips")
+
+
+def _job_chips(v) -> int | None:
+    """A training job's chips, as `train --chips`: a whole number, at most the planner's job."""
+    from chipforge.decide.rates import MAX_TRAINING_CHIPS
+
+    if v is None:
+        return None
+    n = _int(v, "workload.train.chips")
+    if n > MAX_TRAINING_CHIPS:
+        raise ChipforgeError(f"`workload.train.chips` must be at most {MAX_TRAINING_CHIPS:,} "
+                             f"(one job), not {n:,}")  # fmt: skip
+    return n
+
+
 # [[workload.serve]]'s own keys (isl, osl, dtype: `serve`'s flags, read as they were before the
 # other options)
 SERVE_OWN = ("model", "tokens_per_day", "start", "isl", "osl", "dtype")

@@ -105,7 +105,7 @@ def _plan(chip: Chip, workload: tuple, ref_chips: int, options: dict) -> tuple[f
 
 def workloads(sc: Scenario) -> list[tuple]:
     """Hashable workload keys, trainings then servings."""
-    return [("train", t.model, t.tokens, *t.plan) for t in sc.train] + [
+    return [t.workload() for t in sc.train] + [
         ("serve", s.model, s.isl, s.osl, s.dtype, *s.plan) for s in sc.serve
     ]
 
@@ -144,14 +144,15 @@ def chip_type(sc: Scenario, opt: Option, built: bool) -> ChipType:
     useful, methods = {}, {}
     for w, entry in zip(workloads(sc), (*sc.train, *sc.serve), strict=True):
         key = ":".join(str(x) for x in w)
+        n = getattr(entry, "chips", None) or n_ref  # a training job's own chips, if stated
         try:
-            useful[key], methods[key] = _useful(chip, w, n_ref, entry.options())
+            useful[key], methods[key] = _useful(chip, w, n, entry.options())
         except ChipforgeError as e:
             raise ChipforgeError(f"workload {key} on {opt.chip}: {e}") from None
-        stated = len(w) > (3 if w[0] == "train" else 5)  # the table's plan options
+        stated = len(w) > (3 if w[0] == "train" else 5)  # the table's plan options (or chips)
         if stated and methods[key].startswith("fallback"):  # it prices without them
             raise ChipforgeError(
-                f"workload {key} on {opt.chip}: no plan on the site's {n_ref:,} chips takes "
+                f"workload {key} on {opt.chip}: no plan on {n:,} chips takes "
                 f"its plan options, so they would be priced as if not given "
                 f"({methods[key]}): change or drop them"
             )
