@@ -113,6 +113,10 @@ FRAMEWORK_POLICIES = (OP_SAC, LAYER_SAC, MAXTEXT_MINIMAL, MAXTEXT_PROJ)  # each 
 #   records what each keeps with saved_tensors_hooks). It is torchtitan's, so it shares the
 #   framework's other entries below.
 LOSS_BUFFERS = {"fused": 1, "eager": 3, "compiled": 1}
+# The loss names a framework: "fused" Megatron-Core's, "eager" and "compiled" torchtitan's. The
+# entries below that describe torchtitan's pipeline, FSDP2 and tensor parallelism (each with its
+# own source) hold for both of its losses, so they are written from this one list.
+TORCHTITAN_LOSSES = ("eager", "compiled")
 # Under TP torchtitan runs the eager loss vocabulary-parallel (train.py `loss_parallel()` when
 # `ParallelDims.loss_parallel_enabled`: tp > 1, on by default), whose backward
 # (torch/distributed/tensor/parallel/loss.py `_nll_loss_and_log_softmax_backward`) computes
@@ -128,14 +132,14 @@ LOSS_BUFFERS_TP = {"eager": 4}
 # (stage.py `forward_one_chunk`: "Prepare for final output merge or reduction"), detached
 # after its backward ("only needed to return to the user in merge_output_chunks") and cleared
 # at the next step. Megatron-Core ("fused") keeps none: its last stage's output is the loss.
-PIPELINE_KEEPS_OUTPUTS = {"fused": False, "eager": True, "compiled": True}
+PIPELINE_KEEPS_OUTPUTS = {loss: loss in TORCHTITAN_LOSSES for loss in LOSS_BUFFERS}
 # Bytes per parameter a FSDP gradient reduction moves, by the framework the loss names:
 # torchtitan's FSDP2 reduces in fp32 (parallelize_llama.py `apply_fsdp`:
 # MixedPrecisionPolicy(reduce_dtype=TORCH_DTYPE_MAP[mixed_precision_reduce]), "float32" its only
 # choice at 9dec370; FSDP2 `foreach_reduce` allocates the reduce-scatter input in reduce_dtype
 # and the HSDP all-reduce runs on that output). Megatron-Core ("fused") reduces in the gradients'
 # bf16 (GRAD_BYTES). ZeRO 0 (DDP) keeps GRAD_BYTES.
-FSDP_REDUCE_BYTES = {"eager": 4, "compiled": 4}
+FSDP_REDUCE_BYTES = dict.fromkeys(TORCHTITAN_LOSSES, 4)
 # Whether a pipeline stage sharded by FSDP (ZeRO 2-3) accumulates its whole, unsharded gradients
 # in fp32 through the step: torch.distributed.pipelining (torchtitan, "eager") runs every
 # micro-batch's backward with `set_requires_gradient_sync(False)` (stage.py
@@ -157,7 +161,7 @@ PIPELINE_FSDP_GRAD_BYTES = FSDP_REDUCE_BYTES
 # units among them; one unit's bf16 gradients still wait beside the fp32 ones (FSDP2's
 # `post_backward` folds them in with `accumulate_unsharded_grad_if_needed` only after the
 # layer's backward has made them all).
-PIPELINE_FSDP_UNSHARDED_WEIGHTS = {"eager", "compiled"}
+PIPELINE_FSDP_UNSHARDED_WEIGHTS = set(TORCHTITAN_LOSSES)
 # Frameworks whose column-parallel linears save their all-gathered (whole-sequence) input for
 # the backward pass, not the sequence-parallel shard Megatron saves and gathers again: torchtitan
 # ("eager"; parallelize_llama.py at 9dec370 applies `PrepareModuleInput(input_layouts=Shard(1),
@@ -165,7 +169,7 @@ PIPELINE_FSDP_UNSHARDED_WEIGHTS = {"eager", "compiled"}
 # get the gathered tensor and the linear saves it; with Float8 torchao's PrepareFloat8ModuleInput
 # casts to float8 before the gather (float8_tensor_parallel.py `_prepare_input_fn`) and
 # `manual_float8_matmul_with_args_in_float8` saves that `input_fp8`, at the GEMM input width).
-GATHERED_GEMM_INPUTS = {"eager", "compiled"}
+GATHERED_GEMM_INPUTS = set(TORCHTITAN_LOSSES)
 
 
 def pipeline_fsdp_unsharded(pp: int, zero: int, dp: int, loss: str) -> bool:
