@@ -183,12 +183,15 @@ def test_the_answer_states_what_it_assumed():
     prices, the sites and the program's dates: in the text and in the JSON."""
     from test_hostile import cli
 
+    from chipforge.display import si
+
     args = ("decide", str(SHEET), "--it-power", "20MW", "--samples", "64")
     code, out, err = cli(*args)
     assert code == 0, err
     text = " ".join(out.replace("│", " ").split())
+    serve = si(_rates("gb200", 14000, 8)["serve"], "FLOP/s")  # the planner's, as it stands
     stated = ("what it assumed", "20.0 T tokens, 2027Q2 to 2027Q4", "FALLBACK: 6ND",
-              "300 TFLOP/s per chip (plan)", "100 G output tokens/day from 2026Q1",
+              f"gb200 {serve} per chip (plan)", "100 G output tokens/day from 2026Q1",
               "gb200 at $40,000 (-10 %/year), lead 3 months", "20.0 MW IT, online 2026Q1",
               "design start 2026Q1, planned volume 2027Q1", "$0.0800/kWh, PUE 1.25")  # fmt: skip
     for words in stated:
