@@ -106,6 +106,7 @@ def _sheet() -> dict:
         installed = [0.0] * len(kinds)
         capex_cum = 0.0
         pv = book = pv_pflop_h = pv_tokens = 0.0
+        years: dict[str, float] = {}  # cash out per calendar year (undiscounted)
         for q in range(Q):
             short = 1 - sum(n / need(c, q) for n, (c, _) in zip(installed, kinds, strict=True))
             capex = 0.0
@@ -134,17 +135,23 @@ def _sheet() -> dict:
                 nre = 200e6 / 12 * min(max(15 - 3 * q, 0), 3)
                 nre += {0: 60e6 + 50e6, 2: 40e6 + 50e6, 3: 20e6}.get(q, 0.0)
             df = (1 + R) ** (-(q + 0.5) / 4)
-            pv += (capex + facility + elec + maint + rent + nre) * df
+            cash = capex + facility + elec + maint + rent + nre
+            pv += cash * df
+            years[str(2026 + q // 4)] = years.get(str(2026 + q // 4), 0.0) + cash
             age = Q - q
             book += capex * max(1 - age / LIFE_Q, 0) + facility * max(1 - age / 80, 0)
             d = demand(q)
             pv_pflop_h += sum(d.values()) * SEC_Q / 1e15 / 3600 * df
-            pv_tokens += (d["train"] / (6 * p) + d["serve"] / (2 * p)) * SEC_Q * df
+            tokens = (d["train"] / (6 * p) + d["serve"] / (2 * p)) * SEC_Q
+            pv_tokens += tokens * df
+            years["tokens"] = years.get("tokens", 0.0) + tokens
         cost = pv - book * (1 + R) ** (-Q / 4)
         out[name] = {
             "npv_cost_usd": cost,
             "usd_per_pflop_hour": cost / pv_pflop_h,
             "usd_per_million_tokens": cost / pv_tokens * 1e6,
+            "tokens": years.pop("tokens"),
+            "yearly_cash_usd": years,
             "rates": {"gpu": gpu_r, "own": own_r},
         }
     return out
@@ -168,6 +175,9 @@ def test_decide_equals_the_spreadsheet(decided):
         assert decided["usd_per_million_tokens"][o]["p50"] == pytest.approx(
             sheet[o]["usd_per_million_tokens"], rel=1e-6
         )
+        assert decided["yearly_cash_usd"][o] == pytest.approx(sheet[o]["yearly_cash_usd"], rel=1e-6)
+        tokens = decided["useful_tokens_delivered_p50"][o]  # trained + served, undiscounted
+        assert tokens == pytest.approx(sheet[o]["tokens"], rel=1e-9)
     # the planners' rates are the ones decide used, per chip and workload
     chips = {"gpu": decided["chips"]["buy"][0], "own": decided["chips"]["build"]}
     for c, d in chips.items():
