@@ -176,3 +176,26 @@ def test_serve_options_without_their_ep_plan_say_so(capsys, option, model, ep, s
         assert f"{flag} has no effect: {said}" in err
     else:
         assert flag not in err
+
+
+def test_options_without_their_parallel_group_say_so(capsys):
+    """--tp-overlap at TP 1, --overlap-param-gather / --bucket-size without data-parallel
+    ranks (or with ZeRO 0), an --nccl-ctas cap on a group of one rank: each one warning line
+    (train_options.no_effect), and the figures are those of the run without them."""
+    base = ("train", "--chip", "h100", "--model", "llm:llama3-8b,layers=4", "--json",
+            "--tp", "1", "--pp", "1", "--cp", "1")  # fmt: skip
+    plain, _ = run(capsys, *base, "--chips", "1", "--dp", "1")
+    given = ("--tp-overlap", "--overlap-param-gather", "--bucket-size", "40M",
+             "--nccl-ctas", "cp=4")  # fmt: skip
+    data, err = run(capsys, *base, "--chips", "1", "--dp", "1", *given)
+    assert "--tp-overlap has no effect: TP 1 has no TP collectives" in err
+    assert "--overlap-param-gather has no effect: DP x CP 1 has no weights to gather" in err
+    assert "--bucket-size has no effect: DP x CP 1 reduces no gradients" in err
+    assert "--nccl-ctas has no effect: cp 1 runs no collectives to cap" in err
+    assert data["step_time_s"] == plain["step_time_s"]
+    _, err = run(capsys, *base, "--chips", "2", "--dp", "2", "--zero", "0",
+                 "--overlap-param-gather")  # fmt: skip
+    assert "--overlap-param-gather has no effect: ZeRO 0 keeps whole weights" in err
+    _, err = run(capsys, *base, "--chips", "2", "--dp", "2", "--zero", "1",
+                 "--overlap-param-gather", "--nccl-ctas", "dp=4")  # fmt: skip
+    assert "has no effect" not in err

@@ -21,7 +21,7 @@ from chipforge.cli import (
 )
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, plain, show
-from chipforge.errors import ChipforgeError
+from chipforge.errors import ChipforgeError, flag
 from chipforge.units import parse_count
 from chipforge.workload.resolve import config_file, resolve_model
 
@@ -456,12 +456,17 @@ def train(
         last_stage_layers=last_stage_layers,
     )  # fmt: skip
     c = resolve_model(model)
-    _say_no_effect(res, c.is_moe, tp_async_backward=tp_async_backward,
-                   tp_overlap=tp_overlap, fp8_dispatch=fp8_dispatch,
-                   sustained_chip=chip if sustained_clock else None,
-                   pp_scatter_gather=pp_scatter_gather, cp_ring=cp_ring)  # fmt: skip
-    _say_no_experts(res, c, shared_expert_overlap=shared_expert_overlap,
-                    moe_host_sync=moe_host_sync, moe_dispatcher=moe_dispatcher)  # fmt: skip
+    run = {"tp_async_backward": tp_async_backward, "tp_overlap": tp_overlap,
+           "fp8_dispatch": fp8_dispatch, "pp_scatter_gather": pp_scatter_gather,
+           "cp_ring": cp_ring, "moe_host_sync": moe_host_sync, "moe_dispatcher": moe_dispatcher,
+           "shared_expert_overlap": shared_expert_overlap,
+           "overlap_param_gather": overlap_param_gather, "bucket_size": bucket,
+           "nccl_ctas": caps}  # fmt: skip
+    why = {"--sustained-clock": unthrottled(chip)} if sustained_clock else {}
+    why.update(
+        (flag(k), v) for k, v in train_options.no_effect(run, c, res.plan, res.dtype).items()
+    )
+    no_effect({k: v for k, v in why.items() if v})
     _say_no_host(chip, chips, topology, activation=activation_offload,
                  optimizer=optimizer_offload)  # fmt: skip
     data = res.to_dict()
@@ -469,23 +474,6 @@ def train(
         data["not_expressible"] = unexpressed
     write_reports("train", data, html, png)
     emit(data, train_tables(data), as_json=as_json, out=out)
-
-
-def _say_no_experts(res, c, *, shared_expert_overlap: bool, moe_host_sync: bool,
-                    moe_dispatcher: str) -> None:  # fmt: skip
-    """The MoE run options where the planned run has nothing they act on (training.stage_cost
-    and layer price them only on routed experts; the shared-expert overlap only under an EP
-    all-to-all): one warning line each, as _say_no_effect's."""
-    why = {}
-    if moe_host_sync and not c.is_moe:
-        why["--moe-host-sync"] = f"{c.name} has no MoE layers"
-    if moe_dispatcher != "alltoall" and not c.is_moe:  # at EP 1 it still skips the sort
-        why["--moe-dispatcher"] = f"{c.name} has no MoE layers"
-    if shared_expert_overlap and not (c.is_moe and c.shared_experts):
-        why["--shared-expert-overlap"] = f"{c.name} has no shared experts"
-    elif shared_expert_overlap and res.plan.ep == 1:
-        why["--shared-expert-overlap"] = "EP 1 runs no all-to-all to hide them under"
-    no_effect(why)
 
 
 def _say_no_host(chip: str, chips: int, topology: str | None, *, activation: bool,
@@ -521,29 +509,3 @@ def _say_config_seq(model: str, seq: int | None) -> None:
         style="yellow",
         markup=False,
     )
-
-
-def _say_no_effect(res, moe: bool, *, tp_async_backward: bool, tp_overlap: bool,
-                   fp8_dispatch: bool, sustained_chip: str | None = None,
-                   pp_scatter_gather: bool = False, cp_ring: str = "p2p") -> None:  # fmt: skip
-    """One warning line on stderr per run option the planned run leaves without effect."""
-    why = {}
-    if sustained_chip and (reason := unthrottled(sustained_chip)):
-        why["--sustained-clock"] = reason
-    if tp_async_backward and res.plan.tp == 1:
-        why["--tp-async-backward"] = "TP 1 has no TP collectives"
-    elif tp_async_backward and tp_overlap:
-        why["--tp-async-backward"] = "--tp-overlap pipelines every TP collective under the GEMMs"
-    if fp8_dispatch and res.dtype not in ("fp8", "fp4"):
-        why["--fp8-dispatch"] = f"a {res.dtype} run has no FP8/FP4 GEMM input to dispatch"
-    elif fp8_dispatch and not moe:
-        why["--fp8-dispatch"] = f"{res.model} has no MoE layers"
-    elif fp8_dispatch and res.plan.tp == 1 and res.plan.ep == 1:
-        why["--fp8-dispatch"] = "at TP 1 and EP 1 no all-to-all or TP gather moves the tokens"
-    if pp_scatter_gather and (res.plan.pp == 1 or res.plan.tp == 1):
-        why["--pp-scatter-gather"] = "it splits a pipeline stage's send over TP: needs PP and TP"
-    elif pp_scatter_gather and res.plan.sequence_parallel:
-        why["--pp-scatter-gather"] = "sequence parallelism sends 1/tp of a stage's output already"
-    if cp_ring != "p2p" and res.plan.cp == 1:
-        why["--cp-ring"] = "CP 1 runs no ring attention"
-    no_effect(why)

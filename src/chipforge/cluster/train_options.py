@@ -23,7 +23,7 @@ SWITCHES = ("tp_overlap", "tp_async_backward", "fp8_dispatch", "overlap_param_ga
             "fp8_param_gather", "sustained_clock", "activation_offload", "optimizer_offload",
             "shared_expert_overlap", "moe_host_sync", "parallel_block", "pp_scatter_gather",
             "eager_ops")  # fmt: skip
-# switches training prices only on routed experts (cli.train._say_no_experts, _say_no_effect)
+# switches training prices only on routed experts (no_effect)
 MOE_ONLY = ("moe_host_sync", "shared_expert_overlap", "fp8_dispatch")
 TEXT = ("dtype", "recompute", "topology", "attention", "schedule", "fp8_recipe",
         "moe_dispatcher", "loss", "cp_ring", "recompute_modules", "nccl_ctas")  # fmt: skip
@@ -166,8 +166,69 @@ def check(o: dict[str, Any], where: str, moe: bool = True) -> None:
         raise TrainOptionError(f"{where}: `ep` {ep} must divide `dp_shard` x `cp` ({shard} x "
                                f"{cp}): the experts' ranks lie inside one shard group")  # fmt: skip
     if not moe:  # a table has no warning line: what `train` warns of on a dense model is refused
-        given = [k for k in MOE_ONLY if o.get(k)] + ["ep"] * (ep > 1)
-        given += ["moe_dispatcher"] * (o.get("moe_dispatcher", "alltoall") != "alltoall")
+        dead = no_effect(o, moe)
+        given = [k for k in MOE_ONLY if k in dead] + ["ep"] * (ep > 1)
+        given += ["moe_dispatcher"] * ("moe_dispatcher" in dead)
         if given:
             raise TrainOptionError(f"{where}: `{given[0]}` acts on routed experts and the model "
                                    "has none (dense): drop it")  # fmt: skip
+
+
+def no_effect(o: dict[str, Any], model, plan=None, dtype: str | None = None) -> dict[str, str]:
+    """The run options of `o` (`plan_training`'s keywords, as given) that the planned run
+    leaves without effect, each with why: {key: reason}, the one list of these rules. `model`:
+    its ModelConfig, or whether it has routed experts (a table's check knows no more); `plan`
+    (training.Plan) and `dtype`: the planned run's, None before any plan (then only the
+    model's part is known). `train` warns of each (cli.no_effect); a table, which has no
+    warning line, refuses those the model alone decides (`check`)."""
+    moe = model if isinstance(model, bool) else model.is_moe
+    name = "the model" if isinstance(model, bool) else model.name
+    shared = moe if isinstance(model, bool) else moe and bool(model.shared_experts)
+    why: dict[str, str] = {}
+    tp, cp = (plan.tp, plan.cp) if plan else (None, None)
+    if o.get("tp_async_backward") and tp == 1:
+        why["tp_async_backward"] = "TP 1 has no TP collectives"
+    elif o.get("tp_async_backward") and o.get("tp_overlap") and plan:
+        why["tp_async_backward"] = "--tp-overlap pipelines every TP collective under the GEMMs"
+    if o.get("fp8_dispatch") and dtype is not None and dtype not in ("fp8", "fp4"):
+        why["fp8_dispatch"] = f"a {dtype} run has no FP8/FP4 GEMM input to dispatch"
+    elif o.get("fp8_dispatch") and not moe:
+        why["fp8_dispatch"] = f"{name} has no MoE layers"
+    elif o.get("fp8_dispatch") and plan and plan.tp == 1 and plan.ep == 1:
+        why["fp8_dispatch"] = "at TP 1 and EP 1 no all-to-all or TP gather moves the tokens"
+    if o.get("pp_scatter_gather") and plan and (plan.pp == 1 or plan.tp == 1):
+        why["pp_scatter_gather"] = "it splits a pipeline stage's send over TP: needs PP and TP"
+    elif o.get("pp_scatter_gather") and plan and plan.sequence_parallel:
+        why["pp_scatter_gather"] = "sequence parallelism sends 1/tp of a stage's output already"
+    if o.get("cp_ring", "p2p") != "p2p" and cp == 1:
+        why["cp_ring"] = "CP 1 runs no ring attention"
+    # training.stage_cost prices these only on routed experts (the shared-expert overlap only
+    # under an EP all-to-all)
+    if o.get("moe_host_sync") and not moe:
+        why["moe_host_sync"] = f"{name} has no MoE layers"
+    if o.get("moe_dispatcher", "alltoall") != "alltoall" and not moe:  # EP 1 still skips the sort
+        why["moe_dispatcher"] = f"{name} has no MoE layers"
+    if o.get("shared_expert_overlap") and not shared:
+        why["shared_expert_overlap"] = f"{name} has no shared experts"
+    elif o.get("shared_expert_overlap") and plan and plan.ep == 1:
+        why["shared_expert_overlap"] = "EP 1 runs no all-to-all to hide them under"
+    if plan is None:
+        return why
+    # training.stage_cost: the TP overlap acts on TP collectives; the data-parallel options on
+    # the gradients' reduction and the weights' gathers over dp x cp ranks (the distributed
+    # optimizer's group, which ZeRO 0 does not shard); a CTA cap on its group's collectives
+    if o.get("tp_overlap") and plan.tp == 1:
+        why["tp_overlap"] = "TP 1 has no TP collectives"
+    replicas = plan.dp * plan.cp
+    if o.get("overlap_param_gather") and (replicas == 1 or plan.zero == 0):
+        why["overlap_param_gather"] = (
+            "DP x CP 1 has no weights to gather" if replicas == 1
+            else "ZeRO 0 keeps whole weights: nothing is gathered"
+        )  # fmt: skip
+    if o.get("bucket_size") and replicas == 1:
+        why["bucket_size"] = "DP x CP 1 reduces no gradients"
+    degree = {"dp": replicas, "cp": plan.cp, "pp": plan.pp}
+    idle = [g for g, _ in (o.get("nccl_ctas") or {}).items() if degree.get(g) == 1]
+    if idle:
+        why["nccl_ctas"] = f"{', '.join(idle)} 1 runs no collectives to cap"
+    return why
