@@ -20,6 +20,7 @@ from chipforge.cli import (
 )
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, show
+from chipforge.errors import flag
 
 
 def serve_tables(d: dict) -> list[Table]:
@@ -273,17 +274,9 @@ def serve(
         _say_stored_quantization(model)
     plan = plan_serving(chip, model, chips, **options)
     data = plan.to_dict()
-    why = {}
-    if ep_overlap:  # serving._block overlaps only a MoE model's EP all-to-all (ep > 1)
-        c = resolve_model(model)
-        if not c.is_moe:
-            why["--ep-overlap"] = f"{c.name} has no MoE layers"
-        elif data["plan"]["ep"] == 1:
-            why["--ep-overlap"] = "EP 1 runs no all-to-all to hide"
-    if adp_balance and data["plan"]["ep"] <= data["plan"]["tp"]:  # serving: groups > 1 only
-        why["--adp-balance"] = ("the plan has no DP-attention groups to balance "
-                                "(--ep above --tp, a MoE model)")  # fmt: skip
-    no_effect(why)
+    if options.get("ep_overlap") or options.get("adp_balance"):
+        dead = serve_options.no_effect(options, resolve_model(model), data["plan"])
+        no_effect({flag(k): v for k, v in dead.items()})
     write_reports("serve", data, html, png)
     emit(data, serve_tables(data), as_json=json, out=out)
 

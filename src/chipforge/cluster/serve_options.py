@@ -195,10 +195,30 @@ def _check(o: dict, model, chips: int | None, fail) -> None:
 def moe_only(o: dict, c, fail) -> None:
     """Options that act only on a MoE model, refused on a dense one (`serve` warns of them; a
     table and the API have no warning line, and priced them as if not given)."""
+    dead = no_effect(o, c)
     for key, what in (("ep_overlap", "hides a MoE model's EP all-to-all"),
                       ("adp_balance", "balances a MoE model's DP-attention groups")):  # fmt: skip
-        if o.get(key) and not c.is_moe:
+        if key in dead:
             raise fail(f"`{key}` {what}; {c.name} is dense: drop it")
+
+
+def no_effect(o: dict, c, plan: dict | None = None) -> dict[str, str]:
+    """The options of `o` (`plan_serving`'s keywords, as given) that the planned run leaves
+    without effect, each with why: {key: reason}, the one list of these rules. `c`: the
+    model's ModelConfig; `plan`: the planned run's (its to_dict()["plan"]), None before any
+    plan (then only the model's part is known). `serve` warns of each (cli.no_effect); a table
+    and the API refuse those the model alone decides (`moe_only`)."""
+    why: dict[str, str] = {}
+    # serving._block overlaps only a MoE model's EP all-to-all (ep > 1)
+    if o.get("ep_overlap") and not c.is_moe:
+        why["ep_overlap"] = f"{c.name} has no MoE layers"
+    elif o.get("ep_overlap") and plan and plan["ep"] == 1:
+        why["ep_overlap"] = "EP 1 runs no all-to-all to hide"
+    # serving balances DP-attention groups, which exist only where EP exceeds TP
+    if o.get("adp_balance") and (not c.is_moe or (plan and plan["ep"] <= plan["tp"])):
+        why["adp_balance"] = ("the plan has no DP-attention groups to balance (--ep above "
+                              "--tp, a MoE model)")  # fmt: skip
+    return why
 
 
 def as_keys(text: str) -> str:
