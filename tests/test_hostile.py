@@ -229,7 +229,7 @@ def test_deepseek_without_q_lora_costs(tmp_path):
         (["datacenter", "--electricity-price", "inf"], ["--electricity-price"]),
         (["datacenter", "--power", "1e400W"], ["--power", "finite"]),
         (["datacenter", "--tokens", "1e400T", "--model", "llama3-8b"], ["--tokens"]),
-        (["datacenter", "--model", "llama3-8b", "--serve-dtype", "int3"], ["--serve-dtype"]),
+        (["datacenter", "--model", "llama3-8b", "--dtype", "int3"], ["--dtype"]),
         (["datacenter", "--compare", ","], ["--chip"]),
         (["datacenter", "--chip", ","], ["--chip"]),
         (["compare", "--chips", ",", "--workload", "gemm:m=8,n=8,k=8"], ["--chip"]),

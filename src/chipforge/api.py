@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chipforge.cluster.serve_options import SERVE_ISL, SERVE_OSL
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
 
@@ -99,7 +100,7 @@ def plan_training(chip, model, chips: int, **kw):
     return _plan(load_chip(chip), load_model(model), chips, **kw)
 
 
-def plan_serving(chip, model, chips: int, *, isl: int = 2048, osl: int = 256, **kw):
+def plan_serving(chip, model, chips: int, *, isl: int = SERVE_ISL, osl: int = SERVE_OSL, **kw):
     """The serving plan that maximises throughput under the SLOs (`chipforge serve`): a
     `cluster.ServingPlan`; keyword arguments as the command's flags, read by its own parser
     (`cluster.serve_options`: isl, osl, tp, ttft_slo="2 s" or seconds, decode_pool=True,
@@ -169,13 +170,15 @@ def site(
     it_power: str | float | None = None,
     isl: int | None = None,
     osl: int | None = None,
+    dtype: str = "bf16",
     **assumptions,
 ) -> dict:
     """Size and price a datacenter of `chip` (`chipforge datacenter`): the command's JSON
     dict. `chip` is a preset, TOML path or `ChipSpec` (a chip without a rack preset gets the
     template rack; a preset's own spec, e.g. `load_chip("h100")`, is that preset);
     `power` is the facility power, or give `grid` (utility capacity) or `it_power` (provisioned
-    IT) as `--grid` / `--it-power`; `isl` / `osl` the served request as `--isl` / `--osl`;
+    IT) as `--grid` / `--it-power`; `isl` / `osl` / `dtype` the served request and dtype as
+    `--isl` / `--osl` / `--dtype`;
     `assumptions` override any listed assumption (`pue=1.3`).
 
     >>> s = site("forge-n3", "100MW", pue=1.3)
@@ -200,7 +203,7 @@ def site(
         chip = str(chip)
     return site_report(
         chip, watts, Assumptions().with_(**assumptions), rack=rack, model=model, tokens=tokens,
-        isl=isl, osl=osl, **kw,
+        isl=isl, osl=osl, serve_dtype=dtype, **kw,
     )  # fmt: skip
 
 

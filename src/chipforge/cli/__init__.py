@@ -58,6 +58,29 @@ SustainedClockOpt = Annotated[
         "preset states one (sustained_clock), not the boost clock of its peaks",
     ),
 ]
+# A plan's parallel degrees, one option each that `train` and `serve` both take: one type, one
+# bound and so one message (click's range check: "0 is not in the range x>=1"), one help
+TpOpt = Annotated[
+    int | None,
+    typer.Option("--tp", min=1, help="tensor-parallel chips per layer (default: searched)"),
+]
+PpOpt = Annotated[
+    int | None, typer.Option("--pp", min=1, help="pipeline stages (default: searched)")
+]
+EpOpt = Annotated[
+    int | None,
+    typer.Option("--ep", min=1, help="expert-parallel chips (MoE; default: searched)"),
+]
+
+
+def dtype_flag(value: str | None) -> str | None:
+    """`--dtype` of `train`, `serve` and `datacenter` (the number format of the model's matmuls):
+    one check with one message, before any work (dtypes.check_dtype)."""
+    from chipforge.dtypes import check_dtype
+
+    return value if value is None else check_dtype(value, "--dtype")
+
+
 MODEL_HELP = (
     "model preset, llm:<preset>,key=value, llm:custom,..., a HuggingFace config.json or a "
     "folder with one"

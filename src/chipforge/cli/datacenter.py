@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from chipforge.cli import JsonOpt, ModelOptional, OutOpt, app, deprecated, emit
+from chipforge.cli import JsonOpt, ModelOptional, OutOpt, app, deprecated, dtype_flag, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
+from chipforge.cluster.serve_options import SITE_ISL, SITE_OSL
 from chipforge.display import label, show
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_count, parse_quantity
@@ -171,21 +172,35 @@ def datacenter(
     tokens: Annotated[
         str | None, typer.Option("--tokens", help="training tokens, e.g. 15.6T")
     ] = None,
-    serve_dtype: Annotated[
-        str, typer.Option("--serve-dtype", help="serving dtype (bf16, fp8, ...)")
+    dtype: Annotated[
+        str,
+        typer.Option(
+            "--dtype",
+            help="the served model's weights/activations dtype, as serve's (bf16, fp8, ...; "
+            "the training job is priced at bf16)",
+            callback=dtype_flag,
+        ),
     ] = "bf16",
+    serve_dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--serve-dtype", hidden=True, help="deprecated: use --dtype", callback=dtype_flag
+        ),
+    ] = None,
     isl: Annotated[
         int | None,
         typer.Option(
             "--isl",
             min=1,
             help="input (prompt) tokens per request, as serve's "
-            "(default: 1024, or what fits the model's context)",
+            f"(default: {SITE_ISL}, or what fits the model's context)",
         ),
     ] = None,
     osl: Annotated[
         int | None,
-        typer.Option("--osl", min=1, help="output tokens per request, as serve's (default: 1024)"),
+        typer.Option(
+            "--osl", min=1, help=f"output tokens per request, as serve's (default: {SITE_OSL})"
+        ),
     ] = None,
     compare_: Annotated[
         str | None,
@@ -232,7 +247,10 @@ def datacenter(
         raise ChipforgeError(f"pass one of {', '.join(given)}, not several")
     watts = parse_quantity(power or ("1GW" if not given else "0W"), "power", field="--power")
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
-    kw = {"model": model, "tokens": n_tokens, "serve_dtype": serve_dtype, "isl": isl, "osl": osl}
+    if serve_dtype is not None:
+        deprecated("--serve-dtype", "--dtype")
+        dtype = serve_dtype
+    kw = {"model": model, "tokens": n_tokens, "serve_dtype": dtype, "isl": isl, "osl": osl}
     if grid or it_power:
         watts = None
         kw["grid_w"] = parse_quantity(grid, "power", field="--grid") if grid else None

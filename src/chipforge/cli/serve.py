@@ -9,16 +9,21 @@ from rich.table import Table
 
 from chipforge.cli import (
     ChipOpt,
+    EpOpt,
     JsonOpt,
     ModelOpt,
     OutOpt,
+    PpOpt,
     SustainedClockOpt,
+    TpOpt,
     app,
+    dtype_flag,
     emit,
     no_effect,
     unthrottled,
 )
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
+from chipforge.cluster.serve_options import SERVE_ISL, SERVE_OSL
 from chipforge.display import label, show
 from chipforge.errors import flag
 
@@ -81,8 +86,10 @@ def serve(
     chip: ChipOpt,
     model: ModelOpt,
     chips: Annotated[int, typer.Option("--chips", min=1, help="chips serving the model")],
-    isl: Annotated[int, typer.Option("--isl", help="input (prompt) tokens per request")] = 2048,
-    osl: Annotated[int, typer.Option("--osl", help="output tokens per request")] = 256,
+    isl: Annotated[
+        int, typer.Option("--isl", min=1, help="input (prompt) tokens per request")
+    ] = SERVE_ISL,
+    osl: Annotated[int, typer.Option("--osl", min=1, help="output tokens per request")] = SERVE_OSL,
     ttft_slo: Annotated[str | None, typer.Option("--ttft-slo", help="e.g. 2s")] = None,
     tpot_slo: Annotated[str | None, typer.Option("--tpot-slo", help="e.g. 100ms")] = None,
     max_batch: Annotated[
@@ -130,17 +137,15 @@ def serve(
             "Server: p99) instead of on the mean",
         ),
     ] = None,
-    tp: Annotated[
-        int | None, typer.Option("--tp", help="tensor parallel (default: search)")
-    ] = None,
-    pp: Annotated[
-        int | None, typer.Option("--pp", help="pipeline stages (default: search)")
-    ] = None,
-    ep: Annotated[int | None, typer.Option("--ep", help="expert parallel (MoE)")] = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    ep: EpOpt = None,
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", help="running requests (default: search)")
     ] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="weights/activations dtype")] = "bf16",
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="weights/activations dtype", callback=dtype_flag)
+    ] = "bf16",
     kv_dtype: Annotated[str | None, typer.Option("--kv-dtype", help="KV cache dtype")] = None,
     weight_dtype: Annotated[
         str | None,

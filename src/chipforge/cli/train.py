@@ -10,11 +10,15 @@ from rich.table import Table
 
 from chipforge.cli import (
     ChipOpt,
+    EpOpt,
     JsonOpt,
     ModelOpt,
     OutOpt,
+    PpOpt,
     SustainedClockOpt,
+    TpOpt,
     app,
+    dtype_flag,
     emit,
     no_effect,
     unthrottled,
@@ -115,11 +119,11 @@ def train(
     tokens: Annotated[
         str | None, typer.Option("--tokens", help="training tokens, e.g. 15.6T")
     ] = None,
-    tp: Int = None,
-    pp: Int = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
     dp: Int = None,
     cp: Int = None,
-    ep: Int = None,
+    ep: EpOpt = None,
     zero: Annotated[int | None, typer.Option("--zero", min=0, max=3)] = None,
     dp_shard: Annotated[
         int | None,
@@ -174,7 +178,9 @@ def train(
         bool | None,
         typer.Option("--sp/--no-sp", help="sequence parallelism (default: searched)"),
     ] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp8, fp4")] = "bf16",
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="bf16, fp8, fp4", callback=dtype_flag)
+    ] = "bf16",
     topology: Annotated[str | None, typer.Option("--topology", help="preset name")] = None,
     pod: Annotated[
         int | None,

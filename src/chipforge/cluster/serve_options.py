@@ -16,6 +16,16 @@ from typing import Any
 
 from chipforge.errors import ChipforgeError, WorkloadError
 
+# The request priced when none is given, each defined once and read by every place that
+# takes it (a test fails when a command states another). Two on purpose, not one: `serve` and
+# `plan_serving` price one engine on a chat-style request, 2048 prompt tokens in and 256 out
+# (the input length of TensorRT-LLM's published latency tables, src/chipforge/data/
+# published.csv); a site (`datacenter`, `site()`, a sweep's [serving], a decide scenario's
+# [[workload.serve]]) prices a day of mixed traffic at 1024 in / 1024 out. Either change
+# would move the figures documented for the other (docs/serving.md, docs/datacenter.md).
+SERVE_ISL, SERVE_OSL = 2048, 256
+SITE_ISL, SITE_OSL = 1024, 1024
+
 # `chipforge serve` parameters that are not options of the plan: the job itself (chip, model,
 # chips: the table's own keys or its caller's) and what the command prints
 NOT_PLAN_OPTIONS = ("chip", "model", "chips", "html", "png", "json", "out")
@@ -168,7 +178,7 @@ def _check(o: dict, model, chips: int | None, fail) -> None:
     c = resolve_model(model)
     sig = inspect.signature(plan_serving).parameters
     kw = {k: p.default for k, p in sig.items() if p.kind is p.KEYWORD_ONLY}
-    kw |= {"isl": 1024, "osl": 1024} | o  # isl, osl: the table's (their callers' defaults)
+    kw |= {"isl": SITE_ISL, "osl": SITE_OSL} | o  # isl, osl: the table's (their callers' defaults)
     wanted = inspect.signature(check_options).parameters
     try:
         check_options(c, chips or kw["batch_shards"],

@@ -40,7 +40,7 @@ def site_report(
     """Size and price a site of `chip` (preset name, TOML path or `ChipSpec`) of facility
     `power_w`, provisioned `it_power_w` or utility `grid_w`; with a model, time to train it and
     serve it (requests of `isl` in, `osl` out: `site_request`)."""
-    check_dtype(serve_dtype, "--serve-dtype")
+    check_dtype(serve_dtype, "--dtype")
     token_count(tokens)
     a = (a or Assumptions()).check()
     r = resolve(chip, rack, a)

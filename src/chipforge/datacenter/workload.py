@@ -17,6 +17,7 @@ import math
 from chipforge.cluster import plan_serving, plan_training
 from chipforge.cluster.checks import within_context
 from chipforge.cluster.search import check_block_scaled
+from chipforge.cluster.serve_options import SITE_ISL, SITE_OSL
 from chipforge.datacenter.tco import HOURS_PER_YEAR, Chip
 from chipforge.dtypes import nbytes
 from chipforge.errors import ChipforgeError, Infeasible, WorkloadError
@@ -80,12 +81,12 @@ def site_request(model, isl: int | None = None, osl: int | None = None) -> tuple
     context (one line naming --isl + --osl otherwise, as `serve` says it)."""
     c = resolve_model(model)
     if isl is None and osl is None:
-        isl, osl = 1024, 1024
+        isl, osl = SITE_ISL, SITE_OSL
         top = c.max_context
         if top and isl + osl > top:
             return max(1, top * isl // (isl + osl)), max(1, top * osl // (isl + osl))
         return isl, osl
-    isl, osl = 1024 if isl is None else isl, 1024 if osl is None else osl
+    isl, osl = SITE_ISL if isl is None else isl, SITE_OSL if osl is None else osl
     for flag, n in (("--isl", isl), ("--osl", osl)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise WorkloadError(f"{flag} must be a whole number from 1, not {n!r}")
@@ -97,8 +98,8 @@ def serving(
     site: dict,
     chip: Chip,
     model,
-    isl: int = 1024,
-    osl: int = 1024,
+    isl: int = SITE_ISL,
+    osl: int = SITE_OSL,
     dtype: str = "bf16",
     options: dict | None = None,
 ) -> dict:

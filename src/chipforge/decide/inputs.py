@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from chipforge import userfile
+from chipforge.cluster.serve_options import SITE_ISL, SITE_OSL
 from chipforge.errors import ChipforgeError, check_name
 
 MAX_SCENARIO_BYTES = 1 << 20
@@ -385,8 +386,8 @@ class Serve:
     model: str
     tokens_per_day: float
     start_month: float
-    isl: int = 1024
-    osl: int = 1024
+    isl: int = SITE_ISL
+    osl: int = SITE_OSL
     dtype: str = "bf16"
     # the plan's other options, as `chipforge serve`'s flags of the same names
     # (cluster.serve_options), each a TOML "key=value" line: hashable, read back once by
@@ -626,8 +627,8 @@ def scenario_from_dict(d: dict, base: Path | None = None) -> Scenario:
     serve = tuple(
         Serve(rel(str(t["model"])), _count(t["tokens_per_day"], "workload.serve.tokens_per_day"),
               months_between(start, str(t.get("start", start)), "workload.serve.start"),
-              _int(t.get("isl", 1024), "workload.serve.isl"),
-              _int(t.get("osl", 1024), "workload.serve.osl"), _dtype(t.get("dtype", "bf16")),
+              _int(t.get("isl", SITE_ISL), "workload.serve.isl"),
+              _int(t.get("osl", SITE_OSL), "workload.serve.osl"), _dtype(t.get("dtype", "bf16")),
               _plan_lines(t, SERVE_OWN))
         for t in _tables(wl, "serve", "workload.serve", need=("model", "tokens_per_day"))
     )  # fmt: skip
@@ -744,7 +745,11 @@ def train_plan_options(lines: tuple[str, ...], model: str) -> dict:
 
 
 def serve_plan_options(
-    lines: tuple[str, ...], model: str, isl: int = 1024, osl: int = 1024, dtype: str = "bf16"
+    lines: tuple[str, ...],
+    model: str,
+    isl: int = SITE_ISL,
+    osl: int = SITE_OSL,
+    dtype: str = "bf16",
 ) -> dict:
     """`plan_serving` keyword arguments of [[workload.serve]] "key=value" lines
     (cluster.serve_options: the keys of `chipforge serve`'s flags); what `serve` refuses is

@@ -33,6 +33,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
+from chipforge.cluster.serve_options import SITE_ISL, SITE_OSL
 from chipforge.datacenter.report import DEFAULT_VOLUME
 from chipforge.datacenter.tco import HOURS_PER_YEAR
 from chipforge.errors import ChipforgeError, Infeasible, did_you_mean
@@ -69,8 +70,8 @@ class SystemTableError(ChipforgeError):
 class Serving:
     model: str
     chips: int
-    isl: int = 1024
-    osl: int = 1024
+    isl: int = SITE_ISL
+    osl: int = SITE_OSL
     # the plan options as written (TOML values, lists as tuples), `chipforge serve`'s flags by
     # name (cluster.serve_options; read and checked by parse_serving)
     options: tuple[tuple[str, Any], ...] = ()
@@ -147,7 +148,9 @@ def parse_serving(raw: dict | None) -> Serving | None:
     chips = _chips(raw, "serving")
     rest = {k: v for k, v in raw.items() if k not in ("model", "chips")}
     try:
-        o = serve_options.parse({"isl": 1024, "osl": 1024} | rest, "serving", model=c, chips=chips)
+        o = serve_options.parse(
+            {"isl": SITE_ISL, "osl": SITE_OSL} | rest, "serving", model=c, chips=chips
+        )
     except ChipforgeError as e:
         raise SystemTableError(str(e)) from None
     options = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in rest.items()

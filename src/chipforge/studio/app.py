@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlparse
 
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
+from chipforge.cluster.serve_options import SERVE_ISL, SERVE_OSL
 from chipforge.errors import ChipforgeError
 from chipforge.report.charts import bar, compare_charts, cost_charts, html_safe
 from chipforge.report.decide import decide_charts
@@ -47,8 +48,8 @@ DEFAULTS = {
     "trec": "",
     "topts": "",
     "schips": "8",
-    "isl": "2048",
-    "osl": "256",
+    "isl": str(SERVE_ISL),
+    "osl": str(SERVE_OSL),
     "sdtype": "bf16",
     "sopts": "",
     "stp": "",
@@ -327,12 +328,18 @@ def _cluster_page(s: dict) -> html.Div:
             html.H3("training"),
             html.Div(
                 [
-                    _input("chips", s["chips"], "chips"),
-                    _input("tseq", s["tseq"], "sequence"),
-                    _input("tp", s["tp"], "tensor parallel", "blank: searched (slower)"),
-                    _input("pp", s["pp"], "pipeline parallel", "blank: searched (slower)"),
-                    _pick("tdtype", s["tdtype"], "precision", compute.DTYPES),
-                    _pick("trec", s["trec"], "recompute", compute.RECOMPUTES, blank="searched"),
+                    _input("chips", s["chips"], "chips (--chips)"),
+                    _input("tseq", s["tseq"], "sequence (--seq)"),
+                    _input("tp", s["tp"], "tensor parallel (--tp)", "blank: searched (slower)"),
+                    _input("pp", s["pp"], "pipeline parallel (--pp)", "blank: searched (slower)"),
+                    _pick("tdtype", s["tdtype"], "dtype (--dtype)", compute.DTYPES),
+                    _pick(
+                        "trec",
+                        s["trec"],
+                        "recompute (--recompute)",
+                        compute.RECOMPUTES,
+                        blank="searched",
+                    ),
                     _pick("topts", s["topts"], "run options", compute.TRAIN_OPTIONS, multi=True),
                 ],
                 style={"display": "flex", "flexWrap": "wrap"},
@@ -341,14 +348,14 @@ def _cluster_page(s: dict) -> html.Div:
             html.H3("serving"),
             html.Div(
                 [
-                    _input("schips", s["schips"], "chips"),
-                    _input("isl", s["isl"], "input tokens"),
-                    _input("osl", s["osl"], "output tokens"),
-                    _pick("sdtype", s["sdtype"], "precision", compute.DTYPES),
-                    _input("stp", s["stp"], "tensor parallel", "blank: searched"),
-                    _input("spp", s["spp"], "pipeline parallel", "blank: searched"),
-                    _input("ttft", s["ttft"], "TTFT SLO", "e.g. 2 s; blank: none"),
-                    _input("tpot", s["tpot"], "TPOT SLO", "e.g. 50 ms; blank: none"),
+                    _input("schips", s["schips"], "chips (--chips)"),
+                    _input("isl", s["isl"], "input tokens (--isl)"),
+                    _input("osl", s["osl"], "output tokens (--osl)"),
+                    _pick("sdtype", s["sdtype"], "dtype (--dtype)", compute.DTYPES),
+                    _input("stp", s["stp"], "tensor parallel (--tp)", "blank: searched"),
+                    _input("spp", s["spp"], "pipeline parallel (--pp)", "blank: searched"),
+                    _input("ttft", s["ttft"], "TTFT SLO (--ttft-slo)", "e.g. 2 s; blank: none"),
+                    _input("tpot", s["tpot"], "TPOT SLO (--tpot-slo)", "e.g. 50 ms; blank: none"),
                     _pick("sopts", s["sopts"], "run options", compute.SERVE_OPTIONS, multi=True),
                 ],
                 style={"display": "flex", "flexWrap": "wrap"},
