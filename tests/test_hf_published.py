@@ -55,10 +55,10 @@ PUBLISHED = {
     # too (5.5 B with its own embedding and head copies), which `params()` leaves out
     "glm-4.5.json": 355_000_000_000,
     # https://huggingface.co/meta-llama/Llama-4-Scout-17B-16E-Instruct/blob/main/config.json
-    # (Llama4ForConditionalGeneration; its chunked attention priced as an 8192-token window, as
-    # the refusal below offers); the checkpoint's 108,641,793,536 (model card "109B") hold the
+    # (Llama4ForConditionalGeneration; its chunked attention priced as 8192-token chunks); the
+    # checkpoint's 108,641,793,536 (model card "109B") hold the
     # vision tower and projector too (0.87 B), which the decoder's count leaves out
-    "llama-4-scout-17b-16e.json,window=8192": 108_641_793_536,
+    "llama-4-scout-17b-16e.json": 108_641_793_536,
 }
 
 
@@ -74,8 +74,6 @@ UNPRICED = {
     "qwen3-next-80b-a3b.json": "`full_attention_interval` (4) states hybrid linear attention",
     # https://huggingface.co/deepseek-ai/DeepSeek-V3.2-Exp/blob/main/config.json
     "deepseek-v3.2-exp.json": "`index_topk` (2048) states DeepSeek Sparse Attention",
-    "llama-4-scout-17b-16e.json": "`attention_chunk_size` (8192): 36 of 48 layers attend within "
-    "8192-token chunks, which is not priced; add `,window=8192`",
 }
 
 
@@ -89,19 +87,65 @@ def test_unpriced_attention_is_refused_naming_its_key(name):
     assert "\n" not in str(err.value)
 
 
-def test_llama4_chunked_attention_priced_as_the_window_the_user_states(tmp_path):
+def test_llama4_chunked_attention_priced_as_chunks_or_as_the_user_states(tmp_path):
     scout = f"{CONFIGS}/llama-4-scout-17b-16e.json"
-    windowed = resolve_model(f"{scout},window=8192")
-    assert (windowed.window, windowed.windowed_layers) == (8192, 36)  # the 12 NoPE layers: full
+    chunked = resolve_model(scout)  # the 36 RoPE layers in 8192-token chunks, the 12 NoPE: full
+    assert (chunked.window, chunked.windowed_layers, chunked.chunked) == (8192, 36, True)
+    windowed = resolve_model(f"{scout},window=8192")  # the user's sliding window instead
+    assert (windowed.window, windowed.windowed_layers, windowed.chunked) == (8192, 36, False)
     full = resolve_model(f"{scout},window=0")
     assert (full.window, full.windowed_layers) == (0, 0)
-    assert full.params() == windowed.params()
+    assert full.params() == windowed.params() == chunked.params()
     data = json.loads((CONFIGS / "llama-4-scout-17b-16e.json").read_text())
     data["text_config"]["attention_chunk_size"] = None  # the file states full attention
     (tmp_path / "config.json").write_text(json.dumps(data))
     stated = resolve_model(tmp_path)
     assert (stated.window, stated.params()) == (0, full.params())
     assert windowed.params(active=True) == pytest.approx(17e9, rel=0.02)  # "17B active"
+
+
+def test_chunked_attention_attends_and_reads_its_own_chunk_only():
+    """transformers' chunked mask (`kv_idx // C == q_idx // C`, causal) counted pair by pair
+    against `Attention.attended` and `keys` (the keys the queries reach), prefill and decode."""
+    from chipforge.workload.ops import Attention
+
+    chunk = 16
+    for kv, q in ((40, 40), (40, 1), (48, 1), (33, 5), (16, 16)):
+        queries = range(kv - q, kv)
+        pairs = [(p, k) for p in queries for k in range(p + 1) if k // chunk == p // chunk]
+        op = Attention(batch=1, heads=1, kv_heads=1, q_len=q, kv_len=kv, head_dim=8,
+                       window=chunk, chunked=True, name="a")  # fmt: skip
+        assert op.attended == len(pairs), (kv, q)
+        assert op.keys == kv - min(k for _, k in pairs), (kv, q)
+
+
+def test_llama4_chunked_attention_flops_equal_torchs_on_transformers_model(tmp_path):
+    """A tiny Llama 4 from transformers' own config class (16-token chunks, every 4th layer
+    full), 40 tokens: the prefill graph's matrix FLOPs (GEMMs and attention) equal torch's
+    FlopCounterMode on the model's forward, attention counted on the chunked mask the model
+    builds (`test_hf_models.torch_flops`). Dense layers only (`moe_layers` []): transformers'
+    eager Llama 4 experts run every token through every expert, which no serving engine does."""
+    torch = pytest.importorskip("torch")
+    T = pytest.importorskip("transformers")
+    from test_hf_models import torch_flops
+
+    from chipforge.workload.llm import build
+
+    config = T.Llama4TextConfig(
+        hidden_size=64, intermediate_size=32, intermediate_size_mlp=96, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=128,
+        num_local_experts=4, num_experts_per_tok=1, moe_layers=[], attention_chunk_size=16,
+        use_cache=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = T.Llama4ForCausalLM(config).eval()
+    ids = torch.randint(0, 128, (1, 40))
+    config.save_pretrained(tmp_path)
+    c = resolve_model(tmp_path)
+    graph = build(c, phase="prefill", seq=40)
+    matrix = sum(op.total_flops for op in graph.ops if op.kind in ("matmul", "attention"))
+    assert matrix == torch_flops(model, ids)
+    assert c.params() == sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("step", [1, 2])

@@ -141,3 +141,18 @@ def test_a_dense_preallocated_cache_holds_and_reads_every_layers_positions():
                batching="interleaved", dense_cache=4096)  # fmt: skip
     a, b = (serving.evaluate(chip, m, 1, topo, **run) for m in (c, full))
     assert (a.tpot_s, a.ttft_s) == (b.tpot_s, b.ttft_s)
+
+
+def test_chunked_attention_attends_and_reads_its_chunk_after_cached_tokens():
+    # Llama 4's chunked layers (transformers chunked_causal_mask_function: kv_idx // C ==
+    # q_idx // C, causal), pair by pair, in serving's prefill after cached tokens and decode
+    chunk = 5
+    c = load_model("custom", name="tiny", window=chunk, chunked=True, **TINY)
+    for new, cached in ((1, 0), (3, 4), (7, 9), (12, 30), (1, 17), (5, 5)):
+        phase, n = ("decode", cached) if new == 1 and cached else ("prefill", new)
+        kw = {} if phase == "decode" else {"past": cached}
+        op = _attention(serving._graph(c, phase, 1, n, 1, "bf16", "bf16", **kw))
+        q = np.arange(cached, cached + new)[:, None]
+        k = np.arange(cached + new)[None, :]
+        mask = (k <= q) & (k // chunk == q // chunk)
+        assert op.attended == mask.sum() and op.keys == mask.any(0).sum(), (new, cached)

@@ -398,7 +398,7 @@ def _layer(shape: LayerShape) -> _Priced:
                 peak = cap * chip.peak_flops("bf16")
                 t = max(t, op.flops / peak)
             band = WINDOW_ATTENTION.get((g.window, g.head_dim), {}).get(measured)
-            if band and attention == "flash":
+            if band and attention == "flash" and not g.chunked:  # measured on sliding bands
                 t = max(t, op.flops / (band[g.backward] * chip.peak_flops("bf16")))
             t *= cp  # CP: each query chunk sees all keys
         if op.kind == "collective":

@@ -401,7 +401,7 @@ def _unbanded(c: ModelConfig) -> ModelConfig:
     """`c` without sliding windows: a dense preallocated cache (`dense_cache`) holds every
     position in every layer and its attention reads them all (jetstream-pytorch's
     layers.AttentionKernel without ragged_mha: dense attention over the whole cache)."""
-    return replace(c, window=0, window_layers=None) if c.window else c
+    return replace(c, window=0, window_layers=None, chunked=False) if c.window else c
 
 
 @lru_cache(maxsize=64)

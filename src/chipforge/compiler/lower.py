@@ -138,7 +138,7 @@ def check_compilable(op: Op, chip: ChipSpec) -> None:
     if isinstance(op, Attention) and op.window:
         raise CompileError(
             f"{op.name}: the compiler lowers full and causal attention, not a sliding window "
-            f"({op.window} keys); cost it with --engine analytical"
+            f"or chunks ({op.window} keys); cost it with --engine analytical"
         )
     if isinstance(op, MatMul) and op.b_dtype != op.dtype:  # its B buffer would be op.dtype's
         raise CompileError(

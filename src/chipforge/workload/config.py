@@ -33,7 +33,7 @@ INT_FIELDS = {
         0,
     ),
 }
-BOOL_FIELDS = ("tied_embeddings", "qk_norm", "linear_bias", "shared_gate")
+BOOL_FIELDS = ("tied_embeddings", "qk_norm", "linear_bias", "shared_gate", "chunked")
 OPTIONAL_FIELDS = ("kv_heads", "head_dim", "moe_ffn", "v_head_dim", "window_layers", "shared_ffn")
 OPTIONAL_FIELDS += ("max_context",)
 
@@ -84,6 +84,12 @@ class ModelConfig:
     # the layers (None: all) attend to the `window` latest positions only; 0: no window
     window: int = 0
     window_layers: int | None = None
+    # Chunked attention (Llama 4's iRoPE; transformers models/llama4 `attention_chunk_size`,
+    # masking_utils.chunked_causal_mask_function: key and query in the same `window`-token
+    # chunk, `kv_idx // chunk == q_idx // chunk`): the window layers attend block-diagonally
+    # within fixed chunks instead of through a sliding band; the query at position p sees the
+    # p mod window + 1 keys of its own chunk
+    chunked: bool = False
     # Multi-token prediction (DeepSeek-V3 Sec. 2.2): extra modules, each one transformer block
     # (plus a projection, sharing the embedding and the output head) predicting one token further;
     # trained with the model, dropped (or used for speculative decoding) at inference
@@ -120,6 +126,8 @@ class ModelConfig:
             )
         if self.window_layers and not self.window:
             raise ModelFieldError("window_layers", "needs a sliding `window`; give it or drop it")
+        if self.chunked and not self.window:
+            raise ModelFieldError("chunked", "needs the chunk size as `window`; give it or drop it")
         if self.hidden % self.heads and self.head_dim is None:
             raise WorkloadError(
                 f"`hidden` ({self.hidden}) must be divisible by `heads` "
@@ -284,7 +292,7 @@ def _attention_kinds(c: ModelConfig) -> tuple[tuple[ModelConfig, int], ...]:
         return ((c, c.layers),)
     return (
         (replace(c, window_layers=None), windowed),
-        (replace(c, window=0, window_layers=None), c.layers - windowed),
+        (replace(c, window=0, window_layers=None, chunked=False), c.layers - windowed),
     )
 
 

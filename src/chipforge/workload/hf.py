@@ -266,10 +266,12 @@ def _llama4(c: _Keys) -> dict:
     always-on shared expert of the same size, the other layers dense of `intermediate_size_mlp`
     (counted as leading dense layers: the same parameters and FLOPs, stages split as if they
     led). The RoPE layers (`no_rope_layers` 1) attend within `attention_chunk_size`-token
-    chunks (Meta's iRoPE; `layer_types` "chunked_attention"), which is not priced: the user
-    states how (`window=N`: a sliding window of N, an upper bound for N >= the chunk, since a
-    query in a chunk sees at most that chunk's keys; `window=0`: full attention), or it is
-    refused. Its q/k L2 norms carry no weights; the router's sigmoid scaling is elementwise."""
+    chunks (Meta's iRoPE; `layer_types` "chunked_attention", masking_utils
+    `chunked_causal_mask_function`): priced as chunks (`chunked`; their cache holds the chunk's
+    window: cache_utils maps "chunked_attention" to the sliding-window cache layer). A
+    `,window=N` the user states beside the file prices them as a sliding window of N instead
+    (0: full attention). Its q/k L2 norms carry no weights; the router's sigmoid scaling is
+    elementwise."""
     fields = _llama(c)
     layers, step = fields["layers"], c.int("interleave_moe_layer_step", "dense_layers", 1) or 1
     moe = c.data.get("moe_layers")
@@ -282,14 +284,8 @@ def _llama4(c: _Keys) -> dict:
     if not isinstance(rope, list) or len(rope) != layers or not all(i in (0, 1) for i in rope):
         raise WorkloadError(f"`no_rope_layers` must list 0 or 1 per layer ({layers}), not {rope!r}")
     chunked = sum(rope) if chunk else 0
-    if chunked and "window" not in c.given:
-        raise WorkloadError(
-            f"`attention_chunk_size` ({chunk}): {chunked} of {layers} layers attend within "
-            f"{chunk}-token chunks, which is not priced; add `,window={chunk}` to price them as "
-            f"sliding windows of {chunk} tokens (an upper bound) or `,window=0` as full attention "
-            "(where no `,key=value` goes, a studio upload: attention_chunk_size null in the file)"
-        )
-    window = c.given.get("window", 0)
+    stated = "window" in c.given  # the user's own pricing: a sliding window, or 0: full
+    window = c.given["window"] if stated else chunk if chunked else 0
     return fields | {
         "ffn": c.int("intermediate_size_mlp", "ffn"),
         "experts": c.int("num_local_experts", "experts"),
@@ -299,6 +295,7 @@ def _llama4(c: _Keys) -> dict:
         "dense_layers": layers - len(set(moe)),
         "window": window,
         "window_layers": chunked if window and chunked < layers else None,
+        "chunked": bool(window) and not stated,
     }
 
 

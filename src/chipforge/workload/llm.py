@@ -104,6 +104,7 @@ def attention_block(
                 head_dim=c.d_head,
                 causal=causal,
                 window=window,
+                chunked=c.chunked,
                 dtype=kv_dtype,
             ),
             _mm("o_proj", t, h, heads * c.d_head, dtype),
@@ -154,6 +155,7 @@ def _mla(
                 v_in_k=True,
                 causal=causal,
                 window=window,
+                chunked=c.chunked,
                 dtype=kv_dtype,
             ),
             _mm("v_absorb", t, c.d_v, lat, dtype, batch=heads),
@@ -172,6 +174,7 @@ def _mla(
                 v_head_dim=c.d_v,
                 causal=causal,
                 window=window,
+                chunked=c.chunked,
                 dtype=kv_dtype,
             ),
         ]
@@ -464,7 +467,8 @@ def _attention_kind(c: ModelConfig, scope: str, kv: int) -> str:
     if not any(w and w < kv for _, w, _ in windowed):
         return "causal"
     n, total = sum(k[2] for k in windowed if k[1]), sum(k[2] for k in windowed)
-    return f"causal, a {c.window}-token sliding window in {n} of {total} layers"
+    band = f"{c.window}-token chunks" if c.chunked else f"a {c.window}-token sliding window"
+    return f"causal, {band} in {n} of {total} layers"
 
 
 def _local_params(c: ModelConfig, tp: int, scope: str) -> float:

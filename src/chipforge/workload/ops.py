@@ -117,6 +117,10 @@ class Attention(Op):
     v_in_k: bool = False
     causal: bool = True
     window: int = 0  # sliding window (causal only): keys per query at most; 0: no window
+    # the window is a chunk (Llama 4's chunked attention, transformers masking_utils
+    # `chunked_causal_mask_function`): the query at position p attends the p mod window + 1
+    # keys of its own `window`-token chunk (block-diagonal causal), not a sliding band
+    chunked: bool = False
     backward: bool = False
     kind: ClassVar[str] = "attention"
 
@@ -124,6 +128,8 @@ class Attention(Op):
         # a window on full attention, or one no shorter than the context, bands nothing: none
         if self.window and not (self.causal and 0 < self.window < self.kv_len):
             object.__setattr__(self, "window", 0)
+        if not self.window:
+            object.__setattr__(self, "chunked", False)
 
     @property
     def attended(self) -> float:
@@ -132,6 +138,8 @@ class Attention(Op):
         if not self.causal:
             return float(self.q_len) * self.kv_len
         offset = self.kv_len - self.q_len  # queries sit at the end of the context
+        if self.chunked:  # the query at position p attends p mod window + 1 keys
+            return _chunks(self.kv_len, self.window) - _chunks(offset, self.window)
         if self.window:  # the query at position p attends min(p + 1, window) keys
             return _band(self.kv_len, self.window) - _band(offset, self.window)
         return self.q_len * offset + self.q_len * (self.q_len + 1) / 2
@@ -139,6 +147,8 @@ class Attention(Op):
     @property
     def keys(self) -> int:
         """Key (and value) positions any query reads: the context, or the window's reach."""
+        if self.chunked:  # from the start of the first query's chunk
+            return self.kv_len - (self.kv_len - self.q_len) // self.window * self.window
         if self.causal and self.window:
             return min(self.kv_len, self.window + self.q_len - 1)
         return self.kv_len
@@ -172,6 +182,14 @@ def _band(n: int, window: int) -> float:
     if n <= window:
         return n * (n + 1) / 2
     return window * (window + 1) / 2 + (n - window) * window
+
+
+def _chunks(n: int, chunk: int) -> float:
+    """sum of (i mod chunk) + 1 for i = 0..n-1: the pairs causal attention within fixed
+    `chunk`-token chunks attends over n queries that start at position 0 (each full chunk a
+    triangle of chunk (chunk + 1) / 2, the last partial one r (r + 1) / 2)."""
+    full, r = divmod(n, chunk)
+    return full * chunk * (chunk + 1) / 2 + r * (r + 1) / 2
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
