@@ -1,9 +1,16 @@
 """Absurd sizes in a user's model or flags answer at once, in one line (never a hang)."""
 
+import json
 import time
 from itertools import product
 
+import pytest
+
 from chipforge.cluster.checks import balanced_ends, end_stage_split
+from chipforge.errors import WorkloadError
+from chipforge.userfile import MAX_TEXT_BYTES
+from chipforge.workload.hf import MAX_LAYERS
+from chipforge.workload.resolve import resolve_model
 
 
 def _pair_by_pair(layers: int, mtp: int, pp: int, v: int) -> tuple[int, int] | None:
@@ -35,3 +42,50 @@ def test_balanced_ends_of_a_billion_layers_takes_no_time():
     assert balanced_ends(10**9, 3, 64) == (15_624_969, 15_624_969)
     assert balanced_ends(10**9, 1, 7, 3) is None  # 10^9 is no multiple of 3
     assert time.process_time() - t0 < 0.05
+
+
+LLAMA = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "vocab_size": 100, "max_position_embeddings": 64}  # fmt: skip
+GEMMA2 = {**LLAMA, "architectures": ["Gemma2ForCausalLM"], "sliding_window": 32}
+QWEN2_MOE = {**LLAMA, "architectures": ["Qwen2MoeForCausalLM"], "moe_intermediate_size": 32,
+             "num_experts": 4, "num_experts_per_tok": 2}  # fmt: skip
+LLAMA4 = {**LLAMA, "architectures": ["Llama4ForCausalLM"], "num_local_experts": 4,
+          "num_experts_per_tok": 1, "intermediate_size_mlp": 128}  # fmt: skip
+GPT2 = {"architectures": ["GPT2LMHeadModel"], "n_embd": 64, "n_layer": 2, "n_head": 4,
+        "vocab_size": 100, "n_positions": 64}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("base", "key", "value"),
+    [
+        # 0 read as "left out": MHA, hidden / heads, 256, 4 x hidden, n_ctx, every layer
+        (LLAMA, "num_key_value_heads", 0),
+        (LLAMA, "head_dim", 0),
+        (GEMMA2, "head_dim", 0),
+        (GEMMA2, "sliding_window_pattern", 0),
+        (GPT2, "n_inner", 0),
+        (GPT2, "n_positions", 0),
+        (QWEN2_MOE, "decoder_sparse_step", 0),
+        (QWEN2_MOE, "decoder_sparse_step", -2),  # every layer sparse, silently
+        (LLAMA4, "interleave_moe_layer_step", 0),
+    ],
+)
+def test_a_zero_size_in_a_config_json_is_refused_not_defaulted(tmp_path, base, key, value):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(base))
+    resolve_model(f"{path},window=0" if base is LLAMA4 else str(path))  # the base is a model
+    path.write_text(json.dumps({**base, key: value}))
+    with pytest.raises(WorkloadError, match=f"`{key}` must be a positive integer, not {value}"):
+        resolve_model(str(path))
+
+
+@pytest.mark.parametrize("base", [LLAMA, GEMMA2, QWEN2_MOE, LLAMA4, GPT2])
+def test_a_billion_layers_in_a_config_json_is_refused_before_any_layer_is_walked(tmp_path, base):
+    """Gemma 2 and Qwen2-MoE walked 10^9 layers (hung), Llama 4 built a list of them
+    (MemoryError, exit 3)."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**base, "n_layer" if base is GPT2 else "num_hidden_layers": 10**9}))
+    with pytest.raises(WorkloadError, match="must be at most 4,194,304 .* not 1,000,000,000"):
+        resolve_model(str(path))
+    assert MAX_LAYERS == MAX_TEXT_BYTES // 2  # "0," a layer in a per-layer list

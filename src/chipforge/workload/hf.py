@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from chipforge.errors import WorkloadError
-from chipforge.userfile import load_json, missing
+from chipforge.userfile import MAX_TEXT_BYTES, load_json, missing
 from chipforge.workload.config import ModelConfig, ModelFieldError
 
 ARCHITECTURES = {
@@ -43,6 +43,12 @@ ARCHITECTURES = {
 }
 
 
+# A config.json states a model's per-layer rules in lists of one entry a layer (`layer_types`,
+# `no_rope_layers`, `mlp_only_layers`), so no file within the text cap (userfile) names more
+# layers than it has two-byte entries ("0,"): the reader walks no more layers than that.
+MAX_LAYERS = MAX_TEXT_BYTES // 2
+
+
 class _Keys:
     """A config's keys, read as integers: a string, list, float or bool where a size goes is an
     error naming the key. Remembers which key gave each ModelConfig field."""
@@ -60,6 +66,23 @@ class _Keys:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise WorkloadError(f"`{key}` must be an integer, not {value!r}")
+        if field == "layers" and value > MAX_LAYERS:  # before any rule walks the layers
+            raise WorkloadError(
+                f"`{key}` must be at most {MAX_LAYERS:,} (as many layers as a config.json's "
+                f"per-layer lists can name), not {value:,}"
+            )
+        return value
+
+    def size(self, key: str, field: str) -> int | None:
+        """An optional size (None: left out or null, the config class's default): 0 or a
+        negative count is no default in transformers (it divides by it or builds nothing),
+        so it is refused, not read as left out."""
+        value = self.int(key, field, None)
+        if value is not None and value < 1:
+            raise WorkloadError(
+                f"`{key}` must be a positive integer, not {value}; leave it out (or null) for "
+                "the default"
+            )
         return value
 
     def flag(self, key: str, default: bool) -> bool:
@@ -71,12 +94,12 @@ class _Keys:
 
 def _llama(c: _Keys) -> dict:
     heads, hidden = c.int("num_attention_heads", "heads"), c.int("hidden_size", "hidden")
-    head_dim = c.int("head_dim", "head_dim", None)
+    head_dim = c.size("head_dim", "head_dim")
     return {
         "layers": c.int("num_hidden_layers", "layers"),
         "hidden": hidden,
         "heads": heads,
-        "kv_heads": c.int("num_key_value_heads", "kv_heads", None) or heads,
+        "kv_heads": c.size("num_key_value_heads", "kv_heads") or heads,
         "head_dim": head_dim if head_dim and heads and head_dim != hidden // heads else None,
         "ffn": c.int("intermediate_size", "ffn"),
         "vocab": c.int("vocab_size", "vocab"),
@@ -158,11 +181,11 @@ def _gemma(pattern: int) -> Callable[[_Keys], dict]:
     def fields(c: _Keys) -> dict:
         out = _llama(c)
         heads, hidden = out["heads"], out["hidden"]
-        head_dim = c.int("head_dim", "head_dim", None) or 256
+        head_dim = c.size("head_dim", "head_dim") or 256
         out["head_dim"] = head_dim if head_dim != hidden // heads else None
         out["tied_embeddings"] = c.flag("tie_word_embeddings", True)
         out |= {"act": "geglu", "layer_norms": 4, "qk_norm": pattern == 6}  # Gemma 3: q/k norms
-        every = c.int("sliding_window_pattern", "window_layers", None) or pattern
+        every = c.size("sliding_window_pattern", "window_layers") or pattern
         return out | _window(c, out["layers"], lambda i: (i + 1) % every != 0)
 
     return fields
@@ -187,7 +210,7 @@ def _qwen2_moe(c: _Keys) -> dict:
     `mlp_only_layers` or off the `decoder_sparse_step` are dense (`intermediate_size`)."""
     fields = _qwen2(c)
     layers = fields["layers"]
-    step = c.int("decoder_sparse_step", "dense_layers", 1) or 1
+    step = c.size("decoder_sparse_step", "dense_layers") or 1
     only = c.data.get("mlp_only_layers") or []
     if not isinstance(only, list) or not all(type(i) is int for i in only):
         raise WorkloadError(f"`mlp_only_layers` must be a list of layer indices, not {only!r}")
@@ -215,11 +238,11 @@ def _gpt2(c: _Keys) -> dict:
         "layers": c.int("n_layer", "layers"),
         "hidden": hidden,
         "heads": c.int("n_head", "heads"),
-        "ffn": c.int("n_inner", "ffn", None) or 4 * hidden,
+        "ffn": c.size("n_inner", "ffn") or 4 * hidden,
         "vocab": c.int("vocab_size", "vocab"),
         "act": "gelu",
         "tied_embeddings": c.flag("tie_word_embeddings", True),
-        "seq": c.int("n_positions", "seq", None) or c.int("n_ctx", "seq"),
+        "seq": c.size("n_positions", "seq") or c.int("n_ctx", "seq"),
     }
 
 
@@ -273,7 +296,7 @@ def _llama4(c: _Keys) -> dict:
     (0: full attention). Its q/k L2 norms carry no weights; the router's sigmoid scaling is
     elementwise."""
     fields = _llama(c)
-    layers, step = fields["layers"], c.int("interleave_moe_layer_step", "dense_layers", 1) or 1
+    layers, step = fields["layers"], c.size("interleave_moe_layer_step", "dense_layers") or 1
     moe = c.data.get("moe_layers")
     if moe is None:
         moe = list(range(step - 1, layers, step))
