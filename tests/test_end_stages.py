@@ -10,7 +10,7 @@ from chipforge.cli import main
 from chipforge.cluster import plan_training, train_options
 from chipforge.cluster.checks import end_stage_split
 from chipforge.cluster.memory import WEIGHT_BYTES, block_params
-from chipforge.cluster.training import Plan, plan_memory, stage_layer_count
+from chipforge.cluster.training import Plan, host_bytes, plan_memory, stage_layer_count
 from chipforge.errors import ChipforgeError, Infeasible
 from chipforge.workload.resolve import resolve_model
 
@@ -128,6 +128,19 @@ def test_the_automatic_split_holds_the_mtp_module_as_a_stated_one():
     none = plan_memory(_model(4), Plan(recompute="none"), seq=1024, dtype="bf16")
     layer = block_params(_model(4), 1, 1) / 4
     assert one["weights_bytes"] - none["weights_bytes"] == pytest.approx(layer * WEIGHT_BYTES)
+
+
+def test_offloaded_layers_are_a_share_of_the_counted_ranks_layers():
+    """3/3/3/7 layers: the activations counted are the first rank's (3 layers, 4 micro-batches
+    in flight, more than the last's 7 layers x 1), so offloading one layer moves a third of
+    them to host memory, not a seventh (the busiest rank's share)."""
+    c = _model(16)
+    p = Plan(pp=4, recompute="none", first_stage_layers=3, last_stage_layers=7)
+    full = plan_memory(c, p, seq=1024, dtype="bf16")
+    one = replace(p, offload_layers=1)
+    held = plan_memory(c, one, seq=1024, dtype="bf16")
+    assert held["activations_bytes"] == pytest.approx(full["activations_bytes"] * 2 / 3)
+    assert host_bytes(c, one, full, 1024) == pytest.approx(full["activations_bytes"] / 3)
 
 
 def test_flags_keys_and_errors(capsys):

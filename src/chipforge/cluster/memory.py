@@ -318,6 +318,27 @@ def rank_blocks(
     return tuple(counts)
 
 
+def charged_blocks(
+    c: ModelConfig,
+    pp: int,
+    interleave: int,
+    split: tuple[int, ...] | None,
+    microbatches: int | None,
+    last: bool,
+) -> int:
+    """Blocks of the rank whose activations `memory_per_chip` counts: the last where it holds
+    the loss's logits there (`last`), else the first or the second, whichever holds more
+    blocks' chunks in flight (in_flight_chunks; `microbatches` per step, None: unbounded)."""
+    blocks = rank_blocks(c, pp, interleave, split)
+    if pp == 1:
+        return blocks[0]
+    if last:
+        return blocks[-1]
+    first = blocks[0] * in_flight_chunks(pp, interleave, 0, microbatches)
+    second = blocks[1] * in_flight_chunks(pp, interleave, 1, microbatches)
+    return blocks[0] if first >= second else blocks[1]
+
+
 def expert_share(c: ModelConfig, p) -> float:
     """Share of the parameters of `stage_params` (training.Plan `p`) that are routed experts."""
     from chipforge.cluster.checks import end_stage_split  # (checks imports this module)

@@ -640,7 +640,7 @@ def plan_training(
             # the group's most micro-batches hold the most (memory.in_flight_chunks)
             mem = plan_memory(c, plan, seq=seq, dtype=dtype, run=run, microbatches=m_hi,
                               reserved=reserved_bytes(chip))  # fmt: skip
-            held = _offload(c, plan, mem, seq, usable, topo, **offload)
+            held = _offload(c, plan, mem, seq, usable, topo, m_hi, **offload)
             if held is not None:  # the least moved to host memory that fits (priced again)
                 plan, mem = held, None
             elif sum(mem.values()) > usable:
@@ -791,10 +791,11 @@ def _ep_unit(c: ModelConfig, ep: int, cp: int) -> int:
 
 
 def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, topo: Topology,
-             *, optimizer: bool, activations: bool) -> Plan | None:  # fmt: skip
+             m: int | None, *, optimizer: bool, activations: bool) -> Plan | None:  # fmt: skip
     """`plan` with what must go to host memory for it to fit (None: it fits without, or
     cannot with, offload): the optimizer states first (one copy each way per step), then the
-    fewest layers' activations (copies every micro-batch)."""
+    fewest layers' activations (copies every micro-batch); `mem` planned for `m` micro-batches
+    per step."""
     if sum(mem.values()) <= usable or not topo.host_bandwidth > 0:
         return None
     full = mem
@@ -802,10 +803,10 @@ def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, top
         plan = replace(plan, optimizer_offload=True)
         mem = {**mem, "optimizer_bytes": 0.0}
     if activations and sum(mem.values()) > usable:
-        k = offload_layers_to_fit(c, plan, mem, seq, usable)
+        k = offload_layers_to_fit(c, plan, mem, seq, usable, m)
         plan = replace(plan, offload_layers=k or 0)
-    fits = sum(mem.values()) - offloaded_bytes(c, plan, full, seq) <= usable
-    if not fits or host_bytes(c, plan, full, seq) > topo.host_memory:
+    fits = sum(mem.values()) - offloaded_bytes(c, plan, full, seq, m) <= usable
+    if not fits or host_bytes(c, plan, full, seq, m) > topo.host_memory:
         return None
     return plan
 

@@ -33,6 +33,7 @@ from chipforge.cluster.memory import (
     RECOMPUTE,
     RESERVED_BYTES,
     WEIGHT_BYTES,
+    charged_blocks,
     expert_share,
     memory_per_chip,
     pipeline_fsdp_reduces_after,
@@ -502,7 +503,7 @@ def plan_memory(
             mem[k] *= 2
         mem["activations_bytes"] *= (p.pp + 1) / p.pp
     if p.offload_layers:  # those layers' activations live in host memory
-        mem["activations_bytes"] -= offloaded_bytes(c, p, mem, seq)
+        mem["activations_bytes"] -= offloaded_bytes(c, p, mem, seq, microbatches)
     if p.optimizer_offload:
         mem["optimizer_bytes"] = 0.0
     return mem
@@ -521,22 +522,33 @@ def stage_split(c: ModelConfig, p: Plan) -> tuple[int, ...] | None:
     )
 
 
-def offloaded_bytes(c: ModelConfig, p: Plan, mem: dict[str, float], seq: int) -> float:
+def offloaded_bytes(
+    c: ModelConfig, p: Plan, mem: dict[str, float], seq: int, microbatches: int | None = None
+) -> float:
     """Activation bytes `p.offload_layers` of the stage's layers hold in host memory (all the
     micro-batches in flight): their share of the stored activations (the loss's logits,
-    `loss_bytes`, stay)."""
-    layers = stage_layer_count(c, p)
+    `loss_bytes`, stay), of the layers of the rank those activations are counted on
+    (memory.charged_blocks; `mem` planned for `microbatches` per step, None: unbounded)."""
+    last = p.pp > 1 and mem["loss_bytes"] > 0  # the last rank's, holding the logits
+    layers = charged_blocks(c, p.pp, p.interleave, stage_split(c, p), microbatches, last)
     return mem["activations_bytes"] * min(p.offload_layers, layers) / layers
 
 
-def host_bytes(c: ModelConfig, p: Plan, full: dict[str, float], seq: int) -> float:
+def host_bytes(
+    c: ModelConfig, p: Plan, full: dict[str, float], seq: int, microbatches: int | None = None
+) -> float:
     """Host memory plan `p` needs per chip (`full`: its memory with nothing offloaded)."""
-    acts = offloaded_bytes(c, p, full, seq) if p.offload_layers else 0.0
+    acts = offloaded_bytes(c, p, full, seq, microbatches) if p.offload_layers else 0.0
     return acts + (full["optimizer_bytes"] if p.optimizer_offload else 0.0)
 
 
 def offload_layers_to_fit(
-    c: ModelConfig, p: Plan, mem: dict[str, float], seq: int, capacity: float
+    c: ModelConfig,
+    p: Plan,
+    mem: dict[str, float],
+    seq: int,
+    capacity: float,
+    microbatches: int | None = None,
 ) -> int | None:
     """The fewest layers whose activations must go to host memory for plan `p` (memory `mem`
     with none offloaded) to fit `capacity`; None when even all but one layer do not suffice
@@ -544,8 +556,9 @@ def offload_layers_to_fit(
     excess = sum(mem.values()) - capacity
     if excess <= 0:
         return 0
-    layers = stage_layer_count(c, p)
-    per_layer = offloaded_bytes(c, replace(p, offload_layers=1), mem, seq)
+    last = p.pp > 1 and mem["loss_bytes"] > 0
+    layers = charged_blocks(c, p.pp, p.interleave, stage_split(c, p), microbatches, last)
+    per_layer = offloaded_bytes(c, replace(p, offload_layers=1), mem, seq, microbatches)
     need = math.ceil(excess / per_layer) if per_layer > 0 else layers
     return need if need < layers else None
 
@@ -1051,7 +1064,7 @@ def stage_cost(
         full = plan_memory(c, replace(p, offload_layers=0, optimizer_offload=False), seq=seq,
                            dtype=dtype, run=run, microbatches=microbatches,
                            reserved=reserved_bytes(chip))  # fmt: skip
-        held = host_bytes(c, p, full, seq)
+        held = host_bytes(c, p, full, seq, microbatches)
         if held > topo.host_memory:
             raise Infeasible(
                 f"the offloaded activations and optimizer states need {held / 2**30:.0f} GiB "
@@ -1059,7 +1072,7 @@ def stage_cost(
             )
     link = topo.host_bandwidth * BANDWIDTH_EFFICIENCY
     if p.offload_layers:  # D2H beside the forward pass, H2D beside the backward pass
-        per_mb = offloaded_bytes(c, p, full, seq) / _in_flight(p) / link
+        per_mb = offloaded_bytes(c, p, full, seq, microbatches) / _in_flight(p) / link
         t_off = max(0.0, per_mb - layers * fwd) + max(0.0, per_mb - layers * (bwd + rec))
     busiest = (layers * fwd, layers * (bwd + rec), t_tp, t_ep, t_cp, t_host)
     split = rank_blocks(c, p.pp, p.interleave, stage_split(c, p))
