@@ -58,7 +58,7 @@ def test_inputs_it_does_not_model_are_refused():
     for bad, match in (
         (dict(batching="continuous"), "--batch-shards .* --batching interleaved"),
         (dict(batch_shards=3), "--batch-shards 3 must divide --chips 8"),
-        (dict(batch_shards=0), "--batch-shards must be a positive integer"),
+        (dict(batch_shards=0), "--batch-shards must be a whole number from 1"),
         (dict(pp=2), "--batch-shards .* no --pp above 1"),
     ):
         kw = dict(KW, max_batch=512, batch_shards=8) | bad

@@ -157,3 +157,28 @@ def _walk(component):
     for c in children if isinstance(children, list) else [children]:
         if c is not None and not isinstance(c, str):
             yield from _walk(c)
+
+
+def test_a_parallel_degree_is_refused_in_one_wording_by_the_api_and_the_tables():
+    """`tp = 0` from the Python API (training and serving) or a sweep's / scenario's table:
+    one check (cluster.checks.whole), so one wording, naming the flag or the key."""
+    import pytest
+
+    import chipforge as cf
+    from chipforge.cluster import serve_options, train_options
+    from chipforge.errors import ChipforgeError
+
+    calls = (
+        lambda: cf.plan_training("h100", "llama3-8b", 8, tp=0),
+        lambda: cf.plan_serving("h100", "llama3-8b", 8, tp=0),
+        lambda: train_options.parse({"tp": 0}, "training"),
+        lambda: serve_options.parse({"tp": 0}, "serving"),
+    )
+    said = []
+    for call in calls:
+        with pytest.raises(ChipforgeError) as e:
+            call()
+        said.append(str(e.value))
+    assert all("tp` must be a whole number from 1" in s or "--tp must be a whole number from 1"
+               in s for s in said), said  # fmt: skip
+    assert all(s.endswith(", not 0") for s in said), said

@@ -169,7 +169,7 @@ def test_callers_keep_their_error_class_and_a_suggestion_fixes_the_flag(call):
         call(c)
     message = str(err.value)
     assert "\n" not in message and re.match(r"(--\w+ |\w+\*\w+)", message), message
-    if "positive integer" in message:
+    if "whole number" in message:
         return
     kept, flag, values = _suggestion(message)
     assert f"--{flag}" in message.split(";")[0] or "*" in message.split(";")[0]
@@ -258,8 +258,8 @@ def test_serve_cli_names_tp_when_pp_is_searched(monkeypatch, capsys):
 @pytest.mark.parametrize("value", [True, False, 0, 2.0])
 def test_positive_refuses_a_bool_as_it_refuses_a_non_integer(value):
     """`True` is an int to Python but no count of chips: a flag given a bool is named, as the
-    serving API's own positive-integer check names it."""
-    with pytest.raises(WorkloadError, match="--tp must be a positive integer"):
+    serving API's own whole-number check names it."""
+    with pytest.raises(WorkloadError, match="--tp must be a whole number from 1"):
         checks.positive(error=WorkloadError, tp=value)
 
 
@@ -275,14 +275,14 @@ def test_plan_serving_counts_are_positive_or_left_out(kwargs, field):
     from chipforge.cluster.serving import plan_serving
 
     args = {"chips": 8, "isl": 128, "osl": 16, **kwargs}
-    with pytest.raises(WorkloadError, match=f"^{field} must be a positive integer, not "):
+    with pytest.raises(WorkloadError, match=f"^{field} must be a whole number from 1, not "):
         plan_serving("h100", "llama3-8b", args.pop("chips"), **args)
 
 
 def test_plan_training_names_chips_left_as_none():
     from chipforge.cluster.search import plan_training
 
-    with pytest.raises(WorkloadError, match="^--chips must be a positive integer, not None"):
+    with pytest.raises(WorkloadError, match="^--chips must be a whole number from 1, not None"):
         plan_training("h100", "llama3-8b", None)
 
 

@@ -52,14 +52,30 @@ def divisors(n: int, *, upto: int | None = None) -> list[int]:
     return [d for d in range(1, min(n, upto or n) + 1) if n % d == 0]
 
 
+def whole(
+    value, shown: str, low: int = 1, high: int | None = None, *, error: Error = WorkloadError
+):
+    """`value` if it is a whole number from `low` (to `high`); a bool, float or text is not one.
+    The one check, and the one message, of a count that `train` and `serve` share, whether it
+    comes as a flag's value to the API (`positive`), a table's key (cluster.train_options,
+    cluster.serve_options) or a site's request (datacenter.workload): `shown` names it."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        top = f" to {high:,}" if high is not None else ""
+        raise error(f"{shown} must be a whole number from {low}{top}, not {value!r}")
+    return value
+
+
 def positive(*, error: Error, required: tuple[str, ...] = (), **flags: int | None) -> None:
-    """Every given flag (None: not given, an error for those named in `required`) is a positive
-    integer (a bool is not)."""
+    """Every given flag (None: not given, an error for those named in `required`) is a whole
+    number from 1 (a bool is not)."""
     for name, value in flags.items():
-        if (value is not None or name in required) and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise error(f"{flag(name)} must be a positive integer, not {value!r}")
+        if value is not None or name in required:
+            whole(value, flag(name), error=error)
 
 
 def at_most(limit: int, *, error: Error = WorkloadError, **flags) -> None:

@@ -101,10 +101,12 @@ def parse(
 
 def _value(key: str, v: Any, shown: str, fail, where: str) -> Any:
     if key in WHOLE or key in STEPS:
-        low = 1 if key in WHOLE else 0
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise fail(f"{shown} must be a whole number from {low}, not {v!r}")
-        return v
+        from chipforge.cluster.checks import whole
+
+        try:
+            return whole(v, shown, 1 if key in WHOLE else 0, error=ServeOptionError)
+        except ServeOptionError as e:
+            raise fail(str(e)) from None
     if key in NUMBERS:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise fail(f"{shown} must be a number, not {v!r}")

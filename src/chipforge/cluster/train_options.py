@@ -55,17 +55,14 @@ def parse(raw: dict, where: str, *, skip: tuple[str, ...] = (), moe: bool = True
 
 
 def _value(key: str, v: Any, where: str) -> Any:
-    from chipforge.cluster.checks import MAX_CHIPS, MAX_GLOBAL_BATCH, MAX_TOKENS
+    from chipforge.cluster.checks import MAX_CHIPS, MAX_GLOBAL_BATCH, MAX_TOKENS, whole
     from chipforge.units import parse_count
 
     if key in WHOLE or key in AT_LEAST_ZERO:
         low = 0 if key in AT_LEAST_ZERO else 1
         # plan_training's own bounds (checks.at_most), so no point runs out of range
         high = {"zero": 3, "seq": MAX_TOKENS, "micro_batch": MAX_GLOBAL_BATCH}.get(key, MAX_CHIPS)
-        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-            raise TrainOptionError(f"{where}: `{key}` must be a whole number from {low} to "
-                                   f"{high:,}, not {v!r}")  # fmt: skip
-        return v
+        return whole(v, f"{where}: `{key}`", low, high, error=TrainOptionError)
     if key in SWITCHES or key == "sp":
         if not isinstance(v, bool):
             raise TrainOptionError(f"{where}: `{key}` must be true or false, not {v!r}")

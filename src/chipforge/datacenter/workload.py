@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 
 from chipforge.cluster import plan_serving, plan_training
-from chipforge.cluster.checks import within_context
+from chipforge.cluster.checks import whole, within_context
 from chipforge.cluster.search import check_block_scaled
 from chipforge.cluster.serve_options import SITE_ISL, SITE_OSL
 from chipforge.datacenter.tco import HOURS_PER_YEAR, Chip
 from chipforge.dtypes import nbytes
-from chipforge.errors import ChipforgeError, Infeasible, WorkloadError
+from chipforge.errors import ChipforgeError, Infeasible
 from chipforge.spec import load_chip
 from chipforge.workload.resolve import resolve_model
 
@@ -88,8 +88,7 @@ def site_request(model, isl: int | None = None, osl: int | None = None) -> tuple
         return isl, osl
     isl, osl = SITE_ISL if isl is None else isl, SITE_OSL if osl is None else osl
     for flag, n in (("--isl", isl), ("--osl", osl)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise WorkloadError(f"{flag} must be a whole number from 1, not {n!r}")
+        whole(n, flag)
     within_context(c, isl, osl, fields="--isl + --osl")
     return isl, osl
 

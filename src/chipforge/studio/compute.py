@@ -602,9 +602,9 @@ def _positive(name: str, text) -> int:
         n = int(str(text).strip())
     except ValueError:
         raise ChipforgeError(f"`{name}` must be a whole number, not {text!r}") from None
-    if n <= 0:
-        raise ChipforgeError(f"`{name}` must be > 0, not {n}")
-    return n
+    from chipforge.cluster.checks import whole
+
+    return whole(n, f"`{name}`", error=ChipforgeError)  # the message train and serve give
 
 
 def _plan(plan) -> str:
