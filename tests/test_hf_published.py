@@ -59,6 +59,9 @@ PUBLISHED = {
     # checkpoint's 108,641,793,536 (model card "109B") hold the
     # vision tower and projector too (0.87 B), which the decoder's count leaves out
     "llama-4-scout-17b-16e.json": 108_641_793_536,
+    # https://huggingface.co/deepseek-ai/DeepSeek-V3.2-Exp/blob/main/config.json; model card:
+    # 671B (DeepSeek-V3's 671B main model; the indexer adds 0.85 B), MTP module apart
+    "deepseek-v3.2-exp.json": 671_000_000_000,
 }
 
 
@@ -72,8 +75,6 @@ def test_published_config_has_the_checkpoints_parameter_count(name):
 UNPRICED = {
     # https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json
     "qwen3-next-80b-a3b.json": "`full_attention_interval` (4) states hybrid linear attention",
-    # https://huggingface.co/deepseek-ai/DeepSeek-V3.2-Exp/blob/main/config.json
-    "deepseek-v3.2-exp.json": "`index_topk` (2048) states DeepSeek Sparse Attention",
 }
 
 
@@ -226,3 +227,63 @@ def test_serve_says_when_the_checkpoint_stores_narrower_weights(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(data))
     out = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "quantization_config" not in out.stderr
+
+
+def test_deepseek_sparse_attention_flops_and_params_equal_transformers_model(tmp_path):
+    """A tiny DeepSeek-V3.2 from transformers' own config class (an 8-key top-k, 24 tokens):
+    its parameters and the prefill's GEMM FLOPs (aten.mm, indexer projections included) equal
+    torch's FlopCounterMode on the model's forward, to the FLOP. The products over query-key
+    pairs (aten.bmm) transformers computes over the whole square and masks after (the
+    indexer's ReLU scores, and the MLA attention under its top-k mask); torch counts that
+    square, which the test checks, while chipforge prices the pairs each kernel computes:
+    the indexer's causal ones (DeepGEMM fp8_mqa_logits scores each query's key range) and the
+    min(p + 1, top-k) keys each query attends (FlashMLA's sparse kernel), counted here pair by
+    pair on the masks transformers builds."""
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    T = pytest.importorskip("transformers")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from chipforge.workload.llm import build
+
+    s, topk, hi, di, heads, d_qk, d_v = 24, 8, 2, 16, 4, 24, 16
+    config = T.DeepseekV32Config(
+        hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=heads, num_key_value_heads=heads, q_lora_rank=32, kv_lora_rank=16,
+        qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=d_v, index_n_heads=hi,
+        index_head_dim=di, index_topk=topk, vocab_size=128, first_k_dense_replace=2,
+        n_routed_experts=4, num_experts_per_tok=2, n_group=1, topk_group=1, use_cache=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = T.DeepseekV32ForCausalLM(config).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randint(0, 128, (1, s)))
+    ops = counter.get_flop_counts()["Global"]
+    mm, bmm = ops[torch.ops.aten.mm], ops[torch.ops.aten.bmm]
+    config.save_pretrained(tmp_path)
+    c = resolve_model(tmp_path)
+    assert c.params() == sum(p.numel() for p in model.parameters())
+    graph = build(c, phase="prefill", seq=s)
+    assert sum(o.total_flops for o in graph.ops if o.kind == "matmul") == mm
+    layers = config.num_hidden_layers
+    square = layers * 2 * s * s * (hi * (di + 1) + heads * (d_qk + d_v))
+    assert bmm == square  # what transformers computes: every pair, masked after
+    q, k = np.arange(s)[:, None], np.arange(s)[None, :]
+    causal = int((k <= q).sum())  # the indexer's pairs
+    selected = int(np.minimum(np.arange(s) + 1, topk).sum())  # each query's top-k
+    attended = layers * 2 * (hi * causal * (di + 1) + heads * selected * (d_qk + d_v))
+    assert sum(o.total_flops for o in graph.ops if o.kind == "attention") == attended
+
+
+def test_deepseek_sparse_attention_decode_reads_the_selected_keys_and_the_index_keys():
+    """DeepSeek-V3.2's decode step at a 32k context: MLA reads its 2048 selected latents, the
+    indexer every cached FP8 index key; the cache holds the latent and the index key (FP8 and
+    an FP32 scale per 128, TensorRT-LLM's DSA cache: 132 bytes) per token and layer."""
+    from chipforge.workload.llm import build
+
+    c = resolve_model(CONFIGS / "deepseek-v3.2-exp.json")
+    ops = {o.name: o for o in build(c, phase="decode", context=32768).ops}
+    mla, indexer = ops["moe_layers.attention"], ops["moe_layers.indexer"]
+    assert (mla.attended, mla.keys) == (2048, 2048)
+    assert (indexer.keys, indexer.exps) == (32769, 0.0)
+    assert c.kv_bytes_per_token(2) == 61 * ((512 + 64) * 2 + 128 + 4)

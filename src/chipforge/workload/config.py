@@ -20,6 +20,7 @@ class ModelFieldError(WorkloadError):
 
 
 ACTIVATIONS = ("swiglu", "geglu", "gelu")
+INDEX_QUANT_BLOCK = 128  # DSA indexer keys: one FP32 scale per 128 FP8 values (as cited below)
 MAX_SIZE = 2**53  # sizes beyond are not exact as floats
 # integer fields and their least value; the optional ones may be None (a documented default)
 INT_FIELDS = {
@@ -29,7 +30,7 @@ INT_FIELDS = {
     **dict.fromkeys(
         ("experts", "top_k", "shared_experts", "dense_layers", "q_lora", "kv_lora", "rope_dim")
         + ("mtp_layers", "expert_groups", "group_top_k", "window", "window_layers", "other_params")
-        + ("layer_norms",),
+        + ("layer_norms", "index_heads", "index_head_dim", "index_topk"),
         0,
     ),
 }
@@ -90,6 +91,14 @@ class ModelConfig:
     # within fixed chunks instead of through a sliding band; the query at position p sees the
     # p mod window + 1 keys of its own chunk
     chunked: bool = False
+    # DeepSeek Sparse Attention (DeepSeek-V3.2-Exp tech report Sec. 2.1; transformers
+    # models/deepseek_v32 DeepseekV32Indexer): on MLA, a lightning indexer of `index_heads`
+    # heads of `index_head_dim` (queries from the q_lora latent, one shared key per token, a
+    # weight per head; ReLU scores, FP8) scores every earlier token, and each query attends
+    # its `index_topk` best only; 0: dense MLA
+    index_heads: int = 0
+    index_head_dim: int = 0
+    index_topk: int = 0
     # Multi-token prediction (DeepSeek-V3 Sec. 2.2): extra modules, each one transformer block
     # (plus a projection, sharing the embedding and the output head) predicting one token further;
     # trained with the model, dropped (or used for speculative decoding) at inference
@@ -126,6 +135,10 @@ class ModelConfig:
             )
         if self.window_layers and not self.window:
             raise ModelFieldError("window_layers", "needs a sliding `window`; give it or drop it")
+        if self.index_topk and not (self.q_lora and self.index_heads and self.index_head_dim):
+            raise ModelFieldError(
+                "index_topk", "needs MLA with `q_lora`, `index_heads` and `index_head_dim`"
+            )
         if self.chunked and not self.window:
             raise ModelFieldError("chunked", "needs the chunk size as `window`; give it or drop it")
         if self.hidden % self.heads and self.head_dim is None:
@@ -246,8 +259,17 @@ class ModelConfig:
                 else h * H * (d + self.rope_dim)
             )
             kv = h * (self.kv_lora + self.rope_dim) + self.kv_lora * H * (d + self.d_v)
-            return q + kv + H * self.d_v * h
+            return q + kv + H * self.d_v * h + self.indexer_params
         return h * H * d + 2 * h * self.n_kv_heads * d + H * d * h
+
+    @property
+    def indexer_params(self) -> int:
+        """The DSA lightning indexer's matrices (DeepseekV32Indexer: wq_b from the q latent,
+        wk and weights_proj from the hidden state); its key LayerNorm is in `other_params`."""
+        if not self.index_topk:
+            return 0
+        hi, di = self.index_heads, self.index_head_dim
+        return self.q_lora * hi * di + self.hidden * di + self.hidden * hi
 
     @property
     def expert_params(self) -> int:
@@ -274,11 +296,21 @@ class ModelConfig:
         return blocks + embeddings + self.other_params
 
     def kv_bytes_per_token(self, dtype_bytes: float) -> float:
-        """KV-cache bytes per token over all layers (MLA caches the latent and the rope key)."""
+        """KV-cache bytes per token over all layers (MLA caches the latent and the rope key;
+        DSA adds the indexer's key, `INDEX_KEY_BYTES`)."""
         per_layer = (
             self.kv_lora + self.rope_dim if self.kv_lora else 2 * self.n_kv_heads * self.d_head
         )
-        return self.layers * per_layer * dtype_bytes
+        return self.layers * (per_layer * dtype_bytes + self.index_key_bytes)
+
+    @property
+    def index_key_bytes(self) -> float:
+        """The DSA indexer's cached key per token and layer: FP8 values and one FP32 scale per
+        128 (TensorRT-LLM's DSA cache manager and SGLang's NSATokenToKVPool:
+        `index_head_dim + index_head_dim // quant_block_size * 4` bytes, block 128)."""
+        if not self.index_topk:
+            return 0.0
+        return self.index_head_dim + self.index_head_dim // INDEX_QUANT_BLOCK * 4
 
 
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)}

@@ -36,6 +36,7 @@ ARCHITECTURES = {
     "Qwen3MoeForCausalLM": "qwen3_moe",  # Qwen2-MoE's routing, q/k RMSNorms, no shared expert
     "GPT2LMHeadModel": "gpt2",
     "DeepseekV3ForCausalLM": "deepseek_v3",
+    "DeepseekV32ForCausalLM": "deepseek_v32",  # DeepSeek-V3 with DeepSeek Sparse Attention
     "GptOssForCausalLM": "gpt_oss",  # biased linears and experts, clamped SwiGLU, attention sinks
     "Glm4MoeForCausalLM": "glm4_moe",  # DeepSeek-V3's MoE over GQA with q/k/v biases
     "Llama4ForCausalLM": "llama4_text",  # MoE with a shared expert, chunked attention
@@ -275,6 +276,17 @@ def _deepseek_v3(c: _Keys) -> dict:
     )
 
 
+def _deepseek_v32(c: _Keys) -> dict:
+    """DeepSeek-V3.2 (DeepseekV32Config; transformers models/deepseek_v32): DeepSeek-V3 with
+    DeepSeek Sparse Attention, a lightning indexer of `index_n_heads` x `index_head_dim` that
+    selects the `index_topk` keys each query attends (ModelConfig.index_*)."""
+    return _deepseek_v3(c) | {
+        "index_heads": c.int("index_n_heads", "index_heads"),
+        "index_head_dim": c.int("index_head_dim", "index_head_dim"),
+        "index_topk": c.int("index_topk", "index_topk"),
+    }
+
+
 def _glm4_moe(c: _Keys) -> dict:
     """GLM-4.5 (Glm4MoeConfig; transformers models/glm4_moe): DeepSeek-V3's MoE over
     grouped-query attention with q/k/v biases (`attention_bias`) and optional per-head q/k
@@ -368,8 +380,10 @@ def _other_params(kind: str, c: _Keys, m: ModelConfig) -> int:
     norms = {"gemma2": 4, "gemma3_text": 4}.get(kind, 2) * h
     if kind in ("qwen3", "qwen3_moe", "gemma3_text") or (kind == "glm4_moe" and m.qk_norm):
         norms += 2 * d  # per-head q and k RMSNorms
-    if kind == "deepseek_v3":
+    if kind in ("deepseek_v3", "deepseek_v32"):
         norms += m.q_lora + m.kv_lora  # q_a and kv_a layernorms
+    if kind == "deepseek_v32":
+        norms += 2 * m.index_head_dim  # the indexer's key LayerNorm: gain and bias
     if kind in ("qwen2", "qwen2_moe"):
         bias = qkv if c.flag("qkv_bias", True) else 0
     elif kind == "glm4_moe":  # q, k and v biased, the output projection not
@@ -398,6 +412,7 @@ MODEL_TYPES = {
     "mixtral": _mixtral,
     "gpt2": _gpt2,
     "deepseek_v3": _deepseek_v3,
+    "deepseek_v32": _deepseek_v32,
     "gpt_oss": _gpt_oss,
     "glm4_moe": _glm4_moe,
     "llama4_text": _llama4,
@@ -417,12 +432,6 @@ MULTIMODAL = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
 # architectures a config states by keys whose cost is not modelled: refused by the key, never
 # loaded as the dense model they extend (each with its source)
 UNPRICED = {
-    # DeepSeek-V3.2-Exp (DeepseekV32ForCausalLM; DeepSeek Sparse Attention, its tech report):
-    # a lightning indexer of `index_n_heads` scores every key and each query attends its
-    # `index_topk` best
-    "index_topk": "DeepSeek Sparse Attention: a lightning indexer picks the keys each query "
-    "attends; neither is priced. To price dense MLA instead (an upper bound at long context), "
-    "set model_type to deepseek_v3 and drop the index_* keys",
     # Qwen3-Next (Qwen3NextConfig; Gated DeltaNet, arXiv 2412.06464): 3 of every
     # `full_attention_interval` layers are linear attention with a recurrent state
     "full_attention_interval": "hybrid linear attention: the other layers are Gated DeltaNet "

@@ -140,9 +140,12 @@ def _mla(
     else:
         ops = [_mm("q_proj", t, heads * (d + r), h, dtype)]
     ops.append(_mm("kv_down", t, lat + r, h, dtype))
+    index = _indexer(c, t=t, b=b, q=q, kv=kv, dtype=dtype, causal=causal)
+    window, sparse = (c.index_topk, True) if c.index_topk else (window, False)
     if q == 1:  # absorbed: W_UK into the query, W_UV after attention (MQA over the latent)
         ops += [
             _mm("q_absorb", t, lat, d, dtype, batch=heads),
+            *index,
             Attention(
                 name="attention",
                 batch=b,
@@ -156,6 +159,7 @@ def _mla(
                 causal=causal,
                 window=window,
                 chunked=c.chunked,
+                sparse=sparse,
                 dtype=kv_dtype,
             ),
             _mm("v_absorb", t, c.d_v, lat, dtype, batch=heads),
@@ -163,6 +167,7 @@ def _mla(
     else:  # every key position's latent is expanded (cached ones too, after `past` tokens)
         ops += [
             _mm("kv_up", b * kv, heads * (d + c.d_v), lat, dtype),
+            *index,
             Attention(
                 name="attention",
                 batch=b,
@@ -175,10 +180,46 @@ def _mla(
                 causal=causal,
                 window=window,
                 chunked=c.chunked,
+                sparse=sparse,
                 dtype=kv_dtype,
             ),
         ]
     return ops + [_mm("o_proj", t, h, heads * c.d_v, dtype)]
+
+
+def _indexer(
+    c: ModelConfig, *, t: int, b: int, q: int, kv: int, dtype: str, causal: bool
+) -> list[Op]:
+    """DeepSeek Sparse Attention's lightning indexer (DeepSeek-V3.2-Exp tech report Sec. 2.1;
+    transformers DeepseekV32Indexer): queries from the q latent (`wq_b`), one key per token
+    (`wk`), a weight per head (`weights_proj`); score(s, t) = sum_h w[s, h] ReLU(q[s, h] .
+    k[t]) over every earlier token: per pair and head 2 d FLOPs for the dot product and 2 for
+    the weighting, an attention with d_v = 1 and no softmax over the causal pairs (the FP8
+    kernel, DeepGEMM `fp8_mqa_logits`, scores each query's own key range; transformers'
+    reference scores the whole square and masks it). Its keys are cached in FP8
+    (`ModelConfig.index_key_bytes`; the op reads d + 1 bytes a key, not the cache's d + 4 with
+    its scale). Top-k selection itself is not priced."""
+    if not c.index_topk:
+        return []
+    hi, di = c.index_heads, c.index_head_dim
+    return [
+        _mm("index_q", t, hi * di, c.q_lora, dtype),
+        _mm("index_k", t, di, c.hidden, dtype),
+        _mm("index_weights", t, hi, c.hidden, dtype),
+        Attention(
+            name="indexer",
+            batch=b,
+            heads=hi,
+            kv_heads=1,
+            q_len=q,
+            kv_len=kv,
+            head_dim=di,
+            v_head_dim=1,
+            causal=causal,
+            softmax=False,
+            dtype="fp8",
+        ),
+    ]
 
 
 def ffn_block(

@@ -121,6 +121,11 @@ class Attention(Op):
     # `chunked_causal_mask_function`): the query at position p attends the p mod window + 1
     # keys of its own `window`-token chunk (block-diagonal causal), not a sliding band
     chunked: bool = False
+    # the window is a top-k selection (DeepSeek Sparse Attention): the query at position p
+    # attends min(p + 1, window) keys chosen anywhere before it, so the pairs are the band's but
+    # a query's keys may be any: one query reads its `window`, many read the whole context
+    sparse: bool = False
+    softmax: bool = True  # False: ReLU scores (the DSA lightning indexer), no exponentials
     backward: bool = False
     kind: ClassVar[str] = "attention"
 
@@ -130,6 +135,7 @@ class Attention(Op):
             object.__setattr__(self, "window", 0)
         if not self.window:
             object.__setattr__(self, "chunked", False)
+            object.__setattr__(self, "sparse", False)
 
     @property
     def attended(self) -> float:
@@ -147,6 +153,8 @@ class Attention(Op):
     @property
     def keys(self) -> int:
         """Key (and value) positions any query reads: the context, or the window's reach."""
+        if self.sparse:
+            return min(self.kv_len, self.q_len * self.window)
         if self.chunked:  # from the start of the first query's chunk
             return self.kv_len - (self.kv_len - self.q_len) // self.window * self.window
         if self.causal and self.window:
@@ -165,6 +173,8 @@ class Attention(Op):
     @property
     def exps(self) -> float:
         """Softmax exponentials (recomputed once more in the backward pass)."""
+        if not self.softmax:
+            return 0.0
         return self.batch * self.heads * self.attended * (2 if self.backward else 1)
 
     @property
