@@ -187,3 +187,18 @@ def test_workload_train_options_no_plan_takes_are_refused_not_dropped():
         chip_type(sc, sc.buy, built=False)
     assert "would be priced as if not given" in str(e.value)
     assert "must divide --chips" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_jobs_chips_are_read_by_one_rule():
+    """A decide [[workload.train]] and a sweep's [training] read `chips` as train --chips
+    (train_options.job_chips), each up to its own limit."""
+    from chipforge.decide.inputs import _job_chips
+    from chipforge.explore.system import SystemTableError, parse_training
+
+    assert _job_chips(None) is None and _job_chips(1024) == 1024
+    for bad in (0, 2.5, True, 70_000):
+        with pytest.raises(ChipforgeError, match="`workload.train.chips` must be a whole number "
+                           f"from 1 to 65,536, not {bad!r}"):  # fmt: skip
+            _job_chips(bad)
+    with pytest.raises(SystemTableError, match="training: `chips` must be a whole number from 1"):
+        parse_training({"model": "llama3-8b", "chips": 0})

@@ -54,6 +54,18 @@ def parse(raw: dict, where: str, *, skip: tuple[str, ...] = (), moe: bool = True
     return out
 
 
+def job_chips(v: Any, where: str, limit: int | None = None) -> int:
+    """A job's chips as a table states them (`train --chips`: a sweep's [training] `chips`, a
+    decide scenario's [[workload.train]] `chips`): a whole number from 1 to `limit` (None:
+    checks.MAX_CHIPS, what `plan_training` takes); `where` names the key."""
+    from chipforge.cluster.checks import MAX_CHIPS
+
+    top = MAX_CHIPS if limit is None else limit
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
+        raise TrainOptionError(f"`{where}` must be a whole number from 1 to {top:,}, not {v!r}")
+    return v
+
+
 def _value(key: str, v: Any, where: str) -> Any:
     from chipforge.cluster.checks import MAX_CHIPS, MAX_GLOBAL_BATCH, MAX_TOKENS, whole
     from chipforge.units import parse_count

@@ -675,16 +675,12 @@ TRAIN_OWN = ("model", "tokens", "start", "end", "chips")
 
 
 def _job_chips(v) -> int | None:
-    """A training job's chips, as `train --chips`: a whole number, at most the planner's job."""
+    """A training job's chips, as `train --chips` (train_options.job_chips, as a sweep's
+    [training] `chips`), at most the planner's job (rates.MAX_TRAINING_CHIPS); None: not given."""
+    from chipforge.cluster.train_options import job_chips
     from chipforge.decide.rates import MAX_TRAINING_CHIPS
 
-    if v is None:
-        return None
-    n = _int(v, "workload.train.chips")
-    if n > MAX_TRAINING_CHIPS:
-        raise ChipforgeError(f"`workload.train.chips` must be at most {MAX_TRAINING_CHIPS:,} "
-                             f"(one job), not {n:,}")  # fmt: skip
-    return n
+    return None if v is None else job_chips(v, "workload.train.chips", MAX_TRAINING_CHIPS)
 
 
 # [[workload.serve]]'s own keys (isl, osl, dtype: `serve`'s flags, read as they were before the

@@ -110,13 +110,12 @@ class SiteCfg:
 def _chips(raw: dict, table: str) -> int:
     """[serving] / [training] `chips` (8 unless given): a whole number up to the limit
     `plan_serving` and `plan_training` take."""
-    from chipforge.cluster.checks import MAX_CHIPS
+    from chipforge.cluster.train_options import job_chips
 
-    v = raw.get("chips", 8)
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_CHIPS:
-        raise SystemTableError(f"{table}: `chips` must be a whole number from 1 to "
-                               f"{MAX_CHIPS:,}, not {v!r}")  # fmt: skip
-    return v
+    try:
+        return job_chips(raw.get("chips", 8), "chips")
+    except ChipforgeError as e:
+        raise SystemTableError(f"{table}: {e}") from None
 
 
 def _quantity(value, dimension: str, where: str) -> float:
