@@ -3,6 +3,7 @@
 import json
 import time
 from itertools import product
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,22 @@ def test_a_billion_layers_in_a_config_json_is_refused_before_any_layer_is_walked
     with pytest.raises(WorkloadError, match="must be at most 4,194,304 .* not 1,000,000,000"):
         resolve_model(str(path))
     assert MAX_LAYERS == MAX_TEXT_BYTES // 2  # "0," a layer in a per-layer list
+
+
+def test_decide_sites_take_the_power_bound_of_datacenter(tmp_path):
+    """`datacenter --grid 1e30GW` was refused (10 TW), `decide --grid 1e30GW` and a scenario's
+    `grid = "1e30GW"` priced a $10^39 site, exit 0."""
+    from chipforge.datacenter.site import MAX_SITE_W
+    from chipforge.decide.inputs import load_scenario
+    from chipforge.errors import ChipforgeError
+
+    example = Path(__file__).parents[1] / "examples" / "decide" / "forge_vs_gb200.toml"
+    s = load_scenario(example)
+    assert s.with_power(grid_w=MAX_SITE_W).sites[0].grid_w == MAX_SITE_W == 1e13
+    for flag, kw in (("--grid", {"grid_w": 1e39}), ("--it-power", {"it_w": 2e13})):
+        with pytest.raises(ChipforgeError, match=f"`{flag}` must be > 0 and at most 1e\\+13 W"):
+            s.with_power(**kw)
+    huge = tmp_path / "s.toml"
+    huge.write_text(example.read_text().replace('grid = "1GW"', 'grid = "1e30GW"', 1))
+    with pytest.raises(ChipforgeError, match=r"`sites\[0\].grid` must be > 0 and at most 1e\+13"):
+        load_scenario(huge)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from chipforge import userfile
 from chipforge.cluster.serve_options import SITE_ISL, SITE_OSL
+from chipforge.datacenter.site import MAX_SITE_W
 from chipforge.errors import ChipforgeError, check_name
 
 MAX_SCENARIO_BYTES = 1 << 20
@@ -450,8 +451,10 @@ class Scenario:
     def with_power(self, *, grid_w: float | None = None, it_w: float | None = None) -> Scenario:
         """Every site at utility capacity `grid_w`, or at provisioned IT `it_w`."""
         for flag, w in (("--grid", grid_w), ("--it-power", it_w)):
-            if w is not None and not 0 < w < math.inf:
-                raise ChipforgeError(f"`{flag}` must be a finite power > 0, not {w:g} W")
+            if w is not None and not 0 < w <= MAX_SITE_W:
+                raise ChipforgeError(
+                    f"`{flag}` must be > 0 and at most {MAX_SITE_W:g} W (10 TW), not {w:g} W"
+                )
         if grid_w is not None:
             return replace(self, sites=tuple(replace(s, grid_w=grid_w, it_w=None)
                                              for s in self.sites))  # fmt: skip
@@ -820,8 +823,8 @@ def _watts(v, where: str) -> float:
     if isinstance(v, bool):
         raise ChipforgeError(f"`{where}` must be a power such as '1GW', not {v!r}")
     w = float(v) if isinstance(v, (int, float)) else parse_quantity(str(v), "power", field=where)
-    if not 0 < w < math.inf:
-        raise ChipforgeError(f"`{where}` must be > 0, not {v}")
+    if not 0 < w <= MAX_SITE_W:  # datacenter's --power / --grid / --it-power bound
+        raise ChipforgeError(f"`{where}` must be > 0 and at most {MAX_SITE_W:g} W (10 TW), not {v}")
     return w
 
 
