@@ -466,12 +466,15 @@ def test_decide_scenario_finds_its_rack_toml_beside_it(tmp_path, monkeypatch):
 
 
 def test_working_set_warning_has_an_si_prefix(tmp_path):
-    """The warning printed "working set 108383628632.6 GB" for a 2**40-layer config."""
+    """The warning printed "working set 108383628632.6 GB" for a 2**40-layer config (the loader
+    now caps the layers at 2**22, a working set of terabytes)."""
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(LLAMA | {"num_hidden_layers": 2**40}))
+    path.write_text(json.dumps(LLAMA | {"num_hidden_layers": 2**22}))
     code, _, err = cli("evaluate", "--chip", "h100", "--workload", str(path), "--json")
     assert code == 0, err
-    assert __import__("re").search(r"working set [\d.]+ EB exceeds h100's 80.0 GB", err), err
+    assert __import__("re").search(
+        r"working set \d{1,3}(\.\d+)? [kMGTPE]B exceeds h100's 80.0 GB", err
+    ), err
 
 
 def test_compare_refuses_one_chip_twice_by_another_spelling(tmp_path):
