@@ -1,7 +1,8 @@
 """Published frontier checkpoints' config.json files, as their owners ship them on the HuggingFace
 hub (copied by hand into tests/data/hf_configs; nothing downloaded), through the one model
-resolver: each loads with its checkpoint's parameter count (within 1 %), or is refused in one
-line naming the config key whose architecture is not priced.
+resolver: each loads with its checkpoint's parameter count (within 1 %); the attention
+variants (Llama 4's chunks, DeepSeek-V3.2's sparse attention, Qwen3-Next's Gated DeltaNet) are
+checked against transformers' own tiny models under torch's FlopCounterMode.
 
 The reference counts are the checkpoints' own (the safetensors files' tensor elements, as the hub
 reports them and as keras-hub's conversion asserts equal to the transformers model's), or the
@@ -12,7 +13,6 @@ multi-token-prediction module and an image-text model's vision tower are not in 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -62,6 +62,9 @@ PUBLISHED = {
     # https://huggingface.co/deepseek-ai/DeepSeek-V3.2-Exp/blob/main/config.json; model card:
     # 671B (DeepSeek-V3's 671B main model; the indexer adds 0.85 B), MTP module apart
     "deepseek-v3.2-exp.json": 671_000_000_000,
+    # https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json; model card:
+    # "80B" (transformers' Qwen3NextForCausalLM on the meta device: 79,674,391,296)
+    "qwen3-next-80b-a3b.json": 80_000_000_000,
 }
 
 
@@ -69,23 +72,6 @@ PUBLISHED = {
 def test_published_config_has_the_checkpoints_parameter_count(name):
     model = resolve_model(f"{CONFIGS}/{name}")
     assert model.params() == pytest.approx(PUBLISHED[name], rel=0.01)
-
-
-# architectures whose attention is not priced: refused by the key that states it
-UNPRICED = {
-    # https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json
-    "qwen3-next-80b-a3b.json": "`full_attention_interval` (4) states hybrid linear attention",
-}
-
-
-@pytest.mark.parametrize("name", sorted(UNPRICED))
-def test_unpriced_attention_is_refused_naming_its_key(name):
-    with pytest.raises(
-        WorkloadError,
-        match="^" + re.escape(f"`model` {name}: {UNPRICED[name]}"),
-    ) as err:
-        resolve_model(CONFIGS / name)
-    assert "\n" not in str(err.value)
 
 
 def test_llama4_chunked_attention_priced_as_chunks_or_as_the_user_states(tmp_path):
@@ -287,3 +273,60 @@ def test_deepseek_sparse_attention_decode_reads_the_selected_keys_and_the_index_
     assert (mla.attended, mla.keys) == (2048, 2048)
     assert (indexer.keys, indexer.exps) == (32769, 0.0)
     assert c.kv_bytes_per_token(2) == 61 * ((512 + 64) * 2 + 128 + 4)
+
+
+def test_qwen3_next_flops_and_params_equal_transformers_model(tmp_path):
+    """A tiny Qwen3-Next from transformers' own config class (3 Gated DeltaNet layers, 1 gated
+    attention layer, MoE; 100 tokens: two 64-token chunks, the second padded as
+    torch_chunk_gated_delta_rule pads it): its parameters, and the prefill's GEMMs and products
+    (aten.mm and aten.bmm: projections, experts, the chunkwise delta rule's K K^T, Q K^T, state
+    reads, intra-chunk product and state update) equal torch's FlopCounterMode to the FLOP,
+    attention counted on the causal mask (`test_hf_models.torch_flops`). What FlopCounterMode
+    counts beside them is the depthwise causal conv (aten.convolution, over s + taps - 1
+    positions, the padded ones sliced off after), priced as vector work over s positions; what
+    it does not count: the chunk's triangular solves, the decays, norms and gates."""
+    torch = pytest.importorskip("torch")
+    T = pytest.importorskip("transformers")
+    from test_hf_models import torch_flops
+
+    from chipforge.workload.llm import build
+
+    s, taps = 100, 4
+    config = T.Qwen3NextConfig(
+        hidden_size=64, intermediate_size=96, moe_intermediate_size=32, head_dim=16,
+        shared_expert_intermediate_size=32, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, linear_num_key_heads=2, linear_num_value_heads=4,
+        linear_key_head_dim=16, linear_value_head_dim=16, linear_conv_kernel_dim=taps,
+        num_experts=4, num_experts_per_tok=2, vocab_size=128, use_cache=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = T.Qwen3NextForCausalLM(config).eval().requires_grad_(False)
+    ids = torch.randint(0, 128, (1, s))
+    config.save_pretrained(tmp_path)
+    c = resolve_model(tmp_path)
+    assert (c.delta_layers, c.layers) == (3, 4)
+    assert c.params() == sum(p.numel() for p in model.parameters())
+    graph = build(c, phase="prefill", seq=s)
+    matrix = sum(o.total_flops for o in graph.ops if o.kind in ("matmul", "attention"))
+    conv_dim = 2 * 2 * 16 + 4 * 16  # q, k (2 heads of 16) and v (4 heads of 16)
+    conv = 3 * 2 * conv_dim * taps * (s + taps - 1)  # torch's count of the padded conv
+    assert matrix + conv == torch_flops(model, ids)
+
+
+def test_gated_deltanet_keeps_a_fixed_state_and_no_keys():
+    """Qwen3-Next's cache: its 12 attention layers' keys and values grow with the context, its
+    36 DeltaNet layers each hold one FP32 state of 32 heads x 128 x 128 and the conv's 4 taps
+    of 8192 channels (transformers' LinearAttentionLayer), read and written once a decode step."""
+    from chipforge.cluster.kvcache import PAGE_TOKENS, memory
+    from chipforge.workload.llm import build
+
+    c = resolve_model(CONFIGS / "qwen3-next-80b-a3b.json")
+    assert c.kv_bytes_per_token(2) == 12 * 2 * 2 * 256 * 2
+    state = 4 * 32 * 128 * 128 + 8192 * 4 * 2
+    assert c.delta_state_bytes(2) == state
+    ops = {o.name: o for o in build(c, phase="decode", batch=3, context=9000).ops}
+    assert ops["moe_layers.delta.delta_recurrence"].bytes == 3 * 32 * 128 * 128 * 8
+    assert ops["moe_layers.delta.delta_recurrence"].count == 36
+    mem = memory(c, 80e9, tp=1, pp=1, dtype="bf16", kv_dtype="bf16")
+    assert mem.state == 36 * state
+    assert mem.pages(PAGE_TOKENS) == 1 + 36 * state / (mem.kv_per_token * PAGE_TOKENS)

@@ -76,6 +76,11 @@ class Memory:
     # (window, share of the layers) of the sliding-window layers (`ModelConfig.attention_kinds`)
     windows: tuple[tuple[int, float], ...] = ()
     runtime: str = "vllm"  # RUNTIMES: how the KV cache is sized
+    # a sequence's fixed state on this shard, whatever its length (Gated DeltaNet layers'
+    # recurrent and conv state, ModelConfig.delta_state_bytes): held in the same pool, as
+    # vLLM's hybrid cache holds a Mamba-style state in one page per layer whose size it aligns
+    # with the attention page (MambaSpec; HybridAttentionMambaModelConfig)
+    state: float = 0.0
 
     def pages(self, tokens: int) -> float:
         """Pages (PAGE_TOKENS tokens of every layer each) one sequence of `tokens` tokens holds:
@@ -83,14 +88,19 @@ class Memory:
         at most ceil(window / PAGE_TOKENS) + 1 pages (vLLM's SlidingWindowSpec, +1 "because
         the sliding window may not start from the beginning of the block")."""
         full = math.ceil(tokens / PAGE_TOKENS)
-        return full - sum(
-            share * max(0, full - math.ceil(w / PAGE_TOKENS) - 1) for w, share in self.windows
+        state = self.state / (self.kv_per_token * PAGE_TOKENS) if self.kv_per_token else 0.0
+        return (
+            state
+            + full
+            - sum(
+                share * max(0, full - math.ceil(w / PAGE_TOKENS) - 1) for w, share in self.windows
+            )
         )
 
     def kv_bytes(self, tokens: int) -> float:
         """KV bytes of one sequence's `tokens` latest positions that its attention reads on
         this shard: every layer's, a sliding-window layer's window's only."""
-        return self.kv_per_token * (
+        return self.state + self.kv_per_token * (
             tokens - sum(share * max(0, tokens - w) for w, share in self.windows)
         )
 
@@ -160,4 +170,8 @@ def memory(
     shards = 1 if c.kv_lora else min(tp, c.n_kv_heads)
     activations = ACTIVATION_TOKENS * max(c.hidden, c.ffn // tp) * 2 * nbytes(dtype)
     windows = tuple((m.window, n / c.layers) for m, n in c.attention_kinds() if m.window)
-    return Memory(capacity, weights, activations, kv_full / shards, windows, runtime)
+    # DeltaNet state: its value heads split over the TP ranks, its layers over the stages
+    state = (
+        c.delta_layers * c.delta_state_bytes(nbytes(dtype)) / (min(tp, c.delta_v_heads or 1) * pp)
+    )
+    return Memory(capacity, weights, activations, kv_full / shards, windows, runtime, state)

@@ -394,9 +394,11 @@ class TrainingPlan:
 
 
 def model_flops_per_token(c: ModelConfig, seq: int) -> float:
-    """Training FLOPs per token: 6 x active parameters + attention 12*L*s*h (PaLM App. B)."""
+    """Training FLOPs per token: 6 x active parameters + attention 12*L*s*h (PaLM App. B),
+    over the attention layers (a Gated DeltaNet layer attends no keys: its work is linear in s
+    and its matrices are in the parameters)."""
     attn_dim = c.heads * c.d_head
-    return 6 * c.params(active=True) + 12 * c.layers * seq * attn_dim
+    return 6 * c.params(active=True) + 12 * (c.layers - c.delta_layers) * seq * attn_dim
 
 
 def check_plan(c: ModelConfig, chips: int, p: Plan, global_batch: int, seq: int) -> None:

@@ -30,11 +30,12 @@ INT_FIELDS = {
     **dict.fromkeys(
         ("experts", "top_k", "shared_experts", "dense_layers", "q_lora", "kv_lora", "rope_dim")
         + ("mtp_layers", "expert_groups", "group_top_k", "window", "window_layers", "other_params")
-        + ("layer_norms", "index_heads", "index_head_dim", "index_topk"),
+        + ("layer_norms", "index_heads", "index_head_dim", "index_topk", "delta_layers")
+        + ("delta_k_heads", "delta_v_heads", "delta_k_dim", "delta_v_dim", "delta_conv"),
         0,
     ),
 }
-BOOL_FIELDS = ("tied_embeddings", "qk_norm", "linear_bias", "shared_gate", "chunked")
+BOOL_FIELDS = ("tied_embeddings", "qk_norm", "linear_bias", "shared_gate", "chunked", "attn_gate")
 OPTIONAL_FIELDS = ("kv_heads", "head_dim", "moe_ffn", "v_head_dim", "window_layers", "shared_ffn")
 OPTIONAL_FIELDS += ("max_context",)
 
@@ -99,6 +100,21 @@ class ModelConfig:
     index_heads: int = 0
     index_head_dim: int = 0
     index_topk: int = 0
+    # Hybrid linear attention (Qwen3-Next; transformers models/qwen3_next
+    # Qwen3NextGatedDeltaNet; Gated DeltaNet, Yang et al., arXiv 2412.06464): `delta_layers` of
+    # the layers are Gated DeltaNet instead of attention: `delta_k_heads` query/key heads of
+    # `delta_k_dim`, `delta_v_heads` value heads of `delta_v_dim`, a depthwise causal conv of
+    # `delta_conv` taps over q, k and v; a fixed recurrent state per sequence (delta_v_heads x
+    # delta_k_dim x delta_v_dim, FP32) and the conv's window instead of a KV cache. 0: none
+    delta_layers: int = 0
+    delta_k_heads: int = 0
+    delta_v_heads: int = 0
+    delta_k_dim: int = 0
+    delta_v_dim: int = 0
+    delta_conv: int = 0
+    # gated attention (Qwen3-Next's full-attention layers): q_proj also emits a per-channel
+    # gate, the attention output times sigmoid(gate) before o_proj
+    attn_gate: bool = False
     # Multi-token prediction (DeepSeek-V3 Sec. 2.2): extra modules, each one transformer block
     # (plus a projection, sharing the embedding and the output head) predicting one token further;
     # trained with the model, dropped (or used for speculative decoding) at inference
@@ -139,6 +155,19 @@ class ModelConfig:
             raise ModelFieldError(
                 "index_topk", "needs MLA with `q_lora`, `index_heads` and `index_head_dim`"
             )
+        if self.delta_layers:
+            if self.delta_layers > self.layers:
+                raise ModelFieldError("delta_layers", f"must be at most `layers` ({self.layers})")
+            shape = ("delta_k_heads", "delta_v_heads", "delta_k_dim", "delta_v_dim", "delta_conv")
+            for f in shape:
+                if not getattr(self, f):
+                    raise ModelFieldError(f, "is needed by `delta_layers`; give it")
+            if self.delta_v_heads % self.delta_k_heads:
+                raise ModelFieldError("delta_v_heads", "must be a multiple of `delta_k_heads`")
+            if self.window or self.kv_lora or (self.is_moe and self.dense_layers):
+                raise ModelFieldError(
+                    "delta_layers", "is priced without windows, MLA or leading dense layers"
+                )
         if self.chunked and not self.window:
             raise ModelFieldError("chunked", "needs the chunk size as `window`; give it or drop it")
         if self.hidden % self.heads and self.head_dim is None:
@@ -207,9 +236,10 @@ class ModelConfig:
 
     def attention_kinds(self) -> tuple[tuple[ModelConfig, int], ...]:
         """The layers by attention: (this model with every layer attending so, how many layers
-        do), the sliding-window ones first, then the full-attention rest; one entry where all
-        layers attend alike. The one description of which layers slide that every per-layer
-        cost weighs its layers by (training's and serving's block, the serving KV cache). A
+        do), the sliding-window (or Gated DeltaNet) ones first, then the full-attention rest;
+        one entry where all layers attend alike. The one description of which layers slide
+        that every per-layer cost weighs its layers by (training's and serving's block, the
+        serving KV cache). A
         block's cost differs between the kinds in its attention alone."""
         return _attention_kinds(self)
 
@@ -260,7 +290,30 @@ class ModelConfig:
             )
             kv = h * (self.kv_lora + self.rope_dim) + self.kv_lora * H * (d + self.d_v)
             return q + kv + H * self.d_v * h + self.indexer_params
-        return h * H * d + 2 * h * self.n_kv_heads * d + H * d * h
+        gate = h * H * d if self.attn_gate else 0  # q_proj's gate half
+        return h * H * d + gate + 2 * h * self.n_kv_heads * d + H * d * h
+
+    @property
+    def delta_params(self) -> int:
+        """One Gated DeltaNet layer's parameters (Qwen3NextGatedDeltaNet): in_proj_qkvz,
+        in_proj_ba, the depthwise conv1d, dt_bias and A_log, the gated RMSNorm, out_proj."""
+        if not self.delta_layers:
+            return 0
+        h, hv = self.hidden, self.delta_v_heads
+        kd, vd = self.delta_k_heads * self.delta_k_dim, hv * self.delta_v_dim
+        conv = (2 * kd + vd) * self.delta_conv
+        return h * (2 * kd + 2 * vd) + h * 2 * hv + conv + 2 * hv + self.delta_v_dim + vd * h
+
+    def delta_state_bytes(self, dtype_bytes: float) -> float:
+        """One sequence's state in one Gated DeltaNet layer: the FP32 recurrent state
+        (v heads x k dim x v dim: torch_chunk_gated_delta_rule keeps it in float32) and the
+        conv window (conv channels x taps, at `dtype_bytes`: transformers' LinearAttentionLayer
+        keeps `conv_kernel_size` positions)."""
+        if not self.delta_layers:
+            return 0.0
+        kd, vd = self.delta_k_heads * self.delta_k_dim, self.delta_v_heads * self.delta_v_dim
+        state = 4 * self.delta_v_heads * self.delta_k_dim * self.delta_v_dim
+        return state + (2 * kd + vd) * self.delta_conv * dtype_bytes
 
     @property
     def indexer_params(self) -> int:
@@ -287,8 +340,10 @@ class ModelConfig:
     def params(self, *, active: bool = False) -> int:
         """Parameter count; `active`: those used per token (MoE counts top_k experts)."""
         moe_layers = self.layers - self.dense_layers if self.is_moe else 0
+        attention = self.layers - self.delta_layers  # the rest are Gated DeltaNet
         blocks = (
-            self.layers * self.attention_params()
+            attention * self.attention_params()
+            + self.delta_layers * self.delta_params
             + (self.layers - moe_layers) * self.ffn_params(False)
             + moe_layers * self.ffn_params(True, active=active)
         )
@@ -301,7 +356,8 @@ class ModelConfig:
         per_layer = (
             self.kv_lora + self.rope_dim if self.kv_lora else 2 * self.n_kv_heads * self.d_head
         )
-        return self.layers * (per_layer * dtype_bytes + self.index_key_bytes)
+        attention = self.layers - self.delta_layers  # a DeltaNet layer caches no keys
+        return attention * (per_layer * dtype_bytes + self.index_key_bytes)
 
     @property
     def index_key_bytes(self) -> float:
@@ -319,6 +375,11 @@ REQUIRED_FIELDS = ("layers", "hidden", "heads", "ffn", "vocab")
 
 @lru_cache(maxsize=256)
 def _attention_kinds(c: ModelConfig) -> tuple[tuple[ModelConfig, int], ...]:
+    if 0 < c.delta_layers < c.layers:  # Gated DeltaNet and (no windows) full attention
+        return (
+            (replace(c, delta_layers=c.layers), c.delta_layers),
+            (replace(c, delta_layers=0), c.layers - c.delta_layers),
+        )
     windowed = c.windowed_layers
     if windowed in (0, c.layers):
         return ((c, c.layers),)

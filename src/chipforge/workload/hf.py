@@ -34,6 +34,7 @@ ARCHITECTURES = {
     "GPTNeoXForCausalLM": "gpt_neox",  # parallel attention and MLP; same matmuls as GPT-2's
     "Qwen2MoeForCausalLM": "qwen2_moe",
     "Qwen3MoeForCausalLM": "qwen3_moe",  # Qwen2-MoE's routing, q/k RMSNorms, no shared expert
+    "Qwen3NextForCausalLM": "qwen3_next",  # Gated DeltaNet layers and gated attention
     "GPT2LMHeadModel": "gpt2",
     "DeepseekV3ForCausalLM": "deepseek_v3",
     "DeepseekV32ForCausalLM": "deepseek_v32",  # DeepSeek-V3 with DeepSeek Sparse Attention
@@ -233,6 +234,31 @@ def _qwen2_moe(c: _Keys) -> dict:
     }
 
 
+def _qwen3_next(c: _Keys) -> dict:
+    """Qwen3-Next (Qwen3NextConfig; transformers models/qwen3_next): Qwen2-MoE's routing with
+    q/k RMSNorms, and of every `full_attention_interval` layers (`layer_types`) all but the
+    last are Gated DeltaNet (`linear_*` keys, ModelConfig.delta_*), the last gated attention
+    (q_proj twice as wide: a sigmoid gate on its output). Its `partial_rotary_factor` and
+    the DeltaNet's elementwise decays are elementwise work, not priced."""
+    fields = _qwen2_moe(c) | {"qk_norm": True}
+    layers = fields["layers"]
+    kinds = c.data.get("layer_types")
+    if kinds is None:  # Qwen3NextConfig's rule
+        every = c.int("full_attention_interval", "delta_layers", 4) or 4
+        kinds = ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
+    if not isinstance(kinds, list) or len(kinds) != layers:
+        raise WorkloadError(f"`layer_types` must list one type per layer ({layers}), not {kinds!r}")
+    return fields | {
+        "delta_layers": sum(k == "linear_attention" for k in kinds),
+        "delta_k_heads": c.int("linear_num_key_heads", "delta_k_heads"),
+        "delta_v_heads": c.int("linear_num_value_heads", "delta_v_heads"),
+        "delta_k_dim": c.int("linear_key_head_dim", "delta_k_dim"),
+        "delta_v_dim": c.int("linear_value_head_dim", "delta_v_dim"),
+        "delta_conv": c.int("linear_conv_kernel_dim", "delta_conv"),
+        "attn_gate": True,
+    }
+
+
 def _gpt2(c: _Keys) -> dict:
     hidden = c.int("n_embd", "hidden")
     return {
@@ -395,6 +421,8 @@ def _other_params(kind: str, c: _Keys, m: ModelConfig) -> int:
     gates = h * moe_layers if m.shared_gate else 0
     if kind == "gpt_oss":  # each expert's two biases, the router's bias, one sink per head
         gates += moe_layers * (m.experts * (2 * m.moe_ffn + h) + m.experts + m.heads)
+    if kind == "qwen3_next":  # q/k RMSNorms on the full-attention layers only
+        gates += (layers - m.delta_layers) * 2 * d
     return layers * (norms + bias) + h + gates
 
 
@@ -409,6 +437,7 @@ MODEL_TYPES = {
     "gpt_neox": _gpt_neox,
     "qwen2_moe": _qwen2_moe,
     "qwen3_moe": lambda c: _qwen2_moe(c) | {"qk_norm": True},
+    "qwen3_next": _qwen3_next,
     "mixtral": _mixtral,
     "gpt2": _gpt2,
     "deepseek_v3": _deepseek_v3,
@@ -431,13 +460,7 @@ MULTIMODAL = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
 
 # architectures a config states by keys whose cost is not modelled: refused by the key, never
 # loaded as the dense model they extend (each with its source)
-UNPRICED = {
-    # Qwen3-Next (Qwen3NextConfig; Gated DeltaNet, arXiv 2412.06464): 3 of every
-    # `full_attention_interval` layers are linear attention with a recurrent state
-    "full_attention_interval": "hybrid linear attention: the other layers are Gated DeltaNet "
-    "(linear_* keys), which is not priced; describe a dense-attention stand-in with "
-    "llm:custom,... if an upper bound will do",
-}
+UNPRICED: dict[str, str] = {}  # none today (DeepSeek-V3.2's DSA, Qwen3-Next's DeltaNet: priced)
 
 
 def _decoder(data: dict, kind: str, name: str) -> dict:

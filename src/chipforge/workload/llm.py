@@ -90,8 +90,9 @@ def attention_block(
     else:
         kvh = max(1, c.n_kv_heads // tp)  # KV heads are replicated when tp > kv_heads
         qk = t * (heads + kvh) * c.d_head  # query and key elements
+        gate = heads if c.attn_gate else 0  # q_proj's gate half (Qwen3-Next)
         ops += [
-            _mm("qkv_proj", t, (heads + 2 * kvh) * c.d_head, h, dtype),
+            _mm("qkv_proj", t, (heads + gate + 2 * kvh) * c.d_head, h, dtype),
             *([_vec("qk_norm", qk, dtype, NORM_FLOPS)] if c.qk_norm else []),
             _vec("rope", qk, dtype, 3),
             Attention(
@@ -107,6 +108,7 @@ def attention_block(
                 chunked=c.chunked,
                 dtype=kv_dtype,
             ),
+            *([_vec("attn_gate", t * heads * c.d_head, dtype, 2, 1, 3)] if gate else []),
             _mm("o_proj", t, h, heads * c.d_head, dtype),
         ]
     return (
@@ -185,6 +187,66 @@ def _mla(
             ),
         ]
     return ops + [_mm("o_proj", t, h, heads * c.d_v, dtype)]
+
+
+# Gated DeltaNet's chunk length: the chunkwise algorithm's tile (Yang et al., arXiv 2412.06464
+# Sec. 3.3; fla's chunk_gated_delta_rule and transformers' torch_chunk_gated_delta_rule: 64)
+DELTA_CHUNK = 64
+# Per element of the recurrent state, one decode step's work (torch_recurrent_gated_delta_rule):
+# decay (1 multiply), read k^T S (multiply-add), the rank-1 update (multiply-add), the output
+# q^T S (multiply-add); the FP32 state is read and written once (8 bytes)
+DELTA_STEP_FLOPS, DELTA_STATE_BYTES = 7, 8
+
+
+def delta_block(c: ModelConfig, *, b: int, q: int, tp: int, dtype: str) -> list[Op]:
+    """A Gated DeltaNet layer (Qwen3NextGatedDeltaNet; Yang et al., arXiv 2412.06464) on one TP
+    rank (its heads split): in_proj_qkvz and in_proj_ba, the depthwise causal conv over q, k,
+    v, the gated delta rule, the gated RMSNorm, out_proj. Prefill/train run the chunkwise form
+    (Sec. 3.3; transformers' torch_chunk_gated_delta_rule, sequences padded to whole 64-token
+    chunks of C): per chunk and value head the C x C products K_beta K^T and Q K^T (d_k), the
+    two unit-triangular solves (C^2 (d_k + d_v) multiply-adds, vector work here: torch's
+    FlopCounterMode counts no solve), the state reads (K_cumdecay S, Q S: C x d_k x d_v each),
+    the intra-chunk product (C x C x d_v) and the state update (d_k x C x d_v). Decode (q = 1)
+    runs the recurrence on the state (DELTA_STEP_FLOPS an element, read and written)."""
+    h, t = c.hidden, b * q
+    hv = max(1, c.delta_v_heads // tp)
+    hk = max(1, c.delta_k_heads // tp)
+    dk, dv = c.delta_k_dim, c.delta_v_dim
+    kd, vd = hk * dk, hv * dv
+    ops: list[Op] = [
+        _vec("attn_norm", t * h, dtype, NORM_FLOPS),
+        _mm("in_proj_qkvz", t, 2 * kd + 2 * vd, h, dtype),
+        _mm("in_proj_ba", t, 2 * hv, h, dtype),
+        # depthwise causal conv (delta_conv taps) and its SiLU
+        _vec("conv1d", t * (2 * kd + vd), dtype, 2 * c.delta_conv + 4, 1),
+    ]
+    if q == 1:
+        state = b * hv * dk * dv
+        ops.append(Vector(name="delta_recurrence", elements=state,
+                          flops_per_element=DELTA_STEP_FLOPS,
+                          bytes_per_element=DELTA_STATE_BYTES, dtype="fp32"))  # fmt: skip
+    else:
+        C = DELTA_CHUNK
+        n = b * hv * -(-q // C)  # (sequence, head, chunk) tiles
+        kw = dict(batch=n, weight=False)
+        ops += [
+            _mm("delta_kk", C, C, dk, dtype, **kw),
+            _mm("delta_qk", C, C, dk, dtype, **kw),
+            _vec("delta_solve", n * C * (dk + dv), dtype, 2 * C),
+            _mm("delta_state_k", C, dv, dk, dtype, **kw),
+            _mm("delta_state_q", C, dv, dk, dtype, **kw),
+            _mm("delta_intra", C, dv, C, dtype, **kw),
+            _mm("delta_update", dk, dv, C, dtype, **kw),
+        ]
+    ops += [
+        _vec("delta_norm", t * vd, dtype, NORM_FLOPS + 2, 1, 3),  # RMSNorm x SiLU(z)
+        _mm("out_proj", t, h, vd, dtype),
+    ]
+    return (
+        ops
+        + _allreduce("attn_allreduce", t * h, tp, dtype)
+        + [_vec("attn_residual", t * h, dtype, 1, tensors=3)]
+    )
 
 
 def _indexer(
@@ -339,15 +401,19 @@ def _layer(
     ep: int = 1,
     window: int = 0,
     combine: bool = True,
+    delta: bool = False,
 ) -> list[Op]:
     extra = c.layer_norms - 2  # Gemma's norms after attention and after the FFN
     norms = [_vec("extra_norms", b * q * c.hidden * extra, dtype, NORM_FLOPS)] if extra > 0 else []
-    return (
-        attention_block(
+    mixer = (
+        delta_block(c, b=b, q=q, tp=tp, dtype=dtype)
+        if delta
+        else attention_block(
             c, b=b, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, causal=True, window=window
         )
-        + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe, ep=ep, combine=combine)
-        + norms
+    )
+    return (
+        mixer + ffn_block(c, t=b * q, tp=tp, dtype=dtype, moe=moe, ep=ep, combine=combine) + norms
     )
 
 
@@ -420,11 +486,11 @@ def build(
     tokens = batch * q
     ops: list[Op] = []
     for moe, window, count in _layer_kinds(c, scope):
-        if count:
+        for delta, n in _delta_kinds(c, count, scope):
             layer = _layer(c, b=batch, q=q, kv=kv, tp=tp, dtype=dtype, kv_dtype=kv_dtype, moe=moe,
-                           ep=ep, window=window, combine=combine)  # fmt: skip
+                           ep=ep, window=window, combine=combine, delta=delta)  # fmt: skip
             prefix = ("moe_layers" if moe else "layers") + (".window" if window else "")
-            ops += _prefixed(layer, prefix, count)
+            ops += _prefixed(layer, prefix + (".delta" if delta else ""), n)
     if scope == "model":
         rows = tokens if logits == "all" else batch  # LM-head rows: every position, or the last
         ops = (
@@ -503,8 +569,22 @@ def _layer_kinds(c: ModelConfig, scope: str) -> list[tuple[bool, int, int]]:
     return kinds
 
 
+def _delta_kinds(c: ModelConfig, count: int, scope: str) -> list[tuple[bool, int]]:
+    """(Gated DeltaNet, layers) of the `count` layers of one kind (a DeltaNet model has one
+    kind: no windows, no leading dense layers, ModelConfig's check). scope="layer": the
+    full-attention block where the two mix (an upper bound, as for windows)."""
+    if not c.delta_layers or not count:
+        return [(False, count)] if count else []
+    if scope == "layer":
+        return [(c.delta_layers == c.layers, 1)]
+    parts = [(True, c.delta_layers), (False, count - c.delta_layers)]
+    return [p for p in parts if p[1]]
+
+
 def _attention_kind(c: ModelConfig, scope: str, kv: int) -> str:
     windowed = _layer_kinds(c, scope)
+    if c.delta_layers:
+        return f"causal, Gated DeltaNet in {c.delta_layers} of {c.layers} layers"
     if not any(w and w < kv for _, w, _ in windowed):
         return "causal"
     n, total = sum(k[2] for k in windowed if k[1]), sum(k[2] for k in windowed)
@@ -515,7 +595,8 @@ def _attention_kind(c: ModelConfig, scope: str, kv: int) -> str:
 def _local_params(c: ModelConfig, tp: int, scope: str) -> float:
     if scope == "layer":
         moe = c.is_moe
-        return (c.attention_params() + c.ffn_params(moe)) / tp
+        mixer = c.delta_params if c.delta_layers == c.layers else c.attention_params()
+        return (mixer + c.ffn_params(moe)) / tp
     return c.params() / tp
 
 
@@ -543,6 +624,10 @@ def _resident(
     cached = context + 1 if phase == "decode" else seq
     # a windowed layer keeps its window's latest keys only (transformers' sliding-window cache)
     tokens = sum(n * (min(cached, w) if w else cached) for _, w, n in _layer_kinds(c, scope))
-    kv = c.kv_bytes_per_token(nbytes(kv_dtype)) / c.layers * batch * tokens
+    attention = c.layers - c.delta_layers
+    kv = c.kv_bytes_per_token(nbytes(kv_dtype)) / max(1, attention) * batch * tokens
+    kv *= attention / c.layers  # the DeltaNet layers keep their fixed state instead
     kv_split = tp if not c.kv_lora else 1  # the MLA latent is shared by all heads
-    return {"weights": params * nbytes(dtype), "kv_cache": kv / min(kv_split, c.n_kv_heads)}
+    kv /= min(kv_split, c.n_kv_heads)
+    kv += c.delta_state_bytes(nbytes(dtype)) * c.delta_layers / c.layers * layers * batch / tp
+    return {"weights": params * nbytes(dtype), "kv_cache": kv}
