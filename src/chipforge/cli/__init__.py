@@ -71,6 +71,14 @@ EpOpt = Annotated[
     int | None,
     typer.Option("--ep", min=1, help="expert-parallel chips (MoE; default: searched)"),
 ]
+TopologyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--topology",
+        help="network topology preset (default: the chip's own, its scale-up bandwidth from "
+        "the chip's link spec)",
+    ),
+]
 
 
 def dtype_flag(value: str | None) -> str | None:

@@ -219,7 +219,14 @@ def datacenter(
         float | None, typer.Option("--electricity-price", help="USD/kWh")
     ] = None,
     utilization: Annotated[float | None, typer.Option("--utilization", help="MFU, 0-1")] = None,
-    sensitivity_: Annotated[bool, typer.Option("--sensitivity", help="add tornado data")] = False,
+    sensitivity_: Annotated[
+        bool,
+        typer.Option(
+            "--sensitivity",
+            help="add tornado data: the site's $ per useful PFLOP-hour at each assumption's low "
+            "and high end",
+        ),
+    ] = False,
     html: HtmlOpt = None,
     png: PngOpt = None,
     as_json: JsonOpt = False,

@@ -24,6 +24,10 @@ FLAG_MEANINGS = {
     "--sensitivity": ("flag", "tornado"),
     "--isl": ("int", "input (prompt) tokens per request"),
     "--osl": ("int", "output tokens per request"),
+    "--tp": ("int", "tensor-parallel chips"),
+    "--pp": ("int", "pipeline stages"),
+    "--ep": ("int", "expert-parallel chips"),
+    "--topology": ("text", "topology preset"),
 }
 
 

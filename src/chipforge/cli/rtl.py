@@ -98,7 +98,7 @@ def verify(
     cols: ColsOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     tiles: Annotated[int, typer.Option("--tiles", help="random tiles to run")] = 20,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="random seed of the tiles")] = 0,
     simulator: Annotated[
         str, typer.Option("--simulator", help="amaranth or verilator")
     ] = "amaranth",

@@ -15,6 +15,7 @@ from chipforge.cli import (
     OutOpt,
     PpOpt,
     SustainedClockOpt,
+    TopologyOpt,
     TpOpt,
     app,
     dtype_flag,
@@ -158,7 +159,7 @@ def serve(
     disaggregated: Annotated[
         bool, typer.Option("--disaggregated", help="separate prefill and decode chips")
     ] = False,
-    topology: Annotated[str | None, typer.Option("--topology", help="topology preset")] = None,
+    topology: TopologyOpt = None,
     batching: Annotated[
         str,
         typer.Option(

@@ -16,6 +16,7 @@ from chipforge.cli import (
     OutOpt,
     PpOpt,
     SustainedClockOpt,
+    TopologyOpt,
     TpOpt,
     app,
     dtype_flag,
@@ -181,7 +182,7 @@ def train(
     dtype: Annotated[
         str, typer.Option("--dtype", help="bf16, fp8, fp4", callback=dtype_flag)
     ] = "bf16",
-    topology: Annotated[str | None, typer.Option("--topology", help="preset name")] = None,
+    topology: TopologyOpt = None,
     pod: Annotated[
         int | None,
         typer.Option(
