@@ -106,6 +106,9 @@ def test_datacenter_serve_dtype_is_a_deprecated_alias_of_dtype():
     assert json.loads(old[1]) == json.loads(new[1]) != json.loads(bf16[1])
     assert old[2].strip().splitlines() == ["warning: --serve-dtype is deprecated; use --dtype"]
     assert "warning" not in new[2]
+    code, _, err = cli(*argv, "--serve-dtype", "int3")  # refused as typed, after the warning
+    assert code == 2 and err.splitlines()[0].startswith("warning: --serve-dtype is deprecated")
+    assert err.splitlines()[1].startswith("error: `--serve-dtype` must be one of"), err
 
 
 def test_each_default_request_is_stated_once():

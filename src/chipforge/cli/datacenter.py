@@ -133,6 +133,17 @@ def _site_kw(kw: dict) -> dict:
     return {k: kw[k] for k in ("grid_w", "it_power_w") if k in kw}
 
 
+def _serve_dtype(value: str | None) -> str | None:
+    """`--serve-dtype`, the old spelling of `--dtype`: one warning line, then --dtype's check
+    naming the flag as typed."""
+    if value is not None:
+        from chipforge.dtypes import check_dtype
+
+        deprecated("--serve-dtype", "--dtype")
+        check_dtype(value, "--serve-dtype")
+    return value
+
+
 @app.command()
 def datacenter(
     chip: Annotated[
@@ -184,7 +195,7 @@ def datacenter(
     serve_dtype: Annotated[
         str | None,
         typer.Option(
-            "--serve-dtype", hidden=True, help="deprecated: use --dtype", callback=dtype_flag
+            "--serve-dtype", hidden=True, help="deprecated: use --dtype", callback=_serve_dtype
         ),
     ] = None,
     isl: Annotated[
@@ -255,7 +266,6 @@ def datacenter(
     watts = parse_quantity(power or ("1GW" if not given else "0W"), "power", field="--power")
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
     if serve_dtype is not None:
-        deprecated("--serve-dtype", "--dtype")
         dtype = serve_dtype
     kw = {"model": model, "tokens": n_tokens, "serve_dtype": dtype, "isl": isl, "osl": osl}
     if grid or it_power:

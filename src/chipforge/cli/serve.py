@@ -145,7 +145,10 @@ def serve(
         int | None, typer.Option("--concurrency", help="running requests (default: search)")
     ] = None,
     dtype: Annotated[
-        str, typer.Option("--dtype", help="weights/activations dtype", callback=dtype_flag)
+        str,
+        typer.Option(
+            "--dtype", help="weights/activations dtype (bf16, fp8, fp4, ...)", callback=dtype_flag
+        ),
     ] = "bf16",
     kv_dtype: Annotated[str | None, typer.Option("--kv-dtype", help="KV cache dtype")] = None,
     weight_dtype: Annotated[

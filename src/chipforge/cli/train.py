@@ -180,7 +180,10 @@ def train(
         typer.Option("--sp/--no-sp", help="sequence parallelism (default: searched)"),
     ] = None,
     dtype: Annotated[
-        str, typer.Option("--dtype", help="bf16, fp8, fp4", callback=dtype_flag)
+        str,
+        typer.Option(
+            "--dtype", help="weights/activations dtype (bf16, fp8, fp4)", callback=dtype_flag
+        ),
     ] = "bf16",
     topology: TopologyOpt = None,
     pod: Annotated[
