@@ -284,7 +284,9 @@ def test_qwen3_next_flops_and_params_equal_transformers_model(tmp_path):
     attention counted on the causal mask (`test_hf_models.torch_flops`). What FlopCounterMode
     counts beside them is the depthwise causal conv (aten.convolution, over s + taps - 1
     positions, the padded ones sliced off after), priced as vector work over s positions; what
-    it does not count: the chunk's triangular solves, the decays, norms and gates."""
+    it does not count: the chunk's triangular solves (torch's solve_triangular; priced as
+    flash-linear-attention runs them, products of the inverted chunk matrix with K_beta and
+    V_beta: 2 C^2 (d_k + d_v) a chunk and value head), the decays, norms and gates."""
     torch = pytest.importorskip("torch")
     T = pytest.importorskip("transformers")
     from test_hf_models import torch_flops
@@ -310,7 +312,8 @@ def test_qwen3_next_flops_and_params_equal_transformers_model(tmp_path):
     matrix = sum(o.total_flops for o in graph.ops if o.kind in ("matmul", "attention"))
     conv_dim = 2 * 2 * 16 + 4 * 16  # q, k (2 heads of 16) and v (4 heads of 16)
     conv = 3 * 2 * conv_dim * taps * (s + taps - 1)  # torch's count of the padded conv
-    assert matrix + conv == torch_flops(model, ids)
+    solves = 3 * 2 * 64 * 64 * (16 + 16) * 4 * 2  # layers, C^2 (d_k + d_v), heads, chunks
+    assert matrix + conv == torch_flops(model, ids) + solves
 
 
 def test_gated_deltanet_keeps_a_fixed_state_and_no_keys():

@@ -204,8 +204,9 @@ def delta_block(c: ModelConfig, *, b: int, q: int, tp: int, dtype: str) -> list[
     v, the gated delta rule, the gated RMSNorm, out_proj. Prefill/train run the chunkwise form
     (Sec. 3.3; transformers' torch_chunk_gated_delta_rule, sequences padded to whole 64-token
     chunks of C): per chunk and value head the C x C products K_beta K^T and Q K^T (d_k), the
-    two unit-triangular solves (C^2 (d_k + d_v) multiply-adds, vector work here: torch's
-    FlopCounterMode counts no solve), the state reads (K_cumdecay S, Q S: C x d_k x d_v each),
+    two unit-triangular solves as flash-linear-attention's chunk_gated_delta_rule runs them
+    (products with the inverted C x C matrix; torch's reference calls solve_triangular, which
+    FlopCounterMode does not count), the state reads (K_cumdecay S, Q S: C x d_k x d_v each),
     the intra-chunk product (C x C x d_v) and the state update (d_k x C x d_v). Decode (q = 1)
     runs the recurrence on the state (DELTA_STEP_FLOPS an element, read and written)."""
     h, t = c.hidden, b * q
@@ -232,7 +233,11 @@ def delta_block(c: ModelConfig, *, b: int, q: int, tp: int, dtype: str) -> list[
         ops += [
             _mm("delta_kk", C, C, dk, dtype, **kw),
             _mm("delta_qk", C, C, dk, dtype, **kw),
-            _vec("delta_solve", n * C * (dk + dv), dtype, 2 * C),
+            # the two unit-triangular solves as fla runs them: A = (I + K_beta K^T)^-1 once
+            # (solve_tril), then W = A K_beta and U = A V_beta (recompute_w_u_fwd) on the
+            # matrix unit; the inversion itself (C^3 / 3 per tile) is not priced
+            _mm("delta_w", C, dk, C, dtype, **kw),
+            _mm("delta_u", C, dv, C, dtype, **kw),
             _mm("delta_state_k", C, dv, dk, dtype, **kw),
             _mm("delta_state_q", C, dv, dk, dtype, **kw),
             _mm("delta_intra", C, dv, C, dtype, **kw),
