@@ -104,6 +104,11 @@ def test_datacenter_serve_dtype_is_a_deprecated_alias_of_dtype():
     )
     assert new[0] == old[0] == bf16[0] == 0, (new, old)
     assert json.loads(old[1]) == json.loads(new[1]) != json.loads(bf16[1])
+    from chipforge import api
+    from chipforge.report import to_json
+
+    by_api = api.site("h100", "10MW", model="llama3-8b", dtype="fp8")  # the API's same keyword
+    assert json.loads(to_json(by_api)) == json.loads(new[1])
     assert old[2].strip().splitlines() == ["warning: --serve-dtype is deprecated; use --dtype"]
     assert "warning" not in new[2]
     code, _, err = cli(*argv, "--serve-dtype", "int3")  # refused as typed, after the warning
