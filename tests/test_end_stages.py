@@ -3,6 +3,7 @@
 (transformer_block.get_num_layers_to_build), priced at the busiest stage."""
 
 from dataclasses import replace
+from itertools import product
 
 import pytest
 
@@ -10,7 +11,14 @@ from chipforge.cli import main
 from chipforge.cluster import plan_training, train_options
 from chipforge.cluster.checks import end_stage_split
 from chipforge.cluster.memory import WEIGHT_BYTES, block_params
-from chipforge.cluster.training import Plan, host_bytes, plan_memory, stage_layer_count
+from chipforge.cluster.training import (
+    Plan,
+    head_blocks,
+    host_bytes,
+    layer_flops_per_token,
+    plan_memory,
+    stage_layer_count,
+)
 from chipforge.errors import ChipforgeError, Infeasible
 from chipforge.workload.resolve import resolve_model
 
@@ -158,11 +166,12 @@ def test_flags_keys_and_errors(capsys):
 
 def test_search_tries_a_megatron_split_where_the_layers_do_not_divide():
     """With --pp searched, 16 layers + 1 MTP on 4 stages (no even or Llama-3 split) gets the
-    end stages whose busiest stage is least (3/5/5/3: 5 blocks, the ends lightest); a given
-    --pp 4 alone is refused, the message naming the flags that state the split."""
+    end stages whose busiest rank is least, the output layer and loss on the last weighed in
+    (its FLOPs in layers, head_blocks: 4.6 here), so 5/5/5/1+MTP+head; a given --pp 4 alone
+    is refused, the message naming the flags that state the split."""
     c = _model(16, mtp=1)
     got = plan_training("h100", c, 4, **FIXED)  # tp = dp = cp = 1 on 4 chips: pp 4
-    assert (got.plan.pp, got.plan.first_stage_layers, got.plan.last_stage_layers) == (4, 3, 3)
+    assert (got.plan.pp, got.plan.first_stage_layers, got.plan.last_stage_layers) == (4, 5, 1)
     assert stage_layer_count(c, got.plan) == 5
     with pytest.raises(Infeasible, match="or state --first-stage-layers / --last-stage-layers"):
         plan_training("h100", c, 4, pp=4, **FIXED)
@@ -171,6 +180,26 @@ def test_search_tries_a_megatron_split_where_the_layers_do_not_divide():
     assert (
         even.plan.first_stage_layers is None and "first_stage_layers" not in even.to_dict()["plan"]
     )
+
+
+def test_the_searched_split_weighs_the_head_on_the_last_rank():
+    """Megatron-LM's --decoder-last-pipeline-num-layers balances the output layer on the last
+    stage (Llama 3 405B: its last stage a layer short): the split the search states is the
+    fastest of every split Megatron takes, each priced rank by rank (the layer count alone
+    chose 3/5/5/3+MTP, 22 % slower here: its last rank 3 layers, the MTP module and the head)."""
+    c = _model(16, mtp=1)
+    assert head_blocks(c, 1024) == pytest.approx(
+        6 * c.hidden * c.vocab * 2 / layer_flops_per_token(c, 1024)
+    )
+    got = plan_training("h100", c, 4, **FIXED)
+    steps = {}
+    for first, last in product(range(1, 16), repeat=2):
+        if end_stage_split(16, 4, first, last):
+            said = plan_training("h100", c, 4, pp=4, first_stage_layers=first,
+                                 last_stage_layers=last, **FIXED)  # fmt: skip
+            steps[first, last] = said.step_time_s
+    assert got.step_time_s == min(steps.values())
+    assert steps[3, 3] > 1.2 * got.step_time_s
 
 
 def test_api_and_decide_take_the_end_stages():

@@ -14,15 +14,16 @@ from chipforge.workload.hf import MAX_LAYERS
 from chipforge.workload.resolve import resolve_model
 
 
-def _pair_by_pair(layers: int, mtp: int, pp: int, v: int) -> tuple[int, int] | None:
+def _pair_by_pair(layers: int, mtp: int, pp: int, v: int, head: float) -> tuple[int, int] | None:
     """balanced_ends by its definition: every (first, last) pair Megatron's split takes, the
-    busiest stage (MTP on the last) fewest, then the fewest on the ends, the ends closest,
-    the first the larger."""
+    busiest rank (MTP and the head on the last) least loaded, then the fewest blocks on the
+    busiest, the fewest on the ends, the ends closest, the first the larger."""
     best = None
     for first, last in product(range(1, layers + 1), repeat=2):
         counts = end_stage_split(layers, pp, first, last, v)
         if counts:
-            key = (max(*counts[:-1], last + mtp), first + last, abs(first - last), -first)
+            most = max(*counts[:-1], last + mtp)
+            key = (max(most, last + mtp + head), most, first + last, abs(first - last), -first)
             if best is None or key < best[0]:
                 best = (key, (first, last))
     return best[1] if best else None
@@ -30,7 +31,9 @@ def _pair_by_pair(layers: int, mtp: int, pp: int, v: int) -> tuple[int, int] | N
 
 def test_balanced_ends_is_its_definition():
     for layers, mtp, pp, v in product(range(1, 29), (0, 1, 3), range(1, 8), (1, 2, 3)):
-        assert balanced_ends(layers, mtp, pp, v) == _pair_by_pair(layers, mtp, pp, v)
+        for head in (0.0, 2.3):
+            got = balanced_ends(layers, mtp, pp, v, head)
+            assert got == _pair_by_pair(layers, mtp, pp, v, head)
 
 
 def test_balanced_ends_of_a_billion_layers_takes_no_time():

@@ -24,6 +24,7 @@ from chipforge.cluster.training import (
     Plan,
     RunOptions,
     evaluate_plan,
+    head_blocks,
     stage_cost,
     step_time,
 )
@@ -35,12 +36,13 @@ SPS = (True, False)
 CALCULON = json.loads((Path(__file__).parent / "data" / "calculon_plans.json").read_text())
 
 
-def _ends(c, p, v):
+def _ends(c, p, v, seq):
     """The space's end stages for p stages of v chunks: None where the even or Llama-3 split
-    holds, else Megatron's first/last split with the least busy stage, False where none."""
+    holds, else Megatron's first/last split with the least busy rank (the head on the last),
+    False where none."""
     if stage_layers(c.layers, p * v):
         return None
-    return balanced_ends(c.layers, c.mtp_layers, p, v) or False
+    return balanced_ends(c.layers, c.mtp_layers, p, v, head_blocks(c, seq)) or False
 
 
 def exhaustive(chip, c, chips, topo, seq, lo, hi):
@@ -50,7 +52,7 @@ def exhaustive(chip, c, chips, topo, seq, lo, hi):
     for t in range(1, max(1, topo.domain) + 1):
         if c.heads % t or chips % t:
             continue
-        for p in (d for d in divisors(chips // t) if d <= 64 and _ends(c, d, 1) is not False):
+        for p in (d for d in divisors(chips // t) if d <= 64 and _ends(c, d, 1, seq) is not False):
             dp = chips // (t * p)
             for gb in range(lo, hi + 1):
                 if gb % dp:
@@ -61,7 +63,7 @@ def exhaustive(chip, c, chips, topo, seq, lo, hi):
                     if p == 1 and v > 1:
                         continue
                     size += 1
-                    ends = _ends(c, p, v) or (None, None)  # False: no split, refused below
+                    ends = _ends(c, p, v, seq) or (None, None)  # False: no split, refused below
                     plan = Plan(tp=t, pp=p, dp=dp, zero=z, recompute=r, micro_batch=mb,
                                 interleave=v, sequence_parallel=sp, first_stage_layers=ends[0],
                                 last_stage_layers=ends[1])  # fmt: skip
@@ -174,7 +176,7 @@ def test_the_balanced_end_stages_cost_the_search_no_time():
     the search's end-stage choices computed afresh (the warm search above memoizes them): the
     pair-by-pair enumeration took ~0.3 s of process time here (~80 % of the cold search), now
     ~3 ms."""
-    assert balanced_ends(16, 1, 4) == (3, 3)  # 3/5/5/3+MTP, the plan the search states
+    assert balanced_ends(16, 1, 4) == (3, 3)  # 3/5/5/3+MTP, the head not weighed
     assert balanced_ends(126, 0, 4, 3) == (30, 30) and balanced_ends(7, 0, 4, 2) is None
     balanced_ends.cache_clear()
     t0 = time.process_time()

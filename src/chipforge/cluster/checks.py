@@ -155,43 +155,55 @@ def end_stage_split(
 
 
 @functools.cache
-def balanced_ends(layers: int, mtp: int, pp: int, interleave: int = 1) -> tuple[int, int] | None:
-    """The first and last stages' layers (end_stage_split) whose busiest stage, the MTP
-    modules on the last, holds the fewest blocks; ties: the fewest on the ends (the embedding
-    and the loss run there, and the first rank holds the most micro-batches in flight), then
-    the ends closest, then the first the larger (the last also runs the LM head). A search's
-    choice where the even and Llama-3 splits fail, not a source's. None where none exists."""
+def balanced_ends(
+    layers: int, mtp: int, pp: int, interleave: int = 1, head: float = 0.0
+) -> tuple[int, int] | None:
+    """The first and last stages' layers (end_stage_split) whose busiest rank, the last
+    holding the MTP modules and the output layer and loss (`head`: their FLOPs in decoder-layer
+    units, training.head_blocks), is least loaded: the 1F1B step is m x the slowest rank plus
+    the others once (training._pipeline), so with the total fixed the least busiest rank is the
+    fastest split; Megatron-LM's --decoder-last-pipeline-num-layers exists to so balance the
+    output layer (Llama 3 paper Sec. 3.3.2: its last stage a layer short for the head and
+    loss). Ties: the fewest blocks on the busiest rank (the head's priced time is at most its
+    FLOPs' share: recomputation and the layers' TP / EP / CP collectives add to the layers
+    only), then the fewest layers on the ends (the embedding runs on the first, and the first
+    rank holds the most micro-batches in flight), then the ends closest, then the first the
+    larger. A search's choice where the even and Llama-3 splits fail, not a source's. None
+    where none exists."""
     # end_stage_split's splits are exactly these: the ends and the middle ranks' equal share
     # `per` each a multiple of v, at least v (pp 2: no middle rank), the last what is left.
-    # The busiest stage's blocks M are the key's first term: M is raised from its lower bound
-    # (the average, and the last rank's v layers with the MTP modules) until a split holds,
-    # and only the splits within M are enumerated, every one of them (their M is the least,
-    # so the other terms pick among them as over all). O(pp x v) splits, not O(layers^2): a
-    # config.json of 10^9 layers answers at once. The same answers as the pair-by-pair
-    # enumeration on every case of tests/test_plan_search.py's grid.
+    # The busiest rank's load M (blocks, the last's head added) is the key's first term: a
+    # whole bound B is raised from M's lower bound (the average, and the last rank's v layers
+    # with the MTP modules and the head) until a split with M <= B holds, and every split
+    # within B is enumerated: the least M lies in (B - 1, B], so the other terms pick among
+    # them as over all. O(pp x v) splits, not O(layers^2): a config.json of 10^9 layers
+    # answers at once. The same answers as the pair-by-pair enumeration on every case of
+    # tests/test_plan_search.py's grid.
     if pp < 2:
         return None
-    v, middle = interleave, pp - 2
+    v, middle, extra = interleave, pp - 2, mtp + head
     if layers % v or layers < pp * v:  # every rank holds a multiple of v, at least v
         return None
     room = layers - v * (middle + 1)  # the most either end or the middle share can hold
-    busiest = max(-(-(layers + mtp) // pp), v + mtp)
+    busiest = max(math.ceil((layers + extra) / pp), math.ceil(v + extra))
     while True:
         best = None
         top = min(busiest, room) // v * v  # first and per: multiples of v, at most `busiest`
-        low = max(v, layers + mtp - busiest - middle * top)  # the last within `busiest`
+        cap = math.floor(busiest - extra)  # the last's layers within `busiest`
+        low = max(v, layers - cap - middle * top)  # the first, the last within `busiest`
         for first in range(-(-low // v) * v, top + 1, v):
             rest = layers - first
             if middle:
-                lo = max(v, -(-(rest - busiest + mtp) // middle))
+                lo = max(v, -(-(rest - cap) // middle))
                 hi = min(top, (rest - v) // middle)
                 pers = range(-(-lo // v) * v, hi // v * v + 1, v)
             else:
                 pers = range(1)
             for per in pers:
                 last = rest - per * middle
-                if v <= last and last + mtp <= busiest:
-                    key = (max(first, per, last + mtp), first + last, abs(first - last), -first)
+                if v <= last <= cap:
+                    most = max(first, per, last + mtp)
+                    key = (max(most, last + extra), most, first + last, abs(first - last), -first)
                     if best is None or key < best[0]:
                         best = (key, (first, last))
         if best is not None:

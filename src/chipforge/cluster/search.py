@@ -42,6 +42,7 @@ from chipforge.cluster.training import (
     check_plan,
     default_global_batch,
     finish_plan,
+    head_blocks,
     host_bytes,
     layer_shape,
     memory_error,
@@ -71,16 +72,17 @@ def _choices(given, default):
     return [given] if given is not None else list(default)
 
 
-def _ends_for(c: ModelConfig, blocks: int, pp: int, v: int, ends: tuple) -> tuple | None:
+def _ends_for(c: ModelConfig, blocks: int, pp: int, v: int, ends: tuple, seq: int) -> tuple | None:
     """The end stages a searched plan of `pp` stages of `v` chunks states: the user's (None
     where they do not split so); none where the even or Llama-3 split holds whole layers
-    (checks.stage_layers); else Megatron's first/last split with the least busy stage
-    (checks.balanced_ends), None where there is none."""
+    (checks.stage_layers); else Megatron's first/last split with the least busy rank, the
+    output layer and loss on the last weighed in (checks.balanced_ends, training.head_blocks
+    at `seq`), None where there is none."""
     if ends != (None, None):
         return ends if checks.end_stage_split(c.layers, pp, *ends, v) else None
     if stage_layers(blocks, pp * v):
         return ends
-    return checks.balanced_ends(c.layers, c.mtp_layers, pp, v)
+    return checks.balanced_ends(c.layers, c.mtp_layers, pp, v, head_blocks(c, seq))
 
 
 def _check_flags(c: ModelConfig, chips: int, tp, pp, dp, cp, ends=(None, None)) -> None:
@@ -526,7 +528,7 @@ def plan_training(
         pps = (
             [pp]
             if pp is not None
-            else [d for d in divisors(rest, upto=64) if _ends_for(c, blocks, d, 1, ends)]
+            else [d for d in divisors(rest, upto=64) if _ends_for(c, blocks, d, 1, ends, seq)]
         )
         for pi, p_ in enumerate(pps):
             if chips % (t * x * p_):
@@ -556,7 +558,7 @@ def plan_training(
             ):
                 if p_ == 1 and v > 1:
                     continue
-                stated = _ends_for(c, blocks, p_, v, ends) if p_ > 1 else ends
+                stated = _ends_for(c, blocks, p_, v, ends, seq) if p_ > 1 else ends
                 if stated is None:  # no whole layers per stage
                     count["infeasible"] += len(zrs) * sum(counts)
                     continue

@@ -951,6 +951,26 @@ def memory_error(mem: dict[str, float], have: float) -> Infeasible:
     )
 
 
+def layer_flops_per_token(c: ModelConfig, seq: int) -> float:
+    """Training FLOPs (forward + backward) of one decoder layer per token at `seq`: 6 x its
+    active parameters and the causal attention's 12 x seq x heads x d_head (stage_cost prices
+    the output layer at the layers' rate from it)."""
+    moe = c.is_moe
+    return 6 * (c.attention_params() + c.ffn_params(moe, active=True)) + 12 * seq * (
+        c.heads * c.d_head
+    )
+
+
+def head_blocks(c: ModelConfig, seq: int) -> float:
+    """The output layer and loss's training FLOPs, each MTP module's application of the shared
+    head included (DeepSeek-V3 Sec. 2.2), in decoder layers at `seq`: 6 x hidden x vocab
+    per token over layer_flops_per_token. stage_cost prices the head at the layers' matmul
+    rate, so this is its time in layer times (the last rank's, recomputation and the layers'
+    collectives aside); the search weighs the last rank's split with it
+    (checks.balanced_ends)."""
+    return 6 * c.hidden * c.vocab * (1 + c.mtp_layers) / layer_flops_per_token(c, seq)
+
+
 def stage_cost(
     chip: ChipSpec,
     c: ModelConfig,
@@ -1048,10 +1068,7 @@ def stage_cost(
             t_cp = layers * cp_ring(hop, attn, p.cp, _sm_share(chip, topo, run, "cp"), again=again)
     # the output layer (LM head) and the loss on the last stage: 6*tokens*h*V/tp FLOPs at the
     # layer's matmul rate; the embedding, a row lookup, on the first (no matmul, not priced)
-    moe = c.is_moe
-    per_tok = 6 * (c.attention_params() + c.ffn_params(moe, active=True)) + 12 * seq * (
-        c.heads * c.d_head
-    )
+    per_tok = layer_flops_per_token(c, seq)
     rate = per_tok * tok / p.tp / max(fwd + bwd, 1e-30)
     # (each MTP module applies the shared output head once more: DeepSeek-V3 Sec. 2.2)
     t_head = 6 * tok * c.hidden * c.vocab / p.tp / rate * (1 + c.mtp_layers)
