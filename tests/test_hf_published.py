@@ -275,8 +275,10 @@ def test_deepseek_sparse_attention_decode_reads_the_selected_keys_and_the_index_
     assert c.kv_bytes_per_token(2) == 61 * ((512 + 64) * 2 + 128 + 4)
 
 
-def test_qwen3_next_flops_and_params_equal_transformers_model(tmp_path):
-    """A tiny Qwen3-Next from transformers' own config class (3 Gated DeltaNet layers, 1 gated
+@pytest.mark.parametrize("family", ["Qwen3Next", "Qwen3_5Moe"])
+def test_qwen3_next_flops_and_params_equal_transformers_model(family, tmp_path):
+    """A tiny Qwen3-Next (or Qwen3.5 MoE decoder: the same layers, its DeltaNet's input
+    projections split in four) from transformers' own config class (3 Gated DeltaNet layers, 1 gated
     attention layer, MoE; 100 tokens: two 64-token chunks, the second padded as
     torch_chunk_gated_delta_rule pads it): its parameters, and the prefill's GEMMs and products
     (aten.mm and aten.bmm: projections, experts, the chunkwise delta rule's K K^T, Q K^T, state
@@ -294,15 +296,16 @@ def test_qwen3_next_flops_and_params_equal_transformers_model(tmp_path):
     from chipforge.workload.llm import build
 
     s, taps = 100, 4
-    config = T.Qwen3NextConfig(
-        hidden_size=64, intermediate_size=96, moe_intermediate_size=32, head_dim=16,
+    text = "Text" if family == "Qwen3_5Moe" else ""
+    config = getattr(T, f"{family}{text}Config")(
+        hidden_size=64, moe_intermediate_size=32, head_dim=16,
         shared_expert_intermediate_size=32, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=2, linear_num_key_heads=2, linear_num_value_heads=4,
         linear_key_head_dim=16, linear_value_head_dim=16, linear_conv_kernel_dim=taps,
         num_experts=4, num_experts_per_tok=2, vocab_size=128, use_cache=False,
     )  # fmt: skip
     torch.manual_seed(0)
-    model = T.Qwen3NextForCausalLM(config).eval().requires_grad_(False)
+    model = getattr(T, f"{family}ForCausalLM")(config).eval().requires_grad_(False)
     ids = torch.randint(0, 128, (1, s))
     config.save_pretrained(tmp_path)
     c = resolve_model(tmp_path)

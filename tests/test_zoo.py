@@ -160,7 +160,7 @@ def test_unknown_architecture_names_the_supported_ones(tmp_path):
         "MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
         "Phi3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, "
         "GPTNeoXForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, Qwen3NextForCausalLM, "
-        "GPT2LMHeadModel, "
+        "Qwen3_5MoeForCausalLM, Qwen3_5MoeForConditionalGeneration, GPT2LMHeadModel, "
         "DeepseekV3ForCausalLM, DeepseekV32ForCausalLM, GptOssForCausalLM, Glm4MoeForCausalLM, "
         "Llama4ForCausalLM, Llama4ForConditionalGeneration, not T5ForConditionalGeneration; "
         "describe other models with "
