@@ -126,7 +126,8 @@ def serving(
         per_group, method = plan["throughput_tokens_per_s"], "cluster.plan_serving"
     else:
         kv_space = group * chip.hbm_bytes - weights
-        kv_seq = m.kv_bytes_per_token(b) * (isl + osl / 2)
+        # a Gated DeltaNet layer's fixed state per sequence beside the attention layers' KV
+        kv_seq = m.kv_bytes_per_token(b) * (isl + osl / 2) + m.delta_layers * m.delta_state_bytes(b)
         batch = max(1, int(kv_space / kv_seq))
         bw = group * chip.hbm_bw * HBM_EFFICIENCY
         compute = group * chip.peak_flops[dtype] * a["utilization"]
