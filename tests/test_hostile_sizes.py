@@ -1,15 +1,17 @@
 """Absurd sizes in a user's model or flags answer at once, in one line (never a hang)."""
 
 import json
+import os
 import time
 from itertools import product
 from pathlib import Path
 
 import pytest
 
+from chipforge.atomic import check_created, check_target
 from chipforge.cluster.checks import balanced_ends, end_stage_split
-from chipforge.errors import WorkloadError
-from chipforge.userfile import MAX_TEXT_BYTES
+from chipforge.errors import ChipforgeError, WorkloadError
+from chipforge.userfile import MAX_TEXT_BYTES, forget_inputs
 from chipforge.workload.hf import MAX_LAYERS
 from chipforge.workload.resolve import resolve_model
 
@@ -100,7 +102,6 @@ def test_decide_sites_take_the_power_bound_of_datacenter(tmp_path):
     `grid = "1e30GW"` priced a $10^39 site, exit 0."""
     from chipforge.datacenter.site import MAX_SITE_W
     from chipforge.decide.inputs import load_scenario
-    from chipforge.errors import ChipforgeError
 
     example = Path(__file__).parents[1] / "examples" / "decide" / "forge_vs_gb200.toml"
     s = load_scenario(example)
@@ -112,3 +113,28 @@ def test_decide_sites_take_the_power_bound_of_datacenter(tmp_path):
     huge.write_text(example.read_text().replace('grid = "1GW"', 'grid = "1e30GW"', 1))
     with pytest.raises(ChipforgeError, match=r"`sites\[0\].grid` must be > 0 and at most 1e\+13"):
         load_scenario(huge)
+
+
+@pytest.mark.parametrize(
+    ("check", "target"),
+    [
+        (lambda p: check_target(p, "--out", declare=True), "x.json"),
+        (lambda p: check_created(p, "--html"), "new/x.html"),
+        (lambda p: check_created(p, "--png", folder=True), "charts"),
+    ],
+)
+def test_an_output_in_a_read_only_folder_is_refused_before_the_run(
+    tmp_path, monkeypatch, check, target
+):
+    """`decide --html /read-only/x.html` ran the whole decision, printed it and then failed on
+    the write; now the flag's line comes before any work (os.access, as for a non-root user:
+    the test runs as root, for whom every folder is writable)."""
+    forget_inputs()
+    denied = tmp_path / "ro"
+    denied.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != denied and real(p, mode))
+    with pytest.raises(ChipforgeError, match=f"folder {denied} is not writable; give another"):
+        check(denied / target)
+    check(tmp_path / target)  # a writable folder is fine
+    forget_inputs()

@@ -87,10 +87,21 @@ def _check(p: Path, flag: str | None, declare: bool) -> Path:
         )
     if p.is_file() and not os.access(p, os.W_OK):
         raise ChipforgeError(f"{_what(flag)}{_show(p)} is read-only")
+    if not _in_place(p):  # the temporary file goes beside it
+        _writable(p, p.parent, flag)
     _not_special(p, flag)
     if flag:  # a user's output never replaces a file this command read or another flag writes
         (note_output if declare else check_output)(p, flag)
     return p
+
+
+def _writable(p: Path, folder: Path, flag: str | None) -> None:
+    """A file (or the folders to it) can be created in `folder`: refused before the run, not
+    after it (a read-only folder failed only when the result was written)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ChipforgeError(
+            f"{_what(flag)}{_show(p)}: folder {_show(folder)} is not writable; give another path"
+        )
 
 
 def _not_special(p: Path, flag: str | None) -> None:
@@ -111,12 +122,17 @@ def check_created(path: str | Path, flag: str, *, folder: bool = False) -> Path:
         if folder:
             if p.exists() and not p.is_dir():
                 raise ChipforgeError(f"`{flag}` {_show(p)} is a file; give a folder")
+            above = next((a for a in (p, *p.parents) if a.exists()), None)
+            if above is not None and above.is_dir():
+                _writable(p, above, flag)
             return p
         if p.is_dir():
             raise ChipforgeError(f"`{flag}` {_show(p)} is a folder; give a file path inside it")
         above = next((a for a in p.parents if a.exists()), None)
         if above is not None and not above.is_dir():
             raise ChipforgeError(f"`{flag}` {_show(p)}: {_show(above)} is a file, not a folder")
+        if above is not None and not _in_place(p):
+            _writable(p, above, flag)
         _not_special(p, flag)
     except OSError as e:
         raise _error(p, flag, e) from None
