@@ -138,3 +138,13 @@ def test_an_output_in_a_read_only_folder_is_refused_before_the_run(
         check(denied / target)
     check(tmp_path / target)  # a writable folder is fine
     forget_inputs()
+
+
+@pytest.mark.parametrize("chips", [[], (), 5, None])
+def test_api_compare_refuses_no_chips_as_the_cli_does(chips):
+    """`compare --chip ''` is refused; `api.compare([], ...)` returned [] (nothing compared,
+    no word) and `api.compare(5, ...)` raised a TypeError."""
+    from chipforge import api
+
+    with pytest.raises(ChipforgeError, match="`chips` must name a chip"):
+        api.compare(chips, "gpt2")

@@ -81,9 +81,17 @@ def compare(chips, workload: str) -> list:
     >>> [r.chip for r in compare("forge-n3,h100", "gpt2")]
     ['forge-n3', 'h100']
     """
+    from chipforge.errors import SpecError
     from chipforge.spec.loader import chip_list, load_chips
 
-    names = chip_list(chips, "chips") if isinstance(chips, str) else list(chips)
+    if isinstance(chips, str):
+        names = chip_list(chips, "chips")
+    elif isinstance(chips, list | tuple) and chips:
+        names = list(chips)
+    else:  # [] compared nothing and returned [], where "" is refused; 5 was a TypeError
+        raise SpecError(
+            f"`chips` must name a chip: 'a,b' or a non-empty list of chips, not {chips!r:.80}"
+        )
     return [evaluate(c, workload) for c in load_chips(names, "chips")]
 
 
