@@ -148,3 +148,13 @@ def test_api_compare_refuses_no_chips_as_the_cli_does(chips):
 
     with pytest.raises(ChipforgeError, match="`chips` must name a chip"):
         api.compare(chips, "gpt2")
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_a_non_finite_serve_number_says_finite(value):
+    """`serve --osl-cv inf` read "--osl-cv must be a number, not inf": inf is a number."""
+    from test_hostile import cli
+
+    code, _, err = cli("serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "8",
+                       "--osl-cv", value)  # fmt: skip
+    assert code == 2 and err.strip() == f"error: --osl-cv must be a finite number, not {value}"

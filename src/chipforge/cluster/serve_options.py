@@ -109,7 +109,7 @@ def _value(key: str, v: Any, shown: str, fail, where: str) -> Any:
             raise fail(str(e)) from None
     if key in NUMBERS:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise fail(f"{shown} must be a number, not {v!r}")
+            raise fail(f"{shown} must be a finite number, not {v!r}")
         return float(v) if key == "spec_acceptance" else v
     if key in SWITCHES:
         if not isinstance(v, bool):
