@@ -275,11 +275,12 @@ def test_deepseek_sparse_attention_decode_reads_the_selected_keys_and_the_index_
     assert c.kv_bytes_per_token(2) == 61 * ((512 + 64) * 2 + 128 + 4)
 
 
-@pytest.mark.parametrize("family", ["Qwen3Next", "Qwen3_5Moe"])
+@pytest.mark.parametrize("family", ["Qwen3Next", "Qwen3_5Moe", "Qwen3_5"])
 def test_qwen3_next_flops_and_params_equal_transformers_model(family, tmp_path):
     """A tiny Qwen3-Next (or Qwen3.5 MoE decoder: the same layers, its DeltaNet's input
-    projections split in four) from transformers' own config class (3 Gated DeltaNet layers, 1 gated
-    attention layer, MoE; 100 tokens: two 64-token chunks, the second padded as
+    projections split in four; or the dense Qwen3.5 decoder: the same layers with a dense gated
+    MLP) from transformers' own config class (3 Gated DeltaNet layers, 1 gated
+    attention layer, MoE or dense; 100 tokens: two 64-token chunks, the second padded as
     torch_chunk_gated_delta_rule pads it): its parameters, and the prefill's GEMMs and products
     (aten.mm and aten.bmm: projections, experts, the chunkwise delta rule's K K^T, Q K^T, state
     reads, intra-chunk product and state update) equal torch's FlopCounterMode to the FLOP,
@@ -296,21 +297,27 @@ def test_qwen3_next_flops_and_params_equal_transformers_model(family, tmp_path):
     from chipforge.workload.llm import build
 
     s, taps = 100, 4
-    text = "Text" if family == "Qwen3_5Moe" else ""
+    text = "" if family == "Qwen3Next" else "Text"
+    mlp = dict(
+        moe_intermediate_size=32, shared_expert_intermediate_size=32, num_experts=4,
+        num_experts_per_tok=2,
+    ) if family != "Qwen3_5" else dict(intermediate_size=48)  # fmt: skip
     config = getattr(T, f"{family}{text}Config")(
-        hidden_size=64, moe_intermediate_size=32, head_dim=16,
-        shared_expert_intermediate_size=32, num_hidden_layers=4, num_attention_heads=4,
+        hidden_size=64, head_dim=16, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=2, linear_num_key_heads=2, linear_num_value_heads=4,
         linear_key_head_dim=16, linear_value_head_dim=16, linear_conv_kernel_dim=taps,
-        num_experts=4, num_experts_per_tok=2, vocab_size=128, use_cache=False,
+        vocab_size=128, use_cache=False, **mlp,
     )  # fmt: skip
     torch.manual_seed(0)
     model = getattr(T, f"{family}ForCausalLM")(config).eval().requires_grad_(False)
     ids = torch.randint(0, 128, (1, s))
     config.save_pretrained(tmp_path)
     c = resolve_model(tmp_path)
-    assert (c.delta_layers, c.layers) == (3, 4)
+    assert (c.delta_layers, c.layers, c.is_moe) == (3, 4, family != "Qwen3_5")
     assert c.params() == sum(p.numel() for p in model.parameters())
+    if family == "Qwen3_5":  # the image-text config (Qwen3_5ForConditionalGeneration): its decoder
+        T.Qwen3_5Config(text_config=config.to_dict()).save_pretrained(tmp_path / "vl")
+        assert resolve_model(tmp_path / "vl").params() == c.params()
     graph = build(c, phase="prefill", seq=s)
     matrix = sum(o.total_flops for o in graph.ops if o.kind in ("matmul", "attention"))
     conv_dim = 2 * 2 * 16 + 4 * 16  # q, k (2 heads of 16) and v (4 heads of 16)

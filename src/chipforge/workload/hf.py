@@ -37,6 +37,8 @@ ARCHITECTURES = {
     "Qwen3NextForCausalLM": "qwen3_next",  # Gated DeltaNet layers and gated attention
     "Qwen3_5MoeForCausalLM": "qwen3_5_moe_text",  # Qwen3-Next's layers (Qwen3.5 MoE decoder)
     "Qwen3_5MoeForConditionalGeneration": "qwen3_5_moe",  # image-text: its `text_config`
+    "Qwen3_5ForCausalLM": "qwen3_5_text",  # Qwen3.5 MoE's layers with a dense MLP
+    "Qwen3_5ForConditionalGeneration": "qwen3_5",  # image-text: its `text_config`
     "GPT2LMHeadModel": "gpt2",
     "DeepseekV3ForCausalLM": "deepseek_v3",
     "DeepseekV32ForCausalLM": "deepseek_v32",  # DeepSeek-V3 with DeepSeek Sparse Attention
@@ -244,7 +246,12 @@ def _qwen3_next(c: _Keys) -> dict:
     the DeltaNet's elementwise decays are elementwise work, not priced."""
     if "intermediate_size" not in c.data:  # Qwen3.5 MoE: no dense MLP (every layer MoE)
         c.data = {**c.data, "intermediate_size": c.data.get("moe_intermediate_size")}
-    fields = _qwen2_moe(c) | {"qk_norm": True}
+    return _hybrid(c, _qwen2_moe(c))
+
+
+def _hybrid(c: _Keys, fields: dict) -> dict:
+    """Qwen3-Next's and Qwen3.5's attention layers over `fields`' MLPs (MoE or dense)."""
+    fields = fields | {"qk_norm": True}
     layers = fields["layers"]
     kinds = c.data.get("layer_types")
     if kinds is None:  # Qwen3NextConfig's rule
@@ -425,7 +432,7 @@ def _other_params(kind: str, c: _Keys, m: ModelConfig) -> int:
     gates = h * moe_layers if m.shared_gate else 0
     if kind == "gpt_oss":  # each expert's two biases, the router's bias, one sink per head
         gates += moe_layers * (m.experts * (2 * m.moe_ffn + h) + m.experts + m.heads)
-    if kind in ("qwen3_next", "qwen3_5_moe_text"):  # q/k RMSNorms: full-attention layers only
+    if kind in ("qwen3_next", "qwen3_5_moe_text", "qwen3_5_text"):  # q/k norms: attention layers
         gates += (layers - m.delta_layers) * 2 * d
     return layers * (norms + bias) + h + gates
 
@@ -445,6 +452,9 @@ MODEL_TYPES = {
     # Qwen3.5 MoE (Qwen3_5MoeTextConfig, transformers models/qwen3_5_moe): Qwen3-Next's keys and
     # layers (its DeltaNet's in_proj_qkv/z/b/a are in_proj_qkvz/ba split: the same matrices)
     "qwen3_5_moe_text": _qwen3_next,
+    # Qwen3.5 dense (Qwen3_5TextConfig, transformers models/qwen3_5): the same attention and
+    # DeltaNet layers, a dense gated MLP of `intermediate_size` in every layer (Qwen3_5MLP)
+    "qwen3_5_text": lambda c: _hybrid(c, _llama(c)),
     "mixtral": _mixtral,
     "gpt2": _gpt2,
     "deepseek_v3": _deepseek_v3,
@@ -463,7 +473,12 @@ DEFAULTS = {"gemma3_text": {"vocab_size": 262208, "max_position_embeddings": 131
 
 # image-text models whose decoder is a supported text model, saved as their `text_config`: the
 # decoder is costed, the vision tower and projector are not (`multimodal_note` says so)
-MULTIMODAL = {"gemma3": "gemma3_text", "llama4": "llama4_text", "qwen3_5_moe": "qwen3_5_moe_text"}
+MULTIMODAL = {
+    "gemma3": "gemma3_text",
+    "llama4": "llama4_text",
+    "qwen3_5_moe": "qwen3_5_moe_text",
+    "qwen3_5": "qwen3_5_text",
+}
 
 # architectures a config states by keys whose cost is not modelled: refused by the key, never
 # loaded as the dense model they extend (each with its source)
