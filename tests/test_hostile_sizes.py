@@ -158,3 +158,15 @@ def test_a_non_finite_serve_number_says_finite(value):
     code, _, err = cli("serve", "--chip", "h100", "--model", "llama3-8b", "--chips", "8",
                        "--osl-cv", value)  # fmt: skip
     assert code == 2 and err.strip() == f"error: --osl-cv must be a finite number, not {value}"
+
+
+@pytest.mark.parametrize("command", ["train", "serve"])
+def test_an_unknown_topology_names_the_flag(command):
+    """`train --topology x` read "`topology` must be one of ...": the API's keyword, where
+    every other plan option names its flag."""
+    from test_hostile import cli
+
+    code, _, err = cli(command, "--chip", "h100", "--model", "llama3-8b", "--chips", "8",
+                       "--topology", "dgx-h10")  # fmt: skip
+    assert code == 2 and err.startswith("error: --topology must be one of "), err
+    assert "(did you mean dgx-h100" in err

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 
-from chipforge.errors import SpecError, did_you_mean
+from chipforge.errors import SpecError, did_you_mean, flag
 from chipforge.spec.models import ChipSpec
 
 
@@ -139,7 +139,7 @@ def topology_for(
         label = name if listed else f"{chip.name} {_presets()[name]['kind']}"
     if name not in _presets():
         raise SpecError(
-            f"`topology` must be one of {', '.join(topology_names())}, not {name!r}"
+            f"{flag('topology')} must be one of {', '.join(topology_names())}, not {name!r}"
             f"{did_you_mean(name, topology_names())}"
         )
     p = dict(_presets()[name])
