@@ -8,7 +8,7 @@ from itertools import product
 import pytest
 
 from chipforge.cli import main
-from chipforge.cluster import plan_training, train_options
+from chipforge.cluster import plan_training, topology_for, train_options
 from chipforge.cluster.checks import end_stage_split
 from chipforge.cluster.memory import WEIGHT_BYTES, block_params
 from chipforge.cluster.training import (
@@ -17,9 +17,11 @@ from chipforge.cluster.training import (
     host_bytes,
     layer_flops_per_token,
     plan_memory,
+    stage_cost,
     stage_layer_count,
 )
 from chipforge.errors import ChipforgeError, Infeasible
+from chipforge.spec import load_chip
 from chipforge.workload.resolve import resolve_model
 
 FIXED = dict(tp=1, dp=1, cp=1, ep=1, zero=1, recompute="full", micro_batch=1, interleave=1,
@@ -96,15 +98,31 @@ def test_the_output_layer_and_loss_run_on_the_last_stage_only():
     """Megatron-Core builds the output layer and the loss on the last stage (gpt_model.py
     post_process), the embedding on the first (pre_process): the last rank's time carries the
     head, the others' do not. So the 1F1B bubble, the other ranks' times, is the same for any
-    vocabulary, and a layer moved off the last stage onto the first (5/4/4/3) shortens the step
-    where the head outweighs a layer (Llama 3 8B's 128K-token head: ~2.4 layers)."""
+    vocabulary whose head outweighs the embedding's lookup (the slowest rank the last), and a
+    layer moved off the last stage onto the first (5/4/4/3) shortens the step where the head
+    outweighs a layer (Llama 3 8B's 128K-token head: ~2.4 layers)."""
     c = _model(16)
     big = plan_training("h100", c, 4, pp=4, **FIXED)
-    small = plan_training("h100", replace(c, vocab=256), 4, pp=4, **FIXED)
+    small = plan_training("h100", replace(c, vocab=16384), 4, pp=4, **FIXED)
     assert big.step_time_s > small.step_time_s
     assert big.times["bubble_s"] == pytest.approx(small.times["bubble_s"], rel=1e-12)
     moved = plan_training("h100", c, 4, pp=4, first_stage_layers=5, last_stage_layers=3, **FIXED)
     assert moved.step_time_s < big.step_time_s
+
+
+def test_the_embedding_lookup_runs_on_the_first_rank():
+    """Megatron-Core's VocabParallelEmbedding gathers the micro-batch's tok x hidden rows
+    (forward) and scatter-adds their gradient into the table's gradient (backward) on the first
+    stage, memory-bound: with a head of next to nothing (a vocabulary of 2), the first of two
+    equal ranks is the slower by that lookup, its bytes (rows read and written; the gradient
+    read, the gradient's rows read and written: 5 x tok x hidden x 2 bytes) at the memory rate
+    (was: not priced, the two ranks equal)."""
+    chip = load_chip("h100")
+    c = replace(_model(16), vocab=2)
+    p = Plan(pp=2, recompute="none", micro_batch=4)
+    sc = stage_cost(chip, c, p, topology_for(chip, 2), seq=1024, dtype="bf16")
+    moved = 5 * 4 * 1024 * c.hidden * 2 / chip.hbm.bandwidth
+    assert moved <= sc.stage - sc.bubble <= 1.5 * moved  # 1F1B, pp 2: the bubble, the other rank
 
 
 def test_the_last_rank_holds_the_mtp_module_in_memory_too():

@@ -49,7 +49,7 @@ from chipforge.perf import estimate
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
 from chipforge.workload.graph import Graph
-from chipforge.workload.ops import Vector
+from chipforge.workload.ops import Embedding, Vector
 
 # Time outside the modelled kernels per step (data loading, launch gaps, unfused elementwise
 # kernels the layer graph does not list, loss, logging), as a fraction of the step. End-to-end
@@ -268,6 +268,36 @@ def train_metrics_time(chip: ChipSpec, c: ModelConfig, p: Plan, tok: int, run: R
     ]  # fmt: skip
     priced = estimate(Graph("train_metrics", tuple(ops)), chip).ops
     return run.train_metrics * sum(o.time_s for o in priced)
+
+
+def embedding_time(chip: ChipSpec, c: ModelConfig, tok: int, dtype: str) -> tuple[float, float]:
+    """Seconds (forward, backward) of one micro-batch's embedding lookup over its `tok` tokens
+    on the first pipeline rank. Megatron-Core's VocabParallelEmbedding.forward gathers the
+    rows (`output_parallel = self.weight[masked_input]`: every TP rank writes all tok x hidden,
+    the rows outside its vocabulary shard masked to zero); its backward scatter-adds the
+    output gradient into the weight gradient's rows (torch's embedding_dense_backward,
+    index_add). Both memory-bound, their bytes at the chip's memory rate: the gather reads and
+    writes the rows (the engine's Embedding op), the scatter-add reads the output gradient and
+    reads and writes the gradient's rows. The table in the weights' dtype (bf16 under FP8 /
+    FP4 training: Transformer Engine quantizes the GEMMs only). Tied embeddings run the same
+    lookup: nothing more."""
+    key = (chip_key(chip), c.hidden, c.vocab, tok, dtype)
+    hit = _EMBEDDING.get(key)
+    if hit is None:
+        wide = dtype if nbytes(dtype) >= 2 else "bf16"
+        ops = (
+            Embedding(name="embed", tokens=tok, hidden=c.hidden, vocab=c.vocab, dtype=wide),
+            Vector(name="embed.scatter_add", elements=tok * c.hidden,
+                   bytes_per_element=3 * nbytes(wide), dtype=wide),
+        )  # fmt: skip
+        if len(_EMBEDDING) >= 4096:
+            _EMBEDDING.clear()
+        fwd, bwd = (o.time_s for o in estimate(Graph("embedding", ops), chip).ops)
+        hit = _EMBEDDING[key] = (fwd, bwd)
+    return hit
+
+
+_EMBEDDING: dict[tuple, tuple[float, float]] = {}  # embedding_time's, by chip and shape
 
 
 def host_launches_per_expert(dtype: str, fp8_recipe: str) -> int:
@@ -1067,7 +1097,7 @@ def stage_cost(
             hop = collective_time("send_recv", kv, 2, topo, stride=p.tp, up_share=share["cp"])
             t_cp = layers * cp_ring(hop, attn, p.cp, _sm_share(chip, topo, run, "cp"), again=again)
     # the output layer (LM head) and the loss on the last stage: 6*tokens*h*V/tp FLOPs at the
-    # layer's matmul rate; the embedding, a row lookup, on the first (no matmul, not priced)
+    # layer's matmul rate; the embedding's lookup on the first (embedding_time)
     per_tok = layer_flops_per_token(c, seq)
     rate = per_tok * tok / p.tp / max(fwd + bwd, 1e-30)
     # (each MTP module applies the shared output head once more: DeepSeek-V3 Sec. 2.2)
@@ -1095,7 +1125,10 @@ def stage_cost(
         t_off = max(0.0, per_mb - layers * fwd) + max(0.0, per_mb - layers * (bwd + rec))
     busiest = (layers * fwd, layers * (bwd + rec), t_tp, t_ep, t_cp, t_host)
     split = rank_blocks(c, p.pp, p.interleave, stage_split(c, p))
-    stage, bubble, (t_f, t_b, t_tp, t_ep, t_cp, t_host) = _pipeline(p, split, busiest, head, t_off)
+    embed = embedding_time(chip, c, tok, dtype)
+    stage, bubble, (t_f, t_b, t_tp, t_ep, t_cp, t_host) = _pipeline(
+        p, split, busiest, head, embed, t_off
+    )
     hop = pp_hop(c, p, topo, seq=seq, dtype=dtype, run=run)
     # DP: gradients reduced (ZeRO 0: all-reduce; 1-2: reduce-scatter + all-gather of weights;
     # 3: + weights gathered again per micro-batch), overlapped with the last backward pass
@@ -1169,36 +1202,38 @@ def _pipeline(
     split: tuple[int, ...],
     busiest: tuple[float, ...],
     head: tuple[float, float],
+    embed: tuple[float, float],
     t_off: float,
 ) -> tuple[float, float, tuple[float, ...]]:
     """(stage s, bubble s, the slowest rank's (forward, backward, TP, EP, CP, host) s) of one
     micro-batch of plan `p`, each rank priced on its own: `busiest` the parts of the rank with
     the most blocks (`split`: memory.rank_blocks), the others' in proportion to their blocks;
-    the output layer and loss (`head`: forward, backward) on the last rank only, the
-    embedding's lookup on the first (Megatron-Core gpt_model.py builds the embedding where
-    `pre_process`, the first stage, and the output layer and loss where `post_process`, the
-    last; torchtitan's pipeline split the same), `t_off` on every rank. The step then runs at
-    the slowest rank, m times, and the 1F1B bubble is the other ranks' times (with equal
-    stages (p-1)(t_f + t_b), Narayanan et al. 2021 Sec. 2.2; a stage k slower than the rest
-    streams its m micro-batches after the others' share of the first's forward and before
-    their share of the last's backward); interleaved, 1/v of that. DualPipe: each rank holds
-    stage i and stage p-1-i (deepseek-ai/DualPipe examples/example_dualpipe.py
+    the output layer and loss (`head`: forward, backward) on the last rank only, the embedding's
+    lookup (`embed`: forward, backward) on the first (Megatron-Core gpt_model.py builds the
+    embedding where `pre_process`, the first stage, and the output layer and loss where
+    `post_process`, the last; torchtitan's pipeline split the same), `t_off` on every rank. The
+    step then runs at the slowest rank, m times, and the 1F1B bubble is the other ranks' times
+    (with equal stages (p-1)(t_f + t_b), Narayanan et al. 2021 Sec. 2.2; a stage k slower than
+    the rest streams its m micro-batches after the others' share of the first's forward and
+    before their share of the last's backward); interleaved, 1/v of that. DualPipe: each rank
+    holds stage i and stage p-1-i (deepseek-ai/DualPipe examples/example_dualpipe.py
     `nn.Sequential(full_modules[rank], full_modules[pp_size - 1 - rank])`), half of the
-    micro-batches through each, so the two end ranks each run the head for half of them."""
+    micro-batches through each, so the two end ranks each run the head and the embedding for
+    half of them."""
     pp, last = p.pp, p.pp - 1
     if p.schedule == "dualpipe":
-        ranks = [((split[i] + split[last - i]) / 2, 0.5 if i in (0, last) else 0.0)
+        ranks = [((split[i] + split[last - i]) / 2, *((0.5, 0.5) if i in (0, last) else (0, 0)))
                  for i in range(pp)]  # fmt: skip
     else:
-        ranks = [(n, 1.0 if i == last else 0.0) for i, n in enumerate(split)]
+        ranks = [(n, float(i == last), float(i == 0)) for i, n in enumerate(split)]
     n_max = max(split)
-    kinds: dict[tuple[float, float], int] = {}
+    kinds: dict[tuple[float, float, float], int] = {}
     for r in ranks:
         kinds[r] = kinds.get(r, 0) + 1
     priced = []
-    for (n, h), count in kinds.items():
+    for (n, h, e), count in kinds.items():
         f, b, tp, ep, cp, host = (x * (n / n_max) for x in busiest)
-        f, b = f + h * head[0], b + h * head[1]
+        f, b = f + h * head[0] + e * embed[0], b + h * head[1] + e * embed[1]
         if p.schedule == "dualpipe":
             # a forward and a backward chunk run together; the all-to-all runs beside them on
             # DUALPIPE_COMM_SHARE of the chip, so the pair takes the longer of the two
