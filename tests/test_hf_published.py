@@ -272,6 +272,9 @@ def test_deepseek_sparse_attention_decode_reads_the_selected_keys_and_the_index_
     mla, indexer = ops["moe_layers.attention"], ops["moe_layers.indexer"]
     assert (mla.attended, mla.keys) == (2048, 2048)
     assert (indexer.keys, indexer.exps) == (32769, 0.0)
+    # the index keys are read as the cache holds them: 128 FP8 values and their FP32 scale
+    queries = c.index_heads * (c.index_head_dim + 1)  # one query's FP8 head vectors and scores
+    assert indexer.bytes == queries + 32769 * (128 + 4)
     assert c.kv_bytes_per_token(2) == 61 * ((512 + 64) * 2 + 128 + 4)
 
 

@@ -263,9 +263,10 @@ def _indexer(
     k[t]) over every earlier token: per pair and head 2 d FLOPs for the dot product and 2 for
     the weighting, an attention with d_v = 1 and no softmax over the causal pairs (the FP8
     kernel, DeepGEMM `fp8_mqa_logits`, scores each query's own key range; transformers'
-    reference scores the whole square and masks it). Its keys are cached in FP8
-    (`ModelConfig.index_key_bytes`; the op reads d + 1 bytes a key, not the cache's d + 4 with
-    its scale). Top-k selection itself is not priced."""
+    reference scores the whole square and masks it). Its keys are cached in FP8 with an FP32
+    scale per 128 values, and read as cached (`ModelConfig.index_key_bytes`: d + 4 bytes a key
+    at d = 128; TensorRT-LLM's DSA cache manager, SGLang's NSATokenToKVPool). Top-k selection
+    itself is not priced."""
     if not c.index_topk:
         return []
     hi, di = c.index_heads, c.index_head_dim
@@ -285,6 +286,7 @@ def _indexer(
             causal=causal,
             softmax=False,
             dtype="fp8",
+            cached_bytes=c.index_key_bytes,
         ),
     ]
 

@@ -126,6 +126,10 @@ class Attention(Op):
     # a query's keys may be any: one query reads its `window`, many read the whole context
     sparse: bool = False
     softmax: bool = True  # False: ReLU scores (the DSA lightning indexer), no exponentials
+    # bytes one cached key (and value) of one KV head takes as stored, when not the dtype's
+    # (d_qk + d_v) values: the DSA indexer's FP8 key with its FP32 scales
+    # (`ModelConfig.index_key_bytes`, the cache's own sizing); 0: the dtype's
+    cached_bytes: float = 0.0
     backward: bool = False
     kind: ClassVar[str] = "attention"
 
@@ -180,10 +184,10 @@ class Attention(Op):
     @property
     def bytes(self) -> float:
         e = nbytes(self.dtype)
-        q_o = self.batch * self.heads * self.q_len * (self.head_dim + self.d_v)
-        cached = self.head_dim + (0 if self.v_in_k else self.d_v)
+        q_o = e * self.batch * self.heads * self.q_len * (self.head_dim + self.d_v)
+        cached = self.cached_bytes or e * (self.head_dim + (0 if self.v_in_k else self.d_v))
         k_v = self.batch * self.kv_heads * self.keys * cached
-        return e * (q_o + k_v) * (2 if self.backward else 1)
+        return (q_o + k_v) * (2 if self.backward else 1)
 
 
 def _band(n: int, window: int) -> float:
