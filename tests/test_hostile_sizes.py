@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import time
 from itertools import product
 from pathlib import Path
@@ -170,3 +171,24 @@ def test_an_unknown_topology_names_the_flag(command):
                        "--topology", "dgx-h10")  # fmt: skip
     assert code == 2 and err.startswith("error: --topology must be one of "), err
     assert "(did you mean dgx-h100" in err
+
+
+@pytest.mark.parametrize(
+    ("rng", "shown"),
+    [
+        ({"min": "2 GHz", "max": "1 GHz"}, "(min 2 GHz, max 1 GHz)"),
+        ({"min": "1 GHz", "max": "2 GHz", "steps": 0}, "(min 1 GHz, max 2 GHz, steps 0)"),
+    ],
+)
+def test_an_empty_range_shows_steps_only_where_given(rng, shown):
+    """An inverted range without `steps` read "(min 2 GHz, max 1 GHz, steps 0)"."""
+    from chipforge.explore.space import SpaceError, space_from_dict
+
+    space = {
+        "base": {"chip": "forge-n3"},
+        "params": {"clock": rng},
+        "workloads": [{"spec": "gemm:m=64,n=64,k=64"}],
+        "objectives": {"time_s": "min"},
+    }
+    with pytest.raises(SpaceError, match=f"`clock` is an empty range {re.escape(shown)}; give"):
+        space_from_dict(space)

@@ -231,9 +231,10 @@ def _param(path: str, value: Any, base: dict) -> Param:
     if isinstance(steps, bool) or not isinstance(steps, int):
         raise SpaceError(f"params: `{path}.steps` must be an integer, not {steps!r}")
     if high < low or (steps < 1 and "steps" in value) or (steps != 1 and high == low):
+        given = f", steps {steps}" if "steps" in value else ""  # not "steps 0" when left out
         raise SpaceError(
-            f"params: `{path}` is an empty range (min {value['min']}, max {value['max']}, "
-            f"steps {steps}); give min < max and steps >= 1"
+            f"params: `{path}` is an empty range (min {value['min']}, max {value['max']}{given}); "
+            "give min < max and steps >= 1"
         )
     integer = all(isinstance(value[k], int) for k in ("min", "max"))
     return Param(path, low=low, high=high, steps=steps, integer=integer)
