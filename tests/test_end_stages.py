@@ -169,6 +169,23 @@ def test_offloaded_layers_are_a_share_of_the_counted_ranks_layers():
     assert host_bytes(c, one, full, 1024) == pytest.approx(full["activations_bytes"] / 3)
 
 
+def test_the_offload_copy_is_one_micro_batchs_layers_on_the_counted_rank():
+    """Each micro-batch's offloaded layers cross the host link once each way, whatever number
+    of micro-batches the counted rank holds in flight: with 2 micro-batches per step the first
+    rank holds 2, not pp = 4, so the copy per micro-batch (its share of the offloaded bytes)
+    is the same as with 8 (was: the bytes of 2 in flight divided by 4, half the copy). A host
+    link of 4 GB/s, so the copy outlasts the layers' compute."""
+    chip, c = load_chip("h100"), _model(16)
+    topo = replace(topology_for(chip, 4), host_bandwidth=4e9, host_memory=2**40)
+    p = Plan(pp=4, recompute="none")
+    exposed = []
+    for m in (2, 8):
+        kw = dict(seq=1024, dtype="bf16", microbatches=m)
+        none = stage_cost(chip, c, p, topo, **kw).stage
+        exposed.append(stage_cost(chip, c, replace(p, offload_layers=1), topo, **kw).stage - none)
+    assert exposed[0] > 0 and exposed[0] == pytest.approx(exposed[1], rel=1e-12)
+
+
 def test_flags_keys_and_errors(capsys):
     kw = train_options.parse({"first_stage_layers": 5, "last_stage_layers": 3}, "t")
     assert kw == {"first_stage_layers": 5, "last_stage_layers": 3}

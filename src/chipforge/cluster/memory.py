@@ -318,6 +318,27 @@ def rank_blocks(
     return tuple(counts)
 
 
+def charged_rank(
+    c: ModelConfig,
+    pp: int,
+    interleave: int,
+    split: tuple[int, ...] | None,
+    microbatches: int | None,
+    last: bool,
+) -> int:
+    """The pipeline rank whose activations `memory_per_chip` counts: the last where it holds
+    the loss's logits there (`last`), else the first or the second, whichever holds more
+    blocks' chunks in flight (in_flight_chunks; `microbatches` per step, None: unbounded)."""
+    if pp == 1:
+        return 0
+    if last:
+        return pp - 1
+    blocks = rank_blocks(c, pp, interleave, split)
+    first = blocks[0] * in_flight_chunks(pp, interleave, 0, microbatches)
+    second = blocks[1] * in_flight_chunks(pp, interleave, 1, microbatches)
+    return 0 if first >= second else 1
+
+
 def charged_blocks(
     c: ModelConfig,
     pp: int,
@@ -326,17 +347,9 @@ def charged_blocks(
     microbatches: int | None,
     last: bool,
 ) -> int:
-    """Blocks of the rank whose activations `memory_per_chip` counts: the last where it holds
-    the loss's logits there (`last`), else the first or the second, whichever holds more
-    blocks' chunks in flight (in_flight_chunks; `microbatches` per step, None: unbounded)."""
-    blocks = rank_blocks(c, pp, interleave, split)
-    if pp == 1:
-        return blocks[0]
-    if last:
-        return blocks[-1]
-    first = blocks[0] * in_flight_chunks(pp, interleave, 0, microbatches)
-    second = blocks[1] * in_flight_chunks(pp, interleave, 1, microbatches)
-    return blocks[0] if first >= second else blocks[1]
+    """Blocks of the rank whose activations `memory_per_chip` counts (charged_rank)."""
+    rank = charged_rank(c, pp, interleave, split, microbatches, last)
+    return rank_blocks(c, pp, interleave, split)[rank]
 
 
 def expert_share(c: ModelConfig, p) -> float:

@@ -34,7 +34,9 @@ from chipforge.cluster.memory import (
     RESERVED_BYTES,
     WEIGHT_BYTES,
     charged_blocks,
+    charged_rank,
     expert_share,
+    in_flight_chunks,
     memory_per_chip,
     pipeline_fsdp_reduces_after,
     pipeline_fsdp_unsharded,
@@ -1121,7 +1123,8 @@ def stage_cost(
             )
     link = topo.host_bandwidth * BANDWIDTH_EFFICIENCY
     if p.offload_layers:  # D2H beside the forward pass, H2D beside the backward pass
-        per_mb = offloaded_bytes(c, p, full, seq, microbatches) / _in_flight(p) / link
+        moved = offloaded_bytes(c, p, full, seq, microbatches)
+        per_mb = moved / _in_flight(c, p, full, microbatches) / link
         t_off = max(0.0, per_mb - layers * fwd) + max(0.0, per_mb - layers * (bwd + rec))
     busiest = (layers * fwd, layers * (bwd + rec), t_tp, t_ep, t_cp, t_host)
     split = rank_blocks(c, p.pp, p.interleave, stage_split(c, p))
@@ -1294,12 +1297,19 @@ def hybrid_collective(
     return scatter + across + (gather if kind == "all_reduce" else 0.0)
 
 
-def _in_flight(p: Plan) -> float:
-    """Micro-batches whose activations the busiest stage holds at once (1F1B: pp; interleaved
-    1F1B: more, Korthikanti et al. 2022 Sec. 4.2.3), as memory.memory_per_chip counts them."""
+def _in_flight(c: ModelConfig, p: Plan, mem: dict[str, float], microbatches: int | None) -> float:
+    """Micro-batches whose activations the rank counted in `mem` (plan_memory of plan `p`,
+    `microbatches` per step; memory.charged_rank: the first, the second, or the last where it
+    holds the logits) holds at once: its in_flight_chunks over v (1F1B: pp - rank, at most m;
+    interleaved 1F1B more, Korthikanti et al. 2022 Sec. 4.2.3), DualPipe's (p + 1) / p of that
+    as plan_memory counts them. So `offloaded_bytes` over this is one micro-batch's offloaded
+    layers, on whichever rank is counted."""
     if p.pp == 1:
         return 1.0
-    return p.pp * (1 + (p.pp - 1) / (p.pp * p.interleave) if p.interleave > 1 else 1)
+    last = mem["loss_bytes"] > 0
+    rank = charged_rank(c, p.pp, p.interleave, stage_split(c, p), microbatches, last)
+    n = in_flight_chunks(p.pp, p.interleave, rank, microbatches) / p.interleave
+    return n * (p.pp + 1) / p.pp if p.schedule == "dualpipe" else n
 
 
 def _step_parts(s: StageCost, m: int) -> tuple[float, float, float]:
