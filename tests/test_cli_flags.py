@@ -119,7 +119,7 @@ def test_datacenter_serve_dtype_is_a_deprecated_alias_of_dtype():
 def test_each_default_request_is_stated_once():
     """Every place that takes a request reads SERVE_* (one engine) or SITE_* (a site)."""
     from chipforge import api
-    from chipforge.cluster.serve_options import SERVE_ISL, SERVE_OSL, SITE_ISL, SITE_OSL
+    from chipforge.request_defaults import SERVE_ISL, SERVE_OSL, SITE_ISL, SITE_OSL
     from chipforge.datacenter.workload import serving
     from chipforge.decide.inputs import Serve, serve_plan_options
     from chipforge.explore.system import Serving
@@ -141,7 +141,7 @@ def test_the_studio_names_each_cluster_field_by_its_flag():
     request fields start at `serve`'s default request."""
     import re
 
-    from chipforge.cluster.serve_options import SERVE_ISL, SERVE_OSL
+    from chipforge.request_defaults import SERVE_ISL, SERVE_OSL
     from chipforge.studio import app as studio
 
     page = studio._cluster_page(studio.DEFAULTS)

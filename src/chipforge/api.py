@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chipforge.cluster.serve_options import SERVE_ISL, SERVE_OSL
+from chipforge.request_defaults import SERVE_ISL, SERVE_OSL
 from chipforge.spec.models import ChipSpec
 from chipforge.workload.config import ModelConfig
 

@@ -11,9 +11,9 @@ from rich.table import Table
 
 from chipforge.cli import JsonOpt, ModelOptional, OutOpt, app, deprecated, dtype_flag, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.cluster.serve_options import SITE_ISL, SITE_OSL
 from chipforge.display import label, show
 from chipforge.errors import ChipforgeError
+from chipforge.request_defaults import SITE_ISL, SITE_OSL
 from chipforge.units import parse_count, parse_quantity
 
 

@@ -24,9 +24,9 @@ from chipforge.cli import (
     unthrottled,
 )
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
-from chipforge.cluster.serve_options import SERVE_ISL, SERVE_OSL
 from chipforge.display import label, show
 from chipforge.errors import flag
+from chipforge.request_defaults import SERVE_ISL, SERVE_OSL
 
 
 def serve_tables(d: dict) -> list[Table]:

@@ -17,10 +17,10 @@ import math
 from chipforge.cluster import plan_serving, plan_training
 from chipforge.cluster.checks import whole, within_context
 from chipforge.cluster.search import check_block_scaled
-from chipforge.cluster.serve_options import SITE_ISL, SITE_OSL
 from chipforge.datacenter.tco import HOURS_PER_YEAR, Chip
 from chipforge.dtypes import nbytes
 from chipforge.errors import ChipforgeError, Infeasible
+from chipforge.request_defaults import SITE_ISL, SITE_OSL
 from chipforge.spec import load_chip
 from chipforge.workload.resolve import resolve_model
 

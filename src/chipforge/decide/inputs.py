@@ -15,9 +15,9 @@ from functools import cached_property
 from pathlib import Path
 
 from chipforge import userfile
-from chipforge.cluster.serve_options import SITE_ISL, SITE_OSL
 from chipforge.datacenter.site import MAX_SITE_W
 from chipforge.errors import ChipforgeError, check_name
+from chipforge.request_defaults import SITE_ISL, SITE_OSL
 
 MAX_SCENARIO_BYTES = 1 << 20
 

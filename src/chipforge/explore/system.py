@@ -33,10 +33,10 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
-from chipforge.cluster.serve_options import SITE_ISL, SITE_OSL
 from chipforge.datacenter.report import DEFAULT_VOLUME
 from chipforge.datacenter.tco import HOURS_PER_YEAR
 from chipforge.errors import ChipforgeError, Infeasible, did_you_mean
+from chipforge.request_defaults import SITE_ISL, SITE_OSL
 from chipforge.units import parse_quantity
 
 SERVING_OBJECTIVES = {

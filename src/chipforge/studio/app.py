@@ -14,12 +14,12 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlparse
 
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from chipforge.cluster.serve_options import SERVE_ISL, SERVE_OSL
 from chipforge.errors import ChipforgeError
 from chipforge.report.charts import bar, compare_charts, cost_charts, html_safe
 from chipforge.report.decide import decide_charts
 from chipforge.report.plans import cost_tornado, datacenter_charts, sweep_charts, train_charts
 from chipforge.report.serving import serve_charts
+from chipforge.request_defaults import SERVE_ISL, SERVE_OSL
 from chipforge.spec.loader import chip_from_dict, preset_names
 from chipforge.spec.nodes import nodes
 from chipforge.studio import compute
