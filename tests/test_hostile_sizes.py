@@ -192,3 +192,20 @@ def test_an_empty_range_shows_steps_only_where_given(rng, shown):
     }
     with pytest.raises(SpaceError, match=f"`clock` is an empty range {re.escape(shown)}; give"):
         space_from_dict(space)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--pue", "0"], "error: `--pue` must be >= 1.0, not 0.0;"),
+        (["--utilization", "2"], "error: `--utilization` must be in (0, 1], not 2.0"),
+        (["--set", "pue=0.5"], "error: `pue` must be >= 1.0, not 0.5;"),  # the key as set
+    ],
+)
+def test_datacenter_range_errors_name_the_flag_as_typed(args, line):
+    """`datacenter --pue 0` read "`pue` must be >= 1.0" (the assumption's field), where
+    `--pue nan` named the flag."""
+    from test_hostile import cli
+
+    code, _, err = cli("datacenter", *args)
+    assert code == 2 and err.startswith(line), err

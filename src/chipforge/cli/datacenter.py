@@ -12,7 +12,7 @@ from rich.table import Table
 from chipforge.cli import JsonOpt, ModelOptional, OutOpt, app, deprecated, dtype_flag, emit
 from chipforge.cli.reportopts import HtmlOpt, PngOpt, write_reports
 from chipforge.display import label, show
-from chipforge.errors import ChipforgeError
+from chipforge.errors import ChipforgeError, SpecError
 from chipforge.request_defaults import SITE_ISL, SITE_OSL
 from chipforge.units import parse_count, parse_quantity
 
@@ -144,6 +144,15 @@ def _serve_dtype(value: str | None) -> str | None:
     return value
 
 
+# the site assumptions datacenter's own flags set: a range error names the flag as typed
+_FLAGS = {
+    "pue": "--pue",
+    "electricity_usd_per_kwh": "--electricity-price",
+    "utilization": "--utilization",
+    "redundancy": "--redundancy",
+}
+
+
 @app.command()
 def datacenter(
     chip: Annotated[
@@ -253,13 +262,20 @@ def datacenter(
                         ("--utilization", utilization)):  # fmt: skip
         if value is not None and not 0 <= value < math.inf:  # named as typed, not as the field
             raise ChipforgeError(f"`{flag}` must be a finite number >= 0, not {value}")
-    flags = {
+    flags = {  # the fields the flags set (_FLAGS: field -> flag)
         "pue": pue,
         "electricity_usd_per_kwh": electricity_price,
         "utilization": utilization,
         "redundancy": parse_redundancy(redundancy) if redundancy else None,
     }
-    a = Assumptions().with_(**over | {k: v for k, v in flags.items() if v is not None})
+    by_flag = {k: v for k, v in flags.items() if v is not None}
+    try:
+        a = Assumptions().with_(**over | by_flag)
+    except SpecError as e:  # a flag's value out of its range: named as typed, not as the field
+        field = next((f for f in by_flag if str(e).startswith(f"`{f}` ")), None)
+        if field is None:
+            raise
+        raise SpecError(f"`{_FLAGS[field]}`{str(e)[len(field) + 2 :]}") from None
     given = [n for n, v in (("--power", power), ("--grid", grid), ("--it-power", it_power)) if v]
     if len(given) > 1:
         raise ChipforgeError(f"pass one of {', '.join(given)}, not several")
