@@ -10,7 +10,7 @@ import pytest
 from chipforge.cli import main
 from chipforge.cluster import plan_training, topology_for, train_options
 from chipforge.cluster.checks import end_stage_split
-from chipforge.cluster.memory import WEIGHT_BYTES, block_params
+from chipforge.cluster.memory import WEIGHT_BYTES, block_params, loss_bytes
 from chipforge.cluster.training import (
     Plan,
     head_blocks,
@@ -159,14 +159,30 @@ def test_the_automatic_split_holds_the_mtp_module_as_a_stated_one():
 def test_offloaded_layers_are_a_share_of_the_counted_ranks_layers():
     """3/3/3/7 layers: the activations counted are the first rank's (3 layers, 4 micro-batches
     in flight, more than the last's 7 layers x 1), so offloading one layer moves a third of
-    them to host memory, not a seventh (the busiest rank's share)."""
+    them to host memory, not a seventh (the busiest rank's share); the first then keeps 2 x 4,
+    less than the last's 6 x 1 and its logits, which are counted."""
     c = _model(16)
     p = Plan(pp=4, recompute="none", first_stage_layers=3, last_stage_layers=7)
     full = plan_memory(c, p, seq=1024, dtype="bf16")
     one = replace(p, offload_layers=1)
     held = plan_memory(c, one, seq=1024, dtype="bf16")
-    assert held["activations_bytes"] == pytest.approx(full["activations_bytes"] * 2 / 3)
     assert host_bytes(c, one, full, 1024) == pytest.approx(full["activations_bytes"] / 3)
+    unit = full["activations_bytes"] / (3 * 4)
+    assert held["activations_bytes"] == pytest.approx(6 * unit) and held["loss_bytes"] > 2 * unit
+
+
+def test_after_offload_the_rank_with_most_left_is_counted():
+    """3/3/3/7 layers, every rank offloading 2 (Megatron's --cpu-offloading-num-layers is per
+    rank): the first keeps 1 layer x 4 micro-batches, the last 5 layers x 1 and the loss's
+    logits, so the last is now the busiest chip (was: the first's 4 layer-micro-batches
+    charged, the last's 5 and its logits not)."""
+    c = _model(16)
+    p = Plan(pp=4, recompute="none", first_stage_layers=3, last_stage_layers=7)
+    full = plan_memory(c, p, seq=1024, dtype="bf16")
+    unit = full["activations_bytes"] / (3 * 4)  # one layer, one micro-batch (the first's)
+    two = plan_memory(c, replace(p, offload_layers=2), seq=1024, dtype="bf16")
+    assert full["loss_bytes"] == 0 and two["loss_bytes"] == loss_bytes(c, mb=1, seq=1024, tp=1)
+    assert two["activations_bytes"] == pytest.approx(5 * unit)
 
 
 def test_the_offload_copy_is_one_micro_batchs_layers_on_the_counted_rank():

@@ -482,6 +482,7 @@ def memory_per_chip(
     microbatches: int | None = None,
     reserved: float = RESERVED_BYTES,
     split: tuple[int, ...] | None = None,
+    offload: int = 0,
 ) -> dict[str, float]:
     """Bytes by category on the busiest chip (the first pipeline stage, which holds `pp`
     micro-batches of activations under 1F1B, or the second when the first is a layer short;
@@ -490,7 +491,10 @@ def memory_per_chip(
     its gathered units; `loss`: the cross-entropy implementation, LOSS_BUFFERS; `microbatches`:
     per step, which caps those in flight, in_flight_chunks; None: as many as the schedule
     can hold; `reserved`: what the chip's runtime holds back, reserved_bytes; `split`: the
-    decoder layers of each rank where the end stages are stated, checks.end_stage_split)."""
+    decoder layers of each rank where the end stages are stated, checks.end_stage_split;
+    `offload`: layers of every rank whose activations live in host memory (Megatron-Core
+    --cpu-offloading-num-layers, per rank), a share of each rank's own: the busiest rank is
+    chosen after it, so a rank with more layers left can become the one counted)."""
     params = stage_params(c, pp, tp, ep, split, interleave)
     shard = {0: (1, 1, 1), 1: (1, 1, dp), 2: (1, dp, dp), 3: (dp, dp, dp)}[zero]
     # the routed experts' ZeRO states shard over the expert-data-parallel ranks (zero_held_share)
@@ -508,16 +512,19 @@ def memory_per_chip(
     # in flight on the first rank (in_flight_chunks), each chunk 1/v of the rank's layers: under
     # interleaving (1 + (p-1)/(p*v)) times p micro-batches while m allows (Korthikanti et al.
     # 2022 Sec. 4.2.3); the second rank, a layer more, holds fewer chunks
-    layer_batches = (
-        max(first * in_flight_chunks(pp, v, 0, m), per * in_flight_chunks(pp, v, 1, m)) / v
-    )
+    fronts = ((first, first * in_flight_chunks(pp, v, 0, m) / v),
+              (per, per * in_flight_chunks(pp, v, 1, m) / v))  # fmt: skip
+
+    def on_chip(held_bytes: float, blocks: int) -> float:
+        """What a rank of `blocks` blocks keeps on the chip of its `held_bytes` (`offload`)."""
+        return held_bytes - held_bytes * min(offload, blocks) / blocks
+
     kw = dict(mb=mb, seq=seq // cp, tp=tp, act_bytes=act_bytes, attention=attention, sp=sp,
               gemm_input_bytes=gemm_input_bytes,
               gathered_inputs=loss in GATHERED_GEMM_INPUTS)  # fmt: skip
     per_layer = activation_bytes_per_layer(
         c, recompute=recompute, recompute_modules=recompute_modules, **kw
     )
-    acts = per_layer * layer_batches
     logits = loss_bytes(c, mb=mb, seq=seq // cp, tp=tp, loss=loss)
     held_logits = logits if pp == 1 else 0.0
     # A recomputed layer's activations exist again during its own backward pass: activation
@@ -531,7 +538,8 @@ def memory_per_chip(
     if recompute != "none":
         none = activation_bytes_per_layer(c, recompute="none", **kw)
         work = max(0.0, none - per_layer)
-    acts += max(0.0, work - held_logits)  # pp 1: the loss's peak or the backward's
+    extra = max(0.0, work - held_logits)  # pp 1: the loss's peak or the backward's
+    acts = max(on_chip(per_layer * batches + extra, n) for n, batches in fronts)
     # The last rank holds the loss's logits, and under 1F1B one micro-batch in flight (each
     # forward is followed at once by its backward: Narayanan et al. 2021 Sec. 2.2.1, PipeDream-
     # Flush), interleaved (v-1)*p + 1 chunks (in_flight_chunks), over as many layers as the
@@ -543,7 +551,7 @@ def memory_per_chip(
         kept = (m or pp) * logits / loss_buffers(loss, tp)  # None: pp, torchtitan's default m
         last = per_layer * last_layers * in_flight_chunks(pp, v, pp - 1, m) / v
         last_logits = logits + (kept if PIPELINE_KEEPS_OUTPUTS[loss] else 0.0)
-        last += max(0.0, work - logits)
+        last = on_chip(last + max(0.0, work - logits), last_layers)
         if last + last_logits > acts:
             acts, held_logits = last, last_logits
     grads = held(shard[1]) * GRAD_BYTES

@@ -47,7 +47,6 @@ from chipforge.cluster.training import (
     layer_shape,
     memory_error,
     offload_layers_to_fit,
-    offloaded_bytes,
     plan_memory,
     pp_exposed,
     pp_hop,
@@ -642,7 +641,12 @@ def plan_training(
             # the group's most micro-batches hold the most (memory.in_flight_chunks)
             mem = plan_memory(c, plan, seq=seq, dtype=dtype, run=run, microbatches=m_hi,
                               reserved=reserved_bytes(chip))  # fmt: skip
-            held = _offload(c, plan, mem, seq, usable, topo, m_hi, **offload)
+
+            def memory(q: Plan, m_hi=m_hi) -> dict[str, float]:
+                return plan_memory(c, q, seq=seq, dtype=dtype, run=run, microbatches=m_hi,
+                                   reserved=reserved_bytes(chip))  # fmt: skip
+
+            held = _offload(c, plan, mem, seq, usable, topo, m_hi, memory, **offload)
             if held is not None:  # the least moved to host memory that fits (priced again)
                 plan, mem = held, None
             elif sum(mem.values()) > usable:
@@ -793,11 +797,12 @@ def _ep_unit(c: ModelConfig, ep: int, cp: int) -> int:
 
 
 def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, topo: Topology,
-             m: int | None, *, optimizer: bool, activations: bool) -> Plan | None:  # fmt: skip
+             m: int | None, memory, *, optimizer: bool,
+             activations: bool) -> Plan | None:  # fmt: skip
     """`plan` with what must go to host memory for it to fit (None: it fits without, or
     cannot with, offload): the optimizer states first (one copy each way per step), then the
     fewest layers' activations (copies every micro-batch); `mem` planned for `m` micro-batches
-    per step."""
+    per step; `memory(plan)`: plan_memory of a plan so offloaded."""
     if sum(mem.values()) <= usable or not topo.host_bandwidth > 0:
         return None
     full = mem
@@ -807,7 +812,17 @@ def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, top
     if activations and sum(mem.values()) > usable:
         k = offload_layers_to_fit(c, plan, mem, seq, usable, m)
         plan = replace(plan, offload_layers=k or 0)
-    fits = sum(mem.values()) - offloaded_bytes(c, plan, full, seq, m) <= usable
+    # k fits the rank counted before the offload; another, with more layers left on the chip,
+    # can be the busiest after it (memory_per_chip's `offload`): a layer more until one fits
+    held = memory(plan)
+    while (
+        plan.offload_layers
+        and sum(held.values()) > usable
+        and plan.offload_layers + 1 < stage_layer_count(c, plan)
+    ):
+        plan = replace(plan, offload_layers=plan.offload_layers + 1)
+        held = memory(plan)
+    fits = sum(held.values()) <= usable
     if not fits or host_bytes(c, plan, full, seq, m) > topo.host_memory:
         return None
     return plan

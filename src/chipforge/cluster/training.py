@@ -528,7 +528,7 @@ def plan_memory(
         gemm_input_bytes=GEMM_INPUT_BYTES.get(dtype, act_bytes),
         attention=run.attention, sp=p.sequence_parallel,
         recompute_modules=run.recompute_modules, loss=run.loss, microbatches=microbatches,
-        reserved=reserved, split=stage_split(c, p),
+        reserved=reserved, split=stage_split(c, p), offload=p.offload_layers,
     )  # fmt: skip
     if run.fp8_param_gather:  # FP8 primary weights (the optimizer's fp32 master copy is unchanged)
         mem["weights_bytes"] *= FP8_PARAM_BYTES / WEIGHT_BYTES
@@ -536,8 +536,6 @@ def plan_memory(
         for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes"):
             mem[k] *= 2
         mem["activations_bytes"] *= (p.pp + 1) / p.pp
-    if p.offload_layers:  # those layers' activations live in host memory
-        mem["activations_bytes"] -= offloaded_bytes(c, p, mem, seq, microbatches)
     if p.optimizer_offload:
         mem["optimizer_bytes"] = 0.0
     return mem
