@@ -1,17 +1,15 @@
 """One vocabulary of flags: every command's parser is walked, and a flag name two commands share
 has one type, one default and one bound (so one validation message) in both, but for the
 deliberate differences listed below; a renamed flag's old spelling still works, with one
-warning line; each default request is stated once (cluster.serve_options)."""
+warning line; each default request is stated once (chipforge.request_defaults)."""
 
 from __future__ import annotations
 
 import inspect
 import json
-import sys
 
-from typer.testing import CliRunner
+from test_hostile import cli  # the same in-process runner through the entry point's guard
 
-from chipforge.cli import main
 from chipforge.cli.reference import commands, kind
 
 # (flag, command) pairs whose type or default differs from the same flag elsewhere, on purpose
@@ -36,19 +34,6 @@ ALLOWED = {
     ("--isl", "datacenter"),
     ("--osl", "datacenter"),
 }
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """`chipforge ARGS` through the entry point's guard (user errors: exit 2): (exit, out, err)."""
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else int(e.code is not None)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def _signature(p) -> tuple:
@@ -119,10 +104,10 @@ def test_datacenter_serve_dtype_is_a_deprecated_alias_of_dtype():
 def test_each_default_request_is_stated_once():
     """Every place that takes a request reads SERVE_* (one engine) or SITE_* (a site)."""
     from chipforge import api
-    from chipforge.request_defaults import SERVE_ISL, SERVE_OSL, SITE_ISL, SITE_OSL
     from chipforge.datacenter.workload import serving
     from chipforge.decide.inputs import Serve, serve_plan_options
     from chipforge.explore.system import Serving
+    from chipforge.request_defaults import SERVE_ISL, SERVE_OSL, SITE_ISL, SITE_OSL
 
     def defaults(fn) -> tuple:
         ps = inspect.signature(fn).parameters
