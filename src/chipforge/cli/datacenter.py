@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -258,10 +257,6 @@ def datacenter(
 
     over = load_assumptions(assumptions) if assumptions else {}
     over |= parse_overrides(set_ or [])
-    for flag, value in (("--pue", pue), ("--electricity-price", electricity_price),
-                        ("--utilization", utilization)):  # fmt: skip
-        if value is not None and not 0 <= value < math.inf:  # named as typed, not as the field
-            raise ChipforgeError(f"`{flag}` must be a finite number >= 0, not {value}")
     flags = {  # the fields the flags set (_FLAGS: field -> flag)
         "pue": pue,
         "electricity_usd_per_kwh": electricity_price,
