@@ -346,3 +346,22 @@ def test_gated_deltanet_keeps_a_fixed_state_and_no_keys():
     mem = memory(c, 80e9, tp=1, pp=1, dtype="bf16", kv_dtype="bf16")
     assert mem.state == 36 * state
     assert mem.pages(PAGE_TOKENS) == 1 + 36 * state / (mem.kv_per_token * PAGE_TOKENS)
+
+
+def test_masked_mha_rereads_attention_kv_not_the_deltanet_state():
+    """Without a GQA kernel the decode attention reads each KV head once per query head
+    (serving._kv_reread). The DeltaNet layers' state is read by their recurrence (priced in the
+    decode graph, above), not by that kernel, so the re-read counts the attention layers' keys
+    and values alone (it counted the 36 layers' state too, 7 times per sequence)."""
+    from chipforge.cluster.kvcache import memory
+    from chipforge.cluster.serving import _kv_reread
+    from chipforge.spec.loader import load_chip
+
+    c = resolve_model(CONFIGS / "qwen3-next-80b-a3b.json")
+    mem = memory(c, 80e9, tp=1, pp=1, dtype="bf16", kv_dtype="bf16")
+    assert mem.state > 0
+    assert mem.kv_bytes(9000) == c.kv_bytes_per_token(2) * 9000
+    chip = load_chip("h100")
+    group = c.heads // c.n_kv_heads
+    reread = (group - 1) * 3 * c.kv_bytes_per_token(2) * 9000 / chip.hbm.bandwidth
+    assert _kv_reread(c, chip, mem, 3, 9000, 1) == pytest.approx(reread)

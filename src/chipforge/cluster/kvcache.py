@@ -99,8 +99,9 @@ class Memory:
 
     def kv_bytes(self, tokens: int) -> float:
         """KV bytes of one sequence's `tokens` latest positions that its attention reads on
-        this shard: every layer's, a sliding-window layer's window's only."""
-        return self.state + self.kv_per_token * (
+        this shard: every layer's, a sliding-window layer's window's only. Not the DeltaNet
+        layers' `state`: their recurrence reads it (priced in the decode graph), not attention."""
+        return self.kv_per_token * (
             tokens - sum(share * max(0, tokens - w) for w, share in self.windows)
         )
 
