@@ -229,28 +229,25 @@ def _graph(
         c, phase=phase, batch=b, tp=tp, dtype=dt, kv_dtype=kvd, scope="layer", combine=combine, **kw
     )
     if adt and adt != dt:  # the attention module's matmuls kept at `adt` (see `evaluate`)
-        ops = tuple(
-            replace(op, dtype=adt)
-            if isinstance(op, MatMul) and op.name.rsplit(".", 1)[-1] in ATTENTION_MATMULS
-            else op
-            for op in g.ops
-        )
-        g = replace(g, ops=ops)
+        g = _retyped(g, lambda op: _part(op) in ATTENTION_MATMULS, dtype=adt)
     if wdt and wdt != dt:  # weight-only quantization (WEIGHT_ONLY): weights stored at `wdt`
-        ops = tuple(
-            replace(op, weight_dtype=wdt) if isinstance(op, MatMul) and op.weight else op
-            for op in g.ops
-        )
-        g = replace(g, ops=ops)
+        g = _retyped(g, lambda op: op.weight, weight_dtype=wdt)
     if isinstance(c, _Absorbing):  # the runtime's 16-bit absorbed products (ABSORBED_MATMULS)
-        ops = tuple(
-            replace(op, dtype=c.absorb, weight_dtype=None)
-            if isinstance(op, MatMul) and op.name.rsplit(".", 1)[-1] in ABSORBED_MATMULS
-            else op
-            for op in g.ops
-        )
-        g = replace(g, ops=ops)
+        g = _retyped(g, lambda op: _part(op) in ABSORBED_MATMULS, dtype=c.absorb, weight_dtype=None)
     return g
+
+
+def _part(op) -> str:
+    """An op's name within its block (`q_absorb` of `moe_layers.q_absorb`)."""
+    return op.name.rsplit(".", 1)[-1]
+
+
+def _retyped(g, chosen, **change):
+    """`g` with `change` made to each of its MatMuls that `chosen(op)` selects."""
+    ops = tuple(
+        replace(op, **change) if isinstance(op, MatMul) and chosen(op) else op for op in g.ops
+    )
+    return replace(g, ops=ops)
 
 
 def _layer_uncached(
@@ -268,7 +265,7 @@ def _layer_uncached(
     if part == "core":  # the attention over the KV cache alone
         g = replace(g, ops=tuple(op for op in g.ops if isinstance(op, Attention)))
     elif part:  # the attention module's ops, or the FFN's (from its norm on)
-        ffn = next(i for i, op in enumerate(g.ops) if op.name.rsplit(".", 1)[-1] == "ffn_norm")
+        ffn = next(i for i, op in enumerate(g.ops) if _part(op) == "ffn_norm")
         g = replace(g, ops=g.ops[:ffn] if part == "attention" else g.ops[ffn:])
     r = estimate(g, chip, deployed=True)
     rate = chip.mla_decode_rate if phase == "decode" else None  # ChipSpec.mla_decode_rate
@@ -282,7 +279,7 @@ def _layer_uncached(
         t = o.time_s
         if rate and isinstance(op, Attention) and op.v_in_k:
             t = max(t, op.flops / rate)
-        elif stream and isinstance(op, MatMul) and op.name.rsplit(".", 1)[-1] in EXPERT_MATMULS:
+        elif stream and isinstance(op, MatMul) and _part(op) in EXPERT_MATMULS:
             t = max(t, op.batch * op.n * op.k * nbytes(op.b_dtype) / stream)
         compute += t
     collectives = tuple((op.name, op.size) for op in g.ops if op.kind == "collective")
