@@ -17,7 +17,7 @@ from scipy.stats import qmc
 
 from chipforge.decide.inputs import DEFAULTS, LABELS, LEVERS, MAX_SAMPLES, Scenario
 from chipforge.decide.model import SECONDS_PER_QUARTER, nominal, run
-from chipforge.decide.rates import ChipType, chip_type, workloads
+from chipforge.decide.rates import ChipType, chip_type
 from chipforge.errors import ChipforgeError
 
 SOBOL_BASE = 512  # SALib base samples: (d + 2) x 512 model runs for first and total order
@@ -135,16 +135,15 @@ def breakeven(sc: Scenario, r: dict) -> dict:
 def _workloads(sc: Scenario) -> list[dict]:
     """Each workload as the scenario states it, with its dates, under the key its rates have
     in `chips` (useful FLOP/s per chip and the plan's method)."""
-    keys = iter(":".join(str(v) for v in w) for w in workloads(sc))
     out = [
-        {"key": next(keys), "kind": "train", "model": t.model, "tokens": t.tokens,
+        {"key": t.key(), "kind": "train", "model": t.model, "tokens": t.tokens,
          "chips": t.chips,
          "start": sc.quarter_label(math.floor(t.start_month / 3)),
          "end": sc.quarter_label(math.floor(t.end_month / 3) - 1)}
         for t in sc.train
     ]  # fmt: skip
     out += [
-        {"key": next(keys), "kind": "serve", "model": s.model,
+        {"key": s.key(), "kind": "serve", "model": s.model,
          "tokens_per_day": s.tokens_per_day, "isl": s.isl, "osl": s.osl, "dtype": s.dtype,
          "start": sc.quarter_label(math.floor(s.start_month / 3))}
         for s in sc.serve

@@ -377,6 +377,10 @@ class Train:
         size = () if self.chips is None else (f"chips={self.chips}",)
         return ("train", self.model, self.tokens, *self.plan, *size)
 
+    def key(self) -> str:
+        """The workload's name in the JSON."""
+        return workload_key(self.workload())
+
     def options(self) -> dict:
         """`plan_training` keyword arguments of `plan` (read on the first call)."""
         return dict(self._options)
@@ -404,10 +408,18 @@ class Serve:
         on the first call)."""
         return dict(self._options)
 
+    def workload(self) -> tuple:
+        """The hashable workload (rates.workloads): without options as it was."""
+        return ("serve", self.model, self.isl, self.osl, self.dtype, *self.plan)
+
     def key(self) -> str:
-        """The workload's name in the JSON (rates.workloads): without options as it was."""
-        return ":".join(str(v) for v in ("serve", self.model, self.isl, self.osl, self.dtype,
-                                         *self.plan))  # fmt: skip
+        """The workload's name in the JSON."""
+        return workload_key(self.workload())
+
+
+def workload_key(workload: tuple) -> str:
+    """A workload's name in the JSON: its fields joined by ":"."""
+    return ":".join(str(v) for v in workload)
 
 
 @dataclass(frozen=True)

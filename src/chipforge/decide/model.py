@@ -62,8 +62,7 @@ def demand(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray, dict[str, flo
         months = np.clip(np.minimum(m0 + 3, t.end_month) - np.maximum(m0, t.start_month), 0, 3)
         rate = np.broadcast_to(f / (span * SECONDS_PER_QUARTER / 3) * months / 3, (n, Q))
         out += rate
-        key = ":".join(str(v) for v in t.workload())  # as rates.workloads
-        parts[key] = (rate, 6.0 * resolve_model(t.model).params())
+        parts[t.key()] = (rate, 6.0 * resolve_model(t.model).params())
     g = x["workload.serve_growth_per_quarter"][:, None]
     for s in sc.serve:
         fpt = 2.0 * resolve_model(s.model).params()

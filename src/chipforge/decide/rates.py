@@ -105,9 +105,7 @@ def _plan(chip: Chip, workload: tuple, ref_chips: int, options: dict) -> tuple[f
 
 def workloads(sc: Scenario) -> list[tuple]:
     """Hashable workload keys, trainings then servings."""
-    return [t.workload() for t in sc.train] + [
-        ("serve", s.model, s.isl, s.osl, s.dtype, *s.plan) for s in sc.serve
-    ]
+    return [w.workload() for w in (*sc.train, *sc.serve)]
 
 
 def ref_chips(sc: Scenario, rack: Rack) -> int:
@@ -142,8 +140,8 @@ def chip_type(sc: Scenario, opt: Option, built: bool) -> ChipType:
     ci = d["breakdown"].get("cost_inputs", {})
     n_ref = ref_chips(sc, rack)
     useful, methods = {}, {}
-    for w, entry in zip(workloads(sc), (*sc.train, *sc.serve), strict=True):
-        key = ":".join(str(x) for x in w)
+    for entry in (*sc.train, *sc.serve):
+        w, key = entry.workload(), entry.key()
         n = getattr(entry, "chips", None) or n_ref  # a training job's own chips, if stated
         try:
             useful[key], methods[key] = _useful(chip, w, n, entry.options())
