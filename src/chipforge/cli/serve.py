@@ -283,9 +283,8 @@ def serve(
         _say_stored_quantization(model)
     plan = plan_serving(chip, model, chips, **options)
     data = plan.to_dict()
-    if options.get("ep_overlap") or options.get("adp_balance"):
-        dead = serve_options.no_effect(options, resolve_model(model), data["plan"])
-        no_effect({flag(k): v for k, v in dead.items()})
+    dead = serve_options.no_effect(options, resolve_model(model), data["plan"])  # its own rules
+    no_effect({flag(k): v for k, v in dead.items()})
     write_reports("serve", data, html, png)
     emit(data, serve_tables(data), as_json=json, out=out)
 
