@@ -16,10 +16,11 @@ SHAPE = {"tp": 8, "pp": 1, "kv_dtype": "bf16"}
 
 
 def test_the_rule_per_runtime_and_run_dtype():
-    assert absorb_dtype("vllm", "fp8") == "bf16"  # the activation dtype of an FP8 run
-    assert absorb_dtype("vllm", "fp4") == "bf16"
-    assert absorb_dtype("vllm", "fp16") == "fp16"
-    assert absorb_dtype("tensorrt-llm", "fp8") is None  # as its projections
+    assert absorb_dtype(V3, "vllm", "fp8") == "bf16"  # the activation dtype of an FP8 run
+    assert absorb_dtype(V3, "vllm", "fp4") == "bf16"
+    assert absorb_dtype(V3, "vllm", "fp16") == "fp16"
+    assert absorb_dtype(V3, "tensorrt-llm", "fp8") is None  # as its projections
+    assert absorb_dtype(resolve_model("llama3-8b"), "vllm", "fp8") is None  # no MLA
 
 
 def test_vllm_holds_16_bit_copies_of_the_absorbed_matrices():

@@ -56,11 +56,11 @@ ACTIVATION_TOKENS = 8192  # max tokens in one prefill chunk (vLLM max_num_batche
 ABSORB_16BIT_RUNTIMES = ("vllm",)
 
 
-def absorb_dtype(runtime: str, dtype: str) -> str | None:
-    """The dtype `runtime` runs MLA's absorbed products at (ABSORB_16BIT_RUNTIMES), None where
-    it runs them as its projections: the activation dtype of a `dtype` run, bf16 under a run
-    narrower than 16 bits (FP8, FP4: vLLM's `act_dtype`)."""
-    if runtime not in ABSORB_16BIT_RUNTIMES:
+def absorb_dtype(c: ModelConfig, runtime: str, dtype: str) -> str | None:
+    """The dtype `runtime` runs the MLA model `c`'s absorbed products at (ABSORB_16BIT_RUNTIMES),
+    None where it runs them as its projections or `c` has no MLA: the activation dtype of a
+    `dtype` run, bf16 under a run narrower than 16 bits (FP8, FP4: vLLM's `act_dtype`)."""
+    if not c.kv_lora or runtime not in ABSORB_16BIT_RUNTIMES:
         return None
     return dtype if nbytes(dtype) >= 2 else "bf16"
 
@@ -162,7 +162,7 @@ def memory(
     if attn_dtype and attn_dtype != wt:
         extra = c.layers * c.attention_params() * (nbytes(attn_dtype) - nbytes(wt))
         weights += extra / (tp * pp)
-    absorb = absorb_dtype(runtime, dtype) if c.kv_lora else None
+    absorb = absorb_dtype(c, runtime, dtype)
     if absorb and nbytes(absorb) > nbytes(attn_dtype or wt):  # the 16-bit W_UK_T and W_UV
         # copies beside the quantized kv_b_proj (ABSORB_16BIT_RUNTIMES), the chip's heads
         copies = c.layers * max(1, c.heads // tp) * (c.d_head + c.d_v) * c.kv_lora

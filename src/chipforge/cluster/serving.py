@@ -168,7 +168,7 @@ class _Absorbing(ModelConfig):
 def _absorbing(c: ModelConfig, runtime: str, dt: str) -> ModelConfig:
     """`c` as `runtime` serves it at `dt` (unchanged where the runtime runs the absorbed
     products as its projections, or `c` has no MLA)."""
-    absorb = absorb_dtype(runtime, dt) if c.kv_lora else None
+    absorb = absorb_dtype(c, runtime, dt)
     if not absorb:
         return c
     return _Absorbing(**{f.name: getattr(c, f.name) for f in fields(ModelConfig)}, absorb=absorb)
