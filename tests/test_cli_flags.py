@@ -101,6 +101,15 @@ def test_datacenter_serve_dtype_is_a_deprecated_alias_of_dtype():
     assert err.splitlines()[1].startswith("error: `--serve-dtype` must be one of"), err
 
 
+def test_datacenter_dtype_and_its_old_spelling_are_not_both_taken():
+    """`--dtype fp8 --serve-dtype bf16` priced bf16 (the old spelling won silently): both
+    given is one line naming both, exit 2, before any work."""
+    argv = ["datacenter", "--chip", "h100", "--power", "10MW", "--model", "llama3-8b"]
+    code, out, err = cli(*argv, "--dtype", "fp8", "--serve-dtype", "bf16")
+    assert code == 2 and not out, (code, err)
+    assert err.splitlines()[-1].startswith("error: pass --dtype or --serve-dtype"), err
+
+
 def test_each_default_request_is_stated_once():
     """Every place that takes a request reads SERVE_* (one engine) or SITE_* (a site)."""
     from chipforge import api

@@ -154,6 +154,7 @@ _FLAGS = {
 
 @app.command()
 def datacenter(
+    ctx: typer.Context,
     chip: Annotated[
         str | None,
         typer.Option(
@@ -277,6 +278,8 @@ def datacenter(
     watts = parse_quantity(power or ("1GW" if not given else "0W"), "power", field="--power")
     n_tokens = parse_count(tokens, "--tokens") if tokens else None
     if serve_dtype is not None:
+        if ctx.get_parameter_source("dtype").name != "DEFAULT":  # the old spelling won silently
+            raise ChipforgeError("pass --dtype or --serve-dtype (its old spelling), not both")
         dtype = serve_dtype
     kw = {"model": model, "tokens": n_tokens, "serve_dtype": dtype, "isl": isl, "osl": osl}
     if grid or it_power:
