@@ -43,13 +43,19 @@ def _sig(x: float, digits: int = 3) -> str:
     return f"{x:,.{decimals}f}"
 
 
+def prefix_of(value: float) -> tuple[float, str]:
+    """The SI scale and prefix `value` reads in (the largest not above |value|): 2.5e18 ->
+    (1e18, "E"); a table of figures takes its largest's."""
+    return next(((s, p) for s, p in PREFIXES if abs(value) >= s), PREFIXES[-1])
+
+
 def si(value: float, unit: str, digits: int = 3) -> str:
     """`value` with an SI prefix on `unit`: si(1e9, "W") -> '1.00 GW'."""
     if not math.isfinite(value):
         return f"{value} {unit}".strip()
     if value == 0:
         return f"0 {unit}".strip()
-    scale, prefix = next(((s, p) for s, p in PREFIXES if abs(value) >= s), PREFIXES[-1])
+    scale, prefix = prefix_of(value)
     mantissa = float(f"{value / scale:.{digits}g}")
     if abs(mantissa) >= 1000 and scale < 1e18:  # rounding carries into the next prefix
         scale *= 1e3

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from chipforge.cli import JsonOpt, OutOpt, app, emit
 from chipforge.cli.reportopts import HtmlOpt
-from chipforge.display import PREFIXES, count, money, si
+from chipforge.display import count, money, prefix_of, si
 from chipforge.errors import ChipforgeError
 from chipforge.units import parse_quantity
 
@@ -85,7 +85,7 @@ def summary_tables(d: dict) -> list:
         max([*d["delivered_flops_per_s"][o]["p90"], *d["rented_flops_per_s"][o]["p50"], 0.0])
         for o in ("buy", "build")
     )
-    scale, prefix = next(((k, p) for k, p in PREFIXES if top >= k), PREFIXES[-1])
+    scale, prefix = prefix_of(top)
     compute = Table(
         title=f"useful compute per quarter, {prefix}FLOP/s: own fleet P50 [P10-P90] "
         "(supply-limited) + rented P50 (the rest of the demand)"
