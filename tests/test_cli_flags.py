@@ -184,3 +184,27 @@ def test_a_parallel_degree_is_refused_in_one_wording_by_the_api_and_the_tables()
     assert all("tp` must be a whole number from 1" in s or "--tp must be a whole number from 1"
                in s for s in said), said  # fmt: skip
     assert all(s.endswith(", not 0") for s in said), said
+
+
+def test_a_count_in_a_scenario_or_a_sweeps_site_is_checked_as_train_and_serve_check_it():
+    """decide's `isl` / `samples` and a sweep's [site] `volume`: the one count check
+    (cluster.checks.whole) and its wording; `volume = true` was taken as 1 chip."""
+    from pathlib import Path
+
+    import pytest
+
+    from chipforge.decide import scenario_from_dict
+    from chipforge.errors import ChipforgeError
+    from chipforge.explore.system import SystemTableError, parse_site
+
+    with pytest.raises(SystemTableError, match=r"^site: `volume` must be a whole number from 1, "
+                       "not True$"):  # fmt: skip
+        parse_site({"volume": True}, "forge-n3")
+    import tomllib
+
+    rent = Path(__file__).resolve().parents[1] / "examples" / "decide" / "forge_vs_rent.toml"
+    raw = tomllib.loads(rent.read_text())
+    raw["workload"]["serve"][0]["isl"] = 0
+    with pytest.raises(ChipforgeError, match=r"^`workload.serve.isl` must be a whole number "
+                       "from 1, not 0$"):  # fmt: skip
+        scenario_from_dict(raw, rent.parent)

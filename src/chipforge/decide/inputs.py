@@ -823,10 +823,11 @@ def _dtype(v) -> str:
 
 
 def _int(v, where: str) -> int:
-    """A positive whole number from the scenario (2.7 or true is an error, not 2 or 1)."""
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ChipforgeError(f"`{where}` must be a positive integer, not {v!r}")
-    return v
+    """A positive whole number from the scenario (2.7 or true is an error, not 2 or 1): the
+    count check and wording of `train` and `serve` (cluster.checks.whole)."""
+    from chipforge.cluster.checks import whole
+
+    return whole(v, f"`{where}`", error=ChipforgeError)
 
 
 def _watts(v, where: str) -> float:

@@ -238,9 +238,9 @@ def parse_site(raw: dict, base_name: str) -> SiteCfg:
         Assumptions().with_(**over)
     except ChipforgeError as e:
         raise SystemTableError(f"site: {e}") from None
-    volume = raw.get("volume", SiteCfg.volume)
-    if not isinstance(volume, int) or volume < 1:
-        raise SystemTableError(f"site: `volume` must be a positive integer, not {volume!r}")
+    from chipforge.cluster.checks import whole
+
+    volume = whole(raw.get("volume", SiteCfg.volume), "site: `volume`", error=SystemTableError)
     return SiteCfg(power, rack, volume, tuple(sorted(over.items())))
 
 
