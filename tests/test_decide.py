@@ -325,7 +325,7 @@ def test_rent_mode_rents_everything_at_the_cloud_price():
     x = nominal(sc)
     r = run(sc, gpu, own, x)
     assert r["buy"]["buys"][0].sum() == 0 and r["build"]["buys"][0].sum() == 0  # no GPU bought
-    parts = demand(sc, x)[3]  # each quarter's GPU rate on that quarter's own workload mix
+    parts = demand(sc, x)[2]  # each quarter's GPU rate on that quarter's own workload mix
     rate = useful_per_quarter(gpu, parts, r["mix"])[0]
     gpu_hours = r["demand_flops"][0] * 2190 * 3600 / (rate * 3600)
     cloud = gpu_hours * x["buy.cloud_usd_per_gpu_hour"][0]

@@ -48,10 +48,10 @@ def nominal(sc: Scenario) -> dict[str, np.ndarray]:
     return {k: np.array([sc.param(k).value]) for k in sc.names()}
 
 
-def demand(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict]:
-    """Demanded useful FLOP/s per quarter (n, Q), the FLOPs per token of the mix, the
-    workload mix (share of demanded FLOPs over the horizon at nominal growth, for people), and
-    each workload's own demand: key -> (FLOP/s per quarter (n, Q), FLOPs per token)."""
+def demand(sc: Scenario, x: dict) -> tuple[np.ndarray, dict[str, float], dict]:
+    """Demanded useful FLOP/s per quarter (n, Q), the workload mix (share of demanded FLOPs
+    over the horizon at nominal growth, for people), and each workload's own demand: key ->
+    (FLOP/s per quarter (n, Q), FLOPs per token)."""
     n, Q = len(next(iter(x.values()))), sc.quarters
     m0 = 3.0 * np.arange(Q)
     out = np.zeros((n, Q))
@@ -83,8 +83,7 @@ def demand(sc: Scenario, x: dict) -> tuple[np.ndarray, np.ndarray, dict[str, flo
         scale[k] += float((tps * on).sum()) * parts[k][1]
     total = sum(scale.values())
     mix = {k: v / total for k, v in scale.items()}
-    fpt = 1.0 / sum(mix[k] / f for k, (_, f) in parts.items())  # FLOPs per token of the mix
-    return out, np.full(n, fpt), mix, parts
+    return out, mix, parts
 
 
 def useful_per_chip(ct: ChipType, mix: dict[str, float]) -> float:
@@ -403,7 +402,7 @@ def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
     Q = sc.quarters
     m0 = 3.0 * np.arange(Q)
     cap, fac = _sites(sc, x)
-    flops_demand, fpt, mix, parts = demand(sc, x)
+    flops_demand, mix, parts = demand(sc, x)
     # useful tokens a second each quarter: each workload's FLOP/s over its FLOPs per token
     tokens = sum(r / f for r, f in parts.values())
     # buy: the vendor allocation after the lead time, at the drifting price; a next generation
@@ -464,7 +463,6 @@ def run(sc: Scenario, gpu, own: ChipType, x: dict) -> dict:
         "price_gpu": price,
         "capacity_w": cap,
         "demand_flops": flops_demand,
-        "flops_per_token": fpt,
         "tokens_per_s": tokens,
         "mix": mix,
         "planned_volume_month": planned,
