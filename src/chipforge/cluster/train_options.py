@@ -58,12 +58,9 @@ def job_chips(v: Any, where: str, limit: int | None = None) -> int:
     """A job's chips as a table states them (`train --chips`: a sweep's [training] `chips`, a
     decide scenario's [[workload.train]] `chips`): a whole number from 1 to `limit` (None:
     checks.MAX_CHIPS, what `plan_training` takes); `where` names the key."""
-    from chipforge.cluster.checks import MAX_CHIPS
+    from chipforge.cluster.checks import MAX_CHIPS, whole
 
-    top = MAX_CHIPS if limit is None else limit
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
-        raise TrainOptionError(f"`{where}` must be a whole number from 1 to {top:,}, not {v!r}")
-    return v
+    return whole(v, f"`{where}`", 1, MAX_CHIPS if limit is None else limit, error=TrainOptionError)
 
 
 def _value(key: str, v: Any, where: str) -> Any:
