@@ -3,6 +3,8 @@ Rajbhandari et al. SC 2020) and stored activations (Korthikanti et al. 2022)."""
 
 from __future__ import annotations
 
+import functools
+
 from chipforge.workload.config import ModelConfig
 
 GiB = 2**30
@@ -303,9 +305,17 @@ def rank_blocks(
     and the step time both count these (training.stage_layer_count, training.stage_cost)."""
     if split:
         return (*split[:-1], split[-1] + c.mtp_layers)
-    from chipforge.cluster.checks import pipeline_blocks, stage_layers  # (checks imports this)
+    return _automatic_blocks(c.layers, c.mtp_layers, pp, interleave)
 
-    blocks, stages = pipeline_blocks(c), pp * interleave
+
+@functools.lru_cache(maxsize=4096)
+def _automatic_blocks(layers: int, mtp: int, pp: int, interleave: int) -> tuple[int, ...]:
+    """rank_blocks' automatic split, by the counts alone: a plan's evaluation asks for it a
+    dozen times (stage_layer_count, the memory, the pipeline), and the import this needs costs
+    more than the split."""
+    from chipforge.cluster.checks import stage_layers  # (checks imports this)
+
+    blocks, stages = layers + mtp, pp * interleave  # checks.pipeline_blocks
     per = stage_layers(blocks, stages)
     if per is None:  # not a split the plan checks pass: every rank the even share, rounded up
         return (-(-blocks // stages) * interleave,) * pp
