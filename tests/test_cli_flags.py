@@ -110,6 +110,17 @@ def test_datacenter_dtype_and_its_old_spelling_are_not_both_taken():
     assert err.splitlines()[-1].startswith("error: pass --dtype or --serve-dtype"), err
 
 
+def test_datacenter_compare_alias_adds_to_chip_as_compare_chips_does():
+    """`datacenter --chip h100 --compare gb200` dropped h100 and sized gb200 alone; the old
+    spelling now adds its chips to --chip, as `compare --chip a --chips b` does."""
+    argv = ["datacenter", "--power", "10MW", "--json"]
+    old = cli(*argv, "--chip", "h100", "--compare", "gb200")
+    new = cli(*argv, "--chip", "h100,gb200")
+    assert old[0] == new[0] == 0, old[2]
+    assert json.loads(old[1]) == json.loads(new[1])
+    assert old[2].strip().splitlines() == ["warning: --compare is deprecated; use --chip a,b"]
+
+
 def test_each_default_request_is_stated_once():
     """Every place that takes a request reads SERVE_* (one engine) or SITE_* (a site)."""
     from chipforge import api

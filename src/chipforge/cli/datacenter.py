@@ -288,9 +288,9 @@ def datacenter(
         kw["it_power_w"] = (
             parse_quantity(it_power, "power", field="--it-power") if it_power else None
         )
-    if compare_:
+    if compare_:  # its chips join --chip's, as `compare --chips` does
         deprecated("--compare", "--chip a,b")
-        chip = compare_
+        chip = compare_ if chip is None else f"{chip},{compare_}"
     if chip is None:
         chip = (load_rack(rack).chip or "gb200") if rack else "gb200"
     from chipforge.spec.loader import chip_list
