@@ -24,6 +24,16 @@ MAX_PUE = 10.0  # the worst facilities measured are near 3
 MAX_SITE_W = 1e13  # --power, --grid, --it-power: 10 TW, several times the world's average draw
 
 
+def site_watts(w: float, name: str, shown=None, *, error: type[Exception] = SpecError) -> float:
+    """A site's power `w` in W (a scenario's sites, decide's --grid / --it-power, a sweep's
+    [site] power) if it is > 0 and at most MAX_SITE_W; the error names it as `name` and shows
+    the value as given (`shown`; default: `w` in W)."""
+    if not 0 < w <= MAX_SITE_W:
+        shown = f"{w:g} W" if shown is None else shown
+        raise error(f"{name} must be > 0 and at most {MAX_SITE_W:g} W (10 TW), not {shown}")
+    return w
+
+
 @dataclass(frozen=True)
 class Assumptions:
     """Site and finance assumptions; override any with `replace` or the CLI."""

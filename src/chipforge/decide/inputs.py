@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from chipforge import userfile
-from chipforge.datacenter.site import MAX_SITE_W
+from chipforge.datacenter.site import site_watts
 from chipforge.errors import ChipforgeError, check_name
 from chipforge.request_defaults import SITE_ISL, SITE_OSL
 
@@ -463,10 +463,8 @@ class Scenario:
     def with_power(self, *, grid_w: float | None = None, it_w: float | None = None) -> Scenario:
         """Every site at utility capacity `grid_w`, or at provisioned IT `it_w`."""
         for flag, w in (("--grid", grid_w), ("--it-power", it_w)):
-            if w is not None and not 0 < w <= MAX_SITE_W:
-                raise ChipforgeError(
-                    f"`{flag}` must be > 0 and at most {MAX_SITE_W:g} W (10 TW), not {w:g} W"
-                )
+            if w is not None:
+                site_watts(w, f"`{flag}`", error=ChipforgeError)
         if grid_w is not None:
             return replace(self, sites=tuple(replace(s, grid_w=grid_w, it_w=None)
                                              for s in self.sites))  # fmt: skip
@@ -836,9 +834,7 @@ def _watts(v, where: str) -> float:
     if isinstance(v, bool):
         raise ChipforgeError(f"`{where}` must be a power such as '1GW', not {v!r}")
     w = float(v) if isinstance(v, (int, float)) else parse_quantity(str(v), "power", field=where)
-    if not 0 < w <= MAX_SITE_W:  # datacenter's --power / --grid / --it-power bound
-        raise ChipforgeError(f"`{where}` must be > 0 and at most {MAX_SITE_W:g} W (10 TW), not {v}")
-    return w
+    return site_watts(w, f"`{where}`", v, error=ChipforgeError)  # datacenter's bound
 
 
 def _count(v, where: str) -> float:

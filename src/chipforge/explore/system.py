@@ -211,13 +211,11 @@ def parse_site(raw: dict, base_name: str) -> SiteCfg:
     for k in raw:
         if k not in known:
             raise SystemTableError(f"site: unknown key `{k}`{did_you_mean(k, known)}")
-    from chipforge.datacenter.site import MAX_SITE_W
+    from chipforge.datacenter.site import site_watts
 
-    power = _quantity(raw.get("power", 1e9), "power", "site.power")
-    if not 0 < power <= MAX_SITE_W:
-        raise SystemTableError(
-            f"site: `power` must be > 0 and at most {MAX_SITE_W:g} W (10 TW), not {raw['power']!r}"
-        )
+    given = raw.get("power", 1e9)
+    power = site_watts(_quantity(given, "power", "site.power"), "site: `power`", repr(given),
+                       error=SystemTableError)  # fmt: skip
     if "rack" in raw:
         try:
             load_rack(str(raw["rack"]))  # a preset name or a rack TOML path, checked here
