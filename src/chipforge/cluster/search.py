@@ -612,6 +612,12 @@ def plan_training(
         per_seq = stage * scale + step / overhead / (plan.dp * plan.micro_batch * m_hi)
         return per_seq * (1 - 1e-12)  # (a rounding's margin)
 
+    reserved = reserved_bytes(chip)
+
+    def memory(q: Plan, m: int) -> dict[str, float]:
+        """plan_memory of plan `q` at `m` micro-batches per step."""
+        return plan_memory(c, q, seq=seq, dtype=dtype, run=run, microbatches=m, reserved=reserved)
+
     def check(j: int) -> list[tuple]:
         """Shape j's plans that pass the shape rules and fit the memory (counted, errors kept)."""
         lb, order, shape, total, m_lo, m_hi, n, stride, scale = groups[j]
@@ -639,13 +645,7 @@ def plan_training(
             if not n:
                 continue
             # the group's most micro-batches hold the most (memory.in_flight_chunks)
-            mem = plan_memory(c, plan, seq=seq, dtype=dtype, run=run, microbatches=m_hi,
-                              reserved=reserved_bytes(chip))  # fmt: skip
-
-            def memory(q: Plan, m_hi=m_hi) -> dict[str, float]:
-                return plan_memory(c, q, seq=seq, dtype=dtype, run=run, microbatches=m_hi,
-                                   reserved=reserved_bytes(chip))  # fmt: skip
-
+            mem = memory(plan, m_hi)
             held = _offload(c, plan, mem, seq, usable, topo, m_hi, memory, **offload)
             if held is not None:  # the least moved to host memory that fits (priced again)
                 plan, mem = held, None
@@ -802,7 +802,7 @@ def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, top
     """`plan` with what must go to host memory for it to fit (None: it fits without, or
     cannot with, offload): the optimizer states first (one copy each way per step), then the
     fewest layers' activations (copies every micro-batch); `mem` planned for `m` micro-batches
-    per step; `memory(plan)`: plan_memory of a plan so offloaded."""
+    per step; `memory(plan, m)`: plan_memory of a plan so offloaded."""
     if sum(mem.values()) <= usable or not topo.host_bandwidth > 0:
         return None
     full = mem
@@ -814,14 +814,14 @@ def _offload(c: ModelConfig, plan: Plan, mem: dict, seq: int, usable: float, top
         plan = replace(plan, offload_layers=k or 0)
     # k fits the rank counted before the offload; another, with more layers left on the chip,
     # can be the busiest after it (memory_per_chip's `offload`): a layer more until one fits
-    held = memory(plan)
+    held = memory(plan, m)
     while (
         plan.offload_layers
         and sum(held.values()) > usable
         and plan.offload_layers + 1 < stage_layer_count(c, plan)
     ):
         plan = replace(plan, offload_layers=plan.offload_layers + 1)
-        held = memory(plan)
+        held = memory(plan, m)
     fits = sum(held.values()) <= usable
     if not fits or host_bytes(c, plan, full, seq, m) > topo.host_memory:
         return None
