@@ -54,13 +54,17 @@ ANALYTICAL = [
 ]  # fmt: skip
 
 
-def _modules_seen(commands: list[list[str]]) -> dict:
-    code = f"HEAVY = {HEAVY!r}\nCOMMANDS = {commands!r}\n" + SCRIPT
+def _python(code: str) -> str:
+    """`code` run by a fresh interpreter (nothing imported yet): its stdout, after exit 0."""
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
     )
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return out.stdout
+
+
+def _modules_seen(commands: list[list[str]]) -> dict:
+    return json.loads(_python(f"HEAVY = {HEAVY!r}\nCOMMANDS = {commands!r}\n" + SCRIPT))
 
 
 def test_evaluate_json_imports_no_heavy_library():
@@ -111,11 +115,7 @@ def test_the_cli_imports_no_cluster_model_before_a_command_runs():
     not on `--help`, `presets` or `evaluate` (cli/train.py imported cluster.train_options at the
     top, and with it the whole package)."""
     code = "import sys, chipforge.cli; print(sorted(m for m in sys.modules if 'cluster' in m))"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _python(code).strip() == "[]"
 
 
 def test_show_loads_the_topology_alone_of_the_cluster_package():
@@ -127,11 +127,7 @@ def test_show_loads_the_topology_alone_of_the_cluster_package():
         "    chipforge.cli.app(['show', 'h100', '--json'], standalone_mode=False)\n"
         "print(sorted(m for m in sys.modules if m.startswith('chipforge.cluster')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['chipforge.cluster', 'chipforge.cluster.topology']"
+    assert _python(code).strip() == "['chipforge.cluster', 'chipforge.cluster.topology']"
 
 
 def test_the_validation_sets_register_without_the_package_import():
@@ -142,9 +138,5 @@ def test_the_validation_sets_register_without_the_package_import():
         "v.load_sets()\n"
         "print(sorted({p.__module__.rsplit('.', 1)[-1] for p in v.CASES}))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert out.returncode == 0, out.stderr
     expected = ["check_validate", "frontier_validate", "memory_validate", "serving_validate"]
-    assert out.stdout.strip() == str(sorted([*expected, "validate"]))
+    assert _python(code).strip() == str(sorted([*expected, "validate"]))
