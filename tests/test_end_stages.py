@@ -10,12 +10,15 @@ import pytest
 from chipforge.cli import main
 from chipforge.cluster import plan_training, topology_for, train_options
 from chipforge.cluster.checks import end_stage_split
+from chipforge.cluster.layer import layer_costs
 from chipforge.cluster.memory import WEIGHT_BYTES, block_params, loss_bytes
 from chipforge.cluster.training import (
     Plan,
+    RunOptions,
+    embedding_time,
     head_blocks,
     host_bytes,
-    layer_flops_per_token,
+    layer_shape,
     plan_memory,
     stage_cost,
     stage_layer_count,
@@ -233,15 +236,27 @@ def test_search_tries_a_megatron_split_where_the_layers_do_not_divide():
     )
 
 
+def test_the_head_the_search_weighs_is_the_head_priced():
+    """The search weighs the last rank's split with head_blocks (the output layer and loss, the
+    MTP module's application of the head included, in layer times); stage_cost prices that head
+    on the last rank: the two are one quantity. One rank (pp 1) runs the 17 blocks, the
+    embedding's lookup and the head, so the head is its forward less those, x 3 (forward 1/3)."""
+    chip, c = load_chip("h100"), _model(16, mtp=1)
+    p = Plan(recompute="none", micro_batch=1, zero=3, dp=8)
+    sc = stage_cost(chip, c, p, topology_for(chip, 8), seq=1024, dtype="bf16")
+    fwd, bwd, _, _ = layer_costs(layer_shape(chip, c, p, 1024, "bf16", RunOptions()))
+    lookup = embedding_time(chip, c, 1024, "bf16")[0]
+    head = 3 * (sc.t_f - stage_layer_count(c, p) * fwd - lookup)
+    assert head > 0
+    assert head == pytest.approx(head_blocks(c, 1024) * (fwd + bwd), rel=1e-9)
+
+
 def test_the_searched_split_weighs_the_head_on_the_last_rank():
     """Megatron-LM's --decoder-last-pipeline-num-layers balances the output layer on the last
     stage (Llama 3 405B: its last stage a layer short): the split the search states is the
     fastest of every split Megatron takes, each priced rank by rank (the layer count alone
     chose 3/5/5/3+MTP, 22 % slower here: its last rank 3 layers, the MTP module and the head)."""
     c = _model(16, mtp=1)
-    assert head_blocks(c, 1024) == pytest.approx(
-        6 * c.hidden * c.vocab * 2 / layer_flops_per_token(c, 1024)
-    )
     got = plan_training("h100", c, 4, **FIXED)
     steps = {}
     for first, last in product(range(1, 16), repeat=2):
