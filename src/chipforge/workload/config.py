@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 from functools import cache, lru_cache
 from importlib import resources
 
+from chipforge.dtypes import nbytes
 from chipforge.errors import MAX_NAME, WorkloadError, did_you_mean, is_name
 
 
@@ -21,6 +22,15 @@ class ModelFieldError(WorkloadError):
 
 ACTIVATIONS = ("swiglu", "geglu", "gelu")
 INDEX_QUANT_BLOCK = 128  # DSA indexer keys: one FP32 scale per 128 FP8 values (as cited below)
+# Gated DeltaNet's recurrent state precision, whatever the run's dtype: transformers'
+# torch_chunk_gated_delta_rule / torch_recurrent_gated_delta_rule keep it in float32, as
+# Qwen3.5's configs state (`mamba_ssm_dtype: float32`) and SGLang does by default
+# (mamba2_state_dtype, srt/configs/mamba_utils.py: SGLANG_MAMBA_SSM_DTYPE, else the config's
+# `mamba_ssm_dtype`, else float32). vLLM keeps it at the model dtype unless
+# `mamba_ssm_cache_dtype` is set (MambaStateDtypeCalculator.gated_delta_net_state_dtype,
+# layers/mamba/mamba_utils.py): not modelled. The one value the serving pool
+# (delta_state_bytes) and the decode step's recurrence (workload.llm.delta_block) both read.
+DELTA_STATE_DTYPE = "fp32"
 MAX_SIZE = 2**53  # sizes beyond are not exact as floats
 # integer fields and their least value; the optional ones may be None (a documented default)
 INT_FIELDS = {
@@ -305,14 +315,13 @@ class ModelConfig:
         return h * (2 * kd + 2 * vd) + h * 2 * hv + conv + 2 * hv + self.delta_v_dim + vd * h
 
     def delta_state_bytes(self, dtype_bytes: float) -> float:
-        """One sequence's state in one Gated DeltaNet layer: the FP32 recurrent state
-        (v heads x k dim x v dim: torch_chunk_gated_delta_rule keeps it in float32) and the
-        conv window (conv channels x taps, at `dtype_bytes`: transformers' LinearAttentionLayer
-        keeps `conv_kernel_size` positions)."""
+        """One sequence's state in one Gated DeltaNet layer: the recurrent state (v heads x
+        k dim x v dim, at DELTA_STATE_DTYPE) and the conv window (conv channels x taps, at
+        `dtype_bytes`: transformers' LinearAttentionLayer keeps `conv_kernel_size` positions)."""
         if not self.delta_layers:
             return 0.0
         kd, vd = self.delta_k_heads * self.delta_k_dim, self.delta_v_heads * self.delta_v_dim
-        state = 4 * self.delta_v_heads * self.delta_k_dim * self.delta_v_dim
+        state = nbytes(DELTA_STATE_DTYPE) * self.delta_v_heads * self.delta_k_dim * self.delta_v_dim
         return state + (2 * kd + vd) * self.delta_conv * dtype_bytes
 
     @property

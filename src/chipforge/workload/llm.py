@@ -13,7 +13,7 @@ from typing import Literal
 
 from chipforge.dtypes import nbytes
 from chipforge.errors import WorkloadError
-from chipforge.workload.config import ModelConfig
+from chipforge.workload.config import DELTA_STATE_DTYPE, ModelConfig
 from chipforge.workload.graph import Graph
 from chipforge.workload.ops import Attention, Collective, Embedding, MatMul, Op, Vector
 from chipforge.workload.routing import expert_groups
@@ -194,8 +194,8 @@ def _mla(
 DELTA_CHUNK = 64
 # Per element of the recurrent state, one decode step's work (torch_recurrent_gated_delta_rule):
 # decay (1 multiply), read k^T S (multiply-add), the rank-1 update (multiply-add), the output
-# q^T S (multiply-add); the FP32 state is read and written once (8 bytes)
-DELTA_STEP_FLOPS, DELTA_STATE_BYTES = 7, 8
+# q^T S (multiply-add); the state (DELTA_STATE_DTYPE, the serving pool's) read and written once
+DELTA_STEP_FLOPS = 7
 
 
 def delta_block(c: ModelConfig, *, b: int, q: int, tp: int, dtype: str) -> list[Op]:
@@ -225,7 +225,8 @@ def delta_block(c: ModelConfig, *, b: int, q: int, tp: int, dtype: str) -> list[
         state = b * hv * dk * dv
         ops.append(Vector(name="delta_recurrence", elements=state,
                           flops_per_element=DELTA_STEP_FLOPS,
-                          bytes_per_element=DELTA_STATE_BYTES, dtype="fp32"))  # fmt: skip
+                          bytes_per_element=2 * nbytes(DELTA_STATE_DTYPE),
+                          dtype=DELTA_STATE_DTYPE))  # fmt: skip
     else:
         C = DELTA_CHUNK
         n = b * hv * -(-q // C)  # (sequence, head, chunk) tiles
