@@ -632,9 +632,9 @@ def _resident(
     cached = context + 1 if phase == "decode" else seq
     # a windowed layer keeps its window's latest keys only (transformers' sliding-window cache)
     tokens = sum(n * (min(cached, w) if w else cached) for _, w, n in _layer_kinds(c, scope))
-    attention = c.layers - c.delta_layers
-    kv = c.kv_bytes_per_token(nbytes(kv_dtype)) / max(1, attention) * batch * tokens
-    kv *= attention / c.layers  # the DeltaNet layers keep their fixed state instead
+    # per layer on average: kv_bytes_per_token counts the attention layers' keys alone, the
+    # DeltaNet layers keep their fixed state instead
+    kv = c.kv_bytes_per_token(nbytes(kv_dtype)) / c.layers * batch * tokens
     kv_split = tp if not c.kv_lora else 1  # the MLA latent is shared by all heads
     kv /= min(kv_split, c.n_kv_heads)
     kv += c.delta_state_bytes(nbytes(dtype)) * c.delta_layers / c.layers * layers * batch / tp
