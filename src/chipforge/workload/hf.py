@@ -480,10 +480,6 @@ MULTIMODAL = {
     "qwen3_5": "qwen3_5_text",
 }
 
-# architectures a config states by keys whose cost is not modelled: refused by the key, never
-# loaded as the dense model they extend (each with its source)
-UNPRICED: dict[str, str] = {}  # none today (DeepSeek-V3.2's DSA, Qwen3-Next's DeltaNet: priced)
-
 
 def _decoder(data: dict, kind: str, name: str) -> dict:
     """The `text_config` of a multimodal config, as a config of its own."""
@@ -569,11 +565,6 @@ def load_hf_config(
     archs = data.get("architectures")
     archs = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
     kind = data.get("model_type") if isinstance(data.get("model_type"), str) else None
-    for key, what in UNPRICED.items():
-        if data.get(key) not in (None, 0, False):
-            raise WorkloadError(
-                f"`{where}` {path.name}: `{key}` ({str(data[key])[:20]}) states {what}"
-            )
     if kind not in MODEL_TYPES and kind not in MULTIMODAL:
         # a model_type of its own over a supported class (Kimi K2: "kimi_k2" with
         # architectures ["DeepseekV3ForCausalLM"]): the class its weights load into decides
