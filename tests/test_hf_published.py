@@ -329,6 +329,18 @@ def test_qwen3_next_flops_and_params_equal_transformers_model(family, tmp_path):
     assert matrix + conv == torch_flops(model, ids) + solves
 
 
+@pytest.mark.parametrize("interval", [0, -4])
+def test_qwen3_next_attention_interval_must_be_positive(interval, tmp_path):
+    """Qwen3NextConfig builds `layer_types` by `(i + 1) % full_attention_interval`: 0 divides
+    by zero there, so it is refused as the other sizes are (`_Keys.size`), not read as the
+    default 4; a negative interval was taken and priced."""
+    data = json.loads((CONFIGS / "qwen3-next-80b-a3b.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data | {"full_attention_interval": interval}))
+    with pytest.raises(WorkloadError, match=r"`full_attention_interval` must be a positive"):
+        resolve_model(path)
+
+
 def test_gated_deltanet_keeps_a_fixed_state_and_no_keys():
     """Qwen3-Next's cache: its 12 attention layers' keys and values grow with the context, its
     36 DeltaNet layers each hold one FP32 state of 32 heads x 128 x 128 and the conv's 4 taps

@@ -255,7 +255,7 @@ def _hybrid(c: _Keys, fields: dict) -> dict:
     layers = fields["layers"]
     kinds = c.data.get("layer_types")
     if kinds is None:  # Qwen3NextConfig's rule
-        every = c.int("full_attention_interval", "delta_layers", 4) or 4
+        every = c.size("full_attention_interval", "delta_layers") or 4
         kinds = ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
     if not isinstance(kinds, list) or len(kinds) != layers:
         raise WorkloadError(f"`layer_types` must list one type per layer ({layers}), not {kinds!r}")
