@@ -361,7 +361,7 @@ class ModelConfig:
 
     def kv_bytes_per_token(self, dtype_bytes: float) -> float:
         """KV-cache bytes per token over all layers (MLA caches the latent and the rope key;
-        DSA adds the indexer's key, `INDEX_KEY_BYTES`)."""
+        DSA adds the indexer's key, `index_key_bytes`; the Gated DeltaNet layers cache no keys)."""
         per_layer = (
             self.kv_lora + self.rope_dim if self.kv_lora else 2 * self.n_kv_heads * self.d_head
         )
