@@ -360,6 +360,51 @@ def test_gated_deltanet_keeps_a_fixed_state_and_no_keys():
     assert mem.pages(PAGE_TOKENS) == 1 + 36 * state / (mem.kv_per_token * PAGE_TOKENS)
 
 
+def test_deltanet_decode_step_counts_and_keeps_its_state_as_transformers_does():
+    """One decode step of transformers' torch_recurrent_gated_delta_rule on bf16 inputs: its
+    arithmetic over the state (the ops whose output, or whose reduced input, has the state's
+    b x v heads x d_k x d_v elements: decay, k^T S, the rank-1 update, q^T S) is
+    DELTA_STEP_FLOPS an element, as the graph's `delta_recurrence` prices it, and the state it
+    returns is held at DELTA_STATE_DTYPE, the serving pool's."""
+    torch = pytest.importorskip("torch")
+    qwen3_next = pytest.importorskip("transformers.models.qwen3_next.modeling_qwen3_next")
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from chipforge.dtypes import nbytes
+    from chipforge.workload.config import DELTA_STATE_DTYPE, ModelConfig
+    from chipforge.workload.llm import delta_block
+
+    b, hk, hv, dk, dv = 2, 2, 4, 3, 5  # sizes no other tensor of the step shares
+    state = b * hv * dk * dv
+    flops = []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__
+            if name in ("mul", "add", "sub", "div") and out.numel() == state:
+                flops.append(state)
+            if name == "sum" and args[0].numel() == state:
+                flops.append(state)
+            return out
+
+    bf16 = dict(dtype=torch.bfloat16)
+    q, k = torch.randn(b, 1, hk, dk, **bf16), torch.randn(b, 1, hk, dk, **bf16)
+    v, g = torch.randn(b, 1, hv, dv, **bf16), -torch.rand(b, 1, hv, **bf16)
+    beta = torch.rand(b, 1, hv, **bf16)
+    with Count(), torch.no_grad():
+        _, final = qwen3_next.torch_recurrent_gated_delta_rule(
+            q, k, v, g, beta, initial_state=torch.randn(b, hv, dk, dv), output_final_state=True
+        )
+    c = ModelConfig(name="tiny", layers=1, hidden=16, heads=2, ffn=32, vocab=64, delta_layers=1,
+                    delta_k_heads=hk, delta_v_heads=hv, delta_k_dim=dk, delta_v_dim=dv,
+                    delta_conv=4)  # fmt: skip
+    step = {o.name: o for o in delta_block(c, b=b, q=1, tp=1, dtype="bf16")}["delta_recurrence"]
+    assert step.total_flops == sum(flops)
+    assert final.element_size() == nbytes(DELTA_STATE_DTYPE)
+    assert step.bytes == 2 * state * final.element_size()  # read and written once
+
+
 def test_masked_mha_rereads_attention_kv_not_the_deltanet_state():
     """Without a GQA kernel the decode attention reads each KV head once per query head
     (serving._kv_reread). The DeltaNet layers' state is read by their recurrence (priced in the
