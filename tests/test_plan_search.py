@@ -274,3 +274,20 @@ def test_pipeline_stages_are_searched_past_a_million_chips_per_replica():
     given = plan_training("h100", "llama3-8b", 2**20, tp=1, cp=1, pp=2, global_batch=2**19)
     assert (found.plan.pp, found.plan.dp) == (2, 2**19)
     assert found.step_time_s == given.step_time_s and took < 10
+
+
+def test_automatic_split_is_kept_by_its_counts():
+    """A search asks every candidate plan's busiest rank (rank_blocks of the automatic split);
+    the split is kept by its counts, so one search computes each shape's split once, and the
+    kept answer is the rule's (the even share rounded up, the end stages a block short)."""
+    from chipforge.cluster import memory, search
+
+    memory._automatic_blocks.cache_clear()
+    search._PLANS.clear()
+    plan_training("h100", "llama3-70b", 512, seq=4096, global_batch=512)
+    info = memory._automatic_blocks.cache_info()
+    assert info.misses < 64 and info.hits > 10 * info.misses
+    c = load_model("llama3-70b")  # 80 layers: 5 x 16 evenly, 8 x 10 short at neither end
+    assert rank_blocks(c, 16) == (5,) * 16 and rank_blocks(c, 4, 2) == (20,) * 4
+    ds = load_model("deepseek-v3")  # 61 layers + 1 MTP module on 16 stages: 4 each, first 3
+    assert rank_blocks(ds, 16) == (3, *(4,) * 14, 3)

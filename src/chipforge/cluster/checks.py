@@ -19,6 +19,7 @@ import functools
 import math
 
 from chipforge.cluster.layer import ATTENTION
+from chipforge.cluster.memory import pipeline_blocks
 from chipforge.errors import ChipforgeError, WorkloadError, flag
 from chipforge.workload.config import ModelConfig
 
@@ -120,11 +121,6 @@ def tp_heads(c: ModelConfig, tp: int, chips: int, *, error: Error) -> None:
             f"--tp {tp} must divide the {c.heads} heads of {c.name} and --chips {chips}; "
             f"try --tp in {tp_values(c, chips)}"
         )
-
-
-def pipeline_blocks(c: ModelConfig) -> int:
-    """Transformer blocks a training pipeline splits: the layers and the MTP modules."""
-    return c.layers + c.mtp_layers
 
 
 def end_stage_split(

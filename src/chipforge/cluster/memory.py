@@ -287,6 +287,11 @@ def stage_params(
     return block_params(c, tp, ep) * _heaviest(c, pp, split, interleave) / c.layers + embeds
 
 
+def pipeline_blocks(c: ModelConfig) -> int:
+    """Transformer blocks a training pipeline splits: the layers and the MTP modules."""
+    return c.layers + c.mtp_layers
+
+
 def _heaviest(c: ModelConfig, pp: int, split: tuple[int, ...] | None, interleave: int) -> int:
     return max(rank_blocks(c, pp, interleave, split))
 
@@ -305,17 +310,17 @@ def rank_blocks(
     and the step time both count these (training.stage_layer_count, training.stage_cost)."""
     if split:
         return (*split[:-1], split[-1] + c.mtp_layers)
-    return _automatic_blocks(c.layers, c.mtp_layers, pp, interleave)
+    return _automatic_blocks(pipeline_blocks(c), pp, interleave)
 
 
 @functools.lru_cache(maxsize=4096)
-def _automatic_blocks(layers: int, mtp: int, pp: int, interleave: int) -> tuple[int, ...]:
+def _automatic_blocks(blocks: int, pp: int, interleave: int) -> tuple[int, ...]:
     """rank_blocks' automatic split, by the counts alone: a plan's evaluation asks for it a
     dozen times (stage_layer_count, the memory, the pipeline), and the import this needs costs
     more than the split."""
     from chipforge.cluster.checks import stage_layers  # (checks imports this)
 
-    blocks, stages = layers + mtp, pp * interleave  # checks.pipeline_blocks
+    stages = pp * interleave
     per = stage_layers(blocks, stages)
     if per is None:  # not a split the plan checks pass: every rank the even share, rounded up
         return (-(-blocks // stages) * interleave,) * pp
